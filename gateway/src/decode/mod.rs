@@ -1,0 +1,3 @@
+//! Payload decoders: bytes on a topic in, readings (not yet normalized) out.
+
+pub mod mapping;

@@ -1,0 +1,7 @@
+//! The enforcement sensor gateway as a library; `main.rs` only parses the command line.
+
+pub mod config;
+pub mod decode;
+pub mod metrics;
+pub mod reading;
+pub mod units;

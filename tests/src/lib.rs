@@ -1,0 +1,1 @@
+//! Harness for real servers; see README.
