@@ -3,5 +3,6 @@
 pub mod config;
 pub mod decode;
 pub mod metrics;
+pub mod pipeline;
 pub mod reading;
 pub mod units;
