@@ -3,6 +3,7 @@
 pub mod config;
 pub mod decode;
 pub mod metrics;
+pub mod outbox;
 pub mod pipeline;
 pub mod reading;
 pub mod units;
