@@ -221,7 +221,10 @@ pub(crate) fn read_cursor(dir: &Path) -> io::Result<Result<Option<(u64, u64)>, S
         Err(e) => return Err(e),
     };
     if b.len() != CURSOR_LEN {
-        return Ok(Err(format!("cursor file has {} bytes, expected {CURSOR_LEN}", b.len())));
+        return Ok(Err(format!(
+            "cursor file has {} bytes, expected {CURSOR_LEN}",
+            b.len()
+        )));
     }
     if b[..4] != CURSOR_MAGIC {
         return Ok(Err("cursor file has a bad magic".into()));
