@@ -671,6 +671,11 @@ impl Outbox {
                 continue;
             }
             if id > pos.segment {
+                if end < HEADER_LEN {
+                    // Being created by an append: nothing durable yet, and a position inside it
+                    // would not validate on commit.
+                    break;
+                }
                 // Only reached once the previous segment was read to its end (or cut).
                 pos = State::start_of(id);
             }
@@ -721,7 +726,7 @@ impl Outbox {
                             break; // Read the next window from `pos`.
                         }
                         Frame::Incomplete { .. } | Frame::Corrupt => {
-                            self.corrupt_at_read(&pos);
+                            self.corrupt_at_read(&pos)?;
                             continue 'segments;
                         }
                     }
@@ -732,13 +737,23 @@ impl Outbox {
     }
 
     /// A frame verified on append (or at open) now fails: cut the segment there.
-    fn corrupt_at_read(&self, pos: &Position) {
+    /// Needs the writer (the segment may be the one being appended to); while an append runs
+    /// it returns `Err(Corrupt)` and the consumer simply reads again.
+    fn corrupt_at_read(&self, pos: &Position) -> Result<(), OutboxError> {
+        let Ok(mut w) = self.writer.try_lock() else {
+            return Err(OutboxError::Corrupt(format!(
+                "record at {pos:?} fails its CRC; will cut the segment on the next read"
+            )));
+        };
         let mut st = lock(&self.state);
         let Some(s) = st.segs.iter_mut().find(|s| s.id == pos.segment) else {
-            return;
+            return Ok(());
         };
         if s.end <= pos.offset {
-            return;
+            return Ok(());
+        }
+        if w.active.as_ref().is_some_and(|(a, _)| *a == pos.segment) {
+            w.active = None;
         }
         let lost = s.records.saturating_sub(pos.index);
         let cut = s.end - pos.offset;
@@ -756,6 +771,7 @@ impl Outbox {
         // Counted as an error, not in `outbox_dropped_total` (that one is the drop_oldest policy).
         self.metrics.outbox_errors_total.inc();
         self.publish(&st);
+        Ok(())
     }
 
     /// Marks everything before `end` delivered: persists the cursor durably, then deletes the
@@ -816,13 +832,12 @@ impl Outbox {
                 && st.cursor.index >= f.records
                 && f.end > 0
                 && let Ok(mut w) = self.writer.try_lock()
+                && let Some((id, _)) = st.pop_front()
             {
-                if let Some((id, _)) = st.pop_front() {
-                    if w.active.as_ref().is_some_and(|(a, _)| *a == id) {
-                        w.active = None;
-                    }
-                    to_delete.push(id);
+                if w.active.as_ref().is_some_and(|(a, _)| *a == id) {
+                    w.active = None;
                 }
+                to_delete.push(id);
             }
             freed = st.bytes < before;
             self.publish(&st);

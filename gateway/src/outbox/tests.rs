@@ -340,7 +340,10 @@ async fn backpressure_returns_full_and_accepts_after_commit() {
     let before = ob.stats();
     assert!(before.bytes <= 8192);
     // Still full; nothing written.
-    assert!(matches!(ob.append(&[rec.clone()]), Err(OutboxError::Full)));
+    assert!(matches!(
+        ob.append(std::slice::from_ref(&rec)),
+        Err(OutboxError::Full)
+    ));
     assert_eq!(ob.stats(), before);
 
     let waiter = {
@@ -362,7 +365,7 @@ async fn backpressure_returns_full_and_accepts_after_commit() {
         .await
         .expect("wait_for_space woke")
         .unwrap();
-    ob.append(&[rec.clone()]).unwrap();
+    ob.append(std::slice::from_ref(&rec)).unwrap();
     assert_eq!(ob.stats().records, 5);
 }
 
@@ -484,7 +487,10 @@ fn concurrent_producer_and_consumer_move_100k_exactly_once_in_order() {
         std::thread::spawn(move || {
             let mut next = 0u64;
             let mut fulls = 0u64;
+            let deadline = Instant::now() + Duration::from_secs(120);
             while next < TOTAL {
+                // Never hang the suite if the consumer died.
+                assert!(Instant::now() < deadline, "producer stuck at {next}");
                 let n = 500.min(TOTAL - next);
                 let batch: Vec<Vec<u8>> =
                     (next..next + n).map(|i| i.to_le_bytes().to_vec()).collect();
@@ -573,4 +579,27 @@ fn throughput_512_records_of_150_bytes() {
         n as f64 / secs
     );
     assert_eq!(n, calls * 512);
+}
+
+#[test]
+fn read_during_segment_creation_returns_a_committable_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ob, _) = open(dir.path(), &small());
+    ob.append(&recs(0..3)).unwrap();
+    // What an append does between creating the next segment and making its first write durable.
+    {
+        let mut st = lock(&ob.state);
+        let id = st.next_id;
+        st.next_id += 1;
+        st.segs.push_back(Seg {
+            id,
+            end: 0,
+            records: 0,
+            sealed: false,
+        });
+    }
+    let b = ob.read_batch(100, 1 << 20).unwrap();
+    assert_eq!(b.records, recs(0..3));
+    ob.commit(&b.end).unwrap();
+    assert_eq!(ob.stats().records, 0);
 }
