@@ -495,7 +495,7 @@ impl Outbox {
         let mut to_delete = Vec::new();
         let chunks = {
             let mut st = lock(&self.state);
-            loop {
+            let planned = loop {
                 // The active segment stays valid only while it is the newest and unsealed.
                 let active_end = match (&w.active, st.segs.back()) {
                     (Some((id, _)), Some(b)) if b.id == *id && !b.sealed => Some(b.end),
@@ -507,14 +507,28 @@ impl Outbox {
                 let chunks = plan(records, active_end, self.cfg.segment_bytes);
                 let need: u64 = chunks.iter().map(|c| c.bytes).sum();
                 if st.bytes + need <= self.cfg.max_bytes {
-                    break chunks;
+                    break Ok(chunks);
+                }
+                // The newest segment fully consumed while an append ran (commit skips it then):
+                // reclaim it here, or a producer could wait for a commit that never comes.
+                if st.segs.len() == 1
+                    && let Some(f) = st.segs.front()
+                    && st.cursor.segment == f.id
+                    && st.cursor.index >= f.records
+                    && let Some((id, _)) = st.pop_front()
+                {
+                    if w.active.as_ref().is_some_and(|(a, _)| *a == id) {
+                        w.active = None;
+                    }
+                    to_delete.push(id);
+                    continue;
                 }
                 let alone: u64 = plan(records, None, self.cfg.segment_bytes)
                     .iter()
                     .map(|c| c.bytes)
                     .sum();
                 if alone > self.cfg.max_bytes {
-                    return Err(OutboxError::BatchTooLarge {
+                    break Err(OutboxError::BatchTooLarge {
                         bytes: alone,
                         max: self.cfg.max_bytes,
                     });
@@ -523,17 +537,16 @@ impl Outbox {
                     WhenFull::Backpressure => {
                         self.metrics.outbox_full_total.inc();
                         tracing::debug!(bytes = st.bytes, need, "outbox full");
-                        return Err(OutboxError::Full);
+                        break Err(OutboxError::Full);
                     }
                     WhenFull::DropOldest => {
                         let Some((id, dropped)) = st.pop_front() else {
                             // Unreachable: an empty outbox holds any batch that fits alone.
-                            return Err(OutboxError::Full);
+                            break Err(OutboxError::Full);
                         };
                         if w.active.as_ref().is_some_and(|(a, _)| *a == id) {
                             w.active = None;
                         }
-                        self.metrics.outbox_full_total.inc();
                         self.metrics.outbox_dropped_total.inc_by(dropped);
                         tracing::warn!(
                             segment = id,
@@ -543,11 +556,16 @@ impl Outbox {
                         to_delete.push(id);
                     }
                 }
+            };
+            if !to_delete.is_empty() {
+                self.publish(&st);
             }
+            planned
         };
         for id in to_delete {
             self.remove_segment_file(id);
         }
+        let chunks = chunks?;
 
         for chunk in &chunks {
             let (id, base) = if chunk.new_segment {
@@ -657,7 +675,8 @@ impl Outbox {
         let mut reader = lock(&self.reader);
         let (mut pos, view) = {
             let st = lock(&self.state);
-            let view: Vec<(u64, u64)> = st.segs.iter().map(|s| (s.id, s.end)).collect();
+            let view: Vec<(u64, u64, bool)> =
+                st.segs.iter().map(|s| (s.id, s.end, s.sealed)).collect();
             (st.cursor.clone(), view)
         };
         let mut records = Vec::new();
@@ -666,12 +685,15 @@ impl Outbox {
             .saturating_add((max_records as u64).saturating_mul(FRAME_OVERHEAD))
             .clamp(64 << 10, 16 << 20);
         let mut buf = Vec::new();
-        'segments: for &(id, end) in &view {
+        'segments: for &(id, end, sealed) in &view {
             if id < pos.segment {
                 continue;
             }
             if id > pos.segment {
                 if end < HEADER_LEN {
+                    if sealed {
+                        continue; // Its creation failed: empty, skip it.
+                    }
                     // Being created by an append: nothing durable yet, and a position inside it
                     // would not validate on commit.
                     break;

@@ -603,3 +603,50 @@ fn read_during_segment_creation_returns_a_committable_position() {
     ob.commit(&b.end).unwrap();
     assert_eq!(ob.stats().records, 0);
 }
+
+#[test]
+fn consumed_newest_segment_left_by_a_racing_commit_is_reclaimed_by_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ob, _) = open(dir.path(), &cfg(4096, 8192, WhenFull::Backpressure));
+    ob.append(&[vec![1u8; 4000]]).unwrap();
+    let b = ob.read_batch(10, 1 << 20).unwrap();
+    {
+        // An append is running while the consumer commits: commit cannot delete the segment.
+        let _w = lock(&ob.writer);
+        ob.commit(&b.end).unwrap();
+    }
+    assert_eq!(ob.stats().records, 0);
+    assert_eq!(seg_files(dir.path()).len(), 1);
+    // Needs two fresh segments (8032 bytes): fits only once the consumed one is gone.
+    ob.append(&[vec![2u8; 4000], vec![3u8; 4000]]).unwrap();
+    assert_eq!(seg_files(dir.path()).len(), 2);
+    assert_eq!(drain(&ob), vec![vec![2u8; 4000], vec![3u8; 4000]]);
+}
+
+#[test]
+fn failed_segment_creation_is_skipped_by_the_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ob, _) = open(dir.path(), &small());
+    ob.append(&recs(0..2)).unwrap();
+    {
+        // What `append_failed` leaves behind when creating a segment failed.
+        let mut st = lock(&ob.state);
+        let id = st.next_id;
+        st.next_id += 1;
+        st.segs.push_back(Seg {
+            id,
+            end: 0,
+            records: 0,
+            sealed: true,
+        });
+    }
+    ob.append(&recs(2..4)).unwrap();
+    assert_eq!(drain(&ob), recs(0..4));
+    assert_eq!(
+        ob.stats(),
+        OutboxStats {
+            records: 0,
+            bytes: 0
+        }
+    );
+}
