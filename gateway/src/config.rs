@@ -211,6 +211,8 @@ pub struct DevicesConfig {
     pub offline_after_s: u64,
     /// A device clock further than this from ours is replaced by the receive time (and flagged).
     pub max_clock_skew_s: u64,
+    /// Store-and-forward replays (`replayed: true`) may carry device times this old.
+    pub max_replay_age_s: u64,
 }
 
 impl Default for DevicesConfig {
@@ -218,6 +220,7 @@ impl Default for DevicesConfig {
         DevicesConfig {
             offline_after_s: 600,
             max_clock_skew_s: 600,
+            max_replay_age_s: 7 * 24 * 3600,
         }
     }
 }

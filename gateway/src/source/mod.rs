@@ -1,0 +1,3 @@
+//! Sources: everything that produces readings. Each sends [`crate::pipeline::Intake`] values.
+
+pub mod mqtt;
