@@ -508,6 +508,14 @@ mod tests {
     }
 
     #[test]
+    fn example_config_loads() {
+        let text = include_str!("../../deploy/gateway.example.toml");
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(c.mappings.len(), 3);
+        assert!(c.influx.is_some());
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = Config::from_toml("[mqtt]\nurll = \"mqtt://x:1\"")
             .unwrap_err()
