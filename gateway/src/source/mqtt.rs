@@ -7,9 +7,7 @@
 //! idempotent). Undecodable messages are counted, logged with their topic, optionally
 //! republished to a dead-letter topic, and acked so they cannot block the session.
 //!
-//! Back-pressure: when the intake channel is full this task stops reading from the socket; the
-//! broker holds the rest. If that lasts longer than the keep-alive the broker drops the
-//! connection and redelivers unacked messages after we reconnect, which is safe.
+//! Back-pressure: see [`run`]; the broker's in-flight window bounds what waits in memory.
 
 use crate::config::MqttConfig;
 use crate::decode::Decoder;
@@ -92,16 +90,54 @@ pub fn connect(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), MqttError> 
     Ok(AsyncClient::new(options(cfg)?, REQUEST_CAPACITY))
 }
 
-/// Drives the event loop until `cancel`: decodes publishes and hands them to the processor.
+/// QoS 0 messages waiting for decoding beyond this are dropped (counted): QoS 0 has no
+/// acknowledgement, so the broker's in-flight window does not bound them.
+const MAX_PENDING_QOS0: usize = 100_000;
+
+/// Drives the connection until `cancel`: publishes go to a decoding task that hands readings
+/// to the processor.
+///
+/// The event loop itself never waits on the processor, so PUBACKs and keep-alives always flow.
+/// Back-pressure comes from the broker: a QoS 1 message stays in flight until the processor
+/// acks it, and the broker sends no more than its in-flight limit (`max_inflight_messages`) of
+/// unacked messages. The queue between the two tasks is therefore bounded by that window.
 pub async fn run(
     cfg: MqttConfig,
     client: AsyncClient,
-    mut eventloop: EventLoop,
+    eventloop: EventLoop,
     decoder: Arc<Decoder>,
     tx: IntakeSender,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) {
+    let (raw_tx, raw_rx) = tokio::sync::mpsc::unbounded_channel();
+    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let decode = tokio::spawn(decode_loop(
+        cfg.clone(),
+        client.clone(),
+        raw_rx,
+        pending.clone(),
+        decoder,
+        tx,
+        metrics.clone(),
+        cancel.clone(),
+    ));
+    poll_loop(&cfg, &client, eventloop, raw_tx, pending, &metrics, &cancel).await;
+    let _ = decode.await;
+    metrics.mqtt_connected.set(0);
+    let _ = client.try_disconnect();
+}
+
+async fn poll_loop(
+    cfg: &MqttConfig,
+    client: &AsyncClient,
+    mut eventloop: EventLoop,
+    raw_tx: tokio::sync::mpsc::UnboundedSender<(rumqttc::Publish, i64)>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    metrics: &Metrics,
+    cancel: &CancellationToken,
+) {
+    use std::sync::atomic::Ordering;
     let mut backoff = Duration::from_millis(cfg.reconnect_min_ms);
     let max_backoff = Duration::from_millis(cfg.reconnect_max_ms);
     loop {
@@ -130,38 +166,16 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 metrics.mqtt_messages_total.inc();
-                let received = crate::clock::now_ms();
-                match decoder.decode(&p.topic, &p.payload, received) {
-                    Ok(readings) => {
-                        let intake = Intake {
-                            readings,
-                            ack: Ack::Mqtt(p),
-                        };
-                        // Waiting here is the back-pressure described in the module docs.
-                        tokio::select! {
-                            _ = cancel.cancelled() => break,
-                            r = tx.send(intake) => if r.is_err() { break },
-                        }
-                    }
-                    Err(e) => {
-                        metrics
-                            .decode_errors_total
-                            .get_or_create(&Reason::of(e.reason()))
-                            .inc();
-                        warn!(topic = %p.topic, bytes = p.payload.len(), reason = e.reason(), error = %e, "dropping undecodable message");
-                        dead_letter(
-                            &cfg,
-                            &client,
-                            &metrics,
-                            &p,
-                            &e.to_string(),
-                            e.reason(),
-                            received,
-                        );
-                        if let Err(e) = client.try_ack(&p) {
-                            debug!(error = %e, "ack of undecodable message not queued; broker will redeliver");
-                        }
-                    }
+                if p.qos == QoS::AtMostOnce && pending.load(Ordering::Relaxed) >= MAX_PENDING_QOS0 {
+                    metrics
+                        .decode_errors_total
+                        .get_or_create(&Reason::of("qos0_overflow"))
+                        .inc();
+                    continue;
+                }
+                pending.fetch_add(1, Ordering::Relaxed);
+                if raw_tx.send((p, crate::clock::now_ms())).is_err() {
+                    break;
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(s))) => {
@@ -183,12 +197,63 @@ pub async fn run(
             }
         }
     }
-    metrics.mqtt_connected.set(0);
-    let _ = client.try_disconnect();
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn decode_loop(
+    cfg: MqttConfig,
+    client: AsyncClient,
+    mut raw_rx: tokio::sync::mpsc::UnboundedReceiver<(rumqttc::Publish, i64)>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    decoder: Arc<Decoder>,
+    tx: IntakeSender,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let (p, received) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            m = raw_rx.recv() => match m { Some(m) => m, None => break },
+        };
+        pending.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        match decoder.decode(&p.topic, &p.payload, received) {
+            Ok(readings) => {
+                let intake = Intake {
+                    readings,
+                    ack: Ack::Mqtt(p),
+                };
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    r = tx.send(intake) => if r.is_err() { break },
+                }
+            }
+            Err(e) => {
+                metrics
+                    .decode_errors_total
+                    .get_or_create(&Reason::of(e.reason()))
+                    .inc();
+                warn!(topic = %p.topic, bytes = p.payload.len(), reason = e.reason(), error = %e, "dropping undecodable message");
+                dead_letter(
+                    &cfg,
+                    &client,
+                    &metrics,
+                    &p,
+                    &e.to_string(),
+                    e.reason(),
+                    received,
+                )
+                .await;
+                // Acked so a poison message cannot block the session; it is counted and logged.
+                if client.ack(&p).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Republishes an undecodable message, wrapped with its topic and the reason, when configured.
-fn dead_letter(
+async fn dead_letter(
     cfg: &MqttConfig,
     client: &AsyncClient,
     metrics: &Metrics,
@@ -215,7 +280,10 @@ fn dead_letter(
         "payload": text,
         "truncated": p.payload.len() > KEEP,
     });
-    match client.try_publish(dl.clone(), QoS::AtLeastOnce, false, envelope.to_string()) {
+    match client
+        .publish(dl.clone(), QoS::AtLeastOnce, false, envelope.to_string())
+        .await
+    {
         Ok(()) => {
             metrics.dead_letter_published_total.inc();
         }
