@@ -29,19 +29,25 @@ fn mosquitto_pub_sub_round_trip_and_restart() {
     drop(sub);
 
     // A persistent session queues QoS 1 messages while its client is away,
-    // beyond mosquitto's default limit of 1000, and across a broker restart.
+    // (50,000: far beyond mosquitto's default limit of 1000), also across a
+    // clean broker restart.
     let mut sub = e2e::MqttSubscriber::start(&broker, "q/#", &["-i", "e2e-persist", "-c"]).unwrap();
     sub.stop().unwrap();
-    let n = 3000;
+    let n = 50_000;
     let acked = broker
-        .publish_many("q/x", (0..n).map(|i| format!("m{i}")), 1, T)
+        .publish_many(
+            "q/x",
+            (0..n).map(|i| format!("m{i}")),
+            1,
+            Duration::from_secs(90),
+        )
         .unwrap();
     assert_eq!(acked, n);
     let port = broker.port();
     broker.restart().unwrap();
     assert_eq!(broker.port(), port);
     let sub = e2e::MqttSubscriber::start(&broker, "q/#", &["-i", "e2e-persist", "-c"]).unwrap();
-    let got = sub.wait_for(n, T).unwrap();
+    let got = sub.wait_for(n, Duration::from_secs(90)).unwrap();
     assert_eq!(got.len(), n);
     assert_eq!(got[n - 1].1, format!("m{}", n - 1));
 }
