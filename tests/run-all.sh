@@ -118,18 +118,18 @@ step "toolchain" check_toolchain || exit 1
 
 step "cargo fmt --all --check" cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -- -D warnings" \
-    cargo clippy --workspace --all-targets --locked -- -D warnings
+    cargo clippy --workspace --all-targets -- -D warnings
 
 if cargo nextest --version >/dev/null 2>&1; then
     PROFILE=default
     [ "${CI:-}" = true ] && PROFILE=ci
     step "cargo nextest run --workspace (profile $PROFILE)" \
-        cargo nextest run --workspace --locked --profile "$PROFILE"
+        cargo nextest run --workspace --profile "$PROFILE"
     # nextest does not run doctests.
-    step "cargo test --workspace --doc" cargo test --workspace --doc --locked
+    step "cargo test --workspace --doc" cargo test --workspace --doc
 else
     echo "cargo-nextest not found: using cargo test"
-    step "cargo test --workspace" cargo test --workspace --locked
+    step "cargo test --workspace" cargo test --workspace
 fi
 
 banner "summary ($((SECONDS - RUN_START))s total)"

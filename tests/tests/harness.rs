@@ -112,12 +112,17 @@ fn victoria_write_export_restart() {
     let port = vm.port();
     vm.restart().unwrap();
     assert_eq!(vm.port(), port);
-    assert_eq!(
-        vm.count_points(r#"{__name__="grease_trap_level",device="d1"}"#)
-            .unwrap(),
-        1
+    // Right after a restart the data may take a moment to be searchable again.
+    let t0 = Instant::now();
+    let again = vm
+        .wait_for_points(r#"{__name__="grease_trap_level",device="d1"}"#, 1, T)
+        .unwrap();
+    eprintln!(
+        "victoria-metrics data searchable {:?} after restart",
+        t0.elapsed()
     );
-    let r = vm.query("grease_trap_level").unwrap();
+    assert_eq!(again[0].values, vec![42.5]);
+    let r = vm.wait_for_query("grease_trap_level", T).unwrap();
     assert_eq!(r.len(), 1);
 }
 
