@@ -162,3 +162,66 @@ fn kill_leaves_port_free_and_start_again_works() {
     vm.start_again().unwrap();
     assert!(e2e::port::is_listening(vm.port()));
 }
+
+/// deploy/mosquitto/mosquitto.conf is valid for the installed mosquitto:
+/// start it with paths and ports swapped for temp ones, log in on both listeners.
+#[test]
+fn deploy_mosquitto_conf_starts() {
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/mosquitto/mosquitto.conf"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tls = e2e::mosquitto::generate_tls(d).unwrap();
+    e2e::mosquitto::write_passwords(d, &[("gateway".into(), "pw".into())]).unwrap();
+    std::fs::write(d.join("acl"), "user gateway\ntopic readwrite #\n").unwrap();
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let mut conf = String::from("user root\n");
+    for line in src.lines() {
+        let line = match line.split_whitespace().next() {
+            Some("persistence_location") => format!("persistence_location {}/", d.display()),
+            Some("cafile") => format!("cafile {}", tls.ca_cert.display()),
+            Some("certfile") => format!("certfile {}", tls.server_cert.display()),
+            Some("keyfile") => format!("keyfile {}", tls.server_key.display()),
+            Some("password_file") => format!("password_file {}", d.join("passwd").display()),
+            Some("acl_file") => format!("acl_file {}", d.join("acl").display()),
+            Some("listener") if line.contains("8883") => format!("listener {tls_port} 127.0.0.1"),
+            Some("listener") => format!("listener {plain_port} 127.0.0.1"),
+            _ => line.to_string(),
+        };
+        conf.push_str(&line);
+        conf.push('\n');
+    }
+    let path = d.join("mosquitto.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut p = e2e::ServerProcess::spawn(
+        "mosquitto (deploy config)",
+        e2e::require_binary("mosquitto").unwrap(),
+        vec!["-c".into(), path.display().to_string()],
+        d.join("log"),
+    )
+    .unwrap();
+    p.wait_ready(T, || {
+        Ok(e2e::port::is_listening(tls_port) && e2e::port::is_listening(plain_port))
+    })
+    .unwrap();
+    let publish = |port: u16, password: &str, tls: bool| {
+        let mut cmd = std::process::Command::new("mosquitto_pub");
+        cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", "gateway"]);
+        cmd.args(["-P", password, "-q", "1", "-t", "clues/x", "-m", "1"]);
+        if tls {
+            cmd.args(["--cafile", tls_ca(d).as_str()]);
+        }
+        cmd.output().unwrap().status.success()
+    };
+    assert!(publish(plain_port, "pw", false), "{}", p.log_tail(20));
+    assert!(publish(tls_port, "pw", true), "{}", p.log_tail(20));
+    assert!(!publish(plain_port, "wrong", false));
+    p.stop().unwrap();
+}
+
+fn tls_ca(d: &std::path::Path) -> String {
+    d.join("ca.crt").display().to_string()
+}
