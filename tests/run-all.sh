@@ -120,16 +120,17 @@ step "cargo fmt --all --check" cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -- -D warnings" \
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Doctests first (nextest does not run them), so the test runner's own
+# summary line is the last one printed.
+step "cargo test --workspace --doc" cargo test --workspace --doc
 if cargo nextest --version >/dev/null 2>&1; then
     PROFILE=default
     [ "${CI:-}" = true ] && PROFILE=ci
     step "cargo nextest run --workspace (profile $PROFILE)" \
         cargo nextest run --workspace --profile "$PROFILE"
-    # nextest does not run doctests.
-    step "cargo test --workspace --doc" cargo test --workspace --doc
 else
     echo "cargo-nextest not found: using cargo test"
-    step "cargo test --workspace" cargo test --workspace
+    step "cargo test --workspace --all-targets" cargo test --workspace --all-targets
 fi
 
 banner "summary ($((SECONDS - RUN_START))s total)"
