@@ -467,7 +467,8 @@ fn config(dir: &Path, port: u16, opts: &MosquittoOptions, tls: Option<&TlsFiles>
     c.join("\n")
 }
 
-fn write_passwords(dir: &Path, users: &[(String, String)]) -> Result<()> {
+/// Write a mosquitto password file `dir/passwd` for `users` (mosquitto_passwd -b).
+pub fn write_passwords(dir: &Path, users: &[(String, String)]) -> Result<()> {
     let bin = require_binary("mosquitto_passwd")?;
     let file = dir.join("passwd");
     for (i, (u, p)) in users.iter().enumerate() {

@@ -205,6 +205,10 @@ impl VictoriaMetrics {
     }
 
     /// Instant PromQL/MetricsQL query; returns the `data.result` array.
+    ///
+    /// Even after a flush, `/api/v1/query` sees a fresh point 1-2 s later
+    /// than `/api/v1/export` does: use [`Self::wait_for_query`] or the
+    /// export helpers to read back what a test just wrote.
     pub fn query(&self, promql: &str) -> Result<Vec<serde_json::Value>> {
         self.force_flush()?;
         let url = format!(
@@ -217,6 +221,20 @@ impl VictoriaMetrics {
             Some(a) => Ok(a.clone()),
             None => bail!("unexpected query response: {v}"),
         }
+    }
+}
+
+impl VictoriaMetrics {
+    /// Poll [`Self::query`] until it returns at least one series.
+    pub fn wait_for_query(
+        &self,
+        promql: &str,
+        timeout: Duration,
+    ) -> Result<Vec<serde_json::Value>> {
+        wait_until(&format!("query {promql} to return data"), timeout, || {
+            let r = self.query(promql)?;
+            Ok((!r.is_empty()).then_some(r))
+        })
     }
 }
 

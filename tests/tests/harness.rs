@@ -29,19 +29,25 @@ fn mosquitto_pub_sub_round_trip_and_restart() {
     drop(sub);
 
     // A persistent session queues QoS 1 messages while its client is away,
-    // beyond mosquitto's default limit of 1000, and across a broker restart.
+    // (50,000: far beyond mosquitto's default limit of 1000), also across a
+    // clean broker restart.
     let mut sub = e2e::MqttSubscriber::start(&broker, "q/#", &["-i", "e2e-persist", "-c"]).unwrap();
     sub.stop().unwrap();
-    let n = 3000;
+    let n = 50_000;
     let acked = broker
-        .publish_many("q/x", (0..n).map(|i| format!("m{i}")), 1, T)
+        .publish_many(
+            "q/x",
+            (0..n).map(|i| format!("m{i}")),
+            1,
+            Duration::from_secs(90),
+        )
         .unwrap();
     assert_eq!(acked, n);
     let port = broker.port();
     broker.restart().unwrap();
     assert_eq!(broker.port(), port);
     let sub = e2e::MqttSubscriber::start(&broker, "q/#", &["-i", "e2e-persist", "-c"]).unwrap();
-    let got = sub.wait_for(n, T).unwrap();
+    let got = sub.wait_for(n, Duration::from_secs(90)).unwrap();
     assert_eq!(got.len(), n);
     assert_eq!(got[n - 1].1, format!("m{}", n - 1));
 }
@@ -106,12 +112,17 @@ fn victoria_write_export_restart() {
     let port = vm.port();
     vm.restart().unwrap();
     assert_eq!(vm.port(), port);
-    assert_eq!(
-        vm.count_points(r#"{__name__="grease_trap_level",device="d1"}"#)
-            .unwrap(),
-        1
+    // Right after a restart the data may take a moment to be searchable again.
+    let t0 = Instant::now();
+    let again = vm
+        .wait_for_points(r#"{__name__="grease_trap_level",device="d1"}"#, 1, T)
+        .unwrap();
+    eprintln!(
+        "victoria-metrics data searchable {:?} after restart",
+        t0.elapsed()
     );
-    let r = vm.query("grease_trap_level").unwrap();
+    assert_eq!(again[0].values, vec![42.5]);
+    let r = vm.wait_for_query("grease_trap_level", T).unwrap();
     assert_eq!(r.len(), 1);
 }
 
@@ -150,4 +161,67 @@ fn kill_leaves_port_free_and_start_again_works() {
     assert!(!e2e::port::is_listening(vm.port()));
     vm.start_again().unwrap();
     assert!(e2e::port::is_listening(vm.port()));
+}
+
+/// deploy/mosquitto/mosquitto.conf is valid for the installed mosquitto:
+/// start it with paths and ports swapped for temp ones, log in on both listeners.
+#[test]
+fn deploy_mosquitto_conf_starts() {
+    let src = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/mosquitto/mosquitto.conf"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tls = e2e::mosquitto::generate_tls(d).unwrap();
+    e2e::mosquitto::write_passwords(d, &[("gateway".into(), "pw".into())]).unwrap();
+    std::fs::write(d.join("acl"), "user gateway\ntopic readwrite #\n").unwrap();
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let mut conf = String::from("user root\n");
+    for line in src.lines() {
+        let line = match line.split_whitespace().next() {
+            Some("persistence_location") => format!("persistence_location {}/", d.display()),
+            Some("cafile") => format!("cafile {}", tls.ca_cert.display()),
+            Some("certfile") => format!("certfile {}", tls.server_cert.display()),
+            Some("keyfile") => format!("keyfile {}", tls.server_key.display()),
+            Some("password_file") => format!("password_file {}", d.join("passwd").display()),
+            Some("acl_file") => format!("acl_file {}", d.join("acl").display()),
+            Some("listener") if line.contains("8883") => format!("listener {tls_port} 127.0.0.1"),
+            Some("listener") => format!("listener {plain_port} 127.0.0.1"),
+            _ => line.to_string(),
+        };
+        conf.push_str(&line);
+        conf.push('\n');
+    }
+    let path = d.join("mosquitto.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut p = e2e::ServerProcess::spawn(
+        "mosquitto (deploy config)",
+        e2e::require_binary("mosquitto").unwrap(),
+        vec!["-c".into(), path.display().to_string()],
+        d.join("log"),
+    )
+    .unwrap();
+    p.wait_ready(T, || {
+        Ok(e2e::port::is_listening(tls_port) && e2e::port::is_listening(plain_port))
+    })
+    .unwrap();
+    let publish = |port: u16, password: &str, tls: bool| {
+        let mut cmd = std::process::Command::new("mosquitto_pub");
+        cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", "gateway"]);
+        cmd.args(["-P", password, "-q", "1", "-t", "clues/x", "-m", "1"]);
+        if tls {
+            cmd.args(["--cafile", tls_ca(d).as_str()]);
+        }
+        cmd.output().unwrap().status.success()
+    };
+    assert!(publish(plain_port, "pw", false), "{}", p.log_tail(20));
+    assert!(publish(tls_port, "pw", true), "{}", p.log_tail(20));
+    assert!(!publish(plain_port, "wrong", false));
+    p.stop().unwrap();
+}
+
+fn tls_ca(d: &std::path::Path) -> String {
+    d.join("ca.crt").display().to_string()
 }
