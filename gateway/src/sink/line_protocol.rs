@@ -35,6 +35,19 @@
 //!   line protocol: such a field is skipped with a warning (and a line left with no field at all
 //!   is skipped too). Integers get the `i` suffix, booleans are `true`/`false`.
 //! * Unicode (including emoji) is written unchanged.
+//!
+//! # The VictoriaMetrics dialect
+//!
+//! VictoriaMetrics (checked with 1.79, the Debian package) parses differently, like the IOx
+//! parser of the `influxdb-line-protocol` crate: `\\` *is* an escaped backslash in identifiers
+//! (so the Go-correct `a\\,b` breaks the line there), and it splits the body on every newline
+//! before parsing (so a raw newline inside a string drops the whole point, numeric fields
+//! included). It answers 204 either way and only logs the skipped lines, so the writer cannot
+//! notice. [`encode_with`] with [`Dialect::VictoriaMetrics`] escapes every backslash in
+//! identifiers as `\\` (a trailing one still becomes `/`, as for InfluxDB) and writes newlines
+//! inside strings as the two characters `\n` / `\r` (VictoriaMetrics stores string fields only as
+//! `0` anyway). No single encoding is exact on both servers when a backslash precedes a
+//! separator or another backslash, hence the two dialects; [`Dialect::InfluxDb`] is the default.
 
 use crate::reading::{Reading, Value};
 use std::borrow::Cow;
@@ -54,12 +67,32 @@ pub enum Identifier {
     Key,
 }
 
-/// The string InfluxDB stores for `s` written as a measurement or key by [`encode`]: `s` with
-/// CR/LF replaced by spaces, a trailing backslash replaced by `/`, and (measurements) a leading
-/// `#` replaced by `_`. Equal to `s` for everything else (including all other unicode).
+/// Which parser the lines are written for; see the module documentation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// InfluxDB 1.x / 2.x OSS (the Go parser). The default.
+    #[default]
+    InfluxDb,
+    /// VictoriaMetrics (and the IOx parser): `\\` is one backslash, bodies split on newlines.
+    VictoriaMetrics,
+}
+
+/// The string the server stores for `s` written as a measurement or key by [`encode`]
+/// ([`Dialect::InfluxDb`]): `s` with CR/LF replaced by spaces, a trailing backslash replaced by
+/// `/`, and (measurements) a leading `#` replaced by `_`. Equal to `s` for everything else
+/// (including all other unicode).
 pub fn identifier_as_stored(s: &str, kind: Identifier) -> Cow<'_, str> {
+    identifier_as_stored_in(s, kind, Dialect::InfluxDb)
+}
+
+/// [`identifier_as_stored`] for a given dialect (the same rules today; kept per dialect because
+/// the servers differ).
+pub fn identifier_as_stored_in(s: &str, kind: Identifier, _dialect: Dialect) -> Cow<'_, str> {
+    // A trailing backslash: InfluxDB cannot represent it, the IOx parser refuses it; keep the
+    // rule the same for both dialects.
+    let trailing = s.ends_with('\\');
     let needs = s.contains(['\n', '\r'])
-        || s.ends_with('\\')
+        || trailing
         || (kind == Identifier::Measurement && s.starts_with('#'));
     if !needs {
         return Cow::Borrowed(s);
@@ -68,7 +101,7 @@ pub fn identifier_as_stored(s: &str, kind: Identifier) -> Cow<'_, str> {
         .chars()
         .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
         .collect();
-    if out.ends_with('\\') {
+    if trailing {
         out.pop();
         out.push('/');
     }
@@ -78,32 +111,37 @@ pub fn identifier_as_stored(s: &str, kind: Identifier) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-fn write_identifier(out: &mut String, s: &str, kind: Identifier) {
+fn write_identifier(out: &mut String, s: &str, kind: Identifier, dialect: Dialect) {
     let specials = match kind {
         Identifier::Measurement => MEASUREMENT_SPECIAL,
         Identifier::Key => KEY_SPECIAL,
     };
-    for c in identifier_as_stored(s, kind).chars() {
-        if specials.contains(&c) {
+    for c in identifier_as_stored_in(s, kind, dialect).chars() {
+        if specials.contains(&c) || (c == '\\' && dialect == Dialect::VictoriaMetrics) {
             out.push('\\');
         }
         out.push(c);
     }
 }
 
-fn write_string_field(out: &mut String, s: &str) {
+fn write_string_field(out: &mut String, s: &str, dialect: Dialect) {
     out.push('"');
     for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' if dialect == Dialect::VictoriaMetrics => out.push_str("\\n"),
+            '\r' if dialect == Dialect::VictoriaMetrics => out.push_str("\\r"),
+            _ => out.push(c),
         }
-        out.push(c);
     }
     out.push('"');
 }
 
 /// Writes `value` as a field value; `false` when it cannot be represented (non-finite float).
-fn write_value(out: &mut String, value: &Value) -> bool {
+fn write_value(out: &mut String, value: &Value, dialect: Dialect) -> bool {
     match value {
         // `{:?}` is the shortest representation that parses back to the same f64, with an
         // exponent for very large or small magnitudes (`1e21`, `1e-7`), never `inf`/`NaN` here.
@@ -115,15 +153,20 @@ fn write_value(out: &mut String, value: &Value) -> bool {
             let _ = write!(out, "{i}i");
         }
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Text(s) => write_string_field(out, s),
+        Value::Text(s) => write_string_field(out, s, dialect),
     }
     true
 }
 
 /// Encodes readings as line protocol, one line per (stream, site, device, source, device time),
 /// in the order the groups first appear. Within a line, fields keep their first-appearance order;
-/// a metric repeated in one group keeps its last value.
+/// a metric repeated in one group keeps its last value. Written for InfluxDB ([`Dialect::InfluxDb`]).
 pub fn encode(readings: &[Reading], prefix: &str) -> Vec<Vec<u8>> {
+    encode_with(readings, prefix, Dialect::InfluxDb)
+}
+
+/// [`encode`] for a given server dialect.
+pub fn encode_with(readings: &[Reading], prefix: &str, dialect: Dialect) -> Vec<Vec<u8>> {
     type Key<'a> = (&'a str, &'a str, &'a str, &'static str, i64);
     let mut order: Vec<Key<'_>> = Vec::new();
     let mut groups: HashMap<Key<'_>, Vec<(&str, &Value)>> = HashMap::new();
@@ -155,7 +198,7 @@ pub fn encode(readings: &[Reading], prefix: &str) -> Vec<Vec<u8>> {
             continue;
         }
         let mut line = String::with_capacity(64 + 24 * fields.len());
-        write_identifier(&mut line, &measurement, Identifier::Measurement);
+        write_identifier(&mut line, &measurement, Identifier::Measurement, dialect);
         // Sorted tag keys: device < site < source.
         for (k, v) in [("device", device), ("site", site), ("source", source)] {
             if v.is_empty() {
@@ -164,7 +207,7 @@ pub fn encode(readings: &[Reading], prefix: &str) -> Vec<Vec<u8>> {
             line.push(',');
             line.push_str(k);
             line.push('=');
-            write_identifier(&mut line, v, Identifier::Key);
+            write_identifier(&mut line, v, Identifier::Key, dialect);
         }
         let mut n_fields = 0;
         for (metric, value) in fields {
@@ -176,9 +219,9 @@ pub fn encode(readings: &[Reading], prefix: &str) -> Vec<Vec<u8>> {
             let metric = if *metric == "time" { "time_" } else { metric };
             let mark = line.len();
             line.push(if n_fields == 0 { ' ' } else { ',' });
-            write_identifier(&mut line, metric, Identifier::Key);
+            write_identifier(&mut line, metric, Identifier::Key, dialect);
             line.push('=');
-            if write_value(&mut line, value) {
+            if write_value(&mut line, value, dialect) {
                 n_fields += 1;
             } else {
                 line.truncate(mark);
@@ -313,6 +356,28 @@ mod tests {
     }
 
     #[test]
+    fn victoria_metrics_dialect() {
+        let mut r = reading("back\\,comma", "trailing\\\\", "a\\b", Value::Int(1), 1);
+        r.stream = "m\\ x".into();
+        let lines = encode_with(&[r], "", Dialect::VictoriaMetrics);
+        assert_eq!(
+            String::from_utf8(lines[0].clone()).unwrap(),
+            r"m\\\ x,device=trailing\\/,site=back\\\,comma,source=mqtt a\\b=1i 1"
+        );
+    }
+
+    #[test]
+    fn victoria_metrics_dialect_escapes_newlines_in_strings() {
+        let r = reading("s", "d", "m", Value::Text("a\nb\r\\n\"".into()), 1);
+        let lines = encode_with(&[r], "", Dialect::VictoriaMetrics);
+        assert_eq!(
+            String::from_utf8(lines[0].clone()).unwrap(),
+            r#"grease_trap,device=d,site=s,source=mqtt m="a\nb\r\\n\"" 1"#
+        );
+        assert!(!lines[0].contains(&b'\n'));
+    }
+
+    #[test]
     fn non_finite_floats_are_skipped() {
         let rs = [
             reading("s", "d", "nan", Value::Float(f64::NAN), 1),
@@ -406,7 +471,7 @@ mod tests {
     /// place where the crate's parser (IOx: `\\` means one backslash) and the Go parser (`\\` is
     /// two backslashes) disagree: a backslash followed by a backslash or a separator. Those cases
     /// are covered by the exact-output tests above and by the real InfluxDB 1.6 test.
-    fn random_string(rng: &mut impl Rng, identifier: bool) -> String {
+    fn random_string(rng: &mut impl Rng, identifier: Option<Dialect>) -> String {
         const ALPHABET: &[&str] = &[
             "a", "Z", "0", " ", ",", "=", "\"", "'", "\\", "\n", "\r", "\t", "é", "日", "🎉", "#",
             "_", "-", ".", "{", "}",
@@ -416,9 +481,11 @@ mod tests {
         for _ in 0..len {
             s.push_str(ALPHABET.choose(rng).unwrap());
         }
-        if identifier {
+        if identifier.is_some() {
             // The crate's parser also ends identifiers at a tab; the Go parser keeps tabs.
             s.retain(|c| c != '\t');
+        }
+        if identifier == Some(Dialect::InfluxDb) {
             // Keep only backslashes followed by an ordinary character.
             let chars: Vec<char> = s.chars().collect();
             s = chars
@@ -438,16 +505,26 @@ mod tests {
 
     #[test]
     fn round_trip_through_the_crate_parser() {
+        round_trip(Dialect::InfluxDb);
+    }
+
+    /// The crate's parser has VictoriaMetrics' escaping rules: every backslash round-trips.
+    #[test]
+    fn round_trip_through_the_crate_parser_victoria_metrics_dialect() {
+        round_trip(Dialect::VictoriaMetrics);
+    }
+
+    fn round_trip(dialect: Dialect) {
         let mut rng = rand::rng();
         for _ in 0..3000 {
             let mut r = reading(
-                &random_string(&mut rng, true),
-                &random_string(&mut rng, true),
-                &format!("m{}", random_string(&mut rng, true)),
+                &random_string(&mut rng, Some(dialect)),
+                &random_string(&mut rng, Some(dialect)),
+                &format!("m{}", random_string(&mut rng, Some(dialect))),
                 Value::Int(0),
                 rng.random_range(-1_000_000_000_000i64..4_000_000_000_000),
             );
-            r.stream = format!("s{}", random_string(&mut rng, true));
+            r.stream = format!("s{}", random_string(&mut rng, Some(dialect)));
             r.value = match rng.random_range(0..4) {
                 0 => Value::Int(rng.random()),
                 1 => {
@@ -459,9 +536,9 @@ mod tests {
                     })
                 }
                 2 => Value::Bool(rng.random()),
-                _ => Value::Text(random_string(&mut rng, false)),
+                _ => Value::Text(random_string(&mut rng, None)),
             };
-            let lines = encode(std::slice::from_ref(&r), "p ");
+            let lines = encode_with(std::slice::from_ref(&r), "p ", dialect);
             assert_eq!(lines.len(), 1);
             let text = String::from_utf8(lines[0].clone()).unwrap();
             let parsed: Vec<_> = parse_lines(&text).collect();
@@ -474,7 +551,7 @@ mod tests {
             let want_measurement = format!("p {}", r.stream);
             assert_eq!(
                 p.series.measurement.as_str(),
-                identifier_as_stored(&want_measurement, Identifier::Measurement),
+                identifier_as_stored_in(&want_measurement, Identifier::Measurement, dialect),
                 "{text:?}"
             );
             for (k, v) in [
@@ -483,15 +560,15 @@ mod tests {
                 ("source", &"mqtt".to_string()),
             ] {
                 let got = p.tag_value(k).map(|v| v.as_str().to_string());
-                let want =
-                    (!v.is_empty()).then(|| identifier_as_stored(v, Identifier::Key).into_owned());
+                let want = (!v.is_empty())
+                    .then(|| identifier_as_stored_in(v, Identifier::Key, dialect).into_owned());
                 assert_eq!(got, want, "{k} in {text:?}");
             }
             assert_eq!(p.field_set.len(), 1, "{text:?}");
             let (key, value) = &p.field_set[0];
             assert_eq!(
                 key.as_str(),
-                identifier_as_stored(&r.metric, Identifier::Key),
+                identifier_as_stored_in(&r.metric, Identifier::Key, dialect),
                 "{text:?}"
             );
             match (&r.value, value) {
@@ -501,7 +578,11 @@ mod tests {
                 }
                 (Value::Bool(a), FieldValue::Boolean(b)) => assert_eq!(a, b),
                 (Value::Text(a), FieldValue::String(b)) => {
-                    assert_eq!(a.as_str(), b.as_str(), "{text:?}")
+                    let want = match dialect {
+                        Dialect::InfluxDb => a.clone(),
+                        Dialect::VictoriaMetrics => a.replace('\n', "\\n").replace('\r', "\\r"),
+                    };
+                    assert_eq!(want, b.as_str(), "{text:?}")
                 }
                 (a, b) => panic!("{a:?} became {b:?} in {text:?}"),
             }

@@ -9,7 +9,7 @@ pub mod influx;
 pub mod line_protocol;
 
 pub use influx::{InfluxWriter, WriteReport};
-pub use line_protocol::encode;
+pub use line_protocol::{Dialect, encode, encode_with};
 
 use std::path::PathBuf;
 
