@@ -333,7 +333,7 @@ impl InfluxWriter {
         }
         while let Some(range) = todo.pop() {
             let chunk = &lines[range.clone()];
-            let body = self.body(chunk);
+            let (body, gzip) = self.body(chunk);
             let mut attempt: u32 = 0;
             loop {
                 if cancel.is_cancelled() {
@@ -344,7 +344,7 @@ impl InfluxWriter {
                 let outcome = tokio::select! {
                     biased;
                     _ = cancel.cancelled() => return Err(SinkError::Cancelled),
-                    outcome = self.send(body.clone()) => outcome,
+                    outcome = self.send(body.clone(), gzip) => outcome,
                 };
                 match outcome {
                     Outcome::Accepted => {
@@ -457,8 +457,8 @@ impl InfluxWriter {
         }
     }
 
-    /// Joins lines with `\n`, gzipped when configured.
-    fn body(&self, chunk: &[Vec<u8>]) -> Bytes {
+    /// Joins lines with `\n`; gzipped when configured (the flag says whether it is).
+    fn body(&self, chunk: &[Vec<u8>]) -> (Bytes, bool) {
         let len = chunk.iter().map(|l| l.len() + 1).sum::<usize>();
         let mut raw = Vec::with_capacity(len);
         for (i, line) in chunk.iter().enumerate() {
@@ -468,24 +468,29 @@ impl InfluxWriter {
             raw.extend_from_slice(line);
         }
         if !self.gzip {
-            return Bytes::from(raw);
+            return (Bytes::from(raw), false);
         }
         let mut enc = flate2::write::GzEncoder::new(
             Vec::with_capacity(len / 4 + 64),
             flate2::Compression::fast(),
         );
-        // Writing into a Vec cannot fail.
-        let _ = enc.write_all(&raw);
-        Bytes::from(enc.finish().unwrap_or_default())
+        match enc.write_all(&raw).and_then(|()| enc.finish()) {
+            Ok(gz) => (Bytes::from(gz), true),
+            // Cannot happen when writing into a Vec; never send a truncated body anyway.
+            Err(e) => {
+                tracing::warn!(error = %e, "gzip failed; sending the batch uncompressed");
+                (Bytes::from(raw), false)
+            }
+        }
     }
 
-    async fn send(&self, body: Bytes) -> Outcome {
+    async fn send(&self, body: Bytes, gzip: bool) -> Outcome {
         let mut req = self
             .client
             .post(self.write_url.clone())
             .header(CONTENT_TYPE, "text/plain; charset=utf-8")
             .body(body);
-        if self.gzip {
+        if gzip {
             req = req.header(CONTENT_ENCODING, "gzip");
         }
         req = match &self.auth {
@@ -720,6 +725,24 @@ mod tests {
         assert_eq!(server_message("  plain text\n"), "plain text");
         assert_eq!(server_message(&"é".repeat(2000)).chars().count(), 1001);
         assert_eq!(one_line("a\nb\r"), "a\\nb\\r");
+    }
+
+    #[test]
+    fn writer_and_its_futures_are_send() {
+        fn is_send_sync<T: Send + Sync>(_: &T) {}
+        fn is_send<T: Send>(_: &T) {}
+        let dir = tempfile::tempdir().unwrap();
+        let w = InfluxWriter::new(
+            &cfg(InfluxApi::V2, "http://127.0.0.1:9"),
+            dir.path(),
+            Arc::new(Metrics::new()),
+        )
+        .unwrap();
+        is_send_sync(&w);
+        let cancel = CancellationToken::new();
+        let lines = vec![b"m f=1".to_vec()];
+        is_send(&w.write_batch(&lines, &cancel));
+        is_send(&w.ping());
     }
 
     fn cfg(api: InfluxApi, url: &str) -> InfluxConfig {
