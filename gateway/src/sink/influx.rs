@@ -1,6 +1,7 @@
 //! Writes batches of line protocol to InfluxDB over HTTP, and never loses a line.
 //!
-//! * API v2: `POST {url}/api/v2/write?org=&bucket=&precision=ms`, `Authorization: Token ..`.
+//! * API v2: `POST {url}/api/v2/write?org=&bucket=&precision=ms`, `Authorization: Token ..`
+//!   (`org` and `bucket` are both required).
 //! * API v1 (InfluxDB 1.x, VictoriaMetrics, the v1-compatible endpoint of 2.x):
 //!   `POST {url}/write?db=&precision=ms`, HTTP basic auth when `username` is set (kept out of the
 //!   URL so credentials never reach logs or error messages), else `Authorization: Token ..` when
@@ -210,20 +211,21 @@ impl InfluxWriter {
         let mut write_url;
         match cfg.api {
             InfluxApi::V2 => {
-                if cfg.bucket.trim().is_empty() {
-                    return Err(SinkError::Config(
-                        "influx.bucket is empty (api = \"v2\")".into(),
-                    ));
+                // Both are required: InfluxDB 2.x answers 400 without an org, and a request-level
+                // 400 would be taken for bad lines and bisected into the dead-letter file.
+                for (key, value) in [("bucket", &cfg.bucket), ("org", &cfg.org)] {
+                    if value.trim().is_empty() {
+                        return Err(SinkError::Config(format!(
+                            "influx.{key} is empty (api = \"v2\")"
+                        )));
+                    }
                 }
                 write_url = endpoint("api/v2/write")?;
-                {
-                    let mut q = write_url.query_pairs_mut();
-                    if !cfg.org.is_empty() {
-                        q.append_pair("org", &cfg.org);
-                    }
-                    q.append_pair("bucket", &cfg.bucket);
-                    q.append_pair("precision", "ms");
-                }
+                write_url
+                    .query_pairs_mut()
+                    .append_pair("org", &cfg.org)
+                    .append_pair("bucket", &cfg.bucket)
+                    .append_pair("precision", "ms");
             }
             InfluxApi::V1 => {
                 if cfg.database.trim().is_empty() {
@@ -775,6 +777,12 @@ mod tests {
             "https://h/prefix/write?db=my+db%26x&precision=ms"
         );
 
+        let mut v2 = cfg(InfluxApi::V2, "http://h");
+        v2.org = " ".into();
+        assert!(matches!(
+            InfluxWriter::new(&v2, dir.path(), m.clone()),
+            Err(SinkError::Config(_))
+        ));
         c.database = String::new();
         assert!(matches!(
             InfluxWriter::new(&c, dir.path(), m.clone()),
