@@ -79,6 +79,7 @@ impl Gateway {
                     .as_ref()
                     .map(|i| i.measurement_prefix.clone())
                     .unwrap_or_default(),
+                dialect: cfg.influx.as_ref().map(|i| i.dialect).unwrap_or_default(),
                 devices: devices.clone(),
                 metrics: metrics.clone(),
                 clock: ClockPolicy {

@@ -112,6 +112,9 @@ pub struct InfluxConfig {
     pub password: Option<String>,
     /// Prepended to every measurement name (e.g. `city_`).
     pub measurement_prefix: String,
+    /// Which line-protocol parser the server has: `influxdb` (InfluxDB 1.x/2.x, default) or
+    /// `victoriametrics` (escapes backslashes and newlines differently; see `sink::line_protocol`).
+    pub dialect: crate::sink::line_protocol::Dialect,
     pub batch_max_lines: usize,
     pub batch_max_bytes: usize,
     /// A partial batch is written after this long.
@@ -134,6 +137,7 @@ impl Default for InfluxConfig {
             username: None,
             password: None,
             measurement_prefix: String::new(),
+            dialect: Default::default(),
             batch_max_lines: 5_000,
             batch_max_bytes: 1024 * 1024,
             flush_interval_ms: 1_000,

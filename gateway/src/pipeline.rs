@@ -45,6 +45,7 @@ pub struct Processor {
     /// `None` when no time-series database is configured.
     pub outbox: Option<Arc<Outbox>>,
     pub measurement_prefix: String,
+    pub dialect: crate::sink::line_protocol::Dialect,
     pub devices: Arc<DeviceTable>,
     pub metrics: Arc<Metrics>,
     pub clock: ClockPolicy,
@@ -100,9 +101,10 @@ impl Processor {
                 }
             }
             if self.outbox.is_some() {
-                lines.extend(crate::sink::line_protocol::encode(
+                lines.extend(crate::sink::line_protocol::encode_with(
                     &intake.readings,
                     &self.measurement_prefix,
+                    self.dialect,
                 ));
             }
             acks.push(intake.ack);

@@ -68,7 +68,8 @@ pub enum Identifier {
 }
 
 /// Which parser the lines are written for; see the module documentation.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dialect {
     /// InfluxDB 1.x / 2.x OSS (the Go parser). The default.
     #[default]

@@ -179,6 +179,7 @@ client_id = "{client_id}"
 [influx]
 url = "{vm_url}"
 api = "v2"
+dialect = "victoriametrics"
 org = "city"
 bucket = "test"
 token = "test-token"
