@@ -178,7 +178,7 @@ enum Drop {
 #[derive(Debug, Clone)]
 pub struct TrapProgram {
     cfg: TrapConfig,
-    median: MedianFilter<5>,
+    median: MedianFilter<9>,
     reporter: Reporter,
     high: Hysteresis,
     health: Health,

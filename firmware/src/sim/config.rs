@@ -147,7 +147,7 @@ impl Default for RestaurantParams {
             fill_mm_per_hour: 12.0,
             pumpout_every_days: 4.0,
             dumping_chance_per_night: 0.15,
-            foam_chance: 0.05,
+            foam_chance: 0.03,
         }
     }
 }
