@@ -51,6 +51,17 @@ fn string(w: &mut SliceWriter<'_>, s: &str) -> core::fmt::Result {
     w.write_char('"')
 }
 
+/// Writes a float so that it always reads back as a float: `545.0`, never `545`. A metric whose
+/// JSON type flips between integer and float would hit a field-type conflict in the time-series
+/// database the gateway writes to.
+fn float(w: &mut SliceWriter<'_>, f: f32) -> core::fmt::Result {
+    if f == libm::truncf(f) {
+        write!(w, "{f:.1}")
+    } else {
+        write!(w, "{f}")
+    }
+}
+
 fn phase_str(p: EventPhase) -> &'static str {
     match p {
         EventPhase::Alarm => "alarm",
@@ -87,7 +98,7 @@ fn write_record(w: &mut SliceWriter<'_>, r: &Record, replayed: bool) -> core::fm
                 string(w, name)?;
                 w.write_char(':')?;
                 match value {
-                    Value::F32(f) => write!(w, "{f}")?,
+                    Value::F32(f) => float(w, *f)?,
                     Value::U32(u) => write!(w, "{u}")?,
                     Value::Bool(b) => write!(w, "{b}")?,
                 }
@@ -104,7 +115,8 @@ fn write_record(w: &mut SliceWriter<'_>, r: &Record, replayed: bool) -> core::fm
                 severity_str(e.severity)
             )?;
             if let Some(v) = e.value.filter(|v| v.is_finite()) {
-                write!(w, ",\"value\":{v}")?;
+                w.write_str(",\"value\":")?;
+                float(w, v)?;
             }
             if let Some(m) = e.message {
                 w.write_str(",\"message\":")?;
@@ -139,6 +151,7 @@ mod tests {
                 stream: Stream::GreaseTrap,
                 metrics: Metrics::new()
                     .with("level_mm", Value::F32(412.5))
+                    .with("volume_l", Value::F32(240.0))
                     .with("battery_pct", Value::U32(88))
                     .with("bad", Value::F32(f32::NAN))
                     .with("open", Value::Bool(false)),
@@ -152,7 +165,7 @@ mod tests {
         let n = encode(&telemetry(), true, &mut buf).unwrap();
         assert_eq!(
             core::str::from_utf8(&buf[..n]).unwrap(),
-            r#"{"ts":1732500000000,"seq":7,"stream":"grease_trap","metrics":{"level_mm":412.5,"battery_pct":88,"open":false},"replayed":true}"#
+            r#"{"ts":1732500000000,"seq":7,"stream":"grease_trap","metrics":{"level_mm":412.5,"volume_l":240.0,"battery_pct":88,"open":false},"replayed":true}"#
         );
     }
 
@@ -173,7 +186,7 @@ mod tests {
         let n = encode(&r, false, &mut buf).unwrap();
         assert_eq!(
             core::str::from_utf8(&buf[..n]).unwrap(),
-            r#"{"ts":5,"seq":9,"event":"cover_open","phase":"alarm","severity":"alarm","value":1,"message":"cover \"A\" open"}"#
+            r#"{"ts":5,"seq":9,"event":"cover_open","phase":"alarm","severity":"alarm","value":1.0,"message":"cover \"A\" open"}"#
         );
     }
 
@@ -193,6 +206,11 @@ mod tests {
         assert_eq!(t.seq, Some(7));
         assert_eq!(t.stream.as_deref(), Some("grease_trap"));
         assert_eq!(t.metrics["level_mm"], MetricValue::Float(412.5));
+        assert_eq!(
+            t.metrics["volume_l"],
+            MetricValue::Float(240.0),
+            "stays a float"
+        );
         assert!(!t.replayed);
         let r = Record {
             ts: 1,

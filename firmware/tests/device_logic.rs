@@ -111,7 +111,9 @@ fn level_high_alarm_has_hysteresis() {
     let mut trap = Trap::new();
     let mut t = 0;
     // Fill 85 % = 680 mm level = 320 mm distance; recovery at 75 % = 600 mm = 400 mm distance.
-    for d in [400.0, 330.0, 318.0, 340.0, 318.0, 380.0, 395.0, 401.0, 330.0] {
+    for d in [
+        400.0, 330.0, 318.0, 340.0, 318.0, 380.0, 395.0, 401.0, 330.0,
+    ] {
         for _ in 0..10 {
             trap.distance(t, d);
             t += 1000;
@@ -195,7 +197,10 @@ fn sensor_fault_after_consecutive_bad_readings_and_recovery() {
 fn low_battery_alarm_and_recovery_with_hysteresis() {
     let mut p = TrapProgram::new(TrapConfig::default());
     let mut out = Vec::new();
-    for (i, b) in [30.0, 21.0, 19.5, 22.0, 19.0, 24.9, 25.0].into_iter().enumerate() {
+    for (i, b) in [30.0, 21.0, 19.5, 22.0, 19.0, 24.9, 25.0]
+        .into_iter()
+        .enumerate()
+    {
         p.step(
             i as u64 * 1000,
             TrapInput {
@@ -255,7 +260,10 @@ fn cover_open_alarms_immediately_and_recovers() {
 #[test]
 fn a_cover_that_boots_open_is_reported_open() {
     let out = manhole_run(&[(true, Some(0.0))]);
-    assert_eq!(events(&out), vec![(EventKind::CoverOpen, EventPhase::Alarm)]);
+    assert_eq!(
+        events(&out),
+        vec![(EventKind::CoverOpen, EventPhase::Alarm)]
+    );
 }
 
 #[test]
@@ -278,7 +286,10 @@ fn camera_fault_and_recovery_once_per_outage() {
     let mut p = CameraProgram::new(CameraConfig::default());
     let mut out = Vec::new();
     use CameraStatus::*;
-    for (i, s) in [Ok, Ok, ImageBad, Offline, PowerLost, Ok, Ok].into_iter().enumerate() {
+    for (i, s) in [Ok, Ok, ImageBad, Offline, PowerLost, Ok, Ok]
+        .into_iter()
+        .enumerate()
+    {
         p.step(
             i as u64 * 1000,
             CameraInput {

@@ -133,7 +133,9 @@ fn ultrasonic_keeps_a_partial_frame_across_would_block() {
     assert_eq!(s.read_mm(), Ok(777));
     assert_eq!(
         s.read_mm(),
-        Err(nb::Error::Other(ultrasonic::Error::Serial(ErrorKind::Overrun)))
+        Err(nb::Error::Other(ultrasonic::Error::Serial(
+            ErrorKind::Overrun
+        )))
     );
     serial.done();
 }
@@ -178,8 +180,16 @@ fn camera_status_from_power_good_and_heartbeats() {
         PinTx::get(Low),
     ]);
     let mut cam = CameraMonitor::new(pin.clone(), 60_000, 0);
-    assert_eq!(cam.poll(10_000).unwrap(), CameraStatus::Ok, "grace after boot");
-    assert_eq!(cam.poll(61_000).unwrap(), CameraStatus::Offline, "never spoke");
+    assert_eq!(
+        cam.poll(10_000).unwrap(),
+        CameraStatus::Ok,
+        "grace after boot"
+    );
+    assert_eq!(
+        cam.poll(61_000).unwrap(),
+        CameraStatus::Offline,
+        "never spoke"
+    );
     cam.heartbeat(62_000, false);
     assert_eq!(cam.poll(63_000).unwrap(), CameraStatus::ImageBad);
     cam.heartbeat(70_000, true);

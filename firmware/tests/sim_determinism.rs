@@ -26,7 +26,9 @@ fn cfg(seed: u64) -> FleetConfig {
 
 async fn run(cfg: &FleetConfig) -> (Vec<Outgoing>, firmware::sim::FleetStats) {
     let mut p = MemoryPublisher::default();
-    let stats = run_with(cfg, &mut p, CancellationToken::new()).await.unwrap();
+    let stats = run_with(cfg, &mut p, CancellationToken::new())
+        .await
+        .unwrap();
     (p.messages, stats)
 }
 
@@ -237,7 +239,30 @@ fn unknown_script_device_is_a_config_error() {
         .build()
         .unwrap();
     let err = rt
-        .block_on(run_with(&c, &mut MemoryPublisher::default(), CancellationToken::new()))
+        .block_on(run_with(
+            &c,
+            &mut MemoryPublisher::default(),
+            CancellationToken::new(),
+        ))
         .unwrap_err();
     assert!(err.to_string().contains("r-404"), "{err}");
+}
+
+#[tokio::test]
+async fn bundled_scenarios_load_and_run() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let mut c = FleetConfig::from_file(&path).unwrap();
+            c.speed = 0.0;
+            c.start_ms = Some(MIDNIGHT_LOCAL);
+            c.duration_s = Some(3600);
+            let (_, stats) = run(&c).await;
+            assert!(stats.events > 0, "{}: {stats:?}", path.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
 }

@@ -81,7 +81,10 @@ async fn fleet_messages_arrive_in_order_per_device_with_none_missing() {
     let stats = run_fleet(cfg, CancellationToken::new()).await.unwrap();
     assert_eq!(stats.devices, 8);
     assert!(stats.messages > 500, "{stats:?}");
-    assert!(stats.replayed > 0, "link outages replayed something: {stats:?}");
+    assert!(
+        stats.replayed > 0,
+        "link outages replayed something: {stats:?}"
+    );
     assert_eq!(stats.dropped, 0);
 
     let expected = (stats.messages + stats.states) as usize;

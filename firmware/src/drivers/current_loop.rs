@@ -116,12 +116,36 @@ mod tests {
 
     #[test]
     fn maps_4_to_20_ma_onto_the_range() {
-        assert_eq!(read(1_000_000), LoopReading::Value { value: 0.0, milliamps: 4.0 });
-        assert_eq!(read(3_000_000), LoopReading::Value { value: 1000.0, milliamps: 12.0 });
-        assert_eq!(read(5_000_000), LoopReading::Value { value: 2000.0, milliamps: 20.0 });
+        assert_eq!(
+            read(1_000_000),
+            LoopReading::Value {
+                value: 0.0,
+                milliamps: 4.0
+            }
+        );
+        assert_eq!(
+            read(3_000_000),
+            LoopReading::Value {
+                value: 1000.0,
+                milliamps: 12.0
+            }
+        );
+        assert_eq!(
+            read(5_000_000),
+            LoopReading::Value {
+                value: 2000.0,
+                milliamps: 20.0
+            }
+        );
         // 3.9 mA and 20.4 mA are inside the tolerance band and clamp.
-        assert!(matches!(read(975_000), LoopReading::Value { value: 0.0, .. }));
-        assert!(matches!(read(5_100_000), LoopReading::Value { value: 2000.0, .. }));
+        assert!(matches!(
+            read(975_000),
+            LoopReading::Value { value: 0.0, .. }
+        ));
+        assert!(matches!(
+            read(5_100_000),
+            LoopReading::Value { value: 2000.0, .. }
+        ));
     }
 
     #[test]

@@ -99,10 +99,7 @@ impl<S: Read<u8>> A02yyuw<S> {
     /// bytes yet; a partial frame is kept for the next call.
     pub fn read_mm(&mut self) -> nb::Result<u16, Error<S::Error>> {
         loop {
-            let byte = self
-                .serial
-                .read()
-                .map_err(|e| e.map(Error::Serial))?;
+            let byte = self.serial.read().map_err(|e| e.map(Error::Serial))?;
             match self.parser.push(byte) {
                 None => continue,
                 Some(Ok(mm)) => return Ok(mm),

@@ -172,7 +172,11 @@ pub struct TrapInput {
 #[derive(Debug, Clone, Copy)]
 enum Drop {
     Idle,
-    Falling { from_mm: f32, low_mm: f32, low_ms: u64 },
+    Falling {
+        from_mm: f32,
+        low_mm: f32,
+        low_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -411,7 +415,8 @@ impl ManholeProgram {
             self.reporter.due(0.0, now_ms)
         };
         if changed || due {
-            self.reporter.sent(if tilt.is_finite() { tilt } else { 0.0 }, now_ms);
+            self.reporter
+                .sent(if tilt.is_finite() { tilt } else { 0.0 }, now_ms);
             let metrics = Metrics::new()
                 .with("open", Value::Bool(input.cover_open))
                 .with("tilt_deg", Value::F32(round1(tilt)));

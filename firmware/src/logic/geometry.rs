@@ -80,7 +80,9 @@ mod tests {
     #[test]
     fn cylinder_volume() {
         let g = TrapGeometry {
-            shape: Shape::Cylinder { diameter_mm: 1000.0 },
+            shape: Shape::Cylinder {
+                diameter_mm: 1000.0,
+            },
             sensor_to_floor_mm: 1000.0,
             full_depth_mm: 1000.0,
         };

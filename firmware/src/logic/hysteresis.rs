@@ -72,7 +72,18 @@ mod tests {
         use EventPhase::*;
         assert_eq!(
             got,
-            [None, None, Some(Alarm), None, None, None, None, Some(Recovery), None, Some(Alarm)]
+            [
+                None,
+                None,
+                Some(Alarm),
+                None,
+                None,
+                None,
+                None,
+                Some(Recovery),
+                None,
+                Some(Alarm)
+            ]
         );
     }
 

@@ -47,7 +47,10 @@ mod tests {
         assert!(r.due(100.0, 0), "first value always goes out");
         r.sent(100.0, 0);
         assert!(!r.due(104.0, 1_000), "inside the deadband");
-        assert!(!r.due(95.0, 2_000), "exactly at the deadband is not a change");
+        assert!(
+            !r.due(95.0, 2_000),
+            "exactly at the deadband is not a change"
+        );
         assert!(r.due(105.5, 3_000));
         r.sent(105.5, 3_000);
         assert!(!r.due(105.5, 62_999));

@@ -132,6 +132,9 @@ mod tests {
         assert_eq!(r.dropped(), 7);
         assert_eq!(r.take_dropped(), 7);
         assert_eq!(r.take_dropped(), 0);
-        assert_eq!((r.pop(), r.pop(), r.pop(), r.pop()), (Some(7), Some(8), Some(9), None));
+        assert_eq!(
+            (r.pop(), r.pop(), r.pop(), r.pop()),
+            (Some(7), Some(8), Some(9), None)
+        );
     }
 }

@@ -94,8 +94,14 @@ fn in_window(hour: f32, from: f32, to: f32) -> bool {
 // --- grease trap --------------------------------------------------------------------------------
 
 enum LevelSensor {
-    Ultrasonic { uart: SimUart, driver: A02yyuw<SimUart> },
-    Loop { adc: SimAdc, driver: CurrentLoop<SimAdc> },
+    Ultrasonic {
+        uart: SimUart,
+        driver: A02yyuw<SimUart>,
+    },
+    Loop {
+        adc: SimAdc,
+        driver: CurrentLoop<SimAdc>,
+    },
 }
 
 struct Trap {
@@ -126,15 +132,27 @@ struct Manhole {
 fn tilted(r: Vector3, angle_deg: f32, azimuth: f32) -> Vector3 {
     let e = Vector3::new(azimuth.cos(), azimuth.sin(), 0.0);
     // u = normalize(r x e)
-    let u = Vector3::new(r.y * e.z - r.z * e.y, r.z * e.x - r.x * e.z, r.x * e.y - r.y * e.x);
+    let u = Vector3::new(
+        r.y * e.z - r.z * e.y,
+        r.z * e.x - r.x * e.z,
+        r.x * e.y - r.y * e.x,
+    );
     let n = u.norm();
     if n < 1e-6 {
         return r;
     }
     let u = Vector3::new(u.x / n, u.y / n, u.z / n);
-    let uxr = Vector3::new(u.y * r.z - u.z * r.y, u.z * r.x - u.x * r.z, u.x * r.y - u.y * r.x);
+    let uxr = Vector3::new(
+        u.y * r.z - u.z * r.y,
+        u.z * r.x - u.x * r.z,
+        u.x * r.y - u.y * r.x,
+    );
     let (s, c) = angle_deg.to_radians().sin_cos();
-    Vector3::new(r.x * c + uxr.x * s, r.y * c + uxr.y * s, r.z * c + uxr.z * s)
+    Vector3::new(
+        r.x * c + uxr.x * s,
+        r.y * c + uxr.y * s,
+        r.z * c + uxr.z * s,
+    )
 }
 
 // --- camera -------------------------------------------------------------------------------------
@@ -180,75 +198,96 @@ impl SimDevice {
 
     /// Restaurant `n` (1-based): even numbers have an ultrasonic sensor, odd a 4-20 mA one.
     pub fn restaurant(cfg: &FleetConfig, index: usize, n: u32) -> Result<Self, SimError> {
-        Self::build(cfg, index, std::format!("r-{n:03}"), "trap-1".into(), true, |rng| {
-            let sensor = if n % 2 == 0 {
-                let uart = SimUart::default();
-                LevelSensor::Ultrasonic {
-                    driver: A02yyuw::new(uart.clone()),
-                    uart,
-                }
-            } else {
-                let adc = SimAdc::default();
-                LevelSensor::Loop {
-                    driver: CurrentLoop::new(adc.clone(), LOOP),
-                    adc,
-                }
-            };
-            Ok(Kind::Trap(Box::new(Trap {
-                program: TrapProgram::new(TrapConfig::default()),
-                sensor,
-                level_mm: rng.random_range(100.0..550.0),
-                draining: None,
-            })))
-        })
+        Self::build(
+            cfg,
+            index,
+            std::format!("r-{n:03}"),
+            "trap-1".into(),
+            true,
+            |rng| {
+                let sensor = if n.is_multiple_of(2) {
+                    let uart = SimUart::default();
+                    LevelSensor::Ultrasonic {
+                        driver: A02yyuw::new(uart.clone()),
+                        uart,
+                    }
+                } else {
+                    let adc = SimAdc::default();
+                    LevelSensor::Loop {
+                        driver: CurrentLoop::new(adc.clone(), LOOP),
+                        adc,
+                    }
+                };
+                Ok(Kind::Trap(Box::new(Trap {
+                    program: TrapProgram::new(TrapConfig::default()),
+                    sensor,
+                    level_mm: rng.random_range(100.0..550.0),
+                    draining: None,
+                })))
+            },
+        )
     }
 
     /// Manhole `n` (1-based). Calibrates its accelerometer at boot with the cover seated.
     pub fn manhole(cfg: &FleetConfig, index: usize, n: u32) -> Result<Self, SimError> {
-        Self::build(cfg, index, std::format!("mh-{n:03}"), "cover-1".into(), true, |rng| {
-            let reed = SimPin::new(false);
-            let bus = SimLis3dh::new(accel::ADDR_SA0_LOW);
-            let mount = rng.random_range(0.0..6.0f32);
-            let az = rng.random_range(0.0..std::f32::consts::TAU);
-            let rest = tilted(Vector3::new(0.0, 0.0, 1000.0), mount, az);
-            bus.set_mg(rest);
-            let mut acc = Lis3dh::new(bus.clone(), accel::ADDR_SA0_LOW)
-                .map_err(|e| SimError::Config(std::format!("lis3dh init: {e:?}")))?;
-            acc.calibrate(8)
-                .map_err(|e| SimError::Config(std::format!("lis3dh calibrate: {e:?}")))?;
-            Ok(Kind::Manhole(Box::new(Manhole {
-                program: ManholeProgram::new(ManholeConfig::default()),
-                switch: CoverSwitch::new(reed.clone(), OpenLevel::High, 2_000),
-                reed,
-                accel_bus: bus,
-                accel: acc,
-                rest,
-                open: false,
-                tilt_deg: 0.0,
-                tilt_azimuth: 0.0,
-                disturbed_until: None,
-            })))
-        })
+        Self::build(
+            cfg,
+            index,
+            std::format!("mh-{n:03}"),
+            "cover-1".into(),
+            true,
+            |rng| {
+                let reed = SimPin::new(false);
+                let bus = SimLis3dh::new(accel::ADDR_SA0_LOW);
+                let mount = rng.random_range(0.0..6.0f32);
+                let az = rng.random_range(0.0..std::f32::consts::TAU);
+                let rest = tilted(Vector3::new(0.0, 0.0, 1000.0), mount, az);
+                bus.set_mg(rest);
+                let mut acc = Lis3dh::new(bus.clone(), accel::ADDR_SA0_LOW)
+                    .map_err(|e| SimError::Config(std::format!("lis3dh init: {e:?}")))?;
+                acc.calibrate(8)
+                    .map_err(|e| SimError::Config(std::format!("lis3dh calibrate: {e:?}")))?;
+                Ok(Kind::Manhole(Box::new(Manhole {
+                    program: ManholeProgram::new(ManholeConfig::default()),
+                    switch: CoverSwitch::new(reed.clone(), OpenLevel::High, 2_000),
+                    reed,
+                    accel_bus: bus,
+                    accel: acc,
+                    rest,
+                    open: false,
+                    tilt_deg: 0.0,
+                    tilt_azimuth: 0.0,
+                    disturbed_until: None,
+                })))
+            },
+        )
     }
 
     /// Kitchen camera `n` (1-based), in restaurant `n`. Mains powered: no battery metric.
     pub fn camera(cfg: &FleetConfig, index: usize, n: u32) -> Result<Self, SimError> {
-        Self::build(cfg, index, std::format!("r-{n:03}"), "cam-1".into(), false, |_| {
-            let pin = SimPin::new(true);
-            Ok(Kind::Camera(Box::new(Camera {
-                program: CameraProgram::new(CameraConfig::default()),
-                monitor: CameraMonitor::new(
-                    pin.clone(),
-                    cfg.camera.heartbeat_timeout_s * 1000,
-                    0,
-                ),
-                power_pin: pin,
-                next_heartbeat: 0,
-                black_until: None,
-                offline_until: None,
-                unplugged_until: None,
-            })))
-        })
+        Self::build(
+            cfg,
+            index,
+            std::format!("r-{n:03}"),
+            "cam-1".into(),
+            false,
+            |_| {
+                let pin = SimPin::new(true);
+                Ok(Kind::Camera(Box::new(Camera {
+                    program: CameraProgram::new(CameraConfig::default()),
+                    monitor: CameraMonitor::new(
+                        pin.clone(),
+                        cfg.camera.heartbeat_timeout_s * 1000,
+                        0,
+                    ),
+                    power_pin: pin,
+                    next_heartbeat: 0,
+                    black_until: None,
+                    offline_until: None,
+                    unplugged_until: None,
+                })))
+            },
+        )
     }
 
     pub fn key(&self) -> String {
@@ -264,7 +303,9 @@ impl SimDevice {
             device: self.index,
             kind: MessageKind::State,
             topic: std::format!("v1/{}/{}/state", self.site, self.device),
-            payload: if online { STATE_ONLINE } else { STATE_OFFLINE }.as_bytes().to_vec(),
+            payload: if online { STATE_ONLINE } else { STATE_OFFLINE }
+                .as_bytes()
+                .to_vec(),
             retain: true,
         }
     }
@@ -280,7 +321,12 @@ impl SimDevice {
     }
 
     /// Applies a scripted happening; `Err` if it does not fit this kind of device.
-    pub fn apply(&mut self, action: ScriptAction, now: u64, duration_ms: u64) -> Result<(), String> {
+    pub fn apply(
+        &mut self,
+        action: ScriptAction,
+        now: u64,
+        duration_ms: u64,
+    ) -> Result<(), String> {
         let until = now + duration_ms;
         match (&mut self.kind, action) {
             (_, ScriptAction::LinkDown) => self.link_down_until = Some(until),
@@ -540,7 +586,11 @@ fn step_camera(
 ) {
     let p = &cfg.camera;
     let step = cfg.step_ms;
-    for slot in [&mut c.black_until, &mut c.offline_until, &mut c.unplugged_until] {
+    for slot in [
+        &mut c.black_until,
+        &mut c.offline_until,
+        &mut c.unplugged_until,
+    ] {
         if slot.is_some_and(|u| now >= u) {
             *slot = None;
         }

@@ -122,7 +122,11 @@ pub async fn run_with<P: Publisher>(
     for d in &devices {
         send(publisher, d.online(), &mut stats).await?;
     }
-    tracing::info!(devices = devices.len(), seed = cfg.seed, "simulated fleet online");
+    tracing::info!(
+        devices = devices.len(),
+        seed = cfg.seed,
+        "simulated fleet online"
+    );
 
     let started = tokio::time::Instant::now();
     let mut out = Vec::new();
