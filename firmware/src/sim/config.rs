@@ -30,7 +30,8 @@ pub struct FleetConfig {
     pub cameras: u32,
     /// Same seed and config => same messages, in the same order.
     pub seed: u64,
-    /// Simulated seconds per real second; `0` runs as fast as the broker takes messages.
+    /// Simulated seconds per real second; `0` runs as fast as the broker takes messages. Device
+    /// timestamps follow simulated time, so above 1 they run ahead of the wall clock.
     pub speed: f64,
     /// Simulated start time, ms since the Unix epoch; `None` = the wall clock at start.
     pub start_ms: Option<i64>,

@@ -333,7 +333,7 @@ impl SimDevice {
             (Kind::Trap(t), ScriptAction::Dump) => {
                 t.draining = Some(((t.level_mm - 300.0).max(20.0), 2.0));
             }
-            (Kind::Trap(t), ScriptAction::PumpOut) => t.draining = Some((30.0, 8.0)),
+            (Kind::Trap(t), ScriptAction::PumpOut) => t.draining = Some((30.0, 1.5)),
             (Kind::Trap(t), ScriptAction::Overfill) => {
                 let g = t.program.config().geometry;
                 t.level_mm = g.full_depth_mm * 0.9;
@@ -462,7 +462,7 @@ fn step_trap(
             0.0
         };
         if in_window(hour, 14.0, 16.0) && rng.random_bool(per_step(pump_chance, 2 * HOUR, step)) {
-            t.draining = Some((30.0, 8.0));
+            t.draining = Some((30.0, 1.5));
         } else if in_window(hour, 1.0, 4.5)
             && rng.random_bool(per_step(p.dumping_chance_per_night, 7 * HOUR / 2, step))
         {

@@ -116,25 +116,70 @@ pub async fn run_with<P: Publisher>(
         devices: devices.len() as u32,
         ..FleetStats::default()
     };
-    for (i, d) in devices.iter().enumerate() {
-        publisher.register(i, &d.site, &d.device).await?;
+    let mut registered = 0;
+    let result = async {
+        for (i, d) in devices.iter().enumerate() {
+            publisher.register(i, &d.site, &d.device).await?;
+            registered += 1;
+        }
+        for d in &devices {
+            send(publisher, d.online(), &mut stats).await?;
+        }
+        tracing::info!(
+            devices = devices.len(),
+            seed = cfg.seed,
+            "simulated fleet online"
+        );
+        simulate(
+            cfg,
+            start_ms,
+            &mut devices,
+            &script,
+            publisher,
+            &cancel,
+            &mut stats,
+        )
+        .await
     }
-    for d in &devices {
-        send(publisher, d.online(), &mut stats).await?;
-    }
-    tracing::info!(
-        devices = devices.len(),
-        seed = cfg.seed,
-        "simulated fleet online"
-    );
+    .await;
 
+    // Shut down after an error too, so connections close and retained state says offline (a
+    // clean disconnect suppresses the will). Bounded: a dead broker must not hang the caller.
+    for d in devices.iter().take(registered) {
+        let offline = send(publisher, d.offline(), &mut stats);
+        match tokio::time::timeout(Duration::from_secs(2), offline).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(device = %d.key(), error = %e, "offline not sent"),
+            Err(_) => tracing::warn!(device = %d.key(), "offline not sent: timed out"),
+        }
+    }
+    stats.replayed = devices.iter().map(|d| d.counters.replayed).sum();
+    stats.dropped = devices.iter().map(|d| d.dropped_total()).sum();
+    let closed = publisher.close().await;
+    result?;
+    closed?;
+    tracing::info!(?stats, "simulated fleet stopped");
+    Ok(stats)
+}
+
+/// The tick loop: scripts, world and firmware step, publish, pace. Returns when cancelled or a
+/// bound is reached.
+async fn simulate<P: Publisher>(
+    cfg: &FleetConfig,
+    start_ms: i64,
+    devices: &mut [SimDevice],
+    script: &[ScriptedEvent],
+    publisher: &mut P,
+    cancel: &CancellationToken,
+    stats: &mut FleetStats,
+) -> Result<(), SimError> {
     let started = tokio::time::Instant::now();
     let mut out = Vec::new();
     let mut next_script = 0;
     let mut now: u64 = 0;
-    'run: loop {
+    loop {
         if cancel.is_cancelled() || cfg.duration_s.is_some_and(|d| now >= d * 1000) {
-            break;
+            return Ok(());
         }
         while let Some(s) = script.get(next_script).filter(|s| s.at_s * 1000 <= now) {
             next_script += 1;
@@ -144,16 +189,20 @@ pub async fn run_with<P: Publisher>(
             }
         }
         let ts = start_ms + now as i64;
-        for d in &mut devices {
+        for d in devices.iter_mut() {
             d.step(cfg, now, ts, &mut out);
         }
         for msg in out.drain(..) {
             if msg.kind != MessageKind::State
                 && cfg.max_messages.is_some_and(|m| stats.messages >= m)
             {
-                break 'run;
+                return Ok(());
             }
-            send(publisher, msg, &mut stats).await?;
+            // A broker that stops taking messages must not make cancellation hang.
+            tokio::select! {
+                r = send(publisher, msg, stats) => r?,
+                _ = cancel.cancelled() => return Ok(()),
+            }
         }
         now += cfg.step_ms;
         stats.sim_ms = now;
@@ -163,20 +212,11 @@ pub async fn run_with<P: Publisher>(
             if due > tokio::time::Instant::now() {
                 tokio::select! {
                     _ = tokio::time::sleep_until(due) => {}
-                    _ = cancel.cancelled() => break,
+                    _ = cancel.cancelled() => return Ok(()),
                 }
             }
         }
     }
-
-    for d in &devices {
-        send(publisher, d.offline(), &mut stats).await?;
-    }
-    stats.replayed = devices.iter().map(|d| d.counters.replayed).sum();
-    stats.dropped = devices.iter().map(|d| d.dropped_total()).sum();
-    publisher.close().await?;
-    tracing::info!(?stats, "simulated fleet stopped");
-    Ok(stats)
 }
 
 /// Restaurants' traps first, then cameras, then manholes; numbering starts at 1.
@@ -199,7 +239,9 @@ async fn send<P: Publisher>(
     msg: Outgoing,
     stats: &mut FleetStats,
 ) -> Result<(), SimError> {
-    match msg.kind {
+    let kind = msg.kind;
+    publisher.publish(msg).await?;
+    match kind {
         MessageKind::Telemetry => {
             stats.telemetry += 1;
             stats.messages += 1;
@@ -210,5 +252,5 @@ async fn send<P: Publisher>(
         }
         MessageKind::State => stats.states += 1,
     }
-    publisher.publish(msg).await
+    Ok(())
 }
