@@ -13,7 +13,7 @@ use super::SimError;
 
 /// What to simulate and where to publish it. `Default` is a small demo fleet against
 /// `127.0.0.1:1883`, one simulated minute per real second, running until cancelled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FleetConfig {
     pub broker_host: String,
@@ -76,6 +76,34 @@ impl Default for FleetConfig {
             camera: CameraParams::default(),
             script: Vec::new(),
         }
+    }
+}
+
+/// Like the derived `Debug`, with the broker password redacted so a logged config leaks nothing.
+impl std::fmt::Debug for FleetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetConfig")
+            .field("broker_host", &self.broker_host)
+            .field("broker_port", &self.broker_port)
+            .field("client_id_prefix", &self.client_id_prefix)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("restaurants", &self.restaurants)
+            .field("manholes", &self.manholes)
+            .field("cameras", &self.cameras)
+            .field("seed", &self.seed)
+            .field("speed", &self.speed)
+            .field("start_ms", &self.start_ms)
+            .field("utc_offset_hours", &self.utc_offset_hours)
+            .field("step_ms", &self.step_ms)
+            .field("duration_s", &self.duration_s)
+            .field("max_messages", &self.max_messages)
+            .field("link_outages", &self.link_outages)
+            .field("restaurant", &self.restaurant)
+            .field("manhole", &self.manhole)
+            .field("camera", &self.camera)
+            .field("script", &self.script)
+            .finish()
     }
 }
 
@@ -269,6 +297,11 @@ mod tests {
         assert_eq!(cfg.script[0].duration_s, 600);
         let err = FleetConfig::from_toml_str("bogus = 1").unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+        let with_secret = FleetConfig {
+            password: Some("hunter2".into()),
+            ..FleetConfig::default()
+        };
+        assert!(!std::format!("{with_secret:?}").contains("hunter2"));
         let err = FleetConfig::from_toml_str("step_ms = 0").unwrap_err();
         assert!(err.to_string().contains("step_ms"), "{err}");
     }

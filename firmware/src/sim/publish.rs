@@ -76,8 +76,8 @@ impl Publisher for MemoryPublisher {
     }
 }
 
-/// Connection settings for [`MqttPublisher`].
-#[derive(Debug, Clone)]
+/// Connection settings for [`MqttPublisher`]. `Debug` redacts the password.
+#[derive(Clone)]
 pub struct MqttSettings {
     pub host: String,
     pub port: u16,
@@ -86,6 +86,19 @@ pub struct MqttSettings {
     pub password: Option<String>,
     /// How long `close` waits for outstanding acknowledgements.
     pub flush_timeout: Duration,
+}
+
+impl std::fmt::Debug for MqttSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id_prefix", &self.client_id_prefix)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("flush_timeout", &self.flush_timeout)
+            .finish()
+    }
 }
 
 struct Connection {
