@@ -110,6 +110,8 @@ struct Trap {
     level_mm: f32,
     /// Draining towards a target level at a rate (mm/s): pump-out or dumping.
     draining: Option<(f32, f32)>,
+    /// 4-20 mA only: the loop cable is cut until then (the transmitter draws nothing).
+    loop_cut_until: Option<u64>,
 }
 
 // --- manhole ------------------------------------------------------------------------------------
@@ -223,6 +225,7 @@ impl SimDevice {
                     sensor,
                     level_mm: rng.random_range(100.0..550.0),
                     draining: None,
+                    loop_cut_until: None,
                 })))
             },
         )
@@ -396,6 +399,7 @@ impl SimDevice {
         }
         let up = self.link_down_until.is_none();
         if up != was_up {
+            tracing::debug!(site = %self.site, device = %self.device, up, "link");
             // Going down: what the broker would publish from the last will once the keep-alive
             // expires. Coming back: the device's own `online`, then the replay.
             if up {
@@ -502,7 +506,17 @@ fn step_trap(
         }
         LevelSensor::Loop { adc, driver } => {
             let level = t.level_mm + noise(rng, 3.0);
-            let ma = current_loop::milliamps_for(level, &LOOP);
+            // Rarely, a rodent or a cleaning crew cuts the loop cable for a while.
+            if t.loop_cut_until.is_some_and(|u| now >= u) {
+                t.loop_cut_until = None;
+            } else if t.loop_cut_until.is_none() && rng.random_bool(per_step(0.05, DAY, step)) {
+                t.loop_cut_until = Some(now + rng.random_range(10..120u64) * MINUTE);
+            }
+            let ma = if t.loop_cut_until.is_some() {
+                0.0
+            } else {
+                current_loop::milliamps_for(level, &LOOP)
+            };
             adc.set_microvolts((ma * LOOP.shunt_ohms * 1000.0) as u32);
             match driver.read() {
                 Ok(LoopReading::Value { value, .. }) => LevelSample::LevelMm(value),

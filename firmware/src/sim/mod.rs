@@ -184,6 +184,7 @@ async fn simulate<P: Publisher>(
         while let Some(s) = script.get(next_script).filter(|s| s.at_s * 1000 <= now) {
             next_script += 1;
             if let Some(d) = devices.iter_mut().find(|d| d.key() == s.device) {
+                tracing::debug!(device = %s.device, action = ?s.action, at_s = s.at_s, "script");
                 d.apply(s.action, now, s.duration_s * 1000)
                     .map_err(SimError::Config)?;
             }
