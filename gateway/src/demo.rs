@@ -66,6 +66,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     cfg.mqtt.client_id = "demo-gateway".into();
     cfg.storage.dir = opts.data.clone();
     cfg.http.listen = opts.listen.clone();
+    // The simulator replays two days of history at 60x: keep its device times.
+    cfg.devices.max_clock_skew_s = (DEMO_HISTORY_MS / 1000) as u64 + 3600;
     cfg.validate()?;
     // Give the broker thread a moment to listen; the client retries anyway.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -97,7 +99,30 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How much simulated history the demo replays before catching up with the wall clock.
+const DEMO_HISTORY_MS: i64 = 2 * 24 * 3600 * 1000;
+
+/// Runs the firmware simulator against the embedded broker: one restaurant has a trap and a
+/// kitchen camera, streets have manhole covers. Simulated time starts two days back and runs
+/// 60x faster, so traps fill, pump-outs and night-time dumping show up within minutes.
 async fn simulate(port: u16, restaurants: u32, manholes: u32, cancel: CancellationToken) {
-    let _ = (port, restaurants, manholes);
-    cancel.cancelled().await;
+    let cfg = firmware::sim::FleetConfig {
+        broker_host: "127.0.0.1".into(),
+        broker_port: port,
+        client_id_prefix: "demo-sim".into(),
+        restaurants,
+        manholes,
+        cameras: restaurants,
+        speed: 60.0,
+        start_ms: Some(crate::clock::now_ms() - DEMO_HISTORY_MS),
+        ..Default::default()
+    };
+    match firmware::sim::run_fleet(cfg, cancel).await {
+        Ok(stats) => info!(
+            messages = stats.messages,
+            events = stats.events,
+            "simulator stopped"
+        ),
+        Err(e) => warn!(error = %e, "simulator failed"),
+    }
 }
