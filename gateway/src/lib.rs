@@ -5,4 +5,5 @@ pub mod decode;
 pub mod metrics;
 pub mod pipeline;
 pub mod reading;
+pub mod source;
 pub mod units;

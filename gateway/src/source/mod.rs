@@ -1,0 +1,3 @@
+//! Sources: everything that turns device traffic into `Reading`s.
+
+pub mod modbus;
