@@ -431,4 +431,111 @@ mod tests {
         assert!(Endpoint::parse("udp://x:1").is_err());
         assert!(Endpoint::parse("rtu://host/dev/ttyUSB0").is_err());
     }
+
+    const GOOD: &str = r#"
+[[modbus.devices]]
+name = "trap-1"
+site = "s1"
+url = "tcp://127.0.0.1:1502"
+unit = 3
+stream = "grease_trap"
+interval_ms = 1000
+timeout_ms = 300
+[[modbus.devices.registers]]
+metric = "level"
+kind = "holding"
+address = 0
+type = "u16"
+scale = 0.1
+unit = "cm"
+[[modbus.devices.registers]]
+metric = "volume"
+kind = "input"
+address = 10
+type = "f32"
+order = "CDAB"
+unit = "L"
+[[modbus.devices.registers]]
+metric = "lid_open"
+kind = "coil"
+address = 0
+
+[[modbus.devices]]
+name = "pump-1"
+site = "s1"
+url = "rtu:///dev/ttyUSB0?baud=19200&parity=E"
+unit = 7
+[[modbus.devices.registers]]
+metric = "run_hours"
+kind = "input"
+address = 100
+type = "u32"
+order = "DCBA"
+"#;
+
+    fn err(toml: &str) -> String {
+        crate::config::Config::from_toml(toml)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn a_full_device_map_loads() {
+        let c = crate::config::Config::from_toml(GOOD).unwrap();
+        let d = &c.modbus.devices;
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].registers[1].data_type, DataType::F32);
+        assert_eq!(d[0].registers[1].order, WordOrder::CDAB);
+        assert_eq!(d[0].registers[2].kind, RegisterKind::Coil);
+        assert_eq!(d[1].stream, "modbus");
+        assert_eq!(d[1].interval_ms, 10_000);
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let e = err(&GOOD.replace("type = \"u32\"", "type = \"u64\""));
+        assert!(e.contains("modbus.devices") && e.contains("type"), "{e}");
+        let e = err(&GOOD.replace("order = \"CDAB\"", "order = \"cdab\""));
+        assert!(e.contains("order"), "{e}");
+        let e = err(&GOOD.replace("unit = \"L\"", "unit = \"furlong\""));
+        assert!(e.contains("modbus.devices[0].registers[1].unit"), "{e}");
+        let e = err(&GOOD.replace("kind = \"coil\"", "kind = \"coil\"\ntype = \"f32\""));
+        assert!(e.contains("modbus.devices[0].registers[2].type"), "{e}");
+        let e = err(&GOOD.replace("unit = 7", "unit = 0"));
+        assert!(e.contains("modbus.devices[1].unit"), "{e}");
+        let e = err(&GOOD.replace("parity=E", "parity=X"));
+        assert!(e.contains("modbus.devices[1].url"), "{e}");
+        let e = err(&GOOD.replace("name = \"pump-1\"", "name = \"trap-1\""));
+        assert!(e.contains("modbus.devices[1].name"), "{e}");
+        let e = err(&GOOD.replace("interval_ms = 1000", "interval_ms = 1000\npoll = 1"));
+        assert!(e.contains("poll"), "{e}");
+        let e = err(&GOOD.replace("scale = 0.1", "scale = 0.0"));
+        assert!(e.contains("modbus.devices[0].registers[0].scale"), "{e}");
+        let e = err(&GOOD.replace("address = 100", "address = 65535"));
+        assert!(e.contains("modbus.devices[1].registers[0].type"), "{e}");
+    }
+
+    #[test]
+    fn devices_on_one_port_must_agree_on_serial_settings() {
+        let two = format!(
+            "{GOOD}\n{}",
+            r#"
+[[modbus.devices]]
+name = "pump-2"
+site = "s1"
+url = "rtu:///dev/ttyUSB0?baud=9600"
+unit = 8
+[[modbus.devices.registers]]
+metric = "x"
+kind = "holding"
+address = 0
+"#
+        );
+        let e = err(&two);
+        assert!(e.contains("modbus.devices[2].url"), "{e}");
+        assert!(
+            crate::config::Config::from_toml(&two.replace("baud=9600", "baud=19200&parity=E"))
+                .is_ok()
+        );
+    }
 }
