@@ -560,6 +560,7 @@ unit = "furlong"
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure type, not ours
     fn env_overrides_nested_keys() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("g.toml", "[mqtt]\nurl = \"mqtt://a:1\"\n")?;

@@ -113,16 +113,53 @@ async def announce_when_listening(args, task):
     print("ready", flush=True)
 
 
-def garbage_reply(request):
-    """Random bytes, a short frame, or a frame with a wrong length field."""
-    kind = random.randrange(4)
+def crc16(data):
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return struct.pack("<H", crc)
+
+
+GARBAGE_COUNTER = [0]
+
+
+def garbage_reply(request, rtu):
+    """Cycles through kinds of bad replies: random bytes, truncated frames, well-formed frames
+    that answer too little, with the wrong function, an inconsistent byte count or the wrong
+    transaction/unit id, and runs of 0xff."""
+    kind = GARBAGE_COUNTER[0] % 7
+    GARBAGE_COUNTER[0] += 1
+    if rtu:
+        unit, pdu_in = request[:1], request[1:-2]
+    else:
+        unit, pdu_in = request[6:7], request[7:]
+    fc = pdu_in[0] if pdu_in else 3
+    count = int.from_bytes(pdu_in[3:5], "big") if len(pdu_in) >= 5 else 1
+
+    def frame(pdu, tid=None, unit_id=unit):
+        if rtu:
+            body = unit_id + pdu
+            return body + crc16(body)
+        tid = request[0:2] if tid is None else tid
+        return tid + b"\x00\x00" + struct.pack(">H", len(pdu) + 1) + unit_id + pdu
+
+    full = bytes([fc, min(count * 2, 250)]) + b"\x12\x34" * min(count, 125)
     if kind == 0:
         return os.urandom(random.randrange(1, 40))
     if kind == 1:
-        return request[: max(1, len(request) // 2)]
-    if kind == 2 and len(request) >= 8:
-        # Valid-looking MBAP header claiming a long body, then nothing more.
-        return request[:4] + struct.pack(">H", 200) + request[6:8] + b"\x03\x02"
+        return frame(full)[: random.randrange(2, 8)]
+    if kind == 2:
+        return frame(bytes([fc, 2, 0x12, 0x34]))  # one register whatever was asked
+    if kind == 3:
+        return frame(bytes([fc ^ 0x07]) + full[1:])  # wrong function code
+    if kind == 4:
+        return frame(bytes([fc, 200, 0x12, 0x34]))  # byte count says 200, carries 2
+    if kind == 5:
+        if rtu:
+            return frame(full, unit_id=bytes([(unit[0] + 1) % 256]))
+        return frame(full, tid=bytes([request[0] ^ 0x55, request[1]]))
     return b"\xff" * random.randrange(1, 12)
 
 
@@ -134,7 +171,7 @@ async def run_raw_tcp(args, garbage):
                 if not data:
                     break
                 if garbage:
-                    writer.write(garbage_reply(data))
+                    writer.write(garbage_reply(data, rtu=False))
                     await writer.drain()
         except (ConnectionError, OSError):
             pass
@@ -159,7 +196,7 @@ async def run_raw_rtu(args, garbage):
             await asyncio.sleep(0.005)
             continue
         if garbage:
-            port.write(garbage_reply(data))
+            port.write(garbage_reply(data, rtu=True))
 
 
 def main():

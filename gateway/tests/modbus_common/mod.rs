@@ -256,7 +256,10 @@ pub fn device(name: &str, url: &str, unit: u8, registers: Vec<RegisterConfig>) -
 
 /// Every intake received, with its arrival time.
 #[derive(Clone, Default)]
-pub struct Collected(pub Arc<Mutex<Vec<(Instant, Vec<Reading>)>>>);
+pub struct Collected(pub Arc<Mutex<Vec<Arrival>>>);
+
+/// One intake's readings and when the collector saw it.
+pub type Arrival = (Instant, Vec<Reading>);
 
 impl Collected {
     /// Arrival times of data polls (not presence) of `device`.

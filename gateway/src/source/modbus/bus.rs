@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::Mutex;
-use tokio_modbus::client::{Client, Context, Reader};
+use tokio_modbus::client::{Client, Context};
 use tokio_modbus::prelude::SlaveContext;
-use tokio_modbus::{ExceptionCode, Slave};
+use tokio_modbus::{ExceptionCode, Request, Response, Slave};
 
 /// Why one request of a poll produced no data.
 #[derive(Debug, Error)]
@@ -249,23 +249,25 @@ async fn run_blocks(
 
 async fn request(c: &mut Context, b: &Block) -> Result<Data, RequestError> {
     let (start, n) = (b.start, b.count);
-    let reply = match b.kind {
-        RegisterKind::Holding => c
-            .read_holding_registers(start, n)
-            .await
-            .map(|r| r.map(Data::Words)),
-        RegisterKind::Input => c
-            .read_input_registers(start, n)
-            .await
-            .map(|r| r.map(Data::Words)),
-        RegisterKind::Coil => c.read_coils(start, n).await.map(|r| r.map(Data::Bits)),
-        RegisterKind::Discrete => c
-            .read_discrete_inputs(start, n)
-            .await
-            .map(|r| r.map(Data::Bits)),
+    // `Client::call` rather than the `Reader` helpers: those `debug_assert` on the reply's
+    // length and `unreachable!` on a mismatching response, so a device sending a short reply
+    // would panic the task (found by the garbage-slave test).
+    let req = match b.kind {
+        RegisterKind::Holding => Request::ReadHoldingRegisters(start, n),
+        RegisterKind::Input => Request::ReadInputRegisters(start, n),
+        RegisterKind::Coil => Request::ReadCoils(start, n),
+        RegisterKind::Discrete => Request::ReadDiscreteInputs(start, n),
     };
-    let data = match reply {
-        Ok(Ok(d)) => d,
+    let data = match c.call(req).await {
+        Ok(Ok(Response::ReadHoldingRegisters(w) | Response::ReadInputRegisters(w))) => {
+            Data::Words(w)
+        }
+        Ok(Ok(Response::ReadCoils(bits) | Response::ReadDiscreteInputs(bits))) => Data::Bits(bits),
+        Ok(Ok(other)) => {
+            return Err(RequestError::BadReply(format!(
+                "unexpected response {other:?}"
+            )));
+        }
         Ok(Err(code)) => return Err(RequestError::Exception(code)),
         Err(tokio_modbus::Error::Transport(e)) => {
             return Err(if e.kind() == std::io::ErrorKind::InvalidData {
