@@ -216,8 +216,8 @@ impl Metrics {
                 "modbus_poll_seconds",
                 "Duration of answered Modbus polls",
                 Histogram::new([
-                    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
-                    2.5, 5.0,
+                    0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05,
+                    0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 ])
             ),
             modbus_devices_online: reg!(

@@ -200,7 +200,10 @@ impl DevicePoller {
             requests = self.blocks.len(),
             "modbus polling every {interval:?}"
         );
-        let mut next = Instant::now();
+        // A random phase spreads many devices over the interval instead of polling in lockstep
+        // (which would burst on shared gateways and on the intake channel).
+        let phase = rand::random_range(0..self.dev.interval_ms.min(5_000));
+        let mut next = Instant::now() + Duration::from_millis(phase);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
