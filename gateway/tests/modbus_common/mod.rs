@@ -326,6 +326,14 @@ pub struct Running {
 
 impl Running {
     pub fn start(devices: Vec<DeviceConfig>) -> Running {
+        // Logs show up with a failing test's output (RUST_LOG overrides the level).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "gateway=info".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let cfg = ModbusConfig { devices };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Intake>(1024);
         let metrics = Arc::new(Metrics::new());

@@ -264,19 +264,21 @@ async fn request(c: &mut Context, b: &Block) -> Result<Data, RequestError> {
         }
         Ok(Ok(Response::ReadCoils(bits) | Response::ReadDiscreteInputs(bits))) => Data::Bits(bits),
         Ok(Ok(other)) => {
-            return Err(RequestError::BadReply(format!(
+            return Err(RequestError::BadReply(clip(format!(
                 "unexpected response {other:?}"
-            )));
+            ))));
         }
         Ok(Err(code)) => return Err(RequestError::Exception(code)),
         Err(tokio_modbus::Error::Transport(e)) => {
             return Err(if e.kind() == std::io::ErrorKind::InvalidData {
-                RequestError::BadReply(e.to_string())
+                RequestError::BadReply(clip(e.to_string()))
             } else {
                 RequestError::Transport(e)
             });
         }
-        Err(tokio_modbus::Error::Protocol(e)) => return Err(RequestError::BadReply(e.to_string())),
+        Err(tokio_modbus::Error::Protocol(e)) => {
+            return Err(RequestError::BadReply(clip(e.to_string())));
+        }
     };
     // Coil replies are padded to whole bytes, so more bits than asked is normal; fewer is not.
     let got = match &data {
@@ -289,4 +291,29 @@ async fn request(c: &mut Context, b: &Block) -> Result<Data, RequestError> {
         )));
     }
     Ok(data)
+}
+
+/// Protocol errors quote the whole decoded reply; keep log lines short.
+fn clip(mut s: String) -> String {
+    const MAX: usize = 160;
+    if s.len() > MAX {
+        let mut cut = MAX;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clip_keeps_short_messages_and_cuts_long_ones_on_a_char_boundary() {
+        assert_eq!(super::clip("short".into()), "short");
+        let long = "é".repeat(200);
+        let c = super::clip(long);
+        assert!(c.len() <= 163 && c.ends_with("..."));
+    }
 }
