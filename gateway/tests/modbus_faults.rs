@@ -140,6 +140,57 @@ async fn garbage_on_a_serial_line_does_not_crash_or_delay_another_bus() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_unit_on_a_shared_serial_bus_costs_the_others_at_most_its_timeout() {
+    let pty = PtyPair::new();
+    // Only unit 1 answers on this line; unit 2 is dead.
+    let _slave = Slave::rtu_units(&pty.b, "1");
+    let url = format!("rtu://{}?baud=19200", pty.a.display());
+    let mut healthy = device(
+        "bus-healthy",
+        &url,
+        1,
+        typed_registers(RegisterKind::Holding),
+    );
+    let mut dead = device("bus-dead", &url, 2, typed_registers(RegisterKind::Holding));
+    for d in [&mut healthy, &mut dead] {
+        d.interval_ms = 200;
+        d.timeout_ms = 150;
+        d.backoff_max_ms = 2000;
+    }
+    let run = Running::start(vec![healthy, dead]);
+    let c = run.collected.clone();
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let times: Vec<Instant> = c
+        .data_times("bus-healthy")
+        .into_iter()
+        .filter(|t| *t > t0 + Duration::from_millis(500))
+        .collect();
+    let gap = max_gap(&times);
+    eprintln!("shared bus healthy: {} polls, max gap {gap:?}", times.len());
+    assert!(times.len() >= 12, "only {} healthy polls", times.len());
+    // Interval 200 ms plus at most one 150 ms timeout of the dead unit holding the bus.
+    assert!(
+        gap < Duration::from_millis(600),
+        "healthy unit stalled for {gap:?}"
+    );
+    assert_eq!(c.presence("bus-healthy"), [true]);
+    assert_eq!(c.presence("bus-dead"), [false]);
+    // The dead unit backs off: far fewer polls than its 200 ms interval would give.
+    let text = run.metrics.encode();
+    let dead_polls: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("gateway_modbus_polls_total") && l.contains("bus-dead"))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<u64>().ok()))
+        .sum();
+    assert!(
+        dead_polls <= 10,
+        "dead unit polled {dead_polls} times in 4 s"
+    );
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_slave_goes_offline_and_comes_back_without_leaking_tasks() {
     let rt = tokio::runtime::Handle::current().metrics();
     let before = rt.num_alive_tasks();
@@ -190,7 +241,14 @@ async fn killed_slave_goes_offline_and_comes_back_without_leaking_tasks() {
             "round {round}: task count changed"
         );
     }
+    assert!(
+        run.metrics
+            .encode()
+            .contains("gateway_modbus_devices_online 1")
+    );
+    let metrics = run.metrics.clone();
     run.stop().await;
+    assert!(metrics.encode().contains("gateway_modbus_devices_online 0"));
     // All device tasks (and their supervisors) are gone.
     let t0 = Instant::now();
     while rt.num_alive_tasks() > before && t0.elapsed() < Duration::from_secs(2) {

@@ -10,7 +10,7 @@ Modes:
   garbage       raw asyncio server: answers every request with random bytes or a short frame.
 
 Transports: `--tcp PORT` (127.0.0.1) or `--rtu DEVICE` (e.g. one end of a socat pty pair).
-Prints `ready` on stdout once listening. Answers any unit id.
+Prints `ready` on stdout once listening. Answers any unit id unless `--units 1,3` is given.
 
 The datastore (same layout for holding and input registers; the Rust tests mirror it):
   for order index o in (ABCD, CDAB, BADC, DCBA) and type index t in (u16, i16, u32, i32, f32):
@@ -20,6 +20,7 @@ The datastore (same layout for holding and input registers; the Rust tests mirro
 
 import argparse
 import asyncio
+import copy
 import os
 import random
 import struct
@@ -85,12 +86,38 @@ async def run_pymodbus(args, exception):
             return ExcCodes.ILLEGAL_ADDRESS
 
         action = always_illegal
-    device = SimDevice(0, simdata=simdata, action=action)
+    if args.units:
+        # Only these unit ids answer; requests to others go unanswered (a dead unit on a bus).
+        # pymodbus 3.16 answers unknown ids with exception 4 (a KeyError inside SimCore)
+        # instead of raising NoSuchIdException, which `ignore_missing_devices` needs.
+        from pymodbus.exceptions import NoSuchIdException
+        from pymodbus.simulator import simcore
+
+        lookup = simcore.SimCore._SimCore__get_device
+
+        def get_device(self, device_id):
+            if device_id not in self.devices and 0 not in self.devices:
+                raise NoSuchIdException(f"device_id {device_id} is not served")
+            return lookup(self, device_id)
+
+        simcore.SimCore._SimCore__get_device = get_device
+        device = [
+            SimDevice(int(u), simdata=copy.deepcopy(simdata), action=action)
+            for u in args.units.split(",")
+        ]
+    else:
+        device = SimDevice(0, simdata=simdata, action=action)
     if args.tcp is not None:
-        server = ModbusTcpServer(device, address=("127.0.0.1", args.tcp))
+        server = ModbusTcpServer(
+            device, address=("127.0.0.1", args.tcp), ignore_missing_devices=True
+        )
     else:
         server = ModbusSerialServer(
-            device, framer=FramerType.RTU, port=args.rtu, baudrate=args.baud
+            device,
+            framer=FramerType.RTU,
+            port=args.rtu,
+            baudrate=args.baud,
+            ignore_missing_devices=True,
         )
     task = asyncio.create_task(server.serve_forever())
     await announce_when_listening(args, task)
@@ -205,6 +232,7 @@ def main():
     g.add_argument("--tcp", type=int, help="TCP port on 127.0.0.1")
     g.add_argument("--rtu", help="serial device")
     p.add_argument("--baud", type=int, default=9600)
+    p.add_argument("--units", help="comma-separated unit ids that answer (default: all)")
     p.add_argument("--mode", choices=["normal", "exception", "never-answer", "garbage"], default="normal")
     args = p.parse_args()
     if args.mode in ("normal", "exception"):

@@ -66,6 +66,16 @@ impl Slave {
         Slave::start(&["--rtu", path.to_str().expect("utf-8 path"), "--mode", mode])
     }
 
+    /// An RTU slave on which only `units` answer; other unit ids get no reply.
+    pub fn rtu_units(path: &Path, units: &str) -> Slave {
+        Slave::start(&[
+            "--rtu",
+            path.to_str().expect("utf-8 path"),
+            "--units",
+            units,
+        ])
+    }
+
     pub fn kill(mut self) {
         self.stop();
     }

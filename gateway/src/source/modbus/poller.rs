@@ -148,6 +148,15 @@ pub struct DevicePoller {
     last_problem: Option<String>,
 }
 
+impl Drop for DevicePoller {
+    /// Uncounts the device however the task ends (cancelled, pipeline gone, or a panic).
+    fn drop(&mut self) {
+        if self.presence.online == Some(true) {
+            self.metrics.modbus_devices_online.dec();
+        }
+    }
+}
+
 /// Hands readings to the pipeline; false when cancelled or the pipeline is gone.
 async fn send(tx: &IntakeSender, readings: Vec<Reading>, cancel: &CancellationToken) -> bool {
     let intake = Intake {
@@ -261,9 +270,6 @@ impl DevicePoller {
             } else {
                 Instant::now() + self.presence.next_delay(interval, backoff_max)
             };
-        }
-        if self.presence.online == Some(true) {
-            self.metrics.modbus_devices_online.dec();
         }
         self.link.close().await;
         debug!("modbus poller stopped");
