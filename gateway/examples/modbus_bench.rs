@@ -146,6 +146,13 @@ async fn run(devices: usize, registers: usize, seconds: u64, ports: &[u16], merg
 
 #[tokio::main]
 async fn main() {
+    // Warnings only: 200 devices coming online would otherwise print 400 lines.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "gateway=warn".into()),
+        )
+        .try_init();
     let args: Vec<u64> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
