@@ -19,7 +19,7 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
 }
 
-fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         reason: reason.into(),
@@ -37,6 +37,8 @@ pub struct Config {
     pub devices: DevicesConfig,
     /// Third-party payload mappings (topic pattern + field paths), tried after native topics.
     pub mappings: Vec<MappingConfig>,
+    /// Polled Modbus TCP/RTU devices.
+    pub modbus: crate::source::modbus::ModbusConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -423,6 +425,7 @@ impl Config {
             .listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| invalid("http.listen", e.to_string()))?;
+        self.modbus.validate()?;
         for (i, map) in self.mappings.iter().enumerate() {
             crate::decode::mapping::TopicPattern::parse(
                 &map.topic,
