@@ -60,6 +60,12 @@ impl Gateway {
         };
 
         let (tx, rx) = tokio::sync::mpsc::channel(INTAKE_CAPACITY);
+        tasks.extend(crate::source::modbus::spawn_all(
+            &cfg.modbus,
+            tx.clone(),
+            metrics.clone(),
+            intake_cancel.clone(),
+        ));
         let (client, eventloop) = mqtt::connect(&cfg.mqtt)?;
         tasks.push(tokio::spawn(mqtt::run(
             cfg.mqtt.clone(),
