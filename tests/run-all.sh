@@ -83,15 +83,15 @@ install_deps() {
         echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl)"
     fi
 
-    if python3 -c 'import pymodbus' >/dev/null 2>&1; then
+    if python3 -c 'import pymodbus, serial, sys; from pymodbus import __version__ as v; sys.exit(0 if tuple(map(int, v.split(".")[:2])) >= (3, 10) else 1)' >/dev/null 2>&1; then
         echo "pip: pymodbus already installed"
     else
         if ! python3 -m pip --version >/dev/null 2>&1; then
             as_root apt-get update -q && as_root apt-get install -y -q --no-install-recommends python3-pip || return 1
         fi
         echo "pip: installing pymodbus"
-        python3 -m pip install -q pymodbus \
-            || python3 -m pip install -q --break-system-packages pymodbus \
+        python3 -m pip install -q "pymodbus[serial]>=3.10,<4" \
+            || python3 -m pip install -q --break-system-packages "pymodbus[serial]>=3.10,<4" \
             || return 1
     fi
 
