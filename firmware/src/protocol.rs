@@ -151,6 +151,9 @@ mod owned {
         pub value: Option<f64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub message: Option<String>,
+        /// Store-and-forward replay marker, as on [`Telemetry`]. Optional on the wire.
+        #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+        pub replayed: bool,
     }
 
     fn default_severity() -> EventSeverity {

@@ -19,7 +19,7 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
 }
 
-fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         reason: reason.into(),
@@ -37,6 +37,8 @@ pub struct Config {
     pub devices: DevicesConfig,
     /// Third-party payload mappings (topic pattern + field paths), tried after native topics.
     pub mappings: Vec<MappingConfig>,
+    /// Polled Modbus TCP/RTU devices.
+    pub modbus: crate::source::modbus::ModbusConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +114,9 @@ pub struct InfluxConfig {
     pub password: Option<String>,
     /// Prepended to every measurement name (e.g. `city_`).
     pub measurement_prefix: String,
+    /// Which line-protocol parser the server has: `influxdb` (InfluxDB 1.x/2.x, default) or
+    /// `victoriametrics` (escapes backslashes and newlines differently; see `sink::line_protocol`).
+    pub dialect: crate::sink::line_protocol::Dialect,
     pub batch_max_lines: usize,
     pub batch_max_bytes: usize,
     /// A partial batch is written after this long.
@@ -134,6 +139,7 @@ impl Default for InfluxConfig {
             username: None,
             password: None,
             measurement_prefix: String::new(),
+            dialect: Default::default(),
             batch_max_lines: 5_000,
             batch_max_bytes: 1024 * 1024,
             flush_interval_ms: 1_000,
@@ -211,6 +217,8 @@ pub struct DevicesConfig {
     pub offline_after_s: u64,
     /// A device clock further than this from ours is replaced by the receive time (and flagged).
     pub max_clock_skew_s: u64,
+    /// Store-and-forward replays (`replayed: true`) may carry device times this old.
+    pub max_replay_age_s: u64,
 }
 
 impl Default for DevicesConfig {
@@ -218,6 +226,7 @@ impl Default for DevicesConfig {
         DevicesConfig {
             offline_after_s: 600,
             max_clock_skew_s: 600,
+            max_replay_age_s: 7 * 24 * 3600,
         }
     }
 }
@@ -416,6 +425,7 @@ impl Config {
             .listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| invalid("http.listen", e.to_string()))?;
+        self.modbus.validate()?;
         for (i, map) in self.mappings.iter().enumerate() {
             crate::decode::mapping::TopicPattern::parse(
                 &map.topic,
@@ -505,6 +515,14 @@ mod tests {
     }
 
     #[test]
+    fn example_config_loads() {
+        let text = include_str!("../../deploy/gateway.example.toml");
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(c.mappings.len(), 3);
+        assert!(c.influx.is_some());
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = Config::from_toml("[mqtt]\nurll = \"mqtt://x:1\"")
             .unwrap_err()
@@ -557,6 +575,7 @@ unit = "furlong"
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API fixes the error type
     fn env_overrides_nested_keys() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("g.toml", "[mqtt]\nurl = \"mqtt://a:1\"\n")?;

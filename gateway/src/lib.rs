@@ -1,9 +1,17 @@
 //! The enforcement sensor gateway as a library; `main.rs` only parses the command line.
 
+pub mod api;
+pub mod app;
+pub mod clock;
 pub mod config;
 pub mod decode;
+pub mod demo;
+pub mod devices;
 pub mod metrics;
+pub mod normalize;
 pub mod outbox;
 pub mod pipeline;
 pub mod reading;
+pub mod sink;
+pub mod source;
 pub mod units;

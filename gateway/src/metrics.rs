@@ -24,6 +24,13 @@ impl Reason {
     }
 }
 
+/// Label set for per-device poll counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeviceResult {
+    pub device: String,
+    pub result: String,
+}
+
 /// Every metric the gateway reports. Cheap to update from any task (atomics).
 pub struct Metrics {
     registry: Registry,
@@ -50,6 +57,14 @@ pub struct Metrics {
     pub sink_write_latency_seconds: Histogram,
     pub devices_known: Gauge,
     pub devices_online: Gauge,
+    /// Modbus polls by device and result (`ok`, `partial`, `exception`, `timeout`, ...).
+    pub modbus_polls_total: Family<DeviceResult, Counter>,
+    /// Modbus read requests sent (one poll may need several).
+    pub modbus_requests_total: Counter,
+    /// Duration of Modbus polls that got an answer (all requests of one device).
+    pub modbus_poll_seconds: Histogram,
+    /// Modbus devices currently answering.
+    pub modbus_devices_online: Gauge,
 }
 
 impl Default for Metrics {
@@ -185,6 +200,29 @@ impl Metrics {
             devices_online: reg!(
                 "devices_online",
                 "Devices currently online",
+                Gauge::default()
+            ),
+            modbus_polls_total: reg!(
+                "modbus_polls",
+                "Modbus polls, by device and result",
+                Family::default()
+            ),
+            modbus_requests_total: reg!(
+                "modbus_requests",
+                "Modbus read requests sent",
+                Counter::default()
+            ),
+            modbus_poll_seconds: reg!(
+                "modbus_poll_seconds",
+                "Duration of answered Modbus polls",
+                Histogram::new([
+                    0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05,
+                    0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+            ),
+            modbus_devices_online: reg!(
+                "modbus_devices_online",
+                "Modbus devices currently answering",
                 Gauge::default()
             ),
             registry: r,

@@ -1,0 +1,642 @@
+//! One simulated device: a model of the physical world around it, the simulated peripherals
+//! that model drives, and the real firmware (drivers, device program, uplink) reading them.
+
+use std::prelude::rust_2024::*;
+
+use std::string::String;
+use std::vec::Vec;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::SimError;
+use super::config::{FleetConfig, ScriptAction};
+use super::hal::{SimAdc, SimLis3dh, SimPin, SimUart};
+use super::publish::Outgoing;
+use crate::drivers::accel::{self, Lis3dh};
+use crate::drivers::camera::CameraMonitor;
+use crate::drivers::cover::{CoverSwitch, OpenLevel};
+use crate::drivers::current_loop::{self, CurrentLoop, LoopConfig, LoopReading};
+use crate::drivers::ultrasonic::{self, A02yyuw};
+use crate::encode::{MAX_ENCODED_LEN, encode};
+use crate::logic::device::{
+    CameraConfig, CameraInput, CameraProgram, LevelSample, ManholeConfig, ManholeInput,
+    ManholeProgram, TrapConfig, TrapInput, TrapProgram,
+};
+use crate::logic::tilt::Vector3;
+use crate::logic::uplink::Uplink;
+use crate::protocol::{MessageKind, STATE_OFFLINE, STATE_ONLINE};
+use crate::record::Message;
+
+/// Store-and-forward capacity of every simulated device.
+pub const RING_CAPACITY: usize = 128;
+
+const MINUTE: u64 = 60_000;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
+/// Loop range of the simulated 4-20 mA level transmitters.
+const LOOP: LoopConfig = LoopConfig {
+    shunt_ohms: 250.0,
+    range_min: 0.0,
+    range_max: 1000.0,
+};
+
+/// Counters the fleet adds up into [`super::FleetStats`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DeviceCounters {
+    pub replayed: u64,
+}
+
+pub struct SimDevice {
+    pub site: String,
+    pub device: String,
+    index: usize,
+    rng: ChaCha8Rng,
+    uplink: Uplink<RING_CAPACITY>,
+    link_down_until: Option<u64>,
+    link_outages: bool,
+    battery_pct: Option<f32>,
+    kind: Kind,
+    pub counters: DeviceCounters,
+}
+
+enum Kind {
+    Trap(Box<Trap>),
+    Manhole(Box<Manhole>),
+    Camera(Box<Camera>),
+}
+
+/// Hourly-ish chance spread over a window, as a per-step probability.
+fn per_step(chance: f64, window_ms: u64, step_ms: u64) -> f64 {
+    (chance * step_ms as f64 / window_ms as f64).clamp(0.0, 1.0)
+}
+
+/// Roughly normal noise (Irwin-Hall with four uniforms), standard deviation `sigma`.
+fn noise(rng: &mut ChaCha8Rng, sigma: f32) -> f32 {
+    let s: f32 = (0..4).map(|_| rng.random::<f32>()).sum();
+    (s - 2.0) * sigma * 1.732
+}
+
+fn local_hour(ts_ms: i64, utc_offset_hours: i32) -> f32 {
+    let day_ms = (ts_ms + utc_offset_hours as i64 * HOUR as i64).rem_euclid(DAY as i64);
+    day_ms as f32 / HOUR as f32
+}
+
+fn in_window(hour: f32, from: f32, to: f32) -> bool {
+    if from <= to {
+        hour >= from && hour < to
+    } else {
+        hour >= from || hour < to
+    }
+}
+
+// --- grease trap --------------------------------------------------------------------------------
+
+enum LevelSensor {
+    Ultrasonic {
+        uart: SimUart,
+        driver: A02yyuw<SimUart>,
+    },
+    Loop {
+        adc: SimAdc,
+        driver: CurrentLoop<SimAdc>,
+    },
+}
+
+struct Trap {
+    program: TrapProgram,
+    sensor: LevelSensor,
+    level_mm: f32,
+    /// Draining towards a target level at a rate (mm/s): pump-out or dumping.
+    draining: Option<(f32, f32)>,
+    /// 4-20 mA only: the loop cable is cut until then (the transmitter draws nothing).
+    loop_cut_until: Option<u64>,
+}
+
+// --- manhole ------------------------------------------------------------------------------------
+
+struct Manhole {
+    program: ManholeProgram,
+    reed: SimPin,
+    switch: CoverSwitch<SimPin>,
+    accel_bus: SimLis3dh,
+    accel: Lis3dh<SimLis3dh>,
+    /// Gravity in the sensor frame with the cover seated (the sensor is not mounted level).
+    rest: Vector3,
+    open: bool,
+    tilt_deg: f32,
+    tilt_azimuth: f32,
+    disturbed_until: Option<u64>,
+}
+
+/// Rotates `r` by `angle_deg` about a horizontal-ish axis perpendicular to it, chosen by `azimuth`.
+fn tilted(r: Vector3, angle_deg: f32, azimuth: f32) -> Vector3 {
+    let e = Vector3::new(azimuth.cos(), azimuth.sin(), 0.0);
+    // u = normalize(r x e)
+    let u = Vector3::new(
+        r.y * e.z - r.z * e.y,
+        r.z * e.x - r.x * e.z,
+        r.x * e.y - r.y * e.x,
+    );
+    let n = u.norm();
+    if n < 1e-6 {
+        return r;
+    }
+    let u = Vector3::new(u.x / n, u.y / n, u.z / n);
+    let uxr = Vector3::new(
+        u.y * r.z - u.z * r.y,
+        u.z * r.x - u.x * r.z,
+        u.x * r.y - u.y * r.x,
+    );
+    let (s, c) = angle_deg.to_radians().sin_cos();
+    Vector3::new(
+        r.x * c + uxr.x * s,
+        r.y * c + uxr.y * s,
+        r.z * c + uxr.z * s,
+    )
+}
+
+// --- camera -------------------------------------------------------------------------------------
+
+struct Camera {
+    program: CameraProgram,
+    power_pin: SimPin,
+    monitor: CameraMonitor<SimPin>,
+    next_heartbeat: u64,
+    black_until: Option<u64>,
+    offline_until: Option<u64>,
+    unplugged_until: Option<u64>,
+}
+
+impl SimDevice {
+    /// Common set-up. Each device has its own random stream (seed, stream = index), so adding a
+    /// device does not change what the others do.
+    fn build(
+        cfg: &FleetConfig,
+        index: usize,
+        site: String,
+        device: String,
+        has_battery: bool,
+        make: impl FnOnce(&mut ChaCha8Rng) -> Result<Kind, SimError>,
+    ) -> Result<Self, SimError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        rng.set_stream(index as u64 + 1);
+        let battery_pct = has_battery.then(|| rng.random_range(18.0..100.0));
+        let kind = make(&mut rng)?;
+        Ok(SimDevice {
+            site,
+            device,
+            index,
+            rng,
+            uplink: Uplink::new(),
+            link_down_until: None,
+            link_outages: cfg.link_outages,
+            battery_pct,
+            kind,
+            counters: DeviceCounters::default(),
+        })
+    }
+
+    /// Restaurant `n` (1-based): even numbers have an ultrasonic sensor, odd a 4-20 mA one.
+    pub fn restaurant(cfg: &FleetConfig, index: usize, n: u32) -> Result<Self, SimError> {
+        Self::build(
+            cfg,
+            index,
+            std::format!("r-{n:03}"),
+            "trap-1".into(),
+            true,
+            |rng| {
+                let sensor = if n.is_multiple_of(2) {
+                    let uart = SimUart::default();
+                    LevelSensor::Ultrasonic {
+                        driver: A02yyuw::new(uart.clone()),
+                        uart,
+                    }
+                } else {
+                    let adc = SimAdc::default();
+                    LevelSensor::Loop {
+                        driver: CurrentLoop::new(adc.clone(), LOOP),
+                        adc,
+                    }
+                };
+                Ok(Kind::Trap(Box::new(Trap {
+                    program: TrapProgram::new(TrapConfig::default()),
+                    sensor,
+                    level_mm: rng.random_range(100.0..550.0),
+                    draining: None,
+                    loop_cut_until: None,
+                })))
+            },
+        )
+    }
+
+    /// Manhole `n` (1-based). Calibrates its accelerometer at boot with the cover seated.
+    pub fn manhole(cfg: &FleetConfig, index: usize, n: u32) -> Result<Self, SimError> {
+        Self::build(
+            cfg,
+            index,
+            std::format!("mh-{n:03}"),
+            "cover-1".into(),
+            true,
+            |rng| {
+                let reed = SimPin::new(false);
+                let bus = SimLis3dh::new(accel::ADDR_SA0_LOW);
+                let mount = rng.random_range(0.0..6.0f32);
+                let az = rng.random_range(0.0..std::f32::consts::TAU);
+                let rest = tilted(Vector3::new(0.0, 0.0, 1000.0), mount, az);
+                bus.set_mg(rest);
+                let mut acc = Lis3dh::new(bus.clone(), accel::ADDR_SA0_LOW)
+                    .map_err(|e| SimError::Config(std::format!("lis3dh init: {e:?}")))?;
+                acc.calibrate(8)
+                    .map_err(|e| SimError::Config(std::format!("lis3dh calibrate: {e:?}")))?;
+                Ok(Kind::Manhole(Box::new(Manhole {
+                    program: ManholeProgram::new(ManholeConfig::default()),
+                    switch: CoverSwitch::new(reed.clone(), OpenLevel::High, 2_000),
+                    reed,
+                    accel_bus: bus,
+                    accel: acc,
+                    rest,
+                    open: false,
+                    tilt_deg: 0.0,
+                    tilt_azimuth: 0.0,
+                    disturbed_until: None,
+                })))
+            },
+        )
+    }
+
+    /// Kitchen camera `n` (1-based), in restaurant `n`. Mains powered: no battery metric.
+    pub fn camera(cfg: &FleetConfig, index: usize, n: u32) -> Result<Self, SimError> {
+        Self::build(
+            cfg,
+            index,
+            std::format!("r-{n:03}"),
+            "cam-1".into(),
+            false,
+            |_| {
+                let pin = SimPin::new(true);
+                Ok(Kind::Camera(Box::new(Camera {
+                    program: CameraProgram::new(CameraConfig::default()),
+                    monitor: CameraMonitor::new(
+                        pin.clone(),
+                        cfg.camera.heartbeat_timeout_s * 1000,
+                        0,
+                    ),
+                    power_pin: pin,
+                    next_heartbeat: 0,
+                    black_until: None,
+                    offline_until: None,
+                    unplugged_until: None,
+                })))
+            },
+        )
+    }
+
+    pub fn key(&self) -> String {
+        std::format!("{}/{}", self.site, self.device)
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.uplink.dropped_total()
+    }
+
+    fn state_msg(&self, online: bool) -> Outgoing {
+        Outgoing {
+            device: self.index,
+            kind: MessageKind::State,
+            topic: std::format!("v1/{}/{}/state", self.site, self.device),
+            payload: if online { STATE_ONLINE } else { STATE_OFFLINE }
+                .as_bytes()
+                .to_vec(),
+            retain: true,
+        }
+    }
+
+    /// The retained `online` announcement at start.
+    pub fn online(&self) -> Outgoing {
+        self.state_msg(true)
+    }
+
+    /// The retained `offline` at a clean shutdown (a clean MQTT disconnect suppresses the will).
+    pub fn offline(&self) -> Outgoing {
+        self.state_msg(false)
+    }
+
+    /// Applies a scripted happening; `Err` if it does not fit this kind of device.
+    pub fn apply(
+        &mut self,
+        action: ScriptAction,
+        now: u64,
+        duration_ms: u64,
+    ) -> Result<(), String> {
+        let until = now + duration_ms;
+        match (&mut self.kind, action) {
+            (_, ScriptAction::LinkDown) => self.link_down_until = Some(until),
+            (Kind::Trap(t), ScriptAction::Dump) => {
+                t.draining = Some(((t.level_mm - 300.0).max(20.0), 2.0));
+            }
+            (Kind::Trap(t), ScriptAction::PumpOut) => t.draining = Some((30.0, 1.5)),
+            (Kind::Trap(t), ScriptAction::Overfill) => {
+                let g = t.program.config().geometry;
+                t.level_mm = g.full_depth_mm * 0.9;
+                t.draining = None;
+            }
+            (Kind::Manhole(m), ScriptAction::OpenCover) => {
+                m.open = true;
+                m.tilt_deg = 40.0;
+                m.disturbed_until = Some(until);
+            }
+            (Kind::Manhole(m), ScriptAction::Knock) => {
+                m.open = false;
+                m.tilt_deg = 15.0;
+                m.disturbed_until = Some(until);
+            }
+            (Kind::Camera(c), ScriptAction::CameraBlack) => c.black_until = Some(until),
+            (Kind::Camera(c), ScriptAction::CameraOffline) => c.offline_until = Some(until),
+            (Kind::Camera(c), ScriptAction::CameraUnplug) => c.unplugged_until = Some(until),
+            (_, a) => return Err(std::format!("{a:?} does not apply to {}", self.key())),
+        }
+        Ok(())
+    }
+
+    /// Advances the world by one tick, runs the firmware once, and appends what the device
+    /// transmits to `out`. `now` is ms since the simulation started (the device's uptime clock),
+    /// `ts` the wall time the device stamps.
+    pub fn step(&mut self, cfg: &FleetConfig, now: u64, ts: i64, out: &mut Vec<Outgoing>) {
+        let step = cfg.step_ms;
+        let hour = local_hour(ts, cfg.utc_offset_hours);
+
+        if let Some(b) = &mut self.battery_pct {
+            *b = (*b - 0.3 * step as f32 / DAY as f32).max(0.0);
+        }
+        let battery = self.battery_pct;
+
+        let mut messages: Vec<Message> = Vec::new();
+        let mut emit = |m: Message| messages.push(m);
+        match &mut self.kind {
+            Kind::Trap(t) => step_trap(t, cfg, &mut self.rng, now, hour, battery, &mut emit),
+            Kind::Manhole(m) => step_manhole(m, cfg, &mut self.rng, now, hour, battery, &mut emit),
+            Kind::Camera(c) => step_camera(c, cfg, &mut self.rng, now, hour, &mut emit),
+        }
+        for m in messages {
+            self.uplink.push(ts, m);
+        }
+
+        // The radio link: random outages, and their end.
+        let was_up = self.uplink.link_up();
+        if let Some(until) = self.link_down_until
+            && now >= until
+        {
+            self.link_down_until = None;
+        }
+        if self.link_outages
+            && self.link_down_until.is_none()
+            && self.rng.random_bool(per_step(0.5, DAY, step))
+        {
+            let minutes = self.rng.random_range(2..45u64);
+            self.link_down_until = Some(now + minutes * MINUTE);
+        }
+        let up = self.link_down_until.is_none();
+        if up != was_up {
+            tracing::debug!(site = %self.site, device = %self.device, up, "link");
+            // Going down: what the broker would publish from the last will once the keep-alive
+            // expires. Coming back: the device's own `online`, then the replay.
+            if up {
+                out.push(self.state_msg(true));
+            } else {
+                out.push(self.state_msg(false));
+            }
+            self.uplink.set_link(up, ts);
+        }
+
+        let mut buf = [0u8; MAX_ENCODED_LEN];
+        while let Some(q) = self.uplink.next() {
+            let kind = match q.record.message {
+                Message::Telemetry { .. } => MessageKind::Telemetry,
+                Message::Event(_) => MessageKind::Event,
+            };
+            if q.replayed {
+                self.counters.replayed += 1;
+            }
+            // MAX_ENCODED_LEN fits every record this crate builds; a failure is a bug.
+            let n = encode(&q.record, q.replayed, &mut buf).expect("record fits the buffer");
+            out.push(Outgoing {
+                device: self.index,
+                kind,
+                topic: std::format!("v1/{}/{}/{}", self.site, self.device, kind.as_str()),
+                payload: buf[..n].to_vec(),
+                retain: false,
+            });
+            self.uplink.ack();
+        }
+    }
+}
+
+fn step_trap(
+    t: &mut Trap,
+    cfg: &FleetConfig,
+    rng: &mut ChaCha8Rng,
+    now: u64,
+    hour: f32,
+    battery: Option<f32>,
+    emit: &mut impl FnMut(Message),
+) {
+    let p = &cfg.restaurant;
+    let step = cfg.step_ms;
+    let g = t.program.config().geometry;
+
+    // The world.
+    if let Some((target, rate)) = t.draining {
+        t.level_mm -= rate * step as f32 / 1000.0;
+        if t.level_mm <= target {
+            t.level_mm = target;
+            t.draining = None;
+        }
+    } else {
+        if in_window(hour, p.open_hour as f32, p.close_hour as f32) {
+            let rush = in_window(hour, 11.0, 13.0) || in_window(hour, 17.0, 20.0);
+            let rate = p.fill_mm_per_hour * if rush { 1.8 } else { 0.7 };
+            t.level_mm += rate * rng.random_range(0.5..1.5f32) * step as f32 / HOUR as f32;
+        }
+        let full = g.fill_pct(t.level_mm) > 80.0;
+        let pump_chance = if p.pumpout_every_days > 0.0 {
+            (1.0 / p.pumpout_every_days as f64) * if full { 3.0 } else { 1.0 }
+        } else {
+            0.0
+        };
+        if in_window(hour, 14.0, 16.0) && rng.random_bool(per_step(pump_chance, 2 * HOUR, step)) {
+            t.draining = Some((30.0, 1.5));
+        } else if in_window(hour, 1.0, 4.5)
+            && rng.random_bool(per_step(p.dumping_chance_per_night, 7 * HOUR / 2, step))
+        {
+            let drop = rng.random_range(200.0..400.0f32);
+            t.draining = Some(((t.level_mm - drop).max(20.0), 2.0));
+        }
+    }
+    t.level_mm = t.level_mm.clamp(0.0, g.sensor_to_floor_mm - 30.0);
+
+    // The sensor, then the firmware reading it.
+    let sample = match &mut t.sensor {
+        LevelSensor::Ultrasonic { uart, driver } => {
+            let mut d = g.distance_mm(t.level_mm) + noise(rng, 2.0);
+            if rng.random_bool(p.foam_chance) {
+                d -= rng.random_range(40.0..200.0f32);
+            }
+            let mut frame = ultrasonic::frame(d.clamp(30.0, 4500.0) as u16);
+            if rng.random_bool(0.005) {
+                frame[3] ^= 0x5A; // line noise: bad checksum
+            }
+            if rng.random_bool(0.01) {
+                uart.feed(&[0x00]); // stray byte before the header
+            }
+            uart.feed(&frame);
+            let mut last = None;
+            loop {
+                match driver.read_mm() {
+                    Ok(mm) => last = Some(mm),
+                    Err(nb::Error::WouldBlock) => break,
+                    Err(nb::Error::Other(_)) => continue,
+                }
+            }
+            match last {
+                Some(mm) if mm > 0 => LevelSample::DistanceMm(mm as f32),
+                _ => LevelSample::Invalid,
+            }
+        }
+        LevelSensor::Loop { adc, driver } => {
+            let level = t.level_mm + noise(rng, 3.0);
+            // Rarely, a rodent or a cleaning crew cuts the loop cable for a while.
+            if t.loop_cut_until.is_some_and(|u| now >= u) {
+                t.loop_cut_until = None;
+            } else if t.loop_cut_until.is_none() && rng.random_bool(per_step(0.05, DAY, step)) {
+                t.loop_cut_until = Some(now + rng.random_range(10..120u64) * MINUTE);
+            }
+            let ma = if t.loop_cut_until.is_some() {
+                0.0
+            } else {
+                current_loop::milliamps_for(level, &LOOP)
+            };
+            adc.set_microvolts((ma * LOOP.shunt_ohms * 1000.0) as u32);
+            match driver.read() {
+                Ok(LoopReading::Value { value, .. }) => LevelSample::LevelMm(value),
+                _ => LevelSample::Invalid,
+            }
+        }
+    };
+    t.program.step(
+        now,
+        TrapInput {
+            sample,
+            battery_pct: battery,
+        },
+        emit,
+    );
+}
+
+fn step_manhole(
+    m: &mut Manhole,
+    cfg: &FleetConfig,
+    rng: &mut ChaCha8Rng,
+    now: u64,
+    hour: f32,
+    battery: Option<f32>,
+    emit: &mut impl FnMut(Message),
+) {
+    let p = &cfg.manhole;
+    let step = cfg.step_ms;
+    match m.disturbed_until {
+        Some(until) if now >= until => {
+            m.open = false;
+            m.tilt_deg = 0.0;
+            m.disturbed_until = None;
+        }
+        Some(_) => {}
+        None => {
+            if in_window(hour, 22.0, 4.0)
+                && rng.random_bool(per_step(p.open_chance_per_night, 6 * HOUR, step))
+            {
+                m.open = true;
+                m.tilt_deg = rng.random_range(25.0..70.0);
+                m.tilt_azimuth = rng.random_range(0.0..std::f32::consts::TAU);
+                m.disturbed_until = Some(now + rng.random_range(5..40u64) * MINUTE);
+            } else if rng.random_bool(per_step(p.knock_chance_per_day, DAY, step)) {
+                m.tilt_deg = rng.random_range(11.0..20.0);
+                m.tilt_azimuth = rng.random_range(0.0..std::f32::consts::TAU);
+                m.disturbed_until = Some(now + rng.random_range(30..180u64) * MINUTE);
+            }
+        }
+    }
+    // Reed: open reads high; traffic vibration occasionally flips it for one sample.
+    let glitch = rng.random_bool(0.002);
+    m.reed.set_high(m.open != glitch);
+    let g = tilted(m.rest, m.tilt_deg, m.tilt_azimuth);
+    m.accel_bus.set_mg(Vector3::new(
+        g.x + noise(rng, 4.0),
+        g.y + noise(rng, 4.0),
+        g.z + noise(rng, 4.0),
+    ));
+
+    let _ = m.switch.poll(now);
+    let tilt = m.accel.tilt_deg().ok();
+    m.program.step(
+        now,
+        ManholeInput {
+            cover_open: m.switch.is_open(),
+            tilt_deg: tilt,
+            battery_pct: battery,
+        },
+        emit,
+    );
+}
+
+fn step_camera(
+    c: &mut Camera,
+    cfg: &FleetConfig,
+    rng: &mut ChaCha8Rng,
+    now: u64,
+    _hour: f32,
+    emit: &mut impl FnMut(Message),
+) {
+    let p = &cfg.camera;
+    let step = cfg.step_ms;
+    for slot in [
+        &mut c.black_until,
+        &mut c.offline_until,
+        &mut c.unplugged_until,
+    ] {
+        if slot.is_some_and(|u| now >= u) {
+            *slot = None;
+        }
+    }
+    let healthy =
+        c.black_until.is_none() && c.offline_until.is_none() && c.unplugged_until.is_none();
+    if healthy {
+        let start = |chance: f64, slot: &mut Option<u64>, rng: &mut ChaCha8Rng| {
+            if rng.random_bool(per_step(chance, DAY, step)) {
+                *slot = Some(now + rng.random_range(10..90u64) * MINUTE);
+            }
+        };
+        start(p.black_chance_per_day, &mut c.black_until, rng);
+        start(p.offline_chance_per_day, &mut c.offline_until, rng);
+        start(p.unplug_chance_per_day, &mut c.unplugged_until, rng);
+    }
+    let powered = c.unplugged_until.is_none();
+    c.power_pin.set_high(powered);
+    if now >= c.next_heartbeat {
+        c.next_heartbeat = now + p.heartbeat_s.max(1) * 1000;
+        if powered && c.offline_until.is_none() {
+            c.monitor.heartbeat(now, c.black_until.is_none());
+        }
+    }
+    // An Infallible pin error cannot happen.
+    let Ok(status) = c.monitor.poll(now);
+    c.program.step(
+        now,
+        CameraInput {
+            status,
+            heartbeat_age_ms: c.monitor.heartbeat_age_ms(now),
+        },
+        emit,
+    );
+}

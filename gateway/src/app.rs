@@ -1,0 +1,173 @@
+//! Wires the stages together for `gateway run`: sources -> processor -> outbox -> sink,
+//! the device table and the HTTP API. Shutdown (SIGINT/SIGTERM or the token) stops intake
+//! first, lets the processor make the last batch durable, then stops delivery.
+
+use crate::api::{AppState, router};
+use crate::config::Config;
+use crate::decode::Decoder;
+use crate::devices::DeviceTable;
+use crate::metrics::Metrics;
+use crate::normalize::ClockPolicy;
+use crate::outbox::Outbox;
+use crate::pipeline::{INTAKE_CAPACITY, Processor};
+use crate::sink::influx::InfluxWriter;
+use crate::source::mqtt;
+use anyhow::Context;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// A running gateway; `shutdown()` stops it in order.
+pub struct Gateway {
+    pub http_addr: std::net::SocketAddr,
+    pub metrics: Arc<Metrics>,
+    pub devices: Arc<DeviceTable>,
+    intake_cancel: CancellationToken,
+    delivery_cancel: CancellationToken,
+    processor: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Starts every stage; returns once the HTTP listener is bound.
+    pub async fn start(cfg: Config) -> anyhow::Result<Gateway> {
+        let metrics = Arc::new(Metrics::new());
+        std::fs::create_dir_all(&cfg.storage.dir)
+            .with_context(|| format!("creating storage.dir {}", cfg.storage.dir.display()))?;
+        let devices = Arc::new(DeviceTable::new(cfg.devices.offline_after_s as i64 * 1000));
+        let intake_cancel = CancellationToken::new();
+        let delivery_cancel = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        let outbox = match &cfg.influx {
+            Some(influx) => {
+                let dir = cfg.storage.dir.join("outbox");
+                let outbox = Arc::new(
+                    Outbox::open(&dir, &cfg.storage.outbox, metrics.clone())
+                        .with_context(|| format!("opening outbox {}", dir.display()))?,
+                );
+                let writer = InfluxWriter::new(influx, &cfg.storage.dir, metrics.clone())
+                    .context("configuring the influx sink")?;
+                tasks.push(tokio::spawn(crate::sink::deliver::run(
+                    outbox.clone(),
+                    writer,
+                    influx.clone(),
+                    delivery_cancel.clone(),
+                )));
+                Some(outbox)
+            }
+            None => None,
+        };
+
+        let (tx, rx) = tokio::sync::mpsc::channel(INTAKE_CAPACITY);
+        tasks.extend(crate::source::modbus::spawn_all(
+            &cfg.modbus,
+            tx.clone(),
+            metrics.clone(),
+            intake_cancel.clone(),
+        ));
+        let (client, eventloop) = mqtt::connect(&cfg.mqtt)?;
+        tasks.push(tokio::spawn(mqtt::run(
+            cfg.mqtt.clone(),
+            client.clone(),
+            eventloop,
+            Arc::new(Decoder::new(&cfg)),
+            tx,
+            metrics.clone(),
+            intake_cancel.clone(),
+        )));
+        let processor = tokio::spawn(
+            Processor {
+                rx,
+                outbox: outbox.clone(),
+                measurement_prefix: cfg
+                    .influx
+                    .as_ref()
+                    .map(|i| i.measurement_prefix.clone())
+                    .unwrap_or_default(),
+                dialect: cfg.influx.as_ref().map(|i| i.dialect).unwrap_or_default(),
+                devices: devices.clone(),
+                metrics: metrics.clone(),
+                clock: ClockPolicy {
+                    max_skew_ms: cfg.devices.max_clock_skew_s as i64 * 1000,
+                    max_replay_age_ms: cfg.devices.max_replay_age_s as i64 * 1000,
+                },
+                mqtt: Some(client),
+                max_batch: cfg.mqtt.ack_batch,
+            }
+            .run(),
+        );
+
+        let listener = tokio::net::TcpListener::bind(&cfg.http.listen)
+            .await
+            .with_context(|| format!("binding http.listen {}", cfg.http.listen))?;
+        let http_addr = listener.local_addr()?;
+        let state = AppState {
+            devices: devices.clone(),
+            metrics: metrics.clone(),
+            outbox,
+            started_ms: crate::clock::now_ms(),
+        };
+        let http_cancel = delivery_cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(listener, router(state))
+                .with_graceful_shutdown(async move { http_cancel.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        }));
+        info!(%http_addr, "gateway started");
+        Ok(Gateway {
+            http_addr,
+            metrics,
+            devices,
+            intake_cancel,
+            delivery_cancel,
+            processor,
+            tasks,
+        })
+    }
+
+    /// Stops intake, waits for the processor to make everything received durable, then stops
+    /// delivery and the API. What is left in the outbox is delivered at the next start.
+    pub async fn shutdown(self) {
+        self.intake_cancel.cancel();
+        let _ = self.processor.await;
+        self.delivery_cancel.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        info!("gateway stopped");
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// `gateway run`: start, wait for a signal, stop in order.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let gw = Gateway::start(cfg).await?;
+    shutdown_signal().await;
+    info!("shutting down");
+    gw.shutdown().await;
+    Ok(())
+}

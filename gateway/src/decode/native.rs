@@ -1,0 +1,268 @@
+//! The native wire contract shared with our firmware (`firmware::protocol`).
+
+use super::DecodeError;
+use crate::reading::{Quality, Reading, Source, Value};
+use crate::units;
+use firmware::protocol::{
+    Event, EventPhase, EventSeverity, MessageKind, MetricValue, NativeTopic, STATE_OFFLINE,
+    STATE_ONLINE, Telemetry,
+};
+
+/// Stream used when a telemetry message does not name one.
+pub const DEFAULT_STREAM: &str = "telemetry";
+/// Stream of alarm / recovery events.
+pub const EVENT_STREAM: &str = "event";
+/// Stream of presence (`online` metric, boolean), shared with Modbus and silence detection.
+pub const STATE_STREAM: &str = "state";
+
+pub fn decode(
+    topic: &NativeTopic<'_>,
+    payload: &[u8],
+    received_ms: i64,
+) -> Result<Vec<Reading>, DecodeError> {
+    let base = |stream: &str, ts: Option<i64>, seq: Option<u64>| Reading {
+        site: topic.site.to_string(),
+        device: topic.device.to_string(),
+        stream: stream.to_string(),
+        metric: String::new(),
+        value: Value::Bool(false),
+        unit: String::new(),
+        device_time_ms: ts.unwrap_or(received_ms),
+        received_time_ms: received_ms,
+        source: Source::Mqtt,
+        sequence: seq,
+        quality: Quality::default(),
+    };
+    match topic.kind {
+        MessageKind::Telemetry => {
+            let t: Telemetry = parse_json(payload)?;
+            if t.metrics.is_empty() {
+                return Err(DecodeError::Empty);
+            }
+            let stream = t.stream.as_deref().unwrap_or(DEFAULT_STREAM);
+            if stream.is_empty() {
+                return Err(wrong("stream", "empty"));
+            }
+            let mut template = base(stream, t.ts, t.seq);
+            template.quality.replayed = t.replayed;
+            let mut out = Vec::with_capacity(t.metrics.len());
+            for (name, v) in t.metrics {
+                if name.is_empty() {
+                    return Err(wrong("metrics", "empty metric name"));
+                }
+                let (value, unit) = convert(&name, v, t.units.get(&name).map(String::as_str))?;
+                let mut r = template.clone();
+                r.metric = name;
+                r.value = value;
+                r.unit = unit;
+                out.push(r);
+            }
+            Ok(out)
+        }
+        MessageKind::Event => {
+            let e: Event = parse_json(payload)?;
+            if e.event.is_empty() {
+                return Err(wrong("event", "empty"));
+            }
+            let template = base(EVENT_STREAM, e.ts, e.seq);
+            let mut fields = vec![
+                ("name", Value::Text(e.event)),
+                (
+                    "phase",
+                    Value::Text(
+                        match e.phase {
+                            EventPhase::Alarm => "alarm",
+                            EventPhase::Recovery => "recovery",
+                        }
+                        .into(),
+                    ),
+                ),
+                (
+                    "severity",
+                    Value::Text(
+                        match e.severity {
+                            EventSeverity::Info => "info",
+                            EventSeverity::Warning => "warning",
+                            EventSeverity::Alarm => "alarm",
+                        }
+                        .into(),
+                    ),
+                ),
+            ];
+            if let Some(v) = e.value {
+                if !v.is_finite() {
+                    return Err(wrong("value", "not a finite number"));
+                }
+                fields.push(("value", Value::Float(v)));
+            }
+            if let Some(m) = e.message {
+                fields.push(("message", Value::Text(m)));
+            }
+            Ok(fields
+                .into_iter()
+                .map(|(metric, value)| Reading {
+                    metric: metric.into(),
+                    value,
+                    ..template.clone()
+                })
+                .collect())
+        }
+        MessageKind::State => {
+            let text = std::str::from_utf8(payload).map_err(|_| DecodeError::NotUtf8)?;
+            let online = match text.trim() {
+                STATE_ONLINE => true,
+                STATE_OFFLINE => false,
+                other => {
+                    return Err(DecodeError::BadState(other.chars().take(32).collect()));
+                }
+            };
+            Ok(vec![Reading {
+                metric: "online".into(),
+                value: Value::Bool(online),
+                ..base(STATE_STREAM, None, None)
+            }])
+        }
+    }
+}
+
+fn parse_json<'a, T: serde::Deserialize<'a>>(payload: &'a [u8]) -> Result<T, DecodeError> {
+    serde_json::from_slice(payload).map_err(|e| {
+        if e.is_data() {
+            // Valid JSON, wrong shape: missing field, wrong type, unknown field.
+            DecodeError::WrongType {
+                field: "payload".into(),
+                detail: e.to_string(),
+            }
+        } else {
+            DecodeError::BadJson(e.to_string())
+        }
+    })
+}
+
+fn wrong(field: &str, detail: &str) -> DecodeError {
+    DecodeError::WrongType {
+        field: field.into(),
+        detail: detail.into(),
+    }
+}
+
+/// Converts a metric to its canonical unit. Unknown units are an error rather than a silent
+/// mix of mm and cm in one series.
+fn convert(name: &str, v: MetricValue, unit: Option<&str>) -> Result<(Value, String), DecodeError> {
+    let value = match v {
+        MetricValue::Bool(b) => Value::Bool(b),
+        // JSON does not distinguish 88 from 88.0; a device that sends both would otherwise
+        // produce a field-type conflict in the database. Numbers are always floats.
+        MetricValue::Int(i) => Value::Float(i as f64),
+        MetricValue::Float(f) => Value::Float(f),
+        MetricValue::Text(s) => Value::Text(s),
+    };
+    let Some(unit) = unit else {
+        return Ok((value, String::new()));
+    };
+    let conv = units::canonical(unit)
+        .ok_or_else(|| wrong(&format!("units.{name}"), &format!("unknown unit `{unit}`")))?;
+    let value = match value {
+        Value::Float(f) => Value::Float(conv.apply(f)),
+        other => other,
+    };
+    Ok((value, conv.canonical.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(kind: &str) -> String {
+        format!("v1/r1/trap1/{kind}")
+    }
+
+    fn dec(kind: &str, payload: &str) -> Result<Vec<Reading>, DecodeError> {
+        let t = topic(kind);
+        decode(&NativeTopic::parse(&t).unwrap(), payload.as_bytes(), 5_000)
+    }
+
+    #[test]
+    fn telemetry_becomes_one_reading_per_metric_with_units_converted() {
+        let r = dec(
+            "telemetry",
+            r#"{"ts":1000,"seq":3,"stream":"grease_trap","units":{"level":"cm"},"metrics":{"level":41.2,"battery":88}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.len(), 2);
+        let level = r.iter().find(|r| r.metric == "level").unwrap();
+        assert_eq!(level.value, Value::Float(412.0));
+        assert_eq!(level.unit, "mm");
+        assert_eq!(level.device_time_ms, 1000);
+        assert_eq!(level.sequence, Some(3));
+        assert_eq!(level.stream, "grease_trap");
+        let battery = r.iter().find(|r| r.metric == "battery").unwrap();
+        assert_eq!(battery.value, Value::Float(88.0));
+    }
+
+    #[test]
+    fn missing_time_uses_receive_time_and_default_stream() {
+        let r = dec("telemetry", r#"{"metrics":{"x":1}}"#).unwrap();
+        assert_eq!(r[0].device_time_ms, 5_000);
+        assert_eq!(r[0].stream, DEFAULT_STREAM);
+    }
+
+    #[test]
+    fn malformed_payloads_are_classified() {
+        assert_eq!(
+            dec("telemetry", "{not json").unwrap_err().reason(),
+            "bad_json"
+        );
+        assert_eq!(
+            dec("telemetry", r#"{"metrics":{"x":[1]}}"#)
+                .unwrap_err()
+                .reason(),
+            "wrong_type"
+        );
+        assert_eq!(
+            dec("telemetry", r#"{"metrics":"x"}"#).unwrap_err().reason(),
+            "wrong_type"
+        );
+        assert_eq!(
+            dec("telemetry", r#"{"metrics":{}}"#).unwrap_err(),
+            DecodeError::Empty
+        );
+        assert_eq!(
+            dec("telemetry", r#"{"metrics":{"x":1},"units":{"x":"parsec"}}"#)
+                .unwrap_err()
+                .reason(),
+            "wrong_type"
+        );
+        assert_eq!(dec("state", "maybe").unwrap_err().reason(), "bad_state");
+        assert_eq!(
+            decode(
+                &NativeTopic::parse("v1/a/b/state").unwrap(),
+                &[0xff, 0xfe],
+                0
+            )
+            .unwrap_err(),
+            DecodeError::NotUtf8
+        );
+    }
+
+    #[test]
+    fn events_and_state_decode() {
+        let r = dec(
+            "event",
+            r#"{"ts":9,"seq":1,"event":"cover_open","phase":"alarm","value":12.5}"#,
+        )
+        .unwrap();
+        assert!(r.iter().all(|r| r.stream == EVENT_STREAM));
+        assert!(
+            r.iter()
+                .any(|r| r.metric == "name" && r.value == Value::Text("cover_open".into()))
+        );
+        assert!(
+            r.iter()
+                .any(|r| r.metric == "severity" && r.value == Value::Text("alarm".into()))
+        );
+        let s = dec("state", "offline").unwrap();
+        assert_eq!(s[0].value, Value::Bool(false));
+        assert_eq!(s[0].stream, STATE_STREAM);
+    }
+}

@@ -1,0 +1,128 @@
+//! `gateway demo`: the embedded default. An in-process MQTT broker (rumqttd), a fleet of
+//! simulated restaurants, manholes and kitchen cameras running the real firmware logic
+//! (`firmware::sim`), and the gateway itself with storage under a data folder. Nothing to
+//! install; open the printed address to see the devices.
+
+use crate::app::{Gateway, shutdown_signal};
+use crate::config::Config;
+use anyhow::Context;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub struct DemoOptions {
+    pub data: PathBuf,
+    pub listen: String,
+    pub mqtt_port: u16,
+    pub restaurants: u32,
+    pub manholes: u32,
+    pub duration_s: u64,
+}
+
+/// Starts rumqttd on `127.0.0.1:port` in its own threads (it runs its own runtime).
+fn start_broker(port: u16) -> anyhow::Result<()> {
+    let toml = format!(
+        r#"
+id = 0
+[router]
+id = 0
+max_connections = 10010
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+
+[v4.1]
+name = "demo"
+listen = "127.0.0.1:{port}"
+next_connection_delay_ms = 1
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = 65536
+    max_inflight_count = 500
+    dynamic_filters = true
+"#
+    );
+    let cfg: rumqttd::Config = toml::from_str(&toml).context("embedded broker config")?;
+    // Fail early and clearly if the port is taken, rather than inside the broker thread.
+    std::net::TcpListener::bind(("127.0.0.1", port))
+        .with_context(|| format!("MQTT port 127.0.0.1:{port} is in use (try --mqtt-port)"))?;
+    std::thread::Builder::new()
+        .name("rumqttd".into())
+        .spawn(move || {
+            let mut broker = rumqttd::Broker::new(cfg);
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded broker stopped");
+            }
+        })
+        .context("starting the embedded broker")?;
+    Ok(())
+}
+
+pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
+    start_broker(opts.mqtt_port)?;
+    let mut cfg = Config::default();
+    cfg.mqtt.url = format!("mqtt://127.0.0.1:{}", opts.mqtt_port);
+    cfg.mqtt.client_id = "demo-gateway".into();
+    cfg.storage.dir = opts.data.clone();
+    cfg.http.listen = opts.listen.clone();
+    // The simulator replays two days of history at 60x: keep its device times.
+    cfg.devices.max_clock_skew_s = (DEMO_HISTORY_MS / 1000) as u64 + 3600;
+    cfg.validate()?;
+    // Give the broker thread a moment to listen; the client retries anyway.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let gw = Gateway::start(cfg).await?;
+    info!(
+        "demo running: devices at http://{}/api/v1/devices, metrics at http://{}/metrics",
+        gw.http_addr, gw.http_addr
+    );
+    let cancel = CancellationToken::new();
+    let fleet = tokio::spawn(simulate(
+        opts.mqtt_port,
+        opts.restaurants,
+        opts.manholes,
+        cancel.clone(),
+    ));
+    if opts.duration_s > 0 {
+        tokio::select! {
+            _ = shutdown_signal() => {},
+            _ = tokio::time::sleep(Duration::from_secs(opts.duration_s)) => {},
+        }
+    } else {
+        shutdown_signal().await;
+    }
+    cancel.cancel();
+    if let Err(e) = fleet.await {
+        warn!(error = %e, "simulator task failed");
+    }
+    gw.shutdown().await;
+    Ok(())
+}
+
+/// How much simulated history the demo replays before catching up with the wall clock.
+const DEMO_HISTORY_MS: i64 = 2 * 24 * 3600 * 1000;
+
+/// Runs the firmware simulator against the embedded broker: one restaurant has a trap and a
+/// kitchen camera, streets have manhole covers. Simulated time starts two days back and runs
+/// 60x faster, so traps fill, pump-outs and night-time dumping show up within minutes.
+async fn simulate(port: u16, restaurants: u32, manholes: u32, cancel: CancellationToken) {
+    let cfg = firmware::sim::FleetConfig {
+        broker_host: "127.0.0.1".into(),
+        broker_port: port,
+        client_id_prefix: "demo-sim".into(),
+        restaurants,
+        manholes,
+        cameras: restaurants,
+        speed: 60.0,
+        start_ms: Some(crate::clock::now_ms() - DEMO_HISTORY_MS),
+        ..Default::default()
+    };
+    match firmware::sim::run_fleet(cfg, cancel).await {
+        Ok(stats) => info!(
+            messages = stats.messages,
+            events = stats.events,
+            "simulator stopped"
+        ),
+        Err(e) => warn!(error = %e, "simulator failed"),
+    }
+}

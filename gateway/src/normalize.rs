@@ -1,0 +1,233 @@
+//! Normalization between decoding and storage: device clocks and per-device sequence numbers.
+//!
+//! Pure state, no I/O: fed with readings and the current time, it says what to keep. Losses are
+//! counted from sequence gaps; duplicates (QoS 1 redelivery, device retries) are dropped; a
+//! device clock that is far off is replaced by the receive time and flagged.
+
+use crate::reading::Reading;
+use std::collections::HashMap;
+
+/// How many sequence numbers behind the newest one we remember as seen.
+const WINDOW: u64 = 1024;
+
+/// What the sequence check says about one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqVerdict {
+    /// First sight of this number; `lost` numbers were skipped since the newest one.
+    New { lost: u64 },
+    /// A number inside the window that arrived late; it fills an earlier gap.
+    Late,
+    /// Already seen: drop it.
+    Duplicate,
+    /// Far behind the newest: the device restarted its counter.
+    Reset,
+}
+
+/// Sequence window of one device: the newest number and a bitmap of the `WINDOW` before it.
+#[derive(Debug, Clone)]
+struct SeqWindow {
+    newest: u64,
+    /// Bit i set = `newest - i` seen.
+    seen: [u64; (WINDOW / 64) as usize],
+}
+
+impl SeqWindow {
+    fn new(seq: u64) -> SeqWindow {
+        let mut w = SeqWindow {
+            newest: seq,
+            seen: [0; (WINDOW / 64) as usize],
+        };
+        w.seen[0] = 1;
+        w
+    }
+
+    fn bit(&self, back: u64) -> bool {
+        self.seen[(back / 64) as usize] & (1 << (back % 64)) != 0
+    }
+
+    fn set(&mut self, back: u64) {
+        self.seen[(back / 64) as usize] |= 1 << (back % 64);
+    }
+
+    fn shift(&mut self, by: u64) {
+        if by >= WINDOW {
+            self.seen = [0; (WINDOW / 64) as usize];
+            return;
+        }
+        // Move every bit `by` places towards older positions.
+        let words = (by / 64) as usize;
+        let bits = (by % 64) as u32;
+        let n = self.seen.len();
+        for i in (0..n).rev() {
+            let src = i.checked_sub(words);
+            let hi = src.map_or(0, |s| self.seen[s]);
+            let lo = src
+                .and_then(|s| s.checked_sub(1))
+                .map_or(0, |s| self.seen[s]);
+            self.seen[i] = if bits == 0 {
+                hi
+            } else {
+                (hi << bits) | (lo >> (64 - bits))
+            };
+        }
+    }
+
+    fn check(&mut self, seq: u64) -> SeqVerdict {
+        if seq > self.newest {
+            let jump = seq - self.newest;
+            self.shift(jump);
+            self.newest = seq;
+            self.set(0);
+            return SeqVerdict::New { lost: jump - 1 };
+        }
+        let back = self.newest - seq;
+        if back >= WINDOW {
+            *self = SeqWindow::new(seq);
+            return SeqVerdict::Reset;
+        }
+        if self.bit(back) {
+            SeqVerdict::Duplicate
+        } else {
+            self.set(back);
+            SeqVerdict::Late
+        }
+    }
+}
+
+/// Clock policy, from `[devices]` config.
+#[derive(Debug, Clone, Copy)]
+pub struct ClockPolicy {
+    /// A device time further than this from the receive time is replaced.
+    pub max_skew_ms: i64,
+    /// Store-and-forward replays may be this old and still keep their device time.
+    pub max_replay_age_ms: i64,
+}
+
+/// Tracks every device's sequence window (site -> device -> window, so lookups by `&str`
+/// do not allocate on the hot path).
+#[derive(Default)]
+pub struct Normalizer {
+    windows: HashMap<String, HashMap<String, SeqWindow>>,
+}
+
+impl Normalizer {
+    /// Checks the sequence number of one message (all readings of a message share it).
+    pub fn check_sequence(&mut self, site: &str, device: &str, seq: u64) -> SeqVerdict {
+        if let Some(w) = self.windows.get_mut(site).and_then(|m| m.get_mut(device)) {
+            return w.check(seq);
+        }
+        self.windows
+            .entry(site.to_string())
+            .or_default()
+            .insert(device.to_string(), SeqWindow::new(seq));
+        SeqVerdict::New { lost: 0 }
+    }
+}
+
+/// Replaces an implausible device time with the receive time; returns whether it did.
+pub fn fix_clock(r: &mut Reading, policy: &ClockPolicy) -> bool {
+    let skew = r.device_time_ms - r.received_time_ms;
+    let too_new = skew > policy.max_skew_ms;
+    let max_age = if r.quality.replayed {
+        policy.max_replay_age_ms.max(policy.max_skew_ms)
+    } else {
+        policy.max_skew_ms
+    };
+    let too_old = -skew > max_age;
+    if too_new || too_old {
+        r.device_time_ms = r.received_time_ms;
+        r.quality.clock_replaced = true;
+        true
+    } else {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::{Quality, Source, Value};
+
+    #[test]
+    fn counts_gaps_drops_duplicates_and_accepts_late_arrivals() {
+        let mut n = Normalizer::default();
+        assert_eq!(n.check_sequence("s", "d", 1), SeqVerdict::New { lost: 0 });
+        assert_eq!(n.check_sequence("s", "d", 2), SeqVerdict::New { lost: 0 });
+        assert_eq!(n.check_sequence("s", "d", 2), SeqVerdict::Duplicate);
+        assert_eq!(n.check_sequence("s", "d", 5), SeqVerdict::New { lost: 2 });
+        assert_eq!(n.check_sequence("s", "d", 4), SeqVerdict::Late);
+        assert_eq!(n.check_sequence("s", "d", 4), SeqVerdict::Duplicate);
+        assert_eq!(n.check_sequence("s", "d", 1), SeqVerdict::Duplicate);
+        // Another device has its own window.
+        assert_eq!(n.check_sequence("s", "e", 1), SeqVerdict::New { lost: 0 });
+    }
+
+    #[test]
+    fn window_survives_large_and_word_crossing_jumps() {
+        let mut n = Normalizer::default();
+        for s in 0..300u64 {
+            assert_eq!(
+                n.check_sequence("s", "d", s * 3),
+                SeqVerdict::New {
+                    lost: if s == 0 { 0 } else { 2 }
+                }
+            );
+        }
+        for s in 0..300u64 {
+            let seq = s * 3;
+            if 897 - seq < WINDOW {
+                assert_eq!(
+                    n.check_sequence("s", "d", seq),
+                    SeqVerdict::Duplicate,
+                    "{seq}"
+                );
+            }
+        }
+        assert_eq!(n.check_sequence("s", "d", 896), SeqVerdict::Late);
+        assert_eq!(
+            n.check_sequence("s", "d", 100_000),
+            SeqVerdict::New {
+                lost: 100_000 - 897 - 1
+            }
+        );
+        assert_eq!(n.check_sequence("s", "d", 897), SeqVerdict::Reset);
+        assert_eq!(n.check_sequence("s", "d", 898), SeqVerdict::New { lost: 0 });
+    }
+
+    fn reading(device_ms: i64, replayed: bool) -> Reading {
+        Reading {
+            site: "s".into(),
+            device: "d".into(),
+            stream: "x".into(),
+            metric: "m".into(),
+            value: Value::Float(1.0),
+            unit: String::new(),
+            device_time_ms: device_ms,
+            received_time_ms: 1_000_000,
+            source: Source::Mqtt,
+            sequence: None,
+            quality: Quality {
+                clock_replaced: false,
+                replayed,
+            },
+        }
+    }
+
+    #[test]
+    fn far_off_clock_is_replaced_and_flagged_but_replays_may_be_old() {
+        let p = ClockPolicy {
+            max_skew_ms: 1000,
+            max_replay_age_ms: 500_000,
+        };
+        let mut r = reading(999_500, false);
+        assert!(!fix_clock(&mut r, &p));
+        let mut r = reading(1_002_000, false);
+        assert!(fix_clock(&mut r, &p));
+        assert_eq!(r.device_time_ms, 1_000_000);
+        assert!(r.quality.clock_replaced);
+        let mut r = reading(600_000, true);
+        assert!(!fix_clock(&mut r, &p));
+        let mut r = reading(600_000, false);
+        assert!(fix_clock(&mut r, &p));
+    }
+}

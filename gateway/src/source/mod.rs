@@ -1,0 +1,4 @@
+//! Sources: everything that produces readings. Each sends [`crate::pipeline::Intake`] values.
+
+pub mod modbus;
+pub mod mqtt;

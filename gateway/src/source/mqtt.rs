@@ -1,0 +1,292 @@
+//! The MQTT source: owns the broker connection and nothing else.
+//!
+//! QoS 1 with a persistent session (`clean_session = false` under a fixed client id), so the
+//! broker keeps what is published while the gateway is away. Acknowledgements are manual: a
+//! message is acked by the processor only after its readings are durable in the outbox, so a
+//! crash between receipt and storage loses nothing (the broker redelivers; points are
+//! idempotent). Undecodable messages are counted, logged with their topic, optionally
+//! republished to a dead-letter topic, and acked so they cannot block the session.
+//!
+//! Back-pressure: see [`run`]; the broker's in-flight window bounds what waits in memory.
+
+use crate::config::MqttConfig;
+use crate::decode::Decoder;
+use crate::metrics::{Metrics, Reason};
+use crate::pipeline::{Ack, Intake, IntakeSender};
+use rand::Rng;
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration,
+    Transport,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+#[derive(Debug, Error)]
+pub enum MqttError {
+    #[error("mqtt.url: {0}")]
+    Url(String),
+    #[error("reading {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// rumqttc's incoming packet limit. Set to the MQTT maximum: if a huge message were larger
+/// than the client limit, rumqttc would drop the connection and the broker would redeliver
+/// the same message forever. Size policy is enforced after receipt (`max_payload_bytes`).
+const MAX_INCOMING_PACKET: usize = 268_435_455;
+
+/// Builds client options from config (URL, credentials, TLS, persistent session).
+pub fn options(cfg: &MqttConfig) -> Result<MqttOptions, MqttError> {
+    let url = url::Url::parse(&cfg.url).map_err(|e| MqttError::Url(e.to_string()))?;
+    let tls = matches!(url.scheme(), "mqtts" | "ssl");
+    let host = url
+        .host_str()
+        .ok_or_else(|| MqttError::Url("no host".into()))?
+        .to_string();
+    let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+    let mut o = MqttOptions::new(cfg.client_id.clone(), host, port);
+    o.set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(Duration::from_secs(cfg.keep_alive_s.max(5)))
+        .set_max_packet_size(MAX_INCOMING_PACKET, 1024 * 1024)
+        .set_inflight(1000);
+    if let Some(u) = &cfg.username {
+        o.set_credentials(u.clone(), cfg.password.clone().unwrap_or_default());
+    }
+    if tls {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|source| MqttError::File {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        let client_auth = match (&cfg.client_cert_file, &cfg.client_key_file) {
+            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            _ => None,
+        };
+        let transport = match &cfg.ca_file {
+            Some(ca) => Transport::Tls(TlsConfiguration::Simple {
+                ca: read(ca)?,
+                alpn: None,
+                client_auth,
+            }),
+            None => Transport::tls_with_default_config(),
+        };
+        o.set_transport(transport);
+    }
+    Ok(o)
+}
+
+/// Capacity of rumqttc's request channel (acks, subscribes, dead-letter publishes).
+pub const REQUEST_CAPACITY: usize = 10_000;
+
+/// Creates the client (used by the processor to ack) and its event loop.
+pub fn connect(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), MqttError> {
+    Ok(AsyncClient::new(options(cfg)?, REQUEST_CAPACITY))
+}
+
+/// QoS 0 messages waiting for decoding beyond this are dropped (counted): QoS 0 has no
+/// acknowledgement, so the broker's in-flight window does not bound them.
+const MAX_PENDING_QOS0: usize = 100_000;
+
+/// Drives the connection until `cancel`: publishes go to a decoding task that hands readings
+/// to the processor.
+///
+/// The event loop itself never waits on the processor, so PUBACKs and keep-alives always flow.
+/// Back-pressure comes from the broker: a QoS 1 message stays in flight until the processor
+/// acks it, and the broker sends no more than its in-flight limit (`max_inflight_messages`) of
+/// unacked messages. The queue between the two tasks is therefore bounded by that window.
+pub async fn run(
+    cfg: MqttConfig,
+    client: AsyncClient,
+    eventloop: EventLoop,
+    decoder: Arc<Decoder>,
+    tx: IntakeSender,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    let (raw_tx, raw_rx) = tokio::sync::mpsc::unbounded_channel();
+    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let decode = tokio::spawn(decode_loop(
+        cfg.clone(),
+        client.clone(),
+        raw_rx,
+        pending.clone(),
+        decoder,
+        tx,
+        metrics.clone(),
+        cancel.clone(),
+    ));
+    poll_loop(&cfg, &client, eventloop, raw_tx, pending, &metrics, &cancel).await;
+    let _ = decode.await;
+    metrics.mqtt_connected.set(0);
+    let _ = client.try_disconnect();
+}
+
+async fn poll_loop(
+    cfg: &MqttConfig,
+    client: &AsyncClient,
+    mut eventloop: EventLoop,
+    raw_tx: tokio::sync::mpsc::UnboundedSender<(rumqttc::Publish, i64)>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    metrics: &Metrics,
+    cancel: &CancellationToken,
+) {
+    use std::sync::atomic::Ordering;
+    let mut backoff = Duration::from_millis(cfg.reconnect_min_ms);
+    let max_backoff = Duration::from_millis(cfg.reconnect_max_ms);
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => break,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                if ack.code != ConnectReturnCode::Success {
+                    warn!(code = ?ack.code, "broker refused the connection");
+                    continue;
+                }
+                metrics.mqtt_connected.set(1);
+                backoff = Duration::from_millis(cfg.reconnect_min_ms);
+                info!(url = %cfg.url, session_present = ack.session_present, "connected to broker");
+                // A broker that kept our session keeps our subscriptions too; subscribing
+                // again would make it resend every retained message.
+                if !ack.session_present {
+                    for filter in &cfg.subscriptions {
+                        if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                            warn!(%filter, error = %e, "subscribe request failed");
+                        }
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                metrics.mqtt_messages_total.inc();
+                if p.qos == QoS::AtMostOnce && pending.load(Ordering::Relaxed) >= MAX_PENDING_QOS0 {
+                    metrics
+                        .decode_errors_total
+                        .get_or_create(&Reason::of("qos0_overflow"))
+                        .inc();
+                    continue;
+                }
+                pending.fetch_add(1, Ordering::Relaxed);
+                if raw_tx.send((p, crate::clock::now_ms())).is_err() {
+                    break;
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(s))) => {
+                debug!(pkid = s.pkid, codes = ?s.return_codes, "subscribed");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if metrics.mqtt_connected.get() == 1 {
+                    metrics.mqtt_reconnects_total.inc();
+                }
+                metrics.mqtt_connected.set(0);
+                let jittered = backoff.mul_f64(rand::rng().random_range(0.5..=1.0));
+                warn!(error = %e, retry_in_ms = jittered.as_millis() as u64, "broker connection lost");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(jittered) => {}
+                }
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn decode_loop(
+    cfg: MqttConfig,
+    client: AsyncClient,
+    mut raw_rx: tokio::sync::mpsc::UnboundedReceiver<(rumqttc::Publish, i64)>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    decoder: Arc<Decoder>,
+    tx: IntakeSender,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let (p, received) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            m = raw_rx.recv() => match m { Some(m) => m, None => break },
+        };
+        pending.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        match decoder.decode(&p.topic, &p.payload, received) {
+            Ok(readings) => {
+                let intake = Intake {
+                    readings,
+                    ack: Ack::Mqtt(p),
+                };
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    r = tx.send(intake) => if r.is_err() { break },
+                }
+            }
+            Err(e) => {
+                metrics
+                    .decode_errors_total
+                    .get_or_create(&Reason::of(e.reason()))
+                    .inc();
+                warn!(topic = %p.topic, bytes = p.payload.len(), reason = e.reason(), error = %e, "dropping undecodable message");
+                dead_letter(
+                    &cfg,
+                    &client,
+                    &metrics,
+                    &p,
+                    &e.to_string(),
+                    e.reason(),
+                    received,
+                )
+                .await;
+                // Acked so a poison message cannot block the session; it is counted and logged.
+                if client.ack(&p).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Republishes an undecodable message, wrapped with its topic and the reason, when configured.
+async fn dead_letter(
+    cfg: &MqttConfig,
+    client: &AsyncClient,
+    metrics: &Metrics,
+    p: &rumqttc::Publish,
+    error: &str,
+    reason: &str,
+    received_ms: i64,
+) {
+    let Some(dl) = &cfg.dead_letter_topic else {
+        return;
+    };
+    // Never dead-letter the dead-letter topic itself (it would loop if we subscribe to it).
+    if p.topic == *dl {
+        return;
+    }
+    const KEEP: usize = 4096;
+    let text = String::from_utf8_lossy(&p.payload[..p.payload.len().min(KEEP)]);
+    let envelope = serde_json::json!({
+        "topic": p.topic,
+        "reason": reason,
+        "error": error,
+        "received_ms": received_ms,
+        "bytes": p.payload.len(),
+        "payload": text,
+        "truncated": p.payload.len() > KEEP,
+    });
+    match client
+        .publish(dl.clone(), QoS::AtLeastOnce, false, envelope.to_string())
+        .await
+    {
+        Ok(()) => {
+            metrics.dead_letter_published_total.inc();
+        }
+        Err(e) => debug!(error = %e, "dead-letter publish not queued"),
+    }
+}

@@ -1,0 +1,191 @@
+//! Shared helpers for the gateway's end-to-end tests: the gateway as a real child process
+//! (so it can be SIGKILLed), a QoS 1 publisher, and read-back helpers.
+
+#![allow(dead_code)]
+
+use anyhow::{Context, Result};
+use e2e::{ServerProcess, free_port, http, wait_until};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The `gateway` binary running `run --config FILE`.
+pub struct GatewayProcess {
+    pub proc: ServerProcess,
+    pub http: String,
+    pub dir: PathBuf,
+}
+
+impl GatewayProcess {
+    /// Writes `config` (TOML, without `[http]` and `[storage]`, which are added) and starts.
+    pub fn start(dir: &Path, config: &str) -> Result<GatewayProcess> {
+        let port = free_port();
+        let storage = dir.join("storage");
+        let text = format!(
+            "{config}\n[http]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndir = \"{}\"\n",
+            storage.display()
+        );
+        let path = dir.join("gateway.toml");
+        std::fs::write(&path, text)?;
+        let bin = env!("CARGO_BIN_EXE_gateway");
+        let proc = ServerProcess::spawn(
+            "gateway",
+            bin,
+            vec!["run".into(), "--config".into(), path.display().to_string()],
+            dir.join("gateway.log"),
+        )?;
+        let gw = GatewayProcess {
+            proc,
+            http: format!("http://127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+        };
+        gw.wait_healthy()?;
+        Ok(gw)
+    }
+
+    pub fn wait_healthy(&self) -> Result<()> {
+        let url = format!("{}/healthz", self.http);
+        wait_until("gateway /healthz", Duration::from_secs(30), || {
+            Ok(http::get(&url).ok().filter(|r| r.is_success()).map(|_| ()))
+        })
+        .with_context(|| self.proc.log_tail(30))
+    }
+
+    /// SIGKILL, no goodbye: nothing is flushed.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    pub fn start_again(&mut self) -> Result<()> {
+        self.proc.start()?;
+        self.wait_healthy()
+    }
+
+    /// The value of one Prometheus sample line, e.g. `gateway_readings_in_total`.
+    pub fn metric(&self, name_with_labels: &str) -> Result<f64> {
+        let text = http::get(&format!("{}/metrics", self.http))?.ok()?.text();
+        Ok(text
+            .lines()
+            .filter_map(|l| l.strip_prefix(name_with_labels))
+            .filter_map(|rest| rest.strip_prefix(' '))
+            .filter_map(|v| v.trim().parse::<f64>().ok())
+            .sum())
+    }
+}
+
+/// A QoS 1 publisher that waits for every PUBACK before returning.
+pub fn publish_all(port: u16, client_id: &str, messages: Vec<(String, Vec<u8>)>) -> Result<usize> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+        opts.set_inflight(200)
+            .set_keep_alive(Duration::from_secs(30))
+            .set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 1000);
+        let total = messages.len();
+        let publisher = tokio::spawn(async move {
+            for (topic, payload) in messages {
+                client
+                    .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+                    .await?;
+            }
+            anyhow::Ok(client)
+        });
+        let mut acked = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        while acked < total {
+            let ev = tokio::time::timeout_at(deadline, eventloop.poll())
+                .await
+                .context("publisher timed out")?;
+            match ev {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                Err(e) => anyhow::bail!("publisher connection failed after {acked} acks: {e}"),
+            }
+        }
+        let client = publisher.await??;
+        let _ = client.disconnect().await;
+        // Let the DISCONNECT go out.
+        let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+        Ok(total)
+    })
+}
+
+/// Native telemetry from `devices` devices for message numbers `range` (device time
+/// `base_ms + i`, sequence `i + 1`), interleaved across devices as a fleet would send it.
+pub fn telemetry(
+    site: &str,
+    devices: usize,
+    range: std::ops::Range<usize>,
+    base_ms: i64,
+) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::with_capacity(devices * range.len());
+    for i in range {
+        for d in 0..devices {
+            let topic = format!("v1/{site}/dev{d:04}/telemetry");
+            let payload = format!(
+                r#"{{"ts":{},"seq":{},"stream":"grease_trap","metrics":{{"level":{}.5,"battery":90}}}}"#,
+                base_ms + i as i64,
+                i + 1,
+                i
+            );
+            out.push((topic, payload.into_bytes()));
+        }
+    }
+    out
+}
+
+/// Distinct (device, timestamp) pairs of `selector` in VictoriaMetrics: what an InfluxDB
+/// would show, since a replayed point with the same series and time overwrites the first.
+pub fn distinct_points(
+    vm: &e2e::VictoriaMetrics,
+    selector: &str,
+) -> Result<BTreeSet<(String, i64)>> {
+    let mut set = BTreeSet::new();
+    for s in vm.export(selector)? {
+        let dev = s.label("device").unwrap_or("").to_string();
+        for ts in &s.timestamps {
+            set.insert((dev.clone(), *ts));
+        }
+    }
+    Ok(set)
+}
+
+/// Waits until `selector` holds `n` distinct points.
+pub fn wait_distinct(
+    vm: &e2e::VictoriaMetrics,
+    selector: &str,
+    n: usize,
+    timeout: Duration,
+) -> Result<usize> {
+    let mut last = 0;
+    wait_until(&format!("{n} distinct points"), timeout, || {
+        last = distinct_points(vm, selector)?.len();
+        Ok((last >= n).then_some(last))
+    })
+    .with_context(|| format!("only {last} of {n} distinct points arrived"))
+}
+
+/// Config for a gateway reading from `mqtt_url` and writing to VictoriaMetrics (v2 API).
+pub fn config(mqtt_url: &str, client_id: &str, vm_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[mqtt]
+url = "{mqtt_url}"
+client_id = "{client_id}"
+{extra}
+[influx]
+url = "{vm_url}"
+api = "v2"
+dialect = "victoriametrics"
+org = "city"
+bucket = "test"
+token = "test-token"
+flush_interval_ms = 200
+retry_min_ms = 50
+retry_max_ms = 1000
+"#
+    )
+}

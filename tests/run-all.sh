@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# One command for every check: install the test servers if missing, then
+# format check, clippy, and all tests (unit + end-to-end against real
+# mosquitto, VictoriaMetrics and InfluxDB 1.x on loopback), building once.
+#
+#   bash tests/run-all.sh              # from the repo root (or any cwd)
+#   SKIP_INSTALL=1 bash tests/run-all.sh   # never touch apt/pip
+#
+# Exits non-zero if any step fails. Uses $CARGO_TARGET_DIR when set.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+export DEBIAN_FRONTEND=noninteractive
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+RUN_START=$SECONDS
+FAILED=()
+SUMMARY=()
+
+banner() { printf '\n==== %s ====\n' "$*"; }
+
+# step NAME CMD...: run, time, record; never aborts the script.
+step() {
+    local name="$1"; shift
+    banner "$name"
+    local t0=$SECONDS
+    "$@"
+    local rc=$?
+    local dt=$((SECONDS - t0))
+    if [ $rc -eq 0 ]; then
+        SUMMARY+=("ok    ${dt}s  $name")
+        printf -- '---- %s: ok (%ss)\n' "$name" "$dt"
+    else
+        SUMMARY+=("FAIL  ${dt}s  $name (exit $rc)")
+        FAILED+=("$name")
+        printf -- '---- %s: FAILED with exit %s (%ss)\n' "$name" "$rc" "$dt"
+    fi
+    return $rc
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
+}
+
+# command -> Debian package that provides it
+declare -A APT_FOR=(
+    [mosquitto]=mosquitto
+    [mosquitto_passwd]=mosquitto
+    [mosquitto_pub]=mosquitto-clients
+    [mosquitto_sub]=mosquitto-clients
+    [victoria-metrics]=victoria-metrics
+    [influxd]=influxdb
+    [socat]=socat
+    [openssl]=openssl
+    [stdbuf]=coreutils
+    [python3]=python3
+)
+
+install_deps() {
+    local missing=() cmd pkg
+    for cmd in "${!APT_FOR[@]}"; do
+        if ! command -v "$cmd" >/dev/null 2>&1; then
+            pkg="${APT_FOR[$cmd]}"
+            [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
+        fi
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "apt: installing ${missing[*]}"
+        # Packages must not start their system services (ports 1883/8086/8428):
+        # tests start their own servers on free ports.
+        local policy=/usr/sbin/policy-rc.d created_policy=0
+        if [ ! -e "$policy" ]; then
+            printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null && as_root chmod +x "$policy" && created_policy=1
+        fi
+        as_root apt-get update -q || return 1
+        as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+        local rc=$?
+        [ $created_policy -eq 1 ] && as_root rm -f "$policy"
+        [ $rc -eq 0 ] || return $rc
+    else
+        echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl)"
+    fi
+
+    if python3 -c 'import pymodbus, serial, sys; from pymodbus import __version__ as v; sys.exit(0 if tuple(map(int, v.split(".")[:2])) >= (3, 10) else 1)' >/dev/null 2>&1; then
+        echo "pip: pymodbus already installed"
+    else
+        if ! python3 -m pip --version >/dev/null 2>&1; then
+            as_root apt-get update -q && as_root apt-get install -y -q --no-install-recommends python3-pip || return 1
+        fi
+        echo "pip: installing pymodbus"
+        python3 -m pip install -q "pymodbus[serial]>=3.10,<4" \
+            || python3 -m pip install -q --break-system-packages "pymodbus[serial]>=3.10,<4" \
+            || return 1
+    fi
+
+    # Report versions: servers whose behaviour the harness depends on.
+    mosquitto -h 2>/dev/null | head -1
+    victoria-metrics -version 2>/dev/null | head -1 || true
+    influxd version 2>/dev/null | head -1
+    python3 -c 'import pymodbus; print("pymodbus", pymodbus.__version__)'
+}
+
+check_toolchain() {
+    cargo --version && cargo fmt --version && cargo clippy --version
+}
+
+if [ "${SKIP_INSTALL:-0}" = 1 ]; then
+    banner "install: skipped (SKIP_INSTALL=1)"
+else
+    step "install test dependencies" install_deps || {
+        echo "cannot continue without the test servers" >&2
+        exit 1
+    }
+fi
+step "toolchain" check_toolchain || exit 1
+
+step "cargo fmt --all --check" cargo fmt --all --check
+step "cargo clippy --workspace --all-targets -- -D warnings" \
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Doctests first (nextest does not run them), so the test runner's own
+# summary line is the last one printed.
+step "cargo test --workspace --doc" cargo test --workspace --doc
+if cargo nextest --version >/dev/null 2>&1; then
+    PROFILE=default
+    [ "${CI:-}" = true ] && PROFILE=ci
+    step "cargo nextest run --workspace (profile $PROFILE)" \
+        cargo nextest run --workspace --profile "$PROFILE"
+else
+    echo "cargo-nextest not found: using cargo test"
+    step "cargo test --workspace --all-targets" cargo test --workspace --all-targets
+fi
+
+banner "summary ($((SECONDS - RUN_START))s total)"
+printf '%s\n' "${SUMMARY[@]}"
+if [ ${#FAILED[@]} -gt 0 ]; then
+    echo "FAILED: ${FAILED[*]}"
+    exit 1
+fi
+echo "all steps passed"
