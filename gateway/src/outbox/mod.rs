@@ -37,6 +37,18 @@
 //! undelivered records in `outbox_dropped_total`. A record that can never fit in a segment, or a
 //! batch that can never fit under `max_bytes`, is an error, never an endless wait.
 //!
+//! # Metrics
+//! The outbox itself updates `outbox_appended_total`, `outbox_depth_records`, `outbox_bytes`,
+//! `outbox_full_total` (each `Full` returned), `outbox_dropped_total` (drop_oldest only) and
+//! `outbox_errors_total` (I/O errors, corrupt data found on open or on read). Callers must not
+//! count these again.
+//!
+//! # Throughput
+//! `OUTBOX_BENCH_DIR=/some/disk cargo test --release -p gateway --lib outbox::tests::throughput
+//! -- --ignored --nocapture` (512 records of 150 bytes per append, default config): about
+//! 3,000-3,800 appends/s (1.5-1.9 M records/s) and 4 M records/s read+commit on the 2-core
+//! development VM; the fsync dominates, so real disks set the figure.
+//!
 //! # Why our own small log and not a crate
 //! We need exactly: one fsync per append call (group commit) with an `Ok` that means durable, an
 //! explicit policy at a byte bound (backpressure or drop-oldest with a count), a single-consumer
@@ -670,7 +682,9 @@ impl Outbox {
     /// The oldest undelivered records, starting at the committed cursor, at most `max_records`
     /// and at most `max_bytes` of payload (but always at least one record if any waits, so an
     /// oversized record cannot stall delivery). Calling it again before `commit` returns the same
-    /// records (single consumer). An empty batch means nothing waits.
+    /// records (single consumer). An empty batch means nothing waits. A record that fails its
+    /// CRC here cuts its segment (logged, counted in `outbox_errors_total`); if an append is
+    /// running at that moment this returns `Err(Corrupt)` once and the next call goes on.
     pub fn read_batch(&self, max_records: usize, max_bytes: usize) -> Result<Batch, OutboxError> {
         let mut reader = lock(&self.reader);
         let (mut pos, view) = {

@@ -537,7 +537,9 @@ fn concurrent_producer_and_consumer_move_100k_exactly_once_in_order() {
     assert!(seg_files(dir.path()).len() <= 1);
 }
 
-/// Throughput: `cargo test -p gateway --release --lib outbox::tests::throughput -- --ignored --nocapture`
+/// Throughput: `OUTBOX_BENCH_DIR=/work/target cargo test -p gateway --release --lib
+/// outbox::tests::throughput -- --ignored --nocapture` (the temp dir goes under
+/// `OUTBOX_BENCH_DIR`, default the current directory, so it measures a real disk, not tmpfs).
 #[test]
 #[ignore]
 fn throughput_512_records_of_150_bytes() {
