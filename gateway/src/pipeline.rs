@@ -167,8 +167,13 @@ impl Processor {
                     let _ =
                         tokio::time::timeout(Duration::from_secs(1), outbox.wait_for_space()).await;
                 }
+                Err(e @ (OutboxError::RecordTooLarge { .. } | OutboxError::BatchTooLarge { .. })) => {
+                    // Cannot succeed by waiting: a decoded message never gets near the segment
+                    // size (payloads are capped far below), so this is a configuration error.
+                    error!(error = %e, records = lines.len(), "records can never fit the outbox; dropped (raise storage.outbox.segment_bytes)");
+                    return;
+                }
                 Err(e) => {
-                    self.metrics.outbox_errors_total.inc();
                     error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox append failed; intake paused");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
