@@ -24,6 +24,9 @@ pub struct Gateway {
     pub devices: Arc<DeviceTable>,
     intake_cancel: CancellationToken,
     delivery_cancel: CancellationToken,
+    /// Cancelled when a stage dies unexpectedly (a bug): `run` then stops and exits non-zero
+    /// so the supervisor (systemd) restarts a clean process rather than a half-dead one.
+    failed: CancellationToken,
     processor: tokio::task::JoinHandle<()>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -37,6 +40,7 @@ impl Gateway {
         let devices = Arc::new(DeviceTable::new(cfg.devices.offline_after_s as i64 * 1000));
         let intake_cancel = CancellationToken::new();
         let delivery_cancel = CancellationToken::new();
+        let failed = CancellationToken::new();
         let mut tasks = Vec::new();
 
         let outbox = match &cfg.influx {
@@ -48,12 +52,16 @@ impl Gateway {
                 );
                 let writer = InfluxWriter::new(influx, &cfg.storage.dir, metrics.clone())
                     .context("configuring the influx sink")?;
-                tasks.push(tokio::spawn(crate::sink::deliver::run(
-                    outbox.clone(),
-                    writer,
-                    influx.clone(),
-                    delivery_cancel.clone(),
-                )));
+                tasks.push(critical(
+                    "delivery",
+                    &failed,
+                    crate::sink::deliver::run(
+                        outbox.clone(),
+                        writer,
+                        influx.clone(),
+                        delivery_cancel.clone(),
+                    ),
+                ));
                 Some(outbox)
             }
             None => None,
@@ -67,16 +75,22 @@ impl Gateway {
             intake_cancel.clone(),
         ));
         let (client, eventloop) = mqtt::connect(&cfg.mqtt)?;
-        tasks.push(tokio::spawn(mqtt::run(
-            cfg.mqtt.clone(),
-            client.clone(),
-            eventloop,
-            Arc::new(Decoder::new(&cfg)),
-            tx,
-            metrics.clone(),
-            intake_cancel.clone(),
-        )));
-        let processor = tokio::spawn(
+        tasks.push(critical(
+            "mqtt",
+            &failed,
+            mqtt::run(
+                cfg.mqtt.clone(),
+                client.clone(),
+                eventloop,
+                Arc::new(Decoder::new(&cfg)),
+                tx,
+                metrics.clone(),
+                intake_cancel.clone(),
+            ),
+        ));
+        let processor = critical(
+            "processor",
+            &failed,
             Processor {
                 rx,
                 outbox: outbox.clone(),
@@ -123,6 +137,7 @@ impl Gateway {
             devices,
             intake_cancel,
             delivery_cancel,
+            failed,
             processor,
             tasks,
         })
@@ -139,6 +154,24 @@ impl Gateway {
         }
         info!("gateway stopped");
     }
+}
+
+/// Spawns a stage whose panic must not leave the process running without it.
+fn critical(
+    name: &'static str,
+    failed: &CancellationToken,
+    fut: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let inner = tokio::spawn(fut);
+    let failed = failed.clone();
+    tokio::spawn(async move {
+        if let Err(e) = inner.await
+            && e.is_panic()
+        {
+            tracing::error!(stage = name, "stage panicked; stopping the gateway");
+            failed.cancel();
+        }
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -166,8 +199,15 @@ pub async fn shutdown_signal() {
 /// `gateway run`: start, wait for a signal, stop in order.
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let gw = Gateway::start(cfg).await?;
-    shutdown_signal().await;
+    let failed = gw.failed.clone();
+    tokio::select! {
+        _ = shutdown_signal() => {},
+        _ = failed.cancelled() => {},
+    }
     info!("shutting down");
     gw.shutdown().await;
+    if failed.is_cancelled() {
+        anyhow::bail!("a gateway stage failed (see the log above)");
+    }
     Ok(())
 }

@@ -167,7 +167,9 @@ impl Processor {
                     let _ =
                         tokio::time::timeout(Duration::from_secs(1), outbox.wait_for_space()).await;
                 }
-                Err(e @ (OutboxError::RecordTooLarge { .. } | OutboxError::BatchTooLarge { .. })) => {
+                Err(
+                    e @ (OutboxError::RecordTooLarge { .. } | OutboxError::BatchTooLarge { .. }),
+                ) => {
                     // Cannot succeed by waiting: a decoded message never gets near the segment
                     // size (payloads are capped far below), so this is a configuration error.
                     error!(error = %e, records = lines.len(), "records can never fit the outbox; dropped (raise storage.outbox.segment_bytes)");

@@ -47,7 +47,7 @@ fn tls_with_client_certificate_and_password() {
         Duration::from_secs(20),
         || Ok((gw.metric("gateway_mqtt_connected")? == 1.0).then_some(())),
     )
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e:#}\n{}\n{}", gw.diagnostics(), broker.log_tail(20)));
     let sent = broker
         .publish_many(
             "v1/m1/cover-7/telemetry",

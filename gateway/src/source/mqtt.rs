@@ -85,8 +85,18 @@ pub fn options(cfg: &MqttConfig) -> Result<MqttOptions, MqttError> {
 /// Capacity of rumqttc's request channel (acks, subscribes, dead-letter publishes).
 pub const REQUEST_CAPACITY: usize = 10_000;
 
+/// Makes ring the process-wide rustls provider (once); TLS connections need one.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err only means another part of the process installed one first: fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// Creates the client (used by the processor to ack) and its event loop.
 pub fn connect(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), MqttError> {
+    install_crypto_provider();
     Ok(AsyncClient::new(options(cfg)?, REQUEST_CAPACITY))
 }
 

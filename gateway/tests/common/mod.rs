@@ -61,13 +61,36 @@ impl GatewayProcess {
         self.wait_healthy()
     }
 
-    /// The value of one Prometheus sample line, e.g. `gateway_readings_in_total`.
+    /// Metrics and log tail, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        let metrics = http::get(&format!("{}/metrics", self.http))
+            .map(|r| r.text())
+            .unwrap_or_else(|e| format!("(no metrics: {e})"));
+        let samples: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("gateway_") && !l.contains("_bucket"))
+            .collect();
+        format!(
+            "--- gateway metrics\n{}\n--- gateway log\n{}",
+            samples.join("\n"),
+            self.proc.log_tail(40)
+        )
+    }
+
+    /// A Prometheus sample, e.g. `gateway_readings_in_total` or
+    /// `gateway_decode_errors_total{reason="bad_json"}`; a name without labels sums every
+    /// label set of that name.
     pub fn metric(&self, name_with_labels: &str) -> Result<f64> {
         let text = http::get(&format!("{}/metrics", self.http))?.ok()?.text();
+        let exact = name_with_labels.contains('{');
         Ok(text
             .lines()
             .filter_map(|l| l.strip_prefix(name_with_labels))
-            .filter_map(|rest| rest.strip_prefix(' '))
+            .filter_map(|rest| match rest.strip_prefix(' ') {
+                Some(v) => Some(v),
+                None if !exact && rest.starts_with('{') => rest.split_once("} ").map(|(_, v)| v),
+                None => None,
+            })
             .filter_map(|v| v.trim().parse::<f64>().ok())
             .sum())
     }
