@@ -108,6 +108,7 @@ impl Gateway {
                 },
                 mqtt: Some(client),
                 max_batch: cfg.mqtt.ack_batch,
+                readings_out: Vec::new(),
             }
             .run(),
         );

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod app;
 pub mod clock;
+pub mod clue;
 pub mod config;
 pub mod decode;
 pub mod demo;

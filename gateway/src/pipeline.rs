@@ -53,6 +53,10 @@ pub struct Processor {
     pub mqtt: Option<rumqttc::AsyncClient>,
     /// Intakes made durable together (one fsync) before their acks go out.
     pub max_batch: usize,
+    /// Downstream consumers of normalized readings (rules engine, camera health...), one
+    /// message per source message. Bounded: a slow consumer slows intake rather than losing
+    /// readings it must see.
+    pub readings_out: Vec<mpsc::Sender<Arc<[Reading]>>>,
 }
 
 impl Processor {
@@ -115,9 +119,16 @@ impl Processor {
         {
             self.make_durable(outbox, lines).await;
         }
-        for readings in &kept {
+        for readings in kept {
             self.metrics.readings_in_total.inc_by(readings.len() as u64);
-            self.devices.observe(readings);
+            self.devices.observe(&readings);
+            if !self.readings_out.is_empty() {
+                let shared: Arc<[Reading]> = readings.into();
+                for out in &self.readings_out {
+                    // A consumer that stopped (shutdown) is simply skipped.
+                    let _ = out.send(shared.clone()).await;
+                }
+            }
         }
         if let Some(client) = &self.mqtt {
             for ack in acks {
