@@ -3,16 +3,17 @@
 //! A `Reading` carries one metric. Readings that share (stream, site, device, source, device time)
 //! come from the same message and become one time-series point with one field per metric.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A metric value after decoding. Non-finite floats never get this far (decoders reject them).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Value {
-    Float(f64),
-    Int(i64),
+    // Deserialization tries variants in order: an integral JSON number becomes Int.
     Bool(bool),
+    Int(i64),
+    Float(f64),
     Text(String),
 }
 
