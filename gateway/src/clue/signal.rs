@@ -125,6 +125,8 @@ impl ClueEvent {
 }
 
 /// What producers send to the pool.
+// Signals move once through a channel; boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "signal", rename_all = "snake_case")]
 pub enum ClueSignal {
