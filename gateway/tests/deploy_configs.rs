@@ -66,7 +66,9 @@ struct Layout {
 
 impl Layout {
     fn new() -> Result<Self> {
-        let tmp = tempfile::Builder::new().prefix("deploy-configs-").tempdir()?;
+        let tmp = tempfile::Builder::new()
+            .prefix("deploy-configs-")
+            .tempdir()?;
         let conf_dir = tmp.path().join("etc-mosquitto");
         let data_dir = tmp.path().join("var-lib-mosquitto");
         let out_dir = tmp.path().join("devices");
@@ -341,17 +343,21 @@ fn deploy_broker_confines_each_device_to_its_own_topics() -> Result<()> {
 
     // Until the subscription is in place, device A's own messages may go nowhere: probe.
     let mut probe = 0;
-    wait_until("gateway subscription active", Duration::from_secs(20), || {
-        probe += 1;
-        let payload = format!("probe-{probe}");
-        let out = publish(&dev_a, "v1/r-001/trap-1/state", &payload)?;
-        if !out.status.success() || !stderr(&out).is_empty() {
-            bail!("device A publish failed: {}", stderr(&out));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let want = format!("v1/r-001/trap-1/state {payload}");
-        Ok(sub.lines().contains(&want).then_some(()))
-    })
+    wait_until(
+        "gateway subscription active",
+        Duration::from_secs(20),
+        || {
+            probe += 1;
+            let payload = format!("probe-{probe}");
+            let out = publish(&dev_a, "v1/r-001/trap-1/state", &payload)?;
+            if !out.status.success() || !stderr(&out).is_empty() {
+                bail!("device A publish failed: {}", stderr(&out));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            let want = format!("v1/r-001/trap-1/state {payload}");
+            Ok(sub.lines().contains(&want).then_some(()))
+        },
+    )
     .with_context(|| broker.process.log_tail(30))?;
 
     // 1. Own topic over TLS with a password: accepted and delivered to the gateway.
@@ -379,12 +385,19 @@ fn deploy_broker_confines_each_device_to_its_own_topics() -> Result<()> {
     // Device B's own message after the forged ones: once it arrived, the forged ones
     // (published earlier on the same broker) would have too.
     let b_own = publish(&dev_b, "v1/r-001/trap-2/telemetry", "b-own")?;
-    assert!(stderr(&b_own).is_empty(), "B own publish: {}", stderr(&b_own));
+    assert!(
+        stderr(&b_own).is_empty(),
+        "B own publish: {}",
+        stderr(&b_own)
+    );
     sub.wait_for("v1/r-001/trap-2/telemetry b-own", Duration::from_secs(10))?;
 
     // 3. Wrong password, unknown user, no credentials: connection refused.
     for (what, conn) in [
-        ("wrong password", tls_password(&a["username"], "not-the-password")),
+        (
+            "wrong password",
+            tls_password(&a["username"], "not-the-password"),
+        ),
         ("unknown user", tls_password("r-001/trap-9", "whatever")),
         ("device password of another device", {
             tls_password(&a["username"], &b["password"])
@@ -514,7 +527,13 @@ fn provisioning_is_idempotent_and_refuses_ids_that_break_the_acl() -> Result<()>
     let acl = std::fs::read_to_string(layout.conf_dir.join("acl"))?;
     assert_eq!(acl.matches("pattern write v1/%u/#").count(), 1, "{acl}");
 
-    for (site, device) in [("a/b", "d"), ("s", "#"), ("s", "+"), ("", "d"), ("s", "d e")] {
+    for (site, device) in [
+        ("a/b", "d"),
+        ("s", "#"),
+        ("s", "+"),
+        ("", "d"),
+        ("s", "d e"),
+    ] {
         let out = layout.script_raw("provision-device.sh", &[site, device])?;
         assert!(
             !out.status.success(),
@@ -535,7 +554,10 @@ fn grafana_dashboard_is_a_dashboard() -> Result<()> {
     for p in panels {
         assert!(p["title"].is_string(), "panel without title: {p}");
         if p["type"] != "row" {
-            assert!(p["targets"].as_array().is_some_and(|t| !t.is_empty()), "{p}");
+            assert!(
+                p["targets"].as_array().is_some_and(|t| !t.is_empty()),
+                "{p}"
+            );
         }
         assert!(ids.insert(p["id"].as_i64().context("panel id")?));
     }
