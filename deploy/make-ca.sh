@@ -25,6 +25,8 @@ if [ "$#" -eq 0 ]; then
     set -- localhost 127.0.0.1
 fi
 
+# The broker reads its config dir after dropping privileges: world-traversable.
+[ -d "$MQTT_CONF_DIR" ] || install -d -m 0755 "$MQTT_CONF_DIR"
 umask 077
 mkdir -p "$CA_DIR" "$CERT_DIR"
 chmod 700 "$CA_DIR"
