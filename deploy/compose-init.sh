@@ -3,7 +3,7 @@
 # broker certificate valid for the compose host name "mosquitto", the broker's password
 # file and ACL, the gateway's broker password and an InfluxDB admin token. Idempotent:
 # existing secrets are kept. Offline (openssl, mosquitto_passwd). Then add devices with
-#   MQTT_CONF_DIR=deploy/compose-data/mosquitto bash deploy/provision-device.sh SITE DEVICE
+#   MQTT_GROUP=1883 MQTT_CONF_DIR=deploy/compose-data/mosquitto bash deploy/provision-device.sh SITE DEVICE
 # and `docker compose -f deploy/compose.yaml kill -s HUP mosquitto` to reload the broker.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,7 +16,7 @@ bash "$HERE/make-ca.sh" mosquitto localhost 127.0.0.1 >/dev/null
 
 ENV_FILE=$DATA/gateway.env
 if [ ! -f "$ENV_FILE" ] || ! grep -q '^GATEWAY_MQTT__PASSWORD=' "$ENV_FILE"; then
-    out=$(bash "$HERE/provision-user.sh" gateway --rotate 2>/dev/null)
+    out=$(MQTT_GROUP=1883 bash "$HERE/provision-user.sh" gateway --rotate 2>/dev/null)
     password=$(printf '%s\n' "$out" | sed -n 's/^password=//p')
     (umask 077 && printf 'GATEWAY_MQTT__PASSWORD=%s\n' "$password" >>"$ENV_FILE")
 fi

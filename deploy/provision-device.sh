@@ -16,6 +16,7 @@
 #
 # Environment:
 #   MQTT_CONF_DIR  broker config dir holding passwd, acl, certs/ (default /etc/mosquitto)
+#   MQTT_GROUP     group that may read the password file (default mosquitto; 1883 for compose)
 #   CA_DIR         CA key and certificate for --cert (default $MQTT_CONF_DIR/ca)
 #   OUT_DIR        where device files are written (default ./devices); SITE/DEVICE/ below it
 #   DEVICE_PASSWORD  use this password instead of a generated one (automation)
@@ -47,6 +48,8 @@ done
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MQTT_CONF_DIR=${MQTT_CONF_DIR:-/etc/mosquitto}
+# Group the broker runs as (reads the password file); 1883 in the eclipse-mosquitto image.
+MQTT_GROUP=${MQTT_GROUP:-mosquitto}
 CA_DIR=${CA_DIR:-$MQTT_CONF_DIR/ca}
 OUT_DIR=${OUT_DIR:-./devices}
 CERT_DAYS=${CERT_DAYS:-825}
@@ -82,6 +85,11 @@ if [ "$MODE" = password ]; then
         mosquitto_passwd -b "$PASSWD" "$USERNAME" "$password"
         echo "username=$USERNAME"
         echo "password=$password"
+    fi
+    # mosquitto reads the password file after dropping privileges to the "mosquitto" user.
+    chmod 0640 "$PASSWD"
+    if [ "$(id -u)" -eq 0 ] && { [[ "$MQTT_GROUP" =~ ^[0-9]+$ ]] || getent group "$MQTT_GROUP" >/dev/null 2>&1; }; then
+        chgrp "$MQTT_GROUP" "$PASSWD"
     fi
     echo "url=mqtts://$BROKER_HOST:8883"
     echo "ca_file=$MQTT_CONF_DIR/certs/ca.crt"

@@ -6,7 +6,7 @@
 #   deploy/provision-user.sh gateway            # prints password=... once
 #   deploy/provision-user.sh gateway --rotate
 #
-# Environment: MQTT_CONF_DIR (default /etc/mosquitto), USER_PASSWORD (use this password).
+# Environment: MQTT_CONF_DIR (default /etc/mosquitto), MQTT_GROUP (default mosquitto), USER_PASSWORD (use this password).
 set -euo pipefail
 
 [ "$#" -ge 1 ] || { echo "usage: $0 USER [--rotate]" >&2; exit 2; }
@@ -19,6 +19,8 @@ if ! [[ "$NAME" =~ ^[A-Za-z0-9_-]{1,64}$ ]]; then
 fi
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MQTT_CONF_DIR=${MQTT_CONF_DIR:-/etc/mosquitto}
+# Group the broker runs as (reads the password file); 1883 in the eclipse-mosquitto image.
+MQTT_GROUP=${MQTT_GROUP:-mosquitto}
 PASSWD=$MQTT_CONF_DIR/passwd
 ACL=$MQTT_CONF_DIR/acl
 mkdir -p "$MQTT_CONF_DIR"
@@ -34,5 +36,10 @@ else
     password=${USER_PASSWORD:-$(openssl rand -base64 24 | tr -d '/+=\n')}
     mosquitto_passwd -b "$PASSWD" "$NAME" "$password"
     echo "password=$password"
+fi
+# mosquitto reads the password file after dropping privileges to the "mosquitto" user.
+chmod 0640 "$PASSWD"
+if [ "$(id -u)" -eq 0 ] && { [[ "$MQTT_GROUP" =~ ^[0-9]+$ ]] || getent group "$MQTT_GROUP" >/dev/null 2>&1; }; then
+    chgrp "$MQTT_GROUP" "$PASSWD"
 fi
 echo "then: reload the broker (systemctl reload mosquitto)" >&2
