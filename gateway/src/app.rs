@@ -164,7 +164,7 @@ pub fn spawn_rules(
     cfg: &Config,
     clue_tx: crate::clue::signal::ClueSender,
 ) -> anyhow::Result<(
-    tokio::sync::mpsc::Sender<Arc<[crate::reading::Reading]>>,
+    crate::rules::task::ReadingsSender,
     tokio::task::JoinHandle<()>,
 )> {
     spawn_rules_with(cfg, clue_tx, crate::rules::PumpoutRegistry::default())
@@ -176,7 +176,7 @@ pub fn spawn_rules_with(
     clue_tx: crate::clue::signal::ClueSender,
     pumpouts: crate::rules::PumpoutRegistry,
 ) -> anyhow::Result<(
-    tokio::sync::mpsc::Sender<Arc<[crate::reading::Reading]>>,
+    crate::rules::task::ReadingsSender,
     tokio::task::JoinHandle<()>,
 )> {
     let engine = crate::rules::Engine::from_config(cfg)

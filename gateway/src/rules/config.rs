@@ -268,7 +268,10 @@ fn check_window(key: String, w: &HourWindow) -> Result<(), ConfigError> {
         }
     }
     if w.start_hour == w.end_hour {
-        return Err(invalid(key, "start_hour and end_hour are equal (empty window)"));
+        return Err(invalid(
+            key,
+            "start_hour and end_hour are equal (empty window)",
+        ));
     }
     Ok(())
 }
@@ -315,7 +318,10 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
         if let Some(h) = site.utc_offset_hours
             && (!h.is_finite() || !(-14.0..=14.0).contains(&h))
         {
-            return Err(invalid(format!("{k}.utc_offset_hours"), "must be within -14..=14"));
+            return Err(invalid(
+                format!("{k}.utc_offset_hours"),
+                "must be within -14..=14",
+            ));
         }
         if let Some(w) = &site.night {
             check_window(format!("{k}.night"), w)?;
@@ -335,10 +341,16 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
     for (i, r) in rules.iter().enumerate() {
         let k = format!("rules[{i}]");
         if r.id.is_empty() || r.id.contains(['/', ' ']) {
-            return Err(invalid(format!("{k}.id"), "must be non-empty, without `/` or spaces"));
+            return Err(invalid(
+                format!("{k}.id"),
+                "must be non-empty, without `/` or spaces",
+            ));
         }
         if !ids.insert(r.id.as_str()) {
-            return Err(invalid(format!("{k}.id"), format!("duplicate rule id `{}`", r.id)));
+            return Err(invalid(
+                format!("{k}.id"),
+                format!("duplicate rule id `{}`", r.id),
+            ));
         }
         if r.kind.is_empty() {
             return Err(invalid(format!("{k}.kind"), "must not be empty"));
@@ -432,7 +444,10 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
                 grace_s,
             } => {
                 if !min_drop.is_finite() || *min_drop <= 0.0 {
-                    return Err(invalid(format!("{c}.min_drop"), "must be a positive number"));
+                    return Err(invalid(
+                        format!("{c}.min_drop"),
+                        "must be a positive number",
+                    ));
                 }
                 seconds(format!("{c}.within_s"), *within_s, false)?;
                 seconds(format!("{c}.grace_s"), *grace_s, true)?;

@@ -142,7 +142,10 @@ impl Compiled {
                     (r.select.metric.clone().unwrap_or_default(), evidence_ms)
                 }
             };
-            let keep = c.retention_ms.entry(metric.clone()).or_insert(MIN_RETENTION_MS);
+            let keep = c
+                .retention_ms
+                .entry(metric.clone())
+                .or_insert(MIN_RETENTION_MS);
             *keep = (*keep).max(need_ms);
             c.by_metric.entry(metric).or_default().push(i);
         }
@@ -257,19 +260,12 @@ impl Engine {
             .rules
             .iter()
             .enumerate()
-            .filter_map(|(old, r)| {
-                next.rules
-                    .iter()
-                    .position(|n| n == r)
-                    .map(|new| (old, new))
-            })
+            .filter_map(|(old, r)| next.rules.iter().position(|n| n == r).map(|new| (old, new)))
             .collect();
         let states = std::mem::take(&mut self.live.states);
         self.live.states = states
             .into_iter()
-            .filter_map(|(k, v)| {
-                remap.get(&k.rule).map(|&rule| (StateKey { rule, ..k }, v))
-            })
+            .filter_map(|(k, v)| remap.get(&k.rule).map(|&rule| (StateKey { rule, ..k }, v)))
             .collect();
         self.live.composite_seen = std::mem::take(&mut self.live.composite_seen)
             .into_iter()
@@ -308,7 +304,8 @@ impl Engine {
         let mut out = Vec::new();
         let mut acts = Vec::new();
         for r in readings {
-            self.live.on_reading(&self.c, r, readings, &mut out, &mut acts);
+            self.live
+                .on_reading(&self.c, r, readings, &mut out, &mut acts);
         }
         let now = self.live.now_ms;
         self.live.flush_pending(&self.c, now, &mut out, &mut acts);
@@ -497,9 +494,7 @@ impl Live {
                 st.hyst = h.next(st.hyst, v);
                 (st.hyst, *for_s as i64 * 1000)
             }
-            Condition::Held { equals, for_s } => {
-                (value_eq(&r.value, equals), *for_s as i64 * 1000)
-            }
+            Condition::Held { equals, for_s } => (value_eq(&r.value, equals), *for_s as i64 * 1000),
             Condition::Rate {
                 drop,
                 rise,
@@ -524,9 +519,7 @@ impl Live {
                 min_readings,
             } => {
                 let from = t.saturating_sub(*for_s as i64 * 1000);
-                let covered = window
-                    .and_then(Window::oldest_t)
-                    .is_some_and(|o| o <= from);
+                let covered = window.and_then(Window::oldest_t).is_some_and(|o| o <= from);
                 let (mut n, mut lo, mut hi) = (0usize, f64::INFINITY, f64::NEG_INFINITY);
                 if covered {
                     for (_, x) in window.into_iter().flat_map(|w| w.range(from, t)) {
@@ -594,7 +587,9 @@ impl Live {
         };
         let raw = raw && in_window;
         st.raw = raw;
-        let tr = st.flap.update(raw, t, min_ms, rule.cooldown_s as i64 * 1000);
+        let tr = st
+            .flap
+            .update(raw, t, min_ms, rule.cooldown_s as i64 * 1000);
         if tr == Transition::None {
             return;
         }
@@ -658,7 +653,13 @@ impl Live {
                         "condition": rule.condition,
                         "suppressed_repeats": suppressed,
                     });
-                    fired.push((key.clone(), tr, detail, None, format!("{}", silent_ms / 1000)));
+                    fired.push((
+                        key.clone(),
+                        tr,
+                        detail,
+                        None,
+                        format!("{}", silent_ms / 1000),
+                    ));
                 }
                 Condition::Threshold { for_s, .. } | Condition::Held { for_s, .. }
                     if *for_s > 0 && st.raw && !st.flap.is_active() =>
@@ -675,7 +676,13 @@ impl Live {
                         "condition": rule.condition,
                         "suppressed_repeats": suppressed,
                     });
-                    fired.push((key.clone(), tr, detail, st.series.clone(), value.to_string()));
+                    fired.push((
+                        key.clone(),
+                        tr,
+                        detail,
+                        st.series.clone(),
+                        value.to_string(),
+                    ));
                 }
                 _ => {}
             }
@@ -798,7 +805,10 @@ impl Live {
 
     fn evidence(&self, s: &SeriesKey, from: i64, to: i64) -> Evidence {
         let (readings, unit) = match self.series.get(s) {
-            Some(series) => (series.window.range(from, to).collect::<Vec<_>>(), &series.unit),
+            Some(series) => (
+                series.window.range(from, to).collect::<Vec<_>>(),
+                &series.unit,
+            ),
             None => (Vec::new(), &String::new()),
         };
         Evidence::Readings {
@@ -886,12 +896,7 @@ impl Live {
     }
 
     /// Composite rules: every input active at the same site within the window.
-    fn join_composites(
-        &mut self,
-        c: &Compiled,
-        acts: Vec<Activation>,
-        out: &mut Vec<ClueSignal>,
-    ) {
+    fn join_composites(&mut self, c: &Compiled, acts: Vec<Activation>, out: &mut Vec<ClueSignal>) {
         for a in acts {
             let Some(comps) = c.composites_by_input.get(&a.rule) else {
                 continue;

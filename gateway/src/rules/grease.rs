@@ -98,11 +98,14 @@ impl Traps {
     }
 }
 
+/// (site, device) -> registered visits as (from_ms, to_ms).
+type Visits = HashMap<(String, String), Vec<(i64, i64)>>;
+
 /// Registered pump-out service visits. Cloning shares the registry, so the HTTP API can
 /// register visits while the rules task reads them.
 #[derive(Debug, Clone, Default)]
 pub struct PumpoutRegistry {
-    inner: Arc<Mutex<HashMap<(String, String), Vec<(i64, i64)>>>>,
+    inner: Arc<Mutex<Visits>>,
 }
 
 impl PumpoutRegistry {
@@ -118,7 +121,13 @@ impl PumpoutRegistry {
             .or_default();
         list.retain(|(_, t)| *t >= to.saturating_sub(PUMPOUT_KEEP_MS));
         list.push((from, to));
-        tracing::info!(site, device, from_ms = from, to_ms = to, "pump-out registered");
+        tracing::info!(
+            site,
+            device,
+            from_ms = from,
+            to_ms = to,
+            "pump-out registered"
+        );
     }
 
     /// Whether a registered pump-out overlaps `[from_ms, to_ms]` (with [`PUMPOUT_SLACK_MS`]).

@@ -14,6 +14,9 @@ use tracing::{debug, warn};
 /// processor visibly rather than growing memory).
 pub const RULES_CAPACITY: usize = 1024;
 
+/// What the processor sends the rules: one message's readings (`Processor::readings_out`).
+pub type ReadingsSender = mpsc::Sender<Arc<[Reading]>>;
+
 /// Runs the engine until `rx` closes.
 pub async fn run(mut engine: Engine, mut rx: mpsc::Receiver<Arc<[Reading]>>, clues: ClueSender) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -50,7 +53,7 @@ async fn send(clues: &ClueSender, signals: Vec<ClueSignal>, pool_gone: &mut bool
 mod tests {
     use super::*;
     use crate::rules::config::RulesSettings;
-    use crate::rules::tests::{cover, at_local};
+    use crate::rules::tests::{at_local, cover};
 
     #[tokio::test]
     async fn rules_task_forwards_signals_and_stops_when_readings_end() {
@@ -60,7 +63,9 @@ mod tests {
         let (clue_tx, mut clue_rx) = mpsc::channel(8);
         let task = tokio::spawn(run(engine, rx, clue_tx));
         let t = at_local(2, 0);
-        tx.send(cover("mh-1", true, t).into()).await.expect("task alive");
+        tx.send(cover("mh-1", true, t).into())
+            .await
+            .expect("task alive");
         drop(tx);
         let first = clue_rx.recv().await.expect("one signal");
         assert!(matches!(first, ClueSignal::Occurrence(ref e) if e.rule == "cover-open"));

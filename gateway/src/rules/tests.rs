@@ -40,7 +40,14 @@ pub(crate) fn reading(
 
 pub(crate) fn cover(site: &str, open: bool, t: i64) -> Vec<Reading> {
     vec![
-        reading(site, "cover-1", "manhole_cover", "open", Value::Bool(open), t),
+        reading(
+            site,
+            "cover-1",
+            "manhole_cover",
+            "open",
+            Value::Bool(open),
+            t,
+        ),
         reading(
             site,
             "cover-1",
@@ -54,7 +61,14 @@ pub(crate) fn cover(site: &str, open: bool, t: i64) -> Vec<Reading> {
 
 fn trap(site: &str, volume_l: f64, t: i64) -> Vec<Reading> {
     vec![
-        reading(site, "trap-1", "grease_trap", "volume_l", Value::Float(volume_l), t),
+        reading(
+            site,
+            "trap-1",
+            "grease_trap",
+            "volume_l",
+            Value::Float(volume_l),
+            t,
+        ),
         reading(
             site,
             "trap-1",
@@ -67,7 +81,14 @@ fn trap(site: &str, volume_l: f64, t: i64) -> Vec<Reading> {
 }
 
 fn camera_online(site: &str, online: bool, t: i64) -> Vec<Reading> {
-    vec![reading(site, "cam-1", "camera", "online", Value::Bool(online), t)]
+    vec![reading(
+        site,
+        "cam-1",
+        "camera",
+        "online",
+        Value::Bool(online),
+        t,
+    )]
 }
 
 fn engine() -> Engine {
@@ -152,7 +173,14 @@ fn threshold_rule(id: &str, above: f64, clear_at: f64, for_s: u64, cooldown_s: u
 }
 
 fn level(site: &str, mm: f64, t: i64) -> Vec<Reading> {
-    vec![reading(site, "trap-1", "grease_trap", "level_mm", Value::Float(mm), t)]
+    vec![reading(
+        site,
+        "trap-1",
+        "grease_trap",
+        "level_mm",
+        Value::Float(mm),
+        t,
+    )]
 }
 
 // --- manhole covers ----------------------------------------------------------------------
@@ -221,7 +249,7 @@ fn late_and_duplicate_readings_neither_clear_nor_repeat() {
         &mut e,
         vec![
             cover("mh-1", true, t),
-            cover("mh-1", true, t),              // redelivered (QoS 1)
+            cover("mh-1", true, t),            // redelivered (QoS 1)
             cover("mh-1", false, t - 5 * MIN), // arrives late: older than what we hold
         ],
     );
@@ -244,7 +272,11 @@ fn flapping_level_raises_one_occurrence_per_cooldown() {
         msgs.push(level("r-1", v, t0 + i * 30_000));
     }
     let out = run(&mut e, msgs);
-    assert_eq!(of_rule(&out, "level-high").len(), 6, "one per 10 min cool-down");
+    assert_eq!(
+        of_rule(&out, "level-high").len(),
+        6,
+        "one per 10 min cool-down"
+    );
     assert_eq!(e.stats().suppressed, 54);
     // Each sent occurrence is cleared once; suppressed ones are not.
     assert_eq!(cleared_keys(&out).len(), 6);
@@ -263,7 +295,10 @@ fn hysteresis_keeps_a_dithering_level_active() {
     assert_eq!(of_rule(&out, "level-high").len(), 1);
     assert!(cleared_keys(&out).is_empty());
     let out = e.on_readings(&level("r-1", 69.0, t0 + 10 * MIN));
-    assert_eq!(cleared_keys(&out), vec!["level-high/r-1/trap-1".to_string()]);
+    assert_eq!(
+        cleared_keys(&out),
+        vec!["level-high/r-1/trap-1".to_string()]
+    );
 }
 
 #[test]
@@ -290,7 +325,10 @@ fn threshold_needs_its_minimum_duration() {
 
 /// A trap emptying from 400 L to 80 L over 3 minutes, starting at `t`.
 fn drop_sequence(site: &str, t: i64) -> Vec<Vec<Reading>> {
-    let mut msgs = vec![trap(site, 395.0, t - 30 * MIN), trap(site, 400.0, t - 15 * MIN)];
+    let mut msgs = vec![
+        trap(site, 395.0, t - 30 * MIN),
+        trap(site, 400.0, t - 15 * MIN),
+    ];
     for (i, v) in [360.0, 300.0, 220.0, 150.0, 80.0].iter().enumerate() {
         msgs.push(trap(site, *v, t + i as i64 * 45_000));
     }
@@ -328,7 +366,10 @@ fn pumpout_on_record_raises_nothing() {
     e.register_pumpout("r-1", "trap-1", at_local(15, 0), at_local(15, 30));
     let mut out = run(&mut e, drop_sequence("r-1", t));
     out.extend(e.on_tick(t + HOUR));
-    assert!(of_rule(&out, "trap-illegal-discharge").is_empty(), "{out:#?}");
+    assert!(
+        of_rule(&out, "trap-illegal-discharge").is_empty(),
+        "{out:#?}"
+    );
     assert_eq!(e.stats().pumpout_explained, 1);
 }
 
@@ -393,13 +434,30 @@ fn camera_fault_event_raises_and_recovery_clears() {
     let t = at_local(12, 0);
     let event = |phase: &str, t: i64| {
         vec![
-            reading("r-1", "cam-1", "event", "name", Value::Text("camera_fault".into()), t),
-            reading("r-1", "cam-1", "event", "phase", Value::Text(phase.into()), t),
+            reading(
+                "r-1",
+                "cam-1",
+                "event",
+                "name",
+                Value::Text("camera_fault".into()),
+                t,
+            ),
+            reading(
+                "r-1",
+                "cam-1",
+                "event",
+                "phase",
+                Value::Text(phase.into()),
+                t,
+            ),
         ]
     };
     let out = run(&mut e, vec![event("alarm", t), event("recovery", t + MIN)]);
     assert_eq!(of_rule(&out, "camera-fault").len(), 1);
-    assert_eq!(cleared_keys(&out), vec!["camera-fault/r-1/cam-1".to_string()]);
+    assert_eq!(
+        cleared_keys(&out),
+        vec!["camera-fault/r-1/cam-1".to_string()]
+    );
 }
 
 #[test]
@@ -415,7 +473,10 @@ fn silent_device_raises_offline_after_timeout_and_clears_on_return() {
     assert_eq!(silent[0].detail["silent_s"], 3600);
     assert!(of_rule(&e.on_tick(t + 2 * HOUR), "device-silent").is_empty());
     let back = e.on_readings(&cover("mh-1", false, t + 2 * HOUR + MIN));
-    assert_eq!(cleared_keys(&back), vec!["device-silent/mh-1/cover-1".to_string()]);
+    assert_eq!(
+        cleared_keys(&back),
+        vec!["device-silent/mh-1/cover-1".to_string()]
+    );
 }
 
 // --- composite (collision) ---------------------------------------------------------------
@@ -541,7 +602,10 @@ condition = { type = "silence", after_s = 10 }"#;
 fn reload_keeps_the_state_of_unchanged_rules() {
     let mut e = engine();
     let t = at_local(12, 0);
-    assert_eq!(of_rule(&e.on_readings(&cover("mh-1", true, t)), "cover-open").len(), 1);
+    assert_eq!(
+        of_rule(&e.on_readings(&cover("mh-1", true, t)), "cover-open").len(),
+        1
+    );
     let mut rules = super::default_rules();
     rules.insert(0, threshold_rule("level-high", 80.0, 70.0, 0, 0));
     e.reload(rules, &RulesSettings::default()).expect("reload");
@@ -571,7 +635,14 @@ fn bench_fleet(e: &mut Engine, sites: usize, steps: i64) -> (usize, std::time::D
             let site = format!("r-{s:03}");
             let v = 200.0 + ((step + s as i64) % 40) as f64;
             let mut msg = trap(&site, v, t);
-            msg.push(reading(&site, "trap-1", "grease_trap", "level_mm", Value::Float(v), t));
+            msg.push(reading(
+                &site,
+                "trap-1",
+                "grease_trap",
+                "level_mm",
+                Value::Float(v),
+                t,
+            ));
             msg.extend(camera_online(&site, step % 50 != 0, t));
             n += msg.len();
             e.on_readings(&msg);

@@ -72,7 +72,9 @@ impl Window {
     /// Readings with `from <= t <= to`, oldest first.
     pub fn range(&self, from: i64, to: i64) -> impl Iterator<Item = &(i64, Value)> {
         let start = self.entries.partition_point(|(t, _)| *t < from);
-        self.entries.range(start..).take_while(move |(t, _)| *t <= to)
+        self.entries
+            .range(start..)
+            .take_while(move |(t, _)| *t <= to)
     }
 
     pub fn oldest_t(&self) -> Option<i64> {
