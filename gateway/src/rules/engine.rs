@@ -767,7 +767,7 @@ impl Live {
                 0
             };
             let drop = if peak.is_finite() && low.is_finite() {
-                peak - low
+                ((peak - low) * 10.0).round() / 10.0
             } else {
                 0.0
             };

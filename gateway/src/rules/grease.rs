@@ -27,6 +27,7 @@ pub struct TrapStats {
     pub last_volume_l: f64,
     pub last_fill_pct: Option<f64>,
     pub last_at_ms: i64,
+    #[serde(skip)]
     first_today_ms: i64,
 }
 

@@ -681,3 +681,73 @@ fn rules_bench_readings_per_second() {
         e.stats().suppressed
     );
 }
+
+// --- end to end with the firmware simulator ----------------------------------------------
+
+/// The simulator's night-dumping scenario, decoded as the gateway decodes MQTT, through the
+/// default rules: exactly one high clue, the discharge, with its readings as evidence.
+#[tokio::test]
+async fn simulated_night_dumping_raises_exactly_one_high_clue_with_evidence() {
+    use firmware::sim::{FleetConfig, MemoryPublisher, ScriptAction, ScriptedEvent};
+
+    let start = at_local(1, 30);
+    let mut fleet = FleetConfig {
+        restaurants: 1,
+        cameras: 0,
+        manholes: 0,
+        speed: 0.0,
+        start_ms: Some(start),
+        duration_s: Some(3600),
+        link_outages: false,
+        seed: 7,
+        script: vec![ScriptedEvent {
+            at_s: 1800,
+            device: "r-001/trap-1".into(),
+            action: ScriptAction::Dump,
+            duration_s: 60,
+        }],
+        ..FleetConfig::default()
+    };
+    fleet.restaurant.dumping_chance_per_night = 0.0;
+    fleet.restaurant.pumpout_every_days = 0.0;
+    let mut publisher = MemoryPublisher::default();
+    firmware::sim::run_with(
+        &fleet,
+        &mut publisher,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("simulation runs");
+
+    let decoder = crate::decode::Decoder::new(&crate::config::Config::default());
+    let mut e = engine();
+    let mut out = Vec::new();
+    let mut last_tick = start;
+    for m in &publisher.messages {
+        let Ok(readings) = decoder.decode(&m.topic, &m.payload, last_tick) else {
+            continue;
+        };
+        out.extend(e.on_readings(&readings));
+        let t = readings
+            .iter()
+            .map(|r| r.device_time_ms)
+            .max()
+            .unwrap_or(last_tick);
+        while last_tick + 1_000 <= t {
+            last_tick += 1_000;
+            out.extend(e.on_tick(last_tick));
+        }
+    }
+    out.extend(e.on_tick(start + 2 * HOUR));
+    let high: Vec<_> = occurrences(&out)
+        .into_iter()
+        .filter(|c| c.level == Level::High)
+        .collect();
+    assert_eq!(high.len(), 1, "{high:#?}");
+    let c = high[0];
+    assert_eq!(c.rule, "trap-illegal-discharge");
+    assert_eq!(c.dedup_key, "trap-illegal-discharge/r-001/trap-1");
+    assert_eq!(c.detail["night"], true);
+    assert!(evidence_len(c) >= 3, "{:#?}", c.evidence);
+    println!("{}: {}", c.title, c.detail);
+}
