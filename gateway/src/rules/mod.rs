@@ -8,8 +8,10 @@
 //!   occurrence per cool-down instead of hundreds.
 //! - `calendar`: night / business hours / per-site calendars in local time.
 //! - `grease`: trap analytics (daily inflow, fill rate) and the pump-out registry.
+//! - `backtest`: replays recorded readings (CSV, line protocol) and reports the clues.
 //! - `task`: the tokio task that feeds the engine from a channel and ticks it every second.
 
+pub mod backtest;
 pub mod calendar;
 pub mod config;
 pub mod engine;
