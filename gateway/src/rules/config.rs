@@ -68,14 +68,16 @@ pub struct Selector {
     pub device: Option<String>,
 }
 
-fn pattern_matches(pattern: &Option<String>, s: &str) -> bool {
-    match pattern {
-        None => true,
-        Some(p) => match p.strip_suffix('*') {
-            Some(prefix) => s.starts_with(prefix),
-            None => p == s,
-        },
+/// `pattern` is exact, or a prefix with a trailing `*`.
+pub fn site_matches(pattern: &str, s: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => s.starts_with(prefix),
+        None => pattern == s,
     }
+}
+
+fn pattern_matches(pattern: &Option<String>, s: &str) -> bool {
+    pattern.as_deref().is_none_or(|p| site_matches(p, s))
 }
 
 impl Selector {
@@ -149,8 +151,34 @@ pub enum Condition {
         #[serde(default)]
         grace_s: u64,
     },
-    /// Every rule in `rules` was active at the same site within `within_s` of each other.
-    Composite { rules: Vec<String>, within_s: u64 },
+    /// Every rule in `rules` was active within `within_s` of each other, at the same site
+    /// (`join = "site"`, default) or in the same area (`join = "area"`, see
+    /// `rules_settings.areas`). The rule's `window` applies to the time of the match.
+    Composite {
+        rules: Vec<String>,
+        within_s: u64,
+        #[serde(default)]
+        join: Join,
+    },
+}
+
+/// What composite inputs must share.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Join {
+    #[default]
+    Site,
+    Area,
+}
+
+/// A named group of nearby sites (`[[rules_settings.areas]]`), e.g. the restaurants on a street
+/// and the manholes of the sewer they drain into.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AreaConfig {
+    pub name: String,
+    /// Sites, exact or prefix with a trailing `*`.
+    pub sites: Vec<String>,
 }
 
 fn default_min_readings() -> usize {
@@ -205,6 +233,8 @@ pub struct RulesSettings {
     pub night: HourWindow,
     pub business_hours: HourWindow,
     pub sites: Vec<SiteCalendarConfig>,
+    /// Groups of nearby sites for composite rules with `join = "area"`.
+    pub areas: Vec<AreaConfig>,
 }
 
 impl Default for RulesSettings {
@@ -222,6 +252,7 @@ impl Default for RulesSettings {
                 end_hour: 22.0,
             },
             sites: Vec::new(),
+            areas: Vec::new(),
         }
     }
 }
@@ -333,6 +364,20 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
             return Err(invalid(
                 format!("{k}.closed_weekdays"),
                 "days are 0 (Monday) ..= 6 (Sunday)",
+            ));
+        }
+    }
+
+    let mut areas = HashSet::new();
+    for (i, a) in s.areas.iter().enumerate() {
+        let k = format!("rules_settings.areas[{i}]");
+        if a.name.is_empty() || !areas.insert(a.name.as_str()) {
+            return Err(invalid(format!("{k}.name"), "must be non-empty and unique"));
+        }
+        if a.sites.is_empty() || a.sites.iter().any(String::is_empty) {
+            return Err(invalid(
+                format!("{k}.sites"),
+                "list at least one non-empty site",
             ));
         }
     }

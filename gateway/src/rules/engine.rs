@@ -12,7 +12,9 @@
 
 use super::RulesError;
 use super::calendar::Calendar;
-use super::config::{Condition, RuleConfig, RulesSettings, validate};
+use super::config::{
+    AreaConfig, Condition, Join, RuleConfig, RulesSettings, site_matches, validate,
+};
 use super::flap::{Flap, Hysteresis, Transition};
 use super::grease::{PumpoutRegistry, TrapStats, Traps};
 use super::window::{Push, Window};
@@ -96,6 +98,7 @@ struct Compiled {
     /// Composite -> its input rules.
     composite_parts: HashMap<usize, Vec<usize>>,
     retention_ms: HashMap<String, i64>,
+    areas: Vec<AreaConfig>,
 }
 
 impl Compiled {
@@ -108,6 +111,7 @@ impl Compiled {
             composites_by_input: HashMap::new(),
             composite_parts: HashMap::new(),
             retention_ms: HashMap::new(),
+            areas: settings.areas.clone(),
             rules: Vec::new(),
         };
         for (i, r) in rules.iter().enumerate() {
@@ -153,6 +157,18 @@ impl Compiled {
         Ok(c)
     }
 
+    /// What a composite's inputs must share: the site, or the area the site belongs to.
+    fn join_key(&self, join: Join, site: &str) -> Option<String> {
+        match join {
+            Join::Site => Some(site.to_string()),
+            Join::Area => self
+                .areas
+                .iter()
+                .find(|a| a.sites.iter().any(|p| site_matches(p, site)))
+                .map(|a| format!("area:{}", a.name)),
+        }
+    }
+
     fn level_at(&self, rule: &RuleConfig, site: &str, at_ms: i64) -> Level {
         match rule.night_level {
             Some(n) if self.calendar.is_night(site, at_ms) => n,
@@ -193,6 +209,8 @@ struct Trigger<'a> {
     detail: serde_json::Value,
     series: Option<&'a SeriesKey>,
     evidence_to: i64,
+    /// Replaces the conventional `rule/site/device` dedup key (area composites).
+    key: Option<String>,
 }
 
 /// Everything that changes while the engine runs (kept apart from the compiled rules so a
@@ -201,7 +219,8 @@ struct Trigger<'a> {
 struct Live {
     series: HashMap<SeriesKey, Series>,
     states: HashMap<StateKey, RuleState>,
-    composite_seen: HashMap<(usize, String), (i64, Vec<Evidence>)>,
+    /// (composite, input rule, join key) -> latest activation (time, site, evidence).
+    composite_seen: HashMap<(usize, usize, String), (i64, String, Vec<Evidence>)>,
     composite_flaps: HashMap<(usize, String), Flap>,
     pending: Vec<PendingDischarge>,
     traps: Traps,
@@ -269,7 +288,10 @@ impl Engine {
             .collect();
         self.live.composite_seen = std::mem::take(&mut self.live.composite_seen)
             .into_iter()
-            .filter_map(|((r, s), v)| remap.get(&r).map(|&n| ((n, s), v)))
+            .filter_map(|((ci, p, k), v)| match (remap.get(&ci), remap.get(&p)) {
+                (Some(&ci), Some(&p)) => Some(((ci, p, k), v)),
+                _ => None,
+            })
             .collect();
         self.live.composite_flaps = std::mem::take(&mut self.live.composite_flaps)
             .into_iter()
@@ -397,6 +419,7 @@ impl Live {
                         detail: serde_json::Value::Null,
                         series: None,
                         evidence_to: t,
+                        key: None,
                     },
                     out,
                     acts,
@@ -617,6 +640,7 @@ impl Live {
                 detail,
                 series: Some(series),
                 evidence_to: t,
+                key: None,
             },
             out,
             acts,
@@ -700,6 +724,7 @@ impl Live {
                     detail,
                     series: series.as_ref(),
                     evidence_to: now,
+                    key: None,
                 },
                 out,
                 acts,
@@ -796,6 +821,7 @@ impl Live {
                     detail,
                     series: Some(&p.series),
                     evidence_to: to,
+                    key: None,
                 },
                 out,
                 acts,
@@ -866,7 +892,7 @@ impl Live {
                 if rule.emit {
                     self.stats.occurrences += 1;
                     let ev = event(c, &tg, evidence);
-                    tracing::info!(rule = %ev.rule, key = %ev.dedup_key, level = ev.level.as_str(),
+                    tracing::debug!(rule = %ev.rule, key = %ev.dedup_key, level = ev.level.as_str(),
                         "clue occurrence");
                     out.push(ClueSignal::Occurrence(ev));
                 }
@@ -895,30 +921,37 @@ impl Live {
         }
     }
 
-    /// Composite rules: every input active at the same site within the window.
+    /// Composite rules: every input active at the same site (or area) within the window.
     fn join_composites(&mut self, c: &Compiled, acts: Vec<Activation>, out: &mut Vec<ClueSignal>) {
         for a in acts {
             let Some(comps) = c.composites_by_input.get(&a.rule) else {
                 continue;
             };
-            self.composite_seen
-                .insert((a.rule, a.site.clone()), (a.at_ms, a.evidence.clone()));
             for &ci in comps {
                 let rule = &c.rules[ci];
-                let Condition::Composite { within_s, .. } = &rule.condition else {
+                let Condition::Composite { within_s, join, .. } = &rule.condition else {
                     continue;
                 };
+                let Some(jk) = c.join_key(*join, &a.site) else {
+                    continue;
+                };
+                self.composite_seen.insert(
+                    (ci, a.rule, jk.clone()),
+                    (a.at_ms, a.site.clone(), a.evidence.clone()),
+                );
                 let Some(parts) = c.composite_parts.get(&ci) else {
                     continue;
                 };
                 let mut times = Vec::with_capacity(parts.len());
+                let mut sites = Vec::with_capacity(parts.len());
                 let mut evidence = Vec::new();
                 let mut notes = Vec::new();
                 for &p in parts {
-                    if let Some((t, ev)) = self.composite_seen.get(&(p, a.site.clone())) {
+                    if let Some((t, site, ev)) = self.composite_seen.get(&(ci, p, jk.clone())) {
                         times.push(*t);
+                        sites.push(site.clone());
                         evidence.extend(ev.iter().cloned());
-                        notes.push(format!("{} at {t}", c.rules[p].id));
+                        notes.push(format!("{} at {site} ({t})", c.rules[p].id));
                     }
                 }
                 if times.len() < parts.len() {
@@ -928,13 +961,12 @@ impl Live {
                     times.iter().copied().min().unwrap_or(0),
                     times.iter().copied().max().unwrap_or(0),
                 );
-                if hi - lo > *within_s as i64 * 1000 {
+                if hi - lo > *within_s as i64 * 1000
+                    || !c.calendar.matches(rule.window, &a.site, hi)
+                {
                     continue;
                 }
-                let flap = self
-                    .composite_flaps
-                    .entry((ci, a.site.clone()))
-                    .or_default();
+                let flap = self.composite_flaps.entry((ci, jk.clone())).or_default();
                 let tr = flap.pulse(hi, rule.cooldown_s as i64 * 1000);
                 if tr != Transition::Raised {
                     self.stats.suppressed += 1;
@@ -945,25 +977,31 @@ impl Live {
                 });
                 let detail = json!({
                     "joined": parts.iter().map(|&p| c.rules[p].id.clone()).collect::<Vec<_>>(),
+                    "sites": sites,
                     "times_ms": times,
                     "span_s": (hi - lo) / 1000,
                     "condition": rule.condition,
                 });
+                let key = match join {
+                    Join::Site => None,
+                    Join::Area => Some(format!("{}/{jk}", rule.id)),
+                };
                 let tg = Trigger {
                     rule: ci,
                     site: &a.site,
                     device: None,
                     at_ms: hi,
                     transition: tr,
-                    value: String::new(),
+                    value: jk.clone(),
                     detail,
                     series: None,
                     evidence_to: hi,
+                    key,
                 };
                 if rule.emit {
                     self.stats.occurrences += 1;
                     let ev = event(c, &tg, evidence);
-                    tracing::info!(rule = %ev.rule, key = %ev.dedup_key, level = ev.level.as_str(),
+                    tracing::debug!(rule = %ev.rule, key = %ev.dedup_key, level = ev.level.as_str(),
                         "composite clue occurrence");
                     out.push(ClueSignal::Occurrence(ev));
                 }
@@ -979,7 +1017,10 @@ fn event(c: &Compiled, tg: &Trigger<'_>, evidence: Vec<Evidence>) -> ClueEvent {
         device: tg.device.map(str::to_string),
         ..Default::default()
     };
-    let dedup_key = ClueEvent::default_key(&rule.id, &subject);
+    let dedup_key = tg
+        .key
+        .clone()
+        .unwrap_or_else(|| ClueEvent::default_key(&rule.id, &subject));
     let title = match &rule.title {
         Some(t) => t
             .replace("{site}", tg.site)

@@ -523,6 +523,37 @@ fn camera_offline_and_trap_drop_hours_apart_or_at_other_sites_do_not_join() {
     assert!(of_rule(&out, "camera-dark-trap-drop").is_empty());
 }
 
+#[test]
+fn night_drop_near_an_open_cover_in_the_same_area_raises_one_collision_clue() {
+    let file: RulesFile = toml::from_str(super::config::EXAMPLE_TOML).expect("example parses");
+    let mut e = Engine::new(file.rules, &file.rules_settings).expect("compiles");
+    let t = at_local(2, 0);
+    let mut out = run(
+        &mut e,
+        vec![cover("mh-001", true, t), cover("mh-009", true, t)],
+    );
+    out.extend(run(&mut e, drop_sequence("r-001", t + 20 * MIN)));
+    out.extend(e.on_tick(t + 40 * MIN));
+    let joined = of_rule(&out, "night-drop-near-open-cover");
+    assert_eq!(joined.len(), 1, "{out:#?}");
+    assert_eq!(
+        joined[0].dedup_key,
+        "night-drop-near-open-cover/area:old-town"
+    );
+    assert_eq!(joined[0].level, Level::High);
+    assert_eq!(
+        joined[0].detail["sites"],
+        serde_json::json!(["r-001", "mh-001"])
+    );
+    // The same pair by day does not match the night window.
+    let mut e = Engine::new(super::default_rules(), &file.rules_settings).expect("compiles");
+    let t = at_local(14, 0);
+    let mut out = run(&mut e, vec![cover("mh-001", true, t)]);
+    out.extend(run(&mut e, drop_sequence("r-001", t + 20 * MIN)));
+    out.extend(e.on_tick(t + 40 * MIN));
+    assert!(of_rule(&out, "night-drop-near-open-cover").is_empty());
+}
+
 // --- config and reload -------------------------------------------------------------------
 
 #[test]
