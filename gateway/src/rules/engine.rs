@@ -197,6 +197,9 @@ struct Activation {
     evidence: Vec<Evidence>,
 }
 
+/// A composite input's latest activation: time, site, evidence.
+type SeenInput = (i64, String, Vec<Evidence>);
+
 /// What a transition becomes.
 struct Trigger<'a> {
     rule: usize,
@@ -220,7 +223,7 @@ struct Live {
     series: HashMap<SeriesKey, Series>,
     states: HashMap<StateKey, RuleState>,
     /// (composite, input rule, join key) -> latest activation (time, site, evidence).
-    composite_seen: HashMap<(usize, usize, String), (i64, String, Vec<Evidence>)>,
+    composite_seen: HashMap<(usize, usize, String), SeenInput>,
     composite_flaps: HashMap<(usize, String), Flap>,
     pending: Vec<PendingDischarge>,
     traps: Traps,
