@@ -328,9 +328,14 @@ impl Engine {
     pub fn on_readings(&mut self, readings: &[Reading]) -> Vec<ClueSignal> {
         let mut out = Vec::new();
         let mut acts = Vec::new();
-        for r in readings {
+        for (i, r) in readings.iter().enumerate() {
+            // Silence only needs one look per device and stream in a message.
+            let first = i == 0 || {
+                let p = &readings[i - 1];
+                p.site != r.site || p.device != r.device || p.stream != r.stream
+            };
             self.live
-                .on_reading(&self.c, r, readings, &mut out, &mut acts);
+                .on_reading(&self.c, r, first, readings, &mut out, &mut acts);
         }
         let now = self.live.now_ms;
         self.live.flush_pending(&self.c, now, &mut out, &mut acts);
@@ -374,6 +379,7 @@ impl Live {
         &mut self,
         c: &Compiled,
         r: &Reading,
+        first_of_device: bool,
         batch: &[Reading],
         out: &mut Vec<ClueSignal>,
         acts: &mut Vec<Activation>,
@@ -395,7 +401,9 @@ impl Live {
 
         for &ri in &c.silence {
             let rule = &c.rules[ri];
-            if !rule.select.matches(r)
+            let by_metric = rule.select.metric.is_some();
+            if (!by_metric && !first_of_device)
+                || !rule.select.matches(r)
                 || rule.select.metric.as_deref().is_some_and(|m| m != r.metric)
             {
                 continue;
