@@ -39,6 +39,11 @@ pub struct Config {
     pub mappings: Vec<MappingConfig>,
     /// Polled Modbus TCP/RTU devices.
     pub modbus: crate::source::modbus::ModbusConfig,
+    /// Declarative rules (`[[rules]]`); empty means the built-in defaults
+    /// (`deploy/rules.example.toml`) unless `rules_settings.use_default_rules = false`.
+    pub rules: Vec<crate::rules::RuleConfig>,
+    /// Rules engine switches and the sites' calendars (local time, night, business hours).
+    pub rules_settings: crate::rules::RulesSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -426,6 +431,7 @@ impl Config {
             .parse::<std::net::SocketAddr>()
             .map_err(|e| invalid("http.listen", e.to_string()))?;
         self.modbus.validate()?;
+        crate::rules::config::validate(&self.rules, &self.rules_settings)?;
         for (i, map) in self.mappings.iter().enumerate() {
             crate::decode::mapping::TopicPattern::parse(
                 &map.topic,
