@@ -163,6 +163,20 @@ fn main() -> Result<()> {
     let t0 = Instant::now();
     gw.proc.start()?;
     let pid = gw.proc.pid().context("gateway pid")?;
+    // Optional CPU profile of the timed drain: BENCH_PERF=FILE (needs `perf`).
+    let mut perf = match std::env::var_os("BENCH_PERF") {
+        Some(out) => Some(
+            Command::new("perf")
+                .args(["record", "-F", "999", "-g", "-p", &pid.to_string(), "-o"])
+                .arg(out)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("spawn perf record")?,
+        ),
+        None => None,
+    };
     let mut to_outbox: Option<f64> = None;
     let mut to_sink: Option<f64> = None;
     let mut last_print = Instant::now();
@@ -216,6 +230,12 @@ fn main() -> Result<()> {
     let gw_cpu = cpu_seconds(pid)?;
     let gw_hwm_mb = proc_status_kb(pid, "VmHWM:")? as f64 / 1024.0;
     let final_metrics = gw.metrics()?;
+    if let Some(p) = perf.as_mut() {
+        // SIGINT makes perf write its file and exit.
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(p.id() as i32, libc::SIGINT) };
+        let _ = wait_child(p, Duration::from_secs(30));
+    }
 
     // Verify the database (not timed): distinct (device, time) points of the stream.
     let selector = format!(r#"{{__name__="grease_trap_level",site="{SITE}"}}"#);
