@@ -32,6 +32,7 @@ struct Args {
     out: PathBuf,
     timeout: Duration,
     ack_batch: usize,
+    rounds: usize,
     config_extra: String,
 }
 
@@ -39,7 +40,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: bench_ingest --gateway PATH [--messages N (200000)] [--devices D (10000)] \
          [--out FILE (target/bench/ingest.json)] [--timeout-s S (600, per phase)] \
-         [--ack-batch N (4096; the gateway default is 512)] \
+         [--rounds R (3; medians reported)] [--ack-batch N (4096; the gateway default is 512)] \
          [--config-extra TOML (appended to the gateway config; GATEWAY_* env vars work too)]"
     );
     std::process::exit(2)
@@ -53,6 +54,7 @@ fn parse_args() -> Args {
         out: PathBuf::from("target/bench/ingest.json"),
         timeout: Duration::from_secs(600),
         ack_batch: 4096,
+        rounds: 3,
         config_extra: String::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -66,12 +68,13 @@ fn parse_args() -> Args {
             "--timeout-s" => {
                 a.timeout = Duration::from_secs(val().parse().unwrap_or_else(|_| usage()))
             }
+            "--rounds" => a.rounds = val().parse().unwrap_or_else(|_| usage()),
             "--ack-batch" => a.ack_batch = val().parse().unwrap_or_else(|_| usage()),
             "--config-extra" => a.config_extra = val(),
             _ => usage(),
         }
     }
-    if a.gateway.as_os_str().is_empty() || a.messages == 0 || a.devices == 0 {
+    if a.gateway.as_os_str().is_empty() || a.messages == 0 || a.devices == 0 || a.rounds == 0 {
         usage();
     }
     a
@@ -92,29 +95,8 @@ fn main() -> Result<()> {
     println!("mosquitto {}  victoria-metrics {}", broker.url(), vm.url());
     let broker_pid = broker.process().pid().context("mosquitto pid")?;
 
-    // ---- 1. Reference: mosquitto_sub drains the queued backlog.
-    println!("\n== reference: mosquitto_sub");
+    // ---- Sessions: both consumers register theirs once, then go offline.
     run_sub(&broker, &["-E"], Duration::from_secs(20)).context("register bench-ref session")?;
-    let stream = telemetry(n, args.devices, now_ms() - 60_000);
-    let ref_pub = publish(&broker, "bench-pub-ref", stream)?;
-    println!(
-        "published {n} in {:.2} s ({:.0} msg/s)",
-        ref_pub.as_secs_f64(),
-        n as f64 / ref_pub.as_secs_f64()
-    );
-    let broker_cpu0 = cpu_seconds(broker_pid)?;
-    let reference = drain_reference(&broker, n, args.timeout)?;
-    let broker_cpu_ref = cpu_seconds(broker_pid)? - broker_cpu0;
-    println!(
-        "mosquitto_sub drained {n} in {:.2} s ({:.0} msg/s), its CPU {:.2} s, broker CPU {:.2} s",
-        reference.secs,
-        n as f64 / reference.secs,
-        reference.cpu_s,
-        broker_cpu_ref
-    );
-
-    // ---- 2. The gateway: same procedure.
-    println!("\n== gateway ([mqtt] ack_batch = {})", args.ack_batch);
     let dir = tempfile::Builder::new().prefix("bench-ingest-").tempdir()?;
     let mut gw = Gateway::start(
         &gateway_bin,
@@ -137,6 +119,7 @@ fn main() -> Result<()> {
             )
             .into_bytes(),
         )],
+        false,
     )?;
     wait_until("probe in the database", Duration::from_secs(30), || {
         Ok((gw.metric("gateway_sink_points_written_total")? >= 1.0).then_some(()))
@@ -154,21 +137,246 @@ fn main() -> Result<()> {
         );
     }
     gw.proc.stop().context("stop gateway (SIGTERM)")?;
-    println!("session registered, gateway stopped (SIGTERM)");
+    println!("sessions registered (bench-ref, {GATEWAY_ID}); both consumers offline");
 
-    let stream = telemetry(n, args.devices, now_ms() - 60_000);
-    let gw_pub = publish(&broker, "bench-pub-gw", stream)?;
+    // ---- Rounds: reference then gateway, each draining its own freshly queued backlog.
+    let mut refs = Vec::new();
+    let mut gws = Vec::new();
+    for round in 1..=args.rounds {
+        println!(
+            "\n== round {round}/{}: reference (mosquitto_sub)",
+            args.rounds
+        );
+        let stream = telemetry(n, args.devices, now_ms() - 60_000);
+        let publish_s = publish(&broker, "bench-pub-ref", stream, true)?.as_secs_f64();
+        let cpu0 = cpu_seconds(broker_pid)?;
+        let r = drain_reference(&broker, n, args.timeout)?;
+        let r = RefRound {
+            publish_s,
+            secs: r.secs,
+            cpu_s: r.cpu_s,
+            broker_cpu_s: cpu_seconds(broker_pid)? - cpu0,
+        };
+        println!(
+            "mosquitto_sub drained {n} in {:.2} s ({:.0} msg/s), its CPU {:.2} s, broker CPU {:.2} s",
+            r.secs,
+            n as f64 / r.secs,
+            r.cpu_s,
+            r.broker_cpu_s
+        );
+        refs.push(r);
+
+        println!(
+            "\n== round {round}/{}: gateway ([mqtt] ack_batch = {})",
+            args.rounds, args.ack_batch
+        );
+        let stream = telemetry(n, args.devices, now_ms() - 60_000);
+        let publish_s = publish(&broker, "bench-pub-gw", stream, true)?.as_secs_f64();
+        let g = drain_gateway(&mut gw, broker_pid, n, per_point, args.timeout)?;
+        gw.proc.stop().context("stop gateway (SIGTERM)")?;
+        println!(
+            "gateway: outbox {:.2} s, database {:.2} s ({:.0} msg/s), CPU {:.2} s, \
+             peak RSS {:.1} MB, broker CPU {:.2} s",
+            g.to_outbox,
+            g.to_sink,
+            n as f64 / g.to_sink,
+            g.cpu_s,
+            g.hwm_mb,
+            g.broker_cpu_s
+        );
+        gws.push(GwRound { publish_s, ..g });
+    }
+
+    // Verify the database (not timed): distinct (device, time) points of every round.
+    let want = n * args.rounds;
+    let selector = format!(r#"{{__name__="grease_trap_level",site="{SITE}"}}"#);
+    let tv = Instant::now();
+    let mut distinct = 0;
+    let verified = wait_until(
+        &format!("{want} distinct points in victoria-metrics"),
+        Duration::from_secs(120),
+        || {
+            let mut set = std::collections::HashSet::new();
+            for s in vm.export(&selector)? {
+                let dev = s.label("device").unwrap_or("").to_string();
+                for ts in &s.timestamps {
+                    set.insert((dev.clone(), *ts));
+                }
+            }
+            distinct = set.len();
+            Ok((distinct >= want).then_some(distinct))
+        },
+    );
+    let verify_s = tv.elapsed().as_secs_f64();
+    match &verified {
+        Ok(d) => println!(
+            "\nvictoria-metrics holds {d} distinct points of {want} (export took {verify_s:.1} s)"
+        ),
+        Err(e) => println!("\nvictoria-metrics check FAILED: {e:#} (had {distinct})"),
+    }
+    let _ = broker.stop();
+
+    // ---- Report: per round, and medians.
+    let rate = |s: f64| n as f64 / s;
     println!(
-        "published {n} in {:.2} s ({:.0} msg/s)",
-        gw_pub.as_secs_f64(),
-        n as f64 / gw_pub.as_secs_f64()
+        "\n== results: {n} messages, {} devices, {} round(s), gateway [mqtt] ack_batch = {}",
+        args.devices, args.rounds, args.ack_batch
+    );
+    println!(
+        "{:<7} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>8} {:>8} {:>8}",
+        "round",
+        "publish/s",
+        "ref msg/s",
+        "gw->outbx",
+        "gw->db",
+        "outbx/ref",
+        "db/ref",
+        "gw CPU s",
+        "ref CPU",
+        "RSS MB"
+    );
+    let mut ratio_out = Vec::new();
+    let mut ratio_db = Vec::new();
+    for (i, (r, g)) in refs.iter().zip(&gws).enumerate() {
+        let (ro, rd) = (
+            rate(g.to_outbox) / rate(r.secs),
+            rate(g.to_sink) / rate(r.secs),
+        );
+        ratio_out.push(ro);
+        ratio_db.push(rd);
+        println!(
+            "{:<7} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>9.2} {:>9.2} {:>8.2} {:>8.2} {:>8.1}",
+            i + 1,
+            rate(r.publish_s.max(g.publish_s)),
+            rate(r.secs),
+            rate(g.to_outbox),
+            rate(g.to_sink),
+            ro,
+            rd,
+            g.cpu_s,
+            r.cpu_s,
+            g.hwm_mb
+        );
+    }
+    let med_ref = median(refs.iter().map(|r| rate(r.secs)));
+    let med_out = median(gws.iter().map(|g| rate(g.to_outbox)));
+    let med_db = median(gws.iter().map(|g| rate(g.to_sink)));
+    let med_ratio_out = median(ratio_out.iter().copied());
+    let med_ratio_db = median(ratio_db.iter().copied());
+    let hwm = gws.iter().map(|g| g.hwm_mb).fold(0.0, f64::max);
+    let gw_cpu = median(gws.iter().map(|g| g.cpu_s));
+    let ref_cpu = median(refs.iter().map(|r| r.cpu_s));
+    let broker_ref = median(refs.iter().map(|r| r.broker_cpu_s));
+    let broker_gw = median(gws.iter().map(|g| g.broker_cpu_s));
+    println!(
+        "{:<7} {:>10} {:>10.0} {:>10.0} {:>10.0} {:>9.2} {:>9.2} {:>8.2} {:>8.2} {:>8.1}",
+        "median", "", med_ref, med_out, med_db, med_ratio_out, med_ratio_db, gw_cpu, ref_cpu, hwm
+    );
+    println!();
+    println!("reference         mosquitto_sub -c -q 1 -C {n} > counted pipe: {med_ref:.0} msg/s");
+    println!(
+        "gateway->outbox   {med_out:.0} msg/s  ratio {med_ratio_out:.2} (target >= 0.8; median of per-round ratios)"
+    );
+    println!("gateway->database {med_db:.0} msg/s  ratio {med_ratio_db:.2} (target >= 0.8)");
+    println!("gateway peak RSS  {hwm:.1} MB (VmHWM, max over rounds; target < 100)");
+    println!(
+        "CPU seconds       gateway {gw_cpu:.2}, mosquitto_sub {ref_cpu:.2}; broker {broker_ref:.2} \
+         serving mosquitto_sub, {broker_gw:.2} serving the gateway (medians per round)"
+    );
+    println!(
+        "database          {} distinct points of {want} (verified after the timed part)",
+        if verified.is_ok() { want } else { distinct }
+    );
+    let ratio_ok = med_ratio_out >= 0.8 && med_ratio_db >= 0.8;
+    let rss_ok = hwm < 100.0;
+    println!(
+        "targets: ratio >= 0.8 {}, RSS < 100 MB {}",
+        if ratio_ok { "met" } else { "MISSED" },
+        if rss_ok { "met" } else { "MISSED" }
     );
 
+    let json = serde_json::json!({
+        "messages": n,
+        "devices": args.devices,
+        "rounds": args.rounds,
+        "gateway_config": { "mqtt.ack_batch": args.ack_batch, "extra": args.config_extra },
+        "unix_ms": now_ms(),
+        "median": {
+            "reference_msg_per_s": med_ref, "gateway_to_outbox_msg_per_s": med_out,
+            "gateway_to_database_msg_per_s": med_db, "ratio_outbox": med_ratio_out,
+            "ratio_database": med_ratio_db, "gateway_cpu_s": gw_cpu, "reference_cpu_s": ref_cpu,
+            "broker_cpu_s_reference": broker_ref, "broker_cpu_s_gateway": broker_gw,
+        },
+        "gateway_peak_rss_mb": hwm,
+        "database_distinct_points": if verified.is_ok() { want } else { distinct },
+        "database_expected_points": want,
+        "verify_export_s": verify_s,
+        "outbox_appended_per_point": per_point,
+        "reference_rounds": refs.iter().map(|r| serde_json::json!({
+            "publish_s": r.publish_s, "seconds": r.secs, "msg_per_s": rate(r.secs),
+            "cpu_s": r.cpu_s, "broker_cpu_s": r.broker_cpu_s,
+        })).collect::<Vec<_>>(),
+        "gateway_rounds": gws.iter().map(|g| serde_json::json!({
+            "publish_s": g.publish_s, "to_outbox_s": g.to_outbox, "to_database_s": g.to_sink,
+            "cpu_s": g.cpu_s, "peak_rss_mb": g.hwm_mb, "broker_cpu_s": g.broker_cpu_s,
+            "final_metrics": g.final_metrics, "progress": g.samples,
+        })).collect::<Vec<_>>(),
+        "targets": { "ratio_min": 0.8, "rss_max_mb": 100, "ratio_met": ratio_ok, "rss_met": rss_ok },
+    });
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&json)? + "\n")?;
+    println!("wrote {}", args.out.display());
+    verified.map(|_| ())
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+struct RefRound {
+    publish_s: f64,
+    secs: f64,
+    cpu_s: f64,
+    broker_cpu_s: f64,
+}
+
+struct GwRound {
+    publish_s: f64,
+    to_outbox: f64,
+    to_sink: f64,
+    cpu_s: f64,
+    hwm_mb: f64,
+    broker_cpu_s: f64,
+    final_metrics: std::collections::HashMap<String, f64>,
+    samples: Vec<serde_json::Value>,
+}
+
+/// Starts the (offline, session registered) gateway and times its drain of `n` queued
+/// messages: into the outbox and into the database.
+fn drain_gateway(
+    gw: &mut Gateway,
+    broker_pid: u32,
+    n: usize,
+    per_point: f64,
+    timeout: Duration,
+) -> Result<GwRound> {
     let broker_cpu0 = cpu_seconds(broker_pid)?;
     let t0 = Instant::now();
     gw.proc.start()?;
     let pid = gw.proc.pid().context("gateway pid")?;
-    // Optional CPU profile of the timed drain: BENCH_PERF=FILE (needs `perf`).
+    // Optional CPU profile of the timed drain: BENCH_PERF=FILE (needs `perf`; last round wins).
     let mut perf = match std::env::var_os("BENCH_PERF") {
         Some(out) => Some(
             Command::new("perf")
@@ -220,20 +428,17 @@ fn main() -> Result<()> {
         if to_sink.is_some() {
             break;
         }
-        if t0.elapsed() > args.timeout {
+        if t0.elapsed() > timeout {
             bail!(
-                "gateway did not deliver {n} points within {:?}\n{}",
-                args.timeout,
+                "gateway did not deliver {n} points within {timeout:?}\n{}",
                 gw.proc.log_tail(30)
             );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let to_outbox = to_outbox.context("outbox time")?;
-    let to_sink = to_sink.context("sink time")?;
-    let broker_cpu_gw = cpu_seconds(broker_pid)? - broker_cpu0;
-    let gw_cpu = cpu_seconds(pid)?;
-    let gw_hwm_mb = proc_status_kb(pid, "VmHWM:")? as f64 / 1024.0;
+    let broker_cpu_s = cpu_seconds(broker_pid)? - broker_cpu0;
+    let cpu_s = cpu_seconds(pid)?;
+    let hwm_mb = proc_status_kb(pid, "VmHWM:")? as f64 / 1024.0;
     let final_metrics = gw.metrics()?;
     if let Some(p) = perf.as_mut() {
         // SIGINT makes perf write its file and exit.
@@ -241,139 +446,16 @@ fn main() -> Result<()> {
         unsafe { libc::kill(p.id() as i32, libc::SIGINT) };
         let _ = wait_child(p, Duration::from_secs(30));
     }
-
-    // Verify the database (not timed): distinct (device, time) points of the stream.
-    let selector = format!(r#"{{__name__="grease_trap_level",site="{SITE}"}}"#);
-    let tv = Instant::now();
-    let mut distinct = 0;
-    let verified = wait_until(
-        &format!("{n} distinct points in victoria-metrics"),
-        Duration::from_secs(120),
-        || {
-            let mut set = std::collections::HashSet::new();
-            for s in vm.export(&selector)? {
-                let dev = s.label("device").unwrap_or("").to_string();
-                for ts in &s.timestamps {
-                    set.insert((dev.clone(), *ts));
-                }
-            }
-            distinct = set.len();
-            Ok((distinct >= n).then_some(distinct))
-        },
-    );
-    let verify_s = tv.elapsed().as_secs_f64();
-    match &verified {
-        Ok(d) => {
-            println!("victoria-metrics holds {d} distinct points (export took {verify_s:.1} s)")
-        }
-        Err(e) => println!("victoria-metrics check FAILED: {e:#} (had {distinct})"),
-    }
-    let _ = gw.proc.stop();
-    let _ = broker.stop();
-
-    // ---- 3. Report.
-    let rate = |s: f64| n as f64 / s;
-    let r_ref = rate(reference.secs);
-    let r_out = rate(to_outbox);
-    let r_db = rate(to_sink);
-    println!(
-        "\n== results ({n} messages, {} devices, gateway [mqtt] ack_batch = {})",
-        args.devices, args.ack_batch
-    );
-    println!(
-        "{:<34} {:>9} {:>10} {:>8}",
-        "stage", "seconds", "msg/s", "vs ref"
-    );
-    println!(
-        "{:<34} {:>9.2} {:>10.0} {:>8}",
-        "publish (rumqttc, QoS 1), ref run",
-        ref_pub.as_secs_f64(),
-        rate(ref_pub.as_secs_f64()),
-        "-"
-    );
-    println!(
-        "{:<34} {:>9.2} {:>10.0} {:>8}",
-        "publish (rumqttc, QoS 1), gw run",
-        gw_pub.as_secs_f64(),
-        rate(gw_pub.as_secs_f64()),
-        "-"
-    );
-    println!(
-        "{:<34} {:>9.2} {:>10.0} {:>8.2}",
-        "reference: mosquitto_sub drain", reference.secs, r_ref, 1.0
-    );
-    println!(
-        "{:<34} {:>9.2} {:>10.0} {:>8.2}",
-        "gateway -> outbox (fsynced, acked)",
-        to_outbox,
-        r_out,
-        r_out / r_ref
-    );
-    println!(
-        "{:<34} {:>9.2} {:>10.0} {:>8.2}",
-        "gateway -> database (written)",
-        to_sink,
-        r_db,
-        r_db / r_ref
-    );
-    println!();
-    println!("gateway  peak RSS (VmHWM) {gw_hwm_mb:.1} MB (target < 100)  CPU {gw_cpu:.2} s");
-    println!("mosquitto_sub  CPU {:.2} s", reference.cpu_s);
-    println!(
-        "broker   CPU {broker_cpu_ref:.2} s during reference drain, {broker_cpu_gw:.2} s during gateway drain"
-    );
-    println!(
-        "database {} distinct points of {n} (verified after the timed part)",
-        if verified.is_ok() {
-            n.to_string()
-        } else {
-            distinct.to_string()
-        }
-    );
-    let ratio_ok = r_out / r_ref >= 0.8 && r_db / r_ref >= 0.8;
-    let rss_ok = gw_hwm_mb < 100.0;
-    println!(
-        "targets: ratio >= 0.8 {}, RSS < 100 MB {}",
-        if ratio_ok { "met" } else { "MISSED" },
-        if rss_ok { "met" } else { "MISSED" }
-    );
-
-    let pick = |k: &str| final_metrics.get(k).copied().unwrap_or(0.0);
-    let json = serde_json::json!({
-        "messages": n,
-        "devices": args.devices,
-        "gateway_config": { "mqtt.ack_batch": args.ack_batch, "extra": args.config_extra },
-        "unix_ms": now_ms(),
-        "publish_s": { "reference_run": ref_pub.as_secs_f64(), "gateway_run": gw_pub.as_secs_f64() },
-        "reference": { "seconds": reference.secs, "msg_per_s": r_ref, "cpu_s": reference.cpu_s,
-                       "broker_cpu_s": broker_cpu_ref },
-        "gateway": {
-            "to_outbox_s": to_outbox, "to_outbox_msg_per_s": r_out, "to_outbox_ratio": r_out / r_ref,
-            "to_database_s": to_sink, "to_database_msg_per_s": r_db, "to_database_ratio": r_db / r_ref,
-            "peak_rss_mb": gw_hwm_mb, "cpu_s": gw_cpu, "broker_cpu_s": broker_cpu_gw,
-            "database_distinct_points": if verified.is_ok() { n } else { distinct },
-            "verify_export_s": verify_s,
-            "final_metrics": {
-                "mqtt_messages": pick("gateway_mqtt_messages_total"),
-                "readings_in": pick("gateway_readings_in_total"),
-                "outbox_appended": pick("gateway_outbox_appended_total"),
-                "outbox_appended_per_point": per_point,
-                "sink_points_written": pick("gateway_sink_points_written_total"),
-                "sink_batches": pick("gateway_sink_batches_total"),
-                "sink_retries": pick("gateway_sink_retries_total"),
-                "outbox_full": pick("gateway_outbox_full_total"),
-                "clock_replaced": pick("gateway_clock_replaced_total"),
-            },
-            "progress": samples,
-        },
-        "targets": { "ratio_min": 0.8, "rss_max_mb": 100, "ratio_met": ratio_ok, "rss_met": rss_ok },
-    });
-    if let Some(parent) = args.out.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&json)? + "\n")?;
-    println!("wrote {}", args.out.display());
-    verified.map(|_| ())
+    Ok(GwRound {
+        publish_s: 0.0,
+        to_outbox: to_outbox.context("outbox time")?,
+        to_sink: to_sink.context("sink time")?,
+        cpu_s,
+        hwm_mb,
+        broker_cpu_s,
+        final_metrics,
+        samples,
+    })
 }
 
 /// `n` native telemetry messages, interleaved across `devices` devices (message `k` is
@@ -401,12 +483,14 @@ fn publish(
     broker: &Mosquitto,
     client_id: &str,
     messages: Vec<(String, Vec<u8>)>,
+    report: bool,
 ) -> Result<Duration> {
     let port = broker.port();
     let client_id = client_id.to_string();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let total = messages.len();
     let t0 = Instant::now();
     rt.block_on(async move {
         let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
@@ -435,7 +519,7 @@ fn publish(
                 Ok(_) => {}
                 Err(e) => bail!("publisher connection failed after {acked} acks: {e}"),
             }
-            if last.elapsed() >= Duration::from_secs(1) {
+            if report && last.elapsed() >= Duration::from_secs(1) {
                 last = Instant::now();
                 println!("  publishing: {acked} of {total} acked");
             }
@@ -445,7 +529,15 @@ fn publish(
         let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
         anyhow::Ok(())
     })?;
-    Ok(t0.elapsed())
+    let took = t0.elapsed();
+    if report {
+        println!(
+            "published {total} in {:.2} s ({:.0} msg/s), every PUBACK received",
+            took.as_secs_f64(),
+            total as f64 / took.as_secs_f64()
+        );
+    }
+    Ok(took)
 }
 
 fn sub_command(broker: &Mosquitto, extra: &[&str]) -> Result<Command> {
