@@ -22,6 +22,8 @@ use anyhow::{Context, Result, bail};
 use e2e::{Mosquitto, ServerProcess, VictoriaMetrics, free_port, http, now_ms, wait_until};
 
 const SITE: &str = "bench";
+// Client ids get the round number appended: every round uses fresh sessions, so nothing a
+// previous round left queued or unacknowledged is drained again.
 const GATEWAY_ID: &str = "bench-gw";
 const REF_ID: &str = "bench-ref";
 
@@ -95,49 +97,8 @@ fn main() -> Result<()> {
     println!("mosquitto {}  victoria-metrics {}", broker.url(), vm.url());
     let broker_pid = broker.process().pid().context("mosquitto pid")?;
 
-    // ---- Sessions: both consumers register theirs once, then go offline.
-    run_sub(&broker, &["-E"], Duration::from_secs(20)).context("register bench-ref session")?;
     let dir = tempfile::Builder::new().prefix("bench-ingest-").tempdir()?;
-    let mut gw = Gateway::start(
-        &gateway_bin,
-        dir.path(),
-        &broker.url(),
-        &vm.url(),
-        args.ack_batch,
-        &args.config_extra,
-    )?;
-    // Probe: one message on another site proves the subscription is in place and the
-    // whole path works before the gateway goes offline.
-    publish(
-        &broker,
-        "bench-pub-probe",
-        vec![(
-            "v1/bench-probe/probe/telemetry".into(),
-            format!(
-                r#"{{"ts":{},"seq":1,"stream":"grease_trap","metrics":{{"level":1.5,"battery":90}}}}"#,
-                now_ms()
-            )
-            .into_bytes(),
-        )],
-        false,
-    )?;
-    wait_until("probe in the database", Duration::from_secs(30), || {
-        Ok((gw.metric("gateway_sink_points_written_total")? >= 1.0).then_some(()))
-    })
-    .with_context(|| gw.proc.log_tail(30))?;
-    // The probe is exactly one point: how much does `gateway_outbox_appended_total` count for
-    // it? (Main at the time of writing counts every append twice: the outbox and the pipeline
-    // both increment it.) The outbox threshold is scaled by this, so the figure stays right
-    // once the double count is fixed.
-    let per_point = gw.metric("gateway_outbox_appended_total")?.round().max(1.0);
-    if per_point != 1.0 {
-        println!(
-            "NOTE: gateway_outbox_appended_total counted {per_point} for one point; \
-             the outbox threshold is scaled by {per_point}"
-        );
-    }
-    gw.proc.stop().context("stop gateway (SIGTERM)")?;
-    println!("sessions registered (bench-ref, {GATEWAY_ID}); both consumers offline");
+    let mut per_point = 1.0;
 
     // ---- Rounds: reference then gateway, each draining its own freshly queued backlog.
     let mut refs = Vec::new();
@@ -147,10 +108,15 @@ fn main() -> Result<()> {
             "\n== round {round}/{}: reference (mosquitto_sub)",
             args.rounds
         );
+        let ref_id = format!("{REF_ID}-{round}");
+        run_sub(&broker, &ref_id, true, &["-E"], Duration::from_secs(20))
+            .context("register the reference session")?;
         let stream = telemetry(n, args.devices, now_ms() - 60_000);
         let publish_s = publish(&broker, "bench-pub-ref", stream, true)?.as_secs_f64();
         let cpu0 = cpu_seconds(broker_pid)?;
-        let r = drain_reference(&broker, n, args.timeout)?;
+        let r = drain_reference(&broker, &ref_id, n, args.timeout)?;
+        // A clean connect under the same id discards the session (and anything left in it).
+        run_sub(&broker, &ref_id, false, &["-E"], Duration::from_secs(20))?;
         let r = RefRound {
             publish_s,
             secs: r.secs,
@@ -170,19 +136,33 @@ fn main() -> Result<()> {
             "\n== round {round}/{}: gateway ([mqtt] ack_batch = {})",
             args.rounds, args.ack_batch
         );
+        let gw_id = format!("{GATEWAY_ID}-{round}");
+        let mut gw = register_gateway(
+            &gateway_bin,
+            &dir.path().join(format!("round-{round}")),
+            &broker,
+            &vm,
+            &gw_id,
+            &args,
+            &mut per_point,
+        )?;
         let stream = telemetry(n, args.devices, now_ms() - 60_000);
         let publish_s = publish(&broker, "bench-pub-gw", stream, true)?.as_secs_f64();
         let g = drain_gateway(&mut gw, broker_pid, n, per_point, args.timeout)?;
         gw.proc.stop().context("stop gateway (SIGTERM)")?;
+        run_sub(&broker, &gw_id, false, &["-E"], Duration::from_secs(20))?;
         println!(
             "gateway: outbox {:.2} s, database {:.2} s ({:.0} msg/s), CPU {:.2} s, \
-             peak RSS {:.1} MB, broker CPU {:.2} s",
+             peak RSS {:.1} MB, broker CPU {:.2} s; MQTT deliveries {:.0} for {n} published \
+             ({:.0} dropped as sequence duplicates)",
             g.to_outbox,
             g.to_sink,
             n as f64 / g.to_sink,
             g.cpu_s,
             g.hwm_mb,
-            g.broker_cpu_s
+            g.broker_cpu_s,
+            g.metric("gateway_mqtt_messages_total"),
+            g.metric("gateway_sequence_duplicates_total"),
         );
         gws.push(GwRound { publish_s, ..g });
     }
@@ -331,6 +311,63 @@ fn main() -> Result<()> {
     verified.map(|_| ())
 }
 
+/// Starts a gateway with client id `id` (registering its persistent session), checks the
+/// whole path with one probe message, and stops it again (SIGTERM).
+fn register_gateway(
+    bin: &Path,
+    dir: &Path,
+    broker: &Mosquitto,
+    vm: &VictoriaMetrics,
+    id: &str,
+    args: &Args,
+    per_point: &mut f64,
+) -> Result<Gateway> {
+    std::fs::create_dir_all(dir)?;
+    let mut gw = Gateway::start(
+        bin,
+        dir,
+        &broker.url(),
+        &vm.url(),
+        id,
+        args.ack_batch,
+        &args.config_extra,
+    )?;
+    // Probe: one message on another site proves the subscription is in place and the
+    // whole path works before the gateway goes offline.
+    publish(
+        broker,
+        "bench-pub-probe",
+        vec![(
+            format!("v1/bench-probe/{id}/telemetry"),
+            format!(
+                r#"{{"ts":{},"seq":1,"stream":"grease_trap","metrics":{{"level":1.5,"battery":90}}}}"#,
+                now_ms()
+            )
+            .into_bytes(),
+        )],
+        false,
+    )?;
+    wait_until("probe in the database", Duration::from_secs(30), || {
+        Ok((gw.metric("gateway_sink_points_written_total")? >= 1.0).then_some(()))
+    })
+    .with_context(|| gw.proc.log_tail(30))?;
+    // The probe is exactly one point: how much does `gateway_outbox_appended_total` count for
+    // it? (Main at the time of writing counts every append twice: the outbox and the pipeline
+    // both increment it.) The outbox threshold is scaled by this, so the figure stays right
+    // once the double count is fixed.
+    let counted = gw.metric("gateway_outbox_appended_total")?.round().max(1.0);
+    if counted != *per_point {
+        println!(
+            "NOTE: gateway_outbox_appended_total counted {counted} for one point; \
+             the outbox threshold is scaled by {counted}"
+        );
+        *per_point = counted;
+    }
+    gw.proc.stop().context("stop gateway (SIGTERM)")?;
+    println!("gateway session {id} registered; gateway stopped (SIGTERM)");
+    Ok(gw)
+}
+
 fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut v: Vec<f64> = values.collect();
     if v.is_empty() {
@@ -361,6 +398,12 @@ struct GwRound {
     broker_cpu_s: f64,
     final_metrics: std::collections::HashMap<String, f64>,
     samples: Vec<serde_json::Value>,
+}
+
+impl GwRound {
+    fn metric(&self, name: &str) -> f64 {
+        self.final_metrics.get(name).copied().unwrap_or(0.0)
+    }
 }
 
 /// Starts the (offline, session registered) gateway and times its drain of `n` queued
@@ -540,18 +583,28 @@ fn publish(
     Ok(took)
 }
 
-fn sub_command(broker: &Mosquitto, extra: &[&str]) -> Result<Command> {
+/// `mosquitto_sub` on `v1/#` at QoS 1 as client `id`, persistent session (`-c`) or clean.
+fn sub_command(broker: &Mosquitto, id: &str, persistent: bool, extra: &[&str]) -> Result<Command> {
     let mut cmd = Command::new(e2e::require_binary("mosquitto_sub")?);
-    cmd.args(broker.client_args())
-        .args(["-c", "-i", REF_ID, "-q", "1", "-t", "v1/#"])
+    cmd.args(broker.client_args());
+    if persistent {
+        cmd.arg("-c");
+    }
+    cmd.args(["-i", id, "-q", "1", "-t", "v1/#"])
         .args(extra)
         .stdin(Stdio::null());
     Ok(cmd)
 }
 
 /// Runs mosquitto_sub to completion (bounded), e.g. `-E` to register the session and exit.
-fn run_sub(broker: &Mosquitto, extra: &[&str], timeout: Duration) -> Result<()> {
-    let mut child = sub_command(broker, extra)?
+fn run_sub(
+    broker: &Mosquitto,
+    id: &str,
+    persistent: bool,
+    extra: &[&str],
+    timeout: Duration,
+) -> Result<()> {
+    let mut child = sub_command(broker, id, persistent, extra)?
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -583,11 +636,11 @@ struct RefResult {
 }
 
 /// `mosquitto_sub -C n` on the persistent session; stdout is counted (newlines) and dropped.
-fn drain_reference(broker: &Mosquitto, n: usize, timeout: Duration) -> Result<RefResult> {
+fn drain_reference(broker: &Mosquitto, id: &str, n: usize, timeout: Duration) -> Result<RefResult> {
     let count_arg = n.to_string();
     let cpu0 = children_cpu_seconds();
     let t0 = Instant::now();
-    let mut child = sub_command(broker, &["-C", &count_arg])?
+    let mut child = sub_command(broker, id, true, &["-C", &count_arg])?
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -687,6 +740,7 @@ impl Gateway {
         dir: &Path,
         mqtt_url: &str,
         vm_url: &str,
+        client_id: &str,
         ack_batch: usize,
         extra: &str,
     ) -> Result<Self> {
@@ -702,7 +756,7 @@ impl Gateway {
             r#"
 [mqtt]
 url = "{mqtt_url}"
-client_id = "{GATEWAY_ID}"
+client_id = "{client_id}"
 ack_batch = {ack_batch}
 
 [influx]
