@@ -67,6 +67,14 @@ impl Gateway {
             None => None,
         };
 
+        // The clue pool: producers (rules engine, vision, drones) send into `clue_tx`.
+        let (clue_tx, clues, clue_tasks) =
+            crate::clue::start_pool(&cfg, metrics.clone(), delivery_cancel.clone())
+                .context("starting the clue pool")?;
+        tasks.extend(clue_tasks);
+        // Until the rules engine is wired, nothing produces clues in-process.
+        drop(clue_tx);
+
         let (tx, rx) = tokio::sync::mpsc::channel(INTAKE_CAPACITY);
         tasks.extend(crate::source::modbus::spawn_all(
             &cfg.modbus,
@@ -122,6 +130,7 @@ impl Gateway {
             metrics: metrics.clone(),
             outbox,
             started_ms: crate::clock::now_ms(),
+            clues,
         };
         let http_cancel = delivery_cancel.clone();
         tasks.push(tokio::spawn(async move {

@@ -39,6 +39,8 @@ pub struct Config {
     pub mappings: Vec<MappingConfig>,
     /// Polled Modbus TCP/RTU devices.
     pub modbus: crate::source::modbus::ModbusConfig,
+    /// The clue pool: deadlines, escalation, delivery to the central platform.
+    pub clues: crate::clue::config::CluesConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -426,6 +428,7 @@ impl Config {
             .parse::<std::net::SocketAddr>()
             .map_err(|e| invalid("http.listen", e.to_string()))?;
         self.modbus.validate()?;
+        self.clues.validate()?;
         for (i, map) in self.mappings.iter().enumerate() {
             crate::decode::mapping::TopicPattern::parse(
                 &map.topic,
