@@ -160,7 +160,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 name.as_deref(),
                 gateway::clock::now_ms(),
             )?;
-            eprintln!("token {id} ({}) created; it is shown only once:", role.as_str());
+            eprintln!(
+                "token {id} ({}) created; it is shown only once:",
+                role.as_str()
+            );
             println!("{token}");
             Ok(())
         }

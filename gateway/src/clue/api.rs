@@ -174,11 +174,7 @@ async fn create(
 }
 
 /// Loads a clue the caller may see (404 when missing, 403 when of another site).
-async fn visible(
-    p: &Principal,
-    pool: &PoolHandle,
-    id: i64,
-) -> ApiResult<super::model::ClueDetail> {
+async fn visible(p: &Principal, pool: &PoolHandle, id: i64) -> ApiResult<super::model::ClueDetail> {
     can_read(p)?;
     let d = pool
         .get(id)

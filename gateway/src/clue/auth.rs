@@ -293,7 +293,10 @@ mod tests {
         assert!(p(Role::Admin, &[]).sees("b"));
         assert!(p(Role::Platform, &["a"]).sees("a"));
         assert!(!p(Role::Platform, &["a"]).sees("b"));
-        assert_eq!(p(Role::Inspector, &["a"]).scope(), Some(vec!["a".to_string()]));
+        assert_eq!(
+            p(Role::Inspector, &["a"]).scope(),
+            Some(vec!["a".to_string()])
+        );
         assert_eq!(p(Role::Admin, &["a"]).scope(), None);
     }
 

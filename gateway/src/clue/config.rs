@@ -89,16 +89,23 @@ impl CluesConfig {
             }
         }
         if self.retry_max_ms < self.retry_min_ms {
-            return Err(invalid("clues.retry_max_ms", "must be >= clues.retry_min_ms"));
+            return Err(invalid(
+                "clues.retry_max_ms",
+                "must be >= clues.retry_min_ms",
+            ));
         }
         if let Some(u) = &self.webhook_url {
-            let url = url::Url::parse(u).map_err(|e| invalid("clues.webhook_url", e.to_string()))?;
+            let url =
+                url::Url::parse(u).map_err(|e| invalid("clues.webhook_url", e.to_string()))?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(invalid("clues.webhook_url", "must be http:// or https://"));
             }
         }
         if self.webhook_secret.as_deref().is_some_and(str::is_empty) {
-            return Err(invalid("clues.webhook_secret", "must not be empty when set"));
+            return Err(invalid(
+                "clues.webhook_secret",
+                "must not be empty when set",
+            ));
         }
         Ok(())
     }

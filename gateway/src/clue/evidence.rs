@@ -107,7 +107,11 @@ mod tests {
             h,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert!(dir.path().join("evidence/ba/7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad").exists());
+        assert!(
+            dir.path()
+                .join("evidence/ba/7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+                .exists()
+        );
         assert_eq!(ev.put(b"abc").expect("again"), h);
         assert_eq!(ev.get(&h).expect("get"), b"abc");
     }
@@ -119,6 +123,9 @@ mod tests {
         let h = ev.put(b"frame").expect("put");
         std::fs::write(dir.path().join(&h[..2]).join(&h[2..]), b"fake").expect("tamper");
         assert!(matches!(ev.get(&h), Err(EvidenceError::Tampered { .. })));
-        assert!(matches!(ev.get("../../etc/passwd"), Err(EvidenceError::BadHash(_))));
+        assert!(matches!(
+            ev.get("../../etc/passwd"),
+            Err(EvidenceError::BadHash(_))
+        ));
     }
 }

@@ -315,12 +315,20 @@ mod tests {
     fn dismiss_requires_a_reason() {
         let err = apply(
             &State::new(None),
-            &Action::Dismiss { reason: "  ".into() },
+            &Action::Dismiss {
+                reason: "  ".into(),
+            },
             "ann",
             1,
         )
         .expect_err("no reason");
-        assert!(matches!(err, LifecycleError::Missing { field: "reason", .. }));
+        assert!(matches!(
+            err,
+            LifecycleError::Missing {
+                field: "reason",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -328,17 +336,7 @@ mod tests {
         let s = State::new(None);
         assert!(apply(&s, &resolve(), "a", 1).is_err());
         assert!(apply(&s, &Action::Close { note: None }, "a", 1).is_err());
-        assert!(
-            apply(
-                &s,
-                &Action::Reopen {
-                    reason: "x".into()
-                },
-                "a",
-                1
-            )
-            .is_err()
-        );
+        assert!(apply(&s, &Action::Reopen { reason: "x".into() }, "a", 1).is_err());
     }
 
     #[test]
@@ -354,14 +352,26 @@ mod tests {
         assert_eq!(s.assignee, None);
         // The receiving department claims it.
         let s = apply(&s, &claim(), "mo", 3).expect("claim after transfer");
-        assert_eq!(s.claimed_ms, Some(1), "time to claim counts the first claim");
+        assert_eq!(
+            s.claimed_ms,
+            Some(1),
+            "time to claim counts the first claim"
+        );
         assert!(apply(&s, &t, "mo", 4).is_err(), "same department again");
     }
 
     #[test]
     fn reopen_clears_the_disposal() {
         let s = State::new(None);
-        let s = apply(&s, &Action::Dismiss { reason: "ok".into() }, "a", 1).expect("dismiss");
+        let s = apply(
+            &s,
+            &Action::Dismiss {
+                reason: "ok".into(),
+            },
+            "a",
+            1,
+        )
+        .expect("dismiss");
         let s = apply(
             &s,
             &Action::Reopen {
@@ -379,8 +389,9 @@ mod tests {
 
     #[test]
     fn actions_parse_from_api_json() {
-        let a: Action = serde_json::from_str(r#"{"action":"transfer","department":"market","reason":"r"}"#)
-            .expect("parse");
+        let a: Action =
+            serde_json::from_str(r#"{"action":"transfer","department":"market","reason":"r"}"#)
+                .expect("parse");
         assert_eq!(a.name(), "transfer");
         assert!(serde_json::from_str::<Action>(r#"{"action":"dismiss"}"#).is_err());
         assert!(serde_json::from_str::<Action>(r#"{"action":"fly"}"#).is_err());

@@ -282,7 +282,11 @@ impl PoolHandle {
         let red = self.cfg.red_after_s as i64 * 1000;
         let changes = self.blocking(move |s| s.escalate(now, red)).await?;
         for c in &changes {
-            info!(clue = c.clue.id, escalation = c.clue.escalation.as_str(), "clue overdue");
+            info!(
+                clue = c.clue.id,
+                escalation = c.clue.escalation.as_str(),
+                "clue overdue"
+            );
             self.announce(c);
         }
         Ok(changes)
@@ -433,7 +437,9 @@ mod tests {
         assert_eq!(d.recent_occurrences.len(), 2);
         assert_eq!(d.evidence.len(), 2, "each occurrence keeps its evidence");
         for e in &d.evidence {
-            p.evidence_file(e.sha256.clone()).await.expect("file verifies");
+            p.evidence_file(e.sha256.clone())
+                .await
+                .expect("file verifies");
         }
         assert!(d.history.first_violation);
     }
@@ -537,7 +543,11 @@ mod tests {
         assert!(!r.ok);
         let b = r.broken.expect("broken");
         assert_eq!(b.seq, 2, "the claim entry is the last one for this clue");
-        assert!(b.what.contains(&format!("clue {}", c.clue.id)), "{}", b.what);
+        assert!(
+            b.what.contains(&format!("clue {}", c.clue.id)),
+            "{}",
+            b.what
+        );
     }
 
     #[tokio::test]

@@ -96,10 +96,7 @@ impl Backoff {
     }
 }
 
-async fn pending(
-    store: &Arc<dyn ClueStore>,
-    channel: &'static str,
-) -> Vec<super::model::Delivery> {
+async fn pending(store: &Arc<dyn ClueStore>, channel: &'static str) -> Vec<super::model::Delivery> {
     let s = store.clone();
     match tokio::task::spawn_blocking(move || s.pending(channel, BATCH)).await {
         Ok(Ok(rows)) => rows,
@@ -188,7 +185,12 @@ async fn mqtt_worker(
             // One message in flight at a time: the next PUBACK is this message's.
             while acks.try_recv().is_ok() {}
             let sent = client
-                .publish(row.topic.clone(), QoS::AtLeastOnce, false, row.payload.clone())
+                .publish(
+                    row.topic.clone(),
+                    QoS::AtLeastOnce,
+                    false,
+                    row.payload.clone(),
+                )
                 .await;
             let acked = sent.is_ok()
                 && tokio::select! {

@@ -127,6 +127,9 @@ impl ClueEvent {
 /// What producers send to the pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "signal", rename_all = "snake_case")]
+// Occurrences are the common case; boxing them would only add an allocation per signal and
+// change the contract producers already code against.
+#[allow(clippy::large_enum_variant)]
 pub enum ClueSignal {
     /// The condition was seen (first time or again).
     Occurrence(ClueEvent),

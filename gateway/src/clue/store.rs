@@ -475,7 +475,14 @@ impl ClueStore for SqliteStore {
         tx.execute(
             "INSERT INTO occurrences (clue_id, at_ms, received_ms, level, title, detail) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, ev.at_ms, now_ms, ev.level.as_str(), ev.title, detail_text],
+            params![
+                id,
+                ev.at_ms,
+                now_ms,
+                ev.level.as_str(),
+                ev.title,
+                detail_text
+            ],
         )?;
         let occ = tx.last_insert_rowid();
         let mut hashes = Vec::with_capacity(evidence.len());
@@ -921,7 +928,8 @@ impl TokenStore for SqliteStore {
         name: Option<&str>,
         now_ms: i64,
     ) -> Result<i64, TokenStoreError> {
-        let sites = serde_json::to_string(sites).map_err(|e| TokenStoreError::Backend(e.to_string()))?;
+        let sites =
+            serde_json::to_string(sites).map_err(|e| TokenStoreError::Backend(e.to_string()))?;
         let mut conn = self.conn();
         let tx = conn
             .transaction()
