@@ -585,3 +585,139 @@ fn audit_verify_names_an_entry_edited_behind_the_gateways_back() -> Result<()> {
     assert_eq!(r.json()?["broken"]["seq"].as_i64(), Some(seq));
     Ok(())
 }
+
+/// A webhook receiver: answers 500 to the first `fail_first` requests, then 200; records
+/// `(status answered, signature header, body)`.
+struct Hook {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(u16, String, String)>>>,
+}
+
+impl Hook {
+    fn start(port: u16, fail_first: usize) -> Result<Hook> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let rec = seen.clone();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(mut s) = stream else { continue };
+                let Ok((sig, body)) = read_request(&mut s) else {
+                    continue;
+                };
+                let status = if n < fail_first { 500 } else { 200 };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                if let Ok(mut v) = rec.lock() {
+                    v.push((status, sig, body));
+                }
+            }
+        });
+        Ok(Hook { seen })
+    }
+
+    fn acknowledged(&self) -> Vec<Value> {
+        self.seen
+            .lock()
+            .map(|v| {
+                v.iter()
+                    .filter(|(st, _, _)| *st == 200)
+                    .filter_map(|(_, _, b)| serde_json::from_str(b).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn read_request(s: &mut std::net::TcpStream) -> Result<(String, String)> {
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            bail!("closed");
+        }
+        data.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&data).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = &text[..end];
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if data.len() >= end + 4 + len {
+                let sig = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("x-gateway-signature")
+                            .then(|| v.trim().to_string())
+                    })
+                    .unwrap_or_default();
+                let body = String::from_utf8_lossy(&data[end + 4..end + 4 + len]).to_string();
+                return Ok((sig, body));
+            }
+        }
+    }
+}
+
+#[test]
+fn webhook_gets_each_change_once_despite_failures_and_a_restart() -> Result<()> {
+    let hook_port = free_port();
+    let dir = tempfile::tempdir()?;
+    let config = format!(
+        "{}webhook_url = \"http://127.0.0.1:{hook_port}/clues\"\nwebhook_secret = \"s3cret\"\n\
+         retry_min_ms = 50\nretry_max_ms = 200\n",
+        offline_config()
+    );
+    let mut gw = GatewayProcess::start(dir.path(), &config)?;
+    let admin = token(&gw, "admin", "", "root")?;
+    let id = create(&gw, &admin, &clue_event("a", "m1", "high"))?;
+    // The platform is down: the change waits in the outbox. Kill the gateway without goodbye.
+    std::thread::sleep(Duration::from_millis(300));
+    gw.kill();
+    let hook = Hook::start(hook_port, 2)?;
+    gw.start_again()?;
+    call(
+        &gw,
+        "POST",
+        &format!("/api/v1/clues/{id}/actions"),
+        Some(&admin),
+        Some(&json!({"action": "claim"})),
+    )?
+    .ok()?;
+    let got = e2e::wait_until(
+        "two acknowledged webhook calls",
+        Duration::from_secs(20),
+        || {
+            let a = hook.acknowledged();
+            Ok((a.len() >= 2).then_some(a))
+        },
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let got_later = hook.acknowledged();
+    assert_eq!(
+        got_later.len(),
+        2,
+        "nothing is delivered twice once acknowledged"
+    );
+    assert_eq!(got[0]["event"], json!("created"));
+    assert_eq!(got[1]["event"], json!("claim"));
+    let seen = hook.seen.lock().map(|v| v.clone()).unwrap_or_default();
+    assert!(
+        seen.iter().filter(|s| s.0 == 500).count() == 2,
+        "retried after failures"
+    );
+    for (_, sig, body) in &seen {
+        assert_eq!(
+            sig,
+            &gateway::clue::publish::signature("s3cret", body.as_bytes())
+        );
+    }
+    Ok(())
+}
