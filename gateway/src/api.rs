@@ -36,9 +36,7 @@ impl FromRef<AppState> for PoolHandle {
 
 impl FromRef<AppState> for Authenticator {
     fn from_ref(s: &AppState) -> Authenticator {
-        Authenticator {
-            tokens: s.clues.tokens(),
-        }
+        s.clues.authenticator()
     }
 }
 

@@ -134,7 +134,9 @@ impl Gateway {
         };
         let http_cancel = delivery_cancel.clone();
         tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(listener, router(state))
+            // Connect info lets authentication rate-limit failed logins per client address.
+            let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let serve = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_cancel.cancelled().await });
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "http server failed");

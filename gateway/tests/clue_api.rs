@@ -237,6 +237,43 @@ fn every_clue_endpoint_checks_token_role_and_site() -> Result<()> {
         .json()?;
     assert_eq!(v["ok"], json!(true), "{v}");
 
+    // Exports (CSV and JSON) are scoped like everything else.
+    let csv = call(
+        &gw,
+        "GET",
+        "/api/v1/clues/export?format=csv",
+        Some(&insp_a),
+        None,
+    )?
+    .ok()?;
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    let text = csv.text();
+    assert_eq!(text.lines().count(), 2, "header and site a's clue: {text}");
+    assert!(
+        text.starts_with("id,rule,kind,level,status,site") && !text.contains("m9"),
+        "{text}"
+    );
+    let audit = call(&gw, "GET", "/api/v1/audit/export", Some(&sup_a), None)?
+        .ok()?
+        .json()?;
+    let clue_ids: Vec<i64> = audit
+        .as_array()
+        .context("audit export")?
+        .iter()
+        .map(|e| e["clue_id"].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(clue_ids, vec![a], "only site a's entries, no token entries");
+    assert_eq!(
+        status(call(
+            &gw,
+            "GET",
+            "/api/v1/audit/export",
+            Some(&insp_a),
+            None
+        )),
+        403
+    );
+
     // Detail carries evidence (verified file download) and the subject history hint.
     let d = call(
         &gw,

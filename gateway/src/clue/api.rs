@@ -10,6 +10,8 @@
 //! - `GET  /api/v1/clues/{id}/audit`: the clue's audit entries.
 //! - `GET  /api/v1/clues/{id}/evidence/{sha256}`: an evidence file, verified against its hash.
 //! - `GET  /api/v1/stats`, `GET /api/v1/audit/verify`.
+//! - `GET  /api/v1/clues/export?from_ms=&to_ms=&format=csv|json` (clues created in range) and
+//!   `GET /api/v1/audit/export?from_ms=&to_ms=&format=csv|json` (entries in range).
 
 use super::auth::{AuthError, Authenticator, Principal};
 use super::evidence::EvidenceError;
@@ -97,6 +99,8 @@ where
     Router::new()
         .route("/api/v1/clues", get(list).post(create))
         .route("/api/v1/clues/stream", get(stream))
+        .route("/api/v1/clues/export", get(export_clues))
+        .route("/api/v1/audit/export", get(export_audit))
         .route("/api/v1/clues/{id}", get(detail))
         .route("/api/v1/clues/{id}/actions", post(act))
         .route("/api/v1/clues/{id}/audit", get(audit))
@@ -150,7 +154,9 @@ async fn list(
             site: q.site,
             kind: q.kind,
             scope: p.scope(),
-            limit: q.limit,
+            from_ms: None,
+            to_ms: None,
+            limit: q.limit.min(1000),
             offset: q.offset,
         })
         .await?;
@@ -198,10 +204,20 @@ async fn act(
     Path(id): Path<i64>,
     body: axum::body::Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    visible(&p, &pool, id).await?;
+    let d = visible(&p, &pool, id).await?;
     let action: Action = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("bad action: {e}")))?;
     p.require(p.role.may_act(&action), action.name())?;
+    // An inspector disposes of or hands on only clues that are theirs or nobody's yet.
+    if p.role == super::auth::Role::Inspector
+        && matches!(
+            action,
+            Action::Resolve { .. } | Action::Dismiss { .. } | Action::Transfer { .. }
+        )
+        && d.clue.assignee.as_deref().is_some_and(|a| a != p.actor())
+    {
+        return Err(AuthError::Forbidden("the clue is assigned to someone else".into()).into());
+    }
     let change = pool.act(id, action, p.actor()).await?;
     tracing::info!(clue = id, action = %change.event, actor = %change.actor, "clue action");
     Ok(Json(change))
@@ -294,4 +310,184 @@ async fn stream(
         }
     });
     Ok(Sse::new(s).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportParams {
+    #[serde(default)]
+    from_ms: i64,
+    to_ms: Option<i64>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+enum Format {
+    Csv,
+    Json,
+}
+
+impl ExportParams {
+    fn format(&self) -> ApiResult<Format> {
+        match self.format.as_deref() {
+            None | Some("json") => Ok(Format::Json),
+            Some("csv") => Ok(Format::Csv),
+            Some(f) => Err(ApiError::BadRequest(format!(
+                "unknown format {f} (csv, json)"
+            ))),
+        }
+    }
+}
+
+/// One CSV field, quoted when needed (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv_response(header: &[&str], rows: Vec<Vec<String>>, name: &str) -> Response {
+    let mut out = header.join(",");
+    out.push_str("\r\n");
+    for r in rows {
+        out.push_str(&r.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.csv\""),
+            ),
+        ],
+        out,
+    )
+        .into_response()
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(|x| x.to_string()).unwrap_or_default()
+}
+
+async fn export_clues(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+    Query(q): Query<ExportParams>,
+) -> ApiResult<Response> {
+    can_read(&p)?;
+    let format = q.format()?;
+    let clues = pool
+        .list(ClueQuery {
+            scope: p.scope(),
+            from_ms: Some(q.from_ms),
+            to_ms: q.to_ms,
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await?;
+    if let Format::Json = format {
+        return Ok(Json(clues).into_response());
+    }
+    let rows = clues
+        .iter()
+        .map(|c| {
+            vec![
+                c.id.to_string(),
+                c.rule.clone(),
+                c.kind.clone(),
+                c.level.as_str().into(),
+                c.status.as_str().into(),
+                c.subject.site.clone(),
+                opt(&c.subject.device),
+                opt(&c.subject.plate),
+                c.title.clone(),
+                opt(&c.department),
+                opt(&c.assignee),
+                opt(&c.resolution),
+                c.occurrences.to_string(),
+                c.first_seen_ms.to_string(),
+                c.last_seen_ms.to_string(),
+                c.created_ms.to_string(),
+                c.deadline_ms.to_string(),
+                c.escalation.as_str().into(),
+                opt(&c.claimed_ms),
+                opt(&c.resolved_ms),
+                opt(&c.closed_ms),
+            ]
+        })
+        .collect();
+    Ok(csv_response(
+        &[
+            "id",
+            "rule",
+            "kind",
+            "level",
+            "status",
+            "site",
+            "device",
+            "plate",
+            "title",
+            "department",
+            "assignee",
+            "resolution",
+            "occurrences",
+            "first_seen_ms",
+            "last_seen_ms",
+            "created_ms",
+            "deadline_ms",
+            "escalation",
+            "claimed_ms",
+            "resolved_ms",
+            "closed_ms",
+        ],
+        rows,
+        "clues",
+    ))
+}
+
+async fn export_audit(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+    Query(q): Query<ExportParams>,
+) -> ApiResult<Response> {
+    p.require(p.role.may_verify_audit(), "export the audit log")?;
+    let format = q.format()?;
+    let entries = pool
+        .audit_range(q.from_ms, q.to_ms.unwrap_or(i64::MAX), p.scope())
+        .await?;
+    if let Format::Json = format {
+        return Ok(Json(entries).into_response());
+    }
+    let rows = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                e.at_ms.to_string(),
+                e.actor.clone(),
+                e.action.clone(),
+                opt(&e.clue_id),
+                super::audit::canonical_json(&e.detail),
+                e.prev_hash.clone(),
+                e.hash.clone(),
+            ]
+        })
+        .collect();
+    Ok(csv_response(
+        &[
+            "seq",
+            "at_ms",
+            "actor",
+            "action",
+            "clue_id",
+            "detail",
+            "prev_hash",
+            "hash",
+        ],
+        rows,
+        "audit",
+    ))
 }

@@ -196,6 +196,8 @@ pub enum AuthError {
     Forbidden(String),
     #[error("authentication backend failed")]
     Backend,
+    #[error("too many failed logins; retry later")]
+    RateLimited,
 }
 
 impl IntoResponse for AuthError {
@@ -204,6 +206,7 @@ impl IntoResponse for AuthError {
             AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
             AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
             AuthError::Backend => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         };
         let body = axum::Json(serde_json::json!({"error": self.to_string()}));
         if status == StatusCode::UNAUTHORIZED {
@@ -218,6 +221,52 @@ impl IntoResponse for AuthError {
 #[derive(Clone)]
 pub struct Authenticator {
     pub tokens: Arc<dyn TokenStore>,
+    pub failures: Arc<FailedLogins>,
+}
+
+/// Failed logins per client address in a fixed window; past the limit, that address gets 429
+/// (even with a valid token) until the window ends. Guessing a 256-bit token is hopeless
+/// anyway; this keeps a misbehaving client from hammering the token store.
+pub struct FailedLogins {
+    window_ms: i64,
+    limit: u32,
+    seen: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (i64, u32)>>,
+}
+
+impl FailedLogins {
+    pub fn new(limit: u32, window_ms: i64) -> FailedLogins {
+        FailedLogins {
+            window_ms,
+            limit,
+            seen: Default::default(),
+        }
+    }
+
+    fn blocked(&self, ip: std::net::IpAddr, now_ms: i64) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(&ip)
+            .is_some_and(|(start, n)| now_ms - start < self.window_ms && *n >= self.limit)
+    }
+
+    fn failed(&self, ip: std::net::IpAddr, now_ms: i64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 10_000 {
+            let window = self.window_ms;
+            seen.retain(|_, (start, _)| now_ms - *start < window);
+        }
+        let e = seen.entry(ip).or_insert((now_ms, 0));
+        if now_ms - e.0 >= self.window_ms {
+            *e = (now_ms, 0);
+        }
+        e.1 = e.1.saturating_add(1);
+    }
+}
+
+impl Default for FailedLogins {
+    /// 20 failures a minute per address.
+    fn default() -> Self {
+        FailedLogins::new(20, 60_000)
+    }
 }
 
 impl<S> FromRequestParts<S> for Principal
@@ -229,19 +278,34 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Authenticator::from_ref(state);
+        // Without `into_make_service_with_connect_info` every client shares one bucket.
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let now = crate::clock::now_ms();
+        if auth.failures.blocked(ip, now) {
+            return Err(AuthError::RateLimited);
+        }
+        let fail = |e: AuthError| {
+            auth.failures.failed(ip, now);
+            e
+        };
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
-            .ok_or(AuthError::Missing)?
+            .ok_or(AuthError::Missing)
+            .map_err(fail)?
             .to_str()
-            .map_err(|_| AuthError::Invalid)?;
+            .map_err(|_| fail(AuthError::Invalid))?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or(AuthError::Invalid)?
+            .ok_or_else(|| fail(AuthError::Invalid))?
             .trim();
         if token.is_empty() || token.len() > 256 {
-            return Err(AuthError::Invalid);
+            return Err(fail(AuthError::Invalid));
         }
         let hash = token_hash(token);
         let tokens = auth.tokens.clone();
@@ -254,8 +318,8 @@ where
                 AuthError::Backend
             })?;
         let Some(rec) = rec else {
-            tracing::debug!("request with an unknown token");
-            return Err(AuthError::Invalid);
+            tracing::debug!(%ip, "request with an unknown token");
+            return Err(fail(AuthError::Invalid));
         };
         // The row was found by its hash; compare again in constant time so the check does not
         // depend on how the backend matched.
@@ -308,6 +372,20 @@ mod tests {
         assert!(Role::Inspector.may_act(&Action::Claim { note: None }));
         assert!(!Role::Device.may_act(&Action::Comment { text: "x".into() }));
         assert!(!Role::DroneOperator.may_read_clues());
+    }
+
+    #[test]
+    fn failed_logins_block_an_address_for_the_window() {
+        let f = FailedLogins::new(3, 1000);
+        let ip: std::net::IpAddr = [10, 0, 0, 1].into();
+        let other: std::net::IpAddr = [10, 0, 0, 2].into();
+        for _ in 0..3 {
+            assert!(!f.blocked(ip, 0));
+            f.failed(ip, 0);
+        }
+        assert!(f.blocked(ip, 10));
+        assert!(!f.blocked(other, 10));
+        assert!(!f.blocked(ip, 1000), "the window ends");
     }
 
     #[test]

@@ -146,6 +146,9 @@ pub struct ClueQuery {
     pub kind: Option<String>,
     /// `None`: every site (admin). `Some(list)`: only these.
     pub scope: Option<Vec<String>>,
+    /// Created at or after / before (ms), for exports.
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
     pub limit: u32,
     pub offset: u32,
 }

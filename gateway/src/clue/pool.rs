@@ -55,6 +55,7 @@ const CHANGES_CAPACITY: usize = 1024;
 pub struct PoolHandle {
     store: Arc<dyn ClueStore>,
     tokens: Arc<dyn TokenStore>,
+    failed_logins: Arc<super::auth::FailedLogins>,
     evidence: EvidenceStore,
     changes: broadcast::Sender<ClueChange>,
     clock: Arc<dyn Clock>,
@@ -150,6 +151,7 @@ impl PoolHandle {
         PoolHandle {
             store,
             tokens,
+            failed_logins: Default::default(),
             evidence,
             changes: broadcast::channel(CHANGES_CAPACITY).0,
             clock,
@@ -176,6 +178,14 @@ impl PoolHandle {
 
     pub fn tokens(&self) -> Arc<dyn TokenStore> {
         self.tokens.clone()
+    }
+
+    /// What the bearer-token extractor needs (token store and failed-login limiter).
+    pub fn authenticator(&self) -> super::auth::Authenticator {
+        super::auth::Authenticator {
+            tokens: self.tokens.clone(),
+            failures: self.failed_logins.clone(),
+        }
     }
 
     pub(crate) fn store(&self) -> Arc<dyn ClueStore> {
@@ -281,6 +291,14 @@ impl PoolHandle {
         let now = self.now_ms();
         let red = self.cfg.red_after_s as i64 * 1000;
         let changes = self.blocking(move |s| s.escalate(now, red)).await?;
+        // Acknowledged deliveries are kept a day for diagnosis, then forgotten.
+        let purge_before = now - 24 * 3600 * 1000;
+        if let Err(e) = self
+            .blocking(move |s| s.purge_delivered(purge_before))
+            .await
+        {
+            warn!(error = %e, "purging delivered clue events failed");
+        }
         for c in &changes {
             info!(
                 clue = c.clue.id,
@@ -302,6 +320,16 @@ impl PoolHandle {
 
     pub async fn audit_of(&self, id: i64) -> Result<Vec<super::audit::AuditEntry>, PoolError> {
         self.blocking(move |s| s.audit_of(id)).await
+    }
+
+    pub async fn audit_range(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        scope: Option<Vec<String>>,
+    ) -> Result<Vec<super::audit::AuditEntry>, PoolError> {
+        self.blocking(move |s| s.audit_range(from_ms, to_ms, scope.as_deref()))
+            .await
     }
 
     pub async fn verify(&self) -> Result<super::audit::VerifyReport, PoolError> {

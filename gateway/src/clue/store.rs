@@ -68,6 +68,14 @@ pub trait ClueStore: Send + Sync {
     fn get(&self, id: i64) -> Result<Option<ClueDetail>, StoreError>;
     fn list(&self, q: &ClueQuery) -> Result<Vec<Clue>, StoreError>;
     fn audit_of(&self, id: i64) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Audit entries in `[from_ms, to_ms)`; with a scope, only entries about clues of those
+    /// sites (entries about no clue, such as token creation, are admin-only).
+    fn audit_range(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        scope: Option<&[String]>,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
     /// Checks the whole chain and that every clue row matches its last audit entry.
     fn verify_audit(&self) -> Result<VerifyReport, StoreError>;
     fn stats(&self, scope: Option<&[String]>, now_ms: i64) -> Result<Stats, StoreError>;
@@ -75,6 +83,8 @@ pub trait ClueStore: Send + Sync {
     fn pending(&self, channel: &str, limit: u32) -> Result<Vec<Delivery>, StoreError>;
     fn delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError>;
     fn attempt_failed(&self, id: i64) -> Result<(), StoreError>;
+    /// Forgets deliveries acknowledged before `before_ms`.
+    fn purge_delivered(&self, before_ms: i64) -> Result<usize, StoreError>;
 }
 
 const MIGRATIONS: &[&str] = &[r#"
@@ -736,6 +746,12 @@ impl ClueStore for SqliteStore {
         if let Some(k) = &q.kind {
             push(&mut sql, "kind =", k.clone());
         }
+        if let Some(f) = q.from_ms {
+            push(&mut sql, "created_ms >=", f.to_string());
+        }
+        if let Some(t) = q.to_ms {
+            push(&mut sql, "created_ms <", t.to_string());
+        }
         if let Some(scope) = &q.scope {
             if scope.is_empty() {
                 return Ok(Vec::new());
@@ -747,7 +763,11 @@ impl ClueStore for SqliteStore {
             }
             sql.push_str(&format!(" AND site IN ({})", marks.join(", ")));
         }
-        let limit = if q.limit == 0 { 100 } else { q.limit.min(1000) };
+        let limit = if q.limit == 0 {
+            100
+        } else {
+            q.limit.min(100_000)
+        };
         sql.push_str(&format!(
             " ORDER BY open DESC, CASE level WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END DESC, \
              last_seen_ms DESC, id DESC LIMIT {limit} OFFSET {}",
@@ -765,6 +785,40 @@ impl ClueStore for SqliteStore {
             "SELECT {AUDIT_COLS} FROM audit WHERE clue_id = ?1 ORDER BY seq"
         ))?;
         let rows = st.query_map([id], audit_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn audit_range(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        scope: Option<&[String]>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let cols = AUDIT_COLS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut sql = format!(
+            "SELECT {cols} FROM audit a LEFT JOIN clues c ON c.id = a.clue_id \
+             WHERE a.at_ms >= ?1 AND a.at_ms < ?2"
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![from_ms.into(), to_ms.into()];
+        if let Some(scope) = scope {
+            if scope.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut marks = Vec::new();
+            for s in scope {
+                args.push(s.clone().into());
+                marks.push(format!("?{}", args.len()));
+            }
+            sql.push_str(&format!(" AND c.site IN ({})", marks.join(", ")));
+        }
+        sql.push_str(" ORDER BY a.seq LIMIT 1000000");
+        let conn = self.conn();
+        let mut st = conn.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args.iter()), audit_from_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
@@ -908,6 +962,13 @@ impl ClueStore for SqliteStore {
             params![id, now_ms],
         )?;
         Ok(())
+    }
+
+    fn purge_delivered(&self, before_ms: i64) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "DELETE FROM outbound WHERE delivered_ms IS NOT NULL AND delivered_ms < ?1",
+            [before_ms],
+        )?)
     }
 
     fn attempt_failed(&self, id: i64) -> Result<(), StoreError> {
