@@ -59,6 +59,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/devices", get(devices))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { Json(crate::clue::openapi::document()) }),
+        )
         .merge(crate::clue::api::routes())
         .with_state(state)
 }

@@ -142,6 +142,10 @@ fn every_clue_endpoint_checks_token_role_and_site() -> Result<()> {
     }
     assert_eq!(status(call(&gw, "GET", "/healthz", None, None)), 200);
     assert_eq!(status(call(&gw, "GET", "/metrics", None, None)), 200);
+    let doc = call(&gw, "GET", "/api/v1/openapi.json", None, None)?
+        .ok()?
+        .json()?;
+    assert!(doc["paths"]["/api/v1/clues/{id}/actions"].is_object());
 
     // The inspector of site a sees site a only: list, detail, audit, actions, stats.
     let list = call(&gw, "GET", "/api/v1/clues", Some(&insp_a), None)?

@@ -11,7 +11,7 @@
 //! - `pool`: the async service (intake, escalation tick, change broadcast).
 //! - `publish`: delivery to the central platform (MQTT, webhook).
 //! - `auth`: tokens, roles, site scopes and the axum extractor.
-//! - `api`: the clue HTTP routes.
+//! - `api`: the clue HTTP routes; `openapi`: the API document.
 
 pub mod api;
 pub mod audit;
@@ -20,6 +20,7 @@ pub mod config;
 pub mod evidence;
 pub mod lifecycle;
 pub mod model;
+pub mod openapi;
 pub mod pool;
 pub mod publish;
 pub mod signal;
