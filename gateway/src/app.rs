@@ -22,6 +22,8 @@ pub struct Gateway {
     pub http_addr: std::net::SocketAddr,
     pub metrics: Arc<Metrics>,
     pub devices: Arc<DeviceTable>,
+    /// The clue pool (in-process producers and tests use it directly).
+    pub clues: crate::clue::PoolHandle,
     intake_cancel: CancellationToken,
     delivery_cancel: CancellationToken,
     /// Cancelled when a stage dies unexpectedly (a bug): `run` then stops and exits non-zero
@@ -130,7 +132,7 @@ impl Gateway {
             metrics: metrics.clone(),
             outbox,
             started_ms: crate::clock::now_ms(),
-            clues,
+            clues: clues.clone(),
         };
         let http_cancel = delivery_cancel.clone();
         tasks.push(tokio::spawn(async move {
@@ -147,6 +149,7 @@ impl Gateway {
             http_addr,
             metrics,
             devices,
+            clues,
             intake_cancel,
             delivery_cancel,
             failed,

@@ -111,17 +111,37 @@ pub fn start_pool(
     Ok((tx, handle, tasks))
 }
 
+/// Signals recorded together in one transaction when producers are ahead of the pool.
+const INTAKE_BATCH: usize = 256;
+
 async fn intake(pool: PoolHandle, mut rx: mpsc::Receiver<ClueSignal>, cancel: CancellationToken) {
+    let mut batch: Vec<ClueEvent> = Vec::with_capacity(INTAKE_BATCH);
     loop {
-        let sig = tokio::select! {
+        let first = tokio::select! {
             _ = cancel.cancelled() => break,
             s = rx.recv() => match s { Some(s) => s, None => break },
         };
-        if let Err(e) = pool.signal(sig).await {
-            pool.metrics.clue_signal_errors_total.inc();
-            warn!(error = %e, "clue signal not recorded");
+        // Take whatever else is already waiting; keep signal order (occurrences before a
+        // clearance are recorded before it).
+        let mut next = Some(first);
+        while let Some(sig) = next.take() {
+            match sig {
+                ClueSignal::Occurrence(ev) => batch.push(ev),
+                cleared => {
+                    pool.flush(&mut batch).await;
+                    if let Err(e) = pool.signal(cleared).await {
+                        pool.metrics.clue_signal_errors_total.inc();
+                        warn!(error = %e, "clue clearance not recorded");
+                    }
+                }
+            }
+            if batch.len() < INTAKE_BATCH {
+                next = rx.try_recv().ok();
+            }
         }
+        pool.flush(&mut batch).await;
     }
+    pool.flush(&mut batch).await;
     debug!("clue intake stopped");
 }
 
@@ -245,31 +265,73 @@ impl PoolHandle {
     }
 
     /// Dedups `ev` into the pool (new clue, or an occurrence of the open one).
-    pub async fn ingest(&self, mut ev: ClueEvent) -> Result<ClueChange, PoolError> {
-        if ev.subject.site.trim().is_empty() {
-            return Err(PoolError::Invalid("subject.site is empty".into()));
+    pub async fn ingest(&self, ev: ClueEvent) -> Result<ClueChange, PoolError> {
+        let mut results = self.ingest_batch(vec![ev]).await?;
+        results.pop().unwrap_or(Err(PoolError::Join))
+    }
+
+    /// Records `batch` (emptied) in one transaction, logging what could not be recorded.
+    async fn flush(&self, batch: &mut Vec<ClueEvent>) {
+        if batch.is_empty() {
+            return;
         }
-        if ev.rule.trim().is_empty() || ev.kind.trim().is_empty() {
-            return Err(PoolError::Invalid("rule and kind are required".into()));
+        let events = std::mem::take(batch);
+        match self.ingest_batch(events).await {
+            Ok(results) => {
+                for r in results {
+                    if let Err(e) = r {
+                        self.metrics.clue_signal_errors_total.inc();
+                        warn!(error = %e, "clue event not recorded");
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.clue_signal_errors_total.inc();
+                warn!(error = %e, "clue events not recorded");
+            }
         }
-        if ev.dedup_key.trim().is_empty() {
-            ev.dedup_key = ClueEvent::default_key(&ev.rule, &ev.subject);
-        }
+    }
+
+    /// Many events in one transaction; one result per event, in order.
+    pub async fn ingest_batch(
+        &self,
+        events: Vec<ClueEvent>,
+    ) -> Result<Vec<Result<ClueChange, PoolError>>, PoolError> {
         let now = self.now_ms();
-        let deadline = now.saturating_add(self.cfg.deadlines.for_level(ev.level) as i64 * 1000);
+        let cfg = self.cfg.clone();
         let evidence = self.evidence.clone();
-        let items = std::mem::take(&mut ev.evidence);
         let store = self.store.clone();
-        let change = tokio::task::spawn_blocking(move || {
-            let stored = store_evidence(&evidence, items)?;
-            store
-                .ingest(&ev, &stored, deadline, now)
-                .map_err(PoolError::Store)
+        let results = tokio::task::spawn_blocking(move || {
+            let mut items = Vec::with_capacity(events.len());
+            let mut out: Vec<Option<PoolError>> = Vec::with_capacity(events.len());
+            for ev in events {
+                match prepare(ev, &evidence, &cfg, now) {
+                    Ok(item) => {
+                        items.push(item);
+                        out.push(None);
+                    }
+                    Err(e) => out.push(Some(e)),
+                }
+            }
+            let mut stored = store.ingest_batch(&items, now)?.into_iter();
+            Ok::<_, StoreError>(
+                out.into_iter()
+                    .map(|bad| match bad {
+                        Some(e) => Err(e),
+                        None => match stored.next() {
+                            Some(r) => r.map_err(PoolError::Store),
+                            None => Err(PoolError::Join),
+                        },
+                    })
+                    .collect::<Vec<_>>(),
+            )
         })
         .await
         .map_err(|_| PoolError::Join)??;
-        self.announce(&change);
-        Ok(change)
+        for c in results.iter().flatten() {
+            self.announce(c);
+        }
+        Ok(results)
     }
 
     pub async fn act(
@@ -349,6 +411,28 @@ impl PoolHandle {
             .map_err(|_| PoolError::Join)?
             .map_err(PoolError::Evidence)
     }
+}
+
+/// Validates an event, stores its evidence and computes its deadline.
+fn prepare(
+    mut ev: ClueEvent,
+    evidence: &EvidenceStore,
+    cfg: &CluesConfig,
+    now: i64,
+) -> Result<(ClueEvent, Vec<NewEvidence>, i64), PoolError> {
+    if ev.subject.site.trim().is_empty() {
+        return Err(PoolError::Invalid("subject.site is empty".into()));
+    }
+    if ev.rule.trim().is_empty() || ev.kind.trim().is_empty() {
+        return Err(PoolError::Invalid("rule and kind are required".into()));
+    }
+    if ev.dedup_key.trim().is_empty() {
+        ev.dedup_key = ClueEvent::default_key(&ev.rule, &ev.subject);
+    }
+    let deadline = now.saturating_add(cfg.deadlines.for_level(ev.level) as i64 * 1000);
+    let items = std::mem::take(&mut ev.evidence);
+    let stored = store_evidence(evidence, items)?;
+    Ok((ev, stored, deadline))
 }
 
 /// Writes files to the content-addressed store and hashes inline evidence.
@@ -470,6 +554,41 @@ mod tests {
                 .expect("file verifies");
         }
         assert!(d.history.first_violation);
+    }
+
+    #[tokio::test]
+    async fn signals_sent_through_the_channel_are_recorded_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let (tx, rx) = mpsc::channel(1024);
+        let task = tokio::spawn(intake(p.clone(), rx, CancellationToken::new()));
+        for i in 0..300 {
+            tx.send(ClueSignal::Occurrence(event(&format!("m{}", i % 3), i)))
+                .await
+                .expect("send");
+        }
+        tx.send(ClueSignal::Cleared {
+            dedup_key: "cover-open/a/m0".into(),
+            at_ms: 999,
+            note: "closed".into(),
+        })
+        .await
+        .expect("send");
+        let mut bad = event("m9", 1);
+        bad.subject.site = String::new();
+        tx.send(ClueSignal::Occurrence(bad)).await.expect("send");
+        drop(tx);
+        task.await.expect("intake ends when producers are gone");
+        let all = p.list(ClueQuery::default()).await.expect("list");
+        assert_eq!(all.len(), 3);
+        assert!(all.iter().all(|c| c.occurrences == 100));
+        let m0 = all
+            .iter()
+            .find(|c| c.dedup_key == "cover-open/a/m0")
+            .expect("m0");
+        assert_eq!(m0.cleared_ms, Some(999));
+        assert_eq!(p.metrics.clue_signal_errors_total.get(), 1);
+        assert!(p.verify().await.expect("verify").ok);
     }
 
     #[tokio::test]

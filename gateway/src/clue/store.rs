@@ -12,7 +12,7 @@ use super::auth::{Role, TokenRecord, TokenStore, TokenStoreError};
 use super::lifecycle::{self, Action, LifecycleError, State, Status};
 use super::model::*;
 use super::signal::{ClueEvent, GeoPoint, Subject};
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -47,6 +47,13 @@ pub trait ClueStore: Send + Sync {
         deadline_ms: i64,
         now_ms: i64,
     ) -> Result<ClueChange, StoreError>;
+    /// [`ClueStore::ingest`] for many events in one transaction (each isolated by a
+    /// savepoint: one bad event does not undo the others). Results are in input order.
+    fn ingest_batch(
+        &self,
+        items: &[(ClueEvent, Vec<NewEvidence>, i64)],
+        now_ms: i64,
+    ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError>;
     /// Records a clearance on the open clue of `dedup_key` (none: nothing to record).
     fn clear(
         &self,
@@ -318,7 +325,7 @@ impl SqliteStore {
     /// queues the change for delivery. Must run inside the change's transaction.
     fn record(
         &self,
-        tx: &Transaction,
+        tx: &Connection,
         at_ms: i64,
         actor: &str,
         action: &str,
@@ -357,81 +364,15 @@ impl SqliteStore {
         Ok(change)
     }
 
-    /// Every audit entry in order (for verify and export).
-    pub fn audit_all(&self) -> Result<Vec<AuditEntry>, StoreError> {
-        let conn = self.conn();
-        let mut st = conn.prepare(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY seq"))?;
-        let rows = st.query_map([], audit_from_row)?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    }
-}
-
-fn append_audit(
-    tx: &Connection,
-    at_ms: i64,
-    actor: &str,
-    action: &str,
-    clue_id: Option<i64>,
-    detail: &Value,
-) -> Result<i64, StoreError> {
-    let last: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let (seq, prev) = match last {
-        Some((s, h)) => (s + 1, h),
-        None => (1, GENESIS.to_string()),
-    };
-    let hash = audit::entry_hash(&prev, seq, at_ms, actor, action, clue_id, detail);
-    tx.execute(
-        "INSERT INTO audit (seq, at_ms, actor, action, clue_id, detail, prev_hash, hash) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            seq,
-            at_ms,
-            actor,
-            action,
-            clue_id,
-            audit::canonical_json(detail),
-            prev,
-            hash
-        ],
-    )?;
-    Ok(seq)
-}
-
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _)
-        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
-}
-
-fn median(mut v: Vec<i64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_unstable();
-    let n = v.len();
-    let m = if n % 2 == 1 {
-        v[n / 2] as f64
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
-    };
-    Some(m / 1000.0)
-}
-
-impl ClueStore for SqliteStore {
-    fn ingest(
+    /// Dedup of one event inside the caller's transaction.
+    fn ingest_in(
         &self,
+        tx: &Connection,
         ev: &ClueEvent,
         evidence: &[NewEvidence],
         deadline_ms: i64,
         now_ms: i64,
     ) -> Result<ClueChange, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
         let open: Option<(i64, String)> = tx
             .query_row(
                 "SELECT id, level FROM clues WHERE dedup_key = ?1 AND open = 1",
@@ -523,8 +464,113 @@ impl ClueStore for SqliteStore {
             json!({"occurrence_id": occ, "at_ms": ev.at_ms, "rule": ev.rule,
                    "dedup_key": ev.dedup_key, "evidence_sha256": hashes}),
         )?;
+        Ok(change)
+    }
+
+    /// Every audit entry in order (for verify and export).
+    pub fn audit_all(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY seq"))?;
+        let rows = st.query_map([], audit_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+fn append_audit(
+    tx: &Connection,
+    at_ms: i64,
+    actor: &str,
+    action: &str,
+    clue_id: Option<i64>,
+    detail: &Value,
+) -> Result<i64, StoreError> {
+    let last: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (seq, prev) = match last {
+        Some((s, h)) => (s + 1, h),
+        None => (1, GENESIS.to_string()),
+    };
+    let hash = audit::entry_hash(&prev, seq, at_ms, actor, action, clue_id, detail);
+    tx.execute(
+        "INSERT INTO audit (seq, at_ms, actor, action, clue_id, detail, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            seq,
+            at_ms,
+            actor,
+            action,
+            clue_id,
+            audit::canonical_json(detail),
+            prev,
+            hash
+        ],
+    )?;
+    Ok(seq)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+fn median(mut v: Vec<i64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let n = v.len();
+    let m = if n % 2 == 1 {
+        v[n / 2] as f64
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
+    };
+    Some(m / 1000.0)
+}
+
+impl ClueStore for SqliteStore {
+    fn ingest(
+        &self,
+        ev: &ClueEvent,
+        evidence: &[NewEvidence],
+        deadline_ms: i64,
+        now_ms: i64,
+    ) -> Result<ClueChange, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let change = self.ingest_in(&tx, ev, evidence, deadline_ms, now_ms)?;
         tx.commit()?;
         Ok(change)
+    }
+
+    fn ingest_batch(
+        &self,
+        items: &[(ClueEvent, Vec<NewEvidence>, i64)],
+        now_ms: i64,
+    ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError> {
+        let mut conn = self.conn();
+        let mut tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(items.len());
+        for (ev, evidence, deadline_ms) in items {
+            let sp = tx.savepoint()?;
+            match self.ingest_in(&sp, ev, evidence, *deadline_ms, now_ms) {
+                Ok(c) => {
+                    sp.commit()?;
+                    out.push(Ok(c));
+                }
+                Err(e) => {
+                    // Dropping the savepoint rolls this event back.
+                    drop(sp);
+                    out.push(Err(e));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(out)
     }
 
     fn clear(
