@@ -456,7 +456,7 @@ impl SqliteStore {
             hashes.push(e.sha256.clone());
         }
         let change = self.record(
-            &tx,
+            tx,
             now_ms,
             "pool",
             action,
