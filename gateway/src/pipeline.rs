@@ -162,14 +162,9 @@ impl Processor {
                 }
             };
             match r {
-                Ok(()) => {
-                    self.metrics
-                        .outbox_appended_total
-                        .inc_by(lines.len() as u64);
-                    return;
-                }
+                // The outbox counts appends, full events and I/O errors itself.
+                Ok(()) => return,
                 Err(OutboxError::Full) => {
-                    self.metrics.outbox_full_total.inc();
                     warn!(
                         records = lines.len(),
                         "outbox full: intake paused until the database catches up"

@@ -125,11 +125,10 @@ impl ClueEvent {
 }
 
 /// What producers send to the pool.
+// Signals move once through a channel; boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "signal", rename_all = "snake_case")]
-// Occurrences are the common case; boxing them would only add an allocation per signal and
-// change the contract producers already code against.
-#[allow(clippy::large_enum_variant)]
 pub enum ClueSignal {
     /// The condition was seen (first time or again).
     Occurrence(ClueEvent),
