@@ -118,7 +118,14 @@ async fn intake(pool: PoolHandle, mut rx: mpsc::Receiver<ClueSignal>, cancel: Ca
     let mut batch: Vec<ClueEvent> = Vec::with_capacity(INTAKE_BATCH);
     loop {
         let first = tokio::select! {
-            _ = cancel.cancelled() => break,
+            _ = cancel.cancelled() => {
+                // Record what producers already handed over before stopping.
+                rx.close();
+                match rx.try_recv() {
+                    Ok(s) => s,
+                    Err(_) => break,
+                }
+            }
             s = rx.recv() => match s { Some(s) => s, None => break },
         };
         // Take whatever else is already waiting; keep signal order (occurrences before a
