@@ -92,6 +92,8 @@ impl Role {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenRecord {
     pub id: i64,
+    /// SHA-256 (hex) of the token.
+    pub hash: String,
     pub role: Role,
     pub sites: Vec<String>,
     pub name: Option<String>,
@@ -321,14 +323,13 @@ where
             tracing::debug!(%ip, "request with an unknown token");
             return Err(fail(AuthError::Invalid));
         };
-        // The row was found by its hash; compare again in constant time so the check does not
-        // depend on how the backend matched.
-        let stored = token_hash(token);
+        // The row was found by its hash; compare the stored hash in constant time as well so
+        // the decision never depends on how the backend matched.
         if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            stored.as_bytes(),
+            rec.hash.as_bytes(),
             hash.as_bytes(),
         )) {
-            return Err(AuthError::Invalid);
+            return Err(fail(AuthError::Invalid));
         }
         Ok(Principal {
             token_id: rec.id,

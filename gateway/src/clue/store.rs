@@ -1080,6 +1080,7 @@ impl TokenStore for SqliteStore {
             .map_err(|e| TokenStoreError::Backend(format!("token {id}: sites: {e}")))?;
         Ok(Some(TokenRecord {
             id,
+            hash: hash.to_string(),
             role,
             sites,
             name,
