@@ -24,6 +24,8 @@ pub struct CluesConfig {
     /// Delivery retry back-off bounds (webhook and MQTT).
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
+    /// From this many occurrences on, a clue is one level above its rule's level (0: never).
+    pub raise_after_occurrences: u32,
     /// Producer-to-pool channel capacity (a full channel slows the rules engine, visibly).
     pub channel_capacity: usize,
 }
@@ -69,6 +71,7 @@ impl Default for CluesConfig {
             retry_min_ms: 500,
             retry_max_ms: 60_000,
             channel_capacity: 1024,
+            raise_after_occurrences: 10,
         }
     }
 }

@@ -76,10 +76,10 @@ pub fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, PoolError> {
     if cfg.clues.webhook_url.is_some() {
         channels.push(CHANNEL_WEBHOOK);
     }
-    Ok(Arc::new(SqliteStore::open(
-        &cfg.storage.dir.join("clues.sqlite"),
-        channels,
-    )?))
+    Ok(Arc::new(
+        SqliteStore::open(&cfg.storage.dir.join("clues.sqlite"), channels)?
+            .with_raise_after(cfg.clues.raise_after_occurrences),
+    ))
 }
 
 /// Starts the pool: intake of signals, the escalation tick and delivery (MQTT, webhook).
@@ -500,7 +500,11 @@ mod tests {
     }
 
     fn pool(dir: &std::path::Path) -> (PoolHandle, Arc<FakeClock>, Arc<SqliteStore>) {
-        let store = Arc::new(SqliteStore::open(&dir.join("clues.sqlite"), vec![]).expect("open"));
+        let store = Arc::new(
+            SqliteStore::open(&dir.join("clues.sqlite"), vec![])
+                .expect("open")
+                .with_raise_after(3),
+        );
         let clock = Arc::new(FakeClock(AtomicI64::new(1_000_000)));
         let mut cfg = CluesConfig::default();
         cfg.deadlines.high_s = 60;
@@ -596,6 +600,26 @@ mod tests {
         assert_eq!(m0.cleared_ms, Some(999));
         assert_eq!(p.metrics.clue_signal_errors_total.get(), 1);
         assert!(p.verify().await.expect("verify").ok);
+    }
+
+    #[tokio::test]
+    async fn repetition_raises_the_level_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let mut ev = event("m1", 1);
+        ev.level = Level::Low;
+        let levels: Vec<Level> = {
+            let mut v = Vec::new();
+            for i in 0..4 {
+                ev.at_ms = i;
+                v.push(p.ingest(ev.clone()).await.expect("ingest").clue.level);
+            }
+            v
+        };
+        assert_eq!(
+            levels,
+            vec![Level::Low, Level::Low, Level::Medium, Level::Medium]
+        );
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use super::audit::{self, AuditEntry, Broken, GENESIS, VerifyReport};
 use super::auth::{Role, TokenRecord, TokenStore, TokenStoreError};
 use super::lifecycle::{self, Action, LifecycleError, State, Status};
 use super::model::*;
-use super::signal::{ClueEvent, GeoPoint, Subject};
+use super::signal::{ClueEvent, GeoPoint, Level, Subject};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -193,6 +193,8 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// Channels each change is queued for (`mqtt`, `webhook`).
     channels: Vec<&'static str>,
+    /// From this many occurrences on, a clue is one level above its rule's level (0: never).
+    raise_after: i64,
 }
 
 const CLUE_COLS: &str = "id, rule, kind, level, status, site, device, plate, lat, lon, dedup_key, \
@@ -313,7 +315,14 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             channels,
+            raise_after: 0,
         })
+    }
+
+    /// Repetition raises the level: from `n` occurrences on, one level above the rule's.
+    pub fn with_raise_after(mut self, n: u32) -> SqliteStore {
+        self.raise_after = n as i64;
+        self
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -373,18 +382,24 @@ impl SqliteStore {
         deadline_ms: i64,
         now_ms: i64,
     ) -> Result<ClueChange, StoreError> {
-        let open: Option<(i64, String)> = tx
+        let open: Option<(i64, String, i64)> = tx
             .query_row(
-                "SELECT id, level FROM clues WHERE dedup_key = ?1 AND open = 1",
+                "SELECT id, level, occurrences FROM clues WHERE dedup_key = ?1 AND open = 1",
                 [&ev.dedup_key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
         let detail_text = ev.detail.to_string();
         let (id, action) = match open {
-            Some((id, level)) => {
-                // Repetition never lowers the level.
-                let level = parse_level(&level).unwrap_or(ev.level).max(ev.level);
+            Some((id, level, occurrences)) => {
+                // Repetition never lowers the level, and enough of it raises it.
+                let mut level = parse_level(&level).unwrap_or(ev.level).max(ev.level);
+                if self.raise_after > 0 && occurrences + 1 >= self.raise_after {
+                    level = level.max(match ev.level {
+                        Level::Low => Level::Medium,
+                        Level::Medium | Level::High => Level::High,
+                    });
+                }
                 tx.execute(
                     "UPDATE clues SET occurrences = occurrences + 1, \
                      last_seen_ms = MAX(last_seen_ms, ?2), first_seen_ms = MIN(first_seen_ms, ?2), \
