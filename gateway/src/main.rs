@@ -83,6 +83,18 @@ enum TokenCommand {
         #[arg(long)]
         name: Option<String>,
     },
+    /// List tokens (ids, roles, sites; never the tokens).
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Revoke a token by id; it stops working at once.
+    Revoke {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        id: i64,
+    },
 }
 
 fn init_logging() {
@@ -165,6 +177,27 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 role.as_str()
             );
             println!("{token}");
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::List { config },
+        } => {
+            let cfg = Config::load(Some(&config))?;
+            let store = gateway::clue::pool::open_store(&cfg)?;
+            for t in store.list_tokens()? {
+                println!("{}", serde_json::to_string(&t)?);
+            }
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { config, id },
+        } => {
+            let cfg = Config::load(Some(&config))?;
+            let store = gateway::clue::pool::open_store(&cfg)?;
+            if !store.revoke_token(id, gateway::clock::now_ms())? {
+                anyhow::bail!("no active token {id}");
+            }
+            println!("token {id} revoked");
             Ok(())
         }
         Command::Demo {

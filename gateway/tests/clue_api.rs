@@ -315,6 +315,21 @@ fn every_clue_endpoint_checks_token_role_and_site() -> Result<()> {
         )),
         403
     );
+    // A revoked token stops working at once.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["token", "revoke", "--config"])
+        .arg(gw.dir.join("gateway.toml"))
+        .args(["--id", "4"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        status(call(&gw, "GET", "/api/v1/clues", Some(&insp_b), None)),
+        401
+    );
     Ok(())
 }
 

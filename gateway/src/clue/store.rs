@@ -94,7 +94,8 @@ pub trait ClueStore: Send + Sync {
     fn purge_delivered(&self, before_ms: i64) -> Result<usize, StoreError>;
 }
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE clues (
     id INTEGER PRIMARY KEY,
     dedup_key TEXT NOT NULL,
@@ -187,7 +188,10 @@ CREATE TABLE outbound (
     delivered_ms INTEGER
 );
 CREATE INDEX outbound_pending ON outbound(channel, id) WHERE delivered_ms IS NULL;
-"#];
+"#,
+    // 2: tokens can be revoked.
+    "ALTER TABLE tokens ADD COLUMN revoked_ms INTEGER;",
+];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -1041,6 +1045,60 @@ impl ClueStore for SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Every token (id, role, sites, name, created, revoked); never the hashes.
+    pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT id, role, sites, name, created_ms, revoked_ms FROM tokens ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(TokenInfo {
+                id: r.get(0)?,
+                role: r.get(1)?,
+                sites: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+                name: r.get(3)?,
+                created_ms: r.get(4)?,
+                revoked_ms: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Revokes token `id` (audited); false when there is no such active token.
+    pub fn revoke_token(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+            params![id, now_ms],
+        )?;
+        if n == 1 {
+            append_audit(
+                &tx,
+                now_ms,
+                "cli",
+                "token_revoked",
+                None,
+                &json!({"token_id": id}),
+            )?;
+        }
+        tx.commit()?;
+        Ok(n == 1)
+    }
+}
+
+/// A token as `gateway token list` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub role: String,
+    pub sites: Vec<String>,
+    pub name: Option<String>,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+}
+
 impl TokenStore for SqliteStore {
     fn insert_token(
         &self,
@@ -1080,7 +1138,7 @@ impl TokenStore for SqliteStore {
         let conn = self.conn();
         let row: Option<(i64, String, String, Option<String>)> = conn
             .query_row(
-                "SELECT id, role, sites, name FROM tokens WHERE hash = ?1",
+                "SELECT id, role, sites, name FROM tokens WHERE hash = ?1 AND revoked_ms IS NULL",
                 [hash],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
@@ -1100,5 +1158,43 @@ impl TokenStore for SqliteStore {
             sites,
             name,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clue::auth::{create_token, token_hash};
+
+    #[test]
+    fn migrations_run_once_and_revoked_tokens_stop_working() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("clues.sqlite");
+        let store = SqliteStore::open(&path, vec![]).expect("open");
+        let (id, token) =
+            create_token(&store, Role::Inspector, &["a".into()], Some("ann"), 1).expect("token");
+        assert!(
+            store
+                .token_by_hash(&token_hash(&token))
+                .expect("lookup")
+                .is_some()
+        );
+        drop(store);
+        let store = SqliteStore::open(&path, vec![]).expect("reopen");
+        let v: i64 = store
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        assert!(store.revoke_token(id, 2).expect("revoke"));
+        assert!(!store.revoke_token(id, 3).expect("twice"));
+        assert!(
+            store
+                .token_by_hash(&token_hash(&token))
+                .expect("lookup")
+                .is_none()
+        );
+        assert_eq!(store.list_tokens().expect("list")[0].revoked_ms, Some(2));
+        assert!(store.verify_audit().expect("verify").ok);
     }
 }
