@@ -74,8 +74,10 @@ impl Gateway {
             crate::clue::start_pool(&cfg, metrics.clone(), delivery_cancel.clone())
                 .context("starting the clue pool")?;
         tasks.extend(clue_tasks);
-        // Until the rules engine is wired, nothing produces clues in-process.
-        drop(clue_tx);
+        // Readings -> rules engine -> clue pool. The rules task ends when the processor drops
+        // its sender, and then drops `clue_tx`, which ends the pool's intake.
+        let (rules_tx, rules_task) = spawn_rules(&cfg, clue_tx)?;
+        tasks.push(rules_task);
 
         let (tx, rx) = tokio::sync::mpsc::channel(INTAKE_CAPACITY);
         tasks.extend(crate::source::modbus::spawn_all(
@@ -118,7 +120,7 @@ impl Gateway {
                 },
                 mqtt: Some(client),
                 max_batch: cfg.mqtt.ack_batch,
-                readings_out: Vec::new(),
+                readings_out: vec![rules_tx],
             }
             .run(),
         );
@@ -169,6 +171,37 @@ impl Gateway {
         }
         info!("gateway stopped");
     }
+}
+
+/// Starts the rules engine on `cfg`'s rules (the defaults when none are configured) and
+/// returns the sender to add to `Processor::readings_out`, with the task's handle. The task ends
+/// when every clone of the sender is dropped (the processor stopped).
+pub fn spawn_rules(
+    cfg: &Config,
+    clue_tx: crate::clue::signal::ClueSender,
+) -> anyhow::Result<(
+    crate::rules::task::ReadingsSender,
+    tokio::task::JoinHandle<()>,
+)> {
+    spawn_rules_with(cfg, clue_tx, crate::rules::PumpoutRegistry::default())
+}
+
+/// [`spawn_rules`] with a pump-out registry shared with whoever registers pump-outs (the API).
+pub fn spawn_rules_with(
+    cfg: &Config,
+    clue_tx: crate::clue::signal::ClueSender,
+    pumpouts: crate::rules::PumpoutRegistry,
+) -> anyhow::Result<(
+    crate::rules::task::ReadingsSender,
+    tokio::task::JoinHandle<()>,
+)> {
+    let engine = crate::rules::Engine::from_config(cfg)
+        .context("building the rules")?
+        .with_pumpouts(pumpouts);
+    info!(rules = engine.rule_count(), "rules engine started");
+    let (tx, rx) = tokio::sync::mpsc::channel(crate::rules::task::RULES_CAPACITY);
+    let handle = tokio::spawn(crate::rules::task::run(engine, rx, clue_tx));
+    Ok((tx, handle))
 }
 
 /// Spawns a stage whose panic must not leave the process running without it.

@@ -56,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Rules tools.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -97,6 +102,18 @@ enum TokenCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Replay recorded readings (CSV or line protocol) through the configured rules and print
+    /// the clues they would have raised.
+    Backtest {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+    },
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off"));
@@ -120,6 +137,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { config } => {
             Config::load(Some(&config))?;
             println!("{}: ok", config.display());
+            Ok(())
+        }
+        Command::Rules {
+            command: RulesCommand::Backtest { config, input },
+        } => {
+            let cfg = Config::load(Some(&config))?;
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("reading {}", input.display()))?;
+            print!("{}", gateway::rules::backtest::backtest(&cfg, &text)?);
             Ok(())
         }
         Command::Run { config } => {

@@ -39,6 +39,9 @@ use tracing::{error, warn};
 /// being fsynced, small enough that a stalled disk stops intake within a fraction of a second.
 pub const INTAKE_CAPACITY: usize = 4096;
 
+/// Upper bound for `[mqtt] ack_batch` (intakes made durable with one fsync).
+pub const MAX_BATCH: usize = 8192;
+
 /// Where the processor writes and whom it tells.
 pub struct Processor {
     pub rx: mpsc::Receiver<Intake>,

@@ -83,8 +83,8 @@ pub fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, PoolError> {
 }
 
 /// Starts the pool: intake of signals, the escalation tick and delivery (MQTT, webhook).
-/// Returns the sender producers use, the handle for the API, and the tasks (they end when
-/// `cancel` fires; intake also ends when every sender is dropped).
+/// Returns the sender producers use, the handle for the API, and the tasks: intake ends when
+/// every sender is dropped, the tick and delivery when `cancel` fires.
 pub fn start_pool(
     cfg: &Config,
     metrics: Arc<Metrics>,
@@ -103,7 +103,7 @@ pub fn start_pool(
     .with_closing(cancel.clone());
     let (tx, rx) = mpsc::channel(cfg.clues.channel_capacity);
     let mut tasks = vec![
-        tokio::spawn(intake(handle.clone(), rx, cancel.clone())),
+        tokio::spawn(intake(handle.clone(), rx)),
         tokio::spawn(tick(handle.clone(), cancel.clone())),
     ];
     tasks.extend(super::publish::spawn_delivery(&handle, cfg, cancel));
@@ -114,19 +114,13 @@ pub fn start_pool(
 /// Signals recorded together in one transaction when producers are ahead of the pool.
 const INTAKE_BATCH: usize = 256;
 
-async fn intake(pool: PoolHandle, mut rx: mpsc::Receiver<ClueSignal>, cancel: CancellationToken) {
+async fn intake(pool: PoolHandle, mut rx: mpsc::Receiver<ClueSignal>) {
     let mut batch: Vec<ClueEvent> = Vec::with_capacity(INTAKE_BATCH);
     loop {
-        let first = tokio::select! {
-            _ = cancel.cancelled() => {
-                // Record what producers already handed over before stopping.
-                rx.close();
-                match rx.try_recv() {
-                    Ok(s) => s,
-                    Err(_) => break,
-                }
-            }
-            s = rx.recv() => match s { Some(s) => s, None => break },
+        // Not cancelled: intake ends when every producer has dropped its sender, so what the
+        // rules engine raises while the gateway stops is still recorded.
+        let Some(first) = rx.recv().await else {
+            break;
         };
         // Take whatever else is already waiting; keep signal order (occurrences before a
         // clearance are recorded before it).
@@ -572,7 +566,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (p, _, _) = pool(dir.path());
         let (tx, rx) = mpsc::channel(1024);
-        let task = tokio::spawn(intake(p.clone(), rx, CancellationToken::new()));
+        let task = tokio::spawn(intake(p.clone(), rx));
         for i in 0..300 {
             tx.send(ClueSignal::Occurrence(event(&format!("m{}", i % 3), i)))
                 .await
