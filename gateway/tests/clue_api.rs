@@ -777,3 +777,39 @@ fn webhook_gets_each_change_once_despite_failures_and_a_restart() -> Result<()> 
     }
     Ok(())
 }
+
+#[test]
+fn a_device_reading_becomes_a_clue_end_to_end() -> Result<()> {
+    let broker = e2e::Mosquitto::start()?;
+    let sub = broker.subscribe("clues/v1/#")?;
+    let dir = tempfile::tempdir()?;
+    let config = format!(
+        "[mqtt]\nurl = \"{}\"\nclient_id = \"clue-e2e\"\n",
+        broker.url()
+    );
+    let gw = GatewayProcess::start(dir.path(), &config)?;
+    let insp = token(&gw, "inspector", "s1", "ann")?;
+    let payload = format!(
+        r#"{{"ts":{},"seq":1,"stream":"manhole_cover","metrics":{{"open":true}}}}"#,
+        e2e::now_ms()
+    );
+    broker.publish("v1/s1/cover-7/telemetry", &payload, 1, false)?;
+    let clues = e2e::wait_until("the rules engine's clue", Duration::from_secs(20), || {
+        let v = call(
+            &gw,
+            "GET",
+            "/api/v1/clues?kind=manhole.cover_open",
+            Some(&insp),
+            None,
+        )?
+        .ok()?
+        .json()?;
+        Ok(v.as_array().filter(|a| !a.is_empty()).cloned())
+    })
+    .with_context(|| gw.diagnostics())?;
+    assert_eq!(clues[0]["subject"]["device"], json!("cover-7"));
+    assert_eq!(clues[0]["department"], json!("city-management"));
+    let msgs = sub.wait_for(1, Duration::from_secs(20))?;
+    assert!(msgs[0].0.starts_with("clues/v1/s1/"), "{msgs:?}");
+    Ok(())
+}
