@@ -813,3 +813,32 @@ fn a_device_reading_becomes_a_clue_end_to_end() -> Result<()> {
     assert!(msgs[0].0.starts_with("clues/v1/s1/"), "{msgs:?}");
     Ok(())
 }
+
+#[test]
+fn mqtt_delivery_survives_a_broker_outage_and_a_gateway_restart() -> Result<()> {
+    let mut broker = e2e::Mosquitto::start()?;
+    let dir = tempfile::tempdir()?;
+    let config = format!(
+        "[mqtt]\nurl = \"{}\"\nclient_id = \"clue-restart\"\n[clues]\nretry_min_ms = 50\nretry_max_ms = 500\n",
+        broker.url()
+    );
+    let mut gw = GatewayProcess::start(dir.path(), &config)?;
+    let admin = token(&gw, "admin", "", "root")?;
+    broker.stop()?;
+    let id = create(&gw, &admin, &clue_event("a", "m1", "high"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    gw.kill();
+    broker.start_again()?;
+    let sub = broker.subscribe("clues/v1/#")?;
+    gw.start_again()?;
+    let msgs = sub
+        .wait_for(1, Duration::from_secs(30))
+        .with_context(|| gw.diagnostics())?;
+    std::thread::sleep(Duration::from_secs(1));
+    let msgs_later = sub.messages();
+    assert_eq!(msgs_later.len(), 1, "delivered once: {msgs_later:?}");
+    let v: Value = serde_json::from_str(&msgs[0].1)?;
+    assert_eq!(v["event"], json!("created"));
+    assert_eq!(v["clue"]["id"].as_i64(), Some(id));
+    Ok(())
+}
