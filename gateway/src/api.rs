@@ -1,12 +1,15 @@
-//! The HTTP API: health, Prometheus metrics, and the live device table.
+//! The HTTP API: health, Prometheus metrics, the live device table and the clue routes.
 //!
-//! Authentication and roles arrive with the clue pool; until then the API binds to loopback by
-//! default (`http.listen = 127.0.0.1:8080`) and serves only read-only operational data.
+//! `/healthz` and `/metrics` are open (operations, load balancers). Everything under `/api/v1`
+//! needs `Authorization: Bearer <token>` (see `clue::auth`): 401 without a valid token, 403
+//! outside the role or sites, and data of other sites is never returned.
 
+use crate::clue::PoolHandle;
+use crate::clue::auth::{Authenticator, Principal};
 use crate::devices::{DeviceTable, DeviceView};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
-use axum::extract::{Query, State};
+use axum::extract::{FromRef, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,6 +24,20 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub outbox: Option<Arc<Outbox>>,
     pub started_ms: i64,
+    /// The clue pool (also holds the token store used by authentication).
+    pub clues: PoolHandle,
+}
+
+impl FromRef<AppState> for PoolHandle {
+    fn from_ref(s: &AppState) -> PoolHandle {
+        s.clues.clone()
+    }
+}
+
+impl FromRef<AppState> for Authenticator {
+    fn from_ref(s: &AppState) -> Authenticator {
+        s.clues.authenticator()
+    }
 }
 
 impl AppState {
@@ -42,6 +59,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/devices", get(devices))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { Json(crate::clue::openapi::document()) }),
+        )
+        .merge(crate::clue::api::routes())
         .with_state(state)
 }
 
@@ -79,13 +101,22 @@ struct DeviceQuery {
     online: Option<bool>,
 }
 
-async fn devices(State(s): State<AppState>, Query(q): Query<DeviceQuery>) -> Json<Vec<DeviceView>> {
+/// Any valid token; only devices of the token's sites (all for admin).
+async fn devices(
+    p: Principal,
+    State(s): State<AppState>,
+    Query(q): Query<DeviceQuery>,
+) -> Result<Json<Vec<DeviceView>>, crate::clue::auth::AuthError> {
+    if let Some(site) = &q.site {
+        p.require_site(site)?;
+    }
     let rows = s
         .devices
         .snapshot(crate::clock::now_ms())
         .into_iter()
+        .filter(|d| p.sees(&d.site))
         .filter(|d| q.site.as_ref().is_none_or(|site| &d.site == site))
         .filter(|d| q.online.is_none_or(|o| d.online == o))
         .collect();
-    Json(rows)
+    Ok(Json(rows))
 }

@@ -22,6 +22,8 @@ pub struct Gateway {
     pub http_addr: std::net::SocketAddr,
     pub metrics: Arc<Metrics>,
     pub devices: Arc<DeviceTable>,
+    /// The clue pool (in-process producers and tests use it directly).
+    pub clues: crate::clue::PoolHandle,
     intake_cancel: CancellationToken,
     delivery_cancel: CancellationToken,
     /// Cancelled when a stage dies unexpectedly (a bug): `run` then stops and exits non-zero
@@ -67,6 +69,16 @@ impl Gateway {
             None => None,
         };
 
+        // The clue pool: producers (rules engine, vision, drones) send into `clue_tx`.
+        let (clue_tx, clues, clue_tasks) =
+            crate::clue::start_pool(&cfg, metrics.clone(), delivery_cancel.clone())
+                .context("starting the clue pool")?;
+        tasks.extend(clue_tasks);
+        // Readings -> rules engine -> clue pool. The rules task ends when the processor drops
+        // its sender, and then drops `clue_tx`, which ends the pool's intake.
+        let (rules_tx, rules_task) = spawn_rules(&cfg, clue_tx)?;
+        tasks.push(rules_task);
+
         let (tx, rx) = tokio::sync::mpsc::channel(INTAKE_CAPACITY);
         tasks.extend(crate::source::modbus::spawn_all(
             &cfg.modbus,
@@ -108,7 +120,7 @@ impl Gateway {
                 },
                 mqtt: Some(client),
                 max_batch: cfg.mqtt.ack_batch,
-                readings_out: Vec::new(),
+                readings_out: vec![rules_tx],
             }
             .run(),
         );
@@ -122,10 +134,13 @@ impl Gateway {
             metrics: metrics.clone(),
             outbox,
             started_ms: crate::clock::now_ms(),
+            clues: clues.clone(),
         };
         let http_cancel = delivery_cancel.clone();
         tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(listener, router(state))
+            // Connect info lets authentication rate-limit failed logins per client address.
+            let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let serve = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_cancel.cancelled().await });
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "http server failed");
@@ -136,6 +151,7 @@ impl Gateway {
             http_addr,
             metrics,
             devices,
+            clues,
             intake_cancel,
             delivery_cancel,
             failed,

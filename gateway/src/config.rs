@@ -39,6 +39,8 @@ pub struct Config {
     pub mappings: Vec<MappingConfig>,
     /// Polled Modbus TCP/RTU devices.
     pub modbus: crate::source::modbus::ModbusConfig,
+    /// The clue pool: deadlines, escalation, delivery to the central platform.
+    pub clues: crate::clue::config::CluesConfig,
     /// Declarative rules (`[[rules]]`); empty means the built-in defaults
     /// (`deploy/rules.example.toml`) unless `rules_settings.use_default_rules = false`.
     pub rules: Vec<crate::rules::RuleConfig>,
@@ -437,6 +439,7 @@ impl Config {
             .parse::<std::net::SocketAddr>()
             .map_err(|e| invalid("http.listen", e.to_string()))?;
         self.modbus.validate()?;
+        self.clues.validate()?;
         crate::rules::config::validate(&self.rules, &self.rules_settings)?;
         for (i, map) in self.mappings.iter().enumerate() {
             crate::decode::mapping::TopicPattern::parse(

@@ -71,11 +71,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     cfg.validate()?;
     // Give the broker thread a moment to listen; the client retries anyway.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let token_file = demo_admin_token(&cfg)?;
     let gw = Gateway::start(cfg).await?;
     info!(
         "demo running: devices at http://{}/api/v1/devices, metrics at http://{}/metrics",
         gw.http_addr, gw.http_addr
     );
+    info!(file = %token_file.display(), "demo admin API token (Authorization: Bearer ...) written");
     let cancel = CancellationToken::new();
     let fleet = tokio::spawn(simulate(
         opts.mqtt_port,
@@ -97,6 +99,35 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     gw.shutdown().await;
     Ok(())
+}
+
+/// The demo's API needs a token like any other: create an admin token and leave it in
+/// `{data}/admin.token` (readable by the owner only) so the person running the demo can use it.
+fn demo_admin_token(cfg: &Config) -> anyhow::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(&cfg.storage.dir)
+        .with_context(|| format!("creating {}", cfg.storage.dir.display()))?;
+    let path = cfg.storage.dir.join("admin.token");
+    if path.exists() {
+        return Ok(path);
+    }
+    let store = crate::clue::pool::open_store(cfg).context("opening the clue store")?;
+    let (_, token) = crate::clue::auth::create_token(
+        store.as_ref(),
+        crate::clue::auth::Role::Admin,
+        &[],
+        Some("demo"),
+        crate::clock::now_ms(),
+    )
+    .context("creating the demo admin token")?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes())?;
+    Ok(path)
 }
 
 /// How much simulated history the demo replays before catching up with the wall clock.

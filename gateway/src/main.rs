@@ -46,10 +46,59 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         duration_s: u64,
     },
+    /// The clue audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// API bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Rules tools.
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain and every clue row; exit non-zero naming the first broken entry.
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once (only its SHA-256 is stored).
+    Create {
+        #[arg(long)]
+        config: PathBuf,
+        /// device, drone_operator, inspector, supervisor, platform or admin.
+        #[arg(long)]
+        role: String,
+        /// Sites the token may see, comma-separated (admin tokens see every site).
+        #[arg(long, value_delimiter = ',')]
+        sites: Vec<String>,
+        /// Who holds it (recorded in the audit log as the actor).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tokens (ids, roles, sites; never the tokens).
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Revoke a token by id; it stops working at once.
+    Revoke {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        id: i64,
     },
 }
 
@@ -102,6 +151,80 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config } => {
             let cfg = Config::load(Some(&config))?;
             runtime()?.block_on(gateway::app::run(cfg))
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
+            let cfg = Config::load(Some(&config))?;
+            let store = gateway::clue::pool::open_store(&cfg)?;
+            let report = gateway::clue::store::ClueStore::verify_audit(store.as_ref())?;
+            if report.ok {
+                println!("{report}");
+                Ok(())
+            } else {
+                anyhow::bail!("{report}")
+            }
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    config,
+                    role,
+                    sites,
+                    name,
+                },
+        } => {
+            let cfg = Config::load(Some(&config))?;
+            let role = gateway::clue::auth::Role::parse(&role).with_context(|| {
+                format!(
+                    "unknown role `{role}` (device, drone_operator, inspector, supervisor, platform, admin)"
+                )
+            })?;
+            let sites: Vec<String> = sites
+                .into_iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if sites.is_empty() && role != gateway::clue::auth::Role::Admin {
+                anyhow::bail!("--sites is required for role {}", role.as_str());
+            }
+            std::fs::create_dir_all(&cfg.storage.dir)
+                .with_context(|| format!("creating storage.dir {}", cfg.storage.dir.display()))?;
+            let store = gateway::clue::pool::open_store(&cfg)?;
+            let (id, token) = gateway::clue::auth::create_token(
+                store.as_ref(),
+                role,
+                &sites,
+                name.as_deref(),
+                gateway::clock::now_ms(),
+            )?;
+            eprintln!(
+                "token {id} ({}) created; it is shown only once:",
+                role.as_str()
+            );
+            println!("{token}");
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::List { config },
+        } => {
+            let cfg = Config::load(Some(&config))?;
+            let store = gateway::clue::pool::open_store(&cfg)?;
+            for t in store.list_tokens()? {
+                println!("{}", serde_json::to_string(&t)?);
+            }
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Revoke { config, id },
+        } => {
+            let cfg = Config::load(Some(&config))?;
+            let store = gateway::clue::pool::open_store(&cfg)?;
+            if !store.revoke_token(id, gateway::clock::now_ms())? {
+                anyhow::bail!("no active token {id}");
+            }
+            println!("token {id} revoked");
+            Ok(())
         }
         Command::Demo {
             data,

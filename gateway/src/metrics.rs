@@ -65,6 +65,14 @@ pub struct Metrics {
     pub modbus_poll_seconds: Histogram,
     /// Modbus devices currently answering.
     pub modbus_devices_online: Gauge,
+    /// Clue pool: changes recorded, by event (`created`, `occurrence`, `claim`, `supervision`, ...).
+    pub clue_changes_total: Family<Reason, Counter>,
+    /// Clue signals the pool could not record (bad event, storage error).
+    pub clue_signal_errors_total: Counter,
+    /// Clue changes delivered, by channel (`mqtt`, `webhook`).
+    pub clue_delivered_total: Family<Reason, Counter>,
+    /// Failed clue delivery attempts, by channel (retried).
+    pub clue_delivery_failures_total: Family<Reason, Counter>,
 }
 
 impl Default for Metrics {
@@ -224,6 +232,26 @@ impl Metrics {
                 "modbus_devices_online",
                 "Modbus devices currently answering",
                 Gauge::default()
+            ),
+            clue_changes_total: reg!(
+                "clue_changes",
+                "Clue changes recorded, by event",
+                Family::default()
+            ),
+            clue_signal_errors_total: reg!(
+                "clue_signal_errors",
+                "Clue signals the pool could not record",
+                Counter::default()
+            ),
+            clue_delivered_total: reg!(
+                "clue_delivered",
+                "Clue changes delivered, by channel (reason label)",
+                Family::default()
+            ),
+            clue_delivery_failures_total: reg!(
+                "clue_delivery_failures",
+                "Failed clue delivery attempts, by channel (reason label)",
+                Family::default()
             ),
             registry: r,
         }

@@ -94,7 +94,18 @@ fn demo_runs_the_simulated_fleet_with_nothing_installed() {
     let url = format!("http://127.0.0.1:{http_port}/api/v1/devices");
     // 2 restaurants (trap + camera) and 2 manholes report within seconds.
     let devices = wait_until("six demo devices", Duration::from_secs(30), || {
-        let Ok(r) = http::get(&url) else {
+        // The demo leaves an admin token for its user; the API needs it like any other.
+        let Ok(token) = std::fs::read_to_string(dir.path().join("admin.token")) else {
+            return Ok(None);
+        };
+        let auth = format!("Bearer {}", token.trim());
+        let Ok(r) = http::request(
+            "GET",
+            &url,
+            None,
+            &[("Authorization", &auth)],
+            http::TIMEOUT,
+        ) else {
             return Ok(None);
         };
         let v = r.json()?;

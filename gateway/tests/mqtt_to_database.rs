@@ -31,7 +31,9 @@ fn fifty_thousand_messages_arrive_as_fifty_thousand_points() {
     );
     assert_eq!(gw.metric("gateway_sequence_lost_total").unwrap(), 0.0);
     // Every device is in the live table with its last values.
-    let devices = e2e::http::get(&format!("{}/api/v1/devices?site=r1", gw.http))
+    let token = gw.token("inspector", "r1").unwrap();
+    let devices = gw
+        .get_with_token("/api/v1/devices?site=r1", &token)
         .unwrap()
         .json()
         .unwrap();

@@ -51,6 +51,36 @@ impl GatewayProcess {
         .with_context(|| self.proc.log_tail(30))
     }
 
+    /// `gateway token create` against this gateway's config; returns the token.
+    pub fn token(&self, role: &str, sites: &str) -> Result<String> {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
+        cmd.args(["token", "create", "--config"])
+            .arg(self.dir.join("gateway.toml"))
+            .args(["--role", role]);
+        if !sites.is_empty() {
+            cmd.args(["--sites", sites]);
+        }
+        let out = cmd.output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "token create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    }
+
+    /// GET `path` (e.g. `/api/v1/devices`) with a bearer token.
+    pub fn get_with_token(&self, path: &str, token: &str) -> Result<http::Response> {
+        let auth = format!("Bearer {token}");
+        http::request(
+            "GET",
+            &format!("{}{path}", self.http),
+            None,
+            &[("Authorization", &auth)],
+            http::TIMEOUT,
+        )
+    }
+
     /// SIGKILL, no goodbye: nothing is flushed.
     pub fn kill(&mut self) {
         self.proc.kill();

@@ -1,0 +1,493 @@
+//! Clue routes of the HTTP API. Every route needs a bearer token ([`Principal`]); the role
+//! decides what may be done (403) and the token's sites what may be seen: the site scope is
+//! passed to the store, so other sites' rows are never read, and a clue of another site is 403.
+//!
+//! - `GET  /api/v1/clues?status=&level=&site=&kind=&limit=&offset=`: ranked list.
+//! - `POST /api/v1/clues`: a `ClueEvent` (JSON) from the central platform (platform/admin).
+//! - `GET  /api/v1/clues/stream`: SSE, event `clue`, data = change JSON, id = event id.
+//! - `GET  /api/v1/clues/{id}`: detail with occurrences, evidence and subject history.
+//! - `POST /api/v1/clues/{id}/actions`: `{"action": "claim"|"assign"|..., ...}`.
+//! - `GET  /api/v1/clues/{id}/audit`: the clue's audit entries.
+//! - `GET  /api/v1/clues/{id}/evidence/{sha256}`: an evidence file, verified against its hash.
+//! - `GET  /api/v1/stats`, `GET /api/v1/audit/verify`.
+//! - `GET  /api/v1/clues/export?from_ms=&to_ms=&format=csv|json` (clues created in range) and
+//!   `GET /api/v1/audit/export?from_ms=&to_ms=&format=csv|json` (entries in range).
+
+use super::auth::{AuthError, Authenticator, Principal};
+use super::evidence::EvidenceError;
+use super::lifecycle::{Action, LifecycleError, Status};
+use super::model::{ClueQuery, parse_level};
+use super::pool::{PoolError, PoolHandle};
+use super::signal::ClueEvent;
+use super::store::StoreError;
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::convert::Infallible;
+use tokio::sync::broadcast::error::RecvError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    Auth(AuthError),
+    NotFound(String),
+    BadRequest(String),
+    Conflict(String),
+    Internal,
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::Auth(e)
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Store(StoreError::NotFound(id)) => {
+                ApiError::NotFound(format!("clue {id} not found"))
+            }
+            PoolError::Store(StoreError::Lifecycle(l @ LifecycleError::Illegal { .. })) => {
+                ApiError::Conflict(l.to_string())
+            }
+            PoolError::Store(StoreError::Lifecycle(l)) => ApiError::BadRequest(l.to_string()),
+            PoolError::Store(StoreError::Conflict(c)) => ApiError::Conflict(c),
+            PoolError::Invalid(m) => ApiError::BadRequest(m),
+            PoolError::Evidence(EvidenceError::NotFound(h)) => {
+                ApiError::NotFound(format!("evidence {h} not found"))
+            }
+            PoolError::Evidence(EvidenceError::BadHash(h)) => {
+                ApiError::BadRequest(format!("{h}: not a SHA-256"))
+            }
+            other => {
+                tracing::error!(error = %other, "clue API failure");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, msg) = match self {
+            ApiError::Auth(a) => return a.into_response(),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error (see the gateway log)".to_string(),
+            ),
+        };
+        (status, Json(serde_json::json!({"error": msg}))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The clue routes, for any router state that can hand out the pool and the authenticator.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    PoolHandle: FromRef<S>,
+    Authenticator: FromRef<S>,
+{
+    Router::new()
+        .route("/api/v1/clues", get(list).post(create))
+        .route("/api/v1/clues/stream", get(stream))
+        .route("/api/v1/clues/export", get(export_clues))
+        .route("/api/v1/audit/export", get(export_audit))
+        .route("/api/v1/clues/{id}", get(detail))
+        .route("/api/v1/clues/{id}/actions", post(act))
+        .route("/api/v1/clues/{id}/audit", get(audit))
+        .route("/api/v1/clues/{id}/evidence/{sha256}", get(evidence))
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/audit/verify", get(verify))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    status: Option<String>,
+    level: Option<String>,
+    site: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    limit: u32,
+    #[serde(default)]
+    offset: u32,
+}
+
+fn can_read(p: &Principal) -> Result<(), AuthError> {
+    p.require(p.role.may_read_clues(), "read clues")
+}
+
+async fn list(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+    Query(q): Query<ListParams>,
+) -> ApiResult<impl IntoResponse> {
+    can_read(&p)?;
+    if let Some(site) = &q.site {
+        p.require_site(site)?;
+    }
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            Status::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status {s}")))?,
+        ),
+    };
+    let level = match q.level.as_deref() {
+        None => None,
+        Some(l) => {
+            Some(parse_level(l).ok_or_else(|| ApiError::BadRequest(format!("unknown level {l}")))?)
+        }
+    };
+    let clues = pool
+        .list(ClueQuery {
+            status,
+            level,
+            site: q.site,
+            kind: q.kind,
+            scope: p.scope(),
+            from_ms: None,
+            to_ms: None,
+            limit: q.limit.min(1000),
+            offset: q.offset,
+        })
+        .await?;
+    Ok(Json(clues))
+}
+
+async fn create(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+    Json(ev): Json<ClueEvent>,
+) -> ApiResult<impl IntoResponse> {
+    p.require(p.role.may_create_clues(), "create clues")?;
+    p.require_site(&ev.subject.site)?;
+    let change = pool.ingest(ev).await?;
+    let status = if change.event == "created" {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(change)))
+}
+
+/// Loads a clue the caller may see (404 when missing, 403 when of another site).
+async fn visible(p: &Principal, pool: &PoolHandle, id: i64) -> ApiResult<super::model::ClueDetail> {
+    can_read(p)?;
+    let d = pool
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("clue {id} not found")))?;
+    p.require_site(&d.clue.subject.site)?;
+    Ok(d)
+}
+
+async fn detail(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+    Path(id): Path<i64>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(visible(&p, &pool, id).await?))
+}
+
+async fn act(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let d = visible(&p, &pool, id).await?;
+    let action: Action = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("bad action: {e}")))?;
+    p.require(p.role.may_act(&action), action.name())?;
+    // An inspector disposes of or hands on only clues that are theirs or nobody's yet.
+    if p.role == super::auth::Role::Inspector
+        && matches!(
+            action,
+            Action::Resolve { .. } | Action::Dismiss { .. } | Action::Transfer { .. }
+        )
+        && d.clue.assignee.as_deref().is_some_and(|a| a != p.actor())
+    {
+        return Err(AuthError::Forbidden("the clue is assigned to someone else".into()).into());
+    }
+    let change = pool.act(id, action, p.actor()).await?;
+    tracing::info!(clue = id, action = %change.event, actor = %change.actor, "clue action");
+    Ok(Json(change))
+}
+
+async fn audit(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+    Path(id): Path<i64>,
+) -> ApiResult<impl IntoResponse> {
+    visible(&p, &pool, id).await?;
+    Ok(Json(pool.audit_of(id).await?))
+}
+
+async fn evidence(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+    Path((id, sha256)): Path<(i64, String)>,
+) -> ApiResult<Response> {
+    let d = visible(&p, &pool, id).await?;
+    let Some(item) = d.evidence.iter().find(|e| e.sha256 == sha256) else {
+        return Err(ApiError::NotFound(format!(
+            "clue {id} has no evidence {sha256}"
+        )));
+    };
+    if let Some(body) = &item.body {
+        return Ok(Json(body.clone()).into_response());
+    }
+    let bytes = pool.evidence_file(sha256.clone()).await?;
+    let ct = item
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".into());
+    Ok((
+        [
+            (header::CONTENT_TYPE, ct),
+            (header::ETAG, format!("\"{sha256}\"")),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn stats(p: Principal, State(pool): State<PoolHandle>) -> ApiResult<impl IntoResponse> {
+    can_read(&p)?;
+    Ok(Json(pool.stats(p.scope()).await?))
+}
+
+async fn verify(p: Principal, State(pool): State<PoolHandle>) -> ApiResult<Response> {
+    p.require(p.role.may_verify_audit(), "verify the audit log")?;
+    let report = pool.verify().await?;
+    let status = if report.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::CONFLICT
+    };
+    Ok((status, Json(report)).into_response())
+}
+
+/// SSE of clue changes the token may see. Ends when the gateway shuts down.
+async fn stream(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>> {
+    can_read(&p)?;
+    let rx = pool.subscribe();
+    let closing = pool.closing();
+    let s = futures_util::stream::unfold((rx, p, closing), |(mut rx, p, closing)| async move {
+        loop {
+            let got = tokio::select! {
+                _ = closing.cancelled() => return None,
+                r = rx.recv() => r,
+            };
+            match got {
+                Ok(change) if p.sees(&change.clue.subject.site) => {
+                    let ev = Event::default()
+                        .event("clue")
+                        .id(change.event_id.to_string())
+                        .json_data(&change)
+                        .unwrap_or_else(|_| Event::default().event("error"));
+                    return Some((Ok(ev), (rx, p, closing)));
+                }
+                Ok(_) => continue,
+                Err(RecvError::Lagged(n)) => {
+                    let ev = Event::default().event("lagged").data(n.to_string());
+                    return Some((Ok(ev), (rx, p, closing)));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(s).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportParams {
+    #[serde(default)]
+    from_ms: i64,
+    to_ms: Option<i64>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+enum Format {
+    Csv,
+    Json,
+}
+
+impl ExportParams {
+    fn format(&self) -> ApiResult<Format> {
+        match self.format.as_deref() {
+            None | Some("json") => Ok(Format::Json),
+            Some("csv") => Ok(Format::Csv),
+            Some(f) => Err(ApiError::BadRequest(format!(
+                "unknown format {f} (csv, json)"
+            ))),
+        }
+    }
+}
+
+/// One CSV field, quoted when needed (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv_response(header: &[&str], rows: Vec<Vec<String>>, name: &str) -> Response {
+    let mut out = header.join(",");
+    out.push_str("\r\n");
+    for r in rows {
+        out.push_str(&r.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.csv\""),
+            ),
+        ],
+        out,
+    )
+        .into_response()
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map(|x| x.to_string()).unwrap_or_default()
+}
+
+async fn export_clues(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+    Query(q): Query<ExportParams>,
+) -> ApiResult<Response> {
+    can_read(&p)?;
+    let format = q.format()?;
+    let clues = pool
+        .list(ClueQuery {
+            scope: p.scope(),
+            from_ms: Some(q.from_ms),
+            to_ms: q.to_ms,
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await?;
+    if let Format::Json = format {
+        return Ok(Json(clues).into_response());
+    }
+    let rows = clues
+        .iter()
+        .map(|c| {
+            vec![
+                c.id.to_string(),
+                c.rule.clone(),
+                c.kind.clone(),
+                c.level.as_str().into(),
+                c.status.as_str().into(),
+                c.subject.site.clone(),
+                opt(&c.subject.device),
+                opt(&c.subject.plate),
+                c.title.clone(),
+                opt(&c.department),
+                opt(&c.assignee),
+                opt(&c.resolution),
+                c.occurrences.to_string(),
+                c.first_seen_ms.to_string(),
+                c.last_seen_ms.to_string(),
+                c.created_ms.to_string(),
+                c.deadline_ms.to_string(),
+                c.escalation.as_str().into(),
+                opt(&c.claimed_ms),
+                opt(&c.resolved_ms),
+                opt(&c.closed_ms),
+            ]
+        })
+        .collect();
+    Ok(csv_response(
+        &[
+            "id",
+            "rule",
+            "kind",
+            "level",
+            "status",
+            "site",
+            "device",
+            "plate",
+            "title",
+            "department",
+            "assignee",
+            "resolution",
+            "occurrences",
+            "first_seen_ms",
+            "last_seen_ms",
+            "created_ms",
+            "deadline_ms",
+            "escalation",
+            "claimed_ms",
+            "resolved_ms",
+            "closed_ms",
+        ],
+        rows,
+        "clues",
+    ))
+}
+
+async fn export_audit(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+    Query(q): Query<ExportParams>,
+) -> ApiResult<Response> {
+    p.require(p.role.may_verify_audit(), "export the audit log")?;
+    let format = q.format()?;
+    let entries = pool
+        .audit_range(q.from_ms, q.to_ms.unwrap_or(i64::MAX), p.scope())
+        .await?;
+    if let Format::Json = format {
+        return Ok(Json(entries).into_response());
+    }
+    let rows = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                e.at_ms.to_string(),
+                e.actor.clone(),
+                e.action.clone(),
+                opt(&e.clue_id),
+                super::audit::canonical_json(&e.detail),
+                e.prev_hash.clone(),
+                e.hash.clone(),
+            ]
+        })
+        .collect();
+    Ok(csv_response(
+        &[
+            "seq",
+            "at_ms",
+            "actor",
+            "action",
+            "clue_id",
+            "detail",
+            "prev_hash",
+            "hash",
+        ],
+        rows,
+        "audit",
+    ))
+}

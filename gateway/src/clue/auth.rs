@@ -1,0 +1,399 @@
+//! Bearer tokens, roles and site scopes.
+//!
+//! A token is 32 random bytes shown once (`gateway token create`); only its SHA-256 is stored,
+//! with a role and the sites it may see. Every request presents `Authorization: Bearer <token>`;
+//! [`Principal`] is the axum extractor that turns it into who is asking (401 when missing or
+//! unknown). Handlers then ask the principal what it may do (403 otherwise) and pass its site
+//! scope down to the store so data of other sites is never even read.
+//! Tokens are never logged; the audit records the token id and role.
+
+use super::audit::sha256_hex;
+use super::lifecycle::Action;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use thiserror::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Device,
+    DroneOperator,
+    Inspector,
+    Supervisor,
+    Platform,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::Device,
+        Role::DroneOperator,
+        Role::Inspector,
+        Role::Supervisor,
+        Role::Platform,
+        Role::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Device => "device",
+            Role::DroneOperator => "drone_operator",
+            Role::Inspector => "inspector",
+            Role::Supervisor => "supervisor",
+            Role::Platform => "platform",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// List, detail, audit trail, stream and statistics of clues.
+    pub fn may_read_clues(self) -> bool {
+        matches!(
+            self,
+            Role::Inspector | Role::Supervisor | Role::Platform | Role::Admin
+        )
+    }
+
+    /// Inspectors work clues; decisions above that (assign, close, reopen) are supervisors',
+    /// the central platform's and admins'.
+    pub fn may_act(self, action: &Action) -> bool {
+        match self {
+            Role::Supervisor | Role::Platform | Role::Admin => true,
+            Role::Inspector => matches!(
+                action,
+                Action::Claim { .. }
+                    | Action::Transfer { .. }
+                    | Action::Resolve { .. }
+                    | Action::Dismiss { .. }
+                    | Action::Comment { .. }
+            ),
+            Role::Device | Role::DroneOperator => false,
+        }
+    }
+
+    /// `POST /api/v1/clues`: clues raised by the central platform (or injected by an admin).
+    pub fn may_create_clues(self) -> bool {
+        matches!(self, Role::Platform | Role::Admin)
+    }
+
+    pub fn may_verify_audit(self) -> bool {
+        matches!(self, Role::Supervisor | Role::Platform | Role::Admin)
+    }
+}
+
+/// A stored token (never the token itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    pub id: i64,
+    /// SHA-256 (hex) of the token.
+    pub hash: String,
+    pub role: Role,
+    pub sites: Vec<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Error)]
+pub enum TokenStoreError {
+    #[error("token store: {0}")]
+    Backend(String),
+}
+
+/// Where token hashes live (SQLite now, PostgreSQL later).
+pub trait TokenStore: Send + Sync {
+    fn insert_token(
+        &self,
+        hash: &str,
+        role: Role,
+        sites: &[String],
+        name: Option<&str>,
+        now_ms: i64,
+    ) -> Result<i64, TokenStoreError>;
+    fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, TokenStoreError>;
+}
+
+/// The SHA-256 under which a token is stored.
+pub fn token_hash(token: &str) -> String {
+    sha256_hex(&[token.as_bytes()])
+}
+
+/// Creates a token with `role` limited to `sites`; returns `(id, token)`. The token is not
+/// kept anywhere: show it once.
+pub fn create_token(
+    store: &dyn TokenStore,
+    role: Role,
+    sites: &[String],
+    name: Option<&str>,
+    now_ms: i64,
+) -> Result<(i64, String), TokenStoreError> {
+    let bytes: [u8; 32] = rand::random();
+    let token = format!("gwt_{}", super::audit::hex(&bytes));
+    let id = store.insert_token(&token_hash(&token), role, sites, name, now_ms)?;
+    Ok((id, token))
+}
+
+/// Who is asking: from a valid bearer token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub token_id: i64,
+    pub role: Role,
+    pub sites: Vec<String>,
+    pub name: Option<String>,
+}
+
+impl Principal {
+    /// The name recorded in the audit log and as assignee: `ann#3` or `inspector#3`.
+    pub fn actor(&self) -> String {
+        format!(
+            "{}#{}",
+            self.name.as_deref().unwrap_or(self.role.as_str()),
+            self.token_id
+        )
+    }
+
+    /// `None`: every site (admin only). `Some(sites)`: only those.
+    pub fn scope(&self) -> Option<Vec<String>> {
+        (self.role != Role::Admin).then(|| self.sites.clone())
+    }
+
+    pub fn sees(&self, site: &str) -> bool {
+        self.role == Role::Admin || self.sites.iter().any(|s| s == site)
+    }
+
+    /// 403 unless `allowed`.
+    pub fn require(&self, allowed: bool, what: &str) -> Result<(), AuthError> {
+        if allowed {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden(format!(
+                "role {} may not {what}",
+                self.role.as_str()
+            )))
+        }
+    }
+
+    /// 403 unless the token covers `site`.
+    pub fn require_site(&self, site: &str) -> Result<(), AuthError> {
+        if self.sees(site) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden("outside this token's sites".into()))
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("invalid bearer token")]
+    Invalid,
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("authentication backend failed")]
+    Backend,
+    #[error("too many failed logins; retry later")]
+    RateLimited,
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
+            AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AuthError::Backend => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        };
+        let body = axum::Json(serde_json::json!({"error": self.to_string()}));
+        if status == StatusCode::UNAUTHORIZED {
+            (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+        } else {
+            (status, body).into_response()
+        }
+    }
+}
+
+/// What the extractor needs from the router state.
+#[derive(Clone)]
+pub struct Authenticator {
+    pub tokens: Arc<dyn TokenStore>,
+    pub failures: Arc<FailedLogins>,
+}
+
+/// Failed logins per client address in a fixed window; past the limit, that address gets 429
+/// (even with a valid token) until the window ends. Guessing a 256-bit token is hopeless
+/// anyway; this keeps a misbehaving client from hammering the token store.
+pub struct FailedLogins {
+    window_ms: i64,
+    limit: u32,
+    seen: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (i64, u32)>>,
+}
+
+impl FailedLogins {
+    pub fn new(limit: u32, window_ms: i64) -> FailedLogins {
+        FailedLogins {
+            window_ms,
+            limit,
+            seen: Default::default(),
+        }
+    }
+
+    fn blocked(&self, ip: std::net::IpAddr, now_ms: i64) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(&ip)
+            .is_some_and(|(start, n)| now_ms - start < self.window_ms && *n >= self.limit)
+    }
+
+    fn failed(&self, ip: std::net::IpAddr, now_ms: i64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 10_000 {
+            let window = self.window_ms;
+            seen.retain(|_, (start, _)| now_ms - *start < window);
+        }
+        let e = seen.entry(ip).or_insert((now_ms, 0));
+        if now_ms - e.0 >= self.window_ms {
+            *e = (now_ms, 0);
+        }
+        e.1 = e.1.saturating_add(1);
+    }
+}
+
+impl Default for FailedLogins {
+    /// 20 failures a minute per address.
+    fn default() -> Self {
+        FailedLogins::new(20, 60_000)
+    }
+}
+
+impl<S> FromRequestParts<S> for Principal
+where
+    Authenticator: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = Authenticator::from_ref(state);
+        // Without `into_make_service_with_connect_info` every client shares one bucket.
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let now = crate::clock::now_ms();
+        if auth.failures.blocked(ip, now) {
+            return Err(AuthError::RateLimited);
+        }
+        let fail = |e: AuthError| {
+            auth.failures.failed(ip, now);
+            e
+        };
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or(AuthError::Missing)
+            .map_err(fail)?
+            .to_str()
+            .map_err(|_| fail(AuthError::Invalid))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| fail(AuthError::Invalid))?
+            .trim();
+        if token.is_empty() || token.len() > 256 {
+            return Err(fail(AuthError::Invalid));
+        }
+        let hash = token_hash(token);
+        let tokens = auth.tokens.clone();
+        let lookup = hash.clone();
+        let rec = tokio::task::spawn_blocking(move || tokens.token_by_hash(&lookup))
+            .await
+            .map_err(|_| AuthError::Backend)?
+            .map_err(|e| {
+                tracing::error!(error = %e, "token lookup failed");
+                AuthError::Backend
+            })?;
+        let Some(rec) = rec else {
+            tracing::debug!(%ip, "request with an unknown token");
+            return Err(fail(AuthError::Invalid));
+        };
+        // The row was found by its hash; compare the stored hash in constant time as well so
+        // the decision never depends on how the backend matched.
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            rec.hash.as_bytes(),
+            hash.as_bytes(),
+        )) {
+            return Err(fail(AuthError::Invalid));
+        }
+        Ok(Principal {
+            token_id: rec.id,
+            role: rec.role,
+            sites: rec.sites,
+            name: rec.name,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(role: Role, sites: &[&str]) -> Principal {
+        Principal {
+            token_id: 1,
+            role,
+            sites: sites.iter().map(|s| s.to_string()).collect(),
+            name: None,
+        }
+    }
+
+    #[test]
+    fn only_admin_sees_every_site() {
+        assert!(p(Role::Admin, &[]).sees("b"));
+        assert!(p(Role::Platform, &["a"]).sees("a"));
+        assert!(!p(Role::Platform, &["a"]).sees("b"));
+        assert_eq!(
+            p(Role::Inspector, &["a"]).scope(),
+            Some(vec!["a".to_string()])
+        );
+        assert_eq!(p(Role::Admin, &["a"]).scope(), None);
+    }
+
+    #[test]
+    fn inspectors_cannot_close_or_assign() {
+        let close = Action::Close { note: None };
+        assert!(!Role::Inspector.may_act(&close));
+        assert!(Role::Supervisor.may_act(&close));
+        assert!(Role::Inspector.may_act(&Action::Claim { note: None }));
+        assert!(!Role::Device.may_act(&Action::Comment { text: "x".into() }));
+        assert!(!Role::DroneOperator.may_read_clues());
+    }
+
+    #[test]
+    fn failed_logins_block_an_address_for_the_window() {
+        let f = FailedLogins::new(3, 1000);
+        let ip: std::net::IpAddr = [10, 0, 0, 1].into();
+        let other: std::net::IpAddr = [10, 0, 0, 2].into();
+        for _ in 0..3 {
+            assert!(!f.blocked(ip, 0));
+            f.failed(ip, 0);
+        }
+        assert!(f.blocked(ip, 10));
+        assert!(!f.blocked(other, 10));
+        assert!(!f.blocked(ip, 1000), "the window ends");
+    }
+
+    #[test]
+    fn role_names_round_trip() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+}

@@ -1,0 +1,130 @@
+//! `[clues]`: deadlines, escalation and delivery of the clue pool.
+
+use crate::clue::signal::Level;
+use crate::config::{ConfigError, invalid};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CluesConfig {
+    /// Time to handle a clue, by level, from when the pool opened it.
+    pub deadlines: DeadlinesConfig,
+    /// A clue past its deadline turns yellow; this long after the deadline, red.
+    pub red_after_s: u64,
+    /// How often overdue clues are looked for.
+    pub tick_s: u64,
+    /// Publish every clue change to `clues/v1/{site}/{level}` (QoS 1) on the `[mqtt]` broker,
+    /// with its own client id (`{mqtt.client_id}-clues`).
+    pub mqtt_publish: bool,
+    /// POST every clue change (JSON) here, retried with back-off until a 2xx answer.
+    pub webhook_url: Option<String>,
+    /// Signs webhook bodies: header `X-Gateway-Signature: sha256=<hex HMAC-SHA256>`.
+    pub webhook_secret: Option<String>,
+    pub webhook_timeout_ms: u64,
+    /// Delivery retry back-off bounds (webhook and MQTT).
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    /// From this many occurrences on, a clue is one level above its rule's level (0: never).
+    pub raise_after_occurrences: u32,
+    /// Producer-to-pool channel capacity (a full channel slows the rules engine, visibly).
+    pub channel_capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadlinesConfig {
+    pub high_s: u64,
+    pub medium_s: u64,
+    pub low_s: u64,
+}
+
+impl Default for DeadlinesConfig {
+    fn default() -> Self {
+        DeadlinesConfig {
+            high_s: 4 * 3600,
+            medium_s: 24 * 3600,
+            low_s: 72 * 3600,
+        }
+    }
+}
+
+impl DeadlinesConfig {
+    pub fn for_level(&self, level: Level) -> u64 {
+        match level {
+            Level::High => self.high_s,
+            Level::Medium => self.medium_s,
+            Level::Low => self.low_s,
+        }
+    }
+}
+
+impl Default for CluesConfig {
+    fn default() -> Self {
+        CluesConfig {
+            deadlines: DeadlinesConfig::default(),
+            red_after_s: 24 * 3600,
+            tick_s: 60,
+            mqtt_publish: true,
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_timeout_ms: 10_000,
+            retry_min_ms: 500,
+            retry_max_ms: 60_000,
+            channel_capacity: 1024,
+            raise_after_occurrences: 10,
+        }
+    }
+}
+
+impl CluesConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, v) in [
+            ("clues.deadlines.high_s", self.deadlines.high_s),
+            ("clues.deadlines.medium_s", self.deadlines.medium_s),
+            ("clues.deadlines.low_s", self.deadlines.low_s),
+            ("clues.tick_s", self.tick_s),
+            ("clues.webhook_timeout_ms", self.webhook_timeout_ms),
+            ("clues.retry_min_ms", self.retry_min_ms),
+            ("clues.channel_capacity", self.channel_capacity as u64),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if self.retry_max_ms < self.retry_min_ms {
+            return Err(invalid(
+                "clues.retry_max_ms",
+                "must be >= clues.retry_min_ms",
+            ));
+        }
+        if let Some(u) = &self.webhook_url {
+            let url =
+                url::Url::parse(u).map_err(|e| invalid("clues.webhook_url", e.to_string()))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid("clues.webhook_url", "must be http:// or https://"));
+            }
+        }
+        if self.webhook_secret.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid(
+                "clues.webhook_secret",
+                "must not be empty when set",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn bad_clue_keys_are_named() {
+        let e = Config::from_toml("[clues.deadlines]\nhigh_s = 0\n").expect_err("zero");
+        assert!(e.to_string().contains("clues.deadlines.high_s"), "{e}");
+        let e = Config::from_toml("[clues]\nwebhook_url = \"ftp://x\"\n").expect_err("scheme");
+        assert!(e.to_string().contains("clues.webhook_url"), "{e}");
+        let c = Config::from_toml("[clues]\nmqtt_publish = false\n").expect("ok");
+        assert!(!c.clues.mqtt_publish);
+    }
+}

@@ -1,0 +1,131 @@
+//! Evidence files, content-addressed by SHA-256: `{storage.dir}/evidence/ab/cdef…`.
+//!
+//! The same bytes are stored once however many clues cite them; the hash in the clue's record
+//! is the file's name, and every read re-hashes the bytes so a file changed on disk is reported
+//! rather than served.
+
+use super::audit::sha256_hex;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum EvidenceError {
+    #[error("evidence {0}: not a SHA-256 hex digest")]
+    BadHash(String),
+    #[error("evidence {0} not found")]
+    NotFound(String),
+    #[error("evidence {hash} was altered on disk (its content hashes to {actual})")]
+    Tampered { hash: String, actual: String },
+    #[error("evidence store {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct EvidenceStore {
+    dir: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EvidenceError + '_ {
+    move |source| EvidenceError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl EvidenceStore {
+    /// `dir` is `{storage.dir}/evidence`; created if missing.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<EvidenceStore, EvidenceError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(EvidenceStore { dir })
+    }
+
+    fn path_of(&self, hash: &str) -> Result<PathBuf, EvidenceError> {
+        let valid = hash.len() == 64
+            && hash
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !valid {
+            return Err(EvidenceError::BadHash(hash.chars().take(80).collect()));
+        }
+        Ok(self.dir.join(&hash[..2]).join(&hash[2..]))
+    }
+
+    /// Stores `bytes` (once) and returns their SHA-256. Written to a temporary file and renamed,
+    /// so a crash never leaves a partial file under a valid name.
+    pub fn put(&self, bytes: &[u8]) -> Result<String, EvidenceError> {
+        let hash = sha256_hex(&[bytes]);
+        let path = self.path_of(&hash)?;
+        if path.exists() {
+            return Ok(hash);
+        }
+        let parent = path.parent().unwrap_or(&self.dir).to_path_buf();
+        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+        let tmp = parent.join(format!(".{}.tmp{}", &hash[2..10], std::process::id()));
+        std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
+        if let Ok(f) = std::fs::File::open(&tmp) {
+            let _ = f.sync_all();
+        }
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        Ok(hash)
+    }
+
+    /// Reads the file named `hash` and checks its content still hashes to it.
+    pub fn get(&self, hash: &str) -> Result<Vec<u8>, EvidenceError> {
+        let path = self.path_of(hash)?;
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(EvidenceError::NotFound(hash.to_string()));
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let actual = sha256_hex(&[&bytes]);
+        if actual != hash {
+            return Err(EvidenceError::Tampered {
+                hash: hash.to_string(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_named_by_their_sha256_and_stored_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ev = EvidenceStore::open(dir.path().join("evidence")).expect("open");
+        let h = ev.put(b"abc").expect("put");
+        assert_eq!(
+            h,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(
+            dir.path()
+                .join("evidence/ba/7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+                .exists()
+        );
+        assert_eq!(ev.put(b"abc").expect("again"), h);
+        assert_eq!(ev.get(&h).expect("get"), b"abc");
+    }
+
+    #[test]
+    fn a_file_changed_on_disk_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ev = EvidenceStore::open(dir.path()).expect("open");
+        let h = ev.put(b"frame").expect("put");
+        std::fs::write(dir.path().join(&h[..2]).join(&h[2..]), b"fake").expect("tamper");
+        assert!(matches!(ev.get(&h), Err(EvidenceError::Tampered { .. })));
+        assert!(matches!(
+            ev.get("../../etc/passwd"),
+            Err(EvidenceError::BadHash(_))
+        ));
+    }
+}

@@ -1,0 +1,458 @@
+//! The clue lifecycle as a pure state machine: statuses, actions, and the one function that
+//! applies an action to a state. No I/O and no clock: the caller passes who and when, the
+//! store persists the result and the audit log records it.
+//!
+//! ```text
+//! new/reopened ─claim──> claimed ─resolve──> resolved ─close─> closed
+//!      │  ─assign─> assigned ─resolve─┘          │               │
+//!      │  ─transfer─> transferred (department)   └──reopen───────┴─> reopened
+//!      └──────────── dismiss (reason) ─> dismissed ─close─> closed
+//! ```
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    New,
+    Claimed,
+    Assigned,
+    Transferred,
+    Resolved,
+    Dismissed,
+    Closed,
+    Reopened,
+}
+
+impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::New,
+        Status::Claimed,
+        Status::Assigned,
+        Status::Transferred,
+        Status::Resolved,
+        Status::Dismissed,
+        Status::Closed,
+        Status::Reopened,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "new",
+            Status::Claimed => "claimed",
+            Status::Assigned => "assigned",
+            Status::Transferred => "transferred",
+            Status::Resolved => "resolved",
+            Status::Dismissed => "dismissed",
+            Status::Closed => "closed",
+            Status::Reopened => "reopened",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Open clues absorb repeats (dedup) and can become overdue.
+    pub fn is_open(self) -> bool {
+        !matches!(self, Status::Resolved | Status::Dismissed | Status::Closed)
+    }
+
+    /// Resolved or dismissed (or closed after either): counted as disposed in the stats.
+    pub fn is_disposed(self) -> bool {
+        !self.is_open()
+    }
+}
+
+/// What a person (or the central platform) does to a clue. `why` texts are trimmed; the ones
+/// marked required must not be empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Take the clue yourself.
+    Claim {
+        #[serde(default)]
+        note: Option<String>,
+    },
+    /// Give the clue to someone (a supervisor's decision).
+    Assign {
+        to: String,
+        #[serde(default)]
+        note: Option<String>,
+    },
+    /// Hand the clue to another department; reason required.
+    Transfer { department: String, reason: String },
+    /// The problem was handled (warning given, owner fixed it, ...).
+    Resolve {
+        #[serde(default)]
+        note: Option<String>,
+    },
+    /// Not a problem (false alarm, permitted work); reason required.
+    Dismiss { reason: String },
+    /// Final: the disposal was reviewed.
+    Close {
+        #[serde(default)]
+        note: Option<String>,
+    },
+    /// Back to work; reason required.
+    Reopen { reason: String },
+    /// A note on the record; no status change.
+    Comment { text: String },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Claim { .. } => "claim",
+            Action::Assign { .. } => "assign",
+            Action::Transfer { .. } => "transfer",
+            Action::Resolve { .. } => "resolve",
+            Action::Dismiss { .. } => "dismiss",
+            Action::Close { .. } => "close",
+            Action::Reopen { .. } => "reopen",
+            Action::Comment { .. } => "comment",
+        }
+    }
+
+    /// The free-text "why" of the action, if any.
+    pub fn why(&self) -> Option<&str> {
+        match self {
+            Action::Claim { note }
+            | Action::Assign { note, .. }
+            | Action::Resolve { note }
+            | Action::Close { note } => note.as_deref(),
+            Action::Transfer { reason, .. }
+            | Action::Dismiss { reason }
+            | Action::Reopen { reason } => Some(reason),
+            Action::Comment { text } => Some(text),
+        }
+    }
+}
+
+/// The part of a clue the lifecycle owns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub status: Status,
+    pub assignee: Option<String>,
+    pub department: Option<String>,
+    /// First time someone took the clue (claim or assign): "time to claim".
+    pub claimed_ms: Option<i64>,
+    /// Last resolve or dismiss: "time to resolve".
+    pub resolved_ms: Option<i64>,
+    pub closed_ms: Option<i64>,
+    /// Resolution note or dismissal reason.
+    pub resolution: Option<String>,
+}
+
+impl State {
+    pub fn new(department: Option<String>) -> State {
+        State {
+            status: Status::New,
+            assignee: None,
+            department,
+            claimed_ms: None,
+            resolved_ms: None,
+            closed_ms: None,
+            resolution: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LifecycleError {
+    #[error("cannot {action} a clue that is {from}")]
+    Illegal {
+        action: &'static str,
+        from: &'static str,
+    },
+    #[error("{action} requires a non-empty `{field}`")]
+    Missing {
+        action: &'static str,
+        field: &'static str,
+    },
+}
+
+fn required(action: &'static str, field: &'static str, v: &str) -> Result<String, LifecycleError> {
+    let t = v.trim();
+    if t.is_empty() {
+        return Err(LifecycleError::Missing { action, field });
+    }
+    Ok(t.to_string())
+}
+
+fn optional(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+}
+
+/// Applies `action` by `actor` at `at_ms`; returns the next state or why it is refused.
+pub fn apply(
+    state: &State,
+    action: &Action,
+    actor: &str,
+    at_ms: i64,
+) -> Result<State, LifecycleError> {
+    use Status::*;
+    let name = action.name();
+    let illegal = || LifecycleError::Illegal {
+        action: name,
+        from: state.status.as_str(),
+    };
+    let mut next = state.clone();
+    match action {
+        Action::Claim { .. } => {
+            if !matches!(state.status, New | Reopened | Transferred) {
+                return Err(illegal());
+            }
+            next.status = Claimed;
+            next.assignee = Some(actor.to_string());
+            next.claimed_ms = state.claimed_ms.or(Some(at_ms));
+        }
+        Action::Assign { to, .. } => {
+            if !state.status.is_open() {
+                return Err(illegal());
+            }
+            next.status = Assigned;
+            next.assignee = Some(required(name, "to", to)?);
+            next.claimed_ms = state.claimed_ms.or(Some(at_ms));
+        }
+        Action::Transfer { department, reason } => {
+            if !state.status.is_open() {
+                return Err(illegal());
+            }
+            let dept = required(name, "department", department)?;
+            required(name, "reason", reason)?;
+            if state.department.as_deref() == Some(dept.as_str()) {
+                return Err(LifecycleError::Missing {
+                    action: name,
+                    field: "department (a different one)",
+                });
+            }
+            next.status = Transferred;
+            next.department = Some(dept);
+            next.assignee = None;
+        }
+        Action::Resolve { note } => {
+            if !matches!(state.status, Claimed | Assigned) {
+                return Err(illegal());
+            }
+            next.status = Resolved;
+            next.resolved_ms = Some(at_ms);
+            next.resolution = optional(note);
+        }
+        Action::Dismiss { reason } => {
+            if !state.status.is_open() {
+                return Err(illegal());
+            }
+            next.status = Dismissed;
+            next.resolved_ms = Some(at_ms);
+            next.resolution = Some(required(name, "reason", reason)?);
+        }
+        Action::Close { .. } => {
+            if !matches!(state.status, Resolved | Dismissed) {
+                return Err(illegal());
+            }
+            next.status = Closed;
+            next.closed_ms = Some(at_ms);
+        }
+        Action::Reopen { reason } => {
+            if state.status.is_open() {
+                return Err(illegal());
+            }
+            required(name, "reason", reason)?;
+            next.status = Reopened;
+            next.assignee = None;
+            next.resolved_ms = None;
+            next.closed_ms = None;
+            next.resolution = None;
+        }
+        Action::Comment { text } => {
+            required(name, "text", text)?;
+        }
+    }
+    Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim() -> Action {
+        Action::Claim { note: None }
+    }
+    fn resolve() -> Action {
+        Action::Resolve {
+            note: Some("owner warned".into()),
+        }
+    }
+
+    #[test]
+    fn claim_resolve_close_is_the_happy_path() {
+        let s = State::new(Some("water".into()));
+        let s = apply(&s, &claim(), "ann", 10).expect("claim");
+        assert_eq!(s.status, Status::Claimed);
+        assert_eq!(s.assignee.as_deref(), Some("ann"));
+        assert_eq!(s.claimed_ms, Some(10));
+        let s = apply(&s, &resolve(), "ann", 20).expect("resolve");
+        assert_eq!(s.status, Status::Resolved);
+        assert_eq!(s.resolution.as_deref(), Some("owner warned"));
+        let s = apply(&s, &Action::Close { note: None }, "sup", 30).expect("close");
+        assert_eq!(s.status, Status::Closed);
+        assert_eq!(s.closed_ms, Some(30));
+    }
+
+    #[test]
+    fn a_claimed_clue_cannot_be_claimed_again() {
+        let s = apply(&State::new(None), &claim(), "ann", 1).expect("claim");
+        let err = apply(&s, &claim(), "bob", 2).expect_err("second claim");
+        assert_eq!(err.to_string(), "cannot claim a clue that is claimed");
+    }
+
+    #[test]
+    fn dismiss_requires_a_reason() {
+        let err = apply(
+            &State::new(None),
+            &Action::Dismiss {
+                reason: "  ".into(),
+            },
+            "ann",
+            1,
+        )
+        .expect_err("no reason");
+        assert!(matches!(
+            err,
+            LifecycleError::Missing {
+                field: "reason",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn new_clue_cannot_be_resolved_or_closed_or_reopened() {
+        let s = State::new(None);
+        assert!(apply(&s, &resolve(), "a", 1).is_err());
+        assert!(apply(&s, &Action::Close { note: None }, "a", 1).is_err());
+        assert!(apply(&s, &Action::Reopen { reason: "x".into() }, "a", 1).is_err());
+    }
+
+    #[test]
+    fn transfer_changes_department_and_frees_the_clue() {
+        let s = apply(&State::new(Some("water".into())), &claim(), "ann", 1).expect("claim");
+        let t = Action::Transfer {
+            department: "market".into(),
+            reason: "food licence".into(),
+        };
+        let s = apply(&s, &t, "ann", 2).expect("transfer");
+        assert_eq!(s.status, Status::Transferred);
+        assert_eq!(s.department.as_deref(), Some("market"));
+        assert_eq!(s.assignee, None);
+        // The receiving department claims it.
+        let s = apply(&s, &claim(), "mo", 3).expect("claim after transfer");
+        assert_eq!(
+            s.claimed_ms,
+            Some(1),
+            "time to claim counts the first claim"
+        );
+        assert!(apply(&s, &t, "mo", 4).is_err(), "same department again");
+    }
+
+    #[test]
+    fn reopen_clears_the_disposal() {
+        let s = State::new(None);
+        let s = apply(
+            &s,
+            &Action::Dismiss {
+                reason: "ok".into(),
+            },
+            "a",
+            1,
+        )
+        .expect("dismiss");
+        let s = apply(
+            &s,
+            &Action::Reopen {
+                reason: "it happened again".into(),
+            },
+            "sup",
+            2,
+        )
+        .expect("reopen");
+        assert_eq!(s.status, Status::Reopened);
+        assert_eq!(s.resolution, None);
+        assert_eq!(s.resolved_ms, None);
+        apply(&s, &claim(), "a", 3).expect("reopened clue can be claimed");
+    }
+
+    #[test]
+    fn actions_parse_from_api_json() {
+        let a: Action =
+            serde_json::from_str(r#"{"action":"transfer","department":"market","reason":"r"}"#)
+                .expect("parse");
+        assert_eq!(a.name(), "transfer");
+        assert!(serde_json::from_str::<Action>(r#"{"action":"dismiss"}"#).is_err());
+        assert!(serde_json::from_str::<Action>(r#"{"action":"fly"}"#).is_err());
+    }
+
+    /// Every action sequence up to depth 6 from a new clue only reaches consistent states
+    /// (exhaustive, in place of a property test: the action alphabet is small).
+    #[test]
+    fn no_sequence_of_actions_reaches_an_inconsistent_state() {
+        let alphabet = [
+            claim(),
+            Action::Assign {
+                to: "bob".into(),
+                note: None,
+            },
+            Action::Transfer {
+                department: "market".into(),
+                reason: "r".into(),
+            },
+            Action::Transfer {
+                department: "water".into(),
+                reason: "r".into(),
+            },
+            resolve(),
+            Action::Dismiss { reason: "r".into() },
+            Action::Close { note: None },
+            Action::Reopen { reason: "r".into() },
+            Action::Comment { text: "c".into() },
+        ];
+        let mut frontier = vec![State::new(Some("water".into()))];
+        let mut checked = 0usize;
+        for depth in 0..6 {
+            let mut next = Vec::new();
+            for s in &frontier {
+                for a in &alphabet {
+                    if let Ok(n) = apply(s, a, "ann", depth) {
+                        check_consistent(&n);
+                        checked += 1;
+                        next.push(n);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        assert!(checked > 1000, "explored {checked}");
+    }
+
+    fn check_consistent(s: &State) {
+        match s.status {
+            Status::Claimed | Status::Assigned => {
+                assert!(s.assignee.is_some() && s.claimed_ms.is_some(), "{s:?}")
+            }
+            Status::Resolved => assert!(s.resolved_ms.is_some() && s.claimed_ms.is_some(), "{s:?}"),
+            Status::Dismissed => {
+                assert!(s.resolved_ms.is_some() && s.resolution.is_some(), "{s:?}")
+            }
+            Status::Closed => assert!(s.resolved_ms.is_some() && s.closed_ms.is_some(), "{s:?}"),
+            Status::New | Status::Reopened | Status::Transferred => {
+                assert!(s.assignee.is_none() && s.resolved_ms.is_none(), "{s:?}")
+            }
+        }
+        assert!(s.department.is_some());
+    }
+}

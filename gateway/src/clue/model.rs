@@ -1,0 +1,178 @@
+//! What the pool stores and serves: a clue, its occurrences and evidence, a change event, the
+//! list query and the statistics. Plain data shared by the store, the API and delivery.
+
+use super::lifecycle::Status;
+use super::signal::{Level, Subject};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Two-colour supervision of overdue open clues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Escalation {
+    None,
+    /// Past its deadline.
+    Yellow,
+    /// Past its deadline by `clues.red_after_s` as well.
+    Red,
+}
+
+impl Escalation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Escalation::None => "none",
+            Escalation::Yellow => "yellow",
+            Escalation::Red => "red",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Escalation> {
+        [Escalation::None, Escalation::Yellow, Escalation::Red]
+            .into_iter()
+            .find(|e| e.as_str() == s)
+    }
+}
+
+pub fn parse_level(s: &str) -> Option<Level> {
+    [Level::Low, Level::Medium, Level::High]
+        .into_iter()
+        .find(|l| l.as_str() == s)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Clue {
+    pub id: i64,
+    pub rule: String,
+    pub kind: String,
+    pub level: Level,
+    pub status: Status,
+    pub subject: Subject,
+    pub dedup_key: String,
+    pub title: String,
+    pub detail: Value,
+    pub department: Option<String>,
+    pub assignee: Option<String>,
+    /// Resolution note or dismissal reason.
+    pub resolution: Option<String>,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub occurrences: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub deadline_ms: i64,
+    pub escalation: Escalation,
+    pub claimed_ms: Option<i64>,
+    pub resolved_ms: Option<i64>,
+    pub closed_ms: Option<i64>,
+    /// The producer reported the condition over (recorded; never closes the clue).
+    pub cleared_ms: Option<i64>,
+    pub cleared_note: Option<String>,
+}
+
+/// Prior record of the same subject and kind: a hint for first-violation leniency, nothing more.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Earlier clues of this kind about this subject (any status).
+    pub prior_clues: i64,
+    pub first_seen_ms: Option<i64>,
+    pub first_violation: bool,
+    pub hint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Occurrence {
+    pub id: i64,
+    pub at_ms: i64,
+    pub received_ms: i64,
+    pub level: Level,
+    pub title: String,
+    pub detail: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceItem {
+    pub id: i64,
+    pub occurrence_id: i64,
+    /// `readings`, `file` or `note`.
+    pub kind: String,
+    pub name: Option<String>,
+    pub content_type: Option<String>,
+    /// Of the file bytes, or of the canonical JSON body for readings and notes.
+    pub sha256: String,
+    pub size: i64,
+    /// Readings window or note, inline; files are fetched by hash.
+    pub body: Option<Value>,
+    pub at_ms: i64,
+}
+
+/// Evidence ready to be recorded (files already written to the evidence store).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvidence {
+    pub kind: &'static str,
+    pub name: Option<String>,
+    pub content_type: Option<String>,
+    pub sha256: String,
+    pub size: i64,
+    pub body: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClueDetail {
+    #[serde(flatten)]
+    pub clue: Clue,
+    pub history: History,
+    /// The latest occurrences (newest first, at most 50).
+    pub recent_occurrences: Vec<Occurrence>,
+    pub evidence: Vec<EvidenceItem>,
+}
+
+/// One change of one clue, as delivered to SSE, MQTT and the webhook. `event_id` is the audit
+/// sequence number: unique and increasing, so consumers can drop a redelivered event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClueChange {
+    pub event_id: i64,
+    /// `created`, `occurrence`, `cleared`, `supervision`, or the lifecycle action.
+    pub event: String,
+    pub at_ms: i64,
+    pub actor: String,
+    pub clue: Clue,
+}
+
+/// `GET /api/v1/clues` filters plus the caller's site scope.
+#[derive(Debug, Clone, Default)]
+pub struct ClueQuery {
+    pub status: Option<Status>,
+    pub level: Option<Level>,
+    pub site: Option<String>,
+    pub kind: Option<String>,
+    /// `None`: every site (admin). `Some(list)`: only these.
+    pub scope: Option<Vec<String>>,
+    /// Created at or after / before (ms), for exports.
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total: u64,
+    pub by_level: std::collections::BTreeMap<String, u64>,
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    pub by_kind: std::collections::BTreeMap<String, u64>,
+    pub by_department: std::collections::BTreeMap<String, u64>,
+    /// Resolved, dismissed or closed over all clues (0 when there are none).
+    pub disposal_rate: f64,
+    pub median_time_to_claim_s: Option<f64>,
+    pub median_time_to_resolve_s: Option<f64>,
+    pub overdue_yellow: u64,
+    pub overdue_red: u64,
+}
+
+/// One queued delivery (transactional outbox row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub id: i64,
+    pub topic: String,
+    pub payload: String,
+    pub attempts: i64,
+}

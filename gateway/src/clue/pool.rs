@@ -1,0 +1,745 @@
+//! The clue pool service: takes [`ClueSignal`]s from producers, deduplicates them into clues
+//! (through the store), keeps evidence, escalates overdue clues on a tick, and tells every
+//! listener (SSE subscribers, MQTT and webhook delivery) what changed.
+//!
+//! [`start_pool`] is what `app.rs` calls; [`PoolHandle`] is what the API uses. Storage calls
+//! are blocking SQLite and run on the blocking pool, never on the async workers.
+
+use super::auth::TokenStore;
+use super::config::CluesConfig;
+use super::evidence::{EvidenceError, EvidenceStore};
+use super::lifecycle::Action;
+use super::model::*;
+use super::signal::{ClueEvent, ClueSender, ClueSignal, Evidence};
+use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, ClueStore, SqliteStore, StoreError};
+use crate::config::Config;
+use crate::metrics::{Metrics, Reason};
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+#[derive(Debug, Error)]
+pub enum PoolError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Evidence(#[from] EvidenceError),
+    #[error("invalid clue event: {0}")]
+    Invalid(String),
+    #[error("clue pool task failed")]
+    Join,
+}
+
+/// Where time comes from; tests drive escalation with a fake.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> i64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        crate::clock::now_ms()
+    }
+}
+
+/// Capacity of the change broadcast (SSE); a subscriber further behind misses changes and is
+/// told so (it can re-read the list).
+const CHANGES_CAPACITY: usize = 1024;
+
+/// The pool as the API and delivery see it. Cheap to clone.
+#[derive(Clone)]
+pub struct PoolHandle {
+    store: Arc<dyn ClueStore>,
+    tokens: Arc<dyn TokenStore>,
+    failed_logins: Arc<super::auth::FailedLogins>,
+    evidence: EvidenceStore,
+    changes: broadcast::Sender<ClueChange>,
+    clock: Arc<dyn Clock>,
+    cfg: Arc<CluesConfig>,
+    metrics: Arc<Metrics>,
+    /// Wakes delivery workers when a change was queued.
+    pub(crate) delivery_wake: Arc<Notify>,
+    /// Cancelled at shutdown: ends SSE streams so the HTTP server can stop.
+    closing: CancellationToken,
+}
+
+/// Opens `{storage.dir}/clues.sqlite` with the delivery channels that `cfg` enables.
+pub fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, PoolError> {
+    let mut channels = Vec::new();
+    if cfg.clues.mqtt_publish {
+        channels.push(CHANNEL_MQTT);
+    }
+    if cfg.clues.webhook_url.is_some() {
+        channels.push(CHANNEL_WEBHOOK);
+    }
+    Ok(Arc::new(
+        SqliteStore::open(&cfg.storage.dir.join("clues.sqlite"), channels)?
+            .with_raise_after(cfg.clues.raise_after_occurrences),
+    ))
+}
+
+/// Starts the pool: intake of signals, the escalation tick and delivery (MQTT, webhook).
+/// Returns the sender producers use, the handle for the API, and the tasks: intake ends when
+/// every sender is dropped, the tick and delivery when `cancel` fires.
+pub fn start_pool(
+    cfg: &Config,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) -> Result<(ClueSender, PoolHandle, Vec<JoinHandle<()>>), PoolError> {
+    let store = open_store(cfg)?;
+    let evidence = EvidenceStore::open(cfg.storage.dir.join("evidence"))?;
+    let handle = PoolHandle::new(
+        store.clone(),
+        store,
+        evidence,
+        Arc::new(SystemClock),
+        cfg.clues.clone(),
+        metrics,
+    )
+    .with_closing(cancel.clone());
+    let (tx, rx) = mpsc::channel(cfg.clues.channel_capacity);
+    let mut tasks = vec![
+        tokio::spawn(intake(handle.clone(), rx)),
+        tokio::spawn(tick(handle.clone(), cancel.clone())),
+    ];
+    tasks.extend(super::publish::spawn_delivery(&handle, cfg, cancel));
+    info!(dir = %cfg.storage.dir.display(), "clue pool started");
+    Ok((tx, handle, tasks))
+}
+
+/// Signals recorded together in one transaction when producers are ahead of the pool.
+const INTAKE_BATCH: usize = 256;
+
+async fn intake(pool: PoolHandle, mut rx: mpsc::Receiver<ClueSignal>) {
+    let mut batch: Vec<ClueEvent> = Vec::with_capacity(INTAKE_BATCH);
+    loop {
+        // Not cancelled: intake ends when every producer has dropped its sender, so what the
+        // rules engine raises while the gateway stops is still recorded.
+        let Some(first) = rx.recv().await else {
+            break;
+        };
+        // Take whatever else is already waiting; keep signal order (occurrences before a
+        // clearance are recorded before it).
+        let mut next = Some(first);
+        while let Some(sig) = next.take() {
+            match sig {
+                ClueSignal::Occurrence(ev) => batch.push(ev),
+                cleared => {
+                    pool.flush(&mut batch).await;
+                    if let Err(e) = pool.signal(cleared).await {
+                        pool.metrics.clue_signal_errors_total.inc();
+                        warn!(error = %e, "clue clearance not recorded");
+                    }
+                }
+            }
+            if batch.len() < INTAKE_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        pool.flush(&mut batch).await;
+    }
+    pool.flush(&mut batch).await;
+    debug!("clue intake stopped");
+}
+
+async fn tick(pool: PoolHandle, cancel: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(pool.cfg.tick_s));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        if let Err(e) = pool.tick().await {
+            warn!(error = %e, "clue escalation tick failed");
+        }
+    }
+}
+
+impl PoolHandle {
+    pub fn new(
+        store: Arc<dyn ClueStore>,
+        tokens: Arc<dyn TokenStore>,
+        evidence: EvidenceStore,
+        clock: Arc<dyn Clock>,
+        cfg: CluesConfig,
+        metrics: Arc<Metrics>,
+    ) -> PoolHandle {
+        PoolHandle {
+            store,
+            tokens,
+            failed_logins: Default::default(),
+            evidence,
+            changes: broadcast::channel(CHANGES_CAPACITY).0,
+            clock,
+            cfg: Arc::new(cfg),
+            metrics,
+            delivery_wake: Arc::new(Notify::new()),
+            closing: CancellationToken::new(),
+        }
+    }
+
+    /// Ends long-lived responses (SSE) when `token` is cancelled.
+    pub fn with_closing(mut self, token: CancellationToken) -> PoolHandle {
+        self.closing = token;
+        self
+    }
+
+    pub fn closing(&self) -> CancellationToken {
+        self.closing.clone()
+    }
+
+    pub(crate) fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    pub fn tokens(&self) -> Arc<dyn TokenStore> {
+        self.tokens.clone()
+    }
+
+    /// What the bearer-token extractor needs (token store and failed-login limiter).
+    pub fn authenticator(&self) -> super::auth::Authenticator {
+        super::auth::Authenticator {
+            tokens: self.tokens.clone(),
+            failures: self.failed_logins.clone(),
+        }
+    }
+
+    pub(crate) fn store(&self) -> Arc<dyn ClueStore> {
+        self.store.clone()
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Every change from now on (SSE).
+    pub fn subscribe(&self) -> broadcast::Receiver<ClueChange> {
+        self.changes.subscribe()
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn ClueStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, PoolError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|_| PoolError::Join)?
+            .map_err(PoolError::Store)
+    }
+
+    fn announce(&self, change: &ClueChange) {
+        self.metrics
+            .clue_changes_total
+            .get_or_create(&Reason::of(&change.event))
+            .inc();
+        // No subscriber is fine.
+        let _ = self.changes.send(change.clone());
+        self.delivery_wake.notify_waiters();
+        self.delivery_wake.notify_one();
+    }
+
+    /// Records one producer signal.
+    pub async fn signal(&self, sig: ClueSignal) -> Result<Option<ClueChange>, PoolError> {
+        match sig {
+            ClueSignal::Occurrence(ev) => self.ingest(ev).await.map(Some),
+            ClueSignal::Cleared {
+                dedup_key,
+                at_ms,
+                note,
+            } => {
+                let now = self.now_ms();
+                let change = self
+                    .blocking(move |s| s.clear(&dedup_key, at_ms, &note, now))
+                    .await?;
+                if let Some(c) = &change {
+                    self.announce(c);
+                }
+                Ok(change)
+            }
+        }
+    }
+
+    /// Dedups `ev` into the pool (new clue, or an occurrence of the open one).
+    pub async fn ingest(&self, ev: ClueEvent) -> Result<ClueChange, PoolError> {
+        let mut results = self.ingest_batch(vec![ev]).await?;
+        results.pop().unwrap_or(Err(PoolError::Join))
+    }
+
+    /// Records `batch` (emptied) in one transaction, logging what could not be recorded.
+    async fn flush(&self, batch: &mut Vec<ClueEvent>) {
+        if batch.is_empty() {
+            return;
+        }
+        let events = std::mem::take(batch);
+        match self.ingest_batch(events).await {
+            Ok(results) => {
+                for r in results {
+                    if let Err(e) = r {
+                        self.metrics.clue_signal_errors_total.inc();
+                        warn!(error = %e, "clue event not recorded");
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.clue_signal_errors_total.inc();
+                warn!(error = %e, "clue events not recorded");
+            }
+        }
+    }
+
+    /// Many events in one transaction; one result per event, in order.
+    pub async fn ingest_batch(
+        &self,
+        events: Vec<ClueEvent>,
+    ) -> Result<Vec<Result<ClueChange, PoolError>>, PoolError> {
+        let now = self.now_ms();
+        let cfg = self.cfg.clone();
+        let evidence = self.evidence.clone();
+        let store = self.store.clone();
+        let results = tokio::task::spawn_blocking(move || {
+            let mut items = Vec::with_capacity(events.len());
+            let mut out: Vec<Option<PoolError>> = Vec::with_capacity(events.len());
+            for ev in events {
+                match prepare(ev, &evidence, &cfg, now) {
+                    Ok(item) => {
+                        items.push(item);
+                        out.push(None);
+                    }
+                    Err(e) => out.push(Some(e)),
+                }
+            }
+            let mut stored = store.ingest_batch(&items, now)?.into_iter();
+            Ok::<_, StoreError>(
+                out.into_iter()
+                    .map(|bad| match bad {
+                        Some(e) => Err(e),
+                        None => match stored.next() {
+                            Some(r) => r.map_err(PoolError::Store),
+                            None => Err(PoolError::Join),
+                        },
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await
+        .map_err(|_| PoolError::Join)??;
+        for c in results.iter().flatten() {
+            self.announce(c);
+        }
+        Ok(results)
+    }
+
+    pub async fn act(
+        &self,
+        id: i64,
+        action: Action,
+        actor: String,
+    ) -> Result<ClueChange, PoolError> {
+        let now = self.now_ms();
+        let change = self
+            .blocking(move |s| s.act(id, &action, &actor, now))
+            .await?;
+        self.announce(&change);
+        Ok(change)
+    }
+
+    /// Escalates overdue clues now; returns the supervision events.
+    pub async fn tick(&self) -> Result<Vec<ClueChange>, PoolError> {
+        let now = self.now_ms();
+        let red = self.cfg.red_after_s as i64 * 1000;
+        let changes = self.blocking(move |s| s.escalate(now, red)).await?;
+        // Acknowledged deliveries are kept a day for diagnosis, then forgotten.
+        let purge_before = now - 24 * 3600 * 1000;
+        if let Err(e) = self
+            .blocking(move |s| s.purge_delivered(purge_before))
+            .await
+        {
+            warn!(error = %e, "purging delivered clue events failed");
+        }
+        for c in &changes {
+            info!(
+                clue = c.clue.id,
+                escalation = c.clue.escalation.as_str(),
+                "clue overdue"
+            );
+            self.announce(c);
+        }
+        Ok(changes)
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Option<ClueDetail>, PoolError> {
+        self.blocking(move |s| s.get(id)).await
+    }
+
+    pub async fn list(&self, q: ClueQuery) -> Result<Vec<Clue>, PoolError> {
+        self.blocking(move |s| s.list(&q)).await
+    }
+
+    pub async fn audit_of(&self, id: i64) -> Result<Vec<super::audit::AuditEntry>, PoolError> {
+        self.blocking(move |s| s.audit_of(id)).await
+    }
+
+    pub async fn audit_range(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        scope: Option<Vec<String>>,
+    ) -> Result<Vec<super::audit::AuditEntry>, PoolError> {
+        self.blocking(move |s| s.audit_range(from_ms, to_ms, scope.as_deref()))
+            .await
+    }
+
+    pub async fn verify(&self) -> Result<super::audit::VerifyReport, PoolError> {
+        self.blocking(|s| s.verify_audit()).await
+    }
+
+    pub async fn stats(&self, scope: Option<Vec<String>>) -> Result<Stats, PoolError> {
+        let now = self.now_ms();
+        self.blocking(move |s| s.stats(scope.as_deref(), now)).await
+    }
+
+    /// An evidence file's bytes, verified against its hash.
+    pub async fn evidence_file(&self, sha256: String) -> Result<Vec<u8>, PoolError> {
+        let ev = self.evidence.clone();
+        tokio::task::spawn_blocking(move || ev.get(&sha256))
+            .await
+            .map_err(|_| PoolError::Join)?
+            .map_err(PoolError::Evidence)
+    }
+}
+
+/// Validates an event, stores its evidence and computes its deadline.
+fn prepare(
+    mut ev: ClueEvent,
+    evidence: &EvidenceStore,
+    cfg: &CluesConfig,
+    now: i64,
+) -> Result<(ClueEvent, Vec<NewEvidence>, i64), PoolError> {
+    if ev.subject.site.trim().is_empty() {
+        return Err(PoolError::Invalid("subject.site is empty".into()));
+    }
+    if ev.rule.trim().is_empty() || ev.kind.trim().is_empty() {
+        return Err(PoolError::Invalid("rule and kind are required".into()));
+    }
+    if ev.dedup_key.trim().is_empty() {
+        ev.dedup_key = ClueEvent::default_key(&ev.rule, &ev.subject);
+    }
+    let deadline = now.saturating_add(cfg.deadlines.for_level(ev.level) as i64 * 1000);
+    let items = std::mem::take(&mut ev.evidence);
+    let stored = store_evidence(evidence, items)?;
+    Ok((ev, stored, deadline))
+}
+
+/// Writes files to the content-addressed store and hashes inline evidence.
+fn store_evidence(
+    store: &EvidenceStore,
+    items: Vec<Evidence>,
+) -> Result<Vec<NewEvidence>, PoolError> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let e = match item {
+            Evidence::File {
+                name,
+                content_type,
+                bytes,
+            } => NewEvidence {
+                kind: "file",
+                name: Some(name),
+                content_type: Some(content_type),
+                sha256: store.put(&bytes)?,
+                size: bytes.len() as i64,
+                body: None,
+            },
+            inline => {
+                let kind = match inline {
+                    Evidence::Readings { .. } => "readings",
+                    _ => "note",
+                };
+                let body = serde_json::to_value(&inline)
+                    .map_err(|e| PoolError::Invalid(format!("evidence: {e}")))?;
+                let text = super::audit::canonical_json(&body);
+                NewEvidence {
+                    kind,
+                    name: None,
+                    content_type: Some("application/json".into()),
+                    sha256: super::audit::sha256_hex(&[text.as_bytes()]),
+                    size: text.len() as i64,
+                    body: Some(body),
+                }
+            }
+        };
+        out.push(e);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clue::lifecycle::Status;
+    use crate::clue::signal::{Level, Subject};
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    struct FakeClock(AtomicI64);
+    impl Clock for FakeClock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    fn pool(dir: &std::path::Path) -> (PoolHandle, Arc<FakeClock>, Arc<SqliteStore>) {
+        let store = Arc::new(
+            SqliteStore::open(&dir.join("clues.sqlite"), vec![])
+                .expect("open")
+                .with_raise_after(3),
+        );
+        let clock = Arc::new(FakeClock(AtomicI64::new(1_000_000)));
+        let mut cfg = CluesConfig::default();
+        cfg.deadlines.high_s = 60;
+        cfg.red_after_s = 60;
+        let h = PoolHandle::new(
+            store.clone(),
+            store.clone(),
+            EvidenceStore::open(dir.join("evidence")).expect("evidence"),
+            clock.clone(),
+            cfg,
+            Arc::new(Metrics::new()),
+        );
+        (h, clock, store)
+    }
+
+    fn event(device: &str, at_ms: i64) -> ClueEvent {
+        let subject = Subject {
+            site: "a".into(),
+            device: Some(device.into()),
+            ..Default::default()
+        };
+        ClueEvent {
+            rule: "cover-open".into(),
+            kind: "manhole.cover_open".into(),
+            level: Level::High,
+            dedup_key: ClueEvent::default_key("cover-open", &subject),
+            subject,
+            at_ms,
+            title: "Cover open".into(),
+            detail: serde_json::json!({"tilt": 40}),
+            evidence: vec![Evidence::File {
+                name: "frame.jpg".into(),
+                content_type: "image/jpeg".into(),
+                bytes: format!("jpeg-{at_ms}").into_bytes(),
+            }],
+            department: Some("water".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn repeats_attach_as_occurrences_not_new_clues() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let first = p.ingest(event("m1", 1)).await.expect("first");
+        assert_eq!(first.event, "created");
+        let again = p.ingest(event("m1", 2)).await.expect("repeat");
+        assert_eq!(again.event, "occurrence");
+        assert_eq!(again.clue.id, first.clue.id);
+        assert_eq!(again.clue.occurrences, 2);
+        let other = p.ingest(event("m2", 3)).await.expect("other device");
+        assert_ne!(other.clue.id, first.clue.id);
+        let d = p.get(first.clue.id).await.expect("get").expect("exists");
+        assert_eq!(d.recent_occurrences.len(), 2);
+        assert_eq!(d.evidence.len(), 2, "each occurrence keeps its evidence");
+        for e in &d.evidence {
+            p.evidence_file(e.sha256.clone())
+                .await
+                .expect("file verifies");
+        }
+        assert!(d.history.first_violation);
+    }
+
+    #[tokio::test]
+    async fn signals_sent_through_the_channel_are_recorded_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let (tx, rx) = mpsc::channel(1024);
+        let task = tokio::spawn(intake(p.clone(), rx));
+        for i in 0..300 {
+            tx.send(ClueSignal::Occurrence(event(&format!("m{}", i % 3), i)))
+                .await
+                .expect("send");
+        }
+        tx.send(ClueSignal::Cleared {
+            dedup_key: "cover-open/a/m0".into(),
+            at_ms: 999,
+            note: "closed".into(),
+        })
+        .await
+        .expect("send");
+        let mut bad = event("m9", 1);
+        bad.subject.site = String::new();
+        tx.send(ClueSignal::Occurrence(bad)).await.expect("send");
+        drop(tx);
+        task.await.expect("intake ends when producers are gone");
+        let all = p.list(ClueQuery::default()).await.expect("list");
+        assert_eq!(all.len(), 3);
+        assert!(all.iter().all(|c| c.occurrences == 100));
+        let m0 = all
+            .iter()
+            .find(|c| c.dedup_key == "cover-open/a/m0")
+            .expect("m0");
+        assert_eq!(m0.cleared_ms, Some(999));
+        assert_eq!(p.metrics.clue_signal_errors_total.get(), 1);
+        assert!(p.verify().await.expect("verify").ok);
+    }
+
+    #[tokio::test]
+    async fn repetition_raises_the_level_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let mut ev = event("m1", 1);
+        ev.level = Level::Low;
+        let levels: Vec<Level> = {
+            let mut v = Vec::new();
+            for i in 0..4 {
+                ev.at_ms = i;
+                v.push(p.ingest(ev.clone()).await.expect("ingest").clue.level);
+            }
+            v
+        };
+        assert_eq!(
+            levels,
+            vec![Level::Low, Level::Low, Level::Medium, Level::Medium]
+        );
+    }
+
+    #[tokio::test]
+    async fn cleared_is_recorded_but_never_closes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let c = p.ingest(event("m1", 1)).await.expect("ingest");
+        let cleared = p
+            .signal(ClueSignal::Cleared {
+                dedup_key: c.clue.dedup_key.clone(),
+                at_ms: 5,
+                note: "cover closed".into(),
+            })
+            .await
+            .expect("clear")
+            .expect("a change");
+        assert_eq!(cleared.clue.status, Status::New);
+        assert_eq!(cleared.clue.cleared_ms, Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_disposed_clue_lets_the_next_repeat_open_a_new_one_with_history() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let c = p.ingest(event("m1", 1)).await.expect("ingest");
+        p.act(
+            c.clue.id,
+            Action::Dismiss {
+                reason: "works permit".into(),
+            },
+            "ann#1".into(),
+        )
+        .await
+        .expect("dismiss");
+        let n = p.ingest(event("m1", 9)).await.expect("again");
+        assert_eq!(n.event, "created");
+        assert_ne!(n.clue.id, c.clue.id);
+        let d = p.get(n.clue.id).await.expect("get").expect("exists");
+        assert_eq!(d.history.prior_clues, 1);
+        assert!(!d.history.first_violation);
+    }
+
+    #[tokio::test]
+    async fn overdue_clues_turn_yellow_then_red_with_supervision_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, clock, _) = pool(dir.path());
+        let c = p.ingest(event("m1", 1)).await.expect("ingest");
+        assert!(p.tick().await.expect("tick").is_empty(), "not yet due");
+        clock.0.fetch_add(61_000, Ordering::SeqCst);
+        let y = p.tick().await.expect("tick");
+        assert_eq!(y.len(), 1);
+        assert_eq!(y[0].event, "supervision");
+        assert_eq!(y[0].clue.escalation, Escalation::Yellow);
+        assert!(p.tick().await.expect("tick").is_empty(), "yellow only once");
+        clock.0.fetch_add(60_000, Ordering::SeqCst);
+        let r = p.tick().await.expect("tick");
+        assert_eq!(r[0].clue.escalation, Escalation::Red);
+        assert_eq!(r[0].clue.id, c.clue.id);
+        let s = p.stats(None).await.expect("stats");
+        assert_eq!(s.overdue_red, 1);
+    }
+
+    #[tokio::test]
+    async fn two_inspectors_claiming_at_once_exactly_one_wins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let c = p.ingest(event("m1", 1)).await.expect("ingest");
+        let mut handles = Vec::new();
+        for i in 0..8 {
+            let p = p.clone();
+            handles.push(tokio::spawn(async move {
+                p.act(c.clue.id, Action::Claim { note: None }, format!("insp#{i}"))
+                    .await
+                    .is_ok()
+            }));
+        }
+        let mut wins = 0;
+        for h in handles {
+            if h.await.expect("join") {
+                wins += 1;
+            }
+        }
+        assert_eq!(wins, 1);
+    }
+
+    #[tokio::test]
+    async fn a_clue_row_edited_behind_the_gateway_is_named_by_verify() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let c = p.ingest(event("m1", 1)).await.expect("ingest");
+        p.act(c.clue.id, Action::Claim { note: None }, "ann#1".into())
+            .await
+            .expect("claim");
+        assert!(p.verify().await.expect("verify").ok);
+        let conn = rusqlite::Connection::open(dir.path().join("clues.sqlite")).expect("open");
+        conn.execute("UPDATE clues SET status = 'closed', open = 0", [])
+            .expect("tamper");
+        let r = p.verify().await.expect("verify");
+        assert!(!r.ok);
+        let b = r.broken.expect("broken");
+        assert_eq!(b.seq, 2, "the claim entry is the last one for this clue");
+        assert!(
+            b.what.contains(&format!("clue {}", c.clue.id)),
+            "{}",
+            b.what
+        );
+    }
+
+    #[tokio::test]
+    async fn an_audit_row_edited_behind_the_gateway_is_named_by_verify() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        for i in 0..4 {
+            p.ingest(event(&format!("m{i}"), i)).await.expect("ingest");
+        }
+        let conn = rusqlite::Connection::open(dir.path().join("clues.sqlite")).expect("open");
+        assert!(
+            conn.execute("UPDATE audit SET actor = 'x' WHERE seq = 3", [])
+                .is_err(),
+            "triggers refuse edits"
+        );
+        conn.execute_batch(
+            "DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE seq = 3;",
+        )
+        .expect("tamper");
+        let r = p.verify().await.expect("verify");
+        assert_eq!(r.broken.map(|b| b.seq), Some(3));
+    }
+}

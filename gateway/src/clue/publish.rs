@@ -1,0 +1,315 @@
+//! Delivery of clue changes to the central platform: MQTT `clues/v1/{site}/{level}` (QoS 1)
+//! and a webhook POST. SSE is served from the pool's broadcast (see `api.rs`).
+//!
+//! Both channels read the store's outbox (rows written in the same transaction as the change),
+//! in order, and mark a row delivered only after the broker's PUBACK or a 2xx answer. A change
+//! is therefore delivered at least once per channel across crashes and restarts; every payload
+//! carries `event_id` (the audit sequence number) so the platform drops the rare duplicate.
+
+use super::pool::PoolHandle;
+use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, ClueStore};
+use crate::config::Config;
+use crate::metrics::Reason;
+use rumqttc::{Event, Packet, QoS};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// How long to wait for a PUBACK before publishing again.
+const PUBACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle poll of the outbox when nothing woke the worker (changes made by another process).
+const IDLE_POLL: Duration = Duration::from_secs(2);
+const BATCH: u32 = 100;
+
+/// Spawns the enabled delivery workers.
+pub fn spawn_delivery(
+    pool: &PoolHandle,
+    cfg: &Config,
+    cancel: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if cfg.clues.mqtt_publish {
+        let mut mqtt = cfg.mqtt.clone();
+        mqtt.client_id = format!("{}-clues", cfg.mqtt.client_id);
+        match crate::source::mqtt::connect(&mqtt) {
+            Ok((client, eventloop)) => {
+                let (acks_tx, acks_rx) = tokio::sync::mpsc::unbounded_channel();
+                tasks.push(tokio::spawn(drive_eventloop(
+                    eventloop,
+                    acks_tx,
+                    cancel.clone(),
+                )));
+                tasks.push(tokio::spawn(mqtt_worker(
+                    pool.clone(),
+                    client,
+                    acks_rx,
+                    Backoff::new(cfg.clues.retry_min_ms, cfg.clues.retry_max_ms),
+                    cancel.clone(),
+                )));
+            }
+            Err(e) => warn!(error = %e, "clue MQTT publishing disabled: cannot configure client"),
+        }
+    }
+    if let Some(url) = &cfg.clues.webhook_url {
+        match reqwest::Client::builder()
+            .timeout(Duration::from_millis(cfg.clues.webhook_timeout_ms))
+            .build()
+        {
+            Ok(http) => tasks.push(tokio::spawn(webhook_worker(
+                pool.clone(),
+                http,
+                url.clone(),
+                cfg.clues.webhook_secret.clone(),
+                Backoff::new(cfg.clues.retry_min_ms, cfg.clues.retry_max_ms),
+                cancel,
+            ))),
+            Err(e) => warn!(error = %e, "clue webhook disabled: cannot build HTTP client"),
+        }
+    }
+    tasks
+}
+
+#[derive(Debug, Clone)]
+struct Backoff {
+    min: u64,
+    max: u64,
+    current: u64,
+}
+
+impl Backoff {
+    fn new(min: u64, max: u64) -> Backoff {
+        Backoff {
+            min,
+            max,
+            current: min,
+        }
+    }
+    fn reset(&mut self) {
+        self.current = self.min;
+    }
+    fn next(&mut self) -> Duration {
+        let d = self.current;
+        self.current = (self.current.saturating_mul(2)).min(self.max);
+        Duration::from_millis(d)
+    }
+}
+
+async fn pending(store: &Arc<dyn ClueStore>, channel: &'static str) -> Vec<super::model::Delivery> {
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || s.pending(channel, BATCH)).await {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(e)) => {
+            warn!(channel, error = %e, "reading the clue outbox failed");
+            Vec::new()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn mark(store: &Arc<dyn ClueStore>, id: i64, ok: bool) {
+    let s = store.clone();
+    let now = crate::clock::now_ms();
+    let res = tokio::task::spawn_blocking(move || {
+        if ok {
+            s.delivered(id, now)
+        } else {
+            s.attempt_failed(id)
+        }
+    })
+    .await;
+    if let Ok(Err(e)) = res {
+        warn!(error = %e, "updating the clue outbox failed");
+    }
+}
+
+/// Waits for a wake-up, the idle poll, or cancellation (false).
+async fn idle(pool: &PoolHandle, cancel: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = pool.delivery_wake.notified() => true,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+async fn drive_eventloop(
+    mut eventloop: rumqttc::EventLoop,
+    acks: tokio::sync::mpsc::UnboundedSender<u16>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Backoff::new(200, 10_000);
+    loop {
+        let ev = tokio::select! {
+            _ = cancel.cancelled() => break,
+            ev = eventloop.poll() => ev,
+        };
+        match ev {
+            Ok(Event::Incoming(Packet::PubAck(a))) => {
+                let _ = acks.send(a.pkid);
+            }
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff.reset();
+                debug!("clue publisher connected");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                debug!(error = %e, "clue publisher connection error; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(backoff.next()) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn mqtt_worker(
+    pool: PoolHandle,
+    client: rumqttc::AsyncClient,
+    mut acks: tokio::sync::mpsc::UnboundedReceiver<u16>,
+    mut backoff: Backoff,
+    cancel: CancellationToken,
+) {
+    let store = pool.store();
+    let metrics = pool.metrics();
+    'outer: loop {
+        let rows = pending(&store, CHANNEL_MQTT).await;
+        if rows.is_empty() {
+            if !idle(&pool, &cancel, IDLE_POLL).await {
+                break;
+            }
+            continue;
+        }
+        for row in rows {
+            // One message in flight at a time: the next PUBACK is this message's.
+            while acks.try_recv().is_ok() {}
+            let sent = client
+                .publish(
+                    row.topic.clone(),
+                    QoS::AtLeastOnce,
+                    false,
+                    row.payload.clone(),
+                )
+                .await;
+            let acked = sent.is_ok()
+                && tokio::select! {
+                    _ = cancel.cancelled() => break 'outer,
+                    a = tokio::time::timeout(PUBACK_TIMEOUT, acks.recv()) => matches!(a, Ok(Some(_))),
+                };
+            mark(&store, row.id, acked).await;
+            if acked {
+                backoff.reset();
+                metrics
+                    .clue_delivered_total
+                    .get_or_create(&Reason::of(CHANNEL_MQTT))
+                    .inc();
+            } else {
+                metrics
+                    .clue_delivery_failures_total
+                    .get_or_create(&Reason::of(CHANNEL_MQTT))
+                    .inc();
+                let wait = backoff.next();
+                debug!(topic = %row.topic, ?wait, "clue publish not acknowledged; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => break 'outer,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                continue 'outer;
+            }
+        }
+    }
+}
+
+/// `sha256=<hex>` of HMAC-SHA256(secret, body).
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    format!(
+        "sha256={}",
+        super::audit::hex(ring::hmac::sign(&key, body).as_ref())
+    )
+}
+
+async fn webhook_worker(
+    pool: PoolHandle,
+    http: reqwest::Client,
+    url: String,
+    secret: Option<String>,
+    mut backoff: Backoff,
+    cancel: CancellationToken,
+) {
+    let store = pool.store();
+    let metrics = pool.metrics();
+    'outer: loop {
+        let rows = pending(&store, CHANNEL_WEBHOOK).await;
+        if rows.is_empty() {
+            if !idle(&pool, &cancel, IDLE_POLL).await {
+                break;
+            }
+            continue;
+        }
+        for row in rows {
+            let event_id = serde_json::from_str::<serde_json::Value>(&row.payload)
+                .ok()
+                .and_then(|v| v.get("event_id").and_then(|e| e.as_i64()))
+                .unwrap_or(0);
+            let mut req = http
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .header("X-Gateway-Event-Id", event_id.to_string())
+                .body(row.payload.clone());
+            if let Some(s) = &secret {
+                req = req.header("X-Gateway-Signature", signature(s, row.payload.as_bytes()));
+            }
+            let ok = tokio::select! {
+                _ = cancel.cancelled() => break 'outer,
+                r = req.send() => match r {
+                    Ok(resp) if resp.status().is_success() => true,
+                    Ok(resp) => { debug!(status = %resp.status(), "clue webhook refused"); false }
+                    Err(e) => { debug!(error = %e, "clue webhook failed"); false }
+                },
+            };
+            mark(&store, row.id, ok).await;
+            if ok {
+                backoff.reset();
+                metrics
+                    .clue_delivered_total
+                    .get_or_create(&Reason::of(CHANNEL_WEBHOOK))
+                    .inc();
+            } else {
+                metrics
+                    .clue_delivery_failures_total
+                    .get_or_create(&Reason::of(CHANNEL_WEBHOOK))
+                    .inc();
+                tokio::select! {
+                    _ = cancel.cancelled() => break 'outer,
+                    _ = tokio::time::sleep(backoff.next()) => {}
+                }
+                continue 'outer;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_signature_is_hmac_sha256_hex() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let mut b = Backoff::new(100, 350);
+        let got: Vec<u64> = (0..4).map(|_| b.next().as_millis() as u64).collect();
+        assert_eq!(got, vec![100, 200, 350, 350]);
+        b.reset();
+        assert_eq!(b.next().as_millis(), 100);
+    }
+}
