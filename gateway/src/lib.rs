@@ -16,3 +16,4 @@ pub mod reading;
 pub mod sink;
 pub mod source;
 pub mod units;
+pub mod vision;
