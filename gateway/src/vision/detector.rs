@@ -209,8 +209,9 @@ impl Detector {
         suppress(dets, c.nms_iou)
     }
 
-    /// Detects on overlapping `tile`-pixel tiles (for large drone stills), batching `batch` tiles
-    /// per run, and merges the results with NMS.
+    /// Detects on overlapping `tile`-pixel tiles (for large drone stills) plus one pass over the
+    /// whole image, batching `batch` inputs per run, and merges the results
+    /// ([`merge_tiles`]).
     pub fn detect_tiled(
         &self,
         img: &RgbImage,
@@ -218,7 +219,17 @@ impl Detector {
         overlap: u32,
         batch: usize,
     ) -> Result<Vec<Detection>, VisionError> {
-        let tiles = tile_grid(img.width(), img.height(), tile, overlap);
+        let mut tiles = tile_grid(img.width(), img.height(), tile, overlap);
+        if tiles.len() > 1 {
+            // One pass over the whole (downscaled) image too: objects larger than a tile are
+            // seen whole only there.
+            tiles.push(Tile {
+                x: 0,
+                y: 0,
+                w: img.width(),
+                h: img.height(),
+            });
+        }
         let per = 3 * (INPUT * INPUT) as usize;
         let batch = batch.max(1);
         let mut found: Vec<(Tile, Vec<Detection>)> = Vec::with_capacity(tiles.len());

@@ -1,6 +1,7 @@
 //! Overlapping tiles for large images (drone stills) and merging their detections.
 
-use super::detector::{Detection, suppress};
+use super::detector::Detection;
+use super::nms::BBox;
 
 /// A tile of the source image, in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,22 +49,50 @@ pub fn tile_grid(width: u32, height: u32, tile: u32, overlap: u32) -> Vec<Tile> 
     out
 }
 
-/// Merges per-tile detections (already in source-image pixels) with per-class NMS, so an
-/// object seen by two overlapping tiles is reported once. Detections cut by a tile edge (touching
-/// an inner edge) lose to a fuller view of the same object from a neighbouring tile because
-/// they score lower or are smaller; ties keep the higher score.
+/// Intersection over the smaller box's area (1 when one box contains the other).
+fn overlap_of_smaller(a: &BBox, b: &BBox) -> f32 {
+    let smaller = a.area().min(b.area());
+    if smaller <= 0.0 {
+        0.0
+    } else {
+        a.intersection(b) / smaller
+    }
+}
+
+/// Whether `b` touches an edge of `t` that lies inside the image (`w` x `h`): the tile saw only
+/// part of the object.
+fn is_cut(b: &BBox, t: &Tile, w: u32, h: u32) -> bool {
+    const EPS: f32 = 2.0;
+    let (x0, y0) = (t.x as f32, t.y as f32);
+    let (x1, y1) = ((t.x + t.w) as f32, (t.y + t.h) as f32);
+    (t.x > 0 && b.x0 <= x0 + EPS)
+        || (t.y > 0 && b.y0 <= y0 + EPS)
+        || (t.x + t.w < w && b.x1 >= x1 - EPS)
+        || (t.y + t.h < h && b.y1 >= y1 - EPS)
+}
+
+/// Merges per-tile detections (already in source-image pixels) so an object seen by several
+/// tiles is reported once. Boxes cut by an inner tile edge rank after whole ones, then by score;
+/// a box is dropped when a better-ranked box of the same class overlaps it by more than `iou`,
+/// or covers more than 60% of the smaller of the two (a cut box inside the whole one).
 pub fn merge_tiles(per_tile: Vec<(Tile, Vec<Detection>)>, iou: f32) -> Vec<Detection> {
-    let all: Vec<Detection> = per_tile.into_iter().flat_map(|(_, d)| d).collect();
-    let mut merged = suppress(all, iou);
-    // A box cut by a tile edge overlaps the full box mostly by containment: drop boxes whose
-    // area is mostly inside a bigger kept box of the same class.
-    merged.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
-    let mut keep: Vec<Detection> = Vec::with_capacity(merged.len());
-    for d in merged {
-        let inside = keep.iter().any(|k| {
-            k.class_id == d.class_id && d.bbox.intersection(&k.bbox) > 0.8 * d.bbox.area()
+    let w = per_tile.iter().map(|(t, _)| t.x + t.w).max().unwrap_or(0);
+    let h = per_tile.iter().map(|(t, _)| t.y + t.h).max().unwrap_or(0);
+    let mut all: Vec<(bool, Detection)> = per_tile
+        .into_iter()
+        .flat_map(|(t, dets)| {
+            dets.into_iter()
+                .map(move |d| (is_cut(&d.bbox, &t, w, h), d))
+        })
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.score.total_cmp(&a.1.score)));
+    let mut keep: Vec<Detection> = Vec::with_capacity(all.len());
+    for (_, d) in all {
+        let dup = keep.iter().any(|k| {
+            k.class_id == d.class_id
+                && (k.bbox.iou(&d.bbox) > iou || overlap_of_smaller(&k.bbox, &d.bbox) > 0.6)
         });
-        if !inside {
+        if !dup {
             keep.push(d);
         }
     }
@@ -74,7 +103,6 @@ pub fn merge_tiles(per_tile: Vec<(Tile, Vec<Detection>)>, iou: f32) -> Vec<Detec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vision::nms::BBox;
 
     #[test]
     fn tiles_cover_the_image_with_the_requested_overlap() {
