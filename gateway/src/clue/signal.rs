@@ -125,6 +125,9 @@ impl ClueEvent {
 }
 
 /// What producers send to the pool.
+// Signals are built once and moved through a channel; boxing the event would only add an
+// allocation and change every producer.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "signal", rename_all = "snake_case")]
 pub enum ClueSignal {

@@ -135,7 +135,7 @@ pub struct DetectorConfig {
     pub nms_iou: f32,
     /// Keep only these classes (empty = all 80).
     pub classes: Vec<usize>,
-    /// Intra-op threads for the session (0 = ONNX Runtime default).
+    /// 0: the shared pool (see `runtime::THREADS_ENV`); more: a pool of its own.
     pub threads: usize,
 }
 

@@ -13,7 +13,9 @@
 //! [`ClueSignal::Occurrence`] carries the first and last frames as evidence. A warned vehicle
 //! that leaves before the limit is reported as persuaded ([`DwellEvent::Left`]).
 
+use super::detector::{Detection, is_vehicle};
 use super::nms::BBox;
+use super::plate::PlateReading;
 use super::zone::{DailyWindow, Zone, is_active};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, Level, Subject};
 use bytes::Bytes;
@@ -187,6 +189,41 @@ pub struct StayView {
     pub exempt: bool,
 }
 
+/// Builds a frame's sightings from detector output and plate readings: every detection is a
+/// sighting (vehicles are timed, the rest only hide), and each plate goes to the smallest vehicle
+/// whose box holds the plate's centre (one plate per vehicle, the most confident).
+pub fn sightings(detections: &[Detection], plates: &[PlateReading]) -> Vec<Sighting> {
+    let mut out: Vec<Sighting> = detections
+        .iter()
+        .map(|d| Sighting {
+            bbox: d.bbox,
+            vehicle: is_vehicle(d.class_id),
+            plate: None,
+        })
+        .collect();
+    let mut best: Vec<Option<f32>> = vec![None; out.len()];
+    for p in plates {
+        let b = &p.plate.bbox;
+        let (cx, cy) = ((b.x0 + b.x1) / 2.0, (b.y0 + b.y1) / 2.0);
+        let owner = out
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.vehicle)
+            .filter(|(_, s)| {
+                cx >= s.bbox.x0 && cx <= s.bbox.x1 && cy >= s.bbox.y0 && cy <= s.bbox.y1
+            })
+            .min_by(|a, b| a.1.bbox.area().total_cmp(&b.1.bbox.area()))
+            .map(|(i, _)| i);
+        if let Some(i) = owner
+            && best[i].is_none_or(|c| p.confidence > c)
+        {
+            best[i] = Some(p.confidence);
+            out[i].plate = Some(p.text.clone());
+        }
+    }
+    out
+}
+
 /// Upper case, without spaces and the separators people and OCR put in plates.
 pub fn normalize_plate(p: &str) -> String {
     p.chars()
@@ -324,22 +361,24 @@ impl DwellTracker {
                     }
                 } else if let Some(m) = matched {
                     // Pieces of the same car split by a lost track: keep the oldest.
-                    for j in 0..self.stays.len() {
-                        if j != m
-                            && !taken[j]
-                            && self.stays[j].plate.is_none()
-                            && self.stays[j].last_bbox.iou(&b) >= self.cfg.match_iou
-                        {
-                            taken[j] = true;
-                            let piece = self.stays[j].clone();
-                            let s = &mut self.stays[m];
-                            if piece.first_ms < s.first_ms {
-                                s.first_ms = piece.first_ms;
-                                s.first_frame = piece.first_frame;
-                                s.warned_at = s.warned_at.or(piece.warned_at);
-                            }
-                            merged.push(j);
+                    let pieces: Vec<usize> = (0..self.stays.len())
+                        .filter(|&j| {
+                            j != m
+                                && !taken[j]
+                                && self.stays[j].plate.is_none()
+                                && self.stays[j].last_bbox.iou(&b) >= self.cfg.match_iou
+                        })
+                        .collect();
+                    for j in pieces {
+                        taken[j] = true;
+                        let piece = self.stays[j].clone();
+                        let s = &mut self.stays[m];
+                        if piece.first_ms < s.first_ms {
+                            s.first_ms = piece.first_ms;
+                            s.first_frame = piece.first_frame;
+                            s.warned_at = s.warned_at.or(piece.warned_at);
                         }
+                        merged.push(j);
                     }
                 }
             } else {
@@ -408,7 +447,7 @@ impl DwellTracker {
             .map(|i| (i, true))
             .chain(merged.into_iter().map(|i| (i, false)))
             .collect();
-        remove.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        remove.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
         remove.dedup_by_key(|r| r.0);
         let mut departed = Vec::new();
         for (i, report) in remove {
@@ -569,6 +608,7 @@ fn overstay_clue(cfg: &ParkingConfig, s: &Stay, at: i64) -> ClueEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vision::plate::PlateBox;
 
     const T0: i64 = 1_767_250_000_000;
 
@@ -643,6 +683,52 @@ mod tests {
             Evidence::File { bytes, .. } => bytes,
             other => panic!("evidence {other:?}"),
         }
+    }
+
+    #[test]
+    fn plates_go_to_the_smallest_vehicle_around_them() {
+        let det = |class_id, label, bbox| Detection {
+            class_id,
+            label,
+            score: 0.9,
+            bbox,
+        };
+        let dets = [
+            det(5, "bus", BUS),
+            det(2, "car", CAR),
+            det(
+                0,
+                "person",
+                BBox {
+                    x0: 500.0,
+                    y0: 300.0,
+                    x1: 540.0,
+                    y1: 420.0,
+                },
+            ),
+        ];
+        let plate = |text: &str, conf, x0: f32| PlateReading {
+            text: text.into(),
+            confidence: conf,
+            plate: PlateBox {
+                bbox: BBox {
+                    x0,
+                    y0: 360.0,
+                    x1: x0 + 60.0,
+                    y1: 380.0,
+                },
+                corners: [(0.0, 0.0); 4],
+                score: 0.99,
+            },
+        };
+        let s = sightings(
+            &dets,
+            &[plate("京A11111", 0.7, 150.0), plate("京A22222", 0.9, 140.0)],
+        );
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].plate, None);
+        assert_eq!(s[1].plate.as_deref(), Some("京A22222"));
+        assert!(s[0].vehicle && s[1].vehicle && !s[2].vehicle);
     }
 
     #[test]

@@ -315,12 +315,13 @@ pub fn ctc_greedy(probs: &[f32], steps: usize, classes: usize, dict: &[String]) 
                 (0, f32::MIN),
                 |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
             );
-        if best != 0 && best != prev {
-            if let Some(c) = dict.get(best - 1) {
-                text.push_str(c);
-                sum += p;
-                n += 1;
-            }
+        if best != 0
+            && best != prev
+            && let Some(c) = dict.get(best - 1)
+        {
+            text.push_str(c);
+            sum += p;
+            n += 1;
         }
         prev = best;
     }
