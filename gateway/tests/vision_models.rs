@@ -152,6 +152,36 @@ fn detects_the_car_bicycle_and_dog_in_darknets_photo() {
 }
 
 #[test]
+fn finds_people_and_keeps_only_street_classes_in_other_photos() {
+    // Darknet's person.jpg: a person, a horse and a dog; kite.jpg: people on a beach with kites.
+    let read = |name: &str| {
+        let p = debian_file("darknet", &format!("/usr/share/darknet/data/{name}"));
+        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        decode_image(&bytes, &ImageLimits::default()).expect("decode")
+    };
+    let person = detector()
+        .detect(&read("person.jpg"))
+        .expect("detect person.jpg");
+    eprintln!("person.jpg: {person:?}");
+    assert!(
+        best(&person, "person").is_some_and(|d| d.score > 0.7),
+        "{person:?}"
+    );
+    assert!(
+        person.iter().all(|d| d.label == "person"),
+        "horse and dog are filtered: {person:?}"
+    );
+    let kite = detector()
+        .detect(&read("kite.jpg"))
+        .expect("detect kite.jpg");
+    assert!(
+        kite.iter().filter(|d| d.label == "person").count() >= 2,
+        "{kite:?}"
+    );
+    assert!(kite.iter().all(|d| d.label != "kite"));
+}
+
+#[test]
 fn detects_on_tiles_of_a_large_still() {
     // A 3x enlargement (2304x1728) stands in for a drone still: the detector runs on overlapping
     // 832 px tiles (batched) and the merged boxes land where the objects are.
