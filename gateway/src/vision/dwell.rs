@@ -189,11 +189,37 @@ pub struct StayView {
     pub exempt: bool,
 }
 
+/// Two vehicle boxes of one vehicle: nearly the same box whatever the classes, or a box of the
+/// same class lying inside the other (a car in front of a bus is inside the bus's box and must
+/// stay a car of its own).
+fn same_vehicle(a: &Detection, b: &Detection) -> bool {
+    let smaller = a.bbox.area().min(b.bbox.area());
+    a.bbox.iou(&b.bbox) > 0.7
+        || (a.class_id == b.class_id
+            && smaller > 0.0
+            && a.bbox.intersection(&b.bbox) >= 0.9 * smaller)
+}
+
 /// Builds a frame's sightings from detector output and plate readings: every detection is a
 /// sighting (vehicles are timed, the rest only hide), and each plate goes to the smallest vehicle
 /// whose box holds the plate's centre (one plate per vehicle, the most confident).
 pub fn sightings(detections: &[Detection], plates: &[PlateReading]) -> Vec<Sighting> {
-    let mut out: Vec<Sighting> = detections
+    // The detector may box one vehicle twice: as "car" and "truck" (same box), or a whole and a
+    // part. Keep the better-scoring vehicle box so that
+    // one vehicle is one stay.
+    let mut order: Vec<&Detection> = detections.iter().collect();
+    order.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<&Detection> = Vec::with_capacity(order.len());
+    for d in order {
+        let twin = is_vehicle(d.class_id)
+            && kept
+                .iter()
+                .any(|k| is_vehicle(k.class_id) && same_vehicle(k, d));
+        if !twin {
+            kept.push(d);
+        }
+    }
+    let mut out: Vec<Sighting> = kept
         .iter()
         .map(|d| Sighting {
             bbox: d.bbox,
@@ -546,7 +572,7 @@ fn dedup_key(cfg: &ParkingConfig, s: &Stay) -> String {
         key
     } else {
         // No plate: one clue per stay.
-        format!("{key}/stay-{}", s.first_ms)
+        format!("{key}/stay-{}-{}", s.first_ms, s.id)
     }
 }
 
@@ -696,6 +722,11 @@ mod tests {
         let dets = [
             det(5, "bus", BUS),
             det(2, "car", CAR),
+            // The same car also called a truck, with a lower score: dropped.
+            Detection {
+                score: 0.5,
+                ..det(7, "truck", CAR)
+            },
             det(
                 0,
                 "person",
