@@ -12,7 +12,8 @@ use gateway::vision::detector::{Detector, DetectorConfig, INPUT};
 use gateway::vision::plate::{PlateConfig, PlateReader};
 use gateway::vision::preprocess::{ImageLimits, Roi, decode_image, letterbox_into};
 use gateway::vision::runtime::models_dir;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn median(mut v: Vec<Duration>) -> f64 {
@@ -22,20 +23,27 @@ fn median(mut v: Vec<Duration>) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Python side: a small server so both sides are timed in alternating rounds under the same
+/// machine load. `k` runs k timed inferences and prints their ms; `q` writes the output, exits.
 const PYTHON: &str = r#"
 import sys, time, numpy as np, onnxruntime as ort
-model, inp, out, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+model, inp, out = sys.argv[1], sys.argv[2], sys.argv[3]
 so = ort.SessionOptions()
 so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 s = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 x = np.fromfile(inp, dtype=np.float32).reshape(1, 3, 416, 416)
 for _ in range(5):
     y = s.run(None, {"images": x})[0]
-ts = []
-for _ in range(n):
-    t = time.perf_counter(); y = s.run(None, {"images": x})[0]; ts.append(time.perf_counter() - t)
+print("ready", ort.__version__, flush=True)
+for line in sys.stdin:
+    line = line.strip()
+    if line == "q":
+        break
+    ts = []
+    for _ in range(int(line)):
+        t = time.perf_counter(); y = s.run(None, {"images": x})[0]; ts.append((time.perf_counter() - t) * 1000.0)
+    print(" ".join(f"{v:.4f}" for v in ts), flush=True)
 y.astype(np.float32).tofile(out)
-print(sorted(ts)[len(ts) // 2] * 1000.0, ort.__version__)
 "#;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -58,47 +66,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let side = INPUT as usize;
     let mut input = vec![0.0f32; 3 * side * side];
-    let (mut dec, mut pre, mut inf, mut post, mut plate, mut frame) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let mut found = 0;
-    let mut raw = Vec::new();
-    for i in 0..n + 5 {
-        let t0 = Instant::now();
+    // Prepare the input once so the Python side gets the very same tensor.
+    {
         let img = decode_image(&bytes, &ImageLimits::default())?;
-        let t1 = Instant::now();
-        let lb = letterbox_into(&img, Roi::whole(&img), INPUT, &mut input);
-        let t2 = Instant::now();
-        raw = detector.infer(&input, 1)?;
-        let t3 = Instant::now();
-        let dets = detector.postprocess(&raw, &lb, img.width() as f32, img.height() as f32);
-        let t4 = Instant::now();
-        let read = plates.read(&img)?;
-        let t5 = Instant::now();
-        if i >= 5 {
-            dec.push(t1 - t0);
-            pre.push(t2 - t1);
-            inf.push(t3 - t2);
-            post.push(t4 - t3);
-            plate.push(t5 - t4);
-            frame.push(t4 - t0);
-        }
-        found = dets.len() + read.len();
+        letterbox_into(&img, Roi::whole(&img), INPUT, &mut input);
     }
-    let (dec, pre, inf, post, plate, frame) = (
-        median(dec),
-        median(pre),
-        median(inf),
-        median(post),
-        median(plate),
-        median(frame),
-    );
-    println!("{image}: {n} frames, median ms (found {found} objects + plates per frame)");
-    println!(
-        "  decode {dec:.2} | preprocess {pre:.2} | inference {inf:.2} | postprocess {post:.3} | plate (det+rec) {plate:.2}"
-    );
-    println!("  frame without plate (decode..postprocess) {frame:.2}");
-
-    // The Python baseline on the very same tensor.
     let tmp = std::env::temp_dir().join(format!("vision-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let inp = tmp.join("input.f32");
@@ -110,31 +82,95 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .flat_map(|v| v.to_le_bytes())
             .collect::<Vec<u8>>(),
     )?;
-    let py = Command::new("python3")
+    let mut py = Command::new("python3")
         .args(["-c", PYTHON])
         .arg(&model_path)
         .arg(&inp)
         .arg(&out)
-        .arg(n.to_string())
-        .output()?;
-    if !py.status.success() {
-        return Err(format!(
-            "python baseline failed (pip install onnxruntime==1.32.0 numpy): {}",
-            String::from_utf8_lossy(&py.stderr)
-        )
-        .into());
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut py_in = py.stdin.take().ok_or("python stdin")?;
+    let mut py_out = BufReader::new(py.stdout.take().ok_or("python stdout")?);
+    let mut line = String::new();
+    py_out.read_line(&mut line)?;
+    let py_ver = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["ready", v] => v.to_string(),
+        _ => {
+            return Err(format!(
+                "python baseline did not start (pip install onnxruntime==1.32.0 numpy): {line:?}"
+            )
+            .into());
+        }
+    };
+
+    let (mut dec, mut pre, mut inf, mut post, mut plate, mut frame, mut theirs) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut found = 0;
+    let mut raw = Vec::new();
+    let per_round = 5;
+    let rounds = n.div_ceil(per_round) + 1;
+    for round in 0..rounds {
+        // Ours...
+        for _ in 0..per_round {
+            let t0 = Instant::now();
+            let img = decode_image(&bytes, &ImageLimits::default())?;
+            let t1 = Instant::now();
+            let lb = letterbox_into(&img, Roi::whole(&img), INPUT, &mut input);
+            let t2 = Instant::now();
+            raw = detector.infer(&input, 1)?;
+            let t3 = Instant::now();
+            let dets = detector.postprocess(&raw, &lb, img.width() as f32, img.height() as f32);
+            let t4 = Instant::now();
+            let read = plates.read(&img)?;
+            let t5 = Instant::now();
+            if round > 0 {
+                dec.push(t1 - t0);
+                pre.push(t2 - t1);
+                inf.push(t3 - t2);
+                post.push(t4 - t3);
+                plate.push(t5 - t4);
+                frame.push(t4 - t0);
+            }
+            found = dets.len() + read.len();
+        }
+        // ...then theirs, under the same load.
+        writeln!(py_in, "{per_round}")?;
+        line.clear();
+        py_out.read_line(&mut line)?;
+        if round > 0 {
+            for v in line.split_whitespace() {
+                theirs.push(Duration::from_secs_f64(v.parse::<f64>()? / 1000.0));
+            }
+        }
     }
-    let stdout = String::from_utf8_lossy(&py.stdout);
-    let mut parts = stdout.split_whitespace();
-    let py_ms: f64 = parts.next().ok_or("no python timing")?.parse()?;
-    let py_ver = parts.next().unwrap_or("?");
-    let theirs: Vec<f32> = std::fs::read(&out)?
+    writeln!(py_in, "q")?;
+    drop(py_in);
+    py.wait()?;
+    let (dec, pre, inf, post, plate, frame, py_ms) = (
+        median(dec),
+        median(pre),
+        median(inf),
+        median(post),
+        median(plate),
+        median(frame),
+        median(theirs),
+    );
+    println!(
+        "{image}: {} frames in alternating rounds of {per_round}, median ms ({found} objects + plates per frame)",
+        (rounds - 1) * per_round
+    );
+    println!(
+        "  decode {dec:.2} | preprocess {pre:.2} | inference {inf:.2} | postprocess {post:.3} | plate (det+rec) {plate:.2}"
+    );
+    println!("  frame without plate (decode..postprocess) {frame:.2}");
+    let py_raw: Vec<f32> = std::fs::read(&out)?
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
     let diff = raw
         .iter()
-        .zip(&theirs)
+        .zip(&py_raw)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     let _ = std::fs::remove_dir_all(&tmp);
