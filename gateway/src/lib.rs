@@ -13,6 +13,7 @@ pub mod normalize;
 pub mod outbox;
 pub mod pipeline;
 pub mod reading;
+pub mod rules;
 pub mod sink;
 pub mod source;
 pub mod units;

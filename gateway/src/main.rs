@@ -46,6 +46,23 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         duration_s: u64,
     },
+    /// Rules tools.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Replay recorded readings (CSV or line protocol) through the configured rules and print
+    /// the clues they would have raised.
+    Backtest {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+    },
 }
 
 fn init_logging() {
@@ -71,6 +88,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { config } => {
             Config::load(Some(&config))?;
             println!("{}: ok", config.display());
+            Ok(())
+        }
+        Command::Rules {
+            command: RulesCommand::Backtest { config, input },
+        } => {
+            let cfg = Config::load(Some(&config))?;
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("reading {}", input.display()))?;
+            print!("{}", gateway::rules::backtest::backtest(&cfg, &text)?);
             Ok(())
         }
         Command::Run { config } => {

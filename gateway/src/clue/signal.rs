@@ -125,8 +125,7 @@ impl ClueEvent {
 }
 
 /// What producers send to the pool.
-// Signals are built once and moved through a channel; boxing the event would only add an
-// allocation and change every producer.
+// Signals move once through a channel; boxing the large variant would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "signal", rename_all = "snake_case")]

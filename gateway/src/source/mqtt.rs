@@ -82,8 +82,21 @@ pub fn options(cfg: &MqttConfig) -> Result<MqttOptions, MqttError> {
     Ok(o)
 }
 
+/// Publishes received but not yet decoded. Bounded so a backlog on the broker cannot fill
+/// our memory (the broker's in-flight limit is not a reliable bound: mosquitto 2.0 was seen
+/// sending a whole 200,000-message backlog at once).
+pub const RAW_CAPACITY: usize = 1024;
+
 /// Capacity of rumqttc's request channel (acks, subscribes, dead-letter publishes).
-pub const REQUEST_CAPACITY: usize = 10_000;
+///
+/// While the poll loop waits for room in the raw queue it cannot drain this channel, so it must
+/// hold every ack the later stages can produce meanwhile (raw queue + intake channel + one
+/// processor batch); otherwise the processor would wait on the poll loop and vice versa.
+pub const REQUEST_CAPACITY: usize = 32_768;
+
+const _: () = assert!(
+    RAW_CAPACITY + crate::pipeline::INTAKE_CAPACITY + crate::pipeline::MAX_BATCH < REQUEST_CAPACITY
+);
 
 /// Makes ring the process-wide rustls provider (once); TLS connections need one.
 pub fn install_crypto_provider() {
@@ -100,17 +113,12 @@ pub fn connect(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), MqttError> 
     Ok(AsyncClient::new(options(cfg)?, REQUEST_CAPACITY))
 }
 
-/// QoS 0 messages waiting for decoding beyond this are dropped (counted): QoS 0 has no
-/// acknowledgement, so the broker's in-flight window does not bound them.
-const MAX_PENDING_QOS0: usize = 100_000;
-
 /// Drives the connection until `cancel`: publishes go to a decoding task that hands readings
 /// to the processor.
 ///
-/// The event loop itself never waits on the processor, so PUBACKs and keep-alives always flow.
-/// Back-pressure comes from the broker: a QoS 1 message stays in flight until the processor
-/// acks it, and the broker sends no more than its in-flight limit (`max_inflight_messages`) of
-/// unacked messages. The queue between the two tasks is therefore bounded by that window.
+/// The event loop only ever waits for the bounded raw queue, which the decoder drains without
+/// waiting on acks, so PUBACKs keep flowing (see [`REQUEST_CAPACITY`]). When the processor is
+/// slow the queues fill, the event loop stops reading the socket, and the broker keeps the rest.
 pub async fn run(
     cfg: MqttConfig,
     client: AsyncClient,
@@ -120,19 +128,17 @@ pub async fn run(
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) {
-    let (raw_tx, raw_rx) = tokio::sync::mpsc::unbounded_channel();
-    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (raw_tx, raw_rx) = tokio::sync::mpsc::channel(RAW_CAPACITY);
     let decode = tokio::spawn(decode_loop(
         cfg.clone(),
         client.clone(),
         raw_rx,
-        pending.clone(),
         decoder,
         tx,
         metrics.clone(),
         cancel.clone(),
     ));
-    poll_loop(&cfg, &client, eventloop, raw_tx, pending, &metrics, &cancel).await;
+    poll_loop(&cfg, &client, eventloop, raw_tx, &metrics, &cancel).await;
     let _ = decode.await;
     metrics.mqtt_connected.set(0);
     let _ = client.try_disconnect();
@@ -142,12 +148,10 @@ async fn poll_loop(
     cfg: &MqttConfig,
     client: &AsyncClient,
     mut eventloop: EventLoop,
-    raw_tx: tokio::sync::mpsc::UnboundedSender<(rumqttc::Publish, i64)>,
-    pending: Arc<std::sync::atomic::AtomicUsize>,
+    raw_tx: tokio::sync::mpsc::Sender<(rumqttc::Publish, i64)>,
     metrics: &Metrics,
     cancel: &CancellationToken,
 ) {
-    use std::sync::atomic::Ordering;
     let mut backoff = Duration::from_millis(cfg.reconnect_min_ms);
     let max_backoff = Duration::from_millis(cfg.reconnect_max_ms);
     loop {
@@ -176,15 +180,11 @@ async fn poll_loop(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 metrics.mqtt_messages_total.inc();
-                if p.qos == QoS::AtMostOnce && pending.load(Ordering::Relaxed) >= MAX_PENDING_QOS0 {
-                    metrics
-                        .decode_errors_total
-                        .get_or_create(&Reason::of("qos0_overflow"))
-                        .inc();
-                    continue;
-                }
-                pending.fetch_add(1, Ordering::Relaxed);
-                if raw_tx.send((p, crate::clock::now_ms())).is_err() {
+                let sent = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    r = raw_tx.send((p, crate::clock::now_ms())) => r,
+                };
+                if sent.is_err() {
                     break;
                 }
             }
@@ -213,8 +213,7 @@ async fn poll_loop(
 async fn decode_loop(
     cfg: MqttConfig,
     client: AsyncClient,
-    mut raw_rx: tokio::sync::mpsc::UnboundedReceiver<(rumqttc::Publish, i64)>,
-    pending: Arc<std::sync::atomic::AtomicUsize>,
+    mut raw_rx: tokio::sync::mpsc::Receiver<(rumqttc::Publish, i64)>,
     decoder: Arc<Decoder>,
     tx: IntakeSender,
     metrics: Arc<Metrics>,
@@ -225,7 +224,6 @@ async fn decode_loop(
             _ = cancel.cancelled() => break,
             m = raw_rx.recv() => match m { Some(m) => m, None => break },
         };
-        pending.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         match decoder.decode(&p.topic, &p.payload, received) {
             Ok(readings) => {
                 let intake = Intake {

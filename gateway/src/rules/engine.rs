@@ -1,0 +1,1064 @@
+//! The rules engine as a pure state machine: readings and a clock in, [`ClueSignal`]s out.
+//!
+//! No tokio and no wall clock in here (the `task` module drives it), so every behaviour is
+//! tested with recorded reading sequences and a fake clock. Time is device time: the engine's
+//! "now" is the later of the tick time and the newest device time seen, so replayed or
+//! accelerated (simulated) streams behave the same as live ones.
+//!
+//! Per reading: the series window is updated once (late readings are kept as evidence but not
+//! evaluated; redeliveries are dropped), then every rule indexed under the metric whose selector
+//! matches is evaluated for its subject (site, device). Conditions produce a raw true/false that
+//! goes through [`Flap`] (minimum duration, cool-down); transitions become signals.
+
+use super::RulesError;
+use super::calendar::Calendar;
+use super::config::{
+    AreaConfig, Condition, Join, RuleConfig, RulesSettings, site_matches, validate,
+};
+use super::flap::{Flap, Hysteresis, Transition};
+use super::grease::{PumpoutRegistry, TrapStats, Traps};
+use super::window::{Push, Window};
+use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, EvidenceReading, Level, Subject};
+use crate::decode::native::EVENT_STREAM;
+use crate::reading::{Reading, Value};
+use serde_json::json;
+use std::collections::HashMap;
+
+/// Readings kept per series at most (a chatty sensor cannot grow memory).
+const MAX_WINDOW_LEN: usize = 2048;
+/// Readings are kept at least this long for evidence.
+const MIN_RETENTION_MS: i64 = 30 * 60 * 1000;
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EngineStats {
+    pub readings: u64,
+    pub occurrences: u64,
+    /// Activations inside a cool-down (flapping): counted, not sent.
+    pub suppressed: u64,
+    pub cleared: u64,
+    /// Trap drops explained by a registered pump-out.
+    pub pumpout_explained: u64,
+    pub late: u64,
+    pub duplicates: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    site: String,
+    device: String,
+    stream: String,
+    metric: String,
+}
+
+impl SeriesKey {
+    fn of(r: &Reading) -> Self {
+        SeriesKey {
+            site: r.site.clone(),
+            device: r.device.clone(),
+            stream: r.stream.clone(),
+            metric: r.metric.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Series {
+    window: Window,
+    unit: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct StateKey {
+    rule: usize,
+    site: String,
+    device: String,
+}
+
+#[derive(Debug, Default)]
+struct RuleState {
+    flap: Flap,
+    raw: bool,
+    /// Threshold state after hysteresis (before the time-window mask).
+    hyst: bool,
+    last_t: Option<i64>,
+    last_value: Option<Value>,
+    series: Option<SeriesKey>,
+}
+
+/// Rules turned into lookup tables; rebuilt on reload.
+struct Compiled {
+    rules: Vec<RuleConfig>,
+    calendar: Calendar,
+    /// Metric name -> rules reading it (event rules sit under `name`).
+    by_metric: HashMap<String, Vec<usize>>,
+    silence: Vec<usize>,
+    /// Rule -> composites it feeds.
+    composites_by_input: HashMap<usize, Vec<usize>>,
+    /// Composite -> its input rules.
+    composite_parts: HashMap<usize, Vec<usize>>,
+    retention_ms: HashMap<String, i64>,
+    areas: Vec<AreaConfig>,
+}
+
+impl Compiled {
+    fn new(rules: Vec<RuleConfig>, settings: &RulesSettings) -> Result<Self, RulesError> {
+        validate(&rules, settings)?;
+        let mut c = Compiled {
+            calendar: Calendar::new(settings),
+            by_metric: HashMap::new(),
+            silence: Vec::new(),
+            composites_by_input: HashMap::new(),
+            composite_parts: HashMap::new(),
+            retention_ms: HashMap::new(),
+            areas: settings.areas.clone(),
+            rules: Vec::new(),
+        };
+        for (i, r) in rules.iter().enumerate() {
+            let evidence_ms = r.evidence_s as i64 * 1000;
+            let (metric, need_ms) = match &r.condition {
+                Condition::Silence { .. } => {
+                    c.silence.push(i);
+                    continue;
+                }
+                Condition::Composite { rules: parts, .. } => {
+                    let idx: Vec<usize> = parts
+                        .iter()
+                        .filter_map(|p| rules.iter().position(|x| &x.id == p))
+                        .collect();
+                    for &j in &idx {
+                        c.composites_by_input.entry(j).or_default().push(i);
+                    }
+                    c.composite_parts.insert(i, idx);
+                    continue;
+                }
+                Condition::Event { .. } => ("name".to_string(), evidence_ms),
+                Condition::Rate { within_s, .. } | Condition::Discharge { within_s, .. } => (
+                    r.select.metric.clone().unwrap_or_default(),
+                    evidence_ms.max(*within_s as i64 * 1000),
+                ),
+                Condition::FlatLine { for_s, .. } => (
+                    r.select.metric.clone().unwrap_or_default(),
+                    // Coverage needs one reading older than the span.
+                    evidence_ms.max(*for_s as i64 * 2000),
+                ),
+                Condition::Threshold { .. } | Condition::Held { .. } => {
+                    (r.select.metric.clone().unwrap_or_default(), evidence_ms)
+                }
+            };
+            let keep = c
+                .retention_ms
+                .entry(metric.clone())
+                .or_insert(MIN_RETENTION_MS);
+            *keep = (*keep).max(need_ms);
+            c.by_metric.entry(metric).or_default().push(i);
+        }
+        c.rules = rules;
+        Ok(c)
+    }
+
+    /// What a composite's inputs must share: the site, or the area the site belongs to.
+    fn join_key(&self, join: Join, site: &str) -> Option<String> {
+        match join {
+            Join::Site => Some(site.to_string()),
+            Join::Area => self
+                .areas
+                .iter()
+                .find(|a| a.sites.iter().any(|p| site_matches(p, site)))
+                .map(|a| format!("area:{}", a.name)),
+        }
+    }
+
+    fn level_at(&self, rule: &RuleConfig, site: &str, at_ms: i64) -> Level {
+        match rule.night_level {
+            Some(n) if self.calendar.is_night(site, at_ms) => n,
+            _ => rule.level,
+        }
+    }
+}
+
+struct PendingDischarge {
+    rule: usize,
+    site: String,
+    device: String,
+    series: SeriesKey,
+    /// When the contents were at their peak before the drop.
+    from_ms: i64,
+    /// When the drop crossed the threshold.
+    at_ms: i64,
+    due_ms: i64,
+}
+
+/// A rule became active (sent or not): input for composite rules.
+struct Activation {
+    rule: usize,
+    site: String,
+    at_ms: i64,
+    evidence: Vec<Evidence>,
+}
+
+/// A composite input's latest activation: time, site, evidence.
+type SeenInput = (i64, String, Vec<Evidence>);
+
+/// What a transition becomes.
+struct Trigger<'a> {
+    rule: usize,
+    site: &'a str,
+    device: Option<&'a str>,
+    at_ms: i64,
+    transition: Transition,
+    /// Replaces `{value}` in titles.
+    value: String,
+    detail: serde_json::Value,
+    series: Option<&'a SeriesKey>,
+    evidence_to: i64,
+    /// Replaces the conventional `rule/site/device` dedup key (area composites).
+    key: Option<String>,
+}
+
+/// Everything that changes while the engine runs (kept apart from the compiled rules so a
+/// reload can swap those and keep this).
+#[derive(Default)]
+struct Live {
+    series: HashMap<SeriesKey, Series>,
+    states: HashMap<StateKey, RuleState>,
+    /// (composite, input rule, join key) -> latest activation (time, site, evidence).
+    composite_seen: HashMap<(usize, usize, String), SeenInput>,
+    composite_flaps: HashMap<(usize, String), Flap>,
+    pending: Vec<PendingDischarge>,
+    traps: Traps,
+    pumpouts: PumpoutRegistry,
+    now_ms: i64,
+    stats: EngineStats,
+}
+
+/// The rules engine. See the module docs.
+pub struct Engine {
+    c: Compiled,
+    live: Live,
+}
+
+impl Engine {
+    /// Validates and compiles `rules`; errors name the bad key (`rules[2].condition.for_s`).
+    pub fn new(rules: Vec<RuleConfig>, settings: &RulesSettings) -> Result<Self, RulesError> {
+        Ok(Engine {
+            c: Compiled::new(rules, settings)?,
+            live: Live::default(),
+        })
+    }
+
+    /// The rules configured in `cfg` (or the defaults when none are; none when disabled).
+    pub fn from_config(cfg: &crate::config::Config) -> Result<Self, RulesError> {
+        let rules = cfg.rules_settings.effective_rules(&cfg.rules);
+        Engine::new(rules, &cfg.rules_settings)
+    }
+
+    /// Shares a pump-out registry (e.g. with the HTTP API) instead of the engine's own.
+    pub fn with_pumpouts(mut self, registry: PumpoutRegistry) -> Self {
+        self.live.pumpouts = registry;
+        self
+    }
+
+    /// The registry this engine consults; clone it to register pump-outs from elsewhere.
+    pub fn pumpouts(&self) -> PumpoutRegistry {
+        self.live.pumpouts.clone()
+    }
+
+    /// Records a pump-out service visit so the drop it causes raises nothing.
+    pub fn register_pumpout(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
+        self.live.pumpouts.register(site, device, from_ms, to_ms);
+    }
+
+    /// Replaces the rules, keeping the state of every rule whose id and definition did not
+    /// change (active conditions, cool-downs, windows).
+    pub fn reload(
+        &mut self,
+        rules: Vec<RuleConfig>,
+        settings: &RulesSettings,
+    ) -> Result<(), RulesError> {
+        let next = Compiled::new(rules, settings)?;
+        let remap: HashMap<usize, usize> = self
+            .c
+            .rules
+            .iter()
+            .enumerate()
+            .filter_map(|(old, r)| next.rules.iter().position(|n| n == r).map(|new| (old, new)))
+            .collect();
+        let states = std::mem::take(&mut self.live.states);
+        self.live.states = states
+            .into_iter()
+            .filter_map(|(k, v)| remap.get(&k.rule).map(|&rule| (StateKey { rule, ..k }, v)))
+            .collect();
+        self.live.composite_seen = std::mem::take(&mut self.live.composite_seen)
+            .into_iter()
+            .filter_map(|((ci, p, k), v)| match (remap.get(&ci), remap.get(&p)) {
+                (Some(&ci), Some(&p)) => Some(((ci, p, k), v)),
+                _ => None,
+            })
+            .collect();
+        self.live.composite_flaps = std::mem::take(&mut self.live.composite_flaps)
+            .into_iter()
+            .filter_map(|((r, s), v)| remap.get(&r).map(|&n| ((n, s), v)))
+            .collect();
+        self.live.pending.retain_mut(|p| match remap.get(&p.rule) {
+            Some(&n) => {
+                p.rule = n;
+                true
+            }
+            None => false,
+        });
+        self.c = next;
+        Ok(())
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.c.rules.len()
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        self.live.stats
+    }
+
+    /// Daily inflow, fill rate and last figures of one trap.
+    pub fn trap_stats(&self, site: &str, device: &str) -> Option<TrapStats> {
+        self.live.traps.get(site, device)
+    }
+
+    /// Feeds one message's readings (in arrival order).
+    pub fn on_readings(&mut self, readings: &[Reading]) -> Vec<ClueSignal> {
+        let mut out = Vec::new();
+        let mut acts = Vec::new();
+        for (i, r) in readings.iter().enumerate() {
+            // Silence only needs one look per device and stream in a message.
+            let first = i == 0 || {
+                let p = &readings[i - 1];
+                p.site != r.site || p.device != r.device || p.stream != r.stream
+            };
+            self.live
+                .on_reading(&self.c, r, first, readings, &mut out, &mut acts);
+        }
+        let now = self.live.now_ms;
+        self.live.flush_pending(&self.c, now, &mut out, &mut acts);
+        self.live.join_composites(&self.c, acts, &mut out);
+        out
+    }
+
+    /// Advances the clock: silence, held-too-long and minimum durations, delayed judgements.
+    pub fn on_tick(&mut self, now_ms: i64) -> Vec<ClueSignal> {
+        let now = now_ms.max(self.live.now_ms);
+        self.live.now_ms = now;
+        let mut out = Vec::new();
+        let mut acts = Vec::new();
+        self.live.tick(&self.c, now, &mut out, &mut acts);
+        self.live.flush_pending(&self.c, now, &mut out, &mut acts);
+        self.live.join_composites(&self.c, acts, &mut out);
+        out
+    }
+}
+
+fn value_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Text(x), Value::Text(y)) => x == y,
+        _ => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        },
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+impl Live {
+    fn on_reading(
+        &mut self,
+        c: &Compiled,
+        r: &Reading,
+        first_of_device: bool,
+        batch: &[Reading],
+        out: &mut Vec<ClueSignal>,
+        acts: &mut Vec<Activation>,
+    ) {
+        self.stats.readings += 1;
+        let t = r.device_time_ms;
+        self.now_ms = self.now_ms.max(t);
+
+        if r.stream == "grease_trap" {
+            match (r.metric.as_str(), r.value.as_f64()) {
+                ("volume_l", Some(v)) => {
+                    let day = c.calendar.local_day_start_ms(&r.site, t);
+                    self.traps.observe_volume(&r.site, &r.device, v, t, day);
+                }
+                ("fill_pct", Some(v)) => self.traps.observe_fill_pct(&r.site, &r.device, v),
+                _ => {}
+            }
+        }
+
+        for &ri in &c.silence {
+            let rule = &c.rules[ri];
+            let by_metric = rule.select.metric.is_some();
+            if (!by_metric && !first_of_device)
+                || !rule.select.matches(r)
+                || rule.select.metric.as_deref().is_some_and(|m| m != r.metric)
+            {
+                continue;
+            }
+            let key = StateKey {
+                rule: ri,
+                site: r.site.clone(),
+                device: r.device.clone(),
+            };
+            let st = self.states.entry(key).or_default();
+            st.last_t = Some(st.last_t.map_or(t, |l| l.max(t)));
+            if st.raw {
+                st.raw = false;
+                let tr = st.flap.update(false, t, 0, 0);
+                self.apply(
+                    c,
+                    Trigger {
+                        rule: ri,
+                        site: &r.site,
+                        device: Some(&r.device),
+                        at_ms: t,
+                        transition: tr,
+                        value: String::new(),
+                        detail: serde_json::Value::Null,
+                        series: None,
+                        evidence_to: t,
+                        key: None,
+                    },
+                    out,
+                    acts,
+                );
+            }
+        }
+
+        let Some(list) = c.by_metric.get(r.metric.as_str()) else {
+            return;
+        };
+        let mut key: Option<SeriesKey> = None;
+        for &ri in list {
+            let rule = &c.rules[ri];
+            if !rule.select.matches(r) {
+                continue;
+            }
+            if matches!(rule.condition, Condition::Event { .. }) && r.stream != EVENT_STREAM {
+                continue;
+            }
+            if key.is_none() {
+                let k = SeriesKey::of(r);
+                let retention = c
+                    .retention_ms
+                    .get(r.metric.as_str())
+                    .copied()
+                    .unwrap_or(MIN_RETENTION_MS);
+                let s = self.series.entry(k.clone()).or_insert_with(|| Series {
+                    window: Window::new(retention, MAX_WINDOW_LEN),
+                    unit: r.unit.clone(),
+                });
+                match s.window.push(t, &r.value) {
+                    Push::Appended => {}
+                    Push::Late => {
+                        self.stats.late += 1;
+                        return;
+                    }
+                    Push::Duplicate => {
+                        self.stats.duplicates += 1;
+                        return;
+                    }
+                }
+                key = Some(k);
+            }
+            if let Some(k) = &key {
+                self.eval(c, ri, r, k, batch, out, acts);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn eval(
+        &mut self,
+        c: &Compiled,
+        ri: usize,
+        r: &Reading,
+        series: &SeriesKey,
+        batch: &[Reading],
+        out: &mut Vec<ClueSignal>,
+        acts: &mut Vec<Activation>,
+    ) {
+        let rule = &c.rules[ri];
+        let t = r.device_time_ms;
+        let st = self
+            .states
+            .entry(StateKey {
+                rule: ri,
+                site: r.site.clone(),
+                device: r.device.clone(),
+            })
+            .or_default();
+        if st.last_t.is_some_and(|l| t < l) {
+            return;
+        }
+        st.last_t = Some(t);
+        st.last_value = Some(r.value.clone());
+        if st.series.is_none() {
+            st.series = Some(series.clone());
+        }
+        let in_window = c.calendar.matches(rule.window, &r.site, t);
+        let window = self.series.get(series).map(|s| &s.window);
+        let v = r.value.as_f64();
+        let (raw, min_ms) = match &rule.condition {
+            Condition::Threshold {
+                above,
+                below,
+                clear_at,
+                for_s,
+            } => {
+                let Some(v) = v else { return };
+                let h = Hysteresis {
+                    above: *above,
+                    below: *below,
+                    clear_at: *clear_at,
+                };
+                st.hyst = h.next(st.hyst, v);
+                (st.hyst, *for_s as i64 * 1000)
+            }
+            Condition::Held { equals, for_s } => (value_eq(&r.value, equals), *for_s as i64 * 1000),
+            Condition::Rate {
+                drop,
+                rise,
+                within_s,
+            } => {
+                let Some(v) = v else { return };
+                let from = t.saturating_sub(*within_s as i64 * 1000);
+                let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+                for (_, x) in window.into_iter().flat_map(|w| w.range(from, t)) {
+                    if let Some(x) = x.as_f64() {
+                        lo = lo.min(x);
+                        hi = hi.max(x);
+                    }
+                }
+                let fell = drop.is_some_and(|d| hi - v >= d);
+                let rose = rise.is_some_and(|d| v - lo >= d);
+                (fell || rose, 0)
+            }
+            Condition::FlatLine {
+                for_s,
+                tolerance,
+                min_readings,
+            } => {
+                let from = t.saturating_sub(*for_s as i64 * 1000);
+                let covered = window.and_then(Window::oldest_t).is_some_and(|o| o <= from);
+                let (mut n, mut lo, mut hi) = (0usize, f64::INFINITY, f64::NEG_INFINITY);
+                if covered {
+                    for (_, x) in window.into_iter().flat_map(|w| w.range(from, t)) {
+                        if let Some(x) = x.as_f64() {
+                            n += 1;
+                            lo = lo.min(x);
+                            hi = hi.max(x);
+                        }
+                    }
+                }
+                (covered && n >= *min_readings && hi - lo <= *tolerance, 0)
+            }
+            Condition::Event { name } => {
+                if !matches!(&r.value, Value::Text(n) if n == name) {
+                    return;
+                }
+                let phase = batch
+                    .iter()
+                    .find(|o| {
+                        o.metric == "phase"
+                            && o.device_time_ms == t
+                            && o.device == r.device
+                            && o.site == r.site
+                    })
+                    .and_then(|o| match &o.value {
+                        Value::Text(p) => Some(p.as_str()),
+                        _ => None,
+                    });
+                (phase != Some("recovery"), 0)
+            }
+            Condition::Discharge {
+                min_drop,
+                within_s,
+                grace_s,
+            } => {
+                let Some(v) = v else { return };
+                let from = t.saturating_sub(*within_s as i64 * 1000);
+                let mut peak: Option<(i64, f64)> = None;
+                for (pt, x) in window.into_iter().flat_map(|w| w.range(from, t)) {
+                    if let Some(x) = x.as_f64()
+                        && peak.is_none_or(|(_, p)| x > p)
+                    {
+                        peak = Some((*pt, x));
+                    }
+                }
+                let raw = in_window && peak.is_some_and(|(_, p)| p - v >= *min_drop);
+                if raw
+                    && !st.raw
+                    && let Some((from_ms, _)) = peak
+                {
+                    self.pending.push(PendingDischarge {
+                        rule: ri,
+                        site: r.site.clone(),
+                        device: r.device.clone(),
+                        series: series.clone(),
+                        from_ms,
+                        at_ms: t,
+                        due_ms: t.saturating_add(*grace_s as i64 * 1000),
+                    });
+                }
+                st.raw = raw;
+                return;
+            }
+            Condition::Silence { .. } | Condition::Composite { .. } => return,
+        };
+        let raw = raw && in_window;
+        st.raw = raw;
+        let tr = st
+            .flap
+            .update(raw, t, min_ms, rule.cooldown_s as i64 * 1000);
+        if tr == Transition::None {
+            return;
+        }
+        let suppressed = if tr == Transition::Raised {
+            st.flap.take_suppressed()
+        } else {
+            0
+        };
+        let detail = json!({
+            "metric": r.metric,
+            "value": r.value,
+            "unit": r.unit,
+            "condition": rule.condition,
+            "suppressed_repeats": suppressed,
+        });
+        self.apply(
+            c,
+            Trigger {
+                rule: ri,
+                site: &r.site,
+                device: Some(&r.device),
+                at_ms: t,
+                transition: tr,
+                value: r.value.to_string(),
+                detail,
+                series: Some(series),
+                evidence_to: t,
+                key: None,
+            },
+            out,
+            acts,
+        );
+    }
+
+    fn tick(
+        &mut self,
+        c: &Compiled,
+        now: i64,
+        out: &mut Vec<ClueSignal>,
+        acts: &mut Vec<Activation>,
+    ) {
+        let mut fired = Vec::new();
+        for (key, st) in self.states.iter_mut() {
+            let rule = &c.rules[key.rule];
+            let cooldown = rule.cooldown_s as i64 * 1000;
+            match &rule.condition {
+                Condition::Silence { after_s } => {
+                    let Some(last) = st.last_t else { continue };
+                    let silent_ms = now.saturating_sub(last);
+                    if st.raw
+                        || silent_ms < *after_s as i64 * 1000
+                        || !c.calendar.matches(rule.window, &key.site, now)
+                    {
+                        continue;
+                    }
+                    st.raw = true;
+                    let tr = st.flap.update(true, now, 0, cooldown);
+                    let suppressed = st.flap.take_suppressed();
+                    let detail = json!({
+                        "last_seen_ms": last,
+                        "silent_s": silent_ms / 1000,
+                        "condition": rule.condition,
+                        "suppressed_repeats": suppressed,
+                    });
+                    fired.push((
+                        key.clone(),
+                        tr,
+                        detail,
+                        None,
+                        format!("{}", silent_ms / 1000),
+                    ));
+                }
+                Condition::Threshold { for_s, .. } | Condition::Held { for_s, .. }
+                    if *for_s > 0 && st.raw && !st.flap.is_active() =>
+                {
+                    let tr = st.flap.update(true, now, *for_s as i64 * 1000, cooldown);
+                    if tr == Transition::None {
+                        continue;
+                    }
+                    let suppressed = st.flap.take_suppressed();
+                    let value = st.last_value.clone().unwrap_or(Value::Bool(true));
+                    let detail = json!({
+                        "metric": st.series.as_ref().map(|s| s.metric.clone()),
+                        "value": value,
+                        "condition": rule.condition,
+                        "suppressed_repeats": suppressed,
+                    });
+                    fired.push((
+                        key.clone(),
+                        tr,
+                        detail,
+                        st.series.clone(),
+                        value.to_string(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for (key, tr, detail, series, value) in fired {
+            self.apply(
+                c,
+                Trigger {
+                    rule: key.rule,
+                    site: &key.site,
+                    device: Some(&key.device),
+                    at_ms: now,
+                    transition: tr,
+                    value,
+                    detail,
+                    series: series.as_ref(),
+                    evidence_to: now,
+                    key: None,
+                },
+                out,
+                acts,
+            );
+        }
+    }
+
+    /// Judges trap drops whose grace period is over: explained by a pump-out, or raised.
+    fn flush_pending(
+        &mut self,
+        c: &Compiled,
+        now: i64,
+        out: &mut Vec<ClueSignal>,
+        acts: &mut Vec<Activation>,
+    ) {
+        if self.pending.iter().all(|p| p.due_ms > now) {
+            return;
+        }
+        let (ready, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.due_ms <= now);
+        self.pending = keep;
+        for p in ready {
+            let rule = &c.rules[p.rule];
+            // Measure the whole drop: the peak before it, the lowest point since.
+            let (mut peak, mut low, mut low_t) = (f64::NEG_INFINITY, f64::INFINITY, p.at_ms);
+            let unit = self
+                .series
+                .get(&p.series)
+                .map(|s| s.unit.clone())
+                .unwrap_or_default();
+            if let Some(s) = self.series.get(&p.series) {
+                for (t, x) in s.window.range(p.from_ms, now.max(p.at_ms)) {
+                    let Some(x) = x.as_f64() else { continue };
+                    if *t <= p.at_ms {
+                        peak = peak.max(x);
+                    }
+                    if x < low {
+                        low = x;
+                        low_t = *t;
+                    }
+                }
+            }
+            if self
+                .pumpouts
+                .covers(&p.site, &p.device, p.from_ms, low_t.max(p.at_ms))
+            {
+                self.stats.pumpout_explained += 1;
+                tracing::info!(site = %p.site, device = %p.device, rule = %rule.id,
+                    "trap drop explained by a registered pump-out");
+                continue;
+            }
+            let st = self
+                .states
+                .entry(StateKey {
+                    rule: p.rule,
+                    site: p.site.clone(),
+                    device: p.device.clone(),
+                })
+                .or_default();
+            let tr = st.flap.pulse(p.at_ms, rule.cooldown_s as i64 * 1000);
+            let suppressed = if tr == Transition::Raised {
+                st.flap.take_suppressed()
+            } else {
+                0
+            };
+            let drop = if peak.is_finite() && low.is_finite() {
+                ((peak - low) * 10.0).round() / 10.0
+            } else {
+                0.0
+            };
+            let night = c.calendar.is_night(&p.site, p.at_ms);
+            let detail = json!({
+                "drop": drop,
+                "unit": unit,
+                "from_ms": p.from_ms,
+                "to_ms": low_t,
+                "night": night,
+                "pumpout_registered": false,
+                "trap": self.traps.get(&p.site, &p.device),
+                "condition": rule.condition,
+                "suppressed_repeats": suppressed,
+            });
+            let to = low_t.max(p.at_ms);
+            self.apply(
+                c,
+                Trigger {
+                    rule: p.rule,
+                    site: &p.site,
+                    device: Some(&p.device),
+                    at_ms: p.at_ms,
+                    transition: tr,
+                    value: fmt_num(drop),
+                    detail,
+                    series: Some(&p.series),
+                    evidence_to: to,
+                    key: None,
+                },
+                out,
+                acts,
+            );
+        }
+    }
+
+    fn evidence(&self, s: &SeriesKey, from: i64, to: i64) -> Evidence {
+        let (readings, unit) = match self.series.get(s) {
+            Some(series) => (
+                series.window.range(from, to).collect::<Vec<_>>(),
+                &series.unit,
+            ),
+            None => (Vec::new(), &String::new()),
+        };
+        Evidence::Readings {
+            from_ms: from,
+            to_ms: to,
+            readings: readings
+                .into_iter()
+                .map(|(t, v)| EvidenceReading {
+                    device: s.device.clone(),
+                    stream: s.stream.clone(),
+                    metric: s.metric.clone(),
+                    value: v.clone(),
+                    unit: unit.clone(),
+                    device_time_ms: *t,
+                })
+                .collect(),
+        }
+    }
+
+    /// Turns a transition into signals (and composite inputs).
+    fn apply(
+        &mut self,
+        c: &Compiled,
+        tg: Trigger<'_>,
+        out: &mut Vec<ClueSignal>,
+        acts: &mut Vec<Activation>,
+    ) {
+        let rule = &c.rules[tg.rule];
+        match tg.transition {
+            Transition::None => {}
+            Transition::Raised | Transition::Suppressed => {
+                let feeds = c.composites_by_input.contains_key(&tg.rule);
+                let raised = tg.transition == Transition::Raised;
+                let evidence: Vec<Evidence> = if (raised && rule.emit) || feeds {
+                    let from = tg.at_ms.saturating_sub(rule.evidence_s as i64 * 1000);
+                    tg.series
+                        .map(|s| self.evidence(s, from, tg.evidence_to))
+                        .into_iter()
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                if feeds {
+                    acts.push(Activation {
+                        rule: tg.rule,
+                        site: tg.site.to_string(),
+                        at_ms: tg.at_ms,
+                        evidence: evidence.clone(),
+                    });
+                }
+                if !raised {
+                    self.stats.suppressed += 1;
+                    return;
+                }
+                if rule.emit {
+                    self.stats.occurrences += 1;
+                    let ev = event(c, &tg, evidence);
+                    tracing::debug!(rule = %ev.rule, key = %ev.dedup_key, level = ev.level.as_str(),
+                        "clue occurrence");
+                    out.push(ClueSignal::Occurrence(ev));
+                }
+            }
+            Transition::Cleared => {
+                if !rule.emit {
+                    return;
+                }
+                self.stats.cleared += 1;
+                let subject = Subject {
+                    site: tg.site.to_string(),
+                    device: tg.device.map(str::to_string),
+                    ..Default::default()
+                };
+                let note = match rule.condition {
+                    Condition::Silence { .. } => "device reporting again",
+                    Condition::Event { .. } => "device reported recovery",
+                    _ => "condition ended",
+                };
+                out.push(ClueSignal::Cleared {
+                    dedup_key: ClueEvent::default_key(&rule.id, &subject),
+                    at_ms: tg.at_ms,
+                    note: note.into(),
+                });
+            }
+        }
+    }
+
+    /// Composite rules: every input active at the same site (or area) within the window.
+    fn join_composites(&mut self, c: &Compiled, acts: Vec<Activation>, out: &mut Vec<ClueSignal>) {
+        for a in acts {
+            let Some(comps) = c.composites_by_input.get(&a.rule) else {
+                continue;
+            };
+            for &ci in comps {
+                let rule = &c.rules[ci];
+                let Condition::Composite { within_s, join, .. } = &rule.condition else {
+                    continue;
+                };
+                let Some(jk) = c.join_key(*join, &a.site) else {
+                    continue;
+                };
+                self.composite_seen.insert(
+                    (ci, a.rule, jk.clone()),
+                    (a.at_ms, a.site.clone(), a.evidence.clone()),
+                );
+                let Some(parts) = c.composite_parts.get(&ci) else {
+                    continue;
+                };
+                let mut times = Vec::with_capacity(parts.len());
+                let mut sites = Vec::with_capacity(parts.len());
+                let mut evidence = Vec::new();
+                let mut notes = Vec::new();
+                for &p in parts {
+                    if let Some((t, site, ev)) = self.composite_seen.get(&(ci, p, jk.clone())) {
+                        times.push(*t);
+                        sites.push(site.clone());
+                        evidence.extend(ev.iter().cloned());
+                        notes.push(format!("{} at {site} ({t})", c.rules[p].id));
+                    }
+                }
+                if times.len() < parts.len() {
+                    continue;
+                }
+                let (lo, hi) = (
+                    times.iter().copied().min().unwrap_or(0),
+                    times.iter().copied().max().unwrap_or(0),
+                );
+                if hi - lo > *within_s as i64 * 1000
+                    || !c.calendar.matches(rule.window, &a.site, hi)
+                {
+                    continue;
+                }
+                let flap = self.composite_flaps.entry((ci, jk.clone())).or_default();
+                let tr = flap.pulse(hi, rule.cooldown_s as i64 * 1000);
+                if tr != Transition::Raised {
+                    self.stats.suppressed += 1;
+                    continue;
+                }
+                evidence.push(Evidence::Note {
+                    text: format!("joined: {}", notes.join(", ")),
+                });
+                let detail = json!({
+                    "joined": parts.iter().map(|&p| c.rules[p].id.clone()).collect::<Vec<_>>(),
+                    "sites": sites,
+                    "times_ms": times,
+                    "span_s": (hi - lo) / 1000,
+                    "condition": rule.condition,
+                });
+                let key = match join {
+                    Join::Site => None,
+                    Join::Area => Some(format!("{}/{jk}", rule.id)),
+                };
+                let tg = Trigger {
+                    rule: ci,
+                    site: &a.site,
+                    device: None,
+                    at_ms: hi,
+                    transition: tr,
+                    value: jk.clone(),
+                    detail,
+                    series: None,
+                    evidence_to: hi,
+                    key,
+                };
+                if rule.emit {
+                    self.stats.occurrences += 1;
+                    let ev = event(c, &tg, evidence);
+                    tracing::debug!(rule = %ev.rule, key = %ev.dedup_key, level = ev.level.as_str(),
+                        "composite clue occurrence");
+                    out.push(ClueSignal::Occurrence(ev));
+                }
+            }
+        }
+    }
+}
+
+fn event(c: &Compiled, tg: &Trigger<'_>, evidence: Vec<Evidence>) -> ClueEvent {
+    let rule = &c.rules[tg.rule];
+    let subject = Subject {
+        site: tg.site.to_string(),
+        device: tg.device.map(str::to_string),
+        ..Default::default()
+    };
+    let dedup_key = tg
+        .key
+        .clone()
+        .unwrap_or_else(|| ClueEvent::default_key(&rule.id, &subject));
+    let title = match &rule.title {
+        Some(t) => t
+            .replace("{site}", tg.site)
+            .replace("{device}", tg.device.unwrap_or("-"))
+            .replace("{value}", &tg.value),
+        None => match tg.device {
+            Some(d) => format!("{} at {}/{d}", rule.kind, tg.site),
+            None => format!("{} at {}", rule.kind, tg.site),
+        },
+    };
+    let mut detail = tg.detail.clone();
+    if let Some(obj) = detail.as_object_mut() {
+        obj.insert(
+            "night".into(),
+            json!(c.calendar.is_night(tg.site, tg.at_ms)),
+        );
+    }
+    ClueEvent {
+        rule: rule.id.clone(),
+        kind: rule.kind.clone(),
+        level: c.level_at(rule, tg.site, tg.at_ms),
+        subject,
+        dedup_key,
+        at_ms: tg.at_ms,
+        title,
+        detail,
+        evidence,
+        department: rule.department.clone(),
+    }
+}

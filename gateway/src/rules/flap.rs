@@ -1,0 +1,138 @@
+//! Flap control: hysteresis on values, minimum duration before a condition counts, and a
+//! cool-down between occurrences. A sensor that flaps across a threshold raises one occurrence
+//! per cool-down; activations inside the cool-down are counted, not sent.
+
+/// What one update did to a condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Nothing changed (or the condition is still waiting for its minimum duration).
+    None,
+    /// The condition became active and an occurrence should be sent.
+    Raised,
+    /// The condition became active inside the cool-down: counted, not sent.
+    Suppressed,
+    /// A condition whose occurrence was sent has ended.
+    Cleared,
+}
+
+/// Per (rule, subject) activation state.
+#[derive(Debug, Clone, Default)]
+pub struct Flap {
+    /// When the raw condition last became true (for the minimum duration).
+    since: Option<i64>,
+    active: bool,
+    /// Whether the current activation was sent (only sent activations are cleared).
+    emitted: bool,
+    last_raised: Option<i64>,
+    suppressed: u32,
+}
+
+impl Flap {
+    /// Feeds the raw condition at `at_ms`. The condition must hold for `min_ms` before it
+    /// counts; a new occurrence is sent at most once per `cooldown_ms`.
+    pub fn update(&mut self, raw: bool, at_ms: i64, min_ms: i64, cooldown_ms: i64) -> Transition {
+        if !raw {
+            self.since = None;
+            if self.active {
+                self.active = false;
+                if std::mem::take(&mut self.emitted) {
+                    return Transition::Cleared;
+                }
+            }
+            return Transition::None;
+        }
+        let since = *self.since.get_or_insert(at_ms);
+        if self.active || at_ms.saturating_sub(since) < min_ms {
+            return Transition::None;
+        }
+        self.active = true;
+        self.raise(at_ms, cooldown_ms)
+    }
+
+    /// A one-off event (a drop, a composite match): raised unless inside the cool-down.
+    pub fn pulse(&mut self, at_ms: i64, cooldown_ms: i64) -> Transition {
+        self.raise(at_ms, cooldown_ms)
+    }
+
+    fn raise(&mut self, at_ms: i64, cooldown_ms: i64) -> Transition {
+        match self.last_raised {
+            Some(last) if at_ms.saturating_sub(last) < cooldown_ms && at_ms >= last => {
+                self.emitted = false;
+                self.suppressed = self.suppressed.saturating_add(1);
+                Transition::Suppressed
+            }
+            _ => {
+                self.emitted = true;
+                self.last_raised = Some(at_ms);
+                Transition::Raised
+            }
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Activations suppressed since the last sent occurrence (reported in its detail).
+    pub fn take_suppressed(&mut self) -> u32 {
+        std::mem::take(&mut self.suppressed)
+    }
+}
+
+/// Threshold with hysteresis: active at or beyond `above` / `below`; once active, stays active
+/// until the value passes back over `clear_at` (defaults to the threshold itself).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hysteresis {
+    pub above: Option<f64>,
+    pub below: Option<f64>,
+    pub clear_at: Option<f64>,
+}
+
+impl Hysteresis {
+    pub fn next(&self, active: bool, v: f64) -> bool {
+        let high = self.above.is_some_and(|a| v >= a);
+        let low = self.below.is_some_and(|b| v <= b);
+        if high || low {
+            return true;
+        }
+        if !active {
+            return false;
+        }
+        match (self.clear_at, self.above) {
+            (Some(c), Some(_)) => v >= c,
+            (Some(c), None) => v <= c,
+            (None, _) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flap_rules_min_duration_then_cooldown() {
+        let mut f = Flap::default();
+        assert_eq!(f.update(true, 0, 10, 100), Transition::None);
+        assert_eq!(f.update(true, 10, 10, 100), Transition::Raised);
+        assert_eq!(f.update(true, 20, 10, 100), Transition::None);
+        assert_eq!(f.update(false, 30, 10, 100), Transition::Cleared);
+        assert_eq!(f.update(true, 40, 0, 100), Transition::Suppressed);
+        assert_eq!(f.update(false, 50, 0, 100), Transition::None);
+        assert_eq!(f.update(true, 120, 0, 100), Transition::Raised);
+        assert_eq!(f.take_suppressed(), 1);
+    }
+
+    #[test]
+    fn rules_hysteresis_holds_inside_the_dead_band() {
+        let h = Hysteresis {
+            above: Some(25.0),
+            below: None,
+            clear_at: Some(20.0),
+        };
+        assert!(!h.next(false, 24.0));
+        assert!(h.next(false, 25.0));
+        assert!(h.next(true, 21.0));
+        assert!(!h.next(true, 19.9));
+    }
+}

@@ -1,0 +1,130 @@
+//! The tokio task around the engine: readings in from the processor, a tick every second,
+//! signals out to the clue pool. Ends when every readings sender is gone (the processor
+//! stopped), after judging what is pending one last time.
+
+use super::config::{RuleConfig, RulesSettings};
+use super::engine::Engine;
+use crate::clue::signal::{ClueSender, ClueSignal};
+use crate::reading::Reading;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+/// Readings messages buffered between the processor and the rules (a slow engine slows the
+/// processor visibly rather than growing memory).
+pub const RULES_CAPACITY: usize = 1024;
+
+/// What the processor sends the rules: one message's readings (`Processor::readings_out`).
+pub type ReadingsSender = mpsc::Sender<Arc<[Reading]>>;
+
+/// New rules and settings for a running engine (e.g. after the config file changed).
+pub type RulesUpdate = (Vec<RuleConfig>, RulesSettings);
+
+/// Runs the engine until `rx` closes.
+pub async fn run(engine: Engine, rx: mpsc::Receiver<Arc<[Reading]>>, clues: ClueSender) {
+    let (_keep, reload) = watch::channel::<Option<RulesUpdate>>(None);
+    run_reloadable(engine, rx, clues, reload).await;
+}
+
+/// [`run`], also applying every rules update sent on `reload` without losing the state of the
+/// rules that did not change. An invalid update is logged and the running rules stay.
+pub async fn run_reloadable(
+    mut engine: Engine,
+    mut rx: mpsc::Receiver<Arc<[Reading]>>,
+    clues: ClueSender,
+    mut reload: watch::Receiver<Option<RulesUpdate>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pool_gone = false;
+    let mut reload_open = true;
+    loop {
+        let signals = tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(readings) => engine.on_readings(&readings),
+                None => break,
+            },
+            _ = tick.tick() => engine.on_tick(crate::clock::now_ms()),
+            changed = reload.changed(), if reload_open => {
+                if changed.is_err() {
+                    reload_open = false;
+                } else if let Some((rules, settings)) = reload.borrow_and_update().clone() {
+                    match engine.reload(rules, &settings) {
+                        Ok(()) => info!(rules = engine.rule_count(), "rules reloaded"),
+                        Err(e) => warn!(error = %e, "rules reload rejected; keeping the running rules"),
+                    }
+                }
+                Vec::new()
+            }
+        };
+        send(&clues, signals, &mut pool_gone).await;
+    }
+    let last = engine.on_tick(crate::clock::now_ms());
+    send(&clues, last, &mut pool_gone).await;
+    debug!(stats = ?engine.stats(), "rules task stopped");
+}
+
+async fn send(clues: &ClueSender, signals: Vec<ClueSignal>, pool_gone: &mut bool) {
+    for s in signals {
+        if clues.send(s).await.is_err() {
+            if !*pool_gone {
+                warn!("clue pool is gone; rule signals are dropped");
+                *pool_gone = true;
+            }
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::config::RulesSettings;
+    use crate::rules::tests::{at_local, cover};
+
+    #[tokio::test]
+    async fn rules_task_forwards_signals_and_stops_when_readings_end() {
+        let engine = Engine::new(crate::rules::default_rules(), &RulesSettings::default())
+            .expect("default rules compile");
+        let (tx, rx) = mpsc::channel(8);
+        let (clue_tx, mut clue_rx) = mpsc::channel(8);
+        let task = tokio::spawn(run(engine, rx, clue_tx));
+        let t = at_local(2, 0);
+        tx.send(cover("mh-1", true, t).into())
+            .await
+            .expect("task alive");
+        drop(tx);
+        let first = clue_rx.recv().await.expect("one signal");
+        assert!(matches!(first, ClueSignal::Occurrence(ref e) if e.rule == "cover-open"));
+        task.await.expect("task ends");
+    }
+
+    #[tokio::test]
+    async fn rules_task_reloads_rules_without_restart() {
+        let engine = Engine::new(crate::rules::default_rules(), &RulesSettings::default())
+            .expect("default rules compile");
+        let (tx, rx) = mpsc::channel(8);
+        let (clue_tx, mut clue_rx) = mpsc::channel(8);
+        let (reload_tx, reload_rx) = watch::channel(None);
+        let task = tokio::spawn(run_reloadable(engine, rx, clue_tx, reload_rx));
+        // Only the cover rule, renamed: the old id's state is dropped, the new one raises.
+        let mut rule = crate::rules::default_rules()
+            .into_iter()
+            .find(|r| r.id == "cover-open")
+            .expect("default cover rule");
+        rule.id = "cover-open-v2".into();
+        reload_tx
+            .send(Some((vec![rule], RulesSettings::default())))
+            .expect("task alive");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send(cover("mh-1", true, at_local(2, 0)).into())
+            .await
+            .expect("task alive");
+        drop(tx);
+        let first = clue_rx.recv().await.expect("one signal");
+        assert!(matches!(first, ClueSignal::Occurrence(ref e) if e.rule == "cover-open-v2"));
+        task.await.expect("task ends");
+    }
+}

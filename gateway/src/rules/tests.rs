@@ -1,0 +1,780 @@
+//! Engine behaviour on recorded reading sequences with a fake clock (device time in ms).
+
+use super::config::{Condition, RuleConfig, RulesFile, RulesSettings, Selector, TimeWindow};
+use super::engine::Engine;
+use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, Level};
+use crate::reading::{Quality, Reading, Source, Value};
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+/// 2024-11-25 00:00 UTC, a Monday.
+const MONDAY_UTC: i64 = 1_732_492_800_000;
+
+/// Monday 2024-11-25 at `hour:min` in the default site time (UTC+8).
+pub(crate) fn at_local(hour: i64, min: i64) -> i64 {
+    MONDAY_UTC + (hour - 8) * HOUR + min * MIN
+}
+
+pub(crate) fn reading(
+    site: &str,
+    device: &str,
+    stream: &str,
+    metric: &str,
+    value: Value,
+    t: i64,
+) -> Reading {
+    Reading {
+        site: site.into(),
+        device: device.into(),
+        stream: stream.into(),
+        metric: metric.into(),
+        value,
+        unit: String::new(),
+        device_time_ms: t,
+        received_time_ms: t,
+        source: Source::Mqtt,
+        sequence: None,
+        quality: Quality::default(),
+    }
+}
+
+pub(crate) fn cover(site: &str, open: bool, t: i64) -> Vec<Reading> {
+    vec![
+        reading(
+            site,
+            "cover-1",
+            "manhole_cover",
+            "open",
+            Value::Bool(open),
+            t,
+        ),
+        reading(
+            site,
+            "cover-1",
+            "manhole_cover",
+            "tilt_deg",
+            Value::Float(if open { 40.0 } else { 0.0 }),
+            t,
+        ),
+    ]
+}
+
+fn trap(site: &str, volume_l: f64, t: i64) -> Vec<Reading> {
+    vec![
+        reading(
+            site,
+            "trap-1",
+            "grease_trap",
+            "volume_l",
+            Value::Float(volume_l),
+            t,
+        ),
+        reading(
+            site,
+            "trap-1",
+            "grease_trap",
+            "fill_pct",
+            Value::Float(volume_l / 10.0),
+            t,
+        ),
+    ]
+}
+
+fn camera_online(site: &str, online: bool, t: i64) -> Vec<Reading> {
+    vec![reading(
+        site,
+        "cam-1",
+        "camera",
+        "online",
+        Value::Bool(online),
+        t,
+    )]
+}
+
+fn engine() -> Engine {
+    Engine::new(super::default_rules(), &RulesSettings::default()).expect("default rules compile")
+}
+
+fn engine_with(rules: Vec<RuleConfig>) -> Engine {
+    Engine::new(rules, &RulesSettings::default()).expect("rules compile")
+}
+
+fn occurrences(signals: &[ClueSignal]) -> Vec<&ClueEvent> {
+    signals
+        .iter()
+        .filter_map(|s| match s {
+            ClueSignal::Occurrence(e) => Some(e),
+            ClueSignal::Cleared { .. } => None,
+        })
+        .collect()
+}
+
+fn of_rule<'a>(signals: &'a [ClueSignal], rule: &str) -> Vec<&'a ClueEvent> {
+    occurrences(signals)
+        .into_iter()
+        .filter(|e| e.rule == rule)
+        .collect()
+}
+
+fn cleared_keys(signals: &[ClueSignal]) -> Vec<String> {
+    signals
+        .iter()
+        .filter_map(|s| match s {
+            ClueSignal::Cleared { dedup_key, .. } => Some(dedup_key.clone()),
+            ClueSignal::Occurrence(_) => None,
+        })
+        .collect()
+}
+
+fn evidence_len(e: &ClueEvent) -> usize {
+    e.evidence
+        .iter()
+        .map(|ev| match ev {
+            Evidence::Readings { readings, .. } => readings.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Feeds messages and ticks in time order, collecting every signal.
+fn run(engine: &mut Engine, msgs: Vec<Vec<Reading>>) -> Vec<ClueSignal> {
+    let mut out = Vec::new();
+    for m in msgs {
+        out.extend(engine.on_readings(&m));
+    }
+    out
+}
+
+fn threshold_rule(id: &str, above: f64, clear_at: f64, for_s: u64, cooldown_s: u64) -> RuleConfig {
+    RuleConfig {
+        id: id.into(),
+        kind: "test.level".into(),
+        level: Level::Medium,
+        night_level: None,
+        department: None,
+        title: None,
+        select: Selector {
+            stream: Some("grease_trap".into()),
+            metric: Some("level_mm".into()),
+            site: None,
+            device: None,
+        },
+        window: TimeWindow::Always,
+        condition: Condition::Threshold {
+            above: Some(above),
+            below: None,
+            clear_at: Some(clear_at),
+            for_s,
+        },
+        cooldown_s,
+        evidence_s: 600,
+        emit: true,
+    }
+}
+
+fn level(site: &str, mm: f64, t: i64) -> Vec<Reading> {
+    vec![reading(
+        site,
+        "trap-1",
+        "grease_trap",
+        "level_mm",
+        Value::Float(mm),
+        t,
+    )]
+}
+
+// --- manhole covers ----------------------------------------------------------------------
+
+#[test]
+fn cover_open_at_night_raises_one_high_clue() {
+    let mut e = engine();
+    let t = at_local(2, 0);
+    let mut out = run(
+        &mut e,
+        vec![
+            cover("mh-1", false, t - 10 * MIN),
+            cover("mh-1", true, t),
+            cover("mh-1", true, t + MIN),
+            cover("mh-1", true, t + 2 * MIN),
+        ],
+    );
+    out.extend(e.on_tick(t + 10 * MIN));
+    let high: Vec<_> = occurrences(&out)
+        .into_iter()
+        .filter(|c| c.level == Level::High)
+        .collect();
+    assert_eq!(high.len(), 1, "{high:#?}");
+    let clue = high[0];
+    assert_eq!(clue.rule, "cover-open");
+    assert_eq!(clue.dedup_key, "cover-open/mh-1/cover-1");
+    assert_eq!(clue.kind, "manhole.cover_open");
+    assert_eq!(clue.department.as_deref(), Some("city-management"));
+    assert_eq!(clue.at_ms, t);
+    assert_eq!(clue.detail["night"], true);
+    assert_eq!(evidence_len(clue), 2, "closed then open");
+}
+
+#[test]
+fn cover_open_by_day_is_medium_and_clears_on_close() {
+    let mut e = engine();
+    let t = at_local(12, 0);
+    let out = run(
+        &mut e,
+        vec![cover("mh-1", true, t), cover("mh-1", false, t + 3 * MIN)],
+    );
+    let opened = of_rule(&out, "cover-open");
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].level, Level::Medium);
+    assert!(cleared_keys(&out).contains(&"cover-open/mh-1/cover-1".to_string()));
+}
+
+#[test]
+fn cover_open_too_long_raises_on_tick_without_new_readings() {
+    let mut e = engine();
+    let t = at_local(23, 0);
+    e.on_readings(&cover("mh-1", true, t));
+    assert!(of_rule(&e.on_tick(t + 14 * MIN), "cover-open-too-long").is_empty());
+    let out = e.on_tick(t + 15 * MIN);
+    let long = of_rule(&out, "cover-open-too-long");
+    assert_eq!(long.len(), 1);
+    assert_eq!(long[0].level, Level::High);
+    assert!(of_rule(&e.on_tick(t + 20 * MIN), "cover-open-too-long").is_empty());
+}
+
+#[test]
+fn late_and_duplicate_readings_neither_clear_nor_repeat() {
+    let mut e = engine();
+    let t = at_local(12, 0);
+    let out = run(
+        &mut e,
+        vec![
+            cover("mh-1", true, t),
+            cover("mh-1", true, t),            // redelivered (QoS 1)
+            cover("mh-1", false, t - 5 * MIN), // arrives late: older than what we hold
+        ],
+    );
+    assert_eq!(of_rule(&out, "cover-open").len(), 1);
+    assert!(cleared_keys(&out).is_empty());
+    assert!(e.stats().duplicates >= 1);
+    assert!(e.stats().late >= 1);
+}
+
+// --- flap control ------------------------------------------------------------------------
+
+#[test]
+fn flapping_level_raises_one_occurrence_per_cooldown() {
+    let mut e = engine_with(vec![threshold_rule("level-high", 80.0, 70.0, 0, 600)]);
+    let t0 = at_local(12, 0);
+    let mut msgs = Vec::new();
+    // Every 30 s for an hour: 85, 60, 85, 60 ... (120 readings, 60 activations).
+    for i in 0..120 {
+        let v = if i % 2 == 0 { 85.0 } else { 60.0 };
+        msgs.push(level("r-1", v, t0 + i * 30_000));
+    }
+    let out = run(&mut e, msgs);
+    assert_eq!(
+        of_rule(&out, "level-high").len(),
+        6,
+        "one per 10 min cool-down"
+    );
+    assert_eq!(e.stats().suppressed, 54);
+    // Each sent occurrence is cleared once; suppressed ones are not.
+    assert_eq!(cleared_keys(&out).len(), 6);
+}
+
+#[test]
+fn hysteresis_keeps_a_dithering_level_active() {
+    let mut e = engine_with(vec![threshold_rule("level-high", 80.0, 70.0, 0, 0)]);
+    let t0 = at_local(12, 0);
+    let msgs = [81.0, 79.0, 82.0, 75.0, 80.5, 71.0]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| level("r-1", *v, t0 + i as i64 * MIN))
+        .collect();
+    let out = run(&mut e, msgs);
+    assert_eq!(of_rule(&out, "level-high").len(), 1);
+    assert!(cleared_keys(&out).is_empty());
+    let out = e.on_readings(&level("r-1", 69.0, t0 + 10 * MIN));
+    assert_eq!(
+        cleared_keys(&out),
+        vec!["level-high/r-1/trap-1".to_string()]
+    );
+}
+
+#[test]
+fn threshold_needs_its_minimum_duration() {
+    let mut e = engine();
+    let t = at_local(12, 0);
+    // 30% full for 5 minutes, then pumped: nothing (pump-out due needs 10 minutes).
+    let mut out = run(&mut e, vec![trap("r-1", 300.0, t)]);
+    out.extend(e.on_tick(t + 5 * MIN));
+    out.extend(e.on_readings(&trap("r-1", 150.0, t + 6 * MIN)));
+    out.extend(e.on_tick(t + 30 * MIN));
+    assert!(of_rule(&out, "trap-pumpout-due").is_empty());
+    // 30% for 10 minutes: one low reminder.
+    let t2 = t + HOUR;
+    out = e.on_readings(&trap("r-1", 300.0, t2));
+    out.extend(e.on_tick(t2 + 10 * MIN));
+    let due = of_rule(&out, "trap-pumpout-due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].level, Level::Low);
+    assert_eq!(due[0].department.as_deref(), Some("water"));
+}
+
+// --- grease traps ------------------------------------------------------------------------
+
+/// A trap emptying from 400 L to 80 L over 3 minutes, starting at `t`.
+fn drop_sequence(site: &str, t: i64) -> Vec<Vec<Reading>> {
+    let mut msgs = vec![
+        trap(site, 395.0, t - 30 * MIN),
+        trap(site, 400.0, t - 15 * MIN),
+    ];
+    for (i, v) in [360.0, 300.0, 220.0, 150.0, 80.0].iter().enumerate() {
+        msgs.push(trap(site, *v, t + i as i64 * 45_000));
+    }
+    msgs
+}
+
+#[test]
+fn night_drop_without_pumpout_is_high() {
+    let mut e = engine();
+    let t = at_local(2, 14);
+    let mut out = run(&mut e, drop_sequence("r-1", t));
+    assert!(
+        of_rule(&out, "trap-illegal-discharge").is_empty(),
+        "judged after the grace period"
+    );
+    out.extend(e.on_tick(t + 11 * MIN));
+    out.extend(e.on_tick(t + 12 * MIN));
+    let clues = of_rule(&out, "trap-illegal-discharge");
+    assert_eq!(clues.len(), 1);
+    let c = clues[0];
+    assert_eq!(c.level, Level::High);
+    assert_eq!(c.kind, "grease_trap.illegal_discharge");
+    assert_eq!(c.detail["night"], true);
+    assert_eq!(c.detail["drop"], 320.0);
+    assert!(c.title.contains("320"), "{}", c.title);
+    assert!(evidence_len(c) >= 6, "the whole drop is in the evidence");
+    let stats = e.trap_stats("r-1", "trap-1").expect("trap seen");
+    assert_eq!(stats.removed_today_l, 320.0);
+}
+
+#[test]
+fn pumpout_on_record_raises_nothing() {
+    let mut e = engine();
+    let t = at_local(15, 5);
+    e.register_pumpout("r-1", "trap-1", at_local(15, 0), at_local(15, 30));
+    let mut out = run(&mut e, drop_sequence("r-1", t));
+    out.extend(e.on_tick(t + HOUR));
+    assert!(
+        of_rule(&out, "trap-illegal-discharge").is_empty(),
+        "{out:#?}"
+    );
+    assert_eq!(e.stats().pumpout_explained, 1);
+}
+
+#[test]
+fn pumpout_registered_during_the_grace_period_still_counts() {
+    let mut e = engine();
+    let t = at_local(15, 5);
+    let mut out = run(&mut e, drop_sequence("r-1", t));
+    let registry = e.pumpouts();
+    registry.register("r-1", "trap-1", t, t + 5 * MIN);
+    out.extend(e.on_tick(t + HOUR));
+    assert!(of_rule(&out, "trap-illegal-discharge").is_empty());
+}
+
+#[test]
+fn pumpout_at_another_trap_does_not_excuse_a_drop() {
+    let mut e = engine();
+    let t = at_local(15, 5);
+    e.register_pumpout("r-2", "trap-1", at_local(15, 0), at_local(15, 30));
+    let mut out = run(&mut e, drop_sequence("r-1", t));
+    out.extend(e.on_tick(t + HOUR));
+    let clues = of_rule(&out, "trap-illegal-discharge");
+    assert_eq!(clues.len(), 1);
+    assert_eq!(clues[0].detail["night"], false);
+}
+
+#[test]
+fn stuck_level_sensor_raises_flat_line_and_a_noisy_one_does_not() {
+    let mut e = engine();
+    let t0 = at_local(8, 0);
+    let mut msgs = Vec::new();
+    for i in 0..30 {
+        msgs.push(level("r-1", 350.0, t0 + i * 15 * MIN));
+        msgs.push(level("r-2", 350.0 + (i % 3) as f64, t0 + i * 15 * MIN));
+    }
+    let out = run(&mut e, msgs);
+    let stuck = of_rule(&out, "trap-sensor-stuck");
+    assert_eq!(stuck.len(), 1);
+    assert_eq!(stuck[0].subject.site, "r-1");
+}
+
+#[test]
+fn fast_rise_raises_rate_of_change() {
+    let mut e = engine();
+    let t0 = at_local(12, 0);
+    let out = run(
+        &mut e,
+        vec![
+            level("r-1", 100.0, t0),
+            level("r-1", 150.0, t0 + 2 * MIN),
+            level("r-1", 320.0, t0 + 5 * MIN),
+        ],
+    );
+    assert_eq!(of_rule(&out, "trap-fast-fill").len(), 1);
+}
+
+// --- cameras and devices -----------------------------------------------------------------
+
+#[test]
+fn camera_fault_event_raises_and_recovery_clears() {
+    let mut e = engine();
+    let t = at_local(12, 0);
+    let event = |phase: &str, t: i64| {
+        vec![
+            reading(
+                "r-1",
+                "cam-1",
+                "event",
+                "name",
+                Value::Text("camera_fault".into()),
+                t,
+            ),
+            reading(
+                "r-1",
+                "cam-1",
+                "event",
+                "phase",
+                Value::Text(phase.into()),
+                t,
+            ),
+        ]
+    };
+    let out = run(&mut e, vec![event("alarm", t), event("recovery", t + MIN)]);
+    assert_eq!(of_rule(&out, "camera-fault").len(), 1);
+    assert_eq!(
+        cleared_keys(&out),
+        vec!["camera-fault/r-1/cam-1".to_string()]
+    );
+}
+
+#[test]
+fn silent_device_raises_offline_after_timeout_and_clears_on_return() {
+    let mut e = engine();
+    let t = at_local(12, 0);
+    e.on_readings(&cover("mh-1", false, t));
+    assert!(of_rule(&e.on_tick(t + HOUR - 1_000), "device-silent").is_empty());
+    let out = e.on_tick(t + HOUR);
+    let silent = of_rule(&out, "device-silent");
+    assert_eq!(silent.len(), 1);
+    assert_eq!(silent[0].dedup_key, "device-silent/mh-1/cover-1");
+    assert_eq!(silent[0].detail["silent_s"], 3600);
+    assert!(of_rule(&e.on_tick(t + 2 * HOUR), "device-silent").is_empty());
+    let back = e.on_readings(&cover("mh-1", false, t + 2 * HOUR + MIN));
+    assert_eq!(
+        cleared_keys(&back),
+        vec!["device-silent/mh-1/cover-1".to_string()]
+    );
+}
+
+// --- composite (collision) ---------------------------------------------------------------
+
+#[test]
+fn camera_offline_and_trap_drop_at_one_site_raise_one_collision_clue() {
+    let mut e = engine();
+    let t = at_local(15, 0);
+    let mut out = run(&mut e, vec![camera_online("r-1", false, t)]);
+    out.extend(e.on_tick(t + 5 * MIN));
+    assert_eq!(of_rule(&out, "camera-offline").len(), 1);
+    out.extend(run(&mut e, drop_sequence("r-1", t + 10 * MIN)));
+    out.extend(e.on_tick(t + 25 * MIN));
+    let joined = of_rule(&out, "camera-dark-trap-drop");
+    assert_eq!(joined.len(), 1, "{out:#?}");
+    let c = joined[0];
+    assert_eq!(c.level, Level::High);
+    assert_eq!(c.dedup_key, "camera-dark-trap-drop/r-1");
+    assert!(c.subject.device.is_none());
+    let streams: std::collections::HashSet<String> = c
+        .evidence
+        .iter()
+        .flat_map(|ev| match ev {
+            Evidence::Readings { readings, .. } => {
+                readings.iter().map(|r| r.stream.clone()).collect()
+            }
+            _ => Vec::new(),
+        })
+        .collect();
+    assert!(streams.contains("camera") && streams.contains("grease_trap"));
+}
+
+#[test]
+fn camera_offline_and_trap_drop_hours_apart_or_at_other_sites_do_not_join() {
+    let mut e = engine();
+    let t = at_local(12, 0);
+    let mut out = run(&mut e, vec![camera_online("r-1", false, t)]);
+    out.extend(e.on_tick(t + 5 * MIN));
+    out.extend(run(&mut e, drop_sequence("r-2", t + 10 * MIN)));
+    out.extend(e.on_tick(t + 30 * MIN));
+    out.extend(run(&mut e, drop_sequence("r-1", t + 3 * HOUR)));
+    out.extend(e.on_tick(t + 4 * HOUR));
+    assert_eq!(of_rule(&out, "trap-illegal-discharge").len(), 2);
+    assert!(of_rule(&out, "camera-dark-trap-drop").is_empty());
+}
+
+#[test]
+fn night_drop_near_an_open_cover_in_the_same_area_raises_one_collision_clue() {
+    let file: RulesFile = toml::from_str(super::config::EXAMPLE_TOML).expect("example parses");
+    let mut e = Engine::new(file.rules, &file.rules_settings).expect("compiles");
+    let t = at_local(2, 0);
+    let mut out = run(
+        &mut e,
+        vec![cover("mh-001", true, t), cover("mh-009", true, t)],
+    );
+    out.extend(run(&mut e, drop_sequence("r-001", t + 20 * MIN)));
+    out.extend(e.on_tick(t + 40 * MIN));
+    let joined = of_rule(&out, "night-drop-near-open-cover");
+    assert_eq!(joined.len(), 1, "{out:#?}");
+    assert_eq!(
+        joined[0].dedup_key,
+        "night-drop-near-open-cover/area:old-town"
+    );
+    assert_eq!(joined[0].level, Level::High);
+    assert_eq!(
+        joined[0].detail["sites"],
+        serde_json::json!(["r-001", "mh-001"])
+    );
+    // The same pair by day does not match the night window.
+    let mut e = Engine::new(super::default_rules(), &file.rules_settings).expect("compiles");
+    let t = at_local(14, 0);
+    let mut out = run(&mut e, vec![cover("mh-001", true, t)]);
+    out.extend(run(&mut e, drop_sequence("r-001", t + 20 * MIN)));
+    out.extend(e.on_tick(t + 40 * MIN));
+    assert!(of_rule(&out, "night-drop-near-open-cover").is_empty());
+}
+
+#[test]
+fn device_clock_stepping_back_is_ignored_until_it_catches_up() {
+    let mut e = engine();
+    let t = at_local(12, 0);
+    let mut out = run(&mut e, vec![cover("mh-1", true, t)]);
+    // The device clock steps back 5 minutes: its "closed" is older than what we hold.
+    out.extend(e.on_readings(&cover("mh-1", false, t - 5 * MIN)));
+    assert!(cleared_keys(&out).is_empty());
+    // Once its clock passes the last reading again, it counts.
+    out.extend(e.on_readings(&cover("mh-1", false, t + MIN)));
+    assert!(cleared_keys(&out).contains(&"cover-open/mh-1/cover-1".to_string()));
+}
+
+// --- config and reload -------------------------------------------------------------------
+
+#[test]
+fn rules_example_toml_loads_and_is_the_default_set() {
+    let file: RulesFile = toml::from_str(super::config::EXAMPLE_TOML).expect("example parses");
+    super::config::validate(&file.rules, &file.rules_settings).expect("example is valid");
+    assert_eq!(file.rules, super::default_rules());
+    assert!(file.rules.len() >= 10);
+    let cfg = crate::config::Config::from_toml(super::config::EXAMPLE_TOML)
+        .expect("the example also loads as a gateway config");
+    assert_eq!(cfg.rules.len(), file.rules.len());
+}
+
+#[test]
+fn rules_config_errors_name_the_key_path() {
+    let cases = [
+        (
+            r#"[[rules]]
+id = "a"
+kind = "k"
+level = "low"
+select = { metric = "x" }
+condition = { type = "threshold", above = 5.0, clear_at = 9.0 }"#,
+            "rules[0].condition.clear_at",
+        ),
+        (
+            r#"[[rules]]
+id = "a"
+kind = "k"
+level = "low"
+condition = { type = "silence", after_s = 10 }
+[[rules]]
+id = "a"
+kind = "k"
+level = "low"
+condition = { type = "silence", after_s = 10 }"#,
+            "rules[1].id",
+        ),
+        (
+            r#"[[rules]]
+id = "a"
+kind = "k"
+level = "low"
+condition = { type = "composite", rules = ["a", "nope"], within_s = 10 }"#,
+            "rules[0].condition.rules[0]",
+        ),
+        (
+            r#"[[rules]]
+id = "a"
+kind = "k"
+level = "low"
+condition = { type = "rate", rise = 5.0, within_s = 10 }"#,
+            "rules[0].select.metric",
+        ),
+        (
+            "[rules_settings]\nutc_offset_hours = 20.0",
+            "rules_settings.utc_offset_hours",
+        ),
+    ];
+    for (toml_text, key) in cases {
+        let err = crate::config::Config::from_toml(toml_text)
+            .expect_err(key)
+            .to_string();
+        assert!(err.contains(key), "{key}: {err}");
+    }
+    // Unknown keys and bad windows are rejected by the parser.
+    let unknown = r#"[[rules]]
+id = "a"
+kind = "k"
+level = "low"
+window = "weekends"
+condition = { type = "silence", after_s = 10 }"#;
+    assert!(crate::config::Config::from_toml(unknown).is_err());
+}
+
+#[test]
+fn reload_keeps_the_state_of_unchanged_rules() {
+    let mut e = engine();
+    let t = at_local(12, 0);
+    assert_eq!(
+        of_rule(&e.on_readings(&cover("mh-1", true, t)), "cover-open").len(),
+        1
+    );
+    let mut rules = super::default_rules();
+    rules.insert(0, threshold_rule("level-high", 80.0, 70.0, 0, 0));
+    e.reload(rules, &RulesSettings::default()).expect("reload");
+    let out = e.on_readings(&cover("mh-1", false, t + MIN));
+    assert!(cleared_keys(&out).contains(&"cover-open/mh-1/cover-1".to_string()));
+}
+
+#[test]
+fn disabled_rules_settings_run_no_rules() {
+    let settings = RulesSettings {
+        enabled: false,
+        ..Default::default()
+    };
+    assert!(settings.effective_rules(&[]).is_empty());
+    assert!(!RulesSettings::default().effective_rules(&[]).is_empty());
+}
+
+// --- benchmark ---------------------------------------------------------------------------
+
+fn bench_fleet(e: &mut Engine, sites: usize, steps: i64) -> (usize, std::time::Duration) {
+    let t0 = at_local(0, 0);
+    let mut n = 0;
+    let start = std::time::Instant::now();
+    for step in 0..steps {
+        let t = t0 + step * 30_000;
+        for s in 0..sites {
+            let site = format!("r-{s:03}");
+            let v = 200.0 + ((step + s as i64) % 40) as f64;
+            let mut msg = trap(&site, v, t);
+            msg.push(reading(
+                &site,
+                "trap-1",
+                "grease_trap",
+                "level_mm",
+                Value::Float(v),
+                t,
+            ));
+            msg.extend(camera_online(&site, step % 50 != 0, t));
+            n += msg.len();
+            e.on_readings(&msg);
+        }
+        if step % 2 == 0 {
+            e.on_tick(t);
+        }
+    }
+    (n, start.elapsed())
+}
+
+/// The same fleet as native MQTT payloads, for the decode-only baseline.
+fn bench_payloads(sites: usize, steps: i64) -> Vec<(String, Vec<u8>)> {
+    let t0 = at_local(0, 0);
+    let mut out = Vec::new();
+    for step in 0..steps {
+        let t = t0 + step * 30_000;
+        for s in 0..sites {
+            let v = 200.0 + ((step + s as i64) % 40) as f64;
+            out.push((
+                format!("v1/r-{s:03}/trap-1/telemetry"),
+                format!(
+                    r#"{{"ts":{t},"seq":{step},"stream":"grease_trap","metrics":{{"volume_l":{v:.1},"fill_pct":{:.1},"level_mm":{v:.1}}}}}"#,
+                    v / 10.0
+                )
+                .into_bytes(),
+            ));
+            out.push((
+                format!("v1/r-{s:03}/cam-1/telemetry"),
+                format!(
+                    r#"{{"ts":{t},"seq":{step},"stream":"camera","metrics":{{"online":{}}}}}"#,
+                    step % 50 != 0
+                )
+                .into_bytes(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "benchmark: cargo test -p gateway --release --lib rules_bench -- --ignored --nocapture"]
+fn rules_bench_readings_per_second() {
+    let mut e = engine();
+    let (n, took) = bench_fleet(&mut e, 200, 200);
+    println!(
+        "default rules ({}): {n} readings in {took:?} = {:.0} readings/s",
+        e.rule_count(),
+        n as f64 / took.as_secs_f64()
+    );
+    // 1,000 active rules: the defaults plus per-site thresholds on level_mm.
+    let mut rules = super::default_rules();
+    for i in 0..(1000 - rules.len()) {
+        let mut r = threshold_rule(&format!("level-{i}"), 230.0, 220.0, 60, 600);
+        r.select.site = Some(format!("r-{:03}", i % 200));
+        rules.push(r);
+    }
+    let mut e = engine_with(rules);
+    let (n, took) = bench_fleet(&mut e, 200, 200);
+    println!(
+        "{} rules: {n} readings in {took:?} = {:.0} readings/s ({} occurrences, {} suppressed)",
+        e.rule_count(),
+        n as f64 / took.as_secs_f64(),
+        e.stats().occurrences,
+        e.stats().suppressed
+    );
+
+    // Overhead against decoding the same messages (the cheapest ingest stage; the real
+    // pipeline also writes the outbox, so the true ratio is lower).
+    let payloads = bench_payloads(200, 200);
+    let decoder = crate::decode::Decoder::new(&crate::config::Config::default());
+    let start = std::time::Instant::now();
+    let mut decoded = 0;
+    for (topic, p) in &payloads {
+        decoded += decoder.decode(topic, p, 0).map_or(0, |r| r.len());
+    }
+    let decode_only = start.elapsed();
+    let mut e = engine();
+    let start = std::time::Instant::now();
+    for (topic, p) in &payloads {
+        if let Ok(r) = decoder.decode(topic, p, 0) {
+            e.on_readings(&r);
+        }
+    }
+    let with_rules = start.elapsed();
+    println!(
+        "decode only: {decoded} readings in {decode_only:?}; decode + default rules: {with_rules:?} \
+         (rules add {:.0}% to decoding)",
+        (with_rules.as_secs_f64() / decode_only.as_secs_f64() - 1.0) * 100.0
+    );
+}
