@@ -1,0 +1,957 @@
+//! Parking dwell: the "persuade, then raise at the limit" rule for one camera, as a pure state
+//! machine (frames in, events out; no clock, no I/O).
+//!
+//! Each vehicle standing in a no-parking zone is a *stay*. Sightings join a stay by plate when
+//! one is read, otherwise by box overlap with where the stay was last seen. A stay survives
+//! frames in which it is not seen while something covers it (a bus, a passer-by) for up to
+//! `max_hidden_s`, and missed detections with nothing in front for up to `gone_after_s`; after
+//! that it has left and its timer is gone. A plate read later ties a stay that was split by a
+//! lost track back to the first one (the older start time wins).
+//!
+//! At `persuade_after_s` a [`DwellEvent::Persuade`] asks the driver to move (the caller sends it
+//! to roadside speakers or SMS); at `limit_s` (8 minutes by default) a `parking.overstay`
+//! [`ClueSignal::Occurrence`] carries the first and last frames as evidence. A warned vehicle
+//! that leaves before the limit is reported as persuaded ([`DwellEvent::Left`]).
+
+use super::detector::{Detection, is_vehicle};
+use super::nms::BBox;
+use super::plate::PlateReading;
+use super::zone::{DailyWindow, Zone, is_active};
+use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, Level, Subject};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The parking rule of one camera.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ParkingConfig {
+    pub site: String,
+    pub camera: String,
+    pub zones: Vec<Zone>,
+    /// Local daily windows when parking is forbidden (empty = always).
+    #[serde(default)]
+    pub active_hours: Vec<DailyWindow>,
+    /// Local time offset from UTC in minutes (480 for China).
+    #[serde(default = "default_offset")]
+    pub utc_offset_minutes: i32,
+    /// Plates never warned nor raised (police, ambulances, permits).
+    #[serde(default)]
+    pub exempt_plates: Vec<String>,
+    #[serde(default = "default_persuade")]
+    pub persuade_after_s: u64,
+    #[serde(default = "default_limit")]
+    pub limit_s: u64,
+    /// A stay not seen although nothing covers it is gone after this long.
+    #[serde(default = "default_gone")]
+    pub gone_after_s: u64,
+    /// A stay covered by another object is kept at most this long unseen.
+    #[serde(default = "default_hidden")]
+    pub max_hidden_s: u64,
+    /// Minimum IoU between a sighting and a stay's last box to be the same vehicle.
+    #[serde(default = "default_iou")]
+    pub match_iou: f32,
+    #[serde(default = "default_rule")]
+    pub rule: String,
+    #[serde(default = "default_department")]
+    pub department: Option<String>,
+}
+
+fn default_offset() -> i32 {
+    480
+}
+fn default_persuade() -> u64 {
+    60
+}
+fn default_limit() -> u64 {
+    480
+}
+fn default_gone() -> u64 {
+    30
+}
+fn default_hidden() -> u64 {
+    180
+}
+fn default_iou() -> f32 {
+    0.3
+}
+fn default_rule() -> String {
+    "parking-overstay".into()
+}
+fn default_department() -> Option<String> {
+    Some("city-management".into())
+}
+
+impl ParkingConfig {
+    /// A rule with the defaults: persuade at 1 minute, raise at 8.
+    pub fn new(site: &str, camera: &str, zones: Vec<Zone>) -> Self {
+        ParkingConfig {
+            site: site.into(),
+            camera: camera.into(),
+            zones,
+            active_hours: Vec::new(),
+            utc_offset_minutes: default_offset(),
+            exempt_plates: Vec::new(),
+            persuade_after_s: default_persuade(),
+            limit_s: default_limit(),
+            gone_after_s: default_gone(),
+            max_hidden_s: default_hidden(),
+            match_iou: default_iou(),
+            rule: default_rule(),
+            department: default_department(),
+        }
+    }
+}
+
+/// One object seen in a frame (from the detector, plus the plate when one was read on it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sighting {
+    pub bbox: BBox,
+    /// Vehicles are timed; anything else (people, bicycles) only hides what is behind it.
+    pub vehicle: bool,
+    pub plate: Option<String>,
+}
+
+/// One analysed camera frame.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Capture time, ms since the epoch (UTC).
+    pub at_ms: i64,
+    /// The encoded frame (JPEG), kept as evidence for the first and last frame of a stay.
+    pub image: Bytes,
+    pub sightings: Vec<Sighting>,
+}
+
+/// The "please move" notice due at the persuasion time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notice {
+    pub site: String,
+    pub camera: String,
+    pub zone: String,
+    pub plate: Option<String>,
+    pub stay: u64,
+    pub at_ms: i64,
+    pub dwell_s: u64,
+    /// Seconds left before the clue is raised.
+    pub remaining_s: u64,
+}
+
+/// A vehicle left the zone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Departure {
+    pub site: String,
+    pub camera: String,
+    pub zone: String,
+    pub plate: Option<String>,
+    pub stay: u64,
+    /// Last time it was seen.
+    pub last_seen_ms: i64,
+    pub dwell_s: u64,
+    pub warned: bool,
+    pub raised: bool,
+    /// Warned and gone before the limit: the policy's success measure.
+    pub persuaded: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DwellEvent {
+    Persuade(Notice),
+    /// `Occurrence` at the limit; `Cleared` when an overstaying vehicle leaves.
+    Clue(ClueSignal),
+    Left(Departure),
+}
+
+#[derive(Debug, Clone)]
+struct Stay {
+    id: u64,
+    plate: Option<String>,
+    zone: String,
+    first_ms: i64,
+    last_seen_ms: i64,
+    last_bbox: BBox,
+    first_frame: (i64, Bytes),
+    last_frame: (i64, Bytes),
+    /// Since when the stay's place has been visibly empty (unseen, nothing in front).
+    empty_since: Option<i64>,
+    warned_at: Option<i64>,
+    raised: bool,
+    exempt: bool,
+}
+
+/// A read-only view of a stay, for dashboards and debugging.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StayView {
+    pub stay: u64,
+    pub plate: Option<String>,
+    pub zone: String,
+    pub first_ms: i64,
+    pub last_seen_ms: i64,
+    pub warned: bool,
+    pub raised: bool,
+    pub exempt: bool,
+}
+
+/// Two vehicle boxes of one vehicle: nearly the same box whatever the classes, or a box of the
+/// same class lying inside the other (a car in front of a bus is inside the bus's box and must
+/// stay a car of its own).
+fn same_vehicle(a: &Detection, b: &Detection) -> bool {
+    let smaller = a.bbox.area().min(b.bbox.area());
+    a.bbox.iou(&b.bbox) > 0.7
+        || (a.class_id == b.class_id
+            && smaller > 0.0
+            && a.bbox.intersection(&b.bbox) >= 0.9 * smaller)
+}
+
+/// Builds a frame's sightings from detector output and plate readings: every detection is a
+/// sighting (vehicles are timed, the rest only hide), and each plate goes to the smallest vehicle
+/// whose box holds the plate's centre (one plate per vehicle, the most confident).
+pub fn sightings(detections: &[Detection], plates: &[PlateReading]) -> Vec<Sighting> {
+    // The detector may box one vehicle twice: as "car" and "truck" (same box), or a whole and a
+    // part. Keep the better-scoring vehicle box so that
+    // one vehicle is one stay.
+    let mut order: Vec<&Detection> = detections.iter().collect();
+    order.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<&Detection> = Vec::with_capacity(order.len());
+    for d in order {
+        let twin = is_vehicle(d.class_id)
+            && kept
+                .iter()
+                .any(|k| is_vehicle(k.class_id) && same_vehicle(k, d));
+        if !twin {
+            kept.push(d);
+        }
+    }
+    let mut out: Vec<Sighting> = kept
+        .iter()
+        .map(|d| Sighting {
+            bbox: d.bbox,
+            vehicle: is_vehicle(d.class_id),
+            plate: None,
+        })
+        .collect();
+    let mut best: Vec<Option<f32>> = vec![None; out.len()];
+    for p in plates {
+        let b = &p.plate.bbox;
+        let (cx, cy) = ((b.x0 + b.x1) / 2.0, (b.y0 + b.y1) / 2.0);
+        let owner = out
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.vehicle)
+            .filter(|(_, s)| {
+                cx >= s.bbox.x0 && cx <= s.bbox.x1 && cy >= s.bbox.y0 && cy <= s.bbox.y1
+            })
+            .min_by(|a, b| a.1.bbox.area().total_cmp(&b.1.bbox.area()))
+            .map(|(i, _)| i);
+        if let Some(i) = owner
+            && best[i].is_none_or(|c| p.confidence > c)
+        {
+            best[i] = Some(p.confidence);
+            out[i].plate = Some(p.text.clone());
+        }
+    }
+    out
+}
+
+/// Upper case, without spaces and the separators people and OCR put in plates.
+pub fn normalize_plate(p: &str) -> String {
+    p.chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, '·' | '•' | '-' | '.'))
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+/// The dwell state of one camera.
+#[derive(Debug)]
+pub struct DwellTracker {
+    cfg: ParkingConfig,
+    exempt: Vec<String>,
+    stays: Vec<Stay>,
+    next_id: u64,
+    last_at: Option<i64>,
+}
+
+impl DwellTracker {
+    pub fn new(cfg: ParkingConfig) -> Self {
+        let exempt = cfg
+            .exempt_plates
+            .iter()
+            .map(|p| normalize_plate(p))
+            .collect();
+        DwellTracker {
+            cfg,
+            exempt,
+            stays: Vec::new(),
+            next_id: 1,
+            last_at: None,
+        }
+    }
+
+    pub fn config(&self) -> &ParkingConfig {
+        &self.cfg
+    }
+
+    pub fn stays(&self) -> Vec<StayView> {
+        self.stays
+            .iter()
+            .map(|s| StayView {
+                stay: s.id,
+                plate: s.plate.clone(),
+                zone: s.zone.clone(),
+                first_ms: s.first_ms,
+                last_seen_ms: s.last_seen_ms,
+                warned: s.warned_at.is_some(),
+                raised: s.raised,
+                exempt: s.exempt,
+            })
+            .collect()
+    }
+
+    fn zone_of(&self, b: &BBox) -> Option<&str> {
+        let (x, y) = b.bottom_centre();
+        self.cfg
+            .zones
+            .iter()
+            .find(|z| z.contains(x, y))
+            .map(|z| z.id.as_str())
+    }
+
+    fn best_overlap(
+        &self,
+        b: &BBox,
+        taken: &[bool],
+        want: impl Fn(&Stay) -> bool,
+    ) -> Option<usize> {
+        self.stays
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| !taken[*i] && want(s))
+            .map(|(i, s)| (i, s.last_bbox.iou(b)))
+            .filter(|(_, iou)| *iou >= self.cfg.match_iou)
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i)
+    }
+
+    /// Feeds one frame; returns what happened, in order. Frames older than the last one are
+    /// ignored.
+    pub fn observe(&mut self, frame: &Frame) -> Vec<DwellEvent> {
+        let at = frame.at_ms;
+        if self.last_at.is_some_and(|last| at < last) {
+            tracing::debug!(camera = %self.cfg.camera, at, "frame older than the last one, ignored");
+            return Vec::new();
+        }
+        self.last_at = Some(at);
+        let mut events = Vec::new();
+        if !is_active(&self.cfg.active_hours, self.cfg.utc_offset_minutes, at) {
+            // Outside the rule's hours nothing is timed; a stay starts afresh when they begin.
+            self.stays.clear();
+            return events;
+        }
+
+        // Vehicles in a zone, plated ones first so that plates claim their stays.
+        let mut cands: Vec<(usize, String, Option<String>)> = frame
+            .sightings
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.vehicle)
+            .filter_map(|(i, s)| {
+                let zone = self.zone_of(&s.bbox)?.to_string();
+                let plate = s
+                    .plate
+                    .as_deref()
+                    .map(normalize_plate)
+                    .filter(|p| !p.is_empty());
+                Some((i, zone, plate))
+            })
+            .collect();
+        cands.sort_by_key(|c| c.2.is_none());
+
+        let mut taken = vec![false; self.stays.len()];
+        let mut ended: Vec<usize> = Vec::new();
+        let mut merged: Vec<usize> = Vec::new();
+        let mut new_stays: Vec<Stay> = Vec::new();
+        for (si, zone, plate) in cands {
+            let b = frame.sightings[si].bbox;
+            let mut matched;
+            if let Some(p) = &plate {
+                matched = self
+                    .stays
+                    .iter()
+                    .enumerate()
+                    .position(|(i, s)| !taken[i] && s.plate.as_ref() == Some(p));
+                if matched.is_none() {
+                    matched = self.best_overlap(&b, &taken, |s| s.plate.is_none());
+                }
+                if matched.is_none() {
+                    // Another plate where this car stands: that car has left.
+                    if let Some(old) = self.best_overlap(&b, &taken, |s| s.plate.is_some()) {
+                        taken[old] = true;
+                        ended.push(old);
+                    }
+                } else if let Some(m) = matched {
+                    // Pieces of the same car split by a lost track: keep the oldest.
+                    let pieces: Vec<usize> = (0..self.stays.len())
+                        .filter(|&j| {
+                            j != m
+                                && !taken[j]
+                                && self.stays[j].plate.is_none()
+                                && self.stays[j].last_bbox.iou(&b) >= self.cfg.match_iou
+                        })
+                        .collect();
+                    for j in pieces {
+                        taken[j] = true;
+                        let piece = self.stays[j].clone();
+                        let s = &mut self.stays[m];
+                        if piece.first_ms < s.first_ms {
+                            s.first_ms = piece.first_ms;
+                            s.first_frame = piece.first_frame;
+                            s.warned_at = s.warned_at.or(piece.warned_at);
+                        }
+                        merged.push(j);
+                    }
+                }
+            } else {
+                matched = self.best_overlap(&b, &taken, |_| true);
+            }
+            match matched {
+                Some(m) => {
+                    taken[m] = true;
+                    let s = &mut self.stays[m];
+                    if s.plate.is_none() {
+                        s.plate = plate;
+                    }
+                    s.zone = zone;
+                    s.last_seen_ms = at;
+                    s.last_bbox = b;
+                    s.last_frame = (at, frame.image.clone());
+                    s.empty_since = None;
+                }
+                None => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    tracing::debug!(camera = %self.cfg.camera, stay = id, plate = ?plate, %zone, "vehicle stopped in zone");
+                    new_stays.push(Stay {
+                        id,
+                        plate,
+                        zone,
+                        first_ms: at,
+                        last_seen_ms: at,
+                        last_bbox: b,
+                        first_frame: (at, frame.image.clone()),
+                        last_frame: (at, frame.image.clone()),
+                        empty_since: None,
+                        warned_at: None,
+                        raised: false,
+                        exempt: false,
+                    });
+                }
+            }
+        }
+
+        // Unseen stays: hidden behind something, or gone?
+        let gone_ms = (self.cfg.gone_after_s * 1000) as i64;
+        let hidden_ms = (self.cfg.max_hidden_s * 1000) as i64;
+        for (i, s) in self.stays.iter_mut().enumerate() {
+            if taken[i] {
+                continue;
+            }
+            let covered = frame.sightings.iter().any(|o| {
+                s.last_bbox.area() > 0.0
+                    && o.bbox.intersection(&s.last_bbox) >= 0.3 * s.last_bbox.area()
+            });
+            if covered {
+                s.empty_since = None;
+            } else if s.empty_since.is_none() {
+                s.empty_since = Some(at);
+            }
+            let empty_long = s.empty_since.is_some_and(|t| at - t >= gone_ms);
+            if empty_long || at - s.last_seen_ms >= hidden_ms {
+                ended.push(i);
+            }
+        }
+
+        // Remove ended and merged stays (highest index first), reporting real departures.
+        let mut remove: Vec<(usize, bool)> = ended
+            .into_iter()
+            .map(|i| (i, true))
+            .chain(merged.into_iter().map(|i| (i, false)))
+            .collect();
+        remove.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
+        remove.dedup_by_key(|r| r.0);
+        let mut departed = Vec::new();
+        for (i, report) in remove {
+            let s = self.stays.remove(i);
+            if report {
+                departed.push(s);
+            }
+        }
+        departed.sort_by_key(|s| s.id);
+        for s in departed {
+            self.depart(s, &mut events);
+        }
+        self.stays.extend(new_stays);
+
+        // Timers of the vehicles seen in this frame.
+        let persuade_ms = (self.cfg.persuade_after_s * 1000) as i64;
+        let limit_ms = (self.cfg.limit_s * 1000) as i64;
+        for idx in 0..self.stays.len() {
+            let exempt = {
+                let s = &self.stays[idx];
+                s.plate.as_ref().is_some_and(|p| self.exempt.contains(p))
+            };
+            let cfg = &self.cfg;
+            let s = &mut self.stays[idx];
+            s.exempt = exempt;
+            if s.last_seen_ms != at || s.exempt {
+                continue;
+            }
+            let dwell = at - s.first_ms;
+            if s.warned_at.is_none() && dwell >= persuade_ms && dwell < limit_ms {
+                s.warned_at = Some(at);
+                tracing::info!(camera = %cfg.camera, stay = s.id, plate = ?s.plate, dwell_s = dwell / 1000, "persuasion notice");
+                events.push(DwellEvent::Persuade(Notice {
+                    site: cfg.site.clone(),
+                    camera: cfg.camera.clone(),
+                    zone: s.zone.clone(),
+                    plate: s.plate.clone(),
+                    stay: s.id,
+                    at_ms: at,
+                    dwell_s: (dwell / 1000) as u64,
+                    remaining_s: ((limit_ms - dwell) / 1000) as u64,
+                }));
+            }
+            if !s.raised && dwell >= limit_ms {
+                s.raised = true;
+                tracing::info!(camera = %cfg.camera, stay = s.id, plate = ?s.plate, dwell_s = dwell / 1000, "parking limit reached");
+                events.push(DwellEvent::Clue(ClueSignal::Occurrence(overstay_clue(
+                    cfg, s, at,
+                ))));
+            }
+        }
+        events
+    }
+
+    fn depart(&self, s: Stay, events: &mut Vec<DwellEvent>) {
+        if s.exempt {
+            return;
+        }
+        let dwell_s = ((s.last_seen_ms - s.first_ms) / 1000) as u64;
+        let warned = s.warned_at.is_some();
+        tracing::info!(camera = %self.cfg.camera, stay = s.id, plate = ?s.plate, dwell_s, warned, raised = s.raised, "vehicle left");
+        if s.raised {
+            events.push(DwellEvent::Clue(ClueSignal::Cleared {
+                dedup_key: dedup_key(&self.cfg, &s),
+                at_ms: s.last_seen_ms,
+                note: format!("vehicle left after {} min {} s", dwell_s / 60, dwell_s % 60),
+            }));
+        }
+        events.push(DwellEvent::Left(Departure {
+            site: self.cfg.site.clone(),
+            camera: self.cfg.camera.clone(),
+            zone: s.zone.clone(),
+            plate: s.plate.clone(),
+            stay: s.id,
+            last_seen_ms: s.last_seen_ms,
+            dwell_s,
+            warned,
+            raised: s.raised,
+            persuaded: warned && !s.raised,
+        }));
+    }
+}
+
+fn subject(cfg: &ParkingConfig, s: &Stay) -> Subject {
+    Subject {
+        site: cfg.site.clone(),
+        device: Some(cfg.camera.clone()),
+        plate: s.plate.clone(),
+        location: None,
+    }
+}
+
+fn dedup_key(cfg: &ParkingConfig, s: &Stay) -> String {
+    let key = ClueEvent::default_key(&cfg.rule, &subject(cfg, s));
+    if s.plate.is_some() {
+        key
+    } else {
+        // No plate: one clue per stay.
+        format!("{key}/stay-{}-{}", s.first_ms, s.id)
+    }
+}
+
+fn overstay_clue(cfg: &ParkingConfig, s: &Stay, at: i64) -> ClueEvent {
+    let dwell_s = (at - s.first_ms) / 1000;
+    let who = s.plate.as_deref().unwrap_or("Vehicle (plate not read)");
+    let file = |what: &str, (t, img): &(i64, Bytes)| Evidence::File {
+        name: format!("{}-{what}-frame-{t}.jpg", cfg.camera),
+        content_type: "image/jpeg".into(),
+        bytes: img.to_vec(),
+    };
+    ClueEvent {
+        rule: cfg.rule.clone(),
+        kind: "parking.overstay".into(),
+        level: Level::Medium,
+        subject: subject(cfg, s),
+        dedup_key: dedup_key(cfg, s),
+        at_ms: at,
+        title: format!(
+            "{who} parked {} min {} s in no-parking zone {} (camera {}){}",
+            dwell_s / 60,
+            dwell_s % 60,
+            s.zone,
+            cfg.camera,
+            if s.warned_at.is_some() {
+                " after a persuasion notice"
+            } else {
+                ""
+            }
+        ),
+        detail: serde_json::json!({
+            "zone": s.zone,
+            "stay": s.id,
+            "first_seen_ms": s.first_ms,
+            "dwell_s": dwell_s,
+            "warned_at_ms": s.warned_at,
+            "persuade_after_s": cfg.persuade_after_s,
+            "limit_s": cfg.limit_s,
+        }),
+        evidence: vec![
+            file("first", &s.first_frame),
+            file("last", &s.last_frame),
+            Evidence::Note {
+                text: format!(
+                    "first seen at {} ms, still there at {} ms; persuasion notice {}",
+                    s.first_ms,
+                    at,
+                    match s.warned_at {
+                        Some(t) => format!("at {t} ms"),
+                        None => "not sent".into(),
+                    }
+                ),
+            },
+        ],
+        department: cfg.department.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vision::plate::PlateBox;
+
+    const T0: i64 = 1_767_250_000_000;
+
+    fn zone() -> Zone {
+        Zone {
+            id: "kerb".into(),
+            polygon: vec![[0.0, 300.0], [640.0, 300.0], [640.0, 480.0], [0.0, 480.0]],
+        }
+    }
+
+    fn cfg() -> ParkingConfig {
+        ParkingConfig::new("street-1", "cam-7", vec![zone()])
+    }
+
+    const CAR: BBox = BBox {
+        x0: 100.0,
+        y0: 280.0,
+        x1: 260.0,
+        y1: 400.0,
+    };
+    const BUS: BBox = BBox {
+        x0: 40.0,
+        y0: 120.0,
+        x1: 460.0,
+        y1: 420.0,
+    };
+
+    fn car(plate: Option<&str>) -> Sighting {
+        Sighting {
+            bbox: CAR,
+            vehicle: true,
+            plate: plate.map(str::to_string),
+        }
+    }
+
+    fn frame(t_s: i64, sightings: Vec<Sighting>) -> Frame {
+        Frame {
+            at_ms: T0 + t_s * 1000,
+            image: Bytes::from(format!("jpeg@{t_s}")),
+            sightings,
+        }
+    }
+
+    /// Runs frames every `step` seconds from `from` to `to` (inclusive) built by `f`.
+    fn run(
+        t: &mut DwellTracker,
+        from: i64,
+        to: i64,
+        step: usize,
+        f: impl Fn(i64) -> Vec<Sighting>,
+    ) -> Vec<(i64, DwellEvent)> {
+        let mut out = Vec::new();
+        for s in (from..=to).step_by(step) {
+            for e in t.observe(&frame(s, f(s))) {
+                out.push((s, e));
+            }
+        }
+        out
+    }
+
+    fn occurrences(ev: &[(i64, DwellEvent)]) -> Vec<(i64, &ClueEvent)> {
+        ev.iter()
+            .filter_map(|(t, e)| match e {
+                DwellEvent::Clue(ClueSignal::Occurrence(c)) => Some((*t, c)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn first_frame(c: &ClueEvent) -> &[u8] {
+        match &c.evidence[0] {
+            Evidence::File { bytes, .. } => bytes,
+            other => panic!("evidence {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plates_go_to_the_smallest_vehicle_around_them() {
+        let det = |class_id, label, bbox| Detection {
+            class_id,
+            label,
+            score: 0.9,
+            bbox,
+        };
+        let dets = [
+            det(5, "bus", BUS),
+            det(2, "car", CAR),
+            // The same car also called a truck, with a lower score: dropped.
+            Detection {
+                score: 0.5,
+                ..det(7, "truck", CAR)
+            },
+            det(
+                0,
+                "person",
+                BBox {
+                    x0: 500.0,
+                    y0: 300.0,
+                    x1: 540.0,
+                    y1: 420.0,
+                },
+            ),
+        ];
+        let plate = |text: &str, conf, x0: f32| PlateReading {
+            text: text.into(),
+            confidence: conf,
+            plate: PlateBox {
+                bbox: BBox {
+                    x0,
+                    y0: 360.0,
+                    x1: x0 + 60.0,
+                    y1: 380.0,
+                },
+                corners: [(0.0, 0.0); 4],
+                score: 0.99,
+            },
+        };
+        let s = sightings(
+            &dets,
+            &[plate("京A11111", 0.7, 150.0), plate("京A22222", 0.9, 140.0)],
+        );
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].plate, None);
+        assert_eq!(s[1].plate.as_deref(), Some("京A22222"));
+        assert!(s[0].vehicle && s[1].vehicle && !s[2].vehicle);
+    }
+
+    #[test]
+    fn warns_at_persuasion_time_then_raises_at_limit() {
+        let mut t = DwellTracker::new(cfg());
+        let ev = run(&mut t, 0, 600, 5, |_| vec![car(Some("京A·12345"))]);
+        let warns: Vec<i64> = ev
+            .iter()
+            .filter(|(_, e)| matches!(e, DwellEvent::Persuade(_)))
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(warns, vec![60]);
+        let occ = occurrences(&ev);
+        assert_eq!(occ.len(), 1, "{ev:?}");
+        let (at, c) = occ[0];
+        assert_eq!(at, 480);
+        assert_eq!(c.kind, "parking.overstay");
+        assert_eq!(c.subject.plate.as_deref(), Some("京A12345"));
+        assert_eq!(c.dedup_key, "parking-overstay/street-1/cam-7/京A12345");
+        assert_eq!(first_frame(c), b"jpeg@0");
+        match &c.evidence[1] {
+            Evidence::File {
+                bytes,
+                content_type,
+                ..
+            } => {
+                assert_eq!(bytes, b"jpeg@480");
+                assert_eq!(content_type, "image/jpeg");
+            }
+            other => panic!("evidence {other:?}"),
+        }
+        assert_eq!(c.detail["dwell_s"], 480);
+    }
+
+    #[test]
+    fn car_hidden_by_a_bus_keeps_its_dwell() {
+        let mut t = DwellTracker::new(cfg());
+        // No plate is ever read: the stay is tied together by position alone. A bus stands in
+        // front of the car from 200 s to 290 s (longer than gone_after_s).
+        let ev = run(&mut t, 0, 500, 10, |s| {
+            let bus = Sighting {
+                bbox: BUS,
+                vehicle: true,
+                plate: Some("沪B99999".into()),
+            };
+            if (200..300).contains(&s) {
+                vec![bus]
+            } else {
+                vec![car(None)]
+            }
+        });
+        let occ = occurrences(&ev);
+        assert_eq!(occ.len(), 1, "{ev:?}");
+        assert_eq!(occ[0].0, 480);
+        assert_eq!(first_frame(occ[0].1), b"jpeg@0");
+        assert!(
+            occ[0]
+                .1
+                .dedup_key
+                .starts_with("parking-overstay/street-1/cam-7/stay-")
+        );
+        // The bus's own stay is a different vehicle; the car never "left".
+        assert!(
+            !ev.iter()
+                .any(|(_, e)| matches!(e, DwellEvent::Left(d) if d.plate.is_none()))
+        );
+    }
+
+    #[test]
+    fn lost_track_is_tied_back_by_the_plate() {
+        let mut t = DwellTracker::new(cfg());
+        let moved = BBox {
+            x0: 140.0,
+            y0: 300.0,
+            x1: 330.0,
+            y1: 430.0,
+        };
+        let ev = run(&mut t, 0, 500, 10, |s| match s {
+            // Plate read at the start, then the detector loses the car for 20 s and finds it
+            // again with a box that hardly overlaps the old one (a new track, no plate)...
+            0..=100 => vec![car(Some("粤B12345"))],
+            110..=120 => vec![],
+            130..=200 => vec![Sighting {
+                bbox: moved,
+                vehicle: true,
+                plate: None,
+            }],
+            // ...until the plate is read again.
+            _ => vec![Sighting {
+                bbox: moved,
+                vehicle: true,
+                plate: Some("粤B12345".into()),
+            }],
+        });
+        let occ = occurrences(&ev);
+        assert_eq!(occ.len(), 1, "{ev:?}");
+        assert_eq!(occ[0].0, 480);
+        assert_eq!(first_frame(occ[0].1), b"jpeg@0");
+        assert_eq!(t.stays().len(), 1);
+    }
+
+    #[test]
+    fn exempt_plate_raises_nothing() {
+        let mut c = cfg();
+        c.exempt_plates = vec!["京A 0001警".into()];
+        let mut t = DwellTracker::new(c);
+        let ev = run(&mut t, 0, 900, 10, |s| {
+            if s < 800 {
+                vec![car(Some("京A0001警"))]
+            } else {
+                vec![]
+            }
+        });
+        assert!(ev.is_empty(), "{ev:?}");
+    }
+
+    #[test]
+    fn car_that_leaves_resets() {
+        let mut t = DwellTracker::new(cfg());
+        // Parks 0..=300 s (warned at 60 s), leaves, comes back at 400 s.
+        let ev = run(&mut t, 0, 1000, 10, |s| {
+            if s <= 300 || s >= 400 {
+                vec![car(None)]
+            } else {
+                vec![]
+            }
+        });
+        let left: Vec<&Departure> = ev
+            .iter()
+            .filter_map(|(_, e)| match e {
+                DwellEvent::Left(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(left.len(), 1, "{ev:?}");
+        assert!(left[0].persuaded && left[0].warned && !left[0].raised);
+        assert_eq!(left[0].dwell_s, 300);
+        let occ = occurrences(&ev);
+        assert_eq!(occ.len(), 1, "{ev:?}");
+        assert_eq!(occ[0].0, 880, "the timer restarted at 400 s");
+        assert_eq!(first_frame(occ[0].1), b"jpeg@400");
+        let warns = ev
+            .iter()
+            .filter(|(_, e)| matches!(e, DwellEvent::Persuade(_)))
+            .count();
+        assert_eq!(warns, 2);
+    }
+
+    #[test]
+    fn overstayer_leaving_clears_the_clue_and_other_plate_replaces_it() {
+        let mut t = DwellTracker::new(cfg());
+        let ev = run(&mut t, 0, 700, 10, |s| {
+            if s < 600 {
+                vec![car(Some("苏E11111"))]
+            } else {
+                vec![car(Some("苏E22222"))]
+            }
+        });
+        assert_eq!(occurrences(&ev).len(), 1);
+        let cleared = ev.iter().find_map(|(t, e)| match e {
+            DwellEvent::Clue(ClueSignal::Cleared { dedup_key, .. }) => Some((*t, dedup_key)),
+            _ => None,
+        });
+        assert_eq!(
+            cleared,
+            Some((600, &"parking-overstay/street-1/cam-7/苏E11111".to_string()))
+        );
+        assert_eq!(t.stays()[0].plate.as_deref(), Some("苏E22222"));
+    }
+
+    #[test]
+    fn outside_active_hours_nothing_is_timed_and_outside_the_zone_neither() {
+        let mut c = cfg();
+        // T0 is 2026-01-01 06:46:40 UTC = 14:46:40 in China: outside 20:00-07:00.
+        c.active_hours = vec![DailyWindow::try_from("20:00-07:00".to_string()).expect("hours")];
+        let mut t = DwellTracker::new(c);
+        assert!(run(&mut t, 0, 900, 10, |_| vec![car(None)]).is_empty());
+        let mut t = DwellTracker::new(cfg());
+        let up = BBox {
+            x0: 100.0,
+            y0: 100.0,
+            x1: 260.0,
+            y1: 200.0,
+        };
+        let ev = run(&mut t, 0, 900, 10, |_| {
+            vec![Sighting {
+                bbox: up,
+                vehicle: true,
+                plate: None,
+            }]
+        });
+        assert!(ev.is_empty());
+        assert!(t.stays().is_empty());
+    }
+}

@@ -1,0 +1,249 @@
+//! Image decoding with limits, and fast bilinear resize straight into planar f32 tensors
+//! (letterbox for the detector, plain resize for plates).
+
+use super::VisionError;
+use image::{ImageFormat, RgbImage};
+
+/// Limits applied before a camera frame or drone still is decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageLimits {
+    /// Largest accepted encoded size in bytes.
+    pub max_bytes: usize,
+    /// Largest accepted width or height in pixels.
+    pub max_side: u32,
+    /// Largest accepted pixel count (width x height).
+    pub max_pixels: u64,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        // A 48 MP drone still fits (8000 x 6000); a decompression bomb does not.
+        ImageLimits {
+            max_bytes: 64 << 20,
+            max_side: 12_000,
+            max_pixels: 64_000_000,
+        }
+    }
+}
+
+/// Decodes a JPEG or PNG into RGB. Corrupt, truncated, unsupported or oversized images are
+/// rejected with [`VisionError::Image`]; the dimensions are checked before pixels are decoded.
+pub fn decode_image(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, VisionError> {
+    if bytes.is_empty() {
+        return Err(VisionError::Image("empty body".into()));
+    }
+    if bytes.len() > limits.max_bytes {
+        return Err(VisionError::Image(format!(
+            "{} bytes is over the {} byte limit",
+            bytes.len(),
+            limits.max_bytes
+        )));
+    }
+    let format = image::guess_format(bytes)
+        .map_err(|_| VisionError::Image("not a JPEG or PNG image".into()))?;
+    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png) {
+        return Err(VisionError::Image(format!("unsupported format {format:?}")));
+    }
+    let tail = &bytes[bytes.len().saturating_sub(1024)..];
+    if format == ImageFormat::Jpeg && !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
+        // zune-jpeg fills a truncated scan with grey instead of failing: a half frame must not
+        // become evidence.
+        return Err(VisionError::Image(
+            "truncated JPEG (no end-of-image marker)".into(),
+        ));
+    }
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(limits.max_side);
+    l.max_image_height = Some(limits.max_side);
+    l.max_alloc = Some(limits.max_pixels.saturating_mul(4));
+    reader.limits(l.clone());
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| VisionError::Image(format!("unreadable header: {e}")))?;
+    if w == 0 || h == 0 || u64::from(w) * u64::from(h) > limits.max_pixels {
+        return Err(VisionError::Image(format!(
+            "{w}x{h} is outside the limits ({} px per side, {} px)",
+            limits.max_side, limits.max_pixels
+        )));
+    }
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    reader.limits(l);
+    let img = reader
+        .decode()
+        .map_err(|e| VisionError::Image(format!("decoding {w}x{h} {format:?}: {e}")))?;
+    Ok(img.into_rgb8())
+}
+
+/// A region of the source image, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Roi {
+    pub x: f32,
+    pub y: f32,
+    pub w: f32,
+    pub h: f32,
+}
+
+impl Roi {
+    pub fn whole(img: &RgbImage) -> Self {
+        Roi {
+            x: 0.0,
+            y: 0.0,
+            w: img.width() as f32,
+            h: img.height() as f32,
+        }
+    }
+}
+
+/// How source pixels become tensor values: `out[c] = src[order[c]] * scale[c] + bias[c]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Normalize {
+    /// Source channel (0 = R, 1 = G, 2 = B) for each output channel.
+    pub order: [usize; 3],
+    pub scale: [f32; 3],
+    pub bias: [f32; 3],
+}
+
+impl Normalize {
+    /// RGB in 0..1 (Darknet).
+    pub const RGB_UNIT: Normalize = Normalize {
+        order: [0, 1, 2],
+        scale: [1.0 / 255.0; 3],
+        bias: [0.0; 3],
+    };
+}
+
+/// A planar `[3, height, width]` destination and where the resized picture goes in it.
+#[derive(Debug)]
+pub struct Plane<'a> {
+    pub data: &'a mut [f32],
+    pub width: usize,
+    pub height: usize,
+}
+
+/// Bilinear resize of `roi` into a `dst_w x dst_h` window at (`off_x`, `off_y`) of `plane`
+/// (pixel-centre alignment, edges clamped). Pixels of the plane outside the window are left as
+/// they are.
+pub fn resize_into(
+    img: &RgbImage,
+    roi: Roi,
+    plane: &mut Plane<'_>,
+    (off_x, off_y, dst_w, dst_h): (usize, usize, usize, usize),
+    norm: &Normalize,
+) {
+    let (sw, sh) = (img.width() as usize, img.height() as usize);
+    if sw == 0 || sh == 0 || dst_w == 0 || dst_h == 0 {
+        return;
+    }
+    let dst_w = dst_w.min(plane.width.saturating_sub(off_x));
+    let dst_h = dst_h.min(plane.height.saturating_sub(off_y));
+    let raw = img.as_raw();
+    let fx = roi.w / dst_w as f32;
+    let fy = roi.h / dst_h as f32;
+    let axis = |i: usize, f: f32, start: f32, len: usize| -> (usize, usize, f32) {
+        let s = (start + (i as f32 + 0.5) * f - 0.5).clamp(0.0, (len - 1) as f32);
+        let i0 = s.floor() as usize;
+        let i1 = (i0 + 1).min(len - 1);
+        (i0, i1, s - i0 as f32)
+    };
+    let xs: Vec<(usize, usize, f32)> = (0..dst_w).map(|x| axis(x, fx, roi.x, sw)).collect();
+    let plane_len = plane.width * plane.height;
+    for y in 0..dst_h {
+        let (y0, y1, wy) = axis(y, fy, roi.y, sh);
+        let r0 = &raw[y0 * sw * 3..(y0 + 1) * sw * 3];
+        let r1 = &raw[y1 * sw * 3..(y1 + 1) * sw * 3];
+        let row = (off_y + y) * plane.width + off_x;
+        for (x, &(x0, x1, wx)) in xs.iter().enumerate() {
+            for c in 0..3 {
+                let s = norm.order[c];
+                let a = f32::from(r0[x0 * 3 + s]);
+                let b = f32::from(r0[x1 * 3 + s]);
+                let cc = f32::from(r1[x0 * 3 + s]);
+                let d = f32::from(r1[x1 * 3 + s]);
+                let top = a + (b - a) * wx;
+                let bot = cc + (d - cc) * wx;
+                let v = top + (bot - top) * wy;
+                plane.data[c * plane_len + row + x] = v * norm.scale[c] + norm.bias[c];
+            }
+        }
+    }
+}
+
+/// Where a letterboxed picture sits in the square network input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    pub size: u32,
+    pub scale: f32,
+    pub pad_x: f32,
+    pub pad_y: f32,
+}
+
+impl Letterbox {
+    /// Maps a point of the network input back to source-image pixels.
+    pub fn to_source(&self, x: f32, y: f32) -> (f32, f32) {
+        ((x - self.pad_x) / self.scale, (y - self.pad_y) / self.scale)
+    }
+}
+
+/// Letterboxes `roi` of `img` into `out` (`[3, size, size]`, RGB 0..1, grey 0.5 borders), as
+/// Darknet does.
+pub fn letterbox_into(img: &RgbImage, roi: Roi, size: u32, out: &mut [f32]) -> Letterbox {
+    let s = size as usize;
+    out[..3 * s * s].fill(0.5);
+    let scale = (size as f32 / roi.w).min(size as f32 / roi.h);
+    let nw = ((roi.w * scale) as usize).clamp(1, s);
+    let nh = ((roi.h * scale) as usize).clamp(1, s);
+    let (dx, dy) = ((s - nw) / 2, (s - nh) / 2);
+    let mut plane = Plane {
+        data: &mut out[..3 * s * s],
+        width: s,
+        height: s,
+    };
+    resize_into(img, roi, &mut plane, (dx, dy, nw, nh), &Normalize::RGB_UNIT);
+    Letterbox {
+        size,
+        scale,
+        pad_x: dx as f32 - roi.x * scale,
+        pad_y: dy as f32 - roi.y * scale,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn letterbox_centres_a_wide_image_and_maps_back() {
+        let img = RgbImage::from_pixel(832, 416, image::Rgb([255, 0, 0]));
+        let mut out = vec![0.0; 3 * 416 * 416];
+        let lb = letterbox_into(&img, Roi::whole(&img), 416, &mut out);
+        assert_eq!(lb.scale, 0.5);
+        assert_eq!(lb.pad_y, 104.0);
+        // Grey above, red inside.
+        assert_eq!(out[0], 0.5);
+        assert_eq!(out[208 * 416 + 10], 1.0);
+        assert_eq!(out[416 * 416 + 208 * 416 + 10], 0.0);
+        let (x, y) = lb.to_source(208.0, 208.0);
+        assert!((x - 416.0).abs() < 1e-3 && (y - 208.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn rejects_garbage_truncated_and_huge_images() {
+        let l = ImageLimits::default();
+        assert!(decode_image(b"", &l).is_err());
+        assert!(decode_image(b"hello world, not an image", &l).is_err());
+        let img = RgbImage::from_pixel(64, 48, image::Rgb([10, 20, 30]));
+        let mut jpeg = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut jpeg), ImageFormat::Jpeg)
+            .expect("encode");
+        assert_eq!(
+            decode_image(&jpeg, &l).expect("decode").dimensions(),
+            (64, 48)
+        );
+        let cut = &jpeg[..jpeg.len() / 2];
+        assert!(matches!(decode_image(cut, &l), Err(VisionError::Image(_))));
+        let small = ImageLimits { max_side: 32, ..l };
+        let err = decode_image(&jpeg, &small).expect_err("too big");
+        assert!(err.to_string().contains("image rejected"), "{err}");
+    }
+}

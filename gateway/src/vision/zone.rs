@@ -1,0 +1,141 @@
+//! No-parking zones (polygons in image pixels of one camera) and daily active hours.
+
+use serde::{Deserialize, Serialize};
+
+/// A polygon in image pixels, e.g. `[[0, 400], [640, 400], [640, 480], [0, 480]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Zone {
+    pub id: String,
+    pub polygon: Vec<[f32; 2]>,
+}
+
+impl Zone {
+    /// Even-odd rule; a polygon with fewer than three points contains nothing.
+    pub fn contains(&self, x: f32, y: f32) -> bool {
+        let p = &self.polygon;
+        if p.len() < 3 {
+            return false;
+        }
+        let mut inside = false;
+        let mut j = p.len() - 1;
+        for i in 0..p.len() {
+            let ([xi, yi], [xj, yj]) = (p[i], p[j]);
+            if (yi > y) != (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi {
+                inside = !inside;
+            }
+            j = i;
+        }
+        inside
+    }
+}
+
+/// A daily window in local time, written `"HH:MM-HH:MM"`; `"22:00-06:00"` spans midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DailyWindow {
+    /// Minutes after local midnight.
+    pub start: u16,
+    pub end: u16,
+}
+
+impl DailyWindow {
+    pub fn contains_minute(&self, m: u16) -> bool {
+        if self.start <= self.end {
+            m >= self.start && m < self.end
+        } else {
+            m >= self.start || m < self.end
+        }
+    }
+}
+
+fn parse_hm(s: &str) -> Option<u16> {
+    let (h, m) = s.trim().split_once(':')?;
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 24 && m < 60 && h * 60 + m <= 1440).then_some(h * 60 + m)
+}
+
+impl TryFrom<String> for DailyWindow {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = || format!("active hours {s:?}: expected \"HH:MM-HH:MM\"");
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        Ok(DailyWindow {
+            start: parse_hm(a).ok_or_else(bad)?,
+            end: parse_hm(b).ok_or_else(bad)?,
+        })
+    }
+}
+
+impl From<DailyWindow> for String {
+    fn from(w: DailyWindow) -> String {
+        format!(
+            "{:02}:{:02}-{:02}:{:02}",
+            w.start / 60,
+            w.start % 60,
+            w.end / 60,
+            w.end % 60
+        )
+    }
+}
+
+/// Whether `at_ms` (UTC, ms since the epoch) falls in any window, at `utc_offset_minutes`
+/// (480 for China). No windows means always active.
+pub fn is_active(windows: &[DailyWindow], utc_offset_minutes: i32, at_ms: i64) -> bool {
+    if windows.is_empty() {
+        return true;
+    }
+    let local_min = at_ms.div_euclid(60_000) + i64::from(utc_offset_minutes);
+    let minute = local_min.rem_euclid(1440) as u16;
+    windows.iter().any(|w| w.contains_minute(minute))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polygon_containment_convex_and_concave() {
+        let square = Zone {
+            id: "s".into(),
+            polygon: vec![[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]],
+        };
+        assert!(square.contains(5.0, 5.0));
+        assert!(!square.contains(15.0, 5.0));
+        assert!(!square.contains(-0.1, 5.0));
+        // An L shape: the notch at the top right is outside.
+        let l = Zone {
+            id: "l".into(),
+            polygon: vec![
+                [0.0, 0.0],
+                [4.0, 0.0],
+                [4.0, 6.0],
+                [10.0, 6.0],
+                [10.0, 10.0],
+                [0.0, 10.0],
+            ],
+        };
+        assert!(l.contains(2.0, 2.0));
+        assert!(l.contains(8.0, 8.0));
+        assert!(!l.contains(8.0, 2.0));
+        let line = Zone {
+            id: "x".into(),
+            polygon: vec![[0.0, 0.0], [10.0, 10.0]],
+        };
+        assert!(!line.contains(5.0, 5.0));
+    }
+
+    #[test]
+    fn active_hours_with_offset_and_midnight_wrap() {
+        let day = DailyWindow::try_from("07:00-20:00".to_string()).expect("parse");
+        let night = DailyWindow::try_from("22:00-06:00".to_string()).expect("parse");
+        assert!(DailyWindow::try_from("7-8".to_string()).is_err());
+        assert!(DailyWindow::try_from("25:00-26:00".to_string()).is_err());
+        // 2026-01-01T00:30Z is 08:30 in China (UTC+8).
+        let t = 1_767_227_400_000;
+        assert!(is_active(&[day], 480, t));
+        assert!(!is_active(&[day], 0, t));
+        assert!(is_active(&[night], 0, t));
+        assert!(is_active(&[], 0, t));
+        assert_eq!(String::from(night), "22:00-06:00");
+    }
+}
