@@ -39,6 +39,8 @@ pub struct Config {
     pub mappings: Vec<MappingConfig>,
     /// Polled Modbus TCP/RTU devices.
     pub modbus: crate::source::modbus::ModbusConfig,
+    /// Camera health thresholds and timings, per-camera overrides.
+    pub cameras: crate::camera::CamerasConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -332,6 +334,7 @@ impl Config {
 
     /// Checks what serde cannot: URL schemes, non-zero sizes, mapping patterns.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.cameras.validate()?;
         let m = &self.mqtt;
         let url = url::Url::parse(&m.url).map_err(|e| invalid("mqtt.url", e.to_string()))?;
         if !matches!(url.scheme(), "mqtt" | "mqtts" | "tcp" | "ssl") {
