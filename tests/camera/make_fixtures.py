@@ -28,7 +28,7 @@ import zipfile
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-VERSION = "3"
+VERSION = "4"
 SKIMAGE = "scikit-image==0.26.0"
 W, H = 1280, 720
 SCENES = [
@@ -209,7 +209,7 @@ def main():
         put("black", "lens-black", live(scale(base, 0.0), sigma=1.5))
         # Over-exposed.
         put("overexposed", "washed-out", live(scale(base, 2.2, 110)))
-        put("overexposed", "white", live(scale(base, 0.3, 200)))
+        put("overexposed", "glare", live(scale(base, 1.5, 170)))
         # Covered or blurred.
         put("covered", "blur-10", live(base.filter(ImageFilter.GaussianBlur(10))))
         put("covered", "blur-18", live(base.filter(ImageFilter.GaussianBlur(18))))

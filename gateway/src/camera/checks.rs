@@ -25,10 +25,12 @@ const CELLS_Y: usize = 6;
 pub struct CheckThresholds {
     /// Black/dark: the 95th luma percentile is below this (0..=255).
     pub black_p95: f32,
-    /// Over-exposed: the 5th luma percentile is above this.
+    /// Over-exposed: the 5th luma percentile is above this (all white)...
     pub overexposed_p05: f32,
-    /// Over-exposed: or this share of pixels is clipped (luma > 245).
-    pub overexposed_clipped_frac: f32,
+    /// ...or the mean luma is above this while highlights clip (95th percentile above
+    /// `overexposed_p95`).
+    pub overexposed_mean: f32,
+    pub overexposed_p95: f32,
     /// A block is "flat" when its luma standard deviation is below this.
     pub flat_std: f32,
     /// Sky/ceiling: share of the image in flat blocks brighter than `sky_min_luma`.
@@ -40,8 +42,11 @@ pub struct CheckThresholds {
     pub ceiling_min_luma: f32,
     /// Covered: share of the image in flat blocks (hand, tape, cap).
     pub covered_flat_frac: f32,
-    /// Blurred: variance of the Laplacian below this absolute floor...
-    pub blur_lap_var: f32,
+    /// Covered, with a reference: and at least this much more of the image is flat than in it.
+    pub covered_flat_margin: f32,
+    /// Blurred: sharpness (`sqrt(Laplacian variance) / (mean luma + 10)`, which does not change
+    /// with exposure) below this absolute floor...
+    pub blur_sharpness: f32,
     /// ...or below this fraction of the enrolled reference frame's.
     pub blur_ratio_to_reference: f32,
     /// Frozen: a cell "changed" when its mean absolute difference to the previous frame is
@@ -51,28 +56,33 @@ pub struct CheckThresholds {
     pub frozen_max_changed_frac: f32,
     /// Moved: edge-map correlation with the reference below this...
     pub moved_edge_corr: f32,
-    /// ...or dHash distance (of 64 bits) to the reference above this.
+    /// ...or dHash distance (of 64 bits) to the reference above this while the edge-map
+    /// correlation is below `moved_hash_edge_corr`.
     pub moved_hash_distance: u32,
+    pub moved_hash_edge_corr: f32,
 }
 
 impl Default for CheckThresholds {
     fn default() -> Self {
         CheckThresholds {
             black_p95: 40.0,
-            overexposed_p05: 215.0,
-            overexposed_clipped_frac: 0.7,
+            overexposed_p05: 235.0,
+            overexposed_mean: 200.0,
+            overexposed_p95: 248.0,
             flat_std: 3.0,
             sky_min_frac: 0.6,
             sky_min_luma: 120.0,
             sky_blue_bias: 15.0,
             ceiling_min_luma: 200.0,
             covered_flat_frac: 0.7,
-            blur_lap_var: 2.0,
-            blur_ratio_to_reference: 0.12,
-            frozen_cell_diff: 0.08,
+            covered_flat_margin: 0.15,
+            blur_sharpness: 0.08,
+            blur_ratio_to_reference: 0.5,
+            frozen_cell_diff: 0.3,
             frozen_max_changed_frac: 0.15,
-            moved_edge_corr: 0.5,
-            moved_hash_distance: 20,
+            moved_edge_corr: 0.6,
+            moved_hash_distance: 10,
+            moved_hash_edge_corr: 0.85,
         }
     }
 }
@@ -84,10 +94,12 @@ pub struct Features {
     pub p05: f32,
     pub p50: f32,
     pub p95: f32,
-    /// Share of pixels with luma > 245.
-    pub clipped_frac: f32,
-    /// Variance of the 4-neighbour Laplacian (sharpness).
+    /// Variance of the 4-neighbour Laplacian.
     pub lap_var: f32,
+    /// Luma variance (contrast).
+    pub var: f32,
+    /// `sqrt(lap_var) / (mean + 10)`: sharpness that does not change with exposure (gain).
+    pub sharpness: f32,
     /// Share of blocks that are flat.
     pub flat_frac: f32,
     /// Share of blocks that are flat and brighter than `sky_min_luma`.
@@ -117,7 +129,8 @@ pub struct Verdict {
 pub struct Reference {
     pub dhash: u64,
     pub edges: Vec<f32>,
-    pub lap_var: f32,
+    pub sharpness: f32,
+    pub flat_frac: f32,
 }
 
 impl Reference {
@@ -125,7 +138,8 @@ impl Reference {
         Reference {
             dhash: f.dhash,
             edges: f.edges.clone(),
-            lap_var: f.lap_var,
+            sharpness: f.sharpness,
+            flat_frac: f.flat_frac,
         }
     }
 }
@@ -153,13 +167,9 @@ pub fn features(frame: &Frame, t: &CheckThresholds) -> Features {
     let n = g.len() as f32;
     let mut hist = [0u32; 256];
     let mut sum = 0f32;
-    let mut clipped = 0u32;
     for &v in g {
         hist[v.clamp(0.0, 255.0) as usize] += 1;
         sum += v;
-        if v > 245.0 {
-            clipped += 1;
-        }
     }
     let pct = |p: f32| -> f32 {
         let target = (p * n) as u32;
@@ -186,6 +196,8 @@ pub fn features(frame: &Frame, t: &CheckThresholds) -> Features {
     }
     let lap_mean = ls / ln;
     let lap_var = (ls2 / ln - lap_mean * lap_mean) as f32;
+    let mean = sum / n;
+    let var = g.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
 
     // Flat blocks.
     let (bx, by) = (WORK_W / BLOCK, WORK_H / BLOCK);
@@ -224,12 +236,13 @@ pub fn features(frame: &Frame, t: &CheckThresholds) -> Features {
     };
 
     Features {
-        mean: sum / n,
+        mean,
         p05: pct(0.05),
         p50: pct(0.5),
         p95: pct(0.95),
-        clipped_frac: clipped as f32 / n,
         lap_var,
+        var,
+        sharpness: lap_var.max(0.0).sqrt() / (mean + 10.0),
         flat_frac: flat as f32 / blocks,
         bright_flat_frac: bright_flat as f32 / blocks,
         bright_flat_luma,
@@ -312,7 +325,7 @@ pub fn is_black(f: &Features, t: &CheckThresholds) -> bool {
 }
 
 pub fn is_overexposed(f: &Features, t: &CheckThresholds) -> bool {
-    f.p05 > t.overexposed_p05 || f.clipped_frac > t.overexposed_clipped_frac
+    f.p05 > t.overexposed_p05 || (f.mean > t.overexposed_mean && f.p95 >= t.overexposed_p95)
 }
 
 /// Pointed at the sky or a ceiling: mostly bright, flat, and blue (sky) or very bright (ceiling).
@@ -324,14 +337,18 @@ pub fn is_sky(f: &Features, t: &CheckThresholds) -> bool {
 /// Covered (one flat blob over most of the picture) or blurred (little sharpness, absolutely
 /// or compared with the enrolled reference).
 pub fn is_covered(f: &Features, reference: Option<&Reference>, t: &CheckThresholds) -> bool {
-    if f.flat_frac >= t.covered_flat_frac {
+    let flat_floor = match reference {
+        Some(r) => t.covered_flat_frac.max(r.flat_frac + t.covered_flat_margin),
+        None => t.covered_flat_frac,
+    };
+    if f.flat_frac >= flat_floor {
         return true;
     }
-    let mut floor = t.blur_lap_var;
+    let mut floor = t.blur_sharpness;
     if let Some(r) = reference {
-        floor = floor.max(t.blur_ratio_to_reference * r.lap_var);
+        floor = floor.max(t.blur_ratio_to_reference * r.sharpness);
     }
-    f.lap_var < floor
+    f.sharpness < floor
 }
 
 pub fn frozen_stats(
@@ -383,7 +400,8 @@ pub fn moved_stats(f: &Features, r: &Reference) -> MovedStats {
 }
 
 pub fn is_moved(s: &MovedStats, t: &CheckThresholds) -> bool {
-    s.edge_corr < t.moved_edge_corr || s.hash_distance > t.moved_hash_distance
+    s.edge_corr < t.moved_edge_corr
+        || (s.hash_distance > t.moved_hash_distance && s.edge_corr < t.moved_hash_edge_corr)
 }
 
 /// All checks in order of precedence: a black picture is not also reported covered or moved,
@@ -414,4 +432,126 @@ pub fn evaluate(
         v.frozen = frozen.is_some_and(|s| is_frozen(s, t));
     }
     (v, moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::camera::testutil::{Pic, Rng};
+
+    fn verdict(p: &Pic, reference: Option<&Pic>) -> Verdict {
+        let t = CheckThresholds::default();
+        let f = features(&p.frame(), &t);
+        let r = reference.map(|r| Reference::from_features(&features(&r.frame(), &t)));
+        evaluate(&f, r.as_ref(), None, &t).0
+    }
+
+    fn frozen(a: &Pic, b: &Pic) -> bool {
+        let t = CheckThresholds::default();
+        let (fa, fb) = (a.frame(), b.frame());
+        let (ha, hb) = (dhash(&fa.gray), dhash(&fb.gray));
+        is_frozen(&frozen_stats(&fa.gray, &fb.gray, ha, hb, false, &t), &t)
+    }
+
+    #[test]
+    fn live_scene_meets_no_condition() {
+        let mut rng = Rng(7);
+        let scene = Pic::scene(0);
+        let v = verdict(
+            &scene.noisy(&mut rng, 2.5),
+            Some(&scene.noisy(&mut rng, 2.5)),
+        );
+        assert_eq!(v, Verdict::default());
+    }
+
+    #[test]
+    fn dark_and_black_pictures_are_black() {
+        let mut rng = Rng(1);
+        let dark = Pic::scene(0)
+            .map(|p| p.map(|c| c * 0.1))
+            .noisy(&mut rng, 1.5);
+        assert!(verdict(&dark, None).black);
+        let black = Pic::scene(0)
+            .map(|_| [0.0; 3])
+            .noisy(&mut rng, 1.5)
+            .clock(3);
+        assert!(verdict(&black, None).black);
+    }
+
+    #[test]
+    fn washed_out_picture_is_overexposed() {
+        let p = Pic::scene(0).map(|p| p.map(|c| c * 2.0 + 120.0));
+        let v = verdict(&p, None);
+        assert!(v.overexposed && !v.sky, "{v:?}");
+    }
+
+    #[test]
+    fn blue_gradient_is_sky_and_not_covered() {
+        let mut rng = Rng(2);
+        let v = verdict(&Pic::sky().noisy(&mut rng, 2.0), Some(&Pic::scene(0)));
+        assert!(v.sky && !v.covered && !v.overexposed, "{v:?}");
+    }
+
+    #[test]
+    fn covered_lens_is_covered() {
+        let mut rng = Rng(3);
+        let p = Pic::scene(0).covered().noisy(&mut rng, 1.0);
+        assert!(verdict(&p, None).covered);
+        assert!(verdict(&p, Some(&Pic::scene(0))).covered);
+    }
+
+    #[test]
+    fn blurred_scene_is_covered_against_its_reference() {
+        let mut rng = Rng(4);
+        let scene = Pic::scene(0);
+        let p = scene.blurred(12).noisy(&mut rng, 2.0);
+        let v = verdict(&p, Some(&scene));
+        assert!(v.covered, "{v:?}");
+    }
+
+    #[test]
+    fn re_aimed_camera_is_moved_but_the_same_view_is_not() {
+        let mut rng = Rng(5);
+        let reference = Pic::scene(0);
+        let moved = verdict(&Pic::scene(60).noisy(&mut rng, 2.0), Some(&reference));
+        assert!(moved.moved, "{moved:?}");
+        let same = verdict(&Pic::scene(0).noisy(&mut rng, 2.0), Some(&reference));
+        assert!(!same.moved);
+    }
+
+    #[test]
+    fn noisy_static_scene_is_not_frozen() {
+        let mut rng = Rng(6);
+        let scene = Pic::scene(0);
+        let a = scene.noisy(&mut rng, 2.5).clock(1);
+        let b = scene.noisy(&mut rng, 2.5).clock(2);
+        assert!(!frozen(&a, &b));
+    }
+
+    #[test]
+    fn bit_identical_frames_are_frozen() {
+        let t = CheckThresholds::default();
+        let f = Pic::scene(0).frame();
+        let h = dhash(&f.gray);
+        let s = frozen_stats(&f.gray, &f.gray, h, h, true, &t);
+        assert!(is_frozen(&s, &t));
+        assert_eq!(s.changed_cell_frac, 0.0);
+    }
+
+    #[test]
+    fn frozen_picture_under_a_live_clock_is_frozen() {
+        let mut rng = Rng(8);
+        let still = Pic::scene(0).noisy(&mut rng, 2.5);
+        assert!(frozen(&still.clock(1), &still.clock(2)));
+    }
+
+    #[test]
+    fn dhash_ignores_noise_and_sees_shifts() {
+        let mut rng = Rng(9);
+        let a = dhash(&Pic::scene(0).noisy(&mut rng, 2.5).frame().gray);
+        let b = dhash(&Pic::scene(0).noisy(&mut rng, 2.5).frame().gray);
+        let c = dhash(&Pic::scene(80).frame().gray);
+        assert!((a ^ b).count_ones() <= 2);
+        assert!((a ^ c).count_ones() > 10);
+    }
 }

@@ -118,7 +118,6 @@ impl CameraSettings {
         }
         let c = &self.checks;
         let fracs = [
-            ("overexposed_clipped_frac", c.overexposed_clipped_frac),
             ("sky_min_frac", c.sky_min_frac),
             ("covered_flat_frac", c.covered_flat_frac),
             ("blur_ratio_to_reference", c.blur_ratio_to_reference),
@@ -132,6 +131,8 @@ impl CameraSettings {
         let lumas = [
             ("black_p95", c.black_p95),
             ("overexposed_p05", c.overexposed_p05),
+            ("overexposed_mean", c.overexposed_mean),
+            ("overexposed_p95", c.overexposed_p95),
             ("sky_min_luma", c.sky_min_luma),
             ("ceiling_min_luma", c.ceiling_min_luma),
         ];
@@ -143,11 +144,13 @@ impl CameraSettings {
                 ));
             }
         }
-        if !(-1.0..=1.0).contains(&c.moved_edge_corr) {
-            return Err(invalid(
-                format!("{prefix}.checks.moved_edge_corr"),
-                "must be in -1..=1",
-            ));
+        for (k, v) in [
+            ("moved_edge_corr", c.moved_edge_corr),
+            ("moved_hash_edge_corr", c.moved_hash_edge_corr),
+        ] {
+            if !(-1.0..=1.0).contains(&v) {
+                return Err(invalid(format!("{prefix}.checks.{k}"), "must be in -1..=1"));
+            }
         }
         if c.moved_hash_distance > 64 {
             return Err(invalid(
@@ -157,7 +160,8 @@ impl CameraSettings {
         }
         for (k, v) in [
             ("flat_std", c.flat_std),
-            ("blur_lap_var", c.blur_lap_var),
+            ("blur_sharpness", c.blur_sharpness),
+            ("covered_flat_margin", c.covered_flat_margin),
             ("frozen_cell_diff", c.frozen_cell_diff),
         ] {
             if !v.is_finite() || v < 0.0 {

@@ -145,6 +145,7 @@ pub struct FrameReport {
     pub p05: f32,
     pub p95: f32,
     pub lap_var: f32,
+    pub sharpness: f32,
     pub flat_frac: f32,
     pub bright_flat_frac: f32,
     pub bright_flat_blue_bias: f32,
@@ -161,7 +162,7 @@ pub struct FrameReport {
 pub struct ReferenceReport {
     pub camera: String,
     pub dhash: String,
-    pub lap_var: f32,
+    pub sharpness: f32,
     /// The picture itself looks faulty (black, covered...): enrolled anyway, but worth a look.
     pub warnings: Vec<String>,
 }
@@ -249,7 +250,7 @@ impl CameraHealth {
         Ok(ReferenceReport {
             camera: camera_id.to_string(),
             dhash: format!("{:016x}", f.dhash),
-            lap_var: f.lap_var,
+            sharpness: f.sharpness,
             warnings,
         })
     }
@@ -341,6 +342,7 @@ impl CameraHealth {
             p05: f.p05,
             p95: f.p95,
             lap_var: f.lap_var,
+            sharpness: f.sharpness,
             flat_frac: f.flat_frac,
             bright_flat_frac: f.bright_flat_frac,
             bright_flat_blue_bias: f.bright_flat_blue_bias,
@@ -463,7 +465,7 @@ fn figures(
     moved: Option<&MovedStats>,
 ) -> serde_json::Value {
     serde_json::json!({
-        "mean": f.mean, "p05": f.p05, "p95": f.p95, "lap_var": f.lap_var,
+        "mean": f.mean, "p05": f.p05, "p95": f.p95, "sharpness": f.sharpness,
         "flat_frac": f.flat_frac, "bright_flat_frac": f.bright_flat_frac,
         "bright_flat_blue_bias": f.bright_flat_blue_bias,
         "frozen": frozen, "moved": moved,

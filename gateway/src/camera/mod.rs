@@ -15,3 +15,6 @@ pub use checks::{CheckThresholds, Verdict};
 pub use config::{CameraSettings, CamerasConfig};
 pub use frame::FrameError;
 pub use health::{CameraHealth, CameraStatus, Condition, FrameReport, ReferenceReport};
+
+#[cfg(test)]
+pub(crate) mod testutil;
