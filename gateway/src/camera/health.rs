@@ -681,3 +681,276 @@ impl Cam {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::camera::testutil::{Pic, Rng};
+
+    const T0: i64 = 1_800_000_000_000;
+    const S: i64 = 1000;
+
+    fn health() -> CameraHealth {
+        let mut c = CamerasConfig::default();
+        c.defaults.hold_ms = 60_000;
+        c.defaults.recover_ms = 30_000;
+        c.defaults.offline_after_ms = 120_000;
+        CameraHealth::new(c).expect("config")
+    }
+
+    fn occurrences(v: &[ClueSignal]) -> Vec<&ClueEvent> {
+        v.iter()
+            .filter_map(|s| match s {
+                ClueSignal::Occurrence(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn cleared(v: &[ClueSignal]) -> Vec<&str> {
+        v.iter()
+            .filter_map(|s| match s {
+                ClueSignal::Cleared { dedup_key, .. } => Some(dedup_key.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Feeds `n` frames 10 s apart from `start`; returns every signal.
+    fn feed(h: &mut CameraHealth, pics: &[Vec<u8>], start: i64) -> Vec<(i64, ClueSignal)> {
+        let mut out = Vec::new();
+        for (i, jpeg) in pics.iter().enumerate() {
+            let at = start + i as i64 * 10 * S;
+            let (sig, _) = h.on_frame("k1", "r-12", jpeg, at).expect("frame");
+            out.extend(sig.into_iter().map(|s| (at, s)));
+        }
+        out
+    }
+
+    fn live(n: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| Pic::scene(0).noisy(rng, 2.5).clock(i as u32).jpeg())
+            .collect()
+    }
+
+    fn covered(n: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                Pic::scene(0)
+                    .covered()
+                    .noisy(rng, 1.0)
+                    .clock(i as u32)
+                    .jpeg()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn covered_camera_is_detected_within_hold_time() {
+        let mut rng = Rng(11);
+        let mut h = health();
+        h.enrol_reference("k1", "r-12", &Pic::scene(0).jpeg())
+            .expect("enrol");
+        assert!(feed(&mut h, &live(3, &mut rng), T0).is_empty());
+        let start = T0 + 30 * S;
+        let got = feed(&mut h, &covered(10, &mut rng), start);
+        let occ: Vec<_> = got
+            .iter()
+            .filter_map(|(at, s)| match s {
+                ClueSignal::Occurrence(e) => Some((*at, e)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(occ.len(), 1, "{got:?}");
+        let (at, e) = occ[0];
+        assert_eq!(
+            at,
+            start + 60 * S,
+            "raised exactly when the hold time is reached"
+        );
+        assert_eq!(e.kind, "camera.covered");
+        assert_eq!(e.rule, RULE);
+        assert_eq!(e.subject.site, "r-12");
+        assert_eq!(e.subject.device.as_deref(), Some("k1"));
+        assert_eq!(e.dedup_key, "camera-health/r-12/k1/camera.covered");
+        assert_eq!(e.department.as_deref(), Some("market"));
+        assert!(
+            matches!(&e.evidence[0], Evidence::File { content_type, bytes, .. }
+            if content_type == "image/jpeg" && bytes.starts_with(&[0xFF, 0xD8]))
+        );
+        assert!(matches!(&e.evidence[1], Evidence::Note { .. }));
+    }
+
+    #[test]
+    fn a_condition_shorter_than_the_hold_time_raises_nothing() {
+        let mut rng = Rng(12);
+        let mut h = health();
+        let mut pics = covered(5, &mut rng); // 40 s of cover
+        pics.extend(live(3, &mut rng));
+        pics.extend(covered(5, &mut rng));
+        assert!(feed(&mut h, &pics, T0).is_empty());
+    }
+
+    #[test]
+    fn recovery_is_recorded_after_the_recover_time() {
+        let mut rng = Rng(13);
+        let mut h = health();
+        let got = feed(&mut h, &covered(8, &mut rng), T0);
+        assert_eq!(
+            occurrences(&got.iter().map(|x| x.1.clone()).collect::<Vec<_>>()).len(),
+            1
+        );
+        let back = T0 + 80 * S;
+        let got = feed(&mut h, &live(5, &mut rng), back);
+        let clears: Vec<_> = got
+            .iter()
+            .filter(|(_, s)| matches!(s, ClueSignal::Cleared { .. }))
+            .collect();
+        assert_eq!(clears.len(), 1, "{got:?}");
+        assert_eq!(clears[0].0, back + 30 * S);
+        let ClueSignal::Cleared { dedup_key, .. } = &clears[0].1 else {
+            unreachable!()
+        };
+        assert_eq!(dedup_key, "camera-health/r-12/k1/camera.covered");
+    }
+
+    #[test]
+    fn a_fault_not_repaired_in_24_hours_escalates_once() {
+        let mut rng = Rng(14);
+        let mut h = health();
+        feed(&mut h, &covered(8, &mut rng), T0);
+        // 23 h without frames: offline, but the cover is not yet 24 h old.
+        let got = h.on_tick(T0 + 23 * 3_600_000);
+        let kinds: Vec<&str> = occurrences(&got).iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, vec!["camera.offline"]);
+        // Frames keep coming (so the camera is online) and keep showing the cover.
+        let late = T0 + 24 * 3_600_000;
+        let got: Vec<ClueSignal> = feed(&mut h, &covered(2, &mut rng), late)
+            .into_iter()
+            .map(|x| x.1)
+            .collect();
+        let occ = occurrences(&got);
+        assert_eq!(occ.len(), 1, "{got:?}");
+        assert_eq!(occ[0].kind, NOT_REPAIRED_KIND);
+        assert_eq!(occ[0].level, Level::High);
+        assert_eq!(
+            occ[0].dedup_key,
+            "camera-health/r-12/k1/camera.not_repaired"
+        );
+        assert!(
+            occurrences(&h.on_tick(late + 60 * S)).is_empty(),
+            "escalated once"
+        );
+        // Repaired: both the fault and its escalation are cleared.
+        let got: Vec<ClueSignal> = feed(&mut h, &live(5, &mut rng), late + 60 * S)
+            .into_iter()
+            .map(|x| x.1)
+            .collect();
+        assert_eq!(
+            cleared(&got),
+            vec![
+                "camera-health/r-12/k1/camera.covered",
+                "camera-health/r-12/k1/camera.not_repaired"
+            ]
+        );
+    }
+
+    #[test]
+    fn silent_camera_goes_offline_and_comes_back() {
+        let mut rng = Rng(15);
+        let mut h = health();
+        h.watch("k1", "r-12", T0);
+        assert!(h.on_tick(T0 + 119 * S).is_empty());
+        let got = h.on_tick(T0 + 120 * S);
+        let occ = occurrences(&got);
+        assert_eq!(occ.len(), 1);
+        assert_eq!(occ[0].kind, "camera.offline");
+        assert!(h.on_tick(T0 + 300 * S).is_empty(), "raised once");
+        let got = feed(&mut h, &live(1, &mut rng), T0 + 400 * S);
+        let sigs: Vec<ClueSignal> = got.into_iter().map(|x| x.1).collect();
+        assert_eq!(cleared(&sigs), vec!["camera-health/r-12/k1/camera.offline"]);
+    }
+
+    #[test]
+    fn firmware_status_raises_offline_and_image_bad() {
+        let mut h = health();
+        let power_lost = CameraStatus {
+            power_ok: Some(false),
+            online: Some(false),
+            image_ok: Some(false),
+            status_code: Some(1),
+        };
+        let got = h.on_status("k1", "r-12", &power_lost, T0);
+        let occ = occurrences(&got);
+        assert_eq!(occ.len(), 1);
+        assert_eq!(occ[0].kind, "camera.offline");
+        let bad_image = CameraStatus {
+            power_ok: Some(true),
+            online: Some(true),
+            image_ok: Some(false),
+            status_code: Some(3),
+        };
+        let got = h.on_status("k1", "r-12", &bad_image, T0 + 10 * S);
+        assert_eq!(cleared(&got), vec!["camera-health/r-12/k1/camera.offline"]);
+        assert_eq!(occurrences(&got)[0].kind, "camera.image_bad");
+        let ok = CameraStatus {
+            power_ok: Some(true),
+            online: Some(true),
+            image_ok: Some(true),
+            status_code: Some(0),
+        };
+        let got = h.on_status("k1", "r-12", &ok, T0 + 20 * S);
+        assert_eq!(
+            cleared(&got),
+            vec!["camera-health/r-12/k1/camera.image_bad"]
+        );
+        // Heartbeats keep a camera that sends no frames online.
+        assert!(h.on_tick(T0 + 100 * S).is_empty());
+    }
+
+    #[test]
+    fn status_from_reading_metrics() {
+        use crate::reading::Value;
+        let m = [
+            ("power_ok", Value::Bool(true)),
+            ("status_code", Value::Int(3)),
+            ("image_ok", Value::Bool(false)),
+        ];
+        let s = CameraStatus::from_metrics(m.iter().map(|(k, v)| (*k, v)));
+        assert_eq!(s.status_code, Some(3));
+        assert!(s.image_bad() && s.offline_reason().is_none());
+    }
+
+    #[test]
+    fn frozen_stream_is_raised_and_live_static_scene_is_not() {
+        let mut rng = Rng(16);
+        let mut h = health();
+        assert!(feed(&mut h, &live(12, &mut rng), T0).is_empty());
+        let one = Pic::scene(0).noisy(&mut rng, 2.5).jpeg();
+        let got = feed(&mut h, &vec![one; 9], T0 + 120 * S);
+        let sigs: Vec<ClueSignal> = got.into_iter().map(|x| x.1).collect();
+        let occ = occurrences(&sigs);
+        assert_eq!(occ.len(), 1);
+        assert_eq!(occ[0].kind, "camera.frozen");
+    }
+
+    #[test]
+    fn corrupt_frames_are_errors_and_do_not_count_as_alive() {
+        let mut h = health();
+        h.watch("k1", "r-12", T0);
+        let jpeg = Pic::scene(0).jpeg();
+        let e = h
+            .on_frame("k1", "r-12", &jpeg[..jpeg.len() / 2], T0 + 60 * S)
+            .expect_err("truncated");
+        assert!(e.to_string().contains("truncated"));
+        assert_eq!(occurrences(&h.on_tick(T0 + 120 * S)).len(), 1);
+    }
+
+    #[test]
+    fn enrolling_a_black_reference_warns() {
+        let mut h = health();
+        let black = Pic::scene(0).map(|_| [3.0; 3]).jpeg();
+        let r = h.enrol_reference("k1", "r-12", &black).expect("enrol");
+        assert!(!r.warnings.is_empty());
+    }
+}
