@@ -65,7 +65,7 @@ impl Pic {
         let mut p = self.clone();
         for y in 4..16 {
             for x in 4..90 {
-                let on = ((x / 6) as u32 + t) % 3 == 0;
+                let on = ((x / 6) as u32 + t).is_multiple_of(3);
                 p.0[y * W + x] = if on { [255.0; 3] } else { [0.0; 3] };
             }
         }
