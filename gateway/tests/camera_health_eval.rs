@@ -217,3 +217,64 @@ fn camera_health_precision_recall_on_real_photos() {
     }
     assert!(failed.is_empty(), "below the {FLOOR} floor: {failed:?}");
 }
+
+/// Per-frame cost: `cargo test --release -p gateway --test camera_health_eval -- --ignored
+/// --nocapture camera_frame_cost`.
+#[test]
+#[ignore = "benchmark; run in release"]
+fn camera_frame_cost() {
+    use gateway::camera::checks;
+    use gateway::camera::frame::decode_jpeg;
+    use std::time::Instant;
+
+    // A real photo when the fixtures exist, else a synthetic textured picture.
+    let base: image::RgbImage = fixtures()
+        .and_then(|d| std::fs::read(d.join("astronaut_001_normal_live.jpg")).ok())
+        .and_then(|b| image::load_from_memory(&b).ok())
+        .map(|i| i.to_rgb8())
+        .unwrap_or_else(|| {
+            image::RgbImage::from_fn(1280, 720, |x, y| {
+                let v = ((x * 7 + y * 13) % 251) as u8;
+                image::Rgb([v, v / 2 + 60, 255 - v])
+            })
+        });
+    let t = gateway::camera::CheckThresholds::default();
+    println!(
+        "\n{:<10} {:>9} {:>12} {:>12} {:>12} {:>10}",
+        "frame", "jpeg KiB", "decode µs", "checks µs", "total µs", "fps/core"
+    );
+    for (w, h) in [(1280u32, 720u32), (1920, 1080)] {
+        let img = image::imageops::resize(&base, w, h, image::imageops::FilterType::Triangle);
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
+            .encode_image(&img)
+            .expect("encode");
+        let prev = decode_jpeg(&jpeg).expect("decode");
+        let prev_hash = checks::dhash(&prev.gray);
+        let reference = checks::Reference::from_features(&checks::features(&prev, &t));
+        let n = 40;
+        let (mut dec, mut chk) = (0u128, 0u128);
+        for _ in 0..n {
+            let t0 = Instant::now();
+            let f = decode_jpeg(&jpeg).expect("decode");
+            let t1 = Instant::now();
+            let feat = checks::features(&f, &t);
+            let fr = checks::frozen_stats(&prev.gray, &f.gray, prev_hash, feat.dhash, false, &t);
+            let v = checks::evaluate(&feat, Some(&reference), Some(&fr), &t);
+            std::hint::black_box(v);
+            let t2 = Instant::now();
+            dec += (t1 - t0).as_micros();
+            chk += (t2 - t1).as_micros();
+        }
+        let (d, c) = (dec / n, chk / n);
+        println!(
+            "{:<10} {:>9} {:>12} {:>12} {:>12} {:>10.1}",
+            format!("{w}x{h}"),
+            jpeg.len() / 1024,
+            d,
+            c,
+            d + c,
+            1e6 / (d + c).max(1) as f64
+        );
+    }
+}

@@ -206,4 +206,22 @@ mod tests {
         assert!(e.contains("cameras.defaults.checks.sky_min_frac"), "{e}");
         assert!(toml::from_str::<CamerasConfig>("[defaults]\nhold = 1\n").is_err());
     }
+
+    #[test]
+    fn gateway_config_has_a_cameras_section_naming_bad_keys() {
+        use crate::config::Config;
+        let c = Config::from_toml("[cameras.defaults]\nhold_ms = 5000\n").expect("load");
+        assert_eq!(c.cameras.defaults.hold_ms, 5000);
+        let e = Config::from_toml("[cameras.defaults]\nhold_mss = 5000\n")
+            .expect_err("typo")
+            .to_string();
+        assert!(e.contains("hold_mss"), "{e}");
+        let e = Config::from_toml("[cameras.overrides.k1.checks]\nmoved_edge_corr = 2.0\n")
+            .expect_err("range")
+            .to_string();
+        assert!(
+            e.contains("cameras.overrides.k1.checks.moved_edge_corr"),
+            "{e}"
+        );
+    }
 }
