@@ -28,7 +28,7 @@ import zipfile
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-VERSION = "4"
+VERSION = "5"
 SKIMAGE = "scikit-image==0.26.0"
 W, H = 1280, 720
 SCENES = [
@@ -196,14 +196,16 @@ def main():
         # Frozen: the same picture re-encoded (encoder rate control).
         pic = overlay(noisy(rng, base), clock)
         put("normal", "before-freeze", jpeg(pic, 85))
-        for q in (83, 88):
+        for q in (83, 87):
             put("frozen", "reencoded", jpeg(pic, q))
         # Frozen picture under a live clock overlay (DVR freeze).
         still = noisy(rng, base)
         for i in range(3):
             clock += 1
             put("normal" if i == 0 else "frozen", "before-freeze" if i == 0 else "clock-only", jpeg(overlay(still, clock)))
-        put("normal", "live", live(base))
+        # A cleaner (low-noise) live sensor: still not frozen.
+        for _ in range(4):
+            put("normal", "low-noise", live(base, sigma=1.5))
         # Dark / black.
         put("black", "darkened", live(scale(base, 0.12)))
         put("black", "lens-black", live(scale(base, 0.0), sigma=1.5))

@@ -78,7 +78,7 @@ impl Default for CheckThresholds {
             covered_flat_margin: 0.15,
             blur_sharpness: 0.08,
             blur_ratio_to_reference: 0.5,
-            frozen_cell_diff: 0.3,
+            frozen_cell_diff: 0.26,
             frozen_max_changed_frac: 0.15,
             moved_edge_corr: 0.6,
             moved_hash_distance: 10,
