@@ -21,8 +21,14 @@ fn fifty_thousand_messages_arrive_as_fifty_thousand_points() {
         .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
     assert_eq!(n, 50_000);
     assert_eq!(gw.metric("gateway_readings_in_total").unwrap(), 100_000.0);
-    assert_eq!(gw.metric("gateway_outbox_appended_total").unwrap(), 50_000.0);
-    assert_eq!(gw.metric("gateway_sink_points_written_total").unwrap(), 50_000.0);
+    assert_eq!(
+        gw.metric("gateway_outbox_appended_total").unwrap(),
+        50_000.0
+    );
+    assert_eq!(
+        gw.metric("gateway_sink_points_written_total").unwrap(),
+        50_000.0
+    );
     assert_eq!(gw.metric("gateway_sequence_lost_total").unwrap(), 0.0);
     // Every device is in the live table with its last values.
     let devices = e2e::http::get(&format!("{}/api/v1/devices?site=r1", gw.http))

@@ -239,8 +239,8 @@ impl CameraHealth {
             }
         }
         cam.reference = Some(Reference::from_features(&f));
-        // The camera was re-aimed on purpose: a standing "moved" state no longer applies.
-        cam.conds.remove(&Condition::Moved);
+        // A standing "moved" fault is not dropped here: the next frames match the new
+        // reference, so it clears (and the recovery is recorded) after `recover_ms`.
         tracing::info!(
             camera = camera_id,
             site,

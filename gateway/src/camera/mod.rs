@@ -5,6 +5,14 @@
 //! - [`checks`]: pure per-frame checks over that image.
 //! - [`health`]: per-camera state machines (hold, recovery, "not repaired" escalation).
 //! - [`config`]: the `[cameras]` section.
+//!
+//! Wiring (one [`CameraHealth`] per gateway, behind a mutex or owned by one task):
+//! - `POST /api/v1/cameras/{id}/frames` (image/jpeg): [`CameraHealth::on_frame`], signals to
+//!   the clue pool, the [`FrameReport`] as the answer (422 with the [`FrameError`] message).
+//! - `POST /api/v1/cameras/{id}/reference` (image/jpeg): [`CameraHealth::enrol_reference`].
+//! - readings of the `camera` stream: [`CameraHealth::on_status`] with
+//!   [`CameraStatus::from_metrics`].
+//! - a timer (every few seconds): [`CameraHealth::on_tick`].
 
 pub mod checks;
 pub mod config;
