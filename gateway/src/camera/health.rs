@@ -947,6 +947,29 @@ mod tests {
     }
 
     #[test]
+    fn re_aimed_camera_raises_moved_and_a_new_reference_clears_it() {
+        let mut rng = Rng(17);
+        let mut h = health();
+        h.enrol_reference("k1", "r-12", &Pic::scene(0).jpeg())
+            .expect("enrol");
+        let aimed: Vec<Vec<u8>> = (0..8)
+            .map(|i| Pic::scene(70).noisy(&mut rng, 2.5).clock(i).jpeg())
+            .collect();
+        let sigs: Vec<ClueSignal> = feed(&mut h, &aimed, T0).into_iter().map(|x| x.1).collect();
+        let occ = occurrences(&sigs);
+        assert_eq!(occ.len(), 1);
+        assert_eq!(occ[0].kind, "camera.moved");
+        assert_eq!(occ[0].level, Level::Low);
+        h.enrol_reference("k1", "r-12", &Pic::scene(70).jpeg())
+            .expect("enrol");
+        let sigs: Vec<ClueSignal> = feed(&mut h, &aimed[..5], T0 + 100 * S)
+            .into_iter()
+            .map(|x| x.1)
+            .collect();
+        assert_eq!(cleared(&sigs), vec!["camera-health/r-12/k1/camera.moved"]);
+    }
+
+    #[test]
     fn enrolling_a_black_reference_warns() {
         let mut h = health();
         let black = Pic::scene(0).map(|_| [3.0; 3]).jpeg();
