@@ -95,6 +95,16 @@ install_deps() {
             || return 1
     fi
 
+    # Camera-health fixtures (tests/camera/make_fixtures.py) are drawn with Pillow + numpy.
+    if python3 -c 'import PIL, numpy' >/dev/null 2>&1; then
+        echo "pip: pillow, numpy already installed"
+    else
+        echo "pip: installing pillow numpy"
+        python3 -m pip install -q pillow numpy \
+            || python3 -m pip install -q --break-system-packages pillow numpy \
+            || return 1
+    fi
+
     # Report versions: servers whose behaviour the harness depends on.
     mosquitto -h 2>/dev/null | head -1
     victoria-metrics -version 2>/dev/null | head -1 || true

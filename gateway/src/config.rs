@@ -46,6 +46,8 @@ pub struct Config {
     pub rules: Vec<crate::rules::RuleConfig>,
     /// Rules engine switches and the sites' calendars (local time, night, business hours).
     pub rules_settings: crate::rules::RulesSettings,
+    /// Camera health thresholds and timings, per-camera overrides.
+    pub cameras: crate::camera::CamerasConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -342,6 +344,7 @@ impl Config {
 
     /// Checks what serde cannot: URL schemes, non-zero sizes, mapping patterns.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.cameras.validate()?;
         let m = &self.mqtt;
         let url = url::Url::parse(&m.url).map_err(|e| invalid("mqtt.url", e.to_string()))?;
         if !matches!(url.scheme(), "mqtt" | "mqtts" | "tcp" | "ssl") {

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod app;
+pub mod camera;
 pub mod clock;
 pub mod clue;
 pub mod config;

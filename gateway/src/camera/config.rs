@@ -1,0 +1,227 @@
+//! `[cameras]`: health-check thresholds and timings, with per-camera overrides.
+//!
+//! ```toml
+//! [cameras]
+//! department = "market"
+//! [cameras.defaults]
+//! hold_ms = 60000
+//! [cameras.defaults.checks]
+//! black_p95 = 40.0
+//! [cameras.overrides.kitchen-03]      # any key of `defaults`; the rest comes from `defaults`
+//! hold_ms = 20000
+//! checks = { covered_flat_frac = 0.8 }
+//! ```
+
+use super::checks::CheckThresholds;
+use crate::config::{ConfigError, invalid};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Settings of one camera.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CameraSettings {
+    /// A picture condition must hold this long before a clue is raised.
+    pub hold_ms: u64,
+    /// A raised condition must be absent this long before recovery is recorded.
+    pub recover_ms: u64,
+    /// No frame and no heartbeat for this long: offline.
+    pub offline_after_ms: u64,
+    /// A fault still present this long after it began escalates ("fault not repaired").
+    pub not_repaired_ms: u64,
+    pub checks: CheckThresholds,
+}
+
+impl Default for CameraSettings {
+    fn default() -> Self {
+        CameraSettings {
+            hold_ms: 60_000,
+            recover_ms: 30_000,
+            offline_after_ms: 120_000,
+            not_repaired_ms: 24 * 3_600_000,
+            checks: CheckThresholds::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CamerasConfig {
+    /// Department that handles camera-health clues.
+    pub department: String,
+    pub defaults: CameraSettings,
+    /// Per camera id: any subset of the keys of `defaults` (tables merge key by key).
+    pub overrides: BTreeMap<String, toml::Table>,
+}
+
+impl Default for CamerasConfig {
+    fn default() -> Self {
+        CamerasConfig {
+            department: "market".into(),
+            defaults: CameraSettings::default(),
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+impl CamerasConfig {
+    /// The settings of `camera`: `defaults` with its override merged in.
+    pub fn settings_for(&self, camera: &str) -> Result<CameraSettings, ConfigError> {
+        let Some(over) = self.overrides.get(camera) else {
+            return Ok(self.defaults.clone());
+        };
+        let key = format!("cameras.overrides.{camera}");
+        let mut base = toml::Table::try_from(&self.defaults)
+            .map_err(|e| invalid(&key, format!("defaults do not serialize: {e}")))?;
+        merge(&mut base, over);
+        let s: CameraSettings = toml::Value::Table(base)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(&key, e.message().to_string()))?;
+        s.validate(&key)?;
+        Ok(s)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.department.trim().is_empty() {
+            return Err(invalid("cameras.department", "must not be empty"));
+        }
+        self.defaults.validate("cameras.defaults")?;
+        for id in self.overrides.keys() {
+            self.settings_for(id)?;
+        }
+        Ok(())
+    }
+}
+
+fn merge(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+impl CameraSettings {
+    /// Checks ranges; `prefix` is the key path of this table in the file.
+    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        if self.offline_after_ms == 0 {
+            return Err(invalid(format!("{prefix}.offline_after_ms"), "must be > 0"));
+        }
+        if self.not_repaired_ms <= self.hold_ms {
+            return Err(invalid(
+                format!("{prefix}.not_repaired_ms"),
+                "must be longer than hold_ms",
+            ));
+        }
+        let c = &self.checks;
+        let fracs = [
+            ("sky_min_frac", c.sky_min_frac),
+            ("covered_flat_frac", c.covered_flat_frac),
+            ("blur_ratio_to_reference", c.blur_ratio_to_reference),
+            ("frozen_max_changed_frac", c.frozen_max_changed_frac),
+        ];
+        for (k, v) in fracs {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(invalid(format!("{prefix}.checks.{k}"), "must be in 0..=1"));
+            }
+        }
+        let lumas = [
+            ("black_p95", c.black_p95),
+            ("overexposed_p05", c.overexposed_p05),
+            ("overexposed_mean", c.overexposed_mean),
+            ("overexposed_p95", c.overexposed_p95),
+            ("sky_min_luma", c.sky_min_luma),
+            ("ceiling_min_luma", c.ceiling_min_luma),
+        ];
+        for (k, v) in lumas {
+            if !(0.0..=255.0).contains(&v) {
+                return Err(invalid(
+                    format!("{prefix}.checks.{k}"),
+                    "must be in 0..=255",
+                ));
+            }
+        }
+        for (k, v) in [
+            ("moved_edge_corr", c.moved_edge_corr),
+            ("moved_hash_edge_corr", c.moved_hash_edge_corr),
+        ] {
+            if !(-1.0..=1.0).contains(&v) {
+                return Err(invalid(format!("{prefix}.checks.{k}"), "must be in -1..=1"));
+            }
+        }
+        if c.moved_hash_distance > 64 {
+            return Err(invalid(
+                format!("{prefix}.checks.moved_hash_distance"),
+                "must be <= 64",
+            ));
+        }
+        for (k, v) in [
+            ("flat_std", c.flat_std),
+            ("blur_sharpness", c.blur_sharpness),
+            ("covered_flat_margin", c.covered_flat_margin),
+            ("frozen_cell_diff", c.frozen_cell_diff),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(invalid(format!("{prefix}.checks.{k}"), "must be >= 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_merge_and_bad_keys_are_named() {
+        let c: CamerasConfig = toml::from_str(
+            r#"
+            [overrides.k3]
+            hold_ms = 5000
+            checks = { black_p95 = 30.0 }
+            "#,
+        )
+        .expect("parse");
+        let s = c.settings_for("k3").expect("settings");
+        assert_eq!(s.hold_ms, 5000);
+        assert_eq!(s.checks.black_p95, 30.0);
+        assert_eq!(s.recover_ms, CameraSettings::default().recover_ms);
+        assert_eq!(c.settings_for("other").expect("d"), c.defaults);
+
+        let bad: CamerasConfig =
+            toml::from_str("[overrides.k9]\nchecks = { blak_p95 = 3.0 }\n").expect("parse");
+        let e = bad.validate().expect_err("typo").to_string();
+        assert!(
+            e.contains("cameras.overrides.k9") && e.contains("blak_p95"),
+            "{e}"
+        );
+
+        let bad: CamerasConfig =
+            toml::from_str("[defaults.checks]\nsky_min_frac = 3.0\n").expect("parse");
+        let e = bad.validate().expect_err("range").to_string();
+        assert!(e.contains("cameras.defaults.checks.sky_min_frac"), "{e}");
+        assert!(toml::from_str::<CamerasConfig>("[defaults]\nhold = 1\n").is_err());
+    }
+
+    #[test]
+    fn gateway_config_has_a_cameras_section_naming_bad_keys() {
+        use crate::config::Config;
+        let c = Config::from_toml("[cameras.defaults]\nhold_ms = 5000\n").expect("load");
+        assert_eq!(c.cameras.defaults.hold_ms, 5000);
+        let e = Config::from_toml("[cameras.defaults]\nhold_mss = 5000\n")
+            .expect_err("typo")
+            .to_string();
+        assert!(e.contains("hold_mss"), "{e}");
+        let e = Config::from_toml("[cameras.overrides.k1.checks]\nmoved_edge_corr = 2.0\n")
+            .expect_err("range")
+            .to_string();
+        assert!(
+            e.contains("cameras.overrides.k1.checks.moved_edge_corr"),
+            "{e}"
+        );
+    }
+}

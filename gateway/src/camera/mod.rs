@@ -1,0 +1,28 @@
+//! Camera health: black, over-exposed, frozen, covered or blurred, pointed at the sky,
+//! moved, offline, and what the camera itself reports; turned into clues for the site.
+//!
+//! - [`frame`]: JPEG decode (never panics on outside data) and the small working image.
+//! - [`checks`]: pure per-frame checks over that image.
+//! - [`health`]: per-camera state machines (hold, recovery, "not repaired" escalation).
+//! - [`config`]: the `[cameras]` section.
+//!
+//! Wiring (one [`CameraHealth`] per gateway, behind a mutex or owned by one task):
+//! - `POST /api/v1/cameras/{id}/frames` (image/jpeg): [`CameraHealth::on_frame`], signals to
+//!   the clue pool, the [`FrameReport`] as the answer (422 with the [`FrameError`] message).
+//! - `POST /api/v1/cameras/{id}/reference` (image/jpeg): [`CameraHealth::enrol_reference`].
+//! - readings of the `camera` stream: [`CameraHealth::on_status`] with
+//!   [`CameraStatus::from_metrics`].
+//! - a timer (every few seconds): [`CameraHealth::on_tick`].
+
+pub mod checks;
+pub mod config;
+pub mod frame;
+pub mod health;
+
+pub use checks::{CheckThresholds, Verdict};
+pub use config::{CameraSettings, CamerasConfig};
+pub use frame::FrameError;
+pub use health::{CameraHealth, CameraStatus, Condition, FrameReport, ReferenceReport};
+
+#[cfg(test)]
+pub(crate) mod testutil;
