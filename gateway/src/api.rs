@@ -9,10 +9,12 @@ use crate::clue::auth::{Authenticator, Principal};
 use crate::devices::{DeviceTable, DeviceView};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
+use axum::extract::{DefaultBodyLimit, Path};
 use axum::extract::{FromRef, Query, State};
+use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ pub struct AppState {
     pub started_ms: i64,
     /// The clue pool (also holds the token store used by authentication).
     pub clues: PoolHandle,
+    /// Camera health (frames and reference views).
+    pub cameras: crate::camera::service::CameraService,
 }
 
 impl FromRef<AppState> for PoolHandle {
@@ -63,6 +67,9 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/openapi.json",
             get(|| async { Json(crate::clue::openapi::document()) }),
         )
+        .route("/api/v1/cameras/{id}/frames", post(camera_frame))
+        .route("/api/v1/cameras/{id}/reference", post(camera_reference))
+        .layer(DefaultBodyLimit::max(MAX_FRAME_BYTES))
         .merge(crate::clue::api::routes())
         .with_state(state)
 }
@@ -119,4 +126,80 @@ async fn devices(
         .filter(|d| q.online.is_none_or(|o| d.online == o))
         .collect();
     Ok(Json(rows))
+}
+
+/// Largest camera frame accepted (a 4K JPEG is a few MB).
+const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// `?site=` of the camera routes: a frame carries no site, and the token must cover it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CameraQuery {
+    site: String,
+}
+
+/// Checks role, site and content type shared by the camera routes.
+fn camera_upload_allowed(p: &Principal, site: &str, headers: &HeaderMap) -> Result<(), Response> {
+    use crate::clue::auth::Role;
+    p.require(
+        matches!(p.role, Role::Device | Role::Platform | Role::Admin),
+        "upload camera frames",
+    )
+    .and_then(|()| p.require_site(site))
+    .map_err(IntoResponse::into_response)?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("image/jpeg") {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("expected Content-Type image/jpeg, got `{ct}`"),
+        ));
+    }
+    Ok(())
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// `POST /api/v1/cameras/{id}/frames?site=S` (image/jpeg): camera health checks on one frame.
+async fn camera_frame(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<CameraQuery>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    if let Err(r) = camera_upload_allowed(&p, &q.site, &headers) {
+        return r;
+    }
+    match s
+        .cameras
+        .frame(id, q.site, body, crate::clock::now_ms())
+        .await
+    {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
+}
+
+/// `POST /api/v1/cameras/{id}/reference?site=S` (image/jpeg): enrols the expected view.
+async fn camera_reference(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<CameraQuery>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    if let Err(r) = camera_upload_allowed(&p, &q.site, &headers) {
+        return r;
+    }
+    match s.cameras.reference(id, q.site, body).await {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
 }

@@ -74,6 +74,19 @@ impl Gateway {
             crate::clue::start_pool(&cfg, metrics.clone(), delivery_cancel.clone())
                 .context("starting the clue pool")?;
         tasks.extend(clue_tasks);
+        // Camera health: frames from the API, status from the `camera` readings, ticks.
+        let cameras =
+            crate::camera::service::CameraService::new(cfg.cameras.clone(), clue_tx.clone())
+                .context("configuring camera health")?;
+        let (camera_readings_tx, camera_readings_rx) =
+            tokio::sync::mpsc::channel(crate::rules::task::RULES_CAPACITY);
+        tasks.push(critical(
+            "camera-health",
+            &failed,
+            cameras
+                .clone()
+                .run(camera_readings_rx, intake_cancel.clone()),
+        ));
         // Readings -> rules engine -> clue pool. The rules task ends when the processor drops
         // its sender, and then drops `clue_tx`, which ends the pool's intake.
         let (rules_tx, rules_task) = spawn_rules(&cfg, clue_tx)?;
@@ -120,7 +133,7 @@ impl Gateway {
                 },
                 mqtt: Some(client),
                 max_batch: cfg.mqtt.ack_batch,
-                readings_out: vec![rules_tx],
+                readings_out: vec![rules_tx, camera_readings_tx],
             }
             .run(),
         );
@@ -135,6 +148,7 @@ impl Gateway {
             outbox,
             started_ms: crate::clock::now_ms(),
             clues: clues.clone(),
+            cameras,
         };
         let http_cancel = delivery_cancel.clone();
         tasks.push(tokio::spawn(async move {

@@ -5,7 +5,7 @@ mod common;
 mod modbus_common;
 
 use common::*;
-use e2e::{Mosquitto, VictoriaMetrics, http, wait_until};
+use e2e::{Mosquitto, VictoriaMetrics, wait_until};
 use modbus_common::Slave;
 use std::time::Duration;
 
@@ -62,8 +62,10 @@ unit = "C"
         .unwrap();
     assert!((temps[0].values[0] - -1234.5678).abs() < 1e-3);
 
+    let token = gw.token("inspector", "r-001").unwrap();
     let device = |gw: &GatewayProcess| {
-        let all = http::get(&format!("{}/api/v1/devices?site=r-001", gw.http))
+        let all = gw
+            .get_with_token("/api/v1/devices?site=r-001", &token)
             .unwrap()
             .json()
             .unwrap();

@@ -93,7 +93,9 @@ fn every_simulated_reading_is_stored_once() {
     assert_eq!(gw.metric("gateway_sequence_lost_total").unwrap(), 0.0);
     assert_eq!(gw.metric("gateway_sequence_duplicates_total").unwrap(), 0.0);
     // Every device ended with a clean stop: its retained state says offline.
-    let devices = e2e::http::get(&format!("{}/api/v1/devices", gw.http))
+    let token = gw.token("admin", "").unwrap();
+    let devices = gw
+        .get_with_token("/api/v1/devices", &token)
         .unwrap()
         .json()
         .unwrap();

@@ -18,6 +18,7 @@ pub mod checks;
 pub mod config;
 pub mod frame;
 pub mod health;
+pub mod service;
 
 pub use checks::{CheckThresholds, Verdict};
 pub use config::{CameraSettings, CamerasConfig};
