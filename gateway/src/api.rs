@@ -138,26 +138,30 @@ struct CameraQuery {
     site: String,
 }
 
-/// Checks role, site and content type shared by the camera routes.
-fn camera_upload_allowed(p: &Principal, site: &str, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks role, site and content type shared by the camera routes; `Some` is the refusal.
+fn camera_upload_refusal(p: &Principal, site: &str, headers: &HeaderMap) -> Option<Response> {
     use crate::clue::auth::Role;
-    p.require(
-        matches!(p.role, Role::Device | Role::Platform | Role::Admin),
-        "upload camera frames",
-    )
-    .and_then(|()| p.require_site(site))
-    .map_err(IntoResponse::into_response)?;
+    let refused = p
+        .require(
+            matches!(p.role, Role::Device | Role::Platform | Role::Admin),
+            "upload camera frames",
+        )
+        .and_then(|()| p.require_site(site))
+        .map_err(IntoResponse::into_response)
+        .err();
+    if refused.is_some() {
+        return refused;
+    }
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !ct.starts_with("image/jpeg") {
-        return Err(error(
+    (!ct.starts_with("image/jpeg")).then(|| {
+        error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("expected Content-Type image/jpeg, got `{ct}`"),
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -173,7 +177,7 @@ async fn camera_frame(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    if let Err(r) = camera_upload_allowed(&p, &q.site, &headers) {
+    if let Some(r) = camera_upload_refusal(&p, &q.site, &headers) {
         return r;
     }
     match s
@@ -195,7 +199,7 @@ async fn camera_reference(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    if let Err(r) = camera_upload_allowed(&p, &q.site, &headers) {
+    if let Some(r) = camera_upload_refusal(&p, &q.site, &headers) {
         return r;
     }
     match s.cameras.reference(id, q.site, body).await {

@@ -74,7 +74,13 @@ pub fn document() -> Value {
                 "Evidence file, verified against its SHA-256", &[("id", "path"), ("sha256", "path")], false)},
             "/api/v1/stats": {"get": op("Counts, disposal rate, median times, overdue", &[], false)},
             "/api/v1/audit/verify": {"get": op("Verify the audit chain (409 when broken)", &[], false)},
-            "/api/v1/audit/export": {"get": op("Audit entries in a range, CSV or JSON", &range, false)}
+            "/api/v1/audit/export": {"get": op("Audit entries in a range, CSV or JSON", &range, false)},
+            "/api/v1/cameras/{id}/frames": {"post": op(
+                "One camera frame (image/jpeg) for health checks; ?site= required (device, platform, admin)",
+                &[("id", "path"), ("site", "query")], true)},
+            "/api/v1/cameras/{id}/reference": {"post": op(
+                "Enrol the view a camera should keep (image/jpeg); ?site= required",
+                &[("id", "path"), ("site", "query")], true)}
         }
     })
 }
