@@ -77,7 +77,8 @@ impl Gateway {
         // Camera health: frames from the API, status from the `camera` readings, ticks.
         let cameras =
             crate::camera::service::CameraService::new(cfg.cameras.clone(), clue_tx.clone())
-                .context("configuring camera health")?;
+                .context("configuring camera health")?
+                .with_parking(&cfg.parking, metrics.clone());
         let (camera_readings_tx, camera_readings_rx) =
             tokio::sync::mpsc::channel(crate::rules::task::RULES_CAPACITY);
         tasks.push(critical(

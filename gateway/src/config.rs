@@ -48,6 +48,8 @@ pub struct Config {
     pub rules_settings: crate::rules::RulesSettings,
     /// Camera health thresholds and timings, per-camera overrides.
     pub cameras: crate::camera::CamerasConfig,
+    /// No-parking zones per camera (`[[parking.cameras]]`), enforced on uploaded frames.
+    pub parking: crate::camera::parking::ParkingSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -345,6 +347,7 @@ impl Config {
     /// Checks what serde cannot: URL schemes, non-zero sizes, mapping patterns.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.cameras.validate()?;
+        self.parking.validate()?;
         let m = &self.mqtt;
         let url = url::Url::parse(&m.url).map_err(|e| invalid("mqtt.url", e.to_string()))?;
         if !matches!(url.scheme(), "mqtt" | "mqtts" | "tcp" | "ssl") {

@@ -24,6 +24,20 @@ impl Reason {
     }
 }
 
+/// Label set of parking departures: whether the driver left after the notice, before the limit.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Persuaded {
+    pub persuaded: String,
+}
+
+impl Persuaded {
+    pub fn of(persuaded: bool) -> Persuaded {
+        Persuaded {
+            persuaded: persuaded.to_string(),
+        }
+    }
+}
+
 /// Label set for per-device poll counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeviceResult {
@@ -73,6 +87,12 @@ pub struct Metrics {
     pub clue_delivered_total: Family<Reason, Counter>,
     /// Failed clue delivery attempts, by channel (retried).
     pub clue_delivery_failures_total: Family<Reason, Counter>,
+    /// Camera frames of parking cameras, by result (`analysed`, `models_unavailable`, `error`).
+    pub parking_frames_total: Family<Reason, Counter>,
+    /// "Please move" notices due (persuasion time reached).
+    pub parking_persuasions_total: Counter,
+    /// Vehicles that left a no-parking zone, by `persuaded` (`true`: warned, gone before the limit).
+    pub parking_departures_total: Family<Persuaded, Counter>,
 }
 
 impl Default for Metrics {
@@ -251,6 +271,21 @@ impl Metrics {
             clue_delivery_failures_total: reg!(
                 "clue_delivery_failures",
                 "Failed clue delivery attempts, by channel (reason label)",
+                Family::default()
+            ),
+            parking_frames_total: reg!(
+                "parking_frames",
+                "Frames of parking cameras, by result (reason label)",
+                Family::default()
+            ),
+            parking_persuasions_total: reg!(
+                "parking_persuasions",
+                "Parking persuasion notices (please move)",
+                Counter::default()
+            ),
+            parking_departures_total: reg!(
+                "parking_departures",
+                "Vehicles that left a no-parking zone, by persuaded",
                 Family::default()
             ),
             registry: r,

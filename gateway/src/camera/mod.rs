@@ -5,6 +5,7 @@
 //! - [`checks`]: pure per-frame checks over that image.
 //! - [`health`]: per-camera state machines (hold, recovery, "not repaired" escalation).
 //! - [`config`]: the `[cameras]` section.
+//! - [`parking`]: the `[parking]` section and no-parking enforcement on the same frames.
 //!
 //! Wiring (one [`CameraHealth`] per gateway, behind a mutex or owned by one task):
 //! - `POST /api/v1/cameras/{id}/frames` (image/jpeg): [`CameraHealth::on_frame`], signals to
@@ -18,6 +19,7 @@ pub mod checks;
 pub mod config;
 pub mod frame;
 pub mod health;
+pub mod parking;
 pub mod service;
 
 pub use checks::{CheckThresholds, Verdict};

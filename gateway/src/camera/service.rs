@@ -1,10 +1,14 @@
 //! Camera health inside the running gateway: frames and references from the HTTP API, status
 //! from the `camera` readings stream, and a periodic tick for offline and not-repaired faults.
-//! Every resulting signal goes to the clue pool.
+//! Every resulting signal goes to the clue pool. Frames of cameras with a parking rule are also
+//! run through the parking enforcement ([`super::parking`]).
 
+use super::parking::{Parking, ParkingReport, ParkingSection};
 use super::{CameraHealth, CameraStatus, CamerasConfig, FrameError, FrameReport, ReferenceReport};
 use crate::clue::signal::{ClueSender, ClueSignal};
+use crate::metrics::Metrics;
 use crate::reading::Reading;
+use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -18,7 +22,18 @@ const TICK: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct CameraService {
     health: Arc<Mutex<CameraHealth>>,
+    /// Absent when no camera has a parking rule (or `parking.enabled = false`).
+    parking: Option<Arc<Parking>>,
     clue_tx: ClueSender,
+}
+
+/// The answer to a frame upload: the health report, plus `parking` when parking ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrameResponse {
+    #[serde(flatten)]
+    pub health: FrameReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parking: Option<ParkingReport>,
 }
 
 impl CameraService {
@@ -28,8 +43,15 @@ impl CameraService {
     ) -> Result<Self, crate::config::ConfigError> {
         Ok(CameraService {
             health: Arc::new(Mutex::new(CameraHealth::new(cfg)?)),
+            parking: None,
             clue_tx,
         })
+    }
+
+    /// Adds parking enforcement for the cameras of `section` (a no-op when it lists none).
+    pub fn with_parking(mut self, section: &ParkingSection, metrics: Arc<Metrics>) -> Self {
+        self.parking = Parking::new(section, metrics).map(Arc::new);
+        self
     }
 
     fn with<R>(health: &Mutex<CameraHealth>, f: impl FnOnce(&mut CameraHealth) -> R) -> R {
@@ -47,22 +69,34 @@ impl CameraService {
         }
     }
 
-    /// One uploaded frame (JPEG). Decoding runs off the async threads.
+    /// One uploaded frame (JPEG): health checks, then parking for cameras with a parking rule.
+    /// Both run off the async threads.
     pub async fn frame(
         &self,
         camera: String,
         site: String,
         jpeg: bytes::Bytes,
         at_ms: i64,
-    ) -> Result<FrameReport, FrameError> {
+    ) -> Result<FrameResponse, FrameError> {
         let health = self.health.clone();
-        let (signals, report) = tokio::task::spawn_blocking(move || {
-            Self::with(&health, |h| h.on_frame(&camera, &site, &jpeg, at_ms))
+        let parking = self.parking.clone();
+        let (mut signals, report, parking) = tokio::task::spawn_blocking(move || {
+            let (signals, report) =
+                Self::with(&health, |h| h.on_frame(&camera, &site, &jpeg, at_ms))?;
+            let parking = parking.and_then(|p| p.on_frame(&site, &camera, &jpeg, at_ms));
+            Ok::<_, FrameError>((signals, report, parking))
         })
         .await
         .map_err(|e| FrameError::Decode(format!("frame task failed: {e}")))??;
+        let parking = parking.map(|(report, parking_signals)| {
+            signals.extend(parking_signals);
+            report
+        });
         self.forward(signals).await;
-        Ok(report)
+        Ok(FrameResponse {
+            health: report,
+            parking,
+        })
     }
 
     /// Enrols the view a camera should keep (for the moved / re-aimed check).

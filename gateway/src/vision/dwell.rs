@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 /// The parking rule of one camera.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ParkingConfig {
     pub site: String,
     pub camera: String,

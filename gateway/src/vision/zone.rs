@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A polygon in image pixels, e.g. `[[0, 400], [640, 400], [640, 480], [0, 480]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Zone {
     pub id: String,
     pub polygon: Vec<[f32; 2]>,

@@ -1,0 +1,404 @@
+//! Parking enforcement on uploaded camera frames: detector and plate reader, then one
+//! [`DwellTracker`] per configured camera (see `vision/mod.rs` for the recipe).
+//!
+//! ```toml
+//! [parking]
+//! enabled = true                  # default: on when cameras are listed
+//! [[parking.cameras]]
+//! site = "street-9"
+//! camera = "cam-dog"
+//! persuade_after_s = 60           # "please move" notice
+//! limit_s = 480                   # `parking.overstay` clue
+//! exempt_plates = ["京A12345"]
+//! active_hours = ["07:00-21:00"]
+//! [[parking.cameras.zones]]
+//! id = "kerb-north"
+//! polygon = [[440, 120], [768, 120], [768, 200], [440, 200]]   # image pixels
+//! ```
+//!
+//! The models are loaded on the first parking frame, once per process, and shared by every
+//! camera. When they are missing the gateway logs one error, counts the frames it could not
+//! analyse (`gateway_parking_frames_total{reason="models_unavailable"}`) and keeps checking
+//! camera health.
+//!
+//! Everything here blocks (inference): call it from `spawn_blocking`.
+
+use crate::clue::signal::ClueSignal;
+use crate::config::{ConfigError, invalid};
+use crate::metrics::{Metrics, Persuaded, Reason};
+use crate::vision::detector::{Detector, DetectorConfig};
+use crate::vision::dwell::{
+    Departure, DwellEvent, DwellTracker, Frame, Notice, ParkingConfig, StayView, sightings,
+};
+use crate::vision::plate::{PlateConfig, PlateReader};
+use crate::vision::preprocess::{ImageLimits, decode_image};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+use tracing::{error, info, warn};
+
+/// The `[parking]` section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParkingSection {
+    /// Unset: on when `cameras` lists any camera.
+    pub enabled: Option<bool>,
+    /// The no-parking rule of each camera (`[[parking.cameras]]`).
+    pub cameras: Vec<ParkingConfig>,
+}
+
+impl ParkingSection {
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or(!self.cameras.is_empty())
+    }
+
+    /// Checks what serde cannot; errors name the key (`parking.cameras[0].zones`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in self.cameras.iter().enumerate() {
+            let key = |k: &str| format!("parking.cameras[{i}].{k}");
+            if c.site.trim().is_empty() {
+                return Err(invalid(key("site"), "must not be empty"));
+            }
+            if c.camera.trim().is_empty() {
+                return Err(invalid(key("camera"), "must not be empty"));
+            }
+            if !seen.insert((c.site.as_str(), c.camera.as_str())) {
+                return Err(invalid(
+                    key("camera"),
+                    format!("camera `{}` of site `{}` listed twice", c.camera, c.site),
+                ));
+            }
+            if c.zones.is_empty() {
+                return Err(invalid(key("zones"), "at least one zone is needed"));
+            }
+            let mut ids = std::collections::HashSet::new();
+            for (j, z) in c.zones.iter().enumerate() {
+                let zkey = |k: &str| format!("parking.cameras[{i}].zones[{j}].{k}");
+                if z.id.trim().is_empty() {
+                    return Err(invalid(zkey("id"), "must not be empty"));
+                }
+                if !ids.insert(z.id.as_str()) {
+                    return Err(invalid(zkey("id"), format!("zone `{}` listed twice", z.id)));
+                }
+                if z.polygon.len() < 3 {
+                    return Err(invalid(zkey("polygon"), "needs at least 3 points"));
+                }
+                if z.polygon
+                    .iter()
+                    .flatten()
+                    .any(|v| !v.is_finite() || *v < 0.0)
+                {
+                    return Err(invalid(
+                        zkey("polygon"),
+                        "points must be finite, non-negative image pixels",
+                    ));
+                }
+            }
+            if c.limit_s == 0 {
+                return Err(invalid(key("limit_s"), "must be > 0"));
+            }
+            if c.persuade_after_s >= c.limit_s {
+                return Err(invalid(
+                    key("persuade_after_s"),
+                    "must be shorter than limit_s",
+                ));
+            }
+            if !(c.match_iou > 0.0 && c.match_iou <= 1.0) {
+                return Err(invalid(key("match_iou"), "must be in (0, 1]"));
+            }
+            if c.rule.trim().is_empty() {
+                return Err(invalid(key("rule"), "must not be empty"));
+            }
+            if !(-16 * 60..=16 * 60).contains(&c.utc_offset_minutes) {
+                return Err(invalid(key("utc_offset_minutes"), "must be within ±16 h"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The shared detector and plate reader.
+struct Models {
+    detector: Detector,
+    /// Parking works without plates (stays are then tracked by box).
+    plates: Option<PlateReader>,
+}
+
+static MODELS: OnceLock<Result<Models, String>> = OnceLock::new();
+
+/// Loads the models on first use (once per process); logs one error when they are missing.
+fn models() -> Result<&'static Models, &'static str> {
+    MODELS
+        .get_or_init(|| {
+            let started = Instant::now();
+            let detector = match Detector::load_default(DetectorConfig::default()) {
+                Ok(d) => d,
+                Err(e) => {
+                    error!(
+                        error = %e,
+                        "parking enforcement disabled: the vision models cannot be loaded \
+                         (run models/fetch.sh); camera health checks continue"
+                    );
+                    return Err(e.to_string());
+                }
+            };
+            let plates = match PlateReader::load_default(PlateConfig::default()) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    error!(error = %e, "plate reader unavailable: parking stays are tracked without plates");
+                    None
+                }
+            };
+            info!(elapsed_ms = started.elapsed().as_millis() as u64, plates = plates.is_some(), "parking models loaded");
+            Ok(Models { detector, plates })
+        })
+        .as_ref()
+        .map_err(String::as_str)
+}
+
+/// What parking made of one frame (part of the frame upload's answer).
+#[derive(Debug, Clone, Serialize)]
+pub struct ParkingReport {
+    /// Vehicles the detector saw (anywhere in the frame).
+    pub vehicles: usize,
+    /// Plates read in the frame.
+    pub plates: Vec<String>,
+    /// Vehicles currently timed in the camera's zones.
+    pub stays: Vec<StayView>,
+    /// What this frame caused.
+    pub events: Vec<EventView>,
+    /// Decode + detection + plates + dwell.
+    pub elapsed_ms: u64,
+}
+
+/// A dwell event as reported to the uploader (evidence bytes left out).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventView {
+    Persuade(Notice),
+    Clue {
+        kind: String,
+        dedup_key: String,
+        title: String,
+    },
+    ClueCleared {
+        dedup_key: String,
+    },
+    Left(Departure),
+}
+
+/// The parking rules of the gateway's cameras.
+pub struct Parking {
+    /// By (site, camera).
+    trackers: HashMap<(String, String), Mutex<DwellTracker>>,
+    metrics: Arc<Metrics>,
+    limits: ImageLimits,
+}
+
+impl Parking {
+    /// `None` when parking is disabled or no camera is configured.
+    pub fn new(section: &ParkingSection, metrics: Arc<Metrics>) -> Option<Parking> {
+        if !section.is_enabled() || section.cameras.is_empty() {
+            if !section.cameras.is_empty() {
+                info!(
+                    cameras = section.cameras.len(),
+                    "parking enforcement disabled by parking.enabled = false"
+                );
+            }
+            return None;
+        }
+        let trackers: HashMap<_, _> = section
+            .cameras
+            .iter()
+            .map(|c| {
+                (
+                    (c.site.clone(), c.camera.clone()),
+                    Mutex::new(DwellTracker::new(c.clone())),
+                )
+            })
+            .collect();
+        info!(cameras = trackers.len(), "parking enforcement on");
+        Some(Parking {
+            trackers,
+            metrics,
+            limits: ImageLimits::default(),
+        })
+    }
+
+    /// Analyses one frame of `camera`; `None` when the camera has no parking rule or the
+    /// frame could not be analysed (logged and counted). Blocks. Returns the clue signals to
+    /// forward to the pool.
+    pub fn on_frame(
+        &self,
+        site: &str,
+        camera: &str,
+        jpeg: &bytes::Bytes,
+        at_ms: i64,
+    ) -> Option<(ParkingReport, Vec<ClueSignal>)> {
+        let tracker = self.trackers.get(&(site.to_string(), camera.to_string()))?;
+        let frames = &self.metrics.parking_frames_total;
+        let models = match models() {
+            Ok(m) => m,
+            Err(_) => {
+                frames
+                    .get_or_create(&Reason::of("models_unavailable"))
+                    .inc();
+                return None;
+            }
+        };
+        let started = Instant::now();
+        let analysed = (|| {
+            let img = decode_image(jpeg, &self.limits)?;
+            let dets = models.detector.detect(&img)?;
+            let plates = match &models.plates {
+                Some(p) => p.read(&img)?,
+                None => Vec::new(),
+            };
+            Ok::<_, crate::vision::VisionError>((dets, plates))
+        })();
+        let (dets, plates) = match analysed {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(%site, %camera, error = %e, "parking: frame not analysed");
+                frames.get_or_create(&Reason::of("error")).inc();
+                return None;
+            }
+        };
+        let frame = Frame {
+            at_ms,
+            image: jpeg.clone(),
+            sightings: sightings(&dets, &plates),
+        };
+        let vehicles = frame.sightings.iter().filter(|s| s.vehicle).count();
+        // Plain state; a panic elsewhere does not make it unusable.
+        let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
+        let events = t.observe(&frame);
+        let stays = t.stays();
+        drop(t);
+        frames.get_or_create(&Reason::of("analysed")).inc();
+        let (views, signals) = self.route(events);
+        let report = ParkingReport {
+            vehicles,
+            plates: plates.into_iter().map(|p| p.text).collect(),
+            stays,
+            events: views,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        };
+        Some((report, signals))
+    }
+
+    /// Notices to the log and a counter, departures to stats, clue signals returned.
+    fn route(&self, events: Vec<DwellEvent>) -> (Vec<EventView>, Vec<ClueSignal>) {
+        let mut views = Vec::with_capacity(events.len());
+        let mut signals = Vec::new();
+        for e in events {
+            match e {
+                DwellEvent::Persuade(n) => {
+                    // Not a clue: the driver is asked to move (roadside speaker / SMS).
+                    info!(
+                        site = %n.site, camera = %n.camera, zone = %n.zone,
+                        plate = n.plate.as_deref().unwrap_or("-"), stay = n.stay,
+                        dwell_s = n.dwell_s, remaining_s = n.remaining_s,
+                        "parking persuasion notice: please move"
+                    );
+                    self.metrics.parking_persuasions_total.inc();
+                    views.push(EventView::Persuade(n));
+                }
+                DwellEvent::Clue(s) => {
+                    views.push(match &s {
+                        ClueSignal::Occurrence(c) => {
+                            info!(dedup_key = %c.dedup_key, kind = %c.kind, "parking clue raised");
+                            EventView::Clue {
+                                kind: c.kind.clone(),
+                                dedup_key: c.dedup_key.clone(),
+                                title: c.title.clone(),
+                            }
+                        }
+                        ClueSignal::Cleared { dedup_key, .. } => EventView::ClueCleared {
+                            dedup_key: dedup_key.clone(),
+                        },
+                    });
+                    signals.push(s);
+                }
+                DwellEvent::Left(d) => {
+                    info!(
+                        site = %d.site, camera = %d.camera, zone = %d.zone, stay = d.stay,
+                        dwell_s = d.dwell_s, persuaded = d.persuaded, "vehicle left the zone"
+                    );
+                    self.metrics
+                        .parking_departures_total
+                        .get_or_create(&Persuaded::of(d.persuaded))
+                        .inc();
+                    views.push(EventView::Left(d));
+                }
+            }
+        }
+        (views, signals)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const CAM: &str = r#"
+[[parking.cameras]]
+site = "s1"
+camera = "c1"
+persuade_after_s = 1
+limit_s = 2
+[[parking.cameras.zones]]
+id = "kerb"
+polygon = [[0, 0], [100, 0], [100, 50]]
+"#;
+
+    fn err(toml: &str) -> String {
+        Config::from_toml(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn cameras_load_and_enable_parking() {
+        let c = Config::from_toml(CAM).unwrap();
+        assert!(c.parking.is_enabled());
+        let p = &c.parking.cameras[0];
+        assert_eq!((p.persuade_after_s, p.limit_s), (1, 2));
+        assert_eq!(p.zones[0].polygon[2], [100.0, 50.0]);
+        assert!(!Config::default().parking.is_enabled());
+        let off = Config::from_toml(&format!("[parking]\nenabled = false\n{CAM}")).unwrap();
+        assert!(!off.parking.is_enabled());
+        assert!(Parking::new(&off.parking, Arc::new(Metrics::new())).is_none());
+        assert!(Parking::new(&c.parking, Arc::new(Metrics::new())).is_some());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = err("[[parking.cameras]]\nsite = \"s1\"\ncamera = \"c1\"\nzones = []\n");
+        assert!(e.contains("parking.cameras[0].zones"), "{e}");
+        let e = err(&CAM.replace("limit_s = 2", "limit_s = 1"));
+        assert!(e.contains("parking.cameras[0].persuade_after_s"), "{e}");
+        let e = err(&CAM.replace("[100, 50]", "[100, -5]"));
+        assert!(e.contains("parking.cameras[0].zones[0].polygon"), "{e}");
+        let e = err(&CAM.replace(", [100, 50]]", "]"));
+        assert!(e.contains("parking.cameras[0].zones[0].polygon"), "{e}");
+        let e = err(&format!("{CAM}{CAM}"));
+        assert!(e.contains("parking.cameras[1].camera"), "{e}");
+        let e = err(&CAM.replace("limit_s = 2", "limit_s = 2\nlimit = 3"));
+        assert!(e.contains("limit"), "{e}");
+        let e = err(&CAM.replace("id = \"kerb\"", "id = \"kerb\"\nname = \"x\""));
+        assert!(e.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn frames_of_other_cameras_are_not_analysed() {
+        let c = Config::from_toml(CAM).unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let p = Parking::new(&c.parking, metrics.clone()).unwrap();
+        let jpeg = bytes::Bytes::from_static(b"not a jpeg");
+        assert!(p.on_frame("s1", "other", &jpeg, 0).is_none());
+        assert!(p.on_frame("s2", "c1", &jpeg, 0).is_none());
+        assert!(!metrics.encode().contains("parking_frames_total{"));
+    }
+}
