@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod vision;
+
 use anyhow::{Context, Result};
 use e2e::{ServerProcess, free_port, http, wait_until};
 use std::collections::BTreeSet;
