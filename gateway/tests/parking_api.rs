@@ -140,3 +140,51 @@ fn a_camera_without_a_parking_rule_gets_health_checks_only() {
     assert_eq!(gw.metric("gateway_parking_frames_total").unwrap(), 0.0);
     assert_eq!(gw.metric("gateway_parking_persuasions_total").unwrap(), 0.0);
 }
+
+#[test]
+fn missing_models_disable_parking_but_not_camera_health() {
+    let photo = dog_jpg();
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let vm = VictoriaMetrics::start().unwrap();
+    let cfg = format!(
+        "{}\n{PARKING}",
+        config(&broker.url(), "gw-parking-nomodels", &vm.url(), "")
+    );
+    let models_dir = empty.path().display().to_string();
+    let gw = GatewayProcess::start_with_env(
+        dir.path(),
+        &cfg,
+        &[
+            ("ENFORCEMENT_MODELS_DIR", models_dir.as_str()),
+            ("ORT_DYLIB_PATH", ""),
+        ],
+    )
+    .unwrap();
+    let device = gw.token("device", "street-9").unwrap();
+    for _ in 0..3 {
+        let v = post_jpeg(
+            &gw,
+            "/api/v1/cameras/cam-dog/frames?site=street-9",
+            &device,
+            &photo,
+        );
+        assert!(v["verdict"].is_object(), "{v}");
+        assert!(v.get("parking").is_none(), "{v}");
+    }
+    assert_eq!(
+        gw.metric("gateway_parking_frames_total{reason=\"models_unavailable\"}")
+            .unwrap(),
+        3.0,
+        "{}",
+        gw.diagnostics()
+    );
+    let log = gw.proc.log_tail(500);
+    assert_eq!(
+        log.matches("parking enforcement disabled").count(),
+        1,
+        "one clear error: {log}"
+    );
+    assert!(log.contains("models/fetch.sh"), "{log}");
+}

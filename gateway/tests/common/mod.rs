@@ -21,6 +21,15 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Writes `config` (TOML, without `[http]` and `[storage]`, which are added) and starts.
     pub fn start(dir: &Path, config: &str) -> Result<GatewayProcess> {
+        Self::start_with_env(dir, config, &[])
+    }
+
+    /// [`GatewayProcess::start`] with extra environment variables (through `env`).
+    pub fn start_with_env(
+        dir: &Path,
+        config: &str,
+        vars: &[(&str, &str)],
+    ) -> Result<GatewayProcess> {
         let port = free_port();
         let storage = dir.join("storage");
         let text = format!(
@@ -30,12 +39,15 @@ impl GatewayProcess {
         let path = dir.join("gateway.toml");
         std::fs::write(&path, text)?;
         let bin = env!("CARGO_BIN_EXE_gateway");
-        let proc = ServerProcess::spawn(
-            "gateway",
-            bin,
-            vec!["run".into(), "--config".into(), path.display().to_string()],
-            dir.join("gateway.log"),
-        )?;
+        let mut args: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let program = if args.is_empty() {
+            bin
+        } else {
+            args.push(bin.into());
+            "env"
+        };
+        args.extend(["run".into(), "--config".into(), path.display().to_string()]);
+        let proc = ServerProcess::spawn("gateway", program, args, dir.join("gateway.log"))?;
         let gw = GatewayProcess {
             proc,
             http: format!("http://127.0.0.1:{port}"),
