@@ -379,7 +379,7 @@ polygon = [[0, 0], [100, 0], [100, 50]]
         assert!(e.contains("parking.cameras[0].zones"), "{e}");
         let e = err(&CAM.replace("limit_s = 2", "limit_s = 1"));
         assert!(e.contains("parking.cameras[0].persuade_after_s"), "{e}");
-        let e = err(&CAM.replace("[100, 50]", "[100, -5]"));
+        let e = err(&CAM.replace("[100, 50]", "[100, nan]"));
         assert!(e.contains("parking.cameras[0].zones[0].polygon"), "{e}");
         let e = err(&CAM.replace(", [100, 50]]", "]"));
         assert!(e.contains("parking.cameras[0].zones[0].polygon"), "{e}");
