@@ -45,7 +45,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 #[test]
-#[ignore]
+#[ignore = "benchmark: cargo test -p gateway --release --test clue_bench -- --ignored --nocapture"]
 fn dedup_throughput_and_list_latency() {
     let events = env("CLUE_BENCH_EVENTS", 1_000_000);
     let keys = env("CLUE_BENCH_KEYS", 10_000);

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::http;
-use crate::port::{ensure_free, free_port, with_free_port};
+use crate::port::{free_port, with_free_port};
 use crate::process::ServerProcess;
 use crate::wait::{require_binary, wait_until};
 
@@ -126,33 +126,7 @@ impl Influx1 {
         self.dir.path()
     }
 
-    pub fn process(&mut self) -> &mut ServerProcess {
-        &mut self.process
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        self.process.log_tail(lines)
-    }
-
-    pub fn stop(&mut self) -> Result<()> {
-        self.process.stop()
-    }
-
-    pub fn kill(&mut self) {
-        self.process.kill()
-    }
-
-    /// Start again on the same port and data dir.
-    pub fn start_again(&mut self) -> Result<()> {
-        ensure_free(self.port).context("influxd restart")?;
-        self.process.start()?;
-        wait_ping(&mut self.process, self.port)
-    }
-
-    pub fn restart(&mut self) -> Result<()> {
-        self.stop()?;
-        self.start_again()
-    }
+    crate::process::server_lifecycle!("influxd", |p, port, _| wait_ping(p, port));
 
     pub fn create_database(&self, name: &str) -> Result<()> {
         self.post_query(&format!("CREATE DATABASE \"{name}\""))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
-use crate::port::{ensure_free, is_listening, with_free_port};
+use crate::port::{is_listening, with_free_port};
 use crate::process::ServerProcess;
 use crate::wait::{require_binary, wait_until};
 
@@ -146,37 +146,7 @@ impl Mosquitto {
         self.dir.path()
     }
 
-    pub fn process(&mut self) -> &mut ServerProcess {
-        &mut self.process
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        self.process.log_tail(lines)
-    }
-
-    /// Clean stop (SIGTERM: saves the persistence database).
-    pub fn stop(&mut self) -> Result<()> {
-        self.process.stop()
-    }
-
-    /// Crash (SIGKILL: changes since the last autosave are lost).
-    pub fn kill(&mut self) {
-        self.process.kill()
-    }
-
-    /// Start again on the same port with the same config and data.
-    pub fn start_again(&mut self) -> Result<()> {
-        ensure_free(self.port).context("mosquitto restart")?;
-        let offset = self.process.log_len();
-        self.process.start()?;
-        wait_running(&mut self.process, self.port, offset)
-    }
-
-    /// `stop()` then `start_again()`.
-    pub fn restart(&mut self) -> Result<()> {
-        self.stop()?;
-        self.start_again()
-    }
+    crate::process::server_lifecycle!("mosquitto", wait_running);
 
     /// Connection arguments for mosquitto_pub / mosquitto_sub.
     pub fn client_args(&self) -> Vec<String> {

@@ -279,3 +279,47 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
+
+/// The lifecycle methods every server wrapper (`Mosquitto`, `VictoriaMetrics`, `Influx1`)
+/// offers, written once. Expands inside the wrapper's `impl`; the wrapper needs `port: u16` and
+/// `process: ServerProcess` fields. `$ready(process, port, log_offset)` waits until a
+/// (re)started server answers; `log_offset` is where this start's log output begins.
+macro_rules! server_lifecycle {
+    ($name:literal, $ready:expr) => {
+        pub fn process(&mut self) -> &mut $crate::process::ServerProcess {
+            &mut self.process
+        }
+
+        pub fn log_tail(&self, lines: usize) -> String {
+            self.process.log_tail(lines)
+        }
+
+        /// Clean stop: SIGTERM (mosquitto saves its persistence database), SIGKILL after a bound.
+        pub fn stop(&mut self) -> anyhow::Result<()> {
+            self.process.stop()
+        }
+
+        /// Crash: SIGKILL, nothing saved since the last autosave.
+        pub fn kill(&mut self) {
+            self.process.kill()
+        }
+
+        /// Start again on the same port with the same config and data dir.
+        pub fn start_again(&mut self) -> anyhow::Result<()> {
+            use anyhow::Context as _;
+            $crate::port::ensure_free(self.port).context(concat!($name, " restart"))?;
+            let offset = self.process.log_len();
+            self.process.start()?;
+            let ready: fn(&mut $crate::process::ServerProcess, u16, u64) -> anyhow::Result<()> =
+                $ready;
+            ready(&mut self.process, self.port, offset)
+        }
+
+        /// `stop()` then `start_again()`.
+        pub fn restart(&mut self) -> anyhow::Result<()> {
+            self.stop()?;
+            self.start_again()
+        }
+    };
+}
+pub(crate) use server_lifecycle;

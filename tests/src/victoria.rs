@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tempfile::TempDir;
 
 use crate::http;
-use crate::port::{ensure_free, with_free_port};
+use crate::port::with_free_port;
 use crate::process::ServerProcess;
 use crate::wait::{require_binary, wait_until};
 
@@ -113,33 +113,7 @@ impl VictoriaMetrics {
         self.dir.path()
     }
 
-    pub fn process(&mut self) -> &mut ServerProcess {
-        &mut self.process
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        self.process.log_tail(lines)
-    }
-
-    pub fn stop(&mut self) -> Result<()> {
-        self.process.stop()
-    }
-
-    pub fn kill(&mut self) {
-        self.process.kill()
-    }
-
-    /// Start again on the same port and data dir.
-    pub fn start_again(&mut self) -> Result<()> {
-        ensure_free(self.port).context("victoria-metrics restart")?;
-        self.process.start()?;
-        wait_healthy(&mut self.process, self.port)
-    }
-
-    pub fn restart(&mut self) -> Result<()> {
-        self.stop()?;
-        self.start_again()
-    }
+    crate::process::server_lifecycle!("victoria-metrics", |p, port, _| wait_healthy(p, port));
 
     /// Write line protocol through `/write` (Influx v1 API). `precision`:
     /// `ns`, `us`, `ms` or `s`.
