@@ -528,51 +528,19 @@ fn publish(
     messages: Vec<(String, Vec<u8>)>,
     report: bool,
 ) -> Result<Duration> {
-    let port = broker.port();
-    let client_id = client_id.to_string();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let total = messages.len();
-    let t0 = Instant::now();
-    rt.block_on(async move {
-        let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
-        opts.set_inflight(1000)
-            .set_keep_alive(Duration::from_secs(30))
-            .set_max_packet_size(1024 * 1024, 1024 * 1024);
-        let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 1000);
-        let total = messages.len();
-        let publisher = tokio::spawn(async move {
-            for (topic, payload) in messages {
-                client
-                    .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
-                    .await?;
-            }
-            anyhow::Ok(client)
-        });
-        let mut acked = 0;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-        let mut last = Instant::now();
-        while acked < total {
-            let ev = tokio::time::timeout_at(deadline, eventloop.poll())
-                .await
-                .context("publisher timed out")?;
-            match ev {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => acked += 1,
-                Ok(_) => {}
-                Err(e) => bail!("publisher connection failed after {acked} acks: {e}"),
-            }
-            if report && last.elapsed() >= Duration::from_secs(1) {
-                last = Instant::now();
+    let took = e2e::publish_qos1(
+        broker.port(),
+        client_id,
+        messages,
+        1000,
+        Duration::from_secs(600),
+        |acked, total| {
+            if report {
                 println!("  publishing: {acked} of {total} acked");
             }
-        }
-        let client = publisher.await??;
-        let _ = client.disconnect().await;
-        let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
-        anyhow::Ok(())
-    })?;
-    let took = t0.elapsed();
+        },
+    )?;
     if report {
         println!(
             "published {total} in {:.2} s ({:.0} msg/s), every PUBACK received",

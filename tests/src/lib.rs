@@ -17,6 +17,7 @@ pub mod influx1;
 pub mod mosquitto;
 pub mod port;
 pub mod process;
+pub mod publish;
 pub mod victoria;
 pub mod wait;
 
@@ -24,6 +25,7 @@ pub use influx1::{Influx1, Influx1Options, QuerySeries};
 pub use mosquitto::{Mosquitto, MosquittoOptions, MqttSubscriber, TlsFiles};
 pub use port::{free_port, wait_for_tcp};
 pub use process::ServerProcess;
+pub use publish::publish_qos1;
 pub use victoria::{ExportedSeries, VictoriaMetrics, VictoriaOptions};
 pub use wait::{now_ms, require_binary, wait_until};
 

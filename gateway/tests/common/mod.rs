@@ -142,42 +142,16 @@ impl GatewayProcess {
 
 /// A QoS 1 publisher that waits for every PUBACK before returning.
 pub fn publish_all(port: u16, client_id: &str, messages: Vec<(String, Vec<u8>)>) -> Result<usize> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let mut opts = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
-        opts.set_inflight(200)
-            .set_keep_alive(Duration::from_secs(30))
-            .set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
-        let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 1000);
-        let total = messages.len();
-        let publisher = tokio::spawn(async move {
-            for (topic, payload) in messages {
-                client
-                    .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
-                    .await?;
-            }
-            anyhow::Ok(client)
-        });
-        let mut acked = 0;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-        while acked < total {
-            let ev = tokio::time::timeout_at(deadline, eventloop.poll())
-                .await
-                .context("publisher timed out")?;
-            match ev {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => acked += 1,
-                Ok(_) => {}
-                Err(e) => anyhow::bail!("publisher connection failed after {acked} acks: {e}"),
-            }
-        }
-        let client = publisher.await??;
-        let _ = client.disconnect().await;
-        // Let the DISCONNECT go out.
-        let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
-        Ok(total)
-    })
+    let total = messages.len();
+    e2e::publish_qos1(
+        port,
+        client_id,
+        messages,
+        200,
+        Duration::from_secs(300),
+        |_, _| {},
+    )?;
+    Ok(total)
 }
 
 /// Native telemetry from `devices` devices for message numbers `range` (device time
