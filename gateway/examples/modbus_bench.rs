@@ -164,7 +164,7 @@ async fn main() {
         arg(2, 20),
         usize::try_from(arg(3, 4)).unwrap_or(4).max(1),
     );
-    let ports: Vec<u16> = (0..slaves).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..slaves).map(|_| e2e::free_port()).collect();
     let _slaves: Vec<Slave> = ports.iter().map(|p| Slave::tcp(*p, "normal")).collect();
     println!("{slaves} pymodbus slave processes on 127.0.0.1; gateway CPU measured in-process");
     for merge in [true, false] {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_every_type_and_order_decodes_to_the_held_value() {
-    let port = free_port();
+    let port = e2e::free_port();
     let _slave = Slave::tcp(port, "normal");
     let url = format!("tcp://127.0.0.1:{port}");
     let mut scaled = full_map();

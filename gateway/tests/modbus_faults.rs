@@ -18,7 +18,7 @@ fn max_gap(times: &[Instant]) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_devices_do_not_delay_a_healthy_one_tcp() {
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..4).map(|_| e2e::free_port()).collect();
     let _slaves = [
         Slave::tcp(ports[0], "normal"),
         Slave::tcp(ports[1], "never-answer"),
@@ -194,7 +194,7 @@ async fn a_dead_unit_on_a_shared_serial_bus_costs_the_others_at_most_its_timeout
 async fn killed_slave_goes_offline_and_comes_back_without_leaking_tasks() {
     let rt = tokio::runtime::Handle::current().metrics();
     let before = rt.num_alive_tasks();
-    let port = free_port();
+    let port = e2e::free_port();
     let mut slave = Some(Slave::tcp(port, "normal"));
     let mut d = device(
         "restartable",

@@ -18,12 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 pub const SLAVE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/modbus/slave.py");
 
-/// A free loopback TCP port (bound then released).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
-
 /// A running `slave.py`; killed on drop.
 pub struct Slave {
     child: Child,

@@ -15,7 +15,7 @@ use crate::pipeline::{Ack, Intake, IntakeSender};
 use crate::reading::{Quality, Reading, Source, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -169,11 +169,7 @@ async fn send(tx: &IntakeSender, readings: Vec<Reading>, cancel: &CancellationTo
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use crate::clock::now_ms;
 
 impl DevicePoller {
     pub fn new(
