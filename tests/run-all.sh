@@ -15,6 +15,9 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 export DEBIAN_FRONTEND=noninteractive
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# A fresh clone gains nothing from incremental caches, and they cost gigabytes.
+[ "${CI:-}" = true ] && export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 RUN_START=$SECONDS
 FAILED=()
 SUMMARY=()
@@ -142,6 +145,8 @@ else
     }
 fi
 step "toolchain" check_toolchain || exit 1
+# The build needs several GB; say so up front rather than fail mid-link.
+df -h "${CARGO_TARGET_DIR:-$ROOT/target}" 2>/dev/null || df -h "$ROOT"
 
 step "cargo fmt --all --check" cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -- -D warnings" \
