@@ -121,6 +121,9 @@ impl PumpoutRegistry {
             .entry((site.to_string(), device.to_string()))
             .or_default();
         list.retain(|(_, t)| *t >= to.saturating_sub(PUMPOUT_KEEP_MS));
+        if list.contains(&(from, to)) {
+            return; // replayed from the journal or registered twice
+        }
         list.push((from, to));
         tracing::info!(
             site,
@@ -129,6 +132,22 @@ impl PumpoutRegistry {
             to_ms = to,
             "pump-out registered"
         );
+    }
+
+    /// Registered visits of `site` (every site when `None`) as (site, device, from_ms, to_ms),
+    /// oldest first.
+    pub fn list(&self, site: Option<&str>) -> Vec<(String, String, i64, i64)> {
+        let map = match self.inner.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut out: Vec<_> = map
+            .iter()
+            .filter(|((s, _), _)| site.is_none_or(|want| s == want))
+            .flat_map(|((s, d), v)| v.iter().map(move |(f, t)| (s.clone(), d.clone(), *f, *t)))
+            .collect();
+        out.sort_by_key(|(s, d, f, _)| (*f, s.clone(), d.clone()));
+        out
     }
 
     /// Whether a registered pump-out overlaps `[from_ms, to_ms]` (with [`PUMPOUT_SLACK_MS`]).
