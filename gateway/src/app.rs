@@ -262,16 +262,50 @@ pub fn spawn_rules_reloadable(
     tokio::task::JoinHandle<()>,
     tokio::sync::watch::Sender<Option<RulesUpdate>>,
 )> {
-    let engine = crate::rules::Engine::from_config(cfg)
-        .context("building the rules")?
-        .with_pumpouts(pumpouts);
+    let state_path = cfg.storage.dir.join(crate::rules::snapshot::FILE_NAME);
+    let engine = restore_rules(cfg, &state_path)?.with_pumpouts(pumpouts);
     info!(rules = engine.rule_count(), "rules engine started");
     let (tx, rx) = tokio::sync::mpsc::channel(crate::rules::task::RULES_CAPACITY);
     let (reload_tx, reload_rx) = tokio::sync::watch::channel(None);
-    let handle = tokio::spawn(crate::rules::task::run_reloadable(
-        engine, rx, clue_tx, reload_rx,
+    let handle = tokio::spawn(crate::rules::task::run_persistent(
+        engine,
+        rx,
+        clue_tx,
+        reload_rx,
+        Some(state_path),
     ));
     Ok((tx, handle, reload_tx))
+}
+
+/// The configured rules, continuing from the state saved at the last stop when there is one.
+/// An unusable snapshot is logged and set aside (`.bad`), never a reason not to start.
+fn restore_rules(cfg: &Config, path: &std::path::Path) -> anyhow::Result<crate::rules::Engine> {
+    use crate::rules::snapshot::Snapshot;
+    let fresh = || crate::rules::Engine::from_config(cfg).context("building the rules");
+    let snap = match Snapshot::load(path) {
+        Ok(Some(s)) => s,
+        Ok(None) => return fresh(),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the saved rule state");
+            let _ = std::fs::rename(path, path.with_extension("json.bad"));
+            return fresh();
+        }
+    };
+    let rules = cfg.rules_settings.effective_rules(&cfg.rules);
+    match crate::rules::Engine::restore(rules, &cfg.rules_settings, snap) {
+        Ok(engine) => {
+            info!(path = %path.display(), "rule state restored");
+            Ok(engine)
+        }
+        Err(crate::rules::snapshot::SnapshotError::NewRules(e)) => {
+            Err(anyhow::Error::new(e).context("building the rules"))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the saved rule state");
+            let _ = std::fs::rename(path, path.with_extension("json.bad"));
+            fresh()
+        }
+    }
 }
 
 /// Starts the rules engine on `cfg`'s rules (the defaults when none are configured) and

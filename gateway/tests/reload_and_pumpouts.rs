@@ -1,6 +1,7 @@
 //! Operations without a restart, in the real binary with a real mosquitto: SIGHUP reloads the
 //! rules (a bad file is refused and the running rules stay), and pump-out service records are
-//! registered over the API, scoped by role and site, and survive a restart.
+//! registered over the API, scoped by role and site, and survive a restart, as does the rule
+//! state saved at a graceful stop.
 
 mod common;
 
@@ -166,8 +167,19 @@ fn pumpouts_are_registered_by_entitled_roles_and_survive_a_restart() {
     assert_eq!(list(&gw, &inspector).as_array().unwrap().len(), 1);
     assert!(list(&gw, &other_site).as_array().unwrap().is_empty());
 
+    // A graceful stop saves the rule state, and the next start continues from it.
     gw.proc.stop().unwrap();
+    assert!(
+        dir.path().join("storage/rules-state.json").is_file(),
+        "{}",
+        gw.proc.log_tail(30)
+    );
     gw.start_again().unwrap();
+    assert!(
+        gw.proc.log_tail(200).contains("rule state restored"),
+        "{}",
+        gw.proc.log_tail(30)
+    );
     let after = list(&gw, &inspector);
     assert_eq!(after.as_array().unwrap().len(), 1, "{after}");
     assert_eq!(after[0]["note"], "manifest 17");

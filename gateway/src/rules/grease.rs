@@ -14,7 +14,7 @@ pub const PUMPOUT_SLACK_MS: i64 = 30 * 60 * 1000;
 const PUMPOUT_KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// Figures for one trap (one restaurant's `grease_trap` device).
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TrapStats {
     /// Start of the current local day (UTC ms).
     pub day_start_ms: i64,
@@ -27,7 +27,8 @@ pub struct TrapStats {
     pub last_volume_l: f64,
     pub last_fill_pct: Option<f64>,
     pub last_at_ms: i64,
-    #[serde(skip)]
+    /// First reading of the current day (for the fill rate).
+    #[serde(default)]
     first_today_ms: i64,
 }
 
@@ -64,8 +65,9 @@ impl TrapStats {
 }
 
 /// Per-trap statistics, keyed by (site, device).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Traps {
+    #[serde(with = "super::snapshot::pairs")]
     traps: HashMap<(String, String), TrapStats>,
 }
 

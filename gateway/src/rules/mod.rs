@@ -19,6 +19,7 @@ pub mod flap;
 pub mod grease;
 pub mod pumpout_api;
 pub mod pumpout_journal;
+pub mod snapshot;
 pub mod task;
 pub mod window;
 
