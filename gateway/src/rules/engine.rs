@@ -17,6 +17,7 @@ use super::config::{
 };
 use super::flap::{Flap, Hysteresis, Transition};
 use super::grease::{PumpoutRegistry, TrapStats, Traps};
+use super::keys::{SeriesKey, SeriesView, StateKey, StateRef, state_entry};
 use super::window::{Push, Window};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, EvidenceReading, Level, Subject};
 use crate::decode::native::EVENT_STREAM;
@@ -44,36 +45,10 @@ pub struct EngineStats {
     pub duplicates: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-struct SeriesKey {
-    site: String,
-    device: String,
-    stream: String,
-    metric: String,
-}
-
-impl SeriesKey {
-    fn of(r: &Reading) -> Self {
-        SeriesKey {
-            site: r.site.clone(),
-            device: r.device.clone(),
-            stream: r.stream.clone(),
-            metric: r.metric.clone(),
-        }
-    }
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 struct Series {
     window: Window,
     unit: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-struct StateKey {
-    rule: usize,
-    site: String,
-    device: String,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -481,12 +456,14 @@ impl Live {
             {
                 continue;
             }
-            let key = StateKey {
-                rule: ri,
-                site: r.site.clone(),
-                device: r.device.clone(),
-            };
-            let st = self.states.entry(key).or_default();
+            let st = state_entry(
+                &mut self.states,
+                StateRef {
+                    rule: ri,
+                    site: &r.site,
+                    device: &r.device,
+                },
+            );
             st.last_t = Some(st.last_t.map_or(t, |l| l.max(t)));
             if st.raw {
                 st.raw = false;
@@ -524,16 +501,27 @@ impl Live {
                 continue;
             }
             if key.is_none() {
-                let k = SeriesKey::of(r);
-                let retention = c
-                    .retention_ms
-                    .get(r.metric.as_str())
-                    .copied()
-                    .unwrap_or(MIN_RETENTION_MS);
-                let s = self.series.entry(k.clone()).or_insert_with(|| Series {
-                    window: Window::new(retention, MAX_WINDOW_LEN),
-                    unit: r.unit.clone(),
-                });
+                let view = r as &dyn SeriesView;
+                let k = match self.series.get_key_value(view) {
+                    Some((k, _)) => k.clone(), // an Arc: no allocation
+                    None => {
+                        let retention = c
+                            .retention_ms
+                            .get(r.metric.as_str())
+                            .copied()
+                            .unwrap_or(MIN_RETENTION_MS);
+                        let k = SeriesKey::of(r);
+                        let series = Series {
+                            window: Window::new(retention, MAX_WINDOW_LEN),
+                            unit: r.unit.clone(),
+                        };
+                        self.series.insert(k.clone(), series);
+                        k
+                    }
+                };
+                let Some(s) = self.series.get_mut(view) else {
+                    return;
+                };
                 match s.window.push(t, &r.value) {
                     Push::Appended => {}
                     Push::Late => {
@@ -566,14 +554,14 @@ impl Live {
     ) {
         let rule = &c.rules[ri];
         let t = r.device_time_ms;
-        let st = self
-            .states
-            .entry(StateKey {
+        let st = state_entry(
+            &mut self.states,
+            StateRef {
                 rule: ri,
-                site: r.site.clone(),
-                device: r.device.clone(),
-            })
-            .or_default();
+                site: &r.site,
+                device: &r.device,
+            },
+        );
         if st.last_t.is_some_and(|l| t < l) {
             return;
         }
@@ -861,14 +849,14 @@ impl Live {
                     "trap drop explained by a registered pump-out");
                 continue;
             }
-            let st = self
-                .states
-                .entry(StateKey {
+            let st = state_entry(
+                &mut self.states,
+                StateRef {
                     rule: p.rule,
-                    site: p.site.clone(),
-                    device: p.device.clone(),
-                })
-                .or_default();
+                    site: &p.site,
+                    device: &p.device,
+                },
+            );
             let tr = st.flap.pulse(p.at_ms, rule.cooldown_s as i64 * 1000);
             let suppressed = if tr == Transition::Raised {
                 st.flap.take_suppressed()

@@ -17,6 +17,7 @@ pub mod config;
 pub mod engine;
 pub mod flap;
 pub mod grease;
+mod keys;
 pub mod pumpout_api;
 pub mod pumpout_journal;
 pub mod snapshot;
