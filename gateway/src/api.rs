@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cameras/{id}/reference", post(camera_reference))
         .layer(DefaultBodyLimit::max(MAX_FRAME_BYTES))
         .merge(crate::clue::api::routes())
+        .merge(crate::dashboard::api::routes())
         .with_state(state)
 }
 

@@ -151,10 +151,13 @@ impl Gateway {
             clues: clues.clone(),
             cameras,
         };
+        let web = crate::dashboard::static_routes(&cfg.dashboard);
         let http_cancel = delivery_cancel.clone();
         tasks.push(tokio::spawn(async move {
             // Connect info lets authentication rate-limit failed logins per client address.
-            let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let app = router(state)
+                .merge(web)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
             let serve = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_cancel.cancelled().await });
             if let Err(e) = serve.await {

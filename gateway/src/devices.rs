@@ -68,6 +68,8 @@ pub struct DeviceView {
 pub struct DeviceTable {
     offline_after_ms: i64,
     devices: RwLock<HashMap<String, HashMap<String, DeviceState>>>,
+    /// Recent values and events per device, for the dashboard's charts.
+    history: crate::history::ReadingHistory,
 }
 
 impl DeviceTable {
@@ -75,7 +77,13 @@ impl DeviceTable {
         DeviceTable {
             offline_after_ms,
             devices: RwLock::new(HashMap::new()),
+            history: crate::history::ReadingHistory::default(),
         }
+    }
+
+    /// Recent readings and events per device (bounded, in memory).
+    pub fn history(&self) -> &crate::history::ReadingHistory {
+        &self.history
     }
 
     fn with_device<R>(
@@ -116,6 +124,7 @@ impl DeviceTable {
         let Some(first) = readings.first() else {
             return;
         };
+        self.history.observe(readings);
         let at = first.received_time_ms;
         self.with_device(
             &first.site,

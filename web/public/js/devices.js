@@ -1,0 +1,67 @@
+// Devices: presence, last seen, battery; per device the recent readings as charts and the
+// grease trap's pump-outs (level drops reported by the device).
+import * as api from './api.js';
+import { t, fmtTime } from './i18n.js';
+import { h, clear } from './dom.js';
+import { timeChart } from './chart.js';
+
+function battery(d) {
+  const lv = d.last_values ?? {};
+  const v = d.battery ?? lv.battery_pct?.value ?? lv.battery?.value;
+  return typeof v === 'number' ? `${Math.round(v)}%` : '–';
+}
+
+export async function devicesPage(main) {
+  const devices = await api.get('/api/v1/devices');
+  clear(main,
+    h('h1', {}, t('dev.title')),
+    h('table', { id: 'device-table' },
+      h('thead', {}, h('tr', {}, [t('col.site'), t('dev.title'), t('dev.presence'), t('dev.lastseen'), t('dev.battery'), t('dev.messages'), t('dev.lost')].map((x) => h('th', {}, x)))),
+      h('tbody', {}, devices.map((d) => h('tr', {
+        class: 'clue-row', dataset: { site: d.site, device: d.device },
+        onclick: () => { location.hash = `#/devices/${encodeURIComponent(d.site)}/${encodeURIComponent(d.device)}`; },
+      },
+      h('td', {}, d.site),
+      h('td', {}, d.device, h('span', { class: 'muted' }, ` (${d.source})`)),
+      h('td', { class: d.presence }, t('dev.' + d.presence)),
+      h('td', {}, fmtTime(d.last_seen_ms)),
+      h('td', {}, battery(d)),
+      h('td', {}, d.messages),
+      h('td', {}, d.lost))))),
+    devices.length ? null : h('p', { class: 'muted' }, t('dev.nodata')));
+  // Presence changes with time: refresh while the page is open.
+  const timer = setTimeout(() => { if (location.hash === '#/devices') devicesPage(main).catch(() => {}); }, 15000);
+  return () => clearTimeout(timer);
+}
+
+export async function devicePage(main, site, device) {
+  const enc = `${encodeURIComponent(site)}/${encodeURIComponent(device)}`;
+  const [data, events] = await Promise.all([
+    api.get(`/api/v1/devices/${enc}/readings`),
+    api.get(`/api/v1/devices/${enc}/events`).catch(() => []),
+  ]);
+  const charts = h('div', { class: 'grid', id: 'device-charts' });
+  const drops = events.filter((e) => e.name === 'level_drop' && e.phase !== 'recovery');
+  clear(main,
+    h('p', {}, h('a', { href: '#/devices' }, t('dev.back'))),
+    h('h1', {}, `${site} / ${device}`),
+    h('h2', {}, t('dev.charts')),
+    charts,
+    h('h2', {}, t('dev.pumpouts')),
+    drops.length
+      ? h('table', { id: 'pumpouts' },
+        h('thead', {}, h('tr', {}, [t('fl.time'), t('dev.removed'), t('dev.event')].map((x) => h('th', {}, x)))),
+        h('tbody', {}, drops.slice().reverse().map((e) => h('tr', {},
+          h('td', {}, fmtTime(e.at_ms)), h('td', {}, e.value != null ? e.value.toFixed(0) : '–'), h('td', {}, e.message ?? e.name)))))
+      : h('p', { class: 'muted', id: 'pumpouts' }, t('dev.nopump')));
+  const series = Object.entries(data.series).filter(([, s]) => s.points.length);
+  if (!series.length) charts.append(h('p', { class: 'muted' }, t('dev.nodata')));
+  // The trap's fill first: the chart people look for.
+  series.sort(([a], [b]) => (b.includes('level') || b.includes('fill')) - (a.includes('level') || a.includes('fill')));
+  for (const [metric, s] of series) {
+    const box = h('div', { class: 'card chart', dataset: { metric } });
+    charts.append(box);
+    const title = `${metric}${s.unit ? ` (${s.unit})` : ''}`;
+    timeChart(box, title, [{ label: metric, points: s.points }], { marks: metric.includes('level') ? drops.map((e) => e.at_ms) : [] });
+  }
+}
