@@ -208,7 +208,12 @@ impl DeviceTable {
                     lost: st.lost,
                     duplicates: st.duplicates,
                     clock_replaced: st.clock_replaced,
-                    battery: st.last_values.get("battery").and_then(|v| v.value.as_f64()),
+                    // Native firmware says `battery_pct`; mapped sensors often `battery`.
+                    battery: st
+                        .last_values
+                        .get("battery")
+                        .or_else(|| st.last_values.get("battery_pct"))
+                        .and_then(|v| v.value.as_f64()),
                     last_values: st.last_values.clone(),
                 }
             })
@@ -270,6 +275,17 @@ mod tests {
         assert_eq!(v.messages, 3);
         assert_eq!(v.last_values.len(), 2);
         assert_eq!(t.counts(600), (1, 1));
+    }
+
+    #[test]
+    fn battery_is_read_from_battery_pct_too() {
+        let t = DeviceTable::new(1_000);
+        t.observe(&[r("grease_trap", "battery_pct", Value::Int(77), 100)]);
+        assert_eq!(t.snapshot(200)[0].battery, Some(77.0));
+        assert_eq!(
+            t.history().series("s1", "d1", None, 0).expect("kept")["battery_pct"].points,
+            vec![(100, 77.0)]
+        );
     }
 
     #[test]

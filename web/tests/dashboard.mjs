@@ -176,6 +176,18 @@ try {
   const adminSites = await page.$$eval('#clue-rows tr', (rows) => new Set(rows.map((r) => r.dataset.site)).size);
   expect(adminSites > 1, `admin sees clues of ${adminSites} sites`);
   await shot('10-clues-admin');
+  // A restaurant's grease trap (simulated): fill chart and pump-out history.
+  const trap = await page.evaluate(async () => {
+    const r = await fetch('/api/v1/devices', { headers: { Authorization: `Bearer ${sessionStorage.getItem('gateway.token')}` } });
+    return (await r.json()).find((d) => d.device.startsWith('trap'));
+  });
+  if (trap) {
+    await page.goto(`${URL_}/#/devices/${encodeURIComponent(trap.site)}/${encodeURIComponent(trap.device)}`);
+    await page.waitForSelector('#device-charts canvas');
+    await page.waitForSelector('#pumpouts');
+    ok(`grease trap ${trap.site}/${trap.device}: charts and pump-out history`);
+    await shot('11-grease-trap');
+  }
 
   expect(consoleErrors.length === 0, `no console errors (${consoleErrors.join(' | ')})`);
   console.log(`PASS ${checks} checks`);

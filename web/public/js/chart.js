@@ -4,7 +4,8 @@ import uPlot from '/vendor/uplot/uPlot.esm.js';
 const COLORS = ['#1565c0', '#c62828', '#2e7d32', '#ef6c00', '#6a1b9a', '#00838f'];
 
 function width(el) {
-  return Math.max(260, Math.min(el.clientWidth || 600, 1200) - 8);
+  // The card's padding is inside clientWidth.
+  return Math.max(260, Math.min(el.clientWidth || 600, 1200) - 28);
 }
 
 /**
@@ -22,6 +23,8 @@ export function timeChart(el, title, series, { height = 220, marks = [] } = {}) 
   }
   const opts = {
     title, width: width(el), height,
+    // One point alone would get a range of years: show an hour around it.
+    scales: { x: { range: (u, min, max) => (min === max ? [min - 1800, max + 1800] : [min, max]) } },
     series: [{}, ...series.map((s, i) => ({
       label: s.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true,
     }))],
@@ -56,7 +59,10 @@ export function barChart(el, title, categories, groups, { height = 220 } = {}) {
   const data = [categories.map((_, i) => i), ...groups.slice(0, n).map((g) => g.values)];
   const opts = {
     title, width: width(el), height,
-    scales: { x: { time: false, range: [-0.6, categories.length - 0.4] } },
+    scales: {
+      x: { time: false, range: [-0.6, categories.length - 0.4] },
+      y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] },
+    },
     series: [{}, ...groups.slice(0, n).map((g, i) => ({
       label: g.label, fill: COLORS[i] + 'cc', stroke: COLORS[i],
       paths: uPlot.paths.bars({ size: [n === 1 ? 0.6 : 0.35, 80], align: n === 1 ? 0 : (i === 0 ? -1 : 1) }),

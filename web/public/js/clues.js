@@ -129,6 +129,18 @@ function actionForm(c, reload) {
       to, btn('assign', needs(to, () => act('assign', { to: to.value.trim(), note: n() })))) : null);
 }
 
+/** What a reviewer reads in an audit entry: the status change and the words given (hashes stay in the export). */
+function auditLine(d) {
+  if (!d) return null;
+  const parts = [];
+  if (d.from && d.to && d.from !== d.to) parts.push(`${t('status.' + d.from)} → ${t('status.' + d.to)}`);
+  for (const k of ['note', 'reason', 'text', 'department', 'to_assignee', 'assignee']) {
+    if (typeof d[k] === 'string' && d[k]) parts.push(d[k]);
+  }
+  if (d.level && !parts.length) parts.push(t('level.' + d.level));
+  return parts.length ? h('div', { class: 'muted' }, parts.join(' · ')) : null;
+}
+
 /** The readings evidence as chart series per metric, plus the trigger time. */
 function readingsSeries(d) {
   const out = new Map();
@@ -187,7 +199,7 @@ export async function cluePage(main, id) {
           h('ol', { class: 'card audit', id: 'audit' }, audit.map((a) => h('li', { dataset: { action: a.action } },
             h('strong', {}, t('audit.' + a.action) === 'audit.' + a.action ? t('act.' + a.action) : t('audit.' + a.action)),
             ` · ${a.actor} · ${fmtTime(a.at_ms)}`,
-            a.detail && Object.keys(a.detail).length ? h('div', { class: 'muted' }, JSON.stringify(a.detail)) : null))),
+            auditLine(a.detail)))),
           h('h2', {}, t('clue.occurrences')),
           h('ul', { class: 'card' }, d.recent_occurrences.map((o) => h('li', {}, `${fmtTime(o.at_ms)} · ${t('level.' + o.level)} · ${o.title}`))),
           h('h2', {}, t('clue.detail')),

@@ -4,6 +4,7 @@ import * as api from './api.js';
 import { t, fmtTime } from './i18n.js';
 import { h, clear } from './dom.js';
 import { timeChart } from './chart.js';
+import { session } from './state.js';
 
 function battery(d) {
   const lv = d.last_values ?? {};
@@ -40,7 +41,12 @@ export async function devicePage(main, site, device) {
     api.get(`/api/v1/devices/${enc}/readings`),
     api.get(`/api/v1/devices/${enc}/events`).catch(() => []),
   ]);
-  const charts = h('div', { class: 'grid', id: 'device-charts' });
+  const charts = h('div', { class: 'grid wide', id: 'device-charts' });
+  // Clues about this device (pump-out due or overdue, night discharge...), for roles that read clues.
+  const related = session.me.may_read_clues
+    ? (await api.get(`/api/v1/clues?site=${encodeURIComponent(site)}&limit=1000`).catch(() => []))
+      .filter((c) => c.subject.device === device)
+    : [];
   const drops = events.filter((e) => e.name === 'level_drop' && e.phase !== 'recovery');
   clear(main,
     h('p', {}, h('a', { href: '#/devices' }, t('dev.back'))),
@@ -53,7 +59,10 @@ export async function devicePage(main, site, device) {
         h('thead', {}, h('tr', {}, [t('fl.time'), t('dev.removed'), t('dev.event')].map((x) => h('th', {}, x)))),
         h('tbody', {}, drops.slice().reverse().map((e) => h('tr', {},
           h('td', {}, fmtTime(e.at_ms)), h('td', {}, e.value != null ? e.value.toFixed(0) : '–'), h('td', {}, e.message ?? e.name)))))
-      : h('p', { class: 'muted', id: 'pumpouts' }, t('dev.nopump')));
+      : h('p', { class: 'muted', id: 'pumpouts' }, t('dev.nopump')),
+    related.length ? h('h2', {}, t('nav.clues')) : null,
+    related.length ? h('ul', { class: 'card', id: 'device-clues' }, related.map((c) => h('li', {},
+      h('a', { href: `#/clues/${c.id}` }, `#${c.id}`), ` ${t('level.' + c.level)} · ${t('status.' + c.status)} · ${c.title} · ${fmtTime(c.last_seen_ms)}`))) : null);
   const series = Object.entries(data.series).filter(([, s]) => s.points.length);
   if (!series.length) charts.append(h('p', { class: 'muted' }, t('dev.nodata')));
   // The trap's fill first: the chart people look for.

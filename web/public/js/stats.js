@@ -64,7 +64,7 @@ export async function statsPage(main) {
   ]);
   const kpi = (id, label, value) => h('div', { class: 'card', id }, h('div', { class: 'muted' }, label), h('div', { class: 'kpi' }, value));
   const pct = (x) => `${(x * 100).toFixed(0)}%`;
-  const charts = h('div', { class: 'grid', id: 'stat-charts', style: 'grid-template-columns:repeat(auto-fill,minmax(420px,1fr))' });
+  const charts = h('div', { class: 'grid wide', id: 'stat-charts' });
   clear(main,
     h('h1', {}, t('st.title')),
     h('div', { class: 'grid' },
