@@ -40,9 +40,16 @@ pub struct EventRecord {
     pub message: Option<String>,
 }
 
+/// One metric's ring with the stream and unit it was last seen with.
+struct MetricRing {
+    stream: String,
+    unit: String,
+    points: VecDeque<(i64, f64)>,
+}
+
 #[derive(Default)]
 struct DeviceRings {
-    metrics: BTreeMap<String, (String, String, VecDeque<(i64, f64)>)>,
+    metrics: BTreeMap<String, MetricRing>,
     events: VecDeque<EventRecord>,
 }
 
@@ -75,17 +82,21 @@ impl ReadingHistory {
             {
                 continue;
             }
-            let (stream, unit, ring) = rings
+            let ring = rings
                 .metrics
                 .entry(r.metric.clone())
-                .or_insert_with(|| (r.stream.clone(), r.unit.clone(), VecDeque::new()));
-            stream.clone_from(&r.stream);
-            unit.clone_from(&r.unit);
+                .or_insert_with(|| MetricRing {
+                    stream: r.stream.clone(),
+                    unit: r.unit.clone(),
+                    points: VecDeque::new(),
+                });
+            ring.stream.clone_from(&r.stream);
+            ring.unit.clone_from(&r.unit);
             // Replays arrive late: keep the ring ordered by device time.
-            let pos = ring.partition_point(|(t, _)| *t <= r.device_time_ms);
-            ring.insert(pos, (r.device_time_ms, v));
-            if ring.len() > POINTS_PER_METRIC {
-                ring.pop_front();
+            let pos = ring.points.partition_point(|(t, _)| *t <= r.device_time_ms);
+            ring.points.insert(pos, (r.device_time_ms, v));
+            if ring.points.len() > POINTS_PER_METRIC {
+                ring.points.pop_front();
             }
         }
     }
@@ -105,8 +116,9 @@ impl ReadingHistory {
                 .metrics
                 .iter()
                 .filter(|(name, _)| metric.is_none_or(|m| m == name.as_str()))
-                .map(|(name, (stream, unit, ring))| {
+                .map(|(name, ring)| {
                     let points = ring
+                        .points
                         .iter()
                         .filter(|(t, _)| *t > since_ms)
                         .copied()
@@ -114,8 +126,8 @@ impl ReadingHistory {
                     (
                         name.clone(),
                         Series {
-                            stream: stream.clone(),
-                            unit: unit.clone(),
+                            stream: ring.stream.clone(),
+                            unit: ring.unit.clone(),
                             points,
                         },
                     )

@@ -149,8 +149,27 @@ try {
   await shot('06-stats');
   await page.goto(`${URL_}/#/flights`);
   await page.waitForSelector('#flights-na, #flight-map');
-  ok('flights page renders (or says it is not available)');
+  ok(`flights page renders (${(await page.$('#flights-na')) ? 'flights API not available here' : 'flights API present'})`);
   await shot('07-flights');
+  // The same page on responses shaped like the flights contract (the flights API is another
+  // module's; this checks the drawing): task polygons and findings on the offline map.
+  const area = { type: 'Polygon', coordinates: [[[121.47, 31.23], [121.48, 31.23], [121.48, 31.24], [121.47, 31.24], [121.47, 31.23]]] };
+  const flight = { id: 'f-1', status: 'processing', progress: 0.4,
+    findings: [{ task_id: 't-1', class: 'car', confidence: 0.91, lat: 31.235, lon: 121.475, time_ms: Date.now() }] };
+  const fixtures = {
+    '/api/v1/flights': [flight], '/api/v1/flights/f-1': flight,
+    '/api/v1/tasks': [{ id: 't-1', name: 'Market street', area }],
+  };
+  await page.route(/\/api\/v1\/(flights|tasks)/, (route) => {
+    const body = fixtures[new URL(route.request().url()).pathname];
+    return body ? route.fulfill({ json: body }) : route.fulfill({ status: 404, json: { error: 'no' } });
+  });
+  await page.reload();
+  await page.waitForSelector('#flight-map svg path[data-task="t-1"]');
+  await page.waitForSelector('#flight-map svg circle.finding');
+  expect((await page.textContent('#task-results')).includes('car: 1'), 'contract-shaped flight: task area, finding and per-task result drawn');
+  await page.unroute(/\/api\/v1\/(flights|tasks)/);
+  await page.goto(`${URL_}/#/clues`);
 
   // 9. Language toggle, kept across a reload.
   await page.click('#lang');

@@ -23,8 +23,7 @@ export function timeChart(el, title, series, { height = 220, marks = [] } = {}) 
   }
   const opts = {
     title, width: width(el), height,
-    // One point alone would get a range of years: show an hour around it.
-    scales: { x: { range: (u, min, max) => (min === max ? [min - 1800, max + 1800] : [min, max]) } },
+    scales: { x: xRange(times) },
     series: [{}, ...series.map((s, i) => ({
       label: s.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true,
     }))],
@@ -32,6 +31,14 @@ export function timeChart(el, title, series, { height = 220, marks = [] } = {}) 
     hooks: marks.length ? { draw: [(u) => drawMarks(u, marks)] } : {},
   };
   return new uPlot(opts, data, el);
+}
+
+/** One point alone would get a range of years: show an hour around short spans. */
+function xRange(times) {
+  if (!times.length) return {};
+  const lo = times[0] / 1000;
+  const hi = times[times.length - 1] / 1000;
+  return hi - lo < 600 ? { range: () => [lo - 1800, hi + 1800] } : {};
 }
 
 function drawMarks(u, marks) {
