@@ -248,7 +248,14 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
     );
     let inspector = demo.token("inspector", SITE, "ann")?;
 
-    // A clue at another site, which the inspector must never see.
+    // A clue at another site, which the inspector must never see, with a picture as evidence.
+    let frame = jpeg(320, 240, |x, y| {
+        [
+            (x % 256) as u8,
+            (y % 256) as u8,
+            ((x / 8 + y / 8) % 2 * 200) as u8,
+        ]
+    })?;
     let other = call(
         &demo.http,
         "POST",
@@ -261,7 +268,9 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
                 "subject": {"site": OTHER_SITE, "device": "cover-x"},
                 "dedup_key": format!("cover-open/{OTHER_SITE}/cover-x"),
                 "at_ms": e2e::now_ms(), "title": format!("Cover open at {OTHER_SITE}/cover-x"),
-                "detail": {}, "evidence": [], "department": "water"
+                "detail": {}, "department": "water",
+                "evidence": [{"type": "file", "name": "frame.jpg", "content_type": "image/jpeg",
+                              "bytes": frame}]
             })
             .to_string()
             .as_bytes(),
@@ -343,6 +352,8 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
         &format!("clue #{other_id} of {OTHER_SITE} is refused (403)"),
         "English toggle kept after reload",
         "camera wall shows a frame",
+        "evidence image shown",
+        "no sideways scrolling on a portrait tablet",
     ] {
         assert!(
             out.lines()

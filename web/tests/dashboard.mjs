@@ -168,6 +168,7 @@ try {
   await page.waitForSelector('#flight-map svg path[data-task="t-1"]');
   await page.waitForSelector('#flight-map svg circle.finding');
   expect((await page.textContent('#task-results')).includes('car: 1'), 'contract-shaped flight: task area, finding and per-task result drawn');
+  await shot('07b-flights-contract-fixture');
   await page.unroute(/\/api\/v1\/(flights|tasks)/);
   await page.goto(`${URL_}/#/clues`);
 
@@ -195,6 +196,21 @@ try {
   const adminSites = await page.$$eval('#clue-rows tr', (rows) => new Set(rows.map((r) => r.dataset.site)).size);
   expect(adminSites > 1, `admin sees clues of ${adminSites} sites`);
   await shot('10-clues-admin');
+  // The other site's clue, for the admin: its evidence image is fetched with the token.
+  await page.goto(`${URL_}/#/clues/${OTHER_CLUE_ID}`);
+  await page.waitForSelector('#evidence img[src^="blob:"]');
+  expect(await page.$eval('#evidence img', (i) => i.complete && i.naturalWidth > 0), 'evidence image shown');
+  await shot('12-clue-evidence');
+
+  // A tablet in portrait: the board stays usable.
+  await page.setViewportSize({ width: 768, height: 1024 });
+  await page.goto(`${URL_}/#/clues`);
+  await page.waitForSelector('#clue-table');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow <= 0, `no sideways scrolling on a portrait tablet (${overflow}px)`);
+  await shot('13-clues-tablet-portrait');
+  await page.setViewportSize({ width: 1280, height: 800 });
+
   // A restaurant's grease trap (simulated): fill chart and pump-out history.
   const trap = await page.evaluate(async () => {
     const r = await fetch('/api/v1/devices', { headers: { Authorization: `Bearer ${sessionStorage.getItem('gateway.token')}` } });

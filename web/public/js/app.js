@@ -103,7 +103,10 @@ function startStream() {
   badge.hidden = false;
   const ctl = new AbortController();
   session.stream = ctl;
+  let wasOn = null;
   const state = (on) => {
+    if (on && wasOn === false) window.dispatchEvent(new CustomEvent('stream-reconnected'));
+    if (wasOn !== null || on) wasOn = on;
     badge.classList.toggle('on', on);
     badge.dataset.state = on ? 'on' : 'off';
     badge.textContent = t(on ? 'live.on' : 'live.off');

@@ -8,6 +8,8 @@ import { timeChart } from './chart.js';
 
 const LEVELS = ['high', 'medium', 'low'];
 const STATUSES = ['new', 'claimed', 'assigned', 'transferred', 'resolved', 'dismissed', 'closed', 'reopened'];
+/** Columns left out on narrow (portrait tablet) screens. */
+const OPTIONAL = ['col.dept', 'col.occ', 'col.deadline'];
 const filters = { level: '', status: '', kind: '', site: '', department: '', overdue: false };
 
 function levelTag(l) { return h('span', { class: `tag level-${l}` }, t('level.' + l)); }
@@ -25,11 +27,11 @@ function row(c) {
   h('td', {}, h('div', {}, c.title), h('div', { class: 'muted' }, c.kind, c.subject.device ? ` · ${c.subject.device}` : '', c.subject.plate ? ` · ${c.subject.plate}` : '')),
   h('td', { class: 'site' }, c.subject.site),
   h('td', {}, statusTag(c.status)),
-  h('td', {}, c.department ?? '–'),
+  h('td', { class: 'opt' }, c.department ?? '–'),
   h('td', {}, c.assignee ?? '–'),
-  h('td', {}, c.occurrences),
+  h('td', { class: 'opt' }, c.occurrences),
   h('td', {}, fmtTime(c.last_seen_ms)),
-  h('td', {}, fmtTime(c.deadline_ms)));
+  h('td', { class: 'opt' }, fmtTime(c.deadline_ms)));
 }
 
 function matches(c) {
@@ -80,7 +82,7 @@ export async function cluesPage(main) {
     h('h1', {}, t('nav.clues')),
     bar,
     h('table', { id: 'clue-table' },
-      h('thead', {}, h('tr', {}, ['col.id', 'col.level', 'col.title', 'col.site', 'col.status', 'col.dept', 'col.assignee', 'col.occ', 'col.last', 'col.deadline'].map((k) => h('th', {}, t(k))))),
+      h('thead', {}, h('tr', {}, ['col.id', 'col.level', 'col.title', 'col.site', 'col.status', 'col.dept', 'col.assignee', 'col.occ', 'col.last', 'col.deadline'].map((k) => h('th', { class: OPTIONAL.includes(k) ? 'opt' : null }, t(k))))),
       tbody),
     empty);
   redraw();
@@ -91,8 +93,14 @@ export async function cluesPage(main) {
     byId.set(c.id, c);
     redraw(c.id);
   };
+  // After a reconnect, changes made while disconnected are not replayed: reload the list.
+  const resync = () => cluesPage(main).catch(() => {});
   window.addEventListener('clue-change', onChange2);
-  return () => window.removeEventListener('clue-change', onChange2);
+  window.addEventListener('stream-reconnected', resync);
+  return () => {
+    window.removeEventListener('clue-change', onChange2);
+    window.removeEventListener('stream-reconnected', resync);
+  };
 }
 
 function actionForm(c, reload) {
