@@ -218,6 +218,23 @@ fn run_browser(
     Ok((status.success(), out))
 }
 
+/// The front-end's pure parts (SSE parsing, both languages complete, GeoJSON) under node.
+#[test]
+fn dashboard_unit_tests_pass_under_node() -> Result<()> {
+    let out = Command::new("node")
+        .args(["--test", "tests/unit.test.mjs"])
+        .current_dir(repo().join("web"))
+        .output()
+        .context("starting node (is nodejs installed?)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("# fail 0") && !text.contains("# pass 0"),
+        "node --test failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 #[test]
 fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited() -> Result<()> {
     let Some(chromium) = chromium() else {

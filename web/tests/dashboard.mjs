@@ -81,8 +81,10 @@ try {
   await shot('01-signin');
 
   // 2. The inspector signs in: Chinese by default, the live stream connects.
+  const t1 = Date.now();
   await signIn(INSPECTOR);
   await page.waitForSelector('#clue-table');
+  console.log(`MEASURE sign-in-to-board-ms ${Date.now() - t1}`);
   expect((await page.textContent('#nav a[data-page=clues]')) === '线索', 'Chinese is the default language');
   await page.waitForSelector('#live[data-state=on]');
   ok('live stream connected');
@@ -97,8 +99,11 @@ try {
   // 4. The live clue appears without a reload.
   const before = await page.$$eval('#clue-rows tr', (rows) => rows.length);
   await page.evaluate(() => { window.__noReload = true; });
+  const t0 = Date.now();
   console.log('READY live-clue');
   const row = await page.waitForSelector(`#clue-rows tr[data-site="${SITE}"]:has-text("${LIVE_DEVICE}")`, { timeout: 30000 });
+  // Publish (by the test), rules engine, pool, SSE, render: informational, not asserted.
+  console.log(`MEASURE live-clue-ms ${Date.now() - t0}`);
   expect(await page.evaluate(() => window.__noReload === true), 'the page was not reloaded');
   const liveId = await row.getAttribute('data-id');
   expect(Number(liveId) > 0 && (await page.$$eval('#clue-rows tr', (r) => r.length)) === before + 1,

@@ -66,6 +66,27 @@ export function upload(path, file, fields, onProgress) {
 }
 
 /**
+ * Splits an SSE text buffer into complete events (`{name, data}`; blocks without data, such as
+ * keep-alive comments, are skipped) and the unfinished rest, which waits for the next chunk.
+ */
+export function parseEvents(buf) {
+  const events = [];
+  let cut;
+  while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
+    const block = buf.slice(0, cut);
+    buf = buf.slice(cut).replace(/^\r?\n\r?\n/, '');
+    let name = 'message';
+    const data = [];
+    for (const line of block.split(/\r?\n/)) {
+      if (line.startsWith('event:')) name = line.slice(6).trim();
+      else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+    }
+    if (data.length) events.push({ name, data: data.join('\n') });
+  }
+  return { events, rest: buf };
+}
+
+/**
  * Server-sent events read through fetch, so the Authorization header goes with them
  * (EventSource cannot send headers). Reconnects with a bounded back-off until `signal` aborts.
  * `onEvent(name, data)` gets each event; `onState(connected)` the connection state.
@@ -84,19 +105,9 @@ export async function streamEvents(path, onEvent, onState, signal) {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        buf += value;
-        let cut;
-        while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
-          const block = buf.slice(0, cut);
-          buf = buf.slice(cut).replace(/^\r?\n\r?\n/, '');
-          let name = 'message';
-          const data = [];
-          for (const line of block.split(/\r?\n/)) {
-            if (line.startsWith('event:')) name = line.slice(6).trim();
-            else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-          }
-          if (data.length) onEvent(name, data.join('\n'));
-        }
+        const parsed = parseEvents(buf + value);
+        buf = parsed.rest;
+        for (const ev of parsed.events) onEvent(ev.name, ev.data);
       }
     } catch (e) {
       if (signal.aborted) break;

@@ -1,5 +1,5 @@
 // Chinese by default, English on request; the choice is kept in localStorage.
-const dict = {
+export const dict = {
   zh: {
     'app.title': '执法线索看板', 'nav.clues': '线索', 'nav.devices': '设备', 'nav.cameras': '摄像头',
     'nav.flights': '航飞', 'nav.stats': '统计', signout: '退出',
@@ -92,14 +92,16 @@ const dict = {
   },
 };
 
-let lang = localStorage.getItem('lang') === 'en' ? 'en' : 'zh';
+// (Guarded so the unit tests can import this module under node, which has no localStorage.)
+const store = globalThis.localStorage;
+let lang = store?.getItem('lang') === 'en' ? 'en' : 'zh';
 
 export function getLang() { return lang; }
 
 export function setLang(l) {
   lang = l === 'en' ? 'en' : 'zh';
-  localStorage.setItem('lang', lang);
-  document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+  store?.setItem('lang', lang);
+  if (globalThis.document) document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
 }
 
 /** The text for `key` in the current language, `{name}` replaced from `vars`; the key itself when unknown. */
