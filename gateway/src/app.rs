@@ -39,7 +39,10 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         std::fs::create_dir_all(&cfg.storage.dir)
             .with_context(|| format!("creating storage.dir {}", cfg.storage.dir.display()))?;
-        let devices = Arc::new(DeviceTable::new(cfg.devices.offline_after_s as i64 * 1000));
+        let devices = Arc::new(
+            DeviceTable::new(cfg.devices.offline_after_s as i64 * 1000)
+                .with_history_points(cfg.dashboard.history_points),
+        );
         let intake_cancel = CancellationToken::new();
         let delivery_cancel = CancellationToken::new();
         let failed = CancellationToken::new();

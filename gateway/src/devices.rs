@@ -81,6 +81,12 @@ impl DeviceTable {
         }
     }
 
+    /// Keeps `points` recent values per metric for the dashboard (0: none).
+    pub fn with_history_points(mut self, points: usize) -> DeviceTable {
+        self.history = crate::history::ReadingHistory::new(points);
+        self
+    }
+
     /// Recent readings and events per device (bounded, in memory).
     pub fn history(&self) -> &crate::history::ReadingHistory {
         &self.history

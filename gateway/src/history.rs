@@ -3,9 +3,11 @@
 //! The time-series database holds the full history; this is a small bounded ring per
 //! (site, device, metric) so the dashboard can draw "the last hours" without one, and a ring of
 //! the device's events (alarms such as `level_drop`, the trap's pump-outs and discharges).
-//! Memory is bounded: `POINTS_PER_METRIC` numbers per metric, `EVENTS_PER_DEVICE` events per
-//! device, `MAX_METRICS_PER_DEVICE` metrics per device (a misbehaving device inventing metric
-//! names cannot grow it without limit).
+//! Memory is bounded: `points_per_metric` numbers per metric (`[dashboard] history_points`,
+//! 16 bytes each), `EVENTS_PER_DEVICE` events per device, `MAX_METRICS_PER_DEVICE` metrics per
+//! device (a misbehaving device inventing metric names cannot grow it without limit). With the
+//! default 360 points a trap's five metrics take about 29 KB, so 10,000 devices about 300 MB;
+//! a large fleet lowers `history_points` (0 keeps no readings, only events).
 
 use crate::decode::native::{EVENT_STREAM, STATE_STREAM};
 use crate::reading::{Reading, Value};
@@ -13,12 +15,12 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 
-/// Points kept per metric (a reading a minute is 12 hours).
-pub const POINTS_PER_METRIC: usize = 720;
+/// Default points kept per metric (a reading a minute is 6 hours).
+pub const DEFAULT_POINTS_PER_METRIC: usize = 360;
 /// Events kept per device.
 pub const EVENTS_PER_DEVICE: usize = 200;
 /// Metrics kept per device; further names are ignored.
-pub const MAX_METRICS_PER_DEVICE: usize = 32;
+pub const MAX_METRICS_PER_DEVICE: usize = 16;
 
 /// One metric's recent points, oldest first.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -54,12 +56,26 @@ struct DeviceRings {
 }
 
 /// Shared, internally locked; pushes are short.
-#[derive(Default)]
 pub struct ReadingHistory {
+    points_per_metric: usize,
     devices: Mutex<HashMap<(String, String), DeviceRings>>,
 }
 
+impl Default for ReadingHistory {
+    fn default() -> Self {
+        ReadingHistory::new(DEFAULT_POINTS_PER_METRIC)
+    }
+}
+
 impl ReadingHistory {
+    /// Keeps up to `points_per_metric` points per metric (0: events only).
+    pub fn new(points_per_metric: usize) -> ReadingHistory {
+        ReadingHistory {
+            points_per_metric,
+            devices: Mutex::default(),
+        }
+    }
+
     /// Records one message's readings (all from one device).
     pub fn observe(&self, readings: &[Reading]) {
         let Some(first) = readings.first() else {
@@ -73,6 +89,9 @@ impl ReadingHistory {
         let rings = map.entry(key).or_default();
         if first.stream == EVENT_STREAM {
             rings.push_event(readings);
+            return;
+        }
+        if self.points_per_metric == 0 {
             return;
         }
         for r in readings {
@@ -95,7 +114,7 @@ impl ReadingHistory {
             // Replays arrive late: keep the ring ordered by device time.
             let pos = ring.points.partition_point(|(t, _)| *t <= r.device_time_ms);
             ring.points.insert(pos, (r.device_time_ms, v));
-            if ring.points.len() > POINTS_PER_METRIC {
+            if ring.points.len() > self.points_per_metric {
                 ring.points.pop_front();
             }
         }
@@ -205,19 +224,20 @@ mod tests {
 
     #[test]
     fn rings_are_bounded_ordered_and_filtered() {
-        let h = ReadingHistory::default();
-        for i in 0..(POINTS_PER_METRIC as i64 + 10) {
+        let h = ReadingHistory::new(50);
+        for i in 0..60 {
             h.observe(&[r("grease_trap", "level", Value::Float(i as f64), 1000 + i)]);
         }
         // A late replay lands in order.
-        h.observe(&[r("grease_trap", "level", Value::Int(-1), 1500)]);
+        h.observe(&[r("grease_trap", "level", Value::Int(-1), 1055)]);
         let s = h.series("s1", "d1", None, 0).expect("device known");
         let pts = &s["level"].points;
-        assert_eq!(pts.len(), POINTS_PER_METRIC);
+        assert_eq!(pts.len(), 50);
         assert!(pts.windows(2).all(|w| w[0].0 <= w[1].0), "ordered by time");
         assert_eq!(s["level"].unit, "mm");
-        let recent = h.series("s1", "d1", Some("level"), 1700).expect("known");
-        assert!(recent["level"].points.iter().all(|(t, _)| *t > 1700));
+        assert!(pts.contains(&(1055, -1.0)), "the replay is kept");
+        let recent = h.series("s1", "d1", Some("level"), 1050).expect("known");
+        assert_eq!(recent["level"].points.len(), 10);
         assert!(
             h.series("s1", "d1", Some("other"), 0)
                 .expect("known")
@@ -253,5 +273,8 @@ mod tests {
         assert_eq!(ev[0].phase.as_deref(), Some("alarm"));
         assert_eq!(ev[0].value, Some(120.0));
         assert!(h.series("s1", "d1", None, 0).expect("known").is_empty());
+        let off = ReadingHistory::new(0);
+        off.observe(&[r("x", "level", Value::Float(1.0), 1)]);
+        assert!(off.series("s1", "d1", None, 0).expect("known").is_empty());
     }
 }

@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tower_http::services::{ServeDir, ServeFile};
 
+/// Upper bound of `dashboard.history_points` (a day at one reading a minute).
+pub const MAX_HISTORY_POINTS: usize = 1440;
+
 /// `[dashboard]` in the config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,6 +34,8 @@ pub struct DashboardConfig {
     /// working folder or one of its two parents, else beside the executable or one of its
     /// parent folders (a source checkout).
     pub dir: Option<PathBuf>,
+    /// Recent values kept in memory per device metric for the charts (16 bytes each; 0: none).
+    pub history_points: usize,
 }
 
 impl Default for DashboardConfig {
@@ -38,13 +43,20 @@ impl Default for DashboardConfig {
         DashboardConfig {
             enabled: true,
             dir: None,
+            history_points: crate::history::DEFAULT_POINTS_PER_METRIC,
         }
     }
 }
 
 impl DashboardConfig {
-    /// A configured `dir` must hold `public/index.html`.
+    /// A configured `dir` must hold `public/index.html`; the history stays modest.
     pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        if self.history_points > MAX_HISTORY_POINTS {
+            return Err(crate::config::invalid(
+                "dashboard.history_points",
+                format!("at most {MAX_HISTORY_POINTS} (the database keeps the full history)"),
+            ));
+        }
         if let Some(dir) = &self.dir
             && self.enabled
             && !dir.join("public/index.html").is_file()
@@ -184,16 +196,22 @@ mod tests {
     fn a_configured_dir_must_hold_the_page() {
         let (_t, web) = web_dir();
         let ok = DashboardConfig {
-            enabled: true,
             dir: Some(web.clone()),
+            ..Default::default()
         };
         assert!(ok.validate().is_ok());
         assert_eq!(ok.resolve_dir(), Some(web.clone()));
         let bad = DashboardConfig {
-            enabled: true,
             dir: Some(web.join("public")),
+            ..Default::default()
         };
         let e = bad.validate().expect_err("no public/ inside");
         assert!(e.to_string().contains("dashboard.dir"), "{e}");
+        let big = DashboardConfig {
+            history_points: MAX_HISTORY_POINTS + 1,
+            ..Default::default()
+        };
+        let e = big.validate().expect_err("too many points");
+        assert!(e.to_string().contains("dashboard.history_points"), "{e}");
     }
 }
