@@ -229,6 +229,20 @@ try {
     await shot('11-grease-trap');
   }
 
+  // Filters: "open" leaves out the resolved live clue; level asks the API again.
+  await page.goto(`${URL_}/#/clues`);
+  await page.waitForSelector('#clue-table');
+  await page.selectOption('select[name=status]', 'open');
+  await page.waitForFunction(() => ![...document.querySelectorAll('#clue-rows tr')].some((r) => r.dataset.status === 'resolved'));
+  ok('the open filter hides resolved clues');
+  await page.selectOption('select[name=level]', 'high');
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#clue-rows tr')];
+    return rows.length > 0 && rows.every((r) => r.classList.contains('row-high'));
+  });
+  ok('the level filter shows only high clues');
+  await shot('14-clues-filtered');
+
   expect(consoleErrors.length === 0, `no console errors (${consoleErrors.join(' | ')})`);
   console.log(`PASS ${checks} checks`);
   await browser.close();

@@ -113,6 +113,8 @@ function startStream() {
   };
   state(false);
   api.streamEvents('/api/v1/clues/stream', (name, data) => {
+    // Missed changes (the gateway's buffer overflowed for this client): reload what is shown.
+    if (name === 'lagged') window.dispatchEvent(new CustomEvent('stream-reconnected'));
     if (name !== 'clue') return;
     try {
       window.dispatchEvent(new CustomEvent('clue-change', { detail: JSON.parse(data) }));

@@ -8,6 +8,8 @@ import { timeChart } from './chart.js';
 
 const LEVELS = ['high', 'medium', 'low'];
 const STATUSES = ['new', 'claimed', 'assigned', 'transferred', 'resolved', 'dismissed', 'closed', 'reopened'];
+/** Statuses after which nothing is left to do (the "open" filter leaves them out). */
+const FINAL = ['resolved', 'dismissed', 'closed'];
 /** Columns left out on narrow (portrait tablet) screens. */
 const OPTIONAL = ['col.dept', 'col.occ', 'col.deadline'];
 const filters = { level: '', status: '', kind: '', site: '', department: '', overdue: false };
@@ -36,7 +38,7 @@ function row(c) {
 
 function matches(c) {
   return (!filters.level || c.level === filters.level)
-    && (!filters.status || c.status === filters.status)
+    && (!filters.status || c.status === filters.status || (filters.status === 'open' && !FINAL.includes(c.status)))
     && (!filters.kind || c.kind === filters.kind)
     && (!filters.site || c.subject.site === filters.site)
     && (!filters.department || c.department === filters.department)
@@ -45,7 +47,7 @@ function matches(c) {
 
 export async function cluesPage(main) {
   const q = new URLSearchParams({ limit: '1000' });
-  for (const k of ['level', 'status', 'kind', 'site']) if (filters[k]) q.set(k, filters[k]);
+  for (const k of ['level', 'status', 'kind', 'site']) if (filters[k] && filters[k] !== 'open') q.set(k, filters[k]);
   const clues = await api.get(`/api/v1/clues?${q}`);
   const byId = new Map(clues.map((c) => [c.id, c]));
   const tbody = h('tbody', { id: 'clue-rows' });
@@ -71,7 +73,7 @@ export async function cluesPage(main) {
   };
   const bar = h('div', { class: 'filters', id: 'clue-filters' },
     h('label', {}, t('f.level'), select('level', [any, ...LEVELS.map((l) => [l, t('level.' + l)])], filters.level, onChange('level'))),
-    h('label', {}, t('f.status'), select('status', [any, ...STATUSES.map((s) => [s, t('status.' + s)])], filters.status, onChange('status'))),
+    h('label', {}, t('f.status'), select('status', [any, ['open', t('f.open')], ...STATUSES.map((s) => [s, t('status.' + s)])], filters.status, onChange('status'))),
     h('label', {}, t('f.kind'), select('kind', [any, ...distinct((c) => c.kind).map((k) => [k, k])], filters.kind, onChange('kind'))),
     h('label', {}, t('f.site'), select('site', [any, ...siteOptions.map((s) => [s, s])], filters.site, onChange('site'))),
     h('label', {}, t('f.department'), select('department', [any, ...distinct((c) => c.department).map((d) => [d, d])], filters.department, onChange('department'))),
