@@ -121,8 +121,17 @@ function actionForm(c, reload) {
     }
   };
   const needs = (v, fn) => () => (v.value.trim() ? fn() : toast(t('act.need_reason')));
+  // Enabled only where the lifecycle allows the step (the gateway checks it again).
+  const open = !FINAL.includes(c.status);
+  const allowed = {
+    claim: ['new', 'reopened', 'transferred'].includes(c.status),
+    resolve: ['claimed', 'assigned'].includes(c.status),
+    dismiss: open, transfer: open, assign: open, comment: true,
+    close: ['resolved', 'dismissed'].includes(c.status),
+    reopen: !open,
+  };
   const btn = (name, fn, show = true) => show
-    ? h('button', { type: 'button', id: `act-${name}`, onclick: fn }, t('act.' + name)) : null;
+    ? h('button', { type: 'button', id: `act-${name}`, onclick: fn, disabled: !allowed[name] }, t('act.' + name)) : null;
   const n = () => note.value.trim() || null;
   return h('div', { class: 'card' },
     h('div', { class: 'actions' }, note),
@@ -134,7 +143,7 @@ function actionForm(c, reload) {
       btn('close', () => act('close', { note: n() }), supervisor),
       btn('reopen', needs(note, () => act('reopen', { reason: n() })), supervisor)),
     h('div', { class: 'actions', style: 'margin-top:.5rem' },
-      dept, btn('transfer', needs(dept, () => act('transfer', { department: dept.value.trim(), reason: n() ?? '-' })))),
+      dept, btn('transfer', needs(dept, needs(note, () => act('transfer', { department: dept.value.trim(), reason: n() }))))),
     supervisor ? h('div', { class: 'actions', style: 'margin-top:.5rem' },
       to, btn('assign', needs(to, () => act('assign', { to: to.value.trim(), note: n() })))) : null);
 }
