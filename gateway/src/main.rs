@@ -153,7 +153,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run { config } => {
             let cfg = Config::load(Some(&config))?;
-            runtime()?.block_on(gateway::app::run(cfg))
+            runtime()?.block_on(gateway::app::run(cfg, Some(config)))
         }
         Command::Audit {
             command: AuditCommand::Verify { config },

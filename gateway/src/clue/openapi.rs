@@ -80,7 +80,13 @@ pub fn document() -> Value {
                 &[("id", "path"), ("site", "query")], true)},
             "/api/v1/cameras/{id}/reference": {"post": op(
                 "Enrol the view a camera should keep (image/jpeg); ?site= required",
-                &[("id", "path"), ("site", "query")], true)}
+                &[("id", "path"), ("site", "query")], true)},
+            "/api/v1/pumpouts": {
+                "get": op("Registered grease-trap pump-outs of the token's sites", &[("site", "query")], false),
+                "post": op(
+                    "Register a pump-out {site, device, from_ms, to_ms, note?} so its level drop raises no clue (inspector, supervisor, platform, admin)",
+                    &[], true)
+            }
         }
     });
     crate::dashboard::api::add_openapi_paths(&mut doc["paths"]);

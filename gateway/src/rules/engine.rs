@@ -21,6 +21,7 @@ use super::window::{Push, Window};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, EvidenceReading, Level, Subject};
 use crate::decode::native::EVENT_STREAM;
 use crate::reading::{Reading, Value};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -43,7 +44,7 @@ pub struct EngineStats {
     pub duplicates: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct SeriesKey {
     site: String,
     device: String,
@@ -62,20 +63,20 @@ impl SeriesKey {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Series {
     window: Window,
     unit: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct StateKey {
     rule: usize,
     site: String,
     device: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct RuleState {
     flap: Flap,
     raw: bool,
@@ -99,6 +100,8 @@ struct Compiled {
     composite_parts: HashMap<usize, Vec<usize>>,
     retention_ms: HashMap<String, i64>,
     areas: Vec<AreaConfig>,
+    /// As configured (kept for snapshots).
+    settings: RulesSettings,
 }
 
 impl Compiled {
@@ -112,6 +115,7 @@ impl Compiled {
             composite_parts: HashMap::new(),
             retention_ms: HashMap::new(),
             areas: settings.areas.clone(),
+            settings: settings.clone(),
             rules: Vec::new(),
         };
         for (i, r) in rules.iter().enumerate() {
@@ -177,6 +181,7 @@ impl Compiled {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 struct PendingDischarge {
     rule: usize,
     site: String,
@@ -267,6 +272,74 @@ impl Engine {
     /// Records a pump-out service visit so the drop it causes raises nothing.
     pub fn register_pumpout(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
         self.live.pumpouts.register(site, device, from_ms, to_ms);
+    }
+
+    /// Everything this engine remembers, with the rules it was built from, for
+    /// [`Engine::restore`] after a restart (see `snapshot`).
+    pub fn snapshot(&self) -> super::snapshot::Snapshot {
+        let l = &self.live;
+        super::snapshot::Snapshot {
+            version: super::snapshot::VERSION,
+            rules: self.c.rules.clone(),
+            settings: self.c.settings.clone(),
+            state: serde_json::json!({
+                "now_ms": l.now_ms,
+                "series": l.series.iter().collect::<Vec<_>>(),
+                "states": l.states.iter().collect::<Vec<_>>(),
+                "composite_seen": l.composite_seen.iter().collect::<Vec<_>>(),
+                "composite_flaps": l.composite_flaps.iter().collect::<Vec<_>>(),
+                "pending": l.pending,
+                "traps": l.traps,
+            }),
+        }
+    }
+
+    /// An engine running `rules` that continues from `snap`: state of rules whose definition
+    /// is the same as when the snapshot was taken is kept (as on a reload), the rest starts
+    /// fresh.
+    pub fn restore(
+        rules: Vec<RuleConfig>,
+        settings: &RulesSettings,
+        snap: super::snapshot::Snapshot,
+    ) -> Result<Self, super::snapshot::SnapshotError> {
+        use super::snapshot::SnapshotError;
+        if snap.version != super::snapshot::VERSION {
+            return Err(SnapshotError::Version(snap.version));
+        }
+        let mut engine =
+            Engine::new(snap.rules, &snap.settings).map_err(SnapshotError::OldRules)?;
+        #[derive(Deserialize)]
+        struct State {
+            now_ms: i64,
+            series: Vec<(SeriesKey, Series)>,
+            states: Vec<(StateKey, RuleState)>,
+            composite_seen: Vec<((usize, usize, String), SeenInput)>,
+            composite_flaps: Vec<((usize, String), Flap)>,
+            pending: Vec<PendingDischarge>,
+            traps: Traps,
+        }
+        let st: State = serde_json::from_value(snap.state).map_err(SnapshotError::Format)?;
+        let n = engine.c.rules.len();
+        let l = &mut engine.live;
+        l.now_ms = st.now_ms;
+        l.series = st.series.into_iter().collect();
+        l.states = st.states.into_iter().filter(|(k, _)| k.rule < n).collect();
+        l.composite_seen = st
+            .composite_seen
+            .into_iter()
+            .filter(|((c, p, _), _)| *c < n && *p < n)
+            .collect();
+        l.composite_flaps = st
+            .composite_flaps
+            .into_iter()
+            .filter(|((r, _), _)| *r < n)
+            .collect();
+        l.pending = st.pending.into_iter().filter(|p| p.rule < n).collect();
+        l.traps = st.traps;
+        engine
+            .reload(rules, settings)
+            .map_err(SnapshotError::NewRules)?;
+        Ok(engine)
     }
 
     /// Replaces the rules, keeping the state of every rule whose id and definition did not

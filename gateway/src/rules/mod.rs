@@ -17,6 +17,9 @@ pub mod config;
 pub mod engine;
 pub mod flap;
 pub mod grease;
+pub mod pumpout_api;
+pub mod pumpout_journal;
+pub mod snapshot;
 pub mod task;
 pub mod window;
 
