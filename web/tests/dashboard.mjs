@@ -225,7 +225,10 @@ try {
     await page.goto(`${URL_}/#/devices/${encodeURIComponent(trap.site)}/${encodeURIComponent(trap.device)}`);
     await page.waitForSelector('#device-charts canvas');
     await page.waitForSelector('#pumpouts');
-    ok(`grease trap ${trap.site}/${trap.device}: charts and pump-out history`);
+    await page.fill('input[name=pumpout-note]', '清运公司 A-0042');
+    await page.click('#pumpout-register');
+    await page.waitForSelector('#pumpout-records:has-text("A-0042")');
+    ok(`grease trap ${trap.site}/${trap.device}: charts, pump-out history, a pump-out registered`);
     await shot('11-grease-trap');
   }
 
