@@ -264,6 +264,7 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
         page.text()
     );
     let inspector = demo.token("inspector", SITE, "ann")?;
+    let device = demo.token("device", SITE, "meter")?;
 
     // A clue at another site, which the inspector must never see, with a picture as evidence.
     let frame = jpeg(320, 240, |x, y| {
@@ -325,6 +326,7 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
         ("DASHBOARD_URL", demo.http.clone()),
         ("INSPECTOR_TOKEN", inspector.clone()),
         ("ADMIN_TOKEN", demo.admin.clone()),
+        ("DEVICE_TOKEN", device),
         ("SITE", SITE.to_string()),
         ("LIVE_DEVICE", LIVE_DEVICE.to_string()),
         ("OTHER_SITE", OTHER_SITE.to_string()),
@@ -370,6 +372,7 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
         "English toggle kept after reload",
         "camera wall shows a frame",
         "evidence image shown",
+        "a device token sees devices, no clue pages or stream",
         "no sideways scrolling on a portrait tablet",
     ] {
         assert!(

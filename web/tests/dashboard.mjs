@@ -4,6 +4,7 @@
 // script prints `READY live-clue`. Env:
 //   DASHBOARD_URL      http://127.0.0.1:PORT
 //   INSPECTOR_TOKEN    inspector token limited to SITE
+//   DEVICE_TOKEN       device-role token of SITE (sees devices, not clues)
 //   SITE, LIVE_DEVICE  where the live clue will be raised (manhole cover open)
 //   OTHER_SITE, OTHER_CLUE_ID  a clue the inspector must not see
 //   CAMERA_SITE, ADMIN_TOKEN    for the camera wall (any site)
@@ -22,6 +23,7 @@ const env = (k, d) => {
 };
 const URL_ = env('DASHBOARD_URL');
 const INSPECTOR = env('INSPECTOR_TOKEN');
+const DEVICE = env('DEVICE_TOKEN');
 const ADMIN = env('ADMIN_TOKEN');
 const SITE = env('SITE');
 const LIVE_DEVICE = env('LIVE_DEVICE');
@@ -188,7 +190,15 @@ try {
   await page.waitForSelector('#clue-table');
   await shot('08-clues-en');
 
-  // 10. Camera wall with an all-sites token (admin): frames and health.
+  // 10. What is shown follows the role: a device token gets no clue pages.
+  await page.click('#signout');
+  await signIn(DEVICE);
+  await page.waitForSelector('#device-table');
+  expect(await page.$eval('#nav a[data-page=clues]', (a) => a.hidden)
+    && await page.$eval('#nav a[data-page=stats]', (a) => a.hidden)
+    && !(await page.$('#live:not([hidden])')), 'a device token sees devices, no clue pages or stream');
+
+  // 11. Camera wall with an all-sites token (admin): frames and health.
   await page.click('#signout');
   await signIn(ADMIN);
   await page.goto(`${URL_}/#/cameras`);
