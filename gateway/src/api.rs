@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_FRAME_BYTES))
         .merge(crate::clue::api::routes())
         .merge(crate::rules::pumpout_api::routes())
+        .merge(crate::dashboard::api::routes())
         .with_state(state)
 }
 

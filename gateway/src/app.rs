@@ -45,7 +45,10 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         std::fs::create_dir_all(&cfg.storage.dir)
             .with_context(|| format!("creating storage.dir {}", cfg.storage.dir.display()))?;
-        let devices = Arc::new(DeviceTable::new(cfg.devices.offline_after_s as i64 * 1000));
+        let devices = Arc::new(
+            DeviceTable::new(cfg.devices.offline_after_s as i64 * 1000)
+                .with_history_points(cfg.dashboard.history_points),
+        );
         let intake_cancel = CancellationToken::new();
         let delivery_cancel = CancellationToken::new();
         let failed = CancellationToken::new();
@@ -168,10 +171,13 @@ impl Gateway {
             cameras,
             pumpouts: crate::rules::pumpout_api::Pumpouts(Some(pumpouts)),
         };
+        let web = crate::dashboard::static_routes(&cfg.dashboard);
         let http_cancel = delivery_cancel.clone();
         tasks.push(tokio::spawn(async move {
             // Connect info lets authentication rate-limit failed logins per client address.
-            let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let app = router(state)
+                .merge(web)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
             let serve = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_cancel.cancelled().await });
             if let Err(e) = serve.await {

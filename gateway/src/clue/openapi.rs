@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-fn op(summary: &str, params: &[(&str, &str)], body: bool) -> Value {
+pub(crate) fn op(summary: &str, params: &[(&str, &str)], body: bool) -> Value {
     let mut o = json!({
         "summary": summary,
         "security": [{"bearer": []}],
@@ -46,7 +46,7 @@ pub fn document() -> Value {
         ("format", "query"),
     ];
     let id = [("id", "path")];
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "Enforcement sensor gateway", "version": env!("CARGO_PKG_VERSION")},
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
@@ -88,7 +88,9 @@ pub fn document() -> Value {
                     &[], true)
             }
         }
-    })
+    });
+    crate::dashboard::api::add_openapi_paths(&mut doc["paths"]);
+    doc
 }
 
 #[cfg(test)]
@@ -102,6 +104,9 @@ mod tests {
             "/api/v1/clues/stream",
             "/api/v1/stats",
             "/api/v1/audit/verify",
+            "/api/v1/whoami",
+            "/api/v1/cameras",
+            "/api/v1/devices/{site}/{device}/readings",
         ] {
             assert!(doc["paths"].get(p).is_some(), "{p}");
         }
