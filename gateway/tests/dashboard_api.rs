@@ -139,7 +139,8 @@ fn dashboard_routes_follow_role_and_sites() -> Result<()> {
 
     // Camera wall: frames at both sites; each token sees its own; frames need a clue reader.
     let frame = jpeg()?;
-    for (cam, site) in [("k-a", "a"), ("k-b", "b")] {
+    // `k-1` exists at both sites: a device id is unique only within its site.
+    for (cam, site) in [("k-a", "a"), ("k-b", "b"), ("k-1", "a"), ("k-1", "b")] {
         let r = http::request(
             "POST",
             &format!("{}/api/v1/cameras/{cam}/frames?site={site}", gw.http),
@@ -154,33 +155,39 @@ fn dashboard_routes_follow_role_and_sites() -> Result<()> {
         .as_array()
         .map(|a| a.iter().filter_map(|c| c["camera"].as_str()).collect())
         .unwrap_or_default();
-    assert_eq!(ids, ["k-a"], "{cams}");
-    assert_eq!(cams[0]["has_frame"], json!(true));
-    assert_eq!(cams[0]["faults"], json!([]));
+    assert_eq!(ids, ["k-1", "k-a"], "{cams}");
+    assert_eq!(cams[1]["has_frame"], json!(true));
+    assert_eq!(cams[1]["faults"], json!([]));
     assert_eq!(
         get(&gw, "/api/v1/cameras", &admin)
             .1
             .as_array()
             .map(Vec::len),
-        Some(2)
+        Some(4)
     );
-    let latest = gw.get_with_token("/api/v1/cameras/k-a/latest.jpg", &insp_a)?;
+    let latest = gw.get_with_token("/api/v1/cameras/k-a/latest.jpg?site=a", &insp_a)?;
     assert_eq!(latest.status, 200);
     assert_eq!(latest.header("content-type"), Some("image/jpeg"));
     assert_eq!(latest.body, frame, "the frame as uploaded");
     assert_eq!(
-        gw.get_with_token("/api/v1/cameras/k-b/latest.jpg", &insp_a)?
+        gw.get_with_token("/api/v1/cameras/k-b/latest.jpg?site=b", &insp_a)?
             .status,
         403
     );
     assert_eq!(
-        gw.get_with_token("/api/v1/cameras/k-a/latest.jpg", &device_a)?
+        gw.get_with_token("/api/v1/cameras/k-1/latest.jpg?site=b", &insp_a)?
+            .status,
+        403,
+        "the same camera id at another site"
+    );
+    assert_eq!(
+        gw.get_with_token("/api/v1/cameras/k-a/latest.jpg?site=a", &device_a)?
             .status,
         403,
         "device tokens do not view frames"
     );
     assert_eq!(
-        gw.get_with_token("/api/v1/cameras/none/latest.jpg", &admin)?
+        gw.get_with_token("/api/v1/cameras/none/latest.jpg?site=a", &admin)?
             .status,
         404
     );

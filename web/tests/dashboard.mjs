@@ -68,7 +68,8 @@ async function signIn(token) {
 
 try {
   page = browser.pages()[0] ?? await browser.newPage();
-  page.setDefaultTimeout(15000);
+  // Generous: CI runs this beside other tests on 2 cores; a failure still ends in bounded time.
+  page.setDefaultTimeout(45000);
   // Refused requests (the wrong token, the other site's clue, a gateway without flights) are
   // logged by chromium as "Failed to load resource"; they are part of the test. Script errors are not.
   page.on('console', (m) => {
@@ -103,7 +104,7 @@ try {
   await page.evaluate(() => { window.__noReload = true; });
   const t0 = Date.now();
   console.log('READY live-clue');
-  const row = await page.waitForSelector(`#clue-rows tr[data-site="${SITE}"]:has-text("${LIVE_DEVICE}")`, { timeout: 30000 });
+  const row = await page.waitForSelector(`#clue-rows tr[data-site="${SITE}"]:has-text("${LIVE_DEVICE}")`, { timeout: 60000 });
   // Publish (by the test), rules engine, pool, SSE, render: informational, not asserted.
   console.log(`MEASURE live-clue-ms ${Date.now() - t0}`);
   expect(await page.evaluate(() => window.__noReload === true), 'the page was not reloaded');

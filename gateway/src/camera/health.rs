@@ -220,7 +220,8 @@ struct Cam {
 /// Health of every camera this gateway has seen.
 pub struct CameraHealth {
     config: CamerasConfig,
-    cams: HashMap<String, Cam>,
+    /// By (site, camera): device ids are unique only within a site (`v1/{site}/{device}`).
+    cams: HashMap<(String, String), Cam>,
 }
 
 impl CameraHealth {
@@ -421,15 +422,14 @@ impl CameraHealth {
     pub fn on_tick(&mut self, now_ms: i64) -> Vec<ClueSignal> {
         let department = self.config.department.clone();
         let mut out = Vec::new();
-        let mut ids: Vec<&String> = self.cams.keys().collect();
+        let mut ids: Vec<(String, String)> = self.cams.keys().cloned().collect();
         ids.sort();
-        let ids: Vec<String> = ids.into_iter().cloned().collect();
-        for id in ids {
-            let Some(cam) = self.cams.get_mut(&id) else {
+        for key in ids {
+            let Some(cam) = self.cams.get_mut(&key) else {
                 continue;
             };
             let ctx = Ctx {
-                camera: &id,
+                camera: &key.1,
                 department: &department,
             };
             let silent_ms = cam.last_seen_ms.map(|t| now_ms.saturating_sub(t));
@@ -452,7 +452,7 @@ impl CameraHealth {
         let mut out: Vec<CameraSummary> = self
             .cams
             .iter()
-            .map(|(id, cam)| CameraSummary {
+            .map(|((_, id), cam)| CameraSummary {
                 camera: id.clone(),
                 site: cam.site.clone(),
                 last_seen_ms: cam.last_seen_ms,
@@ -475,10 +475,10 @@ impl CameraHealth {
         out
     }
 
-    /// The last frame a camera sent, with its site (for the site check).
-    pub fn latest_jpeg(&self, camera_id: &str) -> Option<(String, Vec<u8>)> {
-        let cam = self.cams.get(camera_id)?;
-        Some((cam.site.clone(), cam.last_jpeg.clone()?))
+    /// The last frame `camera_id` at `site` sent.
+    pub fn latest_jpeg(&self, site: &str, camera_id: &str) -> Option<Vec<u8>> {
+        let cam = self.cams.get(&(site.to_string(), camera_id.to_string()))?;
+        cam.last_jpeg.clone()
     }
 
     /// The camera's settings (defaults merged with its override).
@@ -490,7 +490,7 @@ impl CameraHealth {
         let config = &self.config;
         let cam = self
             .cams
-            .entry(camera_id.to_string())
+            .entry((site.to_string(), camera_id.to_string()))
             .or_insert_with(|| Cam {
                 site: site.to_string(),
                 // Validated in `new`; a failure here cannot happen, defaults are the safe fallback.
@@ -504,10 +504,6 @@ impl CameraHealth {
                 reported_offline: None,
                 conds: BTreeMap::new(),
             });
-        if cam.site != site && !site.is_empty() {
-            tracing::info!(camera = camera_id, from = %cam.site, to = site, "camera moved to another site");
-            cam.site = site.to_string();
-        }
         cam
     }
 }

@@ -119,9 +119,9 @@ impl CameraService {
         Self::with(&self.health, |h| h.snapshot())
     }
 
-    /// The last frame of `camera` and its site.
-    pub fn latest_jpeg(&self, camera: &str) -> Option<(String, Vec<u8>)> {
-        Self::with(&self.health, |h| h.latest_jpeg(camera))
+    /// The last frame of `camera` at `site`.
+    pub fn latest_jpeg(&self, site: &str, camera: &str) -> Option<Vec<u8>> {
+        Self::with(&self.health, |h| h.latest_jpeg(site, camera))
     }
 
     /// Consumes the readings fan-out (camera status) and ticks until the readings stop or

@@ -6,7 +6,7 @@
 //! - `GET /api/v1/devices/{site}/{device}/readings?metric=&since_ms=`: recent points per metric.
 //! - `GET /api/v1/devices/{site}/{device}/events?since_ms=`: recent device events (pump-outs).
 //! - `GET /api/v1/cameras`: every camera's health state (any role, site-scoped).
-//! - `GET /api/v1/cameras/{id}/latest.jpg`: its last frame (roles that read clues: frames show
+//! - `GET /api/v1/cameras/{id}/latest.jpg?site=`: its last frame (roles that read clues: frames show
 //!   people and kitchens).
 
 use crate::api::AppState;
@@ -44,6 +44,12 @@ fn not_found(what: String) -> Response {
         Json(serde_json::json!({ "error": what })),
     )
         .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteQuery {
+    site: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,12 +121,17 @@ async fn latest_frame(
     p: Principal,
     State(s): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<SiteQuery>,
 ) -> Result<Response, AuthError> {
     p.require(p.role.may_read_clues(), "view camera frames")?;
-    let Some((site, jpeg)) = s.cameras.latest_jpeg(&id) else {
-        return Ok(not_found(format!("no frame from camera {id}")));
+    // The site first: a camera id alone is not unique, and a refusal reveals nothing.
+    p.require_site(&q.site)?;
+    let Some(jpeg) = s.cameras.latest_jpeg(&q.site, &id) else {
+        return Ok(not_found(format!(
+            "no frame from camera {id} at {}",
+            q.site
+        )));
     };
-    p.require_site(&site)?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/jpeg"),
@@ -167,8 +178,8 @@ pub fn add_openapi_paths(paths: &mut serde_json::Value) {
         (
             "/api/v1/cameras/{id}/latest.jpg",
             op(
-                "The camera's last frame (roles that read clues)",
-                &[("id", "path")],
+                "The camera's last frame (roles that read clues); ?site= required",
+                &[("id", "path"), ("site", "query")],
                 false,
             ),
         ),

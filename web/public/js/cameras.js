@@ -13,7 +13,7 @@ export async function camerasPage(main) {
       ? h('img', { alt: c.camera })
       : h('div', { class: 'noframe' }, t('cam.noframe'));
     if (pic.tagName === 'IMG') {
-      api.blobUrl(`/api/v1/cameras/${encodeURIComponent(c.camera)}/latest.jpg`)
+      api.blobUrl(`/api/v1/cameras/${encodeURIComponent(c.camera)}/latest.jpg?site=${encodeURIComponent(c.site)}`)
         .then((u) => { urls.push(u); pic.src = u; }).catch(() => {});
     }
     return h('div', { class: `card cam${bad ? ' bad' : ''}`, dataset: { camera: c.camera, site: c.site, healthy: String(!bad) } },
