@@ -270,6 +270,7 @@ impl Parking {
             at_ms,
             image: jpeg.clone(),
             sightings: sightings(&dets, &plates),
+            regions: privacy_regions(&dets, &plates),
         };
         let vehicles = frame.sightings.iter().filter(|s| s.vehicle).count();
         // Plain state; a panic elsewhere does not make it unusable.
@@ -337,6 +338,33 @@ impl Parking {
         }
         (views, signals)
     }
+}
+
+/// The boxes of a frame that may show personal data, recorded with its evidence so the frame
+/// can be masked later: every plate read, every person and every vehicle (a plate the reader
+/// missed is still inside its vehicle's box).
+fn privacy_regions(
+    dets: &[crate::vision::detector::Detection],
+    plates: &[crate::vision::plate::PlateReading],
+) -> Vec<crate::clue::signal::Region> {
+    use crate::clue::signal::Region;
+    use crate::vision::detector::is_vehicle;
+    let region = |kind: &str, b: &crate::vision::nms::BBox| Region {
+        kind: kind.into(),
+        x0: b.x0,
+        y0: b.y0,
+        x1: b.x1,
+        y1: b.y1,
+    };
+    let mut out: Vec<Region> = plates.iter().map(|p| region("plate", &p.plate.bbox)).collect();
+    for d in dets {
+        if d.label == "person" {
+            out.push(region("person", &d.bbox));
+        } else if is_vehicle(d.class_id) {
+            out.push(region("vehicle", &d.bbox));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -65,13 +65,19 @@ pub fn document() -> Value {
             },
             "/api/v1/clues/stream": {"get": op("SSE of clue changes of the token's sites", &[], false)},
             "/api/v1/clues/export": {"get": op("Clues created in a range, CSV or JSON", &range, false)},
-            "/api/v1/clues/{id}": {"get": op("Clue detail, evidence, subject history", &id, false)},
+            "/api/v1/clues/{id}": {"get": op("Clue detail, evidence, subject history, duplicate-act links, owner notification and answers, leniency recommendation with its rule", &id, false)},
             "/api/v1/clues/{id}/actions": {"post": op(
-                "claim | assign{to} | transfer{department,reason} | resolve{note} | dismiss{reason} | close | reopen{reason} | comment{text}",
+                "claim | assign{to} | transfer{department,reason} | resolve{note} | dismiss{reason} | close | reopen{reason} | comment{text} | notify_owner{channel,note} | owner_response{statement,channel}",
                 &id, true)},
             "/api/v1/clues/{id}/audit": {"get": op("The clue's audit entries", &id, false)},
             "/api/v1/clues/{id}/evidence/{sha256}": {"get": op(
-                "Evidence file, verified against its SHA-256", &[("id", "path"), ("sha256", "path")], false)},
+                "Evidence file, verified against its SHA-256; roles without the personal-data right (clues.privacy.original_roles) get a masked JPEG (X-Evidence-Variant: masked), originals are audited; 410 once purged",
+                &[("id", "path"), ("sha256", "path"), ("variant", "query")], false)},
+            "/api/v1/oversight/warnings": {"get": op(
+                "Supervision warnings (yellow/red) of the token's sites, supervisor and admin only; never those about the caller",
+                &[("limit", "query")], false)},
+            "/api/v1/oversight/run": {"post": op("Run the supervision models now (supervisor, admin)", &[], false)},
+            "/api/v1/evidence/purge": {"post": op("Run the evidence retention purge now (admin)", &[], false)},
             "/api/v1/stats": {"get": op("Counts, disposal rate, median times, overdue", &[], false)},
             "/api/v1/audit/verify": {"get": op("Verify the audit chain (409 when broken)", &[], false)},
             "/api/v1/audit/export": {"get": op("Audit entries in a range, CSV or JSON", &range, false)},
@@ -96,6 +102,9 @@ mod tests {
             "/api/v1/clues/stream",
             "/api/v1/stats",
             "/api/v1/audit/verify",
+            "/api/v1/oversight/warnings",
+            "/api/v1/oversight/run",
+            "/api/v1/evidence/purge",
         ] {
             assert!(doc["paths"].get(p).is_some(), "{p}");
         }

@@ -105,6 +105,18 @@ pub fn start_pool(
     let mut tasks = vec![
         tokio::spawn(intake(handle.clone(), rx)),
         tokio::spawn(tick(handle.clone(), cancel.clone())),
+        tokio::spawn(every(
+            handle.clone(),
+            cancel.clone(),
+            cfg.clues.oversight.every_s,
+            "oversight",
+        )),
+        tokio::spawn(every(
+            handle.clone(),
+            cancel.clone(),
+            cfg.clues.retention.every_s,
+            "retention",
+        )),
     ];
     tasks.extend(super::publish::spawn_delivery(&handle, cfg, cancel));
     info!(dir = %cfg.storage.dir.display(), "clue pool started");
@@ -156,6 +168,25 @@ async fn tick(pool: PoolHandle, cancel: CancellationToken) {
         }
         if let Err(e) = pool.tick().await {
             warn!(error = %e, "clue escalation tick failed");
+        }
+    }
+}
+
+/// Runs the oversight models or the retention purge every `period_s` until `cancel`.
+async fn every(pool: PoolHandle, cancel: CancellationToken, period_s: u64, job: &'static str) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(period_s.max(1)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        let r = match job {
+            "oversight" => pool.run_oversight().await.map(|_| ()),
+            _ => pool.run_retention().await.map(|_| ()),
+        };
+        if let Err(e) = r {
+            warn!(error = %e, job, "clue pool job failed");
         }
     }
 }
@@ -373,8 +404,103 @@ impl PoolHandle {
         Ok(changes)
     }
 
+    /// Detail with the owner's record (from the audit) and the leniency recommendation.
     pub async fn get(&self, id: i64) -> Result<Option<ClueDetail>, PoolError> {
-        self.blocking(move |s| s.get(id)).await
+        let now = self.now_ms();
+        let cfg = self.cfg.clone();
+        self.blocking(move |s| {
+            let Some(mut d) = s.get(id)? else {
+                return Ok(None);
+            };
+            let audit = s.audit_of(id)?;
+            let window = cfg.oversight.closed_without_owner.answer_window_s;
+            d.owner = Some(super::owner::owner_record(&audit, window));
+            let lc = &cfg.oversight.leniency;
+            let since = now.saturating_sub((lc.lookback_s as i64).saturating_mul(1000));
+            let prior = s.prior_clues_since(id, since)?;
+            d.leniency = Some(super::owner::leniency(&d.clue, prior, lc));
+            Ok(Some(d))
+        })
+        .await
+    }
+
+    pub fn config(&self) -> &CluesConfig {
+        &self.cfg
+    }
+
+    /// Runs the supervision models once: links duplicate acts, stores warnings. Returns the
+    /// warnings that are new or raised.
+    pub async fn run_oversight(&self) -> Result<Vec<super::oversight::Warning>, PoolError> {
+        let now = self.now_ms();
+        let cfg = self.cfg.clone();
+        let (changes, warnings) = self
+            .blocking(move |s| {
+                let oc = &cfg.oversight;
+                if !oc.enabled {
+                    return Ok((Vec::new(), Vec::new()));
+                }
+                let since = now.saturating_sub((oc.lookback_s as i64).saturating_mul(1000));
+                let history = s.oversight_history(since)?;
+                let (found, links) = super::oversight::run_models(&history, now, oc);
+                let mut changes = Vec::new();
+                for l in &links {
+                    changes.extend(s.link(l, "oversight", now)?);
+                }
+                let warnings = s.raise_warnings(&found, now)?;
+                Ok((changes, warnings))
+            })
+            .await?;
+        for c in &changes {
+            self.announce(c);
+        }
+        for w in &warnings {
+            info!(model = %w.finding.model, level = w.finding.level.as_str(),
+                  clue = ?w.finding.clue_id, "oversight warning");
+            self.metrics
+                .clue_changes_total
+                .get_or_create(&Reason::of("oversight_warning"))
+                .inc();
+        }
+        Ok(warnings)
+    }
+
+    pub async fn warnings(
+        &self,
+        scope: Option<Vec<String>>,
+        limit: u32,
+    ) -> Result<Vec<super::oversight::Warning>, PoolError> {
+        self.blocking(move |s| s.warnings(scope.as_deref(), limit))
+            .await
+    }
+
+    /// One retention purge now.
+    pub async fn run_retention(&self) -> Result<super::retention::PurgeReport, PoolError> {
+        let now = self.now_ms();
+        let cfg = self.cfg.clone();
+        let store = self.store.clone();
+        let files = self.evidence.clone();
+        tokio::task::spawn_blocking(move || {
+            super::retention::purge(store.as_ref(), &files, &cfg.retention, now)
+        })
+        .await
+        .map_err(|_| PoolError::Join)?
+        .map_err(|e| match e {
+            super::retention::RetentionError::Store(s) => PoolError::Store(s),
+            super::retention::RetentionError::Files(f) => PoolError::Evidence(f),
+        })
+    }
+
+    /// Audits that `actor` is being given an evidence original.
+    pub async fn record_original_access(
+        &self,
+        clue_id: i64,
+        sha256: String,
+        actor: String,
+        role: &'static str,
+    ) -> Result<(), PoolError> {
+        let now = self.now_ms();
+        self.blocking(move |s| s.record_original_access(clue_id, &sha256, &actor, role, now))
+            .await
     }
 
     pub async fn list(&self, q: ClueQuery) -> Result<Vec<Clue>, PoolError> {
@@ -448,6 +574,7 @@ fn store_evidence(
                 name,
                 content_type,
                 bytes,
+                regions,
             } => NewEvidence {
                 kind: "file",
                 name: Some(name),
@@ -455,6 +582,7 @@ fn store_evidence(
                 sha256: store.put(&bytes)?,
                 size: bytes.len() as i64,
                 body: None,
+                regions,
             },
             inline => {
                 let kind = match inline {
@@ -471,6 +599,7 @@ fn store_evidence(
                     sha256: super::audit::sha256_hex(&[text.as_bytes()]),
                     size: text.len() as i64,
                     body: Some(body),
+                    regions: None,
                 }
             }
         };
@@ -533,6 +662,7 @@ mod tests {
                 name: "frame.jpg".into(),
                 content_type: "image/jpeg".into(),
                 bytes: format!("jpeg-{at_ms}").into_bytes(),
+                regions: None,
             }],
             department: Some("water".into()),
         }
