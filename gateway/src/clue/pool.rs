@@ -623,6 +623,13 @@ mod tests {
     }
 
     fn pool(dir: &std::path::Path) -> (PoolHandle, Arc<FakeClock>, Arc<SqliteStore>) {
+        pool_with(dir, |_| {})
+    }
+
+    fn pool_with(
+        dir: &std::path::Path,
+        tune: impl FnOnce(&mut CluesConfig),
+    ) -> (PoolHandle, Arc<FakeClock>, Arc<SqliteStore>) {
         let store = Arc::new(
             SqliteStore::open(&dir.join("clues.sqlite"), vec![])
                 .expect("open")
@@ -632,6 +639,7 @@ mod tests {
         let mut cfg = CluesConfig::default();
         cfg.deadlines.high_s = 60;
         cfg.red_after_s = 60;
+        tune(&mut cfg);
         let h = PoolHandle::new(
             store.clone(),
             store.clone(),
@@ -871,5 +879,144 @@ mod tests {
         .expect("tamper");
         let r = p.verify().await.expect("verify");
         assert_eq!(r.broken.map(|b| b.seq), Some(3));
+    }
+
+    #[tokio::test]
+    async fn retention_purges_disposed_evidence_records_it_and_the_chain_still_verifies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, clock, _) = pool_with(dir.path(), |c| {
+            c.retention.image_s = 10;
+            c.retention.note_s = 10;
+        });
+        // Different frames (bytes); a file cited by an open clue is never deleted (see below).
+        let kept = p.ingest(event("m2", 2)).await.expect("open clue");
+        let c = p.ingest(event("m1", 1)).await.expect("ingest");
+        p.act(
+            c.clue.id,
+            Action::Dismiss {
+                reason: "cover lifted by the water works, permit 88".into(),
+            },
+            "ann#1".into(),
+        )
+        .await
+        .expect("dismiss");
+        let d = p.get(c.clue.id).await.expect("get").expect("exists");
+        let image = d.evidence[0].sha256.clone();
+        let path = dir.path().join("evidence").join(&image[..2]).join(&image[2..]);
+        assert!(path.exists());
+        clock.0.fetch_add(11_000, Ordering::SeqCst);
+        let r = p.run_retention().await.expect("purge");
+        assert_eq!(r.purged, 1, "the image of the disposed clue; the open one keeps its own");
+        assert_eq!(r.files_deleted, 1);
+        assert!(!path.exists(), "the purged evidence is gone from disk");
+        let d = p.get(c.clue.id).await.expect("get").expect("exists");
+        assert!(d.evidence[0].purged_ms.is_some(), "the row stays as a tombstone");
+        assert_eq!(d.evidence[0].sha256, image);
+        assert!(matches!(
+            p.evidence_file(image.clone()).await,
+            Err(PoolError::Evidence(EvidenceError::NotFound(_)))
+        ));
+        let trail = p.audit_of(c.clue.id).await.expect("audit");
+        let purge = trail.last().expect("entry");
+        assert_eq!(purge.action, "evidence_purged");
+        assert_eq!(purge.detail["sha256"], image);
+        assert_eq!(purge.detail["reason"], "retention");
+        assert!(p.verify().await.expect("verify").ok, "the chain still verifies");
+        let again = p.run_retention().await.expect("purge again");
+        assert_eq!((again.purged, again.files_deleted), (0, 0));
+        let open = p.get(kept.clue.id).await.expect("get").expect("exists");
+        assert!(open.evidence.iter().all(|e| e.purged_ms.is_none()));
+        // The same frame cited by a disposed and an open clue: the row is purged, the file
+        // stays while the open clue cites it.
+        let shared = p.ingest(event("m3", 2)).await.expect("same bytes as the open clue");
+        p.act(
+            shared.clue.id,
+            Action::Dismiss {
+                reason: "duplicate camera, same frame as m2".into(),
+            },
+            "ann#1".into(),
+        )
+        .await
+        .expect("dismiss");
+        let r = p.run_retention().await.expect("purge");
+        assert_eq!((r.purged, r.files_deleted), (1, 0));
+        let sha = open.evidence[0].sha256.clone();
+        p.evidence_file(sha).await.expect("still on disk for the open clue");
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_act_of_two_departments_ends_as_one_lead_with_a_link() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let water = p.ingest(event("m1", 1)).await.expect("water");
+        let mut ev = event("m1", 2);
+        ev.rule = "city-cover-check".into();
+        ev.dedup_key = "city-cover-check/a/m1".into();
+        ev.department = Some("city-management".into());
+        let city = p.ingest(ev).await.expect("city");
+        assert_ne!(water.clue.id, city.clue.id, "two clues before oversight");
+        let mut rx = p.subscribe();
+        let warnings = p.run_oversight().await.expect("oversight");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].finding.model, "duplicate_act");
+        let lead = p.get(water.clue.id).await.expect("get").expect("lead");
+        let linked = p.get(city.clue.id).await.expect("get").expect("linked");
+        assert_eq!(lead.links.linked.len(), 1);
+        assert_eq!(lead.links.linked[0].clue_id, city.clue.id);
+        assert_eq!(
+            linked.links.lead.as_ref().map(|l| l.clue_id),
+            Some(water.clue.id)
+        );
+        assert_eq!(rx.recv().await.expect("change").event, "linked");
+        // Running again links nothing more and raises nothing new.
+        assert!(p.run_oversight().await.expect("again").is_empty());
+        assert!(p.verify().await.expect("verify").ok);
+        // Both departments now work it: red.
+        p.act(water.clue.id, Action::Claim { note: None }, "ann#1".into())
+            .await
+            .expect("claim");
+        p.act(city.clue.id, Action::Claim { note: None }, "li#2".into())
+            .await
+            .expect("claim");
+        let red = p.run_oversight().await.expect("red");
+        assert_eq!(red.len(), 1);
+        assert_eq!(red[0].finding.level, Escalation::Red);
+        assert_eq!(p.warnings(None, 10).await.expect("list").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_detail_shows_owner_notice_and_the_leniency_rule() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let mut ev = event("m1", 1);
+        ev.level = Level::Low;
+        let c = p.ingest(ev).await.expect("ingest");
+        p.act(
+            c.clue.id,
+            Action::NotifyOwner {
+                channel: "sms".into(),
+                note: None,
+            },
+            "ann#1".into(),
+        )
+        .await
+        .expect("notify");
+        p.act(
+            c.clue.id,
+            Action::OwnerResponse {
+                statement: "a delivery van lifted it".into(),
+                channel: Some("phone".into()),
+            },
+            "ann#1".into(),
+        )
+        .await
+        .expect("answer");
+        let d = p.get(c.clue.id).await.expect("get").expect("exists");
+        let owner = d.owner.expect("owner record");
+        assert_eq!(owner.notified[0].channel, "sms");
+        assert_eq!(owner.responses[0].statement, "a delivery van lifted it");
+        let l = d.leniency.expect("leniency");
+        assert!(l.recommended, "{l:?}");
+        assert!(l.rule.contains("first-minor-violation"));
     }
 }
