@@ -174,11 +174,19 @@ fn lesser_roles_get_masked_images_originals_verify_and_the_purge_keeps_the_chain
         .filter(|e| e["action"] == json!("evidence_original_access"))
         .collect();
     assert_eq!(access.len(), 1, "{trail}");
-    assert!(access[0]["actor"].as_str().expect("actor").starts_with("sue#"));
+    assert!(
+        access[0]["actor"]
+            .as_str()
+            .expect("actor")
+            .starts_with("sue#")
+    );
     assert_eq!(access[0]["detail"]["sha256"], json!(sha));
     // Exports follow the same rule: the inspector's export has no plate.
     let csv = call(&gw, "GET", "/api/v1/clues/export?format=csv", &ann, None)?.text();
-    assert!(!csv.contains("京A12345") && csv.contains("京A*****"), "{csv}");
+    assert!(
+        !csv.contains("京A12345") && csv.contains("京A*****"),
+        "{csv}"
+    );
     let csv = call(&gw, "GET", "/api/v1/clues/export?format=csv", &sue, None)?.text();
     assert!(csv.contains("京A12345"));
 
@@ -213,7 +221,10 @@ fn lesser_roles_get_masked_images_originals_verify_and_the_purge_keeps_the_chain
         .json()?;
     assert_eq!(report["purged"], json!(1), "{report}");
     assert_eq!(report["files_deleted"], json!(1));
-    assert!(!evidence_path(&gw, &sha).exists(), "purged evidence is gone from disk");
+    assert!(
+        !evidence_path(&gw, &sha).exists(),
+        "purged evidence is gone from disk"
+    );
     assert_eq!(call(&gw, "GET", &path, &sue, None)?.status, 410);
     let v = call(&gw, "GET", "/api/v1/audit/verify", &sue, None)?;
     assert_eq!(v.status, 200, "{}", v.text());
@@ -320,9 +331,17 @@ fn a_duplicate_act_is_linked_and_warnings_reach_supervisors_but_not_the_person_c
     // One violation, one case: the first clue leads, the other is linked, both say so.
     let d_lead = call(&gw, "GET", &format!("/api/v1/clues/{lead}"), &ann, None)?.json()?;
     let d_other = call(&gw, "GET", &format!("/api/v1/clues/{other}"), &ann, None)?.json()?;
-    assert_eq!(d_lead["links"]["linked"][0]["clue_id"], json!(other), "{d_lead}");
+    assert_eq!(
+        d_lead["links"]["linked"][0]["clue_id"],
+        json!(other),
+        "{d_lead}"
+    );
     assert_eq!(d_lead["links"]["lead"], Value::Null);
-    assert_eq!(d_other["links"]["lead"]["clue_id"], json!(lead), "{d_other}");
+    assert_eq!(
+        d_other["links"]["lead"]["clue_id"],
+        json!(lead),
+        "{d_other}"
+    );
     assert_eq!(
         d_other["links"]["lead"]["department"],
         json!("city-management")

@@ -356,7 +356,10 @@ fn privacy_regions(
         x1: b.x1,
         y1: b.y1,
     };
-    let mut out: Vec<Region> = plates.iter().map(|p| region("plate", &p.plate.bbox)).collect();
+    let mut out: Vec<Region> = plates
+        .iter()
+        .map(|p| region("plate", &p.plate.bbox))
+        .collect();
     for d in dets {
         if d.label == "person" {
             out.push(region("person", &d.bbox));

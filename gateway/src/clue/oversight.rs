@@ -235,9 +235,18 @@ impl Default for DismissalConfig {
         DismissalConfig {
             enabled: true,
             min_reason_chars: 12,
-            boilerplate: ["ok", "n/a", "na", "none", "no problem", "false alarm", "-", "done"]
-                .map(String::from)
-                .to_vec(),
+            boilerplate: [
+                "ok",
+                "n/a",
+                "na",
+                "none",
+                "no problem",
+                "false alarm",
+                "-",
+                "done",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -542,7 +551,10 @@ pub fn dismissal_without_basis(records: &[ClueRecord], cfg: &DismissalConfig) ->
             .trim()
             .to_lowercase();
         let weak = reason.chars().count() < cfg.min_reason_chars
-            || cfg.boilerplate.iter().any(|b| b.trim().to_lowercase() == reason);
+            || cfg
+                .boilerplate
+                .iter()
+                .any(|b| b.trim().to_lowercase() == reason);
         if !weak {
             continue;
         }
@@ -642,7 +654,9 @@ pub fn officer_outlier(records: &[ClueRecord], cfg: &OutlierConfig) -> Vec<Findi
         .collect();
     type Share = fn(&Officer) -> f64;
     let metrics: [(&str, Share); 2] = [
-        ("dismissed_share", |o| o.dismissed as f64 / o.disposals as f64),
+        ("dismissed_share", |o| {
+            o.dismissed as f64 / o.disposals as f64
+        }),
         ("high_level_share", |o| o.high as f64 / o.disposals as f64),
     ];
     for (name, o) in &judged {
@@ -836,7 +850,11 @@ pub fn closed_without_owner(
     let mut out = Vec::new();
     for r in records {
         let c = &r.clue;
-        if cfg.exempt_kinds.iter().any(|k| c.kind.starts_with(k.as_str())) {
+        if cfg
+            .exempt_kinds
+            .iter()
+            .any(|k| c.kind.starts_with(k.as_str()))
+        {
             continue;
         }
         let Some(resolve) = r.actions("resolve").last() else {
@@ -859,18 +877,16 @@ pub fn closed_without_owner(
         let (level, why) = match (notified, close) {
             (None, None) => (Escalation::Yellow, "resolved without notifying the owner"),
             (None, Some(_)) => (Escalation::Red, "closed without notifying the owner"),
-            (Some(n), _) if !answered && resolve.at_ms < n.saturating_add(window) => {
-                match close {
-                    None => (
-                        Escalation::Yellow,
-                        "resolved before the owner's time to answer ended",
-                    ),
-                    Some(_) => (
-                        Escalation::Red,
-                        "closed before the owner's time to answer ended",
-                    ),
-                }
-            }
+            (Some(n), _) if !answered && resolve.at_ms < n.saturating_add(window) => match close {
+                None => (
+                    Escalation::Yellow,
+                    "resolved before the owner's time to answer ended",
+                ),
+                Some(_) => (
+                    Escalation::Red,
+                    "closed before the owner's time to answer ended",
+                ),
+            },
             _ => continue,
         };
         let concerns: BTreeSet<String> = std::iter::once(resolve)
@@ -1004,7 +1020,12 @@ mod tests {
             claimed(2, "bob#2"),
             &[
                 (H, "bob#2", "claim", json!({})),
-                (2 * H, "bob#2", "comment", json!({"text": "visited, pump-out ordered"})),
+                (
+                    2 * H,
+                    "bob#2",
+                    "comment",
+                    json!({"text": "visited, pump-out ordered"}),
+                ),
             ],
         );
         assert!(untouched_claim(&[worked], 12 * H, &cfg).is_empty());
@@ -1057,7 +1078,12 @@ mod tests {
         let commented = dismissed(
             2,
             "n/a",
-            &[(H, "ann#1", "comment", json!({"text": "site visit: permit shown"}))],
+            &[(
+                H,
+                "ann#1",
+                "comment",
+                json!({"text": "site visit: permit shown"}),
+            )],
         );
         assert_eq!(
             dismissal_without_basis(&[commented], &cfg)[0].level,
@@ -1068,13 +1094,7 @@ mod tests {
     }
 
     /// `n` disposals by `who`, `dismissed` of them dismissals, each on its own subject.
-    fn disposals(
-        who: &str,
-        first_id: i64,
-        n: i64,
-        dismissed: i64,
-        high: i64,
-    ) -> Vec<ClueRecord> {
+    fn disposals(who: &str, first_id: i64, n: i64, dismissed: i64, high: i64) -> Vec<ClueRecord> {
         (0..n)
             .map(|i| {
                 let action = if i < dismissed { "dismiss" } else { "resolve" };
@@ -1151,14 +1171,26 @@ mod tests {
         // Normal: same department, or another device, or days apart.
         let mut c = b.clone();
         c.department = a.department.clone();
-        assert!(duplicate_act(&[record(a.clone(), &[]), record(c, &[])], &cfg).1.is_empty());
+        assert!(
+            duplicate_act(&[record(a.clone(), &[]), record(c, &[])], &cfg)
+                .1
+                .is_empty()
+        );
         let mut d = b.clone();
         d.subject.device = Some("trap-2".into());
-        assert!(duplicate_act(&[record(a.clone(), &[]), record(d, &[])], &cfg).1.is_empty());
+        assert!(
+            duplicate_act(&[record(a.clone(), &[]), record(d, &[])], &cfg)
+                .1
+                .is_empty()
+        );
         let mut e = b;
         e.first_seen_ms = 40 * H;
         e.last_seen_ms = 40 * H;
-        assert!(duplicate_act(&[record(a, &[]), record(e, &[])], &cfg).1.is_empty());
+        assert!(
+            duplicate_act(&[record(a, &[]), record(e, &[])], &cfg)
+                .1
+                .is_empty()
+        );
     }
 
     #[test]
@@ -1179,7 +1211,10 @@ mod tests {
         );
         let f = closed_without_owner(&[closed], 0, &cfg);
         assert_eq!(f[0].level, Escalation::Red);
-        assert_eq!(f[0].concerns, vec!["ann#1".to_string(), "sue#4".to_string()]);
+        assert_eq!(
+            f[0].concerns,
+            vec!["ann#1".to_string(), "sue#4".to_string()]
+        );
         let rushed = record(
             clue(3, Status::Closed),
             &[
@@ -1197,7 +1232,12 @@ mod tests {
             clue(4, Status::Closed),
             &[
                 (H, "ann#1", "notify_owner", json!({"channel": "letter"})),
-                (2 * H, "ann#1", "owner_response", json!({"statement": "pump broke"})),
+                (
+                    2 * H,
+                    "ann#1",
+                    "owner_response",
+                    json!({"statement": "pump broke"}),
+                ),
                 (3 * H, "ann#1", "resolve", json!({})),
                 (4 * H, "sue#4", "close", json!({})),
             ],
@@ -1221,7 +1261,12 @@ mod tests {
             &[
                 (H, "ann#1", "claim", json!({})),
                 (H, "ann#1", "notify_owner", json!({"channel": "sms"})),
-                (2 * H, "ann#1", "owner_response", json!({"statement": "fixed"})),
+                (
+                    2 * H,
+                    "ann#1",
+                    "owner_response",
+                    json!({"statement": "fixed"}),
+                ),
                 (3 * H, "ann#1", "resolve", json!({})),
                 (4 * H, "sue#4", "close", json!({})),
             ],
@@ -1254,7 +1299,10 @@ mod tests {
             "[clues.oversight.transfer_ping_pong]\nyellow_transfers = 4\nred_transfers = 2\n",
         )
         .expect_err("red below yellow");
-        assert!(e.to_string().contains("transfer_ping_pong.red_transfers"), "{e}");
+        assert!(
+            e.to_string().contains("transfer_ping_pong.red_transfers"),
+            "{e}"
+        );
         let e = crate::config::Config::from_toml("[clues.oversight.duplicate_act]\nwindow = 3\n")
             .expect_err("unknown key");
         assert!(e.to_string().contains("window"), "{e}");

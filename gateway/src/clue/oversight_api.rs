@@ -73,7 +73,10 @@ async fn run(p: Principal, State(pool): State<PoolHandle>) -> Result<impl IntoRe
     Ok(Json(list))
 }
 
-async fn purge(p: Principal, State(pool): State<PoolHandle>) -> Result<impl IntoResponse, ApiError> {
+async fn purge(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+) -> Result<impl IntoResponse, ApiError> {
     p.require(p.role == Role::Admin, "purge evidence")?;
     Ok(Json(pool.run_retention().await?))
 }

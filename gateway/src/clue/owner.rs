@@ -174,7 +174,11 @@ mod tests {
         assert!(!leniency(&clue(Level::Low, 9), 0, &cfg).recommended);
         let repeat = leniency(&clue(Level::Low, 1), 2, &cfg);
         assert!(!repeat.recommended);
-        assert!(repeat.reasons[0].contains("2 earlier"), "{:?}", repeat.reasons);
+        assert!(
+            repeat.reasons[0].contains("2 earlier"),
+            "{:?}",
+            repeat.reasons
+        );
     }
 
     #[test]
@@ -192,8 +196,18 @@ mod tests {
         let r = owner_record(
             &[
                 entry(1, 10, "claim", json!({})),
-                entry(2, 20, "notify_owner", json!({"channel": "sms", "note": "text sent"})),
-                entry(3, 30, "owner_response", json!({"statement": "pump broke", "channel": "phone"})),
+                entry(
+                    2,
+                    20,
+                    "notify_owner",
+                    json!({"channel": "sms", "note": "text sent"}),
+                ),
+                entry(
+                    3,
+                    30,
+                    "owner_response",
+                    json!({"statement": "pump broke", "channel": "phone"}),
+                ),
             ],
             60,
         );

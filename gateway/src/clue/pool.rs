@@ -902,15 +902,25 @@ mod tests {
         .expect("dismiss");
         let d = p.get(c.clue.id).await.expect("get").expect("exists");
         let image = d.evidence[0].sha256.clone();
-        let path = dir.path().join("evidence").join(&image[..2]).join(&image[2..]);
+        let path = dir
+            .path()
+            .join("evidence")
+            .join(&image[..2])
+            .join(&image[2..]);
         assert!(path.exists());
         clock.0.fetch_add(11_000, Ordering::SeqCst);
         let r = p.run_retention().await.expect("purge");
-        assert_eq!(r.purged, 1, "the image of the disposed clue; the open one keeps its own");
+        assert_eq!(
+            r.purged, 1,
+            "the image of the disposed clue; the open one keeps its own"
+        );
         assert_eq!(r.files_deleted, 1);
         assert!(!path.exists(), "the purged evidence is gone from disk");
         let d = p.get(c.clue.id).await.expect("get").expect("exists");
-        assert!(d.evidence[0].purged_ms.is_some(), "the row stays as a tombstone");
+        assert!(
+            d.evidence[0].purged_ms.is_some(),
+            "the row stays as a tombstone"
+        );
         assert_eq!(d.evidence[0].sha256, image);
         assert!(matches!(
             p.evidence_file(image.clone()).await,
@@ -921,14 +931,20 @@ mod tests {
         assert_eq!(purge.action, "evidence_purged");
         assert_eq!(purge.detail["sha256"], image);
         assert_eq!(purge.detail["reason"], "retention");
-        assert!(p.verify().await.expect("verify").ok, "the chain still verifies");
+        assert!(
+            p.verify().await.expect("verify").ok,
+            "the chain still verifies"
+        );
         let again = p.run_retention().await.expect("purge again");
         assert_eq!((again.purged, again.files_deleted), (0, 0));
         let open = p.get(kept.clue.id).await.expect("get").expect("exists");
         assert!(open.evidence.iter().all(|e| e.purged_ms.is_none()));
         // The same frame cited by a disposed and an open clue: the row is purged, the file
         // stays while the open clue cites it.
-        let shared = p.ingest(event("m3", 2)).await.expect("same bytes as the open clue");
+        let shared = p
+            .ingest(event("m3", 2))
+            .await
+            .expect("same bytes as the open clue");
         p.act(
             shared.clue.id,
             Action::Dismiss {
@@ -941,7 +957,9 @@ mod tests {
         let r = p.run_retention().await.expect("purge");
         assert_eq!((r.purged, r.files_deleted), (1, 0));
         let sha = open.evidence[0].sha256.clone();
-        p.evidence_file(sha).await.expect("still on disk for the open clue");
+        p.evidence_file(sha)
+            .await
+            .expect("still on disk for the open clue");
     }
 
     #[tokio::test]

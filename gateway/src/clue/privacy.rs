@@ -125,10 +125,7 @@ pub fn mask_rects(regions: &[Region], w: u32, h: u32, cfg: &PrivacyConfig) -> Ve
             "plate" => (y0, y1),
             "person" => (y0, y0 + (y1 - y0) * cfg.person_head_fraction),
             "vehicle" => {
-                if regions
-                    .iter()
-                    .any(|p| p.kind == "plate" && inside(p, r))
-                {
+                if regions.iter().any(|p| p.kind == "plate" && inside(p, r)) {
                     continue;
                 }
                 (y1 - (y1 - y0) * cfg.vehicle_plate_fraction, y1)
@@ -266,20 +263,21 @@ mod tests {
         let rects = mask_rects(&regions, 320, 120, &cfg);
         assert_eq!(
             rects,
-            vec![
-                [10, 10, 30, 40],
-                [100, 86, 200, 110],
-                [240, 95, 270, 105]
-            ],
+            vec![[10, 10, 30, 40], [100, 86, 200, 110], [240, 95, 270, 105]],
             "head, plate band of the vehicle without a plate box, the plate box"
         );
         let original = jpeg(320, 120);
         let masked = masked_copy(&original, "image/jpeg", Some(&regions), &cfg).expect("mask");
-        let before = image::load_from_memory(&original).expect("decode").to_rgb8();
+        let before = image::load_from_memory(&original)
+            .expect("decode")
+            .to_rgb8();
         let after = image::load_from_memory(&masked).expect("decode").to_rgb8();
         assert!(roughness(&after, [12, 12, 28, 38]) < roughness(&before, [12, 12, 28, 38]) / 4.0);
         // Away from every region, the image is the same (JPEG re-encoding aside).
-        assert!((roughness(&after, [40, 10, 90, 40]) - roughness(&before, [40, 10, 90, 40])).abs() < 8.0);
+        assert!(
+            (roughness(&after, [40, 10, 90, 40]) - roughness(&before, [40, 10, 90, 40])).abs()
+                < 8.0
+        );
     }
 
     #[test]
@@ -287,7 +285,9 @@ mod tests {
         let cfg = PrivacyConfig::default();
         let original = jpeg(160, 120);
         let masked = masked_copy(&original, "image/jpeg", None, &cfg).expect("mask");
-        let before = image::load_from_memory(&original).expect("decode").to_rgb8();
+        let before = image::load_from_memory(&original)
+            .expect("decode")
+            .to_rgb8();
         let after = image::load_from_memory(&masked).expect("decode").to_rgb8();
         let all = [0, 0, 160, 120];
         assert!(roughness(&after, all) < roughness(&before, all) / 4.0);

@@ -638,9 +638,7 @@ fn read_links(conn: &Connection, id: i64) -> Result<Links, StoreError> {
         "SELECT l.linked_id, c.department, l.reason, l.actor, l.at_ms FROM clue_links l \
          JOIN clues c ON c.id = l.linked_id WHERE l.lead_id = ?1 ORDER BY l.linked_id",
     )?;
-    let linked = st
-        .query_map([id], link)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let linked = st.query_map([id], link)?.collect::<Result<Vec<_>, _>>()?;
     Ok(Links { lead, linked })
 }
 
@@ -651,7 +649,8 @@ fn warning_from_row(r: &Row) -> rusqlite::Result<Warning> {
         finding: Finding {
             model: r.get(1)?,
             key: r.get(3)?,
-            level: Escalation::parse(&level).ok_or_else(|| corrupt(format!("warning level {level}")))?,
+            level: Escalation::parse(&level)
+                .ok_or_else(|| corrupt(format!("warning level {level}")))?,
             site: r.get(4)?,
             clue_id: r.get(5)?,
             concerns: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
