@@ -801,6 +801,37 @@ mod tests {
     }
 
     #[test]
+    fn overstay_evidence_carries_the_personal_data_regions_of_its_frames() {
+        let mut t = DwellTracker::new(cfg());
+        let region = |x0: f32| Region {
+            kind: "plate".into(),
+            x0,
+            y0: 380.0,
+            x1: x0 + 40.0,
+            y1: 395.0,
+        };
+        let mut raised = None;
+        for s in (0..=480).step_by(30) {
+            let f = Frame {
+                regions: vec![region(s as f32)],
+                ..frame(s, vec![car(Some("京A12345"))])
+            };
+            for e in t.observe(&f) {
+                if let DwellEvent::Clue(ClueSignal::Occurrence(c)) = e {
+                    raised = Some(c);
+                }
+            }
+        }
+        let c = raised.expect("raised at the limit");
+        let regions = |i: usize| match &c.evidence[i] {
+            Evidence::File { regions, .. } => regions.clone(),
+            other => panic!("evidence {other:?}"),
+        };
+        assert_eq!(regions(0), Some(vec![region(0.0)]), "first frame's boxes");
+        assert_eq!(regions(1), Some(vec![region(480.0)]), "last frame's boxes");
+    }
+
+    #[test]
     fn car_hidden_by_a_bus_keeps_its_dwell() {
         let mut t = DwellTracker::new(cfg());
         // No plate is ever read: the stay is tied together by position alone. A bus stands in
