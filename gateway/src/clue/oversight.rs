@@ -1307,4 +1307,49 @@ mod tests {
             .expect_err("unknown key");
         assert!(e.to_string().contains("window"), "{e}");
     }
+
+    /// Benchmark: `cargo test -p gateway --release --lib oversight_models_speed -- --ignored
+    /// --nocapture`. A month of a busy pool: 20,000 clues, 6 audit entries each, 40 officers.
+    #[test]
+    #[ignore = "benchmark; prints figures"]
+    fn oversight_models_speed() {
+        let officers: Vec<String> = (0..40).map(|i| format!("officer{i}#{i}")).collect();
+        let depts = ["water", "market", "city-management"];
+        let records: Vec<ClueRecord> = (0..20_000i64)
+            .map(|i| {
+                let who = officers[(i % 40) as usize].as_str();
+                let mut c = clue(i, Status::Closed);
+                c.department = Some(depts[(i % 3) as usize].into());
+                c.subject.device = Some(format!("d{}", i % 5000));
+                c.first_seen_ms = i * 60_000;
+                c.last_seen_ms = i * 60_000 + 1000;
+                let action = if i % 5 == 0 { "dismiss" } else { "resolve" };
+                record(
+                    c,
+                    &[
+                        (H, who, "claim", json!({})),
+                        (H, who, "notify_owner", json!({"channel": "sms"})),
+                        (2 * H, who, "owner_response", json!({"statement": "ok"})),
+                        (
+                            3 * H,
+                            who,
+                            action,
+                            json!({"reason": "checked on site with the owner"}),
+                        ),
+                        (4 * H, "sup#1", "close", json!({})),
+                    ],
+                )
+            })
+            .collect();
+        let cfg = OversightConfig::default();
+        let t = std::time::Instant::now();
+        let (f, l) = run_models(&records, 100 * H, &cfg);
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        println!(
+            "oversight models: {} clues in {ms:.1} ms ({} findings, {} links)",
+            records.len(),
+            f.len(),
+            l.len()
+        );
+    }
 }

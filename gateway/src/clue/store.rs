@@ -1674,4 +1674,58 @@ mod tests {
         assert_eq!(store.list_tokens().expect("list")[0].revoked_ms, Some(2));
         assert!(store.verify_audit().expect("verify").ok);
     }
+
+    #[test]
+    fn warnings_are_kept_once_raised_never_lowered_and_queued_for_the_platform() {
+        use crate::clue::oversight::Finding;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            SqliteStore::open(&dir.path().join("clues.sqlite"), vec![CHANNEL_MQTT]).expect("open");
+        let f = |level| Finding {
+            model: "untouched_claim".into(),
+            key: "untouched_claim/7".into(),
+            level,
+            site: Some("s1".into()),
+            clue_id: Some(7),
+            concerns: vec!["ann#1".into()],
+            message: "m".into(),
+            detail: json!({}),
+        };
+        assert_eq!(
+            store
+                .raise_warnings(&[f(Escalation::Yellow)], 1)
+                .expect("new")
+                .len(),
+            1
+        );
+        assert!(
+            store
+                .raise_warnings(&[f(Escalation::Yellow)], 2)
+                .expect("same")
+                .is_empty()
+        );
+        let red = store
+            .raise_warnings(&[f(Escalation::Red)], 3)
+            .expect("raised");
+        assert_eq!(red[0].finding.level, Escalation::Red);
+        assert!(
+            store
+                .raise_warnings(&[f(Escalation::Yellow)], 4)
+                .expect("lower")
+                .is_empty()
+        );
+        let all = store.warnings(Some(&["s1".into()]), 10).expect("list");
+        assert_eq!((all.len(), all[0].finding.level), (1, Escalation::Red));
+        assert_eq!((all[0].first_ms, all[0].updated_ms), (1, 3));
+        assert!(
+            store
+                .warnings(Some(&["s2".into()]), 10)
+                .expect("other site")
+                .is_empty()
+        );
+        let queued = store.pending(CHANNEL_MQTT, 10).expect("pending");
+        let topics: Vec<&str> = queued.iter().map(|d| d.topic.as_str()).collect();
+        assert_eq!(topics, ["oversight/v1/s1/yellow", "oversight/v1/s1/red"]);
+        assert!(store.verify_audit().expect("verify").ok);
+    }
 }
