@@ -1728,4 +1728,58 @@ mod tests {
         assert_eq!(topics, ["oversight/v1/s1/yellow", "oversight/v1/s1/red"]);
         assert!(store.verify_audit().expect("verify").ok);
     }
+
+    /// Benchmark: `cargo test -p gateway --release --lib oversight_history_speed -- --ignored
+    /// --nocapture`. What one oversight run reads: 10,000 clues with 3 audit entries each.
+    #[test]
+    #[ignore = "benchmark; prints figures"]
+    fn oversight_history_speed() {
+        use crate::clue::signal::Subject;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("clues.sqlite"), vec![]).expect("open");
+        let n = 10_000;
+        let items: Vec<(ClueEvent, Vec<NewEvidence>, i64)> = (0..n)
+            .map(|i| {
+                let subject = Subject {
+                    site: format!("s{}", i % 10),
+                    device: Some(format!("d{i}")),
+                    ..Default::default()
+                };
+                let ev = ClueEvent {
+                    rule: "r".into(),
+                    kind: "k".into(),
+                    level: Level::Medium,
+                    dedup_key: ClueEvent::default_key("r", &subject),
+                    subject,
+                    at_ms: i,
+                    title: "t".into(),
+                    detail: json!({}),
+                    evidence: vec![],
+                    department: Some(["water", "market"][(i % 2) as usize].into()),
+                };
+                (ev, vec![], 1_000_000)
+            })
+            .collect();
+        store.ingest_batch(&items, 1).expect("ingest");
+        for id in 1..=n {
+            store
+                .act(id, &Action::Claim { note: None }, &format!("o{}#1", id % 30), 2)
+                .expect("claim");
+            store
+                .act(id, &Action::Resolve { note: None }, &format!("o{}#1", id % 30), 3)
+                .expect("resolve");
+        }
+        let t = std::time::Instant::now();
+        let h = store.oversight_history(0).expect("history");
+        let read_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let t = std::time::Instant::now();
+        let cfg = crate::clue::oversight::OversightConfig::default();
+        let (f, _) = crate::clue::oversight::run_models(&h, 10, &cfg);
+        let model_ms = t.elapsed().as_secs_f64() * 1000.0;
+        println!(
+            "oversight run over {} clues: history read {read_ms:.0} ms, models {model_ms:.0} ms ({} findings)",
+            h.len(),
+            f.len()
+        );
+    }
 }
