@@ -772,30 +772,52 @@ pub fn duplicate_act(
         .filter(|r| r.linked_to.is_some())
         .map(|r| r.clue.id)
         .collect();
-    for (i, a) in records.iter().enumerate() {
-        for b in &records[i + 1..] {
-            if taken.contains(&a.clue.id) || taken.contains(&b.clue.id) {
-                continue;
-            }
-            if !same_act(&a.clue, &b.clue, cfg) {
-                continue;
-            }
-            let key = |r: &ClueRecord| (r.clue.claimed_ms.unwrap_or(i64::MAX), r.clue.id);
-            let (lead, other) = if key(a) <= key(b) { (a, b) } else { (b, a) };
-            taken.insert(other.clue.id);
-            if cfg.auto_link {
-                links.push(LinkProposal {
-                    lead: lead.clue.id,
-                    linked: other.clue.id,
-                    reason: format!(
-                        "same act seen by {} and {}",
-                        lead.clue.department.as_deref().unwrap_or("-"),
-                        other.clue.department.as_deref().unwrap_or("-")
-                    ),
-                });
-            }
-            pairs.push((lead, other, false));
+    // Candidates only: same site and device, same site and plate, or both located on the same
+    // site (compared pairwise; few clues carry a location). Keeps a month of clues linear-ish.
+    let mut buckets: BTreeMap<(&str, u8, &str), Vec<usize>> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate() {
+        let s = &r.clue.subject;
+        if let Some(d) = s.device.as_deref() {
+            buckets.entry((&s.site, 0, d)).or_default().push(i);
         }
+        if let Some(p) = s.plate.as_deref() {
+            buckets.entry((&s.site, 1, p)).or_default().push(i);
+        }
+        if s.location.is_some() {
+            buckets.entry((&s.site, 2, "")).or_default().push(i);
+        }
+    }
+    let mut candidates: BTreeSet<(usize, usize)> = BTreeSet::new();
+    for members in buckets.values() {
+        for (k, &i) in members.iter().enumerate() {
+            for &j in &members[k + 1..] {
+                candidates.insert((i.min(j), i.max(j)));
+            }
+        }
+    }
+    for (i, j) in candidates {
+        let (a, b) = (&records[i], &records[j]);
+        if taken.contains(&a.clue.id) || taken.contains(&b.clue.id) {
+            continue;
+        }
+        if !same_act(&a.clue, &b.clue, cfg) {
+            continue;
+        }
+        let key = |r: &ClueRecord| (r.clue.claimed_ms.unwrap_or(i64::MAX), r.clue.id);
+        let (lead, other) = if key(a) <= key(b) { (a, b) } else { (b, a) };
+        taken.insert(other.clue.id);
+        if cfg.auto_link {
+            links.push(LinkProposal {
+                lead: lead.clue.id,
+                linked: other.clue.id,
+                reason: format!(
+                    "same act seen by {} and {}",
+                    lead.clue.department.as_deref().unwrap_or("-"),
+                    other.clue.department.as_deref().unwrap_or("-")
+                ),
+            });
+        }
+        pairs.push((lead, other, false));
     }
     for (lead, other, linked) in pairs {
         let both = lead.worked_by_people() && other.worked_by_people();
@@ -1191,6 +1213,23 @@ mod tests {
                 .1
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn duplicate_act_by_location_links_points_within_the_distance_only() {
+        let cfg = DuplicateConfig::default();
+        let at = |id: i64, dept: &str, lat: f64| {
+            let mut c = clue(id, Status::New);
+            c.subject.device = None;
+            c.subject.location = Some(crate::clue::signal::GeoPoint { lat, lon: 120.0 });
+            c.department = Some(dept.into());
+            record(c, &[])
+        };
+        // 0.0003 degrees of latitude is about 33 m; 0.001 about 111 m.
+        let near = [at(1, "water", 30.0), at(2, "environment", 30.0003)];
+        assert_eq!(duplicate_act(&near, &cfg).1.len(), 1);
+        let far = [at(1, "water", 30.0), at(2, "environment", 30.001)];
+        assert!(duplicate_act(&far, &cfg).1.is_empty());
     }
 
     #[test]

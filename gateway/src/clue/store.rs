@@ -1763,10 +1763,20 @@ mod tests {
         store.ingest_batch(&items, 1).expect("ingest");
         for id in 1..=n {
             store
-                .act(id, &Action::Claim { note: None }, &format!("o{}#1", id % 30), 2)
+                .act(
+                    id,
+                    &Action::Claim { note: None },
+                    &format!("o{}#1", id % 30),
+                    2,
+                )
                 .expect("claim");
             store
-                .act(id, &Action::Resolve { note: None }, &format!("o{}#1", id % 30), 3)
+                .act(
+                    id,
+                    &Action::Resolve { note: None },
+                    &format!("o{}#1", id % 30),
+                    3,
+                )
                 .expect("resolve");
         }
         let t = std::time::Instant::now();
