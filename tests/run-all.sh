@@ -59,6 +59,9 @@ declare -A APT_FOR=(
     [openssl]=openssl
     [stdbuf]=coreutils
     [python3]=python3
+    [chromium]=chromium
+    [node]=nodejs
+    [npm]=npm
 )
 
 install_deps() {
@@ -69,6 +72,8 @@ install_deps() {
             [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
         fi
     done
+    # The dashboard's screenshots show Chinese: a CJK font for chromium.
+    fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-wqy-zenhei)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "apt: installing ${missing[*]}"
         # Packages must not start their system services (ports 1883/8086/8428):
@@ -83,7 +88,7 @@ install_deps() {
         [ $created_policy -eq 1 ] && as_root rm -f "$policy"
         [ $rc -eq 0 ] || return $rc
     else
-        echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl)"
+        echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl, chromium, nodejs, npm, a CJK font)"
     fi
 
     if python3 -c 'import pymodbus, serial, sys; from pymodbus import __version__ as v; sys.exit(0 if tuple(map(int, v.split(".")[:2])) >= (3, 10) else 1)' >/dev/null 2>&1; then
@@ -125,11 +130,16 @@ PY
             || return 1
     fi
 
+    # Dashboard: uPlot and playwright-core from web/package-lock.json (the browser test drives
+    # the chromium installed above; no browser download).
+    bash web/setup.sh || return 1
+
     # Report versions: servers whose behaviour the harness depends on.
     mosquitto -h 2>/dev/null | head -1
     victoria-metrics -version 2>/dev/null | head -1 || true
     influxd version 2>/dev/null | head -1
     python3 -c 'import pymodbus; print("pymodbus", pymodbus.__version__)'
+    chromium --version 2>/dev/null | head -1
 }
 
 check_toolchain() {

@@ -131,6 +131,11 @@ mod owned {
         /// Store-and-forward replay marker: the message was buffered on the device.
         #[serde(default, skip_serializing_if = "core::ops::Not::not")]
         pub replayed: bool,
+        /// The publisher's authenticated identity (`{site}/{device}`, the broker login) where the
+        /// broker adds it (e.g. an EMQX republish rule with `${username}`); devices do not set
+        /// it. A gateway refuses a message whose identity contradicts its topic.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub from: Option<String>,
     }
 
     /// `v1/{site}/{device}/event`: an alarm or its recovery.
@@ -154,6 +159,9 @@ mod owned {
         /// Store-and-forward replay marker, as on [`Telemetry`]. Optional on the wire.
         #[serde(default, skip_serializing_if = "core::ops::Not::not")]
         pub replayed: bool,
+        /// As on [`Telemetry`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub from: Option<String>,
     }
 
     fn default_severity() -> EventSeverity {

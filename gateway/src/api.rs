@@ -30,6 +30,14 @@ pub struct AppState {
     pub clues: PoolHandle,
     /// Camera health (frames and reference views).
     pub cameras: crate::camera::service::CameraService,
+    /// Pump-out service records (journal shared with the rules).
+    pub pumpouts: crate::rules::pumpout_api::Pumpouts,
+}
+
+impl FromRef<AppState> for crate::rules::pumpout_api::Pumpouts {
+    fn from_ref(s: &AppState) -> Self {
+        s.pumpouts.clone()
+    }
 }
 
 impl FromRef<AppState> for PoolHandle {
@@ -71,6 +79,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cameras/{id}/reference", post(camera_reference))
         .layer(DefaultBodyLimit::max(MAX_FRAME_BYTES))
         .merge(crate::clue::api::routes())
+        .merge(crate::rules::pumpout_api::routes())
+        .merge(crate::dashboard::api::routes())
         .with_state(state)
 }
 

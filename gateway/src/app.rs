@@ -10,6 +10,8 @@ use crate::metrics::Metrics;
 use crate::normalize::ClockPolicy;
 use crate::outbox::Outbox;
 use crate::pipeline::{INTAKE_CAPACITY, Processor};
+use crate::rules::pumpout_journal::PumpoutJournal;
+use crate::rules::task::RulesUpdate;
 use crate::sink::influx::InfluxWriter;
 use crate::source::mqtt;
 use anyhow::Context;
@@ -31,6 +33,10 @@ pub struct Gateway {
     failed: CancellationToken,
     processor: tokio::task::JoinHandle<()>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// New rules for the running engine (SIGHUP, [`Gateway::reload`]).
+    rules_reload: tokio::sync::watch::Sender<Option<RulesUpdate>>,
+    /// The configuration running now, to report what a reload cannot change.
+    running: Config,
 }
 
 impl Gateway {
@@ -39,7 +45,10 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         std::fs::create_dir_all(&cfg.storage.dir)
             .with_context(|| format!("creating storage.dir {}", cfg.storage.dir.display()))?;
-        let devices = Arc::new(DeviceTable::new(cfg.devices.offline_after_s as i64 * 1000));
+        let devices = Arc::new(
+            DeviceTable::new(cfg.devices.offline_after_s as i64 * 1000)
+                .with_history_points(cfg.dashboard.history_points),
+        );
         let intake_cancel = CancellationToken::new();
         let delivery_cancel = CancellationToken::new();
         let failed = CancellationToken::new();
@@ -90,7 +99,17 @@ impl Gateway {
         ));
         // Readings -> rules engine -> clue pool. The rules task ends when the processor drops
         // its sender, and then drops `clue_tx`, which ends the pool's intake.
-        let (rules_tx, rules_task) = spawn_rules(&cfg, clue_tx)?;
+        // Pump-out records (API) are journaled under the storage dir and shared with the rules.
+        let pumpout_registry = crate::rules::PumpoutRegistry::default();
+        let pumpouts = Arc::new(
+            PumpoutJournal::open(
+                &cfg.storage.dir.join("pumpouts.jsonl"),
+                pumpout_registry.clone(),
+            )
+            .context("opening the pump-out journal")?,
+        );
+        let (rules_tx, rules_task, rules_reload) =
+            spawn_rules_reloadable(&cfg, clue_tx, pumpout_registry)?;
         tasks.push(rules_task);
 
         let (tx, rx) = tokio::sync::mpsc::channel(INTAKE_CAPACITY);
@@ -150,11 +169,15 @@ impl Gateway {
             started_ms: crate::clock::now_ms(),
             clues: clues.clone(),
             cameras,
+            pumpouts: crate::rules::pumpout_api::Pumpouts(Some(pumpouts)),
         };
+        let web = crate::dashboard::static_routes(&cfg.dashboard);
         let http_cancel = delivery_cancel.clone();
         tasks.push(tokio::spawn(async move {
             // Connect info lets authentication rate-limit failed logins per client address.
-            let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let app = router(state)
+                .merge(web)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
             let serve = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_cancel.cancelled().await });
             if let Err(e) = serve.await {
@@ -172,6 +195,40 @@ impl Gateway {
             failed,
             processor,
             tasks,
+            rules_reload,
+            running: cfg,
+        })
+    }
+
+    /// Applies what can change without a restart from `next` (the rules and their settings;
+    /// rules whose definition did not change keep their state) and names the sections that
+    /// differ but need a restart. An invalid rule set is refused and the running rules stay.
+    pub fn reload(&self, next: &Config) -> Result<ReloadReport, crate::rules::RulesError> {
+        let rules = next.rules_settings.effective_rules(&next.rules);
+        // Compile first so a bad file is refused here, with the key, not only in the task log.
+        crate::rules::Engine::new(rules.clone(), &next.rules_settings)?;
+        let rules_changed = next.rules != self.running.rules
+            || json(&next.rules_settings) != json(&self.running.rules_settings);
+        if rules_changed {
+            let _ = self
+                .rules_reload
+                .send(Some((rules, next.rules_settings.clone())));
+        }
+        let (old, new) = (json(&self.running), json(next));
+        let mut restart_needed: Vec<String> = match (old, new) {
+            (serde_json::Value::Object(o), serde_json::Value::Object(n)) => n
+                .iter()
+                .filter(|(k, v)| {
+                    !matches!(k.as_str(), "rules" | "rules_settings") && o.get(*k) != Some(v)
+                })
+                .map(|(k, _)| k.clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        restart_needed.sort();
+        Ok(ReloadReport {
+            rules_changed,
+            restart_needed,
         })
     }
 
@@ -185,6 +242,75 @@ impl Gateway {
             let _ = t.await;
         }
         info!("gateway stopped");
+    }
+}
+
+/// What [`Gateway::reload`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// The rules or their settings changed and were sent to the engine.
+    pub rules_changed: bool,
+    /// Top-level config sections that differ but only take effect after a restart.
+    pub restart_needed: Vec<String>,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// [`spawn_rules_with`], also returning the sender that replaces the running rules.
+pub fn spawn_rules_reloadable(
+    cfg: &Config,
+    clue_tx: crate::clue::signal::ClueSender,
+    pumpouts: crate::rules::PumpoutRegistry,
+) -> anyhow::Result<(
+    crate::rules::task::ReadingsSender,
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Sender<Option<RulesUpdate>>,
+)> {
+    let state_path = cfg.storage.dir.join(crate::rules::snapshot::FILE_NAME);
+    let engine = restore_rules(cfg, &state_path)?.with_pumpouts(pumpouts);
+    info!(rules = engine.rule_count(), "rules engine started");
+    let (tx, rx) = tokio::sync::mpsc::channel(crate::rules::task::RULES_CAPACITY);
+    let (reload_tx, reload_rx) = tokio::sync::watch::channel(None);
+    let handle = tokio::spawn(crate::rules::task::run_persistent(
+        engine,
+        rx,
+        clue_tx,
+        reload_rx,
+        Some(state_path),
+    ));
+    Ok((tx, handle, reload_tx))
+}
+
+/// The configured rules, continuing from the state saved at the last stop when there is one.
+/// An unusable snapshot is logged and set aside (`.bad`), never a reason not to start.
+fn restore_rules(cfg: &Config, path: &std::path::Path) -> anyhow::Result<crate::rules::Engine> {
+    use crate::rules::snapshot::Snapshot;
+    let fresh = || crate::rules::Engine::from_config(cfg).context("building the rules");
+    let snap = match Snapshot::load(path) {
+        Ok(Some(s)) => s,
+        Ok(None) => return fresh(),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the saved rule state");
+            let _ = std::fs::rename(path, path.with_extension("json.bad"));
+            return fresh();
+        }
+    };
+    let rules = cfg.rules_settings.effective_rules(&cfg.rules);
+    match crate::rules::Engine::restore(rules, &cfg.rules_settings, snap) {
+        Ok(engine) => {
+            info!(path = %path.display(), "rule state restored");
+            Ok(engine)
+        }
+        Err(crate::rules::snapshot::SnapshotError::NewRules(e)) => {
+            Err(anyhow::Error::new(e).context("building the rules"))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the saved rule state");
+            let _ = std::fs::rename(path, path.with_extension("json.bad"));
+            fresh()
+        }
     }
 }
 
@@ -259,13 +385,18 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// `gateway run`: start, wait for a signal, stop in order.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+/// `gateway run`: start, wait for a signal, stop in order. SIGHUP re-reads `config_path`
+/// (when given) and applies it with [`Gateway::reload`].
+pub async fn run(cfg: Config, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let gw = Gateway::start(cfg).await?;
     let failed = gw.failed.clone();
-    tokio::select! {
-        _ = shutdown_signal() => {},
-        _ = failed.cancelled() => {},
+    let mut hup = hangup_signal();
+    loop {
+        tokio::select! {
+            _ = shutdown_signal() => break,
+            _ = failed.cancelled() => break,
+            Some(()) = recv_hangup(&mut hup) => gw.reload_from(config_path.as_deref()),
+        }
     }
     info!("shutting down");
     gw.shutdown().await;
@@ -273,4 +404,61 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         anyhow::bail!("a gateway stage failed (see the log above)");
     }
     Ok(())
+}
+
+impl Gateway {
+    /// SIGHUP: load the file again (with the same `GATEWAY_*` overrides) and reload. Any error
+    /// is logged with the bad key and the running configuration stays.
+    fn reload_from(&self, path: Option<&std::path::Path>) {
+        let outcome = Config::load(path)
+            .map_err(|e| e.to_string())
+            .and_then(|next| self.reload(&next).map_err(|e| e.to_string()));
+        match outcome {
+            Ok(report) => {
+                self.metrics
+                    .config_reloads_total
+                    .get_or_create(&crate::metrics::Reason::of("ok"))
+                    .inc();
+                info!(
+                    rules_changed = report.rules_changed,
+                    "configuration reloaded"
+                );
+                if !report.restart_needed.is_empty() {
+                    tracing::warn!(
+                        sections = ?report.restart_needed,
+                        "these sections changed and take effect only after a restart"
+                    );
+                }
+            }
+            Err(e) => {
+                self.metrics
+                    .config_reloads_total
+                    .get_or_create(&crate::metrics::Reason::of("rejected"))
+                    .inc();
+                tracing::error!(error = %e, "configuration reload rejected; keeping the running one");
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = ();
+
+fn hangup_signal() -> Hangup {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    }
+}
+
+/// The next SIGHUP; never resolves where there is none.
+async fn recv_hangup(h: &mut Hangup) -> Option<()> {
+    #[cfg(unix)]
+    if let Some(s) = h {
+        return s.recv().await;
+    }
+    let _ = h;
+    std::future::pending().await
 }

@@ -18,6 +18,8 @@ pub struct DemoOptions {
     pub restaurants: u32,
     pub manholes: u32,
     pub duration_s: u64,
+    /// The dashboard's `web/` folder; `None`: found from the working folder or the binary.
+    pub dashboard_dir: Option<PathBuf>,
 }
 
 /// Starts rumqttd on `127.0.0.1:port` in its own threads (it runs its own runtime).
@@ -66,6 +68,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     cfg.mqtt.client_id = "demo-gateway".into();
     cfg.storage.dir = opts.data.clone();
     cfg.http.listen = opts.listen.clone();
+    cfg.dashboard.dir = opts.dashboard_dir.clone();
     // The simulator replays two days of history at 60x: keep its device times.
     cfg.devices.max_clock_skew_s = (DEMO_HISTORY_MS / 1000) as u64 + 3600;
     cfg.validate()?;
@@ -74,8 +77,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let token_file = demo_admin_token(&cfg)?;
     let gw = Gateway::start(cfg).await?;
     info!(
-        "demo running: devices at http://{}/api/v1/devices, metrics at http://{}/metrics",
-        gw.http_addr, gw.http_addr
+        "demo running: dashboard at http://{}/ , devices at http://{}/api/v1/devices, metrics at http://{}/metrics",
+        gw.http_addr, gw.http_addr, gw.http_addr
     );
     info!(file = %token_file.display(), "demo admin API token (Authorization: Bearer ...) written");
     let cancel = CancellationToken::new();

@@ -68,6 +68,8 @@ pub struct DeviceView {
 pub struct DeviceTable {
     offline_after_ms: i64,
     devices: RwLock<HashMap<String, HashMap<String, DeviceState>>>,
+    /// Recent values and events per device, for the dashboard's charts.
+    history: crate::history::ReadingHistory,
 }
 
 impl DeviceTable {
@@ -75,7 +77,19 @@ impl DeviceTable {
         DeviceTable {
             offline_after_ms,
             devices: RwLock::new(HashMap::new()),
+            history: crate::history::ReadingHistory::default(),
         }
+    }
+
+    /// Keeps `points` recent values per metric for the dashboard (0: none).
+    pub fn with_history_points(mut self, points: usize) -> DeviceTable {
+        self.history = crate::history::ReadingHistory::new(points);
+        self
+    }
+
+    /// Recent readings and events per device (bounded, in memory).
+    pub fn history(&self) -> &crate::history::ReadingHistory {
+        &self.history
     }
 
     fn with_device<R>(
@@ -116,6 +130,7 @@ impl DeviceTable {
         let Some(first) = readings.first() else {
             return;
         };
+        self.history.observe(readings);
         let at = first.received_time_ms;
         self.with_device(
             &first.site,
@@ -199,7 +214,12 @@ impl DeviceTable {
                     lost: st.lost,
                     duplicates: st.duplicates,
                     clock_replaced: st.clock_replaced,
-                    battery: st.last_values.get("battery").and_then(|v| v.value.as_f64()),
+                    // Native firmware says `battery_pct`; mapped sensors often `battery`.
+                    battery: st
+                        .last_values
+                        .get("battery")
+                        .or_else(|| st.last_values.get("battery_pct"))
+                        .and_then(|v| v.value.as_f64()),
                     last_values: st.last_values.clone(),
                 }
             })
@@ -261,6 +281,17 @@ mod tests {
         assert_eq!(v.messages, 3);
         assert_eq!(v.last_values.len(), 2);
         assert_eq!(t.counts(600), (1, 1));
+    }
+
+    #[test]
+    fn battery_is_read_from_battery_pct_too() {
+        let t = DeviceTable::new(1_000);
+        t.observe(&[r("grease_trap", "battery_pct", Value::Int(77), 100)]);
+        assert_eq!(t.snapshot(200)[0].battery, Some(77.0));
+        assert_eq!(
+            t.history().series("s1", "d1", None, 0).expect("kept")["battery_pct"].points,
+            vec![(100, 77.0)]
+        );
     }
 
     #[test]

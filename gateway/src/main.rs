@@ -45,6 +45,9 @@ enum Command {
         /// Stop after this many seconds (0 = until Ctrl-C).
         #[arg(long, default_value_t = 0)]
         duration_s: u64,
+        /// The dashboard's `web/` folder (default: found from the working folder or the binary).
+        #[arg(long)]
+        dashboard_dir: Option<PathBuf>,
     },
     /// The clue audit log.
     Audit {
@@ -150,7 +153,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run { config } => {
             let cfg = Config::load(Some(&config))?;
-            runtime()?.block_on(gateway::app::run(cfg))
+            runtime()?.block_on(gateway::app::run(cfg, Some(config)))
         }
         Command::Audit {
             command: AuditCommand::Verify { config },
@@ -233,6 +236,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             restaurants,
             manholes,
             duration_s,
+            dashboard_dir,
         } => runtime()?.block_on(gateway::demo::run(gateway::demo::DemoOptions {
             data,
             listen,
@@ -240,6 +244,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             restaurants,
             manholes,
             duration_s,
+            dashboard_dir,
         })),
     }
 }

@@ -93,6 +93,8 @@ pub struct Metrics {
     pub parking_persuasions_total: Counter,
     /// Vehicles that left a no-parking zone, by `persuaded` (`true`: warned, gone before the limit).
     pub parking_departures_total: Family<Persuaded, Counter>,
+    /// Configuration reloads (SIGHUP), by result (`ok`, `rejected`).
+    pub config_reloads_total: Family<Reason, Counter>,
 }
 
 impl Default for Metrics {
@@ -286,6 +288,11 @@ impl Metrics {
             parking_departures_total: reg!(
                 "parking_departures",
                 "Vehicles that left a no-parking zone, by persuaded",
+                Family::default()
+            ),
+            config_reloads_total: reg!(
+                "config_reloads",
+                "Configuration reloads (SIGHUP), by result (reason label)",
                 Family::default()
             ),
             registry: r,

@@ -167,6 +167,30 @@ pub struct ReferenceReport {
     pub warnings: Vec<String>,
 }
 
+/// A raised (not yet cleared) fault of one camera.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CameraFault {
+    /// The clue kind, e.g. `camera.black`.
+    pub kind: &'static str,
+    pub since_ms: Option<i64>,
+    /// Still present past `not_repaired_ms`.
+    pub escalated: bool,
+}
+
+/// One camera on the camera wall: faults raised now, when it was last heard of.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CameraSummary {
+    pub camera: String,
+    pub site: String,
+    pub last_seen_ms: Option<i64>,
+    /// Empty: healthy (as far as frames and status tell).
+    pub faults: Vec<CameraFault>,
+    /// What the camera's own status said when it reported itself unable to send pictures.
+    pub reported_offline: Option<&'static str>,
+    pub has_frame: bool,
+    pub has_reference: bool,
+}
+
 #[derive(Debug, Clone, Default)]
 struct CondState {
     present_since: Option<i64>,
@@ -421,6 +445,40 @@ impl CameraHealth {
             cam.escalate(&ctx, now_ms, &mut out);
         }
         out
+    }
+
+    /// Every camera's state for the dashboard's camera wall, sorted by site then camera.
+    pub fn snapshot(&self) -> Vec<CameraSummary> {
+        let mut out: Vec<CameraSummary> = self
+            .cams
+            .iter()
+            .map(|(id, cam)| CameraSummary {
+                camera: id.clone(),
+                site: cam.site.clone(),
+                last_seen_ms: cam.last_seen_ms,
+                faults: cam
+                    .conds
+                    .iter()
+                    .filter(|(_, st)| st.raised_at.is_some())
+                    .map(|(c, st)| CameraFault {
+                        kind: c.kind(),
+                        since_ms: st.present_since.or(st.raised_at),
+                        escalated: st.escalated,
+                    })
+                    .collect(),
+                reported_offline: cam.reported_offline,
+                has_frame: cam.last_jpeg.is_some(),
+                has_reference: cam.reference.is_some(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.site, &a.camera).cmp(&(&b.site, &b.camera)));
+        out
+    }
+
+    /// The last frame a camera sent, with its site (for the site check).
+    pub fn latest_jpeg(&self, camera_id: &str) -> Option<(String, Vec<u8>)> {
+        let cam = self.cams.get(camera_id)?;
+        Some((cam.site.clone(), cam.last_jpeg.clone()?))
     }
 
     /// The camera's settings (defaults merged with its override).

@@ -25,7 +25,9 @@ pub mod service;
 pub use checks::{CheckThresholds, Verdict};
 pub use config::{CameraSettings, CamerasConfig};
 pub use frame::FrameError;
-pub use health::{CameraHealth, CameraStatus, Condition, FrameReport, ReferenceReport};
+pub use health::{
+    CameraFault, CameraHealth, CameraStatus, CameraSummary, Condition, FrameReport, ReferenceReport,
+};
 
 #[cfg(test)]
 pub(crate) mod testutil;

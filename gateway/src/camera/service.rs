@@ -114,6 +114,16 @@ impl CameraService {
         .map_err(|e| FrameError::Decode(format!("reference task failed: {e}")))?
     }
 
+    /// Every camera's health state (the dashboard's camera wall).
+    pub fn snapshot(&self) -> Vec<super::CameraSummary> {
+        Self::with(&self.health, |h| h.snapshot())
+    }
+
+    /// The last frame of `camera` and its site.
+    pub fn latest_jpeg(&self, camera: &str) -> Option<(String, Vec<u8>)> {
+        Self::with(&self.health, |h| h.latest_jpeg(camera))
+    }
+
     /// Consumes the readings fan-out (camera status) and ticks until the readings stop or
     /// `cancel` fires.
     pub async fn run(self, mut rx: mpsc::Receiver<Arc<[Reading]>>, cancel: CancellationToken) {

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-fn op(summary: &str, params: &[(&str, &str)], body: bool) -> Value {
+pub(crate) fn op(summary: &str, params: &[(&str, &str)], body: bool) -> Value {
     let mut o = json!({
         "summary": summary,
         "security": [{"bearer": []}],
@@ -46,7 +46,7 @@ pub fn document() -> Value {
         ("format", "query"),
     ];
     let id = [("id", "path")];
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "Enforcement sensor gateway", "version": env!("CARGO_PKG_VERSION")},
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
@@ -86,9 +86,17 @@ pub fn document() -> Value {
                 &[("id", "path"), ("site", "query")], true)},
             "/api/v1/cameras/{id}/reference": {"post": op(
                 "Enrol the view a camera should keep (image/jpeg); ?site= required",
-                &[("id", "path"), ("site", "query")], true)}
+                &[("id", "path"), ("site", "query")], true)},
+            "/api/v1/pumpouts": {
+                "get": op("Registered grease-trap pump-outs of the token's sites", &[("site", "query")], false),
+                "post": op(
+                    "Register a pump-out {site, device, from_ms, to_ms, note?} so its level drop raises no clue (inspector, supervisor, platform, admin)",
+                    &[], true)
+            }
         }
-    })
+    });
+    crate::dashboard::api::add_openapi_paths(&mut doc["paths"]);
+    doc
 }
 
 #[cfg(test)]
@@ -105,6 +113,9 @@ mod tests {
             "/api/v1/oversight/warnings",
             "/api/v1/oversight/run",
             "/api/v1/evidence/purge",
+            "/api/v1/whoami",
+            "/api/v1/cameras",
+            "/api/v1/devices/{site}/{device}/readings",
         ] {
             assert!(doc["paths"].get(p).is_some(), "{p}");
         }

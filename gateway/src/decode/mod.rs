@@ -30,6 +30,8 @@ pub enum DecodeError {
     BadState(String),
     #[error("message carries no metrics")]
     Empty,
+    #[error("published by `{from}`, which is not the topic's device `{topic}`")]
+    IdentityMismatch { from: String, topic: String },
 }
 
 impl DecodeError {
@@ -44,6 +46,7 @@ impl DecodeError {
             DecodeError::UnknownTopic => "unknown_topic",
             DecodeError::BadState(_) => "bad_state",
             DecodeError::Empty => "empty",
+            DecodeError::IdentityMismatch { .. } => "identity_mismatch",
         }
     }
 }

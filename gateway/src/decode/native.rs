@@ -36,6 +36,7 @@ pub fn decode(
     match topic.kind {
         MessageKind::Telemetry => {
             let t: Telemetry = parse_json(payload)?;
+            check_identity(topic, t.from.as_deref())?;
             if t.metrics.is_empty() {
                 return Err(DecodeError::Empty);
             }
@@ -61,6 +62,7 @@ pub fn decode(
         }
         MessageKind::Event => {
             let e: Event = parse_json(payload)?;
+            check_identity(topic, e.from.as_deref())?;
             if e.event.is_empty() {
                 return Err(wrong("event", "empty"));
             }
@@ -122,6 +124,24 @@ pub fn decode(
                 ..base(STATE_STREAM, None, None)
             }])
         }
+    }
+}
+
+/// Refuses a message whose broker-supplied publisher identity (`from`, the login
+/// `{site}/{device}`) is not the topic's device: a device publishing as another one. Brokers
+/// that cannot add the identity (mosquitto) enforce the same rule with their ACL instead.
+fn check_identity(topic: &NativeTopic<'_>, from: Option<&str>) -> Result<(), DecodeError> {
+    let Some(from) = from else { return Ok(()) };
+    let matches = from
+        .split_once('/')
+        .is_some_and(|(site, device)| site == topic.site && device == topic.device);
+    if matches {
+        Ok(())
+    } else {
+        Err(DecodeError::IdentityMismatch {
+            from: from.chars().take(130).collect(),
+            topic: format!("{}/{}", topic.site, topic.device),
+        })
     }
 }
 
@@ -243,6 +263,22 @@ mod tests {
             .unwrap_err(),
             DecodeError::NotUtf8
         );
+    }
+
+    #[test]
+    fn a_publisher_identity_that_contradicts_the_topic_is_refused() {
+        let ok = dec("telemetry", r#"{"from":"r1/trap1","metrics":{"level":1}}"#);
+        assert_eq!(ok.unwrap().len(), 1);
+        for from in ["r1/trap2", "r2/trap1", "trap1", "r1/trap1/x", ""] {
+            let payload = format!(r#"{{"from":"{from}","metrics":{{"level":1}}}}"#);
+            let err = dec("telemetry", &payload).unwrap_err();
+            assert_eq!(err.reason(), "identity_mismatch", "{from}: {err}");
+            let event = format!(r#"{{"from":"{from}","event":"cover_open","phase":"alarm"}}"#);
+            assert_eq!(
+                dec("event", &event).unwrap_err().reason(),
+                "identity_mismatch"
+            );
+        }
     }
 
     #[test]

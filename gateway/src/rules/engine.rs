@@ -17,10 +17,12 @@ use super::config::{
 };
 use super::flap::{Flap, Hysteresis, Transition};
 use super::grease::{PumpoutRegistry, TrapStats, Traps};
+use super::keys::{SeriesKey, SeriesView, StateKey, StateRef, state_entry};
 use super::window::{Push, Window};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, EvidenceReading, Level, Subject};
 use crate::decode::native::EVENT_STREAM;
 use crate::reading::{Reading, Value};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -43,39 +45,13 @@ pub struct EngineStats {
     pub duplicates: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct SeriesKey {
-    site: String,
-    device: String,
-    stream: String,
-    metric: String,
-}
-
-impl SeriesKey {
-    fn of(r: &Reading) -> Self {
-        SeriesKey {
-            site: r.site.clone(),
-            device: r.device.clone(),
-            stream: r.stream.clone(),
-            metric: r.metric.clone(),
-        }
-    }
-}
-
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Series {
     window: Window,
     unit: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct StateKey {
-    rule: usize,
-    site: String,
-    device: String,
-}
-
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct RuleState {
     flap: Flap,
     raw: bool,
@@ -99,6 +75,8 @@ struct Compiled {
     composite_parts: HashMap<usize, Vec<usize>>,
     retention_ms: HashMap<String, i64>,
     areas: Vec<AreaConfig>,
+    /// As configured (kept for snapshots).
+    settings: RulesSettings,
 }
 
 impl Compiled {
@@ -112,6 +90,7 @@ impl Compiled {
             composite_parts: HashMap::new(),
             retention_ms: HashMap::new(),
             areas: settings.areas.clone(),
+            settings: settings.clone(),
             rules: Vec::new(),
         };
         for (i, r) in rules.iter().enumerate() {
@@ -177,6 +156,7 @@ impl Compiled {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 struct PendingDischarge {
     rule: usize,
     site: String,
@@ -267,6 +247,74 @@ impl Engine {
     /// Records a pump-out service visit so the drop it causes raises nothing.
     pub fn register_pumpout(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
         self.live.pumpouts.register(site, device, from_ms, to_ms);
+    }
+
+    /// Everything this engine remembers, with the rules it was built from, for
+    /// [`Engine::restore`] after a restart (see `snapshot`).
+    pub fn snapshot(&self) -> super::snapshot::Snapshot {
+        let l = &self.live;
+        super::snapshot::Snapshot {
+            version: super::snapshot::VERSION,
+            rules: self.c.rules.clone(),
+            settings: self.c.settings.clone(),
+            state: serde_json::json!({
+                "now_ms": l.now_ms,
+                "series": l.series.iter().collect::<Vec<_>>(),
+                "states": l.states.iter().collect::<Vec<_>>(),
+                "composite_seen": l.composite_seen.iter().collect::<Vec<_>>(),
+                "composite_flaps": l.composite_flaps.iter().collect::<Vec<_>>(),
+                "pending": l.pending,
+                "traps": l.traps,
+            }),
+        }
+    }
+
+    /// An engine running `rules` that continues from `snap`: state of rules whose definition
+    /// is the same as when the snapshot was taken is kept (as on a reload), the rest starts
+    /// fresh.
+    pub fn restore(
+        rules: Vec<RuleConfig>,
+        settings: &RulesSettings,
+        snap: super::snapshot::Snapshot,
+    ) -> Result<Self, super::snapshot::SnapshotError> {
+        use super::snapshot::SnapshotError;
+        if snap.version != super::snapshot::VERSION {
+            return Err(SnapshotError::Version(snap.version));
+        }
+        let mut engine =
+            Engine::new(snap.rules, &snap.settings).map_err(SnapshotError::OldRules)?;
+        #[derive(Deserialize)]
+        struct State {
+            now_ms: i64,
+            series: Vec<(SeriesKey, Series)>,
+            states: Vec<(StateKey, RuleState)>,
+            composite_seen: Vec<((usize, usize, String), SeenInput)>,
+            composite_flaps: Vec<((usize, String), Flap)>,
+            pending: Vec<PendingDischarge>,
+            traps: Traps,
+        }
+        let st: State = serde_json::from_value(snap.state).map_err(SnapshotError::Format)?;
+        let n = engine.c.rules.len();
+        let l = &mut engine.live;
+        l.now_ms = st.now_ms;
+        l.series = st.series.into_iter().collect();
+        l.states = st.states.into_iter().filter(|(k, _)| k.rule < n).collect();
+        l.composite_seen = st
+            .composite_seen
+            .into_iter()
+            .filter(|((c, p, _), _)| *c < n && *p < n)
+            .collect();
+        l.composite_flaps = st
+            .composite_flaps
+            .into_iter()
+            .filter(|((r, _), _)| *r < n)
+            .collect();
+        l.pending = st.pending.into_iter().filter(|p| p.rule < n).collect();
+        l.traps = st.traps;
+        engine
+            .reload(rules, settings)
+            .map_err(SnapshotError::NewRules)?;
+        Ok(engine)
     }
 
     /// Replaces the rules, keeping the state of every rule whose id and definition did not
@@ -408,12 +456,14 @@ impl Live {
             {
                 continue;
             }
-            let key = StateKey {
-                rule: ri,
-                site: r.site.clone(),
-                device: r.device.clone(),
-            };
-            let st = self.states.entry(key).or_default();
+            let st = state_entry(
+                &mut self.states,
+                StateRef {
+                    rule: ri,
+                    site: &r.site,
+                    device: &r.device,
+                },
+            );
             st.last_t = Some(st.last_t.map_or(t, |l| l.max(t)));
             if st.raw {
                 st.raw = false;
@@ -451,16 +501,27 @@ impl Live {
                 continue;
             }
             if key.is_none() {
-                let k = SeriesKey::of(r);
-                let retention = c
-                    .retention_ms
-                    .get(r.metric.as_str())
-                    .copied()
-                    .unwrap_or(MIN_RETENTION_MS);
-                let s = self.series.entry(k.clone()).or_insert_with(|| Series {
-                    window: Window::new(retention, MAX_WINDOW_LEN),
-                    unit: r.unit.clone(),
-                });
+                let view = r as &dyn SeriesView;
+                let k = match self.series.get_key_value(view) {
+                    Some((k, _)) => k.clone(), // an Arc: no allocation
+                    None => {
+                        let retention = c
+                            .retention_ms
+                            .get(r.metric.as_str())
+                            .copied()
+                            .unwrap_or(MIN_RETENTION_MS);
+                        let k = SeriesKey::of(r);
+                        let series = Series {
+                            window: Window::new(retention, MAX_WINDOW_LEN),
+                            unit: r.unit.clone(),
+                        };
+                        self.series.insert(k.clone(), series);
+                        k
+                    }
+                };
+                let Some(s) = self.series.get_mut(view) else {
+                    return;
+                };
                 match s.window.push(t, &r.value) {
                     Push::Appended => {}
                     Push::Late => {
@@ -493,14 +554,14 @@ impl Live {
     ) {
         let rule = &c.rules[ri];
         let t = r.device_time_ms;
-        let st = self
-            .states
-            .entry(StateKey {
+        let st = state_entry(
+            &mut self.states,
+            StateRef {
                 rule: ri,
-                site: r.site.clone(),
-                device: r.device.clone(),
-            })
-            .or_default();
+                site: &r.site,
+                device: &r.device,
+            },
+        );
         if st.last_t.is_some_and(|l| t < l) {
             return;
         }
@@ -788,14 +849,14 @@ impl Live {
                     "trap drop explained by a registered pump-out");
                 continue;
             }
-            let st = self
-                .states
-                .entry(StateKey {
+            let st = state_entry(
+                &mut self.states,
+                StateRef {
                     rule: p.rule,
-                    site: p.site.clone(),
-                    device: p.device.clone(),
-                })
-                .or_default();
+                    site: &p.site,
+                    device: &p.device,
+                },
+            );
             let tr = st.flap.pulse(p.at_ms, rule.cooldown_s as i64 * 1000);
             let suppressed = if tr == Transition::Raised {
                 st.flap.take_suppressed()

@@ -16,7 +16,7 @@ pub enum Transition {
 }
 
 /// Per (rule, subject) activation state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Flap {
     /// When the raw condition last became true (for the minimum duration).
     since: Option<i64>,

@@ -14,7 +14,7 @@ pub const PUMPOUT_SLACK_MS: i64 = 30 * 60 * 1000;
 const PUMPOUT_KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// Figures for one trap (one restaurant's `grease_trap` device).
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TrapStats {
     /// Start of the current local day (UTC ms).
     pub day_start_ms: i64,
@@ -27,7 +27,8 @@ pub struct TrapStats {
     pub last_volume_l: f64,
     pub last_fill_pct: Option<f64>,
     pub last_at_ms: i64,
-    #[serde(skip)]
+    /// First reading of the current day (for the fill rate).
+    #[serde(default)]
     first_today_ms: i64,
 }
 
@@ -64,8 +65,9 @@ impl TrapStats {
 }
 
 /// Per-trap statistics, keyed by (site, device).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Traps {
+    #[serde(with = "super::snapshot::pairs")]
     traps: HashMap<(String, String), TrapStats>,
 }
 
@@ -121,6 +123,9 @@ impl PumpoutRegistry {
             .entry((site.to_string(), device.to_string()))
             .or_default();
         list.retain(|(_, t)| *t >= to.saturating_sub(PUMPOUT_KEEP_MS));
+        if list.contains(&(from, to)) {
+            return; // replayed from the journal or registered twice
+        }
         list.push((from, to));
         tracing::info!(
             site,
@@ -129,6 +134,22 @@ impl PumpoutRegistry {
             to_ms = to,
             "pump-out registered"
         );
+    }
+
+    /// Registered visits of `site` (every site when `None`) as (site, device, from_ms, to_ms),
+    /// oldest first.
+    pub fn list(&self, site: Option<&str>) -> Vec<(String, String, i64, i64)> {
+        let map = match self.inner.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut out: Vec<_> = map
+            .iter()
+            .filter(|((s, _), _)| site.is_none_or(|want| s == want))
+            .flat_map(|((s, d), v)| v.iter().map(move |(f, t)| (s.clone(), d.clone(), *f, *t)))
+            .collect();
+        out.sort_by_key(|(s, d, f, _)| (*f, s.clone(), d.clone()));
+        out
     }
 
     /// Whether a registered pump-out overlaps `[from_ms, to_ms]` (with [`PUMPOUT_SLACK_MS`]).

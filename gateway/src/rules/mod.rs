@@ -17,6 +17,10 @@ pub mod config;
 pub mod engine;
 pub mod flap;
 pub mod grease;
+mod keys;
+pub mod pumpout_api;
+pub mod pumpout_journal;
+pub mod snapshot;
 pub mod task;
 pub mod window;
 

@@ -30,13 +30,30 @@ pub async fn run(engine: Engine, rx: mpsc::Receiver<Arc<[Reading]>>, clues: Clue
 /// [`run`], also applying every rules update sent on `reload` without losing the state of the
 /// rules that did not change. An invalid update is logged and the running rules stay.
 pub async fn run_reloadable(
+    engine: Engine,
+    rx: mpsc::Receiver<Arc<[Reading]>>,
+    clues: ClueSender,
+    reload: watch::Receiver<Option<RulesUpdate>>,
+) {
+    run_persistent(engine, rx, clues, reload, None).await;
+}
+
+/// How often the state is saved while running (a crash loses at most this much).
+const SAVE_EVERY: Duration = Duration::from_secs(60);
+
+/// [`run_reloadable`], also saving the engine's state to `state_path` every minute and when
+/// it stops (see `snapshot`).
+pub async fn run_persistent(
     mut engine: Engine,
     mut rx: mpsc::Receiver<Arc<[Reading]>>,
     clues: ClueSender,
     mut reload: watch::Receiver<Option<RulesUpdate>>,
+    state_path: Option<std::path::PathBuf>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut save = tokio::time::interval_at(tokio::time::Instant::now() + SAVE_EVERY, SAVE_EVERY);
+    save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pool_gone = false;
     let mut reload_open = true;
     loop {
@@ -46,6 +63,16 @@ pub async fn run_reloadable(
                 None => break,
             },
             _ = tick.tick() => engine.on_tick(crate::clock::now_ms()),
+            _ = save.tick(), if state_path.is_some() => {
+                if let Some(path) = state_path.clone() {
+                    let snap = engine.snapshot();
+                    let saved = tokio::task::spawn_blocking(move || snap.save(&path)).await;
+                    if let Ok(Err(e)) = saved {
+                        warn!(error = %e, "rule state not saved");
+                    }
+                }
+                Vec::new()
+            }
             changed = reload.changed(), if reload_open => {
                 if changed.is_err() {
                     reload_open = false;
@@ -62,6 +89,12 @@ pub async fn run_reloadable(
     }
     let last = engine.on_tick(crate::clock::now_ms());
     send(&clues, last, &mut pool_gone).await;
+    if let Some(path) = &state_path {
+        match engine.snapshot().save(path) {
+            Ok(()) => info!(path = %path.display(), "rule state saved"),
+            Err(e) => warn!(error = %e, "rule state not saved"),
+        }
+    }
     debug!(stats = ?engine.stats(), "rules task stopped");
 }
 

@@ -778,3 +778,90 @@ fn rules_bench_readings_per_second() {
         (with_rules.as_secs_f64() / decode_only.as_secs_f64() - 1.0) * 100.0
     );
 }
+
+#[test]
+fn state_saved_at_a_stop_continues_after_the_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(super::snapshot::FILE_NAME);
+    let t = at_local(23, 0);
+    let mut e = engine();
+    // Cover opened, and the cover-open clue sent (its cool-down now runs).
+    assert_eq!(
+        of_rule(&e.on_readings(&cover("mh-1", true, t)), "cover-open").len(),
+        1
+    );
+    assert!(of_rule(&e.on_tick(t + 10 * MIN), "cover-open-too-long").is_empty());
+    e.snapshot().save(&path).expect("saved");
+    drop(e);
+
+    // Restarted with the same rules: 15 minutes after the opening the "too long" rule fires,
+    // though the new process never saw the cover open, and the open cover is not raised again.
+    let snap = super::snapshot::Snapshot::load(&path)
+        .expect("readable")
+        .expect("present");
+    let mut e =
+        Engine::restore(super::default_rules(), &RulesSettings::default(), snap).expect("restored");
+    assert!(
+        of_rule(
+            &e.on_readings(&cover("mh-1", true, t + 12 * MIN)),
+            "cover-open"
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        of_rule(&e.on_tick(t + 15 * MIN), "cover-open-too-long").len(),
+        1
+    );
+
+    // A fresh engine would have started the clock at the first reading it saw.
+    let mut fresh = engine();
+    fresh.on_readings(&cover("mh-1", true, t + 12 * MIN));
+    assert!(of_rule(&fresh.on_tick(t + 15 * MIN), "cover-open-too-long").is_empty());
+}
+
+#[test]
+fn a_changed_rule_starts_fresh_after_a_restart_and_the_others_keep_their_state() {
+    let t = at_local(23, 0);
+    let mut e = engine();
+    e.on_readings(&cover("mh-1", true, t));
+    let snap_json = serde_json::to_vec(&e.snapshot()).expect("serializes");
+    let snap = serde_json::from_slice(&snap_json).expect("deserializes");
+    let mut rules = super::default_rules();
+    let long = rules
+        .iter_mut()
+        .find(|r| r.id == "cover-open-too-long")
+        .expect("default rule");
+    long.cooldown_s += 1; // any change to the definition
+    let mut e = Engine::restore(rules, &RulesSettings::default(), snap).expect("restored");
+    let out = e.on_tick(t + 15 * MIN);
+    assert!(
+        of_rule(&out, "cover-open-too-long").is_empty(),
+        "changed rule kept old state"
+    );
+    // The unchanged cover-open rule still knows the cover is open: no second clue.
+    assert!(
+        of_rule(
+            &e.on_readings(&cover("mh-1", true, t + 16 * MIN)),
+            "cover-open"
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn an_unreadable_or_foreign_snapshot_is_refused() {
+    let bad = super::snapshot::Snapshot {
+        version: super::snapshot::VERSION + 1,
+        rules: super::default_rules(),
+        settings: RulesSettings::default(),
+        state: serde_json::json!({}),
+    };
+    assert!(Engine::restore(super::default_rules(), &RulesSettings::default(), bad).is_err());
+    let garbage = super::snapshot::Snapshot {
+        version: super::snapshot::VERSION,
+        rules: super::default_rules(),
+        settings: RulesSettings::default(),
+        state: serde_json::json!({"states": "nope"}),
+    };
+    assert!(Engine::restore(super::default_rules(), &RulesSettings::default(), garbage).is_err());
+}

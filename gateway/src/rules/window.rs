@@ -17,7 +17,7 @@ pub enum Push {
     Duplicate,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     entries: VecDeque<(i64, Value)>,
     retention_ms: i64,

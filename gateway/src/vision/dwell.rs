@@ -507,7 +507,11 @@ impl DwellTracker {
                 continue;
             }
             let dwell = at - s.first_ms;
-            if s.warned_at.is_none() && dwell >= persuade_ms && dwell < limit_ms {
+            // Warn first, always: when frames are sparse (a busy camera host, an occlusion)
+            // the first look past the persuasion time may already be past the limit. The
+            // driver then still gets the notice and the full grace period after it.
+            let grace_ms = limit_ms - persuade_ms;
+            if s.warned_at.is_none() && dwell >= persuade_ms {
                 s.warned_at = Some(at);
                 tracing::info!(camera = %cfg.camera, stay = s.id, plate = ?s.plate, dwell_s = dwell / 1000, "persuasion notice");
                 events.push(DwellEvent::Persuade(Notice {
@@ -518,10 +522,11 @@ impl DwellTracker {
                     stay: s.id,
                     at_ms: at,
                     dwell_s: (dwell / 1000) as u64,
-                    remaining_s: ((limit_ms - dwell) / 1000) as u64,
+                    remaining_s: ((limit_ms - dwell).max(grace_ms) / 1000) as u64,
                 }));
             }
-            if !s.raised && dwell >= limit_ms {
+            let grace_over = s.warned_at.is_some_and(|w| at - w >= grace_ms);
+            if !s.raised && dwell >= limit_ms && grace_over {
                 s.raised = true;
                 tracing::info!(camera = %cfg.camera, stay = s.id, plate = ?s.plate, dwell_s = dwell / 1000, "parking limit reached");
                 events.push(DwellEvent::Clue(ClueSignal::Occurrence(overstay_clue(
@@ -766,6 +771,33 @@ mod tests {
         assert_eq!(s[0].plate, None);
         assert_eq!(s[1].plate.as_deref(), Some("京A22222"));
         assert!(s[0].vehicle && s[1].vehicle && !s[2].vehicle);
+    }
+
+    #[test]
+    fn sparse_frames_still_warn_first_and_give_the_full_grace_period() {
+        // Frames 300 s apart: the first look past the persuasion time (60 s) is at 300 s, and
+        // at 600 s the car is past the limit (480 s) but was warned only 300 s ago.
+        let mut t = DwellTracker::new(cfg());
+        let ev = run(&mut t, 0, 900, 300, |_| vec![car(Some("京A·12345"))]);
+        let warns: Vec<i64> = ev
+            .iter()
+            .filter(|(_, e)| matches!(e, DwellEvent::Persuade(_)))
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(warns, vec![300], "{ev:?}");
+        let Some((_, DwellEvent::Persuade(n))) = ev
+            .iter()
+            .find(|(_, e)| matches!(e, DwellEvent::Persuade(_)))
+        else {
+            panic!("no notice")
+        };
+        assert_eq!(n.remaining_s, 420, "the whole grace period, not 180 s");
+        let occ = occurrences(&ev);
+        assert_eq!(
+            occ.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+            vec![900],
+            "{ev:?}"
+        );
     }
 
     #[test]

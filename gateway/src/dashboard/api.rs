@@ -1,0 +1,179 @@
+//! Read-only routes the dashboard needs beyond the clue API. Same rules as every `/api/v1`
+//! route: a bearer token (401), the role (403), and only the token's sites (403 for a named
+//! site outside them; lists leave other sites out).
+//!
+//! - `GET /api/v1/whoami`: the token's role, sites and audit name (what the page may show).
+//! - `GET /api/v1/devices/{site}/{device}/readings?metric=&since_ms=`: recent points per metric.
+//! - `GET /api/v1/devices/{site}/{device}/events?since_ms=`: recent device events (pump-outs).
+//! - `GET /api/v1/cameras`: every camera's health state (any role, site-scoped).
+//! - `GET /api/v1/cameras/{id}/latest.jpg`: its last frame (roles that read clues: frames show
+//!   people and kitchens).
+
+use crate::api::AppState;
+use crate::clue::auth::{AuthError, Principal};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/devices/{site}/{device}/readings", get(readings))
+        .route("/api/v1/devices/{site}/{device}/events", get(events))
+        .route("/api/v1/cameras", get(cameras))
+        .route("/api/v1/cameras/{id}/latest.jpg", get(latest_frame))
+}
+
+async fn whoami(p: Principal) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "role": p.role,
+        "sites": p.sites,
+        "all_sites": p.scope().is_none(),
+        "actor": p.actor(),
+        "may_read_clues": p.role.may_read_clues(),
+        "may_supervise": p.role.may_verify_audit(),
+    }))
+}
+
+fn not_found(what: String) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({ "error": what })),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadingsQuery {
+    metric: Option<String>,
+    #[serde(default)]
+    since_ms: i64,
+}
+
+async fn readings(
+    p: Principal,
+    State(s): State<AppState>,
+    Path((site, device)): Path<(String, String)>,
+    Query(q): Query<ReadingsQuery>,
+) -> Result<Response, AuthError> {
+    p.require_site(&site)?;
+    Ok(
+        match s
+            .devices
+            .history()
+            .series(&site, &device, q.metric.as_deref(), q.since_ms)
+        {
+            Some(series) => Json(serde_json::json!({
+                "site": site, "device": device, "series": series,
+            }))
+            .into_response(),
+            None => not_found(format!("no readings from {site}/{device}")),
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    #[serde(default)]
+    since_ms: i64,
+}
+
+async fn events(
+    p: Principal,
+    State(s): State<AppState>,
+    Path((site, device)): Path<(String, String)>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, AuthError> {
+    p.require_site(&site)?;
+    Ok(
+        match s.devices.history().events(&site, &device, q.since_ms) {
+            Some(ev) => Json(ev).into_response(),
+            None => not_found(format!("no readings from {site}/{device}")),
+        },
+    )
+}
+
+async fn cameras(
+    p: Principal,
+    State(s): State<AppState>,
+) -> Json<Vec<crate::camera::CameraSummary>> {
+    Json(
+        s.cameras
+            .snapshot()
+            .into_iter()
+            .filter(|c| p.sees(&c.site))
+            .collect(),
+    )
+}
+
+async fn latest_frame(
+    p: Principal,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, AuthError> {
+    p.require(p.role.may_read_clues(), "view camera frames")?;
+    let Some((site, jpeg)) = s.cameras.latest_jpeg(&id) else {
+        return Ok(not_found(format!("no frame from camera {id}")));
+    };
+    p.require_site(&site)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        jpeg,
+    )
+        .into_response())
+}
+
+/// This module's routes in the OpenAPI document (`clue::openapi`).
+pub fn add_openapi_paths(paths: &mut serde_json::Value) {
+    use crate::clue::openapi::op;
+    let dev = [("site", "path"), ("device", "path")];
+    let entries = [
+        (
+            "/api/v1/whoami",
+            op("The token's role, sites and audit name", &[], false),
+        ),
+        (
+            "/api/v1/devices/{site}/{device}/readings",
+            op(
+                "Recent numeric readings per metric (in-memory ring): {series: {metric: {stream, unit, points: [[ms, value]]}}}",
+                &[dev[0], dev[1], ("metric", "query"), ("since_ms", "query")],
+                false,
+            ),
+        ),
+        (
+            "/api/v1/devices/{site}/{device}/events",
+            op(
+                "Recent device events (alarms, level drops = pump-outs or discharges)",
+                &[dev[0], dev[1], ("since_ms", "query")],
+                false,
+            ),
+        ),
+        (
+            "/api/v1/cameras",
+            op(
+                "Every camera's health state of the token's sites",
+                &[],
+                false,
+            ),
+        ),
+        (
+            "/api/v1/cameras/{id}/latest.jpg",
+            op(
+                "The camera's last frame (roles that read clues)",
+                &[("id", "path")],
+                false,
+            ),
+        ),
+    ];
+    for (path, get) in entries {
+        paths[path] = serde_json::json!({ "get": get });
+    }
+}

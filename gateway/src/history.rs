@@ -1,0 +1,280 @@
+//! Recent readings per device, kept in memory for the dashboard's charts.
+//!
+//! The time-series database holds the full history; this is a small bounded ring per
+//! (site, device, metric) so the dashboard can draw "the last hours" without one, and a ring of
+//! the device's events (alarms such as `level_drop`, the trap's pump-outs and discharges).
+//! Memory is bounded: `points_per_metric` numbers per metric (`[dashboard] history_points`,
+//! 16 bytes each), `EVENTS_PER_DEVICE` events per device, `MAX_METRICS_PER_DEVICE` metrics per
+//! device (a misbehaving device inventing metric names cannot grow it without limit). With the
+//! default 360 points a trap's five metrics take about 29 KB, so 10,000 devices about 300 MB;
+//! a large fleet lowers `history_points` (0 keeps no readings, only events).
+
+use crate::decode::native::{EVENT_STREAM, STATE_STREAM};
+use crate::reading::{Reading, Value};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+
+/// Default points kept per metric (a reading a minute is 6 hours).
+pub const DEFAULT_POINTS_PER_METRIC: usize = 360;
+/// Events kept per device.
+pub const EVENTS_PER_DEVICE: usize = 200;
+/// Metrics kept per device; further names are ignored.
+pub const MAX_METRICS_PER_DEVICE: usize = 16;
+
+/// One metric's recent points, oldest first.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Series {
+    pub stream: String,
+    pub unit: String,
+    /// `[device_time_ms, value]` pairs.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// One device event (alarm or recovery).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EventRecord {
+    pub at_ms: i64,
+    pub name: String,
+    pub phase: Option<String>,
+    pub severity: Option<String>,
+    pub value: Option<f64>,
+    pub message: Option<String>,
+}
+
+/// One metric's ring with the stream and unit it was last seen with.
+struct MetricRing {
+    stream: String,
+    unit: String,
+    points: VecDeque<(i64, f64)>,
+}
+
+#[derive(Default)]
+struct DeviceRings {
+    metrics: BTreeMap<String, MetricRing>,
+    events: VecDeque<EventRecord>,
+}
+
+/// Shared, internally locked; pushes are short.
+pub struct ReadingHistory {
+    points_per_metric: usize,
+    devices: Mutex<HashMap<(String, String), DeviceRings>>,
+}
+
+impl Default for ReadingHistory {
+    fn default() -> Self {
+        ReadingHistory::new(DEFAULT_POINTS_PER_METRIC)
+    }
+}
+
+impl ReadingHistory {
+    /// Keeps up to `points_per_metric` points per metric (0: events only).
+    pub fn new(points_per_metric: usize) -> ReadingHistory {
+        ReadingHistory {
+            points_per_metric,
+            devices: Mutex::default(),
+        }
+    }
+
+    /// Records one message's readings (all from one device).
+    pub fn observe(&self, readings: &[Reading]) {
+        let Some(first) = readings.first() else {
+            return;
+        };
+        if first.stream == STATE_STREAM {
+            return;
+        }
+        let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (first.site.clone(), first.device.clone());
+        let rings = map.entry(key).or_default();
+        if first.stream == EVENT_STREAM {
+            rings.push_event(readings);
+            return;
+        }
+        if self.points_per_metric == 0 {
+            return;
+        }
+        for r in readings {
+            let Some(v) = r.value.as_f64() else { continue };
+            if !rings.metrics.contains_key(&r.metric)
+                && rings.metrics.len() >= MAX_METRICS_PER_DEVICE
+            {
+                continue;
+            }
+            let ring = rings
+                .metrics
+                .entry(r.metric.clone())
+                .or_insert_with(|| MetricRing {
+                    stream: r.stream.clone(),
+                    unit: r.unit.clone(),
+                    points: VecDeque::new(),
+                });
+            ring.stream.clone_from(&r.stream);
+            ring.unit.clone_from(&r.unit);
+            // Replays arrive late: keep the ring ordered by device time.
+            let pos = ring.points.partition_point(|(t, _)| *t <= r.device_time_ms);
+            ring.points.insert(pos, (r.device_time_ms, v));
+            if ring.points.len() > self.points_per_metric {
+                ring.points.pop_front();
+            }
+        }
+    }
+
+    /// Points newer than `since_ms` per metric (all metrics, or only `metric`).
+    pub fn series(
+        &self,
+        site: &str,
+        device: &str,
+        metric: Option<&str>,
+        since_ms: i64,
+    ) -> Option<BTreeMap<String, Series>> {
+        let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        let rings = map.get(&(site.to_string(), device.to_string()))?;
+        Some(
+            rings
+                .metrics
+                .iter()
+                .filter(|(name, _)| metric.is_none_or(|m| m == name.as_str()))
+                .map(|(name, ring)| {
+                    let points = ring
+                        .points
+                        .iter()
+                        .filter(|(t, _)| *t > since_ms)
+                        .copied()
+                        .collect();
+                    (
+                        name.clone(),
+                        Series {
+                            stream: ring.stream.clone(),
+                            unit: ring.unit.clone(),
+                            points,
+                        },
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// Events newer than `since_ms`, oldest first.
+    pub fn events(&self, site: &str, device: &str, since_ms: i64) -> Option<Vec<EventRecord>> {
+        let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+        let rings = map.get(&(site.to_string(), device.to_string()))?;
+        Some(
+            rings
+                .events
+                .iter()
+                .filter(|e| e.at_ms > since_ms)
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+impl DeviceRings {
+    fn push_event(&mut self, readings: &[Reading]) {
+        let text = |m: &str| {
+            readings
+                .iter()
+                .find(|r| r.metric == m)
+                .and_then(|r| match &r.value {
+                    Value::Text(t) => Some(t.clone()),
+                    _ => None,
+                })
+        };
+        let Some(name) = text("name") else { return };
+        let ev = EventRecord {
+            at_ms: readings[0].device_time_ms,
+            name,
+            phase: text("phase"),
+            severity: text("severity"),
+            value: readings
+                .iter()
+                .find(|r| r.metric == "value")
+                .and_then(|r| r.value.as_f64()),
+            message: text("message"),
+        };
+        let pos = self.events.partition_point(|e| e.at_ms <= ev.at_ms);
+        self.events.insert(pos, ev);
+        if self.events.len() > EVENTS_PER_DEVICE {
+            self.events.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::{Quality, Source};
+
+    fn r(stream: &str, metric: &str, value: Value, at: i64) -> Reading {
+        Reading {
+            site: "s1".into(),
+            device: "d1".into(),
+            stream: stream.into(),
+            metric: metric.into(),
+            value,
+            unit: "mm".into(),
+            device_time_ms: at,
+            received_time_ms: at,
+            source: Source::Mqtt,
+            sequence: None,
+            quality: Quality::default(),
+        }
+    }
+
+    #[test]
+    fn rings_are_bounded_ordered_and_filtered() {
+        let h = ReadingHistory::new(50);
+        for i in 0..60 {
+            h.observe(&[r("grease_trap", "level", Value::Float(i as f64), 1000 + i)]);
+        }
+        // A late replay lands in order.
+        h.observe(&[r("grease_trap", "level", Value::Int(-1), 1055)]);
+        let s = h.series("s1", "d1", None, 0).expect("device known");
+        let pts = &s["level"].points;
+        assert_eq!(pts.len(), 50);
+        assert!(pts.windows(2).all(|w| w[0].0 <= w[1].0), "ordered by time");
+        assert_eq!(s["level"].unit, "mm");
+        assert!(pts.contains(&(1055, -1.0)), "the replay is kept");
+        let recent = h.series("s1", "d1", Some("level"), 1050).expect("known");
+        assert_eq!(recent["level"].points.len(), 10);
+        assert!(
+            h.series("s1", "d1", Some("other"), 0)
+                .expect("known")
+                .is_empty()
+        );
+        assert!(h.series("s1", "nope", None, 0).is_none());
+    }
+
+    #[test]
+    fn text_values_and_extra_metric_names_are_not_kept() {
+        let h = ReadingHistory::default();
+        h.observe(&[r("x", "label", Value::Text("a".into()), 1)]);
+        for i in 0..(MAX_METRICS_PER_DEVICE + 5) {
+            h.observe(&[r("x", &format!("m{i}"), Value::Float(1.0), 2)]);
+        }
+        let s = h.series("s1", "d1", None, 0).expect("known");
+        assert_eq!(s.len(), MAX_METRICS_PER_DEVICE);
+        assert!(!s.contains_key("label"));
+    }
+
+    #[test]
+    fn events_keep_name_phase_and_value() {
+        let h = ReadingHistory::default();
+        h.observe(&[
+            r(EVENT_STREAM, "name", Value::Text("level_drop".into()), 50),
+            r(EVENT_STREAM, "phase", Value::Text("alarm".into()), 50),
+            r(EVENT_STREAM, "value", Value::Float(120.0), 50),
+        ]);
+        h.observe(&[r(STATE_STREAM, "online", Value::Bool(true), 60)]);
+        let ev = h.events("s1", "d1", 0).expect("known");
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].name, "level_drop");
+        assert_eq!(ev[0].phase.as_deref(), Some("alarm"));
+        assert_eq!(ev[0].value, Some(120.0));
+        assert!(h.series("s1", "d1", None, 0).expect("known").is_empty());
+        let off = ReadingHistory::new(0);
+        off.observe(&[r("x", "level", Value::Float(1.0), 1)]);
+        assert!(off.series("s1", "d1", None, 0).expect("known").is_empty());
+    }
+}

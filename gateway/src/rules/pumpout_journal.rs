@@ -1,0 +1,172 @@
+//! Pump-out service records survive restarts: every registration is appended as one JSON line
+//! to `{storage.dir}/pumpouts.jsonl` (synced before the API answers) and replayed into the
+//! rules' [`PumpoutRegistry`] at start. A record suppresses "illegal discharge" clues, so who
+//! registered it and when is kept with it.
+
+use super::PumpoutRegistry;
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// One registered pump-out visit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PumpoutRecord {
+    pub site: String,
+    pub device: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Who registered it (the API principal's actor name).
+    pub by: String,
+    /// When it was registered (gateway clock).
+    pub at_ms: i64,
+    /// Contractor, manifest number or any free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("pump-out journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The append-only journal in front of the shared registry.
+#[derive(Debug)]
+pub struct PumpoutJournal {
+    path: PathBuf,
+    file: Mutex<File>,
+    registry: PumpoutRegistry,
+    records: Mutex<Vec<PumpoutRecord>>,
+}
+
+impl PumpoutJournal {
+    /// Opens (creating) the journal and replays it into `registry`. Unreadable lines (a torn
+    /// last write after a crash, hand edits) are skipped with a warning; the rest loads.
+    pub fn open(path: &Path, registry: PumpoutRegistry) -> Result<PumpoutJournal, JournalError> {
+        let io = |source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut records = Vec::new();
+        if path.exists() {
+            let reader = BufReader::new(File::open(path).map_err(io)?);
+            for (i, line) in reader.lines().enumerate() {
+                let line = line.map_err(io)?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<PumpoutRecord>(&line) {
+                    Ok(r) => {
+                        registry.register(&r.site, &r.device, r.from_ms, r.to_ms);
+                        records.push(r);
+                    }
+                    Err(e) => tracing::warn!(
+                        path = %path.display(), line = i + 1, error = %e,
+                        "skipping unreadable pump-out record"
+                    ),
+                }
+            }
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        // After a torn write, end that line first so the next record is not glued to it.
+        let len = file.metadata().map_err(io)?.len();
+        if len > 0 && std::fs::read(path).map_err(io)?.last() != Some(&b'\n') {
+            file.write_all(b"\n").map_err(io)?;
+        }
+        Ok(PumpoutJournal {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+            registry,
+            records: Mutex::new(records),
+        })
+    }
+
+    /// Appends `record` durably, then makes the rules see it.
+    pub fn record(&self, record: PumpoutRecord) -> Result<(), JournalError> {
+        let io = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut line = serde_json::to_vec(&record).map_err(|e| io(e.into()))?;
+        line.push(b'\n');
+        {
+            let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            f.write_all(&line).map_err(io)?;
+            f.sync_data().map_err(io)?;
+        }
+        self.registry
+            .register(&record.site, &record.device, record.from_ms, record.to_ms);
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+        Ok(())
+    }
+
+    /// Records of `site` (all when `None`), oldest registration first.
+    pub fn list(&self, site: Option<&str>) -> Vec<PumpoutRecord> {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|r| site.is_none_or(|s| r.site == s))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(device: &str, from_ms: i64) -> PumpoutRecord {
+        PumpoutRecord {
+            site: "r-1".into(),
+            device: device.into(),
+            from_ms,
+            to_ms: from_ms + 600_000,
+            by: "ann#1".into(),
+            at_ms: 5,
+            note: Some("manifest 42".into()),
+        }
+    }
+
+    #[test]
+    fn records_survive_a_restart_and_a_torn_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pumpouts.jsonl");
+        let j = PumpoutJournal::open(&path, PumpoutRegistry::default()).unwrap();
+        j.record(rec("trap-1", 1_000_000)).unwrap();
+        j.record(rec("trap-2", 2_000_000)).unwrap();
+        drop(j);
+        // A crash mid-write leaves half a line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"site":"r-1","dev"#).unwrap();
+        drop(f);
+
+        let registry = PumpoutRegistry::default();
+        let j = PumpoutJournal::open(&path, registry.clone()).unwrap();
+        assert_eq!(
+            j.list(Some("r-1")),
+            vec![rec("trap-1", 1_000_000), rec("trap-2", 2_000_000)]
+        );
+        assert!(j.list(Some("r-2")).is_empty());
+        assert!(registry.covers("r-1", "trap-2", 2_100_000, 2_200_000));
+        assert!(!registry.covers("r-1", "trap-1", 9_000_000, 9_100_000));
+        assert_eq!(registry.list(None).len(), 2);
+        // A record appended after the torn line is read back on the next start.
+        j.record(rec("trap-3", 3_000_000)).unwrap();
+        drop(j);
+        let j = PumpoutJournal::open(&path, PumpoutRegistry::default()).unwrap();
+        assert_eq!(j.list(None).len(), 3);
+    }
+}

@@ -1,0 +1,133 @@
+// Chinese by default, English on request; the choice is kept in localStorage.
+export const dict = {
+  zh: {
+    'app.title': '执法线索看板', 'nav.clues': '线索', 'nav.devices': '设备', 'nav.cameras': '摄像头',
+    'nav.flights': '航飞', 'nav.stats': '统计', signout: '退出',
+    'signin.title': '登录', 'signin.token': '访问令牌', 'signin.go': '登录',
+    'signin.help': '请输入管理员发放的令牌（gateway token create）。令牌只保存在本标签页。',
+    'signin.bad': '令牌无效或已被撤销', 'signin.forbidden': '此令牌的角色不能查看线索',
+    'live.on': '实时', 'live.off': '未连接',
+    'role.inspector': '巡查员', 'role.supervisor': '督办员', 'role.platform': '平台', 'role.admin': '管理员',
+    'role.device': '设备', 'role.drone_operator': '飞手', 'all.sites': '全部站点',
+    'f.level': '等级', 'f.status': '状态', 'f.kind': '类型', 'f.site': '站点', 'f.department': '部门',
+    'f.overdue': '仅超期', 'f.any': '全部', 'f.open': '未办结',
+    'level.high': '高', 'level.medium': '中', 'level.low': '低',
+    'status.new': '新', 'status.claimed': '已认领', 'status.assigned': '已指派', 'status.transferred': '已移交',
+    'status.resolved': '已处置', 'status.dismissed': '已驳回', 'status.closed': '已关闭', 'status.reopened': '已重开',
+    'esc.yellow': '黄色督办', 'esc.red': '红色督办',
+    'col.id': '编号', 'col.level': '等级', 'col.title': '线索', 'col.site': '站点', 'col.status': '状态',
+    'col.dept': '部门', 'col.assignee': '处理人', 'col.occ': '次数', 'col.last': '最近', 'col.deadline': '期限',
+    'clues.empty': '没有符合条件的线索', 'clues.count': '共 {n} 条',
+    'clue.back': '← 返回线索', 'clue.history': '主体历史', 'clue.first': '首次违规，可考虑从轻', 'clue.repeat': '此前已有 {n} 条线索',
+    'clue.evidence': '证据', 'clue.readings': '触发前后读数', 'clue.audit': '审计记录', 'clue.occurrences': '发生记录',
+    'clue.detail': '详情', 'clue.noreadings': '没有读数证据',
+    'act.claim': '认领', 'act.assign': '指派', 'act.transfer': '移交', 'act.resolve': '处置完成', 'act.dismiss': '驳回',
+    'act.comment': '评论', 'act.close': '关闭', 'act.reopen': '重开',
+    'act.note': '说明 / 原因', 'act.to': '指派给（如 ann#3）', 'act.dept': '移交部门',
+    'act.need_reason': '请填写原因', 'act.done': '已完成：{a}', 'act.failed': '操作失败：{e}',
+    'audit.created': '创建', 'audit.occurrence': '再次发生', 'audit.cleared': '已恢复', 'audit.supervision': '督办',
+    'dev.title': '设备', 'dev.presence': '状态', 'dev.online': '在线', 'dev.offline': '离线', 'dev.silent': '失联',
+    'dev.lastseen': '最后上报', 'dev.battery': '电量', 'dev.messages': '消息数', 'dev.lost': '丢失',
+    'dev.charts': '近期读数', 'dev.pumpouts': '清掏 / 液位骤降记录', 'dev.nopump': '暂无记录', 'dev.fill': '隔油池液位',
+    'dev.nodata': '暂无读数', 'dev.back': '← 返回设备', 'dev.removed': '排出量 (L)', 'dev.event': '事件',
+    'dev.record': '清掏登记', 'dev.explained': '有登记', 'dev.unexplained': '无登记', 'dev.records': '清掏登记记录',
+    'dev.from': '开始', 'dev.to': '结束', 'dev.by': '登记人', 'dev.register': '登记清掏', 'dev.note_hint': '清运单位 / 联单号',
+    'cam.title': '摄像头墙', 'cam.ok': '正常', 'cam.noframe': '暂无画面', 'cam.empty': '暂无摄像头',
+    'cam.fault.camera.black': '黑屏', 'cam.fault.camera.overexposed': '过曝', 'cam.fault.camera.frozen': '画面冻结',
+    'cam.fault.camera.covered': '遮挡/模糊', 'cam.fault.camera.sky': '朝天', 'cam.fault.camera.moved': '被移动',
+    'cam.fault.camera.offline': '离线', 'cam.fault.camera.image_bad': '图像异常',
+    'fl.title': '无人机航飞', 'fl.na': '航飞功能在此网关上不可用', 'fl.upload': '上传素材', 'fl.progress': '上传进度',
+    'fl.processing': '处理进度', 'fl.findings': '发现', 'fl.tasks': '任务区域', 'fl.map': '任务区域与发现（离线地图）',
+    'fl.none': '暂无航飞', 'fl.status': '状态', 'fl.class': '类别', 'fl.conf': '置信度', 'fl.task': '任务', 'fl.time': '时间',
+    'fl.pertask': '各任务结果',
+    'st.title': '量化评估', 'st.total': '线索总数', 'st.disposal': '处置率', 'st.claim': '认领用时中位数',
+    'st.resolve': '处置用时中位数', 'st.overdue': '超期（黄/红）', 'st.bylevel': '按等级', 'st.bydept': '按部门',
+    'st.byweek': '按周', 'st.parking': '违停劝离成功率', 'st.persuasions': '劝离提醒', 'st.persuaded': '劝离后离开',
+    'st.created': '新增', 'st.disposed': '已处置', 'st.minutes': '分钟', 'st.rate': '处置率',
+    'st.claim_min': '认领用时(分)', 'st.resolve_min': '处置用时(分)', 'st.nodata': '暂无数据',
+    'err.load': '加载失败：{e}', 'err.forbidden': '无权限', 'none': '无',
+  },
+  en: {
+    'app.title': 'Enforcement clues', 'nav.clues': 'Clues', 'nav.devices': 'Devices', 'nav.cameras': 'Cameras',
+    'nav.flights': 'Flights', 'nav.stats': 'Statistics', signout: 'Sign out',
+    'signin.title': 'Sign in', 'signin.token': 'Access token', 'signin.go': 'Sign in',
+    'signin.help': 'Paste the token your administrator gave you (gateway token create). It is kept in this tab only.',
+    'signin.bad': 'The token is invalid or revoked', 'signin.forbidden': 'This token\'s role may not read clues',
+    'live.on': 'live', 'live.off': 'offline',
+    'role.inspector': 'inspector', 'role.supervisor': 'supervisor', 'role.platform': 'platform', 'role.admin': 'admin',
+    'role.device': 'device', 'role.drone_operator': 'drone operator', 'all.sites': 'all sites',
+    'f.level': 'Level', 'f.status': 'Status', 'f.kind': 'Kind', 'f.site': 'Site', 'f.department': 'Department',
+    'f.overdue': 'Overdue only', 'f.any': 'any', 'f.open': 'open',
+    'level.high': 'high', 'level.medium': 'medium', 'level.low': 'low',
+    'status.new': 'new', 'status.claimed': 'claimed', 'status.assigned': 'assigned', 'status.transferred': 'transferred',
+    'status.resolved': 'resolved', 'status.dismissed': 'dismissed', 'status.closed': 'closed', 'status.reopened': 'reopened',
+    'esc.yellow': 'yellow (overdue)', 'esc.red': 'red (overdue)',
+    'col.id': 'ID', 'col.level': 'Level', 'col.title': 'Clue', 'col.site': 'Site', 'col.status': 'Status',
+    'col.dept': 'Department', 'col.assignee': 'Assignee', 'col.occ': 'Count', 'col.last': 'Last seen', 'col.deadline': 'Deadline',
+    'clues.empty': 'No clue matches', 'clues.count': '{n} clues',
+    'clue.back': '← Back to clues', 'clue.history': 'Subject history', 'clue.first': 'First violation: leniency may apply', 'clue.repeat': '{n} earlier clues',
+    'clue.evidence': 'Evidence', 'clue.readings': 'Readings around the trigger', 'clue.audit': 'Audit trail', 'clue.occurrences': 'Occurrences',
+    'clue.detail': 'Detail', 'clue.noreadings': 'No readings evidence',
+    'act.claim': 'Claim', 'act.assign': 'Assign', 'act.transfer': 'Transfer', 'act.resolve': 'Resolve', 'act.dismiss': 'Dismiss',
+    'act.comment': 'Comment', 'act.close': 'Close', 'act.reopen': 'Reopen',
+    'act.note': 'Note / reason', 'act.to': 'Assign to (e.g. ann#3)', 'act.dept': 'Department',
+    'act.need_reason': 'A reason is required', 'act.done': 'Done: {a}', 'act.failed': 'Failed: {e}',
+    'audit.created': 'created', 'audit.occurrence': 'occurred again', 'audit.cleared': 'cleared', 'audit.supervision': 'supervision',
+    'dev.title': 'Devices', 'dev.presence': 'Status', 'dev.online': 'online', 'dev.offline': 'offline', 'dev.silent': 'silent',
+    'dev.lastseen': 'Last seen', 'dev.battery': 'Battery', 'dev.messages': 'Messages', 'dev.lost': 'Lost',
+    'dev.charts': 'Recent readings', 'dev.pumpouts': 'Pump-outs / level drops', 'dev.nopump': 'None recorded', 'dev.fill': 'Trap fill',
+    'dev.nodata': 'No readings yet', 'dev.back': '← Back to devices', 'dev.removed': 'Removed (L)', 'dev.event': 'Event',
+    'dev.record': 'Service record', 'dev.explained': 'recorded', 'dev.unexplained': 'not recorded', 'dev.records': 'Registered pump-outs',
+    'dev.from': 'From', 'dev.to': 'To', 'dev.by': 'By', 'dev.register': 'Register pump-out', 'dev.note_hint': 'Contractor / manifest no.',
+    'cam.title': 'Camera wall', 'cam.ok': 'healthy', 'cam.noframe': 'no frame yet', 'cam.empty': 'No cameras yet',
+    'cam.fault.camera.black': 'black', 'cam.fault.camera.overexposed': 'over-exposed', 'cam.fault.camera.frozen': 'frozen',
+    'cam.fault.camera.covered': 'covered/blurred', 'cam.fault.camera.sky': 'pointed at sky', 'cam.fault.camera.moved': 'moved',
+    'cam.fault.camera.offline': 'offline', 'cam.fault.camera.image_bad': 'bad image',
+    'fl.title': 'Drone flights', 'fl.na': 'Flights are not available on this gateway', 'fl.upload': 'Upload footage', 'fl.progress': 'Upload',
+    'fl.processing': 'Processing', 'fl.findings': 'Findings', 'fl.tasks': 'Task areas', 'fl.map': 'Task areas and findings (offline map)',
+    'fl.none': 'No flights yet', 'fl.status': 'Status', 'fl.class': 'Class', 'fl.conf': 'Confidence', 'fl.task': 'Task', 'fl.time': 'Time',
+    'fl.pertask': 'Results per task',
+    'st.title': 'Quantified evaluation', 'st.total': 'Clues', 'st.disposal': 'Disposal rate', 'st.claim': 'Median time to claim',
+    'st.resolve': 'Median time to resolve', 'st.overdue': 'Overdue (yellow/red)', 'st.bylevel': 'By level', 'st.bydept': 'By department',
+    'st.byweek': 'By week', 'st.parking': 'Parking persuasion success', 'st.persuasions': 'Please-move notices', 'st.persuaded': 'Left after notice',
+    'st.created': 'created', 'st.disposed': 'disposed', 'st.minutes': 'min', 'st.rate': 'disposal rate',
+    'st.claim_min': 'to claim (min)', 'st.resolve_min': 'to resolve (min)', 'st.nodata': 'No data yet',
+    'err.load': 'Could not load: {e}', 'err.forbidden': 'Not allowed', 'none': 'none',
+  },
+};
+
+// (Guarded so the unit tests can import this module under node, which has no localStorage.)
+const store = globalThis.localStorage;
+let lang = store?.getItem('lang') === 'en' ? 'en' : 'zh';
+
+export function getLang() { return lang; }
+
+export function setLang(l) {
+  lang = l === 'en' ? 'en' : 'zh';
+  store?.setItem('lang', lang);
+  if (globalThis.document) document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+}
+
+/** The text for `key` in the current language, `{name}` replaced from `vars`; the key itself when unknown. */
+export function t(key, vars = {}) {
+  const s = dict[lang][key] ?? dict.zh[key] ?? key;
+  return s.replace(/\{(\w+)\}/g, (_, k) => String(vars[k] ?? ''));
+}
+
+/** Fills every `[data-i18n]` element under `root`. */
+export function translate(root = document) {
+  for (const el of root.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  document.title = t('app.title');
+}
+
+export function fmtTime(ms) {
+  if (ms == null) return '–';
+  return new Date(ms).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB', { hour12: false });
+}
+
+export function fmtDuration(s) {
+  if (s == null) return '–';
+  if (s < 120) return `${Math.round(s)} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}

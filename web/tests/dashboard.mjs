@@ -1,0 +1,270 @@
+// Browser test of the dashboard in Debian's chromium (Playwright core, no bundled browser).
+// Driven by gateway/tests/dashboard_browser.rs, which starts the gateway (demo: broker +
+// simulator), creates tokens and a clue at another site, and raises the live clue when this
+// script prints `READY live-clue`. Env:
+//   DASHBOARD_URL      http://127.0.0.1:PORT
+//   INSPECTOR_TOKEN    inspector token limited to SITE
+//   DEVICE_TOKEN       device-role token of SITE (sees devices, not clues)
+//   SITE, LIVE_DEVICE  where the live clue will be raised (manhole cover open)
+//   OTHER_SITE, OTHER_CLUE_ID  a clue the inspector must not see
+//   CAMERA_SITE, ADMIN_TOKEN    for the camera wall (any site)
+//   SCREENSHOT_DIR     where the page screenshots go
+//   CHROMIUM           (default /usr/bin/chromium)
+// Prints `OK <check>` per passed check and `PASS <n> checks`; exits 1 on the first failure.
+import { chromium } from 'playwright-core';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const env = (k, d) => {
+  const v = process.env[k] ?? d;
+  if (v == null) { console.log(`FAIL missing env ${k}`); process.exit(2); }
+  return v;
+};
+const URL_ = env('DASHBOARD_URL');
+const INSPECTOR = env('INSPECTOR_TOKEN');
+const DEVICE = env('DEVICE_TOKEN');
+const ADMIN = env('ADMIN_TOKEN');
+const SITE = env('SITE');
+const LIVE_DEVICE = env('LIVE_DEVICE');
+const OTHER_SITE = env('OTHER_SITE');
+const OTHER_CLUE_ID = env('OTHER_CLUE_ID');
+const SHOTS = env('SCREENSHOT_DIR');
+mkdirSync(SHOTS, { recursive: true });
+
+let checks = 0;
+const ok = (what) => { checks += 1; console.log(`OK ${what}`); };
+function expect(cond, what) {
+  if (!cond) throw new Error(what);
+  ok(what);
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'dashboard-chromium-'));
+// A fresh profile (Playwright passes it as --user-data-dir) and a tablet in landscape.
+const browser = await chromium.launchPersistentContext(profile, {
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  headless: true,
+  viewport: { width: 1280, height: 800 },
+  locale: 'zh-CN',
+  // Without these, chromium on a closed network stalls on first-run, sync and update checks.
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const consoleErrors = [];
+let page;
+
+async function shot(name) {
+  const path = join(SHOTS, `${name}.png`);
+  await page.screenshot({ path, fullPage: true });
+  console.log(`SCREENSHOT ${path}`);
+}
+
+async function signIn(token) {
+  await page.goto(URL_ + '/');
+  await page.waitForSelector('#signin');
+  await page.fill('#token', token);
+  await page.click('#signin button[type=submit]');
+}
+
+try {
+  page = browser.pages()[0] ?? await browser.newPage();
+  page.setDefaultTimeout(15000);
+  // Refused requests (the wrong token, the other site's clue, a gateway without flights) are
+  // logged by chromium as "Failed to load resource"; they are part of the test. Script errors are not.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) consoleErrors.push(m.text());
+  });
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+
+  // 1. A wrong token is refused; the sign-in form stays.
+  await signIn('gwt_not_a_token');
+  await page.waitForSelector('#signin-error');
+  expect((await page.textContent('#signin-error')).includes('令牌无效'), 'a wrong token is refused (in Chinese by default)');
+  await shot('01-signin');
+
+  // 2. The inspector signs in: Chinese by default, the live stream connects.
+  const t1 = Date.now();
+  await signIn(INSPECTOR);
+  await page.waitForSelector('#clue-table');
+  console.log(`MEASURE sign-in-to-board-ms ${Date.now() - t1}`);
+  expect((await page.textContent('#nav a[data-page=clues]')) === '线索', 'Chinese is the default language');
+  await page.waitForSelector('#live[data-state=on]');
+  ok('live stream connected');
+  const who = await page.textContent('#who');
+  expect(who.includes(SITE) && who.includes('巡查员'), `header shows role and site (${who})`);
+
+  // 3. The scoped token sees only its site's clues.
+  const sites = await page.$$eval('#clue-rows tr', (rows) => rows.map((r) => r.dataset.site));
+  expect(sites.every((s) => s === SITE), `board shows only ${SITE} clues (${sites.length} rows)`);
+  expect(!(await page.$(`#clue-${OTHER_CLUE_ID}`)), `clue #${OTHER_CLUE_ID} of ${OTHER_SITE} is not on the board`);
+
+  // 4. The live clue appears without a reload.
+  const before = await page.$$eval('#clue-rows tr', (rows) => rows.length);
+  await page.evaluate(() => { window.__noReload = true; });
+  const t0 = Date.now();
+  console.log('READY live-clue');
+  const row = await page.waitForSelector(`#clue-rows tr[data-site="${SITE}"]:has-text("${LIVE_DEVICE}")`, { timeout: 30000 });
+  // Publish (by the test), rules engine, pool, SSE, render: informational, not asserted.
+  console.log(`MEASURE live-clue-ms ${Date.now() - t0}`);
+  expect(await page.evaluate(() => window.__noReload === true), 'the page was not reloaded');
+  const liveId = await row.getAttribute('data-id');
+  expect(Number(liveId) > 0 && (await page.$$eval('#clue-rows tr', (r) => r.length)) === before + 1,
+    `live clue #${liveId} from ${SITE}/${LIVE_DEVICE} appeared through SSE`);
+  await shot('02-clues-live');
+
+  // 5. Claim and resolve it from the detail page; both steps are in its audit trail.
+  await row.click();
+  await page.waitForSelector('#audit');
+  await page.click('#act-claim');
+  await page.waitForSelector('#clue-status[data-status=claimed]');
+  ok('claimed');
+  await page.fill('input[name=note]', '已现场核查，井盖已复位');
+  await page.click('#act-resolve');
+  await page.waitForSelector('#clue-status[data-status=resolved]');
+  ok('resolved');
+  await page.waitForSelector('#audit li[data-action=resolve]');
+  const actions = await page.$$eval('#audit li', (li) => li.map((l) => l.dataset.action));
+  expect(actions.includes('claim') && actions.includes('resolve') && actions.indexOf('claim') < actions.indexOf('resolve'),
+    `audit trail has claim then resolve (${actions.join(',')})`);
+  const auditText = await page.textContent('#audit');
+  expect(auditText.includes('已现场核查'), 'the resolve note is in the audit trail');
+  await page.waitForSelector('#history-hint');
+  ok('subject history hint shown');
+  await shot('03-clue-detail');
+
+  // 6. Another site's clue by its address: refused by the API, shown as not allowed.
+  await page.goto(`${URL_}/#/clues/${OTHER_CLUE_ID}`);
+  await page.waitForSelector('#page-error');
+  expect((await page.textContent('#page-error')).includes('403'), `clue #${OTHER_CLUE_ID} of ${OTHER_SITE} is refused (403)`);
+
+  // 7. Devices: list, and a device's charts (uPlot canvas).
+  await page.goto(`${URL_}/#/devices`);
+  await page.waitForSelector('#device-table');
+  const devSites = await page.$$eval('#device-table tbody tr', (r) => r.map((x) => x.dataset.site));
+  expect(devSites.length > 0 && devSites.every((s) => s === SITE), `devices of ${SITE} only (${devSites.length})`);
+  await shot('04-devices');
+  await page.goto(`${URL_}/#/devices/${encodeURIComponent(SITE)}/${encodeURIComponent(LIVE_DEVICE)}`);
+  await page.waitForSelector('#device-charts canvas');
+  ok('device readings chart drawn');
+  await shot('05-device-detail');
+
+  // 8. Statistics, flights (may be unavailable), cameras.
+  await page.goto(`${URL_}/#/stats`);
+  await page.waitForSelector('#kpi-disposal');
+  await page.waitForSelector('#stat-charts canvas');
+  expect((await page.textContent('#kpi-total .kpi')).trim() !== '0', 'statistics count the clues');
+  await shot('06-stats');
+  await page.goto(`${URL_}/#/flights`);
+  await page.waitForSelector('#flights-na, #flight-map');
+  ok(`flights page renders (${(await page.$('#flights-na')) ? 'flights API not available here' : 'flights API present'})`);
+  await shot('07-flights');
+  // The same page on responses shaped like the flights contract (the flights API is another
+  // module's; this checks the drawing): task polygons and findings on the offline map.
+  const area = { type: 'Polygon', coordinates: [[[121.47, 31.23], [121.48, 31.23], [121.48, 31.24], [121.47, 31.24], [121.47, 31.23]]] };
+  const flight = { id: 'f-1', status: 'processing', progress: 0.4,
+    findings: [{ task_id: 't-1', class: 'car', confidence: 0.91, lat: 31.235, lon: 121.475, time_ms: Date.now() }] };
+  const fixtures = {
+    '/api/v1/flights': [flight], '/api/v1/flights/f-1': flight,
+    '/api/v1/tasks': [{ id: 't-1', name: 'Market street', area }],
+  };
+  await page.route(/\/api\/v1\/(flights|tasks)/, (route) => {
+    const body = fixtures[new URL(route.request().url()).pathname];
+    return body ? route.fulfill({ json: body }) : route.fulfill({ status: 404, json: { error: 'no' } });
+  });
+  await page.reload();
+  await page.waitForSelector('#flight-map svg path[data-task="t-1"]');
+  await page.waitForSelector('#flight-map svg circle.finding');
+  expect((await page.textContent('#task-results')).includes('car: 1'), 'contract-shaped flight: task area, finding and per-task result drawn');
+  await shot('07b-flights-contract-fixture');
+  await page.unroute(/\/api\/v1\/(flights|tasks)/);
+  await page.goto(`${URL_}/#/clues`);
+
+  // 9. Language toggle, kept across a reload.
+  await page.click('#lang');
+  await page.waitForFunction(() => document.querySelector('#nav a[data-page=clues]').textContent === 'Clues');
+  await page.reload();
+  await page.waitForSelector('#nav a[data-page=stats]');
+  expect((await page.textContent('#nav a[data-page=stats]')) === 'Statistics'
+    && (await page.getAttribute('html', 'lang')) === 'en', 'English toggle kept after reload');
+  await page.goto(`${URL_}/#/clues`);
+  await page.waitForSelector('#clue-table');
+  await shot('08-clues-en');
+
+  // 10. What is shown follows the role: a device token gets no clue pages.
+  await page.click('#signout');
+  await signIn(DEVICE);
+  await page.waitForSelector('#device-table');
+  expect(await page.$eval('#nav a[data-page=clues]', (a) => a.hidden)
+    && await page.$eval('#nav a[data-page=stats]', (a) => a.hidden)
+    && !(await page.$('#live:not([hidden])')), 'a device token sees devices, no clue pages or stream');
+
+  // 11. Camera wall with an all-sites token (admin): frames and health.
+  await page.click('#signout');
+  await signIn(ADMIN);
+  await page.goto(`${URL_}/#/cameras`);
+  await page.waitForSelector('#camera-wall .cam');
+  await page.waitForSelector('#camera-wall img[src^="blob:"]');
+  ok('camera wall shows a frame');
+  await shot('09-cameras');
+  await page.goto(`${URL_}/#/clues`);
+  await page.waitForSelector('#clue-table');
+  const adminSites = await page.$$eval('#clue-rows tr', (rows) => new Set(rows.map((r) => r.dataset.site)).size);
+  expect(adminSites > 1, `admin sees clues of ${adminSites} sites`);
+  await shot('10-clues-admin');
+  // The other site's clue, for the admin: its evidence image is fetched with the token.
+  await page.goto(`${URL_}/#/clues/${OTHER_CLUE_ID}`);
+  await page.waitForSelector('#evidence img[src^="blob:"]');
+  expect(await page.$eval('#evidence img', (i) => i.complete && i.naturalWidth > 0), 'evidence image shown');
+  await shot('12-clue-evidence');
+
+  // A tablet in portrait: the board stays usable.
+  await page.setViewportSize({ width: 768, height: 1024 });
+  await page.goto(`${URL_}/#/clues`);
+  await page.waitForSelector('#clue-table');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow <= 0, `no sideways scrolling on a portrait tablet (${overflow}px)`);
+  await shot('13-clues-tablet-portrait');
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  // A restaurant's grease trap (simulated): fill chart and pump-out history.
+  const trap = await page.evaluate(async () => {
+    const r = await fetch('/api/v1/devices', { headers: { Authorization: `Bearer ${sessionStorage.getItem('gateway.token')}` } });
+    return (await r.json()).find((d) => d.device.startsWith('trap'));
+  });
+  if (trap) {
+    await page.goto(`${URL_}/#/devices/${encodeURIComponent(trap.site)}/${encodeURIComponent(trap.device)}`);
+    await page.waitForSelector('#device-charts canvas');
+    await page.waitForSelector('#pumpouts');
+    await page.fill('input[name=pumpout-note]', '清运公司 A-0042');
+    await page.click('#pumpout-register');
+    await page.waitForSelector('#pumpout-records:has-text("A-0042")');
+    ok(`grease trap ${trap.site}/${trap.device}: charts, pump-out history, a pump-out registered`);
+    await shot('11-grease-trap');
+  }
+
+  // Filters: "open" leaves out the resolved live clue; level asks the API again.
+  await page.goto(`${URL_}/#/clues`);
+  await page.waitForSelector('#clue-table');
+  await page.selectOption('select[name=status]', 'open');
+  await page.waitForFunction(() => ![...document.querySelectorAll('#clue-rows tr')].some((r) => r.dataset.status === 'resolved'));
+  ok('the open filter hides resolved clues');
+  await page.selectOption('select[name=level]', 'high');
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#clue-rows tr')];
+    return rows.length > 0 && rows.every((r) => r.classList.contains('row-high'));
+  });
+  ok('the level filter shows only high clues');
+  await shot('14-clues-filtered');
+
+  expect(consoleErrors.length === 0, `no console errors (${consoleErrors.join(' | ')})`);
+  console.log(`PASS ${checks} checks`);
+  await browser.close();
+  rmSync(profile, { recursive: true, force: true });
+  process.exit(0);
+} catch (e) {
+  console.log(`FAIL ${e.message}`);
+  try { await shot('failure'); } catch { /* no page */ }
+  await browser.close().catch(() => {});
+  rmSync(profile, { recursive: true, force: true });
+  process.exit(1);
+}
