@@ -296,15 +296,26 @@ fn every_clue_endpoint_checks_token_role_and_site() -> Result<()> {
         .find(|e| e["kind"] == "file")
         .context("file evidence")?;
     let sha = file["sha256"].as_str().context("sha")?;
+    // The supervisor has the personal-data right: the original (audited). The inspector
+    // would get a masked copy, but these bytes are no decodable image: withheld, never raw.
     let r = call(
+        &gw,
+        "GET",
+        &format!("/api/v1/clues/{a}/evidence/{sha}"),
+        Some(&sup_a),
+        None,
+    )?
+    .ok()?;
+    assert_eq!(r.body, vec![255, 216, 255, 224, 1, 2, 3]);
+    let withheld = call(
         &gw,
         "GET",
         &format!("/api/v1/clues/{a}/evidence/{sha}"),
         Some(&insp_a),
         None,
-    )?
-    .ok()?;
-    assert_eq!(r.body, vec![255, 216, 255, 224, 1, 2, 3]);
+    )?;
+    assert_eq!(withheld.status, 403, "{}", withheld.text());
+    assert!(withheld.text().contains("withheld"), "{}", withheld.text());
     assert_eq!(
         status(call(
             &gw,

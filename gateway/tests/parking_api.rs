@@ -99,8 +99,18 @@ fn a_car_staying_in_a_zone_is_persuaded_then_becomes_an_overstay_clue() {
         .and_then(|a| a.iter().find(|e| e["kind"] == "file"))
         .unwrap_or_else(|| panic!("no file evidence: {d}"));
     let sha = file["sha256"].as_str().expect("sha256");
-    let r = gw
+    // The detector's boxes are kept with the frame so it can be masked for inspectors.
+    let regions = file["regions"].as_array().expect("regions recorded");
+    assert!(regions.iter().any(|r| r["kind"] == "vehicle"), "{file}");
+    let masked = gw
         .get_with_token(&format!("/api/v1/clues/{id}/evidence/{sha}"), &inspector)
+        .and_then(|r| r.ok())
+        .unwrap_or_else(|e| panic!("evidence download: {e:#}"));
+    assert_eq!(masked.header("x-evidence-variant"), Some("masked"));
+    assert_ne!(masked.body, photo, "inspectors get a masked copy");
+    let supervisor = gw.token("supervisor", "street-9").expect("token");
+    let r = gw
+        .get_with_token(&format!("/api/v1/clues/{id}/evidence/{sha}"), &supervisor)
         .and_then(|r| r.ok())
         .unwrap_or_else(|e| panic!("evidence download: {e:#}"));
     assert_eq!(r.body, photo, "the evidence is the uploaded frame");

@@ -171,6 +171,7 @@ fn a_car_parked_in_a_zone_of_a_real_photo_raises_an_overstay_clue() {
             at_ms: t0 + k * 30_000,
             image: jpeg.clone(),
             sightings: sightings(&dets, &[]),
+            regions: Vec::new(),
         };
         events.extend(tracker.observe(&frame).into_iter().map(|e| (k * 30, e)));
     }

@@ -711,6 +711,8 @@ impl Cam {
                 ),
                 content_type: "image/jpeg".into(),
                 bytes: jpeg.to_vec(),
+                // No detector runs on kitchen frames: unknown, masked whole for lesser roles.
+                regions: None,
             });
         }
         ev.push(Evidence::Note {

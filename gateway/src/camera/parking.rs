@@ -270,6 +270,7 @@ impl Parking {
             at_ms,
             image: jpeg.clone(),
             sightings: sightings(&dets, &plates),
+            regions: privacy_regions(&dets, &plates),
         };
         let vehicles = frame.sightings.iter().filter(|s| s.vehicle).count();
         // Plain state; a panic elsewhere does not make it unusable.
@@ -339,6 +340,36 @@ impl Parking {
     }
 }
 
+/// The boxes of a frame that may show personal data, recorded with its evidence so the frame
+/// can be masked later: every plate read, every person and every vehicle (a plate the reader
+/// missed is still inside its vehicle's box).
+fn privacy_regions(
+    dets: &[crate::vision::detector::Detection],
+    plates: &[crate::vision::plate::PlateReading],
+) -> Vec<crate::clue::signal::Region> {
+    use crate::clue::signal::Region;
+    use crate::vision::detector::{PERSON, is_vehicle};
+    let region = |kind: &str, b: &crate::vision::nms::BBox| Region {
+        kind: kind.into(),
+        x0: b.x0,
+        y0: b.y0,
+        x1: b.x1,
+        y1: b.y1,
+    };
+    let mut out: Vec<Region> = plates
+        .iter()
+        .map(|p| region("plate", &p.plate.bbox))
+        .collect();
+    for d in dets {
+        if d.class_id == PERSON {
+            out.push(region("person", &d.bbox));
+        } else if is_vehicle(d.class_id) {
+            out.push(region("vehicle", &d.bbox));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +420,47 @@ polygon = [[0, 0], [100, 0], [100, 50]]
         assert!(e.contains("limit"), "{e}");
         let e = err(&CAM.replace("id = \"kerb\"", "id = \"kerb\"\nname = \"x\""));
         assert!(e.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn plates_people_and_vehicles_are_recorded_as_privacy_regions() {
+        use crate::vision::detector::Detection;
+        use crate::vision::nms::BBox;
+        use crate::vision::plate::{PlateBox, PlateReading};
+        let b = |x0, y0, x1, y1| BBox { x0, y0, x1, y1 };
+        let det = |class_id, label, bbox| Detection {
+            class_id,
+            label,
+            score: 0.9,
+            bbox,
+        };
+        let dets = [
+            det(0, "person", b(10.0, 10.0, 40.0, 100.0)),
+            det(2, "car", b(100.0, 50.0, 200.0, 120.0)),
+            det(16, "dog", b(300.0, 80.0, 330.0, 110.0)),
+        ];
+        let plates = [PlateReading {
+            text: "京A12345".into(),
+            confidence: 0.9,
+            plate: PlateBox {
+                bbox: b(130.0, 100.0, 170.0, 112.0),
+                corners: [
+                    (130.0, 100.0),
+                    (170.0, 100.0),
+                    (170.0, 112.0),
+                    (130.0, 112.0),
+                ],
+                score: 0.9,
+            },
+        }];
+        let r = privacy_regions(&dets, &plates);
+        let kinds: Vec<&str> = r.iter().map(|r| r.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["plate", "person", "vehicle"],
+            "the dog is nobody's data"
+        );
+        assert_eq!((r[0].x0, r[0].y1), (130.0, 112.0));
     }
 
     #[test]

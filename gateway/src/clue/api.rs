@@ -8,7 +8,10 @@
 //! - `GET  /api/v1/clues/{id}`: detail with occurrences, evidence and subject history.
 //! - `POST /api/v1/clues/{id}/actions`: `{"action": "claim"|"assign"|..., ...}`.
 //! - `GET  /api/v1/clues/{id}/audit`: the clue's audit entries.
-//! - `GET  /api/v1/clues/{id}/evidence/{sha256}`: an evidence file, verified against its hash.
+//! - `GET  /api/v1/clues/{id}/evidence/{sha256}?variant=original|masked`: an evidence file,
+//!   verified against its hash. Roles without the personal-data right (`clues.privacy`) get a
+//!   masked copy (plates, heads); an original is served only to roles with the right, and each
+//!   time it is, the audit log records who. Purged evidence answers 410.
 //! - `GET  /api/v1/stats`, `GET /api/v1/audit/verify`.
 //! - `GET  /api/v1/clues/export?from_ms=&to_ms=&format=csv|json` (clues created in range) and
 //!   `GET /api/v1/audit/export?from_ms=&to_ms=&format=csv|json` (entries in range).
@@ -107,6 +110,7 @@ where
         .route("/api/v1/clues/{id}/evidence/{sha256}", get(evidence))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/audit/verify", get(verify))
+        .merge(super::oversight_api::routes())
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,10 +236,18 @@ async fn audit(
     Ok(Json(pool.audit_of(id).await?))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvidenceParams {
+    #[serde(default)]
+    variant: Option<String>,
+}
+
 async fn evidence(
     p: Principal,
     State(pool): State<PoolHandle>,
     Path((id, sha256)): Path<(i64, String)>,
+    Query(q): Query<EvidenceParams>,
 ) -> ApiResult<Response> {
     let d = visible(&p, &pool, id).await?;
     let Some(item) = d.evidence.iter().find(|e| e.sha256 == sha256) else {
@@ -243,22 +255,83 @@ async fn evidence(
             "clue {id} has no evidence {sha256}"
         )));
     };
+    if let Some(at) = item.purged_ms {
+        return Ok((
+            StatusCode::GONE,
+            Json(serde_json::json!({
+                "error": format!("evidence {sha256} was purged at {at} ms (retention)"),
+                "purged_ms": at,
+            })),
+        )
+            .into_response());
+    }
     if let Some(body) = &item.body {
         return Ok(Json(body.clone()).into_response());
     }
-    let bytes = pool.evidence_file(sha256.clone()).await?;
+    let privacy = &pool.config().privacy;
+    let privileged = privacy.sees_originals(p.role);
+    let original = match q.variant.as_deref() {
+        None => privileged,
+        Some("masked") => false,
+        Some("original") => {
+            p.require(privileged, "see personal data in evidence originals")?;
+            true
+        }
+        Some(v) => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown variant {v} (original, masked)"
+            )));
+        }
+    };
     let ct = item
         .content_type
         .clone()
         .unwrap_or_else(|| "application/octet-stream".into());
-    Ok((
-        [
-            (header::CONTENT_TYPE, ct),
-            (header::ETAG, format!("\"{sha256}\"")),
-        ],
-        bytes,
-    )
-        .into_response())
+    if original {
+        // Recorded before the bytes leave: no audit entry, no original.
+        pool.record_original_access(id, sha256.clone(), p.actor(), p.role.as_str())
+            .await?;
+        let bytes = pool.evidence_file(sha256.clone()).await?;
+        return Ok((
+            [
+                (header::CONTENT_TYPE, ct),
+                (header::ETAG, format!("\"{sha256}\"")),
+                (
+                    header::HeaderName::from_static("x-evidence-variant"),
+                    "original".to_string(),
+                ),
+            ],
+            bytes,
+        )
+            .into_response());
+    }
+    let bytes = pool.evidence_file(sha256.clone()).await?;
+    let regions = item.regions.clone();
+    let cfg = privacy.clone();
+    let masked = tokio::task::spawn_blocking(move || {
+        super::privacy::masked_copy(&bytes, &ct, regions.as_deref(), &cfg)
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?;
+    match masked {
+        Ok(jpeg) => Ok((
+            [
+                (header::CONTENT_TYPE, "image/jpeg".to_string()),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+                (
+                    header::HeaderName::from_static("x-evidence-variant"),
+                    "masked".to_string(),
+                ),
+                (
+                    header::HeaderName::from_static("x-original-sha256"),
+                    sha256.clone(),
+                ),
+            ],
+            jpeg,
+        )
+            .into_response()),
+        Err(e) => Err(AuthError::Forbidden(e.to_string()).into()),
+    }
 }
 
 async fn stats(p: Principal, State(pool): State<PoolHandle>) -> ApiResult<impl IntoResponse> {
@@ -368,6 +441,25 @@ fn csv_response(header: &[&str], rows: Vec<Vec<String>>, name: &str) -> Response
         .into_response()
 }
 
+/// `京A12345` -> `京A*****`: the region prefix stays (it says where the vehicle is from).
+fn masked_plate(plate: &str) -> String {
+    plate
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i < 2 { c } else { '*' })
+        .collect()
+}
+
+/// Hides the plate of a clue wherever it is written (subject, title, key).
+fn mask_plate_of(c: &mut super::model::Clue) {
+    if let Some(plate) = c.subject.plate.clone().filter(|p| !p.is_empty()) {
+        let m = masked_plate(&plate);
+        c.title = c.title.replace(&plate, &m);
+        c.dedup_key = c.dedup_key.replace(&plate, &m);
+        c.subject.plate = Some(m);
+    }
+}
+
 fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(|x| x.to_string()).unwrap_or_default()
 }
@@ -379,7 +471,7 @@ async fn export_clues(
 ) -> ApiResult<Response> {
     can_read(&p)?;
     let format = q.format()?;
-    let clues = pool
+    let mut clues = pool
         .list(ClueQuery {
             scope: p.scope(),
             from_ms: Some(q.from_ms),
@@ -388,6 +480,12 @@ async fn export_clues(
             ..Default::default()
         })
         .await?;
+    // Exports follow the evidence rule: plates only for roles with the personal-data right.
+    if !pool.config().privacy.sees_originals(p.role) {
+        for c in &mut clues {
+            mask_plate_of(c);
+        }
+    }
     if let Format::Json = format {
         return Ok(Json(clues).into_response());
     }

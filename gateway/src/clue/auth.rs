@@ -73,6 +73,8 @@ impl Role {
                     | Action::Resolve { .. }
                     | Action::Dismiss { .. }
                     | Action::Comment { .. }
+                    | Action::NotifyOwner { .. }
+                    | Action::OwnerResponse { .. }
             ),
             Role::Device | Role::DroneOperator => false,
         }

@@ -28,6 +28,12 @@ pub struct CluesConfig {
     pub raise_after_occurrences: u32,
     /// Producer-to-pool channel capacity (a full channel slows the rules engine, visibly).
     pub channel_capacity: usize,
+    /// Supervision models over the handling (warnings for supervisors), leniency advice.
+    pub oversight: crate::clue::oversight::OversightConfig,
+    /// Masking of personal data in evidence images for roles without the right.
+    pub privacy: crate::clue::privacy::PrivacyConfig,
+    /// Evidence retention periods and the purge job.
+    pub retention: crate::clue::retention::RetentionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +78,9 @@ impl Default for CluesConfig {
             retry_max_ms: 60_000,
             channel_capacity: 1024,
             raise_after_occurrences: 10,
+            oversight: Default::default(),
+            privacy: Default::default(),
+            retention: Default::default(),
         }
     }
 }
@@ -104,6 +113,9 @@ impl CluesConfig {
                 return Err(invalid("clues.webhook_url", "must be http:// or https://"));
             }
         }
+        self.oversight.validate()?;
+        self.privacy.validate()?;
+        self.retention.validate()?;
         if self.webhook_secret.as_deref().is_some_and(str::is_empty) {
             return Err(invalid(
                 "clues.webhook_secret",

@@ -94,6 +94,23 @@ impl EvidenceStore {
     }
 }
 
+impl EvidenceStore {
+    /// Deletes the file named `hash` (retention); false when it was not there.
+    pub fn remove(&self, hash: &str) -> Result<bool, EvidenceError> {
+        let path = self.path_of(hash)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Whether the file named `hash` is on disk.
+    pub fn exists(&self, hash: &str) -> bool {
+        self.path_of(hash).is_ok_and(|p| p.exists())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +131,9 @@ mod tests {
         );
         assert_eq!(ev.put(b"abc").expect("again"), h);
         assert_eq!(ev.get(&h).expect("get"), b"abc");
+        assert!(ev.remove(&h).expect("remove"));
+        assert!(!ev.exists(&h));
+        assert!(!ev.remove(&h).expect("twice"));
     }
 
     #[test]

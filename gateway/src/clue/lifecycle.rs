@@ -99,6 +99,19 @@ pub enum Action {
     Reopen { reason: String },
     /// A note on the record; no status change.
     Comment { text: String },
+    /// The owner was told about the clue (by `channel`: sms, letter, phone, in_person...);
+    /// no status change. Starts the owner's time to answer.
+    NotifyOwner {
+        channel: String,
+        #[serde(default)]
+        note: Option<String>,
+    },
+    /// What the owner answered, recorded by whoever received it; no status change.
+    OwnerResponse {
+        statement: String,
+        #[serde(default)]
+        channel: Option<String>,
+    },
 }
 
 impl Action {
@@ -112,6 +125,8 @@ impl Action {
             Action::Close { .. } => "close",
             Action::Reopen { .. } => "reopen",
             Action::Comment { .. } => "comment",
+            Action::NotifyOwner { .. } => "notify_owner",
+            Action::OwnerResponse { .. } => "owner_response",
         }
     }
 
@@ -126,6 +141,8 @@ impl Action {
             | Action::Dismiss { reason }
             | Action::Reopen { reason } => Some(reason),
             Action::Comment { text } => Some(text),
+            Action::NotifyOwner { note, .. } => note.as_deref(),
+            Action::OwnerResponse { statement, .. } => Some(statement),
         }
     }
 }
@@ -272,6 +289,18 @@ pub fn apply(
         Action::Comment { text } => {
             required(name, "text", text)?;
         }
+        Action::NotifyOwner { channel, .. } => {
+            if state.status == Closed {
+                return Err(illegal());
+            }
+            required(name, "channel", channel)?;
+        }
+        Action::OwnerResponse { statement, .. } => {
+            if state.status == Closed {
+                return Err(illegal());
+            }
+            required(name, "statement", statement)?;
+        }
     }
     Ok(next)
 }
@@ -388,6 +417,30 @@ mod tests {
     }
 
     #[test]
+    fn owner_notice_and_answer_are_recorded_without_changing_the_status() {
+        let s = apply(&State::new(Some("water".into())), &claim(), "ann", 1).expect("claim");
+        let n = Action::NotifyOwner {
+            channel: "sms".into(),
+            note: None,
+        };
+        assert_eq!(apply(&s, &n, "ann", 2).expect("notify"), s);
+        let empty = Action::OwnerResponse {
+            statement: " ".into(),
+            channel: None,
+        };
+        assert!(apply(&s, &empty, "ann", 3).is_err());
+        let closed = State {
+            status: Status::Closed,
+            ..s
+        };
+        assert!(apply(&closed, &n, "ann", 4).is_err(), "too late to notify");
+        let a: Action =
+            serde_json::from_str(r#"{"action":"owner_response","statement":"pump broke"}"#)
+                .expect("parse");
+        assert_eq!(a.name(), "owner_response");
+    }
+
+    #[test]
     fn actions_parse_from_api_json() {
         let a: Action =
             serde_json::from_str(r#"{"action":"transfer","department":"market","reason":"r"}"#)
@@ -420,6 +473,14 @@ mod tests {
             Action::Close { note: None },
             Action::Reopen { reason: "r".into() },
             Action::Comment { text: "c".into() },
+            Action::NotifyOwner {
+                channel: "sms".into(),
+                note: None,
+            },
+            Action::OwnerResponse {
+                statement: "s".into(),
+                channel: None,
+            },
         ];
         let mut frontier = vec![State::new(Some("water".into()))];
         let mut checked = 0usize;

@@ -12,6 +12,11 @@
 //! - `publish`: delivery to the central platform (MQTT, webhook).
 //! - `auth`: tokens, roles, site scopes and the axum extractor.
 //! - `api`: the clue HTTP routes; `openapi`: the API document.
+//! - `oversight`: supervision models over the handling (warnings for supervisors);
+//!   `oversight_api`: their routes.
+//! - `owner`: owner notification and answers, first-violation leniency advice.
+//! - `privacy`: masking of plates and people in evidence images for lesser roles.
+//! - `retention`: the evidence purge job (the purge is audited, not the content).
 
 pub mod api;
 pub mod audit;
@@ -21,8 +26,13 @@ pub mod evidence;
 pub mod lifecycle;
 pub mod model;
 pub mod openapi;
+pub mod oversight;
+pub mod oversight_api;
+pub mod owner;
 pub mod pool;
+pub mod privacy;
 pub mod publish;
+pub mod retention;
 pub mod signal;
 pub mod store;
 

@@ -2,7 +2,7 @@
 //! list query and the statistics. Plain data shared by the store, the API and delivery.
 
 use super::lifecycle::Status;
-use super::signal::{Level, Subject};
+use super::signal::{Level, Region, Subject};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -99,9 +99,15 @@ pub struct EvidenceItem {
     /// Of the file bytes, or of the canonical JSON body for readings and notes.
     pub sha256: String,
     pub size: i64,
-    /// Readings window or note, inline; files are fetched by hash.
+    /// Readings window or note, inline; files are fetched by hash. `None` once purged.
     pub body: Option<Value>,
     pub at_ms: i64,
+    /// Personal-data boxes of an image (`None`: unknown, masked whole for lesser roles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Vec<Region>>,
+    /// Deleted by the retention job at this time (the row stays as a tombstone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged_ms: Option<i64>,
 }
 
 /// Evidence ready to be recorded (files already written to the evidence store).
@@ -113,6 +119,7 @@ pub struct NewEvidence {
     pub sha256: String,
     pub size: i64,
     pub body: Option<Value>,
+    pub regions: Option<Vec<Region>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,6 +130,34 @@ pub struct ClueDetail {
     /// The latest occurrences (newest first, at most 50).
     pub recent_occurrences: Vec<Occurrence>,
     pub evidence: Vec<EvidenceItem>,
+    /// Duplicate-act links: the lead of this clue, or the clues linked to it.
+    #[serde(default)]
+    pub links: Links,
+    /// Owner notification and answers (filled by the pool from the audit log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<super::owner::OwnerRecord>,
+    /// First-minor-violation leniency recommendation and the rule behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leniency: Option<super::owner::Leniency>,
+}
+
+/// One violation, one case: two departments' clues about the same act are linked, one leads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Links {
+    /// Set on a linked clue: the clue that leads the case.
+    pub lead: Option<ClueLink>,
+    /// Set on a lead: the clues linked to it.
+    pub linked: Vec<ClueLink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClueLink {
+    /// The other clue.
+    pub clue_id: i64,
+    pub department: Option<String>,
+    pub reason: String,
+    pub actor: String,
+    pub at_ms: i64,
 }
 
 /// One change of one clue, as delivered to SSE, MQTT and the webhook. `event_id` is the audit

@@ -105,6 +105,18 @@ pub fn start_pool(
     let mut tasks = vec![
         tokio::spawn(intake(handle.clone(), rx)),
         tokio::spawn(tick(handle.clone(), cancel.clone())),
+        tokio::spawn(every(
+            handle.clone(),
+            cancel.clone(),
+            cfg.clues.oversight.every_s,
+            "oversight",
+        )),
+        tokio::spawn(every(
+            handle.clone(),
+            cancel.clone(),
+            cfg.clues.retention.every_s,
+            "retention",
+        )),
     ];
     tasks.extend(super::publish::spawn_delivery(&handle, cfg, cancel));
     info!(dir = %cfg.storage.dir.display(), "clue pool started");
@@ -156,6 +168,25 @@ async fn tick(pool: PoolHandle, cancel: CancellationToken) {
         }
         if let Err(e) = pool.tick().await {
             warn!(error = %e, "clue escalation tick failed");
+        }
+    }
+}
+
+/// Runs the oversight models or the retention purge every `period_s` until `cancel`.
+async fn every(pool: PoolHandle, cancel: CancellationToken, period_s: u64, job: &'static str) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(period_s.max(1)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        let r = match job {
+            "oversight" => pool.run_oversight().await.map(|_| ()),
+            _ => pool.run_retention().await.map(|_| ()),
+        };
+        if let Err(e) = r {
+            warn!(error = %e, job, "clue pool job failed");
         }
     }
 }
@@ -373,8 +404,103 @@ impl PoolHandle {
         Ok(changes)
     }
 
+    /// Detail with the owner's record (from the audit) and the leniency recommendation.
     pub async fn get(&self, id: i64) -> Result<Option<ClueDetail>, PoolError> {
-        self.blocking(move |s| s.get(id)).await
+        let now = self.now_ms();
+        let cfg = self.cfg.clone();
+        self.blocking(move |s| {
+            let Some(mut d) = s.get(id)? else {
+                return Ok(None);
+            };
+            let audit = s.audit_of(id)?;
+            let window = cfg.oversight.closed_without_owner.answer_window_s;
+            d.owner = Some(super::owner::owner_record(&audit, window));
+            let lc = &cfg.oversight.leniency;
+            let since = now.saturating_sub((lc.lookback_s as i64).saturating_mul(1000));
+            let prior = s.prior_clues_since(id, since)?;
+            d.leniency = Some(super::owner::leniency(&d.clue, prior, lc));
+            Ok(Some(d))
+        })
+        .await
+    }
+
+    pub fn config(&self) -> &CluesConfig {
+        &self.cfg
+    }
+
+    /// Runs the supervision models once: links duplicate acts, stores warnings. Returns the
+    /// warnings that are new or raised.
+    pub async fn run_oversight(&self) -> Result<Vec<super::oversight::Warning>, PoolError> {
+        let now = self.now_ms();
+        let cfg = self.cfg.clone();
+        let (changes, warnings) = self
+            .blocking(move |s| {
+                let oc = &cfg.oversight;
+                if !oc.enabled {
+                    return Ok((Vec::new(), Vec::new()));
+                }
+                let since = now.saturating_sub((oc.lookback_s as i64).saturating_mul(1000));
+                let history = s.oversight_history(since)?;
+                let (found, links) = super::oversight::run_models(&history, now, oc);
+                let mut changes = Vec::new();
+                for l in &links {
+                    changes.extend(s.link(l, "oversight", now)?);
+                }
+                let warnings = s.raise_warnings(&found, now)?;
+                Ok((changes, warnings))
+            })
+            .await?;
+        for c in &changes {
+            self.announce(c);
+        }
+        for w in &warnings {
+            info!(model = %w.finding.model, level = w.finding.level.as_str(),
+                  clue = ?w.finding.clue_id, "oversight warning");
+            self.metrics
+                .clue_changes_total
+                .get_or_create(&Reason::of("oversight_warning"))
+                .inc();
+        }
+        Ok(warnings)
+    }
+
+    pub async fn warnings(
+        &self,
+        scope: Option<Vec<String>>,
+        limit: u32,
+    ) -> Result<Vec<super::oversight::Warning>, PoolError> {
+        self.blocking(move |s| s.warnings(scope.as_deref(), limit))
+            .await
+    }
+
+    /// One retention purge now.
+    pub async fn run_retention(&self) -> Result<super::retention::PurgeReport, PoolError> {
+        let now = self.now_ms();
+        let cfg = self.cfg.clone();
+        let store = self.store.clone();
+        let files = self.evidence.clone();
+        tokio::task::spawn_blocking(move || {
+            super::retention::purge(store.as_ref(), &files, &cfg.retention, now)
+        })
+        .await
+        .map_err(|_| PoolError::Join)?
+        .map_err(|e| match e {
+            super::retention::RetentionError::Store(s) => PoolError::Store(s),
+            super::retention::RetentionError::Files(f) => PoolError::Evidence(f),
+        })
+    }
+
+    /// Audits that `actor` is being given an evidence original.
+    pub async fn record_original_access(
+        &self,
+        clue_id: i64,
+        sha256: String,
+        actor: String,
+        role: &'static str,
+    ) -> Result<(), PoolError> {
+        let now = self.now_ms();
+        self.blocking(move |s| s.record_original_access(clue_id, &sha256, &actor, role, now))
+            .await
     }
 
     pub async fn list(&self, q: ClueQuery) -> Result<Vec<Clue>, PoolError> {
@@ -448,6 +574,7 @@ fn store_evidence(
                 name,
                 content_type,
                 bytes,
+                regions,
             } => NewEvidence {
                 kind: "file",
                 name: Some(name),
@@ -455,6 +582,7 @@ fn store_evidence(
                 sha256: store.put(&bytes)?,
                 size: bytes.len() as i64,
                 body: None,
+                regions,
             },
             inline => {
                 let kind = match inline {
@@ -471,6 +599,7 @@ fn store_evidence(
                     sha256: super::audit::sha256_hex(&[text.as_bytes()]),
                     size: text.len() as i64,
                     body: Some(body),
+                    regions: None,
                 }
             }
         };
@@ -494,6 +623,13 @@ mod tests {
     }
 
     fn pool(dir: &std::path::Path) -> (PoolHandle, Arc<FakeClock>, Arc<SqliteStore>) {
+        pool_with(dir, |_| {})
+    }
+
+    fn pool_with(
+        dir: &std::path::Path,
+        tune: impl FnOnce(&mut CluesConfig),
+    ) -> (PoolHandle, Arc<FakeClock>, Arc<SqliteStore>) {
         let store = Arc::new(
             SqliteStore::open(&dir.join("clues.sqlite"), vec![])
                 .expect("open")
@@ -503,6 +639,7 @@ mod tests {
         let mut cfg = CluesConfig::default();
         cfg.deadlines.high_s = 60;
         cfg.red_after_s = 60;
+        tune(&mut cfg);
         let h = PoolHandle::new(
             store.clone(),
             store.clone(),
@@ -533,6 +670,7 @@ mod tests {
                 name: "frame.jpg".into(),
                 content_type: "image/jpeg".into(),
                 bytes: format!("jpeg-{at_ms}").into_bytes(),
+                regions: None,
             }],
             department: Some("water".into()),
         }
@@ -741,5 +879,162 @@ mod tests {
         .expect("tamper");
         let r = p.verify().await.expect("verify");
         assert_eq!(r.broken.map(|b| b.seq), Some(3));
+    }
+
+    #[tokio::test]
+    async fn retention_purges_disposed_evidence_records_it_and_the_chain_still_verifies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, clock, _) = pool_with(dir.path(), |c| {
+            c.retention.image_s = 10;
+            c.retention.note_s = 10;
+        });
+        // Different frames (bytes); a file cited by an open clue is never deleted (see below).
+        let kept = p.ingest(event("m2", 2)).await.expect("open clue");
+        let c = p.ingest(event("m1", 1)).await.expect("ingest");
+        p.act(
+            c.clue.id,
+            Action::Dismiss {
+                reason: "cover lifted by the water works, permit 88".into(),
+            },
+            "ann#1".into(),
+        )
+        .await
+        .expect("dismiss");
+        let d = p.get(c.clue.id).await.expect("get").expect("exists");
+        let image = d.evidence[0].sha256.clone();
+        let path = dir
+            .path()
+            .join("evidence")
+            .join(&image[..2])
+            .join(&image[2..]);
+        assert!(path.exists());
+        clock.0.fetch_add(11_000, Ordering::SeqCst);
+        let r = p.run_retention().await.expect("purge");
+        assert_eq!(
+            r.purged, 1,
+            "the image of the disposed clue; the open one keeps its own"
+        );
+        assert_eq!(r.files_deleted, 1);
+        assert!(!path.exists(), "the purged evidence is gone from disk");
+        let d = p.get(c.clue.id).await.expect("get").expect("exists");
+        assert!(
+            d.evidence[0].purged_ms.is_some(),
+            "the row stays as a tombstone"
+        );
+        assert_eq!(d.evidence[0].sha256, image);
+        assert!(matches!(
+            p.evidence_file(image.clone()).await,
+            Err(PoolError::Evidence(EvidenceError::NotFound(_)))
+        ));
+        let trail = p.audit_of(c.clue.id).await.expect("audit");
+        let purge = trail.last().expect("entry");
+        assert_eq!(purge.action, "evidence_purged");
+        assert_eq!(purge.detail["sha256"], image);
+        assert_eq!(purge.detail["reason"], "retention");
+        assert!(
+            p.verify().await.expect("verify").ok,
+            "the chain still verifies"
+        );
+        let again = p.run_retention().await.expect("purge again");
+        assert_eq!((again.purged, again.files_deleted), (0, 0));
+        let open = p.get(kept.clue.id).await.expect("get").expect("exists");
+        assert!(open.evidence.iter().all(|e| e.purged_ms.is_none()));
+        // The same frame cited by a disposed and an open clue: the row is purged, the file
+        // stays while the open clue cites it.
+        let shared = p
+            .ingest(event("m3", 2))
+            .await
+            .expect("same bytes as the open clue");
+        p.act(
+            shared.clue.id,
+            Action::Dismiss {
+                reason: "duplicate camera, same frame as m2".into(),
+            },
+            "ann#1".into(),
+        )
+        .await
+        .expect("dismiss");
+        let r = p.run_retention().await.expect("purge");
+        assert_eq!((r.purged, r.files_deleted), (1, 0));
+        let sha = open.evidence[0].sha256.clone();
+        p.evidence_file(sha)
+            .await
+            .expect("still on disk for the open clue");
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_act_of_two_departments_ends_as_one_lead_with_a_link() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let water = p.ingest(event("m1", 1)).await.expect("water");
+        let mut ev = event("m1", 2);
+        ev.rule = "city-cover-check".into();
+        ev.dedup_key = "city-cover-check/a/m1".into();
+        ev.department = Some("city-management".into());
+        let city = p.ingest(ev).await.expect("city");
+        assert_ne!(water.clue.id, city.clue.id, "two clues before oversight");
+        let mut rx = p.subscribe();
+        let warnings = p.run_oversight().await.expect("oversight");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].finding.model, "duplicate_act");
+        let lead = p.get(water.clue.id).await.expect("get").expect("lead");
+        let linked = p.get(city.clue.id).await.expect("get").expect("linked");
+        assert_eq!(lead.links.linked.len(), 1);
+        assert_eq!(lead.links.linked[0].clue_id, city.clue.id);
+        assert_eq!(
+            linked.links.lead.as_ref().map(|l| l.clue_id),
+            Some(water.clue.id)
+        );
+        assert_eq!(rx.recv().await.expect("change").event, "linked");
+        // Running again links nothing more and raises nothing new.
+        assert!(p.run_oversight().await.expect("again").is_empty());
+        assert!(p.verify().await.expect("verify").ok);
+        // Both departments now work it: red.
+        p.act(water.clue.id, Action::Claim { note: None }, "ann#1".into())
+            .await
+            .expect("claim");
+        p.act(city.clue.id, Action::Claim { note: None }, "li#2".into())
+            .await
+            .expect("claim");
+        let red = p.run_oversight().await.expect("red");
+        assert_eq!(red.len(), 1);
+        assert_eq!(red[0].finding.level, Escalation::Red);
+        assert_eq!(p.warnings(None, 10).await.expect("list").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_detail_shows_owner_notice_and_the_leniency_rule() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let mut ev = event("m1", 1);
+        ev.level = Level::Low;
+        let c = p.ingest(ev).await.expect("ingest");
+        p.act(
+            c.clue.id,
+            Action::NotifyOwner {
+                channel: "sms".into(),
+                note: None,
+            },
+            "ann#1".into(),
+        )
+        .await
+        .expect("notify");
+        p.act(
+            c.clue.id,
+            Action::OwnerResponse {
+                statement: "a delivery van lifted it".into(),
+                channel: Some("phone".into()),
+            },
+            "ann#1".into(),
+        )
+        .await
+        .expect("answer");
+        let d = p.get(c.clue.id).await.expect("get").expect("exists");
+        let owner = d.owner.expect("owner record");
+        assert_eq!(owner.notified[0].channel, "sms");
+        assert_eq!(owner.responses[0].statement, "a delivery van lifted it");
+        let l = d.leniency.expect("leniency");
+        assert!(l.recommended, "{l:?}");
+        assert!(l.rule.contains("first-minor-violation"));
     }
 }

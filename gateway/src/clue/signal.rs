@@ -53,6 +53,18 @@ pub struct EvidenceReading {
     pub device_time_ms: i64,
 }
 
+/// A box of an evidence image that may show personal data, in pixels of that image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Region {
+    /// `plate` (a plate box), `person` (a COCO person box: the head is in its upper part) or
+    /// `vehicle` (a vehicle box: its plate may be there even when none was read).
+    pub kind: String,
+    pub x0: f32,
+    pub y0: f32,
+    pub x1: f32,
+    pub y1: f32,
+}
+
 /// Evidence attached to an occurrence. The pool stores files content-addressed by SHA-256.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -69,6 +81,11 @@ pub enum Evidence {
         content_type: String,
         #[serde(with = "serde_bytes_as_vec")]
         bytes: Vec<u8>,
+        /// Personal-data regions of an image, as known when it was taken (plates, people,
+        /// vehicles). `None`: nobody looked, so a role without the personal-data right gets
+        /// the whole image masked (see `clue::privacy`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        regions: Option<Vec<Region>>,
     },
     /// A short machine-written explanation.
     Note { text: String },

@@ -11,6 +11,8 @@ use super::audit::{self, AuditEntry, Broken, GENESIS, VerifyReport};
 use super::auth::{Role, TokenRecord, TokenStore, TokenStoreError};
 use super::lifecycle::{self, Action, LifecycleError, State, Status};
 use super::model::*;
+use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
+use super::retention::{Expired, RetentionConfig, class_of};
 use super::signal::{ClueEvent, GeoPoint, Level, Subject};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
@@ -92,6 +94,54 @@ pub trait ClueStore: Send + Sync {
     fn attempt_failed(&self, id: i64) -> Result<(), StoreError>;
     /// Forgets deliveries acknowledged before `before_ms`.
     fn purge_delivered(&self, before_ms: i64) -> Result<usize, StoreError>;
+
+    // Oversight, owner, privacy and retention.
+
+    /// Clues changed since `since_ms` (and the clues they are linked with), each with its audit
+    /// entries, for the supervision models.
+    fn oversight_history(&self, since_ms: i64) -> Result<Vec<ClueRecord>, StoreError>;
+    /// Links `p.linked` to the case led by `p.lead` (audited on both clues); returns the two
+    /// `linked` changes, none when either clue was already linked.
+    fn link(
+        &self,
+        p: &LinkProposal,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Vec<ClueChange>, StoreError>;
+    /// Stores findings as warnings: new ones are inserted, known ones updated and raised (a
+    /// warning never goes from red back to yellow). Returns the warnings new or raised now.
+    fn raise_warnings(&self, found: &[Finding], now_ms: i64) -> Result<Vec<Warning>, StoreError>;
+    /// Warnings of the scope's sites (warnings about no site, e.g. an officer's outcomes, are
+    /// for every supervisor), newest first.
+    fn warnings(&self, scope: Option<&[String]>, limit: u32) -> Result<Vec<Warning>, StoreError>;
+    /// Earlier clues of the same kind about the same subject opened after `since_ms`.
+    fn prior_clues_since(&self, id: i64, since_ms: i64) -> Result<i64, StoreError>;
+    /// Audits that `actor` received the original of evidence `sha256` of clue `clue_id`.
+    fn record_original_access(
+        &self,
+        clue_id: i64,
+        sha256: &str,
+        actor: &str,
+        role: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Live evidence rows past their class's retention (at most `limit`).
+    fn expired_evidence(
+        &self,
+        now_ms: i64,
+        cfg: &RetentionConfig,
+        limit: u32,
+    ) -> Result<Vec<Expired>, StoreError>;
+    /// Marks `e` purged and audits it (one transaction); false when it already was.
+    fn purge_evidence(
+        &self,
+        e: &Expired,
+        reason: &str,
+        retention_s: u64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Hashes of evidence files that no live row cites any more (to delete from disk).
+    fn unreferenced_files(&self) -> Result<Vec<String>, StoreError>;
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -191,6 +241,36 @@ CREATE INDEX outbound_pending ON outbound(channel, id) WHERE delivered_ms IS NUL
 "#,
     // 2: tokens can be revoked.
     "ALTER TABLE tokens ADD COLUMN revoked_ms INTEGER;",
+    // 3: oversight. Personal-data regions and retention tombstones on evidence, duplicate-act
+    // links, supervision warnings. Kept out of the clue row so its audited digest is unchanged.
+    r#"
+ALTER TABLE evidence ADD COLUMN regions TEXT;
+ALTER TABLE evidence ADD COLUMN purged_ms INTEGER;
+ALTER TABLE evidence ADD COLUMN purge_reason TEXT;
+CREATE INDEX evidence_sha ON evidence(sha256);
+CREATE TABLE clue_links (
+    linked_id INTEGER PRIMARY KEY REFERENCES clues(id),
+    lead_id INTEGER NOT NULL REFERENCES clues(id),
+    reason TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX clue_links_lead ON clue_links(lead_id);
+CREATE TABLE oversight_warnings (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    model TEXT NOT NULL,
+    level TEXT NOT NULL,
+    site TEXT,
+    clue_id INTEGER,
+    concerns TEXT NOT NULL,
+    message TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    first_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE INDEX oversight_warnings_site ON oversight_warnings(site, updated_ms);
+"#,
 ];
 
 pub struct SqliteStore {
@@ -459,7 +539,7 @@ impl SqliteStore {
         for e in evidence {
             tx.execute(
                 "INSERT INTO evidence (clue_id, occurrence_id, kind, name, content_type, sha256, \
-                 size, body, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 size, body, at_ms, regions) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     id,
                     occ,
@@ -469,7 +549,10 @@ impl SqliteStore {
                     e.sha256,
                     e.size,
                     e.body.as_ref().map(audit::canonical_json),
-                    ev.at_ms
+                    ev.at_ms,
+                    e.regions
+                        .as_ref()
+                        .and_then(|r| serde_json::to_string(r).ok())
                 ],
             )?;
             hashes.push(e.sha256.clone());
@@ -531,6 +614,56 @@ fn append_audit(
     )?;
     Ok(seq)
 }
+
+/// The duplicate-act links of clue `id`: its lead, or the clues it leads.
+fn read_links(conn: &Connection, id: i64) -> Result<Links, StoreError> {
+    let link = |r: &Row| -> rusqlite::Result<ClueLink> {
+        Ok(ClueLink {
+            clue_id: r.get(0)?,
+            department: r.get(1)?,
+            reason: r.get(2)?,
+            actor: r.get(3)?,
+            at_ms: r.get(4)?,
+        })
+    };
+    let lead = conn
+        .query_row(
+            "SELECT l.lead_id, c.department, l.reason, l.actor, l.at_ms FROM clue_links l \
+             JOIN clues c ON c.id = l.lead_id WHERE l.linked_id = ?1",
+            [id],
+            link,
+        )
+        .optional()?;
+    let mut st = conn.prepare(
+        "SELECT l.linked_id, c.department, l.reason, l.actor, l.at_ms FROM clue_links l \
+         JOIN clues c ON c.id = l.linked_id WHERE l.lead_id = ?1 ORDER BY l.linked_id",
+    )?;
+    let linked = st.query_map([id], link)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(Links { lead, linked })
+}
+
+fn warning_from_row(r: &Row) -> rusqlite::Result<Warning> {
+    let level: String = r.get(2)?;
+    Ok(Warning {
+        id: r.get(0)?,
+        finding: Finding {
+            model: r.get(1)?,
+            key: r.get(3)?,
+            level: Escalation::parse(&level)
+                .ok_or_else(|| corrupt(format!("warning level {level}")))?,
+            site: r.get(4)?,
+            clue_id: r.get(5)?,
+            concerns: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+            message: r.get(7)?,
+            detail: json_col(r.get(8)?),
+        },
+        first_ms: r.get(9)?,
+        updated_ms: r.get(10)?,
+    })
+}
+
+const WARNING_COLS: &str =
+    "id, model, level, key, site, clue_id, concerns, message, detail, first_ms, updated_ms";
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
@@ -679,6 +812,10 @@ impl ClueStore for SqliteStore {
         if let Value::Object(m) = &mut detail {
             m.insert("from".into(), json!(before.status));
             m.insert("to".into(), json!(next.status));
+            if next.department != before.department {
+                // Lets oversight see a clue handed back to where it came from.
+                m.insert("from_department".into(), json!(before.department));
+            }
         }
         let change = self.record(&tx, now_ms, actor, action.name(), id, detail)?;
         tx.commit()?;
@@ -766,8 +903,8 @@ impl ClueStore for SqliteStore {
         };
         let evidence = {
             let mut st = conn.prepare(
-                "SELECT id, occurrence_id, kind, name, content_type, sha256, size, body, at_ms \
-                 FROM evidence WHERE clue_id = ?1 ORDER BY id DESC LIMIT 200",
+                "SELECT id, occurrence_id, kind, name, content_type, sha256, size, body, at_ms, \
+                 regions, purged_ms FROM evidence WHERE clue_id = ?1 ORDER BY id DESC LIMIT 200",
             )?;
             st.query_map([id], |r| {
                 Ok(EvidenceItem {
@@ -780,15 +917,23 @@ impl ClueStore for SqliteStore {
                     size: r.get(6)?,
                     body: r.get::<_, Option<String>>(7)?.map(json_col),
                     at_ms: r.get(8)?,
+                    regions: r
+                        .get::<_, Option<String>>(9)?
+                        .and_then(|t| serde_json::from_str(&t).ok()),
+                    purged_ms: r.get(10)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?
         };
+        let links = read_links(&conn, id)?;
         Ok(Some(ClueDetail {
             clue,
             history,
             recent_occurrences,
             evidence,
+            links,
+            owner: None,
+            leniency: None,
         }))
     }
 
@@ -1043,6 +1188,338 @@ impl ClueStore for SqliteStore {
         )?;
         Ok(())
     }
+    fn oversight_history(&self, since_ms: i64) -> Result<Vec<ClueRecord>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!(
+            "SELECT {CLUE_COLS} FROM clues WHERE updated_ms >= ?1 \
+             OR id IN (SELECT lead_id FROM clue_links l JOIN clues c ON c.id = l.linked_id \
+                       WHERE c.updated_ms >= ?1) \
+             OR id IN (SELECT linked_id FROM clue_links l JOIN clues c ON c.id = l.lead_id \
+                       WHERE c.updated_ms >= ?1) \
+             ORDER BY id LIMIT 200000"
+        ))?;
+        let clues = st
+            .query_map([since_ms], clue_from_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut audit_st = conn.prepare(&format!(
+            "SELECT {AUDIT_COLS} FROM audit WHERE clue_id = ?1 ORDER BY seq"
+        ))?;
+        let mut out = Vec::with_capacity(clues.len());
+        for clue in clues {
+            let audit = audit_st
+                .query_map([clue.id], audit_from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let evidence: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM evidence WHERE clue_id = ?1",
+                [clue.id],
+                |r| r.get(0),
+            )?;
+            let linked_to: Option<i64> = conn
+                .query_row(
+                    "SELECT lead_id FROM clue_links WHERE linked_id = ?1",
+                    [clue.id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            out.push(ClueRecord {
+                clue,
+                audit,
+                evidence,
+                linked_to,
+            });
+        }
+        Ok(out)
+    }
+
+    fn link(
+        &self,
+        p: &LinkProposal,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Vec<ClueChange>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for id in [p.lead, p.linked] {
+            read_clue(&tx, id)?.ok_or(StoreError::NotFound(id))?;
+        }
+        let already: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM clue_links WHERE linked_id IN (?1, ?2))",
+            params![p.lead, p.linked],
+            |r| r.get(0),
+        )?;
+        if already || p.lead == p.linked {
+            return Ok(Vec::new());
+        }
+        tx.execute(
+            "INSERT INTO clue_links (linked_id, lead_id, reason, actor, at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![p.linked, p.lead, p.reason, actor, now_ms],
+        )?;
+        // Both clues' trails say so; both are delivered as changes (`linked`).
+        let changes = vec![
+            self.record(
+                &tx,
+                now_ms,
+                actor,
+                "linked",
+                p.linked,
+                json!({"lead": p.lead, "reason": p.reason}),
+            )?,
+            self.record(
+                &tx,
+                now_ms,
+                actor,
+                "linked",
+                p.lead,
+                json!({"linked": p.linked, "reason": p.reason}),
+            )?,
+        ];
+        tx.commit()?;
+        Ok(changes)
+    }
+
+    fn raise_warnings(&self, found: &[Finding], now_ms: i64) -> Result<Vec<Warning>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut changed = Vec::new();
+        for f in found {
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT level FROM oversight_warnings WHERE key = ?1",
+                    [&f.key],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let concerns = serde_json::to_string(&f.concerns)
+                .map_err(|e| StoreError::Corrupt(format!("encoding warning: {e}")))?;
+            let detail = audit::canonical_json(&f.detail);
+            let old = current.as_deref().and_then(Escalation::parse);
+            let level = old.map_or(f.level, |o| o.max(f.level));
+            match old {
+                None => {
+                    tx.execute(
+                        "INSERT INTO oversight_warnings (key, model, level, site, clue_id, \
+                         concerns, message, detail, first_ms, updated_ms) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                        params![
+                            f.key,
+                            f.model,
+                            level.as_str(),
+                            f.site,
+                            f.clue_id,
+                            concerns,
+                            f.message,
+                            detail,
+                            now_ms
+                        ],
+                    )?;
+                }
+                Some(o) => {
+                    tx.execute(
+                        "UPDATE oversight_warnings SET level = ?2, concerns = ?3, message = ?4, \
+                         detail = ?5, updated_ms = CASE WHEN ?2 != ?7 THEN ?6 ELSE updated_ms END \
+                         WHERE key = ?1",
+                        params![
+                            f.key,
+                            level.as_str(),
+                            concerns,
+                            f.message,
+                            detail,
+                            now_ms,
+                            o.as_str()
+                        ],
+                    )?;
+                    if o == level {
+                        continue;
+                    }
+                }
+            }
+            // New or raised: on the audit chain (no clue id: clue trails are visible to the
+            // officers concerned, warnings are not).
+            let seq = append_audit(
+                &tx,
+                now_ms,
+                "oversight",
+                "oversight_warning",
+                None,
+                &json!({"key": f.key, "model": f.model, "level": level, "clue": f.clue_id,
+                        "site": f.site}),
+            )?;
+            let w = tx.query_row(
+                &format!("SELECT {WARNING_COLS} FROM oversight_warnings WHERE key = ?1"),
+                [&f.key],
+                warning_from_row,
+            )?;
+            // To the central platform, for its supervisors: `oversight/v1/{site|all}/{level}`.
+            if !self.channels.is_empty() {
+                let payload = serde_json::to_string(&json!({
+                    "event_id": seq, "event": "oversight_warning", "at_ms": now_ms,
+                    "warning": w,
+                }))
+                .map_err(|e| StoreError::Corrupt(format!("encoding warning: {e}")))?;
+                let topic = format!(
+                    "oversight/v1/{}/{}",
+                    w.finding.site.as_deref().unwrap_or("all"),
+                    level.as_str()
+                );
+                for ch in &self.channels {
+                    tx.execute(
+                        "INSERT INTO outbound (channel, topic, payload, created_ms)                          VALUES (?1, ?2, ?3, ?4)",
+                        params![ch, topic, payload, now_ms],
+                    )?;
+                }
+            }
+            changed.push(w);
+        }
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    fn warnings(&self, scope: Option<&[String]>, limit: u32) -> Result<Vec<Warning>, StoreError> {
+        let mut sql = format!("SELECT {WARNING_COLS} FROM oversight_warnings");
+        let args: Vec<String> = scope.map(|s| s.to_vec()).unwrap_or_default();
+        if scope.is_some() {
+            let marks: Vec<String> = (1..=args.len()).map(|i| format!("?{i}")).collect();
+            sql.push_str(&format!(
+                " WHERE site IS NULL OR site IN ({})",
+                marks.join(", ")
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY CASE level WHEN 'red' THEN 2 ELSE 1 END DESC, updated_ms DESC, id DESC \
+             LIMIT {}",
+            limit.clamp(1, 10_000)
+        ));
+        let conn = self.conn();
+        let mut st = conn.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args.iter()), warning_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn prior_clues_since(&self, id: i64, since_ms: i64) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        let clue = read_clue(&conn, id)?.ok_or(StoreError::NotFound(id))?;
+        Ok(conn.query_row(
+            "SELECT COUNT(*) FROM clues WHERE subject_key = ?1 AND kind = ?2 AND id < ?3 \
+             AND created_ms >= ?4",
+            params![subject_key(&clue.subject), clue.kind, id, since_ms],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn record_original_access(
+        &self,
+        clue_id: i64,
+        sha256: &str,
+        actor: &str,
+        role: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        append_audit(
+            &tx,
+            now_ms,
+            actor,
+            "evidence_original_access",
+            Some(clue_id),
+            &json!({"sha256": sha256, "role": role}),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn expired_evidence(
+        &self,
+        now_ms: i64,
+        cfg: &RetentionConfig,
+        limit: u32,
+    ) -> Result<Vec<Expired>, StoreError> {
+        let conn = self.conn();
+        let mut out = Vec::new();
+        let class_sql = [
+            ("image", "e.kind = 'file' AND e.content_type LIKE 'image/%'"),
+            (
+                "file",
+                "e.kind = 'file' AND (e.content_type IS NULL OR e.content_type NOT LIKE 'image/%')",
+            ),
+            ("readings", "e.kind = 'readings'"),
+            ("note", "e.kind NOT IN ('file', 'readings')"),
+        ];
+        for (class, cond) in class_sql {
+            let period = cfg.period_s(class);
+            if period == 0 {
+                continue;
+            }
+            let cutoff = now_ms.saturating_sub((period as i64).saturating_mul(1000));
+            let open_cond = if cfg.keep_while_open {
+                " AND c.open = 0"
+            } else {
+                ""
+            };
+            let mut st = conn.prepare(&format!(
+                "SELECT e.id, e.clue_id, e.kind, e.content_type, e.sha256, e.at_ms \
+                 FROM evidence e JOIN clues c ON c.id = e.clue_id \
+                 WHERE e.purged_ms IS NULL AND e.at_ms < ?1 AND {cond}{open_cond} \
+                 ORDER BY e.id LIMIT ?2"
+            ))?;
+            let rows = st.query_map(params![cutoff, limit], |r| {
+                let kind: String = r.get(2)?;
+                let ct: Option<String> = r.get(3)?;
+                Ok(Expired {
+                    evidence_id: r.get(0)?,
+                    clue_id: r.get(1)?,
+                    class: class_of(&kind, ct.as_deref()),
+                    kind,
+                    sha256: r.get(4)?,
+                    at_ms: r.get(5)?,
+                })
+            })?;
+            out.extend(rows.collect::<Result<Vec<_>, _>>()?);
+        }
+        Ok(out)
+    }
+
+    fn purge_evidence(
+        &self,
+        e: &Expired,
+        reason: &str,
+        retention_s: u64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE evidence SET purged_ms = ?2, purge_reason = ?3, body = NULL \
+             WHERE id = ?1 AND purged_ms IS NULL",
+            params![e.evidence_id, now_ms, reason],
+        )?;
+        if n == 1 {
+            append_audit(
+                &tx,
+                now_ms,
+                "retention",
+                "evidence_purged",
+                Some(e.clue_id),
+                &json!({"evidence_id": e.evidence_id, "sha256": e.sha256, "kind": e.kind,
+                        "class": e.class, "reason": reason, "retention_s": retention_s,
+                        "evidence_at_ms": e.at_ms}),
+            )?;
+        }
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    fn unreferenced_files(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT DISTINCT sha256 FROM evidence p WHERE p.kind = 'file' \
+             AND p.purged_ms IS NOT NULL AND NOT EXISTS (SELECT 1 FROM evidence l \
+             WHERE l.sha256 = p.sha256 AND l.purged_ms IS NULL) LIMIT 100000",
+        )?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
 }
 
 impl SqliteStore {
@@ -1196,5 +1673,123 @@ mod tests {
         );
         assert_eq!(store.list_tokens().expect("list")[0].revoked_ms, Some(2));
         assert!(store.verify_audit().expect("verify").ok);
+    }
+
+    #[test]
+    fn warnings_are_kept_once_raised_never_lowered_and_queued_for_the_platform() {
+        use crate::clue::oversight::Finding;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            SqliteStore::open(&dir.path().join("clues.sqlite"), vec![CHANNEL_MQTT]).expect("open");
+        let f = |level| Finding {
+            model: "untouched_claim".into(),
+            key: "untouched_claim/7".into(),
+            level,
+            site: Some("s1".into()),
+            clue_id: Some(7),
+            concerns: vec!["ann#1".into()],
+            message: "m".into(),
+            detail: json!({}),
+        };
+        assert_eq!(
+            store
+                .raise_warnings(&[f(Escalation::Yellow)], 1)
+                .expect("new")
+                .len(),
+            1
+        );
+        assert!(
+            store
+                .raise_warnings(&[f(Escalation::Yellow)], 2)
+                .expect("same")
+                .is_empty()
+        );
+        let red = store
+            .raise_warnings(&[f(Escalation::Red)], 3)
+            .expect("raised");
+        assert_eq!(red[0].finding.level, Escalation::Red);
+        assert!(
+            store
+                .raise_warnings(&[f(Escalation::Yellow)], 4)
+                .expect("lower")
+                .is_empty()
+        );
+        let all = store.warnings(Some(&["s1".into()]), 10).expect("list");
+        assert_eq!((all.len(), all[0].finding.level), (1, Escalation::Red));
+        assert_eq!((all[0].first_ms, all[0].updated_ms), (1, 3));
+        assert!(
+            store
+                .warnings(Some(&["s2".into()]), 10)
+                .expect("other site")
+                .is_empty()
+        );
+        let queued = store.pending(CHANNEL_MQTT, 10).expect("pending");
+        let topics: Vec<&str> = queued.iter().map(|d| d.topic.as_str()).collect();
+        assert_eq!(topics, ["oversight/v1/s1/yellow", "oversight/v1/s1/red"]);
+        assert!(store.verify_audit().expect("verify").ok);
+    }
+
+    /// Benchmark: `cargo test -p gateway --release --lib oversight_history_speed -- --ignored
+    /// --nocapture`. What one oversight run reads: 10,000 clues with 3 audit entries each.
+    #[test]
+    #[ignore = "benchmark; prints figures"]
+    fn oversight_history_speed() {
+        use crate::clue::signal::Subject;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("clues.sqlite"), vec![]).expect("open");
+        let n = 10_000;
+        let items: Vec<(ClueEvent, Vec<NewEvidence>, i64)> = (0..n)
+            .map(|i| {
+                let subject = Subject {
+                    site: format!("s{}", i % 10),
+                    device: Some(format!("d{i}")),
+                    ..Default::default()
+                };
+                let ev = ClueEvent {
+                    rule: "r".into(),
+                    kind: "k".into(),
+                    level: Level::Medium,
+                    dedup_key: ClueEvent::default_key("r", &subject),
+                    subject,
+                    at_ms: i,
+                    title: "t".into(),
+                    detail: json!({}),
+                    evidence: vec![],
+                    department: Some(["water", "market"][(i % 2) as usize].into()),
+                };
+                (ev, vec![], 1_000_000)
+            })
+            .collect();
+        store.ingest_batch(&items, 1).expect("ingest");
+        for id in 1..=n {
+            store
+                .act(
+                    id,
+                    &Action::Claim { note: None },
+                    &format!("o{}#1", id % 30),
+                    2,
+                )
+                .expect("claim");
+            store
+                .act(
+                    id,
+                    &Action::Resolve { note: None },
+                    &format!("o{}#1", id % 30),
+                    3,
+                )
+                .expect("resolve");
+        }
+        let t = std::time::Instant::now();
+        let h = store.oversight_history(0).expect("history");
+        let read_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let t = std::time::Instant::now();
+        let cfg = crate::clue::oversight::OversightConfig::default();
+        let (f, _) = crate::clue::oversight::run_models(&h, 10, &cfg);
+        let model_ms = t.elapsed().as_secs_f64() * 1000.0;
+        println!(
+            "oversight run over {} clues: history read {read_ms:.0} ms, models {model_ms:.0} ms ({} findings)",
+            h.len(),
+            f.len()
+        );
     }
 }

@@ -17,7 +17,7 @@ use super::detector::{Detection, is_vehicle};
 use super::nms::BBox;
 use super::plate::PlateReading;
 use super::zone::{DailyWindow, Zone, is_active};
-use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, Level, Subject};
+use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, Level, Region, Subject};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -119,6 +119,9 @@ pub struct Frame {
     /// The encoded frame (JPEG), kept as evidence for the first and last frame of a stay.
     pub image: Bytes,
     pub sightings: Vec<Sighting>,
+    /// Personal-data boxes in `image` (plates, people, vehicles), kept with the evidence so
+    /// the frame can be masked for roles that must not see them.
+    pub regions: Vec<Region>,
 }
 
 /// The "please move" notice due at the persuasion time.
@@ -168,8 +171,8 @@ struct Stay {
     first_ms: i64,
     last_seen_ms: i64,
     last_bbox: BBox,
-    first_frame: (i64, Bytes),
-    last_frame: (i64, Bytes),
+    first_frame: (i64, Bytes, Vec<Region>),
+    last_frame: (i64, Bytes, Vec<Region>),
     /// Since when the stay's place has been visibly empty (unseen, nothing in front).
     empty_since: Option<i64>,
     warned_at: Option<i64>,
@@ -421,7 +424,7 @@ impl DwellTracker {
                     s.zone = zone;
                     s.last_seen_ms = at;
                     s.last_bbox = b;
-                    s.last_frame = (at, frame.image.clone());
+                    s.last_frame = (at, frame.image.clone(), frame.regions.clone());
                     s.empty_since = None;
                 }
                 None => {
@@ -435,8 +438,8 @@ impl DwellTracker {
                         first_ms: at,
                         last_seen_ms: at,
                         last_bbox: b,
-                        first_frame: (at, frame.image.clone()),
-                        last_frame: (at, frame.image.clone()),
+                        first_frame: (at, frame.image.clone(), frame.regions.clone()),
+                        last_frame: (at, frame.image.clone(), frame.regions.clone()),
                         empty_since: None,
                         warned_at: None,
                         raised: false,
@@ -585,10 +588,11 @@ fn dedup_key(cfg: &ParkingConfig, s: &Stay) -> String {
 fn overstay_clue(cfg: &ParkingConfig, s: &Stay, at: i64) -> ClueEvent {
     let dwell_s = (at - s.first_ms) / 1000;
     let who = s.plate.as_deref().unwrap_or("Vehicle (plate not read)");
-    let file = |what: &str, (t, img): &(i64, Bytes)| Evidence::File {
+    let file = |what: &str, (t, img, regions): &(i64, Bytes, Vec<Region>)| Evidence::File {
         name: format!("{}-{what}-frame-{t}.jpg", cfg.camera),
         content_type: "image/jpeg".into(),
         bytes: img.to_vec(),
+        regions: Some(regions.clone()),
     };
     ClueEvent {
         rule: cfg.rule.clone(),
@@ -681,6 +685,7 @@ mod tests {
             at_ms: T0 + t_s * 1000,
             image: Bytes::from(format!("jpeg@{t_s}")),
             sightings,
+            regions: Vec::new(),
         }
     }
 
@@ -825,6 +830,37 @@ mod tests {
             other => panic!("evidence {other:?}"),
         }
         assert_eq!(c.detail["dwell_s"], 480);
+    }
+
+    #[test]
+    fn overstay_evidence_carries_the_personal_data_regions_of_its_frames() {
+        let mut t = DwellTracker::new(cfg());
+        let region = |x0: f32| Region {
+            kind: "plate".into(),
+            x0,
+            y0: 380.0,
+            x1: x0 + 40.0,
+            y1: 395.0,
+        };
+        let mut raised = None;
+        for s in (0..=480).step_by(30) {
+            let f = Frame {
+                regions: vec![region(s as f32)],
+                ..frame(s, vec![car(Some("京A12345"))])
+            };
+            for e in t.observe(&f) {
+                if let DwellEvent::Clue(ClueSignal::Occurrence(c)) = e {
+                    raised = Some(c);
+                }
+            }
+        }
+        let c = raised.expect("raised at the limit");
+        let regions = |i: usize| match &c.evidence[i] {
+            Evidence::File { regions, .. } => regions.clone(),
+            other => panic!("evidence {other:?}"),
+        };
+        assert_eq!(regions(0), Some(vec![region(0.0)]), "first frame's boxes");
+        assert_eq!(regions(1), Some(vec![region(480.0)]), "last frame's boxes");
     }
 
     #[test]

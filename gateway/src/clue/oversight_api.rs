@@ -1,0 +1,82 @@
+//! Oversight routes, for supervisors and admins only:
+//!
+//! - `GET  /api/v1/oversight/warnings?limit=`: supervision warnings of the token's sites (and
+//!   the site-less ones about officers' outcomes), red first. Warnings about the caller
+//!   themself are left out: a warning goes to the supervisor, not the person concerned.
+//! - `POST /api/v1/oversight/run`: run the models now (they also run every
+//!   `clues.oversight.every_s`); answers the warnings new or raised.
+//! - `POST /api/v1/evidence/purge`: run the retention purge now (admin); answers the counts.
+
+use super::api::ApiError;
+use super::auth::{Authenticator, Principal, Role};
+use super::oversight::concerns_actor;
+use super::pool::PoolHandle;
+use axum::extract::{FromRef, Query, State};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    PoolHandle: FromRef<S>,
+    Authenticator: FromRef<S>,
+{
+    Router::new()
+        .route("/api/v1/oversight/warnings", get(warnings))
+        .route("/api/v1/oversight/run", post(run))
+        .route("/api/v1/evidence/purge", post(purge))
+}
+
+fn supervises(p: &Principal) -> Result<(), ApiError> {
+    p.require(
+        matches!(p.role, Role::Supervisor | Role::Admin),
+        "read oversight warnings",
+    )
+    .map_err(ApiError::from)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WarningParams {
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+async fn warnings(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+    Query(q): Query<WarningParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    supervises(&p)?;
+    let me = p.actor();
+    let list: Vec<_> = pool
+        .warnings(p.scope(), q.limit.unwrap_or(500))
+        .await?
+        .into_iter()
+        .filter(|w| !concerns_actor(&w.finding, &me))
+        .collect();
+    Ok(Json(list))
+}
+
+async fn run(p: Principal, State(pool): State<PoolHandle>) -> Result<impl IntoResponse, ApiError> {
+    supervises(&p)?;
+    let me = p.actor();
+    let list: Vec<_> = pool
+        .run_oversight()
+        .await?
+        .into_iter()
+        .filter(|w| !concerns_actor(&w.finding, &me))
+        .filter(|w| w.finding.site.as_deref().is_none_or(|s| p.sees(s)))
+        .collect();
+    Ok(Json(list))
+}
+
+async fn purge(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+) -> Result<impl IntoResponse, ApiError> {
+    p.require(p.role == Role::Admin, "purge evidence")?;
+    Ok(Json(pool.run_retention().await?))
+}

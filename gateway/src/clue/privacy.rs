@@ -1,0 +1,358 @@
+//! Personal data in evidence images: roles without the personal-data right get a masked copy.
+//!
+//! The original file stays on disk untouched (its SHA-256 keeps verifying) and every access to
+//! it is audited by the API. The masked copy is made on request from the regions recorded with
+//! the evidence (`Evidence::File::regions`):
+//! - `plate`: the whole plate box;
+//! - `person`: the upper part of the box (`person_head_fraction`). There is no face model: the
+//!   head of a standing person is in the top of a COCO person box, so that is what is hidden;
+//! - `vehicle` with no plate box inside it: the lower part (`vehicle_plate_fraction`), where
+//!   a plate the reader missed would be.
+//!
+//! With no regions known (nobody analysed the image) the whole image is pixelated coarsely; a
+//! file that cannot be decoded, or is not an image, is withheld. Never the raw bytes.
+
+use super::auth::Role;
+use super::signal::Region;
+use crate::config::{ConfigError, invalid};
+use image::{GenericImageView, RgbImage};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// `[clues.privacy]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Roles that see originals (each access audited); every other role gets masked copies.
+    pub original_roles: Vec<Role>,
+    /// `pixelate` or `black`.
+    pub mask: MaskStyle,
+    /// Pixelation cell, in pixels (within a region).
+    pub block_px: u32,
+    /// Share of a person box, from the top, that is masked (the head).
+    pub person_head_fraction: f32,
+    /// Share of a vehicle box, from the bottom, masked when no plate box lies inside it.
+    pub vehicle_plate_fraction: f32,
+    /// Cells across the longer side when the whole image must be masked (no regions known).
+    pub whole_image_cells: u32,
+    /// JPEG quality of masked copies.
+    pub jpeg_quality: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskStyle {
+    Pixelate,
+    Black,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            original_roles: vec![Role::Supervisor, Role::Admin],
+            mask: MaskStyle::Pixelate,
+            block_px: 12,
+            person_head_fraction: 0.3,
+            vehicle_plate_fraction: 0.4,
+            whole_image_cells: 12,
+            jpeg_quality: 85,
+        }
+    }
+}
+
+impl PrivacyConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let p = "clues.privacy";
+        if self.block_px < 2 {
+            return Err(invalid(format!("{p}.block_px"), "must be at least 2"));
+        }
+        for (k, v) in [
+            ("person_head_fraction", self.person_head_fraction),
+            ("vehicle_plate_fraction", self.vehicle_plate_fraction),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(invalid(format!("{p}.{k}"), "must be in (0, 1]"));
+            }
+        }
+        if !(2..=64).contains(&self.whole_image_cells) {
+            return Err(invalid(
+                format!("{p}.whole_image_cells"),
+                "must be between 2 and 64",
+            ));
+        }
+        if !(10..=100).contains(&self.jpeg_quality) {
+            return Err(invalid(
+                format!("{p}.jpeg_quality"),
+                "must be between 10 and 100",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `role` has the personal-data right (sees originals).
+    pub fn sees_originals(&self, role: Role) -> bool {
+        self.original_roles.contains(&role)
+    }
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum MaskError {
+    #[error("{0} evidence is not an image; withheld from this role")]
+    NotAnImage(String),
+    #[error("evidence image could not be decoded ({0}); withheld from this role")]
+    Undecodable(String),
+}
+
+/// The rectangles (x0, y0, x1, y1 in pixels, clamped) to mask for `regions` in a `w` x `h`
+/// image.
+pub fn mask_rects(regions: &[Region], w: u32, h: u32, cfg: &PrivacyConfig) -> Vec<[u32; 4]> {
+    let clamp = |v: f32, max: u32| -> u32 {
+        if v.is_finite() {
+            v.max(0.0).min(max as f32).round() as u32
+        } else {
+            0
+        }
+    };
+    let inside = |p: &Region, v: &Region| {
+        let (cx, cy) = ((p.x0 + p.x1) / 2.0, (p.y0 + p.y1) / 2.0);
+        cx >= v.x0 && cx <= v.x1 && cy >= v.y0 && cy <= v.y1
+    };
+    let mut out = Vec::new();
+    for r in regions {
+        let (x0, x1) = (r.x0.min(r.x1), r.x0.max(r.x1));
+        let (y0, y1) = (r.y0.min(r.y1), r.y0.max(r.y1));
+        let (y0, y1) = match r.kind.as_str() {
+            "plate" => (y0, y1),
+            "person" => (y0, y0 + (y1 - y0) * cfg.person_head_fraction),
+            "vehicle" => {
+                if regions.iter().any(|p| p.kind == "plate" && inside(p, r)) {
+                    continue;
+                }
+                (y1 - (y1 - y0) * cfg.vehicle_plate_fraction, y1)
+            }
+            // Unknown kinds are masked whole: better too much than too little.
+            _ => (y0, y1),
+        };
+        let rect = [clamp(x0, w), clamp(y0, h), clamp(x1, w), clamp(y1, h)];
+        if rect[2] > rect[0] && rect[3] > rect[1] {
+            out.push(rect);
+        }
+    }
+    out
+}
+
+/// Replaces each `block` x `block` cell of `rect` with its mean colour (or black).
+fn mask_rect(img: &mut RgbImage, rect: [u32; 4], block: u32, style: MaskStyle) {
+    let [x0, y0, x1, y1] = rect;
+    let mut by = y0;
+    while by < y1 {
+        let ey = (by + block).min(y1);
+        let mut bx = x0;
+        while bx < x1 {
+            let ex = (bx + block).min(x1);
+            let colour = match style {
+                MaskStyle::Black => [0u8; 3],
+                MaskStyle::Pixelate => {
+                    let mut sum = [0u64; 3];
+                    let mut n = 0u64;
+                    for y in by..ey {
+                        for x in bx..ex {
+                            let p = img.get_pixel(x, y).0;
+                            for c in 0..3 {
+                                sum[c] += p[c] as u64;
+                            }
+                            n += 1;
+                        }
+                    }
+                    let n = n.max(1);
+                    [(sum[0] / n) as u8, (sum[1] / n) as u8, (sum[2] / n) as u8]
+                }
+            };
+            for y in by..ey {
+                for x in bx..ex {
+                    img.put_pixel(x, y, image::Rgb(colour));
+                }
+            }
+            bx = ex;
+        }
+        by = ey;
+    }
+}
+
+/// The masked copy of an evidence file for a role without the personal-data right, as JPEG.
+pub fn masked_copy(
+    bytes: &[u8],
+    content_type: &str,
+    regions: Option<&[Region]>,
+    cfg: &PrivacyConfig,
+) -> Result<Vec<u8>, MaskError> {
+    if !content_type.starts_with("image/") {
+        return Err(MaskError::NotAnImage(content_type.to_string()));
+    }
+    let decoded =
+        image::load_from_memory(bytes).map_err(|e| MaskError::Undecodable(e.to_string()))?;
+    let (w, h) = decoded.dimensions();
+    let mut img = decoded.to_rgb8();
+    match regions {
+        Some(regions) => {
+            for rect in mask_rects(regions, w, h, cfg) {
+                mask_rect(&mut img, rect, cfg.block_px, cfg.mask);
+            }
+        }
+        None => {
+            let block = (w.max(h) / cfg.whole_image_cells).max(cfg.block_px);
+            mask_rect(&mut img, [0, 0, w, h], block, cfg.mask);
+        }
+    }
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, cfg.jpeg_quality)
+        .encode_image(&img)
+        .map_err(|e| MaskError::Undecodable(e.to_string()))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(kind: &str, x0: f32, y0: f32, x1: f32, y1: f32) -> Region {
+        Region {
+            kind: kind.into(),
+            x0,
+            y0,
+            x1,
+            y1,
+        }
+    }
+
+    /// A noisy image: masking must visibly flatten it.
+    fn jpeg(w: u32, h: u32) -> Vec<u8> {
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([((x * 37 + y * 11) % 256) as u8, ((x * y) % 256) as u8, 128])
+        });
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95)
+            .encode_image(&img)
+            .expect("encode");
+        out
+    }
+
+    /// Mean absolute difference between neighbouring pixels inside `rect`.
+    fn roughness(img: &RgbImage, rect: [u32; 4]) -> f64 {
+        let (mut sum, mut n) = (0f64, 0f64);
+        for y in rect[1]..rect[3] {
+            for x in rect[0]..rect[2] - 1 {
+                let a = img.get_pixel(x, y).0[0] as f64;
+                let b = img.get_pixel(x + 1, y).0[0] as f64;
+                sum += (a - b).abs();
+                n += 1.0;
+            }
+        }
+        sum / n
+    }
+
+    #[test]
+    fn person_heads_plates_and_plate_bands_are_masked_and_the_rest_is_kept() {
+        let cfg = PrivacyConfig::default();
+        let regions = [
+            region("person", 10.0, 10.0, 30.0, 110.0),
+            region("vehicle", 100.0, 50.0, 200.0, 110.0),
+            region("vehicle", 210.0, 40.0, 300.0, 110.0),
+            region("plate", 240.0, 95.0, 270.0, 105.0),
+        ];
+        let rects = mask_rects(&regions, 320, 120, &cfg);
+        assert_eq!(
+            rects,
+            vec![[10, 10, 30, 40], [100, 86, 200, 110], [240, 95, 270, 105]],
+            "head, plate band of the vehicle without a plate box, the plate box"
+        );
+        let original = jpeg(320, 120);
+        let masked = masked_copy(&original, "image/jpeg", Some(&regions), &cfg).expect("mask");
+        let before = image::load_from_memory(&original)
+            .expect("decode")
+            .to_rgb8();
+        let after = image::load_from_memory(&masked).expect("decode").to_rgb8();
+        assert!(roughness(&after, [12, 12, 28, 38]) < roughness(&before, [12, 12, 28, 38]) / 4.0);
+        // Away from every region, the image is the same (JPEG re-encoding aside).
+        assert!(
+            (roughness(&after, [40, 10, 90, 40]) - roughness(&before, [40, 10, 90, 40])).abs()
+                < 8.0
+        );
+    }
+
+    #[test]
+    fn with_no_regions_known_the_whole_image_is_masked_and_non_images_are_withheld() {
+        let cfg = PrivacyConfig::default();
+        let original = jpeg(160, 120);
+        let masked = masked_copy(&original, "image/jpeg", None, &cfg).expect("mask");
+        let before = image::load_from_memory(&original)
+            .expect("decode")
+            .to_rgb8();
+        let after = image::load_from_memory(&masked).expect("decode").to_rgb8();
+        let all = [0, 0, 160, 120];
+        assert!(roughness(&after, all) < roughness(&before, all) / 4.0);
+        assert!(matches!(
+            masked_copy(b"%PDF", "application/pdf", None, &cfg),
+            Err(MaskError::NotAnImage(_))
+        ));
+        assert!(matches!(
+            masked_copy(b"not a jpeg", "image/jpeg", Some(&[]), &cfg),
+            Err(MaskError::Undecodable(_))
+        ));
+    }
+
+    #[test]
+    fn black_masks_are_black() {
+        let cfg = PrivacyConfig {
+            mask: MaskStyle::Black,
+            ..Default::default()
+        };
+        let masked = masked_copy(
+            &jpeg(64, 64),
+            "image/jpeg",
+            Some(&[region("plate", 8.0, 8.0, 40.0, 40.0)]),
+            &cfg,
+        )
+        .expect("mask");
+        let after = image::load_from_memory(&masked).expect("decode").to_rgb8();
+        assert!(after.get_pixel(24, 24).0.iter().all(|c| *c < 16));
+    }
+
+    /// Benchmark: `cargo test -p gateway --release --lib masking_speed -- --ignored
+    /// --nocapture`. A 1920x1080 street frame with 6 regions, and the same frame masked whole.
+    #[test]
+    #[ignore = "benchmark; prints figures"]
+    fn masking_speed() {
+        let cfg = PrivacyConfig::default();
+        let frame = jpeg(1920, 1080);
+        let regions: Vec<Region> = (0..3)
+            .flat_map(|i| {
+                let x = 100.0 + i as f32 * 600.0;
+                [
+                    region("vehicle", x, 500.0, x + 400.0, 800.0),
+                    region("person", x + 420.0, 300.0, x + 520.0, 700.0),
+                ]
+            })
+            .collect();
+        for (what, r) in [("6 regions", Some(regions.as_slice())), ("whole", None)] {
+            let t = std::time::Instant::now();
+            let n = 10;
+            for _ in 0..n {
+                masked_copy(&frame, "image/jpeg", r, &cfg).expect("mask");
+            }
+            let ms = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
+            println!("masked copy of a 1920x1080 JPEG ({what}): {ms:.1} ms");
+        }
+        // Where the time goes: the JPEG decode and encode every masked copy needs anyway.
+        let t = std::time::Instant::now();
+        let img = image::load_from_memory(&frame).expect("decode").to_rgb8();
+        let decode_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let t = std::time::Instant::now();
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, cfg.jpeg_quality)
+            .encode_image(&img)
+            .expect("encode");
+        let encode_ms = t.elapsed().as_secs_f64() * 1000.0;
+        println!("  of which decode {decode_ms:.1} ms, encode {encode_ms:.1} ms");
+    }
+}
