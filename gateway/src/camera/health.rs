@@ -488,8 +488,7 @@ impl CameraHealth {
 
     fn cam(&mut self, camera_id: &str, site: &str) -> &mut Cam {
         let config = &self.config;
-        let cam = self
-            .cams
+        self.cams
             .entry((site.to_string(), camera_id.to_string()))
             .or_insert_with(|| Cam {
                 site: site.to_string(),
@@ -503,8 +502,7 @@ impl CameraHealth {
                 last_jpeg: None,
                 reported_offline: None,
                 conds: BTreeMap::new(),
-            });
-        cam
+            })
     }
 }
 
