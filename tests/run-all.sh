@@ -59,6 +59,8 @@ declare -A APT_FOR=(
     [openssl]=openssl
     [stdbuf]=coreutils
     [python3]=python3
+    [ffmpeg]=ffmpeg
+    [exiftool]=libimage-exiftool-perl
 )
 
 install_deps() {

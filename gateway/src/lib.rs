@@ -9,6 +9,7 @@ pub mod config;
 pub mod decode;
 pub mod demo;
 pub mod devices;
+pub mod drone;
 pub mod metrics;
 pub mod normalize;
 pub mod outbox;
