@@ -90,6 +90,10 @@ impl Gateway {
         ));
         // Readings -> rules engine -> clue pool. The rules task ends when the processor drops
         // its sender, and then drops `clue_tx`, which ends the pool's intake.
+        // Drone footage: flights, inspection tasks and the processing worker.
+        let (drone, drone_task) = crate::drone::start(&cfg, clues.clone(), delivery_cancel.clone())
+            .context("starting drone footage processing")?;
+        tasks.push(drone_task);
         let (rules_tx, rules_task) = spawn_rules(&cfg, clue_tx)?;
         tasks.push(rules_task);
 
@@ -154,7 +158,9 @@ impl Gateway {
         let http_cancel = delivery_cancel.clone();
         tasks.push(tokio::spawn(async move {
             // Connect info lets authentication rate-limit failed logins per client address.
-            let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let app = router(state)
+                .merge(crate::drone::api::router(drone))
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
             let serve = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_cancel.cancelled().await });
             if let Err(e) = serve.await {

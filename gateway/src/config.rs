@@ -50,6 +50,8 @@ pub struct Config {
     pub cameras: crate::camera::CamerasConfig,
     /// No-parking zones per camera (`[[parking.cameras]]`), enforced on uploaded frames.
     pub parking: crate::camera::parking::ParkingSection,
+    /// Drone footage uploads, processing and inspection tasks (`[drone]`).
+    pub drone: crate::drone::config::DroneConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -348,6 +350,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.cameras.validate()?;
         self.parking.validate()?;
+        self.drone.validate()?;
         let m = &self.mqtt;
         let url = url::Url::parse(&m.url).map_err(|e| invalid("mqtt.url", e.to_string()))?;
         if !matches!(url.scheme(), "mqtt" | "mqtts" | "tcp" | "ssl") {

@@ -195,6 +195,9 @@ mod tests {
         let m = read(b"<x:xmpmeta drone-dji:RelativeAltitude=\"abc\"></x:xmpmeta>");
         assert_eq!(m.rel_alt_m, None);
         // Unterminated packet: ignored, no panic.
-        assert_eq!(read(b"<x:xmpmeta drone-dji:RelativeAltitude=\"+1"), StillMeta::default());
+        assert_eq!(
+            read(b"<x:xmpmeta drone-dji:RelativeAltitude=\"+1"),
+            StillMeta::default()
+        );
     }
 }

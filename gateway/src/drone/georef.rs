@@ -203,13 +203,7 @@ pub fn ground_to_pixel(cam: &Camera, pose: &Pose, east: f64, north: f64) -> Opti
 }
 
 /// Geo-references pixel (`u`, `v`) with its one-sigma horizontal error.
-pub fn locate(
-    cam: &Camera,
-    pose: &Pose,
-    unc: &Uncertainty,
-    u: f64,
-    v: f64,
-) -> Option<GroundPoint> {
+pub fn locate(cam: &Camera, pose: &Pose, unc: &Uncertainty, u: f64, v: f64) -> Option<GroundPoint> {
     let (e, n) = pixel_to_ground(cam, pose, u, v)?;
     let shift = |p: Pose, du: f64, dv: f64| -> f64 {
         // A perturbed ray that misses the ground counts as the whole distance to the point.
