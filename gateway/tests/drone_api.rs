@@ -708,3 +708,318 @@ fn video_frames_are_sampled_aligned_to_srt_and_routed() {
         assert!(x["clue_id"].is_i64(), "{x}");
     }
 }
+
+/// Prints a one-line progress bar for flight `id` until it finishes; returns the final flight.
+fn follow(gw: &GatewayProcess, id: u64, token: &str, what: &str, limit: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        let f = json_of(
+            &gw.get_with_token(&format!("/api/v1/flights/{id}"), token)
+                .unwrap(),
+        );
+        let (done, total) = (
+            f["frames_done"].as_u64().unwrap_or(0),
+            f["frames_total"].as_u64().unwrap_or(0),
+        );
+        let p = f["progress"].as_f64().unwrap_or(0.0);
+        let bar: String = (0..30)
+            .map(|i| if (i as f64) < p * 30.0 { '#' } else { '.' })
+            .collect();
+        print!(
+            "\r{what}: [{bar}] {done}/{total} frames {:5.1}% {:6.1}s {}   ",
+            p * 100.0,
+            started.elapsed().as_secs_f64(),
+            f["status"].as_str().unwrap_or("?")
+        );
+        let _ = std::io::stdout().flush();
+        if matches!(f["status"].as_str(), Some("done" | "failed")) {
+            println!();
+            return f;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what} still running after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn processing_seconds(f: &Value) -> f64 {
+    (f["finished_ms"].as_i64().unwrap() - f["started_ms"].as_i64().unwrap()) as f64 / 1000.0
+}
+
+/// Seconds per 4K still and per minute of 4K video at 1 frame/s, through the real API.
+#[test]
+#[ignore = "benchmark: cargo test -p gateway --release --test drone_api -- --ignored --nocapture drone_benchmark_4k"]
+fn drone_benchmark_4k() {
+    models();
+    let dir = tempfile::tempdir().unwrap();
+    let photo = dir.path().join("dog.jpg");
+    std::fs::write(&photo, dog_jpg()).unwrap();
+    let still = dir.path().join("still4k.jpg");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-v", "error", "-y", "-i"])
+        .arg(&photo)
+        .args(["-vf", "scale=3840:2160", "-q:v", "2"])
+        .arg(&still);
+    run_bounded(cmd, Duration::from_secs(120), "ffmpeg still");
+    tag_as_drone_still(&still, LAT0, LON0);
+    let clip = dir.path().join("clip4k.mp4");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-v", "error", "-y", "-loop", "1", "-i"])
+        .arg(&still)
+        .args([
+            "-t", "60", "-r", "30", "-c:v", "mpeg4", "-q:v", "4", "-pix_fmt", "yuv420p",
+        ])
+        .arg(&clip);
+    let t = Instant::now();
+    run_bounded(cmd, Duration::from_secs(900), "ffmpeg 4K video");
+    println!(
+        "made a 60 s 30 fps 3840x2160 MP4 in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let mut srt = String::new();
+    for i in 0..60 {
+        srt.push_str(&format!(
+            "{}\n00:00:{i:02},000 --> 00:00:{:02},000\nF/2.8, SS 1000, ISO 100, EV 0, GPS ({:.6}, {:.6}, 19), D 1.0m, H 30.00m, H.S 1.0m/s, V.S 0.0m/s\n\n",
+            i + 1,
+            (i + 1) % 60,
+            LON0 + i as f64 * 1e-5,
+            LAT0
+        ));
+    }
+
+    let broker = Mosquitto::start().unwrap();
+    let gw = start(dir.path(), &broker, "max_still_mb = 32\n");
+    let pilot = gw.token("drone_operator", "district-3").unwrap();
+    let admin = gw.token("admin", "").unwrap();
+    let task = json!({"name": "Bench area", "department": "traffic", "contact": "t@city",
+        "area": square(LAT0, LON0, 150.0), "targets": ["vehicle", "person", "bicycle"]});
+    let body = serde_json::to_vec(&task).unwrap();
+    assert_eq!(
+        req(
+            &gw,
+            "POST",
+            "/api/v1/tasks",
+            &admin,
+            Some(("application/json", &body)),
+            &[]
+        )
+        .status,
+        201
+    );
+
+    // Stills: 3 in one flight.
+    let jpeg = std::fs::read(&still).unwrap();
+    let id = json_of(&req(&gw, "POST", "/api/v1/flights", &pilot, None, &[]))["id"]
+        .as_u64()
+        .unwrap();
+    for i in 0..3 {
+        let r = req(
+            &gw,
+            "PUT",
+            &format!("/api/v1/flights/{id}/files/S_{i}.JPG"),
+            &pilot,
+            Some(("image/jpeg", &jpeg)),
+            &[],
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    assert_eq!(
+        req(
+            &gw,
+            "POST",
+            &format!("/api/v1/flights/{id}/process"),
+            &pilot,
+            None,
+            &[]
+        )
+        .status,
+        202
+    );
+    let f = follow(&gw, id, &pilot, "4K stills", Duration::from_secs(1800));
+    assert_eq!(f["status"], "done", "{f:#}");
+    let per_still = processing_seconds(&f) / 3.0;
+
+    // Video: one minute of 4K at 1 frame/s.
+    let video = std::fs::read(&clip).unwrap();
+    let id = json_of(&req(&gw, "POST", "/api/v1/flights", &pilot, None, &[]))["id"]
+        .as_u64()
+        .unwrap();
+    let r = req(
+        &gw,
+        "PUT",
+        &format!("/api/v1/flights/{id}/files/V.MP4"),
+        &pilot,
+        Some(("video/mp4", &video)),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = req(
+        &gw,
+        "PUT",
+        &format!("/api/v1/flights/{id}/files/V.SRT"),
+        &pilot,
+        Some(("text/plain", srt.as_bytes())),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        req(
+            &gw,
+            "POST",
+            &format!("/api/v1/flights/{id}/process"),
+            &pilot,
+            None,
+            &[]
+        )
+        .status,
+        202
+    );
+    let f = follow(&gw, id, &pilot, "4K video 1 fps", Duration::from_secs(3600));
+    assert_eq!(f["status"], "done", "{f:#}");
+    assert_eq!(f["frames_done"].as_u64(), Some(60), "{f:#}");
+    let per_minute = processing_seconds(&f);
+    println!(
+        "drone benchmark: {per_still:.2} s per 4K still (3840x2160, 15 tiles + whole frame), \
+         {per_minute:.1} s per minute of 4K video at 1 frame/s ({} findings)",
+        f["findings"].as_array().map_or(0, Vec::len)
+    );
+}
+
+/// Ground brightness `east`, `north` metres from (LAT0, LON0): a texture, plus a bright
+/// 8 x 6 m new roof centred at (10, 5) when `roof`.
+fn ground_texture(e: f64, n: f64, roof: bool) -> u8 {
+    if roof && (6.0..14.0).contains(&e) && (2.0..8.0).contains(&n) {
+        return 240;
+    }
+    let v = 120.0 + 50.0 * (e / 3.1).sin() * (n / 4.3).cos() + 30.0 * ((e + 2.0 * n) / 7.7).sin();
+    v.clamp(0.0, 255.0) as u8
+}
+
+/// A nadir still of the synthetic ground from (east, north) offsets at 60 m, tagged by exiftool.
+fn synthetic_still(path: &Path, east: f64, north: f64, yaw: f64, roof: bool) {
+    let cam = Camera::from_focal_35mm(1280, 960, 24.0);
+    let (lat, lon) = enu_to_wgs84(LAT0, LON0, east, north);
+    let pose = Pose {
+        lat,
+        lon,
+        rel_alt_m: 60.0,
+        yaw_deg: yaw,
+        pitch_deg: -90.0,
+        roll_deg: 0.0,
+    };
+    let img = image::RgbImage::from_fn(cam.width, cam.height, |x, y| {
+        let (e, n) = pixel_to_ground(&cam, &pose, x as f64 + 0.5, y as f64 + 0.5).unwrap();
+        let v = ground_texture(e + east, n + north, roof);
+        image::Rgb([v, v, v])
+    });
+    img.save(path).unwrap();
+    let mut cmd = Command::new("exiftool");
+    cmd.args([
+        "-q",
+        "-q",
+        "-overwrite_original",
+        &format!("-GPSLatitude={lat:.9}"),
+        "-GPSLatitudeRef=N",
+        &format!("-GPSLongitude={lon:.9}"),
+        "-GPSLongitudeRef=E",
+        "-FocalLengthIn35mmFormat=24",
+        "-XMP-drone-dji:RelativeAltitude=+60.0",
+        "-XMP-drone-dji:GimbalPitchDegree=-90.0",
+        &format!("-XMP-drone-dji:GimbalYawDegree={yaw:+.1}"),
+    ])
+    .arg(path);
+    run_bounded(cmd, Duration::from_secs(60), "exiftool");
+}
+
+/// Two flights over the same task area, flown differently: the second shows a new roof, which
+/// comes back as one change candidate (and a clue for the task's department) near it.
+#[test]
+fn a_new_roof_between_two_flights_is_a_change_candidate() {
+    models();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let gw = start(dir.path(), &broker, "");
+    let pilot = gw.token("drone_operator", "district-3").unwrap();
+    let admin = gw.token("admin", "").unwrap();
+    let task = json!({"name": "Rooftop structures", "department": "urban-planning",
+        "contact": "plan@city", "site": "district-3", "area": square(LAT0, LON0, 25.0),
+        "targets": ["person"]});
+    let body = serde_json::to_vec(&task).unwrap();
+    let r = req(
+        &gw,
+        "POST",
+        "/api/v1/tasks",
+        &admin,
+        Some(("application/json", &body)),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    let mut results = Vec::new();
+    for (i, (east, yaw, roof)) in [(0.0, 0.0, false), (3.0, 15.0, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let p = dir.path().join(format!("R_{i}.JPG"));
+        synthetic_still(&p, east, -2.0, yaw, roof);
+        let jpeg = std::fs::read(&p).unwrap();
+        let id = json_of(&req(&gw, "POST", "/api/v1/flights", &pilot, None, &[]))["id"]
+            .as_u64()
+            .unwrap();
+        let r = req(
+            &gw,
+            "PUT",
+            &format!("/api/v1/flights/{id}/files/R_{i}.JPG"),
+            &pilot,
+            Some(("image/jpeg", &jpeg)),
+            &[],
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let r = req(
+            &gw,
+            "POST",
+            &format!("/api/v1/flights/{id}/process"),
+            &pilot,
+            None,
+            &[],
+        );
+        assert_eq!(r.status, 202);
+        let f = wait_final(&gw, id, &pilot, Duration::from_secs(120));
+        assert_eq!(f["status"], "done", "{f:#}");
+        results.push(f);
+    }
+    assert_eq!(
+        results[0]["changes"].as_array().unwrap().len(),
+        0,
+        "first flight: nothing to compare"
+    );
+    let changes = results[1]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{changes:#?}");
+    let c = &changes[0];
+    assert_eq!(c["status"], "candidate");
+    assert_eq!(c["previous_flight"], results[0]["id"]);
+    let (roof_lat, roof_lon) = enu_to_wgs84(LAT0, LON0, 10.0, 5.0);
+    let d = gateway::drone::georef::distance_m(
+        c["lat"].as_f64().unwrap(),
+        c["lon"].as_f64().unwrap(),
+        roof_lat,
+        roof_lon,
+    );
+    assert!(d < 4.0, "candidate {d} m from the new roof: {c}");
+    let clue = c["clue_id"].as_i64().unwrap();
+    let v = json_of(&req(
+        &gw,
+        "GET",
+        &format!("/api/v1/clues/{clue}"),
+        &admin,
+        None,
+        &[],
+    ));
+    let text = v.to_string();
+    assert!(
+        text.contains("drone.change_candidate") && text.contains("urban-planning"),
+        "{v:#}"
+    );
+}
