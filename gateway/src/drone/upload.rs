@@ -276,7 +276,7 @@ pub fn verify(path: &Path, kind: FileKind, limits: &UploadLimits) -> Result<(), 
             }
         }
         FileKind::Telemetry => {
-            if head.contains(&0) || !head.iter().any(|b| *b == b'\n') && len > 200 {
+            if head.contains(&0) || (!head.contains(&b'\n') && len > 200) {
                 return Err(UploadError::Rejected("not a text SRT file".into()));
             }
         }
