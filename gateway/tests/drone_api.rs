@@ -1023,3 +1023,69 @@ fn a_new_roof_between_two_flights_is_a_change_candidate() {
         "{v:#}"
     );
 }
+
+/// A video whose frames are over the pixel limit is refused from its header (ffprobe), never
+/// decoded; the flight fails with the reason instead of exhausting memory.
+#[test]
+fn oversized_video_frames_are_refused_from_the_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("huge.mov");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=9000x8000:d=1",
+        "-frames:v",
+        "1",
+        "-c:v",
+        "mjpeg",
+        "-q:v",
+        "31",
+    ])
+    .arg(&clip);
+    run_bounded(cmd, Duration::from_secs(120), "ffmpeg huge");
+    let video = std::fs::read(&clip).unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let gw = start(dir.path(), &broker, "");
+    let pilot = gw.token("drone_operator", "district-3").unwrap();
+    let id = json_of(&req(&gw, "POST", "/api/v1/flights", &pilot, None, &[]))["id"]
+        .as_u64()
+        .unwrap();
+    let r = req(
+        &gw,
+        "PUT",
+        &format!("/api/v1/flights/{id}/files/HUGE.MOV"),
+        &pilot,
+        Some(("video/quicktime", &video)),
+        &[],
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        req(
+            &gw,
+            "POST",
+            &format!("/api/v1/flights/{id}/process"),
+            &pilot,
+            None,
+            &[]
+        )
+        .status,
+        202
+    );
+    let f = wait_final(&gw, id, &pilot, Duration::from_secs(60));
+    assert_eq!(f["status"], "failed", "{f:#}");
+    assert!(
+        f["errors"].to_string().contains("over the pixel limit"),
+        "{f:#}"
+    );
+    assert!(
+        http::get(&format!("{}/healthz", gw.http))
+            .unwrap()
+            .is_success()
+    );
+}

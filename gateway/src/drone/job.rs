@@ -249,23 +249,51 @@ impl Processor {
         self.flights.update(id, false, |f| f.errors.push(msg));
     }
 
-    fn video_duration_s(&self, path: &Path) -> Option<f64> {
+    /// Duration (s) and frame size of a video's first video stream, from its header.
+    fn video_probe(&self, path: &Path) -> Result<(f64, u64, u64), String> {
         let mut cmd = Command::new("ffprobe");
         cmd.args([
             "-v",
             "error",
+            "-select_streams",
+            "v:0",
             "-show_entries",
-            "format=duration",
+            "stream=width,height:format=duration",
             "-of",
-            "csv=p=0",
+            "default=noprint_wrappers=1",
         ])
         .arg(path);
-        let out = run_bounded(cmd, Duration::from_secs(60), &self.cancel).ok()?;
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|d| d.is_finite() && *d >= 0.0)
+        let out = run_bounded(cmd, Duration::from_secs(60), &self.cancel)?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0)
+        };
+        match (field("duration"), field("width"), field("height")) {
+            (Some(d), Some(w), Some(h)) => Ok((d, w as u64, h as u64)),
+            _ => Err("no video stream".into()),
+        }
+    }
+
+    /// The video's duration when it may be sampled: frames larger than the still limit (a
+    /// decompression bomb in a video container) are refused from the header.
+    fn video_duration_s(&self, id: u64, name: &str, path: &Path) -> Option<f64> {
+        match self.video_probe(path) {
+            Ok((d, w, h)) if w * h <= self.cfg.max_still_megapixels * 1_000_000 => Some(d),
+            Ok((_, w, h)) => {
+                self.error(
+                    id,
+                    format!("{name}: {w}x{h} frames are over the pixel limit; skipped"),
+                );
+                None
+            }
+            Err(e) => {
+                self.error(id, format!("{name}: {e}; skipped"));
+                None
+            }
+        }
     }
 
     /// Processes flight `id` to the end (runs on a blocking thread).
@@ -307,14 +335,15 @@ impl Processor {
             .filter(|f| f.kind == FileKind::Video)
             .collect();
         let mut total = stills.len() as u64;
-        let mut durations = Vec::new();
+        let mut playable = Vec::new();
         for v in &videos {
-            let d = self.video_duration_s(&dir.join(&v.name));
-            total += d.map_or(0, |d| (d * self.cfg.video_fps).ceil() as u64);
-            durations.push(d);
+            if let Some(d) = self.video_duration_s(id, &v.name, &dir.join(&v.name)) {
+                total += (d * self.cfg.video_fps).ceil() as u64;
+                playable.push((*v, d));
+            }
         }
         self.flights.update(id, false, |f| f.frames_total = total);
-        if total == 0 && videos.is_empty() {
+        if total == 0 && playable.is_empty() {
             self.finish(
                 id,
                 Status::Failed,
@@ -358,11 +387,11 @@ impl Processor {
             }
             self.frame_done(id);
         }
-        for (v, duration) in videos.iter().zip(durations) {
+        for (v, duration) in playable {
             if self.cancel.is_cancelled() {
                 break;
             }
-            self.video(&mut ctx, &dir, v, duration, flight.created_ms);
+            self.video(&mut ctx, &dir, v, Some(duration), flight.created_ms);
         }
         self.changes(&mut ctx, &dir);
         info!(
