@@ -4,6 +4,12 @@
 //! - [`srt`]: DJI SRT telemetry sidecars (several generations, damaged files).
 //! - [`exif`]: EXIF GPS and DJI XMP (gimbal, relative altitude) of stills.
 //! - [`georef`]: pixel -> ground position (pinhole camera over flat ground) with an error model.
+//! - [`upload`]: streamed, resumable, limited uploads with name and content checks.
+//! - [`flight`]: flights, their files, progress, findings (memory + JSON on disk, SSE feed).
+//! - [`tasks`]: departments' inspection tasks (GeoJSON areas, target classes, contact).
+//! - [`job`]: the processing worker (ffmpeg sampling, tiled detection, routing to tasks).
+//! - [`change`]: geo-aligned ground grids and change candidates between flights.
+//! - [`api`]: the HTTP routes; [`config`]: `[drone]`.
 
 pub mod api;
 pub mod change;
