@@ -62,6 +62,8 @@ declare -A APT_FOR=(
     [chromium]=chromium
     [node]=nodejs
     [npm]=npm
+    [ffmpeg]=ffmpeg
+    [exiftool]=libimage-exiftool-perl
 )
 
 install_deps() {

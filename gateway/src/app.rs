@@ -99,6 +99,10 @@ impl Gateway {
         ));
         // Readings -> rules engine -> clue pool. The rules task ends when the processor drops
         // its sender, and then drops `clue_tx`, which ends the pool's intake.
+        // Drone footage: flights, inspection tasks and the processing worker.
+        let (drone, drone_task) = crate::drone::start(&cfg, clues.clone(), delivery_cancel.clone())
+            .context("starting drone footage processing")?;
+        tasks.push(drone_task);
         // Pump-out records (API) are journaled under the storage dir and shared with the rules.
         let pumpout_registry = crate::rules::PumpoutRegistry::default();
         let pumpouts = Arc::new(
@@ -177,6 +181,7 @@ impl Gateway {
             // Connect info lets authentication rate-limit failed logins per client address.
             let app = router(state)
                 .merge(web)
+                .merge(crate::drone::api::router(drone))
                 .into_make_service_with_connect_info::<std::net::SocketAddr>();
             let serve = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_cancel.cancelled().await });

@@ -52,6 +52,8 @@ pub struct Config {
     pub parking: crate::camera::parking::ParkingSection,
     /// The web dashboard served at `/` (`[dashboard] enabled`, `dir`).
     pub dashboard: crate::dashboard::DashboardConfig,
+    /// Drone footage uploads, processing and inspection tasks (`[drone]`).
+    pub drone: crate::drone::config::DroneConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -351,6 +353,7 @@ impl Config {
         self.cameras.validate()?;
         self.parking.validate()?;
         self.dashboard.validate()?;
+        self.drone.validate()?;
         let m = &self.mqtt;
         let url = url::Url::parse(&m.url).map_err(|e| invalid("mqtt.url", e.to_string()))?;
         if !matches!(url.scheme(), "mqtt" | "mqtts" | "tcp" | "ssl") {

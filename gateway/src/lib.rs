@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod decode;
 pub mod demo;
 pub mod devices;
+pub mod drone;
 pub mod history;
 pub mod metrics;
 pub mod normalize;

@@ -92,6 +92,28 @@ pub fn document() -> Value {
                 "post": op(
                     "Register a pump-out {site, device, from_ms, to_ms, note?} so its level drop raises no clue (inspector, supervisor, platform, admin)",
                     &[], true)
+            },
+            "/api/v1/flights": {
+                "get": op("Flights of the token's sites (summaries)", &[], false),
+                "post": op("Create a flight {site?, name?} -> 202 {id, status: uploading, ...} (drone_operator, admin)", &[], true)
+            },
+            "/api/v1/flights/{id}": {"get": op(
+                "Flight: status uploading|queued|processing|done|failed, progress 0..1, frames_total, frames_done, files, findings [{id, task_id, class, confidence, lat, lon, error_m, time_ms, frame, clue_id, bbox}], changes (candidates), errors",
+                &id, false)},
+            "/api/v1/flights/{id}/events": {"get": op(
+                "SSE `progress` events {id, status, progress, frames_total, frames_done, findings, errors}; ends after done or failed",
+                &id, false)},
+            "/api/v1/flights/{id}/process": {"post": op(
+                "Queue the flight's complete files for processing -> 202", &id, false)},
+            "/api/v1/flights/{id}/files/{name}": {
+                "get": op("Upload state of a file {name, kind, received, total, complete, sha256} (offset to resume from)",
+                          &[("id", "path"), ("name", "path")], false),
+                "put": op("Raw file body (image/jpeg .jpg, video/mp4|video/quicktime .mp4/.mov, application/x-subrip|text/plain .srt); optional Content-Range: bytes START-END/TOTAL for resumable chunks (409 {received} when START is not the stored length); 201 when complete, 413 too large, 415 wrong type, 422 rejected content",
+                          &[("id", "path"), ("name", "path"), ("Content-Range", "header")], false)
+            },
+            "/api/v1/tasks": {
+                "get": op("Inspection tasks visible to the token", &[], false),
+                "post": op("Register a task {name, department, area: GeoJSON Polygon|MultiPolygon, targets: [COCO class names | vehicle], contact, site?} (supervisor, platform, admin)", &[], true)
             }
         }
     });
@@ -116,6 +138,9 @@ mod tests {
             "/api/v1/whoami",
             "/api/v1/cameras",
             "/api/v1/devices/{site}/{device}/readings",
+            "/api/v1/flights",
+            "/api/v1/flights/{id}/files/{name}",
+            "/api/v1/tasks",
         ] {
             assert!(doc["paths"].get(p).is_some(), "{p}");
         }

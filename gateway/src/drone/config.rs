@@ -1,0 +1,131 @@
+//! `[drone]`: upload limits, frame sampling, tiling and the geo-referencing error model.
+
+use crate::config::{ConfigError, invalid};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DroneConfig {
+    pub max_still_mb: u64,
+    pub max_video_mb: u64,
+    pub max_files_per_flight: usize,
+    /// Largest still in megapixels, checked from the JPEG header before decoding.
+    pub max_still_megapixels: u64,
+    /// Video frames sampled per second (ffmpeg `fps` filter).
+    pub video_fps: f64,
+    /// Longest an ffmpeg run may take, seconds.
+    pub ffmpeg_timeout_s: u64,
+    /// Detector tile side and overlap, pixels of the source frame.
+    pub tile: u32,
+    pub tile_overlap: u32,
+    /// Tiles per ONNX Runtime run.
+    pub tile_batch: usize,
+    pub score_threshold: f32,
+    /// Horizontal field of view when a frame says nothing (video; stills without a 35 mm focal
+    /// length): DJI's 24 mm-equivalent 4:3 cameras are ~72 degrees.
+    pub default_hfov_deg: f64,
+    /// Gimbal pitch assumed when telemetry has none (mapping flights look straight down).
+    pub default_pitch_deg: f64,
+    /// One-sigma uncertainties of the error model (see `drone::georef`).
+    pub gps_sigma_m: f64,
+    pub alt_sigma_m: f64,
+    pub attitude_sigma_deg: f64,
+    pub pixel_sigma: f64,
+    /// Minutes east of UTC of the aircraft clock (EXIF and SRT times carry no zone).
+    pub utc_offset_min: i32,
+    /// Change detection between flights: ground cell side (m), compared block side (cells),
+    /// normalized difference that marks a block, and smallest candidate region (m^2).
+    pub change_cell_m: f64,
+    pub change_block: usize,
+    pub change_threshold: f32,
+    pub change_min_area_m2: f64,
+}
+
+impl Default for DroneConfig {
+    fn default() -> Self {
+        DroneConfig {
+            max_still_mb: 64,
+            max_video_mb: 8192,
+            max_files_per_flight: 2000,
+            max_still_megapixels: 64,
+            video_fps: 1.0,
+            ffmpeg_timeout_s: 3600,
+            tile: 1024,
+            tile_overlap: 128,
+            tile_batch: 4,
+            score_threshold: 0.25,
+            default_hfov_deg: 71.9,
+            default_pitch_deg: -90.0,
+            gps_sigma_m: 2.5,
+            alt_sigma_m: 2.0,
+            attitude_sigma_deg: 1.5,
+            pixel_sigma: 4.0,
+            utc_offset_min: 0,
+            change_cell_m: 0.5,
+            change_block: 6,
+            change_threshold: 0.9,
+            change_min_area_m2: 4.0,
+        }
+    }
+}
+
+impl DroneConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("drone.video_fps", self.video_fps),
+            ("drone.default_hfov_deg", self.default_hfov_deg),
+            ("drone.change_cell_m", self.change_cell_m),
+        ];
+        for (k, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid(k, "must be a positive number"));
+            }
+        }
+        if self.video_fps > 30.0 {
+            return Err(invalid("drone.video_fps", "at most 30 frames per second"));
+        }
+        if self.default_hfov_deg >= 170.0 {
+            return Err(invalid("drone.default_hfov_deg", "must be under 170"));
+        }
+        if !(-90.0..=0.0).contains(&self.default_pitch_deg) {
+            return Err(invalid("drone.default_pitch_deg", "must be in -90..=0"));
+        }
+        if self.tile < 64 || self.tile_overlap >= self.tile {
+            return Err(invalid(
+                "drone.tile",
+                "tile must be >= 64 and larger than tile_overlap",
+            ));
+        }
+        if self.max_still_mb == 0 || self.max_video_mb == 0 || self.max_still_megapixels == 0 {
+            return Err(invalid("drone.max_still_mb", "limits must be positive"));
+        }
+        if !(0.0..1.0).contains(&self.score_threshold) {
+            return Err(invalid("drone.score_threshold", "must be in 0..1"));
+        }
+        if self.change_block == 0 {
+            return Err(invalid("drone.change_block", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self) -> super::upload::UploadLimits {
+        super::upload::UploadLimits {
+            max_still_bytes: self.max_still_mb << 20,
+            max_video_bytes: self.max_video_mb << 20,
+            max_telemetry_bytes: 64 << 20,
+            max_files: self.max_files_per_flight,
+            max_still_pixels: self.max_still_megapixels * 1_000_000,
+        }
+    }
+
+    pub fn uncertainty(&self) -> super::georef::Uncertainty {
+        super::georef::Uncertainty {
+            gps_m: self.gps_sigma_m,
+            alt_m: self.alt_sigma_m,
+            pitch_deg: self.attitude_sigma_deg,
+            yaw_deg: self.attitude_sigma_deg,
+            roll_deg: self.attitude_sigma_deg / 2.0,
+            pixel: self.pixel_sigma,
+        }
+    }
+}
