@@ -322,7 +322,20 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
             let _ = std::fs::remove_file(e.path());
         }
     }
+    // A still for the flights page's upload (no GPS EXIF: processed, reported as such).
+    let still = jpeg(640, 480, |x, y| {
+        [(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8]
+    })?;
+    let still_path = shots.join("upload-still.jpg");
+    std::fs::write(&still_path, &still)?;
+    let still_sha: String = ring::digest::digest(&ring::digest::SHA256, &still)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let env = [
+        ("UPLOAD_JPEG", still_path.display().to_string()),
+        ("UPLOAD_SHA256", still_sha),
         ("DASHBOARD_URL", demo.http.clone()),
         ("INSPECTOR_TOKEN", inspector.clone()),
         ("ADMIN_TOKEN", demo.admin.clone()),

@@ -218,6 +218,32 @@ try {
   expect(await page.$eval('#evidence img', (i) => i.complete && i.naturalWidth > 0), 'evidence image shown');
   await shot('12-clue-evidence');
 
+  // A drone flight through the page: a still uploaded in resumable chunks, then processed.
+  // This JPEG has no GPS EXIF, so processing ends `done` with that reason reported.
+  await page.goto(`${URL_}/#/flights`);
+  await page.waitForSelector('#flight-map');
+  await page.fill('#flight-site', SITE);
+  await page.setInputFiles('#flight-file', env('UPLOAD_JPEG'));
+  await page.click('#flight-upload');
+  await page.waitForSelector('#flight-list tbody tr');
+  const uploaded = await page.evaluate(async () => {
+    const headers = { Authorization: `Bearer ${sessionStorage.getItem('gateway.token')}` };
+    for (let i = 0; i < 120; i += 1) {
+      const list = await (await fetch('/api/v1/flights', { headers })).json();
+      const f = await (await fetch(`/api/v1/flights/${list[0].id}`, { headers })).json();
+      if (['done', 'failed'].includes(f.status)) return f;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    return null;
+  });
+  expect(uploaded && uploaded.status === 'done' && uploaded.frames_done === 1
+    && (uploaded.files ?? []).some((x) => x.complete && x.sha256 === env('UPLOAD_SHA256'))
+    && JSON.stringify(uploaded.errors ?? []).includes('GPS'),
+  `flight uploaded through the page and processed (${uploaded?.status}, ${JSON.stringify(uploaded?.errors ?? [])})`);
+  await page.reload();
+  await page.waitForSelector('#flight-list tbody tr td:text-is("done")');
+  await shot('07c-flight-uploaded');
+
   // A tablet in portrait: the board stays usable.
   await page.setViewportSize({ width: 768, height: 1024 });
   await page.goto(`${URL_}/#/clues`);

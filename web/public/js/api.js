@@ -45,24 +45,60 @@ export async function blobUrl(path) {
  * Uploads `file` as multipart form data (field `file`, plus `fields`) with progress (fetch has
  * no upload progress): resolves with the JSON answer.
  */
-export function upload(path, file, fields, onProgress) {
+/** Content types the flights API accepts, by file extension. */
+const UPLOAD_TYPES = { jpg: 'image/jpeg', jpeg: 'image/jpeg', mp4: 'video/mp4', mov: 'video/quicktime', srt: 'application/x-subrip' };
+const CHUNK = 8 * 1024 * 1024;
+
+function putChunk(path, blob, start, total, type, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open('POST', path);
+    xhr.open('PUT', path);
     xhr.setRequestHeader('Authorization', `Bearer ${token()}`);
-    xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+    xhr.setRequestHeader('Content-Type', type);
+    xhr.setRequestHeader('Content-Range', `bytes ${start}-${start + blob.size - 1}/${total}`);
+    xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded);
     xhr.onload = () => {
       let body = null;
       try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
       if (xhr.status >= 200 && xhr.status < 300) resolve(body);
-      else reject(new ApiError(xhr.status, `${xhr.status} ${body?.error ?? xhr.statusText}`));
+      else reject(Object.assign(new ApiError(xhr.status, `${xhr.status} ${body?.error ?? xhr.statusText}`), { body }));
     };
     xhr.onerror = () => reject(new ApiError(0, 'network error'));
-    const form = new FormData();
-    for (const [k, v] of Object.entries(fields)) if (v != null && v !== '') form.append(k, v);
-    form.append('file', file, file.name);
-    xhr.send(form);
+    xhr.send(blob);
   });
+}
+
+/**
+ * Uploads `file` into flight `id` in resumable chunks (`PUT .../files/{name}` with
+ * `Content-Range`). Resumes from what the gateway already holds, and after a 409 from the
+ * offset it reports. `onProgress(bytesDone)` follows the upload.
+ */
+export async function uploadFlightFile(id, file, onProgress) {
+  const ext = file.name.split('.').pop().toLowerCase();
+  const type = UPLOAD_TYPES[ext];
+  if (!type) throw new ApiError(415, `${file.name}: not a JPEG, MP4, MOV or SRT file`);
+  const path = `/api/v1/flights/${encodeURIComponent(id)}/files/${encodeURIComponent(file.name)}`;
+  let start = 0;
+  try {
+    const state = await get(path);
+    if (state?.complete) { onProgress(file.size); return state; }
+    start = state?.received ?? 0;
+  } catch (e) {
+    if (e.status !== 404) throw e;
+  }
+  let last = null;
+  for (let tries = 0; start < file.size && tries < 1000; tries += 1) {
+    const blob = file.slice(start, Math.min(start + CHUNK, file.size));
+    try {
+      last = await putChunk(path, blob, start, file.size, type, (n) => onProgress(start + n));
+      start += blob.size;
+    } catch (e) {
+      if (e.status === 409 && Number.isInteger(e.body?.received)) start = e.body.received;
+      else throw e;
+    }
+  }
+  onProgress(file.size);
+  return last;
 }
 
 /**

@@ -3,6 +3,7 @@
 // (GET/POST /api/v1/flights, GET /api/v1/flights/{id}, GET /api/v1/tasks); when this gateway
 // has no flights API (404) the page says so.
 import * as api from './api.js';
+import { session } from './state.js';
 import { t, fmtTime } from './i18n.js';
 import { h, clear } from './dom.js';
 import { drawMap } from './map.js';
@@ -30,17 +31,31 @@ export async function flightsPage(main) {
 
   const bar = h('div', { class: 'bar' }, h('span', { style: 'width:0%' }));
   const status = h('span', { class: 'muted', id: 'upload-status' });
-  const file = h('input', { type: 'file', id: 'flight-file', accept: 'image/*,video/*,.srt' });
-  const task = h('select', { name: 'task_id' }, h('option', { value: '' }, '–'),
-    tasks.map((tk) => h('option', { value: tk.id }, tk.name ?? tk.id)));
-  const go = h('button', { type: 'button', onclick: async () => {
-    if (!file.files[0]) return;
+  const file = h('input', { type: 'file', id: 'flight-file', multiple: true, accept: '.jpg,.jpeg,.mp4,.mov,.srt,image/jpeg,video/mp4,video/quicktime' });
+  const sites = session.me?.sites ?? [];
+  // The flight's site: one of the token's sites (an all-sites token types it).
+  const site = h('input', { name: 'site', id: 'flight-site', list: 'flight-sites', value: sites[0] ?? '', placeholder: t('col.site'), size: 10 });
+  const siteList = h('datalist', { id: 'flight-sites' }, sites.map((s) => h('option', { value: s })));
+  const go = h('button', { type: 'button', id: 'flight-upload', onclick: async () => {
+    const files = [...file.files];
+    if (!files.length) return;
     go.disabled = true;
+    const total = files.reduce((n, f) => n + f.size, 0) || 1;
+    let done = 0;
     try {
-      await api.upload('/api/v1/flights', file.files[0], { task_id: task.value }, (p) => {
-        bar.firstChild.style.width = `${Math.round(p * 100)}%`;
-        status.textContent = `${t('fl.progress')} ${Math.round(p * 100)}%`;
-      });
+      // One flight for the selected stills, videos and their SRT sidecars, then processing.
+      const body = site.value ? { site: site.value } : {};
+      const flight = await api.post('/api/v1/flights', body);
+      for (const f of files) {
+        await api.uploadFlightFile(flight.id, f, (n) => {
+          const p = (done + n) / total;
+          bar.firstChild.style.width = `${Math.round(p * 100)}%`;
+          status.textContent = `${t('fl.progress')} ${Math.round(p * 100)}% · ${f.name}`;
+        });
+        done += f.size;
+      }
+      await api.post(`/api/v1/flights/${encodeURIComponent(flight.id)}/process`, {});
+      status.textContent = `${t('fl.progress')} 100%`;
       flightsPage(main);
     } catch (e) {
       status.textContent = t('act.failed', { e: e.message });
@@ -61,7 +76,7 @@ export async function flightsPage(main) {
 
   clear(main,
     h('h1', {}, t('fl.title')),
-    h('div', { class: 'card' }, h('div', { class: 'actions' }, file, task, go), bar, status),
+    h('div', { class: 'card' }, h('div', { class: 'actions' }, file, site, siteList, go), bar, status),
     h('div', { class: 'cols' },
       h('div', {},
         h('h2', {}, t('fl.map')),
@@ -76,7 +91,8 @@ export async function flightsPage(main) {
         details.length ? h('table', { id: 'flight-list' },
           h('thead', {}, h('tr', {}, [t('col.id'), t('fl.status'), t('fl.processing'), t('fl.findings')].map((x) => h('th', {}, x)))),
           h('tbody', {}, details.map((f) => h('tr', {},
-            h('td', {}, f.id), h('td', {}, f.status ?? '–'),
+            h('td', {}, f.id),
+            h('td', {}, f.status ?? '–', (f.errors ?? []).length ? h('div', { class: 'muted' }, f.errors.join('; ')) : null),
             h('td', {}, h('div', { class: 'bar' }, h('span', { style: `width:${Math.round((f.progress ?? 0) * 100)}%` }))),
             h('td', {}, (f.findings ?? []).length)))))
           : h('p', { class: 'muted' }, t('fl.none')),
