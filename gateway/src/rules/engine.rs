@@ -17,7 +17,7 @@ use super::config::{
 };
 use super::flap::{Flap, Hysteresis, Transition};
 use super::grease::{PumpoutRegistry, TrapStats, Traps};
-use super::keys::{SeriesKey, SeriesView, StateKey, StateRef, state_entry};
+use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateRef, state_entry};
 use super::window::{Push, Window};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, EvidenceReading, Level, Subject};
 use crate::decode::native::EVENT_STREAM;
@@ -47,6 +47,8 @@ pub struct EngineStats {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Series {
+    /// The map's key again, so a lookup by borrowed view can hand out the shared key.
+    key: SeriesKey,
     window: Window,
     unit: String,
 }
@@ -200,8 +202,8 @@ struct Trigger<'a> {
 /// reload can swap those and keep this).
 #[derive(Default)]
 struct Live {
-    series: HashMap<SeriesKey, Series>,
-    states: HashMap<StateKey, RuleState>,
+    series: FastMap<SeriesKey, Series>,
+    states: FastMap<StateKey, RuleState>,
     /// (composite, input rule, join key) -> latest activation (time, site, evidence).
     composite_seen: HashMap<(usize, usize, String), SeenInput>,
     composite_flaps: HashMap<(usize, String), Flap>,
@@ -501,9 +503,13 @@ impl Live {
                 continue;
             }
             if key.is_none() {
-                let view = r as &dyn SeriesView;
-                let k = match self.series.get_key_value(view) {
-                    Some((k, _)) => k.clone(), // an Arc: no allocation
+                // One lookup when the series exists (the usual case); the key is an Arc.
+                let known = self
+                    .series
+                    .get_mut(r as &dyn SeriesView)
+                    .map(|s| (s.window.push(t, &r.value), s.key.clone()));
+                let (pushed, k) = match known {
+                    Some(found) => found,
                     None => {
                         let retention = c
                             .retention_ms
@@ -511,18 +517,17 @@ impl Live {
                             .copied()
                             .unwrap_or(MIN_RETENTION_MS);
                         let k = SeriesKey::of(r);
-                        let series = Series {
+                        let mut series = Series {
+                            key: k.clone(),
                             window: Window::new(retention, MAX_WINDOW_LEN),
                             unit: r.unit.clone(),
                         };
+                        let pushed = series.window.push(t, &r.value);
                         self.series.insert(k.clone(), series);
-                        k
+                        (pushed, k)
                     }
                 };
-                let Some(s) = self.series.get_mut(view) else {
-                    return;
-                };
-                match s.window.push(t, &r.value) {
+                match pushed {
                     Push::Appended => {}
                     Push::Late => {
                         self.stats.late += 1;

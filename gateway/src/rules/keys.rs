@@ -12,6 +12,11 @@ use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+/// The engine's per-reading maps. foldhash instead of std's SipHash: these are hashed several
+/// times per reading and SipHash was the largest single cost left once keys stopped being
+/// allocated. foldhash is still seeded per map, so crafted ids cannot force collisions cheaply.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The parts of a series key (one metric of one device's stream).
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeriesParts {
@@ -156,8 +161,8 @@ impl<'a> Borrow<dyn StateView + 'a> for StateKey {
 
 /// The entry of `key` in `map`, inserting a default one (allocating the owned key) only when
 /// it is missing.
-pub fn state_entry<'m, V: Default>(
-    map: &'m mut std::collections::HashMap<StateKey, V>,
+pub fn state_entry<'m, V: Default, S: std::hash::BuildHasher>(
+    map: &'m mut std::collections::HashMap<StateKey, V, S>,
     key: StateRef<'_>,
 ) -> &'m mut V {
     if !map.contains_key(&key as &dyn StateView) {
