@@ -64,12 +64,65 @@ struct RuleState {
     series: Option<SeriesKey>,
 }
 
+/// The rules reading one metric, split by site so a reading is checked only against the rules
+/// of its own site (a county config has one threshold per restaurant: 1,000 rules, of which
+/// a reading concerns a handful).
+#[derive(Default)]
+struct MetricRules {
+    /// Rules without a site or with a prefix pattern (`r-0*`), in rule order.
+    any_site: Vec<usize>,
+    /// Rules for one exact site, in rule order.
+    by_site: HashMap<String, Vec<usize>>,
+}
+
+impl MetricRules {
+    fn add(&mut self, rule: usize, site: Option<&str>) {
+        match site {
+            Some(s) if !s.ends_with('*') => {
+                self.by_site.entry(s.to_string()).or_default().push(rule)
+            }
+            _ => self.any_site.push(rule),
+        }
+    }
+
+    /// The candidate rules for a reading of `site`, in rule order (the order signals and
+    /// composite inputs were always produced in).
+    fn for_site<'a>(&'a self, site: &str) -> MergeSorted<'a> {
+        MergeSorted {
+            a: &self.any_site,
+            b: self.by_site.get(site).map_or(&[], Vec::as_slice),
+        }
+    }
+}
+
+/// Two ascending index lists, merged.
+struct MergeSorted<'a> {
+    a: &'a [usize],
+    b: &'a [usize],
+}
+
+impl Iterator for MergeSorted<'_> {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        let take_a = match (self.a.first(), self.b.first()) {
+            (Some(x), Some(y)) => x <= y,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return None,
+        };
+        let list = if take_a { &mut self.a } else { &mut self.b };
+        let (first, rest) = list.split_first()?;
+        *list = rest;
+        Some(*first)
+    }
+}
+
 /// Rules turned into lookup tables; rebuilt on reload.
 struct Compiled {
     rules: Vec<RuleConfig>,
     calendar: Calendar,
     /// Metric name -> rules reading it (event rules sit under `name`).
-    by_metric: HashMap<String, Vec<usize>>,
+    by_metric: HashMap<String, MetricRules>,
     silence: Vec<usize>,
     /// Rule -> composites it feeds.
     composites_by_input: HashMap<usize, Vec<usize>>,
@@ -132,7 +185,10 @@ impl Compiled {
                 .entry(metric.clone())
                 .or_insert(MIN_RETENTION_MS);
             *keep = (*keep).max(need_ms);
-            c.by_metric.entry(metric).or_default().push(i);
+            c.by_metric
+                .entry(metric)
+                .or_default()
+                .add(i, r.select.site.as_deref());
         }
         c.rules = rules;
         Ok(c)
@@ -494,7 +550,7 @@ impl Live {
             return;
         };
         let mut key: Option<SeriesKey> = None;
-        for &ri in list {
+        for ri in list.for_site(&r.site) {
             let rule = &c.rules[ri];
             if !rule.select.matches(r) {
                 continue;

@@ -865,3 +865,22 @@ fn an_unreadable_or_foreign_snapshot_is_refused() {
     };
     assert!(Engine::restore(super::default_rules(), &RulesSettings::default(), garbage).is_err());
 }
+
+#[test]
+fn site_index_keeps_rule_order_and_prefix_rules() {
+    let mut rules = vec![
+        threshold_rule("a-exact", 100.0, 90.0, 0, 0),
+        threshold_rule("b-prefix", 100.0, 90.0, 0, 0),
+        threshold_rule("c-any", 100.0, 90.0, 0, 0),
+        threshold_rule("d-other", 100.0, 90.0, 0, 0),
+    ];
+    rules[0].select.site = Some("r-1".into());
+    rules[1].select.site = Some("r-*".into());
+    rules[3].select.site = Some("r-2".into());
+    let mut e = engine_with(rules);
+    let t = at_local(12, 0);
+    e.on_readings(&level("r-1", 50.0, t));
+    let out = e.on_readings(&level("r-1", 150.0, t + 1000));
+    let fired: Vec<&str> = occurrences(&out).iter().map(|c| c.rule.as_str()).collect();
+    assert_eq!(fired, vec!["a-exact", "b-prefix", "c-any"]);
+}
