@@ -35,7 +35,6 @@ type Key = (String, String, i64);
 
 /// A steady load: `devices` devices x `per_device` messages (value = message number + 0.5).
 struct Load {
-    site: String,
     messages: Vec<(String, Vec<u8>)>,
     keys: BTreeSet<Key>,
 }
@@ -50,7 +49,6 @@ impl Load {
             }
         }
         Load {
-            site: site.into(),
             messages,
             keys,
         }

@@ -421,6 +421,13 @@ impl Outbox {
             (None, Some(f)) => State::start_of(f.id),
             (None, None) => State::start_of(next_id),
         };
+        if saved.is_none() {
+            // A cursor file from the start, so a commit on a full disk can overwrite it in
+            // place (see `segment::write_cursor`).
+            if let Err(e) = segment::write_cursor(dir, cursor.segment, cursor.offset) {
+                tracing::warn!(dir = %dir.display(), error = %e, "outbox cursor not written at open");
+            }
+        }
         let mut st = State {
             bytes: segs.iter().map(|s| s.end).sum(),
             records: segs.iter().map(|s| s.records).sum(),

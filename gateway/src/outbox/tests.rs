@@ -676,3 +676,62 @@ fn failed_segment_creation_is_skipped_by_the_reader() {
         }
     );
 }
+
+/// Regression (resilience suite, disk full): with the file system full, a commit must still
+/// persist the cursor and delete consumed segments, or the outbox can never drain. Needs a
+/// small tmpfs (root); elsewhere it says so and checks only the in-place cursor rewrite.
+#[test]
+fn commit_frees_space_on_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(dir.path())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    struct Unmount<'a>(&'a Path, bool);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            if self.1 {
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(self.0)
+                    .status();
+            }
+        }
+    }
+    let _guard = Unmount(dir.path(), mounted);
+    let (ob, _) = open(dir.path(), &cfg(16 * 1024, 1 << 30, WhenFull::Backpressure));
+    assert!(dir.path().join(segment::CURSOR_FILE).exists());
+    if !mounted {
+        eprintln!("not root: no tmpfs; checking the in-place cursor write only");
+        ob.append(&recs(0..10)).unwrap();
+        let b = ob.read_batch(100, 1 << 20).unwrap();
+        ob.commit(&b.end).unwrap();
+        assert_eq!(ob.stats().records, 0);
+        return;
+    }
+    // Fill the disk.
+    let mut appended = 0u32;
+    let err = loop {
+        match ob.append(&recs(appended..appended + 50)) {
+            Ok(()) => appended += 50,
+            Err(e) => break e,
+        }
+        assert!(appended < 1_000_000, "the 256 KiB disk never filled");
+    };
+    assert!(matches!(&err, OutboxError::Io(e) if segment::is_disk_full(e)), "{err}");
+    // Deliver everything: the commit must succeed and free the space.
+    let mut n = 0;
+    loop {
+        let b = ob.read_batch(1000, 1 << 20).unwrap();
+        if b.is_empty() {
+            break;
+        }
+        n += b.records.len();
+        ob.commit(&b.end).expect("commit on a full disk");
+    }
+    assert!(n >= appended as usize);
+    assert_eq!(ob.stats().records, 0);
+    ob.append(&recs(0..50))
+        .expect("appends again after the commit freed space");
+}
