@@ -48,10 +48,7 @@ impl Load {
                 keys.insert((site.to_string(), format!("dev{d:04}"), i as i64));
             }
         }
-        Load {
-            messages,
-            keys,
-        }
+        Load { messages, keys }
     }
 }
 
@@ -129,7 +126,7 @@ fn tally(vm: &VictoriaMetrics, sites: &[&str]) -> Result<(BTreeSet<Key>, usize)>
     let selector = format!(r#"{{__name__="{METRIC}",site=~"{}"}}"#, sites.join("|"));
     let mut set = BTreeSet::new();
     let mut raw = 0;
-    for s in vm.export(&selector)? {
+    for s in export_all(vm, &selector)? {
         let site = s.label("site").unwrap_or("").to_string();
         let dev = s.label("device").unwrap_or("").to_string();
         for v in &s.values {
@@ -138,6 +135,24 @@ fn tally(vm: &VictoriaMetrics, sites: &[&str]) -> Result<(BTreeSet<Key>, usize)>
         }
     }
     Ok((set, raw))
+}
+
+/// Every sample of `selector`, including future ones (`/api/v1/export` stops at "now" unless
+/// told otherwise, and a gateway whose clock ran ahead stamps readings in the future).
+fn export_all(vm: &VictoriaMetrics, selector: &str) -> Result<Vec<e2e::ExportedSeries>> {
+    vm.force_flush()?;
+    let end = (now_ms() / 1000 + 7 * 86_400).to_string();
+    let url = format!(
+        "{}/api/v1/export?{}",
+        vm.url(),
+        e2e::http::form(&[("match[]", selector), ("start", "0"), ("end", &end)])
+    );
+    let resp = e2e::http::get(&url)?.ok()?;
+    resp.text()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("bad export line {l}")))
+        .collect()
 }
 
 /// Waits until every expected reading is stored (at most [`SETTLE`]), then reports and fails

@@ -719,7 +719,10 @@ fn commit_frees_space_on_a_full_disk() {
         }
         assert!(appended < 1_000_000, "the 256 KiB disk never filled");
     };
-    assert!(matches!(&err, OutboxError::Io(e) if segment::is_disk_full(e)), "{err}");
+    assert!(
+        matches!(&err, OutboxError::Io(e) if segment::is_disk_full(e)),
+        "{err}"
+    );
     // Deliver everything: the commit must succeed and free the space.
     let mut n = 0;
     loop {
