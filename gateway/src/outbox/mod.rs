@@ -478,6 +478,14 @@ impl Outbox {
     }
 
     fn remove_segment_file(&self, id: u64) {
+        // Close the reader's handle on it too: an open handle keeps a deleted file's blocks
+        // allocated, and on a full disk those blocks are exactly what appends wait for.
+        {
+            let mut reader = lock(&self.reader);
+            if reader.as_ref().is_some_and(|(rid, _)| *rid == id) {
+                *reader = None;
+            }
+        }
         if let Err(e) = fs::remove_file(self.seg_path(id))
             && e.kind() != io::ErrorKind::NotFound
         {
