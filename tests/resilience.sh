@@ -44,12 +44,20 @@ cargo test --release -p gateway --test resilience -q -- \
 status=${PIPESTATUS[0]}
 set -e
 
-grep '^RESILIENCE ' "$OUT/log.txt" | sed 's/^RESILIENCE //' |
-    python3 -c 'import json,sys; print(json.dumps([json.loads(l) for l in sys.stdin], indent=1))' \
-        >"$OUT/results.json"
 echo
 echo "== resilience summary ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores)"
-grep -E '^[^ ].*: (sent [0-9]+, stored [0-9]+, lost [0-9]+, duplicates [0-9]+|NOT RUN)' "$OUT/log.txt" || true
+python3 - "$OUT/log.txt" "$OUT/results.json" <<'PY'
+import json, re, sys
+rows = [json.loads(m) for m in re.findall(r"RESILIENCE (\{.*\})", open(sys.argv[1]).read())]
+json.dump(rows, open(sys.argv[2], "w"), indent=1)
+for r in rows:
+    if "skipped" in r:
+        print("%s: NOT RUN (%s)" % (r["fault"], r["skipped"]))
+    else:
+        note = "  [%s]" % r["note"] if r.get("note") else ""
+        print("%s: sent %d, stored %d, lost %d, duplicates %d%s"
+              % (r["fault"], r["sent"], r["stored"], r["lost"], r["duplicates"], note))
+PY
 echo "results: $OUT/results.json"
 if [ "$status" -ne 0 ]; then
     echo "resilience: FAILED (a fault lost data or a step failed; see $OUT/log.txt)" >&2
