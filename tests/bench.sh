@@ -2,7 +2,7 @@
 # Every benchmark in one run (issue 13): builds release, starts the real servers (e2e harness),
 # runs each benchmark beside a reference measured in the same run on this machine, and prints
 # one table (figure, reference, ratio, peak RSS, CPU). Results: $TARGET/bench/results.json,
-# the table in $TARGET/bench/table.md. About 6-10 minutes on 2 cores.
+# the table in $TARGET/bench/table.md. About 3 minutes on 2 cores after the build.
 #
 #   bash tests/bench.sh
 #   BENCH_ONLY="ingest db_writes" bash tests/bench.sh      # a subset

@@ -64,7 +64,7 @@ try:
         "mosquitto_sub draining the same backlog", m["reference_msg_per_s"],
         rss=ing["gateway_peak_rss_mb"], cpu=m["gateway_cpu_s"],
         note=note + f'; reference CPU {m["reference_cpu_s"]:.1f} s')
-    add("ingest", "MQTT to database, end to end", m["gateway_to_database_msg_per_s"], "points/s",
+    add("ingest", "MQTT to database, end to end", m["gateway_to_database_msg_per_s"], "lines/s",
         "raw HTTP line-protocol poster" if db_ref else None, db_ref and db_ref["value"],
         rss=ing["gateway_peak_rss_mb"], cpu=m["gateway_cpu_s"],
         note=(f'poster CPU {db_ref["cpu_s"]:.1f} s' if db_ref else "no poster figure"))
