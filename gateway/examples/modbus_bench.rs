@@ -141,6 +141,14 @@ async fn run(devices: usize, registers: usize, seconds: u64, ports: &[u16], merg
             0.0
         },
     );
+    // Machine-readable row for tests/bench.sh.
+    println!(
+        "BENCH {}",
+        serde_json::json!({"bench": "modbus", "merge": merge, "devices": devices,
+            "registers": registers, "cpu_pct": 100.0 * (cpu1 - cpu0) / wall,
+            "p50_ms": 1e3 * quantile(&h0, &h1, 0.50), "p99_ms": 1e3 * quantile(&h0, &h1, 0.99),
+            "requests_per_s": requests / wall, "polls_ok_per_s": polls_ok / wall})
+    );
     run.stop().await;
 }
 

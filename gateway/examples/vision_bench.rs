@@ -182,5 +182,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         inf / py_ms,
         frame / py_ms
     );
+    println!(
+        "BENCH {}",
+        serde_json::json!({"bench": "vision", "figure": "yolov3-tiny inference (416x416)",
+            "value": inf, "unit": "ms", "lower_is_better": true,
+            "reference": format!("Python onnxruntime {py_ver}"), "reference_value": py_ms})
+    );
+    println!(
+        "BENCH {}",
+        serde_json::json!({"bench": "vision", "figure": "whole frame (decode..postprocess)",
+            "value": frame, "unit": "ms", "lower_is_better": true,
+            "reference": format!("Python onnxruntime {py_ver} bare inference"), "reference_value": py_ms})
+    );
     Ok(())
 }

@@ -108,6 +108,8 @@ pub struct ClockPolicy {
 #[derive(Default)]
 pub struct Normalizer {
     windows: HashMap<String, HashMap<String, SeqWindow>>,
+    /// Last time handed out by [`Normalizer::replaced_time`], per site and device.
+    last_replaced: HashMap<String, HashMap<String, i64>>,
 }
 
 impl Normalizer {
@@ -121,6 +123,27 @@ impl Normalizer {
             .or_default()
             .insert(device.to_string(), SeqWindow::new(seq));
         SeqVerdict::New { lost: 0 }
+    }
+
+    /// The time for a message whose device time [`fix_clock`] replaced by `received_ms`:
+    /// strictly after the last one given to the same device. Several messages of one device
+    /// received in the same millisecond (a burst, or every message while our own clock is off
+    /// and so judges good device clocks wrong) would otherwise become one point in the
+    /// database, each overwriting the last.
+    pub fn replaced_time(&mut self, site: &str, device: &str, received_ms: i64) -> i64 {
+        if let Some(last) = self
+            .last_replaced
+            .get_mut(site)
+            .and_then(|m| m.get_mut(device))
+        {
+            *last = received_ms.max(*last + 1);
+            return *last;
+        }
+        self.last_replaced
+            .entry(site.to_string())
+            .or_default()
+            .insert(device.to_string(), received_ms);
+        received_ms
     }
 }
 
@@ -229,5 +252,19 @@ mod tests {
         assert!(!fix_clock(&mut r, &p));
         let mut r = reading(600_000, false);
         assert!(fix_clock(&mut r, &p));
+    }
+
+    /// Regression (resilience suite, clock jump): a burst of messages whose device times were
+    /// replaced within one millisecond must stay distinct points.
+    #[test]
+    fn replaced_times_stay_distinct_per_device() {
+        let mut n = Normalizer::default();
+        assert_eq!(n.replaced_time("s", "d", 1_000), 1_000);
+        assert_eq!(n.replaced_time("s", "d", 1_000), 1_001);
+        assert_eq!(n.replaced_time("s", "d", 1_000), 1_002);
+        assert_eq!(n.replaced_time("s", "other", 1_000), 1_000);
+        assert_eq!(n.replaced_time("s", "d", 5_000), 5_000);
+        // Our clock stepped back: still after the last one given out.
+        assert_eq!(n.replaced_time("s", "d", 10), 5_001);
     }
 }

@@ -102,9 +102,15 @@ impl Processor {
                     _ => {}
                 }
             }
+            let mut replaced_at = None;
             for r in &mut intake.readings {
                 if fix_clock(r, &self.clock) {
                     self.metrics.clock_replaced_total.inc();
+                    // One distinct time per message (its readings share one point).
+                    let at = *replaced_at.get_or_insert_with(|| {
+                        normalizer.replaced_time(&r.site, &r.device, r.device_time_ms)
+                    });
+                    r.device_time_ms = at;
                 }
             }
             if self.outbox.is_some() {

@@ -72,6 +72,11 @@ fn dedup_throughput_and_list_latency() {
         events as f64 / secs
     );
     assert_eq!(clues, keys.min(events));
+    println!(
+        "BENCH {}",
+        serde_json::json!({"bench": "clues", "figure": format!("clue dedup ({keys} keys)"),
+            "value": events as f64 / secs, "unit": "events/s"})
+    );
 
     // A pool of distinct clues for list latency.
     let store = SqliteStore::open(&dir.path().join("list.sqlite"), vec![]).expect("open");
@@ -100,4 +105,13 @@ fn dedup_throughput_and_list_latency() {
         percentile(&lat, 0.5),
         percentile(&lat, 0.99)
     );
+    for (q, p) in [("p50", 0.5), ("p99", 0.99)] {
+        println!(
+            "BENCH {}",
+            serde_json::json!({"bench": "clues",
+                "figure": format!("clue list {q} ({pool_size} clues, 100 rows)"),
+                "value": percentile(&lat, p).as_secs_f64() * 1e3, "unit": "ms",
+                "lower_is_better": true})
+        );
+    }
 }

@@ -421,6 +421,13 @@ impl Outbox {
             (None, Some(f)) => State::start_of(f.id),
             (None, None) => State::start_of(next_id),
         };
+        if saved.is_none() {
+            // A cursor file from the start, so a commit on a full disk can overwrite it in
+            // place (see `segment::write_cursor`).
+            if let Err(e) = segment::write_cursor(dir, cursor.segment, cursor.offset) {
+                tracing::warn!(dir = %dir.display(), error = %e, "outbox cursor not written at open");
+            }
+        }
         let mut st = State {
             bytes: segs.iter().map(|s| s.end).sum(),
             records: segs.iter().map(|s| s.records).sum(),
@@ -471,6 +478,14 @@ impl Outbox {
     }
 
     fn remove_segment_file(&self, id: u64) {
+        // Close the reader's handle on it too: an open handle keeps a deleted file's blocks
+        // allocated, and on a full disk those blocks are exactly what appends wait for.
+        {
+            let mut reader = lock(&self.reader);
+            if reader.as_ref().is_some_and(|(rid, _)| *rid == id) {
+                *reader = None;
+            }
+        }
         if let Err(e) = fs::remove_file(self.seg_path(id))
             && e.kind() != io::ErrorKind::NotFound
         {

@@ -193,6 +193,11 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Replaces the cursor file atomically and durably.
+///
+/// On a full disk the temp file cannot get a block, but the cursor's own block is already
+/// allocated: the record is then overwritten in place (24 bytes, one sector). A torn write fails
+/// the CRC and redelivers from the oldest record (duplicates, never a loss). Without this a full
+/// disk could never drain: freeing space needs a commit, and a commit needed space.
 pub(crate) fn write_cursor(dir: &Path, segment: u64, offset: u64) -> io::Result<()> {
     let mut b = [0u8; CURSOR_LEN];
     b[..4].copy_from_slice(&CURSOR_MAGIC);
@@ -200,13 +205,37 @@ pub(crate) fn write_cursor(dir: &Path, segment: u64, offset: u64) -> io::Result<
     b[12..20].copy_from_slice(&offset.to_le_bytes());
     let crc = crc32fast::hash(&b[..20]);
     b[20..].copy_from_slice(&crc.to_le_bytes());
+    match replace_cursor(dir, &b) {
+        Err(e) if is_disk_full(&e) => {
+            use std::os::unix::fs::FileExt;
+            let _ = fs::remove_file(dir.join(CURSOR_TMP));
+            let f = OpenOptions::new()
+                .write(true)
+                .open(dir.join(CURSOR_FILE))
+                .map_err(|_| e)?;
+            f.write_all_at(&b, 0)?;
+            f.sync_data()
+        }
+        other => other,
+    }
+}
+
+/// ENOSPC or EDQUOT.
+pub(crate) fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+fn replace_cursor(dir: &Path, b: &[u8; CURSOR_LEN]) -> io::Result<()> {
     let tmp = dir.join(CURSOR_TMP);
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)?;
-    f.write_all(&b)?;
+    f.write_all(b)?;
     f.sync_all()?;
     drop(f);
     fs::rename(&tmp, dir.join(CURSOR_FILE))?;

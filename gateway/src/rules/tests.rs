@@ -732,6 +732,7 @@ fn bench_payloads(sites: usize, steps: i64) -> Vec<(String, Vec<u8>)> {
 fn rules_bench_readings_per_second() {
     let mut e = engine();
     let (n, took) = bench_fleet(&mut e, 200, 200);
+    let default_rate = n as f64 / took.as_secs_f64();
     println!(
         "default rules ({}): {n} readings in {took:?} = {:.0} readings/s",
         e.rule_count(),
@@ -746,6 +747,7 @@ fn rules_bench_readings_per_second() {
     }
     let mut e = engine_with(rules);
     let (n, took) = bench_fleet(&mut e, 200, 200);
+    let many_rate = n as f64 / took.as_secs_f64();
     println!(
         "{} rules: {n} readings in {took:?} = {:.0} readings/s ({} occurrences, {} suppressed)",
         e.rule_count(),
@@ -776,6 +778,25 @@ fn rules_bench_readings_per_second() {
         "decode only: {decoded} readings in {decode_only:?}; decode + default rules: {with_rules:?} \
          (rules add {:.0}% to decoding)",
         (with_rules.as_secs_f64() / decode_only.as_secs_f64() - 1.0) * 100.0
+    );
+    // Machine-readable rows for tests/bench.sh; the reference is decoding alone.
+    let decode_rate = decoded as f64 / decode_only.as_secs_f64();
+    for (figure, value) in [
+        ("rules engine, default rules", default_rate),
+        ("rules engine, 1,000 rules", many_rate),
+    ] {
+        println!(
+            "BENCH {}",
+            serde_json::json!({"bench": "rules", "figure": figure, "value": value,
+                "unit": "readings/s", "reference": "decode only (same payloads)",
+                "reference_value": decode_rate})
+        );
+    }
+    println!(
+        "BENCH {}",
+        serde_json::json!({"bench": "rules", "figure": "decode + default rules",
+            "value": decoded as f64 / with_rules.as_secs_f64(), "unit": "readings/s",
+            "reference": "decode only (same payloads)", "reference_value": decode_rate})
     );
 }
 
