@@ -20,18 +20,7 @@ fn offline_config() -> String {
 }
 
 fn token(gw: &GatewayProcess, role: &str, sites: &str, name: &str) -> Result<String> {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
-    cmd.args(["token", "create", "--config"])
-        .arg(gw.dir.join("gateway.toml"))
-        .args(["--role", role, "--name", name]);
-    if !sites.is_empty() {
-        cmd.args(["--sites", sites]);
-    }
-    let out = cmd.output()?;
-    if !out.status.success() {
-        bail!("token create: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let t = String::from_utf8(out.stdout)?.trim().to_string();
+    let t = gw.token_named(role, sites, name)?;
     assert!(
         t.starts_with("gwt_") && t.len() > 40,
         "token looks random: {t}"

@@ -56,6 +56,19 @@ fn req(
     .unwrap_or_else(|e| panic!("{method} {path}: {e:#}\n{}", gw.diagnostics()))
 }
 
+/// `POST /api/v1/flights/{id}/process` with `token`: the status code.
+fn process(gw: &GatewayProcess, id: u64, token: &str) -> u16 {
+    req(
+        gw,
+        "POST",
+        &format!("/api/v1/flights/{id}/process"),
+        token,
+        None,
+        &[],
+    )
+    .status
+}
+
 fn json_of(r: &http::Response) -> Value {
     r.json()
         .unwrap_or_else(|e| panic!("{e}: {} {}", r.status, r.text()))
@@ -840,18 +853,7 @@ fn drone_benchmark_4k() {
         );
         assert_eq!(r.status, 201, "{}", r.text());
     }
-    assert_eq!(
-        req(
-            &gw,
-            "POST",
-            &format!("/api/v1/flights/{id}/process"),
-            &pilot,
-            None,
-            &[]
-        )
-        .status,
-        202
-    );
+    assert_eq!(process(&gw, id, &pilot), 202);
     let f = follow(&gw, id, &pilot, "4K stills", Duration::from_secs(1800));
     assert_eq!(f["status"], "done", "{f:#}");
     let per_still = processing_seconds(&f) / 3.0;
@@ -879,18 +881,7 @@ fn drone_benchmark_4k() {
         &[],
     );
     assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(
-        req(
-            &gw,
-            "POST",
-            &format!("/api/v1/flights/{id}/process"),
-            &pilot,
-            None,
-            &[]
-        )
-        .status,
-        202
-    );
+    assert_eq!(process(&gw, id, &pilot), 202);
     let f = follow(&gw, id, &pilot, "4K video 1 fps", Duration::from_secs(3600));
     assert_eq!(f["status"], "done", "{f:#}");
     assert_eq!(f["frames_done"].as_u64(), Some(60), "{f:#}");
@@ -1080,18 +1071,7 @@ fn oversized_video_frames_are_refused_from_the_header() {
         &[],
     );
     assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(
-        req(
-            &gw,
-            "POST",
-            &format!("/api/v1/flights/{id}/process"),
-            &pilot,
-            None,
-            &[]
-        )
-        .status,
-        202
-    );
+    assert_eq!(process(&gw, id, &pilot), 202);
     let f = wait_final(&gw, id, &pilot, Duration::from_secs(60));
     assert_eq!(f["status"], "failed", "{f:#}");
     assert!(

@@ -5,7 +5,7 @@
 
 mod common;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use common::GatewayProcess;
 use e2e::{free_port, http};
 use serde_json::{Value, json};
@@ -24,18 +24,7 @@ fn config() -> String {
 }
 
 fn token(gw: &GatewayProcess, role: &str, sites: &str, name: &str) -> Result<String> {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
-    cmd.args(["token", "create", "--config"])
-        .arg(gw.dir.join("gateway.toml"))
-        .args(["--role", role, "--name", name]);
-    if !sites.is_empty() {
-        cmd.args(["--sites", sites]);
-    }
-    let out = cmd.output()?;
-    if !out.status.success() {
-        bail!("token create: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    gw.token_named(role, sites, name)
 }
 
 fn call(

@@ -67,10 +67,19 @@ impl GatewayProcess {
 
     /// `gateway token create` against this gateway's config; returns the token.
     pub fn token(&self, role: &str, sites: &str) -> Result<String> {
+        self.token_named(role, sites, "")
+    }
+
+    /// [`GatewayProcess::token`] for a named person (`name` is what the audit log records;
+    /// empty for none).
+    pub fn token_named(&self, role: &str, sites: &str, name: &str) -> Result<String> {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
         cmd.args(["token", "create", "--config"])
             .arg(self.dir.join("gateway.toml"))
             .args(["--role", role]);
+        if !name.is_empty() {
+            cmd.args(["--name", name]);
+        }
         if !sites.is_empty() {
             cmd.args(["--sites", sites]);
         }
