@@ -123,7 +123,10 @@ fn parse_time(s: &str) -> Option<u64> {
     let h: u64 = parts.next()?.trim().parse().ok()?;
     let m: u64 = parts.next()?.trim().parse().ok()?;
     let sec: u64 = parts.next()?.trim().parse().ok()?;
-    if parts.next().is_some() || m >= 60 || sec >= 60 || ms.is_empty() || ms.len() > 3 {
+    // No footage runs for 1,000 hours; the bound also keeps the arithmetic from overflowing
+    // on a garbage hour field (found by the `drone_srt` fuzz target).
+    if parts.next().is_some() || h >= 1000 || m >= 60 || sec >= 60 || ms.is_empty() || ms.len() > 3
+    {
         return None;
     }
     let ms: u64 = format!("{ms:0<3}").parse().ok()?;
@@ -493,6 +496,17 @@ mod tests {
             .join("tests/fixtures/drone")
             .join(name);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn a_huge_hour_field_is_a_bad_timing_not_an_overflow() {
+        // Found by the `drone_srt` fuzz target: the hour multiplied past u64.
+        assert_eq!(parse_time("99999999999999999900:00:03,000"), None);
+        assert_eq!(parse_time("999:59:59,999"), Some(3_599_999_999));
+        let t =
+            parse(b"1\n00:00:00,000 --> 99999999999999999900:00:03,000\nGPS(114.05,22.54,17)\n");
+        assert!(t.records.is_empty());
+        assert_eq!(t.issues.len(), 1, "{:?}", t.issues);
     }
 
     #[test]
