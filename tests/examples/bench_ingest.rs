@@ -43,7 +43,7 @@ fn usage() -> ! {
         "usage: bench_ingest --gateway PATH [--messages N (200000)] [--devices D (10000)] \
          [--out FILE (target/bench/ingest.json)] [--timeout-s S (600, per phase)] \
          [--rounds R (3; medians reported)] [--ack-batch N (4096; the gateway default is 512)] \
-         [--config-extra TOML (appended to the gateway config; GATEWAY_* env vars work too)]"
+         [--config-extra TOML|@FILE (appended to the gateway config; GATEWAY_* env vars work too)]"
     );
     std::process::exit(2)
 }
@@ -72,7 +72,17 @@ fn parse_args() -> Args {
             }
             "--rounds" => a.rounds = val().parse().unwrap_or_else(|_| usage()),
             "--ack-batch" => a.ack_batch = val().parse().unwrap_or_else(|_| usage()),
-            "--config-extra" => a.config_extra = val(),
+            // `@FILE` reads the TOML from a file (1,000 rules exceed the argument size limit).
+            "--config-extra" => {
+                let v = val();
+                a.config_extra = match v.strip_prefix('@') {
+                    Some(path) => std::fs::read_to_string(path).unwrap_or_else(|e| {
+                        eprintln!("--config-extra {v}: {e}");
+                        std::process::exit(2)
+                    }),
+                    None => v,
+                };
+            }
             _ => usage(),
         }
     }
