@@ -221,7 +221,7 @@ fn camera_health_precision_recall_on_real_photos() {
 /// Per-frame cost: `cargo test --release -p gateway --test camera_health_eval -- --ignored
 /// --nocapture camera_frame_cost`.
 #[test]
-#[ignore = "benchmark; run in release"]
+#[ignore = "benchmark: cargo test -p gateway --release --test camera_health_eval -- --ignored --nocapture camera_frame_cost (also in tests/bench.sh)"]
 fn camera_frame_cost() {
     use gateway::camera::checks;
     use gateway::camera::frame::decode_jpeg;

@@ -1350,7 +1350,7 @@ mod tests {
     /// Benchmark: `cargo test -p gateway --release --lib oversight_models_speed -- --ignored
     /// --nocapture`. A month of a busy pool: 20,000 clues, 6 audit entries each, 40 officers.
     #[test]
-    #[ignore = "benchmark; prints figures"]
+    #[ignore = "benchmark: cargo test -p gateway --release --lib oversight_models_speed -- --ignored --nocapture"]
     fn oversight_models_speed() {
         let officers: Vec<String> = (0..40).map(|i| format!("officer{i}#{i}")).collect();
         let depts = ["water", "market", "city-management"];

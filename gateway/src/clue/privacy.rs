@@ -321,7 +321,7 @@ mod tests {
     /// Benchmark: `cargo test -p gateway --release --lib masking_speed -- --ignored
     /// --nocapture`. A 1920x1080 street frame with 6 regions, and the same frame masked whole.
     #[test]
-    #[ignore = "benchmark; prints figures"]
+    #[ignore = "benchmark: cargo test -p gateway --release --lib masking_speed -- --ignored --nocapture"]
     fn masking_speed() {
         let cfg = PrivacyConfig::default();
         let frame = jpeg(1920, 1080);

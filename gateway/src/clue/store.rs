@@ -1732,7 +1732,7 @@ mod tests {
     /// Benchmark: `cargo test -p gateway --release --lib oversight_history_speed -- --ignored
     /// --nocapture`. What one oversight run reads: 10,000 clues with 3 audit entries each.
     #[test]
-    #[ignore = "benchmark; prints figures"]
+    #[ignore = "benchmark: cargo test -p gateway --release --lib oversight_history_speed -- --ignored --nocapture"]
     fn oversight_history_speed() {
         use crate::clue::signal::Subject;
         let dir = tempfile::tempdir().expect("tempdir");

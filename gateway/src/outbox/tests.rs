@@ -537,11 +537,11 @@ fn concurrent_producer_and_consumer_move_100k_exactly_once_in_order() {
     assert!(seg_files(dir.path()).len() <= 1);
 }
 
-/// Throughput: `OUTBOX_BENCH_DIR=/work/target cargo test -p gateway --release --lib
+/// Throughput: `OUTBOX_BENCH_DIR=target cargo test -p gateway --release --lib
 /// outbox::tests::throughput -- --ignored --nocapture` (the temp dir goes under
 /// `OUTBOX_BENCH_DIR`, default the current directory, so it measures a real disk, not tmpfs).
 #[test]
-#[ignore = "benchmark: OUTBOX_BENCH_DIR=/work/target cargo test --release -p gateway --lib outbox::tests::throughput -- --ignored --nocapture"]
+#[ignore = "benchmark: OUTBOX_BENCH_DIR=target cargo test --release -p gateway --lib outbox::tests::throughput -- --ignored --nocapture"]
 fn throughput_512_records_of_150_bytes() {
     let dir =
         tempfile::tempdir_in(std::env::var("OUTBOX_BENCH_DIR").unwrap_or_else(|_| ".".into()))
