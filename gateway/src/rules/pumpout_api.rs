@@ -6,7 +6,8 @@
 //! - `GET  /api/v1/pumpouts?site=`: the records of the token's sites (any role that sees them).
 
 use super::pumpout_journal::{PumpoutJournal, PumpoutRecord};
-use crate::clue::auth::{AuthError, Authenticator, Principal, Role};
+use crate::clue::api::ApiError;
+use crate::clue::auth::{Authenticator, Principal, Role};
 use axum::extract::{FromRef, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -48,52 +49,20 @@ where
     Router::new().route("/api/v1/pumpouts", get(list).post(register))
 }
 
-/// Why a pump-out request failed (kept small: clippy's `result_large_err`).
-#[derive(Debug)]
-enum PumpoutError {
-    Auth(AuthError),
-    Bad(String),
-    Unavailable,
-    Internal,
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(msg.into())
 }
 
-impl From<AuthError> for PumpoutError {
-    fn from(e: AuthError) -> Self {
-        PumpoutError::Auth(e)
-    }
-}
-
-impl IntoResponse for PumpoutError {
-    fn into_response(self) -> Response {
-        let (status, msg) = match self {
-            PumpoutError::Auth(a) => return a.into_response(),
-            PumpoutError::Bad(m) => (StatusCode::BAD_REQUEST, m),
-            PumpoutError::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "pump-out records are not enabled".to_string(),
-            ),
-            PumpoutError::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "pump-out not recorded".to_string(),
-            ),
-        };
-        (status, Json(serde_json::json!({"error": msg}))).into_response()
-    }
-}
-
-fn bad(msg: impl Into<String>) -> PumpoutError {
-    PumpoutError::Bad(msg.into())
-}
-
-fn journal(p: &Pumpouts) -> Result<&Arc<PumpoutJournal>, PumpoutError> {
-    p.0.as_ref().ok_or(PumpoutError::Unavailable)
+fn journal(p: &Pumpouts) -> Result<&Arc<PumpoutJournal>, ApiError> {
+    p.0.as_ref()
+        .ok_or_else(|| ApiError::Unavailable("pump-out records are not enabled".into()))
 }
 
 async fn register(
     p: Principal,
     State(pumpouts): State<Pumpouts>,
     body: axum::body::Bytes,
-) -> Result<Response, PumpoutError> {
+) -> Result<Response, ApiError> {
     p.require(
         matches!(
             p.role,
@@ -136,11 +105,11 @@ async fn register(
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::error!(error = %e, "pump-out not recorded");
-            return Err(PumpoutError::Internal);
+            return Err(ApiError::Internal);
         }
         Err(e) => {
             tracing::error!(error = %e, "pump-out task failed");
-            return Err(PumpoutError::Internal);
+            return Err(ApiError::Internal);
         }
     }
     Ok((StatusCode::CREATED, Json(stored)).into_response())
@@ -150,7 +119,7 @@ async fn list(
     p: Principal,
     State(pumpouts): State<Pumpouts>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<PumpoutRecord>>, PumpoutError> {
+) -> Result<Json<Vec<PumpoutRecord>>, ApiError> {
     if let Some(site) = &q.site {
         p.require_site(site)?;
     }
