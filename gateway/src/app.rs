@@ -212,8 +212,8 @@ impl Gateway {
         let rules = next.rules_settings.effective_rules(&next.rules);
         // Compile first so a bad file is refused here, with the key, not only in the task log.
         crate::rules::Engine::new(rules.clone(), &next.rules_settings)?;
-        let rules_changed = next.rules != self.running.rules
-            || json(&next.rules_settings) != json(&self.running.rules_settings);
+        let rules_changed =
+            next.rules != self.running.rules || next.rules_settings != self.running.rules_settings;
         if rules_changed {
             let _ = self
                 .rules_reload

@@ -78,8 +78,7 @@ impl PumpoutJournal {
             .open(path)
             .map_err(io)?;
         // After a torn write, end that line first so the next record is not glued to it.
-        let len = file.metadata().map_err(io)?.len();
-        if len > 0 && std::fs::read(path).map_err(io)?.last() != Some(&b'\n') {
+        if !ends_with_newline(path).map_err(io)? {
             file.write_all(b"\n").map_err(io)?;
         }
         Ok(PumpoutJournal {
@@ -122,6 +121,19 @@ impl PumpoutJournal {
             .cloned()
             .collect()
     }
+}
+
+/// Whether the file is empty or its last byte is a newline (reads one byte, not the file).
+fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    if f.metadata()?.len() == 0 {
+        return Ok(true);
+    }
+    f.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 #[cfg(test)]
