@@ -56,6 +56,19 @@ fn req(
     .unwrap_or_else(|e| panic!("{method} {path}: {e:#}\n{}", gw.diagnostics()))
 }
 
+/// `PUT /api/v1/flights/{id}/files/{name}`: the whole file in one request.
+fn put_file(
+    gw: &GatewayProcess,
+    id: u64,
+    name: &str,
+    token: &str,
+    content_type: &str,
+    body: &[u8],
+) -> http::Response {
+    let path = format!("/api/v1/flights/{id}/files/{name}");
+    req(gw, "PUT", &path, token, Some((content_type, body)), &[])
+}
+
 /// `POST /api/v1/flights/{id}/process` with `token`: the status code.
 fn process(gw: &GatewayProcess, id: u64, token: &str) -> u16 {
     req(
@@ -418,16 +431,7 @@ fn malicious_uploads_are_refused_without_harm() {
     assert_eq!(r.status, 202, "{}", r.text());
     let id = json_of(&r)["id"].as_u64().unwrap();
     let small = dog_jpg_small();
-    let put = |name: &str, ct: &str, body: &[u8]| {
-        req(
-            &gw,
-            "PUT",
-            &format!("/api/v1/flights/{id}/files/{name}"),
-            &pilot,
-            Some((ct, body)),
-            &[],
-        )
-    };
+    let put = |name: &str, ct: &str, body: &[u8]| put_file(&gw, id, name, &pilot, ct, body);
 
     // Path traversal in names, encoded every way a client might.
     for name in [
@@ -666,22 +670,15 @@ fn video_frames_are_sampled_aligned_to_srt_and_routed() {
 
     let r = req(&gw, "POST", "/api/v1/flights", &pilot, None, &[]);
     let id = json_of(&r)["id"].as_u64().unwrap();
-    let r = req(
-        &gw,
-        "PUT",
-        &format!("/api/v1/flights/{id}/files/DJI_0002.MP4"),
-        &pilot,
-        Some(("video/mp4", &video)),
-        &[],
-    );
+    let r = put_file(&gw, id, "DJI_0002.MP4", &pilot, "video/mp4", &video);
     assert_eq!(r.status, 201, "{}", r.text());
-    let r = req(
+    let r = put_file(
         &gw,
-        "PUT",
-        &format!("/api/v1/flights/{id}/files/DJI_0002.SRT"),
+        id,
+        "DJI_0002.SRT",
         &pilot,
-        Some(("application/x-subrip", &srt)),
-        &[],
+        "application/x-subrip",
+        &srt,
     );
     assert_eq!(r.status, 201, "{}", r.text());
     let r = req(
@@ -843,14 +840,7 @@ fn drone_benchmark_4k() {
         .as_u64()
         .unwrap();
     for i in 0..3 {
-        let r = req(
-            &gw,
-            "PUT",
-            &format!("/api/v1/flights/{id}/files/S_{i}.JPG"),
-            &pilot,
-            Some(("image/jpeg", &jpeg)),
-            &[],
-        );
+        let r = put_file(&gw, id, &format!("S_{i}.JPG"), &pilot, "image/jpeg", &jpeg);
         assert_eq!(r.status, 201, "{}", r.text());
     }
     assert_eq!(process(&gw, id, &pilot), 202);
@@ -863,14 +853,7 @@ fn drone_benchmark_4k() {
     let id = json_of(&req(&gw, "POST", "/api/v1/flights", &pilot, None, &[]))["id"]
         .as_u64()
         .unwrap();
-    let r = req(
-        &gw,
-        "PUT",
-        &format!("/api/v1/flights/{id}/files/V.MP4"),
-        &pilot,
-        Some(("video/mp4", &video)),
-        &[],
-    );
+    let r = put_file(&gw, id, "V.MP4", &pilot, "video/mp4", &video);
     assert_eq!(r.status, 201, "{}", r.text());
     let r = req(
         &gw,
@@ -974,14 +957,7 @@ fn a_new_roof_between_two_flights_is_a_change_candidate() {
         let id = json_of(&req(&gw, "POST", "/api/v1/flights", &pilot, None, &[]))["id"]
             .as_u64()
             .unwrap();
-        let r = req(
-            &gw,
-            "PUT",
-            &format!("/api/v1/flights/{id}/files/R_{i}.JPG"),
-            &pilot,
-            Some(("image/jpeg", &jpeg)),
-            &[],
-        );
+        let r = put_file(&gw, id, &format!("R_{i}.JPG"), &pilot, "image/jpeg", &jpeg);
         assert_eq!(r.status, 201, "{}", r.text());
         let r = req(
             &gw,
@@ -1062,14 +1038,7 @@ fn oversized_video_frames_are_refused_from_the_header() {
     let id = json_of(&req(&gw, "POST", "/api/v1/flights", &pilot, None, &[]))["id"]
         .as_u64()
         .unwrap();
-    let r = req(
-        &gw,
-        "PUT",
-        &format!("/api/v1/flights/{id}/files/HUGE.MOV"),
-        &pilot,
-        Some(("video/quicktime", &video)),
-        &[],
-    );
+    let r = put_file(&gw, id, "HUGE.MOV", &pilot, "video/quicktime", &video);
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(process(&gw, id, &pilot), 202);
     let f = wait_final(&gw, id, &pilot, Duration::from_secs(60));
