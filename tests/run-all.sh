@@ -131,6 +131,20 @@ PY
             || python3 -m pip install -q --break-system-packages pillow numpy \
             || return 1
     fi
+    # ... from real photos: the tuning scenes (scikit-image wheel) and the judging scenes
+    # (Debian opencv-doc), fetched once, sha256-verified, cached under ~/.cache.
+    local fx_version fx
+    fx_version=$(sed -n 's/^VERSION = "\(.*\)"$/\1/p' tests/camera/make_fixtures.py)
+    fx="${CAMERA_FIXTURES_DIR:-$HOME/.cache/enforcement-gateway/camera-fixtures/v$fx_version}"
+    if [ ! -f "$fx/tune/labels.tsv" ]; then
+        python3 tests/camera/make_fixtures.py "$fx/tune" || return 1
+    fi
+    if [ ! -f "$fx/judge/labels.tsv" ]; then
+        python3 tests/camera/make_fixtures.py "$fx/judge" --source opencv-doc \
+            || { as_root apt-get update -q \
+                && python3 tests/camera/make_fixtures.py "$fx/judge" --source opencv-doc; } \
+            || return 1
+    fi
 
     # Dashboard: uPlot and playwright-core from web/package-lock.json (the browser test drives
     # the chromium installed above; no browser download).

@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod pipeline;
 pub mod reading;
 pub mod rules;
+pub mod scenario;
 pub mod sink;
 pub mod source;
 pub mod units;
