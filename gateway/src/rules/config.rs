@@ -131,15 +131,26 @@ pub enum Condition {
         within_s: u64,
     },
     /// Stuck sensor: at least `min_readings` readings spanning `for_s`, all within `tolerance`.
+    /// With `during` (e.g. `business_hours`), only that part of the site's calendar counts
+    /// towards `for_s`: a closed kitchen's trap level does not move, and that is no fault.
     FlatLine {
         for_s: u64,
         #[serde(default)]
         tolerance: f64,
         #[serde(default = "default_min_readings")]
         min_readings: usize,
+        #[serde(default, skip_serializing_if = "is_always")]
+        during: TimeWindow,
     },
     /// No reading from a device (matching `select`) for `after_s`; cleared when it reports.
-    Silence { after_s: u64 },
+    /// Judged on the gateway's receive clock (device clocks may be wrong, and replayed
+    /// store-and-forward data carries old times), from the gateway's start at the earliest.
+    /// With `during`, only that part of the site's calendar counts towards `after_s`.
+    Silence {
+        after_s: u64,
+        #[serde(default, skip_serializing_if = "is_always")]
+        during: TimeWindow,
+    },
     /// A device event (`event` stream) with this name: alarm raises, recovery clears.
     Event { name: String },
     /// Grease trap: contents fell by `min_drop` (in the metric's unit, e.g. L) within
@@ -179,6 +190,10 @@ pub struct AreaConfig {
     pub name: String,
     /// Sites, exact or prefix with a trailing `*`.
     pub sites: Vec<String>,
+}
+
+fn is_always(w: &TimeWindow) -> bool {
+    *w == TimeWindow::Always
 }
 
 fn default_min_readings() -> usize {
@@ -235,6 +250,10 @@ pub struct RulesSettings {
     pub sites: Vec<SiteCalendarConfig>,
     /// Groups of nearby sites for composite rules with `join = "area"`.
     pub areas: Vec<AreaConfig>,
+    /// After the gateway starts, presence (silence) is not judged for this long, and silence
+    /// is counted from the start at the earliest: a gateway that was down did not hear the
+    /// devices, which says nothing about them.
+    pub startup_grace_s: u64,
 }
 
 impl Default for RulesSettings {
@@ -253,6 +272,7 @@ impl Default for RulesSettings {
             },
             sites: Vec::new(),
             areas: Vec::new(),
+            startup_grace_s: 300,
         }
     }
 }
@@ -337,6 +357,11 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
     }
     check_window("rules_settings.night".into(), &s.night)?;
     check_window("rules_settings.business_hours".into(), &s.business_hours)?;
+    seconds(
+        "rules_settings.startup_grace_s".into(),
+        s.startup_grace_s,
+        true,
+    )?;
     let mut sites = HashSet::new();
     for (i, site) in s.sites.iter().enumerate() {
         let k = format!("rules_settings.sites[{i}]");
@@ -468,6 +493,7 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
                 for_s,
                 tolerance,
                 min_readings,
+                ..
             } => {
                 seconds(format!("{c}.for_s"), *for_s, false)?;
                 if !tolerance.is_finite() || *tolerance < 0.0 {
@@ -477,7 +503,7 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
                     return Err(invalid(format!("{c}.min_readings"), "must be at least 2"));
                 }
             }
-            Condition::Silence { after_s } => seconds(format!("{c}.after_s"), *after_s, false)?,
+            Condition::Silence { after_s, .. } => seconds(format!("{c}.after_s"), *after_s, false)?,
             Condition::Event { name } => {
                 if name.is_empty() {
                     return Err(invalid(format!("{c}.name"), "must not be empty"));

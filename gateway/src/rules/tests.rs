@@ -399,7 +399,8 @@ fn pumpout_at_another_trap_does_not_excuse_a_drop() {
 #[test]
 fn stuck_level_sensor_raises_flat_line_and_a_noisy_one_does_not() {
     let mut e = engine();
-    let t0 = at_local(8, 0);
+    // Business hours (10-22) only: 10:00 to 17:15 is more than six open hours.
+    let t0 = at_local(10, 0);
     let mut msgs = Vec::new();
     for i in 0..30 {
         msgs.push(level("r-1", 350.0, t0 + i * 15 * MIN));
@@ -409,6 +410,25 @@ fn stuck_level_sensor_raises_flat_line_and_a_noisy_one_does_not() {
     let stuck = of_rule(&out, "trap-sensor-stuck");
     assert_eq!(stuck.len(), 1);
     assert_eq!(stuck[0].subject.site, "r-1");
+}
+
+#[test]
+fn a_closed_kitchen_is_not_a_stuck_sensor() {
+    let mut e = engine();
+    // 21:30 to 10:30 next morning, level unchanged: only 1.5 open hours.
+    let t0 = at_local(21, 30);
+    let msgs = (0..53)
+        .map(|i| level("r-1", 350.0, t0 + i * 15 * MIN))
+        .collect();
+    let out = run(&mut e, msgs);
+    assert!(of_rule(&out, "trap-sensor-stuck").is_empty(), "{out:#?}");
+    // The same level all through the next business day is stuck.
+    let t1 = t0 + 13 * HOUR;
+    let msgs = (0..24)
+        .map(|i| level("r-1", 350.0, t1 + i * 15 * MIN))
+        .collect();
+    let out = run(&mut e, msgs);
+    assert_eq!(of_rule(&out, "trap-sensor-stuck").len(), 1);
 }
 
 #[test]
