@@ -46,6 +46,9 @@ pub struct Config {
     pub rules: Vec<crate::rules::RuleConfig>,
     /// Rules engine switches and the sites' calendars (local time, night, business hours).
     pub rules_settings: crate::rules::RulesSettings,
+    /// Grease-trap geometry per device (`[[traps]]`): turns any level, distance, fill or
+    /// volume sensor into the level, fill % and volume the grease rules read.
+    pub traps: Vec<crate::install::TrapInstall>,
     /// Camera health thresholds and timings, per-camera overrides.
     pub cameras: crate::camera::CamerasConfig,
     /// No-parking zones per camera (`[[parking.cameras]]`), enforced on uploaded frames.
@@ -453,6 +456,7 @@ impl Config {
         self.modbus.validate()?;
         self.clues.validate()?;
         crate::rules::config::validate(&self.rules, &self.rules_settings)?;
+        crate::install::trap::validate(&self.traps)?;
         for (i, map) in self.mappings.iter().enumerate() {
             crate::decode::mapping::TopicPattern::parse(
                 &map.topic,
@@ -547,6 +551,7 @@ mod tests {
         let c = Config::from_toml(text).unwrap();
         assert_eq!(c.mappings.len(), 3);
         assert!(c.influx.is_some());
+        assert_eq!(c.traps.len(), 1, "the trap installation example");
     }
 
     #[test]
