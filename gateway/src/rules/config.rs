@@ -45,6 +45,20 @@ pub struct RuleConfig {
     /// `false`: the rule only feeds composite rules and raises nothing itself.
     #[serde(default = "default_true")]
     pub emit: bool,
+    /// Rules naming the same problem (e.g. `trap-pumpout` for "due" and "overdue") raise ONE
+    /// clue per subject, keyed `problem/site/device`: a worse stage re-levels that clue (the
+    /// pool records the change) instead of opening a second one; within the cool-down a
+    /// stage no worse than the last one sent is counted, not sent; the clue is cleared only
+    /// when every rule of the problem has ended. Default: the rule's own id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl RuleConfig {
+    /// What the dedup key is built from: the problem, or the rule's id.
+    pub fn problem_key(&self) -> &str {
+        self.problem.as_deref().unwrap_or(&self.id)
+    }
 }
 
 fn default_cooldown_s() -> u64 {
@@ -424,6 +438,14 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
         }
         if r.kind.is_empty() {
             return Err(invalid(format!("{k}.kind"), "must not be empty"));
+        }
+        if let Some(p) = &r.problem
+            && (p.is_empty() || p.contains(['/', ' ']))
+        {
+            return Err(invalid(
+                format!("{k}.problem"),
+                "must be non-empty, without `/` or spaces",
+            ));
         }
         seconds(format!("{k}.cooldown_s"), r.cooldown_s, true)?;
         seconds(format!("{k}.evidence_s"), r.evidence_s, true)?;

@@ -25,7 +25,7 @@ use super::config::{
 };
 use super::flap::{Flap, Hysteresis, Transition};
 use super::grease::{PumpoutRegistry, TrapStats, Traps};
-use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateRef, state_entry};
+use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateRef, StateView, state_entry};
 use super::window::{Push, Window};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, EvidenceReading, Level, Subject};
 use crate::decode::native::EVENT_STREAM;
@@ -151,6 +151,8 @@ struct Compiled {
     composites_by_input: HashMap<usize, Vec<usize>>,
     /// Composite -> its input rules.
     composite_parts: HashMap<usize, Vec<usize>>,
+    /// Problem -> the rules raising it (only problems shared by several rules).
+    problem_rules: HashMap<String, Vec<usize>>,
     retention_ms: HashMap<String, i64>,
     areas: Vec<AreaConfig>,
     /// As configured (kept for snapshots).
@@ -166,11 +168,20 @@ impl Compiled {
             silence: Vec::new(),
             composites_by_input: HashMap::new(),
             composite_parts: HashMap::new(),
+            problem_rules: HashMap::new(),
             retention_ms: HashMap::new(),
             areas: settings.areas.clone(),
             settings: settings.clone(),
             rules: Vec::new(),
         };
+        for (i, r) in rules.iter().enumerate() {
+            if r.problem.is_some() {
+                c.problem_rules
+                    .entry(r.problem_key().to_string())
+                    .or_default()
+                    .push(i);
+            }
+        }
         for (i, r) in rules.iter().enumerate() {
             let evidence_ms = r.evidence_s as i64 * 1000;
             let (metric, need_ms) = match &r.condition {
@@ -297,6 +308,9 @@ struct Live {
     pending: Vec<PendingDischarge>,
     traps: Traps,
     pumpouts: PumpoutRegistry,
+    /// (problem, site, device) -> time and level of the last occurrence sent for a problem
+    /// shared by several rules (one problem, one clue: see `RuleConfig::problem`).
+    problem_sent: HashMap<(String, String, String), (i64, Level)>,
     now_ms: i64,
     /// The receive clock: newest tick time or reading receive time.
     rx_now_ms: i64,
@@ -1090,15 +1104,19 @@ impl Live {
                     return;
                 }
                 if rule.emit {
-                    self.stats.occurrences += 1;
                     let ev = event(c, &tg, evidence);
+                    if !self.problem_worsened(c, &tg, ev.level) {
+                        self.stats.suppressed += 1;
+                        return;
+                    }
+                    self.stats.occurrences += 1;
                     tracing::debug!(rule = %ev.rule, key = %ev.dedup_key, level = ev.level.as_str(),
                         "clue occurrence");
                     out.push(ClueSignal::Occurrence(ev));
                 }
             }
             Transition::Cleared => {
-                if !rule.emit {
+                if !rule.emit || self.problem_still_active(c, &tg) {
                     return;
                 }
                 self.stats.cleared += 1;
@@ -1113,12 +1131,64 @@ impl Live {
                     _ => "condition ended",
                 };
                 out.push(ClueSignal::Cleared {
-                    dedup_key: ClueEvent::default_key(&rule.id, &subject),
+                    dedup_key: ClueEvent::default_key(rule.problem_key(), &subject),
                     at_ms: tg.at_ms,
                     note: note.into(),
                 });
             }
         }
+    }
+
+    /// For a rule sharing its problem with others: whether this occurrence is worth sending
+    /// (the first of the problem, a worse level, or past the cool-down of the last one sent).
+    fn problem_worsened(&mut self, c: &Compiled, tg: &Trigger<'_>, level: Level) -> bool {
+        let rule = &c.rules[tg.rule];
+        let Some(problem) = &rule.problem else {
+            return true;
+        };
+        let key = (
+            problem.clone(),
+            tg.site.to_string(),
+            tg.device.unwrap_or("").to_string(),
+        );
+        let cooldown = rule.cooldown_s as i64 * 1000;
+        if let Some((at, sent)) = self.problem_sent.get(&key)
+            && level <= *sent
+            && tg.at_ms.saturating_sub(*at) < cooldown
+        {
+            return false;
+        }
+        self.problem_sent.insert(key, (tg.at_ms, level));
+        true
+    }
+
+    /// For a rule sharing its problem: whether another rule of it is still active for the
+    /// subject (then the problem has not ended and nothing is cleared). Forgets the problem's
+    /// last occurrence once it has ended, so a new episode is sent afresh.
+    fn problem_still_active(&mut self, c: &Compiled, tg: &Trigger<'_>) -> bool {
+        let rule = &c.rules[tg.rule];
+        let Some(problem) = &rule.problem else {
+            return false;
+        };
+        let device = tg.device.unwrap_or("");
+        let active = c.problem_rules.get(problem).is_some_and(|members| {
+            members.iter().any(|&m| {
+                m != tg.rule
+                    && self
+                        .states
+                        .get(&StateRef {
+                            rule: m,
+                            site: tg.site,
+                            device,
+                        } as &dyn StateView)
+                        .is_some_and(|st| st.flap.is_active())
+            })
+        });
+        if !active {
+            self.problem_sent
+                .remove(&(problem.clone(), tg.site.to_string(), device.to_string()));
+        }
+        active
     }
 
     /// Composite rules: every input active at the same site (or area) within the window.
@@ -1220,7 +1290,7 @@ fn event(c: &Compiled, tg: &Trigger<'_>, evidence: Vec<Evidence>) -> ClueEvent {
     let dedup_key = tg
         .key
         .clone()
-        .unwrap_or_else(|| ClueEvent::default_key(&rule.id, &subject));
+        .unwrap_or_else(|| ClueEvent::default_key(rule.problem_key(), &subject));
     let title = match &rule.title {
         Some(t) => t
             .replace("{site}", tg.site)
