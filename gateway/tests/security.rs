@@ -113,9 +113,15 @@ fn failed_logins_from_one_address_never_lock_out_a_valid_token() -> Result<()> {
     }
     let repeated: Vec<u16> = (0..25)
         .map(|_| {
-            call(&gw, "GET", "/api/v1/clues", "gwt_0000000000000000dead", None)
-                .map(|r| r.status)
-                .unwrap_or(0)
+            call(
+                &gw,
+                "GET",
+                "/api/v1/clues",
+                "gwt_0000000000000000dead",
+                None,
+            )
+            .map(|r| r.status)
+            .unwrap_or(0)
         })
         .collect();
     assert_eq!(
