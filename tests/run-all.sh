@@ -67,6 +67,8 @@ declare -A APT_FOR=(
     [npm]=npm
     [ffmpeg]=ffmpeg
     [exiftool]=libimage-exiftool-perl
+    [psql]=postgresql-client-15
+    [setpriv]=util-linux
 )
 
 install_deps() {
@@ -79,6 +81,9 @@ install_deps() {
     done
     # The dashboard's screenshots show Chinese: a CJK font for chromium.
     fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-wqy-zenhei)
+    # PostgreSQL 15 for the shared clue store's tests: the server binaries are not on PATH
+    # (tests/src/postgres.rs runs them from here, as the package's `postgres` user when root).
+    [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "apt: installing ${missing[*]}"
         # Packages must not start their system services (ports 1883/8086/8428):
@@ -93,7 +98,7 @@ install_deps() {
         [ $created_policy -eq 1 ] && as_root rm -f "$policy"
         [ $rc -eq 0 ] || return $rc
     else
-        echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl, chromium, nodejs, npm, a CJK font)"
+        echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl, chromium, nodejs, npm, a CJK font, postgresql-15)"
     fi
 
     # Python: every package the tests and the model converter use (tests/requirements.txt,
