@@ -160,7 +160,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cfg = Config::load(Some(&config))?;
             let store = gateway::clue::pool::open_store(&cfg)?;
-            let report = gateway::clue::store::ClueStore::verify_audit(store.as_ref())?;
+            let report = gateway::clue::store::AuditLog::verify_audit(store.as_ref())?;
             if report.ok {
                 println!("{report}");
                 Ok(())
