@@ -35,8 +35,12 @@ pub enum AuditAction {
     Created,
     /// The pool attached a repeat to an open clue.
     Occurrence,
-    /// The rule saw the condition clear (the clue stays open for a person).
+    /// A worse stage of the same problem raised the level (and may take over the kind).
+    LevelRaised,
+    /// The rule saw the condition clear (the clue stays open for a person to confirm).
     Cleared,
+    /// The fault reported its own end and the clue's kind is resolved automatically.
+    Recovered,
     /// An open clue passed its deadline (yellow, then red).
     Supervision,
     /// Two clues about the same act were linked (one entry on each).
@@ -70,10 +74,12 @@ pub enum LifecycleAction {
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 20] = [
+    pub const ALL: [AuditAction; 22] = [
         AuditAction::Created,
         AuditAction::Occurrence,
+        AuditAction::LevelRaised,
         AuditAction::Cleared,
+        AuditAction::Recovered,
         AuditAction::Supervision,
         AuditAction::Linked,
         AuditAction::Lifecycle(LifecycleAction::Claim),
@@ -98,7 +104,9 @@ impl AuditAction {
         match self {
             AuditAction::Created => "created",
             AuditAction::Occurrence => "occurrence",
+            AuditAction::LevelRaised => "level_raised",
             AuditAction::Cleared => "cleared",
+            AuditAction::Recovered => "recovered",
             AuditAction::Supervision => "supervision",
             AuditAction::Linked => "linked",
             AuditAction::Lifecycle(a) => a.as_str(),
@@ -324,7 +332,9 @@ mod tests {
             [
                 "created",
                 "occurrence",
+                "level_raised",
                 "cleared",
+                "recovered",
                 "supervision",
                 "linked",
                 "claim",

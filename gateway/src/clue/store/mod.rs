@@ -81,6 +81,21 @@ pub trait ClueRecords: Send + Sync {
         note: &str,
         now_ms: i64,
     ) -> Result<Option<ClueChange>, StoreError>;
+    /// Records a fault's recovery on its open clue: a clue whose kind is one of
+    /// `resolve_kinds` (see [`kind_matches`]) is resolved (actor `pool`, event `recovered`),
+    /// any other only marked (event `cleared`: recovered, to be confirmed by a person).
+    /// A store that cannot resolve by itself only marks it.
+    fn recover(
+        &self,
+        dedup_key: &str,
+        at_ms: i64,
+        note: &str,
+        resolve_kinds: &[String],
+        now_ms: i64,
+    ) -> Result<Option<ClueChange>, StoreError> {
+        let _ = resolve_kinds;
+        self.clear(dedup_key, at_ms, note, now_ms)
+    }
     /// Applies a lifecycle action; refused transitions change nothing.
     fn act(
         &self,
@@ -184,6 +199,14 @@ pub trait ClueStore:
 impl<T> ClueStore for T where
     T: ClueRecords + AuditLog + DeliveryQueue + OversightStore + RetentionStore + TokenStore
 {
+}
+
+/// Whether `kind` is named by one of `patterns` (exact, or a prefix with a trailing `*`).
+pub fn kind_matches(patterns: &[String], kind: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => p == kind,
+    })
 }
 
 /// Hash of a clue row as the audit log records it after each change.
