@@ -68,7 +68,7 @@ fn bad_entries_are_refused_naming_the_entry_and_key() {
         ),
     ] {
         std::fs::write(&path, text).unwrap();
-        let e = file::load(&path).err().expect("refused").to_string();
+        let e = file::load(&path).expect_err("refused").to_string();
         assert!(e.contains(key), "{key}: {e}");
     }
 }
