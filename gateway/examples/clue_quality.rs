@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p gateway --example clue_quality -- [--seeds 9101,9102,9103]
-//!     [--scenario firmware/scenarios/city-block.toml] [--days N] [--config-extra FILE]
+//!     [--scenario firmware/scenarios/blocks/city-block.toml] [--days N] [--config-extra FILE]
 //!     [--json OUT.json] [--details]
 //! ```
 //! Prints, per seed, violation recall, the share of violations with exactly one clue, clues
@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
     let scenario = args
         .scenario
         .clone()
-        .unwrap_or_else(|| root.join("firmware/scenarios/city-block.toml"));
+        .unwrap_or_else(|| root.join("firmware/scenarios/blocks/city-block.toml"));
     let base = BlockParams::from_toml_str(&std::fs::read_to_string(&scenario)?)?;
     let extra = match &args.extra {
         Some(p) => std::fs::read_to_string(p)?,

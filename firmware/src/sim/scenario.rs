@@ -1,7 +1,7 @@
 //! The scenario library: a city block generated from a seed, with violations and innocent
 //! happenings placed at known times, so a benchmark can score clues against the truth.
 //!
-//! [`BlockParams`] (TOML, `firmware/scenarios/city-block.toml`) says how big the block is and
+//! [`BlockParams`] (TOML, `firmware/scenarios/blocks/city-block.toml`) says how big the block is and
 //! how many of each happening to seed; [`city_block`] turns it into a [`FleetConfig`] whose
 //! script carries a [`TruthLabel`] on every seeded happening. The random violations of the
 //! plain simulator (dumping, covers, cameras) are switched off so that every violation is a
