@@ -64,6 +64,8 @@ declare -A APT_FOR=(
     [npm]=npm
     [ffmpeg]=ffmpeg
     [exiftool]=libimage-exiftool-perl
+    [psql]=postgresql-client-15
+    [setpriv]=util-linux
 )
 
 install_deps() {
@@ -76,6 +78,9 @@ install_deps() {
     done
     # The dashboard's screenshots show Chinese: a CJK font for chromium.
     fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-wqy-zenhei)
+    # PostgreSQL 15 for the shared clue store's tests: the server binaries are not on PATH
+    # (tests/src/postgres.rs runs them from here, as the package's `postgres` user when root).
+    [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "apt: installing ${missing[*]}"
         # Packages must not start their system services (ports 1883/8086/8428):
@@ -90,7 +95,7 @@ install_deps() {
         [ $created_policy -eq 1 ] && as_root rm -f "$policy"
         [ $rc -eq 0 ] || return $rc
     else
-        echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl, chromium, nodejs, npm, a CJK font)"
+        echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl, chromium, nodejs, npm, a CJK font, postgresql-15)"
     fi
 
     if python3 -c 'import pymodbus, serial, sys; from pymodbus import __version__ as v; sys.exit(0 if tuple(map(int, v.split(".")[:2])) >= (3, 10) else 1)' >/dev/null 2>&1; then

@@ -165,3 +165,19 @@ fn kill_leaves_port_free_and_start_again_works() {
 
 // The deploy broker config is tested with its ACL and provisioning scripts in
 // gateway/tests/deploy_configs.rs.
+
+#[test]
+fn postgres_query_database_and_restart_keep_data() {
+    let mut pg = e2e::Postgres::start().unwrap();
+    let url = pg.create_database("harness").unwrap();
+    assert!(url.ends_with("/harness"), "{url}");
+    pg.psql(
+        "harness",
+        "CREATE TABLE t (v int); INSERT INTO t VALUES (41), (1)",
+    )
+    .unwrap();
+    pg.restart().unwrap();
+    assert_eq!(pg.psql("harness", "SELECT sum(v) FROM t").unwrap(), "42");
+    let err = pg.psql("harness", "SELECT * FROM missing").unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err:#}");
+}
