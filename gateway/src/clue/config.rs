@@ -1,7 +1,7 @@
 //! `[clues]`: deadlines, escalation and delivery of the clue pool.
 
 use crate::clue::signal::Level;
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,8 +1,10 @@
 //! Clues: what rules (and vision, and drone findings) tell the clue pool, and the pool itself.
 //!
-//! `signal` is the contract between producers (rules engine, parking, camera health, drone
-//! tasks) and the pool (storage, lifecycle, delivery). Producers never touch the pool directly:
-//! they send into the [`signal::ClueSender`] that [`pool::start_pool`] returns.
+//! `signal` is the contract between producers (rules engine, parking, camera health) and the
+//! pool (storage, lifecycle, delivery): they send into the [`signal::ClueSender`] that
+//! [`pool::start_pool`] returns and never touch the pool. The one exception is the drone job,
+//! which calls [`PoolHandle::ingest`] (the same dedup path and transaction) because its flight
+//! report needs the id of the clue it raised.
 //!
 //! - `lifecycle`: the pure state machine (statuses, actions, transitions).
 //! - `audit`: the hash chain and its verification.
