@@ -15,7 +15,8 @@
 //!   [`devices`] and [`history`] (the live device table and recent readings).
 //! - Judging: [`rules`] (the rules engine and its task), [`camera`] (frame health, parking
 //!   dwell), [`vision`] (ONNX models, detection, plates, tracking), [`drone`] (flights,
-//!   uploads, tasks).
+//!   uploads, tasks), [`install`] (how each device is built and mounted, e.g. grease
+//!   traps).
 //! - Clues: [`clue`] (signals in, the pool, storage by concern in `clue::store`, lifecycle,
 //!   audit chain, delivery to the platform, oversight, retention, auth, the clue API).
 //! - Serving people: [`api`] (the HTTP router and the API state), [`dashboard`] (the web
