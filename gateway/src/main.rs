@@ -160,7 +160,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cfg = Config::load(Some(&config))?;
             let store = gateway::clue::pool::open_store(&cfg)?;
-            let report = gateway::clue::store::ClueStore::verify_audit(store.as_ref())?;
+            let report = store.clues().verify_audit()?;
             if report.ok {
                 println!("{report}");
                 Ok(())
@@ -195,7 +195,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("creating storage.dir {}", cfg.storage.dir.display()))?;
             let store = gateway::clue::pool::open_store(&cfg)?;
             let (id, token) = gateway::clue::auth::create_token(
-                store.as_ref(),
+                store.tokens().as_ref(),
                 role,
                 &sites,
                 name.as_deref(),

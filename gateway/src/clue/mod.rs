@@ -7,7 +7,8 @@
 //! - `lifecycle`: the pure state machine (statuses, actions, transitions).
 //! - `audit`: the hash chain and its verification.
 //! - `evidence`: content-addressed evidence files.
-//! - `store`: the `ClueStore` trait and its SQLite implementation (dedup, audit, outbox).
+//! - `store`: the `ClueStore` trait and its SQLite implementation (dedup, audit, outbox);
+//!   `postgres`: the same on a PostgreSQL that several gateways share.
 //! - `pool`: the async service (intake, escalation tick, change broadcast).
 //! - `publish`: delivery to the central platform (MQTT, webhook).
 //! - `auth`: tokens, roles, site scopes and the axum extractor.
@@ -30,6 +31,7 @@ pub mod oversight;
 pub mod oversight_api;
 pub mod owner;
 pub mod pool;
+pub mod postgres;
 pub mod privacy;
 pub mod publish;
 pub mod retention;

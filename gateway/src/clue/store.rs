@@ -16,6 +16,7 @@ use super::retention::{Expired, RetentionConfig, class_of};
 use super::signal::{ClueEvent, GeoPoint, Level, Subject};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use thiserror::Error;
@@ -30,6 +31,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("clue database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("clue database: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("clue database connection pool: {0}")]
+    Pool(String),
     #[error("clue database holds bad data: {0}")]
     Corrupt(String),
 }
@@ -142,6 +147,14 @@ pub trait ClueStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Hashes of evidence files that no live row cites any more (to delete from disk).
     fn unreferenced_files(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Whether this gateway should run `job` (`oversight`, `retention`) now. Several
+    /// gateways on one shared store elect one leader per job; a store of its own (SQLite)
+    /// always leads.
+    fn lead(&self, job: &str) -> Result<bool, StoreError> {
+        let _ = job;
+        Ok(true)
+    }
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -281,7 +294,7 @@ pub struct SqliteStore {
     raise_after: i64,
 }
 
-const CLUE_COLS: &str = "id, rule, kind, level, status, site, device, plate, lat, lon, dedup_key, \
+pub(crate) const CLUE_COLS: &str = "id, rule, kind, level, status, site, device, plate, lat, lon, dedup_key, \
      title, detail, department, assignee, resolution, first_seen_ms, last_seen_ms, occurrences, \
      created_ms, updated_ms, deadline_ms, escalation, claimed_ms, resolved_ms, closed_ms, \
      cleared_ms, cleared_note";
@@ -290,7 +303,7 @@ fn corrupt(what: impl Into<String>) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(what.into())))
 }
 
-fn json_col(s: String) -> Value {
+pub(crate) fn json_col(s: String) -> Value {
     serde_json::from_str(&s).unwrap_or(Value::String(s))
 }
 
@@ -356,16 +369,16 @@ fn audit_from_row(r: &Row) -> rusqlite::Result<AuditEntry> {
     })
 }
 
-const AUDIT_COLS: &str = "seq, at_ms, actor, action, clue_id, detail, prev_hash, hash";
+pub(crate) const AUDIT_COLS: &str = "seq, at_ms, actor, action, clue_id, detail, prev_hash, hash";
 
 /// Hash of a clue row as the audit log records it after each change.
-fn clue_digest(c: &Clue) -> String {
+pub(crate) fn clue_digest(c: &Clue) -> String {
     let v = serde_json::to_value(c).unwrap_or(Value::Null);
     audit::sha256_hex(&[audit::canonical_json(&v).as_bytes()])
 }
 
 /// Who, at what level of subject detail: history is kept per site/device/plate.
-fn subject_key(s: &Subject) -> String {
+pub(crate) fn subject_key(s: &Subject) -> String {
     format!(
         "{}/{}/{}",
         s.site,
@@ -423,14 +436,10 @@ impl SqliteStore {
         actor: &str,
         action: &str,
         clue_id: i64,
-        mut detail: Value,
+        detail: Value,
     ) -> Result<ClueChange, StoreError> {
         let clue = read_clue(tx, clue_id)?.ok_or(StoreError::NotFound(clue_id))?;
-        if let Value::Object(m) = &mut detail {
-            m.insert("clue_sha256".into(), Value::String(clue_digest(&clue)));
-            m.insert("status".into(), json!(clue.status));
-            m.insert("level".into(), json!(clue.level));
-        }
+        let detail = change_detail(&clue, detail);
         let seq = append_audit(tx, at_ms, actor, action, Some(clue_id), &detail)?;
         let change = ClueChange {
             event_id: seq,
@@ -440,13 +449,7 @@ impl SqliteStore {
             clue,
         };
         if !self.channels.is_empty() {
-            let payload = serde_json::to_string(&change)
-                .map_err(|e| StoreError::Corrupt(format!("encoding change: {e}")))?;
-            let topic = format!(
-                "clues/v1/{}/{}",
-                change.clue.subject.site,
-                change.clue.level.as_str()
-            );
+            let (topic, payload) = change_message(&change)?;
             for ch in &self.channels {
                 tx.execute(
                     "INSERT INTO outbound (channel, topic, payload, created_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -578,6 +581,219 @@ impl SqliteStore {
     }
 }
 
+/// The audit detail of a clue change: what the caller says plus the clue's new digest, status
+/// and level (what verify later compares the row with).
+pub(crate) fn change_detail(clue: &Clue, mut detail: Value) -> Value {
+    if let Value::Object(m) = &mut detail {
+        m.insert("clue_sha256".into(), Value::String(clue_digest(clue)));
+        m.insert("status".into(), json!(clue.status));
+        m.insert("level".into(), json!(clue.level));
+    }
+    detail
+}
+
+/// Topic and JSON body under which a clue change is delivered to the central platform.
+pub(crate) fn change_message(change: &ClueChange) -> Result<(String, String), StoreError> {
+    let payload = serde_json::to_string(change)
+        .map_err(|e| StoreError::Corrupt(format!("encoding change: {e}")))?;
+    let topic = format!(
+        "clues/v1/{}/{}",
+        change.clue.subject.site,
+        change.clue.level.as_str()
+    );
+    Ok((topic, payload))
+}
+
+/// Topic and JSON body of a new or raised oversight warning (audit entry `seq`), for the
+/// platform's supervisors: `oversight/v1/{site|all}/{level}`.
+pub(crate) fn warning_message(
+    w: &Warning,
+    seq: i64,
+    now_ms: i64,
+) -> Result<(String, String), StoreError> {
+    let payload = serde_json::to_string(&json!({
+        "event_id": seq, "event": "oversight_warning", "at_ms": now_ms, "warning": w,
+    }))
+    .map_err(|e| StoreError::Corrupt(format!("encoding warning: {e}")))?;
+    let topic = format!(
+        "oversight/v1/{}/{}",
+        w.finding.site.as_deref().unwrap_or("all"),
+        w.finding.level.as_str()
+    );
+    Ok((topic, payload))
+}
+
+/// The audit detail of a warning that is new or raised (no clue id on the entry: clue trails
+/// are visible to the officers concerned, warnings are not).
+pub(crate) fn warning_detail(f: &Finding, level: Escalation) -> Value {
+    json!({"key": f.key, "model": f.model, "level": level, "clue": f.clue_id, "site": f.site})
+}
+
+/// The lifecycle state of a clue row.
+pub(crate) fn state_of(clue: &Clue) -> State {
+    State {
+        status: clue.status,
+        assignee: clue.assignee.clone(),
+        department: clue.department.clone(),
+        claimed_ms: clue.claimed_ms,
+        resolved_ms: clue.resolved_ms,
+        closed_ms: clue.closed_ms,
+        resolution: clue.resolution.clone(),
+    }
+}
+
+/// The audit detail of a lifecycle action from `before` to `next`.
+pub(crate) fn act_detail(action: &Action, before: &State, next: &State) -> Value {
+    let mut detail = serde_json::to_value(action).unwrap_or(json!({}));
+    if let Value::Object(m) = &mut detail {
+        m.insert("from".into(), json!(before.status));
+        m.insert("to".into(), json!(next.status));
+        if next.department != before.department {
+            // Lets oversight see a clue handed back to where it came from.
+            m.insert("from_department".into(), json!(before.department));
+        }
+    }
+    detail
+}
+
+/// The escalation an open clue past `deadline_ms` should have now (yellow, or red
+/// `red_after_ms` later), when that is above `current`.
+pub(crate) fn escalation_due(
+    current: &str,
+    deadline_ms: i64,
+    now_ms: i64,
+    red_after_ms: i64,
+) -> Option<Escalation> {
+    let target = if now_ms > deadline_ms.saturating_add(red_after_ms) {
+        Escalation::Red
+    } else {
+        Escalation::Yellow
+    };
+    (Escalation::parse(current).unwrap_or(Escalation::None) < target).then_some(target)
+}
+
+/// The audit detail of an escalation.
+pub(crate) fn escalation_detail(target: Escalation, deadline_ms: i64, now_ms: i64) -> Value {
+    json!({"escalation": target, "deadline_ms": deadline_ms,
+           "overdue_s": (now_ms - deadline_ms) / 1000})
+}
+
+/// The reviewer's hint about a subject's history.
+pub(crate) fn history_of(prior: i64, first_seen_ms: Option<i64>, occurrences: i64) -> History {
+    let hint = match (prior, occurrences) {
+        (0, 1) => "first violation on record for this subject".to_string(),
+        (0, n) => format!("first clue for this subject; seen {n} times"),
+        (p, _) => format!("repeated: {p} earlier clue(s) of this kind for this subject"),
+    };
+    History {
+        prior_clues: prior,
+        first_seen_ms,
+        first_violation: prior == 0,
+        hint,
+    }
+}
+
+/// One clue row as the statistics read it.
+pub(crate) struct StatsRow {
+    pub level: String,
+    pub status: String,
+    pub kind: String,
+    pub department: Option<String>,
+    pub created_ms: i64,
+    pub claimed_ms: Option<i64>,
+    pub resolved_ms: Option<i64>,
+    pub escalation: String,
+    pub open: bool,
+    pub deadline_ms: i64,
+}
+
+/// Folds clue rows into [`Stats`].
+pub(crate) fn stats_of(
+    rows: impl Iterator<Item = Result<StatsRow, StoreError>>,
+    now_ms: i64,
+) -> Result<Stats, StoreError> {
+    let mut s = Stats::default();
+    let (mut claim, mut resolve) = (Vec::new(), Vec::new());
+    let mut disposed = 0u64;
+    for r in rows {
+        let r = r?;
+        s.total += 1;
+        *s.by_level.entry(r.level).or_default() += 1;
+        *s.by_kind.entry(r.kind).or_default() += 1;
+        *s.by_department
+            .entry(r.department.unwrap_or_else(|| "(none)".into()))
+            .or_default() += 1;
+        if !r.open {
+            disposed += 1;
+        } else if r.deadline_ms < now_ms {
+            match r.escalation.as_str() {
+                "red" => s.overdue_red += 1,
+                _ => s.overdue_yellow += 1,
+            }
+        }
+        *s.by_status.entry(r.status).or_default() += 1;
+        if let Some(c) = r.claimed_ms {
+            claim.push(c - r.created_ms);
+        }
+        if let Some(x) = r.resolved_ms {
+            resolve.push(x - r.created_ms);
+        }
+    }
+    s.disposal_rate = if s.total == 0 {
+        0.0
+    } else {
+        disposed as f64 / s.total as f64
+    };
+    s.median_time_to_claim_s = median(claim);
+    s.median_time_to_resolve_s = median(resolve);
+    Ok(s)
+}
+
+/// The last clue digest each clue's audit trail records (clue id -> (seq, digest)).
+pub(crate) fn last_digests(entries: &[AuditEntry]) -> BTreeMap<i64, (i64, String)> {
+    let mut last = BTreeMap::new();
+    for e in entries {
+        if let (Some(c), Some(d)) = (e.clue_id, e.detail.get("clue_sha256")) {
+            last.insert(c, (e.seq, d.as_str().unwrap_or("").to_string()));
+        }
+    }
+    last
+}
+
+/// Verify's second half: with the chain intact (`report.ok`), every clue row must be what its
+/// last audit entry says it became.
+pub(crate) fn check_clue_rows(
+    report: VerifyReport,
+    last_digest: &BTreeMap<i64, (i64, String)>,
+    clues: impl Iterator<Item = Result<Clue, String>>,
+) -> VerifyReport {
+    let broken = |seq, what| VerifyReport {
+        ok: false,
+        entries: report.entries,
+        broken: Some(Broken { seq, what }),
+    };
+    for c in clues {
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => return broken(0, format!("a clue row is unreadable: {e}")),
+        };
+        match last_digest.get(&c.id) {
+            None => return broken(0, format!("clue {} has no audit entry", c.id)),
+            Some((seq, d)) if *d != clue_digest(&c) => {
+                return broken(
+                    *seq,
+                    format!(
+                        "clue {} was changed outside the gateway (row differs from this entry)",
+                        c.id
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    report
+}
+
 fn append_audit(
     tx: &Connection,
     at_ms: i64,
@@ -662,7 +878,7 @@ fn warning_from_row(r: &Row) -> rusqlite::Result<Warning> {
     })
 }
 
-const WARNING_COLS: &str =
+pub(crate) const WARNING_COLS: &str =
     "id, model, level, key, site, clue_id, concerns, message, detail, first_ms, updated_ms";
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
@@ -770,15 +986,7 @@ impl ClueStore for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let clue = read_clue(&tx, id)?.ok_or(StoreError::NotFound(id))?;
-        let before = State {
-            status: clue.status,
-            assignee: clue.assignee.clone(),
-            department: clue.department.clone(),
-            claimed_ms: clue.claimed_ms,
-            resolved_ms: clue.resolved_ms,
-            closed_ms: clue.closed_ms,
-            resolution: clue.resolution.clone(),
-        };
+        let before = state_of(&clue);
         let next = lifecycle::apply(&before, action, actor, now_ms)?;
         let res = tx.execute(
             "UPDATE clues SET status = ?2, open = ?3, assignee = ?4, department = ?5, \
@@ -808,15 +1016,7 @@ impl ClueStore for SqliteStore {
                 r?;
             }
         }
-        let mut detail = serde_json::to_value(action).unwrap_or(json!({}));
-        if let Value::Object(m) = &mut detail {
-            m.insert("from".into(), json!(before.status));
-            m.insert("to".into(), json!(next.status));
-            if next.department != before.department {
-                // Lets oversight see a clue handed back to where it came from.
-                m.insert("from_department".into(), json!(before.department));
-            }
-        }
+        let detail = act_detail(action, &before, &next);
         let change = self.record(&tx, now_ms, actor, action.name(), id, detail)?;
         tx.commit()?;
         Ok(change)
@@ -835,14 +1035,9 @@ impl ClueStore for SqliteStore {
         };
         let mut changes = Vec::new();
         for (id, current, deadline) in due {
-            let target = if now_ms > deadline.saturating_add(red_after_ms) {
-                Escalation::Red
-            } else {
-                Escalation::Yellow
-            };
-            if Escalation::parse(&current).unwrap_or(Escalation::None) >= target {
+            let Some(target) = escalation_due(&current, deadline, now_ms, red_after_ms) else {
                 continue;
-            }
+            };
             tx.execute(
                 "UPDATE clues SET escalation = ?2, updated_ms = ?3 WHERE id = ?1",
                 params![id, target.as_str(), now_ms],
@@ -853,8 +1048,7 @@ impl ClueStore for SqliteStore {
                 "pool",
                 "supervision",
                 id,
-                json!({"escalation": target, "deadline_ms": deadline,
-                       "overdue_s": (now_ms - deadline) / 1000}),
+                escalation_detail(target, deadline, now_ms),
             )?);
         }
         tx.commit()?;
@@ -872,17 +1066,7 @@ impl ClueStore for SqliteStore {
             params![subject_key(&clue.subject), clue.kind, id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let hint = match (prior, clue.occurrences) {
-            (0, 1) => "first violation on record for this subject".to_string(),
-            (0, n) => format!("first clue for this subject; seen {n} times"),
-            (p, _) => format!("repeated: {p} earlier clue(s) of this kind for this subject"),
-        };
-        let history = History {
-            prior_clues: prior,
-            first_seen_ms: first,
-            first_violation: prior == 0,
-            hint,
-        };
+        let history = history_of(prior, first, clue.occurrences);
         let recent_occurrences = {
             let mut st = conn.prepare(
                 "SELECT id, at_ms, received_ms, level, title, detail FROM occurrences \
@@ -1034,54 +1218,19 @@ impl ClueStore for SqliteStore {
 
     fn verify_audit(&self) -> Result<VerifyReport, StoreError> {
         let entries = self.audit_all()?;
-        let mut last_digest: std::collections::BTreeMap<i64, (i64, String)> = Default::default();
-        for e in &entries {
-            if let (Some(c), Some(d)) = (e.clue_id, e.detail.get("clue_sha256")) {
-                last_digest.insert(c, (e.seq, d.as_str().unwrap_or("").to_string()));
-            }
-        }
+        let last_digest = last_digests(&entries);
         let report = audit::verify(entries);
         if !report.ok {
             return Ok(report);
         }
-        // The chain is intact; now every clue row must be what its last entry says it became.
         let conn = self.conn();
         let mut st = conn.prepare(&format!("SELECT {CLUE_COLS} FROM clues ORDER BY id"))?;
         let clues = st.query_map([], clue_from_row)?;
-        for c in clues {
-            let c = match c {
-                Ok(c) => c,
-                Err(e) => {
-                    return Ok(VerifyReport {
-                        ok: false,
-                        entries: report.entries,
-                        broken: Some(Broken {
-                            seq: 0,
-                            what: format!("a clue row is unreadable: {e}"),
-                        }),
-                    });
-                }
-            };
-            let bad = match last_digest.get(&c.id) {
-                None => Some((0, format!("clue {} has no audit entry", c.id))),
-                Some((seq, d)) if *d != clue_digest(&c) => Some((
-                    *seq,
-                    format!(
-                        "clue {} was changed outside the gateway (row differs from this entry)",
-                        c.id
-                    ),
-                )),
-                Some(_) => None,
-            };
-            if let Some((seq, what)) = bad {
-                return Ok(VerifyReport {
-                    ok: false,
-                    entries: report.entries,
-                    broken: Some(Broken { seq, what }),
-                });
-            }
-        }
-        Ok(report)
+        Ok(check_clue_rows(
+            report,
+            &last_digest,
+            clues.map(|c| c.map_err(|e| e.to_string())),
+        ))
     }
 
     fn stats(&self, scope: Option<&[String]>, now_ms: i64) -> Result<Stats, StoreError> {
@@ -1102,51 +1251,21 @@ impl ClueStore for SqliteStore {
         let conn = self.conn();
         let mut st = conn.prepare(&sql)?;
         let args = q.scope.clone().unwrap_or_default();
-        let mut rows = st.query(rusqlite::params_from_iter(args.iter()))?;
-        let mut s = Stats::default();
-        let (mut claim, mut resolve) = (Vec::new(), Vec::new());
-        let mut disposed = 0u64;
-        while let Some(r) = rows.next()? {
-            let level: String = r.get(0)?;
-            let status: String = r.get(1)?;
-            let kind: String = r.get(2)?;
-            let dept: Option<String> = r.get(3)?;
-            let created: i64 = r.get(4)?;
-            let claimed: Option<i64> = r.get(5)?;
-            let resolved: Option<i64> = r.get(6)?;
-            let esc: String = r.get(7)?;
-            let open: i64 = r.get(8)?;
-            let deadline: i64 = r.get(9)?;
-            s.total += 1;
-            *s.by_level.entry(level).or_default() += 1;
-            *s.by_kind.entry(kind).or_default() += 1;
-            *s.by_department
-                .entry(dept.unwrap_or_else(|| "(none)".into()))
-                .or_default() += 1;
-            if open == 0 {
-                disposed += 1;
-            } else if deadline < now_ms {
-                match esc.as_str() {
-                    "red" => s.overdue_red += 1,
-                    _ => s.overdue_yellow += 1,
-                }
-            }
-            *s.by_status.entry(status).or_default() += 1;
-            if let Some(c) = claimed {
-                claim.push(c - created);
-            }
-            if let Some(r) = resolved {
-                resolve.push(r - created);
-            }
-        }
-        s.disposal_rate = if s.total == 0 {
-            0.0
-        } else {
-            disposed as f64 / s.total as f64
-        };
-        s.median_time_to_claim_s = median(claim);
-        s.median_time_to_resolve_s = median(resolve);
-        Ok(s)
+        let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok(StatsRow {
+                level: r.get(0)?,
+                status: r.get(1)?,
+                kind: r.get(2)?,
+                department: r.get(3)?,
+                created_ms: r.get(4)?,
+                claimed_ms: r.get(5)?,
+                resolved_ms: r.get(6)?,
+                escalation: r.get(7)?,
+                open: r.get::<_, i64>(8)? != 0,
+                deadline_ms: r.get(9)?,
+            })
+        })?;
+        stats_of(rows.map(|r| r.map_err(StoreError::from)), now_ms)
     }
 
     fn pending(&self, channel: &str, limit: u32) -> Result<Vec<Delivery>, StoreError> {
@@ -1342,8 +1461,7 @@ impl ClueStore for SqliteStore {
                 "oversight",
                 "oversight_warning",
                 None,
-                &json!({"key": f.key, "model": f.model, "level": level, "clue": f.clue_id,
-                        "site": f.site}),
+                &warning_detail(f, level),
             )?;
             let w = tx.query_row(
                 &format!("SELECT {WARNING_COLS} FROM oversight_warnings WHERE key = ?1"),
@@ -1352,16 +1470,7 @@ impl ClueStore for SqliteStore {
             )?;
             // To the central platform, for its supervisors: `oversight/v1/{site|all}/{level}`.
             if !self.channels.is_empty() {
-                let payload = serde_json::to_string(&json!({
-                    "event_id": seq, "event": "oversight_warning", "at_ms": now_ms,
-                    "warning": w,
-                }))
-                .map_err(|e| StoreError::Corrupt(format!("encoding warning: {e}")))?;
-                let topic = format!(
-                    "oversight/v1/{}/{}",
-                    w.finding.site.as_deref().unwrap_or("all"),
-                    level.as_str()
-                );
+                let (topic, payload) = warning_message(&w, seq, now_ms)?;
                 for ch in &self.channels {
                     tx.execute(
                         "INSERT INTO outbound (channel, topic, payload, created_ms)                          VALUES (?1, ?2, ?3, ?4)",
