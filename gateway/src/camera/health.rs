@@ -418,6 +418,30 @@ impl CameraHealth {
         out
     }
 
+    /// A store-and-forward replay of old statuses arrived: the camera is reachable now (a
+    /// heartbeat on the receive clock `rx_ms`), but what it said back then is no verdict on
+    /// now, so neither "offline" nor "bad picture" is judged from it.
+    pub fn on_replayed_status(
+        &mut self,
+        camera_id: &str,
+        site: &str,
+        rx_ms: i64,
+    ) -> Vec<ClueSignal> {
+        let department = self.config.department.clone();
+        let cam = self.cam(camera_id, site);
+        let ctx = Ctx {
+            camera: camera_id,
+            department: &department,
+        };
+        let mut out = Vec::new();
+        cam.last_seen_ms = Some(rx_ms.max(cam.last_seen_ms.unwrap_or(i64::MIN)));
+        if cam.reported_offline.is_none() {
+            let note = serde_json::json!({ "reason": "replayed statuses received" });
+            cam.observe_note(&ctx, Condition::Offline, false, rx_ms, &note, &mut out);
+        }
+        out
+    }
+
     /// Time passes: offline detection and escalation of faults that are not repaired.
     pub fn on_tick(&mut self, now_ms: i64) -> Vec<ClueSignal> {
         let department = self.config.department.clone();

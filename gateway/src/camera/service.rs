@@ -142,12 +142,21 @@ impl CameraService {
                     if first.stream != "camera" {
                         continue;
                     }
-                    let status = CameraStatus::from_metrics(
-                        readings.iter().map(|r| (r.metric.as_str(), &r.value)),
-                    );
-                    let signals = Self::with(&self.health, |h| {
-                        h.on_status(&first.device, &first.site, &status, first.device_time_ms)
-                    });
+                    // Presence is judged on the receive clock, like the tick's: device
+                    // times may be replayed from the past or come from a wrong clock.
+                    let rx = first.received_time_ms;
+                    let signals = if readings.iter().any(|r| r.quality.replayed) {
+                        Self::with(&self.health, |h| {
+                            h.on_replayed_status(&first.device, &first.site, rx)
+                        })
+                    } else {
+                        let status = CameraStatus::from_metrics(
+                            readings.iter().map(|r| (r.metric.as_str(), &r.value)),
+                        );
+                        Self::with(&self.health, |h| {
+                            h.on_status(&first.device, &first.site, &status, rx)
+                        })
+                    };
                     self.forward(signals).await;
                 }
             }

@@ -41,6 +41,26 @@ pub struct CluesConfig {
     pub privacy: crate::clue::privacy::PrivacyConfig,
     /// Evidence retention periods and the purge job.
     pub retention: crate::clue::retention::RetentionConfig,
+    /// What a fault's recovery (camera back, device reporting again) does to its clue.
+    pub recovery: RecoveryConfig,
+}
+
+/// `[clues.recovery]`: a recovered fault is recorded on its clue; clues of these kinds are
+/// then resolved by the pool (nothing left for a person to do), all others are marked
+/// "recovered, to confirm" and stay open for a person to close.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    /// Kinds, exact or a prefix with a trailing `*` (e.g. `camera.*`).
+    pub auto_resolve: Vec<String>,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            auto_resolve: vec!["camera.offline".into(), "device.offline".into()],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +119,7 @@ impl Default for CluesConfig {
             oversight: Default::default(),
             privacy: Default::default(),
             retention: Default::default(),
+            recovery: Default::default(),
         }
     }
 }
@@ -156,6 +177,14 @@ impl CluesConfig {
         self.oversight.validate()?;
         self.privacy.validate()?;
         self.retention.validate()?;
+        for (i, k) in self.recovery.auto_resolve.iter().enumerate() {
+            if k.is_empty() || k == "*" {
+                return Err(invalid(
+                    format!("clues.recovery.auto_resolve[{i}]"),
+                    "name a kind or a prefix such as `camera.*`",
+                ));
+            }
+        }
         if self.webhook_secret.as_deref().is_some_and(str::is_empty) {
             return Err(invalid(
                 "clues.webhook_secret",

@@ -348,8 +348,9 @@ impl PoolHandle {
                 note,
             } => {
                 let now = self.now_ms();
+                let kinds = self.cfg.recovery.auto_resolve.clone();
                 let change = self
-                    .blocking(move |s| s.clear(&dedup_key, at_ms, &note, now))
+                    .blocking(move |s| s.recover(&dedup_key, at_ms, &note, &kinds, now))
                     .await?;
                 if let Some(c) = &change {
                     self.announce(c);
@@ -837,6 +838,107 @@ mod tests {
             .expect("a change");
         assert_eq!(cleared.clue.status, Status::New);
         assert_eq!(cleared.clue.cleared_ms, Some(5));
+    }
+
+    #[tokio::test]
+    async fn pumpout_due_then_overdue_is_one_clue_with_two_levels_in_its_history() {
+        // Through the real rules engine (default rules) into the pool.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let mut engine = crate::rules::Engine::new(
+            crate::rules::default_rules(),
+            &crate::rules::RulesSettings::default(),
+        )
+        .expect("default rules");
+        let t0 = 1_732_500_000_000;
+        let fill = |pct: f64, t: i64| {
+            vec![crate::reading::Reading {
+                site: "r-1".into(),
+                device: "trap-1".into(),
+                stream: "grease_trap".into(),
+                metric: "fill_pct".into(),
+                value: crate::reading::Value::Float(pct),
+                unit: "%".into(),
+                device_time_ms: t,
+                received_time_ms: t,
+                source: crate::reading::Source::Mqtt,
+                sequence: None,
+                quality: Default::default(),
+            }]
+        };
+        let mut changes = Vec::new();
+        for i in 0..20 {
+            let pct = if i < 4 { 30.0 } else { 65.0 };
+            for sig in engine.on_readings(&fill(pct, t0 + i * 300_000)) {
+                changes.extend(p.signal(sig).await.expect("recorded"));
+            }
+        }
+        let events: Vec<&str> = changes.iter().map(|c| c.event.as_str()).collect();
+        assert_eq!(events, vec!["created", "level_raised"]);
+        assert_eq!(changes[0].clue.id, changes[1].clue.id, "one clue");
+        let all = p.list(ClueQuery::default()).await.expect("list");
+        assert_eq!(all.len(), 1);
+        let c = &all[0];
+        assert_eq!(
+            (c.kind.as_str(), c.level),
+            ("grease_trap.pumpout_overdue", Level::Medium)
+        );
+        let d = p.get(c.id).await.expect("get").expect("exists");
+        let levels: Vec<Level> = d.recent_occurrences.iter().rev().map(|o| o.level).collect();
+        assert_eq!(levels, vec![Level::Low, Level::Medium]);
+        let trail = p.audit_of(c.id).await.expect("audit");
+        let raised = trail
+            .iter()
+            .find(|e| e.action == "level_raised")
+            .expect("level change audited");
+        assert_eq!(raised.detail["from_level"], "low");
+        assert_eq!(raised.detail["to_level"], "medium");
+        assert_eq!(raised.detail["from_kind"], "grease_trap.pumpout_due");
+        assert!(p.verify().await.expect("verify").ok);
+    }
+
+    #[tokio::test]
+    async fn a_recovered_fault_resolves_its_clue_or_waits_for_a_person_by_kind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let mut cam = event("cam-1", 1);
+        cam.kind = "camera.offline".into();
+        cam.dedup_key = "camera-health/a/cam-1/camera.offline".into();
+        let cam = p.ingest(cam).await.expect("camera clue");
+        let cover = p.ingest(event("m1", 1)).await.expect("cover clue");
+        let back = |key: String| ClueSignal::Cleared {
+            dedup_key: key,
+            at_ms: 5,
+            note: "reporting again".into(),
+        };
+        let r = p
+            .signal(back(cam.clue.dedup_key.clone()))
+            .await
+            .expect("recorded")
+            .expect("a change");
+        assert_eq!(r.event, "recovered");
+        assert_eq!(r.clue.status, Status::Resolved);
+        assert_eq!(r.clue.cleared_ms, Some(5));
+        let r = p
+            .signal(back(cover.clue.dedup_key.clone()))
+            .await
+            .expect("recorded")
+            .expect("a change");
+        assert_eq!(
+            r.event, "cleared",
+            "manhole clues are confirmed by a person"
+        );
+        assert_eq!(r.clue.status, Status::New);
+        assert_eq!(r.clue.cleared_ms, Some(5));
+        // The camera fails again: a new clue, with the first as its history.
+        let mut again = event("cam-1", 9);
+        again.kind = "camera.offline".into();
+        again.dedup_key = cam.clue.dedup_key.clone();
+        let n = p.ingest(again).await.expect("again");
+        assert_eq!(n.event, "created");
+        let d = p.get(n.clue.id).await.expect("get").expect("exists");
+        assert_eq!(d.history.prior_clues, 1);
+        assert!(p.verify().await.expect("verify").ok);
     }
 
     #[tokio::test]

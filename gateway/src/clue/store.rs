@@ -69,6 +69,21 @@ pub trait ClueStore: Send + Sync {
         note: &str,
         now_ms: i64,
     ) -> Result<Option<ClueChange>, StoreError>;
+    /// Records a fault's recovery on its open clue: a clue whose kind is one of
+    /// `resolve_kinds` (see [`kind_matches`]) is resolved (actor `pool`, event `recovered`),
+    /// any other only marked (event `cleared`: recovered, to be confirmed by a person).
+    /// A store that cannot resolve by itself only marks it.
+    fn recover(
+        &self,
+        dedup_key: &str,
+        at_ms: i64,
+        note: &str,
+        resolve_kinds: &[String],
+        now_ms: i64,
+    ) -> Result<Option<ClueChange>, StoreError> {
+        let _ = resolve_kinds;
+        self.clear(dedup_key, at_ms, note, now_ms)
+    }
     /// Applies a lifecycle action; refused transitions change nothing.
     fn act(
         &self,
@@ -155,6 +170,14 @@ pub trait ClueStore: Send + Sync {
         let _ = job;
         Ok(true)
     }
+}
+
+/// Whether `kind` is named by one of `patterns` (exact, or a prefix with a trailing `*`).
+pub fn kind_matches(patterns: &[String], kind: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => p == kind,
+    })
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -469,31 +492,51 @@ impl SqliteStore {
         deadline_ms: i64,
         now_ms: i64,
     ) -> Result<ClueChange, StoreError> {
-        let open: Option<(i64, String, i64)> = tx
+        let open: Option<(i64, String, i64, String)> = tx
             .query_row(
-                "SELECT id, level, occurrences FROM clues WHERE dedup_key = ?1 AND open = 1",
+                "SELECT id, level, occurrences, kind FROM clues WHERE dedup_key = ?1 AND open = 1",
                 [&ev.dedup_key],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
         let detail_text = ev.detail.to_string();
+        let mut relevel = None;
         let (id, action) = match open {
-            Some((id, level, occurrences)) => {
+            Some((id, was, occurrences, was_kind)) => {
                 // Repetition never lowers the level, and enough of it raises it.
-                let mut level = parse_level(&level).unwrap_or(ev.level).max(ev.level);
+                let was = parse_level(&was).unwrap_or(ev.level);
+                let mut level = was.max(ev.level);
                 if self.raise_after > 0 && occurrences + 1 >= self.raise_after {
                     level = level.max(match ev.level {
                         Level::Low => Level::Medium,
                         Level::Medium | Level::High => Level::High,
                     });
                 }
+                // One problem, one clue: a worse stage (due -> overdue) takes over the kind;
+                // the condition is present again, so an earlier recovery no longer holds.
+                let kind = if ev.level > was { &ev.kind } else { &was_kind };
                 tx.execute(
                     "UPDATE clues SET occurrences = occurrences + 1, \
                      last_seen_ms = MAX(last_seen_ms, ?2), first_seen_ms = MIN(first_seen_ms, ?2), \
-                     level = ?3, title = ?4, detail = ?5, updated_ms = ?6 WHERE id = ?1",
-                    params![id, ev.at_ms, level.as_str(), ev.title, detail_text, now_ms],
+                     level = ?3, title = ?4, detail = ?5, updated_ms = ?6, kind = ?7, \
+                     cleared_ms = NULL, cleared_note = NULL WHERE id = ?1",
+                    params![
+                        id,
+                        ev.at_ms,
+                        level.as_str(),
+                        ev.title,
+                        detail_text,
+                        now_ms,
+                        kind
+                    ],
                 )?;
-                (id, "occurrence")
+                if level > was {
+                    relevel = Some(json!({"from_level": was, "to_level": level,
+                        "from_kind": was_kind, "to_kind": kind}));
+                    (id, "level_raised")
+                } else {
+                    (id, "occurrence")
+                }
             }
             None => {
                 let s = &ev.subject;
@@ -560,15 +603,12 @@ impl SqliteStore {
             )?;
             hashes.push(e.sha256.clone());
         }
-        let change = self.record(
-            tx,
-            now_ms,
-            "pool",
-            action,
-            id,
-            json!({"occurrence_id": occ, "at_ms": ev.at_ms, "rule": ev.rule,
-                   "dedup_key": ev.dedup_key, "evidence_sha256": hashes}),
-        )?;
+        let mut detail = json!({"occurrence_id": occ, "at_ms": ev.at_ms, "rule": ev.rule,
+               "dedup_key": ev.dedup_key, "evidence_sha256": hashes});
+        if let (Some(Value::Object(extra)), Value::Object(m)) = (relevel, &mut detail) {
+            m.extend(extra);
+        }
+        let change = self.record(tx, now_ms, "pool", action, id, detail)?;
         Ok(change)
     }
 
@@ -948,30 +988,53 @@ impl ClueStore for SqliteStore {
         note: &str,
         now_ms: i64,
     ) -> Result<Option<ClueChange>, StoreError> {
+        self.recover(dedup_key, at_ms, note, &[], now_ms)
+    }
+
+    fn recover(
+        &self,
+        dedup_key: &str,
+        at_ms: i64,
+        note: &str,
+        resolve_kinds: &[String],
+        now_ms: i64,
+    ) -> Result<Option<ClueChange>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let id: Option<i64> = tx
+        let id: Option<(i64, String, String)> = tx
             .query_row(
-                "SELECT id FROM clues WHERE dedup_key = ?1 AND open = 1",
+                "SELECT id, status, kind FROM clues WHERE dedup_key = ?1 AND open = 1",
                 [dedup_key],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let Some(id) = id else {
+        let Some((id, status, kind)) = id else {
             return Ok(None);
         };
-        tx.execute(
-            "UPDATE clues SET cleared_ms = ?2, cleared_note = ?3, updated_ms = ?4 WHERE id = ?1",
-            params![id, at_ms, note, now_ms],
-        )?;
-        let change = self.record(
-            &tx,
-            now_ms,
-            "pool",
-            "cleared",
-            id,
-            json!({"at_ms": at_ms, "note": note}),
-        )?;
+        let (action, detail) = if kind_matches(resolve_kinds, &kind) {
+            // The fault itself reported its end (camera back, device reporting): nothing is
+            // left for a person to do. Recorded like a resolution, by the pool.
+            tx.execute(
+                "UPDATE clues SET cleared_ms = ?2, cleared_note = ?3, updated_ms = ?4, \
+                 status = 'resolved', open = 0, resolved_ms = ?4, resolution = ?5 WHERE id = ?1",
+                params![id, at_ms, note, now_ms, format!("recovered: {note}")],
+            )?;
+            (
+                "recovered",
+                json!({"at_ms": at_ms, "note": note, "from": status, "to": "resolved",
+                       "auto_resolved": true}),
+            )
+        } else {
+            tx.execute(
+                "UPDATE clues SET cleared_ms = ?2, cleared_note = ?3, updated_ms = ?4 WHERE id = ?1",
+                params![id, at_ms, note, now_ms],
+            )?;
+            (
+                "cleared",
+                json!({"at_ms": at_ms, "note": note, "to_confirm": true}),
+            )
+        };
+        let change = self.record(&tx, now_ms, "pool", action, id, detail)?;
         tx.commit()?;
         Ok(Some(change))
     }

@@ -83,6 +83,56 @@ impl Calendar {
             && cal.business.contains(self.local_hour(site, t_ms))
     }
 
+    /// How much of `[from_ms, to_ms)` falls inside `window` at `site` (ms). Flat-line and
+    /// silence rules count only the hours in which the site is expected to be active, so a
+    /// kitchen closed for the night (or a closed day) is not a stuck or silent sensor.
+    /// Exact per local day; bounded to the last 400 days of the span.
+    pub fn time_in(&self, window: TimeWindow, site: &str, from_ms: i64, to_ms: i64) -> i64 {
+        if to_ms <= from_ms {
+            return 0;
+        }
+        if window == TimeWindow::Always {
+            return to_ms - from_ms;
+        }
+        let from_ms = from_ms.max(to_ms.saturating_sub(400 * DAY_MS));
+        let cal = self.site(site);
+        let mut total = 0;
+        let mut day = self.local_day_start_ms(site, from_ms);
+        while day < to_ms {
+            let weekday = self.weekday(site, day + HOUR_MS);
+            let w = match window {
+                TimeWindow::Night => Some(cal.night),
+                _ => Some(cal.business).filter(|_| !cal.closed_weekdays.contains(&weekday)),
+            };
+            // The window's intervals within this local day, as hours.
+            let mut spans: Vec<(f64, f64)> = Vec::with_capacity(2);
+            if let Some(w) = w {
+                if w.start_hour <= w.end_hour {
+                    spans.push((w.start_hour, w.end_hour));
+                } else {
+                    spans.push((0.0, w.end_hour));
+                    spans.push((w.start_hour, 24.0));
+                }
+            }
+            let mut inside = 0;
+            for (a, b) in spans {
+                let s = (day + (a * HOUR_MS as f64) as i64).max(from_ms);
+                let e = (day + (b * HOUR_MS as f64) as i64).min(to_ms);
+                inside += (e - s).max(0);
+            }
+            total += match window {
+                TimeWindow::OffHours => {
+                    let s = day.max(from_ms);
+                    let e = (day + DAY_MS).min(to_ms);
+                    (e - s).max(0) - inside
+                }
+                _ => inside,
+            };
+            day += DAY_MS;
+        }
+        total
+    }
+
     pub fn matches(&self, window: TimeWindow, site: &str, t_ms: i64) -> bool {
         match window {
             TimeWindow::Always => true,
@@ -142,5 +192,44 @@ mod tests {
         let cal = Calendar::new(&settings);
         assert!(!cal.is_business_hours("r-2", MONDAY_UTC + 12 * HOUR_MS));
         assert!(cal.is_business_hours("r-2", MONDAY_UTC + DAY_MS + 12 * HOUR_MS));
+    }
+
+    #[test]
+    fn rules_calendar_counts_open_time_across_nights_and_closed_days() {
+        let settings = RulesSettings {
+            sites: vec![SiteCalendarConfig {
+                site: "r-2".into(),
+                utc_offset_hours: None,
+                night: None,
+                business_hours: None,
+                closed_weekdays: vec![1],
+            }],
+            ..Default::default()
+        };
+        let cal = Calendar::new(&settings);
+        // Monday 08:00 local to Wednesday 08:00 local; open 10-22.
+        let from = MONDAY_UTC; // 08:00 local Monday
+        let to = from + 2 * DAY_MS;
+        let open = cal.time_in(TimeWindow::BusinessHours, "r-1", from, to);
+        assert_eq!(open, 24 * HOUR_MS);
+        // r-2 is closed on Tuesdays: only Monday's 12 hours count.
+        let open = cal.time_in(TimeWindow::BusinessHours, "r-2", from, to);
+        assert_eq!(open, 12 * HOUR_MS);
+        let night = cal.time_in(TimeWindow::Night, "r-1", from, to);
+        assert_eq!(night, 16 * HOUR_MS);
+        let off = cal.time_in(TimeWindow::OffHours, "r-1", from, to);
+        assert_eq!(off, 24 * HOUR_MS);
+        assert_eq!(cal.time_in(TimeWindow::Always, "r-1", from, to), 2 * DAY_MS);
+        // Part of an evening: 20:00-23:00 local has two open hours.
+        let evening = MONDAY_UTC + 12 * HOUR_MS;
+        assert_eq!(
+            cal.time_in(
+                TimeWindow::BusinessHours,
+                "r-1",
+                evening,
+                evening + 3 * HOUR_MS
+            ),
+            2 * HOUR_MS
+        );
     }
 }

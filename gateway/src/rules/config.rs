@@ -45,6 +45,20 @@ pub struct RuleConfig {
     /// `false`: the rule only feeds composite rules and raises nothing itself.
     #[serde(default = "default_true")]
     pub emit: bool,
+    /// Rules naming the same problem (e.g. `trap-pumpout` for "due" and "overdue") raise ONE
+    /// clue per subject, keyed `problem/site/device`: a worse stage re-levels that clue (the
+    /// pool records the change) instead of opening a second one; within the cool-down a
+    /// stage no worse than the last one sent is counted, not sent; the clue is cleared only
+    /// when every rule of the problem has ended. Default: the rule's own id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl RuleConfig {
+    /// What the dedup key is built from: the problem, or the rule's id.
+    pub fn problem_key(&self) -> &str {
+        self.problem.as_deref().unwrap_or(&self.id)
+    }
 }
 
 fn default_cooldown_s() -> u64 {
@@ -131,15 +145,26 @@ pub enum Condition {
         within_s: u64,
     },
     /// Stuck sensor: at least `min_readings` readings spanning `for_s`, all within `tolerance`.
+    /// With `during` (e.g. `business_hours`), only that part of the site's calendar counts
+    /// towards `for_s`: a closed kitchen's trap level does not move, and that is no fault.
     FlatLine {
         for_s: u64,
         #[serde(default)]
         tolerance: f64,
         #[serde(default = "default_min_readings")]
         min_readings: usize,
+        #[serde(default, skip_serializing_if = "is_always")]
+        during: TimeWindow,
     },
     /// No reading from a device (matching `select`) for `after_s`; cleared when it reports.
-    Silence { after_s: u64 },
+    /// Judged on the gateway's receive clock (device clocks may be wrong, and replayed
+    /// store-and-forward data carries old times), from the gateway's start at the earliest.
+    /// With `during`, only that part of the site's calendar counts towards `after_s`.
+    Silence {
+        after_s: u64,
+        #[serde(default, skip_serializing_if = "is_always")]
+        during: TimeWindow,
+    },
     /// A device event (`event` stream) with this name: alarm raises, recovery clears.
     Event { name: String },
     /// Grease trap: contents fell by `min_drop` (in the metric's unit, e.g. L) within
@@ -179,6 +204,10 @@ pub struct AreaConfig {
     pub name: String,
     /// Sites, exact or prefix with a trailing `*`.
     pub sites: Vec<String>,
+}
+
+fn is_always(w: &TimeWindow) -> bool {
+    *w == TimeWindow::Always
 }
 
 fn default_min_readings() -> usize {
@@ -235,6 +264,10 @@ pub struct RulesSettings {
     pub sites: Vec<SiteCalendarConfig>,
     /// Groups of nearby sites for composite rules with `join = "area"`.
     pub areas: Vec<AreaConfig>,
+    /// After the gateway starts, presence (silence) is not judged for this long, and silence
+    /// is counted from the start at the earliest: a gateway that was down did not hear the
+    /// devices, which says nothing about them.
+    pub startup_grace_s: u64,
 }
 
 impl Default for RulesSettings {
@@ -253,6 +286,7 @@ impl Default for RulesSettings {
             },
             sites: Vec::new(),
             areas: Vec::new(),
+            startup_grace_s: 300,
         }
     }
 }
@@ -337,6 +371,11 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
     }
     check_window("rules_settings.night".into(), &s.night)?;
     check_window("rules_settings.business_hours".into(), &s.business_hours)?;
+    seconds(
+        "rules_settings.startup_grace_s".into(),
+        s.startup_grace_s,
+        true,
+    )?;
     let mut sites = HashSet::new();
     for (i, site) in s.sites.iter().enumerate() {
         let k = format!("rules_settings.sites[{i}]");
@@ -399,6 +438,14 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
         }
         if r.kind.is_empty() {
             return Err(invalid(format!("{k}.kind"), "must not be empty"));
+        }
+        if let Some(p) = &r.problem
+            && (p.is_empty() || p.contains(['/', ' ']))
+        {
+            return Err(invalid(
+                format!("{k}.problem"),
+                "must be non-empty, without `/` or spaces",
+            ));
         }
         seconds(format!("{k}.cooldown_s"), r.cooldown_s, true)?;
         seconds(format!("{k}.evidence_s"), r.evidence_s, true)?;
@@ -468,6 +515,7 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
                 for_s,
                 tolerance,
                 min_readings,
+                ..
             } => {
                 seconds(format!("{c}.for_s"), *for_s, false)?;
                 if !tolerance.is_finite() || *tolerance < 0.0 {
@@ -477,7 +525,7 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
                     return Err(invalid(format!("{c}.min_readings"), "must be at least 2"));
                 }
             }
-            Condition::Silence { after_s } => seconds(format!("{c}.after_s"), *after_s, false)?,
+            Condition::Silence { after_s, .. } => seconds(format!("{c}.after_s"), *after_s, false)?,
             Condition::Event { name } => {
                 if name.is_empty() {
                     return Err(invalid(format!("{c}.name"), "must not be empty"));

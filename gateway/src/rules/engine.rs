@@ -1,9 +1,17 @@
 //! The rules engine as a pure state machine: readings and a clock in, [`ClueSignal`]s out.
 //!
 //! No tokio and no wall clock in here (the `task` module drives it), so every behaviour is
-//! tested with recorded reading sequences and a fake clock. Time is device time: the engine's
-//! "now" is the later of the tick time and the newest device time seen, so replayed or
-//! accelerated (simulated) streams behave the same as live ones.
+//! tested with recorded reading sequences and a fake clock.
+//!
+//! Two clocks, each for what it can judge. Device time orders a device's readings and places
+//! what happened (a drop at 02:10, a cover opened at night), so replayed or accelerated
+//! (simulated) streams behave the same as live ones. The gateway's receive clock (reading
+//! `received_time_ms`, and the tick time) judges presence: silence is "nothing *received* for
+//! so long", counted from the engine's start at the earliest (a gateway that was down heard
+//! nothing, which says nothing about the devices), so store-and-forward replays with old
+//! device times never make a device look offline. Waiting for time to pass without new
+//! readings (minimum durations, a discharge's grace period) advances a device's clock by the
+//! receive time elapsed since its last reading.
 //!
 //! Per reading: the series window is updated once (late readings are kept as evidence but not
 //! evaluated; redeliveries are dropped), then every rule indexed under the metric whose selector
@@ -13,11 +21,11 @@
 use super::RulesError;
 use super::calendar::Calendar;
 use super::config::{
-    AreaConfig, Condition, Join, RuleConfig, RulesSettings, site_matches, validate,
+    AreaConfig, Condition, Join, RuleConfig, RulesSettings, TimeWindow, site_matches, validate,
 };
 use super::flap::{Flap, Hysteresis, Transition};
 use super::grease::{PumpoutRegistry, TrapStats, Traps};
-use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateRef, state_entry};
+use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateRef, StateView, state_entry};
 use super::window::{Push, Window};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, EvidenceReading, Level, Subject};
 use crate::decode::native::EVENT_STREAM;
@@ -60,8 +68,23 @@ struct RuleState {
     /// Threshold state after hysteresis (before the time-window mask).
     hyst: bool,
     last_t: Option<i64>,
+    /// Receive time of the reading that set `last_t` (presence and waiting on the receive
+    /// clock; see the module docs).
+    #[serde(default)]
+    last_rx: Option<i64>,
     last_value: Option<Value>,
     series: Option<SeriesKey>,
+}
+
+impl RuleState {
+    /// The device's clock now, estimated from its last reading and the receive time since.
+    fn device_now(&self, rx_now: i64) -> Option<i64> {
+        let t = self.last_t?;
+        let waited = self
+            .last_rx
+            .map_or(0, |rx| rx_now.saturating_sub(rx).max(0));
+        Some(t.saturating_add(waited))
+    }
 }
 
 /// The rules reading one metric, split by site so a reading is checked only against the rules
@@ -128,6 +151,8 @@ struct Compiled {
     composites_by_input: HashMap<usize, Vec<usize>>,
     /// Composite -> its input rules.
     composite_parts: HashMap<usize, Vec<usize>>,
+    /// Problem -> the rules raising it (only problems shared by several rules).
+    problem_rules: HashMap<String, Vec<usize>>,
     retention_ms: HashMap<String, i64>,
     areas: Vec<AreaConfig>,
     /// As configured (kept for snapshots).
@@ -143,11 +168,20 @@ impl Compiled {
             silence: Vec::new(),
             composites_by_input: HashMap::new(),
             composite_parts: HashMap::new(),
+            problem_rules: HashMap::new(),
             retention_ms: HashMap::new(),
             areas: settings.areas.clone(),
             settings: settings.clone(),
             rules: Vec::new(),
         };
+        for (i, r) in rules.iter().enumerate() {
+            if r.problem.is_some() {
+                c.problem_rules
+                    .entry(r.problem_key().to_string())
+                    .or_default()
+                    .push(i);
+            }
+        }
         for (i, r) in rules.iter().enumerate() {
             let evidence_ms = r.evidence_s as i64 * 1000;
             let (metric, need_ms) = match &r.condition {
@@ -171,10 +205,14 @@ impl Compiled {
                     r.select.metric.clone().unwrap_or_default(),
                     evidence_ms.max(*within_s as i64 * 1000),
                 ),
-                Condition::FlatLine { for_s, .. } => (
+                Condition::FlatLine { for_s, during, .. } => (
                     r.select.metric.clone().unwrap_or_default(),
-                    // Coverage needs one reading older than the span.
-                    evidence_ms.max(*for_s as i64 * 2000),
+                    // Coverage needs one reading older than the span; counting only some
+                    // hours (business hours) needs the nights and closed days in between.
+                    evidence_ms.max(*for_s as i64 * 2000).max(match during {
+                        TimeWindow::Always => 0,
+                        _ => *for_s as i64 * 1000 + 3 * 24 * 3_600_000,
+                    }),
                 ),
                 Condition::Threshold { .. } | Condition::Held { .. } => {
                     (r.select.metric.clone().unwrap_or_default(), evidence_ms)
@@ -225,6 +263,10 @@ struct PendingDischarge {
     /// When the drop crossed the threshold.
     at_ms: i64,
     due_ms: i64,
+    /// The same deadline on the receive clock (a device that stops reporting after the drop
+    /// is still judged once the grace period has passed).
+    #[serde(default)]
+    due_rx_ms: i64,
 }
 
 /// A rule became active (sent or not): input for composite rules.
@@ -266,7 +308,14 @@ struct Live {
     pending: Vec<PendingDischarge>,
     traps: Traps,
     pumpouts: PumpoutRegistry,
+    /// (problem, site, device) -> time and level of the last occurrence sent for a problem
+    /// shared by several rules (one problem, one clue: see `RuleConfig::problem`).
+    problem_sent: HashMap<(String, String, String), (i64, Level)>,
     now_ms: i64,
+    /// The receive clock: newest tick time or reading receive time.
+    rx_now_ms: i64,
+    /// Receive clock at the engine's start (first tick or reading), for the start-up grace.
+    started_rx_ms: Option<i64>,
     stats: EngineStats,
 }
 
@@ -434,6 +483,10 @@ impl Engine {
     pub fn on_readings(&mut self, readings: &[Reading]) -> Vec<ClueSignal> {
         let mut out = Vec::new();
         let mut acts = Vec::new();
+        if let Some(rx) = readings.iter().map(|r| r.received_time_ms).max() {
+            self.live.rx_now_ms = self.live.rx_now_ms.max(rx);
+            self.live.started_rx_ms.get_or_insert(rx);
+        }
         for (i, r) in readings.iter().enumerate() {
             // Silence only needs one look per device and stream in a message.
             let first = i == 0 || {
@@ -443,8 +496,7 @@ impl Engine {
             self.live
                 .on_reading(&self.c, r, first, readings, &mut out, &mut acts);
         }
-        let now = self.live.now_ms;
-        self.live.flush_pending(&self.c, now, &mut out, &mut acts);
+        self.live.flush_pending(&self.c, &mut out, &mut acts);
         self.live.join_composites(&self.c, acts, &mut out);
         out
     }
@@ -453,10 +505,12 @@ impl Engine {
     pub fn on_tick(&mut self, now_ms: i64) -> Vec<ClueSignal> {
         let now = now_ms.max(self.live.now_ms);
         self.live.now_ms = now;
+        self.live.rx_now_ms = self.live.rx_now_ms.max(now_ms);
+        self.live.started_rx_ms.get_or_insert(now_ms);
         let mut out = Vec::new();
         let mut acts = Vec::new();
-        self.live.tick(&self.c, now, &mut out, &mut acts);
-        self.live.flush_pending(&self.c, now, &mut out, &mut acts);
+        self.live.tick(&self.c, &mut out, &mut acts);
+        self.live.flush_pending(&self.c, &mut out, &mut acts);
         self.live.join_composites(&self.c, acts, &mut out);
         out
     }
@@ -523,6 +577,10 @@ impl Live {
                 },
             );
             st.last_t = Some(st.last_t.map_or(t, |l| l.max(t)));
+            st.last_rx = Some(
+                st.last_rx
+                    .map_or(r.received_time_ms, |l| l.max(r.received_time_ms)),
+            );
             if st.raw {
                 st.raw = false;
                 let tr = st.flap.update(false, t, 0, 0);
@@ -627,6 +685,7 @@ impl Live {
             return;
         }
         st.last_t = Some(t);
+        st.last_rx = Some(r.received_time_ms);
         st.last_value = Some(r.value.clone());
         if st.series.is_none() {
             st.series = Some(series.clone());
@@ -673,20 +732,24 @@ impl Live {
                 for_s,
                 tolerance,
                 min_readings,
+                during,
             } => {
-                let from = t.saturating_sub(*for_s as i64 * 1000);
-                let covered = window.and_then(Window::oldest_t).is_some_and(|o| o <= from);
-                let (mut n, mut lo, mut hi) = (0usize, f64::INFINITY, f64::NEG_INFINITY);
-                if covered {
-                    for (_, x) in window.into_iter().flat_map(|w| w.range(from, t)) {
-                        if let Some(x) = x.as_f64() {
-                            n += 1;
-                            lo = lo.min(x);
-                            hi = hi.max(x);
-                        }
+                // The flat run: from the newest reading back while every value stays within
+                // `tolerance`; it counts the hours of `during` it spans.
+                let (mut n, mut lo, mut hi, mut start) =
+                    (0usize, f64::INFINITY, f64::NEG_INFINITY, t);
+                for (pt, x) in window.into_iter().flat_map(|w| w.newest_first(t)) {
+                    let Some(x) = x.as_f64() else { continue };
+                    if hi.max(x) - lo.min(x) > *tolerance {
+                        break;
                     }
+                    n += 1;
+                    lo = lo.min(x);
+                    hi = hi.max(x);
+                    start = *pt;
                 }
-                (covered && n >= *min_readings && hi - lo <= *tolerance, 0)
+                let span = c.calendar.time_in(*during, &r.site, start, t);
+                (n >= *min_readings && span >= *for_s as i64 * 1000, 0)
             }
             Condition::Event { name } => {
                 if !matches!(&r.value, Value::Text(n) if n == name) {
@@ -734,6 +797,7 @@ impl Live {
                         from_ms,
                         at_ms: t,
                         due_ms: t.saturating_add(*grace_s as i64 * 1000),
+                        due_rx_ms: r.received_time_ms.saturating_add(*grace_s as i64 * 1000),
                     });
                 }
                 st.raw = raw;
@@ -780,32 +844,36 @@ impl Live {
         );
     }
 
-    fn tick(
-        &mut self,
-        c: &Compiled,
-        now: i64,
-        out: &mut Vec<ClueSignal>,
-        acts: &mut Vec<Activation>,
-    ) {
+    fn tick(&mut self, c: &Compiled, out: &mut Vec<ClueSignal>, acts: &mut Vec<Activation>) {
+        let rx_now = self.rx_now_ms;
+        let started = self.started_rx_ms.unwrap_or(rx_now);
+        let grace_over = rx_now >= started.saturating_add(c.settings.startup_grace_s as i64 * 1000);
         let mut fired = Vec::new();
         for (key, st) in self.states.iter_mut() {
             let rule = &c.rules[key.rule];
             let cooldown = rule.cooldown_s as i64 * 1000;
             match &rule.condition {
-                Condition::Silence { after_s } => {
-                    let Some(last) = st.last_t else { continue };
-                    let silent_ms = now.saturating_sub(last);
-                    if st.raw
-                        || silent_ms < *after_s as i64 * 1000
-                        || !c.calendar.matches(rule.window, &key.site, now)
+                Condition::Silence { after_s, during } => {
+                    let Some(last_rx) = st.last_rx.or(st.last_t) else {
+                        continue;
+                    };
+                    if st.raw || !grace_over {
+                        continue;
+                    }
+                    let from = last_rx.max(started);
+                    let silent_ms = c.calendar.time_in(*during, &key.site, from, rx_now);
+                    if silent_ms < *after_s as i64 * 1000
+                        || !c.calendar.matches(rule.window, &key.site, rx_now)
                     {
                         continue;
                     }
+                    let at = st.device_now(rx_now).unwrap_or(rx_now);
                     st.raw = true;
-                    let tr = st.flap.update(true, now, 0, cooldown);
+                    let tr = st.flap.update(true, at, 0, cooldown);
                     let suppressed = st.flap.take_suppressed();
                     let detail = json!({
-                        "last_seen_ms": last,
+                        "last_seen_ms": last_rx,
+                        "last_device_time_ms": st.last_t,
                         "silent_s": silent_ms / 1000,
                         "condition": rule.condition,
                         "suppressed_repeats": suppressed,
@@ -813,6 +881,7 @@ impl Live {
                     fired.push((
                         key.clone(),
                         tr,
+                        at,
                         detail,
                         None,
                         format!("{}", silent_ms / 1000),
@@ -821,7 +890,10 @@ impl Live {
                 Condition::Threshold { for_s, .. } | Condition::Held { for_s, .. }
                     if *for_s > 0 && st.raw && !st.flap.is_active() =>
                 {
-                    let tr = st.flap.update(true, now, *for_s as i64 * 1000, cooldown);
+                    let Some(at) = st.device_now(rx_now) else {
+                        continue;
+                    };
+                    let tr = st.flap.update(true, at, *for_s as i64 * 1000, cooldown);
                     if tr == Transition::None {
                         continue;
                     }
@@ -836,6 +908,7 @@ impl Live {
                     fired.push((
                         key.clone(),
                         tr,
+                        at,
                         detail,
                         st.series.clone(),
                         value.to_string(),
@@ -844,19 +917,19 @@ impl Live {
                 _ => {}
             }
         }
-        for (key, tr, detail, series, value) in fired {
+        for (key, tr, at, detail, series, value) in fired {
             self.apply(
                 c,
                 Trigger {
                     rule: key.rule,
                     site: &key.site,
                     device: Some(&key.device),
-                    at_ms: now,
+                    at_ms: at,
                     transition: tr,
                     value,
                     detail,
                     series: series.as_ref(),
-                    evidence_to: now,
+                    evidence_to: at,
                     key: None,
                 },
                 out,
@@ -869,16 +942,24 @@ impl Live {
     fn flush_pending(
         &mut self,
         c: &Compiled,
-        now: i64,
         out: &mut Vec<ClueSignal>,
         acts: &mut Vec<Activation>,
     ) {
-        if self.pending.iter().all(|p| p.due_ms > now) {
+        // Due once the device's own readings reach the deadline, or the receive clock does.
+        let rx_now = self.rx_now_ms;
+        let series = &self.series;
+        let due = |p: &PendingDischarge| {
+            p.due_rx_ms <= rx_now
+                || series
+                    .get(&p.series)
+                    .and_then(|s| s.window.newest_t())
+                    .is_some_and(|t| t >= p.due_ms)
+        };
+        if !self.pending.iter().any(due) {
             return;
         }
-        let (ready, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
-            .into_iter()
-            .partition(|p| p.due_ms <= now);
+        let (ready, keep): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending).into_iter().partition(due);
         self.pending = keep;
         for p in ready {
             let rule = &c.rules[p.rule];
@@ -890,7 +971,7 @@ impl Live {
                 .map(|s| s.unit.clone())
                 .unwrap_or_default();
             if let Some(s) = self.series.get(&p.series) {
-                for (t, x) in s.window.range(p.from_ms, now.max(p.at_ms)) {
+                for (t, x) in s.window.range(p.from_ms, i64::MAX) {
                     let Some(x) = x.as_f64() else { continue };
                     if *t <= p.at_ms {
                         peak = peak.max(x);
@@ -1023,15 +1104,19 @@ impl Live {
                     return;
                 }
                 if rule.emit {
-                    self.stats.occurrences += 1;
                     let ev = event(c, &tg, evidence);
+                    if !self.problem_worsened(c, &tg, ev.level) {
+                        self.stats.suppressed += 1;
+                        return;
+                    }
+                    self.stats.occurrences += 1;
                     tracing::debug!(rule = %ev.rule, key = %ev.dedup_key, level = ev.level.as_str(),
                         "clue occurrence");
                     out.push(ClueSignal::Occurrence(ev));
                 }
             }
             Transition::Cleared => {
-                if !rule.emit {
+                if !rule.emit || self.problem_still_active(c, &tg) {
                     return;
                 }
                 self.stats.cleared += 1;
@@ -1046,12 +1131,64 @@ impl Live {
                     _ => "condition ended",
                 };
                 out.push(ClueSignal::Cleared {
-                    dedup_key: ClueEvent::default_key(&rule.id, &subject),
+                    dedup_key: ClueEvent::default_key(rule.problem_key(), &subject),
                     at_ms: tg.at_ms,
                     note: note.into(),
                 });
             }
         }
+    }
+
+    /// For a rule sharing its problem with others: whether this occurrence is worth sending
+    /// (the first of the problem, a worse level, or past the cool-down of the last one sent).
+    fn problem_worsened(&mut self, c: &Compiled, tg: &Trigger<'_>, level: Level) -> bool {
+        let rule = &c.rules[tg.rule];
+        let Some(problem) = &rule.problem else {
+            return true;
+        };
+        let key = (
+            problem.clone(),
+            tg.site.to_string(),
+            tg.device.unwrap_or("").to_string(),
+        );
+        let cooldown = rule.cooldown_s as i64 * 1000;
+        if let Some((at, sent)) = self.problem_sent.get(&key)
+            && level <= *sent
+            && tg.at_ms.saturating_sub(*at) < cooldown
+        {
+            return false;
+        }
+        self.problem_sent.insert(key, (tg.at_ms, level));
+        true
+    }
+
+    /// For a rule sharing its problem: whether another rule of it is still active for the
+    /// subject (then the problem has not ended and nothing is cleared). Forgets the problem's
+    /// last occurrence once it has ended, so a new episode is sent afresh.
+    fn problem_still_active(&mut self, c: &Compiled, tg: &Trigger<'_>) -> bool {
+        let rule = &c.rules[tg.rule];
+        let Some(problem) = &rule.problem else {
+            return false;
+        };
+        let device = tg.device.unwrap_or("");
+        let active = c.problem_rules.get(problem).is_some_and(|members| {
+            members.iter().any(|&m| {
+                m != tg.rule
+                    && self
+                        .states
+                        .get(&StateRef {
+                            rule: m,
+                            site: tg.site,
+                            device,
+                        } as &dyn StateView)
+                        .is_some_and(|st| st.flap.is_active())
+            })
+        });
+        if !active {
+            self.problem_sent
+                .remove(&(problem.clone(), tg.site.to_string(), device.to_string()));
+        }
+        active
     }
 
     /// Composite rules: every input active at the same site (or area) within the window.
@@ -1153,7 +1290,7 @@ fn event(c: &Compiled, tg: &Trigger<'_>, evidence: Vec<Evidence>) -> ClueEvent {
     let dedup_key = tg
         .key
         .clone()
-        .unwrap_or_else(|| ClueEvent::default_key(&rule.id, &subject));
+        .unwrap_or_else(|| ClueEvent::default_key(rule.problem_key(), &subject));
     let title = match &rule.title {
         Some(t) => t
             .replace("{site}", tg.site)

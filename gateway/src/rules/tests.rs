@@ -169,6 +169,7 @@ fn threshold_rule(id: &str, above: f64, clear_at: f64, for_s: u64, cooldown_s: u
         cooldown_s,
         evidence_s: 600,
         emit: true,
+        problem: None,
     }
 }
 
@@ -399,7 +400,8 @@ fn pumpout_at_another_trap_does_not_excuse_a_drop() {
 #[test]
 fn stuck_level_sensor_raises_flat_line_and_a_noisy_one_does_not() {
     let mut e = engine();
-    let t0 = at_local(8, 0);
+    // Business hours (10-22) only: 10:00 to 17:15 is more than six open hours.
+    let t0 = at_local(10, 0);
     let mut msgs = Vec::new();
     for i in 0..30 {
         msgs.push(level("r-1", 350.0, t0 + i * 15 * MIN));
@@ -409,6 +411,25 @@ fn stuck_level_sensor_raises_flat_line_and_a_noisy_one_does_not() {
     let stuck = of_rule(&out, "trap-sensor-stuck");
     assert_eq!(stuck.len(), 1);
     assert_eq!(stuck[0].subject.site, "r-1");
+}
+
+#[test]
+fn a_closed_kitchen_is_not_a_stuck_sensor() {
+    let mut e = engine();
+    // 21:30 to 10:30 next morning, level unchanged: only 1.5 open hours.
+    let t0 = at_local(21, 30);
+    let msgs = (0..53)
+        .map(|i| level("r-1", 350.0, t0 + i * 15 * MIN))
+        .collect();
+    let out = run(&mut e, msgs);
+    assert!(of_rule(&out, "trap-sensor-stuck").is_empty(), "{out:#?}");
+    // The same level all through the next business day is stuck.
+    let t1 = t0 + 13 * HOUR;
+    let msgs = (0..24)
+        .map(|i| level("r-1", 350.0, t1 + i * 15 * MIN))
+        .collect();
+    let out = run(&mut e, msgs);
+    assert_eq!(of_rule(&out, "trap-sensor-stuck").len(), 1);
 }
 
 #[test]
@@ -429,22 +450,23 @@ fn fast_rise_raises_rate_of_change() {
 // --- cameras and devices -----------------------------------------------------------------
 
 #[test]
-fn camera_fault_event_raises_and_recovery_clears() {
+fn device_fault_event_raises_and_recovery_clears() {
+    // (Camera faults are the camera health service's: see `camera::health`.)
     let mut e = engine();
     let t = at_local(12, 0);
     let event = |phase: &str, t: i64| {
         vec![
             reading(
                 "r-1",
-                "cam-1",
+                "trap-1",
                 "event",
                 "name",
-                Value::Text("camera_fault".into()),
+                Value::Text("sensor_fault".into()),
                 t,
             ),
             reading(
                 "r-1",
-                "cam-1",
+                "trap-1",
                 "event",
                 "phase",
                 Value::Text(phase.into()),
@@ -453,10 +475,51 @@ fn camera_fault_event_raises_and_recovery_clears() {
         ]
     };
     let out = run(&mut e, vec![event("alarm", t), event("recovery", t + MIN)]);
-    assert_eq!(of_rule(&out, "camera-fault").len(), 1);
+    assert_eq!(of_rule(&out, "sensor-fault").len(), 1);
     assert_eq!(
         cleared_keys(&out),
-        vec!["camera-fault/r-1/cam-1".to_string()]
+        vec!["sensor-fault/r-1/trap-1".to_string()]
+    );
+}
+
+#[test]
+fn pumpout_due_then_overdue_is_one_problem_raised_twice_and_cleared_once() {
+    let mut e = engine();
+    let t0 = at_local(12, 0);
+    let fill = |pct: f64, t: i64| {
+        vec![reading(
+            "r-1",
+            "trap-1",
+            "grease_trap",
+            "fill_pct",
+            Value::Float(pct),
+            t,
+        )]
+    };
+    // 30 % for 15 minutes: due. 65 % for over an hour: overdue.
+    let mut msgs: Vec<_> = (0..4).map(|i| fill(30.0, t0 + i * 5 * MIN)).collect();
+    msgs.extend((0..16).map(|i| fill(65.0, t0 + 20 * MIN + i * 5 * MIN)));
+    let out = run(&mut e, msgs);
+    let occ = occurrences(&out);
+    assert_eq!(occ.len(), 2, "{occ:#?}");
+    assert!(occ.iter().all(|o| o.dedup_key == "trap-pumpout/r-1/trap-1"));
+    assert_eq!(
+        occ.iter()
+            .map(|o| (o.kind.as_str(), o.level))
+            .collect::<Vec<_>>(),
+        vec![
+            ("grease_trap.pumpout_due", Level::Low),
+            ("grease_trap.pumpout_overdue", Level::Medium)
+        ]
+    );
+    // Partly pumped (45 %): overdue ends, due does not: nothing cleared, nothing new.
+    let out = run(&mut e, vec![fill(45.0, t0 + 3 * HOUR)]);
+    assert!(out.is_empty(), "{out:#?}");
+    // Emptied: the problem has ended, cleared once.
+    let out = run(&mut e, vec![fill(5.0, t0 + 4 * HOUR)]);
+    assert_eq!(
+        cleared_keys(&out),
+        vec!["trap-pumpout/r-1/trap-1".to_string()]
     );
 }
 
@@ -487,7 +550,8 @@ fn camera_offline_and_trap_drop_at_one_site_raise_one_collision_clue() {
     let t = at_local(15, 0);
     let mut out = run(&mut e, vec![camera_online("r-1", false, t)]);
     out.extend(e.on_tick(t + 5 * MIN));
-    assert_eq!(of_rule(&out, "camera-offline").len(), 1);
+    // Feeds the collision model only; the camera health service raises camera.offline.
+    assert!(of_rule(&out, "camera-offline").is_empty());
     out.extend(run(&mut e, drop_sequence("r-1", t + 10 * MIN)));
     out.extend(e.on_tick(t + 25 * MIN));
     let joined = of_rule(&out, "camera-dark-trap-drop");

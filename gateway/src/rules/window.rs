@@ -77,6 +77,16 @@ impl Window {
             .take_while(move |(t, _)| *t <= to)
     }
 
+    /// Readings with `t <= to`, newest first.
+    pub fn newest_first(&self, to: i64) -> impl Iterator<Item = &(i64, Value)> {
+        let end = self.entries.partition_point(|(t, _)| *t <= to);
+        self.entries.range(..end).rev()
+    }
+
+    pub fn newest_t(&self) -> Option<i64> {
+        self.entries.back().map(|(t, _)| *t)
+    }
+
     pub fn oldest_t(&self) -> Option<i64> {
         self.entries.front().map(|(t, _)| *t)
     }
