@@ -49,6 +49,11 @@ enum Command {
         #[arg(long)]
         dashboard_dir: Option<PathBuf>,
     },
+    /// The clue store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// The clue audit log.
     Audit {
         #[command(subcommand)]
@@ -106,6 +111,21 @@ enum TokenCommand {
 }
 
 #[derive(Subcommand)]
+enum StoreCommand {
+    /// Move a gateway's clue pool (clues, audit chain, tokens, outbox, evidence files) from
+    /// its SQLite file into an empty PostgreSQL database; both must verify.
+    Migrate {
+        /// `sqlite:PATH` (the `clues.sqlite` file; evidence files are read from the
+        /// `evidence` folder beside it).
+        #[arg(long)]
+        from: String,
+        /// `postgres:postgres://user@host:port/database`
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum RulesCommand {
     /// Replay recorded readings (CSV or line protocol) through the configured rules and print
     /// the clues they would have raised.
@@ -154,6 +174,40 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config } => {
             let cfg = Config::load(Some(&config))?;
             runtime()?.block_on(gateway::app::run(cfg, Some(config)))
+        }
+        Command::Store {
+            command: StoreCommand::Migrate { from, to },
+        } => {
+            let path = PathBuf::from(
+                from.strip_prefix("sqlite:")
+                    .context("--from must be sqlite:PATH")?,
+            );
+            let url = to
+                .strip_prefix("postgres:")
+                .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+                .context("--to must be postgres:postgres://user@host:port/database")?;
+            let evidence = path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("evidence");
+            let report =
+                gateway::clue::postgres::migrate::sqlite_to_postgres(&path, &evidence, url)?;
+            for (table, n) in &report.rows {
+                println!("{table}: {n} rows");
+            }
+            println!(
+                "evidence files: {}; audit chain: {} entries, verified before and after",
+                report.evidence_files, report.audit_entries
+            );
+            if !report.missing_files.is_empty() {
+                eprintln!(
+                    "warning: {} evidence files cited but absent from {}: {}",
+                    report.missing_files.len(),
+                    evidence.display(),
+                    report.missing_files.join(", ")
+                );
+            }
+            Ok(())
         }
         Command::Audit {
             command: AuditCommand::Verify { config },

@@ -170,7 +170,10 @@ impl CluesConfig {
                 }
             }
             (StoreKind::Sqlite, Some(_)) => {
-                return Err(invalid("clues.url", "is only used with store = \"postgres\""));
+                return Err(invalid(
+                    "clues.url",
+                    "is only used with store = \"postgres\"",
+                ));
             }
             (StoreKind::Sqlite, None) => {}
         }

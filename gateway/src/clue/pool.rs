@@ -7,12 +7,12 @@
 
 use super::auth::TokenStore;
 use super::config::CluesConfig;
+use super::config::StoreKind;
 use super::evidence::{EvidenceError, EvidenceStore};
 use super::lifecycle::Action;
 use super::model::*;
-use super::signal::{ClueEvent, ClueSender, ClueSignal, Evidence};
-use super::config::StoreKind;
 use super::postgres::PgStore;
+use super::signal::{ClueEvent, ClueSender, ClueSignal, Evidence};
 use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, ClueStore, SqliteStore, StoreError, TokenInfo};
 use crate::config::Config;
 use crate::metrics::{Metrics, Reason};
@@ -136,7 +136,11 @@ pub fn open_store(cfg: &Config) -> Result<Backend, PoolError> {
                     .join()
                     .map_err(|_| PoolError::Join)
             })??;
-            Backend::Postgres(Arc::new(store.with_raise_after(raise)))
+            Backend::Postgres(Arc::new(
+                store
+                    .with_raise_after(raise)
+                    .with_holder(&cfg.mqtt.client_id),
+            ))
         }
         _ => Backend::Sqlite(Arc::new(
             SqliteStore::open(&cfg.storage.dir.join("clues.sqlite"), channels)?

@@ -439,6 +439,11 @@ impl SqliteStore {
         })
     }
 
+    /// Runs `f` on the connection (the migration to PostgreSQL reads tables through it).
+    pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        f(&self.conn())
+    }
+
     /// Repetition raises the level: from `n` occurrences on, one level above the rule's.
     pub fn with_raise_after(mut self, n: u32) -> SqliteStore {
         self.raise_after = n as i64;

@@ -35,7 +35,7 @@
 //! the SQLite one and needs no runtime of its own.
 
 mod blobs;
-
+pub mod migrate;
 mod schema;
 
 use super::audit::{self, AuditEntry, VerifyReport};
@@ -47,9 +47,9 @@ use super::retention::{Expired, RetentionConfig, class_of};
 use super::signal::{ClueEvent, GeoPoint, Level, Subject};
 use super::store::{
     AUDIT_COLS, CLUE_COLS, ClueStore, StatsRow, StoreError, TokenInfo, WARNING_COLS, act_detail,
-    change_detail, change_message, check_clue_rows, escalation_detail,
-    escalation_due, history_of, json_col, last_digests, state_of, stats_of, subject_key,
-    warning_detail, warning_message,
+    change_detail, change_message, check_clue_rows, escalation_detail, escalation_due, history_of,
+    json_col, kind_matches, last_digests, state_of, stats_of, subject_key, warning_detail,
+    warning_message,
 };
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
@@ -130,7 +130,7 @@ pub struct PgStore {
     config: postgres::Config,
     channels: Vec<&'static str>,
     raise_after: i64,
-    /// This gateway's name on delivery leases.
+    /// This gateway's name on delivery leases (random unless [`PgStore::with_holder`]).
     holder: String,
     /// The session that holds leader locks, and the jobs it holds.
     leader: Mutex<(Option<postgres::Client>, BTreeSet<String>)>,
@@ -249,7 +249,10 @@ struct Chain {
 /// Starts a writing transaction: the chain head is locked first (see the module doc).
 fn begin(conn: &mut Conn) -> Result<(Transaction<'_>, Chain), StoreError> {
     let mut tx = conn.transaction()?;
-    let r = tx.query_one("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE", &[])?;
+    let r = tx.query_one(
+        "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+        &[],
+    )?;
     let seq: i64 = r.try_get(0)?;
     Ok((
         tx,
@@ -335,6 +338,14 @@ impl PgStore {
         Ok(store)
     }
 
+    /// Names this gateway on delivery leases (its MQTT client id: unique per gateway, and the
+    /// same after a restart, so a gateway that comes back resumes what it had leased instead
+    /// of waiting for its own lease to run out).
+    pub fn with_holder(mut self, name: &str) -> PgStore {
+        self.holder = name.to_string();
+        self
+    }
+
     /// Repetition raises the level: from `n` occurrences on, one level above the rule's.
     pub fn with_raise_after(mut self, n: u32) -> PgStore {
         self.raise_after = n as i64;
@@ -348,8 +359,17 @@ impl PgStore {
     fn migrate(&self) -> Result<(), StoreError> {
         let mut c = self.conn()?;
         let mut tx = c.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::MIGRATION_LOCK])?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&schema::MIGRATION_LOCK],
+        )?;
+        // Not `IF NOT EXISTS`: its notice would be logged on every start.
+        let exists: bool = tx
+            .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])?
+            .try_get(0)?;
+        if !exists {
+            tx.batch_execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")?;
+        }
         let version: i64 = tx
             .query_opt("SELECT max(version) FROM schema_version", &[])?
             .and_then(|r| r.get::<_, Option<i64>>(0))
@@ -383,7 +403,10 @@ impl PgStore {
     pub fn lead(&self, job: &str) -> Result<bool, StoreError> {
         let mut guard = self.leader.lock().unwrap_or_else(|p| p.into_inner());
         let (client, held) = &mut *guard;
-        if client.as_mut().is_none_or(|c| c.is_valid(Duration::from_secs(5)).is_err()) {
+        if client
+            .as_mut()
+            .is_none_or(|c| c.is_valid(Duration::from_secs(5)).is_err())
+        {
             held.clear();
             *client = Some(self.config.connect(NoTls)?);
         }
@@ -469,10 +492,14 @@ impl PgStore {
         let lon = s.location.map(|l| l.lon);
         let skey = subject_key(s);
         let rank = level_rank(ev.level);
-        // Repetition never lowers the level, and enough of it raises it (one level up).
+        // Repetition never lowers the level, and enough of it raises it (one level up); a
+        // worse stage takes over the kind, and a repeat undoes an earlier clearance. `prev`
+        // is the open clue as it was (the statement's snapshot; the chain lock keeps it
+        // current), for the audit's `level_raised`.
         let rows = tx.query_typed(
             &format!(
-                "INSERT INTO clues (dedup_key, rule, kind, level, status, open, site, device, \
+                "WITH prev AS (SELECT level, kind FROM clues WHERE dedup_key = $1 AND open) \
+                 INSERT INTO clues (dedup_key, rule, kind, level, status, open, site, device, \
                  plate, lat, lon, subject_key, title, detail, department, first_seen_ms, \
                  last_seen_ms, occurrences, created_ms, updated_ms, deadline_ms, escalation) \
                  VALUES ($1, $2, $3, $4, 'new', TRUE, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
@@ -484,8 +511,10 @@ impl PgStore {
                  level = (ARRAY['low', 'medium', 'high'])[GREATEST(clues.level_rank, $18, \
                    CASE WHEN $17 > 0 AND clues.occurrences + 1 >= $17 \
                    THEN LEAST($18 + 1, 3) ELSE 1 END)], \
+                 kind = CASE WHEN $18 > clues.level_rank THEN EXCLUDED.kind ELSE clues.kind END, \
+                 cleared_ms = NULL, cleared_note = NULL, \
                  title = EXCLUDED.title, detail = EXCLUDED.detail, updated_ms = $15 \
-                 RETURNING {CLUE_COLS}, (xmax = 0)"
+                 RETURNING {CLUE_COLS}, (SELECT level FROM prev), (SELECT kind FROM prev)"
             ),
             &[
                 (&ev.dedup_key, Type::TEXT),
@@ -512,7 +541,8 @@ impl PgStore {
             .first()
             .ok_or_else(|| bad("ingest returned no row".into()))?;
         let clue = clue_from_row(row)?;
-        let created: bool = row.try_get(28)?;
+        let prev_level: Option<String> = row.try_get(28)?;
+        let prev_kind: Option<String> = row.try_get(29)?;
         let id = clue.id;
         let occ: i64 = tx
             .query_typed(
@@ -555,16 +585,26 @@ impl PgStore {
             )?;
             hashes.push(e.sha256.clone());
         }
-        self.record(
-            tx,
-            chain,
-            now_ms,
-            "pool",
-            if created { "created" } else { "occurrence" },
-            clue,
-            json!({"occurrence_id": occ, "at_ms": ev.at_ms, "rule": ev.rule,
-                   "dedup_key": ev.dedup_key, "evidence_sha256": hashes}),
-        )
+        let mut detail = json!({"occurrence_id": occ, "at_ms": ev.at_ms, "rule": ev.rule,
+                                "dedup_key": ev.dedup_key, "evidence_sha256": hashes});
+        let action = match prev_level {
+            None => "created",
+            Some(was) => {
+                let was = parse_level(&was).unwrap_or(ev.level);
+                if clue.level > was {
+                    if let Value::Object(m) = &mut detail {
+                        m.insert("from_level".into(), json!(was));
+                        m.insert("to_level".into(), json!(clue.level));
+                        m.insert("from_kind".into(), json!(prev_kind));
+                        m.insert("to_kind".into(), json!(clue.kind));
+                    }
+                    "level_raised"
+                } else {
+                    "occurrence"
+                }
+            }
+        };
+        self.record(tx, chain, now_ms, "pool", action, clue, detail)
     }
 
     /// Every audit entry in order (for verify and migration).
@@ -713,27 +753,73 @@ impl ClueStore for PgStore {
         note: &str,
         now_ms: i64,
     ) -> Result<Option<ClueChange>, StoreError> {
+        self.recover(dedup_key, at_ms, note, &[], now_ms)
+    }
+
+    fn recover(
+        &self,
+        dedup_key: &str,
+        at_ms: i64,
+        note: &str,
+        resolve_kinds: &[String],
+        now_ms: i64,
+    ) -> Result<Option<ClueChange>, StoreError> {
         let mut c = self.conn()?;
         let (mut tx, mut chain) = begin(&mut c)?;
-        let row = tx.query_opt(
-            &format!(
-                "UPDATE clues SET cleared_ms = $2, cleared_note = $3, updated_ms = $4 \
-                 WHERE dedup_key = $1 AND open RETURNING {CLUE_COLS}"
-            ),
-            &[&dedup_key, &at_ms, &note, &now_ms],
-        )?;
-        let Some(row) = row else {
+        let Some(clue) = tx
+            .query_opt(
+                &format!("SELECT {CLUE_COLS} FROM clues WHERE dedup_key = $1 AND open FOR UPDATE"),
+                &[&dedup_key],
+            )?
+            .map(|r| clue_from_row(&r))
+            .transpose()?
+        else {
             return Ok(None);
         };
-        let clue = clue_from_row(&row)?;
+        let (action, detail, row) = if kind_matches(resolve_kinds, &clue.kind) {
+            // The fault itself reported its end: nothing is left for a person to do.
+            let row = tx.query_one(
+                &format!(
+                    "UPDATE clues SET cleared_ms = $2, cleared_note = $3, updated_ms = $4, \
+                     status = 'resolved', open = FALSE, resolved_ms = $4, resolution = $5 \
+                     WHERE id = $1 RETURNING {CLUE_COLS}"
+                ),
+                &[
+                    &clue.id,
+                    &at_ms,
+                    &note,
+                    &now_ms,
+                    &format!("recovered: {note}"),
+                ],
+            )?;
+            (
+                "recovered",
+                json!({"at_ms": at_ms, "note": note, "from": clue.status, "to": "resolved",
+                       "auto_resolved": true}),
+                row,
+            )
+        } else {
+            let row = tx.query_one(
+                &format!(
+                    "UPDATE clues SET cleared_ms = $2, cleared_note = $3, updated_ms = $4 \
+                     WHERE id = $1 RETURNING {CLUE_COLS}"
+                ),
+                &[&clue.id, &at_ms, &note, &now_ms],
+            )?;
+            (
+                "cleared",
+                json!({"at_ms": at_ms, "note": note, "to_confirm": true}),
+                row,
+            )
+        };
         let change = self.record(
             &mut tx,
             &mut chain,
             now_ms,
             "pool",
-            "cleared",
-            clue,
-            json!({"at_ms": at_ms, "note": note}),
+            action,
+            clue_from_row(&row)?,
+            detail,
         )?;
         commit(tx, &chain)?;
         Ok(Some(change))
@@ -781,7 +867,15 @@ impl ClueStore for PgStore {
         };
         let after = clue_from_row(&row)?;
         let detail = act_detail(action, &before, &next);
-        let change = self.record(&mut tx, &mut chain, now_ms, actor, action.name(), after, detail)?;
+        let change = self.record(
+            &mut tx,
+            &mut chain,
+            now_ms,
+            actor,
+            action.name(),
+            after,
+            detail,
+        )?;
         commit(tx, &chain)?;
         Ok(change)
     }
@@ -1015,7 +1109,8 @@ impl ClueStore for PgStore {
         Ok(check_clue_rows(
             report,
             &last_digest,
-            rows.iter().map(|r| clue_from_row(r).map_err(|e| e.to_string())),
+            rows.iter()
+                .map(|r| clue_from_row(r).map_err(|e| e.to_string())),
         ))
     }
 

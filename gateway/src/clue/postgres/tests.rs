@@ -50,7 +50,13 @@ fn three_gateways_racing_on_the_same_keys_make_one_clue_per_key_and_one_chain() 
                 barrier.wait();
                 for round in 0..20i64 {
                     let batch: Vec<_> = (0..10)
-                        .map(|k| (event(&format!("d{k}"), round * 10 + g as i64), vec![], 1_000))
+                        .map(|k| {
+                            (
+                                event(&format!("d{k}"), round * 10 + g as i64),
+                                vec![],
+                                1_000,
+                            )
+                        })
                         .collect();
                     for r in store.ingest_batch(&batch, round).expect("batch") {
                         r.expect("event");
@@ -66,7 +72,11 @@ fn three_gateways_racing_on_the_same_keys_make_one_clue_per_key_and_one_chain() 
             ..Default::default()
         })
         .expect("list");
-    assert_eq!(all.len(), 10, "one clue per dedup key across three gateways");
+    assert_eq!(
+        all.len(),
+        10,
+        "one clue per dedup key across three gateways"
+    );
     assert!(all.iter().all(|c| c.occurrences == 60), "{all:?}");
     // Repetition raised the level once, whoever saw the tenth occurrence.
     assert!(all.iter().all(|c| c.level == Level::High));
@@ -103,7 +113,10 @@ fn concurrent_claims_from_three_gateways_one_wins_the_others_are_refused() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
     });
     let won: Vec<_> = results.iter().filter(|r| r.is_ok()).collect();
     assert_eq!(won.len(), 1, "{results:?}");
@@ -129,7 +142,8 @@ fn each_queued_change_is_handed_to_one_gateway_until_its_lease_runs_out() {
     let (pg, url) = server();
     let (a, b) = (gateway(&url), gateway(&url));
     for k in 0..30 {
-        a.ingest(&event(&format!("d{k}"), k), &[], 1_000, k).expect("ingest");
+        a.ingest(&event(&format!("d{k}"), k), &[], 1_000, k)
+            .expect("ingest");
     }
     let (got_a, got_b) = std::thread::scope(|s| {
         let ha = s.spawn(|| a.pending(CHANNEL_MQTT, 20).expect("a"));
@@ -146,8 +160,11 @@ fn each_queued_change_is_handed_to_one_gateway_until_its_lease_runs_out() {
     }
     drop(b);
     assert!(a.pending(CHANNEL_MQTT, 100).expect("leased").is_empty());
-    pg.psql("clues", "UPDATE outbound SET lease_until_ms = 0 WHERE delivered_ms IS NULL")
-        .expect("expire leases");
+    pg.psql(
+        "clues",
+        "UPDATE outbound SET lease_until_ms = 0 WHERE delivered_ms IS NULL",
+    )
+    .expect("expire leases");
     let taken: BTreeSet<i64> = a
         .pending(CHANNEL_MQTT, 100)
         .expect("taken over")
@@ -182,15 +199,19 @@ fn tokens_and_evidence_files_written_by_one_gateway_are_seen_by_another() {
     use crate::clue::evidence::EvidenceStore;
     let (_pg, url) = server();
     let (a, b) = (gateway(&url), gateway(&url));
-    let (id, token) = create_token(&a, Role::Inspector, &["s1".into()], Some("ann"), 1)
-        .expect("token");
+    let (id, token) =
+        create_token(&a, Role::Inspector, &["s1".into()], Some("ann"), 1).expect("token");
     let rec = b
         .token_by_hash(&token_hash(&token))
         .expect("lookup")
         .expect("found on the other gateway");
     assert_eq!((rec.id, rec.role), (id, Role::Inspector));
     assert!(b.revoke_token(id, 2).expect("revoke"));
-    assert!(a.token_by_hash(&token_hash(&token)).expect("lookup").is_none());
+    assert!(
+        a.token_by_hash(&token_hash(&token))
+            .expect("lookup")
+            .is_none()
+    );
 
     let ev_a = EvidenceStore::in_blobs(Arc::new(a.blobs()));
     let ev_b = EvidenceStore::in_blobs(Arc::new(b.blobs()));
@@ -210,19 +231,31 @@ fn tokens_and_evidence_files_written_by_one_gateway_are_seen_by_another() {
 fn verify_names_a_row_changed_behind_the_gateways_back_and_the_log_refuses_edits() {
     let (pg, url) = server();
     let a = gateway(&url);
-    let id = a.ingest(&event("d1", 1), &[], 1_000, 1).expect("ingest").clue.id;
-    a.act(id, &Action::Claim { note: None }, "ann#1", 2).expect("claim");
+    let id = a
+        .ingest(&event("d1", 1), &[], 1_000, 1)
+        .expect("ingest")
+        .clue
+        .id;
+    a.act(id, &Action::Claim { note: None }, "ann#1", 2)
+        .expect("claim");
     assert!(a.verify_audit().expect("verify").ok);
     let err = pg
         .psql("clues", "UPDATE audit SET actor = 'mallory' WHERE seq = 1")
         .expect_err("append-only");
     assert!(err.to_string().contains("append-only"), "{err:#}");
-    pg.psql("clues", &format!("UPDATE clues SET assignee = 'bob#1' WHERE id = {id}"))
-        .expect("edit behind the gateway");
+    pg.psql(
+        "clues",
+        &format!("UPDATE clues SET assignee = 'bob#1' WHERE id = {id}"),
+    )
+    .expect("edit behind the gateway");
     let report = a.verify_audit().expect("verify");
     assert!(!report.ok);
     assert!(
-        report.broken.expect("broken").what.contains("changed outside"),
+        report
+            .broken
+            .expect("broken")
+            .what
+            .contains("changed outside"),
         "names the clue"
     );
 }
