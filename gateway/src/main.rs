@@ -25,7 +25,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Embedded default: in-process broker, simulated devices, storage under ./data.
+    /// Embedded default: in-process broker, simulated devices, storage under ./data (needs a
+    /// build with `--features demo`, as `deploy/demo.sh` does).
     Demo {
         /// Where the demo keeps its data.
         #[arg(long, default_value = "data/demo")]
@@ -283,6 +284,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             println!("token {id} revoked");
             Ok(())
         }
+        #[cfg(feature = "demo")]
         Command::Demo {
             data,
             listen,
@@ -300,6 +302,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             duration_s,
             dashboard_dir,
         })),
+        // The subcommand stays in `--help` so the message can say how to get it.
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => anyhow::bail!(
+            "this gateway was built without the demo (the in-process MQTT broker and device \
+             simulator are left out of production builds): run `bash deploy/demo.sh`, or build \
+             with `cargo build --release -p gateway --features demo`"
+        ),
     }
 }
 

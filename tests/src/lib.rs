@@ -4,7 +4,9 @@
 //! file in that dir, and is killed when its guard drops (also on panic). All
 //! waits are bounded; errors name the server and include its log tail.
 //!
-//! ```no_run
+//! The same calls run in `tests/tests/harness.rs` (doc tests are off: see the crate's `Cargo.toml`):
+//!
+//! ```rust,ignore
 //! use std::time::Duration;
 //! let vm = e2e::VictoriaMetrics::start().unwrap();
 //! vm.write_lines("grease_trap,site=s1,device=d1 level=3 1700000000000", "ms").unwrap();

@@ -7,7 +7,9 @@
 //! comes from a per-device ChaCha stream seeded from [`FleetConfig::seed`]; wall-clock pacing
 //! ([`FleetConfig::speed`]) only decides when a message is sent, never what it says.
 //!
-//! ```no_run
+//! The same calls run in `tests/sim_mqtt.rs` (doc tests are off: see the crate's `Cargo.toml`):
+//!
+//! ```rust,ignore
 //! # async fn demo() -> Result<(), firmware::sim::SimError> {
 //! use firmware::sim::{FleetConfig, run_fleet};
 //! let cfg = FleetConfig { restaurants: 10, speed: 600.0, ..FleetConfig::default() };

@@ -1,6 +1,7 @@
 //! Clue routes of the HTTP API. Every route needs a bearer token ([`Principal`]); the role
 //! decides what may be done (403) and the token's sites what may be seen: the site scope is
-//! passed to the store, so other sites' rows are never read, and a clue of another site is 403.
+//! passed to the store, so other sites' rows are never read, and a clue of another site is 404,
+//! exactly like a missing one.
 //!
 //! - `GET  /api/v1/clues?status=&level=&site=&kind=&limit=&offset=`: ranked list.
 //! - `POST /api/v1/clues`: a `ClueEvent` (JSON) from the central platform (platform/admin).
@@ -186,14 +187,15 @@ async fn create(
     Ok((status, Json(change)))
 }
 
-/// Loads a clue the caller may see (404 when missing, 403 when of another site).
+/// Loads a clue the caller may see. A clue of another site answers exactly like a missing one
+/// (404, same body): the answer must not tell whether another site has clue `id`.
 async fn visible(p: &Principal, pool: &PoolHandle, id: i64) -> ApiResult<super::model::ClueDetail> {
     can_read(p)?;
-    let d = pool
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("clue {id} not found")))?;
-    p.require_site(&d.clue.subject.site)?;
+    let not_found = || ApiError::NotFound(format!("clue {id} not found"));
+    let d = pool.get(id).await?.ok_or_else(not_found)?;
+    if !p.sees(&d.clue.subject.site) {
+        return Err(not_found());
+    }
     Ok(d)
 }
 

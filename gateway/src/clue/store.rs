@@ -1790,24 +1790,25 @@ impl TokenStore for SqliteStore {
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, TokenStoreError> {
         let conn = self.conn();
-        let row: Option<(i64, String, String, Option<String>)> = conn
+        let row: Option<(i64, String, String, String, Option<String>)> = conn
             .query_row(
-                "SELECT id, role, sites, name FROM tokens WHERE hash = ?1 AND revoked_ms IS NULL",
+                "SELECT id, hash, role, sites, name FROM tokens WHERE hash = ?1 AND revoked_ms IS NULL",
                 [hash],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()
             .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
-        let Some((id, role, sites, name)) = row else {
+        let Some((id, stored, role, sites, name)) = row else {
             return Ok(None);
         };
         let role = Role::parse(&role)
             .ok_or_else(|| TokenStoreError::Backend(format!("token {id}: unknown role")))?;
         let sites: Vec<String> = serde_json::from_str(&sites)
             .map_err(|e| TokenStoreError::Backend(format!("token {id}: sites: {e}")))?;
+        // The hash as stored, never the argument: the caller compares the two in constant time.
         Ok(Some(TokenRecord {
             id,
-            hash: hash.to_string(),
+            hash: stored,
             role,
             sites,
             name,
