@@ -183,8 +183,8 @@ fn postgres_three_gateways_dedup_throughput_and_list_latency() {
         assert_eq!(n, keys.min(events));
         assert!(stores[1].verify_audit().expect("verify").ok);
         pg_rates.push(r);
-        let sqlite = SqliteStore::open(&dir.path().join(format!("d{round}.sqlite")), vec![])
-            .expect("open");
+        let sqlite =
+            SqliteStore::open(&dir.path().join(format!("d{round}.sqlite")), vec![]).expect("open");
         sqlite_rates.push(ingest_rate(&[sqlite], events, keys, 256));
         println!(
             "round {round}: postgres x3 {:.0} events/s, sqlite x1 {:.0} events/s",

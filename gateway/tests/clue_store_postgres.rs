@@ -85,7 +85,9 @@ fn platform(port: u16) -> Arc<Mutex<Vec<Value>>> {
                     {
                         g.push(v);
                     }
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    );
                     break;
                 }
             });
@@ -102,7 +104,9 @@ fn three_gateways_share_one_pool_chain_and_outbox_while_one_is_killed_mid_stream
     let extra = format!(
         "webhook_url = \"http://127.0.0.1:{hook_port}/clues\"\nretry_min_ms = 50\nretry_max_ms = 500\n"
     );
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir()).collect::<Result<_, _>>()?;
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<_, _>>()?;
     let mut gws = Vec::new();
     for (i, d) in dirs.iter().enumerate() {
         gws.push(store.gateway(d.path(), &config(&format!("gw-{i}"), &extra))?);
@@ -136,7 +140,11 @@ fn three_gateways_share_one_pool_chain_and_outbox_while_one_is_killed_mid_stream
     let a = &gws[0];
     let list = get(a, &token, "/api/v1/clues?limit=1000")?;
     let clues = list.as_array().context("list")?;
-    assert_eq!(clues.len(), devices, "one clue per dedup key across gateways");
+    assert_eq!(
+        clues.len(),
+        devices,
+        "one clue per dedup key across gateways"
+    );
     let occurrences: i64 = clues.iter().filter_map(|c| c["occurrences"].as_i64()).sum();
     // A request the killed gateway committed but could not answer is sent again: at most one
     // extra occurrence per lost reply, never a lost one.
@@ -148,7 +156,9 @@ fn three_gateways_share_one_pool_chain_and_outbox_while_one_is_killed_mid_stream
     let id = clues[0]["id"].as_i64().context("id")?;
     let detail = get(&gws[1], &token, &format!("/api/v1/clues/{id}"))?;
     let sha = detail["evidence"][0]["sha256"].as_str().context("sha")?;
-    let file = gws[1].get_with_token(&format!("/api/v1/clues/{id}/evidence/{sha}"), &token)?;
+    // (Originals are for admins; this token is made on another gateway than the one asked.)
+    let admin = gws[1].token_named("admin", "", "root")?;
+    let file = gws[0].get_with_token(&format!("/api/v1/clues/{id}/evidence/{sha}"), &admin)?;
     assert!(file.is_success(), "{}", file.status);
 
     // One chain, whoever wrote it, verified from any gateway's config.
@@ -157,7 +167,8 @@ fn three_gateways_share_one_pool_chain_and_outbox_while_one_is_killed_mid_stream
         .args(["audit", "verify", "--config"])
         .arg(gws[1].dir.join("gateway.toml"))
         .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
 
     // Every change reaches the platform; the dead gateway's leased share once it is back.
@@ -257,7 +268,9 @@ fn a_sqlite_pool_moves_to_postgres_with_its_chain_tokens_and_evidence() -> Resul
     let verify = get(&gw2, &token, "/api/v1/audit/verify")?;
     assert_eq!(verify["ok"], json!(true), "{verify}");
     // New ids continue after the copied ones.
-    let created = post(&gw2, &token, "/api/v1/clues", &event(99, 1))?.ok()?.json()?;
+    let created = post(&gw2, &token, "/api/v1/clues", &event(99, 1))?
+        .ok()?
+        .json()?;
     assert_eq!(created["clue"]["id"], json!(5));
     Ok(())
 }

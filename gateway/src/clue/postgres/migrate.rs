@@ -308,9 +308,7 @@ pub fn sqlite_to_postgres(
                     .map_err(|e| MigrateError::Evidence(h.clone(), e))?;
                 report.evidence_files += 1;
             }
-            Err(crate::clue::evidence::EvidenceError::NotFound(_)) => {
-                report.missing_files.push(h)
-            }
+            Err(crate::clue::evidence::EvidenceError::NotFound(_)) => report.missing_files.push(h),
             Err(e) => return Err(MigrateError::Evidence(h, e.to_string())),
         }
     }

@@ -1601,7 +1601,8 @@ impl TokenStore for PgStore {
         let mut c = self.conn().map_err(token_error)?;
         let row = c
             .query_opt(
-                "SELECT id, role, sites, name FROM tokens WHERE hash = $1 AND revoked_ms IS NULL",
+                "SELECT id, role, sites, name, hash FROM tokens \
+                 WHERE hash = $1 AND revoked_ms IS NULL",
                 &[&hash],
             )
             .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
@@ -1616,9 +1617,10 @@ impl TokenStore for PgStore {
             .ok_or_else(|| TokenStoreError::Backend(format!("token {id}: unknown role")))?;
         let sites: Vec<String> = serde_json::from_str(&sites)
             .map_err(|e| TokenStoreError::Backend(format!("token {id}: sites: {e}")))?;
+        // The hash as stored, never the argument: the caller compares the two in constant time.
         Ok(Some(TokenRecord {
             id,
-            hash: hash.to_string(),
+            hash: row.try_get(4).map_err(get)?,
             role,
             sites,
             name: row.try_get(3).map_err(get)?,
