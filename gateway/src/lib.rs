@@ -18,6 +18,7 @@ pub mod normalize;
 pub mod outbox;
 pub mod pipeline;
 pub mod reading;
+pub mod registry;
 pub mod rules;
 pub mod sink;
 pub mod source;

@@ -159,8 +159,17 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig { config } => {
-            Config::load(Some(&config))?;
-            println!("{}: ok", config.display());
+            let cfg = Config::load(Some(&config))?;
+            // The registry file is part of what must be right before a start.
+            let registry = gateway::registry::Registry::open(
+                &cfg.registry,
+                std::sync::Arc::new(gateway::metrics::Metrics::new()),
+            )?;
+            println!(
+                "{}: ok ({} registered devices)",
+                config.display(),
+                registry.snapshot().len()
+            );
             Ok(())
         }
         Command::Rules {
