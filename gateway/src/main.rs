@@ -224,7 +224,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cfg = Config::load(Some(&config))?;
             let store = gateway::clue::pool::open_store(&cfg)?;
-            let report = store.clues().verify_audit()?;
+            let report = gateway::clue::store::AuditLog::verify_audit(store.clues().as_ref())?;
             if report.ok {
                 println!("{report}");
                 Ok(())

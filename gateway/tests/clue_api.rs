@@ -458,7 +458,8 @@ fn a_clue_goes_through_its_lifecycle_over_http(store: &TestStore) -> Result<()> 
         .collect();
     let expect = [
         ("created", "pool"),
-        ("level_raised", "pool"), // the repeat came in at a higher level
+        // The repeat came at a worse level (medium -> high): recorded as a re-level.
+        ("level_raised", "pool"),
         ("claim", "ann#2"),
         ("comment", "ann#2"),
         ("resolve", "ann#2"),

@@ -14,7 +14,7 @@
 
 use super::{PgBlobs, PgStore, begin};
 use crate::clue::evidence::{BlobStore, EvidenceStore};
-use crate::clue::store::{ClueStore, SqliteStore, StoreError};
+use crate::clue::store::{AuditLog, SqliteStore, StoreError};
 use postgres::types::{ToSql, Type};
 use std::path::Path;
 use thiserror::Error;

@@ -38,7 +38,7 @@ mod blobs;
 pub mod migrate;
 mod schema;
 
-use super::audit::{self, AuditEntry, VerifyReport};
+use super::audit::{self, AuditAction, AuditEntry, VerifyReport};
 use super::auth::{Role, TokenRecord, TokenStore, TokenStoreError};
 use super::lifecycle::{self, Action, Status};
 use super::model::*;
@@ -46,10 +46,10 @@ use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
 use super::retention::{Expired, RetentionConfig, class_of};
 use super::signal::{ClueEvent, GeoPoint, Level, Subject};
 use super::store::{
-    AUDIT_COLS, CLUE_COLS, ClueStore, StatsRow, StoreError, TokenInfo, WARNING_COLS, act_detail,
-    change_detail, change_message, check_clue_rows, escalation_detail, escalation_due, history_of,
-    json_col, kind_matches, last_digests, state_of, stats_of, subject_key, warning_detail,
-    warning_message,
+    AUDIT_COLS, AuditLog, CLUE_COLS, ClueRecords, DeliveryQueue, OversightStore, RetentionStore,
+    StatsRow, StoreError, TokenInfo, WARNING_COLS, act_detail, change_detail, change_message,
+    check_clue_rows, escalation_detail, escalation_due, history_of, json_col, kind_matches,
+    last_digests, state_of, stats_of, subject_key, warning_detail, warning_message,
 };
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
@@ -281,11 +281,12 @@ fn append(
     chain: &mut Chain,
     at_ms: i64,
     actor: &str,
-    action: &str,
+    action: AuditAction,
     clue_id: Option<i64>,
     detail: &Value,
 ) -> Result<i64, StoreError> {
     let seq = chain.seq + 1;
+    let action = action.as_str();
     let hash = audit::entry_hash(&chain.hash, seq, at_ms, actor, action, clue_id, detail);
     let text = audit::canonical_json(detail);
     tx.execute_typed(
@@ -457,7 +458,7 @@ impl PgStore {
         chain: &mut Chain,
         at_ms: i64,
         actor: &str,
-        action: &str,
+        action: AuditAction,
         clue: Clue,
         detail: Value,
     ) -> Result<ClueChange, StoreError> {
@@ -465,7 +466,7 @@ impl PgStore {
         let seq = append(tx, chain, at_ms, actor, action, Some(clue.id), &detail)?;
         let change = ClueChange {
             event_id: seq,
-            event: action.to_string(),
+            event: action.as_str().to_string(),
             at_ms,
             actor: actor.to_string(),
             clue,
@@ -588,7 +589,7 @@ impl PgStore {
         let mut detail = json!({"occurrence_id": occ, "at_ms": ev.at_ms, "rule": ev.rule,
                                 "dedup_key": ev.dedup_key, "evidence_sha256": hashes});
         let action = match prev_level {
-            None => "created",
+            None => AuditAction::Created,
             Some(was) => {
                 let was = parse_level(&was).unwrap_or(ev.level);
                 if clue.level > was {
@@ -598,9 +599,9 @@ impl PgStore {
                         m.insert("from_kind".into(), json!(prev_kind));
                         m.insert("to_kind".into(), json!(clue.kind));
                     }
-                    "level_raised"
+                    AuditAction::LevelRaised
                 } else {
-                    "occurrence"
+                    AuditAction::Occurrence
                 }
             }
         };
@@ -651,7 +652,7 @@ impl PgStore {
                 &mut chain,
                 now_ms,
                 "cli",
-                "token_revoked",
+                AuditAction::TokenRevoked,
                 None,
                 &json!({"token_id": id}),
             )?;
@@ -717,7 +718,7 @@ impl Args {
     }
 }
 
-impl ClueStore for PgStore {
+impl ClueRecords for PgStore {
     fn ingest(
         &self,
         ev: &ClueEvent,
@@ -793,7 +794,7 @@ impl ClueStore for PgStore {
                 ],
             )?;
             (
-                "recovered",
+                AuditAction::Recovered,
                 json!({"at_ms": at_ms, "note": note, "from": clue.status, "to": "resolved",
                        "auto_resolved": true}),
                 row,
@@ -807,7 +808,7 @@ impl ClueStore for PgStore {
                 &[&clue.id, &at_ms, &note, &now_ms],
             )?;
             (
-                "cleared",
+                AuditAction::Cleared,
                 json!({"at_ms": at_ms, "note": note, "to_confirm": true}),
                 row,
             )
@@ -872,7 +873,7 @@ impl ClueStore for PgStore {
             &mut chain,
             now_ms,
             actor,
-            action.name(),
+            AuditAction::from(action),
             after,
             detail,
         )?;
@@ -911,7 +912,7 @@ impl ClueStore for PgStore {
                 &mut chain,
                 now_ms,
                 "pool",
-                "supervision",
+                AuditAction::Supervision,
                 clue,
                 escalation_detail(target, deadline, now_ms),
             )?);
@@ -1033,6 +1034,40 @@ impl ClueStore for PgStore {
             .collect()
     }
 
+    fn stats(&self, scope: Option<&[String]>, now_ms: i64) -> Result<Stats, StoreError> {
+        if scope.is_some_and(|s| s.is_empty()) {
+            return Ok(Stats::default());
+        }
+        let mut sql = "SELECT level, status, kind, department, created_ms, claimed_ms, \
+                       resolved_ms, escalation, open, deadline_ms FROM clues"
+            .to_string();
+        let mut a = Args::default();
+        if let Some(scope) = scope {
+            sql += &format!(" WHERE site = ANY({})", a.push(scope.to_vec()));
+        }
+        let mut c = self.conn()?;
+        let rows = c.query(&sql, &a.refs())?;
+        stats_of(
+            rows.iter().map(|r| {
+                Ok(StatsRow {
+                    level: r.try_get(0)?,
+                    status: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    department: r.try_get(3)?,
+                    created_ms: r.try_get(4)?,
+                    claimed_ms: r.try_get(5)?,
+                    resolved_ms: r.try_get(6)?,
+                    escalation: r.try_get(7)?,
+                    open: r.try_get(8)?,
+                    deadline_ms: r.try_get(9)?,
+                })
+            }),
+            now_ms,
+        )
+    }
+}
+
+impl AuditLog for PgStore {
     fn audit_of(&self, id: i64) -> Result<Vec<AuditEntry>, StoreError> {
         let mut c = self.conn()?;
         c.query(
@@ -1113,39 +1148,9 @@ impl ClueStore for PgStore {
                 .map(|r| clue_from_row(r).map_err(|e| e.to_string())),
         ))
     }
+}
 
-    fn stats(&self, scope: Option<&[String]>, now_ms: i64) -> Result<Stats, StoreError> {
-        if scope.is_some_and(|s| s.is_empty()) {
-            return Ok(Stats::default());
-        }
-        let mut sql = "SELECT level, status, kind, department, created_ms, claimed_ms, \
-                       resolved_ms, escalation, open, deadline_ms FROM clues"
-            .to_string();
-        let mut a = Args::default();
-        if let Some(scope) = scope {
-            sql += &format!(" WHERE site = ANY({})", a.push(scope.to_vec()));
-        }
-        let mut c = self.conn()?;
-        let rows = c.query(&sql, &a.refs())?;
-        stats_of(
-            rows.iter().map(|r| {
-                Ok(StatsRow {
-                    level: r.try_get(0)?,
-                    status: r.try_get(1)?,
-                    kind: r.try_get(2)?,
-                    department: r.try_get(3)?,
-                    created_ms: r.try_get(4)?,
-                    claimed_ms: r.try_get(5)?,
-                    resolved_ms: r.try_get(6)?,
-                    escalation: r.try_get(7)?,
-                    open: r.try_get(8)?,
-                    deadline_ms: r.try_get(9)?,
-                })
-            }),
-            now_ms,
-        )
-    }
-
+impl DeliveryQueue for PgStore {
     /// Leases up to `limit` undelivered rows of `channel` to this gateway (see the module doc).
     fn pending(&self, channel: &str, limit: u32) -> Result<Vec<Delivery>, StoreError> {
         let now = crate::clock::now_ms();
@@ -1202,7 +1207,9 @@ impl ClueStore for PgStore {
             &[&before_ms],
         )? as usize)
     }
+}
 
+impl OversightStore for PgStore {
     fn lead(&self, job: &str) -> Result<bool, StoreError> {
         PgStore::lead(self, job)
     }
@@ -1292,7 +1299,15 @@ impl ClueStore for PgStore {
             (p.lead, json!({"linked": p.linked, "reason": p.reason})),
         ] {
             let clue = read_clue(&mut tx, id, false)?.ok_or(StoreError::NotFound(id))?;
-            changes.push(self.record(&mut tx, &mut chain, now_ms, actor, "linked", clue, detail)?);
+            changes.push(self.record(
+                &mut tx,
+                &mut chain,
+                now_ms,
+                actor,
+                AuditAction::Linked,
+                clue,
+                detail,
+            )?);
         }
         commit(tx, &chain)?;
         Ok(changes)
@@ -1359,7 +1374,7 @@ impl ClueStore for PgStore {
                 &mut chain,
                 now_ms,
                 "oversight",
-                "oversight_warning",
+                AuditAction::OversightWarning,
                 None,
                 &warning_detail(f, level),
             )?;
@@ -1406,7 +1421,9 @@ impl ClueStore for PgStore {
         )?
         .try_get(0)?)
     }
+}
 
+impl RetentionStore for PgStore {
     fn record_original_access(
         &self,
         clue_id: i64,
@@ -1422,7 +1439,7 @@ impl ClueStore for PgStore {
             &mut chain,
             now_ms,
             actor,
-            "evidence_original_access",
+            AuditAction::EvidenceOriginalAccess,
             Some(clue_id),
             &json!({"sha256": sha256, "role": role}),
         )?;
@@ -1502,7 +1519,7 @@ impl ClueStore for PgStore {
                 &mut chain,
                 now_ms,
                 "retention",
-                "evidence_purged",
+                AuditAction::EvidencePurged,
                 Some(e.clue_id),
                 &json!({"evidence_id": e.evidence_id, "sha256": e.sha256, "kind": e.kind,
                         "class": e.class, "reason": reason, "retention_s": retention_s,
@@ -1588,7 +1605,7 @@ impl TokenStore for PgStore {
             &mut chain,
             now_ms,
             "cli",
-            "token_created",
+            AuditAction::TokenCreated,
             None,
             &json!({"token_id": id, "role": role, "sites": sites, "name": name}),
         )

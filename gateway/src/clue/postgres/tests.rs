@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::clue::auth::{create_token, token_hash};
-use crate::clue::store::CHANNEL_MQTT;
+use crate::clue::store::{CHANNEL_MQTT, TokenStore};
 use std::sync::Barrier;
 
 fn server() -> (e2e::Postgres, String) {

@@ -1,0 +1,500 @@
+//! Clue storage behind small traits, one per concern, so a shared PostgreSQL can stand beside
+//! the per-instance SQLite.
+//!
+//! | trait             | concern                                                        |
+//! |-------------------|----------------------------------------------------------------|
+//! | [`ClueRecords`]   | dedup intake, lifecycle actions, escalation, reading clues     |
+//! | [`AuditLog`]      | reading and verifying the hash chain                           |
+//! | [`DeliveryQueue`] | the transactional outbox toward the central platform           |
+//! | [`OversightStore`]| supervision history, duplicate-act links, warnings              |
+//! | [`RetentionStore`]| evidence retention, purges, audited access to originals        |
+//! | [`TokenStore`]    | API tokens (declared in `auth`)                                 |
+//!
+//! [`ClueStore`] is all of them together: what the pool holds. A consumer that needs one
+//! concern takes that trait (`publish` takes a [`DeliveryQueue`], `retention` a
+//! [`RetentionStore`]); an `Arc<dyn ClueStore>` coerces to any of them.
+//!
+//! The contract every backend keeps: each change of a clue happens in one transaction
+//! together with its audit entry and its delivery rows, so the log, the clue and what the
+//! platform is told can never disagree, even across a crash. The pure parts of that contract
+//! (the clue digest the audit records, the subject key history is kept by, the level raised
+//! by repetition, the reviewer's hint, the stats medians) live here so backends share them.
+//! Calls are blocking: async callers use `spawn_blocking` (see `pool.rs`).
+//!
+//! [`SqliteStore`] (in `sqlite/`) keeps everything in `{storage.dir}/clues.sqlite`.
+
+mod sqlite;
+
+pub use sqlite::{SqliteStore, TokenInfo};
+
+use super::audit::{self, AuditEntry, Broken, VerifyReport};
+pub use super::auth::TokenStore;
+use super::lifecycle::{Action, LifecycleError, State};
+use super::model::*;
+use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
+use super::retention::{Expired, RetentionConfig};
+use super::signal::{ClueEvent, Level, Subject};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("clue {0} not found")]
+    NotFound(i64),
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("clue database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("clue database: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("clue database connection pool: {0}")]
+    Pool(String),
+    #[error("clue database holds bad data: {0}")]
+    Corrupt(String),
+}
+
+/// The delivery channels a change is queued for.
+pub const CHANNEL_MQTT: &str = "mqtt";
+pub const CHANNEL_WEBHOOK: &str = "webhook";
+
+/// Clues themselves: intake with dedup, lifecycle, escalation, and reads.
+pub trait ClueRecords: Send + Sync {
+    /// Dedup: attaches to the open clue with the same key or opens a new one with
+    /// `deadline_ms`. Records the occurrence, its evidence and the audit entry.
+    fn ingest(
+        &self,
+        ev: &ClueEvent,
+        evidence: &[NewEvidence],
+        deadline_ms: i64,
+        now_ms: i64,
+    ) -> Result<ClueChange, StoreError>;
+    /// [`ClueRecords::ingest`] for many events in one transaction (each isolated by a
+    /// savepoint: one bad event does not undo the others). Results are in input order.
+    fn ingest_batch(
+        &self,
+        items: &[(ClueEvent, Vec<NewEvidence>, i64)],
+        now_ms: i64,
+    ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError>;
+    /// Records a clearance on the open clue of `dedup_key` (none: nothing to record).
+    fn clear(
+        &self,
+        dedup_key: &str,
+        at_ms: i64,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<Option<ClueChange>, StoreError>;
+    /// Records a fault's recovery on its open clue: a clue whose kind is one of
+    /// `resolve_kinds` (see [`kind_matches`]) is resolved (actor `pool`, event `recovered`),
+    /// any other only marked (event `cleared`: recovered, to be confirmed by a person).
+    /// A store that cannot resolve by itself only marks it.
+    fn recover(
+        &self,
+        dedup_key: &str,
+        at_ms: i64,
+        note: &str,
+        resolve_kinds: &[String],
+        now_ms: i64,
+    ) -> Result<Option<ClueChange>, StoreError> {
+        let _ = resolve_kinds;
+        self.clear(dedup_key, at_ms, note, now_ms)
+    }
+    /// Applies a lifecycle action; refused transitions change nothing.
+    fn act(
+        &self,
+        id: i64,
+        action: &Action,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<ClueChange, StoreError>;
+    /// Marks open clues past their deadline yellow, and red `red_after_ms` later.
+    fn escalate(&self, now_ms: i64, red_after_ms: i64) -> Result<Vec<ClueChange>, StoreError>;
+    fn get(&self, id: i64) -> Result<Option<ClueDetail>, StoreError>;
+    fn list(&self, q: &ClueQuery) -> Result<Vec<Clue>, StoreError>;
+    fn stats(&self, scope: Option<&[String]>, now_ms: i64) -> Result<Stats, StoreError>;
+}
+
+/// The append-only hash chain (entries are written by the other concerns, inside their
+/// transactions).
+pub trait AuditLog: Send + Sync {
+    fn audit_of(&self, id: i64) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Audit entries in `[from_ms, to_ms)`; with a scope, only entries about clues of those
+    /// sites (entries about no clue, such as token creation, are admin-only).
+    fn audit_range(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        scope: Option<&[String]>,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Checks the whole chain and that every clue row matches its last audit entry.
+    fn verify_audit(&self) -> Result<VerifyReport, StoreError>;
+}
+
+/// The transactional outbox: rows queued with each change, delivered by `publish`.
+pub trait DeliveryQueue: Send + Sync {
+    /// Queued deliveries of `channel`, oldest first.
+    fn pending(&self, channel: &str, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+    fn delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError>;
+    fn attempt_failed(&self, id: i64) -> Result<(), StoreError>;
+    /// Forgets deliveries acknowledged before `before_ms`.
+    fn purge_delivered(&self, before_ms: i64) -> Result<usize, StoreError>;
+}
+
+/// What the supervision models read and write.
+pub trait OversightStore: Send + Sync {
+    /// Clues changed since `since_ms` (and the clues they are linked with), each with its audit
+    /// entries, for the supervision models.
+    fn oversight_history(&self, since_ms: i64) -> Result<Vec<ClueRecord>, StoreError>;
+    /// Links `p.linked` to the case led by `p.lead` (audited on both clues); returns the two
+    /// `linked` changes, none when either clue was already linked.
+    fn link(
+        &self,
+        p: &LinkProposal,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Vec<ClueChange>, StoreError>;
+    /// Stores findings as warnings: new ones are inserted, known ones updated and raised (a
+    /// warning never goes from red back to yellow). Returns the warnings new or raised now.
+    fn raise_warnings(&self, found: &[Finding], now_ms: i64) -> Result<Vec<Warning>, StoreError>;
+    /// Warnings of the scope's sites (warnings about no site, e.g. an officer's outcomes, are
+    /// for every supervisor), newest first.
+    fn warnings(&self, scope: Option<&[String]>, limit: u32) -> Result<Vec<Warning>, StoreError>;
+    /// Earlier clues of the same kind about the same subject opened after `since_ms`.
+    fn prior_clues_since(&self, id: i64, since_ms: i64) -> Result<i64, StoreError>;
+    /// Whether this gateway should run `job` (`oversight`, `retention`) now. Several
+    /// gateways on one shared store elect one leader per job; a store of its own (SQLite)
+    /// always leads.
+    fn lead(&self, job: &str) -> Result<bool, StoreError> {
+        let _ = job;
+        Ok(true)
+    }
+}
+
+/// Evidence retention and privacy: what expires, its audited purge, audited originals.
+pub trait RetentionStore: Send + Sync {
+    /// Audits that `actor` received the original of evidence `sha256` of clue `clue_id`.
+    fn record_original_access(
+        &self,
+        clue_id: i64,
+        sha256: &str,
+        actor: &str,
+        role: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Live evidence rows past their class's retention (at most `limit`).
+    fn expired_evidence(
+        &self,
+        now_ms: i64,
+        cfg: &RetentionConfig,
+        limit: u32,
+    ) -> Result<Vec<Expired>, StoreError>;
+    /// Marks `e` purged and audits it (one transaction); false when it already was.
+    fn purge_evidence(
+        &self,
+        e: &Expired,
+        reason: &str,
+        retention_s: u64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Hashes of evidence files that no live row cites any more (to delete from disk).
+    fn unreferenced_files(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// Every concern of one backend: what the pool holds.
+pub trait ClueStore:
+    ClueRecords + AuditLog + DeliveryQueue + OversightStore + RetentionStore + TokenStore
+{
+}
+
+impl<T> ClueStore for T where
+    T: ClueRecords + AuditLog + DeliveryQueue + OversightStore + RetentionStore + TokenStore
+{
+}
+
+/// The clue row's columns in the order every backend's row reader expects.
+pub(crate) const CLUE_COLS: &str = "id, rule, kind, level, status, site, device, plate, lat, lon, \
+     dedup_key, title, detail, department, assignee, resolution, first_seen_ms, last_seen_ms, \
+     occurrences, created_ms, updated_ms, deadline_ms, escalation, claimed_ms, resolved_ms, \
+     closed_ms, cleared_ms, cleared_note";
+
+pub(crate) const AUDIT_COLS: &str = "seq, at_ms, actor, action, clue_id, detail, prev_hash, hash";
+
+pub(crate) const WARNING_COLS: &str =
+    "id, model, level, key, site, clue_id, concerns, message, detail, first_ms, updated_ms";
+
+/// A JSON text column (a plain string when it is not JSON).
+pub(crate) fn json_col(s: String) -> Value {
+    serde_json::from_str(&s).unwrap_or(Value::String(s))
+}
+
+/// The audit detail of a clue change: what the caller says plus the clue's new digest, status
+/// and level (what verify later compares the row with).
+pub(crate) fn change_detail(clue: &Clue, mut detail: Value) -> Value {
+    if let Value::Object(m) = &mut detail {
+        m.insert("clue_sha256".into(), Value::String(clue_digest(clue)));
+        m.insert("status".into(), json!(clue.status));
+        m.insert("level".into(), json!(clue.level));
+    }
+    detail
+}
+
+/// Topic and JSON body under which a clue change is delivered to the central platform.
+pub(crate) fn change_message(change: &ClueChange) -> Result<(String, String), StoreError> {
+    let payload = serde_json::to_string(change)
+        .map_err(|e| StoreError::Corrupt(format!("encoding change: {e}")))?;
+    let topic = format!(
+        "clues/v1/{}/{}",
+        change.clue.subject.site,
+        change.clue.level.as_str()
+    );
+    Ok((topic, payload))
+}
+
+/// Topic and JSON body of a new or raised oversight warning (audit entry `seq`), for the
+/// platform's supervisors: `oversight/v1/{site|all}/{level}`.
+pub(crate) fn warning_message(
+    w: &Warning,
+    seq: i64,
+    now_ms: i64,
+) -> Result<(String, String), StoreError> {
+    let payload = serde_json::to_string(&json!({
+        "event_id": seq, "event": "oversight_warning", "at_ms": now_ms, "warning": w,
+    }))
+    .map_err(|e| StoreError::Corrupt(format!("encoding warning: {e}")))?;
+    let topic = format!(
+        "oversight/v1/{}/{}",
+        w.finding.site.as_deref().unwrap_or("all"),
+        w.finding.level.as_str()
+    );
+    Ok((topic, payload))
+}
+
+/// The audit detail of a warning that is new or raised (no clue id on the entry: clue trails
+/// are visible to the officers concerned, warnings are not).
+pub(crate) fn warning_detail(f: &Finding, level: Escalation) -> Value {
+    json!({"key": f.key, "model": f.model, "level": level, "clue": f.clue_id, "site": f.site})
+}
+
+/// The lifecycle state of a clue row.
+pub(crate) fn state_of(clue: &Clue) -> State {
+    State {
+        status: clue.status,
+        assignee: clue.assignee.clone(),
+        department: clue.department.clone(),
+        claimed_ms: clue.claimed_ms,
+        resolved_ms: clue.resolved_ms,
+        closed_ms: clue.closed_ms,
+        resolution: clue.resolution.clone(),
+    }
+}
+
+/// The audit detail of a lifecycle action from `before` to `next`.
+pub(crate) fn act_detail(action: &Action, before: &State, next: &State) -> Value {
+    let mut detail = serde_json::to_value(action).unwrap_or(json!({}));
+    if let Value::Object(m) = &mut detail {
+        m.insert("from".into(), json!(before.status));
+        m.insert("to".into(), json!(next.status));
+        if next.department != before.department {
+            // Lets oversight see a clue handed back to where it came from.
+            m.insert("from_department".into(), json!(before.department));
+        }
+    }
+    detail
+}
+
+/// The escalation an open clue past `deadline_ms` should have now (yellow, or red
+/// `red_after_ms` later), when that is above `current`.
+pub(crate) fn escalation_due(
+    current: &str,
+    deadline_ms: i64,
+    now_ms: i64,
+    red_after_ms: i64,
+) -> Option<Escalation> {
+    let target = if now_ms > deadline_ms.saturating_add(red_after_ms) {
+        Escalation::Red
+    } else {
+        Escalation::Yellow
+    };
+    (Escalation::parse(current).unwrap_or(Escalation::None) < target).then_some(target)
+}
+
+/// The audit detail of an escalation.
+pub(crate) fn escalation_detail(target: Escalation, deadline_ms: i64, now_ms: i64) -> Value {
+    json!({"escalation": target, "deadline_ms": deadline_ms,
+           "overdue_s": (now_ms - deadline_ms) / 1000})
+}
+
+/// One clue row as the statistics read it.
+pub(crate) struct StatsRow {
+    pub level: String,
+    pub status: String,
+    pub kind: String,
+    pub department: Option<String>,
+    pub created_ms: i64,
+    pub claimed_ms: Option<i64>,
+    pub resolved_ms: Option<i64>,
+    pub escalation: String,
+    pub open: bool,
+    pub deadline_ms: i64,
+}
+
+/// Folds clue rows into [`Stats`].
+pub(crate) fn stats_of(
+    rows: impl Iterator<Item = Result<StatsRow, StoreError>>,
+    now_ms: i64,
+) -> Result<Stats, StoreError> {
+    let mut s = Stats::default();
+    let (mut claim, mut resolve) = (Vec::new(), Vec::new());
+    let mut disposed = 0u64;
+    for r in rows {
+        let r = r?;
+        s.total += 1;
+        *s.by_level.entry(r.level).or_default() += 1;
+        *s.by_kind.entry(r.kind).or_default() += 1;
+        *s.by_department
+            .entry(r.department.unwrap_or_else(|| "(none)".into()))
+            .or_default() += 1;
+        if !r.open {
+            disposed += 1;
+        } else if r.deadline_ms < now_ms {
+            match r.escalation.as_str() {
+                "red" => s.overdue_red += 1,
+                _ => s.overdue_yellow += 1,
+            }
+        }
+        *s.by_status.entry(r.status).or_default() += 1;
+        if let Some(c) = r.claimed_ms {
+            claim.push(c - r.created_ms);
+        }
+        if let Some(x) = r.resolved_ms {
+            resolve.push(x - r.created_ms);
+        }
+    }
+    s.disposal_rate = if s.total == 0 {
+        0.0
+    } else {
+        disposed as f64 / s.total as f64
+    };
+    s.median_time_to_claim_s = median_s(claim);
+    s.median_time_to_resolve_s = median_s(resolve);
+    Ok(s)
+}
+
+/// The last clue digest each clue's audit trail records (clue id -> (seq, digest)).
+pub(crate) fn last_digests(entries: &[AuditEntry]) -> BTreeMap<i64, (i64, String)> {
+    let mut last = BTreeMap::new();
+    for e in entries {
+        if let (Some(c), Some(d)) = (e.clue_id, e.detail.get("clue_sha256")) {
+            last.insert(c, (e.seq, d.as_str().unwrap_or("").to_string()));
+        }
+    }
+    last
+}
+
+/// Verify's second half: with the chain intact (`report.ok`), every clue row must be what its
+/// last audit entry says it became.
+pub(crate) fn check_clue_rows(
+    report: VerifyReport,
+    last_digest: &BTreeMap<i64, (i64, String)>,
+    clues: impl Iterator<Item = Result<Clue, String>>,
+) -> VerifyReport {
+    let broken = |seq, what| VerifyReport {
+        ok: false,
+        entries: report.entries,
+        broken: Some(Broken { seq, what }),
+    };
+    for c in clues {
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => return broken(0, format!("a clue row is unreadable: {e}")),
+        };
+        match last_digest.get(&c.id) {
+            None => return broken(0, format!("clue {} has no audit entry", c.id)),
+            Some((seq, d)) if *d != clue_digest(&c) => {
+                return broken(
+                    *seq,
+                    format!(
+                        "clue {} was changed outside the gateway (row differs from this entry)",
+                        c.id
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    report
+}
+
+/// Whether `kind` is named by one of `patterns` (exact, or a prefix with a trailing `*`).
+pub fn kind_matches(patterns: &[String], kind: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => p == kind,
+    })
+}
+
+/// Hash of a clue row as the audit log records it after each change.
+pub(crate) fn clue_digest(c: &Clue) -> String {
+    let v = serde_json::to_value(c).unwrap_or(Value::Null);
+    audit::sha256_hex(&[audit::canonical_json(&v).as_bytes()])
+}
+
+/// Who, at what level of subject detail: history is kept per site/device/plate.
+pub(crate) fn subject_key(s: &Subject) -> String {
+    format!(
+        "{}/{}/{}",
+        s.site,
+        s.device.as_deref().unwrap_or(""),
+        s.plate.as_deref().unwrap_or("")
+    )
+}
+
+/// The level of an open clue after one more occurrence of `ev_level`: repetition never lowers
+/// it, and from `raise_after` occurrences on (0: never) it is one above the rule's level.
+pub(crate) fn level_after_repeat(
+    stored: Level,
+    ev_level: Level,
+    occurrences: i64,
+    raise_after: i64,
+) -> Level {
+    let mut level = stored.max(ev_level);
+    if raise_after > 0 && occurrences + 1 >= raise_after {
+        level = level.max(match ev_level {
+            Level::Low => Level::Medium,
+            Level::Medium | Level::High => Level::High,
+        });
+    }
+    level
+}
+
+/// The reviewer's leniency hint from the subject's record.
+pub(crate) fn history_of(prior: i64, first_seen_ms: Option<i64>, occurrences: i64) -> History {
+    let hint = match (prior, occurrences) {
+        (0, 1) => "first violation on record for this subject".to_string(),
+        (0, n) => format!("first clue for this subject; seen {n} times"),
+        (p, _) => format!("repeated: {p} earlier clue(s) of this kind for this subject"),
+    };
+    History {
+        prior_clues: prior,
+        first_seen_ms,
+        first_violation: prior == 0,
+        hint,
+    }
+}
+
+/// Median of millisecond durations, in seconds.
+pub(crate) fn median_s(mut v: Vec<i64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let n = v.len();
+    let m = if n % 2 == 1 {
+        v[n / 2] as f64
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
+    };
+    Some(m / 1000.0)
+}
