@@ -320,7 +320,7 @@ fn restore_rules(cfg: &Config, path: &std::path::Path) -> anyhow::Result<crate::
     match crate::rules::Engine::restore(rules, &cfg.rules_settings, snap) {
         Ok(engine) => {
             info!(path = %path.display(), "rule state restored");
-            Ok(engine)
+            Ok(engine.with_traps(crate::install::TrapInstalls::new(&cfg.traps)))
         }
         Err(crate::rules::snapshot::SnapshotError::NewRules(e)) => {
             Err(anyhow::Error::new(e).context("building the rules"))

@@ -48,6 +48,9 @@ pub struct Config {
     pub rules: Vec<crate::rules::RuleConfig>,
     /// Rules engine switches and the sites' calendars (local time, night, business hours).
     pub rules_settings: crate::rules::RulesSettings,
+    /// Grease-trap geometry per device (`[[traps]]`): turns any level, distance, fill or
+    /// volume sensor into the level, fill % and volume the grease rules read.
+    pub traps: Vec<crate::install::TrapInstall>,
     /// Camera health thresholds and timings, per-camera overrides.
     pub cameras: crate::camera::CamerasConfig,
     /// No-parking zones per camera (`[[parking.cameras]]`), enforced on uploaded frames.
@@ -515,6 +518,7 @@ impl Config {
         self.modbus.validate()?;
         self.clues.validate()?;
         crate::rules::config::validate(&self.rules, &self.rules_settings)?;
+        crate::install::trap::validate(&self.traps)?;
         self.registry.validate()?;
         for (i, map) in self.mappings.iter().enumerate() {
             validate_mapping(&format!("mappings[{i}]"), map)?;
@@ -643,6 +647,7 @@ mod tests {
         let c = Config::from_toml(text).unwrap();
         assert_eq!(c.mappings.len(), 7);
         assert!(c.influx.is_some());
+        assert_eq!(c.traps.len(), 1, "the trap installation example");
         assert!(c.registry.file.is_some());
         // Presets and codecs are filled in: ChirpStack's topic, TTS's decoded payload root.
         let cs = &c.mappings[2];

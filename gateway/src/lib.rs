@@ -13,6 +13,7 @@ pub mod demo;
 pub mod devices;
 pub mod drone;
 pub mod history;
+pub mod install;
 pub mod metrics;
 pub mod normalize;
 pub mod outbox;

@@ -455,14 +455,27 @@ fn masked_plate(plate: &str) -> String {
         .collect()
 }
 
-/// Hides the plate of a clue wherever it is written (subject, title, key).
+/// Hides the plate of a clue wherever it is written (subject, titles, key).
 fn mask_plate_of(c: &mut super::model::Clue) {
     if let Some(plate) = c.subject.plate.clone().filter(|p| !p.is_empty()) {
         let m = masked_plate(&plate);
         c.title = c.title.replace(&plate, &m);
+        if let Some(text) = c.detail.get_mut("text") {
+            let masked = text.to_string().replace(&plate, &m);
+            if let Ok(v) = serde_json::from_str(&masked) {
+                *text = v;
+            }
+        }
         c.dedup_key = c.dedup_key.replace(&plate, &m);
         c.subject.plate = Some(m);
     }
+}
+
+/// The clue's title rendered in `lang` (see `clue::text`), or its own title.
+fn rendered(c: &super::model::Clue, lang: &str) -> String {
+    c.detail["text"][lang]["title"]
+        .as_str()
+        .map_or_else(|| c.title.clone(), str::to_string)
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -519,6 +532,8 @@ async fn export_clues(
                 opt(&c.claimed_ms),
                 opt(&c.resolved_ms),
                 opt(&c.closed_ms),
+                rendered(c, "zh"),
+                rendered(c, "en"),
             ]
         })
         .collect();
@@ -545,6 +560,8 @@ async fn export_clues(
             "claimed_ms",
             "resolved_ms",
             "closed_ms",
+            "title_zh",
+            "title_en",
         ],
         rows,
         "clues",
