@@ -11,6 +11,7 @@
 //! - `evidence`: content-addressed evidence files.
 //! - `store`: small storage traits per concern (clues, audit, delivery, oversight, retention,
 //!   tokens) and their SQLite implementation.
+//!   `postgres`: the same traits on a PostgreSQL that several gateways share.
 //! - `pool`: the async service (intake, escalation tick, change broadcast).
 //! - `publish`: delivery to the central platform (MQTT, webhook).
 //! - `auth`: tokens, roles, site scopes and the axum extractor.
@@ -34,6 +35,7 @@ pub mod oversight;
 pub mod oversight_api;
 pub mod owner;
 pub mod pool;
+pub mod postgres;
 pub mod privacy;
 pub mod publish;
 pub mod retention;
