@@ -140,6 +140,21 @@ pub trait ClueStore: Send + Sync {
         role: &str,
         now_ms: i64,
     ) -> Result<(), StoreError>;
+    /// Audits that `actor` is being given an unmasked camera frame (`latest.jpg`), which
+    /// belongs to no clue. A store that cannot audit it refuses, and so the original.
+    fn record_frame_access(
+        &self,
+        site: &str,
+        camera: &str,
+        actor: &str,
+        role: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let _ = (site, camera, actor, role, now_ms);
+        Err(StoreError::Conflict(
+            "this clue store cannot audit frame access".into(),
+        ))
+    }
     /// Live evidence rows past their class's retention (at most `limit`).
     fn expired_evidence(
         &self,
@@ -1487,6 +1502,28 @@ impl ClueStore for SqliteStore {
             "evidence_original_access",
             Some(clue_id),
             &json!({"sha256": sha256, "role": role}),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn record_frame_access(
+        &self,
+        site: &str,
+        camera: &str,
+        actor: &str,
+        role: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        append_audit(
+            &tx,
+            now_ms,
+            actor,
+            "frame_original_access",
+            None,
+            &json!({"site": site, "camera": camera, "role": role}),
         )?;
         tx.commit()?;
         Ok(())
