@@ -419,11 +419,18 @@ mod tests {
         let mut n = Normalizer::default();
         let mut batch = vec![intake("a", 1, 10, 1), intake("b", 1, 10_000, 2)];
         let acks = p.process(&mut n, &mut batch).await;
-        assert_eq!(acked(&acks), vec![1, 2], "the small one is durable, the big one kept");
+        assert_eq!(
+            acked(&acks),
+            vec![1, 2],
+            "the small one is durable, the big one kept"
+        );
         assert_eq!(metrics.intake_dead_lettered_total.get(), 1);
         let kept = std::fs::read_to_string(dir.path().join(DEAD_LETTER_FILE)).expect("file");
         assert_eq!(kept.lines().count(), 1);
-        assert!(kept.contains("xxxxxxxxxx"), "the records themselves are kept");
+        assert!(
+            kept.contains("xxxxxxxxxx"),
+            "the records themselves are kept"
+        );
         assert_eq!(p.outbox.as_ref().map(|o| o.stats().records), Some(1));
     }
 

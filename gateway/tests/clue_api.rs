@@ -449,7 +449,8 @@ fn a_clue_goes_through_its_lifecycle_over_http() -> Result<()> {
         .collect();
     let expect = [
         ("created", "pool"),
-        ("occurrence", "pool"),
+        // The repeat came at a worse level (medium -> high): recorded as a re-level.
+        ("level_raised", "pool"),
         ("claim", "ann#2"),
         ("comment", "ann#2"),
         ("resolve", "ann#2"),

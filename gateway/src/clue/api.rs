@@ -384,34 +384,35 @@ async fn stream(
     let masked = !pool.config().privacy.sees_originals(p.role);
     let rx = pool.subscribe();
     let closing = pool.closing();
-    let s = futures_util::stream::unfold((rx, p, closing), move |(mut rx, p, closing)| async move {
-        loop {
-            let got = tokio::select! {
-                _ = closing.cancelled() => return None,
-                r = rx.recv() => r,
-            };
-            match got {
-                Ok(change) if p.sees(&change.clue.subject.site) => {
-                    let mut data = serde_json::to_value(&change).unwrap_or_default();
-                    if masked {
-                        super::privacy::mask_plates(&mut data, &[]);
+    let s =
+        futures_util::stream::unfold((rx, p, closing), move |(mut rx, p, closing)| async move {
+            loop {
+                let got = tokio::select! {
+                    _ = closing.cancelled() => return None,
+                    r = rx.recv() => r,
+                };
+                match got {
+                    Ok(change) if p.sees(&change.clue.subject.site) => {
+                        let mut data = serde_json::to_value(&change).unwrap_or_default();
+                        if masked {
+                            super::privacy::mask_plates(&mut data, &[]);
+                        }
+                        let ev = Event::default()
+                            .event("clue")
+                            .id(change.event_id.to_string())
+                            .json_data(&data)
+                            .unwrap_or_else(|_| Event::default().event("error"));
+                        return Some((Ok(ev), (rx, p, closing)));
                     }
-                    let ev = Event::default()
-                        .event("clue")
-                        .id(change.event_id.to_string())
-                        .json_data(&data)
-                        .unwrap_or_else(|_| Event::default().event("error"));
-                    return Some((Ok(ev), (rx, p, closing)));
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(n)) => {
+                        let ev = Event::default().event("lagged").data(n.to_string());
+                        return Some((Ok(ev), (rx, p, closing)));
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
-                Ok(_) => continue,
-                Err(RecvError::Lagged(n)) => {
-                    let ev = Event::default().event("lagged").data(n.to_string());
-                    return Some((Ok(ev), (rx, p, closing)));
-                }
-                Err(RecvError::Closed) => return None,
             }
-        }
-    });
+        });
     Ok(Sse::new(s).keep_alive(KeepAlive::default()))
 }
 
@@ -466,7 +467,9 @@ impl ExportParams {
     }
 
     fn limit(&self) -> usize {
-        self.limit.unwrap_or(EXPORT_MAX_ROWS).clamp(1, EXPORT_MAX_ROWS)
+        self.limit
+            .unwrap_or(EXPORT_MAX_ROWS)
+            .clamp(1, EXPORT_MAX_ROWS)
     }
 }
 

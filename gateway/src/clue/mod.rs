@@ -7,7 +7,8 @@
 //! - `lifecycle`: the pure state machine (statuses, actions, transitions).
 //! - `audit`: the hash chain and its verification.
 //! - `evidence`: content-addressed evidence files.
-//! - `store`: the `ClueStore` trait and its SQLite implementation (dedup, audit, outbox).
+//! - `store`: small storage traits per concern (clues, audit, delivery, oversight, retention,
+//!   tokens) and their SQLite implementation.
 //! - `pool`: the async service (intake, escalation tick, change broadcast).
 //! - `publish`: delivery to the central platform (MQTT, webhook).
 //! - `auth`: tokens, roles, site scopes and the axum extractor.
