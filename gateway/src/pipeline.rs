@@ -13,6 +13,7 @@
 //! - neither (the append task died, or the dead-letter write failed): not acknowledged, counted
 //!   in `intake_not_acked_total{reason}`, and left out of the rules (the broker redelivers it
 //!   on the next session, and it is processed then).
+//!
 //! A batch too large as a whole is split into its messages first, so one oversized message
 //! never costs its neighbours their acknowledgement.
 
