@@ -353,6 +353,7 @@ mod tests {
                 "owner_response",
                 "oversight_warning",
                 "evidence_original_access",
+                "frame_original_access",
                 "evidence_purged",
                 "token_created",
                 "token_revoked",
