@@ -509,6 +509,13 @@ fn csv_response(header: &[&str], rows: Vec<Vec<String>>, name: &str) -> Response
         .into_response()
 }
 
+/// The clue's title rendered in `lang` (see `clue::text`), or its own title.
+fn rendered(c: &super::model::Clue, lang: &str) -> String {
+    c.detail["text"][lang]["title"]
+        .as_str()
+        .map_or_else(|| c.title.clone(), str::to_string)
+}
+
 fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(|x| x.to_string()).unwrap_or_default()
 }
@@ -568,6 +575,8 @@ async fn export_clues(
                 opt(&c.claimed_ms),
                 opt(&c.resolved_ms),
                 opt(&c.closed_ms),
+                rendered(c, "zh"),
+                rendered(c, "en"),
             ]
         })
         .collect();
@@ -594,6 +603,8 @@ async fn export_clues(
             "claimed_ms",
             "resolved_ms",
             "closed_ms",
+            "title_zh",
+            "title_en",
         ],
         rows,
         "clues",

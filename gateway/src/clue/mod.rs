@@ -18,6 +18,7 @@
 //! - `owner`: owner notification and answers, first-violation leniency advice.
 //! - `privacy`: masking of plates and people in evidence images for lesser roles.
 //! - `retention`: the evidence purge job (the purge is audited, not the content).
+//! - `text`: clue titles rendered from kind and figures in Chinese and English.
 
 pub mod api;
 pub mod audit;
@@ -36,5 +37,6 @@ pub mod publish;
 pub mod retention;
 pub mod signal;
 pub mod store;
+pub mod text;
 
 pub use pool::{PoolHandle, start_pool};
