@@ -37,6 +37,8 @@ pub struct Gateway {
     rules_reload: tokio::sync::watch::Sender<Option<RulesUpdate>>,
     /// The configuration running now, to report what a reload cannot change.
     running: Config,
+    /// The device registry (its file is re-read on SIGHUP too).
+    pub registry: Arc<crate::registry::Registry>,
 }
 
 impl Gateway {
@@ -53,6 +55,17 @@ impl Gateway {
         let delivery_cancel = CancellationToken::new();
         let failed = CancellationToken::new();
         let mut tasks = Vec::new();
+        let registry = Arc::new(
+            crate::registry::Registry::open(&cfg.registry, metrics.clone())
+                .context("loading the device registry")?,
+        );
+        metrics
+            .registry_devices
+            .set(registry.snapshot().len() as i64);
+        tasks.push(tokio::spawn(crate::registry::watch(
+            registry.clone(),
+            delivery_cancel.clone(),
+        )));
 
         let outbox = match &cfg.influx {
             Some(influx) => {
@@ -131,7 +144,7 @@ impl Gateway {
                 cfg.mqtt.clone(),
                 client.clone(),
                 eventloop,
-                Arc::new(Decoder::new(&cfg)),
+                Arc::new(Decoder::new(&cfg).with_registry(registry.clone())),
                 tx,
                 metrics.clone(),
                 intake_cancel.clone(),
@@ -202,6 +215,7 @@ impl Gateway {
             tasks,
             rules_reload,
             running: cfg,
+            registry,
         })
     }
 
@@ -306,7 +320,7 @@ fn restore_rules(cfg: &Config, path: &std::path::Path) -> anyhow::Result<crate::
     match crate::rules::Engine::restore(rules, &cfg.rules_settings, snap) {
         Ok(engine) => {
             info!(path = %path.display(), "rule state restored");
-            Ok(engine)
+            Ok(engine.with_traps(crate::install::TrapInstalls::new(&cfg.traps)))
         }
         Err(crate::rules::snapshot::SnapshotError::NewRules(e)) => {
             Err(anyhow::Error::new(e).context("building the rules"))
@@ -415,6 +429,12 @@ impl Gateway {
     /// SIGHUP: load the file again (with the same `GATEWAY_*` overrides) and reload. Any error
     /// is logged with the bad key and the running configuration stays.
     fn reload_from(&self, path: Option<&std::path::Path>) {
+        match self.registry.reload() {
+            Ok(n) => info!(devices = n, "device registry reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "device registry file refused; keeping the running registry")
+            }
+        }
         let outcome = Config::load(path)
             .map_err(|e| e.to_string())
             .and_then(|next| self.reload(&next).map_err(|e| e.to_string()));

@@ -149,6 +149,14 @@ async fn simulate(port: u16, restaurants: u32, manholes: u32, cancel: Cancellati
         cameras: restaurants,
         speed: 60.0,
         start_ms: Some(crate::clock::now_ms() - DEMO_HISTORY_MS),
+        // A licensed pump-out is legitimate because the crew registers it
+        // (`POST /api/v1/pumpouts`); the simulator has no crew to do that, so its traps are
+        // not pumped out at random: an unregistered pump-out would be a false "illegal
+        // discharge" clue. Night-time dumping stays (the violation the demo shows).
+        restaurant: firmware::sim::RestaurantParams {
+            pumpout_every_days: 0.0,
+            ..Default::default()
+        },
         ..Default::default()
     };
     match firmware::sim::run_fleet(cfg, cancel).await {

@@ -139,8 +139,17 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig { config } => {
-            Config::load(Some(&config))?;
-            println!("{}: ok", config.display());
+            let cfg = Config::load(Some(&config))?;
+            // The registry file is part of what must be right before a start.
+            let registry = gateway::registry::Registry::open(
+                &cfg.registry,
+                std::sync::Arc::new(gateway::metrics::Metrics::new()),
+            )?;
+            println!(
+                "{}: ok ({} registered devices)",
+                config.display(),
+                registry.snapshot().len()
+            );
             Ok(())
         }
         Command::Rules {
@@ -161,7 +170,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cfg = Config::load(Some(&config))?;
             let store = gateway::clue::pool::open_store(&cfg)?;
-            let report = gateway::clue::store::ClueStore::verify_audit(store.as_ref())?;
+            let report = gateway::clue::store::AuditLog::verify_audit(store.as_ref())?;
             if report.ok {
                 println!("{report}");
                 Ok(())

@@ -95,6 +95,10 @@ pub struct Metrics {
     pub parking_departures_total: Family<Persuaded, Counter>,
     /// Configuration reloads (SIGHUP), by result (`ok`, `rejected`).
     pub config_reloads_total: Family<Reason, Counter>,
+    /// Messages of devices missing from the registry, by what happened to their readings.
+    pub unregistered_messages_total: Family<Reason, Counter>,
+    pub registry_reloads_total: Family<Reason, Counter>,
+    pub registry_devices: Gauge,
 }
 
 impl Default for Metrics {
@@ -294,6 +298,21 @@ impl Metrics {
                 "config_reloads",
                 "Configuration reloads (SIGHUP), by result (reason label)",
                 Family::default()
+            ),
+            unregistered_messages_total: reg!(
+                "unregistered_messages",
+                "Messages from devices not in the registry, by outcome: kept (DevEUI stored under the placeholder site), dead_letter (refused), stored (named device stored as usual)",
+                Family::default()
+            ),
+            registry_reloads_total: reg!(
+                "registry_reloads",
+                "Device registry file reloads, by result (reason label)",
+                Family::default()
+            ),
+            registry_devices: reg!(
+                "registry_devices",
+                "Devices in the registry",
+                Gauge::default()
             ),
             registry: r,
         }

@@ -8,7 +8,7 @@
 
 use gateway::clue::model::ClueQuery;
 use gateway::clue::signal::{ClueEvent, Level, Subject};
-use gateway::clue::store::{ClueStore, SqliteStore};
+use gateway::clue::store::{ClueRecords, SqliteStore};
 use std::time::{Duration, Instant};
 
 fn env(name: &str, default: usize) -> usize {

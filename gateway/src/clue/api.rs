@@ -1,6 +1,7 @@
 //! Clue routes of the HTTP API. Every route needs a bearer token ([`Principal`]); the role
 //! decides what may be done (403) and the token's sites what may be seen: the site scope is
-//! passed to the store, so other sites' rows are never read, and a clue of another site is 403.
+//! passed to the store, so other sites' rows are never read, and a clue of another site is 404,
+//! exactly like a missing one.
 //!
 //! - `GET  /api/v1/clues?status=&level=&site=&kind=&limit=&offset=`: ranked list.
 //! - `POST /api/v1/clues`: a `ClueEvent` (JSON) from the central platform (platform/admin).
@@ -186,14 +187,15 @@ async fn create(
     Ok((status, Json(change)))
 }
 
-/// Loads a clue the caller may see (404 when missing, 403 when of another site).
+/// Loads a clue the caller may see. A clue of another site answers exactly like a missing one
+/// (404, same body): the answer must not tell whether another site has clue `id`.
 async fn visible(p: &Principal, pool: &PoolHandle, id: i64) -> ApiResult<super::model::ClueDetail> {
     can_read(p)?;
-    let d = pool
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("clue {id} not found")))?;
-    p.require_site(&d.clue.subject.site)?;
+    let not_found = || ApiError::NotFound(format!("clue {id} not found"));
+    let d = pool.get(id).await?.ok_or_else(not_found)?;
+    if !p.sees(&d.clue.subject.site) {
+        return Err(not_found());
+    }
     Ok(d)
 }
 
@@ -453,14 +455,27 @@ fn masked_plate(plate: &str) -> String {
         .collect()
 }
 
-/// Hides the plate of a clue wherever it is written (subject, title, key).
+/// Hides the plate of a clue wherever it is written (subject, titles, key).
 fn mask_plate_of(c: &mut super::model::Clue) {
     if let Some(plate) = c.subject.plate.clone().filter(|p| !p.is_empty()) {
         let m = masked_plate(&plate);
         c.title = c.title.replace(&plate, &m);
+        if let Some(text) = c.detail.get_mut("text") {
+            let masked = text.to_string().replace(&plate, &m);
+            if let Ok(v) = serde_json::from_str(&masked) {
+                *text = v;
+            }
+        }
         c.dedup_key = c.dedup_key.replace(&plate, &m);
         c.subject.plate = Some(m);
     }
+}
+
+/// The clue's title rendered in `lang` (see `clue::text`), or its own title.
+fn rendered(c: &super::model::Clue, lang: &str) -> String {
+    c.detail["text"][lang]["title"]
+        .as_str()
+        .map_or_else(|| c.title.clone(), str::to_string)
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -517,6 +532,8 @@ async fn export_clues(
                 opt(&c.claimed_ms),
                 opt(&c.resolved_ms),
                 opt(&c.closed_ms),
+                rendered(c, "zh"),
+                rendered(c, "en"),
             ]
         })
         .collect();
@@ -543,6 +560,8 @@ async fn export_clues(
             "claimed_ms",
             "resolved_ms",
             "closed_ms",
+            "title_zh",
+            "title_en",
         ],
         rows,
         "clues",

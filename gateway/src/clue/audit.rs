@@ -6,6 +6,7 @@
 //! store adds SQLite triggers that refuse UPDATE and DELETE, so only someone going around the
 //! gateway can change a row, and then verify finds it.
 
+use super::lifecycle::Action;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -17,12 +18,157 @@ pub struct AuditEntry {
     pub at_ms: i64,
     /// `token:{id}:{role}`, `pool` (the gateway itself), or `cli`.
     pub actor: String,
-    /// `created`, `occurrence`, `cleared`, `supervision`, or a lifecycle action name.
+    /// The [`AuditAction`] spelling (kept as text: a chain is verified as it was written, and
+    /// an older or newer gateway may have written actions this one does not know).
     pub action: String,
     pub clue_id: Option<i64>,
     pub detail: Value,
     pub prev_hash: String,
     pub hash: String,
+}
+
+/// What an audit entry records. The spellings are stored and hashed: never change one, or
+/// every chain that holds it stops verifying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    /// The pool opened a clue.
+    Created,
+    /// The pool attached a repeat to an open clue.
+    Occurrence,
+    /// A worse stage of the same problem raised the level (and may take over the kind).
+    LevelRaised,
+    /// The rule saw the condition clear (the clue stays open for a person to confirm).
+    Cleared,
+    /// The fault reported its own end and the clue's kind is resolved automatically.
+    Recovered,
+    /// An open clue passed its deadline (yellow, then red).
+    Supervision,
+    /// Two clues about the same act were linked (one entry on each).
+    Linked,
+    /// A lifecycle action by a person or the platform.
+    Lifecycle(LifecycleAction),
+    /// Oversight raised or raised again a warning for supervisors.
+    OversightWarning,
+    /// Someone received an unmasked evidence original.
+    EvidenceOriginalAccess,
+    /// Retention purged an evidence item.
+    EvidencePurged,
+    TokenCreated,
+    TokenRevoked,
+}
+
+/// The lifecycle actions as audit records them: [`Action`] without its fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LifecycleAction {
+    Claim,
+    Assign,
+    Transfer,
+    Resolve,
+    Dismiss,
+    Close,
+    Reopen,
+    Comment,
+    NotifyOwner,
+    OwnerResponse,
+}
+
+impl AuditAction {
+    /// Every action, for parsing and tests.
+    pub const ALL: [AuditAction; 22] = [
+        AuditAction::Created,
+        AuditAction::Occurrence,
+        AuditAction::LevelRaised,
+        AuditAction::Cleared,
+        AuditAction::Recovered,
+        AuditAction::Supervision,
+        AuditAction::Linked,
+        AuditAction::Lifecycle(LifecycleAction::Claim),
+        AuditAction::Lifecycle(LifecycleAction::Assign),
+        AuditAction::Lifecycle(LifecycleAction::Transfer),
+        AuditAction::Lifecycle(LifecycleAction::Resolve),
+        AuditAction::Lifecycle(LifecycleAction::Dismiss),
+        AuditAction::Lifecycle(LifecycleAction::Close),
+        AuditAction::Lifecycle(LifecycleAction::Reopen),
+        AuditAction::Lifecycle(LifecycleAction::Comment),
+        AuditAction::Lifecycle(LifecycleAction::NotifyOwner),
+        AuditAction::Lifecycle(LifecycleAction::OwnerResponse),
+        AuditAction::OversightWarning,
+        AuditAction::EvidenceOriginalAccess,
+        AuditAction::EvidencePurged,
+        AuditAction::TokenCreated,
+        AuditAction::TokenRevoked,
+    ];
+
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Created => "created",
+            AuditAction::Occurrence => "occurrence",
+            AuditAction::LevelRaised => "level_raised",
+            AuditAction::Cleared => "cleared",
+            AuditAction::Recovered => "recovered",
+            AuditAction::Supervision => "supervision",
+            AuditAction::Linked => "linked",
+            AuditAction::Lifecycle(a) => a.as_str(),
+            AuditAction::OversightWarning => "oversight_warning",
+            AuditAction::EvidenceOriginalAccess => "evidence_original_access",
+            AuditAction::EvidencePurged => "evidence_purged",
+            AuditAction::TokenCreated => "token_created",
+            AuditAction::TokenRevoked => "token_revoked",
+        }
+    }
+
+    /// The action a stored spelling names (none: written by another version).
+    pub fn parse(s: &str) -> Option<AuditAction> {
+        AuditAction::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+impl LifecycleAction {
+    /// The stored spelling, the same as the API's `action` tag.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifecycleAction::Claim => "claim",
+            LifecycleAction::Assign => "assign",
+            LifecycleAction::Transfer => "transfer",
+            LifecycleAction::Resolve => "resolve",
+            LifecycleAction::Dismiss => "dismiss",
+            LifecycleAction::Close => "close",
+            LifecycleAction::Reopen => "reopen",
+            LifecycleAction::Comment => "comment",
+            LifecycleAction::NotifyOwner => "notify_owner",
+            LifecycleAction::OwnerResponse => "owner_response",
+        }
+    }
+}
+
+impl From<&Action> for AuditAction {
+    fn from(a: &Action) -> AuditAction {
+        AuditAction::Lifecycle(match a {
+            Action::Claim { .. } => LifecycleAction::Claim,
+            Action::Assign { .. } => LifecycleAction::Assign,
+            Action::Transfer { .. } => LifecycleAction::Transfer,
+            Action::Resolve { .. } => LifecycleAction::Resolve,
+            Action::Dismiss { .. } => LifecycleAction::Dismiss,
+            Action::Close { .. } => LifecycleAction::Close,
+            Action::Reopen { .. } => LifecycleAction::Reopen,
+            Action::Comment { .. } => LifecycleAction::Comment,
+            Action::NotifyOwner { .. } => LifecycleAction::NotifyOwner,
+            Action::OwnerResponse { .. } => LifecycleAction::OwnerResponse,
+        })
+    }
+}
+
+impl PartialEq<AuditAction> for String {
+    fn eq(&self, other: &AuditAction) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialEq<AuditAction> for str {
+    fn eq(&self, other: &AuditAction) -> bool {
+        self == other.as_str()
+    }
 }
 
 /// The fields that are hashed, in a fixed order.
@@ -177,6 +323,54 @@ pub fn verify<I: IntoIterator<Item = AuditEntry>>(entries: I) -> VerifyReport {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn audit_actions_keep_their_stored_spellings_and_parse_back() {
+        let spelled: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(
+            spelled,
+            [
+                "created",
+                "occurrence",
+                "level_raised",
+                "cleared",
+                "recovered",
+                "supervision",
+                "linked",
+                "claim",
+                "assign",
+                "transfer",
+                "resolve",
+                "dismiss",
+                "close",
+                "reopen",
+                "comment",
+                "notify_owner",
+                "owner_response",
+                "oversight_warning",
+                "evidence_original_access",
+                "evidence_purged",
+                "token_created",
+                "token_revoked",
+            ]
+        );
+        for a in AuditAction::ALL {
+            assert_eq!(AuditAction::parse(a.as_str()), Some(a));
+        }
+        assert_eq!(AuditAction::parse("unknown"), None);
+        let lifecycle: Vec<Action> = serde_json::from_value(json!([
+            {"action": "claim"}, {"action": "assign", "to": "x"},
+            {"action": "transfer", "department": "d", "reason": "r"}, {"action": "resolve"},
+            {"action": "dismiss", "reason": "r"}, {"action": "close"},
+            {"action": "reopen", "reason": "r"}, {"action": "comment", "text": "t"},
+            {"action": "notify_owner", "channel": "sms"},
+            {"action": "owner_response", "statement": "s"}
+        ]))
+        .expect("actions");
+        for a in &lifecycle {
+            assert_eq!(AuditAction::from(a).as_str(), a.name());
+        }
+    }
 
     fn chain(n: i64) -> Vec<AuditEntry> {
         let mut prev = GENESIS.to_string();

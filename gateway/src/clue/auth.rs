@@ -228,13 +228,27 @@ pub struct Authenticator {
     pub failures: Arc<FailedLogins>,
 }
 
-/// Failed logins per client address in a fixed window; past the limit, that address gets 429
-/// (even with a valid token) until the window ends. Guessing a 256-bit token is hopeless
-/// anyway; this keeps a misbehaving client from hammering the token store.
+/// Failed logins per presented-token prefix in a fixed window; past the limit, tokens with
+/// that prefix get 429 until the window ends.
+///
+/// Why per prefix and not per client address: behind a reverse proxy (or NAT) every client
+/// shares one address, so one misbehaving client would lock every valid token out. A valid
+/// token has its own 16-hex-digit prefix (64 random bits): it shares a bucket only with
+/// guesses that already know that prefix. Requests without any token are refused (401)
+/// without a lookup and are not counted. Guessing a 256-bit token is hopeless anyway; this
+/// keeps a client that repeats a wrong or revoked token from hammering the token store.
 pub struct FailedLogins {
     window_ms: i64,
     limit: u32,
-    seen: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (i64, u32)>>,
+    seen: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+}
+
+/// Characters of a presented token that key its failure bucket (`gwt_` + 16 hex digits).
+const BUCKET_PREFIX: usize = 20;
+
+/// The failure bucket of a presented token: its first characters (never the whole token).
+fn bucket(token: &str) -> String {
+    token.chars().take(BUCKET_PREFIX).collect()
 }
 
 impl FailedLogins {
@@ -246,19 +260,19 @@ impl FailedLogins {
         }
     }
 
-    fn blocked(&self, ip: std::net::IpAddr, now_ms: i64) -> bool {
+    fn blocked(&self, token: &str, now_ms: i64) -> bool {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.get(&ip)
+        seen.get(&bucket(token))
             .is_some_and(|(start, n)| now_ms - start < self.window_ms && *n >= self.limit)
     }
 
-    fn failed(&self, ip: std::net::IpAddr, now_ms: i64) {
+    fn failed(&self, token: &str, now_ms: i64) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         if seen.len() > 10_000 {
             let window = self.window_ms;
             seen.retain(|_, (start, _)| now_ms - *start < window);
         }
-        let e = seen.entry(ip).or_insert((now_ms, 0));
+        let e = seen.entry(bucket(token)).or_insert((now_ms, 0));
         if now_ms - e.0 >= self.window_ms {
             *e = (now_ms, 0);
         }
@@ -267,7 +281,7 @@ impl FailedLogins {
 }
 
 impl Default for FailedLogins {
-    /// 20 failures a minute per address.
+    /// 20 failures a minute per token prefix.
     fn default() -> Self {
         FailedLogins::new(20, 60_000)
     }
@@ -282,35 +296,28 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let auth = Authenticator::from_ref(state);
-        // Without `into_make_service_with_connect_info` every client shares one bucket.
-        let ip = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let now = crate::clock::now_ms();
-        if auth.failures.blocked(ip, now) {
-            return Err(AuthError::RateLimited);
-        }
-        let fail = |e: AuthError| {
-            auth.failures.failed(ip, now);
-            e
-        };
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
-            .ok_or(AuthError::Missing)
-            .map_err(fail)?
+            .ok_or(AuthError::Missing)?
             .to_str()
-            .map_err(|_| fail(AuthError::Invalid))?;
+            .map_err(|_| AuthError::Invalid)?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| fail(AuthError::Invalid))?
+            .ok_or(AuthError::Invalid)?
             .trim();
         if token.is_empty() || token.len() > 256 {
-            return Err(fail(AuthError::Invalid));
+            return Err(AuthError::Invalid);
         }
+        if auth.failures.blocked(token, now) {
+            return Err(AuthError::RateLimited);
+        }
+        let fail = |e: AuthError| {
+            auth.failures.failed(token, now);
+            e
+        };
         let hash = token_hash(token);
         let tokens = auth.tokens.clone();
         let lookup = hash.clone();
@@ -322,7 +329,7 @@ where
                 AuthError::Backend
             })?;
         let Some(rec) = rec else {
-            tracing::debug!(%ip, "request with an unknown token");
+            tracing::debug!("request with an unknown token");
             return Err(fail(AuthError::Invalid));
         };
         // The row was found by its hash; compare the stored hash in constant time as well so
@@ -378,17 +385,19 @@ mod tests {
     }
 
     #[test]
-    fn failed_logins_block_an_address_for_the_window() {
+    fn failed_logins_block_a_token_prefix_for_the_window() {
         let f = FailedLogins::new(3, 1000);
-        let ip: std::net::IpAddr = [10, 0, 0, 1].into();
-        let other: std::net::IpAddr = [10, 0, 0, 2].into();
+        let bad = "gwt_0123456789abcdef_wrong";
+        let same_prefix = "gwt_0123456789abcdef_other";
+        let valid = "gwt_fedcba9876543210_valid";
         for _ in 0..3 {
-            assert!(!f.blocked(ip, 0));
-            f.failed(ip, 0);
+            assert!(!f.blocked(bad, 0));
+            f.failed(bad, 0);
         }
-        assert!(f.blocked(ip, 10));
-        assert!(!f.blocked(other, 10));
-        assert!(!f.blocked(ip, 1000), "the window ends");
+        assert!(f.blocked(bad, 10));
+        assert!(f.blocked(same_prefix, 10), "the bucket is the prefix");
+        assert!(!f.blocked(valid, 10), "another token is never locked out");
+        assert!(!f.blocked(bad, 1000), "the window ends");
     }
 
     #[test]

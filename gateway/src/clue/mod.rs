@@ -7,7 +7,8 @@
 //! - `lifecycle`: the pure state machine (statuses, actions, transitions).
 //! - `audit`: the hash chain and its verification.
 //! - `evidence`: content-addressed evidence files.
-//! - `store`: the `ClueStore` trait and its SQLite implementation (dedup, audit, outbox).
+//! - `store`: small storage traits per concern (clues, audit, delivery, oversight, retention,
+//!   tokens) and their SQLite implementation.
 //! - `pool`: the async service (intake, escalation tick, change broadcast).
 //! - `publish`: delivery to the central platform (MQTT, webhook).
 //! - `auth`: tokens, roles, site scopes and the axum extractor.
@@ -17,6 +18,7 @@
 //! - `owner`: owner notification and answers, first-violation leniency advice.
 //! - `privacy`: masking of plates and people in evidence images for lesser roles.
 //! - `retention`: the evidence purge job (the purge is audited, not the content).
+//! - `text`: clue titles rendered from kind and figures in Chinese and English.
 
 pub mod api;
 pub mod audit;
@@ -35,5 +37,6 @@ pub mod publish;
 pub mod retention;
 pub mod signal;
 pub mod store;
+pub mod text;
 
 pub use pool::{PoolHandle, start_pool};

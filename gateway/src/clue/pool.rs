@@ -557,6 +557,8 @@ fn prepare(
     if ev.dedup_key.trim().is_empty() {
         ev.dedup_key = ClueEvent::default_key(&ev.rule, &ev.subject);
     }
+    // Both renderings travel with the clue (API, SSE, exports, MQTT, webhook).
+    super::text::attach(&mut ev);
     let deadline = now.saturating_add(cfg.deadlines.for_level(ev.level) as i64 * 1000);
     let items = std::mem::take(&mut ev.evidence);
     let stored = store_evidence(evidence, items)?;

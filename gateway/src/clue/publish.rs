@@ -7,7 +7,7 @@
 //! carries `event_id` (the audit sequence number) so the platform drops the rare duplicate.
 
 use super::pool::PoolHandle;
-use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, ClueStore};
+use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, DeliveryQueue};
 use crate::config::Config;
 use crate::metrics::Reason;
 use rumqttc::{Event, Packet, QoS};
@@ -96,7 +96,10 @@ impl Backoff {
     }
 }
 
-async fn pending(store: &Arc<dyn ClueStore>, channel: &'static str) -> Vec<super::model::Delivery> {
+async fn pending(
+    store: &Arc<dyn DeliveryQueue>,
+    channel: &'static str,
+) -> Vec<super::model::Delivery> {
     let s = store.clone();
     match tokio::task::spawn_blocking(move || s.pending(channel, BATCH)).await {
         Ok(Ok(rows)) => rows,
@@ -108,7 +111,7 @@ async fn pending(store: &Arc<dyn ClueStore>, channel: &'static str) -> Vec<super
     }
 }
 
-async fn mark(store: &Arc<dyn ClueStore>, id: i64, ok: bool) {
+async fn mark(store: &Arc<dyn DeliveryQueue>, id: i64, ok: bool) {
     let s = store.clone();
     let now = crate::clock::now_ms();
     let res = tokio::task::spawn_blocking(move || {
@@ -171,7 +174,7 @@ async fn mqtt_worker(
     mut backoff: Backoff,
     cancel: CancellationToken,
 ) {
-    let store = pool.store();
+    let store: Arc<dyn DeliveryQueue> = pool.store();
     let metrics = pool.metrics();
     'outer: loop {
         let rows = pending(&store, CHANNEL_MQTT).await;
@@ -238,7 +241,7 @@ async fn webhook_worker(
     mut backoff: Backoff,
     cancel: CancellationToken,
 ) {
-    let store = pool.store();
+    let store: Arc<dyn DeliveryQueue> = pool.store();
     let metrics = pool.metrics();
     'outer: loop {
         let rows = pending(&store, CHANNEL_WEBHOOK).await;

@@ -9,7 +9,7 @@
 //! removes it. The audit chain only grows, so it keeps verifying.
 
 use super::evidence::{EvidenceError, EvidenceStore};
-use super::store::{ClueStore, StoreError};
+use super::store::{RetentionStore, StoreError};
 use crate::config::{ConfigError, invalid};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -108,7 +108,7 @@ const BATCH: u32 = 10_000;
 /// One purge run at `now_ms`: marks and audits expired evidence, then deletes unreferenced
 /// files.
 pub fn purge(
-    store: &dyn ClueStore,
+    store: &dyn RetentionStore,
     files: &EvidenceStore,
     cfg: &RetentionConfig,
     now_ms: i64,

@@ -1,5 +1,10 @@
 //! Third-party payloads mapped by config: a topic pattern with named segments plus field paths,
 //! like Telegraf's `topic_parsing`. A new sensor model is a config change, not a code change.
+//!
+//! Identity: `{site}` and `{device}` from the topic (or fixed in the mapping), or a DevEUI from
+//! the topic (`{dev_eui}`) or the payload (`dev_eui_field`) that the device registry turns into
+//! site and device; an unregistered DevEUI follows `[registry] unregistered`. Time: numbers
+//! (ms or s) or RFC 3339 text (`time_format`), errors name the field.
 
 /// One level of a topic pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -7,6 +12,7 @@ enum Level {
     Literal(String),
     Site,
     Device,
+    DevEui,
     /// `+` or `{anything_else}`: matches one level, value ignored.
     Any,
 }
@@ -17,9 +23,23 @@ pub struct TopicPattern {
     levels: Vec<Level>,
 }
 
+/// The named segments a topic matched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Captures<'t> {
+    pub site: Option<&'t str>,
+    pub device: Option<&'t str>,
+    pub dev_eui: Option<&'t str>,
+}
+
 impl TopicPattern {
-    /// Compiles `pattern`; `{site}` / `{device}` are required unless fixed by the mapping.
-    pub fn parse(pattern: &str, site_fixed: bool, device_fixed: bool) -> Result<Self, String> {
+    /// Compiles `pattern`. `{site}` / `{device}` are required unless fixed by the mapping or the
+    /// device is named by DevEUI (`{dev_eui}` here, or `eui_field`).
+    pub fn parse(
+        pattern: &str,
+        site_fixed: bool,
+        device_fixed: bool,
+        eui_field: bool,
+    ) -> Result<Self, String> {
         if pattern.is_empty() {
             return Err("empty topic pattern".into());
         }
@@ -28,6 +48,7 @@ impl TopicPattern {
             let level = match l {
                 "{site}" => Level::Site,
                 "{device}" => Level::Device,
+                "{dev_eui}" => Level::DevEui,
                 "+" => Level::Any,
                 "#" => {
                     return Err("`#` is not allowed in a mapping pattern; use `+` per level".into());
@@ -41,13 +62,18 @@ impl TopicPattern {
             levels.push(level);
         }
         let count = |want: &Level| levels.iter().filter(|l| *l == want).count();
+        let by_eui = eui_field || count(&Level::DevEui) > 0;
         for (name, lvl, fixed) in [
-            ("site", Level::Site, site_fixed),
-            ("device", Level::Device, device_fixed),
+            ("site", Level::Site, site_fixed || by_eui),
+            ("device", Level::Device, device_fixed || by_eui),
+            ("dev_eui", Level::DevEui, true),
         ] {
             match count(&lvl) {
                 0 if !fixed => {
-                    return Err(format!("pattern has no `{{{name}}}` and no fixed `{name}`"));
+                    return Err(format!(
+                        "pattern has no `{{{name}}}`, no fixed `{name}` and no DevEUI \
+                         (`{{dev_eui}}` or `dev_eui_field`)"
+                    ));
                 }
                 n if n > 1 => return Err(format!("`{{{name}}}` appears {n} times")),
                 _ => {}
@@ -56,30 +82,31 @@ impl TopicPattern {
         Ok(TopicPattern { levels })
     }
 
-    /// Matches a concrete topic, returning the (site, device) segments found in it.
-    pub fn matches<'t>(&self, topic: &'t str) -> Option<(Option<&'t str>, Option<&'t str>)> {
-        let mut site = None;
-        let mut device = None;
+    /// Matches a concrete topic, returning the named segments found in it.
+    pub fn matches<'t>(&self, topic: &'t str) -> Option<Captures<'t>> {
+        let mut c = Captures::default();
         let mut parts = topic.split('/');
         for level in &self.levels {
             let part = parts.next()?;
             match level {
                 Level::Literal(l) if l != part => return None,
                 Level::Literal(_) | Level::Any => {}
-                Level::Site => site = Some(part),
-                Level::Device => device = Some(part),
+                Level::Site => c.site = Some(part),
+                Level::Device => c.device = Some(part),
+                Level::DevEui => c.dev_eui = Some(part),
             }
         }
         if parts.next().is_some() {
             return None;
         }
-        Some((site, device))
+        Some(c)
     }
 }
 
 use super::DecodeError;
-use crate::config::{MappingConfig, PayloadFormat};
+use crate::config::{MappingConfig, PayloadFormat, TimeFormat};
 use crate::reading::{Quality, Reading, Source, Value};
+use crate::registry::{EuiOutcome, Registry};
 use crate::units::{self, Conversion};
 
 /// A compiled third-party mapping.
@@ -87,11 +114,21 @@ pub struct Mapping {
     cfg: MappingConfig,
     pattern: TopicPattern,
     conversions: Vec<Conversion>,
+    /// Field paths with `payload_root` in front.
+    paths: Vec<String>,
+    time: TimeFormat,
 }
 
 impl Mapping {
     pub fn new(cfg: &MappingConfig) -> Result<Mapping, String> {
-        let pattern = TopicPattern::parse(&cfg.topic, cfg.site.is_some(), cfg.device.is_some())?;
+        let mut cfg = cfg.clone();
+        super::presets::apply(&mut cfg);
+        let pattern = TopicPattern::parse(
+            &cfg.topic,
+            cfg.site.is_some(),
+            cfg.device.is_some(),
+            cfg.dev_eui_field.is_some(),
+        )?;
         let conversions = cfg
             .fields
             .iter()
@@ -100,11 +137,25 @@ impl Mapping {
                 units::canonical(unit).ok_or_else(|| format!("unknown unit `{unit}`"))
             })
             .collect::<Result<_, _>>()?;
+        let paths = cfg
+            .fields
+            .iter()
+            .map(|f| match &cfg.payload_root {
+                Some(root) => format!("{root}.{}", f.path),
+                None => f.path.clone(),
+            })
+            .collect();
         Ok(Mapping {
-            cfg: cfg.clone(),
+            time: cfg.effective_time_format(),
+            cfg,
             pattern,
             conversions,
+            paths,
         })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
     }
 
     /// `None` when the topic is not this mapping's; otherwise the decoded readings or why not.
@@ -113,23 +164,30 @@ impl Mapping {
         topic: &str,
         payload: &[u8],
         received_ms: i64,
+        registry: &Registry,
     ) -> Option<Result<Vec<Reading>, DecodeError>> {
-        let (site, device) = self.pattern.matches(topic)?;
-        let site = site.or(self.cfg.site.as_deref())?;
-        let device = device.or(self.cfg.device.as_deref())?;
-        if !firmware::protocol::valid_segment(site) || !firmware::protocol::valid_segment(device) {
-            return Some(Err(DecodeError::UnknownTopic));
-        }
-        Some(self.decode_payload(site, device, payload, received_ms))
+        let c = self.pattern.matches(topic)?;
+        Some(self.decode_matched(c, topic, payload, received_ms, registry))
     }
 
-    fn decode_payload(
+    fn decode_matched(
         &self,
-        site: &str,
-        device: &str,
+        c: Captures<'_>,
+        topic: &str,
         payload: &[u8],
         received_ms: i64,
+        registry: &Registry,
     ) -> Result<Vec<Reading>, DecodeError> {
+        let named = c
+            .site
+            .or(self.cfg.site.as_deref())
+            .zip(c.device.or(self.cfg.device.as_deref()));
+        if let Some((site, device)) = named
+            && (!firmware::protocol::valid_segment(site)
+                || !firmware::protocol::valid_segment(device))
+        {
+            return Err(DecodeError::UnknownTopic);
+        }
         let text = std::str::from_utf8(payload).map_err(|_| DecodeError::NotUtf8)?;
         let json = match self.cfg.format {
             PayloadFormat::Json => Some(
@@ -138,31 +196,40 @@ impl Mapping {
             ),
             PayloadFormat::Number => None,
         };
+        let eui = match (c.dev_eui, &self.cfg.dev_eui_field, &json) {
+            (Some(e), _, _) => Some(eui_of(e, "topic {dev_eui}")?),
+            (None, Some(path), Some(j)) => {
+                let v = lookup(j, path).ok_or_else(|| DecodeError::MissingField(path.clone()))?;
+                let s = v.as_str().ok_or_else(|| wrong(path, "not a string"))?;
+                Some(eui_of(s, path)?)
+            }
+            _ => None,
+        };
         let (mut ts, mut seq) = (None, None);
         if let Some(j) = &json {
             if let Some(path) = &self.cfg.time_field {
                 let v = lookup(j, path).ok_or_else(|| DecodeError::MissingField(path.clone()))?;
-                let n = as_number(v).ok_or_else(|| wrong(path, "not a number"))?;
-                let ms = if self.cfg.time_unit == "s" {
-                    n * 1000.0
-                } else {
-                    n
-                };
-                if !ms.is_finite() || ms.abs() > 1e15 {
-                    return Err(wrong(path, "time out of range"));
-                }
-                ts = Some(ms as i64);
+                ts = Some(parse_time(v, path, self.time)?);
             }
             if let Some(path) = &self.cfg.seq_field {
-                let v = lookup(j, path).ok_or_else(|| DecodeError::MissingField(path.clone()))?;
-                seq = Some(
-                    v.as_u64()
-                        .ok_or_else(|| wrong(path, "not an unsigned integer"))?,
-                );
+                // Network servers omit zero values (a frame counter of 0): absent is no sequence.
+                seq = match lookup(j, path) {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(v) => Some(
+                        v.as_u64()
+                            .ok_or_else(|| wrong(path, "not an unsigned integer"))?,
+                    ),
+                };
             }
         }
         let mut out = Vec::with_capacity(self.cfg.fields.len());
-        for (f, conv) in self.cfg.fields.iter().zip(&self.conversions) {
+        for ((f, conv), path) in self
+            .cfg
+            .fields
+            .iter()
+            .zip(&self.conversions)
+            .zip(&self.paths)
+        {
             let raw = match &json {
                 None => {
                     let n: f64 = text
@@ -174,20 +241,20 @@ impl Mapping {
                     }
                     Value::Float(n)
                 }
-                Some(j) => match lookup(j, &f.path) {
+                Some(j) => match lookup(j, path) {
                     None | Some(serde_json::Value::Null) if f.optional => continue,
                     None | Some(serde_json::Value::Null) => {
-                        return Err(DecodeError::MissingField(f.path.clone()));
+                        return Err(DecodeError::MissingField(path.clone()));
                     }
                     Some(serde_json::Value::Bool(b)) => Value::Bool(*b),
                     Some(v @ serde_json::Value::Number(_)) => {
-                        Value::Float(as_number(v).ok_or_else(|| wrong(&f.path, "not finite"))?)
+                        Value::Float(as_number(v).ok_or_else(|| wrong(path, "not finite"))?)
                     }
                     Some(serde_json::Value::String(s)) => match s.trim().parse::<f64>() {
                         Ok(n) if n.is_finite() => Value::Float(n),
                         _ => Value::Text(s.clone()),
                     },
-                    Some(_) => return Err(wrong(&f.path, "an object or array, not a value")),
+                    Some(_) => return Err(wrong(path, "an object or array, not a value")),
                 },
             };
             let value = match raw {
@@ -195,8 +262,8 @@ impl Mapping {
                 other => other,
             };
             out.push(Reading {
-                site: site.to_string(),
-                device: device.to_string(),
+                site: String::new(),
+                device: String::new(),
                 stream: self.cfg.stream.clone(),
                 metric: f.metric.clone(),
                 value,
@@ -211,8 +278,92 @@ impl Mapping {
         if out.is_empty() {
             return Err(DecodeError::Empty);
         }
+        // Identity last: a message another mapping may still decode is not counted here.
+        let (site, device) = match eui {
+            Some(eui) => match registry.resolve_eui(&eui, named, topic, received_ms) {
+                EuiOutcome::StoredAs { site, device } => (site, device),
+                EuiOutcome::Refused => return Err(DecodeError::Unregistered(eui)),
+            },
+            None => {
+                let (site, device) = named.ok_or(DecodeError::UnknownTopic)?;
+                registry.note_device(site, device, topic, received_ms);
+                (site.to_string(), device.to_string())
+            }
+        };
+        if let Some((last, rest)) = out.split_last_mut() {
+            for r in rest {
+                r.site.clone_from(&site);
+                r.device.clone_from(&device);
+            }
+            last.site = site;
+            last.device = device;
+        }
         Ok(out)
     }
+}
+
+fn eui_of(s: &str, field: &str) -> Result<String, DecodeError> {
+    crate::registry::normalize_eui(s).ok_or_else(|| {
+        wrong(
+            field,
+            &format!(
+                "`{}` is not a DevEUI (16 hex digits)",
+                s.chars().take(40).collect::<String>()
+            ),
+        )
+    })
+}
+
+/// Milliseconds since the epoch from a time field written as `fmt` says.
+fn parse_time(v: &serde_json::Value, path: &str, fmt: TimeFormat) -> Result<i64, DecodeError> {
+    let number = match v {
+        serde_json::Value::Number(_) => as_number(v),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok().filter(|n| n.is_finite()),
+        _ => None,
+    };
+    let ms = match (fmt, number, v) {
+        (TimeFormat::Ms, Some(n), _) => n,
+        (TimeFormat::S, Some(n), _) => n * 1000.0,
+        (TimeFormat::Auto, Some(n), _) if n.abs() < 1e11 => n * 1000.0,
+        (TimeFormat::Auto, Some(n), _) => n,
+        (TimeFormat::Rfc3339 | TimeFormat::Auto, None, serde_json::Value::String(s)) => {
+            return rfc3339_ms(s).ok_or_else(|| {
+                wrong(
+                    path,
+                    &format!(
+                        "`{}` is not an RFC 3339 time (like 2022-07-18T09:34:15.775Z)",
+                        s.chars().take(40).collect::<String>()
+                    ),
+                )
+            });
+        }
+        (TimeFormat::Rfc3339, _, _) => {
+            return Err(wrong(
+                path,
+                "expected RFC 3339 text (like 2022-07-18T09:34:15Z), got a number or other value; \
+                 set time_format = \"ms\", \"s\" or \"auto\"",
+            ));
+        }
+        (TimeFormat::Ms | TimeFormat::S, None, _) => {
+            return Err(wrong(
+                path,
+                "not a number; for RFC 3339 text set time_format = \"rfc3339\" or \"auto\"",
+            ));
+        }
+        (TimeFormat::Auto, None, _) => {
+            return Err(wrong(path, "neither a number nor RFC 3339 text"));
+        }
+    };
+    if !ms.is_finite() || ms.abs() > 1e15 {
+        return Err(wrong(path, "time out of range"));
+    }
+    Ok(ms as i64)
+}
+
+fn rfc3339_ms(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 fn wrong(field: &str, detail: &str) -> DecodeError {
@@ -280,12 +431,26 @@ scale = 0.1
 
     #[test]
     fn topic_pattern_extracts_site_and_device() {
-        let p = TopicPattern::parse("a/{site}/+/{device}", false, false).unwrap();
-        assert_eq!(p.matches("a/s1/x/d1"), Some((Some("s1"), Some("d1"))));
+        let p = TopicPattern::parse("a/{site}/+/{device}", false, false, false).unwrap();
+        let c = p.matches("a/s1/x/d1").unwrap();
+        assert_eq!((c.site, c.device), (Some("s1"), Some("d1")));
         assert_eq!(p.matches("a/s1/x"), None);
         assert_eq!(p.matches("a/s1/x/d1/extra"), None);
-        assert!(TopicPattern::parse("a/{device}", false, false).is_err());
-        assert!(TopicPattern::parse("a/#", true, true).is_err());
+        assert!(TopicPattern::parse("a/{device}", false, false, false).is_err());
+        assert!(TopicPattern::parse("a/#", true, true, false).is_err());
+        // A DevEUI names the device: no site or device needed in the topic.
+        let p = TopicPattern::parse(
+            "application/+/device/{dev_eui}/event/up",
+            false,
+            false,
+            false,
+        )
+        .unwrap();
+        let c = p
+            .matches("application/42/device/0101010101010101/event/up")
+            .unwrap();
+        assert_eq!(c.dev_eui, Some("0101010101010101"));
+        assert!(TopicPattern::parse("application/+/device/+/event/up", false, false, true).is_ok());
     }
 
     #[test]
@@ -294,7 +459,7 @@ scale = 0.1
         let payload =
             br#"{"time":1732500000,"object":{"distance":1250,"battery":84,"position":"normal"}}"#;
         let r = m
-            .decode("milesight/r7/udl-1/uplink", payload, 0)
+            .decode("milesight/r7/udl-1/uplink", payload, 0, &Registry::empty())
             .unwrap()
             .unwrap();
         assert_eq!(r.len(), 2);
@@ -308,26 +473,47 @@ scale = 0.1
                 "milesight/r7/udl-1/uplink",
                 br#"{"time":1,"object":{"distance":5}}"#,
                 0,
+                &Registry::empty(),
             )
             .unwrap()
             .unwrap();
         assert_eq!(r.len(), 1);
         let e = m
-            .decode("milesight/r7/udl-1/uplink", br#"{"time":1,"object":{}}"#, 0)
+            .decode(
+                "milesight/r7/udl-1/uplink",
+                br#"{"time":1,"object":{}}"#,
+                0,
+                &Registry::empty(),
+            )
             .unwrap()
             .unwrap_err();
         assert_eq!(e, DecodeError::MissingField("object.distance".into()));
-        assert!(m.decode("other/r7/udl-1/uplink", b"{}", 0).is_none());
+        assert!(
+            m.decode("other/r7/udl-1/uplink", b"{}", 0, &Registry::empty())
+                .is_none()
+        );
     }
 
     #[test]
     fn plain_number_payload_is_scaled_then_converted() {
         let m = &mappings()[1];
-        let r = m.decode("plain/s/d/level", b" 412 ", 77).unwrap().unwrap();
+        let reg = Registry::empty();
+        let r = m
+            .decode("plain/s/d/level", b" 412 ", 77, &reg)
+            .unwrap()
+            .unwrap();
         // 412 * 0.1 cm = 41.2 cm = 412 mm
         assert!(matches!(r[0].value, Value::Float(v) if (v - 412.0).abs() < 1e-9));
         assert_eq!(r[0].device_time_ms, 77);
-        assert!(m.decode("plain/s/d/level", b"abc", 0).unwrap().is_err());
-        assert!(m.decode("plain/s/d/level", b"NaN", 0).unwrap().is_err());
+        assert!(
+            m.decode("plain/s/d/level", b"abc", 0, &reg)
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            m.decode("plain/s/d/level", b"NaN", 0, &reg)
+                .unwrap()
+                .is_err()
+        );
     }
 }

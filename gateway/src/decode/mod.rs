@@ -6,9 +6,12 @@
 
 pub mod mapping;
 pub mod native;
+pub mod presets;
 
 use crate::config::Config;
 use crate::reading::Reading;
+use crate::registry::Registry;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Why a message could not be turned into readings.
@@ -32,6 +35,8 @@ pub enum DecodeError {
     Empty,
     #[error("published by `{from}`, which is not the topic's device `{topic}`")]
     IdentityMismatch { from: String, topic: String },
+    #[error("DevEUI {0} is not in the device registry (policy: dead_letter)")]
+    Unregistered(String),
 }
 
 impl DecodeError {
@@ -47,6 +52,7 @@ impl DecodeError {
             DecodeError::BadState(_) => "bad_state",
             DecodeError::Empty => "empty",
             DecodeError::IdentityMismatch { .. } => "identity_mismatch",
+            DecodeError::Unregistered(_) => "unregistered",
         }
     }
 }
@@ -55,6 +61,8 @@ impl DecodeError {
 pub struct Decoder {
     max_payload_bytes: usize,
     mappings: Vec<mapping::Mapping>,
+    /// Resolves DevEUIs and notes unregistered devices.
+    registry: Arc<Registry>,
 }
 
 impl Decoder {
@@ -68,7 +76,14 @@ impl Decoder {
                 .iter()
                 .filter_map(|m| mapping::Mapping::new(m).ok())
                 .collect(),
+            registry: Arc::new(Registry::empty()),
         }
+    }
+
+    /// Uses the running device registry (default: an empty one).
+    pub fn with_registry(mut self, registry: Arc<Registry>) -> Decoder {
+        self.registry = registry;
+        self
     }
 
     /// Decodes one MQTT message received at `received_ms` (ms since epoch).
@@ -85,13 +100,24 @@ impl Decoder {
             });
         }
         if let Some(t) = firmware::protocol::NativeTopic::parse(topic) {
-            return native::decode(&t, payload, received_ms);
+            let readings = native::decode(&t, payload, received_ms)?;
+            self.registry
+                .note_device(t.site, t.device, topic, received_ms);
+            return Ok(readings);
         }
+        // Several mappings may share a topic (one ChirpStack application with level and tilt
+        // sensors): a message missing a mapping's required field goes on to the next one, and
+        // the first such error is reported when none decodes it.
+        let mut missing = None;
         for m in &self.mappings {
-            if let Some(result) = m.decode(topic, payload, received_ms) {
-                return result;
+            match m.decode(topic, payload, received_ms, &self.registry) {
+                None => {}
+                Some(Err(e @ DecodeError::MissingField(_))) => {
+                    missing.get_or_insert(e);
+                }
+                Some(result) => return result,
             }
         }
-        Err(DecodeError::UnknownTopic)
+        Err(missing.unwrap_or(DecodeError::UnknownTopic))
     }
 }

@@ -51,6 +51,8 @@ pub struct EngineStats {
     pub pumpout_explained: u64,
     pub late: u64,
     pub duplicates: u64,
+    /// Trap drops that the readings after them did not confirm (dropouts, echoes).
+    pub unconfirmed_drops: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -323,6 +325,8 @@ struct Live {
 pub struct Engine {
     c: Compiled,
     live: Live,
+    /// Grease-trap geometry: level, fill and volume from whatever a trap's sensor reports.
+    traps: crate::install::TrapInstalls,
 }
 
 impl Engine {
@@ -331,13 +335,22 @@ impl Engine {
         Ok(Engine {
             c: Compiled::new(rules, settings)?,
             live: Live::default(),
+            traps: Default::default(),
         })
     }
 
-    /// The rules configured in `cfg` (or the defaults when none are; none when disabled).
+    /// The rules configured in `cfg` (or the defaults when none are; none when disabled),
+    /// with the traps' geometry (`[[traps]]`).
     pub fn from_config(cfg: &crate::config::Config) -> Result<Self, RulesError> {
         let rules = cfg.rules_settings.effective_rules(&cfg.rules);
-        Engine::new(rules, &cfg.rules_settings)
+        Ok(Engine::new(rules, &cfg.rules_settings)?
+            .with_traps(crate::install::TrapInstalls::new(&cfg.traps)))
+    }
+
+    /// Installation data of the grease traps: what their sensors' figures mean.
+    pub fn with_traps(mut self, traps: crate::install::TrapInstalls) -> Self {
+        self.traps = traps;
+        self
     }
 
     /// Shares a pump-out registry (e.g. with the HTTP API) instead of the engine's own.
@@ -481,6 +494,16 @@ impl Engine {
 
     /// Feeds one message's readings (in arrival order).
     pub fn on_readings(&mut self, readings: &[Reading]) -> Vec<ClueSignal> {
+        // A trap's level, fill and volume, whatever its sensor reports (see `install::trap`).
+        let derived = self.traps.derive(readings);
+        if !derived.is_empty() {
+            let all: Vec<Reading> = readings.iter().cloned().chain(derived).collect();
+            return self.judge(&all);
+        }
+        self.judge(readings)
+    }
+
+    fn judge(&mut self, readings: &[Reading]) -> Vec<ClueSignal> {
         let mut out = Vec::new();
         let mut acts = Vec::new();
         if let Some(rx) = readings.iter().map(|r| r.received_time_ms).max() {
@@ -525,6 +548,30 @@ fn value_eq(a: &Value, b: &Value) -> bool {
         },
     }
 }
+
+/// The highest reading that a neighbour confirms (within `band` of the one before or after
+/// it): one echo off foam or a ripple is no peak, so its fall back is no discharge.
+fn supported_peak(points: &[(i64, f64)], band: f64) -> Option<(i64, f64)> {
+    let confirmed = |i: usize| {
+        let x = points[i].1;
+        points.len() == 1
+            || (i > 0 && (x - points[i - 1].1).abs() <= band)
+            || points.get(i + 1).is_some_and(|n| (x - n.1).abs() <= band)
+    };
+    (0..points.len())
+        .filter(|&i| confirmed(i))
+        .map(|i| points[i])
+        .fold(None, |best: Option<(i64, f64)>, p| match best {
+            Some(b) if b.1 >= p.1 => Some(b),
+            _ => Some(p),
+        })
+}
+
+/// A discharge is judged once this many readings at or after the drop confirm it (or, for a
+/// device that went quiet, this long after its grace period on the receive clock): a single
+/// dropout reading (no echo) that the next reading contradicts is no discharge.
+const DISCHARGE_CONFIRMING_READINGS: usize = 2;
+const DISCHARGE_CONFIRM_WAIT_MS: i64 = 3_600_000;
 
 fn fmt_num(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
@@ -717,15 +764,19 @@ impl Live {
             } => {
                 let Some(v) = v else { return };
                 let from = t.saturating_sub(*within_s as i64 * 1000);
-                let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-                for (_, x) in window.into_iter().flat_map(|w| w.range(from, t)) {
-                    if let Some(x) = x.as_f64() {
-                        lo = lo.min(x);
-                        hi = hi.max(x);
-                    }
-                }
-                let fell = drop.is_some_and(|d| hi - v >= d);
-                let rose = rise.is_some_and(|d| v - lo >= d);
+                let points: Vec<(i64, f64)> = window
+                    .into_iter()
+                    .flat_map(|w| w.range(from, t))
+                    .filter_map(|(pt, x)| x.as_f64().map(|x| (*pt, x)))
+                    .collect();
+                // Extremes a neighbour confirms: one lost echo or foam spike is no change.
+                let fell = drop.is_some_and(|d| {
+                    supported_peak(&points, d / 2.0).is_some_and(|(_, hi)| hi - v >= d)
+                });
+                let rose = rise.is_some_and(|d| {
+                    let negated: Vec<(i64, f64)> = points.iter().map(|&(t, x)| (t, -x)).collect();
+                    supported_peak(&negated, d / 2.0).is_some_and(|(_, lo)| v + lo >= d)
+                });
                 (fell || rose, 0)
             }
             Condition::FlatLine {
@@ -776,14 +827,12 @@ impl Live {
             } => {
                 let Some(v) = v else { return };
                 let from = t.saturating_sub(*within_s as i64 * 1000);
-                let mut peak: Option<(i64, f64)> = None;
-                for (pt, x) in window.into_iter().flat_map(|w| w.range(from, t)) {
-                    if let Some(x) = x.as_f64()
-                        && peak.is_none_or(|(_, p)| x > p)
-                    {
-                        peak = Some((*pt, x));
-                    }
-                }
+                let points: Vec<(i64, f64)> = window
+                    .into_iter()
+                    .flat_map(|w| w.range(from, t))
+                    .filter_map(|(pt, x)| x.as_f64().map(|x| (*pt, x)))
+                    .collect();
+                let peak = supported_peak(&points, *min_drop / 2.0);
                 let raw = in_window && peak.is_some_and(|(_, p)| p - v >= *min_drop);
                 if raw
                     && !st.raw
@@ -958,13 +1007,22 @@ impl Live {
         if !self.pending.iter().any(due) {
             return;
         }
-        let (ready, keep): (Vec<_>, Vec<_>) =
+        let (mut ready, keep): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.pending).into_iter().partition(due);
         self.pending = keep;
+        // In rule order, so that of the figures judging one drop (one problem) the first
+        // rule's (volume before fill before level in the defaults) raises the clue.
+        ready.sort_by_key(|p| p.rule);
         for p in ready {
             let rule = &c.rules[p.rule];
-            // Measure the whole drop: the peak before it, the lowest point since.
-            let (mut peak, mut low, mut low_t) = (f64::NEG_INFINITY, f64::INFINITY, p.at_ms);
+            let Condition::Discharge { min_drop, .. } = rule.condition else {
+                continue;
+            };
+            // Measure the whole drop: the (confirmed) peak before it, the lowest point since,
+            // and where the contents are now.
+            let (mut low, mut low_t) = (f64::INFINITY, p.at_ms);
+            let (mut after, mut latest) = (0usize, f64::NAN);
+            let mut before = Vec::new();
             let unit = self
                 .series
                 .get(&p.series)
@@ -974,13 +1032,31 @@ impl Live {
                 for (t, x) in s.window.range(p.from_ms, i64::MAX) {
                     let Some(x) = x.as_f64() else { continue };
                     if *t <= p.at_ms {
-                        peak = peak.max(x);
+                        before.push((*t, x));
+                    }
+                    if *t >= p.at_ms {
+                        after += 1;
+                        latest = x;
                     }
                     if x < low {
                         low = x;
                         low_t = *t;
                     }
                 }
+            }
+            if after < DISCHARGE_CONFIRMING_READINGS
+                && self.rx_now_ms < p.due_rx_ms.saturating_add(DISCHARGE_CONFIRM_WAIT_MS)
+            {
+                self.pending.push(p);
+                continue;
+            }
+            let peak = supported_peak(&before, min_drop / 2.0).map_or(f64::NEG_INFINITY, |p| p.1);
+            let confirmed = peak - latest >= min_drop;
+            if !confirmed {
+                self.stats.unconfirmed_drops += 1;
+                tracing::info!(site = %p.site, device = %p.device, rule = %rule.id,
+                    "trap drop not confirmed by the readings after it (a dropout or an echo)");
+                continue;
             }
             if self
                 .pumpouts

@@ -1,0 +1,203 @@
+//! The audit chain in SQLite: appending inside a change's transaction, reading, verifying.
+//! Triggers in the schema refuse UPDATE and DELETE on the `audit` table.
+
+use super::{CLUE_COLS, SqliteStore, clue_from_row, json_col, read_clue};
+use crate::clue::audit::{self, AuditAction, AuditEntry, Broken, GENESIS, VerifyReport};
+use crate::clue::model::ClueChange;
+use crate::clue::store::{AuditLog, StoreError, clue_digest};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Value, json};
+
+pub(super) fn audit_from_row(r: &Row) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: r.get(0)?,
+        at_ms: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        clue_id: r.get(4)?,
+        detail: json_col(r.get(5)?),
+        prev_hash: r.get(6)?,
+        hash: r.get(7)?,
+    })
+}
+
+pub(super) const AUDIT_COLS: &str = "seq, at_ms, actor, action, clue_id, detail, prev_hash, hash";
+
+/// Appends one entry to the chain. Must run inside the transaction of what it records.
+pub(super) fn append_audit(
+    tx: &Connection,
+    at_ms: i64,
+    actor: &str,
+    action: AuditAction,
+    clue_id: Option<i64>,
+    detail: &Value,
+) -> Result<i64, StoreError> {
+    let last: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (seq, prev) = match last {
+        Some((s, h)) => (s + 1, h),
+        None => (1, GENESIS.to_string()),
+    };
+    let hash = audit::entry_hash(&prev, seq, at_ms, actor, action.as_str(), clue_id, detail);
+    tx.execute(
+        "INSERT INTO audit (seq, at_ms, actor, action, clue_id, detail, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            seq,
+            at_ms,
+            actor,
+            action.as_str(),
+            clue_id,
+            audit::canonical_json(detail),
+            prev,
+            hash
+        ],
+    )?;
+    Ok(seq)
+}
+
+impl SqliteStore {
+    /// Appends the audit entry for a change of `clue_id` (with the clue's new digest) and
+    /// queues the change for delivery. Must run inside the change's transaction.
+    pub(super) fn record(
+        &self,
+        tx: &Connection,
+        at_ms: i64,
+        actor: &str,
+        action: AuditAction,
+        clue_id: i64,
+        mut detail: Value,
+    ) -> Result<ClueChange, StoreError> {
+        let clue = read_clue(tx, clue_id)?.ok_or(StoreError::NotFound(clue_id))?;
+        if let Value::Object(m) = &mut detail {
+            m.insert("clue_sha256".into(), Value::String(clue_digest(&clue)));
+            m.insert("status".into(), json!(clue.status));
+            m.insert("level".into(), json!(clue.level));
+        }
+        let seq = append_audit(tx, at_ms, actor, action, Some(clue_id), &detail)?;
+        let change = ClueChange {
+            event_id: seq,
+            event: action.as_str().to_string(),
+            at_ms,
+            actor: actor.to_string(),
+            clue,
+        };
+        let topic = format!(
+            "clues/v1/{}/{}",
+            change.clue.subject.site,
+            change.clue.level.as_str()
+        );
+        self.enqueue(tx, &topic, &change, at_ms)?;
+        Ok(change)
+    }
+
+    /// Every audit entry in order (for verify and export).
+    pub fn audit_all(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY seq"))?;
+        let rows = st.query_map([], audit_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+impl AuditLog for SqliteStore {
+    fn audit_of(&self, id: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!(
+            "SELECT {AUDIT_COLS} FROM audit WHERE clue_id = ?1 ORDER BY seq"
+        ))?;
+        let rows = st.query_map([id], audit_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn audit_range(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        scope: Option<&[String]>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let cols = AUDIT_COLS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut sql = format!(
+            "SELECT {cols} FROM audit a LEFT JOIN clues c ON c.id = a.clue_id \
+             WHERE a.at_ms >= ?1 AND a.at_ms < ?2"
+        );
+        let mut args: Vec<rusqlite::types::Value> = vec![from_ms.into(), to_ms.into()];
+        if let Some(scope) = scope {
+            if scope.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut marks = Vec::new();
+            for s in scope {
+                args.push(s.clone().into());
+                marks.push(format!("?{}", args.len()));
+            }
+            sql.push_str(&format!(" AND c.site IN ({})", marks.join(", ")));
+        }
+        sql.push_str(" ORDER BY a.seq LIMIT 1000000");
+        let conn = self.conn();
+        let mut st = conn.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args.iter()), audit_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn verify_audit(&self) -> Result<VerifyReport, StoreError> {
+        let entries = self.audit_all()?;
+        let mut last_digest: std::collections::BTreeMap<i64, (i64, String)> = Default::default();
+        for e in &entries {
+            if let (Some(c), Some(d)) = (e.clue_id, e.detail.get("clue_sha256")) {
+                last_digest.insert(c, (e.seq, d.as_str().unwrap_or("").to_string()));
+            }
+        }
+        let report = audit::verify(entries);
+        if !report.ok {
+            return Ok(report);
+        }
+        // The chain is intact; now every clue row must be what its last entry says it became.
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!("SELECT {CLUE_COLS} FROM clues ORDER BY id"))?;
+        let clues = st.query_map([], clue_from_row)?;
+        for c in clues {
+            let c = match c {
+                Ok(c) => c,
+                Err(e) => {
+                    return Ok(VerifyReport {
+                        ok: false,
+                        entries: report.entries,
+                        broken: Some(Broken {
+                            seq: 0,
+                            what: format!("a clue row is unreadable: {e}"),
+                        }),
+                    });
+                }
+            };
+            let bad = match last_digest.get(&c.id) {
+                None => Some((0, format!("clue {} has no audit entry", c.id))),
+                Some((seq, d)) if *d != clue_digest(&c) => Some((
+                    *seq,
+                    format!(
+                        "clue {} was changed outside the gateway (row differs from this entry)",
+                        c.id
+                    ),
+                )),
+                Some(_) => None,
+            };
+            if let Some((seq, what)) = bad {
+                return Ok(VerifyReport {
+                    ok: false,
+                    entries: report.entries,
+                    broken: Some(Broken { seq, what }),
+                });
+            }
+        }
+        Ok(report)
+    }
+}

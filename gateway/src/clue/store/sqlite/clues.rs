@@ -1,0 +1,553 @@
+//! Clues in SQLite: the dedup intake (one open clue per key, repeats as occurrences with
+//! their evidence), lifecycle actions, escalation, and the reads behind the API.
+//!
+//! Every change ends in [`SqliteStore::record`] inside its own transaction: the audit entry
+//! and the delivery rows are written with the clue or not at all.
+
+use super::{
+    CLUE_COLS, SqliteStore, clue_from_row, corrupt, is_unique_violation, json_col, read_clue,
+};
+use crate::clue::audit::{self, AuditAction};
+use crate::clue::lifecycle::{self, Action, State};
+use crate::clue::model::*;
+use crate::clue::signal::ClueEvent;
+use crate::clue::store::{
+    ClueRecords, StoreError, history_of, kind_matches, level_after_repeat, median_s, subject_key,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Value, json};
+
+impl SqliteStore {
+    /// Dedup of one event inside the caller's transaction.
+    fn ingest_in(
+        &self,
+        tx: &Connection,
+        ev: &ClueEvent,
+        evidence: &[NewEvidence],
+        deadline_ms: i64,
+        now_ms: i64,
+    ) -> Result<ClueChange, StoreError> {
+        let open: Option<(i64, String, i64, String)> = tx
+            .query_row(
+                "SELECT id, level, occurrences, kind FROM clues WHERE dedup_key = ?1 AND open = 1",
+                [&ev.dedup_key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let detail_text = ev.detail.to_string();
+        let mut relevel = None;
+        let (id, action) = match open {
+            Some((id, was, occurrences, was_kind)) => {
+                let was = parse_level(&was).unwrap_or(ev.level);
+                let level = level_after_repeat(was, ev.level, occurrences, self.raise_after);
+                // One problem, one clue: a worse stage (due -> overdue) takes over the kind;
+                // the condition is present again, so an earlier recovery no longer holds.
+                let kind = if ev.level > was { &ev.kind } else { &was_kind };
+                tx.execute(
+                    "UPDATE clues SET occurrences = occurrences + 1, \
+                     last_seen_ms = MAX(last_seen_ms, ?2), first_seen_ms = MIN(first_seen_ms, ?2), \
+                     level = ?3, title = ?4, detail = ?5, updated_ms = ?6, kind = ?7, \
+                     cleared_ms = NULL, cleared_note = NULL WHERE id = ?1",
+                    params![
+                        id,
+                        ev.at_ms,
+                        level.as_str(),
+                        ev.title,
+                        detail_text,
+                        now_ms,
+                        kind
+                    ],
+                )?;
+                if level > was {
+                    relevel = Some(json!({"from_level": was, "to_level": level,
+                        "from_kind": was_kind, "to_kind": kind}));
+                    (id, AuditAction::LevelRaised)
+                } else {
+                    (id, AuditAction::Occurrence)
+                }
+            }
+            None => {
+                let s = &ev.subject;
+                tx.execute(
+                    "INSERT INTO clues (dedup_key, rule, kind, level, status, open, site, device, \
+                     plate, lat, lon, subject_key, title, detail, department, first_seen_ms, \
+                     last_seen_ms, occurrences, created_ms, updated_ms, deadline_ms, escalation) \
+                     VALUES (?1, ?2, ?3, ?4, 'new', 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
+                     ?14, ?14, 1, ?15, ?15, ?16, 'none')",
+                    params![
+                        ev.dedup_key,
+                        ev.rule,
+                        ev.kind,
+                        ev.level.as_str(),
+                        s.site,
+                        s.device,
+                        s.plate,
+                        s.location.map(|l| l.lat),
+                        s.location.map(|l| l.lon),
+                        subject_key(s),
+                        ev.title,
+                        detail_text,
+                        ev.department,
+                        ev.at_ms,
+                        now_ms,
+                        deadline_ms,
+                    ],
+                )?;
+                (tx.last_insert_rowid(), AuditAction::Created)
+            }
+        };
+        tx.execute(
+            "INSERT INTO occurrences (clue_id, at_ms, received_ms, level, title, detail) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                id,
+                ev.at_ms,
+                now_ms,
+                ev.level.as_str(),
+                ev.title,
+                detail_text
+            ],
+        )?;
+        let occ = tx.last_insert_rowid();
+        let mut hashes = Vec::with_capacity(evidence.len());
+        for e in evidence {
+            tx.execute(
+                "INSERT INTO evidence (clue_id, occurrence_id, kind, name, content_type, sha256, \
+                 size, body, at_ms, regions) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    id,
+                    occ,
+                    e.kind,
+                    e.name,
+                    e.content_type,
+                    e.sha256,
+                    e.size,
+                    e.body.as_ref().map(audit::canonical_json),
+                    ev.at_ms,
+                    e.regions
+                        .as_ref()
+                        .and_then(|r| serde_json::to_string(r).ok())
+                ],
+            )?;
+            hashes.push(e.sha256.clone());
+        }
+        let mut detail = json!({"occurrence_id": occ, "at_ms": ev.at_ms, "rule": ev.rule,
+               "dedup_key": ev.dedup_key, "evidence_sha256": hashes});
+        if let (Some(Value::Object(extra)), Value::Object(m)) = (relevel, &mut detail) {
+            m.extend(extra);
+        }
+        let change = self.record(tx, now_ms, "pool", action, id, detail)?;
+        Ok(change)
+    }
+}
+
+/// The duplicate-act links of clue `id`: its lead, or the clues it leads.
+fn read_links(conn: &Connection, id: i64) -> Result<Links, StoreError> {
+    let link = |r: &Row| -> rusqlite::Result<ClueLink> {
+        Ok(ClueLink {
+            clue_id: r.get(0)?,
+            department: r.get(1)?,
+            reason: r.get(2)?,
+            actor: r.get(3)?,
+            at_ms: r.get(4)?,
+        })
+    };
+    let lead = conn
+        .query_row(
+            "SELECT l.lead_id, c.department, l.reason, l.actor, l.at_ms FROM clue_links l \
+             JOIN clues c ON c.id = l.lead_id WHERE l.linked_id = ?1",
+            [id],
+            link,
+        )
+        .optional()?;
+    let mut st = conn.prepare(
+        "SELECT l.linked_id, c.department, l.reason, l.actor, l.at_ms FROM clue_links l \
+         JOIN clues c ON c.id = l.linked_id WHERE l.lead_id = ?1 ORDER BY l.linked_id",
+    )?;
+    let linked = st.query_map([id], link)?.collect::<Result<Vec<_>, _>>()?;
+    Ok(Links { lead, linked })
+}
+
+impl ClueRecords for SqliteStore {
+    fn ingest(
+        &self,
+        ev: &ClueEvent,
+        evidence: &[NewEvidence],
+        deadline_ms: i64,
+        now_ms: i64,
+    ) -> Result<ClueChange, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let change = self.ingest_in(&tx, ev, evidence, deadline_ms, now_ms)?;
+        tx.commit()?;
+        Ok(change)
+    }
+
+    fn ingest_batch(
+        &self,
+        items: &[(ClueEvent, Vec<NewEvidence>, i64)],
+        now_ms: i64,
+    ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError> {
+        let mut conn = self.conn();
+        let mut tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(items.len());
+        for (ev, evidence, deadline_ms) in items {
+            let sp = tx.savepoint()?;
+            match self.ingest_in(&sp, ev, evidence, *deadline_ms, now_ms) {
+                Ok(c) => {
+                    sp.commit()?;
+                    out.push(Ok(c));
+                }
+                Err(e) => {
+                    // Dropping the savepoint rolls this event back.
+                    drop(sp);
+                    out.push(Err(e));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn clear(
+        &self,
+        dedup_key: &str,
+        at_ms: i64,
+        note: &str,
+        now_ms: i64,
+    ) -> Result<Option<ClueChange>, StoreError> {
+        self.recover(dedup_key, at_ms, note, &[], now_ms)
+    }
+
+    fn recover(
+        &self,
+        dedup_key: &str,
+        at_ms: i64,
+        note: &str,
+        resolve_kinds: &[String],
+        now_ms: i64,
+    ) -> Result<Option<ClueChange>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let id: Option<(i64, String, String)> = tx
+            .query_row(
+                "SELECT id, status, kind FROM clues WHERE dedup_key = ?1 AND open = 1",
+                [dedup_key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((id, status, kind)) = id else {
+            return Ok(None);
+        };
+        let (action, detail) = if kind_matches(resolve_kinds, &kind) {
+            // The fault itself reported its end (camera back, device reporting): nothing is
+            // left for a person to do. Recorded like a resolution, by the pool.
+            tx.execute(
+                "UPDATE clues SET cleared_ms = ?2, cleared_note = ?3, updated_ms = ?4, \
+                 status = 'resolved', open = 0, resolved_ms = ?4, resolution = ?5 WHERE id = ?1",
+                params![id, at_ms, note, now_ms, format!("recovered: {note}")],
+            )?;
+            (
+                AuditAction::Recovered,
+                json!({"at_ms": at_ms, "note": note, "from": status, "to": "resolved",
+                       "auto_resolved": true}),
+            )
+        } else {
+            tx.execute(
+                "UPDATE clues SET cleared_ms = ?2, cleared_note = ?3, updated_ms = ?4 WHERE id = ?1",
+                params![id, at_ms, note, now_ms],
+            )?;
+            (
+                AuditAction::Cleared,
+                json!({"at_ms": at_ms, "note": note, "to_confirm": true}),
+            )
+        };
+        let change = self.record(&tx, now_ms, "pool", action, id, detail)?;
+        tx.commit()?;
+        Ok(Some(change))
+    }
+
+    fn act(
+        &self,
+        id: i64,
+        action: &Action,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<ClueChange, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let clue = read_clue(&tx, id)?.ok_or(StoreError::NotFound(id))?;
+        let before = State {
+            status: clue.status,
+            assignee: clue.assignee.clone(),
+            department: clue.department.clone(),
+            claimed_ms: clue.claimed_ms,
+            resolved_ms: clue.resolved_ms,
+            closed_ms: clue.closed_ms,
+            resolution: clue.resolution.clone(),
+        };
+        let next = lifecycle::apply(&before, action, actor, now_ms)?;
+        let res = tx.execute(
+            "UPDATE clues SET status = ?2, open = ?3, assignee = ?4, department = ?5, \
+             claimed_ms = ?6, resolved_ms = ?7, closed_ms = ?8, resolution = ?9, updated_ms = ?10 \
+             WHERE id = ?1",
+            params![
+                id,
+                next.status.as_str(),
+                next.status.is_open() as i64,
+                next.assignee,
+                next.department,
+                next.claimed_ms,
+                next.resolved_ms,
+                next.closed_ms,
+                next.resolution,
+                now_ms
+            ],
+        );
+        match res {
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!(
+                    "another open clue already has dedup key {}; work on that one",
+                    clue.dedup_key
+                )));
+            }
+            r => {
+                r?;
+            }
+        }
+        let mut detail = serde_json::to_value(action).unwrap_or(json!({}));
+        if let Value::Object(m) = &mut detail {
+            m.insert("from".into(), json!(before.status));
+            m.insert("to".into(), json!(next.status));
+            if next.department != before.department {
+                // Lets oversight see a clue handed back to where it came from.
+                m.insert("from_department".into(), json!(before.department));
+            }
+        }
+        let change = self.record(&tx, now_ms, actor, AuditAction::from(action), id, detail)?;
+        tx.commit()?;
+        Ok(change)
+    }
+
+    fn escalate(&self, now_ms: i64, red_after_ms: i64) -> Result<Vec<ClueChange>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let due: Vec<(i64, String, i64)> = {
+            let mut st = tx.prepare(
+                "SELECT id, escalation, deadline_ms FROM clues \
+                 WHERE open = 1 AND escalation != 'red' AND deadline_ms < ?1 ORDER BY id",
+            )?;
+            st.query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut changes = Vec::new();
+        for (id, current, deadline) in due {
+            let target = if now_ms > deadline.saturating_add(red_after_ms) {
+                Escalation::Red
+            } else {
+                Escalation::Yellow
+            };
+            if Escalation::parse(&current).unwrap_or(Escalation::None) >= target {
+                continue;
+            }
+            tx.execute(
+                "UPDATE clues SET escalation = ?2, updated_ms = ?3 WHERE id = ?1",
+                params![id, target.as_str(), now_ms],
+            )?;
+            changes.push(self.record(
+                &tx,
+                now_ms,
+                "pool",
+                AuditAction::Supervision,
+                id,
+                json!({"escalation": target, "deadline_ms": deadline,
+                       "overdue_s": (now_ms - deadline) / 1000}),
+            )?);
+        }
+        tx.commit()?;
+        Ok(changes)
+    }
+
+    fn get(&self, id: i64) -> Result<Option<ClueDetail>, StoreError> {
+        let conn = self.conn();
+        let Some(clue) = read_clue(&conn, id)? else {
+            return Ok(None);
+        };
+        let (prior, first): (i64, Option<i64>) = conn.query_row(
+            "SELECT COUNT(*), MIN(first_seen_ms) FROM clues \
+             WHERE subject_key = ?1 AND kind = ?2 AND id < ?3",
+            params![subject_key(&clue.subject), clue.kind, id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let history = history_of(prior, first, clue.occurrences);
+        let recent_occurrences = {
+            let mut st = conn.prepare(
+                "SELECT id, at_ms, received_ms, level, title, detail FROM occurrences \
+                 WHERE clue_id = ?1 ORDER BY id DESC LIMIT 50",
+            )?;
+            st.query_map([id], |r| {
+                let level: String = r.get(3)?;
+                Ok(Occurrence {
+                    id: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    received_ms: r.get(2)?,
+                    level: parse_level(&level).ok_or_else(|| corrupt("occurrence level"))?,
+                    title: r.get(4)?,
+                    detail: json_col(r.get(5)?),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+        };
+        let evidence = {
+            let mut st = conn.prepare(
+                "SELECT id, occurrence_id, kind, name, content_type, sha256, size, body, at_ms, \
+                 regions, purged_ms FROM evidence WHERE clue_id = ?1 ORDER BY id DESC LIMIT 200",
+            )?;
+            st.query_map([id], |r| {
+                Ok(EvidenceItem {
+                    id: r.get(0)?,
+                    occurrence_id: r.get(1)?,
+                    kind: r.get(2)?,
+                    name: r.get(3)?,
+                    content_type: r.get(4)?,
+                    sha256: r.get(5)?,
+                    size: r.get(6)?,
+                    body: r.get::<_, Option<String>>(7)?.map(json_col),
+                    at_ms: r.get(8)?,
+                    regions: r
+                        .get::<_, Option<String>>(9)?
+                        .and_then(|t| serde_json::from_str(&t).ok()),
+                    purged_ms: r.get(10)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+        };
+        let links = read_links(&conn, id)?;
+        Ok(Some(ClueDetail {
+            clue,
+            history,
+            recent_occurrences,
+            evidence,
+            links,
+            owner: None,
+            leniency: None,
+        }))
+    }
+
+    fn list(&self, q: &ClueQuery) -> Result<Vec<Clue>, StoreError> {
+        let mut sql = format!("SELECT {CLUE_COLS} FROM clues WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        let mut push = |sql: &mut String, clause: &str, v: String| {
+            args.push(v);
+            sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+        };
+        if let Some(s) = q.status {
+            push(&mut sql, "status =", s.as_str().into());
+        }
+        if let Some(l) = q.level {
+            push(&mut sql, "level =", l.as_str().into());
+        }
+        if let Some(s) = &q.site {
+            push(&mut sql, "site =", s.clone());
+        }
+        if let Some(k) = &q.kind {
+            push(&mut sql, "kind =", k.clone());
+        }
+        if let Some(f) = q.from_ms {
+            push(&mut sql, "created_ms >=", f.to_string());
+        }
+        if let Some(t) = q.to_ms {
+            push(&mut sql, "created_ms <", t.to_string());
+        }
+        if let Some(scope) = &q.scope {
+            if scope.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut marks = Vec::new();
+            for s in scope {
+                args.push(s.clone());
+                marks.push(format!("?{}", args.len()));
+            }
+            sql.push_str(&format!(" AND site IN ({})", marks.join(", ")));
+        }
+        let limit = if q.limit == 0 {
+            100
+        } else {
+            q.limit.min(100_000)
+        };
+        sql.push_str(&format!(
+            " ORDER BY open DESC, CASE level WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END DESC, \
+             last_seen_ms DESC, id DESC LIMIT {limit} OFFSET {}",
+            q.offset
+        ));
+        let conn = self.conn();
+        let mut st = conn.prepare(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args.iter()), clue_from_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn stats(&self, scope: Option<&[String]>, now_ms: i64) -> Result<Stats, StoreError> {
+        let q = ClueQuery {
+            scope: scope.map(|s| s.to_vec()),
+            ..Default::default()
+        };
+        if q.scope.as_ref().is_some_and(|s| s.is_empty()) {
+            return Ok(Stats::default());
+        }
+        let mut sql = "SELECT level, status, kind, department, created_ms, claimed_ms, \
+                       resolved_ms, escalation, open, deadline_ms FROM clues"
+            .to_string();
+        if let Some(scope) = &q.scope {
+            let marks: Vec<String> = (1..=scope.len()).map(|i| format!("?{i}")).collect();
+            sql.push_str(&format!(" WHERE site IN ({})", marks.join(", ")));
+        }
+        let conn = self.conn();
+        let mut st = conn.prepare(&sql)?;
+        let args = q.scope.clone().unwrap_or_default();
+        let mut rows = st.query(rusqlite::params_from_iter(args.iter()))?;
+        let mut s = Stats::default();
+        let (mut claim, mut resolve) = (Vec::new(), Vec::new());
+        let mut disposed = 0u64;
+        while let Some(r) = rows.next()? {
+            let level: String = r.get(0)?;
+            let status: String = r.get(1)?;
+            let kind: String = r.get(2)?;
+            let dept: Option<String> = r.get(3)?;
+            let created: i64 = r.get(4)?;
+            let claimed: Option<i64> = r.get(5)?;
+            let resolved: Option<i64> = r.get(6)?;
+            let esc: String = r.get(7)?;
+            let open: i64 = r.get(8)?;
+            let deadline: i64 = r.get(9)?;
+            s.total += 1;
+            *s.by_level.entry(level).or_default() += 1;
+            *s.by_kind.entry(kind).or_default() += 1;
+            *s.by_department
+                .entry(dept.unwrap_or_else(|| "(none)".into()))
+                .or_default() += 1;
+            if open == 0 {
+                disposed += 1;
+            } else if deadline < now_ms {
+                match esc.as_str() {
+                    "red" => s.overdue_red += 1,
+                    _ => s.overdue_yellow += 1,
+                }
+            }
+            *s.by_status.entry(status).or_default() += 1;
+            if let Some(c) = claimed {
+                claim.push(c - created);
+            }
+            if let Some(r) = resolved {
+                resolve.push(r - created);
+            }
+        }
+        s.disposal_rate = if s.total == 0 {
+            0.0
+        } else {
+            disposed as f64 / s.total as f64
+        };
+        s.median_time_to_claim_s = median_s(claim);
+        s.median_time_to_resolve_s = median_s(resolve);
+        Ok(s)
+    }
+}

@@ -1,0 +1,127 @@
+//! The SQLite backend: everything in `{storage.dir}/clues.sqlite` (WAL, migrations by
+//! `PRAGMA user_version`), one file per concern beside the trait it implements. One
+//! connection behind a mutex: SQLite has one writer anyway, and every change is a short
+//! transaction (see `clues.rs` for the dedup path, `audit.rs` for how a change is recorded).
+
+mod audit;
+mod clues;
+mod delivery;
+mod oversight;
+mod retention;
+mod schema;
+mod tokens;
+
+pub use tokens::TokenInfo;
+
+use super::StoreError;
+use crate::clue::lifecycle::Status;
+use crate::clue::model::*;
+use crate::clue::signal::{GeoPoint, Subject};
+use rusqlite::{Connection, OptionalExtension, Row};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    /// Channels each change is queued for (`mqtt`, `webhook`).
+    channels: Vec<&'static str>,
+    /// From this many occurrences on, a clue is one level above its rule's level (0: never).
+    raise_after: i64,
+}
+
+const CLUE_COLS: &str = "id, rule, kind, level, status, site, device, plate, lat, lon, dedup_key, \
+     title, detail, department, assignee, resolution, first_seen_ms, last_seen_ms, occurrences, \
+     created_ms, updated_ms, deadline_ms, escalation, claimed_ms, resolved_ms, closed_ms, \
+     cleared_ms, cleared_note";
+
+fn corrupt(what: impl Into<String>) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(what.into())))
+}
+
+fn json_col(s: String) -> Value {
+    serde_json::from_str(&s).unwrap_or(Value::String(s))
+}
+
+fn clue_from_row(r: &Row) -> rusqlite::Result<Clue> {
+    let level: String = r.get(3)?;
+    let status: String = r.get(4)?;
+    let escalation: String = r.get(22)?;
+    let lat: Option<f64> = r.get(8)?;
+    let lon: Option<f64> = r.get(9)?;
+    Ok(Clue {
+        id: r.get(0)?,
+        rule: r.get(1)?,
+        kind: r.get(2)?,
+        level: parse_level(&level).ok_or_else(|| corrupt(format!("level {level}")))?,
+        status: Status::parse(&status).ok_or_else(|| corrupt(format!("status {status}")))?,
+        subject: Subject {
+            site: r.get(5)?,
+            device: r.get(6)?,
+            plate: r.get(7)?,
+            location: lat.zip(lon).map(|(lat, lon)| GeoPoint { lat, lon }),
+        },
+        dedup_key: r.get(10)?,
+        title: r.get(11)?,
+        detail: json_col(r.get(12)?),
+        department: r.get(13)?,
+        assignee: r.get(14)?,
+        resolution: r.get(15)?,
+        first_seen_ms: r.get(16)?,
+        last_seen_ms: r.get(17)?,
+        occurrences: r.get(18)?,
+        created_ms: r.get(19)?,
+        updated_ms: r.get(20)?,
+        deadline_ms: r.get(21)?,
+        escalation: Escalation::parse(&escalation)
+            .ok_or_else(|| corrupt(format!("escalation {escalation}")))?,
+        claimed_ms: r.get(23)?,
+        resolved_ms: r.get(24)?,
+        closed_ms: r.get(25)?,
+        cleared_ms: r.get(26)?,
+        cleared_note: r.get(27)?,
+    })
+}
+
+fn read_clue(conn: &Connection, id: i64) -> rusqlite::Result<Option<Clue>> {
+    conn.query_row(
+        &format!("SELECT {CLUE_COLS} FROM clues WHERE id = ?1"),
+        [id],
+        clue_from_row,
+    )
+    .optional()
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path`; changes are queued for delivery
+    /// on `channels`.
+    pub fn open(path: &Path, channels: Vec<&'static str>) -> Result<SqliteStore, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        schema::migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            channels,
+            raise_after: 0,
+        })
+    }
+
+    /// Repetition raises the level: from `n` occurrences on, one level above the rule's.
+    pub fn with_raise_after(mut self, n: u32) -> SqliteStore {
+        self.raise_after = n as i64;
+        self
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,152 @@
+//! The SQLite schema: migrations applied in order, the version kept in `PRAGMA user_version`.
+//! A database newer than this gateway is refused rather than guessed at.
+
+use crate::clue::store::StoreError;
+use rusqlite::Connection;
+
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE clues (
+    id INTEGER PRIMARY KEY,
+    dedup_key TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    level TEXT NOT NULL,
+    status TEXT NOT NULL,
+    open INTEGER NOT NULL,
+    site TEXT NOT NULL,
+    device TEXT,
+    plate TEXT,
+    lat REAL,
+    lon REAL,
+    subject_key TEXT NOT NULL,
+    title TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    department TEXT,
+    assignee TEXT,
+    resolution TEXT,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    occurrences INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    deadline_ms INTEGER NOT NULL,
+    escalation TEXT NOT NULL,
+    claimed_ms INTEGER,
+    resolved_ms INTEGER,
+    closed_ms INTEGER,
+    cleared_ms INTEGER,
+    cleared_note TEXT
+);
+CREATE UNIQUE INDEX clues_one_open_per_key ON clues(dedup_key) WHERE open = 1;
+CREATE INDEX clues_site_status ON clues(site, status);
+CREATE INDEX clues_subject ON clues(subject_key, kind);
+CREATE INDEX clues_open_deadline ON clues(open, deadline_ms);
+CREATE TABLE occurrences (
+    id INTEGER PRIMARY KEY,
+    clue_id INTEGER NOT NULL REFERENCES clues(id),
+    at_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    title TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX occurrences_clue ON occurrences(clue_id, id);
+CREATE TABLE evidence (
+    id INTEGER PRIMARY KEY,
+    clue_id INTEGER NOT NULL REFERENCES clues(id),
+    occurrence_id INTEGER NOT NULL REFERENCES occurrences(id),
+    kind TEXT NOT NULL,
+    name TEXT,
+    content_type TEXT,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    body TEXT,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX evidence_clue ON evidence(clue_id, id);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    clue_id INTEGER,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_clue ON audit(clue_id, seq);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE tokens (
+    id INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    sites TEXT NOT NULL,
+    name TEXT,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE outbound (
+    id INTEGER PRIMARY KEY,
+    channel TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    delivered_ms INTEGER
+);
+CREATE INDEX outbound_pending ON outbound(channel, id) WHERE delivered_ms IS NULL;
+"#,
+    // 2: tokens can be revoked.
+    "ALTER TABLE tokens ADD COLUMN revoked_ms INTEGER;",
+    // 3: oversight. Personal-data regions and retention tombstones on evidence, duplicate-act
+    // links, supervision warnings. Kept out of the clue row so its audited digest is unchanged.
+    r#"
+ALTER TABLE evidence ADD COLUMN regions TEXT;
+ALTER TABLE evidence ADD COLUMN purged_ms INTEGER;
+ALTER TABLE evidence ADD COLUMN purge_reason TEXT;
+CREATE INDEX evidence_sha ON evidence(sha256);
+CREATE TABLE clue_links (
+    linked_id INTEGER PRIMARY KEY REFERENCES clues(id),
+    lead_id INTEGER NOT NULL REFERENCES clues(id),
+    reason TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX clue_links_lead ON clue_links(lead_id);
+CREATE TABLE oversight_warnings (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    model TEXT NOT NULL,
+    level TEXT NOT NULL,
+    site TEXT,
+    clue_id INTEGER,
+    concerns TEXT NOT NULL,
+    message TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    first_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE INDEX oversight_warnings_site ON oversight_warnings(site, updated_ms);
+"#,
+];
+
+/// Brings the database at `conn` to the newest schema, one transaction per step.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version as usize > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {version} is newer than this gateway ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

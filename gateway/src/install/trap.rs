@@ -1,0 +1,471 @@
+//! Grease-trap geometry per device, and the one place where whatever a trap's sensor reports
+//! (level, distance to the surface, fill % or volume; native firmware, a mapped third-party
+//! payload such as the Milesight EM310-UDL's `distance`, or a Modbus register) becomes the
+//! figures every grease rule reads: `level_mm`, `fill_pct` and `volume_l`.
+//!
+//! What can be derived depends on what is known:
+//!
+//! | known                                  | level_mm          | fill_pct | volume_l |
+//! |----------------------------------------|-------------------|----------|----------|
+//! | nothing, sensor reports a level        | the level         | -        | -        |
+//! | nothing, sensor reports a distance     | minus the distance (relative: drops in mm are exact) | - | - |
+//! | `sensor_height_mm`                     | height - distance | -        | -        |
+//! | + `working_depth_mm`                   | yes               | yes      | -        |
+//! | + shape and dimensions                 | yes               | yes      | yes      |
+//!
+//! So a device without geometry still gets level-based judgements (a drop in mm, or in % of
+//! the working depth when only that is known), never silence. Figures the device already
+//! sends (native firmware sends all three) are never replaced. The maths is the firmware's
+//! own [`firmware::logic::geometry`], so the gateway and the devices agree to the millimetre.
+
+use crate::config::{ConfigError, invalid};
+use crate::reading::{Reading, Value};
+use firmware::logic::geometry::{Shape, TrapGeometry};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The stream grease-trap readings arrive on.
+pub const STREAM: &str = "grease_trap";
+
+/// Plan shape of the trap chamber (walls are vertical).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrapShape {
+    /// `length_mm` x `width_mm`.
+    Rectangular,
+    /// `diameter_mm`.
+    Cylindrical,
+}
+
+/// Which figure the trap's sensor reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reports {
+    /// Liquid depth above the trap floor (submersible, 4-20 mA transmitters), in mm.
+    Level,
+    /// Distance from the sensor face down to the surface (ultrasonic, radar), in mm.
+    Distance,
+    /// Fill in % of the working depth.
+    FillPct,
+    /// Contents (L or m3; canonical m3 is converted).
+    Volume,
+}
+
+impl Reports {
+    /// The metric carrying it when `metric` is not set: native names first, then the usual
+    /// names of mapped sensors (`level`, `distance`).
+    fn default_metrics(self) -> &'static [&'static str] {
+        match self {
+            Reports::Level => &["level_mm", "level"],
+            Reports::Distance => &["distance", "distance_mm"],
+            Reports::FillPct => &["fill_pct", "fill"],
+            Reports::Volume => &["volume_l", "volume"],
+        }
+    }
+}
+
+/// One trap's installation (`[[traps]]`): how it is built, where its sensor sits and what
+/// the sensor reports. Every dimension is optional; what is missing limits what can be
+/// derived (see the module docs), it never stops level-based judgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrapInstall {
+    pub site: String,
+    pub device: String,
+    /// `rectangular` (with `length_mm`, `width_mm`) or `cylindrical` (with `diameter_mm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<TrapShape>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length_mm: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width_mm: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diameter_mm: Option<f64>,
+    /// Liquid depth at the outlet invert: the level that is 100 % full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_depth_mm: Option<f64>,
+    /// Height of the sensor face above the trap floor (distance sensors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor_height_mm: Option<f64>,
+    /// What the sensor reports.
+    pub reports: Reports,
+    /// The metric carrying it (default: `level_mm`/`level`, `distance`, `fill_pct`,
+    /// `volume_l`, by `reports`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+}
+
+/// What the rules see for one trap reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Figures {
+    pub level_mm: Option<f64>,
+    /// The level is relative to the sensor face (a distance sensor without a mount height).
+    pub relative: bool,
+    pub fill_pct: Option<f64>,
+    pub volume_l: Option<f64>,
+}
+
+impl TrapInstall {
+    fn geometry(&self) -> Option<TrapGeometry> {
+        let shape = match (self.shape?, self.length_mm, self.width_mm, self.diameter_mm) {
+            (TrapShape::Rectangular, Some(l), Some(w), _) => Shape::Rectangular {
+                length_mm: l as f32,
+                width_mm: w as f32,
+            },
+            (TrapShape::Cylindrical, _, _, Some(d)) => Shape::Cylinder {
+                diameter_mm: d as f32,
+            },
+            _ => return None,
+        };
+        Some(TrapGeometry {
+            shape,
+            sensor_to_floor_mm: self.sensor_height_mm.unwrap_or(0.0) as f32,
+            full_depth_mm: self.working_depth_mm.unwrap_or(0.0) as f32,
+        })
+    }
+
+    /// Plan area in mm², when shape and dimensions are known.
+    pub fn area_mm2(&self) -> Option<f64> {
+        self.geometry().map(|g| g.area_mm2() as f64)
+    }
+
+    /// The figures for a reported `value` (canonical unit `unit`).
+    pub fn figures(&self, value: f64, unit: &str) -> Figures {
+        let area = self.area_mm2();
+        let depth = self.working_depth_mm;
+        let level = match self.reports {
+            Reports::Level => Some(value),
+            Reports::Distance => self
+                .sensor_height_mm
+                .map(|h| (h - value).clamp(0.0, h))
+                .or(Some(-value)),
+            Reports::FillPct => depth.map(|d| value / 100.0 * d),
+            Reports::Volume => {
+                let litres = if unit == "m3" { value * 1000.0 } else { value };
+                area.filter(|a| *a > 0.0).map(|a| litres * 1e6 / a)
+            }
+        };
+        let relative = self.reports == Reports::Distance && self.sensor_height_mm.is_none();
+        let absolute = level.filter(|_| !relative);
+        Figures {
+            level_mm: level,
+            relative,
+            fill_pct: match self.reports {
+                Reports::FillPct => Some(value),
+                _ => absolute
+                    .zip(depth.filter(|d| *d > 0.0))
+                    .map(|(l, d)| l / d * 100.0),
+            },
+            volume_l: absolute.zip(area).map(|(l, a)| a * l / 1e6),
+        }
+    }
+
+    /// Checks dimensions; errors name the key (`traps[2].diameter_mm`).
+    fn validate(&self, k: &str) -> Result<(), ConfigError> {
+        for (name, v) in [("site", &self.site), ("device", &self.device)] {
+            if v.is_empty() {
+                return Err(invalid(format!("{k}.{name}"), "must not be empty"));
+            }
+        }
+        for (name, v) in [
+            ("length_mm", self.length_mm),
+            ("width_mm", self.width_mm),
+            ("diameter_mm", self.diameter_mm),
+            ("working_depth_mm", self.working_depth_mm),
+            ("sensor_height_mm", self.sensor_height_mm),
+        ] {
+            if let Some(x) = v
+                && (!x.is_finite() || x <= 0.0 || x > 100_000.0)
+            {
+                return Err(invalid(
+                    format!("{k}.{name}"),
+                    "must be a positive number of mm (at most 100 m)",
+                ));
+            }
+        }
+        match (self.shape, self.length_mm, self.width_mm, self.diameter_mm) {
+            (Some(TrapShape::Rectangular), None, _, _) => {
+                return Err(invalid(
+                    format!("{k}.length_mm"),
+                    "a rectangular trap needs it",
+                ));
+            }
+            (Some(TrapShape::Rectangular), _, None, _) => {
+                return Err(invalid(
+                    format!("{k}.width_mm"),
+                    "a rectangular trap needs it",
+                ));
+            }
+            (Some(TrapShape::Cylindrical), _, _, None) => {
+                return Err(invalid(
+                    format!("{k}.diameter_mm"),
+                    "a cylindrical trap needs it",
+                ));
+            }
+            (None, l, w, d) if l.or(w).or(d).is_some() => {
+                return Err(invalid(
+                    format!("{k}.shape"),
+                    "dimensions are given: say `rectangular` or `cylindrical`",
+                ));
+            }
+            _ => {}
+        }
+        if let (Some(h), Some(d)) = (self.sensor_height_mm, self.working_depth_mm)
+            && d > h
+        {
+            return Err(invalid(
+                format!("{k}.working_depth_mm"),
+                "deeper than the sensor is mounted (sensor_height_mm)",
+            ));
+        }
+        match self.reports {
+            Reports::FillPct if self.working_depth_mm.is_none() => Err(invalid(
+                format!("{k}.working_depth_mm"),
+                "a sensor reporting fill % needs the working depth",
+            )),
+            Reports::Volume if self.shape.is_none() => Err(invalid(
+                format!("{k}.shape"),
+                "a sensor reporting volume needs the shape and dimensions",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Every configured trap, looked up by (site, device).
+#[derive(Debug, Clone, Default)]
+pub struct TrapInstalls {
+    by_device: HashMap<(String, String), TrapInstall>,
+}
+
+/// Checks `[[traps]]`: valid dimensions, one entry per device.
+pub fn validate(traps: &[TrapInstall]) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, t) in traps.iter().enumerate() {
+        let k = format!("traps[{i}]");
+        t.validate(&k)?;
+        if !seen.insert((t.site.as_str(), t.device.as_str())) {
+            return Err(invalid(format!("{k}.device"), "this trap is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+impl TrapInstalls {
+    pub fn new(traps: &[TrapInstall]) -> Self {
+        TrapInstalls {
+            by_device: traps
+                .iter()
+                .map(|t| ((t.site.clone(), t.device.clone()), t.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, site: &str, device: &str) -> Option<&TrapInstall> {
+        // Few traps per gateway look-ups are per message, not per reading; an owned key
+        // costs two short allocations, only for grease-trap messages.
+        self.by_device.get(&(site.to_string(), device.to_string()))
+    }
+
+    /// For one message's readings (one device): the grease-trap figures it lacks, derived
+    /// from what it carries. Empty for other streams and when nothing can be added.
+    pub fn derive(&self, msg: &[Reading]) -> Vec<Reading> {
+        let Some(first) = msg.iter().find(|r| r.stream == STREAM) else {
+            return Vec::new();
+        };
+        let has = |m: &str| msg.iter().any(|r| r.stream == STREAM && r.metric == m);
+        if has("level_mm") && has("fill_pct") && has("volume_l") {
+            return Vec::new();
+        }
+        let install = self.get(&first.site, &first.device);
+        let number = |m: &str| {
+            msg.iter()
+                .find(|r| r.stream == STREAM && r.metric == m)
+                .and_then(|r| r.value.as_f64().map(|v| (v, r)))
+        };
+        // The source: the configured sensor, or the best figure the message carries.
+        let source = match install {
+            Some(i) => match &i.metric {
+                Some(m) => number(m).map(|(v, r)| (i.clone(), v, r)),
+                None => i
+                    .reports
+                    .default_metrics()
+                    .iter()
+                    .find_map(|m| number(m))
+                    .map(|(v, r)| (i.clone(), v, r)),
+            },
+            None => [
+                ("level_mm", Reports::Level),
+                ("level", Reports::Level),
+                ("distance", Reports::Distance),
+                ("distance_mm", Reports::Distance),
+            ]
+            .into_iter()
+            .find_map(|(m, reports)| {
+                number(m).map(|(v, r)| {
+                    let bare = TrapInstall {
+                        site: r.site.clone(),
+                        device: r.device.clone(),
+                        shape: None,
+                        length_mm: None,
+                        width_mm: None,
+                        diameter_mm: None,
+                        working_depth_mm: None,
+                        sensor_height_mm: None,
+                        reports,
+                        metric: None,
+                    };
+                    (bare, v, r)
+                })
+            }),
+        };
+        let Some((install, value, src)) = source else {
+            return Vec::new();
+        };
+        let f = install.figures(value, &src.unit);
+        let mut out = Vec::new();
+        for (metric, v, unit) in [
+            ("level_mm", f.level_mm, "mm"),
+            ("fill_pct", f.fill_pct, "%"),
+            ("volume_l", f.volume_l, "L"),
+        ] {
+            let Some(v) = v.filter(|v| v.is_finite()) else {
+                continue;
+            };
+            if has(metric) {
+                continue;
+            }
+            out.push(Reading {
+                metric: metric.to_string(),
+                value: Value::Float((v * 10.0).round() / 10.0),
+                unit: unit.to_string(),
+                ..src.clone()
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reading::{Quality, Source};
+
+    fn reading(metric: &str, v: f64, unit: &str) -> Reading {
+        Reading {
+            site: "r-1".into(),
+            device: "trap-1".into(),
+            stream: STREAM.into(),
+            metric: metric.into(),
+            value: Value::Float(v),
+            unit: unit.into(),
+            device_time_ms: 1,
+            received_time_ms: 1,
+            source: Source::Mqtt,
+            sequence: None,
+            quality: Quality::default(),
+        }
+    }
+
+    fn install(reports: Reports) -> TrapInstall {
+        TrapInstall {
+            site: "r-1".into(),
+            device: "trap-1".into(),
+            shape: Some(TrapShape::Rectangular),
+            length_mm: Some(1000.0),
+            width_mm: Some(600.0),
+            diameter_mm: None,
+            working_depth_mm: Some(800.0),
+            sensor_height_mm: Some(1000.0),
+            reports,
+            metric: None,
+        }
+    }
+
+    fn figures(out: &[Reading]) -> Vec<(String, f64)> {
+        out.iter()
+            .map(|r| (r.metric.clone(), r.value.as_f64().unwrap_or(f64::NAN)))
+            .collect()
+    }
+
+    #[test]
+    fn a_distance_sensor_with_geometry_gives_level_fill_and_volume() {
+        let traps = TrapInstalls::new(&[install(Reports::Distance)]);
+        let out = traps.derive(&[reading("distance", 600.0, "mm")]);
+        assert_eq!(
+            figures(&out),
+            vec![
+                ("level_mm".into(), 400.0),
+                ("fill_pct".into(), 50.0),
+                ("volume_l".into(), 240.0)
+            ]
+        );
+        // Same figures as the firmware's own geometry (a native trap of the same build).
+        let g = install(Reports::Distance).geometry().expect("geometry");
+        assert_eq!(g.volume_l(g.level_mm(600.0)), 240.0);
+    }
+
+    #[test]
+    fn fill_and_volume_sensors_and_a_cylinder() {
+        let traps = TrapInstalls::new(&[install(Reports::FillPct)]);
+        let out = traps.derive(&[reading("fill_pct", 25.0, "%")]);
+        assert_eq!(
+            figures(&out),
+            vec![("level_mm".into(), 200.0), ("volume_l".into(), 120.0)]
+        );
+        let mut cyl = install(Reports::Volume);
+        cyl.shape = Some(TrapShape::Cylindrical);
+        cyl.diameter_mm = Some(1000.0);
+        let traps = TrapInstalls::new(&[cyl]);
+        // A mapped sensor's litres arrive in canonical m3.
+        let out = traps.derive(&[reading("volume", 0.39, "m3")]);
+        let f = figures(&out);
+        assert_eq!(f[0].0, "level_mm");
+        assert!((f[0].1 - 496.6).abs() < 0.2, "{f:?}");
+        assert_eq!(f[1], ("fill_pct".into(), 62.1));
+    }
+
+    #[test]
+    fn without_geometry_a_level_stays_a_level_and_a_distance_becomes_a_relative_level() {
+        let traps = TrapInstalls::default();
+        let out = traps.derive(&[reading("level", 412.0, "mm")]);
+        assert_eq!(figures(&out), vec![("level_mm".into(), 412.0)]);
+        let out = traps.derive(&[reading("distance", 1250.0, "mm")]);
+        assert_eq!(figures(&out), vec![("level_mm".into(), -1250.0)]);
+        // Native firmware already sends every figure: nothing added.
+        let native = [
+            reading("level_mm", 400.0, "mm"),
+            reading("fill_pct", 50.0, "%"),
+            reading("volume_l", 240.0, ""),
+        ];
+        assert!(traps.derive(&native).is_empty());
+    }
+
+    #[test]
+    fn only_the_working_depth_gives_fill_from_a_level() {
+        let mut i = install(Reports::Level);
+        i.shape = None;
+        i.length_mm = None;
+        i.width_mm = None;
+        let traps = TrapInstalls::new(&[i]);
+        let out = traps.derive(&[reading("level", 200.0, "mm")]);
+        assert_eq!(
+            figures(&out),
+            vec![("level_mm".into(), 200.0), ("fill_pct".into(), 25.0)]
+        );
+    }
+
+    #[test]
+    fn bad_trap_config_names_the_key() {
+        let mut i = install(Reports::Distance);
+        i.width_mm = None;
+        let e = validate(&[i]).expect_err("no width");
+        assert!(e.to_string().contains("traps[0].width_mm"), "{e}");
+        let mut i = install(Reports::Distance);
+        i.working_depth_mm = Some(2000.0);
+        let e = validate(&[i]).expect_err("too deep");
+        assert!(e.to_string().contains("traps[0].working_depth_mm"), "{e}");
+        let e = validate(&[install(Reports::Level), install(Reports::Level)]).expect_err("twice");
+        assert!(e.to_string().contains("traps[1].device"), "{e}");
+    }
+}
