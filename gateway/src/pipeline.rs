@@ -1,6 +1,7 @@
 //! The hand-off between sources and the processing stage.
 //!
-//! Every source (MQTT, Modbus, camera, drone) sends `Intake` values into one bounded channel.
+//! The reading sources (MQTT and Modbus) send `Intake` values into one bounded channel
+//! (cameras and drones send images to `camera` and `drone`, which produce clues, not readings).
 //! The processor normalizes them, makes them durable in the outbox, updates the live device
 //! table, and only then fires the acknowledgement, so a source never reports data as taken
 //! before it is safe on disk. The channel is bounded: a slow disk slows intake visibly.

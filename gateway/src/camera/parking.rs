@@ -24,7 +24,7 @@
 //! Everything here blocks (inference): call it from `spawn_blocking`.
 
 use crate::clue::signal::ClueSignal;
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use crate::metrics::{Metrics, Persuaded, Reason};
 use crate::vision::detector::{Detector, DetectorConfig};
 use crate::vision::dwell::{

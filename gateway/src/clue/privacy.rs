@@ -14,7 +14,7 @@
 
 use super::auth::Role;
 use super::signal::Region;
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use image::{GenericImageView, RgbImage};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
