@@ -171,6 +171,7 @@ impl Gateway {
                 mqtt: Some(client),
                 max_batch: cfg.mqtt.ack_batch,
                 readings_out: vec![rules_tx, camera_readings_tx],
+                dead_letter: Some(cfg.storage.dir.join(crate::pipeline::DEAD_LETTER_FILE)),
             }
             .run(),
         );

@@ -88,9 +88,12 @@ impl EvidenceStore {
         Ok(self.dir.join(&hash[..2]).join(&hash[2..]))
     }
 
-    /// Stores `bytes` (once) and returns their SHA-256. Written to a temporary file and renamed,
-    /// so a crash never leaves a partial file under a valid name.
+    /// Stores `bytes` (once) and returns their SHA-256. Written to a temporary file, fsynced,
+    /// renamed, and the directory fsynced: a crash never leaves a partial file under a valid
+    /// name, and once this returns the file and its name survive a power loss (the clue that
+    /// refers to it is committed after this).
     pub fn put(&self, bytes: &[u8]) -> Result<String, EvidenceError> {
+        use std::io::Write;
         let hash = sha256_hex(&[bytes]);
         let path = self.path_of(&hash)?;
         if let Some(b) = &self.blobs {
@@ -101,13 +104,18 @@ impl EvidenceStore {
             return Ok(hash);
         }
         let parent = path.parent().unwrap_or(&self.dir).to_path_buf();
+        let new_dir = !parent.exists();
         std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-        let tmp = parent.join(format!(".{}.tmp{}", &hash[2..10], std::process::id()));
-        std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-        if let Ok(f) = std::fs::File::open(&tmp) {
-            let _ = f.sync_all();
+        if new_dir {
+            sync_dir(&self.dir)?;
         }
+        let tmp = parent.join(format!(".{}.tmp{}", &hash[2..10], std::process::id()));
+        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        drop(f);
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        sync_dir(&parent)?;
         Ok(hash)
     }
 
@@ -160,6 +168,13 @@ impl EvidenceStore {
             None => self.path_of(hash).is_ok_and(|p| p.exists()),
         }
     }
+}
+
+/// Makes the entries of `dir` (a new name, a rename) durable.
+fn sync_dir(dir: &Path) -> Result<(), EvidenceError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
 }
 
 #[cfg(test)]

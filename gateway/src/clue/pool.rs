@@ -575,6 +575,19 @@ impl PoolHandle {
             .await
     }
 
+    /// Audits that `actor` is being given an unmasked camera frame.
+    pub async fn record_frame_access(
+        &self,
+        site: String,
+        camera: String,
+        actor: String,
+        role: &'static str,
+    ) -> Result<(), PoolError> {
+        let now = self.now_ms();
+        self.blocking(move |s| s.record_frame_access(&site, &camera, &actor, role, now))
+            .await
+    }
+
     pub async fn list(&self, q: ClueQuery) -> Result<Vec<Clue>, PoolError> {
         self.blocking(move |s| s.list(&q)).await
     }

@@ -183,6 +183,21 @@ pub trait RetentionStore: Send + Sync {
         role: &str,
         now_ms: i64,
     ) -> Result<(), StoreError>;
+    /// Audits that `actor` received an unmasked camera frame (`latest.jpg`), which belongs
+    /// to no clue. A store that cannot audit it refuses, and so the original is withheld.
+    fn record_frame_access(
+        &self,
+        site: &str,
+        camera: &str,
+        actor: &str,
+        role: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let _ = (site, camera, actor, role, now_ms);
+        Err(StoreError::Conflict(
+            "this clue store cannot audit frame access".into(),
+        ))
+    }
     /// Live evidence rows past their class's retention (at most `limit`).
     fn expired_evidence(
         &self,
