@@ -51,6 +51,8 @@ pub enum AuditAction {
     OversightWarning,
     /// Someone received an unmasked evidence original.
     EvidenceOriginalAccess,
+    /// Someone received an unmasked camera frame (`latest.jpg`; no clue).
+    FrameOriginalAccess,
     /// Retention purged an evidence item.
     EvidencePurged,
     TokenCreated,
@@ -74,7 +76,7 @@ pub enum LifecycleAction {
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 22] = [
+    pub const ALL: [AuditAction; 23] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -94,6 +96,7 @@ impl AuditAction {
         AuditAction::Lifecycle(LifecycleAction::OwnerResponse),
         AuditAction::OversightWarning,
         AuditAction::EvidenceOriginalAccess,
+        AuditAction::FrameOriginalAccess,
         AuditAction::EvidencePurged,
         AuditAction::TokenCreated,
         AuditAction::TokenRevoked,
@@ -112,6 +115,7 @@ impl AuditAction {
             AuditAction::Lifecycle(a) => a.as_str(),
             AuditAction::OversightWarning => "oversight_warning",
             AuditAction::EvidenceOriginalAccess => "evidence_original_access",
+            AuditAction::FrameOriginalAccess => "frame_original_access",
             AuditAction::EvidencePurged => "evidence_purged",
             AuditAction::TokenCreated => "token_created",
             AuditAction::TokenRevoked => "token_revoked",
@@ -349,6 +353,7 @@ mod tests {
                 "owner_response",
                 "oversight_warning",
                 "evidence_original_access",
+                "frame_original_access",
                 "evidence_purged",
                 "token_created",
                 "token_revoked",
