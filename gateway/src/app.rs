@@ -187,6 +187,7 @@ impl Gateway {
             clues: clues.clone(),
             cameras,
             pumpouts: crate::rules::pumpout_api::Pumpouts(Some(pumpouts)),
+            registry: crate::registry::api::RegistryHandle(registry.clone()),
         };
         let web = crate::dashboard::static_routes(&cfg.dashboard);
         let http_cancel = delivery_cancel.clone();

@@ -55,6 +55,10 @@ pub enum AuditAction {
     EvidencePurged,
     TokenCreated,
     TokenRevoked,
+    /// A device registry entry was added or changed through the API.
+    RegistryPut,
+    /// A device registry entry was removed through the API.
+    RegistryDelete,
 }
 
 /// The lifecycle actions as audit records them: [`Action`] without its fields.
@@ -74,7 +78,7 @@ pub enum LifecycleAction {
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 22] = [
+    pub const ALL: [AuditAction; 24] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -97,6 +101,8 @@ impl AuditAction {
         AuditAction::EvidencePurged,
         AuditAction::TokenCreated,
         AuditAction::TokenRevoked,
+        AuditAction::RegistryPut,
+        AuditAction::RegistryDelete,
     ];
 
     /// The stored spelling.
@@ -115,6 +121,8 @@ impl AuditAction {
             AuditAction::EvidencePurged => "evidence_purged",
             AuditAction::TokenCreated => "token_created",
             AuditAction::TokenRevoked => "token_revoked",
+            AuditAction::RegistryPut => "registry_put",
+            AuditAction::RegistryDelete => "registry_delete",
         }
     }
 
@@ -352,6 +360,8 @@ mod tests {
                 "evidence_purged",
                 "token_created",
                 "token_revoked",
+                "registry_put",
+                "registry_delete",
             ]
         );
         for a in AuditAction::ALL {

@@ -504,6 +504,17 @@ impl PoolHandle {
             .await
     }
 
+    /// Audits an administrative change that concerns no clue (a registry edit). Blocking:
+    /// call from `spawn_blocking`, inside the change it records.
+    pub fn record_blocking(
+        &self,
+        actor: &str,
+        action: super::audit::AuditAction,
+        detail: &serde_json::Value,
+    ) -> Result<(), PoolError> {
+        Ok(self.store.record(actor, action, detail, self.now_ms())?)
+    }
+
     pub async fn list(&self, q: ClueQuery) -> Result<Vec<Clue>, PoolError> {
         self.blocking(move |s| s.list(&q)).await
     }
