@@ -28,6 +28,14 @@ if ! grep -q '^GATEWAY_INFLUX__TOKEN=' "$ENV_FILE"; then
         "$token" "$(openssl rand -hex 16)" >"$DATA/influx.env")
 fi
 
+# The shared clue store (compose.scale-out.yaml): PostgreSQL's password, and the gateways' URL.
+if [ ! -f "$DATA/postgres.env" ]; then
+    pg_password=$(openssl rand -hex 16)
+    (umask 077 && printf 'POSTGRES_PASSWORD=%s\n' "$pg_password" >"$DATA/postgres.env")
+    (umask 077 && printf 'GATEWAY_CLUES__URL=postgres://gateway:%s@postgres:5432/clues\n' \
+        "$pg_password" >"$DATA/clues.env")
+fi
+
 # The broker image drops privileges to uid/gid 1883 (mosquitto) before it reads the
 # password file and ACL; the server key must be readable too.
 if [ "$(id -u)" -eq 0 ]; then

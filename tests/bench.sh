@@ -25,6 +25,10 @@ ONLY="${BENCH_ONLY:-ingest db_writes vision modbus outbox rules clues camera}"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 step() { echo "bench: [$(date -u +%H:%M:%S)] $*"; }
 
+# Python references (pymodbus, onnxruntime) run in the project's venv (models/python-env.sh).
+PY="$(bash models/python-env.sh models/requirements.txt tests/requirements.txt)"
+export PATH="$(dirname "$PY"):$PATH"
+
 for cmd in mosquitto mosquitto_sub victoria-metrics python3; do
     command -v "$cmd" >/dev/null 2>&1 || {
         echo "bench: $cmd not found (bash tests/run-all.sh installs the test servers)" >&2

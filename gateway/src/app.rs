@@ -171,6 +171,7 @@ impl Gateway {
                 mqtt: Some(client),
                 max_batch: cfg.mqtt.ack_batch,
                 readings_out: vec![rules_tx, camera_readings_tx],
+                dead_letter: Some(cfg.storage.dir.join(crate::pipeline::DEAD_LETTER_FILE)),
             }
             .run(),
         );
@@ -278,7 +279,11 @@ fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
-/// [`spawn_rules_with`], also returning the sender that replaces the running rules.
+/// Starts the rules engine on `cfg`'s rules (the defaults when none are configured), continuing
+/// from the state saved at the last stop, with the pump-out registry shared with the API.
+/// Returns the sender to add to `Processor::readings_out`, the task's handle (it ends when every
+/// clone of the sender is dropped: the processor stopped) and the sender that replaces the
+/// running rules on reload.
 pub fn spawn_rules_reloadable(
     cfg: &Config,
     clue_tx: crate::clue::signal::ClueSender,
@@ -332,37 +337,6 @@ fn restore_rules(cfg: &Config, path: &std::path::Path) -> anyhow::Result<crate::
             fresh()
         }
     }
-}
-
-/// Starts the rules engine on `cfg`'s rules (the defaults when none are configured) and
-/// returns the sender to add to `Processor::readings_out`, with the task's handle. The task ends
-/// when every clone of the sender is dropped (the processor stopped).
-pub fn spawn_rules(
-    cfg: &Config,
-    clue_tx: crate::clue::signal::ClueSender,
-) -> anyhow::Result<(
-    crate::rules::task::ReadingsSender,
-    tokio::task::JoinHandle<()>,
-)> {
-    spawn_rules_with(cfg, clue_tx, crate::rules::PumpoutRegistry::default())
-}
-
-/// [`spawn_rules`] with a pump-out registry shared with whoever registers pump-outs (the API).
-pub fn spawn_rules_with(
-    cfg: &Config,
-    clue_tx: crate::clue::signal::ClueSender,
-    pumpouts: crate::rules::PumpoutRegistry,
-) -> anyhow::Result<(
-    crate::rules::task::ReadingsSender,
-    tokio::task::JoinHandle<()>,
-)> {
-    let engine = crate::rules::Engine::from_config(cfg)
-        .context("building the rules")?
-        .with_pumpouts(pumpouts);
-    info!(rules = engine.rule_count(), "rules engine started");
-    let (tx, rx) = tokio::sync::mpsc::channel(crate::rules::task::RULES_CAPACITY);
-    let handle = tokio::spawn(crate::rules::task::run(engine, rx, clue_tx));
-    Ok((tx, handle))
 }
 
 /// Spawns a stage whose panic must not leave the process running without it.

@@ -115,7 +115,7 @@ fn demo_admin_token(cfg: &Config) -> anyhow::Result<std::path::PathBuf> {
     }
     let store = crate::clue::pool::open_store(cfg).context("opening the clue store")?;
     let (_, token) = crate::clue::auth::create_token(
-        store.as_ref(),
+        store.tokens().as_ref(),
         crate::clue::auth::Role::Admin,
         &[],
         Some("demo"),

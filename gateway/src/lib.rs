@@ -1,4 +1,29 @@
 //! The enforcement sensor gateway as a library; `main.rs` only parses the command line.
+//!
+//! # Layout
+//!
+//! The two flows and the invariants are in `ARCHITECTURE.md` at the repository root; this is
+//! the map of modules, in the order a reading meets them.
+//!
+//! - Wiring: [`app`] (start, reload, ordered shutdown), [`config`] (the root of the TOML file,
+//!   loading, environment overrides, validation), [`clock`], [`metrics`].
+//! - Intake: [`source`] (MQTT, Modbus), [`decode`] (payload mappings, LoRaWAN), [`registry`]
+//!   (known devices), [`reading`] (the one normalized record), [`normalize`] (sequence and
+//!   clock checks), [`units`].
+//! - The processing stage: [`pipeline`] (intake channel, processor: durable, then ack),
+//!   [`outbox`] (the disk-backed queue), [`sink`] (InfluxDB delivery from the outbox),
+//!   [`devices`] and [`history`] (the live device table and recent readings).
+//! - Judging: [`rules`] (the rules engine and its task), [`camera`] (frame health, parking
+//!   dwell), [`vision`] (ONNX models, detection, plates, tracking), [`drone`] (flights,
+//!   uploads, tasks), [`install`] (how each device is built and mounted, e.g. grease
+//!   traps).
+//! - Clues: [`clue`] (signals in, the pool, storage by concern in `clue::store`, lifecycle,
+//!   audit chain, delivery to the platform, oversight, retention, auth, the clue API).
+//! - Serving people: [`api`] (the HTTP router and the API state), [`dashboard`] (the web
+//!   pages and their API).
+//!
+//! Producers of clues hold a `clue::signal::ClueSender`, never the pool; only `app` sees
+//! every part.
 
 pub mod api;
 pub mod app;
@@ -6,6 +31,7 @@ pub mod camera;
 pub mod clock;
 pub mod clue;
 pub mod config;
+pub mod config_error;
 pub mod dashboard;
 pub mod decode;
 #[cfg(feature = "demo")]

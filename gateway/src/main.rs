@@ -50,6 +50,11 @@ enum Command {
         #[arg(long)]
         dashboard_dir: Option<PathBuf>,
     },
+    /// The clue store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// The clue audit log.
     Audit {
         #[command(subcommand)]
@@ -103,6 +108,21 @@ enum TokenCommand {
         config: PathBuf,
         #[arg(long)]
         id: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Move a gateway's clue pool (clues, audit chain, tokens, outbox, evidence files) from
+    /// its SQLite file into an empty PostgreSQL database; both must verify.
+    Migrate {
+        /// `sqlite:PATH` (the `clues.sqlite` file; evidence files are read from the
+        /// `evidence` folder beside it).
+        #[arg(long)]
+        from: String,
+        /// `postgres:postgres://user@host:port/database`
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -165,12 +185,46 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(Some(&config))?;
             runtime()?.block_on(gateway::app::run(cfg, Some(config)))
         }
+        Command::Store {
+            command: StoreCommand::Migrate { from, to },
+        } => {
+            let path = PathBuf::from(
+                from.strip_prefix("sqlite:")
+                    .context("--from must be sqlite:PATH")?,
+            );
+            let url = to
+                .strip_prefix("postgres:")
+                .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+                .context("--to must be postgres:postgres://user@host:port/database")?;
+            let evidence = path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("evidence");
+            let report =
+                gateway::clue::postgres::migrate::sqlite_to_postgres(&path, &evidence, url)?;
+            for (table, n) in &report.rows {
+                println!("{table}: {n} rows");
+            }
+            println!(
+                "evidence files: {}; audit chain: {} entries, verified before and after",
+                report.evidence_files, report.audit_entries
+            );
+            if !report.missing_files.is_empty() {
+                eprintln!(
+                    "warning: {} evidence files cited but absent from {}: {}",
+                    report.missing_files.len(),
+                    evidence.display(),
+                    report.missing_files.join(", ")
+                );
+            }
+            Ok(())
+        }
         Command::Audit {
             command: AuditCommand::Verify { config },
         } => {
             let cfg = Config::load(Some(&config))?;
             let store = gateway::clue::pool::open_store(&cfg)?;
-            let report = gateway::clue::store::AuditLog::verify_audit(store.as_ref())?;
+            let report = gateway::clue::store::AuditLog::verify_audit(store.clues().as_ref())?;
             if report.ok {
                 println!("{report}");
                 Ok(())
@@ -205,7 +259,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("creating storage.dir {}", cfg.storage.dir.display()))?;
             let store = gateway::clue::pool::open_store(&cfg)?;
             let (id, token) = gateway::clue::auth::create_token(
-                store.as_ref(),
+                store.tokens().as_ref(),
                 role,
                 &sites,
                 name.as_deref(),

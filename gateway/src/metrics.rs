@@ -56,6 +56,11 @@ pub struct Metrics {
     pub dead_letter_published_total: Counter,
     pub sequence_lost_total: Counter,
     pub sequence_duplicates_total: Counter,
+    /// Messages whose records the outbox can never take, kept in the dead-letter file.
+    pub intake_dead_lettered_total: Counter,
+    /// Messages left unacknowledged because they could not be made durable, by reason
+    /// (`outbox_task_failed`, `too_large`, `dead_letter_failed`); the broker redelivers them.
+    pub intake_not_acked_total: Family<Reason, Counter>,
     pub clock_replaced_total: Counter,
     pub outbox_appended_total: Counter,
     pub outbox_depth_records: Gauge,
@@ -160,6 +165,16 @@ impl Metrics {
                 "sequence_duplicates",
                 "Duplicate messages dropped by sequence number",
                 Counter::default()
+            ),
+            intake_dead_lettered_total: reg!(
+                "intake_dead_lettered",
+                "Messages the outbox can never take, kept in the dead-letter file",
+                Counter::default()
+            ),
+            intake_not_acked_total: reg!(
+                "intake_not_acked",
+                "Messages left unacknowledged because they could not be made durable, by reason",
+                Family::default()
             ),
             clock_replaced_total: reg!(
                 "clock_replaced",

@@ -72,6 +72,13 @@ impl SeqWindow {
         }
     }
 
+    /// Marks `seq` as not seen again (when newer than the window's oldest).
+    fn unset(&mut self, seq: u64) {
+        if let Some(back) = self.newest.checked_sub(seq).filter(|b| *b < WINDOW) {
+            self.seen[(back / 64) as usize] &= !(1 << (back % 64));
+        }
+    }
+
     fn check(&mut self, seq: u64) -> SeqVerdict {
         if seq > self.newest {
             let jump = seq - self.newest;
@@ -123,6 +130,14 @@ impl Normalizer {
             .or_default()
             .insert(device.to_string(), SeqWindow::new(seq));
         SeqVerdict::New { lost: 0 }
+    }
+
+    /// Forgets that message `seq` was seen: it could not be made durable and was not
+    /// acknowledged, so its redelivery must be taken, not dropped as a duplicate.
+    pub fn forget_sequence(&mut self, site: &str, device: &str, seq: u64) {
+        if let Some(w) = self.windows.get_mut(site).and_then(|m| m.get_mut(device)) {
+            w.unset(seq);
+        }
     }
 
     /// The time for a message whose device time [`fix_clock`] replaced by `received_ms`:

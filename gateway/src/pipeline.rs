@@ -1,9 +1,22 @@
 //! The hand-off between sources and the processing stage.
 //!
-//! Every source (MQTT, Modbus, camera, drone) sends `Intake` values into one bounded channel.
+//! The reading sources (MQTT and Modbus) send `Intake` values into one bounded channel
+//! (cameras and drones send images to `camera` and `drone`, which produce clues, not readings).
 //! The processor normalizes them, makes them durable in the outbox, updates the live device
 //! table, and only then fires the acknowledgement, so a source never reports data as taken
 //! before it is safe on disk. The channel is bounded: a slow disk slows intake visibly.
+//!
+//! No acknowledgement without durability. Each intake ends in one of three fates:
+//! - durable in the outbox: acknowledged;
+//! - too large for the outbox ever to take (a record above the segment size, or one message's
+//!   records above `max_bytes`): written to the dead-letter file `dead-letter.jsonl` under the
+//!   storage dir with an fsync, counted in `intake_dead_lettered_total`, then acknowledged;
+//! - neither (the append task died, or the dead-letter write failed): not acknowledged, counted
+//!   in `intake_not_acked_total{reason}`, and left out of the rules (the broker redelivers it
+//!   on the next session, and it is processed then).
+//!
+//! A batch too large as a whole is split into its messages first, so one oversized message
+//! never costs its neighbours their acknowledgement.
 
 use crate::reading::Reading;
 
@@ -60,6 +73,22 @@ pub struct Processor {
     /// message per source message. Bounded: a slow consumer slows intake rather than losing
     /// readings it must see.
     pub readings_out: Vec<mpsc::Sender<Arc<[Reading]>>>,
+    /// Where records the outbox can never take are kept (`None`: not acknowledged instead).
+    pub dead_letter: Option<std::path::PathBuf>,
+}
+
+/// The dead-letter file under the storage dir.
+pub const DEAD_LETTER_FILE: &str = "dead-letter.jsonl";
+
+/// The dead-letter file stops growing here; past it, intakes stay unacknowledged.
+const DEAD_LETTER_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Why an intake could not be made durable (the outcome of one append attempt).
+enum NotDurable {
+    /// The records can never fit (record or batch too large); the lines come back.
+    TooLarge(Vec<Vec<u8>>, OutboxError),
+    /// The append task panicked or was cancelled: nothing is known about the write.
+    TaskFailed,
 }
 
 impl Processor {
@@ -75,12 +104,15 @@ impl Processor {
                     Err(_) => break,
                 }
             }
-            self.process(&mut normalizer, &mut batch).await;
+            let acks = self.process(&mut normalizer, &mut batch).await;
+            self.send_acks(acks).await;
         }
     }
 
-    async fn process(&self, normalizer: &mut Normalizer, batch: &mut Vec<Intake>) {
+    /// Normalizes and makes a batch durable; answers the acknowledgements that may go out.
+    async fn process(&self, normalizer: &mut Normalizer, batch: &mut Vec<Intake>) -> Vec<Ack> {
         let mut lines = Vec::new();
+        let mut counts = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
         let mut kept = Vec::with_capacity(batch.len());
         for mut intake in batch.drain(..) {
@@ -114,21 +146,33 @@ impl Processor {
                 }
             }
             if self.outbox.is_some() {
+                let before = lines.len();
                 lines.extend(crate::sink::line_protocol::encode_with(
                     &intake.readings,
                     &self.measurement_prefix,
                     self.dialect,
                 ));
+                counts.push(lines.len() - before);
+            } else {
+                counts.push(0);
+            }
+            kept.push(intake);
+        }
+        let durable = match &self.outbox {
+            Some(outbox) if !lines.is_empty() => self.make_durable(outbox, lines, &counts).await,
+            _ => vec![true; kept.len()],
+        };
+        for (intake, ok) in kept.into_iter().zip(durable) {
+            if !ok {
+                if let Some(r) = intake.readings.first()
+                    && let Some(seq) = r.sequence
+                {
+                    normalizer.forget_sequence(&r.site, &r.device, seq);
+                }
+                continue;
             }
             acks.push(intake.ack);
-            kept.push(intake.readings);
-        }
-        if let Some(outbox) = &self.outbox
-            && !lines.is_empty()
-        {
-            self.make_durable(outbox, lines).await;
-        }
-        for readings in kept {
+            let readings = intake.readings;
             self.metrics.readings_in_total.inc_by(readings.len() as u64);
             self.devices.observe(&readings);
             if !self.readings_out.is_empty() {
@@ -139,6 +183,11 @@ impl Processor {
                 }
             }
         }
+        acks
+    }
+
+    /// Sends the PUBACKs of intakes that are durable.
+    async fn send_acks(&self, acks: Vec<Ack>) {
         if let Some(client) = &self.mqtt {
             for ack in acks {
                 if let Ack::Mqtt(p) = ack
@@ -152,8 +201,91 @@ impl Processor {
         }
     }
 
+    /// Makes the lines of a batch durable; `counts[i]` lines belong to intake `i`. Answers,
+    /// per intake, whether it may be acknowledged (durable or durably dead-lettered).
+    async fn make_durable(
+        &self,
+        outbox: &Arc<Outbox>,
+        lines: Vec<Vec<u8>>,
+        counts: &[usize],
+    ) -> Vec<bool> {
+        let lines = match self.append_waiting(outbox, lines).await {
+            Ok(()) => return vec![true; counts.len()],
+            Err(NotDurable::TaskFailed) => {
+                self.not_acked("outbox_task_failed", counts.len());
+                return vec![false; counts.len()];
+            }
+            Err(NotDurable::TooLarge(lines, e)) => {
+                warn!(error = %e, intakes = counts.len(), "batch does not fit the outbox; appending message by message");
+                lines
+            }
+        };
+        let mut out = Vec::with_capacity(counts.len());
+        let mut rest = lines.into_iter();
+        for &n in counts {
+            let mine: Vec<Vec<u8>> = rest.by_ref().take(n).collect();
+            if mine.is_empty() {
+                out.push(true);
+                continue;
+            }
+            out.push(match self.append_waiting(outbox, mine).await {
+                Ok(()) => true,
+                Err(NotDurable::TaskFailed) => {
+                    self.not_acked("outbox_task_failed", 1);
+                    false
+                }
+                Err(NotDurable::TooLarge(mine, e)) => self.dead_letter(mine, &e).await,
+            });
+        }
+        out
+    }
+
+    fn not_acked(&self, reason: &str, n: usize) {
+        self.metrics
+            .intake_not_acked_total
+            .get_or_create(&crate::metrics::Reason::of(reason))
+            .inc_by(n as u64);
+    }
+
+    /// Keeps records the outbox can never take in the dead-letter file (fsynced); true when
+    /// they are durable there.
+    async fn dead_letter(&self, lines: Vec<Vec<u8>>, why: &OutboxError) -> bool {
+        let Some(path) = self.dead_letter.clone() else {
+            error!(error = %why, records = lines.len(), "records can never fit the outbox and no dead-letter file is configured; not acknowledged");
+            self.not_acked("too_large", 1);
+            return false;
+        };
+        let entry = serde_json::json!({
+            "at_ms": crate::clock::now_ms(),
+            "reason": why.to_string(),
+            "lines": lines.iter().map(|l| String::from_utf8_lossy(l)).collect::<Vec<_>>(),
+        });
+        let written =
+            tokio::task::spawn_blocking(move || append_synced(&path, &entry.to_string())).await;
+        match written {
+            Ok(Ok(())) => {
+                error!(error = %why, records = lines.len(), "records can never fit the outbox; kept in {DEAD_LETTER_FILE} (raise storage.outbox.segment_bytes)");
+                self.metrics.intake_dead_lettered_total.inc();
+                true
+            }
+            Ok(Err(e)) => {
+                error!(error = %e, "dead-letter write failed; not acknowledged");
+                self.not_acked("dead_letter_failed", 1);
+                false
+            }
+            Err(_) => {
+                self.not_acked("dead_letter_failed", 1);
+                false
+            }
+        }
+    }
+
     /// Appends with one fsync; waits (never drops) while the outbox is full or failing.
-    async fn make_durable(&self, outbox: &Arc<Outbox>, mut lines: Vec<Vec<u8>>) {
+    async fn append_waiting(
+        &self,
+        outbox: &Arc<Outbox>,
+        mut lines: Vec<Vec<u8>>,
+    ) -> Result<(), NotDurable> {
         let mut backoff = Duration::from_millis(50);
         loop {
             let ob = outbox.clone();
@@ -166,13 +298,13 @@ impl Processor {
             (lines, r) = match result {
                 Ok(pair) => pair,
                 Err(e) => {
-                    error!(error = %e, "outbox append task failed");
-                    return;
+                    error!(error = %e, "outbox append task failed; not acknowledged");
+                    return Err(NotDurable::TaskFailed);
                 }
             };
             match r {
                 // The outbox counts appends, full events and I/O errors itself.
-                Ok(()) => return,
+                Ok(()) => return Ok(()),
                 Err(OutboxError::Full) => {
                     warn!(
                         records = lines.len(),
@@ -182,14 +314,10 @@ impl Processor {
                     let _ =
                         tokio::time::timeout(Duration::from_secs(1), outbox.wait_for_space()).await;
                 }
+                // Cannot succeed by waiting.
                 Err(
                     e @ (OutboxError::RecordTooLarge { .. } | OutboxError::BatchTooLarge { .. }),
-                ) => {
-                    // Cannot succeed by waiting: a decoded message never gets near the segment
-                    // size (payloads are capped far below), so this is a configuration error.
-                    error!(error = %e, records = lines.len(), "records can never fit the outbox; dropped (raise storage.outbox.segment_bytes)");
-                    return;
-                }
+                ) => return Err(NotDurable::TooLarge(lines, e)),
                 Err(e) => {
                     error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox append failed; intake paused");
                     tokio::time::sleep(backoff).await;
@@ -197,5 +325,134 @@ impl Processor {
                 }
             }
         }
+    }
+}
+
+/// Appends one line to `path` and fsyncs it (and the directory when the file is new).
+fn append_synced(path: &std::path::Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let existed = path.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    if f.metadata()?.len() + line.len() as u64 > DEAD_LETTER_MAX_BYTES {
+        return Err(std::io::Error::other("dead-letter file is full"));
+    }
+    f.write_all(line.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_data()?;
+    if !existed && let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{OutboxConfig, WhenFull};
+    use crate::reading::{Quality, Source, Value};
+
+    fn intake(device: &str, seq: u64, text_len: usize, pkid: u16) -> Intake {
+        let now = crate::clock::now_ms();
+        let reading = Reading {
+            site: "s".into(),
+            device: device.into(),
+            stream: "grease_trap".into(),
+            metric: "note".into(),
+            value: Value::Text("x".repeat(text_len)),
+            unit: String::new(),
+            device_time_ms: now,
+            received_time_ms: now,
+            source: Source::Mqtt,
+            sequence: Some(seq),
+            quality: Quality::default(),
+        };
+        let mut p = rumqttc::Publish::new("v1/s/d/telemetry", rumqttc::QoS::AtLeastOnce, "{}");
+        p.pkid = pkid;
+        Intake {
+            readings: vec![reading],
+            ack: Ack::Mqtt(p),
+        }
+    }
+
+    fn processor(dir: &std::path::Path, dead_letter: bool) -> (Processor, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::new());
+        let cfg = OutboxConfig {
+            max_bytes: 1 << 20,
+            segment_bytes: 4096,
+            when_full: WhenFull::Backpressure,
+        };
+        let outbox = Outbox::open(&dir.join("outbox"), &cfg, metrics.clone()).expect("outbox");
+        let (_tx, rx) = mpsc::channel(1);
+        let p = Processor {
+            rx,
+            outbox: Some(Arc::new(outbox)),
+            measurement_prefix: String::new(),
+            dialect: Default::default(),
+            devices: Arc::new(DeviceTable::new(60_000)),
+            metrics: metrics.clone(),
+            clock: ClockPolicy {
+                max_skew_ms: i64::MAX / 4,
+                max_replay_age_ms: i64::MAX / 4,
+            },
+            mqtt: None,
+            max_batch: 16,
+            readings_out: Vec::new(),
+            dead_letter: dead_letter.then(|| dir.join(DEAD_LETTER_FILE)),
+        };
+        (p, metrics)
+    }
+
+    fn acked(acks: &[Ack]) -> Vec<u16> {
+        acks.iter()
+            .filter_map(|a| match a {
+                Ack::Mqtt(p) => Some(p.pkid),
+                Ack::None => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_message_too_large_for_the_outbox_is_acked_only_once_dead_lettered() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (p, metrics) = processor(dir.path(), true);
+        let mut n = Normalizer::default();
+        let mut batch = vec![intake("a", 1, 10, 1), intake("b", 1, 10_000, 2)];
+        let acks = p.process(&mut n, &mut batch).await;
+        assert_eq!(
+            acked(&acks),
+            vec![1, 2],
+            "the small one is durable, the big one kept"
+        );
+        assert_eq!(metrics.intake_dead_lettered_total.get(), 1);
+        let kept = std::fs::read_to_string(dir.path().join(DEAD_LETTER_FILE)).expect("file");
+        assert_eq!(kept.lines().count(), 1);
+        assert!(
+            kept.contains("xxxxxxxxxx"),
+            "the records themselves are kept"
+        );
+        assert_eq!(p.outbox.as_ref().map(|o| o.stats().records), Some(1));
+    }
+
+    #[tokio::test]
+    async fn without_a_dead_letter_file_an_oversized_message_is_not_acked_and_counted() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (p, metrics) = processor(dir.path(), false);
+        let mut n = Normalizer::default();
+        let mut batch = vec![intake("b", 7, 10_000, 9), intake("a", 1, 10, 3)];
+        let acks = p.process(&mut n, &mut batch).await;
+        assert_eq!(acked(&acks), vec![3]);
+        let text = metrics.encode();
+        assert!(
+            text.contains("gateway_intake_not_acked_total{reason=\"too_large\"} 1"),
+            "{text}"
+        );
+        // Its redelivery is taken again, not dropped as a duplicate.
+        let mut again = vec![intake("b", 7, 10_000, 10)];
+        let acks = p.process(&mut n, &mut again).await;
+        assert!(acked(&acks).is_empty());
+        assert_eq!(metrics.sequence_duplicates_total.get(), 0);
     }
 }

@@ -4,12 +4,22 @@
 mod common;
 
 use anyhow::{Context, Result, bail};
-use common::GatewayProcess;
+use common::{GatewayProcess, TestStore};
 use e2e::{free_port, http};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+on_both_stores!(
+    every_clue_endpoint_checks_token_role_and_site,
+    a_clue_goes_through_its_lifecycle_over_http,
+    sse_streams_changes_of_the_tokens_sites_only,
+    clue_changes_are_published_to_mqtt,
+    webhook_gets_each_change_once_despite_failures_and_a_restart,
+    a_device_reading_becomes_a_clue_end_to_end,
+    mqtt_delivery_survives_a_broker_outage_and_a_gateway_restart
+);
 
 /// Config with no broker in reach and no MQTT delivery (the clue API needs neither).
 fn offline_config() -> String {
@@ -77,10 +87,9 @@ fn status(r: Result<http::Response>) -> u16 {
     r.map(|r| r.status).unwrap_or(0)
 }
 
-#[test]
-fn every_clue_endpoint_checks_token_role_and_site() -> Result<()> {
+fn every_clue_endpoint_checks_token_role_and_site(store: &TestStore) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let gw = store.gateway(dir.path(), &offline_config())?;
     let admin = token(&gw, "admin", "", "root")?;
     let platform_a = token(&gw, "platform", "a", "platform-a")?;
     let insp_a = token(&gw, "inspector", "a", "ann")?;
@@ -318,6 +327,7 @@ fn every_clue_endpoint_checks_token_role_and_site() -> Result<()> {
     );
     // A revoked token stops working at once.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .envs(gw.env.iter().map(|(k, v)| (k, v)))
         .args(["token", "revoke", "--config"])
         .arg(gw.dir.join("gateway.toml"))
         .args(["--id", "4"])
@@ -334,10 +344,9 @@ fn every_clue_endpoint_checks_token_role_and_site() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn a_clue_goes_through_its_lifecycle_over_http() -> Result<()> {
+fn a_clue_goes_through_its_lifecycle_over_http(store: &TestStore) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let gw = store.gateway(dir.path(), &offline_config())?;
     let platform = token(&gw, "platform", "a", "central")?;
     let ann = token(&gw, "inspector", "a", "ann")?;
     let bob = token(&gw, "inspector", "a", "bob")?;
@@ -518,10 +527,9 @@ fn sse_read(
     bail!("SSE did not deliver in time; got:\n{text}")
 }
 
-#[test]
-fn sse_streams_changes_of_the_tokens_sites_only() -> Result<()> {
+fn sse_streams_changes_of_the_tokens_sites_only(store: &TestStore) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let gw = store.gateway(dir.path(), &offline_config())?;
     let admin = token(&gw, "admin", "", "root")?;
     let insp_a = token(&gw, "inspector", "a", "ann")?;
     assert_eq!(
@@ -548,8 +556,7 @@ fn sse_streams_changes_of_the_tokens_sites_only() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn clue_changes_are_published_to_mqtt() -> Result<()> {
+fn clue_changes_are_published_to_mqtt(store: &TestStore) -> Result<()> {
     let broker = e2e::Mosquitto::start()?;
     let sub = broker.subscribe("clues/v1/#")?;
     let dir = tempfile::tempdir()?;
@@ -557,7 +564,7 @@ fn clue_changes_are_published_to_mqtt() -> Result<()> {
         "[mqtt]\nurl = \"{}\"\nclient_id = \"clue-mqtt-test\"\n",
         broker.url()
     );
-    let gw = GatewayProcess::start(dir.path(), &config)?;
+    let gw = store.gateway(dir.path(), &config)?;
     let platform = token(&gw, "platform", "a", "central")?;
     let id = create(&gw, &platform, &clue_event("a", "m1", "high"))?;
     let insp = token(&gw, "inspector", "a", "ann")?;
@@ -724,8 +731,7 @@ fn read_request(s: &mut std::net::TcpStream) -> Result<(String, String)> {
     }
 }
 
-#[test]
-fn webhook_gets_each_change_once_despite_failures_and_a_restart() -> Result<()> {
+fn webhook_gets_each_change_once_despite_failures_and_a_restart(store: &TestStore) -> Result<()> {
     let hook_port = free_port();
     let dir = tempfile::tempdir()?;
     let config = format!(
@@ -733,7 +739,7 @@ fn webhook_gets_each_change_once_despite_failures_and_a_restart() -> Result<()> 
          retry_min_ms = 50\nretry_max_ms = 200\n",
         offline_config()
     );
-    let mut gw = GatewayProcess::start(dir.path(), &config)?;
+    let mut gw = store.gateway(dir.path(), &config)?;
     let admin = token(&gw, "admin", "", "root")?;
     let id = create(&gw, &admin, &clue_event("a", "m1", "high"))?;
     // The platform is down: the change waits in the outbox. Kill the gateway without goodbye.
@@ -780,8 +786,7 @@ fn webhook_gets_each_change_once_despite_failures_and_a_restart() -> Result<()> 
     Ok(())
 }
 
-#[test]
-fn a_device_reading_becomes_a_clue_end_to_end() -> Result<()> {
+fn a_device_reading_becomes_a_clue_end_to_end(store: &TestStore) -> Result<()> {
     let broker = e2e::Mosquitto::start()?;
     let sub = broker.subscribe("clues/v1/#")?;
     let dir = tempfile::tempdir()?;
@@ -789,7 +794,7 @@ fn a_device_reading_becomes_a_clue_end_to_end() -> Result<()> {
         "[mqtt]\nurl = \"{}\"\nclient_id = \"clue-e2e\"\n",
         broker.url()
     );
-    let gw = GatewayProcess::start(dir.path(), &config)?;
+    let gw = store.gateway(dir.path(), &config)?;
     let insp = token(&gw, "inspector", "s1", "ann")?;
     let payload = format!(
         r#"{{"ts":{},"seq":1,"stream":"manhole_cover","metrics":{{"open":true}}}}"#,
@@ -816,15 +821,14 @@ fn a_device_reading_becomes_a_clue_end_to_end() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn mqtt_delivery_survives_a_broker_outage_and_a_gateway_restart() -> Result<()> {
+fn mqtt_delivery_survives_a_broker_outage_and_a_gateway_restart(store: &TestStore) -> Result<()> {
     let mut broker = e2e::Mosquitto::start()?;
     let dir = tempfile::tempdir()?;
     let config = format!(
         "[mqtt]\nurl = \"{}\"\nclient_id = \"clue-restart\"\n[clues]\nretry_min_ms = 50\nretry_max_ms = 500\n",
         broker.url()
     );
-    let mut gw = GatewayProcess::start(dir.path(), &config)?;
+    let mut gw = store.gateway(dir.path(), &config)?;
     let admin = token(&gw, "admin", "", "root")?;
     broker.stop()?;
     let id = create(&gw, &admin, &clue_event("a", "m1", "high"))?;

@@ -8,7 +8,7 @@
 
 use gateway::clue::model::ClueQuery;
 use gateway::clue::signal::{ClueEvent, Level, Subject};
-use gateway::clue::store::{ClueRecords, SqliteStore};
+use gateway::clue::store::{AuditLog, ClueRecords, ClueStore, SqliteStore};
 use std::time::{Duration, Instant};
 
 fn env(name: &str, default: usize) -> usize {
@@ -110,6 +110,146 @@ fn dedup_throughput_and_list_latency() {
             "BENCH {}",
             serde_json::json!({"bench": "clues",
                 "figure": format!("clue list {q} ({pool_size} clues, 100 rows)"),
+                "value": percentile(&lat, p).as_secs_f64() * 1e3, "unit": "ms",
+                "lower_is_better": true})
+        );
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Events per second of `events` events through `gateways` stores at once, each taking every
+/// `gateways`-th event in batches of `batch` (what the pool's intake does: one transaction
+/// per batch).
+fn ingest_rate<S: ClueStore + Sync>(stores: &[S], events: usize, keys: usize, batch: usize) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for (g, store) in stores.iter().enumerate() {
+            s.spawn(move || {
+                let mine: Vec<usize> = (g..events).step_by(stores.len()).collect();
+                for chunk in mine.chunks(batch) {
+                    let items: Vec<_> = chunk
+                        .iter()
+                        .map(|&i| (event(i, keys), vec![], i as i64 + 3_600_000))
+                        .collect();
+                    for r in store.ingest_batch(&items, chunk[0] as i64).expect("batch") {
+                        r.expect("event");
+                    }
+                }
+            });
+        }
+    });
+    events as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The shared store: `CLUE_BENCH_EVENTS` events (default 1,000,000) over `CLUE_BENCH_KEYS`
+/// keys (10,000) through three gateways (three `PgStore`s, one thread each, batches of 256
+/// as the pool's intake takes them) on one PostgreSQL with its durable defaults, against one
+/// gateway on SQLite taking the same events the same way, measured in the same run; three
+/// rounds each, medians. Then list p50/p99 with `CLUE_BENCH_PG_POOL` clues (1,000,000) in the
+/// pool: the clue rows are bulk-inserted by SQL in the shape the events above produce
+/// (20 sites, three levels), then the same queries as the SQLite benchmark.
+#[test]
+#[ignore = "benchmark: cargo test -p gateway --release --test clue_bench postgres -- --ignored --nocapture"]
+fn postgres_three_gateways_dedup_throughput_and_list_latency() {
+    use gateway::clue::postgres::PgStore;
+    let events = env("CLUE_BENCH_EVENTS", 1_000_000);
+    let keys = env("CLUE_BENCH_KEYS", 10_000);
+    let pool_size = env("CLUE_BENCH_PG_POOL", 1_000_000);
+    let rounds = env("CLUE_BENCH_ROUNDS", 3);
+    let pg = e2e::Postgres::start_with(e2e::PostgresOptions {
+        durable: true,
+        settings: vec![("shared_buffers".into(), "256MB".into())],
+    })
+    .expect("postgres");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut pg_rates, mut sqlite_rates) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let url = pg.create_database(&format!("dedup{round}")).expect("db");
+        let stores: Vec<PgStore> = (0..3)
+            .map(|_| PgStore::open(&url, 2, vec![]).expect("open"))
+            .collect();
+        let r = ingest_rate(&stores, events, keys, 256);
+        let n = stores[0]
+            .list(&ClueQuery {
+                limit: 100_000,
+                ..Default::default()
+            })
+            .expect("list")
+            .len();
+        assert_eq!(n, keys.min(events));
+        assert!(stores[1].verify_audit().expect("verify").ok);
+        pg_rates.push(r);
+        let sqlite =
+            SqliteStore::open(&dir.path().join(format!("d{round}.sqlite")), vec![]).expect("open");
+        sqlite_rates.push(ingest_rate(&[sqlite], events, keys, 256));
+        println!(
+            "round {round}: postgres x3 {:.0} events/s, sqlite x1 {:.0} events/s",
+            pg_rates[round], sqlite_rates[round]
+        );
+    }
+    let (p, s) = (median(pg_rates), median(sqlite_rates));
+    println!(
+        "dedup: {events} events -> {keys} clues: 3 gateways on PostgreSQL {p:.0} events/s, \
+         1 gateway on SQLite {s:.0} events/s (ratio {:.2}; medians of {rounds})",
+        p / s
+    );
+    println!(
+        "BENCH {}",
+        serde_json::json!({"bench": "clues", "figure": format!("clue dedup, 3 gateways on PostgreSQL ({keys} keys)"),
+            "value": p, "unit": "events/s"})
+    );
+
+    let url = pg.create_database("list").expect("db");
+    let store = PgStore::open(&url, 2, vec![]).expect("open");
+    let t = Instant::now();
+    pg.psql(
+        "list",
+        &format!(
+            "INSERT INTO clues (dedup_key, rule, kind, level, status, open, site, device, \
+             subject_key, title, detail, department, first_seen_ms, last_seen_ms, occurrences, \
+             created_ms, updated_ms, deadline_ms, escalation) \
+             SELECT 'k' || i, 'trap-night-drop', 'grease_trap.illegal_discharge', \
+             (ARRAY['low','medium','high'])[i % 3 + 1], 'new', TRUE, \
+             'site' || lpad((i % 20)::text, 2, '0'), 'dev' || i, 'site/dev' || i, 't', '{{}}', \
+             'water', i, i, 1, i, i, i + 3600000, 'none' \
+             FROM generate_series(1, {pool_size}) AS i; ANALYZE clues"
+        ),
+    )
+    .expect("fill");
+    println!(
+        "filled {pool_size} clues in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let scope: Vec<String> = (0..5).map(|s| format!("site{s:02}")).collect();
+    let mut lat = Vec::new();
+    for i in 0..400 {
+        let q = ClueQuery {
+            level: (i % 2 == 0).then_some(Level::High),
+            scope: Some(scope.clone()),
+            site: (i % 4 == 1).then(|| "site03".to_string()),
+            limit: 100,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let rows = store.list(&q).expect("list");
+        lat.push(t.elapsed());
+        assert!(!rows.is_empty());
+    }
+    lat.sort();
+    println!(
+        "list with {pool_size} clues on PostgreSQL (100 rows, 5-site scope): p50 {:?} p99 {:?}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+    for (q, p) in [("p50", 0.5), ("p99", 0.99)] {
+        println!(
+            "BENCH {}",
+            serde_json::json!({"bench": "clues",
+                "figure": format!("clue list {q} on PostgreSQL ({pool_size} clues, 100 rows)"),
                 "value": percentile(&lat, p).as_secs_f64() * 1e3, "unit": "ms",
                 "lower_is_better": true})
         );

@@ -381,7 +381,7 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
         "appeared through SSE",
         "audit trail has claim then resolve",
         &format!("clue #{other_id} of {OTHER_SITE} is not on the board"),
-        &format!("clue #{other_id} of {OTHER_SITE} is refused (403)"),
+        &format!("clue #{other_id} of {OTHER_SITE} is refused (404)"),
         "English toggle kept after reload",
         "camera wall shows a frame",
         "evidence image shown",

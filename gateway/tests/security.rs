@@ -133,3 +133,149 @@ fn failed_logins_from_one_address_never_lock_out_a_valid_token() -> Result<()> {
     assert_eq!(r.status, 200, "the valid token still works: {}", r.text());
     Ok(())
 }
+
+fn parking_event(site: &str, plate: &str, title_prefix: &str) -> Value {
+    json!({
+        "rule": "no-parking",
+        "kind": "parking.illegal",
+        "level": "medium",
+        "subject": {"site": site, "device": "cam1", "plate": plate},
+        "dedup_key": format!("no-parking/{site}/cam1/{plate}"),
+        "at_ms": 1_700_000_000_000i64,
+        "title": format!("{title_prefix}{plate} parked 9 min"),
+        "detail": {"plate": plate, "note": format!("plate {plate} read twice")},
+        "evidence": [],
+    })
+}
+
+/// A textured JPEG (masking must visibly change it).
+fn scene_jpeg() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(320, 240, |x, y| {
+        let v = ((x * 37 + y * 11) % 256) as u8;
+        image::Rgb([v, (x * y % 256) as u8, 128])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("jpeg");
+    out.into_inner()
+}
+
+#[test]
+fn plates_are_masked_on_every_read_path_for_roles_without_the_right() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let platform = gw.token("platform", "a")?;
+    let insp = gw.token("inspector", "a")?;
+    let sup = gw.token("supervisor", "a")?;
+    let plate = "京A12345";
+    let id = create(&gw, &platform, &parking_event("a", plate, ""))?;
+    call(
+        &gw,
+        "POST",
+        &format!("/api/v1/clues/{id}/actions"),
+        &insp,
+        Some(&json!({"action": "comment", "text": "seen again"})),
+    )?
+    .ok()?;
+    for path in [
+        "/api/v1/clues".to_string(),
+        format!("/api/v1/clues/{id}"),
+        format!("/api/v1/clues/{id}/audit"),
+        "/api/v1/clues/export?format=csv".into(),
+        "/api/v1/clues/export?format=json".into(),
+    ] {
+        let r = call(&gw, "GET", &path, &insp, None)?.ok()?;
+        assert!(!r.text().contains("12345"), "{path}: {}", r.text());
+        assert!(r.text().contains("京A*****"), "{path}: {}", r.text());
+        let full = call(&gw, "GET", &path, &sup, None)?.ok()?;
+        assert!(full.text().contains(plate), "{path}: supervisors see it");
+    }
+    // The action answer carries the clue too.
+    let r = call(
+        &gw,
+        "POST",
+        &format!("/api/v1/clues/{id}/actions"),
+        &insp,
+        Some(&json!({"action": "claim"})),
+    )?
+    .ok()?;
+    assert!(!r.text().contains("12345"), "{}", r.text());
+
+    // The last camera frame: masked for the inspector, original (audited) for the supervisor.
+    let device = gw.token("device", "a")?;
+    let frame = scene_jpeg();
+    let auth = format!("Bearer {device}");
+    http::request(
+        "POST",
+        &format!("{}/api/v1/cameras/cam1/frames?site=a", gw.http),
+        Some(("image/jpeg", &frame)),
+        &[("Authorization", &auth)],
+        http::TIMEOUT,
+    )?
+    .ok()?;
+    let latest = "/api/v1/cameras/cam1/latest.jpg?site=a";
+    let masked = call(&gw, "GET", latest, &insp, None)?.ok()?;
+    assert_ne!(masked.body, frame, "the inspector never gets the raw frame");
+    let decoded = image::load_from_memory(&masked.body)?;
+    assert_eq!((decoded.width(), decoded.height()), (320, 240));
+    let original = call(&gw, "GET", latest, &sup, None)?.ok()?;
+    assert_eq!(original.body, frame);
+    let admin = gw.token("admin", "")?;
+    let audit = call(&gw, "GET", "/api/v1/audit/export?format=json", &admin, None)?
+        .ok()?
+        .json()?;
+    let accesses: Vec<&Value> = audit
+        .as_array()
+        .context("entries")?
+        .iter()
+        .filter(|e| e["action"] == "frame_original_access")
+        .collect();
+    assert_eq!(accesses.len(), 1, "{audit}");
+    assert_eq!(accesses[0]["detail"]["camera"], "cam1");
+    Ok(())
+}
+
+#[test]
+fn csv_exports_neutralise_formulas_and_a_limited_export_says_so() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let admin = gw.token("admin", "")?;
+    create(
+        &gw,
+        &admin,
+        &parking_event("a", "沪B54321", "=HYPERLINK(\"http://x\",\"y\")"),
+    )?;
+    for d in ["m1", "m2"] {
+        create(&gw, &admin, &clue_event("a", d))?;
+    }
+    let csv = call(&gw, "GET", "/api/v1/clues/export?format=csv", &admin, None)?.ok()?;
+    let text = csv.text();
+    assert!(text.contains("'=HYPERLINK"), "{text}");
+    assert!(
+        !text.contains(",=") && !text.contains(",\"="),
+        "no field starts with a formula: {text}"
+    );
+    assert_eq!(csv.header("x-export-truncated"), Some("false"));
+
+    let cut = call(
+        &gw,
+        "GET",
+        "/api/v1/clues/export?format=json&limit=2",
+        &admin,
+        None,
+    )?
+    .ok()?;
+    assert_eq!(cut.json()?.as_array().map(|a| a.len()), Some(2));
+    assert_eq!(cut.header("x-export-truncated"), Some("true"));
+    let audit = call(
+        &gw,
+        "GET",
+        "/api/v1/audit/export?format=csv&limit=2",
+        &admin,
+        None,
+    )?
+    .ok()?;
+    assert_eq!(audit.header("x-export-truncated"), Some("true"));
+    assert!(audit.header("x-export-next-from-ms").is_some());
+    Ok(())
+}

@@ -329,3 +329,58 @@ fn corrupt_truncated_and_enormous_frames_are_rejected() {
     assert!(started.elapsed() < Duration::from_secs(1));
     assert!(huge.to_string().contains("limit"), "{huge}");
 }
+
+/// The registry part of the plate evaluation set (tests/plates/groundtruth.tsv): real photos
+/// with no Chinese plate (Debian darknet's samples, Vietnamese street scenes from the PyPI
+/// litealpr sdist), fetched and sha256-checked by tests/plates/fetch.sh.
+fn plate_free_photos() -> Vec<(String, PathBuf)> {
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo().join("tests/plates/fetch.sh"))
+        .env("PLATES_NO_BASELINE", "1");
+    run_bounded(cmd, Duration::from_secs(600), "tests/plates/fetch.sh");
+    let dir = std::env::var_os("ENFORCEMENT_PLATES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| models().join("../plates"))
+        .join("images");
+    let truth = std::fs::read_to_string(repo().join("tests/plates/groundtruth.tsv"))
+        .expect("groundtruth.tsv");
+    truth
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            let registry = matches!(c.get(2), Some(&"debian-darknet" | &"pypi-litealpr"));
+            (registry && c.get(8) == Some(&"-")).then(|| {
+                let ext = Path::new(c[3]).extension().and_then(|e| e.to_str());
+                let file = dir.join(format!("{}.{}", c[0], ext.unwrap_or("jpg")));
+                (c[0].to_string(), file)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn no_sure_plate_on_real_photos_without_a_chinese_plate() {
+    let reader = PlateReader::load(models(), PlateConfig::default()).expect("plate reader");
+    let photos = plate_free_photos();
+    assert_eq!(photos.len(), 19, "plate-free rows in groundtruth.tsv");
+    let mut doubtful = 0;
+    for (id, file) in &photos {
+        let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{id}: {e}"));
+        let img = decode_image(&bytes, &ImageLimits::default()).expect("decode");
+        let got = reader.read(&img).expect("read");
+        let sure: Vec<_> = got.iter().filter(|r| !r.doubtful).collect();
+        assert!(sure.is_empty(), "{id}: false plate(s) {sure:?}");
+        for r in &got {
+            assert!(
+                !r.candidates.is_empty(),
+                "{id}: doubtful reading without candidates"
+            );
+        }
+        doubtful += got.len();
+    }
+    eprintln!(
+        "{} plate-free photos: no sure plate, {doubtful} doubtful readings",
+        photos.len()
+    );
+}

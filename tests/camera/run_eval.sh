@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Camera-health evaluation on real photos: installs Pillow + numpy if missing, builds the
+# Camera-health evaluation on real photos: Pillow + numpy from the project's venv, builds the
 # labelled fixtures (once, into ~/.cache/enforcement-gateway/camera-fixtures), prints the
 # precision/recall table per condition and fails below the floor; BENCH=1 also prints the
 # per-frame cost (release build).
@@ -8,10 +8,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-if ! python3 -c 'import PIL, numpy' >/dev/null 2>&1; then
-    python3 -m pip install -q pillow numpy \
-        || python3 -m pip install -q --break-system-packages pillow numpy
-fi
+PY="$(bash models/python-env.sh models/requirements.txt tests/requirements.txt)"
+export PATH="$(dirname "$PY"):$PATH"
 cargo test -p gateway --test camera_health_eval -- --nocapture
 if [ "${BENCH:-0}" = 1 ]; then
     cargo test --release -p gateway --test camera_health_eval -- --ignored --nocapture camera_frame_cost

@@ -133,10 +133,11 @@ try {
   ok('subject history hint shown');
   await shot('03-clue-detail');
 
-  // 6. Another site's clue by its address: refused by the API, shown as not allowed.
+  // 6. Another site's clue by its address: refused by the API, shown as not found.
   await page.goto(`${URL_}/#/clues/${OTHER_CLUE_ID}`);
   await page.waitForSelector('#page-error');
-  expect((await page.textContent('#page-error')).includes('403'), `clue #${OTHER_CLUE_ID} of ${OTHER_SITE} is refused (403)`);
+  // 404 like a missing clue: another site's clue does not reveal that it exists (2414856).
+  expect((await page.textContent('#page-error')).includes('404'), `clue #${OTHER_CLUE_ID} of ${OTHER_SITE} is refused (404)`);
 
   // 7. Devices: list, and a device's charts (uPlot canvas).
   await page.goto(`${URL_}/#/devices`);

@@ -13,7 +13,7 @@
 //! ```
 
 use super::checks::CheckThresholds;
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

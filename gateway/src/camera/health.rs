@@ -15,7 +15,7 @@ use super::checks::{self, Features, FrozenStats, MovedStats, Reference, Verdict}
 use super::config::{CameraSettings, CamerasConfig};
 use super::frame::{self, FrameError};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, Level, Subject};
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;

@@ -24,7 +24,7 @@
 //! Everything here blocks (inference): call it from `spawn_blocking`.
 
 use crate::clue::signal::ClueSignal;
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use crate::metrics::{Metrics, Persuaded, Reason};
 use crate::vision::detector::{Detector, DetectorConfig};
 use crate::vision::dwell::{
@@ -163,14 +163,27 @@ fn models() -> Result<&'static Models, &'static str> {
 pub struct ParkingReport {
     /// Vehicles the detector saw (anywhere in the frame).
     pub vehicles: usize,
-    /// Plates read in the frame.
+    /// Plates read in the frame (sure and doubtful).
     pub plates: Vec<String>,
+    /// The same with their confidence, doubt and candidates: a doubtful plate is a lead for a
+    /// person, never the subject of a clue on its own.
+    pub plate_readings: Vec<PlateView>,
     /// Vehicles currently timed in the camera's zones.
     pub stays: Vec<StayView>,
     /// What this frame caused.
     pub events: Vec<EventView>,
     /// Decode + detection + plates + dwell.
     pub elapsed_ms: u64,
+}
+
+/// One plate reading as reported to the uploader.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlateView {
+    pub text: String,
+    pub confidence: f32,
+    pub doubtful: bool,
+    pub doubt: String,
+    pub candidates: Vec<String>,
 }
 
 /// A dwell event as reported to the uploader (evidence bytes left out).
@@ -282,7 +295,17 @@ impl Parking {
         let (views, signals) = self.route(events);
         let report = ParkingReport {
             vehicles,
-            plates: plates.into_iter().map(|p| p.text).collect(),
+            plates: plates.iter().map(|p| p.text.clone()).collect(),
+            plate_readings: plates
+                .into_iter()
+                .map(|p| PlateView {
+                    text: p.text,
+                    confidence: p.confidence,
+                    doubtful: p.doubtful,
+                    doubt: p.doubt,
+                    candidates: p.candidates,
+                })
+                .collect(),
             stays,
             events: views,
             elapsed_ms: started.elapsed().as_millis() as u64,
@@ -452,6 +475,10 @@ polygon = [[0, 0], [100, 0], [100, 50]]
                 ],
                 score: 0.9,
             },
+            chars: Vec::new(),
+            doubtful: false,
+            doubt: String::new(),
+            candidates: Vec::new(),
         }];
         let r = privacy_regions(&dets, &plates);
         let kinds: Vec<&str> = r.iter().map(|r| r.kind.as_str()).collect();

@@ -40,7 +40,7 @@ impl CameraService {
     pub fn new(
         cfg: CamerasConfig,
         clue_tx: ClueSender,
-    ) -> Result<Self, crate::config::ConfigError> {
+    ) -> Result<Self, crate::config_error::ConfigError> {
         Ok(CameraService {
             health: Arc::new(Mutex::new(CameraHealth::new(cfg)?)),
             parking: None,

@@ -130,6 +130,25 @@ struct ListParams {
     offset: u32,
 }
 
+/// `value` as JSON for `p`: plates masked everywhere (titles, keys, details, audit entries)
+/// unless the role has the personal-data right (`clues.privacy.original_roles`).
+fn for_role<T: serde::Serialize>(
+    p: &Principal,
+    pool: &PoolHandle,
+    value: &T,
+    known_plates: &[String],
+) -> ApiResult<Json<serde_json::Value>> {
+    let mut v = serde_json::to_value(value).map_err(|_| ApiError::Internal)?;
+    if !pool.config().privacy.sees_originals(p.role) {
+        super::privacy::mask_plates(&mut v, known_plates);
+    }
+    Ok(Json(v))
+}
+
+fn plate_of(c: &super::model::Clue) -> Vec<String> {
+    c.subject.plate.iter().cloned().collect()
+}
+
 fn can_read(p: &Principal) -> Result<(), AuthError> {
     p.require(p.role.may_read_clues(), "read clues")
 }
@@ -168,7 +187,7 @@ async fn list(
             offset: q.offset,
         })
         .await?;
-    Ok(Json(clues))
+    for_role(&p, &pool, &clues, &[])
 }
 
 async fn create(
@@ -184,7 +203,7 @@ async fn create(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(change)))
+    Ok((status, for_role(&p, &pool, &change, &[])?))
 }
 
 /// Loads a clue the caller may see. A clue of another site answers exactly like a missing one
@@ -204,7 +223,8 @@ async fn detail(
     State(pool): State<PoolHandle>,
     Path(id): Path<i64>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(visible(&p, &pool, id).await?))
+    let d = visible(&p, &pool, id).await?;
+    for_role(&p, &pool, &d, &plate_of(&d.clue))
 }
 
 async fn act(
@@ -229,7 +249,7 @@ async fn act(
     }
     let change = pool.act(id, action, p.actor()).await?;
     tracing::info!(clue = id, action = %change.event, actor = %change.actor, "clue action");
-    Ok(Json(change))
+    for_role(&p, &pool, &change, &plate_of(&d.clue))
 }
 
 async fn audit(
@@ -237,8 +257,8 @@ async fn audit(
     State(pool): State<PoolHandle>,
     Path(id): Path<i64>,
 ) -> ApiResult<impl IntoResponse> {
-    visible(&p, &pool, id).await?;
-    Ok(Json(pool.audit_of(id).await?))
+    let d = visible(&p, &pool, id).await?;
+    for_role(&p, &pool, &pool.audit_of(id).await?, &plate_of(&d.clue))
 }
 
 #[derive(Debug, Deserialize)]
@@ -361,32 +381,38 @@ async fn stream(
     State(pool): State<PoolHandle>,
 ) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>> {
     can_read(&p)?;
+    let masked = !pool.config().privacy.sees_originals(p.role);
     let rx = pool.subscribe();
     let closing = pool.closing();
-    let s = futures_util::stream::unfold((rx, p, closing), |(mut rx, p, closing)| async move {
-        loop {
-            let got = tokio::select! {
-                _ = closing.cancelled() => return None,
-                r = rx.recv() => r,
-            };
-            match got {
-                Ok(change) if p.sees(&change.clue.subject.site) => {
-                    let ev = Event::default()
-                        .event("clue")
-                        .id(change.event_id.to_string())
-                        .json_data(&change)
-                        .unwrap_or_else(|_| Event::default().event("error"));
-                    return Some((Ok(ev), (rx, p, closing)));
+    let s =
+        futures_util::stream::unfold((rx, p, closing), move |(mut rx, p, closing)| async move {
+            loop {
+                let got = tokio::select! {
+                    _ = closing.cancelled() => return None,
+                    r = rx.recv() => r,
+                };
+                match got {
+                    Ok(change) if p.sees(&change.clue.subject.site) => {
+                        let mut data = serde_json::to_value(&change).unwrap_or_default();
+                        if masked {
+                            super::privacy::mask_plates(&mut data, &[]);
+                        }
+                        let ev = Event::default()
+                            .event("clue")
+                            .id(change.event_id.to_string())
+                            .json_data(&data)
+                            .unwrap_or_else(|_| Event::default().event("error"));
+                        return Some((Ok(ev), (rx, p, closing)));
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(n)) => {
+                        let ev = Event::default().event("lagged").data(n.to_string());
+                        return Some((Ok(ev), (rx, p, closing)));
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
-                Ok(_) => continue,
-                Err(RecvError::Lagged(n)) => {
-                    let ev = Event::default().event("lagged").data(n.to_string());
-                    return Some((Ok(ev), (rx, p, closing)));
-                }
-                Err(RecvError::Closed) => return None,
             }
-        }
-    });
+        });
     Ok(Sse::new(s).keep_alive(KeepAlive::default()))
 }
 
@@ -398,6 +424,30 @@ struct ExportParams {
     to_ms: Option<i64>,
     #[serde(default)]
     format: Option<String>,
+    /// At most this many rows (default and ceiling [`EXPORT_MAX_ROWS`]).
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Rows in one export; a longer range is exported in several calls (`x-export-next-from-ms`).
+const EXPORT_MAX_ROWS: usize = 100_000;
+
+/// An export that stopped at its row limit says so in headers (the body keeps its shape):
+/// `x-export-truncated: true`, and for the audit (in chain order) `x-export-next-from-ms`,
+/// the `from_ms` of the next call.
+fn export_limited(mut r: Response, truncated: bool, next_from_ms: Option<i64>) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::HeaderName::from_static("x-export-truncated"),
+        header::HeaderValue::from_static(if truncated { "true" } else { "false" }),
+    );
+    if let Some(next) = next_from_ms {
+        h.insert(
+            header::HeaderName::from_static("x-export-next-from-ms"),
+            header::HeaderValue::from(next),
+        );
+    }
+    r
 }
 
 enum Format {
@@ -415,14 +465,27 @@ impl ExportParams {
             ))),
         }
     }
+
+    fn limit(&self) -> usize {
+        self.limit
+            .unwrap_or(EXPORT_MAX_ROWS)
+            .clamp(1, EXPORT_MAX_ROWS)
+    }
 }
 
-/// One CSV field, quoted when needed (RFC 4180).
+/// One CSV field, quoted when needed (RFC 4180). A field that a spreadsheet would run as a
+/// formula (starting with `=`, `+`, `-`, `@`, tab or carriage return: titles, comments and
+/// plates come from outside) gets a leading `'`, so it is shown as text (OWASP CSV injection).
 fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s.into_owned()
     }
 }
 
@@ -446,23 +509,11 @@ fn csv_response(header: &[&str], rows: Vec<Vec<String>>, name: &str) -> Response
         .into_response()
 }
 
-/// `京A12345` -> `京A*****`: the region prefix stays (it says where the vehicle is from).
-fn masked_plate(plate: &str) -> String {
-    plate
-        .chars()
-        .enumerate()
-        .map(|(i, c)| if i < 2 { c } else { '*' })
-        .collect()
-}
-
-/// Hides the plate of a clue wherever it is written (subject, title, key).
-fn mask_plate_of(c: &mut super::model::Clue) {
-    if let Some(plate) = c.subject.plate.clone().filter(|p| !p.is_empty()) {
-        let m = masked_plate(&plate);
-        c.title = c.title.replace(&plate, &m);
-        c.dedup_key = c.dedup_key.replace(&plate, &m);
-        c.subject.plate = Some(m);
-    }
+/// The clue's title rendered in `lang` (see `clue::text`), or its own title.
+fn rendered(c: &super::model::Clue, lang: &str) -> String {
+    c.detail["text"][lang]["title"]
+        .as_str()
+        .map_or_else(|| c.title.clone(), str::to_string)
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -476,23 +527,28 @@ async fn export_clues(
 ) -> ApiResult<Response> {
     can_read(&p)?;
     let format = q.format()?;
+    let limit = q.limit();
     let mut clues = pool
         .list(ClueQuery {
             scope: p.scope(),
             from_ms: Some(q.from_ms),
             to_ms: q.to_ms,
-            limit: 100_000,
+            limit: (limit + 1) as u32,
             ..Default::default()
         })
         .await?;
+    // One row more than asked tells whether the range holds more. The list is ranked, not in
+    // time order, so there is no "next from" here: the caller narrows the range.
+    let truncated = clues.len() > limit;
+    clues.truncate(limit);
     // Exports follow the evidence rule: plates only for roles with the personal-data right.
     if !pool.config().privacy.sees_originals(p.role) {
-        for c in &mut clues {
-            mask_plate_of(c);
-        }
+        let mut v = serde_json::to_value(&clues).map_err(|_| ApiError::Internal)?;
+        super::privacy::mask_plates(&mut v, &[]);
+        clues = serde_json::from_value(v).map_err(|_| ApiError::Internal)?;
     }
     if let Format::Json = format {
-        return Ok(Json(clues).into_response());
+        return Ok(export_limited(Json(clues).into_response(), truncated, None));
     }
     let rows = clues
         .iter()
@@ -519,10 +575,12 @@ async fn export_clues(
                 opt(&c.claimed_ms),
                 opt(&c.resolved_ms),
                 opt(&c.closed_ms),
+                rendered(c, "zh"),
+                rendered(c, "en"),
             ]
         })
         .collect();
-    Ok(csv_response(
+    let csv = csv_response(
         &[
             "id",
             "rule",
@@ -545,10 +603,13 @@ async fn export_clues(
             "claimed_ms",
             "resolved_ms",
             "closed_ms",
+            "title_zh",
+            "title_en",
         ],
         rows,
         "clues",
-    ))
+    );
+    Ok(export_limited(csv, truncated, None))
 }
 
 async fn export_audit(
@@ -558,11 +619,33 @@ async fn export_audit(
 ) -> ApiResult<Response> {
     p.require(p.role.may_verify_audit(), "export the audit log")?;
     let format = q.format()?;
-    let entries = pool
+    let limit = q.limit();
+    let mut entries = pool
         .audit_range(q.from_ms, q.to_ms.unwrap_or(i64::MAX), p.scope())
         .await?;
+    if !pool.config().privacy.sees_originals(p.role) {
+        let mut v = serde_json::to_value(&entries).map_err(|_| ApiError::Internal)?;
+        super::privacy::mask_plates(&mut v, &[]);
+        entries = serde_json::from_value(v).map_err(|_| ApiError::Internal)?;
+    }
+    // Entries are in chain order; the next call starts after the last millisecond returned
+    // (entries of that millisecond beyond the limit are kept whole for the next call).
+    let next_from_ms = (entries.len() > limit).then(|| {
+        let last_ms = entries[limit - 1].at_ms;
+        let whole = entries[..limit]
+            .iter()
+            .rposition(|e| e.at_ms < last_ms)
+            .map(|i| i + 1)
+            .unwrap_or(limit);
+        entries.truncate(whole);
+        entries.last().map(|e| e.at_ms + 1).unwrap_or(last_ms)
+    });
     if let Format::Json = format {
-        return Ok(Json(entries).into_response());
+        return Ok(export_limited(
+            Json(entries).into_response(),
+            next_from_ms.is_some(),
+            next_from_ms,
+        ));
     }
     let rows = entries
         .iter()
@@ -579,7 +662,7 @@ async fn export_audit(
             ]
         })
         .collect();
-    Ok(csv_response(
+    let csv = csv_response(
         &[
             "seq",
             "at_ms",
@@ -592,5 +675,6 @@ async fn export_audit(
         ],
         rows,
         "audit",
-    ))
+    );
+    Ok(export_limited(csv, next_from_ms.is_some(), next_from_ms))
 }

@@ -51,6 +51,8 @@ pub enum AuditAction {
     OversightWarning,
     /// Someone received an unmasked evidence original.
     EvidenceOriginalAccess,
+    /// Someone received an unmasked camera frame (`latest.jpg`; no clue).
+    FrameOriginalAccess,
     /// Retention purged an evidence item.
     EvidencePurged,
     TokenCreated,
@@ -78,7 +80,7 @@ pub enum LifecycleAction {
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 24] = [
+    pub const ALL: [AuditAction; 25] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -98,6 +100,7 @@ impl AuditAction {
         AuditAction::Lifecycle(LifecycleAction::OwnerResponse),
         AuditAction::OversightWarning,
         AuditAction::EvidenceOriginalAccess,
+        AuditAction::FrameOriginalAccess,
         AuditAction::EvidencePurged,
         AuditAction::TokenCreated,
         AuditAction::TokenRevoked,
@@ -118,6 +121,7 @@ impl AuditAction {
             AuditAction::Lifecycle(a) => a.as_str(),
             AuditAction::OversightWarning => "oversight_warning",
             AuditAction::EvidenceOriginalAccess => "evidence_original_access",
+            AuditAction::FrameOriginalAccess => "frame_original_access",
             AuditAction::EvidencePurged => "evidence_purged",
             AuditAction::TokenCreated => "token_created",
             AuditAction::TokenRevoked => "token_revoked",
@@ -357,6 +361,7 @@ mod tests {
                 "owner_response",
                 "oversight_warning",
                 "evidence_original_access",
+                "frame_original_access",
                 "evidence_purged",
                 "token_created",
                 "token_revoked",

@@ -1,12 +1,19 @@
 //! `[clues]`: deadlines, escalation and delivery of the clue pool.
 
 use crate::clue::signal::Level;
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CluesConfig {
+    /// Where the pool lives: `sqlite` (default, `{storage.dir}/clues.sqlite`, this gateway
+    /// alone) or `postgres` (`url`; several gateways share one pool, chain and outbox).
+    pub store: StoreKind,
+    /// `postgres://user:password@host:port/database` when `store = "postgres"`.
+    pub url: Option<String>,
+    /// Connections this gateway keeps to PostgreSQL.
+    pub pool_size: u32,
     /// Time to handle a clue, by level, from when the pool opened it.
     pub deadlines: DeadlinesConfig,
     /// A clue past its deadline turns yellow; this long after the deadline, red.
@@ -56,6 +63,14 @@ impl Default for RecoveryConfig {
     }
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Sqlite,
+    Postgres,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeadlinesConfig {
@@ -87,6 +102,9 @@ impl DeadlinesConfig {
 impl Default for CluesConfig {
     fn default() -> Self {
         CluesConfig {
+            store: StoreKind::Sqlite,
+            url: None,
+            pool_size: 8,
             deadlines: DeadlinesConfig::default(),
             red_after_s: 24 * 3600,
             tick_s: 60,
@@ -116,6 +134,7 @@ impl CluesConfig {
             ("clues.webhook_timeout_ms", self.webhook_timeout_ms),
             ("clues.retry_min_ms", self.retry_min_ms),
             ("clues.channel_capacity", self.channel_capacity as u64),
+            ("clues.pool_size", self.pool_size as u64),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1"));
@@ -133,6 +152,30 @@ impl CluesConfig {
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(invalid("clues.webhook_url", "must be http:// or https://"));
             }
+        }
+        match (self.store, self.url.as_deref()) {
+            (StoreKind::Postgres, None) => {
+                return Err(invalid(
+                    "clues.url",
+                    "is required with store = \"postgres\" (postgres://user@host:port/db)",
+                ));
+            }
+            (StoreKind::Postgres, Some(u)) => {
+                if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                    return Err(invalid("clues.url", "must start with postgres://"));
+                }
+                // Parsed as the client will; the message never repeats the URL (password).
+                if let Err(e) = u.parse::<postgres::Config>() {
+                    return Err(invalid("clues.url", format!("not a PostgreSQL URL: {e}")));
+                }
+            }
+            (StoreKind::Sqlite, Some(_)) => {
+                return Err(invalid(
+                    "clues.url",
+                    "is only used with store = \"postgres\"",
+                ));
+            }
+            (StoreKind::Sqlite, None) => {}
         }
         self.oversight.validate()?;
         self.privacy.validate()?;
@@ -167,5 +210,22 @@ mod tests {
         assert!(e.to_string().contains("clues.webhook_url"), "{e}");
         let c = Config::from_toml("[clues]\nmqtt_publish = false\n").expect("ok");
         assert!(!c.clues.mqtt_publish);
+        assert_eq!(c.clues.store, super::StoreKind::Sqlite);
+    }
+
+    #[test]
+    fn a_postgres_store_needs_a_postgres_url() {
+        let e = Config::from_toml("[clues]\nstore = \"postgres\"\n").expect_err("no url");
+        assert!(e.to_string().contains("clues.url"), "{e}");
+        let e = Config::from_toml("[clues]\nstore = \"postgres\"\nurl = \"mysql://x\"\n")
+            .expect_err("scheme");
+        assert!(e.to_string().contains("clues.url"), "{e}");
+        let e = Config::from_toml("[clues]\nstore = \"oracle\"\n").expect_err("kind");
+        assert!(e.to_string().contains("clues.store"), "{e}");
+        let c = Config::from_toml(
+            "[clues]\nstore = \"postgres\"\nurl = \"postgres://gw:pw@db:5432/clues\"\n",
+        )
+        .expect("ok");
+        assert_eq!(c.clues.store, super::StoreKind::Postgres);
     }
 }

@@ -1,4 +1,6 @@
-//! Evidence files, content-addressed by SHA-256: `{storage.dir}/evidence/ab/cdef…`.
+//! Evidence files, content-addressed by SHA-256: `{storage.dir}/evidence/ab/cdef…`, or, when
+//! several gateways share a PostgreSQL clue store, in that database (a [`BlobStore`]) so that
+//! every gateway can read what any of them stored.
 //!
 //! The same bytes are stored once however many clues cite them; the hash in the clue's record
 //! is the file's name, and every read re-hashes the bytes so a file changed on disk is reported
@@ -16,6 +18,8 @@ pub enum EvidenceError {
     NotFound(String),
     #[error("evidence {hash} was altered on disk (its content hashes to {actual})")]
     Tampered { hash: String, actual: String },
+    #[error("evidence store: {0}")]
+    Backend(String),
     #[error("evidence store {path}: {source}")]
     Io {
         path: PathBuf,
@@ -23,9 +27,31 @@ pub enum EvidenceError {
     },
 }
 
-#[derive(Debug, Clone)]
+/// Where files live when not in a folder: bytes by their SHA-256 hex name. The
+/// [`EvidenceStore`] checks names and hashes; a blob store only keeps bytes.
+pub trait BlobStore: Send + Sync {
+    /// Stores `bytes` under `sha256` (nothing when already there).
+    fn put(&self, sha256: &str, bytes: &[u8]) -> Result<(), String>;
+    fn get(&self, sha256: &str) -> Result<Option<Vec<u8>>, String>;
+    /// False when it was not there.
+    fn remove(&self, sha256: &str) -> Result<bool, String>;
+    fn exists(&self, sha256: &str) -> bool;
+}
+
+#[derive(Clone)]
 pub struct EvidenceStore {
     dir: PathBuf,
+    /// When set, files live here instead of under `dir`.
+    blobs: Option<std::sync::Arc<dyn BlobStore>>,
+}
+
+impl std::fmt::Debug for EvidenceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvidenceStore")
+            .field("dir", &self.dir)
+            .field("blobs", &self.blobs.is_some())
+            .finish()
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EvidenceError + '_ {
@@ -40,7 +66,15 @@ impl EvidenceStore {
     pub fn open(dir: impl Into<PathBuf>) -> Result<EvidenceStore, EvidenceError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(EvidenceStore { dir })
+        Ok(EvidenceStore { dir, blobs: None })
+    }
+
+    /// Files in `blobs` (a database shared by every gateway) rather than a folder.
+    pub fn in_blobs(blobs: std::sync::Arc<dyn BlobStore>) -> EvidenceStore {
+        EvidenceStore {
+            dir: PathBuf::new(),
+            blobs: Some(blobs),
+        }
     }
 
     fn path_of(&self, hash: &str) -> Result<PathBuf, EvidenceError> {
@@ -54,29 +88,48 @@ impl EvidenceStore {
         Ok(self.dir.join(&hash[..2]).join(&hash[2..]))
     }
 
-    /// Stores `bytes` (once) and returns their SHA-256. Written to a temporary file and renamed,
-    /// so a crash never leaves a partial file under a valid name.
+    /// Stores `bytes` (once) and returns their SHA-256. Written to a temporary file, fsynced,
+    /// renamed, and the directory fsynced: a crash never leaves a partial file under a valid
+    /// name, and once this returns the file and its name survive a power loss (the clue that
+    /// refers to it is committed after this).
     pub fn put(&self, bytes: &[u8]) -> Result<String, EvidenceError> {
+        use std::io::Write;
         let hash = sha256_hex(&[bytes]);
         let path = self.path_of(&hash)?;
+        if let Some(b) = &self.blobs {
+            b.put(&hash, bytes).map_err(EvidenceError::Backend)?;
+            return Ok(hash);
+        }
         if path.exists() {
             return Ok(hash);
         }
         let parent = path.parent().unwrap_or(&self.dir).to_path_buf();
+        let new_dir = !parent.exists();
         std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-        let tmp = parent.join(format!(".{}.tmp{}", &hash[2..10], std::process::id()));
-        std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-        if let Ok(f) = std::fs::File::open(&tmp) {
-            let _ = f.sync_all();
+        if new_dir {
+            sync_dir(&self.dir)?;
         }
+        let tmp = parent.join(format!(".{}.tmp{}", &hash[2..10], std::process::id()));
+        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        drop(f);
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        sync_dir(&parent)?;
         Ok(hash)
     }
 
     /// Reads the file named `hash` and checks its content still hashes to it.
     pub fn get(&self, hash: &str) -> Result<Vec<u8>, EvidenceError> {
         let path = self.path_of(hash)?;
-        let bytes = match std::fs::read(&path) {
+        let read = match &self.blobs {
+            Some(b) => match b.get(hash).map_err(EvidenceError::Backend)? {
+                Some(bytes) => Ok(bytes),
+                None => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            },
+            None => std::fs::read(&path),
+        };
+        let bytes = match read {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(EvidenceError::NotFound(hash.to_string()));
@@ -98,6 +151,9 @@ impl EvidenceStore {
     /// Deletes the file named `hash` (retention); false when it was not there.
     pub fn remove(&self, hash: &str) -> Result<bool, EvidenceError> {
         let path = self.path_of(hash)?;
+        if let Some(b) = &self.blobs {
+            return b.remove(hash).map_err(EvidenceError::Backend);
+        }
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -107,8 +163,18 @@ impl EvidenceStore {
 
     /// Whether the file named `hash` is on disk.
     pub fn exists(&self, hash: &str) -> bool {
-        self.path_of(hash).is_ok_and(|p| p.exists())
+        match &self.blobs {
+            Some(b) => self.path_of(hash).is_ok() && b.exists(hash),
+            None => self.path_of(hash).is_ok_and(|p| p.exists()),
+        }
     }
+}
+
+/// Makes the entries of `dir` (a new name, a rename) durable.
+fn sync_dir(dir: &Path) -> Result<(), EvidenceError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
 }
 
 #[cfg(test)]

@@ -1,14 +1,17 @@
 //! Clues: what rules (and vision, and drone findings) tell the clue pool, and the pool itself.
 //!
-//! `signal` is the contract between producers (rules engine, parking, camera health, drone
-//! tasks) and the pool (storage, lifecycle, delivery). Producers never touch the pool directly:
-//! they send into the [`signal::ClueSender`] that [`pool::start_pool`] returns.
+//! `signal` is the contract between producers (rules engine, parking, camera health) and the
+//! pool (storage, lifecycle, delivery): they send into the [`signal::ClueSender`] that
+//! [`pool::start_pool`] returns and never touch the pool. The one exception is the drone job,
+//! which calls [`PoolHandle::ingest`] (the same dedup path and transaction) because its flight
+//! report needs the id of the clue it raised.
 //!
 //! - `lifecycle`: the pure state machine (statuses, actions, transitions).
 //! - `audit`: the hash chain and its verification.
 //! - `evidence`: content-addressed evidence files.
 //! - `store`: small storage traits per concern (clues, audit, delivery, oversight, retention,
 //!   tokens) and their SQLite implementation.
+//!   `postgres`: the same traits on a PostgreSQL that several gateways share.
 //! - `pool`: the async service (intake, escalation tick, change broadcast).
 //! - `publish`: delivery to the central platform (MQTT, webhook).
 //! - `auth`: tokens, roles, site scopes and the axum extractor.
@@ -18,6 +21,7 @@
 //! - `owner`: owner notification and answers, first-violation leniency advice.
 //! - `privacy`: masking of plates and people in evidence images for lesser roles.
 //! - `retention`: the evidence purge job (the purge is audited, not the content).
+//! - `text`: clue titles rendered from kind and figures in Chinese and English.
 
 pub mod api;
 pub mod audit;
@@ -31,10 +35,12 @@ pub mod oversight;
 pub mod oversight_api;
 pub mod owner;
 pub mod pool;
+pub mod postgres;
 pub mod privacy;
 pub mod publish;
 pub mod retention;
 pub mod signal;
 pub mod store;
+pub mod text;
 
 pub use pool::{PoolHandle, start_pool};

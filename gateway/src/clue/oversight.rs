@@ -20,7 +20,7 @@
 use super::audit::AuditEntry;
 use super::model::{Clue, Escalation};
 use super::signal::Level;
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};

@@ -7,11 +7,13 @@
 
 use super::auth::TokenStore;
 use super::config::CluesConfig;
+use super::config::StoreKind;
 use super::evidence::{EvidenceError, EvidenceStore};
 use super::lifecycle::Action;
 use super::model::*;
+use super::postgres::PgStore;
 use super::signal::{ClueEvent, ClueSender, ClueSignal, Evidence};
-use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, ClueStore, SqliteStore, StoreError};
+use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, ClueStore, SqliteStore, StoreError, TokenInfo};
 use crate::config::Config;
 use crate::metrics::{Metrics, Reason};
 use std::sync::Arc;
@@ -67,8 +69,55 @@ pub struct PoolHandle {
     closing: CancellationToken,
 }
 
-/// Opens `{storage.dir}/clues.sqlite` with the delivery channels that `cfg` enables.
-pub fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, PoolError> {
+/// The clue store `[clues] store` chose: this gateway's SQLite file, or the PostgreSQL that
+/// several gateways share.
+#[derive(Clone)]
+pub enum Backend {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PgStore>),
+}
+
+impl Backend {
+    pub fn clues(&self) -> Arc<dyn ClueStore> {
+        match self {
+            Backend::Sqlite(s) => s.clone(),
+            Backend::Postgres(s) => s.clone(),
+        }
+    }
+
+    pub fn tokens(&self) -> Arc<dyn TokenStore> {
+        match self {
+            Backend::Sqlite(s) => s.clone(),
+            Backend::Postgres(s) => s.clone(),
+        }
+    }
+
+    /// Evidence files: `{storage.dir}/evidence` beside SQLite, the database with PostgreSQL
+    /// (so every gateway reads what any stored).
+    pub fn evidence(&self, cfg: &Config) -> Result<EvidenceStore, EvidenceError> {
+        match self {
+            Backend::Sqlite(_) => EvidenceStore::open(cfg.storage.dir.join("evidence")),
+            Backend::Postgres(s) => Ok(EvidenceStore::in_blobs(Arc::new(s.blobs()))),
+        }
+    }
+
+    pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        match self {
+            Backend::Sqlite(s) => s.list_tokens(),
+            Backend::Postgres(s) => s.list_tokens(),
+        }
+    }
+
+    pub fn revoke_token(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        match self {
+            Backend::Sqlite(s) => s.revoke_token(id, now_ms),
+            Backend::Postgres(s) => s.revoke_token(id, now_ms),
+        }
+    }
+}
+
+/// Opens the clue store of `cfg` with the delivery channels it enables.
+pub fn open_store(cfg: &Config) -> Result<Backend, PoolError> {
     let mut channels = Vec::new();
     if cfg.clues.mqtt_publish {
         channels.push(CHANNEL_MQTT);
@@ -76,10 +125,28 @@ pub fn open_store(cfg: &Config) -> Result<Arc<SqliteStore>, PoolError> {
     if cfg.clues.webhook_url.is_some() {
         channels.push(CHANNEL_WEBHOOK);
     }
-    Ok(Arc::new(
-        SqliteStore::open(&cfg.storage.dir.join("clues.sqlite"), channels)?
-            .with_raise_after(cfg.clues.raise_after_occurrences),
-    ))
+    let raise = cfg.clues.raise_after_occurrences;
+    Ok(match (cfg.clues.store, cfg.clues.url.as_deref()) {
+        (StoreKind::Postgres, Some(url)) => {
+            // On a thread of its own: the blocking client must not start inside the runtime
+            // that `app::run` may be calling from.
+            let size = cfg.clues.pool_size;
+            let store = std::thread::scope(|s| {
+                s.spawn(|| PgStore::open(url, size, channels))
+                    .join()
+                    .map_err(|_| PoolError::Join)
+            })??;
+            Backend::Postgres(Arc::new(
+                store
+                    .with_raise_after(raise)
+                    .with_holder(&cfg.mqtt.client_id),
+            ))
+        }
+        _ => Backend::Sqlite(Arc::new(
+            SqliteStore::open(&cfg.storage.dir.join("clues.sqlite"), channels)?
+                .with_raise_after(raise),
+        )),
+    })
 }
 
 /// Starts the pool: intake of signals, the escalation tick and delivery (MQTT, webhook).
@@ -90,11 +157,11 @@ pub fn start_pool(
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> Result<(ClueSender, PoolHandle, Vec<JoinHandle<()>>), PoolError> {
-    let store = open_store(cfg)?;
-    let evidence = EvidenceStore::open(cfg.storage.dir.join("evidence"))?;
+    let backend = open_store(cfg)?;
+    let evidence = backend.evidence(cfg)?;
     let handle = PoolHandle::new(
-        store.clone(),
-        store,
+        backend.clues(),
+        backend.tokens(),
         evidence,
         Arc::new(SystemClock),
         cfg.clues.clone(),
@@ -437,7 +504,8 @@ impl PoolHandle {
         let (changes, warnings) = self
             .blocking(move |s| {
                 let oc = &cfg.oversight;
-                if !oc.enabled {
+                // With several gateways on one store, only the leader runs the models.
+                if !oc.enabled || !s.lead("oversight")? {
                     return Ok((Vec::new(), Vec::new()));
                 }
                 let since = now.saturating_sub((oc.lookback_s as i64).saturating_mul(1000));
@@ -481,6 +549,9 @@ impl PoolHandle {
         let store = self.store.clone();
         let files = self.evidence.clone();
         tokio::task::spawn_blocking(move || {
+            if !store.lead("retention")? {
+                return Ok(Default::default());
+            }
             super::retention::purge(store.as_ref(), &files, &cfg.retention, now)
         })
         .await
@@ -513,6 +584,19 @@ impl PoolHandle {
         detail: &serde_json::Value,
     ) -> Result<(), PoolError> {
         Ok(self.store.record(actor, action, detail, self.now_ms())?)
+    }
+
+    /// Audits that `actor` is being given an unmasked camera frame.
+    pub async fn record_frame_access(
+        &self,
+        site: String,
+        camera: String,
+        actor: String,
+        role: &'static str,
+    ) -> Result<(), PoolError> {
+        let now = self.now_ms();
+        self.blocking(move |s| s.record_frame_access(&site, &camera, &actor, role, now))
+            .await
     }
 
     pub async fn list(&self, q: ClueQuery) -> Result<Vec<Clue>, PoolError> {
@@ -568,6 +652,8 @@ fn prepare(
     if ev.dedup_key.trim().is_empty() {
         ev.dedup_key = ClueEvent::default_key(&ev.rule, &ev.subject);
     }
+    // Both renderings travel with the clue (API, SSE, exports, MQTT, webhook).
+    super::text::attach(&mut ev);
     let deadline = now.saturating_add(cfg.deadlines.for_level(ev.level) as i64 * 1000);
     let items = std::mem::take(&mut ev.evidence);
     let stored = store_evidence(evidence, items)?;

@@ -14,7 +14,7 @@
 
 use super::auth::Role;
 use super::signal::Region;
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use image::{GenericImageView, RgbImage};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -211,6 +211,69 @@ pub fn masked_copy(
     Ok(out)
 }
 
+/// `京A12345` -> `京A*****`: the region prefix stays (it says where the vehicle is from).
+pub fn masked_plate(plate: &str) -> String {
+    plate
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i < 2 { c } else { '*' })
+        .collect()
+}
+
+/// Hides plates wherever they are written in `value` (a clue, a detail, a change, audit
+/// entries): every string under a `plate` key is collected, together with `known`, and each
+/// occurrence of those plates in any string (titles, dedup keys, notes, details) is replaced
+/// by its masked form. Working on the serialized form is deliberate: a field added later is
+/// masked too, without a list to keep up to date.
+pub fn mask_plates(value: &mut serde_json::Value, known: &[String]) {
+    fn collect(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    if k == "plate"
+                        && let Some(p) = v.as_str()
+                    {
+                        out.push(p.to_string());
+                    }
+                    collect(v, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| collect(v, out)),
+            _ => {}
+        }
+    }
+    fn replace(v: &mut serde_json::Value, plates: &[(String, String)]) {
+        match v {
+            serde_json::Value::String(s) => {
+                for (plate, masked) in plates {
+                    if s.contains(plate.as_str()) {
+                        *s = s.replace(plate.as_str(), masked);
+                    }
+                }
+            }
+            serde_json::Value::Object(m) => m.values_mut().for_each(|v| replace(v, plates)),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|v| replace(v, plates)),
+            _ => {}
+        }
+    }
+    let mut plates = known.to_vec();
+    collect(value, &mut plates);
+    // Too short to be a plate (and masking it would garble unrelated text).
+    plates.retain(|p| p.chars().count() >= 3);
+    plates.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    plates.dedup();
+    let pairs: Vec<(String, String)> = plates
+        .into_iter()
+        .map(|p| {
+            let m = masked_plate(&p);
+            (p, m)
+        })
+        .collect();
+    if !pairs.is_empty() {
+        replace(value, &pairs);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +286,23 @@ mod tests {
             x1,
             y1,
         }
+    }
+
+    #[test]
+    fn plates_are_masked_in_every_string_not_only_the_plate_field() {
+        let mut v = serde_json::json!({
+            "title": "Parked 9 min: 京A12345 at gate",
+            "dedup_key": "parking/s/cam1/京A12345",
+            "subject": {"site": "s", "plate": "京A12345"},
+            "recent_occurrences": [{"detail": {"note": "again 京A12345"}}],
+        });
+        mask_plates(&mut v, &[]);
+        let text = v.to_string();
+        assert!(!text.contains("12345"), "{text}");
+        assert!(text.contains("京A*****"), "{text}");
+        let mut entry = serde_json::json!({"detail": {"title": "沪B99999 left"}});
+        mask_plates(&mut entry, &["沪B99999".to_string()]);
+        assert_eq!(entry["detail"]["title"], "沪B***** left");
     }
 
     /// A noisy image: masking must visibly flatten it.

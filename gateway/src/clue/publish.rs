@@ -10,7 +10,7 @@ use super::pool::PoolHandle;
 use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, DeliveryQueue};
 use crate::config::Config;
 use crate::metrics::Reason;
-use rumqttc::{Event, Packet, QoS};
+use rumqttc::{Event, Outgoing, Packet, QoS};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -138,7 +138,7 @@ async fn idle(pool: &PoolHandle, cancel: &CancellationToken, d: Duration) -> boo
 
 async fn drive_eventloop(
     mut eventloop: rumqttc::EventLoop,
-    acks: tokio::sync::mpsc::UnboundedSender<u16>,
+    acks: tokio::sync::mpsc::UnboundedSender<PublishEvent>,
     cancel: CancellationToken,
 ) {
     let mut backoff = Backoff::new(200, 10_000);
@@ -149,7 +149,10 @@ async fn drive_eventloop(
         };
         match ev {
             Ok(Event::Incoming(Packet::PubAck(a))) => {
-                let _ = acks.send(a.pkid);
+                let _ = acks.send(PublishEvent::Acked(a.pkid));
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                let _ = acks.send(PublishEvent::Sent(pkid));
             }
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff.reset();
@@ -170,12 +173,13 @@ async fn drive_eventloop(
 async fn mqtt_worker(
     pool: PoolHandle,
     client: rumqttc::AsyncClient,
-    mut acks: tokio::sync::mpsc::UnboundedReceiver<u16>,
+    mut acks: tokio::sync::mpsc::UnboundedReceiver<PublishEvent>,
     mut backoff: Backoff,
     cancel: CancellationToken,
 ) {
     let store: Arc<dyn DeliveryQueue> = pool.store();
     let metrics = pool.metrics();
+    let mut matcher = AckMatcher::default();
     'outer: loop {
         let rows = pending(&store, CHANNEL_MQTT).await;
         if rows.is_empty() {
@@ -185,8 +189,12 @@ async fn mqtt_worker(
             continue;
         }
         for row in rows {
-            // One message in flight at a time: the next PUBACK is this message's.
-            while acks.try_recv().is_ok() {}
+            // One message in flight at a time; its PUBACK is the one with its packet id
+            // (a late PUBACK of an earlier, timed-out attempt must not count for this one).
+            while let Ok(ev) = acks.try_recv() {
+                matcher.on(ev);
+            }
+            matcher.begin();
             let sent = client
                 .publish(
                     row.topic.clone(),
@@ -198,8 +206,18 @@ async fn mqtt_worker(
             let acked = sent.is_ok()
                 && tokio::select! {
                     _ = cancel.cancelled() => break 'outer,
-                    a = tokio::time::timeout(PUBACK_TIMEOUT, acks.recv()) => matches!(a, Ok(Some(_))),
+                    a = tokio::time::timeout(PUBACK_TIMEOUT, async {
+                        while let Some(ev) = acks.recv().await {
+                            if matcher.on(ev) {
+                                return true;
+                            }
+                        }
+                        false
+                    }) => matches!(a, Ok(true)),
                 };
+            if !acked {
+                matcher.abandon();
+            }
             mark(&store, row.id, acked).await;
             if acked {
                 backoff.reset();
@@ -219,6 +237,79 @@ async fn mqtt_worker(
                     _ = tokio::time::sleep(wait) => {}
                 }
                 continue 'outer;
+            }
+        }
+    }
+}
+
+/// What the MQTT event loop reports about our publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PublishEvent {
+    /// A publish went out with this packet id (a retransmission reports its old id again).
+    Sent(u16),
+    /// The broker acknowledged this packet id.
+    Acked(u16),
+}
+
+/// Matches PUBACKs to the one message in flight by packet id.
+///
+/// rumqttc assigns the packet id inside its event loop and reports it as `Outgoing::Publish`
+/// in request order; requests of abandoned (timed-out) attempts may still go out, and their
+/// ids are retransmitted after a reconnect. Those ids are remembered as stale, so neither
+/// their `Sent` nor their late PUBACK is taken for the current message. Plain data, tested
+/// with recorded sequences.
+#[derive(Debug, Default)]
+struct AckMatcher {
+    current: Option<u16>,
+    /// Ids of abandoned attempts (bounded: rumqttc keeps at most its in-flight window).
+    stale: std::collections::VecDeque<u16>,
+    /// Abandoned attempts whose `Sent` has not been seen yet.
+    unsent: usize,
+}
+
+impl AckMatcher {
+    const MAX_STALE: usize = 256;
+
+    /// A new message is about to be published.
+    fn begin(&mut self) {
+        self.current = None;
+    }
+
+    /// The current message timed out: whatever id it had (or will have) is stale.
+    fn abandon(&mut self) {
+        match self.current.take() {
+            Some(p) => self.remember(p),
+            None => self.unsent = (self.unsent + 1).min(Self::MAX_STALE),
+        }
+    }
+
+    fn remember(&mut self, pkid: u16) {
+        if self.stale.len() >= Self::MAX_STALE {
+            self.stale.pop_front();
+        }
+        self.stale.push_back(pkid);
+    }
+
+    /// Feeds one event; true when it acknowledges the current message.
+    fn on(&mut self, ev: PublishEvent) -> bool {
+        match ev {
+            PublishEvent::Sent(p) => {
+                if self.stale.contains(&p) || self.current == Some(p) {
+                    // A retransmission.
+                } else if self.unsent > 0 {
+                    self.unsent -= 1;
+                    self.remember(p);
+                } else if self.current.is_none() {
+                    self.current = Some(p);
+                }
+                false
+            }
+            PublishEvent::Acked(p) => {
+                if let Some(i) = self.stale.iter().position(|s| *s == p) {
+                    self.stale.remove(i);
+                    return false;
+                }
+                self.current == Some(p)
             }
         }
     }
@@ -305,6 +396,38 @@ mod tests {
             signature("Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn a_late_puback_of_a_timed_out_message_does_not_acknowledge_the_next() {
+        use PublishEvent::{Acked, Sent};
+        let mut m = AckMatcher::default();
+        // Message 1 goes out as packet 1, its PUBACK is slow: the worker gives up.
+        m.begin();
+        assert!(!m.on(Sent(1)));
+        m.abandon();
+        // Message 2 is published; message 1's PUBACK arrives first.
+        m.begin();
+        assert!(!m.on(Acked(1)), "packet 1's ack is not message 2's");
+        assert!(!m.on(Sent(2)));
+        assert!(m.on(Acked(2)));
+    }
+
+    #[test]
+    fn an_abandoned_publish_sent_late_and_retransmitted_is_never_taken_for_the_current_one() {
+        use PublishEvent::{Acked, Sent};
+        let mut m = AckMatcher::default();
+        // Message 1 never even left (broker down): abandoned before its packet id is known.
+        m.begin();
+        m.abandon();
+        m.begin();
+        // On reconnect the old request goes out first (packet 7), then ours (packet 8).
+        assert!(!m.on(Sent(7)));
+        assert!(!m.on(Acked(7)));
+        assert!(!m.on(Sent(8)));
+        assert!(!m.on(Sent(8)), "a retransmission changes nothing");
+        assert!(!m.on(Acked(9)), "another id is not ours");
+        assert!(m.on(Acked(8)));
     }
 
     #[test]

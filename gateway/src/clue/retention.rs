@@ -10,7 +10,7 @@
 
 use super::evidence::{EvidenceError, EvidenceStore};
 use super::store::{RetentionStore, StoreError};
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 

@@ -7,7 +7,7 @@
 //! - `GET /api/v1/devices/{site}/{device}/events?since_ms=`: recent device events (pump-outs).
 //! - `GET /api/v1/cameras`: every camera's health state (any role, site-scoped).
 //! - `GET /api/v1/cameras/{id}/latest.jpg?site=`: its last frame (roles that read clues: frames show
-//!   people and kitchens).
+//!   people and kitchens), masked for roles without the personal-data right; originals audited.
 
 use crate::api::AppState;
 use crate::clue::auth::{AuthError, Principal};
@@ -117,6 +117,10 @@ async fn cameras(
     )
 }
 
+/// The last frame of a camera. Frames show people and plates: roles without the personal-data
+/// right get a masked copy (no detections are known for a live frame, so the whole image is
+/// coarsely pixelated); the original goes only to roles with the right, and each time it does,
+/// the audit log records who (before the bytes leave, like evidence originals).
 async fn latest_frame(
     p: Principal,
     State(s): State<AppState>,
@@ -132,12 +136,34 @@ async fn latest_frame(
             q.site
         )));
     };
+    let privacy = s.clues.config().privacy.clone();
+    let (body, variant) = if privacy.sees_originals(p.role) {
+        if let Err(e) = s
+            .clues
+            .record_frame_access(q.site.clone(), id.clone(), p.actor(), p.role.as_str())
+            .await
+        {
+            tracing::error!(error = %e, "frame access could not be audited; original withheld");
+            return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response());
+        }
+        (jpeg, "original")
+    } else {
+        let masked = tokio::task::spawn_blocking(move || {
+            crate::clue::privacy::masked_copy(&jpeg, "image/jpeg", None, &privacy)
+        })
+        .await;
+        match masked {
+            Ok(Ok(m)) => (m, "masked"),
+            _ => return Err(AuthError::Forbidden("frame withheld from this role".into())),
+        }
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "image/jpeg"),
             (header::CACHE_CONTROL, "no-store"),
+            (header::HeaderName::from_static("x-frame-variant"), variant),
         ],
-        jpeg,
+        body,
     )
         .into_response())
 }

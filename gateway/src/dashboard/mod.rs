@@ -50,9 +50,9 @@ impl Default for DashboardConfig {
 
 impl DashboardConfig {
     /// A configured `dir` must hold `public/index.html`; the history stays modest.
-    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+    pub fn validate(&self) -> Result<(), crate::config_error::ConfigError> {
         if self.history_points > MAX_HISTORY_POINTS {
-            return Err(crate::config::invalid(
+            return Err(crate::config_error::invalid(
                 "dashboard.history_points",
                 format!("at most {MAX_HISTORY_POINTS} (the database keeps the full history)"),
             ));
@@ -61,7 +61,7 @@ impl DashboardConfig {
             && self.enabled
             && !dir.join("public/index.html").is_file()
         {
-            return Err(crate::config::invalid(
+            return Err(crate::config_error::invalid(
                 "dashboard.dir",
                 format!("{} has no public/index.html", dir.display()),
             ));

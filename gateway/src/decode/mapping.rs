@@ -104,10 +104,207 @@ impl TopicPattern {
 }
 
 use super::DecodeError;
-use crate::config::{MappingConfig, PayloadFormat, TimeFormat};
+use crate::config_error::{ConfigError, invalid};
 use crate::reading::{Quality, Reading, Source, Value};
 use crate::registry::{EuiOutcome, Registry};
 use crate::units::{self, Conversion};
+
+/// How a third-party payload is parsed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadFormat {
+    /// A JSON object; fields are picked by dotted paths (`data.distance`, `items.0.v`).
+    #[default]
+    Json,
+    /// The payload is one number in ASCII (`412.5`).
+    Number,
+}
+
+/// How a mapping's `time_field` is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeFormat {
+    /// Milliseconds since the epoch (a number or a numeric string).
+    Ms,
+    /// Seconds since the epoch (may have a fraction).
+    S,
+    /// RFC 3339 text, `2022-07-18T09:34:15.775023242+00:00` or `...Z`.
+    Rfc3339,
+    /// Text is RFC 3339; a number is seconds below 1e11 (before the year 5138) and
+    /// milliseconds from there on (after March 1973).
+    Auto,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    pub name: String,
+    /// A network server's uplink format (`chirpstack-v4`, `tts-v3`): fills `topic`,
+    /// `time_field`, `time_format`, `dev_eui_field`, `seq_field` and `payload_root` where this
+    /// entry leaves them unset (see `decode::presets`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<crate::decode::presets::Preset>,
+    /// A vendor decoder's fields (`milesight-em310-udl`, `milesight-em320-tilt`): fills
+    /// `stream` and, when none are listed, `fields`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<crate::decode::presets::Codec>,
+    /// MQTT topic with named segments, e.g. `milesight/{site}/{device}/uplink`. `{site}` and
+    /// `{device}` are required unless fixed below or the device is found by DevEUI
+    /// (`{dev_eui}` in the topic or `dev_eui_field`); `+` matches and ignores one level.
+    #[serde(default)]
+    pub topic: String,
+    #[serde(default)]
+    pub format: PayloadFormat,
+    /// Measurement name for the readings.
+    #[serde(default)]
+    pub stream: String,
+    #[serde(default)]
+    pub site: Option<String>,
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Path of the device's DevEUI in the payload (`deviceInfo.devEui`); the registry turns
+    /// it into site and device (`[registry]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_eui_field: Option<String>,
+    /// Path of the device time field.
+    #[serde(default)]
+    pub time_field: Option<String>,
+    /// How `time_field` is written; unset: `time_unit` decides (ms or s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_format: Option<TimeFormat>,
+    /// Older spelling of `time_format` for numbers: `"ms"` (default) or `"s"`.
+    #[serde(default = "default_time_unit")]
+    pub time_unit: String,
+    /// Path of a sequence number field (frame counter); absent in a message: no sequence.
+    #[serde(default)]
+    pub seq_field: Option<String>,
+    /// Prefix of every field path (`object` for ChirpStack's decoded object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_root: Option<String>,
+    #[serde(default)]
+    pub fields: Vec<FieldMapping>,
+}
+
+impl MappingConfig {
+    /// One `[[mappings]]` entry after its preset and codec were applied.
+    pub fn validate(&self, k: &str) -> Result<(), ConfigError> {
+        let map = self;
+        let key = |sub: &str| format!("{k}.{sub}");
+        if map.topic.is_empty() {
+            return Err(invalid(key("topic"), "required (or set `preset`)"));
+        }
+        TopicPattern::parse(
+            &map.topic,
+            map.site.is_some(),
+            map.device.is_some(),
+            map.dev_eui_field.is_some(),
+        )
+        .map_err(|r| invalid(key("topic"), r))?;
+        if map.fields.is_empty() {
+            return Err(invalid(
+                key("fields"),
+                "at least one field is required (or set `codec`)",
+            ));
+        }
+        if map.stream.is_empty() {
+            return Err(invalid(key("stream"), "must not be empty (or set `codec`)"));
+        }
+        if !matches!(map.time_unit.as_str(), "ms" | "s") {
+            return Err(invalid(key("time_unit"), "must be \"ms\" or \"s\""));
+        }
+        if map.time_format.is_some() && map.time_unit != "ms" {
+            return Err(invalid(
+                key("time_unit"),
+                "set either time_format or time_unit, not both",
+            ));
+        }
+        if map.format == PayloadFormat::Number && (map.names_dev_eui() || map.time_field.is_some())
+        {
+            return Err(invalid(
+                key("format"),
+                "a number payload has no fields to take a DevEUI or a time from",
+            ));
+        }
+        for (name, path) in [
+            ("dev_eui_field", &map.dev_eui_field),
+            ("time_field", &map.time_field),
+            ("seq_field", &map.seq_field),
+            ("payload_root", &map.payload_root),
+        ] {
+            if path
+                .as_deref()
+                .is_some_and(|p| p.is_empty() || p.split('.').any(str::is_empty))
+            {
+                return Err(invalid(
+                    key(name),
+                    "must be a dotted path without empty parts",
+                ));
+            }
+        }
+        for (j, f) in map.fields.iter().enumerate() {
+            let key = |sub: &str| format!("{k}.fields[{j}].{sub}");
+            if f.metric.is_empty() {
+                return Err(invalid(key("metric"), "must not be empty"));
+            }
+            if map.format == PayloadFormat::Json && f.path.is_empty() {
+                return Err(invalid(key("path"), "required for json payloads"));
+            }
+            if !f.scale.is_finite() || f.scale == 0.0 {
+                return Err(invalid(key("scale"), "must be a finite non-zero number"));
+            }
+            if !f.offset.is_finite() {
+                return Err(invalid(key("offset"), "must be finite"));
+            }
+            if let Some(u) = &f.unit
+                && crate::units::canonical(u).is_none()
+            {
+                return Err(invalid(key("unit"), format!("unknown unit `{u}`")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The time format in force (`time_format`, else `time_unit`).
+    pub fn effective_time_format(&self) -> TimeFormat {
+        self.time_format.unwrap_or(if self.time_unit == "s" {
+            TimeFormat::S
+        } else {
+            TimeFormat::Ms
+        })
+    }
+
+    /// Whether the device is named by DevEUI (topic placeholder or payload field).
+    pub fn names_dev_eui(&self) -> bool {
+        self.dev_eui_field.is_some() || self.topic.split('/').any(|l| l == "{dev_eui}")
+    }
+}
+
+fn default_time_unit() -> String {
+    "ms".into()
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldMapping {
+    /// Dotted path into the JSON payload (below `payload_root`); ignored for `number` payloads.
+    #[serde(default)]
+    pub path: String,
+    pub metric: String,
+    /// Unit of the value as sent; converted to the canonical unit (see `units`).
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default = "one")]
+    pub scale: f64,
+    #[serde(default)]
+    pub offset: f64,
+    /// A missing optional field is skipped; a missing required one makes the message malformed.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+fn one() -> f64 {
+    1.0
+}
 
 /// A compiled third-party mapping.
 pub struct Mapping {

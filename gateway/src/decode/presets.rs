@@ -20,7 +20,7 @@
 //! - Milesight EM320-TILT decoder: `battery` (%), `angle_x`, `angle_y`, `angle_z` (degrees),
 //!   `threshold_x`, `threshold_y`, `threshold_z` (`normal` / `trigger`).
 
-use crate::config::{FieldMapping, MappingConfig, TimeFormat};
+use crate::decode::mapping::{FieldMapping, MappingConfig, TimeFormat};
 use serde::{Deserialize, Serialize};
 
 /// A network server's uplink event format.

@@ -1,6 +1,6 @@
 //! `[drone]`: upload limits, frame sampling, tiling and the geo-referencing error model.
 
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -18,7 +18,7 @@
 //! sends (native firmware sends all three) are never replaced. The maths is the firmware's
 //! own [`firmware::logic::geometry`], so the gateway and the devices agree to the millimetre.
 
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use crate::reading::{Reading, Value};
 use firmware::logic::geometry::{Shape, TrapGeometry};
 use serde::{Deserialize, Serialize};

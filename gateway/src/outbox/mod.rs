@@ -59,13 +59,14 @@
 //! embedded stores (sled, redb) would work but bring a large engine for an append-only FIFO.
 //! We did not benchmark those crates; the format here is ~300 lines and fully tested.
 
+mod config;
 pub mod segment;
 
 #[cfg(test)]
 mod tests;
 
-use crate::config::{OutboxConfig, WhenFull};
 use crate::metrics::Metrics;
+pub use config::{OutboxConfig, WhenFull};
 use segment::{FRAME_OVERHEAD, Frame, HEADER_LEN, HeaderCheck, Stop};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};

@@ -24,7 +24,7 @@ pub mod file;
 pub mod unknown;
 
 use crate::clue::signal::GeoPoint;
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use crate::metrics::{Metrics, Reason};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -6,7 +6,7 @@
 //! is also the built-in default set ([`default_rules`]).
 
 use crate::clue::signal::Level;
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use crate::reading::{Reading, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;

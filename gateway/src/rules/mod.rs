@@ -37,5 +37,5 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum RulesError {
     #[error(transparent)]
-    Invalid(#[from] crate::config::ConfigError),
+    Invalid(#[from] crate::config_error::ConfigError),
 }

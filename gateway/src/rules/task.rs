@@ -21,28 +21,13 @@ pub type ReadingsSender = mpsc::Sender<Arc<[Reading]>>;
 /// New rules and settings for a running engine (e.g. after the config file changed).
 pub type RulesUpdate = (Vec<RuleConfig>, RulesSettings);
 
-/// Runs the engine until `rx` closes.
-pub async fn run(engine: Engine, rx: mpsc::Receiver<Arc<[Reading]>>, clues: ClueSender) {
-    let (_keep, reload) = watch::channel::<Option<RulesUpdate>>(None);
-    run_reloadable(engine, rx, clues, reload).await;
-}
-
-/// [`run`], also applying every rules update sent on `reload` without losing the state of the
-/// rules that did not change. An invalid update is logged and the running rules stay.
-pub async fn run_reloadable(
-    engine: Engine,
-    rx: mpsc::Receiver<Arc<[Reading]>>,
-    clues: ClueSender,
-    reload: watch::Receiver<Option<RulesUpdate>>,
-) {
-    run_persistent(engine, rx, clues, reload, None).await;
-}
-
 /// How often the state is saved while running (a crash loses at most this much).
 const SAVE_EVERY: Duration = Duration::from_secs(60);
 
-/// [`run_reloadable`], also saving the engine's state to `state_path` every minute and when
-/// it stops (see `snapshot`).
+/// Runs the engine until `rx` closes, applying every rules update sent on `reload` without
+/// losing the state of the rules that did not change (an invalid update is logged and the
+/// running rules stay), and saving the engine's state to `state_path` every minute and when it
+/// stops (see `snapshot`).
 pub async fn run_persistent(
     mut engine: Engine,
     mut rx: mpsc::Receiver<Arc<[Reading]>>,
@@ -122,7 +107,8 @@ mod tests {
             .expect("default rules compile");
         let (tx, rx) = mpsc::channel(8);
         let (clue_tx, mut clue_rx) = mpsc::channel(8);
-        let task = tokio::spawn(run(engine, rx, clue_tx));
+        let (_keep, reload) = watch::channel(None);
+        let task = tokio::spawn(run_persistent(engine, rx, clue_tx, reload, None));
         let t = at_local(2, 0);
         tx.send(cover("mh-1", true, t).into())
             .await
@@ -140,7 +126,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(8);
         let (clue_tx, mut clue_rx) = mpsc::channel(8);
         let (reload_tx, reload_rx) = watch::channel(None);
-        let task = tokio::spawn(run_reloadable(engine, rx, clue_tx, reload_rx));
+        let task = tokio::spawn(run_persistent(engine, rx, clue_tx, reload_rx, None));
         // Only the cover rule, renamed: the old id's state is dropped, the new one raises.
         let mut rule = crate::rules::default_rules()
             .into_iter()

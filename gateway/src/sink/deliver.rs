@@ -5,8 +5,8 @@
 //! are idempotent, so a replay overwrites rather than duplicates). Batches are cut by line
 //! count and bytes; a partial batch waits at most `flush_interval_ms` for company.
 
-use crate::config::InfluxConfig;
 use crate::outbox::Outbox;
+use crate::sink::influx::InfluxConfig;
 use crate::sink::influx::InfluxWriter;
 use std::sync::Arc;
 use std::time::Duration;

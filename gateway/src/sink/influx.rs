@@ -39,7 +39,7 @@
 //! So both paths use `reqwest` directly; the request is a single POST either way.
 
 use super::SinkError;
-use crate::config::{InfluxApi, InfluxConfig};
+use crate::config_error::{ConfigError, invalid};
 use crate::metrics::{Metrics, Reason};
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -51,6 +51,105 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 use url::Url;
+
+/// Which InfluxDB write API to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InfluxApi {
+    /// `/api/v2/write?org=&bucket=` with `Authorization: Token`.
+    V2,
+    /// `/write?db=` for InfluxDB 1.x and compatible servers.
+    V1,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InfluxConfig {
+    pub url: String,
+    pub api: InfluxApi,
+    pub org: String,
+    pub bucket: String,
+    pub token: Option<String>,
+    pub database: String,
+    /// v1 basic credentials, when the server requires them.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Prepended to every measurement name (e.g. `city_`).
+    pub measurement_prefix: String,
+    /// Which line-protocol parser the server has: `influxdb` (InfluxDB 1.x/2.x, default) or
+    /// `victoriametrics` (escapes backslashes and newlines differently; see `sink::line_protocol`).
+    pub dialect: crate::sink::line_protocol::Dialect,
+    pub batch_max_lines: usize,
+    pub batch_max_bytes: usize,
+    /// A partial batch is written after this long.
+    pub flush_interval_ms: u64,
+    pub gzip: bool,
+    pub timeout_ms: u64,
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for InfluxConfig {
+    fn default() -> Self {
+        InfluxConfig {
+            url: "http://127.0.0.1:8086".into(),
+            api: InfluxApi::V2,
+            org: "city".into(),
+            bucket: "enforcement".into(),
+            token: None,
+            database: "enforcement".into(),
+            username: None,
+            password: None,
+            measurement_prefix: String::new(),
+            dialect: Default::default(),
+            batch_max_lines: 5_000,
+            batch_max_bytes: 1024 * 1024,
+            flush_interval_ms: 1_000,
+            gzip: true,
+            timeout_ms: 10_000,
+            retry_min_ms: 200,
+            retry_max_ms: 30_000,
+        }
+    }
+}
+
+impl InfluxConfig {
+    /// Checks what serde cannot; keys are named from the root (`influx.*`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let i = self;
+        let u = url::Url::parse(&i.url).map_err(|e| invalid("influx.url", e.to_string()))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(invalid("influx.url", "must be http:// or https://"));
+        }
+        match i.api {
+            InfluxApi::V2 => {
+                if i.bucket.is_empty() {
+                    return Err(invalid("influx.bucket", "required with api = \"v2\""));
+                }
+                if i.org.is_empty() {
+                    return Err(invalid("influx.org", "required with api = \"v2\""));
+                }
+            }
+            InfluxApi::V1 if i.database.is_empty() => {
+                return Err(invalid("influx.database", "required with api = \"v1\""));
+            }
+            InfluxApi::V1 => {}
+        }
+        if i.batch_max_lines == 0 {
+            return Err(invalid("influx.batch_max_lines", "must be at least 1"));
+        }
+        if i.batch_max_bytes < 1024 {
+            return Err(invalid("influx.batch_max_bytes", "must be at least 1024"));
+        }
+        if i.retry_min_ms == 0 || i.retry_min_ms > i.retry_max_ms {
+            return Err(invalid(
+                "influx.retry_min_ms",
+                "must be > 0 and <= retry_max_ms",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Name of the dead-letter file inside the dead-letter directory.
 pub const DEAD_LETTER_FILE: &str = "rejected-lines.lp";

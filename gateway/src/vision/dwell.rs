@@ -1,8 +1,14 @@
 //! Parking dwell: the "persuade, then raise at the limit" rule for one camera, as a pure state
 //! machine (frames in, events out; no clock, no I/O).
 //!
-//! Each vehicle standing in a no-parking zone is a *stay*. Sightings join a stay by plate when
-//! one is read, otherwise by box overlap with where the stay was last seen. A stay survives
+//! Each vehicle standing in a no-parking zone is a *stay*, keyed on the tracked vehicle (box
+//! overlap with where it was last seen) with the plate as its best reading so far: every sure
+//! reading is a vote (weighted by its confidence) and the stay's plate is the text with the most
+//! votes. A reading that differs from the stay's plate in one character is a misread of the same
+//! car, not another car: it neither splits the stay nor starts a second one. A doubtful reading
+//! (see [`super::plate::PlateReading::doubtful`]) never votes: it is kept as a lead for the
+//! reviewer, and a stay with only doubtful readings raises its clue without a plate. Sightings
+//! join a stay by plate when one is read, otherwise by box overlap. A stay survives
 //! frames in which it is not seen while something covers it (a bus, a passer-by) for up to
 //! `max_hidden_s`, and missed detections with nothing in front for up to `gone_after_s`; after
 //! that it has left and its timer is gone. A plate read later ties a stay that was split by a
@@ -108,7 +114,32 @@ pub struct Sighting {
     pub bbox: BBox,
     /// Vehicles are timed; anything else (people, bicycles) only hides what is behind it.
     pub vehicle: bool,
+    /// A sure plate reading on this vehicle.
     pub plate: Option<String>,
+    /// Its confidence (0..1); the weight of its vote.
+    pub plate_confidence: f32,
+    /// A doubtful reading instead (text first, then the other candidates): shown, never voted.
+    pub doubtful_plate: Vec<String>,
+}
+
+impl Sighting {
+    /// A sighting with no plate.
+    pub fn new(bbox: BBox, vehicle: bool) -> Self {
+        Sighting {
+            bbox,
+            vehicle,
+            plate: None,
+            plate_confidence: 0.0,
+            doubtful_plate: Vec::new(),
+        }
+    }
+
+    /// The same with a sure plate read at `confidence`.
+    pub fn with_plate(mut self, plate: &str, confidence: f32) -> Self {
+        self.plate = Some(plate.to_string());
+        self.plate_confidence = confidence;
+        self
+    }
 }
 
 /// One analysed camera frame.
@@ -166,7 +197,14 @@ pub enum DwellEvent {
 #[derive(Debug, Clone)]
 struct Stay {
     id: u64,
+    /// The best reading so far: the text with the largest vote.
     plate: Option<String>,
+    /// Sure readings seen on this vehicle: text, summed confidence, times read.
+    votes: Vec<(String, f32, u32)>,
+    /// The latest doubtful reading (text, then candidates), for the reviewer.
+    doubtful: Vec<String>,
+    /// The clue's dedup key, fixed when it is raised (a later vote cannot move it).
+    raised_key: Option<String>,
     zone: String,
     first_ms: i64,
     last_seen_ms: i64,
@@ -185,6 +223,10 @@ struct Stay {
 pub struct StayView {
     pub stay: u64,
     pub plate: Option<String>,
+    /// Sure readings and how often each was read.
+    pub readings: Vec<(String, u32)>,
+    /// The latest doubtful reading and its candidates.
+    pub doubtful_plate: Vec<String>,
     pub zone: String,
     pub first_ms: i64,
     pub last_seen_ms: i64,
@@ -225,11 +267,7 @@ pub fn sightings(detections: &[Detection], plates: &[PlateReading]) -> Vec<Sight
     }
     let mut out: Vec<Sighting> = kept
         .iter()
-        .map(|d| Sighting {
-            bbox: d.bbox,
-            vehicle: is_vehicle(d.class_id),
-            plate: None,
-        })
+        .map(|d| Sighting::new(d.bbox, is_vehicle(d.class_id)))
         .collect();
     let mut best: Vec<Option<f32>> = vec![None; out.len()];
     for p in plates {
@@ -248,7 +286,19 @@ pub fn sightings(detections: &[Detection], plates: &[PlateReading]) -> Vec<Sight
             && best[i].is_none_or(|c| p.confidence > c)
         {
             best[i] = Some(p.confidence);
-            out[i].plate = Some(p.text.clone());
+            if p.doubtful {
+                out[i].plate = None;
+                out[i].plate_confidence = 0.0;
+                out[i].doubtful_plate = if p.candidates.is_empty() {
+                    vec![p.text.clone()]
+                } else {
+                    p.candidates.clone()
+                };
+            } else {
+                out[i].plate = Some(p.text.clone());
+                out[i].plate_confidence = p.confidence;
+                out[i].doubtful_plate.clear();
+            }
         }
     }
     out
@@ -298,6 +348,8 @@ impl DwellTracker {
             .map(|s| StayView {
                 stay: s.id,
                 plate: s.plate.clone(),
+                readings: s.votes.iter().map(|v| (v.0.clone(), v.2)).collect(),
+                doubtful_plate: s.doubtful.clone(),
                 zone: s.zone.clone(),
                 first_ms: s.first_ms,
                 last_seen_ms: s.last_seen_ms,
@@ -383,13 +435,21 @@ impl DwellTracker {
                 if matched.is_none() {
                     matched = self.best_overlap(&b, &taken, |s| s.plate.is_none());
                 }
-                if matched.is_none() {
-                    // Another plate where this car stands: that car has left.
-                    if let Some(old) = self.best_overlap(&b, &taken, |s| s.plate.is_some()) {
+                if matched.is_none()
+                    && let Some(old) = self.best_overlap(&b, &taken, |s| s.plate.is_some())
+                {
+                    let theirs = self.stays[old].plate.as_deref().unwrap_or_default();
+                    if another_car(theirs, p) {
+                        // Another plate where this car stands: that car has left.
                         taken[old] = true;
                         ended.push(old);
+                    } else {
+                        // The same car read with one character wrong: a vote, not a new stay.
+                        tracing::debug!(camera = %self.cfg.camera, stay = self.stays[old].id, plate = %theirs, read = %p, "plate misread on a tracked vehicle");
+                        matched = Some(old);
                     }
-                } else if let Some(m) = matched {
+                }
+                if let Some(m) = matched {
                     // Pieces of the same car split by a lost track: keep the oldest.
                     let pieces: Vec<usize> = (0..self.stays.len())
                         .filter(|&j| {
@@ -403,6 +463,11 @@ impl DwellTracker {
                         taken[j] = true;
                         let piece = self.stays[j].clone();
                         let s = &mut self.stays[m];
+                        for d in piece.doubtful.iter().take(1) {
+                            if s.doubtful.is_empty() {
+                                s.doubtful = vec![d.clone()];
+                            }
+                        }
                         if piece.first_ms < s.first_ms {
                             s.first_ms = piece.first_ms;
                             s.first_frame = piece.first_frame;
@@ -414,12 +479,15 @@ impl DwellTracker {
             } else {
                 matched = self.best_overlap(&b, &taken, |_| true);
             }
+            let sighting = &frame.sightings[si];
             match matched {
                 Some(m) => {
                     taken[m] = true;
                     let s = &mut self.stays[m];
-                    if s.plate.is_none() {
-                        s.plate = plate;
+                    if let Some(p) = plate {
+                        s.vote(p, sighting.plate_confidence);
+                    } else if !sighting.doubtful_plate.is_empty() {
+                        s.doubtful = sighting.doubtful_plate.clone();
                     }
                     s.zone = zone;
                     s.last_seen_ms = at;
@@ -431,9 +499,12 @@ impl DwellTracker {
                     let id = self.next_id;
                     self.next_id += 1;
                     tracing::debug!(camera = %self.cfg.camera, stay = id, plate = ?plate, %zone, "vehicle stopped in zone");
-                    new_stays.push(Stay {
+                    let mut stay = Stay {
                         id,
-                        plate,
+                        plate: None,
+                        votes: Vec::new(),
+                        doubtful: sighting.doubtful_plate.clone(),
+                        raised_key: None,
                         zone,
                         first_ms: at,
                         last_seen_ms: at,
@@ -444,7 +515,11 @@ impl DwellTracker {
                         warned_at: None,
                         raised: false,
                         exempt: false,
-                    });
+                    };
+                    if let Some(p) = plate {
+                        stay.vote(p, sighting.plate_confidence);
+                    }
+                    new_stays.push(stay);
                 }
             }
         }
@@ -528,6 +603,7 @@ impl DwellTracker {
             let grace_over = s.warned_at.is_some_and(|w| at - w >= grace_ms);
             if !s.raised && dwell >= limit_ms && grace_over {
                 s.raised = true;
+                s.raised_key = Some(dedup_key(cfg, s));
                 tracing::info!(camera = %cfg.camera, stay = s.id, plate = ?s.plate, dwell_s = dwell / 1000, "parking limit reached");
                 events.push(DwellEvent::Clue(ClueSignal::Occurrence(overstay_clue(
                     cfg, s, at,
@@ -546,7 +622,10 @@ impl DwellTracker {
         tracing::info!(camera = %self.cfg.camera, stay = s.id, plate = ?s.plate, dwell_s, warned, raised = s.raised, "vehicle left");
         if s.raised {
             events.push(DwellEvent::Clue(ClueSignal::Cleared {
-                dedup_key: dedup_key(&self.cfg, &s),
+                dedup_key: s
+                    .raised_key
+                    .clone()
+                    .unwrap_or_else(|| dedup_key(&self.cfg, &s)),
                 at_ms: s.last_seen_ms,
                 note: format!("vehicle left after {} min {} s", dwell_s / 60, dwell_s % 60),
             }));
@@ -564,6 +643,48 @@ impl DwellTracker {
             persuaded: warned && !s.raised,
         }));
     }
+}
+
+impl Stay {
+    /// Counts a sure reading; the plate becomes the text with the largest summed confidence.
+    fn vote(&mut self, text: String, confidence: f32) {
+        match self.votes.iter_mut().find(|v| v.0 == text) {
+            Some(v) => {
+                v.1 += confidence.max(0.01);
+                v.2 += 1;
+            }
+            None => self.votes.push((text, confidence.max(0.01), 1)),
+        }
+        self.plate = self
+            .votes
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|v| v.0.clone());
+    }
+}
+
+/// Two sure readings where one vehicle stands are two cars when they differ in more than one
+/// character (a misread changes one character; a different car's plate differs in several).
+fn another_car(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len() != b.len() {
+        // One character dropped or added by the reader: still one edit.
+        let (short, long) = if a.len() < b.len() {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        if long.len() - short.len() > 1 {
+            return true;
+        }
+        let skips = (0..long.len()).any(|k| {
+            let mut l = long.clone();
+            l.remove(k);
+            &l == short
+        });
+        return !skips;
+    }
+    a.iter().zip(&b).filter(|(x, y)| x != y).count() > 1
 }
 
 fn subject(cfg: &ParkingConfig, s: &Stay) -> Subject {
@@ -587,7 +708,15 @@ fn dedup_key(cfg: &ParkingConfig, s: &Stay) -> String {
 
 fn overstay_clue(cfg: &ParkingConfig, s: &Stay, at: i64) -> ClueEvent {
     let dwell_s = (at - s.first_ms) / 1000;
-    let who = s.plate.as_deref().unwrap_or("Vehicle (plate not read)");
+    let doubt;
+    let who = match (&s.plate, s.doubtful.first()) {
+        (Some(p), _) => p.as_str(),
+        (None, Some(d)) => {
+            doubt = format!("Vehicle (plate doubtful: {d}?)");
+            doubt.as_str()
+        }
+        (None, None) => "Vehicle (plate not read)",
+    };
     let file = |what: &str, (t, img, regions): &(i64, Bytes, Vec<Region>)| Evidence::File {
         name: format!("{}-{what}-frame-{t}.jpg", cfg.camera),
         content_type: "image/jpeg".into(),
@@ -616,6 +745,12 @@ fn overstay_clue(cfg: &ParkingConfig, s: &Stay, at: i64) -> ClueEvent {
         detail: serde_json::json!({
             "zone": s.zone,
             "stay": s.id,
+            // How the plate was read: every sure reading and its count; a doubtful reading is
+            // shown with its candidates and is never the clue's subject on its own.
+            "plate_readings": s.votes.iter().map(|v| serde_json::json!({"text": v.0, "times": v.2})).collect::<Vec<_>>(),
+            "doubtful_plate": if s.doubtful.is_empty() { serde_json::Value::Null } else {
+                serde_json::json!({"text": s.doubtful[0], "candidates": s.doubtful[1..]})
+            },
             "first_seen_ms": s.first_ms,
             "dwell_s": dwell_s,
             "warned_at_ms": s.warned_at,
@@ -673,10 +808,10 @@ mod tests {
     };
 
     fn car(plate: Option<&str>) -> Sighting {
-        Sighting {
-            bbox: CAR,
-            vehicle: true,
-            plate: plate.map(str::to_string),
+        let s = Sighting::new(CAR, true);
+        match plate {
+            Some(p) => s.with_plate(p, 0.95),
+            None => s,
         }
     }
 
@@ -762,6 +897,10 @@ mod tests {
                 corners: [(0.0, 0.0); 4],
                 score: 0.99,
             },
+            chars: Vec::new(),
+            doubtful: false,
+            doubt: String::new(),
+            candidates: Vec::new(),
         };
         let s = sightings(
             &dets,
@@ -869,11 +1008,7 @@ mod tests {
         // No plate is ever read: the stay is tied together by position alone. A bus stands in
         // front of the car from 200 s to 290 s (longer than gone_after_s).
         let ev = run(&mut t, 0, 500, 10, |s| {
-            let bus = Sighting {
-                bbox: BUS,
-                vehicle: true,
-                plate: Some("沪B99999".into()),
-            };
+            let bus = Sighting::new(BUS, true).with_plate("沪B99999", 0.95);
             if (200..300).contains(&s) {
                 vec![bus]
             } else {
@@ -911,17 +1046,9 @@ mod tests {
             // again with a box that hardly overlaps the old one (a new track, no plate)...
             0..=100 => vec![car(Some("粤B12345"))],
             110..=120 => vec![],
-            130..=200 => vec![Sighting {
-                bbox: moved,
-                vehicle: true,
-                plate: None,
-            }],
+            130..=200 => vec![Sighting::new(moved, true)],
             // ...until the plate is read again.
-            _ => vec![Sighting {
-                bbox: moved,
-                vehicle: true,
-                plate: Some("粤B12345".into()),
-            }],
+            _ => vec![Sighting::new(moved, true).with_plate("粤B12345", 0.95)],
         });
         let occ = occurrences(&ev);
         assert_eq!(occ.len(), 1, "{ev:?}");
@@ -1013,14 +1140,109 @@ mod tests {
             x1: 260.0,
             y1: 200.0,
         };
-        let ev = run(&mut t, 0, 900, 10, |_| {
-            vec![Sighting {
-                bbox: up,
-                vehicle: true,
-                plate: None,
-            }]
-        });
+        let ev = run(&mut t, 0, 900, 10, |_| vec![Sighting::new(up, true)]);
         assert!(ev.is_empty());
         assert!(t.stays().is_empty());
+    }
+
+    /// A recorded sequence of readings on one parked car, every 10 s for 10 minutes: mostly
+    /// read right, once with one character wrong, twice doubtful, sometimes not read.
+    fn recorded(s: i64) -> Sighting {
+        match s {
+            120 => car(Some("苏E1234S")),
+            200 | 410 => Sighting {
+                doubtful_plate: vec!["苏E12345".into(), "苏E12346".into()],
+                ..car(None)
+            },
+            _ if s % 70 == 0 => car(None),
+            _ => car(Some("苏E12345")),
+        }
+    }
+
+    #[test]
+    fn one_misread_frame_neither_splits_a_stay_nor_starts_another() {
+        let mut t = DwellTracker::new(cfg());
+        let ev = run(&mut t, 0, 600, 10, |s| vec![recorded(s)]);
+        assert!(
+            !ev.iter().any(|(_, e)| matches!(e, DwellEvent::Left(_))),
+            "nobody left: {ev:?}"
+        );
+        let occ = occurrences(&ev);
+        assert_eq!(occ.len(), 1);
+        assert_eq!(occ[0].1.subject.plate.as_deref(), Some("苏E12345"));
+        assert_eq!(
+            occ[0].1.dedup_key,
+            "parking-overstay/street-1/cam-7/苏E12345"
+        );
+        let stays = t.stays();
+        assert_eq!(stays.len(), 1);
+        assert_eq!(stays[0].first_ms, T0);
+        assert!(stays[0].readings.contains(&("苏E1234S".to_string(), 1)));
+        let readings = &occ[0].1.detail["plate_readings"];
+        assert_eq!(readings.as_array().map(Vec::len), Some(2), "{readings}");
+    }
+
+    #[test]
+    fn a_misread_first_frame_is_outvoted() {
+        let mut t = DwellTracker::new(cfg());
+        let ev = run(&mut t, 0, 600, 10, |s| {
+            vec![car(Some(if s == 0 { "苏E1Z345" } else { "苏E12345" }))]
+        });
+        let occ = occurrences(&ev);
+        assert_eq!(occ.len(), 1);
+        assert_eq!(occ[0].1.subject.plate.as_deref(), Some("苏E12345"));
+        assert_eq!(t.stays().len(), 1);
+    }
+
+    #[test]
+    fn a_doubtful_plate_is_shown_but_never_the_subject() {
+        let mut t = DwellTracker::new(cfg());
+        let doubtful = || Sighting {
+            doubtful_plate: vec!["新A89R95".into(), "浙A89R95".into()],
+            ..car(None)
+        };
+        let ev = run(&mut t, 0, 600, 10, |_| vec![doubtful()]);
+        let occ = occurrences(&ev);
+        assert_eq!(occ.len(), 1);
+        let c = occ[0].1;
+        assert_eq!(c.subject.plate, None);
+        assert!(
+            c.dedup_key.contains("/stay-"),
+            "one clue per stay: {}",
+            c.dedup_key
+        );
+        assert!(c.title.contains("plate doubtful: 新A89R95?"), "{}", c.title);
+        assert_eq!(c.detail["doubtful_plate"]["candidates"][0], "浙A89R95");
+        assert_eq!(t.stays()[0].plate, None);
+    }
+
+    #[test]
+    fn a_plate_read_after_the_clue_does_not_move_its_key() {
+        let mut t = DwellTracker::new(cfg());
+        let ev = run(&mut t, 0, 700, 10, |s| {
+            if s < 500 {
+                vec![car(None)]
+            } else if s < 650 {
+                vec![car(Some("粤B12345"))]
+            } else {
+                vec![]
+            }
+        });
+        let occ = occurrences(&ev);
+        assert_eq!(occ.len(), 1);
+        let cleared = ev.iter().find_map(|(_, e)| match e {
+            DwellEvent::Clue(ClueSignal::Cleared { dedup_key, .. }) => Some(dedup_key.clone()),
+            _ => None,
+        });
+        assert_eq!(cleared.as_deref(), Some(occ[0].1.dedup_key.as_str()));
+    }
+
+    #[test]
+    fn other_car_versus_misread() {
+        assert!(!another_car("苏E12345", "苏E12346"));
+        assert!(!another_car("苏E12345", "苏12345"));
+        assert!(!another_car("湘DD08808", "DD08808"));
+        assert!(another_car("苏E11111", "苏E22222"));
+        assert!(another_car("苏E12345", "浙E12346"));
     }
 }

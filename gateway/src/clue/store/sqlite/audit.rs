@@ -2,11 +2,11 @@
 //! Triggers in the schema refuse UPDATE and DELETE on the `audit` table.
 
 use super::{CLUE_COLS, SqliteStore, clue_from_row, json_col, read_clue};
-use crate::clue::audit::{self, AuditAction, AuditEntry, Broken, GENESIS, VerifyReport};
+use crate::clue::audit::{self, AuditAction, AuditEntry, GENESIS, VerifyReport};
 use crate::clue::model::ClueChange;
-use crate::clue::store::{AuditLog, StoreError, clue_digest};
+use crate::clue::store::{AuditLog, StoreError, change_detail, check_clue_rows, last_digests};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub(super) fn audit_from_row(r: &Row) -> rusqlite::Result<AuditEntry> {
     Ok(AuditEntry {
@@ -21,7 +21,7 @@ pub(super) fn audit_from_row(r: &Row) -> rusqlite::Result<AuditEntry> {
     })
 }
 
-pub(super) const AUDIT_COLS: &str = "seq, at_ms, actor, action, clue_id, detail, prev_hash, hash";
+pub(super) use crate::clue::store::AUDIT_COLS;
 
 /// Appends one entry to the chain. Must run inside the transaction of what it records.
 pub(super) fn append_audit(
@@ -71,14 +71,10 @@ impl SqliteStore {
         actor: &str,
         action: AuditAction,
         clue_id: i64,
-        mut detail: Value,
+        detail: Value,
     ) -> Result<ClueChange, StoreError> {
         let clue = read_clue(tx, clue_id)?.ok_or(StoreError::NotFound(clue_id))?;
-        if let Value::Object(m) = &mut detail {
-            m.insert("clue_sha256".into(), Value::String(clue_digest(&clue)));
-            m.insert("status".into(), json!(clue.status));
-            m.insert("level".into(), json!(clue.level));
-        }
+        let detail = change_detail(&clue, detail);
         let seq = append_audit(tx, at_ms, actor, action, Some(clue_id), &detail)?;
         let change = ClueChange {
             event_id: seq,
@@ -165,12 +161,7 @@ impl AuditLog for SqliteStore {
 
     fn verify_audit(&self) -> Result<VerifyReport, StoreError> {
         let entries = self.audit_all()?;
-        let mut last_digest: std::collections::BTreeMap<i64, (i64, String)> = Default::default();
-        for e in &entries {
-            if let (Some(c), Some(d)) = (e.clue_id, e.detail.get("clue_sha256")) {
-                last_digest.insert(c, (e.seq, d.as_str().unwrap_or("").to_string()));
-            }
-        }
+        let last_digest = last_digests(&entries);
         let report = audit::verify(entries);
         if !report.ok {
             return Ok(report);
@@ -179,39 +170,10 @@ impl AuditLog for SqliteStore {
         let conn = self.conn();
         let mut st = conn.prepare(&format!("SELECT {CLUE_COLS} FROM clues ORDER BY id"))?;
         let clues = st.query_map([], clue_from_row)?;
-        for c in clues {
-            let c = match c {
-                Ok(c) => c,
-                Err(e) => {
-                    return Ok(VerifyReport {
-                        ok: false,
-                        entries: report.entries,
-                        broken: Some(Broken {
-                            seq: 0,
-                            what: format!("a clue row is unreadable: {e}"),
-                        }),
-                    });
-                }
-            };
-            let bad = match last_digest.get(&c.id) {
-                None => Some((0, format!("clue {} has no audit entry", c.id))),
-                Some((seq, d)) if *d != clue_digest(&c) => Some((
-                    *seq,
-                    format!(
-                        "clue {} was changed outside the gateway (row differs from this entry)",
-                        c.id
-                    ),
-                )),
-                Some(_) => None,
-            };
-            if let Some((seq, what)) = bad {
-                return Ok(VerifyReport {
-                    ok: false,
-                    entries: report.entries,
-                    broken: Some(Broken { seq, what }),
-                });
-            }
-        }
-        Ok(report)
+        Ok(check_clue_rows(
+            report,
+            &last_digest,
+            clues.map(|c| c.map_err(|e| e.to_string())),
+        ))
     }
 }

@@ -8,11 +8,12 @@ use super::{
     CLUE_COLS, SqliteStore, clue_from_row, corrupt, is_unique_violation, json_col, read_clue,
 };
 use crate::clue::audit::{self, AuditAction};
-use crate::clue::lifecycle::{self, Action, State};
+use crate::clue::lifecycle::{self, Action};
 use crate::clue::model::*;
 use crate::clue::signal::ClueEvent;
 use crate::clue::store::{
-    ClueRecords, StoreError, history_of, kind_matches, level_after_repeat, median_s, subject_key,
+    ClueRecords, StatsRow, StoreError, act_detail, escalation_detail, escalation_due, history_of,
+    kind_matches, level_after_repeat, state_of, stats_of, subject_key,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
@@ -277,15 +278,7 @@ impl ClueRecords for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let clue = read_clue(&tx, id)?.ok_or(StoreError::NotFound(id))?;
-        let before = State {
-            status: clue.status,
-            assignee: clue.assignee.clone(),
-            department: clue.department.clone(),
-            claimed_ms: clue.claimed_ms,
-            resolved_ms: clue.resolved_ms,
-            closed_ms: clue.closed_ms,
-            resolution: clue.resolution.clone(),
-        };
+        let before = state_of(&clue);
         let next = lifecycle::apply(&before, action, actor, now_ms)?;
         let res = tx.execute(
             "UPDATE clues SET status = ?2, open = ?3, assignee = ?4, department = ?5, \
@@ -315,15 +308,7 @@ impl ClueRecords for SqliteStore {
                 r?;
             }
         }
-        let mut detail = serde_json::to_value(action).unwrap_or(json!({}));
-        if let Value::Object(m) = &mut detail {
-            m.insert("from".into(), json!(before.status));
-            m.insert("to".into(), json!(next.status));
-            if next.department != before.department {
-                // Lets oversight see a clue handed back to where it came from.
-                m.insert("from_department".into(), json!(before.department));
-            }
-        }
+        let detail = act_detail(action, &before, &next);
         let change = self.record(&tx, now_ms, actor, AuditAction::from(action), id, detail)?;
         tx.commit()?;
         Ok(change)
@@ -342,14 +327,9 @@ impl ClueRecords for SqliteStore {
         };
         let mut changes = Vec::new();
         for (id, current, deadline) in due {
-            let target = if now_ms > deadline.saturating_add(red_after_ms) {
-                Escalation::Red
-            } else {
-                Escalation::Yellow
-            };
-            if Escalation::parse(&current).unwrap_or(Escalation::None) >= target {
+            let Some(target) = escalation_due(&current, deadline, now_ms, red_after_ms) else {
                 continue;
-            }
+            };
             tx.execute(
                 "UPDATE clues SET escalation = ?2, updated_ms = ?3 WHERE id = ?1",
                 params![id, target.as_str(), now_ms],
@@ -360,8 +340,7 @@ impl ClueRecords for SqliteStore {
                 "pool",
                 AuditAction::Supervision,
                 id,
-                json!({"escalation": target, "deadline_ms": deadline,
-                       "overdue_s": (now_ms - deadline) / 1000}),
+                escalation_detail(target, deadline, now_ms),
             )?);
         }
         tx.commit()?;
@@ -504,50 +483,20 @@ impl ClueRecords for SqliteStore {
         let conn = self.conn();
         let mut st = conn.prepare(&sql)?;
         let args = q.scope.clone().unwrap_or_default();
-        let mut rows = st.query(rusqlite::params_from_iter(args.iter()))?;
-        let mut s = Stats::default();
-        let (mut claim, mut resolve) = (Vec::new(), Vec::new());
-        let mut disposed = 0u64;
-        while let Some(r) = rows.next()? {
-            let level: String = r.get(0)?;
-            let status: String = r.get(1)?;
-            let kind: String = r.get(2)?;
-            let dept: Option<String> = r.get(3)?;
-            let created: i64 = r.get(4)?;
-            let claimed: Option<i64> = r.get(5)?;
-            let resolved: Option<i64> = r.get(6)?;
-            let esc: String = r.get(7)?;
-            let open: i64 = r.get(8)?;
-            let deadline: i64 = r.get(9)?;
-            s.total += 1;
-            *s.by_level.entry(level).or_default() += 1;
-            *s.by_kind.entry(kind).or_default() += 1;
-            *s.by_department
-                .entry(dept.unwrap_or_else(|| "(none)".into()))
-                .or_default() += 1;
-            if open == 0 {
-                disposed += 1;
-            } else if deadline < now_ms {
-                match esc.as_str() {
-                    "red" => s.overdue_red += 1,
-                    _ => s.overdue_yellow += 1,
-                }
-            }
-            *s.by_status.entry(status).or_default() += 1;
-            if let Some(c) = claimed {
-                claim.push(c - created);
-            }
-            if let Some(r) = resolved {
-                resolve.push(r - created);
-            }
-        }
-        s.disposal_rate = if s.total == 0 {
-            0.0
-        } else {
-            disposed as f64 / s.total as f64
-        };
-        s.median_time_to_claim_s = median_s(claim);
-        s.median_time_to_resolve_s = median_s(resolve);
-        Ok(s)
+        let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Ok(StatsRow {
+                level: r.get(0)?,
+                status: r.get(1)?,
+                kind: r.get(2)?,
+                department: r.get(3)?,
+                created_ms: r.get(4)?,
+                claimed_ms: r.get(5)?,
+                resolved_ms: r.get(6)?,
+                escalation: r.get(7)?,
+                open: r.get::<_, i64>(8)? != 0,
+                deadline_ms: r.get(9)?,
+            })
+        })?;
+        stats_of(rows.map(|r| r.map_err(StoreError::from)), now_ms)
     }
 }

@@ -18,7 +18,6 @@ use crate::clue::lifecycle::Status;
 use crate::clue::model::*;
 use crate::clue::signal::{GeoPoint, Subject};
 use rusqlite::{Connection, OptionalExtension, Row};
-use serde_json::Value;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -30,17 +29,10 @@ pub struct SqliteStore {
     raise_after: i64,
 }
 
-const CLUE_COLS: &str = "id, rule, kind, level, status, site, device, plate, lat, lon, dedup_key, \
-     title, detail, department, assignee, resolution, first_seen_ms, last_seen_ms, occurrences, \
-     created_ms, updated_ms, deadline_ms, escalation, claimed_ms, resolved_ms, closed_ms, \
-     cleared_ms, cleared_note";
+use super::{CLUE_COLS, json_col};
 
 fn corrupt(what: impl Into<String>) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(what.into())))
-}
-
-fn json_col(s: String) -> Value {
-    serde_json::from_str(&s).unwrap_or(Value::String(s))
 }
 
 fn clue_from_row(r: &Row) -> rusqlite::Result<Clue> {
@@ -123,5 +115,10 @@ impl SqliteStore {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back).
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the connection (the migration to PostgreSQL reads tables through it).
+    pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        f(&self.conn())
     }
 }

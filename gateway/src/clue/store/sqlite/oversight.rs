@@ -6,7 +6,7 @@ use super::{CLUE_COLS, SqliteStore, clue_from_row, corrupt, json_col, read_clue}
 use crate::clue::audit::{self, AuditAction};
 use crate::clue::model::*;
 use crate::clue::oversight::{ClueRecord, Finding, LinkProposal, Warning};
-use crate::clue::store::{OversightStore, StoreError, subject_key};
+use crate::clue::store::{OversightStore, StoreError, subject_key, warning_detail};
 use rusqlite::{OptionalExtension, Row, params};
 use serde_json::json;
 
@@ -30,8 +30,7 @@ fn warning_from_row(r: &Row) -> rusqlite::Result<Warning> {
     })
 }
 
-const WARNING_COLS: &str =
-    "id, model, level, key, site, clue_id, concerns, message, detail, first_ms, updated_ms";
+use crate::clue::store::WARNING_COLS;
 
 impl OversightStore for SqliteStore {
     fn oversight_history(&self, since_ms: i64) -> Result<Vec<ClueRecord>, StoreError> {
@@ -188,8 +187,7 @@ impl OversightStore for SqliteStore {
                 "oversight",
                 AuditAction::OversightWarning,
                 None,
-                &json!({"key": f.key, "model": f.model, "level": level, "clue": f.clue_id,
-                        "site": f.site}),
+                &warning_detail(f, level),
             )?;
             let w = tx.query_row(
                 &format!("SELECT {WARNING_COLS} FROM oversight_warnings WHERE key = ?1"),

@@ -32,6 +32,28 @@ impl RetentionStore for SqliteStore {
         Ok(())
     }
 
+    fn record_frame_access(
+        &self,
+        site: &str,
+        camera: &str,
+        actor: &str,
+        role: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        append_audit(
+            &tx,
+            now_ms,
+            actor,
+            AuditAction::FrameOriginalAccess,
+            None,
+            &json!({"site": site, "camera": camera, "role": role}),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn expired_evidence(
         &self,
         now_ms: i64,

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Scores our plate reader and hyperlpr 0.0.2 on the real photos of groundtruth.tsv, in one run.
+
+Run through tests/plates/eval.sh (it fetches the data and builds the reader). Prints markdown
+tables: exact-plate accuracy, per-character accuracy, province-character accuracy, doubtful and
+confidently-wrong readings, false plates per plate-free image, and ms per frame (median over
+images of the median of --runs timed runs), overall and per subset (province, colour, size).
+Only the split given by --split is scored (default "judge"; "tune" is the parameter-choosing
+split and is kept apart).
+"""
+import argparse, collections, json, os, statistics, subprocess, sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+BASELINE = r'''
+import json, sys, time, cv2
+import hyperlpr
+runs = int(sys.argv[1])
+for path in sys.argv[2:]:
+    im = cv2.imread(path)
+    ms, res = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        res = hyperlpr.HyperLPR_plate_recognition(im) if im is not None else []
+        ms.append((time.perf_counter() - t) * 1000.0)
+    plates = [{"text": r[0], "confidence": float(r[1]), "doubtful": False} for r in res]
+    print("JSON " + json.dumps({"file": path, "ms": ms, "plates": plates}, ensure_ascii=False), flush=True)
+'''
+
+
+def load_truth(split):
+    rows = []
+    with open(os.path.join(HERE, "groundtruth.tsv"), encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            c = line.rstrip("\n").split("\t")
+            r = dict(id=c[0], split=c[1], source=c[2], path=c[3], plates=[] if c[8] == "-" else c[8].split("|"),
+                     colour=c[9], rows=int(c[10]), kind=c[11], size=c[12], cond=c[14])
+            if r["split"] == split:
+                rows.append(r)
+    return rows
+
+
+def edit(a, b):
+    d = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        p, d[0] = d[0], i
+        for j, cb in enumerate(b, 1):
+            p, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, p + (ca != cb))
+    return d[-1]
+
+
+def clear(r):
+    bad = ("blur", "cut", "overexposed", "dirty", "faded", "night", "too small", "low sun", "greyscale")
+    return r["size"] in ("medium", "large") and not any(b in r["cond"] for b in bad)
+
+
+def run_reader(cmd, files, prefix=""):
+    out = {}
+    p = subprocess.run(cmd + files, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"eval: {' '.join(cmd[:3])} failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    for line in p.stdout.splitlines():
+        if prefix:
+            if not line.startswith(prefix):
+                continue
+            line = line[len(prefix):]
+        d = json.loads(line)
+        out[d["file"]] = d
+    return out
+
+
+def score(rows, res, img):
+    """Per-image outcomes for one reader."""
+    per = []
+    for r in rows:
+        d = res.get(img[r["id"]], {"plates": [], "ms": []})
+        reads = [p for p in d["plates"]]
+        o = dict(row=r, ms=statistics.median(d["ms"]) if d["ms"] else float("nan"))
+        if not r["plates"]:
+            o["false_all"] = len(reads)
+            o["false_sure"] = sum(1 for p in reads if not p.get("doubtful"))
+        else:
+            o["plates"] = []
+            texts = [p["text"] for p in reads]
+            for want in r["plates"]:
+                best = min(reads, key=lambda p: edit(p["text"], want), default=None)
+                got = best["text"] if best else ""
+                o["plates"].append(dict(
+                    want=want, got=got,
+                    exact=want in texts,
+                    sure_exact=any(p["text"] == want and not p.get("doubtful") for p in reads),
+                    chars=max(0, len(want) - edit(got, want)) / len(want),
+                    province=bool(got) and got[0] == want[0],
+                    doubtful=bool(best and best.get("doubtful")),
+                    sure_wrong=bool(best) and not best.get("doubtful") and got != want,
+                    found=bool(reads)))
+        per.append(o)
+    return per
+
+
+def summary(per):
+    plates = [p for o in per if "plates" in o for p in o["plates"]]
+    neg = [o for o in per if "plates" not in o]
+    n = len(plates)
+    pct = lambda k: 100.0 * sum(1 for p in plates if p[k]) / n if n else float("nan")
+    ms = [o["ms"] for o in per if o["ms"] == o["ms"]]
+    return dict(
+        n=n, exact=pct("exact"), sure_exact=pct("sure_exact"),
+        chars=100.0 * sum(p["chars"] for p in plates) / n if n else float("nan"),
+        province=pct("province"), doubtful=pct("doubtful"), sure_wrong=pct("sure_wrong"),
+        neg=len(neg),
+        false_all=sum(o["false_all"] for o in neg) / len(neg) if neg else float("nan"),
+        false_sure=sum(o["false_sure"] for o in neg) / len(neg) if neg else float("nan"),
+        ms=statistics.median(ms) if ms else float("nan"))
+
+
+def fmt(v, d=1):
+    return "-" if v != v else f"{v:.{d}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--split", default="judge")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--ours", required=True, help="path of the plate_eval example binary")
+    ap.add_argument("--images", required=True)
+    ap.add_argument("--baseline-python", required=True)
+    ap.add_argument("--details", action="store_true", help="print every plate's reading")
+    a = ap.parse_args()
+    rows = load_truth(a.split)
+    img = {}
+    for r in rows:
+        p = os.path.join(a.images, r["id"] + os.path.splitext(r["path"])[1].lower())
+        if os.path.isfile(p):
+            img[r["id"]] = p
+    missing = [r["id"] for r in rows if r["id"] not in img]
+    rows = [r for r in rows if r["id"] in img]
+    if missing:
+        print(f"eval: {len(missing)} images of split {a.split} not in the cache (not scored): "
+              f"run tests/plates/fetch.sh with PLATES_HYPERLPR_GIT for the plate photos", file=sys.stderr)
+    files = [img[r["id"]] for r in rows]
+    print(f"eval: {len(rows)} images of split '{a.split}', {a.runs} timed runs each", file=sys.stderr)
+    ours = run_reader([a.ours, "--runs", str(a.runs)], files)
+    base = run_reader([a.baseline_python, "-c", BASELINE, str(a.runs)], files, prefix="JSON ")
+    readers = [("ours", score(rows, ours, img)), ("hyperlpr 0.0.2", score(rows, base, img))]
+
+    def table(title, key_fn):
+        groups = collections.OrderedDict()
+        for r in rows:
+            for k in key_fn(r):
+                groups.setdefault(k, set()).add(r["id"])
+        print(f"\n### {title}\n")
+        print("| subset | plates | reader | exact % | sure & exact % | chars % | province % | doubtful % | sure but wrong % | plate-free imgs | false plates/img (sure / all) | ms/frame |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for k, ids in groups.items():
+            for name, per in readers:
+                s = summary([o for o in per if o["row"]["id"] in ids])
+                print(f"| {k} | {s['n']} | {name} | {fmt(s['exact'])} | {fmt(s['sure_exact'])} | {fmt(s['chars'])} | "
+                      f"{fmt(s['province'])} | {fmt(s['doubtful'])} | {fmt(s['sure_wrong'])} | {s['neg']} | "
+                      f"{fmt(s['false_sure'], 2)} / {fmt(s['false_all'], 2)} | {fmt(s['ms'], 0)} |")
+
+    table("All", lambda r: ["all", "clear plates"] if clear(r) and r["plates"] else ["all"])
+    table("By size of the plate in the frame", lambda r: [r["size"]] if r["plates"] else ["no plate"])
+    table("By colour", lambda r: [r["colour"] + (" double-row" if r["rows"] == 2 else "")] if r["plates"] else [])
+    table("By province character", lambda r: sorted({p[0] for p in r["plates"]}))
+    if a.details:
+        print("\n### Every plate\n\n| id | want | ours | hyperlpr |\n|---|---|---|---|")
+        for o1, o2 in zip(readers[0][1], readers[1][1]):
+            if "plates" not in o1:
+                t1 = ",".join(p["text"] for p in ours.get(img[o1["row"]["id"]], {"plates": []})["plates"])
+                t2 = ",".join(p["text"] for p in base.get(img[o1["row"]["id"]], {"plates": []})["plates"])
+                print(f"| {o1['row']['id']} | (none) | {t1} | {t2} |")
+                continue
+            for p1, p2 in zip(o1["plates"], o2["plates"]):
+                d = " (doubtful)" if p1["doubtful"] else ""
+                print(f"| {o1['row']['id']} | {p1['want']} | {p1['got']}{d} | {p2['got']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The plate evaluation: our reader against hyperlpr 0.0.2 on the real photos of groundtruth.tsv.
+#
+#   PLATES_HYPERLPR_GIT=/path/to/HyperLPR/.git bash tests/plates/eval.sh [--split judge|tune] [--runs N] [--details]
+#
+# Fetches what is missing (tests/plates/fetch.sh, models/fetch.sh), builds the plate_eval example
+# in release mode, then prints the tables (tests/plates/eval.py).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+plates="${ENFORCEMENT_PLATES_DIR:-$HOME/.cache/enforcement-gateway/plates}"
+bash "$root/models/fetch.sh"
+bash "$root/tests/plates/fetch.sh"
+(cd "$root" && cargo build --release -q -p gateway --example plate_eval)
+target="${CARGO_TARGET_DIR:-$root/target}"
+exec python3 "$root/tests/plates/eval.py" --ours "$target/release/examples/plate_eval" \
+    --images "$plates/images" --baseline-python "$plates/venv/bin/python" "$@"
