@@ -353,3 +353,91 @@ fn a_registry_edit_through_the_api_is_audited_and_applied_without_a_restart() {
     );
     assert_eq!(r.status, 404, "{}", r.text());
 }
+
+/// Issue 17 meets 25: the trap geometry lives in the registry. A distance-only EM310-UDL is
+/// registered with its trap's build through the API while the gateway runs; its uplinks of a
+/// night three days ago (replayed by the network server) show half the trap going at 02:10,
+/// and the drop is judged in litres from that geometry: one high clue.
+#[test]
+fn a_distance_only_trap_registered_through_the_api_then_emptied_at_night_gets_a_high_clue() {
+    const HOUR: i64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry.toml");
+    std::fs::write(&registry, REGISTRY).unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let vm = VictoriaMetrics::start().unwrap();
+    let gw = GatewayProcess::start(
+        dir.path(),
+        &lorawan_config(
+            &broker.url(),
+            &vm.url(),
+            &registry,
+            // Device times of three days ago are kept (a network server's replay).
+            "[devices]\nmax_clock_skew_s = 345600\n",
+        ),
+    )
+    .unwrap();
+    let admin = gw.token("admin", "").unwrap();
+    // 1200 x 600 mm, sensor 1000 mm above the floor: 600 mm to the surface is 288 L.
+    let entry = r#"{"kind":"grease_trap","dev_eui":"A8404141C1843F5E","shop":"Noodle Bar",
+        "installation":{"trap":{"shape":"rectangular","length_mm":1200,"width_mm":600,
+        "working_depth_mm":800,"sensor_height_mm":1000,"reports":"distance"}}}"#;
+    let r = send(
+        &gw,
+        "PUT",
+        "/api/v1/registry/devices/noodle-bar/trap-2",
+        &admin,
+        entry,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // 20:00 to 04:00 local (UTC+8, the default calendar), one uplink every 10 minutes with a
+    // few mm of echo noise; at 02:10 the surface falls 200 mm (144 L) at once. No pump-out.
+    let local_day = (now_ms() + 8 * HOUR).div_euclid(24 * HOUR) * 24 * HOUR - 8 * HOUR;
+    let t0 = local_day - 3 * 24 * HOUR + 20 * HOUR;
+    let dump = t0 + 6 * HOUR + 10 * 60_000;
+    let uplinks: Vec<String> = (0..=48)
+        .map(|i| {
+            let t = t0 + i * 10 * 60_000;
+            let noise = [0.0, 2.0, -1.0, 3.0, -2.0][i as usize % 5];
+            let mut cs = with_time(CHIRPSTACK, "time", t, false);
+            cs["deviceInfo"]["devEui"] = "a8404141c1843f5e".into();
+            cs["fCnt"] = (1000 + i).into();
+            cs["object"]["distance"] = (if t < dump { 600.0 } else { 800.0 } + noise).into();
+            cs.to_string()
+        })
+        .collect();
+    broker
+        .publish_many(
+            "application/x/device/a8404141c1843f5e/event/up",
+            &uplinks,
+            1,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    let clue = wait_until("a discharge clue", Duration::from_secs(30), || {
+        let v = gw
+            .get_with_token("/api/v1/clues?kind=grease_trap.illegal_discharge", &admin)?
+            .json()?;
+        Ok(v.as_array().and_then(|a| a.first().cloned()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
+    assert_eq!(clue["subject"]["site"], "noodle-bar", "{clue}");
+    assert_eq!(clue["subject"]["device"], "trap-2", "{clue}");
+    assert_eq!(clue["level"], "high", "{clue}");
+    assert_eq!(clue["detail"]["night"], true, "{clue}");
+    // Judged in litres: only the registered geometry gives litres (without it, a distance
+    // sensor's drop is judged in mm).
+    let drop = clue["detail"]["drop"].as_f64().unwrap();
+    assert!((drop - 144.0).abs() < 5.0, "{clue}");
+    assert!(clue["title"].as_str().unwrap().contains(" L "), "{clue}");
+    let all = gw
+        .get_with_token("/api/v1/clues?level=high", &admin)
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        1,
+        "one problem, one clue: {all}"
+    );
+}
