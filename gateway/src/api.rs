@@ -32,6 +32,14 @@ pub struct AppState {
     pub cameras: crate::camera::service::CameraService,
     /// Pump-out service records (journal shared with the rules).
     pub pumpouts: crate::rules::pumpout_api::Pumpouts,
+    /// The device registry (site, location, owner of each device; DevEUI lookup).
+    pub registry: crate::registry::api::RegistryHandle,
+}
+
+impl FromRef<AppState> for crate::registry::api::RegistryHandle {
+    fn from_ref(s: &AppState) -> Self {
+        s.registry.clone()
+    }
 }
 
 impl FromRef<AppState> for crate::rules::pumpout_api::Pumpouts {
@@ -80,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_FRAME_BYTES))
         .merge(crate::clue::api::routes())
         .merge(crate::rules::pumpout_api::routes())
+        .merge(crate::registry::api::routes())
         .merge(crate::dashboard::api::routes())
         .with_state(state)
 }
@@ -116,26 +125,57 @@ async fn metrics(State(s): State<AppState>) -> Response {
 struct DeviceQuery {
     site: Option<String>,
     online: Option<bool>,
+    /// `true`: the devices that send but are not in the registry instead.
+    #[serde(default)]
+    unregistered: bool,
 }
 
-/// Any valid token; only devices of the token's sites (all for admin).
+/// A live device with its registry entry (absent: not registered).
+#[derive(serde::Serialize)]
+struct DeviceRow {
+    #[serde(flatten)]
+    live: DeviceView,
+    registry: Option<crate::registry::DeviceEntry>,
+}
+
+/// Any valid token; only devices of the token's sites (all for admin). With
+/// `?unregistered=true`, the unregistered devices: a row stored under a site is seen by that
+/// site's tokens, a refused DevEUI (no site) by admin only.
 async fn devices(
     p: Principal,
     State(s): State<AppState>,
     Query(q): Query<DeviceQuery>,
-) -> Result<Json<Vec<DeviceView>>, crate::clue::auth::AuthError> {
+) -> Result<Response, crate::clue::auth::AuthError> {
     if let Some(site) = &q.site {
         p.require_site(site)?;
     }
-    let rows = s
+    let registry = &s.registry.0;
+    if q.unregistered {
+        let rows: Vec<crate::registry::unknown::UnknownView> = registry
+            .unknown()
+            .into_iter()
+            .filter(|u| match &u.site {
+                Some(site) => p.sees(site),
+                None => p.role == crate::clue::auth::Role::Admin,
+            })
+            .filter(|u| q.site.is_none() || u.site == q.site)
+            .collect();
+        return Ok(Json(rows).into_response());
+    }
+    let snap = registry.snapshot();
+    let rows: Vec<DeviceRow> = s
         .devices
         .snapshot(crate::clock::now_ms())
         .into_iter()
         .filter(|d| p.sees(&d.site))
         .filter(|d| q.site.as_ref().is_none_or(|site| &d.site == site))
         .filter(|d| q.online.is_none_or(|o| d.online == o))
+        .map(|d| DeviceRow {
+            registry: snap.get(&d.site, &d.device).cloned(),
+            live: d,
+        })
         .collect();
-    Ok(Json(rows))
+    Ok(Json(rows).into_response())
 }
 
 /// Largest camera frame accepted (a 4K JPEG is a few MB).

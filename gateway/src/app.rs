@@ -125,8 +125,11 @@ impl Gateway {
             )
             .context("opening the pump-out journal")?,
         );
+        // Trap geometry: `[[traps]]` overlaid with the registry's, kept current by the registry.
+        let traps = crate::install::TrapInstalls::new(&cfg.traps);
+        registry.feed_traps(traps.clone());
         let (rules_tx, rules_task, rules_reload) =
-            spawn_rules_reloadable(&cfg, clue_tx, pumpout_registry)?;
+            spawn_rules_reloadable(&cfg, clue_tx, pumpout_registry, traps)?;
         tasks.push(rules_task);
 
         let (tx, rx) = tokio::sync::mpsc::channel(INTAKE_CAPACITY);
@@ -188,6 +191,7 @@ impl Gateway {
             clues: clues.clone(),
             cameras,
             pumpouts: crate::rules::pumpout_api::Pumpouts(Some(pumpouts)),
+            registry: crate::registry::api::RegistryHandle(registry.clone()),
         };
         let web = crate::dashboard::static_routes(&cfg.dashboard);
         let http_cancel = delivery_cancel.clone();
@@ -279,7 +283,8 @@ fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
 }
 
 /// Starts the rules engine on `cfg`'s rules (the defaults when none are configured), continuing
-/// from the state saved at the last stop, with the pump-out registry shared with the API.
+/// from the state saved at the last stop, with the pump-out registry shared with the API and
+/// the trap installations kept current by the device registry.
 /// Returns the sender to add to `Processor::readings_out`, the task's handle (it ends when every
 /// clone of the sender is dropped: the processor stopped) and the sender that replaces the
 /// running rules on reload.
@@ -287,13 +292,16 @@ pub fn spawn_rules_reloadable(
     cfg: &Config,
     clue_tx: crate::clue::signal::ClueSender,
     pumpouts: crate::rules::PumpoutRegistry,
+    traps: crate::install::TrapInstalls,
 ) -> anyhow::Result<(
     crate::rules::task::ReadingsSender,
     tokio::task::JoinHandle<()>,
     tokio::sync::watch::Sender<Option<RulesUpdate>>,
 )> {
     let state_path = cfg.storage.dir.join(crate::rules::snapshot::FILE_NAME);
-    let engine = restore_rules(cfg, &state_path)?.with_pumpouts(pumpouts);
+    let engine = restore_rules(cfg, &state_path)?
+        .with_pumpouts(pumpouts)
+        .with_traps(traps);
     info!(rules = engine.rule_count(), "rules engine started");
     let (tx, rx) = tokio::sync::mpsc::channel(crate::rules::task::RULES_CAPACITY);
     let (reload_tx, reload_rx) = tokio::sync::watch::channel(None);
@@ -325,7 +333,7 @@ fn restore_rules(cfg: &Config, path: &std::path::Path) -> anyhow::Result<crate::
     match crate::rules::Engine::restore(rules, &cfg.rules_settings, snap) {
         Ok(engine) => {
             info!(path = %path.display(), "rule state restored");
-            Ok(engine.with_traps(crate::install::TrapInstalls::new(&cfg.traps)))
+            Ok(engine)
         }
         Err(crate::rules::snapshot::SnapshotError::NewRules(e)) => {
             Err(anyhow::Error::new(e).context("building the rules"))

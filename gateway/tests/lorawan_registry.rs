@@ -189,4 +189,255 @@ fn an_unregistered_dev_eui_is_kept_counted_and_stored_under_the_placeholder_site
             .unwrap(),
         1.0
     );
+    // Listed for installers: admin sees it, a token of another site does not.
+    let admin = gw.token("admin", "").unwrap();
+    let rows = gw
+        .get_with_token("/api/v1/devices?unregistered=true", &admin)
+        .unwrap()
+        .json()
+        .unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["id"], "a8404141c1843f5e");
+    assert_eq!(rows[0]["kind"], "dev_eui");
+    assert_eq!(rows[0]["site"], "unregistered");
+    assert_eq!(rows[0]["messages"], 1);
+    let other = gw.token("inspector", "golden-dragon").unwrap();
+    let rows = gw
+        .get_with_token("/api/v1/devices?unregistered=true", &other)
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 0);
+}
+
+fn send(
+    gw: &GatewayProcess,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> e2e::http::Response {
+    let auth = format!("Bearer {token}");
+    e2e::http::request(
+        method,
+        &format!("{}{path}", gw.http),
+        Some(("application/json", body.as_bytes())),
+        &[("Authorization", &auth)],
+        e2e::http::TIMEOUT,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_registry_edit_through_the_api_is_audited_and_applied_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry.toml");
+    std::fs::write(&registry, REGISTRY).unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let vm = VictoriaMetrics::start().unwrap();
+    let gw = GatewayProcess::start(
+        dir.path(),
+        &lorawan_config(&broker.url(), &vm.url(), &registry, ""),
+    )
+    .unwrap();
+    let admin = gw.token_named("admin", "", "ann").unwrap();
+    let inspector = gw.token("inspector", "noodle-bar").unwrap();
+    let entry = r#"{"kind":"grease_trap","dev_eui":"A8404141C1843F5E","shop":"Noodle Bar",
+                    "location":{"lat":31.2290,"lon":121.4701}}"#;
+    // Only admin edits.
+    let r = send(
+        &gw,
+        "PUT",
+        "/api/v1/registry/devices/noodle-bar/trap-2",
+        &inspector,
+        entry,
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = send(
+        &gw,
+        "PUT",
+        "/api/v1/registry/devices/noodle-bar/trap-2",
+        &admin,
+        r#"{"kind":"toaster"}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = send(
+        &gw,
+        "PUT",
+        "/api/v1/registry/devices/noodle-bar/trap-2",
+        &admin,
+        entry,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json().unwrap()["dev_eui"], "a8404141c1843f5e");
+    // Applied at once: the next uplink of that DevEUI lands on the new site.
+    let at = now_ms() - 20_000;
+    let mut cs = with_time(CHIRPSTACK, "time", at, false);
+    cs["deviceInfo"]["devEui"] = "a8404141c1843f5e".into();
+    broker
+        .publish(
+            "application/x/device/a8404141c1843f5e/event/up",
+            &cs.to_string(),
+            1,
+            false,
+        )
+        .unwrap();
+    let p = wait_points(&vm, "grease_trap_distance", 1, &gw);
+    assert_eq!(p, vec![("noodle-bar".into(), "trap-2".into(), at, 2116.0)]);
+    // The site's inspector sees the entry; written to the file.
+    let seen = gw
+        .get_with_token("/api/v1/registry/devices", &inspector)
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(seen.as_array().unwrap().len(), 1);
+    assert_eq!(seen[0]["shop"], "Noodle Bar");
+    assert!(
+        std::fs::read_to_string(&registry)
+            .unwrap()
+            .contains("a8404141c1843f5e")
+    );
+    // Audited in the chain, with who and what, and the chain verifies.
+    let audit = gw
+        .get_with_token("/api/v1/audit/export?format=json", &admin)
+        .unwrap()
+        .json()
+        .unwrap();
+    let put: Vec<&serde_json::Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "registry_put")
+        .collect();
+    assert_eq!(put.len(), 1, "{audit}");
+    assert!(
+        put[0]["actor"].as_str().unwrap().starts_with("ann#"),
+        "{}",
+        put[0]
+    );
+    assert_eq!(put[0]["detail"]["device"], "noodle-bar/trap-2");
+    assert_eq!(put[0]["detail"]["after"]["shop"], "Noodle Bar");
+    let verify = gw
+        .get_with_token("/api/v1/audit/verify", &admin)
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+    // A hand edit of the file is picked up too (check_s = 1), and removal is audited.
+    let text = std::fs::read_to_string(&registry)
+        .unwrap()
+        .replace("Noodle Bar", "Noodle Bar 2");
+    std::fs::write(&registry, text).unwrap();
+    wait_until("hand edit applied", Duration::from_secs(15), || {
+        let v = gw
+            .get_with_token("/api/v1/registry/devices/noodle-bar/trap-2", &admin)?
+            .json()?;
+        Ok((v["shop"] == "Noodle Bar 2").then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
+    let r = send(
+        &gw,
+        "DELETE",
+        "/api/v1/registry/devices/noodle-bar/trap-2",
+        &admin,
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = send(
+        &gw,
+        "DELETE",
+        "/api/v1/registry/devices/noodle-bar/trap-2",
+        &admin,
+        "",
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+}
+
+/// Issue 17 meets 25: the trap geometry lives in the registry. A distance-only EM310-UDL is
+/// registered with its trap's build through the API while the gateway runs; its uplinks of a
+/// night three days ago (replayed by the network server) show half the trap going at 02:10,
+/// and the drop is judged in litres from that geometry: one high clue.
+#[test]
+fn a_distance_only_trap_registered_through_the_api_then_emptied_at_night_gets_a_high_clue() {
+    const HOUR: i64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry.toml");
+    std::fs::write(&registry, REGISTRY).unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let vm = VictoriaMetrics::start().unwrap();
+    let gw = GatewayProcess::start(
+        dir.path(),
+        &lorawan_config(
+            &broker.url(),
+            &vm.url(),
+            &registry,
+            // Device times of three days ago are kept (a network server's replay).
+            "[devices]\nmax_clock_skew_s = 345600\n",
+        ),
+    )
+    .unwrap();
+    let admin = gw.token("admin", "").unwrap();
+    // 1200 x 600 mm, sensor 1000 mm above the floor: 600 mm to the surface is 288 L.
+    let entry = r#"{"kind":"grease_trap","dev_eui":"A8404141C1843F5E","shop":"Noodle Bar",
+        "installation":{"trap":{"shape":"rectangular","length_mm":1200,"width_mm":600,
+        "working_depth_mm":800,"sensor_height_mm":1000,"reports":"distance"}}}"#;
+    let r = send(
+        &gw,
+        "PUT",
+        "/api/v1/registry/devices/noodle-bar/trap-2",
+        &admin,
+        entry,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // 20:00 to 04:00 local (UTC+8, the default calendar), one uplink every 10 minutes with a
+    // few mm of echo noise; at 02:10 the surface falls 200 mm (144 L) at once. No pump-out.
+    let local_day = (now_ms() + 8 * HOUR).div_euclid(24 * HOUR) * 24 * HOUR - 8 * HOUR;
+    let t0 = local_day - 3 * 24 * HOUR + 20 * HOUR;
+    let dump = t0 + 6 * HOUR + 10 * 60_000;
+    let uplinks: Vec<String> = (0..=48)
+        .map(|i| {
+            let t = t0 + i * 10 * 60_000;
+            let noise = [0.0, 2.0, -1.0, 3.0, -2.0][i as usize % 5];
+            let mut cs = with_time(CHIRPSTACK, "time", t, false);
+            cs["deviceInfo"]["devEui"] = "a8404141c1843f5e".into();
+            cs["fCnt"] = (1000 + i).into();
+            cs["object"]["distance"] = (if t < dump { 600.0 } else { 800.0 } + noise).into();
+            cs.to_string()
+        })
+        .collect();
+    broker
+        .publish_many(
+            "application/x/device/a8404141c1843f5e/event/up",
+            &uplinks,
+            1,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    let clue = wait_until("a discharge clue", Duration::from_secs(30), || {
+        let v = gw
+            .get_with_token("/api/v1/clues?kind=grease_trap.illegal_discharge", &admin)?
+            .json()?;
+        Ok(v.as_array().and_then(|a| a.first().cloned()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
+    assert_eq!(clue["subject"]["site"], "noodle-bar", "{clue}");
+    assert_eq!(clue["subject"]["device"], "trap-2", "{clue}");
+    assert_eq!(clue["level"], "high", "{clue}");
+    assert_eq!(clue["detail"]["night"], true, "{clue}");
+    // Judged in litres: only the registered geometry gives litres (without it, a distance
+    // sensor's drop is judged in mm).
+    let drop = clue["detail"]["drop"].as_f64().unwrap();
+    assert!((drop - 144.0).abs() < 5.0, "{clue}");
+    assert!(clue["title"].as_str().unwrap().contains(" L "), "{clue}");
+    let all = gw
+        .get_with_token("/api/v1/clues?level=high", &admin)
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        1,
+        "one problem, one clue: {all}"
+    );
 }

@@ -57,6 +57,10 @@ pub enum AuditAction {
     EvidencePurged,
     TokenCreated,
     TokenRevoked,
+    /// A device registry entry was added or changed through the API.
+    RegistryPut,
+    /// A device registry entry was removed through the API.
+    RegistryDelete,
 }
 
 /// The lifecycle actions as audit records them: [`Action`] without its fields.
@@ -76,7 +80,7 @@ pub enum LifecycleAction {
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 23] = [
+    pub const ALL: [AuditAction; 25] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -100,6 +104,8 @@ impl AuditAction {
         AuditAction::EvidencePurged,
         AuditAction::TokenCreated,
         AuditAction::TokenRevoked,
+        AuditAction::RegistryPut,
+        AuditAction::RegistryDelete,
     ];
 
     /// The stored spelling.
@@ -119,6 +125,8 @@ impl AuditAction {
             AuditAction::EvidencePurged => "evidence_purged",
             AuditAction::TokenCreated => "token_created",
             AuditAction::TokenRevoked => "token_revoked",
+            AuditAction::RegistryPut => "registry_put",
+            AuditAction::RegistryDelete => "registry_delete",
         }
     }
 
@@ -357,6 +365,8 @@ mod tests {
                 "evidence_purged",
                 "token_created",
                 "token_revoked",
+                "registry_put",
+                "registry_delete",
             ]
         );
         for a in AuditAction::ALL {

@@ -575,6 +575,17 @@ impl PoolHandle {
             .await
     }
 
+    /// Audits an administrative change that concerns no clue (a registry edit). Blocking:
+    /// call from `spawn_blocking`, inside the change it records.
+    pub fn record_blocking(
+        &self,
+        actor: &str,
+        action: super::audit::AuditAction,
+        detail: &serde_json::Value,
+    ) -> Result<(), PoolError> {
+        Ok(self.store.record(actor, action, detail, self.now_ms())?)
+    }
+
     /// Audits that `actor` is being given an unmasked camera frame.
     pub async fn record_frame_access(
         &self,

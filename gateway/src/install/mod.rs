@@ -1,8 +1,8 @@
 //! Installation data of devices: how each one is built and mounted, as opposed to what it
-//! measures. Today only grease traps (`[[traps]]`, see [`trap`]); a device registry is meant
-//! to own this data later (one record per device with its installation), and the rules keep
-//! consuming it through [`trap::TrapInstalls`] whatever holds it.
+//! measures. Today only grease traps (see [`trap`]), from two sources: `[[traps]]` in the
+//! gateway config and `installation.trap` of a device registry entry (which wins, and changes
+//! without a restart). The rules consume both through [`trap::TrapInstalls`].
 
 pub mod trap;
 
-pub use trap::{TrapInstall, TrapInstalls};
+pub use trap::{TrapInstall, TrapInstalls, TrapMount};

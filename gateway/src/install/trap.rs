@@ -23,6 +23,7 @@ use crate::reading::{Reading, Value};
 use firmware::logic::geometry::{Shape, TrapGeometry};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 /// The stream grease-trap readings arrive on.
 pub const STREAM: &str = "grease_trap";
@@ -95,6 +96,48 @@ pub struct TrapInstall {
     pub metric: Option<String>,
 }
 
+/// A trap's installation as a device registry entry carries it (`installation.trap`): the
+/// same fields as `[[traps]]` without `site` and `device`, which are the entry's own. Kept
+/// as a separate small type so the registry cannot name a trap other than its own device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrapMount {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<TrapShape>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length_mm: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width_mm: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diameter_mm: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_depth_mm: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor_height_mm: Option<f64>,
+    pub reports: Reports,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+}
+
+impl TrapMount {
+    /// The `[[traps]]` form of this mount on `site`/`device` (the one the rules read).
+    pub fn at(&self, site: &str, device: &str) -> TrapInstall {
+        let m = self.clone();
+        TrapInstall {
+            site: site.into(),
+            device: device.into(),
+            shape: m.shape,
+            length_mm: m.length_mm,
+            width_mm: m.width_mm,
+            diameter_mm: m.diameter_mm,
+            working_depth_mm: m.working_depth_mm,
+            sensor_height_mm: m.sensor_height_mm,
+            reports: m.reports,
+            metric: m.metric,
+        }
+    }
+}
+
 /// What the rules see for one trap reading.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Figures {
@@ -160,8 +203,8 @@ impl TrapInstall {
         }
     }
 
-    /// Checks dimensions; errors name the key (`traps[2].diameter_mm`).
-    fn validate(&self, k: &str) -> Result<(), ConfigError> {
+    /// Checks dimensions; errors name the key under `k` (`traps[2].diameter_mm`).
+    pub fn validate(&self, k: &str) -> Result<(), ConfigError> {
         for (name, v) in [("site", &self.site), ("device", &self.device)] {
             if v.is_empty() {
                 return Err(invalid(format!("{k}.{name}"), "must not be empty"));
@@ -232,10 +275,20 @@ impl TrapInstall {
     }
 }
 
-/// Every configured trap, looked up by (site, device).
+type Key = (String, String);
+
+/// Every known trap, looked up by (site, device): the gateway config's `[[traps]]` (fixed
+/// until a restart) overlaid with the device registry's `installation.trap` entries, which
+/// change while the gateway runs (file edit or API). On a conflict the registry wins: it is
+/// the source installers edit without a restart, so an edit there must take effect; each
+/// conflict is logged when a registry version is applied.
+///
+/// Clones share one current map (the rules engine holds one, the registry feeds another);
+/// the map is swapped whole, so a look-up costs a read lock and an `Arc` clone.
 #[derive(Debug, Clone, Default)]
 pub struct TrapInstalls {
-    by_device: HashMap<(String, String), TrapInstall>,
+    configured: Arc<HashMap<Key, TrapInstall>>,
+    current: Arc<RwLock<Arc<HashMap<Key, TrapInstall>>>>,
 }
 
 /// Checks `[[traps]]`: valid dimensions, one entry per device.
@@ -252,19 +305,51 @@ pub fn validate(traps: &[TrapInstall]) -> Result<(), ConfigError> {
 }
 
 impl TrapInstalls {
+    /// The configured traps (`[[traps]]`), none registered yet.
     pub fn new(traps: &[TrapInstall]) -> Self {
+        let configured: HashMap<Key, TrapInstall> = traps
+            .iter()
+            .map(|t| ((t.site.clone(), t.device.clone()), t.clone()))
+            .collect();
         TrapInstalls {
-            by_device: traps
-                .iter()
-                .map(|t| ((t.site.clone(), t.device.clone()), t.clone()))
-                .collect(),
+            current: Arc::new(RwLock::new(Arc::new(configured.clone()))),
+            configured: Arc::new(configured),
         }
     }
 
-    pub fn get(&self, site: &str, device: &str) -> Option<&TrapInstall> {
-        // Few traps per gateway look-ups are per message, not per reading; an owned key
-        // costs two short allocations, only for grease-trap messages.
-        self.by_device.get(&(site.to_string(), device.to_string()))
+    /// Replaces the registered traps (every registry version calls this with all of them);
+    /// a registered trap replaces a configured one of the same device, logged.
+    pub fn set_registered(&self, registered: Vec<TrapInstall>) {
+        let mut all = (*self.configured).clone();
+        for t in registered {
+            let key = (t.site.clone(), t.device.clone());
+            if let Some(c) = all.get(&key)
+                && *c != t
+            {
+                tracing::warn!(
+                    site = %t.site,
+                    device = %t.device,
+                    "trap geometry differs between [[traps]] and the device registry; the registry's is used"
+                );
+            }
+            all.insert(key, t);
+        }
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(all);
+    }
+
+    fn map(&self) -> Arc<HashMap<Key, TrapInstall>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn get(&self, site: &str, device: &str) -> Option<TrapInstall> {
+        // Look-ups are per grease-trap message, not per reading; an owned key costs two
+        // short allocations.
+        self.map()
+            .get(&(site.to_string(), device.to_string()))
+            .cloned()
     }
 
     /// For one message's readings (one device): the grease-trap figures it lacks, derived
@@ -285,14 +370,14 @@ impl TrapInstalls {
         };
         // The source: the configured sensor, or the best figure the message carries.
         let source = match install {
-            Some(i) => match &i.metric {
-                Some(m) => number(m).map(|(v, r)| (i.clone(), v, r)),
+            Some(i) => match i.metric.clone() {
+                Some(m) => number(&m).map(|(v, r)| (i, v, r)),
                 None => i
                     .reports
                     .default_metrics()
                     .iter()
                     .find_map(|m| number(m))
-                    .map(|(v, r)| (i.clone(), v, r)),
+                    .map(|(v, r)| (i, v, r)),
             },
             None => [
                 ("level_mm", Reports::Level),

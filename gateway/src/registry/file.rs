@@ -1,6 +1,6 @@
 //! The registry file: TOML (`[[devices]]` tables, as in `deploy/registry.example.toml`) or CSV
-//! with a header row (`site,device,kind,name,dev_eui,lat,lon,owner,shop,notes,camera_zones`;
-//! only `site`, `device` and `kind` are required; `camera_zones` is JSON). The extension
+//! with a header row (`site,device,kind,name,dev_eui,lat,lon,owner,shop,notes,camera_zones,trap`;
+//! only `site`, `device` and `kind` are required; `camera_zones` and `trap` are JSON). The extension
 //! decides the format. CSV suits a spreadsheet export of a survey; TOML holds everything.
 //!
 //! Writes go to a temp file in the same folder, fsynced, then renamed over the old one, so a
@@ -147,7 +147,7 @@ pub fn write_pending(path: &Path, entries: &[DeviceEntry]) -> Result<Pending, Re
     })
 }
 
-const COLUMNS: [&str; 11] = [
+const COLUMNS: [&str; 12] = [
     "site",
     "device",
     "kind",
@@ -159,6 +159,7 @@ const COLUMNS: [&str; 11] = [
     "shop",
     "notes",
     "camera_zones",
+    "trap",
 ];
 
 fn from_csv(text: &str) -> Result<Vec<DeviceEntry>, String> {
@@ -223,6 +224,10 @@ fn from_csv(text: &str) -> Result<Vec<DeviceEntry>, String> {
                 .map_err(|e| format!("row {line}: `camera_zones` is not a JSON zone list: {e}"))?,
             None => Vec::new(),
         };
+        let trap = get("trap")
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| format!("row {line}: `trap` is not a JSON trap installation: {e}"))?;
         out.push(DeviceEntry {
             site: opt("site").unwrap_or_default(),
             device: opt("device").unwrap_or_default(),
@@ -234,6 +239,7 @@ fn from_csv(text: &str) -> Result<Vec<DeviceEntry>, String> {
             shop: opt("shop"),
             installation: Installation {
                 camera_zones,
+                trap,
                 notes: opt("notes"),
             },
         });
@@ -262,6 +268,10 @@ fn to_csv(entries: &[DeviceEntry]) -> Result<String, String> {
             e.shop.clone().unwrap_or_default(),
             e.installation.notes.clone().unwrap_or_default(),
             zones,
+            match &e.installation.trap {
+                Some(t) => serde_json::to_string(t).map_err(|e| e.to_string())?,
+                None => String::new(),
+            },
         ];
         let quoted: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
         out.push_str(&quoted.join(","));
@@ -330,13 +340,16 @@ mod tests {
 
     #[test]
     fn csv_round_trips_every_column() {
-        let text = "site,device,kind,name,dev_eui,lat,lon,owner,shop,notes,camera_zones\n\
-            r7,trap-1,grease_trap,\"Trap, wash sink\",24E1-2471-3B12-3456,31.2304,121.4737,Wang,Golden Dragon,,\n\
-            s2,cam-1,parking_camera,,,,,,,\"pole 3\",\"[{\"\"id\"\":\"\"kerb\"\",\"\"polygon\"\":[[0,0],[10,0],[10,10]]}]\"\n";
+        let text = "site,device,kind,name,dev_eui,lat,lon,owner,shop,notes,camera_zones,trap\n\
+            r7,trap-1,grease_trap,\"Trap, wash sink\",24E1-2471-3B12-3456,31.2304,121.4737,Wang,Golden Dragon,,,\
+            \"{\"\"reports\"\":\"\"distance\"\",\"\"sensor_height_mm\"\":1000}\"\n\
+            s2,cam-1,parking_camera,,,,,,,\"pole 3\",\"[{\"\"id\"\":\"\"kerb\"\",\"\"polygon\"\":[[0,0],[10,0],[10,10]]}]\",\n";
         let entries = from_csv(text).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].name.as_deref(), Some("Trap, wash sink"));
         assert_eq!(entries[1].installation.camera_zones[0].id, "kerb");
+        let trap = entries[0].installation.trap.as_ref().expect("trap column");
+        assert_eq!(trap.sensor_height_mm, Some(1000.0));
         let again = from_csv(&to_csv(&entries).unwrap()).unwrap();
         assert_eq!(again, entries);
     }

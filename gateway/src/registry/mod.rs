@@ -19,12 +19,13 @@
 //! Lookups are on the intake path: the current registry is an `Arc` swapped whole on change, so
 //! a decoder holds a read lock only for an `Arc` clone.
 
-// api: next slice
+pub mod api;
 pub mod file;
 pub mod unknown;
 
 use crate::clue::signal::GeoPoint;
 use crate::config_error::{ConfigError, invalid};
+use crate::install::{TrapInstall, TrapInstalls};
 use crate::metrics::{Metrics, Reason};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -78,6 +79,11 @@ pub struct Installation {
     /// A camera's zones (polygons in image pixels), e.g. the no-parking area it watches.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub camera_zones: Vec<crate::vision::zone::Zone>,
+    /// A grease trap's build and sensor mount (what its sensor's figures mean to the grease
+    /// rules; see `install::trap`). Applied to the rules as soon as the entry changes; it
+    /// wins over a `[[traps]]` entry of the gateway config for the same device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trap: Option<crate::install::trap::TrapMount>,
     /// Free text for the next installer (mounting, access, wiring).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
@@ -85,7 +91,7 @@ pub struct Installation {
 
 impl Installation {
     pub fn is_empty(&self) -> bool {
-        self.camera_zones.is_empty() && self.notes.is_none()
+        self.camera_zones.is_empty() && self.trap.is_none() && self.notes.is_none()
     }
 }
 
@@ -147,6 +153,10 @@ impl DeviceEntry {
                 format!("{key}.location"),
                 "lat must be within -90..=90 and lon within -180..=180 (WGS84 degrees)",
             ));
+        }
+        if let Some(t) = &self.installation.trap {
+            t.at(&self.site, &self.device)
+                .validate(&format!("{key}.installation.trap"))?;
         }
         for (i, z) in self.installation.camera_zones.iter().enumerate() {
             if z.polygon.len() < 3
@@ -324,6 +334,14 @@ impl Snapshot {
         self.entries.len()
     }
 
+    /// The trap installations the entries carry, in the rules' form.
+    pub fn traps(&self) -> Vec<TrapInstall> {
+        self.entries
+            .iter()
+            .filter_map(|e| Some(e.installation.trap.as_ref()?.at(&e.site, &e.device)))
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -339,6 +357,8 @@ pub struct Registry {
     /// Serializes edits (read-modify-write of the file).
     edits: Mutex<()>,
     metrics: Arc<Metrics>,
+    /// The rules' trap installations, fed with every version (see [`Registry::feed_traps`]).
+    traps: Mutex<Option<TrapInstalls>>,
 }
 
 /// Where the readings of an unregistered DevEUI went.
@@ -364,6 +384,7 @@ impl Registry {
             stamp: Mutex::new(stamp),
             edits: Mutex::new(()),
             metrics,
+            traps: Mutex::new(None),
         })
     }
 
@@ -493,7 +514,19 @@ impl Registry {
         Ok(n)
     }
 
+    /// Keeps `traps` (the rules engine's) up to date with the registered trap installations,
+    /// from now on and at every new version, so a trap's geometry edited in the file or
+    /// through the API reaches the rules without a restart.
+    pub fn feed_traps(&self, traps: TrapInstalls) {
+        let mut fed = self.traps.lock().unwrap_or_else(|p| p.into_inner());
+        traps.set_registered(self.snapshot().traps());
+        *fed = Some(traps);
+    }
+
     fn install(&self, snap: Snapshot, stamp: Option<file::Stamp>) {
+        if let Some(t) = &*self.traps.lock().unwrap_or_else(|p| p.into_inner()) {
+            t.set_registered(snap.traps());
+        }
         self.unknown.forget_registered(&snap);
         self.metrics.registry_devices.set(snap.len() as i64);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snap);

@@ -66,6 +66,11 @@ fn bad_entries_are_refused_naming_the_entry_and_key() {
             "[[devices]]\nsite='a'\ndevice='b'\nkind='other'\ncolour='red'\n",
             "colour",
         ),
+        (
+            "[[devices]]\nsite='a'\ndevice='b'\nkind='grease_trap'\n\
+             [devices.installation.trap]\nreports='distance'\nshape='rectangular'\nlength_mm=900.0\n",
+            "devices[0].installation.trap.width_mm",
+        ),
     ] {
         std::fs::write(&path, text).unwrap();
         let e = file::load(&path).expect_err("refused").to_string();
@@ -220,4 +225,50 @@ fn the_example_registry_loads() {
     let s = r.snapshot();
     assert_eq!(s.len(), 4);
     assert_eq!(s.by_eui("24e124710c408089").unwrap().device, "cover-17");
+    let traps = s.traps();
+    assert_eq!(traps.len(), 1);
+    assert_eq!(traps[0].area_mm2(), Some(720_000.0));
+}
+
+#[test]
+fn a_registered_trap_reaches_the_rules_at_once_and_wins_over_the_configured_one() {
+    use crate::install::trap::{Reports, TrapInstall};
+    let dir = tempfile::tempdir().unwrap();
+    let r = registry_with(dir.path(), "reg.toml", TOML);
+    let configured = TrapInstall {
+        site: "r7".into(),
+        device: "trap-1".into(),
+        shape: None,
+        length_mm: None,
+        width_mm: None,
+        diameter_mm: None,
+        working_depth_mm: Some(500.0),
+        sensor_height_mm: Some(900.0),
+        reports: Reports::Distance,
+        metric: None,
+    };
+    let traps = TrapInstalls::new(std::slice::from_ref(&configured));
+    r.feed_traps(traps.clone());
+    assert_eq!(traps.get("r7", "trap-1"), Some(configured.clone()));
+    // An installer adds the geometry through the API: the rules' copy changes at once.
+    let mut e = r.get("r7", "trap-1").unwrap();
+    let mount: crate::install::TrapMount = serde_json::from_value(serde_json::json!({
+        "shape": "rectangular", "length_mm": 1200.0, "width_mm": 600.0,
+        "working_depth_mm": 800.0, "sensor_height_mm": 1000.0, "reports": "distance"
+    }))
+    .unwrap();
+    e.installation.trap = Some(mount.clone());
+    r.put(e.clone(), |_, _| Ok(())).unwrap();
+    assert_eq!(traps.get("r7", "trap-1"), Some(mount.at("r7", "trap-1")));
+    assert_eq!(
+        traps.get("r7", "trap-1").unwrap().area_mm2(),
+        Some(720_000.0)
+    );
+    // Written to the file and read back the same.
+    let again = registry_with_existing(&dir.path().join("reg.toml"));
+    assert_eq!(again.snapshot().traps(), vec![mount.at("r7", "trap-1")]);
+    // Taken out of the registry: the configured geometry is back.
+    e.installation.trap = None;
+    r.put(e, |_, _| Ok(())).unwrap();
+    assert_eq!(traps.get("r7", "trap-1"), Some(configured));
 }

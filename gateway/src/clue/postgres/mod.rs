@@ -452,7 +452,7 @@ impl PgStore {
 
     /// Appends the audit entry of a change of `clue` (as it is now) and queues the change.
     #[allow(clippy::too_many_arguments)]
-    fn record(
+    fn record_change(
         &self,
         tx: &mut Transaction<'_>,
         chain: &mut Chain,
@@ -605,7 +605,7 @@ impl PgStore {
                 }
             }
         };
-        self.record(tx, chain, now_ms, "pool", action, clue, detail)
+        self.record_change(tx, chain, now_ms, "pool", action, clue, detail)
     }
 
     /// Every audit entry in order (for verify and migration).
@@ -813,7 +813,7 @@ impl ClueRecords for PgStore {
                 row,
             )
         };
-        let change = self.record(
+        let change = self.record_change(
             &mut tx,
             &mut chain,
             now_ms,
@@ -868,7 +868,7 @@ impl ClueRecords for PgStore {
         };
         let after = clue_from_row(&row)?;
         let detail = act_detail(action, &before, &next);
-        let change = self.record(
+        let change = self.record_change(
             &mut tx,
             &mut chain,
             now_ms,
@@ -907,7 +907,7 @@ impl ClueRecords for PgStore {
                 &[&id, &target.as_str(), &now_ms],
             )?;
             let clue = clue_from_row(&row)?;
-            changes.push(self.record(
+            changes.push(self.record_change(
                 &mut tx,
                 &mut chain,
                 now_ms,
@@ -1068,6 +1068,19 @@ impl ClueRecords for PgStore {
 }
 
 impl AuditLog for PgStore {
+    fn record(
+        &self,
+        actor: &str,
+        action: AuditAction,
+        detail: &Value,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn()?;
+        let (mut tx, mut chain) = begin(&mut c)?;
+        append(&mut tx, &mut chain, now_ms, actor, action, None, detail)?;
+        commit(tx, &chain)
+    }
+
     fn audit_of(&self, id: i64) -> Result<Vec<AuditEntry>, StoreError> {
         let mut c = self.conn()?;
         c.query(
@@ -1299,7 +1312,7 @@ impl OversightStore for PgStore {
             (p.lead, json!({"linked": p.linked, "reason": p.reason})),
         ] {
             let clue = read_clue(&mut tx, id, false)?.ok_or(StoreError::NotFound(id))?;
-            changes.push(self.record(
+            changes.push(self.record_change(
                 &mut tx,
                 &mut chain,
                 now_ms,
@@ -1444,6 +1457,22 @@ impl RetentionStore for PgStore {
             &json!({"sha256": sha256, "role": role}),
         )?;
         commit(tx, &chain)
+    }
+
+    fn record_frame_access(
+        &self,
+        site: &str,
+        camera: &str,
+        actor: &str,
+        role: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.record(
+            actor,
+            AuditAction::FrameOriginalAccess,
+            &json!({"site": site, "camera": camera, "role": role}),
+            now_ms,
+        )
     }
 
     fn expired_evidence(

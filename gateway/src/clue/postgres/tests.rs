@@ -259,3 +259,36 @@ fn verify_names_a_row_changed_behind_the_gateways_back_and_the_log_refuses_edits
         "names the clue"
     );
 }
+
+#[test]
+fn registry_edits_and_frame_access_join_the_one_chain_between_clue_changes() {
+    let (_pg, url) = server();
+    let a = gateway(&url);
+    let b = gateway(&url);
+    a.ingest(&event("d1", 1), &[], 1_000, 1).expect("ingest");
+    b.record(
+        "admin#1",
+        AuditAction::RegistryPut,
+        &json!({"device": "s1/d1", "before": null, "after": {"site": "s1", "device": "d1"}}),
+        2_000,
+    )
+    .expect("registry edit audited");
+    a.record_frame_access("s1", "cam1", "ann#2", "admin", 3_000)
+        .expect("frame access audited");
+    b.ingest(&event("d2", 4), &[], 4_000, 1).expect("ingest");
+    let all = a.audit_all().expect("audit");
+    let actions: Vec<_> = all.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "created",
+            "registry_put",
+            "frame_original_access",
+            "created"
+        ]
+    );
+    assert_eq!(all[1].clue_id, None);
+    assert_eq!(all[1].detail["device"], "s1/d1");
+    assert_eq!(all[2].detail["camera"], "cam1");
+    assert!(b.verify_audit().expect("verify").ok);
+}

@@ -130,6 +130,14 @@ pub trait AuditLog: Send + Sync {
     ) -> Result<Vec<AuditEntry>, StoreError>;
     /// Checks the whole chain and that every clue row matches its last audit entry.
     fn verify_audit(&self) -> Result<VerifyReport, StoreError>;
+    /// Appends an entry about no clue (e.g. a device registry edit); admin-only to read.
+    fn record(
+        &self,
+        actor: &str,
+        action: audit::AuditAction,
+        detail: &Value,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
 }
 
 /// The transactional outbox: rows queued with each change, delivered by `publish`.

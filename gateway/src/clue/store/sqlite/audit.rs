@@ -102,6 +102,20 @@ impl SqliteStore {
 }
 
 impl AuditLog for SqliteStore {
+    fn record(
+        &self,
+        actor: &str,
+        action: AuditAction,
+        detail: &Value,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        append_audit(&tx, now_ms, actor, action, None, detail)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     fn audit_of(&self, id: i64) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare(&format!(
