@@ -13,7 +13,8 @@
 //! An inspector is simulated so that a month of clues does not pile onto one open clue per
 //! subject: every day at [`INSPECTOR_HOUR`] local time they resolve the open clues whose
 //! condition the producer reported over, and those with no new occurrence for a day.
-//! Registered pump-outs are entered in the pump-out registry when the crew starts.
+//! Registered pump-outs are entered in the pump-out registry when the crew starts, and
+//! registered manhole works in the maintenance registry (their permit) when they start.
 //!
 //! [`score`] turns the clues and the truth into the figures (`examples/clue_quality.rs`).
 
@@ -243,13 +244,18 @@ pub async fn run_block(
         clock.store(now, Ordering::Relaxed);
         fleet.step(&mut msgs)?;
         for t in fleet.take_truth() {
-            if t.problem == "registered_pumpout" {
-                engine.register_pumpout(
+            match t.problem.as_str() {
+                "registered_pumpout" => engine.register_pumpout(
                     &t.site,
                     &t.device,
                     t.start_ms - PUMPOUT_MARGIN_MS,
                     t.end_ms + PUMPOUT_MARGIN_MS,
-                );
+                ),
+                // The crew's permit: the works' planned window (the registry adds its slack).
+                "registered_maintenance" => {
+                    engine.register_maintenance(&t.site, &t.device, t.start_ms, t.end_ms)
+                }
+                _ => {}
             }
             out.truth.push(t);
         }
