@@ -96,6 +96,9 @@ impl Gateway {
             crate::clue::start_pool(&cfg, metrics.clone(), delivery_cancel.clone())
                 .context("starting the clue pool")?;
         tasks.extend(clue_tasks);
+        // Clue subjects carry their device's registered location, shop and owner.
+        let stamp_from = registry.clone();
+        clues.stamp_subjects_with(Arc::new(move |s| stamp_from.stamp(s)));
         // Camera health: frames from the API, status from the `camera` readings, ticks.
         let cameras =
             crate::camera::service::CameraService::new(cfg.cameras.clone(), clue_tx.clone())

@@ -380,6 +380,7 @@ fn a_distance_only_trap_registered_through_the_api_then_emptied_at_night_gets_a_
     let admin = gw.token("admin", "").unwrap();
     // 1200 x 600 mm, sensor 1000 mm above the floor: 600 mm to the surface is 288 L.
     let entry = r#"{"kind":"grease_trap","dev_eui":"A8404141C1843F5E","shop":"Noodle Bar",
+        "owner":"Li Na","location":{"lat":31.229,"lon":121.4701},
         "installation":{"trap":{"shape":"rectangular","length_mm":1200,"width_mm":600,
         "working_depth_mm":800,"sensor_height_mm":1000,"reports":"distance"}}}"#;
     let r = send(
@@ -425,6 +426,10 @@ fn a_distance_only_trap_registered_through_the_api_then_emptied_at_night_gets_a_
     assert_eq!(clue["subject"]["device"], "trap-2", "{clue}");
     assert_eq!(clue["level"], "high", "{clue}");
     assert_eq!(clue["detail"]["night"], true, "{clue}");
+    // The subject carries what the registry says of the device.
+    assert_eq!(clue["subject"]["shop"], "Noodle Bar", "{clue}");
+    assert_eq!(clue["subject"]["owner"], "Li Na", "{clue}");
+    assert_eq!(clue["subject"]["location"]["lat"], 31.229, "{clue}");
     // Judged in litres: only the registered geometry gives litres (without it, a distance
     // sensor's drop is judged in mm).
     let drop = clue["detail"]["drop"].as_f64().unwrap();

@@ -186,6 +186,9 @@ pub struct Departure {
     pub persuaded: bool,
 }
 
+// At most a few events per vehicle stay, handed straight on: boxing the clue would save
+// nothing that matters.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum DwellEvent {
     Persuade(Notice),
@@ -692,7 +695,7 @@ fn subject(cfg: &ParkingConfig, s: &Stay) -> Subject {
         site: cfg.site.clone(),
         device: Some(cfg.camera.clone()),
         plate: s.plate.clone(),
-        location: None,
+        ..Default::default()
     }
 }
 
