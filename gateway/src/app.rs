@@ -104,6 +104,10 @@ impl Gateway {
             crate::camera::service::CameraService::new(cfg.cameras.clone(), clue_tx.clone())
                 .context("configuring camera health")?
                 .with_parking(&cfg.parking, metrics.clone());
+        let zones_from = registry.clone();
+        cameras.parking_zones_from(Arc::new(move |site, camera| {
+            Some(zones_from.get(site, camera)?.installation.camera_zones)
+        }));
         let (camera_readings_tx, camera_readings_rx) =
             tokio::sync::mpsc::channel(crate::rules::task::RULES_CAPACITY);
         tasks.push(critical(

@@ -5,7 +5,8 @@
 //! are named by site and device in their own config, so `{site}/{device}` is their key too.
 //! Each entry carries the kind, a WGS84 location, installation data (a grease trap's geometry,
 //! a camera's zones, notes) and the owner and shop: decoders turn a DevEUI into site and device
-//! through it, the grease rules read the trap geometry from it ([`Registry::feed_traps`]), the
+//! through it, the grease rules read the trap geometry from it ([`Registry::feed_traps`]) and
+//! parking a camera's zones (`camera::parking::Parking::zones_from`), the
 //! clue pool stamps every new clue's subject with the device's location, shop and owner
 //! ([`Registry::stamp`]), and the dashboard shows it (device page, map).
 //!

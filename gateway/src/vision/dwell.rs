@@ -363,6 +363,18 @@ impl DwellTracker {
             .collect()
     }
 
+    /// The zones vehicles are timed in.
+    pub fn zones(&self) -> &[Zone] {
+        &self.cfg.zones
+    }
+
+    /// Replaces the zones (the camera's registry entry changed). Stays already timed keep
+    /// their time; a vehicle outside every new zone is no longer seen there and its stay
+    /// ends as usual.
+    pub fn set_zones(&mut self, zones: Vec<Zone>) {
+        self.cfg.zones = zones;
+    }
+
     fn zone_of(&self, b: &BBox) -> Option<&str> {
         let (x, y) = b.bottom_centre();
         self.cfg
