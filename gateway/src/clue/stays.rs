@@ -168,10 +168,11 @@ pub struct ParkingStats {
     pub by_zone: Vec<StayCount>,
 }
 
-/// Folds `(site, camera, zone, outcome, count)` rows (any order) into [`ParkingStats`].
-pub fn parking_stats(
-    rows: impl IntoIterator<Item = (String, String, String, Outcome, u64)>,
-) -> ParkingStats {
+/// Warned stays of one (site, camera, zone, outcome), as the stores count them.
+pub type StayCountRow = (String, String, String, Outcome, u64);
+
+/// Folds [`StayCountRow`]s (any order) into [`ParkingStats`].
+pub fn parking_stats(rows: impl IntoIterator<Item = StayCountRow>) -> ParkingStats {
     let mut by: std::collections::BTreeMap<(String, String, String), StayCount> =
         Default::default();
     let mut total = StayCount::default();

@@ -5,7 +5,8 @@
 
 use super::{Args, PgStore, bad};
 use crate::clue::stays::{
-    Outcome, StayNotice, StayQuery, StayRecord, StayUpdate, notice_payload, notice_topic,
+    Outcome, StayCountRow, StayNotice, StayQuery, StayRecord, StayUpdate, notice_payload,
+    notice_topic,
 };
 use crate::clue::store::{STAY_COLS, StayRecords, StoreError};
 use postgres::Row;
@@ -145,10 +146,7 @@ impl StayRecords for PgStore {
             .collect()
     }
 
-    fn stay_counts(
-        &self,
-        scope: Option<&[String]>,
-    ) -> Result<Vec<(String, String, String, Outcome, u64)>, StoreError> {
+    fn stay_counts(&self, scope: Option<&[String]>) -> Result<Vec<StayCountRow>, StoreError> {
         let mut sql = "SELECT site, camera, zone, outcome, count(*) FROM parking_stays".to_string();
         let mut a = Args::default();
         if let Some(scope) = scope {

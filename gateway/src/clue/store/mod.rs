@@ -37,7 +37,7 @@ use super::model::*;
 use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
 use super::retention::{Expired, RetentionConfig};
 use super::signal::{ClueEvent, Level, Subject};
-use super::stays::{Outcome, StayNotice, StayQuery, StayRecord, StayUpdate};
+use super::stays::{StayCountRow, StayNotice, StayQuery, StayRecord, StayUpdate};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -247,10 +247,7 @@ pub trait StayRecords: Send + Sync {
     /// Recorded stays, newest notice first.
     fn stays(&self, q: &StayQuery) -> Result<Vec<StayRecord>, StoreError>;
     /// Warned stays by site, camera, zone and outcome, within the scope's sites.
-    fn stay_counts(
-        &self,
-        scope: Option<&[String]>,
-    ) -> Result<Vec<(String, String, String, Outcome, u64)>, StoreError>;
+    fn stay_counts(&self, scope: Option<&[String]>) -> Result<Vec<StayCountRow>, StoreError>;
 }
 
 /// Every concern of one backend: what the pool holds.

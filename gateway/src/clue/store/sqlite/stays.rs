@@ -3,7 +3,8 @@
 
 use super::SqliteStore;
 use crate::clue::stays::{
-    Outcome, StayNotice, StayQuery, StayRecord, StayUpdate, notice_payload, notice_topic,
+    Outcome, StayCountRow, StayNotice, StayQuery, StayRecord, StayUpdate, notice_payload,
+    notice_topic,
 };
 use crate::clue::store::{STAY_COLS, StayRecords, StoreError};
 use rusqlite::{Row, params};
@@ -144,10 +145,7 @@ impl StayRecords for SqliteStore {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn stay_counts(
-        &self,
-        scope: Option<&[String]>,
-    ) -> Result<Vec<(String, String, String, Outcome, u64)>, StoreError> {
+    fn stay_counts(&self, scope: Option<&[String]>) -> Result<Vec<StayCountRow>, StoreError> {
         if scope.is_some_and(|s| s.is_empty()) {
             return Ok(Vec::new());
         }
