@@ -111,6 +111,22 @@ install_deps() {
     bash models/python-env.sh models/requirements.txt tests/requirements.txt >/dev/null || return 1
     bash models/fetch.sh || return 1
 
+    # Camera-health fixtures from real photos: the tuning scenes (scikit-image wheel) and the
+    # judging scenes (Debian opencv-doc), fetched once, sha256-verified, cached under ~/.cache.
+    local py="$VENV/bin/python3" fx_version fx
+    [ -x "$py" ] || py=python3
+    fx_version=$(sed -n 's/^VERSION = "\(.*\)"$/\1/p' tests/camera/make_fixtures.py)
+    fx="${CAMERA_FIXTURES_DIR:-$HOME/.cache/enforcement-gateway/camera-fixtures/v$fx_version}"
+    if [ ! -f "$fx/tune/labels.tsv" ]; then
+        "$py" tests/camera/make_fixtures.py "$fx/tune" || return 1
+    fi
+    if [ ! -f "$fx/judge/labels.tsv" ]; then
+        "$py" tests/camera/make_fixtures.py "$fx/judge" --source opencv-doc \
+            || { as_root apt-get update -q \
+                && "$py" tests/camera/make_fixtures.py "$fx/judge" --source opencv-doc; } \
+            || return 1
+    fi
+
     # Dashboard: uPlot and playwright-core from web/package-lock.json (the browser test drives
     # the chromium installed above; no browser download).
     bash web/setup.sh || return 1

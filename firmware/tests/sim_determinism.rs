@@ -101,6 +101,8 @@ async fn scripted_happenings_become_events() {
         device: device.into(),
         action,
         duration_s: 1200,
+        amount: 0.0,
+        truth: None,
     };
     c.script = vec![
         at(2 * 3600, "r-001/trap-1", ScriptAction::Dump),
@@ -154,6 +156,8 @@ async fn long_outage_replays_in_order_and_reports_overflow() {
         device: "r-001/cam-1".into(),
         action: ScriptAction::LinkDown,
         duration_s: 12 * 3600,
+        amount: 0.0,
+        truth: None,
     }];
     let (msgs, stats) = run(&c).await;
     let states: Vec<String> = msgs
@@ -233,6 +237,8 @@ fn unknown_script_device_is_a_config_error() {
         device: "r-404/trap-1".into(),
         action: ScriptAction::Dump,
         duration_s: 1,
+        amount: 0.0,
+        truth: None,
     }];
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -96,11 +96,18 @@ impl Gateway {
             crate::clue::start_pool(&cfg, metrics.clone(), delivery_cancel.clone())
                 .context("starting the clue pool")?;
         tasks.extend(clue_tasks);
+        // Clue subjects carry their device's registered location, shop and owner.
+        let stamp_from = registry.clone();
+        clues.stamp_subjects_with(Arc::new(move |s| stamp_from.stamp(s)));
         // Camera health: frames from the API, status from the `camera` readings, ticks.
         let cameras =
             crate::camera::service::CameraService::new(cfg.cameras.clone(), clue_tx.clone())
                 .context("configuring camera health")?
                 .with_parking(&cfg.parking, metrics.clone());
+        let zones_from = registry.clone();
+        cameras.parking_zones_from(Arc::new(move |site, camera| {
+            Some(zones_from.get(site, camera)?.installation.camera_zones)
+        }));
         let (camera_readings_tx, camera_readings_rx) =
             tokio::sync::mpsc::channel(crate::rules::task::RULES_CAPACITY);
         tasks.push(critical(

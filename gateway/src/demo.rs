@@ -71,6 +71,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     cfg.dashboard.dir = opts.dashboard_dir.clone();
     // The simulator replays two days of history at 60x: keep its device times.
     cfg.devices.max_clock_skew_s = (DEMO_HISTORY_MS / 1000) as u64 + 3600;
+    cfg.registry.file = Some(demo_registry(&opts)?);
     cfg.validate()?;
     // Give the broker thread a moment to listen; the client retries anyway.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -130,6 +131,63 @@ fn demo_admin_token(cfg: &Config) -> anyhow::Result<std::path::PathBuf> {
         .open(&path)
         .with_context(|| format!("writing {}", path.display()))?;
     std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes())?;
+    Ok(path)
+}
+
+/// The simulated fleet in a device registry (`{data}/registry.toml`, written once, then the
+/// demo user's to edit): shops and owners, and made-up positions around People's Square in
+/// Shanghai, so clue subjects carry a location and the dashboard's map has points.
+fn demo_registry(opts: &DemoOptions) -> anyhow::Result<PathBuf> {
+    use crate::registry::{DeviceEntry, DeviceKind};
+    let path = opts.data.join("registry.toml");
+    if path.exists() {
+        return Ok(path);
+    }
+    let at = |row: u32, col: u32, dx: f64| {
+        Some(crate::clue::signal::GeoPoint {
+            lat: 31.2304 + 0.0011 * row as f64,
+            lon: 121.4737 + 0.0014 * col as f64 + dx,
+        })
+    };
+    let entry = |site: String, device: &str, kind| DeviceEntry {
+        site,
+        device: device.into(),
+        kind,
+        name: None,
+        dev_eui: None,
+        location: None,
+        owner: None,
+        shop: None,
+        installation: Default::default(),
+    };
+    let mut entries = Vec::new();
+    for n in 1..=opts.restaurants {
+        let site = format!("r-{n:03}");
+        let (row, col) = ((n - 1) / 6, (n - 1) % 6);
+        for (device, kind, dx) in [
+            ("trap-1", DeviceKind::GreaseTrap, 0.0),
+            ("cam-1", DeviceKind::KitchenCamera, 0.0002),
+        ] {
+            entries.push(DeviceEntry {
+                location: at(row, col, dx),
+                shop: Some(format!("Restaurant {n}")),
+                owner: Some(format!("Owner of restaurant {n}")),
+                ..entry(site.clone(), device, kind)
+            });
+        }
+    }
+    for n in 1..=opts.manholes {
+        let (row, col) = ((n - 1) / 6, (n - 1) % 6);
+        entries.push(DeviceEntry {
+            location: at(row, col, 0.0007).map(|p| crate::clue::signal::GeoPoint {
+                lat: p.lat - 0.00055,
+                ..p
+            }),
+            owner: Some("Municipal drainage office".into()),
+            ..entry(format!("mh-{n:03}"), "cover-1", DeviceKind::ManholeCover)
+        });
+    }
+    crate::registry::file::write_pending(&path, &entries)?.commit()?;
     Ok(path)
 }
 

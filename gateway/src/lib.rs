@@ -47,6 +47,7 @@ pub mod pipeline;
 pub mod reading;
 pub mod registry;
 pub mod rules;
+pub mod scenario;
 pub mod sink;
 pub mod source;
 pub mod units;

@@ -68,6 +68,39 @@ codec = "milesight-em320-tilt"
     )
 }
 
+/// A gateway on the LoRaWAN mappings with `REGISTRY`, its broker and database. Bind the
+/// fields in this order (`let Setup { _dir, registry, broker, vm, gw } = ...`): locals drop in
+/// reverse, so the gateway stops before its servers and its folder goes last.
+struct Setup {
+    _dir: tempfile::TempDir,
+    registry: std::path::PathBuf,
+    broker: Mosquitto,
+    vm: VictoriaMetrics,
+    gw: GatewayProcess,
+}
+
+impl Setup {
+    fn start(extra: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = dir.path().join("registry.toml");
+        std::fs::write(&registry, REGISTRY).unwrap();
+        let broker = Mosquitto::start().unwrap();
+        let vm = VictoriaMetrics::start().unwrap();
+        let gw = GatewayProcess::start(
+            dir.path(),
+            &lorawan_config(&broker.url(), &vm.url(), &registry, extra),
+        )
+        .unwrap();
+        Setup {
+            _dir: dir,
+            registry,
+            broker,
+            vm,
+            gw,
+        }
+    }
+}
+
 /// Points of `selector` as (site, device, timestamp, value).
 fn points(vm: &VictoriaMetrics, selector: &str) -> Vec<(String, String, i64, f64)> {
     let mut out = Vec::new();
@@ -100,16 +133,13 @@ fn wait_points(
 
 #[test]
 fn chirpstack_and_tts_uplinks_are_stored_at_device_time_under_the_registered_site() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = dir.path().join("registry.toml");
-    std::fs::write(&registry, REGISTRY).unwrap();
-    let broker = Mosquitto::start().unwrap();
-    let vm = VictoriaMetrics::start().unwrap();
-    let gw = GatewayProcess::start(
-        dir.path(),
-        &lorawan_config(&broker.url(), &vm.url(), &registry, ""),
-    )
-    .unwrap();
+    let Setup {
+        _dir,
+        registry: _,
+        broker,
+        vm,
+        gw,
+    } = Setup::start("");
     // Device times a little in the past (inside the clock-skew window), distinct from now.
     let cs_ms = now_ms() - 90_000 + 775;
     let tts_ms = now_ms() - 45_000 + 979;
@@ -158,16 +188,13 @@ fn chirpstack_and_tts_uplinks_are_stored_at_device_time_under_the_registered_sit
 
 #[test]
 fn an_unregistered_dev_eui_is_kept_counted_and_stored_under_the_placeholder_site() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = dir.path().join("registry.toml");
-    std::fs::write(&registry, REGISTRY).unwrap();
-    let broker = Mosquitto::start().unwrap();
-    let vm = VictoriaMetrics::start().unwrap();
-    let gw = GatewayProcess::start(
-        dir.path(),
-        &lorawan_config(&broker.url(), &vm.url(), &registry, ""),
-    )
-    .unwrap();
+    let Setup {
+        _dir,
+        registry: _,
+        broker,
+        vm,
+        gw,
+    } = Setup::start("");
     let at = now_ms() - 30_000;
     let mut cs = with_time(CHIRPSTACK, "time", at, false);
     cs["deviceInfo"]["devEui"] = "a8404141c1843f5e".into();
@@ -231,16 +258,13 @@ fn send(
 
 #[test]
 fn a_registry_edit_through_the_api_is_audited_and_applied_without_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = dir.path().join("registry.toml");
-    std::fs::write(&registry, REGISTRY).unwrap();
-    let broker = Mosquitto::start().unwrap();
-    let vm = VictoriaMetrics::start().unwrap();
-    let gw = GatewayProcess::start(
-        dir.path(),
-        &lorawan_config(&broker.url(), &vm.url(), &registry, ""),
-    )
-    .unwrap();
+    let Setup {
+        _dir,
+        registry,
+        broker,
+        vm,
+        gw,
+    } = Setup::start("");
     let admin = gw.token_named("admin", "", "ann").unwrap();
     let inspector = gw.token("inspector", "noodle-bar").unwrap();
     let entry = r#"{"kind":"grease_trap","dev_eui":"A8404141C1843F5E","shop":"Noodle Bar",
@@ -361,25 +385,20 @@ fn a_registry_edit_through_the_api_is_audited_and_applied_without_a_restart() {
 #[test]
 fn a_distance_only_trap_registered_through_the_api_then_emptied_at_night_gets_a_high_clue() {
     const HOUR: i64 = 3_600_000;
-    let dir = tempfile::tempdir().unwrap();
-    let registry = dir.path().join("registry.toml");
-    std::fs::write(&registry, REGISTRY).unwrap();
-    let broker = Mosquitto::start().unwrap();
-    let vm = VictoriaMetrics::start().unwrap();
-    let gw = GatewayProcess::start(
-        dir.path(),
-        &lorawan_config(
-            &broker.url(),
-            &vm.url(),
-            &registry,
-            // Device times of three days ago are kept (a network server's replay).
-            "[devices]\nmax_clock_skew_s = 345600\n",
-        ),
-    )
-    .unwrap();
+    let Setup {
+        _dir,
+        registry: _,
+        broker,
+        vm: _vm,
+        gw,
+    } = Setup::start(
+        // Device times of three days ago are kept (a network server's replay).
+        "[devices]\nmax_clock_skew_s = 345600\n",
+    );
     let admin = gw.token("admin", "").unwrap();
     // 1200 x 600 mm, sensor 1000 mm above the floor: 600 mm to the surface is 288 L.
     let entry = r#"{"kind":"grease_trap","dev_eui":"A8404141C1843F5E","shop":"Noodle Bar",
+        "owner":"Li Na","location":{"lat":31.229,"lon":121.4701},
         "installation":{"trap":{"shape":"rectangular","length_mm":1200,"width_mm":600,
         "working_depth_mm":800,"sensor_height_mm":1000,"reports":"distance"}}}"#;
     let r = send(
@@ -425,6 +444,10 @@ fn a_distance_only_trap_registered_through_the_api_then_emptied_at_night_gets_a_
     assert_eq!(clue["subject"]["device"], "trap-2", "{clue}");
     assert_eq!(clue["level"], "high", "{clue}");
     assert_eq!(clue["detail"]["night"], true, "{clue}");
+    // The subject carries what the registry says of the device.
+    assert_eq!(clue["subject"]["shop"], "Noodle Bar", "{clue}");
+    assert_eq!(clue["subject"]["owner"], "Li Na", "{clue}");
+    assert_eq!(clue["subject"]["location"]["lat"], 31.229, "{clue}");
     // Judged in litres: only the registered geometry gives litres (without it, a distance
     // sensor's drop is judged in mm).
     let drop = clue["detail"]["drop"].as_f64().unwrap();

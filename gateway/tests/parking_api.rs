@@ -198,3 +198,52 @@ fn missing_models_disable_parking_but_not_camera_health() {
     );
     assert!(log.contains("models/fetch.sh"), "{log}");
 }
+
+/// The camera's zones in the device registry replace the configured ones at its next frame:
+/// configured on the empty road at the bottom of `dog.jpg`, the pickup is not timed; once an
+/// admin registers the kerb zone around it (API, no restart), it is.
+#[test]
+fn a_zone_registered_through_the_api_applies_from_the_next_frame() {
+    models();
+    let photo = dog_jpg();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry.toml");
+    let broker = Mosquitto::start().unwrap();
+    let vm = VictoriaMetrics::start().unwrap();
+    let elsewhere = PARKING.replace(
+        "[[440.0, 120.0], [768.0, 120.0], [768.0, 200.0], [440.0, 200.0]]",
+        "[[0.0, 560.0], [100.0, 560.0], [100.0, 576.0], [0.0, 576.0]]",
+    );
+    let cfg = format!(
+        "{}\n[registry]\nfile = \"{}\"\n{elsewhere}",
+        config(&broker.url(), "gw-parking-zones", &vm.url(), ""),
+        registry.display()
+    );
+    let gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
+    let device = gw.token("device", "street-9").unwrap();
+    let admin = gw.token("admin", "").unwrap();
+    let frames = "/api/v1/cameras/cam-dog/frames?site=street-9";
+    let stays = |v: &serde_json::Value| v["parking"]["stays"].as_array().map_or(0, |s| s.len());
+
+    let v = post_jpeg(&gw, frames, &device, &photo);
+    assert!(v["parking"]["vehicles"].as_u64().unwrap_or(0) >= 1, "{v}");
+    assert_eq!(stays(&v), 0, "nothing parks in the configured zone: {v}");
+
+    let entry = r#"{"kind":"parking_camera","installation":{"camera_zones":[
+        {"id":"kerb-north","polygon":[[440,120],[768,120],[768,200],[440,200]]}]}}"#;
+    let auth = format!("Bearer {admin}");
+    let r = http::request(
+        "PUT",
+        &format!("{}/api/v1/registry/devices/street-9/cam-dog", gw.http),
+        Some(("application/json", entry.as_bytes())),
+        &[("Authorization", &auth)],
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    let v = post_jpeg(&gw, frames, &device, &photo);
+    assert!(stays(&v) >= 1, "the registered zone times the pickup: {v}");
+    let zone = v["parking"]["stays"][0]["zone"].as_str().unwrap_or("");
+    assert_eq!(zone, "kerb-north", "{v}");
+}

@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
 """Labelled camera-health fixtures built from real photos and their transformations.
 
-Photos: the sample photos shipped inside the scikit-image package (`skimage/data/`), taken
-from an installed scikit-image if there is one, else from its wheel fetched with
-`pip download scikit-image==0.26.0 --no-deps` (read as a zip; nothing is installed).
+Two sets of photos, kept apart on purpose:
+- `--source skimage` (default), the TUNING scenes: the sample photos shipped inside the
+  scikit-image package (`skimage/data/`), taken from an installed scikit-image if there is one,
+  else from its wheel fetched with `pip download scikit-image==0.26.0 --no-deps` (sha256
+  pinned below; read as a zip; nothing is installed). The camera-health thresholds in
+  `gateway/src/camera/checks.rs` were chosen on these.
+- `--source opencv-doc`, the JUDGING scenes: the sample photos of OpenCV's documentation
+  (`examples/data/`), from the Debian package `opencv-doc` fetched with `apt-get download`
+  (sha256 pinned below; read as an ar + tar archive; nothing is installed). Never used to
+  choose a threshold: they only judge.
 
 Writes 1280x720 JPEGs and `labels.tsv` (scene, order, label, variant, file) into OUT:
 normal (live static scene: sensor noise, a ticking timestamp overlay, slight flicker),
@@ -13,11 +20,14 @@ repeats, the same picture re-encoded, a frozen picture under a live clock overla
 truncated (a JPEG cut short). The first frame of every frozen run is labelled normal: a
 freeze is only visible from the second repeat on.
 
-Requires: Pillow, numpy.  Usage: make_fixtures.py OUT_DIR
+Requires: Pillow, numpy (and apt-get for the judging scenes).
+Usage: make_fixtures.py OUT_DIR [--source skimage|opencv-doc]
 """
 
 import glob
+import hashlib
 import io
+import lzma
 import os
 import subprocess
 import sys
@@ -28,8 +38,30 @@ import zipfile
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-VERSION = "5"
+VERSION = "6"
 SKIMAGE = "scikit-image==0.26.0"
+# sha256 of the wheels this script accepts (pip picks one per platform).
+SKIMAGE_SHA256 = {
+    "scikit_image-0.26.0-cp311-cp311-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl":
+        "74aa5518ccea28121f57a95374581d3b979839adc25bb03f289b1bc9b99c58af",
+}
+OPENCV_DOC = "opencv-doc=4.6.0+dfsg-12"
+OPENCV_DOC_SHA256 = "4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a"
+# Real photographs among OpenCV's sample data (no drawings, charts or calibration boards).
+JUDGE_SCENES = [
+    "home.jpg",
+    "building.jpg",
+    "fruits.jpg",
+    "messi5.jpg",
+    "baboon.jpg",
+    "leuvenA.jpg",
+    "aloeL.jpg",
+    "basketball1.png",
+    "box_in_scene.png",
+    "board.jpg",
+    "rubberwhale1.png",
+    "squirrel_cls.jpg",
+]
 W, H = 1280, 720
 SCENES = [
     "astronaut.png",
@@ -45,6 +77,68 @@ SCENES = [
     "gravel.png",
 ]
 QUALITY = 85
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_sha(path, want):
+    got = sha256(path)
+    if got != want:
+        sys.exit(f"{path}: sha256 {got}, expected {want} (delete it to fetch again)")
+
+
+def opencv_doc_photos(cache):
+    """Returns {name: bytes} for JUDGE_SCENES from the opencv-doc Debian package."""
+    debs = os.path.join(cache, "debs")
+    os.makedirs(debs, exist_ok=True)
+    found = glob.glob(os.path.join(debs, "opencv-doc_*.deb"))
+    if not found:
+        print(f"fetching {OPENCV_DOC} (96 MB) with apt-get download ...", file=sys.stderr)
+        subprocess.run(["apt-get", "download", OPENCV_DOC], cwd=debs, check=True)
+        found = glob.glob(os.path.join(debs, "opencv-doc_*.deb"))
+    if not found:
+        sys.exit("apt-get download opencv-doc left no package")
+    deb = found[0]
+    check_sha(deb, OPENCV_DOC_SHA256)
+    data = None
+    with open(deb, "rb") as f:
+        if f.read(8) != b"!<arch>\n":
+            sys.exit(f"{deb}: not an ar archive")
+        while True:
+            header = f.read(60)
+            if len(header) < 60:
+                break
+            name = header[:16].decode().strip().rstrip("/")
+            size = int(header[48:58].decode().strip())
+            body = f.read(size)
+            if size % 2:
+                f.read(1)
+            if name.startswith("data.tar"):
+                data = (name, body)
+    if data is None:
+        sys.exit(f"{deb}: no data.tar member")
+    name, body = data
+    if name.endswith(".xz"):
+        body = lzma.decompress(body)
+        mode = "r:"
+    else:
+        mode = "r:*"
+    photos = {}
+    with tarfile.open(fileobj=io.BytesIO(body), mode=mode) as t:
+        for m in t.getmembers():
+            base = os.path.basename(m.name)
+            if base in JUDGE_SCENES and "/examples/data/" in m.name and m.isfile():
+                photos[base] = t.extractfile(m).read()
+    missing = [n for n in JUDGE_SCENES if n not in photos]
+    if missing:
+        sys.exit(f"photos missing from {deb}: {missing}")
+    return photos
 
 
 def photo_sources(cache):
@@ -70,6 +164,10 @@ def photo_sources(cache):
     if not pkgs:
         sys.exit("no scikit-image package downloaded")
     pkg = pkgs[0]
+    want = SKIMAGE_SHA256.get(os.path.basename(pkg))
+    if want is None:
+        sys.exit(f"{pkg}: no sha256 pinned for this file in make_fixtures.py (SKIMAGE_SHA256)")
+    check_sha(pkg, want)
     found = {}
     if pkg.endswith(".whl"):
         with zipfile.ZipFile(pkg) as z:
@@ -154,16 +252,29 @@ def blob(base, colour, cover_box, blur, texture_rng):
 
 def main():
     global FONT
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    source = "skimage"
+    if len(args) == 3 and args[1] == "--source":
+        source = args[2]
+        args = args[:1]
+    if len(args) != 1 or source not in ("skimage", "opencv-doc"):
         sys.exit(__doc__)
-    out = sys.argv[1]
+    out = args[0]
     os.makedirs(out, exist_ok=True)
-    cache = os.path.dirname(os.path.abspath(out.rstrip("/")))
+    # The cache root: camera-fixtures/ (OUT is camera-fixtures/vN or camera-fixtures/vN/SET).
+    cache = os.path.abspath(out.rstrip("/"))
+    while os.path.basename(cache) != "camera-fixtures" and os.path.dirname(cache) != cache:
+        cache = os.path.dirname(cache)
+    if os.path.basename(cache) != "camera-fixtures":
+        cache = os.path.dirname(os.path.abspath(out.rstrip("/")))
     FONT = font()
-    photos = photo_sources(cache)
+    if source == "skimage":
+        photos, scenes, seed = photo_sources(cache), SCENES, 20261126
+    else:
+        photos, scenes, seed = opencv_doc_photos(cache), JUDGE_SCENES, 20261204
     rows = []
-    rng = np.random.default_rng(20261126)
-    for scene_no, name in enumerate(SCENES):
+    rng = np.random.default_rng(seed)
+    for scene_no, name in enumerate(scenes):
         scene = os.path.splitext(name)[0]
         src = Image.open(io.BytesIO(photos[name])).convert("RGB")
         big = cover(src, int(W * 1.3), int(H * 1.3))

@@ -260,7 +260,18 @@ try {
     return (await r.json()).find((d) => d.device.startsWith('trap'));
   });
   if (trap) {
+    // The demo registers its fleet: registered devices are points on the offline map, and
+    // a device page shows its registry entry.
+    await page.goto(`${URL_}/#/devices`);
+    await page.waitForSelector('#device-map svg circle.device');
+    const points = await page.$$eval('#device-map svg circle.device', (c) => c.length);
+    expect(points > 1, `registered devices on the map (${points})`);
+    await shot('14-device-map');
     await page.goto(`${URL_}/#/devices/${encodeURIComponent(trap.site)}/${encodeURIComponent(trap.device)}`);
+    await page.waitForSelector('#device-registry');
+    const reg = await page.textContent('#device-registry');
+    expect(trap.registry && reg.includes(trap.registry.shop) && reg.includes(trap.registry.owner),
+      `the device page shows the registry entry (${reg.slice(0, 80)})`);
     await page.waitForSelector('#device-charts canvas');
     await page.waitForSelector('#pumpouts');
     await page.fill('input[name=pumpout-note]', '清运公司 A-0042');

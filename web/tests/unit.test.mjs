@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseEvents } from '../public/js/api.js';
 import { dict, t, setLang } from '../public/js/i18n.js';
-import { rings } from '../public/js/map.js';
+import { rings, devicePoints } from '../public/js/map.js';
 
 test('SSE events split across chunks, CRLF, multi-line data, keep-alives', () => {
   let r = parseEvents('event: clue\nid: 7\ndata: {"a":');
@@ -39,4 +39,19 @@ test('GeoJSON rings of polygons, multipolygons and collections', () => {
   const fc = { type: 'FeatureCollection', features: [{ type: 'Feature', geometry: { type: 'Polygon', coordinates: [sq] } }, { type: 'Feature', geometry: null }] };
   assert.deepEqual(rings(fc), [sq]);
   assert.deepEqual(rings({ type: 'Point', coordinates: [0, 0] }), []);
+});
+
+test('registered devices with a location become map points; the others do not', () => {
+  const rows = [
+    { site: 'r7', device: 'trap-1', registry: { kind: 'grease_trap', shop: 'Golden Dragon', location: { lat: 31.2304, lon: 121.4737 } } },
+    { site: 'r7', device: 'cam-1', registry: { kind: 'kitchen_camera' } },
+    { site: 'r8', device: 'x', registry: null },
+    { site: 's2', device: 'cover/17', kind: 'manhole_cover', location: { lat: 31.2312, lon: 121.4751 } },
+  ];
+  const p = devicePoints(rows);
+  assert.equal(p.length, 2);
+  assert.deepEqual([p[0].lat, p[0].lon, p[0].site], [31.2304, 121.4737, 'r7']);
+  assert.match(p[0].label, /Golden Dragon/);
+  assert.notEqual(p[0].color, p[1].color, 'kinds differ in colour');
+  assert.equal(p[1].href, '#/devices/s2/cover%2F17');
 });

@@ -28,6 +28,18 @@ pub struct FleetConfig {
     pub manholes: u32,
     /// Kitchen cameras: site `r-NNN` (the restaurant with the same number), device `cam-1`.
     pub cameras: u32,
+    /// Restaurants whose trap has a third-party ultrasonic sensor that reports only a distance
+    /// (Milesight EM310-UDL JSON on `milesight/{site}/trap-1/uplink`), numbered after the
+    /// native restaurants. No store-and-forward: what is sent while the link is down is lost.
+    pub distance_traps: u32,
+    /// Restaurants whose trap has a third-party sensor that reports only a level in cm (a plain
+    /// number on `plain/{site}/trap-1/level`), numbered after the distance-only ones.
+    pub level_traps: u32,
+    /// How often the third-party trap sensors report.
+    pub third_party_report_s: u64,
+    /// Restaurants closed on some weekdays (0 = Monday): their traps do not fill and no
+    /// pump-out crew comes on those days.
+    pub closed: Vec<ClosedSite>,
     /// Same seed and config => same messages, in the same order.
     pub seed: u64,
     /// Simulated seconds per real second; `0` runs as fast as the broker takes messages. Device
@@ -63,6 +75,10 @@ impl Default for FleetConfig {
             restaurants: 5,
             manholes: 3,
             cameras: 3,
+            distance_traps: 0,
+            level_traps: 0,
+            third_party_report_s: 300,
+            closed: Vec::new(),
             seed: 1,
             speed: 60.0,
             start_ms: None,
@@ -91,6 +107,10 @@ impl std::fmt::Debug for FleetConfig {
             .field("restaurants", &self.restaurants)
             .field("manholes", &self.manholes)
             .field("cameras", &self.cameras)
+            .field("distance_traps", &self.distance_traps)
+            .field("level_traps", &self.level_traps)
+            .field("third_party_report_s", &self.third_party_report_s)
+            .field("closed", &self.closed)
             .field("seed", &self.seed)
             .field("speed", &self.speed)
             .field("start_ms", &self.start_ms)
@@ -135,6 +155,23 @@ impl FleetConfig {
         if self.restaurants > 999 || self.manholes > 999 || self.cameras > 999 {
             return bad("restaurants/manholes/cameras", "at most 999 each");
         }
+        if self.restaurants + self.distance_traps + self.level_traps > 999 {
+            return bad(
+                "restaurants/distance_traps/level_traps",
+                "at most 999 restaurants in all",
+            );
+        }
+        if self.third_party_report_s == 0 {
+            return bad("third_party_report_s", "must be > 0");
+        }
+        for (i, c) in self.closed.iter().enumerate() {
+            if c.weekdays.iter().any(|d| *d > 6) {
+                return bad(
+                    &std::format!("closed[{i}].weekdays"),
+                    "days are 0 (Monday) ..= 6 (Sunday)",
+                );
+            }
+        }
         let r = &self.restaurant;
         if !(0..=24).contains(&r.open_hour) || !(0..=24).contains(&r.close_hour) {
             return bad("restaurant.open_hour/close_hour", "hours are 0..=24");
@@ -149,6 +186,15 @@ impl FleetConfig {
         }
         Ok(())
     }
+}
+
+/// A restaurant's weekly closing days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClosedSite {
+    pub site: String,
+    /// 0 = Monday ..= 6 = Sunday, in the city's local time.
+    pub weekdays: Vec<u8>,
 }
 
 /// Grease-trap behaviour.
@@ -240,6 +286,13 @@ pub struct ScriptedEvent {
     /// How long the condition lasts (for actions that have a duration).
     #[serde(default = "default_script_duration")]
     pub duration_s: u64,
+    /// Size of the happening where it has one: mm dropped (`dump`), mm risen (`rain`), mm of a
+    /// false echo (`spike`), seconds the clock is off (`clock_skew`). `0` = the default size.
+    #[serde(default)]
+    pub amount: f64,
+    /// What the happening is, for the ground truth (`None`: not recorded).
+    #[serde(default)]
+    pub truth: Option<super::truth::TruthLabel>,
 }
 
 fn default_script_duration() -> u64 {
@@ -268,6 +321,28 @@ pub enum ScriptAction {
     CameraUnplug,
     /// Any device: the radio link is down for `duration_s` (store and forward).
     LinkDown,
+    /// Trap: illegal discharge at the next night (01:00-04:30) when the trap holds at least
+    /// `amount` + 50 mm (a full trap is what tempts a dumper): the level falls by `amount` mm
+    /// (300 by default) within minutes. Noted in the ground truth as `night_dumping` when it
+    /// happens; a dump that never finds a full enough trap does not happen.
+    NightDump,
+    /// Trap: rain or wash water runs in, the level rises by `amount` mm over `duration_s`.
+    Rain,
+    /// Trap: the sensor gives no valid reading for `duration_s` (no echo, cut cable).
+    SensorDropout,
+    /// Trap: one false echo `amount` mm above the surface (foam, a ladle); native sensors'
+    /// median filter swallows it, third-party sensors report it.
+    Spike,
+    /// Any device: its clock runs `amount` seconds off for `duration_s`.
+    ClockSkew,
+    /// Camera: the picture freezes (the same frame again and again) for `duration_s`.
+    CameraFrozen,
+    /// Camera: the lens is covered (hand, tape, cloth) for `duration_s`.
+    CameraCovered,
+    /// Camera: pointed at the sky or the ceiling for `duration_s`.
+    CameraSky,
+    /// Camera: turned away from the kitchen for `duration_s`.
+    CameraMoved,
 }
 
 #[cfg(test)]
@@ -295,6 +370,7 @@ mod tests {
         assert_eq!(cfg.restaurant.open_hour, 10);
         assert_eq!(cfg.script[0].action, ScriptAction::Dump);
         assert_eq!(cfg.script[0].duration_s, 600);
+        assert_eq!(cfg.script[0].truth, None);
         let err = FleetConfig::from_toml_str("bogus = 1").unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
         let with_secret = FleetConfig {

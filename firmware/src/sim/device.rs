@@ -8,11 +8,13 @@ use std::vec::Vec;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
 
 use super::SimError;
 use super::config::{FleetConfig, ScriptAction};
 use super::hal::{SimAdc, SimLis3dh, SimPin, SimUart};
 use super::publish::Outgoing;
+use super::truth::{Truth, TruthClass};
 use crate::drivers::accel::{self, Lis3dh};
 use crate::drivers::camera::CameraMonitor;
 use crate::drivers::cover::{CoverSwitch, OpenLevel};
@@ -23,6 +25,7 @@ use crate::logic::device::{
     CameraConfig, CameraInput, CameraProgram, LevelSample, ManholeConfig, ManholeInput,
     ManholeProgram, TrapConfig, TrapInput, TrapProgram,
 };
+use crate::logic::geometry::TrapGeometry;
 use crate::logic::tilt::Vector3;
 use crate::logic::uplink::Uplink;
 use crate::protocol::{MessageKind, STATE_OFFLINE, STATE_ONLINE};
@@ -42,6 +45,27 @@ const LOOP: LoopConfig = LoopConfig {
     range_max: 1000.0,
 };
 
+/// The "25 % rule" (grease interceptors are pumped out when grease and solids reach a quarter
+/// of the working depth): from this true fill a pump-out is due ([`TruthClass::Duty`]) ...
+pub const DUE_ON_PCT: f32 = 25.0;
+/// ... until the trap is emptied below this.
+pub const DUE_OFF_PCT: f32 = 20.0;
+
+/// A happening as a device notes it: problem, class, start and end (true time, ms).
+type Note = (&'static str, TruthClass, i64, i64);
+
+/// What a kitchen camera shows (the frames a benchmark feeds to the gateway's camera health).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraView {
+    Normal,
+    Black,
+    Frozen,
+    Covered,
+    Sky,
+    Moved,
+}
+
 /// Counters the fleet adds up into [`super::FleetStats`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DeviceCounters {
@@ -57,12 +81,19 @@ pub struct SimDevice {
     link_down_until: Option<u64>,
     link_outages: bool,
     battery_pct: Option<f32>,
+    /// The device's clock runs off by this much until then: (until, offset ms).
+    skew: Option<(u64, i64)>,
+    /// Since when the battery is below the firmware's low-battery threshold.
+    battery_low_since: Option<i64>,
+    /// Ground truth noted so far (drained by the fleet).
+    truth: Vec<Truth>,
     kind: Kind,
     pub counters: DeviceCounters,
 }
 
 enum Kind {
     Trap(Box<Trap>),
+    ThirdParty(Box<ThirdParty>),
     Manhole(Box<Manhole>),
     Camera(Box<Camera>),
 }
@@ -81,6 +112,12 @@ fn noise(rng: &mut ChaCha8Rng, sigma: f32) -> f32 {
 fn local_hour(ts_ms: i64, utc_offset_hours: i32) -> f32 {
     let day_ms = (ts_ms + utc_offset_hours as i64 * HOUR as i64).rem_euclid(DAY as i64);
     day_ms as f32 / HOUR as f32
+}
+
+/// 0 = Monday ..= 6 = Sunday (1970-01-01 was a Thursday).
+fn local_weekday(ts_ms: i64, utc_offset_hours: i32) -> u8 {
+    let days = (ts_ms + utc_offset_hours as i64 * HOUR as i64).div_euclid(DAY as i64);
+    (days + 3).rem_euclid(7) as u8
 }
 
 fn in_window(hour: f32, from: f32, to: f32) -> bool {
@@ -104,14 +141,159 @@ enum LevelSensor {
     },
 }
 
-struct Trap {
-    program: TrapProgram,
-    sensor: LevelSensor,
+/// The trap's contents: the same physical world whichever sensor watches it.
+struct TrapWorld {
     level_mm: f32,
     /// Draining towards a target level at a rate (mm/s): pump-out or dumping.
     draining: Option<(f32, f32)>,
+    /// Water running in (rain, washing) until then, at a rate in mm per ms.
+    inflow: Option<(u64, f32)>,
+    /// The true fill passed [`DUE_ON_PCT`] at this time.
+    due_since: Option<i64>,
+    /// Weekly closing days (0 = Monday): no filling, no pump-out crew.
+    closed_weekdays: Vec<u8>,
+    /// A scripted night dump waiting for a night with a full enough trap (mm to drop).
+    pending_dump: Option<f32>,
+}
+
+impl TrapWorld {
+    fn new(level_mm: f32, closed_weekdays: Vec<u8>) -> Self {
+        TrapWorld {
+            level_mm,
+            draining: None,
+            inflow: None,
+            due_since: None,
+            closed_weekdays,
+            pending_dump: None,
+        }
+    }
+
+    /// One tick of the world: inflow, business-hours filling, random pump-outs and dumping,
+    /// and the pump-out duty.
+    fn advance(
+        &mut self,
+        g: &TrapGeometry,
+        cfg: &FleetConfig,
+        rng: &mut ChaCha8Rng,
+        (now, ts, hour): (u64, i64, f32),
+        notes: &mut Vec<Note>,
+    ) {
+        let p = &cfg.restaurant;
+        let step = cfg.step_ms;
+        let closed = self
+            .closed_weekdays
+            .contains(&local_weekday(ts, cfg.utc_offset_hours));
+        if let Some((until, rate)) = self.inflow {
+            if now >= until {
+                self.inflow = None;
+            } else {
+                self.level_mm += rate * step as f32;
+            }
+        }
+        if let Some(drop) = self.pending_dump
+            && self.draining.is_none()
+            && in_window(hour, 1.0, 4.5)
+            && self.level_mm >= drop + 50.0
+        {
+            self.pending_dump = None;
+            let secs = (drop / 2.0) as i64;
+            notes.push(("night_dumping", TruthClass::Violation, ts, ts + secs * 1000));
+            self.draining = Some((self.level_mm - drop, 2.0));
+        }
+        if let Some((target, rate)) = self.draining {
+            self.level_mm -= rate * step as f32 / 1000.0;
+            if self.level_mm <= target {
+                self.level_mm = target;
+                self.draining = None;
+            }
+        } else {
+            if !closed && in_window(hour, p.open_hour as f32, p.close_hour as f32) {
+                let rush = in_window(hour, 11.0, 13.0) || in_window(hour, 17.0, 20.0);
+                let rate = p.fill_mm_per_hour * if rush { 1.8 } else { 0.7 };
+                self.level_mm += rate * rng.random_range(0.5..1.5f32) * step as f32 / HOUR as f32;
+            }
+            let full = g.fill_pct(self.level_mm) > 80.0;
+            let pump_chance = if p.pumpout_every_days > 0.0 {
+                (1.0 / p.pumpout_every_days as f64) * if full { 3.0 } else { 1.0 }
+            } else {
+                0.0
+            };
+            if !closed
+                && in_window(hour, 14.0, 16.0)
+                && rng.random_bool(per_step(pump_chance, 2 * HOUR, step))
+            {
+                let secs = ((self.level_mm - 30.0).max(0.0) / 1.5) as i64;
+                notes.push((
+                    "registered_pumpout",
+                    TruthClass::Innocent,
+                    ts,
+                    ts + secs * 1000,
+                ));
+                self.draining = Some((30.0, 1.5));
+            } else if in_window(hour, 1.0, 4.5)
+                && rng.random_bool(per_step(p.dumping_chance_per_night, 7 * HOUR / 2, step))
+            {
+                let drop = rng.random_range(200.0..400.0f32);
+                let secs = (drop / 2.0) as i64;
+                notes.push(("night_dumping", TruthClass::Violation, ts, ts + secs * 1000));
+                self.draining = Some(((self.level_mm - drop).max(20.0), 2.0));
+            }
+        }
+        self.level_mm = self.level_mm.clamp(0.0, g.sensor_to_floor_mm - 30.0);
+        let fill = g.fill_pct(self.level_mm);
+        match self.due_since {
+            None if fill >= DUE_ON_PCT => self.due_since = Some(ts),
+            Some(since) if fill < DUE_OFF_PCT => {
+                notes.push(("pumpout_due", TruthClass::Duty, since, ts));
+                self.due_since = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Scripted happenings that only concern the contents.
+    fn apply(&mut self, action: ScriptAction, amount: f64, now: u64, duration_ms: u64) -> bool {
+        match action {
+            ScriptAction::Dump => {
+                let drop = if amount > 0.0 { amount as f32 } else { 300.0 };
+                self.draining = Some(((self.level_mm - drop).max(20.0), 2.0));
+            }
+            ScriptAction::PumpOut => self.draining = Some((30.0, 1.5)),
+            ScriptAction::NightDump => {
+                self.pending_dump = Some(if amount > 0.0 { amount as f32 } else { 300.0 });
+            }
+            ScriptAction::Rain => {
+                let mm = if amount > 0.0 { amount as f32 } else { 150.0 };
+                self.inflow = Some((now + duration_ms, mm / duration_ms.max(1) as f32));
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+struct Trap {
+    program: TrapProgram,
+    sensor: LevelSensor,
+    world: TrapWorld,
     /// 4-20 mA only: the loop cable is cut until then (the transmitter draws nothing).
     loop_cut_until: Option<u64>,
+    /// Scripted: no valid reading until then.
+    dropout_until: Option<u64>,
+    /// Scripted: the next sample is a false echo this many mm above the surface.
+    spike_mm: Option<f32>,
+}
+
+/// A trap watched by a third-party sensor that knows nothing of our firmware: it reports a
+/// raw distance or level on a timer, and nothing is kept while the link is down.
+struct ThirdParty {
+    world: TrapWorld,
+    geometry: TrapGeometry,
+    /// `true`: distance in mm (EM310-UDL JSON); `false`: level in cm (plain number).
+    distance: bool,
+    next_report: u64,
+    dropout_until: Option<u64>,
+    spike_mm: Option<f32>,
 }
 
 // --- manhole ------------------------------------------------------------------------------------
@@ -167,6 +349,9 @@ struct Camera {
     black_until: Option<u64>,
     offline_until: Option<u64>,
     unplugged_until: Option<u64>,
+    /// Scripted picture faults that the camera host's heartbeat cannot see (frozen, covered,
+    /// sky, moved) until then.
+    view: Option<(CameraView, u64)>,
 }
 
 impl SimDevice {
@@ -193,6 +378,9 @@ impl SimDevice {
             link_down_until: None,
             link_outages: cfg.link_outages,
             battery_pct,
+            skew: None,
+            battery_low_since: None,
+            truth: Vec::new(),
             kind,
             counters: DeviceCounters::default(),
         })
@@ -220,15 +408,43 @@ impl SimDevice {
                         adc,
                     }
                 };
+                let site = std::format!("r-{n:03}");
                 Ok(Kind::Trap(Box::new(Trap {
                     program: TrapProgram::new(TrapConfig::default()),
                     sensor,
-                    level_mm: rng.random_range(100.0..550.0),
-                    draining: None,
+                    world: TrapWorld::new(
+                        rng.random_range(100.0..550.0),
+                        closed_weekdays(cfg, &site),
+                    ),
                     loop_cut_until: None,
+                    dropout_until: None,
+                    spike_mm: None,
                 })))
             },
         )
+    }
+
+    /// Restaurant `n` (1-based) with a third-party sensor: distance-only (`distance`) or
+    /// level-only. Same trap geometry as the native ones.
+    pub fn third_party(
+        cfg: &FleetConfig,
+        index: usize,
+        n: u32,
+        distance: bool,
+    ) -> Result<Self, SimError> {
+        let site = std::format!("r-{n:03}");
+        let closed = closed_weekdays(cfg, &site);
+        let every = cfg.third_party_report_s * 1000;
+        Self::build(cfg, index, site, "trap-1".into(), true, |rng| {
+            Ok(Kind::ThirdParty(Box::new(ThirdParty {
+                world: TrapWorld::new(rng.random_range(100.0..550.0), closed),
+                geometry: TrapConfig::default().geometry,
+                distance,
+                next_report: rng.random_range(0..every.max(1)),
+                dropout_until: None,
+                spike_mm: None,
+            })))
+        })
     }
 
     /// Manhole `n` (1-based). Calibrates its accelerometer at boot with the cover seated.
@@ -288,6 +504,7 @@ impl SimDevice {
                     black_until: None,
                     offline_until: None,
                     unplugged_until: None,
+                    view: None,
                 })))
             },
         )
@@ -299,6 +516,65 @@ impl SimDevice {
 
     pub fn dropped_total(&self) -> u64 {
         self.uplink.dropped_total()
+    }
+
+    /// What the camera shows now, `None` when no frame reaches the gateway (not a camera,
+    /// unplugged, hung, or its link is down).
+    pub fn camera_view(&self, now: u64) -> Option<CameraView> {
+        let Kind::Camera(c) = &self.kind else {
+            return None;
+        };
+        if c.unplugged_until.is_some() || c.offline_until.is_some() || !self.uplink.link_up() {
+            return None;
+        }
+        if c.black_until.is_some() {
+            return Some(CameraView::Black);
+        }
+        Some(match c.view {
+            Some((v, until)) if now < until => v,
+            _ => CameraView::Normal,
+        })
+    }
+
+    /// Whether this device speaks the native protocol (retained state, store-and-forward).
+    pub fn is_native(&self) -> bool {
+        !matches!(self.kind, Kind::ThirdParty(_))
+    }
+
+    /// Ground truth noted since the last call.
+    pub fn take_truth(&mut self) -> Vec<Truth> {
+        std::mem::take(&mut self.truth)
+    }
+
+    /// Ends the problems still open at `ts` (a trap still due, a battery still low) so they
+    /// are in the ground truth.
+    pub fn finish(&mut self, ts: i64) {
+        let mut notes = Vec::new();
+        if let Some(since) = self.battery_low_since.take() {
+            notes.push(("low_battery", TruthClass::Fault, since, ts));
+        }
+        let world = match &mut self.kind {
+            Kind::Trap(t) => Some(&mut t.world),
+            Kind::ThirdParty(t) => Some(&mut t.world),
+            _ => None,
+        };
+        if let Some(since) = world.and_then(|w| w.due_since.take()) {
+            notes.push(("pumpout_due", TruthClass::Duty, since, ts));
+        }
+        self.note(notes);
+    }
+
+    fn note(&mut self, notes: Vec<Note>) {
+        for (problem, class, start_ms, end_ms) in notes {
+            self.truth.push(Truth {
+                problem: problem.into(),
+                class,
+                site: self.site.clone(),
+                device: self.device.clone(),
+                start_ms,
+                end_ms: end_ms.max(start_ms),
+            });
+        }
     }
 
     fn state_msg(&self, online: bool) -> Outgoing {
@@ -327,21 +603,34 @@ impl SimDevice {
     pub fn apply(
         &mut self,
         action: ScriptAction,
+        amount: f64,
         now: u64,
         duration_ms: u64,
     ) -> Result<(), String> {
         let until = now + duration_ms;
+        let spike = if amount > 0.0 { amount as f32 } else { 250.0 };
+        let world = match &mut self.kind {
+            Kind::Trap(t) => Some(&mut t.world),
+            Kind::ThirdParty(t) => Some(&mut t.world),
+            _ => None,
+        };
+        if world.is_some_and(|w| w.apply(action, amount, now, duration_ms)) {
+            return Ok(());
+        }
         match (&mut self.kind, action) {
             (_, ScriptAction::LinkDown) => self.link_down_until = Some(until),
-            (Kind::Trap(t), ScriptAction::Dump) => {
-                t.draining = Some(((t.level_mm - 300.0).max(20.0), 2.0));
+            (_, ScriptAction::ClockSkew) => {
+                self.skew = Some((until, (amount * 1000.0) as i64));
             }
-            (Kind::Trap(t), ScriptAction::PumpOut) => t.draining = Some((30.0, 1.5)),
             (Kind::Trap(t), ScriptAction::Overfill) => {
                 let g = t.program.config().geometry;
-                t.level_mm = g.full_depth_mm * 0.9;
-                t.draining = None;
+                t.world.level_mm = g.full_depth_mm * 0.9;
+                t.world.draining = None;
             }
+            (Kind::Trap(t), ScriptAction::SensorDropout) => t.dropout_until = Some(until),
+            (Kind::ThirdParty(t), ScriptAction::SensorDropout) => t.dropout_until = Some(until),
+            (Kind::Trap(t), ScriptAction::Spike) => t.spike_mm = Some(spike),
+            (Kind::ThirdParty(t), ScriptAction::Spike) => t.spike_mm = Some(spike),
             (Kind::Manhole(m), ScriptAction::OpenCover) => {
                 m.open = true;
                 m.tilt_deg = 40.0;
@@ -355,6 +644,16 @@ impl SimDevice {
             (Kind::Camera(c), ScriptAction::CameraBlack) => c.black_until = Some(until),
             (Kind::Camera(c), ScriptAction::CameraOffline) => c.offline_until = Some(until),
             (Kind::Camera(c), ScriptAction::CameraUnplug) => c.unplugged_until = Some(until),
+            (Kind::Camera(c), ScriptAction::CameraFrozen) => {
+                c.view = Some((CameraView::Frozen, until));
+            }
+            (Kind::Camera(c), ScriptAction::CameraCovered) => {
+                c.view = Some((CameraView::Covered, until));
+            }
+            (Kind::Camera(c), ScriptAction::CameraSky) => c.view = Some((CameraView::Sky, until)),
+            (Kind::Camera(c), ScriptAction::CameraMoved) => {
+                c.view = Some((CameraView::Moved, until));
+            }
             (_, a) => return Err(std::format!("{a:?} does not apply to {}", self.key())),
         }
         Ok(())
@@ -366,21 +665,40 @@ impl SimDevice {
     pub fn step(&mut self, cfg: &FleetConfig, now: u64, ts: i64, out: &mut Vec<Outgoing>) {
         let step = cfg.step_ms;
         let hour = local_hour(ts, cfg.utc_offset_hours);
+        if self.skew.is_some_and(|(until, _)| now >= until) {
+            self.skew = None;
+        }
+        // What the device's own clock says (true time unless skewed).
+        let stamp = ts + self.skew.map_or(0, |(_, off)| off);
 
         if let Some(b) = &mut self.battery_pct {
             *b = (*b - 0.3 * step as f32 / DAY as f32).max(0.0);
         }
         let battery = self.battery_pct;
+        let mut notes: Vec<Note> = Vec::new();
+        if self.is_native()
+            && self.battery_low_since.is_none()
+            && battery.is_some_and(|b| b < TrapConfig::default().battery_low_pct)
+        {
+            self.battery_low_since = Some(ts);
+        }
 
         let mut messages: Vec<Message> = Vec::new();
         let mut emit = |m: Message| messages.push(m);
+        let w = (now, ts, hour);
+        let mut third_party = None;
         match &mut self.kind {
-            Kind::Trap(t) => step_trap(t, cfg, &mut self.rng, now, hour, battery, &mut emit),
-            Kind::Manhole(m) => step_manhole(m, cfg, &mut self.rng, now, hour, battery, &mut emit),
-            Kind::Camera(c) => step_camera(c, cfg, &mut self.rng, now, hour, &mut emit),
+            Kind::Trap(t) => step_trap(t, cfg, &mut self.rng, w, battery, &mut notes, &mut emit),
+            Kind::ThirdParty(t) => {
+                third_party = step_third_party(t, cfg, &mut self.rng, w, stamp, battery, &mut notes)
+            }
+            Kind::Manhole(m) => {
+                step_manhole(m, cfg, &mut self.rng, w, battery, &mut notes, &mut emit)
+            }
+            Kind::Camera(c) => step_camera(c, cfg, &mut self.rng, w, &mut notes, &mut emit),
         }
         for m in messages {
-            self.uplink.push(ts, m);
+            self.uplink.push(stamp, m);
         }
 
         // The radio link: random outages, and their end.
@@ -396,8 +714,33 @@ impl SimDevice {
         {
             let minutes = self.rng.random_range(2..45u64);
             self.link_down_until = Some(now + minutes * MINUTE);
+            notes.push((
+                "link_outage",
+                TruthClass::Innocent,
+                ts,
+                ts + (minutes * MINUTE) as i64,
+            ));
         }
+        self.note(notes);
         let up = self.link_down_until.is_none();
+        if let Some((distance, payload)) = third_party {
+            // No store-and-forward: a report sent into a dead link is lost.
+            if up {
+                let topic = if distance {
+                    std::format!("milesight/{}/{}/uplink", self.site, self.device)
+                } else {
+                    std::format!("plain/{}/{}/level", self.site, self.device)
+                };
+                out.push(Outgoing {
+                    device: self.index,
+                    kind: MessageKind::Telemetry,
+                    topic,
+                    payload,
+                    retain: false,
+                });
+            }
+            return;
+        }
         if up != was_up {
             tracing::debug!(site = %self.site, device = %self.device, up, "link");
             // Going down: what the broker would publish from the last will once the keep-alive
@@ -437,49 +780,26 @@ fn step_trap(
     t: &mut Trap,
     cfg: &FleetConfig,
     rng: &mut ChaCha8Rng,
-    now: u64,
-    hour: f32,
+    w: (u64, i64, f32),
     battery: Option<f32>,
+    notes: &mut Vec<Note>,
     emit: &mut impl FnMut(Message),
 ) {
     let p = &cfg.restaurant;
     let step = cfg.step_ms;
+    let now = w.0;
     let g = t.program.config().geometry;
-
-    // The world.
-    if let Some((target, rate)) = t.draining {
-        t.level_mm -= rate * step as f32 / 1000.0;
-        if t.level_mm <= target {
-            t.level_mm = target;
-            t.draining = None;
-        }
-    } else {
-        if in_window(hour, p.open_hour as f32, p.close_hour as f32) {
-            let rush = in_window(hour, 11.0, 13.0) || in_window(hour, 17.0, 20.0);
-            let rate = p.fill_mm_per_hour * if rush { 1.8 } else { 0.7 };
-            t.level_mm += rate * rng.random_range(0.5..1.5f32) * step as f32 / HOUR as f32;
-        }
-        let full = g.fill_pct(t.level_mm) > 80.0;
-        let pump_chance = if p.pumpout_every_days > 0.0 {
-            (1.0 / p.pumpout_every_days as f64) * if full { 3.0 } else { 1.0 }
-        } else {
-            0.0
-        };
-        if in_window(hour, 14.0, 16.0) && rng.random_bool(per_step(pump_chance, 2 * HOUR, step)) {
-            t.draining = Some((30.0, 1.5));
-        } else if in_window(hour, 1.0, 4.5)
-            && rng.random_bool(per_step(p.dumping_chance_per_night, 7 * HOUR / 2, step))
-        {
-            let drop = rng.random_range(200.0..400.0f32);
-            t.draining = Some(((t.level_mm - drop).max(20.0), 2.0));
-        }
+    t.world.advance(&g, cfg, rng, w, notes);
+    if t.dropout_until.is_some_and(|u| now >= u) {
+        t.dropout_until = None;
     }
-    t.level_mm = t.level_mm.clamp(0.0, g.sensor_to_floor_mm - 30.0);
+    let spike = t.spike_mm.take().unwrap_or(0.0);
 
     // The sensor, then the firmware reading it.
     let sample = match &mut t.sensor {
+        _ if t.dropout_until.is_some() => LevelSample::Invalid,
         LevelSensor::Ultrasonic { uart, driver } => {
-            let mut d = g.distance_mm(t.level_mm) + noise(rng, 2.0);
+            let mut d = g.distance_mm(t.world.level_mm) + noise(rng, 2.0) - spike;
             if rng.random_bool(p.foam_chance) {
                 d -= rng.random_range(40.0..200.0f32);
             }
@@ -505,12 +825,20 @@ fn step_trap(
             }
         }
         LevelSensor::Loop { adc, driver } => {
-            let level = t.level_mm + noise(rng, 3.0);
+            let level = t.world.level_mm + noise(rng, 3.0) + spike;
             // Rarely, a rodent or a cleaning crew cuts the loop cable for a while.
             if t.loop_cut_until.is_some_and(|u| now >= u) {
                 t.loop_cut_until = None;
             } else if t.loop_cut_until.is_none() && rng.random_bool(per_step(0.05, DAY, step)) {
-                t.loop_cut_until = Some(now + rng.random_range(10..120u64) * MINUTE);
+                let minutes = rng.random_range(10..120u64);
+                t.loop_cut_until = Some(now + minutes * MINUTE);
+                let ts = w.1;
+                notes.push((
+                    "sensor_cable_cut",
+                    TruthClass::Fault,
+                    ts,
+                    ts + (minutes * MINUTE) as i64,
+                ));
             }
             let ma = if t.loop_cut_until.is_some() {
                 0.0
@@ -538,9 +866,9 @@ fn step_manhole(
     m: &mut Manhole,
     cfg: &FleetConfig,
     rng: &mut ChaCha8Rng,
-    now: u64,
-    hour: f32,
+    (now, ts, hour): (u64, i64, f32),
     battery: Option<f32>,
+    notes: &mut Vec<Note>,
     emit: &mut impl FnMut(Message),
 ) {
     let p = &cfg.manhole;
@@ -559,11 +887,16 @@ fn step_manhole(
                 m.open = true;
                 m.tilt_deg = rng.random_range(25.0..70.0);
                 m.tilt_azimuth = rng.random_range(0.0..std::f32::consts::TAU);
-                m.disturbed_until = Some(now + rng.random_range(5..40u64) * MINUTE);
+                let ms = rng.random_range(5..40u64) * MINUTE;
+                m.disturbed_until = Some(now + ms);
+                let end = ts + ms as i64;
+                notes.push(("cover_opened_off_hours", TruthClass::Violation, ts, end));
             } else if rng.random_bool(per_step(p.knock_chance_per_day, DAY, step)) {
                 m.tilt_deg = rng.random_range(11.0..20.0);
                 m.tilt_azimuth = rng.random_range(0.0..std::f32::consts::TAU);
-                m.disturbed_until = Some(now + rng.random_range(30..180u64) * MINUTE);
+                let ms = rng.random_range(30..180u64) * MINUTE;
+                m.disturbed_until = Some(now + ms);
+                notes.push(("cover_tilted", TruthClass::Violation, ts, ts + ms as i64));
             }
         }
     }
@@ -594,8 +927,8 @@ fn step_camera(
     c: &mut Camera,
     cfg: &FleetConfig,
     rng: &mut ChaCha8Rng,
-    now: u64,
-    _hour: f32,
+    (now, ts, _hour): (u64, i64, f32),
+    notes: &mut Vec<Note>,
     emit: &mut impl FnMut(Message),
 ) {
     let p = &cfg.camera;
@@ -612,14 +945,33 @@ fn step_camera(
     let healthy =
         c.black_until.is_none() && c.offline_until.is_none() && c.unplugged_until.is_none();
     if healthy {
-        let start = |chance: f64, slot: &mut Option<u64>, rng: &mut ChaCha8Rng| {
+        let mut start = |chance: f64, slot: &mut Option<u64>, problem, class| {
             if rng.random_bool(per_step(chance, DAY, step)) {
-                *slot = Some(now + rng.random_range(10..90u64) * MINUTE);
+                let ms = rng.random_range(10..90u64) * MINUTE;
+                *slot = Some(now + ms);
+                notes.push((problem, class, ts, ts + ms as i64));
             }
         };
-        start(p.black_chance_per_day, &mut c.black_until, rng);
-        start(p.offline_chance_per_day, &mut c.offline_until, rng);
-        start(p.unplug_chance_per_day, &mut c.unplugged_until, rng);
+        let v = TruthClass::Violation;
+        let f = TruthClass::Fault;
+        start(
+            p.black_chance_per_day,
+            &mut c.black_until,
+            "camera_black",
+            v,
+        );
+        start(
+            p.offline_chance_per_day,
+            &mut c.offline_until,
+            "camera_offline",
+            f,
+        );
+        start(
+            p.unplug_chance_per_day,
+            &mut c.unplugged_until,
+            "camera_unplugged",
+            f,
+        );
     }
     let powered = c.unplugged_until.is_none();
     c.power_pin.set_high(powered);
@@ -639,4 +991,55 @@ fn step_camera(
         },
         emit,
     );
+}
+
+/// The weekly closing days the fleet config gives `site`.
+fn closed_weekdays(cfg: &FleetConfig, site: &str) -> Vec<u8> {
+    cfg.closed
+        .iter()
+        .filter(|c| c.site == site)
+        .flat_map(|c| c.weekdays.iter().copied())
+        .collect()
+}
+
+/// One tick of a third-party trap sensor: the world, then (on its timer) the report it would
+/// send, as (distance rather than level, payload).
+fn step_third_party(
+    t: &mut ThirdParty,
+    cfg: &FleetConfig,
+    rng: &mut ChaCha8Rng,
+    w: (u64, i64, f32),
+    stamp: i64,
+    battery: Option<f32>,
+    notes: &mut Vec<Note>,
+) -> Option<(bool, Vec<u8>)> {
+    let g = t.geometry;
+    t.world.advance(&g, cfg, rng, w, notes);
+    let now = w.0;
+    if t.dropout_until.is_some_and(|u| now >= u) {
+        t.dropout_until = None;
+    }
+    if now < t.next_report {
+        return None;
+    }
+    t.next_report = now + cfg.third_party_report_s * 1000;
+    if t.dropout_until.is_some() {
+        return None;
+    }
+    let spike = t.spike_mm.take().unwrap_or(0.0);
+    let level = t.world.level_mm + spike;
+    Some(if t.distance {
+        let d = (g.distance_mm(level) + noise(rng, 2.0)).round().max(0.0);
+        let battery = battery.map_or(std::string::String::new(), |b| {
+            std::format!(",\"battery\":{}", b.round())
+        });
+        let body = std::format!(
+            "{{\"time\":{},\"object\":{{\"distance\":{d}{battery}}}}}",
+            stamp.div_euclid(1000)
+        );
+        (true, body.into_bytes())
+    } else {
+        let cm = (level + noise(rng, 3.0)).max(0.0).round() / 10.0;
+        (false, std::format!("{cm:.1}").into_bytes())
+    })
 }

@@ -22,6 +22,8 @@ mod config;
 mod device;
 pub mod hal;
 mod publish;
+pub mod scenario;
+pub mod truth;
 
 use std::string::String;
 use std::time::Duration;
@@ -31,10 +33,12 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    CameraParams, FleetConfig, ManholeParams, RestaurantParams, ScriptAction, ScriptedEvent,
+    CameraParams, ClosedSite, FleetConfig, ManholeParams, RestaurantParams, ScriptAction,
+    ScriptedEvent,
 };
-pub use device::RING_CAPACITY;
+pub use device::{CameraView, DUE_OFF_PCT, DUE_ON_PCT, RING_CAPACITY};
 pub use publish::{MemoryPublisher, MqttPublisher, MqttSettings, Outgoing, Publisher};
+pub use truth::{Truth, TruthClass, TruthLabel};
 
 use crate::protocol::MessageKind;
 use device::SimDevice;
@@ -89,31 +93,180 @@ pub async fn run_fleet(
     run_with(&cfg, &mut publisher, cancel).await
 }
 
+/// The simulated world stepped tick by tick, without any transport: what [`run_with`] drives,
+/// and what an in-process benchmark drives at full speed. Keeps the ground truth
+/// ([`Truth`]) of everything that happens.
+pub struct Fleet {
+    cfg: FleetConfig,
+    start_ms: i64,
+    devices: Vec<SimDevice>,
+    script: Vec<ScriptedEvent>,
+    next_script: usize,
+    /// Simulated ms since the start.
+    now: u64,
+    truth: Vec<Truth>,
+}
+
+/// One device of a [`Fleet`], as a transport or benchmark needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub site: String,
+    pub device: String,
+    /// Native protocol (`v1/...` topics, retained state); `false` for third-party sensors.
+    pub native: bool,
+}
+
+impl Fleet {
+    /// Builds the devices and checks the script against them.
+    pub fn new(cfg: &FleetConfig) -> Result<Self, SimError> {
+        cfg.validate()?;
+        let start_ms = cfg.start_ms.unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            now.as_secs() as i64 * 1000
+        });
+        let devices = build_fleet(cfg)?;
+        let mut script = cfg.script.clone();
+        script.sort_by_key(|s| s.at_s);
+        for s in &script {
+            if !devices.iter().any(|d| d.key() == s.device) {
+                return Err(SimError::Config(std::format!(
+                    "script: no device {:?} in this fleet",
+                    s.device
+                )));
+            }
+        }
+        Ok(Fleet {
+            cfg: cfg.clone(),
+            start_ms,
+            devices,
+            script,
+            next_script: 0,
+            now: 0,
+            truth: Vec::new(),
+        })
+    }
+
+    pub fn config(&self) -> &FleetConfig {
+        &self.cfg
+    }
+
+    /// The simulated start, ms since the epoch.
+    pub fn start_ms(&self) -> i64 {
+        self.start_ms
+    }
+
+    /// Simulated ms since the start (the next tick's time).
+    pub fn elapsed_ms(&self) -> u64 {
+        self.now
+    }
+
+    /// True simulated time of the next tick, ms since the epoch.
+    pub fn time_ms(&self) -> i64 {
+        self.start_ms + self.now as i64
+    }
+
+    pub fn devices(&self) -> Vec<DeviceInfo> {
+        self.devices
+            .iter()
+            .map(|d| DeviceInfo {
+                site: d.site.clone(),
+                device: d.device.clone(),
+                native: d.is_native(),
+            })
+            .collect()
+    }
+
+    /// Retained `online` of every native device (sent once at start).
+    pub fn online_messages(&self) -> Vec<Outgoing> {
+        self.devices
+            .iter()
+            .filter(|d| d.is_native())
+            .map(|d| d.online())
+            .collect()
+    }
+
+    /// What every camera shows now (`None`: no frame reaches the gateway).
+    pub fn camera_views(&self) -> Vec<(String, String, Option<CameraView>)> {
+        self.devices
+            .iter()
+            .filter(|d| d.device.starts_with("cam-"))
+            .map(|d| (d.site.clone(), d.device.clone(), d.camera_view(self.now)))
+            .collect()
+    }
+
+    /// One tick: scripted happenings due now, then every device's world and firmware; what
+    /// the devices transmit is appended to `out`.
+    pub fn step(&mut self, out: &mut Vec<Outgoing>) -> Result<(), SimError> {
+        let now = self.now;
+        while let Some(s) = self
+            .script
+            .get(self.next_script)
+            .filter(|s| s.at_s * 1000 <= now)
+        {
+            self.next_script += 1;
+            if let Some(d) = self.devices.iter_mut().find(|d| d.key() == s.device) {
+                tracing::debug!(device = %s.device, action = ?s.action, at_s = s.at_s, "script");
+                d.apply(s.action, s.amount, now, s.duration_s * 1000)
+                    .map_err(SimError::Config)?;
+                if let Some(label) = &s.truth {
+                    let start_ms = self.start_ms + s.at_s as i64 * 1000;
+                    self.truth.push(Truth {
+                        problem: label.problem.clone(),
+                        class: label.class,
+                        site: d.site.clone(),
+                        device: d.device.clone(),
+                        start_ms,
+                        end_ms: start_ms + s.duration_s as i64 * 1000,
+                    });
+                }
+            }
+        }
+        let ts = self.start_ms + now as i64;
+        for d in self.devices.iter_mut() {
+            d.step(&self.cfg, now, ts, out);
+            self.truth.extend(d.take_truth());
+        }
+        self.now += self.cfg.step_ms;
+        Ok(())
+    }
+
+    /// Ground truth noted since the last call, in the order it was noted.
+    pub fn take_truth(&mut self) -> Vec<Truth> {
+        std::mem::take(&mut self.truth)
+    }
+
+    /// Ends the problems still open now (so they appear in the truth) and returns the rest
+    /// of the truth.
+    pub fn finish(&mut self) -> Vec<Truth> {
+        let ts = self.time_ms();
+        for d in self.devices.iter_mut() {
+            d.finish(ts);
+            self.truth.extend(d.take_truth());
+        }
+        self.take_truth()
+    }
+
+    /// Messages replayed after link outages so far.
+    pub fn replayed(&self) -> u64 {
+        self.devices.iter().map(|d| d.counters.replayed).sum()
+    }
+
+    /// Records lost to store-and-forward overflow so far.
+    pub fn dropped(&self) -> u64 {
+        self.devices.iter().map(|d| d.dropped_total()).sum()
+    }
+}
+
 /// [`run_fleet`] with any [`Publisher`] (e.g. [`MemoryPublisher`] for tests).
 pub async fn run_with<P: Publisher>(
     cfg: &FleetConfig,
     publisher: &mut P,
     cancel: CancellationToken,
 ) -> Result<FleetStats, SimError> {
-    cfg.validate()?;
-    let start_ms = cfg.start_ms.unwrap_or_else(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        now.as_secs() as i64 * 1000
-    });
-    let mut devices = build_fleet(cfg)?;
-    let mut script = cfg.script.clone();
-    script.sort_by_key(|s| s.at_s);
-    for s in &script {
-        if !devices.iter().any(|d| d.key() == s.device) {
-            return Err(SimError::Config(std::format!(
-                "script: no device {:?} in this fleet",
-                s.device
-            )));
-        }
-    }
-
+    let mut fleet = Fleet::new(cfg)?;
+    let devices = fleet.devices();
     let mut stats = FleetStats {
         devices: devices.len() as u32,
         ..FleetStats::default()
@@ -124,30 +277,26 @@ pub async fn run_with<P: Publisher>(
             publisher.register(i, &d.site, &d.device).await?;
             registered += 1;
         }
-        for d in &devices {
-            send(publisher, d.online(), &mut stats).await?;
+        for msg in fleet.online_messages() {
+            send(publisher, msg, &mut stats).await?;
         }
         tracing::info!(
             devices = devices.len(),
             seed = cfg.seed,
             "simulated fleet online"
         );
-        simulate(
-            cfg,
-            start_ms,
-            &mut devices,
-            &script,
-            publisher,
-            &cancel,
-            &mut stats,
-        )
-        .await
+        simulate(cfg, &mut fleet, publisher, &cancel, &mut stats).await
     }
     .await;
 
     // Shut down after an error too, so connections close and retained state says offline (a
     // clean disconnect suppresses the will). Bounded: a dead broker must not hang the caller.
-    for d in devices.iter().take(registered) {
+    for d in fleet
+        .devices
+        .iter()
+        .take(registered)
+        .filter(|d| d.is_native())
+    {
         let offline = send(publisher, d.offline(), &mut stats);
         match tokio::time::timeout(Duration::from_secs(2), offline).await {
             Ok(Ok(())) => {}
@@ -155,8 +304,8 @@ pub async fn run_with<P: Publisher>(
             Err(_) => tracing::warn!(device = %d.key(), "offline not sent: timed out"),
         }
     }
-    stats.replayed = devices.iter().map(|d| d.counters.replayed).sum();
-    stats.dropped = devices.iter().map(|d| d.dropped_total()).sum();
+    stats.replayed = fleet.replayed();
+    stats.dropped = fleet.dropped();
     let closed = publisher.close().await;
     result?;
     closed?;
@@ -164,37 +313,24 @@ pub async fn run_with<P: Publisher>(
     Ok(stats)
 }
 
-/// The tick loop: scripts, world and firmware step, publish, pace. Returns when cancelled or a
-/// bound is reached.
+/// The tick loop: step the fleet, publish, pace. Returns when cancelled or a bound is reached.
 async fn simulate<P: Publisher>(
     cfg: &FleetConfig,
-    start_ms: i64,
-    devices: &mut [SimDevice],
-    script: &[ScriptedEvent],
+    fleet: &mut Fleet,
     publisher: &mut P,
     cancel: &CancellationToken,
     stats: &mut FleetStats,
 ) -> Result<(), SimError> {
     let started = tokio::time::Instant::now();
     let mut out = Vec::new();
-    let mut next_script = 0;
-    let mut now: u64 = 0;
     loop {
+        let now = fleet.elapsed_ms();
         if cancel.is_cancelled() || cfg.duration_s.is_some_and(|d| now >= d * 1000) {
             return Ok(());
         }
-        while let Some(s) = script.get(next_script).filter(|s| s.at_s * 1000 <= now) {
-            next_script += 1;
-            if let Some(d) = devices.iter_mut().find(|d| d.key() == s.device) {
-                tracing::debug!(device = %s.device, action = ?s.action, at_s = s.at_s, "script");
-                d.apply(s.action, now, s.duration_s * 1000)
-                    .map_err(SimError::Config)?;
-            }
-        }
-        let ts = start_ms + now as i64;
-        for d in devices.iter_mut() {
-            d.step(cfg, now, ts, &mut out);
-        }
+        fleet.step(&mut out)?;
+        // Nobody reads the truth of a live run: do not let it grow.
+        fleet.truth.clear();
         for msg in out.drain(..) {
             if msg.kind != MessageKind::State
                 && cfg.max_messages.is_some_and(|m| stats.messages >= m)
@@ -207,7 +343,7 @@ async fn simulate<P: Publisher>(
                 _ = cancel.cancelled() => return Ok(()),
             }
         }
-        now += cfg.step_ms;
+        let now = fleet.elapsed_ms();
         stats.sim_ms = now;
 
         if cfg.speed > 0.0 {
@@ -222,7 +358,8 @@ async fn simulate<P: Publisher>(
     }
 }
 
-/// Restaurants' traps first, then cameras, then manholes; numbering starts at 1.
+/// Restaurants' traps first, then cameras, then manholes, then the third-party traps (last, so
+/// adding them changes nothing the others do); numbering starts at 1.
 fn build_fleet(cfg: &FleetConfig) -> Result<Vec<SimDevice>, SimError> {
     let mut devices = Vec::new();
     for n in 1..=cfg.restaurants {
@@ -233,6 +370,14 @@ fn build_fleet(cfg: &FleetConfig) -> Result<Vec<SimDevice>, SimError> {
     }
     for n in 1..=cfg.manholes {
         devices.push(SimDevice::manhole(cfg, devices.len(), n)?);
+    }
+    let first = cfg.restaurants + 1;
+    for n in first..first + cfg.distance_traps {
+        devices.push(SimDevice::third_party(cfg, devices.len(), n, true)?);
+    }
+    let first = first + cfg.distance_traps;
+    for n in first..first + cfg.level_traps {
+        devices.push(SimDevice::third_party(cfg, devices.len(), n, false)?);
     }
     Ok(devices)
 }

@@ -16,6 +16,10 @@
 //! polygon = [[440, 120], [768, 120], [768, 200], [440, 200]]   # image pixels
 //! ```
 //!
+//! A camera's registry entry may carry its zones (`installation.camera_zones`): they replace
+//! the configured ones of that camera from its next frame on, without a restart (the rest of
+//! its parking rule stays in `[[parking.cameras]]`).
+//!
 //! The models are loaded on the first parking frame, once per process, and shared by every
 //! camera. When they are missing the gateway logs one error, counts the frames it could not
 //! analyse (`gateway_parking_frames_total{reason="models_unavailable"}`) and keeps checking
@@ -32,6 +36,7 @@ use crate::vision::dwell::{
 };
 use crate::vision::plate::{PlateConfig, PlateReader};
 use crate::vision::preprocess::{ImageLimits, decode_image};
+use crate::vision::zone::Zone;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -206,9 +211,17 @@ pub enum EventView {
 pub struct Parking {
     /// By (site, camera).
     trackers: HashMap<(String, String), Mutex<DwellTracker>>,
+    /// The configured zones by (site, camera), when no registered ones replace them.
+    configured: HashMap<(String, String), Vec<Zone>>,
+    /// The registered zones of a camera (set once at start-up; see `zones_for`).
+    registered: std::sync::OnceLock<ZoneSource>,
     metrics: Arc<Metrics>,
     limits: ImageLimits,
 }
+
+/// A camera's zones as its device registry entry has them now (`None` or empty: none). A
+/// function so that parking does not depend on the registry.
+pub type ZoneSource = Arc<dyn Fn(&str, &str) -> Option<Vec<Zone>> + Send + Sync>;
 
 impl Parking {
     /// `None` when parking is disabled or no camera is configured.
@@ -235,9 +248,34 @@ impl Parking {
         info!(cameras = trackers.len(), "parking enforcement on");
         Some(Parking {
             trackers,
+            configured: section
+                .cameras
+                .iter()
+                .map(|c| ((c.site.clone(), c.camera.clone()), c.zones.clone()))
+                .collect(),
+            registered: Default::default(),
             metrics,
             limits: ImageLimits::default(),
         })
+    }
+
+    /// Takes each camera's zones from `source` (the registry) from now on, where it has any.
+    pub fn zones_from(&self, source: ZoneSource) -> bool {
+        self.registered.set(source).is_ok()
+    }
+
+    /// The zones `camera` is judged in now: its registry entry's, else the configured ones.
+    pub fn zones_for(&self, site: &str, camera: &str) -> Vec<Zone> {
+        self.registered
+            .get()
+            .and_then(|f| f(site, camera))
+            .filter(|z| !z.is_empty())
+            .or_else(|| {
+                self.configured
+                    .get(&(site.to_string(), camera.to_string()))
+                    .cloned()
+            })
+            .unwrap_or_default()
     }
 
     /// Analyses one frame of `camera`; `None` when the camera has no parking rule or the
@@ -287,7 +325,12 @@ impl Parking {
         };
         let vehicles = frame.sightings.iter().filter(|s| s.vehicle).count();
         // Plain state; a panic elsewhere does not make it unusable.
+        let zones = self.zones_for(site, camera);
         let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
+        if t.zones() != zones.as_slice() {
+            info!(%site, %camera, zones = zones.len(), "parking zones changed");
+            t.set_zones(zones);
+        }
         let events = t.observe(&frame);
         let stays = t.stays();
         drop(t);
@@ -488,6 +531,36 @@ polygon = [[0, 0], [100, 0], [100, 50]]
             "the dog is nobody's data"
         );
         assert_eq!((r[0].x0, r[0].y1), (130.0, 112.0));
+    }
+
+    #[test]
+    fn a_cameras_registered_zones_replace_the_configured_ones_while_it_runs() {
+        let c = Config::from_toml(CAM).unwrap();
+        let p = Parking::new(&c.parking, Arc::new(Metrics::new())).unwrap();
+        let configured = c.parking.cameras[0].zones.clone();
+        assert_eq!(p.zones_for("s1", "c1"), configured);
+        // The registry, as it is at each frame (here: edited once).
+        let now: Arc<Mutex<Option<Vec<Zone>>>> = Arc::new(Mutex::new(None));
+        let seen = now.clone();
+        assert!(p.zones_from(Arc::new(move |site, camera| {
+            (site == "s1" && camera == "c1")
+                .then(|| seen.lock().unwrap().clone())
+                .flatten()
+        })));
+        assert_eq!(
+            p.zones_for("s1", "c1"),
+            configured,
+            "nothing registered yet"
+        );
+        let kerb = Zone {
+            id: "kerb-south".into(),
+            polygon: vec![[0.0, 400.0], [640.0, 400.0], [640.0, 480.0]],
+        };
+        *now.lock().unwrap() = Some(vec![kerb.clone()]);
+        assert_eq!(p.zones_for("s1", "c1"), vec![kerb]);
+        // An entry without zones leaves the configured ones.
+        *now.lock().unwrap() = Some(Vec::new());
+        assert_eq!(p.zones_for("s1", "c1"), configured);
     }
 
     #[test]

@@ -54,6 +54,13 @@ impl CameraService {
         self
     }
 
+    /// Parking takes each camera's zones from `source` (its registry entry) where it has any.
+    pub fn parking_zones_from(&self, source: crate::camera::parking::ZoneSource) {
+        if let Some(p) = &self.parking {
+            p.zones_from(source);
+        }
+    }
+
     fn with<R>(health: &Mutex<CameraHealth>, f: impl FnOnce(&mut CameraHealth) -> R) -> R {
         // Plain state; a panic elsewhere does not make it unusable.
         let mut h = health.lock().unwrap_or_else(|p| p.into_inner());

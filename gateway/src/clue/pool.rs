@@ -67,7 +67,15 @@ pub struct PoolHandle {
     pub(crate) delivery_wake: Arc<Notify>,
     /// Cancelled at shutdown: ends SSE streams so the HTTP server can stop.
     closing: CancellationToken,
+    /// Completes a new event's subject (location, shop, owner) before it is recorded; set
+    /// once at start-up by [`PoolHandle::stamp_subjects_with`], shared by every clone.
+    stamp: Arc<std::sync::OnceLock<SubjectStamp>>,
 }
+
+/// Fills in what the producer of a clue event did not know about its subject (the device
+/// registry's location, shop and owner). A function rather than the registry itself, so the
+/// pool does not depend on the registry (which depends on the pool for its audit).
+pub type SubjectStamp = Arc<dyn Fn(&mut super::signal::Subject) + Send + Sync>;
 
 /// The clue store `[clues] store` chose: this gateway's SQLite file, or the PostgreSQL that
 /// several gateways share.
@@ -278,7 +286,14 @@ impl PoolHandle {
             metrics,
             delivery_wake: Arc::new(Notify::new()),
             closing: CancellationToken::new(),
+            stamp: Default::default(),
         }
+    }
+
+    /// Every event recorded from now on gets its subject completed by `stamp` (once; a
+    /// second call is ignored and returns false).
+    pub fn stamp_subjects_with(&self, stamp: SubjectStamp) -> bool {
+        self.stamp.set(stamp).is_ok()
     }
 
     /// Ends long-lived responses (SSE) when `token` is cancelled.
@@ -395,8 +410,13 @@ impl PoolHandle {
     /// Many events in one transaction; one result per event, in order.
     pub async fn ingest_batch(
         &self,
-        events: Vec<ClueEvent>,
+        mut events: Vec<ClueEvent>,
     ) -> Result<Vec<Result<ClueChange, PoolError>>, PoolError> {
+        if let Some(stamp) = self.stamp.get() {
+            for ev in &mut events {
+                stamp(&mut ev.subject);
+            }
+        }
         let now = self.now_ms();
         let cfg = self.cfg.clone();
         let evidence = self.evidence.clone();

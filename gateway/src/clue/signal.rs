@@ -31,9 +31,18 @@ pub struct Subject {
     /// Vehicle plate, when read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plate: Option<String>,
-    /// WGS84 position, when known (drone findings, fixed cameras).
+    /// WGS84 position, when known (drone findings, fixed cameras, or the device's registry
+    /// entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<GeoPoint>,
+    /// The shop or restaurant the device belongs to (device registry), as it was registered
+    /// when the clue opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shop: Option<String>,
+    /// Who answers for the device's site (device registry), as registered when the clue
+    /// opened: the owner a reviewer tells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

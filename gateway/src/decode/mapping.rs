@@ -475,6 +475,9 @@ impl Mapping {
         if out.is_empty() {
             return Err(DecodeError::Empty);
         }
+        if let Some(codec) = self.cfg.codec {
+            codec.derive(&mut out);
+        }
         // Identity last: a message another mapping may still decode is not counted here.
         let (site, device) = match eui {
             Some(eui) => match registry.resolve_eui(&eui, named, topic, received_ms) {

@@ -18,9 +18,12 @@
 //! - Milesight EM310-UDL decoder (Milesight-IoT/SensorDecoders, `EM310-UDL_Chirpstack_v4.js`
 //!   and `_TTN.js`): `battery` (%), `distance` (mm), `position` (`normal` / `tilt`).
 //! - Milesight EM320-TILT decoder: `battery` (%), `angle_x`, `angle_y`, `angle_z` (degrees),
-//!   `threshold_x`, `threshold_y`, `threshold_z` (`normal` / `trigger`).
+//!   `threshold_x`, `threshold_y`, `threshold_z` (`normal` / `trigger`). Each angle is that
+//!   axis's angle to the horizontal plane (lying flat: 0, 0, 90). The gateway adds the
+//!   cover's tilt from level, `tilt_deg`, which the manhole rules read (see [`Codec::derive`]).
 
 use crate::decode::mapping::{FieldMapping, MappingConfig, TimeFormat};
+use crate::reading::{Reading, Value};
 use serde::{Deserialize, Serialize};
 
 /// A network server's uplink event format.
@@ -103,6 +106,48 @@ fn codec_fields(c: Codec) -> (&'static str, Vec<FieldMapping>) {
                 field("battery", "battery", Some("%"), true),
             ],
         ),
+    }
+}
+
+impl Codec {
+    /// Adds what the rules need and the vendor's decoder does not say outright, to one
+    /// message's readings (same site, device and times as the rest). EM320-TILT: `tilt_deg`,
+    /// the angle between the cover and level, from `angle_x` and `angle_y` (the sensor's X
+    /// and Y axes lie in the cover; the sines of their angles to the horizontal are the
+    /// horizontal components of the cover's normal, so the tilt is
+    /// asin(sqrt(sin²x + sin²y))), past 90 when `angle_z` says the cover lies upside down.
+    /// Nothing is added when the message already has `tilt_deg` or lacks either angle.
+    pub fn derive(self, msg: &mut Vec<Reading>) {
+        match self {
+            Codec::MilesightEm310Udl => {}
+            Codec::MilesightEm320Tilt => {
+                let num = |m: &str| {
+                    msg.iter()
+                        .find(|r| r.metric == m)
+                        .and_then(|r| r.value.as_f64().map(|v| (v, r)))
+                };
+                if num("tilt_deg").is_some() {
+                    return;
+                }
+                let (Some((x, rx)), Some((y, _))) = (num("angle_x"), num("angle_y")) else {
+                    return;
+                };
+                let horizontal = (x.to_radians().sin().powi(2) + y.to_radians().sin().powi(2))
+                    .sqrt()
+                    .min(1.0);
+                let mut tilt = horizontal.asin().to_degrees();
+                if num("angle_z").is_some_and(|(z, _)| z < 0.0) {
+                    tilt = 180.0 - tilt;
+                }
+                let reading = Reading {
+                    metric: "tilt_deg".into(),
+                    value: Value::Float((tilt * 10.0).round() / 10.0),
+                    unit: "deg".into(),
+                    ..rx.clone()
+                };
+                msg.push(reading);
+            }
+        }
     }
 }
 
@@ -218,14 +263,81 @@ codec = "milesight-em320-tilt"
                 "threshold_x",
                 "threshold_y",
                 "threshold_z",
-                "battery"
+                "battery",
+                "tilt_deg"
             ]
         );
+        // Lying flat (0, 0, 90): level.
+        assert_eq!(r[7].value, Value::Float(0.0));
+        assert_eq!(r[7].unit, "deg");
         assert_eq!(r[2].value, Value::Float(90.0));
         assert_eq!(r[4].value, Value::Text("trigger".into()));
         // 2020-02-12T15:15:49.979398312Z
         assert_eq!(r[0].device_time_ms, 1_581_520_549_979);
         assert_eq!(r[0].sequence, Some(1834));
+    }
+
+    /// The EM320-TILT payload with these angles (the vendor decoder's field names).
+    fn tilted(x: f64, y: f64, z: f64) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(TTS).unwrap();
+        let p = &mut v["uplink_message"]["decoded_payload"];
+        p["angle_x"] = x.into();
+        p["angle_y"] = y.into();
+        p["angle_z"] = z.into();
+        v.to_string()
+    }
+
+    fn tilt_of(d: &Decoder, payload: &str) -> f64 {
+        let r = d
+            .decode("v3/a@ttn/devices/x/up", payload.as_bytes(), 1)
+            .unwrap();
+        let t = r.iter().find(|r| r.metric == "tilt_deg").expect("tilt_deg");
+        t.value.as_f64().unwrap()
+    }
+
+    #[test]
+    fn em320_tilt_angles_give_the_covers_tilt_from_level() {
+        let d = decoder(registered());
+        // Tipped 35 degrees about one axis: that axis stays level, the other rises 35.
+        assert_eq!(tilt_of(&d, &tilted(0.0, 35.0, 55.0)), 35.0);
+        assert_eq!(tilt_of(&d, &tilted(-12.0, 0.0, 78.0)), 12.0);
+        // About both: 30 and 30 is a 45-degree tilt (sin² 30 + sin² 30 = sin² 45).
+        assert_eq!(tilt_of(&d, &tilted(30.0, 30.0, 45.0)), 45.0);
+        // Upside down (Z points down): past 90.
+        assert_eq!(tilt_of(&d, &tilted(0.0, 10.0, -80.0)), 170.0);
+    }
+
+    #[test]
+    fn a_tilted_em320_cover_raises_the_default_tilt_rule() {
+        use crate::clue::signal::ClueSignal;
+        let d = decoder(registered());
+        let mut engine = crate::rules::Engine::new(
+            crate::rules::default_rules(),
+            &crate::rules::config::RulesSettings::default(),
+        )
+        .unwrap();
+        let topic = "v3/manhole-covers@ttn/devices/eui-24e124710c408089/up";
+        let mut signals = Vec::new();
+        for (i, (x, y, z)) in [(0.0, 0.0, 90.0), (0.0, 35.0, 55.0), (0.0, 36.0, 54.0)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut r = d.decode(topic, tilted(x, y, z).as_bytes(), 1).unwrap();
+            for x in &mut r {
+                x.device_time_ms = 1_700_000_000_000 + i as i64 * 60_000;
+            }
+            signals.extend(engine.on_readings(&r));
+        }
+        let tilted: Vec<_> = signals
+            .iter()
+            .filter_map(|s| match s {
+                ClueSignal::Occurrence(e) if e.rule == "cover-tilted" => Some(e),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tilted.len(), 1, "{signals:#?}");
+        assert_eq!(tilted[0].subject.site, "street-4");
+        assert_eq!(tilted[0].subject.device.as_deref(), Some("cover-2"));
     }
 
     #[test]

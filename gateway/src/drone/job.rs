@@ -815,6 +815,7 @@ impl Processor {
                     lat: g.lat,
                     lon: g.lon,
                 }),
+                ..Default::default()
             },
             dedup_key: format!("{rule}/{}/{cell}", d.label),
             at_ms: frame.time_ms,
@@ -892,6 +893,7 @@ impl Processor {
                         device: Some(format!("flight-{}", ctx.id)),
                         plate: None,
                         location: Some(GeoPoint { lat, lon }),
+                        ..Default::default()
                     },
                     dedup_key: format!("drone-change-{task_id}/{lat:.4},{lon:.4}"),
                     at_ms: crate::clock::now_ms(),

@@ -3,9 +3,12 @@
 //! A device is known by our `{site}/{device}` name; LoRaWAN devices also by their DevEUI (the
 //! network server's identity, which knows nothing of our sites). Modbus devices and cameras
 //! are named by site and device in their own config, so `{site}/{device}` is their key too.
-//! Each entry carries the kind, a WGS84 location, installation data (camera zones today) and the
-//! owner and shop: decoders turn a DevEUI into site and device through it, clue subjects get
-//! the device's location from it, the dashboard shows it.
+//! Each entry carries the kind, a WGS84 location, installation data (a grease trap's geometry,
+//! a camera's zones, notes) and the owner and shop: decoders turn a DevEUI into site and device
+//! through it, the grease rules read the trap geometry from it ([`Registry::feed_traps`]) and
+//! parking a camera's zones (`camera::parking::Parking::zones_from`), the
+//! clue pool stamps every new clue's subject with the device's location, shop and owner
+//! ([`Registry::stamp`]), and the dashboard shows it (device page, map).
 //!
 //! - Source of truth: one file (`[registry] file`, TOML `[[devices]]` or CSV, see `file.rs`),
 //!   re-read when it changes (checked every `check_s`) and on SIGHUP. A bad file is refused
@@ -23,7 +26,7 @@ pub mod api;
 pub mod file;
 pub mod unknown;
 
-use crate::clue::signal::GeoPoint;
+use crate::clue::signal::{GeoPoint, Subject};
 use crate::config_error::{ConfigError, invalid};
 use crate::install::{TrapInstall, TrapInstalls};
 use crate::metrics::{Metrics, Reason};
@@ -413,6 +416,25 @@ impl Registry {
     /// The registered location of a device, for clue subjects.
     pub fn location(&self, site: &str, device: &str) -> Option<GeoPoint> {
         self.snapshot().get(site, device)?.location
+    }
+
+    /// Completes a clue subject from its device's entry: location, shop and owner, where the
+    /// producer gave none (a drone finding's own position is closer than the registry's).
+    pub fn stamp(&self, s: &mut Subject) {
+        let Some(device) = &s.device else { return };
+        let snap = self.snapshot();
+        let Some(e) = snap.get(&s.site, device) else {
+            return;
+        };
+        if s.location.is_none() {
+            s.location = e.location;
+        }
+        if s.shop.is_none() {
+            s.shop.clone_from(&e.shop);
+        }
+        if s.owner.is_none() {
+            s.owner.clone_from(&e.owner);
+        }
     }
 
     /// Whether devices named by site and device are checked against the registry (a file is

@@ -52,6 +52,10 @@ pub struct RuleConfig {
     /// when every rule of the problem has ended. Default: the rule's own id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// `true`: while registered maintenance covers the subject (works on record, e.g. a crew
+    /// lifting a manhole cover), the condition does not count (see `rules::maintenance`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unless_maintenance: bool,
 }
 
 impl RuleConfig {
@@ -165,8 +169,15 @@ pub enum Condition {
         #[serde(default, skip_serializing_if = "is_always")]
         during: TimeWindow,
     },
-    /// A device event (`event` stream) with this name: alarm raises, recovery clears.
-    Event { name: String },
+    /// A device event (`event` stream) with this name: alarm raises, recovery clears. With
+    /// `for_s`, the alarm must last that long without a recovery before it raises (checked on
+    /// every tick): a sensor that drops out for a few minutes and recovers by itself is
+    /// recorded by the device, not worth a person's visit.
+    Event {
+        name: String,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        for_s: u64,
+    },
     /// Grease trap: contents fell by `min_drop` (in the metric's unit, e.g. L) within
     /// `within_s` with no pump-out registered; judged `grace_s` after detection so the whole
     /// drop is measured and a pump-out registered meanwhile still counts.
@@ -204,6 +215,10 @@ pub struct AreaConfig {
     pub name: String,
     /// Sites, exact or prefix with a trailing `*`.
     pub sites: Vec<String>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 fn is_always(w: &TimeWindow) -> bool {
@@ -526,10 +541,11 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
                 }
             }
             Condition::Silence { after_s, .. } => seconds(format!("{c}.after_s"), *after_s, false)?,
-            Condition::Event { name } => {
+            Condition::Event { name, for_s } => {
                 if name.is_empty() {
                     return Err(invalid(format!("{c}.name"), "must not be empty"));
                 }
+                seconds(format!("{c}.for_s"), *for_s, true)?;
             }
             Condition::Discharge {
                 min_drop,

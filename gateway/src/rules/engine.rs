@@ -26,6 +26,7 @@ use super::config::{
 use super::flap::{Flap, Hysteresis, Transition};
 use super::grease::{PumpoutRegistry, TrapStats, Traps};
 use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateRef, StateView, state_entry};
+use super::maintenance::MaintenanceRegistry;
 use super::window::{Push, Window};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, EvidenceReading, Level, Subject};
 use crate::decode::native::EVENT_STREAM;
@@ -49,6 +50,8 @@ pub struct EngineStats {
     pub cleared: u64,
     /// Trap drops explained by a registered pump-out.
     pub pumpout_explained: u64,
+    /// Readings whose condition did not count because registered maintenance covered them.
+    pub maintenance_explained: u64,
     pub late: u64,
     pub duplicates: u64,
     /// Trap drops that the readings after them did not confirm (dropouts, echoes).
@@ -298,6 +301,25 @@ struct Trigger<'a> {
     key: Option<String>,
 }
 
+/// What was sent for one shared problem of one subject in its current episode.
+#[derive(Debug)]
+struct ProblemSent {
+    at_ms: Option<i64>,
+    level: Level,
+    /// Kinds sent in this episode.
+    stages: Vec<String>,
+}
+
+impl Default for ProblemSent {
+    fn default() -> Self {
+        ProblemSent {
+            at_ms: None,
+            level: Level::Low,
+            stages: Vec::new(),
+        }
+    }
+}
+
 /// Everything that changes while the engine runs (kept apart from the compiled rules so a
 /// reload can swap those and keep this).
 #[derive(Default)]
@@ -310,9 +332,11 @@ struct Live {
     pending: Vec<PendingDischarge>,
     traps: Traps,
     pumpouts: PumpoutRegistry,
+    maintenance: MaintenanceRegistry,
     /// (problem, site, device) -> time and level of the last occurrence sent for a problem
-    /// shared by several rules (one problem, one clue: see `RuleConfig::problem`).
-    problem_sent: HashMap<(String, String, String), (i64, Level)>,
+    /// shared by several rules (one problem, one clue: see `RuleConfig::problem`), and the
+    /// rules (stages) sent in the current episode.
+    problem_sent: HashMap<(String, String, String), ProblemSent>,
     now_ms: i64,
     /// The receive clock: newest tick time or reading receive time.
     rx_now_ms: i64,
@@ -367,6 +391,17 @@ impl Engine {
     /// Records a pump-out service visit so the drop it causes raises nothing.
     pub fn register_pumpout(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
         self.live.pumpouts.register(site, device, from_ms, to_ms);
+    }
+
+    /// The maintenance registry this engine consults; clone it to register works elsewhere.
+    pub fn maintenance(&self) -> MaintenanceRegistry {
+        self.live.maintenance.clone()
+    }
+
+    /// Records maintenance works on a device (e.g. a manhole opened by a registered crew), so
+    /// rules with `unless_maintenance` raise nothing about it meanwhile.
+    pub fn register_maintenance(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
+        self.live.maintenance.register(site, device, from_ms, to_ms);
     }
 
     /// Everything this engine remembers, with the rules it was built from, for
@@ -802,7 +837,7 @@ impl Live {
                 let span = c.calendar.time_in(*during, &r.site, start, t);
                 (n >= *min_readings && span >= *for_s as i64 * 1000, 0)
             }
-            Condition::Event { name } => {
+            Condition::Event { name, for_s } => {
                 if !matches!(&r.value, Value::Text(n) if n == name) {
                     return;
                 }
@@ -818,7 +853,7 @@ impl Live {
                         Value::Text(p) => Some(p.as_str()),
                         _ => None,
                     });
-                (phase != Some("recovery"), 0)
+                (phase != Some("recovery"), *for_s as i64 * 1000)
             }
             Condition::Discharge {
                 min_drop,
@@ -854,7 +889,13 @@ impl Live {
             }
             Condition::Silence { .. } | Condition::Composite { .. } => return,
         };
-        let raw = raw && in_window;
+        let excused = rule.unless_maintenance
+            && !self.maintenance.is_empty()
+            && self.maintenance.covers(&r.site, &r.device, t);
+        if excused {
+            self.stats.maintenance_explained += 1;
+        }
+        let raw = raw && in_window && !excused;
         st.raw = raw;
         let tr = st
             .flap
@@ -936,7 +977,9 @@ impl Live {
                         format!("{}", silent_ms / 1000),
                     ));
                 }
-                Condition::Threshold { for_s, .. } | Condition::Held { for_s, .. }
+                Condition::Threshold { for_s, .. }
+                | Condition::Held { for_s, .. }
+                | Condition::Event { for_s, .. }
                     if *for_s > 0 && st.raw && !st.flap.is_active() =>
                 {
                     let Some(at) = st.device_now(rx_now) else {
@@ -1216,7 +1259,10 @@ impl Live {
     }
 
     /// For a rule sharing its problem with others: whether this occurrence is worth sending
-    /// (the first of the problem, a worse level, or past the cool-down of the last one sent).
+    /// (the first of the problem, a worse level, a later stage, i.e. a kind not yet sent in
+    /// this episode, e.g. "open too long" after "open" at the same level, or past the
+    /// cool-down of the last one sent). All of them go to the problem's one clue. Rules of
+    /// one kind are the same stage judged on other figures (a drop in L, % or mm).
     fn problem_worsened(&mut self, c: &Compiled, tg: &Trigger<'_>, level: Level) -> bool {
         let rule = &c.rules[tg.rule];
         let Some(problem) = &rule.problem else {
@@ -1228,13 +1274,21 @@ impl Live {
             tg.device.unwrap_or("").to_string(),
         );
         let cooldown = rule.cooldown_s as i64 * 1000;
-        if let Some((at, sent)) = self.problem_sent.get(&key)
-            && level <= *sent
-            && tg.at_ms.saturating_sub(*at) < cooldown
+        let sent = self.problem_sent.entry(key).or_default();
+        let new_stage = !sent.stages.contains(&rule.kind);
+        if sent
+            .at_ms
+            .is_some_and(|at| tg.at_ms.saturating_sub(at) < cooldown)
+            && level <= sent.level
+            && !new_stage
         {
             return false;
         }
-        self.problem_sent.insert(key, (tg.at_ms, level));
+        sent.at_ms = Some(tg.at_ms);
+        sent.level = sent.level.max(level);
+        if new_stage {
+            sent.stages.push(rule.kind.clone());
+        }
         true
     }
 

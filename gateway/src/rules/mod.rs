@@ -8,6 +8,7 @@
 //!   occurrence per cool-down instead of hundreds.
 //! - `calendar`: night / business hours / per-site calendars in local time.
 //! - `grease`: trap analytics (daily inflow, fill rate) and the pump-out registry.
+//! - `maintenance`: registered works on devices (a crew lifting a cover) that excuse them.
 //! - `backtest`: replays recorded readings (CSV, line protocol) and reports the clues.
 //! - `task`: the tokio task that feeds the engine from a channel and ticks it every second.
 
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod flap;
 pub mod grease;
 mod keys;
+pub mod maintenance;
 pub mod pumpout_api;
 pub mod pumpout_journal;
 pub mod snapshot;
@@ -30,6 +32,7 @@ mod tests;
 pub use config::{RuleConfig, RulesSettings, default_rules};
 pub use engine::{Engine, EngineStats};
 pub use grease::{PumpoutRegistry, TrapStats};
+pub use maintenance::MaintenanceRegistry;
 
 use thiserror::Error;
 

@@ -170,6 +170,7 @@ fn threshold_rule(id: &str, above: f64, clear_at: f64, for_s: u64, cooldown_s: u
         evidence_s: 600,
         emit: true,
         problem: None,
+        unless_maintenance: false,
     }
 }
 
@@ -207,7 +208,7 @@ fn cover_open_at_night_raises_one_high_clue() {
     assert_eq!(high.len(), 1, "{high:#?}");
     let clue = high[0];
     assert_eq!(clue.rule, "cover-open");
-    assert_eq!(clue.dedup_key, "cover-open/mh-1/cover-1");
+    assert_eq!(clue.dedup_key, "manhole-cover/mh-1/cover-1");
     assert_eq!(clue.kind, "manhole.cover_open");
     assert_eq!(clue.department.as_deref(), Some("city-management"));
     assert_eq!(clue.at_ms, t);
@@ -226,7 +227,10 @@ fn cover_open_by_day_is_medium_and_clears_on_close() {
     let opened = of_rule(&out, "cover-open");
     assert_eq!(opened.len(), 1);
     assert_eq!(opened[0].level, Level::Medium);
-    assert!(cleared_keys(&out).contains(&"cover-open/mh-1/cover-1".to_string()));
+    assert_eq!(
+        cleared_keys(&out),
+        vec!["manhole-cover/mh-1/cover-1".to_string()]
+    );
 }
 
 #[test]
@@ -240,6 +244,119 @@ fn cover_open_too_long_raises_on_tick_without_new_readings() {
     assert_eq!(long.len(), 1);
     assert_eq!(long[0].level, Level::High);
     assert!(of_rule(&e.on_tick(t + 20 * MIN), "cover-open-too-long").is_empty());
+}
+
+/// The distinct dedup keys (one key, one clue in the pool) of the occurrences in `out`.
+fn clue_keys(out: &[ClueSignal]) -> Vec<String> {
+    let mut keys: Vec<String> = occurrences(out)
+        .iter()
+        .map(|e| e.dedup_key.clone())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+#[test]
+fn a_cover_lifted_at_night_is_one_clue_not_three() {
+    // Lifted: it reads open and tilted 40 degrees at once, and stays open half an hour.
+    let mut e = engine();
+    let t = at_local(1, 0);
+    let mut out = run(&mut e, vec![cover("mh-1", false, t - 10 * MIN)]);
+    for m in 0..30 {
+        out.extend(e.on_readings(&cover("mh-1", true, t + m * MIN)));
+        out.extend(e.on_tick(t + m * MIN + 30_000));
+    }
+    out.extend(e.on_readings(&cover("mh-1", false, t + 30 * MIN)));
+    assert_eq!(
+        clue_keys(&out),
+        vec!["manhole-cover/mh-1/cover-1".to_string()]
+    );
+    // Both stages are on that one clue's history, and it is cleared once.
+    let rules: Vec<&str> = occurrences(&out).iter().map(|e| e.rule.as_str()).collect();
+    assert!(rules.contains(&"cover-open"), "{rules:?}");
+    assert!(rules.contains(&"cover-open-too-long"), "{rules:?}");
+    assert_eq!(cleared_keys(&out).len(), 1);
+}
+
+#[test]
+fn a_cover_left_open_by_day_re_levels_its_clue_instead_of_opening_a_second() {
+    let mut e = engine();
+    let t = at_local(12, 0);
+    let mut out = run(&mut e, vec![cover("mh-1", true, t)]);
+    out.extend(e.on_tick(t + 16 * MIN));
+    let occ = occurrences(&out);
+    let open = occ.iter().find(|o| o.rule == "cover-open").expect("opened");
+    let long = occ
+        .iter()
+        .find(|o| o.rule == "cover-open-too-long")
+        .expect("open too long");
+    assert_eq!(open.level, Level::Medium);
+    assert_eq!(long.level, Level::High, "a later, worse stage");
+    assert_eq!(open.dedup_key, long.dedup_key, "the same clue");
+}
+
+#[test]
+fn a_knocked_cover_is_one_tilted_clue() {
+    let mut e = engine();
+    let t = at_local(15, 0);
+    let tilt = |deg: f64, t: i64| {
+        vec![
+            reading(
+                "mh-1",
+                "cover-1",
+                "manhole_cover",
+                "open",
+                Value::Bool(false),
+                t,
+            ),
+            reading(
+                "mh-1",
+                "cover-1",
+                "manhole_cover",
+                "tilt_deg",
+                Value::Float(deg),
+                t,
+            ),
+        ]
+    };
+    let mut out = Vec::new();
+    for m in 0..90 {
+        out.extend(e.on_readings(&tilt(15.0, t + m * MIN)));
+    }
+    out.extend(e.on_readings(&tilt(0.0, t + 90 * MIN)));
+    let occ = occurrences(&out);
+    assert_eq!(occ.len(), 1, "{occ:#?}");
+    assert_eq!(occ[0].kind, "manhole.cover_tilted");
+    assert_eq!(cleared_keys(&out), vec![occ[0].dedup_key.clone()]);
+}
+
+#[test]
+fn registered_maintenance_on_a_cover_raises_nothing_and_a_later_opening_still_does() {
+    let mut e = engine();
+    let t = at_local(10, 0);
+    e.register_maintenance("mh-1", "cover-1", t, t + 2 * HOUR);
+    let mut out = Vec::new();
+    for m in 0..100 {
+        out.extend(e.on_readings(&cover("mh-1", true, t + 5 * MIN + m * MIN)));
+        out.extend(e.on_tick(t + 5 * MIN + m * MIN + 30_000));
+    }
+    out.extend(e.on_readings(&cover("mh-1", false, t + 105 * MIN)));
+    assert!(occurrences(&out).is_empty(), "{:#?}", occurrences(&out));
+    assert!(e.stats().maintenance_explained > 0);
+    // Another cover, and the same one after the works, are judged as ever.
+    let out = run(
+        &mut e,
+        vec![
+            cover("mh-2", true, t + 30 * MIN),
+            cover("mh-1", true, t + 3 * HOUR),
+        ],
+    );
+    let sites: Vec<&str> = of_rule(&out, "cover-open")
+        .iter()
+        .map(|o| o.subject.site.as_str())
+        .collect();
+    assert_eq!(sites, vec!["mh-2", "mh-1"]);
 }
 
 #[test]
@@ -450,37 +567,62 @@ fn fast_rise_raises_rate_of_change() {
 
 // --- cameras and devices -----------------------------------------------------------------
 
+fn fault_event(phase: &str, t: i64) -> Vec<Reading> {
+    vec![
+        reading(
+            "r-1",
+            "trap-1",
+            "event",
+            "name",
+            Value::Text("sensor_fault".into()),
+            t,
+        ),
+        reading(
+            "r-1",
+            "trap-1",
+            "event",
+            "phase",
+            Value::Text(phase.into()),
+            t,
+        ),
+    ]
+}
+
 #[test]
-fn device_fault_event_raises_and_recovery_clears() {
+fn device_fault_lasting_an_hour_raises_on_tick_and_recovery_clears() {
     // (Camera faults are the camera health service's: see `camera::health`.)
     let mut e = engine();
     let t = at_local(12, 0);
-    let event = |phase: &str, t: i64| {
-        vec![
-            reading(
-                "r-1",
-                "trap-1",
-                "event",
-                "name",
-                Value::Text("sensor_fault".into()),
-                t,
-            ),
-            reading(
-                "r-1",
-                "trap-1",
-                "event",
-                "phase",
-                Value::Text(phase.into()),
-                t,
-            ),
-        ]
-    };
-    let out = run(&mut e, vec![event("alarm", t), event("recovery", t + MIN)]);
-    assert_eq!(of_rule(&out, "sensor-fault").len(), 1);
-    assert_eq!(
-        cleared_keys(&out),
-        vec!["sensor-fault/r-1/trap-1".to_string()]
+    let mut out = run(&mut e, vec![fault_event("alarm", t)]);
+    out.extend(e.on_tick(t + 59 * MIN));
+    assert!(
+        of_rule(&out, "sensor-fault").is_empty(),
+        "not before an hour"
     );
+    out.extend(e.on_tick(t + 61 * MIN));
+    assert_eq!(of_rule(&out, "sensor-fault").len(), 1);
+    out.extend(e.on_readings(&fault_event("recovery", t + 70 * MIN)));
+    assert!(cleared_keys(&out).contains(&"sensor-fault/r-1/trap-1".to_string()));
+}
+
+#[test]
+fn a_short_sensor_dropout_that_recovers_by_itself_raises_nothing() {
+    let mut e = engine();
+    let t = at_local(12, 0);
+    let mut out = run(&mut e, vec![fault_event("alarm", t)]);
+    for m in 1..40 {
+        out.extend(e.on_tick(t + m * MIN));
+    }
+    out.extend(e.on_readings(&fault_event("recovery", t + 40 * MIN)));
+    for m in 41..180 {
+        out.extend(e.on_tick(t + m * MIN));
+    }
+    assert!(
+        of_rule(&out, "sensor-fault").is_empty(),
+        "{:#?}",
+        occurrences(&out)
+    );
+    assert!(!cleared_keys(&out).contains(&"sensor-fault/r-1/trap-1".to_string()));
 }
 
 #[test]
@@ -629,7 +771,7 @@ fn device_clock_stepping_back_is_ignored_until_it_catches_up() {
     assert!(cleared_keys(&out).is_empty());
     // Once its clock passes the last reading again, it counts.
     out.extend(e.on_readings(&cover("mh-1", false, t + MIN)));
-    assert!(cleared_keys(&out).contains(&"cover-open/mh-1/cover-1".to_string()));
+    assert!(cleared_keys(&out).contains(&"manhole-cover/mh-1/cover-1".to_string()));
 }
 
 // --- config and reload -------------------------------------------------------------------
@@ -719,7 +861,7 @@ fn reload_keeps_the_state_of_unchanged_rules() {
     rules.insert(0, threshold_rule("level-high", 80.0, 70.0, 0, 0));
     e.reload(rules, &RulesSettings::default()).expect("reload");
     let out = e.on_readings(&cover("mh-1", false, t + MIN));
-    assert!(cleared_keys(&out).contains(&"cover-open/mh-1/cover-1".to_string()));
+    assert!(cleared_keys(&out).contains(&"manhole-cover/mh-1/cover-1".to_string()));
 }
 
 #[test]

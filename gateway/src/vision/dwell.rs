@@ -186,6 +186,9 @@ pub struct Departure {
     pub persuaded: bool,
 }
 
+// At most a few events per vehicle stay, handed straight on: boxing the clue would save
+// nothing that matters.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum DwellEvent {
     Persuade(Notice),
@@ -358,6 +361,18 @@ impl DwellTracker {
                 exempt: s.exempt,
             })
             .collect()
+    }
+
+    /// The zones vehicles are timed in.
+    pub fn zones(&self) -> &[Zone] {
+        &self.cfg.zones
+    }
+
+    /// Replaces the zones (the camera's registry entry changed). Stays already timed keep
+    /// their time; a vehicle outside every new zone is no longer seen there and its stay
+    /// ends as usual.
+    pub fn set_zones(&mut self, zones: Vec<Zone>) {
+        self.cfg.zones = zones;
     }
 
     fn zone_of(&self, b: &BBox) -> Option<&str> {
@@ -692,7 +707,7 @@ fn subject(cfg: &ParkingConfig, s: &Stay) -> Subject {
         site: cfg.site.clone(),
         device: Some(cfg.camera.clone()),
         plate: s.plate.clone(),
-        location: None,
+        ..Default::default()
     }
 }
 

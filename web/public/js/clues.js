@@ -6,6 +6,16 @@ import { h, clear, toast, select } from './dom.js';
 import { session } from './state.js';
 import { timeChart } from './chart.js';
 
+/** Shop, owner and location of a clue's subject (from the device registry), when known. */
+function subjectLine(s) {
+  const parts = [
+    s.shop ? `${t('reg.shop')}: ${s.shop}` : null,
+    s.owner ? `${t('reg.owner')}: ${s.owner}` : null,
+    s.location ? `${t('reg.location')}: ${s.location.lat.toFixed(5)}, ${s.location.lon.toFixed(5)}` : null,
+  ].filter(Boolean);
+  return parts.length ? h('p', { class: 'muted', id: 'clue-subject' }, parts.join(' · ')) : null;
+}
+
 /** The clue's title in the reader's language (rendered by the gateway from kind and figures;
  * the producer's own title for clues recorded before that, or kinds without a template). */
 function clueTitle(c) {
@@ -212,6 +222,7 @@ export async function cluePage(main, id) {
           h('div', { class: 'card' },
             h('p', {}, statusTag(c.status), ' ', h('span', { id: 'clue-status', dataset: { status: c.status } }, t('status.' + c.status))),
             h('p', { class: 'muted' }, `${c.kind} · ${c.subject.site}${c.subject.device ? ' / ' + c.subject.device : ''} · ${t('col.dept')}: ${c.department ?? '–'} · ${t('col.assignee')}: ${c.assignee ?? '–'}`),
+            subjectLine(c.subject),
             h('p', { class: 'muted' }, `${t('col.occ')}: ${c.occurrences} · ${fmtTime(c.first_seen_ms)} → ${fmtTime(c.last_seen_ms)} · ${t('col.deadline')}: ${fmtTime(c.deadline_ms)}`),
             c.resolution ? h('p', {}, c.resolution) : null,
             h('div', { class: 'hint', id: 'history-hint' }, h('strong', {}, t('clue.history'), ': '),

@@ -1,9 +1,11 @@
-// Devices: presence, last seen, battery; per device the recent readings as charts and the
-// grease trap's pump-outs (level drops reported by the device).
+// Devices: presence, last seen, battery, a map of the registered ones; per device its registry
+// entry (shop, owner, location, installation), the recent readings as charts and the grease
+// trap's pump-outs (level drops reported by the device).
 import * as api from './api.js';
 import { t, fmtTime } from './i18n.js';
 import { h, clear, toast } from './dom.js';
 import { timeChart } from './chart.js';
+import { drawMap, devicePoints } from './map.js';
 import { session } from './state.js';
 
 function battery(d) {
@@ -14,16 +16,19 @@ function battery(d) {
 
 export async function devicesPage(main) {
   const devices = await api.get('/api/v1/devices');
+  const points = devicePoints(devices);
   clear(main,
     h('h1', {}, t('dev.title')),
+    points.length ? h('div', { class: 'map', id: 'device-map' }, drawMap([], points, { height: 360 })) : null,
     h('table', { id: 'device-table' },
-      h('thead', {}, h('tr', {}, [t('col.site'), t('dev.title'), t('dev.presence'), t('dev.lastseen'), t('dev.battery'), t('dev.messages'), t('dev.lost')].map((x) => h('th', {}, x)))),
+      h('thead', {}, h('tr', {}, [t('col.site'), t('dev.title'), t('reg.shop'), t('dev.presence'), t('dev.lastseen'), t('dev.battery'), t('dev.messages'), t('dev.lost')].map((x) => h('th', {}, x)))),
       h('tbody', {}, devices.map((d) => h('tr', {
         class: 'clue-row', dataset: { site: d.site, device: d.device },
         onclick: () => { location.hash = `#/devices/${encodeURIComponent(d.site)}/${encodeURIComponent(d.device)}`; },
       },
       h('td', {}, d.site),
       h('td', {}, d.device, h('span', { class: 'muted' }, ` (${d.source})`)),
+      h('td', {}, d.registry ? (d.registry.shop ?? d.registry.owner ?? d.registry.name ?? '') : h('span', { class: 'muted' }, t('reg.none'))),
       h('td', { class: d.presence }, t('dev.' + d.presence)),
       h('td', {}, fmtTime(d.last_seen_ms)),
       h('td', {}, battery(d)),
@@ -59,11 +64,42 @@ function recordForm(site, device, reload) {
     } }, t('dev.register')));
 }
 
+/** A trap's build in one line: `rectangular 1200 x 600 mm · depth 800 mm · sensor 1000 mm · distance`. */
+function trapLine(tr) {
+  const dims = tr.shape === 'cylindrical' ? `⌀${tr.diameter_mm} mm`
+    : tr.shape ? `${tr.length_mm} x ${tr.width_mm} mm` : null;
+  return [tr.shape ? `${t('reg.shape.' + tr.shape)} ${dims}` : null,
+    tr.working_depth_mm ? `${t('reg.depth')} ${tr.working_depth_mm} mm` : null,
+    tr.sensor_height_mm ? `${t('reg.sensor')} ${tr.sensor_height_mm} mm` : null,
+    `${t('reg.reports')}: ${tr.reports}${tr.metric ? ` (${tr.metric})` : ''}`].filter(Boolean).join(' · ');
+}
+
+/** The device's registry entry (what it is, where, whose), or a note that it is not registered. */
+function registryCard(e) {
+  if (!e) return h('p', { class: 'muted', id: 'device-registry' }, t('reg.none'));
+  const inst = e.installation ?? {};
+  const rows = [
+    [t('reg.kind'), t('reg.kind.' + e.kind)],
+    [t('reg.name'), e.name],
+    [t('reg.shop'), e.shop],
+    [t('reg.owner'), e.owner],
+    ['DevEUI', e.dev_eui],
+    [t('reg.location'), e.location ? `${e.location.lat.toFixed(5)}, ${e.location.lon.toFixed(5)}` : null],
+    [t('reg.trap'), inst.trap ? trapLine(inst.trap) : null],
+    [t('reg.zones'), inst.camera_zones?.length ? inst.camera_zones.map((z) => z.id).join(', ') : null],
+    [t('reg.notes'), inst.notes],
+  ].filter(([, v]) => v != null && v !== '');
+  return h('table', { class: 'card', id: 'device-registry' },
+    h('tbody', {}, rows.map(([k, v]) => h('tr', { dataset: { field: k } }, h('th', {}, k), h('td', {}, v)))));
+}
+
 export async function devicePage(main, site, device) {
   const enc = `${encodeURIComponent(site)}/${encodeURIComponent(device)}`;
-  const [data, events] = await Promise.all([
+  const [data, events, entry] = await Promise.all([
     api.get(`/api/v1/devices/${enc}/readings`),
     api.get(`/api/v1/devices/${enc}/events`).catch(() => []),
+    // 404: not registered.
+    api.get(`/api/v1/registry/devices/${enc}`).catch(() => null),
   ]);
   const charts = h('div', { class: 'grid wide', id: 'device-charts' });
   // Clues about this device (pump-out due or overdue, night discharge...), for roles that read clues.
@@ -80,6 +116,8 @@ export async function devicePage(main, site, device) {
   clear(main,
     h('p', {}, h('a', { href: '#/devices' }, t('dev.back'))),
     h('h1', {}, `${site} / ${device}`),
+    h('h2', {}, t('reg.title')),
+    registryCard(entry),
     h('h2', {}, t('dev.charts')),
     charts,
     h('h2', {}, t('dev.pumpouts')),

@@ -1,5 +1,5 @@
-// An offline map: task-area GeoJSON and findings drawn as SVG with an equirectangular
-// projection fitted to their bounds. No tile server is contacted.
+// An offline map: task-area GeoJSON, findings and registered devices drawn as SVG with an
+// equirectangular projection fitted to their bounds. No tile server is contacted.
 
 const NS = 'http://www.w3.org/2000/svg';
 const COLORS = ['#1565c0', '#6a1b9a', '#00838f', '#ef6c00', '#2e7d32', '#ad1457'];
@@ -21,6 +21,30 @@ export function rings(g) {
     case 'LineString': return [g.coordinates];
     default: return [];
   }
+}
+
+/** Colour of a device point by its registry kind. */
+const KIND_COLORS = {
+  grease_trap: '#ef6c00', manhole_cover: '#1565c0', kitchen_camera: '#2e7d32', parking_camera: '#6a1b9a',
+};
+
+/**
+ * Map points of the registered devices that have a location (`rows` as served by
+ * `/api/v1/devices`, or registry entries): `{lat, lon, label, cls, color, href}`.
+ */
+export function devicePoints(rows) {
+  return rows
+    .map((d) => ({ e: d.registry ?? (d.kind && d.location ? d : null), d }))
+    .filter(({ e }) => e && Number.isFinite(e.location?.lat) && Number.isFinite(e.location?.lon))
+    .map(({ e, d }) => ({
+      lat: e.location.lat,
+      lon: e.location.lon,
+      label: `${d.site}/${d.device}${e.shop ? ` · ${e.shop}` : ''}${e.name ? ` · ${e.name}` : ''}`,
+      cls: 'device',
+      color: KIND_COLORS[e.kind] ?? '#455a64',
+      href: `#/devices/${encodeURIComponent(d.site)}/${encodeURIComponent(d.device)}`,
+      site: d.site,
+    }));
 }
 
 /**
@@ -65,10 +89,17 @@ export function drawMap(areas, points, { width = 800, height = 500 } = {}) {
   for (const p of points) {
     if (!Number.isFinite(p.lat) || !Number.isFinite(p.lon)) continue;
     const [x, y] = proj([p.lon, p.lat]);
-    const c = svg('circle', { cx: x, cy: y, r: 6, fill: '#c62828', stroke: '#fff', 'stroke-width': 2, class: 'finding' });
+    const c = svg('circle', {
+      cx: x, cy: y, r: 6, fill: p.color ?? '#c62828', stroke: '#fff', 'stroke-width': 2, class: p.cls ?? 'finding',
+    });
+    if (p.site) c.setAttribute('data-site', p.site);
     const tip = svg('title');
     tip.textContent = p.label;
     c.append(tip);
+    if (p.href) {
+      c.style.cursor = 'pointer';
+      c.addEventListener('click', () => { location.hash = p.href; });
+    }
     root.append(c);
   }
   return root;

@@ -78,6 +78,8 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("closed_ms", Type::INT8),
             ("cleared_ms", Type::INT8),
             ("cleared_note", Type::TEXT),
+            ("shop", Type::TEXT),
+            ("owner", Type::TEXT),
         ],
     ),
     (

@@ -173,6 +173,8 @@ pub(crate) fn clue_from_row(r: &Row) -> Result<Clue, StoreError> {
             device: r.try_get(6)?,
             plate: r.try_get(7)?,
             location: lat.zip(lon).map(|(lat, lon)| GeoPoint { lat, lon }),
+            shop: r.try_get(28)?,
+            owner: r.try_get(29)?,
         },
         dedup_key: r.try_get(10)?,
         title: r.try_get(11)?,
@@ -502,9 +504,10 @@ impl PgStore {
                 "WITH prev AS (SELECT level, kind FROM clues WHERE dedup_key = $1 AND open) \
                  INSERT INTO clues (dedup_key, rule, kind, level, status, open, site, device, \
                  plate, lat, lon, subject_key, title, detail, department, first_seen_ms, \
-                 last_seen_ms, occurrences, created_ms, updated_ms, deadline_ms, escalation) \
+                 last_seen_ms, occurrences, created_ms, updated_ms, deadline_ms, escalation, \
+                 shop, owner) \
                  VALUES ($1, $2, $3, $4, 'new', TRUE, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                 $14, $14, 1, $15, $15, $16, 'none') \
+                 $14, $14, 1, $15, $15, $16, 'none', $19, $20) \
                  ON CONFLICT (dedup_key) WHERE open DO UPDATE SET \
                  occurrences = clues.occurrences + 1, \
                  last_seen_ms = GREATEST(clues.last_seen_ms, EXCLUDED.last_seen_ms), \
@@ -536,14 +539,16 @@ impl PgStore {
                 (&deadline_ms, Type::INT8),
                 (&self.raise_after, Type::INT8),
                 (&rank, Type::INT4),
+                (&s.shop, Type::TEXT),
+                (&s.owner, Type::TEXT),
             ],
         )?;
         let row = rows
             .first()
             .ok_or_else(|| bad("ingest returned no row".into()))?;
         let clue = clue_from_row(row)?;
-        let prev_level: Option<String> = row.try_get(28)?;
-        let prev_kind: Option<String> = row.try_get(29)?;
+        let prev_level: Option<String> = row.try_get(30)?;
+        let prev_kind: Option<String> = row.try_get(31)?;
         let id = clue.id;
         let occ: i64 = tx
             .query_typed(

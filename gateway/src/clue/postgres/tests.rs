@@ -292,3 +292,20 @@ fn registry_edits_and_frame_access_join_the_one_chain_between_clue_changes() {
     assert_eq!(all[2].detail["camera"], "cam1");
     assert!(b.verify_audit().expect("verify").ok);
 }
+
+#[test]
+fn a_subjects_location_shop_and_owner_are_stored_and_read_back() {
+    let (_pg, url) = server();
+    let a = gateway(&url);
+    let mut ev = event("d1", 1);
+    ev.subject.location = Some(GeoPoint {
+        lat: 31.229,
+        lon: 121.4701,
+    });
+    ev.subject.shop = Some("Noodle Bar".into());
+    ev.subject.owner = Some("Li Na".into());
+    let id = a.ingest(&ev, &[], 1_000, 1).expect("ingest").clue.id;
+    let got = a.get(id).expect("get").expect("clue").clue.subject;
+    assert_eq!(got, ev.subject);
+    assert!(a.verify_audit().expect("verify").ok);
+}

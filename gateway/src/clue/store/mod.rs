@@ -240,7 +240,7 @@ impl<T> ClueStore for T where
 pub(crate) const CLUE_COLS: &str = "id, rule, kind, level, status, site, device, plate, lat, lon, \
      dedup_key, title, detail, department, assignee, resolution, first_seen_ms, last_seen_ms, \
      occurrences, created_ms, updated_ms, deadline_ms, escalation, claimed_ms, resolved_ms, \
-     closed_ms, cleared_ms, cleared_note";
+     closed_ms, cleared_ms, cleared_note, shop, owner";
 
 pub(crate) const AUDIT_COLS: &str = "seq, at_ms, actor, action, clue_id, detail, prev_hash, hash";
 

@@ -72,9 +72,10 @@ impl SqliteStore {
                 tx.execute(
                     "INSERT INTO clues (dedup_key, rule, kind, level, status, open, site, device, \
                      plate, lat, lon, subject_key, title, detail, department, first_seen_ms, \
-                     last_seen_ms, occurrences, created_ms, updated_ms, deadline_ms, escalation) \
+                     last_seen_ms, occurrences, created_ms, updated_ms, deadline_ms, escalation, \
+                     shop, owner) \
                      VALUES (?1, ?2, ?3, ?4, 'new', 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
-                     ?14, ?14, 1, ?15, ?15, ?16, 'none')",
+                     ?14, ?14, 1, ?15, ?15, ?16, 'none', ?17, ?18)",
                     params![
                         ev.dedup_key,
                         ev.rule,
@@ -92,6 +93,8 @@ impl SqliteStore {
                         ev.at_ms,
                         now_ms,
                         deadline_ms,
+                        s.shop,
+                        s.owner,
                     ],
                 )?;
                 (tx.last_insert_rowid(), AuditAction::Created)

@@ -52,6 +52,8 @@ fn clue_from_row(r: &Row) -> rusqlite::Result<Clue> {
             device: r.get(6)?,
             plate: r.get(7)?,
             location: lat.zip(lon).map(|(lat, lon)| GeoPoint { lat, lon }),
+            shop: r.get(28)?,
+            owner: r.get(29)?,
         },
         dedup_key: r.get(10)?,
         title: r.get(11)?,

@@ -131,6 +131,12 @@ CREATE TABLE oversight_warnings (
 );
 CREATE INDEX oversight_warnings_site ON oversight_warnings(site, updated_ms);
 "#,
+    // 4: the subject's shop and owner from the device registry (NULL for older clues, which
+    // their audited digests expect).
+    r#"
+ALTER TABLE clues ADD COLUMN shop TEXT;
+ALTER TABLE clues ADD COLUMN owner TEXT;
+"#,
 ];
 
 /// Brings the database at `conn` to the newest schema, one transaction per step.

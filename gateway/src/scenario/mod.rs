@@ -1,0 +1,551 @@
+//! Clue-quality benchmark: a simulated city block run through the gateway's own judgement,
+//! scored against the ground truth the simulation wrote.
+//!
+//! The month of simulated time runs in process, at full speed, with no broker: the firmware
+//! simulator ([`firmware::sim::Fleet`], the same device programs as `gateway demo`) produces
+//! the MQTT messages; they go through the gateway's decoder (native topics and the configured
+//! third-party mappings), the sequence and clock checks of the intake ([`crate::normalize`]),
+//! the rules engine and camera health, and the clue pool (SQLite, the real store) with a clock
+//! that follows simulated time. Kitchen cameras' frames are real JPEGs (the camera fixtures:
+//! photos from the scikit-image package, with black, covered, sky and moved transformations);
+//! a frozen camera repeats its last frame.
+//!
+//! An inspector is simulated so that a month of clues does not pile onto one open clue per
+//! subject: every day at [`INSPECTOR_HOUR`] local time they resolve the open clues whose
+//! condition the producer reported over, and those with no new occurrence for a day.
+//! Registered pump-outs are entered in the pump-out registry when the crew starts, and
+//! registered manhole works in the maintenance registry (their permit) when they start.
+//!
+//! [`score`] turns the clues and the truth into the figures (`examples/clue_quality.rs`).
+
+pub mod frames;
+pub mod score;
+
+use crate::camera::{CameraHealth, CameraStatus, CamerasConfig};
+use crate::clue::evidence::EvidenceStore;
+use crate::clue::lifecycle::Action;
+use crate::clue::lifecycle::Status;
+use crate::clue::model::ClueQuery;
+use crate::clue::pool::{Clock, PoolHandle};
+use crate::clue::signal::ClueSignal;
+use crate::clue::store::SqliteStore;
+use crate::config::Config;
+use crate::decode::Decoder;
+use crate::normalize::{ClockPolicy, Normalizer, SeqVerdict, fix_clock};
+use crate::rules::Engine;
+use firmware::sim::scenario::{BlockParams, city_block};
+use firmware::sim::{CameraView, Fleet, Truth};
+use frames::FrameLibrary;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use thiserror::Error;
+
+/// Local hour of the inspector's daily round.
+pub const INSPECTOR_HOUR: i64 = 9;
+/// How often the engine's and camera health's clocks are advanced (simulated ms).
+const TICK_MS: i64 = 30_000;
+/// How often each camera uploads a frame (simulated ms).
+pub const FRAME_EVERY_MS: i64 = 10 * 60_000;
+/// A registered pump-out is entered this long before the crew starts and covers this long
+/// after it ends.
+const PUMPOUT_MARGIN_MS: i64 = 30 * 60_000;
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    #[error("scenario: {0}")]
+    Sim(#[from] firmware::sim::SimError),
+    #[error("gateway config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("rules: {0}")]
+    Rules(#[from] crate::rules::RulesError),
+    #[error("clue pool: {0}")]
+    Pool(#[from] crate::clue::pool::PoolError),
+    #[error("clue store: {0}")]
+    Store(#[from] crate::clue::store::StoreError),
+    #[error("evidence store: {0}")]
+    Evidence(#[from] crate::clue::evidence::EvidenceError),
+    #[error("camera frames: {0}")]
+    Frames(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Third-party sensors of the block, as a deployment would map them (the same mappings as
+/// `deploy/gateway.example.toml`), and camera timings for a camera host that uploads one
+/// frame every [`FRAME_EVERY_MS`] and sends a status heartbeat every five minutes.
+pub const BLOCK_CONFIG: &str = r#"
+[[mappings]]
+name = "milesight-em310-udl"
+topic = "milesight/{site}/{device}/uplink"
+format = "json"
+stream = "grease_trap"
+time_field = "time"
+time_unit = "s"
+[[mappings.fields]]
+path = "object.distance"
+metric = "distance"
+unit = "mm"
+[[mappings.fields]]
+path = "object.battery"
+metric = "battery"
+unit = "%"
+optional = true
+
+[[mappings]]
+name = "plain-level-cm"
+topic = "plain/{site}/{device}/level"
+format = "number"
+stream = "grease_trap"
+[[mappings.fields]]
+metric = "level"
+unit = "cm"
+
+[cameras.defaults]
+hold_ms = 900000
+recover_ms = 900000
+offline_after_ms = 1200000
+"#;
+
+/// One clue as the benchmark saw it: every occurrence (device time of the observation, level).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClueRecord {
+    pub id: i64,
+    pub rule: String,
+    pub kind: String,
+    pub site: String,
+    pub device: Option<String>,
+    pub events: Vec<(i64, String)>,
+}
+
+/// What one run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutput {
+    pub seed: u64,
+    pub days: u32,
+    pub devices: u32,
+    pub truth: Vec<Truth>,
+    pub clues: Vec<ClueRecord>,
+    pub messages: u64,
+    pub decode_errors: u64,
+    pub frames: u64,
+    pub wall_s: f64,
+}
+
+/// Simulated time for the pool.
+struct SimClock(Arc<AtomicI64>);
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The gateway config of a block: [`BLOCK_CONFIG`] plus `extra` (TOML merged over it, e.g.
+/// trap geometry), with each closed restaurant's calendar.
+pub fn block_config(
+    fleet: &firmware::sim::FleetConfig,
+    extra: &str,
+) -> Result<Config, ScenarioError> {
+    let mut text = format!("{BLOCK_CONFIG}\n{extra}\n");
+    for c in &fleet.closed {
+        text.push_str(&format!(
+            "[[rules_settings.sites]]\nsite = \"{}\"\nclosed_weekdays = {:?}\n",
+            c.site, c.weekdays
+        ));
+    }
+    Ok(Config::from_toml(&text)?)
+}
+
+/// Runs one block. `frames` are the camera pictures; `extra_config` is merged into the
+/// gateway config. Progress goes to `progress` once per simulated day.
+pub async fn run_block(
+    params: &BlockParams,
+    frames: &FrameLibrary,
+    extra_config: &str,
+    mut progress: impl FnMut(u32),
+) -> Result<RunOutput, ScenarioError> {
+    let started = std::time::Instant::now();
+    let fleet_cfg = city_block(params)?;
+    let cfg = block_config(&fleet_cfg, extra_config)?;
+    let mut fleet = Fleet::new(&fleet_cfg)?;
+    let decoder = Decoder::new(&cfg);
+    let policy = ClockPolicy {
+        max_skew_ms: cfg.devices.max_clock_skew_s as i64 * 1000,
+        max_replay_age_ms: cfg.devices.max_replay_age_s as i64 * 1000,
+    };
+    let mut normalizer = Normalizer::default();
+    let mut engine = Engine::from_config(&cfg)?;
+    let mut cameras = CameraHealth::new(CamerasConfig {
+        ..cfg.cameras.clone()
+    })
+    .map_err(ScenarioError::Config)?;
+
+    let dir = tempfile_dir()?;
+    let clock = Arc::new(AtomicI64::new(fleet.time_ms()));
+    let store = Arc::new(SqliteStore::open(&dir.join("clues.sqlite"), vec![])?);
+    let pool = PoolHandle::new(
+        store.clone(),
+        store,
+        EvidenceStore::open(dir.join("evidence"))?,
+        Arc::new(SimClock(clock.clone())),
+        cfg.clues.clone(),
+        Arc::new(crate::metrics::Metrics::new()),
+    );
+
+    // Each camera shows one scene; the enrolled reference is that scene's reference frame.
+    let mut cams: HashMap<(String, String), CamState> = HashMap::new();
+    for (i, (site, device, _)) in fleet.camera_views().into_iter().enumerate() {
+        let scene = i % frames.len();
+        cameras
+            .enrol_reference(&device, &site, frames.reference(scene))
+            .map_err(|e| ScenarioError::Frames(e.to_string()))?;
+        cameras.watch(&device, &site, fleet.time_ms());
+        cams.insert(
+            (site, device),
+            CamState {
+                scene,
+                n: 0,
+                last: None,
+            },
+        );
+    }
+
+    let mut out = RunOutput {
+        seed: params.seed,
+        days: params.days,
+        devices: params.device_count(),
+        truth: Vec::new(),
+        clues: Vec::new(),
+        messages: 0,
+        decode_errors: 0,
+        frames: 0,
+        wall_s: 0.0,
+    };
+    let mut clues: HashMap<i64, ClueRecord> = HashMap::new();
+    let end_ms = fleet.start_ms() + params.days as i64 * DAY_MS;
+    let offset_ms = fleet_cfg.utc_offset_hours as i64 * HOUR_MS;
+    let mut msgs = Vec::new();
+    for m in fleet.online_messages() {
+        msgs.push(m);
+    }
+    let mut next_tick = fleet.time_ms();
+    let mut next_frame = fleet.time_ms();
+    let mut next_round = {
+        let local_day = (fleet.time_ms() + offset_ms).div_euclid(DAY_MS);
+        local_day * DAY_MS - offset_ms + INSPECTOR_HOUR * HOUR_MS
+    };
+    let mut day = 0;
+    while fleet.time_ms() < end_ms {
+        let now = fleet.time_ms();
+        clock.store(now, Ordering::Relaxed);
+        fleet.step(&mut msgs)?;
+        for t in fleet.take_truth() {
+            match t.problem.as_str() {
+                "registered_pumpout" => engine.register_pumpout(
+                    &t.site,
+                    &t.device,
+                    t.start_ms - PUMPOUT_MARGIN_MS,
+                    t.end_ms + PUMPOUT_MARGIN_MS,
+                ),
+                // The crew's permit: the works' planned window (the registry adds its slack).
+                "registered_maintenance" => {
+                    engine.register_maintenance(&t.site, &t.device, t.start_ms, t.end_ms)
+                }
+                _ => {}
+            }
+            out.truth.push(t);
+        }
+        let mut signals = Vec::new();
+        for m in msgs.drain(..) {
+            out.messages += 1;
+            let mut readings = match decoder.decode(&m.topic, &m.payload, now) {
+                Ok(r) => r,
+                Err(_) => {
+                    out.decode_errors += 1;
+                    continue;
+                }
+            };
+            if !intake(&mut normalizer, &policy, &mut readings) {
+                continue;
+            }
+            if readings.first().is_some_and(|r| r.stream == "camera") {
+                let first = &readings[0];
+                let status = CameraStatus::from_metrics(
+                    readings.iter().map(|r| (r.metric.as_str(), &r.value)),
+                );
+                signals.extend(cameras.on_status(
+                    &first.device,
+                    &first.site,
+                    &status,
+                    first.device_time_ms,
+                ));
+            }
+            signals.extend(engine.on_readings(&readings));
+        }
+        if now >= next_frame {
+            next_frame += FRAME_EVERY_MS;
+            for (site, device, view) in fleet.camera_views() {
+                let (Some(view), Some(st)) = (view, cams.get_mut(&(site.clone(), device.clone())))
+                else {
+                    continue;
+                };
+                let jpeg = st.frame(frames, view);
+                out.frames += 1;
+                match cameras.on_frame(&device, &site, &jpeg, now) {
+                    Ok((s, _)) => signals.extend(s),
+                    Err(e) => return Err(ScenarioError::Frames(e.to_string())),
+                }
+            }
+        }
+        if now >= next_tick {
+            next_tick += TICK_MS;
+            signals.extend(engine.on_tick(now));
+            signals.extend(cameras.on_tick(now));
+        }
+        record(&pool, signals, &mut clues).await?;
+        if now >= next_round {
+            next_round += DAY_MS;
+            inspector_round(&pool, now).await?;
+            day += 1;
+            progress(day);
+        }
+    }
+    // Let delayed judgements happen, then close the truth.
+    let now = fleet.time_ms();
+    clock.store(now, Ordering::Relaxed);
+    let mut signals = engine.on_tick(now);
+    signals.extend(cameras.on_tick(now));
+    record(&pool, signals, &mut clues).await?;
+    out.truth.extend(fleet.finish());
+    let mut list: Vec<ClueRecord> = clues.into_values().collect();
+    list.sort_by_key(|c| c.id);
+    out.clues = list;
+    out.wall_s = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(out)
+}
+
+/// The intake's sequence and clock checks; `false` when the message is a redelivery.
+fn intake(
+    normalizer: &mut Normalizer,
+    policy: &ClockPolicy,
+    readings: &mut [crate::reading::Reading],
+) -> bool {
+    if let Some(first) = readings.first()
+        && let Some(seq) = first.sequence
+        && normalizer.check_sequence(&first.site, &first.device, seq) == SeqVerdict::Duplicate
+    {
+        return false;
+    }
+    let mut replaced_at = None;
+    for r in readings.iter_mut() {
+        if fix_clock(r, policy) {
+            let at = *replaced_at.get_or_insert_with(|| {
+                normalizer.replaced_time(&r.site, &r.device, r.device_time_ms)
+            });
+            r.device_time_ms = at;
+        }
+    }
+    true
+}
+
+/// Records signals in the pool and notes which clue each occurrence went to.
+async fn record(
+    pool: &PoolHandle,
+    signals: Vec<ClueSignal>,
+    clues: &mut HashMap<i64, ClueRecord>,
+) -> Result<(), ScenarioError> {
+    for sig in signals {
+        let at = match &sig {
+            ClueSignal::Occurrence(e) => Some(e.at_ms),
+            ClueSignal::Cleared { .. } => None,
+        };
+        let Some(change) = pool.signal(sig).await? else {
+            continue;
+        };
+        let Some(at) = at else { continue };
+        let c = &change.clue;
+        clues
+            .entry(c.id)
+            .or_insert_with(|| ClueRecord {
+                id: c.id,
+                rule: c.rule.clone(),
+                kind: c.kind.clone(),
+                site: c.subject.site.clone(),
+                device: c.subject.device.clone(),
+                events: Vec::new(),
+            })
+            .events
+            .push((at, c.level.as_str().to_string()));
+    }
+    Ok(())
+}
+
+/// The inspector's daily round: resolve what the producer reported over, and what has been
+/// quiet for a day.
+async fn inspector_round(pool: &PoolHandle, now: i64) -> Result<(), ScenarioError> {
+    let open = pool
+        .list(ClueQuery {
+            limit: 5_000,
+            ..ClueQuery::default()
+        })
+        .await?;
+    for c in open {
+        if !c.status.is_open() || c.status == Status::Closed {
+            continue;
+        }
+        if c.cleared_ms.is_some() || c.last_seen_ms <= now - DAY_MS {
+            if c.status == Status::New {
+                pool.act(c.id, Action::Claim { note: None }, "inspector".into())
+                    .await?;
+            }
+            pool.act(
+                c.id,
+                Action::Resolve {
+                    note: Some("inspector's daily round".into()),
+                },
+                "inspector".into(),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Per camera: its scene, a frame counter (live frames cycle) and the last frame (a frozen
+/// camera repeats it).
+struct CamState {
+    scene: usize,
+    n: usize,
+    last: Option<Arc<[u8]>>,
+}
+
+impl CamState {
+    fn frame(&mut self, lib: &FrameLibrary, view: CameraView) -> Arc<[u8]> {
+        self.n += 1;
+        let f = match (view, &self.last) {
+            (CameraView::Frozen, Some(last)) => last.clone(),
+            (v, _) => lib.pick(self.scene, v, self.n),
+        };
+        self.last = Some(f.clone());
+        f
+    }
+}
+
+/// A private scratch folder for the run's SQLite and evidence.
+fn tempfile_dir() -> Result<std::path::PathBuf, ScenarioError> {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let base = std::env::temp_dir().join(format!(
+        "clue-quality-{}-{}-{}",
+        std::process::id(),
+        crate::clock::now_ms(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&base)?;
+    Ok(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firmware::sim::TruthClass;
+    use firmware::sim::scenario::Seeded;
+
+    /// A small block for three days: the whole path (simulator, decoders, intake checks,
+    /// rules, camera health on real frames, pool, inspector, scoring) on a CI budget (about
+    /// 15 s of CPU in a debug build: a 20 s tick and one camera).
+    #[tokio::test(flavor = "current_thread")]
+    async fn small_block_finds_every_native_night_dump_and_scores_against_the_truth() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .to_path_buf();
+        let dir = frames::ensure_fixtures(&root).expect("judging camera fixtures");
+        let frames = FrameLibrary::load(&dir, Some(&["home"])).expect("frames");
+        let p = BlockParams {
+            seed: 7,
+            days: 3,
+            step_ms: 20_000,
+            native_traps: 6,
+            distance_traps: 3,
+            level_traps: 3,
+            cameras: 1,
+            manholes: 4,
+            seeded: Seeded {
+                dumps_native: 3,
+                dumps_distance: 1,
+                dumps_level: 1,
+                covers_opened_off_hours: 2,
+                covers_tilted: 1,
+                cameras_black: 1,
+                cameras_frozen: 0,
+                cameras_covered: 0,
+                cameras_sky: 1,
+                cameras_moved: 0,
+                cameras_offline: 0,
+                cameras_unplugged: 0,
+                rain_days: 1,
+                spikes: 4,
+                dropouts: 1,
+                power_cuts: 1,
+                clock_skews: 1,
+                maintenance: 1,
+                ..Seeded::default()
+            },
+        };
+        let out = run_block(&p, &frames, "", |_| {}).await.expect("run");
+        assert_eq!(out.decode_errors, 0, "every simulated message decodes");
+        assert!(out.frames > 300, "frames judged: {}", out.frames);
+        let seeded = |problem: &str| {
+            out.truth
+                .iter()
+                .filter(|t| t.problem == problem && t.class == TruthClass::Violation)
+                .count()
+        };
+        assert_eq!(seeded("cover_opened_off_hours"), 2);
+        assert_eq!(seeded("camera_sky"), 1);
+        let s = score::score(&out);
+        // Native dumps that happened (a dumper waits for a full trap) are all found.
+        let native_dumps: Vec<&Truth> = out
+            .truth
+            .iter()
+            .filter(|t| t.problem == "night_dumping" && t.site.as_str() <= "r-006")
+            .collect();
+        assert!(!native_dumps.is_empty(), "{:?}", out.truth);
+        for d in native_dumps {
+            assert!(
+                out.clues
+                    .iter()
+                    .any(|c| c.kind == "grease_trap.illegal_discharge"
+                        && c.site == d.site
+                        && c.events
+                            .iter()
+                            .any(|(at, _)| (*at - d.start_ms).abs() < HOUR_MS)),
+                "dump {d:?} has no clue; misses: {:?}",
+                s.misses
+            );
+        }
+        // A cover lifted at night is one clue (not open + too long + tilted), and the
+        // registered works on a cover raise none.
+        let row = &s.problems["cover_opened_off_hours"];
+        assert_eq!(
+            (row.seeded, row.found, row.exactly_one),
+            (2, 2, 2),
+            "misses {:?}, duplicates {:?}",
+            s.misses,
+            s.duplicates
+        );
+        assert!(
+            !s.false_causes.contains_key("registered_maintenance"),
+            "{:?}",
+            s.false_examples
+        );
+        let table = score::report(&[s]);
+        assert!(table.contains("night_dumping"), "{table}");
+        assert!(table.contains("grease_trap.illegal_discharge"), "{table}");
+    }
+}

@@ -1,0 +1,363 @@
+//! Scores a run's clues against its ground truth.
+//!
+//! A clue *matches* a problem (violation, fault or duty) when one of its occurrences is about
+//! the problem's site (and device, when the clue names one), has a kind that reports that
+//! problem ([`accepted_kinds`]), and was observed between [`EARLY_MS`] before the problem
+//! began and [`LATE_MS`] after it ended. Then:
+//!
+//! - recall per problem: the share of problems matched by at least one clue;
+//! - clues per problem: how many distinct clues matched it (the target is exactly one);
+//! - a *false clue* matches no problem at all; its *cause* is the innocent happening on the
+//!   same site in the same window when there is one (rain, pump-out, power cut, ...);
+//! - precision per clue kind: the share of that kind's clues that matched a problem.
+
+use super::RunOutput;
+use firmware::sim::{Truth, TruthClass};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+/// A clue may be observed this long before its problem began (device clocks, median filters).
+pub const EARLY_MS: i64 = 15 * 60_000;
+/// ... and this long after it ended (minimum durations: overdue needs an hour, a flat line six).
+pub const LATE_MS: i64 = 7 * 3_600_000;
+
+/// The clue kinds that report `problem`. Collision clues are accepted for the problems they
+/// combine, so a second clue about the same dumping counts as a duplicate, not as false.
+pub fn accepted_kinds(problem: &str) -> &'static [&'static str] {
+    match problem {
+        "night_dumping" => &[
+            "grease_trap.illegal_discharge",
+            "collision.camera_dark_trap_drop",
+            "collision.night_drop_open_cover",
+        ],
+        "pumpout_due" => &["grease_trap.pumpout_due", "grease_trap.pumpout_overdue"],
+        "cover_opened_off_hours" => &[
+            "manhole.cover_open",
+            "manhole.cover_open_too_long",
+            "manhole.cover_tilted",
+            "collision.night_drop_open_cover",
+        ],
+        "cover_tilted" => &["manhole.cover_tilted"],
+        "camera_black" => &[
+            "camera.black",
+            "camera.image_bad",
+            "camera.covered",
+            "camera.not_repaired",
+            "collision.camera_dark_trap_drop",
+        ],
+        "camera_frozen" => &["camera.frozen", "camera.not_repaired"],
+        "camera_covered" => &[
+            "camera.covered",
+            "camera.black",
+            "camera.image_bad",
+            "camera.not_repaired",
+        ],
+        "camera_sky" => &["camera.sky", "camera.overexposed", "camera.not_repaired"],
+        "camera_moved" => &["camera.moved", "camera.not_repaired"],
+        "camera_offline" | "camera_unplugged" => &[
+            "camera.offline",
+            "camera.fault",
+            "camera.power_lost",
+            "device.offline",
+            "camera.not_repaired",
+            "collision.camera_dark_trap_drop",
+        ],
+        "sensor_cable_cut" => &["device.sensor_fault", "sensor.stuck", "device.offline"],
+        "low_battery" => &["device.low_battery"],
+        _ => &[],
+    }
+}
+
+/// Figures of one problem kind.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProblemRow {
+    pub class: String,
+    pub seeded: u32,
+    pub found: u32,
+    /// Problems with exactly one clue.
+    pub exactly_one: u32,
+    /// Problems with more than one.
+    pub duplicated: u32,
+    pub clues: u32,
+}
+
+/// Figures of one clue kind.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KindRow {
+    pub clues: u32,
+    pub true_clues: u32,
+    pub false_clues: u32,
+}
+
+/// Everything one run scores.
+#[derive(Debug, Clone, Serialize)]
+pub struct Score {
+    pub seed: u64,
+    pub device_days: f64,
+    pub problems: BTreeMap<String, ProblemRow>,
+    pub kinds: BTreeMap<String, KindRow>,
+    /// False clues by the innocent happening that explains them (or `unexplained`).
+    pub false_causes: BTreeMap<String, u32>,
+    pub clues: u32,
+    pub false_clues: u32,
+    /// Violations (the recall target) seeded and found.
+    pub violations: u32,
+    pub violations_found: u32,
+    pub violations_exactly_one: u32,
+    /// Examples of misses and duplicates, for the report.
+    pub misses: Vec<String>,
+    pub duplicates: Vec<String>,
+    pub false_examples: Vec<String>,
+}
+
+impl Score {
+    pub fn clues_per_1000_device_days(&self) -> f64 {
+        f64::from(self.clues) * 1000.0 / self.device_days.max(1e-9)
+    }
+
+    pub fn false_per_1000_device_days(&self) -> f64 {
+        f64::from(self.false_clues) * 1000.0 / self.device_days.max(1e-9)
+    }
+
+    pub fn violation_recall(&self) -> f64 {
+        ratio(self.violations_found, self.violations)
+    }
+
+    /// Share of violations with exactly one clue.
+    pub fn violation_one_clue(&self) -> f64 {
+        ratio(self.violations_exactly_one, self.violations)
+    }
+}
+
+fn ratio(a: u32, b: u32) -> f64 {
+    if b == 0 {
+        1.0
+    } else {
+        f64::from(a) / f64::from(b)
+    }
+}
+
+fn overlaps(t: &Truth, site: &str, device: Option<&str>, at: i64) -> bool {
+    t.site == site
+        && device.is_none_or(|d| d == t.device)
+        && at >= t.start_ms - EARLY_MS
+        && at <= t.end_ms + LATE_MS
+}
+
+/// Scores `run`.
+pub fn score(run: &RunOutput) -> Score {
+    let problems: Vec<&Truth> = run.truth.iter().filter(|t| t.class.is_problem()).collect();
+    let innocent: Vec<&Truth> = run.truth.iter().filter(|t| !t.class.is_problem()).collect();
+    // problem index -> clue ids
+    let mut matched: Vec<BTreeSet<i64>> = vec![BTreeSet::new(); problems.len()];
+    let mut s = Score {
+        seed: run.seed,
+        device_days: f64::from(run.devices) * f64::from(run.days),
+        problems: BTreeMap::new(),
+        kinds: BTreeMap::new(),
+        false_causes: BTreeMap::new(),
+        clues: run.clues.len() as u32,
+        false_clues: 0,
+        violations: 0,
+        violations_found: 0,
+        violations_exactly_one: 0,
+        misses: Vec::new(),
+        duplicates: Vec::new(),
+        false_examples: Vec::new(),
+    };
+    for c in &run.clues {
+        let mut any = false;
+        for (i, p) in problems.iter().enumerate() {
+            if !accepted_kinds(&p.problem).contains(&c.kind.as_str()) {
+                continue;
+            }
+            if c.events
+                .iter()
+                .any(|(at, _)| overlaps(p, &c.site, c.device.as_deref(), *at))
+            {
+                matched[i].insert(c.id);
+                any = true;
+            }
+        }
+        let k = s.kinds.entry(c.kind.clone()).or_default();
+        k.clues += 1;
+        if any {
+            k.true_clues += 1;
+        } else {
+            k.false_clues += 1;
+            s.false_clues += 1;
+            let first = c.events.first().map_or(0, |e| e.0);
+            let cause = innocent
+                .iter()
+                .find(|t| overlaps(t, &c.site, c.device.as_deref(), first))
+                .map_or("unexplained".to_string(), |t| t.problem.clone());
+            *s.false_causes.entry(cause.clone()).or_default() += 1;
+            if s.false_examples.len() < 40 {
+                s.false_examples.push(format!(
+                    "{} {} {} at {} ({} occurrence(s); cause: {cause})",
+                    c.kind,
+                    c.site,
+                    c.device.as_deref().unwrap_or("-"),
+                    first,
+                    c.events.len()
+                ));
+            }
+        }
+    }
+    for (i, p) in problems.iter().enumerate() {
+        let n = matched[i].len() as u32;
+        let row = s.problems.entry(p.problem.clone()).or_default();
+        row.class = p.class.as_str().to_string();
+        row.seeded += 1;
+        row.clues += n;
+        if n > 0 {
+            row.found += 1;
+        }
+        if n == 1 {
+            row.exactly_one += 1;
+        }
+        if n > 1 {
+            row.duplicated += 1;
+        }
+        if p.class == TruthClass::Violation {
+            s.violations += 1;
+            s.violations_found += u32::from(n > 0);
+            s.violations_exactly_one += u32::from(n == 1);
+        }
+        let what = format!(
+            "{} {}/{} {}..{}",
+            p.problem, p.site, p.device, p.start_ms, p.end_ms
+        );
+        if n == 0 && s.misses.len() < 40 {
+            s.misses.push(what);
+        } else if n > 1 && s.duplicates.len() < 40 {
+            let kinds: Vec<&str> = run
+                .clues
+                .iter()
+                .filter(|c| matched[i].contains(&c.id))
+                .map(|c| c.kind.as_str())
+                .collect();
+            s.duplicates.push(format!("{what}: {kinds:?}"));
+        }
+    }
+    s
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The report over several runs: per-seed headline figures, then medians per problem kind and
+/// per clue kind.
+pub fn report(scores: &[Score]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8} {:>10} {:>8} {:>10} {:>12} {:>14} {:>12}",
+        "seed", "violations", "recall", "one clue", "clues/1000dd", "false/1000dd", "false clues"
+    );
+    for s in scores {
+        let _ = writeln!(
+            out,
+            "{:<8} {:>10} {:>8.3} {:>10.3} {:>12.1} {:>14.2} {:>12}",
+            s.seed,
+            s.violations,
+            s.violation_recall(),
+            s.violation_one_clue(),
+            s.clues_per_1000_device_days(),
+            s.false_per_1000_device_days(),
+            s.false_clues
+        );
+    }
+    let med = |f: &dyn Fn(&Score) -> f64| median(scores.iter().map(f).collect());
+    let _ = writeln!(
+        out,
+        "{:<8} {:>10} {:>8.3} {:>10.3} {:>12.1} {:>14.2} {:>12}",
+        "median",
+        "",
+        med(&|s| s.violation_recall()),
+        med(&|s| s.violation_one_clue()),
+        med(&|s| s.clues_per_1000_device_days()),
+        med(&|s| s.false_per_1000_device_days()),
+        med(&|s| f64::from(s.false_clues))
+    );
+
+    let mut problems: BTreeMap<(String, String), ()> = BTreeMap::new();
+    for s in scores {
+        for (k, r) in &s.problems {
+            problems.insert((r.class.clone(), k.clone()), ());
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nper problem (medians over seeds)\n{:<10} {:<24} {:>7} {:>7} {:>9} {:>10} {:>13}",
+        "class", "problem", "seeded", "recall", "one clue", "duplicated", "clues/problem"
+    );
+    for (class, p) in problems.keys() {
+        let rows: Vec<ProblemRow> = scores
+            .iter()
+            .map(|s| s.problems.get(p).cloned().unwrap_or_default())
+            .collect();
+        let m = |f: &dyn Fn(&ProblemRow) -> f64| median(rows.iter().map(f).collect());
+        let _ = writeln!(
+            out,
+            "{:<10} {:<24} {:>7} {:>7.3} {:>9.3} {:>10} {:>13.2}",
+            class,
+            p,
+            m(&|r| f64::from(r.seeded)),
+            m(&|r| ratio(r.found, r.seeded)),
+            m(&|r| ratio(r.exactly_one, r.seeded)),
+            m(&|r| f64::from(r.duplicated)),
+            m(&|r| f64::from(r.clues) / f64::from(r.seeded.max(1))),
+        );
+    }
+
+    let kinds: BTreeSet<&String> = scores.iter().flat_map(|s| s.kinds.keys()).collect();
+    let _ = writeln!(
+        out,
+        "\nper clue kind (medians over seeds)\n{:<34} {:>7} {:>7} {:>7} {:>10} {:>14}",
+        "kind", "clues", "true", "false", "precision", "clues/1000dd"
+    );
+    for k in kinds {
+        let rows: Vec<(KindRow, f64)> = scores
+            .iter()
+            .map(|s| (s.kinds.get(k).cloned().unwrap_or_default(), s.device_days))
+            .collect();
+        let m = |f: &dyn Fn(&(KindRow, f64)) -> f64| median(rows.iter().map(f).collect());
+        let _ = writeln!(
+            out,
+            "{:<34} {:>7} {:>7} {:>7} {:>10.3} {:>14.2}",
+            k,
+            m(&|r| f64::from(r.0.clues)),
+            m(&|r| f64::from(r.0.true_clues)),
+            m(&|r| f64::from(r.0.false_clues)),
+            m(&|r| ratio(r.0.true_clues, r.0.clues)),
+            m(&|r| f64::from(r.0.clues) * 1000.0 / r.1),
+        );
+    }
+
+    let causes: BTreeSet<&String> = scores.iter().flat_map(|s| s.false_causes.keys()).collect();
+    if !causes.is_empty() {
+        let _ = writeln!(out, "\nfalse clues by cause (medians over seeds)");
+        for c in causes {
+            let v = median(
+                scores
+                    .iter()
+                    .map(|s| f64::from(s.false_causes.get(c).copied().unwrap_or(0)))
+                    .collect(),
+            );
+            let _ = writeln!(out, "  {c:<28} {v:>6}");
+        }
+    }
+    out
+}
