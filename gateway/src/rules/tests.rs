@@ -602,7 +602,22 @@ fn device_fault_lasting_an_hour_raises_on_tick_and_recovery_clears() {
     out.extend(e.on_tick(t + 61 * MIN));
     assert_eq!(of_rule(&out, "sensor-fault").len(), 1);
     out.extend(e.on_readings(&fault_event("recovery", t + 70 * MIN)));
-    assert!(cleared_keys(&out).contains(&"sensor-fault/r-1/trap-1".to_string()));
+    assert!(cleared_keys(&out).contains(&"device-fault/r-1/trap-1".to_string()));
+}
+
+#[test]
+fn a_sensor_fault_that_silences_the_device_is_one_clue() {
+    // A cut loop cable: the sensor faults and the device sends nothing more for two hours.
+    let mut e = engine();
+    let t = at_local(12, 0);
+    let mut out = run(&mut e, vec![fault_event("alarm", t)]);
+    for m in 1..120 {
+        out.extend(e.on_tick(t + m * MIN));
+    }
+    out.extend(e.on_readings(&fault_event("recovery", t + 120 * MIN)));
+    assert!(!of_rule(&out, "sensor-fault").is_empty());
+    assert!(!of_rule(&out, "device-silent").is_empty());
+    assert_eq!(clue_keys(&out), vec!["device-fault/r-1/trap-1".to_string()]);
 }
 
 #[test]
@@ -622,7 +637,7 @@ fn a_short_sensor_dropout_that_recovers_by_itself_raises_nothing() {
         "{:#?}",
         occurrences(&out)
     );
-    assert!(!cleared_keys(&out).contains(&"sensor-fault/r-1/trap-1".to_string()));
+    assert!(!cleared_keys(&out).contains(&"device-fault/r-1/trap-1".to_string()));
 }
 
 #[test]
@@ -675,13 +690,13 @@ fn silent_device_raises_offline_after_timeout_and_clears_on_return() {
     let out = e.on_tick(t + HOUR);
     let silent = of_rule(&out, "device-silent");
     assert_eq!(silent.len(), 1);
-    assert_eq!(silent[0].dedup_key, "device-silent/mh-1/cover-1");
+    assert_eq!(silent[0].dedup_key, "device-fault/mh-1/cover-1");
     assert_eq!(silent[0].detail["silent_s"], 3600);
     assert!(of_rule(&e.on_tick(t + 2 * HOUR), "device-silent").is_empty());
     let back = e.on_readings(&cover("mh-1", false, t + 2 * HOUR + MIN));
     assert_eq!(
         cleared_keys(&back),
-        vec!["device-silent/mh-1/cover-1".to_string()]
+        vec!["device-fault/mh-1/cover-1".to_string()]
     );
 }
 
