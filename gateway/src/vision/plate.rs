@@ -17,7 +17,7 @@ use super::VisionError;
 use super::nms::{BBox, nms};
 use super::preprocess::{Normalize, Plane, Roi, resize_into};
 use super::runtime::{Model, models_dir};
-use super::tiles::tile_grid;
+use super::tiles::{overlap_of_smaller, tile_grid};
 use image::RgbImage;
 use ndarray::ArrayViewD;
 use serde::Serialize;
@@ -510,16 +510,6 @@ pub fn read_score(chars: &[CharReading]) -> f32 {
         0.0
     };
     layout + min + 0.01 * mean_p(chars)
-}
-
-/// Intersection over the smaller box's area (1 when one box contains the other).
-fn overlap_of_smaller(a: &BBox, b: &BBox) -> f32 {
-    let smaller = a.area().min(b.area());
-    if smaller <= 0.0 {
-        0.0
-    } else {
-        a.intersection(b) / smaller
-    }
 }
 
 /// Whether a box covers most (over half) of the image.
