@@ -2,7 +2,12 @@
 //! per-character probabilities, doubt, candidates, box) and the wall time of each run.
 //! Used by `tests/plates/eval.sh`, which scores these lines against the ground truth.
 //!
-//!   cargo run --release -p gateway --example plate_eval -- [--runs N] IMAGE...
+//!   cargo run --release -p gateway --example plate_eval -- [--runs N] [OPTION VALUE]... IMAGE...
+//!
+//! Options override `PlateConfig::default()` (for tuning on the tune split only):
+//! `--crops "0.04:0.12,0:0"` (crop hypotheses, x:y insets), `--crop-max-side N`,
+//! `--crop-border F`, `--tile-above F`, `--tile-side N`, `--det-max-side N`,
+//! `--det-threshold F`.
 
 use gateway::vision::plate::{PlateConfig, PlateReader};
 use gateway::vision::preprocess::{ImageLimits, decode_image};
@@ -12,15 +17,27 @@ use std::time::Instant;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut runs = 3usize;
     let mut files = Vec::new();
+    let mut config = PlateConfig::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "--runs" {
-            runs = args.next().ok_or("--runs needs a number")?.parse()?;
-        } else {
+        if !a.starts_with("--") {
             files.push(a);
+            continue;
+        }
+        let v = args.next().ok_or_else(|| format!("{a} needs a value"))?;
+        match a.as_str() {
+            "--runs" => runs = v.parse()?,
+            "--crops" => config.crops = parse_crops(&v)?,
+            "--crop-max-side" => config.crop_max_side = v.parse()?,
+            "--crop-border" => config.crop_border = v.parse()?,
+            "--tile-above" => config.tile_above = v.parse()?,
+            "--tile-side" => config.tile_side = v.parse()?,
+            "--det-max-side" => config.det_max_side = v.parse()?,
+            "--det-threshold" => config.det_threshold = v.parse()?,
+            _ => return Err(format!("unknown option {a}").into()),
         }
     }
-    let reader = PlateReader::load_default(PlateConfig::default())?;
+    let reader = PlateReader::load_default(config)?;
     let limits = ImageLimits::default();
     let out = std::io::stdout();
     let mut out = out.lock();
@@ -45,4 +62,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+/// "0.04:0.12,0:0" -> [(0.04, 0.12), (0.0, 0.0)]
+fn parse_crops(v: &str) -> Result<Vec<(f32, f32)>, Box<dyn std::error::Error>> {
+    v.split(',')
+        .map(|c| {
+            let (x, y) = c.split_once(':').ok_or("a crop is x:y")?;
+            Ok((x.trim().parse()?, y.trim().parse()?))
+        })
+        .collect()
 }

@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cameras/{id}/reference", post(camera_reference))
         .layer(DefaultBodyLimit::max(MAX_FRAME_BYTES))
         .merge(crate::clue::api::routes())
+        .merge(crate::notice::api::routes())
         .merge(crate::rules::pumpout_api::routes())
         .merge(crate::registry::api::routes())
         .merge(crate::dashboard::api::routes())

@@ -104,6 +104,10 @@ impl Gateway {
             crate::camera::service::CameraService::new(cfg.cameras.clone(), clue_tx.clone())
                 .context("configuring camera health")?
                 .with_parking(&cfg.parking, metrics.clone());
+        // Parking's "please move" notices: recorded with their stays, delivered like clues.
+        let notices = crate::notice::Notices::new(&clues, &cfg.notices, metrics.clone());
+        tasks.extend(notices.spawn_delivery(&cfg.mqtt, delivery_cancel.clone()));
+        let cameras = cameras.with_notices(notices);
         let zones_from = registry.clone();
         cameras.parking_zones_from(Arc::new(move |site, camera| {
             Some(zones_from.get(site, camera)?.installation.camera_zones)

@@ -51,6 +51,8 @@ pub struct Config {
     pub cameras: crate::camera::CamerasConfig,
     /// No-parking zones per camera (`[[parking.cameras]]`), enforced on uploaded frames.
     pub parking: crate::camera::parking::ParkingSection,
+    /// `[notices]`: delivery of street notices (parking "please move").
+    pub notices: crate::notice::NoticesConfig,
     /// The web dashboard served at `/` (`[dashboard] enabled`, `dir`).
     pub dashboard: crate::dashboard::DashboardConfig,
     /// Drone footage uploads, processing and inspection tasks (`[drone]`).
@@ -153,6 +155,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.cameras.validate()?;
         self.parking.validate()?;
+        self.notices.validate()?;
         self.dashboard.validate()?;
         self.drone.validate()?;
         self.mqtt.validate()?;

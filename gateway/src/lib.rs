@@ -18,7 +18,9 @@
 //!   uploads, tasks), [`install`] (how each device is built and mounted, e.g. grease
 //!   traps).
 //! - Clues: [`clue`] (signals in, the pool, storage by concern in `clue::store`, lifecycle,
-//!   audit chain, delivery to the platform, oversight, retention, auth, the clue API).
+//!   audit chain, delivery to the platform, oversight, retention, auth, the clue API);
+//!   [`notice`] (street notices: parking's "please move" recorded per stay and delivered
+//!   through the clue outbox, and the stays' outcomes).
 //! - Serving people: [`api`] (the HTTP router and the API state), [`dashboard`] (the web
 //!   pages and their API).
 //!
@@ -42,6 +44,7 @@ pub mod history;
 pub mod install;
 pub mod metrics;
 pub mod normalize;
+pub mod notice;
 pub mod outbox;
 pub mod pipeline;
 pub mod reading;

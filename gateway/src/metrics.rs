@@ -92,6 +92,12 @@ pub struct Metrics {
     pub clue_delivered_total: Family<Reason, Counter>,
     /// Failed clue delivery attempts, by channel (retried).
     pub clue_delivery_failures_total: Family<Reason, Counter>,
+    /// Street notices delivered, by channel (`notice-mqtt`, `notice-webhook:NAME`).
+    pub notices_delivered_total: Family<Reason, Counter>,
+    /// Failed notice delivery attempts, by channel (retried).
+    pub notice_delivery_failures_total: Family<Reason, Counter>,
+    /// Notices or stay outcomes the clue store refused (logged; such a notice is not sent).
+    pub notice_record_errors_total: Counter,
     /// Camera frames of parking cameras, by result (`analysed`, `models_unavailable`, `error`).
     pub parking_frames_total: Family<Reason, Counter>,
     /// "Please move" notices due (persuasion time reached).
@@ -293,6 +299,21 @@ impl Metrics {
                 "clue_delivery_failures",
                 "Failed clue delivery attempts, by channel (reason label)",
                 Family::default()
+            ),
+            notices_delivered_total: reg!(
+                "notices_delivered",
+                "Street notices delivered, by channel (reason label)",
+                Family::default()
+            ),
+            notice_delivery_failures_total: reg!(
+                "notice_delivery_failures",
+                "Failed street notice delivery attempts, by channel (reason label)",
+                Family::default()
+            ),
+            notice_record_errors_total: reg!(
+                "notice_record_errors",
+                "Parking notices or stay outcomes the clue store refused",
+                Counter::default()
             ),
             parking_frames_total: reg!(
                 "parking_frames",

@@ -247,3 +247,139 @@ fn a_zone_registered_through_the_api_applies_from_the_next_frame() {
     let zone = v["parking"]["stays"][0]["zone"].as_str().unwrap_or("");
     assert_eq!(zone, "kerb-north", "{v}");
 }
+
+/// The same kerb with a limit far away, and a stay that ends one second after its place is
+/// seen empty.
+const LEAVING: &str = r#"
+[[parking.cameras]]
+site = "street-9"
+camera = "cam-dog"
+persuade_after_s = 1
+limit_s = 600
+gone_after_s = 1
+[[parking.cameras.zones]]
+id = "kerb-north"
+polygon = [[440.0, 120.0], [768.0, 120.0], [768.0, 200.0], [440.0, 200.0]]
+"#;
+
+/// `dog.jpg` with the parked pickup gone: its corner of the street painted over in the grey
+/// of the road, as the camera would see the kerb once the car has driven off.
+fn without_the_pickup(photo: &[u8]) -> Vec<u8> {
+    let mut img = image::load_from_memory(photo).expect("dog.jpg").to_rgb8();
+    let road = *img.get_pixel(700, 230);
+    for y in 50..215 {
+        for x in 430..img.width() {
+            img.put_pixel(x, y, road);
+        }
+    }
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&img)
+        .expect("encode");
+    out
+}
+
+#[test]
+fn a_warned_car_that_leaves_is_told_over_mqtt_and_recorded_as_left_after_notice_without_a_clue() {
+    models();
+    let photo = dog_jpg();
+    let empty = without_the_pickup(&photo);
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let vm = VictoriaMetrics::start().unwrap();
+    let notices = broker.subscribe("notices/v1/#").unwrap();
+    let cfg = format!(
+        "{}\n{LEAVING}",
+        config(&broker.url(), "gw-notices", &vm.url(), "")
+    );
+    let gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
+    let device = gw.token("device", "street-9").unwrap();
+    let inspector = gw.token("inspector", "street-9").unwrap();
+    let frames = "/api/v1/cameras/cam-dog/frames?site=street-9";
+
+    // Parked: warned once the persuasion time has passed; then the kerb is empty.
+    let mut events = Vec::new();
+    for (i, frame) in [&photo, &photo, &photo, &empty, &empty, &empty]
+        .into_iter()
+        .enumerate()
+    {
+        let v = post_jpeg(&gw, frames, &device, frame);
+        events.extend(
+            v["parking"]["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        if i < 5 {
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+    }
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    let warned = kinds.iter().filter(|k| **k == "persuade").count();
+    assert!(warned >= 1, "{events:?}\n{}", gw.diagnostics());
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "left").count(),
+        warned,
+        "every warned stay left: {events:?}"
+    );
+    assert!(!kinds.contains(&"clue"), "{events:?}");
+
+    // The notice reached the street's subscriber.
+    let got = notices
+        .wait_for(warned, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
+    assert_eq!(got.len(), warned, "one notice per warned stay: {got:?}");
+    let (topic, body) = &got[0];
+    assert_eq!(topic, "notices/v1/street-9/cam-dog");
+    let n: serde_json::Value = serde_json::from_str(body).expect("notice JSON");
+    assert_eq!(n["event"], "parking_notice", "{n}");
+    assert_eq!(n["zone"], "kerb-north", "{n}");
+    assert!(
+        n["text"]["zh"].as_str().is_some_and(|t| t.contains("驶离")),
+        "{n}"
+    );
+
+    // Each warned stay is on record as left after its notice, and no clue was raised.
+    let stays = gw
+        .get_with_token("/api/v1/parking/stays?site=street-9", &inspector)
+        .and_then(|r| r.ok())
+        .and_then(|r| r.json())
+        .unwrap_or_else(|e| panic!("stays: {e:#}"));
+    let stays = stays.as_array().expect("stay list").clone();
+    assert_eq!(stays.len(), warned, "{stays:?}");
+    for s in &stays {
+        assert_eq!(s["outcome"], "left_after_notice", "{s}");
+        assert_eq!(s["camera"], "cam-dog", "{s}");
+        assert!(s["left_ms"].as_i64().is_some(), "{s}");
+    }
+    assert!(
+        stays.iter().any(|s| s["id"] == n["event_id"]),
+        "the notice names its stay record: {n} {stays:?}"
+    );
+    let clues = gw
+        .get_with_token("/api/v1/clues?kind=parking.overstay", &inspector)
+        .and_then(|r| r.ok())
+        .and_then(|r| r.json())
+        .unwrap_or_else(|e| panic!("clues: {e:#}"));
+    assert_eq!(clues.as_array().map(Vec::len), Some(0), "{clues}");
+    // The statistics count these records.
+    let stats = gw
+        .get_with_token("/api/v1/stats", &inspector)
+        .and_then(|r| r.ok())
+        .and_then(|r| r.json())
+        .unwrap_or_else(|e| panic!("stats: {e:#}"));
+    let p = &stats["parking"];
+    assert_eq!(
+        p["left_after_notice"].as_u64(),
+        Some(warned as u64),
+        "{stats}"
+    );
+    assert_eq!(p["clue"].as_u64(), Some(0), "{stats}");
+    assert_eq!(p["persuasion_rate"].as_f64(), Some(1.0), "{stats}");
+    assert_eq!(p["by_zone"][0]["zone"], "kerb-north", "{stats}");
+    wait_until("the notices acknowledged", Duration::from_secs(10), || {
+        let n = gw.metric("gateway_notices_delivered_total{reason=\"notice-mqtt\"}")?;
+        Ok((n == warned as f64).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
+}

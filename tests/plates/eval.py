@@ -30,6 +30,7 @@ for path in sys.argv[2:]:
 
 def load_truth(split):
     rows = []
+    parents = {}
     with open(os.path.join(HERE, "groundtruth.tsv"), encoding="utf-8") as f:
         for line in f:
             if line.startswith("#") or not line.strip():
@@ -37,8 +38,26 @@ def load_truth(split):
             c = line.rstrip("\n").split("\t")
             r = dict(id=c[0], split=c[1], source=c[2], path=c[3], plates=[] if c[8] == "-" else c[8].split("|"),
                      colour=c[9], rows=int(c[10]), kind=c[11], size=c[12], cond=c[14])
+            parents[r["id"]] = r
             if r["split"] == split:
                 rows.append(r)
+    return rows, parents
+
+
+def derived_rows(parents, images, baseline_python):
+    """Harder variants of the tune photos (tests/plates/derive_tune.py), made on first need."""
+    out = os.path.join(os.path.dirname(images), "derived-tune")
+    tsv = os.path.join(out, "derived.tsv")
+    script = os.path.join(HERE, "derive_tune.py")
+    if not os.path.isfile(tsv) or os.path.getmtime(tsv) < os.path.getmtime(script):
+        subprocess.run([baseline_python, script, os.path.join(HERE, "groundtruth.tsv"), images, out], check=True)
+    rows = []
+    with open(tsv, encoding="utf-8") as f:
+        for line in f:
+            i, name, plate, kind, size, variant = line.rstrip("\n").split("\t")
+            p = parents[i.rsplit("-", 1)[0]]
+            rows.append(dict(p, id=i, path=name, file=os.path.join(out, name), plates=[plate], kind=kind,
+                             size=size, cond=p["cond"], variant=variant))
     return rows
 
 
@@ -128,13 +147,20 @@ def main():
     ap.add_argument("--images", required=True)
     ap.add_argument("--baseline-python", required=True)
     ap.add_argument("--details", action="store_true", help="print every plate's reading")
+    ap.add_argument("--no-baseline", action="store_true", help="score our reader only (tuning loops)")
+    ap.add_argument("--no-derived", action="store_true", help="tune split: leave out the derived variants")
+    ap.add_argument("--ours-arg", action="append", default=[], help="extra argument for plate_eval (repeatable)")
     a = ap.parse_args()
-    rows = load_truth(a.split)
+    rows, parents = load_truth(a.split)
     img = {}
     for r in rows:
         p = os.path.join(a.images, r["id"] + os.path.splitext(r["path"])[1].lower())
         if os.path.isfile(p):
             img[r["id"]] = p
+    if a.split == "tune" and not a.no_derived:
+        for r in derived_rows(parents, a.images, a.baseline_python):
+            rows.append(r)
+            img[r["id"]] = r["file"]
     missing = [r["id"] for r in rows if r["id"] not in img]
     rows = [r for r in rows if r["id"] in img]
     if missing:
@@ -142,41 +168,54 @@ def main():
               f"run tests/plates/fetch.sh with PLATES_HYPERLPR_GIT for the plate photos", file=sys.stderr)
     files = [img[r["id"]] for r in rows]
     print(f"eval: {len(rows)} images of split '{a.split}', {a.runs} timed runs each", file=sys.stderr)
-    ours = run_reader([a.ours, "--runs", str(a.runs)], files)
-    base = run_reader([a.baseline_python, "-c", BASELINE, str(a.runs)], files, prefix="JSON ")
-    readers = [("ours", score(rows, ours, img)), ("hyperlpr 0.0.2", score(rows, base, img))]
+    ours = run_reader([a.ours, "--runs", str(a.runs), *a.ours_arg], files)
+    readers = [("ours", score(rows, ours, img))]
+    base = {}
+    if not a.no_baseline:
+        base = run_reader([a.baseline_python, "-c", BASELINE, str(a.runs)], files, prefix="JSON ")
+        readers.append(("hyperlpr 0.0.2", score(rows, base, img)))
 
     def table(title, key_fn):
         groups = collections.OrderedDict()
         for r in rows:
             for k in key_fn(r):
                 groups.setdefault(k, set()).add(r["id"])
+        if not groups:
+            return
         print(f"\n### {title}\n")
-        print("| subset | plates | reader | exact % | sure & exact % | chars % | province % | doubtful % | sure but wrong % | plate-free imgs | false plates/img (sure / all) | ms/frame |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("| subset | plates | reader | exact % | sure & exact % | chars % | province % | doubtful % | sure but wrong % | plate-free imgs | false plates/img (sure / all) | ms/frame | ms vs hyperlpr |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for k, ids in groups.items():
-            for name, per in readers:
-                s = summary([o for o in per if o["row"]["id"] in ids])
+            sums = [(name, summary([o for o in per if o["row"]["id"] in ids])) for name, per in readers]
+            ref = sums[-1][1]["ms"] if len(sums) > 1 else float("nan")
+            for name, s in sums:
+                ratio = s["ms"] / ref if ref == ref and ref > 0 else float("nan")
                 print(f"| {k} | {s['n']} | {name} | {fmt(s['exact'])} | {fmt(s['sure_exact'])} | {fmt(s['chars'])} | "
                       f"{fmt(s['province'])} | {fmt(s['doubtful'])} | {fmt(s['sure_wrong'])} | {s['neg']} | "
-                      f"{fmt(s['false_sure'], 2)} / {fmt(s['false_all'], 2)} | {fmt(s['ms'], 0)} |")
+                      f"{fmt(s['false_sure'], 2)} / {fmt(s['false_all'], 2)} | {fmt(s['ms'], 0)} | {fmt(ratio, 2)}x |")
 
     table("All", lambda r: ["all", "clear plates"] if clear(r) and r["plates"] else ["all"])
     table("By size of the plate in the frame", lambda r: [r["size"]] if r["plates"] else ["no plate"])
+    table("By kind of photo", lambda r: [r["kind"]])
     table("By colour", lambda r: [r["colour"] + (" double-row" if r["rows"] == 2 else "")] if r["plates"] else [])
     table("By province character", lambda r: sorted({p[0] for p in r["plates"]}))
+    table("Tune variants (derive_tune.py)", lambda r: [r["variant"]] if r.get("variant") else [])
     if a.details:
-        print("\n### Every plate\n\n| id | want | ours | hyperlpr |\n|---|---|---|---|")
-        for o1, o2 in zip(readers[0][1], readers[1][1]):
+        names = [n for n, _ in readers]
+        print("\n### Every plate\n\n| id | want | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names))
+        raw = [ours, base]
+        for i, o1 in enumerate(readers[0][1]):
+            rid = o1["row"]["id"]
             if "plates" not in o1:
-                t1 = ",".join(p["text"] for p in ours.get(img[o1["row"]["id"]], {"plates": []})["plates"])
-                t2 = ",".join(p["text"] for p in base.get(img[o1["row"]["id"]], {"plates": []})["plates"])
-                print(f"| {o1['row']['id']} | (none) | {t1} | {t2} |")
+                ts = [",".join(p["text"] for p in raw[j].get(img[rid], {"plates": []})["plates"]) for j in range(len(readers))]
+                print(f"| {rid} | (none) | " + " | ".join(ts) + " |")
                 continue
-            for p1, p2 in zip(o1["plates"], o2["plates"]):
-                d = " (doubtful)" if p1["doubtful"] else ""
-                print(f"| {o1['row']['id']} | {p1['want']} | {p1['got']}{d} | {p2['got']} |")
-
+            for k, p1 in enumerate(o1["plates"]):
+                cells = []
+                for j, (_, per) in enumerate(readers):
+                    p = per[i]["plates"][k]
+                    cells.append(p["got"] + (" (doubtful)" if p["doubtful"] else ""))
+                print(f"| {rid} | {p1['want']} | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":
     main()

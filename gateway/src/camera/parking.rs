@@ -28,6 +28,7 @@
 //! Everything here blocks (inference): call it from `spawn_blocking`.
 
 use crate::clue::signal::ClueSignal;
+use crate::clue::stays::{StayEvent, StayNotice, StayUpdate};
 use crate::config_error::{ConfigError, invalid};
 use crate::metrics::{Metrics, Persuaded, Reason};
 use crate::vision::detector::{Detector, DetectorConfig};
@@ -207,6 +208,17 @@ pub enum EventView {
     Left(Departure),
 }
 
+/// What one analysed frame produced.
+pub struct ParkingOutput {
+    /// For the uploader.
+    pub report: ParkingReport,
+    /// For the clue pool.
+    pub signals: Vec<ClueSignal>,
+    /// Notices due and outcomes of warned stays, for the stay records and notice delivery
+    /// (`crate::notice`).
+    pub stays: Vec<StayEvent>,
+}
+
 /// The parking rules of the gateway's cameras.
 pub struct Parking {
     /// By (site, camera).
@@ -217,6 +229,9 @@ pub struct Parking {
     registered: std::sync::OnceLock<ZoneSource>,
     metrics: Arc<Metrics>,
     limits: ImageLimits,
+    /// When this process's trackers started (ms): with the tracker's stay number, the stay
+    /// records' key, unique across restarts (stay numbers start again at 1).
+    run: i64,
 }
 
 /// A camera's zones as its device registry entry has them now (`None` or empty: none). A
@@ -256,6 +271,7 @@ impl Parking {
             registered: Default::default(),
             metrics,
             limits: ImageLimits::default(),
+            run: crate::clock::now_ms(),
         })
     }
 
@@ -279,15 +295,14 @@ impl Parking {
     }
 
     /// Analyses one frame of `camera`; `None` when the camera has no parking rule or the
-    /// frame could not be analysed (logged and counted). Blocks. Returns the clue signals to
-    /// forward to the pool.
+    /// frame could not be analysed (logged and counted). Blocks.
     pub fn on_frame(
         &self,
         site: &str,
         camera: &str,
         jpeg: &bytes::Bytes,
         at_ms: i64,
-    ) -> Option<(ParkingReport, Vec<ClueSignal>)> {
+    ) -> Option<ParkingOutput> {
         let tracker = self.trackers.get(&(site.to_string(), camera.to_string()))?;
         let frames = &self.metrics.parking_frames_total;
         let models = match models() {
@@ -335,7 +350,7 @@ impl Parking {
         let stays = t.stays();
         drop(t);
         frames.get_or_create(&Reason::of("analysed")).inc();
-        let (views, signals) = self.route(events);
+        let (views, signals, stay_events) = self.route(events);
         let report = ParkingReport {
             vehicles,
             plates: plates.iter().map(|p| p.text.clone()).collect(),
@@ -353,16 +368,38 @@ impl Parking {
             events: views,
             elapsed_ms: started.elapsed().as_millis() as u64,
         };
-        Some((report, signals))
+        Some(ParkingOutput {
+            report,
+            signals,
+            stays: stay_events,
+        })
     }
 
-    /// Notices to the log and a counter, departures to stats, clue signals returned.
-    fn route(&self, events: Vec<DwellEvent>) -> (Vec<EventView>, Vec<ClueSignal>) {
+    /// The stay records' key of stay `stay` of `camera` (see [`Parking::run`]).
+    fn stay_key(&self, site: &str, camera: &str, stay: u64) -> String {
+        format!("{site}/{camera}/{}-{stay}", self.run)
+    }
+
+    /// Splits what the tracker said: views for the uploader, clue signals for the pool, and
+    /// stay events (notices due, outcomes of warned stays) for the notice service.
+    fn route(&self, events: Vec<DwellEvent>) -> (Vec<EventView>, Vec<ClueSignal>, Vec<StayEvent>) {
         let mut views = Vec::with_capacity(events.len());
         let mut signals = Vec::new();
+        let mut stays = Vec::new();
         for e in events {
             match e {
                 DwellEvent::Persuade(n) => {
+                    stays.push(StayEvent::Notice(StayNotice {
+                        key: self.stay_key(&n.site, &n.camera, n.stay),
+                        site: n.site.clone(),
+                        camera: n.camera.clone(),
+                        zone: n.zone.clone(),
+                        plate: n.plate.clone(),
+                        first_ms: n.first_ms,
+                        notice_ms: n.at_ms,
+                        dwell_s: n.dwell_s,
+                        remaining_s: n.remaining_s,
+                    }));
                     // Not a clue: the driver is asked to move (roadside speaker / SMS).
                     info!(
                         site = %n.site, camera = %n.camera, zone = %n.zone,
@@ -377,6 +414,14 @@ impl Parking {
                     views.push(match &s {
                         ClueSignal::Occurrence(c) => {
                             info!(dedup_key = %c.dedup_key, kind = %c.kind, "parking clue raised");
+                            // The tracker writes the stay's number into the clue's detail.
+                            if let Some(stay) = c.detail.get("stay").and_then(|v| v.as_u64()) {
+                                stays.push(StayEvent::Update(StayUpdate::Raised {
+                                    key: self.stay_key(&c.subject.site, camera_of(c), stay),
+                                    at_ms: c.at_ms,
+                                    clue_key: c.dedup_key.clone(),
+                                }));
+                            }
                             EventView::Clue {
                                 kind: c.kind.clone(),
                                 dedup_key: c.dedup_key.clone(),
@@ -398,12 +443,23 @@ impl Parking {
                         .parking_departures_total
                         .get_or_create(&Persuaded::of(d.persuaded))
                         .inc();
+                    if d.warned {
+                        stays.push(StayEvent::Update(StayUpdate::Left {
+                            key: self.stay_key(&d.site, &d.camera, d.stay),
+                            at_ms: d.last_seen_ms,
+                        }));
+                    }
                     views.push(EventView::Left(d));
                 }
             }
         }
-        (views, signals)
+        (views, signals, stays)
     }
+}
+
+/// The camera of a parking clue (its subject's device).
+fn camera_of(c: &crate::clue::signal::ClueEvent) -> &str {
+    c.subject.device.as_deref().unwrap_or_default()
 }
 
 /// The boxes of a frame that may show personal data, recorded with its evidence so the frame

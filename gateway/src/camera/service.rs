@@ -24,6 +24,8 @@ pub struct CameraService {
     health: Arc<Mutex<CameraHealth>>,
     /// Absent when no camera has a parking rule (or `parking.enabled = false`).
     parking: Option<Arc<Parking>>,
+    /// Records warned stays and delivers their notices (absent: notices are only logged).
+    notices: Option<crate::notice::Notices>,
     clue_tx: ClueSender,
 }
 
@@ -44,8 +46,15 @@ impl CameraService {
         Ok(CameraService {
             health: Arc::new(Mutex::new(CameraHealth::new(cfg)?)),
             parking: None,
+            notices: None,
             clue_tx,
         })
+    }
+
+    /// Warned stays are recorded and their notices delivered by `notices`.
+    pub fn with_notices(mut self, notices: crate::notice::Notices) -> Self {
+        self.notices = Some(notices);
+        self
     }
 
     /// Adds parking enforcement for the cameras of `section` (a no-op when it lists none).
@@ -95,10 +104,17 @@ impl CameraService {
         })
         .await
         .map_err(|e| FrameError::Decode(format!("frame task failed: {e}")))??;
-        let parking = parking.map(|(report, parking_signals)| {
-            signals.extend(parking_signals);
-            report
-        });
+        let parking = match parking {
+            Some(out) => {
+                signals.extend(out.signals);
+                // Before the clue: a stay's record exists before its outcome can move.
+                if let Some(n) = &self.notices {
+                    n.apply(out.stays).await;
+                }
+                Some(out.report)
+            }
+            None => None,
+        };
         self.forward(signals).await;
         Ok(FrameResponse {
             health: report,

@@ -132,7 +132,7 @@ struct ListParams {
 
 /// `value` as JSON for `p`: plates masked everywhere (titles, keys, details, audit entries)
 /// unless the role has the personal-data right (`clues.privacy.original_roles`).
-fn for_role<T: serde::Serialize>(
+pub(crate) fn for_role<T: serde::Serialize>(
     p: &Principal,
     pool: &PoolHandle,
     value: &T,
@@ -149,7 +149,7 @@ fn plate_of(c: &super::model::Clue) -> Vec<String> {
     c.subject.plate.iter().cloned().collect()
 }
 
-fn can_read(p: &Principal) -> Result<(), AuthError> {
+pub(crate) fn can_read(p: &Principal) -> Result<(), AuthError> {
     p.require(p.role.may_read_clues(), "read clues")
 }
 

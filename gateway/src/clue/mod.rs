@@ -21,6 +21,8 @@
 //! - `owner`: owner notification and answers, first-violation leniency advice.
 //! - `privacy`: masking of plates and people in evidence images for lesser roles.
 //! - `retention`: the evidence purge job (the purge is audited, not the content).
+//! - `stays`: parking stays that got a "please move" notice and their outcomes (the notice
+//!   itself is delivered through the same outbox, see `crate::notice`).
 //! - `text`: clue titles rendered from kind and figures in Chinese and English.
 
 pub mod api;
@@ -40,6 +42,7 @@ pub mod privacy;
 pub mod publish;
 pub mod retention;
 pub mod signal;
+pub mod stays;
 pub mod store;
 pub mod text;
 

@@ -201,6 +201,9 @@ pub struct Stats {
     pub median_time_to_resolve_s: Option<f64>,
     pub overdue_yellow: u64,
     pub overdue_red: u64,
+    /// Parking persuasion: warned stays and what became of them, per camera and zone.
+    #[serde(default)]
+    pub parking: super::stays::ParkingStats,
 }
 
 /// One queued delivery (transactional outbox row).

@@ -78,7 +78,9 @@ pub fn document() -> Value {
                 &[("limit", "query")], false)},
             "/api/v1/oversight/run": {"post": op("Run the supervision models now (supervisor, admin)", &[], false)},
             "/api/v1/evidence/purge": {"post": op("Run the evidence retention purge now (admin)", &[], false)},
-            "/api/v1/stats": {"get": op("Counts, disposal rate, median times, overdue", &[], false)},
+            "/api/v1/stats": {"get": op("Counts, disposal rate, median times, overdue, parking persuasion", &[], false)},
+            "/api/v1/parking/stays": {"get": op("Warned parking stays and their outcome",
+                &[("site", "query"), ("camera", "query"), ("outcome", "query"), ("from_ms", "query"), ("to_ms", "query"), ("limit", "query")], false)},
             "/api/v1/audit/verify": {"get": op("Verify the audit chain (409 when broken)", &[], false)},
             "/api/v1/audit/export": {"get": op("Audit entries in a range, CSV or JSON", &range, false)},
             "/api/v1/cameras/{id}/frames": {"post": op(
@@ -131,6 +133,7 @@ mod tests {
             "/api/v1/clues/{id}/actions",
             "/api/v1/clues/stream",
             "/api/v1/stats",
+            "/api/v1/parking/stays",
             "/api/v1/audit/verify",
             "/api/v1/oversight/warnings",
             "/api/v1/oversight/run",

@@ -641,9 +641,23 @@ impl PoolHandle {
         self.blocking(|s| s.verify_audit()).await
     }
 
+    /// Recorded parking stays (see `clue::stays`).
+    pub async fn stays(
+        &self,
+        q: super::stays::StayQuery,
+    ) -> Result<Vec<super::stays::StayRecord>, PoolError> {
+        self.blocking(move |s| s.stays(&q)).await
+    }
+
     pub async fn stats(&self, scope: Option<Vec<String>>) -> Result<Stats, PoolError> {
         let now = self.now_ms();
-        self.blocking(move |s| s.stats(scope.as_deref(), now)).await
+        self.blocking(move |s| {
+            let mut stats = s.stats(scope.as_deref(), now)?;
+            // The persuasion figures, from the stays' records (not from counters).
+            stats.parking = super::stays::parking_stats(s.stay_counts(scope.as_deref())?);
+            Ok(stats)
+        })
+        .await
     }
 
     /// An evidence file's bytes, verified against its hash.

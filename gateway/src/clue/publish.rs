@@ -10,9 +10,11 @@ use super::pool::PoolHandle;
 use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, DeliveryQueue};
 use crate::config::Config;
 use crate::metrics::Reason;
+use prometheus_client::metrics::counter::Counter;
 use rumqttc::{Event, Outgoing, Packet, QoS};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -29,57 +31,116 @@ pub fn spawn_delivery(
     cfg: &Config,
     cancel: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
+    let metrics = pool.metrics();
+    let lane = |channel: &str| Lane {
+        queue: pool.store(),
+        wake: pool.delivery_wake.clone(),
+        channel: channel.to_string(),
+        delivered: metrics
+            .clue_delivered_total
+            .get_or_create(&Reason::of(channel))
+            .clone(),
+        failed: metrics
+            .clue_delivery_failures_total
+            .get_or_create(&Reason::of(channel))
+            .clone(),
+        backoff: Backoff::new(cfg.clues.retry_min_ms, cfg.clues.retry_max_ms),
+    };
     let mut tasks = Vec::new();
     if cfg.clues.mqtt_publish {
-        let mut mqtt = cfg.mqtt.clone();
-        mqtt.client_id = format!("{}-clues", cfg.mqtt.client_id);
-        match crate::source::mqtt::connect(&mqtt) {
-            Ok((client, eventloop)) => {
-                let (acks_tx, acks_rx) = tokio::sync::mpsc::unbounded_channel();
-                tasks.push(tokio::spawn(drive_eventloop(
-                    eventloop,
-                    acks_tx,
-                    cancel.clone(),
-                )));
-                tasks.push(tokio::spawn(mqtt_worker(
-                    pool.clone(),
-                    client,
-                    acks_rx,
-                    Backoff::new(cfg.clues.retry_min_ms, cfg.clues.retry_max_ms),
-                    cancel.clone(),
-                )));
-            }
-            Err(e) => warn!(error = %e, "clue MQTT publishing disabled: cannot configure client"),
-        }
+        tasks.extend(spawn_mqtt_lane(
+            &cfg.mqtt,
+            "clues",
+            lane(CHANNEL_MQTT),
+            cancel.clone(),
+        ));
     }
     if let Some(url) = &cfg.clues.webhook_url {
-        match reqwest::Client::builder()
-            .timeout(Duration::from_millis(cfg.clues.webhook_timeout_ms))
-            .build()
-        {
-            Ok(http) => tasks.push(tokio::spawn(webhook_worker(
-                pool.clone(),
-                http,
-                url.clone(),
-                cfg.clues.webhook_secret.clone(),
-                Backoff::new(cfg.clues.retry_min_ms, cfg.clues.retry_max_ms),
-                cancel,
-            ))),
-            Err(e) => warn!(error = %e, "clue webhook disabled: cannot build HTTP client"),
-        }
+        tasks.extend(spawn_webhook_lane(
+            url,
+            cfg.clues.webhook_secret.clone(),
+            cfg.clues.webhook_timeout_ms,
+            lane(CHANNEL_WEBHOOK),
+            cancel,
+        ));
     }
     tasks
 }
 
+/// One delivery channel of the outbox: the rows it reads, what wakes it, its counters. Clue
+/// changes and street notices (`crate::notice`) are delivered by the same workers, each
+/// channel on its own.
+pub(crate) struct Lane {
+    pub queue: Arc<dyn DeliveryQueue>,
+    /// Notified when rows were queued (an idle poll catches rows queued by another process).
+    pub wake: Arc<Notify>,
+    pub channel: String,
+    pub delivered: Counter,
+    pub failed: Counter,
+    pub backoff: Backoff,
+}
+
+/// Publishes `lane`'s rows to their topics on the broker of `mqtt`, with its own client id
+/// (`{client_id}-{suffix}`); nothing when the client cannot be configured (logged).
+pub(crate) fn spawn_mqtt_lane(
+    mqtt: &crate::source::mqtt::MqttConfig,
+    suffix: &str,
+    lane: Lane,
+    cancel: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let mut mqtt = mqtt.clone();
+    mqtt.client_id = format!("{}-{suffix}", mqtt.client_id);
+    match crate::source::mqtt::connect(&mqtt) {
+        Ok((client, eventloop)) => {
+            let (acks_tx, acks_rx) = tokio::sync::mpsc::unbounded_channel();
+            vec![
+                tokio::spawn(drive_eventloop(eventloop, acks_tx, cancel.clone())),
+                tokio::spawn(mqtt_worker(lane, client, acks_rx, cancel)),
+            ]
+        }
+        Err(e) => {
+            warn!(channel = %lane.channel, error = %e, "MQTT delivery disabled: cannot configure client");
+            Vec::new()
+        }
+    }
+}
+
+/// POSTs `lane`'s rows to `url` (signed with `secret`); nothing when the HTTP client cannot
+/// be built (logged).
+pub(crate) fn spawn_webhook_lane(
+    url: &str,
+    secret: Option<String>,
+    timeout_ms: u64,
+    lane: Lane,
+    cancel: CancellationToken,
+) -> Option<JoinHandle<()>> {
+    match reqwest::Client::builder()
+        .timeout(Duration::from_millis(timeout_ms))
+        .build()
+    {
+        Ok(http) => Some(tokio::spawn(webhook_worker(
+            lane,
+            http,
+            url.to_string(),
+            secret,
+            cancel,
+        ))),
+        Err(e) => {
+            warn!(channel = %lane.channel, error = %e, "webhook disabled: cannot build HTTP client");
+            None
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
-struct Backoff {
+pub(crate) struct Backoff {
     min: u64,
     max: u64,
     current: u64,
 }
 
 impl Backoff {
-    fn new(min: u64, max: u64) -> Backoff {
+    pub(crate) fn new(min: u64, max: u64) -> Backoff {
         Backoff {
             min,
             max,
@@ -96,42 +157,46 @@ impl Backoff {
     }
 }
 
-async fn pending(
-    store: &Arc<dyn DeliveryQueue>,
-    channel: &'static str,
-) -> Vec<super::model::Delivery> {
-    let s = store.clone();
-    match tokio::task::spawn_blocking(move || s.pending(channel, BATCH)).await {
+async fn pending(lane: &Lane) -> Vec<super::model::Delivery> {
+    let (q, channel) = (lane.queue.clone(), lane.channel.clone());
+    match tokio::task::spawn_blocking(move || q.pending(&channel, BATCH)).await {
         Ok(Ok(rows)) => rows,
         Ok(Err(e)) => {
-            warn!(channel, error = %e, "reading the clue outbox failed");
+            warn!(channel = %lane.channel, error = %e, "reading the delivery outbox failed");
             Vec::new()
         }
         Err(_) => Vec::new(),
     }
 }
 
-async fn mark(store: &Arc<dyn DeliveryQueue>, id: i64, ok: bool) {
-    let s = store.clone();
+/// Marks row `id` delivered (`ok`) or its attempt failed, and counts it.
+async fn mark(lane: &mut Lane, id: i64, ok: bool) {
+    let q = lane.queue.clone();
     let now = crate::clock::now_ms();
     let res = tokio::task::spawn_blocking(move || {
         if ok {
-            s.delivered(id, now)
+            q.delivered(id, now)
         } else {
-            s.attempt_failed(id)
+            q.attempt_failed(id)
         }
     })
     .await;
     if let Ok(Err(e)) = res {
-        warn!(error = %e, "updating the clue outbox failed");
+        warn!(channel = %lane.channel, error = %e, "updating the delivery outbox failed");
+    }
+    if ok {
+        lane.backoff.reset();
+        lane.delivered.inc();
+    } else {
+        lane.failed.inc();
     }
 }
 
 /// Waits for a wake-up, the idle poll, or cancellation (false).
-async fn idle(pool: &PoolHandle, cancel: &CancellationToken, d: Duration) -> bool {
+async fn idle(lane: &Lane, cancel: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
         _ = cancel.cancelled() => false,
-        _ = pool.delivery_wake.notified() => true,
+        _ = lane.wake.notified() => true,
         _ = tokio::time::sleep(d) => true,
     }
 }
@@ -171,19 +236,16 @@ async fn drive_eventloop(
 }
 
 async fn mqtt_worker(
-    pool: PoolHandle,
+    mut lane: Lane,
     client: rumqttc::AsyncClient,
     mut acks: tokio::sync::mpsc::UnboundedReceiver<PublishEvent>,
-    mut backoff: Backoff,
     cancel: CancellationToken,
 ) {
-    let store: Arc<dyn DeliveryQueue> = pool.store();
-    let metrics = pool.metrics();
     let mut matcher = AckMatcher::default();
     'outer: loop {
-        let rows = pending(&store, CHANNEL_MQTT).await;
+        let rows = pending(&lane).await;
         if rows.is_empty() {
-            if !idle(&pool, &cancel, IDLE_POLL).await {
+            if !idle(&lane, &cancel, IDLE_POLL).await {
                 break;
             }
             continue;
@@ -218,20 +280,10 @@ async fn mqtt_worker(
             if !acked {
                 matcher.abandon();
             }
-            mark(&store, row.id, acked).await;
-            if acked {
-                backoff.reset();
-                metrics
-                    .clue_delivered_total
-                    .get_or_create(&Reason::of(CHANNEL_MQTT))
-                    .inc();
-            } else {
-                metrics
-                    .clue_delivery_failures_total
-                    .get_or_create(&Reason::of(CHANNEL_MQTT))
-                    .inc();
-                let wait = backoff.next();
-                debug!(topic = %row.topic, ?wait, "clue publish not acknowledged; retrying");
+            mark(&mut lane, row.id, acked).await;
+            if !acked {
+                let wait = lane.backoff.next();
+                debug!(channel = %lane.channel, topic = %row.topic, ?wait, "publish not acknowledged; retrying");
                 tokio::select! {
                     _ = cancel.cancelled() => break 'outer,
                     _ = tokio::time::sleep(wait) => {}
@@ -325,19 +377,16 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 }
 
 async fn webhook_worker(
-    pool: PoolHandle,
+    mut lane: Lane,
     http: reqwest::Client,
     url: String,
     secret: Option<String>,
-    mut backoff: Backoff,
     cancel: CancellationToken,
 ) {
-    let store: Arc<dyn DeliveryQueue> = pool.store();
-    let metrics = pool.metrics();
     'outer: loop {
-        let rows = pending(&store, CHANNEL_WEBHOOK).await;
+        let rows = pending(&lane).await;
         if rows.is_empty() {
-            if !idle(&pool, &cancel, IDLE_POLL).await {
+            if !idle(&lane, &cancel, IDLE_POLL).await {
                 break;
             }
             continue;
@@ -359,25 +408,16 @@ async fn webhook_worker(
                 _ = cancel.cancelled() => break 'outer,
                 r = req.send() => match r {
                     Ok(resp) if resp.status().is_success() => true,
-                    Ok(resp) => { debug!(status = %resp.status(), "clue webhook refused"); false }
-                    Err(e) => { debug!(error = %e, "clue webhook failed"); false }
+                    Ok(resp) => { debug!(channel = %lane.channel, status = %resp.status(), "webhook refused"); false }
+                    Err(e) => { debug!(channel = %lane.channel, error = %e, "webhook failed"); false }
                 },
             };
-            mark(&store, row.id, ok).await;
-            if ok {
-                backoff.reset();
-                metrics
-                    .clue_delivered_total
-                    .get_or_create(&Reason::of(CHANNEL_WEBHOOK))
-                    .inc();
-            } else {
-                metrics
-                    .clue_delivery_failures_total
-                    .get_or_create(&Reason::of(CHANNEL_WEBHOOK))
-                    .inc();
+            mark(&mut lane, row.id, ok).await;
+            if !ok {
+                let wait = lane.backoff.next();
                 tokio::select! {
                     _ = cancel.cancelled() => break 'outer,
-                    _ = tokio::time::sleep(backoff.next()) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
                 continue 'outer;
             }

@@ -163,6 +163,8 @@ pub struct Notice {
     pub zone: String,
     pub plate: Option<String>,
     pub stay: u64,
+    /// When the vehicle was first seen in the zone.
+    pub first_ms: i64,
     pub at_ms: i64,
     pub dwell_s: u64,
     /// Seconds left before the clue is raised.
@@ -610,6 +612,7 @@ impl DwellTracker {
                     zone: s.zone.clone(),
                     plate: s.plate.clone(),
                     stay: s.id,
+                    first_ms: s.first_ms,
                     at_ms: at,
                     dwell_s: (dwell / 1000) as u64,
                     remaining_s: ((limit_ms - dwell).max(grace_ms) / 1000) as u64,

@@ -50,7 +50,7 @@ pub fn tile_grid(width: u32, height: u32, tile: u32, overlap: u32) -> Vec<Tile> 
 }
 
 /// Intersection over the smaller box's area (1 when one box contains the other).
-fn overlap_of_smaller(a: &BBox, b: &BBox) -> f32 {
+pub(super) fn overlap_of_smaller(a: &BBox, b: &BBox) -> f32 {
     let smaller = a.area().min(b.area());
     if smaller <= 0.0 {
         0.0

@@ -1,6 +1,6 @@
 // Quantified evaluation: disposal rate, time to claim / resolve by level, department and week
 // (from the clue export, so the figures follow the token's sites), parking persuasion success
-// (gateway-wide counters from /metrics).
+// (the warned stays' records in /api/v1/stats `parking`, within the token's sites).
 import * as api from './api.js';
 import { t, fmtDuration } from './i18n.js';
 import { h, clear } from './dom.js';
@@ -43,25 +43,13 @@ function figures(cs) {
   };
 }
 
-async function parking() {
-  try {
-    const text = await (await fetch('/metrics')).text();
-    const sum = (re) => text.split('\n').filter((l) => re.test(l)).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
-    return {
-      notices: sum(/^gateway_parking_persuasions_total /),
-      persuaded: sum(/^gateway_parking_departures_total\{[^}]*persuaded="true"/),
-    };
-  } catch {
-    return null;
-  }
-}
-
 export async function statsPage(main) {
-  const [stats, clues, park] = await Promise.all([
+  const [stats, clues] = await Promise.all([
     api.get('/api/v1/stats'),
     api.get('/api/v1/clues/export?format=json&from_ms=0'),
-    parking(),
   ]);
+  // Warned stays as recorded per stay (left after the notice, or stayed and got a clue).
+  const park = stats.parking;
   const kpi = (id, label, value) => h('div', { class: 'card', id }, h('div', { class: 'muted' }, label), h('div', { class: 'kpi' }, value));
   const pct = (x) => `${(x * 100).toFixed(0)}%`;
   const charts = h('div', { class: 'grid wide', id: 'stat-charts' });
@@ -73,8 +61,8 @@ export async function statsPage(main) {
       kpi('kpi-claim', t('st.claim'), fmtDuration(stats.median_time_to_claim_s)),
       kpi('kpi-resolve', t('st.resolve'), fmtDuration(stats.median_time_to_resolve_s)),
       kpi('kpi-overdue', t('st.overdue'), `${stats.overdue_yellow} / ${stats.overdue_red}`),
-      kpi('kpi-parking', t('st.parking'), park && park.notices
-        ? `${pct(park.persuaded / park.notices)} (${park.persuaded}/${park.notices})` : t('st.nodata'))),
+      kpi('kpi-parking', t('st.parking'), park && park.persuasion_rate != null
+        ? `${pct(park.persuasion_rate)} (${park.left_after_notice}/${park.left_after_notice + park.clue})` : t('st.nodata'))),
     charts);
   if (!clues.length) {
     charts.append(h('p', { class: 'muted' }, t('st.nodata')));

@@ -175,6 +175,26 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("updated_ms", Type::INT8),
         ],
     ),
+    (
+        "parking_stays",
+        &[
+            ("id", Type::INT8),
+            ("key", Type::TEXT),
+            ("site", Type::TEXT),
+            ("camera", Type::TEXT),
+            ("zone", Type::TEXT),
+            ("plate", Type::TEXT),
+            ("first_ms", Type::INT8),
+            ("notice_ms", Type::INT8),
+            ("dwell_s", Type::INT8),
+            ("remaining_s", Type::INT8),
+            ("outcome", Type::TEXT),
+            ("outcome_ms", Type::INT8),
+            ("clue_key", Type::TEXT),
+            ("left_ms", Type::INT8),
+            ("created_ms", Type::INT8),
+        ],
+    ),
 ];
 
 /// Tables whose `id` is a generated identity (its counter is moved past the copied rows).
@@ -185,6 +205,7 @@ const IDENTITY_TABLES: &[&str] = &[
     "tokens",
     "outbound",
     "oversight_warnings",
+    "parking_stays",
 ];
 
 /// One SQLite value as the PostgreSQL column `ty` takes it.

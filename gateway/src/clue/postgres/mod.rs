@@ -37,6 +37,7 @@
 mod blobs;
 pub mod migrate;
 mod schema;
+mod stays;
 
 use super::audit::{self, AuditAction, AuditEntry, VerifyReport};
 use super::auth::{Role, TokenRecord, TokenStore, TokenStoreError};

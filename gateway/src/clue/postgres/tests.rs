@@ -309,3 +309,9 @@ fn a_subjects_location_shop_and_owner_are_stored_and_read_back() {
     assert_eq!(got, ev.subject);
     assert!(a.verify_audit().expect("verify").ok);
 }
+
+#[test]
+fn a_notice_is_recorded_once_with_its_deliveries_and_its_outcome_moves_once() {
+    let (_pg, url) = server();
+    crate::clue::store::stays_contract::a_notice_is_recorded_once_with_its_deliveries_and_its_outcome_moves_once(&gateway(&url));
+}

@@ -9,6 +9,7 @@
 //! | [`OversightStore`]| supervision history, duplicate-act links, warnings              |
 //! | [`RetentionStore`]| evidence retention, purges, audited access to originals        |
 //! | [`TokenStore`]    | API tokens (declared in `auth`)                                 |
+//! | [`StayRecords`]   | parking stays that got a notice, the notice's delivery, outcome |
 //!
 //! [`ClueStore`] is all of them together: what the pool holds. A consumer that needs one
 //! concern takes that trait (`publish` takes a [`DeliveryQueue`], `retention` a
@@ -24,6 +25,8 @@
 //! [`SqliteStore`] (in `sqlite/`) keeps everything in `{storage.dir}/clues.sqlite`.
 
 mod sqlite;
+#[cfg(test)]
+pub(crate) mod stays_contract;
 
 pub use sqlite::{SqliteStore, TokenInfo};
 
@@ -34,6 +37,7 @@ use super::model::*;
 use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
 use super::retention::{Expired, RetentionConfig};
 use super::signal::{ClueEvent, Level, Subject};
+use super::stays::{StayCountRow, StayNotice, StayQuery, StayRecord, StayUpdate};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -225,16 +229,47 @@ pub trait RetentionStore: Send + Sync {
     fn unreferenced_files(&self) -> Result<Vec<String>, StoreError>;
 }
 
+/// Parking stays that got a "please move" notice (see `clue::stays`): the record, the notice's
+/// delivery rows, and the outcome the persuasion statistics count.
+pub trait StayRecords: Send + Sync {
+    /// Records the stay of `n` (outcome `pending`) and queues its notice on each of `channels`
+    /// (topic `notices/v1/{site}/{camera}`), in one transaction. A key already recorded
+    /// changes nothing and returns `None`.
+    fn record_notice(
+        &self,
+        n: &StayNotice,
+        channels: &[String],
+        now_ms: i64,
+    ) -> Result<Option<StayRecord>, StoreError>;
+    /// Moves a recorded stay's outcome (see `clue::stays`); false when no recorded stay has
+    /// that key or the update changes nothing.
+    fn record_outcome(&self, u: &StayUpdate) -> Result<bool, StoreError>;
+    /// Recorded stays, newest notice first.
+    fn stays(&self, q: &StayQuery) -> Result<Vec<StayRecord>, StoreError>;
+    /// Warned stays by site, camera, zone and outcome, within the scope's sites.
+    fn stay_counts(&self, scope: Option<&[String]>) -> Result<Vec<StayCountRow>, StoreError>;
+}
+
 /// Every concern of one backend: what the pool holds.
 pub trait ClueStore:
-    ClueRecords + AuditLog + DeliveryQueue + OversightStore + RetentionStore + TokenStore
+    ClueRecords + AuditLog + DeliveryQueue + OversightStore + RetentionStore + TokenStore + StayRecords
 {
 }
 
 impl<T> ClueStore for T where
-    T: ClueRecords + AuditLog + DeliveryQueue + OversightStore + RetentionStore + TokenStore
+    T: ClueRecords
+        + AuditLog
+        + DeliveryQueue
+        + OversightStore
+        + RetentionStore
+        + TokenStore
+        + StayRecords
 {
 }
+
+/// The columns of a stay record in the order every backend's row reader expects.
+pub(crate) const STAY_COLS: &str = "id, key, site, camera, zone, plate, first_ms, notice_ms, \
+     dwell_s, remaining_s, outcome, outcome_ms, clue_key, left_ms";
 
 /// The clue row's columns in the order every backend's row reader expects.
 pub(crate) const CLUE_COLS: &str = "id, rule, kind, level, status, site, device, plate, lat, lon, \

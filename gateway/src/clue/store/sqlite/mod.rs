@@ -9,6 +9,7 @@ mod delivery;
 mod oversight;
 mod retention;
 mod schema;
+mod stays;
 mod tokens;
 
 pub use tokens::TokenInfo;

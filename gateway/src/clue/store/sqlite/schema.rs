@@ -137,6 +137,27 @@ CREATE INDEX oversight_warnings_site ON oversight_warnings(site, updated_ms);
 ALTER TABLE clues ADD COLUMN shop TEXT;
 ALTER TABLE clues ADD COLUMN owner TEXT;
 "#,
+    // 5: parking stays that got a "please move" notice, and their outcome (`clue::stays`).
+    r#"
+CREATE TABLE parking_stays (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    site TEXT NOT NULL,
+    camera TEXT NOT NULL,
+    zone TEXT NOT NULL,
+    plate TEXT,
+    first_ms INTEGER NOT NULL,
+    notice_ms INTEGER NOT NULL,
+    dwell_s INTEGER NOT NULL,
+    remaining_s INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    outcome_ms INTEGER,
+    clue_key TEXT,
+    left_ms INTEGER,
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX parking_stays_notice ON parking_stays(site, camera, notice_ms);
+"#,
 ];
 
 /// Brings the database at `conn` to the newest schema, one transaction per step.
