@@ -279,3 +279,61 @@ fn csv_exports_neutralise_formulas_and_a_limited_export_says_so() -> Result<()> 
     assert!(audit.header("x-export-next-from-ms").is_some());
     Ok(())
 }
+
+#[test]
+fn pumpouts_are_audited_and_cannot_lie_in_the_future_or_the_distant_past() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let insp = gw.token("inspector", "a")?;
+    let now = e2e::now_ms();
+    let visit =
+        |from: i64, to: i64| json!({"site": "a", "device": "trap-1", "from_ms": from, "to_ms": to});
+    let hour = 3_600_000i64;
+
+    // A visit booked ahead would excuse dumping that has not happened yet; one from last
+    // month would excuse a discharge after the fact.
+    for (what, body) in [
+        ("future", visit(now + hour, now + 2 * hour)),
+        ("ends in the future", visit(now - hour, now + hour)),
+        (
+            "too old",
+            visit(now - 8 * 24 * hour, now - 8 * 24 * hour + hour),
+        ),
+    ] {
+        let r = call(&gw, "POST", "/api/v1/pumpouts", &insp, Some(&body))?;
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+    }
+    let r = call(
+        &gw,
+        "POST",
+        "/api/v1/pumpouts",
+        &insp,
+        Some(&visit(now - 2 * hour, now - hour)),
+    )?;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    let admin = gw.token("admin", "")?;
+    let audit = call(&gw, "GET", "/api/v1/audit/export?format=json", &admin, None)?
+        .ok()?
+        .json()?;
+    let registered: Vec<&Value> = audit
+        .as_array()
+        .context("entries")?
+        .iter()
+        .filter(|e| e["action"] == "pumpout_registered")
+        .collect();
+    assert_eq!(
+        registered.len(),
+        1,
+        "only the accepted visit is audited: {audit}"
+    );
+    assert!(
+        registered[0]["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("inspector")),
+        "{audit}"
+    );
+    assert_eq!(registered[0]["detail"]["pumpout"]["device"], "trap-1");
+    assert_eq!(registered[0]["detail"]["pumpout"]["to_ms"], now - hour);
+    Ok(())
+}
