@@ -35,6 +35,21 @@ fn call(
     )
 }
 
+/// The whole audit chain's entries of one `action`, as the admin exports them.
+fn audit_entries(gw: &GatewayProcess, action: &str) -> Result<Vec<Value>> {
+    let admin = gw.token("admin", "")?;
+    let audit = call(gw, "GET", "/api/v1/audit/export?format=json", &admin, None)?
+        .ok()?
+        .json()?;
+    let Value::Array(entries) = audit else {
+        anyhow::bail!("audit export is not a list: {audit}");
+    };
+    Ok(entries
+        .into_iter()
+        .filter(|e| e["action"] == action)
+        .collect())
+}
+
 fn clue_event(site: &str, device: &str) -> Value {
     json!({
         "rule": "cover-open",
@@ -220,17 +235,8 @@ fn plates_are_masked_on_every_read_path_for_roles_without_the_right() -> Result<
     assert_eq!((decoded.width(), decoded.height()), (320, 240));
     let original = call(&gw, "GET", latest, &sup, None)?.ok()?;
     assert_eq!(original.body, frame);
-    let admin = gw.token("admin", "")?;
-    let audit = call(&gw, "GET", "/api/v1/audit/export?format=json", &admin, None)?
-        .ok()?
-        .json()?;
-    let accesses: Vec<&Value> = audit
-        .as_array()
-        .context("entries")?
-        .iter()
-        .filter(|e| e["action"] == "frame_original_access")
-        .collect();
-    assert_eq!(accesses.len(), 1, "{audit}");
+    let accesses = audit_entries(&gw, "frame_original_access")?;
+    assert_eq!(accesses.len(), 1, "{accesses:?}");
     assert_eq!(accesses[0]["detail"]["camera"], "cam1");
     Ok(())
 }
@@ -312,16 +318,8 @@ fn pumpouts_are_audited_and_cannot_lie_in_the_future_or_the_distant_past() -> Re
     )?;
     assert_eq!(r.status, 201, "{}", r.text());
 
-    let admin = gw.token("admin", "")?;
-    let audit = call(&gw, "GET", "/api/v1/audit/export?format=json", &admin, None)?
-        .ok()?
-        .json()?;
-    let registered: Vec<&Value> = audit
-        .as_array()
-        .context("entries")?
-        .iter()
-        .filter(|e| e["action"] == "pumpout_registered")
-        .collect();
+    let registered = audit_entries(&gw, "pumpout_registered")?;
+    let audit = format!("{registered:?}");
     assert_eq!(
         registered.len(),
         1,
