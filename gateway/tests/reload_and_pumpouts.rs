@@ -129,7 +129,12 @@ fn pumpouts_are_registered_by_entitled_roles_and_survive_a_restart() {
     let inspector = gw.token("inspector", "r-hup").unwrap();
     let other_site = gw.token("inspector", "r-other").unwrap();
     let device = gw.token("device", "r-hup").unwrap();
-    let visit = r#"{"site":"r-hup","device":"trap-1","from_ms":1000000,"to_ms":1600000,"note":"manifest 17"}"#;
+    // Visits must be recent and over (issue 19, item 7).
+    let t = now_ms() - 3_600_000;
+    let visit = &format!(
+        r#"{{"site":"r-hup","device":"trap-1","from_ms":{t},"to_ms":{},"note":"manifest 17"}}"#,
+        t + 600_000
+    );
 
     let r = post(&gw, &inspector, visit);
     assert_eq!(r.status, 201, "{}", r.text());

@@ -35,6 +35,21 @@ fn call(
     )
 }
 
+/// The whole audit chain's entries of one `action`, as the admin exports them.
+fn audit_entries(gw: &GatewayProcess, action: &str) -> Result<Vec<Value>> {
+    let admin = gw.token("admin", "")?;
+    let audit = call(gw, "GET", "/api/v1/audit/export?format=json", &admin, None)?
+        .ok()?
+        .json()?;
+    let Value::Array(entries) = audit else {
+        anyhow::bail!("audit export is not a list: {audit}");
+    };
+    Ok(entries
+        .into_iter()
+        .filter(|e| e["action"] == action)
+        .collect())
+}
+
 fn clue_event(site: &str, device: &str) -> Value {
     json!({
         "rule": "cover-open",
@@ -220,17 +235,8 @@ fn plates_are_masked_on_every_read_path_for_roles_without_the_right() -> Result<
     assert_eq!((decoded.width(), decoded.height()), (320, 240));
     let original = call(&gw, "GET", latest, &sup, None)?.ok()?;
     assert_eq!(original.body, frame);
-    let admin = gw.token("admin", "")?;
-    let audit = call(&gw, "GET", "/api/v1/audit/export?format=json", &admin, None)?
-        .ok()?
-        .json()?;
-    let accesses: Vec<&Value> = audit
-        .as_array()
-        .context("entries")?
-        .iter()
-        .filter(|e| e["action"] == "frame_original_access")
-        .collect();
-    assert_eq!(accesses.len(), 1, "{audit}");
+    let accesses = audit_entries(&gw, "frame_original_access")?;
+    assert_eq!(accesses.len(), 1, "{accesses:?}");
     assert_eq!(accesses[0]["detail"]["camera"], "cam1");
     Ok(())
 }
@@ -277,5 +283,55 @@ fn csv_exports_neutralise_formulas_and_a_limited_export_says_so() -> Result<()> 
     .ok()?;
     assert_eq!(audit.header("x-export-truncated"), Some("true"));
     assert!(audit.header("x-export-next-from-ms").is_some());
+    Ok(())
+}
+
+#[test]
+fn pumpouts_are_audited_and_cannot_lie_in_the_future_or_the_distant_past() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let insp = gw.token("inspector", "a")?;
+    let now = e2e::now_ms();
+    let visit =
+        |from: i64, to: i64| json!({"site": "a", "device": "trap-1", "from_ms": from, "to_ms": to});
+    let hour = 3_600_000i64;
+
+    // A visit booked ahead would excuse dumping that has not happened yet; one from last
+    // month would excuse a discharge after the fact.
+    for (what, body) in [
+        ("future", visit(now + hour, now + 2 * hour)),
+        ("ends in the future", visit(now - hour, now + hour)),
+        (
+            "too old",
+            visit(now - 8 * 24 * hour, now - 8 * 24 * hour + hour),
+        ),
+    ] {
+        let r = call(&gw, "POST", "/api/v1/pumpouts", &insp, Some(&body))?;
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+    }
+    let r = call(
+        &gw,
+        "POST",
+        "/api/v1/pumpouts",
+        &insp,
+        Some(&visit(now - 2 * hour, now - hour)),
+    )?;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    let registered = audit_entries(&gw, "pumpout_registered")?;
+    let audit = format!("{registered:?}");
+    assert_eq!(
+        registered.len(),
+        1,
+        "only the accepted visit is audited: {audit}"
+    );
+    assert!(
+        registered[0]["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("inspector")),
+        "{audit}"
+    );
+    assert_eq!(registered[0]["detail"]["pumpout"]["device"], "trap-1");
+    assert_eq!(registered[0]["detail"]["pumpout"]["to_ms"], now - hour);
     Ok(())
 }

@@ -61,6 +61,9 @@ pub enum AuditAction {
     RegistryPut,
     /// A device registry entry was removed through the API.
     RegistryDelete,
+    /// A pump-out visit was registered: it suppresses "illegal discharge" clues, so who
+    /// excused which trap for which window belongs to the chain.
+    PumpoutRegistered,
 }
 
 /// The lifecycle actions as audit records them: [`Action`] without its fields.
@@ -80,7 +83,7 @@ pub enum LifecycleAction {
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 25] = [
+    pub const ALL: [AuditAction; 26] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -106,6 +109,7 @@ impl AuditAction {
         AuditAction::TokenRevoked,
         AuditAction::RegistryPut,
         AuditAction::RegistryDelete,
+        AuditAction::PumpoutRegistered,
     ];
 
     /// The stored spelling.
@@ -127,6 +131,7 @@ impl AuditAction {
             AuditAction::TokenRevoked => "token_revoked",
             AuditAction::RegistryPut => "registry_put",
             AuditAction::RegistryDelete => "registry_delete",
+            AuditAction::PumpoutRegistered => "pumpout_registered",
         }
     }
 
@@ -367,6 +372,7 @@ mod tests {
                 "token_revoked",
                 "registry_put",
                 "registry_delete",
+                "pumpout_registered",
             ]
         );
         for a in AuditAction::ALL {

@@ -92,7 +92,7 @@ pub fn document() -> Value {
             "/api/v1/pumpouts": {
                 "get": op("Registered grease-trap pump-outs of the token's sites", &[("site", "query")], false),
                 "post": op(
-                    "Register a pump-out {site, device, from_ms, to_ms, note?} so its level drop raises no clue (inspector, supervisor, platform, admin)",
+                    "Register a pump-out {site, device, from_ms, to_ms, note?} so its level drop raises no clue (inspector, supervisor, platform, admin; audited; the visit must be over and at most 7 days old)",
                     &[], true)
             },
             "/api/v1/flights": {

@@ -3,11 +3,16 @@
 //!
 //! - `POST /api/v1/pumpouts` `{"site","device","from_ms","to_ms","note"?}`: inspector,
 //!   supervisor, platform or admin, within the token's sites. 201 with the stored record.
+//!   The visit must have ended (clock tolerance [`FUTURE_TOLERANCE_MS`]) and started within
+//!   [`MAX_AGE_MS`]; the registration is written to the audit chain before it takes effect
+//!   (an unauditable registration is refused), because it silences "illegal discharge" clues.
 //! - `GET  /api/v1/pumpouts?site=`: the records of the token's sites (any role that sees them).
 
 use super::pumpout_journal::{PumpoutJournal, PumpoutRecord};
 use crate::clue::api::ApiError;
+use crate::clue::audit::AuditAction;
 use crate::clue::auth::{Authenticator, Principal, Role};
+use crate::clue::pool::PoolHandle;
 use axum::extract::{FromRef, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -18,6 +23,14 @@ use std::sync::Arc;
 
 /// A visit longer than this is a typo, not a pump-out (and would hide a week of dumping).
 const MAX_VISIT_MS: i64 = 12 * 3600 * 1000;
+
+/// How far past the gateway's clock a visit may end: device and phone clocks drift, but a
+/// visit registered for later would excuse dumping that has not happened yet.
+pub const FUTURE_TOLERANCE_MS: i64 = 5 * 60 * 1000;
+
+/// How old a visit may be when registered: long enough for paperwork after a weekend, short
+/// enough that nobody excuses last month's discharge after the fact.
+pub const MAX_AGE_MS: i64 = 7 * 24 * 3600 * 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +57,7 @@ pub fn routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     Pumpouts: FromRef<S>,
+    PoolHandle: FromRef<S>,
     Authenticator: FromRef<S>,
 {
     Router::new().route("/api/v1/pumpouts", get(list).post(register))
@@ -61,6 +75,7 @@ fn journal(p: &Pumpouts) -> Result<&Arc<PumpoutJournal>, ApiError> {
 async fn register(
     p: Principal,
     State(pumpouts): State<Pumpouts>,
+    State(pool): State<PoolHandle>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     p.require(
@@ -89,19 +104,30 @@ async fn register(
     if new.note.as_ref().is_some_and(|n| n.len() > 1000) {
         return Err(bad("note: at most 1000 bytes"));
     }
+    let now = crate::clock::now_ms();
+    check_window(new.from_ms, new.to_ms, now)?;
     let record = PumpoutRecord {
         site: new.site,
         device: new.device,
         from_ms: new.from_ms,
         to_ms: new.to_ms,
         by: p.actor(),
-        at_ms: crate::clock::now_ms(),
+        at_ms: now,
         note: new.note,
     };
     let j = journal(&pumpouts)?.clone();
     let stored = record.clone();
-    // The journal syncs to disk: keep that off the async workers.
-    match tokio::task::spawn_blocking(move || j.record(record)).await {
+    let actor = p.actor();
+    // Audit first: a registration the chain does not hold must not silence any clue. The
+    // audit write and the journal sync block: keep them off the async workers.
+    let done = tokio::task::spawn_blocking(move || {
+        let detail = serde_json::json!({"pumpout": &record});
+        pool.record_blocking(&actor, AuditAction::PumpoutRegistered, &detail)
+            .map_err(|e| format!("not audited: {e}"))?;
+        j.record(record).map_err(|e| e.to_string())
+    })
+    .await;
+    match done {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::error!(error = %e, "pump-out not recorded");
@@ -113,6 +139,22 @@ async fn register(
         }
     }
     Ok((StatusCode::CREATED, Json(stored)).into_response())
+}
+
+/// Refuses a visit that has not ended yet (beyond the clock tolerance) or began longer ago
+/// than [`MAX_AGE_MS`].
+fn check_window(from_ms: i64, to_ms: i64, now_ms: i64) -> Result<(), ApiError> {
+    if to_ms > now_ms.saturating_add(FUTURE_TOLERANCE_MS) {
+        return Err(bad(
+            "a pump-out is registered after the visit: to_ms is in the future",
+        ));
+    }
+    if from_ms < now_ms.saturating_sub(MAX_AGE_MS) {
+        return Err(bad(
+            "a pump-out older than 7 days can no longer be registered",
+        ));
+    }
+    Ok(())
 }
 
 async fn list(
@@ -130,4 +172,34 @@ async fn list(
         .filter(|r| p.sees(&r.site))
         .collect();
     Ok(Json(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn a_visit_must_have_ended_and_be_recent() {
+        let ok = |f, t| check_window(f, t, NOW).is_ok();
+        assert!(ok(NOW - 3_600_000, NOW - 600_000));
+        assert!(
+            ok(NOW - 600_000, NOW + FUTURE_TOLERANCE_MS),
+            "clock drift tolerated"
+        );
+        assert!(
+            !ok(NOW - 600_000, NOW + FUTURE_TOLERANCE_MS + 1),
+            "in the future"
+        );
+        assert!(
+            !ok(NOW + 3_600_000, NOW + 7_200_000),
+            "a visit booked ahead"
+        );
+        assert!(ok(NOW - MAX_AGE_MS, NOW - MAX_AGE_MS + 600_000));
+        assert!(
+            !ok(NOW - MAX_AGE_MS - 1, NOW - MAX_AGE_MS + 600_000),
+            "too old"
+        );
+    }
 }
