@@ -5,7 +5,7 @@ use super::SqliteStore;
 use super::audit::append_audit;
 use crate::clue::audit::AuditAction;
 use crate::clue::retention::{Expired, RetentionConfig, class_of};
-use crate::clue::store::{RetentionStore, StoreError};
+use crate::clue::store::{AuditLog, RetentionStore, StoreError};
 use rusqlite::params;
 use serde_json::json;
 
@@ -40,18 +40,14 @@ impl RetentionStore for SqliteStore {
         role: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        append_audit(
-            &tx,
-            now_ms,
+        // An entry about no clue: the audit log's own `record`, as the PostgreSQL store does.
+        AuditLog::record(
+            self,
             actor,
             AuditAction::FrameOriginalAccess,
-            None,
             &json!({"site": site, "camera": camera, "role": role}),
-        )?;
-        tx.commit()?;
-        Ok(())
+            now_ms,
+        )
     }
 
     fn expired_evidence(
