@@ -2,13 +2,16 @@
 //! `cargo test -p gateway --release --test clue_bench -- --ignored --nocapture`).
 //!
 //! - Dedup throughput: `CLUE_BENCH_EVENTS` events (default 1,000,000) over
-//!   `CLUE_BENCH_KEYS` dedup keys (default 10,000), straight into the SQLite store.
+//!   `CLUE_BENCH_KEYS` dedup keys (default 10,000), straight into the SQLite store: in batches
+//!   of 256 as the pool's intake takes them, and one event per transaction as the reference
+//!   measured in the same run; `CLUE_BENCH_ROUNDS` rounds (3), medians.
 //! - List latency: p50/p99 of `GET /api/v1/clues`-equivalent queries with
 //!   `CLUE_BENCH_POOL` clues (default 100,000) in the pool.
 
 use gateway::clue::model::ClueQuery;
 use gateway::clue::signal::{ClueEvent, Level, Subject};
 use gateway::clue::store::{AuditLog, ClueRecords, ClueStore, SqliteStore};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 fn env(name: &str, default: usize) -> usize {
@@ -52,30 +55,56 @@ fn dedup_throughput_and_list_latency() {
     let pool_size = env("CLUE_BENCH_POOL", 100_000);
     let dir = tempfile::tempdir().expect("tempdir");
 
-    let store = SqliteStore::open(&dir.path().join("dedup.sqlite"), vec![]).expect("open");
-    let start = Instant::now();
-    for i in 0..events {
-        store
-            .ingest(&event(i, keys), &[], i as i64 + 3_600_000, i as i64)
-            .expect("ingest");
+    // The pool's intake path (batches of 256 in one transaction) against one transaction per
+    // event (`ingest`, what the drone job and the per-event path do), each on a fresh file,
+    // in the same run.
+    let rounds = env("CLUE_BENCH_ROUNDS", 3);
+    let (mut batched, mut single) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let stores = [
+            SqliteStore::open(&dir.path().join(format!("b{round}.sqlite")), vec![]).expect("open"),
+        ];
+        batched.push(ingest_rate(&stores, events, keys, 256));
+        let store = &stores[0];
+        let clues = store
+            .list(&ClueQuery {
+                limit: 100_000,
+                ..Default::default()
+            })
+            .expect("list")
+            .len();
+        assert_eq!(clues, keys.min(events));
+        assert!(store.verify_audit().expect("verify").ok);
+        let store =
+            SqliteStore::open(&dir.path().join(format!("s{round}.sqlite")), vec![]).expect("open");
+        let start = Instant::now();
+        let mut last = Instant::now();
+        for i in 0..events {
+            store
+                .ingest(&event(i, keys), &[], i as i64 + 3_600_000, i as i64)
+                .expect("ingest");
+            if last.elapsed() >= Duration::from_secs(5) {
+                last = Instant::now();
+                println!("  ... {i}/{events} events one by one");
+            }
+        }
+        single.push(events as f64 / start.elapsed().as_secs_f64());
+        println!(
+            "round {round}: batches of 256 {:.0} events/s, one by one {:.0} events/s",
+            batched[round], single[round]
+        );
     }
-    let secs = start.elapsed().as_secs_f64();
-    let clues = store
-        .list(&ClueQuery {
-            limit: 100_000,
-            ..Default::default()
-        })
-        .expect("list")
-        .len();
+    let (b, one) = (median(batched), median(single));
     println!(
-        "dedup: {events} events -> {clues} clues in {secs:.1} s = {:.0} events/s",
-        events as f64 / secs
+        "dedup into SQLite: {events} events -> {} clues: batches of 256 {b:.0} events/s, one \
+         event per transaction {one:.0} events/s (ratio {:.2}; medians of {rounds})",
+        keys.min(events),
+        b / one
     );
-    assert_eq!(clues, keys.min(events));
     println!(
         "BENCH {}",
         serde_json::json!({"bench": "clues", "figure": format!("clue dedup ({keys} keys)"),
-            "value": events as f64 / secs, "unit": "events/s"})
+            "value": b, "unit": "events/s"})
     );
 
     // A pool of distinct clues for list latency.
@@ -123,23 +152,43 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Events per second of `events` events through `gateways` stores at once, each taking every
 /// `gateways`-th event in batches of `batch` (what the pool's intake does: one transaction
-/// per batch).
+/// per batch). Prints progress every few seconds while the stores work.
 fn ingest_rate<S: ClueStore + Sync>(stores: &[S], events: usize, keys: usize, batch: usize) -> f64 {
+    let done = AtomicUsize::new(0);
     let start = Instant::now();
     std::thread::scope(|s| {
-        for (g, store) in stores.iter().enumerate() {
-            s.spawn(move || {
-                let mine: Vec<usize> = (g..events).step_by(stores.len()).collect();
-                for chunk in mine.chunks(batch) {
-                    let items: Vec<_> = chunk
-                        .iter()
-                        .map(|&i| (event(i, keys), vec![], i as i64 + 3_600_000))
-                        .collect();
-                    for r in store.ingest_batch(&items, chunk[0] as i64).expect("batch") {
-                        r.expect("event");
+        let workers: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(g, store)| {
+                let done = &done;
+                s.spawn(move || {
+                    let mine: Vec<usize> = (g..events).step_by(stores.len()).collect();
+                    for chunk in mine.chunks(batch) {
+                        let items: Vec<_> = chunk
+                            .iter()
+                            .map(|&i| (event(i, keys), vec![], i as i64 + 3_600_000))
+                            .collect();
+                        for r in store.ingest_batch(&items, chunk[0] as i64).expect("batch") {
+                            r.expect("event");
+                        }
+                        done.fetch_add(chunk.len(), Ordering::Relaxed);
                     }
-                }
-            });
+                })
+            })
+            .collect();
+        let mut last = Instant::now();
+        while !workers.iter().all(|w| w.is_finished()) {
+            std::thread::sleep(Duration::from_millis(100));
+            if last.elapsed() >= Duration::from_secs(5) {
+                last = Instant::now();
+                let n = done.load(Ordering::Relaxed);
+                println!(
+                    "  ... {n}/{events} events in {:.0} s ({:.0} events/s)",
+                    start.elapsed().as_secs_f64(),
+                    n as f64 / start.elapsed().as_secs_f64()
+                );
+            }
         }
     });
     events as f64 / start.elapsed().as_secs_f64()

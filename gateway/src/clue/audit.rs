@@ -263,6 +263,52 @@ pub fn entry_hash(
     sha256_hex(&[prev_hash.as_bytes(), canonical_json(&body).as_bytes()])
 }
 
+/// The end of the chain as a writer holds it (inside its writing transaction). Every backend
+/// appends through [`Head::append`], in memory, and then writes the entries it got, so how an
+/// entry is chained is decided here and in [`entry_hash`] only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head {
+    /// The last entry's sequence number (0: empty chain).
+    pub seq: i64,
+    /// The last entry's hash ([`GENESIS`] for an empty chain).
+    pub hash: String,
+}
+
+impl Head {
+    /// The head of an empty chain.
+    pub fn genesis() -> Head {
+        Head {
+            seq: 0,
+            hash: GENESIS.to_string(),
+        }
+    }
+
+    /// The entry that follows this head; the head moves onto it.
+    pub fn append(
+        &mut self,
+        at_ms: i64,
+        actor: &str,
+        action: &str,
+        clue_id: Option<i64>,
+        detail: Value,
+    ) -> AuditEntry {
+        let seq = self.seq + 1;
+        let hash = entry_hash(&self.hash, seq, at_ms, actor, action, clue_id, &detail);
+        let prev_hash = std::mem::replace(&mut self.hash, hash.clone());
+        self.seq = seq;
+        AuditEntry {
+            seq,
+            at_ms,
+            actor: actor.to_string(),
+            action: action.to_string(),
+            clue_id,
+            detail,
+            prev_hash,
+            hash,
+        }
+    }
+}
+
 /// The result of checking the chain.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerifyReport {

@@ -252,7 +252,7 @@ pub fn sqlite_to_postgres(
         )
         .map_err(StoreError::from)?
         .get(0);
-    if held > 0 || chain.seq > 0 {
+    if held > 0 || chain.head.seq > 0 {
         return Err(MigrateError::TargetNotEmpty(format!(
             "{held} clues, audit entries and tokens"
         )));

@@ -35,6 +35,7 @@
 //! the SQLite one and needs no runtime of its own.
 
 mod blobs;
+mod intake;
 pub mod migrate;
 mod schema;
 mod stays;
@@ -45,7 +46,8 @@ use super::lifecycle::{self, Action, Status};
 use super::model::*;
 use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
 use super::retention::{Expired, RetentionConfig, class_of};
-use super::signal::{ClueEvent, GeoPoint, Level, Subject};
+use super::signal::{ClueEvent, GeoPoint, Subject};
+use super::store::intake::Item;
 use super::store::{
     AUDIT_COLS, AuditLog, CLUE_COLS, ClueRecords, DeliveryQueue, OversightStore, RetentionStore,
     StatsRow, StoreError, TokenInfo, WARNING_COLS, act_detail, change_detail, change_message,
@@ -145,14 +147,6 @@ fn is_unique_violation(e: &postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
 
-fn level_rank(l: Level) -> i32 {
-    match l {
-        Level::Low => 1,
-        Level::Medium => 2,
-        Level::High => 3,
-    }
-}
-
 fn bad(what: String) -> StoreError {
     StoreError::Corrupt(what)
 }
@@ -243,9 +237,9 @@ fn read_clue(c: &mut impl GenericClient, id: i64, lock: bool) -> Result<Option<C
 
 /// The audit chain's head as this transaction holds it (locked until commit).
 #[derive(Clone)]
-struct Chain {
-    seq: i64,
-    hash: String,
+pub(crate) struct Chain {
+    head: audit::Head,
+    /// The head's sequence number when the transaction locked it.
     start: i64,
 }
 
@@ -260,8 +254,10 @@ fn begin(conn: &mut Conn) -> Result<(Transaction<'_>, Chain), StoreError> {
     Ok((
         tx,
         Chain {
-            seq,
-            hash: r.try_get(1)?,
+            head: audit::Head {
+                seq,
+                hash: r.try_get(1)?,
+            },
             start: seq,
         },
     ))
@@ -269,10 +265,10 @@ fn begin(conn: &mut Conn) -> Result<(Transaction<'_>, Chain), StoreError> {
 
 /// Moves the head to what this transaction appended and commits.
 fn commit(mut tx: Transaction<'_>, chain: &Chain) -> Result<(), StoreError> {
-    if chain.seq != chain.start {
+    if chain.head.seq != chain.start {
         tx.execute(
             "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
-            &[&chain.seq, &chain.hash],
+            &[&chain.head.seq, &chain.head.hash],
         )?;
     }
     tx.commit()?;
@@ -288,27 +284,25 @@ fn append(
     clue_id: Option<i64>,
     detail: &Value,
 ) -> Result<i64, StoreError> {
-    let seq = chain.seq + 1;
-    let action = action.as_str();
-    let hash = audit::entry_hash(&chain.hash, seq, at_ms, actor, action, clue_id, detail);
-    let text = audit::canonical_json(detail);
+    let e = chain
+        .head
+        .append(at_ms, actor, action.as_str(), clue_id, detail.clone());
+    let text = audit::canonical_json(&e.detail);
     tx.execute_typed(
         "INSERT INTO audit (seq, at_ms, actor, action, clue_id, detail, prev_hash, hash) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
-            (&seq, Type::INT8),
-            (&at_ms, Type::INT8),
-            (&actor, Type::TEXT),
-            (&action, Type::TEXT),
-            (&clue_id, Type::INT8),
+            (&e.seq, Type::INT8),
+            (&e.at_ms, Type::INT8),
+            (&e.actor, Type::TEXT),
+            (&e.action, Type::TEXT),
+            (&e.clue_id, Type::INT8),
             (&text, Type::TEXT),
-            (&chain.hash, Type::TEXT),
-            (&hash, Type::TEXT),
+            (&e.prev_hash, Type::TEXT),
+            (&e.hash, Type::TEXT),
         ],
     )?;
-    chain.seq = seq;
-    chain.hash = hash;
-    Ok(seq)
+    Ok(e.seq)
 }
 
 impl PgStore {
@@ -479,141 +473,6 @@ impl PgStore {
         Ok(change)
     }
 
-    /// Dedup of one event inside the caller's transaction.
-    fn ingest_in(
-        &self,
-        tx: &mut Transaction<'_>,
-        chain: &mut Chain,
-        ev: &ClueEvent,
-        evidence: &[NewEvidence],
-        deadline_ms: i64,
-        now_ms: i64,
-    ) -> Result<ClueChange, StoreError> {
-        let s = &ev.subject;
-        let detail_text = ev.detail.to_string();
-        let level = ev.level.as_str();
-        let lat = s.location.map(|l| l.lat);
-        let lon = s.location.map(|l| l.lon);
-        let skey = subject_key(s);
-        let rank = level_rank(ev.level);
-        // Repetition never lowers the level, and enough of it raises it (one level up); a
-        // worse stage takes over the kind, and a repeat undoes an earlier clearance. `prev`
-        // is the open clue as it was (the statement's snapshot; the chain lock keeps it
-        // current), for the audit's `level_raised`.
-        let rows = tx.query_typed(
-            &format!(
-                "WITH prev AS (SELECT level, kind FROM clues WHERE dedup_key = $1 AND open) \
-                 INSERT INTO clues (dedup_key, rule, kind, level, status, open, site, device, \
-                 plate, lat, lon, subject_key, title, detail, department, first_seen_ms, \
-                 last_seen_ms, occurrences, created_ms, updated_ms, deadline_ms, escalation, \
-                 shop, owner) \
-                 VALUES ($1, $2, $3, $4, 'new', TRUE, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                 $14, $14, 1, $15, $15, $16, 'none', $19, $20) \
-                 ON CONFLICT (dedup_key) WHERE open DO UPDATE SET \
-                 occurrences = clues.occurrences + 1, \
-                 last_seen_ms = GREATEST(clues.last_seen_ms, EXCLUDED.last_seen_ms), \
-                 first_seen_ms = LEAST(clues.first_seen_ms, EXCLUDED.first_seen_ms), \
-                 level = (ARRAY['low', 'medium', 'high'])[GREATEST(clues.level_rank, $18, \
-                   CASE WHEN $17 > 0 AND clues.occurrences + 1 >= $17 \
-                   THEN LEAST($18 + 1, 3) ELSE 1 END)], \
-                 kind = CASE WHEN $18 > clues.level_rank THEN EXCLUDED.kind ELSE clues.kind END, \
-                 cleared_ms = NULL, cleared_note = NULL, \
-                 title = EXCLUDED.title, detail = EXCLUDED.detail, updated_ms = $15 \
-                 RETURNING {CLUE_COLS}, (SELECT level FROM prev), (SELECT kind FROM prev)"
-            ),
-            &[
-                (&ev.dedup_key, Type::TEXT),
-                (&ev.rule, Type::TEXT),
-                (&ev.kind, Type::TEXT),
-                (&level, Type::TEXT),
-                (&s.site, Type::TEXT),
-                (&s.device, Type::TEXT),
-                (&s.plate, Type::TEXT),
-                (&lat, Type::FLOAT8),
-                (&lon, Type::FLOAT8),
-                (&skey, Type::TEXT),
-                (&ev.title, Type::TEXT),
-                (&detail_text, Type::TEXT),
-                (&ev.department, Type::TEXT),
-                (&ev.at_ms, Type::INT8),
-                (&now_ms, Type::INT8),
-                (&deadline_ms, Type::INT8),
-                (&self.raise_after, Type::INT8),
-                (&rank, Type::INT4),
-                (&s.shop, Type::TEXT),
-                (&s.owner, Type::TEXT),
-            ],
-        )?;
-        let row = rows
-            .first()
-            .ok_or_else(|| bad("ingest returned no row".into()))?;
-        let clue = clue_from_row(row)?;
-        let prev_level: Option<String> = row.try_get(30)?;
-        let prev_kind: Option<String> = row.try_get(31)?;
-        let id = clue.id;
-        let occ: i64 = tx
-            .query_typed(
-                "INSERT INTO occurrences (clue_id, at_ms, received_ms, level, title, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                &[
-                    (&id, Type::INT8),
-                    (&ev.at_ms, Type::INT8),
-                    (&now_ms, Type::INT8),
-                    (&level, Type::TEXT),
-                    (&ev.title, Type::TEXT),
-                    (&detail_text, Type::TEXT),
-                ],
-            )?
-            .first()
-            .ok_or_else(|| bad("occurrence insert returned no row".into()))?
-            .try_get(0)?;
-        let mut hashes = Vec::with_capacity(evidence.len());
-        for e in evidence {
-            let body = e.body.as_ref().map(audit::canonical_json);
-            let regions = e
-                .regions
-                .as_ref()
-                .and_then(|r| serde_json::to_string(r).ok());
-            tx.execute_typed(
-                "INSERT INTO evidence (clue_id, occurrence_id, kind, name, content_type, sha256, \
-                 size, body, at_ms, regions) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                &[
-                    (&id, Type::INT8),
-                    (&occ, Type::INT8),
-                    (&e.kind, Type::TEXT),
-                    (&e.name, Type::TEXT),
-                    (&e.content_type, Type::TEXT),
-                    (&e.sha256, Type::TEXT),
-                    (&e.size, Type::INT8),
-                    (&body, Type::TEXT),
-                    (&ev.at_ms, Type::INT8),
-                    (&regions, Type::TEXT),
-                ],
-            )?;
-            hashes.push(e.sha256.clone());
-        }
-        let mut detail = json!({"occurrence_id": occ, "at_ms": ev.at_ms, "rule": ev.rule,
-                                "dedup_key": ev.dedup_key, "evidence_sha256": hashes});
-        let action = match prev_level {
-            None => AuditAction::Created,
-            Some(was) => {
-                let was = parse_level(&was).unwrap_or(ev.level);
-                if clue.level > was {
-                    if let Value::Object(m) = &mut detail {
-                        m.insert("from_level".into(), json!(was));
-                        m.insert("to_level".into(), json!(clue.level));
-                        m.insert("from_kind".into(), json!(prev_kind));
-                        m.insert("to_kind".into(), json!(clue.kind));
-                    }
-                    AuditAction::LevelRaised
-                } else {
-                    AuditAction::Occurrence
-                }
-            }
-        };
-        self.record_change(tx, chain, now_ms, "pool", action, clue, detail)
-    }
-
     /// Every audit entry in order (for verify and migration).
     pub fn audit_all(&self) -> Result<Vec<AuditEntry>, StoreError> {
         let mut c = self.conn()?;
@@ -667,33 +526,33 @@ impl PgStore {
         Ok(n == 1)
     }
 
+    /// `items` in one transaction: set-based ([`PgStore::ingest_set`]), or with `isolate`
+    /// one event at a time, each in a savepoint, so one bad event does not undo the others.
     fn ingest_all(
         &self,
-        items: &[(ClueEvent, Vec<NewEvidence>, i64)],
+        items: &[Item],
         now_ms: i64,
         isolate: bool,
     ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError> {
         let mut c = self.conn()?;
         let (mut tx, mut chain) = begin(&mut c)?;
+        if !isolate {
+            let out = self.ingest_set(&mut tx, &mut chain, items, now_ms)?;
+            commit(tx, &chain)?;
+            return Ok(out.into_iter().map(Ok).collect());
+        }
         let mut out = Vec::with_capacity(items.len());
-        for (ev, evidence, deadline_ms) in items {
-            if !isolate {
-                out.push(Ok(self.ingest_in(
-                    &mut tx,
-                    &mut chain,
-                    ev,
-                    evidence,
-                    *deadline_ms,
-                    now_ms,
-                )?));
-                continue;
-            }
+        for item in items {
             let saved = chain.clone();
             let mut sp = tx.savepoint("ingest_one")?;
-            match self.ingest_in(&mut sp, &mut chain, ev, evidence, *deadline_ms, now_ms) {
-                Ok(change) => {
+            match self.ingest_set(&mut sp, &mut chain, std::slice::from_ref(item), now_ms) {
+                Ok(mut change) => {
                     sp.commit()?;
-                    out.push(Ok(change));
+                    out.push(
+                        change
+                            .pop()
+                            .ok_or_else(|| bad("ingest returned no change".into())),
+                    );
                 }
                 Err(e) => {
                     // Dropping the savepoint rolls this event back; the chain with it.
@@ -732,16 +591,14 @@ impl ClueRecords for PgStore {
         deadline_ms: i64,
         now_ms: i64,
     ) -> Result<ClueChange, StoreError> {
-        let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
-        let change = self.ingest_in(&mut tx, &mut chain, ev, evidence, deadline_ms, now_ms)?;
-        commit(tx, &chain)?;
-        Ok(change)
+        let item = (ev.clone(), evidence.to_vec(), deadline_ms);
+        self.ingest_all(std::slice::from_ref(&item), now_ms, false)?
+            .pop()
+            .unwrap_or_else(|| Err(bad("ingest returned no change".into())))
     }
 
-    /// One transaction without savepoints (two round trips fewer per event); only when an
-    /// event fails is the batch redone with a savepoint around each, so one bad event does
-    /// not undo the others.
+    /// One set-based transaction; only when it fails is the batch redone with a savepoint
+    /// around each event, so one bad event does not undo the others.
     fn ingest_batch(
         &self,
         items: &[(ClueEvent, Vec<NewEvidence>, i64)],

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::clue::auth::{create_token, token_hash};
+use crate::clue::signal::Level;
 use crate::clue::store::{CHANNEL_MQTT, TokenStore};
 use std::sync::Barrier;
 
@@ -86,6 +87,28 @@ fn three_gateways_racing_on_the_same_keys_make_one_clue_per_key_and_one_chain() 
     // Every change is queued once for the platform.
     let queued = a.pending(CHANNEL_MQTT, 1000).expect("pending");
     assert_eq!(queued.len(), 600);
+}
+
+#[test]
+fn a_bad_event_fails_alone_and_the_rest_of_its_batch_is_recorded() {
+    let (_pg, url) = server();
+    let store = gateway(&url);
+    let mut bad = event("d2", 2);
+    // PostgreSQL refuses NUL in text: the set-based write fails, and the batch is redone one
+    // event at a time.
+    bad.title = "cover\0open".into();
+    let batch = vec![
+        (event("d1", 1), vec![], 1_000),
+        (bad, vec![], 1_000),
+        (event("d1", 3), vec![], 1_000),
+    ];
+    let out = store.ingest_batch(&batch, 5).expect("batch");
+    assert!(out[0].is_ok() && out[1].is_err() && out[2].is_ok(), "{out:?}");
+    let d1 = out[2].as_ref().expect("d1");
+    assert_eq!((d1.clue.occurrences, d1.event_id), (2, 2));
+    let report = store.verify_audit().expect("verify");
+    assert!(report.ok && report.entries == 2, "{report}");
+    assert_eq!(store.pending(CHANNEL_MQTT, 10).expect("pending").len(), 2);
 }
 
 #[test]

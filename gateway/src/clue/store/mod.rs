@@ -24,6 +24,7 @@
 //!
 //! [`SqliteStore`] (in `sqlite/`) keeps everything in `{storage.dir}/clues.sqlite`.
 
+pub(crate) mod intake;
 mod sqlite;
 #[cfg(test)]
 pub(crate) mod stays_contract;

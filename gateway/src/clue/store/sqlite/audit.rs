@@ -2,7 +2,7 @@
 //! Triggers in the schema refuse UPDATE and DELETE on the `audit` table.
 
 use super::{CLUE_COLS, SqliteStore, clue_from_row, json_col, read_clue};
-use crate::clue::audit::{self, AuditAction, AuditEntry, GENESIS, VerifyReport};
+use crate::clue::audit::{self, AuditAction, AuditEntry, Head, VerifyReport};
 use crate::clue::model::ClueChange;
 use crate::clue::store::{AuditLog, StoreError, change_detail, check_clue_rows, last_digests};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -23,6 +23,40 @@ pub(super) fn audit_from_row(r: &Row) -> rusqlite::Result<AuditEntry> {
 
 pub(super) use crate::clue::store::AUDIT_COLS;
 
+/// The chain's head as stored (read inside the writing transaction).
+pub(super) fn head(tx: &Connection) -> Result<Head, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| {
+            Ok(Head {
+                seq: r.get(0)?,
+                hash: r.get(1)?,
+            })
+        })
+        .optional()?
+        .unwrap_or_else(Head::genesis))
+}
+
+/// Writes an entry chained by [`Head::append`]. Must run inside the transaction of what it
+/// records.
+pub(super) fn write_entry(tx: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO audit (seq, at_ms, actor, action, clue_id, detail, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        e.seq,
+        e.at_ms,
+        e.actor,
+        e.action,
+        e.clue_id,
+        audit::canonical_json(&e.detail),
+        e.prev_hash,
+        e.hash
+    ])?;
+    Ok(())
+}
+
 /// Appends one entry to the chain. Must run inside the transaction of what it records.
 pub(super) fn append_audit(
     tx: &Connection,
@@ -32,33 +66,9 @@ pub(super) fn append_audit(
     clue_id: Option<i64>,
     detail: &Value,
 ) -> Result<i64, StoreError> {
-    let last: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let (seq, prev) = match last {
-        Some((s, h)) => (s + 1, h),
-        None => (1, GENESIS.to_string()),
-    };
-    let hash = audit::entry_hash(&prev, seq, at_ms, actor, action.as_str(), clue_id, detail);
-    tx.execute(
-        "INSERT INTO audit (seq, at_ms, actor, action, clue_id, detail, prev_hash, hash) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            seq,
-            at_ms,
-            actor,
-            action.as_str(),
-            clue_id,
-            audit::canonical_json(detail),
-            prev,
-            hash
-        ],
-    )?;
-    Ok(seq)
+    let e = head(tx)?.append(at_ms, actor, action.as_str(), clue_id, detail.clone());
+    write_entry(tx, &e)?;
+    Ok(e.seq)
 }
 
 impl SqliteStore {

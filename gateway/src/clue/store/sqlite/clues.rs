@@ -7,143 +7,17 @@
 use super::{
     CLUE_COLS, SqliteStore, clue_from_row, corrupt, is_unique_violation, json_col, read_clue,
 };
-use crate::clue::audit::{self, AuditAction};
+use crate::clue::audit::AuditAction;
 use crate::clue::lifecycle::{self, Action};
 use crate::clue::model::*;
 use crate::clue::signal::ClueEvent;
+use crate::clue::store::intake::Item;
 use crate::clue::store::{
     ClueRecords, StatsRow, StoreError, act_detail, escalation_detail, escalation_due, history_of,
-    kind_matches, level_after_repeat, state_of, stats_of, subject_key,
+    kind_matches, state_of, stats_of, subject_key,
 };
-use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde_json::{Value, json};
-
-impl SqliteStore {
-    /// Dedup of one event inside the caller's transaction.
-    fn ingest_in(
-        &self,
-        tx: &Connection,
-        ev: &ClueEvent,
-        evidence: &[NewEvidence],
-        deadline_ms: i64,
-        now_ms: i64,
-    ) -> Result<ClueChange, StoreError> {
-        let open: Option<(i64, String, i64, String)> = tx
-            .query_row(
-                "SELECT id, level, occurrences, kind FROM clues WHERE dedup_key = ?1 AND open = 1",
-                [&ev.dedup_key],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?;
-        let detail_text = ev.detail.to_string();
-        let mut relevel = None;
-        let (id, action) = match open {
-            Some((id, was, occurrences, was_kind)) => {
-                let was = parse_level(&was).unwrap_or(ev.level);
-                let level = level_after_repeat(was, ev.level, occurrences, self.raise_after);
-                // One problem, one clue: a worse stage (due -> overdue) takes over the kind;
-                // the condition is present again, so an earlier recovery no longer holds.
-                let kind = if ev.level > was { &ev.kind } else { &was_kind };
-                tx.execute(
-                    "UPDATE clues SET occurrences = occurrences + 1, \
-                     last_seen_ms = MAX(last_seen_ms, ?2), first_seen_ms = MIN(first_seen_ms, ?2), \
-                     level = ?3, title = ?4, detail = ?5, updated_ms = ?6, kind = ?7, \
-                     cleared_ms = NULL, cleared_note = NULL WHERE id = ?1",
-                    params![
-                        id,
-                        ev.at_ms,
-                        level.as_str(),
-                        ev.title,
-                        detail_text,
-                        now_ms,
-                        kind
-                    ],
-                )?;
-                if level > was {
-                    relevel = Some(json!({"from_level": was, "to_level": level,
-                        "from_kind": was_kind, "to_kind": kind}));
-                    (id, AuditAction::LevelRaised)
-                } else {
-                    (id, AuditAction::Occurrence)
-                }
-            }
-            None => {
-                let s = &ev.subject;
-                tx.execute(
-                    "INSERT INTO clues (dedup_key, rule, kind, level, status, open, site, device, \
-                     plate, lat, lon, subject_key, title, detail, department, first_seen_ms, \
-                     last_seen_ms, occurrences, created_ms, updated_ms, deadline_ms, escalation, \
-                     shop, owner) \
-                     VALUES (?1, ?2, ?3, ?4, 'new', 1, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
-                     ?14, ?14, 1, ?15, ?15, ?16, 'none', ?17, ?18)",
-                    params![
-                        ev.dedup_key,
-                        ev.rule,
-                        ev.kind,
-                        ev.level.as_str(),
-                        s.site,
-                        s.device,
-                        s.plate,
-                        s.location.map(|l| l.lat),
-                        s.location.map(|l| l.lon),
-                        subject_key(s),
-                        ev.title,
-                        detail_text,
-                        ev.department,
-                        ev.at_ms,
-                        now_ms,
-                        deadline_ms,
-                        s.shop,
-                        s.owner,
-                    ],
-                )?;
-                (tx.last_insert_rowid(), AuditAction::Created)
-            }
-        };
-        tx.execute(
-            "INSERT INTO occurrences (clue_id, at_ms, received_ms, level, title, detail) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                id,
-                ev.at_ms,
-                now_ms,
-                ev.level.as_str(),
-                ev.title,
-                detail_text
-            ],
-        )?;
-        let occ = tx.last_insert_rowid();
-        let mut hashes = Vec::with_capacity(evidence.len());
-        for e in evidence {
-            tx.execute(
-                "INSERT INTO evidence (clue_id, occurrence_id, kind, name, content_type, sha256, \
-                 size, body, at_ms, regions) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    id,
-                    occ,
-                    e.kind,
-                    e.name,
-                    e.content_type,
-                    e.sha256,
-                    e.size,
-                    e.body.as_ref().map(audit::canonical_json),
-                    ev.at_ms,
-                    e.regions
-                        .as_ref()
-                        .and_then(|r| serde_json::to_string(r).ok())
-                ],
-            )?;
-            hashes.push(e.sha256.clone());
-        }
-        let mut detail = json!({"occurrence_id": occ, "at_ms": ev.at_ms, "rule": ev.rule,
-               "dedup_key": ev.dedup_key, "evidence_sha256": hashes});
-        if let (Some(Value::Object(extra)), Value::Object(m)) = (relevel, &mut detail) {
-            m.extend(extra);
-        }
-        let change = self.record(tx, now_ms, "pool", action, id, detail)?;
-        Ok(change)
-    }
-}
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use serde_json::json;
 
 /// The duplicate-act links of clue `id`: its lead, or the clues it leads.
 fn read_links(conn: &Connection, id: i64) -> Result<Links, StoreError> {
@@ -180,27 +54,43 @@ impl ClueRecords for SqliteStore {
         deadline_ms: i64,
         now_ms: i64,
     ) -> Result<ClueChange, StoreError> {
+        let item = (ev.clone(), evidence.to_vec(), deadline_ms);
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let change = self.ingest_in(&tx, ev, evidence, deadline_ms, now_ms)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let change = self.ingest_set(&tx, std::slice::from_ref(&item), now_ms)?;
         tx.commit()?;
-        Ok(change)
+        change
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("ingest returned no change".into()))
     }
 
+    /// The batch planned and written at once; only when that fails is it redone one event at
+    /// a time, each in a savepoint, so one bad event does not undo the others.
     fn ingest_batch(
         &self,
-        items: &[(ClueEvent, Vec<NewEvidence>, i64)],
+        items: &[Item],
         now_ms: i64,
     ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError> {
         let mut conn = self.conn();
-        let mut tx = conn.transaction()?;
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let sp = tx.savepoint()?;
+        if let Ok(changes) = self.ingest_set(&sp, items, now_ms) {
+            sp.commit()?;
+            tx.commit()?;
+            return Ok(changes.into_iter().map(Ok).collect());
+        }
+        drop(sp);
         let mut out = Vec::with_capacity(items.len());
-        for (ev, evidence, deadline_ms) in items {
+        for item in items {
             let sp = tx.savepoint()?;
-            match self.ingest_in(&sp, ev, evidence, *deadline_ms, now_ms) {
-                Ok(c) => {
+            match self.ingest_set(&sp, std::slice::from_ref(item), now_ms) {
+                Ok(mut c) => {
                     sp.commit()?;
-                    out.push(Ok(c));
+                    out.push(
+                        c.pop()
+                            .ok_or_else(|| StoreError::Corrupt("ingest returned no change".into())),
+                    );
                 }
                 Err(e) => {
                     // Dropping the savepoint rolls this event back.

@@ -6,6 +6,7 @@
 mod audit;
 mod clues;
 mod delivery;
+mod intake;
 mod oversight;
 mod retention;
 mod schema;

@@ -1,0 +1,287 @@
+//! Dedup intake planned in memory: what a batch of events does to the open clues, the audit
+//! chain and the outbox, worked out once here for every backend. The backend then writes the
+//! plan in as few statements as it can (PostgreSQL: one set-based statement per batch;
+//! SQLite: cached prepared statements), instead of a read-modify-write per event.
+//!
+//! The database stays the record. A backend plans inside its writing transaction, after it
+//! took its write lock (PostgreSQL: the `audit_head` row; SQLite: the database's write lock),
+//! from the open clues it just read for the batch's keys and the chain head it just read, so
+//! the plan starts from what is stored and nobody writes in between. The unique index on open
+//! dedup keys still refuses a second open clue, should a plan ever be wrong.
+//!
+//! The rules are the ones the per-event path had: repetition never lowers the level and from
+//! `raise_after` occurrences on raises it ([`level_after_repeat`]); a worse stage takes over
+//! the kind; a repeat undoes an earlier clearance; each event is one occurrence and one audit
+//! entry whose detail carries the clue's digest after that event.
+
+use super::{StoreError, change_detail, level_after_repeat};
+use crate::clue::audit::{AuditAction, AuditEntry, Head};
+use crate::clue::lifecycle::Status;
+use crate::clue::model::{Clue, ClueChange, Escalation, NewEvidence};
+use crate::clue::signal::ClueEvent;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// One event to record: the event, its evidence (files already stored), its clue's deadline
+/// should it open one.
+pub(crate) type Item = (ClueEvent, Vec<NewEvidence>, i64);
+
+/// A clue the batch touched, as it is after the batch's last event.
+pub(crate) struct Touched {
+    pub clue: Clue,
+    /// Opened by this batch (to insert), not stored already (to update).
+    pub is_new: bool,
+}
+
+/// What one event did.
+pub(crate) struct Step {
+    /// Index into [`Plan::clues`].
+    pub clue: usize,
+    pub occurrence_id: i64,
+    /// The audit entry to append (already chained).
+    pub entry: AuditEntry,
+    /// What the caller gets back and the platform is told.
+    pub change: ClueChange,
+}
+
+/// The whole batch: clues to insert or update, and per event its occurrence and audit entry.
+pub(crate) struct Plan {
+    pub clues: Vec<Touched>,
+    pub steps: Vec<Step>,
+}
+
+/// The distinct dedup keys of `items`, in first-seen order.
+pub(crate) fn keys(items: &[Item]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    items
+        .iter()
+        .map(|(ev, _, _)| ev.dedup_key.as_str())
+        .filter(|k| seen.insert(*k))
+        .collect()
+}
+
+/// How many clues the batch opens, given the open clues stored for its `keys`.
+pub(crate) fn new_clues(keys: &[&str], open: &[Clue]) -> usize {
+    keys.len().saturating_sub(open.len())
+}
+
+/// Plans `items` (in order) from the stored `open` clues of their keys: new clues take their
+/// ids from `clue_ids`, occurrences from `occurrence_ids` (one per item), entries are chained
+/// after `head`, which ends on the last.
+pub(crate) fn plan(
+    items: &[Item],
+    open: Vec<Clue>,
+    clue_ids: impl IntoIterator<Item = i64>,
+    occurrence_ids: impl IntoIterator<Item = i64>,
+    head: &mut Head,
+    raise_after: i64,
+    now_ms: i64,
+) -> Result<Plan, StoreError> {
+    let mut clue_ids = clue_ids.into_iter();
+    let mut occurrence_ids = occurrence_ids.into_iter();
+    let mut clues: Vec<Touched> = Vec::with_capacity(open.len());
+    let mut by_key: HashMap<String, usize> = HashMap::with_capacity(items.len());
+    for clue in open {
+        if by_key.insert(clue.dedup_key.clone(), clues.len()).is_some() {
+            return Err(StoreError::Corrupt(format!(
+                "two open clues for dedup key {}",
+                clue.dedup_key
+            )));
+        }
+        clues.push(Touched {
+            clue,
+            is_new: false,
+        });
+    }
+    let mut steps = Vec::with_capacity(items.len());
+    for (ev, evidence, deadline_ms) in items {
+        let occurrence_id = occurrence_ids
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("too few occurrence ids for the batch".into()))?;
+        let mut detail = json!({"occurrence_id": occurrence_id, "at_ms": ev.at_ms,
+            "rule": ev.rule, "dedup_key": ev.dedup_key,
+            "evidence_sha256": evidence.iter().map(|e| e.sha256.as_str()).collect::<Vec<_>>()});
+        let (index, action) = match by_key.get(ev.dedup_key.as_str()) {
+            Some(&i) => {
+                let c = &mut clues[i].clue;
+                let was = c.level;
+                let level = level_after_repeat(was, ev.level, c.occurrences, raise_after);
+                let was_kind = c.kind.clone();
+                if ev.level > was {
+                    // One problem, one clue: a worse stage (due -> overdue) takes over the kind.
+                    c.kind = ev.kind.clone();
+                }
+                c.level = level;
+                c.occurrences += 1;
+                c.last_seen_ms = c.last_seen_ms.max(ev.at_ms);
+                c.first_seen_ms = c.first_seen_ms.min(ev.at_ms);
+                c.title = ev.title.clone();
+                c.detail = ev.detail.clone();
+                c.updated_ms = now_ms;
+                // The condition is present again: an earlier recovery no longer holds.
+                c.cleared_ms = None;
+                c.cleared_note = None;
+                if level > was {
+                    if let Value::Object(m) = &mut detail {
+                        m.insert("from_level".into(), json!(was));
+                        m.insert("to_level".into(), json!(level));
+                        m.insert("from_kind".into(), json!(was_kind));
+                        m.insert("to_kind".into(), json!(c.kind));
+                    }
+                    (i, AuditAction::LevelRaised)
+                } else {
+                    (i, AuditAction::Occurrence)
+                }
+            }
+            None => {
+                let id = clue_ids
+                    .next()
+                    .ok_or_else(|| StoreError::Corrupt("too few clue ids for the batch".into()))?;
+                by_key.insert(ev.dedup_key.clone(), clues.len());
+                clues.push(Touched {
+                    clue: opened(ev, id, *deadline_ms, now_ms),
+                    is_new: true,
+                });
+                (clues.len() - 1, AuditAction::Created)
+            }
+        };
+        let clue = clues[index].clue.clone();
+        let detail = change_detail(&clue, detail);
+        let entry = head.append(now_ms, "pool", action.as_str(), Some(clue.id), detail);
+        let change = ClueChange {
+            event_id: entry.seq,
+            event: action.as_str().to_string(),
+            at_ms: now_ms,
+            actor: "pool".to_string(),
+            clue,
+        };
+        steps.push(Step {
+            clue: index,
+            occurrence_id,
+            entry,
+            change,
+        });
+    }
+    Ok(Plan { clues, steps })
+}
+
+/// The clue `ev` opens, as a backend stores it and reads it back.
+fn opened(ev: &ClueEvent, id: i64, deadline_ms: i64, now_ms: i64) -> Clue {
+    Clue {
+        id,
+        rule: ev.rule.clone(),
+        kind: ev.kind.clone(),
+        level: ev.level,
+        status: Status::New,
+        subject: ev.subject.clone(),
+        dedup_key: ev.dedup_key.clone(),
+        title: ev.title.clone(),
+        detail: ev.detail.clone(),
+        department: ev.department.clone(),
+        assignee: None,
+        resolution: None,
+        first_seen_ms: ev.at_ms,
+        last_seen_ms: ev.at_ms,
+        occurrences: 1,
+        created_ms: now_ms,
+        updated_ms: now_ms,
+        deadline_ms,
+        escalation: Escalation::None,
+        claimed_ms: None,
+        resolved_ms: None,
+        closed_ms: None,
+        cleared_ms: None,
+        cleared_note: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clue::audit;
+    use crate::clue::signal::{Level, Subject};
+
+    fn item(device: &str, level: Level, kind: &str, at_ms: i64) -> Item {
+        let subject = Subject {
+            site: "s1".into(),
+            device: Some(device.into()),
+            ..Default::default()
+        };
+        let ev = ClueEvent {
+            rule: "r".into(),
+            kind: kind.into(),
+            level,
+            dedup_key: ClueEvent::default_key("r", &subject),
+            subject,
+            at_ms,
+            title: format!("t{at_ms}"),
+            detail: json!({"at": at_ms}),
+            evidence: vec![],
+            department: None,
+        };
+        (ev, vec![], 5_000)
+    }
+
+    #[test]
+    fn a_batch_is_planned_as_its_events_one_after_another() {
+        let items = vec![
+            item("a", Level::Low, "due", 30),
+            item("b", Level::Medium, "x", 10),
+            item("a", Level::Low, "due", 20),
+            item("a", Level::High, "overdue", 40),
+        ];
+        assert_eq!(keys(&items).len(), 2);
+        let mut head = audit::Head::genesis();
+        let p = plan(&items, vec![], 7.., 100.., &mut head, 3, 99).expect("plan");
+        let actions: Vec<&str> = p.steps.iter().map(|s| s.change.event.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["created", "created", "occurrence", "level_raised"]
+        );
+        // New clues take ids in order of first appearance; one occurrence id per event.
+        assert_eq!(p.clues.iter().map(|t| t.clue.id).collect::<Vec<_>>(), [7, 8]);
+        assert!(p.clues.iter().all(|t| t.is_new));
+        let occ: Vec<i64> = p.steps.iter().map(|s| s.occurrence_id).collect();
+        assert_eq!(occ, [100, 101, 102, 103]);
+        // Each change carries the clue as it was after that event.
+        let a: Vec<(i64, Level)> = p
+            .steps
+            .iter()
+            .filter(|s| s.clue == 0)
+            .map(|s| (s.change.clue.occurrences, s.change.clue.level))
+            .collect();
+        assert_eq!(a, [(1, Level::Low), (2, Level::Low), (3, Level::High)]);
+        let last = &p.clues[0].clue;
+        assert_eq!((last.first_seen_ms, last.last_seen_ms), (20, 40));
+        assert_eq!(last.kind, "overdue", "the worse stage takes over the kind");
+        assert_eq!(p.steps[3].entry.detail["from_kind"], "due");
+        // The entries chain on from the head, and each records its clue's digest then.
+        let entries: Vec<_> = p.steps.iter().map(|s| s.entry.clone()).collect();
+        assert!(audit::verify(entries).ok);
+        assert_eq!(head.seq, 4);
+        for s in &p.steps {
+            assert_eq!(
+                s.entry.detail["clue_sha256"],
+                super::super::clue_digest(&s.change.clue)
+            );
+        }
+    }
+
+    #[test]
+    fn a_stored_open_clue_is_continued_and_a_second_one_for_a_key_is_refused() {
+        let items = vec![item("a", Level::Medium, "k", 50)];
+        let mut head = audit::Head::genesis();
+        let first = plan(&items, vec![], 1.., 1.., &mut head, 0, 1).expect("plan");
+        let stored = first.clues[0].clue.clone();
+        let mut head2 = head.clone();
+        let next = plan(&items, vec![stored.clone()], 9.., 2.., &mut head2, 0, 2).expect("plan");
+        assert!(!next.clues[0].is_new);
+        assert_eq!(next.clues[0].clue.id, 1);
+        assert_eq!(next.clues[0].clue.occurrences, 2);
+        assert_eq!(next.steps[0].entry.prev_hash, head.hash);
+        assert!(matches!(
+            plan(&items, vec![stored.clone(), stored], 9.., 2.., &mut head, 0, 2),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}
