@@ -70,9 +70,7 @@ fn cover_event(device: &str, level: &str) -> Value {
 
 fn create(gw: &GatewayProcess, token: &str, ev: &Value) -> Result<i64> {
     let r = call(gw, "POST", "/api/v1/clues", token, Some(ev))?;
-    r.ok()?.json()?["clue"]["id"]
-        .as_i64()
-        .context("clue id")
+    r.ok()?.json()?["clue"]["id"].as_i64().context("clue id")
 }
 
 fn entry<'a>(matter: &'a Value, id: &str) -> &'a Value {

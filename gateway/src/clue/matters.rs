@@ -255,7 +255,10 @@ impl MatterCatalogue {
             nonempty(&format!("{mk}.violated_provision"), &m.violated_provision)?;
             nonempty(&format!("{mk}.penalty_provision"), &m.penalty_provision)?;
             if m.kinds.is_empty() {
-                return Err(invalid(format!("{mk}.kinds"), "name at least one clue kind"));
+                return Err(invalid(
+                    format!("{mk}.kinds"),
+                    "name at least one clue kind",
+                ));
             }
             for (k, kind) in m.kinds.iter().enumerate() {
                 let kk = format!("{mk}.kinds[{k}]");
@@ -554,7 +557,9 @@ mod tests {
     #[test]
     fn a_first_minor_discharge_falls_in_the_lowest_band_with_first_violation_met() {
         let cat = example();
-        let m = cat.matter_of("grease_trap.illegal_discharge").expect("matter");
+        let m = cat
+            .matter_of("grease_trap.illegal_discharge")
+            .expect("matter");
         let a = assess(&cat, m, facts(Level::Medium, 1, 0));
         assert_eq!(a.band.as_deref(), Some(m.bands[0].id.as_str()), "{a:#?}");
         let first = a
@@ -583,7 +588,10 @@ mod tests {
             .expect("entry");
         assert_eq!(first.status, LeniencyStatus::NotMet);
         assert!(
-            first.reasons.iter().any(|r| r.starts_with("fails: earlier")),
+            first
+                .reasons
+                .iter()
+                .any(|r| r.starts_with("fails: earlier")),
             "{first:?}"
         );
     }
@@ -653,7 +661,9 @@ mod tests {
              [\"parking.overstay\"]\nviolated_provision = \"x\"\npenalty_provision = \"y\"\n{band}\
              penalty_min = 0\npenalty_max = 1\n"
         );
-        let e = Config::from_toml(&twice).expect_err("kind twice").to_string();
+        let e = Config::from_toml(&twice)
+            .expect_err("kind twice")
+            .to_string();
         assert!(e.contains("clues.matters.matter[1].kinds[0]"), "{e}");
     }
 }

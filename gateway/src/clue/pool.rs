@@ -1334,31 +1334,63 @@ mod tests {
             .expect("entry");
         assert_eq!(in_time.status, LeniencyStatus::Met, "{in_time:?}");
         assert!(
-            in_time.reasons.iter().any(|r| r.contains("corrected 300 s after")),
+            in_time
+                .reasons
+                .iter()
+                .any(|r| r.contains("corrected 300 s after")),
             "{in_time:?}"
         );
-        let no_fault = m.leniency.iter().find(|l| l.id == "no_fault").expect("entry");
+        let no_fault = m
+            .leniency
+            .iter()
+            .find(|l| l.id == "no_fault")
+            .expect("entry");
         assert_eq!(no_fault.status, LeniencyStatus::ToEstablish);
         // The same cover lifted again a day later (after the first clue was disposed):
         // one earlier clue on record, a high level at night, so the hazard band.
-        p.act(c.clue.id, Action::Dismiss { reason: "closed by the utility's crew".into() }, "ann#1".into())
-            .await
-            .expect("dismiss");
+        p.act(
+            c.clue.id,
+            Action::Dismiss {
+                reason: "closed by the utility's crew".into(),
+            },
+            "ann#1".into(),
+        )
+        .await
+        .expect("dismiss");
         clock.0.store(90_000_000, Ordering::SeqCst);
         let mut again = event("m1", 90_000_000);
         again.level = Level::High;
         let c2 = p.ingest(again).await.expect("again");
         assert_ne!(c2.clue.id, c.clue.id);
-        let m2 = p.get(c2.clue.id).await.expect("get").expect("exists").matter.expect("matter");
+        let m2 = p
+            .get(c2.clue.id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .matter
+            .expect("matter");
         assert_eq!(m2.facts.prior, 1);
         assert_eq!(m2.band.as_deref(), Some("hazard"), "{m2:#?}");
-        assert!(m2.bands[0].reasons.iter().any(|r| r == "fails: level high (at most medium)"), "{m2:#?}");
+        assert!(
+            m2.bands[0]
+                .reasons
+                .iter()
+                .any(|r| r == "fails: level high (at most medium)"),
+            "{m2:#?}"
+        );
         // A kind outside the catalogue has no matter.
         let mut battery = event("m2", 90_000_001);
         battery.kind = "device.low_battery".into();
         battery.rule = "low-battery".into();
         battery.dedup_key = "low-battery/a/m2".into();
         let b = p.ingest(battery).await.expect("battery");
-        assert!(p.get(b.clue.id).await.expect("get").expect("exists").matter.is_none());
+        assert!(
+            p.get(b.clue.id)
+                .await
+                .expect("get")
+                .expect("exists")
+                .matter
+                .is_none()
+        );
     }
 }
