@@ -172,17 +172,30 @@ fn a_clue_shows_its_matter_and_band_and_a_decision_outside_the_band_warns(
                "basis": "the owner says a lorry lifted it"}),
     )?
     .ok()?;
-    let audit = call(&gw, "GET", &format!("/api/v1/clues/{high}/audit"), &ann, None)?
-        .ok()?
-        .json()?;
+    let audit = call(
+        &gw,
+        "GET",
+        &format!("/api/v1/clues/{high}/audit"),
+        &ann,
+        None,
+    )?
+    .ok()?
+    .json()?;
     let last = audit
         .as_array()
         .and_then(|a| a.last())
         .context("audit entries")?;
     assert_eq!(last["action"], json!("decide"));
-    assert_eq!(last["detail"]["check"]["outside_band"], json!(true), "{last:#}");
+    assert_eq!(
+        last["detail"]["check"]["outside_band"],
+        json!(true),
+        "{last:#}"
+    );
     assert_eq!(last["detail"]["check"]["applicable_band"], json!("hazard"));
-    assert_eq!(last["detail"]["check"]["catalogue_version"], json!("test-v1"));
+    assert_eq!(
+        last["detail"]["check"]["catalogue_version"],
+        json!("test-v1")
+    );
 
     let stats = call(&gw, "GET", "/api/v1/decisions/stats", &ann, None)?
         .ok()?
@@ -200,7 +213,11 @@ fn a_clue_shows_its_matter_and_band_and_a_decision_outside_the_band_warns(
     let none = call(&gw, "GET", "/api/v1/decisions/stats", &other_site, None)?
         .ok()?
         .json()?;
-    assert_eq!(none["decisions"], json!(0), "another site's decisions: {none:#}");
+    assert_eq!(
+        none["decisions"],
+        json!(0),
+        "another site's decisions: {none:#}"
+    );
 
     call(&gw, "POST", "/api/v1/oversight/run", &sue, None)?.ok()?;
     let warnings = call(&gw, "GET", "/api/v1/oversight/warnings", &sue, None)?
@@ -212,7 +229,11 @@ fn a_clue_shows_its_matter_and_band_and_a_decision_outside_the_band_warns(
         .iter()
         .filter(|w| w["model"] == json!("decision_outside_band"))
         .collect();
-    assert_eq!(found.len(), 1, "only the decision outside its band: {warnings:#}");
+    assert_eq!(
+        found.len(),
+        1,
+        "only the decision outside its band: {warnings:#}"
+    );
     assert_eq!(found[0]["clue_id"], json!(high));
     assert_eq!(found[0]["level"], json!("red"));
     assert!(

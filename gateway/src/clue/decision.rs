@@ -65,7 +65,10 @@ pub fn check(
                 }
             ));
         };
-        if !applied.iter().any(|x: &&super::matters::LeniencyCheck| x.id == l.id) {
+        if !applied
+            .iter()
+            .any(|x: &&super::matters::LeniencyCheck| x.id == l.id)
+        {
             applied.push(l);
         }
     }
@@ -203,7 +206,10 @@ pub fn decision_stats(rows: Vec<DecisionRow>) -> DecisionStats {
         for l in &r.leniency_applied {
             *b.leniency.entry(l.clone()).or_default() += 1;
         }
-        penalties.entry((r.matter, r.band)).or_default().push(r.penalty);
+        penalties
+            .entry((r.matter, r.band))
+            .or_default()
+            .push(r.penalty);
     }
     for ((matter, band), mut v) in penalties {
         v.sort_unstable();
@@ -311,7 +317,10 @@ mod tests {
         // Below the minimum: outside, unless a light-penalty entry is applied.
         assert!(check(&a, "repeated", 500, &[]).expect("known").outside_band);
         let light = check(&a, "repeated", 500, &["minor".into()]).expect("known");
-        assert!(!light.outside_band && light.findings.is_empty(), "{light:?}");
+        assert!(
+            !light.outside_band && light.findings.is_empty(),
+            "{light:?}"
+        );
         // No penalty under a no-penalty entry; a penalty under it is a finding.
         assert!(
             !check(&a, "repeated", 0, &["first_violation".into()])
@@ -372,7 +381,10 @@ mod tests {
         assert_eq!((s.decisions, s.outside_band), (4, 1));
         let first = &s.by_matter["m"].by_band["first"];
         assert_eq!(first.decisions, 3);
-        assert_eq!((first.penalty_min, first.penalty_max), (Some(0), Some(1000)));
+        assert_eq!(
+            (first.penalty_min, first.penalty_max),
+            (Some(0), Some(1000))
+        );
         assert_eq!(first.penalty_median, Some(800.0));
         assert_eq!(first.no_penalty, 1);
         assert_eq!(first.leniency["first_violation"], 1);

@@ -480,11 +480,20 @@ mod tests {
     #[test]
     fn a_decision_needs_a_holder_a_band_and_a_basis_and_changes_no_status() {
         let s = State::new(Some("water".into()));
-        assert!(apply(&s, &decide("first", "seen twice"), "ann", 1).is_err(), "nobody holds it");
+        assert!(
+            apply(&s, &decide("first", "seen twice"), "ann", 1).is_err(),
+            "nobody holds it"
+        );
         let s = apply(&s, &claim(), "ann", 1).expect("claim");
-        assert_eq!(apply(&s, &decide("first", "seen twice"), "ann", 2).expect("decide"), s);
+        assert_eq!(
+            apply(&s, &decide("first", "seen twice"), "ann", 2).expect("decide"),
+            s
+        );
         let err = apply(&s, &decide("first", " "), "ann", 2).expect_err("no basis");
-        assert!(matches!(err, LifecycleError::Missing { field: "basis", .. }));
+        assert!(matches!(
+            err,
+            LifecycleError::Missing { field: "basis", .. }
+        ));
         let s = apply(&s, &resolve(), "ann", 3).expect("resolve");
         apply(&s, &decide("first", "after the owner's answer"), "ann", 4).expect("decide resolved");
         let a: Action = serde_json::from_str(

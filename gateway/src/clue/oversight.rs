@@ -1403,7 +1403,12 @@ mod tests {
         let held = claimed(1, "ann#1");
         let outside = record(
             held.clone(),
-            &[(H, "ann#1", "decide", decide(9000, true, vec!["penalty 9000 outside"]))],
+            &[(
+                H,
+                "ann#1",
+                "decide",
+                decide(9000, true, vec!["penalty 9000 outside"]),
+            )],
         );
         let f = decision_outside_band(&[outside]);
         assert_eq!(f.len(), 1);
@@ -1413,14 +1418,27 @@ mod tests {
         assert_eq!(f[0].detail["band_max"], json!(2000));
         let other_band = record(
             held.clone(),
-            &[(H, "ann#1", "decide", decide(100, false, vec!["facts point to `repeated`"]))],
+            &[(
+                H,
+                "ann#1",
+                "decide",
+                decide(100, false, vec!["facts point to `repeated`"]),
+            )],
         );
-        assert_eq!(decision_outside_band(&[other_band])[0].level, Escalation::Yellow);
+        assert_eq!(
+            decision_outside_band(&[other_band])[0].level,
+            Escalation::Yellow
+        );
         // Superseded by a decision by the book: nothing new is found.
         let fixed = record(
             held,
             &[
-                (H, "ann#1", "decide", decide(9000, true, vec!["penalty 9000 outside"])),
+                (
+                    H,
+                    "ann#1",
+                    "decide",
+                    decide(9000, true, vec!["penalty 9000 outside"]),
+                ),
                 (2 * H, "sue#4", "decide", decide(800, false, vec![])),
             ],
         );

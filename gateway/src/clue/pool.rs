@@ -510,7 +510,9 @@ impl PoolHandle {
         &self,
         scope: Option<Vec<String>>,
     ) -> Result<super::decision::DecisionStats, PoolError> {
-        let rows = self.blocking(move |s| s.decisions(scope.as_deref())).await?;
+        let rows = self
+            .blocking(move |s| s.decisions(scope.as_deref()))
+            .await?;
         Ok(super::decision::decision_stats(rows))
     }
 

@@ -3,8 +3,8 @@
 //! chain-head lock that transaction already holds.
 
 use super::{Args, PgStore, bad};
-use crate::clue::decision::{DecisionCheck, DecisionRow};
-use crate::clue::store::{DECISION_COLS, DecisionRecords, StoreError};
+use crate::clue::decision::DecisionRow;
+use crate::clue::store::{DECISION_COLS, DecisionRecords, DecisionToRecord, StoreError};
 use postgres::{Row, Transaction};
 
 fn decision_from_row(r: &Row) -> Result<DecisionRow, StoreError> {
@@ -31,7 +31,7 @@ pub(super) fn insert_decision(
     tx: &mut Transaction<'_>,
     clue_id: i64,
     site: &str,
-    (band, penalty, leniency, check): (&str, u64, &[String], &DecisionCheck),
+    (band, penalty, leniency, check): DecisionToRecord<'_>,
     actor: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {

@@ -32,8 +32,8 @@ pub(crate) mod stays_contract;
 pub use sqlite::{SqliteStore, TokenInfo};
 
 use super::audit::{self, AuditEntry, Broken, VerifyReport};
-use super::decision::{DecisionCheck, DecisionRow};
 pub use super::auth::TokenStore;
+use super::decision::{DecisionCheck, DecisionRow};
 use super::lifecycle::{Action, LifecycleError, State};
 use super::model::*;
 use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
@@ -288,12 +288,13 @@ impl<T> ClueStore for T where
 pub(crate) const DECISION_COLS: &str = "id, clue_id, site, matter, catalogue_version, band, \
      applicable_band, penalty, outside_band, leniency_applied, actor, at_ms";
 
+/// A decision as a store writes it: band, penalty, leniency entries applied, the pool's check.
+pub(crate) type DecisionToRecord<'a> = (&'a str, u64, &'a [String], &'a DecisionCheck);
+
 /// The decision a `decide` action records: its band, penalty, applied leniency and the pool's
 /// check. `None` for every other action; `Err` for a decision the pool did not check (a store
 /// must not record a decision it cannot judge).
-pub(crate) fn decision_of(
-    action: &Action,
-) -> Result<Option<(&str, u64, &[String], &DecisionCheck)>, StoreError> {
+pub(crate) fn decision_of(action: &Action) -> Result<Option<DecisionToRecord<'_>>, StoreError> {
     match action {
         Action::Decide {
             band,

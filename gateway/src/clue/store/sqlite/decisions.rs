@@ -2,8 +2,8 @@
 //! (see `clue::decision` for what is checked and why nothing outside the band is refused).
 
 use super::SqliteStore;
-use crate::clue::decision::{DecisionCheck, DecisionRow};
-use crate::clue::store::{DECISION_COLS, DecisionRecords, StoreError};
+use crate::clue::decision::DecisionRow;
+use crate::clue::store::{DECISION_COLS, DecisionRecords, DecisionToRecord, StoreError};
 use rusqlite::{Row, Transaction, params};
 
 fn decision_from_row(r: &Row) -> rusqlite::Result<DecisionRow> {
@@ -26,12 +26,11 @@ fn decision_from_row(r: &Row) -> rusqlite::Result<DecisionRow> {
 }
 
 /// Records decision (`band`, `penalty`, `leniency`, `check`) on clue `clue_id` of `site`.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn insert_decision(
     tx: &Transaction,
     clue_id: i64,
     site: &str,
-    (band, penalty, leniency, check): (&str, u64, &[String], &DecisionCheck),
+    (band, penalty, leniency, check): DecisionToRecord<'_>,
     actor: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
