@@ -992,6 +992,7 @@ impl ClueRecords for PgStore {
             links,
             owner: None,
             leniency: None,
+            matter: None,
         }))
     }
 
