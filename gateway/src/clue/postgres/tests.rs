@@ -103,7 +103,10 @@ fn a_bad_event_fails_alone_and_the_rest_of_its_batch_is_recorded() {
         (event("d1", 3), vec![], 1_000),
     ];
     let out = store.ingest_batch(&batch, 5).expect("batch");
-    assert!(out[0].is_ok() && out[1].is_err() && out[2].is_ok(), "{out:?}");
+    assert!(
+        out[0].is_ok() && out[1].is_err() && out[2].is_ok(),
+        "{out:?}"
+    );
     let d1 = out[2].as_ref().expect("d1");
     assert_eq!((d1.clue.occurrences, d1.event_id), (2, 2));
     let report = store.verify_audit().expect("verify");

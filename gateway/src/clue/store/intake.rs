@@ -239,7 +239,10 @@ mod tests {
             ["created", "created", "occurrence", "level_raised"]
         );
         // New clues take ids in order of first appearance; one occurrence id per event.
-        assert_eq!(p.clues.iter().map(|t| t.clue.id).collect::<Vec<_>>(), [7, 8]);
+        assert_eq!(
+            p.clues.iter().map(|t| t.clue.id).collect::<Vec<_>>(),
+            [7, 8]
+        );
         assert!(p.clues.iter().all(|t| t.is_new));
         let occ: Vec<i64> = p.steps.iter().map(|s| s.occurrence_id).collect();
         assert_eq!(occ, [100, 101, 102, 103]);
@@ -280,7 +283,15 @@ mod tests {
         assert_eq!(next.clues[0].clue.occurrences, 2);
         assert_eq!(next.steps[0].entry.prev_hash, head.hash);
         assert!(matches!(
-            plan(&items, vec![stored.clone(), stored], 9.., 2.., &mut head, 0, 2),
+            plan(
+                &items,
+                vec![stored.clone(), stored],
+                9..,
+                2..,
+                &mut head,
+                0,
+                2
+            ),
             Err(StoreError::Corrupt(_))
         ));
     }
