@@ -254,9 +254,15 @@ fn an_auditor_reads_everything_in_scope_and_acts_on_nothing(
     high: i64,
 ) -> Result<()> {
     let eve = gw.token_named("auditor", "a", "eve")?;
-    let trail_before = call(gw, "GET", &format!("/api/v1/clues/{high}/audit"), &eve, None)?
-        .ok()?
-        .json()?;
+    let trail_before = call(
+        gw,
+        "GET",
+        &format!("/api/v1/clues/{high}/audit"),
+        &eve,
+        None,
+    )?
+    .ok()?
+    .json()?;
     for path in [
         "/api/v1/clues".to_string(),
         format!("/api/v1/clues/{high}"),
@@ -275,12 +281,14 @@ fn an_auditor_reads_everything_in_scope_and_acts_on_nothing(
         .ok()?
         .json()?;
     assert!(
-        warnings
-            .as_array()
-            .is_some_and(|w| w.iter().any(|w| w["model"] == json!("decision_outside_band"))),
+        warnings.as_array().is_some_and(|w| w
+            .iter()
+            .any(|w| w["model"] == json!("decision_outside_band"))),
         "the auditor sees the warning: {warnings:#}"
     );
-    let me = call(gw, "GET", "/api/v1/whoami", &eve, None)?.ok()?.json()?;
+    let me = call(gw, "GET", "/api/v1/whoami", &eve, None)?
+        .ok()?
+        .json()?;
     assert_eq!(
         (&me["may_read_clues"], &me["may_work_clues"]),
         (&json!(true), &json!(false))
@@ -313,9 +321,15 @@ fn an_auditor_reads_everything_in_scope_and_acts_on_nothing(
         let r = call(gw, "POST", path, &eve, Some(&body))?;
         assert_eq!(r.status, 403, "auditor POST {path}: {}", r.text());
     }
-    let trail_after = call(gw, "GET", &format!("/api/v1/clues/{high}/audit"), &eve, None)?
-        .ok()?
-        .json()?;
+    let trail_after = call(
+        gw,
+        "GET",
+        &format!("/api/v1/clues/{high}/audit"),
+        &eve,
+        None,
+    )?
+    .ok()?
+    .json()?;
     assert_eq!(trail_before, trail_after, "nothing was recorded");
     // Another site's clue is not found, exactly as for any other role.
     let mut b = cover_event("m9", "low");
