@@ -45,6 +45,8 @@ pub struct CluesConfig {
     pub recovery: RecoveryConfig,
     /// The key that seals the audit chain, and how often its head is published.
     pub audit: crate::clue::audit_key::AuditConfig,
+    /// The matter catalogue: legal basis, discretion bands and leniency list per clue kind.
+    pub matters: crate::clue::matters::MatterCatalogue,
 }
 
 /// `[clues.recovery]`: a recovered fault is recorded on its clue; clues of these kinds are
@@ -123,6 +125,7 @@ impl Default for CluesConfig {
             retention: Default::default(),
             recovery: Default::default(),
             audit: Default::default(),
+            matters: Default::default(),
         }
     }
 }
@@ -184,6 +187,7 @@ impl CluesConfig {
         self.privacy.validate()?;
         self.retention.validate()?;
         self.audit.validate()?;
+        self.matters.validate()?;
         for (i, k) in self.recovery.auto_resolve.iter().enumerate() {
             if k.is_empty() || k == "*" {
                 return Err(invalid(

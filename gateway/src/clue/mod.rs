@@ -19,6 +19,8 @@
 //! - `api`: the clue HTTP routes; `openapi`: the API document.
 //! - `oversight`: supervision models over the handling (warnings for supervisors);
 //!   `oversight_api`: their routes.
+//! - `matters`: the matter catalogue (legal basis, discretion bands, leniency list) and the
+//!   assessment of a clue's facts against it.
 //! - `owner`: owner notification and answers, first-violation leniency advice.
 //! - `privacy`: masking of plates and people in evidence images for lesser roles.
 //! - `retention`: the evidence purge job (the purge is audited, not the content).
@@ -33,6 +35,7 @@ pub mod auth;
 pub mod config;
 pub mod evidence;
 pub mod lifecycle;
+pub mod matters;
 pub mod model;
 pub mod openapi;
 pub mod oversight;

@@ -1020,6 +1020,7 @@ impl ClueRecords for PgStore {
             links,
             owner: None,
             leniency: None,
+            matter: None,
         }))
     }
 

@@ -413,6 +413,7 @@ impl ClueRecords for SqliteStore {
             links,
             owner: None,
             leniency: None,
+            matter: None,
         }))
     }
 
