@@ -191,7 +191,7 @@ impl AuditLog for SqliteStore {
     }
 
     fn audit_head(&self) -> Result<Option<Head>, StoreError> {
-        Ok(last_entry(&self.conn())?)
+        last_entry(&self.conn())
     }
 
     fn publish_audit_head(&self, now_ms: i64) -> Result<Option<Head>, StoreError> {
