@@ -100,6 +100,7 @@ pub enum LifecycleAction {
     Comment,
     NotifyOwner,
     OwnerResponse,
+    Decide,
 }
 
 impl AuditAction {
@@ -122,6 +123,7 @@ impl AuditAction {
         AuditAction::Lifecycle(LifecycleAction::Comment),
         AuditAction::Lifecycle(LifecycleAction::NotifyOwner),
         AuditAction::Lifecycle(LifecycleAction::OwnerResponse),
+        AuditAction::Lifecycle(LifecycleAction::Decide),
         AuditAction::OversightWarning,
         AuditAction::EvidenceOriginalAccess,
         AuditAction::FrameOriginalAccess,
@@ -178,6 +180,7 @@ impl LifecycleAction {
             LifecycleAction::Comment => "comment",
             LifecycleAction::NotifyOwner => "notify_owner",
             LifecycleAction::OwnerResponse => "owner_response",
+            LifecycleAction::Decide => "decide",
         }
     }
 }
@@ -195,6 +198,7 @@ impl From<&Action> for AuditAction {
             Action::Comment { .. } => LifecycleAction::Comment,
             Action::NotifyOwner { .. } => LifecycleAction::NotifyOwner,
             Action::OwnerResponse { .. } => LifecycleAction::OwnerResponse,
+            Action::Decide { .. } => LifecycleAction::Decide,
         })
     }
 }
@@ -535,6 +539,7 @@ mod tests {
                 "comment",
                 "notify_owner",
                 "owner_response",
+                "decide",
                 "oversight_warning",
                 "evidence_original_access",
                 "frame_original_access",
