@@ -105,7 +105,7 @@ pub enum LifecycleAction {
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 27] = [
+    pub const ALL: [AuditAction; 28] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
