@@ -104,7 +104,8 @@ try {
   await page.evaluate(() => { window.__noReload = true; });
   const t0 = Date.now();
   console.log('READY live-clue');
-  const row = await page.waitForSelector(`#clue-rows tr[data-site="${SITE}"]:has-text("${LIVE_DEVICE}")`, { timeout: 60000 });
+  // The cover-open rule confirms an open cover for 30 s (reed flicker) before it raises.
+  const row = await page.waitForSelector(`#clue-rows tr[data-site="${SITE}"]:has-text("${LIVE_DEVICE}")`, { timeout: 120000 });
   // Publish (by the test), rules engine, pool, SSE, render: informational, not asserted.
   console.log(`MEASURE live-clue-ms ${Date.now() - t0}`);
   expect(await page.evaluate(() => window.__noReload === true), 'the page was not reloaded');

@@ -4,7 +4,7 @@
 //! run through the parking enforcement ([`super::parking`]).
 
 use super::parking::{Parking, ParkingReport, ParkingSection};
-use super::{CameraHealth, CameraStatus, CamerasConfig, FrameError, FrameReport, ReferenceReport};
+use super::{CameraHealth, CamerasConfig, FrameError, FrameReport, ReferenceReport};
 use crate::clue::signal::{ClueSender, ClueSignal};
 use crate::metrics::Metrics;
 use crate::reading::Reading;
@@ -161,25 +161,7 @@ impl CameraService {
                 }
                 msg = rx.recv() => {
                     let Some(readings) = msg else { break };
-                    let Some(first) = readings.first() else { continue };
-                    if first.stream != "camera" {
-                        continue;
-                    }
-                    // Presence is judged on the receive clock, like the tick's: device
-                    // times may be replayed from the past or come from a wrong clock.
-                    let rx = first.received_time_ms;
-                    let signals = if readings.iter().any(|r| r.quality.replayed) {
-                        Self::with(&self.health, |h| {
-                            h.on_replayed_status(&first.device, &first.site, rx)
-                        })
-                    } else {
-                        let status = CameraStatus::from_metrics(
-                            readings.iter().map(|r| (r.metric.as_str(), &r.value)),
-                        );
-                        Self::with(&self.health, |h| {
-                            h.on_status(&first.device, &first.site, &status, rx)
-                        })
-                    };
+                    let signals = Self::with(&self.health, |h| h.on_readings(&readings));
                     self.forward(signals).await;
                 }
             }
