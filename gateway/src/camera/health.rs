@@ -14,7 +14,7 @@
 
 use super::checks::{self, Features, FrozenStats, MovedStats, Reference, Verdict};
 use super::config::{CameraSettings, CamerasConfig};
-use super::frame::{self, FrameError};
+use super::frame::{self, Frame, FrameError};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, Level, Subject};
 use crate::config_error::ConfigError;
 use serde::Serialize;
@@ -201,6 +201,9 @@ pub struct CameraSummary {
     pub reported_offline: Option<&'static str>,
     pub has_frame: bool,
     pub has_reference: bool,
+    /// Set when the gateway pulls this camera (`[[cameras.sources]]`): that source's health.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<super::pull::SourceStatus>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -309,6 +312,20 @@ impl CameraHealth {
             }
         };
         let decode_us = t0.elapsed().as_micros() as u64;
+        Ok(self.on_decoded(camera_id, site, jpeg, frame, decode_us, at_ms))
+    }
+
+    /// One frame already decoded by the caller (who shares the decoded pixels with parking);
+    /// `decode_us` is what decoding cost, for the frame report.
+    pub fn on_decoded(
+        &mut self,
+        camera_id: &str,
+        site: &str,
+        jpeg: &[u8],
+        frame: Frame,
+        decode_us: u64,
+        at_ms: i64,
+    ) -> (Vec<ClueSignal>, FrameReport) {
         let t1 = Instant::now();
         let department = self.config.department.clone();
         let cam = self.cam(camera_id, site);
@@ -390,7 +407,7 @@ impl CameraHealth {
             decode_us,
             checks_us,
         };
-        Ok((out, report))
+        (out, report)
     }
 
     /// Status reported by the camera or its firmware; any status is also a heartbeat unless
@@ -526,6 +543,7 @@ impl CameraHealth {
                 reported_offline: cam.reported_offline,
                 has_frame: cam.last_jpeg.is_some(),
                 has_reference: cam.reference.is_some(),
+                source: None,
             })
             .collect();
         out.sort_by(|a, b| (&a.site, &a.camera).cmp(&(&b.site, &b.camera)));
