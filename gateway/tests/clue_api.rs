@@ -722,7 +722,8 @@ fn a_device_reading_becomes_a_clue_end_to_end(store: &TestStore) -> Result<()> {
         e2e::now_ms()
     );
     broker.publish("v1/s1/cover-7/telemetry", &payload, 1, false)?;
-    let clues = e2e::wait_until("the rules engine's clue", Duration::from_secs(20), || {
+    // `cover-open` raises once the cover has read open for 30 s (reed flicker is no lift).
+    let clues = e2e::wait_until("the rules engine's clue", Duration::from_secs(60), || {
         let v = call(
             &gw,
             "GET",
