@@ -1,10 +1,10 @@
 //! The clue pool through the real binary: tokens and site scopes on every endpoint, the full
 //! lifecycle over HTTP, SSE, MQTT delivery to a real mosquitto, and `gateway audit verify`.
 
-mod common;
+use crate::common;
 
+use crate::common::{GatewayProcess, TestStore};
 use anyhow::{Context, Result, bail};
-use common::{GatewayProcess, TestStore};
 use e2e::{free_port, http};
 use serde_json::{Value, json};
 use std::io::{Read, Write};

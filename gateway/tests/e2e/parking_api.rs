@@ -2,10 +2,8 @@
 //! no-parking zone (Debian darknet's `dog.jpg`) is warned at the persuasion time and becomes a
 //! `parking.overstay` clue with the frame as evidence; other cameras get health checks only.
 
-mod common;
-
-use common::vision::{dog_jpg, models};
-use common::*;
+use crate::common::vision::{dog_jpg, models};
+use crate::common::*;
 use e2e::{Mosquitto, VictoriaMetrics, http, wait_until};
 use std::time::Duration;
 

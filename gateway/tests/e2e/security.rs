@@ -2,10 +2,8 @@
 //! a role without the personal-data right gets, and that tokens and clue ids reveal nothing.
 //! Every test here failed on the code before its fix (issue 19).
 
-mod common;
-
+use crate::common::GatewayProcess;
 use anyhow::{Context, Result};
-use common::GatewayProcess;
 use e2e::{free_port, http};
 use serde_json::{Value, json};
 
