@@ -31,8 +31,10 @@ pub struct DroneConfig {
     pub alt_sigma_m: f64,
     pub attitude_sigma_deg: f64,
     pub pixel_sigma: f64,
-    /// Minutes east of UTC of the aircraft clock (EXIF and SRT times carry no zone).
-    pub utc_offset_min: i32,
+    /// Minutes east of UTC of the aircraft clock (EXIF and SRT times carry no zone); the old
+    /// key `utc_offset_min` is an alias.
+    #[serde(alias = "utc_offset_min")]
+    pub utc_offset_minutes: i32,
     /// Change detection between flights: ground cell side (m), compared block side (cells),
     /// normalized difference that marks a block, and smallest candidate region (m^2).
     pub change_cell_m: f64,
@@ -60,7 +62,7 @@ impl Default for DroneConfig {
             alt_sigma_m: 2.0,
             attitude_sigma_deg: 1.5,
             pixel_sigma: 4.0,
-            utc_offset_min: 0,
+            utc_offset_minutes: 0,
             change_cell_m: 0.5,
             change_block: 6,
             change_threshold: 0.9,
