@@ -4,7 +4,7 @@
 //! Retry number `attempt` (0 = the first retry) waits up to `min * 2^attempt`, never more than
 //! `max`. [`Jitter`] spreads the waits of many clients that failed together, so they do not all
 //! come back at the same instant; loops that talk to one local resource need none. A loop
-//! either keeps the count itself ([`Backoff::next`], [`Backoff::reset`] on success) or passes
+//! either keeps the count itself ([`Backoff::next_delay`], [`Backoff::reset`] on success) or passes
 //! its own count ([`Backoff::delay`], e.g. the attempts of one batch).
 
 use rand::Rng;
@@ -28,7 +28,7 @@ pub struct Backoff {
     min: Duration,
     max: Duration,
     jitter: Jitter,
-    /// Retries since the last [`Backoff::reset`], for [`Backoff::next`].
+    /// Retries since the last [`Backoff::reset`], for [`Backoff::next_delay`].
     attempt: u32,
 }
 
@@ -85,7 +85,7 @@ impl Backoff {
     }
 
     /// The wait before the next retry; counts it.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let d = self.delay(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
         d
@@ -118,13 +118,13 @@ mod tests {
     #[test]
     fn next_doubles_up_to_the_cap_and_reset_starts_over() {
         let mut b = Backoff::from_millis(100, 350);
-        let got: Vec<Duration> = (0..4).map(|_| b.next()).collect();
+        let got: Vec<Duration> = (0..4).map(|_| b.next_delay()).collect();
         assert_eq!(got, vec![ms(100), ms(200), ms(350), ms(350)]);
         b.reset();
-        assert_eq!(b.next(), ms(100));
+        assert_eq!(b.next_delay(), ms(100));
         // Thousands of failures neither overflow nor exceed the cap.
         for _ in 0..10_000 {
-            assert!(b.next() <= ms(350));
+            assert!(b.next_delay() <= ms(350));
         }
     }
 
@@ -153,7 +153,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for attempt in 0..6 {
             let ceiling = b.ceiling(attempt);
-            let d = b.next();
+            let d = b.next_delay();
             assert!(d >= ceiling / 2 && d <= ceiling, "{d:?} at {attempt}");
             for _ in 0..20 {
                 seen.insert(b.delay(attempt));

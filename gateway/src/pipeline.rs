@@ -320,7 +320,7 @@ impl Processor {
                     e @ (OutboxError::RecordTooLarge { .. } | OutboxError::BatchTooLarge { .. }),
                 ) => return Err(NotDurable::TooLarge(lines, e)),
                 Err(e) => {
-                    let wait = backoff.next();
+                    let wait = backoff.next_delay();
                     error!(error = %e, retry_in_ms = wait.as_millis() as u64, "outbox append failed; intake paused");
                     tokio::time::sleep(wait).await;
                 }

@@ -204,7 +204,7 @@ async fn drive_eventloop(
                 debug!(error = %e, "clue publisher connection error; retrying");
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(backoff.next()) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                 }
             }
         }
@@ -258,7 +258,7 @@ async fn mqtt_worker(
             }
             mark(&mut lane, row.id, acked).await;
             if !acked {
-                let wait = lane.backoff.next();
+                let wait = lane.backoff.next_delay();
                 debug!(channel = %lane.channel, topic = %row.topic, ?wait, "publish not acknowledged; retrying");
                 tokio::select! {
                     _ = cancel.cancelled() => break 'outer,
@@ -390,7 +390,7 @@ async fn webhook_worker(
             };
             mark(&mut lane, row.id, ok).await;
             if !ok {
-                let wait = lane.backoff.next();
+                let wait = lane.backoff.next_delay();
                 tokio::select! {
                     _ = cancel.cancelled() => break 'outer,
                     _ = tokio::time::sleep(wait) => {}

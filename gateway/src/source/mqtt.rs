@@ -338,7 +338,7 @@ async fn poll_loop(
                     metrics.mqtt_reconnects_total.inc();
                 }
                 metrics.mqtt_connected.set(0);
-                let jittered = backoff.next();
+                let jittered = backoff.next_delay();
                 warn!(error = %e, retry_in_ms = jittered.as_millis() as u64, "broker connection lost");
                 tokio::select! {
                     _ = cancel.cancelled() => break,
