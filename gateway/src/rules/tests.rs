@@ -1308,7 +1308,13 @@ fn utc_offset_minutes_is_the_spelling_and_the_old_keys_still_load() {
         super::calendar::Calendar::new(&old.rules_settings),
     );
     for site in ["s", "elsewhere"] {
-        assert_eq!(a.local_day_start_ms(site, 1_000_000_000_000), b.local_day_start_ms(site, 1_000_000_000_000));
+        assert_eq!(
+            a.local_day_start_ms(site, 1_000_000_000_000),
+            b.local_day_start_ms(site, 1_000_000_000_000)
+        );
     }
-    assert_ne!(a.local_day_start_ms("s", 1_000_000_000_000), a.local_day_start_ms("elsewhere", 1_000_000_000_000));
+    assert_ne!(
+        a.local_day_start_ms("s", 1_000_000_000_000),
+        a.local_day_start_ms("elsewhere", 1_000_000_000_000)
+    );
 }
