@@ -27,6 +27,7 @@ mod dashboard_browser;
 mod demo_clues;
 mod deploy_configs;
 mod drone_api;
+mod http_routes;
 mod influx_real;
 mod influx_writer;
 mod lorawan_registry;
