@@ -112,6 +112,8 @@ impl Gateway {
         cameras.parking_zones_from(Arc::new(move |site, camera| {
             Some(zones_from.get(site, camera)?.installation.camera_zones)
         }));
+        // Cameras the gateway pulls (snapshot URLs, RTSP): intake, like the other sources.
+        tasks.extend(cameras.pull_sources(&cfg.cameras, metrics.clone(), intake_cancel.clone()));
         let (camera_readings_tx, camera_readings_rx) =
             tokio::sync::mpsc::channel(crate::rules::task::RULES_CAPACITY);
         tasks.push(critical(

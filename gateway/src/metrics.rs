@@ -38,6 +38,21 @@ impl Persuaded {
     }
 }
 
+/// Label set of a pulled camera source (`[[cameras.sources]]`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CameraSourceLabels {
+    pub site: String,
+    pub camera: String,
+}
+
+/// Label set of a pulled camera source's failures, by reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CameraSourceReason {
+    pub site: String,
+    pub camera: String,
+    pub reason: String,
+}
+
 /// Label set for per-device poll counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeviceResult {
@@ -110,6 +125,16 @@ pub struct Metrics {
     pub unregistered_messages_total: Family<Reason, Counter>,
     pub registry_reloads_total: Family<Reason, Counter>,
     pub registry_devices: Gauge,
+    /// Frames fetched from pulled cameras and accepted.
+    pub camera_source_frames_total: Family<CameraSourceLabels, Counter>,
+    /// Failed fetches of pulled cameras, by reason (`connect`, `timeout`, `unauthorized`, ...).
+    pub camera_source_errors_total: Family<CameraSourceReason, Counter>,
+    /// Attempts after a failure (a new request, or a new ffmpeg).
+    pub camera_source_reconnects_total: Family<CameraSourceLabels, Counter>,
+    /// Unix time (s) of the last frame from each pulled camera.
+    pub camera_source_last_frame_seconds: Family<CameraSourceLabels, Gauge>,
+    /// 1 while the last attempt of a pulled camera gave a frame.
+    pub camera_source_up: Family<CameraSourceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -349,6 +374,31 @@ impl Metrics {
                 "registry_devices",
                 "Devices in the registry",
                 Gauge::default()
+            ),
+            camera_source_frames_total: reg!(
+                "camera_source_frames",
+                "Frames fetched from pulled cameras and accepted",
+                Family::default()
+            ),
+            camera_source_errors_total: reg!(
+                "camera_source_errors",
+                "Failed fetches of pulled cameras, by reason",
+                Family::default()
+            ),
+            camera_source_reconnects_total: reg!(
+                "camera_source_reconnects",
+                "Attempts to reach a pulled camera again after a failure",
+                Family::default()
+            ),
+            camera_source_last_frame_seconds: reg!(
+                "camera_source_last_frame_seconds",
+                "Unix time of the last frame from each pulled camera",
+                Family::default()
+            ),
+            camera_source_up: reg!(
+                "camera_source_up",
+                "1 while the last attempt of a pulled camera gave a frame",
+                Family::default()
             ),
             registry: r,
         }

@@ -189,6 +189,9 @@ pub struct CameraSummary {
     pub reported_offline: Option<&'static str>,
     pub has_frame: bool,
     pub has_reference: bool,
+    /// Set when the gateway pulls this camera (`[[cameras.sources]]`): that source's health.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<super::pull::SourceStatus>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -493,6 +496,7 @@ impl CameraHealth {
                 reported_offline: cam.reported_offline,
                 has_frame: cam.last_jpeg.is_some(),
                 has_reference: cam.reference.is_some(),
+                source: None,
             })
             .collect();
         out.sort_by(|a, b| (&a.site, &a.camera).cmp(&(&b.site, &b.camera)));

@@ -4,6 +4,7 @@
 //! run through the parking enforcement ([`super::parking`]).
 
 use super::parking::{Parking, ParkingReport, ParkingSection};
+use super::pull::SourceBoard;
 use super::{CameraHealth, CameraStatus, CamerasConfig, FrameError, FrameReport, ReferenceReport};
 use crate::clue::signal::{ClueSender, ClueSignal};
 use crate::metrics::Metrics;
@@ -27,6 +28,8 @@ pub struct CameraService {
     /// Records warned stays and delivers their notices (absent: notices are only logged).
     notices: Option<crate::notice::Notices>,
     clue_tx: ClueSender,
+    /// Health of the pulled cameras, set once by [`CameraService::pull_sources`].
+    sources: Arc<std::sync::OnceLock<Arc<SourceBoard>>>,
 }
 
 /// The answer to a frame upload: the health report, plus `parking` when parking ran.
@@ -48,6 +51,7 @@ impl CameraService {
             parking: None,
             notices: None,
             clue_tx,
+            sources: Arc::default(),
         })
     }
 
@@ -137,9 +141,44 @@ impl CameraService {
         .map_err(|e| FrameError::Decode(format!("reference task failed: {e}")))?
     }
 
-    /// Every camera's health state (the dashboard's camera wall).
+    /// Every camera's health state (the dashboard's camera wall), with its source's health
+    /// when the gateway pulls it.
     pub fn snapshot(&self) -> Vec<super::CameraSummary> {
-        Self::with(&self.health, |h| h.snapshot())
+        let mut cams = Self::with(&self.health, |h| h.snapshot());
+        if let Some(board) = self.sources.get() {
+            for c in &mut cams {
+                c.source = board.get(&c.site, &c.camera);
+            }
+        }
+        cams
+    }
+
+    /// Starts watching `camera` before its first frame, so that it goes offline if none comes.
+    pub fn watch(&self, camera: &str, site: &str, now_ms: i64) {
+        Self::with(&self.health, |h| h.watch(camera, site, now_ms));
+    }
+
+    /// Starts pulling the cameras of `cfg.sources` into [`CameraService::frame`] (one task
+    /// each; they stop when `cancel` fires). Call once.
+    pub fn pull_sources(
+        &self,
+        cfg: &CamerasConfig,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let board = self
+            .sources
+            .get_or_init(|| Arc::new(SourceBoard::new(metrics)))
+            .clone();
+        super::pull::spawn_all(
+            &cfg.sources,
+            self.clone(),
+            board,
+            crate::backoff::Backoff::from_millis(cfg.source_retry_min_ms, cfg.source_retry_max_ms)
+                .with_jitter(crate::backoff::Jitter::Full),
+            &cfg.ffmpeg,
+            cancel,
+        )
     }
 
     /// The last frame of `camera` at `site`.

@@ -43,6 +43,8 @@ pub struct CluesConfig {
     pub retention: crate::clue::retention::RetentionConfig,
     /// What a fault's recovery (camera back, device reporting again) does to its clue.
     pub recovery: RecoveryConfig,
+    /// The matter catalogue: legal basis, discretion bands and leniency list per clue kind.
+    pub matters: crate::clue::matters::MatterCatalogue,
 }
 
 /// `[clues.recovery]`: a recovered fault is recorded on its clue; clues of these kinds are
@@ -120,6 +122,7 @@ impl Default for CluesConfig {
             privacy: Default::default(),
             retention: Default::default(),
             recovery: Default::default(),
+            matters: Default::default(),
         }
     }
 }
@@ -180,6 +183,7 @@ impl CluesConfig {
         self.oversight.validate()?;
         self.privacy.validate()?;
         self.retention.validate()?;
+        self.matters.validate()?;
         for (i, k) in self.recovery.auto_resolve.iter().enumerate() {
             if k.is_empty() || k == "*" {
                 return Err(invalid(

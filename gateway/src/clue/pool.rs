@@ -460,12 +460,60 @@ impl PoolHandle {
         action: Action,
         actor: String,
     ) -> Result<ClueChange, PoolError> {
+        let action = self.checked(id, action).await?;
         let now = self.now_ms();
         let change = self
             .blocking(move |s| s.act(id, &action, &actor, now))
             .await?;
         self.announce(&change);
         Ok(change)
+    }
+
+    /// A `decide` action with the catalogue's check filled in (other actions unchanged).
+    /// The check reads the clue as it is now; a repeat arriving between this read and the
+    /// action's transaction is judged by the next decision or the next oversight run.
+    async fn checked(&self, id: i64, action: Action) -> Result<Action, PoolError> {
+        let Action::Decide {
+            band,
+            penalty,
+            leniency_applied,
+            basis,
+            ..
+        } = action
+        else {
+            return Ok(action);
+        };
+        let d = self
+            .get(id)
+            .await?
+            .ok_or(PoolError::Store(StoreError::NotFound(id)))?;
+        let Some(a) = d.matter else {
+            return Err(PoolError::Invalid(format!(
+                "clue kind `{}` belongs to no matter of the catalogue (version `{}`): \
+                 nothing to decide on",
+                d.clue.kind, self.cfg.matters.version
+            )));
+        };
+        let check = super::decision::check(&a, band.trim(), penalty, &leniency_applied)
+            .map_err(PoolError::Invalid)?;
+        Ok(Action::Decide {
+            band: band.trim().to_string(),
+            penalty,
+            leniency_applied,
+            basis,
+            check: Some(check),
+        })
+    }
+
+    /// Statistics of the latest decision of each clue in scope, by matter and band.
+    pub async fn decision_stats(
+        &self,
+        scope: Option<Vec<String>>,
+    ) -> Result<super::decision::DecisionStats, PoolError> {
+        let rows = self
+            .blocking(move |s| s.decisions(scope.as_deref()))
+            .await?;
+        Ok(super::decision::decision_stats(rows))
     }
 
     /// Escalates overdue clues now; returns the supervision events.
@@ -492,7 +540,8 @@ impl PoolHandle {
         Ok(changes)
     }
 
-    /// Detail with the owner's record (from the audit) and the leniency recommendation.
+    /// Detail with the owner's record (from the audit), the leniency recommendation and the
+    /// matter assessment (band and leniency entries from the catalogue).
     pub async fn get(&self, id: i64) -> Result<Option<ClueDetail>, PoolError> {
         let now = self.now_ms();
         let cfg = self.cfg.clone();
@@ -507,6 +556,7 @@ impl PoolHandle {
             let since = now.saturating_sub((lc.lookback_s as i64).saturating_mul(1000));
             let prior = s.prior_clues_since(id, since)?;
             d.leniency = Some(super::owner::leniency(&d.clue, prior, lc));
+            d.matter = assess_matter(s, &cfg.matters, &d, now)?;
             Ok(Some(d))
         })
         .await
@@ -668,6 +718,32 @@ impl PoolHandle {
             .map_err(|_| PoolError::Join)?
             .map_err(PoolError::Evidence)
     }
+}
+
+/// The catalogue's assessment of clue `d` (its owner record already filled in): `None` when
+/// its kind belongs to no matter.
+fn assess_matter(
+    s: &dyn ClueStore,
+    cat: &super::matters::MatterCatalogue,
+    d: &ClueDetail,
+    now: i64,
+) -> Result<Option<super::matters::MatterAssessment>, StoreError> {
+    let Some(matter) = cat.matter_of(&d.clue.kind) else {
+        return Ok(None);
+    };
+    let c = &d.clue;
+    let since = now.saturating_sub((cat.lookback_s as i64).saturating_mul(1000));
+    let corrected_after_s = c.cleared_ms.map(|t| (t - c.first_seen_ms).max(0) / 1000);
+    let facts = super::matters::Facts {
+        level: c.level,
+        occurrences: c.occurrences,
+        prior: s.prior_clues_since(c.id, since)?,
+        seen_for_s: (c.last_seen_ms - c.first_seen_ms).max(0) / 1000,
+        corrected: c.cleared_ms.is_some(),
+        corrected_after_s,
+        owner_answered: d.owner.as_ref().is_some_and(|o| !o.responses.is_empty()),
+    };
+    Ok(Some(super::matters::assess(cat, matter, facts)))
 }
 
 /// Validates an event, stores its evidence and computes its deadline.
@@ -1269,5 +1345,100 @@ mod tests {
         let l = d.leniency.expect("leniency");
         assert!(l.recommended, "{l:?}");
         assert!(l.rule.contains("first-minor-violation"));
+    }
+
+    /// The catalogue of `deploy/gateway.example.toml`.
+    fn example_matters() -> crate::clue::matters::MatterCatalogue {
+        let text = include_str!("../../../deploy/gateway.example.toml");
+        Config::from_toml(text).expect("example").clues.matters
+    }
+
+    #[tokio::test]
+    async fn the_detail_shows_the_matter_the_band_and_the_leniency_entries_the_facts_meet() {
+        use crate::clue::matters::LeniencyStatus;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, clock, _) = pool_with(dir.path(), |c| c.matters = example_matters());
+        let mut ev = event("m1", 1_000_000);
+        ev.level = Level::Medium;
+        let c = p.ingest(ev.clone()).await.expect("ingest");
+        // Closed again 5 minutes later: the producer reports the condition over.
+        p.signal(ClueSignal::Cleared {
+            dedup_key: ev.dedup_key.clone(),
+            at_ms: 1_300_000,
+            note: "cover closed".into(),
+        })
+        .await
+        .expect("clear");
+        let d = p.get(c.clue.id).await.expect("get").expect("exists");
+        let m = d.matter.expect("manhole clues belong to a matter");
+        assert_eq!(m.matter, "manhole_cover");
+        assert_eq!(m.catalogue_version, "example-2026-12");
+        assert_eq!(m.band.as_deref(), Some("low_risk"), "{m:#?}");
+        assert_eq!(m.facts.corrected_after_s, Some(300));
+        let in_time = m
+            .leniency
+            .iter()
+            .find(|l| l.id == "corrected_in_time")
+            .expect("entry");
+        assert_eq!(in_time.status, LeniencyStatus::Met, "{in_time:?}");
+        assert!(
+            in_time
+                .reasons
+                .iter()
+                .any(|r| r.contains("corrected 300 s after")),
+            "{in_time:?}"
+        );
+        let no_fault = m
+            .leniency
+            .iter()
+            .find(|l| l.id == "no_fault")
+            .expect("entry");
+        assert_eq!(no_fault.status, LeniencyStatus::ToEstablish);
+        // The same cover lifted again a day later (after the first clue was disposed):
+        // one earlier clue on record, a high level at night, so the hazard band.
+        p.act(
+            c.clue.id,
+            Action::Dismiss {
+                reason: "closed by the utility's crew".into(),
+            },
+            "ann#1".into(),
+        )
+        .await
+        .expect("dismiss");
+        clock.0.store(90_000_000, Ordering::SeqCst);
+        let mut again = event("m1", 90_000_000);
+        again.level = Level::High;
+        let c2 = p.ingest(again).await.expect("again");
+        assert_ne!(c2.clue.id, c.clue.id);
+        let m2 = p
+            .get(c2.clue.id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .matter
+            .expect("matter");
+        assert_eq!(m2.facts.prior, 1);
+        assert_eq!(m2.band.as_deref(), Some("hazard"), "{m2:#?}");
+        assert!(
+            m2.bands[0]
+                .reasons
+                .iter()
+                .any(|r| r == "fails: level high (at most medium)"),
+            "{m2:#?}"
+        );
+        // A kind outside the catalogue has no matter.
+        let mut battery = event("m2", 90_000_001);
+        battery.kind = "device.low_battery".into();
+        battery.rule = "low-battery".into();
+        battery.dedup_key = "low-battery/a/m2".into();
+        let b = p.ingest(battery).await.expect("battery");
+        assert!(
+            p.get(b.clue.id)
+                .await
+                .expect("get")
+                .expect("exists")
+                .matter
+                .is_none()
+        );
     }
 }

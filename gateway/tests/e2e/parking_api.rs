@@ -2,6 +2,7 @@
 //! no-parking zone (Debian darknet's `dog.jpg`) is warned at the persuasion time and becomes a
 //! `parking.overstay` clue with the frame as evidence; other cameras get health checks only.
 
+use crate::common::hook::Hook;
 use crate::common::vision::{dog_jpg, models};
 use crate::common::*;
 use e2e::{Mosquitto, VictoriaMetrics, http, wait_until};
@@ -278,7 +279,8 @@ fn without_the_pickup(photo: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn a_warned_car_that_leaves_is_told_over_mqtt_and_recorded_as_left_after_notice_without_a_clue() {
+fn a_warned_car_that_leaves_is_told_over_mqtt_and_a_webhook_and_recorded_as_left_after_notice_without_a_clue()
+ {
     models();
     let photo = dog_jpg();
     let empty = without_the_pickup(&photo);
@@ -286,8 +288,13 @@ fn a_warned_car_that_leaves_is_told_over_mqtt_and_recorded_as_left_after_notice_
     let broker = Mosquitto::start().unwrap();
     let vm = VictoriaMetrics::start().unwrap();
     let notices = broker.subscribe("notices/v1/#").unwrap();
+    // The roadside speaker's webhook fails its first call: the notice is retried.
+    let hook_port = e2e::free_port();
+    let hook = Hook::start(hook_port, 1).unwrap();
     let cfg = format!(
-        "{}\n{LEAVING}",
+        "{}\n{LEAVING}\n[notices]\nretry_min_ms = 100\nretry_max_ms = 500\n\
+         [[notices.webhooks]]\nname = \"speaker\"\nurl = \"http://127.0.0.1:{hook_port}/say\"\n\
+         secret = \"kerb\"\ncameras = [\"cam-dog\"]\n",
         config(&broker.url(), "gw-notices", &vm.url(), "")
     );
     let gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
@@ -335,6 +342,44 @@ fn a_warned_car_that_leaves_is_told_over_mqtt_and_recorded_as_left_after_notice_
     assert!(
         n["text"]["zh"].as_str().is_some_and(|t| t.contains("驶离")),
         "{n}"
+    );
+
+    // The same notices reached the webhook, signed, after one refused attempt.
+    let posted = wait_until("notices on the webhook", Duration::from_secs(20), || {
+        let a = hook.acknowledged();
+        Ok((a.len() >= warned).then_some(a))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
+    assert_eq!(
+        posted.len(),
+        warned,
+        "each notice acknowledged once: {posted:?}"
+    );
+    let mqtt_ids: Vec<serde_json::Value> = got
+        .iter()
+        .filter_map(|(_, b)| serde_json::from_str::<serde_json::Value>(b).ok())
+        .map(|n| n["event_id"].clone())
+        .collect();
+    for p in &posted {
+        assert_eq!(p["event"], "parking_notice", "{p}");
+        assert!(mqtt_ids.contains(&p["event_id"]), "{p} vs {mqtt_ids:?}");
+    }
+    let seen = hook.seen.lock().map(|v| v.clone()).unwrap_or_default();
+    assert_eq!(
+        seen.iter().filter(|s| s.0 == 500).count(),
+        1,
+        "retried once"
+    );
+    for (_, sig, body) in &seen {
+        assert_eq!(
+            sig,
+            &gateway::clue::publish::signature("kerb", body.as_bytes())
+        );
+    }
+    assert!(
+        gw.metric(r#"gateway_notices_delivered_total{reason="notice-webhook:speaker"}"#)
+            .unwrap()
+            >= warned as f64
     );
 
     // Each warned stay is on record as left after its notice, and no clue was raised.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod hook;
 pub mod vision;
 
 use anyhow::{Context, Result};
