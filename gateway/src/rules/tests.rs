@@ -1298,7 +1298,7 @@ fn utc_offset_minutes_is_the_spelling_and_the_old_keys_still_load() {
     for cfg in [&new, &old] {
         assert_eq!(cfg.rules_settings.offset_minutes(), 330);
         assert_eq!(cfg.rules_settings.sites[0].offset_minutes(), Some(-90));
-        assert_eq!(cfg.drone.utc_offset_minutes, 480);
+        assert_eq!(cfg.drone.offset_minutes(), 480);
     }
     // Unset: China.
     assert_eq!(load("").rules_settings.offset_minutes(), 480);
