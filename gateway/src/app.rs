@@ -39,6 +39,9 @@ pub struct Gateway {
     running: Config,
     /// The device registry (its file is re-read on SIGHUP too).
     pub registry: Arc<crate::registry::Registry>,
+    /// Camera health and parking (its stays are saved at the stop).
+    cameras: crate::camera::service::CameraService,
+    parking_state: std::path::PathBuf,
 }
 
 impl Gateway {
@@ -104,6 +107,11 @@ impl Gateway {
             crate::camera::service::CameraService::new(cfg.cameras.clone(), clue_tx.clone())
                 .context("configuring camera health")?
                 .with_parking(&cfg.parking, metrics.clone());
+        let parking_state = cfg
+            .storage
+            .dir
+            .join(crate::camera::parking::state::FILE_NAME);
+        cameras.resume_parking(&parking_state);
         // Parking's "please move" notices: recorded with their stays, delivered like clues.
         let notices = crate::notice::Notices::new(&clues, &cfg.notices, metrics.clone());
         tasks.extend(notices.spawn_delivery(&cfg.mqtt, delivery_cancel.clone()));
@@ -202,7 +210,7 @@ impl Gateway {
             outbox,
             started_ms: crate::clock::now_ms(),
             clues: clues.clone(),
-            cameras,
+            cameras: cameras.clone(),
             pumpouts: crate::rules::pumpout_api::Pumpouts(Some(pumpouts)),
             registry: crate::registry::api::RegistryHandle(registry.clone()),
         };
@@ -234,6 +242,8 @@ impl Gateway {
             rules_reload,
             running: cfg,
             registry,
+            cameras,
+            parking_state,
         })
     }
 
@@ -278,6 +288,9 @@ impl Gateway {
         for t in self.tasks {
             let _ = t.await;
         }
+        // No frame arrives any more (API and pulled cameras stopped): the stays being timed
+        // are saved for the next start.
+        self.cameras.save_parking(&self.parking_state);
         info!("gateway stopped");
     }
 }
