@@ -50,6 +50,7 @@ pub mod pipeline;
 pub mod reading;
 pub mod registry;
 pub mod rules;
+#[cfg(feature = "demo")]
 pub mod scenario;
 pub mod sink;
 pub mod source;

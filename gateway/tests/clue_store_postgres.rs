@@ -204,10 +204,16 @@ fn three_gateways_share_one_pool_chain_and_outbox_while_one_is_killed_mid_stream
     Ok(())
 }
 
+/// A one-band catalogue for cover clues, so a decision can be recorded and moved.
+const CATALOGUE: &str = "[clues.matters]\nversion = \"v1\"\n[[clues.matters.matter]]\n\
+    id = \"cover\"\nname = \"Cover\"\nkinds = [\"manhole.*\"]\nviolated_provision = \"<a>\"\n\
+    penalty_provision = \"<b>\"\n[[clues.matters.matter.bands]]\nid = \"any\"\n\
+    label = \"any\"\npenalty_min = 0\npenalty_max = 100\n";
+
 #[test]
 fn a_sqlite_pool_moves_to_postgres_with_its_chain_tokens_and_evidence() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut gw = GatewayProcess::start(dir.path(), &config("gw-sqlite", ""))?;
+    let mut gw = GatewayProcess::start(dir.path(), &config("gw-sqlite", CATALOGUE))?;
     let token = gw.token_named("admin", "", "root")?;
     for n in 0..12 {
         post(&gw, &token, "/api/v1/clues", &event(n % 4, n))?.ok()?;
@@ -219,6 +225,13 @@ fn a_sqlite_pool_moves_to_postgres_with_its_chain_tokens_and_evidence() -> Resul
         &token,
         &format!("/api/v1/clues/{id}/actions"),
         &json!({"action": "claim"}),
+    )?
+    .ok()?;
+    post(
+        &gw,
+        &token,
+        &format!("/api/v1/clues/{id}/actions"),
+        &json!({"action": "decide", "band": "any", "penalty": 50, "basis": "seen open"}),
     )?
     .ok()?;
     let before = get(&gw, &token, &format!("/api/v1/clues/{id}"))?;
@@ -257,9 +270,15 @@ fn a_sqlite_pool_moves_to_postgres_with_its_chain_tokens_and_evidence() -> Resul
     // The same gateway, now on PostgreSQL: same token, same clue, same evidence, same chain.
     let store = TestStore::Postgres(Box::new(pg), url);
     let dir2 = tempfile::tempdir()?;
-    let gw2 = store.gateway(dir2.path(), &config("gw-pg", ""))?;
+    let gw2 = store.gateway(dir2.path(), &config("gw-pg", CATALOGUE))?;
     let after = get(&gw2, &token, &format!("/api/v1/clues/{id}"))?;
     assert_eq!(after["clue"], before["clue"]);
+    let decisions = get(&gw2, &token, "/api/v1/decisions/stats")?;
+    assert_eq!(
+        decisions["by_matter"]["cover"]["by_band"]["any"]["penalty_max"],
+        json!(50),
+        "{decisions}"
+    );
     let sha = after["evidence"][0]["sha256"].as_str().context("sha")?;
     assert!(
         gw2.get_with_token(&format!("/api/v1/clues/{id}/evidence/{sha}"), &token)?

@@ -1,6 +1,8 @@
 //! From clue to lawful decision through the real binary, on SQLite and on a real PostgreSQL:
 //! the clue detail shows the enforcement matter of its kind, the discretion band its facts put
-//! it in and the leniency entries they meet, with reasons.
+//! it in and the leniency entries they meet, with reasons; a decision is recorded in the audit
+//! chain and the statistics by matter and band, and one outside its band raises a red
+//! oversight warning. One gateway per store for all of it (a PostgreSQL start is not free).
 
 mod common;
 
@@ -9,7 +11,7 @@ use common::{GatewayProcess, TestStore};
 use e2e::{free_port, http};
 use serde_json::{Value, json};
 
-on_both_stores!(the_clue_detail_shows_matter_band_and_leniency_with_reasons);
+on_both_stores!(a_clue_shows_its_matter_and_band_and_a_decision_outside_the_band_warns);
 
 /// A two-band catalogue for cover clues; no broker in reach and no MQTT delivery.
 fn config() -> String {
@@ -80,7 +82,9 @@ fn entry<'a>(matter: &'a Value, id: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
-fn the_clue_detail_shows_matter_band_and_leniency_with_reasons(store: &TestStore) -> Result<()> {
+fn a_clue_shows_its_matter_and_band_and_a_decision_outside_the_band_warns(
+    store: &TestStore,
+) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let gw = store.gateway(dir.path(), &config())?;
     let platform = gw.token_named("platform", "a", "central")?;
@@ -124,5 +128,120 @@ fn the_clue_detail_shows_matter_band_and_leniency_with_reasons(store: &TestStore
             .is_some_and(|r| r.contains(&json!("fails: occurrences 2 (at most 1)"))),
         "{first:#}"
     );
+
+    // Decisions.
+    let sue = gw.token_named("supervisor", "a", "sue")?;
+    let act = |tok: &str, id: i64, body: Value| {
+        call(
+            &gw,
+            "POST",
+            &format!("/api/v1/clues/{id}/actions"),
+            tok,
+            Some(&body),
+        )
+    };
+    let fair = json!({"action": "decide", "band": "low_risk", "penalty": 0,
+                      "leniency_applied": ["first_violation"],
+                      "basis": "first time, cover closed by the owner's crew at once"});
+    let r = act(&ann, low, fair.clone())?;
+    assert_eq!(r.status, 409, "nobody holds the clue yet: {}", r.text());
+    act(&ann, low, json!({"action": "claim"}))?.ok()?;
+    let r = act(
+        &ann,
+        low,
+        json!({"action": "decide", "band": "severe", "penalty": 0, "basis": "b"}),
+    )?;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("low_risk, hazard"), "{}", r.text());
+    let mut forged = fair.clone();
+    forged["check"] = json!({"outside_band": false, "findings": []});
+    assert_eq!(
+        act(&ann, low, forged)?.status,
+        400,
+        "the check is the gateway's"
+    );
+    let r = act(&ann, low, fair)?.ok()?.json()?;
+    assert_eq!(r["event"], json!("decide"));
+
+    // The high clue decided in the low band with a penalty outside it.
+    act(&ann, high, json!({"action": "claim"}))?.ok()?;
+    act(
+        &ann,
+        high,
+        json!({"action": "decide", "band": "low_risk", "penalty": 9000,
+               "basis": "the owner says a lorry lifted it"}),
+    )?
+    .ok()?;
+    let audit = call(
+        &gw,
+        "GET",
+        &format!("/api/v1/clues/{high}/audit"),
+        &ann,
+        None,
+    )?
+    .ok()?
+    .json()?;
+    let last = audit
+        .as_array()
+        .and_then(|a| a.last())
+        .context("audit entries")?;
+    assert_eq!(last["action"], json!("decide"));
+    assert_eq!(
+        last["detail"]["check"]["outside_band"],
+        json!(true),
+        "{last:#}"
+    );
+    assert_eq!(last["detail"]["check"]["applicable_band"], json!("hazard"));
+    assert_eq!(
+        last["detail"]["check"]["catalogue_version"],
+        json!("test-v1")
+    );
+
+    let stats = call(&gw, "GET", "/api/v1/decisions/stats", &ann, None)?
+        .ok()?
+        .json()?;
+    assert_eq!(stats["catalogue_version"], json!("test-v1"));
+    assert_eq!(stats["decisions"], json!(2), "{stats:#}");
+    assert_eq!(stats["outside_band"], json!(1));
+    let band = &stats["by_matter"]["manhole_cover"]["by_band"]["low_risk"];
+    assert_eq!(band["decisions"], json!(2), "{stats:#}");
+    assert_eq!(band["band_differs_from_facts"], json!(1));
+    assert_eq!(band["no_penalty"], json!(1));
+    assert_eq!(band["penalty_max"], json!(9000));
+    assert_eq!(band["leniency"]["first_violation"], json!(1));
+    let other_site = gw.token_named("inspector", "b", "bob")?;
+    let none = call(&gw, "GET", "/api/v1/decisions/stats", &other_site, None)?
+        .ok()?
+        .json()?;
+    assert_eq!(
+        none["decisions"],
+        json!(0),
+        "another site's decisions: {none:#}"
+    );
+
+    call(&gw, "POST", "/api/v1/oversight/run", &sue, None)?.ok()?;
+    let warnings = call(&gw, "GET", "/api/v1/oversight/warnings", &sue, None)?
+        .ok()?
+        .json()?;
+    let found: Vec<&Value> = warnings
+        .as_array()
+        .context("warnings")?
+        .iter()
+        .filter(|w| w["model"] == json!("decision_outside_band"))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "only the decision outside its band: {warnings:#}"
+    );
+    assert_eq!(found[0]["clue_id"], json!(high));
+    assert_eq!(found[0]["level"], json!("red"));
+    assert!(
+        found[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("outside band `low_risk`")),
+        "{warnings:#}"
+    );
+    call(&gw, "GET", "/api/v1/audit/verify", &sue, None)?.ok()?;
     Ok(())
 }

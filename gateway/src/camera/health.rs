@@ -13,7 +13,7 @@
 
 use super::checks::{self, Features, FrozenStats, MovedStats, Reference, Verdict};
 use super::config::{CameraSettings, CamerasConfig};
-use super::frame::{self, FrameError};
+use super::frame::{self, Frame, FrameError};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, Level, Subject};
 use crate::config_error::ConfigError;
 use serde::Serialize;
@@ -300,6 +300,20 @@ impl CameraHealth {
             }
         };
         let decode_us = t0.elapsed().as_micros() as u64;
+        Ok(self.on_decoded(camera_id, site, jpeg, frame, decode_us, at_ms))
+    }
+
+    /// One frame already decoded by the caller (who shares the decoded pixels with parking);
+    /// `decode_us` is what decoding cost, for the frame report.
+    pub fn on_decoded(
+        &mut self,
+        camera_id: &str,
+        site: &str,
+        jpeg: &[u8],
+        frame: Frame,
+        decode_us: u64,
+        at_ms: i64,
+    ) -> (Vec<ClueSignal>, FrameReport) {
         let t1 = Instant::now();
         let department = self.config.department.clone();
         let cam = self.cam(camera_id, site);
@@ -381,7 +395,7 @@ impl CameraHealth {
             decode_us,
             checks_us,
         };
-        Ok((out, report))
+        (out, report)
     }
 
     /// Status reported by the camera or its firmware; any status is also a heartbeat unless

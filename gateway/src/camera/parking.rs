@@ -43,6 +43,7 @@ use crate::vision::dwell::{
 use crate::vision::plate::{PlateConfig, PlateReader};
 use crate::vision::preprocess::{ImageLimits, decode_image};
 use crate::vision::zone::Zone;
+use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -316,6 +317,36 @@ impl Parking {
         jpeg: &bytes::Bytes,
         at_ms: i64,
     ) -> Option<ParkingOutput> {
+        self.analyse(site, camera, jpeg, None, at_ms)
+    }
+
+    /// Whether frames of `camera` are analysed (it has a parking rule); the caller then
+    /// decodes the frame once for health and parking ([`Parking::on_image`]).
+    pub fn analyses(&self, site: &str, camera: &str) -> bool {
+        self.trackers
+            .contains_key(&(site.to_string(), camera.to_string()))
+    }
+
+    /// [`Parking::on_frame`] for a frame the caller already decoded (the same JPEG's pixels).
+    pub fn on_image(
+        &self,
+        site: &str,
+        camera: &str,
+        jpeg: &bytes::Bytes,
+        img: &RgbImage,
+        at_ms: i64,
+    ) -> Option<ParkingOutput> {
+        self.analyse(site, camera, jpeg, Some(img), at_ms)
+    }
+
+    fn analyse(
+        &self,
+        site: &str,
+        camera: &str,
+        jpeg: &bytes::Bytes,
+        decoded: Option<&RgbImage>,
+        at_ms: i64,
+    ) -> Option<ParkingOutput> {
         let tracker = self.trackers.get(&(site.to_string(), camera.to_string()))?;
         let frames = &self.metrics.parking_frames_total;
         let models = match models() {
@@ -329,10 +360,20 @@ impl Parking {
         };
         let started = Instant::now();
         let analysed = (|| {
-            let img = decode_image(jpeg, &self.limits)?;
-            let dets = models.detector.detect(&img)?;
+            let owned;
+            let img = match decoded {
+                Some(img) => {
+                    self.limits.check_decoded(jpeg.len(), img)?;
+                    img
+                }
+                None => {
+                    owned = decode_image(jpeg, &self.limits)?;
+                    &owned
+                }
+            };
+            let dets = models.detector.detect(img)?;
             let plates = match &models.plates {
-                Some(p) => p.read(&img)?,
+                Some(p) => p.read(img)?,
                 None => Vec::new(),
             };
             Ok::<_, crate::vision::VisionError>((dets, plates))

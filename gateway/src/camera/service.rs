@@ -3,6 +3,7 @@
 //! Every resulting signal goes to the clue pool. Frames of cameras with a parking rule are also
 //! run through the parking enforcement ([`super::parking`]).
 
+use super::frame;
 use super::parking::{Parking, ParkingReport, ParkingSection};
 use super::pull::SourceBoard;
 use super::{CameraHealth, CameraStatus, CamerasConfig, FrameError, FrameReport, ReferenceReport};
@@ -124,10 +125,24 @@ impl CameraService {
         let health = self.health.clone();
         let parking = self.parking.clone();
         let (mut signals, report, parking) = tokio::task::spawn_blocking(move || {
-            let (signals, report) =
-                Self::with(&health, |h| h.on_frame(&camera, &site, &jpeg, at_ms))?;
-            let parking = parking.and_then(|p| p.on_frame(&site, &camera, &jpeg, at_ms));
-            Ok::<_, FrameError>((signals, report, parking))
+            let parking = parking.filter(|p| p.analyses(&site, &camera));
+            let Some(parking) = parking else {
+                let (signals, report) =
+                    Self::with(&health, |h| h.on_frame(&camera, &site, &jpeg, at_ms))?;
+                return Ok::<_, FrameError>((signals, report, None));
+            };
+            // Decoded once, shared by health and parking (decoding dominates health's cost).
+            let t0 = std::time::Instant::now();
+            let rgb = frame::decode_rgb(&jpeg).inspect_err(|e| {
+                tracing::warn!(%camera, %site, error = %e, "camera frame rejected");
+            })?;
+            let working = frame::Frame::of(&rgb);
+            let decode_us = t0.elapsed().as_micros() as u64;
+            let (signals, report) = Self::with(&health, |h| {
+                h.on_decoded(&camera, &site, &jpeg, working, decode_us, at_ms)
+            });
+            let parking = parking.on_image(&site, &camera, &jpeg, &rgb, at_ms);
+            Ok((signals, report, parking))
         })
         .await
         .map_err(|e| FrameError::Decode(format!("frame task failed: {e}")))??;

@@ -14,6 +14,8 @@
 //!   masked copy (plates, heads); an original is served only to roles with the right, and each
 //!   time it is, the audit log records who. Purged evidence answers 410.
 //! - `GET  /api/v1/stats`, `GET /api/v1/audit/verify`.
+//! - `GET  /api/v1/decisions/stats`: the latest decision of each clue, by matter and band
+//!   (see `clue::decision`).
 //! - `GET  /api/v1/clues/export?from_ms=&to_ms=&format=csv|json` (clues created in range) and
 //!   `GET /api/v1/audit/export?from_ms=&to_ms=&format=csv|json` (entries in range).
 
@@ -113,6 +115,7 @@ where
         .route("/api/v1/clues/{id}/audit", get(audit))
         .route("/api/v1/clues/{id}/evidence/{sha256}", get(evidence))
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/decisions/stats", get(decision_stats))
         .route("/api/v1/audit/verify", get(verify))
         .merge(super::oversight_api::routes())
 }
@@ -241,7 +244,10 @@ async fn act(
     if p.role == super::auth::Role::Inspector
         && matches!(
             action,
-            Action::Resolve { .. } | Action::Dismiss { .. } | Action::Transfer { .. }
+            Action::Resolve { .. }
+                | Action::Dismiss { .. }
+                | Action::Transfer { .. }
+                | Action::Decide { .. }
         )
         && d.clue.assignee.as_deref().is_some_and(|a| a != p.actor())
     {
@@ -362,6 +368,18 @@ async fn evidence(
 async fn stats(p: Principal, State(pool): State<PoolHandle>) -> ApiResult<impl IntoResponse> {
     can_read(&p)?;
     Ok(Json(pool.stats(p.scope()).await?))
+}
+
+/// The latest decision of each clue in the token's sites, by matter and band.
+async fn decision_stats(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+) -> ApiResult<impl IntoResponse> {
+    can_read(&p)?;
+    let mut v = serde_json::to_value(pool.decision_stats(p.scope()).await?)
+        .map_err(|_| ApiError::Internal)?;
+    v["catalogue_version"] = serde_json::json!(pool.config().matters.version);
+    Ok(Json(v))
 }
 
 async fn verify(p: Principal, State(pool): State<PoolHandle>) -> ApiResult<Response> {

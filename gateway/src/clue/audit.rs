@@ -79,11 +79,12 @@ pub enum LifecycleAction {
     Comment,
     NotifyOwner,
     OwnerResponse,
+    Decide,
 }
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 26] = [
+    pub const ALL: [AuditAction; 27] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -101,6 +102,7 @@ impl AuditAction {
         AuditAction::Lifecycle(LifecycleAction::Comment),
         AuditAction::Lifecycle(LifecycleAction::NotifyOwner),
         AuditAction::Lifecycle(LifecycleAction::OwnerResponse),
+        AuditAction::Lifecycle(LifecycleAction::Decide),
         AuditAction::OversightWarning,
         AuditAction::EvidenceOriginalAccess,
         AuditAction::FrameOriginalAccess,
@@ -155,6 +157,7 @@ impl LifecycleAction {
             LifecycleAction::Comment => "comment",
             LifecycleAction::NotifyOwner => "notify_owner",
             LifecycleAction::OwnerResponse => "owner_response",
+            LifecycleAction::Decide => "decide",
         }
     }
 }
@@ -172,6 +175,7 @@ impl From<&Action> for AuditAction {
             Action::Comment { .. } => LifecycleAction::Comment,
             Action::NotifyOwner { .. } => LifecycleAction::NotifyOwner,
             Action::OwnerResponse { .. } => LifecycleAction::OwnerResponse,
+            Action::Decide { .. } => LifecycleAction::Decide,
         })
     }
 }
@@ -364,6 +368,7 @@ mod tests {
                 "comment",
                 "notify_owner",
                 "owner_response",
+                "decide",
                 "oversight_warning",
                 "evidence_original_access",
                 "frame_original_access",

@@ -20,6 +20,7 @@
 //!   `oversight_api`: their routes.
 //! - `matters`: the matter catalogue (legal basis, discretion bands, leniency list) and the
 //!   assessment of a clue's facts against it.
+//! - `decision`: the `decide` action's check against the catalogue, decision statistics.
 //! - `owner`: owner notification and answers, first-violation leniency advice.
 //! - `privacy`: masking of plates and people in evidence images for lesser roles.
 //! - `retention`: the evidence purge job (the purge is audited, not the content).
@@ -31,6 +32,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod decision;
 pub mod evidence;
 pub mod lifecycle;
 pub mod matters;

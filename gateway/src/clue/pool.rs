@@ -460,12 +460,60 @@ impl PoolHandle {
         action: Action,
         actor: String,
     ) -> Result<ClueChange, PoolError> {
+        let action = self.checked(id, action).await?;
         let now = self.now_ms();
         let change = self
             .blocking(move |s| s.act(id, &action, &actor, now))
             .await?;
         self.announce(&change);
         Ok(change)
+    }
+
+    /// A `decide` action with the catalogue's check filled in (other actions unchanged).
+    /// The check reads the clue as it is now; a repeat arriving between this read and the
+    /// action's transaction is judged by the next decision or the next oversight run.
+    async fn checked(&self, id: i64, action: Action) -> Result<Action, PoolError> {
+        let Action::Decide {
+            band,
+            penalty,
+            leniency_applied,
+            basis,
+            ..
+        } = action
+        else {
+            return Ok(action);
+        };
+        let d = self
+            .get(id)
+            .await?
+            .ok_or(PoolError::Store(StoreError::NotFound(id)))?;
+        let Some(a) = d.matter else {
+            return Err(PoolError::Invalid(format!(
+                "clue kind `{}` belongs to no matter of the catalogue (version `{}`): \
+                 nothing to decide on",
+                d.clue.kind, self.cfg.matters.version
+            )));
+        };
+        let check = super::decision::check(&a, band.trim(), penalty, &leniency_applied)
+            .map_err(PoolError::Invalid)?;
+        Ok(Action::Decide {
+            band: band.trim().to_string(),
+            penalty,
+            leniency_applied,
+            basis,
+            check: Some(check),
+        })
+    }
+
+    /// Statistics of the latest decision of each clue in scope, by matter and band.
+    pub async fn decision_stats(
+        &self,
+        scope: Option<Vec<String>>,
+    ) -> Result<super::decision::DecisionStats, PoolError> {
+        let rows = self
+            .blocking(move |s| s.decisions(scope.as_deref()))
+            .await?;
+        Ok(super::decision::decision_stats(rows))
     }
 
     /// Escalates overdue clues now; returns the supervision events.

@@ -195,6 +195,23 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("created_ms", Type::INT8),
         ],
     ),
+    (
+        "decisions",
+        &[
+            ("id", Type::INT8),
+            ("clue_id", Type::INT8),
+            ("site", Type::TEXT),
+            ("matter", Type::TEXT),
+            ("catalogue_version", Type::TEXT),
+            ("band", Type::TEXT),
+            ("applicable_band", Type::TEXT),
+            ("penalty", Type::INT8),
+            ("outside_band", Type::BOOL),
+            ("leniency_applied", Type::TEXT),
+            ("actor", Type::TEXT),
+            ("at_ms", Type::INT8),
+        ],
+    ),
 ];
 
 /// Tables whose `id` is a generated identity (its counter is moved past the copied rows).
@@ -206,6 +223,7 @@ const IDENTITY_TABLES: &[&str] = &[
     "outbound",
     "oversight_warnings",
     "parking_stays",
+    "decisions",
 ];
 
 /// One SQLite value as the PostgreSQL column `ty` takes it.

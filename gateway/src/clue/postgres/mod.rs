@@ -35,6 +35,7 @@
 //! the SQLite one and needs no runtime of its own.
 
 mod blobs;
+mod decisions;
 pub mod migrate;
 mod schema;
 mod stays;
@@ -873,6 +874,9 @@ impl ClueRecords for PgStore {
             r => r?,
         };
         let after = clue_from_row(&row)?;
+        if let Some(d) = crate::clue::store::decision_of(action)? {
+            decisions::insert_decision(&mut tx, id, &clue.subject.site, d, actor, now_ms)?;
+        }
         let detail = act_detail(action, &before, &next);
         let change = self.record_change(
             &mut tx,

@@ -10,6 +10,7 @@
 //! | [`RetentionStore`]| evidence retention, purges, audited access to originals        |
 //! | [`TokenStore`]    | API tokens (declared in `auth`)                                 |
 //! | [`StayRecords`]   | parking stays that got a notice, the notice's delivery, outcome |
+//! | [`DecisionRecords`]| decisions on clues (band, penalty, leniency, catalogue check)  |
 //!
 //! [`ClueStore`] is all of them together: what the pool holds. A consumer that needs one
 //! concern takes that trait (`publish` takes a [`DeliveryQueue`], `retention` a
@@ -32,6 +33,7 @@ pub use sqlite::{SqliteStore, TokenInfo};
 
 use super::audit::{self, AuditEntry, Broken, VerifyReport};
 pub use super::auth::TokenStore;
+use super::decision::{DecisionCheck, DecisionRow};
 use super::lifecycle::{Action, LifecycleError, State};
 use super::model::*;
 use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
@@ -250,9 +252,23 @@ pub trait StayRecords: Send + Sync {
     fn stay_counts(&self, scope: Option<&[String]>) -> Result<Vec<StayCountRow>, StoreError>;
 }
 
+/// Decisions (`decide` actions): each is written by [`ClueRecords::act`] in the action's
+/// transaction, with the catalogue check the pool made (see `clue::decision`).
+pub trait DecisionRecords: Send + Sync {
+    /// Every recorded decision about clues of the scope's sites, oldest first.
+    fn decisions(&self, scope: Option<&[String]>) -> Result<Vec<DecisionRow>, StoreError>;
+}
+
 /// Every concern of one backend: what the pool holds.
 pub trait ClueStore:
-    ClueRecords + AuditLog + DeliveryQueue + OversightStore + RetentionStore + TokenStore + StayRecords
+    ClueRecords
+    + AuditLog
+    + DeliveryQueue
+    + OversightStore
+    + RetentionStore
+    + TokenStore
+    + StayRecords
+    + DecisionRecords
 {
 }
 
@@ -264,7 +280,36 @@ impl<T> ClueStore for T where
         + RetentionStore
         + TokenStore
         + StayRecords
+        + DecisionRecords
 {
+}
+
+/// The columns of a decision row in the order every backend's row reader expects.
+pub(crate) const DECISION_COLS: &str = "id, clue_id, site, matter, catalogue_version, band, \
+     applicable_band, penalty, outside_band, leniency_applied, actor, at_ms";
+
+/// A decision as a store writes it: band, penalty, leniency entries applied, the pool's check.
+pub(crate) type DecisionToRecord<'a> = (&'a str, u64, &'a [String], &'a DecisionCheck);
+
+/// The decision a `decide` action records: its band, penalty, applied leniency and the pool's
+/// check. `None` for every other action; `Err` for a decision the pool did not check (a store
+/// must not record a decision it cannot judge).
+pub(crate) fn decision_of(action: &Action) -> Result<Option<DecisionToRecord<'_>>, StoreError> {
+    match action {
+        Action::Decide {
+            band,
+            penalty,
+            leniency_applied,
+            check,
+            ..
+        } => match check {
+            Some(c) => Ok(Some((band, *penalty, leniency_applied, c))),
+            None => Err(StoreError::Conflict(
+                "a decision must be checked against the matter catalogue first".into(),
+            )),
+        },
+        _ => Ok(None),
+    }
 }
 
 /// The columns of a stay record in the order every backend's row reader expects.

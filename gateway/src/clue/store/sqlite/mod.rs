@@ -5,6 +5,7 @@
 
 mod audit;
 mod clues;
+mod decisions;
 mod delivery;
 mod oversight;
 mod retention;
