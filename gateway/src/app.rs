@@ -39,8 +39,8 @@ pub struct Gateway {
     running: Config,
     /// The device registry (its file is re-read on SIGHUP too).
     pub registry: Arc<crate::registry::Registry>,
-    /// Camera health and parking (its stays are saved at the stop).
-    cameras: crate::camera::service::CameraService,
+    /// Parking (its stays are saved at the stop) and where.
+    parking: Option<Arc<crate::camera::parking::Parking>>,
     parking_state: std::path::PathBuf,
 }
 
@@ -112,6 +112,7 @@ impl Gateway {
             .dir
             .join(crate::camera::parking::state::FILE_NAME);
         cameras.resume_parking(&parking_state);
+        let parking = cameras.parking();
         // Parking's "please move" notices: recorded with their stays, delivered like clues.
         let notices = crate::notice::Notices::new(&clues, &cfg.notices, metrics.clone());
         tasks.extend(notices.spawn_delivery(&cfg.mqtt, delivery_cancel.clone()));
@@ -210,7 +211,7 @@ impl Gateway {
             outbox,
             started_ms: crate::clock::now_ms(),
             clues: clues.clone(),
-            cameras: cameras.clone(),
+            cameras,
             pumpouts: crate::rules::pumpout_api::Pumpouts(Some(pumpouts)),
             registry: crate::registry::api::RegistryHandle(registry.clone()),
         };
@@ -242,7 +243,7 @@ impl Gateway {
             rules_reload,
             running: cfg,
             registry,
-            cameras,
+            parking,
             parking_state,
         })
     }
@@ -290,7 +291,7 @@ impl Gateway {
         }
         // No frame arrives any more (API and pulled cameras stopped): the stays being timed
         // are saved for the next start.
-        self.cameras.save_parking(&self.parking_state);
+        crate::camera::service::save_parking(self.parking.as_deref(), &self.parking_state);
         info!("gateway stopped");
     }
 }

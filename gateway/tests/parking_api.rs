@@ -429,11 +429,11 @@ fn a_warned_car_that_leaves_is_told_over_mqtt_and_a_webhook_and_recorded_as_left
     .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
 }
 
-/// A warned pickup still standing when the gateway is restarted (SIGTERM, start): its stay is
-/// saved at the stop and resumed at the start, so it is not warned again and its clue at the
+/// Warned vehicles still standing when the gateway is restarted (SIGTERM, start): their stays
+/// are saved at the stop and resumed at the start, so none is warned again and each clue at the
 /// limit moves the one record its notice created.
 #[test]
-fn a_warned_stay_survives_a_restart_and_ends_as_one_record_with_its_clue() {
+fn warned_stays_survive_a_restart_and_each_ends_as_one_record_with_its_clue() {
     models();
     let photo = dog_jpg();
     let dir = tempfile::tempdir().unwrap();
@@ -465,10 +465,12 @@ fn a_warned_stay_survives_a_restart_and_ends_as_one_record_with_its_clue() {
         before.extend(kinds(&post_jpeg(&gw, frames, &device, &photo)));
         std::thread::sleep(Duration::from_millis(1100));
     }
-    assert!(before.iter().any(|k| k == "persuade"), "{before:?}");
+    // The photo may show more than one vehicle in the zone: one stay and notice each.
+    let warned = before.iter().filter(|k| *k == "persuade").count();
+    assert!(warned >= 1, "{before:?}");
     assert!(!before.iter().any(|k| k == "clue"), "{before:?}");
     notices
-        .wait_for(1, Duration::from_secs(20))
+        .wait_for(warned, Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
 
     gw.proc.stop().unwrap();
@@ -501,8 +503,14 @@ fn a_warned_stay_survives_a_restart_and_ends_as_one_record_with_its_clue() {
             .cloned())
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
-    assert_eq!(stays.len(), 1, "one record for the one stay: {stays:?}");
-    assert_eq!(stays[0]["outcome"], "clue", "{stays:?}");
+    assert_eq!(stays.len(), warned, "one record per warned stay: {stays:?}");
+    for s in &stays {
+        assert_eq!(s["outcome"], "clue", "{stays:?}");
+    }
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(notices.messages().len(), 1, "one notice for the one stay");
+    assert_eq!(
+        notices.messages().len(),
+        warned,
+        "one notice per stay, none after the restart"
+    );
 }

@@ -81,14 +81,10 @@ impl CameraService {
         }
     }
 
-    /// Saves the parking stays being timed, for the next start (call once frames stopped).
-    pub fn save_parking(&self, path: &std::path::Path) {
-        let Some(p) = &self.parking else { return };
-        match p.save(path) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(stays = n, path = %path.display(), "parking stays saved"),
-            Err(e) => warn!(error = %e, "parking stays not saved; their records stay pending"),
-        }
+    /// The parking rules, to save their stays at the stop ([`save_parking`](save_parking)) without holding
+    /// this service (whose clue sender must be dropped for the pool to stop).
+    pub fn parking(&self) -> Option<Arc<Parking>> {
+        self.parking.clone()
     }
 
     /// Parking takes each camera's zones from `source` (its registry entry) where it has any.
@@ -263,5 +259,15 @@ impl CameraService {
                 }
             }
         }
+    }
+}
+
+/// Saves the parking stays being timed, for the next start (call once frames stopped).
+pub fn save_parking(parking: Option<&Parking>, path: &std::path::Path) {
+    let Some(p) = parking else { return };
+    match p.save(path) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(stays = n, path = %path.display(), "parking stays saved"),
+        Err(e) => warn!(error = %e, "parking stays not saved; their records stay pending"),
     }
 }
