@@ -1,5 +1,5 @@
 // Browser test of the dashboard in Debian's chromium (Playwright core, no bundled browser).
-// Driven by gateway/tests/dashboard_browser.rs, which starts the gateway (demo: broker +
+// Driven by gateway/tests/e2e/dashboard_browser.rs, which starts the gateway (demo: broker +
 // simulator), creates tokens and a clue at another site, and raises the live clue when this
 // script prints `READY live-clue`. Env:
 //   DASHBOARD_URL      http://127.0.0.1:PORT

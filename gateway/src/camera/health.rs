@@ -263,6 +263,7 @@ impl CameraHealth {
         site: &str,
         jpeg: &[u8],
     ) -> Result<ReferenceReport, FrameError> {
+        self.admit(camera_id, site)?;
         let frame = frame::decode_jpeg(jpeg)?;
         let cam = self.cam(camera_id, site);
         let f = checks::features(&frame, &cam.settings.checks);
@@ -303,6 +304,7 @@ impl CameraHealth {
         jpeg: &[u8],
         at_ms: i64,
     ) -> Result<(Vec<ClueSignal>, FrameReport), FrameError> {
+        self.admit(camera_id, site)?;
         let t0 = Instant::now();
         let frame = match frame::decode_jpeg(jpeg) {
             Ok(f) => f,
@@ -559,6 +561,28 @@ impl CameraHealth {
     /// The camera's settings (defaults merged with its override).
     pub fn settings(&self, camera_id: &str) -> Result<CameraSettings, ConfigError> {
         self.config.settings_for(camera_id)
+    }
+
+    /// A known camera, or a new one while its site has fewer than `max_per_site`.
+    fn admit(&self, camera_id: &str, site: &str) -> Result<(), FrameError> {
+        let max = self.config.max_per_site;
+        if self
+            .cams
+            .contains_key(&(site.to_string(), camera_id.to_string()))
+            || self.cams.keys().filter(|(s, _)| s == site).count() < max
+        {
+            return Ok(());
+        }
+        tracing::warn!(
+            camera = camera_id,
+            site,
+            max,
+            "camera refused: site is at its limit"
+        );
+        Err(FrameError::TooManyCameras {
+            site: site.to_string(),
+            max,
+        })
     }
 
     fn cam(&mut self, camera_id: &str, site: &str) -> &mut Cam {
@@ -838,6 +862,34 @@ mod tests {
         c.defaults.recover_ms = 30_000;
         c.defaults.offline_after_ms = 120_000;
         CameraHealth::new(c).expect("config")
+    }
+
+    #[test]
+    fn a_site_at_its_camera_limit_refuses_new_camera_ids_but_not_known_ones() {
+        let c = CamerasConfig {
+            max_per_site: 2,
+            ..Default::default()
+        };
+        let mut h = CameraHealth::new(c).expect("config");
+        let jpeg = Pic::scene(0).jpeg();
+        for cam in ["k1", "k2"] {
+            h.on_frame(cam, "r-1", &jpeg, T0).expect("within the limit");
+        }
+        let e = h
+            .on_frame("k3", "r-1", &jpeg, T0)
+            .expect_err("third camera");
+        assert!(
+            matches!(e, FrameError::TooManyCameras { max: 2, .. }),
+            "{e}"
+        );
+        assert!(
+            h.enrol_reference("k3", "r-1", &jpeg).is_err(),
+            "nor its reference"
+        );
+        h.on_frame("k1", "r-1", &jpeg, T0 + S)
+            .expect("a known camera");
+        h.on_frame("k3", "r-2", &jpeg, T0)
+            .expect("another site has its own limit");
     }
 
     fn occurrences(v: &[ClueSignal]) -> Vec<&ClueEvent> {

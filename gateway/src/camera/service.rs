@@ -68,6 +68,25 @@ impl CameraService {
         self
     }
 
+    /// Continues the parking stays saved at the last stop (see `parking::state`); logs what
+    /// it did, never fails the start.
+    pub fn resume_parking(&self, path: &std::path::Path) {
+        let Some(p) = &self.parking else { return };
+        match p.resume(path, crate::clock::now_ms()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(stays = n, "parking stays resumed from the last stop"),
+            Err(e) => {
+                warn!(error = %e, "saved parking stays not resumed; their records stay pending")
+            }
+        }
+    }
+
+    /// The parking rules, to save their stays at the stop ([`save_parking`](save_parking)) without holding
+    /// this service (whose clue sender must be dropped for the pool to stop).
+    pub fn parking(&self) -> Option<Arc<Parking>> {
+        self.parking.clone()
+    }
+
     /// Parking takes each camera's zones from `source` (its registry entry) where it has any.
     pub fn parking_zones_from(&self, source: crate::camera::parking::ZoneSource) {
         if let Some(p) = &self.parking {
@@ -189,10 +208,8 @@ impl CameraService {
             &cfg.sources,
             self.clone(),
             board,
-            crate::sink::influx::Backoff::from_millis(
-                cfg.source_retry_min_ms,
-                cfg.source_retry_max_ms,
-            ),
+            crate::backoff::Backoff::from_millis(cfg.source_retry_min_ms, cfg.source_retry_max_ms)
+                .with_jitter(crate::backoff::Jitter::Full),
             &cfg.ffmpeg,
             cancel,
         )
@@ -222,5 +239,15 @@ impl CameraService {
                 }
             }
         }
+    }
+}
+
+/// Saves the parking stays being timed, for the next start (call once frames stopped).
+pub fn save_parking(parking: Option<&Parking>, path: &std::path::Path) {
+    let Some(p) = parking else { return };
+    match p.save(path) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(stays = n, path = %path.display(), "parking stays saved"),
+        Err(e) => warn!(error = %e, "parking stays not saved; their records stay pending"),
     }
 }

@@ -876,6 +876,18 @@ condition = { type = "rate", rise = 5.0, within_s = 10 }"#,
             "[rules_settings]\nutc_offset_hours = 20.0",
             "rules_settings.utc_offset_hours",
         ),
+        (
+            "[rules_settings]\nutc_offset_minutes = 900",
+            "rules_settings.utc_offset_minutes",
+        ),
+        (
+            "[rules_settings]\nutc_offset_minutes = 480\nutc_offset_hours = 8.0",
+            "rules_settings.utc_offset_hours",
+        ),
+        (
+            "[[rules_settings.sites]]\nsite = \"s\"\nutc_offset_minutes = 60\nutc_offset_hours = 1.0",
+            "rules_settings.sites[0].utc_offset_hours",
+        ),
     ];
     for (toml_text, key) in cases {
         let err = crate::config::Config::from_toml(toml_text)
@@ -1185,6 +1197,7 @@ async fn a_distance_only_trap_emptied_at_night_gets_one_high_clue_and_the_closed
         .sites
         .push(super::config::SiteCalendarConfig {
             site: "r-102".into(),
+            utc_offset_minutes: None,
             utc_offset_hours: None,
             night: None,
             business_hours: None,
@@ -1298,4 +1311,39 @@ fn one_lost_echo_or_one_foam_spike_is_no_discharge() {
     out.extend(e.on_tick(t0 + 2 * HOUR));
     assert!(occurrences(&out).is_empty(), "{out:#?}");
     assert!(e.stats().unconfirmed_drops >= 1);
+}
+
+/// One spelling, `utc_offset_minutes`, everywhere; the old keys (`utc_offset_hours` in the rules
+/// settings, `utc_offset_min` in `[drone]`) still load, with the same meaning.
+#[test]
+fn utc_offset_minutes_is_the_spelling_and_the_old_keys_still_load() {
+    let load = |text: &str| crate::config::Config::from_toml(text).expect(text);
+    let new = load(
+        "[rules_settings]\nutc_offset_minutes = 330\n[[rules_settings.sites]]\nsite = \"s\"\nutc_offset_minutes = -90\n[drone]\nutc_offset_minutes = 480",
+    );
+    let old = load(
+        "[rules_settings]\nutc_offset_hours = 5.5\n[[rules_settings.sites]]\nsite = \"s\"\nutc_offset_hours = -1.5\n[drone]\nutc_offset_min = 480",
+    );
+    for cfg in [&new, &old] {
+        assert_eq!(cfg.rules_settings.offset_minutes(), 330);
+        assert_eq!(cfg.rules_settings.sites[0].offset_minutes(), Some(-90));
+        assert_eq!(cfg.drone.offset_minutes(), 480);
+    }
+    // Unset: China.
+    assert_eq!(load("").rules_settings.offset_minutes(), 480);
+    // The calendar sees the same local day either way.
+    let (a, b) = (
+        super::calendar::Calendar::new(&new.rules_settings),
+        super::calendar::Calendar::new(&old.rules_settings),
+    );
+    for site in ["s", "elsewhere"] {
+        assert_eq!(
+            a.local_day_start_ms(site, 1_000_000_000_000),
+            b.local_day_start_ms(site, 1_000_000_000_000)
+        );
+    }
+    assert_ne!(
+        a.local_day_start_ms("s", 1_000_000_000_000),
+        a.local_day_start_ms("elsewhere", 1_000_000_000_000)
+    );
 }

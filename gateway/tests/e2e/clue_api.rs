@@ -1,11 +1,11 @@
 //! The clue pool through the real binary: tokens and site scopes on every endpoint, the full
 //! lifecycle over HTTP, SSE, MQTT delivery to a real mosquitto, and `gateway audit verify`.
 
-mod common;
+use crate::common;
 
+use crate::common::hook::Hook;
+use crate::common::{GatewayProcess, TestStore};
 use anyhow::{Context, Result, bail};
-use common::hook::Hook;
-use common::{GatewayProcess, TestStore};
 use e2e::{free_port, http};
 use serde_json::{Value, json};
 use std::io::{Read, Write};

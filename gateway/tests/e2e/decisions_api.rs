@@ -4,10 +4,10 @@
 //! chain and the statistics by matter and band, and one outside its band raises a red
 //! oversight warning. One gateway per store for all of it (a PostgreSQL start is not free).
 
-mod common;
+use crate::common;
 
+use crate::common::{GatewayProcess, TestStore};
 use anyhow::{Context, Result};
-use common::{GatewayProcess, TestStore};
 use e2e::{free_port, http};
 use serde_json::{Value, json};
 

@@ -10,8 +10,6 @@
 //! (not on the board, 403 by address). Every page is screenshotted to
 //! `{target}/dashboard-screenshots/`.
 
-mod common;
-
 use anyhow::{Context, Result, bail};
 use e2e::{ServerProcess, free_port, http, wait_until};
 use serde_json::{Value, json};
