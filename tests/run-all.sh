@@ -69,6 +69,8 @@ declare -A APT_FOR=(
     [exiftool]=libimage-exiftool-perl
     [psql]=postgresql-client-15
     [setpriv]=util-linux
+    [lighttpd]=lighttpd
+    [md5sum]=coreutils
 )
 
 install_deps() {
@@ -84,6 +86,10 @@ install_deps() {
     # PostgreSQL 15 for the shared clue store's tests: the server binaries are not on PATH
     # (tests/src/postgres.rs runs them from here, as the package's `postgres` user when root).
     [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
+    # Pulled-camera tests: an RTSP server from GStreamer (tests/camera/rtsp_server.py runs on
+    # the system Python, whose `gi` bindings are Debian's) streaming Motion-JPEG.
+    /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0"); from gi.repository import Gst, GstRtspServer; Gst.init(None); assert Gst.ElementFactory.find("rtpjpegpay") and Gst.ElementFactory.find("jpegdec")' >/dev/null 2>&1 \
+        || missing+=(python3 python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "apt: installing ${missing[*]}"
         # Packages must not start their system services (ports 1883/8086/8428):
@@ -98,7 +104,7 @@ install_deps() {
         [ $created_policy -eq 1 ] && as_root rm -f "$policy"
         [ $rc -eq 0 ] || return $rc
     else
-        echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl, chromium, nodejs, npm, a CJK font, postgresql-15)"
+        echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl, chromium, nodejs, npm, a CJK font, postgresql-15, lighttpd, GStreamer's RTSP server)"
     fi
 
     # Python: every package the tests and the model converter use (tests/requirements.txt,
@@ -163,6 +169,10 @@ df -h "${CARGO_TARGET_DIR:-$ROOT/target}" 2>/dev/null || df -h "$ROOT"
 step "cargo fmt --all --check" cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -- -D warnings" \
     cargo clippy --workspace --all-targets -- -D warnings
+# The production binary is built without the `demo` feature, which the line above never sees
+# (the tests turn it on); this keeps `cargo build --release -p gateway` compiling.
+step "cargo clippy -p gateway --bins (production features) -- -D warnings" \
+    cargo clippy -p gateway --bins -- -D warnings
 
 # No doc-test step: the crates set `doctest = false` (their examples run in the integration
 # tests), which saves CI a separate doc-test build.

@@ -38,6 +38,21 @@ impl Persuaded {
     }
 }
 
+/// Label set of a pulled camera source (`[[cameras.sources]]`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CameraSourceLabels {
+    pub site: String,
+    pub camera: String,
+}
+
+/// Label set of a pulled camera source's failures, by reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CameraSourceReason {
+    pub site: String,
+    pub camera: String,
+    pub reason: String,
+}
+
 /// Label set for per-device poll counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeviceResult {
@@ -88,6 +103,12 @@ pub struct Metrics {
     pub clue_changes_total: Family<Reason, Counter>,
     /// Clue signals the pool could not record (bad event, storage error).
     pub clue_signal_errors_total: Counter,
+    /// Camera frames and references refused, by reason (`camera_limit`, `bad_frame`).
+    pub camera_frames_refused_total: Family<Reason, Counter>,
+    /// Audit chain heads queued for publication (`audit/v1/head`).
+    pub audit_heads_published_total: Counter,
+    /// Audit chain heads that could not be read or queued (retried next period).
+    pub audit_head_publish_errors_total: Counter,
     /// Clue changes delivered, by channel (`mqtt`, `webhook`).
     pub clue_delivered_total: Family<Reason, Counter>,
     /// Failed clue delivery attempts, by channel (retried).
@@ -110,6 +131,16 @@ pub struct Metrics {
     pub unregistered_messages_total: Family<Reason, Counter>,
     pub registry_reloads_total: Family<Reason, Counter>,
     pub registry_devices: Gauge,
+    /// Frames fetched from pulled cameras and accepted.
+    pub camera_source_frames_total: Family<CameraSourceLabels, Counter>,
+    /// Failed fetches of pulled cameras, by reason (`connect`, `timeout`, `unauthorized`, ...).
+    pub camera_source_errors_total: Family<CameraSourceReason, Counter>,
+    /// Attempts after a failure (a new request, or a new ffmpeg).
+    pub camera_source_reconnects_total: Family<CameraSourceLabels, Counter>,
+    /// Unix time (s) of the last frame from each pulled camera.
+    pub camera_source_last_frame_seconds: Family<CameraSourceLabels, Gauge>,
+    /// 1 while the last attempt of a pulled camera gave a frame.
+    pub camera_source_up: Family<CameraSourceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -290,6 +321,21 @@ impl Metrics {
                 "Clue signals the pool could not record",
                 Counter::default()
             ),
+            camera_frames_refused_total: reg!(
+                "camera_frames_refused",
+                "Camera frames and references refused, by reason",
+                Family::default()
+            ),
+            audit_heads_published_total: reg!(
+                "audit_heads_published",
+                "Audit chain heads queued for publication",
+                Counter::default()
+            ),
+            audit_head_publish_errors_total: reg!(
+                "audit_head_publish_errors",
+                "Audit chain heads that could not be read or queued",
+                Counter::default()
+            ),
             clue_delivered_total: reg!(
                 "clue_delivered",
                 "Clue changes delivered, by channel (reason label)",
@@ -349,6 +395,31 @@ impl Metrics {
                 "registry_devices",
                 "Devices in the registry",
                 Gauge::default()
+            ),
+            camera_source_frames_total: reg!(
+                "camera_source_frames",
+                "Frames fetched from pulled cameras and accepted",
+                Family::default()
+            ),
+            camera_source_errors_total: reg!(
+                "camera_source_errors",
+                "Failed fetches of pulled cameras, by reason",
+                Family::default()
+            ),
+            camera_source_reconnects_total: reg!(
+                "camera_source_reconnects",
+                "Attempts to reach a pulled camera again after a failure",
+                Family::default()
+            ),
+            camera_source_last_frame_seconds: reg!(
+                "camera_source_last_frame_seconds",
+                "Unix time of the last frame from each pulled camera",
+                Family::default()
+            ),
+            camera_source_up: reg!(
+                "camera_source_up",
+                "1 while the last attempt of a pulled camera gave a frame",
+                Family::default()
             ),
             registry: r,
         }

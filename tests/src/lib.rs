@@ -14,6 +14,7 @@
 //! assert_eq!(series[0].label("site"), Some("s1"));
 //! ```
 
+pub mod camera_servers;
 pub mod http;
 pub mod influx1;
 pub mod mosquitto;
@@ -25,6 +26,7 @@ pub mod publish;
 pub mod victoria;
 pub mod wait;
 
+pub use camera_servers::{RtspServer, SnapshotServer};
 pub use influx1::{Influx1, Influx1Options, QuerySeries};
 pub use mosquitto::{Mosquitto, MosquittoOptions, MqttSubscriber, TlsFiles};
 pub use port::{free_port, wait_for_tcp};

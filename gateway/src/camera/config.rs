@@ -13,6 +13,7 @@
 //! ```
 
 use super::checks::CheckThresholds;
+use super::pull::config::{PullSource, validate_sources};
 use crate::config_error::{ConfigError, invalid};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -52,6 +53,17 @@ pub struct CamerasConfig {
     pub defaults: CameraSettings,
     /// Per camera id: any subset of the keys of `defaults` (tables merge key by key).
     pub overrides: BTreeMap<String, toml::Table>,
+    /// Cameras the gateway pulls frames from (`[[cameras.sources]]`, see [`super::pull`]).
+    pub sources: Vec<PullSource>,
+    /// The program that reads RTSP streams (a path, or a name on `PATH`).
+    pub ffmpeg: String,
+    /// Back-off after a failed snapshot or a lost stream: from this ...
+    pub source_retry_min_ms: u64,
+    /// ... doubling (with jitter) up to this.
+    pub source_retry_max_ms: u64,
+    /// Cameras per site the gateway keeps state for: frames and references for a further,
+    /// new camera id are refused (403, counted in `camera_frames_refused_total`).
+    pub max_per_site: usize,
 }
 
 impl Default for CamerasConfig {
@@ -60,6 +72,11 @@ impl Default for CamerasConfig {
             department: "market".into(),
             defaults: CameraSettings::default(),
             overrides: BTreeMap::new(),
+            sources: Vec::new(),
+            ffmpeg: "ffmpeg".into(),
+            source_retry_min_ms: 1_000,
+            source_retry_max_ms: 60_000,
+            max_per_site: 64,
         }
     }
 }
@@ -89,7 +106,19 @@ impl CamerasConfig {
         for id in self.overrides.keys() {
             self.settings_for(id)?;
         }
-        Ok(())
+        if self.ffmpeg.trim().is_empty() {
+            return Err(invalid("cameras.ffmpeg", "must not be empty"));
+        }
+        if self.max_per_site == 0 {
+            return Err(invalid("cameras.max_per_site", "must be at least 1"));
+        }
+        if self.source_retry_min_ms == 0 || self.source_retry_max_ms < self.source_retry_min_ms {
+            return Err(invalid(
+                "cameras.source_retry_max_ms",
+                "needs 0 < source_retry_min_ms <= source_retry_max_ms",
+            ));
+        }
+        validate_sources(&self.sources)
     }
 }
 

@@ -31,6 +31,10 @@ pub enum FrameError {
     TooSmall { width: u32, height: u32 },
     #[error("corrupt JPEG: {0}")]
     Decode(String),
+    /// A new camera id on a site that already has `max` cameras: refused before decoding,
+    /// so made-up ids cannot grow the gateway's per-camera state without bound.
+    #[error("site {site} already has {max} cameras (cameras.max_per_site): camera refused")]
+    TooManyCameras { site: String, max: usize },
 }
 
 /// A decoded frame reduced to the working resolution.
@@ -48,6 +52,13 @@ pub struct Frame {
 /// Decodes a JPEG and downsamples it. Checks the SOI/EOI markers first so a truncated upload
 /// is named as such rather than decoded with a grey tail (the decoder is lenient).
 pub fn decode_jpeg(bytes: &[u8]) -> Result<Frame, FrameError> {
+    decode_rgb(bytes).map(|rgb| Frame::of(&rgb))
+}
+
+/// Decodes a JPEG to full-size RGB with the same checks as [`decode_jpeg`]. A frame that is
+/// both health-checked and analysed (parking) is decoded once with this and shared: decoding
+/// is the largest cost of a health check on a multi-megapixel frame.
+pub fn decode_rgb(bytes: &[u8]) -> Result<image::RgbImage, FrameError> {
     if bytes.is_empty() {
         return Err(FrameError::Empty);
     }
@@ -80,8 +91,14 @@ pub fn decode_jpeg(bytes: &[u8]) -> Result<Frame, FrameError> {
     if width < 16 || height < 16 {
         return Err(FrameError::TooSmall { width, height });
     }
-    let rgb = decoded.into_rgb8();
-    Ok(downsample(rgb.as_raw(), width as usize, height as usize))
+    Ok(decoded.into_rgb8())
+}
+
+impl Frame {
+    /// The working image of a decoded frame.
+    pub fn of(rgb: &image::RgbImage) -> Frame {
+        downsample(rgb.as_raw(), rgb.width() as usize, rgb.height() as usize)
+    }
 }
 
 /// An EOI marker (`FF D9`) within the last 64 bytes (some encoders pad after it).

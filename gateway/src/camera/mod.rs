@@ -6,6 +6,8 @@
 //! - [`health`]: per-camera state machines (hold, recovery, "not repaired" escalation).
 //! - [`config`]: the `[cameras]` section.
 //! - [`parking`]: the `[parking]` section and no-parking enforcement on the same frames.
+//! - [`pull`]: cameras the gateway fetches itself (`[[cameras.sources]]`: HTTP snapshots, RTSP
+//!   through ffmpeg), fed into the same path as uploaded frames.
 //!
 //! Wiring (one [`CameraHealth`] per gateway, behind a mutex or owned by one task):
 //! - `POST /api/v1/cameras/{id}/frames` (image/jpeg): [`CameraHealth::on_frame`], signals to
@@ -20,6 +22,7 @@ pub mod config;
 pub mod frame;
 pub mod health;
 pub mod parking;
+pub mod pull;
 pub mod service;
 
 pub use checks::{CheckThresholds, Verdict};

@@ -3,8 +3,10 @@
 //! Every resulting signal goes to the clue pool. Frames of cameras with a parking rule are also
 //! run through the parking enforcement ([`super::parking`]).
 
+use super::frame;
 use super::parking::{Parking, ParkingReport, ParkingSection};
-use super::{CameraHealth, CameraStatus, CamerasConfig, FrameError, FrameReport, ReferenceReport};
+use super::pull::SourceBoard;
+use super::{CameraHealth, CamerasConfig, FrameError, FrameReport, ReferenceReport};
 use crate::clue::signal::{ClueSender, ClueSignal};
 use crate::metrics::Metrics;
 use crate::reading::Reading;
@@ -27,6 +29,8 @@ pub struct CameraService {
     /// Records warned stays and delivers their notices (absent: notices are only logged).
     notices: Option<crate::notice::Notices>,
     clue_tx: ClueSender,
+    /// Health of the pulled cameras, set once by [`CameraService::pull_sources`].
+    sources: Arc<std::sync::OnceLock<Arc<SourceBoard>>>,
 }
 
 /// The answer to a frame upload: the health report, plus `parking` when parking ran.
@@ -48,6 +52,7 @@ impl CameraService {
             parking: None,
             notices: None,
             clue_tx,
+            sources: Arc::default(),
         })
     }
 
@@ -61,6 +66,25 @@ impl CameraService {
     pub fn with_parking(mut self, section: &ParkingSection, metrics: Arc<Metrics>) -> Self {
         self.parking = Parking::new(section, metrics).map(Arc::new);
         self
+    }
+
+    /// Continues the parking stays saved at the last stop (see `parking::state`); logs what
+    /// it did, never fails the start.
+    pub fn resume_parking(&self, path: &std::path::Path) {
+        let Some(p) = &self.parking else { return };
+        match p.resume(path, crate::clock::now_ms()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(stays = n, "parking stays resumed from the last stop"),
+            Err(e) => {
+                warn!(error = %e, "saved parking stays not resumed; their records stay pending")
+            }
+        }
+    }
+
+    /// The parking rules, to save their stays at the stop ([`save_parking`](save_parking)) without holding
+    /// this service (whose clue sender must be dropped for the pool to stop).
+    pub fn parking(&self) -> Option<Arc<Parking>> {
+        self.parking.clone()
     }
 
     /// Parking takes each camera's zones from `source` (its registry entry) where it has any.
@@ -97,10 +121,24 @@ impl CameraService {
         let health = self.health.clone();
         let parking = self.parking.clone();
         let (mut signals, report, parking) = tokio::task::spawn_blocking(move || {
-            let (signals, report) =
-                Self::with(&health, |h| h.on_frame(&camera, &site, &jpeg, at_ms))?;
-            let parking = parking.and_then(|p| p.on_frame(&site, &camera, &jpeg, at_ms));
-            Ok::<_, FrameError>((signals, report, parking))
+            let parking = parking.filter(|p| p.analyses(&site, &camera));
+            let Some(parking) = parking else {
+                let (signals, report) =
+                    Self::with(&health, |h| h.on_frame(&camera, &site, &jpeg, at_ms))?;
+                return Ok::<_, FrameError>((signals, report, None));
+            };
+            // Decoded once, shared by health and parking (decoding dominates health's cost).
+            let t0 = std::time::Instant::now();
+            let rgb = frame::decode_rgb(&jpeg).inspect_err(|e| {
+                tracing::warn!(%camera, %site, error = %e, "camera frame rejected");
+            })?;
+            let working = frame::Frame::of(&rgb);
+            let decode_us = t0.elapsed().as_micros() as u64;
+            let (signals, report) = Self::with(&health, |h| {
+                h.on_decoded(&camera, &site, &jpeg, working, decode_us, at_ms)
+            });
+            let parking = parking.on_image(&site, &camera, &jpeg, &rgb, at_ms);
+            Ok((signals, report, parking))
         })
         .await
         .map_err(|e| FrameError::Decode(format!("frame task failed: {e}")))??;
@@ -137,9 +175,44 @@ impl CameraService {
         .map_err(|e| FrameError::Decode(format!("reference task failed: {e}")))?
     }
 
-    /// Every camera's health state (the dashboard's camera wall).
+    /// Every camera's health state (the dashboard's camera wall), with its source's health
+    /// when the gateway pulls it.
     pub fn snapshot(&self) -> Vec<super::CameraSummary> {
-        Self::with(&self.health, |h| h.snapshot())
+        let mut cams = Self::with(&self.health, |h| h.snapshot());
+        if let Some(board) = self.sources.get() {
+            for c in &mut cams {
+                c.source = board.get(&c.site, &c.camera);
+            }
+        }
+        cams
+    }
+
+    /// Starts watching `camera` before its first frame, so that it goes offline if none comes.
+    pub fn watch(&self, camera: &str, site: &str, now_ms: i64) {
+        Self::with(&self.health, |h| h.watch(camera, site, now_ms));
+    }
+
+    /// Starts pulling the cameras of `cfg.sources` into [`CameraService::frame`] (one task
+    /// each; they stop when `cancel` fires). Call once.
+    pub fn pull_sources(
+        &self,
+        cfg: &CamerasConfig,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let board = self
+            .sources
+            .get_or_init(|| Arc::new(SourceBoard::new(metrics)))
+            .clone();
+        super::pull::spawn_all(
+            &cfg.sources,
+            self.clone(),
+            board,
+            crate::backoff::Backoff::from_millis(cfg.source_retry_min_ms, cfg.source_retry_max_ms)
+                .with_jitter(crate::backoff::Jitter::Full),
+            &cfg.ffmpeg,
+            cancel,
+        )
     }
 
     /// The last frame of `camera` at `site`.
@@ -161,28 +234,20 @@ impl CameraService {
                 }
                 msg = rx.recv() => {
                     let Some(readings) = msg else { break };
-                    let Some(first) = readings.first() else { continue };
-                    if first.stream != "camera" {
-                        continue;
-                    }
-                    // Presence is judged on the receive clock, like the tick's: device
-                    // times may be replayed from the past or come from a wrong clock.
-                    let rx = first.received_time_ms;
-                    let signals = if readings.iter().any(|r| r.quality.replayed) {
-                        Self::with(&self.health, |h| {
-                            h.on_replayed_status(&first.device, &first.site, rx)
-                        })
-                    } else {
-                        let status = CameraStatus::from_metrics(
-                            readings.iter().map(|r| (r.metric.as_str(), &r.value)),
-                        );
-                        Self::with(&self.health, |h| {
-                            h.on_status(&first.device, &first.site, &status, rx)
-                        })
-                    };
+                    let signals = Self::with(&self.health, |h| h.on_readings(&readings));
                     self.forward(signals).await;
                 }
             }
         }
+    }
+}
+
+/// Saves the parking stays being timed, for the next start (call once frames stopped).
+pub fn save_parking(parking: Option<&Parking>, path: &std::path::Path) {
+    let Some(p) = parking else { return };
+    match p.save(path) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(stays = n, path = %path.display(), "parking stays saved"),
+        Err(e) => warn!(error = %e, "parking stays not saved; their records stay pending"),
     }
 }

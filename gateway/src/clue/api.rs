@@ -14,6 +14,8 @@
 //!   masked copy (plates, heads); an original is served only to roles with the right, and each
 //!   time it is, the audit log records who. Purged evidence answers 410.
 //! - `GET  /api/v1/stats`, `GET /api/v1/audit/verify`.
+//! - `GET  /api/v1/decisions/stats`: the latest decision of each clue, by matter and band
+//!   (see `clue::decision`).
 //! - `GET  /api/v1/clues/export?from_ms=&to_ms=&format=csv|json` (clues created in range) and
 //!   `GET /api/v1/audit/export?from_ms=&to_ms=&format=csv|json` (entries in range).
 
@@ -113,6 +115,7 @@ where
         .route("/api/v1/clues/{id}/audit", get(audit))
         .route("/api/v1/clues/{id}/evidence/{sha256}", get(evidence))
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/decisions/stats", get(decision_stats))
         .route("/api/v1/audit/verify", get(verify))
         .merge(super::oversight_api::routes())
 }
@@ -241,7 +244,10 @@ async fn act(
     if p.role == super::auth::Role::Inspector
         && matches!(
             action,
-            Action::Resolve { .. } | Action::Dismiss { .. } | Action::Transfer { .. }
+            Action::Resolve { .. }
+                | Action::Dismiss { .. }
+                | Action::Transfer { .. }
+                | Action::Decide { .. }
         )
         && d.clue.assignee.as_deref().is_some_and(|a| a != p.actor())
     {
@@ -364,9 +370,41 @@ async fn stats(p: Principal, State(pool): State<PoolHandle>) -> ApiResult<impl I
     Ok(Json(pool.stats(p.scope()).await?))
 }
 
-async fn verify(p: Principal, State(pool): State<PoolHandle>) -> ApiResult<Response> {
+/// The latest decision of each clue in the token's sites, by matter and band.
+async fn decision_stats(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+) -> ApiResult<impl IntoResponse> {
+    can_read(&p)?;
+    let mut v = serde_json::to_value(pool.decision_stats(p.scope()).await?)
+        .map_err(|_| ApiError::Internal)?;
+    v["catalogue_version"] = serde_json::json!(pool.config().matters.version);
+    Ok(Json(v))
+}
+
+/// `?head_seq=&head_hash=`: the last head the platform received (both or neither).
+#[derive(Debug, Deserialize)]
+struct VerifyQuery {
+    head_seq: Option<i64>,
+    head_hash: Option<String>,
+}
+
+async fn verify(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+    Query(q): Query<VerifyQuery>,
+) -> ApiResult<Response> {
     p.require(p.role.may_verify_audit(), "verify the audit log")?;
-    let report = pool.verify().await?;
+    let head = match (q.head_seq, q.head_hash) {
+        (Some(seq), Some(hash)) => Some(super::audit::Head { seq, hash }),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give both head_seq and head_hash, or neither".into(),
+            ));
+        }
+    };
+    let report = pool.verify(head).await?;
     let status = if report.ok {
         StatusCode::OK
     } else {

@@ -75,6 +75,7 @@ impl Role {
                     | Action::Comment { .. }
                     | Action::NotifyOwner { .. }
                     | Action::OwnerResponse { .. }
+                    | Action::Decide { .. }
             ),
             Role::Device | Role::DroneOperator => false,
         }

@@ -8,6 +8,10 @@
 //!      │  ─transfer─> transferred (department)   └──reopen───────┴─> reopened
 //!      └──────────── dismiss (reason) ─> dismissed ─close─> closed
 //! ```
+//!
+//! `decide` (band, penalty, leniency applied, basis) records the decision on a clue someone
+//! holds (claimed, assigned) or has resolved; like a comment it changes no status, and a later
+//! decision supersedes an earlier one (see `clue::decision`).
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -112,6 +116,20 @@ pub enum Action {
         #[serde(default)]
         channel: Option<String>,
     },
+    /// The decision: the discretion band, the penalty (whole units of the catalogue's
+    /// currency, 0 for none), the leniency entries applied and the basis (required: the facts
+    /// and findings it rests on). No status change; a later decision supersedes this one.
+    Decide {
+        band: String,
+        penalty: u64,
+        #[serde(default)]
+        leniency_applied: Vec<String>,
+        basis: String,
+        /// Filled in by the pool from the matter catalogue, never by the caller (a request
+        /// that sends it is refused as an unknown field).
+        #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+        check: Option<super::decision::DecisionCheck>,
+    },
 }
 
 impl Action {
@@ -127,6 +145,7 @@ impl Action {
             Action::Comment { .. } => "comment",
             Action::NotifyOwner { .. } => "notify_owner",
             Action::OwnerResponse { .. } => "owner_response",
+            Action::Decide { .. } => "decide",
         }
     }
 
@@ -143,6 +162,7 @@ impl Action {
             Action::Comment { text } => Some(text),
             Action::NotifyOwner { note, .. } => note.as_deref(),
             Action::OwnerResponse { statement, .. } => Some(statement),
+            Action::Decide { basis, .. } => Some(basis),
         }
     }
 }
@@ -301,6 +321,13 @@ pub fn apply(
             }
             required(name, "statement", statement)?;
         }
+        Action::Decide { band, basis, .. } => {
+            if !matches!(state.status, Claimed | Assigned | Resolved) {
+                return Err(illegal());
+            }
+            required(name, "band", band)?;
+            required(name, "basis", basis)?;
+        }
     }
     Ok(next)
 }
@@ -440,6 +467,56 @@ mod tests {
         assert_eq!(a.name(), "owner_response");
     }
 
+    fn decide(band: &str, basis: &str) -> Action {
+        Action::Decide {
+            band: band.into(),
+            penalty: 500,
+            leniency_applied: vec![],
+            basis: basis.into(),
+            check: None,
+        }
+    }
+
+    #[test]
+    fn a_decision_needs_a_holder_a_band_and_a_basis_and_changes_no_status() {
+        let s = State::new(Some("water".into()));
+        assert!(
+            apply(&s, &decide("first", "seen twice"), "ann", 1).is_err(),
+            "nobody holds it"
+        );
+        let s = apply(&s, &claim(), "ann", 1).expect("claim");
+        assert_eq!(
+            apply(&s, &decide("first", "seen twice"), "ann", 2).expect("decide"),
+            s
+        );
+        let err = apply(&s, &decide("first", " "), "ann", 2).expect_err("no basis");
+        assert!(matches!(
+            err,
+            LifecycleError::Missing { field: "basis", .. }
+        ));
+        let s = apply(&s, &resolve(), "ann", 3).expect("resolve");
+        apply(&s, &decide("first", "after the owner's answer"), "ann", 4).expect("decide resolved");
+        let a: Action = serde_json::from_str(
+            r#"{"action":"decide","band":"first","penalty":0,"leniency_applied":["first_violation"],"basis":"b"}"#,
+        )
+        .expect("parse");
+        assert_eq!(a.name(), "decide");
+        assert!(
+            serde_json::from_str::<Action>(
+                r#"{"action":"decide","band":"first","penalty":0,"basis":"b","check":{}}"#
+            )
+            .is_err(),
+            "the check is the pool's, never the caller's"
+        );
+        assert!(
+            serde_json::from_str::<Action>(
+                r#"{"action":"decide","band":"first","penalty":-5,"basis":"b"}"#
+            )
+            .is_err(),
+            "no negative penalty"
+        );
+    }
+
     #[test]
     fn actions_parse_from_api_json() {
         let a: Action =
@@ -481,6 +558,7 @@ mod tests {
                 statement: "s".into(),
                 channel: None,
             },
+            decide("first", "b"),
         ];
         let mut frontier = vec![State::new(Some("water".into()))];
         let mut checked = 0usize;

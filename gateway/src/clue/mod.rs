@@ -7,7 +7,8 @@
 //! report needs the id of the clue it raised.
 //!
 //! - `lifecycle`: the pure state machine (statuses, actions, transitions).
-//! - `audit`: the hash chain and its verification.
+//! - `audit`: the hash chain and its verification; `audit_key`: the key that seals it
+//!   (`[clues.audit]`).
 //! - `evidence`: content-addressed evidence files.
 //! - `store`: small storage traits per concern (clues, audit, delivery, oversight, retention,
 //!   tokens) and their SQLite implementation.
@@ -18,6 +19,9 @@
 //! - `api`: the clue HTTP routes; `openapi`: the API document.
 //! - `oversight`: supervision models over the handling (warnings for supervisors);
 //!   `oversight_api`: their routes.
+//! - `matters`: the matter catalogue (legal basis, discretion bands, leniency list) and the
+//!   assessment of a clue's facts against it.
+//! - `decision`: the `decide` action's check against the catalogue, decision statistics.
 //! - `owner`: owner notification and answers, first-violation leniency advice.
 //! - `privacy`: masking of plates and people in evidence images for lesser roles.
 //! - `retention`: the evidence purge job (the purge is audited, not the content).
@@ -27,10 +31,13 @@
 
 pub mod api;
 pub mod audit;
+pub mod audit_key;
 pub mod auth;
 pub mod config;
+pub mod decision;
 pub mod evidence;
 pub mod lifecycle;
+pub mod matters;
 pub mod model;
 pub mod openapi;
 pub mod oversight;

@@ -139,6 +139,10 @@ pub struct ClueDetail {
     /// First-minor-violation leniency recommendation and the rule behind it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leniency: Option<super::owner::Leniency>,
+    /// The enforcement matter of the clue's kind, the band its facts put it in and the
+    /// leniency entries they meet (`None`: the kind belongs to no matter in the catalogue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matter: Option<super::matters::MatterAssessment>,
 }
 
 /// One violation, one case: two departments' clues about the same act are linked, one leads.

@@ -65,9 +65,9 @@ pub fn document() -> Value {
             },
             "/api/v1/clues/stream": {"get": op("SSE of clue changes of the token's sites", &[], false)},
             "/api/v1/clues/export": {"get": op("Clues created in a range, CSV or JSON", &range, false)},
-            "/api/v1/clues/{id}": {"get": op("Clue detail, evidence, subject history, duplicate-act links, owner notification and answers, leniency recommendation with its rule", &id, false)},
+            "/api/v1/clues/{id}": {"get": op("Clue detail, evidence, subject history, duplicate-act links, owner notification and answers, leniency recommendation with its rule, matter (catalogue version, provisions, facts, applicable band, every band and leniency entry with reasons)", &id, false)},
             "/api/v1/clues/{id}/actions": {"post": op(
-                "claim | assign{to} | transfer{department,reason} | resolve{note} | dismiss{reason} | close | reopen{reason} | comment{text} | notify_owner{channel,note} | owner_response{statement,channel}",
+                "claim | assign{to} | transfer{department,reason} | resolve{note} | dismiss{reason} | close | reopen{reason} | comment{text} | notify_owner{channel,note} | owner_response{statement,channel} | decide{band, penalty (whole currency units, 0 for none), leniency_applied: [entry ids], basis} (on a claimed, assigned or resolved clue whose kind has a matter; 400 for a band or entry the matter lacks; recorded with the catalogue check, a penalty outside the band raises the oversight warning decision_outside_band)",
                 &id, true)},
             "/api/v1/clues/{id}/audit": {"get": op("The clue's audit entries", &id, false)},
             "/api/v1/clues/{id}/evidence/{sha256}": {"get": op(
@@ -78,6 +78,7 @@ pub fn document() -> Value {
                 &[("limit", "query")], false)},
             "/api/v1/oversight/run": {"post": op("Run the supervision models now (supervisor, admin)", &[], false)},
             "/api/v1/evidence/purge": {"post": op("Run the evidence retention purge now (admin)", &[], false)},
+            "/api/v1/decisions/stats": {"get": op("Latest decision of each clue in the token's sites by matter and band: decisions, outside_band, band_differs_from_facts, no_penalty, penalty min/median/max, leniency entries applied; catalogue_version in force", &[], false)},
             "/api/v1/stats": {"get": op("Counts, disposal rate, median times, overdue, parking persuasion", &[], false)},
             "/api/v1/parking/stays": {"get": op("Warned parking stays and their outcome",
                 &[("site", "query"), ("camera", "query"), ("outcome", "query"), ("from_ms", "query"), ("to_ms", "query"), ("limit", "query")], false)},
@@ -113,6 +114,13 @@ pub fn document() -> Value {
                 "put": op("Raw file body (image/jpeg .jpg, video/mp4|video/quicktime .mp4/.mov, application/x-subrip|text/plain .srt); optional Content-Range: bytes START-END/TOTAL for resumable chunks (409 {received} when START is not the stored length); 201 when complete, 413 too large, 415 wrong type, 422 rejected content",
                           &[("id", "path"), ("name", "path"), ("Content-Range", "header")], false)
             },
+            "/api/v1/registry/devices": {"get": op(
+                "Registered devices (installation, location, shop, owner; admin)", &[], false)},
+            "/api/v1/registry/devices/{site}/{device}": {
+                "get": op("One registered device (admin)", &[("site", "path"), ("device", "path")], false),
+                "put": op("Register or replace a device {installation, location?, shop?, owner?} (admin; audited as registry_put, applied without a restart)", &[("site", "path"), ("device", "path")], true),
+                "delete": op("Remove a device from the registry (admin; audited as registry_delete)", &[("site", "path"), ("device", "path")], false)
+            },
             "/api/v1/tasks": {
                 "get": op("Inspection tasks visible to the token", &[], false),
                 "post": op("Register a task {name, department, area: GeoJSON Polygon|MultiPolygon, targets: [COCO class names | vehicle], contact, site?} (supervisor, platform, admin)", &[], true)
@@ -133,6 +141,7 @@ mod tests {
             "/api/v1/clues/{id}/actions",
             "/api/v1/clues/stream",
             "/api/v1/stats",
+            "/api/v1/decisions/stats",
             "/api/v1/parking/stays",
             "/api/v1/audit/verify",
             "/api/v1/oversight/warnings",

@@ -16,6 +16,9 @@
 //!   against the same subject.
 //! - `duplicate_act`: the same act seen by two departments (linked: one case, one lead).
 //! - `closed_without_owner`: resolved or closed without the owner told or given time to answer.
+//! - `decision_outside_band`: the latest decision on a clue has a penalty outside its band
+//!   that no applied leniency allows (red), or another band than the facts point to, or a
+//!   leniency entry the record does not meet (yellow); from the check recorded with it.
 
 use super::audit::AuditEntry;
 use super::model::{Clue, Escalation};
@@ -109,6 +112,7 @@ pub struct OversightConfig {
     pub officer_outlier: OutlierConfig,
     pub duplicate_act: DuplicateConfig,
     pub closed_without_owner: OwnerNoticeConfig,
+    pub decision_outside_band: DecisionBandConfig,
     /// First-minor-violation leniency recommendation.
     pub leniency: LeniencyConfig,
 }
@@ -183,6 +187,18 @@ pub struct OwnerNoticeConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct DecisionBandConfig {
+    pub enabled: bool,
+}
+
+impl Default for DecisionBandConfig {
+    fn default() -> Self {
+        DecisionBandConfig { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LeniencyConfig {
     pub enabled: bool,
     /// Highest level that counts as minor.
@@ -207,6 +223,7 @@ impl Default for OversightConfig {
             officer_outlier: OutlierConfig::default(),
             duplicate_act: DuplicateConfig::default(),
             closed_without_owner: OwnerNoticeConfig::default(),
+            decision_outside_band: DecisionBandConfig::default(),
             leniency: LeniencyConfig::default(),
         }
     }
@@ -388,6 +405,9 @@ pub fn run_models(
             now_ms,
             &cfg.closed_without_owner,
         ));
+    }
+    if cfg.decision_outside_band.enabled {
+        out.extend(decision_outside_band(records));
     }
     (out, links)
 }
@@ -931,6 +951,56 @@ pub fn closed_without_owner(
     out
 }
 
+/// Decisions against the discretion standard: the latest `decide` entry of each clue, judged
+/// by the check the pool recorded with it (the catalogue version in force then). A penalty
+/// outside the band that no applied leniency allows is red; another band than the facts point
+/// to, or a leniency entry the record does not meet, is yellow. A later decision by the book
+/// does not lower a warning already raised: the supervisor saw the first one.
+pub fn decision_outside_band(records: &[ClueRecord]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for r in records {
+        let Some(d) = r.actions("decide").last() else {
+            continue;
+        };
+        let check = &d.detail["check"];
+        let findings: Vec<String> = check["findings"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if findings.is_empty() {
+            continue;
+        }
+        let level = if check["outside_band"].as_bool() == Some(true) {
+            Escalation::Red
+        } else {
+            Escalation::Yellow
+        };
+        let c = &r.clue;
+        out.push(finding(
+            "decision_outside_band",
+            format!("decision_outside_band/{}", c.id),
+            level,
+            Some(c),
+            if is_person(&d.actor) {
+                vec![d.actor.clone()]
+            } else {
+                vec![]
+            },
+            format!("clue {}: {}", c.id, findings.join("; ")),
+            json!({"decided_ms": d.at_ms, "matter": check["matter"],
+                   "catalogue_version": check["catalogue_version"], "band": d.detail["band"],
+                   "applicable_band": check["applicable_band"], "penalty": d.detail["penalty"],
+                   "band_min": check["band_min"], "band_max": check["band_max"],
+                   "leniency_applied": d.detail["leniency_applied"], "findings": findings}),
+        ));
+    }
+    out
+}
+
 /// Whether `actor` (a token's actor string, `name#id`) is one of the people a warning is
 /// about: the same token, or the same name on another token.
 pub fn concerns_actor(w: &Finding, actor: &str) -> bool {
@@ -1307,12 +1377,72 @@ mod tests {
                     json!({"statement": "fixed"}),
                 ),
                 (3 * H, "ann#1", "resolve", json!({})),
+                (
+                    3 * H,
+                    "ann#1",
+                    "decide",
+                    json!({"band": "first", "penalty": 0, "leniency_applied": ["first_violation"],
+                           "check": {"outside_band": false, "findings": []}}),
+                ),
                 (4 * H, "sue#4", "close", json!({})),
             ],
         );
         let open = record(clue(2, Status::New), &[]);
         let (f, l) = run_models(&[fair, open], 100 * H, &cfg);
         assert!(f.is_empty() && l.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn a_decision_outside_its_band_is_red_another_band_yellow_and_a_later_fair_one_clears() {
+        let decide = |penalty: i64, outside: bool, findings: Vec<&str>| {
+            json!({"band": "first", "penalty": penalty, "leniency_applied": [],
+                   "check": {"matter": "m", "catalogue_version": "v1", "band_min": 0,
+                             "band_max": 2000, "applicable_band": "first",
+                             "outside_band": outside, "findings": findings}})
+        };
+        let held = claimed(1, "ann#1");
+        let outside = record(
+            held.clone(),
+            &[(
+                H,
+                "ann#1",
+                "decide",
+                decide(9000, true, vec!["penalty 9000 outside"]),
+            )],
+        );
+        let f = decision_outside_band(&[outside]);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].level, Escalation::Red);
+        assert_eq!(f[0].concerns, vec!["ann#1".to_string()]);
+        assert!(f[0].message.contains("penalty 9000 outside"), "{f:?}");
+        assert_eq!(f[0].detail["band_max"], json!(2000));
+        let other_band = record(
+            held.clone(),
+            &[(
+                H,
+                "ann#1",
+                "decide",
+                decide(100, false, vec!["facts point to `repeated`"]),
+            )],
+        );
+        assert_eq!(
+            decision_outside_band(&[other_band])[0].level,
+            Escalation::Yellow
+        );
+        // Superseded by a decision by the book: nothing new is found.
+        let fixed = record(
+            held,
+            &[
+                (
+                    H,
+                    "ann#1",
+                    "decide",
+                    decide(9000, true, vec!["penalty 9000 outside"]),
+                ),
+                (2 * H, "sue#4", "decide", decide(800, false, vec![])),
+            ],
+        );
+        assert!(decision_outside_band(&[fixed]).is_empty());
     }
 
     #[test]

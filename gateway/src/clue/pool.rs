@@ -33,6 +33,8 @@ pub enum PoolError {
     Invalid(String),
     #[error("clue pool task failed")]
     Join,
+    #[error(transparent)]
+    AuditKey(#[from] super::audit_key::AuditKeyError),
 }
 
 /// Where time comes from; tests drive escalation with a fake.
@@ -125,7 +127,22 @@ impl Backend {
 }
 
 /// Opens the clue store of `cfg` with the delivery channels it enables.
+///
+/// The audit key (`[clues.audit]`) is created when missing: this is a gateway's first start
+/// (or its first `token create`). [`open_store_to_verify`] does not create it.
 pub fn open_store(cfg: &Config) -> Result<Backend, PoolError> {
+    open_store_with(cfg, true)
+}
+
+/// [`open_store`] for `audit verify`: a missing key file is not created (the chain is then
+/// verified without a key, and a sealed entry is reported as such).
+pub fn open_store_to_verify(cfg: &Config) -> Result<Backend, PoolError> {
+    open_store_with(cfg, false)
+}
+
+fn open_store_with(cfg: &Config, create_key: bool) -> Result<Backend, PoolError> {
+    let key = super::audit_key::AuditKey::load(&cfg.clues.audit, &cfg.storage.dir, create_key)?
+        .map(Arc::new);
     let mut channels = Vec::new();
     if cfg.clues.mqtt_publish {
         channels.push(CHANNEL_MQTT);
@@ -147,12 +164,14 @@ pub fn open_store(cfg: &Config) -> Result<Backend, PoolError> {
             Backend::Postgres(Arc::new(
                 store
                     .with_raise_after(raise)
-                    .with_holder(&cfg.mqtt.client_id),
+                    .with_holder(&cfg.mqtt.client_id)
+                    .with_audit_key(key),
             ))
         }
         _ => Backend::Sqlite(Arc::new(
             SqliteStore::open(&cfg.storage.dir.join("clues.sqlite"), channels)?
-                .with_raise_after(raise),
+                .with_raise_after(raise)
+                .with_audit_key(key),
         )),
     })
 }
@@ -166,6 +185,17 @@ pub fn start_pool(
     cancel: CancellationToken,
 ) -> Result<(ClueSender, PoolHandle, Vec<JoinHandle<()>>), PoolError> {
     let backend = open_store(cfg)?;
+    if let Some(key) = super::audit_key::AuditKey::load(&cfg.clues.audit, &cfg.storage.dir, false)?
+    {
+        // On a thread of its own, as in `open_store`: the blocking PostgreSQL client must not
+        // run on the runtime that calls this.
+        let clues = backend.clues();
+        std::thread::scope(|s| {
+            s.spawn(|| super::store::seal_chain(clues.as_ref(), &key, crate::clock::now_ms()))
+                .join()
+                .map_err(|_| PoolError::Join)
+        })??;
+    }
     let evidence = backend.evidence(cfg)?;
     let handle = PoolHandle::new(
         backend.clues(),
@@ -191,6 +221,11 @@ pub fn start_pool(
             cancel.clone(),
             cfg.clues.retention.every_s,
             "retention",
+        )),
+        tokio::spawn(publish_heads(
+            handle.clone(),
+            cancel.clone(),
+            cfg.clues.audit.publish_every_s,
         )),
     ];
     tasks.extend(super::publish::spawn_delivery(&handle, cfg, cancel));
@@ -262,6 +297,35 @@ async fn every(pool: PoolHandle, cancel: CancellationToken, period_s: u64, job: 
         };
         if let Err(e) = r {
             warn!(error = %e, job, "clue pool job failed");
+        }
+    }
+}
+
+/// Publishes the audit chain's head every `period_s` when it moved (the first after one
+/// period), and writes it to the log: the anchor outside the database that `audit verify
+/// --head-seq/--head-hash` checks a cut-off tail against. On a shared PostgreSQL one gateway
+/// (the leader of the job) publishes.
+async fn publish_heads(pool: PoolHandle, cancel: CancellationToken, period_s: u64) {
+    let period = std::time::Duration::from_secs(period_s.max(1));
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<super::audit::Head> = None;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        match pool.publish_audit_head(last.clone()).await {
+            Ok(Some(head)) => {
+                info!(seq = head.seq, hash = %head.hash, "audit chain head published");
+                pool.metrics.audit_heads_published_total.inc();
+                last = Some(head);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                pool.metrics.audit_head_publish_errors_total.inc();
+                warn!(error = %e, "publishing the audit chain head failed");
+            }
         }
     }
 }
@@ -460,12 +524,60 @@ impl PoolHandle {
         action: Action,
         actor: String,
     ) -> Result<ClueChange, PoolError> {
+        let action = self.checked(id, action).await?;
         let now = self.now_ms();
         let change = self
             .blocking(move |s| s.act(id, &action, &actor, now))
             .await?;
         self.announce(&change);
         Ok(change)
+    }
+
+    /// A `decide` action with the catalogue's check filled in (other actions unchanged).
+    /// The check reads the clue as it is now; a repeat arriving between this read and the
+    /// action's transaction is judged by the next decision or the next oversight run.
+    async fn checked(&self, id: i64, action: Action) -> Result<Action, PoolError> {
+        let Action::Decide {
+            band,
+            penalty,
+            leniency_applied,
+            basis,
+            ..
+        } = action
+        else {
+            return Ok(action);
+        };
+        let d = self
+            .get(id)
+            .await?
+            .ok_or(PoolError::Store(StoreError::NotFound(id)))?;
+        let Some(a) = d.matter else {
+            return Err(PoolError::Invalid(format!(
+                "clue kind `{}` belongs to no matter of the catalogue (version `{}`): \
+                 nothing to decide on",
+                d.clue.kind, self.cfg.matters.version
+            )));
+        };
+        let check = super::decision::check(&a, band.trim(), penalty, &leniency_applied)
+            .map_err(PoolError::Invalid)?;
+        Ok(Action::Decide {
+            band: band.trim().to_string(),
+            penalty,
+            leniency_applied,
+            basis,
+            check: Some(check),
+        })
+    }
+
+    /// Statistics of the latest decision of each clue in scope, by matter and band.
+    pub async fn decision_stats(
+        &self,
+        scope: Option<Vec<String>>,
+    ) -> Result<super::decision::DecisionStats, PoolError> {
+        let rows = self
+            .blocking(move |s| s.decisions(scope.as_deref()))
+            .await?;
+        Ok(super::decision::decision_stats(rows))
     }
 
     /// Escalates overdue clues now; returns the supervision events.
@@ -492,7 +604,8 @@ impl PoolHandle {
         Ok(changes)
     }
 
-    /// Detail with the owner's record (from the audit) and the leniency recommendation.
+    /// Detail with the owner's record (from the audit), the leniency recommendation and the
+    /// matter assessment (band and leniency entries from the catalogue).
     pub async fn get(&self, id: i64) -> Result<Option<ClueDetail>, PoolError> {
         let now = self.now_ms();
         let cfg = self.cfg.clone();
@@ -507,6 +620,7 @@ impl PoolHandle {
             let since = now.saturating_sub((lc.lookback_s as i64).saturating_mul(1000));
             let prior = s.prior_clues_since(id, since)?;
             d.leniency = Some(super::owner::leniency(&d.clue, prior, lc));
+            d.matter = assess_matter(s, &cfg.matters, &d, now)?;
             Ok(Some(d))
         })
         .await
@@ -637,8 +751,37 @@ impl PoolHandle {
             .await
     }
 
-    pub async fn verify(&self) -> Result<super::audit::VerifyReport, PoolError> {
-        self.blocking(|s| s.verify_audit()).await
+    pub async fn verify(
+        &self,
+        head: Option<super::audit::Head>,
+    ) -> Result<super::audit::VerifyReport, PoolError> {
+        self.blocking(move |s| s.verify_audit_against(head.as_ref()))
+            .await
+    }
+
+    /// Queues the chain's head for delivery unless it is `last` (or this gateway does not
+    /// lead the job); the head queued, if any.
+    pub async fn publish_audit_head(
+        &self,
+        last: Option<super::audit::Head>,
+    ) -> Result<Option<super::audit::Head>, PoolError> {
+        let now = self.now_ms();
+        let head = self
+            .blocking(move |s| {
+                if !s.lead("audit_head")? {
+                    return Ok(None);
+                }
+                match s.audit_head()? {
+                    Some(h) if Some(&h) != last.as_ref() => s.publish_audit_head(now),
+                    _ => Ok(None),
+                }
+            })
+            .await?;
+        if head.is_some() {
+            self.delivery_wake.notify_waiters();
+            self.delivery_wake.notify_one();
+        }
+        Ok(head)
     }
 
     /// Recorded parking stays (see `clue::stays`).
@@ -668,6 +811,32 @@ impl PoolHandle {
             .map_err(|_| PoolError::Join)?
             .map_err(PoolError::Evidence)
     }
+}
+
+/// The catalogue's assessment of clue `d` (its owner record already filled in): `None` when
+/// its kind belongs to no matter.
+fn assess_matter(
+    s: &dyn ClueStore,
+    cat: &super::matters::MatterCatalogue,
+    d: &ClueDetail,
+    now: i64,
+) -> Result<Option<super::matters::MatterAssessment>, StoreError> {
+    let Some(matter) = cat.matter_of(&d.clue.kind) else {
+        return Ok(None);
+    };
+    let c = &d.clue;
+    let since = now.saturating_sub((cat.lookback_s as i64).saturating_mul(1000));
+    let corrected_after_s = c.cleared_ms.map(|t| (t - c.first_seen_ms).max(0) / 1000);
+    let facts = super::matters::Facts {
+        level: c.level,
+        occurrences: c.occurrences,
+        prior: s.prior_clues_since(c.id, since)?,
+        seen_for_s: (c.last_seen_ms - c.first_seen_ms).max(0) / 1000,
+        corrected: c.cleared_ms.is_some(),
+        corrected_after_s,
+        owner_answered: d.owner.as_ref().is_some_and(|o| !o.responses.is_empty()),
+    };
+    Ok(Some(super::matters::assess(cat, matter, facts)))
 }
 
 /// Validates an event, stores its evidence and computes its deadline.
@@ -863,7 +1032,7 @@ mod tests {
             .expect("m0");
         assert_eq!(m0.cleared_ms, Some(999));
         assert_eq!(p.metrics.clue_signal_errors_total.get(), 1);
-        assert!(p.verify().await.expect("verify").ok);
+        assert!(p.verify(None).await.expect("verify").ok);
     }
 
     #[tokio::test]
@@ -958,7 +1127,7 @@ mod tests {
         assert_eq!(raised.detail["from_level"], "low");
         assert_eq!(raised.detail["to_level"], "medium");
         assert_eq!(raised.detail["from_kind"], "grease_trap.pumpout_due");
-        assert!(p.verify().await.expect("verify").ok);
+        assert!(p.verify(None).await.expect("verify").ok);
     }
 
     #[tokio::test]
@@ -1002,7 +1171,7 @@ mod tests {
         assert_eq!(n.event, "created");
         let d = p.get(n.clue.id).await.expect("get").expect("exists");
         assert_eq!(d.history.prior_clues, 1);
-        assert!(p.verify().await.expect("verify").ok);
+        assert!(p.verify(None).await.expect("verify").ok);
     }
 
     #[tokio::test]
@@ -1078,11 +1247,11 @@ mod tests {
         p.act(c.clue.id, Action::Claim { note: None }, "ann#1".into())
             .await
             .expect("claim");
-        assert!(p.verify().await.expect("verify").ok);
+        assert!(p.verify(None).await.expect("verify").ok);
         let conn = rusqlite::Connection::open(dir.path().join("clues.sqlite")).expect("open");
         conn.execute("UPDATE clues SET status = 'closed', open = 0", [])
             .expect("tamper");
-        let r = p.verify().await.expect("verify");
+        let r = p.verify(None).await.expect("verify");
         assert!(!r.ok);
         let b = r.broken.expect("broken");
         assert_eq!(b.seq, 2, "the claim entry is the last one for this clue");
@@ -1110,7 +1279,7 @@ mod tests {
             "DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE seq = 3;",
         )
         .expect("tamper");
-        let r = p.verify().await.expect("verify");
+        let r = p.verify(None).await.expect("verify");
         assert_eq!(r.broken.map(|b| b.seq), Some(3));
     }
 
@@ -1165,7 +1334,7 @@ mod tests {
         assert_eq!(purge.detail["sha256"], image);
         assert_eq!(purge.detail["reason"], "retention");
         assert!(
-            p.verify().await.expect("verify").ok,
+            p.verify(None).await.expect("verify").ok,
             "the chain still verifies"
         );
         let again = p.run_retention().await.expect("purge again");
@@ -1221,7 +1390,7 @@ mod tests {
         assert_eq!(rx.recv().await.expect("change").event, "linked");
         // Running again links nothing more and raises nothing new.
         assert!(p.run_oversight().await.expect("again").is_empty());
-        assert!(p.verify().await.expect("verify").ok);
+        assert!(p.verify(None).await.expect("verify").ok);
         // Both departments now work it: red.
         p.act(water.clue.id, Action::Claim { note: None }, "ann#1".into())
             .await
@@ -1269,5 +1438,100 @@ mod tests {
         let l = d.leniency.expect("leniency");
         assert!(l.recommended, "{l:?}");
         assert!(l.rule.contains("first-minor-violation"));
+    }
+
+    /// The catalogue of `deploy/gateway.example.toml`.
+    fn example_matters() -> crate::clue::matters::MatterCatalogue {
+        let text = include_str!("../../../deploy/gateway.example.toml");
+        Config::from_toml(text).expect("example").clues.matters
+    }
+
+    #[tokio::test]
+    async fn the_detail_shows_the_matter_the_band_and_the_leniency_entries_the_facts_meet() {
+        use crate::clue::matters::LeniencyStatus;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, clock, _) = pool_with(dir.path(), |c| c.matters = example_matters());
+        let mut ev = event("m1", 1_000_000);
+        ev.level = Level::Medium;
+        let c = p.ingest(ev.clone()).await.expect("ingest");
+        // Closed again 5 minutes later: the producer reports the condition over.
+        p.signal(ClueSignal::Cleared {
+            dedup_key: ev.dedup_key.clone(),
+            at_ms: 1_300_000,
+            note: "cover closed".into(),
+        })
+        .await
+        .expect("clear");
+        let d = p.get(c.clue.id).await.expect("get").expect("exists");
+        let m = d.matter.expect("manhole clues belong to a matter");
+        assert_eq!(m.matter, "manhole_cover");
+        assert_eq!(m.catalogue_version, "example-2026-12");
+        assert_eq!(m.band.as_deref(), Some("low_risk"), "{m:#?}");
+        assert_eq!(m.facts.corrected_after_s, Some(300));
+        let in_time = m
+            .leniency
+            .iter()
+            .find(|l| l.id == "corrected_in_time")
+            .expect("entry");
+        assert_eq!(in_time.status, LeniencyStatus::Met, "{in_time:?}");
+        assert!(
+            in_time
+                .reasons
+                .iter()
+                .any(|r| r.contains("corrected 300 s after")),
+            "{in_time:?}"
+        );
+        let no_fault = m
+            .leniency
+            .iter()
+            .find(|l| l.id == "no_fault")
+            .expect("entry");
+        assert_eq!(no_fault.status, LeniencyStatus::ToEstablish);
+        // The same cover lifted again a day later (after the first clue was disposed):
+        // one earlier clue on record, a high level at night, so the hazard band.
+        p.act(
+            c.clue.id,
+            Action::Dismiss {
+                reason: "closed by the utility's crew".into(),
+            },
+            "ann#1".into(),
+        )
+        .await
+        .expect("dismiss");
+        clock.0.store(90_000_000, Ordering::SeqCst);
+        let mut again = event("m1", 90_000_000);
+        again.level = Level::High;
+        let c2 = p.ingest(again).await.expect("again");
+        assert_ne!(c2.clue.id, c.clue.id);
+        let m2 = p
+            .get(c2.clue.id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .matter
+            .expect("matter");
+        assert_eq!(m2.facts.prior, 1);
+        assert_eq!(m2.band.as_deref(), Some("hazard"), "{m2:#?}");
+        assert!(
+            m2.bands[0]
+                .reasons
+                .iter()
+                .any(|r| r == "fails: level high (at most medium)"),
+            "{m2:#?}"
+        );
+        // A kind outside the catalogue has no matter.
+        let mut battery = event("m2", 90_000_001);
+        battery.kind = "device.low_battery".into();
+        battery.rule = "low-battery".into();
+        battery.dedup_key = "low-battery/a/m2".into();
+        let b = p.ingest(battery).await.expect("battery");
+        assert!(
+            p.get(b.clue.id)
+                .await
+                .expect("get")
+                .expect("exists")
+                .matter
+                .is_none()
+        );
     }
 }

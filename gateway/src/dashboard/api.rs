@@ -196,7 +196,7 @@ pub fn add_openapi_paths(paths: &mut serde_json::Value) {
         (
             "/api/v1/cameras",
             op(
-                "Every camera's health state of the token's sites",
+                "Every camera's health state of the token's sites; `source` (kind, URL without credentials, state, last frame, frames, errors, last error, reconnects) for cameras the gateway pulls ([[cameras.sources]])",
                 &[],
                 false,
             ),

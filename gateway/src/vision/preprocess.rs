@@ -26,6 +26,32 @@ impl Default for ImageLimits {
     }
 }
 
+impl ImageLimits {
+    /// The limits [`decode_image`] applies, for an image some other path already decoded
+    /// (a camera frame decoded once for health and parking).
+    pub fn check_decoded(&self, bytes: usize, img: &RgbImage) -> Result<(), VisionError> {
+        let (w, h) = img.dimensions();
+        if bytes > self.max_bytes {
+            return Err(VisionError::Image(format!(
+                "{bytes} bytes is over the {} byte limit",
+                self.max_bytes
+            )));
+        }
+        if w == 0
+            || h == 0
+            || w > self.max_side
+            || h > self.max_side
+            || u64::from(w) * u64::from(h) > self.max_pixels
+        {
+            return Err(VisionError::Image(format!(
+                "{w}x{h} is outside the limits ({} px per side, {} px)",
+                self.max_side, self.max_pixels
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Decodes a JPEG or PNG into RGB. Corrupt, truncated, unsupported or oversized images are
 /// rejected with [`VisionError::Image`]; the dimensions are checked before pixels are decoded.
 pub fn decode_image(bytes: &[u8], limits: &ImageLimits) -> Result<RgbImage, VisionError> {

@@ -35,11 +35,13 @@
 //! the SQLite one and needs no runtime of its own.
 
 mod blobs;
+mod decisions;
 pub mod migrate;
 mod schema;
 mod stays;
 
-use super::audit::{self, AuditAction, AuditEntry, VerifyReport};
+use super::audit::{self, AuditAction, AuditEntry, Head, VerifyReport};
+use super::audit_key::AuditKey;
 use super::auth::{Role, TokenRecord, TokenStore, TokenStoreError};
 use super::lifecycle::{self, Action, Status};
 use super::model::*;
@@ -47,10 +49,11 @@ use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
 use super::retention::{Expired, RetentionConfig, class_of};
 use super::signal::{ClueEvent, GeoPoint, Level, Subject};
 use super::store::{
-    AUDIT_COLS, AuditLog, CLUE_COLS, ClueRecords, DeliveryQueue, OversightStore, RetentionStore,
-    StatsRow, StoreError, TokenInfo, WARNING_COLS, act_detail, change_detail, change_message,
-    check_clue_rows, escalation_detail, escalation_due, history_of, json_col, kind_matches,
-    last_digests, state_of, stats_of, subject_key, warning_detail, warning_message,
+    AUDIT_COLS, AUDIT_HEAD_TOPIC, AuditLog, CLUE_COLS, ClueRecords, DeliveryQueue, OversightStore,
+    RetentionStore, StatsRow, StoreError, TokenInfo, WARNING_COLS, act_detail, change_detail,
+    change_message, check_clue_rows, escalation_detail, escalation_due, head_message, history_of,
+    json_col, kind_matches, last_digests, state_of, stats_of, subject_key, warning_detail,
+    warning_message,
 };
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
@@ -135,6 +138,9 @@ pub struct PgStore {
     holder: String,
     /// The session that holds leader locks, and the jobs it holds.
     leader: Mutex<(Option<postgres::Client>, BTreeSet<String>)>,
+    /// Seals every new audit entry (none: plain entries, see `clue::audit`). Every gateway
+    /// on one database must have the same key: they write one chain.
+    key: Option<Arc<AuditKey>>,
 }
 
 fn pool_error(e: r2d2::Error) -> StoreError {
@@ -241,16 +247,21 @@ fn read_clue(c: &mut impl GenericClient, id: i64, lock: bool) -> Result<Option<C
         .transpose()
 }
 
-/// The audit chain's head as this transaction holds it (locked until commit).
+/// The audit chain's head as this transaction holds it (locked until commit), and the key
+/// that seals what it appends.
 #[derive(Clone)]
 struct Chain {
     seq: i64,
     hash: String,
     start: i64,
+    key: Option<Arc<AuditKey>>,
 }
 
 /// Starts a writing transaction: the chain head is locked first (see the module doc).
-fn begin(conn: &mut Conn) -> Result<(Transaction<'_>, Chain), StoreError> {
+fn begin<'c>(
+    conn: &'c mut Conn,
+    key: &Option<Arc<AuditKey>>,
+) -> Result<(Transaction<'c>, Chain), StoreError> {
     let mut tx = conn.transaction()?;
     let r = tx.query_one(
         "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
@@ -263,6 +274,7 @@ fn begin(conn: &mut Conn) -> Result<(Transaction<'_>, Chain), StoreError> {
             seq,
             hash: r.try_get(1)?,
             start: seq,
+            key: key.clone(),
         },
     ))
 }
@@ -290,7 +302,16 @@ fn append(
 ) -> Result<i64, StoreError> {
     let seq = chain.seq + 1;
     let action = action.as_str();
-    let hash = audit::entry_hash(&chain.hash, seq, at_ms, actor, action, clue_id, detail);
+    let hash = audit::seal(
+        chain.key.as_deref(),
+        &chain.hash,
+        seq,
+        at_ms,
+        actor,
+        action,
+        clue_id,
+        detail,
+    );
     let text = audit::canonical_json(detail);
     tx.execute_typed(
         "INSERT INTO audit (seq, at_ms, actor, action, clue_id, detail, prev_hash, hash) \
@@ -337,6 +358,7 @@ impl PgStore {
                 rand::random::<u32>()
             ),
             leader: Mutex::new((None, BTreeSet::new())),
+            key: None,
         };
         store.migrate()?;
         Ok(store)
@@ -347,6 +369,13 @@ impl PgStore {
     /// of waiting for its own lease to run out).
     pub fn with_holder(mut self, name: &str) -> PgStore {
         self.holder = name.to_string();
+        self
+    }
+
+    /// Seals every audit entry this gateway writes from now on with `key`, and verifies with
+    /// it.
+    pub fn with_audit_key(mut self, key: Option<Arc<AuditKey>>) -> PgStore {
+        self.key = key;
         self
     }
 
@@ -647,7 +676,7 @@ impl PgStore {
     /// Revokes token `id` (audited); false when there is no such active token.
     pub fn revoke_token(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let n = tx.execute(
             "UPDATE tokens SET revoked_ms = $2 WHERE id = $1 AND revoked_ms IS NULL",
             &[&id, &now_ms],
@@ -674,7 +703,7 @@ impl PgStore {
         isolate: bool,
     ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let mut out = Vec::with_capacity(items.len());
         for (ev, evidence, deadline_ms) in items {
             if !isolate {
@@ -733,7 +762,7 @@ impl ClueRecords for PgStore {
         now_ms: i64,
     ) -> Result<ClueChange, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let change = self.ingest_in(&mut tx, &mut chain, ev, evidence, deadline_ms, now_ms)?;
         commit(tx, &chain)?;
         Ok(change)
@@ -772,7 +801,7 @@ impl ClueRecords for PgStore {
         now_ms: i64,
     ) -> Result<Option<ClueChange>, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let Some(clue) = tx
             .query_opt(
                 &format!("SELECT {CLUE_COLS} FROM clues WHERE dedup_key = $1 AND open FOR UPDATE"),
@@ -840,7 +869,7 @@ impl ClueRecords for PgStore {
         now_ms: i64,
     ) -> Result<ClueChange, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let clue = read_clue(&mut tx, id, true)?.ok_or(StoreError::NotFound(id))?;
         let before = state_of(&clue);
         let next = lifecycle::apply(&before, action, actor, now_ms)?;
@@ -873,6 +902,9 @@ impl ClueRecords for PgStore {
             r => r?,
         };
         let after = clue_from_row(&row)?;
+        if let Some(d) = crate::clue::store::decision_of(action)? {
+            decisions::insert_decision(&mut tx, id, &clue.subject.site, d, actor, now_ms)?;
+        }
         let detail = act_detail(action, &before, &next);
         let change = self.record_change(
             &mut tx,
@@ -889,7 +921,7 @@ impl ClueRecords for PgStore {
 
     fn escalate(&self, now_ms: i64, red_after_ms: i64) -> Result<Vec<ClueChange>, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let due: Vec<(i64, String, i64)> = tx
             .query(
                 "SELECT id, escalation, deadline_ms FROM clues \
@@ -992,6 +1024,7 @@ impl ClueRecords for PgStore {
             links,
             owner: None,
             leniency: None,
+            matter: None,
         }))
     }
 
@@ -1082,7 +1115,7 @@ impl AuditLog for PgStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         append(&mut tx, &mut chain, now_ms, actor, action, None, detail)?;
         commit(tx, &chain)
     }
@@ -1130,7 +1163,34 @@ impl AuditLog for PgStore {
             .collect()
     }
 
-    fn verify_audit(&self) -> Result<VerifyReport, StoreError> {
+    fn audit_head(&self) -> Result<Option<Head>, StoreError> {
+        let mut c = self.conn()?;
+        let r = c.query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[])?;
+        let seq: i64 = r.try_get(0)?;
+        Ok((seq > 0)
+            .then(|| r.try_get(1))
+            .transpose()?
+            .map(|hash| Head { seq, hash }))
+    }
+
+    fn publish_audit_head(&self, now_ms: i64) -> Result<Option<Head>, StoreError> {
+        let mut c = self.conn()?;
+        let mut tx = c.transaction()?;
+        let r = tx.query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[])?;
+        let head = Head {
+            seq: r.try_get(0)?,
+            hash: r.try_get(1)?,
+        };
+        if head.seq == 0 {
+            return Ok(None);
+        }
+        let body = head_message(&head, self.key.as_deref().map(|k| k.id()), now_ms);
+        self.queue(&mut tx, AUDIT_HEAD_TOPIC, &body.to_string(), now_ms)?;
+        tx.commit()?;
+        Ok(Some(head))
+    }
+
+    fn verify_audit_against(&self, published: Option<&Head>) -> Result<VerifyReport, StoreError> {
         let entries = self.audit_all()?;
         let last_digest = last_digests(&entries);
         let head = {
@@ -1139,7 +1199,7 @@ impl AuditLog for PgStore {
             (r.try_get::<_, i64>(0)?, r.try_get::<_, String>(1)?)
         };
         let last = entries.last().map(|e| (e.seq, e.hash.clone()));
-        let report = audit::verify(entries);
+        let report = audit::verify_with(entries, self.key.as_deref(), published);
         if !report.ok {
             return Ok(report);
         }
@@ -1147,7 +1207,6 @@ impl AuditLog for PgStore {
         if last.as_ref().is_some_and(|l| *l != head) || (last.is_none() && head.0 != 0) {
             return Ok(VerifyReport {
                 ok: false,
-                entries: report.entries,
                 broken: Some(audit::Broken {
                     seq: head.0,
                     what: format!(
@@ -1156,6 +1215,7 @@ impl AuditLog for PgStore {
                         head.0
                     ),
                 }),
+                ..report
             });
         }
         let mut c = self.conn()?;
@@ -1294,7 +1354,7 @@ impl OversightStore for PgStore {
         now_ms: i64,
     ) -> Result<Vec<ClueChange>, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         for id in [p.lead, p.linked] {
             read_clue(&mut tx, id, true)?.ok_or(StoreError::NotFound(id))?;
         }
@@ -1334,7 +1394,7 @@ impl OversightStore for PgStore {
 
     fn raise_warnings(&self, found: &[Finding], now_ms: i64) -> Result<Vec<Warning>, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let mut changed = Vec::new();
         for f in found {
             let current: Option<String> = tx
@@ -1452,7 +1512,7 @@ impl RetentionStore for PgStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         append(
             &mut tx,
             &mut chain,
@@ -1542,7 +1602,7 @@ impl RetentionStore for PgStore {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let n = tx.execute(
             "UPDATE evidence SET purged_ms = $2, purge_reason = $3, body = NULL \
              WHERE id = $1 AND purged_ms IS NULL",
@@ -1626,7 +1686,7 @@ impl TokenStore for PgStore {
         let sites =
             serde_json::to_string(sites).map_err(|e| TokenStoreError::Backend(e.to_string()))?;
         let mut c = self.conn().map_err(token_error)?;
-        let (mut tx, mut chain) = begin(&mut c).map_err(token_error)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key).map_err(token_error)?;
         let id: i64 = tx
             .query_one(
                 "INSERT INTO tokens (hash, role, sites, name, created_ms) \

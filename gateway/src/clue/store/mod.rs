@@ -10,6 +10,7 @@
 //! | [`RetentionStore`]| evidence retention, purges, audited access to originals        |
 //! | [`TokenStore`]    | API tokens (declared in `auth`)                                 |
 //! | [`StayRecords`]   | parking stays that got a notice, the notice's delivery, outcome |
+//! | [`DecisionRecords`]| decisions on clues (band, penalty, leniency, catalogue check)  |
 //!
 //! [`ClueStore`] is all of them together: what the pool holds. A consumer that needs one
 //! concern takes that trait (`publish` takes a [`DeliveryQueue`], `retention` a
@@ -32,6 +33,7 @@ pub use sqlite::{SqliteStore, TokenInfo};
 
 use super::audit::{self, AuditEntry, Broken, VerifyReport};
 pub use super::auth::TokenStore;
+use super::decision::{DecisionCheck, DecisionRow};
 use super::lifecycle::{Action, LifecycleError, State};
 use super::model::*;
 use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
@@ -132,8 +134,19 @@ pub trait AuditLog: Send + Sync {
         to_ms: i64,
         scope: Option<&[String]>,
     ) -> Result<Vec<AuditEntry>, StoreError>;
-    /// Checks the whole chain and that every clue row matches its last audit entry.
-    fn verify_audit(&self) -> Result<VerifyReport, StoreError>;
+    /// Checks the whole chain (with the store's key, if it has one) and that every clue row
+    /// matches its last audit entry.
+    fn verify_audit(&self) -> Result<VerifyReport, StoreError> {
+        self.verify_audit_against(None)
+    }
+    /// [`AuditLog::verify_audit`], and the chain must reach the published `head` (the entry
+    /// and its hash): what catches a cut-off tail.
+    fn verify_audit_against(&self, head: Option<&audit::Head>) -> Result<VerifyReport, StoreError>;
+    /// The chain's last entry (`seq`, `hash`), none when it is empty.
+    fn audit_head(&self) -> Result<Option<audit::Head>, StoreError>;
+    /// Queues the chain's head on every delivery channel (topic [`AUDIT_HEAD_TOPIC`]) and
+    /// returns it; none when the chain is empty.
+    fn publish_audit_head(&self, now_ms: i64) -> Result<Option<audit::Head>, StoreError>;
     /// Appends an entry about no clue (e.g. a device registry edit); admin-only to read.
     fn record(
         &self,
@@ -142,6 +155,49 @@ pub trait AuditLog: Send + Sync {
         detail: &Value,
         now_ms: i64,
     ) -> Result<(), StoreError>;
+}
+
+/// At a gateway's start with `key`: a chain that ends with a plain entry (written before the
+/// key existed) gets a sealed `chain_sealed` entry naming the last plain one, the documented
+/// switch-over point (see `clue::audit`). A chain sealed with another key is refused: this
+/// gateway's entries would make it unverifiable (every gateway on one database needs the same
+/// key). Returns the sealing entry's predecessor, if one was written.
+pub fn seal_chain(
+    log: &dyn AuditLog,
+    key: &crate::clue::audit_key::AuditKey,
+    now_ms: i64,
+) -> Result<Option<i64>, StoreError> {
+    let Some(head) = log.audit_head()? else {
+        return Ok(None);
+    };
+    match audit::sealed_by(&head.hash) {
+        Some(id) if id == key.id() => Ok(None),
+        Some(id) => Err(StoreError::Conflict(format!(
+            "the audit chain is sealed with key {id}, and this gateway's key is {}: every \
+             gateway on one clue store needs the same key ([clues.audit] key_file or key_env)",
+            key.id()
+        ))),
+        None => {
+            let detail = json!({"key_id": key.id(), "plain_until": head.seq});
+            log.record("pool", audit::AuditAction::ChainSealed, &detail, now_ms)?;
+            Ok(Some(head.seq))
+        }
+    }
+}
+
+/// Where the chain's head is published (MQTT topic; the webhook body says `"type":
+/// "audit_head"`).
+pub const AUDIT_HEAD_TOPIC: &str = "audit/v1/head";
+
+/// The body of a published head.
+pub(crate) fn head_message(head: &audit::Head, key_id: Option<&str>, at_ms: i64) -> Value {
+    serde_json::json!({
+        "type": "audit_head",
+        "seq": head.seq,
+        "hash": head.hash,
+        "key_id": key_id,
+        "at_ms": at_ms,
+    })
 }
 
 /// The transactional outbox: rows queued with each change, delivered by `publish`.
@@ -250,9 +306,23 @@ pub trait StayRecords: Send + Sync {
     fn stay_counts(&self, scope: Option<&[String]>) -> Result<Vec<StayCountRow>, StoreError>;
 }
 
+/// Decisions (`decide` actions): each is written by [`ClueRecords::act`] in the action's
+/// transaction, with the catalogue check the pool made (see `clue::decision`).
+pub trait DecisionRecords: Send + Sync {
+    /// Every recorded decision about clues of the scope's sites, oldest first.
+    fn decisions(&self, scope: Option<&[String]>) -> Result<Vec<DecisionRow>, StoreError>;
+}
+
 /// Every concern of one backend: what the pool holds.
 pub trait ClueStore:
-    ClueRecords + AuditLog + DeliveryQueue + OversightStore + RetentionStore + TokenStore + StayRecords
+    ClueRecords
+    + AuditLog
+    + DeliveryQueue
+    + OversightStore
+    + RetentionStore
+    + TokenStore
+    + StayRecords
+    + DecisionRecords
 {
 }
 
@@ -264,7 +334,36 @@ impl<T> ClueStore for T where
         + RetentionStore
         + TokenStore
         + StayRecords
+        + DecisionRecords
 {
+}
+
+/// The columns of a decision row in the order every backend's row reader expects.
+pub(crate) const DECISION_COLS: &str = "id, clue_id, site, matter, catalogue_version, band, \
+     applicable_band, penalty, outside_band, leniency_applied, actor, at_ms";
+
+/// A decision as a store writes it: band, penalty, leniency entries applied, the pool's check.
+pub(crate) type DecisionToRecord<'a> = (&'a str, u64, &'a [String], &'a DecisionCheck);
+
+/// The decision a `decide` action records: its band, penalty, applied leniency and the pool's
+/// check. `None` for every other action; `Err` for a decision the pool did not check (a store
+/// must not record a decision it cannot judge).
+pub(crate) fn decision_of(action: &Action) -> Result<Option<DecisionToRecord<'_>>, StoreError> {
+    match action {
+        Action::Decide {
+            band,
+            penalty,
+            leniency_applied,
+            check,
+            ..
+        } => match check {
+            Some(c) => Ok(Some((band, *penalty, leniency_applied, c))),
+            None => Err(StoreError::Conflict(
+                "a decision must be checked against the matter catalogue first".into(),
+            )),
+        },
+        _ => Ok(None),
+    }
 }
 
 /// The columns of a stay record in the order every backend's row reader expects.
@@ -460,8 +559,8 @@ pub(crate) fn check_clue_rows(
 ) -> VerifyReport {
     let broken = |seq, what| VerifyReport {
         ok: false,
-        entries: report.entries,
         broken: Some(Broken { seq, what }),
+        ..report.clone()
     };
     for c in clues {
         let c = match c {

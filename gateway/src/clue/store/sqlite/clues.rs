@@ -311,6 +311,9 @@ impl ClueRecords for SqliteStore {
                 r?;
             }
         }
+        if let Some(d) = crate::clue::store::decision_of(action)? {
+            super::decisions::insert_decision(&tx, id, &clue.subject.site, d, actor, now_ms)?;
+        }
         let detail = act_detail(action, &before, &next);
         let change = self.record(&tx, now_ms, actor, AuditAction::from(action), id, detail)?;
         tx.commit()?;
@@ -413,6 +416,7 @@ impl ClueRecords for SqliteStore {
             links,
             owner: None,
             leniency: None,
+            matter: None,
         }))
     }
 

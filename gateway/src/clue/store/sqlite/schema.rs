@@ -158,6 +158,24 @@ CREATE TABLE parking_stays (
 );
 CREATE INDEX parking_stays_notice ON parking_stays(site, camera, notice_ms);
 "#,
+    // 6: decisions on clues (`clue::decision`), with the catalogue check made when recorded.
+    r#"
+CREATE TABLE decisions (
+    id INTEGER PRIMARY KEY,
+    clue_id INTEGER NOT NULL REFERENCES clues(id),
+    site TEXT NOT NULL,
+    matter TEXT NOT NULL,
+    catalogue_version TEXT NOT NULL,
+    band TEXT NOT NULL,
+    applicable_band TEXT,
+    penalty INTEGER NOT NULL,
+    outside_band INTEGER NOT NULL,
+    leniency_applied TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX decisions_site ON decisions(site, id);
+"#,
 ];
 
 /// Brings the database at `conn` to the newest schema, one transaction per step.

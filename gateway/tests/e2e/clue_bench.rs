@@ -1,0 +1,257 @@
+//! Clue pool benchmark (ignored by default; run with
+//! `cargo test -p gateway --release --test e2e -- --ignored --nocapture clue_bench::`).
+//!
+//! - Dedup throughput: `CLUE_BENCH_EVENTS` events (default 1,000,000) over
+//!   `CLUE_BENCH_KEYS` dedup keys (default 10,000), straight into the SQLite store.
+//! - List latency: p50/p99 of `GET /api/v1/clues`-equivalent queries with
+//!   `CLUE_BENCH_POOL` clues (default 100,000) in the pool.
+
+use gateway::clue::model::ClueQuery;
+use gateway::clue::signal::{ClueEvent, Level, Subject};
+use gateway::clue::store::{AuditLog, ClueRecords, ClueStore, SqliteStore};
+use std::time::{Duration, Instant};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn event(i: usize, keys: usize) -> ClueEvent {
+    let k = i % keys;
+    let subject = Subject {
+        site: format!("site{:02}", k % 20),
+        device: Some(format!("dev{k:05}")),
+        ..Default::default()
+    };
+    ClueEvent {
+        rule: "trap-night-drop".into(),
+        kind: "grease_trap.illegal_discharge".into(),
+        level: [Level::Low, Level::Medium, Level::High][k % 3],
+        dedup_key: ClueEvent::default_key("trap-night-drop", &subject),
+        subject,
+        at_ms: i as i64,
+        title: "Trap level fell with no pump-out on record".into(),
+        detail: serde_json::json!({"drop_l": 310, "i": i}),
+        evidence: vec![],
+        department: Some("water".into()),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[test]
+#[ignore = "benchmark: cargo test -p gateway --release --test e2e -- --ignored --nocapture clue_bench::dedup"]
+fn dedup_throughput_and_list_latency() {
+    let events = env("CLUE_BENCH_EVENTS", 1_000_000);
+    let keys = env("CLUE_BENCH_KEYS", 10_000);
+    let pool_size = env("CLUE_BENCH_POOL", 100_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let store = SqliteStore::open(&dir.path().join("dedup.sqlite"), vec![]).expect("open");
+    let start = Instant::now();
+    for i in 0..events {
+        store
+            .ingest(&event(i, keys), &[], i as i64 + 3_600_000, i as i64)
+            .expect("ingest");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let clues = store
+        .list(&ClueQuery {
+            limit: 100_000,
+            ..Default::default()
+        })
+        .expect("list")
+        .len();
+    println!(
+        "dedup: {events} events -> {clues} clues in {secs:.1} s = {:.0} events/s",
+        events as f64 / secs
+    );
+    assert_eq!(clues, keys.min(events));
+    println!(
+        "BENCH {}",
+        serde_json::json!({"bench": "clues", "figure": format!("clue dedup ({keys} keys)"),
+            "value": events as f64 / secs, "unit": "events/s"})
+    );
+
+    // A pool of distinct clues for list latency.
+    let store = SqliteStore::open(&dir.path().join("list.sqlite"), vec![]).expect("open");
+    for i in 0..pool_size {
+        store
+            .ingest(&event(i, usize::MAX), &[], i as i64 + 3_600_000, i as i64)
+            .expect("ingest");
+    }
+    let scope: Vec<String> = (0..5).map(|s| format!("site{s:02}")).collect();
+    let mut lat = Vec::new();
+    for i in 0..200 {
+        let q = ClueQuery {
+            level: (i % 2 == 0).then_some(Level::High),
+            scope: Some(scope.clone()),
+            limit: 100,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let rows = store.list(&q).expect("list");
+        lat.push(t.elapsed());
+        assert!(!rows.is_empty());
+    }
+    lat.sort();
+    println!(
+        "list with {pool_size} clues (100 rows, 5-site scope): p50 {:?} p99 {:?}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+    for (q, p) in [("p50", 0.5), ("p99", 0.99)] {
+        println!(
+            "BENCH {}",
+            serde_json::json!({"bench": "clues",
+                "figure": format!("clue list {q} ({pool_size} clues, 100 rows)"),
+                "value": percentile(&lat, p).as_secs_f64() * 1e3, "unit": "ms",
+                "lower_is_better": true})
+        );
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Events per second of `events` events through `gateways` stores at once, each taking every
+/// `gateways`-th event in batches of `batch` (what the pool's intake does: one transaction
+/// per batch).
+fn ingest_rate<S: ClueStore + Sync>(stores: &[S], events: usize, keys: usize, batch: usize) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for (g, store) in stores.iter().enumerate() {
+            s.spawn(move || {
+                let mine: Vec<usize> = (g..events).step_by(stores.len()).collect();
+                for chunk in mine.chunks(batch) {
+                    let items: Vec<_> = chunk
+                        .iter()
+                        .map(|&i| (event(i, keys), vec![], i as i64 + 3_600_000))
+                        .collect();
+                    for r in store.ingest_batch(&items, chunk[0] as i64).expect("batch") {
+                        r.expect("event");
+                    }
+                }
+            });
+        }
+    });
+    events as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The shared store: `CLUE_BENCH_EVENTS` events (default 1,000,000) over `CLUE_BENCH_KEYS`
+/// keys (10,000) through three gateways (three `PgStore`s, one thread each, batches of 256
+/// as the pool's intake takes them) on one PostgreSQL with its durable defaults, against one
+/// gateway on SQLite taking the same events the same way, measured in the same run; three
+/// rounds each, medians. Then list p50/p99 with `CLUE_BENCH_PG_POOL` clues (1,000,000) in the
+/// pool: the clue rows are bulk-inserted by SQL in the shape the events above produce
+/// (20 sites, three levels), then the same queries as the SQLite benchmark.
+#[test]
+#[ignore = "benchmark: cargo test -p gateway --release --test e2e -- --ignored --nocapture clue_bench::postgres"]
+fn postgres_three_gateways_dedup_throughput_and_list_latency() {
+    use gateway::clue::postgres::PgStore;
+    let events = env("CLUE_BENCH_EVENTS", 1_000_000);
+    let keys = env("CLUE_BENCH_KEYS", 10_000);
+    let pool_size = env("CLUE_BENCH_PG_POOL", 1_000_000);
+    let rounds = env("CLUE_BENCH_ROUNDS", 3);
+    let pg = e2e::Postgres::start_with(e2e::PostgresOptions {
+        durable: true,
+        settings: vec![("shared_buffers".into(), "256MB".into())],
+    })
+    .expect("postgres");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut pg_rates, mut sqlite_rates) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let url = pg.create_database(&format!("dedup{round}")).expect("db");
+        let stores: Vec<PgStore> = (0..3)
+            .map(|_| PgStore::open(&url, 2, vec![]).expect("open"))
+            .collect();
+        let r = ingest_rate(&stores, events, keys, 256);
+        let n = stores[0]
+            .list(&ClueQuery {
+                limit: 100_000,
+                ..Default::default()
+            })
+            .expect("list")
+            .len();
+        assert_eq!(n, keys.min(events));
+        assert!(stores[1].verify_audit().expect("verify").ok);
+        pg_rates.push(r);
+        let sqlite =
+            SqliteStore::open(&dir.path().join(format!("d{round}.sqlite")), vec![]).expect("open");
+        sqlite_rates.push(ingest_rate(&[sqlite], events, keys, 256));
+        println!(
+            "round {round}: postgres x3 {:.0} events/s, sqlite x1 {:.0} events/s",
+            pg_rates[round], sqlite_rates[round]
+        );
+    }
+    let (p, s) = (median(pg_rates), median(sqlite_rates));
+    println!(
+        "dedup: {events} events -> {keys} clues: 3 gateways on PostgreSQL {p:.0} events/s, \
+         1 gateway on SQLite {s:.0} events/s (ratio {:.2}; medians of {rounds})",
+        p / s
+    );
+    println!(
+        "BENCH {}",
+        serde_json::json!({"bench": "clues", "figure": format!("clue dedup, 3 gateways on PostgreSQL ({keys} keys)"),
+            "value": p, "unit": "events/s"})
+    );
+
+    let url = pg.create_database("list").expect("db");
+    let store = PgStore::open(&url, 2, vec![]).expect("open");
+    let t = Instant::now();
+    pg.psql(
+        "list",
+        &format!(
+            "INSERT INTO clues (dedup_key, rule, kind, level, status, open, site, device, \
+             subject_key, title, detail, department, first_seen_ms, last_seen_ms, occurrences, \
+             created_ms, updated_ms, deadline_ms, escalation) \
+             SELECT 'k' || i, 'trap-night-drop', 'grease_trap.illegal_discharge', \
+             (ARRAY['low','medium','high'])[i % 3 + 1], 'new', TRUE, \
+             'site' || lpad((i % 20)::text, 2, '0'), 'dev' || i, 'site/dev' || i, 't', '{{}}', \
+             'water', i, i, 1, i, i, i + 3600000, 'none' \
+             FROM generate_series(1, {pool_size}) AS i; ANALYZE clues"
+        ),
+    )
+    .expect("fill");
+    println!(
+        "filled {pool_size} clues in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let scope: Vec<String> = (0..5).map(|s| format!("site{s:02}")).collect();
+    let mut lat = Vec::new();
+    for i in 0..400 {
+        let q = ClueQuery {
+            level: (i % 2 == 0).then_some(Level::High),
+            scope: Some(scope.clone()),
+            site: (i % 4 == 1).then(|| "site03".to_string()),
+            limit: 100,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let rows = store.list(&q).expect("list");
+        lat.push(t.elapsed());
+        assert!(!rows.is_empty());
+    }
+    lat.sort();
+    println!(
+        "list with {pool_size} clues on PostgreSQL (100 rows, 5-site scope): p50 {:?} p99 {:?}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+    for (q, p) in [("p50", 0.5), ("p99", 0.99)] {
+        println!(
+            "BENCH {}",
+            serde_json::json!({"bench": "clues",
+                "figure": format!("clue list {q} on PostgreSQL ({pool_size} clues, 100 rows)"),
+                "value": percentile(&lat, p).as_secs_f64() * 1e3, "unit": "ms",
+                "lower_is_better": true})
+        );
+    }
+}

@@ -1,0 +1,544 @@
+//! The promises of `SECURITY.md`, each pinned through the real binary: who may see what, what
+//! a role without the personal-data right gets, and that tokens and clue ids reveal nothing.
+//! Every test here failed on the code before its fix (issue 19).
+
+use crate::common::GatewayProcess;
+use anyhow::{Context, Result};
+use e2e::{free_port, http};
+use serde_json::{Value, json};
+
+/// No broker in reach and no MQTT delivery: the API needs neither.
+fn offline_config() -> String {
+    format!(
+        "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"security-test\"\n[clues]\nmqtt_publish = false\n",
+        free_port()
+    )
+}
+
+fn call(
+    gw: &GatewayProcess,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> Result<http::Response> {
+    let auth = format!("Bearer {token}");
+    let text = body.map(|b| b.to_string());
+    http::request(
+        method,
+        &format!("{}{path}", gw.http),
+        text.as_deref().map(|t| ("application/json", t.as_bytes())),
+        &[("Authorization", &auth)],
+        http::TIMEOUT,
+    )
+}
+
+/// The whole audit chain's entries of one `action`, as the admin exports them.
+fn audit_entries(gw: &GatewayProcess, action: &str) -> Result<Vec<Value>> {
+    let admin = gw.token("admin", "")?;
+    let audit = call(gw, "GET", "/api/v1/audit/export?format=json", &admin, None)?
+        .ok()?
+        .json()?;
+    let Value::Array(entries) = audit else {
+        anyhow::bail!("audit export is not a list: {audit}");
+    };
+    Ok(entries
+        .into_iter()
+        .filter(|e| e["action"] == action)
+        .collect())
+}
+
+fn clue_event(site: &str, device: &str) -> Value {
+    json!({
+        "rule": "cover-open",
+        "kind": "manhole.cover_open",
+        "level": "high",
+        "subject": {"site": site, "device": device},
+        "dedup_key": format!("cover-open/{site}/{device}"),
+        "at_ms": 1_700_000_000_000i64,
+        "title": format!("Cover open at {site}/{device}"),
+        "detail": {},
+        "evidence": [],
+    })
+}
+
+fn create(gw: &GatewayProcess, token: &str, ev: &Value) -> Result<i64> {
+    let v = call(gw, "POST", "/api/v1/clues", token, Some(ev))?
+        .ok()?
+        .json()?;
+    v["clue"]["id"].as_i64().context("clue id")
+}
+
+#[test]
+fn another_sites_clue_answers_exactly_like_a_missing_one() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let admin = gw.token("admin", "")?;
+    let insp_a = gw.token("inspector", "a")?;
+    let b = create(&gw, &admin, &clue_event("b", "m9"))?;
+    let missing = b + 1000;
+    for (suffix, method, body) in [
+        ("", "GET", None),
+        ("/audit", "GET", None),
+        ("/actions", "POST", Some(json!({"action": "claim"}))),
+        ("/evidence/00", "GET", None),
+    ] {
+        let theirs = call(
+            &gw,
+            method,
+            &format!("/api/v1/clues/{b}{suffix}"),
+            &insp_a,
+            body.as_ref(),
+        )?;
+        let none = call(
+            &gw,
+            method,
+            &format!("/api/v1/clues/{missing}{suffix}"),
+            &insp_a,
+            body.as_ref(),
+        )?;
+        assert_eq!(theirs.status, 404, "{suffix}: {}", theirs.text());
+        assert_eq!(none.status, 404, "{suffix}: {}", none.text());
+        assert_eq!(
+            theirs.text().replace(&b.to_string(), "ID"),
+            none.text().replace(&missing.to_string(), "ID"),
+            "{suffix}: same body"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn failed_logins_from_one_address_never_lock_out_a_valid_token() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let insp = gw.token("inspector", "a")?;
+    // Another client behind the same address (a proxy) keeps presenting a wrong token.
+    for i in 0..40 {
+        let r = call(
+            &gw,
+            "GET",
+            "/api/v1/clues",
+            &format!("gwt_badbadbadbadbad{i:02}"),
+            None,
+        )?;
+        assert!(r.status == 401 || r.status == 429, "{}", r.status);
+    }
+    let repeated: Vec<u16> = (0..25)
+        .map(|_| {
+            call(
+                &gw,
+                "GET",
+                "/api/v1/clues",
+                "gwt_0000000000000000dead",
+                None,
+            )
+            .map(|r| r.status)
+            .unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(
+        repeated.last(),
+        Some(&429),
+        "one wrong token repeated is limited"
+    );
+    let r = call(&gw, "GET", "/api/v1/clues", &insp, None)?;
+    assert_eq!(r.status, 200, "the valid token still works: {}", r.text());
+    Ok(())
+}
+
+fn parking_event(site: &str, plate: &str, title_prefix: &str) -> Value {
+    json!({
+        "rule": "no-parking",
+        "kind": "parking.illegal",
+        "level": "medium",
+        "subject": {"site": site, "device": "cam1", "plate": plate},
+        "dedup_key": format!("no-parking/{site}/cam1/{plate}"),
+        "at_ms": 1_700_000_000_000i64,
+        "title": format!("{title_prefix}{plate} parked 9 min"),
+        "detail": {"plate": plate, "note": format!("plate {plate} read twice")},
+        "evidence": [],
+    })
+}
+
+/// A textured JPEG (masking must visibly change it).
+fn scene_jpeg() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(320, 240, |x, y| {
+        let v = ((x * 37 + y * 11) % 256) as u8;
+        image::Rgb([v, (x * y % 256) as u8, 128])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("jpeg");
+    out.into_inner()
+}
+
+#[test]
+fn plates_are_masked_on_every_read_path_for_roles_without_the_right() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let platform = gw.token("platform", "a")?;
+    let insp = gw.token("inspector", "a")?;
+    let sup = gw.token("supervisor", "a")?;
+    let plate = "京A12345";
+    let id = create(&gw, &platform, &parking_event("a", plate, ""))?;
+    call(
+        &gw,
+        "POST",
+        &format!("/api/v1/clues/{id}/actions"),
+        &insp,
+        Some(&json!({"action": "comment", "text": "seen again"})),
+    )?
+    .ok()?;
+    for path in [
+        "/api/v1/clues".to_string(),
+        format!("/api/v1/clues/{id}"),
+        format!("/api/v1/clues/{id}/audit"),
+        "/api/v1/clues/export?format=csv".into(),
+        "/api/v1/clues/export?format=json".into(),
+    ] {
+        let r = call(&gw, "GET", &path, &insp, None)?.ok()?;
+        assert!(!r.text().contains("12345"), "{path}: {}", r.text());
+        assert!(r.text().contains("京A*****"), "{path}: {}", r.text());
+        let full = call(&gw, "GET", &path, &sup, None)?.ok()?;
+        assert!(full.text().contains(plate), "{path}: supervisors see it");
+    }
+    // The action answer carries the clue too.
+    let r = call(
+        &gw,
+        "POST",
+        &format!("/api/v1/clues/{id}/actions"),
+        &insp,
+        Some(&json!({"action": "claim"})),
+    )?
+    .ok()?;
+    assert!(!r.text().contains("12345"), "{}", r.text());
+
+    // The last camera frame: masked for the inspector, original (audited) for the supervisor.
+    let device = gw.token("device", "a")?;
+    let frame = scene_jpeg();
+    let auth = format!("Bearer {device}");
+    http::request(
+        "POST",
+        &format!("{}/api/v1/cameras/cam1/frames?site=a", gw.http),
+        Some(("image/jpeg", &frame)),
+        &[("Authorization", &auth)],
+        http::TIMEOUT,
+    )?
+    .ok()?;
+    let latest = "/api/v1/cameras/cam1/latest.jpg?site=a";
+    let masked = call(&gw, "GET", latest, &insp, None)?.ok()?;
+    assert_ne!(masked.body, frame, "the inspector never gets the raw frame");
+    let decoded = image::load_from_memory(&masked.body)?;
+    assert_eq!((decoded.width(), decoded.height()), (320, 240));
+    let original = call(&gw, "GET", latest, &sup, None)?.ok()?;
+    assert_eq!(original.body, frame);
+    let accesses = audit_entries(&gw, "frame_original_access")?;
+    assert_eq!(accesses.len(), 1, "{accesses:?}");
+    assert_eq!(accesses[0]["detail"]["camera"], "cam1");
+    Ok(())
+}
+
+#[test]
+fn csv_exports_neutralise_formulas_and_a_limited_export_says_so() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let admin = gw.token("admin", "")?;
+    create(
+        &gw,
+        &admin,
+        &parking_event("a", "沪B54321", "=HYPERLINK(\"http://x\",\"y\")"),
+    )?;
+    for d in ["m1", "m2"] {
+        create(&gw, &admin, &clue_event("a", d))?;
+    }
+    let csv = call(&gw, "GET", "/api/v1/clues/export?format=csv", &admin, None)?.ok()?;
+    let text = csv.text();
+    assert!(text.contains("'=HYPERLINK"), "{text}");
+    assert!(
+        !text.contains(",=") && !text.contains(",\"="),
+        "no field starts with a formula: {text}"
+    );
+    assert_eq!(csv.header("x-export-truncated"), Some("false"));
+
+    let cut = call(
+        &gw,
+        "GET",
+        "/api/v1/clues/export?format=json&limit=2",
+        &admin,
+        None,
+    )?
+    .ok()?;
+    assert_eq!(cut.json()?.as_array().map(|a| a.len()), Some(2));
+    assert_eq!(cut.header("x-export-truncated"), Some("true"));
+    let audit = call(
+        &gw,
+        "GET",
+        "/api/v1/audit/export?format=csv&limit=2",
+        &admin,
+        None,
+    )?
+    .ok()?;
+    assert_eq!(audit.header("x-export-truncated"), Some("true"));
+    assert!(audit.header("x-export-next-from-ms").is_some());
+    Ok(())
+}
+
+#[test]
+fn pumpouts_are_audited_and_cannot_lie_in_the_future_or_the_distant_past() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let insp = gw.token("inspector", "a")?;
+    let now = e2e::now_ms();
+    let visit =
+        |from: i64, to: i64| json!({"site": "a", "device": "trap-1", "from_ms": from, "to_ms": to});
+    let hour = 3_600_000i64;
+
+    // A visit booked ahead would excuse dumping that has not happened yet; one from last
+    // month would excuse a discharge after the fact.
+    for (what, body) in [
+        ("future", visit(now + hour, now + 2 * hour)),
+        ("ends in the future", visit(now - hour, now + hour)),
+        (
+            "too old",
+            visit(now - 8 * 24 * hour, now - 8 * 24 * hour + hour),
+        ),
+    ] {
+        let r = call(&gw, "POST", "/api/v1/pumpouts", &insp, Some(&body))?;
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+    }
+    let r = call(
+        &gw,
+        "POST",
+        "/api/v1/pumpouts",
+        &insp,
+        Some(&visit(now - 2 * hour, now - hour)),
+    )?;
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    let registered = audit_entries(&gw, "pumpout_registered")?;
+    let audit = format!("{registered:?}");
+    assert_eq!(
+        registered.len(),
+        1,
+        "only the accepted visit is audited: {audit}"
+    );
+    assert!(
+        registered[0]["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("inspector")),
+        "{audit}"
+    );
+    assert_eq!(registered[0]["detail"]["pumpout"]["device"], "trap-1");
+    assert_eq!(registered[0]["detail"]["pumpout"]["to_ms"], now - hour);
+    Ok(())
+}
+
+/// `gateway audit verify --config` (plus `extra` arguments): (exit ok, everything printed).
+fn verify_cli(gw: &GatewayProcess, extra: &[&str]) -> Result<(bool, String)> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["audit", "verify", "--config"])
+        .arg(gw.dir.join("gateway.toml"))
+        .args(extra)
+        .output()?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+/// Every audit row from `from_seq` on gets its plain SHA-256 recomputed, as someone who can
+/// write the database (but has no key) would after an edit.
+fn rehash_plain_from(conn: &rusqlite::Connection, from_seq: i64) -> Result<()> {
+    type Row = (i64, i64, String, String, Option<i64>, String);
+    let rows: Vec<Row> = conn
+        .prepare(
+            "SELECT seq, at_ms, actor, action, clue_id, detail FROM audit WHERE seq >= ?1 \
+             ORDER BY seq",
+        )?
+        .query_map([from_seq], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut prev: String = conn
+        .query_row(
+            "SELECT hash FROM audit WHERE seq = ?1",
+            [from_seq - 1],
+            |r| r.get(0),
+        )
+        .unwrap_or_else(|_| gateway::clue::audit::GENESIS.to_string());
+    for (seq, at_ms, actor, action, clue_id, detail) in rows {
+        let detail: Value = serde_json::from_str(&detail)?;
+        let hash =
+            gateway::clue::audit::entry_hash(&prev, seq, at_ms, &actor, &action, clue_id, &detail);
+        conn.execute(
+            "UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
+            rusqlite::params![seq, prev, hash],
+        )?;
+        prev = hash;
+    }
+    Ok(())
+}
+
+#[test]
+fn an_audit_entry_edited_with_every_hash_recomputed_fails_verify() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let admin = gw.token_named("admin", "", "root")?;
+    for d in ["m1", "m2", "m3"] {
+        create(&gw, &admin, &clue_event("a", d))?;
+    }
+    gw.proc.stop()?;
+    let key_file = dir.path().join("storage/audit.key");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key_file)?.permissions());
+    assert_eq!(mode & 0o777, 0o600, "the key file is the owner's only");
+    let (ok, out) = verify_cli(&gw, &[])?;
+    assert!(
+        ok && out.contains("sealed with the key from entry 1"),
+        "{out}"
+    );
+
+    // Whoever holds the database: drop the trigger, edit the first entry (who created the
+    // admin token), recompute every hash after it. Plain SHA-256 cannot tell.
+    let conn = rusqlite::Connection::open(dir.path().join("storage/clues.sqlite"))?;
+    conn.execute_batch("DROP TRIGGER audit_no_update;")?;
+    conn.execute(
+        "UPDATE audit SET detail = replace(detail, 'root', 'nobody') WHERE seq = 1",
+        [],
+    )?;
+    rehash_plain_from(&conn, 1)?;
+    drop(conn);
+    let (ok, out) = verify_cli(&gw, &[])?;
+    assert!(!ok, "a chain rewritten without the key must fail: {out}");
+    assert!(out.contains("rewritten without the key"), "{out}");
+
+    // The same from the middle of the chain: a plain entry after sealed ones.
+    let dir2 = tempfile::tempdir()?;
+    let mut gw2 = GatewayProcess::start(dir2.path(), &offline_config())?;
+    let admin2 = gw2.token("admin", "")?;
+    for d in ["m1", "m2", "m3"] {
+        create(&gw2, &admin2, &clue_event("a", d))?;
+    }
+    gw2.proc.stop()?;
+    let conn = rusqlite::Connection::open(dir2.path().join("storage/clues.sqlite"))?;
+    conn.execute_batch("DROP TRIGGER audit_no_update;")?;
+    conn.execute("UPDATE audit SET actor = 'nobody' WHERE seq = 3", [])?;
+    rehash_plain_from(&conn, 3)?;
+    drop(conn);
+    let (ok, out) = verify_cli(&gw2, &[])?;
+    assert!(!ok, "{out}");
+    assert!(out.contains("entry 3"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn a_cut_off_tail_is_caught_against_the_last_published_head() -> Result<()> {
+    let broker = e2e::Mosquitto::start()?;
+    let sub = broker.subscribe("audit/v1/#")?;
+    let dir = tempfile::tempdir()?;
+    let config = format!(
+        "[mqtt]\nurl = \"{}\"\nclient_id = \"security-head\"\n[clues.audit]\npublish_every_s = 1\n",
+        broker.url()
+    );
+    let mut gw = GatewayProcess::start(dir.path(), &config)?;
+    let admin = gw.token("admin", "")?;
+    for d in ["m1", "m2"] {
+        create(&gw, &admin, &clue_event("a", d))?;
+    }
+    // Two more entries (token creations), the tail that will be cut.
+    gw.token("inspector", "a")?;
+    gw.token("inspector", "a")?;
+    let entries = call(&gw, "GET", "/api/v1/audit/export?format=json", &admin, None)?
+        .ok()?
+        .json()?;
+    let last = entries
+        .as_array()
+        .and_then(|a| a.last())
+        .context("audit entries")?
+        .clone();
+    let last_seq = last["seq"].as_i64().context("seq")?;
+    // The platform receives the head (MQTT `audit/v1/head`), and the log has it too.
+    let head: Value = e2e::wait_until(
+        "the head published",
+        std::time::Duration::from_secs(20),
+        || {
+            Ok(sub.messages().into_iter().find_map(|(topic, body)| {
+                let v: Value = serde_json::from_str(&body).ok()?;
+                (topic == "audit/v1/head" && v["seq"].as_i64() == Some(last_seq)).then_some(v)
+            }))
+        },
+    )
+    .with_context(|| gw.diagnostics())?;
+    assert_eq!(head["hash"], last["hash"]);
+    assert!(
+        head["hash"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("hmac-sha256:"))
+    );
+    let log = std::fs::read_to_string(dir.path().join("gateway.log"))?;
+    assert!(
+        log.lines().any(|l| l.contains("audit chain head published")
+            && head["hash"].as_str().is_some_and(|h| l.contains(h))),
+        "the head is in the log"
+    );
+    gw.proc.stop()?;
+
+    // Cut the tail: the chain that is left is valid on its own ...
+    let conn = rusqlite::Connection::open(dir.path().join("storage/clues.sqlite"))?;
+    conn.execute_batch("DROP TRIGGER audit_no_delete;")?;
+    conn.execute("DELETE FROM audit WHERE seq > ?1", [last_seq - 2])?;
+    drop(conn);
+    let (ok, out) = verify_cli(&gw, &[])?;
+    assert!(ok, "without the head a cut is invisible: {out}");
+    // ... but not against the head the platform holds.
+    let seq = last_seq.to_string();
+    let hash = head["hash"].as_str().context("hash")?;
+    let (ok, out) = verify_cli(&gw, &["--head-seq", &seq, "--head-hash", hash])?;
+    assert!(!ok, "{out}");
+    assert!(out.contains("cut off"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn frames_for_made_up_camera_ids_are_refused_at_the_site_limit_and_counted() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = format!("{}[cameras]\nmax_per_site = 2\n", offline_config());
+    let gw = GatewayProcess::start(dir.path(), &config)?;
+    let device = gw.token("device", "a")?;
+    let auth = format!("Bearer {device}");
+    let jpeg = scene_jpeg();
+    let post = |camera: &str| {
+        http::request(
+            "POST",
+            &format!("{}/api/v1/cameras/{camera}/frames?site=a", gw.http),
+            Some(("image/jpeg", jpeg.as_slice())),
+            &[("Authorization", &auth)],
+            http::TIMEOUT,
+        )
+    };
+    for cam in ["k1", "k2"] {
+        assert!(post(cam)?.is_success(), "within the limit");
+    }
+    for cam in ["k3", "k4", "k5"] {
+        assert_eq!(post(cam)?.status, 403, "a made-up camera id over the limit");
+    }
+    assert!(post("k1")?.is_success(), "a known camera keeps working");
+    let metrics = http::get(&format!("{}/metrics", gw.http))?.text();
+    assert!(
+        metrics.contains("camera_frames_refused_total{reason=\"camera_limit\"} 3"),
+        "{metrics}"
+    );
+    Ok(())
+}
