@@ -5,10 +5,10 @@
 //! oversight warning; a read-only auditor reads all of it in its sites and can act on nothing.
 //! One gateway per store for all of it (a PostgreSQL start is not free).
 
-mod common;
+use crate::common;
 
+use crate::common::{GatewayProcess, TestStore};
 use anyhow::{Context, Result};
-use common::{GatewayProcess, TestStore};
 use e2e::{free_port, http};
 use serde_json::{Value, json};
 

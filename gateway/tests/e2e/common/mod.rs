@@ -60,7 +60,6 @@ impl TestStore {
 
 /// Runs each named test `fn name(store: &TestStore) -> Result<()>` twice, as
 /// `name::sqlite` and `name::postgres`.
-#[macro_export]
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {$(
         mod $name {

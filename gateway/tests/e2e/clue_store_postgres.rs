@@ -2,10 +2,8 @@
 //! it (`gateway store migrate`). The clue API suite itself runs on both stores in
 //! `clue_api.rs`; the store's concurrency rules are unit-tested in `clue/postgres/tests.rs`.
 
-mod common;
-
+use crate::common::{GatewayProcess, TestStore};
 use anyhow::{Context, Result, ensure};
-use common::{GatewayProcess, TestStore};
 use e2e::{free_port, http};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

@@ -2,10 +2,8 @@
 //! a role without the personal-data right gets, and that tokens and clue ids reveal nothing.
 //! Every test here failed on the code before its fix (issue 19).
 
-mod common;
-
+use crate::common::GatewayProcess;
 use anyhow::{Context, Result};
-use common::GatewayProcess;
 use e2e::{free_port, http};
 use serde_json::{Value, json};
 
@@ -510,5 +508,37 @@ fn a_cut_off_tail_is_caught_against_the_last_published_head() -> Result<()> {
     let (ok, out) = verify_cli(&gw, &["--head-seq", &seq, "--head-hash", hash])?;
     assert!(!ok, "{out}");
     assert!(out.contains("cut off"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn frames_for_made_up_camera_ids_are_refused_at_the_site_limit_and_counted() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = format!("{}[cameras]\nmax_per_site = 2\n", offline_config());
+    let gw = GatewayProcess::start(dir.path(), &config)?;
+    let device = gw.token("device", "a")?;
+    let auth = format!("Bearer {device}");
+    let jpeg = scene_jpeg();
+    let post = |camera: &str| {
+        http::request(
+            "POST",
+            &format!("{}/api/v1/cameras/{camera}/frames?site=a", gw.http),
+            Some(("image/jpeg", jpeg.as_slice())),
+            &[("Authorization", &auth)],
+            http::TIMEOUT,
+        )
+    };
+    for cam in ["k1", "k2"] {
+        assert!(post(cam)?.is_success(), "within the limit");
+    }
+    for cam in ["k3", "k4", "k5"] {
+        assert_eq!(post(cam)?.status, 403, "a made-up camera id over the limit");
+    }
+    assert!(post("k1")?.is_success(), "a known camera keeps working");
+    let metrics = http::get(&format!("{}/metrics", gw.http))?.text();
+    assert!(
+        metrics.contains("camera_frames_refused_total{reason=\"camera_limit\"} 3"),
+        "{metrics}"
+    );
     Ok(())
 }
