@@ -41,7 +41,7 @@ TIME=/usr/bin/time
 step "building release (gateway, benchmark drivers, benchmark tests)"
 cargo build --release -q -p gateway --bin gateway --example vision_bench --example modbus_bench
 cargo build --release -q -p e2e --example bench_ingest --example bench_db_writes
-cargo test --release -q -p gateway --lib --test clue_bench --test camera_health_eval --no-run 2>&1 |
+cargo test --release -q -p gateway --lib --test e2e --no-run 2>&1 |
     grep -v '^ *Executable' || true
 
 # run NAME CMD...: runs under /usr/bin/time (peak RSS, CPU), output to $LOGS/NAME.log.
@@ -107,11 +107,11 @@ if want rules; then
 fi
 if want clues; then
     run clues env CLUE_BENCH_EVENTS=200000 CLUE_BENCH_POOL=50000 cargo test --release -q \
-        -p gateway --test clue_bench -- --ignored --nocapture
+        -p gateway --test e2e -- --ignored --nocapture clue_bench::
 fi
 if want camera; then
-    run camera cargo test --release -q -p gateway --test camera_health_eval -- --ignored \
-        --nocapture camera_frame_cost
+    run camera cargo test --release -q -p gateway --test e2e -- --ignored \
+        --nocapture camera_health_eval::camera_frame_cost
 fi
 
 step "collecting"

@@ -9,7 +9,7 @@
 # Faults: gateway SIGKILL, database down then up, broker restart (clean and crash), disk full
 # under the storage dir (3 MB tmpfs; needs root for mount), gateway clock jump (libfaketime),
 # 10% malformed traffic, a slow database (delaying TCP proxy), a flood of reconnecting
-# devices. Tests: gateway/tests/resilience.rs. Results: $TARGET/resilience/results.json.
+# devices. Tests: gateway/tests/e2e/resilience.rs. Results: $TARGET/resilience/results.json.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,12 +35,17 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 echo "resilience: building (release)"
-cargo build --release -p gateway --bin gateway --test resilience -q
+cargo build --release -p gateway --bin gateway --test e2e -q
 
 echo "resilience: running faults one at a time"
 set +e
-cargo test --release -p gateway --test resilience -q -- \
-    --ignored --nocapture --test-threads=1 "$@" 2>&1 | tee "$OUT/log.txt"
+# The faults are the ignored tests of the `resilience` module of the one integration-test
+# binary; a name given on the command line picks one of them.
+filters=()
+for f in "$@"; do filters+=("resilience::$f"); done
+[ ${#filters[@]} -gt 0 ] || filters=("resilience::")
+cargo test --release -p gateway --test e2e -q -- \
+    --ignored --nocapture --test-threads=1 "${filters[@]}" 2>&1 | tee "$OUT/log.txt"
 status=${PIPESTATUS[0]}
 set -e
 

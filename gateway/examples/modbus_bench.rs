@@ -8,7 +8,7 @@
 //! without. Reports the gateway process's CPU share, poll latency p50/p99 (from the
 //! `modbus_poll_seconds` histogram, interpolated within buckets), requests and polls per second.
 
-#[path = "../tests/modbus_common/mod.rs"]
+#[path = "../tests/e2e/modbus_common/mod.rs"]
 mod modbus_common;
 
 use gateway::source::modbus::RegisterKind;

@@ -215,6 +215,21 @@ fn camera_upload_refusal(p: &Principal, site: &str, headers: &HeaderMap) -> Opti
     })
 }
 
+/// A frame or reference the camera service refused: a camera over its site's limit is 403,
+/// anything else (not a usable JPEG) 422; each counted by reason.
+fn frame_refused(s: &AppState, e: crate::camera::frame::FrameError) -> Response {
+    use crate::camera::frame::FrameError;
+    let (status, reason) = match &e {
+        FrameError::TooManyCameras { .. } => (StatusCode::FORBIDDEN, "camera_limit"),
+        _ => (StatusCode::UNPROCESSABLE_ENTITY, "bad_frame"),
+    };
+    s.metrics
+        .camera_frames_refused_total
+        .get_or_create(&crate::metrics::Reason::of(reason))
+        .inc();
+    error(status, e.to_string())
+}
+
 fn error(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
@@ -237,7 +252,7 @@ async fn camera_frame(
         .await
     {
         Ok(report) => Json(report).into_response(),
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(e) => frame_refused(&s, e),
     }
 }
 
@@ -255,6 +270,6 @@ async fn camera_reference(
     }
     match s.cameras.reference(id, q.site, body).await {
         Ok(report) => Json(report).into_response(),
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(e) => frame_refused(&s, e),
     }
 }

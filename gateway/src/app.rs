@@ -39,6 +39,9 @@ pub struct Gateway {
     running: Config,
     /// The device registry (its file is re-read on SIGHUP too).
     pub registry: Arc<crate::registry::Registry>,
+    /// Parking (its stays are saved at the stop) and where.
+    parking: Option<Arc<crate::camera::parking::Parking>>,
+    parking_state: std::path::PathBuf,
 }
 
 impl Gateway {
@@ -104,6 +107,12 @@ impl Gateway {
             crate::camera::service::CameraService::new(cfg.cameras.clone(), clue_tx.clone())
                 .context("configuring camera health")?
                 .with_parking(&cfg.parking, metrics.clone());
+        let parking_state = cfg
+            .storage
+            .dir
+            .join(crate::camera::parking::state::FILE_NAME);
+        cameras.resume_parking(&parking_state);
+        let parking = cameras.parking();
         // Parking's "please move" notices: recorded with their stays, delivered like clues.
         let notices = crate::notice::Notices::new(&clues, &cfg.notices, metrics.clone());
         tasks.extend(notices.spawn_delivery(&cfg.mqtt, delivery_cancel.clone()));
@@ -234,6 +243,8 @@ impl Gateway {
             rules_reload,
             running: cfg,
             registry,
+            parking,
+            parking_state,
         })
     }
 
@@ -278,6 +289,9 @@ impl Gateway {
         for t in self.tasks {
             let _ = t.await;
         }
+        // No frame arrives any more (API and pulled cameras stopped): the stays being timed
+        // are saved for the next start.
+        crate::camera::service::save_parking(self.parking.as_deref(), &self.parking_state);
         info!("gateway stopped");
     }
 }

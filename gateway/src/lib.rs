@@ -6,7 +6,8 @@
 //! the map of modules, in the order a reading meets them.
 //!
 //! - Wiring: [`app`] (start, reload, ordered shutdown), [`config`] (the root of the TOML file,
-//!   loading, environment overrides, validation), [`clock`], [`metrics`].
+//!   loading, environment overrides, validation), [`clock`], [`metrics`], [`backoff`] (the
+//!   one retry delay policy).
 //! - Intake: [`source`] (MQTT, Modbus), [`decode`] (payload mappings, LoRaWAN), [`registry`]
 //!   (known devices), [`reading`] (the one normalized record), [`normalize`] (sequence and
 //!   clock checks), [`units`].
@@ -29,6 +30,7 @@
 
 pub mod api;
 pub mod app;
+pub mod backoff;
 pub mod camera;
 pub mod clock;
 pub mod clue;

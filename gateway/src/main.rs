@@ -74,10 +74,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain and every clue row; exit non-zero naming the first broken entry.
+    /// Check the hash chain (sealed entries with the configured key) and every clue row; exit
+    /// non-zero naming the first broken entry. With the last head the platform received
+    /// (`audit/v1/head`), a chain cut off or rewritten before it is caught too.
     Verify {
         #[arg(long)]
         config: PathBuf,
+        /// `seq` of the last published head.
+        #[arg(long, requires = "head_hash")]
+        head_seq: Option<i64>,
+        /// `hash` of the last published head.
+        #[arg(long, requires = "head_seq")]
+        head_hash: Option<String>,
     },
 }
 
@@ -123,6 +131,10 @@ enum StoreCommand {
         /// `postgres:postgres://user@host:port/database`
         #[arg(long)]
         to: String,
+        /// The audit chain's key (default: `audit.key` beside the SQLite file, if present).
+        /// The gateways on PostgreSQL must use the same key afterwards.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
     },
 }
 
@@ -186,7 +198,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(gateway::app::run(cfg, Some(config)))
         }
         Command::Store {
-            command: StoreCommand::Migrate { from, to },
+            command: StoreCommand::Migrate { from, to, key_file },
         } => {
             let path = PathBuf::from(
                 from.strip_prefix("sqlite:")
@@ -200,8 +212,21 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 .parent()
                 .unwrap_or(std::path::Path::new("."))
                 .join("evidence");
-            let report =
-                gateway::clue::postgres::migrate::sqlite_to_postgres(&path, &evidence, url)?;
+            let key_cfg = gateway::clue::audit_key::AuditConfig {
+                key_file: key_file.clone(),
+                ..Default::default()
+            };
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            let key = gateway::clue::audit_key::AuditKey::load(&key_cfg, dir, false)?;
+            if key.is_none() && key_file.is_some() {
+                anyhow::bail!("--key-file: no such file");
+            }
+            let report = gateway::clue::postgres::migrate::sqlite_to_postgres(
+                &path,
+                &evidence,
+                url,
+                key.map(std::sync::Arc::new),
+            )?;
             for (table, n) in &report.rows {
                 println!("{table}: {n} rows");
             }
@@ -220,11 +245,22 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit {
-            command: AuditCommand::Verify { config },
+            command:
+                AuditCommand::Verify {
+                    config,
+                    head_seq,
+                    head_hash,
+                },
         } => {
             let cfg = Config::load(Some(&config))?;
-            let store = gateway::clue::pool::open_store(&cfg)?;
-            let report = gateway::clue::store::AuditLog::verify_audit(store.clues().as_ref())?;
+            let store = gateway::clue::pool::open_store_to_verify(&cfg)?;
+            let head = head_seq
+                .zip(head_hash)
+                .map(|(seq, hash)| gateway::clue::audit::Head { seq, hash });
+            let report = gateway::clue::store::AuditLog::verify_audit_against(
+                store.clues().as_ref(),
+                head.as_ref(),
+            )?;
             if report.ok {
                 println!("{report}");
                 Ok(())

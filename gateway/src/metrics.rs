@@ -103,6 +103,12 @@ pub struct Metrics {
     pub clue_changes_total: Family<Reason, Counter>,
     /// Clue signals the pool could not record (bad event, storage error).
     pub clue_signal_errors_total: Counter,
+    /// Camera frames and references refused, by reason (`camera_limit`, `bad_frame`).
+    pub camera_frames_refused_total: Family<Reason, Counter>,
+    /// Audit chain heads queued for publication (`audit/v1/head`).
+    pub audit_heads_published_total: Counter,
+    /// Audit chain heads that could not be read or queued (retried next period).
+    pub audit_head_publish_errors_total: Counter,
     /// Clue changes delivered, by channel (`mqtt`, `webhook`).
     pub clue_delivered_total: Family<Reason, Counter>,
     /// Failed clue delivery attempts, by channel (retried).
@@ -313,6 +319,21 @@ impl Metrics {
             clue_signal_errors_total: reg!(
                 "clue_signal_errors",
                 "Clue signals the pool could not record",
+                Counter::default()
+            ),
+            camera_frames_refused_total: reg!(
+                "camera_frames_refused",
+                "Camera frames and references refused, by reason",
+                Family::default()
+            ),
+            audit_heads_published_total: reg!(
+                "audit_heads_published",
+                "Audit chain heads queued for publication",
+                Counter::default()
+            ),
+            audit_head_publish_errors_total: reg!(
+                "audit_head_publish_errors",
+                "Audit chain heads that could not be read or queued",
                 Counter::default()
             ),
             clue_delivered_total: reg!(

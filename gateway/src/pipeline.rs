@@ -39,6 +39,7 @@ pub struct Intake {
 /// Sending half of the intake channel, cloned into every source.
 pub type IntakeSender = tokio::sync::mpsc::Sender<Intake>;
 
+use crate::backoff::Backoff;
 use crate::devices::DeviceTable;
 use crate::metrics::Metrics;
 use crate::normalize::{ClockPolicy, Normalizer, SeqVerdict, fix_clock};
@@ -286,7 +287,7 @@ impl Processor {
         outbox: &Arc<Outbox>,
         mut lines: Vec<Vec<u8>>,
     ) -> Result<(), NotDurable> {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             let ob = outbox.clone();
             let result = tokio::task::spawn_blocking(move || {
@@ -319,9 +320,9 @@ impl Processor {
                     e @ (OutboxError::RecordTooLarge { .. } | OutboxError::BatchTooLarge { .. }),
                 ) => return Err(NotDurable::TooLarge(lines, e)),
                 Err(e) => {
-                    error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox append failed; intake paused");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let wait = backoff.next_delay();
+                    error!(error = %e, retry_in_ms = wait.as_millis() as u64, "outbox append failed; intake paused");
+                    tokio::time::sleep(wait).await;
                 }
             }
         }

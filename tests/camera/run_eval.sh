@@ -10,7 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 PY="$(bash models/python-env.sh models/requirements.txt tests/requirements.txt)"
 export PATH="$(dirname "$PY"):$PATH"
-cargo test -p gateway --test camera_health_eval -- --nocapture
+cargo test -p gateway --test e2e -- --nocapture camera_health_eval::
 if [ "${BENCH:-0}" = 1 ]; then
-    cargo test --release -p gateway --test camera_health_eval -- --ignored --nocapture camera_frame_cost
+    cargo test --release -p gateway --test e2e -- --ignored --nocapture camera_health_eval::camera_frame_cost
 fi

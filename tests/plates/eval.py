@@ -135,6 +135,34 @@ def summary(per):
         ms=statistics.median(ms) if ms else float("nan"))
 
 
+def profile(rows, runs, img):
+    """Where our reader spends a frame, per kind of photo: medians over images (each image's
+    figures from the run whose total ms is its median)."""
+    groups = collections.OrderedDict()
+    for r in rows:
+        groups.setdefault(r["kind"], []).append(r)
+    groups["all"] = rows
+    print("\n### Profile of our reader (median per image)\n")
+    print("| kind | images | detector calls | detector Mpx | recogniser rows | detector ms | recogniser ms | other ms | total ms | decode ms (not timed) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for kind, rs in groups.items():
+        per = []
+        for r in rs:
+            ds = sorted((d for d in (run.get(img[r["id"]]) for run in runs) if d and d.get("ms") and d.get("stats")),
+                        key=lambda d: statistics.median(d["ms"]))
+            if ds:
+                per.append(ds[len(ds) // 2])
+        if not per:
+            continue
+        med = lambda f: statistics.median(f(d) for d in per)
+        st = lambda k: med(lambda d: d["stats"][k])
+        total = med(lambda d: statistics.median(d["ms"]))
+        other = med(lambda d: statistics.median(d["ms"]) - d["stats"]["det_ms"] - d["stats"]["rec_ms"])
+        print(f"| {kind} | {len(per)} | {fmt(st('det_calls'), 0)} | {fmt(st('det_pixels') / 1e6, 2)} | "
+              f"{fmt(st('rec_rows'), 0)} | {fmt(st('det_ms'), 0)} | {fmt(st('rec_ms'), 0)} | {fmt(other, 0)} | "
+              f"{fmt(total, 0)} | {fmt(med(lambda d: d.get('decode_ms', float('nan'))), 0)} |")
+
+
 def fmt(v, d=1):
     return "-" if v != v else f"{v:.{d}f}"
 
@@ -142,7 +170,8 @@ def fmt(v, d=1):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", default="judge")
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per image (median per image)")
+    ap.add_argument("--repeat", type=int, default=1, help="whole runs of both readers (median per figure)")
     ap.add_argument("--ours", required=True, help="path of the plate_eval example binary")
     ap.add_argument("--images", required=True)
     ap.add_argument("--baseline-python", required=True)
@@ -168,12 +197,23 @@ def main():
               f"run tests/plates/fetch.sh with PLATES_HYPERLPR_GIT for the plate photos", file=sys.stderr)
     files = [img[r["id"]] for r in rows]
     print(f"eval: {len(rows)} images of split '{a.split}', {a.runs} timed runs each", file=sys.stderr)
-    ours = run_reader([a.ours, "--runs", str(a.runs), *a.ours_arg], files)
-    readers = [("ours", score(rows, ours, img))]
-    base = {}
-    if not a.no_baseline:
-        base = run_reader([a.baseline_python, "-c", BASELINE, str(a.runs)], files, prefix="JSON ")
-        readers.append(("hyperlpr 0.0.2", score(rows, base, img)))
+    ours_runs, base_runs = [], []
+    for k in range(max(1, a.repeat)):
+        print(f"eval: run {k + 1} of {a.repeat}: ours", file=sys.stderr, flush=True)
+        ours_runs.append(run_reader([a.ours, "--runs", str(a.runs), *a.ours_arg], files))
+        if not a.no_baseline:
+            print(f"eval: run {k + 1} of {a.repeat}: hyperlpr", file=sys.stderr, flush=True)
+            base_runs.append(run_reader([a.baseline_python, "-c", BASELINE, str(a.runs)], files, prefix="JSON "))
+    ours, base = ours_runs[0], (base_runs[0] if base_runs else {})
+    # Each reader: its name and the per-image outcomes of every whole run.
+    readers = [("ours", [score(rows, r, img) for r in ours_runs])]
+    if base_runs:
+        readers.append(("hyperlpr 0.0.2", [score(rows, r, img) for r in base_runs]))
+
+    def median_summary(runs, ids):
+        sums = [summary([o for o in per if o["row"]["id"] in ids]) for per in runs]
+        return {k: (statistics.median(s[k] for s in sums) if isinstance(sums[0][k], float) else sums[0][k])
+                for k in sums[0]}
 
     def table(title, key_fn):
         groups = collections.OrderedDict()
@@ -186,7 +226,7 @@ def main():
         print("| subset | plates | reader | exact % | sure & exact % | chars % | province % | doubtful % | sure but wrong % | plate-free imgs | false plates/img (sure / all) | ms/frame | ms vs hyperlpr |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for k, ids in groups.items():
-            sums = [(name, summary([o for o in per if o["row"]["id"] in ids])) for name, per in readers]
+            sums = [(name, median_summary(runs, ids)) for name, runs in readers]
             ref = sums[-1][1]["ms"] if len(sums) > 1 else float("nan")
             for name, s in sums:
                 ratio = s["ms"] / ref if ref == ref and ref > 0 else float("nan")
@@ -200,11 +240,12 @@ def main():
     table("By colour", lambda r: [r["colour"] + (" double-row" if r["rows"] == 2 else "")] if r["plates"] else [])
     table("By province character", lambda r: sorted({p[0] for p in r["plates"]}))
     table("Tune variants (derive_tune.py)", lambda r: [r["variant"]] if r.get("variant") else [])
+    profile(rows, ours_runs, img)
     if a.details:
         names = [n for n, _ in readers]
         print("\n### Every plate\n\n| id | want | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names))
         raw = [ours, base]
-        for i, o1 in enumerate(readers[0][1]):
+        for i, o1 in enumerate(readers[0][1][0]):
             rid = o1["row"]["id"]
             if "plates" not in o1:
                 ts = [",".join(p["text"] for p in raw[j].get(img[rid], {"plates": []})["plates"]) for j in range(len(readers))]
@@ -212,8 +253,8 @@ def main():
                 continue
             for k, p1 in enumerate(o1["plates"]):
                 cells = []
-                for j, (_, per) in enumerate(readers):
-                    p = per[i]["plates"][k]
+                for j, (_, runs) in enumerate(readers):
+                    p = runs[0][i]["plates"][k]
                     cells.append(p["got"] + (" (doubtful)" if p["doubtful"] else ""))
                 print(f"| {rid} | {p1['want']} | " + " | ".join(cells) + " |")
 

@@ -164,7 +164,7 @@ fn kill_leaves_port_free_and_start_again_works() {
 }
 
 // The deploy broker config is tested with its ACL and provisioning scripts in
-// gateway/tests/deploy_configs.rs.
+// gateway/tests/e2e/deploy_configs.rs.
 
 #[test]
 fn postgres_query_database_and_restart_keep_data() {

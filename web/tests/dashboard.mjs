@@ -1,5 +1,5 @@
 // Browser test of the dashboard in Debian's chromium (Playwright core, no bundled browser).
-// Driven by gateway/tests/dashboard_browser.rs, which starts the gateway (demo: broker +
+// Driven by gateway/tests/e2e/dashboard_browser.rs, which starts the gateway (demo: broker +
 // simulator), creates tokens and a clue at another site, and raises the live clue when this
 // script prints `READY live-clue`. Env:
 //   DASHBOARD_URL      http://127.0.0.1:PORT
@@ -104,7 +104,8 @@ try {
   await page.evaluate(() => { window.__noReload = true; });
   const t0 = Date.now();
   console.log('READY live-clue');
-  const row = await page.waitForSelector(`#clue-rows tr[data-site="${SITE}"]:has-text("${LIVE_DEVICE}")`, { timeout: 60000 });
+  // The cover-open rule confirms an open cover for 30 s (reed flicker) before it raises.
+  const row = await page.waitForSelector(`#clue-rows tr[data-site="${SITE}"]:has-text("${LIVE_DEVICE}")`, { timeout: 120000 });
   // Publish (by the test), rules engine, pool, SSE, render: informational, not asserted.
   console.log(`MEASURE live-clue-ms ${Date.now() - t0}`);
   expect(await page.evaluate(() => window.__noReload === true), 'the page was not reloaded');

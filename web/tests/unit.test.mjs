@@ -1,5 +1,5 @@
 // Unit tests of the dashboard's pure parts under node's test runner (no browser):
-//   node --test tests/unit.test.mjs      (from web/; run by gateway/tests/dashboard_browser.rs)
+//   node --test tests/unit.test.mjs      (from web/; run by gateway/tests/e2e/dashboard_browser.rs)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseEvents } from '../public/js/api.js';

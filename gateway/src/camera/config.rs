@@ -61,6 +61,9 @@ pub struct CamerasConfig {
     pub source_retry_min_ms: u64,
     /// ... doubling (with jitter) up to this.
     pub source_retry_max_ms: u64,
+    /// Cameras per site the gateway keeps state for: frames and references for a further,
+    /// new camera id are refused (403, counted in `camera_frames_refused_total`).
+    pub max_per_site: usize,
 }
 
 impl Default for CamerasConfig {
@@ -73,6 +76,7 @@ impl Default for CamerasConfig {
             ffmpeg: "ffmpeg".into(),
             source_retry_min_ms: 1_000,
             source_retry_max_ms: 60_000,
+            max_per_site: 64,
         }
     }
 }
@@ -104,6 +108,9 @@ impl CamerasConfig {
         }
         if self.ffmpeg.trim().is_empty() {
             return Err(invalid("cameras.ffmpeg", "must not be empty"));
+        }
+        if self.max_per_site == 0 {
+            return Err(invalid("cameras.max_per_site", "must be at least 1"));
         }
         if self.source_retry_min_ms == 0 || self.source_retry_max_ms < self.source_retry_min_ms {
             return Err(invalid(

@@ -31,6 +31,10 @@ pub enum FrameError {
     TooSmall { width: u32, height: u32 },
     #[error("corrupt JPEG: {0}")]
     Decode(String),
+    /// A new camera id on a site that already has `max` cameras: refused before decoding,
+    /// so made-up ids cannot grow the gateway's per-camera state without bound.
+    #[error("site {site} already has {max} cameras (cameras.max_per_site): camera refused")]
+    TooManyCameras { site: String, max: usize },
 }
 
 /// A decoded frame reduced to the working resolution.

@@ -8,8 +8,9 @@
 //! heartbeat arrived for `offline_after_ms` and clears on the next frame or heartbeat.
 //!
 //! Dedup keys are `camera-health/{site}/{camera}/{kind}` (the conventional
-//! [`ClueEvent::default_key`] plus the kind), so a black picture and a moved camera are two
-//! clues, each cleared on its own.
+//! [`ClueEvent::default_key`] plus the kind of the condition's problem), so a black picture and
+//! a moved camera are two clues, each cleared on its own, while the camera's own "bad picture"
+//! report and the black frames the gateway sees are one clue ([`Condition::problem`]).
 
 use super::checks::{self, Features, FrozenStats, MovedStats, Reference, Verdict};
 use super::config::{CameraSettings, CamerasConfig};
@@ -60,6 +61,17 @@ impl Condition {
             Condition::Moved => "camera.moved",
             Condition::Offline => "camera.offline",
             Condition::ImageBad => "camera.image_bad",
+        }
+    }
+
+    /// The problem this condition reports, which names its clue (dedup key). A camera's own
+    /// "bad picture" report (its video-loss / black-image detector, status 3) and the black
+    /// frames the gateway sees are one problem seen twice, so they share the black picture's
+    /// clue instead of opening two for one dark camera; the clue clears when both have.
+    fn problem(self) -> Condition {
+        match self {
+            Condition::ImageBad => Condition::Black,
+            c => c,
         }
     }
 
@@ -251,6 +263,7 @@ impl CameraHealth {
         site: &str,
         jpeg: &[u8],
     ) -> Result<ReferenceReport, FrameError> {
+        self.admit(camera_id, site)?;
         let frame = frame::decode_jpeg(jpeg)?;
         let cam = self.cam(camera_id, site);
         let f = checks::features(&frame, &cam.settings.checks);
@@ -291,6 +304,7 @@ impl CameraHealth {
         jpeg: &[u8],
         at_ms: i64,
     ) -> Result<(Vec<ClueSignal>, FrameReport), FrameError> {
+        self.admit(camera_id, site)?;
         let t0 = Instant::now();
         let frame = match frame::decode_jpeg(jpeg) {
             Ok(f) => f,
@@ -435,6 +449,27 @@ impl CameraHealth {
         out
     }
 
+    /// One message of the `camera` readings stream (status metrics), as the gateway's camera
+    /// service receives it. Presence is judged on the receive clock, like the tick's: device
+    /// times may be replayed from the past or come from a wrong clock. A store-and-forward
+    /// replay only proves the camera is reachable now ([`Self::on_replayed_status`]).
+    /// Readings of other streams are ignored.
+    pub fn on_readings(&mut self, readings: &[crate::reading::Reading]) -> Vec<ClueSignal> {
+        let Some(first) = readings.first() else {
+            return Vec::new();
+        };
+        if first.stream != "camera" {
+            return Vec::new();
+        }
+        let rx = first.received_time_ms;
+        if readings.iter().any(|r| r.quality.replayed) {
+            return self.on_replayed_status(&first.device, &first.site, rx);
+        }
+        let status =
+            CameraStatus::from_metrics(readings.iter().map(|r| (r.metric.as_str(), &r.value)));
+        self.on_status(&first.device, &first.site, &status, rx)
+    }
+
     /// A store-and-forward replay of old statuses arrived: the camera is reachable now (a
     /// heartbeat on the receive clock `rx_ms`), but what it said back then is no verdict on
     /// now, so neither "offline" nor "bad picture" is judged from it.
@@ -526,6 +561,28 @@ impl CameraHealth {
     /// The camera's settings (defaults merged with its override).
     pub fn settings(&self, camera_id: &str) -> Result<CameraSettings, ConfigError> {
         self.config.settings_for(camera_id)
+    }
+
+    /// A known camera, or a new one while its site has fewer than `max_per_site`.
+    fn admit(&self, camera_id: &str, site: &str) -> Result<(), FrameError> {
+        let max = self.config.max_per_site;
+        if self
+            .cams
+            .contains_key(&(site.to_string(), camera_id.to_string()))
+            || self.cams.keys().filter(|(s, _)| s == site).count() < max
+        {
+            return Ok(());
+        }
+        tracing::warn!(
+            camera = camera_id,
+            site,
+            max,
+            "camera refused: site is at its limit"
+        );
+        Err(FrameError::TooManyCameras {
+            site: site.to_string(),
+            max,
+        })
     }
 
     fn cam(&mut self, camera_id: &str, site: &str) -> &mut Cam {
@@ -669,17 +726,25 @@ impl Cam {
         let began = st.present_since.unwrap_or(at_ms);
         let escalated = st.escalated;
         *st = CondState::default();
-        tracing::info!(camera = ctx.camera, site = %self.site, kind = c.kind(), "camera fault recovered");
-        out.push(ClueSignal::Cleared {
-            dedup_key: self.key(ctx.camera, c.kind()),
-            at_ms,
-            note: format!(
-                "camera {} no longer {} (fault lasted {} s)",
-                ctx.camera,
-                c.describe(),
-                (at_ms - began) / 1000
-            ),
-        });
+        // Another condition of the same problem still raised keeps the shared clue open.
+        let problem = c.problem();
+        let problem_open = self
+            .conds
+            .iter()
+            .any(|(o, s)| *o != c && o.problem() == problem && s.raised_at.is_some());
+        tracing::info!(camera = ctx.camera, site = %self.site, kind = c.kind(), problem_open, "camera fault recovered");
+        if !problem_open {
+            out.push(ClueSignal::Cleared {
+                dedup_key: self.key(ctx.camera, problem.kind()),
+                at_ms,
+                note: format!(
+                    "camera {} no longer {} (fault lasted {} s)",
+                    ctx.camera,
+                    c.describe(),
+                    (at_ms - began) / 1000
+                ),
+            });
+        }
         if escalated && !self.conds.values().any(|s| s.escalated) {
             out.push(ClueSignal::Cleared {
                 dedup_key: self.key(ctx.camera, NOT_REPAIRED_KIND),
@@ -762,7 +827,12 @@ impl Cam {
             rule: RULE.into(),
             kind: kind.into(),
             level,
-            dedup_key: self.key(ctx.camera, kind),
+            // A condition's own occurrence goes to its problem's clue; escalations have theirs.
+            dedup_key: if kind == c.kind() {
+                self.key(ctx.camera, c.problem().kind())
+            } else {
+                self.key(ctx.camera, kind)
+            },
             subject,
             at_ms,
             title: format!("Camera {} {}", ctx.camera, c.describe()),
@@ -792,6 +862,34 @@ mod tests {
         c.defaults.recover_ms = 30_000;
         c.defaults.offline_after_ms = 120_000;
         CameraHealth::new(c).expect("config")
+    }
+
+    #[test]
+    fn a_site_at_its_camera_limit_refuses_new_camera_ids_but_not_known_ones() {
+        let c = CamerasConfig {
+            max_per_site: 2,
+            ..Default::default()
+        };
+        let mut h = CameraHealth::new(c).expect("config");
+        let jpeg = Pic::scene(0).jpeg();
+        for cam in ["k1", "k2"] {
+            h.on_frame(cam, "r-1", &jpeg, T0).expect("within the limit");
+        }
+        let e = h
+            .on_frame("k3", "r-1", &jpeg, T0)
+            .expect_err("third camera");
+        assert!(
+            matches!(e, FrameError::TooManyCameras { max: 2, .. }),
+            "{e}"
+        );
+        assert!(
+            h.enrol_reference("k3", "r-1", &jpeg).is_err(),
+            "nor its reference"
+        );
+        h.on_frame("k1", "r-1", &jpeg, T0 + S)
+            .expect("a known camera");
+        h.on_frame("k3", "r-2", &jpeg, T0)
+            .expect("another site has its own limit");
     }
 
     fn occurrences(v: &[ClueSignal]) -> Vec<&ClueEvent> {
@@ -996,12 +1094,55 @@ mod tests {
             status_code: Some(0),
         };
         let got = h.on_status("k1", "r-12", &ok, T0 + 20 * S);
-        assert_eq!(
-            cleared(&got),
-            vec!["camera-health/r-12/k1/camera.image_bad"]
-        );
+        // The camera's own bad-picture report goes to the black-picture clue (one problem).
+        assert_eq!(cleared(&got), vec!["camera-health/r-12/k1/camera.black"]);
         // Heartbeats keep a camera that sends no frames online.
         assert!(h.on_tick(T0 + 100 * S).is_empty());
+    }
+
+    #[test]
+    fn a_dark_camera_that_also_reports_a_bad_picture_is_one_clue() {
+        let mut rng = Rng(21);
+        let mut h = health();
+        assert!(feed(&mut h, &live(3, &mut rng), T0).is_empty());
+        let bad = CameraStatus {
+            power_ok: Some(true),
+            online: Some(true),
+            image_ok: Some(false),
+            status_code: Some(3),
+        };
+        let dark = T0 + 30 * S;
+        let first = h.on_status("k1", "r-12", &bad, dark);
+        let black: Vec<Vec<u8>> = (0..9)
+            .map(|i| Pic::scene(0).map(|_| [0.0; 3]).clock(i).jpeg())
+            .collect();
+        let frames: Vec<ClueSignal> = feed(&mut h, &black, dark)
+            .into_iter()
+            .map(|x| x.1)
+            .collect();
+        let mut occ = occurrences(&first);
+        occ.extend(occurrences(&frames));
+        let kinds: Vec<&str> = occ.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, vec!["camera.image_bad", "camera.black"]);
+        assert!(
+            occ.iter()
+                .all(|e| e.dedup_key == "camera-health/r-12/k1/camera.black"),
+            "both reports go to one clue: {occ:?}"
+        );
+        // The camera says its picture is fine again while the frames are still black: the
+        // problem is not over, so its clue is not cleared.
+        let ok = CameraStatus {
+            image_ok: Some(true),
+            status_code: Some(0),
+            ..bad
+        };
+        assert!(cleared(&h.on_status("k1", "r-12", &ok, dark + 100 * S)).is_empty());
+        let back = dark + 110 * S;
+        let got: Vec<ClueSignal> = feed(&mut h, &live(5, &mut rng), back)
+            .into_iter()
+            .map(|x| x.1)
+            .collect();
+        assert_eq!(cleared(&got), vec!["camera-health/r-12/k1/camera.black"]);
     }
 
     #[test]

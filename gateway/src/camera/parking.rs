@@ -26,6 +26,11 @@
 //! camera health.
 //!
 //! Everything here blocks (inference): call it from `spawn_blocking`.
+//!
+//! Stays being timed survive a restart: [`state`] saves them at a stop and resumes them at
+//! the next start, under the same stay record keys.
+
+pub mod state;
 
 use crate::clue::signal::ClueSignal;
 use crate::clue::stays::{StayEvent, StayNotice, StayUpdate};
@@ -223,15 +228,21 @@ pub struct ParkingOutput {
 /// The parking rules of the gateway's cameras.
 pub struct Parking {
     /// By (site, camera).
-    trackers: HashMap<(String, String), Mutex<DwellTracker>>,
+    trackers: HashMap<(String, String), Mutex<CameraTracker>>,
     /// The configured zones by (site, camera), when no registered ones replace them.
     configured: HashMap<(String, String), Vec<Zone>>,
     /// The registered zones of a camera (set once at start-up; see `zones_for`).
     registered: std::sync::OnceLock<ZoneSource>,
     metrics: Arc<Metrics>,
     limits: ImageLimits,
-    /// When this process's trackers started (ms): with the tracker's stay number, the stay
-    /// records' key, unique across restarts (stay numbers start again at 1).
+}
+
+/// One camera's tracker and the run its stay numbers belong to.
+struct CameraTracker {
+    dwell: DwellTracker,
+    /// When this tracker started counting stays (ms): with a stay's number, its record's key,
+    /// unique across restarts. A resumed tracker keeps the run it was saved with (its stay
+    /// numbers continue); a fresh one starts a new run (numbers start again at 1).
     run: i64,
 }
 
@@ -257,7 +268,10 @@ impl Parking {
             .map(|c| {
                 (
                     (c.site.clone(), c.camera.clone()),
-                    Mutex::new(DwellTracker::new(c.clone())),
+                    Mutex::new(CameraTracker {
+                        dwell: DwellTracker::new(c.clone()),
+                        run: crate::clock::now_ms(),
+                    }),
                 )
             })
             .collect();
@@ -272,7 +286,6 @@ impl Parking {
             registered: Default::default(),
             metrics,
             limits: ImageLimits::default(),
-            run: crate::clock::now_ms(),
         })
     }
 
@@ -382,16 +395,18 @@ impl Parking {
         let vehicles = frame.sightings.iter().filter(|s| s.vehicle).count();
         // Plain state; a panic elsewhere does not make it unusable.
         let zones = self.zones_for(site, camera);
-        let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = tracker.lock().unwrap_or_else(|p| p.into_inner());
+        let run = guard.run;
+        let t = &mut guard.dwell;
         if t.zones() != zones.as_slice() {
             info!(%site, %camera, zones = zones.len(), "parking zones changed");
             t.set_zones(zones);
         }
         let events = t.observe(&frame);
         let stays = t.stays();
-        drop(t);
+        drop(guard);
         frames.get_or_create(&Reason::of("analysed")).inc();
-        let (views, signals, stay_events) = self.route(events);
+        let (views, signals, stay_events) = self.route(events, run);
         let report = ParkingReport {
             vehicles,
             plates: plates.iter().map(|p| p.text.clone()).collect(),
@@ -416,14 +431,18 @@ impl Parking {
         })
     }
 
-    /// The stay records' key of stay `stay` of `camera` (see [`Parking::run`]).
-    fn stay_key(&self, site: &str, camera: &str, stay: u64) -> String {
-        format!("{site}/{camera}/{}-{stay}", self.run)
+    /// The stay records' key of stay `stay` of `camera` in `run` (see [`CameraTracker::run`]).
+    fn stay_key(site: &str, camera: &str, run: i64, stay: u64) -> String {
+        format!("{site}/{camera}/{run}-{stay}")
     }
 
     /// Splits what the tracker said: views for the uploader, clue signals for the pool, and
     /// stay events (notices due, outcomes of warned stays) for the notice service.
-    fn route(&self, events: Vec<DwellEvent>) -> (Vec<EventView>, Vec<ClueSignal>, Vec<StayEvent>) {
+    fn route(
+        &self,
+        events: Vec<DwellEvent>,
+        run: i64,
+    ) -> (Vec<EventView>, Vec<ClueSignal>, Vec<StayEvent>) {
         let mut views = Vec::with_capacity(events.len());
         let mut signals = Vec::new();
         let mut stays = Vec::new();
@@ -431,7 +450,7 @@ impl Parking {
             match e {
                 DwellEvent::Persuade(n) => {
                     stays.push(StayEvent::Notice(StayNotice {
-                        key: self.stay_key(&n.site, &n.camera, n.stay),
+                        key: Self::stay_key(&n.site, &n.camera, run, n.stay),
                         site: n.site.clone(),
                         camera: n.camera.clone(),
                         zone: n.zone.clone(),
@@ -458,7 +477,7 @@ impl Parking {
                             // The tracker writes the stay's number into the clue's detail.
                             if let Some(stay) = c.detail.get("stay").and_then(|v| v.as_u64()) {
                                 stays.push(StayEvent::Update(StayUpdate::Raised {
-                                    key: self.stay_key(&c.subject.site, camera_of(c), stay),
+                                    key: Self::stay_key(&c.subject.site, camera_of(c), run, stay),
                                     at_ms: c.at_ms,
                                     clue_key: c.dedup_key.clone(),
                                 }));
@@ -486,7 +505,7 @@ impl Parking {
                         .inc();
                     if d.warned {
                         stays.push(StayEvent::Update(StayUpdate::Left {
-                            key: self.stay_key(&d.site, &d.camera, d.stay),
+                            key: Self::stay_key(&d.site, &d.camera, run, d.stay),
                             at_ms: d.last_seen_ms,
                         }));
                     }

@@ -6,7 +6,7 @@
 use super::frame;
 use super::parking::{Parking, ParkingReport, ParkingSection};
 use super::pull::SourceBoard;
-use super::{CameraHealth, CameraStatus, CamerasConfig, FrameError, FrameReport, ReferenceReport};
+use super::{CameraHealth, CamerasConfig, FrameError, FrameReport, ReferenceReport};
 use crate::clue::signal::{ClueSender, ClueSignal};
 use crate::metrics::Metrics;
 use crate::reading::Reading;
@@ -66,6 +66,25 @@ impl CameraService {
     pub fn with_parking(mut self, section: &ParkingSection, metrics: Arc<Metrics>) -> Self {
         self.parking = Parking::new(section, metrics).map(Arc::new);
         self
+    }
+
+    /// Continues the parking stays saved at the last stop (see `parking::state`); logs what
+    /// it did, never fails the start.
+    pub fn resume_parking(&self, path: &std::path::Path) {
+        let Some(p) = &self.parking else { return };
+        match p.resume(path, crate::clock::now_ms()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(stays = n, "parking stays resumed from the last stop"),
+            Err(e) => {
+                warn!(error = %e, "saved parking stays not resumed; their records stay pending")
+            }
+        }
+    }
+
+    /// The parking rules, to save their stays at the stop ([`save_parking`](save_parking)) without holding
+    /// this service (whose clue sender must be dropped for the pool to stop).
+    pub fn parking(&self) -> Option<Arc<Parking>> {
+        self.parking.clone()
     }
 
     /// Parking takes each camera's zones from `source` (its registry entry) where it has any.
@@ -189,10 +208,8 @@ impl CameraService {
             &cfg.sources,
             self.clone(),
             board,
-            crate::sink::influx::Backoff::from_millis(
-                cfg.source_retry_min_ms,
-                cfg.source_retry_max_ms,
-            ),
+            crate::backoff::Backoff::from_millis(cfg.source_retry_min_ms, cfg.source_retry_max_ms)
+                .with_jitter(crate::backoff::Jitter::Full),
             &cfg.ffmpeg,
             cancel,
         )
@@ -217,28 +234,20 @@ impl CameraService {
                 }
                 msg = rx.recv() => {
                     let Some(readings) = msg else { break };
-                    let Some(first) = readings.first() else { continue };
-                    if first.stream != "camera" {
-                        continue;
-                    }
-                    // Presence is judged on the receive clock, like the tick's: device
-                    // times may be replayed from the past or come from a wrong clock.
-                    let rx = first.received_time_ms;
-                    let signals = if readings.iter().any(|r| r.quality.replayed) {
-                        Self::with(&self.health, |h| {
-                            h.on_replayed_status(&first.device, &first.site, rx)
-                        })
-                    } else {
-                        let status = CameraStatus::from_metrics(
-                            readings.iter().map(|r| (r.metric.as_str(), &r.value)),
-                        );
-                        Self::with(&self.health, |h| {
-                            h.on_status(&first.device, &first.site, &status, rx)
-                        })
-                    };
+                    let signals = Self::with(&self.health, |h| h.on_readings(&readings));
                     self.forward(signals).await;
                 }
             }
         }
+    }
+}
+
+/// Saves the parking stays being timed, for the next start (call once frames stopped).
+pub fn save_parking(parking: Option<&Parking>, path: &std::path::Path) {
+    let Some(p) = parking else { return };
+    match p.save(path) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(stays = n, path = %path.display(), "parking stays saved"),
+        Err(e) => warn!(error = %e, "parking stays not saved; their records stay pending"),
     }
 }

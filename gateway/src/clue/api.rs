@@ -382,9 +382,29 @@ async fn decision_stats(
     Ok(Json(v))
 }
 
-async fn verify(p: Principal, State(pool): State<PoolHandle>) -> ApiResult<Response> {
+/// `?head_seq=&head_hash=`: the last head the platform received (both or neither).
+#[derive(Debug, Deserialize)]
+struct VerifyQuery {
+    head_seq: Option<i64>,
+    head_hash: Option<String>,
+}
+
+async fn verify(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+    Query(q): Query<VerifyQuery>,
+) -> ApiResult<Response> {
     p.require(p.role.may_verify_audit(), "verify the audit log")?;
-    let report = pool.verify().await?;
+    let head = match (q.head_seq, q.head_hash) {
+        (Some(seq), Some(hash)) => Some(super::audit::Head { seq, hash }),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give both head_seq and head_hash, or neither".into(),
+            ));
+        }
+    };
+    let report = pool.verify(head).await?;
     let status = if report.ok {
         StatusCode::OK
     } else {

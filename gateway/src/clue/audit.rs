@@ -1,11 +1,30 @@
 //! The append-only, hash-chained audit log: every action and every clue change.
 //!
-//! Entry `n` stores `hash = SHA-256(prev_hash || canonical JSON of {seq, at_ms, actor, action,
-//! clue_id, detail})` with `prev_hash` = entry `n-1`'s hash (64 zeros for the first). Editing,
+//! Entry `n` stores a hash of `prev_hash || canonical JSON of {seq, at_ms, actor, action,
+//! clue_id, detail}` with `prev_hash` = entry `n-1`'s hash (64 zeros for the first). Editing,
 //! deleting or reordering any row breaks the chain at that row, which [`verify`] names. The
 //! store adds SQLite triggers that refuse UPDATE and DELETE, so only someone going around the
 //! gateway can change a row, and then verify finds it.
+//!
+//! **Two entry formats, told apart by the stored hash** (the chain is verified as written):
+//! - *plain*: 64 hex digits, SHA-256. Chains written before the key existed, and stores
+//!   opened without a key (tests, the scenario harness).
+//! - *sealed*: `hmac-sha256:{key id}:{64 hex}`, HMAC-SHA256 under the key of
+//!   [`super::audit_key`], which is not in the database. Whoever can write the database but
+//!   lacks the key can no longer recompute the chain after an edit.
+//!
+//! **Switch-over.** A gateway with a key seals every entry it writes; at its first start with
+//! the key on a chain that ends plain, it appends a sealed `chain_sealed` entry naming the
+//! last plain entry. So a chain verified *with the key* must be plain up to some entry and
+//! sealed from there to its end: a plain entry after a sealed one, or a chain that ends plain,
+//! is an entry rewritten without the key (a "downgrade"), and is named.
+//!
+//! **Truncation.** Cutting off the tail leaves a shorter chain that is still valid. So the
+//! head (`seq`, `hash`) is published at intervals to the central platform and written to the
+//! log (`pool.rs`); verified against a published head ([`Head`]), the chain must reach that
+//! entry with exactly that hash. That also pins everything before it, sealed or plain.
 
+use super::audit_key::AuditKey;
 use super::lifecycle::Action;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -64,6 +83,8 @@ pub enum AuditAction {
     /// A pump-out visit was registered: it suppresses "illegal discharge" clues, so who
     /// excused which trap for which window belongs to the chain.
     PumpoutRegistered,
+    /// The first entry sealed with the key on a chain that was plain until then.
+    ChainSealed,
 }
 
 /// The lifecycle actions as audit records them: [`Action`] without its fields.
@@ -84,7 +105,7 @@ pub enum LifecycleAction {
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 27] = [
+    pub const ALL: [AuditAction; 28] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -112,6 +133,7 @@ impl AuditAction {
         AuditAction::RegistryPut,
         AuditAction::RegistryDelete,
         AuditAction::PumpoutRegistered,
+        AuditAction::ChainSealed,
     ];
 
     /// The stored spelling.
@@ -134,6 +156,7 @@ impl AuditAction {
             AuditAction::RegistryPut => "registry_put",
             AuditAction::RegistryDelete => "registry_delete",
             AuditAction::PumpoutRegistered => "pumpout_registered",
+            AuditAction::ChainSealed => "chain_sealed",
         }
     }
 
@@ -192,15 +215,31 @@ impl PartialEq<AuditAction> for str {
     }
 }
 
-/// The fields that are hashed, in a fixed order.
-#[derive(Serialize)]
-struct Hashed<'a> {
-    seq: i64,
-    at_ms: i64,
-    actor: &'a str,
-    action: &'a str,
-    clue_id: Option<i64>,
-    detail: Value,
+/// The fields of an entry that its hash covers: everything but the chain links. One value
+/// instead of six arguments, so [`entry_hash`], [`seal`] and [`Head::append`] cannot pass
+/// them in a different order; serialized (then canonicalized) as the hashed text.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Fields<'a> {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub clue_id: Option<i64>,
+    pub detail: &'a Value,
+}
+
+impl AuditEntry {
+    /// The fields this entry's hash covers.
+    pub fn fields(&self) -> Fields<'_> {
+        Fields {
+            seq: self.seq,
+            at_ms: self.at_ms,
+            actor: &self.actor,
+            action: &self.action,
+            clue_id: self.clue_id,
+            detail: &self.detail,
+        }
+    }
 }
 
 /// JSON with object keys sorted at every level, so the same entry always hashes the same way
@@ -245,32 +284,42 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// The hash an entry must carry given its predecessor's hash.
-pub fn entry_hash(
-    prev_hash: &str,
-    seq: i64,
-    at_ms: i64,
-    actor: &str,
-    action: &str,
-    clue_id: Option<i64>,
-    detail: &Value,
-) -> String {
-    let body = serde_json::to_value(Hashed {
-        seq,
-        at_ms,
-        actor,
-        action,
-        clue_id,
-        detail: detail.clone(),
-    })
-    .unwrap_or(Value::Null);
-    sha256_hex(&[prev_hash.as_bytes(), canonical_json(&body).as_bytes()])
+/// The canonical text of an entry's hashed fields.
+fn hashed_text(f: &Fields<'_>) -> String {
+    canonical_json(&serde_json::to_value(f).unwrap_or(Value::Null))
 }
 
-/// The end of the chain as a writer holds it (inside its writing transaction). Every backend
-/// appends through [`Head::append`], in memory, and then writes the entries it got, so how an
-/// entry is chained is decided here and in [`entry_hash`] only.
-#[derive(Debug, Clone, PartialEq)]
+/// The plain hash an entry must carry given its predecessor's hash (the format before the
+/// key, kept for chains written then).
+pub fn entry_hash(prev_hash: &str, f: &Fields<'_>) -> String {
+    sha256_hex(&[prev_hash.as_bytes(), hashed_text(f).as_bytes()])
+}
+
+/// The prefix of a sealed entry's hash: `hmac-sha256:{key id}:{hex}`.
+pub const SEALED: &str = "hmac-sha256:";
+
+/// The hash a new entry gets: sealed with `key`, plain without one.
+pub fn seal(key: Option<&AuditKey>, prev_hash: &str, f: &Fields<'_>) -> String {
+    match key {
+        None => entry_hash(prev_hash, f),
+        Some(k) => {
+            let mac = k.sign_hex(&[prev_hash.as_bytes(), hashed_text(f).as_bytes()]);
+            format!("{SEALED}{}:{mac}", k.id())
+        }
+    }
+}
+
+/// The id of the key that sealed `hash` (none: a plain entry).
+pub fn sealed_by(hash: &str) -> Option<&str> {
+    hash.strip_prefix(SEALED)
+        .map(|rest| rest.split_once(':').map_or(rest, |(id, _)| id))
+}
+
+/// The end of the chain: what the gateway publishes (`audit/v1/head`) and the platform keeps,
+/// and what a writer holds inside its writing transaction. Every backend appends through
+/// [`Head::append`], in memory, and then writes the entries it got, so how an entry is chained
+/// and sealed is decided here, in [`seal`], only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Head {
     /// The last entry's sequence number (0: empty chain).
     pub seq: i64,
@@ -287,9 +336,11 @@ impl Head {
         }
     }
 
-    /// The entry that follows this head; the head moves onto it.
+    /// The entry that follows this head, sealed with `key` (plain without one); the head
+    /// moves onto it.
     pub fn append(
         &mut self,
+        key: Option<&AuditKey>,
         at_ms: i64,
         actor: &str,
         action: &str,
@@ -297,7 +348,15 @@ impl Head {
         detail: Value,
     ) -> AuditEntry {
         let seq = self.seq + 1;
-        let hash = entry_hash(&self.hash, seq, at_ms, actor, action, clue_id, &detail);
+        let fields = Fields {
+            seq,
+            at_ms,
+            actor,
+            action,
+            clue_id,
+            detail: &detail,
+        };
+        let hash = seal(key, &self.hash, &fields);
         let prev_hash = std::mem::replace(&mut self.hash, hash.clone());
         self.seq = seq;
         AuditEntry {
@@ -318,6 +377,12 @@ impl Head {
 pub struct VerifyReport {
     pub ok: bool,
     pub entries: u64,
+    /// The first entry sealed with the key (none: the chain is plain).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sealed_from: Option<i64>,
+    /// The published head's entry the chain was checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_seq: Option<i64>,
     /// The first entry that does not fit the chain (or the first clue row that differs from
     /// what the log last recorded for it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -334,7 +399,17 @@ pub struct Broken {
 impl std::fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.broken {
-            None => write!(f, "audit chain ok: {} entries", self.entries),
+            None => {
+                write!(f, "audit chain ok: {} entries", self.entries)?;
+                match self.sealed_from {
+                    Some(s) => write!(f, ", sealed with the key from entry {s}")?,
+                    None => write!(f, ", plain (no sealed entry)")?,
+                }
+                if let Some(h) = self.head_seq {
+                    write!(f, ", matches the published head at entry {h}")?;
+                }
+                Ok(())
+            }
             Some(b) => write!(
                 f,
                 "audit chain broken at entry {}: {} ({} entries checked)",
@@ -344,46 +419,111 @@ impl std::fmt::Display for VerifyReport {
     }
 }
 
-/// Walks entries in sequence order and stops at the first broken link.
+/// Walks entries in sequence order and stops at the first broken link, checking plain
+/// entries only (no key, no published head): the check of stores opened without a key.
 pub fn verify<I: IntoIterator<Item = AuditEntry>>(entries: I) -> VerifyReport {
+    verify_with(entries, None, None)
+}
+
+/// Walks entries in sequence order and stops at the first broken link. With `key`, sealed
+/// entries are checked and the chain must be sealed from some entry to its end (see the
+/// module doc); with `head`, the chain must reach that entry with that hash.
+pub fn verify_with<I: IntoIterator<Item = AuditEntry>>(
+    entries: I,
+    key: Option<&AuditKey>,
+    head: Option<&Head>,
+) -> VerifyReport {
     let mut prev = GENESIS.to_string();
     let mut expected_seq: Option<i64> = None;
     let mut n = 0u64;
+    let mut sealed_from: Option<i64> = None;
+    let mut last: Option<(i64, bool)> = None;
+    let report = |n: u64, sealed_from: Option<i64>, broken: Option<Broken>| VerifyReport {
+        ok: broken.is_none(),
+        entries: n,
+        sealed_from,
+        head_seq: head.map(|h| h.seq),
+        broken,
+    };
     for e in entries {
-        let broken = |what: String| VerifyReport {
-            ok: false,
-            entries: n,
-            broken: Some(Broken { seq: e.seq, what }),
-        };
+        let broken = |what: String| Some(Broken { seq: e.seq, what });
         if let Some(s) = expected_seq
             && e.seq != s
         {
-            return broken(format!("expected entry {s} next (entries missing)"));
+            let what = format!("expected entry {s} next (entries missing)");
+            return report(n, sealed_from, broken(what));
         }
         if e.prev_hash != prev {
-            return broken("prev_hash does not match the previous entry's hash".into());
+            let what = "prev_hash does not match the previous entry's hash".to_string();
+            return report(n, sealed_from, broken(what));
         }
-        let h = entry_hash(
-            &e.prev_hash,
-            e.seq,
-            e.at_ms,
-            &e.actor,
-            &e.action,
-            e.clue_id,
-            &e.detail,
-        );
-        if h != e.hash {
-            return broken("content does not match its hash (entry edited)".into());
+        let sealed = sealed_by(&e.hash);
+        let expected = match (sealed, key) {
+            (None, _) if sealed_from.is_some() => {
+                let what = format!(
+                    "a plain entry after the chain was sealed from entry {}: rewritten \
+                     without the key",
+                    sealed_from.unwrap_or_default()
+                );
+                return report(n, sealed_from, broken(what));
+            }
+            (None, _) => entry_hash(&e.prev_hash, &e.fields()),
+            (Some(id), None) => {
+                let what = format!(
+                    "the entry is sealed with key {id}, and no key was given \
+                     ([clues.audit] key_file or key_env)"
+                );
+                return report(n, sealed_from, broken(what));
+            }
+            (Some(id), Some(k)) if id != k.id() => {
+                let what = format!(
+                    "the entry is sealed with key {id}, not with this key ({})",
+                    k.id()
+                );
+                return report(n, sealed_from, broken(what));
+            }
+            (Some(_), Some(k)) => seal(Some(k), &e.prev_hash, &e.fields()),
+        };
+        if expected != e.hash {
+            let what = "content does not match its hash (entry edited)".to_string();
+            return report(n, sealed_from, broken(what));
+        }
+        if let Some(h) = head
+            && h.seq == e.seq
+            && h.hash != e.hash
+        {
+            let what =
+                "the entry differs from the published head: the chain was rewritten".to_string();
+            return report(n, sealed_from, broken(what));
+        }
+        if sealed.is_some() && sealed_from.is_none() {
+            sealed_from = Some(e.seq);
         }
         n += 1;
+        last = Some((e.seq, sealed.is_some()));
         prev = e.hash;
         expected_seq = Some(e.seq + 1);
     }
-    VerifyReport {
-        ok: true,
-        entries: n,
-        broken: None,
+    if let (Some(_), Some((seq, false))) = (key, last) {
+        let what = "the chain ends with a plain entry although a key is configured: the \
+                    gateway seals every entry it writes (and the switch-over at its first start \
+                    with the key), so entries were rewritten without the key; or no gateway has \
+                    started with this key yet"
+            .to_string();
+        return report(n, sealed_from, Some(Broken { seq, what }));
     }
+    if let Some(h) = head {
+        let end = last.map_or(0, |l| l.0);
+        if end < h.seq {
+            let what = format!(
+                "the chain ends at entry {end}, before the published head (entry {}): \
+                 entries were cut off",
+                h.seq
+            );
+            return report(n, sealed_from, Some(Broken { seq: h.seq, what }));
+        }
+    }
+    report(n, sealed_from, None)
 }
 
 #[cfg(test)]
@@ -424,6 +564,7 @@ mod tests {
                 "registry_put",
                 "registry_delete",
                 "pumpout_registered",
+                "chain_sealed",
             ]
         );
         for a in AuditAction::ALL {
@@ -444,26 +585,115 @@ mod tests {
         }
     }
 
+    /// Entries 1..=n, sealed with `key` from entry `sealed_from` on (plain before).
+    fn chain_sealed(n: i64, key: Option<&AuditKey>, sealed_from: i64) -> Vec<AuditEntry> {
+        let mut c: Vec<AuditEntry> = Vec::new();
+        for seq in 1..=n {
+            let k = key.filter(|_| seq >= sealed_from);
+            c.push(next_entry(c.last(), seq, k, json!({"b": seq, "a": "x"})));
+        }
+        c
+    }
+
+    fn next_entry(
+        prev: Option<&AuditEntry>,
+        seq: i64,
+        key: Option<&AuditKey>,
+        detail: Value,
+    ) -> AuditEntry {
+        let mut head = prev.map_or_else(Head::genesis, |p| Head {
+            seq: p.seq,
+            hash: p.hash.clone(),
+        });
+        assert_eq!(head.seq + 1, seq);
+        head.append(key, seq * 10, "pool", "created", Some(seq), detail)
+    }
+
+    /// Rewrites `c` from index `from` on as whoever holds the database but not the key would:
+    /// every hash recomputed, plain.
+    fn recompute_plain(c: &mut [AuditEntry], from: usize) {
+        for i in from..c.len() {
+            let prev = if i == 0 {
+                GENESIS.to_string()
+            } else {
+                c[i - 1].hash.clone()
+            };
+            let e = &mut c[i];
+            e.prev_hash = prev.clone();
+            e.hash = entry_hash(&prev, &e.fields());
+        }
+    }
+
     fn chain(n: i64) -> Vec<AuditEntry> {
-        let mut prev = GENESIS.to_string();
-        (1..=n)
-            .map(|seq| {
-                let detail = json!({"b": seq, "a": "x"});
-                let hash = entry_hash(&prev, seq, seq * 10, "pool", "created", Some(seq), &detail);
-                let e = AuditEntry {
-                    seq,
-                    at_ms: seq * 10,
-                    actor: "pool".into(),
-                    action: "created".into(),
-                    clue_id: Some(seq),
-                    detail,
-                    prev_hash: prev.clone(),
-                    hash: hash.clone(),
-                };
-                prev = hash;
-                e
-            })
-            .collect()
+        chain_sealed(n, None, 0)
+    }
+
+    fn key() -> AuditKey {
+        AuditKey::from_bytes(&[7u8; 32])
+    }
+
+    #[test]
+    fn a_sealed_chain_after_a_plain_one_verifies_with_its_key_only() {
+        let k = key();
+        let c = chain_sealed(6, Some(&k), 4);
+        assert!(c[2].hash.len() == 64 && sealed_by(&c[3].hash) == Some(k.id()));
+        let r = verify_with(c.clone(), Some(&k), None);
+        assert!(r.ok, "{r}");
+        assert_eq!((r.entries, r.sealed_from), (6, Some(4)));
+        let r = verify(c.clone());
+        assert_eq!(
+            r.broken.map(|b| b.seq),
+            Some(4),
+            "no key: sealed entries unchecked"
+        );
+        let other = AuditKey::from_bytes(&[8u8; 32]);
+        let r = verify_with(c, Some(&other), None);
+        assert!(r.broken.expect("broken").what.contains(k.id()));
+    }
+
+    #[test]
+    fn an_edited_entry_with_its_plain_hashes_recomputed_fails_against_the_key() {
+        let k = key();
+        for edit in [0usize, 2, 4] {
+            let mut c = chain_sealed(6, Some(&k), 3);
+            c[edit].actor = "mallory".into();
+            recompute_plain(&mut c, edit);
+            // Plain SHA-256 alone (today's check) is fooled ...
+            assert!(verify(c.clone()).ok || edit >= 2);
+            // ... the key is not.
+            let r = verify_with(c, Some(&k), None);
+            assert!(!r.ok, "edit at index {edit}: {r}");
+        }
+    }
+
+    #[test]
+    fn a_cut_off_tail_fails_against_the_published_head_and_a_rewrite_too() {
+        let k = key();
+        let c = chain_sealed(8, Some(&k), 1);
+        let head = Head {
+            seq: 8,
+            hash: c[7].hash.clone(),
+        };
+        assert!(verify_with(c.clone(), Some(&k), Some(&head)).ok);
+        let cut: Vec<AuditEntry> = c[..5].to_vec();
+        assert!(
+            verify_with(cut.clone(), Some(&k), None).ok,
+            "a cut is a valid chain"
+        );
+        let r = verify_with(cut, Some(&k), Some(&head));
+        let b = r.broken.expect("cut off");
+        assert_eq!(b.seq, 8);
+        assert!(b.what.contains("cut off"), "{}", b.what);
+        // A plain chain pinned by a published plain head: rewriting before it fails too.
+        let mut p = chain(5);
+        let plain_head = Head {
+            seq: 5,
+            hash: p[4].hash.clone(),
+        };
+        p[1].actor = "mallory".into();
+        recompute_plain(&mut p, 1);
+        assert!(verify(p.clone()).ok);
+        assert!(!verify_with(p, None, Some(&plain_head)).ok);
     }
 
     #[test]

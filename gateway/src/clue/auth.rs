@@ -26,16 +26,21 @@ pub enum Role {
     Supervisor,
     Platform,
     Admin,
+    /// Read-only oversight from outside the handling (prosecutors, inspectors of the
+    /// inspectors): reads everything in its sites, including the audit log and the oversight
+    /// warnings, and acts on nothing.
+    Auditor,
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Device,
         Role::DroneOperator,
         Role::Inspector,
         Role::Supervisor,
         Role::Platform,
         Role::Admin,
+        Role::Auditor,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +51,7 @@ impl Role {
             Role::Supervisor => "supervisor",
             Role::Platform => "platform",
             Role::Admin => "admin",
+            Role::Auditor => "auditor",
         }
     }
 
@@ -57,8 +63,21 @@ impl Role {
     pub fn may_read_clues(self) -> bool {
         matches!(
             self,
+            Role::Inspector | Role::Supervisor | Role::Platform | Role::Admin | Role::Auditor
+        )
+    }
+
+    /// Any lifecycle action at all (the dashboard shows the action form only then).
+    pub fn may_work_clues(self) -> bool {
+        matches!(
+            self,
             Role::Inspector | Role::Supervisor | Role::Platform | Role::Admin
         )
+    }
+
+    /// Oversight warnings: supervisors, admins and auditors read them.
+    pub fn may_read_warnings(self) -> bool {
+        matches!(self, Role::Supervisor | Role::Admin | Role::Auditor)
     }
 
     /// Inspectors work clues; decisions above that (assign, close, reopen) are supervisors',
@@ -77,7 +96,7 @@ impl Role {
                     | Action::OwnerResponse { .. }
                     | Action::Decide { .. }
             ),
-            Role::Device | Role::DroneOperator => false,
+            Role::Device | Role::DroneOperator | Role::Auditor => false,
         }
     }
 
@@ -86,8 +105,12 @@ impl Role {
         matches!(self, Role::Platform | Role::Admin)
     }
 
+    /// Verify and export the audit log.
     pub fn may_verify_audit(self) -> bool {
-        matches!(self, Role::Supervisor | Role::Platform | Role::Admin)
+        matches!(
+            self,
+            Role::Supervisor | Role::Platform | Role::Admin | Role::Auditor
+        )
     }
 }
 
@@ -383,6 +406,35 @@ mod tests {
         assert!(Role::Inspector.may_act(&Action::Claim { note: None }));
         assert!(!Role::Device.may_act(&Action::Comment { text: "x".into() }));
         assert!(!Role::DroneOperator.may_read_clues());
+    }
+
+    #[test]
+    fn an_auditor_reads_everything_and_acts_on_nothing() {
+        let a = Role::Auditor;
+        assert!(a.may_read_clues() && a.may_verify_audit() && a.may_read_warnings());
+        assert!(!a.may_work_clues() && !a.may_create_clues());
+        let every_action = [
+            Action::Claim { note: None },
+            Action::Comment { text: "x".into() },
+            Action::Close { note: None },
+            Action::NotifyOwner {
+                channel: "sms".into(),
+                note: None,
+            },
+            Action::Decide {
+                band: "b".into(),
+                penalty: 0,
+                leniency_applied: vec![],
+                basis: "b".into(),
+                check: None,
+            },
+        ];
+        assert!(every_action.iter().all(|x| !a.may_act(x)));
+        assert_eq!(
+            p(Role::Auditor, &["a"]).scope(),
+            Some(vec!["a".to_string()]),
+            "an auditor is held to its sites"
+        );
     }
 
     #[test]

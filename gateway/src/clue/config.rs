@@ -43,6 +43,8 @@ pub struct CluesConfig {
     pub retention: crate::clue::retention::RetentionConfig,
     /// What a fault's recovery (camera back, device reporting again) does to its clue.
     pub recovery: RecoveryConfig,
+    /// The key that seals the audit chain, and how often its head is published.
+    pub audit: crate::clue::audit_key::AuditConfig,
     /// The matter catalogue: legal basis, discretion bands and leniency list per clue kind.
     pub matters: crate::clue::matters::MatterCatalogue,
 }
@@ -122,6 +124,7 @@ impl Default for CluesConfig {
             privacy: Default::default(),
             retention: Default::default(),
             recovery: Default::default(),
+            audit: Default::default(),
             matters: Default::default(),
         }
     }
@@ -183,6 +186,7 @@ impl CluesConfig {
         self.oversight.validate()?;
         self.privacy.validate()?;
         self.retention.validate()?;
+        self.audit.validate()?;
         self.matters.validate()?;
         for (i, k) in self.recovery.auto_resolve.iter().enumerate() {
             if k.is_empty() || k == "*" {

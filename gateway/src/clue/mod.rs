@@ -7,7 +7,8 @@
 //! report needs the id of the clue it raised.
 //!
 //! - `lifecycle`: the pure state machine (statuses, actions, transitions).
-//! - `audit`: the hash chain and its verification.
+//! - `audit`: the hash chain and its verification; `audit_key`: the key that seals it
+//!   (`[clues.audit]`).
 //! - `evidence`: content-addressed evidence files.
 //! - `store`: small storage traits per concern (clues, audit, delivery, oversight, retention,
 //!   tokens) and their SQLite implementation.
@@ -30,6 +31,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod audit_key;
 pub mod auth;
 pub mod config;
 pub mod decision;

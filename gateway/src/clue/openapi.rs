@@ -114,6 +114,13 @@ pub fn document() -> Value {
                 "put": op("Raw file body (image/jpeg .jpg, video/mp4|video/quicktime .mp4/.mov, application/x-subrip|text/plain .srt); optional Content-Range: bytes START-END/TOTAL for resumable chunks (409 {received} when START is not the stored length); 201 when complete, 413 too large, 415 wrong type, 422 rejected content",
                           &[("id", "path"), ("name", "path"), ("Content-Range", "header")], false)
             },
+            "/api/v1/registry/devices": {"get": op(
+                "Registered devices (installation, location, shop, owner; admin)", &[], false)},
+            "/api/v1/registry/devices/{site}/{device}": {
+                "get": op("One registered device (admin)", &[("site", "path"), ("device", "path")], false),
+                "put": op("Register or replace a device {installation, location?, shop?, owner?} (admin; audited as registry_put, applied without a restart)", &[("site", "path"), ("device", "path")], true),
+                "delete": op("Remove a device from the registry (admin; audited as registry_delete)", &[("site", "path"), ("device", "path")], false)
+            },
             "/api/v1/tasks": {
                 "get": op("Inspection tasks visible to the token", &[], false),
                 "post": op("Register a task {name, department, area: GeoJSON Polygon|MultiPolygon, targets: [COCO class names | vehicle], contact, site?} (supervisor, platform, admin)", &[], true)

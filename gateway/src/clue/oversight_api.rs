@@ -1,4 +1,4 @@
-//! Oversight routes, for supervisors and admins only:
+//! Oversight routes, for supervisors and admins (auditors read the warnings, run nothing):
 //!
 //! - `GET  /api/v1/oversight/warnings?limit=`: supervision warnings of the token's sites (and
 //!   the site-less ones about officers' outcomes), red first. Warnings about the caller
@@ -32,7 +32,7 @@ where
 fn supervises(p: &Principal) -> Result<(), ApiError> {
     p.require(
         matches!(p.role, Role::Supervisor | Role::Admin),
-        "read oversight warnings",
+        "run the oversight models",
     )
     .map_err(ApiError::from)
 }
@@ -49,7 +49,7 @@ async fn warnings(
     State(pool): State<PoolHandle>,
     Query(q): Query<WarningParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    supervises(&p)?;
+    p.require(p.role.may_read_warnings(), "read oversight warnings")?;
     let me = p.actor();
     let list: Vec<_> = pool
         .warnings(p.scope(), q.limit.unwrap_or(500))

@@ -33,6 +33,8 @@ pub enum PoolError {
     Invalid(String),
     #[error("clue pool task failed")]
     Join,
+    #[error(transparent)]
+    AuditKey(#[from] super::audit_key::AuditKeyError),
 }
 
 /// Where time comes from; tests drive escalation with a fake.
@@ -125,7 +127,22 @@ impl Backend {
 }
 
 /// Opens the clue store of `cfg` with the delivery channels it enables.
+///
+/// The audit key (`[clues.audit]`) is created when missing: this is a gateway's first start
+/// (or its first `token create`). [`open_store_to_verify`] does not create it.
 pub fn open_store(cfg: &Config) -> Result<Backend, PoolError> {
+    open_store_with(cfg, true)
+}
+
+/// [`open_store`] for `audit verify`: a missing key file is not created (the chain is then
+/// verified without a key, and a sealed entry is reported as such).
+pub fn open_store_to_verify(cfg: &Config) -> Result<Backend, PoolError> {
+    open_store_with(cfg, false)
+}
+
+fn open_store_with(cfg: &Config, create_key: bool) -> Result<Backend, PoolError> {
+    let key = super::audit_key::AuditKey::load(&cfg.clues.audit, &cfg.storage.dir, create_key)?
+        .map(Arc::new);
     let mut channels = Vec::new();
     if cfg.clues.mqtt_publish {
         channels.push(CHANNEL_MQTT);
@@ -147,12 +164,14 @@ pub fn open_store(cfg: &Config) -> Result<Backend, PoolError> {
             Backend::Postgres(Arc::new(
                 store
                     .with_raise_after(raise)
-                    .with_holder(&cfg.mqtt.client_id),
+                    .with_holder(&cfg.mqtt.client_id)
+                    .with_audit_key(key),
             ))
         }
         _ => Backend::Sqlite(Arc::new(
             SqliteStore::open(&cfg.storage.dir.join("clues.sqlite"), channels)?
-                .with_raise_after(raise),
+                .with_raise_after(raise)
+                .with_audit_key(key),
         )),
     })
 }
@@ -166,6 +185,17 @@ pub fn start_pool(
     cancel: CancellationToken,
 ) -> Result<(ClueSender, PoolHandle, Vec<JoinHandle<()>>), PoolError> {
     let backend = open_store(cfg)?;
+    if let Some(key) = super::audit_key::AuditKey::load(&cfg.clues.audit, &cfg.storage.dir, false)?
+    {
+        // On a thread of its own, as in `open_store`: the blocking PostgreSQL client must not
+        // run on the runtime that calls this.
+        let clues = backend.clues();
+        std::thread::scope(|s| {
+            s.spawn(|| super::store::seal_chain(clues.as_ref(), &key, crate::clock::now_ms()))
+                .join()
+                .map_err(|_| PoolError::Join)
+        })??;
+    }
     let evidence = backend.evidence(cfg)?;
     let handle = PoolHandle::new(
         backend.clues(),
@@ -191,6 +221,11 @@ pub fn start_pool(
             cancel.clone(),
             cfg.clues.retention.every_s,
             "retention",
+        )),
+        tokio::spawn(publish_heads(
+            handle.clone(),
+            cancel.clone(),
+            cfg.clues.audit.publish_every_s,
         )),
     ];
     tasks.extend(super::publish::spawn_delivery(&handle, cfg, cancel));
@@ -262,6 +297,35 @@ async fn every(pool: PoolHandle, cancel: CancellationToken, period_s: u64, job: 
         };
         if let Err(e) = r {
             warn!(error = %e, job, "clue pool job failed");
+        }
+    }
+}
+
+/// Publishes the audit chain's head every `period_s` when it moved (the first after one
+/// period), and writes it to the log: the anchor outside the database that `audit verify
+/// --head-seq/--head-hash` checks a cut-off tail against. On a shared PostgreSQL one gateway
+/// (the leader of the job) publishes.
+async fn publish_heads(pool: PoolHandle, cancel: CancellationToken, period_s: u64) {
+    let period = std::time::Duration::from_secs(period_s.max(1));
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<super::audit::Head> = None;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        match pool.publish_audit_head(last.clone()).await {
+            Ok(Some(head)) => {
+                info!(seq = head.seq, hash = %head.hash, "audit chain head published");
+                pool.metrics.audit_heads_published_total.inc();
+                last = Some(head);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                pool.metrics.audit_head_publish_errors_total.inc();
+                warn!(error = %e, "publishing the audit chain head failed");
+            }
         }
     }
 }
@@ -687,8 +751,37 @@ impl PoolHandle {
             .await
     }
 
-    pub async fn verify(&self) -> Result<super::audit::VerifyReport, PoolError> {
-        self.blocking(|s| s.verify_audit()).await
+    pub async fn verify(
+        &self,
+        head: Option<super::audit::Head>,
+    ) -> Result<super::audit::VerifyReport, PoolError> {
+        self.blocking(move |s| s.verify_audit_against(head.as_ref()))
+            .await
+    }
+
+    /// Queues the chain's head for delivery unless it is `last` (or this gateway does not
+    /// lead the job); the head queued, if any.
+    pub async fn publish_audit_head(
+        &self,
+        last: Option<super::audit::Head>,
+    ) -> Result<Option<super::audit::Head>, PoolError> {
+        let now = self.now_ms();
+        let head = self
+            .blocking(move |s| {
+                if !s.lead("audit_head")? {
+                    return Ok(None);
+                }
+                match s.audit_head()? {
+                    Some(h) if Some(&h) != last.as_ref() => s.publish_audit_head(now),
+                    _ => Ok(None),
+                }
+            })
+            .await?;
+        if head.is_some() {
+            self.delivery_wake.notify_waiters();
+            self.delivery_wake.notify_one();
+        }
+        Ok(head)
     }
 
     /// Recorded parking stays (see `clue::stays`).
@@ -939,7 +1032,7 @@ mod tests {
             .expect("m0");
         assert_eq!(m0.cleared_ms, Some(999));
         assert_eq!(p.metrics.clue_signal_errors_total.get(), 1);
-        assert!(p.verify().await.expect("verify").ok);
+        assert!(p.verify(None).await.expect("verify").ok);
     }
 
     #[tokio::test]
@@ -1034,7 +1127,7 @@ mod tests {
         assert_eq!(raised.detail["from_level"], "low");
         assert_eq!(raised.detail["to_level"], "medium");
         assert_eq!(raised.detail["from_kind"], "grease_trap.pumpout_due");
-        assert!(p.verify().await.expect("verify").ok);
+        assert!(p.verify(None).await.expect("verify").ok);
     }
 
     #[tokio::test]
@@ -1078,7 +1171,7 @@ mod tests {
         assert_eq!(n.event, "created");
         let d = p.get(n.clue.id).await.expect("get").expect("exists");
         assert_eq!(d.history.prior_clues, 1);
-        assert!(p.verify().await.expect("verify").ok);
+        assert!(p.verify(None).await.expect("verify").ok);
     }
 
     #[tokio::test]
@@ -1154,11 +1247,11 @@ mod tests {
         p.act(c.clue.id, Action::Claim { note: None }, "ann#1".into())
             .await
             .expect("claim");
-        assert!(p.verify().await.expect("verify").ok);
+        assert!(p.verify(None).await.expect("verify").ok);
         let conn = rusqlite::Connection::open(dir.path().join("clues.sqlite")).expect("open");
         conn.execute("UPDATE clues SET status = 'closed', open = 0", [])
             .expect("tamper");
-        let r = p.verify().await.expect("verify");
+        let r = p.verify(None).await.expect("verify");
         assert!(!r.ok);
         let b = r.broken.expect("broken");
         assert_eq!(b.seq, 2, "the claim entry is the last one for this clue");
@@ -1186,7 +1279,7 @@ mod tests {
             "DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'mallory' WHERE seq = 3;",
         )
         .expect("tamper");
-        let r = p.verify().await.expect("verify");
+        let r = p.verify(None).await.expect("verify");
         assert_eq!(r.broken.map(|b| b.seq), Some(3));
     }
 
@@ -1241,7 +1334,7 @@ mod tests {
         assert_eq!(purge.detail["sha256"], image);
         assert_eq!(purge.detail["reason"], "retention");
         assert!(
-            p.verify().await.expect("verify").ok,
+            p.verify(None).await.expect("verify").ok,
             "the chain still verifies"
         );
         let again = p.run_retention().await.expect("purge again");
@@ -1297,7 +1390,7 @@ mod tests {
         assert_eq!(rx.recv().await.expect("change").event, "linked");
         // Running again links nothing more and raises nothing new.
         assert!(p.run_oversight().await.expect("again").is_empty());
-        assert!(p.verify().await.expect("verify").ok);
+        assert!(p.verify(None).await.expect("verify").ok);
         // Both departments now work it: red.
         p.act(water.clue.id, Action::Claim { note: None }, "ann#1".into())
             .await

@@ -8,6 +8,7 @@
 
 use super::pool::PoolHandle;
 use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, DeliveryQueue};
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::metrics::Reason;
 use prometheus_client::metrics::counter::Counter;
@@ -44,7 +45,7 @@ pub fn spawn_delivery(
             .clue_delivery_failures_total
             .get_or_create(&Reason::of(channel))
             .clone(),
-        backoff: Backoff::new(cfg.clues.retry_min_ms, cfg.clues.retry_max_ms),
+        backoff: Backoff::from_millis(cfg.clues.retry_min_ms, cfg.clues.retry_max_ms),
     };
     let mut tasks = Vec::new();
     if cfg.clues.mqtt_publish {
@@ -132,31 +133,6 @@ pub(crate) fn spawn_webhook_lane(
     }
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    min: u64,
-    max: u64,
-    current: u64,
-}
-
-impl Backoff {
-    pub(crate) fn new(min: u64, max: u64) -> Backoff {
-        Backoff {
-            min,
-            max,
-            current: min,
-        }
-    }
-    fn reset(&mut self) {
-        self.current = self.min;
-    }
-    fn next(&mut self) -> Duration {
-        let d = self.current;
-        self.current = (self.current.saturating_mul(2)).min(self.max);
-        Duration::from_millis(d)
-    }
-}
-
 async fn pending(lane: &Lane) -> Vec<super::model::Delivery> {
     let (q, channel) = (lane.queue.clone(), lane.channel.clone());
     match tokio::task::spawn_blocking(move || q.pending(&channel, BATCH)).await {
@@ -206,7 +182,7 @@ async fn drive_eventloop(
     acks: tokio::sync::mpsc::UnboundedSender<PublishEvent>,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(200, 10_000);
+    let mut backoff = Backoff::from_millis(200, 10_000);
     loop {
         let ev = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -228,7 +204,7 @@ async fn drive_eventloop(
                 debug!(error = %e, "clue publisher connection error; retrying");
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(backoff.next()) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                 }
             }
         }
@@ -282,7 +258,7 @@ async fn mqtt_worker(
             }
             mark(&mut lane, row.id, acked).await;
             if !acked {
-                let wait = lane.backoff.next();
+                let wait = lane.backoff.next_delay();
                 debug!(channel = %lane.channel, topic = %row.topic, ?wait, "publish not acknowledged; retrying");
                 tokio::select! {
                     _ = cancel.cancelled() => break 'outer,
@@ -414,7 +390,7 @@ async fn webhook_worker(
             };
             mark(&mut lane, row.id, ok).await;
             if !ok {
-                let wait = lane.backoff.next();
+                let wait = lane.backoff.next_delay();
                 tokio::select! {
                     _ = cancel.cancelled() => break 'outer,
                     _ = tokio::time::sleep(wait) => {}
@@ -468,14 +444,5 @@ mod tests {
         assert!(!m.on(Sent(8)), "a retransmission changes nothing");
         assert!(!m.on(Acked(9)), "another id is not ours");
         assert!(m.on(Acked(8)));
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let mut b = Backoff::new(100, 350);
-        let got: Vec<u64> = (0..4).map(|_| b.next().as_millis() as u64).collect();
-        assert_eq!(got, vec![100, 200, 350, 350]);
-        b.reset();
-        assert_eq!(b.next().as_millis(), 100);
     }
 }

@@ -11,8 +11,10 @@
 //!      └─────limit reached, clue raised──────> clue   (its later departure only sets left_ms)
 //! ```
 //!
-//! A stay whose gateway stopped before either happened stays `pending` (the tracker's state is
-//! in memory): it is counted as such, never guessed.
+//! A stay whose gateway stopped before either happened is saved at an orderly stop and resumed
+//! at the next start under the same key (`camera::parking::state`), so its outcome still moves
+//! this record. After a crash, or a stop longer than the camera's `max_hidden_s`, it stays
+//! `pending`: counted as such, never guessed.
 //!
 //! Plain data and pure functions here; the SQLite and PostgreSQL stores implement
 //! [`super::store::StayRecords`] with them, so both count and word notices alike.

@@ -34,6 +34,7 @@ async fn whoami(p: Principal) -> Json<serde_json::Value> {
         "all_sites": p.scope().is_none(),
         "actor": p.actor(),
         "may_read_clues": p.role.may_read_clues(),
+        "may_work_clues": p.role.may_work_clues(),
         "may_supervise": p.role.may_verify_audit(),
     }))
 }

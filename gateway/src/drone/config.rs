@@ -31,8 +31,15 @@ pub struct DroneConfig {
     pub alt_sigma_m: f64,
     pub attitude_sigma_deg: f64,
     pub pixel_sigma: f64,
-    /// Minutes east of UTC of the aircraft clock (EXIF and SRT times carry no zone).
-    pub utc_offset_min: i32,
+    /// Minutes east of UTC of the aircraft clock (EXIF and SRT times carry no zone); default 0.
+    /// Read it through [`DroneConfig::offset_minutes`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utc_offset_minutes: Option<i32>,
+    /// The old spelling of `utc_offset_minutes`, still accepted. Not a serde alias: the
+    /// configuration merges serialized defaults under the file, and an alias would then meet
+    /// the default's own key as a duplicate field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utc_offset_min: Option<i32>,
     /// Change detection between flights: ground cell side (m), compared block side (cells),
     /// normalized difference that marks a block, and smallest candidate region (m^2).
     pub change_cell_m: f64,
@@ -60,7 +67,8 @@ impl Default for DroneConfig {
             alt_sigma_m: 2.0,
             attitude_sigma_deg: 1.5,
             pixel_sigma: 4.0,
-            utc_offset_min: 0,
+            utc_offset_minutes: None,
+            utc_offset_min: None,
             change_cell_m: 0.5,
             change_block: 6,
             change_threshold: 0.9,
@@ -70,7 +78,18 @@ impl Default for DroneConfig {
 }
 
 impl DroneConfig {
+    /// The aircraft clock's offset, minutes east of UTC, from either spelling.
+    pub fn offset_minutes(&self) -> i32 {
+        self.utc_offset_minutes.or(self.utc_offset_min).unwrap_or(0)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.utc_offset_minutes.is_some() && self.utc_offset_min.is_some() {
+            return Err(invalid(
+                "drone.utc_offset_min",
+                "old spelling of utc_offset_minutes: set only utc_offset_minutes",
+            ));
+        }
         let positive = [
             ("drone.video_fps", self.video_fps),
             ("drone.default_hfov_deg", self.default_hfov_deg),

@@ -470,7 +470,7 @@ impl Processor {
         let time_ms = meta
             .taken
             .as_deref()
-            .and_then(|t| parse_local_time(t, self.cfg.utc_offset_min))
+            .and_then(|t| parse_local_time(t, self.cfg.offset_minutes()))
             .unwrap_or(created_ms);
         let pose = self
             .still_pose(&meta)
@@ -634,7 +634,7 @@ impl Processor {
             .records
             .first()
             .and_then(|r| r.datetime.as_deref())
-            .and_then(|t| parse_local_time(t, self.cfg.utc_offset_min))
+            .and_then(|t| parse_local_time(t, self.cfg.offset_minutes()))
             .map(|t| t - track.records.first().map_or(0, |r| r.start_ms as i64));
         for (i, path) in frames.iter().enumerate() {
             if self.cancel.is_cancelled() {

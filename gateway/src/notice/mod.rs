@@ -38,8 +38,9 @@
 
 pub mod api;
 
+use crate::backoff::Backoff;
 use crate::clue::PoolHandle;
-use crate::clue::publish::{Backoff, Lane, spawn_mqtt_lane, spawn_webhook_lane};
+use crate::clue::publish::{Lane, spawn_mqtt_lane, spawn_webhook_lane};
 use crate::clue::stays::StayEvent;
 use crate::clue::store::ClueStore;
 use crate::config_error::{ConfigError, invalid};
@@ -253,7 +254,7 @@ impl Notices {
                 .get_or_create(&Reason::of(&channel))
                 .clone(),
             channel,
-            backoff: Backoff::new(self.cfg.retry_min_ms, self.cfg.retry_max_ms),
+            backoff: Backoff::from_millis(self.cfg.retry_min_ms, self.cfg.retry_max_ms),
         };
         let mut tasks = Vec::new();
         if self.cfg.mqtt {

@@ -27,7 +27,7 @@ pub struct Calendar {
 impl Calendar {
     pub fn new(s: &RulesSettings) -> Self {
         let default = SiteCalendar {
-            offset_ms: (s.utc_offset_hours * HOUR_MS as f64) as i64,
+            offset_ms: i64::from(s.offset_minutes()) * 60_000,
             night: s.night,
             business: s.business_hours,
             closed_weekdays: Vec::new(),
@@ -38,8 +38,8 @@ impl Calendar {
             .map(|site| {
                 let cal = SiteCalendar {
                     offset_ms: site
-                        .utc_offset_hours
-                        .map_or(default.offset_ms, |h| (h * HOUR_MS as f64) as i64),
+                        .offset_minutes()
+                        .map_or(default.offset_ms, |m| i64::from(m) * 60_000),
                     night: site.night.unwrap_or(default.night),
                     business: site.business_hours.unwrap_or(default.business),
                     closed_weekdays: site.closed_weekdays.clone(),
@@ -182,7 +182,8 @@ mod tests {
         let settings = RulesSettings {
             sites: vec![SiteCalendarConfig {
                 site: "r-2".into(),
-                utc_offset_hours: Some(0.0),
+                utc_offset_minutes: Some(0),
+                utc_offset_hours: None,
                 night: None,
                 business_hours: None,
                 closed_weekdays: vec![0],
@@ -199,6 +200,7 @@ mod tests {
         let settings = RulesSettings {
             sites: vec![SiteCalendarConfig {
                 site: "r-2".into(),
+                utc_offset_minutes: None,
                 utc_offset_hours: None,
                 night: None,
                 business_hours: None,

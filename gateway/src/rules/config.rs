@@ -253,7 +253,11 @@ pub struct HourWindow {
 #[serde(deny_unknown_fields)]
 pub struct SiteCalendarConfig {
     pub site: String,
-    #[serde(default)]
+    /// The site's local time, minutes east of UTC (default: `rules_settings`').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utc_offset_minutes: Option<i32>,
+    /// Old spelling, in hours: still accepted; see [`RulesSettings::utc_offset_hours`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utc_offset_hours: Option<f64>,
     #[serde(default)]
     pub night: Option<HourWindow>,
@@ -272,8 +276,15 @@ pub struct RulesSettings {
     pub enabled: bool,
     /// With no `[[rules]]` configured, use [`default_rules`].
     pub use_default_rules: bool,
-    /// Local time of the sites (hours east of UTC).
-    pub utc_offset_hours: f64,
+    /// Local time of the sites, minutes east of UTC (default 480, China), spelled as in
+    /// `[[parking.cameras]]` and `[drone]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utc_offset_minutes: Option<i32>,
+    /// The old spelling, in hours (`8.0`): configs written before `utc_offset_minutes` still
+    /// load. Hours cannot be a serde alias of minutes (the unit differs), so both keys exist and
+    /// setting both is an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utc_offset_hours: Option<f64>,
     pub night: HourWindow,
     pub business_hours: HourWindow,
     pub sites: Vec<SiteCalendarConfig>,
@@ -290,7 +301,8 @@ impl Default for RulesSettings {
         RulesSettings {
             enabled: true,
             use_default_rules: true,
-            utc_offset_hours: 8.0,
+            utc_offset_minutes: None,
+            utc_offset_hours: None,
             night: HourWindow {
                 start_hour: 22.0,
                 end_hour: 6.0,
@@ -375,15 +387,60 @@ fn seconds(key: String, v: u64, allow_zero: bool) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Default local time of the sites: China, UTC+8.
+pub const DEFAULT_UTC_OFFSET_MINUTES: i32 = 8 * 60;
+
+/// The offset from either spelling (`utc_offset_minutes` first); `None` when neither is set.
+fn offset_minutes(minutes: Option<i32>, hours: Option<f64>) -> Option<i32> {
+    minutes.or(hours.map(|h| (h * 60.0).round() as i32))
+}
+
+impl RulesSettings {
+    /// The sites' default local time, minutes east of UTC, from either spelling.
+    pub fn offset_minutes(&self) -> i32 {
+        offset_minutes(self.utc_offset_minutes, self.utc_offset_hours)
+            .unwrap_or(DEFAULT_UTC_OFFSET_MINUTES)
+    }
+}
+
+impl SiteCalendarConfig {
+    /// This site's own local time, minutes east of UTC, when it sets one.
+    pub fn offset_minutes(&self) -> Option<i32> {
+        offset_minutes(self.utc_offset_minutes, self.utc_offset_hours)
+    }
+}
+
+/// One spelling at a time, each within ±14 h.
+fn check_offset(k: &str, minutes: Option<i32>, hours: Option<f64>) -> Result<(), ConfigError> {
+    if let Some(h) = hours {
+        if minutes.is_some() {
+            return Err(invalid(
+                format!("{k}.utc_offset_hours"),
+                "old spelling of utc_offset_minutes: set only utc_offset_minutes",
+            ));
+        }
+        if !h.is_finite() || !(-14.0..=14.0).contains(&h) {
+            return Err(invalid(
+                format!("{k}.utc_offset_hours"),
+                "must be within -14..=14",
+            ));
+        }
+    }
+    if let Some(m) = minutes
+        && !(-14 * 60..=14 * 60).contains(&m)
+    {
+        return Err(invalid(
+            format!("{k}.utc_offset_minutes"),
+            "must be within -840..=840",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks settings and rules; errors name the key path (`rules[3].condition.within_s`).
 pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), ConfigError> {
     let s = settings;
-    if !s.utc_offset_hours.is_finite() || !(-14.0..=14.0).contains(&s.utc_offset_hours) {
-        return Err(invalid(
-            "rules_settings.utc_offset_hours",
-            "must be within -14..=14",
-        ));
-    }
+    check_offset("rules_settings", s.utc_offset_minutes, s.utc_offset_hours)?;
     check_window("rules_settings.night".into(), &s.night)?;
     check_window("rules_settings.business_hours".into(), &s.business_hours)?;
     seconds(
@@ -400,14 +457,7 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
         if !sites.insert(site.site.as_str()) {
             return Err(invalid(format!("{k}.site"), "duplicate site"));
         }
-        if let Some(h) = site.utc_offset_hours
-            && (!h.is_finite() || !(-14.0..=14.0).contains(&h))
-        {
-            return Err(invalid(
-                format!("{k}.utc_offset_hours"),
-                "must be within -14..=14",
-            ));
-        }
+        check_offset(&k, site.utc_offset_minutes, site.utc_offset_hours)?;
         if let Some(w) = &site.night {
             check_window(format!("{k}.night"), w)?;
         }

@@ -804,13 +804,19 @@ impl Live {
                     .flat_map(|w| w.range(from, t))
                     .filter_map(|(pt, x)| x.as_f64().map(|x| (*pt, x)))
                     .collect();
-                // Extremes a neighbour confirms: one lost echo or foam spike is no change.
+                // Extremes a neighbour confirms: one lost echo or foam spike is no change,
+                // neither as the start of the change nor as its newest reading (the reading
+                // before it must agree; a real change is confirmed one reading later).
+                let newest_confirmed =
+                    |band: f64| points.len() >= 2 && (v - points[points.len() - 2].1).abs() <= band;
                 let fell = drop.is_some_and(|d| {
-                    supported_peak(&points, d / 2.0).is_some_and(|(_, hi)| hi - v >= d)
+                    newest_confirmed(d / 2.0)
+                        && supported_peak(&points, d / 2.0).is_some_and(|(_, hi)| hi - v >= d)
                 });
                 let rose = rise.is_some_and(|d| {
                     let negated: Vec<(i64, f64)> = points.iter().map(|&(t, x)| (t, -x)).collect();
-                    supported_peak(&negated, d / 2.0).is_some_and(|(_, lo)| v + lo >= d)
+                    newest_confirmed(d / 2.0)
+                        && supported_peak(&negated, d / 2.0).is_some_and(|(_, lo)| v + lo >= d)
                 });
                 (fell || rose, 0)
             }

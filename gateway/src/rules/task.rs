@@ -110,13 +110,24 @@ mod tests {
         let (_keep, reload) = watch::channel(None);
         let task = tokio::spawn(run_persistent(engine, rx, clue_tx, reload, None));
         let t = at_local(2, 0);
-        tx.send(cover("mh-1", true, t).into())
-            .await
-            .expect("task alive");
+        // Open, and still open a minute later: past the rule's 30 s confirmation.
+        for at in [t, t + 60_000] {
+            tx.send(cover("mh-1", true, at).into())
+                .await
+                .expect("task alive");
+        }
         drop(tx);
-        let first = clue_rx.recv().await.expect("one signal");
-        assert!(matches!(first, ClueSignal::Occurrence(ref e) if e.rule == "cover-open"));
+        // The channel closes when the task ends (bounded: two readings, then no sender).
+        let mut got = Vec::new();
+        while let Some(sig) = clue_rx.recv().await {
+            got.push(sig);
+        }
         task.await.expect("task ends");
+        assert!(
+            got.iter()
+                .any(|s| matches!(s, ClueSignal::Occurrence(e) if e.rule == "cover-open")),
+            "{got:?}"
+        );
     }
 
     #[tokio::test]

@@ -187,6 +187,16 @@ fn level(site: &str, mm: f64, t: i64) -> Vec<Reading> {
 
 // --- manhole covers ----------------------------------------------------------------------
 
+/// How long `cover-open` wants a cover to read open before it raises (reed flicker).
+const COVER_CONFIRM_MS: i64 = 30_000;
+
+/// A cover opened at `t` and still open when the clock passes the rule's confirmation.
+fn open_confirmed(e: &mut Engine, site: &str, t: i64) -> Vec<ClueSignal> {
+    let mut out = e.on_readings(&cover(site, true, t));
+    out.extend(e.on_tick(t + COVER_CONFIRM_MS));
+    out
+}
+
 #[test]
 fn cover_open_at_night_raises_one_high_clue() {
     let mut e = engine();
@@ -211,19 +221,22 @@ fn cover_open_at_night_raises_one_high_clue() {
     assert_eq!(clue.dedup_key, "manhole-cover/mh-1/cover-1");
     assert_eq!(clue.kind, "manhole.cover_open");
     assert_eq!(clue.department.as_deref(), Some("city-management"));
-    assert_eq!(clue.at_ms, t);
+    // Raised by the first reading that shows it open for the rule's 30 s: a minute later.
+    assert_eq!(clue.at_ms, t + MIN);
     assert_eq!(clue.detail["night"], true);
-    assert_eq!(evidence_len(clue), 2, "closed then open");
+    assert_eq!(
+        evidence_len(clue),
+        3,
+        "closed, open, and the reading that confirmed it"
+    );
 }
 
 #[test]
 fn cover_open_by_day_is_medium_and_clears_on_close() {
     let mut e = engine();
     let t = at_local(12, 0);
-    let out = run(
-        &mut e,
-        vec![cover("mh-1", true, t), cover("mh-1", false, t + 3 * MIN)],
-    );
+    let mut out = open_confirmed(&mut e, "mh-1", t);
+    out.extend(e.on_readings(&cover("mh-1", false, t + 3 * MIN)));
     let opened = of_rule(&out, "cover-open");
     assert_eq!(opened.len(), 1);
     assert_eq!(opened[0].level, Level::Medium);
@@ -345,13 +358,8 @@ fn registered_maintenance_on_a_cover_raises_nothing_and_a_later_opening_still_do
     assert!(occurrences(&out).is_empty(), "{:#?}", occurrences(&out));
     assert!(e.stats().maintenance_explained > 0);
     // Another cover, and the same one after the works, are judged as ever.
-    let out = run(
-        &mut e,
-        vec![
-            cover("mh-2", true, t + 30 * MIN),
-            cover("mh-1", true, t + 3 * HOUR),
-        ],
-    );
+    let mut out = open_confirmed(&mut e, "mh-2", t + 30 * MIN);
+    out.extend(open_confirmed(&mut e, "mh-1", t + 3 * HOUR));
     let sites: Vec<&str> = of_rule(&out, "cover-open")
         .iter()
         .map(|o| o.subject.site.as_str())
@@ -363,7 +371,7 @@ fn registered_maintenance_on_a_cover_raises_nothing_and_a_later_opening_still_do
 fn late_and_duplicate_readings_neither_clear_nor_repeat() {
     let mut e = engine();
     let t = at_local(12, 0);
-    let out = run(
+    let mut out = run(
         &mut e,
         vec![
             cover("mh-1", true, t),
@@ -371,6 +379,7 @@ fn late_and_duplicate_readings_neither_clear_nor_repeat() {
             cover("mh-1", false, t - 5 * MIN), // arrives late: older than what we hold
         ],
     );
+    out.extend(e.on_tick(t + COVER_CONFIRM_MS));
     assert_eq!(of_rule(&out, "cover-open").len(), 1);
     assert!(cleared_keys(&out).is_empty());
     assert!(e.stats().duplicates >= 1);
@@ -551,7 +560,7 @@ fn a_closed_kitchen_is_not_a_stuck_sensor() {
 }
 
 #[test]
-fn fast_rise_raises_rate_of_change() {
+fn fast_rise_raises_rate_of_change_once_the_next_reading_confirms_it() {
     let mut e = engine();
     let t0 = at_local(12, 0);
     let out = run(
@@ -562,7 +571,27 @@ fn fast_rise_raises_rate_of_change() {
             level("r-1", 320.0, t0 + 5 * MIN),
         ],
     );
+    // A jump of 170 mm in one reading may be one echo off foam: not yet.
+    assert!(of_rule(&out, "trap-fast-fill").is_empty(), "{out:?}");
+    let out = run(&mut e, vec![level("r-1", 330.0, t0 + 7 * MIN)]);
     assert_eq!(of_rule(&out, "trap-fast-fill").len(), 1);
+}
+
+#[test]
+fn a_single_spike_reading_is_no_fast_rise() {
+    let mut e = engine();
+    let t0 = at_local(12, 0);
+    let out = run(
+        &mut e,
+        vec![
+            level("r-1", 100.0, t0),
+            level("r-1", 104.0, t0 + 2 * MIN),
+            level("r-1", 420.0, t0 + 4 * MIN),
+            level("r-1", 106.0, t0 + 6 * MIN),
+            level("r-1", 108.0, t0 + 8 * MIN),
+        ],
+    );
+    assert!(of_rule(&out, "trap-fast-fill").is_empty(), "{out:?}");
 }
 
 // --- cameras and devices -----------------------------------------------------------------
@@ -847,6 +876,18 @@ condition = { type = "rate", rise = 5.0, within_s = 10 }"#,
             "[rules_settings]\nutc_offset_hours = 20.0",
             "rules_settings.utc_offset_hours",
         ),
+        (
+            "[rules_settings]\nutc_offset_minutes = 900",
+            "rules_settings.utc_offset_minutes",
+        ),
+        (
+            "[rules_settings]\nutc_offset_minutes = 480\nutc_offset_hours = 8.0",
+            "rules_settings.utc_offset_hours",
+        ),
+        (
+            "[[rules_settings.sites]]\nsite = \"s\"\nutc_offset_minutes = 60\nutc_offset_hours = 1.0",
+            "rules_settings.sites[0].utc_offset_hours",
+        ),
     ];
     for (toml_text, key) in cases {
         let err = crate::config::Config::from_toml(toml_text)
@@ -869,7 +910,7 @@ fn reload_keeps_the_state_of_unchanged_rules() {
     let mut e = engine();
     let t = at_local(12, 0);
     assert_eq!(
-        of_rule(&e.on_readings(&cover("mh-1", true, t)), "cover-open").len(),
+        of_rule(&open_confirmed(&mut e, "mh-1", t), "cover-open").len(),
         1
     );
     let mut rules = super::default_rules();
@@ -1030,7 +1071,7 @@ fn state_saved_at_a_stop_continues_after_the_restart() {
     let mut e = engine();
     // Cover opened, and the cover-open clue sent (its cool-down now runs).
     assert_eq!(
-        of_rule(&e.on_readings(&cover("mh-1", true, t)), "cover-open").len(),
+        of_rule(&open_confirmed(&mut e, "mh-1", t), "cover-open").len(),
         1
     );
     assert!(of_rule(&e.on_tick(t + 10 * MIN), "cover-open-too-long").is_empty());
@@ -1156,6 +1197,7 @@ async fn a_distance_only_trap_emptied_at_night_gets_one_high_clue_and_the_closed
         .sites
         .push(super::config::SiteCalendarConfig {
             site: "r-102".into(),
+            utc_offset_minutes: None,
             utc_offset_hours: None,
             night: None,
             business_hours: None,
@@ -1269,4 +1311,39 @@ fn one_lost_echo_or_one_foam_spike_is_no_discharge() {
     out.extend(e.on_tick(t0 + 2 * HOUR));
     assert!(occurrences(&out).is_empty(), "{out:#?}");
     assert!(e.stats().unconfirmed_drops >= 1);
+}
+
+/// One spelling, `utc_offset_minutes`, everywhere; the old keys (`utc_offset_hours` in the rules
+/// settings, `utc_offset_min` in `[drone]`) still load, with the same meaning.
+#[test]
+fn utc_offset_minutes_is_the_spelling_and_the_old_keys_still_load() {
+    let load = |text: &str| crate::config::Config::from_toml(text).expect(text);
+    let new = load(
+        "[rules_settings]\nutc_offset_minutes = 330\n[[rules_settings.sites]]\nsite = \"s\"\nutc_offset_minutes = -90\n[drone]\nutc_offset_minutes = 480",
+    );
+    let old = load(
+        "[rules_settings]\nutc_offset_hours = 5.5\n[[rules_settings.sites]]\nsite = \"s\"\nutc_offset_hours = -1.5\n[drone]\nutc_offset_min = 480",
+    );
+    for cfg in [&new, &old] {
+        assert_eq!(cfg.rules_settings.offset_minutes(), 330);
+        assert_eq!(cfg.rules_settings.sites[0].offset_minutes(), Some(-90));
+        assert_eq!(cfg.drone.offset_minutes(), 480);
+    }
+    // Unset: China.
+    assert_eq!(load("").rules_settings.offset_minutes(), 480);
+    // The calendar sees the same local day either way.
+    let (a, b) = (
+        super::calendar::Calendar::new(&new.rules_settings),
+        super::calendar::Calendar::new(&old.rules_settings),
+    );
+    for site in ["s", "elsewhere"] {
+        assert_eq!(
+            a.local_day_start_ms(site, 1_000_000_000_000),
+            b.local_day_start_ms(site, 1_000_000_000_000)
+        );
+    }
+    assert_ne!(
+        a.local_day_start_ms("s", 1_000_000_000_000),
+        a.local_day_start_ms("elsewhere", 1_000_000_000_000)
+    );
 }

@@ -12,7 +12,8 @@
 //!
 //! An inspector is simulated so that a month of clues does not pile onto one open clue per
 //! subject: every day at [`INSPECTOR_HOUR`] local time they resolve the open clues whose
-//! condition the producer reported over, and those with no new occurrence for a day.
+//! condition the producer reported over, and those with no new occurrence for a day (but a
+//! pump-out duty only once the trap has been pumped out).
 //! Registered pump-outs are entered in the pump-out registry when the crew starts, and
 //! registered manhole works in the maintenance registry (their permit) when they start.
 //!
@@ -21,7 +22,7 @@
 pub mod frames;
 pub mod score;
 
-use crate::camera::{CameraHealth, CameraStatus, CamerasConfig};
+use crate::camera::{CameraHealth, CamerasConfig};
 use crate::clue::evidence::EvidenceStore;
 use crate::clue::lifecycle::Action;
 use crate::clue::lifecycle::Status;
@@ -76,7 +77,10 @@ pub enum ScenarioError {
 
 /// Third-party sensors of the block, as a deployment would map them (the same mappings as
 /// `deploy/gateway.example.toml`), and camera timings for a camera host that uploads one
-/// frame every [`FRAME_EVERY_MS`] and sends a status heartbeat every five minutes.
+/// frame every [`FRAME_EVERY_MS`] and sends a status heartbeat every five minutes over a
+/// cellular link. Such a host reports a camera that stops or loses power itself (status 1/2,
+/// raised at once), so silence of the whole host is a link outage until it lasts an hour,
+/// the same hour after which any device's silence is a clue (`device-silent`).
 pub const BLOCK_CONFIG: &str = r#"
 [[mappings]]
 name = "milesight-em310-udl"
@@ -107,7 +111,7 @@ unit = "cm"
 [cameras.defaults]
 hold_ms = 900000
 recover_ms = 900000
-offline_after_ms = 1200000
+offline_after_ms = 3600000
 "#;
 
 /// One clue as the benchmark saw it: every occurrence (device time of the observation, level).
@@ -144,13 +148,15 @@ impl Clock for SimClock {
     }
 }
 
-/// The gateway config of a block: [`BLOCK_CONFIG`] plus `extra` (TOML merged over it, e.g.
-/// trap geometry), with each closed restaurant's calendar.
+/// The gateway config of a block: [`BLOCK_CONFIG`] plus `extra` (TOML merged over it), with
+/// each closed restaurant's calendar and the installation record (`[[traps]]`) of every
+/// third-party trap sensor.
 pub fn block_config(
     fleet: &firmware::sim::FleetConfig,
     extra: &str,
 ) -> Result<Config, ScenarioError> {
     let mut text = format!("{BLOCK_CONFIG}\n{extra}\n");
+    text.push_str(&third_party_traps(fleet));
     for c in &fleet.closed {
         text.push_str(&format!(
             "[[rules_settings.sites]]\nsite = \"{}\"\nclosed_weekdays = {:?}\n",
@@ -158,6 +164,44 @@ pub fn block_config(
         ));
     }
     Ok(Config::from_toml(&text)?)
+}
+
+/// `[[traps]]` for the block's third-party trap sensors. A city fits a sensor to a trap it
+/// has on record (size from the restaurant's permit drawing, sensor height measured by the
+/// fitter), so the installation record has the trap's real geometry: the simulator builds
+/// those traps like the native ones ([`firmware::logic::device::TrapConfig`]'s default).
+/// Without it no fill % can be known from a level or a distance, so "pump-out due" could not
+/// be judged at all on those traps (level-based judgement of discharges still works, and is
+/// covered by the rules' and the registry's tests).
+fn third_party_traps(fleet: &firmware::sim::FleetConfig) -> String {
+    use firmware::logic::geometry::Shape;
+    let g = firmware::logic::device::TrapConfig::default().geometry;
+    let shape = match g.shape {
+        Shape::Rectangular {
+            length_mm,
+            width_mm,
+        } => format!(
+            "shape = \"rectangular\"\nlength_mm = {length_mm:.1}\nwidth_mm = {width_mm:.1}\n"
+        ),
+        Shape::Cylinder { diameter_mm } => {
+            format!("shape = \"cylindrical\"\ndiameter_mm = {diameter_mm:.1}\n")
+        }
+    };
+    let first = fleet.restaurants + 1;
+    let mut text = String::new();
+    for n in first..first + fleet.distance_traps + fleet.level_traps {
+        let reports = if n < first + fleet.distance_traps {
+            "distance"
+        } else {
+            "level"
+        };
+        text.push_str(&format!(
+            "[[traps]]\nsite = \"r-{n:03}\"\ndevice = \"trap-1\"\n{shape}\
+             working_depth_mm = {:.1}\nsensor_height_mm = {:.1}\nreports = \"{reports}\"\n",
+            g.full_depth_mm, g.sensor_to_floor_mm
+        ));
+    }
+    text
 }
 
 /// Runs one block. `frames` are the camera pictures; `extra_config` is merged into the
@@ -272,18 +316,8 @@ pub async fn run_block(
             if !intake(&mut normalizer, &policy, &mut readings) {
                 continue;
             }
-            if readings.first().is_some_and(|r| r.stream == "camera") {
-                let first = &readings[0];
-                let status = CameraStatus::from_metrics(
-                    readings.iter().map(|r| (r.metric.as_str(), &r.value)),
-                );
-                signals.extend(cameras.on_status(
-                    &first.device,
-                    &first.site,
-                    &status,
-                    first.device_time_ms,
-                ));
-            }
+            // The camera service's own path: status on the receive clock, replays as presence.
+            signals.extend(cameras.on_readings(&readings));
             signals.extend(engine.on_readings(&readings));
         }
         if now >= next_frame {
@@ -386,7 +420,7 @@ async fn record(
 }
 
 /// The inspector's daily round: resolve what the producer reported over, and what has been
-/// quiet for a day.
+/// quiet for a day, except a standing duty ([`closed_by_the_duty`]).
 async fn inspector_round(pool: &PoolHandle, now: i64) -> Result<(), ScenarioError> {
     let open = pool
         .list(ClueQuery {
@@ -398,7 +432,8 @@ async fn inspector_round(pool: &PoolHandle, now: i64) -> Result<(), ScenarioErro
         if !c.status.is_open() || c.status == Status::Closed {
             continue;
         }
-        if c.cleared_ms.is_some() || c.last_seen_ms <= now - DAY_MS {
+        let quiet = c.last_seen_ms <= now - DAY_MS && !closed_by_the_duty(&c.kind);
+        if c.cleared_ms.is_some() || quiet {
             if c.status == Status::New {
                 pool.act(c.id, Action::Claim { note: None }, "inspector".into())
                     .await?;
@@ -414,6 +449,13 @@ async fn inspector_round(pool: &PoolHandle, now: i64) -> Result<(), ScenarioErro
         }
     }
     Ok(())
+}
+
+/// A pump-out duty is done when the trap is pumped out (the producer reports the fill back
+/// under the threshold), not when a day passes without news: the bureau keeps the owner's
+/// duty open until then, so "overdue" goes onto the same clue as "due".
+fn closed_by_the_duty(kind: &str) -> bool {
+    kind.starts_with("grease_trap.pumpout_")
 }
 
 /// Per camera: its scene, a frame counter (live frames cycle) and the last frame (a frozen

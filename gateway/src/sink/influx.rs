@@ -39,6 +39,7 @@
 //! So both paths use `reqwest` directly; the request is a single POST either way.
 
 use super::SinkError;
+use crate::backoff::{Backoff, Jitter};
 use crate::config_error::{ConfigError, invalid};
 use crate::metrics::{Metrics, Reason};
 use bytes::Bytes;
@@ -170,38 +171,6 @@ pub struct WriteReport {
     pub retries: usize,
     /// Times a batch was halved (413, or bisection after 400/422).
     pub splits: usize,
-}
-
-/// Full-jitter exponential back-off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    pub min: Duration,
-    pub max: Duration,
-}
-
-impl Backoff {
-    /// Bounds from milliseconds; `min` is at least 1 ms and `max` at least `min`.
-    pub fn from_millis(min_ms: u64, max_ms: u64) -> Backoff {
-        let min = min_ms.max(1);
-        Backoff {
-            min: Duration::from_millis(min),
-            max: Duration::from_millis(max_ms.max(min)),
-        }
-    }
-
-    /// The ceiling for retry number `attempt` (0 = first retry): `min * 2^attempt`, at most `max`.
-    pub fn ceiling(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
-        self.min.saturating_mul(factor).min(self.max)
-    }
-
-    /// A delay drawn uniformly from `[min, ceiling(attempt)]` ("full jitter", bounded below so a
-    /// failing server is never hammered).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let lo = self.min.as_millis() as u64;
-        let hi = self.ceiling(attempt).as_millis() as u64;
-        Duration::from_millis(rand::random_range(lo..=hi.max(lo)))
-    }
 }
 
 /// Parses a `Retry-After` value: delay-seconds (`"120"`) or an HTTP date, relative to `now`.
@@ -386,7 +355,8 @@ impl InfluxWriter {
             ping_url,
             auth,
             gzip: cfg.gzip,
-            backoff: Backoff::from_millis(cfg.retry_min_ms, cfg.retry_max_ms),
+            backoff: Backoff::from_millis(cfg.retry_min_ms, cfg.retry_max_ms)
+                .with_jitter(Jitter::Full),
             dead_letter_path: dead_letter_dir.join(DEAD_LETTER_FILE),
             dead_letter_lock: tokio::sync::Mutex::new(()),
             metrics,
@@ -498,7 +468,7 @@ impl InfluxWriter {
                         retry_after,
                     } => {
                         let delay = match retry_after {
-                            Some(d) => d.clamp(self.backoff.min, RETRY_AFTER_CAP),
+                            Some(d) => d.clamp(self.backoff.min(), RETRY_AFTER_CAP),
                             None => self.backoff.delay(attempt),
                         };
                         self.metrics
@@ -736,43 +706,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_ceiling_doubles_up_to_max() {
-        let b = Backoff::from_millis(200, 30_000);
-        assert_eq!(b.ceiling(0), Duration::from_millis(200));
-        assert_eq!(b.ceiling(1), Duration::from_millis(400));
-        assert_eq!(b.ceiling(5), Duration::from_millis(6_400));
-        assert_eq!(b.ceiling(8), Duration::from_millis(30_000));
-        assert_eq!(b.ceiling(u32::MAX), Duration::from_millis(30_000));
-    }
-
-    #[test]
-    fn backoff_delay_is_within_bounds_and_jittered() {
-        let b = Backoff::from_millis(100, 1_000);
-        let mut seen = std::collections::HashSet::new();
-        for attempt in 0..40 {
-            for _ in 0..20 {
-                let d = b.delay(attempt);
-                assert!(d >= b.min && d <= b.ceiling(attempt), "{d:?} at {attempt}");
-                seen.insert(d);
-            }
-        }
-        assert!(seen.len() > 50, "delays are not jittered: {seen:?}");
-        assert_eq!(
-            Backoff::from_millis(100, 100).delay(3),
-            Duration::from_millis(100)
-        );
-    }
-
-    #[test]
-    fn backoff_bounds_are_sane() {
-        let b = Backoff::from_millis(0, 0);
-        assert_eq!(b.min, Duration::from_millis(1));
-        assert_eq!(b.max, Duration::from_millis(1));
-        let b = Backoff::from_millis(500, 100);
-        assert_eq!(b.max, Duration::from_millis(500));
-    }
 
     #[test]
     fn retry_after_seconds() {

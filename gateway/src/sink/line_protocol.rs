@@ -9,7 +9,7 @@
 //!
 //! The target is the Go parser of InfluxDB 1.x / 2.x OSS (`models/points.go`); everything below was
 //! checked against a real InfluxDB 1.6 (`/write` then `/query`), which is also what
-//! `gateway/tests/influx_real.rs` does.
+//! `gateway/tests/e2e/influx_real.rs` does.
 //!
 //! * Measurement: `,` and space are escaped with `\`. Tag keys, tag values and field keys: `,`,
 //!   `=` and space are escaped with `\`.

@@ -9,11 +9,11 @@
 //!
 //! Back-pressure: see [`run`]; the broker's in-flight window bounds what waits in memory.
 
+use crate::backoff::{Backoff, Jitter};
 use crate::config_error::{ConfigError, invalid};
 use crate::decode::Decoder;
 use crate::metrics::{Metrics, Reason};
 use crate::pipeline::{Ack, Intake, IntakeSender};
-use rand::Rng;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration,
     Transport,
@@ -289,8 +289,8 @@ async fn poll_loop(
     cancel: &CancellationToken,
 ) {
     use std::sync::atomic::Ordering;
-    let mut backoff = Duration::from_millis(cfg.reconnect_min_ms);
-    let max_backoff = Duration::from_millis(cfg.reconnect_max_ms);
+    let mut backoff =
+        Backoff::from_millis(cfg.reconnect_min_ms, cfg.reconnect_max_ms).with_jitter(Jitter::Half);
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -303,7 +303,7 @@ async fn poll_loop(
                     continue;
                 }
                 metrics.mqtt_connected.set(1);
-                backoff = Duration::from_millis(cfg.reconnect_min_ms);
+                backoff.reset();
                 info!(url = %cfg.url, session_present = ack.session_present, "connected to broker");
                 // A broker that kept our session keeps our subscriptions too; subscribing
                 // again would make it resend every retained message.
@@ -338,13 +338,12 @@ async fn poll_loop(
                     metrics.mqtt_reconnects_total.inc();
                 }
                 metrics.mqtt_connected.set(0);
-                let jittered = backoff.mul_f64(rand::rng().random_range(0.5..=1.0));
+                let jittered = backoff.next_delay();
                 warn!(error = %e, retry_in_ms = jittered.as_millis() as u64, "broker connection lost");
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(jittered) => {}
                 }
-                backoff = (backoff * 2).min(max_backoff);
             }
         }
     }

@@ -199,7 +199,7 @@ pub enum DwellEvent {
     Left(Departure),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stay {
     id: u64,
     /// The best reading so far: the text with the largest vote.
@@ -214,7 +214,9 @@ struct Stay {
     first_ms: i64,
     last_seen_ms: i64,
     last_bbox: BBox,
+    #[serde(with = "saved_frame")]
     first_frame: (i64, Bytes, Vec<Region>),
+    #[serde(with = "saved_frame")]
     last_frame: (i64, Bytes, Vec<Region>),
     /// Since when the stay's place has been visibly empty (unseen, nothing in front).
     empty_since: Option<i64>,
@@ -317,6 +319,61 @@ pub fn normalize_plate(p: &str) -> String {
         .collect()
 }
 
+/// An evidence frame in a saved tracker: the JPEG as base64 (a third larger, not the four
+/// times of a JSON number array).
+mod saved_frame {
+    use super::{Bytes, Region};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Saved {
+        at_ms: i64,
+        jpeg: String,
+        regions: Vec<Region>,
+    }
+
+    pub fn serialize<S: Serializer>(
+        f: &(i64, Bytes, Vec<Region>),
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        Saved {
+            at_ms: f.0,
+            jpeg: STANDARD.encode(&f.1),
+            regions: f.2.clone(),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<(i64, Bytes, Vec<Region>), D::Error> {
+        let f = Saved::deserialize(d)?;
+        let jpeg = STANDARD.decode(f.jpeg).map_err(serde::de::Error::custom)?;
+        Ok((f.at_ms, Bytes::from(jpeg), f.regions))
+    }
+}
+
+/// A tracker's stays as saved at a stop, to be resumed at the next start (see
+/// [`DwellTracker::saved`]). Opaque outside this module.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedStays {
+    stays: Vec<Stay>,
+    next_id: u64,
+    last_at: Option<i64>,
+}
+
+impl SavedStays {
+    pub fn len(&self) -> usize {
+        self.stays.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stays.is_empty()
+    }
+}
+
 /// The dwell state of one camera.
 #[derive(Debug)]
 pub struct DwellTracker {
@@ -363,6 +420,32 @@ impl DwellTracker {
                 exempt: s.exempt,
             })
             .collect()
+    }
+
+    /// The stays being timed, to save at a stop.
+    pub fn saved(&self) -> SavedStays {
+        SavedStays {
+            stays: self.stays.clone(),
+            next_id: self.next_id,
+            last_at: self.last_at,
+        }
+    }
+
+    /// Continues the stays saved at the last stop, dropping those last seen more than
+    /// `max_hidden_s` before `now_ms`: past that the tracker itself would have let them go,
+    /// and a vehicle seen there now may be another one. Returns how many were resumed.
+    pub fn resume(&mut self, saved: SavedStays, now_ms: i64) -> usize {
+        let max_unseen = self.cfg.max_hidden_s as i64 * 1000;
+        self.next_id = self.next_id.max(saved.next_id);
+        self.last_at = self.last_at.max(saved.last_at);
+        let fresh: Vec<Stay> = saved
+            .stays
+            .into_iter()
+            .filter(|s| now_ms.saturating_sub(s.last_seen_ms) <= max_unseen)
+            .collect();
+        let n = fresh.len();
+        self.stays.extend(fresh);
+        n
     }
 
     /// The zones vehicles are timed in.
@@ -987,6 +1070,51 @@ mod tests {
             other => panic!("evidence {other:?}"),
         }
         assert_eq!(c.detail["dwell_s"], 480);
+    }
+
+    #[test]
+    fn a_stay_saved_at_a_stop_is_resumed_warned_once_and_raised_from_its_first_sighting() {
+        let mut t = DwellTracker::new(cfg());
+        let before = run(&mut t, 0, 100, 5, |_| vec![car(Some("京A·12345"))]);
+        assert_eq!(before.len(), 1, "warned before the stop: {before:?}");
+        // Through JSON, as the state file holds it.
+        let saved: SavedStays =
+            serde_json::from_slice(&serde_json::to_vec(&t.saved()).unwrap()).unwrap();
+        assert_eq!(saved.len(), 1);
+
+        // Back 60 s later (within max_hidden_s): the same stay goes on.
+        let mut t = DwellTracker::new(cfg());
+        assert_eq!(t.resume(saved.clone(), T0 + 160_000), 1);
+        let after = run(&mut t, 160, 600, 5, |_| vec![car(Some("京A·12345"))]);
+        assert!(
+            !after
+                .iter()
+                .any(|(_, e)| matches!(e, DwellEvent::Persuade(_))),
+            "not warned twice: {after:?}"
+        );
+        let occ = occurrences(&after);
+        assert_eq!(occ.len(), 1, "{after:?}");
+        assert_eq!(occ[0].0, 480, "the limit counts from the first sighting");
+        assert_eq!(
+            first_frame(occ[0].1),
+            b"jpeg@0",
+            "evidence kept across the stop"
+        );
+        assert_eq!(
+            occ[0].1.detail["stay"], 1,
+            "the same stay number (record key)"
+        );
+        let next = run(&mut t, 605, 605, 5, |_| vec![car(Some("京B·99999"))]);
+        assert!(
+            next.iter()
+                .any(|(_, e)| matches!(e, DwellEvent::Left(d) if d.stay == 1)),
+            "{next:?}"
+        );
+
+        // Back after longer than max_hidden_s: not resumed, a new stay starts.
+        let mut t = DwellTracker::new(cfg());
+        assert_eq!(t.resume(saved, T0 + 100_000 + 181_000), 0);
+        assert!(t.stays().is_empty());
     }
 
     #[test]

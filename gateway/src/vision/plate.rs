@@ -22,6 +22,7 @@ use image::RgbImage;
 use ndarray::ArrayViewD;
 use serde::Serialize;
 use std::path::Path;
+use std::time::Instant;
 
 pub const DET_FILE: &str = "clp_det.onnx";
 pub const REC_FILE: &str = "clp_v2_c_rec.onnx";
@@ -30,9 +31,10 @@ pub const DICT_FILE: &str = "clp_dict.txt";
 const STEPS: [usize; 3] = [8, 16, 32];
 const MIN_SIZES: [[f32; 2]; 3] = [[24.0, 48.0], [96.0, 192.0], [384.0, 768.0]];
 const VARIANCE: [f32; 2] = [0.1, 0.2];
-/// Recogniser input height, and the minimum padded width (PaddleOCR's 320).
+/// Recogniser input height, the widest crop it is given, and how many crops go in one call.
 const REC_H: usize = 32;
-const REC_MIN_W: usize = 320;
+const REC_MAX_W: usize = 1600;
+const REC_BATCH: usize = 8;
 /// Detector input mean (BGR), subtracted before the network: a border of 0 is the mean colour.
 const DET_MEAN: [f32; 3] = [104.0, 117.0, 123.0];
 /// Plate-crop inputs: width / height between these is taken as "this image is a plate".
@@ -77,6 +79,20 @@ pub struct PlateReading {
     pub candidates: Vec<String>,
 }
 
+/// Where one [`PlateReader::read_counted`] call spent its work: model calls, the pixels the
+/// detector saw, and wall time inside each model (for `plate_eval`'s profile).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ReadStats {
+    pub det_calls: u32,
+    /// Sum over detector calls of the input's width x height (border included).
+    pub det_pixels: u64,
+    pub det_ms: f64,
+    pub rec_calls: u32,
+    /// Recogniser input rows (one per crop hypothesis read).
+    pub rec_rows: u32,
+    pub rec_ms: f64,
+}
+
 #[derive(Debug, Clone)]
 pub struct PlateConfig {
     /// The detector runs on the image scaled so its longer side is at most this.
@@ -97,10 +113,21 @@ pub struct PlateConfig {
     /// and read whole when that finds nothing. 0 turns it off.
     pub crop_max_side: u32,
     pub crop_border: f32,
+    /// A plate crop smaller than this (longer side) is scaled up to it before the bordered
+    /// detection; 0 leaves it at its size.
+    pub crop_upscale_to: u32,
     /// Frames whose longer side is over `det_max_side` times this are also searched on
     /// overlapping tiles of `tile_side` pixels (each scaled to `det_max_side`); 0 turns it off.
     pub tile_above: f32,
     pub tile_side: u32,
+    /// Recogniser inputs are padded on the right to at least this width (PaddleOCR pads to
+    /// 320); the recogniser's cost grows with the width.
+    pub rec_min_width: usize,
+    /// Read the crop hypotheses one at a time, stopping at the first sure read of a box,
+    /// instead of reading them all and keeping the best.
+    pub crops_until_sure: bool,
+    /// Skip the tiles when the whole frame already showed a plate.
+    pub tile_unless_found: bool,
 }
 
 impl Default for PlateConfig {
@@ -116,8 +143,15 @@ impl Default for PlateConfig {
             crops: vec![(0.04, 0.12), (0.0, 0.0)],
             crop_max_side: 640,
             crop_border: 0.5,
+            crop_upscale_to: 0,
             tile_above: 1.5,
             tile_side: 640,
+            rec_min_width: 320,
+            // Tune split (212 images): the same reads, sure reads and doubt as reading every
+            // hypothesis, 26% less time per frame. A minimum width of 192 instead of 320 cut
+            // sure-and-exact reads from 97.2% to 88.7%: kept at 320.
+            crops_until_sure: true,
+            tile_unless_found: false,
         }
     }
 }
@@ -165,7 +199,16 @@ impl PlateReader {
     /// cannot be a plate at all (fewer than 6 or more than 8 characters), are dropped; the rest
     /// are kept, doubtful ones marked as such (see [`assess`]).
     pub fn read(&self, img: &RgbImage) -> Result<Vec<PlateReading>, VisionError> {
-        let mut boxes = self.detect(img)?;
+        self.read_counted(img, &mut ReadStats::default())
+    }
+
+    /// [`Self::read`], adding what the call cost to `stats`.
+    pub fn read_counted(
+        &self,
+        img: &RgbImage,
+        stats: &mut ReadStats,
+    ) -> Result<Vec<PlateReading>, VisionError> {
+        let mut boxes = self.detect_counted(img, stats)?;
         if self.is_plate_crop(img) && !boxes.iter().any(|b| covers_most(&b.bbox, img)) {
             // A plate crop with no box over most of it: the whole image is the plate.
             let (w, h) = (img.width() as f32, img.height() as f32);
@@ -181,9 +224,11 @@ impl PlateReader {
                 score: 0.0,
             });
         }
+        let bboxes: Vec<BBox> = boxes.iter().map(|p| p.bbox).collect();
+        let reads = self.best_reads(img, &bboxes, stats)?;
         let mut out: Vec<PlateReading> = Vec::new();
-        for plate in boxes {
-            let Some(chars) = self.best_read(img, plate.bbox)? else {
+        for (plate, read) in boxes.into_iter().zip(reads) {
+            let Some(chars) = read else {
                 continue;
             };
             let text = text_of(&chars);
@@ -221,40 +266,86 @@ impl PlateReader {
             && (CROP_ASPECT.0..=CROP_ASPECT.1).contains(&ratio)
     }
 
-    /// Reads `bbox` with every crop hypothesis and keeps the best ([`read_score`]); `None` when
-    /// no hypothesis gives 6 to 8 characters.
-    fn best_read(
+    /// Reads every box with the crop hypotheses and keeps, per box, the best read
+    /// ([`read_score`]); `None` for a box where no hypothesis gives 6 to 8 characters. The crops
+    /// of a frame go through the recogniser together ([`Self::recognize_crops`]): all at once,
+    /// or with [`PlateConfig::crops_until_sure`] one hypothesis at a time for the boxes not yet
+    /// read surely.
+    fn best_reads(
         &self,
         img: &RgbImage,
-        bbox: BBox,
-    ) -> Result<Option<Vec<CharReading>>, VisionError> {
-        let mut best: Option<(f32, Vec<CharReading>)> = None;
-        for &inset in &self.config.crops {
-            let chars = self.recognize_inset(img, bbox, inset)?;
-            if !(6..=8).contains(&chars.len()) {
-                continue;
+        boxes: &[BBox],
+        stats: &mut ReadStats,
+    ) -> Result<Vec<Option<Vec<CharReading>>>, VisionError> {
+        let (iw, ih) = (img.width() as f32, img.height() as f32);
+        let mut best: Vec<Option<(f32, Vec<CharReading>)>> = vec![None; boxes.len()];
+        let rounds: Vec<&[(f32, f32)]> = if self.config.crops_until_sure {
+            self.config.crops.chunks(1).collect()
+        } else {
+            vec![&self.config.crops[..]]
+        };
+        for insets in rounds {
+            let open: Vec<usize> = (0..boxes.len())
+                .filter(|&i| !best[i].as_ref().is_some_and(|(_, c)| self.is_sure(c)))
+                .collect();
+            if open.is_empty() {
+                break;
             }
-            let score = read_score(&chars);
-            if best.as_ref().is_none_or(|(b, _)| score > *b) {
-                best = Some((score, chars));
+            let crops: Vec<BBox> = open
+                .iter()
+                .flat_map(|&i| {
+                    insets
+                        .iter()
+                        .map(move |&c| inset(&boxes[i], c).clamp(iw, ih))
+                })
+                .collect();
+            let mut reads = self.recognize_crops(img, &crops, stats)?.into_iter();
+            for &i in &open {
+                for chars in reads.by_ref().take(insets.len()) {
+                    if !(6..=8).contains(&chars.len()) {
+                        continue;
+                    }
+                    let score = read_score(&chars);
+                    if best[i].as_ref().is_none_or(|(b, _)| score > *b) {
+                        best[i] = Some((score, chars));
+                    }
+                }
             }
         }
-        Ok(best.map(|(_, c)| c))
+        Ok(best.into_iter().map(|b| b.map(|(_, c)| c)).collect())
+    }
+
+    /// A read that needs no other crop hypothesis: laid out like a plate, no doubtful character.
+    fn is_sure(&self, chars: &[CharReading]) -> bool {
+        plate_layout_ok(&text_of(chars)) && chars.iter().all(|c| c.p >= self.config.char_doubt)
     }
 
     /// Finds plates (best first): on the whole image scaled to `det_max_side`; inside a grey
     /// border when the image is a plate crop; and on tiles when the frame is large.
     pub fn detect(&self, img: &RgbImage) -> Result<Vec<PlateBox>, VisionError> {
+        self.detect_counted(img, &mut ReadStats::default())
+    }
+
+    fn detect_counted(
+        &self,
+        img: &RgbImage,
+        stats: &mut ReadStats,
+    ) -> Result<Vec<PlateBox>, VisionError> {
         let (iw, ih) = (img.width() as f32, img.height() as f32);
         let max_side = self.config.det_max_side as f32;
         let whole = Roi::whole(img);
         let s = (max_side / iw.max(ih)).min(1.0);
-        let mut found = self.detect_in(img, whole, s, 0.0)?;
+        let mut found = self.detect_in(img, whole, s, 0.0, stats)?;
         if self.is_plate_crop(img) {
-            found.extend(self.detect_in(img, whole, s, self.config.crop_border)?);
+            // A small crop is scaled up so the plate is the size the detector knows best.
+            let up = self.config.crop_upscale_to as f32 / iw.max(ih);
+            let cs = if up > s { up } else { s };
+            found.extend(self.detect_in(img, whole, cs, self.config.crop_border, stats)?);
         }
         let tile = self.config.tile_side;
-        if self.config.tile_above > 0.0
+        let seen = self.config.tile_unless_found && !found.is_empty();
+        if !seen
+            && self.config.tile_above > 0.0
             && tile > 0
             && iw.max(ih) > max_side * self.config.tile_above
         {
@@ -266,7 +357,7 @@ impl PlateReader {
                     w: t.w as f32,
                     h: t.h as f32,
                 };
-                for p in self.detect_in(img, roi, ts, 0.0)? {
+                for p in self.detect_in(img, roi, ts, 0.0, stats)? {
                     // A plate cut by an inner tile edge is seen whole by a neighbour.
                     if !touches_inner_edge(&p.bbox, &roi, iw, ih) {
                         found.push(p);
@@ -291,6 +382,7 @@ impl PlateReader {
         roi: Roi,
         s: f32,
         border: f32,
+        stats: &mut ReadStats,
     ) -> Result<Vec<PlateBox>, VisionError> {
         let rw = ((roi.w * s).round() as usize).max(1);
         let rh = ((roi.h * s).round() as usize).max(1);
@@ -313,7 +405,11 @@ impl PlateReader {
         resize_into(img, roi, &mut plane, (px, py, rw, rh), &norm);
         let view = ArrayViewD::from_shape(vec![1, 3, h, w], &input[..])
             .map_err(|e| VisionError::Runtime(format!("plate input shape: {e}")))?;
+        let started = Instant::now();
         let outs = self.det.run(view)?;
+        stats.det_calls += 1;
+        stats.det_pixels += (w * h) as u64;
+        stats.det_ms += started.elapsed().as_secs_f64() * 1000.0;
         let [loc, conf, landms] = outs.as_slice() else {
             return Err(VisionError::Output(format!(
                 "plate detector gave {} outputs, expected 3",
@@ -366,69 +462,107 @@ impl PlateReader {
         img: &RgbImage,
         bbox: BBox,
     ) -> Result<Vec<CharReading>, VisionError> {
-        Ok(self.best_read(img, bbox)?.unwrap_or_default())
+        let mut reads = self.best_reads(img, &[bbox], &mut ReadStats::default())?;
+        Ok(reads.pop().flatten().unwrap_or_default())
     }
 
-    /// Reads the characters inside `bbox` cut by `inset` (fractions of its width and height off
-    /// each side; negative widens, within the image).
-    fn recognize_inset(
+    /// Reads the characters in each of `crops` (source pixels), in order; a crop under 2 px
+    /// reads as nothing. Crops are resized to the recogniser's height and read in batches of
+    /// at most [`REC_BATCH`], each padded to its widest crop (at least
+    /// [`PlateConfig::rec_min_width`]).
+    fn recognize_crops(
         &self,
         img: &RgbImage,
-        bbox: BBox,
-        (fx, fy): (f32, f32),
-    ) -> Result<Vec<CharReading>, VisionError> {
-        let (iw, ih) = (img.width() as f32, img.height() as f32);
-        let (mx, my) = (bbox.width() * fx, bbox.height() * fy);
-        let r = BBox {
-            x0: bbox.x0 + mx,
-            y0: bbox.y0 + my,
-            x1: bbox.x1 - mx,
-            y1: bbox.y1 - my,
-        }
-        .clamp(iw, ih);
-        if r.width() < 2.0 || r.height() < 2.0 {
-            return Ok(Vec::new());
-        }
-        let ratio = r.width() / r.height();
-        let rw = ((REC_H as f32 * ratio).ceil() as usize).clamp(1, 1600);
-        let width = rw.max(REC_MIN_W);
-        let mut input = vec![0.0f32; 3 * REC_H * width];
-        let mut plane = Plane {
-            data: &mut input,
-            width,
-            height: REC_H,
-        };
+        crops: &[BBox],
+        stats: &mut ReadStats,
+    ) -> Result<Vec<Vec<CharReading>>, VisionError> {
+        let mut out: Vec<Vec<CharReading>> = vec![Vec::new(); crops.len()];
+        // (index, content width) of every crop big enough to read.
+        let todo: Vec<(usize, usize)> = crops
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.width() >= 2.0 && r.height() >= 2.0)
+            .map(|(i, r)| {
+                let ratio = r.width() / r.height();
+                (
+                    i,
+                    ((REC_H as f32 * ratio).ceil() as usize).clamp(1, REC_MAX_W),
+                )
+            })
+            .collect();
         let norm = Normalize {
             order: [2, 1, 0],
             scale: [2.0 / 255.0; 3],
             bias: [-1.0; 3],
         };
-        let roi = Roi {
-            x: r.x0,
-            y: r.y0,
-            w: r.width(),
-            h: r.height(),
-        };
-        resize_into(img, roi, &mut plane, (0, 0, rw, REC_H), &norm);
-        let view = ArrayViewD::from_shape(vec![1, 3, REC_H, width], &input[..])
-            .map_err(|e| VisionError::Runtime(format!("recogniser input shape: {e}")))?;
-        let outs = self.rec.run(view)?;
-        let out = outs
-            .first()
-            .ok_or_else(|| VisionError::Output("recogniser gave no output".into()))?;
-        let &[1, steps, classes] = out.shape.as_slice() else {
-            return Err(VisionError::Output(format!(
-                "recogniser output {:?}, expected [1, T, C]",
-                out.shape
-            )));
-        };
-        if classes != self.dict.len() + 1 {
-            return Err(VisionError::Output(format!(
-                "recogniser has {classes} classes, dictionary {} (+ blank)",
-                self.dict.len()
-            )));
+        for batch in todo.chunks(REC_BATCH) {
+            let width = batch
+                .iter()
+                .map(|&(_, rw)| rw)
+                .fold(self.config.rec_min_width.clamp(1, REC_MAX_W), usize::max);
+            let row_len = 3 * REC_H * width;
+            let mut input = vec![0.0f32; row_len * batch.len()];
+            for (k, &(i, rw)) in batch.iter().enumerate() {
+                let r = crops[i];
+                let mut plane = Plane {
+                    data: &mut input[k * row_len..(k + 1) * row_len],
+                    width,
+                    height: REC_H,
+                };
+                let roi = Roi {
+                    x: r.x0,
+                    y: r.y0,
+                    w: r.width(),
+                    h: r.height(),
+                };
+                resize_into(img, roi, &mut plane, (0, 0, rw, REC_H), &norm);
+            }
+            let view = ArrayViewD::from_shape(vec![batch.len(), 3, REC_H, width], &input[..])
+                .map_err(|e| VisionError::Runtime(format!("recogniser input shape: {e}")))?;
+            let started = Instant::now();
+            let outs = self.rec.run(view)?;
+            stats.rec_calls += 1;
+            stats.rec_rows += batch.len() as u32;
+            stats.rec_ms += started.elapsed().as_secs_f64() * 1000.0;
+            let o = outs
+                .first()
+                .ok_or_else(|| VisionError::Output("recogniser gave no output".into()))?;
+            let &[n, steps, classes] = o.shape.as_slice() else {
+                return Err(VisionError::Output(format!(
+                    "recogniser output {:?}, expected [N, T, C]",
+                    o.shape
+                )));
+            };
+            if n != batch.len() || o.data.len() != n * steps * classes {
+                return Err(VisionError::Output(format!(
+                    "recogniser output {:?} for a batch of {}",
+                    o.shape,
+                    batch.len()
+                )));
+            }
+            if classes != self.dict.len() + 1 {
+                return Err(VisionError::Output(format!(
+                    "recogniser has {classes} classes, dictionary {} (+ blank)",
+                    self.dict.len()
+                )));
+            }
+            for (k, &(i, _)) in batch.iter().enumerate() {
+                let row = &o.data[k * steps * classes..(k + 1) * steps * classes];
+                out[i] = ctc_chars(row, steps, classes, &self.dict);
+            }
         }
-        Ok(ctc_chars(&out.data, steps, classes, &self.dict))
+        Ok(out)
+    }
+}
+
+/// `bbox` cut by `(fx, fy)`: fractions of its width and height off each side (negative widens).
+fn inset(bbox: &BBox, (fx, fy): (f32, f32)) -> BBox {
+    let (mx, my) = (bbox.width() * fx, bbox.height() * fy);
+    BBox {
+        x0: bbox.x0 + mx,
+        y0: bbox.y0 + my,
+        x1: bbox.x1 - mx,
+        y1: bbox.y1 - my,
     }
 }
 

@@ -227,7 +227,7 @@ export async function cluePage(main, id) {
             c.resolution ? h('p', {}, c.resolution) : null,
             h('div', { class: 'hint', id: 'history-hint' }, h('strong', {}, t('clue.history'), ': '),
               hist.first_violation ? t('clue.first') : t('clue.repeat', { n: hist.prior_clues }), ' — ', hist.hint)),
-          actionForm(c, load),
+          session.me.may_work_clues ? actionForm(c, load) : null,
           h('h2', {}, t('clue.readings')), h('div', { class: 'card' }, chartBox),
           h('h2', {}, t('clue.evidence')), images),
         h('div', {},

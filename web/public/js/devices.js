@@ -135,7 +135,7 @@ export async function devicePage(main, site, device) {
         h('tbody', {}, records.map((r) => h('tr', {},
           h('td', {}, fmtTime(r.from_ms)), h('td', {}, fmtTime(r.to_ms)), h('td', {}, r.by), h('td', {}, r.note ?? '')))))
       : h('p', { class: 'muted', id: 'pumpout-records' }, t('dev.nopump')),
-    session.me.may_read_clues ? recordForm(site, device, () => devicePage(main, site, device)) : null,
+    session.me.may_work_clues ? recordForm(site, device, () => devicePage(main, site, device)) : null,
     related.length ? h('h2', {}, t('nav.clues')) : null,
     related.length ? h('ul', { class: 'card', id: 'device-clues' }, related.map((c) => h('li', {},
       h('a', { href: `#/clues/${c.id}` }, `#${c.id}`), ` ${t('level.' + c.level)} · ${t('status.' + c.status)} · ${c.title} · ${fmtTime(c.last_seen_ms)}`))) : null);

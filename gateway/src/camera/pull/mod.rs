@@ -9,8 +9,8 @@
 //!   like a silent pushing camera. The source's own errors are on the board below.
 //! - Failures: a failed snapshot, a lost or stalled stream, or ffmpeg exiting is counted by
 //!   reason, and the source tries again after a back-off that doubles from
-//!   `source_retry_min_ms` to `source_retry_max_ms` (full jitter; [`Backoff`], the same one the
-//!   database sink uses) and resets at the next frame. A snapshot source never polls a failing
+//!   `source_retry_min_ms` to `source_retry_max_ms` (full jitter; [`Backoff`], the one every retry
+//!   loop uses) and resets at the next frame. A snapshot source never polls a failing
 //!   camera more often than a healthy one (the wait is at least `interval_s`).
 //! - Health per source ([`SourceBoard`]): last frame, frames, errors, the last error, reconnects;
 //!   in `/metrics` (`gateway_camera_source_*{site,camera}`) and on the camera wall
@@ -30,7 +30,7 @@ pub use board::{SourceBoard, SourceStatus};
 pub use config::{PullSource, SourceKind};
 
 use super::service::CameraService;
-use crate::sink::influx::Backoff;
+use crate::backoff::Backoff;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;

@@ -281,8 +281,11 @@ impl PgStore {
             clue_ids,
             occurrence_ids,
             &mut chain.head,
-            self.raise_after,
-            now_ms,
+            &intake::Context {
+                raise_after: self.raise_after,
+                key: chain.key.as_deref(),
+                now_ms,
+            },
         )?;
 
         let mut cols = Columns {

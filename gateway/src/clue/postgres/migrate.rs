@@ -13,10 +13,12 @@
 //! 4. the target must verify, with as many entries as the source.
 
 use super::{PgBlobs, PgStore, begin};
+use crate::clue::audit_key::AuditKey;
 use crate::clue::evidence::{BlobStore, EvidenceStore};
 use crate::clue::store::{AuditLog, SqliteStore, StoreError};
 use postgres::types::{ToSql, Type};
 use std::path::Path;
+use std::sync::Arc;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -246,22 +248,27 @@ fn convert(v: rusqlite::types::Value, ty: &Type) -> Result<Box<dyn ToSql + Sync>
 
 /// Moves the pool in SQLite file `from` (evidence files in `evidence_dir`) into the empty
 /// PostgreSQL database `to_url`.
+///
+/// `key` is the chain's key (`audit.key` beside the SQLite file): with it the sealed entries
+/// are verified before and after, and the copy must end at the very head the source ended at.
 pub fn sqlite_to_postgres(
     from: &Path,
     evidence_dir: &Path,
     to_url: &str,
+    key: Option<Arc<AuditKey>>,
 ) -> Result<MigrateReport, MigrateError> {
     if !from.is_file() {
         return Err(StoreError::Corrupt(format!("{} is not a file", from.display())).into());
     }
-    let source = SqliteStore::open(from, vec![])?;
+    let source = SqliteStore::open(from, vec![])?.with_audit_key(key.clone());
     let before = source.verify_audit()?;
+    let source_head = source.audit_head()?;
     if !before.ok {
         return Err(MigrateError::SourceBroken(before.to_string()));
     }
-    let target = PgStore::open(to_url, 2, vec![])?;
+    let target = PgStore::open(to_url, 2, vec![])?.with_audit_key(key.clone());
     let mut conn = target.conn()?;
-    let (mut tx, chain) = begin(&mut conn)?;
+    let (mut tx, chain) = begin(&mut conn, &key)?;
     let held: i64 = tx
         .query_one(
             "SELECT (SELECT count(*) FROM clues) + (SELECT count(*) FROM audit) \
@@ -353,7 +360,7 @@ pub fn sqlite_to_postgres(
             Err(e) => return Err(MigrateError::Evidence(h, e.to_string())),
         }
     }
-    let after = target.verify_audit()?;
+    let after = target.verify_audit_against(source_head.as_ref())?;
     if !after.ok || after.entries != before.entries {
         return Err(MigrateError::TargetBroken(format!(
             "{after} (source had {} entries)",

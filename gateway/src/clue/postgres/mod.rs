@@ -41,7 +41,8 @@ pub mod migrate;
 mod schema;
 mod stays;
 
-use super::audit::{self, AuditAction, AuditEntry, VerifyReport};
+use super::audit::{self, AuditAction, AuditEntry, Head, VerifyReport};
+use super::audit_key::AuditKey;
 use super::auth::{Role, TokenRecord, TokenStore, TokenStoreError};
 use super::lifecycle::{self, Action, Status};
 use super::model::*;
@@ -50,10 +51,11 @@ use super::retention::{Expired, RetentionConfig, class_of};
 use super::signal::{ClueEvent, GeoPoint, Subject};
 use super::store::intake::Item;
 use super::store::{
-    AUDIT_COLS, AuditLog, CLUE_COLS, ClueRecords, DeliveryQueue, OversightStore, RetentionStore,
-    StatsRow, StoreError, TokenInfo, WARNING_COLS, act_detail, change_detail, change_message,
-    check_clue_rows, escalation_detail, escalation_due, history_of, json_col, kind_matches,
-    last_digests, state_of, stats_of, subject_key, warning_detail, warning_message,
+    AUDIT_COLS, AUDIT_HEAD_TOPIC, AuditLog, CLUE_COLS, ClueRecords, DeliveryQueue, OversightStore,
+    RetentionStore, StatsRow, StoreError, TokenInfo, WARNING_COLS, act_detail, change_detail,
+    change_message, check_clue_rows, escalation_detail, escalation_due, head_message, history_of,
+    json_col, kind_matches, last_digests, state_of, stats_of, subject_key, warning_detail,
+    warning_message,
 };
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
@@ -138,6 +140,9 @@ pub struct PgStore {
     holder: String,
     /// The session that holds leader locks, and the jobs it holds.
     leader: Mutex<(Option<postgres::Client>, BTreeSet<String>)>,
+    /// Seals every new audit entry (none: plain entries, see `clue::audit`). Every gateway
+    /// on one database must have the same key: they write one chain.
+    key: Option<Arc<AuditKey>>,
 }
 
 fn pool_error(e: r2d2::Error) -> StoreError {
@@ -236,16 +241,21 @@ fn read_clue(c: &mut impl GenericClient, id: i64, lock: bool) -> Result<Option<C
         .transpose()
 }
 
-/// The audit chain's head as this transaction holds it (locked until commit).
+/// The audit chain's head as this transaction holds it (locked until commit), and the key
+/// that seals what it appends.
 #[derive(Clone)]
 pub(crate) struct Chain {
     head: audit::Head,
     /// The head's sequence number when the transaction locked it.
     start: i64,
+    key: Option<Arc<AuditKey>>,
 }
 
 /// Starts a writing transaction: the chain head is locked first (see the module doc).
-fn begin(conn: &mut Conn) -> Result<(Transaction<'_>, Chain), StoreError> {
+fn begin<'c>(
+    conn: &'c mut Conn,
+    key: &Option<Arc<AuditKey>>,
+) -> Result<(Transaction<'c>, Chain), StoreError> {
     let mut tx = conn.transaction()?;
     let r = tx.query_one(
         "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
@@ -260,6 +270,7 @@ fn begin(conn: &mut Conn) -> Result<(Transaction<'_>, Chain), StoreError> {
                 hash: r.try_get(1)?,
             },
             start: seq,
+            key: key.clone(),
         },
     ))
 }
@@ -285,9 +296,14 @@ fn append(
     clue_id: Option<i64>,
     detail: &Value,
 ) -> Result<i64, StoreError> {
-    let e = chain
-        .head
-        .append(at_ms, actor, action.as_str(), clue_id, detail.clone());
+    let e = chain.head.append(
+        chain.key.as_deref(),
+        at_ms,
+        actor,
+        action.as_str(),
+        clue_id,
+        detail.clone(),
+    );
     let text = audit::canonical_json(&e.detail);
     tx.execute_typed(
         "INSERT INTO audit (seq, at_ms, actor, action, clue_id, detail, prev_hash, hash) \
@@ -332,6 +348,7 @@ impl PgStore {
                 rand::random::<u32>()
             ),
             leader: Mutex::new((None, BTreeSet::new())),
+            key: None,
         };
         store.migrate()?;
         Ok(store)
@@ -342,6 +359,13 @@ impl PgStore {
     /// of waiting for its own lease to run out).
     pub fn with_holder(mut self, name: &str) -> PgStore {
         self.holder = name.to_string();
+        self
+    }
+
+    /// Seals every audit entry this gateway writes from now on with `key`, and verifies with
+    /// it.
+    pub fn with_audit_key(mut self, key: Option<Arc<AuditKey>>) -> PgStore {
+        self.key = key;
         self
     }
 
@@ -507,7 +531,7 @@ impl PgStore {
     /// Revokes token `id` (audited); false when there is no such active token.
     pub fn revoke_token(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let n = tx.execute(
             "UPDATE tokens SET revoked_ms = $2 WHERE id = $1 AND revoked_ms IS NULL",
             &[&id, &now_ms],
@@ -536,7 +560,7 @@ impl PgStore {
         isolate: bool,
     ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         if !isolate {
             let out = self.ingest_set(&mut tx, &mut chain, items, now_ms)?;
             commit(tx, &chain)?;
@@ -630,7 +654,7 @@ impl ClueRecords for PgStore {
         now_ms: i64,
     ) -> Result<Option<ClueChange>, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let Some(clue) = tx
             .query_opt(
                 &format!("SELECT {CLUE_COLS} FROM clues WHERE dedup_key = $1 AND open FOR UPDATE"),
@@ -698,7 +722,7 @@ impl ClueRecords for PgStore {
         now_ms: i64,
     ) -> Result<ClueChange, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let clue = read_clue(&mut tx, id, true)?.ok_or(StoreError::NotFound(id))?;
         let before = state_of(&clue);
         let next = lifecycle::apply(&before, action, actor, now_ms)?;
@@ -750,7 +774,7 @@ impl ClueRecords for PgStore {
 
     fn escalate(&self, now_ms: i64, red_after_ms: i64) -> Result<Vec<ClueChange>, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let due: Vec<(i64, String, i64)> = tx
             .query(
                 "SELECT id, escalation, deadline_ms FROM clues \
@@ -944,7 +968,7 @@ impl AuditLog for PgStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         append(&mut tx, &mut chain, now_ms, actor, action, None, detail)?;
         commit(tx, &chain)
     }
@@ -992,7 +1016,34 @@ impl AuditLog for PgStore {
             .collect()
     }
 
-    fn verify_audit(&self) -> Result<VerifyReport, StoreError> {
+    fn audit_head(&self) -> Result<Option<Head>, StoreError> {
+        let mut c = self.conn()?;
+        let r = c.query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[])?;
+        let seq: i64 = r.try_get(0)?;
+        Ok((seq > 0)
+            .then(|| r.try_get(1))
+            .transpose()?
+            .map(|hash| Head { seq, hash }))
+    }
+
+    fn publish_audit_head(&self, now_ms: i64) -> Result<Option<Head>, StoreError> {
+        let mut c = self.conn()?;
+        let mut tx = c.transaction()?;
+        let r = tx.query_one("SELECT seq, hash FROM audit_head WHERE id = 1", &[])?;
+        let head = Head {
+            seq: r.try_get(0)?,
+            hash: r.try_get(1)?,
+        };
+        if head.seq == 0 {
+            return Ok(None);
+        }
+        let body = head_message(&head, self.key.as_deref().map(|k| k.id()), now_ms);
+        self.queue(&mut tx, AUDIT_HEAD_TOPIC, &body.to_string(), now_ms)?;
+        tx.commit()?;
+        Ok(Some(head))
+    }
+
+    fn verify_audit_against(&self, published: Option<&Head>) -> Result<VerifyReport, StoreError> {
         let entries = self.audit_all()?;
         let last_digest = last_digests(&entries);
         let head = {
@@ -1001,7 +1052,7 @@ impl AuditLog for PgStore {
             (r.try_get::<_, i64>(0)?, r.try_get::<_, String>(1)?)
         };
         let last = entries.last().map(|e| (e.seq, e.hash.clone()));
-        let report = audit::verify(entries);
+        let report = audit::verify_with(entries, self.key.as_deref(), published);
         if !report.ok {
             return Ok(report);
         }
@@ -1009,7 +1060,6 @@ impl AuditLog for PgStore {
         if last.as_ref().is_some_and(|l| *l != head) || (last.is_none() && head.0 != 0) {
             return Ok(VerifyReport {
                 ok: false,
-                entries: report.entries,
                 broken: Some(audit::Broken {
                     seq: head.0,
                     what: format!(
@@ -1018,6 +1068,7 @@ impl AuditLog for PgStore {
                         head.0
                     ),
                 }),
+                ..report
             });
         }
         let mut c = self.conn()?;
@@ -1156,7 +1207,7 @@ impl OversightStore for PgStore {
         now_ms: i64,
     ) -> Result<Vec<ClueChange>, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         for id in [p.lead, p.linked] {
             read_clue(&mut tx, id, true)?.ok_or(StoreError::NotFound(id))?;
         }
@@ -1196,7 +1247,7 @@ impl OversightStore for PgStore {
 
     fn raise_warnings(&self, found: &[Finding], now_ms: i64) -> Result<Vec<Warning>, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let mut changed = Vec::new();
         for f in found {
             let current: Option<String> = tx
@@ -1314,7 +1365,7 @@ impl RetentionStore for PgStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         append(
             &mut tx,
             &mut chain,
@@ -1404,7 +1455,7 @@ impl RetentionStore for PgStore {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let n = tx.execute(
             "UPDATE evidence SET purged_ms = $2, purge_reason = $3, body = NULL \
              WHERE id = $1 AND purged_ms IS NULL",
@@ -1488,7 +1539,7 @@ impl TokenStore for PgStore {
         let sites =
             serde_json::to_string(sites).map_err(|e| TokenStoreError::Backend(e.to_string()))?;
         let mut c = self.conn().map_err(token_error)?;
-        let (mut tx, mut chain) = begin(&mut c).map_err(token_error)?;
+        let (mut tx, mut chain) = begin(&mut c, &self.key).map_err(token_error)?;
         let id: i64 = tx
             .query_one(
                 "INSERT INTO tokens (hash, role, sites, name, created_ms) \

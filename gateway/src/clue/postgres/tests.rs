@@ -42,7 +42,11 @@ fn event(key: &str, at_ms: i64) -> ClueEvent {
 #[test]
 fn three_gateways_racing_on_the_same_keys_make_one_clue_per_key_and_one_chain() {
     let (_pg, url) = server();
-    let gateways: Vec<PgStore> = (0..3).map(|_| gateway(&url)).collect();
+    // One key for all three: batched intake seals every entry it writes.
+    let key = Arc::new(AuditKey::from_bytes(&[5u8; 32]));
+    let gateways: Vec<PgStore> = (0..3)
+        .map(|_| gateway(&url).with_audit_key(Some(key.clone())))
+        .collect();
     let barrier = Barrier::new(3);
     std::thread::scope(|s| {
         for (g, store) in gateways.iter().enumerate() {
@@ -84,6 +88,7 @@ fn three_gateways_racing_on_the_same_keys_make_one_clue_per_key_and_one_chain() 
     let report = gateways[2].verify_audit().expect("verify");
     assert!(report.ok, "{report}");
     assert_eq!(report.entries, 600, "one entry per occurrence, one chain");
+    assert_eq!(report.sealed_from, Some(1), "sealed from the first entry");
     // Every change is queued once for the platform.
     let queued = a.pending(CHANNEL_MQTT, 1000).expect("pending");
     assert_eq!(queued.len(), 600);
@@ -92,7 +97,8 @@ fn three_gateways_racing_on_the_same_keys_make_one_clue_per_key_and_one_chain() 
 #[test]
 fn a_bad_event_fails_alone_and_the_rest_of_its_batch_is_recorded() {
     let (_pg, url) = server();
-    let store = gateway(&url);
+    let key = Arc::new(AuditKey::from_bytes(&[6u8; 32]));
+    let store = gateway(&url).with_audit_key(Some(key));
     let mut bad = event("d2", 2);
     // PostgreSQL refuses NUL in text: the set-based write fails, and the batch is redone one
     // event at a time.
@@ -111,6 +117,11 @@ fn a_bad_event_fails_alone_and_the_rest_of_its_batch_is_recorded() {
     assert_eq!((d1.clue.occurrences, d1.event_id), (2, 2));
     let report = store.verify_audit().expect("verify");
     assert!(report.ok && report.entries == 2, "{report}");
+    assert_eq!(
+        report.sealed_from,
+        Some(1),
+        "the event-by-event redo seals too"
+    );
     assert_eq!(store.pending(CHANNEL_MQTT, 10).expect("pending").len(), 2);
 }
 

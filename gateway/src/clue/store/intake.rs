@@ -16,6 +16,7 @@
 
 use super::{StoreError, change_detail, level_after_repeat};
 use crate::clue::audit::{AuditAction, AuditEntry, Head};
+use crate::clue::audit_key::AuditKey;
 use crate::clue::lifecycle::Status;
 use crate::clue::model::{Clue, ClueChange, Escalation, NewEvidence};
 use crate::clue::signal::ClueEvent;
@@ -65,18 +66,27 @@ pub(crate) fn new_clues(keys: &[&str], open: &[Clue]) -> usize {
     keys.len().saturating_sub(open.len())
 }
 
+/// What a batch is planned with besides its events: the store's settings and the time.
+pub(crate) struct Context<'k> {
+    /// Repetition raises the level from this many occurrences on (0: never).
+    pub raise_after: i64,
+    /// Seals the batch's audit entries (none: plain entries, see `clue::audit`).
+    pub key: Option<&'k AuditKey>,
+    pub now_ms: i64,
+}
+
 /// Plans `items` (in order) from the stored `open` clues of their keys: new clues take their
 /// ids from `clue_ids`, occurrences from `occurrence_ids` (one per item), entries are chained
-/// after `head`, which ends on the last.
+/// (and sealed with `cx.key`) after `head`, which ends on the last.
 pub(crate) fn plan(
     items: &[Item],
     open: Vec<Clue>,
     clue_ids: impl IntoIterator<Item = i64>,
     occurrence_ids: impl IntoIterator<Item = i64>,
     head: &mut Head,
-    raise_after: i64,
-    now_ms: i64,
+    cx: &Context<'_>,
 ) -> Result<Plan, StoreError> {
+    let (raise_after, now_ms) = (cx.raise_after, cx.now_ms);
     let mut clue_ids = clue_ids.into_iter();
     let mut occurrence_ids = occurrence_ids.into_iter();
     let mut clues: Vec<Touched> = Vec::with_capacity(open.len());
@@ -147,7 +157,14 @@ pub(crate) fn plan(
         };
         let clue = clues[index].clue.clone();
         let detail = change_detail(&clue, detail);
-        let entry = head.append(now_ms, "pool", action.as_str(), Some(clue.id), detail);
+        let entry = head.append(
+            cx.key,
+            now_ms,
+            "pool",
+            action.as_str(),
+            Some(clue.id),
+            detail,
+        );
         let change = ClueChange {
             event_id: entry.seq,
             event: action.as_str().to_string(),
@@ -201,6 +218,14 @@ mod tests {
     use crate::clue::audit;
     use crate::clue::signal::{Level, Subject};
 
+    fn cx(raise_after: i64, now_ms: i64) -> Context<'static> {
+        Context {
+            raise_after,
+            key: None,
+            now_ms,
+        }
+    }
+
     fn item(device: &str, level: Level, kind: &str, at_ms: i64) -> Item {
         let subject = Subject {
             site: "s1".into(),
@@ -232,7 +257,7 @@ mod tests {
         ];
         assert_eq!(keys(&items).len(), 2);
         let mut head = audit::Head::genesis();
-        let p = plan(&items, vec![], 7.., 100.., &mut head, 3, 99).expect("plan");
+        let p = plan(&items, vec![], 7.., 100.., &mut head, &cx(3, 99)).expect("plan");
         let actions: Vec<&str> = p.steps.iter().map(|s| s.change.event.as_str()).collect();
         assert_eq!(
             actions,
@@ -274,10 +299,18 @@ mod tests {
     fn a_stored_open_clue_is_continued_and_a_second_one_for_a_key_is_refused() {
         let items = vec![item("a", Level::Medium, "k", 50)];
         let mut head = audit::Head::genesis();
-        let first = plan(&items, vec![], 1.., 1.., &mut head, 0, 1).expect("plan");
+        let first = plan(&items, vec![], 1.., 1.., &mut head, &cx(0, 1)).expect("plan");
         let stored = first.clues[0].clue.clone();
         let mut head2 = head.clone();
-        let next = plan(&items, vec![stored.clone()], 9.., 2.., &mut head2, 0, 2).expect("plan");
+        let next = plan(
+            &items,
+            vec![stored.clone()],
+            9..,
+            2..,
+            &mut head2,
+            &cx(0, 2),
+        )
+        .expect("plan");
         assert!(!next.clues[0].is_new);
         assert_eq!(next.clues[0].clue.id, 1);
         assert_eq!(next.clues[0].clue.occurrences, 2);
@@ -289,8 +322,7 @@ mod tests {
                 9..,
                 2..,
                 &mut head,
-                0,
-                2
+                &cx(0, 2)
             ),
             Err(StoreError::Corrupt(_))
         ));

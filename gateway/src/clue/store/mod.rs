@@ -135,8 +135,19 @@ pub trait AuditLog: Send + Sync {
         to_ms: i64,
         scope: Option<&[String]>,
     ) -> Result<Vec<AuditEntry>, StoreError>;
-    /// Checks the whole chain and that every clue row matches its last audit entry.
-    fn verify_audit(&self) -> Result<VerifyReport, StoreError>;
+    /// Checks the whole chain (with the store's key, if it has one) and that every clue row
+    /// matches its last audit entry.
+    fn verify_audit(&self) -> Result<VerifyReport, StoreError> {
+        self.verify_audit_against(None)
+    }
+    /// [`AuditLog::verify_audit`], and the chain must reach the published `head` (the entry
+    /// and its hash): what catches a cut-off tail.
+    fn verify_audit_against(&self, head: Option<&audit::Head>) -> Result<VerifyReport, StoreError>;
+    /// The chain's last entry (`seq`, `hash`), none when it is empty.
+    fn audit_head(&self) -> Result<Option<audit::Head>, StoreError>;
+    /// Queues the chain's head on every delivery channel (topic [`AUDIT_HEAD_TOPIC`]) and
+    /// returns it; none when the chain is empty.
+    fn publish_audit_head(&self, now_ms: i64) -> Result<Option<audit::Head>, StoreError>;
     /// Appends an entry about no clue (e.g. a device registry edit); admin-only to read.
     fn record(
         &self,
@@ -145,6 +156,49 @@ pub trait AuditLog: Send + Sync {
         detail: &Value,
         now_ms: i64,
     ) -> Result<(), StoreError>;
+}
+
+/// At a gateway's start with `key`: a chain that ends with a plain entry (written before the
+/// key existed) gets a sealed `chain_sealed` entry naming the last plain one, the documented
+/// switch-over point (see `clue::audit`). A chain sealed with another key is refused: this
+/// gateway's entries would make it unverifiable (every gateway on one database needs the same
+/// key). Returns the sealing entry's predecessor, if one was written.
+pub fn seal_chain(
+    log: &dyn AuditLog,
+    key: &crate::clue::audit_key::AuditKey,
+    now_ms: i64,
+) -> Result<Option<i64>, StoreError> {
+    let Some(head) = log.audit_head()? else {
+        return Ok(None);
+    };
+    match audit::sealed_by(&head.hash) {
+        Some(id) if id == key.id() => Ok(None),
+        Some(id) => Err(StoreError::Conflict(format!(
+            "the audit chain is sealed with key {id}, and this gateway's key is {}: every \
+             gateway on one clue store needs the same key ([clues.audit] key_file or key_env)",
+            key.id()
+        ))),
+        None => {
+            let detail = json!({"key_id": key.id(), "plain_until": head.seq});
+            log.record("pool", audit::AuditAction::ChainSealed, &detail, now_ms)?;
+            Ok(Some(head.seq))
+        }
+    }
+}
+
+/// Where the chain's head is published (MQTT topic; the webhook body says `"type":
+/// "audit_head"`).
+pub const AUDIT_HEAD_TOPIC: &str = "audit/v1/head";
+
+/// The body of a published head.
+pub(crate) fn head_message(head: &audit::Head, key_id: Option<&str>, at_ms: i64) -> Value {
+    serde_json::json!({
+        "type": "audit_head",
+        "seq": head.seq,
+        "hash": head.hash,
+        "key_id": key_id,
+        "at_ms": at_ms,
+    })
 }
 
 /// The transactional outbox: rows queued with each change, delivered by `publish`.
@@ -506,8 +560,8 @@ pub(crate) fn check_clue_rows(
 ) -> VerifyReport {
     let broken = |seq, what| VerifyReport {
         ok: false,
-        entries: report.entries,
         broken: Some(Broken { seq, what }),
+        ..report.clone()
     };
     for c in clues {
         let c = match c {

@@ -10,6 +10,7 @@ use super::bus::{Data, Link, RequestError, SerialBus};
 use super::config::{DeviceConfig, Endpoint, ModbusConfig};
 use super::decode::decode_register;
 use super::plan::{Block, Limits, plan};
+use crate::backoff::Backoff;
 use crate::metrics::{DeviceResult, Metrics, Reason};
 use crate::pipeline::{Ack, Intake, IntakeSender};
 use crate::reading::{Quality, Reading, Source, Value};
@@ -49,14 +50,10 @@ impl Presence {
         })
     }
 
-    /// Delay before the next poll: the interval while answering, then doubling per failure
-    /// up to `max`.
-    pub fn next_delay(&self, interval: Duration, max: Duration) -> Duration {
-        if self.failures <= 1 {
-            return interval;
-        }
-        let shift = (self.failures - 1).min(20);
-        interval.saturating_mul(1 << shift).min(max)
+    /// Delay before the next poll, from `backoff` (the poll interval up to `backoff_max_ms`):
+    /// the interval while answering and after the first failure, then doubling per failure.
+    pub fn next_delay(&self, backoff: &Backoff) -> Duration {
+        backoff.ceiling(self.failures.saturating_sub(1))
     }
 }
 
@@ -198,7 +195,7 @@ impl DevicePoller {
     /// Polls until `cancel` fires or the pipeline is gone.
     pub async fn run(mut self, cancel: CancellationToken) {
         let interval = Duration::from_millis(self.dev.interval_ms);
-        let backoff_max = Duration::from_millis(self.dev.backoff_max_ms);
+        let backoff = Backoff::new(interval, Duration::from_millis(self.dev.backoff_max_ms));
         info!(
             url = %self.dev.url,
             unit = self.dev.unit,
@@ -264,7 +261,7 @@ impl DevicePoller {
                     n
                 }
             } else {
-                Instant::now() + self.presence.next_delay(interval, backoff_max)
+                Instant::now() + self.presence.next_delay(&backoff)
             };
         }
         self.link.close().await;
@@ -427,20 +424,21 @@ mod tests {
     fn back_off_doubles_up_to_the_cap() {
         let i = Duration::from_millis(100);
         let max = Duration::from_millis(1000);
+        let b = Backoff::new(i, max);
         let mut p = Presence::default();
-        assert_eq!(p.next_delay(i, max), i);
+        assert_eq!(p.next_delay(&b), i);
         let delays: Vec<u128> = (0..6)
             .map(|_| {
                 p.failed(3);
-                p.next_delay(i, max).as_millis()
+                p.next_delay(&b).as_millis()
             })
             .collect();
         assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
         for _ in 0..100 {
             p.failed(3);
         }
-        assert_eq!(p.next_delay(i, max), max);
+        assert_eq!(p.next_delay(&b), max);
         p.answered();
-        assert_eq!(p.next_delay(i, max), i);
+        assert_eq!(p.next_delay(&b), i);
     }
 }

@@ -3,8 +3,12 @@
 
 use super::{CLUE_COLS, SqliteStore, clue_from_row, json_col, read_clue};
 use crate::clue::audit::{self, AuditAction, AuditEntry, Head, VerifyReport};
+use crate::clue::audit_key::AuditKey;
 use crate::clue::model::ClueChange;
-use crate::clue::store::{AuditLog, StoreError, change_detail, check_clue_rows, last_digests};
+use crate::clue::store::{
+    AUDIT_HEAD_TOPIC, AuditLog, StoreError, change_detail, check_clue_rows, head_message,
+    last_digests,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
@@ -23,9 +27,15 @@ pub(super) fn audit_from_row(r: &Row) -> rusqlite::Result<AuditEntry> {
 
 pub(super) use crate::clue::store::AUDIT_COLS;
 
-/// The chain's head as stored (read inside the writing transaction).
+/// The chain's head as stored (read inside the writing transaction): its last entry, or
+/// [`Head::genesis`] for an empty chain.
 pub(super) fn head(tx: &Connection) -> Result<Head, StoreError> {
-    Ok(tx
+    Ok(last_entry(tx)?.unwrap_or_else(Head::genesis))
+}
+
+/// The chain's last entry.
+fn last_entry(conn: &Connection) -> Result<Option<Head>, StoreError> {
+    Ok(conn
         .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| {
             Ok(Head {
@@ -33,12 +43,11 @@ pub(super) fn head(tx: &Connection) -> Result<Head, StoreError> {
                 hash: r.get(1)?,
             })
         })
-        .optional()?
-        .unwrap_or_else(Head::genesis))
+        .optional()?)
 }
 
-/// Writes an entry chained by [`Head::append`]. Must run inside the transaction of what it
-/// records.
+/// Writes an entry chained (and sealed) by [`Head::append`]. Must run inside the transaction
+/// of what it records.
 pub(super) fn write_entry(tx: &Connection, e: &AuditEntry) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO audit (seq, at_ms, actor, action, clue_id, detail, prev_hash, hash) \
@@ -57,16 +66,18 @@ pub(super) fn write_entry(tx: &Connection, e: &AuditEntry) -> Result<(), StoreEr
     Ok(())
 }
 
-/// Appends one entry to the chain. Must run inside the transaction of what it records.
+/// Appends one entry to the chain, sealed with `key` if there is one. Must run inside the
+/// transaction of what it records.
 pub(super) fn append_audit(
     tx: &Connection,
+    key: Option<&AuditKey>,
     at_ms: i64,
     actor: &str,
     action: AuditAction,
     clue_id: Option<i64>,
     detail: &Value,
 ) -> Result<i64, StoreError> {
-    let e = head(tx)?.append(at_ms, actor, action.as_str(), clue_id, detail.clone());
+    let e = head(tx)?.append(key, at_ms, actor, action.as_str(), clue_id, detail.clone());
     write_entry(tx, &e)?;
     Ok(e.seq)
 }
@@ -85,7 +96,7 @@ impl SqliteStore {
     ) -> Result<ClueChange, StoreError> {
         let clue = read_clue(tx, clue_id)?.ok_or(StoreError::NotFound(clue_id))?;
         let detail = change_detail(&clue, detail);
-        let seq = append_audit(tx, at_ms, actor, action, Some(clue_id), &detail)?;
+        let seq = append_audit(tx, self.key(), at_ms, actor, action, Some(clue_id), &detail)?;
         let change = ClueChange {
             event_id: seq,
             event: action.as_str().to_string(),
@@ -121,7 +132,7 @@ impl AuditLog for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        append_audit(&tx, now_ms, actor, action, None, detail)?;
+        append_audit(&tx, self.key(), now_ms, actor, action, None, detail)?;
         tx.commit()?;
         Ok(())
     }
@@ -169,10 +180,26 @@ impl AuditLog for SqliteStore {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn verify_audit(&self) -> Result<VerifyReport, StoreError> {
+    fn audit_head(&self) -> Result<Option<Head>, StoreError> {
+        last_entry(&self.conn())
+    }
+
+    fn publish_audit_head(&self, now_ms: i64) -> Result<Option<Head>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let Some(head) = last_entry(&tx)? else {
+            return Ok(None);
+        };
+        let body = head_message(&head, self.key().map(|k| k.id()), now_ms);
+        self.enqueue(&tx, AUDIT_HEAD_TOPIC, &body, now_ms)?;
+        tx.commit()?;
+        Ok(Some(head))
+    }
+
+    fn verify_audit_against(&self, head: Option<&Head>) -> Result<VerifyReport, StoreError> {
         let entries = self.audit_all()?;
         let last_digest = last_digests(&entries);
-        let report = audit::verify(entries);
+        let report = audit::verify_with(entries, self.key(), head);
         if !report.ok {
             return Ok(report);
         }
@@ -185,5 +212,83 @@ impl AuditLog for SqliteStore {
             &last_digest,
             clues.map(|c| c.map_err(|e| e.to_string())),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clue::store::seal_chain;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_plain_chain_is_sealed_at_the_first_start_with_a_key_and_keeps_verifying() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("clues.sqlite");
+        let plain = SqliteStore::open(&path, vec![]).expect("open");
+        for n in 0..2 {
+            AuditLog::record(
+                &plain,
+                "cli",
+                AuditAction::TokenCreated,
+                &serde_json::json!({"n": n}),
+                n,
+            )
+            .expect("record");
+        }
+        drop(plain);
+        let key = Arc::new(AuditKey::from_bytes(&[3u8; 32]));
+        let store = SqliteStore::open(&path, vec![])
+            .expect("reopen")
+            .with_audit_key(Some(key.clone()));
+        let r = store.verify_audit().expect("verify");
+        assert!(
+            !r.ok,
+            "a key and a chain that ends plain: not yet switched over"
+        );
+        assert_eq!(seal_chain(&store, &key, 10).expect("seal"), Some(2));
+        assert_eq!(seal_chain(&store, &key, 11).expect("again"), None);
+        AuditLog::record(
+            &store,
+            "cli",
+            AuditAction::TokenRevoked,
+            &serde_json::json!({}),
+            12,
+        )
+        .expect("record");
+        // Batched intake seals its entries as well.
+        let subject = crate::clue::signal::Subject {
+            site: "s1".into(),
+            device: Some("m1".into()),
+            ..Default::default()
+        };
+        let ev = crate::clue::signal::ClueEvent {
+            rule: "r".into(),
+            kind: "k".into(),
+            level: crate::clue::signal::Level::Low,
+            dedup_key: crate::clue::signal::ClueEvent::default_key("r", &subject),
+            subject,
+            at_ms: 13,
+            title: "t".into(),
+            detail: serde_json::json!({}),
+            evidence: vec![],
+            department: None,
+        };
+        let batch = vec![(ev.clone(), vec![], 100), (ev, vec![], 100)];
+        let out = crate::clue::store::ClueRecords::ingest_batch(&store, &batch, 14).expect("batch");
+        assert!(out.iter().all(|r| r.is_ok()), "{out:?}");
+        let r = store.verify_audit().expect("verify");
+        assert!(r.ok, "{r}");
+        assert_eq!((r.entries, r.sealed_from), (6, Some(3)));
+        let all = store.audit_all().expect("all");
+        assert_eq!(all[2].action, AuditAction::ChainSealed);
+        assert!(
+            all[2..]
+                .iter()
+                .all(|e| audit::sealed_by(&e.hash) == Some(key.id()))
+        );
+        // A gateway with another key would fork the chain.
+        let other = AuditKey::from_bytes(&[4u8; 32]);
+        assert!(seal_chain(&store, &other, 13).is_err());
     }
 }

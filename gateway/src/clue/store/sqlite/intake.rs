@@ -51,8 +51,11 @@ impl SqliteStore {
             clue_id..,
             occurrence_id..,
             &mut head,
-            self.raise_after,
-            now_ms,
+            &intake::Context {
+                raise_after: self.raise_after,
+                key: self.key(),
+                now_ms,
+            },
         )?;
 
         let mut insert = tx.prepare_cached(

@@ -17,12 +17,13 @@ mod tokens;
 pub use tokens::TokenInfo;
 
 use super::StoreError;
+use crate::clue::audit_key::AuditKey;
 use crate::clue::lifecycle::Status;
 use crate::clue::model::*;
 use crate::clue::signal::{GeoPoint, Subject};
 use rusqlite::{Connection, OptionalExtension, Row};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -30,6 +31,8 @@ pub struct SqliteStore {
     channels: Vec<&'static str>,
     /// From this many occurrences on, a clue is one level above its rule's level (0: never).
     raise_after: i64,
+    /// Seals every new audit entry (none: plain entries, see `clue::audit`).
+    key: Option<Arc<AuditKey>>,
 }
 
 use super::{CLUE_COLS, json_col};
@@ -108,7 +111,18 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             channels,
             raise_after: 0,
+            key: None,
         })
+    }
+
+    /// Seals every audit entry written from now on with `key`, and verifies with it.
+    pub fn with_audit_key(mut self, key: Option<Arc<AuditKey>>) -> SqliteStore {
+        self.key = key;
+        self
+    }
+
+    pub(super) fn key(&self) -> Option<&AuditKey> {
+        self.key.as_deref()
     }
 
     /// Repetition raises the level: from `n` occurrences on, one level above the rule's.

@@ -183,6 +183,7 @@ impl OversightStore for SqliteStore {
             // officers concerned, warnings are not).
             let seq = append_audit(
                 &tx,
+                self.key(),
                 now_ms,
                 "oversight",
                 AuditAction::OversightWarning,

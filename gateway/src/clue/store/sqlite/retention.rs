@@ -22,6 +22,7 @@ impl RetentionStore for SqliteStore {
         let tx = conn.transaction()?;
         append_audit(
             &tx,
+            self.key(),
             now_ms,
             actor,
             AuditAction::EvidenceOriginalAccess,
@@ -118,6 +119,7 @@ impl RetentionStore for SqliteStore {
         if n == 1 {
             append_audit(
                 &tx,
+                self.key(),
                 now_ms,
                 "retention",
                 AuditAction::EvidencePurged,

@@ -39,6 +39,7 @@ impl SqliteStore {
         if n == 1 {
             append_audit(
                 &tx,
+                self.key(),
                 now_ms,
                 "cli",
                 AuditAction::TokenRevoked,
@@ -85,6 +86,7 @@ impl TokenStore for SqliteStore {
         let id = tx.last_insert_rowid();
         append_audit(
             &tx,
+            self.key(),
             now_ms,
             "cli",
             AuditAction::TokenCreated,

@@ -3,9 +3,7 @@
 //! Every message is stored exactly once across them, and nothing is lost when one of them is
 //! SIGKILLed mid-stream (its share waits in its persistent session until it is back).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use e2e::{Mosquitto, VictoriaMetrics, now_ms};
 use std::time::Duration;
 

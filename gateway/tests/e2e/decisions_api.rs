@@ -2,12 +2,13 @@
 //! the clue detail shows the enforcement matter of its kind, the discretion band its facts put
 //! it in and the leniency entries they meet, with reasons; a decision is recorded in the audit
 //! chain and the statistics by matter and band, and one outside its band raises a red
-//! oversight warning. One gateway per store for all of it (a PostgreSQL start is not free).
+//! oversight warning; a read-only auditor reads all of it in its sites and can act on nothing.
+//! One gateway per store for all of it (a PostgreSQL start is not free).
 
-mod common;
+use crate::common;
 
+use crate::common::{GatewayProcess, TestStore};
 use anyhow::{Context, Result};
-use common::{GatewayProcess, TestStore};
 use e2e::{free_port, http};
 use serde_json::{Value, json};
 
@@ -243,5 +244,102 @@ fn a_clue_shows_its_matter_and_band_and_a_decision_outside_the_band_warns(
         "{warnings:#}"
     );
     call(&gw, "GET", "/api/v1/audit/verify", &sue, None)?.ok()?;
+    an_auditor_reads_everything_in_scope_and_acts_on_nothing(&gw, high)
+}
+
+/// An auditor of site `a` (`high` is a clue there with a decision and a warning): every read
+/// answers, every write is 403 and changes nothing; another site's clue is 404 as for anyone.
+fn an_auditor_reads_everything_in_scope_and_acts_on_nothing(
+    gw: &GatewayProcess,
+    high: i64,
+) -> Result<()> {
+    let eve = gw.token_named("auditor", "a", "eve")?;
+    let trail_before = call(
+        gw,
+        "GET",
+        &format!("/api/v1/clues/{high}/audit"),
+        &eve,
+        None,
+    )?
+    .ok()?
+    .json()?;
+    for path in [
+        "/api/v1/clues".to_string(),
+        format!("/api/v1/clues/{high}"),
+        "/api/v1/stats".to_string(),
+        "/api/v1/decisions/stats".to_string(),
+        "/api/v1/audit/verify".to_string(),
+        "/api/v1/audit/export?format=csv".to_string(),
+        "/api/v1/clues/export".to_string(),
+        "/api/v1/devices".to_string(),
+        "/api/v1/pumpouts".to_string(),
+    ] {
+        let r = call(gw, "GET", &path, &eve, None)?;
+        assert_eq!(r.status, 200, "auditor reads {path}: {}", r.text());
+    }
+    let warnings = call(gw, "GET", "/api/v1/oversight/warnings", &eve, None)?
+        .ok()?
+        .json()?;
+    assert!(
+        warnings.as_array().is_some_and(|w| w
+            .iter()
+            .any(|w| w["model"] == json!("decision_outside_band"))),
+        "the auditor sees the warning: {warnings:#}"
+    );
+    let me = call(gw, "GET", "/api/v1/whoami", &eve, None)?
+        .ok()?
+        .json()?;
+    assert_eq!(
+        (&me["may_read_clues"], &me["may_work_clues"]),
+        (&json!(true), &json!(false))
+    );
+    for body in [
+        json!({"action": "claim"}),
+        json!({"action": "comment", "text": "looked at it"}),
+        json!({"action": "decide", "band": "hazard", "penalty": 6000, "basis": "b"}),
+        json!({"action": "close"}),
+    ] {
+        let r = call(
+            gw,
+            "POST",
+            &format!("/api/v1/clues/{high}/actions"),
+            &eve,
+            Some(&body),
+        )?;
+        assert_eq!(r.status, 403, "auditor {body}: {}", r.text());
+    }
+    let writes = [
+        ("/api/v1/clues", cover_event("m7", "low")),
+        ("/api/v1/oversight/run", json!({})),
+        (
+            "/api/v1/pumpouts",
+            json!({"site": "a", "device": "t1", "from_ms": 1, "to_ms": 2}),
+        ),
+        ("/api/v1/flights", json!({"site": "a"})),
+    ];
+    for (path, body) in writes {
+        let r = call(gw, "POST", path, &eve, Some(&body))?;
+        assert_eq!(r.status, 403, "auditor POST {path}: {}", r.text());
+    }
+    let trail_after = call(
+        gw,
+        "GET",
+        &format!("/api/v1/clues/{high}/audit"),
+        &eve,
+        None,
+    )?
+    .ok()?
+    .json()?;
+    assert_eq!(trail_before, trail_after, "nothing was recorded");
+    // Another site's clue is not found, exactly as for any other role.
+    let mut b = cover_event("m9", "low");
+    b["subject"]["site"] = json!("b");
+    b["dedup_key"] = json!("cover-open/b/m9");
+    let admin = gw.token_named("admin", "", "root")?;
+    let other = create(gw, &admin, &b)?;
+    assert_eq!(
+        call(gw, "GET", &format!("/api/v1/clues/{other}"), &eve, None)?.status,
+        404
+    );
     Ok(())
 }

@@ -1,9 +1,7 @@
 //! Broker connection features against real mosquitto: TLS with client certificates and
 //! passwords, and shared subscriptions spreading the intake over several gateways.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use e2e::{Mosquitto, MosquittoOptions, VictoriaMetrics, now_ms};
 use std::time::Duration;
 

@@ -2,10 +2,8 @@
 //! answer with garbage do not delay a healthy device; a killed and restarted slave goes
 //! offline and comes back online by itself, without leaking tasks.
 
-mod modbus_common;
-
+use crate::modbus_common::*;
 use gateway::source::modbus::RegisterKind;
-use modbus_common::*;
 use std::time::{Duration, Instant};
 
 fn max_gap(times: &[Instant]) -> Duration {

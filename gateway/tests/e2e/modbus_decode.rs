@@ -1,11 +1,9 @@
 //! Every data type in every word order, read from real pymodbus slaves over TCP and RTU,
 //! decodes to the value the slave holds.
 
-mod modbus_common;
-
+use crate::modbus_common::*;
 use gateway::reading::{Source, Value};
 use gateway::source::modbus::{DataType, RegisterKind, WordOrder};
-use modbus_common::*;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

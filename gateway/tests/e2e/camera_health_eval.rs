@@ -1,7 +1,7 @@
 //! Camera-health checks on labelled fixture sets built from real photos and their
 //! transformations; prints a precision/recall table per condition for each set.
 //!
-//! `cargo test -p gateway --test camera_health_eval -- --nocapture`
+//! `cargo test -p gateway --test e2e -- --nocapture camera_health_eval::`
 //!
 //! Two sets, kept apart (see `tests/camera/make_fixtures.py`): the *tuning* scenes (the
 //! scikit-image sample photos, on which the thresholds in `camera/checks.rs` were chosen) and
@@ -275,10 +275,10 @@ fn camera_health_precision_recall_on_real_photos() {
     assert!(failed.is_empty(), "below the floor: {failed:#?}");
 }
 
-/// Per-frame cost: `cargo test --release -p gateway --test camera_health_eval -- --ignored
-/// --nocapture camera_frame_cost`.
+/// Per-frame cost: `cargo test --release -p gateway --test e2e -- --ignored --nocapture
+/// camera_health_eval::camera_frame_cost`.
 #[test]
-#[ignore = "benchmark: cargo test -p gateway --release --test camera_health_eval -- --ignored --nocapture camera_frame_cost (also in tests/bench.sh)"]
+#[ignore = "benchmark: cargo test -p gateway --release --test e2e -- --ignored --nocapture camera_health_eval::camera_frame_cost (also in tests/bench.sh)"]
 fn camera_frame_cost() {
     use gateway::camera::checks;
     use gateway::camera::frame::decode_jpeg;

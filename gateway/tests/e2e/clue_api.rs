@@ -1,11 +1,11 @@
 //! The clue pool through the real binary: tokens and site scopes on every endpoint, the full
 //! lifecycle over HTTP, SSE, MQTT delivery to a real mosquitto, and `gateway audit verify`.
 
-mod common;
+use crate::common;
 
+use crate::common::hook::Hook;
+use crate::common::{GatewayProcess, TestStore};
 use anyhow::{Context, Result, bail};
-use common::hook::Hook;
-use common::{GatewayProcess, TestStore};
 use e2e::{free_port, http};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -722,7 +722,8 @@ fn a_device_reading_becomes_a_clue_end_to_end(store: &TestStore) -> Result<()> {
         e2e::now_ms()
     );
     broker.publish("v1/s1/cover-7/telemetry", &payload, 1, false)?;
-    let clues = e2e::wait_until("the rules engine's clue", Duration::from_secs(20), || {
+    // `cover-open` raises once the cover has read open for 30 s (reed flicker is no lift).
+    let clues = e2e::wait_until("the rules engine's clue", Duration::from_secs(60), || {
         let v = call(
             &gw,
             "GET",

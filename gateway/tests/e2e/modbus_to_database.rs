@@ -1,12 +1,9 @@
 //! Modbus readings take the same path as MQTT: the real gateway binary polls a real pymodbus
 //! slave and the values land in the database and the device table; a dead slave shows offline.
 
-mod common;
-mod modbus_common;
-
-use common::*;
+use crate::common::*;
+use crate::modbus_common::Slave;
 use e2e::{Mosquitto, VictoriaMetrics, wait_until};
-use modbus_common::Slave;
 use std::time::Duration;
 
 #[test]

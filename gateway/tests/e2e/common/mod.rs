@@ -28,6 +28,9 @@ pub enum TestStore {
     Postgres(Box<e2e::Postgres>, String),
 }
 
+/// The audit key the gateways of one test PostgreSQL share (32 bytes, hex).
+pub const TEST_AUDIT_KEY: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
+
 impl TestStore {
     pub fn postgres() -> Result<TestStore> {
         let pg = e2e::Postgres::start()?;
@@ -39,9 +42,12 @@ impl TestStore {
     pub fn env(&self) -> Vec<(&str, &str)> {
         match self {
             TestStore::Sqlite => Vec::new(),
+            // Every gateway on one database writes one chain: they share its key.
             TestStore::Postgres(_, url) => vec![
                 ("GATEWAY_CLUES__STORE", "postgres"),
                 ("GATEWAY_CLUES__URL", url.as_str()),
+                ("GATEWAY_CLUES__AUDIT__KEY_ENV", "E2E_AUDIT_KEY"),
+                ("E2E_AUDIT_KEY", TEST_AUDIT_KEY),
             ],
         }
     }
@@ -54,7 +60,6 @@ impl TestStore {
 
 /// Runs each named test `fn name(store: &TestStore) -> Result<()>` twice, as
 /// `name::sqlite` and `name::postgres`.
-#[macro_export]
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {$(
         mod $name {

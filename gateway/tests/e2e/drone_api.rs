@@ -4,12 +4,10 @@
 //! refused without harm. Plus video: ffmpeg-made MP4 with an SRT sidecar, sampled at 1 fps.
 //!
 //! The benchmark (`drone_benchmark_4k`) is ignored; run it with
-//! `cargo test -p gateway --release --test drone_api -- --ignored --nocapture drone_benchmark_4k`.
+//! `cargo test -p gateway --release --test e2e -- --ignored --nocapture drone_api::drone_benchmark_4k`.
 
-mod common;
-
-use common::vision::{dog_jpg, models, run_bounded};
-use common::*;
+use crate::common::vision::{dog_jpg, models, run_bounded};
+use crate::common::*;
 use e2e::{Mosquitto, http, wait_until};
 use gateway::drone::georef::{Camera, Pose, enu_to_wgs84, pixel_to_ground};
 use serde_json::{Value, json};
@@ -765,7 +763,7 @@ fn processing_seconds(f: &Value) -> f64 {
 
 /// Seconds per 4K still and per minute of 4K video at 1 frame/s, through the real API.
 #[test]
-#[ignore = "benchmark: cargo test -p gateway --release --test drone_api -- --ignored --nocapture drone_benchmark_4k"]
+#[ignore = "benchmark: cargo test -p gateway --release --test e2e -- --ignored --nocapture drone_api::drone_benchmark_4k"]
 fn drone_benchmark_4k() {
     models();
     let dir = tempfile::tempdir().unwrap();

@@ -2,11 +2,9 @@
 //! no-parking zone (Debian darknet's `dog.jpg`) is warned at the persuasion time and becomes a
 //! `parking.overstay` clue with the frame as evidence; other cameras get health checks only.
 
-mod common;
-
-use common::hook::Hook;
-use common::vision::{dog_jpg, models};
-use common::*;
+use crate::common::hook::Hook;
+use crate::common::vision::{dog_jpg, models};
+use crate::common::*;
 use e2e::{Mosquitto, VictoriaMetrics, http, wait_until};
 use std::time::Duration;
 
@@ -427,4 +425,90 @@ fn a_warned_car_that_leaves_is_told_over_mqtt_and_a_webhook_and_recorded_as_left
         Ok((n == warned as f64).then_some(()))
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
+}
+
+/// Warned vehicles still standing when the gateway is restarted (SIGTERM, start): their stays
+/// are saved at the stop and resumed at the start, so none is warned again and each clue at the
+/// limit moves the one record its notice created.
+#[test]
+fn warned_stays_survive_a_restart_and_each_ends_as_one_record_with_its_clue() {
+    models();
+    let photo = dog_jpg();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let vm = VictoriaMetrics::start().unwrap();
+    let notices = broker.subscribe("notices/v1/#").unwrap();
+    let cfg = format!(
+        "{}\n{}",
+        config(&broker.url(), "gw-resume", &vm.url(), ""),
+        PARKING.replace("limit_s = 2", "limit_s = 3")
+    );
+    let mut gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
+    let device = gw.token("device", "street-9").unwrap();
+    let inspector = gw.token("inspector", "street-9").unwrap();
+    let frames = "/api/v1/cameras/cam-dog/frames?site=street-9";
+    let kinds = |v: &serde_json::Value| -> Vec<String> {
+        v["parking"]["events"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["type"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    let mut before = Vec::new();
+    for _ in 0..2 {
+        before.extend(kinds(&post_jpeg(&gw, frames, &device, &photo)));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    // The photo may show more than one vehicle in the zone: one stay and notice each.
+    let warned = before.iter().filter(|k| *k == "persuade").count();
+    assert!(warned >= 1, "{before:?}");
+    assert!(!before.iter().any(|k| k == "clue"), "{before:?}");
+    notices
+        .wait_for(warned, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
+
+    gw.proc.stop().unwrap();
+    let state = dir.path().join("storage/parking-state.json");
+    assert!(state.is_file(), "stays saved at the stop");
+    gw.start_again().unwrap();
+    assert!(!state.exists(), "the state file is consumed at the start");
+
+    let mut after = Vec::new();
+    for _ in 0..3 {
+        after.extend(kinds(&post_jpeg(&gw, frames, &device, &photo)));
+        if after.iter().any(|k| k == "clue") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    assert!(
+        !after.iter().any(|k| k == "persuade"),
+        "not warned twice: {after:?}"
+    );
+    assert!(after.iter().any(|k| k == "clue"), "{after:?}");
+
+    let stays = wait_until("the stay's outcome", Duration::from_secs(20), || {
+        let v = gw
+            .get_with_token("/api/v1/parking/stays?site=street-9", &inspector)?
+            .ok()?
+            .json()?;
+        Ok(v.as_array()
+            .filter(|s| s.iter().all(|s| s["outcome"] != "pending"))
+            .cloned())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
+    assert_eq!(stays.len(), warned, "one record per warned stay: {stays:?}");
+    for s in &stays {
+        assert_eq!(s["outcome"], "clue", "{stays:?}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        notices.messages().len(),
+        warned,
+        "one notice per stay, none after the restart"
+    );
 }

@@ -1,5 +1,5 @@
 //! Clue pool benchmark (ignored by default; run with
-//! `cargo test -p gateway --release --test clue_bench -- --ignored --nocapture`).
+//! `cargo test -p gateway --release --test e2e -- --ignored --nocapture clue_bench::`).
 //!
 //! - Dedup throughput: `CLUE_BENCH_EVENTS` events (default 1,000,000) over
 //!   `CLUE_BENCH_KEYS` dedup keys (default 10,000), straight into the SQLite store: in batches
@@ -48,7 +48,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 #[test]
-#[ignore = "benchmark: cargo test -p gateway --release --test clue_bench -- --ignored --nocapture"]
+#[ignore = "benchmark: cargo test -p gateway --release --test e2e -- --ignored --nocapture clue_bench::dedup"]
 fn dedup_throughput_and_list_latency() {
     let events = env("CLUE_BENCH_EVENTS", 1_000_000);
     let keys = env("CLUE_BENCH_KEYS", 10_000);
@@ -202,7 +202,7 @@ fn ingest_rate<S: ClueStore + Sync>(stores: &[S], events: usize, keys: usize, ba
 /// pool: the clue rows are bulk-inserted by SQL in the shape the events above produce
 /// (20 sites, three levels), then the same queries as the SQLite benchmark.
 #[test]
-#[ignore = "benchmark: cargo test -p gateway --release --test clue_bench postgres -- --ignored --nocapture"]
+#[ignore = "benchmark: cargo test -p gateway --release --test e2e -- --ignored --nocapture clue_bench::postgres"]
 fn postgres_three_gateways_dedup_throughput_and_list_latency() {
     use gateway::clue::postgres::PgStore;
     let events = env("CLUE_BENCH_EVENTS", 1_000_000);

@@ -6,7 +6,7 @@
 //!
 //! Run with `bash tests/resilience.sh` (release build, one test at a time so the faults do not
 //! share the two cores), or one fault:
-//! `cargo test --release -p gateway --test resilience -- --ignored --nocapture broker_restart`.
+//! `cargo test --release -p gateway --test e2e -- --ignored --nocapture resilience::broker_restart`.
 //!
 //! "sent" counts distinct messages the broker acknowledged (a publisher whose connection broke
 //! sends its chunk again, as a device with store-and-forward does); "stored" counts distinct
@@ -14,10 +14,8 @@
 //! so a reading whose timestamp the gateway replaced still counts; "duplicates" counts samples
 //! the database holds beyond one per reading (at-least-once replays it kept twice).
 
-mod common;
-
+use crate::common::*;
 use anyhow::{Context, Result, bail};
-use common::*;
 use e2e::{DelayProxy, Mosquitto, VictoriaMetrics, now_ms, wait_until};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

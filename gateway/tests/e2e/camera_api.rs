@@ -1,9 +1,7 @@
 //! Camera frames over HTTP: the real binary checks uploaded JPEGs, refuses bad uploads with a
 //! clear status, and turns a black camera into a clue in the pool.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use e2e::{Mosquitto, VictoriaMetrics, http, wait_until};
 use std::time::Duration;
 

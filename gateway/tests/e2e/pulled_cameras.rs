@@ -4,10 +4,8 @@
 //! photo (Debian darknet's `dog.jpg`) and go through the same health and parking path as
 //! uploaded frames.
 
-mod common;
-
-use common::vision::{dog_jpg, models};
-use common::*;
+use crate::common::vision::{dog_jpg, models};
+use crate::common::*;
 use e2e::{Mosquitto, RtspServer, SnapshotServer, wait_until};
 use std::time::Duration;
 

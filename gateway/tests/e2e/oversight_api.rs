@@ -3,10 +3,8 @@
 //! chain still valid), a duplicate act ending as one lead with a link, and supervision
 //! warnings that reach supervisors but not the person they are about.
 
-mod common;
-
+use crate::common::GatewayProcess;
 use anyhow::Result;
-use common::GatewayProcess;
 use e2e::{free_port, http};
 use serde_json::{Value, json};
 use std::path::Path;

@@ -2,10 +2,8 @@
 //! it (`gateway store migrate`). The clue API suite itself runs on both stores in
 //! `clue_api.rs`; the store's concurrency rules are unit-tested in `clue/postgres/tests.rs`.
 
-mod common;
-
+use crate::common::{GatewayProcess, TestStore};
 use anyhow::{Context, Result, ensure};
-use common::{GatewayProcess, TestStore};
 use e2e::{free_port, http};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -267,10 +265,27 @@ fn a_sqlite_pool_moves_to_postgres_with_its_chain_tokens_and_evidence() -> Resul
         String::from_utf8_lossy(&again.stderr)
     );
 
-    // The same gateway, now on PostgreSQL: same token, same clue, same evidence, same chain.
-    let store = TestStore::Postgres(Box::new(pg), url);
+    // The same gateway, now on PostgreSQL: same token, same clue, same evidence, same chain,
+    // sealed with the same key (the one `store migrate` read beside the SQLite file).
+    let key_file = dir.path().join("storage/audit.key");
     let dir2 = tempfile::tempdir()?;
-    let gw2 = store.gateway(dir2.path(), &config("gw-pg", CATALOGUE))?;
+    let gw2 = GatewayProcess::start_with_env(
+        dir2.path(),
+        &config(
+            "gw-pg",
+            &format!(
+                "{CATALOGUE}
+[clues.audit]
+key_file = \"{}\"
+",
+                key_file.display()
+            ),
+        ),
+        &[
+            ("GATEWAY_CLUES__STORE", "postgres"),
+            ("GATEWAY_CLUES__URL", url.as_str()),
+        ],
+    )?;
     let after = get(&gw2, &token, &format!("/api/v1/clues/{id}"))?;
     assert_eq!(after["clue"], before["clue"]);
     let decisions = get(&gw2, &token, "/api/v1/decisions/stats")?;
@@ -291,5 +306,47 @@ fn a_sqlite_pool_moves_to_postgres_with_its_chain_tokens_and_evidence() -> Resul
         .ok()?
         .json()?;
     assert_eq!(created["clue"]["id"], json!(5));
+    let verify = get(&gw2, &token, "/api/v1/audit/verify")?;
+    assert_eq!(verify["ok"], json!(true), "{verify}");
+    assert_eq!(verify["sealed_from"], json!(1), "{verify}");
+    // A gateway with another key would fork the chain: it refuses to start.
+    let dir3 = tempfile::tempdir()?;
+    let config3 = dir3.path().join("gateway.toml");
+    std::fs::write(
+        &config3,
+        format!(
+            "{}[http]\nlisten = \"127.0.0.1:{}\"\n[storage]\ndir = \"{}\"\n",
+            config("gw-other", ""),
+            free_port(),
+            dir3.path().join("storage").display()
+        ),
+    )?;
+    let mut other = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env("GATEWAY_CLUES__STORE", "postgres")
+        .env("GATEWAY_CLUES__URL", &url)
+        .args(["run", "--config"])
+        .arg(&config3)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let exited = e2e::wait_until(
+        "the gateway with another key exits",
+        Duration::from_secs(30),
+        || Ok(other.try_wait()?),
+    );
+    if exited.is_err() {
+        let _ = other.kill();
+    }
+    let status = exited?;
+    let mut err = String::new();
+    if let Some(mut e) = other.stderr.take() {
+        e.read_to_string(&mut err)?;
+    }
+    assert!(
+        !status.success(),
+        "a gateway with another audit key must not start"
+    );
+    assert!(err.contains("needs the same key"), "{err}");
+    drop(pg);
     Ok(())
 }

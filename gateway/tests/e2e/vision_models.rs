@@ -14,8 +14,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-mod common;
-use common::vision::{debian_file, dog_jpg, models, repo, run_bounded};
+use crate::common::vision::{debian_file, dog_jpg, models, repo, run_bounded};
 
 fn detector() -> &'static Detector {
     static D: OnceLock<Detector> = OnceLock::new();

@@ -1,9 +1,7 @@
 //! The firmware simulator's fleet, through real mosquitto and the real gateway, into a real
 //! database: every telemetry message becomes a point, none lost, none duplicated.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use e2e::{Mosquitto, VictoriaMetrics, now_ms, wait_until};
 use firmware::sim::{FleetConfig, run_fleet};
 use std::collections::BTreeSet;

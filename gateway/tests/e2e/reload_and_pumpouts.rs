@@ -3,9 +3,7 @@
 //! registered over the API, scoped by role and site, and survive a restart, as does the rule
 //! state saved at a graceful stop.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use e2e::{Mosquitto, http, now_ms, wait_until};
 use std::time::Duration;
 

@@ -2,10 +2,8 @@
 //! recent readings and events per device, the camera wall and `whoami`, each scoped to the
 //! token's sites and role; a bad `dashboard.dir` is refused by name.
 
-mod common;
-
+use crate::common::GatewayProcess;
 use anyhow::Result;
-use common::GatewayProcess;
 use e2e::{Mosquitto, http, wait_until};
 use serde_json::{Value, json};
 use std::path::Path;

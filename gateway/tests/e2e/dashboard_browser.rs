@@ -5,12 +5,10 @@
 //! The inspector's token covers one site. The browser signs in, and when the clue board is
 //! open and the live stream connected it prints `READY live-clue`; this test then publishes a
 //! manhole-cover-open reading to the demo's broker, as a device would. The rules engine raises
-//! the clue, and the browser must see it arrive over SSE without a reload, claim and resolve
+//! the clue once the cover has read open for 30 s (`cover-open`'s confirmation), and the browser must see it arrive over SSE without a reload, claim and resolve
 //! it, and find both steps in its audit trail. A clue of another site must stay invisible
 //! (not on the board, 403 by address). Every page is screenshotted to
 //! `{target}/dashboard-screenshots/`.
-
-mod common;
 
 use anyhow::{Context, Result, bail};
 use e2e::{ServerProcess, free_port, http, wait_until};

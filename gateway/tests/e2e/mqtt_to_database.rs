@@ -1,8 +1,6 @@
 //! Readings arrive complete: real mosquitto, the real gateway binary, real VictoriaMetrics.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use e2e::{Mosquitto, VictoriaMetrics, now_ms};
 use std::time::Duration;
 

@@ -2,10 +2,8 @@
 //! a role without the personal-data right gets, and that tokens and clue ids reveal nothing.
 //! Every test here failed on the code before its fix (issue 19).
 
-mod common;
-
+use crate::common::GatewayProcess;
 use anyhow::{Context, Result};
-use common::GatewayProcess;
 use e2e::{free_port, http};
 use serde_json::{Value, json};
 
@@ -333,5 +331,221 @@ fn pumpouts_are_audited_and_cannot_lie_in_the_future_or_the_distant_past() -> Re
     );
     assert_eq!(registered[0]["detail"]["pumpout"]["device"], "trap-1");
     assert_eq!(registered[0]["detail"]["pumpout"]["to_ms"], now - hour);
+    Ok(())
+}
+
+/// `gateway audit verify --config` (plus `extra` arguments): (exit ok, everything printed).
+fn verify_cli(gw: &GatewayProcess, extra: &[&str]) -> Result<(bool, String)> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["audit", "verify", "--config"])
+        .arg(gw.dir.join("gateway.toml"))
+        .args(extra)
+        .output()?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+/// Every audit row from `from_seq` on gets its plain SHA-256 recomputed, as someone who can
+/// write the database (but has no key) would after an edit.
+fn rehash_plain_from(conn: &rusqlite::Connection, from_seq: i64) -> Result<()> {
+    type Row = (i64, i64, String, String, Option<i64>, String);
+    let rows: Vec<Row> = conn
+        .prepare(
+            "SELECT seq, at_ms, actor, action, clue_id, detail FROM audit WHERE seq >= ?1 \
+             ORDER BY seq",
+        )?
+        .query_map([from_seq], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut prev: String = conn
+        .query_row(
+            "SELECT hash FROM audit WHERE seq = ?1",
+            [from_seq - 1],
+            |r| r.get(0),
+        )
+        .unwrap_or_else(|_| gateway::clue::audit::GENESIS.to_string());
+    for (seq, at_ms, actor, action, clue_id, detail) in rows {
+        let detail: Value = serde_json::from_str(&detail)?;
+        let fields = gateway::clue::audit::Fields {
+            seq,
+            at_ms,
+            actor: &actor,
+            action: &action,
+            clue_id,
+            detail: &detail,
+        };
+        let hash = gateway::clue::audit::entry_hash(&prev, &fields);
+        conn.execute(
+            "UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
+            rusqlite::params![seq, prev, hash],
+        )?;
+        prev = hash;
+    }
+    Ok(())
+}
+
+#[test]
+fn an_audit_entry_edited_with_every_hash_recomputed_fails_verify() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let admin = gw.token_named("admin", "", "root")?;
+    for d in ["m1", "m2", "m3"] {
+        create(&gw, &admin, &clue_event("a", d))?;
+    }
+    gw.proc.stop()?;
+    let key_file = dir.path().join("storage/audit.key");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key_file)?.permissions());
+    assert_eq!(mode & 0o777, 0o600, "the key file is the owner's only");
+    let (ok, out) = verify_cli(&gw, &[])?;
+    assert!(
+        ok && out.contains("sealed with the key from entry 1"),
+        "{out}"
+    );
+
+    // Whoever holds the database: drop the trigger, edit the first entry (who created the
+    // admin token), recompute every hash after it. Plain SHA-256 cannot tell.
+    let conn = rusqlite::Connection::open(dir.path().join("storage/clues.sqlite"))?;
+    conn.execute_batch("DROP TRIGGER audit_no_update;")?;
+    conn.execute(
+        "UPDATE audit SET detail = replace(detail, 'root', 'nobody') WHERE seq = 1",
+        [],
+    )?;
+    rehash_plain_from(&conn, 1)?;
+    drop(conn);
+    let (ok, out) = verify_cli(&gw, &[])?;
+    assert!(!ok, "a chain rewritten without the key must fail: {out}");
+    assert!(out.contains("rewritten without the key"), "{out}");
+
+    // The same from the middle of the chain: a plain entry after sealed ones.
+    let dir2 = tempfile::tempdir()?;
+    let mut gw2 = GatewayProcess::start(dir2.path(), &offline_config())?;
+    let admin2 = gw2.token("admin", "")?;
+    for d in ["m1", "m2", "m3"] {
+        create(&gw2, &admin2, &clue_event("a", d))?;
+    }
+    gw2.proc.stop()?;
+    let conn = rusqlite::Connection::open(dir2.path().join("storage/clues.sqlite"))?;
+    conn.execute_batch("DROP TRIGGER audit_no_update;")?;
+    conn.execute("UPDATE audit SET actor = 'nobody' WHERE seq = 3", [])?;
+    rehash_plain_from(&conn, 3)?;
+    drop(conn);
+    let (ok, out) = verify_cli(&gw2, &[])?;
+    assert!(!ok, "{out}");
+    assert!(out.contains("entry 3"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn a_cut_off_tail_is_caught_against_the_last_published_head() -> Result<()> {
+    let broker = e2e::Mosquitto::start()?;
+    let sub = broker.subscribe("audit/v1/#")?;
+    let dir = tempfile::tempdir()?;
+    let config = format!(
+        "[mqtt]\nurl = \"{}\"\nclient_id = \"security-head\"\n[clues.audit]\npublish_every_s = 1\n",
+        broker.url()
+    );
+    let mut gw = GatewayProcess::start(dir.path(), &config)?;
+    let admin = gw.token("admin", "")?;
+    for d in ["m1", "m2"] {
+        create(&gw, &admin, &clue_event("a", d))?;
+    }
+    // Two more entries (token creations), the tail that will be cut.
+    gw.token("inspector", "a")?;
+    gw.token("inspector", "a")?;
+    let entries = call(&gw, "GET", "/api/v1/audit/export?format=json", &admin, None)?
+        .ok()?
+        .json()?;
+    let last = entries
+        .as_array()
+        .and_then(|a| a.last())
+        .context("audit entries")?
+        .clone();
+    let last_seq = last["seq"].as_i64().context("seq")?;
+    // The platform receives the head (MQTT `audit/v1/head`), and the log has it too.
+    let head: Value = e2e::wait_until(
+        "the head published",
+        std::time::Duration::from_secs(20),
+        || {
+            Ok(sub.messages().into_iter().find_map(|(topic, body)| {
+                let v: Value = serde_json::from_str(&body).ok()?;
+                (topic == "audit/v1/head" && v["seq"].as_i64() == Some(last_seq)).then_some(v)
+            }))
+        },
+    )
+    .with_context(|| gw.diagnostics())?;
+    assert_eq!(head["hash"], last["hash"]);
+    assert!(
+        head["hash"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("hmac-sha256:"))
+    );
+    let log = std::fs::read_to_string(dir.path().join("gateway.log"))?;
+    assert!(
+        log.lines().any(|l| l.contains("audit chain head published")
+            && head["hash"].as_str().is_some_and(|h| l.contains(h))),
+        "the head is in the log"
+    );
+    gw.proc.stop()?;
+
+    // Cut the tail: the chain that is left is valid on its own ...
+    let conn = rusqlite::Connection::open(dir.path().join("storage/clues.sqlite"))?;
+    conn.execute_batch("DROP TRIGGER audit_no_delete;")?;
+    conn.execute("DELETE FROM audit WHERE seq > ?1", [last_seq - 2])?;
+    drop(conn);
+    let (ok, out) = verify_cli(&gw, &[])?;
+    assert!(ok, "without the head a cut is invisible: {out}");
+    // ... but not against the head the platform holds.
+    let seq = last_seq.to_string();
+    let hash = head["hash"].as_str().context("hash")?;
+    let (ok, out) = verify_cli(&gw, &["--head-seq", &seq, "--head-hash", hash])?;
+    assert!(!ok, "{out}");
+    assert!(out.contains("cut off"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn frames_for_made_up_camera_ids_are_refused_at_the_site_limit_and_counted() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = format!("{}[cameras]\nmax_per_site = 2\n", offline_config());
+    let gw = GatewayProcess::start(dir.path(), &config)?;
+    let device = gw.token("device", "a")?;
+    let auth = format!("Bearer {device}");
+    let jpeg = scene_jpeg();
+    let post = |camera: &str| {
+        http::request(
+            "POST",
+            &format!("{}/api/v1/cameras/{camera}/frames?site=a", gw.http),
+            Some(("image/jpeg", jpeg.as_slice())),
+            &[("Authorization", &auth)],
+            http::TIMEOUT,
+        )
+    };
+    for cam in ["k1", "k2"] {
+        assert!(post(cam)?.is_success(), "within the limit");
+    }
+    for cam in ["k3", "k4", "k5"] {
+        assert_eq!(post(cam)?.status, 403, "a made-up camera id over the limit");
+    }
+    assert!(post("k1")?.is_success(), "a known camera keeps working");
+    let metrics = http::get(&format!("{}/metrics", gw.http))?.text();
+    assert!(
+        metrics.contains("camera_frames_refused_total{reason=\"camera_limit\"} 3"),
+        "{metrics}"
+    );
     Ok(())
 }

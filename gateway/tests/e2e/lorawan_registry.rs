@@ -2,14 +2,12 @@
 //! mosquitto, the real gateway binary, real VictoriaMetrics. The uplinks are the ChirpStack v4
 //! and The Things Stack v3 formats as published (fixtures/lorawan), with fresh device times.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use e2e::{Mosquitto, VictoriaMetrics, now_ms, wait_until};
 use std::time::Duration;
 
-const CHIRPSTACK: &str = include_str!("fixtures/lorawan/chirpstack-v4-up-em310-udl.json");
-const TTS: &str = include_str!("fixtures/lorawan/tts-v3-up-em320-tilt.json");
+const CHIRPSTACK: &str = include_str!("../fixtures/lorawan/chirpstack-v4-up-em310-udl.json");
+const TTS: &str = include_str!("../fixtures/lorawan/tts-v3-up-em320-tilt.json");
 
 const REGISTRY: &str = r#"
 [[devices]]

@@ -131,7 +131,7 @@ struct Ports {
 fn adapted_config(layout: &Layout, ports: &Ports) -> Result<String> {
     let src = std::fs::read_to_string(deploy_dir().join("mosquitto/mosquitto.conf"))?;
     let mut hits = [0usize; 3];
-    let mut out = String::from("# adapted by gateway/tests/deploy_configs.rs\nuser root\n");
+    let mut out = String::from("# adapted by gateway/tests/e2e/deploy_configs.rs\nuser root\n");
     for line in src.lines() {
         let line = match line.trim_end() {
             "listener 8883" => {

@@ -5,7 +5,7 @@
 //! kitchen, no second clue for one problem (pump-out due and overdue).
 //!
 //! `DEMO_SECONDS` sets how long the demo runs (default 90 s; the "first ten minutes"
-//! is `DEMO_SECONDS=600 cargo test -p gateway --test demo_clues -- --nocapture`).
+//! is `DEMO_SECONDS=600 cargo test -p gateway --test e2e -- --nocapture demo_clues::`).
 
 use std::collections::HashMap;
 use std::process::Command;

@@ -1,0 +1,147 @@
+//! Stays being timed at a stop, saved and resumed: without this, a warned stay whose gateway
+//! stopped (a deploy, a reboot) stayed `pending` for ever, the vehicle was timed from zero again
+//! after the start, warned a second time under a new record, and the persuasion statistics
+//! counted neither outcome.
+//!
+//! - **Save** ([`Parking::save`], at the end of an orderly shutdown, after the API and the
+//!   pulled cameras have stopped sending frames): every camera's stays (times, plate votes,
+//!   first and last evidence frames with their privacy regions, warned / raised) and its run,
+//!   to `{storage.dir}/parking-state.json`, atomically (temporary file, fsync, rename).
+//! - **Resume** ([`Parking::resume`], at start): each camera still configured continues its
+//!   saved stays under the same run, so the stay records' keys (`{site}/{camera}/{run}-{stay}`)
+//!   are the same and the outcome moves the record the notice created: a vehicle still there
+//!   is not warned again and gets its clue at the limit counted from when it was first seen;
+//!   one gone is recorded as `left_after_notice` once its place is seen empty.
+//! - **Bounds**: stays last seen more than the camera's `max_hidden_s` before the start are
+//!   not resumed (the tracker would have let them go, and a vehicle there now may be another
+//!   one): their records stay `pending`. The file is removed once read, so a later crash never
+//!   resumes an older state; an unreadable file is set aside as `.bad` and logged.
+//!   A crash (SIGKILL, power) saves nothing: those stays stay `pending`.
+
+use super::{CameraTracker, Parking};
+use crate::vision::dwell::SavedStays;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+use thiserror::Error;
+use tracing::{info, warn};
+
+/// The file under `storage.dir`.
+pub const FILE_NAME: &str = "parking-state.json";
+
+const VERSION: u32 = 1;
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0}: not a parking state file: {1}")]
+    Format(String, serde_json::Error),
+    #[error("{0}: version {1}, this gateway reads {VERSION}")]
+    Version(String, u32),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    version: u32,
+    saved_at_ms: i64,
+    cameras: Vec<SavedCamera>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedCamera {
+    site: String,
+    camera: String,
+    run: i64,
+    stays: SavedStays,
+}
+
+fn lock(m: &std::sync::Mutex<CameraTracker>) -> std::sync::MutexGuard<'_, CameraTracker> {
+    // Plain state; a panic elsewhere does not make it unusable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Parking {
+    /// Saves every camera's stays to `path`; returns how many. With none, removes `path`.
+    pub fn save(&self, path: &Path) -> Result<usize, StateError> {
+        let io = |e| StateError::Io(path.display().to_string(), e);
+        let mut cameras: Vec<SavedCamera> = self
+            .trackers
+            .iter()
+            .map(|((site, camera), t)| {
+                let t = lock(t);
+                SavedCamera {
+                    site: site.clone(),
+                    camera: camera.clone(),
+                    run: t.run,
+                    stays: t.dwell.saved(),
+                }
+            })
+            .filter(|c| !c.stays.is_empty())
+            .collect();
+        cameras.sort_by(|a, b| (&a.site, &a.camera).cmp(&(&b.site, &b.camera)));
+        let n: usize = cameras.iter().map(|c| c.stays.len()).sum();
+        if n == 0 {
+            return match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+                _ => Ok(0),
+            };
+        }
+        let saved = Saved {
+            version: VERSION,
+            saved_at_ms: crate::clock::now_ms(),
+            cameras,
+        };
+        let bytes = serde_json::to_vec(&saved)
+            .map_err(|e| StateError::Format(path.display().to_string(), e))?;
+        let tmp = path.with_extension("json.tmp");
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(io)?;
+        Ok(n)
+    }
+
+    /// Resumes the stays saved in `path` (if any) and removes it; returns how many stays were
+    /// resumed. An unreadable file is renamed `.bad` and reported.
+    pub fn resume(&self, path: &Path, now_ms: i64) -> Result<usize, StateError> {
+        let name = path.display().to_string();
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(StateError::Io(name, e)),
+        };
+        let parsed = serde_json::from_slice::<Saved>(&bytes)
+            .map_err(|e| StateError::Format(name.clone(), e))
+            .and_then(|s| {
+                if s.version == VERSION {
+                    Ok(s)
+                } else {
+                    Err(StateError::Version(name.clone(), s.version))
+                }
+            });
+        let saved = match parsed {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::rename(path, path.with_extension("json.bad"));
+                return Err(e);
+            }
+        };
+        let mut resumed = 0;
+        for c in saved.cameras {
+            let Some(t) = self.trackers.get(&(c.site.clone(), c.camera.clone())) else {
+                warn!(site = %c.site, camera = %c.camera, stays = c.stays.len(), "saved parking stays of a camera no longer configured; left pending");
+                continue;
+            };
+            let mut t = lock(t);
+            let offered = c.stays.len();
+            let n = t.dwell.resume(c.stays, now_ms);
+            t.run = c.run;
+            info!(site = %c.site, camera = %c.camera, resumed = n, dropped = offered - n, "parking stays resumed");
+            resumed += n;
+        }
+        std::fs::remove_file(path).map_err(|e| StateError::Io(name, e))?;
+        Ok(resumed)
+    }
+}
