@@ -162,6 +162,7 @@ impl Gateway {
             intake_cancel.clone(),
         ));
         let (client, eventloop) = mqtt::connect(&cfg.mqtt)?;
+        let (ack_tx, ack_rx) = crate::source::mqtt_acks::channel();
         tasks.push(critical(
             "mqtt",
             &failed,
@@ -171,6 +172,7 @@ impl Gateway {
                 eventloop,
                 Arc::new(Decoder::new(&cfg).with_registry(registry.clone())),
                 tx,
+                (ack_tx.clone(), ack_rx),
                 metrics.clone(),
                 intake_cancel.clone(),
             ),
@@ -193,7 +195,7 @@ impl Gateway {
                     max_skew_ms: cfg.devices.max_clock_skew_s as i64 * 1000,
                     max_replay_age_ms: cfg.devices.max_replay_age_s as i64 * 1000,
                 },
-                mqtt: Some(client),
+                mqtt_acks: Some(ack_tx),
                 max_batch: cfg.mqtt.ack_batch,
                 readings_out: vec![rules_tx, camera_readings_tx],
                 dead_letter: Some(cfg.storage.dir.join(crate::pipeline::DEAD_LETTER_FILE)),

@@ -66,6 +66,12 @@ pub struct Metrics {
     pub mqtt_messages_total: Counter,
     pub mqtt_connected: Gauge,
     pub mqtt_reconnects_total: Counter,
+    /// QoS 1 messages taken from the broker and not yet acknowledged on the wire, and the
+    /// most there ever were: bounded by the source's queues, whatever the backlog.
+    pub mqtt_unacked_messages: Gauge,
+    pub mqtt_unacked_messages_peak: Gauge,
+    /// Times the source stopped reading from the broker because the decoder's queue was full.
+    pub mqtt_intake_paused_total: Counter,
     pub readings_in_total: Counter,
     pub decode_errors_total: Family<Reason, Counter>,
     pub dead_letter_published_total: Counter,
@@ -176,6 +182,21 @@ impl Metrics {
             mqtt_reconnects_total: reg!(
                 "mqtt_reconnects",
                 "Broker connection losses",
+                Counter::default()
+            ),
+            mqtt_unacked_messages: reg!(
+                "mqtt_unacked_messages",
+                "QoS 1 messages received and not yet acknowledged",
+                Gauge::default()
+            ),
+            mqtt_unacked_messages_peak: reg!(
+                "mqtt_unacked_messages_peak",
+                "Most QoS 1 messages ever held unacknowledged at once",
+                Gauge::default()
+            ),
+            mqtt_intake_paused_total: reg!(
+                "mqtt_intake_paused",
+                "Times reading from the broker paused because the decoder's queue was full",
                 Counter::default()
             ),
             readings_in_total: reg!(

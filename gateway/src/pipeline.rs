@@ -25,8 +25,8 @@ use crate::reading::Reading;
 pub enum Ack {
     /// Nothing to acknowledge (polled sources such as Modbus).
     None,
-    /// Send the MQTT PUBACK for this message.
-    Mqtt(rumqttc::Publish),
+    /// Send the MQTT PUBACK for this message (written by the MQTT source).
+    Mqtt(crate::source::mqtt_acks::MqttAck),
 }
 
 /// Readings from one source message (one MQTT publish, one Modbus poll of one device).
@@ -66,8 +66,8 @@ pub struct Processor {
     pub devices: Arc<DeviceTable>,
     pub metrics: Arc<Metrics>,
     pub clock: ClockPolicy,
-    /// Client used to send PUBACKs for MQTT intakes.
-    pub mqtt: Option<rumqttc::AsyncClient>,
+    /// Where PUBACKs for MQTT intakes go (the MQTT source writes them).
+    pub mqtt_acks: Option<crate::source::mqtt_acks::AckSender>,
     /// Intakes made durable together (one fsync) before their acks go out.
     pub max_batch: usize,
     /// Downstream consumers of normalized readings (rules engine, camera health...), one
@@ -189,15 +189,18 @@ impl Processor {
 
     /// Sends the PUBACKs of intakes that are durable.
     async fn send_acks(&self, acks: Vec<Ack>) {
-        if let Some(client) = &self.mqtt {
-            for ack in acks {
-                if let Ack::Mqtt(p) = ack
-                    && client.ack(&p).await.is_err()
-                {
-                    // The event loop is gone (shutdown); the broker redelivers, points are
-                    // idempotent, so nothing is lost.
-                    break;
-                }
+        if let Some(out) = &self.mqtt_acks {
+            let mqtt: Vec<_> = acks
+                .into_iter()
+                .filter_map(|a| match a {
+                    Ack::Mqtt(a) => Some(a),
+                    Ack::None => None,
+                })
+                .collect();
+            // Never waits. An error means the source is gone (shutdown): the broker
+            // redelivers, points are idempotent, so nothing is lost.
+            if !mqtt.is_empty() {
+                let _ = out.send(mqtt);
             }
         }
     }
@@ -370,11 +373,12 @@ mod tests {
             sequence: Some(seq),
             quality: Quality::default(),
         };
-        let mut p = rumqttc::Publish::new("v1/s/d/telemetry", rumqttc::QoS::AtLeastOnce, "{}");
-        p.pkid = pkid;
         Intake {
             readings: vec![reading],
-            ack: Ack::Mqtt(p),
+            ack: Ack::Mqtt(crate::source::mqtt_acks::MqttAck {
+                pkid,
+                connection: 1,
+            }),
         }
     }
 
@@ -398,7 +402,7 @@ mod tests {
                 max_skew_ms: i64::MAX / 4,
                 max_replay_age_ms: i64::MAX / 4,
             },
-            mqtt: None,
+            mqtt_acks: None,
             max_batch: 16,
             readings_out: Vec::new(),
             dead_letter: dead_letter.then(|| dir.join(DEAD_LETTER_FILE)),
@@ -409,7 +413,7 @@ mod tests {
     fn acked(acks: &[Ack]) -> Vec<u16> {
         acks.iter()
             .filter_map(|a| match a {
-                Ack::Mqtt(p) => Some(p.pkid),
+                Ack::Mqtt(a) => Some(a.pkid),
                 Ack::None => None,
             })
             .collect()

@@ -2,3 +2,4 @@
 
 pub mod modbus;
 pub mod mqtt;
+pub mod mqtt_acks;

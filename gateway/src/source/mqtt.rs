@@ -7,8 +7,10 @@
 //! idempotent). Undecodable messages are counted, logged with their topic, optionally
 //! republished to a dead-letter topic, and acked so they cannot block the session.
 //!
-//! Back-pressure: see [`run`]; the broker's in-flight window bounds what waits in memory.
+//! Back-pressure: see [`run`]; a bounded hand-off to the decoder, not the broker's in-flight
+//! window, bounds what waits in memory.
 
+use super::mqtt_acks::{AckReceiver, AckSender, MqttAck, Unsent};
 use crate::backoff::{Backoff, Jitter};
 use crate::config_error::{ConfigError, invalid};
 use crate::decode::Decoder;
@@ -219,7 +221,8 @@ pub fn options(cfg: &MqttConfig) -> Result<MqttOptions, MqttError> {
     Ok(o)
 }
 
-/// Capacity of rumqttc's request channel (acks, subscribes, dead-letter publishes).
+/// Capacity of rumqttc's request channel (subscribes, dead-letter publishes; acknowledgements
+/// do not go through it, see [`super::mqtt_acks`]).
 pub const REQUEST_CAPACITY: usize = 10_000;
 
 /// Makes ring the process-wide rustls provider (once); TLS connections need one.
@@ -237,115 +240,234 @@ pub fn connect(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), MqttError> 
     Ok(AsyncClient::new(options(cfg)?, REQUEST_CAPACITY))
 }
 
-/// QoS 0 messages waiting for decoding beyond this are dropped (counted): QoS 0 has no
-/// acknowledgement, so the broker's in-flight window does not bound them.
-const MAX_PENDING_QOS0: usize = 100_000;
+/// Messages taken from the broker and waiting for the decoder. While this queue is full the
+/// source reads nothing more from the socket (TCP flow control holds the broker back) but
+/// keeps writing acknowledgements, so memory stays bounded under any backlog: at most this
+/// many raw messages (each at most `max_payload_bytes`), plus the intake channel and one batch.
+pub const DECODE_QUEUE: usize = 512;
 
 /// Drives the connection until `cancel`: publishes go to a decoding task that hands readings
-/// to the processor.
+/// to the processor; the processor's acknowledgements come back on `acks` and are written by
+/// this loop (see [`super::mqtt_acks`] for why not through rumqttc's request channel).
 ///
-/// The event loop itself never waits on the processor, so PUBACKs and keep-alives always flow.
-/// Back-pressure was meant to come from the broker: a QoS 1 message stays in flight until the
-/// processor acks it, and the broker should send no more than its in-flight limit
-/// (`max_inflight_messages`). Measured with mosquitto 2.0.11 (tests/bench-ingest.sh) the
-/// whole backlog arrives anyway, so this queue grows with the backlog (66 MB RSS at 200,000
-/// queued messages). A bounded queue here deadlocks: rumqttc drains PUBACK requests only after
-/// the incoming packets it has buffered, so the poll loop must never wait. The fix is MQTT 5
-/// Receive Maximum (rumqttc's v5 client), which the broker must honour.
+/// Back-pressure: the hand-off to the decoder is bounded ([`DECODE_QUEUE`]). The broker's
+/// in-flight window is not relied on: mosquitto 2.0.11 sends past `max_inflight_messages`
+/// once acknowledgements flow, and before this queue was bounded a 600,000-message backlog
+/// arrived whole within 6 s (RSS 150 MB).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     cfg: MqttConfig,
     client: AsyncClient,
     eventloop: EventLoop,
     decoder: Arc<Decoder>,
     tx: IntakeSender,
+    (ack_tx, ack_rx): (AckSender, AckReceiver),
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) {
-    let (raw_tx, raw_rx) = tokio::sync::mpsc::unbounded_channel();
-    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (raw_tx, raw_rx) = tokio::sync::mpsc::channel(DECODE_QUEUE);
     let decode = tokio::spawn(decode_loop(
         cfg.clone(),
         client.clone(),
         raw_rx,
-        pending.clone(),
         decoder,
         tx,
+        ack_tx,
         metrics.clone(),
         cancel.clone(),
     ));
-    poll_loop(&cfg, &client, eventloop, raw_tx, pending, &metrics, &cancel).await;
+    let mut source = Source {
+        cfg: &cfg,
+        client: &client,
+        eventloop,
+        acks: ack_rx,
+        unsent: Unsent::default(),
+        connection: 0,
+        metrics: &metrics,
+    };
+    source.poll_loop(raw_tx, &cancel).await;
     let _ = decode.await;
+    source.last_acks().await;
     metrics.mqtt_connected.set(0);
     let _ = client.try_disconnect();
 }
 
-async fn poll_loop(
-    cfg: &MqttConfig,
-    client: &AsyncClient,
-    mut eventloop: EventLoop,
-    raw_tx: tokio::sync::mpsc::UnboundedSender<(rumqttc::Publish, i64)>,
-    pending: Arc<std::sync::atomic::AtomicUsize>,
-    metrics: &Metrics,
-    cancel: &CancellationToken,
-) {
-    use std::sync::atomic::Ordering;
-    let mut backoff =
-        Backoff::from_millis(cfg.reconnect_min_ms, cfg.reconnect_max_ms).with_jitter(Jitter::Half);
-    loop {
-        let event = tokio::select! {
-            _ = cancel.cancelled() => break,
-            e = eventloop.poll() => e,
-        };
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                if ack.code != ConnectReturnCode::Success {
-                    warn!(code = ?ack.code, "broker refused the connection");
+/// A raw message on its way to the decoder: the publish, when it was received, and the
+/// connection it came on (its acknowledgement is valid on that connection only).
+type Raw = (rumqttc::Publish, i64, u64);
+
+/// How long the source waits, at shutdown, for the processor's last acknowledgements.
+const LAST_ACKS_WAIT: Duration = Duration::from_secs(5);
+
+/// The poll loop's state: the connection and the acknowledgements still to write on it.
+struct Source<'a> {
+    cfg: &'a MqttConfig,
+    client: &'a AsyncClient,
+    eventloop: EventLoop,
+    acks: AckReceiver,
+    unsent: Unsent,
+    /// Counts connections, so an ack is only written on the connection its message came on.
+    connection: u64,
+    metrics: &'a Metrics,
+}
+
+impl Source<'_> {
+    async fn poll_loop(
+        &mut self,
+        raw_tx: tokio::sync::mpsc::Sender<Raw>,
+        cancel: &CancellationToken,
+    ) {
+        let mut backoff =
+            Backoff::from_millis(self.cfg.reconnect_min_ms, self.cfg.reconnect_max_ms)
+                .with_jitter(Jitter::Half);
+        loop {
+            self.write_acks().await;
+            // Acks first (biased): a poll future that is never polled is dropped harmlessly.
+            // A poll interrupted by acks is cancelled at one of rumqttc's await points (socket
+            // read, flush, request channel), which keep their data.
+            let event = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                more = self.acks.recv() => {
+                    match more {
+                        Some(more) => self.unsent.extend(more),
+                        None => break,
+                    }
                     continue;
                 }
-                metrics.mqtt_connected.set(1);
-                backoff.reset();
-                info!(url = %cfg.url, session_present = ack.session_present, "connected to broker");
-                // A broker that kept our session keeps our subscriptions too; subscribing
-                // again would make it resend every retained message.
-                if !ack.session_present {
-                    for filter in &cfg.subscriptions {
-                        if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
-                            warn!(%filter, error = %e, "subscribe request failed");
+                e = self.eventloop.poll() => e,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    if ack.code != ConnectReturnCode::Success {
+                        warn!(code = ?ack.code, "broker refused the connection");
+                        continue;
+                    }
+                    self.connection += 1;
+                    self.metrics.mqtt_connected.set(1);
+                    backoff.reset();
+                    info!(url = %self.cfg.url, session_present = ack.session_present, "connected to broker");
+                    // A broker that kept our session keeps our subscriptions too; subscribing
+                    // again would make it resend every retained message.
+                    if !ack.session_present {
+                        for filter in &self.cfg.subscriptions {
+                            if let Err(e) =
+                                self.client.try_subscribe(filter.clone(), QoS::AtLeastOnce)
+                            {
+                                warn!(%filter, error = %e, "subscribe request failed");
+                            }
                         }
                     }
                 }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                metrics.mqtt_messages_total.inc();
-                if p.qos == QoS::AtMostOnce && pending.load(Ordering::Relaxed) >= MAX_PENDING_QOS0 {
-                    metrics
-                        .decode_errors_total
-                        .get_or_create(&Reason::of("qos0_overflow"))
-                        .inc();
-                    continue;
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    self.metrics.mqtt_messages_total.inc();
+                    if p.qos != QoS::AtMostOnce {
+                        let held = self.metrics.mqtt_unacked_messages.inc() + 1;
+                        if held > self.metrics.mqtt_unacked_messages_peak.get() {
+                            self.metrics.mqtt_unacked_messages_peak.set(held);
+                        }
+                    }
+                    let raw = (p, crate::clock::now_ms(), self.connection);
+                    if !self.hand_over(&raw_tx, raw, cancel).await {
+                        break;
+                    }
                 }
-                pending.fetch_add(1, Ordering::Relaxed);
-                if raw_tx.send((p, crate::clock::now_ms())).is_err() {
-                    break;
+                Ok(Event::Incoming(Packet::SubAck(s))) => {
+                    debug!(pkid = s.pkid, codes = ?s.return_codes, "subscribed");
                 }
-            }
-            Ok(Event::Incoming(Packet::SubAck(s))) => {
-                debug!(pkid = s.pkid, codes = ?s.return_codes, "subscribed");
-            }
-            Ok(_) => {}
-            Err(e) => {
-                if metrics.mqtt_connected.get() == 1 {
-                    metrics.mqtt_reconnects_total.inc();
-                }
-                metrics.mqtt_connected.set(0);
-                let jittered = backoff.next_delay();
-                warn!(error = %e, retry_in_ms = jittered.as_millis() as u64, "broker connection lost");
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(jittered) => {}
+                Ok(_) => {}
+                Err(e) => {
+                    self.connection_lost();
+                    let jittered = backoff.next_delay();
+                    warn!(error = %e, retry_in_ms = jittered.as_millis() as u64, "broker connection lost");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(jittered) => {}
+                    }
                 }
             }
         }
+    }
+
+    /// Queues a message for the decoder. While the queue is full nothing more is read from
+    /// the broker, but acknowledgements keep being written. False once shutting down.
+    async fn hand_over(
+        &mut self,
+        raw_tx: &tokio::sync::mpsc::Sender<Raw>,
+        raw: Raw,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let permit = match raw_tx.try_reserve() {
+            Ok(permit) => permit,
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.mqtt_intake_paused_total.inc();
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => return false,
+                        permit = raw_tx.reserve() => match permit {
+                            Ok(permit) => break permit,
+                            Err(_) => return false,
+                        },
+                        more = self.acks.recv() => match more {
+                            Some(more) => {
+                                self.unsent.extend(more);
+                                self.write_acks().await;
+                            }
+                            None => return false,
+                        },
+                    }
+                }
+            }
+        };
+        permit.send(raw);
+        true
+    }
+
+    /// Writes the acknowledgements queued so far (all that are waiting, one flush).
+    async fn write_acks(&mut self) {
+        while let Ok(more) = self.acks.try_recv() {
+            self.unsent.extend(more);
+        }
+        if self.unsent.is_empty() {
+            return;
+        }
+        let timeout = Duration::from_secs(self.cfg.keep_alive_s.max(5));
+        match self
+            .unsent
+            .write(&mut self.eventloop, self.connection, timeout)
+            .await
+        {
+            Ok(n) => {
+                self.metrics.mqtt_unacked_messages.dec_by(n as i64);
+            }
+            Err(e) => {
+                warn!(error = %e, "broker connection lost while acknowledging");
+                // rumqttc's own recovery: the socket is dropped and the next poll reconnects.
+                self.eventloop.clean();
+                self.connection_lost();
+            }
+        }
+    }
+
+    /// Messages of a lost connection will be redelivered: they are no longer ours to ack.
+    fn connection_lost(&mut self) {
+        if self.metrics.mqtt_connected.get() == 1 {
+            self.metrics.mqtt_reconnects_total.inc();
+        }
+        self.metrics.mqtt_connected.set(0);
+        self.metrics.mqtt_unacked_messages.set(0);
+    }
+
+    /// At shutdown: writes the acknowledgements of the processor's last batches, until it has
+    /// finished (its senders are gone) or [`LAST_ACKS_WAIT`] has passed.
+    async fn last_acks(&mut self) {
+        let deadline = tokio::time::Instant::now() + LAST_ACKS_WAIT;
+        while let Ok(Some(more)) = tokio::time::timeout_at(deadline, self.acks.recv()).await {
+            self.unsent.extend(more);
+        }
+        self.write_acks().await;
     }
 }
 
@@ -353,25 +475,28 @@ async fn poll_loop(
 async fn decode_loop(
     cfg: MqttConfig,
     client: AsyncClient,
-    mut raw_rx: tokio::sync::mpsc::UnboundedReceiver<(rumqttc::Publish, i64)>,
-    pending: Arc<std::sync::atomic::AtomicUsize>,
+    mut raw_rx: tokio::sync::mpsc::Receiver<Raw>,
     decoder: Arc<Decoder>,
     tx: IntakeSender,
+    acks: AckSender,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) {
     loop {
-        let (p, received) = tokio::select! {
+        let (p, received, connection) = tokio::select! {
             _ = cancel.cancelled() => break,
             m = raw_rx.recv() => match m { Some(m) => m, None => break },
         };
-        pending.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let ack = match p.qos {
+            QoS::AtMostOnce => Ack::None,
+            _ => Ack::Mqtt(MqttAck {
+                pkid: p.pkid,
+                connection,
+            }),
+        };
         match decoder.decode(&p.topic, &p.payload, received) {
             Ok(readings) => {
-                let intake = Intake {
-                    readings,
-                    ack: Ack::Mqtt(p),
-                };
+                let intake = Intake { readings, ack };
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     r = tx.send(intake) => if r.is_err() { break },
@@ -394,7 +519,9 @@ async fn decode_loop(
                 )
                 .await;
                 // Acked so a poison message cannot block the session; it is counted and logged.
-                if client.ack(&p).await.is_err() {
+                if let Ack::Mqtt(a) = ack
+                    && acks.send(vec![a]).is_err()
+                {
                     break;
                 }
             }

@@ -45,6 +45,69 @@ fn fifty_thousand_messages_arrive_as_fifty_thousand_points() {
     assert_eq!(devices[0]["online"], true);
 }
 
+/// A backlog seven times larger than everything the gateway may hold drains completely, and
+/// the messages it holds unacknowledged stay within its queues. The broker does not bound them:
+/// mosquitto 2.0.11 sends past its own `max_inflight_messages` once acknowledgements flow, and
+/// the gateway used to take the whole backlog into memory.
+#[test]
+fn a_queued_backlog_drains_while_the_messages_held_stay_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let vm = VictoriaMetrics::start().unwrap();
+    let ack_batch = 1000;
+    let cfg = config(
+        &broker.url(),
+        "gw-backlog",
+        &vm.url(),
+        &format!("ack_batch = {ack_batch}"),
+    );
+    let mut gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
+    // One message through proves the session and its subscription exist; then the gateway
+    // goes away and the broker queues the backlog under its session.
+    publish_all(
+        broker.port(),
+        "pub-first",
+        telemetry("r9", 1, 0..1, now_ms() - 120_000),
+    )
+    .unwrap();
+    wait_distinct(&vm, SELECTOR, 1, Duration::from_secs(60)).unwrap();
+    gw.kill();
+    let backlog = 48_000;
+    let msgs = telemetry("r9", 100, 1..481, now_ms() - 60_000);
+    assert_eq!(
+        publish_all(broker.port(), "pub-backlog", msgs).unwrap(),
+        backlog
+    );
+    gw.start_again().unwrap();
+    let n = wait_distinct(&vm, SELECTOR, backlog + 1, Duration::from_secs(180))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
+    assert_eq!(n, backlog + 1);
+
+    // Held at most: the decoder's queue, the intake channel, a batch being made durable and
+    // the batch before it whose acks are being written (plus rumqttc's read of ten packets).
+    let bound = gateway::source::mqtt::DECODE_QUEUE
+        + gateway::pipeline::INTAKE_CAPACITY
+        + 2 * ack_batch
+        + 16;
+    assert!(bound * 7 <= backlog, "the backlog must dwarf the bound");
+    let peak = gw.metric("gateway_mqtt_unacked_messages_peak").unwrap();
+    assert!(
+        peak > 0.0 && peak <= bound as f64,
+        "held {peak} unacknowledged messages, bound {bound}\n{}",
+        gw.diagnostics()
+    );
+    assert!(
+        gw.metric("gateway_mqtt_intake_paused_total").unwrap() > 0.0,
+        "the source must have stopped reading at least once\n{}",
+        gw.diagnostics()
+    );
+    // Every message is acknowledged in the end (nothing left for the broker to redeliver).
+    e2e::wait_until("every ack written", Duration::from_secs(30), || {
+        Ok((gw.metric("gateway_mqtt_unacked_messages")? == 0.0).then_some(()))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
+}
+
 #[test]
 fn nothing_is_lost_when_the_gateway_is_killed_mid_stream() {
     let dir = tempfile::tempdir().unwrap();
