@@ -788,7 +788,11 @@ impl Live {
                     below: *below,
                     clear_at: *clear_at,
                 };
-                st.hyst = h.next(st.hyst, v);
+                // Hysteresis only holds a condition that counts already: before that the
+                // value itself must stay past `above`/`below` for the whole `for_s`. Else one
+                // echo or noisy reading past the threshold, held by `clear_at`, starts the
+                // clock (a trap at 22% with one reading of 25% became "pump-out due").
+                st.hyst = h.next(st.hyst && st.flap.is_active(), v);
                 (st.hyst, *for_s as i64 * 1000)
             }
             Condition::Held { equals, for_s } => (value_eq(&r.value, equals), *for_s as i64 * 1000),

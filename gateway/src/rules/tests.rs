@@ -448,6 +448,35 @@ fn threshold_needs_its_minimum_duration() {
     assert_eq!(due[0].department.as_deref(), Some("water"));
 }
 
+/// The minimum duration is counted on the value past the threshold, not on the hysteresis
+/// band: a trap at 22-24% with one noisy reading of 26% is not "pump-out due" ten minutes
+/// later; once due, readings back in the band (20-25%) keep the clue until under 20%.
+#[test]
+fn one_reading_past_the_threshold_does_not_start_the_minimum_duration() {
+    let mut e = engine();
+    let t = at_local(12, 0);
+    let mut msgs = vec![trap("r-1", 230.0, t), trap("r-1", 260.0, t + MIN)];
+    for i in 2..40 {
+        msgs.push(trap(
+            "r-1",
+            if i % 2 == 0 { 240.0 } else { 220.0 },
+            t + i * MIN,
+        ));
+    }
+    let mut out = run(&mut e, msgs);
+    out.extend(e.on_tick(t + 41 * MIN));
+    assert!(of_rule(&out, "trap-pumpout-due").is_empty(), "{out:?}");
+    // Really past 25% for ten minutes: due; back to 22-24%: still due, no clearance.
+    let t2 = t + 2 * HOUR;
+    let mut msgs: Vec<Vec<Reading>> = (0..12).map(|i| trap("r-1", 260.0, t2 + i * MIN)).collect();
+    msgs.extend((12..30).map(|i| trap("r-1", 225.0, t2 + i * MIN)));
+    let out = run(&mut e, msgs);
+    assert_eq!(of_rule(&out, "trap-pumpout-due").len(), 1);
+    assert!(cleared_keys(&out).is_empty(), "{out:?}");
+    let out = e.on_readings(&trap("r-1", 150.0, t2 + 31 * MIN));
+    assert_eq!(cleared_keys(&out).len(), 1);
+}
+
 // --- grease traps ------------------------------------------------------------------------
 
 /// A trap emptying from 400 L to 80 L over 3 minutes, starting at `t`.
@@ -636,14 +665,14 @@ fn device_fault_lasting_an_hour_raises_on_tick_and_recovery_clears() {
 
 #[test]
 fn a_sensor_fault_that_silences_the_device_is_one_clue() {
-    // A cut loop cable: the sensor faults and the device sends nothing more for two hours.
+    // A cut loop cable: the sensor faults and the device sends nothing more for four hours.
     let mut e = engine();
     let t = at_local(12, 0);
     let mut out = run(&mut e, vec![fault_event("alarm", t)]);
-    for m in 1..120 {
+    for m in 1..240 {
         out.extend(e.on_tick(t + m * MIN));
     }
-    out.extend(e.on_readings(&fault_event("recovery", t + 120 * MIN)));
+    out.extend(e.on_readings(&fault_event("recovery", t + 240 * MIN)));
     assert!(!of_rule(&out, "sensor-fault").is_empty());
     assert!(!of_rule(&out, "device-silent").is_empty());
     assert_eq!(clue_keys(&out), vec!["device-fault/r-1/trap-1".to_string()]);
@@ -715,14 +744,16 @@ fn silent_device_raises_offline_after_timeout_and_clears_on_return() {
     let mut e = engine();
     let t = at_local(12, 0);
     e.on_readings(&cover("mh-1", false, t));
-    assert!(of_rule(&e.on_tick(t + HOUR - 1_000), "device-silent").is_empty());
-    let out = e.on_tick(t + HOUR);
+    // A power cut of two hours (the devices replay afterwards) is no clue; three hours is.
+    assert!(of_rule(&e.on_tick(t + 2 * HOUR), "device-silent").is_empty());
+    assert!(of_rule(&e.on_tick(t + 3 * HOUR - 1_000), "device-silent").is_empty());
+    let out = e.on_tick(t + 3 * HOUR);
     let silent = of_rule(&out, "device-silent");
     assert_eq!(silent.len(), 1);
     assert_eq!(silent[0].dedup_key, "device-fault/mh-1/cover-1");
-    assert_eq!(silent[0].detail["silent_s"], 3600);
-    assert!(of_rule(&e.on_tick(t + 2 * HOUR), "device-silent").is_empty());
-    let back = e.on_readings(&cover("mh-1", false, t + 2 * HOUR + MIN));
+    assert_eq!(silent[0].detail["silent_s"], 10800);
+    assert!(of_rule(&e.on_tick(t + 4 * HOUR), "device-silent").is_empty());
+    let back = e.on_readings(&cover("mh-1", false, t + 4 * HOUR + MIN));
     assert_eq!(
         cleared_keys(&back),
         vec!["device-fault/mh-1/cover-1".to_string()]

@@ -79,8 +79,9 @@ pub enum ScenarioError {
 /// `deploy/gateway.example.toml`), and camera timings for a camera host that uploads one
 /// frame every [`FRAME_EVERY_MS`] and sends a status heartbeat every five minutes over a
 /// cellular link. Such a host reports a camera that stops or loses power itself (status 1/2,
-/// raised at once), so silence of the whole host is a link outage until it lasts an hour,
-/// the same hour after which any device's silence is a clue (`device-silent`).
+/// raised at once), so silence of the whole host is a power cut or link outage until it
+/// lasts three hours, the same three hours after which any device's silence is a clue
+/// (`device-silent`).
 pub const BLOCK_CONFIG: &str = r#"
 [[mappings]]
 name = "milesight-em310-udl"
@@ -111,7 +112,7 @@ unit = "cm"
 [cameras.defaults]
 hold_ms = 900000
 recover_ms = 900000
-offline_after_ms = 3600000
+offline_after_ms = 10800000
 "#;
 
 /// One clue as the benchmark saw it: every occurrence (device time of the observation, level).
@@ -589,5 +590,85 @@ mod tests {
         let table = score::report(&[s]);
         assert!(table.contains("night_dumping"), "{table}");
         assert!(table.contains("grease_trap.illegal_discharge"), "{table}");
+    }
+
+    /// The simulated inspector leaves a pump-out duty open while the trap stays full (so
+    /// "overdue" lands on the same clue as "due"), resolves it once the producer reports the
+    /// trap pumped (the clue is cleared), and resolves any other clue quiet for a day.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_inspector_closes_a_pumpout_duty_only_once_the_trap_is_pumped() {
+        use crate::clue::signal::{ClueEvent, Level, Subject};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = Arc::new(AtomicI64::new(1_000 * DAY_MS));
+        let store = Arc::new(SqliteStore::open(&dir.path().join("c.sqlite"), vec![]).expect("db"));
+        let pool = PoolHandle::new(
+            store.clone(),
+            store,
+            EvidenceStore::open(dir.path().join("evidence")).expect("evidence"),
+            Arc::new(SimClock(now.clone())),
+            crate::clue::config::CluesConfig::default(),
+            Arc::new(crate::metrics::Metrics::new()),
+        );
+        let event = |rule: &str, kind: &str, device: &str| {
+            let subject = Subject {
+                site: "r-001".into(),
+                device: Some(device.into()),
+                ..Default::default()
+            };
+            ClueEvent {
+                rule: rule.into(),
+                kind: kind.into(),
+                level: Level::Low,
+                dedup_key: ClueEvent::default_key(rule, &subject),
+                subject,
+                at_ms: now.load(Ordering::Relaxed),
+                title: kind.into(),
+                detail: serde_json::Value::Null,
+                evidence: vec![],
+                department: None,
+            }
+        };
+        let duty = pool
+            .ingest(event("trap-pumpout", "grease_trap.pumpout_due", "trap-1"))
+            .await
+            .expect("duty");
+        let stuck = pool
+            .ingest(event("trap-sensor-stuck", "sensor.stuck", "trap-2"))
+            .await
+            .expect("stuck");
+        let status = |id: i64| {
+            let pool = pool.clone();
+            async move {
+                pool.get(id)
+                    .await
+                    .expect("get")
+                    .expect("exists")
+                    .clue
+                    .status
+            }
+        };
+        // Two days later, no news on either: the quiet clue is resolved, the duty stays.
+        now.fetch_add(2 * DAY_MS, Ordering::Relaxed);
+        inspector_round(&pool, now.load(Ordering::Relaxed))
+            .await
+            .expect("round");
+        assert_eq!(status(stuck.clue.id).await, Status::Resolved);
+        assert!(
+            status(duty.clue.id).await.is_open(),
+            "duty kept open while the trap is full"
+        );
+        // The trap is pumped: the producer clears the duty, the next round resolves it.
+        pool.signal(ClueSignal::Cleared {
+            dedup_key: duty.clue.dedup_key.clone(),
+            at_ms: now.load(Ordering::Relaxed),
+            note: "fill back under 20%".into(),
+        })
+        .await
+        .expect("cleared");
+        now.fetch_add(DAY_MS, Ordering::Relaxed);
+        inspector_round(&pool, now.load(Ordering::Relaxed))
+            .await
+            .expect("round");
+        assert_eq!(status(duty.clue.id).await, Status::Resolved);
     }
 }
