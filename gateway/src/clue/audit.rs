@@ -243,27 +243,66 @@ impl AuditEntry {
 }
 
 /// JSON with object keys sorted at every level, so the same entry always hashes the same way
-/// regardless of how the detail was built or read back.
+/// regardless of how the detail was built or read back. Written straight into one buffer
+/// (no sorted copy of the value): every clue event hashes several of these.
 pub fn canonical_json(v: &Value) -> String {
-    fn sorted(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                let mut out = serde_json::Map::new();
-                for k in keys {
-                    if let Some(x) = m.get(k) {
-                        out.insert(k.clone(), sorted(x));
-                    }
-                }
-                Value::Object(out)
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-            other => other.clone(),
-        }
+    let mut out = Vec::with_capacity(256);
+    match write_canonical(v, &mut out).map(|()| String::from_utf8(out)) {
+        Ok(Ok(text)) => text,
+        // Unreachable (writing to a Vec cannot fail, serde_json writes UTF-8); the slow path
+        // gives the same text should it ever be reached.
+        _ => sorted_copy(v).to_string(),
     }
-    // serde_json keeps the order we inserted (sorted) whether or not `preserve_order` is on.
-    sorted(v).to_string()
+}
+
+fn write_canonical(v: &Value, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, x)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, k)?;
+                out.push(b':');
+                write_canonical(x, out)?;
+            }
+            out.push(b'}');
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(x, out)?;
+            }
+            out.push(b']');
+        }
+        scalar => serde_json::to_writer(&mut *out, scalar)?,
+    }
+    Ok(())
+}
+
+/// The value with keys sorted, as a new value: the reference [`canonical_json`] must match.
+fn sorted_copy(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let mut out = serde_json::Map::new();
+            for k in keys {
+                if let Some(x) = m.get(k) {
+                    out.insert(k.clone(), sorted_copy(x));
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted_copy).collect()),
+        other => other.clone(),
+    }
 }
 
 pub fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -286,7 +325,25 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The canonical text of an entry's hashed fields.
 fn hashed_text(f: &Fields<'_>) -> String {
-    canonical_json(&serde_json::to_value(f).unwrap_or(Value::Null))
+    // The canonical form of `serde_json::to_value(f)` (keys in sorted order), written without
+    // building that value; `hashed_text_is_the_canonical_form_of_the_fields` pins the two.
+    let mut out = Vec::with_capacity(256);
+    let written = (|| -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"action\":");
+        serde_json::to_writer(&mut out, f.action)?;
+        out.extend_from_slice(b",\"actor\":");
+        serde_json::to_writer(&mut out, f.actor)?;
+        out.extend_from_slice(format!(",\"at_ms\":{},\"clue_id\":", f.at_ms).as_bytes());
+        serde_json::to_writer(&mut out, &f.clue_id)?;
+        out.extend_from_slice(b",\"detail\":");
+        write_canonical(f.detail, &mut out)?;
+        out.extend_from_slice(format!(",\"seq\":{}}}", f.seq).as_bytes());
+        Ok(())
+    })();
+    match written.map(|()| String::from_utf8(out)) {
+        Ok(Ok(text)) => text,
+        _ => canonical_json(&serde_json::to_value(f).unwrap_or(Value::Null)),
+    }
 }
 
 /// The plain hash an entry must carry given its predecessor's hash (the format before the
@@ -718,6 +775,29 @@ mod tests {
         c.remove(1);
         let r = verify(c);
         assert_eq!(r.broken.map(|b| b.seq), Some(3));
+    }
+
+    #[test]
+    fn hashed_text_is_the_canonical_form_of_the_fields() {
+        let detail = json!({"z": [1, 2.5, {"b": "é\"\n", "a": null}], "a": {"y": true}});
+        for (clue_id, actor) in [(Some(7), "pool"), (None, "ann \"the\" admin")] {
+            let f = Fields {
+                seq: 42,
+                at_ms: -3,
+                actor,
+                action: "created",
+                clue_id,
+                detail: &detail,
+            };
+            let reference = sorted_copy(&serde_json::to_value(f).expect("value")).to_string();
+            assert_eq!(hashed_text(&f), reference);
+        }
+    }
+
+    #[test]
+    fn canonical_json_matches_the_sorted_copy() {
+        let v = json!({"k": [{"z": 1, "y": [3, {"d": 1e300, "c": -0.5}]}], "": "\u{1}\u{7f}中", "A": {}});
+        assert_eq!(canonical_json(&v), sorted_copy(&v).to_string());
     }
 
     #[test]

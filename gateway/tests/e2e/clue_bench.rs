@@ -4,7 +4,8 @@
 //! - Dedup throughput: `CLUE_BENCH_EVENTS` events (default 1,000,000) over
 //!   `CLUE_BENCH_KEYS` dedup keys (default 10,000), straight into the SQLite store: in batches
 //!   of 256 as the pool's intake takes them, and one event per transaction as the reference
-//!   measured in the same run; `CLUE_BENCH_ROUNDS` rounds (3), medians.
+//!   measured in the same run; `CLUE_BENCH_ROUNDS` rounds (3), medians. `CLUE_BENCH_SINGLE=0`
+//!   skips the one-by-one reference (for profiling the batched path alone).
 //! - List latency: p50/p99 of `GET /api/v1/clues`-equivalent queries with
 //!   `CLUE_BENCH_POOL` clues (default 100,000) in the pool.
 
@@ -79,7 +80,7 @@ fn dedup_throughput_and_list_latency() {
             SqliteStore::open(&dir.path().join(format!("s{round}.sqlite")), vec![]).expect("open");
         let start = Instant::now();
         let mut last = Instant::now();
-        for i in 0..events {
+        for i in 0..events * usize::from(env("CLUE_BENCH_SINGLE", 1) != 0) {
             store
                 .ingest(&event(i, keys), &[], i as i64 + 3_600_000, i as i64)
                 .expect("ingest");

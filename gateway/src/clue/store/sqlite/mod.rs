@@ -105,6 +105,10 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Statement journals (each insert checked by a foreign key or a trigger inside a
+        // larger transaction keeps one) live in memory instead of temporary files: they only
+        // undo one statement, the WAL still makes the transaction durable.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&mut conn)?;
         Ok(SqliteStore {
