@@ -51,6 +51,8 @@ pub struct Config {
     pub cameras: crate::camera::CamerasConfig,
     /// No-parking zones per camera (`[[parking.cameras]]`), enforced on uploaded frames.
     pub parking: crate::camera::parking::ParkingSection,
+    /// Shop-front trading zones per street camera (`[[shopfront.cameras]]`).
+    pub shopfront: crate::camera::shopfront::ShopfrontSection,
     /// `[notices]`: delivery of street notices (parking "please move").
     pub notices: crate::notice::NoticesConfig,
     /// The web dashboard served at `/` (`[dashboard] enabled`, `dir`).
@@ -155,6 +157,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.cameras.validate()?;
         self.parking.validate()?;
+        self.shopfront.validate()?;
         self.notices.validate()?;
         self.dashboard.validate()?;
         self.drone.validate()?;
