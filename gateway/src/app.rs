@@ -106,7 +106,8 @@ impl Gateway {
         let cameras =
             crate::camera::service::CameraService::new(cfg.cameras.clone(), clue_tx.clone())
                 .context("configuring camera health")?
-                .with_parking(&cfg.parking, metrics.clone());
+                .with_parking(&cfg.parking, metrics.clone())
+                .with_shopfront(&cfg.shopfront, metrics.clone());
         let parking_state = cfg
             .storage
             .dir

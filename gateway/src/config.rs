@@ -51,6 +51,8 @@ pub struct Config {
     pub cameras: crate::camera::CamerasConfig,
     /// No-parking zones per camera (`[[parking.cameras]]`), enforced on uploaded frames.
     pub parking: crate::camera::parking::ParkingSection,
+    /// Shop-front trading zones per street camera (`[[shopfront.cameras]]`).
+    pub shopfront: crate::camera::shopfront::ShopfrontSection,
     /// `[notices]`: delivery of street notices (parking "please move").
     pub notices: crate::notice::NoticesConfig,
     /// The web dashboard served at `/` (`[dashboard] enabled`, `dir`).
@@ -155,6 +157,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.cameras.validate()?;
         self.parking.validate()?;
+        self.shopfront.validate()?;
         self.notices.validate()?;
         self.dashboard.validate()?;
         self.drone.validate()?;
@@ -195,6 +198,7 @@ mod tests {
         assert_eq!(c.mappings.len(), 7);
         assert!(c.influx.is_some());
         assert_eq!(c.traps.len(), 1, "the trap installation example");
+        assert_eq!(c.shopfront.cameras[0].zones[0].shop, "shop-12");
         assert!(c.registry.file.is_some());
         // Presets and codecs are filled in: ChirpStack's topic, TTS's decoded payload root.
         let cs = &c.mappings[2];

@@ -131,6 +131,10 @@ pub struct Metrics {
     pub parking_persuasions_total: Counter,
     /// Vehicles that left a no-parking zone, by `persuaded` (`true`: warned, gone before the limit).
     pub parking_departures_total: Family<Persuaded, Counter>,
+    /// Frames of shop-front cameras, by result (`analysed`, `models_unavailable`, `error`).
+    pub shopfront_frames_total: Family<Reason, Counter>,
+    /// Shop-front persuasion notices ("please take the goods inside"), one per episode.
+    pub shopfront_notices_total: Counter,
     /// Configuration reloads (SIGHUP), by result (`ok`, `rejected`).
     pub config_reloads_total: Family<Reason, Counter>,
     /// Messages of devices missing from the registry, by what happened to their readings.
@@ -396,6 +400,16 @@ impl Metrics {
                 "parking_departures",
                 "Vehicles that left a no-parking zone, by persuaded",
                 Family::default()
+            ),
+            shopfront_frames_total: reg!(
+                "shopfront_frames",
+                "Frames of shop-front cameras, by result (reason label)",
+                Family::default()
+            ),
+            shopfront_notices_total: reg!(
+                "shopfront_notices",
+                "Shop-front persuasion notices (take the goods inside)",
+                Counter::default()
             ),
             config_reloads_total: reg!(
                 "config_reloads",

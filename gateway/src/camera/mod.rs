@@ -6,6 +6,8 @@
 //! - [`health`]: per-camera state machines (hold, recovery, "not repaired" escalation).
 //! - [`config`]: the `[cameras]` section.
 //! - [`parking`]: the `[parking]` section and no-parking enforcement on the same frames.
+//! - [`shopfront`]: the `[shopfront]` section: goods kept outside shop fronts, on the same
+//!   frames.
 //! - [`pull`]: cameras the gateway fetches itself (`[[cameras.sources]]`: HTTP snapshots, RTSP
 //!   through ffmpeg), fed into the same path as uploaded frames.
 //!
@@ -24,6 +26,7 @@ pub mod health;
 pub mod parking;
 pub mod pull;
 pub mod service;
+pub mod shopfront;
 
 pub use checks::{CheckThresholds, Verdict};
 pub use config::{CameraSettings, CamerasConfig};

@@ -131,17 +131,17 @@ impl ParkingSection {
     }
 }
 
-/// The shared detector and plate reader.
-struct Models {
-    detector: Detector,
+/// The shared detector and plate reader (parking, shop fronts and muck trucks use the same).
+pub(crate) struct Models {
+    pub(crate) detector: Detector,
     /// Parking works without plates (stays are then tracked by box).
-    plates: Option<PlateReader>,
+    pub(crate) plates: Option<PlateReader>,
 }
 
 static MODELS: OnceLock<Result<Models, String>> = OnceLock::new();
 
 /// Loads the models on first use (once per process); logs one error when they are missing.
-fn models() -> Result<&'static Models, &'static str> {
+pub(crate) fn models() -> Result<&'static Models, &'static str> {
     MODELS
         .get_or_init(|| {
             let started = Instant::now();
@@ -459,6 +459,7 @@ impl Parking {
                         notice_ms: n.at_ms,
                         dwell_s: n.dwell_s,
                         remaining_s: n.remaining_s,
+                        shop: None,
                     }));
                     // Not a clue: the driver is asked to move (roadside speaker / SMS).
                     info!(
@@ -525,7 +526,7 @@ fn camera_of(c: &crate::clue::signal::ClueEvent) -> &str {
 /// The boxes of a frame that may show personal data, recorded with its evidence so the frame
 /// can be masked later: every plate read, every person and every vehicle (a plate the reader
 /// missed is still inside its vehicle's box).
-fn privacy_regions(
+pub(crate) fn privacy_regions(
     dets: &[crate::vision::detector::Detection],
     plates: &[crate::vision::plate::PlateReading],
 ) -> Vec<crate::clue::signal::Region> {

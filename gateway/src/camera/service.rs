@@ -1,11 +1,13 @@
 //! Camera health inside the running gateway: frames and references from the HTTP API, status
 //! from the `camera` readings stream, and a periodic tick for offline and not-repaired faults.
 //! Every resulting signal goes to the clue pool. Frames of cameras with a parking rule are also
-//! run through the parking enforcement ([`super::parking`]).
+//! run through the parking enforcement ([`super::parking`]), frames of cameras with shop-front
+//! zones through [`super::shopfront`].
 
 use super::frame;
 use super::parking::{Parking, ParkingReport, ParkingSection};
 use super::pull::SourceBoard;
+use super::shopfront::{Shopfront, ShopfrontReport, ShopfrontSection};
 use super::{CameraHealth, CamerasConfig, FrameError, FrameReport, ReferenceReport};
 use crate::clue::signal::{ClueSender, ClueSignal};
 use crate::metrics::Metrics;
@@ -26,6 +28,8 @@ pub struct CameraService {
     health: Arc<Mutex<CameraHealth>>,
     /// Absent when no camera has a parking rule (or `parking.enabled = false`).
     parking: Option<Arc<Parking>>,
+    /// Absent when no camera has shop-front zones (or `shopfront.enabled = false`).
+    shopfront: Option<Arc<Shopfront>>,
     /// Records warned stays and delivers their notices (absent: notices are only logged).
     notices: Option<crate::notice::Notices>,
     clue_tx: ClueSender,
@@ -40,6 +44,9 @@ pub struct FrameResponse {
     pub health: FrameReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parking: Option<ParkingReport>,
+    /// Present when the camera has shop-front zones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shopfront: Option<ShopfrontReport>,
 }
 
 impl CameraService {
@@ -50,6 +57,7 @@ impl CameraService {
         Ok(CameraService {
             health: Arc::new(Mutex::new(CameraHealth::new(cfg)?)),
             parking: None,
+            shopfront: None,
             notices: None,
             clue_tx,
             sources: Arc::default(),
@@ -65,6 +73,12 @@ impl CameraService {
     /// Adds parking enforcement for the cameras of `section` (a no-op when it lists none).
     pub fn with_parking(mut self, section: &ParkingSection, metrics: Arc<Metrics>) -> Self {
         self.parking = Parking::new(section, metrics).map(Arc::new);
+        self
+    }
+
+    /// Adds shop-front enforcement for the cameras of `section` (a no-op when it lists none).
+    pub fn with_shopfront(mut self, section: &ShopfrontSection, metrics: Arc<Metrics>) -> Self {
+        self.shopfront = Shopfront::new(section, metrics).map(Arc::new);
         self
     }
 
@@ -120,13 +134,15 @@ impl CameraService {
     ) -> Result<FrameResponse, FrameError> {
         let health = self.health.clone();
         let parking = self.parking.clone();
-        let (mut signals, report, parking) = tokio::task::spawn_blocking(move || {
+        let shopfront = self.shopfront.clone();
+        let (mut signals, report, parking, shopfront) = tokio::task::spawn_blocking(move || {
             let parking = parking.filter(|p| p.analyses(&site, &camera));
-            let Some(parking) = parking else {
+            let shopfront = shopfront.filter(|s| s.analyses(&site, &camera));
+            if parking.is_none() && shopfront.is_none() {
                 let (signals, report) =
                     Self::with(&health, |h| h.on_frame(&camera, &site, &jpeg, at_ms))?;
-                return Ok::<_, FrameError>((signals, report, None));
-            };
+                return Ok::<_, FrameError>((signals, report, None, None));
+            }
             // Decoded once, shared by health and parking (decoding dominates health's cost).
             let t0 = std::time::Instant::now();
             let rgb = frame::decode_rgb(&jpeg).inspect_err(|e| {
@@ -137,8 +153,9 @@ impl CameraService {
             let (signals, report) = Self::with(&health, |h| {
                 h.on_decoded(&camera, &site, &jpeg, working, decode_us, at_ms)
             });
-            let parking = parking.on_image(&site, &camera, &jpeg, &rgb, at_ms);
-            Ok((signals, report, parking))
+            let parking = parking.and_then(|p| p.on_image(&site, &camera, &jpeg, &rgb, at_ms));
+            let shopfront = shopfront.and_then(|s| s.on_image(&site, &camera, &jpeg, &rgb, at_ms));
+            Ok((signals, report, parking, shopfront))
         })
         .await
         .map_err(|e| FrameError::Decode(format!("frame task failed: {e}")))??;
@@ -153,10 +170,21 @@ impl CameraService {
             }
             None => None,
         };
+        let shopfront = match shopfront {
+            Some(out) => {
+                signals.extend(out.signals);
+                if let Some(n) = &self.notices {
+                    n.apply(out.stays).await;
+                }
+                Some(out.report)
+            }
+            None => None,
+        };
         self.forward(signals).await;
         Ok(FrameResponse {
             health: report,
             parking,
+            shopfront,
         })
     }
 

@@ -68,6 +68,11 @@ pub struct StayNotice {
     pub dwell_s: u64,
     /// Seconds left before the clue is raised.
     pub remaining_s: u64,
+    /// The shop asked to take its goods inside (shop-front trading); `None`: a parking
+    /// notice. It words the notice; the stay's record does not keep it (its zone names the
+    /// shop's zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shop: Option<String>,
 }
 
 /// A stay's record.
@@ -209,6 +214,9 @@ pub fn notice_topic(site: &str, camera: &str) -> String {
 /// stay record's id: unique, so a receiver drops a redelivered notice.
 pub fn notice_payload(id: i64, n: &StayNotice) -> String {
     let minutes = n.remaining_s.div_ceil(60);
+    if let Some(shop) = &n.shop {
+        return shopfront_payload(id, n, shop, minutes);
+    }
     let (zh, en) = match &n.plate {
         Some(p) => (
             format!("{p}，此处禁止停车，请立即驶离。{minutes} 分钟后仍未驶离将记录违停。"),
@@ -242,6 +250,30 @@ pub fn notice_payload(id: i64, n: &StayNotice) -> String {
     .to_string()
 }
 
+/// The shop-front notice: the same fields as a parking notice, with the shop instead of a
+/// plate and words for the shopkeeper.
+fn shopfront_payload(id: i64, n: &StayNotice, shop: &str, minutes: u64) -> String {
+    json!({
+        "event_id": id,
+        "event": "shopfront_notice",
+        "stay": n.key,
+        "site": n.site,
+        "camera": n.camera,
+        "zone": n.zone,
+        "shop": shop,
+        "first_seen_ms": n.first_ms,
+        "at_ms": n.notice_ms,
+        "dwell_s": n.dwell_s,
+        "remaining_s": n.remaining_s,
+        "valid_until_ms": n.notice_ms.saturating_add((n.remaining_s as i64).saturating_mul(1000)),
+        "text": {
+            "zh": format!("{shop}：请勿出店经营，请将店外物品收回店内。{minutes} 分钟后仍在店外将记录在案。"),
+            "en": format!("{shop}: no trading outside the shop front, please take the goods inside. Still outside in {minutes} min, it is reported."),
+        },
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +289,7 @@ mod tests {
             notice_ms: 61_000,
             dwell_s: 60,
             remaining_s: 420,
+            shop: None,
         }
     }
 
@@ -267,6 +300,26 @@ mod tests {
             assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
         }
         assert_eq!(Outcome::parse("left"), None);
+    }
+
+    #[test]
+    fn a_shop_front_notice_names_the_shop_and_tells_the_shopkeeper() {
+        let n = StayNotice {
+            plate: None,
+            shop: Some("shop-12".into()),
+            ..notice()
+        };
+        let v: serde_json::Value = serde_json::from_str(&notice_payload(6, &n)).unwrap();
+        assert_eq!(v["event"], "shopfront_notice");
+        assert_eq!(v["shop"], "shop-12");
+        assert_eq!(v["event_id"], 6);
+        assert!(
+            v["text"]["en"]
+                .as_str()
+                .unwrap()
+                .starts_with("shop-12: no trading outside")
+        );
+        assert!(v["text"]["zh"].as_str().unwrap().contains("出店经营"));
     }
 
     #[test]

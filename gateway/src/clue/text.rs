@@ -152,6 +152,10 @@ pub fn render(ev: &ClueEvent) -> Value {
             format!("{site} 禁停区域车辆超时停放"),
             format!("Vehicle overstaying in a no-parking zone at {site}"),
         ),
+        "shopfront.trading" => (
+            format!("{site} 出店经营（店外占道）"),
+            format!("Trading outside a shop front at {site}"),
+        ),
         // No template: the producer's title in both (kinds from outside, drone findings).
         _ => (ev.title.clone(), ev.title.clone()),
     };

@@ -110,6 +110,19 @@ pub const MOTORCYCLE: usize = 3;
 pub const BUS: usize = 5;
 pub const TRUCK: usize = 7;
 
+/// The class index of a COCO label; spaces are ignored (`"dining table"` is the file's
+/// `diningtable`) and case too.
+pub fn class_of(label: &str) -> Option<usize> {
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    let want = norm(label);
+    COCO_LABELS.iter().position(|l| norm(l) == want)
+}
+
 /// Classes the street rules use: people, bicycles and motor vehicles.
 pub const STREET_CLASSES: [usize; 6] = [PERSON, BICYCLE, CAR, MOTORCYCLE, BUS, TRUCK];
 
@@ -180,6 +193,22 @@ impl Detector {
         let lb = letterbox_into(img, Roi::whole(img), INPUT, &mut input);
         let raw = self.infer(&input, 1)?;
         Ok(self.postprocess(&raw, &lb, img.width() as f32, img.height() as f32))
+    }
+
+    /// Detects objects of `classes` (empty: all 80) in the whole image, whatever classes the
+    /// detector was configured with: one loaded model serves rules that look for different
+    /// objects (vehicles for parking, tables and chairs for shop fronts).
+    pub fn detect_with(
+        &self,
+        img: &RgbImage,
+        classes: &[usize],
+    ) -> Result<Vec<Detection>, VisionError> {
+        let mut input = vec![0.0f32; 3 * (INPUT * INPUT) as usize];
+        let lb = letterbox_into(img, Roi::whole(img), INPUT, &mut input);
+        let raw = self.infer(&input, 1)?;
+        let (w, h) = (img.width() as f32, img.height() as f32);
+        let dets = decode(&raw, &lb, self.config.score_threshold, classes, w, h);
+        Ok(suppress(dets, self.config.nms_iou))
     }
 
     /// Runs the network on `batch` prepared inputs (`[batch, 3, 416, 416]`, RGB 0..1) and
@@ -351,5 +380,14 @@ mod tests {
             }
         );
         assert_eq!(decode(&raw, &lb, 0.25, &[], 832.0, 416.0).len(), 2);
+    }
+
+    #[test]
+    fn labels_are_found_with_or_without_spaces() {
+        assert_eq!(class_of("dining table"), Some(60));
+        assert_eq!(class_of("diningtable"), Some(60));
+        assert_eq!(class_of("Potted Plant"), Some(58));
+        assert_eq!(class_of("truck"), Some(TRUCK));
+        assert_eq!(class_of("table"), None);
     }
 }

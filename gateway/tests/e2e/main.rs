@@ -45,4 +45,5 @@ mod resilience;
 mod scale_out;
 mod security;
 mod simulator_to_database;
+mod street_enforcement;
 mod vision_models;

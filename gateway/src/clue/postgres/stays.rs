@@ -26,6 +26,7 @@ fn stay_from_row(r: &Row) -> Result<StayRecord, StoreError> {
             notice_ms: r.try_get(7)?,
             dwell_s: r.try_get::<_, i64>(8)?.max(0) as u64,
             remaining_s: r.try_get::<_, i64>(9)?.max(0) as u64,
+            shop: None,
         },
         outcome: Outcome::parse(&outcome).ok_or_else(|| bad(format!("stay outcome {outcome}")))?,
         outcome_ms: r.try_get(11)?,

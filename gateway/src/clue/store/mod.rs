@@ -599,14 +599,22 @@ pub(crate) fn clue_digest(c: &Clue) -> String {
     audit::sha256_hex(&[audit::canonical_json(&v).as_bytes()])
 }
 
-/// Who, at what level of subject detail: history is kept per site/device/plate.
+/// Who, at what level of subject detail: history is kept per site/device/plate. A subject
+/// named by neither device nor plate but by its shop (shop-front trading) is kept per shop;
+/// the shop is left out otherwise, so the keys of device clues stamped with their registered
+/// shop stay as they were.
 pub(crate) fn subject_key(s: &Subject) -> String {
-    format!(
+    let mut k = format!(
         "{}/{}/{}",
         s.site,
         s.device.as_deref().unwrap_or(""),
         s.plate.as_deref().unwrap_or("")
-    )
+    );
+    if let (None, None, Some(shop)) = (&s.device, &s.plate, &s.shop) {
+        k.push_str("/shop:");
+        k.push_str(shop);
+    }
+    k
 }
 
 /// The level of an open clue after one more occurrence of `ev_level`: repetition never lowers
@@ -655,4 +663,25 @@ pub(crate) fn median_s(mut v: Vec<i64>) -> Option<f64> {
         (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
     };
     Some(m / 1000.0)
+}
+
+#[cfg(test)]
+mod subject_tests {
+    use super::*;
+
+    #[test]
+    fn a_shop_alone_keys_the_history_and_a_device_or_plate_keeps_its_old_key() {
+        let shop = |s: &str| Subject {
+            site: "s1".into(),
+            shop: Some(s.into()),
+            ..Default::default()
+        };
+        assert_eq!(subject_key(&shop("a")), "s1///shop:a");
+        assert_ne!(subject_key(&shop("a")), subject_key(&shop("b")));
+        let trap = Subject {
+            device: Some("trap-1".into()),
+            ..shop("a")
+        };
+        assert_eq!(subject_key(&trap), "s1/trap-1/");
+    }
 }

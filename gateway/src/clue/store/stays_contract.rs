@@ -15,6 +15,7 @@ fn notice(key: &str, site: &str, camera: &str, zone: &str, notice_ms: i64) -> St
         notice_ms,
         dwell_s: 60,
         remaining_s: 420,
+        shop: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn stay_from_row(r: &Row) -> rusqlite::Result<StayRecord> {
             notice_ms: r.get(7)?,
             dwell_s: r.get::<_, i64>(8)?.max(0) as u64,
             remaining_s: r.get::<_, i64>(9)?.max(0) as u64,
+            shop: None,
         },
         outcome: Outcome::parse(&outcome)
             .ok_or_else(|| super::corrupt(format!("stay outcome {outcome}")))?,
