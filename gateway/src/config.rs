@@ -202,6 +202,7 @@ mod tests {
         assert!(c.influx.is_some());
         assert_eq!(c.traps.len(), 1, "the trap installation example");
         assert_eq!(c.shopfront.cameras[0].zones[0].shop, "shop-12");
+        assert_eq!(c.muck_trucks.permits[0].cameras, ["cam-ring-rd"]);
         assert!(c.registry.file.is_some());
         // Presets and codecs are filled in: ChirpStack's topic, TTS's decoded payload root.
         let cs = &c.mappings[2];
