@@ -766,7 +766,7 @@ impl Stay {
 
 /// Two sure readings where one vehicle stands are two cars when they differ in more than one
 /// character (a misread changes one character; a different car's plate differs in several).
-fn another_car(a: &str, b: &str) -> bool {
+pub(crate) fn another_car(a: &str, b: &str) -> bool {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     if a.len() != b.len() {
         // One character dropped or added by the reader: still one edit.
