@@ -143,7 +143,7 @@ pub(crate) fn for_role<T: serde::Serialize>(
 ) -> ApiResult<Json<serde_json::Value>> {
     let mut v = serde_json::to_value(value).map_err(|_| ApiError::Internal)?;
     if !pool.config().privacy.sees_originals(p.role) {
-        super::privacy::mask_plates(&mut v, known_plates);
+        super::privacy::mask_personal_data(&mut v, known_plates);
     }
     Ok(Json(v))
 }
@@ -433,7 +433,7 @@ async fn stream(
                     Ok(change) if p.sees(&change.clue.subject.site) => {
                         let mut data = serde_json::to_value(&change).unwrap_or_default();
                         if masked {
-                            super::privacy::mask_plates(&mut data, &[]);
+                            super::privacy::mask_personal_data(&mut data, &[]);
                         }
                         let ev = Event::default()
                             .event("clue")
@@ -582,7 +582,7 @@ async fn export_clues(
     // Exports follow the evidence rule: plates only for roles with the personal-data right.
     if !pool.config().privacy.sees_originals(p.role) {
         let mut v = serde_json::to_value(&clues).map_err(|_| ApiError::Internal)?;
-        super::privacy::mask_plates(&mut v, &[]);
+        super::privacy::mask_personal_data(&mut v, &[]);
         clues = serde_json::from_value(v).map_err(|_| ApiError::Internal)?;
     }
     if let Format::Json = format {
@@ -663,7 +663,7 @@ async fn export_audit(
         .await?;
     if !pool.config().privacy.sees_originals(p.role) {
         let mut v = serde_json::to_value(&entries).map_err(|_| ApiError::Internal)?;
-        super::privacy::mask_plates(&mut v, &[]);
+        super::privacy::mask_personal_data(&mut v, &[]);
         entries = serde_json::from_value(v).map_err(|_| ApiError::Internal)?;
     }
     // Entries are in chain order; the next call starts after the last millisecond returned

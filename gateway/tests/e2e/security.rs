@@ -549,3 +549,82 @@ fn frames_for_made_up_camera_ids_are_refused_at_the_site_limit_and_counted() -> 
     );
     Ok(())
 }
+
+#[test]
+fn oversight_warnings_and_registry_owners_are_masked_for_roles_without_the_right() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let registry = dir.path().join("registry.toml");
+    std::fs::write(
+        &registry,
+        "[[devices]]\nsite = \"a\"\ndevice = \"cam1\"\nkind = \"parking_camera\"\n\
+         owner = \"Wang Wei 13800138000\"\n",
+    )?;
+    let config = format!(
+        "{}[clues.oversight]\nevery_s = 3600\n\
+         [clues.oversight.officer_outlier]\nrepeat_yellow = 2\nrepeat_red = 2\n\
+         [registry]\nfile = \"{}\"\n",
+        offline_config(),
+        registry.display()
+    );
+    let gw = GatewayProcess::start(dir.path(), &config)?;
+    let platform = gw.token("platform", "a")?;
+    let insp = gw.token_named("inspector", "a", "ann")?;
+    let sup = gw.token("supervisor", "a")?;
+    let auditor = gw.token("auditor", "a")?;
+    let plate = "京A12345";
+    let mut ids = Vec::new();
+    for prefix in ["first: ", "second: "] {
+        let mut ev = parking_event("a", plate, prefix);
+        ev["dedup_key"] = json!(format!("no-parking/a/cam1/{plate}/{prefix}"));
+        ids.push(create(&gw, &platform, &ev)?);
+    }
+
+    // The registry's owner contact, in the registry and stamped on the clue.
+    for path in [
+        "/api/v1/registry/devices".to_string(),
+        "/api/v1/registry/devices/a/cam1".into(),
+        format!("/api/v1/clues/{}", ids[0]),
+    ] {
+        let r = call(&gw, "GET", &path, &insp, None)?.ok()?;
+        assert!(!r.text().contains("13800138000"), "{path}: {}", r.text());
+        assert!(
+            r.text().contains("Wang Wei 138****8000"),
+            "{path}: {}",
+            r.text()
+        );
+        let full = call(&gw, "GET", &path, &sup, None)?.ok()?;
+        assert!(
+            full.text().contains("13800138000"),
+            "{path}: supervisors see it"
+        );
+    }
+
+    // One inspector resolving twice against one plate raises an officer_outlier warning whose
+    // key and message name the subject, plate included.
+    for id in &ids {
+        for body in [
+            json!({"action": "claim"}),
+            json!({"action": "resolve", "note": "warned the driver"}),
+        ] {
+            call(
+                &gw,
+                "POST",
+                &format!("/api/v1/clues/{id}/actions"),
+                &insp,
+                Some(&body),
+            )?
+            .ok()?;
+        }
+    }
+    let run = call(&gw, "POST", "/api/v1/oversight/run", &sup, None)?.ok()?;
+    assert!(
+        run.text().contains(plate),
+        "supervisors see it: {}",
+        run.text()
+    );
+    let r = call(&gw, "GET", "/api/v1/oversight/warnings", &auditor, None)?.ok()?;
+    assert!(r.text().contains("same_subject"), "{}", r.text());
+    assert!(!r.text().contains("12345"), "{}", r.text());
+    assert!(r.text().contains("京A*****"), "{}", r.text());
+    Ok(())
+}
