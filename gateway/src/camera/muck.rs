@@ -32,15 +32,18 @@
 //! not read is counted in the answer and not judged. Permitted routes are camera ids, not
 //! polygons.
 
+use crate::camera::config::check_rule_camera;
 use crate::camera::parking::{models, privacy_regions};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, Level, Region, Subject};
 use crate::config_error::{ConfigError, invalid};
 use crate::metrics::{Metrics, Reason};
 use crate::vision::detector::{Detection, TRUCK};
-use crate::vision::dwell::{another_car, normalize_plate};
+use crate::vision::dwell::{
+    another_car, default_department, default_offset, normalize_plate, plate_owner,
+};
 use crate::vision::plate::PlateReading;
 use crate::vision::preprocess::ImageLimits;
-use crate::vision::zone::{DailyWindow, is_active};
+use crate::vision::zone::{DailyWindow, check_offset, is_active};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -100,9 +103,6 @@ pub struct Permit {
     pub holder: Option<String>,
 }
 
-fn default_offset() -> i32 {
-    480
-}
 fn default_confirm() -> u32 {
     2
 }
@@ -115,9 +115,6 @@ fn default_repeat() -> u64 {
 fn default_rule() -> String {
     "muck-trucks".into()
 }
-fn default_department() -> Option<String> {
-    Some("city-management".into())
-}
 
 impl MuckSection {
     pub fn is_enabled(&self) -> bool {
@@ -129,26 +126,16 @@ impl MuckSection {
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.cameras.iter().enumerate() {
             let key = |k: &str| format!("muck_trucks.cameras[{i}].{k}");
-            for (k, v) in [("site", &c.site), ("camera", &c.camera), ("rule", &c.rule)] {
-                if v.trim().is_empty() {
-                    return Err(invalid(key(k), "must not be empty"));
-                }
-            }
-            if !seen.insert((c.site.as_str(), c.camera.as_str())) {
-                return Err(invalid(
-                    key("camera"),
-                    format!("camera `{}` of site `{}` listed twice", c.camera, c.site),
-                ));
-            }
+            check_rule_camera(&mut seen, [&c.site, &c.camera, &c.rule])
+                .map_err(|(k, e)| invalid(key(k), e))?;
             if c.confirm_frames == 0 {
                 return Err(invalid(key("confirm_frames"), "must be at least 1"));
             }
             if c.confirm_within_s == 0 {
                 return Err(invalid(key("confirm_within_s"), "must be > 0"));
             }
-            if !(-16 * 60..=16 * 60).contains(&c.utc_offset_minutes) {
-                return Err(invalid(key("utc_offset_minutes"), "must be within ±16 h"));
-            }
+            check_offset(c.utc_offset_minutes)
+                .map_err(|e| invalid(key("utc_offset_minutes"), e))?;
         }
         let cameras: std::collections::HashSet<&str> =
             self.cameras.iter().map(|c| c.camera.as_str()).collect();
@@ -380,16 +367,7 @@ fn plates_on_trucks<'a>(
 ) -> Vec<Option<&'a PlateReading>> {
     let mut best: Vec<Option<&PlateReading>> = vec![None; trucks.len()];
     for p in plates {
-        let b = &p.plate.bbox;
-        let (cx, cy) = ((b.x0 + b.x1) / 2.0, (b.y0 + b.y1) / 2.0);
-        let owner = trucks
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| {
-                cx >= t.bbox.x0 && cx <= t.bbox.x1 && cy >= t.bbox.y0 && cy <= t.bbox.y1
-            })
-            .min_by(|a, b| a.1.bbox.area().total_cmp(&b.1.bbox.area()))
-            .map(|(i, _)| i);
+        let owner = plate_owner(trucks.iter().map(|t| Some(&t.bbox)), &p.plate.bbox);
         if let Some(i) = owner
             && best[i].is_none_or(|q| p.confidence > q.confidence)
         {

@@ -177,25 +177,19 @@ impl CameraService {
             })
             .await
             .map_err(|e| FrameError::Decode(format!("frame task failed: {e}")))??;
+        // Stays before the clues: a stay's record exists before its outcome can move.
         let parking = match parking {
-            Some(out) => {
-                signals.extend(out.signals);
-                // Before the clue: a stay's record exists before its outcome can move.
-                if let Some(n) = &self.notices {
-                    n.apply(out.stays).await;
-                }
-                Some(out.report)
-            }
+            Some(out) => Some(
+                self.take(&mut signals, out.signals, out.stays, out.report)
+                    .await,
+            ),
             None => None,
         };
         let shopfront = match shopfront {
-            Some(out) => {
-                signals.extend(out.signals);
-                if let Some(n) = &self.notices {
-                    n.apply(out.stays).await;
-                }
-                Some(out.report)
-            }
+            Some(out) => Some(
+                self.take(&mut signals, out.signals, out.stays, out.report)
+                    .await,
+            ),
             None => None,
         };
         let muck_trucks = muck.map(|out| {
@@ -209,6 +203,22 @@ impl CameraService {
             shopfront,
             muck_trucks,
         })
+    }
+
+    /// Records and queues the stay events of one analysis, adds its clue signals to `signals`
+    /// and gives back its report.
+    async fn take<R>(
+        &self,
+        signals: &mut Vec<ClueSignal>,
+        found: Vec<ClueSignal>,
+        stays: Vec<crate::clue::stays::StayEvent>,
+        report: R,
+    ) -> R {
+        signals.extend(found);
+        if let Some(n) = &self.notices {
+            n.apply(stays).await;
+        }
+        report
     }
 
     /// Enrols the view a camera should keep (for the moved / re-aimed check).

@@ -3,22 +3,8 @@
 
 use crate::common::vision::{dog_jpg, models};
 use crate::common::*;
-use e2e::{Mosquitto, VictoriaMetrics, http, wait_until};
+use e2e::{Mosquitto, VictoriaMetrics, wait_until};
 use std::time::Duration;
-
-fn post_jpeg(gw: &GatewayProcess, path: &str, token: &str, body: &[u8]) -> serde_json::Value {
-    let auth = format!("Bearer {token}");
-    let r = http::request(
-        "POST",
-        &format!("{}{path}", gw.http),
-        Some(("image/jpeg", body)),
-        &[("Authorization", &auth)],
-        Duration::from_secs(60),
-    )
-    .unwrap_or_else(|e| panic!("POST {path}: {e:#}\n{}", gw.diagnostics()));
-    assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.diagnostics());
-    r.json().unwrap()
-}
 
 /// Clues of `kind` at street-9, once there are any.
 fn clues_of(gw: &GatewayProcess, token: &str, kind: &str) -> Vec<serde_json::Value> {
