@@ -41,6 +41,7 @@ pub mod decode;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod devices;
+pub mod disk;
 pub mod drone;
 pub mod history;
 pub mod install;

@@ -243,6 +243,34 @@ fn upload_error(e: UploadError) -> Response {
     error(status, e.to_string())
 }
 
+/// Refuses an upload of `incoming` bytes (507 Insufficient Storage) when it would leave less
+/// than `min_free` bytes on the file system of `dir`: footage must not fill the disk that
+/// holds the evidence, the outbox and the audit chain. Each refusal is logged.
+fn disk_guard(dir: &std::path::Path, incoming: u64, min_free: u64) -> Result<(), Response> {
+    match crate::disk::free_bytes(dir) {
+        Ok(free) if free.saturating_sub(incoming) >= min_free => Ok(()),
+        Ok(free) => {
+            tracing::warn!(dir = %dir.display(), free, incoming, min_free,
+                "drone upload refused: free space below drone.min_free_mb");
+            Err(error(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!(
+                    "not enough free space: {} MiB free, {} MiB must remain (drone.min_free_mb)",
+                    free >> 20,
+                    min_free >> 20
+                ),
+            ))
+        }
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), error = %e, "free space unknown");
+            Err(error(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!("free space unknown ({e}): upload refused"),
+            ))
+        }
+    }
+}
+
 /// Removes the busy mark when the upload handler returns (even early).
 struct BusyGuard(Arc<Mutex<HashSet<(u64, String)>>>, (u64, String));
 
@@ -312,7 +340,23 @@ async fn put_file(
     let _guard = BusyGuard(s.busy.clone(), key);
     let dir = s.flights.dir(id);
     let part = upload::part_path(&dir, &name);
-    let max = limits.max_bytes(kind);
+    // The flight's other files count against its byte limit: this file gets what is left.
+    let others: u64 = flight
+        .files
+        .iter()
+        .filter(|f| f.name != name)
+        .map(|f| f.received)
+        .sum();
+    let flight_left = limits.max_flight_bytes.saturating_sub(others);
+    let max = limits.max_bytes(kind).min(flight_left);
+    let incoming = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if let Err(r) = disk_guard(&dir, incoming, limits.min_free_bytes) {
+        return r;
+    }
     let range = match headers.get(header::CONTENT_RANGE) {
         None => None,
         Some(v) => match v
@@ -340,9 +384,14 @@ async fn put_file(
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|l| l > max)
     {
-        return upload_error(UploadError::TooLarge(format!(
-            "{name}: over the {max} byte limit for this kind of file"
-        )));
+        return upload_error(UploadError::TooLarge(if max < limits.max_bytes(kind) {
+            format!(
+                "{name}: over the flight's byte limit ({} bytes for all its files, {flight_left} left)",
+                limits.max_flight_bytes
+            )
+        } else {
+            format!("{name}: over the {max} byte limit for this kind of file")
+        }));
     }
     match range {
         Some(r) if r.start != received => {

@@ -9,6 +9,11 @@ pub struct DroneConfig {
     pub max_still_mb: u64,
     pub max_video_mb: u64,
     pub max_files_per_flight: usize,
+    /// All the files of one flight together, MiB: a flight cannot fill the disk file by file.
+    pub max_flight_mb: u64,
+    /// Free space, MiB, that must remain on the flights' file system: below it uploads are
+    /// refused with 507 Insufficient Storage (the evidence store and the outbox live there too).
+    pub min_free_mb: u64,
     /// Largest still in megapixels, checked from the JPEG header before decoding.
     pub max_still_megapixels: u64,
     /// Video frames sampled per second (ffmpeg `fps` filter).
@@ -54,6 +59,8 @@ impl Default for DroneConfig {
             max_still_mb: 64,
             max_video_mb: 8192,
             max_files_per_flight: 2000,
+            max_flight_mb: 32768,
+            min_free_mb: 1024,
             max_still_megapixels: 64,
             video_fps: 1.0,
             ffmpeg_timeout_s: 3600,
@@ -115,7 +122,11 @@ impl DroneConfig {
                 "tile must be >= 64 and larger than tile_overlap",
             ));
         }
-        if self.max_still_mb == 0 || self.max_video_mb == 0 || self.max_still_megapixels == 0 {
+        if self.max_still_mb == 0
+            || self.max_video_mb == 0
+            || self.max_still_megapixels == 0
+            || self.max_flight_mb == 0
+        {
             return Err(invalid("drone.max_still_mb", "limits must be positive"));
         }
         if !(0.0..1.0).contains(&self.score_threshold) {
@@ -133,6 +144,8 @@ impl DroneConfig {
             max_video_bytes: self.max_video_mb << 20,
             max_telemetry_bytes: 64 << 20,
             max_files: self.max_files_per_flight,
+            max_flight_bytes: self.max_flight_mb << 20,
+            min_free_bytes: self.min_free_mb << 20,
             max_still_pixels: self.max_still_megapixels * 1_000_000,
         }
     }

@@ -50,6 +50,10 @@ pub struct UploadLimits {
     pub max_video_bytes: u64,
     pub max_telemetry_bytes: u64,
     pub max_files: usize,
+    /// All files of one flight together.
+    pub max_flight_bytes: u64,
+    /// Free space that must remain on the file system holding the flights.
+    pub min_free_bytes: u64,
     /// Largest still accepted, in pixels (checked from the header, before decoding).
     pub max_still_pixels: u64,
 }
@@ -61,6 +65,8 @@ impl Default for UploadLimits {
             max_video_bytes: 8 << 30,
             max_telemetry_bytes: 64 << 20,
             max_files: 2000,
+            max_flight_bytes: 32 << 30,
+            min_free_bytes: 1 << 30,
             max_still_pixels: 64_000_000,
         }
     }

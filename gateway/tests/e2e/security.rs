@@ -681,3 +681,105 @@ fn a_grease_clue_shows_the_pumpouts_that_explain_it() -> Result<()> {
     assert!(d.get("pumpouts").is_none(), "another trap's visit: {d}");
     Ok(())
 }
+
+/// A valid JPEG of noise: `side` pixels square (noise does not compress, so its size is known
+/// to within a little).
+fn noise_jpeg(side: u32) -> Vec<u8> {
+    let mut x = 0x2545_f491u32;
+    let img = image::RgbImage::from_fn(side, side, |_, _| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        image::Rgb([x as u8, (x >> 8) as u8, (x >> 16) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("jpeg");
+    out.into_inner()
+}
+
+fn put_still(
+    gw: &GatewayProcess,
+    token: &str,
+    id: u64,
+    name: &str,
+    body: &[u8],
+) -> Result<http::Response> {
+    let auth = format!("Bearer {token}");
+    http::request(
+        "PUT",
+        &format!("{}/api/v1/flights/{id}/files/{name}", gw.http),
+        Some(("image/jpeg", body)),
+        &[("Authorization", &auth)],
+        http::TIMEOUT,
+    )
+}
+
+#[test]
+fn a_flight_cannot_exceed_its_byte_limit_or_the_disks_free_space_floor() -> Result<()> {
+    let still = noise_jpeg(700);
+    assert!(
+        (600_000..1_000_000).contains(&still.len()),
+        "{} bytes",
+        still.len()
+    );
+    for (drone, what) in [
+        ("max_flight_mb = 1", "flight"),
+        // More free space than any disk has: every upload is refused.
+        ("min_free_mb = 1000000000", "disk"),
+    ] {
+        let dir = tempfile::tempdir()?;
+        let gw = GatewayProcess::start(
+            dir.path(),
+            &format!("{}[drone]\n{drone}\n", offline_config()),
+        )?;
+        let pilot = gw.token("drone_operator", "a")?;
+        let id = call(
+            &gw,
+            "POST",
+            "/api/v1/flights",
+            &pilot,
+            Some(&json!({"site": "a"})),
+        )?
+        .ok()?
+        .json()?["id"]
+            .as_u64()
+            .context("flight id")?;
+        let first = put_still(&gw, &pilot, id, "one.jpg", &still)?;
+        let second = put_still(&gw, &pilot, id, "two.jpg", &still)?;
+        if what == "flight" {
+            assert!(first.status < 300, "{}: {}", first.status, first.text());
+            assert_eq!(second.status, 413, "{}", second.text());
+            let flights = dir.path().join("storage/drone/flights");
+            assert!(walk_jpegs(&flights) >= 1, "the accepted still is on disk");
+            assert!(
+                second.text().contains("flight's byte limit"),
+                "{}",
+                second.text()
+            );
+        } else {
+            for r in [first, second] {
+                assert_eq!(r.status, 507, "{}", r.text());
+                assert!(r.text().contains("drone.min_free_mb"), "{}", r.text());
+            }
+            assert_eq!(walk_jpegs(&dir.path().join("storage/drone/flights")), 0);
+        }
+    }
+    Ok(())
+}
+
+/// Files under `dir` named after an upload (nothing of a refused one may be left behind).
+fn walk_jpegs(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |rd| {
+        rd.flatten()
+            .map(|e| {
+                let p = e.path();
+                if p.is_dir() {
+                    walk_jpegs(&p)
+                } else {
+                    usize::from(p.to_string_lossy().contains(".jpg"))
+                }
+            })
+            .sum()
+    })
+}
