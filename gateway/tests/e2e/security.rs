@@ -628,3 +628,56 @@ fn oversight_warnings_and_registry_owners_are_masked_for_roles_without_the_right
     assert!(r.text().contains("京A*****"), "{}", r.text());
     Ok(())
 }
+
+#[test]
+fn a_grease_clue_shows_the_pumpouts_that_explain_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let platform = gw.token("platform", "a")?;
+    let insp = gw.token_named("inspector", "a", "ann")?;
+    let (now, hour) = (e2e::now_ms(), 3_600_000i64);
+    let discharge = |device: &str| {
+        json!({
+            "rule": "trap-discharge", "kind": "grease.illegal_discharge", "level": "high",
+            "subject": {"site": "a", "device": device},
+            "dedup_key": format!("trap-discharge/a/{device}"),
+            "at_ms": now - 90 * 60_000,
+            "title": format!("Trap {device} dropped 40 mm"),
+            "detail": {"drop": 40.0, "from_ms": now - 100 * 60_000, "to_ms": now - 90 * 60_000},
+            "evidence": [],
+        })
+    };
+    let explained = create(&gw, &platform, &discharge("trap-1"))?;
+    let other = create(&gw, &platform, &discharge("trap-2"))?;
+    // The crew's visit to trap-1, registered after the clue opened; and one a day earlier.
+    for (from, to, note) in [
+        (now - 2 * hour, now - hour, "manifest 77"),
+        (now - 26 * hour, now - 25 * hour, "last week's"),
+    ] {
+        let body =
+            json!({"site": "a", "device": "trap-1", "from_ms": from, "to_ms": to, "note": note});
+        call(&gw, "POST", "/api/v1/pumpouts", &insp, Some(&body))?.ok()?;
+    }
+    let d = call(
+        &gw,
+        "GET",
+        &format!("/api/v1/clues/{explained}"),
+        &insp,
+        None,
+    )?
+    .ok()?
+    .json()?;
+    let shown = d["pumpouts"].as_array().context("pumpouts on the clue")?;
+    assert_eq!(shown.len(), 1, "only the overlapping visit: {d}");
+    assert_eq!(shown[0]["note"], "manifest 77");
+    assert_eq!(shown[0]["from_ms"], now - 2 * hour);
+    assert!(
+        shown[0]["by"].as_str().is_some_and(|b| b.contains("ann")),
+        "{d}"
+    );
+    let d = call(&gw, "GET", &format!("/api/v1/clues/{other}"), &insp, None)?
+        .ok()?
+        .json()?;
+    assert!(d.get("pumpouts").is_none(), "another trap's visit: {d}");
+    Ok(())
+}
