@@ -127,6 +127,7 @@ fn goods_kept_in_front_of_a_shop_past_the_limit_give_one_notice_and_one_clue_abo
     let stays = stays.as_array().expect("stay list");
     assert_eq!(stays.len(), 1, "{stays:?}");
     assert_eq!(stays[0]["outcome"], "clue", "{stays:?}");
+    assert_eq!(stays[0]["shop"], "shop-12", "{stays:?}");
     assert_eq!(stays[0]["id"], n["event_id"]);
     assert_eq!(
         gw.metric(r#"gateway_shopfront_frames_total{reason="analysed"}"#)
