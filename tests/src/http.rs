@@ -129,15 +129,23 @@ pub fn request(
         }
     };
     head.push_str("\r\n");
-    stream
+    let sent = stream
         .write_all(head.as_bytes())
-        .and_then(|_| stream.write_all(payload))
-        .with_context(|| format!("{method} {url}: send"))?;
+        .and_then(|_| stream.write_all(payload));
 
     let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .with_context(|| format!("{method} {url}: read response"))?;
+    let read = stream.read_to_end(&mut raw);
+    if let Err(e) = sent {
+        // A server may answer before it has read the whole body (413 on Content-Length, 507,
+        // 401) and close: the write then fails with a broken pipe, but the answer was sent
+        // and is what the caller wants to see, as curl shows it. Only without one is the
+        // write error the result.
+        return match parse_response(&raw) {
+            Ok(r) => Ok(r),
+            Err(_) => Err(e).with_context(|| format!("{method} {url}: send")),
+        };
+    }
+    read.with_context(|| format!("{method} {url}: read response"))?;
     parse_response(&raw).with_context(|| format!("{method} {url}: parse response"))
 }
 
