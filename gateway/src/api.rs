@@ -48,6 +48,17 @@ impl FromRef<AppState> for crate::rules::pumpout_api::Pumpouts {
     }
 }
 
+impl FromRef<AppState> for crate::clue::api::ClueExplanations {
+    fn from_ref(s: &AppState) -> Self {
+        crate::clue::api::ClueExplanations(
+            s.pumpouts
+                .0
+                .clone()
+                .map(|j| j as Arc<dyn crate::clue::api::Explanations>),
+        )
+    }
+}
+
 impl FromRef<AppState> for PoolHandle {
     fn from_ref(s: &AppState) -> PoolHandle {
         s.clues.clone()

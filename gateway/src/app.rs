@@ -107,7 +107,8 @@ impl Gateway {
             crate::camera::service::CameraService::new(cfg.cameras.clone(), clue_tx.clone())
                 .context("configuring camera health")?
                 .with_parking(&cfg.parking, metrics.clone())
-                .with_shopfront(&cfg.shopfront, metrics.clone());
+                .with_shopfront(&cfg.shopfront, metrics.clone())
+                .with_muck_trucks(&cfg.muck_trucks, metrics.clone());
         let parking_state = cfg
             .storage
             .dir

@@ -53,6 +53,8 @@ pub struct Config {
     pub parking: crate::camera::parking::ParkingSection,
     /// Shop-front trading zones per street camera (`[[shopfront.cameras]]`).
     pub shopfront: crate::camera::shopfront::ShopfrontSection,
+    /// Muck-truck road cameras and permits (`[muck_trucks]`).
+    pub muck_trucks: crate::camera::muck::MuckSection,
     /// `[notices]`: delivery of street notices (parking "please move").
     pub notices: crate::notice::NoticesConfig,
     /// The web dashboard served at `/` (`[dashboard] enabled`, `dir`).
@@ -158,6 +160,7 @@ impl Config {
         self.cameras.validate()?;
         self.parking.validate()?;
         self.shopfront.validate()?;
+        self.muck_trucks.validate()?;
         self.notices.validate()?;
         self.dashboard.validate()?;
         self.drone.validate()?;
@@ -199,6 +202,7 @@ mod tests {
         assert!(c.influx.is_some());
         assert_eq!(c.traps.len(), 1, "the trap installation example");
         assert_eq!(c.shopfront.cameras[0].zones[0].shop, "shop-12");
+        assert_eq!(c.muck_trucks.permits[0].cameras, ["cam-ring-rd"]);
         assert!(c.registry.file.is_some());
         // Presets and codecs are filled in: ChirpStack's topic, TTS's decoded payload root.
         let cs = &c.mappings[2];

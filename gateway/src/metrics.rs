@@ -135,6 +135,9 @@ pub struct Metrics {
     pub shopfront_frames_total: Family<Reason, Counter>,
     /// Shop-front persuasion notices ("please take the goods inside"), one per episode.
     pub shopfront_notices_total: Counter,
+    /// Frames of muck-truck cameras, by result (`analysed`, `models_unavailable`,
+    /// `no_plate_reader`, `error`).
+    pub muck_frames_total: Family<Reason, Counter>,
     /// Configuration reloads (SIGHUP), by result (`ok`, `rejected`).
     pub config_reloads_total: Family<Reason, Counter>,
     /// Messages of devices missing from the registry, by what happened to their readings.
@@ -410,6 +413,11 @@ impl Metrics {
                 "shopfront_notices",
                 "Shop-front persuasion notices (take the goods inside)",
                 Counter::default()
+            ),
+            muck_frames_total: reg!(
+                "muck_frames",
+                "Frames of muck-truck cameras, by result (reason label)",
+                Family::default()
             ),
             config_reloads_total: reg!(
                 "config_reloads",

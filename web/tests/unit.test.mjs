@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { parseEvents } from '../public/js/api.js';
 import { dict, t, setLang } from '../public/js/i18n.js';
 import { rings, devicePoints } from '../public/js/map.js';
+import { pumpoutLine } from '../public/js/pumpouts.js';
 
 test('SSE events split across chunks, CRLF, multi-line data, keep-alives', () => {
   let r = parseEvents('event: clue\nid: 7\ndata: {"a":');
@@ -54,4 +55,12 @@ test('registered devices with a location become map points; the others do not', 
   assert.match(p[0].label, /Golden Dragon/);
   assert.notEqual(p[0].color, p[1].color, 'kinds differ in colour');
   assert.equal(p[1].href, '#/devices/s2/cover%2F17');
+});
+
+test('a pump-out that explains a clue names its visit, who registered it and the note', () => {
+  setLang('en');
+  const line = pumpoutLine({ site: 'a', device: 'trap-1', from_ms: 0, to_ms: 3600000, by: 'inspector:ann', at_ms: 7200000, note: 'manifest 77' });
+  assert.match(line, /^pump-out .+ → .+ · registered by inspector:ann at .+ · manifest 77$/);
+  assert.ok(!pumpoutLine({ from_ms: 0, to_ms: 1, by: 'x', at_ms: 2 }).includes('undefined'));
+  setLang('zh');
 });

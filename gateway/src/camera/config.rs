@@ -201,6 +201,27 @@ impl CameraSettings {
     }
 }
 
+/// The checks every street rule's camera entry shares: `site`, `camera` and `rule` not empty,
+/// and each (site, camera) listed once in its section (`seen`). The error is the key's last
+/// part and what is wrong with it; the caller puts the section's path in front.
+pub(crate) fn check_rule_camera<'a>(
+    seen: &mut std::collections::HashSet<(&'a str, &'a str)>,
+    [site, camera, rule]: [&'a String; 3],
+) -> Result<(), (&'static str, String)> {
+    for (k, v) in [("site", site), ("camera", camera), ("rule", rule)] {
+        if v.trim().is_empty() {
+            return Err((k, "must not be empty".into()));
+        }
+    }
+    if !seen.insert((site.as_str(), camera.as_str())) {
+        return Err((
+            "camera",
+            format!("camera `{camera}` of site `{site}` listed twice"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

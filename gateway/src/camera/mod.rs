@@ -8,6 +8,7 @@
 //! - [`parking`]: the `[parking]` section and no-parking enforcement on the same frames.
 //! - [`shopfront`]: the `[shopfront]` section: goods kept outside shop fronts, on the same
 //!   frames.
+//! - [`muck`]: the `[muck_trucks]` section: trucks on road cameras checked against permits.
 //! - [`pull`]: cameras the gateway fetches itself (`[[cameras.sources]]`: HTTP snapshots, RTSP
 //!   through ffmpeg), fed into the same path as uploaded frames.
 //!
@@ -23,6 +24,7 @@ pub mod checks;
 pub mod config;
 pub mod frame;
 pub mod health;
+pub mod muck;
 pub mod parking;
 pub mod pull;
 pub mod service;

@@ -42,7 +42,7 @@ use crate::vision::dwell::{
 };
 use crate::vision::plate::{PlateConfig, PlateReader};
 use crate::vision::preprocess::{ImageLimits, decode_image};
-use crate::vision::zone::Zone;
+use crate::vision::zone::{Zone, check_offset, check_polygon};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -94,19 +94,7 @@ impl ParkingSection {
                 if !ids.insert(z.id.as_str()) {
                     return Err(invalid(zkey("id"), format!("zone `{}` listed twice", z.id)));
                 }
-                if z.polygon.len() < 3 {
-                    return Err(invalid(zkey("polygon"), "needs at least 3 points"));
-                }
-                if z.polygon
-                    .iter()
-                    .flatten()
-                    .any(|v| !v.is_finite() || *v < 0.0)
-                {
-                    return Err(invalid(
-                        zkey("polygon"),
-                        "points must be finite, non-negative image pixels",
-                    ));
-                }
+                check_polygon(&z.polygon).map_err(|e| invalid(zkey("polygon"), e))?;
             }
             if c.limit_s == 0 {
                 return Err(invalid(key("limit_s"), "must be > 0"));
@@ -123,9 +111,8 @@ impl ParkingSection {
             if c.rule.trim().is_empty() {
                 return Err(invalid(key("rule"), "must not be empty"));
             }
-            if !(-16 * 60..=16 * 60).contains(&c.utc_offset_minutes) {
-                return Err(invalid(key("utc_offset_minutes"), "must be within ±16 h"));
-            }
+            check_offset(c.utc_offset_minutes)
+                .map_err(|e| invalid(key("utc_offset_minutes"), e))?;
         }
         Ok(())
     }

@@ -2,9 +2,10 @@
 //! from the `camera` readings stream, and a periodic tick for offline and not-repaired faults.
 //! Every resulting signal goes to the clue pool. Frames of cameras with a parking rule are also
 //! run through the parking enforcement ([`super::parking`]), frames of cameras with shop-front
-//! zones through [`super::shopfront`].
+//! zones through [`super::shopfront`], frames of road cameras through [`super::muck`].
 
 use super::frame;
+use super::muck::{MuckReport, MuckSection, MuckTrucks};
 use super::parking::{Parking, ParkingReport, ParkingSection};
 use super::pull::SourceBoard;
 use super::shopfront::{Shopfront, ShopfrontReport, ShopfrontSection};
@@ -30,6 +31,8 @@ pub struct CameraService {
     parking: Option<Arc<Parking>>,
     /// Absent when no camera has shop-front zones (or `shopfront.enabled = false`).
     shopfront: Option<Arc<Shopfront>>,
+    /// Absent when no camera checks muck trucks.
+    muck: Option<Arc<MuckTrucks>>,
     /// Records warned stays and delivers their notices (absent: notices are only logged).
     notices: Option<crate::notice::Notices>,
     clue_tx: ClueSender,
@@ -47,6 +50,9 @@ pub struct FrameResponse {
     /// Present when the camera has shop-front zones.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shopfront: Option<ShopfrontReport>,
+    /// Present when the camera checks muck trucks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub muck_trucks: Option<MuckReport>,
 }
 
 impl CameraService {
@@ -58,6 +64,7 @@ impl CameraService {
             health: Arc::new(Mutex::new(CameraHealth::new(cfg)?)),
             parking: None,
             shopfront: None,
+            muck: None,
             notices: None,
             clue_tx,
             sources: Arc::default(),
@@ -79,6 +86,12 @@ impl CameraService {
     /// Adds shop-front enforcement for the cameras of `section` (a no-op when it lists none).
     pub fn with_shopfront(mut self, section: &ShopfrontSection, metrics: Arc<Metrics>) -> Self {
         self.shopfront = Shopfront::new(section, metrics).map(Arc::new);
+        self
+    }
+
+    /// Adds muck-truck checks for the cameras of `section` (a no-op when it lists none).
+    pub fn with_muck_trucks(mut self, section: &MuckSection, metrics: Arc<Metrics>) -> Self {
+        self.muck = MuckTrucks::new(section, metrics).map(Arc::new);
         self
     }
 
@@ -135,57 +148,77 @@ impl CameraService {
         let health = self.health.clone();
         let parking = self.parking.clone();
         let shopfront = self.shopfront.clone();
-        let (mut signals, report, parking, shopfront) = tokio::task::spawn_blocking(move || {
-            let parking = parking.filter(|p| p.analyses(&site, &camera));
-            let shopfront = shopfront.filter(|s| s.analyses(&site, &camera));
-            if parking.is_none() && shopfront.is_none() {
-                let (signals, report) =
-                    Self::with(&health, |h| h.on_frame(&camera, &site, &jpeg, at_ms))?;
-                return Ok::<_, FrameError>((signals, report, None, None));
-            }
-            // Decoded once, shared by health and parking (decoding dominates health's cost).
-            let t0 = std::time::Instant::now();
-            let rgb = frame::decode_rgb(&jpeg).inspect_err(|e| {
-                tracing::warn!(%camera, %site, error = %e, "camera frame rejected");
-            })?;
-            let working = frame::Frame::of(&rgb);
-            let decode_us = t0.elapsed().as_micros() as u64;
-            let (signals, report) = Self::with(&health, |h| {
-                h.on_decoded(&camera, &site, &jpeg, working, decode_us, at_ms)
-            });
-            let parking = parking.and_then(|p| p.on_image(&site, &camera, &jpeg, &rgb, at_ms));
-            let shopfront = shopfront.and_then(|s| s.on_image(&site, &camera, &jpeg, &rgb, at_ms));
-            Ok((signals, report, parking, shopfront))
-        })
-        .await
-        .map_err(|e| FrameError::Decode(format!("frame task failed: {e}")))??;
-        let parking = match parking {
-            Some(out) => {
-                signals.extend(out.signals);
-                // Before the clue: a stay's record exists before its outcome can move.
-                if let Some(n) = &self.notices {
-                    n.apply(out.stays).await;
+        let muck = self.muck.clone();
+        let (mut signals, report, parking, shopfront, muck) =
+            tokio::task::spawn_blocking(move || {
+                let parking = parking.filter(|p| p.analyses(&site, &camera));
+                let shopfront = shopfront.filter(|s| s.analyses(&site, &camera));
+                let muck = muck.filter(|m| m.analyses(&site, &camera));
+                if parking.is_none() && shopfront.is_none() && muck.is_none() {
+                    let (signals, report) =
+                        Self::with(&health, |h| h.on_frame(&camera, &site, &jpeg, at_ms))?;
+                    return Ok::<_, FrameError>((signals, report, None, None, None));
                 }
-                Some(out.report)
-            }
+                // Decoded once, shared by health and parking (decoding dominates health's cost).
+                let t0 = std::time::Instant::now();
+                let rgb = frame::decode_rgb(&jpeg).inspect_err(|e| {
+                    tracing::warn!(%camera, %site, error = %e, "camera frame rejected");
+                })?;
+                let working = frame::Frame::of(&rgb);
+                let decode_us = t0.elapsed().as_micros() as u64;
+                let (signals, report) = Self::with(&health, |h| {
+                    h.on_decoded(&camera, &site, &jpeg, working, decode_us, at_ms)
+                });
+                let parking = parking.and_then(|p| p.on_image(&site, &camera, &jpeg, &rgb, at_ms));
+                let shopfront =
+                    shopfront.and_then(|s| s.on_image(&site, &camera, &jpeg, &rgb, at_ms));
+                let muck = muck.and_then(|m| m.on_image(&site, &camera, &jpeg, &rgb, at_ms));
+                Ok((signals, report, parking, shopfront, muck))
+            })
+            .await
+            .map_err(|e| FrameError::Decode(format!("frame task failed: {e}")))??;
+        // Stays before the clues: a stay's record exists before its outcome can move.
+        let parking = match parking {
+            Some(out) => Some(
+                self.take(&mut signals, out.signals, out.stays, out.report)
+                    .await,
+            ),
             None => None,
         };
         let shopfront = match shopfront {
-            Some(out) => {
-                signals.extend(out.signals);
-                if let Some(n) = &self.notices {
-                    n.apply(out.stays).await;
-                }
-                Some(out.report)
-            }
+            Some(out) => Some(
+                self.take(&mut signals, out.signals, out.stays, out.report)
+                    .await,
+            ),
             None => None,
         };
+        let muck_trucks = muck.map(|out| {
+            signals.extend(out.signals);
+            out.report
+        });
         self.forward(signals).await;
         Ok(FrameResponse {
             health: report,
             parking,
             shopfront,
+            muck_trucks,
         })
+    }
+
+    /// Records and queues the stay events of one analysis, adds its clue signals to `signals`
+    /// and gives back its report.
+    async fn take<R>(
+        &self,
+        signals: &mut Vec<ClueSignal>,
+        found: Vec<ClueSignal>,
+        stays: Vec<crate::clue::stays::StayEvent>,
+        report: R,
+    ) -> R {
+        signals.extend(found);
+        if let Some(n) = &self.notices {
+            n.apply(stays).await;
+        }
+        report
     }
 
     /// Enrols the view a camera should keep (for the moved / re-aimed check).

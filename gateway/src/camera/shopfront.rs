@@ -36,15 +36,18 @@
 //! afresh and its earlier notice record stays `pending`. Everything here blocks (inference):
 //! call it from `spawn_blocking`.
 
+use crate::camera::config::check_rule_camera;
 use crate::camera::parking::{models, privacy_regions};
 use crate::clue::signal::{ClueEvent, ClueSignal, Level, Subject};
 use crate::clue::stays::{StayEvent, StayNotice, StayUpdate};
 use crate::config_error::{ConfigError, invalid};
 use crate::metrics::{Metrics, Reason};
 use crate::vision::detector::{Detection, class_of};
-use crate::vision::dwell::{DwellEvent, DwellTracker, Frame, ParkingConfig, Sighting};
+use crate::vision::dwell::{
+    DwellEvent, DwellTracker, Frame, ParkingConfig, Sighting, default_department, default_offset,
+};
 use crate::vision::preprocess::ImageLimits;
-use crate::vision::zone::{DailyWindow, Zone, is_active};
+use crate::vision::zone::{DailyWindow, Zone, check_offset, check_polygon, is_active};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -115,9 +118,6 @@ fn default_classes() -> Vec<String> {
     .map(String::from)
     .to_vec()
 }
-fn default_offset() -> i32 {
-    480
-}
 fn default_gone() -> u64 {
     30
 }
@@ -130,9 +130,6 @@ fn default_limit() -> u64 {
 fn default_rule() -> String {
     "shopfront-trading".into()
 }
-fn default_department() -> Option<String> {
-    Some("city-management".into())
-}
 
 impl ShopfrontSection {
     pub fn is_enabled(&self) -> bool {
@@ -144,17 +141,8 @@ impl ShopfrontSection {
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.cameras.iter().enumerate() {
             let key = |k: &str| format!("shopfront.cameras[{i}].{k}");
-            for (k, v) in [("site", &c.site), ("camera", &c.camera), ("rule", &c.rule)] {
-                if v.trim().is_empty() {
-                    return Err(invalid(key(k), "must not be empty"));
-                }
-            }
-            if !seen.insert((c.site.as_str(), c.camera.as_str())) {
-                return Err(invalid(
-                    key("camera"),
-                    format!("camera `{}` of site `{}` listed twice", c.camera, c.site),
-                ));
-            }
+            check_rule_camera(&mut seen, [&c.site, &c.camera, &c.rule])
+                .map_err(|(k, e)| invalid(key(k), e))?;
             if c.classes.is_empty() {
                 return Err(invalid(key("classes"), "at least one COCO class is needed"));
             }
@@ -166,9 +154,8 @@ impl ShopfrontSection {
                     ));
                 }
             }
-            if !(-16 * 60..=16 * 60).contains(&c.utc_offset_minutes) {
-                return Err(invalid(key("utc_offset_minutes"), "must be within ±16 h"));
-            }
+            check_offset(c.utc_offset_minutes)
+                .map_err(|e| invalid(key("utc_offset_minutes"), e))?;
             if c.zones.is_empty() {
                 return Err(invalid(key("zones"), "at least one zone is needed"));
             }
@@ -184,19 +171,7 @@ impl ShopfrontSection {
                 if z.shop.trim().is_empty() {
                     return Err(invalid(zkey("shop"), "must name the shop"));
                 }
-                if z.polygon.len() < 3 {
-                    return Err(invalid(zkey("polygon"), "needs at least 3 points"));
-                }
-                if z.polygon
-                    .iter()
-                    .flatten()
-                    .any(|v| !v.is_finite() || *v < 0.0)
-                {
-                    return Err(invalid(
-                        zkey("polygon"),
-                        "points must be finite, non-negative image pixels",
-                    ));
-                }
+                check_polygon(&z.polygon).map_err(|e| invalid(zkey("polygon"), e))?;
                 if z.limit_s == 0 {
                     return Err(invalid(zkey("limit_s"), "must be > 0"));
                 }

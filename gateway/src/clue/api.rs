@@ -98,12 +98,25 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// Records kept outside the clue pool that explain a clue, shown on its detail: the pump-out
+/// visits registered for a grease trap (the rules keep them; the clue layer does not depend on
+/// the rules, so they come in through this trait).
+pub trait Explanations: Send + Sync {
+    /// Fields to add to the clue's detail (`{"pumpouts": [...]}`); empty when nothing applies.
+    fn explaining(&self, clue: &super::model::Clue) -> serde_json::Map<String, serde_json::Value>;
+}
+
+/// The explanations as router state (absent: the detail has none).
+#[derive(Clone, Default)]
+pub struct ClueExplanations(pub Option<std::sync::Arc<dyn Explanations>>);
+
 /// The clue routes, for any router state that can hand out the pool and the authenticator.
 pub fn routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
     PoolHandle: FromRef<S>,
     Authenticator: FromRef<S>,
+    ClueExplanations: FromRef<S>,
 {
     Router::new()
         .route("/api/v1/clues", get(list).post(create))
@@ -143,7 +156,7 @@ pub(crate) fn for_role<T: serde::Serialize>(
 ) -> ApiResult<Json<serde_json::Value>> {
     let mut v = serde_json::to_value(value).map_err(|_| ApiError::Internal)?;
     if !pool.config().privacy.sees_originals(p.role) {
-        super::privacy::mask_plates(&mut v, known_plates);
+        super::privacy::mask_personal_data(&mut v, known_plates);
     }
     Ok(Json(v))
 }
@@ -221,13 +234,20 @@ async fn visible(p: &Principal, pool: &PoolHandle, id: i64) -> ApiResult<super::
     Ok(d)
 }
 
+/// The clue with its history, occurrences, evidence and links, plus the records that explain
+/// it ([`Explanations`]: the pump-outs of its trap), masked like everything else.
 async fn detail(
     p: Principal,
     State(pool): State<PoolHandle>,
+    State(explanations): State<ClueExplanations>,
     Path(id): Path<i64>,
 ) -> ApiResult<impl IntoResponse> {
     let d = visible(&p, &pool, id).await?;
-    for_role(&p, &pool, &d, &plate_of(&d.clue))
+    let mut v = serde_json::to_value(&d).map_err(|_| ApiError::Internal)?;
+    if let (Some(ex), Some(fields)) = (&explanations.0, v.as_object_mut()) {
+        fields.extend(ex.explaining(&d.clue));
+    }
+    for_role(&p, &pool, &v, &plate_of(&d.clue))
 }
 
 async fn act(
@@ -433,7 +453,7 @@ async fn stream(
                     Ok(change) if p.sees(&change.clue.subject.site) => {
                         let mut data = serde_json::to_value(&change).unwrap_or_default();
                         if masked {
-                            super::privacy::mask_plates(&mut data, &[]);
+                            super::privacy::mask_personal_data(&mut data, &[]);
                         }
                         let ev = Event::default()
                             .event("clue")
@@ -582,7 +602,7 @@ async fn export_clues(
     // Exports follow the evidence rule: plates only for roles with the personal-data right.
     if !pool.config().privacy.sees_originals(p.role) {
         let mut v = serde_json::to_value(&clues).map_err(|_| ApiError::Internal)?;
-        super::privacy::mask_plates(&mut v, &[]);
+        super::privacy::mask_personal_data(&mut v, &[]);
         clues = serde_json::from_value(v).map_err(|_| ApiError::Internal)?;
     }
     if let Format::Json = format {
@@ -663,7 +683,7 @@ async fn export_audit(
         .await?;
     if !pool.config().privacy.sees_originals(p.role) {
         let mut v = serde_json::to_value(&entries).map_err(|_| ApiError::Internal)?;
-        super::privacy::mask_plates(&mut v, &[]);
+        super::privacy::mask_personal_data(&mut v, &[]);
         entries = serde_json::from_value(v).map_err(|_| ApiError::Internal)?;
     }
     // Entries are in chain order; the next call starts after the last millisecond returned

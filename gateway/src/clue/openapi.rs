@@ -85,7 +85,7 @@ pub fn document() -> Value {
             "/api/v1/audit/verify": {"get": op("Verify the audit chain (409 when broken)", &[], false)},
             "/api/v1/audit/export": {"get": op("Audit entries in a range, CSV or JSON", &range, false)},
             "/api/v1/cameras/{id}/frames": {"post": op(
-                "One camera frame (image/jpeg): health checks, plus parking enforcement (`parking` in the answer) for cameras under [[parking.cameras]]; ?site= required (device, platform, admin)",
+                "One camera frame (image/jpeg): health checks, plus parking enforcement (`parking` in the answer) for cameras under [[parking.cameras]], shop-front trading (`shopfront`) under [[shopfront.cameras]] and muck-truck permits (`muck_trucks`) under [[muck_trucks.cameras]]; ?site= required (device, platform, admin)",
                 &[("id", "path"), ("site", "query")], true)},
             "/api/v1/cameras/{id}/reference": {"post": op(
                 "Enrol the view a camera should keep (image/jpeg); ?site= required",

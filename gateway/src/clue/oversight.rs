@@ -734,7 +734,9 @@ pub fn officer_outlier(records: &[ClueRecord], cfg: &OutlierConfig) -> Vec<Findi
                 clue_id: None,
                 concerns: vec![name.clone()],
                 message: format!("{name} acted on {n} clues about the same subject {subject}"),
-                detail: json!({"metric": "same_subject", "subject": subject, "clues": clues}),
+                // The plate by its name, so the personal-data mask finds it in key and message.
+                detail: json!({"metric": "same_subject", "subject": subject, "clues": clues,
+                               "plate": subject.rsplit_once('/').map(|(_, p)| p).filter(|p| !p.is_empty())}),
             });
         }
     }

@@ -1,7 +1,8 @@
 //! Oversight routes, for supervisors and admins (auditors read the warnings, run nothing):
 //!
 //! - `GET  /api/v1/oversight/warnings?limit=`: supervision warnings of the token's sites (and
-//!   the site-less ones about officers' outcomes), red first. Warnings about the caller
+//!   the site-less ones about officers' outcomes), red first; plates and owners' phones masked
+//!   for roles without the personal-data right (auditors by default), as on clues. Warnings about the caller
 //!   themself are left out: a warning goes to the supervisor, not the person concerned.
 //! - `POST /api/v1/oversight/run`: run the models now (they also run every
 //!   `clues.oversight.every_s`); answers the warnings new or raised.
@@ -57,7 +58,7 @@ async fn warnings(
         .into_iter()
         .filter(|w| !concerns_actor(&w.finding, &me))
         .collect();
-    Ok(Json(list))
+    super::api::for_role(&p, &pool, &list, &[])
 }
 
 async fn run(p: Principal, State(pool): State<PoolHandle>) -> Result<impl IntoResponse, ApiError> {
@@ -70,7 +71,7 @@ async fn run(p: Principal, State(pool): State<PoolHandle>) -> Result<impl IntoRe
         .filter(|w| !concerns_actor(&w.finding, &me))
         .filter(|w| w.finding.site.as_deref().is_none_or(|s| p.sees(s)))
         .collect();
-    Ok(Json(list))
+    super::api::for_role(&p, &pool, &list, &[])
 }
 
 async fn purge(

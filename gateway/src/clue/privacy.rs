@@ -220,20 +220,78 @@ pub fn masked_plate(plate: &str) -> String {
         .collect()
 }
 
-/// Hides plates wherever they are written in `value` (a clue, a detail, a change, audit
-/// entries): every string under a `plate` key is collected, together with `known`, and each
-/// occurrence of those plates in any string (titles, dedup keys, notes, details) is replaced
-/// by its masked form. Working on the serialized form is deliberate: a field added later is
+/// `Wang Wei 13800138000` -> `Wang Wei 138****8000`: in a registry owner's contact, every
+/// run of 7 or more digits (spaces, `-` and `.` inside it allowed) is a phone number and keeps
+/// its first 3 and last 4 digits (first 2 only when it is shorter than 11): enough to tell two
+/// numbers apart, not enough to call. The name stays: inspectors need to know whom to ask for.
+pub fn masked_contact(contact: &str) -> String {
+    let chars: Vec<char> = contact.chars().collect();
+    let mut out = String::with_capacity(contact.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        // The run: digits with single separators between them.
+        let mut end = i;
+        let mut j = i;
+        while j < chars.len() {
+            if chars[j].is_ascii_digit() {
+                end = j + 1;
+                j += 1;
+            } else if matches!(chars[j], ' ' | '-' | '.')
+                && chars.get(j + 1).is_some_and(char::is_ascii_digit)
+            {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        let run = &chars[i..end];
+        let digits = run.iter().filter(|c| c.is_ascii_digit()).count();
+        if digits < 7 {
+            out.extend(run);
+        } else {
+            let (head, tail) = if digits >= 11 { (3, 4) } else { (2, 0) };
+            let mut seen = 0;
+            for &c in run {
+                if c.is_ascii_digit() {
+                    seen += 1;
+                    out.push(if seen <= head || seen > digits - tail {
+                        c
+                    } else {
+                        '*'
+                    });
+                } else {
+                    out.push(c);
+                }
+            }
+        }
+        i = end;
+    }
+    out
+}
+
+/// Hides personal data wherever it is written in `value` (a clue, a detail, a change, audit
+/// entries, oversight warnings, registry entries): every string under a `plate` key is
+/// collected, together with `known`, and so is every string under an `owner` key (the
+/// registry's contact of the owner); each occurrence of those in any string (titles, dedup
+/// keys, notes, details, warning keys) is replaced by its masked form ([`masked_plate`],
+/// [`masked_contact`]). Working on the serialized form is deliberate: a field added later is
 /// masked too, without a list to keep up to date.
-pub fn mask_plates(value: &mut serde_json::Value, known: &[String]) {
-    fn collect(v: &serde_json::Value, out: &mut Vec<String>) {
+pub fn mask_personal_data(value: &mut serde_json::Value, known: &[String]) {
+    fn collect(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
         match v {
             serde_json::Value::Object(m) => {
                 for (k, v) in m {
-                    if k == "plate"
-                        && let Some(p) = v.as_str()
-                    {
-                        out.push(p.to_string());
+                    if let Some(s) = v.as_str() {
+                        match k.as_str() {
+                            "plate" => out.push((s.to_string(), masked_plate(s))),
+                            "owner" => out.push((s.to_string(), masked_contact(s))),
+                            _ => {}
+                        }
                     }
                     collect(v, out);
                 }
@@ -256,19 +314,13 @@ pub fn mask_plates(value: &mut serde_json::Value, known: &[String]) {
             _ => {}
         }
     }
-    let mut plates = known.to_vec();
-    collect(value, &mut plates);
-    // Too short to be a plate (and masking it would garble unrelated text).
-    plates.retain(|p| p.chars().count() >= 3);
-    plates.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    plates.dedup();
-    let pairs: Vec<(String, String)> = plates
-        .into_iter()
-        .map(|p| {
-            let m = masked_plate(&p);
-            (p, m)
-        })
-        .collect();
+    let mut pairs: Vec<(String, String)> =
+        known.iter().map(|p| (p.clone(), masked_plate(p))).collect();
+    collect(value, &mut pairs);
+    // Too short to be a plate (and masking it would garble unrelated text); nothing to hide.
+    pairs.retain(|(p, m)| p.chars().count() >= 3 && p != m);
+    pairs.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+    pairs.dedup_by(|a, b| a.0 == b.0);
     if !pairs.is_empty() {
         replace(value, &pairs);
     }
@@ -289,6 +341,27 @@ mod tests {
     }
 
     #[test]
+    fn an_owners_phone_is_masked_wherever_it_is_written_and_the_name_stays() {
+        assert_eq!(
+            masked_contact("Wang Wei 13800138000"),
+            "Wang Wei 138****8000"
+        );
+        assert_eq!(
+            masked_contact("Li +86 138-0013-8000"),
+            "Li +86 1**-****-8000"
+        );
+        assert_eq!(masked_contact("shop 021 6543 210"), "shop 02* **** ***");
+        assert_eq!(masked_contact("Unit 12, Lane 305"), "Unit 12, Lane 305");
+        let mut v = serde_json::json!({
+            "subject": {"site": "s", "owner": "Wang Wei 13800138000"},
+            "notes": ["call Wang Wei 13800138000 first"],
+        });
+        mask_personal_data(&mut v, &[]);
+        assert!(!v.to_string().contains("13800138000"), "{v}");
+        assert_eq!(v["notes"][0], "call Wang Wei 138****8000 first");
+    }
+
+    #[test]
     fn plates_are_masked_in_every_string_not_only_the_plate_field() {
         let mut v = serde_json::json!({
             "title": "Parked 9 min: 京A12345 at gate",
@@ -296,12 +369,12 @@ mod tests {
             "subject": {"site": "s", "plate": "京A12345"},
             "recent_occurrences": [{"detail": {"note": "again 京A12345"}}],
         });
-        mask_plates(&mut v, &[]);
+        mask_personal_data(&mut v, &[]);
         let text = v.to_string();
         assert!(!text.contains("12345"), "{text}");
         assert!(text.contains("京A*****"), "{text}");
         let mut entry = serde_json::json!({"detail": {"title": "沪B99999 left"}});
-        mask_plates(&mut entry, &["沪B99999".to_string()]);
+        mask_personal_data(&mut entry, &["沪B99999".to_string()]);
         assert_eq!(entry["detail"]["title"], "沪B***** left");
     }
 

@@ -69,8 +69,7 @@ pub struct StayNotice {
     /// Seconds left before the clue is raised.
     pub remaining_s: u64,
     /// The shop asked to take its goods inside (shop-front trading); `None`: a parking
-    /// notice. It words the notice; the stay's record does not keep it (its zone names the
-    /// shop's zone).
+    /// notice. It words the notice and is kept on the stay's record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shop: Option<String>,
 }

@@ -156,6 +156,18 @@ pub fn render(ev: &ClueEvent) -> Value {
             format!("{site} 出店经营（店外占道）"),
             format!("Trading outside a shop front at {site}"),
         ),
+        "muck_truck.no_permit" => (
+            format!("{site} 渣土车无准运证"),
+            format!("Muck truck without a permit at {site}"),
+        ),
+        "muck_truck.outside_hours" => (
+            format!("{site} 渣土车超时段运输"),
+            format!("Muck truck outside its permitted hours at {site}"),
+        ),
+        "muck_truck.off_route" => (
+            format!("{site} 渣土车未按规定路线行驶"),
+            format!("Muck truck off its permitted route at {site}"),
+        ),
         // No template: the producer's title in both (kinds from outside, drone findings).
         _ => (ev.title.clone(), ev.title.clone()),
     };

@@ -1,4 +1,5 @@
-//! Registry routes. Reading: any token, entries of its sites only. Editing: admin only; each
+//! Registry routes. Reading: any token, entries of its sites only, owners' phones masked for
+//! roles without the personal-data right (`clues.privacy.original_roles`). Editing: admin only; each
 //! edit is audited in the clue audit chain (`registry_put` / `registry_delete`, detail = the
 //! entry before and after) before it is written to the file and applied, so an edit that
 //! could not be audited does not happen.
@@ -60,26 +61,25 @@ impl From<RegistryError> for ApiError {
 async fn list(
     p: Principal,
     State(RegistryHandle(r)): State<RegistryHandle>,
-) -> Json<Vec<DeviceEntry>> {
+    State(pool): State<PoolHandle>,
+) -> Result<Json<Value>, ApiError> {
     let snap = r.snapshot();
-    Json(
-        snap.entries()
-            .iter()
-            .filter(|e| p.sees(&e.site))
-            .cloned()
-            .collect(),
-    )
+    let seen: Vec<&DeviceEntry> = snap.entries().iter().filter(|e| p.sees(&e.site)).collect();
+    crate::clue::api::for_role(&p, &pool, &seen, &[])
 }
 
+/// Owners' phones are masked for roles without the personal-data right, as on clues.
 async fn one(
     p: Principal,
     State(RegistryHandle(r)): State<RegistryHandle>,
+    State(pool): State<PoolHandle>,
     Path((site, device)): Path<(String, String)>,
-) -> Result<Json<DeviceEntry>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     p.require_site(&site)?;
-    r.get(&site, &device)
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("{site}/{device} is not registered")))
+    let e = r
+        .get(&site, &device)
+        .ok_or_else(|| ApiError::NotFound(format!("{site}/{device} is not registered")))?;
+    crate::clue::api::for_role(&p, &pool, &e, &[])
 }
 
 fn require_admin(p: &Principal) -> Result<(), ApiError> {

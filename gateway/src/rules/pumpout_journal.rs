@@ -123,6 +123,41 @@ impl PumpoutJournal {
     }
 }
 
+/// A clue about a trap is explained by the visits to that trap that overlap the clue: its
+/// drop window (`detail.from_ms`..`detail.to_ms`) and the time it was seen, widened by
+/// [`PUMPOUT_SLACK_MS`](super::grease::PUMPOUT_SLACK_MS) as when the rules silence a drop.
+/// Shown on the clue's detail as `pumpouts`, so a reviewer sees the visit registered after the
+/// clue opened (or why a later drop raised nothing).
+impl crate::clue::api::Explanations for PumpoutJournal {
+    fn explaining(
+        &self,
+        clue: &crate::clue::model::Clue,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        let Some(device) = clue.subject.device.as_deref() else {
+            return out;
+        };
+        let at = |k: &str| clue.detail.get(k).and_then(serde_json::Value::as_i64);
+        let slack = super::grease::PUMPOUT_SLACK_MS;
+        let from = at("from_ms")
+            .map_or(clue.first_seen_ms, |f| f.min(clue.first_seen_ms))
+            .saturating_sub(slack);
+        let to = at("to_ms")
+            .map_or(clue.last_seen_ms, |t| t.max(clue.last_seen_ms))
+            .saturating_add(slack);
+        let found: Vec<serde_json::Value> = self
+            .list(Some(&clue.subject.site))
+            .into_iter()
+            .filter(|r| r.device == device && r.from_ms <= to && r.to_ms >= from)
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .collect();
+        if !found.is_empty() {
+            out.insert("pumpouts".into(), serde_json::Value::Array(found));
+        }
+        out
+    }
+}
+
 /// Whether the file is empty or its last byte is a newline (reads one byte, not the file).
 fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
     use std::io::{Read, Seek, SeekFrom};

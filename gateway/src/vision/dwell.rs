@@ -62,7 +62,7 @@ pub struct ParkingConfig {
     pub department: Option<String>,
 }
 
-fn default_offset() -> i32 {
+pub(crate) fn default_offset() -> i32 {
     480
 }
 fn default_persuade() -> u64 {
@@ -83,7 +83,7 @@ fn default_iou() -> f32 {
 fn default_rule() -> String {
     "parking-overstay".into()
 }
-fn default_department() -> Option<String> {
+pub(crate) fn default_department() -> Option<String> {
     Some("city-management".into())
 }
 
@@ -278,17 +278,10 @@ pub fn sightings(detections: &[Detection], plates: &[PlateReading]) -> Vec<Sight
         .collect();
     let mut best: Vec<Option<f32>> = vec![None; out.len()];
     for p in plates {
-        let b = &p.plate.bbox;
-        let (cx, cy) = ((b.x0 + b.x1) / 2.0, (b.y0 + b.y1) / 2.0);
-        let owner = out
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.vehicle)
-            .filter(|(_, s)| {
-                cx >= s.bbox.x0 && cx <= s.bbox.x1 && cy >= s.bbox.y0 && cy <= s.bbox.y1
-            })
-            .min_by(|a, b| a.1.bbox.area().total_cmp(&b.1.bbox.area()))
-            .map(|(i, _)| i);
+        let owner = plate_owner(
+            out.iter().map(|s| s.vehicle.then_some(&s.bbox)),
+            &p.plate.bbox,
+        );
         if let Some(i) = owner
             && best[i].is_none_or(|c| p.confidence > c)
         {
@@ -309,6 +302,22 @@ pub fn sightings(detections: &[Detection], plates: &[PlateReading]) -> Vec<Sight
         }
     }
     out
+}
+
+/// The index of the smallest box holding the centre of `plate` (`None` entries are skipped):
+/// the vehicle a plate belongs to when vehicle boxes nest (a car in front of a bus).
+pub fn plate_owner<'a>(
+    boxes: impl IntoIterator<Item = Option<&'a BBox>>,
+    plate: &BBox,
+) -> Option<usize> {
+    let (cx, cy) = ((plate.x0 + plate.x1) / 2.0, (plate.y0 + plate.y1) / 2.0);
+    boxes
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, b)| Some((i, b?)))
+        .filter(|(_, b)| cx >= b.x0 && cx <= b.x1 && cy >= b.y0 && cy <= b.y1)
+        .min_by(|a, b| a.1.area().total_cmp(&b.1.area()))
+        .map(|(i, _)| i)
 }
 
 /// Upper case, without spaces and the separators people and OCR put in plates.
@@ -766,7 +775,7 @@ impl Stay {
 
 /// Two sure readings where one vehicle stands are two cars when they differ in more than one
 /// character (a misread changes one character; a different car's plate differs in several).
-fn another_car(a: &str, b: &str) -> bool {
+pub(crate) fn another_car(a: &str, b: &str) -> bool {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     if a.len() != b.len() {
         // One character dropped or added by the reader: still one edit.

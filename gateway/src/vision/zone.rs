@@ -81,6 +81,26 @@ impl From<DailyWindow> for String {
 
 /// Whether `at_ms` (UTC, ms since the epoch) falls in any window, at `utc_offset_minutes`
 /// (480 for China). No windows means always active.
+/// What a configured zone polygon must be (the caller names the key).
+pub fn check_polygon(polygon: &[[f32; 2]]) -> Result<(), &'static str> {
+    if polygon.len() < 3 {
+        return Err("needs at least 3 points");
+    }
+    if polygon.iter().flatten().any(|v| !v.is_finite() || *v < 0.0) {
+        return Err("points must be finite, non-negative image pixels");
+    }
+    Ok(())
+}
+
+/// What a configured UTC offset (minutes) must be (the caller names the key).
+pub fn check_offset(minutes: i32) -> Result<(), &'static str> {
+    if (-16 * 60..=16 * 60).contains(&minutes) {
+        Ok(())
+    } else {
+        Err("must be within ±16 h")
+    }
+}
+
 pub fn is_active(windows: &[DailyWindow], utc_offset_minutes: i32, at_ms: i64) -> bool {
     if windows.is_empty() {
         return true;

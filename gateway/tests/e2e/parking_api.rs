@@ -20,20 +20,6 @@ id = "kerb-north"
 polygon = [[440.0, 120.0], [768.0, 120.0], [768.0, 200.0], [440.0, 200.0]]
 "#;
 
-fn post_jpeg(gw: &GatewayProcess, path: &str, token: &str, body: &[u8]) -> serde_json::Value {
-    let auth = format!("Bearer {token}");
-    let r = http::request(
-        "POST",
-        &format!("{}{path}", gw.http),
-        Some(("image/jpeg", body)),
-        &[("Authorization", &auth)],
-        Duration::from_secs(60),
-    )
-    .unwrap_or_else(|e| panic!("POST {path}: {e:#}\n{}", gw.diagnostics()));
-    assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.diagnostics());
-    r.json().unwrap()
-}
-
 fn start(dir: &std::path::Path, broker: &Mosquitto, vm: &VictoriaMetrics) -> GatewayProcess {
     let cfg = format!(
         "{}\n{PARKING}",

@@ -549,3 +549,135 @@ fn frames_for_made_up_camera_ids_are_refused_at_the_site_limit_and_counted() -> 
     );
     Ok(())
 }
+
+#[test]
+fn oversight_warnings_and_registry_owners_are_masked_for_roles_without_the_right() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let registry = dir.path().join("registry.toml");
+    std::fs::write(
+        &registry,
+        "[[devices]]\nsite = \"a\"\ndevice = \"cam1\"\nkind = \"parking_camera\"\n\
+         owner = \"Wang Wei 13800138000\"\n",
+    )?;
+    let config = format!(
+        "{}[clues.oversight]\nevery_s = 3600\n\
+         [clues.oversight.officer_outlier]\nrepeat_yellow = 2\nrepeat_red = 2\n\
+         [registry]\nfile = \"{}\"\n",
+        offline_config(),
+        registry.display()
+    );
+    let gw = GatewayProcess::start(dir.path(), &config)?;
+    let platform = gw.token("platform", "a")?;
+    let insp = gw.token_named("inspector", "a", "ann")?;
+    let sup = gw.token("supervisor", "a")?;
+    let auditor = gw.token("auditor", "a")?;
+    let plate = "京A12345";
+    let mut ids = Vec::new();
+    for prefix in ["first: ", "second: "] {
+        let mut ev = parking_event("a", plate, prefix);
+        ev["dedup_key"] = json!(format!("no-parking/a/cam1/{plate}/{prefix}"));
+        ids.push(create(&gw, &platform, &ev)?);
+    }
+
+    // The registry's owner contact, in the registry and stamped on the clue.
+    for path in [
+        "/api/v1/registry/devices".to_string(),
+        "/api/v1/registry/devices/a/cam1".into(),
+        format!("/api/v1/clues/{}", ids[0]),
+    ] {
+        let r = call(&gw, "GET", &path, &insp, None)?.ok()?;
+        assert!(!r.text().contains("13800138000"), "{path}: {}", r.text());
+        assert!(
+            r.text().contains("Wang Wei 138****8000"),
+            "{path}: {}",
+            r.text()
+        );
+        let full = call(&gw, "GET", &path, &sup, None)?.ok()?;
+        assert!(
+            full.text().contains("13800138000"),
+            "{path}: supervisors see it"
+        );
+    }
+
+    // One inspector resolving twice against one plate raises an officer_outlier warning whose
+    // key and message name the subject, plate included.
+    for id in &ids {
+        for body in [
+            json!({"action": "claim"}),
+            json!({"action": "resolve", "note": "warned the driver"}),
+        ] {
+            call(
+                &gw,
+                "POST",
+                &format!("/api/v1/clues/{id}/actions"),
+                &insp,
+                Some(&body),
+            )?
+            .ok()?;
+        }
+    }
+    let run = call(&gw, "POST", "/api/v1/oversight/run", &sup, None)?.ok()?;
+    assert!(
+        run.text().contains(plate),
+        "supervisors see it: {}",
+        run.text()
+    );
+    let r = call(&gw, "GET", "/api/v1/oversight/warnings", &auditor, None)?.ok()?;
+    assert!(r.text().contains("same_subject"), "{}", r.text());
+    assert!(!r.text().contains("12345"), "{}", r.text());
+    assert!(r.text().contains("京A*****"), "{}", r.text());
+    Ok(())
+}
+
+#[test]
+fn a_grease_clue_shows_the_pumpouts_that_explain_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let platform = gw.token("platform", "a")?;
+    let insp = gw.token_named("inspector", "a", "ann")?;
+    let (now, hour) = (e2e::now_ms(), 3_600_000i64);
+    let discharge = |device: &str| {
+        json!({
+            "rule": "trap-discharge", "kind": "grease.illegal_discharge", "level": "high",
+            "subject": {"site": "a", "device": device},
+            "dedup_key": format!("trap-discharge/a/{device}"),
+            "at_ms": now - 90 * 60_000,
+            "title": format!("Trap {device} dropped 40 mm"),
+            "detail": {"drop": 40.0, "from_ms": now - 100 * 60_000, "to_ms": now - 90 * 60_000},
+            "evidence": [],
+        })
+    };
+    let explained = create(&gw, &platform, &discharge("trap-1"))?;
+    let other = create(&gw, &platform, &discharge("trap-2"))?;
+    // The crew's visit to trap-1, registered after the clue opened; and one a day earlier.
+    for (from, to, note) in [
+        (now - 2 * hour, now - hour, "manifest 77"),
+        (now - 26 * hour, now - 25 * hour, "last week's"),
+    ] {
+        let body =
+            json!({"site": "a", "device": "trap-1", "from_ms": from, "to_ms": to, "note": note});
+        call(&gw, "POST", "/api/v1/pumpouts", &insp, Some(&body))?.ok()?;
+    }
+    let d = call(
+        &gw,
+        "GET",
+        &format!("/api/v1/clues/{explained}"),
+        &insp,
+        None,
+    )?
+    .ok()?
+    .json()?;
+    let shown = d["pumpouts"].as_array().context("pumpouts on the clue")?;
+    assert_eq!(shown.len(), 1, "only the overlapping visit: {d}");
+    assert_eq!(shown[0]["note"], "manifest 77");
+    assert_eq!(shown[0]["from_ms"], now - 2 * hour);
+    assert!(
+        shown[0]["by"].as_str().is_some_and(|b| b.contains("ann")),
+        "{d}"
+    );
+    let d = call(&gw, "GET", &format!("/api/v1/clues/{other}"), &insp, None)?
+        .ok()?
+        .json()?;
+    assert!(d.get("pumpouts").is_none(), "another trap's visit: {d}");
+    Ok(())
+}

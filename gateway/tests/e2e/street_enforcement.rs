@@ -3,22 +3,8 @@
 
 use crate::common::vision::{dog_jpg, models};
 use crate::common::*;
-use e2e::{Mosquitto, VictoriaMetrics, http, wait_until};
+use e2e::{Mosquitto, VictoriaMetrics, wait_until};
 use std::time::Duration;
-
-fn post_jpeg(gw: &GatewayProcess, path: &str, token: &str, body: &[u8]) -> serde_json::Value {
-    let auth = format!("Bearer {token}");
-    let r = http::request(
-        "POST",
-        &format!("{}{path}", gw.http),
-        Some(("image/jpeg", body)),
-        &[("Authorization", &auth)],
-        Duration::from_secs(60),
-    )
-    .unwrap_or_else(|e| panic!("POST {path}: {e:#}\n{}", gw.diagnostics()));
-    assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.diagnostics());
-    r.json().unwrap()
-}
 
 /// Clues of `kind` at street-9, once there are any.
 fn clues_of(gw: &GatewayProcess, token: &str, kind: &str) -> Vec<serde_json::Value> {
@@ -141,10 +127,140 @@ fn goods_kept_in_front_of_a_shop_past_the_limit_give_one_notice_and_one_clue_abo
     let stays = stays.as_array().expect("stay list");
     assert_eq!(stays.len(), 1, "{stays:?}");
     assert_eq!(stays[0]["outcome"], "clue", "{stays:?}");
+    assert_eq!(stays[0]["shop"], "shop-12", "{stays:?}");
     assert_eq!(stays[0]["id"], n["event_id"]);
     assert_eq!(
         gw.metric(r#"gateway_shopfront_frames_total{reason="analysed"}"#)
             .unwrap(),
         5.0
+    );
+}
+
+/// `dog.jpg` with a rendered Chinese plate `text` on the pickup's side, where yolov3-tiny
+/// boxes it as a truck (about (445, 70)-(665, 164)): the vehicle and street are photographed,
+/// the plate is rendered (`fixtures/plate_on_photo.py`, font from Debian `fonts-wqy-zenhei`),
+/// as no registry ships a photo of a truck with a Chinese plate.
+fn truck_with_plate(text: &str) -> Vec<u8> {
+    use crate::common::vision::{debian_file, repo, run_bounded};
+    let font = debian_file(
+        "fonts-wqy-zenhei",
+        "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    );
+    let photo = debian_file("darknet", "/usr/share/darknet/data/dog.jpg");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("truck.jpg");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(repo().join("gateway/tests/fixtures/plate_on_photo.py"))
+        .arg(&photo)
+        .arg(&font)
+        .args([text, "1", "535", "122", "76"])
+        .arg(&out);
+    run_bounded(
+        cmd,
+        Duration::from_secs(60),
+        "plate_on_photo.py (pip: Pillow)",
+    );
+    std::fs::read(&out).expect("composite")
+}
+
+/// A daily window that does not hold the present local time (UTC+8): from 2 h to 3 h ahead.
+fn hours_not_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let minute = (now / 60 + 480).rem_euclid(1440);
+    let hm = |m: i64| format!("{:02}:{:02}", m.rem_euclid(1440) / 60, m.rem_euclid(60));
+    format!("{}-{}", hm(minute + 120), hm(minute + 180))
+}
+
+#[test]
+fn a_permitted_muck_truck_outside_its_hours_is_one_clue_and_a_doubtful_plate_none() {
+    models();
+    let permitted = truck_with_plate("苏E5T703");
+    // The reader is unsure of this one's characters (its answer says `doubtful`).
+    let doubtful = truck_with_plate("沪B74992");
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let vm = VictoriaMetrics::start().unwrap();
+    let cfg = format!(
+        "{}\n[[muck_trucks.cameras]]\nsite = \"street-9\"\ncamera = \"cam-road\"\n\
+         [[muck_trucks.cameras]]\nsite = \"street-9\"\ncamera = \"cam-bridge\"\n\
+         [[muck_trucks.permits]]\nplate = \"苏E5T703\"\nhours = [\"{}\"]\n\
+         cameras = [\"cam-road\"]\nholder = \"Huaxin Earthworks\"\n",
+        config(&broker.url(), "gw-muck", &vm.url(), ""),
+        hours_not_now()
+    );
+    let gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
+    let device = gw.token("device", "street-9").unwrap();
+    let inspector = gw.token("inspector", "street-9").unwrap();
+
+    let mut raised = Vec::new();
+    for (camera, photo) in [("cam-road", &permitted), ("cam-bridge", &doubtful)] {
+        for i in 0..3 {
+            let v = post_jpeg(
+                &gw,
+                &format!("/api/v1/cameras/{camera}/frames?site=street-9"),
+                &device,
+                photo,
+            );
+            let m = &v["muck_trucks"];
+            assert!(m["trucks"].as_u64().unwrap_or(0) >= 1, "{camera} {i}: {v}");
+            let want = if camera == "cam-road" {
+                ("苏E5T703", "outside_hours")
+            } else {
+                ("沪B74992", "doubtful")
+            };
+            assert!(
+                m["plates"].as_array().is_some_and(|p| p
+                    .iter()
+                    .any(|p| p["plate"] == want.0 && p["verdict"] == want.1)),
+                "{camera} {i}: {v}"
+            );
+            raised.extend(m["raised"].as_array().cloned().unwrap_or_default());
+        }
+    }
+    assert_eq!(
+        raised,
+        [serde_json::json!("muck_truck.outside_hours")],
+        "one clue, confirmed by the second frame"
+    );
+
+    let clues = clues_of(&gw, &inspector, "muck_truck.outside_hours");
+    assert_eq!(clues.len(), 1, "{clues:?}");
+    // Supervisors see plates unmasked (inspectors get `苏E*****`).
+    let supervisor = gw.token("supervisor", "street-9").unwrap();
+    let d = detail(&gw, &supervisor, clues[0]["id"].as_i64().expect("id"));
+    assert_eq!(d["subject"]["plate"], "苏E5T703", "{d}");
+    assert_eq!(d["subject"]["device"], "cam-road", "{d}");
+    assert_eq!(d["occurrences"], 1, "{d}");
+    let occ = &d["recent_occurrences"][0]["detail"];
+    assert_eq!(occ["permit"]["holder"], "Huaxin Earthworks", "{d}");
+    assert_eq!(occ["permit"]["cameras"][0], "cam-road", "{d}");
+    let files = d["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .filter(|e| e["kind"] == "file")
+        .count();
+    assert_eq!(files, 2, "first and confirming frames: {d}");
+    // The doubtful plate is nobody's clue: nothing else at the site.
+    let all = gw
+        .get_with_token("/api/v1/clues?site=street-9", &inspector)
+        .and_then(|r| r.ok())
+        .and_then(|r| r.json())
+        .unwrap_or_else(|e| panic!("clues: {e:#}"));
+    let all = all.as_array().or_else(|| all["clues"].as_array()).unwrap();
+    assert!(
+        all.iter().all(
+            |c| !c["kind"].as_str().unwrap_or("").starts_with("muck_truck.")
+                || c["id"] == clues[0]["id"]
+        ),
+        "{all:?}"
+    );
+    assert_eq!(
+        gw.metric(r#"gateway_muck_frames_total{reason="analysed"}"#)
+            .unwrap(),
+        6.0
     );
 }

@@ -5,6 +5,7 @@ import { t, fmtTime, getLang } from './i18n.js';
 import { h, clear, toast, select } from './dom.js';
 import { session } from './state.js';
 import { timeChart } from './chart.js';
+import { pumpoutLine } from './pumpouts.js';
 
 /** Shop, owner and location of a clue's subject (from the device registry), when known. */
 function subjectLine(s) {
@@ -226,7 +227,9 @@ export async function cluePage(main, id) {
             h('p', { class: 'muted' }, `${t('col.occ')}: ${c.occurrences} · ${fmtTime(c.first_seen_ms)} → ${fmtTime(c.last_seen_ms)} · ${t('col.deadline')}: ${fmtTime(c.deadline_ms)}`),
             c.resolution ? h('p', {}, c.resolution) : null,
             h('div', { class: 'hint', id: 'history-hint' }, h('strong', {}, t('clue.history'), ': '),
-              hist.first_violation ? t('clue.first') : t('clue.repeat', { n: hist.prior_clues }), ' — ', hist.hint)),
+              hist.first_violation ? t('clue.first') : t('clue.repeat', { n: hist.prior_clues }), ' — ', hist.hint),
+            d.pumpouts?.length ? h('div', { class: 'hint', id: 'pumpouts' }, h('strong', {}, t('clue.pumpouts'), ': '),
+              h('ul', {}, d.pumpouts.map((p) => h('li', {}, pumpoutLine(p))))) : null),
           session.me.may_work_clues ? actionForm(c, load) : null,
           h('h2', {}, t('clue.readings')), h('div', { class: 'card' }, chartBox),
           h('h2', {}, t('clue.evidence')), images),

@@ -195,6 +195,7 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("clue_key", Type::TEXT),
             ("left_ms", Type::INT8),
             ("created_ms", Type::INT8),
+            ("shop", Type::TEXT),
         ],
     ),
     (

@@ -203,4 +203,8 @@ CREATE TABLE decisions (
 );
 CREATE INDEX decisions_site ON decisions(site, id);
 "#,
+    // 5: the shop a shop-front notice asked to take its goods inside (NULL: a parking stay).
+    r#"
+ALTER TABLE parking_stays ADD COLUMN shop TEXT;
+"#,
 ];

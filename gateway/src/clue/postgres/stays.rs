@@ -26,7 +26,7 @@ fn stay_from_row(r: &Row) -> Result<StayRecord, StoreError> {
             notice_ms: r.try_get(7)?,
             dwell_s: r.try_get::<_, i64>(8)?.max(0) as u64,
             remaining_s: r.try_get::<_, i64>(9)?.max(0) as u64,
-            shop: None,
+            shop: r.try_get(14)?,
         },
         outcome: Outcome::parse(&outcome).ok_or_else(|| bad(format!("stay outcome {outcome}")))?,
         outcome_ms: r.try_get(11)?,
@@ -47,8 +47,8 @@ impl StayRecords for PgStore {
         let row = tx.query_opt(
             &format!(
                 "INSERT INTO parking_stays (key, site, camera, zone, plate, first_ms, notice_ms, \
-                 dwell_s, remaining_s, outcome, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 dwell_s, remaining_s, outcome, created_ms, shop) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
                  ON CONFLICT (key) DO NOTHING RETURNING {STAY_COLS}"
             ),
             &[
@@ -63,6 +63,7 @@ impl StayRecords for PgStore {
                 &(n.remaining_s as i64),
                 &Outcome::Pending.as_str(),
                 &now_ms,
+                &n.shop,
             ],
         )?;
         let Some(row) = row else {

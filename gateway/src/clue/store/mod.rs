@@ -369,7 +369,7 @@ pub(crate) fn decision_of(action: &Action) -> Result<Option<DecisionToRecord<'_>
 
 /// The columns of a stay record in the order every backend's row reader expects.
 pub(crate) const STAY_COLS: &str = "id, key, site, camera, zone, plate, first_ms, notice_ms, \
-     dwell_s, remaining_s, outcome, outcome_ms, clue_key, left_ms";
+     dwell_s, remaining_s, outcome, outcome_ms, clue_key, left_ms, shop";
 
 /// The clue row's columns in the order every backend's row reader expects.
 pub(crate) const CLUE_COLS: &str = "id, rule, kind, level, status, site, device, plate, lat, lon, \

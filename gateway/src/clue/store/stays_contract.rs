@@ -55,7 +55,12 @@ pub(crate) fn a_notice_is_recorded_once_with_its_deliveries_and_its_outcome_move
     assert_eq!(store.pending("notice-mqtt", 10).unwrap().len(), 1);
 
     let n2 = notice("s1/c1/7-2", "s1", "c1", "kerb", 1_100_000);
-    let n3 = notice("s2/c2/7-1", "s2", "c2", "gate", 1_200_000);
+    // A shop-front notice: its shop is kept on the record.
+    let n3 = StayNotice {
+        plate: None,
+        shop: Some("shop-7".into()),
+        ..notice("s2/c2/shop-gate/7-1", "s2", "c2", "gate", 1_200_000)
+    };
     for n in [&n2, &n3] {
         store.record_notice(n, &[], 7).unwrap().expect("new stay");
     }
@@ -98,6 +103,8 @@ pub(crate) fn a_notice_is_recorded_once_with_its_deliveries_and_its_outcome_move
     );
     assert_eq!(s2.clue_key.as_deref(), Some("parking-overstay/s1/c1/7-2"));
     assert_eq!(s3.outcome, Outcome::Pending);
+    assert_eq!(s3.notice, n3, "the shop is kept");
+    assert_eq!(s1.notice.shop, None);
     let clue_only = store
         .stays(&StayQuery {
             outcome: Some(Outcome::Clue),

@@ -301,3 +301,19 @@ retry_max_ms = 1000
 "#
     )
 }
+
+/// Uploads one camera frame (`path`: `/api/v1/cameras/{id}/frames?site=S`) and returns the
+/// answer; panics with the gateway's diagnostics unless it is 200.
+pub fn post_jpeg(gw: &GatewayProcess, path: &str, token: &str, body: &[u8]) -> serde_json::Value {
+    let auth = format!("Bearer {token}");
+    let r = http::request(
+        "POST",
+        &format!("{}{path}", gw.http),
+        Some(("image/jpeg", body)),
+        &[("Authorization", &auth)],
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("POST {path}: {e:#}\n{}", gw.diagnostics()));
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.diagnostics());
+    r.json().unwrap()
+}

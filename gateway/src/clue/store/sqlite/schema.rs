@@ -176,6 +176,10 @@ CREATE TABLE decisions (
 );
 CREATE INDEX decisions_site ON decisions(site, id);
 "#,
+    // 7: the shop a shop-front notice asked to take its goods inside (NULL: a parking stay).
+    r#"
+ALTER TABLE parking_stays ADD COLUMN shop TEXT;
+"#,
 ];
 
 /// Brings the database at `conn` to the newest schema, one transaction per step.

@@ -23,7 +23,7 @@ fn stay_from_row(r: &Row) -> rusqlite::Result<StayRecord> {
             notice_ms: r.get(7)?,
             dwell_s: r.get::<_, i64>(8)?.max(0) as u64,
             remaining_s: r.get::<_, i64>(9)?.max(0) as u64,
-            shop: None,
+            shop: r.get(14)?,
         },
         outcome: Outcome::parse(&outcome)
             .ok_or_else(|| super::corrupt(format!("stay outcome {outcome}")))?,
@@ -44,8 +44,8 @@ impl StayRecords for SqliteStore {
         let tx = conn.transaction()?;
         let inserted = tx.execute(
             "INSERT INTO parking_stays (key, site, camera, zone, plate, first_ms, notice_ms, \
-             dwell_s, remaining_s, outcome, created_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (key) DO NOTHING",
+             dwell_s, remaining_s, outcome, created_ms, shop) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (key) DO NOTHING",
             params![
                 n.key,
                 n.site,
@@ -57,7 +57,8 @@ impl StayRecords for SqliteStore {
                 n.dwell_s as i64,
                 n.remaining_s as i64,
                 Outcome::Pending.as_str(),
-                now_ms
+                now_ms,
+                n.shop
             ],
         )?;
         if inserted == 0 {
