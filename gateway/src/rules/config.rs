@@ -151,6 +151,11 @@ pub enum Condition {
     /// Stuck sensor: at least `min_readings` readings spanning `for_s`, all within `tolerance`.
     /// With `during` (e.g. `business_hours`), only that part of the site's calendar counts
     /// towards `for_s`: a closed kitchen's trap level does not move, and that is no fault.
+    /// With `full_at_pct`, a flat line while the trap's fill % (native, or derived from its
+    /// `[[traps]]` geometry) stands at or above it is a full trap, not a stuck sensor: the
+    /// outlet holds the level at the brim until the pump-out, for days when it is late (the
+    /// pump-out duty clue is the one about that). A trap without a known fill is judged as
+    /// before: without its depth, the brim cannot be told from any other level.
     FlatLine {
         for_s: u64,
         #[serde(default)]
@@ -159,6 +164,8 @@ pub enum Condition {
         min_readings: usize,
         #[serde(default, skip_serializing_if = "is_always")]
         during: TimeWindow,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        full_at_pct: Option<f64>,
     },
     /// No reading from a device (matching `select`) for `after_s`; cleared when it reports.
     /// Judged on the gateway's receive clock (device clocks may be wrong, and replayed
@@ -580,6 +587,7 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
                 for_s,
                 tolerance,
                 min_readings,
+                full_at_pct,
                 ..
             } => {
                 seconds(format!("{c}.for_s"), *for_s, false)?;
@@ -588,6 +596,9 @@ pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), Co
                 }
                 if *min_readings < 2 {
                     return Err(invalid(format!("{c}.min_readings"), "must be at least 2"));
+                }
+                if full_at_pct.is_some_and(|p| !p.is_finite() || p <= 0.0) {
+                    return Err(invalid(format!("{c}.full_at_pct"), "must be > 0"));
                 }
             }
             Condition::Silence { after_s, .. } => seconds(format!("{c}.after_s"), *after_s, false)?,

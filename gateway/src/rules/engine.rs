@@ -606,6 +606,9 @@ fn supported_peak(points: &[(i64, f64)], band: f64) -> Option<(i64, f64)> {
 /// device that went quiet, this long after its grace period on the receive clock): a single
 /// dropout reading (no echo) that the next reading contradicts is no discharge.
 const DISCHARGE_CONFIRMING_READINGS: usize = 2;
+/// Readings before a discharge window that still count: the peak and the neighbour that
+/// confirms it.
+const PEAK_NEIGHBOURS: usize = 2;
 const DISCHARGE_CONFIRM_WAIT_MS: i64 = 3_600_000;
 
 fn fmt_num(v: f64) -> String {
@@ -829,7 +832,15 @@ impl Live {
                 tolerance,
                 min_readings,
                 during,
+                full_at_pct,
             } => {
+                // A full trap's level stands at its outlet: flat, and no fault.
+                let full = full_at_pct.is_some_and(|brim| {
+                    self.traps
+                        .get(&r.site, &r.device)
+                        .and_then(|s| s.last_fill_pct)
+                        .is_some_and(|fill| fill >= brim)
+                });
                 // The flat run: from the newest reading back while every value stays within
                 // `tolerance`; it counts the hours of `during` it spans.
                 let (mut n, mut lo, mut hi, mut start) =
@@ -845,7 +856,10 @@ impl Live {
                     start = *pt;
                 }
                 let span = c.calendar.time_in(*during, &r.site, start, t);
-                (n >= *min_readings && span >= *for_s as i64 * 1000, 0)
+                (
+                    !full && n >= *min_readings && span >= *for_s as i64 * 1000,
+                    0,
+                )
             }
             Condition::Event { name, for_s } => {
                 if !matches!(&r.value, Value::Text(n) if n == name) {
@@ -872,9 +886,14 @@ impl Live {
             } => {
                 let Some(v) = v else { return };
                 let from = t.saturating_sub(*within_s as i64 * 1000);
+                // The window, and the readings just before it: a trap whose sensor reports
+                // every few minutes, or whose link was down for half an hour, can be emptied
+                // between two consecutive reports, so the drop is judged from the last
+                // reading before it whatever the interval (a pump-out on record still
+                // explains it; the peak must still be confirmed by its own neighbour).
                 let points: Vec<(i64, f64)> = window
                     .into_iter()
-                    .flat_map(|w| w.range(from, t))
+                    .flat_map(|w| w.range_with_previous(from, t, PEAK_NEIGHBOURS))
                     .filter_map(|(pt, x)| x.as_f64().map(|x| (*pt, x)))
                     .collect();
                 let peak = supported_peak(&points, *min_drop / 2.0);
@@ -1082,6 +1101,13 @@ impl Live {
                 .map(|s| s.unit.clone())
                 .unwrap_or_default();
             if let Some(s) = self.series.get(&p.series) {
+                // The peak's own neighbour before it confirms the peak: in a drop between two
+                // consecutive readings the reading after the peak is already low.
+                before.extend(
+                    s.window
+                        .range_with_previous(p.from_ms, p.from_ms - 1, 1)
+                        .filter_map(|(t, x)| x.as_f64().map(|x| (*t, x))),
+                );
                 for (t, x) in s.window.range(p.from_ms, i64::MAX) {
                     let Some(x) = x.as_f64() else { continue };
                     if *t <= p.at_ms {

@@ -77,6 +77,22 @@ impl Window {
             .take_while(move |(t, _)| *t <= to)
     }
 
+    /// Readings with `from <= t <= to` plus up to `before` readings just older than `from`
+    /// (when the window still holds them), oldest first. A series whose device went quiet
+    /// (a link outage, a lost report) still shows what it read last before `from`: a change
+    /// across such a gap is a change between consecutive readings, however long the gap.
+    pub fn range_with_previous(
+        &self,
+        from: i64,
+        to: i64,
+        before: usize,
+    ) -> impl Iterator<Item = &(i64, Value)> {
+        let start = self.entries.partition_point(|(t, _)| *t < from);
+        self.entries
+            .range(start.saturating_sub(before)..)
+            .take_while(move |(t, _)| *t <= to)
+    }
+
     /// Readings with `t <= to`, newest first.
     pub fn newest_first(&self, to: i64) -> impl Iterator<Item = &(i64, Value)> {
         let end = self.entries.partition_point(|(t, _)| *t <= to);
@@ -115,6 +131,22 @@ mod tests {
         assert_eq!(ts, vec![100, 200, 300]);
         w.push(1_250, &Value::Int(4));
         assert_eq!(w.oldest_t(), Some(300));
+    }
+
+    #[test]
+    fn range_with_previous_reaches_back_over_a_gap() {
+        let mut w = Window::new(i64::MAX, 10);
+        for t in [0, 100, 200, 5_000, 5_100] {
+            w.push(t, &Value::Int(t));
+        }
+        let ts = |n| {
+            w.range_with_previous(4_000, 6_000, n)
+                .map(|(t, _)| *t)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ts(0), vec![5_000, 5_100]);
+        assert_eq!(ts(2), vec![100, 200, 5_000, 5_100]);
+        assert_eq!(ts(9), vec![0, 100, 200, 5_000, 5_100]);
     }
 
     #[test]
