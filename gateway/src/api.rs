@@ -200,8 +200,16 @@ struct CameraQuery {
     site: String,
 }
 
-/// Checks role, site and content type shared by the camera routes; `Some` is the refusal.
-fn camera_upload_refusal(p: &Principal, site: &str, headers: &HeaderMap) -> Option<Response> {
+/// Checks role, site, device binding and content type shared by the camera routes; `Some` is
+/// the refusal. A token bound to another camera gets 403, counted as `other_device`: a camera
+/// that leaks its token cannot speak for its neighbours.
+fn camera_upload_refusal(
+    s: &AppState,
+    p: &Principal,
+    camera: &str,
+    site: &str,
+    headers: &HeaderMap,
+) -> Option<Response> {
     use crate::clue::auth::Role;
     let refused = p
         .require(
@@ -213,6 +221,15 @@ fn camera_upload_refusal(p: &Principal, site: &str, headers: &HeaderMap) -> Opti
         .err();
     if refused.is_some() {
         return refused;
+    }
+    if let Err(e) = p.require_device(camera) {
+        tracing::warn!(
+            token = p.token_id,
+            camera,
+            "camera upload with another device's token"
+        );
+        count_refusal(s, "other_device");
+        return Some(e.into_response());
     }
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -234,11 +251,16 @@ fn frame_refused(s: &AppState, e: crate::camera::frame::FrameError) -> Response 
         FrameError::TooManyCameras { .. } => (StatusCode::FORBIDDEN, "camera_limit"),
         _ => (StatusCode::UNPROCESSABLE_ENTITY, "bad_frame"),
     };
+    count_refusal(s, reason);
+    error(status, e.to_string())
+}
+
+/// Counts a refused camera frame or reference in `camera_frames_refused_total{reason}`.
+fn count_refusal(s: &AppState, reason: &'static str) {
     s.metrics
         .camera_frames_refused_total
         .get_or_create(&crate::metrics::Reason::of(reason))
         .inc();
-    error(status, e.to_string())
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -254,7 +276,7 @@ async fn camera_frame(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    if let Some(r) = camera_upload_refusal(&p, &q.site, &headers) {
+    if let Some(r) = camera_upload_refusal(&s, &p, &id, &q.site, &headers) {
         return r;
     }
     match s
@@ -276,7 +298,7 @@ async fn camera_reference(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    if let Some(r) = camera_upload_refusal(&p, &q.site, &headers) {
+    if let Some(r) = camera_upload_refusal(&s, &p, &id, &q.site, &headers) {
         return r;
     }
     match s.cameras.reference(id, q.site, body).await {

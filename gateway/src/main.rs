@@ -104,6 +104,11 @@ enum TokenCommand {
         /// Who holds it (recorded in the audit log as the actor).
         #[arg(long)]
         name: Option<String>,
+        /// Binds a device token to this one device (camera id): it may then post frames and
+        /// enrol the reference only for that camera. Without it, a device token speaks for
+        /// every device of its sites (a relay).
+        #[arg(long)]
+        device: Option<String>,
     },
     /// List tokens (ids, roles, sites; never the tokens).
     List {
@@ -275,6 +280,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     role,
                     sites,
                     name,
+                    device,
                 },
         } => {
             let cfg = Config::load(Some(&config))?;
@@ -294,11 +300,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             std::fs::create_dir_all(&cfg.storage.dir)
                 .with_context(|| format!("creating storage.dir {}", cfg.storage.dir.display()))?;
             let store = gateway::clue::pool::open_store(&cfg)?;
-            let (id, token) = gateway::clue::auth::create_token(
-                store.tokens().as_ref(),
+            let grant = gateway::clue::auth::TokenGrant {
                 role,
-                &sites,
-                name.as_deref(),
+                sites: &sites,
+                name: name.as_deref(),
+                device: device.as_deref(),
+            };
+            let (id, token) = gateway::clue::auth::create_token_for(
+                store.tokens().as_ref(),
+                &grant,
                 gateway::clock::now_ms(),
             )?;
             eprintln!(

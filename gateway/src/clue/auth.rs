@@ -6,6 +6,12 @@
 //! unknown). Handlers then ask the principal what it may do (403 otherwise) and pass its site
 //! scope down to the store so data of other sites is never even read.
 //! Tokens are never logged; the audit records the token id and role.
+//!
+//! A device token may also be bound to one device (`token create --role device --device CAM`):
+//! it then speaks only for that camera id, so a camera that leaks its token cannot post frames
+//! or re-enrol the reference view of another camera on its site. A device token without a
+//! binding speaks for every device of its sites (a relay or video recorder that uploads for
+//! many cameras); issue one bound token per camera where cameras post for themselves.
 
 use super::audit::sha256_hex;
 use super::lifecycle::Action;
@@ -123,22 +129,35 @@ pub struct TokenRecord {
     pub role: Role,
     pub sites: Vec<String>,
     pub name: Option<String>,
+    /// The one device this token speaks for (`None`: every device of its sites).
+    pub device: Option<String>,
+}
+
+/// What a new token may do: its role, sites, holder and, for a device token, the one device
+/// it is bound to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenGrant<'a> {
+    pub role: Role,
+    pub sites: &'a [String],
+    pub name: Option<&'a str>,
+    pub device: Option<&'a str>,
 }
 
 #[derive(Debug, Error)]
 pub enum TokenStoreError {
     #[error("token store: {0}")]
     Backend(String),
+    #[error("token refused: {0}")]
+    Invalid(String),
 }
 
 /// Where token hashes live (SQLite now, PostgreSQL later).
 pub trait TokenStore: Send + Sync {
+    /// Stores `hash` with what `grant` allows and audits the creation; returns the id.
     fn insert_token(
         &self,
         hash: &str,
-        role: Role,
-        sites: &[String],
-        name: Option<&str>,
+        grant: &TokenGrant<'_>,
         now_ms: i64,
     ) -> Result<i64, TokenStoreError>;
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, TokenStoreError>;
@@ -158,9 +177,38 @@ pub fn create_token(
     name: Option<&str>,
     now_ms: i64,
 ) -> Result<(i64, String), TokenStoreError> {
+    let grant = TokenGrant {
+        role,
+        sites,
+        name,
+        device: None,
+    };
+    create_token_for(store, &grant, now_ms)
+}
+
+/// [`create_token`] with everything a grant can say, the device binding included. A binding
+/// is for device tokens only: other roles are refused.
+pub fn create_token_for(
+    store: &dyn TokenStore,
+    grant: &TokenGrant<'_>,
+    now_ms: i64,
+) -> Result<(i64, String), TokenStoreError> {
+    if let Some(device) = grant.device {
+        if grant.role != Role::Device {
+            return Err(TokenStoreError::Invalid(format!(
+                "only device tokens are bound to a device, not {}",
+                grant.role.as_str()
+            )));
+        }
+        if device.is_empty() || device.len() > 128 || device.chars().any(char::is_control) {
+            return Err(TokenStoreError::Invalid(
+                "a device id is 1 to 128 printable characters".into(),
+            ));
+        }
+    }
     let bytes: [u8; 32] = rand::random();
     let token = format!("gwt_{}", super::audit::hex(&bytes));
-    let id = store.insert_token(&token_hash(&token), role, sites, name, now_ms)?;
+    let id = store.insert_token(&token_hash(&token), grant, now_ms)?;
     Ok((id, token))
 }
 
@@ -171,6 +219,8 @@ pub struct Principal {
     pub role: Role,
     pub sites: Vec<String>,
     pub name: Option<String>,
+    /// The one device this token speaks for (`None`: every device of its sites).
+    pub device: Option<String>,
 }
 
 impl Principal {
@@ -201,6 +251,16 @@ impl Principal {
                 "role {} may not {what}",
                 self.role.as_str()
             )))
+        }
+    }
+
+    /// 403 unless the token may speak for `device` (a bound token: only its own device).
+    pub fn require_device(&self, device: &str) -> Result<(), AuthError> {
+        match &self.device {
+            Some(own) if own != device => Err(AuthError::Forbidden(
+                "this token is bound to another device".into(),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -369,6 +429,7 @@ where
             role: rec.role,
             sites: rec.sites,
             name: rec.name,
+            device: rec.device,
         })
     }
 }
@@ -383,7 +444,22 @@ mod tests {
             role,
             sites: sites.iter().map(|s| s.to_string()).collect(),
             name: None,
+            device: None,
         }
+    }
+
+    #[test]
+    fn a_bound_token_speaks_only_for_its_own_device() {
+        let bound = Principal {
+            device: Some("cam-1".into()),
+            ..p(Role::Device, &["a"])
+        };
+        assert!(bound.require_device("cam-1").is_ok());
+        assert!(matches!(
+            bound.require_device("cam-2"),
+            Err(AuthError::Forbidden(_))
+        ));
+        assert!(p(Role::Device, &["a"]).require_device("cam-2").is_ok());
     }
 
     #[test]

@@ -32,6 +32,7 @@ async fn whoami(p: Principal) -> Json<serde_json::Value> {
         "role": p.role,
         "sites": p.sites,
         "all_sites": p.scope().is_none(),
+        "device": p.device,
         "actor": p.actor(),
         "may_read_clues": p.role.may_read_clues(),
         "may_work_clues": p.role.may_work_clues(),

@@ -551,6 +551,53 @@ fn frames_for_made_up_camera_ids_are_refused_at_the_site_limit_and_counted() -> 
 }
 
 #[test]
+fn a_cameras_token_posts_frames_and_enrols_the_reference_only_for_its_own_camera() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let own = gw.device_token("a", "k1")?;
+    let relay = gw.token("device", "a")?;
+    let jpeg = scene_jpeg();
+    let post = |token: &str, camera: &str, route: &str| {
+        http::request(
+            "POST",
+            &format!("{}/api/v1/cameras/{camera}/{route}?site=a", gw.http),
+            Some(("image/jpeg", jpeg.as_slice())),
+            &[("Authorization", &format!("Bearer {token}"))],
+            http::TIMEOUT,
+        )
+    };
+    assert!(
+        post(&own, "k1", "reference")?.is_success(),
+        "its own reference"
+    );
+    assert!(post(&own, "k1", "frames")?.is_success(), "its own frames");
+    assert!(
+        post(&relay, "k2", "reference")?.is_success(),
+        "a relay's token"
+    );
+    for route in ["reference", "frames"] {
+        let r = post(&own, "k2", route)?;
+        assert_eq!(r.status, 403, "{route} of another camera: {}", r.text());
+    }
+    let metrics = http::get(&format!("{}/metrics", gw.http))?.text();
+    assert!(
+        metrics.contains("camera_frames_refused_total{reason=\"other_device\"} 2"),
+        "{metrics}"
+    );
+    // The binding is in the audit trail of the token's creation, and only device tokens bind.
+    let created = audit_entries(&gw, "token_created")?;
+    assert!(
+        created.iter().any(|e| e["detail"]["device"] == "k1"),
+        "{created:?}"
+    );
+    assert!(
+        gw.token_with("inspector", "a", &["--device", "k1"])
+            .is_err()
+    );
+    Ok(())
+}
+
+#[test]
 fn oversight_warnings_and_registry_owners_are_masked_for_roles_without_the_right() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let registry = dir.path().join("registry.toml");

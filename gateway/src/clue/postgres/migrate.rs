@@ -137,6 +137,7 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("name", Type::TEXT),
             ("created_ms", Type::INT8),
             ("revoked_ms", Type::INT8),
+            ("device", Type::TEXT),
         ],
     ),
     (

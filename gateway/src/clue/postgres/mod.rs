@@ -43,7 +43,7 @@ mod stays;
 
 use super::audit::{self, AuditAction, AuditEntry, Head, VerifyReport};
 use super::audit_key::AuditKey;
-use super::auth::{Role, TokenRecord, TokenStore, TokenStoreError};
+use super::auth::{Role, TokenGrant, TokenRecord, TokenStore, TokenStoreError};
 use super::lifecycle::{self, Action, Status};
 use super::model::*;
 use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
@@ -507,11 +507,11 @@ impl PgStore {
             .collect()
     }
 
-    /// Every token (id, role, sites, name, created, revoked); never the hashes.
+    /// Every token (id, role, sites, name, device, created, revoked); never the hashes.
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let mut c = self.conn()?;
         c.query(
-            "SELECT id, role, sites, name, created_ms, revoked_ms FROM tokens ORDER BY id",
+            "SELECT id, role, sites, name, created_ms, revoked_ms, device FROM tokens ORDER BY id",
             &[],
         )?
         .iter()
@@ -523,6 +523,7 @@ impl PgStore {
                 name: r.try_get(3)?,
                 created_ms: r.try_get(4)?,
                 revoked_ms: r.try_get(5)?,
+                device: r.try_get(6)?,
             })
         })
         .collect()
@@ -1531,20 +1532,25 @@ impl TokenStore for PgStore {
     fn insert_token(
         &self,
         hash: &str,
-        role: Role,
-        sites: &[String],
-        name: Option<&str>,
+        grant: &TokenGrant<'_>,
         now_ms: i64,
     ) -> Result<i64, TokenStoreError> {
-        let sites =
-            serde_json::to_string(sites).map_err(|e| TokenStoreError::Backend(e.to_string()))?;
+        let sites = serde_json::to_string(grant.sites)
+            .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
         let mut c = self.conn().map_err(token_error)?;
         let (mut tx, mut chain) = begin(&mut c, &self.key).map_err(token_error)?;
         let id: i64 = tx
             .query_one(
-                "INSERT INTO tokens (hash, role, sites, name, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                &[&hash, &role.as_str(), &sites, &name, &now_ms],
+                "INSERT INTO tokens (hash, role, sites, name, created_ms, device) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                &[
+                    &hash,
+                    &grant.role.as_str(),
+                    &sites,
+                    &grant.name,
+                    &now_ms,
+                    &grant.device,
+                ],
             )
             .and_then(|r| r.try_get(0))
             .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
@@ -1555,7 +1561,7 @@ impl TokenStore for PgStore {
             "cli",
             AuditAction::TokenCreated,
             None,
-            &json!({"token_id": id, "role": role, "sites": sites, "name": name}),
+            &super::store::token_created_detail(id, grant),
         )
         .map_err(token_error)?;
         commit(tx, &chain).map_err(token_error)?;
@@ -1566,7 +1572,7 @@ impl TokenStore for PgStore {
         let mut c = self.conn().map_err(token_error)?;
         let row = c
             .query_opt(
-                "SELECT id, role, sites, name, hash FROM tokens \
+                "SELECT id, role, sites, name, hash, device FROM tokens \
                  WHERE hash = $1 AND revoked_ms IS NULL",
                 &[&hash],
             )
@@ -1589,6 +1595,7 @@ impl TokenStore for PgStore {
             role,
             sites,
             name: row.try_get(3).map_err(get)?,
+            device: row.try_get(5).map_err(get)?,
         }))
     }
 }

@@ -207,4 +207,8 @@ CREATE INDEX decisions_site ON decisions(site, id);
     r#"
 ALTER TABLE parking_stays ADD COLUMN shop TEXT;
 "#,
+    // 6: the one device a device token speaks for (NULL: every device of its sites).
+    r#"
+ALTER TABLE tokens ADD COLUMN device TEXT;
+"#,
 ];

@@ -232,6 +232,16 @@ fn one_leader_per_job_and_another_takes_over_when_it_goes() {
 }
 
 #[test]
+fn a_device_token_keeps_its_binding_and_other_tokens_have_none() {
+    let (_pg, url) = server();
+    let store = gateway(&url);
+    crate::clue::store::tokens_contract::a_device_token_keeps_its_binding_and_other_tokens_have_none(&store);
+    let listed = store.list_tokens().expect("list");
+    assert_eq!(listed[0].device.as_deref(), Some("cam-7"));
+    assert_eq!(listed[1].device, None);
+}
+
+#[test]
 fn tokens_and_evidence_files_written_by_one_gateway_are_seen_by_another() {
     use crate::clue::evidence::EvidenceStore;
     let (_pg, url) = server();

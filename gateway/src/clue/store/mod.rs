@@ -29,6 +29,8 @@ pub(crate) mod intake;
 mod sqlite;
 #[cfg(test)]
 pub(crate) mod stays_contract;
+#[cfg(test)]
+pub(crate) mod tokens_contract;
 
 pub use sqlite::{SqliteStore, TokenInfo};
 
@@ -365,6 +367,17 @@ pub(crate) fn decision_of(action: &Action) -> Result<Option<DecisionToRecord<'_>
         },
         _ => Ok(None),
     }
+}
+
+/// The audit detail of a token's creation, the same in every backend: the sites as their JSON
+/// text (as stored) and, for a bound device token, its device.
+pub(crate) fn token_created_detail(id: i64, grant: &super::auth::TokenGrant<'_>) -> Value {
+    let sites = serde_json::to_string(grant.sites).unwrap_or_default();
+    let mut d = json!({"token_id": id, "role": grant.role, "sites": sites, "name": grant.name});
+    if let Some(device) = grant.device {
+        d["device"] = json!(device);
+    }
+    d
 }
 
 /// The columns of a stay record in the order every backend's row reader expects.

@@ -134,14 +134,27 @@ impl GatewayProcess {
     /// [`GatewayProcess::token`] for a named person (`name` is what the audit log records;
     /// empty for none).
     pub fn token_named(&self, role: &str, sites: &str, name: &str) -> Result<String> {
+        let extra: &[&str] = if name.is_empty() {
+            &[]
+        } else {
+            &["--name", name]
+        };
+        self.token_with(role, sites, extra)
+    }
+
+    /// A device token of `site` bound to the one camera `device`.
+    pub fn device_token(&self, site: &str, device: &str) -> Result<String> {
+        self.token_with("device", site, &["--device", device])
+    }
+
+    /// `gateway token create` with further arguments (`--name`, `--device`).
+    pub fn token_with(&self, role: &str, sites: &str, extra: &[&str]) -> Result<String> {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.args(["token", "create", "--config"])
             .arg(self.dir.join("gateway.toml"))
-            .args(["--role", role]);
-        if !name.is_empty() {
-            cmd.args(["--name", name]);
-        }
+            .args(["--role", role])
+            .args(extra);
         if !sites.is_empty() {
             cmd.args(["--sites", sites]);
         }

@@ -180,6 +180,10 @@ CREATE INDEX decisions_site ON decisions(site, id);
     r#"
 ALTER TABLE parking_stays ADD COLUMN shop TEXT;
 "#,
+    // 8: the one device a device token speaks for (NULL: every device of its sites).
+    r#"
+ALTER TABLE tokens ADD COLUMN device TEXT;
+"#,
 ];
 
 /// Brings the database at `conn` to the newest schema, one transaction per step.

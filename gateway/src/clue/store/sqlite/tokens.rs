@@ -3,17 +3,17 @@
 use super::SqliteStore;
 use super::audit::append_audit;
 use crate::clue::audit::AuditAction;
-use crate::clue::auth::{Role, TokenRecord, TokenStore, TokenStoreError};
+use crate::clue::auth::{Role, TokenGrant, TokenRecord, TokenStore, TokenStoreError};
 use crate::clue::store::StoreError;
 use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 
 impl SqliteStore {
-    /// Every token (id, role, sites, name, created, revoked); never the hashes.
+    /// Every token (id, role, sites, name, device, created, revoked); never the hashes.
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare(
-            "SELECT id, role, sites, name, created_ms, revoked_ms FROM tokens ORDER BY id",
+            "SELECT id, role, sites, name, created_ms, revoked_ms, device FROM tokens ORDER BY id",
         )?;
         let rows = st.query_map([], |r| {
             Ok(TokenInfo {
@@ -23,6 +23,7 @@ impl SqliteStore {
                 name: r.get(3)?,
                 created_ms: r.get(4)?,
                 revoked_ms: r.get(5)?,
+                device: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -61,17 +62,24 @@ pub struct TokenInfo {
     pub name: Option<String>,
     pub created_ms: i64,
     pub revoked_ms: Option<i64>,
+    /// The one device a device token speaks for (absent: every device of its sites).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 impl TokenStore for SqliteStore {
     fn insert_token(
         &self,
         hash: &str,
-        role: Role,
-        sites: &[String],
-        name: Option<&str>,
+        grant: &TokenGrant<'_>,
         now_ms: i64,
     ) -> Result<i64, TokenStoreError> {
+        let TokenGrant {
+            role,
+            sites,
+            name,
+            device,
+        } = *grant;
         let sites =
             serde_json::to_string(sites).map_err(|e| TokenStoreError::Backend(e.to_string()))?;
         let mut conn = self.conn();
@@ -79,8 +87,9 @@ impl TokenStore for SqliteStore {
             .transaction()
             .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
         tx.execute(
-            "INSERT INTO tokens (hash, role, sites, name, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![hash, role.as_str(), sites, name, now_ms],
+            "INSERT INTO tokens (hash, role, sites, name, created_ms, device) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![hash, role.as_str(), sites, name, now_ms, device],
         )
         .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
         let id = tx.last_insert_rowid();
@@ -91,7 +100,7 @@ impl TokenStore for SqliteStore {
             "cli",
             AuditAction::TokenCreated,
             None,
-            &json!({"token_id": id, "role": role, "sites": sites, "name": name}),
+            &super::super::token_created_detail(id, grant),
         )
         .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
         tx.commit()
@@ -101,15 +110,26 @@ impl TokenStore for SqliteStore {
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, TokenStoreError> {
         let conn = self.conn();
-        let row: Option<(i64, String, String, String, Option<String>)> = conn
+        type Row = (i64, String, String, String, Option<String>, Option<String>);
+        let row: Option<Row> = conn
             .query_row(
-                "SELECT id, hash, role, sites, name FROM tokens WHERE hash = ?1 AND revoked_ms IS NULL",
+                "SELECT id, hash, role, sites, name, device FROM tokens \
+                 WHERE hash = ?1 AND revoked_ms IS NULL",
                 [hash],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
             )
             .optional()
             .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
-        let Some((id, stored, role, sites, name)) = row else {
+        let Some((id, stored, role, sites, name, device)) = row else {
             return Ok(None);
         };
         let role = Role::parse(&role)
@@ -123,6 +143,7 @@ impl TokenStore for SqliteStore {
             role,
             sites,
             name,
+            device,
         }))
     }
 }
@@ -163,6 +184,17 @@ mod tests {
                 .is_none()
         );
         assert_eq!(store.list_tokens().expect("list")[0].revoked_ms, Some(2));
+        assert!(store.verify_audit().expect("verify").ok);
+    }
+
+    #[test]
+    fn a_device_token_keeps_its_binding_and_other_tokens_have_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("clues.sqlite"), vec![]).expect("open");
+        crate::clue::store::tokens_contract::a_device_token_keeps_its_binding_and_other_tokens_have_none(&store);
+        let listed = store.list_tokens().expect("list");
+        assert_eq!(listed[0].device.as_deref(), Some("cam-7"));
+        assert_eq!(listed[1].device, None);
         assert!(store.verify_audit().expect("verify").ok);
     }
 }

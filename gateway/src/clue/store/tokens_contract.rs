@@ -1,0 +1,39 @@
+//! What every backend's [`TokenStore`] must do (run on SQLite in `sqlite/tokens.rs` and on a
+//! real PostgreSQL in `postgres/tests.rs`).
+
+use crate::clue::auth::{Role, TokenGrant, TokenStore, TokenStoreError};
+use crate::clue::auth::{create_token, create_token_for, token_hash};
+
+pub(crate) fn a_device_token_keeps_its_binding_and_other_tokens_have_none(store: &dyn TokenStore) {
+    let sites = ["s1".to_string()];
+    let grant = TokenGrant {
+        role: Role::Device,
+        sites: &sites,
+        name: Some("gate camera"),
+        device: Some("cam-7"),
+    };
+    let (id, token) = create_token_for(store, &grant, 1).expect("bound token");
+    let rec = store
+        .token_by_hash(&token_hash(&token))
+        .expect("lookup")
+        .expect("found");
+    assert_eq!((rec.id, rec.role), (id, Role::Device));
+    assert_eq!(rec.device.as_deref(), Some("cam-7"));
+    assert_eq!(rec.sites, sites);
+
+    let (_, relay) = create_token(store, Role::Device, &sites, None, 2).expect("relay token");
+    let rec = store
+        .token_by_hash(&token_hash(&relay))
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(rec.device, None, "an unbound token speaks for every device");
+
+    let inspector = TokenGrant {
+        role: Role::Inspector,
+        ..grant
+    };
+    assert!(matches!(
+        create_token_for(store, &inspector, 3),
+        Err(TokenStoreError::Invalid(_))
+    ));
+}
