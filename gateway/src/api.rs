@@ -34,6 +34,9 @@ pub struct AppState {
     pub pumpouts: crate::rules::pumpout_api::Pumpouts,
     /// The device registry (site, location, owner of each device; DevEUI lookup).
     pub registry: crate::registry::api::RegistryHandle,
+    /// Free space camera frames must leave on the storage file system (`storage.min_free_mb`):
+    /// a frame can become evidence, so none is taken in below it.
+    pub storage_floor: crate::disk::Floor,
 }
 
 impl FromRef<AppState> for crate::registry::api::RegistryHandle {
@@ -200,15 +203,17 @@ struct CameraQuery {
     site: String,
 }
 
-/// Checks role, site, device binding and content type shared by the camera routes; `Some` is
-/// the refusal. A token bound to another camera gets 403, counted as `other_device`: a camera
-/// that leaks its token cannot speak for its neighbours.
+/// Checks role, site, device binding, free space and content type shared by the camera
+/// routes; `Some` is the refusal. A token bound to another camera gets 403, counted as
+/// `other_device`: a camera that leaks its token cannot speak for its neighbours. Below the
+/// storage floor a frame gets 507, counted as `disk_full`.
 fn camera_upload_refusal(
     s: &AppState,
     p: &Principal,
     camera: &str,
     site: &str,
     headers: &HeaderMap,
+    body_len: u64,
 ) -> Option<Response> {
     use crate::clue::auth::Role;
     let refused = p
@@ -230,6 +235,10 @@ fn camera_upload_refusal(
         );
         count_refusal(s, "other_device");
         return Some(e.into_response());
+    }
+    if let Err(e) = s.storage_floor.check(body_len) {
+        count_refusal(s, "disk_full");
+        return Some(error(StatusCode::INSUFFICIENT_STORAGE, e.to_string()));
     }
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -276,7 +285,7 @@ async fn camera_frame(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    if let Some(r) = camera_upload_refusal(&s, &p, &id, &q.site, &headers) {
+    if let Some(r) = camera_upload_refusal(&s, &p, &id, &q.site, &headers, body.len() as u64) {
         return r;
     }
     match s
@@ -298,7 +307,7 @@ async fn camera_reference(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Response {
-    if let Some(r) = camera_upload_refusal(&s, &p, &id, &q.site, &headers) {
+    if let Some(r) = camera_upload_refusal(&s, &p, &id, &q.site, &headers, body.len() as u64) {
         return r;
     }
     match s.cameras.reference(id, q.site, body).await {

@@ -218,6 +218,7 @@ impl Gateway {
             cameras,
             pumpouts: crate::rules::pumpout_api::Pumpouts(Some(pumpouts)),
             registry: crate::registry::api::RegistryHandle(registry.clone()),
+            storage_floor: cfg.storage.floor(),
         };
         let web = crate::dashboard::static_routes(&cfg.dashboard);
         let http_cancel = delivery_cancel.clone();

@@ -69,6 +69,11 @@ pub struct StorageConfig {
     /// Outbox, SQLite and evidence live under this folder.
     pub dir: PathBuf,
     pub outbox: OutboxConfig,
+    /// Free space, MiB, that must remain on the storage file system: below it camera frames
+    /// and references are refused with 507 Insufficient Storage and evidence files are not
+    /// written (the outbox and the audit chain live there too). Drone footage has its own
+    /// floor (`drone.min_free_mb`).
+    pub min_free_mb: u64,
 }
 
 impl Default for StorageConfig {
@@ -76,6 +81,18 @@ impl Default for StorageConfig {
         StorageConfig {
             dir: PathBuf::from("data"),
             outbox: OutboxConfig::default(),
+            min_free_mb: 1024,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The free-space floor of camera frames and evidence files.
+    pub fn floor(&self) -> crate::disk::Floor {
+        crate::disk::Floor {
+            dir: self.dir.clone(),
+            min_free: self.min_free_mb.saturating_mul(1 << 20),
+            key: "storage.min_free_mb",
         }
     }
 }

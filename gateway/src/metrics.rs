@@ -109,8 +109,12 @@ pub struct Metrics {
     pub clue_changes_total: Family<Reason, Counter>,
     /// Clue signals the pool could not record (bad event, storage error).
     pub clue_signal_errors_total: Counter,
-    /// Camera frames and references refused, by reason (`camera_limit`, `bad_frame`).
+    /// Camera frames and references refused, by reason (`camera_limit`, `bad_frame`,
+    /// `other_device`, `disk_full`, `rate_limit`).
     pub camera_frames_refused_total: Family<Reason, Counter>,
+    /// Evidence files not written because the storage floor would be passed
+    /// (`storage.min_free_mb`); the clue they belonged to is not recorded either.
+    pub evidence_refused_total: Counter,
     /// Audit chain heads queued for publication (`audit/v1/head`).
     pub audit_heads_published_total: Counter,
     /// Audit chain heads that could not be read or queued (retried next period).
@@ -353,6 +357,11 @@ impl Metrics {
                 "camera_frames_refused",
                 "Camera frames and references refused, by reason",
                 Family::default()
+            ),
+            evidence_refused_total: reg!(
+                "evidence_refused",
+                "Evidence files not written: the storage floor would be passed",
+                Counter::default()
             ),
             audit_heads_published_total: reg!(
                 "audit_heads_published",

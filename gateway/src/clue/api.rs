@@ -44,6 +44,8 @@ pub enum ApiError {
     Conflict(String),
     /// A feature this gateway runs without (503).
     Unavailable(String),
+    /// Storing it would leave less than the storage floor free (507).
+    InsufficientStorage(String),
     Internal,
 }
 
@@ -71,6 +73,9 @@ impl From<PoolError> for ApiError {
             PoolError::Evidence(EvidenceError::BadHash(h)) => {
                 ApiError::BadRequest(format!("{h}: not a SHA-256"))
             }
+            PoolError::Evidence(e @ EvidenceError::NoSpace(_)) => {
+                ApiError::InsufficientStorage(e.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "clue API failure");
                 ApiError::Internal
@@ -87,6 +92,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            ApiError::InsufficientStorage(m) => (StatusCode::INSUFFICIENT_STORAGE, m),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error (see the gateway log)".to_string(),

@@ -20,6 +20,9 @@ pub enum EvidenceError {
     Tampered { hash: String, actual: String },
     #[error("evidence store: {0}")]
     Backend(String),
+    /// Writing would leave less than the storage floor free: nothing was written.
+    #[error("evidence not stored: {0}")]
+    NoSpace(#[from] crate::disk::FloorError),
     #[error("evidence store {path}: {source}")]
     Io {
         path: PathBuf,
@@ -43,6 +46,9 @@ pub struct EvidenceStore {
     dir: PathBuf,
     /// When set, files live here instead of under `dir`.
     blobs: Option<std::sync::Arc<dyn BlobStore>>,
+    /// Free space that must remain after a file is written (files under `dir` only: a shared
+    /// database watches its own disk).
+    floor: Option<crate::disk::Floor>,
 }
 
 impl std::fmt::Debug for EvidenceStore {
@@ -50,6 +56,7 @@ impl std::fmt::Debug for EvidenceStore {
         f.debug_struct("EvidenceStore")
             .field("dir", &self.dir)
             .field("blobs", &self.blobs.is_some())
+            .field("floor", &self.floor)
             .finish()
     }
 }
@@ -66,7 +73,17 @@ impl EvidenceStore {
     pub fn open(dir: impl Into<PathBuf>) -> Result<EvidenceStore, EvidenceError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(EvidenceStore { dir, blobs: None })
+        Ok(EvidenceStore {
+            dir,
+            blobs: None,
+            floor: None,
+        })
+    }
+
+    /// Refuses new files ([`EvidenceError::NoSpace`]) that would leave less than `floor` free.
+    pub fn with_floor(mut self, floor: crate::disk::Floor) -> EvidenceStore {
+        self.floor = Some(floor);
+        self
     }
 
     /// Files in `blobs` (a database shared by every gateway) rather than a folder.
@@ -74,6 +91,7 @@ impl EvidenceStore {
         EvidenceStore {
             dir: PathBuf::new(),
             blobs: Some(blobs),
+            floor: None,
         }
     }
 
@@ -102,6 +120,9 @@ impl EvidenceStore {
         }
         if path.exists() {
             return Ok(hash);
+        }
+        if let Some(floor) = &self.floor {
+            floor.check(bytes.len() as u64)?;
         }
         let parent = path.parent().unwrap_or(&self.dir).to_path_buf();
         let new_dir = !parent.exists();
@@ -200,6 +221,43 @@ mod tests {
         assert!(ev.remove(&h).expect("remove"));
         assert!(!ev.exists(&h));
         assert!(!ev.remove(&h).expect("twice"));
+    }
+
+    #[test]
+    fn below_the_floor_nothing_is_written_but_a_file_already_there_is_still_cited() {
+        let dir = tempfile::tempdir().expect("dir");
+        let ev = EvidenceStore::open(dir.path().join("evidence")).expect("open");
+        let old = ev.put(b"already there").expect("put");
+        let free = crate::disk::free_bytes(dir.path()).expect("statvfs");
+        let ev = ev.with_floor(crate::disk::Floor {
+            dir: dir.path().to_path_buf(),
+            min_free: free.saturating_add(1 << 30),
+            key: "storage.min_free_mb",
+        });
+        assert!(matches!(
+            ev.put(b"new frame"),
+            Err(EvidenceError::NoSpace(_))
+        ));
+        assert_eq!(ev.put(b"already there").expect("no write needed"), old);
+        let files: Vec<_> = walk(&dir.path().join("evidence"));
+        assert_eq!(
+            files.len(),
+            1,
+            "only the old file, no partial one: {files:?}"
+        );
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .flat_map(|e| {
+                        let p = e.path();
+                        if p.is_dir() { walk(&p) } else { vec![p] }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     #[test]

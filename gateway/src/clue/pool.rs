@@ -106,7 +106,8 @@ impl Backend {
     /// (so every gateway reads what any stored).
     pub fn evidence(&self, cfg: &Config) -> Result<EvidenceStore, EvidenceError> {
         match self {
-            Backend::Sqlite(_) => EvidenceStore::open(cfg.storage.dir.join("evidence")),
+            Backend::Sqlite(_) => Ok(EvidenceStore::open(cfg.storage.dir.join("evidence"))?
+                .with_floor(cfg.storage.floor())),
             Backend::Postgres(s) => Ok(EvidenceStore::in_blobs(Arc::new(s.blobs()))),
         }
     }
@@ -512,8 +513,14 @@ impl PoolHandle {
         })
         .await
         .map_err(|_| PoolError::Join)??;
-        for c in results.iter().flatten() {
-            self.announce(c);
+        for r in &results {
+            match r {
+                Ok(c) => self.announce(c),
+                Err(PoolError::Evidence(EvidenceError::NoSpace(_))) => {
+                    self.metrics.evidence_refused_total.inc();
+                }
+                Err(_) => {}
+            }
         }
         Ok(results)
     }

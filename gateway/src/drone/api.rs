@@ -247,28 +247,8 @@ fn upload_error(e: UploadError) -> Response {
 /// than `min_free` bytes on the file system of `dir`: footage must not fill the disk that
 /// holds the evidence, the outbox and the audit chain. Each refusal is logged.
 fn disk_guard(dir: &std::path::Path, incoming: u64, min_free: u64) -> Result<(), Response> {
-    match crate::disk::free_bytes(dir) {
-        Ok(free) if free.saturating_sub(incoming) >= min_free => Ok(()),
-        Ok(free) => {
-            tracing::warn!(dir = %dir.display(), free, incoming, min_free,
-                "drone upload refused: free space below drone.min_free_mb");
-            Err(error(
-                StatusCode::INSUFFICIENT_STORAGE,
-                format!(
-                    "not enough free space: {} MiB free, {} MiB must remain (drone.min_free_mb)",
-                    free >> 20,
-                    min_free >> 20
-                ),
-            ))
-        }
-        Err(e) => {
-            tracing::error!(dir = %dir.display(), error = %e, "free space unknown");
-            Err(error(
-                StatusCode::INSUFFICIENT_STORAGE,
-                format!("free space unknown ({e}): upload refused"),
-            ))
-        }
-    }
+    crate::disk::check_floor(dir, incoming, min_free, "drone.min_free_mb")
+        .map_err(|e| error(StatusCode::INSUFFICIENT_STORAGE, e.to_string()))
 }
 
 /// Removes the busy mark when the upload handler returns (even early).

@@ -598,6 +598,59 @@ fn a_cameras_token_posts_frames_and_enrols_the_reference_only_for_its_own_camera
 }
 
 #[test]
+fn below_the_storage_floor_frames_and_evidence_files_are_refused_and_nothing_is_written()
+-> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // More free space than any disk has: every frame and evidence file is refused.
+    let gw = GatewayProcess::start_with_env(
+        dir.path(),
+        &offline_config(),
+        &[("GATEWAY_STORAGE__MIN_FREE_MB", "1000000000")],
+    )?;
+    let camera = gw.device_token("a", "k1")?;
+    let platform = gw.token("platform", "a")?;
+    let jpeg = scene_jpeg();
+    for route in ["frames", "reference"] {
+        let r = http::request(
+            "POST",
+            &format!("{}/api/v1/cameras/k1/{route}?site=a", gw.http),
+            Some(("image/jpeg", jpeg.as_slice())),
+            &[("Authorization", &format!("Bearer {camera}"))],
+            http::TIMEOUT,
+        )?;
+        assert_eq!(r.status, 507, "{route}: {}", r.text());
+        assert!(r.text().contains("storage.min_free_mb"), "{}", r.text());
+    }
+    let mut ev = clue_event("a", "cover-1");
+    ev["evidence"] = json!([{"type": "file", "name": "frame.jpg",
+        "content_type": "image/jpeg", "bytes": jpeg}]);
+    let r = call(&gw, "POST", "/api/v1/clues", &platform, Some(&ev))?;
+    assert_eq!(r.status, 507, "{}", r.text());
+    // A clue without files needs no evidence file and is still taken.
+    let ok = call(
+        &gw,
+        "POST",
+        "/api/v1/clues",
+        &platform,
+        Some(&clue_event("a", "c2")),
+    )?;
+    assert_eq!(ok.status, 201, "{}", ok.text());
+    let metrics = http::get(&format!("{}/metrics", gw.http))?.text();
+    for line in [
+        "camera_frames_refused_total{reason=\"disk_full\"} 2",
+        "evidence_refused_total 1",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
+    let evidence = dir.path().join("storage/evidence");
+    let left: Vec<_> = std::fs::read_dir(&evidence)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing written: {left:?}");
+    Ok(())
+}
+
+#[test]
 fn oversight_warnings_and_registry_owners_are_masked_for_roles_without_the_right() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let registry = dir.path().join("registry.toml");
