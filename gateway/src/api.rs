@@ -205,8 +205,9 @@ struct CameraQuery {
 
 /// Checks role, site, device binding, free space and content type shared by the camera
 /// routes; `Some` is the refusal. A token bound to another camera gets 403, counted as
-/// `other_device`: a camera that leaks its token cannot speak for its neighbours. Below the
-/// storage floor a frame gets 507, counted as `disk_full`.
+/// `other_device`: a camera that leaks its token cannot speak for its neighbours. A camera over
+/// its upload rate gets 429 with `Retry-After`, counted as `rate_limit`. Below the storage
+/// floor a frame gets 507, counted as `disk_full`.
 fn camera_upload_refusal(
     s: &AppState,
     p: &Principal,
@@ -235,6 +236,17 @@ fn camera_upload_refusal(
         );
         count_refusal(s, "other_device");
         return Some(e.into_response());
+    }
+    if let Err(wait_s) = s.cameras.admit_upload(site, camera, crate::clock::now_ms()) {
+        count_refusal(s, "rate_limit");
+        let message = format!(
+            "camera {camera} is over its upload rate (cameras.max_frames_per_minute); \
+             retry in {wait_s} s"
+        );
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, message);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(wait_s));
+        return Some(r);
     }
     if let Err(e) = s.storage_floor.check(body_len) {
         count_refusal(s, "disk_full");

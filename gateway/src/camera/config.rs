@@ -64,6 +64,11 @@ pub struct CamerasConfig {
     /// Cameras per site the gateway keeps state for: frames and references for a further,
     /// new camera id are refused (403, counted in `camera_frames_refused_total`).
     pub max_per_site: usize,
+    /// Frames (and reference enrolments) one camera may upload per minute, after a burst of
+    /// `frame_burst`; past it: 429 with `Retry-After`, counted as `rate_limit`. 0: no limit.
+    pub max_frames_per_minute: u32,
+    /// Frames one camera may upload at once before `max_frames_per_minute` applies.
+    pub frame_burst: u32,
 }
 
 impl Default for CamerasConfig {
@@ -77,6 +82,8 @@ impl Default for CamerasConfig {
             source_retry_min_ms: 1_000,
             source_retry_max_ms: 60_000,
             max_per_site: 64,
+            max_frames_per_minute: 60,
+            frame_burst: 20,
         }
     }
 }
@@ -111,6 +118,9 @@ impl CamerasConfig {
         }
         if self.max_per_site == 0 {
             return Err(invalid("cameras.max_per_site", "must be at least 1"));
+        }
+        if self.frame_burst == 0 {
+            return Err(invalid("cameras.frame_burst", "must be at least 1"));
         }
         if self.source_retry_min_ms == 0 || self.source_retry_max_ms < self.source_retry_min_ms {
             return Err(invalid(

@@ -8,6 +8,7 @@ use super::frame;
 use super::muck::{MuckReport, MuckSection, MuckTrucks};
 use super::parking::{Parking, ParkingReport, ParkingSection};
 use super::pull::SourceBoard;
+use super::rate::UploadRate;
 use super::shopfront::{Shopfront, ShopfrontReport, ShopfrontSection};
 use super::{CameraHealth, CamerasConfig, FrameError, FrameReport, ReferenceReport};
 use crate::clue::signal::{ClueSender, ClueSignal};
@@ -38,6 +39,8 @@ pub struct CameraService {
     clue_tx: ClueSender,
     /// Health of the pulled cameras, set once by [`CameraService::pull_sources`].
     sources: Arc<std::sync::OnceLock<Arc<SourceBoard>>>,
+    /// Uploads per camera ([`super::rate`]).
+    rate: Arc<Mutex<UploadRate>>,
 }
 
 /// The answer to a frame upload: the health report, plus `parking` when parking ran.
@@ -60,7 +63,9 @@ impl CameraService {
         cfg: CamerasConfig,
         clue_tx: ClueSender,
     ) -> Result<Self, crate::config_error::ConfigError> {
+        let rate = UploadRate::new(cfg.max_frames_per_minute, cfg.frame_burst);
         Ok(CameraService {
+            rate: Arc::new(Mutex::new(rate)),
             health: Arc::new(Mutex::new(CameraHealth::new(cfg)?)),
             parking: None,
             shopfront: None,
@@ -119,6 +124,12 @@ impl CameraService {
         if let Some(p) = &self.parking {
             p.zones_from(source);
         }
+    }
+
+    /// Takes one upload of `camera` from its rate: `Err(seconds)` to wait (answer 429).
+    pub fn admit_upload(&self, site: &str, camera: &str, now_ms: i64) -> Result<(), u64> {
+        let mut r = self.rate.lock().unwrap_or_else(|p| p.into_inner());
+        r.admit(site, camera, now_ms)
     }
 
     fn with<R>(health: &Mutex<CameraHealth>, f: impl FnOnce(&mut CameraHealth) -> R) -> R {

@@ -651,6 +651,50 @@ fn below_the_storage_floor_frames_and_evidence_files_are_refused_and_nothing_is_
 }
 
 #[test]
+fn a_camera_over_its_upload_rate_gets_429_with_retry_after_and_others_are_not_slowed() -> Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let config = format!(
+        "{}[cameras]\nmax_frames_per_minute = 2\nframe_burst = 3\n",
+        offline_config()
+    );
+    let gw = GatewayProcess::start(dir.path(), &config)?;
+    let relay = gw.token("device", "a")?;
+    let jpeg = scene_jpeg();
+    let post = |camera: &str| {
+        http::request(
+            "POST",
+            &format!("{}/api/v1/cameras/{camera}/frames?site=a", gw.http),
+            Some(("image/jpeg", jpeg.as_slice())),
+            &[("Authorization", &format!("Bearer {relay}"))],
+            http::TIMEOUT,
+        )
+    };
+    for i in 0..3 {
+        let r = post("k1")?;
+        assert!(r.is_success(), "burst frame {i}: {}", r.text());
+    }
+    for _ in 0..2 {
+        let r = post("k1")?;
+        assert_eq!(r.status, 429, "{}", r.text());
+        let wait: u64 = r
+            .header("retry-after")
+            .context("Retry-After")?
+            .parse()
+            .context("Retry-After in seconds")?;
+        // Two frames a minute: the next one is due within 30 s.
+        assert!((1..=30).contains(&wait), "{wait}");
+    }
+    assert!(post("k2")?.is_success(), "another camera is not slowed");
+    let metrics = http::get(&format!("{}/metrics", gw.http))?.text();
+    assert!(
+        metrics.contains("camera_frames_refused_total{reason=\"rate_limit\"} 2"),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[test]
 fn oversight_warnings_and_registry_owners_are_masked_for_roles_without_the_right() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let registry = dir.path().join("registry.toml");
