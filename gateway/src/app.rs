@@ -137,9 +137,14 @@ impl Gateway {
         // Readings -> rules engine -> clue pool. The rules task ends when the processor drops
         // its sender, and then drops `clue_tx`, which ends the pool's intake.
         // Drone footage: flights, inspection tasks and the processing worker.
-        let (drone, drone_task) = crate::drone::start(&cfg, clues.clone(), delivery_cancel.clone())
-            .context("starting drone footage processing")?;
-        tasks.push(drone_task);
+        let (drone, drone_tasks) = crate::drone::start(
+            &cfg,
+            clues.clone(),
+            metrics.clone(),
+            delivery_cancel.clone(),
+        )
+        .context("starting drone footage processing")?;
+        tasks.extend(drone_tasks);
         // Pump-out records (API) are journaled under the storage dir and shared with the rules.
         let pumpout_registry = crate::rules::PumpoutRegistry::default();
         let pumpouts = Arc::new(

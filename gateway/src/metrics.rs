@@ -112,6 +112,9 @@ pub struct Metrics {
     /// Camera frames and references refused, by reason (`camera_limit`, `bad_frame`,
     /// `other_device`, `disk_full`, `rate_limit`).
     pub camera_frames_refused_total: Family<Reason, Counter>,
+    /// Drone footage files deleted by retention (`drone.footage_retention_days`), and bytes.
+    pub drone_footage_expired_files_total: Counter,
+    pub drone_footage_expired_bytes_total: Counter,
     /// Evidence files not written because the storage floor would be passed
     /// (`storage.min_free_mb`); the clue they belonged to is not recorded either.
     pub evidence_refused_total: Counter,
@@ -357,6 +360,16 @@ impl Metrics {
                 "camera_frames_refused",
                 "Camera frames and references refused, by reason",
                 Family::default()
+            ),
+            drone_footage_expired_files_total: reg!(
+                "drone_footage_expired_files",
+                "Drone footage files deleted by retention",
+                Counter::default()
+            ),
+            drone_footage_expired_bytes_total: reg!(
+                "drone_footage_expired_bytes",
+                "Bytes of drone footage deleted by retention",
+                Counter::default()
             ),
             evidence_refused_total: reg!(
                 "evidence_refused",

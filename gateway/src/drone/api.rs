@@ -403,6 +403,7 @@ async fn put_file(
         total: declared_total.or(existing.and_then(|e| e.total)),
         complete: false,
         sha256: None,
+        expired_ms: None,
     };
     if let Err(e) = written {
         if matches!(e, UploadError::TooLarge(_) | UploadError::BadRange(_)) {

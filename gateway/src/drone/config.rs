@@ -14,6 +14,12 @@ pub struct DroneConfig {
     /// Free space, MiB, that must remain on the flights' file system: below it uploads are
     /// refused with 507 Insufficient Storage (the evidence store and the outbox live there too).
     pub min_free_mb: u64,
+    /// Days after a flight was processed (or created, when it never was) that its uploaded
+    /// footage is deleted, except the files a clue came from (`drone::retention`). 0 keeps
+    /// footage forever.
+    pub footage_retention_days: u64,
+    /// How often the footage retention job runs, seconds.
+    pub retention_every_s: u64,
     /// Largest still in megapixels, checked from the JPEG header before decoding.
     pub max_still_megapixels: u64,
     /// Video frames sampled per second (ffmpeg `fps` filter).
@@ -61,6 +67,8 @@ impl Default for DroneConfig {
             max_files_per_flight: 2000,
             max_flight_mb: 32768,
             min_free_mb: 1024,
+            footage_retention_days: 90,
+            retention_every_s: 3600,
             max_still_megapixels: 64,
             video_fps: 1.0,
             ffmpeg_timeout_s: 3600,
@@ -106,6 +114,9 @@ impl DroneConfig {
             if !(v.is_finite() && v > 0.0) {
                 return Err(invalid(k, "must be a positive number"));
             }
+        }
+        if self.retention_every_s == 0 {
+            return Err(invalid("drone.retention_every_s", "must be at least 1"));
         }
         if self.video_fps > 30.0 {
             return Err(invalid("drone.video_fps", "at most 30 frames per second"));

@@ -29,6 +29,9 @@ pub struct FileState {
     pub total: Option<u64>,
     pub complete: bool,
     pub sha256: Option<String>,
+    /// When footage retention deleted the file (`drone::retention`); absent while kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_ms: Option<i64>,
 }
 
 /// One geo-referenced detection (routed to a task when `task_id` is set).

@@ -9,6 +9,7 @@
 //! - [`tasks`]: departments' inspection tasks (GeoJSON areas, target classes, contact).
 //! - [`job`]: the processing worker (ffmpeg sampling, tiled detection, routing to tasks).
 //! - [`change`]: geo-aligned ground grids and change candidates between flights.
+//! - [`retention`]: old flights' footage deleted, what clues came from kept.
 //! - [`api`]: the HTTP routes; [`config`]: `[drone]`.
 
 pub mod api;
@@ -18,6 +19,7 @@ pub mod exif;
 pub mod flight;
 pub mod georef;
 pub mod job;
+pub mod retention;
 pub mod srt;
 pub mod tasks;
 pub mod upload;
@@ -35,13 +37,15 @@ pub enum DroneError {
     Tasks(#[from] tasks::TaskError),
 }
 
-/// Opens flights and tasks under `{storage.dir}/drone` and starts the processing worker.
-/// Returns the routes' state and the worker's handle (it ends when `cancel` fires).
+/// Opens flights and tasks under `{storage.dir}/drone` and starts the processing worker and
+/// the footage retention job. Returns the routes' state and the two tasks' handles (they end
+/// when `cancel` fires).
 pub fn start(
     cfg: &crate::config::Config,
     pool: crate::clue::PoolHandle,
+    metrics: Arc<crate::metrics::Metrics>,
     cancel: tokio_util::sync::CancellationToken,
-) -> Result<(api::DroneState, tokio::task::JoinHandle<()>), DroneError> {
+) -> Result<(api::DroneState, Vec<tokio::task::JoinHandle<()>>), DroneError> {
     let root = cfg.storage.dir.join("drone");
     let flights_dir = root.join("flights");
     let flights =
@@ -59,6 +63,56 @@ pub fn start(
         cancel.clone(),
     ));
     let (queue, handle) = processor.spawn();
+    let mut handles = vec![handle];
+    if cfg.drone.footage_retention_days > 0 {
+        handles.push(tokio::spawn(retention_job(
+            flights.clone(),
+            cfg.drone.clone(),
+            metrics,
+            cancel.clone(),
+        )));
+    }
     let state = api::DroneState::new(cfg.drone.clone(), flights, tasks, queue, auth, cancel);
-    Ok((state, handle))
+    Ok((state, handles))
+}
+
+/// Runs [`retention::expire`] at start and every `retention_every_s` until `cancel`.
+async fn retention_job(
+    flights: flight::FlightStore,
+    cfg: config::DroneConfig,
+    metrics: Arc<crate::metrics::Metrics>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let max_age_ms = i64::try_from(cfg.footage_retention_days)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(86_400_000);
+    let every = std::time::Duration::from_secs(cfg.retention_every_s.max(1));
+    loop {
+        let store = flights.clone();
+        let now = crate::clock::now_ms();
+        match tokio::task::spawn_blocking(move || retention::expire(&store, now, max_age_ms)).await
+        {
+            Ok(e) => {
+                metrics
+                    .drone_footage_expired_files_total
+                    .inc_by(e.files as u64);
+                metrics.drone_footage_expired_bytes_total.inc_by(e.bytes);
+                if e.files > 0 || e.errors > 0 {
+                    tracing::info!(
+                        flights = e.flights,
+                        files = e.files,
+                        bytes = e.bytes,
+                        kept_for_clues = e.kept_for_clues,
+                        errors = e.errors,
+                        "drone footage retention run"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "drone footage retention run failed"),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }

@@ -927,3 +927,72 @@ fn walk_jpegs(dir: &std::path::Path) -> usize {
             .sum()
     })
 }
+
+#[test]
+fn old_flights_lose_their_footage_except_the_files_a_clue_came_from() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A flight processed 100 days ago (as a gateway before this start left it), and one of
+    // yesterday; a clue came from b.jpg.
+    let day = 86_400_000i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let flights = dir.path().join("storage/drone/flights");
+    let file = |name: &str| {
+        json!({"name": name, "kind": "still", "received": 5, "total": 5,
+            "complete": true, "sha256": null})
+    };
+    for (id, age_days) in [(1, 100), (2, 1)] {
+        let finding = json!({"id": 1, "task_id": 1, "class": "truck", "confidence": 0.9,
+            "lat": 30.0, "lon": 120.0, "error_m": 3.0, "time_ms": now - age_days * day,
+            "frame": "b.jpg", "clue_id": 4, "bbox": [1.0, 2.0, 3.0, 4.0]});
+        let flight = json!({"id": id, "site": "a", "name": null, "status": "done",
+            "progress": 1.0, "frames_total": 2, "frames_done": 2,
+            "files": [file("a.jpg"), file("b.jpg")], "findings": [finding],
+            "detections_total": 1, "errors": [], "changes": [],
+            "created_ms": now - age_days * day - 60_000, "created_by": "pilot#1",
+            "started_ms": now - age_days * day - 30_000, "finished_ms": now - age_days * day});
+        let fdir = flights.join(id.to_string());
+        std::fs::create_dir_all(&fdir)?;
+        std::fs::write(fdir.join("flight.json"), flight.to_string())?;
+        for name in ["a.jpg", "b.jpg"] {
+            std::fs::write(fdir.join(name), b"jpeg!")?;
+        }
+    }
+    let config = format!("{}[drone]\nfootage_retention_days = 30\n", offline_config());
+    let gw = GatewayProcess::start(dir.path(), &config)?;
+    e2e::wait_until(
+        "the retention run at start",
+        std::time::Duration::from_secs(20),
+        || Ok((gw.metric("gateway_drone_footage_expired_files_total")? >= 1.0).then_some(())),
+    )?;
+    assert_eq!(gw.metric("gateway_drone_footage_expired_files_total")?, 1.0);
+    assert_eq!(gw.metric("gateway_drone_footage_expired_bytes_total")?, 5.0);
+    assert!(
+        !flights.join("1/a.jpg").exists(),
+        "expired footage is deleted"
+    );
+    assert!(
+        flights.join("1/b.jpg").exists(),
+        "a clue came from it: kept"
+    );
+    assert!(flights.join("1/flight.json").exists(), "the record stays");
+    for name in ["a.jpg", "b.jpg"] {
+        assert!(
+            flights.join("2").join(name).exists(),
+            "yesterday's flight is kept"
+        );
+    }
+    let pilot = gw.token("drone_operator", "a")?;
+    let f = call(&gw, "GET", "/api/v1/flights/1", &pilot, None)?
+        .ok()?
+        .json()?;
+    let files = f["files"].as_array().context("files")?;
+    let expired: Vec<&str> = files
+        .iter()
+        .filter(|x| x["expired_ms"].is_i64())
+        .filter_map(|x| x["name"].as_str())
+        .collect();
+    assert_eq!(expired, ["a.jpg"], "{f}");
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! Footage retention: the uploaded files of a flight older than `[drone]
+//! footage_retention_days` are deleted, except the files a clue was raised from.
+//!
+//! Age counts from the end of processing (or from the flight's creation when it never ran,
+//! e.g. an abandoned upload). A flight that is queued or processing is never touched. What is
+//! deleted: each uploaded file, its unfinished `.part` and the frames sampled from it. What
+//! stays: `flight.json` (status, findings, each file marked `expired_ms`), the change-detection
+//! grids (small, derived), and every file that a finding with a clue came from: the clue's own
+//! evidence (crop and frame) lives in the evidence store under `[clues.retention]` anyway, and
+//! the original footage behind a clue is kept for the case. A file that cannot be deleted is
+//! logged and tried again on the next run. Each run logs and counts what it deleted
+//! (`drone_footage_expired_files_total`, `drone_footage_expired_bytes_total`).
+
+use super::flight::{FlightStore, Status};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Expiry {
+    /// Flights that had files deleted.
+    pub flights: usize,
+    pub files: usize,
+    pub bytes: u64,
+    /// Files past retention kept because a clue was raised from them.
+    pub kept_for_clues: usize,
+    /// Files that could not be deleted (retried next run).
+    pub errors: usize,
+}
+
+/// Deletes the footage of flights finished more than `max_age_ms` before `now_ms`.
+pub fn expire(flights: &FlightStore, now_ms: i64, max_age_ms: i64) -> Expiry {
+    let mut out = Expiry::default();
+    for f in flights.list() {
+        if matches!(f.status, Status::Queued | Status::Processing) {
+            continue;
+        }
+        let since = f.finished_ms.unwrap_or(f.created_ms);
+        if now_ms.saturating_sub(since) < max_age_ms {
+            continue;
+        }
+        // `DJI_0002.MP4@12000ms` came from `DJI_0002.MP4`.
+        let cited: BTreeSet<&str> = f
+            .findings
+            .iter()
+            .filter(|x| x.clue_id.is_some())
+            .map(|x| x.frame.split('@').next().unwrap_or(&x.frame))
+            .collect();
+        let dir = flights.dir(f.id);
+        let mut expired = Vec::new();
+        for file in f.files.iter().filter(|x| x.expired_ms.is_none()) {
+            if cited.contains(file.name.as_str()) {
+                out.kept_for_clues += 1;
+                continue;
+            }
+            match remove_footage(&dir, &file.name) {
+                Ok(bytes) => {
+                    out.files += 1;
+                    out.bytes += bytes;
+                    expired.push(file.name.clone());
+                }
+                Err(e) => {
+                    out.errors += 1;
+                    tracing::warn!(flight = f.id, file = %file.name, error = %e,
+                        "expired footage not deleted; retried next run");
+                }
+            }
+        }
+        if expired.is_empty() {
+            continue;
+        }
+        out.flights += 1;
+        tracing::info!(flight = f.id, site = %f.site, files = ?expired,
+            "flight footage past drone.footage_retention_days deleted");
+        flights.update(f.id, true, |fl| {
+            for file in fl.files.iter_mut() {
+                if expired.contains(&file.name) {
+                    file.expired_ms = Some(now_ms);
+                }
+            }
+        });
+    }
+    out
+}
+
+/// Removes `name`, `name.part` and `frames-name/` under `dir`; returns the bytes freed.
+/// Missing ones are fine (already gone).
+fn remove_footage(dir: &Path, name: &str) -> std::io::Result<u64> {
+    let mut bytes = 0;
+    for path in [dir.join(name), super::upload::part_path(dir, name)] {
+        match std::fs::metadata(&path) {
+            Ok(m) => {
+                std::fs::remove_file(&path)?;
+                bytes += m.len();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let frames = dir.join(format!("frames-{name}"));
+    match std::fs::remove_dir_all(&frames) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drone::flight::{FileState, Finding};
+    use crate::drone::upload::FileKind;
+
+    const DAY: i64 = 86_400_000;
+
+    fn file(name: &str) -> FileState {
+        FileState {
+            name: name.into(),
+            kind: FileKind::Still,
+            received: 5,
+            total: Some(5),
+            complete: true,
+            sha256: None,
+            expired_ms: None,
+        }
+    }
+
+    fn finding(frame: &str, clue_id: Option<i64>) -> Finding {
+        Finding {
+            id: 1,
+            task_id: None,
+            class: "truck".into(),
+            confidence: 0.9,
+            lat: 0.0,
+            lon: 0.0,
+            error_m: 1.0,
+            time_ms: 0,
+            frame: frame.into(),
+            clue_id,
+            bbox: [0.0; 4],
+        }
+    }
+
+    /// A flight created at `at_ms` with `names` on disk, finished at `at_ms` with `status`.
+    fn flight(store: &FlightStore, at_ms: i64, status: Status, names: &[&str]) -> u64 {
+        let f = store.create("s1".into(), None, "pilot#1".into(), at_ms);
+        let dir = store.dir(f.id);
+        for n in names {
+            std::fs::write(dir.join(n), b"jpeg!").expect("write");
+        }
+        store.update(f.id, true, |fl| {
+            fl.status = status;
+            fl.finished_ms = Some(at_ms);
+            fl.files = names.iter().map(|n| file(n)).collect();
+        });
+        f.id
+    }
+
+    #[test]
+    fn old_footage_goes_except_what_a_clue_came_from_and_flights_in_work_are_left_alone() {
+        let root = tempfile::tempdir().expect("dir");
+        let store = FlightStore::open(root.path().to_path_buf()).expect("open");
+        let now = 400 * DAY;
+        let old = flight(
+            &store,
+            now - 100 * DAY,
+            Status::Done,
+            &["a.jpg", "b.jpg", "c.MP4"],
+        );
+        std::fs::create_dir_all(store.dir(old).join("frames-c.MP4")).expect("frames");
+        std::fs::write(store.dir(old).join("frames-c.MP4/000001.jpg"), b"f").expect("frame");
+        store.update(old, true, |f| {
+            f.findings = vec![
+                finding("b.jpg", Some(7)),
+                finding("a.jpg", None),
+                finding("c.MP4@12000ms", Some(8)),
+            ];
+        });
+        let recent = flight(&store, now - 10 * DAY, Status::Done, &["r.jpg"]);
+        let busy = flight(&store, now - 100 * DAY, Status::Processing, &["p.jpg"]);
+
+        let e = expire(&store, now, 90 * DAY);
+        assert_eq!(
+            (e.flights, e.files, e.bytes, e.kept_for_clues, e.errors),
+            (1, 1, 5, 2, 0),
+            "{e:?}"
+        );
+        let dir = store.dir(old);
+        assert!(!dir.join("a.jpg").exists(), "no clue came from it");
+        assert!(dir.join("b.jpg").exists(), "a clue came from it");
+        assert!(dir.join("c.MP4").exists(), "a clue came from a frame of it");
+        assert!(dir.join("frames-c.MP4/000001.jpg").exists());
+        assert!(store.dir(recent).join("r.jpg").exists(), "not old enough");
+        assert!(store.dir(busy).join("p.jpg").exists(), "being processed");
+        let marked = store.get(old).expect("flight");
+        let a = marked.files.iter().find(|f| f.name == "a.jpg").expect("a");
+        assert_eq!(a.expired_ms, Some(now));
+        // The mark is saved: after a restart the old flight loses nothing more; the flight
+        // that was processing is failed by the restart and now goes too.
+        let reopened = FlightStore::open(root.path().to_path_buf()).expect("reopen");
+        let e = expire(&reopened, now + DAY, 90 * DAY);
+        assert_eq!((e.flights, e.files, e.kept_for_clues), (1, 1, 2), "{e:?}");
+        assert!(!store.dir(busy).join("p.jpg").exists());
+        assert!(dir.join("b.jpg").exists());
+    }
+
+    #[test]
+    fn an_abandoned_upload_loses_its_unfinished_part_too() {
+        let root = tempfile::tempdir().expect("dir");
+        let store = FlightStore::open(root.path().to_path_buf()).expect("open");
+        let id = flight(&store, 0, Status::Uploading, &["x.jpg"]);
+        let dir = store.dir(id);
+        std::fs::remove_file(dir.join("x.jpg")).expect("rm");
+        std::fs::write(crate::drone::upload::part_path(&dir, "x.jpg"), b"hal").expect("part");
+        let e = expire(&store, 91 * DAY, 90 * DAY);
+        assert_eq!((e.files, e.bytes), (1, 3), "{e:?}");
+        assert!(!crate::drone::upload::part_path(&dir, "x.jpg").exists());
+        assert!(dir.join("flight.json").exists(), "the record stays");
+    }
+}
