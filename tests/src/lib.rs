@@ -23,6 +23,7 @@ pub mod postgres;
 pub mod process;
 pub mod proxy;
 pub mod publish;
+pub mod skip;
 pub mod victoria;
 pub mod wait;
 
@@ -34,6 +35,7 @@ pub use postgres::{Postgres, PostgresOptions};
 pub use process::ServerProcess;
 pub use proxy::DelayProxy;
 pub use publish::publish_qos1;
+pub use skip::skip_outside_ci;
 pub use victoria::{ExportedSeries, VictoriaMetrics, VictoriaOptions};
 pub use wait::{now_ms, require_binary, wait_until};
 

@@ -679,7 +679,37 @@ fn failed_segment_creation_is_skipped_by_the_reader() {
 
 /// Regression (resilience suite, disk full): with the file system full, a commit must still
 /// persist the cursor and delete consumed segments, or the outbox can never drain. Needs a
-/// small tmpfs (root); elsewhere it says so and checks only the in-place cursor rewrite.
+/// small tmpfs (root); elsewhere it says so and checks only the in-place cursor rewrite, which
+/// fails the test under `CI=true` (`e2e::skip_outside_ci`).
+/// The regression above, without `mount` on its PATH, fails under `CI=true` and passes
+/// (reduced, saying so) on a developer's machine: it can never pass in CI by skipping.
+#[test]
+fn without_a_tmpfs_the_disk_full_regression_fails_in_ci_instead_of_passing_reduced() {
+    let exe = std::env::current_exe().expect("test binary");
+    let run = |ci: bool| {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args([
+            "outbox::tests::commit_frees_space_on_a_full_disk",
+            "--exact",
+            "--nocapture",
+        ])
+        .env("PATH", "/nonexistent")
+        .env_remove("STRICT_TESTS")
+        .env_remove("CI");
+        if ci {
+            cmd.env("CI", "true");
+        }
+        let out = cmd.output().expect("run the test binary");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(true);
+    assert!(!ok && text.contains("must not pass by skipping"), "{text}");
+    let (ok, text) = run(false);
+    assert!(ok && text.contains("SKIPPED: outbox disk-full"), "{text}");
+}
+
 #[test]
 fn commit_frees_space_on_a_full_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -705,7 +735,10 @@ fn commit_frees_space_on_a_full_disk() {
     let (ob, _) = open(dir.path(), &cfg(1 << 20, 1 << 30, WhenFull::Backpressure));
     assert!(dir.path().join(segment::CURSOR_FILE).exists());
     if !mounted {
-        eprintln!("not root: no tmpfs; checking the in-place cursor write only");
+        e2e::skip_outside_ci(
+            "outbox disk-full regression: cannot mount a 256 KiB tmpfs (not root?); \
+             checking the in-place cursor write only",
+        );
         ob.append(&recs(0..10)).unwrap();
         let b = ob.read_batch(100, 1 << 20).unwrap();
         ob.commit(&b.end).unwrap();

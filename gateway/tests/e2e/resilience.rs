@@ -341,10 +341,9 @@ fn disk_full() {
         Ok(m) => m,
         Err(e) => {
             // A developer's machine may lack the right to mount; CI must not pass by skipping.
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "disk full: cannot mount a small filesystem in CI ({e:#})"
-            );
+            e2e::skip_outside_ci(&format!(
+                "disk full: cannot mount a small filesystem ({e:#})"
+            ));
             println!("disk full: NOT RUN: cannot mount a small filesystem here ({e:#})");
             println!(
                 "RESILIENCE {}",

@@ -996,3 +996,46 @@ fn old_flights_lose_their_footage_except_the_files_a_clue_came_from() -> Result<
     assert_eq!(expired, ["a.jpg"], "{f}");
     Ok(())
 }
+
+/// Runs one test of this binary by name with `env`, under `CI=true` or not; returns whether it
+/// passed and what it printed.
+fn run_this_binarys_test(name: &str, env: &[(&str, &str)], ci: bool) -> Result<(bool, String)> {
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.args([name, "--exact", "--nocapture"])
+        .env_remove("CI")
+        .env_remove("STRICT_TESTS")
+        .envs(env.iter().copied());
+    if ci {
+        cmd.env("CI", "true");
+    }
+    let out = cmd.output()?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    Ok((out.status.success(), text))
+}
+
+/// Every test that can skip (SECURITY.md, "Tests never pass by skipping") fails under
+/// `CI=true` when what it needs is missing, and passes saying `SKIPPED` elsewhere.
+#[test]
+fn tests_that_can_skip_fail_in_ci_instead() -> Result<()> {
+    let cases = [
+        (
+            "dashboard_browser::dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited",
+            ("CHROMIUM", "/nonexistent/chromium"),
+        ),
+        (
+            "camera_health_eval::camera_health_precision_recall_on_real_photos",
+            ("CAMERA_EVAL_SKIP", "1"),
+        ),
+    ];
+    for (name, missing) in cases {
+        let (ok, text) = run_this_binarys_test(name, &[missing], true)?;
+        assert!(
+            !ok && text.contains("must not pass by skipping"),
+            "{name} under CI=true: {text}"
+        );
+        let (ok, text) = run_this_binarys_test(name, &[missing], false)?;
+        assert!(ok && text.contains("SKIPPED: "), "{name} elsewhere: {text}");
+    }
+    Ok(())
+}
