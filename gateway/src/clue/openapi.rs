@@ -85,10 +85,10 @@ pub fn document() -> Value {
             "/api/v1/audit/verify": {"get": op("Verify the audit chain (409 when broken)", &[], false)},
             "/api/v1/audit/export": {"get": op("Audit entries in a range, CSV or JSON", &range, false)},
             "/api/v1/cameras/{id}/frames": {"post": op(
-                "One camera frame (image/jpeg): health checks, plus parking enforcement (`parking` in the answer) for cameras under [[parking.cameras]], shop-front trading (`shopfront`) under [[shopfront.cameras]] and muck-truck permits (`muck_trucks`) under [[muck_trucks.cameras]]; ?site= required (device, platform, admin)",
+                "One camera frame (image/jpeg): health checks, plus parking enforcement (`parking` in the answer) for cameras under [[parking.cameras]], shop-front trading (`shopfront`) under [[shopfront.cameras]] and muck-truck permits (`muck_trucks`) under [[muck_trucks.cameras]]; ?site= required (device, platform, admin; a device token bound to another camera: 403); 429 with Retry-After over the camera's upload rate; 507 below storage.min_free_mb",
                 &[("id", "path"), ("site", "query")], true)},
             "/api/v1/cameras/{id}/reference": {"post": op(
-                "Enrol the view a camera should keep (image/jpeg); ?site= required",
+                "Enrol the view a camera should keep (image/jpeg); ?site= required; same refusals as frames (403 bound to another camera, 429, 507)",
                 &[("id", "path"), ("site", "query")], true)},
             "/api/v1/pumpouts": {
                 "get": op("Registered grease-trap pump-outs of the token's sites", &[("site", "query")], false),

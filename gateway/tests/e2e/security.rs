@@ -173,6 +173,23 @@ fn scene_jpeg() -> Vec<u8> {
     out.into_inner()
 }
 
+/// `POST /api/v1/cameras/{camera}/{route}?site=a` (`frames` or `reference`) with `token`.
+fn post_camera(
+    gw: &GatewayProcess,
+    token: &str,
+    camera: &str,
+    route: &str,
+    jpeg: &[u8],
+) -> Result<http::Response> {
+    http::request(
+        "POST",
+        &format!("{}/api/v1/cameras/{camera}/{route}?site=a", gw.http),
+        Some(("image/jpeg", jpeg)),
+        &[("Authorization", &format!("Bearer {token}"))],
+        http::TIMEOUT,
+    )
+}
+
 #[test]
 fn plates_are_masked_on_every_read_path_for_roles_without_the_right() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -524,17 +541,8 @@ fn frames_for_made_up_camera_ids_are_refused_at_the_site_limit_and_counted() -> 
     let config = format!("{}[cameras]\nmax_per_site = 2\n", offline_config());
     let gw = GatewayProcess::start(dir.path(), &config)?;
     let device = gw.token("device", "a")?;
-    let auth = format!("Bearer {device}");
     let jpeg = scene_jpeg();
-    let post = |camera: &str| {
-        http::request(
-            "POST",
-            &format!("{}/api/v1/cameras/{camera}/frames?site=a", gw.http),
-            Some(("image/jpeg", jpeg.as_slice())),
-            &[("Authorization", &auth)],
-            http::TIMEOUT,
-        )
-    };
+    let post = |camera: &str| post_camera(&gw, &device, camera, "frames", &jpeg);
     for cam in ["k1", "k2"] {
         assert!(post(cam)?.is_success(), "within the limit");
     }
@@ -557,15 +565,8 @@ fn a_cameras_token_posts_frames_and_enrols_the_reference_only_for_its_own_camera
     let own = gw.device_token("a", "k1")?;
     let relay = gw.token("device", "a")?;
     let jpeg = scene_jpeg();
-    let post = |token: &str, camera: &str, route: &str| {
-        http::request(
-            "POST",
-            &format!("{}/api/v1/cameras/{camera}/{route}?site=a", gw.http),
-            Some(("image/jpeg", jpeg.as_slice())),
-            &[("Authorization", &format!("Bearer {token}"))],
-            http::TIMEOUT,
-        )
-    };
+    let post =
+        |token: &str, camera: &str, route: &str| post_camera(&gw, token, camera, route, &jpeg);
     assert!(
         post(&own, "k1", "reference")?.is_success(),
         "its own reference"
@@ -611,13 +612,7 @@ fn below_the_storage_floor_frames_and_evidence_files_are_refused_and_nothing_is_
     let platform = gw.token("platform", "a")?;
     let jpeg = scene_jpeg();
     for route in ["frames", "reference"] {
-        let r = http::request(
-            "POST",
-            &format!("{}/api/v1/cameras/k1/{route}?site=a", gw.http),
-            Some(("image/jpeg", jpeg.as_slice())),
-            &[("Authorization", &format!("Bearer {camera}"))],
-            http::TIMEOUT,
-        )?;
+        let r = post_camera(&gw, &camera, "k1", route, &jpeg)?;
         assert_eq!(r.status, 507, "{route}: {}", r.text());
         assert!(r.text().contains("storage.min_free_mb"), "{}", r.text());
     }
@@ -661,15 +656,7 @@ fn a_camera_over_its_upload_rate_gets_429_with_retry_after_and_others_are_not_sl
     let gw = GatewayProcess::start(dir.path(), &config)?;
     let relay = gw.token("device", "a")?;
     let jpeg = scene_jpeg();
-    let post = |camera: &str| {
-        http::request(
-            "POST",
-            &format!("{}/api/v1/cameras/{camera}/frames?site=a", gw.http),
-            Some(("image/jpeg", jpeg.as_slice())),
-            &[("Authorization", &format!("Bearer {relay}"))],
-            http::TIMEOUT,
-        )
-    };
+    let post = |camera: &str| post_camera(&gw, &relay, camera, "frames", &jpeg);
     for i in 0..3 {
         let r = post("k1")?;
         assert!(r.is_success(), "burst frame {i}: {}", r.text());
