@@ -228,6 +228,15 @@ fn camera_upload_refusal(
     if refused.is_some() {
         return refused;
     }
+    if p.role == Role::Device && p.device.is_none() && s.cameras.requires_device_binding() {
+        count_refusal(s, "unbound_token");
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "device tokens must be bound to their camera here (cameras.require_device_binding): \
+             issue one with `token create --role device --device CAMERA`"
+                .into(),
+        ));
+    }
     if let Err(e) = p.require_device(camera) {
         tracing::warn!(
             token = p.token_id,

@@ -69,6 +69,10 @@ pub struct CamerasConfig {
     pub max_frames_per_minute: u32,
     /// Frames one camera may upload at once before `max_frames_per_minute` applies.
     pub frame_burst: u32,
+    /// Device tokens must be bound to their camera (`token create --device`): a device token
+    /// without a binding (a relay's) is refused on the camera routes (403, counted as
+    /// `unbound_token`). Platform and admin tokens are not affected.
+    pub require_device_binding: bool,
 }
 
 impl Default for CamerasConfig {
@@ -84,6 +88,7 @@ impl Default for CamerasConfig {
             max_per_site: 64,
             max_frames_per_minute: 60,
             frame_burst: 20,
+            require_device_binding: false,
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct CameraService {
     sources: Arc<std::sync::OnceLock<Arc<SourceBoard>>>,
     /// Uploads per camera ([`super::rate`]).
     rate: Arc<Mutex<UploadRate>>,
+    /// `cameras.require_device_binding`: device tokens must name their camera.
+    require_device_binding: bool,
 }
 
 /// The answer to a frame upload: the health report, plus `parking` when parking ran.
@@ -65,6 +67,7 @@ impl CameraService {
     ) -> Result<Self, crate::config_error::ConfigError> {
         let rate = UploadRate::new(cfg.max_frames_per_minute, cfg.frame_burst);
         Ok(CameraService {
+            require_device_binding: cfg.require_device_binding,
             rate: Arc::new(Mutex::new(rate)),
             health: Arc::new(Mutex::new(CameraHealth::new(cfg)?)),
             parking: None,
@@ -124,6 +127,11 @@ impl CameraService {
         if let Some(p) = &self.parking {
             p.zones_from(source);
         }
+    }
+
+    /// Whether device tokens without a camera binding are refused (`cameras.require_device_binding`).
+    pub fn requires_device_binding(&self) -> bool {
+        self.require_device_binding
     }
 
     /// Takes one upload of `camera` from its rate: `Err(seconds)` to wait (answer 429).

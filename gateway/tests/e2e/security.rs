@@ -595,6 +595,27 @@ fn a_cameras_token_posts_frames_and_enrols_the_reference_only_for_its_own_camera
         gw.token_with("inspector", "a", &["--device", "k1"])
             .is_err()
     );
+    drop(gw);
+
+    // Where every camera posts for itself, relays' tokens can be refused outright.
+    let dir = tempfile::tempdir()?;
+    let config = format!(
+        "{}[cameras]\nrequire_device_binding = true\n",
+        offline_config()
+    );
+    let gw = GatewayProcess::start(dir.path(), &config)?;
+    let own = gw.device_token("a", "k1")?;
+    let relay = gw.token("device", "a")?;
+    let platform = gw.token("platform", "a")?;
+    assert!(post_camera(&gw, &own, "k1", "frames", &jpeg)?.is_success());
+    let r = post_camera(&gw, &relay, "k1", "frames", &jpeg)?;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("--device"), "{}", r.text());
+    assert!(post_camera(&gw, &platform, "k2", "frames", &jpeg)?.is_success());
+    assert_eq!(
+        gw.metric("gateway_camera_frames_refused_total{reason=\"unbound_token\"}")?,
+        1.0
+    );
     Ok(())
 }
 
