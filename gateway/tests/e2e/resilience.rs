@@ -5,7 +5,8 @@
 //! loopback only, every wait bounded.
 //!
 //! Run with `bash tests/resilience.sh` (release build, one test at a time so the faults do not
-//! share the two cores), or one fault:
+//! share the two cores), or one fault (below). Every CI run takes a bounded form of three faults
+//! (`bounded_kill_database_outage_and_broker_restart_lose_nothing`, not ignored). One fault:
 //! `cargo test --release -p gateway --test e2e -- --ignored --nocapture resilience::broker_restart`.
 //!
 //! "sent" counts distinct messages the broker acknowledged (a publisher whose connection broke
@@ -30,6 +31,34 @@ const SETTLE: Duration = Duration::from_secs(150);
 
 /// (site, device, message number).
 type Key = (String, String, i64);
+
+/// How much load a fault runs under: the full suite's (`tests/resilience.sh`), or the bounded
+/// form every CI run takes (the same faults on fewer messages, in the debug build).
+#[derive(Debug, Clone, Copy)]
+struct Size {
+    devices: usize,
+    per_device: usize,
+}
+
+const FULL: Size = Size {
+    devices: 40,
+    per_device: 500,
+};
+const BOUNDED: Size = Size {
+    devices: 10,
+    per_device: 300,
+};
+
+impl Size {
+    /// The count of messages sent when `percent` of the load is (where a fault strikes).
+    fn at(self, percent: usize) -> usize {
+        self.devices * self.per_device * percent / 100
+    }
+
+    fn load(self, site: &str) -> Load {
+        Load::new(site, self.devices, self.per_device)
+    }
+}
 
 /// A steady load: `devices` devices x `per_device` messages (value = message number + 0.5).
 struct Load {
@@ -216,16 +245,30 @@ fn gateway(dir: &Path, broker: &Mosquitto, db_url: &str, id: &str) -> GatewayPro
         .unwrap_or_else(|e| panic!("gateway start: {e:#}"))
 }
 
+/// The resilience suite's bounded form, run by every CI run (`tests/run-all.sh`): a gateway
+/// SIGKILLed twice, the database down then up, the broker restarted then crashed, each under
+/// 3,000 messages instead of 20,000. Nothing may be lost.
+#[test]
+fn bounded_kill_database_outage_and_broker_restart_lose_nothing() {
+    gateway_sigkill_under(BOUNDED);
+    database_down_then_up_under(BOUNDED);
+    broker_restart_under(BOUNDED);
+}
+
 #[test]
 #[ignore = "resilience suite: bash tests/resilience.sh"]
 fn gateway_sigkill() {
+    gateway_sigkill_under(FULL);
+}
+
+fn gateway_sigkill_under(size: Size) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start().unwrap();
     let vm = VictoriaMetrics::start().unwrap();
     let mut gw = gateway(dir.path(), &broker, &vm.url(), "gw-kill");
-    let load = Load::new("kill", 40, 500);
+    let load = size.load("kill");
     let sender = Sender::start(broker.port(), "pub-kill", load.messages);
-    for at in [4_000, 12_000] {
+    for at in [size.at(20), size.at(60)] {
         sender.wait_sent(at).unwrap();
         gw.kill();
         std::thread::sleep(Duration::from_millis(700));
@@ -246,15 +289,19 @@ fn gateway_sigkill() {
 #[test]
 #[ignore = "resilience suite: bash tests/resilience.sh"]
 fn database_down_then_up() {
+    database_down_then_up_under(FULL);
+}
+
+fn database_down_then_up_under(size: Size) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start().unwrap();
     let mut vm = VictoriaMetrics::start().unwrap();
     let gw = gateway(dir.path(), &broker, &vm.url(), "gw-dbdown");
-    let load = Load::new("dbdown", 40, 500);
+    let load = size.load("dbdown");
     let sender = Sender::start(broker.port(), "pub-dbdown", load.messages);
-    sender.wait_sent(4_000).unwrap();
+    sender.wait_sent(size.at(20)).unwrap();
     vm.stop().unwrap();
-    sender.wait_sent(12_000).unwrap();
+    sender.wait_sent(size.at(60)).unwrap();
     let retries = gw.metric("gateway_sink_retries_total").unwrap_or(0.0);
     vm.start_again().unwrap();
     let (sent, resent) = sender.finish().unwrap();
@@ -272,15 +319,19 @@ fn database_down_then_up() {
 #[test]
 #[ignore = "resilience suite: bash tests/resilience.sh"]
 fn broker_restart() {
+    broker_restart_under(FULL);
+}
+
+fn broker_restart_under(size: Size) {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Mosquitto::start().unwrap();
     let vm = VictoriaMetrics::start().unwrap();
     let gw = gateway(dir.path(), &broker, &vm.url(), "gw-broker");
-    let load = Load::new("broker", 40, 500);
+    let load = size.load("broker");
     let sender = Sender::start(broker.port(), "pub-broker", load.messages);
-    sender.wait_sent(4_000).unwrap();
+    sender.wait_sent(size.at(20)).unwrap();
     broker.restart().unwrap();
-    sender.wait_sent(12_000).unwrap();
+    sender.wait_sent(size.at(60)).unwrap();
     // A crash this time: mosquitto keeps what it autosaved (every 5 s here); QoS 1 messages it
     // acknowledged after that are the broker's loss, not the gateway's, so wait for an
     // autosave first.
