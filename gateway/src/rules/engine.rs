@@ -808,8 +808,7 @@ impl Live {
                 let from = t.saturating_sub(*within_s as i64 * 1000);
                 let points: Vec<(i64, f64)> = window
                     .into_iter()
-                    .flat_map(|w| w.range(from, t))
-                    .filter_map(|(pt, x)| x.as_f64().map(|x| (*pt, x)))
+                    .flat_map(|w| w.range(from, t).numbers())
                     .collect();
                 // Extremes a neighbour confirms: one lost echo or foam spike is no change,
                 // neither as the start of the change nor as its newest reading (the reading
@@ -845,15 +844,17 @@ impl Live {
                 // `tolerance`; it counts the hours of `during` it spans.
                 let (mut n, mut lo, mut hi, mut start) =
                     (0usize, f64::INFINITY, f64::NEG_INFINITY, t);
-                for (pt, x) in window.into_iter().flat_map(|w| w.newest_first(t)) {
-                    let Some(x) = x.as_f64() else { continue };
+                for (pt, x) in window
+                    .into_iter()
+                    .flat_map(|w| w.numbers_newest_first(t))
+                {
                     if hi.max(x) - lo.min(x) > *tolerance {
                         break;
                     }
                     n += 1;
                     lo = lo.min(x);
                     hi = hi.max(x);
-                    start = *pt;
+                    start = pt;
                 }
                 let span = c.calendar.time_in(*during, &r.site, start, t);
                 (
@@ -893,8 +894,7 @@ impl Live {
                 // explains it; the peak must still be confirmed by its own neighbour).
                 let points: Vec<(i64, f64)> = window
                     .into_iter()
-                    .flat_map(|w| w.range_with_previous(from, t, PEAK_NEIGHBOURS))
-                    .filter_map(|(pt, x)| x.as_f64().map(|x| (*pt, x)))
+                    .flat_map(|w| w.range_with_previous(from, t, PEAK_NEIGHBOURS).numbers())
                     .collect();
                 let peak = supported_peak(&points, *min_drop / 2.0);
                 let raw = in_window && peak.is_some_and(|(_, p)| p - v >= *min_drop);
@@ -1106,20 +1106,19 @@ impl Live {
                 before.extend(
                     s.window
                         .range_with_previous(p.from_ms, p.from_ms - 1, 1)
-                        .filter_map(|(t, x)| x.as_f64().map(|x| (*t, x))),
+                        .numbers(),
                 );
-                for (t, x) in s.window.range(p.from_ms, i64::MAX) {
-                    let Some(x) = x.as_f64() else { continue };
-                    if *t <= p.at_ms {
-                        before.push((*t, x));
+                for (t, x) in s.window.range(p.from_ms, i64::MAX).numbers() {
+                    if t <= p.at_ms {
+                        before.push((t, x));
                     }
-                    if *t >= p.at_ms {
+                    if t >= p.at_ms {
                         after += 1;
                         latest = x;
                     }
                     if x < low {
                         low = x;
-                        low_t = *t;
+                        low_t = t;
                     }
                 }
             }
@@ -1215,9 +1214,9 @@ impl Live {
                     device: s.device.clone(),
                     stream: s.stream.clone(),
                     metric: s.metric.clone(),
-                    value: v.clone(),
+                    value: v,
                     unit: unit.clone(),
-                    device_time_ms: *t,
+                    device_time_ms: t,
                 })
                 .collect(),
         }

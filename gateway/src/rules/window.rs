@@ -2,8 +2,13 @@
 //!
 //! Bounded by age (relative to the newest reading) and by count, so a chatty sensor cannot
 //! grow memory. Late readings are inserted in time order; exact duplicates are dropped.
+//!
+//! The readings are held by kind ([`Column`]): a series of numbers, which is almost every
+//! series, takes 16 bytes a reading instead of 40 for `(i64, Value)`. With ten thousand
+//! devices these windows were most of the gateway's memory per device (issue 24).
 
 use crate::reading::Value;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 /// What [`Window::push`] did with a reading.
@@ -17,9 +22,190 @@ pub enum Push {
     Duplicate,
 }
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// Integers up to this magnitude are exact as `f64`, so a number series may mix them.
+const EXACT_INT: i64 = 1 << 53;
+
+/// The readings of one series, stored by the kind of their values. A column starts with
+/// the kind of its first reading; a reading of another kind widens it (integers into a
+/// number column, anything else into a column of `Value`s), never the other way.
+#[derive(Debug, Clone)]
+enum Column {
+    /// Integer readings only: read back as `Value::Int`.
+    Ints(VecDeque<(i64, i64)>),
+    /// Numbers: read back as `Value::Float` (an integer that joined a series of floats reads
+    /// back as the same number in float form).
+    Floats(VecDeque<(i64, f64)>),
+    /// Anything else: booleans, text, or integers too large for an exact `f64`.
+    Values(VecDeque<(i64, Value)>),
+}
+
+/// Runs `$body` with `$d` bound to the column's deque, whatever its element type.
+macro_rules! each {
+    ($col:expr, $d:ident => $body:expr) => {
+        match $col {
+            Column::Ints($d) => $body,
+            Column::Floats($d) => $body,
+            Column::Values($d) => $body,
+        }
+    };
+}
+
+impl Column {
+    fn for_value(v: &Value) -> Column {
+        match v {
+            Value::Int(_) => Column::Ints(VecDeque::new()),
+            Value::Float(_) => Column::Floats(VecDeque::new()),
+            _ => Column::Values(VecDeque::new()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        each!(self, d => d.len())
+    }
+
+    fn t(&self, i: usize) -> i64 {
+        each!(self, d => d[i].0)
+    }
+
+    fn value(&self, i: usize) -> Value {
+        match self {
+            Column::Ints(d) => Value::Int(d[i].1),
+            Column::Floats(d) => Value::Float(d[i].1),
+            Column::Values(d) => d[i].1.clone(),
+        }
+    }
+
+    fn number(&self, i: usize) -> Option<f64> {
+        match self {
+            Column::Ints(d) => Some(d[i].1 as f64),
+            Column::Floats(d) => Some(d[i].1),
+            Column::Values(d) => d[i].1.as_f64(),
+        }
+    }
+
+    /// Whether the reading at `i` holds `v` (a redelivery).
+    fn holds(&self, i: usize, v: &Value) -> bool {
+        match (self, v) {
+            (Column::Ints(d), Value::Int(x)) => d[i].1 == *x,
+            (Column::Floats(d), Value::Float(x)) => d[i].1 == *x,
+            (Column::Floats(d), Value::Int(x)) => d[i].1 == *x as f64,
+            (Column::Values(d), v) => d[i].1 == *v,
+            _ => false,
+        }
+    }
+
+    /// The first index whose time is not `< t` (the deque is in time order).
+    fn first_at_or_after(&self, t: i64) -> usize {
+        each!(self, d => d.partition_point(|e| e.0 < t))
+    }
+
+    /// The first index whose time is `> t`.
+    fn first_after(&self, t: i64) -> usize {
+        each!(self, d => d.partition_point(|e| e.0 <= t))
+    }
+
+    fn pop_front(&mut self) {
+        each!(self, d => {
+            d.pop_front();
+        })
+    }
+
+    /// Widens the column so it can hold `v`, copying what it holds.
+    fn widen_for(&mut self, v: &Value) {
+        let fits = match (&*self, v) {
+            (Column::Ints(_), Value::Int(_)) | (Column::Floats(_), Value::Float(_)) => true,
+            (Column::Floats(_), Value::Int(x)) => x.abs() <= EXACT_INT,
+            (Column::Values(_), _) => true,
+            _ => false,
+        };
+        if fits {
+            return;
+        }
+        *self = match (&*self, v) {
+            (Column::Ints(d), Value::Float(_))
+                if d.iter().all(|(_, x)| x.abs() <= EXACT_INT) =>
+            {
+                Column::Floats(d.iter().map(|&(t, x)| (t, x as f64)).collect())
+            }
+            _ => Column::Values((0..self.len()).map(|i| (self.t(i), self.value(i))).collect()),
+        };
+    }
+
+    fn insert(&mut self, i: usize, t: i64, v: &Value) {
+        self.widen_for(v);
+        let done = match (&mut *self, v) {
+            (Column::Ints(d), Value::Int(x)) => {
+                d.insert(i, (t, *x));
+                true
+            }
+            (Column::Floats(d), Value::Float(x)) => {
+                d.insert(i, (t, *x));
+                true
+            }
+            (Column::Floats(d), Value::Int(x)) => {
+                d.insert(i, (t, *x as f64));
+                true
+            }
+            (Column::Values(d), v) => {
+                d.insert(i, (t, v.clone()));
+                true
+            }
+            _ => false,
+        };
+        if !done {
+            // widen_for makes every value fit; should a kind ever be missed, a column of
+            // `Value`s holds anything.
+            *self = Column::Values((0..self.len()).map(|k| (self.t(k), self.value(k))).collect());
+            if let Column::Values(d) = self {
+                d.insert(i, (t, v.clone()));
+            }
+        }
+    }
+}
+
+/// Readings of a window between two indices, oldest first (`.rev()` for newest first).
+pub struct Readings<'a> {
+    col: &'a Column,
+    front: usize,
+    back: usize,
+}
+
+impl<'a> Readings<'a> {
+    /// The numeric readings only, as `(time, number)`, without building a `Value` each.
+    pub fn numbers(self) -> impl DoubleEndedIterator<Item = (i64, f64)> + 'a {
+        let col = self.col;
+        (self.front..self.back).filter_map(move |i| col.number(i).map(|x| (col.t(i), x)))
+    }
+}
+
+impl Iterator for Readings<'_> {
+    type Item = (i64, Value);
+
+    fn next(&mut self) -> Option<(i64, Value)> {
+        (self.front < self.back).then(|| {
+            self.front += 1;
+            (self.col.t(self.front - 1), self.col.value(self.front - 1))
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.back - self.front;
+        (n, Some(n))
+    }
+}
+
+impl DoubleEndedIterator for Readings<'_> {
+    fn next_back(&mut self) -> Option<(i64, Value)> {
+        (self.front < self.back).then(|| {
+            self.back -= 1;
+            (self.col.t(self.back), self.col.value(self.back))
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct Window {
-    entries: VecDeque<(i64, Value)>,
+    col: Column,
     retention_ms: i64,
     max_len: usize,
 }
@@ -27,92 +213,140 @@ pub struct Window {
 impl Window {
     pub fn new(retention_ms: i64, max_len: usize) -> Self {
         Window {
-            entries: VecDeque::new(),
+            col: Column::Ints(VecDeque::new()),
             retention_ms,
             max_len: max_len.max(1),
         }
     }
 
     pub fn push(&mut self, t: i64, v: &Value) -> Push {
-        let newest = self.entries.back().map(|(nt, _)| *nt);
+        if self.col.len() == 0 {
+            self.col = Column::for_value(v);
+        }
+        let n = self.col.len();
+        let newest = n.checked_sub(1).map(|last| self.col.t(last));
         let result = match newest {
-            Some(n) if t <= n => {
-                let idx = self.entries.partition_point(|(et, _)| *et < t);
-                let dup = self
-                    .entries
-                    .range(idx..)
-                    .take_while(|(et, _)| *et == t)
-                    .any(|(_, ev)| ev == v);
+            Some(nt) if t <= nt => {
+                let idx = self.col.first_at_or_after(t);
+                let dup = (idx..n)
+                    .take_while(|&i| self.col.t(i) == t)
+                    .any(|i| self.col.holds(i, v));
                 if dup {
                     return Push::Duplicate;
                 }
-                if t == n {
-                    self.entries.push_back((t, v.clone()));
+                if t == nt {
+                    self.col.insert(n, t, v);
                     Push::Appended
                 } else {
-                    self.entries.insert(idx, (t, v.clone()));
+                    self.col.insert(idx, t, v);
                     Push::Late
                 }
             }
             _ => {
-                self.entries.push_back((t, v.clone()));
+                self.col.insert(n, t, v);
                 Push::Appended
             }
         };
         let newest = newest.map_or(t, |n| n.max(t));
         let cutoff = newest.saturating_sub(self.retention_ms);
-        while self.entries.front().is_some_and(|(et, _)| *et < cutoff)
-            || self.entries.len() > self.max_len
-        {
-            self.entries.pop_front();
+        while self.col.len() > 0 && (self.col.t(0) < cutoff || self.col.len() > self.max_len) {
+            self.col.pop_front();
         }
         result
     }
 
+    fn between(&self, front: usize, back: usize) -> Readings<'_> {
+        Readings {
+            col: &self.col,
+            front,
+            back: back.max(front),
+        }
+    }
+
     /// Readings with `from <= t <= to`, oldest first.
-    pub fn range(&self, from: i64, to: i64) -> impl Iterator<Item = &(i64, Value)> {
-        let start = self.entries.partition_point(|(t, _)| *t < from);
-        self.entries
-            .range(start..)
-            .take_while(move |(t, _)| *t <= to)
+    pub fn range(&self, from: i64, to: i64) -> Readings<'_> {
+        self.between(self.col.first_at_or_after(from), self.col.first_after(to))
     }
 
     /// Readings with `from <= t <= to` plus up to `before` readings just older than `from`
     /// (when the window still holds them), oldest first. A series whose device went quiet
     /// (a link outage, a lost report) still shows what it read last before `from`: a change
     /// across such a gap is a change between consecutive readings, however long the gap.
-    pub fn range_with_previous(
-        &self,
-        from: i64,
-        to: i64,
-        before: usize,
-    ) -> impl Iterator<Item = &(i64, Value)> {
-        let start = self.entries.partition_point(|(t, _)| *t < from);
-        self.entries
-            .range(start.saturating_sub(before)..)
-            .take_while(move |(t, _)| *t <= to)
+    pub fn range_with_previous(&self, from: i64, to: i64, before: usize) -> Readings<'_> {
+        let start = self.col.first_at_or_after(from);
+        self.between(start.saturating_sub(before), self.col.first_after(to))
     }
 
     /// Readings with `t <= to`, newest first.
-    pub fn newest_first(&self, to: i64) -> impl Iterator<Item = &(i64, Value)> {
-        let end = self.entries.partition_point(|(t, _)| *t <= to);
-        self.entries.range(..end).rev()
+    pub fn newest_first(&self, to: i64) -> std::iter::Rev<Readings<'_>> {
+        self.between(0, self.col.first_after(to)).rev()
+    }
+
+    /// Readings with `t <= to` as numbers, newest first (text readings skipped).
+    pub fn numbers_newest_first(&self, to: i64) -> impl Iterator<Item = (i64, f64)> + '_ {
+        self.between(0, self.col.first_after(to)).numbers().rev()
     }
 
     pub fn newest_t(&self) -> Option<i64> {
-        self.entries.back().map(|(t, _)| *t)
+        self.col.len().checked_sub(1).map(|i| self.col.t(i))
     }
 
     pub fn oldest_t(&self) -> Option<i64> {
-        self.entries.front().map(|(t, _)| *t)
+        (self.col.len() > 0).then(|| self.col.t(0))
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.col.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.col.len() == 0
+    }
+}
+
+/// The stored form of a window (rules snapshot), unchanged by the columns: the readings as
+/// `[time, value]` pairs, so snapshots written before still load.
+#[derive(Serialize)]
+struct WindowRef<'a> {
+    entries: Entries<'a>,
+    retention_ms: i64,
+    max_len: usize,
+}
+
+struct Entries<'a>(&'a Window);
+
+impl Serialize for Entries<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.between(0, self.0.col.len()))
+    }
+}
+
+impl Serialize for Window {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        WindowRef {
+            entries: Entries(self),
+            retention_ms: self.retention_ms,
+            max_len: self.max_len,
+        }
+        .serialize(s)
+    }
+}
+
+#[derive(Deserialize)]
+struct StoredWindow {
+    entries: VecDeque<(i64, Value)>,
+    retention_ms: i64,
+    max_len: usize,
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let stored = StoredWindow::deserialize(d)?;
+        let mut w = Window::new(stored.retention_ms, stored.max_len);
+        for (t, v) in &stored.entries {
+            w.push(*t, v);
+        }
+        Ok(w)
     }
 }
 
@@ -127,7 +361,7 @@ mod tests {
         assert_eq!(w.push(300, &Value::Int(3)), Push::Appended);
         assert_eq!(w.push(200, &Value::Int(2)), Push::Late);
         assert_eq!(w.push(300, &Value::Int(3)), Push::Duplicate);
-        let ts: Vec<i64> = w.range(0, 1_000).map(|(t, _)| *t).collect();
+        let ts: Vec<i64> = w.range(0, 1_000).map(|(t, _)| t).collect();
         assert_eq!(ts, vec![100, 200, 300]);
         w.push(1_250, &Value::Int(4));
         assert_eq!(w.oldest_t(), Some(300));
@@ -141,7 +375,7 @@ mod tests {
         }
         let ts = |n| {
             w.range_with_previous(4_000, 6_000, n)
-                .map(|(t, _)| *t)
+                .map(|(t, _)| t)
                 .collect::<Vec<_>>()
         };
         assert_eq!(ts(0), vec![5_000, 5_100]);
@@ -157,5 +391,69 @@ mod tests {
         }
         assert_eq!(w.len(), 3);
         assert_eq!(w.oldest_t(), Some(7));
+    }
+
+    #[test]
+    fn a_window_keeps_each_value_as_it_came_while_kinds_agree_and_widens_when_they_do_not() {
+        let mut w = Window::new(i64::MAX, 10);
+        w.push(1, &Value::Int(7));
+        w.push(2, &Value::Int(8));
+        assert!(matches!(w.col, Column::Ints(_)));
+        assert_eq!(w.push(2, &Value::Int(8)), Push::Duplicate);
+        w.push(3, &Value::Float(8.5));
+        assert!(matches!(w.col, Column::Floats(_)));
+        let all: Vec<(i64, Value)> = w.range(0, 10).collect();
+        assert_eq!(
+            all,
+            vec![
+                (1, Value::Float(7.0)),
+                (2, Value::Float(8.0)),
+                (3, Value::Float(8.5))
+            ]
+        );
+        // An integer joins a number column as its number and is still a duplicate of itself.
+        w.push(4, &Value::Int(9));
+        assert_eq!(w.push(4, &Value::Int(9)), Push::Duplicate);
+        assert!(matches!(w.col, Column::Floats(_)));
+        // Text (or a boolean) turns the column into one of values: nothing is lost.
+        assert_eq!(w.push(2, &Value::Text("reset".into())), Push::Late);
+        assert!(matches!(w.col, Column::Values(_)));
+        let all: Vec<(i64, Value)> = w.range(0, 10).collect();
+        // A late reading goes before the readings of its own time, as before.
+        assert_eq!(all[1], (2, Value::Text("reset".into())));
+        assert_eq!(all.len(), 5);
+        let numbers: Vec<(i64, f64)> = w.range(0, 10).numbers().collect();
+        assert_eq!(numbers, vec![(1, 7.0), (2, 8.0), (3, 8.5), (4, 9.0)]);
+        let newest: Vec<i64> = w.numbers_newest_first(3).map(|(t, _)| t).collect();
+        assert_eq!(newest, vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn a_huge_integer_is_not_rounded_into_a_number_column() {
+        let mut w = Window::new(i64::MAX, 10);
+        w.push(1, &Value::Float(1.5));
+        let big = (1i64 << 60) + 1;
+        w.push(2, &Value::Int(big));
+        assert!(matches!(w.col, Column::Values(_)));
+        assert_eq!(w.range(2, 2).next(), Some((2, Value::Int(big))));
+    }
+
+    #[test]
+    fn the_stored_form_is_the_one_snapshots_had_before_the_columns() {
+        let old = r#"{"entries":[[1,7],[2,7.5],[3,"x"]],"retention_ms":60000,"max_len":5}"#;
+        let w: Window = serde_json::from_str(old).expect("old snapshot form");
+        assert_eq!(w.len(), 3);
+        // The integer that shared a column with a float comes back in float form.
+        assert_eq!(
+            serde_json::to_string(&w).expect("json"),
+            r#"{"entries":[[1,7.0],[2,7.5],[3,"x"]],"retention_ms":60000,"max_len":5}"#
+        );
+        let mut n = Window::new(60_000, 5);
+        n.push(1, &Value::Int(7));
+        n.push(2, &Value::Int(9));
+        assert_eq!(
+            serde_json::to_string(&n).expect("json"),
+            r#"{"entries":[[1,7],[2,9]],"retention_ms":60000,"max_len":5}"#
+        );
     }
 }
