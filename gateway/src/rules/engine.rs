@@ -25,7 +25,7 @@ use super::config::{
 };
 use super::flap::{Flap, Hysteresis, Transition};
 use super::grease::{PumpoutRegistry, TrapStats, Traps};
-use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateRef, StateView, state_entry};
+use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateMap, StateRef};
 use super::maintenance::MaintenanceRegistry;
 use super::window::{Push, Window};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, EvidenceReading, Level, Subject};
@@ -325,7 +325,7 @@ impl Default for ProblemSent {
 #[derive(Default)]
 struct Live {
     series: FastMap<SeriesKey, Series>,
-    states: FastMap<StateKey, RuleState>,
+    states: StateMap<RuleState>,
     /// (composite, input rule, join key) -> latest activation (time, site, evidence).
     composite_seen: HashMap<(usize, usize, String), SeenInput>,
     composite_flaps: HashMap<(usize, String), Flap>,
@@ -487,10 +487,10 @@ impl Engine {
             .enumerate()
             .filter_map(|(old, r)| next.rules.iter().position(|n| n == r).map(|new| (old, new)))
             .collect();
-        let states = std::mem::take(&mut self.live.states);
+        let states: Vec<(StateKey, RuleState)> = self.live.states.drain().collect();
         self.live.states = states
             .into_iter()
-            .filter_map(|(k, v)| remap.get(&k.rule).map(|&rule| (StateKey { rule, ..k }, v)))
+            .filter_map(|(k, v)| remap.get(&k.rule).map(|&rule| (k.with_rule(rule), v)))
             .collect();
         self.live.composite_seen = std::mem::take(&mut self.live.composite_seen)
             .into_iter()
@@ -653,14 +653,11 @@ impl Live {
             {
                 continue;
             }
-            let st = state_entry(
-                &mut self.states,
-                StateRef {
+            let st = self.states.entry(StateRef {
                     rule: ri,
                     site: &r.site,
                     device: &r.device,
-                },
-            );
+                });
             st.last_t = Some(st.last_t.map_or(t, |l| l.max(t)));
             st.last_rx = Some(
                 st.last_rx
@@ -758,14 +755,11 @@ impl Live {
     ) {
         let rule = &c.rules[ri];
         let t = r.device_time_ms;
-        let st = state_entry(
-            &mut self.states,
-            StateRef {
+        let st = self.states.entry(StateRef {
                 rule: ri,
                 site: &r.site,
                 device: &r.device,
-            },
-        );
+            });
         if st.last_t.is_some_and(|l| t < l) {
             return;
         }
@@ -1145,14 +1139,11 @@ impl Live {
                     "trap drop explained by a registered pump-out");
                 continue;
             }
-            let st = state_entry(
-                &mut self.states,
-                StateRef {
+            let st = self.states.entry(StateRef {
                     rule: p.rule,
                     site: &p.site,
                     device: &p.device,
-                },
-            );
+                });
             let tr = st.flap.pulse(p.at_ms, rule.cooldown_s as i64 * 1000);
             let suppressed = if tr == Transition::Raised {
                 st.flap.take_suppressed()
@@ -1341,11 +1332,11 @@ impl Live {
                 m != tg.rule
                     && self
                         .states
-                        .get(&StateRef {
+                        .get(StateRef {
                             rule: m,
                             site: tg.site,
                             device,
-                        } as &dyn StateView)
+                        })
                         .is_some_and(|st| st.flap.is_active())
             })
         });
