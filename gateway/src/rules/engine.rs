@@ -654,10 +654,10 @@ impl Live {
                 continue;
             }
             let st = self.states.entry(StateRef {
-                    rule: ri,
-                    site: &r.site,
-                    device: &r.device,
-                });
+                rule: ri,
+                site: &r.site,
+                device: &r.device,
+            });
             st.last_t = Some(st.last_t.map_or(t, |l| l.max(t)));
             st.last_rx = Some(
                 st.last_rx
@@ -756,10 +756,10 @@ impl Live {
         let rule = &c.rules[ri];
         let t = r.device_time_ms;
         let st = self.states.entry(StateRef {
-                rule: ri,
-                site: &r.site,
-                device: &r.device,
-            });
+            rule: ri,
+            site: &r.site,
+            device: &r.device,
+        });
         if st.last_t.is_some_and(|l| t < l) {
             return;
         }
@@ -838,10 +838,7 @@ impl Live {
                 // `tolerance`; it counts the hours of `during` it spans.
                 let (mut n, mut lo, mut hi, mut start) =
                     (0usize, f64::INFINITY, f64::NEG_INFINITY, t);
-                for (pt, x) in window
-                    .into_iter()
-                    .flat_map(|w| w.numbers_newest_first(t))
-                {
+                for (pt, x) in window.into_iter().flat_map(|w| w.numbers_newest_first(t)) {
                     if hi.max(x) - lo.min(x) > *tolerance {
                         break;
                     }
@@ -1140,10 +1137,10 @@ impl Live {
                 continue;
             }
             let st = self.states.entry(StateRef {
-                    rule: p.rule,
-                    site: &p.site,
-                    device: &p.device,
-                });
+                rule: p.rule,
+                site: &p.site,
+                device: &p.device,
+            });
             let tr = st.flap.pulse(p.at_ms, rule.cooldown_s as i64 * 1000);
             let suppressed = if tr == Transition::Raised {
                 st.flap.take_suppressed()

@@ -318,7 +318,13 @@ impl<V> StateMap<V> {
     /// Puts `v` under `key`, its subject shared with the device's other states.
     pub fn insert(&mut self, key: StateKey, v: V) {
         let subject = self.subject(&key.site, &key.device);
-        self.map.insert(StateKey { rule: key.rule, subject }, v);
+        self.map.insert(
+            StateKey {
+                rule: key.rule,
+                subject,
+            },
+            v,
+        );
     }
 }
 
@@ -388,7 +394,8 @@ mod tests {
         assert_eq!(states.get(b), None);
         assert_eq!(states.subjects.len(), 2);
         // The stored form is the one snapshots had: rule, site, device.
-        let json = serde_json::to_string(&states.iter().map(|(k, _)| k).find(|k| k.site == "ab")).expect("json");
+        let json = serde_json::to_string(&states.iter().map(|(k, _)| k).find(|k| k.site == "ab"))
+            .expect("json");
         assert_eq!(json, r#"{"rule":1,"site":"ab","device":"c"}"#);
         let back: StateKey = serde_json::from_str(&json).expect("parse");
         assert_eq!(back.parts(), (1, "ab", "c"));

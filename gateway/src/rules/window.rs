@@ -122,12 +122,14 @@ impl Column {
             return;
         }
         *self = match (&*self, v) {
-            (Column::Ints(d), Value::Float(_))
-                if d.iter().all(|(_, x)| x.abs() <= EXACT_INT) =>
-            {
+            (Column::Ints(d), Value::Float(_)) if d.iter().all(|(_, x)| x.abs() <= EXACT_INT) => {
                 Column::Floats(d.iter().map(|&(t, x)| (t, x as f64)).collect())
             }
-            _ => Column::Values((0..self.len()).map(|i| (self.t(i), self.value(i))).collect()),
+            _ => Column::Values(
+                (0..self.len())
+                    .map(|i| (self.t(i), self.value(i)))
+                    .collect(),
+            ),
         };
     }
 
@@ -155,7 +157,11 @@ impl Column {
         if !done {
             // widen_for makes every value fit; should a kind ever be missed, a column of
             // `Value`s holds anything.
-            *self = Column::Values((0..self.len()).map(|k| (self.t(k), self.value(k))).collect());
+            *self = Column::Values(
+                (0..self.len())
+                    .map(|k| (self.t(k), self.value(k)))
+                    .collect(),
+            );
             if let Column::Values(d) = self {
                 d.insert(i, (t, v.clone()));
             }
