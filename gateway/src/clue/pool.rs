@@ -1138,6 +1138,113 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_duty_resolved_by_a_person_that_becomes_overdue_reopens_its_clue() {
+        // Through the real rules engine (default rules): the inspector resolves the "due"
+        // clue, the trap is never pumped and reaches overdue. One problem, one clue: the
+        // resolved clue is reopened and re-levelled, not joined by a second one.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let mut engine = crate::rules::Engine::new(
+            crate::rules::default_rules(),
+            &crate::rules::RulesSettings::default(),
+        )
+        .expect("default rules");
+        let t0 = 1_732_500_000_000;
+        let fill = |pct: f64, t: i64| {
+            vec![crate::reading::Reading {
+                site: "r-1".into(),
+                device: "trap-1".into(),
+                stream: "grease_trap".into(),
+                metric: "fill_pct".into(),
+                value: crate::reading::Value::Float(pct),
+                unit: "%".into(),
+                device_time_ms: t,
+                received_time_ms: t,
+                source: crate::reading::Source::Mqtt,
+                sequence: None,
+                quality: Default::default(),
+            }]
+        };
+        let mut changes = Vec::new();
+        for i in 0..20 {
+            if i == 4 {
+                let id = changes
+                    .first()
+                    .map(|c: &ClueChange| c.clue.id)
+                    .expect("due");
+                p.act(id, Action::Claim { note: None }, "ann#1".into())
+                    .await
+                    .expect("claim");
+                let r = p
+                    .act(id, Action::Resolve { note: None }, "ann#1".into())
+                    .await
+                    .expect("resolve");
+                assert_eq!(r.clue.status, Status::Resolved);
+            }
+            let pct = if i < 4 { 30.0 } else { 65.0 };
+            for sig in engine.on_readings(&fill(pct, t0 + i * 300_000)) {
+                changes.extend(p.signal(sig).await.expect("recorded"));
+            }
+        }
+        let events: Vec<&str> = changes.iter().map(|c| c.event.as_str()).collect();
+        assert_eq!(events, vec!["created", "reopen"]);
+        let all = p.list(ClueQuery::default()).await.expect("list");
+        assert_eq!(all.len(), 1, "one clue for the one problem");
+        let c = &all[0];
+        assert_eq!(
+            (c.kind.as_str(), c.level, c.status),
+            (
+                "grease_trap.pumpout_overdue",
+                Level::Medium,
+                Status::Reopened
+            )
+        );
+        assert_eq!((c.resolution.as_deref(), c.resolved_ms), (None, None));
+        let d = p.get(c.id).await.expect("get").expect("exists");
+        let levels: Vec<Level> = d.recent_occurrences.iter().rev().map(|o| o.level).collect();
+        assert_eq!(levels, vec![Level::Low, Level::Medium]);
+        let trail = p.audit_of(c.id).await.expect("audit");
+        let actions: Vec<&str> = trail.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, vec!["created", "claim", "resolve", "reopen"]);
+        let reopened = &trail[3];
+        assert_eq!(reopened.actor, "pool");
+        assert_eq!(reopened.detail["reopened_from"], "resolved");
+        assert_eq!(reopened.detail["from_level"], "low");
+        assert_eq!(reopened.detail["to_level"], "medium");
+        assert_eq!(reopened.detail["to_kind"], "grease_trap.pumpout_overdue");
+        assert!(p.verify(None).await.expect("verify").ok);
+    }
+
+    #[tokio::test]
+    async fn a_worse_event_after_the_condition_ended_opens_a_new_clue() {
+        // The rules cleared the condition before the person resolved the clue: that episode
+        // is over, so a later worse one is a new clue (with the first as its history).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool(dir.path());
+        let mut low = event("m1", 1);
+        low.level = Level::Low;
+        let c = p.ingest(low).await.expect("ingest");
+        p.signal(ClueSignal::Cleared {
+            dedup_key: c.clue.dedup_key.clone(),
+            at_ms: 5,
+            note: "cover closed".into(),
+        })
+        .await
+        .expect("clear");
+        p.act(c.clue.id, Action::Claim { note: None }, "ann#1".into())
+            .await
+            .expect("claim");
+        p.act(c.clue.id, Action::Resolve { note: None }, "ann#1".into())
+            .await
+            .expect("resolve");
+        let n = p.ingest(event("m1", 9)).await.expect("again");
+        assert_eq!(n.event, "created");
+        assert_ne!(n.clue.id, c.clue.id);
+        let old = p.get(c.clue.id).await.expect("get").expect("exists");
+        assert_eq!(old.clue.status, Status::Resolved);
+    }
+
+    #[tokio::test]
     async fn a_recovered_fault_resolves_its_clue_or_waits_for_a_person_by_kind() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (p, _, _) = pool(dir.path());

@@ -1,7 +1,8 @@
 //! Set-based dedup intake: a batch of events is a handful of round trips, not three per event.
 //!
 //! Inside the writing transaction, after the chain head is locked (`begin`):
-//! 1. one query reads the open clues of the batch's distinct keys;
+//! 1. one query reads the open clues of the batch's distinct keys (and one the newest
+//!    disposed clue of the keys with none open, which a worse event reopens);
 //! 2. one query draws the new clues' and the occurrences' ids from their sequences;
 //! 3. the batch is planned in memory (`store::intake`: dedup, levels, digests, the chain);
 //! 4. one statement writes it all: new clues, repeated clues, occurrences, evidence, audit
@@ -265,6 +266,26 @@ impl PgStore {
             .iter()
             .map(clue_from_row)
             .collect::<Result<Vec<_>, _>>()?;
+        // The newest disposed clue of each key with none open: a worse event may reopen it.
+        let unopened: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| !open.iter().any(|c| c.dedup_key == *k))
+            .collect();
+        let disposed = if unopened.is_empty() {
+            Vec::new()
+        } else {
+            tx.query_typed(
+                &format!(
+                    "SELECT DISTINCT ON (dedup_key) {CLUE_COLS} FROM clues \
+                     WHERE dedup_key = ANY($1) ORDER BY dedup_key, id DESC"
+                ),
+                &[(&unopened, Type::TEXT_ARRAY)],
+            )?
+            .iter()
+            .map(clue_from_row)
+            .collect::<Result<Vec<_>, _>>()?
+        };
         let wanted = [intake::new_clues(&keys, &open) as i64, items.len() as i64];
         let ids = tx.query_typed_one(
             "SELECT ARRAY(SELECT nextval(pg_get_serial_sequence('clues', 'id')::regclass) \
@@ -278,6 +299,7 @@ impl PgStore {
         let plan = intake::plan(
             items,
             open,
+            disposed,
             clue_ids,
             occurrence_ids,
             &mut chain.head,
@@ -330,6 +352,22 @@ impl PgStore {
                 cols.m_topic.push(topic);
                 cols.m_payload.push(payload);
             }
+        }
+        // Reopened clues (rare): their lifecycle columns first, one statement each.
+        for t in plan.clues.iter().filter(|t| t.reopened) {
+            let c = &t.clue;
+            tx.execute_typed(
+                "UPDATE clues SET status = $2, open = TRUE, assignee = $3, resolved_ms = $4, \
+                 closed_ms = $5, resolution = $6 WHERE id = $1",
+                &[
+                    (&c.id, Type::INT8),
+                    (&c.status.as_str(), Type::TEXT),
+                    (&c.assignee, Type::TEXT),
+                    (&c.resolved_ms, Type::INT8),
+                    (&c.closed_ms, Type::INT8),
+                    (&c.resolution, Type::TEXT),
+                ],
+            )?;
         }
         tx.execute_typed(WRITE, &cols.params())?;
         Ok(plan.steps.into_iter().map(|s| s.change).collect())

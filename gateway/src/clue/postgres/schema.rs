@@ -211,4 +211,8 @@ ALTER TABLE parking_stays ADD COLUMN shop TEXT;
     r#"
 ALTER TABLE tokens ADD COLUMN device TEXT;
 "#,
+    // 7: the newest clue of a dedup key, open or not (a worse event reopens a disposed one).
+    r#"
+CREATE INDEX clues_key ON clues(dedup_key, id);
+"#,
 ];

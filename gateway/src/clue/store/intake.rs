@@ -13,11 +13,18 @@
 //! `raise_after` occurrences on raises it ([`level_after_repeat`]); a worse stage takes over
 //! the kind; a repeat undoes an earlier clearance; each event is one occurrence and one audit
 //! entry whose detail carries the clue's digest after that event.
+//!
+//! One problem, one clue also after a person disposed of it: when no clue is open for a key
+//! but its newest clue was resolved, dismissed or closed while the condition never ended (the
+//! rules never cleared it: `cleared_ms` is empty), a *worse* event (a higher level or another
+//! stage, e.g. due -> overdue) reopens that clue and re-levels it (audit `reopen` by the pool,
+//! from and to level, kind and status) instead of opening a second clue. A repeat at the same
+//! level and stage, or any event after the condition was cleared, opens a new clue as before.
 
-use super::{StoreError, change_detail, level_after_repeat};
-use crate::clue::audit::{AuditAction, AuditEntry, Head};
+use super::{StoreError, change_detail, level_after_repeat, state_of};
+use crate::clue::audit::{AuditAction, AuditEntry, Head, LifecycleAction};
 use crate::clue::audit_key::AuditKey;
-use crate::clue::lifecycle::Status;
+use crate::clue::lifecycle::{self, Action, Status};
 use crate::clue::model::{Clue, ClueChange, Escalation, NewEvidence};
 use crate::clue::signal::ClueEvent;
 use serde_json::{Value, json};
@@ -32,6 +39,9 @@ pub(crate) struct Touched {
     pub clue: Clue,
     /// Opened by this batch (to insert), not stored already (to update).
     pub is_new: bool,
+    /// A disposed clue this batch reopened (its status, assignee, resolution and resolved /
+    /// closed times are to be written too).
+    pub reopened: bool,
 }
 
 /// What one event did.
@@ -75,12 +85,20 @@ pub(crate) struct Context<'k> {
     pub now_ms: i64,
 }
 
-/// Plans `items` (in order) from the stored `open` clues of their keys: new clues take their
+/// Whether `clue`, read as the newest clue of a key that has no open one, may be reopened by
+/// a worse event: disposed by a person while its condition was never cleared.
+pub(crate) fn reopenable(clue: &Clue) -> bool {
+    !clue.status.is_open() && clue.cleared_ms.is_none()
+}
+
+/// Plans `items` (in order) from the stored `open` clues of their keys and the `disposed` ones
+/// that a worse event reopens (see [`reopenable`]; others are ignored): new clues take their
 /// ids from `clue_ids`, occurrences from `occurrence_ids` (one per item), entries are chained
 /// (and sealed with `cx.key`) after `head`, which ends on the last.
 pub(crate) fn plan(
     items: &[Item],
     open: Vec<Clue>,
+    disposed: Vec<Clue>,
     clue_ids: impl IntoIterator<Item = i64>,
     occurrence_ids: impl IntoIterator<Item = i64>,
     head: &mut Head,
@@ -101,8 +119,14 @@ pub(crate) fn plan(
         clues.push(Touched {
             clue,
             is_new: false,
+            reopened: false,
         });
     }
+    let mut disposed: HashMap<String, Clue> = disposed
+        .into_iter()
+        .filter(|c| reopenable(c) && !by_key.contains_key(&c.dedup_key))
+        .map(|c| (c.dedup_key.clone(), c))
+        .collect();
     let mut steps = Vec::with_capacity(items.len());
     for (ev, evidence, deadline_ms) in items {
         let occurrence_id = occurrence_ids
@@ -111,6 +135,39 @@ pub(crate) fn plan(
         let mut detail = json!({"occurrence_id": occurrence_id, "at_ms": ev.at_ms,
             "rule": ev.rule, "dedup_key": ev.dedup_key,
             "evidence_sha256": evidence.iter().map(|e| e.sha256.as_str()).collect::<Vec<_>>()});
+        let worse = |c: &Clue| ev.level > c.level || ev.kind != c.kind;
+        let mut reopened = false;
+        if !by_key.contains_key(ev.dedup_key.as_str())
+            && disposed.get(ev.dedup_key.as_str()).is_some_and(worse)
+        {
+            let mut c = disposed
+                .remove(ev.dedup_key.as_str())
+                .ok_or_else(|| StoreError::Corrupt("disposed clue vanished".into()))?;
+            let before = state_of(&c);
+            let next = lifecycle::apply(
+                &before,
+                &Action::Reopen {
+                    reason: format!("worse again: {} {}", ev.kind, ev.level.as_str()),
+                },
+                "pool",
+                now_ms,
+            )?;
+            if let Value::Object(m) = &mut detail {
+                m.insert("reopened_from".into(), json!(before.status));
+            }
+            c.status = next.status;
+            c.assignee = next.assignee;
+            c.resolved_ms = next.resolved_ms;
+            c.closed_ms = next.closed_ms;
+            c.resolution = next.resolution;
+            by_key.insert(c.dedup_key.clone(), clues.len());
+            clues.push(Touched {
+                clue: c,
+                is_new: false,
+                reopened: true,
+            });
+            reopened = true;
+        }
         let (index, action) = match by_key.get(ev.dedup_key.as_str()) {
             Some(&i) => {
                 let c = &mut clues[i].clue;
@@ -131,14 +188,18 @@ pub(crate) fn plan(
                 // The condition is present again: an earlier recovery no longer holds.
                 c.cleared_ms = None;
                 c.cleared_note = None;
-                if level > was {
+                if level > was || reopened {
                     if let Value::Object(m) = &mut detail {
                         m.insert("from_level".into(), json!(was));
                         m.insert("to_level".into(), json!(level));
                         m.insert("from_kind".into(), json!(was_kind));
                         m.insert("to_kind".into(), json!(c.kind));
                     }
-                    (i, AuditAction::LevelRaised)
+                    if reopened {
+                        (i, AuditAction::Lifecycle(LifecycleAction::Reopen))
+                    } else {
+                        (i, AuditAction::LevelRaised)
+                    }
                 } else {
                     (i, AuditAction::Occurrence)
                 }
@@ -151,6 +212,7 @@ pub(crate) fn plan(
                 clues.push(Touched {
                     clue: opened(ev, id, *deadline_ms, now_ms),
                     is_new: true,
+                    reopened: false,
                 });
                 (clues.len() - 1, AuditAction::Created)
             }
@@ -257,7 +319,7 @@ mod tests {
         ];
         assert_eq!(keys(&items).len(), 2);
         let mut head = audit::Head::genesis();
-        let p = plan(&items, vec![], 7.., 100.., &mut head, &cx(3, 99)).expect("plan");
+        let p = plan(&items, vec![], vec![], 7.., 100.., &mut head, &cx(3, 99)).expect("plan");
         let actions: Vec<&str> = p.steps.iter().map(|s| s.change.event.as_str()).collect();
         assert_eq!(
             actions,
@@ -299,12 +361,13 @@ mod tests {
     fn a_stored_open_clue_is_continued_and_a_second_one_for_a_key_is_refused() {
         let items = vec![item("a", Level::Medium, "k", 50)];
         let mut head = audit::Head::genesis();
-        let first = plan(&items, vec![], 1.., 1.., &mut head, &cx(0, 1)).expect("plan");
+        let first = plan(&items, vec![], vec![], 1.., 1.., &mut head, &cx(0, 1)).expect("plan");
         let stored = first.clues[0].clue.clone();
         let mut head2 = head.clone();
         let next = plan(
             &items,
             vec![stored.clone()],
+            vec![],
             9..,
             2..,
             &mut head2,
@@ -319,6 +382,7 @@ mod tests {
             plan(
                 &items,
                 vec![stored.clone(), stored],
+                vec![],
                 9..,
                 2..,
                 &mut head,

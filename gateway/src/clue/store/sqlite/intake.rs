@@ -27,14 +27,20 @@ impl SqliteStore {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let mut open = Vec::new();
+        let (mut open, mut disposed) = (Vec::new(), Vec::new());
         {
             let mut st = tx.prepare_cached(&format!(
                 "SELECT {CLUE_COLS} FROM clues WHERE dedup_key = ?1 AND open = 1"
             ))?;
+            // The newest disposed clue of a key with none open: a worse event may reopen it.
+            let mut newest = tx.prepare_cached(&format!(
+                "SELECT {CLUE_COLS} FROM clues WHERE dedup_key = ?1 ORDER BY id DESC LIMIT 1"
+            ))?;
             for key in intake::keys(items) {
                 if let Some(c) = st.query_row([key], clue_from_row).optional()? {
                     open.push(c);
+                } else if let Some(c) = newest.query_row([key], clue_from_row).optional()? {
+                    disposed.push(c);
                 }
             }
         }
@@ -48,6 +54,7 @@ impl SqliteStore {
         let plan = intake::plan(
             items,
             open,
+            disposed,
             clue_id..,
             occurrence_id..,
             &mut head,
@@ -70,6 +77,21 @@ impl SqliteStore {
              last_seen_ms = ?6, title = ?7, detail = ?8, updated_ms = ?9, cleared_ms = NULL, \
              cleared_note = NULL WHERE id = ?1",
         )?;
+        let mut reopen = tx.prepare_cached(
+            "UPDATE clues SET status = ?2, open = 1, assignee = ?3, resolved_ms = ?4, \
+             closed_ms = ?5, resolution = ?6 WHERE id = ?1",
+        )?;
+        for t in plan.clues.iter().filter(|t| t.reopened) {
+            let c = &t.clue;
+            reopen.execute(params![
+                c.id,
+                c.status.as_str(),
+                c.assignee,
+                c.resolved_ms,
+                c.closed_ms,
+                c.resolution,
+            ])?;
+        }
         for t in &plan.clues {
             let c = &t.clue;
             let s = &c.subject;

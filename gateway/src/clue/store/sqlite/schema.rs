@@ -184,6 +184,10 @@ ALTER TABLE parking_stays ADD COLUMN shop TEXT;
     r#"
 ALTER TABLE tokens ADD COLUMN device TEXT;
 "#,
+    // 9: the newest clue of a dedup key, open or not (a worse event reopens a disposed one).
+    r#"
+CREATE INDEX clues_key ON clues(dedup_key, id);
+"#,
 ];
 
 /// Brings the database at `conn` to the newest schema, one transaction per step.
