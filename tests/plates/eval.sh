@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The plate evaluation: our reader against hyperlpr 0.0.2 on the real photos of groundtruth.tsv.
+# The plate evaluation: our reader against hyperlpr 0.0.2 and agentclpr 1.1.0 on the real photos of
+# groundtruth.tsv.
 #
 #   PLATES_HYPERLPR_GIT=/path/to/HyperLPR/.git bash tests/plates/eval.sh [--split judge|tune] [--runs N] [--details]
 #
@@ -13,4 +14,5 @@ bash "$root/tests/plates/fetch.sh"
 (cd "$root" && cargo build --release -q -p gateway --example plate_eval)
 target="${CARGO_TARGET_DIR:-$root/target}"
 exec python3 "$root/tests/plates/eval.py" --ours "$target/release/examples/plate_eval" \
-    --images "$plates/images" --baseline-python "$plates/venv/bin/python" "$@"
+    --images "$plates/images" --baseline-python "$plates/venv/bin/python" \
+    --agentclpr-python "$plates/venv-agentclpr/bin/python" "$@"

