@@ -43,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--crops-until-sure" => config.crops_until_sure = v == "1",
             "--tile-unless-found" => config.tile_unless_found = v == "1",
             "--layout-decoding" => config.layout_decoding = v == "1",
+            "--require-province" => config.require_province = v == "1",
             _ => return Err(format!("unknown option {a}").into()),
         }
     }

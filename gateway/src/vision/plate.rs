@@ -122,6 +122,8 @@ pub struct PlateConfig {
     /// A greedy read that is not laid out like a plate is decoded again as the likeliest
     /// alignment that is ([`best_path_in_layout`]); what that adds is doubtful.
     pub layout_decoding: bool,
+    /// Readings that do not start with a province character are dropped.
+    pub require_province: bool,
 }
 
 impl Default for PlateConfig {
@@ -147,6 +149,7 @@ impl Default for PlateConfig {
             crops_until_sure: true,
             tile_unless_found: false,
             layout_decoding: true,
+            require_province: true,
         }
     }
 }
@@ -232,6 +235,13 @@ impl PlateReader {
             let text = text_of(&chars);
             let confidence = mean_p(&chars);
             if confidence < self.config.min_confidence {
+                continue;
+            }
+            if self.config.require_province
+                && !text.chars().next().is_some_and(|c| PROVINCES.contains(c))
+            {
+                // No province: a grille or a wall read as digits, or a plate cut at its left
+                // edge; neither names a vehicle.
                 continue;
             }
             // The whole-image box of a plate crop and a detected box inside it are one plate.
@@ -547,7 +557,7 @@ impl PlateReader {
             for (k, &(i, _)) in batch.iter().enumerate() {
                 let row = &o.data[k * steps * classes..(k + 1) * steps * classes];
                 let greedy = ctc_chars(row, steps, classes, &self.dict);
-                out[i] = if plate_layout_ok(&text_of(&greedy)) || !self.config.layout_decoding {
+                out[i] = if !self.config.layout_decoding || !repairable(&greedy) {
                     greedy
                 } else {
                     // The likeliest alignment that spells a plate: what greedy decoding lost
@@ -719,6 +729,21 @@ pub fn plate_layout_ok(text: &str) -> bool {
             || (c.is_ascii_uppercase() && *c != 'I' && *c != 'O')
             || (i + 2 == last && SPECIAL_LAST.contains(*c))
     })
+}
+
+/// Whether a greedy read that is not laid out like a plate may be decoded again within the
+/// plate layout: only a read the reader would keep anyway (6 to 8 characters) that starts with a
+/// province character. Decoding junk (a grille, a wall) within the layout would dress it up as a
+/// plate, and a crop whose province is cut off must not get one invented (tune split, real crops:
+/// every plate-free crop that read as something became plate-shaped without this rule).
+fn repairable(greedy: &[CharReading]) -> bool {
+    (6..=8).contains(&greedy.len())
+        && greedy[0]
+            .ch
+            .chars()
+            .next()
+            .is_some_and(|c| PROVINCES.contains(c))
+        && !plate_layout_ok(&text_of(greedy))
 }
 
 /// [`plate_layout_ok`] as a [`PathLayout`] over the recogniser's classes (class `i` is
