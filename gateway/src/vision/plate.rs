@@ -856,6 +856,63 @@ mod tests {
     }
 
     #[test]
+    fn only_a_near_plate_that_starts_with_a_province_is_decoded_again() {
+        // A letter swallowed after the province: repaired.
+        assert!(repairable(&chars("浙P8800", 0.9)));
+        // Already a plate: nothing to repair.
+        assert!(!repairable(&chars("浙EP8800", 0.9)));
+        // No province (a grille, or a plate cut at its left edge): never given one.
+        assert!(!repairable(&chars("Q000000", 0.9)));
+        assert!(!repairable(&chars("E8598J", 0.9)));
+        // Too short to be a plate missing one character.
+        assert!(!repairable(&chars("浙P88", 0.9)));
+    }
+
+    #[test]
+    fn the_plate_layout_over_the_dictionary_matches_plate_layout_ok() {
+        let dict: Vec<String> = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ云京使冀学川警浙新领"
+            .chars()
+            .map(|c| c.to_string())
+            .collect();
+        let layout = plate_path_layout(&dict);
+        let class = |c: char| dict.iter().position(|d| d.starts_with(c)).map(|i| i + 1);
+        // One step per character with a blank between: the path spells exactly `text`.
+        let probs_of = |text: &str| -> (Vec<f32>, usize) {
+            let classes = dict.len() + 1;
+            let mut rows = Vec::new();
+            for c in text.chars() {
+                let mut row = vec![0.001f32; classes];
+                row[class(c).expect("in dict")] = 0.9;
+                rows.extend(row.iter().copied());
+                let mut blank = vec![0.001f32; classes];
+                blank[0] = 0.9;
+                rows.extend(blank);
+            }
+            (rows, text.chars().count() * 2)
+        };
+        for text in [
+            "浙A12345",
+            "川AD12345",
+            "浙A1234警",
+            "使A12345",
+            "浙A1234领",
+        ] {
+            assert!(plate_layout_ok(text), "{text}");
+            let (p, steps) = probs_of(text);
+            let path = best_path_in_layout(&p, steps, dict.len() + 1, &layout).expect(text);
+            assert_eq!(
+                text_of(&chars_of_path(&p, dict.len() + 1, &dict, &path)),
+                text
+            );
+        }
+        // A special character ends the plate: nothing may follow it.
+        let (p, steps) = probs_of("浙A123警45");
+        let got = best_path_in_layout(&p, steps, dict.len() + 1, &layout)
+            .map(|path| text_of(&chars_of_path(&p, dict.len() + 1, &dict, &path)));
+        assert!(got.as_deref().is_none_or(plate_layout_ok), "{got:?}");
+    }
+
+    #[test]
     fn a_plate_shaped_read_beats_a_surer_one_that_is_not_a_plate() {
         let plate = read_score(&chars("浙A12345", 0.6));
         assert!(plate > read_score(&chars("A123456", 0.99)));
