@@ -60,12 +60,19 @@ fn dedup_throughput_and_list_latency() {
     // event (`ingest`, what the drone job and the per-event path do), each on a fresh file,
     // in the same run.
     let rounds = env("CLUE_BENCH_ROUNDS", 3);
-    let (mut batched, mut single) = (Vec::new(), Vec::new());
+    let (mut batched, mut single, mut no_index) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let stores = [
             SqliteStore::open(&dir.path().join(format!("b{round}.sqlite")), vec![]).expect("open"),
         ];
         batched.push(ingest_rate(&stores, events, keys, 256));
+        // The same without the list-order index (schema 10): what keeping it costs intake.
+        let path = dir.path().join(format!("n{round}.sqlite"));
+        let unindexed = [SqliteStore::open(&path, vec![]).expect("open")];
+        rusqlite::Connection::open(&path)
+            .and_then(|c| c.execute_batch("DROP INDEX clues_list_order;"))
+            .expect("drop index");
+        no_index.push(ingest_rate(&unindexed, events, keys, 256));
         let store = &stores[0];
         let clues = store
             .list(&ClueQuery {
@@ -96,6 +103,12 @@ fn dedup_throughput_and_list_latency() {
         );
     }
     let (b, one) = (median(batched), median(single));
+    let unindexed = median(no_index);
+    println!(
+        "dedup batches of 256 without the list-order index: {unindexed:.0} events/s (with it: \
+         ratio {:.2}; medians of {rounds})",
+        b / unindexed
+    );
     println!(
         "dedup into SQLite: {events} events -> {} clues: batches of 256 {b:.0} events/s, one \
          event per transaction {one:.0} events/s (ratio {:.2}; medians of {rounds})",
@@ -108,32 +121,63 @@ fn dedup_throughput_and_list_latency() {
             "value": b, "unit": "events/s"})
     );
 
-    // A pool of distinct clues for list latency.
-    let store = SqliteStore::open(&dir.path().join("list.sqlite"), vec![]).expect("open");
-    for i in 0..pool_size {
-        store
-            .ingest(&event(i, usize::MAX), &[], i as i64 + 3_600_000, i as i64)
-            .expect("ingest");
+    // A pool of distinct clues for list latency, with the planner's statistics refreshed as
+    // the pool does hourly (`refresh_query_stats`).
+    let path = dir.path().join("list.sqlite");
+    let store = SqliteStore::open(&path, vec![]).expect("open");
+    let fill = Instant::now();
+    for start in (0..pool_size).step_by(256) {
+        let items: Vec<_> = (start..(start + 256).min(pool_size))
+            .map(|i| (event(i, usize::MAX), vec![], i as i64 + 3_600_000))
+            .collect();
+        for r in store.ingest_batch(&items, start as i64).expect("batch") {
+            r.expect("event");
+        }
+        if start % 25_600 == 0 {
+            println!("  ... list pool {start}/{pool_size} clues");
+        }
     }
-    let scope: Vec<String> = (0..5).map(|s| format!("site{s:02}")).collect();
-    let mut lat = Vec::new();
-    for i in 0..200 {
-        let q = ClueQuery {
-            level: (i % 2 == 0).then_some(Level::High),
-            scope: Some(scope.clone()),
-            limit: 100,
-            ..Default::default()
-        };
-        let t = Instant::now();
-        let rows = store.list(&q).expect("list");
-        lat.push(t.elapsed());
-        assert!(!rows.is_empty());
-    }
-    lat.sort();
     println!(
-        "list with {pool_size} clues (100 rows, 5-site scope): p50 {:?} p99 {:?}",
+        "list pool of {pool_size} clues filled in {:?}",
+        fill.elapsed()
+    );
+    store.refresh_query_stats().expect("statistics");
+    let scope: Vec<String> = (0..5).map(|s| format!("site{s:02}")).collect();
+    let list_latency = |store: &SqliteStore| {
+        let mut lat = Vec::new();
+        for i in 0..200 {
+            let q = ClueQuery {
+                level: (i % 2 == 0).then_some(Level::High),
+                scope: Some(scope.clone()),
+                limit: 100,
+                ..Default::default()
+            };
+            let t = Instant::now();
+            let rows = store.list(&q).expect("list");
+            lat.push(t.elapsed());
+            assert!(!rows.is_empty());
+        }
+        lat.sort();
+        lat
+    };
+    let lat = list_latency(&store);
+    // The reference in the same run: the same pool without the list-order index (as before
+    // schema 10), statistics refreshed the same way.
+    drop(store);
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open raw");
+        conn.execute_batch("DROP INDEX clues_list_order; ANALYZE;")
+            .expect("drop index");
+    }
+    let reference = list_latency(&SqliteStore::open(&path, vec![]).expect("reopen"));
+    println!(
+        "list with {pool_size} clues (100 rows, 5-site scope): p50 {:?} p99 {:?}; without the \
+         list-order index: p50 {:?} p99 {:?} (p99 ratio {:.2})",
         percentile(&lat, 0.5),
-        percentile(&lat, 0.99)
+        percentile(&lat, 0.99),
+        percentile(&reference, 0.5),
+        percentile(&reference, 0.99),
+        percentile(&lat, 0.99).as_secs_f64() / percentile(&reference, 0.99).as_secs_f64()
     );
     for (q, p) in [("p50", 0.5), ("p99", 0.99)] {
         println!(

@@ -4,6 +4,7 @@
 //! Every change ends in [`SqliteStore::record`] inside its own transaction: the audit entry
 //! and the delivery rows are written with the clue or not at all.
 
+use super::schema::LEVEL_RANK;
 use super::{
     CLUE_COLS, SqliteStore, clue_from_row, corrupt, is_unique_violation, json_col, read_clue,
 };
@@ -352,14 +353,22 @@ impl ClueRecords for SqliteStore {
             q.limit.min(100_000)
         };
         sql.push_str(&format!(
-            " ORDER BY open DESC, CASE level WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END DESC, \
-             last_seen_ms DESC, id DESC LIMIT {limit} OFFSET {}",
+            " ORDER BY open DESC, {LEVEL_RANK} DESC, last_seen_ms DESC, id DESC LIMIT {limit} OFFSET {}",
             q.offset
         ));
         let conn = self.conn();
         let mut st = conn.prepare(&sql)?;
         let rows = st.query_map(rusqlite::params_from_iter(args.iter()), clue_from_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn refresh_query_stats(&self) -> Result<(), StoreError> {
+        // Re-analyses only the tables whose size moved a lot since the last analysis, within
+        // a bounded number of rows per index.
+        let conn = self.conn();
+        conn.pragma_update(None, "analysis_limit", 1000)?;
+        conn.execute_batch("PRAGMA optimize;")?;
+        Ok(())
     }
 
     fn stats(&self, scope: Option<&[String]>, now_ms: i64) -> Result<Stats, StoreError> {
