@@ -270,11 +270,8 @@ async fn intake(pool: PoolHandle, mut rx: mpsc::Receiver<ClueSignal>) {
 }
 
 async fn tick(pool: PoolHandle, cancel: CancellationToken) {
-    /// How often the planner's statistics are refreshed (SQLite's advice: hourly or daily).
-    const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
     let mut every = tokio::time::interval(std::time::Duration::from_secs(pool.cfg.tick_s));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stats_refreshed = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -282,12 +279,6 @@ async fn tick(pool: PoolHandle, cancel: CancellationToken) {
         }
         if let Err(e) = pool.tick().await {
             warn!(error = %e, "clue escalation tick failed");
-        }
-        if stats_refreshed.elapsed() >= STATS_EVERY {
-            stats_refreshed = std::time::Instant::now();
-            if let Err(e) = pool.blocking(|s| s.refresh_query_stats()).await {
-                warn!(error = %e, "refreshing the clue store's query statistics failed");
-            }
         }
     }
 }

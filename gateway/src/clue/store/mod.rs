@@ -123,13 +123,6 @@ pub trait ClueRecords: Send + Sync {
     fn get(&self, id: i64) -> Result<Option<ClueDetail>, StoreError>;
     fn list(&self, q: &ClueQuery) -> Result<Vec<Clue>, StoreError>;
     fn stats(&self, scope: Option<&[String]>, now_ms: i64) -> Result<Stats, StoreError>;
-    /// Refreshes the statistics the query planner chooses indexes by. SQLite keeps none until
-    /// asked (without them a list over a few large sites sorts every clue of those sites instead
-    /// of reading `clues_list_order` in order); the pool calls this hourly. PostgreSQL's
-    /// autovacuum keeps its own.
-    fn refresh_query_stats(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
 }
 
 /// The append-only hash chain (entries are written by the other concerns, inside their

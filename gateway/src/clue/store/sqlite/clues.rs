@@ -312,7 +312,7 @@ impl ClueRecords for SqliteStore {
     }
 
     fn list(&self, q: &ClueQuery) -> Result<Vec<Clue>, StoreError> {
-        let mut sql = format!("SELECT {CLUE_COLS} FROM clues WHERE 1 = 1");
+        let mut sql = format!("SELECT {CLUE_COLS} FROM clues {{index}} WHERE 1 = 1");
         let mut args: Vec<String> = Vec::new();
         let mut push = |sql: &mut String, clause: &str, v: String| {
             args.push(v);
@@ -357,18 +357,16 @@ impl ClueRecords for SqliteStore {
             q.offset
         ));
         let conn = self.conn();
+        let sites: Vec<&String> = match (&q.site, &q.scope) {
+            (Some(s), _) => vec![s],
+            (None, Some(scope)) => scope.iter().collect(),
+            (None, None) => Vec::new(),
+        };
+        let index = list_index(&conn, &sites, limit as usize + q.offset as usize)?;
+        let sql = sql.replace("{index}", index);
         let mut st = conn.prepare(&sql)?;
         let rows = st.query_map(rusqlite::params_from_iter(args.iter()), clue_from_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    }
-
-    fn refresh_query_stats(&self) -> Result<(), StoreError> {
-        // Re-analyses only the tables whose size moved a lot since the last analysis, within
-        // a bounded number of rows per index.
-        let conn = self.conn();
-        conn.pragma_update(None, "analysis_limit", 1000)?;
-        conn.execute_batch("PRAGMA optimize;")?;
-        Ok(())
     }
 
     fn stats(&self, scope: Option<&[String]>, now_ms: i64) -> Result<Stats, StoreError> {
@@ -404,5 +402,148 @@ impl ClueRecords for SqliteStore {
             })
         })?;
         stats_of(rows.map(|r| r.map_err(StoreError::from)), now_ms)
+    }
+}
+
+/// Which index a list reads, chosen here because SQLite's planner, even with full statistics,
+/// sorts every clue of the scope's sites (40 ms for five sites of 100,000 clues) rather than
+/// reading `clues_list_order` in order and stopping at the page's end. Reading in order scans
+/// about `page * total / matching` rows, sorting costs about `matching` rows (a little more):
+/// the order is read when `matching² > page * total`, else the sites' own rows are sorted.
+/// `matching` is counted on `clues_site_status` alone (index only); `total` is the highest id.
+fn list_index(
+    conn: &Connection,
+    sites: &[&String],
+    page: usize,
+) -> Result<&'static str, StoreError> {
+    if sites.is_empty() {
+        // No site filter: nothing competes with the order index.
+        return Ok("");
+    }
+    let marks: Vec<String> = (1..=sites.len()).map(|i| format!("?{i}")).collect();
+    let matching: i64 = conn.query_row(
+        &format!(
+            "SELECT COUNT(*) FROM clues INDEXED BY clues_site_status WHERE site IN ({})",
+            marks.join(", ")
+        ),
+        rusqlite::params_from_iter(sites.iter()),
+        |r| r.get(0),
+    )?;
+    let total: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM clues", [], |r| r.get(0))?;
+    let (m, p, t) = (matching as i128, page as i128, total as i128);
+    Ok(if m * m > p * t {
+        "INDEXED BY clues_list_order"
+    } else {
+        "INDEXED BY clues_site_status"
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::list_index;
+    use crate::clue::model::ClueQuery;
+    use crate::clue::signal::{ClueEvent, Level, Subject};
+    use crate::clue::store::{ClueRecords, SqliteStore};
+
+    fn event(i: usize) -> ClueEvent {
+        let subject = Subject {
+            site: format!("s{:02}", i % 20),
+            device: Some(format!("d{i}")),
+            ..Default::default()
+        };
+        ClueEvent {
+            rule: "r".into(),
+            kind: "k".into(),
+            level: [Level::Low, Level::Medium, Level::High][i % 3],
+            dedup_key: ClueEvent::default_key("r", &subject),
+            subject,
+            // Last seen not in id order, so the order index and the sort must agree on it.
+            at_ms: ((i * 7919) % 600) as i64,
+            title: "t".into(),
+            detail: serde_json::json!({}),
+            evidence: vec![],
+            department: None,
+        }
+    }
+
+    #[test]
+    fn a_page_is_the_same_whichever_index_is_read_and_the_choice_follows_the_counts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("c.sqlite"), vec![]).expect("open");
+        let items: Vec<_> = (0..600).map(|i| (event(i), vec![], 1_000)).collect();
+        for r in store.ingest_batch(&items, 1_000).expect("batch") {
+            r.expect("event");
+        }
+        let five: Vec<String> = (0..5).map(|s| format!("s{s:02}")).collect();
+        {
+            let conn = store.conn();
+            let s0 = five[0].clone();
+            // 150 of 600 clues in five sites: a page of 10 reads the order (150² > 10 × 600),
+            // a page of 100 sorts the sites' rows (150² < 100 × 600); one site (30) sorts.
+            let sites: Vec<&String> = five.iter().collect();
+            assert_eq!(
+                list_index(&conn, &sites, 10).expect("choice"),
+                "INDEXED BY clues_list_order"
+            );
+            assert_eq!(
+                list_index(&conn, &sites, 100).expect("choice"),
+                "INDEXED BY clues_site_status"
+            );
+            assert_eq!(
+                list_index(&conn, &[&s0], 10).expect("choice"),
+                "INDEXED BY clues_site_status"
+            );
+            assert_eq!(list_index(&conn, &[], 10).expect("choice"), "");
+        }
+        // The expected order, computed here: open first, then level, newest, highest id.
+        let mut all = store
+            .list(&ClueQuery {
+                limit: 1_000,
+                ..Default::default()
+            })
+            .expect("all");
+        all.retain(|c| five.contains(&c.subject.site));
+        let rank = |l: Level| match l {
+            Level::High => 3,
+            Level::Medium => 2,
+            _ => 1,
+        };
+        let mut want = all.clone();
+        want.sort_by_key(|c| {
+            std::cmp::Reverse((c.status.is_open(), rank(c.level), c.last_seen_ms, c.id))
+        });
+        let ids = |v: &[crate::clue::model::Clue]| v.iter().map(|c| c.id).collect::<Vec<_>>();
+        for (limit, offset) in [(10, 0), (10, 20), (100, 0), (100, 100)] {
+            let got = store
+                .list(&ClueQuery {
+                    scope: Some(five.clone()),
+                    limit,
+                    offset,
+                    ..Default::default()
+                })
+                .expect("page");
+            let end = (offset as usize + limit as usize).min(want.len());
+            assert_eq!(
+                ids(&got),
+                ids(&want[offset as usize..end]),
+                "page of {limit} at {offset}"
+            );
+        }
+        // A level filter with the order index keeps the same order.
+        let high = store
+            .list(&ClueQuery {
+                scope: Some(five.clone()),
+                level: Some(Level::High),
+                limit: 10,
+                ..Default::default()
+            })
+            .expect("high");
+        let want_high: Vec<i64> = want
+            .iter()
+            .filter(|c| c.level == Level::High)
+            .take(10)
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids(&high), want_high);
     }
 }

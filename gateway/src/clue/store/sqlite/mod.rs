@@ -111,10 +111,6 @@ impl SqliteStore {
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&mut conn)?;
-        // Planner statistics for tables never analysed, bounded work (SQLite's advice for a
-        // long-lived connection; the pool refreshes them hourly, `refresh_query_stats`).
-        conn.pragma_update(None, "analysis_limit", 1000)?;
-        conn.execute_batch("PRAGMA optimize=0x10002;")?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             channels,
