@@ -244,19 +244,23 @@ mod tests {
         let band = |id: &str, min, max| BandCheck {
             id: id.into(),
             label: id.into(),
+            label_zh: None,
             penalty_min: min,
             penalty_max: max,
             holds: applicable == Some(id),
             reasons: vec![],
+            reasons_zh: vec![],
         };
         let entry = |id: &str, effect, status| LeniencyCheck {
             id: id.into(),
             effect,
             description: String::new(),
+            description_zh: None,
             provision: String::new(),
             status,
             needs_finding: None,
             reasons: vec!["fails: occurrences 3 (at most 1)".into()],
+            reasons_zh: vec![],
         };
         MatterAssessment {
             catalogue_version: "v1".into(),
@@ -274,6 +278,7 @@ mod tests {
                 corrected: false,
                 corrected_after_s: None,
                 owner_answered: false,
+                figures: Default::default(),
             },
             band: applicable.map(String::from),
             bands: vec![band("first", 0, 2000), band("repeated", 2000, 20000)],

@@ -842,6 +842,11 @@ fn assess_matter(
         corrected: c.cleared_ms.is_some(),
         corrected_after_s,
         owner_answered: d.owner.as_ref().is_some_and(|o| !o.responses.is_empty()),
+        figures: matter
+            .figure_names()
+            .into_iter()
+            .filter_map(|n| Some((n.clone(), super::matters::figure_of(&c.detail, n)?)))
+            .collect(),
     };
     Ok(Some(super::matters::assess(cat, matter, facts)))
 }
