@@ -42,6 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--rec-min-width" => config.rec_min_width = v.parse()?,
             "--crops-until-sure" => config.crops_until_sure = v == "1",
             "--tile-unless-found" => config.tile_unless_found = v == "1",
+            "--layout-decoding" => config.layout_decoding = v == "1",
+            "--require-province" => config.require_province = v == "1",
             _ => return Err(format!("unknown option {a}").into()),
         }
     }

@@ -24,6 +24,7 @@
 //! 5. route the events: `Persuade` -> MQTT notice (roadside speaker / SMS), `Clue` -> the clue
 //!    pool's `ClueSender`, `Left { persuaded }` -> stats.
 
+pub mod ctc;
 pub mod detector;
 pub mod dwell;
 pub mod error;

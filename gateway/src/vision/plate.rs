@@ -14,6 +14,8 @@
 //!   at [`PlateConfig::det_max_side`]: large frames are also searched on overlapping tiles.
 
 use super::VisionError;
+pub use super::ctc::{CharReading, ctc_chars};
+use super::ctc::{PathLayout, best_path_in_layout, chars_of_path};
 use super::nms::{BBox, nms};
 use super::preprocess::{Normalize, Plane, Roi, resize_into};
 use super::runtime::{Model, models_dir};
@@ -47,17 +49,6 @@ pub struct PlateBox {
     /// Corners as the model gives them (top-left, top-right, bottom-right, bottom-left).
     pub corners: [(f32, f32); 4],
     pub score: f32,
-}
-
-/// One recognised character: its probability and the runner-up at the same place.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CharReading {
-    pub ch: String,
-    /// Probability of `ch` (0..1).
-    pub p: f32,
-    /// The second most likely character there, when it is not the CTC blank.
-    pub alt: Option<String>,
-    pub alt_p: f32,
 }
 
 /// A plate read from an image.
@@ -128,6 +119,11 @@ pub struct PlateConfig {
     pub crops_until_sure: bool,
     /// Skip the tiles when the whole frame already showed a plate.
     pub tile_unless_found: bool,
+    /// A greedy read that is not laid out like a plate is decoded again as the likeliest
+    /// alignment that is ([`best_path_in_layout`]); what that adds is doubtful.
+    pub layout_decoding: bool,
+    /// Readings that do not start with a province character are dropped.
+    pub require_province: bool,
 }
 
 impl Default for PlateConfig {
@@ -152,6 +148,8 @@ impl Default for PlateConfig {
             // sure-and-exact reads from 97.2% to 88.7%: kept at 320.
             crops_until_sure: true,
             tile_unless_found: false,
+            layout_decoding: true,
+            require_province: true,
         }
     }
 }
@@ -162,6 +160,8 @@ pub struct PlateReader {
     det: Model,
     rec: Model,
     dict: Vec<String>,
+    /// What a plate's text may be, over the recogniser's classes ([`plate_path_layout`]).
+    layout: PathLayout,
     config: PlateConfig,
 }
 
@@ -190,6 +190,7 @@ impl PlateReader {
         Ok(PlateReader {
             det: Model::load(&dir.join(DET_FILE), config.threads)?,
             rec: Model::load(&dir.join(REC_FILE), config.threads)?,
+            layout: plate_path_layout(&dict),
             dict,
             config,
         })
@@ -234,6 +235,13 @@ impl PlateReader {
             let text = text_of(&chars);
             let confidence = mean_p(&chars);
             if confidence < self.config.min_confidence {
+                continue;
+            }
+            if self.config.require_province
+                && !text.chars().next().is_some_and(|c| PROVINCES.contains(c))
+            {
+                // No province: a grille or a wall read as digits, or a plate cut at its left
+                // edge; neither names a vehicle.
                 continue;
             }
             // The whole-image box of a plate crop and a detected box inside it are one plate.
@@ -548,7 +556,16 @@ impl PlateReader {
             }
             for (k, &(i, _)) in batch.iter().enumerate() {
                 let row = &o.data[k * steps * classes..(k + 1) * steps * classes];
-                out[i] = ctc_chars(row, steps, classes, &self.dict);
+                let greedy = ctc_chars(row, steps, classes, &self.dict);
+                out[i] = if !self.config.layout_decoding || !repairable(&greedy) {
+                    greedy
+                } else {
+                    // The likeliest alignment that spells a plate: what greedy decoding lost
+                    // (a swallowed letter, a doubled digit) comes back as a doubtful character.
+                    best_path_in_layout(row, steps, classes, &self.layout)
+                        .map(|path| chars_of_path(row, classes, &self.dict, &path))
+                        .unwrap_or(greedy)
+                };
             }
         }
         Ok(out)
@@ -714,6 +731,46 @@ pub fn plate_layout_ok(text: &str) -> bool {
     })
 }
 
+/// Whether a greedy read that is not laid out like a plate may be decoded again within the
+/// plate layout: only a read the reader would keep anyway (6 to 8 characters) that starts with a
+/// province character. Decoding junk (a grille, a wall) within the layout would dress it up as a
+/// plate, and a crop whose province is cut off must not get one invented (tune split, real crops:
+/// every plate-free crop that read as something became plate-shaped without this rule).
+fn repairable(greedy: &[CharReading]) -> bool {
+    (6..=8).contains(&greedy.len())
+        && greedy[0]
+            .ch
+            .chars()
+            .next()
+            .is_some_and(|c| PROVINCES.contains(c))
+        && !plate_layout_ok(&text_of(greedy))
+}
+
+/// [`plate_layout_ok`] as a [`PathLayout`] over the recogniser's classes (class `i` is
+/// `dict[i - 1]`): a province, a letter, then five or six digits or letters (not I or O), the
+/// last possibly a special character, after which nothing follows.
+fn plate_path_layout(dict: &[String]) -> PathLayout {
+    let ch = |c: usize| -> Option<char> {
+        let mut it = dict.get(c.checked_sub(1)?)?.chars();
+        let first = it.next()?;
+        it.next().is_none().then_some(first)
+    };
+    let serial = |c: char| c.is_ascii_digit() || (c.is_ascii_uppercase() && c != 'I' && c != 'O');
+    PathLayout::new(
+        dict.len() + 1,
+        &[7, 8],
+        |c, pos| match ch(c) {
+            None => false,
+            Some(c) => match pos {
+                1 => PROVINCES.contains(c),
+                2 => c.is_ascii_uppercase(),
+                _ => serial(c) || SPECIAL_LAST.contains(c),
+            },
+        },
+        |c, pos| pos > 2 && ch(c).is_some_and(|c| SPECIAL_LAST.contains(c)),
+    )
+}
+
 /// Why a reading is doubtful ("" when it is not), and the other texts it may be: each doubtful
 /// character (probability below `char_doubt`) swapped for its runner-up, most likely first
 /// (at most 4).
@@ -758,63 +815,6 @@ pub fn assess(chars: &[CharReading], char_doubt: f32) -> (String, Vec<String>) {
     (why.join("; "), out)
 }
 
-/// Greedy CTC decoding keeping, per character, the best probability over its run of steps and
-/// the runner-up class (not blank) at that step.
-pub fn ctc_chars(probs: &[f32], steps: usize, classes: usize, dict: &[String]) -> Vec<CharReading> {
-    let mut out: Vec<CharReading> = Vec::new();
-    let mut prev = 0usize;
-    for row in probs.chunks_exact(classes).take(steps) {
-        let (mut best, mut bp, mut second, mut sp) = (0usize, f32::MIN, 0usize, f32::MIN);
-        for (i, &v) in row.iter().enumerate() {
-            if v > bp {
-                (second, sp) = (best, bp);
-                (best, bp) = (i, v);
-            } else if v > sp {
-                (second, sp) = (i, v);
-            }
-        }
-        if best != 0 {
-            // Runner-up among characters only: the blank competing means "maybe no
-            // character", not another one.
-            let (alt_i, alt_p) = if second != 0 {
-                (second, sp)
-            } else {
-                row.iter()
-                    .enumerate()
-                    .skip(1)
-                    .filter(|(i, _)| *i != best)
-                    .fold(
-                        (0, 0.0f32),
-                        |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
-                    )
-            };
-            let alt = if alt_i == 0 {
-                None
-            } else {
-                dict.get(alt_i - 1).cloned()
-            };
-            if best == prev {
-                if let Some(last) = out.last_mut()
-                    && bp > last.p
-                {
-                    last.p = bp;
-                    last.alt = alt;
-                    last.alt_p = alt_p;
-                }
-            } else if let Some(c) = dict.get(best - 1) {
-                out.push(CharReading {
-                    ch: c.clone(),
-                    p: bp,
-                    alt,
-                    alt_p,
-                });
-            }
-        }
-        prev = best;
-    }
-    out
-}
-
 /// Greedy CTC decoding of `[steps, classes]` probabilities: best class per step, repeats
 /// collapsed, blanks (class 0) dropped; class `i` is `dict[i - 1]`. Returns the text and the
 /// mean probability of the kept characters (0 for an empty result).
@@ -853,6 +853,63 @@ mod tests {
                 alt_p: 0.0,
             })
             .collect()
+    }
+
+    #[test]
+    fn only_a_near_plate_that_starts_with_a_province_is_decoded_again() {
+        // A letter swallowed after the province: repaired.
+        assert!(repairable(&chars("浙P8800", 0.9)));
+        // Already a plate: nothing to repair.
+        assert!(!repairable(&chars("浙EP8800", 0.9)));
+        // No province (a grille, or a plate cut at its left edge): never given one.
+        assert!(!repairable(&chars("Q000000", 0.9)));
+        assert!(!repairable(&chars("E8598J", 0.9)));
+        // Too short to be a plate missing one character.
+        assert!(!repairable(&chars("浙P88", 0.9)));
+    }
+
+    #[test]
+    fn the_plate_layout_over_the_dictionary_matches_plate_layout_ok() {
+        let dict: Vec<String> = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ云京使冀学川警浙新领"
+            .chars()
+            .map(|c| c.to_string())
+            .collect();
+        let layout = plate_path_layout(&dict);
+        let class = |c: char| dict.iter().position(|d| d.starts_with(c)).map(|i| i + 1);
+        // One step per character with a blank between: the path spells exactly `text`.
+        let probs_of = |text: &str| -> (Vec<f32>, usize) {
+            let classes = dict.len() + 1;
+            let mut rows = Vec::new();
+            for c in text.chars() {
+                let mut row = vec![0.001f32; classes];
+                row[class(c).expect("in dict")] = 0.9;
+                rows.extend(row.iter().copied());
+                let mut blank = vec![0.001f32; classes];
+                blank[0] = 0.9;
+                rows.extend(blank);
+            }
+            (rows, text.chars().count() * 2)
+        };
+        for text in [
+            "浙A12345",
+            "川AD12345",
+            "浙A1234警",
+            "使A12345",
+            "浙A1234领",
+        ] {
+            assert!(plate_layout_ok(text), "{text}");
+            let (p, steps) = probs_of(text);
+            let path = best_path_in_layout(&p, steps, dict.len() + 1, &layout).expect(text);
+            assert_eq!(
+                text_of(&chars_of_path(&p, dict.len() + 1, &dict, &path)),
+                text
+            );
+        }
+        // A special character ends the plate: nothing may follow it.
+        let (p, steps) = probs_of("浙A123警45");
+        let got = best_path_in_layout(&p, steps, dict.len() + 1, &layout)
+            .map(|path| text_of(&chars_of_path(&p, dict.len() + 1, &dict, &path)));
+        assert!(got.as_deref().is_none_or(plate_layout_ok), "{got:?}");
     }
 
     #[test]
