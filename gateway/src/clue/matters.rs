@@ -134,6 +134,8 @@ pub struct LeniencyEntry {
     /// fault"): the entry is then at best `to_establish`.
     #[serde(default)]
     pub needs_finding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_finding_zh: Option<String>,
 }
 
 /// Conditions on the facts; every one given must hold (none given: always holds).
@@ -220,6 +222,8 @@ pub struct LeniencyCheck {
     pub status: LeniencyStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needs_finding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_finding_zh: Option<String>,
     pub reasons: Vec<String>,
     pub reasons_zh: Vec<String>,
 }
@@ -336,6 +340,15 @@ impl MatterCatalogue {
                 nonempty(&format!("{lk}.provision"), &l.provision)?;
                 if let Some(f) = &l.needs_finding {
                     nonempty(&format!("{lk}.needs_finding"), f)?;
+                }
+                if let Some(f) = &l.needs_finding_zh {
+                    if l.needs_finding.is_none() {
+                        return Err(invalid(
+                            format!("{lk}.needs_finding_zh"),
+                            "translates `needs_finding`, which is not given",
+                        ));
+                    }
+                    nonempty(&format!("{lk}.needs_finding_zh"), f)?;
                 }
                 l.when.validate(&format!("{lk}.when"))?;
             }
@@ -673,7 +686,8 @@ pub fn assess(cat: &MatterCatalogue, matter: &Matter, facts: Facts) -> MatterAss
                 (false, _) => LeniencyStatus::NotMet,
                 (true, Some(f)) => {
                     reasons.push(format!("to establish by a person: {f}"));
-                    reasons_zh.push(format!("须由执法人员认定：{f}"));
+                    let fz = l.needs_finding_zh.as_deref().unwrap_or(f);
+                    reasons_zh.push(format!("须由执法人员认定：{fz}"));
                     LeniencyStatus::ToEstablish
                 }
                 (true, None) => LeniencyStatus::Met,
@@ -686,6 +700,7 @@ pub fn assess(cat: &MatterCatalogue, matter: &Matter, facts: Facts) -> MatterAss
                 provision: l.provision.clone(),
                 status,
                 needs_finding: l.needs_finding.clone(),
+                needs_finding_zh: l.needs_finding_zh.clone(),
                 reasons,
                 reasons_zh,
             }
@@ -768,7 +783,8 @@ mod tests {
             assert!(m.name_zh.is_some(), "{} has no Chinese name", m.id);
             assert!(
                 m.bands.iter().all(|b| b.label_zh.is_some())
-                    && m.leniency.iter().all(|l| l.description_zh.is_some()),
+                    && m.leniency.iter().all(|l| l.description_zh.is_some()
+                        && l.needs_finding.is_some() == l.needs_finding_zh.is_some()),
                 "{}: every band and entry is named in both languages",
                 m.id
             );
