@@ -119,7 +119,8 @@ fn demo_admin_token(cfg: &Config) -> anyhow::Result<std::path::PathBuf> {
     if path.exists() {
         return Ok(path);
     }
-    let store = crate::clue::pool::open_store(cfg).context("opening the clue store")?;
+    let store =
+        crate::clue::pool::open_store(&cfg.clue_setup()).context("opening the clue store")?;
     let (_, token) = crate::clue::auth::create_token(
         store.tokens().as_ref(),
         crate::clue::auth::Role::Admin,
