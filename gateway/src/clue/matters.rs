@@ -254,6 +254,27 @@ impl MatterCatalogue {
         self.matter.iter().find(|m| kind_matches(&m.kinds, kind))
     }
 
+    /// The keys whose provision is still the example's placeholder (`<fill in: ...>`).
+    pub fn placeholders(&self) -> Vec<String> {
+        let unfilled = |t: &str| t.to_ascii_lowercase().contains("<fill in");
+        let mut out = Vec::new();
+        for (i, m) in self.matter.iter().enumerate() {
+            let mk = format!("clues.matters.matter[{i}]");
+            if unfilled(&m.violated_provision) {
+                out.push(format!("{mk}.violated_provision"));
+            }
+            if unfilled(&m.penalty_provision) {
+                out.push(format!("{mk}.penalty_provision"));
+            }
+            for (j, l) in m.leniency.iter().enumerate() {
+                if unfilled(&l.provision) {
+                    out.push(format!("{mk}.leniency[{j}].provision"));
+                }
+            }
+        }
+        out
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let p = "clues.matters";
         if self.matter.is_empty() {
@@ -796,6 +817,12 @@ mod tests {
                 m.id
             );
         }
+        let unfilled = cat.placeholders();
+        assert!(
+            unfilled.contains(&"clues.matters.matter[0].violated_provision".to_string())
+                && unfilled.contains(&"clues.matters.matter[0].leniency[0].provision".to_string()),
+            "{unfilled:?}"
+        );
         for m in &cat.matter {
             assert!(
                 m.violated_provision.contains("fill in") && m.penalty_provision.contains("fill in"),

@@ -246,6 +246,15 @@ pub fn start_pool(
     ];
     tasks.extend(super::publish::spawn_delivery(&handle, cfg, cancel));
     info!(dir = %cfg.dir.display(), "clue pool started");
+    let unfilled = cfg.clues.matters.placeholders();
+    if !unfilled.is_empty() {
+        warn!(
+            version = %cfg.clues.matters.version,
+            keys = %unfilled.join(", "),
+            "the matter catalogue still holds placeholder legal bases (`<fill in: ...>`): \
+             fill in the references of your own regulations before deciding on them"
+        );
+    }
     Ok((tx, handle, tasks))
 }
 

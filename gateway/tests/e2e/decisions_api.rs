@@ -93,6 +93,13 @@ fn a_clue_shows_its_matter_and_band_and_a_decision_outside_the_band_warns(
 ) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let gw = store.gateway(dir.path(), &config())?;
+    // The example's placeholders are not law: the gateway says so at start, naming the keys.
+    let log = gw.proc.log_tail(200);
+    assert!(
+        log.contains("placeholder legal bases")
+            && log.contains("clues.matters.matter[0].violated_provision"),
+        "{log}"
+    );
     let platform = gw.token_named("platform", "a", "central")?;
     let ann = gw.token_named("inspector", "a", "ann")?;
 
