@@ -166,6 +166,10 @@ step "toolchain" check_toolchain || exit 1
 # The build needs several GB; say so up front rather than fail mid-link.
 df -h "${CARGO_TARGET_DIR:-$ROOT/target}" 2>/dev/null || df -h "$ROOT"
 
+# Layers (ARCHITECTURE.md): no cycle between the gateway's top-level modules. Needs no
+# build and takes well under a second, so it runs before the first compile.
+step "no module cycles (tests/tools/module-cycles.py gateway/src)" \
+    python3 "$ROOT/tests/tools/module-cycles.py" "$ROOT/gateway/src"
 step "cargo fmt --all --check" cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -- -D warnings" \
     cargo clippy --workspace --all-targets -- -D warnings

@@ -3,6 +3,12 @@
 //! `/healthz` and `/metrics` are open (operations, load balancers). Everything under `/api/v1`
 //! needs `Authorization: Bearer <token>` (see `clue::auth`): 401 without a valid token, 403
 //! outside the role or sites, and data of other sites is never returned.
+//!
+//! [`dashboard`] holds the read-only routes the dashboard pages need; [`openapi`] the API
+//! document of every route.
+
+pub mod dashboard;
+pub mod openapi;
 
 use crate::clue::PoolHandle;
 use crate::clue::auth::{Authenticator, Principal};
@@ -95,7 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/devices", get(devices))
         .route(
             "/api/v1/openapi.json",
-            get(|| async { Json(crate::clue::openapi::document()) }),
+            get(|| async { Json(openapi::document()) }),
         )
         .route("/api/v1/cameras/{id}/frames", post(camera_frame))
         .route("/api/v1/cameras/{id}/reference", post(camera_reference))
@@ -104,7 +110,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::notice::api::routes())
         .merge(crate::rules::pumpout_api::routes())
         .merge(crate::registry::api::routes())
-        .merge(crate::dashboard::api::routes())
+        .merge(dashboard::routes())
         .with_state(state)
 }
 

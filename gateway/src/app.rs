@@ -4,7 +4,6 @@
 
 use crate::api::{AppState, router};
 use crate::config::Config;
-use crate::decode::Decoder;
 use crate::devices::DeviceTable;
 use crate::metrics::Metrics;
 use crate::normalize::ClockPolicy;
@@ -96,7 +95,7 @@ impl Gateway {
 
         // The clue pool: producers (rules engine, vision, drones) send into `clue_tx`.
         let (clue_tx, clues, clue_tasks) =
-            crate::clue::start_pool(&cfg, metrics.clone(), delivery_cancel.clone())
+            crate::clue::start_pool(&cfg.clue_setup(), metrics.clone(), delivery_cancel.clone())
                 .context("starting the clue pool")?;
         tasks.extend(clue_tasks);
         // Clue subjects carry their device's registered location, shop and owner.
@@ -138,7 +137,8 @@ impl Gateway {
         // its sender, and then drops `clue_tx`, which ends the pool's intake.
         // Drone footage: flights, inspection tasks and the processing worker.
         let (drone, drone_tasks) = crate::drone::start(
-            &cfg,
+            &cfg.drone,
+            &cfg.storage.dir,
             clues.clone(),
             metrics.clone(),
             delivery_cancel.clone(),
@@ -177,7 +177,7 @@ impl Gateway {
                 cfg.mqtt.clone(),
                 client.clone(),
                 eventloop,
-                Arc::new(Decoder::new(&cfg).with_registry(registry.clone())),
+                Arc::new(cfg.decoder().with_registry(registry.clone())),
                 tx,
                 (ack_tx.clone(), ack_rx),
                 metrics.clone(),
@@ -356,7 +356,7 @@ pub fn spawn_rules_reloadable(
 /// An unusable snapshot is logged and set aside (`.bad`), never a reason not to start.
 fn restore_rules(cfg: &Config, path: &std::path::Path) -> anyhow::Result<crate::rules::Engine> {
     use crate::rules::snapshot::Snapshot;
-    let fresh = || crate::rules::Engine::from_config(cfg).context("building the rules");
+    let fresh = || cfg.rules_engine().context("building the rules");
     let snap = match Snapshot::load(path) {
         Ok(Some(s)) => s,
         Ok(None) => return fresh(),

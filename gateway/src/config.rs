@@ -202,6 +202,49 @@ impl Config {
     }
 }
 
+/// The parts of the root each component is handed: it never reads the root itself.
+impl Config {
+    /// The clue pool's section, the storage folder and floor, and the MQTT broker its
+    /// delivery lane publishes to.
+    pub fn clue_setup(&self) -> crate::clue::PoolSetup {
+        crate::clue::PoolSetup {
+            clues: self.clues.clone(),
+            dir: self.storage.dir.clone(),
+            floor: self.storage.floor(),
+            holder: self.mqtt.client_id.clone(),
+            broker: std::sync::Arc::new(self.mqtt.clone()),
+        }
+    }
+
+    /// The payload decoder of `[mqtt] max_payload_bytes` and `[[mappings]]`.
+    pub fn decoder(&self) -> crate::decode::Decoder {
+        crate::decode::Decoder::new(self.mqtt.max_payload_bytes, &self.mappings)
+    }
+
+    /// The rules engine of `[[rules]]`, `[rules_settings]` and the traps' geometry.
+    pub fn rules_engine(&self) -> Result<crate::rules::Engine, crate::rules::RulesError> {
+        crate::rules::Engine::from_sections(&self.rules, &self.rules_settings, &self.traps)
+    }
+
+    /// The prefix of measurement names in the time-series database (`influx`'s, or none).
+    pub fn measurement_prefix(&self) -> &str {
+        self.influx
+            .as_ref()
+            .map(|i| i.measurement_prefix.as_str())
+            .unwrap_or("")
+    }
+}
+
+/// Delivery lanes of the clue pool and of notices reach the broker of `[mqtt]`, each with
+/// its own client id.
+impl crate::clue::publish::MqttConnect for MqttConfig {
+    fn connect(&self, suffix: &str) -> Result<(rumqttc::AsyncClient, rumqttc::EventLoop), String> {
+        let mut mqtt = self.clone();
+        mqtt.client_id = format!("{}-{suffix}", mqtt.client_id);
+        crate::source::mqtt::connect(&mqtt).map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

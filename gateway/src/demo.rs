@@ -72,6 +72,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     // The simulator replays two days of history at 60x: keep its device times.
     cfg.devices.max_clock_skew_s = (DEMO_HISTORY_MS / 1000) as u64 + 3600;
     cfg.registry.file = Some(demo_registry(&opts)?);
+    // The example matter catalogue (placeholder legal bases), so the clue detail shows a
+    // matter, its bands and leniency entries, and a decision can be tried.
+    cfg.clues.matters = Config::from_toml(include_str!("../../deploy/gateway.example.toml"))?
+        .clues
+        .matters;
     cfg.validate()?;
     // Give the broker thread a moment to listen; the client retries anyway.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -114,7 +119,8 @@ fn demo_admin_token(cfg: &Config) -> anyhow::Result<std::path::PathBuf> {
     if path.exists() {
         return Ok(path);
     }
-    let store = crate::clue::pool::open_store(cfg).context("opening the clue store")?;
+    let store =
+        crate::clue::pool::open_store(&cfg.clue_setup()).context("opening the clue store")?;
     let (_, token) = crate::clue::auth::create_token(
         store.tokens().as_ref(),
         crate::clue::auth::Role::Admin,

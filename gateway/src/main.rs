@@ -195,7 +195,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(Some(&config))?;
             let text = std::fs::read_to_string(&input)
                 .with_context(|| format!("reading {}", input.display()))?;
-            print!("{}", gateway::rules::backtest::backtest(&cfg, &text)?);
+            print!(
+                "{}",
+                gateway::rules::backtest::backtest(
+                    cfg.rules_engine()?,
+                    cfg.measurement_prefix(),
+                    &text,
+                )?
+            );
             Ok(())
         }
         Command::Run { config } => {
@@ -258,7 +265,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let cfg = Config::load(Some(&config))?;
-            let store = gateway::clue::pool::open_store_to_verify(&cfg)?;
+            let store = gateway::clue::pool::open_store_to_verify(&cfg.clue_setup())?;
             let head = head_seq
                 .zip(head_hash)
                 .map(|(seq, hash)| gateway::clue::audit::Head { seq, hash });
@@ -299,7 +306,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             std::fs::create_dir_all(&cfg.storage.dir)
                 .with_context(|| format!("creating storage.dir {}", cfg.storage.dir.display()))?;
-            let store = gateway::clue::pool::open_store(&cfg)?;
+            let store = gateway::clue::pool::open_store(&cfg.clue_setup())?;
             let grant = gateway::clue::auth::TokenGrant {
                 role,
                 sites: &sites,
@@ -322,7 +329,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             command: TokenCommand::List { config },
         } => {
             let cfg = Config::load(Some(&config))?;
-            let store = gateway::clue::pool::open_store(&cfg)?;
+            let store = gateway::clue::pool::open_store(&cfg.clue_setup())?;
             for t in store.list_tokens()? {
                 println!("{}", serde_json::to_string(&t)?);
             }
@@ -332,7 +339,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             command: TokenCommand::Revoke { config, id },
         } => {
             let cfg = Config::load(Some(&config))?;
-            let store = gateway::clue::pool::open_store(&cfg)?;
+            let store = gateway::clue::pool::open_store(&cfg.clue_setup())?;
             if !store.revoke_token(id, gateway::clock::now_ms())? {
                 anyhow::bail!("no active token {id}");
             }

@@ -26,7 +26,24 @@ pub enum Ack {
     /// Nothing to acknowledge (polled sources such as Modbus).
     None,
     /// Send the MQTT PUBACK for this message (written by the MQTT source).
-    Mqtt(crate::source::mqtt_acks::MqttAck),
+    Mqtt(MqttAck),
+}
+
+/// One message to acknowledge: its packet id on the connection it arrived on. An ack for an
+/// earlier connection is dropped: the broker redelivers that message, which is then acked
+/// again (rumqttc's own rule, so the broker is never sent an ack it does not expect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MqttAck {
+    pub pkid: u16,
+    pub connection: u64,
+}
+
+/// Queues acknowledgements for the source to write (cloned into the processor and the decoder).
+pub type AckSender = tokio::sync::mpsc::UnboundedSender<Vec<MqttAck>>;
+pub type AckReceiver = tokio::sync::mpsc::UnboundedReceiver<Vec<MqttAck>>;
+
+pub fn ack_channel() -> (AckSender, AckReceiver) {
+    tokio::sync::mpsc::unbounded_channel()
 }
 
 /// Readings from one source message (one MQTT publish, one Modbus poll of one device).
@@ -67,7 +84,7 @@ pub struct Processor {
     pub metrics: Arc<Metrics>,
     pub clock: ClockPolicy,
     /// Where PUBACKs for MQTT intakes go (the MQTT source writes them).
-    pub mqtt_acks: Option<crate::source::mqtt_acks::AckSender>,
+    pub mqtt_acks: Option<AckSender>,
     /// Intakes made durable together (one fsync) before their acks go out.
     pub max_batch: usize,
     /// Downstream consumers of normalized readings (rules engine, camera health...), one
@@ -375,7 +392,7 @@ mod tests {
         };
         Intake {
             readings: vec![reading],
-            ack: Ack::Mqtt(crate::source::mqtt_acks::MqttAck {
+            ack: Ack::Mqtt(MqttAck {
                 pkid,
                 connection: 1,
             }),

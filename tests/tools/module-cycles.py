@@ -4,7 +4,8 @@
 Usage: python3 tests/tools/module-cycles.py [SRC_DIR] [--edges]
 
 An edge A -> B means some file of top-level module A names `crate::B` (in a `use`, a path,
-or a `use crate::{B, ...}` group), outside comments and outside `#[cfg(test)]` modules.
+or a `use crate::{B, ...}` group), outside comments and outside `#[cfg(test)]` modules (inline
+ones, and files declared with `#[cfg(test)] mod name;`: test code may load the whole config).
 Prints each strongly connected component of more than one module (a cycle), with the
 edges inside it and the first file that makes each edge. Exit status 1 when there is a cycle,
 so CI or a reviewer can run it as a check.
@@ -54,6 +55,18 @@ def names_used(code):
     return found
 
 
+def test_files(path, text):
+    """Files of the `#[cfg(test)] mod name;` declarations in `path` (their whole subtree)."""
+    base = os.path.dirname(path)
+    stem = os.path.basename(path)[:-3]
+    here = base if stem in ("mod", "lib", "main") else os.path.join(base, stem)
+    out = []
+    for m in re.finditer(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", text):
+        out.append(os.path.join(here, m.group(1) + ".rs"))
+        out.append(os.path.join(here, m.group(1)) + os.sep)
+    return out
+
+
 def top_of(src, path):
     rel = os.path.relpath(path, src)
     first = rel.split(os.sep)[0]
@@ -100,21 +113,24 @@ def main():
         elif os.path.isdir(os.path.join(src, name)):
             tops.add(name)
     tops -= {"lib", "main"}
-    graph, why = defaultdict(set), {}
+    graph, why, texts, skip = defaultdict(set), {}, {}, []
     for root, _, files in os.walk(src):
         for f in sorted(files):
-            if not f.endswith(".rs"):
-                continue
-            path = os.path.join(root, f)
-            a = top_of(src, path)
-            if a not in tops:
-                continue
-            graph[a]
-            with open(path, encoding="utf-8") as fh:
-                code = strip(fh.read())
-            for b in sorted(names_used(code) & tops - {a}):
-                graph[a].add(b)
-                why.setdefault((a, b), os.path.relpath(path, src))
+            if f.endswith(".rs"):
+                path = os.path.join(root, f)
+                with open(path, encoding="utf-8") as fh:
+                    texts[path] = fh.read()
+                skip += test_files(path, texts[path])
+    for path in sorted(texts):
+        if any(path == s or (s.endswith(os.sep) and path.startswith(s)) for s in skip):
+            continue
+        a = top_of(src, path)
+        if a not in tops:
+            continue
+        graph[a]
+        for b in sorted(names_used(strip(texts[path])) & tops - {a}):
+            graph[a].add(b)
+            why.setdefault((a, b), os.path.relpath(path, src))
     cycles = [c for c in sccs(graph) if len(c) > 1]
     if "--edges" in sys.argv:
         for a in sorted(graph):

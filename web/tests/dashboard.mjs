@@ -134,6 +134,36 @@ try {
   ok('subject history hint shown');
   await shot('03-clue-detail');
 
+  // 5b. The enforcement matter (the demo runs the example catalogue), in Chinese: provisions
+  // flagged as placeholders, the band the facts point to with reasons, the leniency list.
+  await page.waitForSelector('#matter');
+  const liveUrl = page.url();
+  const matterText = await page.textContent('#matter');
+  expect(matterText.includes('执法事项') && matterText.includes('擅自开启、移动窨井盖')
+    && matterText.includes('待执法部门填写'), 'the clue shows its enforcement matter in Chinese, legal bases marked as placeholders');
+  const applicable = await page.getAttribute('#matter', 'data-band');
+  expect(applicable && (await page.$(`#matter-bands tr.applies[data-band="${applicable}"]`))
+    && /(符合|不符合)：/.test(await page.textContent('#matter-bands')),
+  `the applicable band ${applicable} is marked, with reasons in Chinese`);
+  expect((await page.$$('#matter-leniency li[data-status]')).length >= 2
+    && (await page.textContent('#matter-leniency')).includes('须由执法人员认定'), 'the leniency entries with their status and what a person must establish');
+  // A penalty far outside the band is flagged before it is sent; a decision inside is recorded.
+  await page.selectOption('#decide-band', applicable);
+  await page.fill('#decide-penalty', '999999');
+  await page.waitForSelector('#decide-warning:not([hidden])');
+  ok('a penalty outside the band is flagged in the form');
+  for (const box of await page.$$('#decide-form input[name=leniency]:checked')) await box.uncheck();
+  const min = await page.$eval(`#matter-bands tr[data-band="${applicable}"]`, (r) => r.children[1].textContent.split('–')[0].trim());
+  await page.fill('#decide-penalty', min);
+  await page.waitForSelector('#decide-warning[hidden]', { state: 'attached' });
+  await page.fill('#decide-basis', '现场核查：井盖已复位，按裁量基准最低额');
+  await page.click('#act-decide');
+  await page.waitForSelector('#audit li[data-action=decide]');
+  await page.waitForSelector('#matter-decision[data-outside=false]');
+  expect((await page.textContent('#audit li[data-action=decide]')).includes('处罚决定')
+    && (await page.textContent('#matter-decision')).includes('现场核查'), `decision in band ${applicable} (${min}) recorded in the audit trail`);
+  await shot('03b-clue-matter-zh');
+
   // 6. Another site's clue by its address: refused by the API, shown as not found.
   await page.goto(`${URL_}/#/clues/${OTHER_CLUE_ID}`);
   await page.waitForSelector('#page-error');
@@ -156,6 +186,8 @@ try {
   await page.waitForSelector('#kpi-disposal');
   await page.waitForSelector('#stat-charts canvas');
   expect((await page.textContent('#kpi-total .kpi')).trim() !== '0', 'statistics count the clues');
+  expect(await page.$(`#decision-stats tr[data-matter="manhole_cover"][data-band="${applicable}"]`),
+    'statistics count the decision by matter and band');
   await shot('06-stats');
   await page.goto(`${URL_}/#/flights`);
   await page.waitForSelector('#flights-na, #flight-map');
@@ -192,6 +224,13 @@ try {
   await page.goto(`${URL_}/#/clues`);
   await page.waitForSelector('#clue-table');
   await shot('08-clues-en');
+  await page.goto(liveUrl);
+  await page.waitForSelector('#matter-decision');
+  const matterEn = await page.textContent('#matter');
+  expect(matterEn.includes('Enforcement matter') && matterEn.includes('Manhole cover opened')
+    && /(holds|fails): /.test(await page.textContent('#matter-bands'))
+    && (await page.textContent('#matter-decision')).includes('Latest decision'), 'the matter, band reasons and decision in English');
+  await shot('08b-clue-matter-en');
 
   // 10. What is shown follows the role: a device token gets no clue pages.
   await page.click('#signout');

@@ -6,6 +6,7 @@ import { parseEvents } from '../public/js/api.js';
 import { dict, t, setLang } from '../public/js/i18n.js';
 import { rings, devicePoints } from '../public/js/map.js';
 import { pumpoutLine } from '../public/js/pumpouts.js';
+import { penaltyNote } from '../public/js/matters.js';
 
 test('SSE events split across chunks, CRLF, multi-line data, keep-alives', () => {
   let r = parseEvents('event: clue\nid: 7\ndata: {"a":');
@@ -63,4 +64,23 @@ test('a pump-out that explains a clue names its visit, who registered it and the
   assert.match(line, /^pump-out .+ → .+ · registered by inspector:ann at .+ · manifest 77$/);
   assert.ok(!pumpoutLine({ from_ms: 0, to_ms: 1, by: 'x', at_ms: 2 }).includes('undefined'));
   setLang('zh');
+});
+
+test('the decision form warns of a penalty outside its band as the gateway judges it', () => {
+  const m = {
+    currency: 'CNY',
+    bands: [{ id: 'low', penalty_min: 100, penalty_max: 500 }, { id: 'high', penalty_min: 500, penalty_max: 5000 }],
+    leniency: [{ id: 'first', effect: 'no_penalty' }, { id: 'minor', effect: 'light_penalty' }],
+  };
+  assert.equal(penaltyNote(m, 'low', 300, []), null, 'inside the band');
+  assert.equal(penaltyNote(m, 'low', 500, []), null, 'the maximum is inside');
+  setLang('en');
+  assert.match(penaltyNote(m, 'low', 900, []), /outside the band 100–500 CNY/);
+  assert.match(penaltyNote(m, 'low', 0, []), /outside/, 'below the minimum with nothing applied');
+  assert.equal(penaltyNote(m, 'low', 0, ['first']), null, 'no penalty under a no-penalty entry');
+  assert.match(penaltyNote(m, 'low', 50, ['first']), /outside/, 'a no-penalty entry allows 0 only');
+  assert.equal(penaltyNote(m, 'low', 50, ['minor']), null, 'a light-penalty entry allows less');
+  assert.match(penaltyNote(m, 'low', 600, ['minor']), /outside/, 'never above the maximum');
+  setLang('zh');
+  assert.match(penaltyNote(m, 'high', 9000, []), /不在所选档次 500–5000 CNY/);
 });

@@ -33,6 +33,9 @@ pub struct DecisionCheck {
     pub outside_band: bool,
     /// Everything a supervisor should look at, in words (empty: a decision by the book).
     pub findings: Vec<String>,
+    /// The same in Chinese (absent on decisions recorded before it was added).
+    #[serde(default)]
+    pub findings_zh: Vec<String>,
 }
 
 /// Checks decision (`band`, `penalty`, `leniency_applied`) against the clue's assessment.
@@ -80,39 +83,61 @@ pub fn check(
     });
     let outside_band = !in_band && !excused;
     let mut findings = Vec::new();
+    let mut findings_zh = Vec::new();
     if outside_band {
         findings.push(format!(
             "penalty {penalty} {cur} is outside band `{}` ({}..{} {cur}) and no applied \
              leniency entry allows it",
             b.id, b.penalty_min, b.penalty_max
         ));
+        findings_zh.push(format!(
+            "罚款 {penalty} {cur} 不在档次 `{}`（{}–{} {cur}）内，且未适用允许的从轻或不罚情形",
+            b.id, b.penalty_min, b.penalty_max
+        ));
     }
     match &a.band {
-        Some(f) if f != band => findings.push(format!(
-            "band `{band}` was chosen; the recorded facts point to band `{f}`"
-        )),
-        None => findings.push(format!(
-            "band `{band}` was chosen; no band's facts hold on the record"
-        )),
+        Some(f) if f != band => {
+            findings.push(format!(
+                "band `{band}` was chosen; the recorded facts point to band `{f}`"
+            ));
+            findings_zh.push(format!("选择了档次 `{band}`，记录的事实指向档次 `{f}`"));
+        }
+        None => {
+            findings.push(format!(
+                "band `{band}` was chosen; no band's facts hold on the record"
+            ));
+            findings_zh.push(format!("选择了档次 `{band}`，记录的事实不符合任何档次"));
+        }
         Some(_) => {}
     }
     for l in &applied {
         if l.status == LeniencyStatus::NotMet {
-            let failed: Vec<&str> = l
-                .reasons
-                .iter()
-                .filter(|r| r.starts_with("fails"))
-                .map(String::as_str)
-                .collect();
+            let failed = |reasons: &[String], prefix: &str| {
+                reasons
+                    .iter()
+                    .filter(|r| r.starts_with(prefix))
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
             findings.push(format!(
                 "leniency `{}` applied although the record does not meet it ({})",
                 l.id,
-                failed.join("; ")
+                failed(&l.reasons, "fails")
+            ));
+            findings_zh.push(format!(
+                "适用了情形 `{}`，但记录不符合其条件（{}）",
+                l.id,
+                failed(&l.reasons_zh, "不符合")
             ));
         }
         if l.effect == Effect::NoPenalty && penalty > 0 {
             findings.push(format!(
                 "leniency `{}` (no penalty) applied with a penalty of {penalty} {cur}",
+                l.id
+            ));
+            findings_zh.push(format!(
+                "适用了不予处罚情形 `{}`，却处罚款 {penalty} {cur}",
                 l.id
             ));
         }
@@ -126,6 +151,7 @@ pub fn check(
         applicable_band: a.band.clone(),
         outside_band,
         findings,
+        findings_zh,
     })
 }
 
@@ -244,19 +270,24 @@ mod tests {
         let band = |id: &str, min, max| BandCheck {
             id: id.into(),
             label: id.into(),
+            label_zh: None,
             penalty_min: min,
             penalty_max: max,
             holds: applicable == Some(id),
             reasons: vec![],
+            reasons_zh: vec![],
         };
         let entry = |id: &str, effect, status| LeniencyCheck {
             id: id.into(),
             effect,
             description: String::new(),
+            description_zh: None,
             provision: String::new(),
             status,
             needs_finding: None,
+            needs_finding_zh: None,
             reasons: vec!["fails: occurrences 3 (at most 1)".into()],
+            reasons_zh: vec!["不符合：发生次数 3（至多 1）".into()],
         };
         MatterAssessment {
             catalogue_version: "v1".into(),
@@ -274,6 +305,7 @@ mod tests {
                 corrected: false,
                 corrected_after_s: None,
                 owner_answered: false,
+                figures: Default::default(),
             },
             band: applicable.map(String::from),
             bands: vec![band("first", 0, 2000), band("repeated", 2000, 20000)],
@@ -314,6 +346,10 @@ mod tests {
         let c = check(&a, "repeated", 30_000, &[]).expect("known");
         assert!(c.outside_band);
         assert!(c.findings[0].contains("outside band `repeated`"), "{c:?}");
+        assert_eq!(
+            c.findings_zh[0],
+            "罚款 30000 CNY 不在档次 `repeated`（2000–20000 CNY）内，且未适用允许的从轻或不罚情形"
+        );
         // Below the minimum: outside, unless a light-penalty entry is applied.
         assert!(check(&a, "repeated", 500, &[]).expect("known").outside_band);
         let light = check(&a, "repeated", 500, &["minor".into()]).expect("known");
@@ -340,6 +376,14 @@ mod tests {
         assert_eq!(c.findings.len(), 2, "{:?}", c.findings);
         assert!(c.findings[0].contains("point to band `repeated`"));
         assert!(c.findings[1].contains("fails: occurrences 3"), "{c:?}");
+        assert_eq!(
+            c.findings_zh,
+            vec![
+                "选择了档次 `first`，记录的事实指向档次 `repeated`",
+                "适用了情形 `first_violation`，但记录不符合其条件（不符合：发生次数 3（至多 1））"
+            ],
+            "{c:?}"
+        );
     }
 
     #[test]

@@ -24,7 +24,8 @@ use super::signal::Level;
 use super::store::kind_matches;
 use crate::config_error::{ConfigError, invalid};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 
 const DAY: u64 = 86_400;
 
@@ -86,6 +87,8 @@ pub struct Matter {
 pub struct Band {
     pub id: String,
     pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_zh: Option<String>,
     /// The range a penalty in this band must lie in (whole `currency` units).
     pub penalty_min: u64,
     pub penalty_max: u64,
@@ -120,6 +123,8 @@ pub struct LeniencyEntry {
     pub id: String,
     pub effect: Effect,
     pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description_zh: Option<String>,
     /// The provision that allows it (a reference the operator fills in).
     pub provision: String,
     /// Facts from the record that must hold.
@@ -129,6 +134,8 @@ pub struct LeniencyEntry {
     /// fault"): the entry is then at best `to_establish`.
     #[serde(default)]
     pub needs_finding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_finding_zh: Option<String>,
 }
 
 /// Conditions on the facts; every one given must hold (none given: always holds).
@@ -151,6 +158,13 @@ pub struct FactTest {
     pub corrected_within_s: Option<i64>,
     /// The owner's statement is on record.
     pub owner_answered: Option<bool>,
+    /// Figures of the clue's record (its `detail`, e.g. `dwell_s`, `drop`; `a.b` reaches
+    /// into an object) at least / at most these numbers.
+    pub figure_at_least: BTreeMap<String, f64>,
+    pub figure_at_most: BTreeMap<String, f64>,
+    /// Figures equal to these values (a text, a yes/no or a number, e.g. `unit = "L"`,
+    /// `night = true`).
+    pub figure_is: BTreeMap<String, Value>,
 }
 
 /// The facts of one clue as the catalogue reads them.
@@ -165,6 +179,10 @@ pub struct Facts {
     /// Seconds from the first sighting to the reported end, when reported.
     pub corrected_after_s: Option<i64>,
     pub owner_answered: bool,
+    /// The figures of the record the matter's conditions name (absent from the record:
+    /// not listed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub figures: BTreeMap<String, Value>,
 }
 
 /// Whether a leniency entry applies on the record.
@@ -181,11 +199,16 @@ pub enum LeniencyStatus {
 pub struct BandCheck {
     pub id: String,
     pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_zh: Option<String>,
     pub penalty_min: u64,
     pub penalty_max: u64,
     /// The facts hold for this band.
     pub holds: bool,
+    /// One line per condition, starting `holds:` or `fails:` (English).
     pub reasons: Vec<String>,
+    /// The same lines in Chinese (`符合：` / `不符合：`).
+    pub reasons_zh: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,11 +216,16 @@ pub struct LeniencyCheck {
     pub id: String,
     pub effect: Effect,
     pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description_zh: Option<String>,
     pub provision: String,
     pub status: LeniencyStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needs_finding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_finding_zh: Option<String>,
     pub reasons: Vec<String>,
+    pub reasons_zh: Vec<String>,
 }
 
 /// What the clue detail shows: the matter, the band the facts put the clue in, and the
@@ -226,6 +254,27 @@ impl MatterCatalogue {
         self.matter.iter().find(|m| kind_matches(&m.kinds, kind))
     }
 
+    /// The keys whose provision is still the example's placeholder (`<fill in: ...>`).
+    pub fn placeholders(&self) -> Vec<String> {
+        let unfilled = |t: &str| t.to_ascii_lowercase().contains("<fill in");
+        let mut out = Vec::new();
+        for (i, m) in self.matter.iter().enumerate() {
+            let mk = format!("clues.matters.matter[{i}]");
+            if unfilled(&m.violated_provision) {
+                out.push(format!("{mk}.violated_provision"));
+            }
+            if unfilled(&m.penalty_provision) {
+                out.push(format!("{mk}.penalty_provision"));
+            }
+            for (j, l) in m.leniency.iter().enumerate() {
+                if unfilled(&l.provision) {
+                    out.push(format!("{mk}.leniency[{j}].provision"));
+                }
+            }
+        }
+        out
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let p = "clues.matters";
         if self.matter.is_empty() {
@@ -252,6 +301,9 @@ impl MatterCatalogue {
                 return Err(invalid(format!("{mk}.id"), format!("`{}` twice", m.id)));
             }
             nonempty(&format!("{mk}.name"), &m.name)?;
+            if let Some(z) = &m.name_zh {
+                nonempty(&format!("{mk}.name_zh"), z)?;
+            }
             nonempty(&format!("{mk}.violated_provision"), &m.violated_provision)?;
             nonempty(&format!("{mk}.penalty_provision"), &m.penalty_provision)?;
             if m.kinds.is_empty() {
@@ -284,6 +336,9 @@ impl MatterCatalogue {
                     return Err(invalid(format!("{bk}.id"), format!("`{}` twice", b.id)));
                 }
                 nonempty(&format!("{bk}.label"), &b.label)?;
+                if let Some(z) = &b.label_zh {
+                    nonempty(&format!("{bk}.label_zh"), z)?;
+                }
                 if b.penalty_max < b.penalty_min {
                     return Err(invalid(
                         format!("{bk}.penalty_max"),
@@ -300,15 +355,38 @@ impl MatterCatalogue {
                     return Err(invalid(format!("{lk}.id"), format!("`{}` twice", l.id)));
                 }
                 nonempty(&format!("{lk}.description"), &l.description)?;
+                if let Some(z) = &l.description_zh {
+                    nonempty(&format!("{lk}.description_zh"), z)?;
+                }
                 nonempty(&format!("{lk}.provision"), &l.provision)?;
                 if let Some(f) = &l.needs_finding {
                     nonempty(&format!("{lk}.needs_finding"), f)?;
+                }
+                if let Some(f) = &l.needs_finding_zh {
+                    if l.needs_finding.is_none() {
+                        return Err(invalid(
+                            format!("{lk}.needs_finding_zh"),
+                            "translates `needs_finding`, which is not given",
+                        ));
+                    }
+                    nonempty(&format!("{lk}.needs_finding_zh"), f)?;
                 }
                 l.when.validate(&format!("{lk}.when"))?;
             }
         }
         Ok(())
     }
+}
+
+/// A figure's name: a key of the clue's detail, `a.b` for a nested one.
+fn figure_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.split('.').any(|p| p.trim().is_empty()) {
+        return Err(invalid(
+            format!("{key}.`{name}`"),
+            "name a key of the clue's detail, e.g. `dwell_s` or `permit.plate`",
+        ));
+    }
+    Ok(())
 }
 
 fn nonempty(key: &str, v: &str) -> Result<(), ConfigError> {
@@ -357,6 +435,36 @@ impl FactTest {
         if self.corrected_within_s.is_some_and(|v| v < 0) {
             return Err(invalid(format!("{key}.corrected_within_s"), "must be >= 0"));
         }
+        for (side, bounds) in [
+            ("figure_at_least", &self.figure_at_least),
+            ("figure_at_most", &self.figure_at_most),
+        ] {
+            for (name, b) in bounds {
+                figure_name(&format!("{key}.{side}"), name)?;
+                if !b.is_finite() {
+                    return Err(invalid(format!("{key}.{side}.{name}"), "must be a number"));
+                }
+            }
+        }
+        for (name, hi) in &self.figure_at_most {
+            if let Some(lo) = self.figure_at_least.get(name)
+                && hi < lo
+            {
+                return Err(invalid(
+                    format!("{key}.figure_at_most.{name}"),
+                    "must be >= the matching `figure_at_least` bound",
+                ));
+            }
+        }
+        for (name, v) in &self.figure_is {
+            figure_name(&format!("{key}.figure_is"), name)?;
+            if !matches!(v, Value::Number(_) | Value::String(_) | Value::Bool(_)) {
+                return Err(invalid(
+                    format!("{key}.figure_is.{name}"),
+                    "must be a text, a number or true/false",
+                ));
+            }
+        }
         if self.corrected == Some(false) && self.corrected_within_s.is_some() {
             return Err(invalid(
                 format!("{key}.corrected_within_s"),
@@ -366,84 +474,204 @@ impl FactTest {
         Ok(())
     }
 
-    /// Whether every condition holds, with one reason per condition (none given: one reason
-    /// saying so).
-    pub fn check(&self, f: &Facts) -> (bool, Vec<String>) {
-        let mut ok = true;
-        let mut reasons = Vec::new();
-        let mut note = |holds: bool, text: String| {
-            ok &= holds;
-            reasons.push(format!("{}: {text}", if holds { "holds" } else { "fails" }));
+    /// The figures these conditions name.
+    fn figure_names(&self) -> impl Iterator<Item = &String> {
+        self.figure_at_least
+            .keys()
+            .chain(self.figure_at_most.keys())
+            .chain(self.figure_is.keys())
+    }
+
+    /// Whether every condition holds, with one reason per condition in English and in
+    /// Chinese (none given: one reason saying so).
+    pub fn check(&self, f: &Facts) -> Checked {
+        let mut c = Checked {
+            holds: true,
+            reasons: Vec::new(),
+            reasons_zh: Vec::new(),
+        };
+        let mut note = |holds: bool, en: String, zh: String| {
+            c.holds &= holds;
+            let (pe, pz) = if holds {
+                ("holds", "符合")
+            } else {
+                ("fails", "不符合")
+            };
+            c.reasons.push(format!("{pe}: {en}"));
+            c.reasons_zh.push(format!("{pz}：{zh}"));
+        };
+        let lz = |l: Level| match l {
+            Level::Low => "低",
+            Level::Medium => "中",
+            Level::High => "高",
         };
         if let Some(l) = self.level_at_least {
             note(
                 f.level >= l,
                 format!("level {} (at least {})", f.level.as_str(), l.as_str()),
+                format!("等级 {}（至少 {}）", lz(f.level), lz(l)),
             );
         }
         if let Some(l) = self.level_at_most {
             note(
                 f.level <= l,
                 format!("level {} (at most {})", f.level.as_str(), l.as_str()),
+                format!("等级 {}（至多 {}）", lz(f.level), lz(l)),
             );
         }
-        let mut bound = |name: &str, v: i64, lo: Option<i64>, hi: Option<i64>| {
+        let mut bound = |name: &str, zh: &str, v: i64, lo: Option<i64>, hi: Option<i64>| {
             if let Some(lo) = lo {
-                note(v >= lo, format!("{name} {v} (at least {lo})"));
+                note(
+                    v >= lo,
+                    format!("{name} {v} (at least {lo})"),
+                    format!("{zh} {v}（至少 {lo}）"),
+                );
             }
             if let Some(hi) = hi {
-                note(v <= hi, format!("{name} {v} (at most {hi})"));
+                note(
+                    v <= hi,
+                    format!("{name} {v} (at most {hi})"),
+                    format!("{zh} {v}（至多 {hi}）"),
+                );
             }
         };
         bound(
             "occurrences",
+            "发生次数",
             f.occurrences,
             self.occurrences_at_least,
             self.occurrences_at_most,
         );
         bound(
             "earlier clues of this kind about this subject",
+            "同一主体此前同类线索（条）",
             f.prior,
             self.prior_at_least,
             self.prior_at_most,
         );
         bound(
             "seen for (s)",
+            "持续（秒）",
             f.seen_for_s,
             self.seen_for_at_least_s,
             self.seen_for_at_most_s,
         );
         if let Some(want) = self.corrected {
-            note(
-                f.corrected == want,
-                if f.corrected {
-                    "the condition was reported over".to_string()
-                } else {
-                    "the condition was not reported over".to_string()
-                },
-            );
+            let (en, zh) = if f.corrected {
+                ("the condition was reported over", "已报告恢复")
+            } else {
+                ("the condition was not reported over", "未报告恢复")
+            };
+            note(f.corrected == want, en.into(), zh.into());
         }
         if let Some(within) = self.corrected_within_s {
-            let text = match f.corrected_after_s {
-                Some(s) => format!("corrected {s} s after the first sighting (within {within})"),
-                None => format!("not corrected (needed within {within} s)"),
+            let (en, zh) = match f.corrected_after_s {
+                Some(s) => (
+                    format!("corrected {s} s after the first sighting (within {within})"),
+                    format!("首次发现后 {s} 秒恢复（须在 {within} 秒内）"),
+                ),
+                None => (
+                    format!("not corrected (needed within {within} s)"),
+                    format!("未恢复（须在 {within} 秒内）"),
+                ),
             };
-            note(f.corrected_after_s.is_some_and(|s| s <= within), text);
+            note(f.corrected_after_s.is_some_and(|s| s <= within), en, zh);
         }
         if let Some(want) = self.owner_answered {
+            let (en, zh) = if f.owner_answered {
+                ("the owner's statement is on record", "当事人陈述已记录")
+            } else {
+                ("no statement of the owner on record", "无当事人陈述记录")
+            };
+            note(f.owner_answered == want, en.into(), zh.into());
+        }
+        let sides = [
+            (&self.figure_at_least, "at least", "至少", true),
+            (&self.figure_at_most, "at most", "至多", false),
+        ];
+        for (bounds, en_word, zh_word, lower) in sides {
+            for (name, b) in bounds {
+                let b_text = number_text(*b);
+                match f.figures.get(name).and_then(Value::as_f64) {
+                    Some(v) => note(
+                        if lower { v >= *b } else { v <= *b },
+                        format!("figure {name} {} ({en_word} {b_text})", number_text(v)),
+                        format!("数值 {name} {}（{zh_word} {b_text}）", number_text(v)),
+                    ),
+                    None => note(
+                        false,
+                        format!("figure {name} is not a number in the record ({en_word} {b_text})"),
+                        format!("记录中没有数值 {name}（{zh_word} {b_text}）"),
+                    ),
+                }
+            }
+        }
+        for (name, want) in &self.figure_is {
+            let got = f.figures.get(name);
+            let shown = got.map_or_else(|| "absent".to_string(), Value::to_string);
+            let shown_zh = got.map_or_else(|| "无".to_string(), Value::to_string);
             note(
-                f.owner_answered == want,
-                if f.owner_answered {
-                    "the owner's statement is on record".to_string()
-                } else {
-                    "no statement of the owner on record".to_string()
-                },
+                got.is_some_and(|g| same_figure(g, want)),
+                format!("figure {name} {shown} (must be {want})"),
+                format!("数值 {name} {shown_zh}（须为 {want}）"),
             );
         }
-        if reasons.is_empty() {
-            reasons.push("holds: no condition on the facts".to_string());
+        if c.reasons.is_empty() {
+            c.reasons
+                .push("holds: no condition on the facts".to_string());
+            c.reasons_zh.push("符合：对事实无条件".to_string());
         }
-        (ok, reasons)
+        c
+    }
+}
+
+/// The outcome of one `FactTest` on the facts of a clue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    pub holds: bool,
+    pub reasons: Vec<String>,
+    pub reasons_zh: Vec<String>,
+}
+
+/// `1200`, `61.5`: a figure as people read it.
+fn number_text(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// Equal figures; numbers compare by value (`5` equals `5.0`).
+fn same_figure(got: &Value, want: &Value) -> bool {
+    match (got.as_f64(), want.as_f64()) {
+        (Some(a), Some(b)) => a == b,
+        _ => got == want,
+    }
+}
+
+/// The value at `path` (`a.b` reaches into objects) of a clue's detail, when it is a figure
+/// (a number, a text or a yes/no).
+pub fn figure_of(detail: &Value, path: &str) -> Option<Value> {
+    let mut v = detail;
+    for part in path.split('.') {
+        v = v.get(part)?;
+    }
+    match v {
+        Value::Number(_) | Value::String(_) | Value::Bool(_) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+impl Matter {
+    /// Every figure a band or leniency condition of this matter names.
+    pub fn figure_names(&self) -> BTreeSet<&String> {
+        self.bands
+            .iter()
+            .map(|b| &b.when)
+            .chain(self.leniency.iter().map(|l| &l.when))
+            .flat_map(FactTest::figure_names)
+            .collect()
     }
 }
 
@@ -453,14 +681,16 @@ pub fn assess(cat: &MatterCatalogue, matter: &Matter, facts: Facts) -> MatterAss
         .bands
         .iter()
         .map(|b| {
-            let (holds, reasons) = b.when.check(&facts);
+            let c = b.when.check(&facts);
             BandCheck {
                 id: b.id.clone(),
                 label: b.label.clone(),
+                label_zh: b.label_zh.clone(),
                 penalty_min: b.penalty_min,
                 penalty_max: b.penalty_max,
-                holds,
-                reasons,
+                holds: c.holds,
+                reasons: c.reasons,
+                reasons_zh: c.reasons_zh,
             }
         })
         .collect();
@@ -468,11 +698,17 @@ pub fn assess(cat: &MatterCatalogue, matter: &Matter, facts: Facts) -> MatterAss
         .leniency
         .iter()
         .map(|l| {
-            let (holds, mut reasons) = l.when.check(&facts);
+            let Checked {
+                holds,
+                mut reasons,
+                mut reasons_zh,
+            } = l.when.check(&facts);
             let status = match (holds, &l.needs_finding) {
                 (false, _) => LeniencyStatus::NotMet,
                 (true, Some(f)) => {
                     reasons.push(format!("to establish by a person: {f}"));
+                    let fz = l.needs_finding_zh.as_deref().unwrap_or(f);
+                    reasons_zh.push(format!("须由执法人员认定：{fz}"));
                     LeniencyStatus::ToEstablish
                 }
                 (true, None) => LeniencyStatus::Met,
@@ -481,10 +717,13 @@ pub fn assess(cat: &MatterCatalogue, matter: &Matter, facts: Facts) -> MatterAss
                 id: l.id.clone(),
                 effect: l.effect,
                 description: l.description.clone(),
+                description_zh: l.description_zh.clone(),
                 provision: l.provision.clone(),
                 status,
                 needs_finding: l.needs_finding.clone(),
+                needs_finding_zh: l.needs_finding_zh.clone(),
                 reasons,
+                reasons_zh,
             }
         })
         .collect();
@@ -523,6 +762,7 @@ mod tests {
             corrected: false,
             corrected_after_s: None,
             owner_answered: false,
+            figures: BTreeMap::new(),
         }
     }
 
@@ -537,13 +777,51 @@ mod tests {
             "manhole.cover_open",
             "manhole.cover_open_too_long",
             "manhole.cover_tilted",
-            "camera.black",
+            "shopfront.trading",
+            "muck_truck.no_permit",
+            "muck_truck.outside_hours",
+            "muck_truck.off_route",
         ] {
             assert!(cat.matter_of(kind).is_some(), "{kind} has no matter");
         }
+        for kind in [
+            "device.low_battery",
+            "device.offline",
+            "sensor.stuck",
+            "grease_trap.pumpout_due",
+            "grease_trap.fast_fill",
+            "camera.black",
+            "camera.covered",
+            "camera.offline",
+            "camera.not_repaired",
+        ] {
+            assert!(
+                cat.matter_of(kind).is_none(),
+                "{kind} is a fault or a reminder, not a violation"
+            );
+        }
+        for m in &cat.matter {
+            assert!(m.name_zh.is_some(), "{} has no Chinese name", m.id);
+            assert!(
+                m.bands.iter().all(|b| b.label_zh.is_some())
+                    && m.leniency.iter().all(|l| l.description_zh.is_some()
+                        && l.needs_finding.is_some() == l.needs_finding_zh.is_some()),
+                "{}: every band and entry is named in both languages",
+                m.id
+            );
+            assert!(
+                m.bands
+                    .last()
+                    .is_some_and(|b| b.when == FactTest::default()),
+                "{}: the last band catches every clue (no gap)",
+                m.id
+            );
+        }
+        let unfilled = cat.placeholders();
         assert!(
-            cat.matter_of("device.low_battery").is_none(),
-            "a flat battery is no violation"
+            unfilled.contains(&"clues.matters.matter[0].violated_provision".to_string())
+                && unfilled.contains(&"clues.matters.matter[0].leniency[0].provision".to_string()),
+            "{unfilled:?}"
         );
         for m in &cat.matter {
             assert!(
@@ -603,17 +881,111 @@ mod tests {
             ..Default::default()
         };
         let mut f = facts(Level::Low, 1, 0);
-        assert!(!t.check(&f).0, "not corrected");
+        assert!(!t.check(&f).holds, "not corrected");
         f.corrected = true;
         f.corrected_after_s = Some(300);
-        assert!(t.check(&f).0);
+        assert!(t.check(&f).holds);
         f.corrected_after_s = Some(601);
-        let (ok, reasons) = t.check(&f);
-        assert!(!ok);
+        let c = t.check(&f);
+        assert!(!c.holds);
         assert_eq!(
-            reasons,
+            c.reasons,
             vec!["fails: corrected 601 s after the first sighting (within 600)"]
         );
+        assert_eq!(
+            c.reasons_zh,
+            vec!["不符合：首次发现后 601 秒恢复（须在 600 秒内）"]
+        );
+    }
+
+    #[test]
+    fn figures_of_the_record_decide_a_condition_and_say_why() {
+        let cat = example();
+        let m = cat
+            .matter_of("grease_trap.illegal_discharge")
+            .expect("matter");
+        assert_eq!(
+            m.figure_names().into_iter().cloned().collect::<Vec<_>>(),
+            vec!["drop".to_string(), "unit".to_string()]
+        );
+        let minor = |detail: serde_json::Value| {
+            let mut f = facts(Level::High, 1, 0);
+            f.figures = m
+                .figure_names()
+                .into_iter()
+                .filter_map(|n| Some((n.clone(), figure_of(&detail, n)?)))
+                .collect();
+            assess(&cat, m, f)
+                .leniency
+                .into_iter()
+                .find(|l| l.id == "minor")
+                .expect("entry")
+        };
+        let small = minor(serde_json::json!({"drop": 120.0, "unit": "L"}));
+        assert_eq!(small.status, LeniencyStatus::Met, "{small:?}");
+        assert!(
+            small
+                .reasons
+                .contains(&"holds: figure drop 120 (at most 150)".to_string()),
+            "{small:?}"
+        );
+        assert!(
+            small
+                .reasons_zh
+                .contains(&"符合：数值 drop 120（至多 150）".to_string()),
+            "{small:?}"
+        );
+        // The same number in millimetres is another measure: the unit condition fails.
+        let mm = minor(serde_json::json!({"drop": 120.0, "unit": "mm"}));
+        assert_eq!(mm.status, LeniencyStatus::NotMet);
+        assert!(
+            mm.reasons
+                .contains(&"fails: figure unit \"mm\" (must be \"L\")".to_string()),
+            "{mm:?}"
+        );
+        let big = minor(serde_json::json!({"drop": 480.5, "unit": "L"}));
+        assert!(
+            big.reasons
+                .contains(&"fails: figure drop 480.5 (at most 150)".to_string()),
+            "{big:?}"
+        );
+        // A record without the figure never meets a condition on it.
+        let none = minor(serde_json::json!({"unit": "L"}));
+        assert_eq!(none.status, LeniencyStatus::NotMet);
+        assert!(
+            none.reasons_zh
+                .contains(&"不符合：记录中没有数值 drop（至多 150）".to_string()),
+            "{none:?}"
+        );
+    }
+
+    #[test]
+    fn nested_figures_and_numbers_compare_by_value() {
+        let d = serde_json::json!({"permit": {"holder": "Huaxin", "hours": ["22:00-06:00"]},
+                                   "night": true, "n": 5});
+        assert_eq!(
+            figure_of(&d, "permit.holder"),
+            Some(serde_json::json!("Huaxin"))
+        );
+        assert_eq!(figure_of(&d, "permit.hours"), None, "a list is no figure");
+        assert_eq!(figure_of(&d, "permit.plate"), None);
+        let t = FactTest {
+            figure_is: [
+                ("night".to_string(), serde_json::json!(true)),
+                ("n".to_string(), serde_json::json!(5.0)),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let mut f = facts(Level::Low, 1, 0);
+        f.figures = [
+            ("night".to_string(), serde_json::json!(true)),
+            ("n".to_string(), serde_json::json!(5)),
+        ]
+        .into();
+        assert!(t.check(&f).holds, "{:?}", t.check(&f));
+        f.figures.insert("night".into(), serde_json::json!(false));
+        assert!(!t.check(&f).holds);
     }
 
     #[test]
@@ -665,5 +1037,34 @@ mod tests {
             .expect_err("kind twice")
             .to_string();
         assert!(e.contains("clues.matters.matter[1].kinds[0]"), "{e}");
+        let e = Config::from_toml(&format!(
+            "{base}{band}penalty_min = 0\npenalty_max = 100\nwhen = {{ figure_at_least = \
+             {{ dwell_s = 900 }}, figure_at_most = {{ dwell_s = 60 }} }}\n"
+        ))
+        .expect_err("figure bounds")
+        .to_string();
+        assert!(
+            e.contains("clues.matters.matter[0].bands[0].when.figure_at_most.dwell_s"),
+            "{e}"
+        );
+        let e = Config::from_toml(&format!(
+            "{base}{band}penalty_min = 0\npenalty_max = 100\nwhen = {{ figure_is = \
+             {{ unit = [\"L\"] }} }}\n"
+        ))
+        .expect_err("figure value")
+        .to_string();
+        assert!(
+            e.contains("clues.matters.matter[0].bands[0].when.figure_is.unit"),
+            "{e}"
+        );
+        let e = Config::from_toml(&format!(
+            "{base}{band}penalty_min = 0\npenalty_max = 100\nlabel_zh = \" \"\n"
+        ))
+        .expect_err("empty zh label")
+        .to_string();
+        assert!(
+            e.contains("clues.matters.matter[0].bands[0].label_zh"),
+            "{e}"
+        );
     }
 }

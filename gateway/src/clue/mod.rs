@@ -16,7 +16,8 @@
 //! - `pool`: the async service (intake, escalation tick, change broadcast).
 //! - `publish`: delivery to the central platform (MQTT, webhook).
 //! - `auth`: tokens, roles, site scopes and the axum extractor.
-//! - `api`: the clue HTTP routes; `openapi`: the API document.
+//! - `api`: the clue HTTP routes (their OpenAPI document is built at the HTTP layer,
+//!   `crate::api::openapi`).
 //! - `oversight`: supervision models over the handling (warnings for supervisors);
 //!   `oversight_api`: their routes.
 //! - `matters`: the matter catalogue (legal basis, discretion bands, leniency list) and the
@@ -39,7 +40,6 @@ pub mod evidence;
 pub mod lifecycle;
 pub mod matters;
 pub mod model;
-pub mod openapi;
 pub mod oversight;
 pub mod oversight_api;
 pub mod owner;
@@ -53,4 +53,4 @@ pub mod stays;
 pub mod store;
 pub mod text;
 
-pub use pool::{PoolHandle, start_pool};
+pub use pool::{PoolHandle, PoolSetup, start_pool};

@@ -14,7 +14,6 @@ use super::model::*;
 use super::postgres::PgStore;
 use super::signal::{ClueEvent, ClueSender, ClueSignal, Evidence};
 use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, ClueStore, SqliteStore, StoreError, TokenInfo};
-use crate::config::Config;
 use crate::metrics::{Metrics, Reason};
 use std::sync::Arc;
 use thiserror::Error;
@@ -104,10 +103,11 @@ impl Backend {
 
     /// Evidence files: `{storage.dir}/evidence` beside SQLite, the database with PostgreSQL
     /// (so every gateway reads what any stored).
-    pub fn evidence(&self, cfg: &Config) -> Result<EvidenceStore, EvidenceError> {
+    pub fn evidence(&self, setup: &PoolSetup) -> Result<EvidenceStore, EvidenceError> {
         match self {
-            Backend::Sqlite(_) => Ok(EvidenceStore::open(cfg.storage.dir.join("evidence"))?
-                .with_floor(cfg.storage.floor())),
+            Backend::Sqlite(_) => Ok(
+                EvidenceStore::open(setup.dir.join("evidence"))?.with_floor(setup.floor.clone())
+            ),
             Backend::Postgres(s) => Ok(EvidenceStore::in_blobs(Arc::new(s.blobs()))),
         }
     }
@@ -127,23 +127,39 @@ impl Backend {
     }
 }
 
+/// What the pool reads of the gateway's configuration: its own section (`[clues]`), the
+/// storage folder, this gateway's name on a shared database and how delivery reaches the
+/// broker. `config::Config::clue_setup` builds it from the root.
+#[derive(Clone)]
+pub struct PoolSetup {
+    pub clues: CluesConfig,
+    /// `storage.dir`: SQLite, the audit key and evidence files live under it.
+    pub dir: std::path::PathBuf,
+    /// The free-space floor of evidence files (`storage.min_free_mb`).
+    pub floor: crate::disk::Floor,
+    /// This gateway's lease holder name on a shared PostgreSQL store (`mqtt.client_id`).
+    pub holder: String,
+    /// Opens the MQTT delivery lane's connection (`[mqtt]`'s broker).
+    pub broker: Arc<dyn super::publish::MqttConnect>,
+}
+
 /// Opens the clue store of `cfg` with the delivery channels it enables.
 ///
 /// The audit key (`[clues.audit]`) is created when missing: this is a gateway's first start
 /// (or its first `token create`). [`open_store_to_verify`] does not create it.
-pub fn open_store(cfg: &Config) -> Result<Backend, PoolError> {
+pub fn open_store(cfg: &PoolSetup) -> Result<Backend, PoolError> {
     open_store_with(cfg, true)
 }
 
 /// [`open_store`] for `audit verify`: a missing key file is not created (the chain is then
 /// verified without a key, and a sealed entry is reported as such).
-pub fn open_store_to_verify(cfg: &Config) -> Result<Backend, PoolError> {
+pub fn open_store_to_verify(cfg: &PoolSetup) -> Result<Backend, PoolError> {
     open_store_with(cfg, false)
 }
 
-fn open_store_with(cfg: &Config, create_key: bool) -> Result<Backend, PoolError> {
-    let key = super::audit_key::AuditKey::load(&cfg.clues.audit, &cfg.storage.dir, create_key)?
-        .map(Arc::new);
+fn open_store_with(cfg: &PoolSetup, create_key: bool) -> Result<Backend, PoolError> {
+    let key =
+        super::audit_key::AuditKey::load(&cfg.clues.audit, &cfg.dir, create_key)?.map(Arc::new);
     let mut channels = Vec::new();
     if cfg.clues.mqtt_publish {
         channels.push(CHANNEL_MQTT);
@@ -165,12 +181,12 @@ fn open_store_with(cfg: &Config, create_key: bool) -> Result<Backend, PoolError>
             Backend::Postgres(Arc::new(
                 store
                     .with_raise_after(raise)
-                    .with_holder(&cfg.mqtt.client_id)
+                    .with_holder(&cfg.holder)
                     .with_audit_key(key),
             ))
         }
         _ => Backend::Sqlite(Arc::new(
-            SqliteStore::open(&cfg.storage.dir.join("clues.sqlite"), channels)?
+            SqliteStore::open(&cfg.dir.join("clues.sqlite"), channels)?
                 .with_raise_after(raise)
                 .with_audit_key(key),
         )),
@@ -181,13 +197,12 @@ fn open_store_with(cfg: &Config, create_key: bool) -> Result<Backend, PoolError>
 /// Returns the sender producers use, the handle for the API, and the tasks: intake ends when
 /// every sender is dropped, the tick and delivery when `cancel` fires.
 pub fn start_pool(
-    cfg: &Config,
+    cfg: &PoolSetup,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> Result<(ClueSender, PoolHandle, Vec<JoinHandle<()>>), PoolError> {
     let backend = open_store(cfg)?;
-    if let Some(key) = super::audit_key::AuditKey::load(&cfg.clues.audit, &cfg.storage.dir, false)?
-    {
+    if let Some(key) = super::audit_key::AuditKey::load(&cfg.clues.audit, &cfg.dir, false)? {
         // On a thread of its own, as in `open_store`: the blocking PostgreSQL client must not
         // run on the runtime that calls this.
         let clues = backend.clues();
@@ -230,7 +245,16 @@ pub fn start_pool(
         )),
     ];
     tasks.extend(super::publish::spawn_delivery(&handle, cfg, cancel));
-    info!(dir = %cfg.storage.dir.display(), "clue pool started");
+    info!(dir = %cfg.dir.display(), "clue pool started");
+    let unfilled = cfg.clues.matters.placeholders();
+    if !unfilled.is_empty() {
+        warn!(
+            version = %cfg.clues.matters.version,
+            keys = %unfilled.join(", "),
+            "the matter catalogue still holds placeholder legal bases (`<fill in: ...>`): \
+             fill in the references of your own regulations before deciding on them"
+        );
+    }
     Ok((tx, handle, tasks))
 }
 
@@ -842,6 +866,11 @@ fn assess_matter(
         corrected: c.cleared_ms.is_some(),
         corrected_after_s,
         owner_answered: d.owner.as_ref().is_some_and(|o| !o.responses.is_empty()),
+        figures: matter
+            .figure_names()
+            .into_iter()
+            .filter_map(|n| Some((n.clone(), super::matters::figure_of(&c.detail, n)?)))
+            .collect(),
     };
     Ok(Some(super::matters::assess(cat, matter, facts)))
 }
@@ -1557,7 +1586,10 @@ mod tests {
     /// The catalogue of `deploy/gateway.example.toml`.
     fn example_matters() -> crate::clue::matters::MatterCatalogue {
         let text = include_str!("../../../deploy/gateway.example.toml");
-        Config::from_toml(text).expect("example").clues.matters
+        crate::config::Config::from_toml(text)
+            .expect("example")
+            .clues
+            .matters
     }
 
     #[tokio::test]

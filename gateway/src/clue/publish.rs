@@ -6,13 +6,12 @@
 //! is therefore delivered at least once per channel across crashes and restarts; every payload
 //! carries `event_id` (the audit sequence number) so the platform drops the rare duplicate.
 
-use super::pool::PoolHandle;
+use super::pool::{PoolHandle, PoolSetup};
 use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, DeliveryQueue};
 use crate::backoff::Backoff;
-use crate::config::Config;
 use crate::metrics::Reason;
 use prometheus_client::metrics::counter::Counter;
-use rumqttc::{Event, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet, QoS};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -26,12 +25,20 @@ const PUBACK_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_POLL: Duration = Duration::from_secs(2);
 const BATCH: u32 = 100;
 
+/// How a delivery lane opens its own connection to the broker. Defined here, by its user, so
+/// the clue pool does not depend on the MQTT source; `config` implements it for `[mqtt]`.
+pub trait MqttConnect: Send + Sync {
+    /// A client and its event loop, with the client id `{client_id}-{suffix}`.
+    fn connect(&self, suffix: &str) -> Result<(AsyncClient, EventLoop), String>;
+}
+
 /// Spawns the enabled delivery workers.
 pub fn spawn_delivery(
     pool: &PoolHandle,
-    cfg: &Config,
+    setup: &PoolSetup,
     cancel: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
+    let cfg = &setup.clues;
     let metrics = pool.metrics();
     let lane = |channel: &str| Lane {
         queue: pool.store(),
@@ -45,22 +52,22 @@ pub fn spawn_delivery(
             .clue_delivery_failures_total
             .get_or_create(&Reason::of(channel))
             .clone(),
-        backoff: Backoff::from_millis(cfg.clues.retry_min_ms, cfg.clues.retry_max_ms),
+        backoff: Backoff::from_millis(cfg.retry_min_ms, cfg.retry_max_ms),
     };
     let mut tasks = Vec::new();
-    if cfg.clues.mqtt_publish {
+    if cfg.mqtt_publish {
         tasks.extend(spawn_mqtt_lane(
-            &cfg.mqtt,
+            setup.broker.as_ref(),
             "clues",
             lane(CHANNEL_MQTT),
             cancel.clone(),
         ));
     }
-    if let Some(url) = &cfg.clues.webhook_url {
+    if let Some(url) = &cfg.webhook_url {
         tasks.extend(spawn_webhook_lane(
             url,
-            cfg.clues.webhook_secret.clone(),
-            cfg.clues.webhook_timeout_ms,
+            cfg.webhook_secret.clone(),
+            cfg.webhook_timeout_ms,
             lane(CHANNEL_WEBHOOK),
             cancel,
         ));
@@ -81,17 +88,15 @@ pub(crate) struct Lane {
     pub backoff: Backoff,
 }
 
-/// Publishes `lane`'s rows to their topics on the broker of `mqtt`, with its own client id
+/// Publishes `lane`'s rows to their topics on the broker of `broker`, with its own client id
 /// (`{client_id}-{suffix}`); nothing when the client cannot be configured (logged).
 pub(crate) fn spawn_mqtt_lane(
-    mqtt: &crate::source::mqtt::MqttConfig,
+    broker: &dyn MqttConnect,
     suffix: &str,
     lane: Lane,
     cancel: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    let mut mqtt = mqtt.clone();
-    mqtt.client_id = format!("{}-{suffix}", mqtt.client_id);
-    match crate::source::mqtt::connect(&mqtt) {
+    match broker.connect(suffix) {
         Ok((client, eventloop)) => {
             let (acks_tx, acks_rx) = tokio::sync::mpsc::unbounded_channel();
             vec![

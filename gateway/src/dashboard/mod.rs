@@ -1,5 +1,6 @@
-//! The web dashboard: static files from the `web/` folder served at `/`, and the few read-only
-//! API routes its pages need beyond the clue API ([`api`]).
+//! The web dashboard: static files from the `web/` folder served at `/`. The few read-only
+//! API routes its pages need beyond the clue API are served at the HTTP layer
+//! (`crate::api::dashboard`).
 //!
 //! The front-end is plain ES modules (no build step); its one library, uPlot for charts, comes
 //! from npm into `web/node_modules` (`npm ci` in set-up) and is served under `/vendor/uplot/`.
@@ -11,8 +12,6 @@
 //! URL (server logs, browser history, `Referer`) and there is no cookie to be sent by other
 //! sites' forms: no CSRF surface. Images that need a token are fetched the same way and shown
 //! from `blob:` URLs. The static files themselves are public: they hold no data.
-
-pub mod api;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};

@@ -8,7 +8,6 @@ pub mod mapping;
 pub mod native;
 pub mod presets;
 
-use crate::config::Config;
 use crate::reading::Reading;
 use crate::registry::Registry;
 use std::sync::Arc;
@@ -66,13 +65,14 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(cfg: &Config) -> Decoder {
+    /// Payloads up to `max_payload_bytes` (`[mqtt]`), third-party `mappings` tried after the
+    /// native topics (`config::Config::decoder` hands both).
+    pub fn new(max_payload_bytes: usize, mappings: &[mapping::MappingConfig]) -> Decoder {
         Decoder {
-            max_payload_bytes: cfg.mqtt.max_payload_bytes,
+            max_payload_bytes,
             // Config validation already compiled every pattern once; a failure here is a bug
             // caught by `validate`, so skipping is only a belt-and-braces guard.
-            mappings: cfg
-                .mappings
+            mappings: mappings
                 .iter()
                 .filter_map(|m| mapping::Mapping::new(m).ok())
                 .collect(),

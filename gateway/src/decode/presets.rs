@@ -201,7 +201,10 @@ codec = "milesight-em320-tilt"
 "#;
 
     fn decoder(registry: Registry) -> Decoder {
-        Decoder::new(&Config::from_toml(CONFIG).unwrap()).with_registry(Arc::new(registry))
+        Config::from_toml(CONFIG)
+            .unwrap()
+            .decoder()
+            .with_registry(Arc::new(registry))
     }
 
     fn registered() -> Registry {
@@ -353,7 +356,10 @@ codec = "milesight-em320-tilt"
     #[test]
     fn unregistered_dev_eui_is_kept_under_the_placeholder_site_and_listed() {
         let reg = Arc::new(Registry::empty());
-        let d = Decoder::new(&Config::from_toml(CONFIG).unwrap()).with_registry(reg.clone());
+        let d = Config::from_toml(CONFIG)
+            .unwrap()
+            .decoder()
+            .with_registry(reg.clone());
         let r = d
             .decode("application/x/device/y/event/up", CHIRPSTACK.as_bytes(), 1)
             .unwrap();
@@ -409,7 +415,7 @@ metric = "v"
 "#,
         )
         .unwrap();
-        let d = Decoder::new(&cfg);
+        let d = cfg.decoder();
         for (t, want) in [
             ("1658136855", 1_658_136_855_000),
             ("1658136855775", 1_658_136_855_775),
@@ -438,7 +444,7 @@ codec = "milesight-em320-tilt"
 "#,
         )
         .unwrap();
-        let d = Decoder::new(&cfg).with_registry(Arc::new(registered()));
+        let d = cfg.decoder().with_registry(Arc::new(registered()));
         let tilt = CHIRPSTACK.replace(
             r#""object": {"battery": 92.0, "distance": 2116.0, "position": "tilt"}"#,
             r#""object": {"battery": 100, "angle_x": 0, "angle_y": 0, "angle_z": 90}"#,

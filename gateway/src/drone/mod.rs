@@ -41,12 +41,13 @@ pub enum DroneError {
 /// the footage retention job. Returns the routes' state and the two tasks' handles (they end
 /// when `cancel` fires).
 pub fn start(
-    cfg: &crate::config::Config,
+    cfg: &config::DroneConfig,
+    storage_dir: &std::path::Path,
     pool: crate::clue::PoolHandle,
     metrics: Arc<crate::metrics::Metrics>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> Result<(api::DroneState, Vec<tokio::task::JoinHandle<()>>), DroneError> {
-    let root = cfg.storage.dir.join("drone");
+    let root = storage_dir.join("drone");
     let flights_dir = root.join("flights");
     let flights =
         flight::FlightStore::open(flights_dir.clone()).map_err(|source| DroneError::Io {
@@ -56,7 +57,7 @@ pub fn start(
     let tasks = tasks::TaskStore::open(root.join("tasks.json"))?;
     let auth = pool.authenticator();
     let processor = Arc::new(job::Processor::new(
-        cfg.drone.clone(),
+        cfg.clone(),
         flights.clone(),
         tasks.clone(),
         pool,
@@ -64,15 +65,15 @@ pub fn start(
     ));
     let (queue, handle) = processor.spawn();
     let mut handles = vec![handle];
-    if cfg.drone.footage_retention_days > 0 {
+    if cfg.footage_retention_days > 0 {
         handles.push(tokio::spawn(retention_job(
             flights.clone(),
-            cfg.drone.clone(),
+            cfg.clone(),
             metrics,
             cancel.clone(),
         )));
     }
-    let state = api::DroneState::new(cfg.drone.clone(), flights, tasks, queue, auth, cancel);
+    let state = api::DroneState::new(cfg.clone(), flights, tasks, queue, auth, cancel);
     Ok((state, handles))
 }
 

@@ -40,7 +40,7 @@ pub mod api;
 
 use crate::backoff::Backoff;
 use crate::clue::PoolHandle;
-use crate::clue::publish::{Lane, spawn_mqtt_lane, spawn_webhook_lane};
+use crate::clue::publish::{Lane, MqttConnect, spawn_mqtt_lane, spawn_webhook_lane};
 use crate::clue::stays::StayEvent;
 use crate::clue::store::ClueStore;
 use crate::config_error::{ConfigError, invalid};
@@ -237,7 +237,7 @@ impl Notices {
     /// Starts one delivery worker per configured channel.
     pub fn spawn_delivery(
         &self,
-        mqtt: &crate::source::mqtt::MqttConfig,
+        broker: &dyn MqttConnect,
         cancel: CancellationToken,
     ) -> Vec<JoinHandle<()>> {
         let lane = |channel: String| Lane {
@@ -259,7 +259,7 @@ impl Notices {
         let mut tasks = Vec::new();
         if self.cfg.mqtt {
             tasks.extend(spawn_mqtt_lane(
-                mqtt,
+                broker,
                 "notices",
                 lane(CHANNEL_MQTT.to_string()),
                 cancel.clone(),

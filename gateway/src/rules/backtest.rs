@@ -255,14 +255,9 @@ pub fn report(signals: &[ClueSignal], stats: EngineStats) -> String {
     s
 }
 
-/// The whole command: the rules from `cfg`, the readings in `input`, the printed report.
-pub fn backtest(cfg: &crate::config::Config, input: &str) -> Result<String, BacktestError> {
-    let mut engine = Engine::from_config(cfg)?;
-    let prefix = cfg
-        .influx
-        .as_ref()
-        .map(|i| i.measurement_prefix.as_str())
-        .unwrap_or("");
+/// The whole command: the configured rules (`engine`, `config::Config::rules_engine`), the
+/// readings in `input` named with the database's measurement `prefix`, the printed report.
+pub fn backtest(mut engine: Engine, prefix: &str, input: &str) -> Result<String, BacktestError> {
     let readings = parse_input(input, prefix)?;
     let signals = replay(&mut engine, readings);
     Ok(report(&signals, engine.stats()))
@@ -279,7 +274,14 @@ mod tests {
             1732471200000,mh-1,cover-1,manhole_cover,open,true\n\
             1732471200000,mh-1,cover-1,manhole_cover,tilt_deg,40.0\n\
             1732471500000,mh-1,cover-1,manhole_cover,open,false\n";
-        let out = backtest(&crate::config::Config::default(), csv).expect("backtest");
+        let out = backtest(
+            crate::config::Config::default()
+                .rules_engine()
+                .expect("rules"),
+            "",
+            csv,
+        )
+        .expect("backtest");
         assert!(out.contains("high   cover-open"), "{out}");
         assert!(out.contains("clear"), "{out}");
         assert!(out.contains("readings 3"), "{out}");

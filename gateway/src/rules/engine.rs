@@ -363,12 +363,15 @@ impl Engine {
         })
     }
 
-    /// The rules configured in `cfg` (or the defaults when none are; none when disabled),
-    /// with the traps' geometry (`[[traps]]`).
-    pub fn from_config(cfg: &crate::config::Config) -> Result<Self, RulesError> {
-        let rules = cfg.rules_settings.effective_rules(&cfg.rules);
-        Ok(Engine::new(rules, &cfg.rules_settings)?
-            .with_traps(crate::install::TrapInstalls::new(&cfg.traps)))
+    /// The rules configured (`[[rules]]`, or the defaults when none are; none when
+    /// disabled), with the traps' geometry (`[[traps]]`); `config::Config::rules_engine`.
+    pub fn from_sections(
+        rules: &[RuleConfig],
+        settings: &RulesSettings,
+        traps: &[crate::install::TrapInstall],
+    ) -> Result<Self, RulesError> {
+        let rules = settings.effective_rules(rules);
+        Ok(Engine::new(rules, settings)?.with_traps(crate::install::TrapInstalls::new(traps)))
     }
 
     /// Installation data of the grease traps: what their sensors' figures mean.

@@ -1053,7 +1053,7 @@ fn rules_bench_readings_per_second() {
     // Overhead against decoding the same messages (the cheapest ingest stage; the real
     // pipeline also writes the outbox, so the true ratio is lower).
     let payloads = bench_payloads(200, 200);
-    let decoder = crate::decode::Decoder::new(&crate::config::Config::default());
+    let decoder = crate::config::Config::default().decoder();
     let start = std::time::Instant::now();
     let mut decoded = 0;
     for (topic, p) in &payloads {
@@ -1234,8 +1234,8 @@ async fn a_distance_only_trap_emptied_at_night_gets_one_high_clue_and_the_closed
             business_hours: None,
             closed_weekdays: vec![0, 1],
         });
-    let decoder = crate::decode::Decoder::new(&cfg);
-    let mut engine = Engine::from_config(&cfg).expect("rules");
+    let decoder = cfg.decoder();
+    let mut engine = cfg.rules_engine().expect("rules");
     let dir = tempfile::tempdir().expect("tempdir");
     let store = std::sync::Arc::new(
         SqliteStore::open(&dir.path().join("clues.sqlite"), vec![]).expect("store"),
@@ -1306,8 +1306,8 @@ fn a_distance_sensor_without_geometry_is_judged_in_millimetres() {
     let cfg =
         crate::config::Config::from_toml(include_str!("../../../deploy/gateway.example.toml"))
             .expect("example config");
-    let decoder = crate::decode::Decoder::new(&cfg);
-    let mut e = Engine::from_config(&cfg).expect("rules");
+    let decoder = cfg.decoder();
+    let mut e = cfg.rules_engine().expect("rules");
     let t0 = at_local(1, 0);
     let mut out = Vec::new();
     for i in 0..12 {

@@ -31,9 +31,7 @@ use crate::clue::pool::{Clock, PoolHandle};
 use crate::clue::signal::ClueSignal;
 use crate::clue::store::SqliteStore;
 use crate::config::Config;
-use crate::decode::Decoder;
 use crate::normalize::{ClockPolicy, Normalizer, SeqVerdict, fix_clock};
-use crate::rules::Engine;
 use firmware::sim::scenario::{BlockParams, city_block};
 use firmware::sim::{CameraView, Fleet, Truth};
 use frames::FrameLibrary;
@@ -217,13 +215,13 @@ pub async fn run_block(
     let fleet_cfg = city_block(params)?;
     let cfg = block_config(&fleet_cfg, extra_config)?;
     let mut fleet = Fleet::new(&fleet_cfg)?;
-    let decoder = Decoder::new(&cfg);
+    let decoder = cfg.decoder();
     let policy = ClockPolicy {
         max_skew_ms: cfg.devices.max_clock_skew_s as i64 * 1000,
         max_replay_age_ms: cfg.devices.max_replay_age_s as i64 * 1000,
     };
     let mut normalizer = Normalizer::default();
-    let mut engine = Engine::from_config(&cfg)?;
+    let mut engine = cfg.rules_engine()?;
     let mut cameras = CameraHealth::new(CamerasConfig {
         ..cfg.cameras.clone()
     })

@@ -20,24 +20,9 @@
 
 use rumqttc::{EventLoop, Packet, PubAck};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
-/// One message to acknowledge: its packet id on the connection it arrived on. An ack for an
-/// earlier connection is dropped: the broker redelivers that message, which is then acked
-/// again (rumqttc's own rule, so the broker is never sent an ack it does not expect).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MqttAck {
-    pub pkid: u16,
-    pub connection: u64,
-}
-
-/// Queues acknowledgements for the source to write (cloned into the processor and the decoder).
-pub type AckSender = mpsc::UnboundedSender<Vec<MqttAck>>;
-pub type AckReceiver = mpsc::UnboundedReceiver<Vec<MqttAck>>;
-
-pub fn channel() -> (AckSender, AckReceiver) {
-    mpsc::unbounded_channel()
-}
+// The acknowledgement and its queue are part of the intake contract, defined by its consumer.
+pub use crate::pipeline::{AckReceiver, AckSender, MqttAck, ack_channel as channel};
 
 /// Acknowledgements waiting to be written on the current connection.
 #[derive(Debug, Default)]

@@ -378,6 +378,12 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
         &format!("clue #{other_id} of {OTHER_SITE} is not on the board"),
         &format!("clue #{other_id} of {OTHER_SITE} is refused (404)"),
         "English toggle kept after reload",
+        "the clue shows its enforcement matter in Chinese",
+        "with reasons in Chinese",
+        "a penalty outside the band is flagged in the form",
+        "recorded in the audit trail",
+        "statistics count the decision by matter and band",
+        "the matter, band reasons and decision in English",
         "camera wall shows a frame",
         "evidence image shown",
         "a device token sees devices, no clue pages or stream",
@@ -429,7 +435,7 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
             )
         })
         .collect();
-    for action in ["claim", "resolve"] {
+    for action in ["claim", "resolve", "decide"] {
         assert!(
             steps
                 .iter()

@@ -25,6 +25,7 @@ fn config() -> String {
          kinds = [\"manhole.*\"]\nviolated_provision = \"<fill in: article A>\"\n\
          penalty_provision = \"<fill in: article B>\"\n\
          [[clues.matters.matter.bands]]\nid = \"low_risk\"\nlabel = \"low risk\"\n\
+         label_zh = \"低风险\"\n\
          penalty_min = 0\npenalty_max = 5000\nwhen = {{ level_at_most = \"medium\" }}\n\
          [[clues.matters.matter.bands]]\nid = \"hazard\"\nlabel = \"hazard\"\n\
          penalty_min = 5000\npenalty_max = 50000\n\
@@ -33,7 +34,11 @@ fn config() -> String {
          when = {{ prior_at_most = 0, occurrences_at_most = 1 }}\n\
          [[clues.matters.matter.leniency]]\nid = \"no_fault\"\neffect = \"no_penalty\"\n\
          description = \"not at fault\"\nprovision = \"<fill in: article D>\"\n\
-         needs_finding = \"a work permit for the time\"\n",
+         needs_finding = \"a work permit for the time\"\n\
+         [[clues.matters.matter.leniency]]\nid = \"minor\"\neffect = \"light_penalty\"\n\
+         description = \"barely lifted\"\ndescription_zh = \"轻微移位\"\n\
+         provision = \"<fill in: article E>\"\n\
+         when = {{ figure_at_most = {{ tilt_deg = 45 }}, figure_is = {{ \"crew.permit\" = false }} }}\n",
         free_port()
     )
 }
@@ -65,7 +70,7 @@ fn cover_event(device: &str, level: &str) -> Value {
         "dedup_key": format!("cover-open/a/{device}"),
         "at_ms": 1_700_000_000_000i64,
         "title": format!("Cover open at a/{device}"),
-        "detail": {"tilt_deg": 40},
+        "detail": {"tilt_deg": 40, "crew": {"permit": false}},
         "evidence": [{"type": "note", "text": "tilt above 30 degrees for 2 min"}],
         "department": "water"
     })
@@ -88,6 +93,13 @@ fn a_clue_shows_its_matter_and_band_and_a_decision_outside_the_band_warns(
 ) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let gw = store.gateway(dir.path(), &config())?;
+    // The example's placeholders are not law: the gateway says so at start, naming the keys.
+    let log = gw.proc.log_tail(200);
+    assert!(
+        log.contains("placeholder legal bases")
+            && log.contains("clues.matters.matter[0].violated_provision"),
+        "{log}"
+    );
     let platform = gw.token_named("platform", "a", "central")?;
     let ann = gw.token_named("inspector", "a", "ann")?;
 
@@ -105,8 +117,25 @@ fn a_clue_shows_its_matter_and_band_and_a_decision_outside_the_band_warns(
         m["bands"][0]["reasons"][0],
         json!("holds: level medium (at most medium)")
     );
+    assert_eq!(
+        m["bands"][0]["reasons_zh"][0],
+        json!("符合：等级 中（至多 中）")
+    );
+    assert_eq!(m["bands"][0]["label_zh"], json!("低风险"));
     assert_eq!(entry(m, "first_violation")["status"], json!("met"), "{m:#}");
     assert_eq!(entry(m, "no_fault")["status"], json!("to_establish"));
+    // The clue's own figures (a nested one too) decide the figure conditions.
+    let minor = entry(m, "minor");
+    assert_eq!(minor["status"], json!("met"), "{minor:#}");
+    assert_eq!(
+        minor["reasons"],
+        json!([
+            "holds: figure tilt_deg 40 (at most 45)",
+            "holds: figure crew.permit false (must be false)"
+        ])
+    );
+    assert_eq!(minor["description_zh"], json!("轻微移位"));
+    assert_eq!(m["facts"]["figures"]["tilt_deg"], json!(40), "{m:#}");
 
     // A second cover, high level and seen twice: the hazard band, and not a first violation
     // of this clue's record (two occurrences), with the reason.

@@ -6,6 +6,7 @@ import { h, clear, toast, select } from './dom.js';
 import { session } from './state.js';
 import { timeChart } from './chart.js';
 import { pumpoutLine } from './pumpouts.js';
+import { matterCard } from './matters.js';
 
 /** Shop, owner and location of a clue's subject (from the device registry), when known. */
 function subjectLine(s) {
@@ -173,6 +174,13 @@ function auditLine(d) {
   for (const k of ['note', 'reason', 'text', 'department', 'to_assignee', 'assignee']) {
     if (typeof d[k] === 'string' && d[k]) parts.push(d[k]);
   }
+  if (typeof d.band === 'string') {
+    const cur = d.check?.currency ?? '';
+    parts.push(`${t('d.band')} ${d.band} · ${d.penalty} ${cur}`.trim());
+    if (d.leniency_applied?.length) parts.push(`${t('d.leniency')}: ${d.leniency_applied.join(', ')}`);
+    if (d.basis) parts.push(d.basis);
+    if (d.check?.outside_band) parts.push(t('d.outside_short'));
+  }
   if (d.level && !parts.length) parts.push(t('level.' + d.level));
   return parts.length ? h('div', { class: 'muted' }, parts.join(' · ')) : null;
 }
@@ -231,6 +239,7 @@ export async function cluePage(main, id) {
             d.pumpouts?.length ? h('div', { class: 'hint', id: 'pumpouts' }, h('strong', {}, t('clue.pumpouts'), ': '),
               h('ul', {}, d.pumpouts.map((p) => h('li', {}, pumpoutLine(p))))) : null),
           session.me.may_work_clues ? actionForm(c, load) : null,
+          matterCard(d, audit, session.me.may_work_clues, load),
           h('h2', {}, t('clue.readings')), h('div', { class: 'card' }, chartBox),
           h('h2', {}, t('clue.evidence')), images),
         h('div', {},

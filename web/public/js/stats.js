@@ -5,6 +5,7 @@ import * as api from './api.js';
 import { t, fmtDuration } from './i18n.js';
 import { h, clear } from './dom.js';
 import { barChart } from './chart.js';
+import { decisionsTable } from './matters.js';
 
 const DISPOSED = ['resolved', 'dismissed', 'closed'];
 
@@ -44,9 +45,10 @@ function figures(cs) {
 }
 
 export async function statsPage(main) {
-  const [stats, clues] = await Promise.all([
+  const [stats, clues, decisions] = await Promise.all([
     api.get('/api/v1/stats'),
     api.get('/api/v1/clues/export?format=json&from_ms=0'),
+    api.get('/api/v1/decisions/stats'),
   ]);
   // Warned stays as recorded per stay (left after the notice, or stayed and got a clue).
   const park = stats.parking;
@@ -63,6 +65,7 @@ export async function statsPage(main) {
       kpi('kpi-overdue', t('st.overdue'), `${stats.overdue_yellow} / ${stats.overdue_red}`),
       kpi('kpi-parking', t('st.parking'), park && park.persuasion_rate != null
         ? `${pct(park.persuasion_rate)} (${park.left_after_notice}/${park.left_after_notice + park.clue})` : t('st.nodata'))),
+    decisionsTable(decisions),
     charts);
   if (!clues.length) {
     charts.append(h('p', { class: 'muted' }, t('st.nodata')));

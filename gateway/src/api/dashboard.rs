@@ -9,7 +9,7 @@
 //! - `GET /api/v1/cameras/{id}/latest.jpg?site=`: its last frame (roles that read clues: frames show
 //!   people and kitchens), masked for roles without the personal-data right; originals audited.
 
-use crate::api::AppState;
+use super::AppState;
 use crate::clue::auth::{AuthError, Principal};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -170,9 +170,9 @@ async fn latest_frame(
         .into_response())
 }
 
-/// This module's routes in the OpenAPI document (`clue::openapi`).
+/// This module's routes in the OpenAPI document (`api::openapi`).
 pub fn add_openapi_paths(paths: &mut serde_json::Value) {
-    use crate::clue::openapi::op;
+    use super::openapi::op;
     let dev = [("site", "path"), ("device", "path")];
     let entries = [
         (

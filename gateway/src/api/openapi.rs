@@ -127,7 +127,7 @@ pub fn document() -> Value {
             }
         }
     });
-    crate::dashboard::api::add_openapi_paths(&mut doc["paths"]);
+    super::dashboard::add_openapi_paths(&mut doc["paths"]);
     doc
 }
 
