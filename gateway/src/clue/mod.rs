@@ -43,6 +43,7 @@ pub mod model;
 pub mod oversight;
 pub mod oversight_api;
 pub mod owner;
+pub mod peer_penalty;
 pub mod pool;
 pub mod postgres;
 pub mod privacy;

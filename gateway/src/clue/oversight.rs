@@ -19,9 +19,12 @@
 //! - `decision_outside_band`: the latest decision on a clue has a penalty outside its band
 //!   that no applied leniency allows (red), or another band than the facts point to, or a
 //!   leniency entry the record does not meet (yellow); from the check recorded with it.
+//! - `peer_penalty_gap`: same act, different penalty (同事不同罚): a penalty far from other
+//!   officers' decisions on the same facts (`super::peer_penalty`).
 
 use super::audit::AuditEntry;
 use super::model::{Clue, Escalation};
+use super::peer_penalty::{PeerPenaltyConfig, peer_penalty_gap};
 use super::signal::Level;
 use crate::config_error::{ConfigError, invalid};
 use serde::{Deserialize, Serialize};
@@ -31,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Actors that are the gateway itself, not people: never the subject of a warning.
 pub const SYSTEM_ACTORS: [&str; 4] = ["pool", "oversight", "retention", "cli"];
 
-fn is_person(actor: &str) -> bool {
+pub(super) fn is_person(actor: &str) -> bool {
     !SYSTEM_ACTORS.contains(&actor)
 }
 
@@ -47,7 +50,10 @@ pub struct ClueRecord {
 }
 
 impl ClueRecord {
-    fn actions<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a AuditEntry> + 'a {
+    pub(super) fn actions<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a AuditEntry> + 'a {
         self.audit.iter().filter(move |e| e.action == name)
     }
 
@@ -113,6 +119,7 @@ pub struct OversightConfig {
     pub duplicate_act: DuplicateConfig,
     pub closed_without_owner: OwnerNoticeConfig,
     pub decision_outside_band: DecisionBandConfig,
+    pub peer_penalty_gap: PeerPenaltyConfig,
     /// First-minor-violation leniency recommendation.
     pub leniency: LeniencyConfig,
 }
@@ -224,6 +231,7 @@ impl Default for OversightConfig {
             duplicate_act: DuplicateConfig::default(),
             closed_without_owner: OwnerNoticeConfig::default(),
             decision_outside_band: DecisionBandConfig::default(),
+            peer_penalty_gap: PeerPenaltyConfig::default(),
             leniency: LeniencyConfig::default(),
         }
     }
@@ -332,6 +340,8 @@ impl OversightConfig {
                 "yellow_returns must be >= 1 and red_returns >= yellow_returns",
             ));
         }
+        self.peer_penalty_gap
+            .validate(&format!("{p}.peer_penalty_gap"))?;
         let o = &self.officer_outlier;
         if !(o.yellow_delta > 0.0 && o.red_delta >= o.yellow_delta && o.red_delta <= 1.0) {
             return Err(invalid(
@@ -409,10 +419,13 @@ pub fn run_models(
     if cfg.decision_outside_band.enabled {
         out.extend(decision_outside_band(records));
     }
+    if cfg.peer_penalty_gap.enabled {
+        out.extend(peer_penalty_gap(records, &cfg.peer_penalty_gap));
+    }
     (out, links)
 }
 
-fn finding(
+pub(super) fn finding(
     model: &str,
     key: String,
     level: Escalation,
@@ -1013,14 +1026,14 @@ pub fn concerns_actor(w: &Finding, actor: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::clue::lifecycle::Status;
     use crate::clue::signal::Subject;
 
     const H: i64 = 3_600_000;
 
-    fn clue(id: i64, status: Status) -> Clue {
+    pub(in crate::clue) fn clue(id: i64, status: Status) -> Clue {
         Clue {
             id,
             rule: "r".into(),
@@ -1054,7 +1067,7 @@ mod tests {
     }
 
     /// Builds a history: (at_ms, actor, action, detail).
-    fn record(c: Clue, entries: &[(i64, &str, &str, Value)]) -> ClueRecord {
+    pub(in crate::clue) fn record(c: Clue, entries: &[(i64, &str, &str, Value)]) -> ClueRecord {
         let mut audit = vec![AuditEntry {
             seq: 1,
             at_ms: 0,
