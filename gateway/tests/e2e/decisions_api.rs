@@ -273,7 +273,67 @@ fn a_clue_shows_its_matter_and_band_and_a_decision_outside_the_band_warns(
         "{warnings:#}"
     );
     call(&gw, "GET", "/api/v1/audit/verify", &sue, None)?.ok()?;
-    an_auditor_reads_everything_in_scope_and_acts_on_nothing(&gw, high)
+    an_auditor_reads_everything_in_scope_and_acts_on_nothing(&gw, high)?;
+    the_same_facts_with_a_penalty_far_from_colleagues_warn(&gw, &platform, &sue)
+}
+
+/// Same act, different penalty (同事不同罚): five inspectors fine medium covers (the same
+/// facts: band `low_risk`, no leniency) about 1,000; a sixth fines one 4,500, inside the band
+/// but 4.5 times the colleagues' median: a red `peer_penalty_gap` warning naming them, and none
+/// for the five.
+fn the_same_facts_with_a_penalty_far_from_colleagues_warn(
+    gw: &GatewayProcess,
+    platform: &str,
+    sue: &str,
+) -> Result<()> {
+    let mut far = 0;
+    for (i, (name, penalty)) in [
+        ("pia", 900),
+        ("quin", 1000),
+        ("rex", 1000),
+        ("sam", 1100),
+        ("tia", 1000),
+        ("zed", 4500),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let tok = gw.token_named("inspector", "a", name)?;
+        let id = create(gw, platform, &cover_event(&format!("p{i}"), "medium"))?;
+        let path = format!("/api/v1/clues/{id}/actions");
+        call(gw, "POST", &path, &tok, Some(&json!({"action": "claim"})))?.ok()?;
+        let decide = json!({"action": "decide", "band": "low_risk", "penalty": penalty,
+                            "basis": "cover left open"});
+        call(gw, "POST", &path, &tok, Some(&decide))?.ok()?;
+        if name == "zed" {
+            far = id;
+        }
+    }
+    call(gw, "POST", "/api/v1/oversight/run", sue, None)?.ok()?;
+    let warnings = call(gw, "GET", "/api/v1/oversight/warnings", sue, None)?
+        .ok()?
+        .json()?;
+    let found: Vec<&Value> = warnings
+        .as_array()
+        .context("warnings")?
+        .iter()
+        .filter(|w| w["model"] == json!("peer_penalty_gap"))
+        .collect();
+    assert_eq!(found.len(), 1, "only the far penalty: {warnings:#}");
+    assert_eq!(found[0]["clue_id"], json!(far));
+    assert_eq!(found[0]["level"], json!("red"), "{warnings:#}");
+    assert!(
+        found[0]["concerns"].as_array().is_some_and(|c| c
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| a.starts_with("zed")))),
+        "{warnings:#}"
+    );
+    assert_eq!(
+        found[0]["detail"]["peer_median"],
+        json!(1000),
+        "{warnings:#}"
+    );
+    Ok(())
 }
 
 /// An auditor of site `a` (`high` is a clue there with a decision and a warning): every read
