@@ -10,6 +10,6 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(cfg) = gateway::config::Config::from_toml(text) {
         // A config that validated must build the decoder without a panic.
-        let _ = gateway::decode::Decoder::new(&cfg);
+        let _ = cfg.decoder();
     }
 });

@@ -38,7 +38,7 @@ metric = "level"
 
 fn decoder() -> &'static Decoder {
     static D: OnceLock<Decoder> = OnceLock::new();
-    D.get_or_init(|| Decoder::new(&Config::from_toml(CONFIG).expect("fuzz config is valid")))
+    D.get_or_init(|| Config::from_toml(CONFIG).expect("fuzz config is valid").decoder())
 }
 
 fuzz_target!(|data: &[u8]| {

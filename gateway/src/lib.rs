@@ -6,8 +6,9 @@
 //! the map of modules, in the order a reading meets them.
 //!
 //! - Wiring: [`app`] (start, reload, ordered shutdown), [`config`] (the root of the TOML file,
-//!   loading, environment overrides, validation), [`clock`], [`metrics`], [`backoff`] (the
-//!   one retry delay policy).
+//!   loading, environment overrides, validation; each component owns its section),
+//!   [`config_error`] (the error every section reports), [`clock`], [`metrics`], [`backoff`]
+//!   (the one retry delay policy), [`disk`] (free-space floors).
 //! - Intake: [`source`] (MQTT, Modbus), [`decode`] (payload mappings, LoRaWAN), [`registry`]
 //!   (known devices), [`reading`] (the one normalized record), [`normalize`] (sequence and
 //!   clock checks), [`units`].
@@ -22,11 +23,20 @@
 //!   audit chain, delivery to the platform, oversight, retention, auth, the clue API);
 //!   [`notice`] (street notices: parking's "please move" recorded per stay and delivered
 //!   through the clue outbox, and the stays' outcomes).
-//! - Serving people: [`api`] (the HTTP router and the API state), [`dashboard`] (the web
-//!   pages and their API).
+//! - Serving people: [`api`] (the HTTP router and the API state; `api::openapi` the API
+//!   document, `api::dashboard` the dashboard's read routes), [`dashboard`] (the web pages,
+//!   served as static files).
 //!
-//! Producers of clues hold a `clue::signal::ClueSender`, never the pool; only `app` sees
-//! every part.
+//! Layers, lowest first (a module imports only lower ones; `ARCHITECTURE.md`, "Layers"):
+//! leaves (`reading`, `units`, `clock`, `backoff`, `metrics`, `disk`, `config_error`); core
+//! (`clue`, `normalize`, `outbox`, `install`); models and devices (`vision`, `sink`,
+//! `registry`, `decode`, `history`, `devices`); intake (`pipeline`, then `source`); producers
+//! (`notice`, `rules`, `drone`, `camera`); serving (`dashboard`, `api`); the root `config`;
+//! wiring (`app`, `demo`, `scenario`). No component imports `config`: it is handed its
+//! section. `tests/tools/module-cycles.py` (run by `tests/run-all.sh`) fails on any cycle.
+//!
+//! Producers of clues hold a `clue::signal::ClueSender`, never the pool (the drone job is the
+//! one named exception, see `clue`); only `app` sees every part.
 
 pub mod api;
 pub mod app;
