@@ -77,6 +77,18 @@ pub fn document() -> Value {
                 "Supervision warnings (yellow/red) of the token's sites, supervisor and admin only; never those about the caller",
                 &[("limit", "query")], false)},
             "/api/v1/oversight/run": {"post": op("Run the supervision models now (supervisor, admin)", &[], false)},
+            "/api/v1/oversight/warnings/{id}/notice": {"post": op(
+                "Make a warning a supervision notice {unit (free text, e.g. county:xihu/urban-management), deadline_ms | due_days (default clues.oversight.notices.default_due_days), note} -> 201 notice (supervisor, admin; 409 while the warning has an open notice; audited as notice_issued)",
+                &id, true)},
+            "/api/v1/oversight/notices": {"get": op(
+                "Supervision notices of the token's sites (officers: of their own sites; supervisors, admins, auditors also the site-less ones), never those about the caller; ?state=open (default) | all | issued | acknowledged | fixed | closed; red first, then yellow, then the nearest deadline",
+                &[("state", "query"), ("limit", "query")], false)},
+            "/api/v1/oversight/notices/{id}": {"get": op(
+                "A supervision notice {unit, escalated_to, state, level (none | yellow past the deadline | red at twice its span), deadline_ms, statement, ...} with its history (audit entries)",
+                &id, false)},
+            "/api/v1/oversight/notices/{id}/actions": {"post": op(
+                "acknowledge{note?} | report_fixed{statement} (inspector, platform, admin: the unit) | close{note, required unless fixed} | reopen{note, deadline_ms | due_days?} (from fixed, back to issued) | escalate{to, note?, deadline_ms | due_days?} (supervisor, admin); 409 for a step the notice's state refuses; each step audited (notice_*) and published on oversight/v1/{site|all}/notice/{level}",
+                &id, true)},
             "/api/v1/evidence/purge": {"post": op("Run the evidence retention purge now (admin)", &[], false)},
             "/api/v1/decisions/stats": {"get": op("Latest decision of each clue in the token's sites by matter and band: decisions, outside_band, band_differs_from_facts, no_penalty, penalty min/median/max, leniency entries applied; catalogue_version in force", &[], false)},
             "/api/v1/stats": {"get": op("Counts, disposal rate, median times, overdue, parking persuasion", &[], false)},
@@ -146,6 +158,10 @@ mod tests {
             "/api/v1/audit/verify",
             "/api/v1/oversight/warnings",
             "/api/v1/oversight/run",
+            "/api/v1/oversight/warnings/{id}/notice",
+            "/api/v1/oversight/notices",
+            "/api/v1/oversight/notices/{id}",
+            "/api/v1/oversight/notices/{id}/actions",
             "/api/v1/evidence/purge",
             "/api/v1/whoami",
             "/api/v1/cameras",

@@ -26,6 +26,7 @@ use super::model::{ClueQuery, parse_level};
 use super::pool::{PoolError, PoolHandle};
 use super::signal::ClueEvent;
 use super::store::StoreError;
+use super::supervision::NoticeError;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -66,6 +67,11 @@ impl From<PoolError> for ApiError {
             }
             PoolError::Store(StoreError::Lifecycle(l)) => ApiError::BadRequest(l.to_string()),
             PoolError::Store(StoreError::Conflict(c)) => ApiError::Conflict(c),
+            PoolError::Store(StoreError::Notice(n)) => match n {
+                NoticeError::Illegal { .. } => ApiError::Conflict(n.to_string()),
+                NoticeError::Invalid(m) => ApiError::BadRequest(m),
+                NoticeError::NotFound(m) => ApiError::NotFound(format!("{m} not found")),
+            },
             PoolError::Invalid(m) => ApiError::BadRequest(m),
             PoolError::Evidence(EvidenceError::NotFound(h)) => {
                 ApiError::NotFound(format!("evidence {h} not found"))
@@ -137,6 +143,7 @@ where
         .route("/api/v1/decisions/stats", get(decision_stats))
         .route("/api/v1/audit/verify", get(verify))
         .merge(super::oversight_api::routes())
+        .merge(super::supervision_api::routes())
 }
 
 #[derive(Debug, Deserialize)]

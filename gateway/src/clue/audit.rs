@@ -85,6 +85,36 @@ pub enum AuditAction {
     PumpoutRegistered,
     /// The first entry sealed with the key on a chain that was plain until then.
     ChainSealed,
+    /// A step of a supervision notice (`clue::supervision`); no clue id on the entry.
+    Notice(NoticeEvent),
+}
+
+/// The steps of a supervision notice as audit records them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeEvent {
+    Issued,
+    Acknowledged,
+    Fixed,
+    Closed,
+    Reopened,
+    Escalated,
+    /// The pool's tick found the notice past its deadline (yellow), or far past it (red).
+    Overdue,
+}
+
+impl NoticeEvent {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeEvent::Issued => "notice_issued",
+            NoticeEvent::Acknowledged => "notice_acknowledged",
+            NoticeEvent::Fixed => "notice_fixed",
+            NoticeEvent::Closed => "notice_closed",
+            NoticeEvent::Reopened => "notice_reopened",
+            NoticeEvent::Escalated => "notice_escalated",
+            NoticeEvent::Overdue => "notice_overdue",
+        }
+    }
 }
 
 /// The lifecycle actions as audit records them: [`Action`] without its fields.
@@ -105,7 +135,7 @@ pub enum LifecycleAction {
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 28] = [
+    pub const ALL: [AuditAction; 35] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -134,6 +164,13 @@ impl AuditAction {
         AuditAction::RegistryDelete,
         AuditAction::PumpoutRegistered,
         AuditAction::ChainSealed,
+        AuditAction::Notice(NoticeEvent::Issued),
+        AuditAction::Notice(NoticeEvent::Acknowledged),
+        AuditAction::Notice(NoticeEvent::Fixed),
+        AuditAction::Notice(NoticeEvent::Closed),
+        AuditAction::Notice(NoticeEvent::Reopened),
+        AuditAction::Notice(NoticeEvent::Escalated),
+        AuditAction::Notice(NoticeEvent::Overdue),
     ];
 
     /// The stored spelling.
@@ -157,6 +194,7 @@ impl AuditAction {
             AuditAction::RegistryDelete => "registry_delete",
             AuditAction::PumpoutRegistered => "pumpout_registered",
             AuditAction::ChainSealed => "chain_sealed",
+            AuditAction::Notice(n) => n.as_str(),
         }
     }
 
@@ -622,6 +660,13 @@ mod tests {
                 "registry_delete",
                 "pumpout_registered",
                 "chain_sealed",
+                "notice_issued",
+                "notice_acknowledged",
+                "notice_fixed",
+                "notice_closed",
+                "notice_reopened",
+                "notice_escalated",
+                "notice_overdue",
             ]
         );
         for a in AuditAction::ALL {

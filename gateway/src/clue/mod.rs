@@ -19,7 +19,8 @@
 //! - `api`: the clue HTTP routes (their OpenAPI document is built at the HTTP layer,
 //!   `crate::api::openapi`).
 //! - `oversight`: supervision models over the handling (warnings for supervisors);
-//!   `oversight_api`: their routes.
+//!   `oversight_api`: their routes; `supervision`: notices made from warnings (deadline,
+//!   acknowledge, fixed, close or reopen, escalate, overdue levels) and their routes.
 //! - `matters`: the matter catalogue (legal basis, discretion bands, leniency list) and the
 //!   assessment of a clue's facts against it.
 //! - `decision`: the `decide` action's check against the catalogue, decision statistics.
@@ -52,6 +53,8 @@ pub mod retention;
 pub mod signal;
 pub mod stays;
 pub mod store;
+pub mod supervision;
+pub mod supervision_api;
 pub mod text;
 
 pub use pool::{PoolHandle, PoolSetup, start_pool};

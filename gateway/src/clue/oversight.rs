@@ -122,6 +122,8 @@ pub struct OversightConfig {
     pub peer_penalty_gap: PeerPenaltyConfig,
     /// First-minor-violation leniency recommendation.
     pub leniency: LeniencyConfig,
+    /// Supervision notices made from warnings: deadlines and overdue escalation.
+    pub notices: super::supervision::SupervisionNoticeConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -233,6 +235,7 @@ impl Default for OversightConfig {
             decision_outside_band: DecisionBandConfig::default(),
             peer_penalty_gap: PeerPenaltyConfig::default(),
             leniency: LeniencyConfig::default(),
+            notices: Default::default(),
         }
     }
 }
@@ -342,6 +345,7 @@ impl OversightConfig {
         }
         self.peer_penalty_gap
             .validate(&format!("{p}.peer_penalty_gap"))?;
+        self.notices.validate(&format!("{p}.notices"))?;
         let o = &self.officer_outlier;
         if !(o.yellow_delta > 0.0 && o.red_delta >= o.yellow_delta && o.red_delta <= 1.0) {
             return Err(invalid(

@@ -14,6 +14,7 @@ use super::model::*;
 use super::postgres::PgStore;
 use super::signal::{ClueEvent, ClueSender, ClueSignal, Evidence};
 use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, ClueStore, SqliteStore, StoreError, TokenInfo};
+use super::supervision::{IssueRequest, Notice, NoticeAction, NoticeDetail, NoticeFilter};
 use crate::metrics::{Metrics, Reason};
 use std::sync::Arc;
 use thiserror::Error;
@@ -632,7 +633,88 @@ impl PoolHandle {
             );
             self.announce(c);
         }
+        if self.cfg.oversight.notices.escalate
+            && let Err(e) = self.escalate_notices().await
+        {
+            warn!(error = %e, "supervision notice escalation failed");
+        }
         Ok(changes)
+    }
+
+    /// Raises overdue supervision notices now (yellow, red); returns those raised. Part of
+    /// the tick.
+    pub async fn escalate_notices(&self) -> Result<Vec<Notice>, PoolError> {
+        let now = self.now_ms();
+        let cfg = self.cfg.oversight.notices.clone();
+        let raised = self
+            .blocking(move |s| s.escalate_notices(&cfg, now))
+            .await?;
+        for n in &raised {
+            info!(notice = n.id, level = n.level.as_str(), unit = %n.unit,
+                  "supervision notice overdue");
+            self.metrics
+                .clue_changes_total
+                .get_or_create(&Reason::of("notice_overdue"))
+                .inc();
+        }
+        if !raised.is_empty() {
+            self.delivery_wake.notify_waiters();
+            self.delivery_wake.notify_one();
+        }
+        Ok(raised)
+    }
+
+    /// The stored oversight warning `id`.
+    pub async fn warning(&self, id: i64) -> Result<Option<super::oversight::Warning>, PoolError> {
+        self.blocking(move |s| s.warning(id)).await
+    }
+
+    /// Makes warning `warning_id` a notice to the unit `req` names (checked here: unit,
+    /// deadline within `[clues.oversight.notices]`).
+    pub async fn issue_notice(
+        &self,
+        warning_id: i64,
+        req: IssueRequest,
+        actor: String,
+    ) -> Result<Notice, PoolError> {
+        let now = self.now_ms();
+        let new = super::supervision::issue(&req, now, &self.cfg.oversight.notices)
+            .map_err(|e| PoolError::Store(e.into()))?;
+        let n = self
+            .blocking(move |s| s.issue_notice(warning_id, &new, &actor, now))
+            .await?;
+        self.delivery_wake.notify_one();
+        Ok(n)
+    }
+
+    /// One step on notice `id` (`supervision::apply` inside the store's transaction).
+    pub async fn act_on_notice(
+        &self,
+        id: i64,
+        action: NoticeAction,
+        actor: String,
+    ) -> Result<Notice, PoolError> {
+        let now = self.now_ms();
+        let cfg = self.cfg.oversight.notices.clone();
+        let n = self
+            .blocking(move |s| s.act_on_notice(id, &action, &actor, &cfg, now))
+            .await?;
+        self.delivery_wake.notify_one();
+        Ok(n)
+    }
+
+    pub async fn notices(
+        &self,
+        scope: Option<Vec<String>>,
+        filter: NoticeFilter,
+        limit: u32,
+    ) -> Result<Vec<Notice>, PoolError> {
+        self.blocking(move |s| s.notices(scope.as_deref(), filter, limit))
+            .await
+    }
+
+    pub async fn notice(&self, id: i64) -> Result<Option<NoticeDetail>, PoolError> {
+        self.blocking(move |s| s.notice(id)).await
     }
 
     /// Detail with the owner's record (from the audit), the leniency recommendation and the

@@ -216,6 +216,33 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("at_ms", Type::INT8),
         ],
     ),
+    (
+        "supervision_notices",
+        &[
+            ("id", Type::INT8),
+            ("warning_id", Type::INT8),
+            ("model", Type::TEXT),
+            ("site", Type::TEXT),
+            ("clue_id", Type::INT8),
+            ("concerns", Type::TEXT),
+            ("message", Type::TEXT),
+            ("unit", Type::TEXT),
+            ("escalated_to", Type::TEXT),
+            ("state", Type::TEXT),
+            ("level", Type::TEXT),
+            ("note", Type::TEXT),
+            ("statement", Type::TEXT),
+            ("deadline_ms", Type::INT8),
+            ("span_start_ms", Type::INT8),
+            ("issued_by", Type::TEXT),
+            ("issued_ms", Type::INT8),
+            ("updated_ms", Type::INT8),
+        ],
+    ),
+    (
+        "supervision_notice_audit",
+        &[("notice_id", Type::INT8), ("seq", Type::INT8)],
+    ),
 ];
 
 /// Tables whose `id` is a generated identity (its counter is moved past the copied rows).
@@ -228,6 +255,7 @@ const IDENTITY_TABLES: &[&str] = &[
     "oversight_warnings",
     "parking_stays",
     "decisions",
+    "supervision_notices",
 ];
 
 /// One SQLite value as the PostgreSQL column `ty` takes it.

@@ -38,6 +38,7 @@ mod blobs;
 mod decisions;
 mod intake;
 pub mod migrate;
+mod notices;
 mod schema;
 mod stays;
 

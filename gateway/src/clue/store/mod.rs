@@ -11,6 +11,7 @@
 //! | [`TokenStore`]    | API tokens (declared in `auth`)                                 |
 //! | [`StayRecords`]   | parking stays that got a notice, the notice's delivery, outcome |
 //! | [`DecisionRecords`]| decisions on clues (band, penalty, leniency, catalogue check)  |
+//! | [`NoticeRecords`] | supervision notices made from warnings, their steps, overdue    |
 //!
 //! [`ClueStore`] is all of them together: what the pool holds. A consumer that needs one
 //! concern takes that trait (`publish` takes a [`DeliveryQueue`], `retention` a
@@ -43,6 +44,10 @@ use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
 use super::retention::{Expired, RetentionConfig};
 use super::signal::{ClueEvent, Level, Subject};
 use super::stays::{StayCountRow, StayNotice, StayQuery, StayRecord, StayUpdate};
+use super::supervision::{
+    NewNotice, Notice, NoticeAction, NoticeDetail, NoticeError, NoticeFilter,
+    SupervisionNoticeConfig,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -63,6 +68,8 @@ pub enum StoreError {
     Pool(String),
     #[error("clue database holds bad data: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Notice(#[from] NoticeError),
 }
 
 /// The delivery channels a change is queued for.
@@ -316,6 +323,48 @@ pub trait DecisionRecords: Send + Sync {
     fn decisions(&self, scope: Option<&[String]>) -> Result<Vec<DecisionRow>, StoreError>;
 }
 
+/// Supervision notices (see `clue::supervision`): every step is written with its audit
+/// entry (no clue id: like warnings, notices are not on clue trails) and its delivery rows in
+/// one transaction, and linked to that entry for the notice's history.
+pub trait NoticeRecords: Send + Sync {
+    /// The stored warning `id`.
+    fn warning(&self, id: i64) -> Result<Option<Warning>, StoreError>;
+    /// Makes warning `warning_id` a notice (state `issued`, level `none`); a conflict when the
+    /// warning already has an open notice, not found when there is no such warning.
+    fn issue_notice(
+        &self,
+        warning_id: i64,
+        n: &NewNotice,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Notice, StoreError>;
+    /// Applies `action` to notice `id` as it is inside the transaction
+    /// (`supervision::apply`); a refused step changes nothing.
+    fn act_on_notice(
+        &self,
+        id: i64,
+        action: &NoticeAction,
+        actor: &str,
+        cfg: &SupervisionNoticeConfig,
+        now_ms: i64,
+    ) -> Result<Notice, StoreError>;
+    /// Raises the notices overdue now (`supervision::overdue_level`); returns those raised.
+    fn escalate_notices(
+        &self,
+        cfg: &SupervisionNoticeConfig,
+        now_ms: i64,
+    ) -> Result<Vec<Notice>, StoreError>;
+    /// Notices of the scope's sites and the site-less ones, in `supervision::LIST_ORDER`.
+    fn notices(
+        &self,
+        scope: Option<&[String]>,
+        filter: NoticeFilter,
+        limit: u32,
+    ) -> Result<Vec<Notice>, StoreError>;
+    /// One notice with its audit entries, oldest first.
+    fn notice(&self, id: i64) -> Result<Option<NoticeDetail>, StoreError>;
+}
+
 /// Every concern of one backend: what the pool holds.
 pub trait ClueStore:
     ClueRecords
@@ -326,6 +375,7 @@ pub trait ClueStore:
     + TokenStore
     + StayRecords
     + DecisionRecords
+    + NoticeRecords
 {
 }
 
@@ -338,6 +388,7 @@ impl<T> ClueStore for T where
         + TokenStore
         + StayRecords
         + DecisionRecords
+        + NoticeRecords
 {
 }
 

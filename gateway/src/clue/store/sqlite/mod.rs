@@ -8,6 +8,7 @@ mod clues;
 mod decisions;
 mod delivery;
 mod intake;
+mod notices;
 mod oversight;
 mod retention;
 mod schema;

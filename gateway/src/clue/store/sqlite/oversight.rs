@@ -10,7 +10,7 @@ use crate::clue::store::{OversightStore, StoreError, subject_key, warning_detail
 use rusqlite::{OptionalExtension, Row, params};
 use serde_json::json;
 
-fn warning_from_row(r: &Row) -> rusqlite::Result<Warning> {
+pub(super) fn warning_from_row(r: &Row) -> rusqlite::Result<Warning> {
     let level: String = r.get(2)?;
     Ok(Warning {
         id: r.get(0)?,

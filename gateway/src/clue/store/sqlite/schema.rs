@@ -194,6 +194,38 @@ CREATE INDEX clues_key ON clues(dedup_key, id);
     r#"
 CREATE INDEX clues_list_order ON clues(open, (CASE level WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END), last_seen_ms, id);
 "#,
+    // 11: supervision notices made from warnings (`clue::supervision`), at most one open per
+    // warning, and the audit entries of each (its history).
+    r#"
+CREATE TABLE supervision_notices (
+    id INTEGER PRIMARY KEY,
+    warning_id INTEGER NOT NULL REFERENCES oversight_warnings(id),
+    model TEXT NOT NULL,
+    site TEXT,
+    clue_id INTEGER,
+    concerns TEXT NOT NULL,
+    message TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    escalated_to TEXT,
+    state TEXT NOT NULL,
+    level TEXT NOT NULL,
+    note TEXT NOT NULL,
+    statement TEXT,
+    deadline_ms INTEGER NOT NULL,
+    span_start_ms INTEGER NOT NULL,
+    issued_by TEXT NOT NULL,
+    issued_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX supervision_notices_one_open ON supervision_notices(warning_id)
+    WHERE state <> 'closed';
+CREATE INDEX supervision_notices_owed ON supervision_notices(state, deadline_ms);
+CREATE TABLE supervision_notice_audit (
+    notice_id INTEGER NOT NULL REFERENCES supervision_notices(id),
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (notice_id, seq)
+);
+"#,
 ];
 
 /// The level as a number for ordering (high first); the same text as in `clues_list_order`.
