@@ -8,6 +8,7 @@
 //   SITE, LIVE_DEVICE  where the live clue will be raised (manhole cover open)
 //   OTHER_SITE, OTHER_CLUE_ID  a clue the inspector must not see
 //   CAMERA_SITE, ADMIN_TOKEN    for the camera wall (any site)
+//   SUPERVISOR_TOKEN, WARNING_ID  a supervisor of SITE and the red warning it makes a notice of
 //   SCREENSHOT_DIR     where the page screenshots go
 //   CHROMIUM           (default /usr/bin/chromium)
 // Prints `OK <check>` per passed check and `PASS <n> checks`; exits 1 on the first failure.
@@ -30,6 +31,8 @@ const LIVE_DEVICE = env('LIVE_DEVICE');
 const OTHER_SITE = env('OTHER_SITE');
 const OTHER_CLUE_ID = env('OTHER_CLUE_ID');
 const SHOTS = env('SCREENSHOT_DIR');
+const SUPERVISOR = env('SUPERVISOR_TOKEN');
+const WARNING_ID = env('WARNING_ID');
 mkdirSync(SHOTS, { recursive: true });
 
 let checks = 0;
@@ -334,6 +337,45 @@ try {
   });
   ok('the level filter shows only high clues');
   await shot('14-clues-filtered');
+
+  // 12. Supervision (督办): red warnings first; the supervisor turns one into a notice to a
+  // unit; the page in both languages; the unit's officer (the inspector) acknowledges it.
+  await page.click('#signout');
+  await signIn(SUPERVISOR);
+  await page.goto(`${URL_}/#/oversight`);
+  await page.waitForSelector(`#warning-${WARNING_ID}`);
+  const levels = await page.$$eval('#warnings tbody tr', (rows) => rows.map((r) => r.dataset.level));
+  expect(levels[0] === 'red' && levels.includes('yellow') && levels.indexOf('yellow') > levels.lastIndexOf('red'),
+    `supervision page lists the red warning first, then the yellow one (${levels.join(', ')})`);
+  await page.fill(`#notice-unit-${WARNING_ID}`, 'county:xihu/urban-management');
+  await page.fill(`#notice-days-${WARNING_ID}`, '3');
+  await page.click(`#issue-${WARNING_ID}`);
+  await page.waitForSelector('#notices tbody tr[data-state=issued]');
+  expect((await page.textContent('#notices tbody tr[data-state=issued]')).includes('county:xihu/urban-management'),
+    'a supervisor turns the red warning into a notice to a unit');
+  const svLang = async (want, warnings, notices, state) => {
+    if ((await page.getAttribute('html', 'lang')) !== want) {
+      await page.click('#lang');
+      await page.waitForFunction((w) => document.documentElement.lang === w, want);
+    }
+    await page.waitForSelector(`#warnings h2:text-is("${warnings}")`);
+    return (await page.textContent('#notices h2')) === notices
+      && (await page.textContent('#notices tbody tr[data-state=issued]')).includes(state);
+  };
+  expect(await svLang('en', 'Oversight warnings', 'Supervision notices', 'issued'), 'the supervision page in English');
+  await shot('15-oversight-en');
+  expect(await svLang('zh-CN', '监督预警', '督办通知', '已下发'), 'the supervision page in Chinese');
+  await shot('15b-oversight-zh');
+  await page.click('#signout');
+  await signIn(INSPECTOR);
+  await page.goto(`${URL_}/#/oversight`);
+  await page.waitForSelector('#notices tbody tr[data-state=issued]');
+  const nid = await page.$eval('#notices tbody tr[data-state=issued]', (r) => r.id.replace('notice-', ''));
+  await page.fill(`#notice-text-${nid}`, '已收到，三日内整改');
+  await page.click(`#notice-acknowledge-${nid}`);
+  await page.waitForSelector(`#notice-${nid}[data-state=acknowledged]`);
+  expect(!(await page.$('#warnings')), "the unit's officer acknowledges the notice (and sees no warnings)");
+  await shot('15c-oversight-officer');
 
   expect(consoleErrors.length === 0, `no console errors (${consoleErrors.join(' | ')})`);
   console.log(`PASS ${checks} checks`);

@@ -37,6 +37,7 @@ async fn whoami(p: Principal) -> Json<serde_json::Value> {
         "may_read_clues": p.role.may_read_clues(),
         "may_work_clues": p.role.may_work_clues(),
         "may_supervise": p.role.may_verify_audit(),
+        "may_read_warnings": p.role.may_read_warnings(),
     }))
 }
 

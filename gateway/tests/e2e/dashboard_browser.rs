@@ -147,6 +147,84 @@ impl Demo {
     }
 }
 
+/// Two clues of `SITE` dismissed by inspector `zed` with a reason that says nothing, one with
+/// a comment on record first: after an oversight run, a red and a yellow
+/// `dismissal_without_basis` warning for the supervision page. Returns the red one's id.
+fn supervision_warnings(demo: &Demo, supervisor: &str) -> Result<i64> {
+    let zed = demo.token("inspector", SITE, "zed")?;
+    let mut red = None;
+    for (device, comment) in [("cover-sv-1", false), ("cover-sv-2", true)] {
+        let ev = json!({
+            "rule": "cover-open", "kind": "manhole.cover_open", "level": "low",
+            "subject": {"site": SITE, "device": device},
+            "dedup_key": format!("cover-open/{SITE}/{device}"),
+            "at_ms": e2e::now_ms(), "title": format!("Cover open at {SITE}/{device}"),
+            "detail": {}, "department": "water",
+            "evidence": [{"type": "note", "text": "tilt above 30 degrees"}]
+        })
+        .to_string();
+        let id = call(
+            &demo.http,
+            "POST",
+            "/api/v1/clues",
+            &demo.admin,
+            Some(("application/json", ev.as_bytes())),
+        )?
+        .ok()?
+        .json()?["clue"]["id"]
+            .as_i64()
+            .context("clue id")?;
+        let path = format!("/api/v1/clues/{id}/actions");
+        let mut steps = vec![json!({"action": "dismiss", "reason": "ok"})];
+        if comment {
+            steps.insert(
+                0,
+                json!({"action": "comment", "text": "owner says a crew opened it"}),
+            );
+        }
+        for step in steps {
+            let body = step.to_string();
+            call(
+                &demo.http,
+                "POST",
+                &path,
+                &zed,
+                Some(("application/json", body.as_bytes())),
+            )?
+            .ok()?;
+        }
+        if !comment {
+            red = Some(id);
+        }
+    }
+    call(
+        &demo.http,
+        "POST",
+        "/api/v1/oversight/run",
+        supervisor,
+        None,
+    )?
+    .ok()?;
+    let warnings = call(
+        &demo.http,
+        "GET",
+        "/api/v1/oversight/warnings",
+        supervisor,
+        None,
+    )?
+    .ok()?
+    .json()?;
+    warnings
+        .as_array()
+        .and_then(|w| {
+            w.iter().find(|w| {
+                w["model"] == json!("dismissal_without_basis") && w["clue_id"] == json!(red)
+            })
+        })
+        .and_then(|w| w["id"].as_i64())
+        .with_context(|| format!("no red dismissal warning: {warnings:#}"))
+}
+
 /// Runs the browser script; on `READY live-clue` calls `on_ready`. Returns (success, output).
 fn run_browser(
     env: &[(&str, String)],
@@ -260,6 +338,8 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
     );
     let inspector = demo.token("inspector", SITE, "ann")?;
     let device = demo.token("device", SITE, "meter")?;
+    let supervisor = demo.token("supervisor", SITE, "sue")?;
+    let warning_id = supervision_warnings(&demo, &supervisor)?;
 
     // A clue at another site, which the inspector must never see, with a picture as evidence.
     let frame = jpeg(320, 240, |x, y| {
@@ -335,6 +415,8 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
         ("INSPECTOR_TOKEN", inspector.clone()),
         ("ADMIN_TOKEN", demo.admin.clone()),
         ("DEVICE_TOKEN", device),
+        ("SUPERVISOR_TOKEN", supervisor.clone()),
+        ("WARNING_ID", warning_id.to_string()),
         ("SITE", SITE.to_string()),
         ("LIVE_DEVICE", LIVE_DEVICE.to_string()),
         ("OTHER_SITE", OTHER_SITE.to_string()),
@@ -388,6 +470,11 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
         "evidence image shown",
         "a device token sees devices, no clue pages or stream",
         "no sideways scrolling on a portrait tablet",
+        "supervision page lists the red warning first, then the yellow one",
+        "a supervisor turns the red warning into a notice to a unit",
+        "the supervision page in English",
+        "the supervision page in Chinese",
+        "the unit's officer acknowledges the notice",
     ] {
         assert!(
             out.lines()
@@ -443,6 +530,50 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
             "{action} by ann in {steps:?}"
         );
     }
+    // The notice made and acknowledged in the browser is on its history, by sue then ann.
+    let notices = call(
+        &demo.http,
+        "GET",
+        "/api/v1/oversight/notices?state=all",
+        &supervisor,
+        None,
+    )?
+    .ok()?
+    .json()?;
+    let notice = notices
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["warning_id"] == json!(warning_id)))
+        .context("the notice issued in the browser")?;
+    assert_eq!(notice["state"], json!("acknowledged"), "{notice:#}");
+    assert_eq!(notice["unit"], json!("county:xihu/urban-management"));
+    let detail: Value = call(
+        &demo.http,
+        "GET",
+        &format!("/api/v1/oversight/notices/{}", notice["id"]),
+        &supervisor,
+        None,
+    )?
+    .ok()?
+    .json()?;
+    let who: Vec<(String, String)> = detail["history"]
+        .as_array()
+        .context("history")?
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or("").to_string(),
+                e["actor"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        who.len() == 2
+            && who[0].0 == "notice_issued"
+            && who[0].1.starts_with("sue#")
+            && who[1].0 == "notice_acknowledged"
+            && who[1].1.starts_with("ann#"),
+        "{who:?}"
+    );
     let pngs = std::fs::read_dir(&shots)?
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "png"))

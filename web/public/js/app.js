@@ -7,6 +7,7 @@ import { devicesPage, devicePage } from './devices.js';
 import { camerasPage } from './cameras.js';
 import { flightsPage } from './flights.js';
 import { statsPage } from './stats.js';
+import { oversightPage } from './oversight.js';
 
 const main = document.getElementById('main');
 import { session } from './state.js';
@@ -19,6 +20,7 @@ const routes = [
   [/^#\/cameras$/, () => camerasPage(main)],
   [/^#\/flights$/, () => flightsPage(main)],
   [/^#\/stats$/, () => statsPage(main)],
+  [/^#\/oversight$/, () => oversightPage(main)],
 ];
 
 let leave = null;
@@ -83,7 +85,7 @@ async function start() {
   document.getElementById('nav').hidden = false;
   document.getElementById('signout').hidden = false;
   for (const a of document.querySelectorAll('#nav a')) {
-    const needsClues = ['clues', 'stats'].includes(a.dataset.page);
+    const needsClues = ['clues', 'stats', 'oversight'].includes(a.dataset.page);
     a.hidden = needsClues && !me.may_read_clues;
   }
   showWho();
