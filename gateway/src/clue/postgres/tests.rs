@@ -362,3 +362,15 @@ fn a_notice_is_recorded_once_with_its_deliveries_and_its_outcome_moves_once() {
     let (_pg, url) = server();
     crate::clue::store::stays_contract::a_notice_is_recorded_once_with_its_deliveries_and_its_outcome_moves_once(&gateway(&url));
 }
+
+#[test]
+fn a_notice_goes_overdue_yellow_then_red_and_every_step_is_audited_and_published() {
+    let (_pg, url) = server();
+    crate::clue::store::notices_contract::a_notice_goes_overdue_yellow_then_red_and_every_step_is_audited_and_published(&gateway(&url));
+}
+
+#[test]
+fn the_notice_list_is_red_first_then_yellow_then_the_nearest_deadline() {
+    let (_pg, url) = server();
+    crate::clue::store::notices_contract::the_list_is_red_first_then_yellow_then_the_nearest_deadline(&gateway(&url));
+}

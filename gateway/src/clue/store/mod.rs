@@ -27,6 +27,8 @@
 //! [`SqliteStore`] (in `sqlite/`) keeps everything in `{storage.dir}/clues.sqlite`.
 
 pub(crate) mod intake;
+#[cfg(test)]
+pub(crate) mod notices_contract;
 mod sqlite;
 #[cfg(test)]
 pub(crate) mod stays_contract;
