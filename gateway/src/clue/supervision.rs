@@ -254,6 +254,10 @@ pub struct Notice {
     pub issued_by: String,
     pub issued_ms: i64,
     pub updated_ms: i64,
+    /// The plate the warning names (officer_outlier, same subject), so that roles without
+    /// the personal-data right get it masked in the message too, as on warnings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plate: Option<String>,
 }
 
 /// A notice with its audit entries, oldest first (`GET /api/v1/oversight/notices/{id}`).
@@ -557,6 +561,16 @@ pub fn step_detail(before: &Notice, after: &Notice, action: &NoticeAction) -> se
     d
 }
 
+/// The plate a warning names in its detail, if any (kept on its notices for masking).
+pub fn plate_of(w: &super::oversight::Warning) -> Option<String> {
+    w.finding
+        .detail
+        .get("plate")
+        .and_then(serde_json::Value::as_str)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+}
+
 /// The audit detail of a new notice.
 pub fn issued_detail(n: &Notice) -> serde_json::Value {
     serde_json::json!({"notice": n.id, "warning": n.warning_id, "site": n.site, "unit": n.unit,
@@ -591,7 +605,7 @@ pub const LIST_ORDER: &str = "CASE level WHEN 'red' THEN 2 WHEN 'yellow' THEN 1 
 /// The stored columns of a notice, in the order every backend's row reader expects.
 pub const NOTICE_COLS: &str = "id, warning_id, model, site, clue_id, concerns, message, unit, \
      escalated_to, state, level, note, statement, deadline_ms, span_start_ms, issued_by, \
-     issued_ms, updated_ms";
+     issued_ms, updated_ms, plate";
 
 #[cfg(test)]
 mod tests {
@@ -621,6 +635,7 @@ mod tests {
             issued_by: "sue#1".into(),
             issued_ms: 2_000,
             updated_ms: 2_000,
+            plate: None,
         }
     }
 

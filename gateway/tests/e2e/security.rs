@@ -778,6 +778,45 @@ fn oversight_warnings_and_registry_owners_are_masked_for_roles_without_the_right
     assert!(r.text().contains("same_subject"), "{}", r.text());
     assert!(!r.text().contains("12345"), "{}", r.text());
     assert!(r.text().contains("京A*****"), "{}", r.text());
+
+    // Made a supervision notice, the plate stays masked for the unit's other officer (and the
+    // auditor), in the list and the detail; the supervisor sees it.
+    let warnings: Value = call(&gw, "GET", "/api/v1/oversight/warnings", &sup, None)?
+        .ok()?
+        .json()?;
+    let wid = warnings
+        .as_array()
+        .and_then(|w| {
+            w.iter()
+                .find(|w| w["detail"]["metric"] == json!("same_subject"))
+        })
+        .and_then(|w| w["id"].as_i64())
+        .context("same-subject warning")?;
+    let notice: Value = call(
+        &gw,
+        "POST",
+        &format!("/api/v1/oversight/warnings/{wid}/notice"),
+        &sup,
+        Some(&json!({"unit": "county:xihu/traffic", "due_days": 5})),
+    )?
+    .ok()?
+    .json()?;
+    let path = format!("/api/v1/oversight/notices/{}", notice["id"]);
+    let bo = gw.token_named("inspector", "a", "bo")?;
+    for tok in [&bo, &auditor] {
+        for p in ["/api/v1/oversight/notices", path.as_str()] {
+            let r = call(&gw, "GET", p, tok, None)?.ok()?;
+            assert!(r.text().contains("same subject"), "{p}: {}", r.text());
+            assert!(!r.text().contains("12345"), "{p}: {}", r.text());
+            assert!(r.text().contains("京A*****"), "{p}: {}", r.text());
+        }
+    }
+    assert!(
+        call(&gw, "GET", &path, &sup, None)?
+            .ok()?
+            .text()
+            .contains(plate)
+    );
     Ok(())
 }
 

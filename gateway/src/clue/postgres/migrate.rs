@@ -237,6 +237,7 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("issued_by", Type::TEXT),
             ("issued_ms", Type::INT8),
             ("updated_ms", Type::INT8),
+            ("plate", Type::TEXT),
         ],
     ),
     (

@@ -36,6 +36,7 @@ fn notice_from_row(r: &Row) -> Result<Notice, StoreError> {
         issued_by: r.try_get(15)?,
         issued_ms: r.try_get(16)?,
         updated_ms: r.try_get(17)?,
+        plate: r.try_get(18)?,
     })
 }
 
@@ -139,8 +140,9 @@ impl NoticeRecords for PgStore {
             &format!(
                 "INSERT INTO supervision_notices (warning_id, model, site, clue_id, concerns, \
                  message, unit, state, level, note, deadline_ms, span_start_ms, issued_by, \
-                 issued_ms, updated_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'issued', 'none', $8, $9, $10, $11, $10, $10) \
+                 issued_ms, updated_ms, plate) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'issued', 'none', $8, $9, $10, $11, $10, $10, \
+                 $12) \
                  RETURNING {NOTICE_COLS}"
             ),
             &[
@@ -155,6 +157,7 @@ impl NoticeRecords for PgStore {
                 &new.deadline_ms,
                 &now_ms,
                 &actor,
+                &supervision::plate_of(&w),
             ],
         )?;
         let n = notice_from_row(&row)?;

@@ -247,4 +247,8 @@ CREATE TABLE supervision_notice_audit (
     PRIMARY KEY (notice_id, seq)
 );
 "#,
+    // 9: the plate a notice's warning names, so lesser roles get it masked as on warnings.
+    r#"
+ALTER TABLE supervision_notices ADD COLUMN plate TEXT;
+"#,
 ];

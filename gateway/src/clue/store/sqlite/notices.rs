@@ -37,6 +37,7 @@ fn notice_from_row(r: &Row) -> rusqlite::Result<Notice> {
         issued_by: r.get(15)?,
         issued_ms: r.get(16)?,
         updated_ms: r.get(17)?,
+        plate: r.get(18)?,
     })
 }
 
@@ -123,8 +124,8 @@ impl NoticeRecords for SqliteStore {
         let inserted = tx.execute(
             "INSERT INTO supervision_notices (warning_id, model, site, clue_id, concerns, \
              message, unit, state, level, note, deadline_ms, span_start_ms, issued_by, \
-             issued_ms, updated_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'issued', 'none', ?8, ?9, ?10, ?11, ?10, ?10)",
+             issued_ms, updated_ms, plate) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'issued', 'none', ?8, ?9, ?10, ?11, ?10, ?10, ?12)",
             params![
                 w.id,
                 w.finding.model,
@@ -136,7 +137,8 @@ impl NoticeRecords for SqliteStore {
                 new.note,
                 new.deadline_ms,
                 now_ms,
-                actor
+                actor,
+                supervision::plate_of(&w)
             ],
         );
         match inserted {

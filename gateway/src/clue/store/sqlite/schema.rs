@@ -226,6 +226,10 @@ CREATE TABLE supervision_notice_audit (
     PRIMARY KEY (notice_id, seq)
 );
 "#,
+    // 12: the plate a notice's warning names, so lesser roles get it masked as on warnings.
+    r#"
+ALTER TABLE supervision_notices ADD COLUMN plate TEXT;
+"#,
 ];
 
 /// The level as a number for ordering (high first); the same text as in `clues_list_order`.
