@@ -50,9 +50,35 @@ const LOOP: LoopConfig = LoopConfig {
 pub const DUE_ON_PCT: f32 = 25.0;
 /// ... until the trap is emptied below this.
 pub const DUE_OFF_PCT: f32 = 20.0;
+/// A level sensor's accuracy: the duty is due from when the true level is within this of the
+/// [`DUE_ON_PCT`] level. An instrument of this class (ultrasonic level transmitters such as the
+/// Milesight EM310-UDL are specified at about ±1 cm) cannot tell 24.9 % from 25.1 %, so a
+/// "pump-out due" reported then is right, not early: without this margin the ground truth asked
+/// for a precision no sensor has, and a trap standing at 24.9 % for a night scored as a false
+/// clue and a missed duty at once.
+pub const DUE_ACCURACY_MM: f32 = 10.0;
+/// A duty met within this long (the trap crossed the line and was pumped at once) needed
+/// nobody: it is noted as the innocent `pumpout_met_at_once`. Two report intervals of the native
+/// firmware's heartbeat; no device reporting every 15 minutes can see it reliably, and no
+/// inspector needs to.
+pub const DUTY_MET_AT_ONCE_MS: i64 = 30 * 60_000;
+/// A loop-cable interruption that heals by itself within this long (a loose connector, a cleaner
+/// unplugging it) is the innocent `sensor_dropout`: the device records it, nobody need go. A
+/// longer one is the fault `sensor_cable_cut`, which needs a visit. The gateway's default rules
+/// take the same line (rule `sensor-fault` raises a sensor fault that lasts an hour).
+pub const CABLE_CUT_FAULT_MS: i64 = 60 * 60_000;
 
 /// A happening as a device notes it: problem, class, start and end (true time, ms).
 type Note = (&'static str, TruthClass, i64, i64);
+
+/// The note of a pump-out duty that ended (the trap was emptied) at `end`.
+fn duty_note(since: i64, end: i64) -> Note {
+    if end - since < DUTY_MET_AT_ONCE_MS {
+        ("pumpout_met_at_once", TruthClass::Innocent, since, end)
+    } else {
+        ("pumpout_due", TruthClass::Duty, since, end)
+    }
+}
 
 /// What a kitchen camera shows (the frames a benchmark feeds to the gateway's camera health).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -242,9 +268,11 @@ impl TrapWorld {
         self.level_mm = self.level_mm.clamp(0.0, g.sensor_to_floor_mm - 30.0);
         let fill = g.fill_pct(self.level_mm);
         match self.due_since {
-            None if fill >= DUE_ON_PCT => self.due_since = Some(ts),
+            None if g.fill_pct(self.level_mm + DUE_ACCURACY_MM) >= DUE_ON_PCT => {
+                self.due_since = Some(ts)
+            }
             Some(since) if fill < DUE_OFF_PCT => {
-                notes.push(("pumpout_due", TruthClass::Duty, since, ts));
+                notes.push(duty_note(since, ts));
                 self.due_since = None;
             }
             _ => {}
@@ -833,12 +861,12 @@ fn step_trap(
                 let minutes = rng.random_range(10..120u64);
                 t.loop_cut_until = Some(now + minutes * MINUTE);
                 let ts = w.1;
-                notes.push((
-                    "sensor_cable_cut",
-                    TruthClass::Fault,
-                    ts,
-                    ts + (minutes * MINUTE) as i64,
-                ));
+                let until = ts + (minutes * MINUTE) as i64;
+                notes.push(if until - ts >= CABLE_CUT_FAULT_MS {
+                    ("sensor_cable_cut", TruthClass::Fault, ts, until)
+                } else {
+                    ("sensor_dropout", TruthClass::Innocent, ts, until)
+                });
             }
             let ma = if t.loop_cut_until.is_some() {
                 0.0

@@ -36,7 +36,10 @@ pub use config::{
     CameraParams, ClosedSite, FleetConfig, ManholeParams, RestaurantParams, ScriptAction,
     ScriptedEvent,
 };
-pub use device::{CameraView, DUE_OFF_PCT, DUE_ON_PCT, RING_CAPACITY};
+pub use device::{
+    CABLE_CUT_FAULT_MS, CameraView, DUE_ACCURACY_MM, DUE_OFF_PCT, DUE_ON_PCT, DUTY_MET_AT_ONCE_MS,
+    RING_CAPACITY,
+};
 pub use publish::{MemoryPublisher, MqttPublisher, MqttSettings, Outgoing, Publisher};
 pub use truth::{Truth, TruthClass, TruthLabel};
 

@@ -740,6 +740,32 @@ fn pumpout_due_then_overdue_is_one_problem_raised_twice_and_cleared_once() {
 }
 
 #[test]
+fn a_trap_refilled_past_the_line_the_night_after_its_pumpout_is_due_again() {
+    let mut e = engine();
+    let t0 = at_local(12, 0);
+    let fill = |pct: f64, t: i64| {
+        vec![reading(
+            "r-1",
+            "trap-1",
+            "grease_trap",
+            "fill_pct",
+            Value::Float(pct),
+            t,
+        )]
+    };
+    let due = |out: &[ClueSignal]| of_rule(out, "trap-pumpout-due").len();
+    let first: Vec<_> = (0..4).map(|i| fill(30.0, t0 + i * 5 * MIN)).collect();
+    assert_eq!(due(&run(&mut e, first)), 1);
+    // Pumped at 15:00, then a storm fills it past 25 % again by 02:00: a new duty, 14 h later.
+    let pumped = run(&mut e, vec![fill(4.0, t0 + 3 * HOUR)]);
+    assert_eq!(cleared_keys(&pumped).len(), 1);
+    let refilled: Vec<_> = (0..4)
+        .map(|i| fill(28.0, t0 + 14 * HOUR + i * 5 * MIN))
+        .collect();
+    assert_eq!(due(&run(&mut e, refilled)), 1, "the second duty was held back");
+}
+
+#[test]
 fn silent_device_raises_offline_after_timeout_and_clears_on_return() {
     let mut e = engine();
     let t = at_local(12, 0);
