@@ -50,12 +50,12 @@ const LOOP: LoopConfig = LoopConfig {
 pub const DUE_ON_PCT: f32 = 25.0;
 /// ... until the trap is emptied below this.
 pub const DUE_OFF_PCT: f32 = 20.0;
-/// A level sensor's accuracy: the duty is due from when the true level is within this of the
-/// [`DUE_ON_PCT`] level. An instrument of this class (ultrasonic level transmitters such as the
-/// Milesight EM310-UDL are specified at about ±1 cm) cannot tell 24.9 % from 25.1 %, so a
-/// "pump-out due" reported then is right, not early: without this margin the ground truth asked
-/// for a precision no sensor has, and a trap standing at 24.9 % for a night scored as a false
-/// clue and a missed duty at once.
+/// A level sensor's accuracy: a duty (the true level passed [`DUE_ON_PCT`]) is noted from when
+/// the true level came within this of the line, so a clue raised from then is on time. An
+/// instrument of this class (ultrasonic level transmitters such as the Milesight EM310-UDL are
+/// specified at about ±1 cm) cannot tell 24.9 % from 25.1 %: without this margin the ground
+/// truth asked for a precision no sensor has, and a trap standing at 24.9 % for a night scored
+/// as a false clue and a missed duty at once. A level that never passes the line is no duty.
 pub const DUE_ACCURACY_MM: f32 = 10.0;
 /// A duty met within this long (the trap crossed the line and was pumped at once) needed
 /// nobody: it is noted as the innocent `pumpout_met_at_once`. Two report intervals of the native
@@ -71,12 +71,15 @@ pub const CABLE_CUT_FAULT_MS: i64 = 60 * 60_000;
 /// A happening as a device notes it: problem, class, start and end (true time, ms).
 type Note = (&'static str, TruthClass, i64, i64);
 
-/// The note of a pump-out duty that ended (the trap was emptied) at `end`.
-fn duty_note(since: i64, end: i64) -> Note {
+/// The note of a pump-out duty: due from `since` (the true level passed the line) until `end`
+/// (the trap was emptied), noted from `near` (when the level came within a sensor's accuracy
+/// of the line) so that a sensor reading the line a little early is on time.
+fn duty_note(near: Option<i64>, since: i64, end: i64) -> Note {
+    let start = near.unwrap_or(since).min(since);
     if end - since < DUTY_MET_AT_ONCE_MS {
-        ("pumpout_met_at_once", TruthClass::Innocent, since, end)
+        ("pumpout_met_at_once", TruthClass::Innocent, start, end)
     } else {
-        ("pumpout_due", TruthClass::Duty, since, end)
+        ("pumpout_due", TruthClass::Duty, start, end)
     }
 }
 
@@ -176,6 +179,9 @@ struct TrapWorld {
     inflow: Option<(u64, f32)>,
     /// The true fill passed [`DUE_ON_PCT`] at this time.
     due_since: Option<i64>,
+    /// The true level came within [`DUE_ACCURACY_MM`] of the [`DUE_ON_PCT`] line at this time
+    /// (and has not fallen away since): a duty that follows is noted from here.
+    near_since: Option<i64>,
     /// Weekly closing days (0 = Monday): no filling, no pump-out crew.
     closed_weekdays: Vec<u8>,
     /// A scripted night dump waiting for a night with a full enough trap (mm to drop).
@@ -189,6 +195,7 @@ impl TrapWorld {
             draining: None,
             inflow: None,
             due_since: None,
+            near_since: None,
             closed_weekdays,
             pending_dump: None,
         }
@@ -267,12 +274,13 @@ impl TrapWorld {
         }
         self.level_mm = self.level_mm.clamp(0.0, g.sensor_to_floor_mm - 30.0);
         let fill = g.fill_pct(self.level_mm);
+        let near = g.fill_pct(self.level_mm + DUE_ACCURACY_MM) >= DUE_ON_PCT;
         match self.due_since {
-            None if g.fill_pct(self.level_mm + DUE_ACCURACY_MM) >= DUE_ON_PCT => {
-                self.due_since = Some(ts)
-            }
+            None if fill >= DUE_ON_PCT => self.due_since = Some(ts),
+            None if near => _ = self.near_since.get_or_insert(ts),
+            None => self.near_since = None,
             Some(since) if fill < DUE_OFF_PCT => {
-                notes.push(duty_note(since, ts));
+                notes.push(duty_note(self.near_since.take(), since, ts));
                 self.due_since = None;
             }
             _ => {}
@@ -586,8 +594,11 @@ impl SimDevice {
             Kind::ThirdParty(t) => Some(&mut t.world),
             _ => None,
         };
-        if let Some(since) = world.and_then(|w| w.due_since.take()) {
-            notes.push(("pumpout_due", TruthClass::Duty, since, ts));
+        if let Some(w) = world
+            && let Some(since) = w.due_since.take()
+        {
+            let start = w.near_since.take().unwrap_or(since);
+            notes.push(("pumpout_due", TruthClass::Duty, start, ts));
         }
         self.note(notes);
     }
