@@ -762,7 +762,11 @@ fn a_trap_refilled_past_the_line_the_night_after_its_pumpout_is_due_again() {
     let refilled: Vec<_> = (0..4)
         .map(|i| fill(28.0, t0 + 14 * HOUR + i * 5 * MIN))
         .collect();
-    assert_eq!(due(&run(&mut e, refilled)), 1, "the second duty was held back");
+    assert_eq!(
+        due(&run(&mut e, refilled)),
+        1,
+        "the second duty was held back"
+    );
 }
 
 #[test]

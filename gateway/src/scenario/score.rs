@@ -69,6 +69,18 @@ pub fn accepted_kinds(problem: &str) -> &'static [&'static str] {
     }
 }
 
+/// Happenings that are real but need nobody, so a clue about them is right and no clue is no
+/// miss: the innocent record's name and the problem whose clue kinds report it. A trap that
+/// passed the 25 % line and was pumped within half an hour (`pumpout_met_at_once`, see
+/// `firmware::sim::DUTY_MET_AT_ONCE_MS`) was due; a "pump-out due" raised before the crew came
+/// is true, but nobody can be expected to have said it.
+pub fn optional_problem(innocent: &str) -> Option<&'static str> {
+    match innocent {
+        "pumpout_met_at_once" => Some("pumpout_due"),
+        _ => None,
+    }
+}
+
 /// Figures of one problem kind.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ProblemRow {
@@ -101,6 +113,8 @@ pub struct Score {
     pub false_causes: BTreeMap<String, u32>,
     pub clues: u32,
     pub false_clues: u32,
+    /// Clues about an optional happening ([`optional_problem`]): true, not counted for recall.
+    pub optional_clues: u32,
     /// Violations (the issue's recall target) seeded and found.
     pub violations: u32,
     pub violations_found: u32,
@@ -159,6 +173,7 @@ pub fn score(run: &RunOutput) -> Score {
         false_causes: BTreeMap::new(),
         clues: run.clues.len() as u32,
         false_clues: 0,
+        optional_clues: 0,
         violations: 0,
         violations_found: 0,
         violations_exactly_one: 0,
@@ -179,6 +194,16 @@ pub fn score(run: &RunOutput) -> Score {
                 matched[i].insert(c.id);
                 any = true;
             }
+        }
+        if !any {
+            any = innocent.iter().any(|t| {
+                optional_problem(&t.problem)
+                    .is_some_and(|p| accepted_kinds(p).contains(&c.kind.as_str()))
+                    && c.events
+                        .iter()
+                        .any(|(at, _)| overlaps(t, &c.site, c.device.as_deref(), *at))
+            });
+            s.optional_clues += u32::from(any);
         }
         let k = s.kinds.entry(c.kind.clone()).or_default();
         k.clues += 1;
@@ -346,6 +371,11 @@ pub fn report(scores: &[Score]) -> String {
         );
     }
 
+    let _ = writeln!(
+        out,
+        "\nclues about happenings that needed nobody (true, outside recall; median): {}",
+        median(scores.iter().map(|s| f64::from(s.optional_clues)).collect())
+    );
     let causes: BTreeSet<&String> = scores.iter().flat_map(|s| s.false_causes.keys()).collect();
     if !causes.is_empty() {
         let _ = writeln!(out, "\nfalse clues by cause (medians over seeds)");
@@ -360,4 +390,74 @@ pub fn report(scores: &[Score]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{ClueRecord, RunOutput};
+
+    fn truth(problem: &str, class: TruthClass, start_ms: i64, end_ms: i64) -> Truth {
+        Truth {
+            problem: problem.into(),
+            class,
+            site: "r-1".into(),
+            device: "trap-1".into(),
+            start_ms,
+            end_ms,
+        }
+    }
+
+    fn clue(id: i64, kind: &str, at_ms: i64) -> ClueRecord {
+        ClueRecord {
+            id,
+            rule: "r".into(),
+            kind: kind.into(),
+            site: "r-1".into(),
+            device: Some("trap-1".into()),
+            events: vec![(at_ms, "low".into())],
+        }
+    }
+
+    #[test]
+    fn a_clue_about_a_duty_met_at_once_is_true_and_its_absence_no_miss() {
+        const H: i64 = 3_600_000;
+        let run = |clues: Vec<ClueRecord>| RunOutput {
+            seed: 1,
+            days: 3,
+            devices: 1,
+            truth: vec![
+                truth("pumpout_met_at_once", TruthClass::Innocent, 10 * H, 11 * H),
+                truth(
+                    "registered_pumpout",
+                    TruthClass::Innocent,
+                    11 * H,
+                    11 * H + 60_000,
+                ),
+            ],
+            clues,
+            messages: 0,
+            decode_errors: 0,
+            frames: 0,
+            wall_s: 0.0,
+        };
+        let with = score(&run(vec![clue(
+            1,
+            "grease_trap.pumpout_due",
+            10 * H + 40 * 60_000,
+        )]));
+        assert_eq!((with.false_clues, with.optional_clues), (0, 1));
+        assert!(
+            with.problems.is_empty(),
+            "no problem to recall: {:?}",
+            with.problems
+        );
+        // Another kind on the same trap, or the same kind two days later, is still false.
+        let other = score(&run(vec![
+            clue(1, "grease_trap.fast_fill", 10 * H + 40 * 60_000),
+            clue(2, "grease_trap.pumpout_due", 60 * H),
+        ]));
+        assert_eq!((other.false_clues, other.optional_clues), (2, 0));
+        assert_eq!(other.false_causes.get("pumpout_met_at_once"), Some(&1));
+    }
 }
