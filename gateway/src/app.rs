@@ -108,6 +108,21 @@ impl Gateway {
                 .with_parking(&cfg.parking, metrics.clone())
                 .with_shopfront(&cfg.shopfront, metrics.clone())
                 .with_muck_trucks(&cfg.muck_trucks, metrics.clone());
+        // Muck-truck permits written through the API: in force from the start, re-read so a
+        // change made through another gateway on a shared store arrives too.
+        if let Some(permits) = cameras.muck_permits() {
+            permits.set_stored(
+                clues
+                    .muck_permits()
+                    .await
+                    .context("reading the stored muck-truck permits")?,
+            );
+            tasks.push(tokio::spawn(crate::camera::permits::reload_every(
+                permits,
+                clues.clone(),
+                delivery_cancel.clone(),
+            )));
+        }
         let parking_state = cfg
             .storage
             .dir

@@ -30,10 +30,11 @@
 //! we do not have (yolov3-tiny's COCO `truck` is any truck, loaded or not): every truck with a
 //! plate is checked against the permits, nothing is said about its load. A truck whose plate is
 //! not read is counted in the answer and not judged. Permitted routes are camera ids, not
-//! polygons.
+//! polygons. Permits come from the configuration and the clue store (`camera::permits`).
 
 use crate::camera::config::check_rule_camera;
 use crate::camera::parking::{models, privacy_regions};
+use crate::camera::permits::MuckPermits;
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, Level, Region, Subject};
 use crate::config_error::{ConfigError, invalid};
 use crate::metrics::{Metrics, Reason};
@@ -103,6 +104,33 @@ pub struct Permit {
     pub holder: Option<String>,
 }
 
+impl Permit {
+    /// Checks what serde cannot, the same for a configured permit and one written through the
+    /// API; the error is the field (`plate`, `cameras[1]`) and what is wrong with it, so each
+    /// caller names the key in its own terms.
+    pub fn check(&self, cameras: &std::collections::HashSet<&str>) -> Result<(), (String, String)> {
+        let plate = normalize_plate(&self.plate);
+        if !(7..=8).contains(&plate.chars().count()) || !plate.chars().all(char::is_alphanumeric) {
+            return Err((
+                "plate".into(),
+                format!("`{}` is not a plate (7 or 8 characters)", self.plate),
+            ));
+        }
+        for (j, c) in self.cameras.iter().enumerate() {
+            if !cameras.contains(c.as_str()) {
+                return Err((
+                    format!("cameras[{j}]"),
+                    format!("`{c}` is not a camera of [[muck_trucks.cameras]]"),
+                ));
+            }
+        }
+        if self.holder.as_ref().is_some_and(|h| h.len() > 200) {
+            return Err(("holder".into(), "at most 200 bytes".into()));
+        }
+        Ok(())
+    }
+}
+
 fn default_confirm() -> u32 {
     2
 }
@@ -121,6 +149,11 @@ impl MuckSection {
         self.enabled.unwrap_or(!self.cameras.is_empty())
     }
 
+    /// The ids a permit's `cameras` may name.
+    pub fn camera_ids(&self) -> std::collections::HashSet<&str> {
+        self.cameras.iter().map(|c| c.camera.as_str()).collect()
+    }
+
     /// Checks what serde cannot; errors name the key (`muck_trucks.permits[2].cameras[0]`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut seen = std::collections::HashSet::new();
@@ -137,19 +170,12 @@ impl MuckSection {
             check_offset(c.utc_offset_minutes)
                 .map_err(|e| invalid(key("utc_offset_minutes"), e))?;
         }
-        let cameras: std::collections::HashSet<&str> =
-            self.cameras.iter().map(|c| c.camera.as_str()).collect();
+        let cameras = self.camera_ids();
         let mut plates = std::collections::HashSet::new();
         for (i, p) in self.permits.iter().enumerate() {
             let key = |k: &str| format!("muck_trucks.permits[{i}].{k}");
-            let plate = normalize_plate(&p.plate);
-            if plate.chars().count() < 7 {
-                return Err(invalid(
-                    key("plate"),
-                    format!("`{}` is not a plate (7 or 8 characters)", p.plate),
-                ));
-            }
-            if !plates.insert(plate) {
+            p.check(&cameras).map_err(|(k, e)| invalid(key(&k), e))?;
+            if !plates.insert(normalize_plate(&p.plate)) {
                 return Err(invalid(
                     key("plate"),
                     format!(
@@ -157,14 +183,6 @@ impl MuckSection {
                         p.plate
                     ),
                 ));
-            }
-            for (j, c) in p.cameras.iter().enumerate() {
-                if !cameras.contains(c.as_str()) {
-                    return Err(invalid(
-                        key(&format!("cameras[{j}]")),
-                        format!("`{c}` is not a camera of [[muck_trucks.cameras]]"),
-                    ));
-                }
             }
         }
         Ok(())
@@ -268,7 +286,8 @@ struct CameraState {
 /// The muck-truck checks of the gateway's road cameras.
 pub struct MuckTrucks {
     cameras: HashMap<(String, String), Mutex<CameraState>>,
-    permits: Vec<Permit>,
+    /// Configured and stored permits (see `camera::permits`).
+    permits: Arc<MuckPermits>,
     metrics: Arc<Metrics>,
     limits: ImageLimits,
 }
@@ -297,10 +316,15 @@ impl MuckTrucks {
                     ((c.site.clone(), c.camera.clone()), Mutex::new(state))
                 })
                 .collect(),
-            permits: section.permits.clone(),
+            permits: Arc::new(MuckPermits::new(section)),
             metrics,
             limits: ImageLimits::default(),
         })
+    }
+
+    /// The permits judged (configured and stored), shared with the permit routes.
+    pub fn permits(&self) -> Arc<MuckPermits> {
+        self.permits.clone()
     }
 
     pub fn analyses(&self, site: &str, camera: &str) -> bool {
@@ -351,7 +375,8 @@ impl MuckTrucks {
             }
         };
         let mut state = cam.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = state.observe(&self.permits, &trucks, &plates, jpeg, at_ms);
+        let permits = self.permits.current();
+        let mut out = state.observe(&permits, &trucks, &plates, jpeg, at_ms);
         drop(state);
         frames.get_or_create(&Reason::of("analysed")).inc();
         out.report.elapsed_ms = started.elapsed().as_millis() as u64;

@@ -103,6 +103,12 @@ impl CameraService {
         self
     }
 
+    /// The muck-truck permits (for their routes and the periodic re-read); none when no
+    /// camera checks muck trucks.
+    pub fn muck_permits(&self) -> Option<Arc<crate::camera::permits::MuckPermits>> {
+        self.muck.as_ref().map(|m| m.permits())
+    }
+
     /// Continues the parking stays saved at the last stop (see `parking::state`); logs what
     /// it did, never fails the start.
     pub fn resume_parking(&self, path: &std::path::Path) {

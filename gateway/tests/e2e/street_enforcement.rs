@@ -264,3 +264,70 @@ fn a_permitted_muck_truck_outside_its_hours_is_one_clue_and_a_doubtful_plate_non
         6.0
     );
 }
+
+/// A permit granted through the API is judged on the next frame, and revoked it no longer
+/// excuses the truck: no restart in between (`camera::permits`).
+#[test]
+fn a_permit_granted_through_the_api_excuses_the_truck_and_revoked_it_does_not() {
+    models();
+    let truck = truck_with_plate("苏E5T703");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"gw-muck-api\"\n\
+         [clues]\nmqtt_publish = false\n\
+         [[muck_trucks.cameras]]\nsite = \"street-9\"\ncamera = \"cam-road\"\n",
+        e2e::free_port()
+    );
+    let gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
+    let device = gw.token("device", "street-9").unwrap();
+    let admin = gw.token("admin", "").unwrap();
+    let permit = format!(
+        "/api/v1/muck-trucks/permits/{}",
+        e2e::http::encode("苏E5T703")
+    );
+    let send = |method: &str, body: Option<&str>| {
+        let auth = format!("Bearer {admin}");
+        e2e::http::request(
+            method,
+            &format!("{}{permit}", gw.http),
+            body.map(|b| ("application/json", b.as_bytes())),
+            &[("Authorization", &auth)],
+            e2e::http::TIMEOUT,
+        )
+        .unwrap()
+    };
+    let frames = |n: usize| -> (Vec<String>, Vec<serde_json::Value>) {
+        let (mut verdicts, mut raised) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let v = post_jpeg(
+                &gw,
+                "/api/v1/cameras/cam-road/frames?site=street-9",
+                &device,
+                &truck,
+            );
+            let m = &v["muck_trucks"];
+            let p = m["plates"]
+                .as_array()
+                .and_then(|p| p.iter().find(|p| p["plate"] == "苏E5T703"))
+                .unwrap_or_else(|| panic!("plate read: {v}"));
+            verdicts.push(p["verdict"].as_str().unwrap_or("").to_string());
+            raised.extend(m["raised"].as_array().cloned().unwrap_or_default());
+        }
+        (verdicts, raised)
+    };
+
+    let r = send(
+        "PUT",
+        Some(r#"{"cameras": ["cam-road"], "holder": "Huaxin"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let (verdicts, raised) = frames(2);
+    assert_eq!(verdicts, ["ok", "ok"]);
+    assert!(raised.is_empty(), "{raised:?}");
+
+    let r = send("DELETE", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (verdicts, raised) = frames(2);
+    assert_eq!(verdicts, ["no_permit", "no_permit"]);
+    assert_eq!(raised, [serde_json::json!("muck_truck.no_permit")]);
+}
