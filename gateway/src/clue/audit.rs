@@ -676,6 +676,8 @@ mod tests {
                 "notice_reopened",
                 "notice_escalated",
                 "notice_overdue",
+                "muck_permit_put",
+                "muck_permit_delete",
             ]
         );
         for a in AuditAction::ALL {
