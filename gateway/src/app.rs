@@ -41,6 +41,9 @@ pub struct Gateway {
     /// Parking (its stays are saved at the stop) and where.
     parking: Option<Arc<crate::camera::parking::Parking>>,
     parking_state: std::path::PathBuf,
+    /// Shop fronts (their zones being timed are saved at the stop) and where.
+    shopfront: Option<Arc<crate::camera::shopfront::Shopfront>>,
+    shopfront_state: std::path::PathBuf,
 }
 
 impl Gateway {
@@ -129,6 +132,12 @@ impl Gateway {
             .join(crate::camera::parking::state::FILE_NAME);
         cameras.resume_parking(&parking_state);
         let parking = cameras.parking();
+        let shopfront_state = cfg
+            .storage
+            .dir
+            .join(crate::camera::shopfront::state::FILE_NAME);
+        cameras.resume_shopfront(&shopfront_state);
+        let shopfront = cameras.shopfront();
         // Parking's "please move" notices: recorded with their stays, delivered like clues.
         let notices = crate::notice::Notices::new(&clues, &cfg.notices, metrics.clone());
         tasks.extend(notices.spawn_delivery(&cfg.mqtt, delivery_cancel.clone()));
@@ -270,6 +279,8 @@ impl Gateway {
             registry,
             parking,
             parking_state,
+            shopfront,
+            shopfront_state,
         })
     }
 
@@ -317,6 +328,7 @@ impl Gateway {
         // No frame arrives any more (API and pulled cameras stopped): the stays being timed
         // are saved for the next start.
         crate::camera::service::save_parking(self.parking.as_deref(), &self.parking_state);
+        crate::camera::service::save_shopfront(self.shopfront.as_deref(), &self.shopfront_state);
         info!("gateway stopped");
     }
 }

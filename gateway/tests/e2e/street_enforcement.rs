@@ -136,6 +136,82 @@ fn goods_kept_in_front_of_a_shop_past_the_limit_give_one_notice_and_one_clue_abo
     );
 }
 
+/// The shop-front events of one posted frame of `cam-front`.
+fn shopfront_events(gw: &GatewayProcess, device: &str, photo: &[u8]) -> Vec<String> {
+    let v = post_jpeg(
+        gw,
+        "/api/v1/cameras/cam-front/frames?site=street-9",
+        device,
+        photo,
+    );
+    assert_eq!(v["shopfront"]["occupied"][0]["shop"], "shop-12", "{v}");
+    v["shopfront"]["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter_map(|e| e[0].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn goods_noticed_before_a_restart_are_not_noticed_again_and_their_clue_moves_the_same_record() {
+    models();
+    let photo = dog_jpg();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let vm = VictoriaMetrics::start().unwrap();
+    let cfg = format!(
+        "{}\n{SHOPFRONT}",
+        config(&broker.url(), "gw-shopfront-restart", &vm.url(), "")
+    );
+    let mut gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
+    let device = gw.token("device", "street-9").unwrap();
+    let inspector = gw.token("inspector", "street-9").unwrap();
+
+    // Seen, then noticed 1 s later (persuade_after_s = 1, limit_s = 2).
+    let mut before = shopfront_events(&gw, &device, &photo);
+    std::thread::sleep(Duration::from_millis(1100));
+    before.extend(shopfront_events(&gw, &device, &photo));
+    assert_eq!(before, ["notice"]);
+
+    // An orderly restart (a deploy): the zone being timed is saved and resumed.
+    gw.proc.stop().unwrap();
+    assert!(
+        dir.path().join("storage/shopfront-state.json").exists(),
+        "saved at the stop"
+    );
+    gw.start_again().unwrap();
+    let mut after = Vec::new();
+    for i in 0..3 {
+        after.extend(shopfront_events(&gw, &device, &photo));
+        if i < 2 {
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+    }
+    assert_eq!(
+        after,
+        ["clue"],
+        "no second notice, the limit counted from the first frame"
+    );
+
+    // One record: the notice's, moved to `clue`; one clue about the shop.
+    let stays = gw
+        .get_with_token("/api/v1/parking/stays?site=street-9", &inspector)
+        .and_then(|r| r.ok())
+        .and_then(|r| r.json())
+        .unwrap_or_else(|e| panic!("stays: {e:#}"));
+    let stays = stays.as_array().expect("stay list");
+    assert_eq!(stays.len(), 1, "{stays:?}");
+    assert_eq!(
+        (&stays[0]["outcome"], &stays[0]["shop"]),
+        (&"clue".into(), &"shop-12".into()),
+        "{stays:?}"
+    );
+    assert_eq!(clues_of(&gw, &inspector, "shopfront.trading").len(), 1);
+}
+
 /// `dog.jpg` with a rendered Chinese plate `text` on the pickup's side, where yolov3-tiny
 /// boxes it as a truck (about (445, 70)-(665, 164)): the vehicle and street are photographed,
 /// the plate is rendered (`fixtures/plate_on_photo.py`, font from Debian `fonts-wqy-zenhei`),
