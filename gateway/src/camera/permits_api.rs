@@ -13,10 +13,14 @@
 //! - `DELETE /api/v1/muck-trucks/permits/{plate}`: revoke; 200 with the permit revoked.
 //!
 //! A plate of `[[muck_trucks.permits]]` is refused by the writing routes (409): the file wins.
+//!
+//! Plates are personal data: every answer is masked as clues are (`京A*****`, also in
+//! `holder` or any other text that repeats the plate) for roles without the personal-data
+//! right (`clues.privacy.original_roles`, supervisors and admins by default).
 
 use super::permits::{MuckPermits, PermitView};
 use crate::clue::PoolHandle;
-use crate::clue::api::ApiError;
+use crate::clue::api::{ApiError, for_role};
 use crate::clue::auth::{Authenticator, Principal, Role};
 use crate::vision::dwell::normalize_plate;
 use axum::extract::{FromRef, Path, State};
@@ -91,23 +95,35 @@ async fn reload(pool: &PoolHandle, m: &MuckPermits) -> Result<(), ApiError> {
 async fn list(
     p: Principal,
     State(h): State<PermitsHandle>,
-) -> Result<Json<Vec<PermitView>>, ApiError> {
+    State(pool): State<PoolHandle>,
+) -> Result<Json<Value>, ApiError> {
     let m = permits(&h)?;
     may_read(&p, m)?;
-    Ok(Json(m.list()))
+    for_role(&p, &pool, &m.list(), &[])
 }
 
 async fn one(
     p: Principal,
     State(h): State<PermitsHandle>,
+    State(pool): State<PoolHandle>,
     Path(plate): Path<String>,
-) -> Result<Json<PermitView>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let m = permits(&h)?;
     may_read(&p, m)?;
     let plate = normalize_plate(&plate);
-    m.get(&plate)
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("{plate} has no permit")))
+    let view = m.get(&plate).ok_or_else(|| {
+        ApiError::NotFound(format!("{} has no permit", masked(&p, &pool, &plate)))
+    })?;
+    for_role(&p, &pool, &view, std::slice::from_ref(&plate))
+}
+
+/// `plate` as `p` may read it in a message.
+fn masked(p: &Principal, pool: &PoolHandle, plate: &str) -> String {
+    if pool.config().privacy.sees_originals(p.role) {
+        plate.to_string()
+    } else {
+        crate::clue::privacy::masked_plate(plate)
+    }
 }
 
 /// Parses, checks and stores `body` as the permit of its plate.
@@ -117,7 +133,7 @@ async fn store(
     pool: &PoolHandle,
     body: Value,
     create: bool,
-) -> Result<(StatusCode, Json<PermitView>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let permit = m.parse(body).map_err(ApiError::BadRequest)?;
     let plate = normalize_plate(&permit.plate);
     not_configured(m, &plate)?;
@@ -127,13 +143,14 @@ async fn store(
         .await?;
     reload(pool, m).await?;
     tracing::info!(%plate, actor = %p.actor(), "muck-truck permit saved");
-    let view = m.get(&plate).ok_or(ApiError::Internal)?;
+    let view: PermitView = m.get(&plate).ok_or(ApiError::Internal)?;
+    let view = for_role(p, pool, &view, std::slice::from_ref(&plate))?;
     let status = if before.is_some() {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(view)))
+    Ok((status, view))
 }
 
 async fn create(
@@ -186,8 +203,12 @@ async fn revoke(
     not_configured(m, &plate)?;
     let removed = pool.delete_muck_permit(plate.clone(), p.actor()).await?;
     reload(&pool, m).await?;
-    let removed =
-        removed.ok_or_else(|| ApiError::NotFound(format!("{plate} has no stored permit")))?;
+    let removed = removed.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "{} has no stored permit",
+            masked(&p, &pool, &plate)
+        ))
+    })?;
     tracing::info!(%plate, actor = %p.actor(), "muck-truck permit revoked");
-    Ok(Json(removed))
+    for_role(&p, &pool, &removed, std::slice::from_ref(&plate))
 }

@@ -1,7 +1,8 @@
 //! Muck-truck permits through the API of the real binary, on SQLite and on a real PostgreSQL:
 //! added, refused (bad field, taken plate, configured plate), replaced and revoked, each
 //! change in the audit chain; who may read and who may write; and the stored permits are
-//! still there after the gateway is killed and started again.
+//! still there after the gateway is killed and started again. Plates are masked for roles
+//! without the personal-data right, as in clues.
 
 use crate::common;
 
@@ -76,9 +77,17 @@ fn permits_are_added_replaced_and_revoked_through_the_api_and_audited(
     let inspector_c = gw.token("inspector", "c")?;
     let auditor = gw.token("auditor", "a")?;
     let device = gw.token("device", "a")?;
+    let supervisor_a = gw.token("supervisor", "a")?;
 
-    // Reading: the configured permit, for those who see a muck camera's site.
+    // Reading: the configured permit, for those who see a muck camera's site; its plate
+    // masked for roles without the personal-data right (supervisors and admins have it).
     for tok in [&inspector_b, &auditor, &platform_a] {
+        assert_eq!(
+            listed(&gw, tok)?,
+            [("苏E*****".to_string(), "config".to_string(), true)]
+        );
+    }
+    for tok in [&supervisor_a, &admin] {
         assert_eq!(
             listed(&gw, tok)?,
             [("苏E5T703".to_string(), "config".to_string(), true)]
@@ -151,7 +160,13 @@ fn permits_are_added_replaced_and_revoked_through_the_api_and_audited(
         Some(&json!({"hours": ["20:00-05:00"]})),
     )?;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()?["hours"], json!(["20:00-05:00"]));
+    let v = r.json()?;
+    assert_eq!(v["hours"], json!(["20:00-05:00"]));
+    assert_eq!(
+        v["plate"],
+        json!("沪B*****"),
+        "the platform's own answer too: {v}"
+    );
     let r = call(&gw, "PUT", &one("浙A12345"), &admin, Some(&json!({})))?;
     assert_eq!(r.status, 201, "{}", r.text());
     let r = call(
@@ -169,6 +184,15 @@ fn permits_are_added_replaced_and_revoked_through_the_api_and_audited(
         (&v["hours"], &v["cameras"], &v["updated_by"]),
         (&json!(["20:00-05:00"]), &json!([]), &json!("city#2"))
     );
+    assert_eq!(v["plate"], json!("沪B*****"), "{v}");
+    assert!(!v.to_string().contains("74992"), "{v}");
+    let r = call(&gw, "GET", &one("浙A00000"), &inspector_b, None)?;
+    assert_eq!(r.status, 404);
+    assert!(!r.text().contains("00000"), "{}", r.text());
+    let v = call(&gw, "GET", &one("沪B74992"), &supervisor_a, None)?
+        .ok()?
+        .json()?;
+    assert_eq!(v["plate"], json!("沪B74992"), "{v}");
 
     // Revoked once, at once.
     let r = call(&gw, "DELETE", &one("浙A12345"), &platform_ab, None)?;
@@ -231,8 +255,8 @@ fn permits_are_added_replaced_and_revoked_through_the_api_and_audited(
     assert_eq!(
         listed(&gw, &inspector_b)?,
         [
-            ("苏E5T703".to_string(), "config".to_string(), true),
-            ("沪B74992".to_string(), "api".to_string(), true)
+            ("苏E*****".to_string(), "config".to_string(), true),
+            ("沪B*****".to_string(), "api".to_string(), true)
         ]
     );
     Ok(())
