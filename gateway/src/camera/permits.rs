@@ -15,7 +15,7 @@ use super::muck::{MuckSection, Permit};
 use crate::clue::store::PermitRow;
 use crate::vision::dwell::normalize_plate;
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tracing::warn;
@@ -49,8 +49,8 @@ struct Lists {
 pub struct MuckPermits {
     config: Vec<Permit>,
     config_plates: HashSet<String>,
-    /// Camera ids a permit's route may name.
-    cameras: HashSet<String>,
+    /// Camera ids a permit's route may name, with their positions.
+    cameras: HashMap<String, Option<[f64; 2]>>,
     /// Sites of the muck cameras: whoever sees one of them reads the permits.
     sites: Vec<String>,
     lists: RwLock<Lists>,
@@ -68,7 +68,11 @@ impl MuckPermits {
                 .map(|p| normalize_plate(&p.plate))
                 .collect(),
             config: section.permits.clone(),
-            cameras: section.camera_ids().into_iter().map(String::from).collect(),
+            cameras: section
+                .camera_ids()
+                .into_iter()
+                .map(|(c, p)| (c.to_string(), p))
+                .collect(),
             sites,
             lists: RwLock::new(Lists {
                 stored: Vec::new(),
@@ -168,7 +172,8 @@ impl MuckPermits {
     pub fn parse(&self, body: serde_json::Value) -> Result<Permit, String> {
         let permit: Permit =
             serde_json::from_value(body).map_err(|e| format!("bad permit: {e}"))?;
-        let cameras: HashSet<&str> = self.cameras.iter().map(String::as_str).collect();
+        let cameras: HashMap<&str, Option<[f64; 2]>> =
+            self.cameras.iter().map(|(c, p)| (c.as_str(), *p)).collect();
         permit
             .check(&cameras)
             .map_err(|(field, e)| format!("{field}: {e}"))?;
@@ -271,6 +276,17 @@ hours = ["22:00-06:00"]
         );
         assert!(e(json!({"plate": "沪B74992", "hours": ["22:00"]})).contains("hours"));
         assert!(e(json!({"plate": "沪B74992", "route": 1})).contains("route"));
+        // A route drawn as areas needs every muck camera placed (none is here).
+        let area = json!([[120.6, 31.28], [120.65, 31.28], [120.65, 31.32]]);
+        let r = e(json!({"plate": "沪B74992", "route_areas": [area]}));
+        assert!(
+            r.starts_with("route_areas:") && r.contains("position"),
+            "{r}"
+        );
+        let r = e(
+            json!({"plate": "沪B74992", "route_areas": [[[120.6, 31.2], [1e9, 0.0], [0.0, 0.0]]]}),
+        );
+        assert!(r.starts_with("route_areas[0][1]:"), "{r}");
         let p = m
             .parse(json!({"plate": "沪B·74992", "cameras": ["bridge"], "holder": "Huaxin"}))
             .unwrap();
