@@ -342,16 +342,18 @@ fn a_permitted_muck_truck_outside_its_hours_is_one_clue_and_a_doubtful_plate_non
 }
 
 /// A permit granted through the API is judged on the next frame, and revoked it no longer
-/// excuses the truck: no restart in between (`camera::permits`).
+/// excuses the truck: no restart in between (`camera::permits`). Its route drawn as an area
+/// is judged by the camera's `position`.
 #[test]
-fn a_permit_granted_through_the_api_excuses_the_truck_and_revoked_it_does_not() {
+fn a_permit_granted_through_the_api_excuses_the_truck_revoked_it_does_not_and_its_area_routes_it() {
     models();
     let truck = truck_with_plate("苏E5T703");
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
         "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"gw-muck-api\"\n\
          [clues]\nmqtt_publish = false\n\
-         [[muck_trucks.cameras]]\nsite = \"street-9\"\ncamera = \"cam-road\"\n",
+         [[muck_trucks.cameras]]\nsite = \"street-9\"\ncamera = \"cam-road\"\n\
+         position = [120.62, 31.30]\n",
         e2e::free_port()
     );
     let gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
@@ -406,4 +408,18 @@ fn a_permit_granted_through_the_api_excuses_the_truck_and_revoked_it_does_not() 
     let (verdicts, raised) = frames(2);
     assert_eq!(verdicts, ["no_permit", "no_permit"]);
     assert_eq!(raised, [serde_json::json!("muck_truck.no_permit")]);
+
+    // A route drawn as an area the camera stands outside of: off the route; moved over the
+    // camera's position: on it.
+    let elsewhere = r#"{"route_areas": [[[120.70, 31.38], [120.75, 31.38], [120.75, 31.42], [120.70, 31.42]]]}"#;
+    let r = send("PUT", Some(elsewhere));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let (verdicts, raised) = frames(2);
+    assert_eq!(verdicts, ["off_route", "off_route"]);
+    assert_eq!(raised, [serde_json::json!("muck_truck.off_route")]);
+    let around = r#"{"route_areas": [[[120.60, 31.28], [120.65, 31.28], [120.65, 31.32], [120.60, 31.32]]]}"#;
+    let r = send("PUT", Some(around));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (verdicts, _) = frames(1);
+    assert_eq!(verdicts, ["ok"]);
 }
