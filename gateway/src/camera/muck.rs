@@ -62,13 +62,27 @@ use tracing::{info, warn};
 const MAX_REMEMBERED: usize = 4096;
 
 /// The `[muck_trucks]` section.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MuckSection {
     /// Unset: on when `cameras` lists any camera.
     pub enabled: Option<bool>,
     pub cameras: Vec<MuckCamera>,
     pub permits: Vec<Permit>,
+    /// How often the permits stored through the API are re-read, for changes made through
+    /// another gateway on a shared store (this gateway's own are in force at once).
+    pub permits_reload_s: u64,
+}
+
+impl Default for MuckSection {
+    fn default() -> Self {
+        MuckSection {
+            enabled: None,
+            cameras: Vec::new(),
+            permits: Vec::new(),
+            permits_reload_s: 30,
+        }
+    }
 }
 
 /// A road camera whose trucks are checked.
@@ -212,6 +226,9 @@ impl MuckSection {
 
     /// Checks what serde cannot; errors name the key (`muck_trucks.permits[2].cameras[0]`).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.permits_reload_s == 0 {
+            return Err(invalid("muck_trucks.permits_reload_s", "must be > 0"));
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.cameras.iter().enumerate() {
             let key = |k: &str| format!("muck_trucks.cameras[{i}].{k}");
@@ -704,6 +721,9 @@ cameras = ["ring-rd"]
         assert!(e.contains("hours"), "{e}");
         let e = err(&CFG.replace("cameras = [\"ring-rd\"]", "route = \"x\""));
         assert!(e.contains("route"), "{e}");
+        let e = err(&format!("[muck_trucks]\npermits_reload_s = 0\n{CFG}"));
+        assert!(e.contains("muck_trucks.permits_reload_s"), "{e}");
+        assert_eq!(c.muck_trucks.permits_reload_s, 30);
     }
 
     /// Two cameras placed in Suzhou; the permit's route drawn as one area around the ring road

@@ -9,7 +9,7 @@
 //!
 //! **Freshness.** This gateway's own API changes are in force when the answer is sent (the
 //! stored list is re-read after each write). Another gateway's changes on a shared PostgreSQL
-//! are picked up by the periodic re-read ([`RELOAD_EVERY`]).
+//! are picked up by the periodic re-read (`[muck_trucks] permits_reload_s`, 30 s).
 
 use super::muck::{MuckSection, Permit};
 use crate::clue::store::PermitRow;
@@ -19,9 +19,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tracing::warn;
-
-/// How often the stored permits are re-read (changes made through another gateway).
-pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
 
 /// A permit as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +51,8 @@ pub struct MuckPermits {
     /// Sites of the muck cameras: whoever sees one of them reads the permits.
     sites: Vec<String>,
     lists: RwLock<Lists>,
+    /// How often [`reload_every`] re-reads the stored permits.
+    reload: Duration,
 }
 
 impl MuckPermits {
@@ -78,6 +77,7 @@ impl MuckPermits {
                 stored: Vec::new(),
                 merged: Arc::new(section.permits.clone()),
             }),
+            reload: Duration::from_secs(section.permits_reload_s.max(1)),
         }
     }
 
@@ -181,14 +181,14 @@ impl MuckPermits {
     }
 }
 
-/// Re-reads the stored permits every [`RELOAD_EVERY`] until `cancel`; a failed read keeps
+/// Re-reads the stored permits every `permits_reload_s` until `cancel`; a failed read keeps
 /// the last list (logged).
 pub async fn reload_every(
     permits: Arc<MuckPermits>,
     pool: crate::clue::PoolHandle,
     cancel: tokio_util::sync::CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(RELOAD_EVERY);
+    let mut tick = tokio::time::interval(permits.reload);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -261,3 +261,42 @@ fn permits_are_added_replaced_and_revoked_through_the_api_and_audited(
     );
     Ok(())
 }
+
+/// Two gateways on one PostgreSQL: a permit added, then revoked, through one is in force on
+/// the other after its next re-read (`permits_reload_s`), without a restart.
+#[test]
+fn a_permit_changed_through_one_gateway_reaches_the_other_on_a_shared_store() -> Result<()> {
+    let store = TestStore::postgres()?;
+    let cfg = config().replacen(
+        "[[muck_trucks.cameras]]",
+        "[muck_trucks]\npermits_reload_s = 1\n[[muck_trucks.cameras]]",
+        1,
+    );
+    let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let a = store.gateway(dir_a.path(), &cfg)?;
+    let b = store.gateway(dir_b.path(), &cfg)?;
+    // One token table: a token made through A is good on B.
+    let admin = a.token("admin", "")?;
+    let on_b = |want: bool| {
+        e2e::wait_until(
+            "the permit on B",
+            std::time::Duration::from_secs(10),
+            || {
+                let has = listed(&b, &admin)?
+                    .iter()
+                    .any(|(plate, source, _)| plate == "沪B74992" && source == "api");
+                Ok((has == want).then_some(()))
+            },
+        )
+    };
+    on_b(false)?;
+    let p = json!({"plate": "沪B74992", "holder": "Huaxin Earthworks"});
+    assert_eq!(call(&a, "POST", LIST, &admin, Some(&p))?.status, 201);
+    on_b(true)?;
+    assert_eq!(
+        call(&a, "DELETE", &one("沪B74992"), &admin, None)?.status,
+        200
+    );
+    on_b(false)?;
+    Ok(())
+}
