@@ -114,12 +114,10 @@ impl Gateway {
         // Muck-truck permits written through the API: in force from the start, re-read so a
         // change made through another gateway on a shared store arrives too.
         if let Some(permits) = cameras.muck_permits() {
-            permits.set_stored(
-                clues
-                    .muck_permits()
-                    .await
-                    .context("reading the stored muck-truck permits")?,
-            );
+            permits
+                .reload(&clues)
+                .await
+                .context("reading the stored muck-truck permits")?;
             tasks.push(tokio::spawn(crate::camera::permits::reload_every(
                 permits,
                 clues.clone(),

@@ -53,6 +53,10 @@ pub struct MuckPermits {
     lists: RwLock<Lists>,
     /// How often [`reload_every`] re-reads the stored permits.
     reload: Duration,
+    /// Held from a read of the store to setting what it read: a periodic re-read that
+    /// started before a revocation committed cannot put the revoked permit back after the
+    /// revoking route's own re-read.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl MuckPermits {
@@ -78,6 +82,7 @@ impl MuckPermits {
                 merged: Arc::new(section.permits.clone()),
             }),
             reload: Duration::from_secs(section.permits_reload_s.max(1)),
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -115,6 +120,16 @@ impl MuckPermits {
             stored,
             merged: Arc::new(merged),
         };
+    }
+
+    /// Reads the stored permits and puts them in force (see `reloading`).
+    pub async fn reload(
+        &self,
+        pool: &crate::clue::PoolHandle,
+    ) -> Result<(), crate::clue::pool::PoolError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        self.set_stored(pool.muck_permits().await?);
+        Ok(())
     }
 
     /// Whether the configuration holds `plate` (normalised).

@@ -88,8 +88,7 @@ fn not_configured(m: &MuckPermits, plate: &str) -> Result<(), ApiError> {
 
 /// Re-reads the stored permits so a change is in force when the answer is sent.
 async fn reload(pool: &PoolHandle, m: &MuckPermits) -> Result<(), ApiError> {
-    m.set_stored(pool.muck_permits().await?);
-    Ok(())
+    Ok(m.reload(pool).await?)
 }
 
 async fn list(
