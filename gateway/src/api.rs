@@ -51,6 +51,12 @@ impl FromRef<AppState> for crate::registry::api::RegistryHandle {
     }
 }
 
+impl FromRef<AppState> for crate::camera::permits_api::PermitsHandle {
+    fn from_ref(s: &AppState) -> Self {
+        crate::camera::permits_api::PermitsHandle(s.cameras.muck_permits())
+    }
+}
+
 impl FromRef<AppState> for crate::rules::pumpout_api::Pumpouts {
     fn from_ref(s: &AppState) -> Self {
         s.pumpouts.clone()
@@ -110,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::notice::api::routes())
         .merge(crate::rules::pumpout_api::routes())
         .merge(crate::registry::api::routes())
+        .merge(crate::camera::permits_api::routes())
         .merge(dashboard::routes())
         .with_state(state)
 }

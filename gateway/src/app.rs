@@ -41,6 +41,9 @@ pub struct Gateway {
     /// Parking (its stays are saved at the stop) and where.
     parking: Option<Arc<crate::camera::parking::Parking>>,
     parking_state: std::path::PathBuf,
+    /// Shop fronts (their zones being timed are saved at the stop) and where.
+    shopfront: Option<Arc<crate::camera::shopfront::Shopfront>>,
+    shopfront_state: std::path::PathBuf,
 }
 
 impl Gateway {
@@ -108,12 +111,31 @@ impl Gateway {
                 .with_parking(&cfg.parking, metrics.clone())
                 .with_shopfront(&cfg.shopfront, metrics.clone())
                 .with_muck_trucks(&cfg.muck_trucks, metrics.clone());
+        // Muck-truck permits written through the API: in force from the start, re-read so a
+        // change made through another gateway on a shared store arrives too.
+        if let Some(permits) = cameras.muck_permits() {
+            permits
+                .reload(&clues)
+                .await
+                .context("reading the stored muck-truck permits")?;
+            tasks.push(tokio::spawn(crate::camera::permits::reload_every(
+                permits,
+                clues.clone(),
+                delivery_cancel.clone(),
+            )));
+        }
         let parking_state = cfg
             .storage
             .dir
             .join(crate::camera::parking::state::FILE_NAME);
         cameras.resume_parking(&parking_state);
         let parking = cameras.parking();
+        let shopfront_state = cfg
+            .storage
+            .dir
+            .join(crate::camera::shopfront::state::FILE_NAME);
+        cameras.resume_shopfront(&shopfront_state);
+        let shopfront = cameras.shopfront();
         // Parking's "please move" notices: recorded with their stays, delivered like clues.
         let notices = crate::notice::Notices::new(&clues, &cfg.notices, metrics.clone());
         tasks.extend(notices.spawn_delivery(&cfg.mqtt, delivery_cancel.clone()));
@@ -255,6 +277,8 @@ impl Gateway {
             registry,
             parking,
             parking_state,
+            shopfront,
+            shopfront_state,
         })
     }
 
@@ -302,6 +326,7 @@ impl Gateway {
         // No frame arrives any more (API and pulled cameras stopped): the stays being timed
         // are saved for the next start.
         crate::camera::service::save_parking(self.parking.as_deref(), &self.parking_state);
+        crate::camera::service::save_shopfront(self.shopfront.as_deref(), &self.shopfront_state);
         info!("gateway stopped");
     }
 }

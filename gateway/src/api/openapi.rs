@@ -140,7 +140,23 @@ pub fn document() -> Value {
         }
     });
     super::dashboard::add_openapi_paths(&mut doc["paths"]);
+    add_permit_paths(&mut doc["paths"]);
     doc
+}
+
+/// The muck-truck permit routes (`camera::permits_api`); apart, as one `json!` of every path
+/// is past the macro's recursion limit.
+fn add_permit_paths(paths: &mut Value) {
+    let plate = [("plate", "path")];
+    paths["/api/v1/muck-trucks/permits"] = json!({
+        "get": op("Muck-truck permits: configured ([[muck_trucks.permits]], source config) and stored (source api, updated_ms, updated_by); in_force false for a stored permit whose plate the configuration also lists (the configuration wins). Inspector, supervisor, platform, admin, auditor seeing a muck camera's site", &[], false),
+        "post": op("Add a permit {plate, hours?, cameras?, holder?} (admin, or platform seeing every muck camera's site; audited muck_permit_put; checked as the configuration's, 400 naming the field; 409 when the plate has a permit or is configured)", &[], true)
+    });
+    paths["/api/v1/muck-trucks/permits/{plate}"] = json!({
+        "get": op("One permit (the one in force)", &plate, false),
+        "put": op("Add or replace the stored permit of the plate (201 new, 200 replaced; audited; 409 for a configured plate)", &plate, true),
+        "delete": op("Revoke the stored permit of the plate, in force at once (audited muck_permit_delete; 404 none stored, 409 configured)", &plate, false)
+    });
 }
 
 #[cfg(test)]

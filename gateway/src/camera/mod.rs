@@ -9,6 +9,7 @@
 //! - [`shopfront`]: the `[shopfront]` section: goods kept outside shop fronts, on the same
 //!   frames.
 //! - [`muck`]: the `[muck_trucks]` section: trucks on road cameras checked against permits.
+//! - [`permits`]: the permits in force (configured and stored); [`permits_api`] their routes.
 //! - [`rate`]: the per-camera upload rate (429 with `Retry-After` past it).
 //! - [`pull`]: cameras the gateway fetches itself (`[[cameras.sources]]`: HTTP snapshots, RTSP
 //!   through ffmpeg), fed into the same path as uploaded frames.
@@ -27,6 +28,8 @@ pub mod frame;
 pub mod health;
 pub mod muck;
 pub mod parking;
+pub mod permits;
+pub mod permits_api;
 pub mod pull;
 pub mod rate;
 pub mod service;

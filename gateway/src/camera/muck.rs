@@ -9,9 +9,13 @@
 //! [[muck_trucks.permits]]
 //! plate = "苏E5T703"
 //! hours = ["22:00-06:00"]         # local time of the camera; empty: any time
-//! cameras = ["cam-ring-rd"]       # the permitted route as camera ids; empty: every camera
+//! cameras = ["cam-ring-rd"]       # the permitted route as camera ids
+//! route_areas = [[[120.60, 31.28], [120.65, 31.28], [120.65, 31.32]]]  # and/or as [lon, lat] areas
 //! holder = "Huaxin Earthworks"    # shown to the reviewer
 //! ```
+//!
+//! A camera is on a permit's route when `cameras` names it or its `position = [lon, lat]` lies
+//! in one of `route_areas` (a permit with neither: every camera).
 //!
 //! **Recipe.** Each frame of a muck camera goes through the COCO detector (class `truck`) and
 //! the plate reader; a plate belongs to the smallest truck box holding its centre. Only a
@@ -29,11 +33,12 @@
 //! **Not detected.** An uncovered or overloaded load, spilled muck and dirty wheels need a model
 //! we do not have (yolov3-tiny's COCO `truck` is any truck, loaded or not): every truck with a
 //! plate is checked against the permits, nothing is said about its load. A truck whose plate is
-//! not read is counted in the answer and not judged. Permitted routes are camera ids, not
-//! polygons.
+//! not read is counted in the answer and not judged. Permits come from the configuration and
+//! the clue store (`camera::permits`).
 
 use crate::camera::config::check_rule_camera;
 use crate::camera::parking::{models, privacy_regions};
+use crate::camera::permits::MuckPermits;
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, Level, Region, Subject};
 use crate::config_error::{ConfigError, invalid};
 use crate::metrics::{Metrics, Reason};
@@ -43,7 +48,9 @@ use crate::vision::dwell::{
 };
 use crate::vision::plate::PlateReading;
 use crate::vision::preprocess::ImageLimits;
-use crate::vision::zone::{DailyWindow, check_offset, is_active};
+use crate::vision::zone::{
+    DailyWindow, check_lon_lat, check_lon_lat_polygon, check_offset, in_polygon, is_active,
+};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -55,13 +62,27 @@ use tracing::{info, warn};
 const MAX_REMEMBERED: usize = 4096;
 
 /// The `[muck_trucks]` section.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MuckSection {
     /// Unset: on when `cameras` lists any camera.
     pub enabled: Option<bool>,
     pub cameras: Vec<MuckCamera>,
     pub permits: Vec<Permit>,
+    /// How often the permits stored through the API are re-read, for changes made through
+    /// another gateway on a shared store (this gateway's own are in force at once).
+    pub permits_reload_s: u64,
+}
+
+impl Default for MuckSection {
+    fn default() -> Self {
+        MuckSection {
+            enabled: None,
+            cameras: Vec::new(),
+            permits: Vec::new(),
+            permits_reload_s: 30,
+        }
+    }
 }
 
 /// A road camera whose trucks are checked.
@@ -85,6 +106,10 @@ pub struct MuckCamera {
     pub rule: String,
     #[serde(default = "default_department")]
     pub department: Option<String>,
+    /// Where the camera stands, `[lon, lat]` (WGS84): needed to judge permits whose route is
+    /// drawn as areas (`route_areas`).
+    #[serde(default)]
+    pub position: Option<[f64; 2]>,
 }
 
 /// One muck-truck permit.
@@ -95,12 +120,82 @@ pub struct Permit {
     /// Local daily windows when the truck may drive (empty: any time).
     #[serde(default)]
     pub hours: Vec<DailyWindow>,
-    /// Camera ids on its permitted route (empty: every camera).
+    /// Camera ids on its permitted route (empty, with no `route_areas`: every camera).
     #[serde(default)]
     pub cameras: Vec<String>,
+    /// Its permitted route as areas, each a polygon of `[lon, lat]` points (WGS84, as camera
+    /// `position`s): a camera whose position lies in one of them is on the route, as is a
+    /// camera of `cameras`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_areas: Vec<Vec<[f64; 2]>>,
     /// Who holds the permit (a company), for the reviewer.
     #[serde(default)]
     pub holder: Option<String>,
+}
+
+impl Permit {
+    /// Checks what serde cannot, the same for a configured permit and one written through the
+    /// API; the error is the field (`plate`, `cameras[1]`, `route_areas[0][2]`) and what is
+    /// wrong with it, so each caller names the key in its own terms. `cameras` are the muck
+    /// cameras by id, with their positions.
+    pub fn check(&self, cameras: &HashMap<&str, Option<[f64; 2]>>) -> Result<(), (String, String)> {
+        let plate = normalize_plate(&self.plate);
+        if !(7..=8).contains(&plate.chars().count()) || !plate.chars().all(char::is_alphanumeric) {
+            return Err((
+                "plate".into(),
+                format!("`{}` is not a plate (7 or 8 characters)", self.plate),
+            ));
+        }
+        for (j, c) in self.cameras.iter().enumerate() {
+            if !cameras.contains_key(c.as_str()) {
+                return Err((
+                    format!("cameras[{j}]"),
+                    format!("`{c}` is not a camera of [[muck_trucks.cameras]]"),
+                ));
+            }
+        }
+        for (j, area) in self.route_areas.iter().enumerate() {
+            check_lon_lat_polygon(area).map_err(|(point, e)| {
+                let key = match point {
+                    Some(k) => format!("route_areas[{j}][{k}]"),
+                    None => format!("route_areas[{j}]"),
+                };
+                (key, e.to_string())
+            })?;
+        }
+        if !self.route_areas.is_empty() {
+            let mut unplaced: Vec<&str> = cameras
+                .iter()
+                .filter(|(_, p)| p.is_none())
+                .map(|(c, _)| *c)
+                .collect();
+            unplaced.sort_unstable();
+            if let Some(c) = unplaced.first() {
+                return Err((
+                    "route_areas".into(),
+                    format!(
+                        "camera `{c}` has no `position` in [[muck_trucks.cameras]]: a route drawn \
+                         as areas needs every muck camera placed"
+                    ),
+                ));
+            }
+        }
+        if self.holder.as_ref().is_some_and(|h| h.len() > 200) {
+            return Err(("holder".into(), "at most 200 bytes".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether a camera (by id and position) is on the permitted route: anywhere when the
+    /// permit names neither cameras nor areas.
+    pub fn on_route(&self, camera: &str, position: Option<[f64; 2]>) -> bool {
+        if self.cameras.is_empty() && self.route_areas.is_empty() {
+            return true;
+        }
+        self.cameras.iter().any(|c| c == camera)
+            || position
+                .is_some_and(|[lon, lat]| self.route_areas.iter().any(|a| in_polygon(a, lon, lat)))
+    }
 }
 
 fn default_confirm() -> u32 {
@@ -121,8 +216,19 @@ impl MuckSection {
         self.enabled.unwrap_or(!self.cameras.is_empty())
     }
 
+    /// The ids a permit's `cameras` may name, with their positions.
+    pub fn camera_ids(&self) -> HashMap<&str, Option<[f64; 2]>> {
+        self.cameras
+            .iter()
+            .map(|c| (c.camera.as_str(), c.position))
+            .collect()
+    }
+
     /// Checks what serde cannot; errors name the key (`muck_trucks.permits[2].cameras[0]`).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.permits_reload_s == 0 {
+            return Err(invalid("muck_trucks.permits_reload_s", "must be > 0"));
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.cameras.iter().enumerate() {
             let key = |k: &str| format!("muck_trucks.cameras[{i}].{k}");
@@ -136,20 +242,16 @@ impl MuckSection {
             }
             check_offset(c.utc_offset_minutes)
                 .map_err(|e| invalid(key("utc_offset_minutes"), e))?;
+            if let Some(p) = c.position {
+                check_lon_lat(p).map_err(|e| invalid(key("position"), e))?;
+            }
         }
-        let cameras: std::collections::HashSet<&str> =
-            self.cameras.iter().map(|c| c.camera.as_str()).collect();
+        let cameras = self.camera_ids();
         let mut plates = std::collections::HashSet::new();
         for (i, p) in self.permits.iter().enumerate() {
             let key = |k: &str| format!("muck_trucks.permits[{i}].{k}");
-            let plate = normalize_plate(&p.plate);
-            if plate.chars().count() < 7 {
-                return Err(invalid(
-                    key("plate"),
-                    format!("`{}` is not a plate (7 or 8 characters)", p.plate),
-                ));
-            }
-            if !plates.insert(plate) {
+            p.check(&cameras).map_err(|(k, e)| invalid(key(&k), e))?;
+            if !plates.insert(normalize_plate(&p.plate)) {
                 return Err(invalid(
                     key("plate"),
                     format!(
@@ -157,14 +259,6 @@ impl MuckSection {
                         p.plate
                     ),
                 ));
-            }
-            for (j, c) in p.cameras.iter().enumerate() {
-                if !cameras.contains(c.as_str()) {
-                    return Err(invalid(
-                        key(&format!("cameras[{j}]")),
-                        format!("`{c}` is not a camera of [[muck_trucks.cameras]]"),
-                    ));
-                }
             }
         }
         Ok(())
@@ -198,13 +292,14 @@ impl Breach {
     }
 }
 
-/// Judges one sure plate seen on `camera` at `at_ms`: the permit and what it broke, if any.
-/// Hours are checked before the route (a truck out at night on the wrong road is told about
-/// its hours first; the detail shows the whole permit).
+/// Judges one sure plate seen on `camera` (standing at `position`) at `at_ms`: the permit and
+/// what it broke, if any. Hours are checked before the route (a truck out at night on the
+/// wrong road is told about its hours first; the detail shows the whole permit).
 pub fn judge<'a>(
     permits: &'a [Permit],
     plate: &str,
     camera: &str,
+    position: Option<[f64; 2]>,
     utc_offset_minutes: i32,
     at_ms: i64,
 ) -> (Option<&'a Permit>, Option<Breach>) {
@@ -213,7 +308,7 @@ pub fn judge<'a>(
     };
     let breach = if !is_active(&p.hours, utc_offset_minutes, at_ms) {
         Some(Breach::OutsideHours)
-    } else if !(p.cameras.is_empty() || p.cameras.iter().any(|c| c == camera)) {
+    } else if !p.on_route(camera, position) {
         Some(Breach::OffRoute)
     } else {
         None
@@ -268,7 +363,8 @@ struct CameraState {
 /// The muck-truck checks of the gateway's road cameras.
 pub struct MuckTrucks {
     cameras: HashMap<(String, String), Mutex<CameraState>>,
-    permits: Vec<Permit>,
+    /// Configured and stored permits (see `camera::permits`).
+    permits: Arc<MuckPermits>,
     metrics: Arc<Metrics>,
     limits: ImageLimits,
 }
@@ -297,10 +393,15 @@ impl MuckTrucks {
                     ((c.site.clone(), c.camera.clone()), Mutex::new(state))
                 })
                 .collect(),
-            permits: section.permits.clone(),
+            permits: Arc::new(MuckPermits::new(section)),
             metrics,
             limits: ImageLimits::default(),
         })
+    }
+
+    /// The permits judged (configured and stored), shared with the permit routes.
+    pub fn permits(&self) -> Arc<MuckPermits> {
+        self.permits.clone()
     }
 
     pub fn analyses(&self, site: &str, camera: &str) -> bool {
@@ -351,7 +452,8 @@ impl MuckTrucks {
             }
         };
         let mut state = cam.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = state.observe(&self.permits, &trucks, &plates, jpeg, at_ms);
+        let permits = self.permits.current();
+        let mut out = state.observe(&permits, &trucks, &plates, jpeg, at_ms);
         drop(state);
         frames.get_or_create(&Reason::of("analysed")).inc();
         out.report.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -416,8 +518,14 @@ impl CameraState {
                 report.plates.push(view("doubtful"));
                 continue;
             }
-            let (permit, breach) =
-                judge(permits, &plate, &cfg.camera, cfg.utc_offset_minutes, at_ms);
+            let (permit, breach) = judge(
+                permits,
+                &plate,
+                &cfg.camera,
+                cfg.position,
+                cfg.utc_offset_minutes,
+                at_ms,
+            );
             let near = permit.is_none()
                 && permits
                     .iter()
@@ -503,10 +611,11 @@ fn breach_clue(
                     .collect::<Vec<_>>()
                     .join(", ")
             },
-            if pm.cameras.is_empty() {
-                "any".to_string()
-            } else {
-                pm.cameras.join(", ")
+            match (pm.cameras.is_empty(), pm.route_areas.len()) {
+                (true, 0) => "any".to_string(),
+                (false, 0) => pm.cameras.join(", "),
+                (true, n) => format!("none named, {n} route area(s)"),
+                (false, n) => format!("{} and {n} route area(s)", pm.cameras.join(", ")),
             },
             pm.holder
                 .as_deref()
@@ -552,6 +661,7 @@ fn breach_clue(
             "breach": breach,
             "plate": plate,
             "camera": cfg.camera,
+            "camera_position": cfg.position,
             "permit": permit,
             "first_seen_ms": p.first.0,
             "frames": p.seen,
@@ -611,6 +721,61 @@ cameras = ["ring-rd"]
         assert!(e.contains("hours"), "{e}");
         let e = err(&CFG.replace("cameras = [\"ring-rd\"]", "route = \"x\""));
         assert!(e.contains("route"), "{e}");
+        let e = err(&format!("[muck_trucks]\npermits_reload_s = 0\n{CFG}"));
+        assert!(e.contains("muck_trucks.permits_reload_s"), "{e}");
+        assert_eq!(c.muck_trucks.permits_reload_s, 30);
+    }
+
+    /// Two cameras placed in Suzhou; the permit's route drawn as one area around the ring road
+    /// camera only.
+    const PLACED: &str = r#"
+[[muck_trucks.cameras]]
+site = "s1"
+camera = "ring-rd"
+position = [120.62, 31.30]
+[[muck_trucks.cameras]]
+site = "s1"
+camera = "old-town"
+position = [120.70, 31.40]
+[[muck_trucks.permits]]
+plate = "苏E5T703"
+hours = ["22:00-06:00"]
+route_areas = [[[120.60, 31.28], [120.65, 31.28], [120.65, 31.32], [120.60, 31.32]]]
+"#;
+
+    #[test]
+    fn a_route_drawn_as_areas_is_checked_and_its_errors_name_the_key() {
+        let c = Config::from_toml(PLACED).unwrap();
+        let e = err(&PLACED.replace("[120.62, 31.30]", "[200.0, 31.30]"));
+        assert!(e.contains("muck_trucks.cameras[0].position"), "{e}");
+        let e = err(&PLACED.replace("[120.65, 31.28]", "[120.65, 95.0]"));
+        assert!(
+            e.contains("muck_trucks.permits[0].route_areas[0][1]"),
+            "{e}"
+        );
+        let e = err(&PLACED.replace(", [120.65, 31.32], [120.60, 31.32]]]", "]]"));
+        assert!(e.contains("muck_trucks.permits[0].route_areas[0]"), "{e}");
+        assert!(e.contains("3"), "{e}");
+        // An area to judge by, and a camera with no place: said at the start, not guessed.
+        let e = err(&PLACED.replace("position = [120.70, 31.40]\n", ""));
+        assert!(e.contains("muck_trucks.permits[0].route_areas"), "{e}");
+        assert!(e.contains("old-town"), "{e}");
+
+        let permits = &c.muck_trucks.permits;
+        let at = |cam: &str, pos, t| judge(permits, "苏E5T703", cam, pos, 480, t).1;
+        let (ring, old) = (Some([120.62, 31.30]), Some([120.70, 31.40]));
+        assert_eq!(at("ring-rd", ring, NIGHT), None, "inside the area");
+        assert_eq!(at("old-town", old, NIGHT), Some(Breach::OffRoute));
+        assert_eq!(at("old-town", old, DAY), Some(Breach::OutsideHours));
+        // Named cameras and areas together: either puts the camera on the route.
+        let mut both = permits[0].clone();
+        both.cameras = vec!["old-town".into()];
+        assert!(both.on_route("old-town", old) && both.on_route("ring-rd", ring));
+        assert!(!both.on_route("bridge", Some([121.0, 31.0])));
+        // Neither: every camera.
+        both.cameras.clear();
+        both.route_areas.clear();
+        assert!(both.on_route("bridge", None));
     }
 
     /// 2026-01-01 06:46:40 UTC: 14:46 in UTC+8, outside 22:00-06:00.
@@ -621,7 +786,7 @@ cameras = ["ring-rd"]
     #[test]
     fn a_permit_is_broken_by_hours_then_route_and_a_missing_one_by_any_truck() {
         let permits = Config::from_toml(CFG).unwrap().muck_trucks.permits;
-        let j = |plate: &str, cam: &str, at| judge(&permits, plate, cam, 480, at).1;
+        let j = |plate: &str, cam: &str, at| judge(&permits, plate, cam, None, 480, at).1;
         assert_eq!(j("苏E5T703", "ring-rd", NIGHT), None);
         assert_eq!(j("苏E5T703", "ring-rd", DAY), Some(Breach::OutsideHours));
         assert_eq!(j("苏E5T703", "old-town", NIGHT), Some(Breach::OffRoute));

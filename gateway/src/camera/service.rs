@@ -103,6 +103,12 @@ impl CameraService {
         self
     }
 
+    /// The muck-truck permits (for their routes and the periodic re-read); none when no
+    /// camera checks muck trucks.
+    pub fn muck_permits(&self) -> Option<Arc<crate::camera::permits::MuckPermits>> {
+        self.muck.as_ref().map(|m| m.permits())
+    }
+
     /// Continues the parking stays saved at the last stop (see `parking::state`); logs what
     /// it did, never fails the start.
     pub fn resume_parking(&self, path: &std::path::Path) {
@@ -114,6 +120,24 @@ impl CameraService {
                 warn!(error = %e, "saved parking stays not resumed; their records stay pending")
             }
         }
+    }
+
+    /// Continues the shop-front zones saved at the last stop (see `shopfront::state`); logs
+    /// what it did, never fails the start.
+    pub fn resume_shopfront(&self, path: &std::path::Path) {
+        let Some(s) = &self.shopfront else { return };
+        match s.resume(path, crate::clock::now_ms()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(objects = n, "shop-front zones resumed from the last stop"),
+            Err(e) => {
+                warn!(error = %e, "saved shop-front zones not resumed; their notices stay pending")
+            }
+        }
+    }
+
+    /// The shop-front rules, to save their zones at the stop ([`save_shopfront`]).
+    pub fn shopfront(&self) -> Option<Arc<Shopfront>> {
+        self.shopfront.clone()
     }
 
     /// The parking rules, to save their stays at the stop ([`save_parking`](save_parking)) without holding
@@ -329,5 +353,15 @@ pub fn save_parking(parking: Option<&Parking>, path: &std::path::Path) {
         Ok(0) => {}
         Ok(n) => tracing::info!(stays = n, path = %path.display(), "parking stays saved"),
         Err(e) => warn!(error = %e, "parking stays not saved; their records stay pending"),
+    }
+}
+
+/// Saves the shop-front zones being timed, for the next start (call once frames stopped).
+pub fn save_shopfront(shopfront: Option<&Shopfront>, path: &std::path::Path) {
+    let Some(s) = shopfront else { return };
+    match s.save(path) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(objects = n, path = %path.display(), "shop-front zones saved"),
+        Err(e) => warn!(error = %e, "shop-front zones not saved; their notices stay pending"),
     }
 }

@@ -32,9 +32,11 @@
 //! crates, signboards, cooking stalls) is not seen; an object the model misses in a frame is
 //! kept for `gone_after_s` (30 s), like a parked car.
 //!
-//! Stays are not saved across a restart (parking's are): after a restart an episode starts
-//! afresh and its earlier notice record stays `pending`. Everything here blocks (inference):
-//! call it from `spawn_blocking`.
+//! Episodes being timed are saved at an orderly stop and resumed at the next start
+//! ([`state`]): the goods are not noticed twice and the notice's record gets its outcome.
+//! Everything here blocks (inference): call it from `spawn_blocking`.
+
+pub mod state;
 
 use crate::camera::config::check_rule_camera;
 use crate::camera::parking::{models, privacy_regions};
@@ -243,6 +245,7 @@ struct ShopTracker {
 }
 
 /// From the first object standing in a shop's zone to the zone being empty again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Episode {
     n: u64,
     noticed: bool,
@@ -606,7 +609,7 @@ limit_s = 120
         assert!(e.contains("shopfront.cameras[1].camera"), "{e}");
     }
 
-    const T0: i64 = 1_767_250_000_000;
+    pub(super) const T0: i64 = 1_767_250_000_000;
 
     fn shops() -> CameraShops {
         let c = Config::from_toml(CAM).unwrap().shopfront.cameras[0].clone();
@@ -618,7 +621,23 @@ limit_s = 120
         }
     }
 
-    fn det(label: &str, x0: f32, y0: f32, x1: f32, y1: f32) -> Detection {
+    /// The whole rule set of `CAM` with its one camera counting under `run`.
+    pub(super) fn shops_of(run: i64) -> Shopfront {
+        let section = Config::from_toml(CAM).unwrap().shopfront;
+        let s = Shopfront::new(&section, Arc::new(Metrics::new())).unwrap();
+        s.lock_one().run = run;
+        s
+    }
+
+    impl Shopfront {
+        /// The one camera of a test rule set.
+        pub(super) fn lock_one(&self) -> std::sync::MutexGuard<'_, CameraShops> {
+            let c = self.cameras.values().next().expect("a camera");
+            c.lock().unwrap_or_else(|p| p.into_inner())
+        }
+    }
+
+    pub(super) fn det(label: &str, x0: f32, y0: f32, x1: f32, y1: f32) -> Detection {
         let class_id = class_of(label).unwrap();
         Detection {
             class_id,
@@ -629,7 +648,7 @@ limit_s = 120
     }
 
     /// Frames every 10 s from `from` to `to` s with `dets`; everything they produced.
-    fn run(
+    pub(super) fn run(
         s: &mut CameraShops,
         from: i64,
         to: i64,

@@ -87,6 +87,11 @@ pub enum AuditAction {
     ChainSealed,
     /// A step of a supervision notice (`clue::supervision`); no clue id on the entry.
     Notice(NoticeEvent),
+    /// A muck-truck permit was added or replaced through the API: it excuses a truck from
+    /// clues, so who permitted which plate belongs to the chain.
+    MuckPermitPut,
+    /// A muck-truck permit was revoked through the API.
+    MuckPermitDelete,
 }
 
 /// The steps of a supervision notice as audit records them.
@@ -135,7 +140,7 @@ pub enum LifecycleAction {
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 35] = [
+    pub const ALL: [AuditAction; 37] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -171,6 +176,8 @@ impl AuditAction {
         AuditAction::Notice(NoticeEvent::Reopened),
         AuditAction::Notice(NoticeEvent::Escalated),
         AuditAction::Notice(NoticeEvent::Overdue),
+        AuditAction::MuckPermitPut,
+        AuditAction::MuckPermitDelete,
     ];
 
     /// The stored spelling.
@@ -195,6 +202,8 @@ impl AuditAction {
             AuditAction::PumpoutRegistered => "pumpout_registered",
             AuditAction::ChainSealed => "chain_sealed",
             AuditAction::Notice(n) => n.as_str(),
+            AuditAction::MuckPermitPut => "muck_permit_put",
+            AuditAction::MuckPermitDelete => "muck_permit_delete",
         }
     }
 
@@ -667,6 +676,8 @@ mod tests {
                 "notice_reopened",
                 "notice_escalated",
                 "notice_overdue",
+                "muck_permit_put",
+                "muck_permit_delete",
             ]
         );
         for a in AuditAction::ALL {

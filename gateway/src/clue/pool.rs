@@ -833,6 +833,35 @@ impl PoolHandle {
         Ok(self.store.record(actor, action, detail, self.now_ms())?)
     }
 
+    /// The muck-truck permits written through the API (`camera::permits`).
+    pub async fn muck_permits(&self) -> Result<Vec<super::store::PermitRow>, PoolError> {
+        self.blocking(|s| s.muck_permits()).await
+    }
+
+    /// Stores a muck-truck permit with its audit entry; the permit it replaced.
+    pub async fn put_muck_permit(
+        &self,
+        plate: String,
+        permit: serde_json::Value,
+        create: bool,
+        actor: String,
+    ) -> Result<Option<serde_json::Value>, PoolError> {
+        let now = self.now_ms();
+        self.blocking(move |s| s.put_muck_permit(&plate, &permit, create, &actor, now))
+            .await
+    }
+
+    /// Revokes a muck-truck permit with its audit entry; the one revoked, if any.
+    pub async fn delete_muck_permit(
+        &self,
+        plate: String,
+        actor: String,
+    ) -> Result<Option<serde_json::Value>, PoolError> {
+        let now = self.now_ms();
+        self.blocking(move |s| s.delete_muck_permit(&plate, &actor, now))
+            .await
+    }
+
     /// Audits that `actor` is being given an unmasked camera frame.
     pub async fn record_frame_access(
         &self,

@@ -108,16 +108,7 @@ fn polygons(area: &geojson::Geometry) -> Result<Vec<Vec<Vec<[f64; 2]>>>, TaskErr
 
 /// Even-odd rule on one ring (planar in lon/lat: exact enough for areas of city-block size).
 fn in_ring(r: &[[f64; 2]], lon: f64, lat: f64) -> bool {
-    let mut inside = false;
-    let mut j = r.len() - 1;
-    for i in 0..r.len() {
-        let ([xi, yi], [xj, yj]) = (r[i], r[j]);
-        if (yi > lat) != (yj > lat) && lon < (xj - xi) * (lat - yi) / (yj - yi) + xi {
-            inside = !inside;
-        }
-        j = i;
-    }
-    inside
+    crate::vision::zone::in_polygon(r, lon, lat)
 }
 
 /// Whether `label` is one of `targets` (`vehicle` stands for every motor vehicle).

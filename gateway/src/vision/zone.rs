@@ -13,20 +13,63 @@ pub struct Zone {
 impl Zone {
     /// Even-odd rule; a polygon with fewer than three points contains nothing.
     pub fn contains(&self, x: f32, y: f32) -> bool {
-        let p = &self.polygon;
-        if p.len() < 3 {
-            return false;
+        let p: Vec<[f64; 2]> = self
+            .polygon
+            .iter()
+            .map(|&[x, y]| [f64::from(x), f64::from(y)])
+            .collect();
+        in_polygon(&p, f64::from(x), f64::from(y))
+    }
+}
+
+/// Whether `(x, y)` lies inside the ring `p` by the even-odd rule; the one polygon test of the
+/// gateway (camera zones in image pixels, drone areas and muck-truck routes in lon/lat, which
+/// is planar enough at the size of a city district). Fewer than three points contain nothing;
+/// the ring may be closed (last point = first) or not.
+pub fn in_polygon(p: &[[f64; 2]], x: f64, y: f64) -> bool {
+    if p.len() < 3 {
+        return false;
+    }
+    let mut inside = false;
+    let mut j = p.len() - 1;
+    for i in 0..p.len() {
+        let ([xi, yi], [xj, yj]) = (p[i], p[j]);
+        if (yi > y) != (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi {
+            inside = !inside;
         }
-        let mut inside = false;
-        let mut j = p.len() - 1;
-        for i in 0..p.len() {
-            let ([xi, yi], [xj, yj]) = (p[i], p[j]);
-            if (yi > y) != (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi {
-                inside = !inside;
-            }
-            j = i;
-        }
-        inside
+        j = i;
+    }
+    inside
+}
+
+/// What a lon/lat polygon of the configuration or the API must be (the caller names the key
+/// and adds the index `[i]` of a bad point).
+pub fn check_lon_lat_polygon(polygon: &[[f64; 2]]) -> Result<(), (Option<usize>, &'static str)> {
+    if polygon.len() < 3 {
+        return Err((None, "needs at least 3 [lon, lat] points"));
+    }
+    if polygon.len() > 1000 {
+        return Err((None, "at most 1000 points"));
+    }
+    match polygon.iter().position(|p| check_lon_lat(*p).is_err()) {
+        Some(i) => Err((
+            Some(i),
+            "must be [lon, lat] with lon in -180..180, lat in -90..90",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// What a `[lon, lat]` position must be (the caller names the key).
+pub fn check_lon_lat([lon, lat]: [f64; 2]) -> Result<(), &'static str> {
+    if lon.is_finite()
+        && lat.is_finite()
+        && (-180.0..=180.0).contains(&lon)
+        && (-90.0..=90.0).contains(&lat)
+    {
+        Ok(())
+    } else {
+        Err("must be [lon, lat] with lon in -180..180, lat in -90..90")
     }
 }
 
@@ -143,6 +186,29 @@ mod tests {
             polygon: vec![[0.0, 0.0], [10.0, 10.0]],
         };
         assert!(!line.contains(5.0, 5.0));
+    }
+
+    #[test]
+    fn lon_lat_rings_open_or_closed_and_their_checks() {
+        let open = [
+            [120.60, 31.28],
+            [120.65, 31.28],
+            [120.65, 31.32],
+            [120.60, 31.32],
+        ];
+        let mut closed = open.to_vec();
+        closed.push(open[0]);
+        for ring in [&open[..], &closed[..]] {
+            assert!(in_polygon(ring, 120.62, 31.30));
+            assert!(!in_polygon(ring, 120.70, 31.40));
+        }
+        assert!(check_lon_lat_polygon(&open).is_ok());
+        assert_eq!(check_lon_lat_polygon(&open[..2]).unwrap_err().0, None);
+        let mut bad = open;
+        bad[2] = [f64::NAN, 31.0];
+        assert_eq!(check_lon_lat_polygon(&bad).unwrap_err().0, Some(2));
+        assert!(check_lon_lat([181.0, 0.0]).is_err());
+        assert!(check_lon_lat([120.6, 31.3]).is_ok());
     }
 
     #[test]

@@ -11,6 +11,9 @@ use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// A muck camera, so that permits can be kept through the API.
+const MUCK: &str = "[[muck_trucks.cameras]]\nsite = \"a\"\ncamera = \"ring-rd\"\n";
+
 fn config(name: &str, extra: &str) -> String {
     format!(
         "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"{name}\"\n[clues]\nmqtt_publish = false\n{extra}",
@@ -211,7 +214,10 @@ const CATALOGUE: &str = "[clues.matters]\nversion = \"v1\"\n[[clues.matters.matt
 #[test]
 fn a_sqlite_pool_moves_to_postgres_with_its_chain_tokens_and_evidence() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut gw = GatewayProcess::start(dir.path(), &config("gw-sqlite", CATALOGUE))?;
+    let mut gw = GatewayProcess::start(
+        dir.path(),
+        &config("gw-sqlite", &format!("{CATALOGUE}\n{MUCK}")),
+    )?;
     let token = gw.token_named("admin", "", "root")?;
     for n in 0..12 {
         post(&gw, &token, "/api/v1/clues", &event(n % 4, n))?.ok()?;
@@ -233,6 +239,10 @@ fn a_sqlite_pool_moves_to_postgres_with_its_chain_tokens_and_evidence() -> Resul
     )?
     .ok()?;
     let before = get(&gw, &token, &format!("/api/v1/clues/{id}"))?;
+    // A muck-truck permit kept through the API moves too.
+    let permit = json!({"plate": "沪B74992", "hours": ["20:00-05:00"], "cameras": ["ring-rd"]});
+    let r = post(&gw, &token, "/api/v1/muck-trucks/permits", &permit)?;
+    ensure!(r.status == 201, "{}", r.text());
     gw.proc.stop()?;
 
     let pg = e2e::Postgres::start()?;
@@ -255,6 +265,7 @@ fn a_sqlite_pool_moves_to_postgres_with_its_chain_tokens_and_evidence() -> Resul
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("clues: 4 rows"), "{text}");
+    assert!(text.contains("muck_permits: 1 rows"), "{text}");
     assert!(text.contains("verified before and after"), "{text}");
     // Pools are not merged: a second run into the same database is refused.
     let again = migrate(&url)?;
@@ -275,6 +286,7 @@ fn a_sqlite_pool_moves_to_postgres_with_its_chain_tokens_and_evidence() -> Resul
             "gw-pg",
             &format!(
                 "{CATALOGUE}
+{MUCK}
 [clues.audit]
 key_file = \"{}\"
 ",
@@ -301,6 +313,16 @@ key_file = \"{}\"
     );
     let verify = get(&gw2, &token, "/api/v1/audit/verify")?;
     assert_eq!(verify["ok"], json!(true), "{verify}");
+    let moved = get(
+        &gw2,
+        &token,
+        &format!("/api/v1/muck-trucks/permits/{}", http::encode("沪B74992")),
+    )?;
+    assert_eq!(
+        (&moved["hours"], &moved["source"], &moved["in_force"]),
+        (&json!(["20:00-05:00"]), &json!("api"), &json!(true)),
+        "{moved}"
+    );
     // New ids continue after the copied ones.
     let created = post(&gw2, &token, "/api/v1/clues", &event(99, 1))?
         .ok()?

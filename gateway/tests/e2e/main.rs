@@ -37,6 +37,7 @@ mod modbus_faults;
 mod modbus_to_database;
 mod mqtt_connection;
 mod mqtt_to_database;
+mod muck_permits;
 mod notices_api;
 mod oversight_api;
 mod parking_api;

@@ -136,6 +136,82 @@ fn goods_kept_in_front_of_a_shop_past_the_limit_give_one_notice_and_one_clue_abo
     );
 }
 
+/// The shop-front events of one posted frame of `cam-front`.
+fn shopfront_events(gw: &GatewayProcess, device: &str, photo: &[u8]) -> Vec<String> {
+    let v = post_jpeg(
+        gw,
+        "/api/v1/cameras/cam-front/frames?site=street-9",
+        device,
+        photo,
+    );
+    assert_eq!(v["shopfront"]["occupied"][0]["shop"], "shop-12", "{v}");
+    v["shopfront"]["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter_map(|e| e[0].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn goods_noticed_before_a_restart_are_not_noticed_again_and_their_clue_moves_the_same_record() {
+    models();
+    let photo = dog_jpg();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let vm = VictoriaMetrics::start().unwrap();
+    let cfg = format!(
+        "{}\n{SHOPFRONT}",
+        config(&broker.url(), "gw-shopfront-restart", &vm.url(), "")
+    );
+    let mut gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
+    let device = gw.token("device", "street-9").unwrap();
+    let inspector = gw.token("inspector", "street-9").unwrap();
+
+    // Seen, then noticed 1 s later (persuade_after_s = 1, limit_s = 2).
+    let mut before = shopfront_events(&gw, &device, &photo);
+    std::thread::sleep(Duration::from_millis(1100));
+    before.extend(shopfront_events(&gw, &device, &photo));
+    assert_eq!(before, ["notice"]);
+
+    // An orderly restart (a deploy): the zone being timed is saved and resumed.
+    gw.proc.stop().unwrap();
+    assert!(
+        dir.path().join("storage/shopfront-state.json").exists(),
+        "saved at the stop"
+    );
+    gw.start_again().unwrap();
+    let mut after = Vec::new();
+    for i in 0..3 {
+        after.extend(shopfront_events(&gw, &device, &photo));
+        if i < 2 {
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+    }
+    assert_eq!(
+        after,
+        ["clue"],
+        "no second notice, the limit counted from the first frame"
+    );
+
+    // One record: the notice's, moved to `clue`; one clue about the shop.
+    let stays = gw
+        .get_with_token("/api/v1/parking/stays?site=street-9", &inspector)
+        .and_then(|r| r.ok())
+        .and_then(|r| r.json())
+        .unwrap_or_else(|e| panic!("stays: {e:#}"));
+    let stays = stays.as_array().expect("stay list");
+    assert_eq!(stays.len(), 1, "{stays:?}");
+    assert_eq!(
+        (&stays[0]["outcome"], &stays[0]["shop"]),
+        (&"clue".into(), &"shop-12".into()),
+        "{stays:?}"
+    );
+    assert_eq!(clues_of(&gw, &inspector, "shopfront.trading").len(), 1);
+}
+
 /// `dog.jpg` with a rendered Chinese plate `text` on the pickup's side, where yolov3-tiny
 /// boxes it as a truck (about (445, 70)-(665, 164)): the vehicle and street are photographed,
 /// the plate is rendered (`fixtures/plate_on_photo.py`, font from Debian `fonts-wqy-zenhei`),
@@ -263,4 +339,87 @@ fn a_permitted_muck_truck_outside_its_hours_is_one_clue_and_a_doubtful_plate_non
             .unwrap(),
         6.0
     );
+}
+
+/// A permit granted through the API is judged on the next frame, and revoked it no longer
+/// excuses the truck: no restart in between (`camera::permits`). Its route drawn as an area
+/// is judged by the camera's `position`.
+#[test]
+fn a_permit_granted_through_the_api_excuses_the_truck_revoked_it_does_not_and_its_area_routes_it() {
+    models();
+    let truck = truck_with_plate("苏E5T703");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"gw-muck-api\"\n\
+         [clues]\nmqtt_publish = false\n\
+         [[muck_trucks.cameras]]\nsite = \"street-9\"\ncamera = \"cam-road\"\n\
+         position = [120.62, 31.30]\n",
+        e2e::free_port()
+    );
+    let gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
+    let device = gw.token("device", "street-9").unwrap();
+    let admin = gw.token("admin", "").unwrap();
+    let permit = format!(
+        "/api/v1/muck-trucks/permits/{}",
+        e2e::http::encode("苏E5T703")
+    );
+    let send = |method: &str, body: Option<&str>| {
+        let auth = format!("Bearer {admin}");
+        e2e::http::request(
+            method,
+            &format!("{}{permit}", gw.http),
+            body.map(|b| ("application/json", b.as_bytes())),
+            &[("Authorization", &auth)],
+            e2e::http::TIMEOUT,
+        )
+        .unwrap()
+    };
+    let frames = |n: usize| -> (Vec<String>, Vec<serde_json::Value>) {
+        let (mut verdicts, mut raised) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let v = post_jpeg(
+                &gw,
+                "/api/v1/cameras/cam-road/frames?site=street-9",
+                &device,
+                &truck,
+            );
+            let m = &v["muck_trucks"];
+            let p = m["plates"]
+                .as_array()
+                .and_then(|p| p.iter().find(|p| p["plate"] == "苏E5T703"))
+                .unwrap_or_else(|| panic!("plate read: {v}"));
+            verdicts.push(p["verdict"].as_str().unwrap_or("").to_string());
+            raised.extend(m["raised"].as_array().cloned().unwrap_or_default());
+        }
+        (verdicts, raised)
+    };
+
+    let r = send(
+        "PUT",
+        Some(r#"{"cameras": ["cam-road"], "holder": "Huaxin"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let (verdicts, raised) = frames(2);
+    assert_eq!(verdicts, ["ok", "ok"]);
+    assert!(raised.is_empty(), "{raised:?}");
+
+    let r = send("DELETE", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (verdicts, raised) = frames(2);
+    assert_eq!(verdicts, ["no_permit", "no_permit"]);
+    assert_eq!(raised, [serde_json::json!("muck_truck.no_permit")]);
+
+    // A route drawn as an area the camera stands outside of: off the route; moved over the
+    // camera's position: on it.
+    let elsewhere = r#"{"route_areas": [[[120.70, 31.38], [120.75, 31.38], [120.75, 31.42], [120.70, 31.42]]]}"#;
+    let r = send("PUT", Some(elsewhere));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let (verdicts, raised) = frames(2);
+    assert_eq!(verdicts, ["off_route", "off_route"]);
+    assert_eq!(raised, [serde_json::json!("muck_truck.off_route")]);
+    let around = r#"{"route_areas": [[[120.60, 31.28], [120.65, 31.28], [120.65, 31.32], [120.60, 31.32]]]}"#;
+    let r = send("PUT", Some(around));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (verdicts, _) = frames(1);
+    assert_eq!(verdicts, ["ok"]);
 }

@@ -56,6 +56,18 @@ struct SavedCamera {
     stays: SavedStays,
 }
 
+/// Writes `bytes` to `path` so that a reader finds the old file or the whole new one: a
+/// temporary file beside it, fsynced, then renamed over it (shop fronts save this way too).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let io = |e| StateError::Io(path.display().to_string(), e);
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
 fn lock(m: &std::sync::Mutex<CameraTracker>) -> std::sync::MutexGuard<'_, CameraTracker> {
     // Plain state; a panic elsewhere does not make it unusable.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -94,12 +106,7 @@ impl Parking {
         };
         let bytes = serde_json::to_vec(&saved)
             .map_err(|e| StateError::Format(path.display().to_string(), e))?;
-        let tmp = path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io)?;
+        write_atomic(path, &bytes)?;
         Ok(n)
     }
 

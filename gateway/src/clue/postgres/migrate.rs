@@ -7,7 +7,7 @@
 //! 1. the SQLite pool must verify (a broken chain is not carried over silently);
 //! 2. the target must hold no clue, audit entry or token (pools are not merged: two chains
 //!    cannot become one without rewriting one of them);
-//! 3. every table is copied in one PostgreSQL transaction, identity counters and the chain
+//! 3. every table (muck-truck permits included) is copied in one PostgreSQL transaction, identity counters and the chain
 //!    head set past the copied rows, and the evidence files still cited are copied into
 //!    `evidence_blobs` (each re-hashed on the way);
 //! 4. the target must verify, with as many entries as the source.
@@ -243,6 +243,15 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
     (
         "supervision_notice_audit",
         &[("notice_id", Type::INT8), ("seq", Type::INT8)],
+    ),
+    (
+        "muck_permits",
+        &[
+            ("plate", Type::TEXT),
+            ("permit", Type::TEXT),
+            ("updated_ms", Type::INT8),
+            ("updated_by", Type::TEXT),
+        ],
     ),
 ];
 

@@ -39,6 +39,7 @@ mod decisions;
 mod intake;
 pub mod migrate;
 mod notices;
+mod permits;
 mod schema;
 mod stays;
 

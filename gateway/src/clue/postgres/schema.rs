@@ -251,4 +251,13 @@ CREATE TABLE supervision_notice_audit (
     r#"
 ALTER TABLE supervision_notices ADD COLUMN plate TEXT;
 "#,
+    // 10: muck-truck permits written through the API (the permit as JSON, by its plate).
+    r#"
+CREATE TABLE muck_permits (
+    plate TEXT PRIMARY KEY,
+    permit TEXT NOT NULL,
+    updated_ms BIGINT NOT NULL,
+    updated_by TEXT NOT NULL
+);
+"#,
 ];

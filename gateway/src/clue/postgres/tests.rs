@@ -374,3 +374,9 @@ fn the_notice_list_is_red_first_then_yellow_then_the_nearest_deadline() {
     let (_pg, url) = server();
     crate::clue::store::notices_contract::the_list_is_red_first_then_yellow_then_the_nearest_deadline(&gateway(&url));
 }
+
+#[test]
+fn permits_are_stored_replaced_and_revoked_each_with_its_audit_entry() {
+    let (_pg, url) = server();
+    crate::clue::store::permits_contract::permits_are_stored_replaced_and_revoked_each_with_its_audit_entry(&gateway(&url));
+}

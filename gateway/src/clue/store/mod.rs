@@ -12,6 +12,7 @@
 //! | [`StayRecords`]   | parking stays that got a notice, the notice's delivery, outcome |
 //! | [`DecisionRecords`]| decisions on clues (band, penalty, leniency, catalogue check)  |
 //! | [`NoticeRecords`] | supervision notices made from warnings, their steps, overdue    |
+//! | [`PermitRecords`] | muck-truck permits written through the API, each change audited |
 //!
 //! [`ClueStore`] is all of them together: what the pool holds. A consumer that needs one
 //! concern takes that trait (`publish` takes a [`DeliveryQueue`], `retention` a
@@ -29,6 +30,8 @@
 pub(crate) mod intake;
 #[cfg(test)]
 pub(crate) mod notices_contract;
+#[cfg(test)]
+pub(crate) mod permits_contract;
 mod sqlite;
 #[cfg(test)]
 pub(crate) mod stays_contract;
@@ -367,6 +370,48 @@ pub trait NoticeRecords: Send + Sync {
     fn notice(&self, id: i64) -> Result<Option<NoticeDetail>, StoreError>;
 }
 
+/// A muck-truck permit as stored: the permit itself is kept as its JSON (the camera module
+/// owns its shape and checks it before it is written), keyed by its normalised plate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PermitRow {
+    pub plate: String,
+    pub permit: Value,
+    pub updated_ms: i64,
+    pub updated_by: String,
+}
+
+/// Muck-truck permits written through the API (`camera::permits`): each change is written
+/// with its audit entry (`muck_permit_put` / `muck_permit_delete`, no clue id; detail: the
+/// plate, the permit before and after) in one transaction, so a permit that excuses trucks
+/// is never on the list without the chain saying who put it there.
+pub trait PermitRecords: Send + Sync {
+    /// Every stored permit, by plate.
+    fn muck_permits(&self) -> Result<Vec<PermitRow>, StoreError>;
+    /// Stores `permit` under `plate` (normalised by the caller); with `create`, a plate
+    /// already stored is a conflict and nothing changes. Returns the permit it replaced.
+    fn put_muck_permit(
+        &self,
+        plate: &str,
+        permit: &Value,
+        create: bool,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Option<Value>, StoreError>;
+    /// Removes the permit of `plate`; the one removed, `None` (and no audit entry) when there
+    /// was none.
+    fn delete_muck_permit(
+        &self,
+        plate: &str,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Option<Value>, StoreError>;
+}
+
+/// The audit detail of a permit change, the same in every backend.
+pub(crate) fn permit_detail(plate: &str, before: Option<&Value>, after: Option<&Value>) -> Value {
+    json!({"plate": plate, "before": before, "after": after})
+}
+
 /// Every concern of one backend: what the pool holds.
 pub trait ClueStore:
     ClueRecords
@@ -378,6 +423,7 @@ pub trait ClueStore:
     + StayRecords
     + DecisionRecords
     + NoticeRecords
+    + PermitRecords
 {
 }
 
@@ -391,6 +437,7 @@ impl<T> ClueStore for T where
         + StayRecords
         + DecisionRecords
         + NoticeRecords
+        + PermitRecords
 {
 }
 

@@ -230,6 +230,15 @@ CREATE TABLE supervision_notice_audit (
     r#"
 ALTER TABLE supervision_notices ADD COLUMN plate TEXT;
 "#,
+    // 13: muck-truck permits written through the API (the permit as JSON, by its plate).
+    r#"
+CREATE TABLE muck_permits (
+    plate TEXT PRIMARY KEY,
+    permit TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    updated_by TEXT NOT NULL
+);
+"#,
 ];
 
 /// The level as a number for ordering (high first); the same text as in `clues_list_order`.
