@@ -34,6 +34,7 @@ pub mod pull;
 pub mod rate;
 pub mod service;
 pub mod shopfront;
+pub mod state_file;
 
 pub use checks::{CheckThresholds, Verdict};
 pub use config::{CameraSettings, CamerasConfig};

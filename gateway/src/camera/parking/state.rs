@@ -19,34 +19,15 @@
 //!   A crash (SIGKILL, power) saves nothing: those stays stay `pending`.
 
 use super::{CameraTracker, Parking};
+use crate::camera::state_file;
+pub use crate::camera::state_file::StateError;
 use crate::vision::dwell::SavedStays;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
-use thiserror::Error;
 use tracing::{info, warn};
 
 /// The file under `storage.dir`.
 pub const FILE_NAME: &str = "parking-state.json";
-
-const VERSION: u32 = 1;
-
-#[derive(Debug, Error)]
-pub enum StateError {
-    #[error("{0}: {1}")]
-    Io(String, std::io::Error),
-    #[error("{0}: not a parking state file: {1}")]
-    Format(String, serde_json::Error),
-    #[error("{0}: version {1}, this gateway reads {VERSION}")]
-    Version(String, u32),
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Saved {
-    version: u32,
-    saved_at_ms: i64,
-    cameras: Vec<SavedCamera>,
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct SavedCamera {
@@ -54,18 +35,6 @@ struct SavedCamera {
     camera: String,
     run: i64,
     stays: SavedStays,
-}
-
-/// Writes `bytes` to `path` so that a reader finds the old file or the whole new one: a
-/// temporary file beside it, fsynced, then renamed over it (shop fronts save this way too).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let io = |e| StateError::Io(path.display().to_string(), e);
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)
 }
 
 fn lock(m: &std::sync::Mutex<CameraTracker>) -> std::sync::MutexGuard<'_, CameraTracker> {
@@ -76,7 +45,6 @@ fn lock(m: &std::sync::Mutex<CameraTracker>) -> std::sync::MutexGuard<'_, Camera
 impl Parking {
     /// Saves every camera's stays to `path`; returns how many. With none, removes `path`.
     pub fn save(&self, path: &Path) -> Result<usize, StateError> {
-        let io = |e| StateError::Io(path.display().to_string(), e);
         let mut cameras: Vec<SavedCamera> = self
             .trackers
             .iter()
@@ -93,50 +61,18 @@ impl Parking {
             .collect();
         cameras.sort_by(|a, b| (&a.site, &a.camera).cmp(&(&b.site, &b.camera)));
         let n: usize = cameras.iter().map(|c| c.stays.len()).sum();
-        if n == 0 {
-            return match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
-                _ => Ok(0),
-            };
-        }
-        let saved = Saved {
-            version: VERSION,
-            saved_at_ms: crate::clock::now_ms(),
-            cameras,
-        };
-        let bytes = serde_json::to_vec(&saved)
-            .map_err(|e| StateError::Format(path.display().to_string(), e))?;
-        write_atomic(path, &bytes)?;
+        state_file::save(path, cameras)?;
         Ok(n)
     }
 
     /// Resumes the stays saved in `path` (if any) and removes it; returns how many stays were
     /// resumed. An unreadable file is renamed `.bad` and reported.
     pub fn resume(&self, path: &Path, now_ms: i64) -> Result<usize, StateError> {
-        let name = path.display().to_string();
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(StateError::Io(name, e)),
-        };
-        let parsed = serde_json::from_slice::<Saved>(&bytes)
-            .map_err(|e| StateError::Format(name.clone(), e))
-            .and_then(|s| {
-                if s.version == VERSION {
-                    Ok(s)
-                } else {
-                    Err(StateError::Version(name.clone(), s.version))
-                }
-            });
-        let saved = match parsed {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = std::fs::rename(path, path.with_extension("json.bad"));
-                return Err(e);
-            }
+        let Some(cameras) = state_file::load::<SavedCamera>(path)? else {
+            return Ok(0);
         };
         let mut resumed = 0;
-        for c in saved.cameras {
+        for c in cameras {
             let Some(t) = self.trackers.get(&(c.site.clone(), c.camera.clone())) else {
                 warn!(site = %c.site, camera = %c.camera, stays = c.stays.len(), "saved parking stays of a camera no longer configured; left pending");
                 continue;
@@ -148,7 +84,7 @@ impl Parking {
             info!(site = %c.site, camera = %c.camera, resumed = n, dropped = offered - n, "parking stays resumed");
             resumed += n;
         }
-        std::fs::remove_file(path).map_err(|e| StateError::Io(name, e))?;
+        std::fs::remove_file(path).map_err(|e| StateError::Io(path.display().to_string(), e))?;
         Ok(resumed)
     }
 }

@@ -20,7 +20,7 @@
 //!   `.bad`. A crash saves nothing.
 
 use super::{CameraShops, Episode, Shopfront};
-use crate::camera::parking::state::{StateError, write_atomic};
+use crate::camera::state_file::{self, StateError};
 use crate::vision::dwell::SavedStays;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -28,15 +28,6 @@ use tracing::{info, warn};
 
 /// The file under `storage.dir`.
 pub const FILE_NAME: &str = "shopfront-state.json";
-
-const VERSION: u32 = 1;
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Saved {
-    version: u32,
-    saved_at_ms: i64,
-    cameras: Vec<SavedCamera>,
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct SavedCamera {
@@ -97,52 +88,18 @@ impl Shopfront {
             .flat_map(|c| &c.zones)
             .map(|z| z.stays.len())
             .sum();
-        if cameras.is_empty() {
-            return match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(StateError::Io(path.display().to_string(), e))
-                }
-                _ => Ok(0),
-            };
-        }
-        let saved = Saved {
-            version: VERSION,
-            saved_at_ms: crate::clock::now_ms(),
-            cameras,
-        };
-        let bytes = serde_json::to_vec(&saved)
-            .map_err(|e| StateError::Format(path.display().to_string(), e))?;
-        write_atomic(path, &bytes)?;
+        state_file::save(path, cameras)?;
         Ok(n)
     }
 
     /// Resumes the zones saved in `path` (if any) and removes it; returns how many objects
     /// were resumed. An unreadable file is renamed `.bad` and reported.
     pub fn resume(&self, path: &Path, now_ms: i64) -> Result<usize, StateError> {
-        let name = path.display().to_string();
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(StateError::Io(name, e)),
-        };
-        let parsed = serde_json::from_slice::<Saved>(&bytes)
-            .map_err(|e| StateError::Format(name.clone(), e))
-            .and_then(|s| {
-                if s.version == VERSION {
-                    Ok(s)
-                } else {
-                    Err(StateError::Version(name.clone(), s.version))
-                }
-            });
-        let saved = match parsed {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = std::fs::rename(path, path.with_extension("json.bad"));
-                return Err(e);
-            }
+        let Some(cameras) = state_file::load::<SavedCamera>(path)? else {
+            return Ok(0);
         };
         let mut resumed = 0;
-        for c in saved.cameras {
+        for c in cameras {
             let Some(shops) = self.cameras.get(&(c.site.clone(), c.camera.clone())) else {
                 warn!(site = %c.site, camera = %c.camera, "saved shop-front zones of a camera no longer configured; their notices stay pending");
                 continue;
@@ -162,7 +119,7 @@ impl Shopfront {
             }
             info!(site = %c.site, camera = %c.camera, objects = resumed, "shop-front zones resumed");
         }
-        std::fs::remove_file(path).map_err(|e| StateError::Io(name, e))?;
+        std::fs::remove_file(path).map_err(|e| StateError::Io(path.display().to_string(), e))?;
         Ok(resumed)
     }
 }
