@@ -7,9 +7,9 @@
 
 use crate::common;
 
-use crate::common::{GatewayProcess, TestStore};
+use crate::common::{GatewayProcess, TestStore, call};
 use anyhow::{Context, Result};
-use e2e::{free_port, http};
+use e2e::free_port;
 use serde_json::{Value, json};
 
 on_both_stores!(a_clue_shows_its_matter_and_band_and_a_decision_outside_the_band_warns);
@@ -40,24 +40,6 @@ fn config() -> String {
          provision = \"<fill in: article E>\"\n\
          when = {{ figure_at_most = {{ tilt_deg = 45 }}, figure_is = {{ \"crew.permit\" = false }} }}\n",
         free_port()
-    )
-}
-
-fn call(
-    gw: &GatewayProcess,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> Result<http::Response> {
-    let auth = format!("Bearer {token}");
-    let text = body.map(|b| b.to_string());
-    http::request(
-        method,
-        &format!("{}{path}", gw.http),
-        text.as_deref().map(|t| ("application/json", t.as_bytes())),
-        &[("Authorization", &auth)],
-        http::TIMEOUT,
     )
 }
 

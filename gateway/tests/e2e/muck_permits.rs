@@ -6,10 +6,10 @@
 
 use crate::common;
 
-use crate::common::{GatewayProcess, TestStore};
+use crate::common::{GatewayProcess, TestStore, call};
 use anyhow::{Context, Result};
 use e2e::{free_port, http};
-use serde_json::{Value, json};
+use serde_json::json;
 
 on_both_stores!(permits_are_added_replaced_and_revoked_through_the_api_and_audited);
 
@@ -22,24 +22,6 @@ fn config() -> String {
          [[muck_trucks.cameras]]\nsite = \"b\"\ncamera = \"cam-bridge\"\n\
          [[muck_trucks.permits]]\nplate = \"苏E5T703\"\nhours = [\"22:00-06:00\"]\n",
         free_port()
-    )
-}
-
-fn call(
-    gw: &GatewayProcess,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> Result<http::Response> {
-    let auth = format!("Bearer {token}");
-    let text = body.map(|b| b.to_string());
-    http::request(
-        method,
-        &format!("{}{path}", gw.http),
-        text.as_deref().map(|t| ("application/json", t.as_bytes())),
-        &[("Authorization", &auth)],
-        http::TIMEOUT,
     )
 }
 

@@ -7,9 +7,9 @@
 
 use crate::common;
 
-use crate::common::{GatewayProcess, TestStore};
+use crate::common::{GatewayProcess, TestStore, call};
 use anyhow::{Context, Result, bail};
-use e2e::{free_port, http};
+use e2e::free_port;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -23,24 +23,6 @@ fn config() -> String {
          [clues.oversight]\nevery_s = 3600\n\
          [clues.oversight.notices]\ndefault_due_days = 10\n",
         free_port()
-    )
-}
-
-fn call(
-    gw: &GatewayProcess,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> Result<http::Response> {
-    let auth = format!("Bearer {token}");
-    let text = body.map(|b| b.to_string());
-    http::request(
-        method,
-        &format!("{}{path}", gw.http),
-        text.as_deref().map(|t| ("application/json", t.as_bytes())),
-        &[("Authorization", &auth)],
-        http::TIMEOUT,
     )
 }
 

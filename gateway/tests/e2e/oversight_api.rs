@@ -3,9 +3,9 @@
 //! chain still valid), a duplicate act ending as one lead with a link, and supervision
 //! warnings that reach supervisors but not the person they are about.
 
-use crate::common::GatewayProcess;
+use crate::common::{GatewayProcess, call};
 use anyhow::Result;
-use e2e::{free_port, http};
+use e2e::free_port;
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -23,24 +23,6 @@ fn config() -> String {
 
 fn token(gw: &GatewayProcess, role: &str, sites: &str, name: &str) -> Result<String> {
     gw.token_named(role, sites, name)
-}
-
-fn call(
-    gw: &GatewayProcess,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> Result<http::Response> {
-    let auth = format!("Bearer {token}");
-    let text = body.map(|b| b.to_string());
-    http::request(
-        method,
-        &format!("{}{path}", gw.http),
-        text.as_deref().map(|t| ("application/json", t.as_bytes())),
-        &[("Authorization", &auth)],
-        http::TIMEOUT,
-    )
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

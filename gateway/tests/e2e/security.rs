@@ -2,7 +2,7 @@
 //! a role without the personal-data right gets, and that tokens and clue ids reveal nothing.
 //! Every test here failed on the code before its fix (issue 19).
 
-use crate::common::GatewayProcess;
+use crate::common::{GatewayProcess, call};
 use anyhow::{Context, Result};
 use e2e::{free_port, http};
 use serde_json::{Value, json};
@@ -12,24 +12,6 @@ fn offline_config() -> String {
     format!(
         "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"security-test\"\n[clues]\nmqtt_publish = false\n",
         free_port()
-    )
-}
-
-fn call(
-    gw: &GatewayProcess,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<&Value>,
-) -> Result<http::Response> {
-    let auth = format!("Bearer {token}");
-    let text = body.map(|b| b.to_string());
-    http::request(
-        method,
-        &format!("{}{path}", gw.http),
-        text.as_deref().map(|t| ("application/json", t.as_bytes())),
-        &[("Authorization", &auth)],
-        http::TIMEOUT,
     )
 }
 
