@@ -698,20 +698,22 @@ fn a_short_sensor_dropout_that_recovers_by_itself_raises_nothing() {
     assert!(!cleared_keys(&out).contains(&"device-fault/r-1/trap-1".to_string()));
 }
 
+/// One fill reading of trap-1 at r-1.
+fn fill(pct: f64, t: i64) -> Vec<Reading> {
+    vec![reading(
+        "r-1",
+        "trap-1",
+        "grease_trap",
+        "fill_pct",
+        Value::Float(pct),
+        t,
+    )]
+}
+
 #[test]
 fn pumpout_due_then_overdue_is_one_problem_raised_twice_and_cleared_once() {
     let mut e = engine();
     let t0 = at_local(12, 0);
-    let fill = |pct: f64, t: i64| {
-        vec![reading(
-            "r-1",
-            "trap-1",
-            "grease_trap",
-            "fill_pct",
-            Value::Float(pct),
-            t,
-        )]
-    };
     // 30 % for 15 minutes: due. 65 % for over an hour: overdue.
     let mut msgs: Vec<_> = (0..4).map(|i| fill(30.0, t0 + i * 5 * MIN)).collect();
     msgs.extend((0..16).map(|i| fill(65.0, t0 + 20 * MIN + i * 5 * MIN)));
@@ -743,16 +745,6 @@ fn pumpout_due_then_overdue_is_one_problem_raised_twice_and_cleared_once() {
 fn a_trap_refilled_past_the_line_the_night_after_its_pumpout_is_due_again() {
     let mut e = engine();
     let t0 = at_local(12, 0);
-    let fill = |pct: f64, t: i64| {
-        vec![reading(
-            "r-1",
-            "trap-1",
-            "grease_trap",
-            "fill_pct",
-            Value::Float(pct),
-            t,
-        )]
-    };
     let due = |out: &[ClueSignal]| of_rule(out, "trap-pumpout-due").len();
     let first: Vec<_> = (0..4).map(|i| fill(30.0, t0 + i * 5 * MIN)).collect();
     assert_eq!(due(&run(&mut e, first)), 1);
