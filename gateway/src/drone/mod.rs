@@ -111,10 +111,11 @@ pub fn start(
     ));
     let (queue, handle) = processor.spawn();
     let mut handles = vec![handle];
-    if cfg.footage_retention_days > 0 {
+    if let Some(periods) = retention::Periods::of(cfg) {
         handles.push(tokio::spawn(retention_job(
             flights.clone(),
-            cfg.clone(),
+            cfg.retention_every_s,
+            periods,
             metrics,
             cancel.clone(),
         )));
@@ -126,30 +127,31 @@ pub fn start(
 /// Runs [`retention::expire`] at start and every `retention_every_s` until `cancel`.
 async fn retention_job(
     flights: flight::FlightStore,
-    cfg: config::DroneConfig,
+    every_s: u64,
+    periods: retention::Periods,
     metrics: Arc<crate::metrics::Metrics>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
-    let max_age_ms = i64::try_from(cfg.footage_retention_days)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(86_400_000);
-    let every = std::time::Duration::from_secs(cfg.retention_every_s.max(1));
+    let every = std::time::Duration::from_secs(every_s.max(1));
     loop {
         let store = flights.clone();
         let now = crate::clock::now_ms();
-        match tokio::task::spawn_blocking(move || retention::expire(&store, now, max_age_ms)).await
-        {
+        match tokio::task::spawn_blocking(move || retention::expire(&store, now, periods)).await {
             Ok(e) => {
                 metrics
                     .drone_footage_expired_files_total
                     .inc_by(e.files as u64);
                 metrics.drone_footage_expired_bytes_total.inc_by(e.bytes);
+                metrics
+                    .drone_clue_footage_expired_files_total
+                    .inc_by(e.clue_files as u64);
                 if e.files > 0 || e.errors > 0 {
                     tracing::info!(
                         flights = e.flights,
                         files = e.files,
                         bytes = e.bytes,
                         kept_for_clues = e.kept_for_clues,
+                        clue_files = e.clue_files,
                         errors = e.errors,
                         "drone footage retention run"
                     );

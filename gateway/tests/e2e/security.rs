@@ -1069,10 +1069,12 @@ fn walk_jpegs(dir: &std::path::Path) -> usize {
 }
 
 #[test]
-fn old_flights_lose_their_footage_except_the_files_a_clue_came_from() -> Result<()> {
+fn old_flights_lose_their_footage_and_the_files_a_clue_came_from_only_after_a_longer_period()
+-> Result<()> {
     let dir = tempfile::tempdir()?;
-    // A flight processed 100 days ago (as a gateway before this start left it), and one of
-    // yesterday; a clue came from b.jpg.
+    // A flight processed 100 days ago (as a gateway before this start left it), one of
+    // yesterday, and one of 800 days ago, past the clue footage period (default 730 days); a
+    // clue came from each flight's b.jpg.
     let day = 86_400_000i64;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -1082,7 +1084,7 @@ fn old_flights_lose_their_footage_except_the_files_a_clue_came_from() -> Result<
         json!({"name": name, "kind": "still", "received": 5, "total": 5,
             "complete": true, "sha256": null})
     };
-    for (id, age_days) in [(1, 100), (2, 1)] {
+    for (id, age_days) in [(1, 100), (2, 1), (3, 800)] {
         let finding = json!({"id": 1, "task_id": 1, "class": "truck", "confidence": 0.9,
             "lat": 30.0, "lon": 120.0, "error_m": 3.0, "time_ms": now - age_days * day,
             "frame": "b.jpg", "clue_id": 4, "bbox": [1.0, 2.0, 3.0, 4.0]});
@@ -1104,10 +1106,24 @@ fn old_flights_lose_their_footage_except_the_files_a_clue_came_from() -> Result<
     e2e::wait_until(
         "the retention run at start",
         std::time::Duration::from_secs(20),
-        || Ok((gw.metric("gateway_drone_footage_expired_files_total")? >= 1.0).then_some(())),
+        || Ok((gw.metric("gateway_drone_footage_expired_files_total")? >= 3.0).then_some(())),
     )?;
-    assert_eq!(gw.metric("gateway_drone_footage_expired_files_total")?, 1.0);
-    assert_eq!(gw.metric("gateway_drone_footage_expired_bytes_total")?, 5.0);
+    assert_eq!(gw.metric("gateway_drone_footage_expired_files_total")?, 3.0);
+    assert_eq!(
+        gw.metric("gateway_drone_footage_expired_bytes_total")?,
+        15.0
+    );
+    assert_eq!(
+        gw.metric("gateway_drone_clue_footage_expired_files_total")?,
+        1.0
+    );
+    for name in ["a.jpg", "b.jpg"] {
+        assert!(
+            !flights.join("3").join(name).exists(),
+            "800 days: past the clue footage period too"
+        );
+    }
+    assert!(flights.join("3/flight.json").exists(), "the record stays");
     assert!(
         !flights.join("1/a.jpg").exists(),
         "expired footage is deleted"
