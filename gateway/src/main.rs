@@ -113,10 +113,13 @@ enum TokenCommand {
         #[arg(long)]
         name: Option<String>,
         /// Binds a device token to this one device (camera id): it may then post frames and
-        /// enrol the reference only for that camera. Without it, a device token speaks for
-        /// every device of its sites (a relay).
-        #[arg(long)]
+        /// enrol the reference only for that camera. A device token needs this or --relay.
+        #[arg(long, conflicts_with = "relay")]
         device: Option<String>,
+        /// A device token bound to no camera: it speaks for every device of its sites (a relay
+        /// or recorder that uploads for several cameras). Recorded in the audit entry.
+        #[arg(long)]
+        relay: bool,
     },
     /// List tokens (ids, roles, sites; never the tokens).
     List {
@@ -326,6 +329,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     sites,
                     name,
                     device,
+                    relay,
                 },
         } => {
             let cfg = Config::load(Some(&config))?;
@@ -350,6 +354,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 sites: &sites,
                 name: name.as_deref(),
                 device: device.as_deref(),
+                relay,
             };
             let (id, token) = gateway::clue::auth::create_token_for(
                 store.tokens().as_ref(),

@@ -568,6 +568,9 @@ pub(crate) fn token_created_detail(id: i64, grant: &super::auth::TokenGrant<'_>)
     if let Some(device) = grant.device {
         d["device"] = json!(device);
     }
+    if grant.relay {
+        d["relay"] = json!(true);
+    }
     d
 }
 

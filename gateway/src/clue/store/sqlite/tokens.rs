@@ -79,6 +79,7 @@ impl TokenStore for SqliteStore {
             sites,
             name,
             device,
+            relay: _,
         } = *grant;
         let sites =
             serde_json::to_string(sites).map_err(|e| TokenStoreError::Backend(e.to_string()))?;
