@@ -20,9 +20,8 @@
 use super::audit::sha256_hex;
 use super::lifecycle::Action;
 use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use thiserror::Error;
@@ -315,23 +314,6 @@ pub enum AuthError {
     Backend,
     #[error("too many failed logins; retry later")]
     RateLimited,
-}
-
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        let status = match self {
-            AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
-            AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
-            AuthError::Backend => StatusCode::INTERNAL_SERVER_ERROR,
-            AuthError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        };
-        let body = axum::Json(serde_json::json!({"error": self.to_string()}));
-        if status == StatusCode::UNAUTHORIZED {
-            (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
-        } else {
-            (status, body).into_response()
-        }
-    }
 }
 
 /// What the extractor needs from the router state.
