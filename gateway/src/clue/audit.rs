@@ -136,11 +136,12 @@ pub enum LifecycleAction {
     NotifyOwner,
     OwnerResponse,
     Decide,
+    Dispatch,
 }
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 37] = [
+    pub const ALL: [AuditAction; 38] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -159,6 +160,7 @@ impl AuditAction {
         AuditAction::Lifecycle(LifecycleAction::NotifyOwner),
         AuditAction::Lifecycle(LifecycleAction::OwnerResponse),
         AuditAction::Lifecycle(LifecycleAction::Decide),
+        AuditAction::Lifecycle(LifecycleAction::Dispatch),
         AuditAction::OversightWarning,
         AuditAction::EvidenceOriginalAccess,
         AuditAction::FrameOriginalAccess,
@@ -228,6 +230,7 @@ impl LifecycleAction {
             LifecycleAction::NotifyOwner => "notify_owner",
             LifecycleAction::OwnerResponse => "owner_response",
             LifecycleAction::Decide => "decide",
+            LifecycleAction::Dispatch => "dispatch",
         }
     }
 }
@@ -246,6 +249,7 @@ impl From<&Action> for AuditAction {
             Action::NotifyOwner { .. } => LifecycleAction::NotifyOwner,
             Action::OwnerResponse { .. } => LifecycleAction::OwnerResponse,
             Action::Decide { .. } => LifecycleAction::Decide,
+            Action::Dispatch { .. } => LifecycleAction::Dispatch,
         })
     }
 }
@@ -659,6 +663,7 @@ mod tests {
                 "notify_owner",
                 "owner_response",
                 "decide",
+                "dispatch",
                 "oversight_warning",
                 "evidence_original_access",
                 "frame_original_access",

@@ -24,6 +24,9 @@
 //! - `matters`: the matter catalogue (legal basis, discretion bands, leniency list) and the
 //!   assessment of a clue's facts against it.
 //! - `decision`: the `decide` action's check against the catalogue, decision statistics.
+//! - `org`: units (city, county, township) with sites and departments, token scopes of a
+//!   unit or department, dispatch of new clues to lead and assisting departments;
+//!   `org_api`: the units a token sees.
 //! - `owner`: owner notification and answers, first-violation leniency advice.
 //! - `privacy`: masking of plates and people in evidence images for lesser roles.
 //! - `retention`: the evidence purge job (the purge is audited, not the content).
@@ -41,6 +44,8 @@ pub mod evidence;
 pub mod lifecycle;
 pub mod matters;
 pub mod model;
+pub mod org;
+pub mod org_api;
 pub mod oversight;
 pub mod oversight_api;
 pub mod owner;
