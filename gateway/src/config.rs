@@ -294,12 +294,14 @@ mod tests {
         let org = c.org();
         assert_eq!(org.scope_sites("gusu"), ["r-101", "street-9"]);
         assert_eq!(
-            org.dispatch(Some("grease_discharge"), "r-101").map(|d| d.lead),
+            org.dispatch(Some("grease_discharge"), "r-101")
+                .map(|d| d.lead),
             Some("environment".into()),
             "the county's rule naming the matter wins over the township's `*`"
         );
         assert_eq!(
-            org.dispatch(Some("grease_trap_maintenance"), "r-101").map(|d| d.lead),
+            org.dispatch(Some("grease_trap_maintenance"), "r-101")
+                .map(|d| d.lead),
             Some("urban-management".into())
         );
         // Presets and codecs are filled in: ChirpStack's topic, TTS's decoded payload root.

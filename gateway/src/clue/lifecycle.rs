@@ -445,20 +445,33 @@ mod tests {
 
     #[test]
     fn dispatch_changes_lead_and_assisting_but_not_the_status() {
-        let s = apply(&State::new(Some("water".into())), &Action::Claim { note: None }, "ann", 1)
-            .expect("claim");
+        let s = apply(
+            &State::new(Some("water".into())),
+            &Action::Claim { note: None },
+            "ann",
+            1,
+        )
+        .expect("claim");
         let d = |lead: Option<&str>, assisting: Option<&[&str]>| Action::Dispatch {
             lead: lead.map(Into::into),
             assisting: assisting.map(|a| a.iter().map(|x| x.to_string()).collect()),
             reason: "township team is closer".into(),
         };
-        let n = apply(&s, &d(Some("market"), Some(&["water", "market", "water"])), "sup", 2)
-            .expect("dispatch");
+        let n = apply(
+            &s,
+            &d(Some("market"), Some(&["water", "market", "water"])),
+            "sup",
+            2,
+        )
+        .expect("dispatch");
         assert_eq!(n.status, Status::Claimed);
         assert_eq!(n.assignee.as_deref(), Some("ann"));
         assert_eq!(n.department.as_deref(), Some("market"));
         assert_eq!(n.assisting, ["water"], "deduplicated, never the lead");
-        assert!(apply(&n, &d(Some("market"), None), "sup", 3).is_err(), "no change");
+        assert!(
+            apply(&n, &d(Some("market"), None), "sup", 3).is_err(),
+            "no change"
+        );
         let none = apply(&n, &d(None, Some(&[])), "sup", 3).expect("no assisting");
         assert!(none.assisting.is_empty());
         let no_reason = Action::Dispatch {

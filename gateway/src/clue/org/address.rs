@@ -26,10 +26,11 @@ impl Org {
         let unit = self
             .unit(unit_id)
             .ok_or_else(|| format!("no unit `{unit_id}` in [[org.units]]"))?;
-        if let Some(l) = level {
-            if l != unit.level.as_str() {
-                return Err(format!("unit `{unit_id}` is a {}, not a {l}", unit.level.as_str()));
-            }
+        if let Some(l) = level.filter(|l| *l != unit.level.as_str()) {
+            return Err(format!(
+                "unit `{unit_id}` is a {}, not a {l}",
+                unit.level.as_str()
+            ));
         }
         match dept {
             None => Ok(unit.id.clone()),
@@ -47,12 +48,16 @@ mod tests {
     fn configured_units_are_checked_and_free_text_kept_without_them() {
         let org = Org::from_units(&city()).expect("valid");
         assert_eq!(
-            org.resolve_address("county:xihu/urban-management").as_deref(),
+            org.resolve_address("county:xihu/urban-management")
+                .as_deref(),
             Ok("xihu/urban-management")
         );
         assert_eq!(org.resolve_address(" lingyin ").as_deref(), Ok("lingyin"));
         assert!(org.resolve_address("township:xihu").is_err(), "wrong level");
-        assert!(org.resolve_address("xihu/water").is_err(), "no such department");
+        assert!(
+            org.resolve_address("xihu/water").is_err(),
+            "no such department"
+        );
         assert!(org.resolve_address("county:xihuu").is_err());
         let none = Org::default();
         assert_eq!(none.resolve_address("区城管局").as_deref(), Ok("区城管局"));

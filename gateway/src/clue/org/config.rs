@@ -60,8 +60,7 @@ pub struct DispatchConfig {
 pub(crate) fn check_id(key: &str, v: &str) -> Result<(), ConfigError> {
     let ok = !v.is_empty()
         && v.len() <= 64
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if ok {
         Ok(())
@@ -88,7 +87,10 @@ impl OrgConfig {
             if d.matter != "*" && !matters.contains(&d.matter.as_str()) {
                 return Err(invalid(
                     format!("{key}.matter"),
-                    format!("`{}` is no matter id of [clues.matters] (or \"*\")", d.matter),
+                    format!(
+                        "`{}` is no matter id of [clues.matters] (or \"*\")",
+                        d.matter
+                    ),
                 ));
             }
             let Some(unit) = org.unit(&d.unit) else {

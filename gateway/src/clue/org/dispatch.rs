@@ -75,15 +75,23 @@ mod tests {
             rule("*", "beishan", "urban-management", &[]),
         ])
         .expect("valid");
-        let d = o.dispatch(Some("grease"), "s3").expect("named over a lower catch-all");
+        let d = o
+            .dispatch(Some("grease"), "s3")
+            .expect("named over a lower catch-all");
         assert_eq!((d.unit.as_str(), d.lead.as_str()), ("xihu", "market"));
         assert_eq!(d.assisting, ["urban-management"]);
         let d = o.dispatch(Some("grease"), "s1").expect("township rule");
         assert_eq!((d.unit.as_str(), d.lead.as_str()), ("lingyin", "market"));
-        assert_eq!(o.dispatch(Some("parking"), "s3").map(|d| d.unit), Some("beishan".into()));
+        assert_eq!(
+            o.dispatch(Some("parking"), "s3").map(|d| d.unit),
+            Some("beishan".into())
+        );
         let d = o.dispatch(Some("parking"), "s1").expect("catch-all");
         assert_eq!(d.unit, "lingyin");
-        assert_eq!(o.dispatch(None, "g1").map(|d| d.unit), Some("hangzhou".into()));
+        assert_eq!(
+            o.dispatch(None, "g1").map(|d| d.unit),
+            Some("hangzhou".into())
+        );
         assert_eq!(o.dispatch(Some("grease"), "elsewhere"), None);
     }
 

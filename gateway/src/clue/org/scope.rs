@@ -57,7 +57,10 @@ mod tests {
     fn a_unit_token_covers_its_scope_narrowed_by_its_sites() {
         let org = Org::from_units(&city()).expect("valid");
         assert_eq!(org.token_sites(Some("lingyin"), &[]), ["s1", "s2"]);
-        assert_eq!(org.token_sites(Some("xihu"), &["s3".into(), "g1".into()]), ["s3"]);
+        assert_eq!(
+            org.token_sites(Some("xihu"), &["s3".into(), "g1".into()]),
+            ["s3"]
+        );
         assert_eq!(org.token_sites(None, &["g1".into()]), ["g1"]);
         assert!(org.token_sites(Some("gone"), &[]).is_empty());
     }

@@ -104,7 +104,10 @@ impl Org {
                 if k == i {
                     return Err(invalid(key, format!("cycle: {}", path.join(" -> "))));
                 }
-                at = units[k].parent.as_deref().and_then(|x| index.get(x).copied());
+                at = units[k]
+                    .parent
+                    .as_deref()
+                    .and_then(|x| index.get(x).copied());
                 if path.len() > units.len() + 1 {
                     break; // a cycle above this unit: reported at that unit
                 }
@@ -183,7 +186,9 @@ impl Org {
 
     /// Whether some unit has department `dept`.
     pub fn has_department(&self, dept: &str) -> bool {
-        self.units.values().any(|u| u.departments.iter().any(|d| d == dept))
+        self.units
+            .values()
+            .any(|u| u.departments.iter().any(|d| d == dept))
     }
 }
 
@@ -191,7 +196,12 @@ impl Org {
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) fn unit(id: &str, parent: Option<&str>, level: UnitLevel, sites: &[&str]) -> UnitConfig {
+    pub(crate) fn unit(
+        id: &str,
+        parent: Option<&str>,
+        level: UnitLevel,
+        sites: &[&str],
+    ) -> UnitConfig {
         UnitConfig {
             id: id.into(),
             name: id.to_uppercase(),
@@ -223,7 +233,10 @@ pub(crate) mod tests {
         assert_eq!(org.scope_sites("xihu"), ["s1", "s2", "s3", "x0"]);
         assert_eq!(org.scope_sites("hangzhou").len(), 5);
         assert!(org.scope_sites("nowhere").is_empty());
-        assert_eq!(org.unit_of_site("s3").map(|u| u.id.as_str()), Some("beishan"));
+        assert_eq!(
+            org.unit_of_site("s3").map(|u| u.id.as_str()),
+            Some("beishan")
+        );
         assert!(org.within("beishan", "hangzhou") && !org.within("xihu", "beishan"));
         let ids: Vec<_> = org.chain("lingyin").map(|u| u.id.as_str()).collect();
         assert_eq!(ids, ["lingyin", "xihu", "hangzhou"]);
@@ -249,7 +262,11 @@ pub(crate) mod tests {
         assert!(err(&u).contains("org.units[0].level"), "{}", err(&u));
         let mut u = city();
         u[2].departments.push("Urban Management".into());
-        assert!(err(&u).contains("org.units[2].departments[2]"), "{}", err(&u));
+        assert!(
+            err(&u).contains("org.units[2].departments[2]"),
+            "{}",
+            err(&u)
+        );
     }
 
     #[test]

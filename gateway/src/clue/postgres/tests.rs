@@ -236,9 +236,7 @@ fn one_leader_per_job_and_another_takes_over_when_it_goes() {
 fn a_unit_token_keeps_its_unit_and_department() {
     let (_pg, url) = server();
     let store = gateway(&url);
-    crate::clue::store::tokens_contract::a_unit_token_keeps_its_unit_and_department(
-        &store, &store,
-    );
+    crate::clue::store::tokens_contract::a_unit_token_keeps_its_unit_and_department(&store, &store);
     let listed = store.list_tokens().expect("list");
     assert_eq!(listed[0].unit.as_deref(), Some("lingyin"));
     assert_eq!(listed[0].department.as_deref(), Some("market"));

@@ -100,7 +100,16 @@ impl TokenStore for SqliteStore {
         tx.execute(
             "INSERT INTO tokens (hash, role, sites, name, created_ms, device, unit, department) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![hash, role.as_str(), sites, name, now_ms, device, unit, department],
+            params![
+                hash,
+                role.as_str(),
+                sites,
+                name,
+                now_ms,
+                device,
+                unit,
+                department
+            ],
         )
         .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
         let id = tx.last_insert_rowid();
