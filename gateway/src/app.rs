@@ -2,9 +2,9 @@
 //! the device table and the HTTP API. Shutdown (SIGINT/SIGTERM or the token) stops intake
 //! first, lets the processor make the last batch durable, then stops delivery.
 
-use crate::api::{AppState, router};
 use crate::config::Config;
 use crate::devices::DeviceTable;
+use crate::http::{AppState, router};
 use crate::metrics::Metrics;
 use crate::normalize::ClockPolicy;
 use crate::outbox::Outbox;
@@ -243,8 +243,8 @@ impl Gateway {
             started_ms: crate::clock::now_ms(),
             clues: clues.clone(),
             cameras,
-            pumpouts: crate::rules::pumpout_api::Pumpouts(Some(pumpouts)),
-            registry: crate::registry::api::RegistryHandle(registry.clone()),
+            pumpouts: crate::http::pumpouts::Pumpouts(Some(pumpouts)),
+            registry: crate::http::registry::RegistryHandle(registry.clone()),
             storage_floor: cfg.storage.floor(),
         };
         let web = crate::dashboard::static_routes(&cfg.dashboard);
@@ -253,7 +253,7 @@ impl Gateway {
             // Connect info lets authentication rate-limit failed logins per client address.
             let app = router(state)
                 .merge(web)
-                .merge(crate::drone::api::router(drone))
+                .merge(crate::http::drone::router(drone))
                 .into_make_service_with_connect_info::<std::net::SocketAddr>();
             let serve = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_cancel.cancelled().await });

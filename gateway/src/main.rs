@@ -87,6 +87,14 @@ enum AuditCommand {
         #[arg(long, requires = "head_seq")]
         head_hash: Option<String>,
     },
+    /// Give the audit chain a new key: the old one moves to the retired keys
+    /// (`[clues.audit] retired_dir`, default `audit-keys-retired` beside the key file), and the
+    /// entry `audit_key_rotated`, sealed with the old key, names the new one. Stop every
+    /// gateway that writes the chain first. Run again after an interruption to finish.
+    RotateKey {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -148,6 +156,10 @@ enum StoreCommand {
         /// The gateways on PostgreSQL must use the same key afterwards.
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// Retired audit keys, for a chain whose key was rotated (default:
+        /// `audit-keys-retired` beside the key file).
+        #[arg(long)]
+        retired_dir: Option<PathBuf>,
     },
 }
 
@@ -218,7 +230,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(gateway::app::run(cfg, Some(config)))
         }
         Command::Store {
-            command: StoreCommand::Migrate { from, to, key_file },
+            command:
+                StoreCommand::Migrate {
+                    from,
+                    to,
+                    key_file,
+                    retired_dir,
+                },
         } => {
             let path = PathBuf::from(
                 from.strip_prefix("sqlite:")
@@ -234,10 +252,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 .join("evidence");
             let key_cfg = gateway::clue::audit_key::AuditConfig {
                 key_file: key_file.clone(),
+                retired_dir,
                 ..Default::default()
             };
             let dir = path.parent().unwrap_or(std::path::Path::new("."));
-            let key = gateway::clue::audit_key::AuditKey::load(&key_cfg, dir, false)?;
+            let key = gateway::clue::audit_key::AuditKeyring::load(&key_cfg, dir, false)?;
             if key.is_none() && key_file.is_some() {
                 anyhow::bail!("--key-file: no such file");
             }
@@ -281,6 +300,25 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 store.clues().as_ref(),
                 head.as_ref(),
             )?;
+            if report.ok {
+                println!("{report}");
+                Ok(())
+            } else {
+                anyhow::bail!("{report}")
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::RotateKey { config },
+        } => {
+            let cfg = Config::load(Some(&config))?;
+            let (rotation, report) =
+                gateway::clue::pool::rotate_audit_key(&cfg.clue_setup(), gateway::clock::now_ms())?;
+            println!(
+                "audit key rotated: {} -> {} (old key kept at {})",
+                rotation.old_key_id,
+                rotation.new_key_id,
+                rotation.retired_file.display()
+            );
             if report.ok {
                 println!("{report}");
                 Ok(())

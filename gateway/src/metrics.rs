@@ -115,6 +115,8 @@ pub struct Metrics {
     /// Drone footage files deleted by retention (`drone.footage_retention_days`), and bytes.
     pub drone_footage_expired_files_total: Counter,
     pub drone_footage_expired_bytes_total: Counter,
+    /// Of those files, the ones a clue came from (`drone.clue_footage_retention_days`).
+    pub drone_clue_footage_expired_files_total: Counter,
     /// Evidence files not written because the storage floor would be passed
     /// (`storage.min_free_mb`); the clue they belonged to is not recorded either.
     pub evidence_refused_total: Counter,
@@ -369,6 +371,11 @@ impl Metrics {
             drone_footage_expired_bytes_total: reg!(
                 "drone_footage_expired_bytes",
                 "Bytes of drone footage deleted by retention",
+                Counter::default()
+            ),
+            drone_clue_footage_expired_files_total: reg!(
+                "drone_clue_footage_expired_files",
+                "Drone footage files a clue came from, deleted by the clue footage retention",
                 Counter::default()
             ),
             evidence_refused_total: reg!(

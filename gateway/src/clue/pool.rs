@@ -156,6 +156,41 @@ pub fn open_store(cfg: &PoolSetup) -> Result<Backend, PoolError> {
     open_store_with(cfg, true)
 }
 
+/// `gateway audit rotate-key`: a new current key for the audit chain (see
+/// `clue::audit_key::rotate`), the old one retired. The chain must verify before (unless an
+/// interrupted rotation is being finished) and is verified after, with the new keyring; the
+/// report of that is returned with what was done.
+pub fn rotate_audit_key(
+    cfg: &PoolSetup,
+    now_ms: i64,
+) -> Result<(super::audit_key::Rotation, super::audit::VerifyReport), PoolError> {
+    use super::audit_key::{AuditKeyring, next_path, rotate};
+    let audit = &cfg.clues.audit;
+    let resuming = audit.key_env.is_none() && next_path(&audit.key_path(&cfg.dir)).exists();
+    let keys = AuditKeyring::load_with(audit, &cfg.dir, false, false)?.map(Arc::new);
+    let store = open_backend(cfg, keys)?;
+    let clues = store.clues();
+    if !resuming {
+        let before = clues.verify_audit()?;
+        if !before.ok {
+            return Err(PoolError::Invalid(format!(
+                "the chain must verify before its key is rotated: {before}"
+            )));
+        }
+    }
+    let rotation = rotate(audit, &cfg.dir, |old, new| {
+        clues
+            .record_key_rotation(old, new.id(), "cli", now_ms)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })?;
+    drop(clues);
+    drop(store);
+    let keys = AuditKeyring::load(audit, &cfg.dir, false)?.map(Arc::new);
+    let after = open_backend(cfg, keys)?.clues().verify_audit()?;
+    Ok((rotation, after))
+}
+
 /// [`open_store`] for `audit verify`: a missing key file is not created (the chain is then
 /// verified without a key, and a sealed entry is reported as such).
 pub fn open_store_to_verify(cfg: &PoolSetup) -> Result<Backend, PoolError> {
@@ -164,7 +199,15 @@ pub fn open_store_to_verify(cfg: &PoolSetup) -> Result<Backend, PoolError> {
 
 fn open_store_with(cfg: &PoolSetup, create_key: bool) -> Result<Backend, PoolError> {
     let key =
-        super::audit_key::AuditKey::load(&cfg.clues.audit, &cfg.dir, create_key)?.map(Arc::new);
+        super::audit_key::AuditKeyring::load(&cfg.clues.audit, &cfg.dir, create_key)?.map(Arc::new);
+    open_backend(cfg, key)
+}
+
+/// The clue store of `cfg`, sealing and verifying with `key`.
+fn open_backend(
+    cfg: &PoolSetup,
+    key: Option<Arc<super::audit_key::AuditKeyring>>,
+) -> Result<Backend, PoolError> {
     let mut channels = Vec::new();
     if cfg.clues.mqtt_publish {
         channels.push(CHANNEL_MQTT);
@@ -187,13 +230,13 @@ fn open_store_with(cfg: &PoolSetup, create_key: bool) -> Result<Backend, PoolErr
                 store
                     .with_raise_after(raise)
                     .with_holder(&cfg.holder)
-                    .with_audit_key(key),
+                    .with_audit_keyring(key),
             ))
         }
         _ => Backend::Sqlite(Arc::new(
             SqliteStore::open(&cfg.dir.join("clues.sqlite"), channels)?
                 .with_raise_after(raise)
-                .with_audit_key(key),
+                .with_audit_keyring(key),
         )),
     })
 }
@@ -207,7 +250,7 @@ pub fn start_pool(
     cancel: CancellationToken,
 ) -> Result<(ClueSender, PoolHandle, Vec<JoinHandle<()>>), PoolError> {
     let backend = open_store(cfg)?;
-    if let Some(key) = super::audit_key::AuditKey::load(&cfg.clues.audit, &cfg.dir, false)? {
+    if let Some(key) = super::audit_key::AuditKeyring::load(&cfg.clues.audit, &cfg.dir, false)? {
         // On a thread of its own, as in `open_store`: the blocking PostgreSQL client must not
         // run on the runtime that calls this.
         let clues = backend.clues();

@@ -1,6 +1,6 @@
 //! The web dashboard: static files from the `web/` folder served at `/`. The few read-only
 //! API routes its pages need beyond the clue API are served at the HTTP layer
-//! (`crate::api::dashboard`).
+//! (`crate::http::dashboard`).
 //!
 //! The front-end is plain ES modules (no build step); its one library, uPlot for charts, comes
 //! from npm into `web/node_modules` (`npm ci` in set-up) and is served under `/vendor/uplot/`.

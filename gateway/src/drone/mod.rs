@@ -10,9 +10,8 @@
 //! - [`job`]: the processing worker (ffmpeg sampling, tiled detection, routing to tasks).
 //! - [`change`]: geo-aligned ground grids and change candidates between flights.
 //! - [`retention`]: old flights' footage deleted, what clues came from kept.
-//! - [`api`]: the HTTP routes; [`config`]: `[drone]`.
+//! - [`DroneState`]: what the HTTP routes (`crate::http::drone`) share; [`config`]: `[drone]`.
 
-pub mod api;
 pub mod change;
 pub mod config;
 pub mod exif;
@@ -24,7 +23,14 @@ pub mod srt;
 pub mod tasks;
 pub mod upload;
 
-use std::sync::Arc;
+use crate::clue::auth::Authenticator;
+use config::DroneConfig;
+use flight::FlightStore;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use tasks::TaskStore;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DroneError {
@@ -37,6 +43,46 @@ pub enum DroneError {
     Tasks(#[from] tasks::TaskError),
 }
 
+/// What the drone routes share.
+#[derive(Clone)]
+pub struct DroneState {
+    pub cfg: Arc<DroneConfig>,
+    pub flights: FlightStore,
+    pub tasks: TaskStore,
+    pub queue: mpsc::Sender<u64>,
+    pub auth: Authenticator,
+    pub closing: CancellationToken,
+    /// Files being written now: a second concurrent PUT of the same file is refused.
+    pub(crate) busy: Arc<Mutex<HashSet<(u64, String)>>>,
+}
+
+impl axum::extract::FromRef<DroneState> for Authenticator {
+    fn from_ref(s: &DroneState) -> Authenticator {
+        s.auth.clone()
+    }
+}
+
+impl DroneState {
+    pub fn new(
+        cfg: DroneConfig,
+        flights: FlightStore,
+        tasks: TaskStore,
+        queue: mpsc::Sender<u64>,
+        auth: Authenticator,
+        closing: CancellationToken,
+    ) -> DroneState {
+        DroneState {
+            cfg: Arc::new(cfg),
+            flights,
+            tasks,
+            queue,
+            auth,
+            closing,
+            busy: Default::default(),
+        }
+    }
+}
+
 /// Opens flights and tasks under `{storage.dir}/drone` and starts the processing worker and
 /// the footage retention job. Returns the routes' state and the two tasks' handles (they end
 /// when `cancel` fires).
@@ -46,7 +92,7 @@ pub fn start(
     pool: crate::clue::PoolHandle,
     metrics: Arc<crate::metrics::Metrics>,
     cancel: tokio_util::sync::CancellationToken,
-) -> Result<(api::DroneState, Vec<tokio::task::JoinHandle<()>>), DroneError> {
+) -> Result<(DroneState, Vec<tokio::task::JoinHandle<()>>), DroneError> {
     let root = storage_dir.join("drone");
     let flights_dir = root.join("flights");
     let flights =
@@ -65,45 +111,47 @@ pub fn start(
     ));
     let (queue, handle) = processor.spawn();
     let mut handles = vec![handle];
-    if cfg.footage_retention_days > 0 {
+    if let Some(periods) = retention::Periods::of(cfg) {
         handles.push(tokio::spawn(retention_job(
             flights.clone(),
-            cfg.clone(),
+            cfg.retention_every_s,
+            periods,
             metrics,
             cancel.clone(),
         )));
     }
-    let state = api::DroneState::new(cfg.clone(), flights, tasks, queue, auth, cancel);
+    let state = DroneState::new(cfg.clone(), flights, tasks, queue, auth, cancel);
     Ok((state, handles))
 }
 
 /// Runs [`retention::expire`] at start and every `retention_every_s` until `cancel`.
 async fn retention_job(
     flights: flight::FlightStore,
-    cfg: config::DroneConfig,
+    every_s: u64,
+    periods: retention::Periods,
     metrics: Arc<crate::metrics::Metrics>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
-    let max_age_ms = i64::try_from(cfg.footage_retention_days)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(86_400_000);
-    let every = std::time::Duration::from_secs(cfg.retention_every_s.max(1));
+    let every = std::time::Duration::from_secs(every_s.max(1));
     loop {
         let store = flights.clone();
         let now = crate::clock::now_ms();
-        match tokio::task::spawn_blocking(move || retention::expire(&store, now, max_age_ms)).await
-        {
+        match tokio::task::spawn_blocking(move || retention::expire(&store, now, periods)).await {
             Ok(e) => {
                 metrics
                     .drone_footage_expired_files_total
                     .inc_by(e.files as u64);
                 metrics.drone_footage_expired_bytes_total.inc_by(e.bytes);
+                metrics
+                    .drone_clue_footage_expired_files_total
+                    .inc_by(e.clue_files as u64);
                 if e.files > 0 || e.errors > 0 {
                     tracing::info!(
                         flights = e.flights,
                         files = e.files,
                         bytes = e.bytes,
                         kept_for_clues = e.kept_for_clues,
+                        clue_files = e.clue_files,
                         errors = e.errors,
                         "drone footage retention run"
                     );

@@ -353,6 +353,16 @@ fn verify_cli(gw: &GatewayProcess, extra: &[&str]) -> Result<(bool, String)> {
 /// Every audit row from `from_seq` on gets its plain SHA-256 recomputed, as someone who can
 /// write the database (but has no key) would after an edit.
 fn rehash_plain_from(conn: &rusqlite::Connection, from_seq: i64) -> Result<()> {
+    rehash_from(conn, from_seq, None)
+}
+
+/// Every audit row from `from_seq` on gets its hash recomputed: sealed with `key` (someone who
+/// holds the database and that key), plain without one.
+fn rehash_from(
+    conn: &rusqlite::Connection,
+    from_seq: i64,
+    key: Option<&gateway::clue::audit_key::AuditKey>,
+) -> Result<()> {
     type Row = (i64, i64, String, String, Option<i64>, String);
     let rows: Vec<Row> = conn
         .prepare(
@@ -387,7 +397,7 @@ fn rehash_plain_from(conn: &rusqlite::Connection, from_seq: i64) -> Result<()> {
             clue_id,
             detail: &detail,
         };
-        let hash = gateway::clue::audit::entry_hash(&prev, &fields);
+        let hash = gateway::clue::audit::seal(key, &prev, &fields);
         conn.execute(
             "UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
             rusqlite::params![seq, prev, hash],
@@ -446,6 +456,107 @@ fn an_audit_entry_edited_with_every_hash_recomputed_fails_verify() -> Result<()>
     let (ok, out) = verify_cli(&gw2, &[])?;
     assert!(!ok, "{out}");
     assert!(out.contains("entry 3"), "{out}");
+    Ok(())
+}
+
+/// `gateway audit rotate-key`: the chain stays one verifiable chain across the switch, the old
+/// key is kept among the retired keys, an entry after the rotation recomputed with the old key
+/// is named, verify without the retired key names the key it lacks, and `store migrate` copies
+/// the rotated chain to PostgreSQL, verified there with the same keyring.
+#[test]
+fn the_audit_key_rotates_and_the_chain_stays_one_verifiable_chain() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let admin = gw.token("admin", "")?;
+    create(&gw, &admin, &clue_event("a", "m1"))?;
+    gw.proc.stop()?;
+    let storage = dir.path().join("storage");
+    let old_id = gateway::clue::audit_key::AuditKey::from_hex(
+        &std::fs::read_to_string(storage.join("audit.key"))?,
+        "old key",
+    )?
+    .id()
+    .to_string();
+
+    let rotate = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["audit", "rotate-key", "--config"])
+        .arg(gw.dir.join("gateway.toml"))
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&rotate.stdout),
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+    assert!(rotate.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("audit key rotated: {old_id} -> ")),
+        "{text}"
+    );
+    let retired = storage.join(format!("audit-keys-retired/{old_id}.key"));
+    assert!(retired.is_file(), "{text}");
+
+    // The gateway starts with the new key and seals with it.
+    gw.start_again()?;
+    create(&gw, &admin, &clue_event("a", "m2"))?;
+    gw.proc.stop()?;
+    let (ok, out) = verify_cli(&gw, &[])?;
+    assert!(
+        ok && out.contains(&format!("keys: {old_id} from entry 1")),
+        "{out}"
+    );
+    let conn = rusqlite::Connection::open(storage.join("clues.sqlite"))?;
+    let rotation: (i64, String) = conn.query_row(
+        "SELECT seq, detail FROM audit WHERE action = 'audit_key_rotated'",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    assert!(rotation.1.contains(&old_id), "{rotation:?}");
+
+    // Without the retired key: verify names the key id it lacks.
+    let aside = dir.path().join("retired-aside");
+    std::fs::rename(storage.join("audit-keys-retired"), &aside)?;
+    let (ok, out) = verify_cli(&gw, &[])?;
+    assert!(
+        !ok && out.contains(&format!("sealed with key {old_id}")),
+        "{out}"
+    );
+    assert!(out.contains("not in the keyring"), "{out}");
+    std::fs::rename(&aside, storage.join("audit-keys-retired"))?;
+
+    // PostgreSQL: the rotated chain is copied and verified with the keyring beside the file.
+    let pg = e2e::Postgres::start()?;
+    let url = pg.create_database("clues")?;
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["store", "migrate", "--from"])
+        .arg(format!("sqlite:{}", storage.join("clues.sqlite").display()))
+        .args(["--to", &format!("postgres:{url}")])
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&migrate.stdout),
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    assert!(migrate.status.success(), "{text}");
+    assert!(text.contains("verified before and after"), "{text}");
+
+    // Whoever kept the old key edits an entry after the rotation and recomputes the chain
+    // from there with it: named.
+    let old = gateway::clue::audit_key::AuditKey::from_hex(
+        &std::fs::read_to_string(&retired)?,
+        "retired key",
+    )?;
+    conn.execute_batch("DROP TRIGGER audit_no_update;")?;
+    let edited = rotation.0 + 1;
+    conn.execute("UPDATE audit SET actor = 'nobody' WHERE seq = ?1", [edited])?;
+    rehash_from(&conn, edited, Some(&old))?;
+    drop(conn);
+    let (ok, out) = verify_cli(&gw, &[])?;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("entry {edited}"))
+            && out.contains(&format!("sealed with key {old_id}")),
+        "{out}"
+    );
     Ok(())
 }
 
@@ -958,10 +1069,12 @@ fn walk_jpegs(dir: &std::path::Path) -> usize {
 }
 
 #[test]
-fn old_flights_lose_their_footage_except_the_files_a_clue_came_from() -> Result<()> {
+fn old_flights_lose_their_footage_and_the_files_a_clue_came_from_only_after_a_longer_period()
+-> Result<()> {
     let dir = tempfile::tempdir()?;
-    // A flight processed 100 days ago (as a gateway before this start left it), and one of
-    // yesterday; a clue came from b.jpg.
+    // A flight processed 100 days ago (as a gateway before this start left it), one of
+    // yesterday, and one of 800 days ago, past the clue footage period (default 730 days); a
+    // clue came from each flight's b.jpg.
     let day = 86_400_000i64;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -971,7 +1084,7 @@ fn old_flights_lose_their_footage_except_the_files_a_clue_came_from() -> Result<
         json!({"name": name, "kind": "still", "received": 5, "total": 5,
             "complete": true, "sha256": null})
     };
-    for (id, age_days) in [(1, 100), (2, 1)] {
+    for (id, age_days) in [(1, 100), (2, 1), (3, 800)] {
         let finding = json!({"id": 1, "task_id": 1, "class": "truck", "confidence": 0.9,
             "lat": 30.0, "lon": 120.0, "error_m": 3.0, "time_ms": now - age_days * day,
             "frame": "b.jpg", "clue_id": 4, "bbox": [1.0, 2.0, 3.0, 4.0]});
@@ -993,10 +1106,24 @@ fn old_flights_lose_their_footage_except_the_files_a_clue_came_from() -> Result<
     e2e::wait_until(
         "the retention run at start",
         std::time::Duration::from_secs(20),
-        || Ok((gw.metric("gateway_drone_footage_expired_files_total")? >= 1.0).then_some(())),
+        || Ok((gw.metric("gateway_drone_footage_expired_files_total")? >= 3.0).then_some(())),
     )?;
-    assert_eq!(gw.metric("gateway_drone_footage_expired_files_total")?, 1.0);
-    assert_eq!(gw.metric("gateway_drone_footage_expired_bytes_total")?, 5.0);
+    assert_eq!(gw.metric("gateway_drone_footage_expired_files_total")?, 3.0);
+    assert_eq!(
+        gw.metric("gateway_drone_footage_expired_bytes_total")?,
+        15.0
+    );
+    assert_eq!(
+        gw.metric("gateway_drone_clue_footage_expired_files_total")?,
+        1.0
+    );
+    for name in ["a.jpg", "b.jpg"] {
+        assert!(
+            !flights.join("3").join(name).exists(),
+            "800 days: past the clue footage period too"
+        );
+    }
+    assert!(flights.join("3/flight.json").exists(), "the record stays");
     assert!(
         !flights.join("1/a.jpg").exists(),
         "expired footage is deleted"

@@ -44,7 +44,7 @@ mod schema;
 mod stays;
 
 use super::audit::{self, AuditAction, AuditEntry, Head, VerifyReport};
-use super::audit_key::AuditKey;
+use super::audit_key::{AuditKey, AuditKeyring};
 use super::auth::{Role, TokenGrant, TokenRecord, TokenStore, TokenStoreError};
 use super::lifecycle::{self, Action, Status};
 use super::model::*;
@@ -55,9 +55,9 @@ use super::store::intake::Item;
 use super::store::{
     AUDIT_COLS, AUDIT_HEAD_TOPIC, AuditLog, CLUE_COLS, ClueRecords, DeliveryQueue, OversightStore,
     RetentionStore, StatsRow, StoreError, TokenInfo, WARNING_COLS, act_detail, change_detail,
-    change_message, check_clue_rows, escalation_detail, escalation_due, head_message, history_of,
-    json_col, kind_matches, last_digests, state_of, stats_of, subject_key, warning_detail,
-    warning_message,
+    change_message, check_clue_rows, check_writer_key, escalation_detail, escalation_due,
+    head_message, history_of, json_col, kind_matches, last_digests, next_key_id, rotation_detail,
+    rotation_due, state_of, stats_of, subject_key, warning_detail, warning_message,
 };
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
@@ -145,6 +145,8 @@ pub struct PgStore {
     /// Seals every new audit entry (none: plain entries, see `clue::audit`). Every gateway
     /// on one database must have the same key: they write one chain.
     key: Option<Arc<AuditKey>>,
+    /// The keys that verify the chain: the current one (`key`) and the retired ones.
+    keyring: Option<Arc<AuditKeyring>>,
 }
 
 fn pool_error(e: r2d2::Error) -> StoreError {
@@ -266,16 +268,37 @@ fn begin<'c>(
         &[],
     )?;
     let seq: i64 = r.try_get(0)?;
+    let head = audit::Head {
+        seq,
+        hash: r.try_get(1)?,
+    };
+    check_writer_key(&head, key.as_deref(), || {
+        let r = tx.query_one("SELECT action, detail FROM audit WHERE seq = $1", &[&seq])?;
+        Ok((r.try_get(0)?, json_col(r.try_get(1)?)))
+    })?;
     Ok((
         tx,
         Chain {
-            head: audit::Head {
-                seq,
-                hash: r.try_get(1)?,
-            },
+            head,
             start: seq,
             key: key.clone(),
         },
+    ))
+}
+
+/// The key the entry after the head must be sealed with (see `AuditLog::audit_next_key`).
+fn next_key(c: &mut impl GenericClient) -> Result<Option<String>, StoreError> {
+    let Some(r) = c.query_opt(
+        "SELECT hash, action, detail FROM audit ORDER BY seq DESC LIMIT 1",
+        &[],
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(next_key_id(
+        &r.try_get::<_, String>(0)?,
+        &r.try_get::<_, String>(1)?,
+        &json_col(r.try_get(2)?),
     ))
 }
 
@@ -353,6 +376,7 @@ impl PgStore {
             ),
             leader: Mutex::new((None, BTreeSet::new())),
             key: None,
+            keyring: None,
         };
         store.migrate()?;
         Ok(store)
@@ -368,8 +392,15 @@ impl PgStore {
 
     /// Seals every audit entry this gateway writes from now on with `key`, and verifies with
     /// it.
-    pub fn with_audit_key(mut self, key: Option<Arc<AuditKey>>) -> PgStore {
-        self.key = key;
+    pub fn with_audit_key(self, key: Option<Arc<AuditKey>>) -> PgStore {
+        self.with_audit_keyring(key.map(|k| Arc::new(AuditKeyring::single(k))))
+    }
+
+    /// Seals every audit entry this gateway writes from now on with the ring's current key,
+    /// and verifies with every key of the ring (retired keys for the entries they sealed).
+    pub fn with_audit_keyring(mut self, keys: Option<Arc<AuditKeyring>>) -> PgStore {
+        self.key = keys.as_ref().map(|r| r.current().clone());
+        self.keyring = keys;
         self
     }
 
@@ -990,6 +1021,40 @@ impl AuditLog for PgStore {
         commit(tx, &chain)
     }
 
+    fn audit_next_key(&self) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn()?;
+        next_key(&mut *c)
+    }
+
+    fn record_key_rotation(
+        &self,
+        old: &AuditKey,
+        new_key_id: &str,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut c = self.conn()?;
+        // Without a key, `begin` checks nothing: whether the old key may seal the rotation is
+        // `rotation_due`'s to say, on the head this transaction holds locked.
+        let (mut tx, mut chain) = begin(&mut c, &None)?;
+        if !rotation_due(next_key(&mut tx)?.as_deref(), old, new_key_id)? {
+            return Ok(None);
+        }
+        chain.key = Some(Arc::new(old.clone()));
+        let detail = rotation_detail(old, new_key_id);
+        let seq = append(
+            &mut tx,
+            &mut chain,
+            now_ms,
+            actor,
+            AuditAction::KeyRotated,
+            None,
+            &detail,
+        )?;
+        commit(tx, &chain)?;
+        Ok(Some(seq))
+    }
+
     fn audit_of(&self, id: i64) -> Result<Vec<AuditEntry>, StoreError> {
         let mut c = self.conn()?;
         c.query(
@@ -1069,7 +1134,7 @@ impl AuditLog for PgStore {
             (r.try_get::<_, i64>(0)?, r.try_get::<_, String>(1)?)
         };
         let last = entries.last().map(|e| (e.seq, e.hash.clone()));
-        let report = audit::verify_with(entries, self.key.as_deref(), published);
+        let report = audit::verify_with(entries, self.keyring.as_deref(), published);
         if !report.ok {
             return Ok(report);
         }

@@ -96,6 +96,14 @@ fn three_gateways_racing_on_the_same_keys_make_one_clue_per_key_and_one_chain() 
 }
 
 #[test]
+fn a_chain_across_key_rotations_verifies_and_the_old_key_writes_no_more() {
+    let (_pg, url) = server();
+    crate::clue::store::audit_contract::a_chain_across_key_rotations_verifies_and_the_old_key_writes_no_more(
+        &|keys| Arc::new(gateway(&url).with_audit_keyring(keys)),
+    );
+}
+
+#[test]
 fn a_bad_event_fails_alone_and_the_rest_of_its_batch_is_recorded() {
     let (_pg, url) = server();
     let key = Arc::new(AuditKey::from_bytes(&[6u8; 32]));

@@ -50,7 +50,7 @@ impl SqliteStore {
                 .query_row([], |r| r.get(0))?)
         };
         let (clue_id, occurrence_id) = (next_id("clues")?, next_id("occurrences")?);
-        let mut head = head(tx)?;
+        let mut head = head(tx, self.key())?;
         let plan = intake::plan(
             items,
             open,

@@ -18,9 +18,9 @@
 //! `holder` or any other text that repeats the plate) for roles without the personal-data
 //! right (`clues.privacy.original_roles`, supervisors and admins by default).
 
-use super::permits::{MuckPermits, PermitView};
+use super::clues::{ApiError, for_role};
+use crate::camera::permits::{MuckPermits, PermitView};
 use crate::clue::PoolHandle;
-use crate::clue::api::{ApiError, for_role};
 use crate::clue::auth::{Authenticator, Principal, Role};
 use crate::vision::dwell::normalize_plate;
 use axum::extract::{FromRef, Path, State};

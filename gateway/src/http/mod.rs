@@ -7,8 +7,17 @@
 //! [`dashboard`] holds the read-only routes the dashboard pages need; [`openapi`] the API
 //! document of every route.
 
+pub mod clues;
 pub mod dashboard;
+pub mod drone;
 pub mod openapi;
+pub mod org;
+pub mod oversight;
+pub mod permits;
+pub mod pumpouts;
+pub mod registry;
+pub mod stays;
+pub mod supervision;
 
 use crate::clue::PoolHandle;
 use crate::clue::auth::{Authenticator, Principal};
@@ -37,39 +46,39 @@ pub struct AppState {
     /// Camera health (frames and reference views).
     pub cameras: crate::camera::service::CameraService,
     /// Pump-out service records (journal shared with the rules).
-    pub pumpouts: crate::rules::pumpout_api::Pumpouts,
+    pub pumpouts: pumpouts::Pumpouts,
     /// The device registry (site, location, owner of each device; DevEUI lookup).
-    pub registry: crate::registry::api::RegistryHandle,
+    pub registry: registry::RegistryHandle,
     /// Free space camera frames must leave on the storage file system (`storage.min_free_mb`):
     /// a frame can become evidence, so none is taken in below it.
     pub storage_floor: crate::disk::Floor,
 }
 
-impl FromRef<AppState> for crate::registry::api::RegistryHandle {
+impl FromRef<AppState> for registry::RegistryHandle {
     fn from_ref(s: &AppState) -> Self {
         s.registry.clone()
     }
 }
 
-impl FromRef<AppState> for crate::camera::permits_api::PermitsHandle {
+impl FromRef<AppState> for permits::PermitsHandle {
     fn from_ref(s: &AppState) -> Self {
-        crate::camera::permits_api::PermitsHandle(s.cameras.muck_permits())
+        permits::PermitsHandle(s.cameras.muck_permits())
     }
 }
 
-impl FromRef<AppState> for crate::rules::pumpout_api::Pumpouts {
+impl FromRef<AppState> for pumpouts::Pumpouts {
     fn from_ref(s: &AppState) -> Self {
         s.pumpouts.clone()
     }
 }
 
-impl FromRef<AppState> for crate::clue::api::ClueExplanations {
+impl FromRef<AppState> for clues::ClueExplanations {
     fn from_ref(s: &AppState) -> Self {
-        crate::clue::api::ClueExplanations(
+        clues::ClueExplanations(
             s.pumpouts
                 .0
                 .clone()
-                .map(|j| j as Arc<dyn crate::clue::api::Explanations>),
+                .map(|j| j as Arc<dyn clues::Explanations>),
         )
     }
 }
@@ -112,11 +121,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cameras/{id}/frames", post(camera_frame))
         .route("/api/v1/cameras/{id}/reference", post(camera_reference))
         .layer(DefaultBodyLimit::max(MAX_FRAME_BYTES))
-        .merge(crate::clue::api::routes())
-        .merge(crate::notice::api::routes())
-        .merge(crate::rules::pumpout_api::routes())
-        .merge(crate::registry::api::routes())
-        .merge(crate::camera::permits_api::routes())
+        .merge(clues::routes())
+        .merge(stays::routes())
+        .merge(pumpouts::routes())
+        .merge(registry::routes())
+        .merge(permits::routes())
         .merge(dashboard::routes())
         .with_state(state)
 }

@@ -10,13 +10,13 @@
 //!   and `device` may be left out, they come from the path). 201 when new, 200 when replaced.
 //! - `DELETE /api/v1/registry/devices/{site}/{device}`
 //!
-//! The unregistered devices are served by `GET /api/v1/devices?unregistered=true` (`api.rs`).
+//! The unregistered devices are served by `GET /api/v1/devices?unregistered=true` (`http/mod.rs`).
 
-use super::{DeviceEntry, Registry, RegistryError};
+use super::clues::ApiError;
 use crate::clue::PoolHandle;
-use crate::clue::api::ApiError;
 use crate::clue::audit::AuditAction;
 use crate::clue::auth::{Authenticator, Principal, Role};
+use crate::registry::{DeviceEntry, Registry, RegistryError};
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -65,7 +65,7 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let snap = r.snapshot();
     let seen: Vec<&DeviceEntry> = snap.entries().iter().filter(|e| p.sees(&e.site)).collect();
-    crate::clue::api::for_role(&p, &pool, &seen, &[])
+    super::clues::for_role(&p, &pool, &seen, &[])
 }
 
 /// Owners' phones are masked for roles without the personal-data right, as on clues.
@@ -79,7 +79,7 @@ async fn one(
     let e = r
         .get(&site, &device)
         .ok_or_else(|| ApiError::NotFound(format!("{site}/{device} is not registered")))?;
-    crate::clue::api::for_role(&p, &pool, &e, &[])
+    super::clues::for_role(&p, &pool, &e, &[])
 }
 
 fn require_admin(p: &Principal) -> Result<(), ApiError> {

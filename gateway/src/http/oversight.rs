@@ -8,10 +8,10 @@
 //!   `clues.oversight.every_s`); answers the warnings new or raised.
 //! - `POST /api/v1/evidence/purge`: run the retention purge now (admin); answers the counts.
 
-use super::api::ApiError;
-use super::auth::{Authenticator, Principal, Role};
-use super::oversight::concerns_actor;
-use super::pool::PoolHandle;
+use super::clues::ApiError;
+use crate::clue::auth::{Authenticator, Principal, Role};
+use crate::clue::oversight::concerns_actor;
+use crate::clue::pool::PoolHandle;
 use axum::extract::{FromRef, Query, State};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -58,7 +58,7 @@ async fn warnings(
         .into_iter()
         .filter(|w| !concerns_actor(&w.finding, &me))
         .collect();
-    super::api::for_role(&p, &pool, &list, &[])
+    super::clues::for_role(&p, &pool, &list, &[])
 }
 
 async fn run(p: Principal, State(pool): State<PoolHandle>) -> Result<impl IntoResponse, ApiError> {
@@ -71,7 +71,7 @@ async fn run(p: Principal, State(pool): State<PoolHandle>) -> Result<impl IntoRe
         .filter(|w| !concerns_actor(&w.finding, &me))
         .filter(|w| w.finding.site.as_deref().is_none_or(|s| p.sees(s)))
         .collect();
-    super::api::for_role(&p, &pool, &list, &[])
+    super::clues::for_role(&p, &pool, &list, &[])
 }
 
 async fn purge(

@@ -8,11 +8,11 @@
 //!   (an unauditable registration is refused), because it silences "illegal discharge" clues.
 //! - `GET  /api/v1/pumpouts?site=`: the records of the token's sites (any role that sees them).
 
-use super::pumpout_journal::{PumpoutJournal, PumpoutRecord};
-use crate::clue::api::ApiError;
+use super::clues::ApiError;
 use crate::clue::audit::AuditAction;
 use crate::clue::auth::{Authenticator, Principal, Role};
 use crate::clue::pool::PoolHandle;
+use crate::rules::pumpout_journal::{PumpoutJournal, PumpoutRecord};
 use axum::extract::{FromRef, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

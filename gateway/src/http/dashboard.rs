@@ -173,7 +173,7 @@ async fn latest_frame(
         .into_response())
 }
 
-/// This module's routes in the OpenAPI document (`api::openapi`).
+/// This module's routes in the OpenAPI document (`http::openapi`).
 pub fn add_openapi_paths(paths: &mut serde_json::Value) {
     use super::openapi::op;
     let dev = [("site", "path"), ("device", "path")];

@@ -6,8 +6,8 @@
 //! level, departments and the sites of its scope the token sees, never with sites outside the
 //! token's scope.
 
-use super::PoolHandle;
-use super::auth::{Authenticator, Principal};
+use crate::clue::PoolHandle;
+use crate::clue::auth::{Authenticator, Principal};
 use axum::extract::{FromRef, State};
 use axum::routing::get;
 use axum::{Json, Router};

@@ -4,8 +4,8 @@
 //! `left_after_notice`, `clue`), `from_ms`, `to_ms` (notice time), `limit` (default 100,
 //! at most 1000). Newest notice first.
 
+use super::clues::{ApiError, can_read, for_role};
 use crate::clue::PoolHandle;
-use crate::clue::api::{ApiError, can_read, for_role};
 use crate::clue::auth::{Authenticator, Principal};
 use crate::clue::stays::{Outcome, StayQuery};
 use axum::Router;

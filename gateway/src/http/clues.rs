@@ -19,14 +19,14 @@
 //! - `GET  /api/v1/clues/export?from_ms=&to_ms=&format=csv|json` (clues created in range) and
 //!   `GET /api/v1/audit/export?from_ms=&to_ms=&format=csv|json` (entries in range).
 
-use super::auth::{AuthError, Authenticator, Principal};
-use super::evidence::EvidenceError;
-use super::lifecycle::{Action, LifecycleError, Status};
-use super::model::{ClueQuery, parse_level};
-use super::pool::{PoolError, PoolHandle};
-use super::signal::ClueEvent;
-use super::store::StoreError;
-use super::supervision::NoticeError;
+use crate::clue::auth::{AuthError, Authenticator, Principal};
+use crate::clue::evidence::EvidenceError;
+use crate::clue::lifecycle::{Action, LifecycleError, Status};
+use crate::clue::model::{ClueQuery, parse_level};
+use crate::clue::pool::{PoolError, PoolHandle};
+use crate::clue::signal::ClueEvent;
+use crate::clue::store::StoreError;
+use crate::clue::supervision::NoticeError;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -110,13 +110,7 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Records kept outside the clue pool that explain a clue, shown on its detail: the pump-out
-/// visits registered for a grease trap (the rules keep them; the clue layer does not depend on
-/// the rules, so they come in through this trait).
-pub trait Explanations: Send + Sync {
-    /// Fields to add to the clue's detail (`{"pumpouts": [...]}`); empty when nothing applies.
-    fn explaining(&self, clue: &super::model::Clue) -> serde_json::Map<String, serde_json::Value>;
-}
+pub use crate::clue::explanations::Explanations;
 
 /// The explanations as router state (absent: the detail has none).
 #[derive(Clone, Default)]
@@ -142,9 +136,9 @@ where
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/decisions/stats", get(decision_stats))
         .route("/api/v1/audit/verify", get(verify))
-        .merge(super::oversight_api::routes())
-        .merge(super::supervision_api::routes())
-        .merge(super::org_api::routes())
+        .merge(super::oversight::routes())
+        .merge(super::supervision::routes())
+        .merge(super::org::routes())
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,12 +166,12 @@ pub(crate) fn for_role<T: serde::Serialize>(
 ) -> ApiResult<Json<serde_json::Value>> {
     let mut v = serde_json::to_value(value).map_err(|_| ApiError::Internal)?;
     if !pool.config().privacy.sees_originals(p.role) {
-        super::privacy::mask_personal_data(&mut v, known_plates);
+        crate::clue::privacy::mask_personal_data(&mut v, known_plates);
     }
     Ok(Json(v))
 }
 
-fn plate_of(c: &super::model::Clue) -> Vec<String> {
+fn plate_of(c: &crate::clue::model::Clue) -> Vec<String> {
     c.subject.plate.iter().cloned().collect()
 }
 
@@ -260,7 +254,11 @@ async fn create(
 /// Loads a clue the caller may see. A clue of another site (or unit, or of a department the
 /// caller's is neither lead nor assisting of) answers exactly like a missing one (404, same
 /// body): the answer must not tell whether another site has clue `id`.
-async fn visible(p: &Principal, pool: &PoolHandle, id: i64) -> ApiResult<super::model::ClueDetail> {
+async fn visible(
+    p: &Principal,
+    pool: &PoolHandle,
+    id: i64,
+) -> ApiResult<crate::clue::model::ClueDetail> {
     can_read(p)?;
     let not_found = || ApiError::NotFound(format!("clue {id} not found"));
     let d = pool.get(id).await?.ok_or_else(not_found)?;
@@ -310,7 +308,7 @@ async fn act(
         .map_err(|e| ApiError::BadRequest(format!("bad action: {e}")))?;
     p.require(p.role.may_act(&action), action.name())?;
     // An inspector disposes of or hands on only clues that are theirs or nobody's yet.
-    if p.role == super::auth::Role::Inspector
+    if p.role == crate::clue::auth::Role::Inspector
         && matches!(
             action,
             Action::Resolve { .. }
@@ -409,7 +407,7 @@ async fn evidence(
     let regions = item.regions.clone();
     let cfg = privacy.clone();
     let masked = tokio::task::spawn_blocking(move || {
-        super::privacy::masked_copy(&bytes, &ct, regions.as_deref(), &cfg)
+        crate::clue::privacy::masked_copy(&bytes, &ct, regions.as_deref(), &cfg)
     })
     .await
     .map_err(|_| ApiError::Internal)?;
@@ -465,7 +463,7 @@ async fn verify(
 ) -> ApiResult<Response> {
     p.require(p.role.may_verify_audit(), "verify the audit log")?;
     let head = match (q.head_seq, q.head_hash) {
-        (Some(seq), Some(hash)) => Some(super::audit::Head { seq, hash }),
+        (Some(seq), Some(hash)) => Some(crate::clue::audit::Head { seq, hash }),
         (None, None) => None,
         _ => {
             return Err(ApiError::BadRequest(
@@ -502,7 +500,7 @@ async fn stream(
                     Ok(change) if p.sees_clue(&change.clue) => {
                         let mut data = serde_json::to_value(&change).unwrap_or_default();
                         if masked {
-                            super::privacy::mask_personal_data(&mut data, &[]);
+                            crate::clue::privacy::mask_personal_data(&mut data, &[]);
                         }
                         let ev = Event::default()
                             .event("clue")
@@ -617,7 +615,7 @@ fn csv_response(header: &[&str], rows: Vec<Vec<String>>, name: &str) -> Response
 }
 
 /// The clue's title rendered in `lang` (see `clue::text`), or its own title.
-fn rendered(c: &super::model::Clue, lang: &str) -> String {
+fn rendered(c: &crate::clue::model::Clue, lang: &str) -> String {
     c.detail["text"][lang]["title"]
         .as_str()
         .map_or_else(|| c.title.clone(), str::to_string)
@@ -652,7 +650,7 @@ async fn export_clues(
     // Exports follow the evidence rule: plates only for roles with the personal-data right.
     if !pool.config().privacy.sees_originals(p.role) {
         let mut v = serde_json::to_value(&clues).map_err(|_| ApiError::Internal)?;
-        super::privacy::mask_personal_data(&mut v, &[]);
+        crate::clue::privacy::mask_personal_data(&mut v, &[]);
         clues = serde_json::from_value(v).map_err(|_| ApiError::Internal)?;
     }
     if let Format::Json = format {
@@ -733,7 +731,7 @@ async fn export_audit(
         .await?;
     if !pool.config().privacy.sees_originals(p.role) {
         let mut v = serde_json::to_value(&entries).map_err(|_| ApiError::Internal)?;
-        super::privacy::mask_personal_data(&mut v, &[]);
+        crate::clue::privacy::mask_personal_data(&mut v, &[]);
         entries = serde_json::from_value(v).map_err(|_| ApiError::Internal)?;
     }
     // Entries are in chain order; the next call starts after the last millisecond returned
@@ -764,7 +762,7 @@ async fn export_audit(
                 e.actor.clone(),
                 e.action.clone(),
                 opt(&e.clue_id),
-                super::audit::canonical_json(&e.detail),
+                crate::clue::audit::canonical_json(&e.detail),
                 e.prev_hash.clone(),
                 e.hash.clone(),
             ]

@@ -1,4 +1,4 @@
-//! Supervision notice routes (see `super::supervision` for the life of a notice):
+//! Supervision notice routes (see `crate::clue::supervision` for the life of a notice):
 //!
 //! - `POST /api/v1/oversight/warnings/{id}/notice` {unit, deadline_ms | due_days, note}:
 //!   supervisors and admins make a warning they see a notice; 409 while it has an open one.
@@ -13,10 +13,10 @@
 //! platform) see and answer only those of their own sites. Nobody sees a notice about
 //! themself (404, as for anything out of scope). Auditors read and get 403 on every action.
 
-use super::api::ApiError;
-use super::auth::{Authenticator, Principal, Role};
-use super::pool::PoolHandle;
-use super::supervision::{self, IssueRequest, Notice, NoticeAction, NoticeFilter, Step};
+use super::clues::ApiError;
+use crate::clue::auth::{Authenticator, Principal, Role};
+use crate::clue::pool::PoolHandle;
+use crate::clue::supervision::{self, IssueRequest, Notice, NoticeAction, NoticeFilter, Step};
 use axum::Router;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::response::IntoResponse;
@@ -86,7 +86,7 @@ async fn list(
         .into_iter()
         .filter(|n| sees(&p, n.site.as_deref(), &n.concerns))
         .collect();
-    super::api::for_role(&p, &pool, &list, &[])
+    super::clues::for_role(&p, &pool, &list, &[])
 }
 
 async fn visible(p: &Principal, pool: &PoolHandle, id: i64) -> Result<Notice, ApiError> {
@@ -109,7 +109,7 @@ async fn detail(
         .notice(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("notice {id} not found")))?;
-    super::api::for_role(&p, &pool, &d, &[])
+    super::clues::for_role(&p, &pool, &d, &[])
 }
 
 async fn issue(
@@ -132,7 +132,7 @@ async fn issue(
                    "supervision notice issued");
     Ok((
         axum::http::StatusCode::CREATED,
-        super::api::for_role(&p, &pool, &n, &[])?,
+        super::clues::for_role(&p, &pool, &n, &[])?,
     ))
 }
 
@@ -164,7 +164,7 @@ async fn act(
     let n = pool.act_on_notice(id, action, p.actor()).await?;
     tracing::info!(notice = id, state = n.state.as_str(), actor = %p.actor(),
                    "supervision notice step");
-    super::api::for_role(&p, &pool, &n, &[])
+    super::clues::for_role(&p, &pool, &n, &[])
 }
 
 /// A notice's addressee (`field`: `unit` or `to`) as stored: with `[[org.units]]` configured,

@@ -16,13 +16,13 @@
 // would only add an allocation on the refusal path.
 #![allow(clippy::result_large_err)]
 
-use super::config::DroneConfig;
-use super::flight::{FileState, Flight, FlightStore, Progress, Status};
-use super::tasks::{NewTask, TaskStore};
-use super::upload::{self, UploadError};
-use crate::clue::auth::{AuthError, Authenticator, Principal, Role};
+use crate::clue::auth::{AuthError, Principal, Role};
+use crate::drone::DroneState;
+use crate::drone::flight::{FileState, Flight, Progress, Status};
+use crate::drone::tasks::NewTask;
+use crate::drone::upload::{self, UploadError};
 use axum::body::Body;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -33,48 +33,6 @@ use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
-/// What the drone routes share.
-#[derive(Clone)]
-pub struct DroneState {
-    pub cfg: Arc<DroneConfig>,
-    pub flights: FlightStore,
-    pub tasks: TaskStore,
-    pub queue: mpsc::Sender<u64>,
-    pub auth: Authenticator,
-    pub closing: CancellationToken,
-    /// Files being written now: a second concurrent PUT of the same file is refused.
-    busy: Arc<Mutex<HashSet<(u64, String)>>>,
-}
-
-impl FromRef<DroneState> for Authenticator {
-    fn from_ref(s: &DroneState) -> Authenticator {
-        s.auth.clone()
-    }
-}
-
-impl DroneState {
-    pub fn new(
-        cfg: DroneConfig,
-        flights: FlightStore,
-        tasks: TaskStore,
-        queue: mpsc::Sender<u64>,
-        auth: Authenticator,
-        closing: CancellationToken,
-    ) -> DroneState {
-        DroneState {
-            cfg: Arc::new(cfg),
-            flights,
-            tasks,
-            queue,
-            auth,
-            closing,
-            busy: Default::default(),
-        }
-    }
-}
 
 pub fn router(state: DroneState) -> Router {
     Router::new()
@@ -584,7 +542,7 @@ async fn create_task(
     let now = crate::clock::now_ms();
     match tokio::task::spawn_blocking(move || tasks.add(t, now)).await {
         Ok(Ok(task)) => (StatusCode::CREATED, Json(task)).into_response(),
-        Ok(Err(super::tasks::TaskError::Invalid(m))) => error(StatusCode::BAD_REQUEST, m),
+        Ok(Err(crate::drone::tasks::TaskError::Invalid(m))) => error(StatusCode::BAD_REQUEST, m),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
