@@ -113,9 +113,8 @@ enum TokenCommand {
         #[arg(long)]
         name: Option<String>,
         /// Binds a device token to this one device (camera id): it may then post frames and
-        /// enrol the reference only for that camera. Without it, a device token speaks for
-        /// every device of its sites (a relay).
-        #[arg(long)]
+        /// enrol the reference only for that camera. A device token needs this or --relay.
+        #[arg(long, conflicts_with = "relay")]
         device: Option<String>,
         /// Scopes the token to a unit of `[org]`: it sees the unit's sites and those of the
         /// units below it (narrowed to --sites when given too).
@@ -125,6 +124,10 @@ enum TokenCommand {
         /// assists (of the unit's, or of --sites').
         #[arg(long)]
         department: Option<String>,
+        /// A device token bound to no camera: it speaks for every device of its sites (a relay
+        /// or recorder that uploads for several cameras). Recorded in the audit entry.
+        #[arg(long)]
+        relay: bool,
     },
     /// List tokens (ids, roles, sites; never the tokens).
     List {
@@ -336,6 +339,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     device,
                     unit,
                     department,
+                    relay,
                 },
         } => {
             let cfg = Config::load(Some(&config))?;
@@ -368,6 +372,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 device: device.as_deref(),
                 unit: unit.as_deref(),
                 department: department.as_deref(),
+                relay,
             };
             let (id, token) = gateway::clue::auth::create_token_for(
                 store.tokens().as_ref(),

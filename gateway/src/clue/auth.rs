@@ -11,7 +11,11 @@
 //! it then speaks only for that camera id, so a camera that leaks its token cannot post frames
 //! or re-enrol the reference view of another camera on its site. A device token without a
 //! binding speaks for every device of its sites (a relay or video recorder that uploads for
-//! many cameras); issue one bound token per camera where cameras post for themselves.
+//! many cameras); issue one bound token per camera where cameras post for themselves. A new
+//! device token must say which it is: bound (`--device CAM`) or a relay (`--relay`), so an
+//! unbound token is a choice the `token_created` audit entry records (`"relay": true`), not a
+//! default. Tokens issued before that rule are unbound; the gateway counts the unbound ones at
+//! start (`device_tokens_unbound`) and warns.
 //!
 //! A token may also be scoped to a unit of `[org]` (`--unit xihu`) and/or a department
 //! (`--department urban-management`): its sites are then its unit's scope (see
@@ -21,9 +25,8 @@
 use super::audit::sha256_hex;
 use super::lifecycle::Action;
 use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use thiserror::Error;
@@ -154,6 +157,9 @@ pub struct TokenGrant<'a> {
     /// `Org::check_grant`).
     pub unit: Option<&'a str>,
     pub department: Option<&'a str>,
+    /// A device token deliberately bound to no camera: it speaks for every device of its
+    /// sites (a relay or recorder). A device token is either bound (`device`) or a relay.
+    pub relay: bool,
 }
 
 #[derive(Debug, Error)]
@@ -197,17 +203,39 @@ pub fn create_token(
         device: None,
         unit: None,
         department: None,
+        relay: false,
     };
     create_token_for(store, &grant, now_ms)
 }
 
 /// [`create_token`] with everything a grant can say, the device binding included. A binding
-/// is for device tokens only: other roles are refused.
+/// or a relay is for device tokens only, and a device token must be one of the two.
 pub fn create_token_for(
     store: &dyn TokenStore,
     grant: &TokenGrant<'_>,
     now_ms: i64,
 ) -> Result<(i64, String), TokenStoreError> {
+    match (grant.role, grant.device.is_some(), grant.relay) {
+        (Role::Device, false, false) => {
+            return Err(TokenStoreError::Invalid(
+                "a device token is bound to its camera (--device CAM) or, deliberately, a relay \
+                 that speaks for every camera of its sites (--relay)"
+                    .into(),
+            ));
+        }
+        (_, true, true) => {
+            return Err(TokenStoreError::Invalid(
+                "a token is either bound to one device (--device) or a relay (--relay)".into(),
+            ));
+        }
+        (role, _, true) if role != Role::Device => {
+            return Err(TokenStoreError::Invalid(format!(
+                "only device tokens are relays, not {}",
+                role.as_str()
+            )));
+        }
+        _ => {}
+    }
     if let Some(device) = grant.device {
         if grant.role != Role::Device {
             return Err(TokenStoreError::Invalid(format!(
@@ -327,23 +355,6 @@ pub enum AuthError {
     Backend,
     #[error("too many failed logins; retry later")]
     RateLimited,
-}
-
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        let status = match self {
-            AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
-            AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
-            AuthError::Backend => StatusCode::INTERNAL_SERVER_ERROR,
-            AuthError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        };
-        let body = axum::Json(serde_json::json!({"error": self.to_string()}));
-        if status == StatusCode::UNAUTHORIZED {
-            (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
-        } else {
-            (status, body).into_response()
-        }
-    }
 }
 
 /// What the extractor needs from the router state.

@@ -241,6 +241,15 @@ fn open_backend(
     })
 }
 
+/// Active device tokens without a camera binding.
+fn unbound_device_tokens(backend: &Backend) -> Result<usize, PoolError> {
+    Ok(backend
+        .list_tokens()?
+        .iter()
+        .filter(|t| t.role == "device" && t.device.is_none() && t.revoked_ms.is_none())
+        .count())
+}
+
 /// Starts the pool: intake of signals, the escalation tick and delivery (MQTT, webhook).
 /// Returns the sender producers use, the handle for the API, and the tasks: intake ends when
 /// every sender is dropped, the tick and delivery when `cancel` fires.
@@ -259,6 +268,24 @@ pub fn start_pool(
                 .join()
                 .map_err(|_| PoolError::Join)
         })??;
+    }
+    let unbound = std::thread::scope(|s| {
+        s.spawn(|| unbound_device_tokens(&backend))
+            .join()
+            .map_err(|_| PoolError::Join)
+    })??;
+    metrics
+        .device_tokens_unbound
+        .set(i64::try_from(unbound).unwrap_or(i64::MAX));
+    if unbound > 0 {
+        warn!(
+            unbound,
+            "{unbound} active device token(s) are bound to no camera and speak for every camera \
+             of their sites (relays, and device tokens issued before --device or --relay was \
+             required; `gateway token list` shows them without a device): issue each camera its \
+             own token (`token create --role device --device CAM`) and revoke these, or set \
+             [cameras] require_device_binding = true to refuse them on the camera routes"
+        );
     }
     let evidence = backend.evidence(cfg)?;
     let handle = PoolHandle::new(

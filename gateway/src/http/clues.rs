@@ -19,14 +19,12 @@
 //! - `GET  /api/v1/clues/export?from_ms=&to_ms=&format=csv|json` (clues created in range) and
 //!   `GET /api/v1/audit/export?from_ms=&to_ms=&format=csv|json` (entries in range).
 
+use super::error::{ApiError, ApiResult};
 use crate::clue::auth::{AuthError, Authenticator, Principal};
-use crate::clue::evidence::EvidenceError;
-use crate::clue::lifecycle::{Action, LifecycleError, Status};
+use crate::clue::lifecycle::{Action, Status};
 use crate::clue::model::{ClueQuery, parse_level};
-use crate::clue::pool::{PoolError, PoolHandle};
+use crate::clue::pool::PoolHandle;
 use crate::clue::signal::ClueEvent;
-use crate::clue::store::StoreError;
-use crate::clue::supervision::NoticeError;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -36,79 +34,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use std::convert::Infallible;
 use tokio::sync::broadcast::error::RecvError;
-
-#[derive(Debug)]
-pub enum ApiError {
-    Auth(AuthError),
-    NotFound(String),
-    BadRequest(String),
-    Conflict(String),
-    /// A feature this gateway runs without (503).
-    Unavailable(String),
-    /// Storing it would leave less than the storage floor free (507).
-    InsufficientStorage(String),
-    Internal,
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        ApiError::Auth(e)
-    }
-}
-
-impl From<PoolError> for ApiError {
-    fn from(e: PoolError) -> Self {
-        match e {
-            PoolError::Store(StoreError::NotFound(id)) => {
-                ApiError::NotFound(format!("clue {id} not found"))
-            }
-            PoolError::Store(StoreError::Lifecycle(l @ LifecycleError::Illegal { .. })) => {
-                ApiError::Conflict(l.to_string())
-            }
-            PoolError::Store(StoreError::Lifecycle(l)) => ApiError::BadRequest(l.to_string()),
-            PoolError::Store(StoreError::Conflict(c)) => ApiError::Conflict(c),
-            PoolError::Store(StoreError::Notice(n)) => match n {
-                NoticeError::Illegal { .. } => ApiError::Conflict(n.to_string()),
-                NoticeError::Invalid(m) => ApiError::BadRequest(m),
-                NoticeError::NotFound(m) => ApiError::NotFound(format!("{m} not found")),
-            },
-            PoolError::Invalid(m) => ApiError::BadRequest(m),
-            PoolError::Evidence(EvidenceError::NotFound(h)) => {
-                ApiError::NotFound(format!("evidence {h} not found"))
-            }
-            PoolError::Evidence(EvidenceError::BadHash(h)) => {
-                ApiError::BadRequest(format!("{h}: not a SHA-256"))
-            }
-            PoolError::Evidence(e @ EvidenceError::NoSpace(_)) => {
-                ApiError::InsufficientStorage(e.to_string())
-            }
-            other => {
-                tracing::error!(error = %other, "clue API failure");
-                ApiError::Internal
-            }
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, msg) = match self {
-            ApiError::Auth(a) => return a.into_response(),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
-            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
-            ApiError::InsufficientStorage(m) => (StatusCode::INSUFFICIENT_STORAGE, m),
-            ApiError::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error (see the gateway log)".to_string(),
-            ),
-        };
-        (status, Json(serde_json::json!({"error": msg}))).into_response()
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
 
 pub use crate::clue::explanations::Explanations;
 
@@ -354,14 +279,10 @@ async fn evidence(
         )));
     };
     if let Some(at) = item.purged_ms {
-        return Ok((
-            StatusCode::GONE,
-            Json(serde_json::json!({
-                "error": format!("evidence {sha256} was purged at {at} ms (retention)"),
-                "purged_ms": at,
-            })),
-        )
-            .into_response());
+        return Err(ApiError::Gone {
+            message: format!("evidence {sha256} was purged at {at} ms (retention)"),
+            purged_ms: at,
+        });
     }
     if let Some(body) = &item.body {
         return Ok(Json(body.clone()).into_response());

@@ -10,6 +10,7 @@
 //!   people and kitchens), masked for roles without the personal-data right; originals audited.
 
 use super::AppState;
+use super::error::{ApiError, ApiResult};
 use crate::clue::auth::{AuthError, Principal};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -43,14 +44,6 @@ async fn whoami(p: Principal) -> Json<serde_json::Value> {
     }))
 }
 
-fn not_found(what: String) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        Json(serde_json::json!({ "error": what })),
-    )
-        .into_response()
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SiteQuery {
@@ -70,21 +63,20 @@ async fn readings(
     State(s): State<AppState>,
     Path((site, device)): Path<(String, String)>,
     Query(q): Query<ReadingsQuery>,
-) -> Result<Response, AuthError> {
+) -> ApiResult<Json<serde_json::Value>> {
     p.require_site(&site)?;
-    Ok(
-        match s
-            .devices
-            .history()
-            .series(&site, &device, q.metric.as_deref(), q.since_ms)
-        {
-            Some(series) => Json(serde_json::json!({
-                "site": site, "device": device, "series": series,
-            }))
-            .into_response(),
-            None => not_found(format!("no readings from {site}/{device}")),
-        },
-    )
+    match s
+        .devices
+        .history()
+        .series(&site, &device, q.metric.as_deref(), q.since_ms)
+    {
+        Some(series) => Ok(Json(serde_json::json!({
+            "site": site, "device": device, "series": series,
+        }))),
+        None => Err(ApiError::NotFound(format!(
+            "no readings from {site}/{device}"
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,14 +91,14 @@ async fn events(
     State(s): State<AppState>,
     Path((site, device)): Path<(String, String)>,
     Query(q): Query<EventsQuery>,
-) -> Result<Response, AuthError> {
+) -> ApiResult<Response> {
     p.require_site(&site)?;
-    Ok(
-        match s.devices.history().events(&site, &device, q.since_ms) {
-            Some(ev) => Json(ev).into_response(),
-            None => not_found(format!("no readings from {site}/{device}")),
-        },
-    )
+    match s.devices.history().events(&site, &device, q.since_ms) {
+        Some(ev) => Ok(Json(ev).into_response()),
+        None => Err(ApiError::NotFound(format!(
+            "no readings from {site}/{device}"
+        ))),
+    }
 }
 
 async fn cameras(
@@ -131,12 +123,12 @@ async fn latest_frame(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<SiteQuery>,
-) -> Result<Response, AuthError> {
+) -> ApiResult<Response> {
     p.require(p.role.may_read_clues(), "view camera frames")?;
     // The site first: a camera id alone is not unique, and a refusal reveals nothing.
     p.require_site(&q.site)?;
     let Some(jpeg) = s.cameras.latest_jpeg(&q.site, &id) else {
-        return Ok(not_found(format!(
+        return Err(ApiError::NotFound(format!(
             "no frame from camera {id} at {}",
             q.site
         )));
@@ -149,6 +141,7 @@ async fn latest_frame(
             .await
         {
             tracing::error!(error = %e, "frame access could not be audited; original withheld");
+            // An empty 503, as this route has always answered (the one error without a body).
             return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response());
         }
         (jpeg, "original")
@@ -159,7 +152,9 @@ async fn latest_frame(
         .await;
         match masked {
             Ok(Ok(m)) => (m, "masked"),
-            _ => return Err(AuthError::Forbidden("frame withheld from this role".into())),
+            _ => {
+                return Err(AuthError::Forbidden("frame withheld from this role".into()).into());
+            }
         }
     };
     Ok((

@@ -10,6 +10,7 @@
 pub mod clues;
 pub mod dashboard;
 pub mod drone;
+pub mod error;
 pub mod openapi;
 pub mod org;
 pub mod oversight;
@@ -31,6 +32,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use error::{ApiError, ApiResult};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -182,7 +184,7 @@ async fn devices(
     p: Principal,
     State(s): State<AppState>,
     Query(q): Query<DeviceQuery>,
-) -> Result<Response, crate::clue::auth::AuthError> {
+) -> ApiResult<Response> {
     if let Some(site) = &q.site {
         p.require_site(site)?;
     }
@@ -226,7 +228,7 @@ struct CameraQuery {
 }
 
 /// Checks role, site, device binding, free space and content type shared by the camera
-/// routes; `Some` is the refusal. A token bound to another camera gets 403, counted as
+/// routes. A token bound to another camera gets 403, counted as
 /// `other_device`: a camera that leaks its token cannot speak for its neighbours. A camera over
 /// its upload rate gets 429 with `Retry-After`, counted as `rate_limit`. Below the storage
 /// floor a frame gets 507, counted as `disk_full`.
@@ -237,23 +239,16 @@ fn camera_upload_refusal(
     site: &str,
     headers: &HeaderMap,
     body_len: u64,
-) -> Option<Response> {
+) -> ApiResult<()> {
     use crate::clue::auth::Role;
-    let refused = p
-        .require(
-            matches!(p.role, Role::Device | Role::Platform | Role::Admin),
-            "upload camera frames",
-        )
-        .and_then(|()| p.require_site(site))
-        .map_err(IntoResponse::into_response)
-        .err();
-    if refused.is_some() {
-        return refused;
-    }
+    p.require(
+        matches!(p.role, Role::Device | Role::Platform | Role::Admin),
+        "upload camera frames",
+    )?;
+    p.require_site(site)?;
     if p.role == Role::Device && p.device.is_none() && s.cameras.requires_device_binding() {
         count_refusal(s, "unbound_token");
-        return Some(error(
-            StatusCode::FORBIDDEN,
+        return Err(ApiError::Forbidden(
             "device tokens must be bound to their camera here (cameras.require_device_binding): \
              issue one with `token create --role device --device CAMERA`"
                 .into(),
@@ -266,7 +261,7 @@ fn camera_upload_refusal(
             "camera upload with another device's token"
         );
         count_refusal(s, "other_device");
-        return Some(e.into_response());
+        return Err(e.into());
     }
     if let Err(wait_s) = s.cameras.admit_upload(site, camera, crate::clock::now_ms()) {
         count_refusal(s, "rate_limit");
@@ -274,37 +269,38 @@ fn camera_upload_refusal(
             "camera {camera} is over its upload rate (cameras.max_frames_per_minute); \
              retry in {wait_s} s"
         );
-        let mut r = error(StatusCode::TOO_MANY_REQUESTS, message);
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from(wait_s));
-        return Some(r);
+        return Err(ApiError::TooManyRequests {
+            message,
+            retry_after_s: wait_s,
+        });
     }
     if let Err(e) = s.storage_floor.check(body_len) {
         count_refusal(s, "disk_full");
-        return Some(error(StatusCode::INSUFFICIENT_STORAGE, e.to_string()));
+        return Err(ApiError::InsufficientStorage(e.to_string()));
     }
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    (!ct.starts_with("image/jpeg")).then(|| {
-        error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("expected Content-Type image/jpeg, got `{ct}`"),
-        )
-    })
+    if !ct.starts_with("image/jpeg") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "expected Content-Type image/jpeg, got `{ct}`"
+        )));
+    }
+    Ok(())
 }
 
 /// A frame or reference the camera service refused: a camera over its site's limit is 403,
 /// anything else (not a usable JPEG) 422; each counted by reason.
-fn frame_refused(s: &AppState, e: crate::camera::frame::FrameError) -> Response {
+fn frame_refused(s: &AppState, e: crate::camera::frame::FrameError) -> ApiError {
     use crate::camera::frame::FrameError;
-    let (status, reason) = match &e {
-        FrameError::TooManyCameras { .. } => (StatusCode::FORBIDDEN, "camera_limit"),
-        _ => (StatusCode::UNPROCESSABLE_ENTITY, "bad_frame"),
+    let message = e.to_string();
+    let (error, reason) = match &e {
+        FrameError::TooManyCameras { .. } => (ApiError::Forbidden(message), "camera_limit"),
+        _ => (ApiError::Unprocessable(message), "bad_frame"),
     };
     count_refusal(s, reason);
-    error(status, e.to_string())
+    error
 }
 
 /// Counts a refused camera frame or reference in `camera_frames_refused_total{reason}`.
@@ -315,10 +311,6 @@ fn count_refusal(s: &AppState, reason: &'static str) {
         .inc();
 }
 
-fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
-}
-
 /// `POST /api/v1/cameras/{id}/frames?site=S` (image/jpeg): camera health checks on one frame.
 async fn camera_frame(
     p: Principal,
@@ -327,17 +319,15 @@ async fn camera_frame(
     Query(q): Query<CameraQuery>,
     headers: HeaderMap,
     body: bytes::Bytes,
-) -> Response {
-    if let Some(r) = camera_upload_refusal(&s, &p, &id, &q.site, &headers, body.len() as u64) {
-        return r;
-    }
+) -> ApiResult<Response> {
+    camera_upload_refusal(&s, &p, &id, &q.site, &headers, body.len() as u64)?;
     match s
         .cameras
         .frame(id, q.site, body, crate::clock::now_ms())
         .await
     {
-        Ok(report) => Json(report).into_response(),
-        Err(e) => frame_refused(&s, e),
+        Ok(report) => Ok(Json(report).into_response()),
+        Err(e) => Err(frame_refused(&s, e)),
     }
 }
 
@@ -349,12 +339,10 @@ async fn camera_reference(
     Query(q): Query<CameraQuery>,
     headers: HeaderMap,
     body: bytes::Bytes,
-) -> Response {
-    if let Some(r) = camera_upload_refusal(&s, &p, &id, &q.site, &headers, body.len() as u64) {
-        return r;
-    }
+) -> ApiResult<Response> {
+    camera_upload_refusal(&s, &p, &id, &q.site, &headers, body.len() as u64)?;
     match s.cameras.reference(id, q.site, body).await {
-        Ok(report) => Json(report).into_response(),
-        Err(e) => frame_refused(&s, e),
+        Ok(report) => Ok(Json(report).into_response()),
+        Err(e) => Err(frame_refused(&s, e)),
     }
 }

@@ -8,7 +8,7 @@
 //!   `clues.oversight.every_s`); answers the warnings new or raised.
 //! - `POST /api/v1/evidence/purge`: run the retention purge now (admin); answers the counts.
 
-use super::clues::ApiError;
+use super::error::ApiError;
 use crate::clue::auth::{Authenticator, Principal, Role};
 use crate::clue::oversight::concerns_actor;
 use crate::clue::pool::PoolHandle;

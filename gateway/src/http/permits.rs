@@ -18,7 +18,8 @@
 //! `holder` or any other text that repeats the plate) for roles without the personal-data
 //! right (`clues.privacy.original_roles`, supervisors and admins by default).
 
-use super::clues::{ApiError, for_role};
+use super::clues::for_role;
+use super::error::ApiError;
 use crate::camera::permits::{MuckPermits, PermitView};
 use crate::clue::PoolHandle;
 use crate::clue::auth::{Authenticator, Principal, Role};

@@ -8,7 +8,7 @@
 //!   (an unauditable registration is refused), because it silences "illegal discharge" clues.
 //! - `GET  /api/v1/pumpouts?site=`: the records of the token's sites (any role that sees them).
 
-use super::clues::ApiError;
+use super::error::ApiError;
 use crate::clue::audit::AuditAction;
 use crate::clue::auth::{Authenticator, Principal, Role};
 use crate::clue::pool::PoolHandle;

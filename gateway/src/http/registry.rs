@@ -12,7 +12,7 @@
 //!
 //! The unregistered devices are served by `GET /api/v1/devices?unregistered=true` (`http/mod.rs`).
 
-use super::clues::ApiError;
+use super::error::ApiError;
 use crate::clue::PoolHandle;
 use crate::clue::audit::AuditAction;
 use crate::clue::auth::{Authenticator, Principal, Role};
@@ -42,20 +42,6 @@ where
             "/api/v1/registry/devices/{site}/{device}",
             get(one).put(put).delete(delete),
         )
-}
-
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
-        match e {
-            RegistryError::Invalid(e) => ApiError::BadRequest(e.to_string()),
-            RegistryError::NotFound(id) => ApiError::NotFound(format!("{id} is not registered")),
-            RegistryError::NoFile => ApiError::Unavailable(e.to_string()),
-            RegistryError::File { .. } => {
-                tracing::error!(error = %e, "registry edit failed");
-                ApiError::Internal
-            }
-        }
-    }
 }
 
 async fn list(

@@ -4,7 +4,8 @@
 //! `left_after_notice`, `clue`), `from_ms`, `to_ms` (notice time), `limit` (default 100,
 //! at most 1000). Newest notice first.
 
-use super::clues::{ApiError, can_read, for_role};
+use super::clues::{can_read, for_role};
+use super::error::ApiError;
 use crate::clue::PoolHandle;
 use crate::clue::auth::{Authenticator, Principal};
 use crate::clue::stays::{Outcome, StayQuery};

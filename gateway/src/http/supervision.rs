@@ -13,7 +13,7 @@
 //! platform) see and answer only those of their own sites. Nobody sees a notice about
 //! themself (404, as for anything out of scope). Auditors read and get 403 on every action.
 
-use super::clues::ApiError;
+use super::error::ApiError;
 use crate::clue::auth::{Authenticator, Principal, Role};
 use crate::clue::pool::PoolHandle;
 use crate::clue::supervision::{self, IssueRequest, Notice, NoticeAction, NoticeFilter, Step};

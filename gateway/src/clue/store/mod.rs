@@ -569,6 +569,9 @@ pub(crate) fn token_created_detail(id: i64, grant: &super::auth::TokenGrant<'_>)
     if let Some(device) = grant.device {
         d["device"] = json!(device);
     }
+    if grant.relay {
+        d["relay"] = json!(true);
+    }
     // Only when set, so the entries of tokens without them read as before.
     if let Some(unit) = grant.unit {
         d["unit"] = json!(unit);

@@ -13,6 +13,7 @@ pub(crate) fn a_device_token_keeps_its_binding_and_other_tokens_have_none(store:
         device: Some("cam-7"),
         unit: None,
         department: None,
+        relay: false,
     };
     let (id, token) = create_token_for(store, &grant, 1).expect("bound token");
     let rec = store
@@ -23,7 +24,12 @@ pub(crate) fn a_device_token_keeps_its_binding_and_other_tokens_have_none(store:
     assert_eq!(rec.device.as_deref(), Some("cam-7"));
     assert_eq!(rec.sites, sites);
 
-    let (_, relay) = create_token(store, Role::Device, &sites, None, 2).expect("relay token");
+    let relay_grant = TokenGrant {
+        device: None,
+        relay: true,
+        ..grant
+    };
+    let (_, relay) = create_token_for(store, &relay_grant, 2).expect("relay token");
     let rec = store
         .token_by_hash(&token_hash(&relay))
         .expect("lookup")
@@ -36,6 +42,25 @@ pub(crate) fn a_device_token_keeps_its_binding_and_other_tokens_have_none(store:
     };
     assert!(matches!(
         create_token_for(store, &inspector, 3),
+        Err(TokenStoreError::Invalid(_))
+    ));
+    // A device token is bound or, deliberately, a relay: never unbound by default.
+    let e = create_token(store, Role::Device, &sites, None, 4).expect_err("neither");
+    assert!(e.to_string().contains("--relay"), "{e}");
+    let both = TokenGrant {
+        relay: true,
+        ..grant
+    };
+    assert!(matches!(
+        create_token_for(store, &both, 5),
+        Err(TokenStoreError::Invalid(_))
+    ));
+    let inspector_relay = TokenGrant {
+        role: Role::Inspector,
+        ..relay_grant
+    };
+    assert!(matches!(
+        create_token_for(store, &inspector_relay, 6),
         Err(TokenStoreError::Invalid(_))
     ));
 }
@@ -53,6 +78,7 @@ pub(crate) fn a_unit_token_keeps_its_unit_and_department(
         device: None,
         unit: Some("lingyin"),
         department: Some("market"),
+        relay: false,
     };
     let (id, token) = create_token_for(store, &grant, 1).expect("unit token");
     let rec = store

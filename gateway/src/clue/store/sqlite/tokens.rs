@@ -90,6 +90,7 @@ impl TokenStore for SqliteStore {
             device,
             unit,
             department,
+            relay: _,
         } = *grant;
         let sites =
             serde_json::to_string(sites).map_err(|e| TokenStoreError::Backend(e.to_string()))?;
