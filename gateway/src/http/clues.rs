@@ -63,6 +63,7 @@ where
         .route("/api/v1/audit/verify", get(verify))
         .merge(super::oversight::routes())
         .merge(super::supervision::routes())
+        .merge(super::org::routes())
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +73,8 @@ struct ListParams {
     level: Option<String>,
     site: Option<String>,
     kind: Option<String>,
+    /// Only clues in this unit's scope (its sites and those of the units below it).
+    unit: Option<String>,
     #[serde(default)]
     limit: u32,
     #[serde(default)]
@@ -122,13 +125,18 @@ async fn list(
             Some(parse_level(l).ok_or_else(|| ApiError::BadRequest(format!("unknown level {l}")))?)
         }
     };
+    let scope = match q.unit.as_deref() {
+        None => p.scope(),
+        Some(u) => Some(unit_filter(&p, &pool, u)?),
+    };
     let clues = pool
         .list(ClueQuery {
             status,
             level,
             site: q.site,
             kind: q.kind,
-            scope: p.scope(),
+            scope,
+            department: p.department.clone(),
             from_ms: None,
             to_ms: None,
             limit: q.limit.min(1000),
@@ -136,6 +144,20 @@ async fn list(
         })
         .await?;
     for_role(&p, &pool, &clues, &[])
+}
+
+/// The sites of unit `unit`'s scope the caller sees (`?unit=` of the list). A unit that is not
+/// configured is a bad request; one outside the caller's scope simply holds nothing it sees.
+fn unit_filter(p: &Principal, pool: &PoolHandle, unit: &str) -> ApiResult<Vec<String>> {
+    let org = pool.org();
+    if org.unit(unit).is_none() {
+        return Err(ApiError::BadRequest(format!("no unit {unit} in [org]")));
+    }
+    Ok(org
+        .scope_sites(unit)
+        .into_iter()
+        .filter(|s| p.sees(s))
+        .collect())
 }
 
 async fn create(
@@ -154,8 +176,9 @@ async fn create(
     Ok((status, for_role(&p, &pool, &change, &[])?))
 }
 
-/// Loads a clue the caller may see. A clue of another site answers exactly like a missing one
-/// (404, same body): the answer must not tell whether another site has clue `id`.
+/// Loads a clue the caller may see. A clue of another site (or unit, or of a department the
+/// caller's is neither lead nor assisting of) answers exactly like a missing one (404, same
+/// body): the answer must not tell whether another site has clue `id`.
 async fn visible(
     p: &Principal,
     pool: &PoolHandle,
@@ -164,7 +187,7 @@ async fn visible(
     can_read(p)?;
     let not_found = || ApiError::NotFound(format!("clue {id} not found"));
     let d = pool.get(id).await?.ok_or_else(not_found)?;
-    if !p.sees(&d.clue.subject.site) {
+    if !p.sees_clue(&d.clue) {
         return Err(not_found());
     }
     Ok(d)
@@ -182,6 +205,19 @@ async fn detail(
     let mut v = serde_json::to_value(&d).map_err(|_| ApiError::Internal)?;
     if let (Some(ex), Some(fields)) = (&explanations.0, v.as_object_mut()) {
         fields.extend(ex.explaining(&d.clue));
+    }
+    if let (Some(unit), Some(fields)) = (
+        pool.org().unit_of_site(&d.clue.subject.site),
+        v.as_object_mut(),
+    ) {
+        // The unit that handles the clue's site, with the units above it (lowest first).
+        let org = pool.org();
+        let chain: Vec<_> = org
+            .chain(&unit.id)
+            .map(|u| serde_json::json!({"id": u.id, "name": u.name, "level": u.level}))
+            .collect();
+        fields.insert("unit".into(), chain[0].clone());
+        fields.insert("unit_chain".into(), serde_json::json!(chain));
     }
     for_role(&p, &pool, &v, &plate_of(&d.clue))
 }
@@ -382,7 +418,7 @@ async fn stream(
                     r = rx.recv() => r,
                 };
                 match got {
-                    Ok(change) if p.sees(&change.clue.subject.site) => {
+                    Ok(change) if p.sees_clue(&change.clue) => {
                         let mut data = serde_json::to_value(&change).unwrap_or_default();
                         if masked {
                             crate::clue::privacy::mask_personal_data(&mut data, &[]);
@@ -521,6 +557,7 @@ async fn export_clues(
     let mut clues = pool
         .list(ClueQuery {
             scope: p.scope(),
+            department: p.department.clone(),
             from_ms: Some(q.from_ms),
             to_ms: q.to_ms,
             limit: (limit + 1) as u32,

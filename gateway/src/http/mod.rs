@@ -12,6 +12,7 @@ pub mod dashboard;
 pub mod drone;
 pub mod error;
 pub mod openapi;
+pub mod org;
 pub mod oversight;
 pub mod permits;
 pub mod pumpouts;
