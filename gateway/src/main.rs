@@ -113,10 +113,21 @@ enum TokenCommand {
         #[arg(long)]
         name: Option<String>,
         /// Binds a device token to this one device (camera id): it may then post frames and
-        /// enrol the reference only for that camera. Without it, a device token speaks for
-        /// every device of its sites (a relay).
-        #[arg(long)]
+        /// enrol the reference only for that camera. A device token needs this or --relay.
+        #[arg(long, conflicts_with = "relay")]
         device: Option<String>,
+        /// Scopes the token to a unit of `[org]`: it sees the unit's sites and those of the
+        /// units below it (narrowed to --sites when given too).
+        #[arg(long)]
+        unit: Option<String>,
+        /// Scopes the token to a department: it sees the clues that department leads or
+        /// assists (of the unit's, or of --sites').
+        #[arg(long)]
+        department: Option<String>,
+        /// A device token bound to no camera: it speaks for every device of its sites (a relay
+        /// or recorder that uploads for several cameras). Recorded in the audit entry.
+        #[arg(long)]
+        relay: bool,
     },
     /// List tokens (ids, roles, sites; never the tokens).
     List {
@@ -326,6 +337,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     sites,
                     name,
                     device,
+                    unit,
+                    department,
+                    relay,
                 },
         } => {
             let cfg = Config::load(Some(&config))?;
@@ -339,8 +353,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect();
-            if sites.is_empty() && role != gateway::clue::auth::Role::Admin {
-                anyhow::bail!("--sites is required for role {}", role.as_str());
+            if let Err(why) = cfg
+                .org()
+                .check_grant(unit.as_deref(), department.as_deref())
+            {
+                anyhow::bail!("--unit/--department: {why}");
+            }
+            if sites.is_empty() && unit.is_none() && role != gateway::clue::auth::Role::Admin {
+                anyhow::bail!("--sites or --unit is required for role {}", role.as_str());
             }
             std::fs::create_dir_all(&cfg.storage.dir)
                 .with_context(|| format!("creating storage.dir {}", cfg.storage.dir.display()))?;
@@ -350,6 +370,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 sites: &sites,
                 name: name.as_deref(),
                 device: device.as_deref(),
+                unit: unit.as_deref(),
+                department: department.as_deref(),
+                relay,
             };
             let (id, token) = gateway::clue::auth::create_token_for(
                 store.tokens().as_ref(),

@@ -117,6 +117,9 @@ pub struct Metrics {
     pub drone_footage_expired_bytes_total: Counter,
     /// Of those files, the ones a clue came from (`drone.clue_footage_retention_days`).
     pub drone_clue_footage_expired_files_total: Counter,
+    /// Active device tokens bound to no camera (relays, and tokens from before `--device` or
+    /// `--relay` was required), counted at start.
+    pub device_tokens_unbound: Gauge,
     /// Evidence files not written because the storage floor would be passed
     /// (`storage.min_free_mb`); the clue they belonged to is not recorded either.
     pub evidence_refused_total: Counter,
@@ -372,6 +375,11 @@ impl Metrics {
                 "drone_footage_expired_bytes",
                 "Bytes of drone footage deleted by retention",
                 Counter::default()
+            ),
+            device_tokens_unbound: reg!(
+                "device_tokens_unbound",
+                "Active device tokens bound to no camera (they speak for every camera of their sites), at start",
+                Gauge::default()
             ),
             drone_clue_footage_expired_files_total: reg!(
                 "drone_clue_footage_expired_files",

@@ -148,11 +148,12 @@ pub enum LifecycleAction {
     NotifyOwner,
     OwnerResponse,
     Decide,
+    Dispatch,
 }
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 38] = [
+    pub const ALL: [AuditAction; 39] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -171,6 +172,7 @@ impl AuditAction {
         AuditAction::Lifecycle(LifecycleAction::NotifyOwner),
         AuditAction::Lifecycle(LifecycleAction::OwnerResponse),
         AuditAction::Lifecycle(LifecycleAction::Decide),
+        AuditAction::Lifecycle(LifecycleAction::Dispatch),
         AuditAction::OversightWarning,
         AuditAction::EvidenceOriginalAccess,
         AuditAction::FrameOriginalAccess,
@@ -242,6 +244,7 @@ impl LifecycleAction {
             LifecycleAction::NotifyOwner => "notify_owner",
             LifecycleAction::OwnerResponse => "owner_response",
             LifecycleAction::Decide => "decide",
+            LifecycleAction::Dispatch => "dispatch",
         }
     }
 }
@@ -260,6 +263,7 @@ impl From<&Action> for AuditAction {
             Action::NotifyOwner { .. } => LifecycleAction::NotifyOwner,
             Action::OwnerResponse { .. } => LifecycleAction::OwnerResponse,
             Action::Decide { .. } => LifecycleAction::Decide,
+            Action::Dispatch { .. } => LifecycleAction::Dispatch,
         })
     }
 }
@@ -755,6 +759,7 @@ mod tests {
                 "notify_owner",
                 "owner_response",
                 "decide",
+                "dispatch",
                 "oversight_warning",
                 "evidence_original_access",
                 "frame_original_access",

@@ -25,6 +25,8 @@
 //! - `matters`: the matter catalogue (legal basis, discretion bands, leniency list) and the
 //!   assessment of a clue's facts against it.
 //! - `decision`: the `decide` action's check against the catalogue, decision statistics.
+//! - `org`: units (city, county, township) with sites and departments, token scopes of a
+//!   unit or department, dispatch of new clues to lead and assisting departments.
 //! - `owner`: owner notification and answers, first-violation leniency advice.
 //! - `privacy`: masking of plates and people in evidence images for lesser roles.
 //! - `retention`: the evidence purge job (the purge is audited, not the content).
@@ -42,6 +44,7 @@ pub mod explanations;
 pub mod lifecycle;
 pub mod matters;
 pub mod model;
+pub mod org;
 pub mod oversight;
 pub mod owner;
 pub mod peer_penalty;

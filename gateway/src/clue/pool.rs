@@ -72,6 +72,8 @@ pub struct PoolHandle {
     /// Completes a new event's subject (location, shop, owner) before it is recorded; set
     /// once at start-up by [`PoolHandle::stamp_subjects_with`], shared by every clone.
     stamp: Arc<std::sync::OnceLock<SubjectStamp>>,
+    /// The organisation (`[org]`): unit tokens' sites, dispatch of new clues.
+    org: Arc<super::org::Org>,
 }
 
 /// Fills in what the producer of a clue event did not know about its subject (the device
@@ -142,6 +144,8 @@ pub struct PoolSetup {
     pub holder: String,
     /// Opens the MQTT delivery lane's connection (`[mqtt]`'s broker).
     pub broker: Arc<dyn super::publish::MqttConnect>,
+    /// The checked `[org]` section (units, dispatch rules).
+    pub org: Arc<super::org::Org>,
 }
 
 /// Opens the clue store of `cfg` with the delivery channels it enables.
@@ -237,6 +241,15 @@ fn open_backend(
     })
 }
 
+/// Active device tokens without a camera binding.
+fn unbound_device_tokens(backend: &Backend) -> Result<usize, PoolError> {
+    Ok(backend
+        .list_tokens()?
+        .iter()
+        .filter(|t| t.role == "device" && t.device.is_none() && t.revoked_ms.is_none())
+        .count())
+}
+
 /// Starts the pool: intake of signals, the escalation tick and delivery (MQTT, webhook).
 /// Returns the sender producers use, the handle for the API, and the tasks: intake ends when
 /// every sender is dropped, the tick and delivery when `cancel` fires.
@@ -256,6 +269,24 @@ pub fn start_pool(
                 .map_err(|_| PoolError::Join)
         })??;
     }
+    let unbound = std::thread::scope(|s| {
+        s.spawn(|| unbound_device_tokens(&backend))
+            .join()
+            .map_err(|_| PoolError::Join)
+    })??;
+    metrics
+        .device_tokens_unbound
+        .set(i64::try_from(unbound).unwrap_or(i64::MAX));
+    if unbound > 0 {
+        warn!(
+            unbound,
+            "{unbound} active device token(s) are bound to no camera and speak for every camera \
+             of their sites (relays, and device tokens issued before --device or --relay was \
+             required; `gateway token list` shows them without a device): issue each camera its \
+             own token (`token create --role device --device CAM`) and revoke these, or set \
+             [cameras] require_device_binding = true to refuse them on the camera routes"
+        );
+    }
     let evidence = backend.evidence(cfg)?;
     let handle = PoolHandle::new(
         backend.clues(),
@@ -265,7 +296,8 @@ pub fn start_pool(
         cfg.clues.clone(),
         metrics,
     )
-    .with_closing(cancel.clone());
+    .with_closing(cancel.clone())
+    .with_org(cfg.org.clone());
     let (tx, rx) = mpsc::channel(cfg.clues.channel_capacity);
     let mut tasks = vec![
         tokio::spawn(intake(handle.clone(), rx)),
@@ -420,7 +452,18 @@ impl PoolHandle {
             delivery_wake: Arc::new(Notify::new()),
             closing: CancellationToken::new(),
             stamp: Default::default(),
+            org: Default::default(),
         }
+    }
+
+    /// Scopes unit tokens and dispatches new clues by `org`.
+    pub fn with_org(mut self, org: Arc<super::org::Org>) -> PoolHandle {
+        self.org = org;
+        self
+    }
+
+    pub fn org(&self) -> Arc<super::org::Org> {
+        self.org.clone()
     }
 
     /// Every event recorded from now on gets its subject completed by `stamp` (once; a
@@ -452,6 +495,7 @@ impl PoolHandle {
         super::auth::Authenticator {
             tokens: self.tokens.clone(),
             failures: self.failed_logins.clone(),
+            org: self.org.clone(),
         }
     }
 
@@ -550,6 +594,9 @@ impl PoolHandle {
                 stamp(&mut ev.subject);
             }
         }
+        for ev in &mut events {
+            self.dispatch(ev);
+        }
         let now = self.now_ms();
         let cfg = self.cfg.clone();
         let evidence = self.evidence.clone();
@@ -593,6 +640,18 @@ impl PoolHandle {
         Ok(results)
     }
 
+    /// Gives `ev` the lead and assisting departments of the `[[org.dispatch]]` rule that
+    /// covers its matter and site (the rule wins over the producer's department: the city's
+    /// configured dispatch is the decision). Used when it opens a clue; a repeat of an open
+    /// clue keeps the clue's departments.
+    fn dispatch(&self, ev: &mut ClueEvent) {
+        let matter = self.cfg.matters.matter_of(&ev.kind).map(|m| m.id.as_str());
+        if let Some(d) = self.org.dispatch(matter, &ev.subject.site) {
+            ev.department = Some(d.lead);
+            ev.assisting = d.assisting;
+        }
+    }
+
     pub async fn act(
         &self,
         id: i64,
@@ -612,6 +671,14 @@ impl PoolHandle {
     /// The check reads the clue as it is now; a repeat arriving between this read and the
     /// action's transaction is judged by the next decision or the next oversight run.
     async fn checked(&self, id: i64, action: Action) -> Result<Action, PoolError> {
+        if let Action::Dispatch {
+            lead, assisting, ..
+        } = &action
+        {
+            self.check_dispatch(id, lead.iter().chain(assisting.iter().flatten()))
+                .await?;
+            return Ok(action);
+        }
         let Action::Decide {
             band,
             penalty,
@@ -642,6 +709,42 @@ impl PoolHandle {
             basis,
             check: Some(check),
         })
+    }
+
+    /// With units configured, the departments a `dispatch` action names must be departments
+    /// of the clue's unit or of a unit above it (who can be told to handle it).
+    async fn check_dispatch(
+        &self,
+        id: i64,
+        departments: impl Iterator<Item = &String>,
+    ) -> Result<(), PoolError> {
+        if self.org.is_empty() {
+            return Ok(());
+        }
+        let d = self
+            .get(id)
+            .await?
+            .ok_or(PoolError::Store(StoreError::NotFound(id)))?;
+        let site = &d.clue.subject.site;
+        let Some(home) = self.org.unit_of_site(site) else {
+            return Err(PoolError::Invalid(format!(
+                "site {site} belongs to no unit of [org]: nobody to dispatch to"
+            )));
+        };
+        for dept in departments {
+            let dept = dept.trim();
+            if !self
+                .org
+                .chain(&home.id)
+                .any(|u| u.departments.iter().any(|x| x == dept))
+            {
+                return Err(PoolError::Invalid(format!(
+                    "`{dept}` is no department of unit {} or a unit above it",
+                    home.id
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Statistics of the latest decision of each clue in scope, by matter and band.
@@ -1164,6 +1267,7 @@ mod tests {
                 regions: None,
             }],
             department: Some("water".into()),
+            assisting: Vec::new(),
         }
     }
 

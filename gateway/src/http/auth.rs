@@ -32,6 +32,8 @@ pub(super) async fn whoami(p: Principal) -> Json<serde_json::Value> {
         "sites": p.sites,
         "all_sites": p.scope().is_none(),
         "device": p.device,
+        "unit": p.unit,
+        "department": p.department,
         "actor": p.actor(),
         "may_read_clues": p.role.may_read_clues(),
         "may_work_clues": p.role.may_work_clues(),

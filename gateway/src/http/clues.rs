@@ -47,6 +47,8 @@ pub(super) struct ListParams {
     level: Option<String>,
     site: Option<String>,
     kind: Option<String>,
+    /// Only clues in this unit's scope (its sites and those of the units below it).
+    unit: Option<String>,
     #[serde(default)]
     limit: u32,
     #[serde(default)]
@@ -97,13 +99,18 @@ pub(super) async fn list(
             Some(parse_level(l).ok_or_else(|| ApiError::BadRequest(format!("unknown level {l}")))?)
         }
     };
+    let scope = match q.unit.as_deref() {
+        None => p.scope(),
+        Some(u) => Some(unit_filter(&p, &pool, u)?),
+    };
     let clues = pool
         .list(ClueQuery {
             status,
             level,
             site: q.site,
             kind: q.kind,
-            scope: p.scope(),
+            scope,
+            department: p.department.clone(),
             from_ms: None,
             to_ms: None,
             limit: q.limit.min(1000),
@@ -111,6 +118,20 @@ pub(super) async fn list(
         })
         .await?;
     for_role(&p, &pool, &clues, &[])
+}
+
+/// The sites of unit `unit`'s scope the caller sees (`?unit=` of the list). A unit that is not
+/// configured is a bad request; one outside the caller's scope simply holds nothing it sees.
+fn unit_filter(p: &Principal, pool: &PoolHandle, unit: &str) -> ApiResult<Vec<String>> {
+    let org = pool.org();
+    if org.unit(unit).is_none() {
+        return Err(ApiError::BadRequest(format!("no unit {unit} in [org]")));
+    }
+    Ok(org
+        .scope_sites(unit)
+        .into_iter()
+        .filter(|s| p.sees(s))
+        .collect())
 }
 
 pub(super) async fn create(
@@ -129,9 +150,10 @@ pub(super) async fn create(
     Ok((status, for_role(&p, &pool, &change, &[])?))
 }
 
-/// Loads a clue the caller may see. A clue of another site answers exactly like a missing one
-/// (404, same body): the answer must not tell whether another site has clue `id`.
-pub(super) async fn visible(
+/// Loads a clue the caller may see. A clue of another site (or unit, or of a department the
+/// caller's is neither lead nor assisting of) answers exactly like a missing one (404, same
+/// body): the answer must not tell whether another site has clue `id`.
+async fn visible(
     p: &Principal,
     pool: &PoolHandle,
     id: i64,
@@ -139,7 +161,7 @@ pub(super) async fn visible(
     can_read(p)?;
     let not_found = || ApiError::NotFound(format!("clue {id} not found"));
     let d = pool.get(id).await?.ok_or_else(not_found)?;
-    if !p.sees(&d.clue.subject.site) {
+    if !p.sees_clue(&d.clue) {
         return Err(not_found());
     }
     Ok(d)
@@ -157,6 +179,19 @@ pub(super) async fn detail(
     let mut v = serde_json::to_value(&d).map_err(|_| ApiError::Internal)?;
     if let (Some(ex), Some(fields)) = (&explanations.0, v.as_object_mut()) {
         fields.extend(ex.explaining(&d.clue));
+    }
+    if let (Some(unit), Some(fields)) = (
+        pool.org().unit_of_site(&d.clue.subject.site),
+        v.as_object_mut(),
+    ) {
+        // The unit that handles the clue's site, with the units above it (lowest first).
+        let org = pool.org();
+        let chain: Vec<_> = org
+            .chain(&unit.id)
+            .map(|u| serde_json::json!({"id": u.id, "name": u.name, "level": u.level}))
+            .collect();
+        fields.insert("unit".into(), chain[0].clone());
+        fields.insert("unit_chain".into(), serde_json::json!(chain));
     }
     for_role(&p, &pool, &v, &plate_of(&d.clue))
 }
@@ -360,7 +395,7 @@ pub(super) async fn stream(
                     r = rx.recv() => r,
                 };
                 match got {
-                    Ok(change) if p.sees(&change.clue.subject.site) => {
+                    Ok(change) if p.sees_clue(&change.clue) => {
                         let mut data = serde_json::to_value(&change).unwrap_or_default();
                         if masked {
                             crate::clue::privacy::mask_personal_data(&mut data, &[]);
@@ -499,6 +534,7 @@ pub(super) async fn export_clues(
     let mut clues = pool
         .list(ClueQuery {
             scope: p.scope(),
+            department: p.department.clone(),
             from_ms: Some(q.from_ms),
             to_ms: q.to_ms,
             limit: (limit + 1) as u32,

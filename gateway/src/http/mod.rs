@@ -11,7 +11,8 @@
 //!   scopes are `clue::auth`) and `whoami`.
 //! - One file of handlers per resource: [`health`] (`/healthz`, `/metrics`), [`devices`],
 //!   [`cameras`], [`clues`] (and the audit, stats and exports), [`oversight`] (warnings,
-//!   retention purge), [`supervision`] (notices from warnings), [`stays`] (parking stays),
+//!   retention purge), [`supervision`] (notices from warnings), [`org`] (the units of
+//!   `[org]`), [`stays`] (parking stays),
 //!   [`permits`] (muck-truck permits), [`pumpouts`], [`registry`], [`drone`] (flights and
 //!   tasks); [`web`]: the dashboard's static files.
 //!
@@ -28,6 +29,7 @@ pub mod drone;
 pub mod error;
 pub mod health;
 pub mod openapi;
+pub mod org;
 pub mod oversight;
 pub mod permits;
 pub mod pumpouts;
@@ -175,6 +177,8 @@ pub fn router(state: AppState, dashboard: &DashboardConfig) -> Router {
             "/api/v1/oversight/notices/{id}/actions",
             post(supervision::act),
         )
+        // the organisation's units
+        .route("/api/v1/org/units", get(org::units))
         // parking stays, muck-truck permits, pump-outs, the device registry
         .route("/api/v1/parking/stays", get(stays::list))
         .route(

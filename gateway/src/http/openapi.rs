@@ -38,6 +38,7 @@ pub fn document() -> Value {
         ("level", "query"),
         ("site", "query"),
         ("kind", "query"),
+        ("unit", "query"),
         ("limit", "query"),
         ("offset", "query"),
     ];
@@ -60,15 +61,16 @@ pub fn document() -> Value {
                                  "responses": {"200": {"description": "OK"}}}},
             "/api/v1/devices": {"get": op("Live device table of the token's sites",
                                           &[("site", "query"), ("online", "query")], false)},
+            "/api/v1/org/units": {"get": op("Units of [org] the token sees {id, name, level, parent, departments, sites of its scope the token sees}: a unit token its unit and those below it", &[], false)},
             "/api/v1/clues": {
-                "get": op("Ranked clue list (filters)", &list, false),
+                "get": op("Ranked clue list (filters; ?unit= the clues of a unit's scope, 400 for a unit not configured); a unit token sees its unit's scope, a department token the clues its department leads or assists", &list, false),
                 "post": op("Raise a clue from a ClueEvent (platform, admin)", &[], true)
             },
             "/api/v1/clues/stream": {"get": op("SSE of clue changes of the token's sites", &[], false)},
             "/api/v1/clues/export": {"get": op("Clues created in a range, CSV or JSON", &range, false)},
-            "/api/v1/clues/{id}": {"get": op("Clue detail, evidence, subject history, duplicate-act links, owner notification and answers, leniency recommendation with its rule, matter (catalogue version, provisions, facts, applicable band, every band and leniency entry with reasons)", &id, false)},
+            "/api/v1/clues/{id}": {"get": op("Clue detail (department: the lead, assisting: the assisting departments, unit and unit_chain: the unit handling its site and those above it), evidence, subject history, duplicate-act links, owner notification and answers, leniency recommendation with its rule, matter (catalogue version, provisions, facts, applicable band, every band and leniency entry with reasons)", &id, false)},
             "/api/v1/clues/{id}/actions": {"post": op(
-                "claim | assign{to} | transfer{department,reason} | resolve{note} | dismiss{reason} | close | reopen{reason} | comment{text} | notify_owner{channel,note} | owner_response{statement,channel} | decide{band, penalty (whole currency units, 0 for none), leniency_applied: [entry ids], basis} (on a claimed, assigned or resolved clue whose kind has a matter; 400 for a band or entry the matter lacks; recorded with the catalogue check, a penalty outside the band raises the oversight warning decision_outside_band)",
+                "claim | assign{to} | transfer{department,reason} | resolve{note} | dismiss{reason} | close | reopen{reason} | comment{text} | notify_owner{channel,note} | owner_response{statement,channel} | dispatch{lead?, assisting?: [departments], reason} (supervisor, platform, admin: who leads and assists; departments of the clue's unit or above when [org] has units) | decide{band, penalty (whole currency units, 0 for none), leniency_applied: [entry ids], basis} (on a claimed, assigned or resolved clue whose kind has a matter; 400 for a band or entry the matter lacks; recorded with the catalogue check, a penalty outside the band raises the oversight warning decision_outside_band)",
                 &id, true)},
             "/api/v1/clues/{id}/audit": {"get": op("The clue's audit entries", &id, false)},
             "/api/v1/clues/{id}/evidence/{sha256}": {"get": op(
@@ -228,6 +230,7 @@ mod tests {
             "/api/v1/oversight/notices/{id}/actions",
             "/api/v1/evidence/purge",
             "/api/v1/whoami",
+            "/api/v1/org/units",
             "/api/v1/cameras",
             "/api/v1/devices/{site}/{device}/readings",
             "/api/v1/flights",

@@ -72,7 +72,7 @@ fn not_configured(m: &MuckPermits, plate: &str) -> Result<(), ApiError> {
 }
 
 /// Re-reads the stored permits so a change is in force when the answer is sent.
-pub(super) async fn reload(pool: &PoolHandle, m: &MuckPermits) -> Result<(), ApiError> {
+async fn reload(pool: &PoolHandle, m: &MuckPermits) -> Result<(), ApiError> {
     Ok(m.reload(pool).await?)
 }
 
@@ -111,7 +111,7 @@ fn masked(p: &Principal, pool: &PoolHandle, plate: &str) -> String {
 }
 
 /// Parses, checks and stores `body` as the permit of its plate.
-pub(super) async fn store(
+async fn store(
     p: &Principal,
     m: &MuckPermits,
     pool: &PoolHandle,

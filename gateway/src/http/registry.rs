@@ -57,7 +57,7 @@ fn require_admin(p: &Principal) -> Result<(), ApiError> {
 }
 
 /// Runs a registry edit on the blocking pool with its audit entry.
-pub(super) async fn edit<T: Send + 'static>(
+async fn edit<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

@@ -74,7 +74,7 @@ pub(super) async fn list(
     super::clues::for_role(&p, &pool, &list, &[])
 }
 
-pub(super) async fn visible(p: &Principal, pool: &PoolHandle, id: i64) -> Result<Notice, ApiError> {
+async fn visible(p: &Principal, pool: &PoolHandle, id: i64) -> Result<Notice, ApiError> {
     p.require(supervision::may_read(p.role), "read supervision notices")?;
     let missing = || ApiError::NotFound(format!("notice {id} not found"));
     let d = pool.notice(id).await?.ok_or_else(missing)?;
@@ -109,8 +109,9 @@ pub(super) async fn issue(
     if !sees(&p, w.finding.site.as_deref(), &w.finding.concerns) {
         return Err(missing());
     }
-    let req: IssueRequest = serde_json::from_slice(&body)
+    let mut req: IssueRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("bad notice: {e}")))?;
+    req.unit = address(&pool, "unit", &req.unit)?;
     let n = pool.issue_notice(id, req, p.actor()).await?;
     tracing::info!(notice = n.id, warning = id, unit = %n.unit, actor = %n.issued_by,
                    "supervision notice issued");
@@ -139,11 +140,23 @@ pub(super) async fn act(
         steps.iter().any(|s| supervision::may(p.role, *s)),
         "act on supervision notices",
     )?;
-    let action: NoticeAction = serde_json::from_slice(&body)
+    let mut action: NoticeAction = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("bad notice action: {e}")))?;
+    if let NoticeAction::Escalate { to, .. } = &mut action {
+        *to = address(&pool, "to", to)?;
+    }
     p.require(supervision::may(p.role, action.step()), action.name())?;
     let n = pool.act_on_notice(id, action, p.actor()).await?;
     tracing::info!(notice = id, state = n.state.as_str(), actor = %p.actor(),
                    "supervision notice step");
     super::clues::for_role(&p, &pool, &n, &[])
+}
+
+/// A notice's addressee (`field`: `unit` or `to`) as stored: with `[[org.units]]` configured,
+/// a configured unit (and department), `unit/department` by id; free text otherwise (see
+/// `clue::org::address`).
+fn address(pool: &PoolHandle, field: &str, text: &str) -> Result<String, ApiError> {
+    pool.org()
+        .resolve_address(text)
+        .map_err(|why| ApiError::BadRequest(format!("bad notice: `{field}`: {why}")))
 }

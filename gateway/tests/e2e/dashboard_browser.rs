@@ -139,6 +139,12 @@ impl Demo {
             .args(["token", "create", "--config"])
             .arg(&self.config)
             .args(["--role", role, "--sites", sites, "--name", name])
+            // The browser test's device token posts for several devices of the site.
+            .args(if role == "device" {
+                &["--relay"][..]
+            } else {
+                &[]
+            })
             .output()?;
         if !out.status.success() {
             bail!("token create: {}", String::from_utf8_lossy(&out.stderr));

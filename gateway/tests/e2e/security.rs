@@ -214,7 +214,7 @@ fn plates_are_masked_on_every_read_path_for_roles_without_the_right() -> Result<
     assert!(!r.text().contains("12345"), "{}", r.text());
 
     // The last camera frame: masked for the inspector, original (audited) for the supervisor.
-    let device = gw.token("device", "a")?;
+    let device = gw.relay_token("a")?;
     let frame = scene_jpeg();
     let auth = format!("Bearer {device}");
     http::request(
@@ -633,7 +633,7 @@ fn frames_for_made_up_camera_ids_are_refused_at_the_site_limit_and_counted() -> 
     let dir = tempfile::tempdir()?;
     let config = format!("{}[cameras]\nmax_per_site = 2\n", offline_config());
     let gw = GatewayProcess::start(dir.path(), &config)?;
-    let device = gw.token("device", "a")?;
+    let device = gw.relay_token("a")?;
     let jpeg = scene_jpeg();
     let post = |camera: &str| post_camera(&gw, &device, camera, "frames", &jpeg);
     for cam in ["k1", "k2"] {
@@ -651,12 +651,71 @@ fn frames_for_made_up_camera_ids_are_refused_at_the_site_limit_and_counted() -> 
     Ok(())
 }
 
+/// A new device token is bound to its camera or, deliberately and on the record, a relay;
+/// tokens from before the rule keep working, and the gateway counts and names the unbound
+/// ones at start.
+#[test]
+fn a_device_token_is_bound_or_a_deliberate_relay_and_unbound_ones_are_counted_at_start()
+-> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    assert_eq!(gw.metric("gateway_device_tokens_unbound")?, 0.0);
+    let e = gw
+        .token("device", "a")
+        .expect_err("neither --device nor --relay");
+    assert!(
+        e.to_string().contains("--device CAM") && e.to_string().contains("--relay"),
+        "{e}"
+    );
+    assert!(
+        gw.token_with("device", "a", &["--device", "k1", "--relay"])
+            .is_err()
+    );
+    assert!(gw.token_with("inspector", "a", &["--relay"]).is_err());
+    gw.device_token("a", "k1")?;
+    gw.relay_token("a")?;
+    let created = audit_entries(&gw, "token_created")?;
+    let relays: Vec<&Value> = created
+        .iter()
+        .filter(|e| e["detail"]["relay"] == true)
+        .collect();
+    assert_eq!(relays.len(), 1, "the relay choice is recorded: {created:?}");
+    assert_eq!(relays[0]["detail"]["role"], "device");
+    gw.proc.stop()?;
+
+    // A device token issued before the rule: unbound, with no choice recorded.
+    let legacy = format!("gwt_{}", "ab".repeat(32));
+    let conn = rusqlite::Connection::open(dir.path().join("storage/clues.sqlite"))?;
+    conn.execute(
+        "INSERT INTO tokens (hash, role, sites, name, created_ms, device) \
+         VALUES (?1, 'device', '[\"a\"]', 'old recorder', 1, NULL)",
+        [gateway::clue::auth::token_hash(&legacy)],
+    )?;
+    drop(conn);
+    let offset = gw.proc.log_len();
+    gw.start_again()?;
+    assert_eq!(gw.metric("gateway_device_tokens_unbound")?, 2.0);
+    let log = gw.proc.log_since(offset);
+    assert!(
+        log.contains("2 active device token(s) are bound to no camera")
+            && log.contains("require_device_binding"),
+        "{log}"
+    );
+    // The old token keeps working, for every camera of its site.
+    let jpeg = scene_jpeg();
+    for camera in ["k1", "k2"] {
+        let r = post_camera(&gw, &legacy, camera, "frames", &jpeg)?;
+        assert!(r.is_success(), "{camera}: {}", r.text());
+    }
+    Ok(())
+}
+
 #[test]
 fn a_cameras_token_posts_frames_and_enrols_the_reference_only_for_its_own_camera() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let gw = GatewayProcess::start(dir.path(), &offline_config())?;
     let own = gw.device_token("a", "k1")?;
-    let relay = gw.token("device", "a")?;
+    let relay = gw.relay_token("a")?;
     let jpeg = scene_jpeg();
     let post =
         |token: &str, camera: &str, route: &str| post_camera(&gw, token, camera, route, &jpeg);
@@ -698,7 +757,7 @@ fn a_cameras_token_posts_frames_and_enrols_the_reference_only_for_its_own_camera
     );
     let gw = GatewayProcess::start(dir.path(), &config)?;
     let own = gw.device_token("a", "k1")?;
-    let relay = gw.token("device", "a")?;
+    let relay = gw.relay_token("a")?;
     let platform = gw.token("platform", "a")?;
     assert!(post_camera(&gw, &own, "k1", "frames", &jpeg)?.is_success());
     let r = post_camera(&gw, &relay, "k1", "frames", &jpeg)?;
@@ -768,7 +827,7 @@ fn a_camera_over_its_upload_rate_gets_429_with_retry_after_and_others_are_not_sl
         offline_config()
     );
     let gw = GatewayProcess::start(dir.path(), &config)?;
-    let relay = gw.token("device", "a")?;
+    let relay = gw.relay_token("a")?;
     let jpeg = scene_jpeg();
     let post = |camera: &str| post_camera(&gw, &relay, camera, "frames", &jpeg);
     for i in 0..3 {
@@ -1182,6 +1241,11 @@ fn tests_that_can_skip_fail_in_ci_instead() -> Result<()> {
         (
             "camera_health_eval::camera_health_precision_recall_on_real_photos",
             ("CAMERA_EVAL_SKIP", "1"),
+        ),
+        // No `mount` on the PATH: no tmpfs for the bounded disk-full fault.
+        (
+            "resilience::bounded_disk_full_loses_nothing",
+            ("PATH", "/nonexistent"),
         ),
     ];
     for (name, missing) in cases {

@@ -82,6 +82,7 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("cleared_note", Type::TEXT),
             ("shop", Type::TEXT),
             ("owner", Type::TEXT),
+            ("assisting", Type::TEXT),
         ],
     ),
     (
@@ -138,6 +139,8 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("created_ms", Type::INT8),
             ("revoked_ms", Type::INT8),
             ("device", Type::TEXT),
+            ("unit", Type::TEXT),
+            ("department", Type::TEXT),
         ],
     ),
     (

@@ -185,6 +185,8 @@ pub(crate) fn clue_from_row(r: &Row) -> Result<Clue, StoreError> {
         title: r.try_get(11)?,
         detail: json_col(r.try_get(12)?),
         department: r.try_get(13)?,
+        assisting: serde_json::from_str(&r.try_get::<_, String>(30)?)
+            .map_err(|e| bad(format!("assisting: {e}")))?,
         assignee: r.try_get(14)?,
         resolution: r.try_get(15)?,
         first_seen_ms: r.try_get(16)?,
@@ -540,11 +542,13 @@ impl PgStore {
             .collect()
     }
 
-    /// Every token (id, role, sites, name, device, created, revoked); never the hashes.
+    /// Every token (id, role, sites, name, device, unit, department, created, revoked);
+    /// never the hashes.
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let mut c = self.conn()?;
         c.query(
-            "SELECT id, role, sites, name, created_ms, revoked_ms, device FROM tokens ORDER BY id",
+            "SELECT id, role, sites, name, created_ms, revoked_ms, device, unit, department \
+             FROM tokens ORDER BY id",
             &[],
         )?
         .iter()
@@ -557,6 +561,8 @@ impl PgStore {
                 created_ms: r.try_get(4)?,
                 revoked_ms: r.try_get(5)?,
                 device: r.try_get(6)?,
+                unit: r.try_get(7)?,
+                department: r.try_get(8)?,
             })
         })
         .collect()
@@ -760,11 +766,12 @@ impl ClueRecords for PgStore {
         let clue = read_clue(&mut tx, id, true)?.ok_or(StoreError::NotFound(id))?;
         let before = state_of(&clue);
         let next = lifecycle::apply(&before, action, actor, now_ms)?;
+        let assisting = serde_json::to_string(&next.assisting).unwrap_or_else(|_| "[]".into());
         let res = tx.query_one(
             &format!(
                 "UPDATE clues SET status = $2, open = $3, assignee = $4, department = $5, \
                  claimed_ms = $6, resolved_ms = $7, closed_ms = $8, resolution = $9, \
-                 updated_ms = $10 WHERE id = $1 RETURNING {CLUE_COLS}"
+                 updated_ms = $10, assisting = $11 WHERE id = $1 RETURNING {CLUE_COLS}"
             ),
             &[
                 &id,
@@ -777,6 +784,7 @@ impl ClueRecords for PgStore {
                 &next.closed_ms,
                 &next.resolution,
                 &now_ms,
+                &assisting,
             ],
         );
         let row = match res {
@@ -941,6 +949,12 @@ impl ClueRecords for PgStore {
                 return Ok(Vec::new());
             }
             sql += &format!(" AND site = ANY({})", a.push(scope.clone()));
+        }
+        if let Some(d) = &q.department {
+            let n = a.push(d.clone());
+            sql += &format!(
+                " AND (department = {n} OR assisting::jsonb @> jsonb_build_array({n}::text))"
+            );
         }
         let limit = if q.limit == 0 {
             100
@@ -1608,8 +1622,8 @@ impl TokenStore for PgStore {
         let (mut tx, mut chain) = begin(&mut c, &self.key).map_err(token_error)?;
         let id: i64 = tx
             .query_one(
-                "INSERT INTO tokens (hash, role, sites, name, created_ms, device) \
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                "INSERT INTO tokens (hash, role, sites, name, created_ms, device, unit, \
+                 department) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
                 &[
                     &hash,
                     &grant.role.as_str(),
@@ -1617,6 +1631,8 @@ impl TokenStore for PgStore {
                     &grant.name,
                     &now_ms,
                     &grant.device,
+                    &grant.unit,
+                    &grant.department,
                 ],
             )
             .and_then(|r| r.try_get(0))
@@ -1639,7 +1655,7 @@ impl TokenStore for PgStore {
         let mut c = self.conn().map_err(token_error)?;
         let row = c
             .query_opt(
-                "SELECT id, role, sites, name, hash, device FROM tokens \
+                "SELECT id, role, sites, name, hash, device, unit, department FROM tokens \
                  WHERE hash = $1 AND revoked_ms IS NULL",
                 &[&hash],
             )
@@ -1663,6 +1679,8 @@ impl TokenStore for PgStore {
             sites,
             name: row.try_get(3).map_err(get)?,
             device: row.try_get(5).map_err(get)?,
+            unit: row.try_get(6).map_err(get)?,
+            department: row.try_get(7).map_err(get)?,
         }))
     }
 }

@@ -260,4 +260,11 @@ CREATE TABLE muck_permits (
     updated_by TEXT NOT NULL
 );
 "#,
+    // 11: organisation (`clue::org`): the departments assisting a clue's lead, and the unit
+    // and department a token is scoped to (NULL: its sites only, every department).
+    r#"
+ALTER TABLE clues ADD COLUMN assisting TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE tokens ADD COLUMN unit TEXT;
+ALTER TABLE tokens ADD COLUMN department TEXT;
+"#,
 ];

@@ -36,6 +36,7 @@ fn event(key: &str, at_ms: i64) -> ClueEvent {
         detail: json!({"tilt": 40}),
         evidence: vec![],
         department: Some("water".into()),
+        assisting: Vec::new(),
     }
 }
 
@@ -237,6 +238,16 @@ fn one_leader_per_job_and_another_takes_over_when_it_goes() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(took_over, "the lock is free once the leader's session ends");
+}
+
+#[test]
+fn a_unit_token_keeps_its_unit_and_department() {
+    let (_pg, url) = server();
+    let store = gateway(&url);
+    crate::clue::store::tokens_contract::a_unit_token_keeps_its_unit_and_department(&store, &store);
+    let listed = store.list_tokens().expect("list");
+    assert_eq!(listed[0].unit.as_deref(), Some("lingyin"));
+    assert_eq!(listed[0].department.as_deref(), Some("market"));
 }
 
 #[test]

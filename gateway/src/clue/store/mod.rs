@@ -561,12 +561,23 @@ pub(crate) fn decision_of(action: &Action) -> Result<Option<DecisionToRecord<'_>
 }
 
 /// The audit detail of a token's creation, the same in every backend: the sites as their JSON
-/// text (as stored) and, for a bound device token, its device.
+/// text (as stored), for a bound device token its device, and the unit and department it is
+/// scoped to.
 pub(crate) fn token_created_detail(id: i64, grant: &super::auth::TokenGrant<'_>) -> Value {
     let sites = serde_json::to_string(grant.sites).unwrap_or_default();
     let mut d = json!({"token_id": id, "role": grant.role, "sites": sites, "name": grant.name});
     if let Some(device) = grant.device {
         d["device"] = json!(device);
+    }
+    if grant.relay {
+        d["relay"] = json!(true);
+    }
+    // Only when set, so the entries of tokens without them read as before.
+    if let Some(unit) = grant.unit {
+        d["unit"] = json!(unit);
+    }
+    if let Some(department) = grant.department {
+        d["department"] = json!(department);
     }
     d
 }
@@ -579,7 +590,7 @@ pub(crate) const STAY_COLS: &str = "id, key, site, camera, zone, plate, first_ms
 pub(crate) const CLUE_COLS: &str = "id, rule, kind, level, status, site, device, plate, lat, lon, \
      dedup_key, title, detail, department, assignee, resolution, first_seen_ms, last_seen_ms, \
      occurrences, created_ms, updated_ms, deadline_ms, escalation, claimed_ms, resolved_ms, \
-     closed_ms, cleared_ms, cleared_note, shop, owner";
+     closed_ms, cleared_ms, cleared_note, shop, owner, assisting";
 
 pub(crate) const AUDIT_COLS: &str = "seq, at_ms, actor, action, clue_id, detail, prev_hash, hash";
 
@@ -645,6 +656,7 @@ pub(crate) fn state_of(clue: &Clue) -> State {
         status: clue.status,
         assignee: clue.assignee.clone(),
         department: clue.department.clone(),
+        assisting: clue.assisting.clone(),
         claimed_ms: clue.claimed_ms,
         resolved_ms: clue.resolved_ms,
         closed_ms: clue.closed_ms,
@@ -661,6 +673,9 @@ pub(crate) fn act_detail(action: &Action, before: &State, next: &State) -> Value
         if next.department != before.department {
             // Lets oversight see a clue handed back to where it came from.
             m.insert("from_department".into(), json!(before.department));
+        }
+        if next.assisting != before.assisting {
+            m.insert("from_assisting".into(), json!(before.assisting));
         }
     }
     detail

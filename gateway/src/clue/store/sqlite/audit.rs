@@ -330,6 +330,7 @@ mod tests {
             detail: serde_json::json!({}),
             evidence: vec![],
             department: None,
+            assisting: Vec::new(),
         };
         let batch = vec![(ev.clone(), vec![], 100), (ev, vec![], 100)];
         let out = crate::clue::store::ClueRecords::ingest_batch(&store, &batch, 14).expect("batch");

@@ -67,6 +67,8 @@ fn clue_from_row(r: &Row) -> rusqlite::Result<Clue> {
         title: r.get(11)?,
         detail: json_col(r.get(12)?),
         department: r.get(13)?,
+        assisting: serde_json::from_str(&r.get::<_, String>(30)?)
+            .map_err(|e| corrupt(format!("assisting: {e}")))?,
         assignee: r.get(14)?,
         resolution: r.get(15)?,
         first_seen_ms: r.get(16)?,
