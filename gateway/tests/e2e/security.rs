@@ -1242,6 +1242,11 @@ fn tests_that_can_skip_fail_in_ci_instead() -> Result<()> {
             "camera_health_eval::camera_health_precision_recall_on_real_photos",
             ("CAMERA_EVAL_SKIP", "1"),
         ),
+        // No `mount` on the PATH: no tmpfs for the bounded disk-full fault.
+        (
+            "resilience::bounded_disk_full_loses_nothing",
+            ("PATH", "/nonexistent"),
+        ),
     ];
     for (name, missing) in cases {
         let (ok, text) = run_this_binarys_test(name, &[missing], true)?;
