@@ -57,7 +57,7 @@ pub(super) struct ListParams {
 
 /// `value` as JSON for `p`: plates masked everywhere (titles, keys, details, audit entries)
 /// unless the role has the personal-data right (`clues.privacy.original_roles`).
-pub(crate) fn for_role<T: serde::Serialize>(
+pub(super) fn for_role<T: serde::Serialize>(
     p: &Principal,
     pool: &PoolHandle,
     value: &T,
@@ -74,8 +74,8 @@ fn plate_of(c: &crate::clue::model::Clue) -> Vec<String> {
     c.subject.plate.iter().cloned().collect()
 }
 
-pub(crate) fn can_read(p: &Principal) -> Result<(), AuthError> {
-    p.require(p.role.may_read_clues(), "read clues")
+pub(super) fn can_read(p: &Principal) -> ApiResult<()> {
+    Ok(p.require(p.role.may_read_clues(), "read clues")?)
 }
 
 pub(super) async fn list(
