@@ -120,6 +120,9 @@ pub struct Metrics {
     /// Active device tokens bound to no camera (relays, and tokens from before `--device` or
     /// `--relay` was required), counted at start.
     pub device_tokens_unbound: Gauge,
+    /// Of those, the ones issued before `--device` or `--relay` was required (not relays by
+    /// choice).
+    pub device_tokens_unbound_unchosen: Gauge,
     /// Evidence files not written because the storage floor would be passed
     /// (`storage.min_free_mb`); the clue they belonged to is not recorded either.
     pub evidence_refused_total: Counter,
@@ -379,6 +382,11 @@ impl Metrics {
             device_tokens_unbound: reg!(
                 "device_tokens_unbound",
                 "Active device tokens bound to no camera (they speak for every camera of their sites), at start",
+                Gauge::default()
+            ),
+            device_tokens_unbound_unchosen: reg!(
+                "device_tokens_unbound_unchosen",
+                "Active unbound device tokens issued before --device or --relay was required, at start",
                 Gauge::default()
             ),
             drone_clue_footage_expired_files_total: reg!(

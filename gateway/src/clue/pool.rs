@@ -241,13 +241,17 @@ fn open_backend(
     })
 }
 
-/// Active device tokens without a camera binding.
-fn unbound_device_tokens(backend: &Backend) -> Result<usize, PoolError> {
-    Ok(backend
-        .list_tokens()?
-        .iter()
-        .filter(|t| t.role == "device" && t.device.is_none() && t.revoked_ms.is_none())
-        .count())
+/// Active device tokens without a camera binding: (relays by choice, issued before the
+/// choice was required).
+fn unbound_device_tokens(backend: &Backend) -> Result<(usize, usize), PoolError> {
+    let tokens = backend.list_tokens()?;
+    let count = |relay: bool| {
+        tokens
+            .iter()
+            .filter(|t| t.unbound_device() == Some(relay))
+            .count()
+    };
+    Ok((count(true), count(false)))
 }
 
 /// Starts the pool: intake of signals, the escalation tick and delivery (MQTT, webhook).
@@ -269,22 +273,30 @@ pub fn start_pool(
                 .map_err(|_| PoolError::Join)
         })??;
     }
-    let unbound = std::thread::scope(|s| {
+    let (relays, unchosen) = std::thread::scope(|s| {
         s.spawn(|| unbound_device_tokens(&backend))
             .join()
             .map_err(|_| PoolError::Join)
     })??;
-    metrics
-        .device_tokens_unbound
-        .set(i64::try_from(unbound).unwrap_or(i64::MAX));
-    if unbound > 0 {
+    let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    metrics.device_tokens_unbound.set(gauge(relays + unchosen));
+    metrics.device_tokens_unbound_unchosen.set(gauge(unchosen));
+    if unchosen > 0 {
         warn!(
-            unbound,
-            "{unbound} active device token(s) are bound to no camera and speak for every camera \
-             of their sites (relays, and device tokens issued before --device or --relay was \
-             required; `gateway token list` shows them without a device): issue each camera its \
-             own token (`token create --role device --device CAM`) and revoke these, or set \
-             [cameras] require_device_binding = true to refuse them on the camera routes"
+            unchosen,
+            relays,
+            "{unchosen} active device token(s) issued before --device or --relay was required \
+             are bound to no camera and speak for every camera of their sites (`gateway token \
+             list` shows them: role device, no device, no relay): issue each camera its own \
+             token (`token create --role device --device CAM`), or a relay its own \
+             (`--relay`), and revoke these; or set [cameras] require_device_binding = true to \
+             refuse every unbound token on the camera routes"
+        );
+    }
+    if relays > 0 {
+        info!(
+            relays,
+            "{relays} active relay device token(s) (--relay) speak for every camera of their sites"
         );
     }
     let evidence = backend.evidence(cfg)?;

@@ -660,6 +660,7 @@ fn a_device_token_is_bound_or_a_deliberate_relay_and_unbound_ones_are_counted_at
     let dir = tempfile::tempdir()?;
     let mut gw = GatewayProcess::start(dir.path(), &offline_config())?;
     assert_eq!(gw.metric("gateway_device_tokens_unbound")?, 0.0);
+    assert_eq!(gw.metric("gateway_device_tokens_unbound_unchosen")?, 0.0);
     let e = gw
         .token("device", "a")
         .expect_err("neither --device nor --relay");
@@ -695,12 +696,20 @@ fn a_device_token_is_bound_or_a_deliberate_relay_and_unbound_ones_are_counted_at
     let offset = gw.proc.log_len();
     gw.start_again()?;
     assert_eq!(gw.metric("gateway_device_tokens_unbound")?, 2.0);
+    assert_eq!(gw.metric("gateway_device_tokens_unbound_unchosen")?, 1.0);
     let log = gw.proc.log_since(offset);
     assert!(
-        log.contains("2 active device token(s) are bound to no camera")
-            && log.contains("require_device_binding"),
+        log.contains("1 active device token(s) issued before --device or --relay was required")
+            && log.contains("require_device_binding")
+            && log.contains("1 active relay device token(s)"),
         "{log}"
     );
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["token", "list", "--config"])
+        .arg(gw.dir.join("gateway.toml"))
+        .output()?;
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert_eq!(listed.matches("\"relay\":true").count(), 1, "{listed}");
     // The old token keeps working, for every camera of its site.
     let jpeg = scene_jpeg();
     for camera in ["k1", "k2"] {

@@ -141,6 +141,7 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("device", Type::TEXT),
             ("unit", Type::TEXT),
             ("department", Type::TEXT),
+            ("relay", Type::BOOL),
         ],
     ),
     (

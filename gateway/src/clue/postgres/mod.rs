@@ -547,8 +547,8 @@ impl PgStore {
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let mut c = self.conn()?;
         c.query(
-            "SELECT id, role, sites, name, created_ms, revoked_ms, device, unit, department \
-             FROM tokens ORDER BY id",
+            "SELECT id, role, sites, name, created_ms, revoked_ms, device, unit, department, \
+             relay FROM tokens ORDER BY id",
             &[],
         )?
         .iter()
@@ -563,6 +563,7 @@ impl PgStore {
                 device: r.try_get(6)?,
                 unit: r.try_get(7)?,
                 department: r.try_get(8)?,
+                relay: r.try_get(9)?,
             })
         })
         .collect()
@@ -1623,7 +1624,7 @@ impl TokenStore for PgStore {
         let id: i64 = tx
             .query_one(
                 "INSERT INTO tokens (hash, role, sites, name, created_ms, device, unit, \
-                 department) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                 department, relay) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                 &[
                     &hash,
                     &grant.role.as_str(),
@@ -1633,6 +1634,7 @@ impl TokenStore for PgStore {
                     &grant.device,
                     &grant.unit,
                     &grant.department,
+                    &grant.relay,
                 ],
             )
             .and_then(|r| r.try_get(0))

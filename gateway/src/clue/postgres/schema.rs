@@ -267,4 +267,7 @@ ALTER TABLE clues ADD COLUMN assisting TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE tokens ADD COLUMN unit TEXT;
 ALTER TABLE tokens ADD COLUMN department TEXT;
 "#,
+    // 12: a device token bound to no camera on purpose (`token create --relay`); false for
+    // every token from before, the unbound device tokens among them issued without that choice.
+    "ALTER TABLE tokens ADD COLUMN relay BOOLEAN NOT NULL DEFAULT false;",
 ];

@@ -258,6 +258,14 @@ fn a_device_token_keeps_its_binding_and_other_tokens_have_none() {
     let listed = store.list_tokens().expect("list");
     assert_eq!(listed[0].device.as_deref(), Some("cam-7"));
     assert_eq!(listed[1].device, None);
+    assert!(
+        !listed[0].relay && listed[1].relay,
+        "the relay choice is stored"
+    );
+    assert_eq!(
+        (listed[0].unbound_device(), listed[1].unbound_device()),
+        (None, Some(true))
+    );
 }
 
 #[test]

@@ -13,8 +13,8 @@ impl SqliteStore {
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare(
-            "SELECT id, role, sites, name, created_ms, revoked_ms, device, unit, department \
-             FROM tokens ORDER BY id",
+            "SELECT id, role, sites, name, created_ms, revoked_ms, device, unit, department, \
+             relay FROM tokens ORDER BY id",
         )?;
         let rows = st.query_map([], |r| {
             Ok(TokenInfo {
@@ -27,6 +27,7 @@ impl SqliteStore {
                 device: r.get(6)?,
                 unit: r.get(7)?,
                 department: r.get(8)?,
+                relay: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -74,6 +75,19 @@ pub struct TokenInfo {
     /// The department whose clues it sees (absent: every clue of its scope).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub department: Option<String>,
+    /// A device token bound to no camera on purpose (`--relay`). An unbound device token
+    /// without it was issued before the choice was required.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub relay: bool,
+}
+
+impl TokenInfo {
+    /// An active device token that speaks for every camera of its sites: `Some(true)` a relay
+    /// by choice, `Some(false)` one issued before `--device` or `--relay` was required.
+    pub fn unbound_device(&self) -> Option<bool> {
+        (self.role == "device" && self.device.is_none() && self.revoked_ms.is_none())
+            .then_some(self.relay)
+    }
 }
 
 impl TokenStore for SqliteStore {
@@ -90,7 +104,7 @@ impl TokenStore for SqliteStore {
             device,
             unit,
             department,
-            relay: _,
+            relay,
         } = *grant;
         let sites =
             serde_json::to_string(sites).map_err(|e| TokenStoreError::Backend(e.to_string()))?;
@@ -99,8 +113,8 @@ impl TokenStore for SqliteStore {
             .transaction()
             .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
         tx.execute(
-            "INSERT INTO tokens (hash, role, sites, name, created_ms, device, unit, department) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO tokens (hash, role, sites, name, created_ms, device, unit, department, \
+             relay) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 hash,
                 role.as_str(),
@@ -109,7 +123,8 @@ impl TokenStore for SqliteStore {
                 now_ms,
                 device,
                 unit,
-                department
+                department,
+                relay
             ],
         )
         .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
@@ -222,6 +237,14 @@ mod tests {
         let listed = store.list_tokens().expect("list");
         assert_eq!(listed[0].device.as_deref(), Some("cam-7"));
         assert_eq!(listed[1].device, None);
+        assert!(
+            !listed[0].relay && listed[1].relay,
+            "the relay choice is stored"
+        );
+        assert_eq!(
+            (listed[0].unbound_device(), listed[1].unbound_device()),
+            (None, Some(true))
+        );
         assert!(store.verify_audit().expect("verify").ok);
     }
 
