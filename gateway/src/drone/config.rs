@@ -22,8 +22,9 @@ pub struct DroneConfig {
     /// `footage_retention_days`): the clue's own evidence (crop, frame) lives in the evidence
     /// store under `[clues.retention]`, and the footage behind it is kept for the case, not for
     /// ever. Default 730, the two years after which an offence that went undiscovered can no
-    /// longer be penalised (Administrative Penalty Law, art. 36); 0 keeps them as long as the
-    /// flight record. At least `footage_retention_days`.
+    /// longer be penalised (Administrative Penalty Law, art. 36), and never while one of their
+    /// clues is open; 0 keeps them as long as the flight record. At least
+    /// `footage_retention_days`.
     pub clue_footage_retention_days: u64,
     /// How often the footage retention job runs, seconds.
     pub retention_every_s: u64,

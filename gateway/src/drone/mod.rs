@@ -106,7 +106,7 @@ pub fn start(
         cfg.clone(),
         flights.clone(),
         tasks.clone(),
-        pool,
+        pool.clone(),
         cancel.clone(),
     ));
     let (queue, handle) = processor.spawn();
@@ -116,6 +116,7 @@ pub fn start(
             flights.clone(),
             cfg.retention_every_s,
             periods,
+            pool,
             metrics,
             cancel.clone(),
         )));
@@ -124,19 +125,52 @@ pub fn start(
     Ok((state, handles))
 }
 
+/// Which of `ids` are open clues. One the pool cannot answer for counts as open: its footage
+/// waits for the next run rather than go while its case may be running.
+async fn open_clues(
+    pool: &crate::clue::PoolHandle,
+    ids: std::collections::BTreeSet<i64>,
+) -> std::collections::BTreeSet<i64> {
+    let mut open = std::collections::BTreeSet::new();
+    for id in ids {
+        match pool.get(id).await {
+            Ok(Some(d)) if !d.clue.status.is_open() => {}
+            // Purged or never stored here: nothing is waiting for its footage.
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                open.insert(id);
+            }
+            Err(e) => {
+                tracing::warn!(clue = id, error = %e,
+                    "drone footage retention: clue status unknown, its footage is kept this run");
+                open.insert(id);
+            }
+        }
+    }
+    open
+}
+
 /// Runs [`retention::expire`] at start and every `retention_every_s` until `cancel`.
 async fn retention_job(
     flights: flight::FlightStore,
     every_s: u64,
     periods: retention::Periods,
+    pool: crate::clue::PoolHandle,
     metrics: Arc<crate::metrics::Metrics>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
     let every = std::time::Duration::from_secs(every_s.max(1));
     loop {
-        let store = flights.clone();
         let now = crate::clock::now_ms();
-        match tokio::task::spawn_blocking(move || retention::expire(&store, now, periods)).await {
+        let store = flights.clone();
+        let due = tokio::task::spawn_blocking(move || retention::clues_due(&store, now, periods))
+            .await
+            .unwrap_or_default();
+        let open = open_clues(&pool, due).await;
+        let store = flights.clone();
+        match tokio::task::spawn_blocking(move || retention::expire(&store, now, periods, &open))
+            .await
+        {
             Ok(e) => {
                 metrics
                     .drone_footage_expired_files_total

@@ -1,6 +1,9 @@
 //! Footage retention: the uploaded files of a flight older than `[drone]
 //! footage_retention_days` are deleted, except the files a clue was raised from, which go
-//! after `clue_footage_retention_days` (default 730; 0 keeps them with the flight record).
+//! after `clue_footage_retention_days` (default 730; 0 keeps them with the flight record), and
+//! not while one of their clues is still open (the case is not over; as `[clues.retention]
+//! keep_while_open` keeps its evidence). The job asks the clue pool which of the clues due
+//! are open ([`clues_due`] names them); a clue it cannot ask about counts as open.
 //!
 //! Age counts from the end of processing (or from the flight's creation when it never ran,
 //! e.g. an abandoned upload). A flight that is queued or processing is never touched. What is
@@ -58,9 +61,50 @@ impl Periods {
     }
 }
 
+/// The clues whose footage is past the clue footage period and not yet deleted: the ones
+/// [`expire`] needs to know are closed before it deletes their footage.
+pub fn clues_due(flights: &FlightStore, now_ms: i64, periods: Periods) -> BTreeSet<i64> {
+    let Some(clue_ms) = periods.clue_footage_ms else {
+        return BTreeSet::new();
+    };
+    let mut due = BTreeSet::new();
+    for f in flights.list() {
+        let since = f.finished_ms.unwrap_or(f.created_ms);
+        if matches!(f.status, Status::Queued | Status::Processing)
+            || now_ms.saturating_sub(since) < clue_ms.max(periods.footage_ms)
+        {
+            continue;
+        }
+        let live: BTreeSet<&str> = f
+            .files
+            .iter()
+            .filter(|x| x.expired_ms.is_none())
+            .map(|x| x.name.as_str())
+            .collect();
+        due.extend(
+            f.findings
+                .iter()
+                .filter(|x| live.contains(source_file(&x.frame)))
+                .filter_map(|x| x.clue_id),
+        );
+    }
+    due
+}
+
+/// The uploaded file a finding's frame came from: `DJI_0002.MP4@12000ms` from `DJI_0002.MP4`.
+fn source_file(frame: &str) -> &str {
+    frame.split('@').next().unwrap_or(frame)
+}
+
 /// Deletes the footage of flights finished more than `periods.footage_ms` before `now_ms`
-/// (the files a clue came from: more than `periods.clue_footage_ms`).
-pub fn expire(flights: &FlightStore, now_ms: i64, periods: Periods) -> Expiry {
+/// (the files a clue came from: more than `periods.clue_footage_ms`, and none of whose clues
+/// is in `open`).
+pub fn expire(
+    flights: &FlightStore,
+    now_ms: i64,
+    periods: Periods,
+    open: &BTreeSet<i64>,
+) -> Expiry {
     let mut out = Expiry::default();
     for f in flights.list() {
         if matches!(f.status, Status::Queued | Status::Processing) {
@@ -72,19 +116,20 @@ pub fn expire(flights: &FlightStore, now_ms: i64, periods: Periods) -> Expiry {
             continue;
         }
         let clue_footage_expired = periods.clue_footage_ms.is_some_and(|p| age >= p);
-        // `DJI_0002.MP4@12000ms` came from `DJI_0002.MP4`.
-        let cited: BTreeSet<&str> = f
-            .findings
-            .iter()
-            .filter(|x| x.clue_id.is_some())
-            .map(|x| x.frame.split('@').next().unwrap_or(&x.frame))
-            .collect();
+        // Each file a clue came from, and whether one of its clues is still open.
+        let mut cited: std::collections::BTreeMap<&str, bool> = Default::default();
+        for x in &f.findings {
+            if let Some(id) = x.clue_id {
+                *cited.entry(source_file(&x.frame)).or_default() |= open.contains(&id);
+            }
+        }
         let dir = flights.dir(f.id);
         let mut expired = Vec::new();
         let mut clue_files = Vec::new();
         for file in f.files.iter().filter(|x| x.expired_ms.is_none()) {
-            let of_a_clue = cited.contains(file.name.as_str());
-            if of_a_clue && !clue_footage_expired {
+            let of_an_open_clue = cited.get(file.name.as_str()).copied();
+            let of_a_clue = of_an_open_clue.is_some();
+            if of_a_clue && (!clue_footage_expired || of_an_open_clue == Some(true)) {
                 out.kept_for_clues += 1;
                 continue;
             }
@@ -233,7 +278,7 @@ mod tests {
         let recent = flight(&store, now - 10 * DAY, Status::Done, &["r.jpg"]);
         let busy = flight(&store, now - 100 * DAY, Status::Processing, &["p.jpg"]);
 
-        let e = expire(&store, now, periods(90, None));
+        let e = expire(&store, now, periods(90, None), &BTreeSet::new());
         assert_eq!(
             (e.flights, e.files, e.bytes, e.kept_for_clues, e.errors),
             (1, 1, 5, 2, 0),
@@ -252,7 +297,7 @@ mod tests {
         // The mark is saved: after a restart the old flight loses nothing more; the flight
         // that was processing is failed by the restart and now goes too.
         let reopened = FlightStore::open(root.path().to_path_buf()).expect("reopen");
-        let e = expire(&reopened, now + DAY, periods(90, None));
+        let e = expire(&reopened, now + DAY, periods(90, None), &BTreeSet::new());
         assert_eq!((e.flights, e.files, e.kept_for_clues), (1, 1, 2), "{e:?}");
         assert!(!store.dir(busy).join("p.jpg").exists());
         assert!(dir.join("b.jpg").exists());
@@ -278,10 +323,25 @@ mod tests {
             f.findings = vec![finding("y.jpg", Some(9))]
         });
 
-        let e = expire(&store, now, periods(90, Some(730)));
+        // Due: the clues of the old flight only (400 days < 730 for the younger one).
+        assert_eq!(
+            clues_due(&store, now, periods(90, Some(730))),
+            BTreeSet::from([7, 8])
+        );
+        // Clue 8 is still open: c.MP4 stays while it is; clue 7 is closed: b.jpg goes.
+        let e = expire(&store, now, periods(90, Some(730)), &BTreeSet::from([8]));
         assert_eq!(
             (e.flights, e.files, e.clue_files, e.kept_for_clues, e.errors),
-            (1, 3, 2, 1, 0),
+            (1, 2, 1, 2, 0),
+            "{e:?}"
+        );
+        assert!(store.dir(old).join("c.MP4").exists(), "clue 8 is open");
+        assert!(!store.dir(old).join("b.jpg").exists(), "clue 7 is closed");
+        // Clue 8 closed: the next run takes its footage too.
+        let e = expire(&store, now, periods(90, Some(730)), &BTreeSet::new());
+        assert_eq!(
+            (e.flights, e.files, e.clue_files, e.kept_for_clues, e.errors),
+            (1, 1, 1, 1, 0),
             "{e:?}"
         );
         let dir = store.dir(old);
@@ -296,7 +356,12 @@ mod tests {
         assert!(marked.files.iter().all(|f| f.expired_ms == Some(now)));
         assert_eq!(marked.findings.len(), 2, "the record and its findings stay");
         // 0 (None) keeps them with the flight record.
-        let e = expire(&store, now + 5000 * DAY, periods(90, None));
+        let e = expire(
+            &store,
+            now + 5000 * DAY,
+            periods(90, None),
+            &BTreeSet::new(),
+        );
         assert_eq!((e.files, e.kept_for_clues), (0, 1), "{e:?}");
     }
 
@@ -334,7 +399,7 @@ mod tests {
         let dir = store.dir(id);
         std::fs::remove_file(dir.join("x.jpg")).expect("rm");
         std::fs::write(crate::drone::upload::part_path(&dir, "x.jpg"), b"hal").expect("part");
-        let e = expire(&store, 91 * DAY, periods(90, None));
+        let e = expire(&store, 91 * DAY, periods(90, None), &BTreeSet::new());
         assert_eq!((e.files, e.bytes), (1, 3), "{e:?}");
         assert!(!crate::drone::upload::part_path(&dir, "x.jpg").exists());
         assert!(dir.join("flight.json").exists(), "the record stays");

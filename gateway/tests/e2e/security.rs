@@ -1140,9 +1140,16 @@ fn walk_jpegs(dir: &std::path::Path) -> usize {
 fn old_flights_lose_their_footage_and_the_files_a_clue_came_from_only_after_a_longer_period()
 -> Result<()> {
     let dir = tempfile::tempdir()?;
+    let config = format!("{}[drone]\nfootage_retention_days = 30\n", offline_config());
+    // A clue still open (its case is not over).
+    let mut gw = GatewayProcess::start(dir.path(), &config)?;
+    let admin = gw.token("admin", "")?;
+    let open_clue = create(&gw, &admin, &clue_event("a", "m1"))?;
+    gw.proc.stop()?;
     // A flight processed 100 days ago (as a gateway before this start left it), one of
-    // yesterday, and one of 800 days ago, past the clue footage period (default 730 days); a
-    // clue came from each flight's b.jpg.
+    // yesterday, and two of 800 days ago, past the clue footage period (default 730 days); a
+    // clue came from each flight's b.jpg: clue 4 (closed or purged: not in the pool) from the
+    // first three, the open clue from the fourth.
     let day = 86_400_000i64;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -1152,10 +1159,10 @@ fn old_flights_lose_their_footage_and_the_files_a_clue_came_from_only_after_a_lo
         json!({"name": name, "kind": "still", "received": 5, "total": 5,
             "complete": true, "sha256": null})
     };
-    for (id, age_days) in [(1, 100), (2, 1), (3, 800)] {
+    for (id, age_days, clue) in [(1, 100, 4), (2, 1, 4), (3, 800, 4), (4, 800, open_clue)] {
         let finding = json!({"id": 1, "task_id": 1, "class": "truck", "confidence": 0.9,
             "lat": 30.0, "lon": 120.0, "error_m": 3.0, "time_ms": now - age_days * day,
-            "frame": "b.jpg", "clue_id": 4, "bbox": [1.0, 2.0, 3.0, 4.0]});
+            "frame": "b.jpg", "clue_id": clue, "bbox": [1.0, 2.0, 3.0, 4.0]});
         let flight = json!({"id": id, "site": "a", "name": null, "status": "done",
             "progress": 1.0, "frames_total": 2, "frames_done": 2,
             "files": [file("a.jpg"), file("b.jpg")], "findings": [finding],
@@ -1169,17 +1176,21 @@ fn old_flights_lose_their_footage_and_the_files_a_clue_came_from_only_after_a_lo
             std::fs::write(fdir.join(name), b"jpeg!")?;
         }
     }
-    let config = format!("{}[drone]\nfootage_retention_days = 30\n", offline_config());
-    let gw = GatewayProcess::start(dir.path(), &config)?;
+    gw.start_again()?;
     e2e::wait_until(
         "the retention run at start",
         std::time::Duration::from_secs(20),
-        || Ok((gw.metric("gateway_drone_footage_expired_files_total")? >= 3.0).then_some(())),
+        || Ok((gw.metric("gateway_drone_footage_expired_files_total")? >= 4.0).then_some(())),
     )?;
-    assert_eq!(gw.metric("gateway_drone_footage_expired_files_total")?, 3.0);
+    assert_eq!(gw.metric("gateway_drone_footage_expired_files_total")?, 4.0);
     assert_eq!(
         gw.metric("gateway_drone_footage_expired_bytes_total")?,
-        15.0
+        20.0
+    );
+    assert!(!flights.join("4/a.jpg").exists(), "no clue came from it");
+    assert!(
+        flights.join("4/b.jpg").exists(),
+        "800 days, but its clue is still open: kept"
     );
     assert_eq!(
         gw.metric("gateway_drone_clue_footage_expired_files_total")?,
