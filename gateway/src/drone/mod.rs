@@ -162,15 +162,18 @@ async fn retention_job(
     let every = std::time::Duration::from_secs(every_s.max(1));
     loop {
         let now = crate::clock::now_ms();
-        let store = flights.clone();
-        let due = tokio::task::spawn_blocking(move || retention::clues_due(&store, now, periods))
-            .await
-            .unwrap_or_default();
-        let open = open_clues(&pool, due).await;
-        let store = flights.clone();
-        match tokio::task::spawn_blocking(move || retention::expire(&store, now, periods, &open))
-            .await
-        {
+        // Without the clues due (the task failed), no run: their footage must not go unasked.
+        let run = async {
+            let store = flights.clone();
+            let due =
+                tokio::task::spawn_blocking(move || retention::clues_due(&store, now, periods))
+                    .await?;
+            let open = open_clues(&pool, due).await;
+            let store = flights.clone();
+            tokio::task::spawn_blocking(move || retention::expire(&store, now, periods, &open))
+                .await
+        };
+        match run.await {
             Ok(e) => {
                 metrics
                     .drone_footage_expired_files_total
