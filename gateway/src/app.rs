@@ -246,15 +246,13 @@ impl Gateway {
             pumpouts: crate::http::pumpouts::Pumpouts(Some(pumpouts)),
             registry: crate::http::registry::RegistryHandle(registry.clone()),
             storage_floor: cfg.storage.floor(),
+            drone,
         };
-        let web = crate::dashboard::static_routes(&cfg.dashboard);
+        let app = router(state, &cfg.dashboard);
         let http_cancel = delivery_cancel.clone();
         tasks.push(tokio::spawn(async move {
             // Connect info lets authentication rate-limit failed logins per client address.
-            let app = router(state)
-                .merge(web)
-                .merge(crate::http::drone::router(drone))
-                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let serve = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_cancel.cancelled().await });
             if let Err(e) = serve.await {

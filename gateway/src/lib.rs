@@ -20,12 +20,16 @@
 //!   uploads, tasks), [`install`] (how each device is built and mounted, e.g. grease
 //!   traps).
 //! - Clues: [`clue`] (signals in, the pool, storage by concern in `clue::store`, lifecycle,
-//!   audit chain, delivery to the platform, oversight, retention, auth, the clue API);
+//!   audit chain, delivery to the platform, oversight, retention, tokens and roles);
 //!   [`notice`] (street notices: parking's "please move" recorded per stay and delivered
 //!   through the clue outbox, and the stays' outcomes).
-//! - Serving people: [`http`] (the HTTP layer: router, state, one file of handlers per
-//!   resource; `http::openapi` the API document), [`dashboard`] (the web pages,
-//!   served as static files).
+//! - Serving people: [`http`], the one HTTP layer: the route table and `AppState`
+//!   (`http/mod.rs`), the one error type (`http::error::ApiError`), the token extractor
+//!   (`http::auth`), one file of handlers per resource (`http::clues`, `http::cameras`,
+//!   `http::drone`, ...), the API document (`http::openapi`) and the dashboard's static files
+//!   (`http::web`). Domain modules expose services (the clue pool, the registry, the camera
+//!   service, the drone stores), never routes. [`dashboard`]: the `[dashboard]` section and
+//!   where the `web/` pages are.
 //!
 //! Layers, lowest first (a module imports only lower ones; `ARCHITECTURE.md`, "Layers"):
 //! leaves (`reading`, `units`, `clock`, `backoff`, `metrics`, `disk`, `config_error`); core

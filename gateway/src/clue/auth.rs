@@ -2,9 +2,10 @@
 //!
 //! A token is 32 random bytes shown once (`gateway token create`); only its SHA-256 is stored,
 //! with a role and the sites it may see. Every request presents `Authorization: Bearer <token>`;
-//! [`Principal`] is the axum extractor that turns it into who is asking (401 when missing or
-//! unknown). Handlers then ask the principal what it may do (403 otherwise) and pass its site
-//! scope down to the store so data of other sites is never even read.
+//! [`Authenticator::principal`] turns it into who is asking, the [`Principal`] (401 when
+//! missing or unknown; the axum extractor that calls it is `crate::http::auth`). Handlers then
+//! ask the principal what it may do (403 otherwise) and pass its site scope down to the store
+//! so data of other sites is never even read.
 //! Tokens are never logged; the audit records the token id and role.
 //!
 //! A device token may also be bound to one device (`token create --role device --device CAM`):
@@ -24,9 +25,7 @@
 
 use super::audit::sha256_hex;
 use super::lifecycle::Action;
-use axum::extract::{FromRef, FromRequestParts};
-use axum::http::header;
-use axum::http::request::Parts;
+use axum::http::HeaderValue;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use thiserror::Error;
@@ -425,19 +424,17 @@ impl Default for FailedLogins {
     }
 }
 
-impl<S> FromRequestParts<S> for Principal
-where
-    Authenticator: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = AuthError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let auth = Authenticator::from_ref(state);
+impl Authenticator {
+    /// Who presents `authorization` (the request's `Authorization` header, `Bearer <token>`):
+    /// `Missing` without one, `Invalid` for a malformed or unknown token, `RateLimited` for a
+    /// prefix past its failures. The HTTP extractor is `crate::http::auth`.
+    pub async fn principal(
+        &self,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Principal, AuthError> {
+        let auth = self;
         let now = crate::clock::now_ms();
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
+        let value = authorization
             .ok_or(AuthError::Missing)?
             .to_str()
             .map_err(|_| AuthError::Invalid)?;

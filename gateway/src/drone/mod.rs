@@ -23,7 +23,6 @@ pub mod srt;
 pub mod tasks;
 pub mod upload;
 
-use crate::clue::auth::Authenticator;
 use config::DroneConfig;
 use flight::FlightStore;
 use std::collections::HashSet;
@@ -43,23 +42,17 @@ pub enum DroneError {
     Tasks(#[from] tasks::TaskError),
 }
 
-/// What the drone routes share.
+/// The flights, the tasks and the processing queue, as `start` hands them to the HTTP layer
+/// (`crate::http::drone`).
 #[derive(Clone)]
 pub struct DroneState {
     pub cfg: Arc<DroneConfig>,
     pub flights: FlightStore,
     pub tasks: TaskStore,
     pub queue: mpsc::Sender<u64>,
-    pub auth: Authenticator,
     pub closing: CancellationToken,
     /// Files being written now: a second concurrent PUT of the same file is refused.
     pub(crate) busy: Arc<Mutex<HashSet<(u64, String)>>>,
-}
-
-impl axum::extract::FromRef<DroneState> for Authenticator {
-    fn from_ref(s: &DroneState) -> Authenticator {
-        s.auth.clone()
-    }
 }
 
 impl DroneState {
@@ -68,7 +61,6 @@ impl DroneState {
         flights: FlightStore,
         tasks: TaskStore,
         queue: mpsc::Sender<u64>,
-        auth: Authenticator,
         closing: CancellationToken,
     ) -> DroneState {
         DroneState {
@@ -76,7 +68,6 @@ impl DroneState {
             flights,
             tasks,
             queue,
-            auth,
             closing,
             busy: Default::default(),
         }
@@ -101,7 +92,6 @@ pub fn start(
             source,
         })?;
     let tasks = tasks::TaskStore::open(root.join("tasks.json"))?;
-    let auth = pool.authenticator();
     let processor = Arc::new(job::Processor::new(
         cfg.clone(),
         flights.clone(),
@@ -121,7 +111,7 @@ pub fn start(
             cancel.clone(),
         )));
     }
-    let state = DroneState::new(cfg.clone(), flights, tasks, queue, auth, cancel);
+    let state = DroneState::new(cfg.clone(), flights, tasks, queue, cancel);
     Ok((state, handles))
 }
 

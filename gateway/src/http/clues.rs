@@ -20,17 +20,16 @@
 //!   `GET /api/v1/audit/export?from_ms=&to_ms=&format=csv|json` (entries in range).
 
 use super::error::{ApiError, ApiResult};
-use crate::clue::auth::{AuthError, Authenticator, Principal};
+use crate::clue::auth::{AuthError, Principal};
 use crate::clue::lifecycle::{Action, Status};
 use crate::clue::model::{ClueQuery, parse_level};
 use crate::clue::pool::PoolHandle;
 use crate::clue::signal::ClueEvent;
-use axum::extract::{FromRef, Path, Query, State};
+use axum::Json;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use std::convert::Infallible;
 use tokio::sync::broadcast::error::RecvError;
@@ -41,34 +40,9 @@ pub use crate::clue::explanations::Explanations;
 #[derive(Clone, Default)]
 pub struct ClueExplanations(pub Option<std::sync::Arc<dyn Explanations>>);
 
-/// The clue routes, for any router state that can hand out the pool and the authenticator.
-pub fn routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    PoolHandle: FromRef<S>,
-    Authenticator: FromRef<S>,
-    ClueExplanations: FromRef<S>,
-{
-    Router::new()
-        .route("/api/v1/clues", get(list).post(create))
-        .route("/api/v1/clues/stream", get(stream))
-        .route("/api/v1/clues/export", get(export_clues))
-        .route("/api/v1/audit/export", get(export_audit))
-        .route("/api/v1/clues/{id}", get(detail))
-        .route("/api/v1/clues/{id}/actions", post(act))
-        .route("/api/v1/clues/{id}/audit", get(audit))
-        .route("/api/v1/clues/{id}/evidence/{sha256}", get(evidence))
-        .route("/api/v1/stats", get(stats))
-        .route("/api/v1/decisions/stats", get(decision_stats))
-        .route("/api/v1/audit/verify", get(verify))
-        .merge(super::oversight::routes())
-        .merge(super::supervision::routes())
-        .merge(super::org::routes())
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+pub(super) struct ListParams {
     status: Option<String>,
     level: Option<String>,
     site: Option<String>,
@@ -104,7 +78,7 @@ pub(crate) fn can_read(p: &Principal) -> Result<(), AuthError> {
     p.require(p.role.may_read_clues(), "read clues")
 }
 
-async fn list(
+pub(super) async fn list(
     p: Principal,
     State(pool): State<PoolHandle>,
     Query(q): Query<ListParams>,
@@ -160,7 +134,7 @@ fn unit_filter(p: &Principal, pool: &PoolHandle, unit: &str) -> ApiResult<Vec<St
         .collect())
 }
 
-async fn create(
+pub(super) async fn create(
     p: Principal,
     State(pool): State<PoolHandle>,
     Json(ev): Json<ClueEvent>,
@@ -195,7 +169,7 @@ async fn visible(
 
 /// The clue with its history, occurrences, evidence and links, plus the records that explain
 /// it ([`Explanations`]: the pump-outs of its trap), masked like everything else.
-async fn detail(
+pub(super) async fn detail(
     p: Principal,
     State(pool): State<PoolHandle>,
     State(explanations): State<ClueExplanations>,
@@ -222,7 +196,7 @@ async fn detail(
     for_role(&p, &pool, &v, &plate_of(&d.clue))
 }
 
-async fn act(
+pub(super) async fn act(
     p: Principal,
     State(pool): State<PoolHandle>,
     Path(id): Path<i64>,
@@ -250,7 +224,7 @@ async fn act(
     for_role(&p, &pool, &change, &plate_of(&d.clue))
 }
 
-async fn audit(
+pub(super) async fn audit(
     p: Principal,
     State(pool): State<PoolHandle>,
     Path(id): Path<i64>,
@@ -261,12 +235,12 @@ async fn audit(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EvidenceParams {
+pub(super) struct EvidenceParams {
     #[serde(default)]
     variant: Option<String>,
 }
 
-async fn evidence(
+pub(super) async fn evidence(
     p: Principal,
     State(pool): State<PoolHandle>,
     Path((id, sha256)): Path<(i64, String)>,
@@ -353,13 +327,16 @@ async fn evidence(
     }
 }
 
-async fn stats(p: Principal, State(pool): State<PoolHandle>) -> ApiResult<impl IntoResponse> {
+pub(super) async fn stats(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+) -> ApiResult<impl IntoResponse> {
     can_read(&p)?;
     Ok(Json(pool.stats(p.scope()).await?))
 }
 
 /// The latest decision of each clue in the token's sites, by matter and band.
-async fn decision_stats(
+pub(super) async fn decision_stats(
     p: Principal,
     State(pool): State<PoolHandle>,
 ) -> ApiResult<impl IntoResponse> {
@@ -372,12 +349,12 @@ async fn decision_stats(
 
 /// `?head_seq=&head_hash=`: the last head the platform received (both or neither).
 #[derive(Debug, Deserialize)]
-struct VerifyQuery {
+pub(super) struct VerifyQuery {
     head_seq: Option<i64>,
     head_hash: Option<String>,
 }
 
-async fn verify(
+pub(super) async fn verify(
     p: Principal,
     State(pool): State<PoolHandle>,
     Query(q): Query<VerifyQuery>,
@@ -402,7 +379,7 @@ async fn verify(
 }
 
 /// SSE of clue changes the token may see. Ends when the gateway shuts down.
-async fn stream(
+pub(super) async fn stream(
     p: Principal,
     State(pool): State<PoolHandle>,
 ) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>> {
@@ -444,7 +421,7 @@ async fn stream(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ExportParams {
+pub(super) struct ExportParams {
     #[serde(default)]
     from_ms: i64,
     to_ms: Option<i64>,
@@ -546,7 +523,7 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(|x| x.to_string()).unwrap_or_default()
 }
 
-async fn export_clues(
+pub(super) async fn export_clues(
     p: Principal,
     State(pool): State<PoolHandle>,
     Query(q): Query<ExportParams>,
@@ -639,7 +616,7 @@ async fn export_clues(
     Ok(export_limited(csv, truncated, None))
 }
 
-async fn export_audit(
+pub(super) async fn export_audit(
     p: Principal,
     State(pool): State<PoolHandle>,
     Query(q): Query<ExportParams>,

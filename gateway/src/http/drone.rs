@@ -18,32 +18,17 @@ use crate::drone::DroneState;
 use crate::drone::flight::{FileState, Flight, Progress, Status};
 use crate::drone::tasks::NewTask;
 use crate::drone::upload::{self, UploadError};
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast::error::RecvError;
-
-pub fn router(state: DroneState) -> Router {
-    Router::new()
-        .route("/api/v1/flights", post(create_flight).get(list_flights))
-        .route("/api/v1/flights/{id}", get(get_flight))
-        .route("/api/v1/flights/{id}/events", get(events))
-        .route("/api/v1/flights/{id}/process", post(process))
-        .route(
-            "/api/v1/flights/{id}/files/{name}",
-            get(file_state).put(put_file),
-        )
-        .route("/api/v1/tasks", post(create_task).get(list_tasks))
-        .with_state(state)
-}
 
 fn may_upload(p: &Principal) -> ApiResult<()> {
     Ok(p.require(
@@ -67,12 +52,12 @@ fn visible(s: &DroneState, p: &Principal, id: u64) -> ApiResult<Flight> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewFlight {
+pub(super) struct NewFlight {
     site: Option<String>,
     name: Option<String>,
 }
 
-async fn create_flight(
+pub(super) async fn create_flight(
     p: Principal,
     State(s): State<DroneState>,
     body: axum::body::Bytes,
@@ -104,7 +89,7 @@ async fn create_flight(
     Ok((StatusCode::ACCEPTED, Json(f)).into_response())
 }
 
-async fn list_flights(
+pub(super) async fn list_flights(
     p: Principal,
     State(s): State<DroneState>,
 ) -> ApiResult<Json<Vec<serde_json::Value>>> {
@@ -127,7 +112,7 @@ async fn list_flights(
     Ok(Json(rows))
 }
 
-async fn get_flight(
+pub(super) async fn get_flight(
     p: Principal,
     State(s): State<DroneState>,
     Path(id): Path<u64>,
@@ -136,7 +121,7 @@ async fn get_flight(
     Ok(Json(visible(&s, &p, id)?))
 }
 
-async fn file_state(
+pub(super) async fn file_state(
     p: Principal,
     State(s): State<DroneState>,
     Path((id, name)): Path<(u64, String)>,
@@ -171,7 +156,7 @@ impl Drop for BusyGuard {
     }
 }
 
-async fn put_file(
+pub(super) async fn put_file(
     p: Principal,
     State(s): State<DroneState>,
     Path((id, name)): Path<(u64, String)>,
@@ -358,7 +343,7 @@ fn record(s: &DroneState, id: u64, st: FileState) {
     });
 }
 
-async fn process(
+pub(super) async fn process(
     p: Principal,
     State(s): State<DroneState>,
     Path(id): Path<u64>,
@@ -392,7 +377,7 @@ async fn process(
     }
 }
 
-async fn events(
+pub(super) async fn events(
     p: Principal,
     State(s): State<DroneState>,
     Path(id): Path<u64>,
@@ -443,7 +428,7 @@ async fn events(
         .into_response())
 }
 
-async fn create_task(
+pub(super) async fn create_task(
     p: Principal,
     State(s): State<DroneState>,
     body: axum::body::Bytes,
@@ -469,7 +454,7 @@ async fn create_task(
     Ok((StatusCode::CREATED, Json(task)).into_response())
 }
 
-async fn list_tasks(
+pub(super) async fn list_tasks(
     p: Principal,
     State(s): State<DroneState>,
 ) -> ApiResult<Json<Vec<crate::drone::tasks::Task>>> {

@@ -134,13 +134,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The extractor's refusal (`clue::auth::Principal`), answered as every other.
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        ApiError::from(self).into_response()
-    }
-}
-
 impl From<PoolError> for ApiError {
     fn from(e: PoolError) -> Self {
         match e {

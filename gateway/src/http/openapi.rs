@@ -142,9 +142,56 @@ pub fn document() -> Value {
             }
         }
     });
-    super::dashboard::add_openapi_paths(&mut doc["paths"]);
+    add_dashboard_paths(&mut doc["paths"]);
     add_permit_paths(&mut doc["paths"]);
     doc
+}
+
+/// The routes the dashboard reads beyond the clues (whoami, device readings and events, camera
+/// states and frames); apart, as one `json!` of every path is past the macro's recursion limit.
+fn add_dashboard_paths(paths: &mut Value) {
+    let dev = [("site", "path"), ("device", "path")];
+    let entries = [
+        (
+            "/api/v1/whoami",
+            op("The token's role, sites and audit name", &[], false),
+        ),
+        (
+            "/api/v1/devices/{site}/{device}/readings",
+            op(
+                "Recent numeric readings per metric (in-memory ring): {series: {metric: {stream, unit, points: [[ms, value]]}}}",
+                &[dev[0], dev[1], ("metric", "query"), ("since_ms", "query")],
+                false,
+            ),
+        ),
+        (
+            "/api/v1/devices/{site}/{device}/events",
+            op(
+                "Recent device events (alarms, level drops = pump-outs or discharges)",
+                &[dev[0], dev[1], ("since_ms", "query")],
+                false,
+            ),
+        ),
+        (
+            "/api/v1/cameras",
+            op(
+                "Every camera's health state of the token's sites; `source` (kind, URL without credentials, state, last frame, frames, errors, last error, reconnects) for cameras the gateway pulls ([[cameras.sources]])",
+                &[],
+                false,
+            ),
+        ),
+        (
+            "/api/v1/cameras/{id}/latest.jpg",
+            op(
+                "The camera's last frame (roles that read clues); ?site= required",
+                &[("id", "path"), ("site", "query")],
+                false,
+            ),
+        ),
+    ];
+    for (path, get) in entries {
+        paths[path] = json!({ "get": get });
+    }
 }
 
 /// The muck-truck permit routes (`http::permits`); apart, as one `json!` of every path

@@ -7,21 +7,11 @@
 //! token's scope.
 
 use crate::clue::PoolHandle;
-use crate::clue::auth::{Authenticator, Principal};
-use axum::extract::{FromRef, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use crate::clue::auth::Principal;
+use axum::Json;
+use axum::extract::State;
 
-pub fn routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    PoolHandle: FromRef<S>,
-    Authenticator: FromRef<S>,
-{
-    Router::new().route("/api/v1/org/units", get(units))
-}
-
-async fn units(p: Principal, State(pool): State<PoolHandle>) -> Json<serde_json::Value> {
+pub(super) async fn units(p: Principal, State(pool): State<PoolHandle>) -> Json<serde_json::Value> {
     let org = pool.org();
     let listed: Vec<serde_json::Value> = org
         .units()

@@ -15,13 +15,12 @@
 use super::error::ApiError;
 use crate::clue::PoolHandle;
 use crate::clue::audit::AuditAction;
-use crate::clue::auth::{Authenticator, Principal, Role};
+use crate::clue::auth::{Principal, Role};
 use crate::registry::{DeviceEntry, Registry, RegistryError};
-use axum::extract::{FromRef, Path, State};
+use axum::Json;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -29,22 +28,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct RegistryHandle(pub Arc<Registry>);
 
-pub fn routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    RegistryHandle: FromRef<S>,
-    PoolHandle: FromRef<S>,
-    Authenticator: FromRef<S>,
-{
-    Router::new()
-        .route("/api/v1/registry/devices", get(list))
-        .route(
-            "/api/v1/registry/devices/{site}/{device}",
-            get(one).put(put).delete(delete),
-        )
-}
-
-async fn list(
+pub(super) async fn list(
     p: Principal,
     State(RegistryHandle(r)): State<RegistryHandle>,
     State(pool): State<PoolHandle>,
@@ -55,7 +39,7 @@ async fn list(
 }
 
 /// Owners' phones are masked for roles without the personal-data right, as on clues.
-async fn one(
+pub(super) async fn one(
     p: Principal,
     State(RegistryHandle(r)): State<RegistryHandle>,
     State(pool): State<PoolHandle>,
@@ -98,7 +82,7 @@ fn auditor(
     }
 }
 
-async fn put(
+pub(super) async fn put(
     p: Principal,
     State(RegistryHandle(r)): State<RegistryHandle>,
     State(pool): State<PoolHandle>,
@@ -142,7 +126,7 @@ async fn put(
     Ok((status, Json(now)))
 }
 
-async fn delete(
+pub(super) async fn delete(
     p: Principal,
     State(RegistryHandle(r)): State<RegistryHandle>,
     State(pool): State<PoolHandle>,

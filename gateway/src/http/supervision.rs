@@ -14,27 +14,12 @@
 //! themself (404, as for anything out of scope). Auditors read and get 403 on every action.
 
 use super::error::ApiError;
-use crate::clue::auth::{Authenticator, Principal, Role};
+use crate::clue::auth::{Principal, Role};
 use crate::clue::pool::PoolHandle;
 use crate::clue::supervision::{self, IssueRequest, Notice, NoticeAction, NoticeFilter, Step};
-use axum::Router;
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use serde::Deserialize;
-
-pub fn routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    PoolHandle: FromRef<S>,
-    Authenticator: FromRef<S>,
-{
-    Router::new()
-        .route("/api/v1/oversight/warnings/{id}/notice", post(issue))
-        .route("/api/v1/oversight/notices", get(list))
-        .route("/api/v1/oversight/notices/{id}", get(detail))
-        .route("/api/v1/oversight/notices/{id}/actions", post(act))
-}
 
 /// Whether the people a notice (or its warning) is about include `actor` (same token or name).
 fn about(concerns: &[String], actor: &str) -> bool {
@@ -61,14 +46,14 @@ fn sees(p: &Principal, site: Option<&str>, concerns: &[String]) -> bool {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+pub(super) struct ListParams {
     #[serde(default)]
     state: Option<String>,
     #[serde(default)]
     limit: Option<u32>,
 }
 
-async fn list(
+pub(super) async fn list(
     p: Principal,
     State(pool): State<PoolHandle>,
     Query(q): Query<ListParams>,
@@ -99,7 +84,7 @@ async fn visible(p: &Principal, pool: &PoolHandle, id: i64) -> Result<Notice, Ap
     Ok(d.notice)
 }
 
-async fn detail(
+pub(super) async fn detail(
     p: Principal,
     State(pool): State<PoolHandle>,
     Path(id): Path<i64>,
@@ -112,7 +97,7 @@ async fn detail(
     super::clues::for_role(&p, &pool, &d, &[])
 }
 
-async fn issue(
+pub(super) async fn issue(
     p: Principal,
     State(pool): State<PoolHandle>,
     Path(id): Path<i64>,
@@ -136,7 +121,7 @@ async fn issue(
     ))
 }
 
-async fn act(
+pub(super) async fn act(
     p: Principal,
     State(pool): State<PoolHandle>,
     Path(id): Path<i64>,
