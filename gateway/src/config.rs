@@ -231,7 +231,18 @@ impl Config {
             .iter()
             .map(|m| m.id.as_str())
             .collect();
-        self.org.build(&matters)
+        let org = self.org.build(&matters)?;
+        let max_s = u64::from(self.clues.oversight.notices.max_due_days) * 86_400;
+        if self.org.major.reply_within_s > max_s {
+            return Err(invalid(
+                "org.major.reply_within_s",
+                format!(
+                    "must be at most clues.oversight.notices.max_due_days ({max_s} s): the \
+                     reply is owed as a supervision notice"
+                ),
+            ));
+        }
+        Ok(org)
     }
 
     /// [`Config::org_checked`] of a configuration that passed `validate` (an empty
@@ -303,6 +314,11 @@ mod tests {
             org.dispatch(Some("grease_trap_maintenance"), "r-101")
                 .map(|d| d.lead),
             Some("urban-management".into())
+        );
+        assert!(
+            org.major_report(crate::clue::signal::Level::High, None, "r-101")
+                .is_some_and(|r| r.parent == "gusu"),
+            "a high clue of the township is reported to its county"
         );
         // Presets and codecs are filled in: ChirpStack's topic, TTS's decoded payload root.
         let cs = &c.mappings[2];

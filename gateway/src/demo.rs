@@ -181,6 +181,7 @@ fn demo_org(opts: &DemoOptions) -> crate::clue::org::OrgConfig {
                 assisting: vec![],
             },
         ],
+        major: Default::default(),
     }
 }
 

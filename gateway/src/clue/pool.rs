@@ -642,7 +642,12 @@ impl PoolHandle {
         .map_err(|_| PoolError::Join)??;
         for r in &results {
             match r {
-                Ok(c) => self.announce(c),
+                Ok(c) => {
+                    self.announce(c);
+                    if c.event == "created" {
+                        self.report_major(&c.clue).await;
+                    }
+                }
                 Err(PoolError::Evidence(EvidenceError::NoSpace(_))) => {
                     self.metrics.evidence_refused_total.inc();
                 }
@@ -650,6 +655,53 @@ impl PoolHandle {
             }
         }
         Ok(results)
+    }
+
+    /// Reports a new major clue to the unit above its own (see `clue::org::major`): an audited
+    /// `major_clue` warning made into a notice to the handling unit, due in
+    /// `org.major.reply_within_s`. A failure is logged and counted, never undoes the clue.
+    async fn report_major(&self, clue: &super::model::Clue) {
+        let matter = self
+            .cfg
+            .matters
+            .matter_of(&clue.kind)
+            .map(|m| m.id.as_str());
+        let Some(report) = self
+            .org
+            .major_report(clue.level, matter, &clue.subject.site)
+        else {
+            return;
+        };
+        let now = self.now_ms();
+        let reply_by = now.saturating_add(self.org.major_reply_ms());
+        let found =
+            super::org::major::finding(&report, clue.id, &clue.subject.site, &clue.title, reply_by);
+        let raised = self
+            .blocking(move |s| s.raise_warnings(&[found], now))
+            .await;
+        let warning = match raised {
+            Ok(mut w) if !w.is_empty() => w.remove(0),
+            Ok(_) => return, // already reported
+            Err(e) => {
+                self.metrics.clue_signal_errors_total.inc();
+                warn!(clue = clue.id, error = %e, "major clue not reported up");
+                return;
+            }
+        };
+        let req = super::supervision::IssueRequest {
+            unit: report.unit.clone(),
+            deadline_ms: Some(reply_by),
+            due_days: None,
+            note: format!("reply to {} about major clue #{}", report.parent, clue.id),
+        };
+        match self.issue_notice(warning.id, req, "pool".into()).await {
+            Ok(n) => info!(clue = clue.id, notice = n.id, unit = %report.unit,
+                           to = %report.parent, "major clue reported up"),
+            Err(e) => {
+                self.metrics.clue_signal_errors_total.inc();
+                warn!(clue = clue.id, error = %e, "major clue reported, its reply notice not issued");
+            }
+        }
     }
 
     /// Gives `ev` the lead and assisting departments of the `[[org.dispatch]]` rule that

@@ -81,7 +81,7 @@ pub fn document() -> Value {
                 &[("limit", "query")], false)},
             "/api/v1/oversight/run": {"post": op("Run the supervision models now (supervisor, admin)", &[], false)},
             "/api/v1/oversight/warnings/{id}/notice": {"post": op(
-                "Make a warning a supervision notice {unit (free text, e.g. county:xihu/urban-management), deadline_ms | due_days (default clues.oversight.notices.default_due_days), note} -> 201 notice (supervisor, admin; 409 while the warning has an open notice; audited as notice_issued)",
+                "Make a warning a supervision notice {unit (with [[org.units]]: a configured unit, stored as unit or unit/department by id, e.g. xihu/urban-management, county:xihu/urban-management accepted, 400 otherwise; free text without units), deadline_ms | due_days (default clues.oversight.notices.default_due_days), note} -> 201 notice (supervisor, admin; 409 while the warning has an open notice; audited as notice_issued)",
                 &id, true)},
             "/api/v1/oversight/notices": {"get": op(
                 "Supervision notices of the token's sites (officers: of their own sites; supervisors, admins, auditors also the site-less ones), never those about the caller; ?state=open (default) | all | issued | acknowledged | fixed | closed; red first, then yellow, then the nearest deadline",

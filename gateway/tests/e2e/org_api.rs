@@ -389,3 +389,81 @@ fn store_migrate_copies_the_scope_of_tokens() -> Result<()> {
     );
     Ok(())
 }
+
+on_both_stores!(a_major_clue_is_reported_up_and_an_overdue_reply_turns_red);
+
+/// `[org.major]`: high clues are major; their unit owes the unit above a reply within 2 s.
+fn a_major_clue_is_reported_up_and_an_overdue_reply_turns_red(store: &TestStore) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = format!(
+        "{}\n[org.major]\nlevels = [\"high\"]\nreply_within_s = 2\n",
+        config("org-major").replace("[clues]\n", "[clues]\ntick_s = 1\n")
+    );
+    let gw = store.gateway(dir.path(), &cfg)?;
+    let admin = gw.token("admin", "")?;
+    let mut high = event("s1", "manhole.cover_open");
+    high["level"] = json!("high");
+    let major = create_event(&gw, &admin, &high)?;
+    create(&gw, &admin, "s2", "manhole.cover_open")?; // medium: not major
+
+    // The county (the unit above Lingyin) sees the report as a notice Lingyin owes.
+    let xihu = gw.token_with("supervisor", "", &["--unit", "xihu"])?;
+    let notices = call(&gw, "GET", "/api/v1/oversight/notices", &xihu, None)?
+        .ok()?
+        .json()?;
+    let list = notices.as_array().context("notices")?;
+    assert_eq!(list.len(), 1, "only the high clue is major: {notices:#}");
+    let n = &list[0];
+    assert_eq!(
+        (&n["model"], &n["unit"], &n["clue_id"]),
+        (&json!("major_clue"), &json!("lingyin"), &major["id"]),
+        "{n:#}"
+    );
+    assert!(
+        n["message"].as_str().is_some_and(|m| m.contains("to xihu")),
+        "{n:#}"
+    );
+    // Not answered within the deadline: yellow, then red at twice its span (the pool tick).
+    let id = n["id"].as_i64().context("notice id")?;
+    e2e::wait_until(
+        "the overdue reply turns red",
+        std::time::Duration::from_secs(20),
+        || {
+            let d = call(
+                &gw,
+                "GET",
+                &format!("/api/v1/oversight/notices/{id}"),
+                &xihu,
+                None,
+            )?
+            .ok()?
+            .json()?;
+            Ok((d["level"] == json!("red")).then_some(()))
+        },
+    )?;
+    // The report and the escalation are in the audit chain.
+    let admin_audit = call(&gw, "GET", "/api/v1/audit/export?format=json", &admin, None)?
+        .ok()?
+        .json()?;
+    let actions: Vec<&str> = admin_audit
+        .as_array()
+        .context("audit")?
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for a in ["oversight_warning", "notice_issued", "notice_overdue"] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+    // A township of another county sees nothing of it.
+    let gongshu = gw.token_with("supervisor", "", &["--unit", "gongshu"])?;
+    let none = call(&gw, "GET", "/api/v1/oversight/notices", &gongshu, None)?
+        .ok()?
+        .json()?;
+    assert_eq!(none, json!([]));
+    Ok(())
+}
+
+fn create_event(gw: &GatewayProcess, token: &str, ev: &Value) -> Result<Value> {
+    let r = call(gw, "POST", "/api/v1/clues", token, Some(ev))?;
+    Ok(r.ok()?.json()?["clue"].clone())
+}

@@ -18,6 +18,8 @@ pub struct OrgConfig {
     pub units: Vec<UnitConfig>,
     /// Which departments handle which matter in which area (`[[org.dispatch]]`).
     pub dispatch: Vec<DispatchConfig>,
+    /// Major clues reported up to the parent unit with a reply deadline (`[org.major]`).
+    pub major: super::major::MajorConfig,
 }
 
 /// `[[org.units]]`: one unit of the enforcement organisation.
@@ -75,7 +77,7 @@ pub(crate) fn check_id(key: &str, v: &str) -> Result<(), ConfigError> {
 impl OrgConfig {
     /// Checks the section (ids, parents, cycles, sites in one unit only, departments of
     /// dispatch rules) and builds the tree. `matters` are the catalogue's matter ids a
-    /// dispatch rule may name.
+    /// dispatch rule or `major.matters` may name.
     pub fn build(&self, matters: &[&str]) -> Result<Org, ConfigError> {
         let org = Org::from_units(&self.units)?;
         if org.is_empty() && !self.dispatch.is_empty() {
@@ -129,6 +131,27 @@ impl OrgConfig {
                 ));
             }
         }
-        Ok(org.with_dispatch(self.dispatch.clone()))
+        for (i, l) in self.major.levels.iter().enumerate() {
+            if crate::clue::model::parse_level(l).is_none() {
+                return Err(invalid(
+                    format!("org.major.levels[{i}]"),
+                    format!("`{l}`: low, medium or high"),
+                ));
+            }
+        }
+        for (i, m) in self.major.matters.iter().enumerate() {
+            if !matters.contains(&m.as_str()) {
+                return Err(invalid(
+                    format!("org.major.matters[{i}]"),
+                    format!("`{m}` is no matter id of [clues.matters]"),
+                ));
+            }
+        }
+        if self.major.reply_within_s == 0 {
+            return Err(invalid("org.major.reply_within_s", "must be at least 1"));
+        }
+        let mut org = org.with_dispatch(self.dispatch.clone());
+        org.major = self.major.clone();
+        Ok(org)
     }
 }

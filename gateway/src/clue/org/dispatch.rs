@@ -60,6 +60,7 @@ mod tests {
         OrgConfig {
             units: city(),
             dispatch: rules,
+            major: Default::default(),
         }
         .build(&["grease", "parking"])
         .map_err(|e| e.to_string())

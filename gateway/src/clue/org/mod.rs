@@ -12,11 +12,13 @@
 //!   site.
 //! - `dispatch`: lead and assisting departments of a new clue by matter and area.
 //! - `address`: supervision notices addressed to a configured unit.
+//! - `major`: major clues reported up to the parent unit with a reply deadline (a notice).
 //! - `scope`: what a token of a unit and/or department may see.
 
 pub mod address;
 pub mod config;
 pub mod dispatch;
+pub mod major;
 pub mod scope;
 pub mod tree;
 

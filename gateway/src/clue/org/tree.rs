@@ -48,6 +48,7 @@ pub struct Org {
     units: BTreeMap<String, Unit>,
     site_unit: BTreeMap<String, String>,
     pub(super) dispatch: Vec<DispatchConfig>,
+    pub(super) major: super::major::MajorConfig,
 }
 
 impl Org {
