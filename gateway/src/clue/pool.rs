@@ -815,10 +815,14 @@ impl PoolHandle {
     pub async fn decision_stats(
         &self,
         scope: Option<Vec<String>>,
+        only: Option<std::collections::HashSet<i64>>,
     ) -> Result<super::decision::DecisionStats, PoolError> {
-        let rows = self
+        let mut rows = self
             .blocking(move |s| s.decisions(scope.as_deref()))
             .await?;
+        if let Some(only) = only {
+            rows.retain(|r| only.contains(&r.clue_id));
+        }
         Ok(super::decision::decision_stats(rows))
     }
 

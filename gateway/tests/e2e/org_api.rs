@@ -233,6 +233,27 @@ fn unit_and_department_tokens_see_only_their_scope(store: &TestStore) -> Result<
         404
     );
 
+    // Its audit export holds the entries of those clues only (not the unit's other clues).
+    let auditor = gw.token_with("auditor", "", &["--unit", "xihu", "--department", "market"])?;
+    let audit = call(
+        &gw,
+        "GET",
+        "/api/v1/audit/export?format=json",
+        &auditor,
+        None,
+    )?
+    .ok()?
+    .json()?;
+    let mut clues: Vec<i64> = audit
+        .as_array()
+        .context("audit")?
+        .iter()
+        .filter_map(|e| e["clue_id"].as_i64())
+        .collect();
+    clues.sort();
+    clues.dedup();
+    assert_eq!(clues, [id(&s1), id(&s2)], "{audit:#}");
+
     // A supervisor changes who leads and assists: an audited `dispatch` action.
     let act = |token: &str, clue: &Value, body: Value| {
         call(
