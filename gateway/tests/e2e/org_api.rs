@@ -367,6 +367,18 @@ fn store_migrate_copies_the_scope_of_tokens() -> Result<()> {
     }
     create(&gw, &admin, "x0", "parking.overstay")?;
     assert_eq!(listed(&gw, &market, "")?, ["s1"]);
+    // `token list` shows the scope (never the token).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["token", "list", "--config"])
+        .arg(dir.path().join("gateway.toml"))
+        .output()?;
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        list.lines()
+            .any(|l| l.contains(r#""unit":"xihu""#) && l.contains(r#""department":"market""#)),
+        "{list}"
+    );
+    assert!(!list.contains(&market), "the token itself is never listed");
     gw.proc.stop()?;
 
     let pg = e2e::Postgres::start()?;
