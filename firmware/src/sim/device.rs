@@ -73,6 +73,21 @@ pub const DUTY_MET_AT_ONCE_MS: i64 = 30 * 60_000;
 /// take the same line (rule `sensor-fault` raises a sensor fault that lasts an hour).
 pub const CABLE_CUT_FAULT_MS: i64 = 60 * 60_000;
 
+/// The truth as a run that stopped at `end_ms` can know it. Devices note some happenings when
+/// they begin, with their planned end (a cut cable, a tilted cover), which may lie past the
+/// run's end: those are cut at `end_ms`, and a loop-cable interruption then still under
+/// [`CABLE_CUT_FAULT_MS`] is, for this run, the innocent `sensor_dropout` (by the run's end
+/// nobody could have known it would last; the gateway's rule waits the same hour).
+pub fn truth_at_end(truth: &mut [Truth], end_ms: i64) {
+    for t in truth.iter_mut().filter(|t| t.end_ms > end_ms) {
+        t.end_ms = end_ms.max(t.start_ms);
+        if t.problem == "sensor_cable_cut" && t.end_ms - t.start_ms < CABLE_CUT_FAULT_MS {
+            t.problem = "sensor_dropout".into();
+            t.class = TruthClass::Innocent;
+        }
+    }
+}
+
 /// A happening as a device notes it: problem, class, start and end (true time, ms).
 type Note = (&'static str, TruthClass, i64, i64);
 
@@ -1179,5 +1194,43 @@ mod tests {
         assert_eq!(got, vec![("pumpout_due", TruthClass::Duty, 0, 5 * h)]);
         // Far from the line all along: nothing.
         assert!(run(&[(10.0, far, 0), (empty, far, MIN)]).is_empty());
+    }
+
+    #[test]
+    fn a_cut_cable_still_under_an_hour_when_the_run_ends_is_a_dropout_for_that_run() {
+        let t = |problem: &str, class, start_ms, end_ms| Truth {
+            problem: problem.into(),
+            class,
+            site: "r-1".into(),
+            device: "trap-1".into(),
+            start_ms,
+            end_ms,
+        };
+        let end = 100 * MIN;
+        let mut truth = vec![
+            t("sensor_cable_cut", TruthClass::Fault, 60 * MIN, 160 * MIN),
+            t("sensor_cable_cut", TruthClass::Fault, 20 * MIN, 90 * MIN),
+            t("sensor_cable_cut", TruthClass::Fault, 30 * MIN, 130 * MIN),
+            t("cover_tilted", TruthClass::Violation, 95 * MIN, 150 * MIN),
+        ];
+        truth_at_end(&mut truth, end);
+        // 40 minutes old at the end: a dropout; over before the end: unchanged; 70 minutes
+        // old: a fault, cut at the end; a violation: cut at the end.
+        assert_eq!(
+            truth[0],
+            t("sensor_dropout", TruthClass::Innocent, 60 * MIN, end)
+        );
+        assert_eq!(
+            truth[1],
+            t("sensor_cable_cut", TruthClass::Fault, 20 * MIN, 90 * MIN)
+        );
+        assert_eq!(
+            truth[2],
+            t("sensor_cable_cut", TruthClass::Fault, 30 * MIN, end)
+        );
+        assert_eq!(
+            truth[3],
+            t("cover_tilted", TruthClass::Violation, 95 * MIN, end)
+        );
     }
 }

@@ -365,6 +365,7 @@ pub async fn run_block(
     signals.extend(cameras.on_tick(now));
     record(&pool, signals, &mut clues).await?;
     out.truth.extend(fleet.finish());
+    firmware::sim::truth_at_end(&mut out.truth, now);
     let mut list: Vec<ClueRecord> = clues.into_values().collect();
     list.sort_by_key(|c| c.id);
     out.clues = list;

@@ -46,7 +46,7 @@ const CROP_ASPECT: (f32, f32) = (1.5, 8.0);
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlateBox {
     pub bbox: BBox,
-    /// Corners as the model gives them (top-left, top-right, bottom-right, bottom-left).
+    /// Corners of the plate itself: top-left, top-right, bottom-right, bottom-left.
     pub corners: [(f32, f32); 4],
     pub score: f32,
 }
@@ -671,16 +671,17 @@ pub fn decode_plates(
         let bw = p[2] * (l[2] * VARIANCE[1]).exp();
         let bh = p[3] * (l[3] * VARIANCE[1]).exp();
         let bbox = BBox::from_centre(cx * sw, cy * sh, bw * sw, bh * sh);
-        let mut corners = [(0.0, 0.0); 4];
-        for (k, c) in corners.iter_mut().enumerate() {
-            *c = (
+        let corner = |k: usize| {
+            (
                 (p[0] + m[2 * k] * VARIANCE[0] * p[2]) * sw,
                 (p[1] + m[2 * k + 1] * VARIANCE[0] * p[3]) * sh,
-            );
-        }
+            )
+        };
         found.push(PlateBox {
             bbox,
-            corners,
+            // The model gives CCPD's vertex order (bottom-right, bottom-left, top-left,
+            // top-right); ours starts top-left, clockwise.
+            corners: [corner(2), corner(3), corner(0), corner(1)],
             score,
         });
     }
@@ -999,6 +1000,29 @@ mod tests {
         let kept = merge_plates(vec![pb(0.0, 0.8), inner, pb(500.0, 0.9)], 0.4);
         let xs: Vec<f32> = kept.iter().map(|p| p.bbox.x0).collect();
         assert_eq!(xs, vec![10.0, 500.0]);
+    }
+
+    /// The model's landmarks come bottom-right, bottom-left, top-left, top-right (CCPD);
+    /// a plate's corners start top-left and run clockwise.
+    #[test]
+    fn corners_are_reordered_from_the_models_order_to_top_left_clockwise() {
+        // One prior at the centre, 0.5 x 0.5 of a 100 x 100 input; no box offset.
+        let priors = [[0.5, 0.5, 0.5, 0.5]];
+        let loc = [0.0; 4];
+        let conf = [0.0, 0.9];
+        // Landmark offsets in units of VARIANCE[0] x prior size: +-1 -> +-0.05 of the input.
+        let (l, r, t, b) = (-1.0, 1.0, -1.0, 1.0);
+        let landms = [r, b, l, b, l, t, r, t];
+        let found = decode_plates(&priors, &loc, &conf, &landms, (100.0, 100.0), 0.5, 0.4);
+        let c = found[0].corners;
+        let near = |(x, y): (f32, f32), (ex, ey): (f32, f32)| {
+            (x - ex).abs() < 1e-3 && (y - ey).abs() < 1e-3
+        };
+        assert!(near(c[0], (45.0, 45.0)), "top-left first: {c:?}");
+        assert!(
+            near(c[1], (55.0, 45.0)) && near(c[2], (55.0, 55.0)) && near(c[3], (45.0, 55.0)),
+            "{c:?}"
+        );
     }
 
     #[test]
