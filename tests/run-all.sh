@@ -86,6 +86,9 @@ install_deps() {
     # PostgreSQL 15 for the shared clue store's tests: the server binaries are not on PATH
     # (tests/src/postgres.rs runs them from here, as the package's `postgres` user when root).
     [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
+    # The bounded clock-jump fault (resilience::bounded_clock_jump_loses_nothing) steers the
+    # gateway's wall clock with libfaketime.
+    [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || missing+=(faketime)
     # Pulled-camera tests: an RTSP server from GStreamer (tests/camera/rtsp_server.py runs on
     # the system Python, whose `gi` bindings are Debian's) streaming Motion-JPEG.
     /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0"); from gi.repository import Gst, GstRtspServer; Gst.init(None); assert Gst.ElementFactory.find("rtpjpegpay") and Gst.ElementFactory.find("jpegdec")' >/dev/null 2>&1 \
@@ -104,7 +107,7 @@ install_deps() {
         [ $created_policy -eq 1 ] && as_root rm -f "$policy"
         [ $rc -eq 0 ] || return $rc
     else
-        echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl, chromium, nodejs, npm, a CJK font, postgresql-15, lighttpd, GStreamer's RTSP server)"
+        echo "apt: nothing missing (mosquitto, mosquitto-clients, victoria-metrics, influxdb, socat, openssl, chromium, nodejs, npm, a CJK font, postgresql-15, lighttpd, GStreamer's RTSP server, faketime)"
     fi
 
     # Python: every package the tests and the model converter use (tests/requirements.txt,

@@ -2,9 +2,9 @@
 //! the device table and the HTTP API. Shutdown (SIGINT/SIGTERM or the token) stops intake
 //! first, lets the processor make the last batch durable, then stops delivery.
 
-use crate::api::{AppState, router};
 use crate::config::Config;
 use crate::devices::DeviceTable;
+use crate::http::{AppState, router};
 use crate::metrics::Metrics;
 use crate::normalize::ClockPolicy;
 use crate::outbox::Outbox;
@@ -243,18 +243,16 @@ impl Gateway {
             started_ms: crate::clock::now_ms(),
             clues: clues.clone(),
             cameras,
-            pumpouts: crate::rules::pumpout_api::Pumpouts(Some(pumpouts)),
-            registry: crate::registry::api::RegistryHandle(registry.clone()),
+            pumpouts: crate::http::pumpouts::Pumpouts(Some(pumpouts)),
+            registry: crate::http::registry::RegistryHandle(registry.clone()),
             storage_floor: cfg.storage.floor(),
+            drone,
         };
-        let web = crate::dashboard::static_routes(&cfg.dashboard);
+        let app = router(state, &cfg.dashboard);
         let http_cancel = delivery_cancel.clone();
         tasks.push(tokio::spawn(async move {
             // Connect info lets authentication rate-limit failed logins per client address.
-            let app = router(state)
-                .merge(web)
-                .merge(crate::drone::api::router(drone))
-                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let serve = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { http_cancel.cancelled().await });
             if let Err(e) = serve.await {

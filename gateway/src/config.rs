@@ -61,6 +61,9 @@ pub struct Config {
     pub dashboard: crate::dashboard::DashboardConfig,
     /// Drone footage uploads, processing and inspection tasks (`[drone]`).
     pub drone: crate::drone::config::DroneConfig,
+    /// The organisation: units (city, county, township) with their sites and departments,
+    /// and the dispatch of clues to departments (`[[org.units]]`, `[[org.dispatch]]`).
+    pub org: crate::clue::org::OrgConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -192,6 +195,7 @@ impl Config {
             .map_err(|e| invalid("http.listen", e.to_string()))?;
         self.modbus.validate()?;
         self.clues.validate()?;
+        self.org_checked()?;
         crate::rules::config::validate(&self.rules, &self.rules_settings)?;
         crate::install::trap::validate(&self.traps)?;
         self.registry.validate()?;
@@ -213,7 +217,41 @@ impl Config {
             floor: self.storage.floor(),
             holder: self.mqtt.client_id.clone(),
             broker: std::sync::Arc::new(self.mqtt.clone()),
+            org: std::sync::Arc::new(self.org()),
         }
+    }
+
+    /// The checked organisation of `[org]`; dispatch rules may name the matters of
+    /// `[clues.matters]`.
+    pub fn org_checked(&self) -> Result<crate::clue::org::Org, ConfigError> {
+        let matters: Vec<&str> = self
+            .clues
+            .matters
+            .matter
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect();
+        let org = self.org.build(&matters)?;
+        let max_s = u64::from(self.clues.oversight.notices.max_due_days) * 86_400;
+        if self.org.major.reply_within_s > max_s {
+            return Err(invalid(
+                "org.major.reply_within_s",
+                format!(
+                    "must be at most clues.oversight.notices.max_due_days ({max_s} s): the \
+                     reply is owed as a supervision notice"
+                ),
+            ));
+        }
+        Ok(org)
+    }
+
+    /// [`Config::org_checked`] of a configuration that passed `validate` (an empty
+    /// organisation, i.e. scopes by sites only, if it somehow did not).
+    pub fn org(&self) -> crate::clue::org::Org {
+        self.org_checked().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "[org] is invalid; no units are in force");
+            Default::default()
+        })
     }
 
     /// The payload decoder of `[mqtt] max_payload_bytes` and `[[mappings]]`.
@@ -264,6 +302,24 @@ mod tests {
         assert_eq!(c.shopfront.cameras[0].zones[0].shop, "shop-12");
         assert_eq!(c.muck_trucks.permits[0].cameras, ["cam-ring-rd"]);
         assert!(c.registry.file.is_some());
+        let org = c.org();
+        assert_eq!(org.scope_sites("gusu"), ["r-101", "street-9"]);
+        assert_eq!(
+            org.dispatch(Some("grease_discharge"), "r-101")
+                .map(|d| d.lead),
+            Some("environment".into()),
+            "the county's rule naming the matter wins over the township's `*`"
+        );
+        assert_eq!(
+            org.dispatch(Some("grease_trap_maintenance"), "r-101")
+                .map(|d| d.lead),
+            Some("urban-management".into())
+        );
+        assert!(
+            org.major_report(crate::clue::signal::Level::High, None, "r-101")
+                .is_some_and(|r| r.parent == "gusu"),
+            "a high clue of the township is reported to its county"
+        );
         // Presets and codecs are filled in: ChirpStack's topic, TTS's decoded payload root.
         let cs = &c.mappings[2];
         assert_eq!(cs.topic, "application/+/device/+/event/up");
@@ -272,6 +328,26 @@ mod tests {
             c.mappings[5].payload_root.as_deref(),
             Some("uplink_message.decoded_payload")
         );
+    }
+
+    #[test]
+    fn an_invalid_org_is_refused_naming_the_key() {
+        let units = "[[org.units]]\nid = \"city\"\nname = \"C\"\nlevel = \"city\"\n\
+                     [[org.units]]\nid = \"t\"\nname = \"T\"\nlevel = \"township\"\n";
+        let e = Config::from_toml(&format!("{units}parent = \"nowhere\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("org.units[1].parent"), "{e}");
+        let e = Config::from_toml(&format!(
+            "{units}parent = \"city\"\n[[org.dispatch]]\nmatter = \"*\"\nunit = \"t\"\nlead = \"x\""
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("org.dispatch[0].lead"), "{e}");
+        let e = Config::from_toml("[[org.units]]\nid = \"a\"\nname = \"A\"\nlevel = \"town\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("org.units"), "{e}");
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     cfg.clues.matters = Config::from_toml(include_str!("../../deploy/gateway.example.toml"))?
         .clues
         .matters;
+    cfg.org = demo_org(&opts);
     cfg.validate()?;
     // Give the broker thread a moment to listen; the client retries anyway.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -108,6 +109,80 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     gw.shutdown().await;
     Ok(())
+}
+
+/// A small organisation for the simulated fleet, so the dashboard shows units, lead and
+/// assisting departments and a unit filter: a city, one county, a township of the restaurants
+/// and one of the manholes. Manhole-cover clues are led by urban management with the
+/// environment office assisting; every other clue by urban management.
+fn demo_org(opts: &DemoOptions) -> crate::clue::org::OrgConfig {
+    use crate::clue::org::{DispatchConfig, UnitConfig, UnitLevel};
+    let unit =
+        |id: &str, name: &str, parent: Option<&str>, level, sites: Vec<String>, depts: &[&str]| {
+            UnitConfig {
+                id: id.into(),
+                name: name.into(),
+                parent: parent.map(Into::into),
+                level,
+                sites,
+                departments: depts.iter().map(|d| d.to_string()).collect(),
+            }
+        };
+    let restaurants = (1..=opts.restaurants)
+        .map(|n| format!("r-{n:03}"))
+        .collect();
+    let manholes = (1..=opts.manholes).map(|n| format!("mh-{n:03}")).collect();
+    crate::clue::org::OrgConfig {
+        units: vec![
+            unit(
+                "demo-city",
+                "演示市",
+                None,
+                UnitLevel::City,
+                vec![],
+                &["urban-management"],
+            ),
+            unit(
+                "chengdong",
+                "城东区",
+                Some("demo-city"),
+                UnitLevel::County,
+                vec![],
+                &["urban-management", "environment", "market"],
+            ),
+            unit(
+                "meishi",
+                "美食街道",
+                Some("chengdong"),
+                UnitLevel::Township,
+                restaurants,
+                &["urban-management", "market"],
+            ),
+            unit(
+                "hepan",
+                "河畔街道",
+                Some("chengdong"),
+                UnitLevel::Township,
+                manholes,
+                &["urban-management"],
+            ),
+        ],
+        dispatch: vec![
+            DispatchConfig {
+                matter: "manhole_cover".into(),
+                unit: "chengdong".into(),
+                lead: "urban-management".into(),
+                assisting: vec!["environment".into()],
+            },
+            DispatchConfig {
+                matter: "*".into(),
+                unit: "chengdong".into(),
+                lead: "urban-management".into(),
+                assisting: vec![],
+            },
+        ],
+        major: Default::default(),
+    }
 }
 
 /// The demo's API needs a token like any other: create an admin token and leave it in

@@ -20,25 +20,28 @@
 //!   uploads, tasks), [`install`] (how each device is built and mounted, e.g. grease
 //!   traps).
 //! - Clues: [`clue`] (signals in, the pool, storage by concern in `clue::store`, lifecycle,
-//!   audit chain, delivery to the platform, oversight, retention, auth, the clue API);
+//!   audit chain, delivery to the platform, oversight, retention, tokens and roles);
 //!   [`notice`] (street notices: parking's "please move" recorded per stay and delivered
 //!   through the clue outbox, and the stays' outcomes).
-//! - Serving people: [`api`] (the HTTP router and the API state; `api::openapi` the API
-//!   document, `api::dashboard` the dashboard's read routes), [`dashboard`] (the web pages,
-//!   served as static files).
+//! - Serving people: [`http`], the one HTTP layer: the route table and `AppState`
+//!   (`http/mod.rs`), the one error type (`http::error::ApiError`), the token extractor
+//!   (`http::auth`), one file of handlers per resource (`http::clues`, `http::cameras`,
+//!   `http::drone`, ...), the API document (`http::openapi`) and the dashboard's static files
+//!   (`http::web`). Domain modules expose services (the clue pool, the registry, the camera
+//!   service, the drone stores), never routes. [`dashboard`]: the `[dashboard]` section and
+//!   where the `web/` pages are.
 //!
 //! Layers, lowest first (a module imports only lower ones; `ARCHITECTURE.md`, "Layers"):
 //! leaves (`reading`, `units`, `clock`, `backoff`, `metrics`, `disk`, `config_error`); core
 //! (`clue`, `normalize`, `outbox`, `install`); models and devices (`vision`, `sink`,
 //! `registry`, `decode`, `history`, `devices`); intake (`pipeline`, then `source`); producers
-//! (`notice`, `rules`, `drone`, `camera`); serving (`dashboard`, `api`); the root `config`;
+//! (`notice`, `rules`, `drone`, `camera`); serving (`dashboard`, `http`); the root `config`;
 //! wiring (`app`, `demo`, `scenario`). No component imports `config`: it is handed its
 //! section. `tests/tools/module-cycles.py` (run by `tests/run-all.sh`) fails on any cycle.
 //!
 //! Producers of clues hold a `clue::signal::ClueSender`, never the pool (the drone job is the
 //! one named exception, see `clue`); only `app` sees every part.
 
-pub mod api;
 pub mod app;
 pub mod backoff;
 pub mod camera;
@@ -54,6 +57,7 @@ pub mod devices;
 pub mod disk;
 pub mod drone;
 pub mod history;
+pub mod http;
 pub mod install;
 pub mod metrics;
 pub mod normalize;

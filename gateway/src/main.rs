@@ -87,6 +87,14 @@ enum AuditCommand {
         #[arg(long, requires = "head_seq")]
         head_hash: Option<String>,
     },
+    /// Give the audit chain a new key: the old one moves to the retired keys
+    /// (`[clues.audit] retired_dir`, default `audit-keys-retired` beside the key file), and the
+    /// entry `audit_key_rotated`, sealed with the old key, names the new one. Stop every
+    /// gateway that writes the chain first. Run again after an interruption to finish.
+    RotateKey {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -105,10 +113,21 @@ enum TokenCommand {
         #[arg(long)]
         name: Option<String>,
         /// Binds a device token to this one device (camera id): it may then post frames and
-        /// enrol the reference only for that camera. Without it, a device token speaks for
-        /// every device of its sites (a relay).
-        #[arg(long)]
+        /// enrol the reference only for that camera. A device token needs this or --relay.
+        #[arg(long, conflicts_with = "relay")]
         device: Option<String>,
+        /// Scopes the token to a unit of `[org]`: it sees the unit's sites and those of the
+        /// units below it (narrowed to --sites when given too).
+        #[arg(long)]
+        unit: Option<String>,
+        /// Scopes the token to a department: it sees the clues that department leads or
+        /// assists (of the unit's, or of --sites').
+        #[arg(long)]
+        department: Option<String>,
+        /// A device token bound to no camera: it speaks for every device of its sites (a relay
+        /// or recorder that uploads for several cameras). Recorded in the audit entry.
+        #[arg(long)]
+        relay: bool,
     },
     /// List tokens (ids, roles, sites; never the tokens).
     List {
@@ -140,6 +159,10 @@ enum StoreCommand {
         /// The gateways on PostgreSQL must use the same key afterwards.
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// Retired audit keys, for a chain whose key was rotated (default:
+        /// `audit-keys-retired` beside the key file).
+        #[arg(long)]
+        retired_dir: Option<PathBuf>,
     },
 }
 
@@ -210,7 +233,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(gateway::app::run(cfg, Some(config)))
         }
         Command::Store {
-            command: StoreCommand::Migrate { from, to, key_file },
+            command:
+                StoreCommand::Migrate {
+                    from,
+                    to,
+                    key_file,
+                    retired_dir,
+                },
         } => {
             let path = PathBuf::from(
                 from.strip_prefix("sqlite:")
@@ -226,10 +255,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 .join("evidence");
             let key_cfg = gateway::clue::audit_key::AuditConfig {
                 key_file: key_file.clone(),
+                retired_dir,
                 ..Default::default()
             };
             let dir = path.parent().unwrap_or(std::path::Path::new("."));
-            let key = gateway::clue::audit_key::AuditKey::load(&key_cfg, dir, false)?;
+            let key = gateway::clue::audit_key::AuditKeyring::load(&key_cfg, dir, false)?;
             if key.is_none() && key_file.is_some() {
                 anyhow::bail!("--key-file: no such file");
             }
@@ -280,6 +310,25 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("{report}")
             }
         }
+        Command::Audit {
+            command: AuditCommand::RotateKey { config },
+        } => {
+            let cfg = Config::load(Some(&config))?;
+            let (rotation, report) =
+                gateway::clue::pool::rotate_audit_key(&cfg.clue_setup(), gateway::clock::now_ms())?;
+            println!(
+                "audit key rotated: {} -> {} (old key kept at {})",
+                rotation.old_key_id,
+                rotation.new_key_id,
+                rotation.retired_file.display()
+            );
+            if report.ok {
+                println!("{report}");
+                Ok(())
+            } else {
+                anyhow::bail!("{report}")
+            }
+        }
         Command::Token {
             command:
                 TokenCommand::Create {
@@ -288,6 +337,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     sites,
                     name,
                     device,
+                    unit,
+                    department,
+                    relay,
                 },
         } => {
             let cfg = Config::load(Some(&config))?;
@@ -301,8 +353,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect();
-            if sites.is_empty() && role != gateway::clue::auth::Role::Admin {
-                anyhow::bail!("--sites is required for role {}", role.as_str());
+            if let Err(why) = cfg
+                .org()
+                .check_grant(unit.as_deref(), department.as_deref())
+            {
+                anyhow::bail!("--unit/--department: {why}");
+            }
+            if sites.is_empty() && unit.is_none() && role != gateway::clue::auth::Role::Admin {
+                anyhow::bail!("--sites or --unit is required for role {}", role.as_str());
             }
             std::fs::create_dir_all(&cfg.storage.dir)
                 .with_context(|| format!("creating storage.dir {}", cfg.storage.dir.display()))?;
@@ -312,6 +370,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 sites: &sites,
                 name: name.as_deref(),
                 device: device.as_deref(),
+                unit: unit.as_deref(),
+                department: department.as_deref(),
+                relay,
             };
             let (id, token) = gateway::clue::auth::create_token_for(
                 store.tokens().as_ref(),

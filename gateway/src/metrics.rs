@@ -115,6 +115,14 @@ pub struct Metrics {
     /// Drone footage files deleted by retention (`drone.footage_retention_days`), and bytes.
     pub drone_footage_expired_files_total: Counter,
     pub drone_footage_expired_bytes_total: Counter,
+    /// Of those files, the ones a clue came from (`drone.clue_footage_retention_days`).
+    pub drone_clue_footage_expired_files_total: Counter,
+    /// Active device tokens bound to no camera (relays, and tokens from before `--device` or
+    /// `--relay` was required), counted at start.
+    pub device_tokens_unbound: Gauge,
+    /// Of those, the ones issued before `--device` or `--relay` was required (not relays by
+    /// choice).
+    pub device_tokens_unbound_unchosen: Gauge,
     /// Evidence files not written because the storage floor would be passed
     /// (`storage.min_free_mb`); the clue they belonged to is not recorded either.
     pub evidence_refused_total: Counter,
@@ -369,6 +377,21 @@ impl Metrics {
             drone_footage_expired_bytes_total: reg!(
                 "drone_footage_expired_bytes",
                 "Bytes of drone footage deleted by retention",
+                Counter::default()
+            ),
+            device_tokens_unbound: reg!(
+                "device_tokens_unbound",
+                "Active device tokens bound to no camera (they speak for every camera of their sites), at start",
+                Gauge::default()
+            ),
+            device_tokens_unbound_unchosen: reg!(
+                "device_tokens_unbound_unchosen",
+                "Active unbound device tokens issued before --device or --relay was required, at start",
+                Gauge::default()
+            ),
+            drone_clue_footage_expired_files_total: reg!(
+                "drone_clue_footage_expired_files",
+                "Drone footage files a clue came from, deleted by the clue footage retention",
                 Counter::default()
             ),
             evidence_refused_total: reg!(

@@ -261,6 +261,20 @@ try {
   await page.waitForSelector('#evidence img[src^="blob:"]');
   expect(await page.$eval('#evidence img', (i) => i.complete && i.naturalWidth > 0), 'evidence image shown');
   await shot('12-clue-evidence');
+  // Organisation: the unit of the clue's site (and those above it), the lead and assisting
+  // departments its matter's dispatch rule gave it; in English, then in Chinese.
+  const orgEn = await page.textContent('#clue-org');
+  expect(orgEn.includes('Unit: 美食街道 (城东区 · 演示市)') && orgEn.includes('Lead department: urban-management')
+    && orgEn.includes('Assisting: environment'), `the clue shows its unit, lead and assisting departments in English (${orgEn})`);
+  await page.click('#lang');
+  await page.waitForFunction(() => document.documentElement.lang === 'zh-CN');
+  await page.waitForSelector('#clue-org');
+  const orgZh = await page.textContent('#clue-org');
+  expect(orgZh.includes('所属单位: 美食街道') && orgZh.includes('牵头部门: urban-management')
+    && orgZh.includes('协办部门: environment'), `and in Chinese (${orgZh})`);
+  await shot('12b-clue-org-zh');
+  await page.click('#lang');
+  await page.waitForFunction(() => document.documentElement.lang === 'en');
 
   // A drone flight through the page: a still uploaded in resumable chunks, then processed.
   // This JPEG has no GPS EXIF, so processing ends `done` with that reason reported.
@@ -337,6 +351,14 @@ try {
   });
   ok('the level filter shows only high clues');
   await shot('14-clues-filtered');
+  // The unit filter asks the API for the clues of one township's scope.
+  await page.selectOption('select[name=unit]', 'meishi');
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#clue-rows tr')];
+    return rows.length > 0 && rows.every((r) => r.dataset.site.startsWith('r-'));
+  });
+  ok('the unit filter shows only the township\'s clues');
+  await page.selectOption('select[name=unit]', '');
 
   // 12. Supervision (督办): red warnings first; the supervisor turns one into a notice to a
   // unit; the page in both languages; the unit's officer (the inspector) acknowledges it.
@@ -347,12 +369,14 @@ try {
   const levels = await page.$$eval('#warnings tbody tr', (rows) => rows.map((r) => r.dataset.level));
   expect(levels[0] === 'red' && levels.includes('yellow') && levels.indexOf('yellow') > levels.lastIndexOf('red'),
     `supervision page lists the red warning first, then the yellow one (${levels.join(', ')})`);
-  await page.fill(`#notice-unit-${WARNING_ID}`, 'county:xihu/urban-management');
+  // The demo configures units: the older `level:unit/department` form names a configured
+  // unit (checked) and is stored by unit id.
+  await page.fill(`#notice-unit-${WARNING_ID}`, 'county:chengdong/urban-management');
   await page.fill(`#notice-days-${WARNING_ID}`, '3');
   await page.click(`#issue-${WARNING_ID}`);
   await page.waitForSelector('#notices tbody tr[data-state=issued]');
-  expect((await page.textContent('#notices tbody tr[data-state=issued]')).includes('county:xihu/urban-management'),
-    'a supervisor turns the red warning into a notice to a unit');
+  expect((await page.textContent('#notices tbody tr[data-state=issued]')).includes('chengdong/urban-management'),
+    'a supervisor turns the red warning into a notice to a configured unit');
   const svLang = async (want, warnings, notices, state) => {
     if ((await page.getAttribute('html', 'lang')) !== want) {
       await page.click('#lang');

@@ -844,6 +844,7 @@ impl Cam {
             }),
             evidence: ev,
             department: Some(ctx.department.to_string()),
+            assisting: Vec::new(),
         }
     }
 }

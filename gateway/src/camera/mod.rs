@@ -9,7 +9,8 @@
 //! - [`shopfront`]: the `[shopfront]` section: goods kept outside shop fronts, on the same
 //!   frames.
 //! - [`muck`]: the `[muck_trucks]` section: trucks on road cameras checked against permits.
-//! - [`permits`]: the permits in force (configured and stored); [`permits_api`] their routes.
+//! - [`permits`]: the permits in force (configured and stored); their routes are
+//!   `crate::http::permits`.
 //! - [`rate`]: the per-camera upload rate (429 with `Retry-After` past it).
 //! - [`pull`]: cameras the gateway fetches itself (`[[cameras.sources]]`: HTTP snapshots, RTSP
 //!   through ffmpeg), fed into the same path as uploaded frames.
@@ -29,7 +30,6 @@ pub mod health;
 pub mod muck;
 pub mod parking;
 pub mod permits;
-pub mod permits_api;
 pub mod pull;
 pub mod rate;
 pub mod service;

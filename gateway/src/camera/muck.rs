@@ -670,6 +670,7 @@ fn breach_clue(
         }),
         evidence,
         department: cfg.department.clone(),
+        assisting: Vec::new(),
     }
 }
 

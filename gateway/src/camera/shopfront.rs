@@ -558,6 +558,7 @@ fn shop_clue(
         }),
         evidence: object.evidence,
         department: cfg.department.clone(),
+        assisting: Vec::new(),
     }
 }
 

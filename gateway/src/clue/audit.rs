@@ -19,12 +19,21 @@
 //! sealed from there to its end: a plain entry after a sealed one, or a chain that ends plain,
 //! is an entry rewritten without the key (a "downgrade"), and is named.
 //!
+//! **Key rotation.** The entry `audit_key_rotated` is sealed with the key the chain was under
+//! and names the next one (`new_key_id`); from the entry after it, verify accepts only that
+//! key. So the keys form one chain of custody: entries are checked with the key whose id they
+//! carry, current or retired (`AuditKeyring`), an entry sealed with the old key after the
+//! rotation is named (the old key may have been rotated because it leaked), and a chain that
+//! ends under a key other than the current one is named (a tail cut to drop the rotation).
+//! The id is in each sealed hash, so entries need no other column for it; plain entries have
+//! none.
+//!
 //! **Truncation.** Cutting off the tail leaves a shorter chain that is still valid. So the
 //! head (`seq`, `hash`) is published at intervals to the central platform and written to the
 //! log (`pool.rs`); verified against a published head ([`Head`]), the chain must reach that
 //! entry with exactly that hash. That also pins everything before it, sealed or plain.
 
-use super::audit_key::AuditKey;
+use super::audit_key::{AuditKey, AuditKeyring};
 use super::lifecycle::Action;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -92,6 +101,9 @@ pub enum AuditAction {
     MuckPermitPut,
     /// A muck-truck permit was revoked through the API.
     MuckPermitDelete,
+    /// The chain's key was rotated: sealed with the old key, the entry names the new key's id
+    /// (`new_key_id`), and every entry after it must be sealed with that key.
+    KeyRotated,
 }
 
 /// The steps of a supervision notice as audit records them.
@@ -136,11 +148,12 @@ pub enum LifecycleAction {
     NotifyOwner,
     OwnerResponse,
     Decide,
+    Dispatch,
 }
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 37] = [
+    pub const ALL: [AuditAction; 39] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -159,6 +172,7 @@ impl AuditAction {
         AuditAction::Lifecycle(LifecycleAction::NotifyOwner),
         AuditAction::Lifecycle(LifecycleAction::OwnerResponse),
         AuditAction::Lifecycle(LifecycleAction::Decide),
+        AuditAction::Lifecycle(LifecycleAction::Dispatch),
         AuditAction::OversightWarning,
         AuditAction::EvidenceOriginalAccess,
         AuditAction::FrameOriginalAccess,
@@ -178,6 +192,7 @@ impl AuditAction {
         AuditAction::Notice(NoticeEvent::Overdue),
         AuditAction::MuckPermitPut,
         AuditAction::MuckPermitDelete,
+        AuditAction::KeyRotated,
     ];
 
     /// The stored spelling.
@@ -204,6 +219,7 @@ impl AuditAction {
             AuditAction::Notice(n) => n.as_str(),
             AuditAction::MuckPermitPut => "muck_permit_put",
             AuditAction::MuckPermitDelete => "muck_permit_delete",
+            AuditAction::KeyRotated => "audit_key_rotated",
         }
     }
 
@@ -228,6 +244,7 @@ impl LifecycleAction {
             LifecycleAction::NotifyOwner => "notify_owner",
             LifecycleAction::OwnerResponse => "owner_response",
             LifecycleAction::Decide => "decide",
+            LifecycleAction::Dispatch => "dispatch",
         }
     }
 }
@@ -246,6 +263,7 @@ impl From<&Action> for AuditAction {
             Action::NotifyOwner { .. } => LifecycleAction::NotifyOwner,
             Action::OwnerResponse { .. } => LifecycleAction::OwnerResponse,
             Action::Decide { .. } => LifecycleAction::Decide,
+            Action::Dispatch { .. } => LifecycleAction::Dispatch,
         })
     }
 }
@@ -484,6 +502,9 @@ pub struct VerifyReport {
     /// The first entry sealed with the key (none: the chain is plain).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sealed_from: Option<i64>,
+    /// The keys the chain is sealed with, in order (one more after each key rotation).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<KeySpan>,
     /// The published head's entry the chain was checked against.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub head_seq: Option<i64>,
@@ -509,6 +530,14 @@ impl std::fmt::Display for VerifyReport {
                     Some(s) => write!(f, ", sealed with the key from entry {s}")?,
                     None => write!(f, ", plain (no sealed entry)")?,
                 }
+                if self.keys.len() > 1 {
+                    let keys: Vec<String> = self
+                        .keys
+                        .iter()
+                        .map(|k| format!("{} from entry {}", k.key_id, k.from))
+                        .collect();
+                    write!(f, ", keys: {}", keys.join(", "))?;
+                }
                 if let Some(h) = self.head_seq {
                     write!(f, ", matches the published head at entry {h}")?;
                 }
@@ -529,23 +558,29 @@ pub fn verify<I: IntoIterator<Item = AuditEntry>>(entries: I) -> VerifyReport {
     verify_with(entries, None, None)
 }
 
-/// Walks entries in sequence order and stops at the first broken link. With `key`, sealed
-/// entries are checked and the chain must be sealed from some entry to its end (see the
-/// module doc); with `head`, the chain must reach that entry with that hash.
+/// Walks entries in sequence order and stops at the first broken link. With `keys`, sealed
+/// entries are checked with the key whose id they carry, current or retired, and the chain
+/// must be sealed from some entry to its end (see the module doc) under one key at a time: the
+/// key of its first sealed entry until an `audit_key_rotated` entry names the next one. With
+/// `head`, the chain must reach that entry with that hash.
 pub fn verify_with<I: IntoIterator<Item = AuditEntry>>(
     entries: I,
-    key: Option<&AuditKey>,
+    keys: Option<&AuditKeyring>,
     head: Option<&Head>,
 ) -> VerifyReport {
     let mut prev = GENESIS.to_string();
     let mut expected_seq: Option<i64> = None;
     let mut n = 0u64;
     let mut sealed_from: Option<i64> = None;
+    // The key the next sealed entry must carry, and the entry from which it holds.
+    let mut under: Option<KeySpan> = None;
+    let mut spans: Vec<KeySpan> = Vec::new();
     let mut last: Option<(i64, bool)> = None;
-    let report = |n: u64, sealed_from: Option<i64>, broken: Option<Broken>| VerifyReport {
+    let report = |n: u64, sealed_from, spans: &[KeySpan], broken: Option<Broken>| VerifyReport {
         ok: broken.is_none(),
         entries: n,
         sealed_from,
+        keys: spans.to_vec(),
         head_seq: head.map(|h| h.seq),
         broken,
     };
@@ -555,21 +590,21 @@ pub fn verify_with<I: IntoIterator<Item = AuditEntry>>(
             && e.seq != s
         {
             let what = format!("expected entry {s} next (entries missing)");
-            return report(n, sealed_from, broken(what));
+            return report(n, sealed_from, &spans, broken(what));
         }
         if e.prev_hash != prev {
             let what = "prev_hash does not match the previous entry's hash".to_string();
-            return report(n, sealed_from, broken(what));
+            return report(n, sealed_from, &spans, broken(what));
         }
         let sealed = sealed_by(&e.hash);
-        let expected = match (sealed, key) {
+        let expected = match (sealed, keys) {
             (None, _) if sealed_from.is_some() => {
                 let what = format!(
                     "a plain entry after the chain was sealed from entry {}: rewritten \
                      without the key",
                     sealed_from.unwrap_or_default()
                 );
-                return report(n, sealed_from, broken(what));
+                return report(n, sealed_from, &spans, broken(what));
             }
             (None, _) => entry_hash(&e.prev_hash, &e.fields()),
             (Some(id), None) => {
@@ -577,20 +612,45 @@ pub fn verify_with<I: IntoIterator<Item = AuditEntry>>(
                     "the entry is sealed with key {id}, and no key was given \
                      ([clues.audit] key_file or key_env)"
                 );
-                return report(n, sealed_from, broken(what));
+                return report(n, sealed_from, &spans, broken(what));
             }
-            (Some(id), Some(k)) if id != k.id() => {
+            (Some(id), Some(_)) if under.as_ref().is_some_and(|u| u.key_id != id) => {
+                let u = under.as_ref().map_or_else(KeySpan::default, Clone::clone);
                 let what = format!(
-                    "the entry is sealed with key {id}, not with this key ({})",
-                    k.id()
+                    "the entry is sealed with key {id}, but the chain is sealed with key {} \
+                     from entry {} on{}",
+                    u.key_id,
+                    u.from,
+                    if spans.len() > 1 {
+                        " (after a key rotation, an entry sealed with the old key is forged)"
+                    } else {
+                        ""
+                    }
                 );
-                return report(n, sealed_from, broken(what));
+                return report(n, sealed_from, &spans, broken(what));
             }
-            (Some(_), Some(k)) => seal(Some(k), &e.prev_hash, &e.fields()),
+            (Some(id), Some(ring)) => match ring.get(id) {
+                Some(k) => seal(Some(k), &e.prev_hash, &e.fields()),
+                None => {
+                    let retired = ring.retired_ids();
+                    let what = format!(
+                        "the entry is sealed with key {id}, which is not in the keyring \
+                         (current key {}, retired keys: {}): add that key's file to \
+                         [clues.audit] retired_dir or retired_key_files",
+                        ring.current().id(),
+                        if retired.is_empty() {
+                            "none".to_string()
+                        } else {
+                            retired.join(", ")
+                        }
+                    );
+                    return report(n, sealed_from, &spans, broken(what));
+                }
+            },
         };
         if expected != e.hash {
             let what = "content does not match its hash (entry edited)".to_string();
-            return report(n, sealed_from, broken(what));
+            return report(n, sealed_from, &spans, broken(what));
         }
         if let Some(h) = head
             && h.seq == e.seq
@@ -598,23 +658,55 @@ pub fn verify_with<I: IntoIterator<Item = AuditEntry>>(
         {
             let what =
                 "the entry differs from the published head: the chain was rewritten".to_string();
-            return report(n, sealed_from, broken(what));
+            return report(n, sealed_from, &spans, broken(what));
         }
-        if sealed.is_some() && sealed_from.is_none() {
-            sealed_from = Some(e.seq);
+        if let Some(id) = sealed {
+            if sealed_from.is_none() {
+                sealed_from = Some(e.seq);
+                let span = KeySpan {
+                    key_id: id.to_string(),
+                    from: e.seq,
+                };
+                spans.push(span.clone());
+                under = Some(span);
+            }
+            if e.action == AuditAction::KeyRotated.as_str() {
+                let Some(next) = e.detail.get("new_key_id").and_then(Value::as_str) else {
+                    let what = "a key rotation that names no new_key_id".to_string();
+                    return report(n, sealed_from, &spans, broken(what));
+                };
+                let span = KeySpan {
+                    key_id: next.to_string(),
+                    from: e.seq + 1,
+                };
+                spans.push(span.clone());
+                under = Some(span);
+            }
         }
         n += 1;
         last = Some((e.seq, sealed.is_some()));
         prev = e.hash;
         expected_seq = Some(e.seq + 1);
     }
-    if let (Some(_), Some((seq, false))) = (key, last) {
+    if let (Some(_), Some((seq, false))) = (keys, last) {
         let what = "the chain ends with a plain entry although a key is configured: the \
                     gateway seals every entry it writes (and the switch-over at its first start \
                     with the key), so entries were rewritten without the key; or no gateway has \
                     started with this key yet"
             .to_string();
-        return report(n, sealed_from, Some(Broken { seq, what }));
+        return report(n, sealed_from, &spans, Some(Broken { seq, what }));
+    }
+    if let (Some(ring), Some(u), Some((seq, true))) = (keys, &under, last)
+        && u.key_id != ring.current().id()
+    {
+        let what = format!(
+            "the chain ends sealed with key {}, and the current key is {}: no rotation to the \
+             current key is recorded (start the gateway once, or `gateway audit rotate-key`), \
+             or the entries after it were cut off",
+            u.key_id,
+            ring.current().id()
+        );
+        return report(n, sealed_from, &spans, Some(Broken { seq, what }));
     }
     if let Some(h) = head {
         let end = last.map_or(0, |l| l.0);
@@ -624,10 +716,18 @@ pub fn verify_with<I: IntoIterator<Item = AuditEntry>>(
                  entries were cut off",
                 h.seq
             );
-            return report(n, sealed_from, Some(Broken { seq: h.seq, what }));
+            return report(n, sealed_from, &spans, Some(Broken { seq: h.seq, what }));
         }
     }
-    report(n, sealed_from, None)
+    report(n, sealed_from, &spans, None)
+}
+
+/// A key the chain is sealed with, from an entry on (until the next span).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct KeySpan {
+    pub key_id: String,
+    /// The first entry the key seals.
+    pub from: i64,
 }
 
 #[cfg(test)]
@@ -659,6 +759,7 @@ mod tests {
                 "notify_owner",
                 "owner_response",
                 "decide",
+                "dispatch",
                 "oversight_warning",
                 "evidence_original_access",
                 "frame_original_access",
@@ -678,6 +779,7 @@ mod tests {
                 "notice_overdue",
                 "muck_permit_put",
                 "muck_permit_delete",
+                "audit_key_rotated",
             ]
         );
         for a in AuditAction::ALL {
@@ -745,12 +847,185 @@ mod tests {
         AuditKey::from_bytes(&[7u8; 32])
     }
 
+    fn ring(k: &AuditKey) -> AuditKeyring {
+        AuditKeyring::single(std::sync::Arc::new(k.clone()))
+    }
+
+    /// Entries 1..=n sealed with `old`, the rotation to `new` as entry `at`, and entries
+    /// after it sealed with `new`.
+    fn chain_rotated(n: i64, at: i64, old: &AuditKey, new: &AuditKey) -> Vec<AuditEntry> {
+        let mut head = Head::genesis();
+        (1..=n)
+            .map(|seq| {
+                if seq == at {
+                    let detail = json!({"old_key_id": old.id(), "new_key_id": new.id()});
+                    head.append(
+                        Some(old),
+                        seq * 10,
+                        "cli",
+                        "audit_key_rotated",
+                        None,
+                        detail,
+                    )
+                } else {
+                    let k = if seq < at { old } else { new };
+                    head.append(
+                        Some(k),
+                        seq * 10,
+                        "pool",
+                        "created",
+                        Some(seq),
+                        json!({"n": seq}),
+                    )
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_chain_across_a_key_rotation_verifies_with_the_keyring() {
+        let (old, new) = (key(), AuditKey::from_bytes(&[9u8; 32]));
+        let c = chain_rotated(8, 4, &old, &new);
+        let keys = AuditKeyring::new(std::sync::Arc::new(new.clone()), vec![old.clone()]);
+        let r = verify_with(c.clone(), Some(&keys), None);
+        assert!(r.ok, "{r}");
+        assert_eq!(r.entries, 8);
+        assert_eq!(
+            r.keys,
+            [
+                KeySpan {
+                    key_id: old.id().into(),
+                    from: 1
+                },
+                KeySpan {
+                    key_id: new.id().into(),
+                    from: 5
+                }
+            ]
+        );
+        assert!(r.to_string().contains(new.id()), "{r}");
+        // The old key as the current one: the chain moved on to a key the ring lacks.
+        let r = verify_with(c, Some(&ring(&old)), None);
+        let b = r.broken.expect("new key missing");
+        assert_eq!(b.seq, 5);
+        assert!(
+            b.what.contains(new.id()) && b.what.contains("not in the keyring"),
+            "{}",
+            b.what
+        );
+    }
+
+    #[test]
+    fn an_entry_forged_with_the_old_key_after_the_rotation_is_named() {
+        let (old, new) = (key(), AuditKey::from_bytes(&[9u8; 32]));
+        let keys = AuditKeyring::new(std::sync::Arc::new(new.clone()), vec![old.clone()]);
+        // Whoever kept the old key edits entry 6 and recomputes it (and all after) with it.
+        let mut c = chain_rotated(8, 4, &old, &new);
+        c[5].actor = "mallory".into();
+        let mut head = Head {
+            seq: 5,
+            hash: c[4].hash.clone(),
+        };
+        for e in c.iter_mut().skip(5) {
+            *e = head.append(
+                Some(&old),
+                e.at_ms,
+                &e.actor,
+                &e.action,
+                e.clue_id,
+                e.detail.clone(),
+            );
+        }
+        let r = verify_with(c, Some(&keys), None);
+        let b = r.broken.expect("forged");
+        assert_eq!(b.seq, 6);
+        assert!(
+            b.what.contains(old.id()) && b.what.contains("rotation"),
+            "{}",
+            b.what
+        );
+        // Or the whole tail from the rotation on, dropping the rotation entry: the chain then
+        // ends under the retired key.
+        let mut c = chain_rotated(8, 4, &old, &new);
+        let mut head = Head {
+            seq: 3,
+            hash: c[2].hash.clone(),
+        };
+        for e in c.iter_mut().skip(3) {
+            *e = head.append(Some(&old), e.at_ms, "pool", "created", e.clue_id, json!({}));
+        }
+        let r = verify_with(c, Some(&keys), None);
+        assert!(!r.ok, "{r}");
+        assert!(
+            r.to_string().contains("no rotation to the current key"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn without_the_retired_key_verify_names_the_missing_key_id() {
+        let (old, new) = (key(), AuditKey::from_bytes(&[9u8; 32]));
+        let c = chain_rotated(6, 3, &old, &new);
+        let r = verify_with(c, Some(&ring(&new)), None);
+        let b = r.broken.expect("old key missing");
+        assert_eq!(b.seq, 1);
+        assert!(
+            b.what.contains(&format!("sealed with key {}", old.id()))
+                && b.what.contains("not in the keyring")
+                && b.what.contains("retired_dir"),
+            "{}",
+            b.what
+        );
+    }
+
+    /// A chain written by the gateway before key rotation existed (main `73893b6`, three
+    /// `token create`, key file beside it) keeps verifying, with its key alone or in a ring.
+    #[test]
+    fn a_chain_written_before_key_rotation_still_verifies() {
+        let pin: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/audit_chain_before_rotation.json"
+        ))
+        .expect("fixture");
+        let k = AuditKey::from_hex(pin["key_hex"].as_str().expect("key"), "fixture").expect("key");
+        let entries: Vec<AuditEntry> = pin["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| AuditEntry {
+                seq: e["seq"].as_i64().expect("seq"),
+                at_ms: e["at_ms"].as_i64().expect("at_ms"),
+                actor: e["actor"].as_str().expect("actor").into(),
+                action: e["action"].as_str().expect("action").into(),
+                clue_id: e["clue_id"].as_i64(),
+                detail: e["detail"].clone(),
+                prev_hash: e["prev_hash"].as_str().expect("prev").into(),
+                hash: e["hash"].as_str().expect("hash").into(),
+            })
+            .collect();
+        assert_eq!(entries.len(), 3);
+        let r = verify_with(entries.clone(), Some(&ring(&k)), None);
+        assert!(r.ok, "{r}");
+        assert_eq!(r.sealed_from, Some(1));
+        let later = AuditKey::from_bytes(&[1u8; 32]);
+        let mut c = entries;
+        let mut head = Head {
+            seq: 3,
+            hash: c[2].hash.clone(),
+        };
+        let detail = json!({"old_key_id": k.id(), "new_key_id": later.id()});
+        c.push(head.append(Some(&k), 40, "cli", "audit_key_rotated", None, detail));
+        c.push(head.append(Some(&later), 50, "cli", "token_created", None, json!({})));
+        let keys = AuditKeyring::new(std::sync::Arc::new(later), vec![k]);
+        let r = verify_with(c, Some(&keys), None);
+        assert!(r.ok, "{r}");
+    }
+
     #[test]
     fn a_sealed_chain_after_a_plain_one_verifies_with_its_key_only() {
         let k = key();
         let c = chain_sealed(6, Some(&k), 4);
         assert!(c[2].hash.len() == 64 && sealed_by(&c[3].hash) == Some(k.id()));
-        let r = verify_with(c.clone(), Some(&k), None);
+        let r = verify_with(c.clone(), Some(&ring(&k)), None);
         assert!(r.ok, "{r}");
         assert_eq!((r.entries, r.sealed_from), (6, Some(4)));
         let r = verify(c.clone());
@@ -760,7 +1035,7 @@ mod tests {
             "no key: sealed entries unchecked"
         );
         let other = AuditKey::from_bytes(&[8u8; 32]);
-        let r = verify_with(c, Some(&other), None);
+        let r = verify_with(c, Some(&ring(&other)), None);
         assert!(r.broken.expect("broken").what.contains(k.id()));
     }
 
@@ -774,7 +1049,7 @@ mod tests {
             // Plain SHA-256 alone (today's check) is fooled ...
             assert!(verify(c.clone()).ok || edit >= 2);
             // ... the key is not.
-            let r = verify_with(c, Some(&k), None);
+            let r = verify_with(c, Some(&ring(&k)), None);
             assert!(!r.ok, "edit at index {edit}: {r}");
         }
     }
@@ -787,13 +1062,13 @@ mod tests {
             seq: 8,
             hash: c[7].hash.clone(),
         };
-        assert!(verify_with(c.clone(), Some(&k), Some(&head)).ok);
+        assert!(verify_with(c.clone(), Some(&ring(&k)), Some(&head)).ok);
         let cut: Vec<AuditEntry> = c[..5].to_vec();
         assert!(
-            verify_with(cut.clone(), Some(&k), None).ok,
+            verify_with(cut.clone(), Some(&ring(&k)), None).ok,
             "a cut is a valid chain"
         );
-        let r = verify_with(cut, Some(&k), Some(&head));
+        let r = verify_with(cut, Some(&ring(&k)), Some(&head));
         let b = r.broken.expect("cut off");
         assert_eq!(b.seq, 8);
         assert!(b.what.contains("cut off"), "{}", b.what);

@@ -5,6 +5,8 @@
 //! key_file = "/etc/gateway/audit.key"   # default {storage.dir}/audit.key, made at first start
 //! # key_env = "AUDIT_KEY"               # or: the key in this environment variable (hex)
 //! publish_every_s = 300                 # head to audit/v1/head (MQTT, webhook) and the log
+//! # retired_dir = "/etc/gateway/audit-keys-retired"  # default: beside key_file
+//! # retired_key_files = ["/etc/gateway/audit-2025.key"]
 //! ```
 //!
 //! **Why a key.** A plain hash chain only proves that nobody edited it who could not also
@@ -23,6 +25,21 @@
 //! write one chain. `gateway store migrate` reads `audit.key` beside the SQLite file.
 //!
 //! `key_env` must not start with `GATEWAY_` (that prefix overrides configuration keys).
+//!
+//! **Rotation: a keyring.** The configured key is the *current* key: it seals what this
+//! gateway writes. Keys it replaced are *retired*: every `*.key` file in `retired_dir` (default
+//! `audit-keys-retired` beside the key file) and each of `retired_key_files`, each owner-only
+//! like the key. Retired keys only verify: the entries they sealed keep verifying, and nothing
+//! new is sealed with them, except the one entry that hands the chain over. A rotation is the
+//! entry `audit_key_rotated`, sealed with the old key and naming the new key's id; from the
+//! entry after it the chain must be sealed with the new key (see `clue::audit`), so the chain
+//! stays one chain across the switch and an entry forged later with the old key is named.
+//! `gateway audit rotate-key` does it (see [`rotate`]): the old key goes to `retired_dir`, the
+//! new one to `{key_file}.next`, the rotation entry is written, and `.next` becomes the key
+//! file. A gateway refuses to start while `.next` exists (an interrupted rotation: run the
+//! command again, which finishes it). With `key_env` the same is done by hand: put the old key
+//! in a retired key file, the new one in the variable, start; the gateway writes the rotation
+//! entry at start (`clue::store::seal_chain`) under the retired key.
 
 use crate::config_error::{ConfigError, invalid};
 use serde::{Deserialize, Serialize};
@@ -42,6 +59,11 @@ pub struct AuditConfig {
     pub key_env: Option<String>,
     /// Publish the chain's head (when it moved) this often, and log it.
     pub publish_every_s: u64,
+    /// Retired keys: every `*.key` file in this directory (default `audit-keys-retired`
+    /// beside the key file). They verify the entries they sealed and seal nothing new.
+    pub retired_dir: Option<PathBuf>,
+    /// More retired key files.
+    pub retired_key_files: Vec<PathBuf>,
 }
 
 impl Default for AuditConfig {
@@ -50,6 +72,8 @@ impl Default for AuditConfig {
             key_file: None,
             key_env: None,
             publish_every_s: 300,
+            retired_dir: None,
+            retired_key_files: Vec::new(),
         }
     }
 }
@@ -79,6 +103,25 @@ impl AuditConfig {
             .clone()
             .unwrap_or_else(|| storage_dir.join(KEY_FILE))
     }
+
+    /// Where retired keys are kept (and where `rotate-key` puts the key it replaces).
+    pub fn retired_path(&self, storage_dir: &Path) -> PathBuf {
+        self.retired_dir.clone().unwrap_or_else(|| {
+            let key = self.key_path(storage_dir);
+            key.parent().unwrap_or(Path::new(".")).join(RETIRED_DIR)
+        })
+    }
+}
+
+/// The default directory of retired keys, beside the key file.
+pub const RETIRED_DIR: &str = "audit-keys-retired";
+
+/// The new key of a rotation under way is written here (`{key_file}.next`) before the rotation
+/// entry, and renamed onto the key file after it.
+pub fn next_path(key_path: &Path) -> PathBuf {
+    let mut s = key_path.as_os_str().to_owned();
+    s.push(".next");
+    PathBuf::from(s)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,9 +137,17 @@ pub enum AuditKeyError {
          a key anyone can read protects nothing"
     )]
     Permissions(String, u32),
+    #[error(
+        "an audit key rotation was interrupted ({0} exists): run `gateway audit rotate-key` \
+         again to finish it"
+    )]
+    RotationUnfinished(String),
+    #[error("audit key rotation: {0}")]
+    Rotation(String),
 }
 
 /// The chain's HMAC key and its id. Never printed (the id is not secret).
+#[derive(Clone)]
 pub struct AuditKey {
     key: ring::hmac::Key,
     id: String,
@@ -167,13 +218,205 @@ impl AuditKey {
             create_key_file(&path).map_err(io)?;
             tracing::info!(path = %shown, "audit key created (mode 0600); keep a copy apart from the database");
         }
-        let mode = std::fs::metadata(&path).map_err(io)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(AuditKeyError::Permissions(shown, mode & 0o777));
-        }
-        let text = std::fs::read_to_string(&path).map_err(io)?;
-        AuditKey::from_hex(&text, &shown).map(Some)
+        read_key_file(&path).map(Some)
     }
+}
+
+/// Reads an owner-only key file.
+fn read_key_file(path: &Path) -> Result<AuditKey, AuditKeyError> {
+    let shown = path.display().to_string();
+    let io = |e| AuditKeyError::Io(shown.clone(), e);
+    let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(AuditKeyError::Permissions(shown, mode & 0o777));
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    AuditKey::from_hex(&text, &shown)
+}
+
+/// The current key and the retired ones, by id.
+#[derive(Debug)]
+pub struct AuditKeyring {
+    current: std::sync::Arc<AuditKey>,
+    retired: Vec<AuditKey>,
+}
+
+impl AuditKeyring {
+    /// A ring of `current` and `retired` (a retired key with the current key's id, or a
+    /// duplicate, is dropped).
+    pub fn new(current: std::sync::Arc<AuditKey>, retired: Vec<AuditKey>) -> AuditKeyring {
+        let mut ring = AuditKeyring {
+            current,
+            retired: Vec::new(),
+        };
+        for k in retired {
+            if ring.get(k.id()).is_none() {
+                ring.retired.push(k);
+            }
+        }
+        ring
+    }
+
+    /// A ring of one key.
+    pub fn single(current: std::sync::Arc<AuditKey>) -> AuditKeyring {
+        AuditKeyring::new(current, Vec::new())
+    }
+
+    /// The key that seals what is written now.
+    pub fn current(&self) -> &std::sync::Arc<AuditKey> {
+        &self.current
+    }
+
+    /// The key with `id`, current or retired.
+    pub fn get(&self, id: &str) -> Option<&AuditKey> {
+        if self.current.id() == id {
+            return Some(&self.current);
+        }
+        self.retired.iter().find(|k| k.id() == id)
+    }
+
+    /// The retired keys' ids.
+    pub fn retired_ids(&self) -> Vec<&str> {
+        self.retired.iter().map(|k| k.id()).collect()
+    }
+
+    /// The configured keyring: the current key as [`AuditKey::load`] finds (or, with `create`,
+    /// makes) it, and the retired keys (`retired_dir`, `retired_key_files`). None when there is
+    /// no current key. Refused while a rotation is unfinished (`{key_file}.next` exists).
+    pub fn load(
+        cfg: &AuditConfig,
+        storage_dir: &Path,
+        create: bool,
+    ) -> Result<Option<AuditKeyring>, AuditKeyError> {
+        AuditKeyring::load_with(cfg, storage_dir, create, true)
+    }
+
+    /// [`AuditKeyring::load`]; with `refuse_unfinished` false, an unfinished rotation is not
+    /// refused (`rotate-key` opens the store to finish it).
+    pub fn load_with(
+        cfg: &AuditConfig,
+        storage_dir: &Path,
+        create: bool,
+        refuse_unfinished: bool,
+    ) -> Result<Option<AuditKeyring>, AuditKeyError> {
+        if refuse_unfinished && cfg.key_env.is_none() {
+            let next = next_path(&cfg.key_path(storage_dir));
+            if next.exists() {
+                return Err(AuditKeyError::RotationUnfinished(
+                    next.display().to_string(),
+                ));
+            }
+        }
+        let Some(current) = AuditKey::load(cfg, storage_dir, create)? else {
+            return Ok(None);
+        };
+        Ok(Some(AuditKeyring::new(
+            std::sync::Arc::new(current),
+            load_retired(cfg, storage_dir)?,
+        )))
+    }
+}
+
+/// The retired keys of `cfg`: `*.key` files in the retired directory (absent: none), then
+/// `retired_key_files` (each must exist).
+fn load_retired(cfg: &AuditConfig, storage_dir: &Path) -> Result<Vec<AuditKey>, AuditKeyError> {
+    let dir = cfg.retired_path(storage_dir);
+    let mut files = Vec::new();
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for e in entries {
+                let path = e
+                    .map_err(|e| AuditKeyError::Io(dir.display().to_string(), e))?
+                    .path();
+                if path.extension().is_some_and(|x| x == "key") {
+                    files.push(path);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(AuditKeyError::Io(dir.display().to_string(), e)),
+    }
+    files.sort();
+    files.extend(cfg.retired_key_files.iter().cloned());
+    files.iter().map(|p| read_key_file(p)).collect()
+}
+
+/// What [`rotate`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rotation {
+    pub old_key_id: String,
+    pub new_key_id: String,
+    /// Where the old key now is.
+    pub retired_file: PathBuf,
+}
+
+/// `gateway audit rotate-key`, the file steps around the rotation entry, which `record` writes
+/// (sealed with the old key, naming the new key's id; it is given both). In order, each step
+/// durable before the next, so a crash anywhere leaves a state this function finishes when run
+/// again (and in which a gateway refuses to start):
+/// 1. the old key is copied to `{retired_dir}/{id}.key`;
+/// 2. the new key is written to `{key_file}.next` (or, when that exists, read from it: an
+///    interrupted rotation is finished with the key it had chosen);
+/// 3. `record(old, new)` writes the rotation entry (it does nothing when the chain already
+///    records the rotation to `new`);
+/// 4. `.next` is renamed onto the key file.
+///
+/// Every gateway writing the chain must be stopped first: one still running with the old key
+/// would seal entries after the rotation with it, and verify would name the first of them.
+pub fn rotate<F>(
+    cfg: &AuditConfig,
+    storage_dir: &Path,
+    record: F,
+) -> Result<Rotation, AuditKeyError>
+where
+    F: FnOnce(&AuditKey, &AuditKey) -> Result<(), String>,
+{
+    if cfg.key_env.is_some() {
+        return Err(AuditKeyError::Rotation(
+            "the key is in an environment variable (key_env): put the old key in a file in \
+             retired_dir (mode 0600, 64 hex digits), set the new key in the variable and start \
+             the gateway; it writes the rotation entry at start"
+                .into(),
+        ));
+    }
+    let key_path = cfg.key_path(storage_dir);
+    let Some(old) = AuditKey::load(cfg, storage_dir, false)? else {
+        return Err(AuditKeyError::Rotation(format!(
+            "no key at {}: nothing to rotate",
+            key_path.display()
+        )));
+    };
+    let retired_dir = cfg.retired_path(storage_dir);
+    let retired_file = retired_dir.join(format!("{}.key", old.id()));
+    let io = |p: &Path| {
+        let shown = p.display().to_string();
+        move |e| AuditKeyError::Io(shown, e)
+    };
+    if !retired_file.exists() {
+        std::fs::create_dir_all(&retired_dir).map_err(io(&retired_dir))?;
+        let bytes = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+        write_new_file(&retired_file, bytes.trim()).map_err(io(&retired_file))?;
+    }
+    let next = next_path(&key_path);
+    let new = if next.exists() {
+        read_key_file(&next)?
+    } else {
+        let bytes: [u8; 32] = rand::random();
+        write_new_file(&next, &super::audit::hex(&bytes)).map_err(io(&next))?;
+        AuditKey::from_bytes(&bytes)
+    };
+    record(&old, &new).map_err(AuditKeyError::Rotation)?;
+    std::fs::rename(&next, &key_path).map_err(io(&key_path))?;
+    if let Some(dir) = key_path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+    }
+    Ok(Rotation {
+        old_key_id: old.id().to_string(),
+        new_key_id: new.id().to_string(),
+        retired_file,
+    })
 }
 
 /// Writes 32 random bytes as hex to a new file that only its owner may read, and syncs it.
@@ -182,12 +425,17 @@ fn create_key_file(path: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let bytes: [u8; 32] = rand::random();
+    write_new_file(path, &super::audit::hex(&bytes))
+}
+
+/// Writes `hex` to a new owner-only file, and syncs it and its directory.
+fn write_new_file(path: &Path, hex: &str) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    f.write_all(format!("{}\n", super::audit::hex(&bytes)).as_bytes())?;
+    f.write_all(format!("{hex}\n").as_bytes())?;
     f.sync_all()?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)?.sync_all()?;
@@ -242,6 +490,51 @@ mod tests {
             AuditKey::load(&cfg, dir.path(), true),
             Err(AuditKeyError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn rotate_retires_the_old_key_and_an_interrupted_rotation_is_finished_with_the_same_new_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let cfg = AuditConfig::default();
+        let old = AuditKey::load(&cfg, dir.path(), true)
+            .expect("create")
+            .expect("key");
+        // Interrupted: the rotation entry could not be written.
+        let mut chosen = String::new();
+        let e = rotate(&cfg, dir.path(), |o, n| {
+            assert_eq!(o.id(), old.id());
+            chosen = n.id().to_string();
+            Err("database down".into())
+        })
+        .expect_err("interrupted");
+        assert!(e.to_string().contains("database down"), "{e}");
+        let e = AuditKeyring::load(&cfg, dir.path(), true).expect_err("unfinished");
+        assert!(matches!(e, AuditKeyError::RotationUnfinished(_)), "{e}");
+        // Run again: the same new key, the rotation written, the files in place.
+        let done = rotate(&cfg, dir.path(), |o, n| {
+            assert_eq!((o.id(), n.id()), (old.id(), chosen.as_str()));
+            Ok(())
+        })
+        .expect("finished");
+        assert_eq!(done.new_key_id, chosen);
+        assert_eq!(
+            done.retired_file,
+            dir.path()
+                .join(RETIRED_DIR)
+                .join(format!("{}.key", old.id()))
+        );
+        let mode = std::fs::metadata(&done.retired_file)
+            .expect("retired")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let ring = AuditKeyring::load(&cfg, dir.path(), false)
+            .expect("load")
+            .expect("ring");
+        assert_eq!(ring.current().id(), chosen);
+        assert_eq!(ring.retired_ids(), [old.id()]);
+        assert!(ring.get(old.id()).is_some());
+        assert!(!next_path(&dir.path().join(KEY_FILE)).exists());
     }
 
     #[test]

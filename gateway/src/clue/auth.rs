@@ -2,23 +2,30 @@
 //!
 //! A token is 32 random bytes shown once (`gateway token create`); only its SHA-256 is stored,
 //! with a role and the sites it may see. Every request presents `Authorization: Bearer <token>`;
-//! [`Principal`] is the axum extractor that turns it into who is asking (401 when missing or
-//! unknown). Handlers then ask the principal what it may do (403 otherwise) and pass its site
-//! scope down to the store so data of other sites is never even read.
+//! [`Authenticator::principal`] turns it into who is asking, the [`Principal`] (401 when
+//! missing or unknown; the axum extractor that calls it is `crate::http::auth`). Handlers then
+//! ask the principal what it may do (403 otherwise) and pass its site scope down to the store
+//! so data of other sites is never even read.
 //! Tokens are never logged; the audit records the token id and role.
 //!
 //! A device token may also be bound to one device (`token create --role device --device CAM`):
 //! it then speaks only for that camera id, so a camera that leaks its token cannot post frames
 //! or re-enrol the reference view of another camera on its site. A device token without a
 //! binding speaks for every device of its sites (a relay or video recorder that uploads for
-//! many cameras); issue one bound token per camera where cameras post for themselves.
+//! many cameras); issue one bound token per camera where cameras post for themselves. A new
+//! device token must say which it is: bound (`--device CAM`) or a relay (`--relay`), so an
+//! unbound token is a choice the `token_created` audit entry records (`"relay": true`), not a
+//! default. Tokens issued before that rule are unbound; the gateway counts the unbound ones at
+//! start (`device_tokens_unbound`) and warns.
+//!
+//! A token may also be scoped to a unit of `[org]` (`--unit xihu`) and/or a department
+//! (`--department urban-management`): its sites are then its unit's scope (see
+//! `clue::org::scope`), taken from the configuration at every request, and a department token
+//! sees only the clues its department leads or assists.
 
 use super::audit::sha256_hex;
 use super::lifecycle::Action;
-use axum::extract::{FromRef, FromRequestParts};
-use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderValue;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use thiserror::Error;
@@ -131,6 +138,10 @@ pub struct TokenRecord {
     pub name: Option<String>,
     /// The one device this token speaks for (`None`: every device of its sites).
     pub device: Option<String>,
+    /// The unit of `[org]` whose scope the token sees (`None`: its sites only).
+    pub unit: Option<String>,
+    /// The department whose clues (lead or assisting) the token sees (`None`: every clue).
+    pub department: Option<String>,
 }
 
 /// What a new token may do: its role, sites, holder and, for a device token, the one device
@@ -141,6 +152,13 @@ pub struct TokenGrant<'a> {
     pub sites: &'a [String],
     pub name: Option<&'a str>,
     pub device: Option<&'a str>,
+    /// A unit of `[org]` (checked against the configuration by the caller, see
+    /// `Org::check_grant`).
+    pub unit: Option<&'a str>,
+    pub department: Option<&'a str>,
+    /// A device token deliberately bound to no camera: it speaks for every device of its
+    /// sites (a relay or recorder). A device token is either bound (`device`) or a relay.
+    pub relay: bool,
 }
 
 #[derive(Debug, Error)]
@@ -182,17 +200,41 @@ pub fn create_token(
         sites,
         name,
         device: None,
+        unit: None,
+        department: None,
+        relay: false,
     };
     create_token_for(store, &grant, now_ms)
 }
 
 /// [`create_token`] with everything a grant can say, the device binding included. A binding
-/// is for device tokens only: other roles are refused.
+/// or a relay is for device tokens only, and a device token must be one of the two.
 pub fn create_token_for(
     store: &dyn TokenStore,
     grant: &TokenGrant<'_>,
     now_ms: i64,
 ) -> Result<(i64, String), TokenStoreError> {
+    match (grant.role, grant.device.is_some(), grant.relay) {
+        (Role::Device, false, false) => {
+            return Err(TokenStoreError::Invalid(
+                "a device token is bound to its camera (--device CAM) or, deliberately, a relay \
+                 that speaks for every camera of its sites (--relay)"
+                    .into(),
+            ));
+        }
+        (_, true, true) => {
+            return Err(TokenStoreError::Invalid(
+                "a token is either bound to one device (--device) or a relay (--relay)".into(),
+            ));
+        }
+        (role, _, true) if role != Role::Device => {
+            return Err(TokenStoreError::Invalid(format!(
+                "only device tokens are relays, not {}",
+                role.as_str()
+            )));
+        }
+        _ => {}
+    }
     if let Some(device) = grant.device {
         if grant.role != Role::Device {
             return Err(TokenStoreError::Invalid(format!(
@@ -206,6 +248,12 @@ pub fn create_token_for(
             ));
         }
     }
+    for (what, v) in [("unit", grant.unit), ("department", grant.department)] {
+        if let Some(v) = v {
+            crate::clue::org::config::check_id(what, v)
+                .map_err(|e| TokenStoreError::Invalid(e.to_string()))?;
+        }
+    }
     let bytes: [u8; 32] = rand::random();
     let token = format!("gwt_{}", super::audit::hex(&bytes));
     let id = store.insert_token(&token_hash(&token), grant, now_ms)?;
@@ -217,10 +265,16 @@ pub fn create_token_for(
 pub struct Principal {
     pub token_id: i64,
     pub role: Role,
+    /// The sites it sees: the token's own, or its unit's scope (narrowed to the token's own
+    /// when it lists some).
     pub sites: Vec<String>,
     pub name: Option<String>,
     /// The one device this token speaks for (`None`: every device of its sites).
     pub device: Option<String>,
+    /// The unit it is scoped to (its sites are the unit's scope).
+    pub unit: Option<String>,
+    /// The department whose clues it sees (lead or assisting).
+    pub department: Option<String>,
 }
 
 impl Principal {
@@ -233,13 +287,27 @@ impl Principal {
         )
     }
 
-    /// `None`: every site (admin only). `Some(sites)`: only those.
+    /// Every site: an admin not scoped to a unit.
+    fn everywhere(&self) -> bool {
+        self.role == Role::Admin && self.unit.is_none()
+    }
+
+    /// `None`: every site (an admin without a unit). `Some(sites)`: only those.
     pub fn scope(&self) -> Option<Vec<String>> {
-        (self.role != Role::Admin).then(|| self.sites.clone())
+        (!self.everywhere()).then(|| self.sites.clone())
     }
 
     pub fn sees(&self, site: &str) -> bool {
-        self.role == Role::Admin || self.sites.iter().any(|s| s == site)
+        self.everywhere() || self.sites.iter().any(|s| s == site)
+    }
+
+    /// Whether the token sees `clue`: its site, and for a department token a clue its
+    /// department leads or assists.
+    pub fn sees_clue(&self, clue: &super::model::Clue) -> bool {
+        self.sees(&clue.subject.site)
+            && self.department.as_deref().is_none_or(|d| {
+                clue.department.as_deref() == Some(d) || clue.assisting.iter().any(|a| a == d)
+            })
     }
 
     /// 403 unless `allowed`.
@@ -288,28 +356,13 @@ pub enum AuthError {
     RateLimited,
 }
 
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        let status = match self {
-            AuthError::Missing | AuthError::Invalid => StatusCode::UNAUTHORIZED,
-            AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
-            AuthError::Backend => StatusCode::INTERNAL_SERVER_ERROR,
-            AuthError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        };
-        let body = axum::Json(serde_json::json!({"error": self.to_string()}));
-        if status == StatusCode::UNAUTHORIZED {
-            (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
-        } else {
-            (status, body).into_response()
-        }
-    }
-}
-
 /// What the extractor needs from the router state.
 #[derive(Clone)]
 pub struct Authenticator {
     pub tokens: Arc<dyn TokenStore>,
     pub failures: Arc<FailedLogins>,
+    /// The organisation a unit token's sites come from.
+    pub org: Arc<super::org::Org>,
 }
 
 /// Failed logins per presented-token prefix in a fixed window; past the limit, tokens with
@@ -371,19 +424,17 @@ impl Default for FailedLogins {
     }
 }
 
-impl<S> FromRequestParts<S> for Principal
-where
-    Authenticator: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = AuthError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let auth = Authenticator::from_ref(state);
+impl Authenticator {
+    /// Who presents `authorization` (the request's `Authorization` header, `Bearer <token>`):
+    /// `Missing` without one, `Invalid` for a malformed or unknown token, `RateLimited` for a
+    /// prefix past its failures. The HTTP extractor is `crate::http::auth`.
+    pub async fn principal(
+        &self,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Principal, AuthError> {
+        let auth = self;
         let now = crate::clock::now_ms();
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
+        let value = authorization
             .ok_or(AuthError::Missing)?
             .to_str()
             .map_err(|_| AuthError::Invalid)?;
@@ -424,12 +475,15 @@ where
         )) {
             return Err(fail(AuthError::Invalid));
         }
+        let sites = auth.org.token_sites(rec.unit.as_deref(), &rec.sites);
         Ok(Principal {
             token_id: rec.id,
             role: rec.role,
-            sites: rec.sites,
+            sites,
             name: rec.name,
             device: rec.device,
+            unit: rec.unit,
+            department: rec.department,
         })
     }
 }
@@ -445,7 +499,33 @@ mod tests {
             sites: sites.iter().map(|s| s.to_string()).collect(),
             name: None,
             device: None,
+            unit: None,
+            department: None,
         }
+    }
+
+    #[test]
+    fn a_unit_admin_is_held_to_its_unit_and_a_department_to_its_clues() {
+        let admin = Principal {
+            unit: Some("lingyin".into()),
+            ..p(Role::Admin, &["s1"])
+        };
+        assert_eq!(admin.scope(), Some(vec!["s1".to_string()]));
+        assert!(!admin.sees("s9"));
+        let dept = Principal {
+            department: Some("market".into()),
+            ..p(Role::Inspector, &["s1"])
+        };
+        let clue = |lead: Option<&str>, assisting: &[&str]| crate::clue::model::Clue {
+            department: lead.map(Into::into),
+            assisting: assisting.iter().map(|s| s.to_string()).collect(),
+            ..crate::clue::model::tests::clue("s1")
+        };
+        assert!(dept.sees_clue(&clue(Some("market"), &[])));
+        assert!(dept.sees_clue(&clue(Some("water"), &["market"])));
+        assert!(!dept.sees_clue(&clue(Some("water"), &[])));
+        assert!(!dept.sees_clue(&clue(None, &[])));
+        assert!(p(Role::Inspector, &["s1"]).sees_clue(&clue(None, &[])));
     }
 
     #[test]

@@ -130,6 +130,16 @@ pub enum Action {
         #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
         check: Option<super::decision::DecisionCheck>,
     },
+    /// A supervisor changes who handles the clue: the lead department, the assisting ones
+    /// (the whole list; `[]` for none), or both; reason required. No status change: the
+    /// people already on it stay on it (a `transfer` hands it over instead).
+    Dispatch {
+        #[serde(default)]
+        lead: Option<String>,
+        #[serde(default)]
+        assisting: Option<Vec<String>>,
+        reason: String,
+    },
 }
 
 impl Action {
@@ -146,6 +156,7 @@ impl Action {
             Action::NotifyOwner { .. } => "notify_owner",
             Action::OwnerResponse { .. } => "owner_response",
             Action::Decide { .. } => "decide",
+            Action::Dispatch { .. } => "dispatch",
         }
     }
 
@@ -163,6 +174,7 @@ impl Action {
             Action::NotifyOwner { note, .. } => note.as_deref(),
             Action::OwnerResponse { statement, .. } => Some(statement),
             Action::Decide { basis, .. } => Some(basis),
+            Action::Dispatch { reason, .. } => Some(reason),
         }
     }
 }
@@ -173,6 +185,9 @@ pub struct State {
     pub status: Status,
     pub assignee: Option<String>,
     pub department: Option<String>,
+    /// Departments assisting the lead.
+    #[serde(default)]
+    pub assisting: Vec<String>,
     /// First time someone took the clue (claim or assign): "time to claim".
     pub claimed_ms: Option<i64>,
     /// Last resolve or dismiss: "time to resolve".
@@ -188,6 +203,7 @@ impl State {
             status: Status::New,
             assignee: None,
             department,
+            assisting: Vec::new(),
             claimed_ms: None,
             resolved_ms: None,
             closed_ms: None,
@@ -271,6 +287,38 @@ pub fn apply(
             next.status = Transferred;
             next.department = Some(dept);
             next.assignee = None;
+        }
+        Action::Dispatch {
+            lead,
+            assisting,
+            reason,
+        } => {
+            if !state.status.is_open() {
+                return Err(illegal());
+            }
+            required(name, "reason", reason)?;
+            if let Some(lead) = lead {
+                next.department = Some(required(name, "lead", lead)?);
+            }
+            if let Some(list) = assisting {
+                let mut out: Vec<String> = Vec::new();
+                for a in list {
+                    let a = required(name, "assisting", a)?;
+                    if !out.contains(&a) {
+                        out.push(a);
+                    }
+                }
+                next.assisting = out;
+            }
+            if let Some(lead) = &next.department {
+                next.assisting.retain(|a| a != lead);
+            }
+            if next.department == state.department && next.assisting == state.assisting {
+                return Err(LifecycleError::Missing {
+                    action: name,
+                    field: "lead or assisting (a change)",
+                });
+            }
         }
         Action::Resolve { note } => {
             if !matches!(state.status, Claimed | Assigned) {
@@ -393,6 +441,50 @@ mod tests {
         assert!(apply(&s, &resolve(), "a", 1).is_err());
         assert!(apply(&s, &Action::Close { note: None }, "a", 1).is_err());
         assert!(apply(&s, &Action::Reopen { reason: "x".into() }, "a", 1).is_err());
+    }
+
+    #[test]
+    fn dispatch_changes_lead_and_assisting_but_not_the_status() {
+        let s = apply(
+            &State::new(Some("water".into())),
+            &Action::Claim { note: None },
+            "ann",
+            1,
+        )
+        .expect("claim");
+        let d = |lead: Option<&str>, assisting: Option<&[&str]>| Action::Dispatch {
+            lead: lead.map(Into::into),
+            assisting: assisting.map(|a| a.iter().map(|x| x.to_string()).collect()),
+            reason: "township team is closer".into(),
+        };
+        let n = apply(
+            &s,
+            &d(Some("market"), Some(&["water", "market", "water"])),
+            "sup",
+            2,
+        )
+        .expect("dispatch");
+        assert_eq!(n.status, Status::Claimed);
+        assert_eq!(n.assignee.as_deref(), Some("ann"));
+        assert_eq!(n.department.as_deref(), Some("market"));
+        assert_eq!(n.assisting, ["water"], "deduplicated, never the lead");
+        assert!(
+            apply(&n, &d(Some("market"), None), "sup", 3).is_err(),
+            "no change"
+        );
+        let none = apply(&n, &d(None, Some(&[])), "sup", 3).expect("no assisting");
+        assert!(none.assisting.is_empty());
+        let no_reason = Action::Dispatch {
+            lead: Some("water".into()),
+            assisting: None,
+            reason: " ".into(),
+        };
+        assert!(apply(&n, &no_reason, "sup", 3).is_err());
+        let closed = State {
+            status: Status::Closed,
+            ..n.clone()
+        };
+        assert!(apply(&closed, &d(Some("water"), None), "sup", 3).is_err());
     }
 
     #[test]

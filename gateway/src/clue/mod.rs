@@ -16,14 +16,17 @@
 //! - `pool`: the async service (intake, escalation tick, change broadcast).
 //! - `publish`: delivery to the central platform (MQTT, webhook).
 //! - `auth`: tokens, roles, site scopes and the axum extractor.
-//! - `api`: the clue HTTP routes (their OpenAPI document is built at the HTTP layer,
-//!   `crate::api::openapi`).
+//! - `explanations`: records kept outside the pool that explain a clue (pump-outs), shown
+//!   on its detail. The clue HTTP routes are `crate::http::clues` (and `http::oversight`,
+//!   `http::supervision`).
 //! - `oversight`: supervision models over the handling (warnings for supervisors);
-//!   `oversight_api`: their routes; `supervision`: notices made from warnings (deadline,
-//!   acknowledge, fixed, close or reopen, escalate, overdue levels) and their routes.
+//!   `supervision`: notices made from warnings (deadline, acknowledge, fixed, close or
+//!   reopen, escalate, overdue levels).
 //! - `matters`: the matter catalogue (legal basis, discretion bands, leniency list) and the
 //!   assessment of a clue's facts against it.
 //! - `decision`: the `decide` action's check against the catalogue, decision statistics.
+//! - `org`: units (city, county, township) with sites and departments, token scopes of a
+//!   unit or department, dispatch of new clues to lead and assisting departments.
 //! - `owner`: owner notification and answers, first-violation leniency advice.
 //! - `privacy`: masking of plates and people in evidence images for lesser roles.
 //! - `retention`: the evidence purge job (the purge is audited, not the content).
@@ -31,18 +34,18 @@
 //!   itself is delivered through the same outbox, see `crate::notice`).
 //! - `text`: clue titles rendered from kind and figures in Chinese and English.
 
-pub mod api;
 pub mod audit;
 pub mod audit_key;
 pub mod auth;
 pub mod config;
 pub mod decision;
 pub mod evidence;
+pub mod explanations;
 pub mod lifecycle;
 pub mod matters;
 pub mod model;
+pub mod org;
 pub mod oversight;
-pub mod oversight_api;
 pub mod owner;
 pub mod peer_penalty;
 pub mod pool;
@@ -54,7 +57,6 @@ pub mod signal;
 pub mod stays;
 pub mod store;
 pub mod supervision;
-pub mod supervision_api;
 pub mod text;
 
 pub use pool::{PoolHandle, PoolSetup, start_pool};

@@ -49,7 +49,12 @@ pub struct Clue {
     pub dedup_key: String,
     pub title: String,
     pub detail: Value,
+    /// The department that leads the handling (from dispatch, the producer, or a transfer).
     pub department: Option<String>,
+    /// Departments assisting the lead (from dispatch or a supervisor's `dispatch` action).
+    /// Left out when empty, so the digest of a clue without any stays what it was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assisting: Vec<String>,
     pub assignee: Option<String>,
     /// Resolution note or dismissal reason.
     pub resolution: Option<String>,
@@ -185,6 +190,8 @@ pub struct ClueQuery {
     pub kind: Option<String>,
     /// `None`: every site (admin). `Some(list)`: only these.
     pub scope: Option<Vec<String>>,
+    /// Only clues this department leads or assists (a department token's scope).
+    pub department: Option<String>,
     /// Created at or after / before (ms), for exports.
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
@@ -217,4 +224,55 @@ pub struct Delivery {
     pub topic: String,
     pub payload: String,
     pub attempts: i64,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A new clue at `site`, for tests of what reads clues.
+    pub(crate) fn clue(site: &str) -> Clue {
+        Clue {
+            id: 1,
+            rule: "r".into(),
+            kind: "k".into(),
+            level: Level::Low,
+            status: Status::New,
+            subject: Subject {
+                site: site.into(),
+                ..Default::default()
+            },
+            dedup_key: "r/s".into(),
+            title: "t".into(),
+            detail: Value::Null,
+            department: None,
+            assisting: Vec::new(),
+            assignee: None,
+            resolution: None,
+            first_seen_ms: 0,
+            last_seen_ms: 0,
+            occurrences: 1,
+            created_ms: 0,
+            updated_ms: 0,
+            deadline_ms: 0,
+            escalation: Escalation::None,
+            claimed_ms: None,
+            resolved_ms: None,
+            closed_ms: None,
+            cleared_ms: None,
+            cleared_note: None,
+        }
+    }
+
+    #[test]
+    fn a_clue_without_assisting_departments_serializes_as_before() {
+        let v = serde_json::to_value(clue("s")).expect("json");
+        assert!(v.get("assisting").is_none());
+        let with = Clue {
+            assisting: vec!["market".into()],
+            ..clue("s")
+        };
+        let v = serde_json::to_value(with).expect("json");
+        assert_eq!(v["assisting"], serde_json::json!(["market"]));
+    }
 }

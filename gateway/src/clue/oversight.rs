@@ -1053,6 +1053,7 @@ pub(super) mod tests {
             title: "t".into(),
             detail: json!({}),
             department: Some("water".into()),
+            assisting: Vec::new(),
             assignee: None,
             resolution: None,
             first_seen_ms: 0,

@@ -147,6 +147,7 @@ mod tests {
             title: "t".into(),
             detail: json!({}),
             department: None,
+            assisting: Vec::new(),
             assignee: None,
             resolution: None,
             first_seen_ms: 0,

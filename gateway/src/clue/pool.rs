@@ -72,6 +72,8 @@ pub struct PoolHandle {
     /// Completes a new event's subject (location, shop, owner) before it is recorded; set
     /// once at start-up by [`PoolHandle::stamp_subjects_with`], shared by every clone.
     stamp: Arc<std::sync::OnceLock<SubjectStamp>>,
+    /// The organisation (`[org]`): unit tokens' sites, dispatch of new clues.
+    org: Arc<super::org::Org>,
 }
 
 /// Fills in what the producer of a clue event did not know about its subject (the device
@@ -142,6 +144,8 @@ pub struct PoolSetup {
     pub holder: String,
     /// Opens the MQTT delivery lane's connection (`[mqtt]`'s broker).
     pub broker: Arc<dyn super::publish::MqttConnect>,
+    /// The checked `[org]` section (units, dispatch rules).
+    pub org: Arc<super::org::Org>,
 }
 
 /// Opens the clue store of `cfg` with the delivery channels it enables.
@@ -152,6 +156,41 @@ pub fn open_store(cfg: &PoolSetup) -> Result<Backend, PoolError> {
     open_store_with(cfg, true)
 }
 
+/// `gateway audit rotate-key`: a new current key for the audit chain (see
+/// `clue::audit_key::rotate`), the old one retired. The chain must verify before (unless an
+/// interrupted rotation is being finished) and is verified after, with the new keyring; the
+/// report of that is returned with what was done.
+pub fn rotate_audit_key(
+    cfg: &PoolSetup,
+    now_ms: i64,
+) -> Result<(super::audit_key::Rotation, super::audit::VerifyReport), PoolError> {
+    use super::audit_key::{AuditKeyring, next_path, rotate};
+    let audit = &cfg.clues.audit;
+    let resuming = audit.key_env.is_none() && next_path(&audit.key_path(&cfg.dir)).exists();
+    let keys = AuditKeyring::load_with(audit, &cfg.dir, false, false)?.map(Arc::new);
+    let store = open_backend(cfg, keys)?;
+    let clues = store.clues();
+    if !resuming {
+        let before = clues.verify_audit()?;
+        if !before.ok {
+            return Err(PoolError::Invalid(format!(
+                "the chain must verify before its key is rotated: {before}"
+            )));
+        }
+    }
+    let rotation = rotate(audit, &cfg.dir, |old, new| {
+        clues
+            .record_key_rotation(old, new.id(), "cli", now_ms)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })?;
+    drop(clues);
+    drop(store);
+    let keys = AuditKeyring::load(audit, &cfg.dir, false)?.map(Arc::new);
+    let after = open_backend(cfg, keys)?.clues().verify_audit()?;
+    Ok((rotation, after))
+}
+
 /// [`open_store`] for `audit verify`: a missing key file is not created (the chain is then
 /// verified without a key, and a sealed entry is reported as such).
 pub fn open_store_to_verify(cfg: &PoolSetup) -> Result<Backend, PoolError> {
@@ -160,7 +199,15 @@ pub fn open_store_to_verify(cfg: &PoolSetup) -> Result<Backend, PoolError> {
 
 fn open_store_with(cfg: &PoolSetup, create_key: bool) -> Result<Backend, PoolError> {
     let key =
-        super::audit_key::AuditKey::load(&cfg.clues.audit, &cfg.dir, create_key)?.map(Arc::new);
+        super::audit_key::AuditKeyring::load(&cfg.clues.audit, &cfg.dir, create_key)?.map(Arc::new);
+    open_backend(cfg, key)
+}
+
+/// The clue store of `cfg`, sealing and verifying with `key`.
+fn open_backend(
+    cfg: &PoolSetup,
+    key: Option<Arc<super::audit_key::AuditKeyring>>,
+) -> Result<Backend, PoolError> {
     let mut channels = Vec::new();
     if cfg.clues.mqtt_publish {
         channels.push(CHANNEL_MQTT);
@@ -183,15 +230,28 @@ fn open_store_with(cfg: &PoolSetup, create_key: bool) -> Result<Backend, PoolErr
                 store
                     .with_raise_after(raise)
                     .with_holder(&cfg.holder)
-                    .with_audit_key(key),
+                    .with_audit_keyring(key),
             ))
         }
         _ => Backend::Sqlite(Arc::new(
             SqliteStore::open(&cfg.dir.join("clues.sqlite"), channels)?
                 .with_raise_after(raise)
-                .with_audit_key(key),
+                .with_audit_keyring(key),
         )),
     })
+}
+
+/// Active device tokens without a camera binding: (relays by choice, issued before the
+/// choice was required).
+fn unbound_device_tokens(backend: &Backend) -> Result<(usize, usize), PoolError> {
+    let tokens = backend.list_tokens()?;
+    let count = |relay: bool| {
+        tokens
+            .iter()
+            .filter(|t| t.unbound_device() == Some(relay))
+            .count()
+    };
+    Ok((count(true), count(false)))
 }
 
 /// Starts the pool: intake of signals, the escalation tick and delivery (MQTT, webhook).
@@ -203,7 +263,7 @@ pub fn start_pool(
     cancel: CancellationToken,
 ) -> Result<(ClueSender, PoolHandle, Vec<JoinHandle<()>>), PoolError> {
     let backend = open_store(cfg)?;
-    if let Some(key) = super::audit_key::AuditKey::load(&cfg.clues.audit, &cfg.dir, false)? {
+    if let Some(key) = super::audit_key::AuditKeyring::load(&cfg.clues.audit, &cfg.dir, false)? {
         // On a thread of its own, as in `open_store`: the blocking PostgreSQL client must not
         // run on the runtime that calls this.
         let clues = backend.clues();
@@ -212,6 +272,32 @@ pub fn start_pool(
                 .join()
                 .map_err(|_| PoolError::Join)
         })??;
+    }
+    let (relays, unchosen) = std::thread::scope(|s| {
+        s.spawn(|| unbound_device_tokens(&backend))
+            .join()
+            .map_err(|_| PoolError::Join)
+    })??;
+    let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    metrics.device_tokens_unbound.set(gauge(relays + unchosen));
+    metrics.device_tokens_unbound_unchosen.set(gauge(unchosen));
+    if unchosen > 0 {
+        warn!(
+            unchosen,
+            relays,
+            "{unchosen} active device token(s) issued before --device or --relay was required \
+             are bound to no camera and speak for every camera of their sites (`gateway token \
+             list` shows them: role device, no device, no relay): issue each camera its own \
+             token (`token create --role device --device CAM`), or a relay its own \
+             (`--relay`), and revoke these; or set [cameras] require_device_binding = true to \
+             refuse every unbound token on the camera routes"
+        );
+    }
+    if relays > 0 {
+        info!(
+            relays,
+            "{relays} active relay device token(s) (--relay) speak for every camera of their sites"
+        );
     }
     let evidence = backend.evidence(cfg)?;
     let handle = PoolHandle::new(
@@ -222,7 +308,8 @@ pub fn start_pool(
         cfg.clues.clone(),
         metrics,
     )
-    .with_closing(cancel.clone());
+    .with_closing(cancel.clone())
+    .with_org(cfg.org.clone());
     let (tx, rx) = mpsc::channel(cfg.clues.channel_capacity);
     let mut tasks = vec![
         tokio::spawn(intake(handle.clone(), rx)),
@@ -377,7 +464,18 @@ impl PoolHandle {
             delivery_wake: Arc::new(Notify::new()),
             closing: CancellationToken::new(),
             stamp: Default::default(),
+            org: Default::default(),
         }
+    }
+
+    /// Scopes unit tokens and dispatches new clues by `org`.
+    pub fn with_org(mut self, org: Arc<super::org::Org>) -> PoolHandle {
+        self.org = org;
+        self
+    }
+
+    pub fn org(&self) -> Arc<super::org::Org> {
+        self.org.clone()
     }
 
     /// Every event recorded from now on gets its subject completed by `stamp` (once; a
@@ -409,6 +507,7 @@ impl PoolHandle {
         super::auth::Authenticator {
             tokens: self.tokens.clone(),
             failures: self.failed_logins.clone(),
+            org: self.org.clone(),
         }
     }
 
@@ -507,6 +606,9 @@ impl PoolHandle {
                 stamp(&mut ev.subject);
             }
         }
+        for ev in &mut events {
+            self.dispatch(ev);
+        }
         let now = self.now_ms();
         let cfg = self.cfg.clone();
         let evidence = self.evidence.clone();
@@ -540,7 +642,12 @@ impl PoolHandle {
         .map_err(|_| PoolError::Join)??;
         for r in &results {
             match r {
-                Ok(c) => self.announce(c),
+                Ok(c) => {
+                    self.announce(c);
+                    if c.event == "created" {
+                        self.report_major(&c.clue).await;
+                    }
+                }
                 Err(PoolError::Evidence(EvidenceError::NoSpace(_))) => {
                     self.metrics.evidence_refused_total.inc();
                 }
@@ -548,6 +655,65 @@ impl PoolHandle {
             }
         }
         Ok(results)
+    }
+
+    /// Reports a new major clue to the unit above its own (see `clue::org::major`): an audited
+    /// `major_clue` warning made into a notice to the handling unit, due in
+    /// `org.major.reply_within_s`. A failure is logged and counted, never undoes the clue.
+    async fn report_major(&self, clue: &super::model::Clue) {
+        let matter = self
+            .cfg
+            .matters
+            .matter_of(&clue.kind)
+            .map(|m| m.id.as_str());
+        let Some(report) = self
+            .org
+            .major_report(clue.level, matter, &clue.subject.site)
+        else {
+            return;
+        };
+        let now = self.now_ms();
+        let reply_by = now.saturating_add(self.org.major_reply_ms());
+        let found =
+            super::org::major::finding(&report, clue.id, &clue.subject.site, &clue.title, reply_by);
+        let raised = self
+            .blocking(move |s| s.raise_warnings(&[found], now))
+            .await;
+        let warning = match raised {
+            Ok(mut w) if !w.is_empty() => w.remove(0),
+            Ok(_) => return, // already reported
+            Err(e) => {
+                self.metrics.clue_signal_errors_total.inc();
+                warn!(clue = clue.id, error = %e, "major clue not reported up");
+                return;
+            }
+        };
+        let req = super::supervision::IssueRequest {
+            unit: report.unit.clone(),
+            deadline_ms: Some(reply_by),
+            due_days: None,
+            note: format!("reply to {} about major clue #{}", report.parent, clue.id),
+        };
+        match self.issue_notice(warning.id, req, "pool".into()).await {
+            Ok(n) => info!(clue = clue.id, notice = n.id, unit = %report.unit,
+                           to = %report.parent, "major clue reported up"),
+            Err(e) => {
+                self.metrics.clue_signal_errors_total.inc();
+                warn!(clue = clue.id, error = %e, "major clue reported, its reply notice not issued");
+            }
+        }
+    }
+
+    /// Gives `ev` the lead and assisting departments of the `[[org.dispatch]]` rule that
+    /// covers its matter and site (the rule wins over the producer's department: the city's
+    /// configured dispatch is the decision). Used when it opens a clue; a repeat of an open
+    /// clue keeps the clue's departments.
+    fn dispatch(&self, ev: &mut ClueEvent) {
+        let matter = self.cfg.matters.matter_of(&ev.kind).map(|m| m.id.as_str());
+        if let Some(d) = self.org.dispatch(matter, &ev.subject.site) {
+            ev.department = Some(d.lead);
+            ev.assisting = d.assisting;
+        }
     }
 
     pub async fn act(
@@ -569,6 +735,14 @@ impl PoolHandle {
     /// The check reads the clue as it is now; a repeat arriving between this read and the
     /// action's transaction is judged by the next decision or the next oversight run.
     async fn checked(&self, id: i64, action: Action) -> Result<Action, PoolError> {
+        if let Action::Dispatch {
+            lead, assisting, ..
+        } = &action
+        {
+            self.check_dispatch(id, lead.iter().chain(assisting.iter().flatten()))
+                .await?;
+            return Ok(action);
+        }
         let Action::Decide {
             band,
             penalty,
@@ -599,6 +773,42 @@ impl PoolHandle {
             basis,
             check: Some(check),
         })
+    }
+
+    /// With units configured, the departments a `dispatch` action names must be departments
+    /// of the clue's unit or of a unit above it (who can be told to handle it).
+    async fn check_dispatch(
+        &self,
+        id: i64,
+        departments: impl Iterator<Item = &String>,
+    ) -> Result<(), PoolError> {
+        if self.org.is_empty() {
+            return Ok(());
+        }
+        let d = self
+            .get(id)
+            .await?
+            .ok_or(PoolError::Store(StoreError::NotFound(id)))?;
+        let site = &d.clue.subject.site;
+        let Some(home) = self.org.unit_of_site(site) else {
+            return Err(PoolError::Invalid(format!(
+                "site {site} belongs to no unit of [org]: nobody to dispatch to"
+            )));
+        };
+        for dept in departments {
+            let dept = dept.trim();
+            if !self
+                .org
+                .chain(&home.id)
+                .any(|u| u.departments.iter().any(|x| x == dept))
+            {
+                return Err(PoolError::Invalid(format!(
+                    "`{dept}` is no department of unit {} or a unit above it",
+                    home.id
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Statistics of the latest decision of each clue in scope, by matter and band.
@@ -1121,6 +1331,7 @@ mod tests {
                 regions: None,
             }],
             department: Some("water".into()),
+            assisting: Vec::new(),
         }
     }
 

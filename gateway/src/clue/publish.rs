@@ -1,5 +1,5 @@
 //! Delivery of clue changes to the central platform: MQTT `clues/v1/{site}/{level}` (QoS 1)
-//! and a webhook POST. SSE is served from the pool's broadcast (see `api.rs`).
+//! and a webhook POST. SSE is served from the pool's broadcast (see `crate::http::clues`).
 //!
 //! Both channels read the store's outbox (rows written in the same transaction as the change),
 //! in order, and mark a row delivered only after the broker's PUBACK or a 2xx answer. A change

@@ -136,6 +136,9 @@ pub struct ClueEvent {
     /// The department expected to handle it (e.g. `water`, `city-management`, `market`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub department: Option<String>,
+    /// Departments assisting the lead (set by the pool's dispatch, see `clue::org`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assisting: Vec<String>,
 }
 
 impl ClueEvent {

@@ -209,6 +209,7 @@ mod tests {
             detail,
             evidence: Vec::new(),
             department: None,
+            assisting: Vec::new(),
         }
     }
 

@@ -16,8 +16,16 @@ pub struct DroneConfig {
     pub min_free_mb: u64,
     /// Days after a flight was processed (or created, when it never was) that its uploaded
     /// footage is deleted, except the files a clue came from (`drone::retention`). 0 keeps
-    /// footage forever.
+    /// footage forever (the files a clue came from included).
     pub footage_retention_days: u64,
+    /// Days after which the files a clue came from are deleted too (counted like
+    /// `footage_retention_days`): the clue's own evidence (crop, frame) lives in the evidence
+    /// store under `[clues.retention]`, and the footage behind it is kept for the case, not for
+    /// ever. Default 730, the two years after which an offence that went undiscovered can no
+    /// longer be penalised (Administrative Penalty Law, art. 36), and never while one of their
+    /// clues is open; 0 keeps them as long as the flight record. At least
+    /// `footage_retention_days`.
+    pub clue_footage_retention_days: u64,
     /// How often the footage retention job runs, seconds.
     pub retention_every_s: u64,
     /// Largest still in megapixels, checked from the JPEG header before decoding.
@@ -68,6 +76,7 @@ impl Default for DroneConfig {
             max_flight_mb: 32768,
             min_free_mb: 1024,
             footage_retention_days: 90,
+            clue_footage_retention_days: 730,
             retention_every_s: 3600,
             max_still_megapixels: 64,
             video_fps: 1.0,
@@ -117,6 +126,15 @@ impl DroneConfig {
         }
         if self.retention_every_s == 0 {
             return Err(invalid("drone.retention_every_s", "must be at least 1"));
+        }
+        if self.clue_footage_retention_days != 0
+            && self.clue_footage_retention_days < self.footage_retention_days
+        {
+            return Err(invalid(
+                "drone.clue_footage_retention_days",
+                "must be 0 or at least footage_retention_days: footage a clue came from is not \
+                 deleted before other footage",
+            ));
         }
         if self.video_fps > 30.0 {
             return Err(invalid("drone.video_fps", "at most 30 frames per second"));

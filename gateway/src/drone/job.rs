@@ -831,6 +831,7 @@ impl Processor {
             }),
             evidence,
             department: Some(t.department.clone()),
+            assisting: Vec::new(),
         };
         match ctx.rt.block_on(self.pool.ingest(ev)) {
             Ok(change) => Some(change.clue.id),
@@ -913,6 +914,7 @@ impl Processor {
                             .into(),
                     }],
                     department: Some(task.department.clone()),
+                    assisting: Vec::new(),
                 };
                 let clue_id = match ctx.rt.block_on(self.pool.ingest(ev)) {
                     Ok(c) => Some(c.clue.id),

@@ -36,8 +36,6 @@
 //! `gateway_notice_record_errors_total` (a notice or outcome the store refused: logged, and the
 //! notice is then not sent, as nothing would retry it).
 
-pub mod api;
-
 use crate::backoff::Backoff;
 use crate::clue::PoolHandle;
 use crate::clue::publish::{Lane, MqttConnect, spawn_mqtt_lane, spawn_webhook_lane};

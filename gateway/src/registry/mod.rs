@@ -22,7 +22,6 @@
 //! Lookups are on the intake path: the current registry is an `Arc` swapped whole on change, so
 //! a decoder holds a read lock only for an `Arc` clone.
 
-pub mod api;
 pub mod file;
 pub mod unknown;
 

@@ -1475,5 +1475,6 @@ fn event(c: &Compiled, tg: &Trigger<'_>, evidence: Vec<Evidence>) -> ClueEvent {
         detail,
         evidence,
         department: rule.department.clone(),
+        assisting: Vec::new(),
     }
 }

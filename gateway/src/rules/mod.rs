@@ -20,7 +20,6 @@ pub mod flap;
 pub mod grease;
 mod keys;
 pub mod maintenance;
-pub mod pumpout_api;
 pub mod pumpout_journal;
 pub mod snapshot;
 pub mod task;

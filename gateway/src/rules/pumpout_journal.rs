@@ -128,7 +128,7 @@ impl PumpoutJournal {
 /// [`PUMPOUT_SLACK_MS`](super::grease::PUMPOUT_SLACK_MS) as when the rules silence a drop.
 /// Shown on the clue's detail as `pumpouts`, so a reviewer sees the visit registered after the
 /// clue opened (or why a later drop raised nothing).
-impl crate::clue::api::Explanations for PumpoutJournal {
+impl crate::clue::explanations::Explanations for PumpoutJournal {
     fn explaining(
         &self,
         clue: &crate::clue::model::Clue,

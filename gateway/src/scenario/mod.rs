@@ -636,6 +636,7 @@ mod tests {
                 detail: serde_json::Value::Null,
                 evidence: vec![],
                 department: None,
+                assisting: Vec::new(),
             }
         };
         let duty = pool

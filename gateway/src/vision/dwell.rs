@@ -883,6 +883,7 @@ fn overstay_clue(cfg: &ParkingConfig, s: &Stay, at: i64) -> ClueEvent {
             },
         ],
         department: cfg.department.clone(),
+        assisting: Vec::new(),
     }
 }
 

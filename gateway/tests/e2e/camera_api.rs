@@ -34,9 +34,9 @@ fn black_kitchen_camera_becomes_a_clue_and_bad_uploads_are_refused() {
         config(&broker.url(), "gw-cam", &vm.url(), "")
     );
     let gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
-    let device = gw.token("device", "r-001").unwrap();
+    let device = gw.relay_token("r-001").unwrap();
     let inspector = gw.token("inspector", "r-001").unwrap();
-    let other_site = gw.token("device", "r-002").unwrap();
+    let other_site = gw.relay_token("r-002").unwrap();
     let frames = "/api/v1/cameras/k1/frames?site=r-001";
 
     // A textured, lit kitchen is healthy.

@@ -95,7 +95,7 @@ fn every_clue_endpoint_checks_token_role_and_site(store: &TestStore) -> Result<(
     let platform_a = token(&gw, "platform", "a", "platform-a")?;
     let insp_a = token(&gw, "inspector", "a", "ann")?;
     let insp_b = token(&gw, "inspector", "b", "bob")?;
-    let device_a = token(&gw, "device", "a", "dev")?;
+    let device_a = gw.token_with("device", "a", &["--name", "dev", "--relay"])?;
     let sup_a = token(&gw, "supervisor", "a", "sue")?;
 
     let a = create(&gw, &platform_a, &clue_event("a", "m1", "high"))?;

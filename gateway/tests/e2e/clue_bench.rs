@@ -40,6 +40,7 @@ fn event(i: usize, keys: usize) -> ClueEvent {
         detail: serde_json::json!({"drop_l": 310, "i": i}),
         evidence: vec![],
         department: Some("water".into()),
+        assisting: Vec::new(),
     }
 }
 

@@ -41,7 +41,7 @@ fn dashboard_routes_follow_role_and_sites() -> Result<()> {
     );
     let gw = GatewayProcess::start(dir.path(), &config)?;
     let insp_a = gw.token("inspector", "a")?;
-    let device_a = gw.token("device", "a")?;
+    let device_a = gw.relay_token("a")?;
     let admin = gw.token("admin", "")?;
 
     // The page itself needs no token: it holds no data.

@@ -1,5 +1,5 @@
 //! The HTTP API's routes and its OpenAPI document (`GET /api/v1/openapi.json`, hand-written in
-//! `api/openapi.rs`) are the same set, checked against the real binary:
+//! `http/openapi.rs`) are the same set, checked against the real binary:
 //! - every path registered in the source (`.route("...")` under `gateway/src`) is documented,
 //!   and every documented path is registered;
 //! - every documented method of a path is served, and every other method is refused as not

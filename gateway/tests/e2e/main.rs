@@ -39,6 +39,7 @@ mod mqtt_connection;
 mod mqtt_to_database;
 mod muck_permits;
 mod notices_api;
+mod org_api;
 mod oversight_api;
 mod parking_api;
 mod pulled_cameras;

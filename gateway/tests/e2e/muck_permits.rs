@@ -58,7 +58,7 @@ fn permits_are_added_replaced_and_revoked_through_the_api_and_audited(
     let inspector_b = gw.token("inspector", "b")?;
     let inspector_c = gw.token("inspector", "c")?;
     let auditor = gw.token("auditor", "a")?;
-    let device = gw.token("device", "a")?;
+    let device = gw.relay_token("a")?;
     let supervisor_a = gw.token("supervisor", "a")?;
 
     // Reading: the configured permit, for those who see a muck camera's site; its plate

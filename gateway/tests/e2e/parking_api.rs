@@ -36,7 +36,7 @@ fn a_car_staying_in_a_zone_is_persuaded_then_becomes_an_overstay_clue() {
     let broker = Mosquitto::start().unwrap();
     let vm = VictoriaMetrics::start().unwrap();
     let gw = start(dir.path(), &broker, &vm);
-    let device = gw.token("device", "street-9").unwrap();
+    let device = gw.relay_token("street-9").unwrap();
     let inspector = gw.token("inspector", "street-9").unwrap();
     let frames = "/api/v1/cameras/cam-dog/frames?site=street-9";
 
@@ -122,7 +122,7 @@ fn a_camera_without_a_parking_rule_gets_health_checks_only() {
     let broker = Mosquitto::start().unwrap();
     let vm = VictoriaMetrics::start().unwrap();
     let gw = start(dir.path(), &broker, &vm);
-    let device = gw.token("device", "street-9,street-7").unwrap();
+    let device = gw.relay_token("street-9,street-7").unwrap();
     // Another camera of the site, and the parking camera's id at another site.
     for path in [
         "/api/v1/cameras/cam-plain/frames?site=street-9",
@@ -157,7 +157,7 @@ fn missing_models_disable_parking_but_not_camera_health() {
         ],
     )
     .unwrap();
-    let device = gw.token("device", "street-9").unwrap();
+    let device = gw.relay_token("street-9").unwrap();
     for _ in 0..3 {
         let v = post_jpeg(
             &gw,
@@ -205,7 +205,7 @@ fn a_zone_registered_through_the_api_applies_from_the_next_frame() {
         registry.display()
     );
     let gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
-    let device = gw.token("device", "street-9").unwrap();
+    let device = gw.relay_token("street-9").unwrap();
     let admin = gw.token("admin", "").unwrap();
     let frames = "/api/v1/cameras/cam-dog/frames?site=street-9";
     let stays = |v: &serde_json::Value| v["parking"]["stays"].as_array().map_or(0, |s| s.len());
@@ -284,7 +284,7 @@ fn a_warned_car_that_leaves_is_told_over_mqtt_and_a_webhook_and_recorded_as_left
         config(&broker.url(), "gw-notices", &vm.url(), "")
     );
     let gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
-    let device = gw.token("device", "street-9").unwrap();
+    let device = gw.relay_token("street-9").unwrap();
     let inspector = gw.token("inspector", "street-9").unwrap();
     let frames = "/api/v1/cameras/cam-dog/frames?site=street-9";
 
@@ -430,7 +430,7 @@ fn warned_stays_survive_a_restart_and_each_ends_as_one_record_with_its_clue() {
         PARKING.replace("limit_s = 2", "limit_s = 3")
     );
     let mut gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
-    let device = gw.token("device", "street-9").unwrap();
+    let device = gw.relay_token("street-9").unwrap();
     let inspector = gw.token("inspector", "street-9").unwrap();
     let frames = "/api/v1/cameras/cam-dog/frames?site=street-9";
     let kinds = |v: &serde_json::Value| -> Vec<String> {

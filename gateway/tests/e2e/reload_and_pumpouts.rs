@@ -126,7 +126,7 @@ fn pumpouts_are_registered_by_entitled_roles_and_survive_a_restart() {
     let mut gw = GatewayProcess::start(dir.path(), &config(&broker, 1000.0)).unwrap();
     let inspector = gw.token("inspector", "r-hup").unwrap();
     let other_site = gw.token("inspector", "r-other").unwrap();
-    let device = gw.token("device", "r-hup").unwrap();
+    let device = gw.relay_token("r-hup").unwrap();
     // Visits must be recent and over (issue 19, item 7).
     let t = now_ms() - 3_600_000;
     let visit = &format!(

@@ -5,8 +5,13 @@
 //! loopback only, every wait bounded.
 //!
 //! Run with `bash tests/resilience.sh` (release build, one test at a time so the faults do not
-//! share the two cores), or one fault (below). Every CI run takes a bounded form of three faults
-//! (`bounded_kill_database_outage_and_broker_restart_lose_nothing`, not ignored). One fault:
+//! share the two cores), or one fault (below). Every CI run takes a bounded form (not ignored,
+//! the normal test command runs them) of six faults, each on 3,000 messages instead of 20,000,
+//! a few seconds each: `bounded_kill_database_outage_and_broker_restart_lose_nothing`,
+//! `bounded_malformed_traffic_loses_nothing`, `bounded_clock_jump_loses_nothing` and
+//! `bounded_disk_full_loses_nothing` (a 1 MB tmpfs: where none can be mounted it fails under
+//! `CI=true` and says `SKIPPED` elsewhere, `e2e::skip_outside_ci`). The slow database and the
+//! reconnecting flood run only in the full suite. One fault:
 //! `cargo test --release -p gateway --test e2e -- --ignored --nocapture resilience::broker_restart`.
 //!
 //! "sent" counts distinct messages the broker acknowledged (a publisher whose connection broke
@@ -89,10 +94,20 @@ impl Sender {
     /// Publishes in chunks of 500 with a pause between them (a load lasting ~10-20 s, not one
     /// burst); a chunk whose connection failed is sent again after 500 ms.
     fn start(port: u16, client_id: &str, messages: Vec<(String, Vec<u8>)>) -> Sender {
+        Sender::start_in_chunks(port, client_id, messages, 500)
+    }
+
+    /// [`Sender::start`] in chunks of `chunk` (smaller: the same load spread over more time).
+    fn start_in_chunks(
+        port: u16,
+        client_id: &str,
+        messages: Vec<(String, Vec<u8>)>,
+        chunk: usize,
+    ) -> Sender {
         let progress = Arc::new(AtomicUsize::new(0));
         let p = progress.clone();
         let id = client_id.to_string();
-        let thread = std::thread::spawn(move || publish_steady(port, &id, messages, &p));
+        let thread = std::thread::spawn(move || publish_steady(port, &id, messages, chunk, &p));
         Sender { progress, thread }
     }
 
@@ -117,12 +132,13 @@ fn publish_steady(
     port: u16,
     client_id: &str,
     messages: Vec<(String, Vec<u8>)>,
+    chunk_len: usize,
     progress: &AtomicUsize,
 ) -> Result<(usize, usize)> {
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut sent = 0;
     let mut resent = 0;
-    for chunk in messages.chunks(500) {
+    for chunk in messages.chunks(chunk_len.max(1)) {
         loop {
             match e2e::publish_qos1(
                 port,
@@ -255,6 +271,32 @@ fn bounded_kill_database_outage_and_broker_restart_lose_nothing() {
     broker_restart_under(BOUNDED);
 }
 
+/// The bounded form of [`ten_percent_malformed`], run by every CI run.
+#[test]
+fn bounded_malformed_traffic_loses_nothing() {
+    malformed_under(BOUNDED);
+}
+
+/// The bounded form of [`clock_jump`], run by every CI run (libfaketime is required, as the
+/// other test servers are: `tests/run-all.sh` installs Debian's `faketime`).
+#[test]
+fn bounded_clock_jump_loses_nothing() {
+    clock_jump_under(BOUNDED);
+}
+
+/// The bounded form of [`disk_full`], run by every CI run: a 1 MB filesystem under the storage
+/// dir, 4,000 messages while the database is down.
+#[test]
+fn bounded_disk_full_loses_nothing() {
+    disk_full_under(
+        "1m",
+        Size {
+            devices: 10,
+            per_device: 400,
+        },
+    );
+}
+
 #[test]
 #[ignore = "resilience suite: bash tests/resilience.sh"]
 fn gateway_sigkill() {
@@ -384,11 +426,21 @@ impl Drop for TmpfsMount {
 #[test]
 #[ignore = "resilience suite: bash tests/resilience.sh"]
 fn disk_full() {
+    disk_full_under(
+        "3m",
+        Size {
+            devices: 40,
+            per_device: 1_000,
+        },
+    );
+}
+
+fn disk_full_under(fs_size: &str, size: Size) {
     let dir = tempfile::tempdir().unwrap();
-    // The storage dir (outbox) on a 3 MB filesystem; the database is down so the outbox grows
+    // The storage dir (outbox) on a small filesystem; the database is down so the outbox grows
     // until the disk is full. The gateway must stop taking messages (they wait in the broker)
     // and resume once the database drains the outbox, not drop anything.
-    let mount = match TmpfsMount::mount(&dir.path().join("storage"), "3m") {
+    let mount = match TmpfsMount::mount(&dir.path().join("storage"), fs_size) {
         Ok(m) => m,
         Err(e) => {
             // A developer's machine may lack the right to mount; CI must not pass by skipping.
@@ -407,7 +459,7 @@ fn disk_full() {
     let mut vm = VictoriaMetrics::start().unwrap();
     let gw = gateway(dir.path(), &broker, &vm.url(), "gw-disk");
     vm.stop().unwrap();
-    let load = Load::new("disk", 40, 1_000);
+    let load = size.load("disk");
     let sender = Sender::start(broker.port(), "pub-disk", load.messages);
     wait_until("the disk fills up", Duration::from_secs(120), || {
         Ok((gw.metric("gateway_outbox_errors_total")? >= 1.0).then_some(()))
@@ -420,7 +472,7 @@ fn disk_full() {
     vm.start_again().unwrap();
     let (sent, resent) = sender.finish().unwrap();
     settle_and_report(
-        "disk full (3 MB tmpfs under the storage dir)",
+        &format!("disk full ({fs_size} tmpfs under the storage dir)"),
         &vm,
         &load.keys,
         sent,
@@ -438,6 +490,10 @@ const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 #[test]
 #[ignore = "resilience suite: bash tests/resilience.sh"]
 fn clock_jump() {
+    clock_jump_under(FULL);
+}
+
+fn clock_jump_under(size: Size) {
     if !Path::new(LIBFAKETIME).exists() {
         panic!("{LIBFAKETIME} missing: apt-get install faketime (tests/resilience.sh does)");
     }
@@ -461,13 +517,24 @@ fn clock_jump() {
         &vars,
     )
     .unwrap();
-    let load = Load::new("clock", 40, 500);
-    let sender = Sender::start(broker.port(), "pub-clock", load.messages);
-    sender.wait_sent(4_000).unwrap();
+    let load = size.load("clock");
+    // Chunks of 100 (a pause after each): a phase lasts seconds even on the bounded load, longer
+    // than the second libfaketime takes to see the file change.
+    let sender = Sender::start_in_chunks(broker.port(), "pub-clock", load.messages, 100);
+    sender.wait_sent(size.at(20)).unwrap();
     std::fs::write(&offset, "+2h\n").unwrap();
-    sender.wait_sent(10_000).unwrap();
+    sender.wait_sent(size.at(50)).unwrap();
     std::fs::write(&offset, "-1h\n").unwrap();
-    sender.wait_sent(16_000).unwrap();
+    // The fault must reach the gateway while it is set, however loaded the machine: with the
+    // gateway an hour behind, device times an hour "ahead" are past `max_clock_skew_s` and
+    // replaced (none are without a jump). Half the load is still to come, so it does.
+    wait_until(
+        "the gateway clock an hour behind (device times replaced)",
+        Duration::from_secs(60),
+        || Ok((gw.metric("gateway_clock_replaced_total")? > 0.0).then_some(())),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", gw.diagnostics()));
+    sender.wait_sent(size.at(80)).unwrap();
     std::fs::write(&offset, "+0\n").unwrap();
     let (sent, resent) = sender.finish().unwrap();
     let replaced = gw
@@ -487,11 +554,15 @@ fn clock_jump() {
 #[test]
 #[ignore = "resilience suite: bash tests/resilience.sh"]
 fn ten_percent_malformed() {
+    malformed_under(FULL);
+}
+
+fn malformed_under(size: Size) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start().unwrap();
     let vm = VictoriaMetrics::start().unwrap();
     let gw = gateway(dir.path(), &broker, &vm.url(), "gw-bad");
-    let load = Load::new("bad", 40, 500);
+    let load = size.load("bad");
     let huge = vec![b'x'; 200 * 1024];
     let mut mixed = Vec::new();
     let mut bad = 0usize;

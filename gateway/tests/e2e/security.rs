@@ -214,7 +214,7 @@ fn plates_are_masked_on_every_read_path_for_roles_without_the_right() -> Result<
     assert!(!r.text().contains("12345"), "{}", r.text());
 
     // The last camera frame: masked for the inspector, original (audited) for the supervisor.
-    let device = gw.token("device", "a")?;
+    let device = gw.relay_token("a")?;
     let frame = scene_jpeg();
     let auth = format!("Bearer {device}");
     http::request(
@@ -353,6 +353,16 @@ fn verify_cli(gw: &GatewayProcess, extra: &[&str]) -> Result<(bool, String)> {
 /// Every audit row from `from_seq` on gets its plain SHA-256 recomputed, as someone who can
 /// write the database (but has no key) would after an edit.
 fn rehash_plain_from(conn: &rusqlite::Connection, from_seq: i64) -> Result<()> {
+    rehash_from(conn, from_seq, None)
+}
+
+/// Every audit row from `from_seq` on gets its hash recomputed: sealed with `key` (someone who
+/// holds the database and that key), plain without one.
+fn rehash_from(
+    conn: &rusqlite::Connection,
+    from_seq: i64,
+    key: Option<&gateway::clue::audit_key::AuditKey>,
+) -> Result<()> {
     type Row = (i64, i64, String, String, Option<i64>, String);
     let rows: Vec<Row> = conn
         .prepare(
@@ -387,7 +397,7 @@ fn rehash_plain_from(conn: &rusqlite::Connection, from_seq: i64) -> Result<()> {
             clue_id,
             detail: &detail,
         };
-        let hash = gateway::clue::audit::entry_hash(&prev, &fields);
+        let hash = gateway::clue::audit::seal(key, &prev, &fields);
         conn.execute(
             "UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
             rusqlite::params![seq, prev, hash],
@@ -446,6 +456,190 @@ fn an_audit_entry_edited_with_every_hash_recomputed_fails_verify() -> Result<()>
     let (ok, out) = verify_cli(&gw2, &[])?;
     assert!(!ok, "{out}");
     assert!(out.contains("entry 3"), "{out}");
+    Ok(())
+}
+
+/// `gateway audit rotate-key`: the chain stays one verifiable chain across the switch, the old
+/// key is kept among the retired keys, an entry after the rotation recomputed with the old key
+/// is named, verify without the retired key names the key it lacks, and `store migrate` copies
+/// the rotated chain to PostgreSQL, verified there with the same keyring.
+#[test]
+fn the_audit_key_rotates_and_the_chain_stays_one_verifiable_chain() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    let admin = gw.token("admin", "")?;
+    create(&gw, &admin, &clue_event("a", "m1"))?;
+    gw.proc.stop()?;
+    let storage = dir.path().join("storage");
+    let old_id = gateway::clue::audit_key::AuditKey::from_hex(
+        &std::fs::read_to_string(storage.join("audit.key"))?,
+        "old key",
+    )?
+    .id()
+    .to_string();
+
+    let rotate = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["audit", "rotate-key", "--config"])
+        .arg(gw.dir.join("gateway.toml"))
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&rotate.stdout),
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+    assert!(rotate.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("audit key rotated: {old_id} -> ")),
+        "{text}"
+    );
+    let retired = storage.join(format!("audit-keys-retired/{old_id}.key"));
+    assert!(retired.is_file(), "{text}");
+
+    // The gateway starts with the new key and seals with it.
+    gw.start_again()?;
+    create(&gw, &admin, &clue_event("a", "m2"))?;
+    gw.proc.stop()?;
+    let (ok, out) = verify_cli(&gw, &[])?;
+    assert!(
+        ok && out.contains(&format!("keys: {old_id} from entry 1")),
+        "{out}"
+    );
+    let conn = rusqlite::Connection::open(storage.join("clues.sqlite"))?;
+    let rotation: (i64, String) = conn.query_row(
+        "SELECT seq, detail FROM audit WHERE action = 'audit_key_rotated'",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    assert!(rotation.1.contains(&old_id), "{rotation:?}");
+
+    // Without the retired key: verify names the key id it lacks.
+    let aside = dir.path().join("retired-aside");
+    std::fs::rename(storage.join("audit-keys-retired"), &aside)?;
+    let (ok, out) = verify_cli(&gw, &[])?;
+    assert!(
+        !ok && out.contains(&format!("sealed with key {old_id}")),
+        "{out}"
+    );
+    assert!(out.contains("not in the keyring"), "{out}");
+    std::fs::rename(&aside, storage.join("audit-keys-retired"))?;
+
+    // PostgreSQL: the rotated chain is copied and verified with the keyring beside the file.
+    let pg = e2e::Postgres::start()?;
+    let url = pg.create_database("clues")?;
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["store", "migrate", "--from"])
+        .arg(format!("sqlite:{}", storage.join("clues.sqlite").display()))
+        .args(["--to", &format!("postgres:{url}")])
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&migrate.stdout),
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    assert!(migrate.status.success(), "{text}");
+    assert!(text.contains("verified before and after"), "{text}");
+
+    // Whoever kept the old key edits an entry after the rotation and recomputes the chain
+    // from there with it: named.
+    let old = gateway::clue::audit_key::AuditKey::from_hex(
+        &std::fs::read_to_string(&retired)?,
+        "retired key",
+    )?;
+    conn.execute_batch("DROP TRIGGER audit_no_update;")?;
+    let edited = rotation.0 + 1;
+    conn.execute("UPDATE audit SET actor = 'nobody' WHERE seq = ?1", [edited])?;
+    rehash_from(&conn, edited, Some(&old))?;
+    drop(conn);
+    let (ok, out) = verify_cli(&gw, &[])?;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("entry {edited}"))
+            && out.contains(&format!("sealed with key {old_id}")),
+        "{out}"
+    );
+    Ok(())
+}
+
+/// The rotation by configuration, on a shared PostgreSQL whose gateways take the key from the
+/// environment: `rotate-key` refuses and says how; the old key goes to the retired keys, the
+/// new one into the variable, and the first start writes the rotation with the old key.
+#[test]
+fn the_audit_key_rotates_by_configuration_on_postgres() -> Result<()> {
+    use crate::common::{TEST_AUDIT_KEY, TestStore};
+    let store = TestStore::postgres()?;
+    let dir = tempfile::tempdir()?;
+    let mut gw = store.gateway(dir.path(), &offline_config())?;
+    let admin = gw.token("admin", "")?;
+    create(&gw, &admin, &clue_event("a", "m1"))?;
+    gw.proc.stop()?;
+    let cli = |env: &[(&str, &str)], args: &[&str]| -> Result<(bool, String)> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(args)
+            .arg("--config")
+            .arg(dir.path().join("gateway.toml"))
+            .envs(env.iter().copied())
+            .output()?;
+        Ok((
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ))
+    };
+    let old_env = store.env();
+    let (ok, out) = cli(&old_env, &["audit", "rotate-key"])?;
+    assert!(
+        !ok && out.contains("key_env") && out.contains("retired_dir"),
+        "{out}"
+    );
+
+    let old_id = gateway::clue::audit_key::AuditKey::from_hex(TEST_AUDIT_KEY, "old")?
+        .id()
+        .to_string();
+    let retired = dir.path().join("storage/audit-keys-retired");
+    std::fs::create_dir_all(&retired)?;
+    let old_file = retired.join("2026.key");
+    std::fs::write(&old_file, format!("{TEST_AUDIT_KEY}\n"))?;
+    std::fs::set_permissions(
+        &old_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
+    let new_key = "a1".repeat(32);
+    let new_id = gateway::clue::audit_key::AuditKey::from_hex(&new_key, "new")?
+        .id()
+        .to_string();
+    let new_env: Vec<(&str, &str)> = old_env
+        .iter()
+        .map(|&(k, v)| {
+            (
+                k,
+                if k == "E2E_AUDIT_KEY" {
+                    new_key.as_str()
+                } else {
+                    v
+                },
+            )
+        })
+        .collect();
+    let mut gw = GatewayProcess::start_with_env(dir.path(), &offline_config(), &new_env)?;
+    create(&gw, &admin, &clue_event("a", "m2"))?;
+    gw.proc.stop()?;
+    let (ok, out) = cli(&new_env, &["audit", "verify"])?;
+    assert!(
+        ok && out.contains(&format!("keys: {old_id} from entry 1, {new_id} from entry")),
+        "{out}"
+    );
+    // The gateway with the old key may no longer write; verify without the retired key names it.
+    let (ok, out) = cli(&old_env, &["token", "create", "--role", "admin"])?;
+    assert!(!ok && out.contains(&new_id), "{out}");
+    std::fs::remove_file(&old_file)?;
+    let (ok, out) = cli(&new_env, &["audit", "verify"])?;
+    assert!(
+        !ok && out.contains(&format!("sealed with key {old_id}")),
+        "{out}"
+    );
     Ok(())
 }
 
@@ -522,7 +716,7 @@ fn frames_for_made_up_camera_ids_are_refused_at_the_site_limit_and_counted() -> 
     let dir = tempfile::tempdir()?;
     let config = format!("{}[cameras]\nmax_per_site = 2\n", offline_config());
     let gw = GatewayProcess::start(dir.path(), &config)?;
-    let device = gw.token("device", "a")?;
+    let device = gw.relay_token("a")?;
     let jpeg = scene_jpeg();
     let post = |camera: &str| post_camera(&gw, &device, camera, "frames", &jpeg);
     for cam in ["k1", "k2"] {
@@ -540,12 +734,80 @@ fn frames_for_made_up_camera_ids_are_refused_at_the_site_limit_and_counted() -> 
     Ok(())
 }
 
+/// A new device token is bound to its camera or, deliberately and on the record, a relay;
+/// tokens from before the rule keep working, and the gateway counts and names the unbound
+/// ones at start.
+#[test]
+fn a_device_token_is_bound_or_a_deliberate_relay_and_unbound_ones_are_counted_at_start()
+-> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut gw = GatewayProcess::start(dir.path(), &offline_config())?;
+    assert_eq!(gw.metric("gateway_device_tokens_unbound")?, 0.0);
+    assert_eq!(gw.metric("gateway_device_tokens_unbound_unchosen")?, 0.0);
+    let e = gw
+        .token("device", "a")
+        .expect_err("neither --device nor --relay");
+    assert!(
+        e.to_string().contains("--device CAM") && e.to_string().contains("--relay"),
+        "{e}"
+    );
+    assert!(
+        gw.token_with("device", "a", &["--device", "k1", "--relay"])
+            .is_err()
+    );
+    assert!(gw.token_with("inspector", "a", &["--relay"]).is_err());
+    gw.device_token("a", "k1")?;
+    gw.relay_token("a")?;
+    let created = audit_entries(&gw, "token_created")?;
+    let relays: Vec<&Value> = created
+        .iter()
+        .filter(|e| e["detail"]["relay"] == true)
+        .collect();
+    assert_eq!(relays.len(), 1, "the relay choice is recorded: {created:?}");
+    assert_eq!(relays[0]["detail"]["role"], "device");
+    gw.proc.stop()?;
+
+    // A device token issued before the rule: unbound, with no choice recorded.
+    let legacy = format!("gwt_{}", "ab".repeat(32));
+    let conn = rusqlite::Connection::open(dir.path().join("storage/clues.sqlite"))?;
+    conn.execute(
+        "INSERT INTO tokens (hash, role, sites, name, created_ms, device) \
+         VALUES (?1, 'device', '[\"a\"]', 'old recorder', 1, NULL)",
+        [gateway::clue::auth::token_hash(&legacy)],
+    )?;
+    drop(conn);
+    let offset = gw.proc.log_len();
+    gw.start_again()?;
+    assert_eq!(gw.metric("gateway_device_tokens_unbound")?, 2.0);
+    assert_eq!(gw.metric("gateway_device_tokens_unbound_unchosen")?, 1.0);
+    let log = gw.proc.log_since(offset);
+    assert!(
+        log.contains("1 active device token(s) issued before --device or --relay was required")
+            && log.contains("require_device_binding")
+            && log.contains("1 active relay device token(s)"),
+        "{log}"
+    );
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["token", "list", "--config"])
+        .arg(gw.dir.join("gateway.toml"))
+        .output()?;
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert_eq!(listed.matches("\"relay\":true").count(), 1, "{listed}");
+    // The old token keeps working, for every camera of its site.
+    let jpeg = scene_jpeg();
+    for camera in ["k1", "k2"] {
+        let r = post_camera(&gw, &legacy, camera, "frames", &jpeg)?;
+        assert!(r.is_success(), "{camera}: {}", r.text());
+    }
+    Ok(())
+}
+
 #[test]
 fn a_cameras_token_posts_frames_and_enrols_the_reference_only_for_its_own_camera() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let gw = GatewayProcess::start(dir.path(), &offline_config())?;
     let own = gw.device_token("a", "k1")?;
-    let relay = gw.token("device", "a")?;
+    let relay = gw.relay_token("a")?;
     let jpeg = scene_jpeg();
     let post =
         |token: &str, camera: &str, route: &str| post_camera(&gw, token, camera, route, &jpeg);
@@ -587,7 +849,7 @@ fn a_cameras_token_posts_frames_and_enrols_the_reference_only_for_its_own_camera
     );
     let gw = GatewayProcess::start(dir.path(), &config)?;
     let own = gw.device_token("a", "k1")?;
-    let relay = gw.token("device", "a")?;
+    let relay = gw.relay_token("a")?;
     let platform = gw.token("platform", "a")?;
     assert!(post_camera(&gw, &own, "k1", "frames", &jpeg)?.is_success());
     let r = post_camera(&gw, &relay, "k1", "frames", &jpeg)?;
@@ -657,7 +919,7 @@ fn a_camera_over_its_upload_rate_gets_429_with_retry_after_and_others_are_not_sl
         offline_config()
     );
     let gw = GatewayProcess::start(dir.path(), &config)?;
-    let relay = gw.token("device", "a")?;
+    let relay = gw.relay_token("a")?;
     let jpeg = scene_jpeg();
     let post = |camera: &str| post_camera(&gw, &relay, camera, "frames", &jpeg);
     for i in 0..3 {
@@ -958,10 +1220,19 @@ fn walk_jpegs(dir: &std::path::Path) -> usize {
 }
 
 #[test]
-fn old_flights_lose_their_footage_except_the_files_a_clue_came_from() -> Result<()> {
+fn old_flights_lose_their_footage_and_the_files_a_clue_came_from_only_after_a_longer_period()
+-> Result<()> {
     let dir = tempfile::tempdir()?;
-    // A flight processed 100 days ago (as a gateway before this start left it), and one of
-    // yesterday; a clue came from b.jpg.
+    let config = format!("{}[drone]\nfootage_retention_days = 30\n", offline_config());
+    // A clue still open (its case is not over).
+    let mut gw = GatewayProcess::start(dir.path(), &config)?;
+    let admin = gw.token("admin", "")?;
+    let open_clue = create(&gw, &admin, &clue_event("a", "m1"))?;
+    gw.proc.stop()?;
+    // A flight processed 100 days ago (as a gateway before this start left it), one of
+    // yesterday, and two of 800 days ago, past the clue footage period (default 730 days); a
+    // clue came from each flight's b.jpg: clue 4 (closed or purged: not in the pool) from the
+    // first three, the open clue from the fourth.
     let day = 86_400_000i64;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -971,10 +1242,10 @@ fn old_flights_lose_their_footage_except_the_files_a_clue_came_from() -> Result<
         json!({"name": name, "kind": "still", "received": 5, "total": 5,
             "complete": true, "sha256": null})
     };
-    for (id, age_days) in [(1, 100), (2, 1)] {
+    for (id, age_days, clue) in [(1, 100, 4), (2, 1, 4), (3, 800, 4), (4, 800, open_clue)] {
         let finding = json!({"id": 1, "task_id": 1, "class": "truck", "confidence": 0.9,
             "lat": 30.0, "lon": 120.0, "error_m": 3.0, "time_ms": now - age_days * day,
-            "frame": "b.jpg", "clue_id": 4, "bbox": [1.0, 2.0, 3.0, 4.0]});
+            "frame": "b.jpg", "clue_id": clue, "bbox": [1.0, 2.0, 3.0, 4.0]});
         let flight = json!({"id": id, "site": "a", "name": null, "status": "done",
             "progress": 1.0, "frames_total": 2, "frames_done": 2,
             "files": [file("a.jpg"), file("b.jpg")], "findings": [finding],
@@ -988,15 +1259,33 @@ fn old_flights_lose_their_footage_except_the_files_a_clue_came_from() -> Result<
             std::fs::write(fdir.join(name), b"jpeg!")?;
         }
     }
-    let config = format!("{}[drone]\nfootage_retention_days = 30\n", offline_config());
-    let gw = GatewayProcess::start(dir.path(), &config)?;
+    gw.start_again()?;
     e2e::wait_until(
         "the retention run at start",
         std::time::Duration::from_secs(20),
-        || Ok((gw.metric("gateway_drone_footage_expired_files_total")? >= 1.0).then_some(())),
+        || Ok((gw.metric("gateway_drone_footage_expired_files_total")? >= 4.0).then_some(())),
     )?;
-    assert_eq!(gw.metric("gateway_drone_footage_expired_files_total")?, 1.0);
-    assert_eq!(gw.metric("gateway_drone_footage_expired_bytes_total")?, 5.0);
+    assert_eq!(gw.metric("gateway_drone_footage_expired_files_total")?, 4.0);
+    assert_eq!(
+        gw.metric("gateway_drone_footage_expired_bytes_total")?,
+        20.0
+    );
+    assert!(!flights.join("4/a.jpg").exists(), "no clue came from it");
+    assert!(
+        flights.join("4/b.jpg").exists(),
+        "800 days, but its clue is still open: kept"
+    );
+    assert_eq!(
+        gw.metric("gateway_drone_clue_footage_expired_files_total")?,
+        1.0
+    );
+    for name in ["a.jpg", "b.jpg"] {
+        assert!(
+            !flights.join("3").join(name).exists(),
+            "800 days: past the clue footage period too"
+        );
+    }
+    assert!(flights.join("3/flight.json").exists(), "the record stays");
     assert!(
         !flights.join("1/a.jpg").exists(),
         "expired footage is deleted"
@@ -1055,6 +1344,11 @@ fn tests_that_can_skip_fail_in_ci_instead() -> Result<()> {
         (
             "camera_health_eval::camera_health_precision_recall_on_real_photos",
             ("CAMERA_EVAL_SKIP", "1"),
+        ),
+        // No `mount` on the PATH: no tmpfs for the bounded disk-full fault.
+        (
+            "resilience::bounded_disk_full_loses_nothing",
+            ("PATH", "/nonexistent"),
         ),
     ];
     for (name, missing) in cases {

@@ -57,7 +57,7 @@ fn goods_kept_in_front_of_a_shop_past_the_limit_give_one_notice_and_one_clue_abo
         config(&broker.url(), "gw-shopfront", &vm.url(), "")
     );
     let gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
-    let device = gw.token("device", "street-9").unwrap();
+    let device = gw.relay_token("street-9").unwrap();
     let inspector = gw.token("inspector", "street-9").unwrap();
 
     let mut events = Vec::new();
@@ -167,7 +167,7 @@ fn goods_noticed_before_a_restart_are_not_noticed_again_and_their_clue_moves_the
         config(&broker.url(), "gw-shopfront-restart", &vm.url(), "")
     );
     let mut gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
-    let device = gw.token("device", "street-9").unwrap();
+    let device = gw.relay_token("street-9").unwrap();
     let inspector = gw.token("inspector", "street-9").unwrap();
 
     // Seen, then noticed 1 s later (persuade_after_s = 1, limit_s = 2).
@@ -268,7 +268,7 @@ fn a_permitted_muck_truck_outside_its_hours_is_one_clue_and_a_doubtful_plate_non
         hours_not_now()
     );
     let gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
-    let device = gw.token("device", "street-9").unwrap();
+    let device = gw.relay_token("street-9").unwrap();
     let inspector = gw.token("inspector", "street-9").unwrap();
 
     let mut raised = Vec::new();
@@ -357,7 +357,7 @@ fn a_permit_granted_through_the_api_excuses_the_truck_revoked_it_does_not_and_it
         e2e::free_port()
     );
     let gw = GatewayProcess::start(dir.path(), &cfg).unwrap();
-    let device = gw.token("device", "street-9").unwrap();
+    let device = gw.relay_token("street-9").unwrap();
     let admin = gw.token("admin", "").unwrap();
     let permit = format!(
         "/api/v1/muck-trucks/permits/{}",

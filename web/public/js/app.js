@@ -97,7 +97,9 @@ function showWho() {
   const me = session.me;
   if (!me) return;
   const sites = me.all_sites ? t('all.sites') : me.sites.join(', ');
-  document.getElementById('who').textContent = `${me.actor} · ${t('role.' + me.role)} · ${sites}`;
+  const org = [me.unit ? `${t('who.unit')} ${me.unit}` : null, me.department ? `${t('who.department')} ${me.department}` : null]
+    .filter(Boolean).map((s) => ` · ${s}`).join('');
+  document.getElementById('who').textContent = `${me.actor} · ${t('role.' + me.role)} · ${sites}${org}`;
 }
 
 function startStream() {

@@ -30,7 +30,26 @@ const STATUSES = ['new', 'claimed', 'assigned', 'transferred', 'resolved', 'dism
 const FINAL = ['resolved', 'dismissed', 'closed'];
 /** Columns left out on narrow (portrait tablet) screens. */
 const OPTIONAL = ['col.dept', 'col.occ', 'col.deadline'];
-const filters = { level: '', status: '', kind: '', site: '', department: '', overdue: false };
+const filters = { level: '', status: '', kind: '', site: '', unit: '', department: '', overdue: false };
+/** Filters the gateway applies (the others are applied to the loaded list). */
+const SERVER_FILTERS = ['level', 'status', 'kind', 'site', 'unit'];
+
+/** The units of [org] the token sees (none configured: an empty list, and no unit filter). */
+async function orgUnits() {
+  return (await api.get('/api/v1/org/units').catch(() => ({ units: [] }))).units ?? [];
+}
+
+/** Who handles the clue: the unit of its site (with the units above it), the lead and the
+ * assisting departments. */
+function orgLine(d) {
+  const chain = d.unit_chain ?? [];
+  const parts = [
+    chain.length ? `${t('clue.unit')}: ${chain[0].name}${chain.length > 1 ? ` (${chain.slice(1).map((u) => u.name).join(' · ')})` : ''}` : null,
+    `${t('clue.lead')}: ${d.department ?? '–'}`,
+    d.assisting?.length ? `${t('clue.assisting')}: ${d.assisting.join(', ')}` : null,
+  ].filter(Boolean);
+  return h('p', { class: 'muted', id: 'clue-org', dataset: { unit: d.unit?.id ?? '', lead: d.department ?? '' } }, parts.join(' · '));
+}
 
 function levelTag(l) { return h('span', { class: `tag level-${l}` }, t('level.' + l)); }
 function statusTag(s) { return h('span', { class: 'tag status', dataset: { status: s } }, t('status.' + s)); }
@@ -65,8 +84,8 @@ function matches(c) {
 
 export async function cluesPage(main) {
   const q = new URLSearchParams({ limit: '1000' });
-  for (const k of ['level', 'status', 'kind', 'site']) if (filters[k] && filters[k] !== 'open') q.set(k, filters[k]);
-  const clues = await api.get(`/api/v1/clues?${q}`);
+  for (const k of SERVER_FILTERS) if (filters[k] && filters[k] !== 'open') q.set(k, filters[k]);
+  const [clues, units] = await Promise.all([api.get(`/api/v1/clues?${q}`), orgUnits()]);
   const byId = new Map(clues.map((c) => [c.id, c]));
   const tbody = h('tbody', { id: 'clue-rows' });
   const count = h('span', { class: 'muted', id: 'clue-count' });
@@ -87,13 +106,14 @@ export async function cluesPage(main) {
   const any = ['', t('f.any')];
   const onChange = (key) => (e) => {
     filters[key] = e.target.type === 'checkbox' ? e.target.checked : e.target.value;
-    if (['level', 'status', 'kind', 'site'].includes(key)) cluesPage(main); else redraw();
+    if (SERVER_FILTERS.includes(key)) cluesPage(main); else redraw();
   };
   const bar = h('div', { class: 'filters', id: 'clue-filters' },
     h('label', {}, t('f.level'), select('level', [any, ...LEVELS.map((l) => [l, t('level.' + l)])], filters.level, onChange('level'))),
     h('label', {}, t('f.status'), select('status', [any, ['open', t('f.open')], ...STATUSES.map((s) => [s, t('status.' + s)])], filters.status, onChange('status'))),
     h('label', {}, t('f.kind'), select('kind', [any, ...distinct((c) => c.kind).map((k) => [k, k])], filters.kind, onChange('kind'))),
     h('label', {}, t('f.site'), select('site', [any, ...siteOptions.map((s) => [s, s])], filters.site, onChange('site'))),
+    units.length ? h('label', {}, t('f.unit'), select('unit', [any, ...units.map((u) => [u.id, u.name])], filters.unit, onChange('unit'))) : null,
     h('label', {}, t('f.department'), select('department', [any, ...distinct((c) => c.department).map((d) => [d, d])], filters.department, onChange('department'))),
     h('label', {}, h('input', { type: 'checkbox', name: 'overdue', checked: filters.overdue, onchange: onChange('overdue') }), t('f.overdue')),
     count);
@@ -129,6 +149,9 @@ function actionForm(c, reload) {
   const note = h('input', { name: 'note', placeholder: t('act.note') });
   const dept = h('input', { name: 'department', placeholder: t('act.dept') });
   const to = h('input', { name: 'to', placeholder: t('act.to') });
+  const lead = h('input', { name: 'lead', placeholder: t('act.lead'), value: c.department ?? '' });
+  const assisting = h('input', { name: 'assisting', placeholder: t('act.assisting_list'), value: (c.assisting ?? []).join(', ') });
+  const list = (s) => s.split(/[,，]/).map((x) => x.trim()).filter(Boolean);
   const act = async (action, body) => {
     try {
       await api.post(`/api/v1/clues/${c.id}/actions`, { action, ...body });
@@ -144,7 +167,7 @@ function actionForm(c, reload) {
   const allowed = {
     claim: ['new', 'reopened', 'transferred'].includes(c.status),
     resolve: ['claimed', 'assigned'].includes(c.status),
-    dismiss: open, transfer: open, assign: open, comment: true,
+    dismiss: open, transfer: open, assign: open, dispatch: open, comment: true,
     close: ['resolved', 'dismissed'].includes(c.status),
     reopen: !open,
   };
@@ -163,7 +186,11 @@ function actionForm(c, reload) {
     h('div', { class: 'actions', style: 'margin-top:.5rem' },
       dept, btn('transfer', needs(dept, needs(note, () => act('transfer', { department: dept.value.trim(), reason: n() }))))),
     supervisor ? h('div', { class: 'actions', style: 'margin-top:.5rem' },
-      to, btn('assign', needs(to, () => act('assign', { to: to.value.trim(), note: n() })))) : null);
+      to, btn('assign', needs(to, () => act('assign', { to: to.value.trim(), note: n() })))) : null,
+    supervisor ? h('div', { class: 'actions', style: 'margin-top:.5rem' },
+      lead, assisting, btn('dispatch', needs(note, () => act('dispatch', {
+        lead: lead.value.trim() || null, assisting: list(assisting.value), reason: n(),
+      })))) : null);
 }
 
 /** What a reviewer reads in an audit entry: the status change and the words given (hashes stay in the export). */
@@ -174,6 +201,8 @@ function auditLine(d) {
   for (const k of ['note', 'reason', 'text', 'department', 'to_assignee', 'assignee']) {
     if (typeof d[k] === 'string' && d[k]) parts.push(d[k]);
   }
+  if (typeof d.lead === 'string') parts.push(`${t('clue.lead')}: ${d.lead}`);
+  if (Array.isArray(d.assisting)) parts.push(`${t('clue.assisting')}: ${d.assisting.join(', ') || '–'}`);
   if (typeof d.band === 'string') {
     const cur = d.check?.currency ?? '';
     parts.push(`${t('d.band')} ${d.band} · ${d.penalty} ${cur}`.trim());
@@ -230,7 +259,8 @@ export async function cluePage(main, id) {
         h('div', {},
           h('div', { class: 'card' },
             h('p', {}, statusTag(c.status), ' ', h('span', { id: 'clue-status', dataset: { status: c.status } }, t('status.' + c.status))),
-            h('p', { class: 'muted' }, `${c.kind} · ${c.subject.site}${c.subject.device ? ' / ' + c.subject.device : ''} · ${t('col.dept')}: ${c.department ?? '–'} · ${t('col.assignee')}: ${c.assignee ?? '–'}`),
+            h('p', { class: 'muted' }, `${c.kind} · ${c.subject.site}${c.subject.device ? ' / ' + c.subject.device : ''} · ${t('col.assignee')}: ${c.assignee ?? '–'}`),
+            orgLine(d),
             subjectLine(c.subject),
             h('p', { class: 'muted' }, `${t('col.occ')}: ${c.occurrences} · ${fmtTime(c.first_seen_ms)} → ${fmtTime(c.last_seen_ms)} · ${t('col.deadline')}: ${fmtTime(c.deadline_ms)}`),
             c.resolution ? h('p', {}, c.resolution) : null,

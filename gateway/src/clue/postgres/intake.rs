@@ -24,14 +24,14 @@ use postgres::types::{ToSql, Type};
 const WRITE: &str = "WITH new_clues AS (\
      INSERT INTO clues (id, dedup_key, rule, kind, level, status, open, site, device, plate, \
      lat, lon, subject_key, title, detail, department, first_seen_ms, last_seen_ms, occurrences, \
-     created_ms, updated_ms, deadline_ms, escalation, shop, owner) \
+     created_ms, updated_ms, deadline_ms, escalation, shop, owner, assisting) \
      SELECT id, dedup_key, rule, kind, level, 'new', TRUE, site, device, plate, lat, lon, \
      subject_key, title, detail, department, first_seen_ms, last_seen_ms, occurrences, \
-     created_ms, updated_ms, deadline_ms, 'none', shop, owner \
+     created_ms, updated_ms, deadline_ms, 'none', shop, owner, assisting \
      FROM UNNEST($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-     $18, $19, $20, $21, $22) AS n(id, dedup_key, rule, kind, level, site, device, plate, lat, \
-     lon, subject_key, title, detail, department, first_seen_ms, last_seen_ms, occurrences, \
-     created_ms, updated_ms, deadline_ms, shop, owner)), \
+     $18, $19, $20, $21, $22, $60) AS n(id, dedup_key, rule, kind, level, site, device, plate, \
+     lat, lon, subject_key, title, detail, department, first_seen_ms, last_seen_ms, \
+     occurrences, created_ms, updated_ms, deadline_ms, shop, owner, assisting)), \
      repeated AS (\
      UPDATE clues c SET level = u.level, kind = u.kind, occurrences = u.occurrences, \
      first_seen_ms = u.first_seen_ms, last_seen_ms = u.last_seen_ms, title = u.title, \
@@ -75,6 +75,8 @@ struct Columns {
     n_title: Vec<String>,
     n_detail: Vec<String>,
     n_department: Vec<Option<String>>,
+    /// `$60`: appended last so the numbers of the older columns stay as they were.
+    n_assisting: Vec<String>,
     n_first: Vec<i64>,
     n_last: Vec<i64>,
     n_occurrences: Vec<i64>,
@@ -152,6 +154,8 @@ impl Columns {
         self.n_deadline.push(c.deadline_ms);
         self.n_shop.push(s.shop.clone());
         self.n_owner.push(s.owner.clone());
+        self.n_assisting
+            .push(serde_json::to_string(&c.assisting).unwrap_or_else(|_| "[]".into()));
     }
 
     fn repeated_clue(&mut self, c: &Clue) {
@@ -239,6 +243,7 @@ impl Columns {
             (&self.a_detail, T::TEXT_ARRAY),
             (&self.a_prev, T::TEXT_ARRAY),
             (&self.a_hash, T::TEXT_ARRAY),
+            (&self.n_assisting, T::TEXT_ARRAY),
         ]
     }
 }

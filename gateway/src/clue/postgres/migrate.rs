@@ -13,7 +13,7 @@
 //! 4. the target must verify, with as many entries as the source.
 
 use super::{PgBlobs, PgStore, begin};
-use crate::clue::audit_key::AuditKey;
+use crate::clue::audit_key::AuditKeyring;
 use crate::clue::evidence::{BlobStore, EvidenceStore};
 use crate::clue::store::{AuditLog, SqliteStore, StoreError};
 use postgres::types::{ToSql, Type};
@@ -82,6 +82,7 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("cleared_note", Type::TEXT),
             ("shop", Type::TEXT),
             ("owner", Type::TEXT),
+            ("assisting", Type::TEXT),
         ],
     ),
     (
@@ -138,6 +139,9 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("created_ms", Type::INT8),
             ("revoked_ms", Type::INT8),
             ("device", Type::TEXT),
+            ("unit", Type::TEXT),
+            ("department", Type::TEXT),
+            ("relay", Type::BOOL),
         ],
     ),
     (
@@ -289,24 +293,26 @@ fn convert(v: rusqlite::types::Value, ty: &Type) -> Result<Box<dyn ToSql + Sync>
 /// Moves the pool in SQLite file `from` (evidence files in `evidence_dir`) into the empty
 /// PostgreSQL database `to_url`.
 ///
-/// `key` is the chain's key (`audit.key` beside the SQLite file): with it the sealed entries
-/// are verified before and after, and the copy must end at the very head the source ended at.
+/// `keys` is the chain's keyring (`audit.key` beside the SQLite file, and the retired keys in
+/// `audit-keys-retired` beside it): with it the sealed entries, across key rotations, are
+/// verified before and after, and the copy must end at the very head the source ended at.
 pub fn sqlite_to_postgres(
     from: &Path,
     evidence_dir: &Path,
     to_url: &str,
-    key: Option<Arc<AuditKey>>,
+    keys: Option<Arc<AuditKeyring>>,
 ) -> Result<MigrateReport, MigrateError> {
+    let key = keys.as_ref().map(|r| r.current().clone());
     if !from.is_file() {
         return Err(StoreError::Corrupt(format!("{} is not a file", from.display())).into());
     }
-    let source = SqliteStore::open(from, vec![])?.with_audit_key(key.clone());
+    let source = SqliteStore::open(from, vec![])?.with_audit_keyring(keys.clone());
     let before = source.verify_audit()?;
     let source_head = source.audit_head()?;
     if !before.ok {
         return Err(MigrateError::SourceBroken(before.to_string()));
     }
-    let target = PgStore::open(to_url, 2, vec![])?.with_audit_key(key.clone());
+    let target = PgStore::open(to_url, 2, vec![])?.with_audit_keyring(keys.clone());
     let mut conn = target.conn()?;
     let (mut tx, chain) = begin(&mut conn, &key)?;
     let held: i64 = tx

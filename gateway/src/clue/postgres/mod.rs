@@ -44,7 +44,7 @@ mod schema;
 mod stays;
 
 use super::audit::{self, AuditAction, AuditEntry, Head, VerifyReport};
-use super::audit_key::AuditKey;
+use super::audit_key::{AuditKey, AuditKeyring};
 use super::auth::{Role, TokenGrant, TokenRecord, TokenStore, TokenStoreError};
 use super::lifecycle::{self, Action, Status};
 use super::model::*;
@@ -55,9 +55,9 @@ use super::store::intake::Item;
 use super::store::{
     AUDIT_COLS, AUDIT_HEAD_TOPIC, AuditLog, CLUE_COLS, ClueRecords, DeliveryQueue, OversightStore,
     RetentionStore, StatsRow, StoreError, TokenInfo, WARNING_COLS, act_detail, change_detail,
-    change_message, check_clue_rows, escalation_detail, escalation_due, head_message, history_of,
-    json_col, kind_matches, last_digests, state_of, stats_of, subject_key, warning_detail,
-    warning_message,
+    change_message, check_clue_rows, check_writer_key, escalation_detail, escalation_due,
+    head_message, history_of, json_col, kind_matches, last_digests, next_key_id, rotation_detail,
+    rotation_due, state_of, stats_of, subject_key, warning_detail, warning_message,
 };
 use postgres::error::SqlState;
 use postgres::types::{ToSql, Type};
@@ -145,6 +145,8 @@ pub struct PgStore {
     /// Seals every new audit entry (none: plain entries, see `clue::audit`). Every gateway
     /// on one database must have the same key: they write one chain.
     key: Option<Arc<AuditKey>>,
+    /// The keys that verify the chain: the current one (`key`) and the retired ones.
+    keyring: Option<Arc<AuditKeyring>>,
 }
 
 fn pool_error(e: r2d2::Error) -> StoreError {
@@ -183,6 +185,8 @@ pub(crate) fn clue_from_row(r: &Row) -> Result<Clue, StoreError> {
         title: r.try_get(11)?,
         detail: json_col(r.try_get(12)?),
         department: r.try_get(13)?,
+        assisting: serde_json::from_str(&r.try_get::<_, String>(30)?)
+            .map_err(|e| bad(format!("assisting: {e}")))?,
         assignee: r.try_get(14)?,
         resolution: r.try_get(15)?,
         first_seen_ms: r.try_get(16)?,
@@ -264,16 +268,37 @@ fn begin<'c>(
         &[],
     )?;
     let seq: i64 = r.try_get(0)?;
+    let head = audit::Head {
+        seq,
+        hash: r.try_get(1)?,
+    };
+    check_writer_key(&head, key.as_deref(), || {
+        let r = tx.query_one("SELECT action, detail FROM audit WHERE seq = $1", &[&seq])?;
+        Ok((r.try_get(0)?, json_col(r.try_get(1)?)))
+    })?;
     Ok((
         tx,
         Chain {
-            head: audit::Head {
-                seq,
-                hash: r.try_get(1)?,
-            },
+            head,
             start: seq,
             key: key.clone(),
         },
+    ))
+}
+
+/// The key the entry after the head must be sealed with (see `AuditLog::audit_next_key`).
+fn next_key(c: &mut impl GenericClient) -> Result<Option<String>, StoreError> {
+    let Some(r) = c.query_opt(
+        "SELECT hash, action, detail FROM audit ORDER BY seq DESC LIMIT 1",
+        &[],
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(next_key_id(
+        &r.try_get::<_, String>(0)?,
+        &r.try_get::<_, String>(1)?,
+        &json_col(r.try_get(2)?),
     ))
 }
 
@@ -351,6 +376,7 @@ impl PgStore {
             ),
             leader: Mutex::new((None, BTreeSet::new())),
             key: None,
+            keyring: None,
         };
         store.migrate()?;
         Ok(store)
@@ -366,8 +392,15 @@ impl PgStore {
 
     /// Seals every audit entry this gateway writes from now on with `key`, and verifies with
     /// it.
-    pub fn with_audit_key(mut self, key: Option<Arc<AuditKey>>) -> PgStore {
-        self.key = key;
+    pub fn with_audit_key(self, key: Option<Arc<AuditKey>>) -> PgStore {
+        self.with_audit_keyring(key.map(|k| Arc::new(AuditKeyring::single(k))))
+    }
+
+    /// Seals every audit entry this gateway writes from now on with the ring's current key,
+    /// and verifies with every key of the ring (retired keys for the entries they sealed).
+    pub fn with_audit_keyring(mut self, keys: Option<Arc<AuditKeyring>>) -> PgStore {
+        self.key = keys.as_ref().map(|r| r.current().clone());
+        self.keyring = keys;
         self
     }
 
@@ -509,11 +542,13 @@ impl PgStore {
             .collect()
     }
 
-    /// Every token (id, role, sites, name, device, created, revoked); never the hashes.
+    /// Every token (id, role, sites, name, device, unit, department, created, revoked);
+    /// never the hashes.
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let mut c = self.conn()?;
         c.query(
-            "SELECT id, role, sites, name, created_ms, revoked_ms, device FROM tokens ORDER BY id",
+            "SELECT id, role, sites, name, created_ms, revoked_ms, device, unit, department, \
+             relay FROM tokens ORDER BY id",
             &[],
         )?
         .iter()
@@ -526,6 +561,9 @@ impl PgStore {
                 created_ms: r.try_get(4)?,
                 revoked_ms: r.try_get(5)?,
                 device: r.try_get(6)?,
+                unit: r.try_get(7)?,
+                department: r.try_get(8)?,
+                relay: r.try_get(9)?,
             })
         })
         .collect()
@@ -729,11 +767,12 @@ impl ClueRecords for PgStore {
         let clue = read_clue(&mut tx, id, true)?.ok_or(StoreError::NotFound(id))?;
         let before = state_of(&clue);
         let next = lifecycle::apply(&before, action, actor, now_ms)?;
+        let assisting = serde_json::to_string(&next.assisting).unwrap_or_else(|_| "[]".into());
         let res = tx.query_one(
             &format!(
                 "UPDATE clues SET status = $2, open = $3, assignee = $4, department = $5, \
                  claimed_ms = $6, resolved_ms = $7, closed_ms = $8, resolution = $9, \
-                 updated_ms = $10 WHERE id = $1 RETURNING {CLUE_COLS}"
+                 updated_ms = $10, assisting = $11 WHERE id = $1 RETURNING {CLUE_COLS}"
             ),
             &[
                 &id,
@@ -746,6 +785,7 @@ impl ClueRecords for PgStore {
                 &next.closed_ms,
                 &next.resolution,
                 &now_ms,
+                &assisting,
             ],
         );
         let row = match res {
@@ -911,6 +951,12 @@ impl ClueRecords for PgStore {
             }
             sql += &format!(" AND site = ANY({})", a.push(scope.clone()));
         }
+        if let Some(d) = &q.department {
+            let n = a.push(d.clone());
+            sql += &format!(
+                " AND (department = {n} OR assisting::jsonb @> jsonb_build_array({n}::text))"
+            );
+        }
         let limit = if q.limit == 0 {
             100
         } else {
@@ -974,6 +1020,40 @@ impl AuditLog for PgStore {
         let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         append(&mut tx, &mut chain, now_ms, actor, action, None, detail)?;
         commit(tx, &chain)
+    }
+
+    fn audit_next_key(&self) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn()?;
+        next_key(&mut *c)
+    }
+
+    fn record_key_rotation(
+        &self,
+        old: &AuditKey,
+        new_key_id: &str,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut c = self.conn()?;
+        // Without a key, `begin` checks nothing: whether the old key may seal the rotation is
+        // `rotation_due`'s to say, on the head this transaction holds locked.
+        let (mut tx, mut chain) = begin(&mut c, &None)?;
+        if !rotation_due(next_key(&mut tx)?.as_deref(), old, new_key_id)? {
+            return Ok(None);
+        }
+        chain.key = Some(Arc::new(old.clone()));
+        let detail = rotation_detail(old, new_key_id);
+        let seq = append(
+            &mut tx,
+            &mut chain,
+            now_ms,
+            actor,
+            AuditAction::KeyRotated,
+            None,
+            &detail,
+        )?;
+        commit(tx, &chain)?;
+        Ok(Some(seq))
     }
 
     fn audit_of(&self, id: i64) -> Result<Vec<AuditEntry>, StoreError> {
@@ -1055,7 +1135,7 @@ impl AuditLog for PgStore {
             (r.try_get::<_, i64>(0)?, r.try_get::<_, String>(1)?)
         };
         let last = entries.last().map(|e| (e.seq, e.hash.clone()));
-        let report = audit::verify_with(entries, self.key.as_deref(), published);
+        let report = audit::verify_with(entries, self.keyring.as_deref(), published);
         if !report.ok {
             return Ok(report);
         }
@@ -1543,8 +1623,8 @@ impl TokenStore for PgStore {
         let (mut tx, mut chain) = begin(&mut c, &self.key).map_err(token_error)?;
         let id: i64 = tx
             .query_one(
-                "INSERT INTO tokens (hash, role, sites, name, created_ms, device) \
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                "INSERT INTO tokens (hash, role, sites, name, created_ms, device, unit, \
+                 department, relay) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                 &[
                     &hash,
                     &grant.role.as_str(),
@@ -1552,6 +1632,9 @@ impl TokenStore for PgStore {
                     &grant.name,
                     &now_ms,
                     &grant.device,
+                    &grant.unit,
+                    &grant.department,
+                    &grant.relay,
                 ],
             )
             .and_then(|r| r.try_get(0))
@@ -1574,7 +1657,7 @@ impl TokenStore for PgStore {
         let mut c = self.conn().map_err(token_error)?;
         let row = c
             .query_opt(
-                "SELECT id, role, sites, name, hash, device FROM tokens \
+                "SELECT id, role, sites, name, hash, device, unit, department FROM tokens \
                  WHERE hash = $1 AND revoked_ms IS NULL",
                 &[&hash],
             )
@@ -1598,6 +1681,8 @@ impl TokenStore for PgStore {
             sites,
             name: row.try_get(3).map_err(get)?,
             device: row.try_get(5).map_err(get)?,
+            unit: row.try_get(6).map_err(get)?,
+            department: row.try_get(7).map_err(get)?,
         }))
     }
 }

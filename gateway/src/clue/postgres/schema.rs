@@ -260,4 +260,14 @@ CREATE TABLE muck_permits (
     updated_by TEXT NOT NULL
 );
 "#,
+    // 11: organisation (`clue::org`): the departments assisting a clue's lead, and the unit
+    // and department a token is scoped to (NULL: its sites only, every department).
+    r#"
+ALTER TABLE clues ADD COLUMN assisting TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE tokens ADD COLUMN unit TEXT;
+ALTER TABLE tokens ADD COLUMN department TEXT;
+"#,
+    // 12: a device token bound to no camera on purpose (`token create --relay`); false for
+    // every token from before, the unbound device tokens among them issued without that choice.
+    "ALTER TABLE tokens ADD COLUMN relay BOOLEAN NOT NULL DEFAULT false;",
 ];

@@ -36,6 +36,7 @@ fn event(key: &str, at_ms: i64) -> ClueEvent {
         detail: json!({"tilt": 40}),
         evidence: vec![],
         department: Some("water".into()),
+        assisting: Vec::new(),
     }
 }
 
@@ -92,6 +93,14 @@ fn three_gateways_racing_on_the_same_keys_make_one_clue_per_key_and_one_chain() 
     // Every change is queued once for the platform.
     let queued = a.pending(CHANNEL_MQTT, 1000).expect("pending");
     assert_eq!(queued.len(), 600);
+}
+
+#[test]
+fn a_chain_across_key_rotations_verifies_and_the_old_key_writes_no_more() {
+    let (_pg, url) = server();
+    crate::clue::store::audit_contract::a_chain_across_key_rotations_verifies_and_the_old_key_writes_no_more(
+        &|keys| Arc::new(gateway(&url).with_audit_keyring(keys)),
+    );
 }
 
 #[test]
@@ -232,6 +241,16 @@ fn one_leader_per_job_and_another_takes_over_when_it_goes() {
 }
 
 #[test]
+fn a_unit_token_keeps_its_unit_and_department() {
+    let (_pg, url) = server();
+    let store = gateway(&url);
+    crate::clue::store::tokens_contract::a_unit_token_keeps_its_unit_and_department(&store, &store);
+    let listed = store.list_tokens().expect("list");
+    assert_eq!(listed[0].unit.as_deref(), Some("lingyin"));
+    assert_eq!(listed[0].department.as_deref(), Some("market"));
+}
+
+#[test]
 fn a_device_token_keeps_its_binding_and_other_tokens_have_none() {
     let (_pg, url) = server();
     let store = gateway(&url);
@@ -239,6 +258,14 @@ fn a_device_token_keeps_its_binding_and_other_tokens_have_none() {
     let listed = store.list_tokens().expect("list");
     assert_eq!(listed[0].device.as_deref(), Some("cam-7"));
     assert_eq!(listed[1].device, None);
+    assert!(
+        !listed[0].relay && listed[1].relay,
+        "the relay choice is stored"
+    );
+    assert_eq!(
+        (listed[0].unbound_device(), listed[1].unbound_device()),
+        (None, Some(true))
+    );
 }
 
 #[test]

@@ -257,6 +257,7 @@ fn opened(ev: &ClueEvent, id: i64, deadline_ms: i64, now_ms: i64) -> Clue {
         title: ev.title.clone(),
         detail: ev.detail.clone(),
         department: ev.department.clone(),
+        assisting: ev.assisting.clone(),
         assignee: None,
         resolution: None,
         first_seen_ms: ev.at_ms,
@@ -305,6 +306,7 @@ mod tests {
             detail: json!({"at": at_ms}),
             evidence: vec![],
             department: None,
+            assisting: Vec::new(),
         };
         (ev, vec![], 5_000)
     }

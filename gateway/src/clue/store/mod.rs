@@ -27,6 +27,8 @@
 //!
 //! [`SqliteStore`] (in `sqlite/`) keeps everything in `{storage.dir}/clues.sqlite`.
 
+#[cfg(test)]
+pub(crate) mod audit_contract;
 pub(crate) mod intake;
 #[cfg(test)]
 pub(crate) mod notices_contract;
@@ -41,6 +43,7 @@ pub(crate) mod tokens_contract;
 pub use sqlite::{SqliteStore, TokenInfo};
 
 use super::audit::{self, AuditEntry, Broken, VerifyReport};
+use super::audit_key::{AuditKey, AuditKeyring};
 pub use super::auth::TokenStore;
 use super::decision::{DecisionCheck, DecisionRow};
 use super::lifecycle::{Action, LifecycleError, State};
@@ -170,28 +173,116 @@ pub trait AuditLog: Send + Sync {
         detail: &Value,
         now_ms: i64,
     ) -> Result<(), StoreError>;
+    /// The id of the key the next entry must be sealed with: the one a key rotation at the
+    /// head names, else the head's own; none for a plain or empty chain.
+    fn audit_next_key(&self) -> Result<Option<String>, StoreError>;
+    /// Appends the key rotation `audit_key_rotated` (detail: `old_key_id`, `new_key_id`),
+    /// sealed with `old`, which must be the key the chain continues under (or the chain plain).
+    /// Returns its sequence number; none when the chain already continues under `new_key_id`.
+    fn record_key_rotation(
+        &self,
+        old: &AuditKey,
+        new_key_id: &str,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError>;
 }
 
-/// At a gateway's start with `key`: a chain that ends with a plain entry (written before the
+/// The id of the key the entry after this one must be sealed with (see
+/// [`AuditLog::audit_next_key`]).
+pub(crate) fn next_key_id(hash: &str, action: &str, detail: &Value) -> Option<String> {
+    if action == audit::AuditAction::KeyRotated.as_str()
+        && let Some(next) = detail.get("new_key_id").and_then(Value::as_str)
+    {
+        return Some(next.to_string());
+    }
+    audit::sealed_by(hash).map(str::to_string)
+}
+
+/// Refuses to seal an entry with `key` unless the chain continues under `key`: the head is
+/// sealed with it and is no rotation away from it, or the head hands the chain over to it (a
+/// rotation). Such an entry would not verify: a gateway still running with a key rotated away,
+/// or given another gateway's key. `head_entry` reads the head's action and detail (one
+/// indexed read per writing transaction, only for a sealed chain and a writer with a key).
+pub(crate) fn check_writer_key(
+    head: &audit::Head,
+    key: Option<&AuditKey>,
+    head_entry: impl FnOnce() -> Result<(String, Value), StoreError>,
+) -> Result<(), StoreError> {
+    let (Some(k), Some(id)) = (key, audit::sealed_by(&head.hash)) else {
+        return Ok(());
+    };
+    let (action, detail) = head_entry()?;
+    match next_key_id(&head.hash, &action, &detail) {
+        Some(next) if next == k.id() => Ok(()),
+        next => Err(StoreError::Conflict(format!(
+            "the audit chain continues under key {}, and this gateway's key is {}: the key was \
+             rotated (give this gateway the new key) or this gateway has another gateway's key",
+            next.as_deref().unwrap_or(id),
+            k.id()
+        ))),
+    }
+}
+
+/// Whether a rotation from `old` to `new_key_id` is still to be written, given the key the
+/// chain continues under (`next`): no when it already continues under the new key.
+pub(crate) fn rotation_due(
+    next: Option<&str>,
+    old: &AuditKey,
+    new_key_id: &str,
+) -> Result<bool, StoreError> {
+    match next {
+        Some(n) if n == new_key_id => Ok(false),
+        None => Ok(true),
+        Some(n) if n == old.id() => Ok(true),
+        Some(n) => Err(StoreError::Conflict(format!(
+            "the audit chain continues under key {n}, not under the key being rotated ({})",
+            old.id()
+        ))),
+    }
+}
+
+/// The detail of a key rotation entry.
+pub(crate) fn rotation_detail(old: &AuditKey, new_key_id: &str) -> Value {
+    json!({"old_key_id": old.id(), "new_key_id": new_key_id})
+}
+
+/// At a gateway's start with `keys`: a chain that ends with a plain entry (written before the
 /// key existed) gets a sealed `chain_sealed` entry naming the last plain one, the documented
-/// switch-over point (see `clue::audit`). A chain sealed with another key is refused: this
-/// gateway's entries would make it unverifiable (every gateway on one database needs the same
-/// key). Returns the sealing entry's predecessor, if one was written.
+/// switch-over point (see `clue::audit`). A chain that continues under a retired key of the
+/// ring gets the key rotation `audit_key_rotated` to the current key, sealed with the retired
+/// one (the rotation done by configuration, see `clue::audit_key`). A chain sealed with a key
+/// the ring lacks is refused: this gateway's entries would make it unverifiable (every gateway
+/// on one database needs the same key). Returns the predecessor of the entry written, if one
+/// was.
 pub fn seal_chain(
     log: &dyn AuditLog,
-    key: &crate::clue::audit_key::AuditKey,
+    keys: &AuditKeyring,
     now_ms: i64,
 ) -> Result<Option<i64>, StoreError> {
+    let key = keys.current();
     let Some(head) = log.audit_head()? else {
         return Ok(None);
     };
-    match audit::sealed_by(&head.hash) {
+    match log.audit_next_key()? {
         Some(id) if id == key.id() => Ok(None),
-        Some(id) => Err(StoreError::Conflict(format!(
-            "the audit chain is sealed with key {id}, and this gateway's key is {}: every \
-             gateway on one clue store needs the same key ([clues.audit] key_file or key_env)",
-            key.id()
-        ))),
+        Some(id) => match keys.get(&id) {
+            Some(old) => {
+                log.record_key_rotation(old, key.id(), "pool", now_ms)?;
+                tracing::info!(
+                    old_key_id = %id,
+                    new_key_id = %key.id(),
+                    "audit key rotated: the retired key handed the chain to the current one"
+                );
+                Ok(Some(head.seq))
+            }
+            None => Err(StoreError::Conflict(format!(
+                "the audit chain is sealed with key {id}, and this gateway's key is {}: every \
+                 gateway on one clue store needs the same key ([clues.audit] key_file or \
+                 key_env); after a rotation, the old key belongs in retired_dir",
+                key.id()
+            ))),
+        },
         None => {
             let detail = json!({"key_id": key.id(), "plain_until": head.seq});
             log.record("pool", audit::AuditAction::ChainSealed, &detail, now_ms)?;
@@ -470,12 +561,23 @@ pub(crate) fn decision_of(action: &Action) -> Result<Option<DecisionToRecord<'_>
 }
 
 /// The audit detail of a token's creation, the same in every backend: the sites as their JSON
-/// text (as stored) and, for a bound device token, its device.
+/// text (as stored), for a bound device token its device, and the unit and department it is
+/// scoped to.
 pub(crate) fn token_created_detail(id: i64, grant: &super::auth::TokenGrant<'_>) -> Value {
     let sites = serde_json::to_string(grant.sites).unwrap_or_default();
     let mut d = json!({"token_id": id, "role": grant.role, "sites": sites, "name": grant.name});
     if let Some(device) = grant.device {
         d["device"] = json!(device);
+    }
+    if grant.relay {
+        d["relay"] = json!(true);
+    }
+    // Only when set, so the entries of tokens without them read as before.
+    if let Some(unit) = grant.unit {
+        d["unit"] = json!(unit);
+    }
+    if let Some(department) = grant.department {
+        d["department"] = json!(department);
     }
     d
 }
@@ -488,7 +590,7 @@ pub(crate) const STAY_COLS: &str = "id, key, site, camera, zone, plate, first_ms
 pub(crate) const CLUE_COLS: &str = "id, rule, kind, level, status, site, device, plate, lat, lon, \
      dedup_key, title, detail, department, assignee, resolution, first_seen_ms, last_seen_ms, \
      occurrences, created_ms, updated_ms, deadline_ms, escalation, claimed_ms, resolved_ms, \
-     closed_ms, cleared_ms, cleared_note, shop, owner";
+     closed_ms, cleared_ms, cleared_note, shop, owner, assisting";
 
 pub(crate) const AUDIT_COLS: &str = "seq, at_ms, actor, action, clue_id, detail, prev_hash, hash";
 
@@ -554,6 +656,7 @@ pub(crate) fn state_of(clue: &Clue) -> State {
         status: clue.status,
         assignee: clue.assignee.clone(),
         department: clue.department.clone(),
+        assisting: clue.assisting.clone(),
         claimed_ms: clue.claimed_ms,
         resolved_ms: clue.resolved_ms,
         closed_ms: clue.closed_ms,
@@ -570,6 +673,9 @@ pub(crate) fn act_detail(action: &Action, before: &State, next: &State) -> Value
         if next.department != before.department {
             // Lets oversight see a clue handed back to where it came from.
             m.insert("from_department".into(), json!(before.department));
+        }
+        if next.assisting != before.assisting {
+            m.insert("from_assisting".into(), json!(before.assisting));
         }
     }
     detail

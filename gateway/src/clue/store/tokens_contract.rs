@@ -11,6 +11,9 @@ pub(crate) fn a_device_token_keeps_its_binding_and_other_tokens_have_none(store:
         sites: &sites,
         name: Some("gate camera"),
         device: Some("cam-7"),
+        unit: None,
+        department: None,
+        relay: false,
     };
     let (id, token) = create_token_for(store, &grant, 1).expect("bound token");
     let rec = store
@@ -21,7 +24,12 @@ pub(crate) fn a_device_token_keeps_its_binding_and_other_tokens_have_none(store:
     assert_eq!(rec.device.as_deref(), Some("cam-7"));
     assert_eq!(rec.sites, sites);
 
-    let (_, relay) = create_token(store, Role::Device, &sites, None, 2).expect("relay token");
+    let relay_grant = TokenGrant {
+        device: None,
+        relay: true,
+        ..grant
+    };
+    let (_, relay) = create_token_for(store, &relay_grant, 2).expect("relay token");
     let rec = store
         .token_by_hash(&token_hash(&relay))
         .expect("lookup")
@@ -34,6 +42,66 @@ pub(crate) fn a_device_token_keeps_its_binding_and_other_tokens_have_none(store:
     };
     assert!(matches!(
         create_token_for(store, &inspector, 3),
+        Err(TokenStoreError::Invalid(_))
+    ));
+    // A device token is bound or, deliberately, a relay: never unbound by default.
+    let e = create_token(store, Role::Device, &sites, None, 4).expect_err("neither");
+    assert!(e.to_string().contains("--relay"), "{e}");
+    let both = TokenGrant {
+        relay: true,
+        ..grant
+    };
+    assert!(matches!(
+        create_token_for(store, &both, 5),
+        Err(TokenStoreError::Invalid(_))
+    ));
+    let inspector_relay = TokenGrant {
+        role: Role::Inspector,
+        ..relay_grant
+    };
+    assert!(matches!(
+        create_token_for(store, &inspector_relay, 6),
+        Err(TokenStoreError::Invalid(_))
+    ));
+}
+
+/// A token scoped to a unit and a department keeps both (and its own sites, none here); the
+/// creation's audit entry names them.
+pub(crate) fn a_unit_token_keeps_its_unit_and_department(
+    store: &dyn TokenStore,
+    audit: &dyn crate::clue::store::AuditLog,
+) {
+    let grant = TokenGrant {
+        role: Role::Inspector,
+        sites: &[],
+        name: Some("lingyin market"),
+        device: None,
+        unit: Some("lingyin"),
+        department: Some("market"),
+        relay: false,
+    };
+    let (id, token) = create_token_for(store, &grant, 1).expect("unit token");
+    let rec = store
+        .token_by_hash(&token_hash(&token))
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(rec.id, id);
+    assert_eq!(rec.unit.as_deref(), Some("lingyin"));
+    assert_eq!(rec.department.as_deref(), Some("market"));
+    assert!(rec.sites.is_empty());
+    let entries = audit.audit_range(0, i64::MAX, None).expect("audit");
+    let created = entries
+        .iter()
+        .rfind(|e| e.action == "token_created")
+        .expect("token_created entry");
+    assert_eq!(created.detail["unit"], "lingyin");
+    assert_eq!(created.detail["department"], "market");
+    let bad = TokenGrant {
+        unit: Some("Ling Yin"),
+        ..grant
+    };
+    assert!(matches!(
+        create_token_for(store, &bad, 2),
         Err(TokenStoreError::Invalid(_))
     ));
 }

@@ -142,6 +142,12 @@ impl GatewayProcess {
         self.token_with(role, sites, extra)
     }
 
+    /// A device token of `sites` bound to no camera (`--relay`): it speaks for every camera
+    /// of its sites, as a recorder uploading for several cameras does.
+    pub fn relay_token(&self, sites: &str) -> Result<String> {
+        self.token_with("device", sites, &["--relay"])
+    }
+
     /// A device token of `site` bound to the one camera `device`.
     pub fn device_token(&self, site: &str, device: &str) -> Result<String> {
         self.token_with("device", site, &["--device", device])

@@ -6,8 +6,8 @@ use crate::clue::audit::{self, AuditAction, AuditEntry, Head, VerifyReport};
 use crate::clue::audit_key::AuditKey;
 use crate::clue::model::ClueChange;
 use crate::clue::store::{
-    AUDIT_HEAD_TOPIC, AuditLog, StoreError, change_detail, check_clue_rows, head_message,
-    last_digests,
+    AUDIT_HEAD_TOPIC, AuditLog, StoreError, change_detail, check_clue_rows, check_writer_key,
+    head_message, last_digests, next_key_id, rotation_detail, rotation_due,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
@@ -28,9 +28,34 @@ pub(super) fn audit_from_row(r: &Row) -> rusqlite::Result<AuditEntry> {
 pub(super) use crate::clue::store::AUDIT_COLS;
 
 /// The chain's head as stored (read inside the writing transaction): its last entry, or
-/// [`Head::genesis`] for an empty chain.
-pub(super) fn head(tx: &Connection) -> Result<Head, StoreError> {
-    Ok(last_entry(tx)?.unwrap_or_else(Head::genesis))
+/// [`Head::genesis`] for an empty chain. Refused when the entry after it may not be sealed
+/// with `key` (see [`check_writer_key`]).
+pub(super) fn head(tx: &Connection, key: Option<&AuditKey>) -> Result<Head, StoreError> {
+    let head = last_entry(tx)?.unwrap_or_else(Head::genesis);
+    check_writer_key(&head, key, || head_entry(tx, head.seq))?;
+    Ok(head)
+}
+
+/// The action and detail of entry `seq`.
+fn head_entry(conn: &Connection, seq: i64) -> Result<(String, Value), StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT action, detail FROM audit WHERE seq = ?1")?
+        .query_row([seq], |r| Ok((r.get(0)?, json_col(r.get(1)?))))?)
+}
+
+/// The key the entry after the head must be sealed with (see [`AuditLog::audit_next_key`]).
+fn next_key(conn: &Connection) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT hash, action, detail FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| {
+            Ok(next_key_id(
+                &r.get::<_, String>(0)?,
+                &r.get::<_, String>(1)?,
+                &json_col(r.get(2)?),
+            ))
+        })
+        .optional()?
+        .flatten())
 }
 
 /// The chain's last entry.
@@ -77,7 +102,7 @@ pub(super) fn append_audit(
     clue_id: Option<i64>,
     detail: &Value,
 ) -> Result<i64, StoreError> {
-    let e = head(tx)?.append(key, at_ms, actor, action.as_str(), clue_id, detail.clone());
+    let e = head(tx, key)?.append(key, at_ms, actor, action.as_str(), clue_id, detail.clone());
     write_entry(tx, &e)?;
     Ok(e.seq)
 }
@@ -135,6 +160,36 @@ impl AuditLog for SqliteStore {
         append_audit(&tx, self.key(), now_ms, actor, action, None, detail)?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn audit_next_key(&self) -> Result<Option<String>, StoreError> {
+        next_key(&self.conn())
+    }
+
+    fn record_key_rotation(
+        &self,
+        old: &AuditKey,
+        new_key_id: &str,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if !rotation_due(next_key(&tx)?.as_deref(), old, new_key_id)? {
+            return Ok(None);
+        }
+        let detail = rotation_detail(old, new_key_id);
+        let seq = append_audit(
+            &tx,
+            Some(old),
+            now_ms,
+            actor,
+            AuditAction::KeyRotated,
+            None,
+            &detail,
+        )?;
+        tx.commit()?;
+        Ok(Some(seq))
     }
 
     fn audit_of(&self, id: i64) -> Result<Vec<AuditEntry>, StoreError> {
@@ -199,7 +254,7 @@ impl AuditLog for SqliteStore {
     fn verify_audit_against(&self, head: Option<&Head>) -> Result<VerifyReport, StoreError> {
         let entries = self.audit_all()?;
         let last_digest = last_digests(&entries);
-        let report = audit::verify_with(entries, self.key(), head);
+        let report = audit::verify_with(entries, self.keyring(), head);
         if !report.ok {
             return Ok(report);
         }
@@ -218,6 +273,7 @@ impl AuditLog for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clue::audit_key::AuditKeyring;
     use crate::clue::store::seal_chain;
     use std::sync::Arc;
 
@@ -246,8 +302,9 @@ mod tests {
             !r.ok,
             "a key and a chain that ends plain: not yet switched over"
         );
-        assert_eq!(seal_chain(&store, &key, 10).expect("seal"), Some(2));
-        assert_eq!(seal_chain(&store, &key, 11).expect("again"), None);
+        let keys = AuditKeyring::single(key.clone());
+        assert_eq!(seal_chain(&store, &keys, 10).expect("seal"), Some(2));
+        assert_eq!(seal_chain(&store, &keys, 11).expect("again"), None);
         AuditLog::record(
             &store,
             "cli",
@@ -273,6 +330,7 @@ mod tests {
             detail: serde_json::json!({}),
             evidence: vec![],
             department: None,
+            assisting: Vec::new(),
         };
         let batch = vec![(ev.clone(), vec![], 100), (ev, vec![], 100)];
         let out = crate::clue::store::ClueRecords::ingest_batch(&store, &batch, 14).expect("batch");
@@ -288,7 +346,16 @@ mod tests {
                 .all(|e| audit::sealed_by(&e.hash) == Some(key.id()))
         );
         // A gateway with another key would fork the chain.
-        let other = AuditKey::from_bytes(&[4u8; 32]);
+        let other = AuditKeyring::single(Arc::new(AuditKey::from_bytes(&[4u8; 32])));
         assert!(seal_chain(&store, &other, 13).is_err());
+    }
+
+    #[test]
+    fn a_chain_across_key_rotations_verifies_and_the_old_key_writes_no_more() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("clues.sqlite");
+        crate::clue::store::audit_contract::a_chain_across_key_rotations_verifies_and_the_old_key_writes_no_more(
+            &|keys| Arc::new(SqliteStore::open(&path, vec![]).expect("open").with_audit_keyring(keys)),
+        );
     }
 }

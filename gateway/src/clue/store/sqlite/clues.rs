@@ -176,8 +176,8 @@ impl ClueRecords for SqliteStore {
         let next = lifecycle::apply(&before, action, actor, now_ms)?;
         let res = tx.execute(
             "UPDATE clues SET status = ?2, open = ?3, assignee = ?4, department = ?5, \
-             claimed_ms = ?6, resolved_ms = ?7, closed_ms = ?8, resolution = ?9, updated_ms = ?10 \
-             WHERE id = ?1",
+             claimed_ms = ?6, resolved_ms = ?7, closed_ms = ?8, resolution = ?9, updated_ms = ?10, \
+             assisting = ?11 WHERE id = ?1",
             params![
                 id,
                 next.status.as_str(),
@@ -188,7 +188,8 @@ impl ClueRecords for SqliteStore {
                 next.resolved_ms,
                 next.closed_ms,
                 next.resolution,
-                now_ms
+                now_ms,
+                serde_json::to_string(&next.assisting).unwrap_or_else(|_| "[]".into()),
             ],
         );
         match res {
@@ -347,6 +348,15 @@ impl ClueRecords for SqliteStore {
             }
             sql.push_str(&format!(" AND site IN ({})", marks.join(", ")));
         }
+        if let Some(d) = &q.department {
+            // Led or assisted by the department (`assisting` is a JSON array of ids).
+            args.push(d.clone());
+            let n = args.len();
+            sql.push_str(&format!(
+                " AND (department = ?{n} OR EXISTS (SELECT 1 FROM json_each(assisting) \
+                 WHERE value = ?{n}))"
+            ));
+        }
         let limit = if q.limit == 0 {
             100
         } else {
@@ -463,6 +473,7 @@ mod tests {
             detail: serde_json::json!({}),
             evidence: vec![],
             department: None,
+            assisting: Vec::new(),
         }
     }
 

@@ -50,7 +50,7 @@ impl SqliteStore {
                 .query_row([], |r| r.get(0))?)
         };
         let (clue_id, occurrence_id) = (next_id("clues")?, next_id("occurrences")?);
-        let mut head = head(tx)?;
+        let mut head = head(tx, self.key())?;
         let plan = intake::plan(
             items,
             open,
@@ -69,8 +69,8 @@ impl SqliteStore {
             "INSERT INTO clues (id, dedup_key, rule, kind, level, status, open, site, device, \
              plate, lat, lon, subject_key, title, detail, department, first_seen_ms, \
              last_seen_ms, occurrences, created_ms, updated_ms, deadline_ms, escalation, shop, \
-             owner) VALUES (?1, ?2, ?3, ?4, ?5, 'new', 1, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, \
-             ?14, ?15, ?16, ?17, ?18, ?19, ?20, 'none', ?21, ?22)",
+             owner, assisting) VALUES (?1, ?2, ?3, ?4, ?5, 'new', 1, ?6, ?7, ?8, ?9, ?10, ?11, \
+             ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, 'none', ?21, ?22, ?23)",
         )?;
         let mut update = tx.prepare_cached(
             "UPDATE clues SET level = ?2, kind = ?3, occurrences = ?4, first_seen_ms = ?5, \
@@ -119,6 +119,7 @@ impl SqliteStore {
                     c.deadline_ms,
                     s.shop,
                     s.owner,
+                    serde_json::to_string(&c.assisting).unwrap_or_else(|_| "[]".into()),
                 ])?;
             } else {
                 update.execute(params![

@@ -19,7 +19,7 @@ mod tokens;
 pub use tokens::TokenInfo;
 
 use super::StoreError;
-use crate::clue::audit_key::AuditKey;
+use crate::clue::audit_key::{AuditKey, AuditKeyring};
 use crate::clue::lifecycle::Status;
 use crate::clue::model::*;
 use crate::clue::signal::{GeoPoint, Subject};
@@ -34,7 +34,7 @@ pub struct SqliteStore {
     /// From this many occurrences on, a clue is one level above its rule's level (0: never).
     raise_after: i64,
     /// Seals every new audit entry (none: plain entries, see `clue::audit`).
-    key: Option<Arc<AuditKey>>,
+    key: Option<Arc<AuditKeyring>>,
 }
 
 use super::{CLUE_COLS, json_col};
@@ -67,6 +67,8 @@ fn clue_from_row(r: &Row) -> rusqlite::Result<Clue> {
         title: r.get(11)?,
         detail: json_col(r.get(12)?),
         department: r.get(13)?,
+        assisting: serde_json::from_str(&r.get::<_, String>(30)?)
+            .map_err(|e| corrupt(format!("assisting: {e}")))?,
         assignee: r.get(14)?,
         resolution: r.get(15)?,
         first_seen_ms: r.get(16)?,
@@ -122,12 +124,22 @@ impl SqliteStore {
     }
 
     /// Seals every audit entry written from now on with `key`, and verifies with it.
-    pub fn with_audit_key(mut self, key: Option<Arc<AuditKey>>) -> SqliteStore {
-        self.key = key;
+    pub fn with_audit_key(self, key: Option<Arc<AuditKey>>) -> SqliteStore {
+        self.with_audit_keyring(key.map(|k| Arc::new(AuditKeyring::single(k))))
+    }
+
+    /// Seals every audit entry written from now on with the ring's current key, and verifies
+    /// with every key of the ring (retired keys for the entries they sealed).
+    pub fn with_audit_keyring(mut self, keys: Option<Arc<AuditKeyring>>) -> SqliteStore {
+        self.key = keys;
         self
     }
 
     pub(super) fn key(&self) -> Option<&AuditKey> {
+        self.key.as_deref().map(|r| r.current().as_ref())
+    }
+
+    pub(super) fn keyring(&self) -> Option<&AuditKeyring> {
         self.key.as_deref()
     }
 

@@ -335,6 +335,7 @@ mod tests {
                     detail: json!({}),
                     evidence: vec![],
                     department: Some(["water", "market"][(i % 2) as usize].into()),
+                    assisting: Vec::new(),
                 };
                 (ev, vec![], 1_000_000)
             })

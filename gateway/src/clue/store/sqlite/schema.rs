@@ -239,6 +239,16 @@ CREATE TABLE muck_permits (
     updated_by TEXT NOT NULL
 );
 "#,
+    // 14: organisation (`clue::org`): the departments assisting a clue's lead, and the unit
+    // and department a token is scoped to (NULL: its sites only, every department).
+    r#"
+ALTER TABLE clues ADD COLUMN assisting TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE tokens ADD COLUMN unit TEXT;
+ALTER TABLE tokens ADD COLUMN department TEXT;
+"#,
+    // 15: a device token bound to no camera on purpose (`token create --relay`); 0 for every
+    // token from before, the unbound device tokens among them issued without that choice.
+    "ALTER TABLE tokens ADD COLUMN relay INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The level as a number for ordering (high first); the same text as in `clues_list_order`.

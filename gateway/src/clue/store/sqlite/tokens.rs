@@ -13,7 +13,8 @@ impl SqliteStore {
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare(
-            "SELECT id, role, sites, name, created_ms, revoked_ms, device FROM tokens ORDER BY id",
+            "SELECT id, role, sites, name, created_ms, revoked_ms, device, unit, department, \
+             relay FROM tokens ORDER BY id",
         )?;
         let rows = st.query_map([], |r| {
             Ok(TokenInfo {
@@ -24,6 +25,9 @@ impl SqliteStore {
                 created_ms: r.get(4)?,
                 revoked_ms: r.get(5)?,
                 device: r.get(6)?,
+                unit: r.get(7)?,
+                department: r.get(8)?,
+                relay: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -65,6 +69,25 @@ pub struct TokenInfo {
     /// The one device a device token speaks for (absent: every device of its sites).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// The unit of `[org]` whose scope the token sees (absent: its sites only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The department whose clues it sees (absent: every clue of its scope).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// A device token bound to no camera on purpose (`--relay`). An unbound device token
+    /// without it was issued before the choice was required.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub relay: bool,
+}
+
+impl TokenInfo {
+    /// An active device token that speaks for every camera of its sites: `Some(true)` a relay
+    /// by choice, `Some(false)` one issued before `--device` or `--relay` was required.
+    pub fn unbound_device(&self) -> Option<bool> {
+        (self.role == "device" && self.device.is_none() && self.revoked_ms.is_none())
+            .then_some(self.relay)
+    }
 }
 
 impl TokenStore for SqliteStore {
@@ -79,6 +102,9 @@ impl TokenStore for SqliteStore {
             sites,
             name,
             device,
+            unit,
+            department,
+            relay,
         } = *grant;
         let sites =
             serde_json::to_string(sites).map_err(|e| TokenStoreError::Backend(e.to_string()))?;
@@ -87,9 +113,19 @@ impl TokenStore for SqliteStore {
             .transaction()
             .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
         tx.execute(
-            "INSERT INTO tokens (hash, role, sites, name, created_ms, device) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![hash, role.as_str(), sites, name, now_ms, device],
+            "INSERT INTO tokens (hash, role, sites, name, created_ms, device, unit, department, \
+             relay) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                hash,
+                role.as_str(),
+                sites,
+                name,
+                now_ms,
+                device,
+                unit,
+                department,
+                relay
+            ],
         )
         .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
         let id = tx.last_insert_rowid();
@@ -111,25 +147,29 @@ impl TokenStore for SqliteStore {
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, TokenStoreError> {
         let conn = self.conn();
         type Row = (i64, String, String, String, Option<String>, Option<String>);
-        let row: Option<Row> = conn
+        type Org = (Option<String>, Option<String>);
+        let row: Option<(Row, Org)> = conn
             .query_row(
-                "SELECT id, hash, role, sites, name, device FROM tokens \
+                "SELECT id, hash, role, sites, name, device, unit, department FROM tokens \
                  WHERE hash = ?1 AND revoked_ms IS NULL",
                 [hash],
                 |r| {
                     Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
+                        (
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ),
+                        (r.get(6)?, r.get(7)?),
                     ))
                 },
             )
             .optional()
             .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
-        let Some((id, stored, role, sites, name, device)) = row else {
+        let Some(((id, stored, role, sites, name, device), (unit, department))) = row else {
             return Ok(None);
         };
         let role = Role::parse(&role)
@@ -144,6 +184,8 @@ impl TokenStore for SqliteStore {
             sites,
             name,
             device,
+            unit,
+            department,
         }))
     }
 }
@@ -195,6 +237,27 @@ mod tests {
         let listed = store.list_tokens().expect("list");
         assert_eq!(listed[0].device.as_deref(), Some("cam-7"));
         assert_eq!(listed[1].device, None);
+        assert!(
+            !listed[0].relay && listed[1].relay,
+            "the relay choice is stored"
+        );
+        assert_eq!(
+            (listed[0].unbound_device(), listed[1].unbound_device()),
+            (None, Some(true))
+        );
+        assert!(store.verify_audit().expect("verify").ok);
+    }
+
+    #[test]
+    fn a_unit_token_keeps_its_unit_and_department() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("clues.sqlite"), vec![]).expect("open");
+        crate::clue::store::tokens_contract::a_unit_token_keeps_its_unit_and_department(
+            &store, &store,
+        );
+        let listed = store.list_tokens().expect("list");
+        assert_eq!(listed[0].unit.as_deref(), Some("lingyin"));
+        assert_eq!(listed[0].department.as_deref(), Some("market"));
         assert!(store.verify_audit().expect("verify").ok);
     }
 }

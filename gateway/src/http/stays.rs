@@ -4,19 +4,18 @@
 //! `left_after_notice`, `clue`), `from_ms`, `to_ms` (notice time), `limit` (default 100,
 //! at most 1000). Newest notice first.
 
+use super::clues::{can_read, for_role};
+use super::error::ApiError;
 use crate::clue::PoolHandle;
-use crate::clue::api::{ApiError, can_read, for_role};
-use crate::clue::auth::{Authenticator, Principal};
+use crate::clue::auth::Principal;
 use crate::clue::stays::{Outcome, StayQuery};
-use axum::Router;
-use axum::extract::{FromRef, Query, State};
+use axum::extract::{Query, State};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StayParams {
+pub(super) struct StayParams {
     site: Option<String>,
     camera: Option<String>,
     outcome: Option<String>,
@@ -25,16 +24,7 @@ struct StayParams {
     limit: Option<u32>,
 }
 
-pub fn routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    PoolHandle: FromRef<S>,
-    Authenticator: FromRef<S>,
-{
-    Router::new().route("/api/v1/parking/stays", get(list))
-}
-
-async fn list(
+pub(super) async fn list(
     p: Principal,
     State(pool): State<PoolHandle>,
     Query(q): Query<StayParams>,

@@ -1,5 +1,6 @@
 //! The OpenAPI 3.1 document of the HTTP API, served at `GET /api/v1/openapi.json`.
-//! Hand-written (no code generation dependency); `openapi_lists_every_route` keeps it honest.
+//! Hand-written (no code generation dependency); `openapi_lists_every_clue_route` and the e2e test
+//! `http_routes` (every routed path documented, every documented one routed) keep it honest.
 
 use serde_json::{Value, json};
 
@@ -37,6 +38,7 @@ pub fn document() -> Value {
         ("level", "query"),
         ("site", "query"),
         ("kind", "query"),
+        ("unit", "query"),
         ("limit", "query"),
         ("offset", "query"),
     ];
@@ -59,15 +61,16 @@ pub fn document() -> Value {
                                  "responses": {"200": {"description": "OK"}}}},
             "/api/v1/devices": {"get": op("Live device table of the token's sites",
                                           &[("site", "query"), ("online", "query")], false)},
+            "/api/v1/org/units": {"get": op("Units of [org] the token sees {id, name, level, parent, departments, sites of its scope the token sees}: a unit token its unit and those below it", &[], false)},
             "/api/v1/clues": {
-                "get": op("Ranked clue list (filters)", &list, false),
+                "get": op("Ranked clue list (filters; ?unit= the clues of a unit's scope, 400 for a unit not configured); a unit token sees its unit's scope, a department token the clues its department leads or assists", &list, false),
                 "post": op("Raise a clue from a ClueEvent (platform, admin)", &[], true)
             },
             "/api/v1/clues/stream": {"get": op("SSE of clue changes of the token's sites", &[], false)},
             "/api/v1/clues/export": {"get": op("Clues created in a range, CSV or JSON", &range, false)},
-            "/api/v1/clues/{id}": {"get": op("Clue detail, evidence, subject history, duplicate-act links, owner notification and answers, leniency recommendation with its rule, matter (catalogue version, provisions, facts, applicable band, every band and leniency entry with reasons)", &id, false)},
+            "/api/v1/clues/{id}": {"get": op("Clue detail (department: the lead, assisting: the assisting departments, unit and unit_chain: the unit handling its site and those above it), evidence, subject history, duplicate-act links, owner notification and answers, leniency recommendation with its rule, matter (catalogue version, provisions, facts, applicable band, every band and leniency entry with reasons)", &id, false)},
             "/api/v1/clues/{id}/actions": {"post": op(
-                "claim | assign{to} | transfer{department,reason} | resolve{note} | dismiss{reason} | close | reopen{reason} | comment{text} | notify_owner{channel,note} | owner_response{statement,channel} | decide{band, penalty (whole currency units, 0 for none), leniency_applied: [entry ids], basis} (on a claimed, assigned or resolved clue whose kind has a matter; 400 for a band or entry the matter lacks; recorded with the catalogue check, a penalty outside the band raises the oversight warning decision_outside_band)",
+                "claim | assign{to} | transfer{department,reason} | resolve{note} | dismiss{reason} | close | reopen{reason} | comment{text} | notify_owner{channel,note} | owner_response{statement,channel} | dispatch{lead?, assisting?: [departments], reason} (supervisor, platform, admin: who leads and assists; departments of the clue's unit or above when [org] has units) | decide{band, penalty (whole currency units, 0 for none), leniency_applied: [entry ids], basis} (on a claimed, assigned or resolved clue whose kind has a matter; 400 for a band or entry the matter lacks; recorded with the catalogue check, a penalty outside the band raises the oversight warning decision_outside_band)",
                 &id, true)},
             "/api/v1/clues/{id}/audit": {"get": op("The clue's audit entries", &id, false)},
             "/api/v1/clues/{id}/evidence/{sha256}": {"get": op(
@@ -78,7 +81,7 @@ pub fn document() -> Value {
                 &[("limit", "query")], false)},
             "/api/v1/oversight/run": {"post": op("Run the supervision models now (supervisor, admin)", &[], false)},
             "/api/v1/oversight/warnings/{id}/notice": {"post": op(
-                "Make a warning a supervision notice {unit (free text, e.g. county:xihu/urban-management), deadline_ms | due_days (default clues.oversight.notices.default_due_days), note} -> 201 notice (supervisor, admin; 409 while the warning has an open notice; audited as notice_issued)",
+                "Make a warning a supervision notice {unit (with [[org.units]]: a configured unit, stored as unit or unit/department by id, e.g. xihu/urban-management, county:xihu/urban-management accepted, 400 otherwise; free text without units), deadline_ms | due_days (default clues.oversight.notices.default_due_days), note} -> 201 notice (supervisor, admin; 409 while the warning has an open notice; audited as notice_issued)",
                 &id, true)},
             "/api/v1/oversight/notices": {"get": op(
                 "Supervision notices of the token's sites (officers: of their own sites; supervisors, admins, auditors also the site-less ones), never those about the caller; ?state=open (default) | all | issued | acknowledged | fixed | closed; red first, then yellow, then the nearest deadline",
@@ -139,12 +142,59 @@ pub fn document() -> Value {
             }
         }
     });
-    super::dashboard::add_openapi_paths(&mut doc["paths"]);
+    add_dashboard_paths(&mut doc["paths"]);
     add_permit_paths(&mut doc["paths"]);
     doc
 }
 
-/// The muck-truck permit routes (`camera::permits_api`); apart, as one `json!` of every path
+/// The routes the dashboard reads beyond the clues (whoami, device readings and events, camera
+/// states and frames); apart, as one `json!` of every path is past the macro's recursion limit.
+fn add_dashboard_paths(paths: &mut Value) {
+    let dev = [("site", "path"), ("device", "path")];
+    let entries = [
+        (
+            "/api/v1/whoami",
+            op("The token's role, sites and audit name", &[], false),
+        ),
+        (
+            "/api/v1/devices/{site}/{device}/readings",
+            op(
+                "Recent numeric readings per metric (in-memory ring): {series: {metric: {stream, unit, points: [[ms, value]]}}}",
+                &[dev[0], dev[1], ("metric", "query"), ("since_ms", "query")],
+                false,
+            ),
+        ),
+        (
+            "/api/v1/devices/{site}/{device}/events",
+            op(
+                "Recent device events (alarms, level drops = pump-outs or discharges)",
+                &[dev[0], dev[1], ("since_ms", "query")],
+                false,
+            ),
+        ),
+        (
+            "/api/v1/cameras",
+            op(
+                "Every camera's health state of the token's sites; `source` (kind, URL without credentials, state, last frame, frames, errors, last error, reconnects) for cameras the gateway pulls ([[cameras.sources]])",
+                &[],
+                false,
+            ),
+        ),
+        (
+            "/api/v1/cameras/{id}/latest.jpg",
+            op(
+                "The camera's last frame (roles that read clues); ?site= required",
+                &[("id", "path"), ("site", "query")],
+                false,
+            ),
+        ),
+    ];
+    for (path, get) in entries {
+        paths[path] = json!({ "get": get });
+    }
+}
+
+/// The muck-truck permit routes (`http::permits`); apart, as one `json!` of every path
 /// is past the macro's recursion limit.
 fn add_permit_paths(paths: &mut Value) {
     let plate = [("plate", "path")];
@@ -180,6 +230,7 @@ mod tests {
             "/api/v1/oversight/notices/{id}/actions",
             "/api/v1/evidence/purge",
             "/api/v1/whoami",
+            "/api/v1/org/units",
             "/api/v1/cameras",
             "/api/v1/devices/{site}/{device}/readings",
             "/api/v1/flights",

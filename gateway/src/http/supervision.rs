@@ -1,4 +1,4 @@
-//! Supervision notice routes (see `super::supervision` for the life of a notice):
+//! Supervision notice routes (see `crate::clue::supervision` for the life of a notice):
 //!
 //! - `POST /api/v1/oversight/warnings/{id}/notice` {unit, deadline_ms | due_days, note}:
 //!   supervisors and admins make a warning they see a notice; 409 while it has an open one.
@@ -13,28 +13,13 @@
 //! platform) see and answer only those of their own sites. Nobody sees a notice about
 //! themself (404, as for anything out of scope). Auditors read and get 403 on every action.
 
-use super::api::ApiError;
-use super::auth::{Authenticator, Principal, Role};
-use super::pool::PoolHandle;
-use super::supervision::{self, IssueRequest, Notice, NoticeAction, NoticeFilter, Step};
-use axum::Router;
-use axum::extract::{FromRef, Path, Query, State};
+use super::error::ApiError;
+use crate::clue::auth::{Principal, Role};
+use crate::clue::pool::PoolHandle;
+use crate::clue::supervision::{self, IssueRequest, Notice, NoticeAction, NoticeFilter, Step};
+use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use serde::Deserialize;
-
-pub fn routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    PoolHandle: FromRef<S>,
-    Authenticator: FromRef<S>,
-{
-    Router::new()
-        .route("/api/v1/oversight/warnings/{id}/notice", post(issue))
-        .route("/api/v1/oversight/notices", get(list))
-        .route("/api/v1/oversight/notices/{id}", get(detail))
-        .route("/api/v1/oversight/notices/{id}/actions", post(act))
-}
 
 /// Whether the people a notice (or its warning) is about include `actor` (same token or name).
 fn about(concerns: &[String], actor: &str) -> bool {
@@ -61,14 +46,14 @@ fn sees(p: &Principal, site: Option<&str>, concerns: &[String]) -> bool {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+pub(super) struct ListParams {
     #[serde(default)]
     state: Option<String>,
     #[serde(default)]
     limit: Option<u32>,
 }
 
-async fn list(
+pub(super) async fn list(
     p: Principal,
     State(pool): State<PoolHandle>,
     Query(q): Query<ListParams>,
@@ -86,7 +71,7 @@ async fn list(
         .into_iter()
         .filter(|n| sees(&p, n.site.as_deref(), &n.concerns))
         .collect();
-    super::api::for_role(&p, &pool, &list, &[])
+    super::clues::for_role(&p, &pool, &list, &[])
 }
 
 async fn visible(p: &Principal, pool: &PoolHandle, id: i64) -> Result<Notice, ApiError> {
@@ -99,7 +84,7 @@ async fn visible(p: &Principal, pool: &PoolHandle, id: i64) -> Result<Notice, Ap
     Ok(d.notice)
 }
 
-async fn detail(
+pub(super) async fn detail(
     p: Principal,
     State(pool): State<PoolHandle>,
     Path(id): Path<i64>,
@@ -109,10 +94,10 @@ async fn detail(
         .notice(id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("notice {id} not found")))?;
-    super::api::for_role(&p, &pool, &d, &[])
+    super::clues::for_role(&p, &pool, &d, &[])
 }
 
-async fn issue(
+pub(super) async fn issue(
     p: Principal,
     State(pool): State<PoolHandle>,
     Path(id): Path<i64>,
@@ -124,18 +109,19 @@ async fn issue(
     if !sees(&p, w.finding.site.as_deref(), &w.finding.concerns) {
         return Err(missing());
     }
-    let req: IssueRequest = serde_json::from_slice(&body)
+    let mut req: IssueRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("bad notice: {e}")))?;
+    req.unit = address(&pool, "unit", &req.unit)?;
     let n = pool.issue_notice(id, req, p.actor()).await?;
     tracing::info!(notice = n.id, warning = id, unit = %n.unit, actor = %n.issued_by,
                    "supervision notice issued");
     Ok((
         axum::http::StatusCode::CREATED,
-        super::api::for_role(&p, &pool, &n, &[])?,
+        super::clues::for_role(&p, &pool, &n, &[])?,
     ))
 }
 
-async fn act(
+pub(super) async fn act(
     p: Principal,
     State(pool): State<PoolHandle>,
     Path(id): Path<i64>,
@@ -154,11 +140,23 @@ async fn act(
         steps.iter().any(|s| supervision::may(p.role, *s)),
         "act on supervision notices",
     )?;
-    let action: NoticeAction = serde_json::from_slice(&body)
+    let mut action: NoticeAction = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("bad notice action: {e}")))?;
+    if let NoticeAction::Escalate { to, .. } = &mut action {
+        *to = address(&pool, "to", to)?;
+    }
     p.require(supervision::may(p.role, action.step()), action.name())?;
     let n = pool.act_on_notice(id, action, p.actor()).await?;
     tracing::info!(notice = id, state = n.state.as_str(), actor = %p.actor(),
                    "supervision notice step");
-    super::api::for_role(&p, &pool, &n, &[])
+    super::clues::for_role(&p, &pool, &n, &[])
+}
+
+/// A notice's addressee (`field`: `unit` or `to`) as stored: with `[[org.units]]` configured,
+/// a configured unit (and department), `unit/department` by id; free text otherwise (see
+/// `clue::org::address`).
+fn address(pool: &PoolHandle, field: &str, text: &str) -> Result<String, ApiError> {
+    pool.org()
+        .resolve_address(text)
+        .map_err(|why| ApiError::BadRequest(format!("bad notice: `{field}`: {why}")))
 }

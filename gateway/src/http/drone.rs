@@ -12,169 +12,88 @@
 //!
 //! Everything is scoped to the token's sites like the clue routes.
 
-// The guards below return the refusal itself so handlers can `return` it; a boxed response
-// would only add an allocation on the refusal path.
-#![allow(clippy::result_large_err)]
-
-use super::config::DroneConfig;
-use super::flight::{FileState, Flight, FlightStore, Progress, Status};
-use super::tasks::{NewTask, TaskStore};
-use super::upload::{self, UploadError};
-use crate::clue::auth::{AuthError, Authenticator, Principal, Role};
+use super::error::{ApiError, ApiResult};
+use crate::clue::auth::{Principal, Role};
+use crate::drone::DroneState;
+use crate::drone::flight::{FileState, Flight, Progress, Status};
+use crate::drone::tasks::NewTask;
+use crate::drone::upload::{self, UploadError};
+use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
-/// What the drone routes share.
-#[derive(Clone)]
-pub struct DroneState {
-    pub cfg: Arc<DroneConfig>,
-    pub flights: FlightStore,
-    pub tasks: TaskStore,
-    pub queue: mpsc::Sender<u64>,
-    pub auth: Authenticator,
-    pub closing: CancellationToken,
-    /// Files being written now: a second concurrent PUT of the same file is refused.
-    busy: Arc<Mutex<HashSet<(u64, String)>>>,
-}
-
-impl FromRef<DroneState> for Authenticator {
-    fn from_ref(s: &DroneState) -> Authenticator {
-        s.auth.clone()
-    }
-}
-
-impl DroneState {
-    pub fn new(
-        cfg: DroneConfig,
-        flights: FlightStore,
-        tasks: TaskStore,
-        queue: mpsc::Sender<u64>,
-        auth: Authenticator,
-        closing: CancellationToken,
-    ) -> DroneState {
-        DroneState {
-            cfg: Arc::new(cfg),
-            flights,
-            tasks,
-            queue,
-            auth,
-            closing,
-            busy: Default::default(),
-        }
-    }
-}
-
-pub fn router(state: DroneState) -> Router {
-    Router::new()
-        .route("/api/v1/flights", post(create_flight).get(list_flights))
-        .route("/api/v1/flights/{id}", get(get_flight))
-        .route("/api/v1/flights/{id}/events", get(events))
-        .route("/api/v1/flights/{id}/process", post(process))
-        .route(
-            "/api/v1/flights/{id}/files/{name}",
-            get(file_state).put(put_file),
-        )
-        .route("/api/v1/tasks", post(create_task).get(list_tasks))
-        .with_state(state)
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
-}
-
-fn auth_error(e: AuthError) -> Response {
-    e.into_response()
-}
-
-fn may_upload(p: &Principal) -> Result<(), Response> {
-    p.require(
+fn may_upload(p: &Principal) -> ApiResult<()> {
+    Ok(p.require(
         matches!(p.role, Role::DroneOperator | Role::Admin),
         "upload drone footage",
-    )
-    .map_err(auth_error)
+    )?)
 }
 
-fn may_read(p: &Principal) -> Result<(), Response> {
-    p.require(p.role != Role::Device, "read flights and tasks")
-        .map_err(auth_error)
+fn may_read(p: &Principal) -> ApiResult<()> {
+    Ok(p.require(p.role != Role::Device, "read flights and tasks")?)
 }
 
 /// The flight, when it exists and the token sees its site (404 otherwise: another site's
 /// flight ids are not confirmed).
-fn visible(s: &DroneState, p: &Principal, id: u64) -> Result<Flight, Response> {
+fn visible(s: &DroneState, p: &Principal, id: u64) -> ApiResult<Flight> {
     match s.flights.get(id) {
         Some(f) if p.sees(&f.site) => Ok(f),
-        _ => Err(error(
-            StatusCode::NOT_FOUND,
-            format!("flight {id} not found"),
-        )),
+        _ => Err(ApiError::NotFound(format!("flight {id} not found"))),
     }
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewFlight {
+pub(super) struct NewFlight {
     site: Option<String>,
     name: Option<String>,
 }
 
-async fn create_flight(
+pub(super) async fn create_flight(
     p: Principal,
     State(s): State<DroneState>,
     body: axum::body::Bytes,
-) -> Response {
-    if let Err(r) = may_upload(&p) {
-        return r;
-    }
+) -> ApiResult<Response> {
+    may_upload(&p)?;
     let req: NewFlight = if body.iter().all(u8::is_ascii_whitespace) {
         NewFlight::default()
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("flight: {e}")),
-        }
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("flight: {e}")))?
     };
     let site = match (req.site, p.sites.as_slice()) {
         (Some(site), _) => site,
         (None, [only]) => only.clone(),
         (None, _) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "site: required (the token has more than one site)",
-            );
+            return Err(ApiError::BadRequest(
+                "site: required (the token has more than one site)".into(),
+            ));
         }
     };
-    if let Err(e) = p.require_site(&site) {
-        return auth_error(e);
-    }
+    p.require_site(&site)?;
     if req.name.as_ref().is_some_and(|n| n.len() > 200) {
-        return error(StatusCode::BAD_REQUEST, "name: at most 200 characters");
+        return Err(ApiError::BadRequest("name: at most 200 characters".into()));
     }
     let f = s
         .flights
         .create(site, req.name, p.actor(), crate::clock::now_ms());
-    if let Err(e) = std::fs::create_dir_all(s.flights.dir(f.id)) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("storage: {e}"));
-    }
-    (StatusCode::ACCEPTED, Json(f)).into_response()
+    std::fs::create_dir_all(s.flights.dir(f.id))
+        .map_err(|e| ApiError::Failed(format!("storage: {e}")))?;
+    Ok((StatusCode::ACCEPTED, Json(f)).into_response())
 }
 
-async fn list_flights(p: Principal, State(s): State<DroneState>) -> Response {
-    if let Err(r) = may_read(&p) {
-        return r;
-    }
+pub(super) async fn list_flights(
+    p: Principal,
+    State(s): State<DroneState>,
+) -> ApiResult<Json<Vec<serde_json::Value>>> {
+    may_read(&p)?;
     let rows: Vec<serde_json::Value> = s
         .flights
         .list()
@@ -190,65 +109,39 @@ async fn list_flights(p: Principal, State(s): State<DroneState>) -> Response {
             })
         })
         .collect();
-    Json(rows).into_response()
+    Ok(Json(rows))
 }
 
-async fn get_flight(p: Principal, State(s): State<DroneState>, Path(id): Path<u64>) -> Response {
-    if let Err(r) = may_read(&p) {
-        return r;
-    }
-    match visible(&s, &p, id) {
-        Ok(f) => Json(f).into_response(),
-        Err(r) => r,
-    }
+pub(super) async fn get_flight(
+    p: Principal,
+    State(s): State<DroneState>,
+    Path(id): Path<u64>,
+) -> ApiResult<Json<Flight>> {
+    may_read(&p)?;
+    Ok(Json(visible(&s, &p, id)?))
 }
 
-async fn file_state(
+pub(super) async fn file_state(
     p: Principal,
     State(s): State<DroneState>,
     Path((id, name)): Path<(u64, String)>,
-) -> Response {
-    if let Err(r) = may_read(&p) {
-        return r;
-    }
-    let f = match visible(&s, &p, id) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(e) = upload::kind_of(&name) {
-        return error(StatusCode::BAD_REQUEST, e.to_string());
-    }
+) -> ApiResult<Json<FileState>> {
+    may_read(&p)?;
+    let f = visible(&s, &p, id)?;
+    // A name an upload would refuse is a 400 here (an unknown type is a 415 on upload).
+    upload::kind_of(&name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     match f.files.into_iter().find(|x| x.name == name) {
-        Some(st) => Json(st).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("{name}: nothing received")),
+        Some(st) => Ok(Json(st)),
+        None => Err(ApiError::NotFound(format!("{name}: nothing received"))),
     }
-}
-
-fn upload_error(e: UploadError) -> Response {
-    let status = match &e {
-        UploadError::BadName(_) | UploadError::BadRange(_) => StatusCode::BAD_REQUEST,
-        UploadError::Offset { received, .. } => {
-            return (
-                StatusCode::CONFLICT,
-                Json(serde_json::json!({"error": e.to_string(), "received": received})),
-            )
-                .into_response();
-        }
-        UploadError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        UploadError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        UploadError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        UploadError::Body(_) => StatusCode::BAD_REQUEST,
-        UploadError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    error(status, e.to_string())
 }
 
 /// Refuses an upload of `incoming` bytes (507 Insufficient Storage) when it would leave less
 /// than `min_free` bytes on the file system of `dir`: footage must not fill the disk that
 /// holds the evidence, the outbox and the audit chain. Each refusal is logged.
-fn disk_guard(dir: &std::path::Path, incoming: u64, min_free: u64) -> Result<(), Response> {
+fn disk_guard(dir: &std::path::Path, incoming: u64, min_free: u64) -> ApiResult<()> {
     crate::disk::check_floor(dir, incoming, min_free, "drone.min_free_mb")
-        .map_err(|e| error(StatusCode::INSUFFICIENT_STORAGE, e.to_string()))
+        .map_err(|e| ApiError::InsufficientStorage(e.to_string()))
 }
 
 /// Removes the busy mark when the upload handler returns (even early).
@@ -263,47 +156,37 @@ impl Drop for BusyGuard {
     }
 }
 
-async fn put_file(
+pub(super) async fn put_file(
     p: Principal,
     State(s): State<DroneState>,
     Path((id, name)): Path<(u64, String)>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    if let Err(r) = may_upload(&p) {
-        return r;
-    }
-    let flight = match visible(&s, &p, id) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+) -> ApiResult<Response> {
+    may_upload(&p)?;
+    let flight = visible(&s, &p, id)?;
     if flight.status != Status::Uploading {
-        return error(
-            StatusCode::CONFLICT,
-            format!("flight {id} is {:?}: uploads are closed", flight.status),
-        );
+        return Err(ApiError::Conflict(format!(
+            "flight {id} is {:?}: uploads are closed",
+            flight.status
+        )));
     }
-    let kind = match upload::kind_of(&name) {
-        Ok(k) => k,
-        Err(e) => return upload_error(e),
-    };
+    let kind = upload::kind_of(&name)?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if let Err(e) = upload::check_content_type(kind, ct) {
-        return upload_error(e);
-    }
+    upload::check_content_type(kind, ct)?;
     let limits = s.cfg.limits();
     let existing = flight.files.iter().find(|f| f.name == name).cloned();
     if existing.as_ref().is_some_and(|f| f.complete) {
-        return error(StatusCode::CONFLICT, format!("{name} is already complete"));
+        return Err(ApiError::Conflict(format!("{name} is already complete")));
     }
     if existing.is_none() && flight.files.len() >= limits.max_files {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("a flight holds at most {} files", limits.max_files),
-        );
+        return Err(ApiError::PayloadTooLarge(format!(
+            "a flight holds at most {} files",
+            limits.max_files
+        )));
     }
     let key = (id, name.clone());
     if !s
@@ -312,10 +195,7 @@ async fn put_file(
         .unwrap_or_else(|p| p.into_inner())
         .insert(key.clone())
     {
-        return error(
-            StatusCode::CONFLICT,
-            format!("{name} is being uploaded now"),
-        );
+        return Err(ApiError::Conflict(format!("{name} is being uploaded now")));
     }
     let _guard = BusyGuard(s.busy.clone(), key);
     let dir = s.flights.dir(id);
@@ -334,9 +214,7 @@ async fn put_file(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    if let Err(r) = disk_guard(&dir, incoming, limits.min_free_bytes) {
-        return r;
-    }
+    disk_guard(&dir, incoming, limits.min_free_bytes)?;
     let range = match headers.get(header::CONTENT_RANGE) {
         None => None,
         Some(v) => match v
@@ -346,9 +224,10 @@ async fn put_file(
         {
             Ok(r) => Some(r),
             Err(()) => {
-                return upload_error(UploadError::BadRange(
+                return Err(UploadError::BadRange(
                     "Content-Range: expected bytes START-END/TOTAL".into(),
-                ));
+                )
+                .into());
             }
         },
     };
@@ -364,21 +243,23 @@ async fn put_file(
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|l| l > max)
     {
-        return upload_error(UploadError::TooLarge(if max < limits.max_bytes(kind) {
+        return Err(UploadError::TooLarge(if max < limits.max_bytes(kind) {
             format!(
                 "{name}: over the flight's byte limit ({} bytes for all its files, {flight_left} left)",
                 limits.max_flight_bytes
             )
         } else {
             format!("{name}: over the {max} byte limit for this kind of file")
-        }));
+        })
+        .into());
     }
     match range {
         Some(r) if r.start != received => {
-            return upload_error(UploadError::Offset {
+            return Err(UploadError::Offset {
                 start: r.start,
                 received,
-            });
+            }
+            .into());
         }
         Some(_) => {}
         // A plain PUT replaces whatever partial file was there.
@@ -386,7 +267,7 @@ async fn put_file(
             if let Err(e) = tokio::fs::remove_file(&part).await
                 && e.kind() != std::io::ErrorKind::NotFound
             {
-                return upload_error(e.into());
+                return Err(UploadError::from(e).into());
             }
         }
     }
@@ -411,7 +292,7 @@ async fn put_file(
             state.received = 0;
         }
         record(&s, id, state);
-        return upload_error(e);
+        return Err(e.into());
     }
     let done = match range {
         None => true,
@@ -419,7 +300,7 @@ async fn put_file(
     };
     if !done {
         record(&s, id, state.clone());
-        return (StatusCode::OK, Json(state)).into_response();
+        return Ok((StatusCode::OK, Json(state)).into_response());
     }
     let final_path = dir.join(&name);
     let check = {
@@ -433,22 +314,22 @@ async fn put_file(
     match check {
         Ok(Ok(sha)) => {
             if let Err(e) = tokio::fs::rename(&part, &final_path).await {
-                return upload_error(e.into());
+                return Err(UploadError::from(e).into());
             }
             state.complete = true;
             state.total = Some(received);
             state.sha256 = Some(sha);
             record(&s, id, state.clone());
-            (StatusCode::CREATED, Json(state)).into_response()
+            Ok((StatusCode::CREATED, Json(state)).into_response())
         }
         Ok(Err(e)) => {
             let _ = tokio::fs::remove_file(&part).await;
             state.received = 0;
             record(&s, id, state);
             tracing::warn!(flight = id, file = %name, error = %e, "upload rejected");
-            upload_error(e)
+            Err(e.into())
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("check: {e}")),
+        Err(e) => Err(ApiError::Failed(format!("check: {e}"))),
     }
 }
 
@@ -462,25 +343,23 @@ fn record(s: &DroneState, id: u64, st: FileState) {
     });
 }
 
-async fn process(p: Principal, State(s): State<DroneState>, Path(id): Path<u64>) -> Response {
-    if let Err(r) = may_upload(&p) {
-        return r;
-    }
-    let f = match visible(&s, &p, id) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub(super) async fn process(
+    p: Principal,
+    State(s): State<DroneState>,
+    Path(id): Path<u64>,
+) -> ApiResult<Response> {
+    may_upload(&p)?;
+    let f = visible(&s, &p, id)?;
     if matches!(f.status, Status::Queued | Status::Processing) {
-        return error(
-            StatusCode::CONFLICT,
-            format!("flight {id} is already {:?}", f.status),
-        );
+        return Err(ApiError::Conflict(format!(
+            "flight {id} is already {:?}",
+            f.status
+        )));
     }
     if !f.files.iter().any(|x| x.complete) {
-        return error(
-            StatusCode::CONFLICT,
-            format!("flight {id} has no complete file"),
-        );
+        return Err(ApiError::Conflict(format!(
+            "flight {id} has no complete file"
+        )));
     }
     s.flights.update(id, true, |f| {
         f.status = Status::Queued;
@@ -488,25 +367,23 @@ async fn process(p: Principal, State(s): State<DroneState>, Path(id): Path<u64>)
     });
     if s.queue.try_send(id).is_err() {
         s.flights.update(id, true, |f| f.status = Status::Uploading);
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "processing queue is full; try later",
-        );
+        return Err(ApiError::Unavailable(
+            "processing queue is full; try later".into(),
+        ));
     }
     match s.flights.get(id) {
-        Some(f) => (StatusCode::ACCEPTED, Json(f)).into_response(),
-        None => error(StatusCode::NOT_FOUND, "flight vanished"),
+        Some(f) => Ok((StatusCode::ACCEPTED, Json(f)).into_response()),
+        None => Err(ApiError::NotFound("flight vanished".into())),
     }
 }
 
-async fn events(p: Principal, State(s): State<DroneState>, Path(id): Path<u64>) -> Response {
-    if let Err(r) = may_read(&p) {
-        return r;
-    }
-    let f = match visible(&s, &p, id) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub(super) async fn events(
+    p: Principal,
+    State(s): State<DroneState>,
+    Path(id): Path<u64>,
+) -> ApiResult<Response> {
+    may_read(&p)?;
+    let f = visible(&s, &p, id)?;
     let rx = s.flights.subscribe();
     let first = f.progress();
     let closing = s.closing.clone();
@@ -546,59 +423,47 @@ async fn events(p: Principal, State(s): State<DroneState>, Path(id): Path<u64>) 
                 }
             }
         });
-    Sse::new(stream)
+    Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
-        .into_response()
+        .into_response())
 }
 
-async fn create_task(
+pub(super) async fn create_task(
     p: Principal,
     State(s): State<DroneState>,
     body: axum::body::Bytes,
-) -> Response {
-    if let Err(r) = p
-        .require(
-            matches!(p.role, Role::Supervisor | Role::Platform | Role::Admin),
-            "register inspection tasks",
-        )
-        .map_err(auth_error)
-    {
-        return r;
-    }
-    let t: NewTask = match serde_json::from_slice(&body) {
-        Ok(t) => t,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("task: {e}")),
-    };
+) -> ApiResult<Response> {
+    p.require(
+        matches!(p.role, Role::Supervisor | Role::Platform | Role::Admin),
+        "register inspection tasks",
+    )?;
+    let t: NewTask =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("task: {e}")))?;
     match &t.site {
-        Some(site) => {
-            if let Err(e) = p.require_site(site) {
-                return auth_error(e);
-            }
-        }
+        Some(site) => p.require_site(site)?,
         None if p.role != Role::Admin && p.role != Role::Platform => {
-            return error(StatusCode::BAD_REQUEST, "site: required for this token");
+            return Err(ApiError::BadRequest("site: required for this token".into()));
         }
         None => {}
     }
     let tasks = s.tasks.clone();
     let now = crate::clock::now_ms();
-    match tokio::task::spawn_blocking(move || tasks.add(t, now)).await {
-        Ok(Ok(task)) => (StatusCode::CREATED, Json(task)).into_response(),
-        Ok(Err(super::tasks::TaskError::Invalid(m))) => error(StatusCode::BAD_REQUEST, m),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+    let task = tokio::task::spawn_blocking(move || tasks.add(t, now))
+        .await
+        .map_err(|e| ApiError::Failed(e.to_string()))??;
+    Ok((StatusCode::CREATED, Json(task)).into_response())
 }
 
-async fn list_tasks(p: Principal, State(s): State<DroneState>) -> Response {
-    if let Err(r) = may_read(&p) {
-        return r;
-    }
+pub(super) async fn list_tasks(
+    p: Principal,
+    State(s): State<DroneState>,
+) -> ApiResult<Json<Vec<crate::drone::tasks::Task>>> {
+    may_read(&p)?;
     let rows: Vec<_> = s
         .tasks
         .list()
         .into_iter()
         .filter(|t| t.site.as_ref().is_none_or(|site| p.sees(site)))
         .collect();
-    Json(rows).into_response()
+    Ok(Json(rows))
 }

@@ -18,37 +18,22 @@
 //! `holder` or any other text that repeats the plate) for roles without the personal-data
 //! right (`clues.privacy.original_roles`, supervisors and admins by default).
 
-use super::permits::{MuckPermits, PermitView};
+use super::clues::for_role;
+use super::error::ApiError;
+use crate::camera::permits::{MuckPermits, PermitView};
 use crate::clue::PoolHandle;
-use crate::clue::api::{ApiError, for_role};
-use crate::clue::auth::{Authenticator, Principal, Role};
+use crate::clue::auth::{Principal, Role};
 use crate::vision::dwell::normalize_plate;
-use axum::extract::{FromRef, Path, State};
+use axum::Json;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::Value;
 use std::sync::Arc;
 
 /// The permits as router state (absent: no muck camera, the routes answer 503).
 #[derive(Clone, Default)]
 pub struct PermitsHandle(pub Option<Arc<MuckPermits>>);
-
-pub fn routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    PermitsHandle: FromRef<S>,
-    PoolHandle: FromRef<S>,
-    Authenticator: FromRef<S>,
-{
-    Router::new()
-        .route("/api/v1/muck-trucks/permits", get(list).post(create))
-        .route(
-            "/api/v1/muck-trucks/permits/{plate}",
-            get(one).put(put).delete(revoke),
-        )
-}
 
 fn permits(h: &PermitsHandle) -> Result<&Arc<MuckPermits>, ApiError> {
     h.0.as_ref().ok_or_else(|| {
@@ -91,7 +76,7 @@ async fn reload(pool: &PoolHandle, m: &MuckPermits) -> Result<(), ApiError> {
     Ok(m.reload(pool).await?)
 }
 
-async fn list(
+pub(super) async fn list(
     p: Principal,
     State(h): State<PermitsHandle>,
     State(pool): State<PoolHandle>,
@@ -101,7 +86,7 @@ async fn list(
     for_role(&p, &pool, &m.list(), &[])
 }
 
-async fn one(
+pub(super) async fn one(
     p: Principal,
     State(h): State<PermitsHandle>,
     State(pool): State<PoolHandle>,
@@ -152,7 +137,7 @@ async fn store(
     Ok((status, view))
 }
 
-async fn create(
+pub(super) async fn create(
     p: Principal,
     State(h): State<PermitsHandle>,
     State(pool): State<PoolHandle>,
@@ -163,7 +148,7 @@ async fn create(
     store(&p, m, &pool, body, true).await
 }
 
-async fn put(
+pub(super) async fn put(
     p: Principal,
     State(h): State<PermitsHandle>,
     State(pool): State<PoolHandle>,
@@ -190,7 +175,7 @@ async fn put(
     store(&p, m, &pool, body, false).await
 }
 
-async fn revoke(
+pub(super) async fn revoke(
     p: Principal,
     State(h): State<PermitsHandle>,
     State(pool): State<PoolHandle>,

@@ -10,18 +10,17 @@
 //!   and `device` may be left out, they come from the path). 201 when new, 200 when replaced.
 //! - `DELETE /api/v1/registry/devices/{site}/{device}`
 //!
-//! The unregistered devices are served by `GET /api/v1/devices?unregistered=true` (`api.rs`).
+//! The unregistered devices are served by `GET /api/v1/devices?unregistered=true` (`http/mod.rs`).
 
-use super::{DeviceEntry, Registry, RegistryError};
+use super::error::ApiError;
 use crate::clue::PoolHandle;
-use crate::clue::api::ApiError;
 use crate::clue::audit::AuditAction;
-use crate::clue::auth::{Authenticator, Principal, Role};
-use axum::extract::{FromRef, Path, State};
+use crate::clue::auth::{Principal, Role};
+use crate::registry::{DeviceEntry, Registry, RegistryError};
+use axum::Json;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -29,47 +28,18 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct RegistryHandle(pub Arc<Registry>);
 
-pub fn routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    RegistryHandle: FromRef<S>,
-    PoolHandle: FromRef<S>,
-    Authenticator: FromRef<S>,
-{
-    Router::new()
-        .route("/api/v1/registry/devices", get(list))
-        .route(
-            "/api/v1/registry/devices/{site}/{device}",
-            get(one).put(put).delete(delete),
-        )
-}
-
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
-        match e {
-            RegistryError::Invalid(e) => ApiError::BadRequest(e.to_string()),
-            RegistryError::NotFound(id) => ApiError::NotFound(format!("{id} is not registered")),
-            RegistryError::NoFile => ApiError::Unavailable(e.to_string()),
-            RegistryError::File { .. } => {
-                tracing::error!(error = %e, "registry edit failed");
-                ApiError::Internal
-            }
-        }
-    }
-}
-
-async fn list(
+pub(super) async fn list(
     p: Principal,
     State(RegistryHandle(r)): State<RegistryHandle>,
     State(pool): State<PoolHandle>,
 ) -> Result<Json<Value>, ApiError> {
     let snap = r.snapshot();
     let seen: Vec<&DeviceEntry> = snap.entries().iter().filter(|e| p.sees(&e.site)).collect();
-    crate::clue::api::for_role(&p, &pool, &seen, &[])
+    super::clues::for_role(&p, &pool, &seen, &[])
 }
 
 /// Owners' phones are masked for roles without the personal-data right, as on clues.
-async fn one(
+pub(super) async fn one(
     p: Principal,
     State(RegistryHandle(r)): State<RegistryHandle>,
     State(pool): State<PoolHandle>,
@@ -79,7 +49,7 @@ async fn one(
     let e = r
         .get(&site, &device)
         .ok_or_else(|| ApiError::NotFound(format!("{site}/{device} is not registered")))?;
-    crate::clue::api::for_role(&p, &pool, &e, &[])
+    super::clues::for_role(&p, &pool, &e, &[])
 }
 
 fn require_admin(p: &Principal) -> Result<(), ApiError> {
@@ -112,7 +82,7 @@ fn auditor(
     }
 }
 
-async fn put(
+pub(super) async fn put(
     p: Principal,
     State(RegistryHandle(r)): State<RegistryHandle>,
     State(pool): State<PoolHandle>,
@@ -156,7 +126,7 @@ async fn put(
     Ok((status, Json(now)))
 }
 
-async fn delete(
+pub(super) async fn delete(
     p: Principal,
     State(RegistryHandle(r)): State<RegistryHandle>,
     State(pool): State<PoolHandle>,

@@ -19,140 +19,36 @@
 //! - `GET  /api/v1/clues/export?from_ms=&to_ms=&format=csv|json` (clues created in range) and
 //!   `GET /api/v1/audit/export?from_ms=&to_ms=&format=csv|json` (entries in range).
 
-use super::auth::{AuthError, Authenticator, Principal};
-use super::evidence::EvidenceError;
-use super::lifecycle::{Action, LifecycleError, Status};
-use super::model::{ClueQuery, parse_level};
-use super::pool::{PoolError, PoolHandle};
-use super::signal::ClueEvent;
-use super::store::StoreError;
-use super::supervision::NoticeError;
-use axum::extract::{FromRef, Path, Query, State};
+use super::error::{ApiError, ApiResult};
+use crate::clue::auth::{AuthError, Principal};
+use crate::clue::lifecycle::{Action, Status};
+use crate::clue::model::{ClueQuery, parse_level};
+use crate::clue::pool::PoolHandle;
+use crate::clue::signal::ClueEvent;
+use axum::Json;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use std::convert::Infallible;
 use tokio::sync::broadcast::error::RecvError;
 
-#[derive(Debug)]
-pub enum ApiError {
-    Auth(AuthError),
-    NotFound(String),
-    BadRequest(String),
-    Conflict(String),
-    /// A feature this gateway runs without (503).
-    Unavailable(String),
-    /// Storing it would leave less than the storage floor free (507).
-    InsufficientStorage(String),
-    Internal,
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        ApiError::Auth(e)
-    }
-}
-
-impl From<PoolError> for ApiError {
-    fn from(e: PoolError) -> Self {
-        match e {
-            PoolError::Store(StoreError::NotFound(id)) => {
-                ApiError::NotFound(format!("clue {id} not found"))
-            }
-            PoolError::Store(StoreError::Lifecycle(l @ LifecycleError::Illegal { .. })) => {
-                ApiError::Conflict(l.to_string())
-            }
-            PoolError::Store(StoreError::Lifecycle(l)) => ApiError::BadRequest(l.to_string()),
-            PoolError::Store(StoreError::Conflict(c)) => ApiError::Conflict(c),
-            PoolError::Store(StoreError::Notice(n)) => match n {
-                NoticeError::Illegal { .. } => ApiError::Conflict(n.to_string()),
-                NoticeError::Invalid(m) => ApiError::BadRequest(m),
-                NoticeError::NotFound(m) => ApiError::NotFound(format!("{m} not found")),
-            },
-            PoolError::Invalid(m) => ApiError::BadRequest(m),
-            PoolError::Evidence(EvidenceError::NotFound(h)) => {
-                ApiError::NotFound(format!("evidence {h} not found"))
-            }
-            PoolError::Evidence(EvidenceError::BadHash(h)) => {
-                ApiError::BadRequest(format!("{h}: not a SHA-256"))
-            }
-            PoolError::Evidence(e @ EvidenceError::NoSpace(_)) => {
-                ApiError::InsufficientStorage(e.to_string())
-            }
-            other => {
-                tracing::error!(error = %other, "clue API failure");
-                ApiError::Internal
-            }
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, msg) = match self {
-            ApiError::Auth(a) => return a.into_response(),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
-            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
-            ApiError::InsufficientStorage(m) => (StatusCode::INSUFFICIENT_STORAGE, m),
-            ApiError::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error (see the gateway log)".to_string(),
-            ),
-        };
-        (status, Json(serde_json::json!({"error": msg}))).into_response()
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
-
-/// Records kept outside the clue pool that explain a clue, shown on its detail: the pump-out
-/// visits registered for a grease trap (the rules keep them; the clue layer does not depend on
-/// the rules, so they come in through this trait).
-pub trait Explanations: Send + Sync {
-    /// Fields to add to the clue's detail (`{"pumpouts": [...]}`); empty when nothing applies.
-    fn explaining(&self, clue: &super::model::Clue) -> serde_json::Map<String, serde_json::Value>;
-}
+pub use crate::clue::explanations::Explanations;
 
 /// The explanations as router state (absent: the detail has none).
 #[derive(Clone, Default)]
 pub struct ClueExplanations(pub Option<std::sync::Arc<dyn Explanations>>);
 
-/// The clue routes, for any router state that can hand out the pool and the authenticator.
-pub fn routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    PoolHandle: FromRef<S>,
-    Authenticator: FromRef<S>,
-    ClueExplanations: FromRef<S>,
-{
-    Router::new()
-        .route("/api/v1/clues", get(list).post(create))
-        .route("/api/v1/clues/stream", get(stream))
-        .route("/api/v1/clues/export", get(export_clues))
-        .route("/api/v1/audit/export", get(export_audit))
-        .route("/api/v1/clues/{id}", get(detail))
-        .route("/api/v1/clues/{id}/actions", post(act))
-        .route("/api/v1/clues/{id}/audit", get(audit))
-        .route("/api/v1/clues/{id}/evidence/{sha256}", get(evidence))
-        .route("/api/v1/stats", get(stats))
-        .route("/api/v1/decisions/stats", get(decision_stats))
-        .route("/api/v1/audit/verify", get(verify))
-        .merge(super::oversight_api::routes())
-        .merge(super::supervision_api::routes())
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+pub(super) struct ListParams {
     status: Option<String>,
     level: Option<String>,
     site: Option<String>,
     kind: Option<String>,
+    /// Only clues in this unit's scope (its sites and those of the units below it).
+    unit: Option<String>,
     #[serde(default)]
     limit: u32,
     #[serde(default)]
@@ -169,12 +65,12 @@ pub(crate) fn for_role<T: serde::Serialize>(
 ) -> ApiResult<Json<serde_json::Value>> {
     let mut v = serde_json::to_value(value).map_err(|_| ApiError::Internal)?;
     if !pool.config().privacy.sees_originals(p.role) {
-        super::privacy::mask_personal_data(&mut v, known_plates);
+        crate::clue::privacy::mask_personal_data(&mut v, known_plates);
     }
     Ok(Json(v))
 }
 
-fn plate_of(c: &super::model::Clue) -> Vec<String> {
+fn plate_of(c: &crate::clue::model::Clue) -> Vec<String> {
     c.subject.plate.iter().cloned().collect()
 }
 
@@ -182,7 +78,7 @@ pub(crate) fn can_read(p: &Principal) -> Result<(), AuthError> {
     p.require(p.role.may_read_clues(), "read clues")
 }
 
-async fn list(
+pub(super) async fn list(
     p: Principal,
     State(pool): State<PoolHandle>,
     Query(q): Query<ListParams>,
@@ -203,13 +99,18 @@ async fn list(
             Some(parse_level(l).ok_or_else(|| ApiError::BadRequest(format!("unknown level {l}")))?)
         }
     };
+    let scope = match q.unit.as_deref() {
+        None => p.scope(),
+        Some(u) => Some(unit_filter(&p, &pool, u)?),
+    };
     let clues = pool
         .list(ClueQuery {
             status,
             level,
             site: q.site,
             kind: q.kind,
-            scope: p.scope(),
+            scope,
+            department: p.department.clone(),
             from_ms: None,
             to_ms: None,
             limit: q.limit.min(1000),
@@ -219,7 +120,21 @@ async fn list(
     for_role(&p, &pool, &clues, &[])
 }
 
-async fn create(
+/// The sites of unit `unit`'s scope the caller sees (`?unit=` of the list). A unit that is not
+/// configured is a bad request; one outside the caller's scope simply holds nothing it sees.
+fn unit_filter(p: &Principal, pool: &PoolHandle, unit: &str) -> ApiResult<Vec<String>> {
+    let org = pool.org();
+    if org.unit(unit).is_none() {
+        return Err(ApiError::BadRequest(format!("no unit {unit} in [org]")));
+    }
+    Ok(org
+        .scope_sites(unit)
+        .into_iter()
+        .filter(|s| p.sees(s))
+        .collect())
+}
+
+pub(super) async fn create(
     p: Principal,
     State(pool): State<PoolHandle>,
     Json(ev): Json<ClueEvent>,
@@ -235,13 +150,18 @@ async fn create(
     Ok((status, for_role(&p, &pool, &change, &[])?))
 }
 
-/// Loads a clue the caller may see. A clue of another site answers exactly like a missing one
-/// (404, same body): the answer must not tell whether another site has clue `id`.
-async fn visible(p: &Principal, pool: &PoolHandle, id: i64) -> ApiResult<super::model::ClueDetail> {
+/// Loads a clue the caller may see. A clue of another site (or unit, or of a department the
+/// caller's is neither lead nor assisting of) answers exactly like a missing one (404, same
+/// body): the answer must not tell whether another site has clue `id`.
+async fn visible(
+    p: &Principal,
+    pool: &PoolHandle,
+    id: i64,
+) -> ApiResult<crate::clue::model::ClueDetail> {
     can_read(p)?;
     let not_found = || ApiError::NotFound(format!("clue {id} not found"));
     let d = pool.get(id).await?.ok_or_else(not_found)?;
-    if !p.sees(&d.clue.subject.site) {
+    if !p.sees_clue(&d.clue) {
         return Err(not_found());
     }
     Ok(d)
@@ -249,7 +169,7 @@ async fn visible(p: &Principal, pool: &PoolHandle, id: i64) -> ApiResult<super::
 
 /// The clue with its history, occurrences, evidence and links, plus the records that explain
 /// it ([`Explanations`]: the pump-outs of its trap), masked like everything else.
-async fn detail(
+pub(super) async fn detail(
     p: Principal,
     State(pool): State<PoolHandle>,
     State(explanations): State<ClueExplanations>,
@@ -260,10 +180,23 @@ async fn detail(
     if let (Some(ex), Some(fields)) = (&explanations.0, v.as_object_mut()) {
         fields.extend(ex.explaining(&d.clue));
     }
+    if let (Some(unit), Some(fields)) = (
+        pool.org().unit_of_site(&d.clue.subject.site),
+        v.as_object_mut(),
+    ) {
+        // The unit that handles the clue's site, with the units above it (lowest first).
+        let org = pool.org();
+        let chain: Vec<_> = org
+            .chain(&unit.id)
+            .map(|u| serde_json::json!({"id": u.id, "name": u.name, "level": u.level}))
+            .collect();
+        fields.insert("unit".into(), chain[0].clone());
+        fields.insert("unit_chain".into(), serde_json::json!(chain));
+    }
     for_role(&p, &pool, &v, &plate_of(&d.clue))
 }
 
-async fn act(
+pub(super) async fn act(
     p: Principal,
     State(pool): State<PoolHandle>,
     Path(id): Path<i64>,
@@ -274,7 +207,7 @@ async fn act(
         .map_err(|e| ApiError::BadRequest(format!("bad action: {e}")))?;
     p.require(p.role.may_act(&action), action.name())?;
     // An inspector disposes of or hands on only clues that are theirs or nobody's yet.
-    if p.role == super::auth::Role::Inspector
+    if p.role == crate::clue::auth::Role::Inspector
         && matches!(
             action,
             Action::Resolve { .. }
@@ -291,7 +224,7 @@ async fn act(
     for_role(&p, &pool, &change, &plate_of(&d.clue))
 }
 
-async fn audit(
+pub(super) async fn audit(
     p: Principal,
     State(pool): State<PoolHandle>,
     Path(id): Path<i64>,
@@ -302,12 +235,12 @@ async fn audit(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EvidenceParams {
+pub(super) struct EvidenceParams {
     #[serde(default)]
     variant: Option<String>,
 }
 
-async fn evidence(
+pub(super) async fn evidence(
     p: Principal,
     State(pool): State<PoolHandle>,
     Path((id, sha256)): Path<(i64, String)>,
@@ -320,14 +253,10 @@ async fn evidence(
         )));
     };
     if let Some(at) = item.purged_ms {
-        return Ok((
-            StatusCode::GONE,
-            Json(serde_json::json!({
-                "error": format!("evidence {sha256} was purged at {at} ms (retention)"),
-                "purged_ms": at,
-            })),
-        )
-            .into_response());
+        return Err(ApiError::Gone {
+            message: format!("evidence {sha256} was purged at {at} ms (retention)"),
+            purged_ms: at,
+        });
     }
     if let Some(body) = &item.body {
         return Ok(Json(body.clone()).into_response());
@@ -373,7 +302,7 @@ async fn evidence(
     let regions = item.regions.clone();
     let cfg = privacy.clone();
     let masked = tokio::task::spawn_blocking(move || {
-        super::privacy::masked_copy(&bytes, &ct, regions.as_deref(), &cfg)
+        crate::clue::privacy::masked_copy(&bytes, &ct, regions.as_deref(), &cfg)
     })
     .await
     .map_err(|_| ApiError::Internal)?;
@@ -398,13 +327,16 @@ async fn evidence(
     }
 }
 
-async fn stats(p: Principal, State(pool): State<PoolHandle>) -> ApiResult<impl IntoResponse> {
+pub(super) async fn stats(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+) -> ApiResult<impl IntoResponse> {
     can_read(&p)?;
     Ok(Json(pool.stats(p.scope()).await?))
 }
 
 /// The latest decision of each clue in the token's sites, by matter and band.
-async fn decision_stats(
+pub(super) async fn decision_stats(
     p: Principal,
     State(pool): State<PoolHandle>,
 ) -> ApiResult<impl IntoResponse> {
@@ -417,19 +349,19 @@ async fn decision_stats(
 
 /// `?head_seq=&head_hash=`: the last head the platform received (both or neither).
 #[derive(Debug, Deserialize)]
-struct VerifyQuery {
+pub(super) struct VerifyQuery {
     head_seq: Option<i64>,
     head_hash: Option<String>,
 }
 
-async fn verify(
+pub(super) async fn verify(
     p: Principal,
     State(pool): State<PoolHandle>,
     Query(q): Query<VerifyQuery>,
 ) -> ApiResult<Response> {
     p.require(p.role.may_verify_audit(), "verify the audit log")?;
     let head = match (q.head_seq, q.head_hash) {
-        (Some(seq), Some(hash)) => Some(super::audit::Head { seq, hash }),
+        (Some(seq), Some(hash)) => Some(crate::clue::audit::Head { seq, hash }),
         (None, None) => None,
         _ => {
             return Err(ApiError::BadRequest(
@@ -447,7 +379,7 @@ async fn verify(
 }
 
 /// SSE of clue changes the token may see. Ends when the gateway shuts down.
-async fn stream(
+pub(super) async fn stream(
     p: Principal,
     State(pool): State<PoolHandle>,
 ) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>> {
@@ -463,10 +395,10 @@ async fn stream(
                     r = rx.recv() => r,
                 };
                 match got {
-                    Ok(change) if p.sees(&change.clue.subject.site) => {
+                    Ok(change) if p.sees_clue(&change.clue) => {
                         let mut data = serde_json::to_value(&change).unwrap_or_default();
                         if masked {
-                            super::privacy::mask_personal_data(&mut data, &[]);
+                            crate::clue::privacy::mask_personal_data(&mut data, &[]);
                         }
                         let ev = Event::default()
                             .event("clue")
@@ -489,7 +421,7 @@ async fn stream(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ExportParams {
+pub(super) struct ExportParams {
     #[serde(default)]
     from_ms: i64,
     to_ms: Option<i64>,
@@ -581,7 +513,7 @@ fn csv_response(header: &[&str], rows: Vec<Vec<String>>, name: &str) -> Response
 }
 
 /// The clue's title rendered in `lang` (see `clue::text`), or its own title.
-fn rendered(c: &super::model::Clue, lang: &str) -> String {
+fn rendered(c: &crate::clue::model::Clue, lang: &str) -> String {
     c.detail["text"][lang]["title"]
         .as_str()
         .map_or_else(|| c.title.clone(), str::to_string)
@@ -591,7 +523,7 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(|x| x.to_string()).unwrap_or_default()
 }
 
-async fn export_clues(
+pub(super) async fn export_clues(
     p: Principal,
     State(pool): State<PoolHandle>,
     Query(q): Query<ExportParams>,
@@ -602,6 +534,7 @@ async fn export_clues(
     let mut clues = pool
         .list(ClueQuery {
             scope: p.scope(),
+            department: p.department.clone(),
             from_ms: Some(q.from_ms),
             to_ms: q.to_ms,
             limit: (limit + 1) as u32,
@@ -615,7 +548,7 @@ async fn export_clues(
     // Exports follow the evidence rule: plates only for roles with the personal-data right.
     if !pool.config().privacy.sees_originals(p.role) {
         let mut v = serde_json::to_value(&clues).map_err(|_| ApiError::Internal)?;
-        super::privacy::mask_personal_data(&mut v, &[]);
+        crate::clue::privacy::mask_personal_data(&mut v, &[]);
         clues = serde_json::from_value(v).map_err(|_| ApiError::Internal)?;
     }
     if let Format::Json = format {
@@ -683,7 +616,7 @@ async fn export_clues(
     Ok(export_limited(csv, truncated, None))
 }
 
-async fn export_audit(
+pub(super) async fn export_audit(
     p: Principal,
     State(pool): State<PoolHandle>,
     Query(q): Query<ExportParams>,
@@ -696,7 +629,7 @@ async fn export_audit(
         .await?;
     if !pool.config().privacy.sees_originals(p.role) {
         let mut v = serde_json::to_value(&entries).map_err(|_| ApiError::Internal)?;
-        super::privacy::mask_personal_data(&mut v, &[]);
+        crate::clue::privacy::mask_personal_data(&mut v, &[]);
         entries = serde_json::from_value(v).map_err(|_| ApiError::Internal)?;
     }
     // Entries are in chain order; the next call starts after the last millisecond returned
@@ -727,7 +660,7 @@ async fn export_audit(
                 e.actor.clone(),
                 e.action.clone(),
                 opt(&e.clue_id),
-                super::audit::canonical_json(&e.detail),
+                crate::clue::audit::canonical_json(&e.detail),
                 e.prev_hash.clone(),
                 e.hash.clone(),
             ]

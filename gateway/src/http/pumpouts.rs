@@ -8,16 +8,15 @@
 //!   (an unauditable registration is refused), because it silences "illegal discharge" clues.
 //! - `GET  /api/v1/pumpouts?site=`: the records of the token's sites (any role that sees them).
 
-use super::pumpout_journal::{PumpoutJournal, PumpoutRecord};
-use crate::clue::api::ApiError;
+use super::error::ApiError;
 use crate::clue::audit::AuditAction;
-use crate::clue::auth::{Authenticator, Principal, Role};
+use crate::clue::auth::{Principal, Role};
 use crate::clue::pool::PoolHandle;
-use axum::extract::{FromRef, Query, State};
+use crate::rules::pumpout_journal::{PumpoutJournal, PumpoutRecord};
+use axum::Json;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -34,7 +33,7 @@ pub const MAX_AGE_MS: i64 = 7 * 24 * 3600 * 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewPumpout {
+pub(super) struct NewPumpout {
     site: String,
     device: String,
     from_ms: i64,
@@ -45,23 +44,13 @@ struct NewPumpout {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(super) struct ListQuery {
     site: Option<String>,
 }
 
 /// The journal shared with the handlers (absent: the routes answer 503).
 #[derive(Clone, Default)]
 pub struct Pumpouts(pub Option<Arc<PumpoutJournal>>);
-
-pub fn routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    Pumpouts: FromRef<S>,
-    PoolHandle: FromRef<S>,
-    Authenticator: FromRef<S>,
-{
-    Router::new().route("/api/v1/pumpouts", get(list).post(register))
-}
 
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::BadRequest(msg.into())
@@ -72,7 +61,7 @@ fn journal(p: &Pumpouts) -> Result<&Arc<PumpoutJournal>, ApiError> {
         .ok_or_else(|| ApiError::Unavailable("pump-out records are not enabled".into()))
 }
 
-async fn register(
+pub(super) async fn register(
     p: Principal,
     State(pumpouts): State<Pumpouts>,
     State(pool): State<PoolHandle>,
@@ -157,7 +146,7 @@ fn check_window(from_ms: i64, to_ms: i64, now_ms: i64) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn list(
+pub(super) async fn list(
     p: Principal,
     State(pumpouts): State<Pumpouts>,
     Query(q): Query<ListQuery>,

@@ -8,27 +8,14 @@
 //!   `clues.oversight.every_s`); answers the warnings new or raised.
 //! - `POST /api/v1/evidence/purge`: run the retention purge now (admin); answers the counts.
 
-use super::api::ApiError;
-use super::auth::{Authenticator, Principal, Role};
-use super::oversight::concerns_actor;
-use super::pool::PoolHandle;
-use axum::extract::{FromRef, Query, State};
+use super::error::ApiError;
+use crate::clue::auth::{Principal, Role};
+use crate::clue::oversight::concerns_actor;
+use crate::clue::pool::PoolHandle;
+use axum::Json;
+use axum::extract::{Query, State};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
-
-pub fn routes<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    PoolHandle: FromRef<S>,
-    Authenticator: FromRef<S>,
-{
-    Router::new()
-        .route("/api/v1/oversight/warnings", get(warnings))
-        .route("/api/v1/oversight/run", post(run))
-        .route("/api/v1/evidence/purge", post(purge))
-}
 
 fn supervises(p: &Principal) -> Result<(), ApiError> {
     p.require(
@@ -40,12 +27,12 @@ fn supervises(p: &Principal) -> Result<(), ApiError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WarningParams {
+pub(super) struct WarningParams {
     #[serde(default)]
     limit: Option<u32>,
 }
 
-async fn warnings(
+pub(super) async fn warnings(
     p: Principal,
     State(pool): State<PoolHandle>,
     Query(q): Query<WarningParams>,
@@ -58,10 +45,13 @@ async fn warnings(
         .into_iter()
         .filter(|w| !concerns_actor(&w.finding, &me))
         .collect();
-    super::api::for_role(&p, &pool, &list, &[])
+    super::clues::for_role(&p, &pool, &list, &[])
 }
 
-async fn run(p: Principal, State(pool): State<PoolHandle>) -> Result<impl IntoResponse, ApiError> {
+pub(super) async fn run(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+) -> Result<impl IntoResponse, ApiError> {
     supervises(&p)?;
     let me = p.actor();
     let list: Vec<_> = pool
@@ -71,10 +61,10 @@ async fn run(p: Principal, State(pool): State<PoolHandle>) -> Result<impl IntoRe
         .filter(|w| !concerns_actor(&w.finding, &me))
         .filter(|w| w.finding.site.as_deref().is_none_or(|s| p.sees(s)))
         .collect();
-    super::api::for_role(&p, &pool, &list, &[])
+    super::clues::for_role(&p, &pool, &list, &[])
 }
 
-async fn purge(
+pub(super) async fn purge(
     p: Principal,
     State(pool): State<PoolHandle>,
 ) -> Result<impl IntoResponse, ApiError> {
