@@ -59,6 +59,7 @@ pub const DUE_OFF_PCT: f32 = 20.0;
 /// - a duty exists only once the true level passed the line by more than this; a trap emptied
 ///   while it stood within the band (below or above the line) is the innocent
 ///   `pumpout_at_line`: a clue about it is right, no clue is no miss.
+///
 /// Without the band the ground truth asked for a precision no sensor has: a trap standing at
 /// 24.9 % for a night scored as a false clue and one at 25.1 % as a missed duty.
 pub const DUE_ACCURACY_MM: f32 = 10.0;
