@@ -57,7 +57,7 @@ pub mod devices;
 pub mod disk;
 pub mod drone;
 pub mod history;
-pub mod http;
+pub(crate) mod http;
 pub mod install;
 pub mod metrics;
 pub mod normalize;

@@ -428,7 +428,7 @@ impl Authenticator {
     /// Who presents `authorization` (the request's `Authorization` header, `Bearer <token>`):
     /// `Missing` without one, `Invalid` for a malformed or unknown token, `RateLimited` for a
     /// prefix past its failures. The HTTP extractor is `crate::http::auth`.
-    pub async fn principal(
+    pub(crate) async fn principal(
         &self,
         authorization: Option<&HeaderValue>,
     ) -> Result<Principal, AuthError> {

@@ -40,7 +40,7 @@ pub mod auth;
 pub mod config;
 pub mod decision;
 pub mod evidence;
-pub mod explanations;
+pub(crate) mod explanations;
 pub mod lifecycle;
 pub mod matters;
 pub mod model;

@@ -815,10 +815,14 @@ impl PoolHandle {
     pub async fn decision_stats(
         &self,
         scope: Option<Vec<String>>,
+        only: Option<std::collections::HashSet<i64>>,
     ) -> Result<super::decision::DecisionStats, PoolError> {
-        let rows = self
+        let mut rows = self
             .blocking(move |s| s.decisions(scope.as_deref()))
             .await?;
+        if let Some(only) = only {
+            rows.retain(|r| only.contains(&r.clue_id));
+        }
         Ok(super::decision::decision_stats(rows))
     }
 
@@ -1333,6 +1337,77 @@ mod tests {
             department: Some("water".into()),
             assisting: Vec::new(),
         }
+    }
+
+    /// Xihu (county, site `x0`) above Lingyin (township, site `a`); every clue there is led by
+    /// Xihu's market department with urban management assisting.
+    fn org() -> Arc<crate::clue::org::Org> {
+        use crate::clue::org::{DispatchConfig, OrgConfig, UnitConfig, UnitLevel};
+        let unit = |id: &str, parent: Option<&str>, level, site: &str| UnitConfig {
+            id: id.into(),
+            name: id.into(),
+            parent: parent.map(Into::into),
+            level,
+            sites: vec![site.into()],
+            departments: vec!["market".into(), "urban-management".into()],
+        };
+        let cfg = OrgConfig {
+            units: vec![
+                unit("xihu", None, UnitLevel::County, "x0"),
+                unit("lingyin", Some("xihu"), UnitLevel::Township, "a"),
+            ],
+            dispatch: vec![DispatchConfig {
+                matter: "*".into(),
+                unit: "xihu".into(),
+                lead: "market".into(),
+                assisting: vec!["urban-management".into()],
+            }],
+            major: Default::default(),
+        };
+        Arc::new(cfg.build(&[]).expect("valid org"))
+    }
+
+    #[tokio::test]
+    async fn a_new_clue_is_dispatched_and_a_supervisor_changes_it_as_an_audited_action() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, store) = pool_with(dir.path(), |_| {});
+        let p = p.with_org(org());
+        let c = p.ingest(event("m1", 1_000)).await.expect("ingest");
+        assert_eq!(
+            c.clue.department.as_deref(),
+            Some("market"),
+            "the rule wins"
+        );
+        assert_eq!(c.clue.assisting, ["urban-management"]);
+        let id = c.clue.id;
+        let dispatch = |lead: &str| Action::Dispatch {
+            lead: Some(lead.into()),
+            assisting: Some(vec![]),
+            reason: "r".into(),
+        };
+        assert!(
+            matches!(
+                p.act(id, dispatch("water"), "sue#2".into()).await,
+                Err(PoolError::Invalid(_))
+            ),
+            "no unit of the clue has a water department"
+        );
+        let c = p
+            .act(id, dispatch("urban-management"), "sue#2".into())
+            .await
+            .expect("dispatch");
+        assert_eq!(c.clue.department.as_deref(), Some("urban-management"));
+        assert!(c.clue.assisting.is_empty());
+        let trail = p.audit_of(id).await.expect("trail");
+        let last = trail.last().expect("entry");
+        assert_eq!(last.action, "dispatch");
+        assert_eq!(last.detail["from_department"], "market");
+        assert_eq!(
+            last.detail["from_assisting"],
+            serde_json::json!(["urban-management"])
+        );
+        let report = crate::clue::store::AuditLog::verify_audit(store.as_ref()).expect("verify");
+        assert!(report.ok);
     }
 
     #[tokio::test]

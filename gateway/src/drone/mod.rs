@@ -45,7 +45,7 @@ pub enum DroneError {
 /// The flights, the tasks and the processing queue, as `start` hands them to the HTTP layer
 /// (`crate::http::drone`).
 #[derive(Clone)]
-pub struct DroneState {
+pub(crate) struct DroneState {
     pub cfg: Arc<DroneConfig>,
     pub flights: FlightStore,
     pub tasks: TaskStore,
@@ -77,7 +77,7 @@ impl DroneState {
 /// Opens flights and tasks under `{storage.dir}/drone` and starts the processing worker and
 /// the footage retention job. Returns the routes' state and the two tasks' handles (they end
 /// when `cancel` fires).
-pub fn start(
+pub(crate) fn start(
     cfg: &config::DroneConfig,
     storage_dir: &std::path::Path,
     pool: crate::clue::PoolHandle,

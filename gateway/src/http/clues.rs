@@ -57,7 +57,7 @@ pub(super) struct ListParams {
 
 /// `value` as JSON for `p`: plates masked everywhere (titles, keys, details, audit entries)
 /// unless the role has the personal-data right (`clues.privacy.original_roles`).
-pub(crate) fn for_role<T: serde::Serialize>(
+pub(super) fn for_role<T: serde::Serialize>(
     p: &Principal,
     pool: &PoolHandle,
     value: &T,
@@ -74,8 +74,8 @@ fn plate_of(c: &crate::clue::model::Clue) -> Vec<String> {
     c.subject.plate.iter().cloned().collect()
 }
 
-pub(crate) fn can_read(p: &Principal) -> Result<(), AuthError> {
-    p.require(p.role.may_read_clues(), "read clues")
+pub(super) fn can_read(p: &Principal) -> ApiResult<()> {
+    Ok(p.require(p.role.may_read_clues(), "read clues")?)
 }
 
 pub(super) async fn list(
@@ -341,7 +341,8 @@ pub(super) async fn decision_stats(
     State(pool): State<PoolHandle>,
 ) -> ApiResult<impl IntoResponse> {
     can_read(&p)?;
-    let mut v = serde_json::to_value(pool.decision_stats(p.scope()).await?)
+    let only = department_clues(&p, &pool).await?;
+    let mut v = serde_json::to_value(pool.decision_stats(p.scope(), only).await?)
         .map_err(|_| ApiError::Internal)?;
     v["catalogue_version"] = serde_json::json!(pool.config().matters.version);
     Ok(Json(v))
@@ -616,6 +617,27 @@ pub(super) async fn export_clues(
     Ok(export_limited(csv, truncated, None))
 }
 
+/// For a department token, the ids of the clues it sees (its department leads or assists):
+/// what its audit export and decision statistics are narrowed to. `None` for other tokens
+/// (their site scope is applied by the store).
+async fn department_clues(
+    p: &Principal,
+    pool: &PoolHandle,
+) -> ApiResult<Option<std::collections::HashSet<i64>>> {
+    if p.department.is_none() {
+        return Ok(None);
+    }
+    let clues = pool
+        .list(ClueQuery {
+            scope: p.scope(),
+            department: p.department.clone(),
+            limit: 100_000,
+            ..Default::default()
+        })
+        .await?;
+    Ok(Some(clues.into_iter().map(|c| c.id).collect()))
+}
+
 pub(super) async fn export_audit(
     p: Principal,
     State(pool): State<PoolHandle>,
@@ -627,6 +649,9 @@ pub(super) async fn export_audit(
     let mut entries = pool
         .audit_range(q.from_ms, q.to_ms.unwrap_or(i64::MAX), p.scope())
         .await?;
+    if let Some(only) = department_clues(&p, &pool).await? {
+        entries.retain(|e| e.clue_id.is_some_and(|c| only.contains(&c)));
+    }
     if !pool.config().privacy.sees_originals(p.role) {
         let mut v = serde_json::to_value(&entries).map_err(|_| ApiError::Internal)?;
         crate::clue::privacy::mask_personal_data(&mut v, &[]);

@@ -51,24 +51,24 @@ use std::sync::Arc;
 
 /// What the handlers share.
 #[derive(Clone)]
-pub struct AppState {
-    pub devices: Arc<DeviceTable>,
-    pub metrics: Arc<Metrics>,
-    pub outbox: Option<Arc<Outbox>>,
-    pub started_ms: i64,
+pub(crate) struct AppState {
+    pub(crate) devices: Arc<DeviceTable>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) outbox: Option<Arc<Outbox>>,
+    pub(crate) started_ms: i64,
     /// The clue pool (also holds the token store used by authentication).
-    pub clues: PoolHandle,
+    pub(crate) clues: PoolHandle,
     /// Camera health (frames and reference views).
-    pub cameras: crate::camera::service::CameraService,
+    pub(crate) cameras: crate::camera::service::CameraService,
     /// Pump-out service records (journal shared with the rules).
-    pub pumpouts: pumpouts::Pumpouts,
+    pub(crate) pumpouts: pumpouts::Pumpouts,
     /// The device registry (site, location, owner of each device; DevEUI lookup).
-    pub registry: registry::RegistryHandle,
+    pub(crate) registry: registry::RegistryHandle,
     /// Drone flights and inspection tasks (`drone::start`).
-    pub drone: crate::drone::DroneState,
+    pub(crate) drone: crate::drone::DroneState,
     /// Free space camera frames must leave on the storage file system (`storage.min_free_mb`):
     /// a frame can become evidence, so none is taken in below it.
-    pub storage_floor: crate::disk::Floor,
+    pub(crate) storage_floor: crate::disk::Floor,
 }
 
 impl FromRef<AppState> for registry::RegistryHandle {
@@ -119,7 +119,7 @@ impl FromRef<AppState> for Authenticator {
 }
 
 /// Every route of the gateway, and the dashboard's files when `dashboard` serves them.
-pub fn router(state: AppState, dashboard: &DashboardConfig) -> Router {
+pub(crate) fn router(state: AppState, dashboard: &DashboardConfig) -> Router {
     // Only the camera uploads take bodies past axum's default limit (2 MB).
     let frame_limit = || DefaultBodyLimit::max(cameras::MAX_FRAME_BYTES);
     Router::new()

@@ -2,10 +2,10 @@
 //! `http/openapi.rs`) are the same set, checked against the real binary:
 //! - every path registered in the source (`.route("...")` under `gateway/src`) is documented,
 //!   and every documented path is registered;
+//! - every path is registered in the one route table, `gateway/src/http/mod.rs` (no domain
+//!   module builds a router);
 //! - every documented method of a path is served, and every other method is refused as not
 //!   allowed (405).
-//!
-//! Routes live in several modules; this keeps the document from drifting while they move.
 
 use crate::common::GatewayProcess;
 use anyhow::{Context, Result, ensure};
@@ -33,8 +33,8 @@ fn concrete(template: &str) -> String {
     out
 }
 
-/// Every string-literal path passed to `.route(` in the `.rs` files under `dir`.
-fn routes_in_source(dir: &Path, found: &mut BTreeSet<String>) -> Result<()> {
+/// Every string-literal path passed to `.route(` in the `.rs` files under `dir`, with the file.
+fn routes_in_source(dir: &Path, found: &mut BTreeSet<(String, String)>) -> Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| dir.display().to_string())? {
         let path = entry?.path();
         if path.is_dir() {
@@ -50,7 +50,7 @@ fn routes_in_source(dir: &Path, found: &mut BTreeSet<String>) -> Result<()> {
             if let Some(lit) = after.strip_prefix('"')
                 && let Some(end) = lit.find('"')
             {
-                found.insert(lit[..end].to_string());
+                found.insert((lit[..end].to_string(), path.display().to_string()));
             }
         }
     }
@@ -73,11 +73,16 @@ fn the_routes_and_the_openapi_document_are_the_same_set() -> Result<()> {
         .context("openapi.json has no paths")?;
     let documented: BTreeSet<String> = paths.keys().cloned().collect();
 
-    let mut in_source = BTreeSet::new();
-    routes_in_source(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut in_source,
-    )?;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut routed = BTreeSet::new();
+    routes_in_source(&src, &mut routed)?;
+    let table = src.join("http").join("mod.rs").display().to_string();
+    let elsewhere: Vec<_> = routed.iter().filter(|(_, file)| *file != table).collect();
+    ensure!(
+        elsewhere.is_empty(),
+        "routes outside the route table {table}: {elsewhere:?}"
+    );
+    let in_source: BTreeSet<String> = routed.into_iter().map(|(path, _)| path).collect();
     ensure!(in_source.len() > 20, "found too few routes: {in_source:?}");
     let undocumented: Vec<_> = in_source.difference(&documented).collect();
     let unrouted: Vec<_> = documented.difference(&in_source).collect();

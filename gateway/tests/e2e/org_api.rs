@@ -233,6 +233,27 @@ fn unit_and_department_tokens_see_only_their_scope(store: &TestStore) -> Result<
         404
     );
 
+    // Its audit export holds the entries of those clues only (not the unit's other clues).
+    let auditor = gw.token_with("auditor", "", &["--unit", "xihu", "--department", "market"])?;
+    let audit = call(
+        &gw,
+        "GET",
+        "/api/v1/audit/export?format=json",
+        &auditor,
+        None,
+    )?
+    .ok()?
+    .json()?;
+    let mut clues: Vec<i64> = audit
+        .as_array()
+        .context("audit")?
+        .iter()
+        .filter_map(|e| e["clue_id"].as_i64())
+        .collect();
+    clues.sort();
+    clues.dedup();
+    assert_eq!(clues, [id(&s1), id(&s2)], "{audit:#}");
+
     // A supervisor changes who leads and assists: an audited `dispatch` action.
     let act = |token: &str, clue: &Value, body: Value| {
         call(
@@ -346,6 +367,18 @@ fn store_migrate_copies_the_scope_of_tokens() -> Result<()> {
     }
     create(&gw, &admin, "x0", "parking.overstay")?;
     assert_eq!(listed(&gw, &market, "")?, ["s1"]);
+    // `token list` shows the scope (never the token).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["token", "list", "--config"])
+        .arg(dir.path().join("gateway.toml"))
+        .output()?;
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        list.lines()
+            .any(|l| l.contains(r#""unit":"xihu""#) && l.contains(r#""department":"market""#)),
+        "{list}"
+    );
+    assert!(!list.contains(&market), "the token itself is never listed");
     gw.proc.stop()?;
 
     let pg = e2e::Postgres::start()?;
