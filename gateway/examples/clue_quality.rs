@@ -11,7 +11,8 @@
 //! and false clues per 1,000 device-days; then medians per problem kind and per clue kind.
 //! The default seeds are the *judging* seeds: nothing was adjusted while looking at them
 //! (seeds 1-3 were used while building the harness and choosing parameters).
-//! `--details` lists missed, duplicated and false clues.
+//! `--details` lists missed, duplicated and false clues. `RUST_LOG=scenario_trace=debug` writes
+//! every reading and clue signal to stderr, to follow one device (grep its site).
 
 use firmware::sim::scenario::BlockParams;
 use gateway::scenario::frames::{FrameLibrary, ensure_fixtures};
@@ -66,6 +67,12 @@ fn parse_args() -> anyhow::Result<Args> {
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    // Off unless RUST_LOG asks (e.g. `scenario_trace=debug`: every reading and signal).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or_else(|| anyhow::anyhow!("no workspace root"))?

@@ -11,7 +11,8 @@
 //! `--crops "0.04:0.12,0:0"` (crop hypotheses, x:y insets), `--crop-max-side N`,
 //! `--crop-border F`, `--tile-above F`, `--tile-side N`, `--det-max-side N`,
 //! `--det-threshold F`, `--rec-min-width N`, `--crops-until-sure 0|1`,
-//! `--tile-unless-found 0|1`, `--crop-upscale-to N`.
+//! `--tile-unless-found 0|1`, `--crop-upscale-to N`, `--layout-decoding 0|1`,
+//! `--require-province 0|1`, `--rectify-above-deg F|off`.
 
 use gateway::vision::plate::{PlateConfig, PlateReader, ReadStats};
 use gateway::vision::preprocess::{ImageLimits, decode_image};
@@ -44,6 +45,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--tile-unless-found" => config.tile_unless_found = v == "1",
             "--layout-decoding" => config.layout_decoding = v == "1",
             "--require-province" => config.require_province = v == "1",
+            "--rectify-above-deg" => {
+                config.rectify_above_deg = if v == "off" { None } else { Some(v.parse()?) }
+            }
             _ => return Err(format!("unknown option {a}").into()),
         }
     }

@@ -11,6 +11,10 @@ judge row is ever read here):
   <id>-loose  the box grown by 15% / 40% each side (a rough plate crop with some car around)
   <id>-far    the whole photo shrunk to 40% and pasted in the middle of the photo itself blurred
               past reading: a plate of about 0.1% of the frame
+  <id>-close  a close-up: the photo cut around the plate so the plate spans 30% of the frame's
+              width (4:3), scaled to 960 px wide: a plate of 10-20% of the frame
+  <id>-angled the close-up seen from the side: its right edge 25% shorter (perspective) and
+              turned 6 degrees, as a hand-held photo of a parked car
 
 Run with the baseline venv's python (OpenCV):  python derive_tune.py GROUNDTRUTH IMAGES OUT
 Writes OUT/<id>-<variant>.png and OUT/derived.tsv (id, file, plate, kind, size, variant).
@@ -18,9 +22,33 @@ Writes OUT/<id>-<variant>.png and OUT/derived.tsv (id, file, plate, kind, size, 
 import os, sys
 
 import cv2
+import numpy as np
 
 VARIANTS = {"tight": (0.0, 0.0), "text": (0.04, 0.14), "loose": (-0.15, -0.40)}
 FAR_SCALE = 0.4
+CLOSE_SPAN = 0.30
+CLOSE_WIDTH = 960
+
+
+def close_up(im, x0, y0, x1, y1):
+    """The photo cut around the box so the plate spans CLOSE_SPAN of a 4:3 frame, scaled up."""
+    h, w = im.shape[:2]
+    cw = min(w, round((x1 - x0) / CLOSE_SPAN))
+    ch = min(h, round(cw * 0.75))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    a = min(max(0, round(cx - cw / 2)), w - cw), min(max(0, round(cy - ch / 2)), h - ch)
+    crop = im[a[1]:a[1] + ch, a[0]:a[0] + cw]
+    return cv2.resize(crop, (CLOSE_WIDTH, round(ch * CLOSE_WIDTH / cw)), interpolation=cv2.INTER_CUBIC)
+
+
+def angled(im):
+    """`im` seen from its left: the right edge 25% shorter, then turned 6 degrees."""
+    h, w = im.shape[:2]
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = np.float32([[0, 0], [w, 0.125 * h], [w, 0.875 * h], [0, h]])
+    warped = cv2.warpPerspective(im, cv2.getPerspectiveTransform(src, dst), (w, h), borderMode=cv2.BORDER_REPLICATE)
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), 6, 1.0)
+    return cv2.warpAffine(warped, turn, (w, h), borderMode=cv2.BORDER_REPLICATE)
 
 
 def main():
@@ -52,6 +80,11 @@ def main():
                 name_out = f"{r['id']}-{name}.png"
                 cv2.imwrite(os.path.join(out, name_out), crop)
                 lines.append((f"{r['id']}-{name}", name_out, r["plate"], "crop", "large", name))
+            close = close_up(im, x0, y0, x1, y1)
+            for name, img in (("close", close), ("angled", angled(close))):
+                name_out = f"{r['id']}-{name}.png"
+                cv2.imwrite(os.path.join(out, name_out), img)
+                lines.append((f"{r['id']}-{name}", name_out, r["plate"], "vehicle", "large", name))
         small = cv2.resize(im, (round(w * FAR_SCALE), round(h * FAR_SCALE)), interpolation=cv2.INTER_AREA)
         canvas = cv2.GaussianBlur(im, (0, 0), 25)
         sh, sw = small.shape[:2]

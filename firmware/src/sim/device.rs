@@ -50,12 +50,18 @@ const LOOP: LoopConfig = LoopConfig {
 pub const DUE_ON_PCT: f32 = 25.0;
 /// ... until the trap is emptied below this.
 pub const DUE_OFF_PCT: f32 = 20.0;
-/// A level sensor's accuracy: a duty (the true level passed [`DUE_ON_PCT`]) is noted from when
-/// the true level came within this of the line, so a clue raised from then is on time. An
-/// instrument of this class (ultrasonic level transmitters such as the Milesight EM310-UDL are
-/// specified at about ±1 cm) cannot tell 24.9 % from 25.1 %: without this margin the ground
-/// truth asked for a precision no sensor has, and a trap standing at 24.9 % for a night scored
-/// as a false clue and a missed duty at once. A level that never passes the line is no duty.
+/// A level sensor's accuracy, used as a guard band around the [`DUE_ON_PCT`] line (the decision
+/// rule of ISO 14253-1: conformity or not is proven only outside the measurement's
+/// uncertainty). An instrument of this class (ultrasonic level transmitters such as the
+/// Milesight EM310-UDL are specified at about ±1 cm) cannot tell 24.9 % from 25.1 %. So:
+/// - a duty is noted from when the true level came within this of the line, so a clue raised
+///   from then is on time;
+/// - a duty exists only once the true level passed the line by more than this; a trap emptied
+///   while it stood within the band (below or above the line) is the innocent
+///   `pumpout_at_line`: a clue about it is right, no clue is no miss.
+///
+/// Without the band the ground truth asked for a precision no sensor has: a trap standing at
+/// 24.9 % for a night scored as a false clue and one at 25.1 % as a missed duty.
 pub const DUE_ACCURACY_MM: f32 = 10.0;
 /// A duty met within this long (the trap crossed the line and was pumped at once) needed
 /// nobody: it is noted as the innocent `pumpout_met_at_once`. Two report intervals of the native
@@ -68,18 +74,35 @@ pub const DUTY_MET_AT_ONCE_MS: i64 = 30 * 60_000;
 /// take the same line (rule `sensor-fault` raises a sensor fault that lasts an hour).
 pub const CABLE_CUT_FAULT_MS: i64 = 60 * 60_000;
 
+/// The truth as a run that stopped at `end_ms` can know it. Devices note some happenings when
+/// they begin, with their planned end (a cut cable, a tilted cover), which may lie past the
+/// run's end: those are cut at `end_ms`, and a loop-cable interruption then still under
+/// [`CABLE_CUT_FAULT_MS`] is, for this run, the innocent `sensor_dropout` (by the run's end
+/// nobody could have known it would last; the gateway's rule waits the same hour).
+pub fn truth_at_end(truth: &mut [Truth], end_ms: i64) {
+    for t in truth.iter_mut().filter(|t| t.end_ms > end_ms) {
+        t.end_ms = end_ms.max(t.start_ms);
+        if t.problem == "sensor_cable_cut" && t.end_ms - t.start_ms < CABLE_CUT_FAULT_MS {
+            t.problem = "sensor_dropout".into();
+            t.class = TruthClass::Innocent;
+        }
+    }
+}
+
 /// A happening as a device notes it: problem, class, start and end (true time, ms).
 type Note = (&'static str, TruthClass, i64, i64);
 
-/// The note of a pump-out duty: due from `since` (the true level passed the line) until `end`
-/// (the trap was emptied), noted from `near` (when the level came within a sensor's accuracy
-/// of the line) so that a sensor reading the line a little early is on time.
-fn duty_note(near: Option<i64>, since: i64, end: i64) -> Note {
-    let start = near.unwrap_or(since).min(since);
-    if end - since < DUTY_MET_AT_ONCE_MS {
-        ("pumpout_met_at_once", TruthClass::Innocent, start, end)
-    } else {
-        ("pumpout_due", TruthClass::Duty, start, end)
+/// The note of a pump-out duty that ended at `end` (the trap was emptied): noted from `near`
+/// (the true level came within a sensor's accuracy of the line), a duty only if the level
+/// passed the line by more than that accuracy (`clear`) at least [`DUTY_MET_AT_ONCE_MS`]
+/// before it was emptied. See [`DUE_ACCURACY_MM`].
+fn duty_note(near: i64, clear: Option<i64>, end: i64) -> Note {
+    match clear {
+        None => ("pumpout_at_line", TruthClass::Innocent, near, end),
+        Some(clear) if end - clear < DUTY_MET_AT_ONCE_MS => {
+            ("pumpout_met_at_once", TruthClass::Innocent, near, end)
+        }
+        Some(_) => ("pumpout_due", TruthClass::Duty, near, end),
     }
 }
 
@@ -179,6 +202,8 @@ struct TrapWorld {
     inflow: Option<(u64, f32)>,
     /// The true fill passed [`DUE_ON_PCT`] at this time.
     due_since: Option<i64>,
+    /// ... and passed it by more than [`DUE_ACCURACY_MM`] at this time.
+    clear_since: Option<i64>,
     /// The true level came within [`DUE_ACCURACY_MM`] of the [`DUE_ON_PCT`] line at this time
     /// (and has not fallen away since): a duty that follows is noted from here.
     near_since: Option<i64>,
@@ -195,6 +220,7 @@ impl TrapWorld {
             draining: None,
             inflow: None,
             due_since: None,
+            clear_since: None,
             near_since: None,
             closed_weekdays,
             pending_dump: None,
@@ -275,12 +301,42 @@ impl TrapWorld {
         self.level_mm = self.level_mm.clamp(0.0, g.sensor_to_floor_mm - 30.0);
         let fill = g.fill_pct(self.level_mm);
         let near = g.fill_pct(self.level_mm + DUE_ACCURACY_MM) >= DUE_ON_PCT;
+        let clear = g.fill_pct(self.level_mm - DUE_ACCURACY_MM) >= DUE_ON_PCT;
+        self.track_duty(fill, (near, clear), ts, notes);
+    }
+
+    /// The pump-out duty's bookkeeping for the true `fill` at `ts`; `near`: within a sensor's
+    /// accuracy below the line or past it, `clear`: past it by more than that accuracy.
+    fn track_duty(
+        &mut self,
+        fill: f32,
+        (near, clear): (bool, bool),
+        ts: i64,
+        notes: &mut Vec<Note>,
+    ) {
+        if near || fill >= DUE_ON_PCT {
+            self.near_since.get_or_insert(ts);
+        }
+        if clear && self.due_since.is_some() {
+            self.clear_since.get_or_insert(ts);
+        }
         match self.due_since {
-            None if fill >= DUE_ON_PCT => self.due_since = Some(ts),
-            None if near => _ = self.near_since.get_or_insert(ts),
-            None => self.near_since = None,
+            None if fill >= DUE_ON_PCT => {
+                self.due_since = Some(ts);
+                if clear {
+                    self.clear_since = Some(ts);
+                }
+            }
+            None if near => {}
+            // Emptied while standing within a sensor's accuracy below the line.
+            None => {
+                if let Some(near) = self.near_since.take() {
+                    notes.push(duty_note(near, None, ts));
+                }
+            }
             Some(since) if fill < DUE_OFF_PCT => {
-                notes.push(duty_note(self.near_since.take(), since, ts));
+                let near = self.near_since.take().unwrap_or(since).min(since);
+                notes.push(duty_note(near, self.clear_since.take(), ts));
                 self.due_since = None;
             }
             _ => {}
@@ -597,8 +653,12 @@ impl SimDevice {
         if let Some(w) = world
             && let Some(since) = w.due_since.take()
         {
-            let start = w.near_since.take().unwrap_or(since);
-            notes.push(("pumpout_due", TruthClass::Duty, start, ts));
+            // Still due when the run ends: a duty if the level is clearly past the line.
+            let start = w.near_since.take().unwrap_or(since).min(since);
+            notes.push(match w.clear_since.take() {
+                Some(_) => ("pumpout_due", TruthClass::Duty, start, ts),
+                None => duty_note(start, None, ts),
+            });
         }
         self.note(notes);
     }
@@ -1081,4 +1141,97 @@ fn step_third_party(
         let cm = (level + noise(rng, 3.0)).max(0.0).round() / 10.0;
         (false, std::format!("{cm:.1}").into_bytes())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    /// How a trap near the line ends: emptied within the sensor's accuracy of the line (below
+    /// or above it), passed clearly and emptied at once, or passed clearly and left (a duty).
+    #[test]
+    fn a_trap_emptied_within_the_sensors_accuracy_of_the_line_is_innocent() {
+        let below = DUE_ON_PCT - 0.5;
+        let just_past = DUE_ON_PCT + 0.5;
+        let past = DUE_ON_PCT + 3.0;
+        let empty = DUE_OFF_PCT - 10.0;
+        let (near, clear, far) = ((true, false), (true, true), (false, false));
+        let run = |steps: &[(f32, (bool, bool), i64)]| {
+            let mut w = TrapWorld::new(0.0, Vec::new());
+            let mut notes = Vec::new();
+            for &(fill, band, ts) in steps {
+                w.track_duty(fill, band, ts, &mut notes);
+            }
+            notes
+        };
+        let h = 60 * MIN;
+        let innocent = |p: &'static str, end| vec![(p, TruthClass::Innocent, 0, end)];
+        // Below the line, then emptied.
+        let got = run(&[
+            (below, near, 0),
+            (below, near, 2 * h),
+            (empty, far, 2 * h + MIN),
+        ]);
+        assert_eq!(got, innocent("pumpout_at_line", 2 * h + MIN));
+        // Just past the line for hours, never clearly: as unsure as just below it.
+        let got = run(&[(below, near, 0), (just_past, near, h), (empty, far, 4 * h)]);
+        assert_eq!(got, innocent("pumpout_at_line", 4 * h));
+        // Clearly past, emptied within half an hour of that.
+        let got = run(&[
+            (below, near, 0),
+            (past, clear, h),
+            (empty, far, h + 20 * MIN),
+        ]);
+        assert_eq!(got, innocent("pumpout_met_at_once", h + 20 * MIN));
+        // Clearly past for hours: a duty, noted from when it came near.
+        let got = run(&[
+            (below, near, 0),
+            (just_past, near, h),
+            (past, clear, 2 * h),
+            (empty, far, 5 * h),
+        ]);
+        assert_eq!(got, vec![("pumpout_due", TruthClass::Duty, 0, 5 * h)]);
+        // Far from the line all along: nothing.
+        assert!(run(&[(10.0, far, 0), (empty, far, MIN)]).is_empty());
+    }
+
+    #[test]
+    fn a_cut_cable_still_under_an_hour_when_the_run_ends_is_a_dropout_for_that_run() {
+        let t = |problem: &str, class, start_ms, end_ms| Truth {
+            problem: problem.into(),
+            class,
+            site: "r-1".into(),
+            device: "trap-1".into(),
+            start_ms,
+            end_ms,
+        };
+        let end = 100 * MIN;
+        let mut truth = vec![
+            t("sensor_cable_cut", TruthClass::Fault, 60 * MIN, 160 * MIN),
+            t("sensor_cable_cut", TruthClass::Fault, 20 * MIN, 90 * MIN),
+            t("sensor_cable_cut", TruthClass::Fault, 30 * MIN, 130 * MIN),
+            t("cover_tilted", TruthClass::Violation, 95 * MIN, 150 * MIN),
+        ];
+        truth_at_end(&mut truth, end);
+        // 40 minutes old at the end: a dropout; over before the end: unchanged; 70 minutes
+        // old: a fault, cut at the end; a violation: cut at the end.
+        assert_eq!(
+            truth[0],
+            t("sensor_dropout", TruthClass::Innocent, 60 * MIN, end)
+        );
+        assert_eq!(
+            truth[1],
+            t("sensor_cable_cut", TruthClass::Fault, 20 * MIN, 90 * MIN)
+        );
+        assert_eq!(
+            truth[2],
+            t("sensor_cable_cut", TruthClass::Fault, 30 * MIN, end)
+        );
+        assert_eq!(
+            truth[3],
+            t("cover_tilted", TruthClass::Violation, 95 * MIN, end)
+        );
+    }
 }

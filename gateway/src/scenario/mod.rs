@@ -113,6 +113,10 @@ recover_ms = 900000
 offline_after_ms = 10800000
 "#;
 
+/// The tracing target of every reading and clue signal of a run, for diagnosing one device
+/// (`RUST_LOG=scenario_trace=debug clue_quality --seeds N 2>trace.log`, then grep the site).
+pub const TRACE: &str = "scenario_trace";
+
 /// One clue as the benchmark saw it: every occurrence (device time of the observation, level).
 #[derive(Debug, Clone, Serialize)]
 pub struct ClueRecord {
@@ -315,6 +319,10 @@ pub async fn run_block(
             if !intake(&mut normalizer, &policy, &mut readings) {
                 continue;
             }
+            for r in &readings {
+                tracing::debug!(target: TRACE, site = %r.site, device = %r.device,
+                    t = r.device_time_ms, rx = now, metric = %r.metric, value = %r.value, "reading");
+            }
             // The camera service's own path: status on the receive clock, replays as presence.
             signals.extend(cameras.on_readings(&readings));
             signals.extend(engine.on_readings(&readings));
@@ -339,6 +347,9 @@ pub async fn run_block(
             signals.extend(engine.on_tick(now));
             signals.extend(cameras.on_tick(now));
         }
+        for sig in &signals {
+            tracing::debug!(target: TRACE, rx = now, signal = ?sig, "signal");
+        }
         record(&pool, signals, &mut clues).await?;
         if now >= next_round {
             next_round += DAY_MS;
@@ -354,6 +365,7 @@ pub async fn run_block(
     signals.extend(cameras.on_tick(now));
     record(&pool, signals, &mut clues).await?;
     out.truth.extend(fleet.finish());
+    firmware::sim::truth_at_end(&mut out.truth, now);
     let mut list: Vec<ClueRecord> = clues.into_values().collect();
     list.sort_by_key(|c| c.id);
     out.clues = list;

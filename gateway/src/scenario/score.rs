@@ -73,10 +73,12 @@ pub fn accepted_kinds(problem: &str) -> &'static [&'static str] {
 /// miss: the innocent record's name and the problem whose clue kinds report it. A trap that
 /// passed the 25 % line and was pumped within half an hour (`pumpout_met_at_once`, see
 /// `firmware::sim::DUTY_MET_AT_ONCE_MS`) was due; a "pump-out due" raised before the crew came
-/// is true, but nobody can be expected to have said it.
+/// is true, but nobody can be expected to have said it. A trap emptied while it stood within a
+/// sensor's accuracy below the line (`pumpout_at_line`, see `firmware::sim::DUE_ACCURACY_MM`)
+/// is the same case seen from the other side of the line.
 pub fn optional_problem(innocent: &str) -> Option<&'static str> {
     match innocent {
-        "pumpout_met_at_once" => Some("pumpout_due"),
+        "pumpout_met_at_once" | "pumpout_at_line" => Some("pumpout_due"),
         _ => None,
     }
 }
@@ -420,44 +422,46 @@ mod tests {
     }
 
     #[test]
-    fn a_clue_about_a_duty_met_at_once_is_true_and_its_absence_no_miss() {
+    fn a_clue_about_a_duty_met_at_once_or_at_the_line_is_true_and_its_absence_no_miss() {
         const H: i64 = 3_600_000;
-        let run = |clues: Vec<ClueRecord>| RunOutput {
-            seed: 1,
-            days: 3,
-            devices: 1,
-            truth: vec![
-                truth("pumpout_met_at_once", TruthClass::Innocent, 10 * H, 11 * H),
-                truth(
-                    "registered_pumpout",
-                    TruthClass::Innocent,
-                    11 * H,
-                    11 * H + 60_000,
-                ),
-            ],
-            clues,
-            messages: 0,
-            decode_errors: 0,
-            frames: 0,
-            wall_s: 0.0,
-        };
-        let with = score(&run(vec![clue(
-            1,
-            "grease_trap.pumpout_due",
-            10 * H + 40 * 60_000,
-        )]));
-        assert_eq!((with.false_clues, with.optional_clues), (0, 1));
-        assert!(
-            with.problems.is_empty(),
-            "no problem to recall: {:?}",
-            with.problems
-        );
-        // Another kind on the same trap, or the same kind two days later, is still false.
-        let other = score(&run(vec![
-            clue(1, "grease_trap.fast_fill", 10 * H + 40 * 60_000),
-            clue(2, "grease_trap.pumpout_due", 60 * H),
-        ]));
-        assert_eq!((other.false_clues, other.optional_clues), (2, 0));
-        assert_eq!(other.false_causes.get("pumpout_met_at_once"), Some(&1));
+        for innocent in ["pumpout_met_at_once", "pumpout_at_line"] {
+            let run = |clues: Vec<ClueRecord>| RunOutput {
+                seed: 1,
+                days: 3,
+                devices: 1,
+                truth: vec![
+                    truth(innocent, TruthClass::Innocent, 10 * H, 11 * H),
+                    truth(
+                        "registered_pumpout",
+                        TruthClass::Innocent,
+                        11 * H,
+                        11 * H + 60_000,
+                    ),
+                ],
+                clues,
+                messages: 0,
+                decode_errors: 0,
+                frames: 0,
+                wall_s: 0.0,
+            };
+            let with = score(&run(vec![clue(
+                1,
+                "grease_trap.pumpout_due",
+                10 * H + 40 * 60_000,
+            )]));
+            assert_eq!((with.false_clues, with.optional_clues), (0, 1));
+            assert!(
+                with.problems.is_empty(),
+                "no problem to recall: {:?}",
+                with.problems
+            );
+            // Another kind on the same trap, or the same kind two days later, is still false.
+            let other = score(&run(vec![
+                clue(1, "grease_trap.fast_fill", 10 * H + 40 * 60_000),
+                clue(2, "grease_trap.pumpout_due", 60 * H),
+            ]));
+            assert_eq!((other.false_clues, other.optional_clues), (2, 0));
+            assert_eq!(other.false_causes.get(innocent), Some(&1));
+        }
     }
 }

@@ -17,7 +17,7 @@ use super::VisionError;
 pub use super::ctc::{CharReading, ctc_chars};
 use super::ctc::{PathLayout, best_path_in_layout, chars_of_path};
 use super::nms::{BBox, nms};
-use super::preprocess::{Normalize, Plane, Roi, resize_into};
+use super::preprocess::{Normalize, Plane, Quad, Roi, quad_point, resize_into, warp_into};
 use super::runtime::{Model, models_dir};
 use super::tiles::{overlap_of_smaller, tile_grid};
 use image::RgbImage;
@@ -46,7 +46,7 @@ const CROP_ASPECT: (f32, f32) = (1.5, 8.0);
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlateBox {
     pub bbox: BBox,
-    /// Corners as the model gives them (top-left, top-right, bottom-right, bottom-left).
+    /// Corners of the plate itself: top-left, top-right, bottom-right, bottom-left.
     pub corners: [(f32, f32); 4],
     pub score: f32,
 }
@@ -124,6 +124,10 @@ pub struct PlateConfig {
     pub layout_decoding: bool,
     /// Readings that do not start with a province character are dropped.
     pub require_province: bool,
+    /// A plate whose corners (as the detector gives them) turn an edge more than this many
+    /// degrees from level is read from its corners, straightened ([`warp_into`]), instead of
+    /// from its upright box; `None` always reads the box.
+    pub rectify_above_deg: Option<f32>,
 }
 
 impl Default for PlateConfig {
@@ -150,6 +154,7 @@ impl Default for PlateConfig {
             tile_unless_found: false,
             layout_decoding: true,
             require_province: true,
+            rectify_above_deg: None,
         }
     }
 }
@@ -225,8 +230,8 @@ impl PlateReader {
                 score: 0.0,
             });
         }
-        let bboxes: Vec<BBox> = boxes.iter().map(|p| p.bbox).collect();
-        let reads = self.best_reads(img, &bboxes, stats)?;
+        let quads: Vec<Quad> = boxes.iter().map(|p| self.reading_quad(p)).collect();
+        let reads = self.best_reads(img, &quads, stats)?;
         let mut out: Vec<PlateReading> = Vec::new();
         for (plate, read) in boxes.into_iter().zip(reads) {
             let Some(chars) = read else {
@@ -282,7 +287,7 @@ impl PlateReader {
     fn best_reads(
         &self,
         img: &RgbImage,
-        boxes: &[BBox],
+        boxes: &[Quad],
         stats: &mut ReadStats,
     ) -> Result<Vec<Option<Vec<CharReading>>>, VisionError> {
         let (iw, ih) = (img.width() as f32, img.height() as f32);
@@ -299,12 +304,12 @@ impl PlateReader {
             if open.is_empty() {
                 break;
             }
-            let crops: Vec<BBox> = open
+            let crops: Vec<Quad> = open
                 .iter()
                 .flat_map(|&i| {
                     insets
                         .iter()
-                        .map(move |&c| inset(&boxes[i], c).clamp(iw, ih))
+                        .map(move |&c| clamp_quad(inset_quad(&boxes[i], c), iw, ih))
                 })
                 .collect();
             let mut reads = self.recognize_crops(img, &crops, stats)?.into_iter();
@@ -321,6 +326,15 @@ impl PlateReader {
             }
         }
         Ok(best.into_iter().map(|b| b.map(|(_, c)| c)).collect())
+    }
+
+    /// Where a found plate is read: its corners when they show it turned or seen from the side
+    /// by more than [`PlateConfig::rectify_above_deg`], else its upright box.
+    fn reading_quad(&self, p: &PlateBox) -> Quad {
+        match self.config.rectify_above_deg {
+            Some(deg) if skew_deg(&p.corners) > deg => p.corners,
+            _ => quad_of(&p.bbox),
+        }
     }
 
     /// A read that needs no other crop hypothesis: laid out like a plate, no doubtful character.
@@ -470,7 +484,7 @@ impl PlateReader {
         img: &RgbImage,
         bbox: BBox,
     ) -> Result<Vec<CharReading>, VisionError> {
-        let mut reads = self.best_reads(img, &[bbox], &mut ReadStats::default())?;
+        let mut reads = self.best_reads(img, &[quad_of(&bbox)], &mut ReadStats::default())?;
         Ok(reads.pop().flatten().unwrap_or_default())
     }
 
@@ -481,7 +495,7 @@ impl PlateReader {
     fn recognize_crops(
         &self,
         img: &RgbImage,
-        crops: &[BBox],
+        crops: &[Quad],
         stats: &mut ReadStats,
     ) -> Result<Vec<Vec<CharReading>>, VisionError> {
         let mut out: Vec<Vec<CharReading>> = vec![Vec::new(); crops.len()];
@@ -489,9 +503,10 @@ impl PlateReader {
         let todo: Vec<(usize, usize)> = crops
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.width() >= 2.0 && r.height() >= 2.0)
-            .map(|(i, r)| {
-                let ratio = r.width() / r.height();
+            .filter(|(_, q)| quad_size(q).0 >= 2.0 && quad_size(q).1 >= 2.0)
+            .map(|(i, q)| {
+                let (w, h) = quad_size(q);
+                let ratio = w / h;
                 (
                     i,
                     ((REC_H as f32 * ratio).ceil() as usize).clamp(1, REC_MAX_W),
@@ -511,19 +526,12 @@ impl PlateReader {
             let row_len = 3 * REC_H * width;
             let mut input = vec![0.0f32; row_len * batch.len()];
             for (k, &(i, rw)) in batch.iter().enumerate() {
-                let r = crops[i];
                 let mut plane = Plane {
                     data: &mut input[k * row_len..(k + 1) * row_len],
                     width,
                     height: REC_H,
                 };
-                let roi = Roi {
-                    x: r.x0,
-                    y: r.y0,
-                    w: r.width(),
-                    h: r.height(),
-                };
-                resize_into(img, roi, &mut plane, (0, 0, rw, REC_H), &norm);
+                warp_into(img, &crops[i], &mut plane, (0, 0, rw, REC_H), &norm);
             }
             let view = ArrayViewD::from_shape(vec![batch.len(), 3, REC_H, width], &input[..])
                 .map_err(|e| VisionError::Runtime(format!("recogniser input shape: {e}")))?;
@@ -572,15 +580,48 @@ impl PlateReader {
     }
 }
 
-/// `bbox` cut by `(fx, fy)`: fractions of its width and height off each side (negative widens).
-fn inset(bbox: &BBox, (fx, fy): (f32, f32)) -> BBox {
-    let (mx, my) = (bbox.width() * fx, bbox.height() * fy);
-    BBox {
-        x0: bbox.x0 + mx,
-        y0: bbox.y0 + my,
-        x1: bbox.x1 - mx,
-        y1: bbox.y1 - my,
-    }
+/// The corners of an upright box.
+fn quad_of(b: &BBox) -> Quad {
+    [(b.x0, b.y0), (b.x1, b.y0), (b.x1, b.y1), (b.x0, b.y1)]
+}
+
+/// `q` cut by `(fx, fy)`: fractions of its width and height off each side, along its own edges
+/// (negative widens). On an upright box this is the box cut by those fractions.
+fn inset_quad(q: &Quad, (fx, fy): (f32, f32)) -> Quad {
+    [
+        quad_point(q, fx, fy),
+        quad_point(q, 1.0 - fx, fy),
+        quad_point(q, 1.0 - fx, 1.0 - fy),
+        quad_point(q, fx, 1.0 - fy),
+    ]
+}
+
+/// `q` with every corner kept inside a `w x h` image.
+fn clamp_quad(q: Quad, w: f32, h: f32) -> Quad {
+    q.map(|(x, y)| (x.clamp(0.0, w), y.clamp(0.0, h)))
+}
+
+/// Mean width (top and bottom edges) and height (left and right edges) of `q`.
+fn quad_size(q: &Quad) -> (f32, f32) {
+    let d = |a: (f32, f32), b: (f32, f32)| (a.0 - b.0).hypot(a.1 - b.1);
+    (
+        (d(q[0], q[1]) + d(q[3], q[2])) / 2.0,
+        (d(q[0], q[3]) + d(q[1], q[2])) / 2.0,
+    )
+}
+
+/// How far `q` is from an upright rectangle: the largest angle, in degrees, by which its top or
+/// bottom edge leaves the horizontal or its left or right edge the vertical.
+fn skew_deg(q: &Quad) -> f32 {
+    let off = |a: (f32, f32), b: (f32, f32), vertical: bool| {
+        let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+        let (along, across) = if vertical { (dy, dx) } else { (dx, dy) };
+        across.abs().atan2(along.abs()).to_degrees()
+    };
+    off(q[0], q[1], false)
+        .max(off(q[3], q[2], false))
+        .max(off(q[0], q[3], true))
+        .max(off(q[1], q[2], true))
 }
 
 /// Prior boxes (cx, cy, w, h; normalised) for an `h` x `w` input, in the model's order.
@@ -630,16 +671,17 @@ pub fn decode_plates(
         let bw = p[2] * (l[2] * VARIANCE[1]).exp();
         let bh = p[3] * (l[3] * VARIANCE[1]).exp();
         let bbox = BBox::from_centre(cx * sw, cy * sh, bw * sw, bh * sh);
-        let mut corners = [(0.0, 0.0); 4];
-        for (k, c) in corners.iter_mut().enumerate() {
-            *c = (
+        let corner = |k: usize| {
+            (
                 (p[0] + m[2 * k] * VARIANCE[0] * p[2]) * sw,
                 (p[1] + m[2 * k + 1] * VARIANCE[0] * p[3]) * sh,
-            );
-        }
+            )
+        };
         found.push(PlateBox {
             bbox,
-            corners,
+            // The model gives CCPD's vertex order (bottom-right, bottom-left, top-left,
+            // top-right); ours starts top-left, clockwise.
+            corners: [corner(2), corner(3), corner(0), corner(1)],
             score,
         });
     }
@@ -920,6 +962,28 @@ mod tests {
     }
 
     #[test]
+    fn an_upright_box_is_not_skewed_and_a_turned_plate_is_read_along_its_edges() {
+        let b = BBox {
+            x0: 10.0,
+            y0: 20.0,
+            x1: 110.0,
+            y1: 50.0,
+        };
+        let q = quad_of(&b);
+        assert_eq!(skew_deg(&q), 0.0);
+        assert_eq!(quad_size(&q), (100.0, 30.0));
+        // Cut along an upright box's edges: the box cut by the same fractions.
+        assert_eq!(
+            inset_quad(&q, (0.1, 0.2)),
+            [(20.0, 26.0), (100.0, 26.0), (100.0, 44.0), (20.0, 44.0)]
+        );
+        // Seen from the left: the right edge shorter, the top edge falls 10 px over 100.
+        let side = [(10.0, 20.0), (110.0, 30.0), (110.0, 40.0), (10.0, 50.0)];
+        assert!((skew_deg(&side) - 5.71).abs() < 0.01, "{}", skew_deg(&side));
+        assert_eq!(quad_size(&side).1, 20.0);
+    }
+
+    #[test]
     fn merging_keeps_one_plate_per_place_best_first() {
         let pb = |x0: f32, score: f32| PlateBox {
             bbox: BBox {
@@ -936,6 +1000,29 @@ mod tests {
         let kept = merge_plates(vec![pb(0.0, 0.8), inner, pb(500.0, 0.9)], 0.4);
         let xs: Vec<f32> = kept.iter().map(|p| p.bbox.x0).collect();
         assert_eq!(xs, vec![10.0, 500.0]);
+    }
+
+    /// The model's landmarks come bottom-right, bottom-left, top-left, top-right (CCPD);
+    /// a plate's corners start top-left and run clockwise.
+    #[test]
+    fn corners_are_reordered_from_the_models_order_to_top_left_clockwise() {
+        // One prior at the centre, 0.5 x 0.5 of a 100 x 100 input; no box offset.
+        let priors = [[0.5, 0.5, 0.5, 0.5]];
+        let loc = [0.0; 4];
+        let conf = [0.0, 0.9];
+        // Landmark offsets in units of VARIANCE[0] x prior size: +-1 -> +-0.05 of the input.
+        let (l, r, t, b) = (-1.0, 1.0, -1.0, 1.0);
+        let landms = [r, b, l, b, l, t, r, t];
+        let found = decode_plates(&priors, &loc, &conf, &landms, (100.0, 100.0), 0.5, 0.4);
+        let c = found[0].corners;
+        let near = |(x, y): (f32, f32), (ex, ey): (f32, f32)| {
+            (x - ex).abs() < 1e-3 && (y - ey).abs() < 1e-3
+        };
+        assert!(near(c[0], (45.0, 45.0)), "top-left first: {c:?}");
+        assert!(
+            near(c[1], (55.0, 45.0)) && near(c[2], (55.0, 55.0)) && near(c[3], (45.0, 55.0)),
+            "{c:?}"
+        );
     }
 
     #[test]

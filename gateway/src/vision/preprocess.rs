@@ -195,6 +195,58 @@ pub fn resize_into(
     }
 }
 
+/// A quadrilateral of the source image: top-left, top-right, bottom-right, bottom-left corners.
+pub type Quad = [(f32, f32); 4];
+
+/// The point of `quad` at `(u, v)` of the unit square (bilinear blend of the corners).
+pub fn quad_point(q: &Quad, u: f32, v: f32) -> (f32, f32) {
+    let lerp =
+        |a: (f32, f32), b: (f32, f32), t: f32| (a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t);
+    lerp(lerp(q[0], q[1], u), lerp(q[3], q[2], u), v)
+}
+
+/// Like [`resize_into`], but takes the quadrilateral `quad` of `img` and straightens it into the
+/// window: a plate seen from the side or turned reaches the recogniser level and square. The
+/// window's pixel centres map to `quad` bilinearly (for a plate's small perspective this is
+/// within a pixel of the true homography); an axis-aligned rectangle gives what
+/// [`resize_into`] gives for that rectangle.
+pub fn warp_into(
+    img: &RgbImage,
+    quad: &Quad,
+    plane: &mut Plane<'_>,
+    (off_x, off_y, dst_w, dst_h): (usize, usize, usize, usize),
+    norm: &Normalize,
+) {
+    let (sw, sh) = (img.width() as usize, img.height() as usize);
+    if sw == 0 || sh == 0 || dst_w == 0 || dst_h == 0 {
+        return;
+    }
+    let dst_w = dst_w.min(plane.width.saturating_sub(off_x));
+    let dst_h = dst_h.min(plane.height.saturating_sub(off_y));
+    let raw = img.as_raw();
+    let plane_len = plane.width * plane.height;
+    let px = |x: usize, y: usize, c: usize| f32::from(raw[(y * sw + x) * 3 + c]);
+    for y in 0..dst_h {
+        let v = (y as f32 + 0.5) / dst_h as f32;
+        let row = (off_y + y) * plane.width + off_x;
+        for x in 0..dst_w {
+            let (sx, sy) = quad_point(quad, (x as f32 + 0.5) / dst_w as f32, v);
+            let fx = (sx - 0.5).clamp(0.0, (sw - 1) as f32);
+            let fy = (sy - 0.5).clamp(0.0, (sh - 1) as f32);
+            let (x0, y0) = (fx.floor() as usize, fy.floor() as usize);
+            let (x1, y1) = ((x0 + 1).min(sw - 1), (y0 + 1).min(sh - 1));
+            let (wx, wy) = (fx - x0 as f32, fy - y0 as f32);
+            for c in 0..3 {
+                let s = norm.order[c];
+                let top = px(x0, y0, s) + (px(x1, y0, s) - px(x0, y0, s)) * wx;
+                let bot = px(x0, y1, s) + (px(x1, y1, s) - px(x0, y1, s)) * wx;
+                let val = top + (bot - top) * wy;
+                plane.data[c * plane_len + row + x] = val * norm.scale[c] + norm.bias[c];
+            }
+        }
+    }
+}
+
 /// Where a letterboxed picture sits in the square network input.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Letterbox {
@@ -251,6 +303,49 @@ mod tests {
         assert_eq!(out[416 * 416 + 208 * 416 + 10], 0.0);
         let (x, y) = lb.to_source(208.0, 208.0);
         assert!((x - 416.0).abs() < 1e-3 && (y - 208.0).abs() < 1e-3);
+    }
+
+    /// On an axis-aligned rectangle the warp is the resize; on a turned quad it straightens:
+    /// a diagonal stripe sampled along its own direction comes out as one flat row.
+    #[test]
+    fn warping_a_rectangle_is_resizing_and_a_turned_quad_is_straightened() {
+        let img = RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, 7]));
+        let norm = Normalize::RGB_UNIT;
+        let (w, h) = (17, 9);
+        let mut a = vec![0.0; 3 * w * h];
+        let mut b = vec![0.0; 3 * w * h];
+        let roi = Roi {
+            x: 3.0,
+            y: 4.0,
+            w: 25.0,
+            h: 12.0,
+        };
+        let quad = [(3.0, 4.0), (28.0, 4.0), (28.0, 16.0), (3.0, 16.0)];
+        let plane = |d| Plane {
+            data: d,
+            width: w,
+            height: h,
+        };
+        resize_into(&img, roi, &mut plane(&mut a), (0, 0, w, h), &norm);
+        warp_into(&img, &quad, &mut plane(&mut b), (0, 0, w, h), &norm);
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
+        // Red grows with x + y. The quad's top edge runs along x + y = 40 and its bottom along
+        // x + y = 60 (a plate turned 45 degrees): straightened, each row is one red value.
+        let diag = RgbImage::from_fn(64, 64, |x, y| image::Rgb([((x + y) * 2) as u8, 0, 0]));
+        let turned = [(10.0, 30.0), (30.0, 10.0), (40.0, 20.0), (20.0, 40.0)];
+        let mut c = vec![0.0; 3 * 8 * 4];
+        let mut p = Plane {
+            data: &mut c,
+            width: 8,
+            height: 4,
+        };
+        warp_into(&diag, &turned, &mut p, (0, 0, 8, 4), &norm);
+        assert!(
+            c[..8].iter().all(|r| (r - c[0]).abs() < 1e-5),
+            "{:?}",
+            &c[..8]
+        );
+        assert!(c[8] > c[0], "rows further down the quad are redder");
     }
 
     #[test]
