@@ -559,3 +559,70 @@ fn a_clue_posted_for_one_site_cannot_touch_another_sites_clue(store: &TestStore)
     );
     Ok(())
 }
+
+/// An admin scoped to a unit edits the device registry of its unit's sites only: a PUT or
+/// DELETE for another unit's site is refused like a read of it, and a DELETE answers the same
+/// whether the entry exists or not.
+#[test]
+fn a_unit_admin_edits_the_registry_of_its_own_sites_only() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let registry = dir.path().join("registry.toml");
+    std::fs::write(
+        &registry,
+        "[[devices]]\nsite = \"g1\"\ndevice = \"trap-1\"\nkind = \"grease_trap\"\n\
+         shop = \"Golden Dragon\"\n",
+    )?;
+    let cfg = format!(
+        "{}\n[registry]\nfile = \"{}\"\n",
+        config("org-registry"),
+        registry.display()
+    );
+    let gw = TestStore::Sqlite.gateway(dir.path(), &cfg)?;
+    let admin = gw.token("admin", "")?;
+    let lingyin = gw.token_with("admin", "", &["--unit", "lingyin"])?;
+    let entry = json!({"kind": "grease_trap", "shop": "Taken Over"});
+    let put = |token: &str, path: &str| call(&gw, "PUT", path, token, Some(&entry));
+    let r = put(&lingyin, "/api/v1/registry/devices/g1/trap-1")?;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = put(&lingyin, "/api/v1/registry/devices/g1/trap-9")?;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let there = call(
+        &gw,
+        "DELETE",
+        "/api/v1/registry/devices/g1/trap-1",
+        &lingyin,
+        None,
+    )?;
+    let missing = call(
+        &gw,
+        "DELETE",
+        "/api/v1/registry/devices/g1/trap-9",
+        &lingyin,
+        None,
+    )?;
+    assert_eq!(there.status, 403, "{}", there.text());
+    assert_eq!(
+        (there.status, there.text()),
+        (missing.status, missing.text())
+    );
+    let kept = call(
+        &gw,
+        "GET",
+        "/api/v1/registry/devices/g1/trap-1",
+        &admin,
+        None,
+    )?
+    .ok()?
+    .json()?;
+    assert_eq!(kept["shop"], json!("Golden Dragon"), "{kept}");
+    // Its own site, and the unscoped admin anywhere.
+    assert_eq!(
+        put(&lingyin, "/api/v1/registry/devices/s1/trap-2")?.status,
+        201
+    );
+    assert_eq!(
+        put(&admin, "/api/v1/registry/devices/g1/trap-1")?.status,
+        200
+    );
+    Ok(())
+}
