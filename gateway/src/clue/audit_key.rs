@@ -392,7 +392,26 @@ where
         let shown = p.display().to_string();
         move |e| AuditKeyError::Io(shown, e)
     };
-    if !retired_file.exists() {
+    if retired_file.exists() {
+        // Left by an interrupted run, or stale: it must hold the old key itself, as it becomes
+        // the only copy once `.next` replaces the key file.
+        let there = read_key_file(&retired_file).map_err(|e| {
+            AuditKeyError::Rotation(format!(
+                "{} exists but cannot be read as the old key ({e}); move it away and run again",
+                retired_file.display()
+            ))
+        })?;
+        let check: &[&[u8]] = &[b"gateway-audit-key-rotation-check"];
+        if there.id() != old.id() || there.sign_hex(check) != old.sign_hex(check) {
+            return Err(AuditKeyError::Rotation(format!(
+                "{} exists but does not hold the current key {} (it holds key {}); nothing was \
+                 changed: move it away and run again",
+                retired_file.display(),
+                old.id(),
+                there.id()
+            )));
+        }
+    } else {
         std::fs::create_dir_all(&retired_dir).map_err(io(&retired_dir))?;
         let bytes = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
         write_new_file(&retired_file, bytes.trim()).map_err(io(&retired_file))?;
@@ -545,5 +564,44 @@ mod tests {
         let e = crate::config::Config::from_toml("[clues.audit]\npublish_every_s = 0\n")
             .expect_err("zero");
         assert!(e.to_string().contains("clues.audit.publish_every_s"), "{e}");
+    }
+
+    #[test]
+    fn rotate_refuses_a_retired_file_that_does_not_hold_the_old_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let cfg = AuditConfig::default();
+        let old = AuditKey::load(&cfg, dir.path(), true)
+            .expect("create")
+            .expect("key");
+        let retired = dir.path().join(RETIRED_DIR);
+        std::fs::create_dir_all(&retired).expect("dir");
+        let stale = retired.join(format!("{}.key", old.id()));
+        write_new_file(&stale, &"ab".repeat(32)).expect("stale");
+        let mut recorded = false;
+        let e = rotate(&cfg, dir.path(), |_, _| {
+            recorded = true;
+            Ok(())
+        })
+        .expect_err("a stale retired file");
+        assert!(!recorded, "nothing recorded");
+        assert!(
+            e.to_string().contains("does not hold the current key"),
+            "{e}"
+        );
+        // The key file is untouched and no rotation was begun.
+        let still = AuditKey::load(&cfg, dir.path(), false)
+            .expect("load")
+            .expect("key");
+        assert_eq!(still.id(), old.id());
+        assert!(!next_path(&cfg.key_path(dir.path())).exists());
+        // With the right file there, the rotation goes through.
+        std::fs::remove_file(&stale).expect("rm");
+        let key_text = std::fs::read_to_string(cfg.key_path(dir.path())).expect("key text");
+        write_new_file(&stale, key_text.trim()).expect("right");
+        rotate(&cfg, dir.path(), |_, _| Ok(())).expect("rotated");
+        let ring = AuditKeyring::load(&cfg, dir.path(), false)
+            .expect("load")
+            .expect("ring");
+        assert!(ring.get(old.id()).is_some());
     }
 }
