@@ -39,17 +39,6 @@ pub enum Condition {
 }
 
 impl Condition {
-    pub const ALL: [Condition; 8] = [
-        Condition::Black,
-        Condition::Overexposed,
-        Condition::Frozen,
-        Condition::Covered,
-        Condition::Sky,
-        Condition::Moved,
-        Condition::Offline,
-        Condition::ImageBad,
-    ];
-
     /// The clue kind, e.g. `camera.black`.
     pub fn kind(self) -> &'static str {
         match self {

@@ -62,11 +62,6 @@ impl Status {
     pub fn is_open(self) -> bool {
         !matches!(self, Status::Resolved | Status::Dismissed | Status::Closed)
     }
-
-    /// Resolved or dismissed (or closed after either): counted as disposed in the stats.
-    pub fn is_disposed(self) -> bool {
-        !self.is_open()
-    }
 }
 
 /// What a person (or the central platform) does to a clue. `why` texts are trimmed; the ones

@@ -351,10 +351,6 @@ impl Mapping {
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.cfg.name
-    }
-
     /// `None` when the topic is not this mapping's; otherwise the decoded readings or why not.
     pub fn decode(
         &self,

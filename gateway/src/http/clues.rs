@@ -147,6 +147,14 @@ pub(super) async fn create(
     } else {
         StatusCode::OK
     };
+    if !p.sees_clue(&change.clue) {
+        // Taken, but the clue is not the caller's to read (dispatched to another department):
+        // its id only, as the list and detail would not show it either.
+        return Ok((
+            status,
+            Json(serde_json::json!({"event": change.event, "clue": {"id": change.clue.id}})),
+        ));
+    }
     Ok((status, for_role(&p, &pool, &change, &[])?))
 }
 

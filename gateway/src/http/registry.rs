@@ -90,6 +90,9 @@ pub(super) async fn put(
     Json(mut body): Json<Value>,
 ) -> Result<impl IntoResponse, ApiError> {
     require_admin(&p)?;
+    // An admin scoped to a unit edits its unit's sites only; another site answers as a read
+    // of it does, so a delete does not tell whether the entry exists.
+    p.require_site(&site)?;
     let Some(obj) = body.as_object_mut() else {
         return Err(ApiError::BadRequest("expected a JSON object".into()));
     };
@@ -133,6 +136,9 @@ pub(super) async fn delete(
     Path((site, device)): Path<(String, String)>,
 ) -> Result<Json<DeviceEntry>, ApiError> {
     require_admin(&p)?;
+    // An admin scoped to a unit edits its unit's sites only; another site answers as a read
+    // of it does, so a delete does not tell whether the entry exists.
+    p.require_site(&site)?;
     let audit = auditor(
         pool,
         p.actor(),

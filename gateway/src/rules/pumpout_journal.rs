@@ -26,6 +26,64 @@ pub struct PumpoutRecord {
     pub note: Option<String>,
 }
 
+/// A visit longer than this is a typo, not a pump-out (and would hide a week of dumping).
+const MAX_VISIT_MS: i64 = 12 * 3600 * 1000;
+
+/// How far past the gateway's clock a visit may end: device and phone clocks drift, but a
+/// visit registered for later would excuse dumping that has not happened yet.
+pub const FUTURE_TOLERANCE_MS: i64 = 5 * 60 * 1000;
+
+/// How old a visit may be when registered: long enough for paperwork after a weekend, short
+/// enough that nobody excuses last month's discharge after the fact.
+pub const MAX_AGE_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Why a registration cannot be a pump-out visit (the API answers 400 with it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidPumpout(&'static str);
+
+impl PumpoutRecord {
+    /// Refuses what cannot be a pump-out visit, with the message the API answers (400): ids
+    /// that are not plain segments, a visit that ends before it starts or lasts more than
+    /// [`MAX_VISIT_MS`], a note over 1000 bytes, and (`check_window`) one that has not ended
+    /// or is too old to register now.
+    pub fn check(&self, now_ms: i64) -> Result<(), InvalidPumpout> {
+        if !firmware::protocol::valid_segment(&self.site)
+            || !firmware::protocol::valid_segment(&self.device)
+        {
+            return Err(InvalidPumpout(
+                "site and device must be non-empty ids without wildcards",
+            ));
+        }
+        if self.to_ms < self.from_ms {
+            return Err(InvalidPumpout("to_ms is before from_ms"));
+        }
+        if self.to_ms - self.from_ms > MAX_VISIT_MS {
+            return Err(InvalidPumpout("a pump-out visit lasts at most 12 hours"));
+        }
+        if self.note.as_ref().is_some_and(|n| n.len() > 1000) {
+            return Err(InvalidPumpout("note: at most 1000 bytes"));
+        }
+        check_window(self.from_ms, self.to_ms, now_ms)
+    }
+}
+
+/// Refuses a visit that has not ended yet (beyond the clock tolerance) or began longer ago
+/// than [`MAX_AGE_MS`].
+fn check_window(from_ms: i64, to_ms: i64, now_ms: i64) -> Result<(), InvalidPumpout> {
+    if to_ms > now_ms.saturating_add(FUTURE_TOLERANCE_MS) {
+        return Err(InvalidPumpout(
+            "a pump-out is registered after the visit: to_ms is in the future",
+        ));
+    }
+    if from_ms < now_ms.saturating_sub(MAX_AGE_MS) {
+        return Err(InvalidPumpout(
+            "a pump-out older than 7 days can no longer be registered",
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("pump-out journal {path}: {source}")]
@@ -215,5 +273,30 @@ mod tests {
         drop(j);
         let j = PumpoutJournal::open(&path, PumpoutRegistry::default()).unwrap();
         assert_eq!(j.list(None).len(), 3);
+    }
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn a_visit_must_have_ended_and_be_recent() {
+        let ok = |f, t| check_window(f, t, NOW).is_ok();
+        assert!(ok(NOW - 3_600_000, NOW - 600_000));
+        assert!(
+            ok(NOW - 600_000, NOW + FUTURE_TOLERANCE_MS),
+            "clock drift tolerated"
+        );
+        assert!(
+            !ok(NOW - 600_000, NOW + FUTURE_TOLERANCE_MS + 1),
+            "in the future"
+        );
+        assert!(
+            !ok(NOW + 3_600_000, NOW + 7_200_000),
+            "a visit booked ahead"
+        );
+        assert!(ok(NOW - MAX_AGE_MS, NOW - MAX_AGE_MS + 600_000));
+        assert!(
+            !ok(NOW - MAX_AGE_MS - 1, NOW - MAX_AGE_MS + 600_000),
+            "too old"
+        );
     }
 }

@@ -283,11 +283,6 @@ impl Window {
         self.between(start.saturating_sub(before), self.col.first_after(to))
     }
 
-    /// Readings with `t <= to`, newest first.
-    pub fn newest_first(&self, to: i64) -> std::iter::Rev<Readings<'_>> {
-        self.between(0, self.col.first_after(to)).rev()
-    }
-
     /// Readings with `t <= to` as numbers, newest first (text readings skipped).
     pub fn numbers_newest_first(&self, to: i64) -> impl Iterator<Item = (i64, f64)> + '_ {
         self.between(0, self.col.first_after(to)).numbers().rev()

@@ -13,6 +13,7 @@ use e2e::free_port;
 use serde_json::{Value, json};
 
 on_both_stores!(unit_and_department_tokens_see_only_their_scope);
+on_both_stores!(a_clue_posted_for_one_site_cannot_touch_another_sites_clue);
 
 /// Hangzhou (city) -> Xihu (county: site x0) -> Lingyin (s1), Beishan (s2); Gongshu (county:
 /// g1). Cover clues in Xihu go to its water department with market assisting; anything else
@@ -499,4 +500,129 @@ fn a_major_clue_is_reported_up_and_an_overdue_reply_turns_red(store: &TestStore)
 fn create_event(gw: &GatewayProcess, token: &str, ev: &Value) -> Result<Value> {
     let r = call(gw, "POST", "/api/v1/clues", token, Some(ev))?;
     Ok(r.ok()?.json()?["clue"].clone())
+}
+
+/// `POST /api/v1/clues` lets the caller choose the dedup key. A key held by an open clue of
+/// another site (another unit here) is refused, and that clue stays exactly as it was; a
+/// clue the caller cannot read (another department's) is answered with its id only.
+fn a_clue_posted_for_one_site_cannot_touch_another_sites_clue(store: &TestStore) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gw = store.gateway(dir.path(), &config("org-dedup"))?;
+    let admin = gw.token("admin", "")?;
+    let key = "parking/g1//京A12345";
+    let mut ev = event("g1", "parking.overstay");
+    ev["dedup_key"] = json!(key);
+    let g1 = create_event(&gw, &admin, &ev)?;
+    let g1_id = g1["id"].as_i64().context("id")?;
+    let before = call(&gw, "GET", &format!("/api/v1/clues/{g1_id}"), &admin, None)?
+        .ok()?
+        .json()?;
+
+    let platform = gw.token("platform", "s1")?;
+    let unit_admin = gw.token_with("admin", "", &["--unit", "lingyin"])?;
+    for token in [&platform, &unit_admin] {
+        let mut forged = event("s1", "parking.overstay");
+        forged["dedup_key"] = json!(key);
+        forged["level"] = json!("high");
+        let r = call(&gw, "POST", "/api/v1/clues", token, Some(&forged))?;
+        assert_eq!(r.status, 409, "{}", r.text());
+    }
+    let after = call(&gw, "GET", &format!("/api/v1/clues/{g1_id}"), &admin, None)?
+        .ok()?
+        .json()?;
+    assert_eq!(after, before, "the g1 clue is untouched");
+    assert_eq!(after["occurrences"], json!(1));
+    assert_eq!(after["level"], json!("medium"));
+
+    // A platform token of the market department posts a parking clue, which goes to urban
+    // management: taken (201), but only its id comes back.
+    let market = gw.token_with(
+        "platform",
+        "",
+        &["--unit", "lingyin", "--department", "market"],
+    )?;
+    let r = call(
+        &gw,
+        "POST",
+        "/api/v1/clues",
+        &market,
+        Some(&event("s1", "parking.overstay")),
+    )?;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let body: Value = r.json()?;
+    let id = body["clue"]["id"].as_i64().context("id")?;
+    assert_eq!(body["clue"], json!({"id": id}), "{body}");
+    assert_eq!(
+        status(&gw, &market, &format!("/api/v1/clues/{id}"))?,
+        404,
+        "not its clue"
+    );
+    Ok(())
+}
+
+/// An admin scoped to a unit edits the device registry of its unit's sites only: a PUT or
+/// DELETE for another unit's site is refused like a read of it, and a DELETE answers the same
+/// whether the entry exists or not.
+#[test]
+fn a_unit_admin_edits_the_registry_of_its_own_sites_only() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let registry = dir.path().join("registry.toml");
+    std::fs::write(
+        &registry,
+        "[[devices]]\nsite = \"g1\"\ndevice = \"trap-1\"\nkind = \"grease_trap\"\n\
+         shop = \"Golden Dragon\"\n",
+    )?;
+    let cfg = format!(
+        "{}\n[registry]\nfile = \"{}\"\n",
+        config("org-registry"),
+        registry.display()
+    );
+    let gw = TestStore::Sqlite.gateway(dir.path(), &cfg)?;
+    let admin = gw.token("admin", "")?;
+    let lingyin = gw.token_with("admin", "", &["--unit", "lingyin"])?;
+    let entry = json!({"kind": "grease_trap", "shop": "Taken Over"});
+    let put = |token: &str, path: &str| call(&gw, "PUT", path, token, Some(&entry));
+    let r = put(&lingyin, "/api/v1/registry/devices/g1/trap-1")?;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = put(&lingyin, "/api/v1/registry/devices/g1/trap-9")?;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let there = call(
+        &gw,
+        "DELETE",
+        "/api/v1/registry/devices/g1/trap-1",
+        &lingyin,
+        None,
+    )?;
+    let missing = call(
+        &gw,
+        "DELETE",
+        "/api/v1/registry/devices/g1/trap-9",
+        &lingyin,
+        None,
+    )?;
+    assert_eq!(there.status, 403, "{}", there.text());
+    assert_eq!(
+        (there.status, there.text()),
+        (missing.status, missing.text())
+    );
+    let kept = call(
+        &gw,
+        "GET",
+        "/api/v1/registry/devices/g1/trap-1",
+        &admin,
+        None,
+    )?
+    .ok()?
+    .json()?;
+    assert_eq!(kept["shop"], json!("Golden Dragon"), "{kept}");
+    // Its own site, and the unscoped admin anywhere.
+    assert_eq!(
+        put(&lingyin, "/api/v1/registry/devices/s1/trap-2")?.status,
+        201
+    );
+    assert_eq!(
+        put(&admin, "/api/v1/registry/devices/g1/trap-1")?.status,
+        200
+    );
+    Ok(())
 }

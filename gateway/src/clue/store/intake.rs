@@ -135,7 +135,24 @@ pub(crate) fn plan(
         let mut detail = json!({"occurrence_id": occurrence_id, "at_ms": ev.at_ms,
             "rule": ev.rule, "dedup_key": ev.dedup_key,
             "evidence_sha256": evidence.iter().map(|e| e.sha256.as_str()).collect::<Vec<_>>()});
-        let worse = |c: &Clue| ev.level > c.level || ev.kind != c.kind;
+        // A dedup key belongs to the site of its clue. Both stores keep one open clue per key
+        // (`clues_one_open_per_key`, which `clear`/`recover` by key rely on), so matching on
+        // the key alone let an event of one site (a caller of `POST /api/v1/clues` chooses the
+        // key freely) merge into, re-level or reopen another site's clue. The smallest correct
+        // change keeps that index and refuses such an event: a key held open by another
+        // site's clue is a conflict, and another site's disposed clue is never reopened (a new
+        // clue is opened instead, which the index allows as the old one is not open).
+        if let Some(&i) = by_key.get(ev.dedup_key.as_str())
+            && clues[i].clue.subject.site != ev.subject.site
+        {
+            return Err(StoreError::Conflict(format!(
+                "dedup key {} is in use by an open clue of another site",
+                ev.dedup_key
+            )));
+        }
+        let worse = |c: &Clue| {
+            c.subject.site == ev.subject.site && (ev.level > c.level || ev.kind != c.kind)
+        };
         let mut reopened = false;
         if !by_key.contains_key(ev.dedup_key.as_str())
             && disposed.get(ev.dedup_key.as_str()).is_some_and(worse)
@@ -392,5 +409,62 @@ mod tests {
             ),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn another_sites_clue_with_the_key_is_neither_continued_nor_reopened() {
+        let theirs = item("a", Level::Medium, "k", 50);
+        let mut head = audit::Head::genesis();
+        let stored = plan(
+            std::slice::from_ref(&theirs),
+            vec![],
+            vec![],
+            1..,
+            1..,
+            &mut head,
+            &cx(0, 1),
+        )
+        .expect("plan")
+        .clues[0]
+            .clue
+            .clone();
+        // The same key, chosen by a caller of another site, worse.
+        let (mut ev, evidence, deadline) = item("a", Level::High, "k2", 60);
+        ev.subject.site = "s9".into();
+        let forged = vec![(ev, evidence, deadline)];
+        let open = plan(
+            &forged,
+            vec![stored.clone()],
+            vec![],
+            9..,
+            2..,
+            &mut head.clone(),
+            &cx(0, 2),
+        );
+        assert!(
+            matches!(open, Err(StoreError::Conflict(_))),
+            "open: refused"
+        );
+        let mut disposed = stored;
+        disposed.status = Status::Closed;
+        let p = plan(
+            &forged,
+            vec![],
+            vec![disposed],
+            9..,
+            2..,
+            &mut head,
+            &cx(0, 2),
+        )
+        .expect("plan");
+        assert_eq!(p.clues.len(), 1);
+        assert!(
+            p.clues[0].is_new,
+            "a new clue, the disposed one is not reopened"
+        );
+        assert_eq!(
+            (p.clues[0].clue.id, p.clues[0].clue.subject.site.as_str()),
+            (9, "s9")
+        );
     }
 }

@@ -187,11 +187,6 @@ impl DevicePoller {
         }
     }
 
-    /// Requests one poll needs.
-    pub fn requests_per_poll(&self) -> usize {
-        self.blocks.len()
-    }
-
     /// Polls until `cancel` fires or the pipeline is gone.
     pub async fn run(mut self, cancel: CancellationToken) {
         let interval = Duration::from_millis(self.dev.interval_ms);
