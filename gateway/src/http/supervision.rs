@@ -12,9 +12,14 @@
 //! their sites and the site-less ones (about officers' outcomes); officers (inspectors, the
 //! platform) see and answer only those of their own sites. Nobody sees a notice about
 //! themself (404, as for anything out of scope). Auditors read and get 403 on every action.
+//!
+//! Direction: with `[[org.units]]` configured, a token with a unit issues, closes, reopens and
+//! escalates only notices addressed to a unit strictly below its own ([`directs`]): the unit
+//! that owes a reply (a major clue's handling unit) may acknowledge and report it fixed, but
+//! not close it or stop its escalation. Tokens without a unit keep their role's steps.
 
 use super::error::ApiError;
-use crate::clue::auth::{Principal, Role};
+use crate::clue::auth::{AuthError, Principal, Role};
 use crate::clue::pool::PoolHandle;
 use crate::clue::supervision::{self, IssueRequest, Notice, NoticeAction, NoticeFilter, Step};
 use axum::extract::{Path, Query, State};
@@ -112,6 +117,7 @@ pub(super) async fn issue(
     let mut req: IssueRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("bad notice: {e}")))?;
     req.unit = address(&pool, "unit", &req.unit)?;
+    directs(&p, &pool, &req.unit, "issue")?;
     let n = pool.issue_notice(id, req, p.actor()).await?;
     tracing::info!(notice = n.id, warning = id, unit = %n.unit, actor = %n.issued_by,
                    "supervision notice issued");
@@ -128,7 +134,7 @@ pub(super) async fn act(
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     // In scope (officers: a notice of their own sites) or 404.
-    visible(&p, &pool, id).await?;
+    let notice = visible(&p, &pool, id).await?;
     let steps = [
         Step::Acknowledge,
         Step::ReportFixed,
@@ -146,6 +152,9 @@ pub(super) async fn act(
         *to = address(&pool, "to", to)?;
     }
     p.require(supervision::may(p.role, action.step()), action.name())?;
+    if matches!(action.step(), Step::Close | Step::Reopen | Step::Escalate) {
+        directs(&p, &pool, &notice.unit, action.name())?;
+    }
     let n = pool.act_on_notice(id, action, p.actor()).await?;
     tracing::info!(notice = id, state = n.state.as_str(), actor = %p.actor(),
                    "supervision notice step");
@@ -159,4 +168,24 @@ fn address(pool: &PoolHandle, field: &str, text: &str) -> Result<String, ApiErro
     pool.org()
         .resolve_address(text)
         .map_err(|why| ApiError::BadRequest(format!("bad notice: `{field}`: {why}")))
+}
+
+/// Whether `p` directs a notice addressed to `addressee` (`unit` or `unit/department`): with
+/// `[[org.units]]` configured and a unit on the token, only when the addressee's unit lies
+/// strictly below the token's, so the unit that owes the answer cannot close, reopen or
+/// escalate (nor issue) its own notice. Without units, or for a token without a unit, the
+/// role alone decides (checked before).
+fn directs(p: &Principal, pool: &PoolHandle, addressee: &str, what: &str) -> Result<(), ApiError> {
+    let org = pool.org();
+    let Some(own) = p.unit.as_deref().filter(|_| !org.is_empty()) else {
+        return Ok(());
+    };
+    let target = addressee.split_once('/').map_or(addressee, |(u, _)| u);
+    if target != own && org.unit(target).is_some() && org.within(target, own) {
+        return Ok(());
+    }
+    Err(AuthError::Forbidden(format!(
+        "unit {own} may not {what} a notice addressed to {addressee}: only to a unit below it"
+    ))
+    .into())
 }

@@ -425,6 +425,7 @@ fn store_migrate_copies_the_scope_of_tokens() -> Result<()> {
 }
 
 on_both_stores!(a_major_clue_is_reported_up_and_an_overdue_reply_turns_red);
+on_both_stores!(the_township_that_owes_a_reply_cannot_close_its_notice_and_the_county_can);
 
 /// `[org.major]`: high clues are major; their unit owes the unit above a reply within 2 s.
 fn a_major_clue_is_reported_up_and_an_overdue_reply_turns_red(store: &TestStore) -> Result<()> {
@@ -624,5 +625,62 @@ fn a_unit_admin_edits_the_registry_of_its_own_sites_only() -> Result<()> {
         put(&admin, "/api/v1/registry/devices/g1/trap-1")?.status,
         200
     );
+    Ok(())
+}
+
+/// The unit that owes a major clue's reply answers its notice (acknowledge, report fixed) but
+/// cannot close, reopen or escalate it (which would stop the escalation to the county); the
+/// county above it can.
+fn the_township_that_owes_a_reply_cannot_close_its_notice_and_the_county_can(
+    store: &TestStore,
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = format!(
+        "{}\n[org.major]\nlevels = [\"high\"]\nreply_within_s = 3600\n",
+        config("org-major-close")
+    );
+    let gw = store.gateway(dir.path(), &cfg)?;
+    let admin = gw.token("admin", "")?;
+    let mut high = event("s1", "manhole.cover_open");
+    high["level"] = json!("high");
+    create_event(&gw, &admin, &high)?;
+    let township = gw.token_with("supervisor", "", &["--unit", "lingyin"])?;
+    let township_admin = gw.token_with("admin", "", &["--unit", "lingyin"])?;
+    let officer = gw.token_with("inspector", "", &["--unit", "lingyin"])?;
+    let county = gw.token_with("supervisor", "", &["--unit", "xihu"])?;
+    let notices = call(&gw, "GET", "/api/v1/oversight/notices", &township, None)?
+        .ok()?
+        .json()?;
+    let n = notices
+        .as_array()
+        .and_then(|l| l.first())
+        .context("notice")?;
+    assert_eq!(n["unit"], json!("lingyin"), "{n:#}");
+    let path = format!("/api/v1/oversight/notices/{}/actions", n["id"]);
+    let act = |token: &str, body: Value| call(&gw, "POST", &path, token, Some(&body));
+    let refused = [
+        json!({"action": "close", "note": "done"}),
+        json!({"action": "reopen", "note": "again"}),
+        json!({"action": "escalate", "to": "xihu"}),
+    ];
+    for body in &refused {
+        for token in [&township, &township_admin] {
+            let r = act(token, body.clone())?;
+            assert_eq!(r.status, 403, "{body}: {}", r.text());
+        }
+    }
+    let r = act(&officer, json!({"action": "acknowledge"}))?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = act(
+        &officer,
+        json!({"action": "report_fixed", "statement": "closed the cover"}),
+    )?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = act(&township_admin, json!({"action": "close", "note": "done"}))?;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let closed = act(&county, json!({"action": "close", "note": "accepted"}))?
+        .ok()?
+        .json()?;
+    assert_eq!(closed["state"], json!("closed"), "{closed:#}");
     Ok(())
 }
