@@ -235,6 +235,13 @@ pub fn create_token_for(
         }
         _ => {}
     }
+    if grant.role == Role::Device && grant.unit.is_some() {
+        return Err(TokenStoreError::Invalid(
+            "a device token names its sites (--sites), not a unit (--unit): a unit's scope \
+             would let it speak for the same camera id at every site of the unit"
+                .into(),
+        ));
+    }
     if let Some(device) = grant.device {
         if grant.role != Role::Device {
             return Err(TokenStoreError::Invalid(format!(
@@ -246,6 +253,15 @@ pub fn create_token_for(
             return Err(TokenStoreError::Invalid(
                 "a device id is 1 to 128 printable characters".into(),
             ));
+        }
+        // Camera ids are unique within a site only: bound at several sites, a leaked token
+        // could speak for (and re-enrol the reference of) that id at every one of them.
+        if grant.sites.len() != 1 {
+            return Err(TokenStoreError::Invalid(format!(
+                "a token bound to a device (--device {device}) names exactly one site \
+                 (--sites SITE), not {}",
+                grant.sites.len()
+            )));
         }
     }
     for (what, v) in [("unit", grant.unit), ("department", grant.department)] {

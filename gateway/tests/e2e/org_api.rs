@@ -684,3 +684,26 @@ fn the_township_that_owes_a_reply_cannot_close_its_notice_and_the_county_can(
     assert_eq!(closed["state"], json!("closed"), "{closed:#}");
     Ok(())
 }
+
+/// Camera ids are unique within a site only, so a token bound to a camera names exactly one
+/// site and no unit (no device token names a unit), through the CLI.
+#[test]
+fn a_device_token_bound_to_a_camera_names_one_site_and_no_unit() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let gw = TestStore::Sqlite.gateway(dir.path(), &config("org-device"))?;
+    let e = gw
+        .token_with("device", "", &["--device", "cam-1", "--unit", "lingyin"])
+        .expect_err("a bound device token with a unit");
+    assert!(e.to_string().contains("not a unit (--unit)"), "{e}");
+    let e = gw
+        .token_with("device", "", &["--relay", "--unit", "lingyin"])
+        .expect_err("a relay with a unit");
+    assert!(e.to_string().contains("not a unit (--unit)"), "{e}");
+    let e = gw
+        .token_with("device", "s1,s2", &["--device", "cam-1"])
+        .expect_err("a bound device token at two sites");
+    assert!(e.to_string().contains("exactly one site"), "{e}");
+    gw.token_with("device", "s1", &["--device", "cam-1"])?;
+    gw.token_with("device", "s1,s2", &["--relay"])?;
+    Ok(())
+}
