@@ -12,6 +12,9 @@
 //!   it is detected again inside a grey border, and read whole when that finds nothing.
 //! - **Tiles.** A plate under ~1% of a large frame shrinks below the detector's smallest prior
 //!   at [`PlateConfig::det_max_side`]: large frames are also searched on overlapping tiles.
+//! - **Straightening.** A plate photographed from the side or turned is read from the four
+//!   corners the detector finds, warped level ([`PlateConfig::rectify_above_deg`]), so its
+//!   insets follow its own edges instead of an upright box around it.
 
 use super::VisionError;
 pub use super::ctc::{CharReading, ctc_chars};
@@ -154,7 +157,11 @@ impl Default for PlateConfig {
             tile_unless_found: false,
             layout_decoding: true,
             require_province: true,
-            rectify_above_deg: None,
+            // Tune split (448 images with the derived close-up and angled variants): read
+            // from the corners past 5 degrees, the same exact reads (97.5 %), sure-and-exact
+            // 90.0 -> 90.4 % (text-only crops 92.9 -> 97.6 %), no new wrong read; past 10
+            // degrees 90.2 %.
+            rectify_above_deg: Some(5.0),
         }
     }
 }
