@@ -268,9 +268,16 @@ pub fn start_pool(
         // run on the runtime that calls this.
         let clues = backend.clues();
         std::thread::scope(|s| {
-            s.spawn(|| super::store::seal_chain(clues.as_ref(), &key, crate::clock::now_ms()))
-                .join()
-                .map_err(|_| PoolError::Join)
+            s.spawn(|| {
+                super::store::seal_chain(
+                    clues.as_ref(),
+                    &key,
+                    cfg.clues.audit.key_env.is_some(),
+                    crate::clock::now_ms(),
+                )
+            })
+            .join()
+            .map_err(|_| PoolError::Join)
         })??;
     }
     let (relays, unchosen) = std::thread::scope(|s| {

@@ -50,7 +50,7 @@ pub(crate) fn a_chain_across_key_rotations_verifies_and_the_old_key_writes_no_mo
 
     let b = open(ring(&new, &[&old]));
     assert_eq!(
-        seal_chain(b.as_ref(), &keys(&new, &[&old]), 4).expect("start"),
+        seal_chain(b.as_ref(), &keys(&new, &[&old]), false, 4).expect("start"),
         None
     );
     record(b.as_ref(), 5).expect("5");
@@ -77,8 +77,14 @@ pub(crate) fn a_chain_across_key_rotations_verifies_and_the_old_key_writes_no_mo
     let c = open(ring(&newer, &[&old, &new]));
     let r = c.verify_audit().expect("verify");
     assert!(!r.ok, "ends under a retired key before the start: {r}");
+    // With key_file, rotate-key writes the rotation before installing the key, so this is a
+    // tail cut back past a rotation: refused, naming the retired key, nothing written.
+    let e = seal_chain(c.as_ref(), &keys(&newer, &[&old, &new]), false, 6)
+        .expect_err("key_file: a chain under a retired key at start");
+    assert!(e.to_string().contains(new.id()), "{e}");
+    assert_eq!(c.audit_next_key().expect("next").as_deref(), Some(new.id()));
     assert_eq!(
-        seal_chain(c.as_ref(), &keys(&newer, &[&old, &new]), 6).expect("start"),
+        seal_chain(c.as_ref(), &keys(&newer, &[&old, &new]), true, 6).expect("start"),
         Some(4)
     );
     record(c.as_ref(), 7).expect("7");
@@ -94,7 +100,7 @@ pub(crate) fn a_chain_across_key_rotations_verifies_and_the_old_key_writes_no_mo
     // A key the ring does not hold: the gateway refuses to start.
     let stranger = AuditKey::from_bytes(&[24u8; 32]);
     let d = open(ring(&stranger, &[&old]));
-    let e = seal_chain(d.as_ref(), &keys(&stranger, &[&old]), 8).expect_err("stranger");
+    let e = seal_chain(d.as_ref(), &keys(&stranger, &[&old]), true, 8).expect_err("stranger");
     assert!(e.to_string().contains(newer.id()), "{e}");
 }
 

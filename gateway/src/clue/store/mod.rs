@@ -255,9 +255,16 @@ pub(crate) fn rotation_detail(old: &AuditKey, new_key_id: &str) -> Value {
 /// the ring lacks is refused: this gateway's entries would make it unverifiable (every gateway
 /// on one database needs the same key). Returns the predecessor of the entry written, if one
 /// was.
+///
+/// The rotation at start is done only when `rotate_at_start` (the key is in `key_env`, where
+/// configuration is the way to rotate). With `key_file`, `gateway audit rotate-key` writes the
+/// rotation before it installs the new key, so a chain found continuing under a retired key
+/// has had its tail cut back past the rotation: the start is refused, naming the retired key,
+/// instead of papering over the cut with a fresh rotation entry.
 pub fn seal_chain(
     log: &dyn AuditLog,
     keys: &AuditKeyring,
+    rotate_at_start: bool,
     now_ms: i64,
 ) -> Result<Option<i64>, StoreError> {
     let key = keys.current();
@@ -267,6 +274,13 @@ pub fn seal_chain(
     match log.audit_next_key()? {
         Some(id) if id == key.id() => Ok(None),
         Some(id) => match keys.get(&id) {
+            Some(_) if !rotate_at_start => Err(StoreError::Conflict(format!(
+                "the audit chain continues under the retired key {id}, but `gateway audit \
+                 rotate-key` records the rotation before installing key {}: the chain's tail \
+                 was cut back past the rotation (check it against the last published head); \
+                 the gateway does not start",
+                key.id()
+            ))),
             Some(old) => {
                 log.record_key_rotation(old, key.id(), "pool", now_ms)?;
                 tracing::info!(

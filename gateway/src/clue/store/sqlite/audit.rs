@@ -303,8 +303,8 @@ mod tests {
             "a key and a chain that ends plain: not yet switched over"
         );
         let keys = AuditKeyring::single(key.clone());
-        assert_eq!(seal_chain(&store, &keys, 10).expect("seal"), Some(2));
-        assert_eq!(seal_chain(&store, &keys, 11).expect("again"), None);
+        assert_eq!(seal_chain(&store, &keys, false, 10).expect("seal"), Some(2));
+        assert_eq!(seal_chain(&store, &keys, false, 11).expect("again"), None);
         AuditLog::record(
             &store,
             "cli",
@@ -347,7 +347,7 @@ mod tests {
         );
         // A gateway with another key would fork the chain.
         let other = AuditKeyring::single(Arc::new(AuditKey::from_bytes(&[4u8; 32])));
-        assert!(seal_chain(&store, &other, 13).is_err());
+        assert!(seal_chain(&store, &other, false, 13).is_err());
     }
 
     #[test]
