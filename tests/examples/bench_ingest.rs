@@ -41,6 +41,8 @@ struct Args {
     ack_batch: usize,
     rounds: usize,
     config_extra: String,
+    /// Fail (exit 1) when the gateway's peak RSS reaches this (the backlog check, issue 24).
+    max_rss_mb: Option<f64>,
 }
 
 fn usage() -> ! {
@@ -48,7 +50,8 @@ fn usage() -> ! {
         "usage: bench_ingest --gateway PATH [--messages N (200000)] [--devices D (10000)] \
          [--out FILE (target/bench/ingest.json)] [--timeout-s S (600, per phase)] \
          [--rounds R (3; medians reported)] [--ack-batch N (4096; the gateway default is 512)] \
-         [--config-extra TOML|@FILE (appended to the gateway config; GATEWAY_* env vars work too)]"
+         [--config-extra TOML|@FILE (appended to the gateway config; GATEWAY_* env vars work too)] \
+         [--max-rss-mb MB (exit 1 when the gateway's peak RSS reaches MB: the backlog check)]"
     );
     std::process::exit(2)
 }
@@ -63,6 +66,7 @@ fn parse_args() -> Args {
         ack_batch: 4096,
         rounds: 3,
         config_extra: String::new(),
+        max_rss_mb: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,6 +81,7 @@ fn parse_args() -> Args {
             }
             "--rounds" => a.rounds = val().parse().unwrap_or_else(|_| usage()),
             "--ack-batch" => a.ack_batch = val().parse().unwrap_or_else(|_| usage()),
+            "--max-rss-mb" => a.max_rss_mb = Some(val().parse().unwrap_or_else(|_| usage())),
             // `@FILE` reads the TOML from a file (1,000 rules exceed the argument size limit).
             "--config-extra" => {
                 let v = val();
@@ -356,7 +361,13 @@ fn main() -> Result<()> {
     }
     std::fs::write(&args.out, serde_json::to_string_pretty(&json)? + "\n")?;
     println!("wrote {}", args.out.display());
-    verified.map(|_| ())
+    verified?;
+    if let Some(max) = args.max_rss_mb
+        && hwm >= max
+    {
+        bail!("gateway peak RSS {hwm:.1} MB reached the limit of {max} MB");
+    }
+    Ok(())
 }
 
 /// Starts a gateway with client id `id` (registering its persistent session), checks the
@@ -380,30 +391,46 @@ fn register_gateway(
         args.ack_batch,
         &args.config_extra,
     )?;
-    // Probe: one message on another site proves the subscription is in place and the
-    // whole path works before the gateway goes offline.
-    publish(
-        broker,
-        "bench-pub-probe",
-        vec![(
-            format!("v1/bench-probe/{id}/telemetry"),
-            format!(
-                r#"{{"ts":{},"seq":1,"stream":"grease_trap","metrics":{{"level":1.5,"battery":90}}}}"#,
-                now_ms()
-            )
-            .into_bytes(),
-        )],
-        false,
-    )?;
-    wait_until("probe in the database", Duration::from_secs(30), || {
-        Ok((gw.metric("gateway_sink_points_written_total")? >= 1.0).then_some(()))
-    })
-    .with_context(|| gw.proc.log_tail(30))?;
-    // The probe is exactly one point: how much does `gateway_outbox_appended_total` count for
-    // it? (Main at the time of writing counts every append twice: the outbox and the pipeline
-    // both increment it.) The outbox threshold is scaled by this, so the figure stays right
-    // once the double count is fixed.
-    let counted = gw.metric("gateway_outbox_appended_total")?.round().max(1.0);
+    // Probe: a message on another site proves the subscription is in place and the whole
+    // path works before the gateway goes offline. Published again every few seconds until it
+    // arrives: a probe sent before the broker has taken the gateway's fresh subscription is
+    // not queued for it (each probe is its own point, a distinct time).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seq = 0;
+    loop {
+        seq += 1;
+        publish(
+            broker,
+            "bench-pub-probe",
+            vec![(
+                format!("v1/bench-probe/{id}/telemetry"),
+                format!(
+                    r#"{{"ts":{},"seq":{seq},"stream":"grease_trap","metrics":{{"level":1.5,"battery":90}}}}"#,
+                    now_ms()
+                )
+                .into_bytes(),
+            )],
+            false,
+        )?;
+        let arrived = wait_until("probe in the database", Duration::from_secs(5), || {
+            Ok((gw.metric("gateway_sink_points_written_total")? >= 1.0).then_some(()))
+        });
+        if arrived.is_ok() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return arrived.with_context(|| gw.proc.log_tail(30));
+        }
+    }
+    // Let any other probe in flight land before counting.
+    std::thread::sleep(Duration::from_millis(500));
+    // How much does `gateway_outbox_appended_total` count for one point? (It once counted
+    // every append twice: the outbox and the pipeline both incremented it.) The outbox
+    // threshold is scaled by this, so the figure stays right either way.
+    let written = gw.metric("gateway_sink_points_written_total")?.max(1.0);
+    let counted = (gw.metric("gateway_outbox_appended_total")? / written)
+        .round()
+        .max(1.0);
     if counted != *per_point {
         println!(
             "NOTE: gateway_outbox_appended_total counted {counted} for one point; \
