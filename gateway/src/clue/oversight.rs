@@ -929,6 +929,7 @@ pub fn closed_without_owner(
         }
         let notified = r
             .actions("notify_owner")
+            .chain(r.actions("owner_notice_delivered"))
             .filter(|e| e.seq < resolve.seq)
             .map(|e| e.at_ms)
             .min();

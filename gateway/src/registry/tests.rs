@@ -140,6 +140,8 @@ fn edits_are_audited_written_and_applied_and_a_failed_audit_changes_nothing() {
             lon: 120.0,
         }),
         owner: None,
+        owner_phone: None,
+        owner_address: None,
         shop: Some("Noodle bar".into()),
         installation: Installation::default(),
     };
