@@ -110,7 +110,7 @@ pub enum AuditAction {
     /// A notice to the owner was given up after its channel's attempts (detail: `notice`,
     /// `channel`, `reason`, `attempts`).
     OwnerNoticeFailed,
-    /// The provider's later receipt for a notice (detail: `notice`, `status`, `note`).
+    /// The provider's later receipt for a notice (detail: `notice`, `receipt`, `note`, `at`).
     OwnerNoticeReceipt,
 }
 

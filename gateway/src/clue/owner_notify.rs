@@ -462,7 +462,8 @@ impl Receipt {
     }
 
     pub(crate) fn detail(&self, notice: i64, at_ms: i64) -> Value {
-        json!({"notice": notice, "status": self.status.trim(), "note": self.note, "at": at_ms})
+        // `receipt`, not `status`: a clue change's detail carries the clue's own status.
+        json!({"notice": notice, "receipt": self.status.trim(), "note": self.note, "at": at_ms})
     }
 }
 
