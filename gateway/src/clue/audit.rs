@@ -778,6 +778,7 @@ mod tests {
                 "owner_response",
                 "decide",
                 "dispatch",
+                "send_owner_notice",
                 "oversight_warning",
                 "evidence_original_access",
                 "frame_original_access",
@@ -798,6 +799,9 @@ mod tests {
                 "muck_permit_put",
                 "muck_permit_delete",
                 "audit_key_rotated",
+                "owner_notice_delivered",
+                "owner_notice_failed",
+                "owner_notice_receipt",
             ]
         );
         for a in AuditAction::ALL {
@@ -810,7 +814,8 @@ mod tests {
             {"action": "dismiss", "reason": "r"}, {"action": "close"},
             {"action": "reopen", "reason": "r"}, {"action": "comment", "text": "t"},
             {"action": "notify_owner", "channel": "sms"},
-            {"action": "owner_response", "statement": "s"}
+            {"action": "owner_response", "statement": "s"},
+            {"action": "send_owner_notice", "channel": "sms"}
         ]))
         .expect("actions");
         for a in &lifecycle {

@@ -24,23 +24,31 @@ function noticeItem(n) {
     h('span', { class: `tag ${TAG[n.state] ?? 'status'}` }, t('o.st.' + n.state)), ' ', parts.join(' · '));
 }
 
+/** Send a notice through a configured channel, or record that a person told the owner (the
+ * channel then says how: phone, in_person, ...). */
 function sendForm(d, reload) {
   const channel = h('input', { id: 'owner-channel', placeholder: t('o.channel_hint'), size: 12 });
   const template = h('input', { id: 'owner-template', placeholder: t('o.template_hint'), size: 12 });
-  const send = async () => {
+  const act = (body, label) => async () => {
     if (!channel.value.trim()) return toast(t('o.need_channel'));
     try {
-      await api.post(`/api/v1/clues/${d.id}/actions`, {
-        action: 'send_owner_notice', channel: channel.value.trim(), template: template.value.trim() || null,
-      });
-      toast(t('act.done', { a: t('o.send') }));
+      await api.post(`/api/v1/clues/${d.id}/actions`, { ...body(), channel: channel.value.trim() });
+      toast(t('act.done', { a: label }));
       await reload();
     } catch (e) {
       toast(t('act.failed', { e: e.message }));
     }
   };
+  const closed = d.status === 'closed';
   return h('div', { class: 'actions', style: 'margin-top:.5rem' }, channel, template,
-    h('button', { type: 'button', id: 'owner-send', onclick: send, disabled: d.status === 'closed' }, t('o.send')));
+    h('button', {
+      type: 'button', id: 'owner-send', disabled: closed,
+      onclick: act(() => ({ action: 'send_owner_notice', template: template.value.trim() || null }), t('o.send')),
+    }, t('o.send')),
+    h('button', {
+      type: 'button', id: 'owner-record', disabled: closed,
+      onclick: act(() => ({ action: 'notify_owner' }), t('o.record')),
+    }, t('o.record')));
 }
 
 /** The owner card of clue detail `d`; the send form for roles that work clues. */
