@@ -66,7 +66,11 @@ pub fn owner_record(audit: &[AuditEntry], answer_window_s: u64) -> OwnerRecord {
                 notice: None,
             }),
             "owner_notice_delivered" => r.notified.push(Notification {
-                at_ms: e.detail.get("at").and_then(Value::as_i64).unwrap_or(e.at_ms),
+                at_ms: e
+                    .detail
+                    .get("at")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(e.at_ms),
                 channel: text(&e.detail, "channel").unwrap_or_default(),
                 by: e.actor.clone(),
                 note: text(&e.detail, "provider_id").map(|p| format!("provider id {p}")),

@@ -140,8 +140,7 @@ fn default_retry_max_ms() -> u64 {
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
@@ -337,7 +336,11 @@ pub fn payload(
 
 /// A random key the provider uses to drop a repeated POST of the same notice.
 pub fn new_idempotency_key(clue_id: i64) -> String {
-    format!("on-{clue_id}-{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
+    format!(
+        "on-{clue_id}-{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
 }
 
 /// The state of a notice to the owner.
@@ -449,13 +452,14 @@ impl Receipt {
     /// A status is a short word (it is shown and counted, not read as prose).
     pub fn check(&self) -> Result<(), String> {
         let s = self.status.trim();
-        if s.is_empty()
-            || s.len() > 32
-            || !s.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-        {
+        if s.is_empty() || s.len() > 32 || !s.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
             return Err("status must be 1..=32 lower-case letters or _ (e.g. delivered)".into());
         }
-        if self.note.as_deref().is_some_and(|n| n.chars().count() > 500) {
+        if self
+            .note
+            .as_deref()
+            .is_some_and(|n| n.chars().count() > 500)
+        {
             return Err("note must be at most 500 characters".into());
         }
         Ok(())
@@ -484,11 +488,7 @@ pub fn spawn_owner_notify(
     cancel: CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, ConfigError> {
     let cfg = pool.config().owner_notify.clone();
-    let window = pool
-        .config()
-        .oversight
-        .closed_without_owner
-        .answer_window_s;
+    let window = pool.config().oversight.closed_without_owner.answer_window_s;
     let metrics = pool.metrics();
     let mut tasks = Vec::new();
     for (i, ch) in cfg.channels.iter().enumerate() {
@@ -602,8 +602,9 @@ impl ChannelWorker {
                         }
                     }
                     None => {
-                        let wait = Backoff::from_millis(self.cfg.retry_min_ms, self.cfg.retry_max_ms)
-                            .delay(u32::try_from(row.attempts).unwrap_or(u32::MAX));
+                        let wait =
+                            Backoff::from_millis(self.cfg.retry_min_ms, self.cfg.retry_max_ms)
+                                .delay(u32::try_from(row.attempts).unwrap_or(u32::MAX));
                         tokio::select! {
                             _ = cancel.cancelled() => break 'outer,
                             _ = tokio::time::sleep(wait) => {}
@@ -624,7 +625,10 @@ impl ChannelWorker {
         let now = self.pool.now_ms();
         body["sent_ms"] = json!(now);
         body["answer_due_ms"] = json!(now.saturating_add(self.answer_window_s as i64 * 1000));
-        let key = body["idempotency_key"].as_str().unwrap_or_default().to_string();
+        let key = body["idempotency_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let mut req = self
             .http
             .post(&self.cfg.url)
@@ -698,14 +702,23 @@ mod tests {
             (OK.replace("https://", "ftp://"), "channels[0].url"),
             (OK.replace("https://", "https://u:p@"), "channels[0].url"),
             (OK.replace("webhook", "pigeon"), "kind"),
-            (format!("{OK}max_attempts = 0\n"), "channels[0].max_attempts"),
+            (
+                format!("{OK}max_attempts = 0\n"),
+                "channels[0].max_attempts",
+            ),
             (format!("{OK}timeout_ms = 0\n"), "channels[0].timeout_ms"),
             (
                 format!("{OK}retry_min_ms = 500\nretry_max_ms = 10\n"),
                 "channels[0].retry_max_ms",
             ),
-            (format!("{OK}token_env = \"A-B\"\n"), "channels[0].token_env"),
-            (format!("{OK}templates = [\"\"]\n"), "channels[0].templates[0]"),
+            (
+                format!("{OK}token_env = \"A-B\"\n"),
+                "channels[0].token_env",
+            ),
+            (
+                format!("{OK}templates = [\"\"]\n"),
+                "channels[0].templates[0]",
+            ),
             (format!("{OK}contact = \"fax\"\n"), "contact"),
             (format!("{OK}colour = 1\n"), "colour"),
         ];
@@ -746,7 +759,12 @@ mod tests {
         d.clue.subject.plate = Some("京A12345".into());
         d.clue.title = "京A12345 parked too long".into();
         d.clue.subject.owner = Some("Wang Wei 13800138000".into());
-        let ch = Config::from_toml(OK).expect("ok").clues.owner_notify.channels[0].clone();
+        let ch = Config::from_toml(OK)
+            .expect("ok")
+            .clues
+            .owner_notify
+            .channels[0]
+            .clone();
         let p = payload(&d, &ch, Some("first"), "13800138000", 3600, "key-1");
         let facts = p["facts"].to_string();
         assert!(!facts.contains("12345"), "{facts}");
@@ -763,7 +781,10 @@ mod tests {
         assert_eq!(provider_id(r#"{"id":"m-1"}"#).as_deref(), Some("m-1"));
         assert_eq!(provider_id(r#"{"message_id":42}"#).as_deref(), Some("42"));
         assert_eq!(provider_id("OK"), None);
-        assert_eq!(provider_id(&format!(r#"{{"id":"{}"}}"#, "x".repeat(200))), None);
+        assert_eq!(
+            provider_id(&format!(r#"{{"id":"{}"}}"#, "x".repeat(200))),
+            None
+        );
     }
 
     #[test]

@@ -87,9 +87,8 @@ pub type SubjectStamp = Arc<dyn Fn(&mut super::signal::Subject) + Send + Sync>;
 /// The owner's contacts for a clue subject (the device registry's `owner_phone`,
 /// `owner_address`), for notices to the owner; a function for the same reason as
 /// [`SubjectStamp`].
-pub type ContactLookup = Arc<
-    dyn Fn(&super::signal::Subject) -> Option<super::owner_notify::OwnerContact> + Send + Sync,
->;
+pub type ContactLookup =
+    Arc<dyn Fn(&super::signal::Subject) -> Option<super::owner_notify::OwnerContact> + Send + Sync>;
 
 /// The clue store `[clues] store` chose: this gateway's SQLite file, or the PostgreSQL that
 /// several gateways share.

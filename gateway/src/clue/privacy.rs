@@ -301,9 +301,7 @@ pub fn mask_personal_data(value: &mut serde_json::Value, known: &[String]) {
                     if let Some(s) = v.as_str() {
                         match k.as_str() {
                             "plate" => out.push((s.to_string(), masked_plate(s))),
-                            "owner" | "owner_phone" => {
-                                out.push((s.to_string(), masked_contact(s)))
-                            }
+                            "owner" | "owner_phone" => out.push((s.to_string(), masked_contact(s))),
                             "owner_address" => out.push((s.to_string(), masked_address(s))),
                             _ => {}
                         }

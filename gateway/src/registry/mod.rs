@@ -466,7 +466,12 @@ impl Registry {
             return Some(c);
         }
         let mut found: Option<OwnerContact> = None;
-        for c in snap.entries().iter().filter(|e| e.site == s.site).filter_map(of) {
+        for c in snap
+            .entries()
+            .iter()
+            .filter(|e| e.site == s.site)
+            .filter_map(of)
+        {
             match &found {
                 Some(f) if *f != c => return None,
                 _ => found = Some(c),

@@ -80,7 +80,10 @@ impl Provider {
     }
 
     fn accepted(&self) -> Vec<Seen> {
-        self.seen().into_iter().filter(|s| s.status == 200).collect()
+        self.seen()
+            .into_iter()
+            .filter(|s| s.status == 200)
+            .collect()
     }
 }
 
@@ -188,7 +191,13 @@ fn detail(gw: &GatewayProcess, token: &str, clue: i64) -> Result<Value> {
 }
 
 /// Waits until the clue's notice `n` (0-based) is in `state`; returns the notice.
-fn wait_notice(gw: &GatewayProcess, token: &str, clue: i64, n: usize, state: &str) -> Result<Value> {
+fn wait_notice(
+    gw: &GatewayProcess,
+    token: &str,
+    clue: i64,
+    n: usize,
+    state: &str,
+) -> Result<Value> {
     wait_until(
         &format!("clue {clue} notice {n} {state}"),
         Duration::from_secs(30),
@@ -202,9 +211,15 @@ fn wait_notice(gw: &GatewayProcess, token: &str, clue: i64, n: usize, state: &st
 }
 
 fn audit(gw: &GatewayProcess, token: &str, clue: i64) -> Result<Vec<Value>> {
-    let v = call(gw, "GET", &format!("/api/v1/clues/{clue}/audit"), token, None)?
-        .ok()?
-        .json()?;
+    let v = call(
+        gw,
+        "GET",
+        &format!("/api/v1/clues/{clue}/audit"),
+        token,
+        None,
+    )?
+    .ok()?
+    .json()?;
     v.as_array().cloned().context("audit entries")
 }
 
@@ -238,7 +253,12 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
     let clue = create(&gw, &platform, &cover_event("a", "m1"))?;
 
     // Refusals name what is wrong, and queue nothing.
-    let r = send(&gw, &ann, clue, json!({"action": "send_owner_notice", "channel": "fax"}))?;
+    let r = send(
+        &gw,
+        &ann,
+        clue,
+        json!({"action": "send_owner_notice", "channel": "fax"}),
+    )?;
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("sms, letter, post"), "{}", r.text());
     let r = send(
@@ -292,7 +312,10 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
     assert_eq!(seen.len(), 2, "one refused, one accepted: {seen:#?}");
     assert_eq!(sms.accepted().len(), 1);
     let key = &seen[0].headers["idempotency-key"];
-    assert_eq!(&seen[1].headers["idempotency-key"], key, "the same key on a retry");
+    assert_eq!(
+        &seen[1].headers["idempotency-key"], key,
+        "the same key on a retry"
+    );
     assert_eq!(n["idempotency_key"], json!(key));
     assert_eq!(
         seen[1].headers["authorization"],
@@ -379,7 +402,13 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
         let r = call(&gw, "POST", &receipt, t, Some(&body))?;
         assert_eq!(r.status, 403, "{}", r.text());
     }
-    let r = call(&gw, "POST", &receipt, &platform, Some(&json!({"status": "Read!"})))?;
+    let r = call(
+        &gw,
+        "POST",
+        &receipt,
+        &platform,
+        Some(&json!({"status": "Read!"})),
+    )?;
     assert_eq!(r.status, 400, "{}", r.text());
     let r = call(&gw, "POST", &receipt, &platform, Some(&body))?;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -393,7 +422,13 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
         "{trail:#?}"
     );
     // The auditor reads the notice and the clue's record.
-    let r = call(&gw, "GET", &format!("/api/v1/owner-notices/{id}"), &auditor, None)?;
+    let r = call(
+        &gw,
+        "GET",
+        &format!("/api/v1/owner-notices/{id}"),
+        &auditor,
+        None,
+    )?;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         detail(&gw, &auditor, clue)?["owner"]["notices"]

@@ -6,11 +6,9 @@
 use super::{PgStore, bad, begin, commit, read_clue};
 use crate::clue::audit::AuditAction;
 use crate::clue::model::ClueChange;
-use crate::clue::owner_notify::{
-    NOTICE_COLS, NoticeState, Outcome, OwnerNotice, OwnerNoticeDraft, Receipt,
-};
+use crate::clue::owner_notify::{NOTICE_COLS, NoticeState, Outcome, OwnerNotice, Receipt};
 use crate::clue::store::{
-    OwnerNoticeRecords, StoreError, owner_notice_message, owner_notify_actor,
+    NoticeToQueue, OwnerNoticeRecords, StoreError, owner_notice_message, owner_notify_actor,
 };
 use postgres::{Row, Transaction};
 
@@ -23,7 +21,8 @@ fn notice_from_row(r: &Row) -> Result<OwnerNotice, StoreError> {
         channel: r.try_get(3)?,
         template: r.try_get(4)?,
         contact: r.try_get(5)?,
-        state: NoticeState::parse(&state).ok_or_else(|| bad(format!("owner notice state {state}")))?,
+        state: NoticeState::parse(&state)
+            .ok_or_else(|| bad(format!("owner notice state {state}")))?,
         attempts: r.try_get(7)?,
         last_error: r.try_get(8)?,
         queued_ms: r.try_get(9)?,
@@ -42,7 +41,7 @@ fn notice_from_row(r: &Row) -> Result<OwnerNotice, StoreError> {
 pub(super) fn queue_notice(
     tx: &mut Transaction<'_>,
     clue_id: i64,
-    (channel, template, d): (&str, Option<&str>, &OwnerNoticeDraft),
+    (channel, template, d): NoticeToQueue<'_>,
     actor: &str,
     now_ms: i64,
 ) -> Result<i64, StoreError> {

@@ -554,11 +554,12 @@ pub trait OwnerNoticeRecords: Send + Sync {
     ) -> Result<ClueChange, StoreError>;
 }
 
+/// A notice as a store queues it: channel name, template, the pool's draft.
+pub(crate) type NoticeToQueue<'a> = (&'a str, Option<&'a str>, &'a OwnerNoticeDraft);
+
 /// The notice a `send_owner_notice` action queues: channel name, template and the pool's
 /// draft. `None` for every other action; `Err` for one the pool did not prepare.
-pub(crate) fn owner_notice_of(
-    action: &Action,
-) -> Result<Option<(&str, Option<&str>, &OwnerNoticeDraft)>, StoreError> {
+pub(crate) fn owner_notice_of(action: &Action) -> Result<Option<NoticeToQueue<'_>>, StoreError> {
     match action {
         Action::SendOwnerNotice {
             channel,

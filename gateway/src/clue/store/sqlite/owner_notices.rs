@@ -4,11 +4,9 @@
 use super::SqliteStore;
 use crate::clue::audit::AuditAction;
 use crate::clue::model::ClueChange;
-use crate::clue::owner_notify::{
-    NOTICE_COLS, NoticeState, Outcome, OwnerNotice, OwnerNoticeDraft, Receipt,
-};
+use crate::clue::owner_notify::{NOTICE_COLS, NoticeState, Outcome, OwnerNotice, Receipt};
 use crate::clue::store::{
-    OwnerNoticeRecords, StoreError, owner_notice_message, owner_notify_actor,
+    NoticeToQueue, OwnerNoticeRecords, StoreError, owner_notice_message, owner_notify_actor,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -41,7 +39,7 @@ fn notice_from_row(r: &Row) -> rusqlite::Result<OwnerNotice> {
 pub(super) fn queue_notice(
     tx: &Connection,
     clue_id: i64,
-    (channel, template, d): (&str, Option<&str>, &OwnerNoticeDraft),
+    (channel, template, d): NoticeToQueue<'_>,
     actor: &str,
     now_ms: i64,
 ) -> Result<i64, StoreError> {
