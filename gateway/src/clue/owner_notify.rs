@@ -524,7 +524,7 @@ pub fn spawn_owner_notify(
             http,
             answer_window_s: window,
         };
-        info!(channel = %ch.name, url = %ch.url, "owner notices enabled");
+        info!(channel = %ch.name, host = %host_of(&ch.url), "owner notices enabled");
         tasks.push(tokio::spawn(w.run(lane, cancel.clone())));
     }
     Ok(tasks)
@@ -533,7 +533,32 @@ pub fn spawn_owner_notify(
 /// What one POST came to.
 enum Attempt {
     Accepted(Option<String>),
+    /// Worth trying again: the provider was unreachable, slow, or answered 5xx, 408 or 429.
     Refused(String),
+    /// The provider rejected this notice itself (another 4xx: a number it cannot text, a
+    /// template it does not know): the same POST would be rejected again, so the notice is
+    /// given up at once instead of holding up the channel's queue for its back-off.
+    Rejected(String),
+}
+
+/// Whether an answer with `status` rejects the notice for good (see [`Attempt::Rejected`]).
+pub fn rejects_for_good(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 408 | 429)
+}
+
+/// The host (and port) of `url`, for log lines: a provider URL may carry a key in its query.
+fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| {
+                format!(
+                    "{h}{}",
+                    u.port().map(|p| format!(":{p}")).unwrap_or_default()
+                )
+            })
+        })
+        .unwrap_or_default()
 }
 
 impl ChannelWorker {
@@ -565,6 +590,13 @@ impl ChannelWorker {
                         provider_id,
                         at_ms: self.pool.now_ms(),
                     }),
+                    Attempt::Rejected(reason) => {
+                        lane.failed.inc();
+                        Some(Outcome::Failed {
+                            reason,
+                            attempts: tries,
+                        })
+                    }
                     Attempt::Refused(reason) => {
                         lane.failed.inc();
                         if tries >= self.cfg.max_attempts as i64 {
@@ -642,6 +674,9 @@ impl ChannelWorker {
             Ok(resp) if resp.status().is_success() => {
                 let text = resp.text().await.unwrap_or_default();
                 Attempt::Accepted(provider_id(&text))
+            }
+            Ok(resp) if rejects_for_good(resp.status().as_u16()) => {
+                Attempt::Rejected(format!("provider rejected the notice: {}", resp.status()))
             }
             Ok(resp) => Attempt::Refused(format!("provider answered {}", resp.status())),
             Err(e) => Attempt::Refused(format!(
@@ -784,6 +819,20 @@ mod tests {
         assert_eq!(
             provider_id(&format!(r#"{{"id":"{}"}}"#, "x".repeat(200))),
             None
+        );
+    }
+
+    #[test]
+    fn only_a_provider_that_rejects_the_notice_itself_ends_the_retries() {
+        for s in [400, 401, 403, 404, 410, 422] {
+            assert!(rejects_for_good(s), "{s}");
+        }
+        for s in [200, 408, 429, 500, 502, 503] {
+            assert!(!rejects_for_good(s), "{s}");
+        }
+        assert_eq!(
+            host_of("https://sms.example.org:8443/send?key=secret"),
+            "sms.example.org:8443"
         );
     }
 
