@@ -34,14 +34,23 @@ struct Seen {
     status: u16,
 }
 
-/// A provider on loopback: answers 500 to the first `fail_first` requests, then 200 with
-/// `{"id": "<prefix>-<n>"}`; records every request.
+/// A provider on loopback: answers `fail_status` to the first `fail_first` requests, then 200
+/// with `{"id": "<prefix>-<n>"}`; records every request.
 struct Provider {
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Provider {
     fn start(port: u16, fail_first: usize, prefix: &'static str) -> Result<Provider> {
+        Self::start_failing_with(port, fail_first, 500, prefix)
+    }
+
+    fn start_failing_with(
+        port: u16,
+        fail_first: usize,
+        fail_status: u16,
+        prefix: &'static str,
+    ) -> Result<Provider> {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let rec = seen.clone();
@@ -51,7 +60,7 @@ impl Provider {
                 let Ok((headers, body)) = read_request(&mut s) else {
                     continue;
                 };
-                let status = if n < fail_first { 500 } else { 200 };
+                let status = if n < fail_first { fail_status } else { 200 };
                 let answer = if status == 200 {
                     format!("{{\"id\":\"{prefix}-{n}\"}}")
                 } else {
@@ -120,9 +129,10 @@ fn read_request(s: &mut std::net::TcpStream) -> Result<(BTreeMap<String, String>
     }
 }
 
-/// Three channels: `sms` (bearer token, 5 attempts), `letter` (the postal address, 3
-/// attempts) and `post` (patient: the restart case). The registry gives site `a` an owner.
-fn config(registry: &std::path::Path, sms: u16, letter: u16, post: u16) -> String {
+/// Four channels: `sms` (bearer token, 5 attempts), `letter` (the postal address, 3
+/// attempts), `post` (patient: the restart case) and `fax` (a provider that rejects the
+/// notice itself). The registry gives site `a` an owner.
+fn config(registry: &std::path::Path, sms: u16, letter: u16, post: u16, fax: u16) -> String {
     format!(
         "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"owner-notices-test\"\n\
          [clues]\nmqtt_publish = false\n\
@@ -138,7 +148,9 @@ fn config(registry: &std::path::Path, sms: u16, letter: u16, post: u16) -> Strin
          max_attempts = 3\nretry_min_ms = 400\nretry_max_ms = 400\ntimeout_ms = 1000\n\
          [[clues.owner_notify.channels]]\nname = \"post\"\nkind = \"webhook\"\n\
          url = \"http://127.0.0.1:{post}/post\"\n\
-         max_attempts = 1000\nretry_min_ms = 100\nretry_max_ms = 300\ntimeout_ms = 1000\n",
+         max_attempts = 1000\nretry_min_ms = 100\nretry_max_ms = 300\ntimeout_ms = 1000\n\
+         [[clues.owner_notify.channels]]\nname = \"fax\"\nkind = \"webhook\"\n\
+         url = \"http://127.0.0.1:{fax}/fax\"\nmax_attempts = 5\nretry_min_ms = 100\n",
         free_port(),
         registry.display()
     )
@@ -235,14 +247,15 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
     let dir = tempfile::tempdir()?;
     let registry = dir.path().join("registry.toml");
     std::fs::write(&registry, REGISTRY)?;
-    let (sms_port, letter_port, post_port) = (free_port(), free_port(), free_port());
+    let (sms_port, letter_port, post_port, fax_port) =
+        (free_port(), free_port(), free_port(), free_port());
     // The SMS provider is busy once, then accepts; nothing listens on the letter port.
     let sms = Provider::start(sms_port, 1, "sms")?;
     let mut env = store.env();
     env.push(("E2E_SMS_TOKEN", SMS_TOKEN));
     let mut gw = GatewayProcess::start_with_env(
         dir.path(),
-        &config(&registry, sms_port, letter_port, post_port),
+        &config(&registry, sms_port, letter_port, post_port, fax_port),
         &env,
     )?;
     let platform = gw.token_named("platform", "a,b", "central")?;
@@ -257,10 +270,10 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
         &gw,
         &ann,
         clue,
-        json!({"action": "send_owner_notice", "channel": "fax"}),
+        json!({"action": "send_owner_notice", "channel": "pigeon"}),
     )?;
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.text().contains("sms, letter, post"), "{}", r.text());
+    assert!(r.text().contains("sms, letter, post, fax"), "{}", r.text());
     let r = send(
         &gw,
         &ann,
@@ -392,6 +405,27 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
     );
     assert_eq!(d["owner"]["notified"].as_array().map(Vec::len), Some(1));
 
+    // A provider that rejects the notice itself (422: not retried, the same POST would be
+    // rejected again): given up after one attempt, the queue not held up for the back-off.
+    let fax = Provider::start_failing_with(fax_port, usize::MAX, 422, "fax")?;
+    let r = send(
+        &gw,
+        &ann,
+        clue,
+        json!({"action": "send_owner_notice", "channel": "fax"}),
+    )?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rejected = wait_notice(&gw, &ann, clue, 2, "failed")?;
+    assert_eq!(rejected["attempts"], json!(1), "{rejected:#}");
+    assert!(
+        rejected["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("rejected") && e.contains("422")),
+        "{rejected:#}"
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(fax.seen().len(), 1, "not retried: {:#?}", fax.seen());
+
     // The provider's receipt: 401 without a valid token, 403 for other roles, platform ok.
     let id = n["id"].as_i64().context("notice id")?;
     let receipt = format!("/api/v1/owner-notices/{id}/receipt");
@@ -434,7 +468,7 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
         detail(&gw, &auditor, clue)?["owner"]["notices"]
             .as_array()
             .map(Vec::len),
-        Some(2)
+        Some(3)
     );
 
     // Durable: queued while the post office is closed, the gateway killed, delivered by the
@@ -448,23 +482,27 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
     assert_eq!(r.status, 200, "{}", r.text());
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        detail(&gw, &ann, clue)?["owner"]["notices"][2]["state"],
+        detail(&gw, &ann, clue)?["owner"]["notices"][3]["state"],
         json!("queued")
     );
     gw.kill();
     let post = Provider::start(post_port, 0, "post")?;
     gw.start_again()?;
-    let n3 = wait_notice(&gw, &ann, clue, 2, "delivered")?;
+    let n3 = wait_notice(&gw, &ann, clue, 3, "delivered")?;
     assert_eq!(n3["provider_id"], json!("post-0"), "{n3:#}");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(post.seen().len(), 1, "{:#?}", post.seen());
     assert_eq!(post.seen()[0].body["to"]["value"], json!(PHONE));
     verify(&gw, &supervisor)?;
 
-    // The full phone is in no answer, no audit entry and no log line.
+    // The full phone is in no answer, no audit entry and no log line; an inspector reads the
+    // registry's contacts masked too.
     let everything = format!(
-        "{}{}{}",
+        "{}{}{}{}",
         detail(&gw, &ann, clue)?,
+        call(&gw, "GET", "/api/v1/registry/devices", &ann, None)?
+            .ok()?
+            .text(),
         serde_json::to_string(&audit(&gw, &supervisor, clue)?)?,
         gw.proc.log_tail(400)
     );
