@@ -576,8 +576,16 @@ impl ChannelWorker {
                     .ok()
                     .and_then(|v| v.get("notice_id").and_then(Value::as_i64))
                 else {
-                    warn!(channel = %self.cfg.name, row = row.id, "owner notice row without notice_id; skipped");
+                    // Not written by this gateway's store (nothing could ever settle it): taken
+                    // off the queue, or the channel would read it again and again.
+                    warn!(channel = %self.cfg.name, row = row.id, "owner notice row without notice_id; dropped");
                     lane.failed.inc();
+                    let (q, id, now) = (lane.queue.clone(), row.id, self.pool.now_ms());
+                    if let Ok(Err(e)) =
+                        tokio::task::spawn_blocking(move || q.delivered(id, now)).await
+                    {
+                        warn!(channel = %self.cfg.name, error = %e, "dropping an unreadable owner notice row failed");
+                    }
                     continue;
                 };
                 let attempt = tokio::select! {
@@ -629,7 +637,14 @@ impl ChannelWorker {
                                 warn!(channel = %self.cfg.name, notice, attempts = tries, "owner notice given up");
                             }
                             Err(e) => {
+                                // The row stays queued and is sent again (same idempotency key)
+                                // once the store answers; wait before that.
                                 warn!(channel = %self.cfg.name, notice, error = %e, "recording the owner notice's outcome failed");
+                                tokio::select! {
+                                    _ = cancel.cancelled() => break 'outer,
+                                    _ = tokio::time::sleep(Duration::from_millis(self.cfg.retry_max_ms.min(10_000))) => {}
+                                }
+                                continue 'outer;
                             }
                         }
                     }
