@@ -419,7 +419,7 @@ fn register_gateway(
             break;
         }
         if Instant::now() >= deadline {
-            return arrived.with_context(|| gw.proc.log_tail(30));
+            arrived.with_context(|| gw.proc.log_tail(30))?;
         }
     }
     // Let any other probe in flight land before counting.

@@ -114,10 +114,10 @@ pub fn identifier_as_stored_in(s: &str, kind: Identifier, _dialect: Dialect) -> 
 
 fn write_identifier(out: &mut String, s: &str, kind: Identifier, dialect: Dialect) {
     // Nothing to escape or replace (nearly every name): copied as it is.
-    let plain = !s
+    let special = s
         .bytes()
-        .any(|b| matches!(b, b',' | b'=' | b' ' | b'\\' | b'\n' | b'\r'))
-        && !(kind == Identifier::Measurement && s.starts_with('#'));
+        .any(|b| matches!(b, b',' | b'=' | b' ' | b'\\' | b'\n' | b'\r'));
+    let plain = !special && (kind == Identifier::Key || !s.starts_with('#'));
     if plain {
         out.push_str(s);
         return;
