@@ -11,11 +11,10 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 /// Batches buffered between the processor and the rules (a slow engine slows the processor
-/// visibly rather than growing memory). A batch holds up to `[mqtt] ack_batch` messages (4,096
-/// by default), so one waiting batch is already four times the 1,024 single messages this
-/// channel held before the hand-off was batched; with 2 the peak RSS of the ingest benchmark
-/// rose by about 3 MB.
-pub const RULES_CAPACITY: usize = 1;
+/// visibly rather than growing memory). A batch holds up to `pipeline::READINGS_CHUNK` (256)
+/// messages, so this is the 1,024 single messages the channel held before the hand-off was
+/// batched.
+pub const RULES_CAPACITY: usize = 4;
 
 /// What the processor sends the rules: the readings of one batch, message by message
 /// (`Processor::readings_out`).
