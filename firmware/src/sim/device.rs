@@ -72,19 +72,48 @@ pub const DUTY_MET_AT_ONCE_MS: i64 = 30 * 60_000;
 /// unplugging it) is the innocent `sensor_dropout`: the device records it, nobody need go. A
 /// longer one is the fault `sensor_cable_cut`, which needs a visit. The gateway's default rules
 /// take the same line (rule `sensor-fault` raises a sensor fault that lasts an hour).
+///
+/// The firmware calls a fault only after `fault_after` invalid readings in a row
+/// ([`cable_cut_confirm_ms`]), so the fault it reports is that much shorter than the cut. A cut
+/// that outlasted the hour by less than that confirmation shows as a fault of under an hour: the
+/// innocent-or-not `sensor_cut_at_line` (a clue about it is right, no clue is no miss), the
+/// same guard band as [`DUE_ACCURACY_MM`] on the level.
 pub const CABLE_CUT_FAULT_MS: i64 = 60 * 60_000;
+
+/// How long after a loop cable is cut the trap firmware reports `sensor_fault`: its
+/// `fault_after` invalid readings, one per simulation step of `step_ms`.
+pub fn cable_cut_confirm_ms(step_ms: u64) -> i64 {
+    i64::from(TrapConfig::default().fault_after).saturating_mul(step_ms as i64)
+}
+
+/// What a loop-cable interruption from `start` to `end` is, for a firmware that needs
+/// `confirm_ms` to report it (see [`CABLE_CUT_FAULT_MS`]).
+fn cable_cut_note(start: i64, end: i64, confirm_ms: i64) -> Note {
+    let len = end - start;
+    if len < CABLE_CUT_FAULT_MS {
+        ("sensor_dropout", TruthClass::Innocent, start, end)
+    } else if len < CABLE_CUT_FAULT_MS + confirm_ms {
+        ("sensor_cut_at_line", TruthClass::Innocent, start, end)
+    } else {
+        ("sensor_cable_cut", TruthClass::Fault, start, end)
+    }
+}
 
 /// The truth as a run that stopped at `end_ms` can know it. Devices note some happenings when
 /// they begin, with their planned end (a cut cable, a tilted cover), which may lie past the
 /// run's end: those are cut at `end_ms`, and a loop-cable interruption then still under
 /// [`CABLE_CUT_FAULT_MS`] is, for this run, the innocent `sensor_dropout` (by the run's end
 /// nobody could have known it would last; the gateway's rule waits the same hour).
-pub fn truth_at_end(truth: &mut [Truth], end_ms: i64) {
+pub fn truth_at_end(truth: &mut [Truth], end_ms: i64, confirm_ms: i64) {
     for t in truth.iter_mut().filter(|t| t.end_ms > end_ms) {
         t.end_ms = end_ms.max(t.start_ms);
-        if t.problem == "sensor_cable_cut" && t.end_ms - t.start_ms < CABLE_CUT_FAULT_MS {
-            t.problem = "sensor_dropout".into();
-            t.class = TruthClass::Innocent;
+        if matches!(
+            t.problem.as_str(),
+            "sensor_cable_cut" | "sensor_cut_at_line"
+        ) {
+            let (problem, class, _, _) = cable_cut_note(t.start_ms, t.end_ms, confirm_ms);
+            t.problem = problem.into();
+            t.class = class;
         }
     }
 }
@@ -933,11 +962,7 @@ fn step_trap(
                 t.loop_cut_until = Some(now + minutes * MINUTE);
                 let ts = w.1;
                 let until = ts + (minutes * MINUTE) as i64;
-                notes.push(if until - ts >= CABLE_CUT_FAULT_MS {
-                    ("sensor_cable_cut", TruthClass::Fault, ts, until)
-                } else {
-                    ("sensor_dropout", TruthClass::Innocent, ts, until)
-                });
+                notes.push(cable_cut_note(ts, until, cable_cut_confirm_ms(step)));
             }
             let ma = if t.loop_cut_until.is_some() {
                 0.0
@@ -1214,7 +1239,7 @@ mod tests {
             t("sensor_cable_cut", TruthClass::Fault, 30 * MIN, 130 * MIN),
             t("cover_tilted", TruthClass::Violation, 95 * MIN, 150 * MIN),
         ];
-        truth_at_end(&mut truth, end);
+        truth_at_end(&mut truth, end, 100_000);
         // 40 minutes old at the end: a dropout; over before the end: unchanged; 70 minutes
         // old: a fault, cut at the end; a violation: cut at the end.
         assert_eq!(
@@ -1233,5 +1258,35 @@ mod tests {
             truth[3],
             t("cover_tilted", TruthClass::Violation, 95 * MIN, end)
         );
+    }
+
+    #[test]
+    fn a_cut_cable_that_outlasts_the_hour_by_less_than_the_firmwares_confirmation_is_at_the_line() {
+        // 20 s readings, five invalid ones before the fault: reported 100 s after the cut.
+        let confirm = cable_cut_confirm_ms(20_000);
+        assert_eq!(confirm, 100_000);
+        let class = |minutes: i64| cable_cut_note(0, minutes * MIN, confirm).0;
+        assert_eq!(class(59), "sensor_dropout");
+        // Reported as a fault of 58 min 20 s and 59 min 20 s: no rule on "an hour" can see it.
+        assert_eq!(class(60), "sensor_cut_at_line");
+        assert_eq!(class(61), "sensor_cut_at_line");
+        assert_eq!(class(62), "sensor_cable_cut");
+        assert_eq!(cable_cut_note(0, 62 * MIN, confirm).1, TruthClass::Fault);
+        assert_eq!(cable_cut_note(0, 61 * MIN, confirm).1, TruthClass::Innocent);
+
+        // Cut by the run's end: judged on what the run saw.
+        let cut = |start_ms, end_ms| Truth {
+            problem: "sensor_cable_cut".into(),
+            class: TruthClass::Fault,
+            site: "r-1".into(),
+            device: "trap-1".into(),
+            start_ms,
+            end_ms,
+        };
+        let mut truth = vec![cut(0, 200 * MIN), cut(100 * MIN, 300 * MIN)];
+        truth_at_end(&mut truth, 161 * MIN, confirm);
+        assert_eq!(truth[0].problem, "sensor_cable_cut");
+        assert_eq!(truth[1].problem, "sensor_cut_at_line");
+        assert_eq!(truth[1].end_ms, 161 * MIN);
     }
 }

@@ -75,10 +75,13 @@ pub fn accepted_kinds(problem: &str) -> &'static [&'static str] {
 /// `firmware::sim::DUTY_MET_AT_ONCE_MS`) was due; a "pump-out due" raised before the crew came
 /// is true, but nobody can be expected to have said it. A trap emptied while it stood within a
 /// sensor's accuracy below the line (`pumpout_at_line`, see `firmware::sim::DUE_ACCURACY_MM`)
-/// is the same case seen from the other side of the line.
+/// is the same case seen from the other side of the line. A loop cable cut for just over the
+/// hour (`sensor_cut_at_line`, see `firmware::sim::CABLE_CUT_FAULT_MS`) is reported by the
+/// firmware as a fault of just under it: the same band on the fault's length.
 pub fn optional_problem(innocent: &str) -> Option<&'static str> {
     match innocent {
         "pumpout_met_at_once" | "pumpout_at_line" => Some("pumpout_due"),
+        "sensor_cut_at_line" => Some("sensor_cable_cut"),
         _ => None,
     }
 }
