@@ -41,7 +41,7 @@ pub use device::{
     RING_CAPACITY, cable_cut_confirm_ms, truth_at_end,
 };
 pub use publish::{MemoryPublisher, MqttPublisher, MqttSettings, Outgoing, Publisher};
-pub use truth::{Truth, TruthClass, TruthLabel};
+pub use truth::{Truth, TruthClass, TruthLabel, merge_overlapping};
 
 use crate::protocol::MessageKind;
 use device::SimDevice;

@@ -370,6 +370,7 @@ pub async fn run_block(
         now,
         firmware::sim::cable_cut_confirm_ms(fleet_cfg.step_ms),
     );
+    firmware::sim::merge_overlapping(&mut out.truth);
     let mut list: Vec<ClueRecord> = clues.into_values().collect();
     list.sort_by_key(|c| c.id);
     out.clues = list;
