@@ -236,6 +236,9 @@ struct TrapWorld {
     /// The true level came within [`DUE_ACCURACY_MM`] of the [`DUE_ON_PCT`] line at this time
     /// (and has not fallen away since): a duty that follows is noted from here.
     near_since: Option<i64>,
+    /// While due, the true level came down to within [`DUE_ACCURACY_MM`] above the
+    /// [`DUE_OFF_PCT`] line at this time (a dump that stopped near it): see `pumpout_off_line`.
+    off_band_since: Option<i64>,
     /// Weekly closing days (0 = Monday): no filling, no pump-out crew.
     closed_weekdays: Vec<u8>,
     /// A scripted night dump waiting for a night with a full enough trap (mm to drop).
@@ -251,6 +254,7 @@ impl TrapWorld {
             due_since: None,
             clear_since: None,
             near_since: None,
+            off_band_since: None,
             closed_weekdays,
             pending_dump: None,
         }
@@ -331,7 +335,21 @@ impl TrapWorld {
         let fill = g.fill_pct(self.level_mm);
         let near = g.fill_pct(self.level_mm + DUE_ACCURACY_MM) >= DUE_ON_PCT;
         let clear = g.fill_pct(self.level_mm - DUE_ACCURACY_MM) >= DUE_ON_PCT;
+        let off_band = g.fill_pct(self.level_mm - DUE_ACCURACY_MM) < DUE_OFF_PCT;
         self.track_duty(fill, (near, clear), ts, notes);
+        self.track_off_band(off_band && self.due_since.is_some(), ts, notes);
+    }
+
+    /// Notes `pumpout_off_line` for the time a due trap's true level stood within a sensor's
+    /// accuracy above the [`DUE_OFF_PCT`] line: a sensor there may read it below the line (the
+    /// duty ended, and a new clue when it passes 25 % again is right) or above it (one clue
+    /// goes on). Either is right; the score forgives a second clue after such a stretch.
+    fn track_off_band(&mut self, in_band: bool, ts: i64, notes: &mut Vec<Note>) {
+        if in_band {
+            self.off_band_since.get_or_insert(ts);
+        } else if let Some(since) = self.off_band_since.take() {
+            notes.push(("pumpout_off_line", TruthClass::Innocent, since, ts));
+        }
     }
 
     /// The pump-out duty's bookkeeping for the true `fill` at `ts`; `near`: within a sensor's
@@ -682,6 +700,9 @@ impl SimDevice {
         if let Some(w) = world
             && let Some(since) = w.due_since.take()
         {
+            if let Some(dip) = w.off_band_since.take() {
+                notes.push(("pumpout_off_line", TruthClass::Innocent, dip, ts));
+            }
             // Still due when the run ends: a duty if the level is clearly past the line.
             let start = w.near_since.take().unwrap_or(since).min(since);
             notes.push(match w.clear_since.take() {
