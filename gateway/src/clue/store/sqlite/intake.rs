@@ -376,6 +376,12 @@ mod tests {
         let store = SqliteStore::open(&path, vec![]).expect("open");
         ingest(&store, &[item("a", Level::Low, "due", 1)], 10);
         let first = open_clues(&store)[0].id;
+        let cached = |store: &SqliteStore| {
+            let mut conn = store.conn();
+            let tx = conn.transaction().expect("tx");
+            store.open_cache().checked(&tx).expect("check").clues.len()
+        };
+        assert_eq!(cached(&store), 1, "intake's own commit keeps the cache");
         store
             .act(
                 first,
@@ -386,6 +392,7 @@ mod tests {
                 11,
             )
             .expect("dismiss");
+        assert_eq!(cached(&store), 0, "an action empties it");
         // A repeat at the same level after the dismissal opens a new clue; from a stale cache
         // it would have continued the dismissed one.
         ingest(&store, &[item("a", Level::Low, "due", 2)], 12);
@@ -400,6 +407,7 @@ mod tests {
         rusqlite::Connection::open(&path)
             .and_then(|c| c.execute("UPDATE clues SET assignee = 'bob' WHERE id = ?1", [second]))
             .expect("outside write");
+        assert_eq!(cached(&store), 0, "another connection's commit empties it");
         ingest(&store, &[item("a", Level::Low, "due", 4)], 14);
         let c = store.get(second).expect("get").expect("clue").clue;
         assert_eq!(
