@@ -13,6 +13,7 @@
 //! | [`DecisionRecords`]| decisions on clues (band, penalty, leniency, catalogue check)  |
 //! | [`NoticeRecords`] | supervision notices made from warnings, their steps, overdue    |
 //! | [`PermitRecords`] | muck-truck permits written through the API, each change audited |
+//! | [`OwnerNoticeRecords`] | notices to owners through configured channels, their outcome |
 //!
 //! [`ClueStore`] is all of them together: what the pool holds. A consumer that needs one
 //! concern takes that trait (`publish` takes a [`DeliveryQueue`], `retention` a
@@ -49,6 +50,7 @@ use super::decision::{DecisionCheck, DecisionRow};
 use super::lifecycle::{Action, LifecycleError, State};
 use super::model::*;
 use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
+use super::owner_notify::{Outcome, OwnerNotice, OwnerNoticeDraft, Receipt};
 use super::retention::{Expired, RetentionConfig};
 use super::signal::{ClueEvent, Level, Subject};
 use super::stays::{StayCountRow, StayNotice, StayQuery, StayRecord, StayUpdate};
@@ -517,6 +519,79 @@ pub(crate) fn permit_detail(plate: &str, before: Option<&Value>, after: Option<&
     json!({"plate": plate, "before": before, "after": after})
 }
 
+/// Notices to owners (`clue::owner_notify`): queued by [`ClueRecords::act`] with the
+/// `send_owner_notice` action (a row here and one in the outbox, in the action's transaction),
+/// settled by the channel's worker: the outcome on the notice, the outbox row done and the
+/// audit entry on the clue in one transaction.
+pub trait OwnerNoticeRecords: Send + Sync {
+    /// The notices of clue `clue_id`, oldest first.
+    fn owner_notices(&self, clue_id: i64) -> Result<Vec<OwnerNotice>, StoreError>;
+    fn owner_notice(&self, id: i64) -> Result<Option<OwnerNotice>, StoreError>;
+    /// One attempt of notice `id` (outbox row `outbox_id`) failed and will be retried.
+    fn owner_notice_attempt_failed(
+        &self,
+        id: i64,
+        outbox_id: i64,
+        error: &str,
+    ) -> Result<(), StoreError>;
+    /// Settles notice `id` (delivered or given up), marks outbox row `outbox_id` done and
+    /// audits the outcome on its clue. `None` when the notice was already settled (the row is
+    /// marked done all the same).
+    fn settle_owner_notice(
+        &self,
+        id: i64,
+        outbox_id: i64,
+        outcome: &Outcome,
+        now_ms: i64,
+    ) -> Result<Option<ClueChange>, StoreError>;
+    /// Records the provider's receipt for notice `id` on it and on its clue's trail.
+    fn owner_notice_receipt(
+        &self,
+        id: i64,
+        receipt: &Receipt,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<ClueChange, StoreError>;
+}
+
+/// A notice as a store queues it: channel name, template, the pool's draft.
+pub(crate) type NoticeToQueue<'a> = (&'a str, Option<&'a str>, &'a OwnerNoticeDraft);
+
+/// The notice a `send_owner_notice` action queues: channel name, template and the pool's
+/// draft. `None` for every other action; `Err` for one the pool did not prepare.
+pub(crate) fn owner_notice_of(action: &Action) -> Result<Option<NoticeToQueue<'_>>, StoreError> {
+    match action {
+        Action::SendOwnerNotice {
+            channel,
+            template,
+            draft,
+        } => match draft {
+            Some(d) => Ok(Some((channel.trim(), template.as_deref(), d))),
+            None => Err(StoreError::Conflict(
+                "a notice to the owner must be prepared by the pool first".into(),
+            )),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// The outbox topic and body of notice `id` (the draft's payload with its id).
+pub(crate) fn owner_notice_message(
+    id: i64,
+    d: &OwnerNoticeDraft,
+) -> Result<(String, String), StoreError> {
+    let mut p = d.payload.clone();
+    p["notice_id"] = json!(id);
+    let body = serde_json::to_string(&p)
+        .map_err(|e| StoreError::Corrupt(format!("encoding owner notice: {e}")))?;
+    Ok((format!("owner-notices/v1/{}", d.site), body))
+}
+
+/// The actor of a notice's outcome: the channel's worker.
+pub(crate) fn owner_notify_actor(channel: &str) -> String {
+    format!("owner-notify:{channel}")
+}
+
 /// Every concern of one backend: what the pool holds.
 pub trait ClueStore:
     ClueRecords
@@ -529,6 +604,7 @@ pub trait ClueStore:
     + DecisionRecords
     + NoticeRecords
     + PermitRecords
+    + OwnerNoticeRecords
 {
 }
 
@@ -543,6 +619,7 @@ impl<T> ClueStore for T where
         + DecisionRecords
         + NoticeRecords
         + PermitRecords
+        + OwnerNoticeRecords
 {
 }
 

@@ -219,7 +219,12 @@ impl ClueRecords for SqliteStore {
         if let Some(d) = crate::clue::store::decision_of(action)? {
             super::decisions::insert_decision(&tx, id, &clue.subject.site, d, actor, now_ms)?;
         }
-        let detail = act_detail(action, &before, &next);
+        let mut detail = act_detail(action, &before, &next);
+        if let Some(n) = crate::clue::store::owner_notice_of(action)? {
+            let notice = super::owner_notices::queue_notice(&tx, id, n, actor, now_ms)?;
+            detail["notice"] = serde_json::json!(notice);
+            detail["contact"] = serde_json::json!(n.2.contact_masked);
+        }
         let change = self.record(&tx, now_ms, actor, AuditAction::from(action), id, detail)?;
         tx.commit()?;
         Ok(change)

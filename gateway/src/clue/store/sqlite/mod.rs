@@ -10,6 +10,7 @@ mod delivery;
 mod intake;
 mod notices;
 mod oversight;
+mod owner_notices;
 mod permits;
 mod retention;
 mod schema;
