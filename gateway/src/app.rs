@@ -104,6 +104,14 @@ impl Gateway {
         // Clue subjects carry their device's registered location, shop and owner.
         let stamp_from = registry.clone();
         clues.stamp_subjects_with(Arc::new(move |s| stamp_from.stamp(s)));
+        // Notices to owners: the contact from the registry, delivered by one worker per
+        // configured channel (a channel whose token variable is missing stops the start).
+        let contacts_from = registry.clone();
+        clues.owner_contacts_with(Arc::new(move |s| contacts_from.owner_contact(s)));
+        tasks.extend(
+            crate::clue::owner_notify::spawn_owner_notify(&clues, delivery_cancel.clone())
+                .context("starting owner notices")?,
+        );
         // Camera health: frames from the API, status from the `camera` readings, ticks.
         let cameras =
             crate::camera::service::CameraService::new(cfg.cameras.clone(), clue_tx.clone())

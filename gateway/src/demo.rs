@@ -238,6 +238,8 @@ fn demo_registry(opts: &DemoOptions) -> anyhow::Result<PathBuf> {
         dev_eui: None,
         location: None,
         owner: None,
+        owner_phone: None,
+        owner_address: None,
         shop: None,
         installation: Default::default(),
     };

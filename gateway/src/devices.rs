@@ -7,7 +7,9 @@
 use crate::decode::native::STATE_STREAM;
 use crate::reading::{Reading, Value};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+/// foldhash, not SipHash: looked up once per message on the intake path (issue 24).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::RwLock;
 
 /// The newest value of one metric.
@@ -76,7 +78,7 @@ impl DeviceTable {
     pub fn new(offline_after_ms: i64) -> DeviceTable {
         DeviceTable {
             offline_after_ms,
-            devices: RwLock::new(HashMap::new()),
+            devices: RwLock::new(HashMap::default()),
             history: crate::history::ReadingHistory::default(),
         }
     }
@@ -151,11 +153,15 @@ impl DeviceTable {
                         continue;
                     }
                     st.last_data_ms = Some(at);
-                    let newer = st
-                        .last_values
-                        .get(&r.metric)
-                        .is_none_or(|v| v.device_time_ms <= r.device_time_ms);
-                    if newer {
+                    // Updated in place: no allocation per reading once a metric is known.
+                    if let Some(last) = st.last_values.get_mut(&r.metric) {
+                        if last.device_time_ms <= r.device_time_ms {
+                            last.stream.clone_from(&r.stream);
+                            last.value.clone_from(&r.value);
+                            last.unit.clone_from(&r.unit);
+                            last.device_time_ms = r.device_time_ms;
+                        }
+                    } else {
                         st.last_values.insert(
                             r.metric.clone(),
                             LastValue {

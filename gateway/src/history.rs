@@ -12,7 +12,9 @@
 use crate::decode::native::{EVENT_STREAM, STATE_STREAM};
 use crate::reading::{Reading, Value};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+/// foldhash, not SipHash: looked up once per message on the intake path (issue 24).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Mutex;
 
 /// Default points kept per metric (a reading a minute is 6 hours).
@@ -58,7 +60,8 @@ struct DeviceRings {
 /// Shared, internally locked; pushes are short.
 pub struct ReadingHistory {
     points_per_metric: usize,
-    devices: Mutex<HashMap<(String, String), DeviceRings>>,
+    /// Site, then device: found by `&str` without building an owned key per message.
+    devices: Mutex<HashMap<String, HashMap<String, DeviceRings>>>,
 }
 
 impl Default for ReadingHistory {
@@ -85,8 +88,21 @@ impl ReadingHistory {
             return;
         }
         let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (first.site.clone(), first.device.clone());
-        let rings = map.entry(key).or_default();
+        // Owned keys only for a device seen the first time (intake's hot path, issue 24).
+        if !map
+            .get(&first.site)
+            .is_some_and(|d| d.contains_key(&first.device))
+        {
+            map.entry(first.site.clone())
+                .or_default()
+                .insert(first.device.clone(), DeviceRings::default());
+        }
+        let Some(rings) = map
+            .get_mut(&first.site)
+            .and_then(|d| d.get_mut(&first.device))
+        else {
+            return;
+        };
         if first.stream == EVENT_STREAM {
             rings.push_event(readings);
             return;
@@ -96,19 +112,22 @@ impl ReadingHistory {
         }
         for r in readings {
             let Some(v) = r.value.as_f64() else { continue };
-            if !rings.metrics.contains_key(&r.metric)
-                && rings.metrics.len() >= MAX_METRICS_PER_DEVICE
-            {
-                continue;
+            if !rings.metrics.contains_key(&r.metric) {
+                if rings.metrics.len() >= MAX_METRICS_PER_DEVICE {
+                    continue;
+                }
+                rings.metrics.insert(
+                    r.metric.clone(),
+                    MetricRing {
+                        stream: r.stream.clone(),
+                        unit: r.unit.clone(),
+                        points: VecDeque::new(),
+                    },
+                );
             }
-            let ring = rings
-                .metrics
-                .entry(r.metric.clone())
-                .or_insert_with(|| MetricRing {
-                    stream: r.stream.clone(),
-                    unit: r.unit.clone(),
-                    points: VecDeque::new(),
-                });
+            let Some(ring) = rings.metrics.get_mut(&r.metric) else {
+                continue;
+            };
             ring.stream.clone_from(&r.stream);
             ring.unit.clone_from(&r.unit);
             // Replays arrive late: keep the ring ordered by device time.
@@ -129,7 +148,7 @@ impl ReadingHistory {
         since_ms: i64,
     ) -> Option<BTreeMap<String, Series>> {
         let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        let rings = map.get(&(site.to_string(), device.to_string()))?;
+        let rings = map.get(site)?.get(device)?;
         Some(
             rings
                 .metrics
@@ -158,7 +177,7 @@ impl ReadingHistory {
     /// Events newer than `since_ms`, oldest first.
     pub fn events(&self, site: &str, device: &str, since_ms: i64) -> Option<Vec<EventRecord>> {
         let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        let rings = map.get(&(site.to_string(), device.to_string()))?;
+        let rings = map.get(site)?.get(device)?;
         Some(
             rings
                 .events

@@ -5,7 +5,9 @@
 //! device clock that is far off is replaced by the receive time and flagged.
 
 use crate::reading::Reading;
-use std::collections::HashMap;
+/// foldhash, not SipHash: looked up once per message on the intake path (issue 24); still
+/// seeded per map, so crafted device ids cannot force collisions cheaply.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// How many sequence numbers behind the newest one we remember as seen.
 const WINDOW: u64 = 1024;

@@ -56,6 +56,12 @@ pub struct Intake {
 /// Sending half of the intake channel, cloned into every source.
 pub type IntakeSender = tokio::sync::mpsc::Sender<Intake>;
 
+/// What the processor hands each downstream consumer (rules engine, camera health): the
+/// readings of one durable batch, one entry per source message, in arrival order. One channel
+/// operation per batch rather than per message (issue 24: the per-message hand-offs and task
+/// wake-ups were a visible share of intake CPU).
+pub type ReadingsBatch = std::sync::Arc<[Vec<Reading>]>;
+
 use crate::backoff::Backoff;
 use crate::devices::DeviceTable;
 use crate::metrics::Metrics;
@@ -88,9 +94,9 @@ pub struct Processor {
     /// Intakes made durable together (one fsync) before their acks go out.
     pub max_batch: usize,
     /// Downstream consumers of normalized readings (rules engine, camera health...), one
-    /// message per source message. Bounded: a slow consumer slows intake rather than losing
-    /// readings it must see.
-    pub readings_out: Vec<mpsc::Sender<Arc<[Reading]>>>,
+    /// [`ReadingsBatch`] per durable batch. Bounded: a slow consumer slows intake rather than
+    /// losing readings it must see.
+    pub readings_out: Vec<mpsc::Sender<ReadingsBatch>>,
     /// Where records the outbox can never take are kept (`None`: not acknowledged instead).
     pub dead_letter: Option<std::path::PathBuf>,
 }
@@ -133,6 +139,7 @@ impl Processor {
         let mut counts = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
         let mut kept = Vec::with_capacity(batch.len());
+        let mut out = Vec::with_capacity(batch.len());
         for mut intake in batch.drain(..) {
             if let Some(first) = intake.readings.first()
                 && let Some(seq) = first.sequence
@@ -165,11 +172,12 @@ impl Processor {
             }
             if self.outbox.is_some() {
                 let before = lines.len();
-                lines.extend(crate::sink::line_protocol::encode_with(
+                crate::sink::line_protocol::encode_into(
                     &intake.readings,
                     &self.measurement_prefix,
                     self.dialect,
-                ));
+                    &mut lines,
+                );
                 counts.push(lines.len() - before);
             } else {
                 counts.push(0);
@@ -194,11 +202,14 @@ impl Processor {
             self.metrics.readings_in_total.inc_by(readings.len() as u64);
             self.devices.observe(&readings);
             if !self.readings_out.is_empty() {
-                let shared: Arc<[Reading]> = readings.into();
-                for out in &self.readings_out {
-                    // A consumer that stopped (shutdown) is simply skipped.
-                    let _ = out.send(shared.clone()).await;
-                }
+                out.push(readings);
+            }
+        }
+        if !out.is_empty() {
+            let shared: ReadingsBatch = out.into();
+            for consumer in &self.readings_out {
+                // A consumer that stopped (shutdown) is simply skipped.
+                let _ = consumer.send(shared.clone()).await;
             }
         }
         acks

@@ -167,6 +167,19 @@ try {
     && (await page.textContent('#matter-decision')).includes('现场核查'), `decision in band ${applicable} (${min}) recorded in the audit trail`);
   await shot('03b-clue-matter-zh');
 
+  // 5c. The owner's side, in Chinese: nobody told yet; a person records telling the owner by
+  // phone, and the answer window is shown from then.
+  await page.waitForSelector('#owner');
+  expect((await page.textContent('#owner')).includes('当事人告知与陈述')
+    && (await page.textContent('#owner-due')).includes('尚未告知当事人'), 'the owner card in Chinese: not told yet');
+  await page.fill('#owner-channel', 'phone');
+  await page.click('#owner-record');
+  await page.waitForSelector('#owner-due:not([data-due=""])');
+  expect((await page.textContent('#owner-due')).includes('陈述申辩期限至')
+    && (await page.textContent('#owner-told')).includes('phone')
+    && (await page.textContent('#owner-no-statement')).includes('尚无当事人陈述'), 'the owner was told by phone: the answer window in Chinese');
+  await shot('03c-clue-owner-zh');
+
   // 6. Another site's clue by its address: refused by the API, shown as not found.
   await page.goto(`${URL_}/#/clues/${OTHER_CLUE_ID}`);
   await page.waitForSelector('#page-error');
@@ -234,6 +247,8 @@ try {
     && /(holds|fails): /.test(await page.textContent('#matter-bands'))
     && (await page.textContent('#matter-decision')).includes('Latest decision'), 'the matter, band reasons and decision in English');
   await shot('08b-clue-matter-en');
+  expect((await page.textContent('#owner')).includes('Owner notified and heard')
+    && (await page.textContent('#owner-due')).includes('Owner may answer until'), 'the owner card and answer window in English');
 
   // 10. What is shown follows the role: a device token gets no clue pages.
   await page.click('#signout');

@@ -13,7 +13,6 @@ use super::shopfront::{Shopfront, ShopfrontReport, ShopfrontSection};
 use super::{CameraHealth, CamerasConfig, FrameError, FrameReport, ReferenceReport};
 use crate::clue::signal::{ClueSender, ClueSignal};
 use crate::metrics::Metrics;
-use crate::reading::Reading;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -326,7 +325,11 @@ impl CameraService {
 
     /// Consumes the readings fan-out (camera status) and ticks until the readings stop or
     /// `cancel` fires.
-    pub async fn run(self, mut rx: mpsc::Receiver<Arc<[Reading]>>, cancel: CancellationToken) {
+    pub async fn run(
+        self,
+        mut rx: mpsc::Receiver<crate::pipeline::ReadingsBatch>,
+        cancel: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(TICK);
         loop {
             tokio::select! {
@@ -337,8 +340,13 @@ impl CameraService {
                     self.forward(signals).await;
                 }
                 msg = rx.recv() => {
-                    let Some(readings) = msg else { break };
-                    let signals = Self::with(&self.health, |h| h.on_readings(&readings));
+                    let Some(batch) = msg else { break };
+                    // Only camera status messages concern the health checks: the rest of a
+                    // batch is skipped without taking the lock.
+                    let mut signals = Vec::new();
+                    for readings in batch.iter().filter(|r| r.first().is_some_and(|f| f.stream == "camera")) {
+                        signals.extend(Self::with(&self.health, |h| h.on_readings(readings)));
+                    }
                     self.forward(signals).await;
                 }
             }

@@ -104,6 +104,14 @@ pub enum AuditAction {
     /// The chain's key was rotated: sealed with the old key, the entry names the new key's id
     /// (`new_key_id`), and every entry after it must be sealed with that key.
     KeyRotated,
+    /// A notice to the owner (`send_owner_notice`) was accepted by its channel's provider
+    /// (detail: `notice`, `channel`, `provider_id`, `at`); the owner's time to answer starts.
+    OwnerNoticeDelivered,
+    /// A notice to the owner was given up after its channel's attempts (detail: `notice`,
+    /// `channel`, `reason`, `attempts`).
+    OwnerNoticeFailed,
+    /// The provider's later receipt for a notice (detail: `notice`, `receipt`, `note`, `at`).
+    OwnerNoticeReceipt,
 }
 
 /// The steps of a supervision notice as audit records them.
@@ -149,11 +157,12 @@ pub enum LifecycleAction {
     OwnerResponse,
     Decide,
     Dispatch,
+    SendOwnerNotice,
 }
 
 impl AuditAction {
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 39] = [
+    pub const ALL: [AuditAction; 43] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -173,6 +182,7 @@ impl AuditAction {
         AuditAction::Lifecycle(LifecycleAction::OwnerResponse),
         AuditAction::Lifecycle(LifecycleAction::Decide),
         AuditAction::Lifecycle(LifecycleAction::Dispatch),
+        AuditAction::Lifecycle(LifecycleAction::SendOwnerNotice),
         AuditAction::OversightWarning,
         AuditAction::EvidenceOriginalAccess,
         AuditAction::FrameOriginalAccess,
@@ -193,6 +203,9 @@ impl AuditAction {
         AuditAction::MuckPermitPut,
         AuditAction::MuckPermitDelete,
         AuditAction::KeyRotated,
+        AuditAction::OwnerNoticeDelivered,
+        AuditAction::OwnerNoticeFailed,
+        AuditAction::OwnerNoticeReceipt,
     ];
 
     /// The stored spelling.
@@ -220,6 +233,9 @@ impl AuditAction {
             AuditAction::MuckPermitPut => "muck_permit_put",
             AuditAction::MuckPermitDelete => "muck_permit_delete",
             AuditAction::KeyRotated => "audit_key_rotated",
+            AuditAction::OwnerNoticeDelivered => "owner_notice_delivered",
+            AuditAction::OwnerNoticeFailed => "owner_notice_failed",
+            AuditAction::OwnerNoticeReceipt => "owner_notice_receipt",
         }
     }
 
@@ -245,6 +261,7 @@ impl LifecycleAction {
             LifecycleAction::OwnerResponse => "owner_response",
             LifecycleAction::Decide => "decide",
             LifecycleAction::Dispatch => "dispatch",
+            LifecycleAction::SendOwnerNotice => "send_owner_notice",
         }
     }
 }
@@ -264,6 +281,7 @@ impl From<&Action> for AuditAction {
             Action::OwnerResponse { .. } => LifecycleAction::OwnerResponse,
             Action::Decide { .. } => LifecycleAction::Decide,
             Action::Dispatch { .. } => LifecycleAction::Dispatch,
+            Action::SendOwnerNotice { .. } => LifecycleAction::SendOwnerNotice,
         })
     }
 }
@@ -320,7 +338,8 @@ pub fn canonical_json(v: &Value) -> String {
     }
 }
 
-fn write_canonical(v: &Value, out: &mut Vec<u8>) -> serde_json::Result<()> {
+/// Appends the canonical text of `v` (see [`canonical_json`]) to `out`.
+pub(crate) fn write_canonical(v: &Value, out: &mut Vec<u8>) -> serde_json::Result<()> {
     match v {
         Value::Object(m) => {
             let mut entries: Vec<(&String, &Value)> = m.iter().collect();
@@ -760,6 +779,7 @@ mod tests {
                 "owner_response",
                 "decide",
                 "dispatch",
+                "send_owner_notice",
                 "oversight_warning",
                 "evidence_original_access",
                 "frame_original_access",
@@ -780,6 +800,9 @@ mod tests {
                 "muck_permit_put",
                 "muck_permit_delete",
                 "audit_key_rotated",
+                "owner_notice_delivered",
+                "owner_notice_failed",
+                "owner_notice_receipt",
             ]
         );
         for a in AuditAction::ALL {
@@ -792,7 +815,8 @@ mod tests {
             {"action": "dismiss", "reason": "r"}, {"action": "close"},
             {"action": "reopen", "reason": "r"}, {"action": "comment", "text": "t"},
             {"action": "notify_owner", "channel": "sms"},
-            {"action": "owner_response", "statement": "s"}
+            {"action": "owner_response", "statement": "s"},
+            {"action": "send_owner_notice", "channel": "sms"}
         ]))
         .expect("actions");
         for a in &lifecycle {

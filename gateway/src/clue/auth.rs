@@ -106,6 +106,7 @@ impl Role {
                     | Action::Dismiss { .. }
                     | Action::Comment { .. }
                     | Action::NotifyOwner { .. }
+                    | Action::SendOwnerNotice { .. }
                     | Action::OwnerResponse { .. }
                     | Action::Decide { .. }
             ),

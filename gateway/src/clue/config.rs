@@ -47,6 +47,8 @@ pub struct CluesConfig {
     pub audit: crate::clue::audit_key::AuditConfig,
     /// The matter catalogue: legal basis, discretion bands and leniency list per clue kind.
     pub matters: crate::clue::matters::MatterCatalogue,
+    /// Channels that tell owners about clues (`[[clues.owner_notify.channels]]`).
+    pub owner_notify: crate::clue::owner_notify::OwnerNotifyConfig,
 }
 
 /// `[clues.recovery]`: a recovered fault is recorded on its clue; clues of these kinds are
@@ -126,6 +128,7 @@ impl Default for CluesConfig {
             recovery: Default::default(),
             audit: Default::default(),
             matters: Default::default(),
+            owner_notify: Default::default(),
         }
     }
 }
@@ -188,6 +191,7 @@ impl CluesConfig {
         self.retention.validate()?;
         self.audit.validate()?;
         self.matters.validate()?;
+        self.owner_notify.validate()?;
         for (i, k) in self.recovery.auto_resolve.iter().enumerate() {
             if k.is_empty() || k == "*" {
                 return Err(invalid(

@@ -105,6 +105,21 @@ pub enum Action {
         #[serde(default)]
         note: Option<String>,
     },
+    /// Send the owner a notice through a configured channel (`[[clues.owner_notify.channels]]`,
+    /// e.g. a webhook to an SMS or letter service), optionally with a named template; no status
+    /// change. Queued in the outbox with the action; the delivery (or its failure) is recorded
+    /// later as `owner_notice_delivered` / `owner_notice_failed`, and the owner's time to answer
+    /// starts at delivery, not here (see `clue::owner_notify`).
+    SendOwnerNotice {
+        channel: String,
+        #[serde(default)]
+        template: Option<String>,
+        /// Filled in by the pool (contact, payload, idempotency key), never by the caller (a
+        /// request that sends it is refused as an unknown field) and never written to the
+        /// audit (it holds the owner's full contact).
+        #[serde(default, skip)]
+        draft: Option<super::owner_notify::OwnerNoticeDraft>,
+    },
     /// What the owner answered, recorded by whoever received it; no status change.
     OwnerResponse {
         statement: String,
@@ -149,6 +164,7 @@ impl Action {
             Action::Reopen { .. } => "reopen",
             Action::Comment { .. } => "comment",
             Action::NotifyOwner { .. } => "notify_owner",
+            Action::SendOwnerNotice { .. } => "send_owner_notice",
             Action::OwnerResponse { .. } => "owner_response",
             Action::Decide { .. } => "decide",
             Action::Dispatch { .. } => "dispatch",
@@ -167,6 +183,7 @@ impl Action {
             | Action::Reopen { reason } => Some(reason),
             Action::Comment { text } => Some(text),
             Action::NotifyOwner { note, .. } => note.as_deref(),
+            Action::SendOwnerNotice { template, .. } => template.as_deref(),
             Action::OwnerResponse { statement, .. } => Some(statement),
             Action::Decide { basis, .. } => Some(basis),
             Action::Dispatch { reason, .. } => Some(reason),
@@ -353,6 +370,12 @@ pub fn apply(
             required(name, "text", text)?;
         }
         Action::NotifyOwner { channel, .. } => {
+            if state.status == Closed {
+                return Err(illegal());
+            }
+            required(name, "channel", channel)?;
+        }
+        Action::SendOwnerNotice { channel, .. } => {
             if state.status == Closed {
                 return Err(illegal());
             }

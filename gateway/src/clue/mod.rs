@@ -27,7 +27,9 @@
 //! - `decision`: the `decide` action's check against the catalogue, decision statistics.
 //! - `org`: units (city, county, township) with sites and departments, token scopes of a
 //!   unit or department, dispatch of new clues to lead and assisting departments.
-//! - `owner`: owner notification and answers, first-violation leniency advice.
+//! - `owner`: owner notification and answers, first-violation leniency advice;
+//!   `owner_notify`: notices to the owner through configured channels (webhook to an SMS or
+//!   letter service), their durable delivery and its record.
 //! - `privacy`: masking of plates and people in evidence images for lesser roles.
 //! - `retention`: the evidence purge job (the purge is audited, not the content).
 //! - `stays`: parking stays that got a "please move" notice and their outcomes (the notice
@@ -47,6 +49,7 @@ pub mod model;
 pub mod org;
 pub mod oversight;
 pub mod owner;
+pub mod owner_notify;
 pub mod peer_penalty;
 pub mod pool;
 pub mod postgres;

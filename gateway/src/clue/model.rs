@@ -264,6 +264,25 @@ pub(crate) mod tests {
         }
     }
 
+    /// A detail of [`clue`] with nothing else on record.
+    pub(crate) fn detail_for_test() -> ClueDetail {
+        ClueDetail {
+            clue: clue("s"),
+            history: History {
+                prior_clues: 0,
+                first_seen_ms: None,
+                first_violation: true,
+                hint: String::new(),
+            },
+            recent_occurrences: Vec::new(),
+            evidence: Vec::new(),
+            links: Links::default(),
+            owner: None,
+            leniency: None,
+            matter: None,
+        }
+    }
+
     #[test]
     fn a_clue_without_assisting_departments_serializes_as_before() {
         let v = serde_json::to_value(clue("s")).expect("json");

@@ -929,6 +929,7 @@ pub fn closed_without_owner(
         }
         let notified = r
             .actions("notify_owner")
+            .chain(r.actions("owner_notice_delivered"))
             .filter(|e| e.seq < resolve.seq)
             .map(|e| e.at_ms)
             .min();
@@ -1372,6 +1373,50 @@ pub(super) mod tests {
             ],
         );
         assert!(closed_without_owner(&[fair], 0, &cfg).is_empty());
+        // A notice sent through a channel counts once delivered, not when it was queued.
+        let queued_only = record(
+            clue(6, Status::Closed),
+            &[
+                (
+                    H,
+                    "ann#1",
+                    "send_owner_notice",
+                    json!({"channel": "sms", "notice": 1}),
+                ),
+                (3 * H, "ann#1", "resolve", json!({})),
+                (4 * H, "sue#4", "close", json!({})),
+            ],
+        );
+        assert_eq!(
+            closed_without_owner(&[queued_only], 0, &cfg)[0].level,
+            Escalation::Red
+        );
+        let delivered = record(
+            clue(7, Status::Closed),
+            &[
+                (
+                    H,
+                    "ann#1",
+                    "send_owner_notice",
+                    json!({"channel": "sms", "notice": 2}),
+                ),
+                (
+                    H,
+                    "owner-notify:sms",
+                    "owner_notice_delivered",
+                    json!({"channel": "sms", "notice": 2, "at": H}),
+                ),
+                (
+                    2 * H,
+                    "ann#1",
+                    "owner_response",
+                    json!({"statement": "fixed"}),
+                ),
+                (3 * H, "ann#1", "resolve", json!({})),
+                (4 * H, "sue#4", "close", json!({})),
+            ],
+        );
+        assert!(closed_without_owner(&[delivered], 0, &cfg).is_empty());
         let mut cover = clue(5, Status::Closed);
         cover.kind = "manhole.cover_open".into();
         let public = record(cover, &[(H, "ann#1", "resolve", json!({}))]);

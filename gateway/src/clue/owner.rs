@@ -3,6 +3,9 @@
 //!
 //! Notification and answer are lifecycle actions (`notify_owner`, `owner_response`) so they
 //! land in the audit log like every other step; [`owner_record`] reads them back from there.
+//! A notice sent through a configured channel (`send_owner_notice`, see `clue::owner_notify`)
+//! counts as a notification when its provider accepted it (`owner_notice_delivered`), not
+//! when it was queued: the owner's time to answer starts when they could have read it.
 //! The leniency recommendation is advice with the rule that produced it: people decide, the
 //! system records and reminds.
 
@@ -19,6 +22,9 @@ pub struct Notification {
     pub channel: String,
     pub by: String,
     pub note: Option<String>,
+    /// The notice (`owner_notices` id) whose delivery this is; none for a person's record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +43,10 @@ pub struct OwnerRecord {
     pub responses: Vec<OwnerStatement>,
     /// First notification plus the answer window: the earliest fair time to decide.
     pub answer_due_ms: Option<i64>,
+    /// Notices sent through configured channels, oldest first, with their delivery state
+    /// (filled in by the pool from the store).
+    #[serde(default)]
+    pub notices: Vec<super::owner_notify::OwnerNotice>,
 }
 
 fn text(d: &Value, key: &str) -> Option<String> {
@@ -53,6 +63,18 @@ pub fn owner_record(audit: &[AuditEntry], answer_window_s: u64) -> OwnerRecord {
                 channel: text(&e.detail, "channel").unwrap_or_default(),
                 by: e.actor.clone(),
                 note: text(&e.detail, "note"),
+                notice: None,
+            }),
+            "owner_notice_delivered" => r.notified.push(Notification {
+                at_ms: e
+                    .detail
+                    .get("at")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(e.at_ms),
+                channel: text(&e.detail, "channel").unwrap_or_default(),
+                by: e.actor.clone(),
+                note: text(&e.detail, "provider_id").map(|p| format!("provider id {p}")),
+                notice: e.detail.get("notice").and_then(Value::as_i64),
             }),
             "owner_response" => r.responses.push(OwnerStatement {
                 at_ms: e.at_ms,
@@ -65,8 +87,10 @@ pub fn owner_record(audit: &[AuditEntry], answer_window_s: u64) -> OwnerRecord {
     }
     r.answer_due_ms = r
         .notified
-        .first()
-        .map(|n| n.at_ms.saturating_add(answer_window_s as i64 * 1000));
+        .iter()
+        .map(|n| n.at_ms)
+        .min()
+        .map(|at| at.saturating_add(answer_window_s as i64 * 1000));
     r
 }
 
@@ -215,5 +239,43 @@ mod tests {
         assert_eq!(r.notified[0].channel, "sms");
         assert_eq!(r.responses[0].statement, "pump broke");
         assert_eq!(r.answer_due_ms, Some(60_020));
+    }
+
+    #[test]
+    fn a_sent_notice_starts_the_answer_window_at_delivery_not_at_queueing() {
+        let entry = |seq, at_ms, action: &str, detail| AuditEntry {
+            seq,
+            at_ms,
+            actor: "owner-notify:sms".into(),
+            action: action.into(),
+            clue_id: Some(1),
+            detail,
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let queued = entry(
+            1,
+            100,
+            "send_owner_notice",
+            json!({"channel": "sms", "notice": 7}),
+        );
+        let r = owner_record(std::slice::from_ref(&queued), 60);
+        assert!(r.notified.is_empty(), "queued is not told");
+        assert_eq!(r.answer_due_ms, None);
+        let r = owner_record(
+            &[
+                queued,
+                entry(
+                    2,
+                    5_000,
+                    "owner_notice_delivered",
+                    json!({"channel": "sms", "notice": 7, "provider_id": "m-1", "at": 4_900}),
+                ),
+            ],
+            60,
+        );
+        assert_eq!(r.notified[0].notice, Some(7));
+        assert_eq!(r.notified[0].channel, "sms");
+        assert_eq!(r.answer_due_ms, Some(64_900));
     }
 }

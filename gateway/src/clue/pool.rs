@@ -72,6 +72,9 @@ pub struct PoolHandle {
     /// Completes a new event's subject (location, shop, owner) before it is recorded; set
     /// once at start-up by [`PoolHandle::stamp_subjects_with`], shared by every clone.
     stamp: Arc<std::sync::OnceLock<SubjectStamp>>,
+    /// Finds the owner's contact for `send_owner_notice`; set once at start-up by
+    /// [`PoolHandle::owner_contacts_with`].
+    contacts: Arc<std::sync::OnceLock<ContactLookup>>,
     /// The organisation (`[org]`): unit tokens' sites, dispatch of new clues.
     org: Arc<super::org::Org>,
 }
@@ -80,6 +83,12 @@ pub struct PoolHandle {
 /// registry's location, shop and owner). A function rather than the registry itself, so the
 /// pool does not depend on the registry (which depends on the pool for its audit).
 pub type SubjectStamp = Arc<dyn Fn(&mut super::signal::Subject) + Send + Sync>;
+
+/// The owner's contacts for a clue subject (the device registry's `owner_phone`,
+/// `owner_address`), for notices to the owner; a function for the same reason as
+/// [`SubjectStamp`].
+pub type ContactLookup =
+    Arc<dyn Fn(&super::signal::Subject) -> Option<super::owner_notify::OwnerContact> + Send + Sync>;
 
 /// The clue store `[clues] store` chose: this gateway's SQLite file, or the PostgreSQL that
 /// several gateways share.
@@ -471,6 +480,7 @@ impl PoolHandle {
             delivery_wake: Arc::new(Notify::new()),
             closing: CancellationToken::new(),
             stamp: Default::default(),
+            contacts: Default::default(),
             org: Default::default(),
         }
     }
@@ -489,6 +499,12 @@ impl PoolHandle {
     /// second call is ignored and returns false).
     pub fn stamp_subjects_with(&self, stamp: SubjectStamp) -> bool {
         self.stamp.set(stamp).is_ok()
+    }
+
+    /// Notices to owners find the owner's contact with `lookup` (once; a second call is
+    /// ignored and returns false).
+    pub fn owner_contacts_with(&self, lookup: ContactLookup) -> bool {
+        self.contacts.set(lookup).is_ok()
     }
 
     /// Ends long-lived responses (SSE) when `token` is cancelled.
@@ -742,6 +758,12 @@ impl PoolHandle {
     /// The check reads the clue as it is now; a repeat arriving between this read and the
     /// action's transaction is judged by the next decision or the next oversight run.
     async fn checked(&self, id: i64, action: Action) -> Result<Action, PoolError> {
+        if let Action::SendOwnerNotice {
+            channel, template, ..
+        } = action
+        {
+            return self.owner_notice_draft(id, channel, template).await;
+        }
         if let Action::Dispatch {
             lead, assisting, ..
         } = &action
@@ -780,6 +802,124 @@ impl PoolHandle {
             basis,
             check: Some(check),
         })
+    }
+
+    /// A `send_owner_notice` action with its draft: the channel must be configured (and the
+    /// template one it allows), and the registry must hold the contact the channel needs.
+    async fn owner_notice_draft(
+        &self,
+        id: i64,
+        channel: String,
+        template: Option<String>,
+    ) -> Result<Action, PoolError> {
+        use super::owner_notify as on;
+        let name = channel.trim().to_string();
+        let template = template
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        let Some(ch) = self.cfg.owner_notify.channel(&name) else {
+            return Err(PoolError::Invalid(format!(
+                "no owner-notice channel `{name}` (configured: {})",
+                self.cfg.owner_notify.names()
+            )));
+        };
+        if let Some(t) = &template
+            && !ch.allows_template(t)
+        {
+            return Err(PoolError::Invalid(format!(
+                "channel `{name}` has no template `{t}` (templates: {})",
+                ch.templates.join(", ")
+            )));
+        }
+        let d = self
+            .get(id)
+            .await?
+            .ok_or(PoolError::Store(StoreError::NotFound(id)))?;
+        let contact = self
+            .contacts
+            .get()
+            .and_then(|f| f(&d.clue.subject))
+            .unwrap_or_default();
+        let Some(to) = contact.get(ch.contact) else {
+            return Err(PoolError::Invalid(format!(
+                "the device registry holds no owner {} for site {}{} (`owner_{}` of its entry); \
+                 channel `{name}` needs one",
+                ch.contact.as_str(),
+                d.clue.subject.site,
+                d.clue
+                    .subject
+                    .device
+                    .as_deref()
+                    .map(|dv| format!(" device {dv}"))
+                    .unwrap_or_default(),
+                ch.contact.as_str(),
+            )));
+        };
+        let key = on::new_idempotency_key(id);
+        let window = self.cfg.oversight.closed_without_owner.answer_window_s;
+        let payload = on::payload(&d, ch, template.as_deref(), to, window, &key);
+        let draft = on::OwnerNoticeDraft {
+            outbox_channel: on::outbox_channel(&ch.name),
+            site: d.clue.subject.site.clone(),
+            contact_masked: on::masked(ch.contact, to),
+            idempotency_key: key,
+            payload,
+        };
+        Ok(Action::SendOwnerNotice {
+            channel: name,
+            template,
+            draft: Some(draft),
+        })
+    }
+
+    /// One attempt of owner notice `id` failed; it stays queued.
+    pub async fn owner_notice_attempt_failed(
+        &self,
+        id: i64,
+        outbox_id: i64,
+        error: String,
+    ) -> Result<(), PoolError> {
+        self.blocking(move |s| s.owner_notice_attempt_failed(id, outbox_id, &error))
+            .await
+    }
+
+    /// Settles owner notice `id` (delivered or given up) and announces the clue's change.
+    pub async fn settle_owner_notice(
+        &self,
+        id: i64,
+        outbox_id: i64,
+        outcome: super::owner_notify::Outcome,
+    ) -> Result<Option<ClueChange>, PoolError> {
+        let now = self.now_ms();
+        let change = self
+            .blocking(move |s| s.settle_owner_notice(id, outbox_id, &outcome, now))
+            .await?;
+        if let Some(c) = &change {
+            self.announce(c);
+        }
+        Ok(change)
+    }
+
+    pub async fn owner_notice(
+        &self,
+        id: i64,
+    ) -> Result<Option<super::owner_notify::OwnerNotice>, PoolError> {
+        self.blocking(move |s| s.owner_notice(id)).await
+    }
+
+    /// Records a provider's receipt for owner notice `id`.
+    pub async fn owner_notice_receipt(
+        &self,
+        id: i64,
+        receipt: super::owner_notify::Receipt,
+        actor: String,
+    ) -> Result<ClueChange, PoolError> {
+        let now = self.now_ms();
+        let change = self
+            .blocking(move |s| s.owner_notice_receipt(id, &receipt, &actor, now))
+            .await?;
+        self.announce(&change);
+        Ok(change)
     }
 
     /// With units configured, the departments a `dispatch` action names must be departments
@@ -949,7 +1089,9 @@ impl PoolHandle {
             };
             let audit = s.audit_of(id)?;
             let window = cfg.oversight.closed_without_owner.answer_window_s;
-            d.owner = Some(super::owner::owner_record(&audit, window));
+            let mut owner = super::owner::owner_record(&audit, window);
+            owner.notices = s.owner_notices(id)?;
+            d.owner = Some(owner);
             let lc = &cfg.oversight.leniency;
             let since = now.saturating_sub((lc.lookback_s as i64).saturating_mul(1000));
             let prior = s.prior_clues_since(id, since)?;

@@ -274,10 +274,22 @@ pub fn masked_contact(contact: &str) -> String {
     out
 }
 
+/// `12 Beijing Road, Unit 3` -> `12 Be…`: a postal address keeps its first 5 characters,
+/// enough to tell two addresses apart in a list, not enough to find the door.
+pub fn masked_address(address: &str) -> String {
+    let n = address.chars().count();
+    let head: String = address.chars().take(5).collect();
+    if n <= 5 {
+        "*".repeat(n)
+    } else {
+        format!("{head}…")
+    }
+}
+
 /// Hides personal data wherever it is written in `value` (a clue, a detail, a change, audit
 /// entries, oversight warnings, registry entries): every string under a `plate` key is
-/// collected, together with `known`, and so is every string under an `owner` key (the
-/// registry's contact of the owner); each occurrence of those in any string (titles, dedup
+/// collected, together with `known`, and so is every string under an `owner`, `owner_phone`
+/// or `owner_address` key (the registry's contacts of the owner); each occurrence of those in any string (titles, dedup
 /// keys, notes, details, warning keys) is replaced by its masked form ([`masked_plate`],
 /// [`masked_contact`]). Working on the serialized form is deliberate: a field added later is
 /// masked too, without a list to keep up to date.
@@ -289,7 +301,8 @@ pub fn mask_personal_data(value: &mut serde_json::Value, known: &[String]) {
                     if let Some(s) = v.as_str() {
                         match k.as_str() {
                             "plate" => out.push((s.to_string(), masked_plate(s))),
-                            "owner" => out.push((s.to_string(), masked_contact(s))),
+                            "owner" | "owner_phone" => out.push((s.to_string(), masked_contact(s))),
+                            "owner_address" => out.push((s.to_string(), masked_address(s))),
                             _ => {}
                         }
                     }

@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 /// How long to wait for a PUBACK before publishing again.
 const PUBACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle poll of the outbox when nothing woke the worker (changes made by another process).
-const IDLE_POLL: Duration = Duration::from_secs(2);
+pub(crate) const IDLE_POLL: Duration = Duration::from_secs(2);
 const BATCH: u32 = 100;
 
 /// How a delivery lane opens its own connection to the broker. Defined here, by its user, so
@@ -138,7 +138,7 @@ pub(crate) fn spawn_webhook_lane(
     }
 }
 
-async fn pending(lane: &Lane) -> Vec<super::model::Delivery> {
+pub(crate) async fn pending(lane: &Lane) -> Vec<super::model::Delivery> {
     let (q, channel) = (lane.queue.clone(), lane.channel.clone());
     match tokio::task::spawn_blocking(move || q.pending(&channel, BATCH)).await {
         Ok(Ok(rows)) => rows,
@@ -174,7 +174,7 @@ async fn mark(lane: &mut Lane, id: i64, ok: bool) {
 }
 
 /// Waits for a wake-up, the idle poll, or cancellation (false).
-async fn idle(lane: &Lane, cancel: &CancellationToken, d: Duration) -> bool {
+pub(crate) async fn idle(lane: &Lane, cancel: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
         _ = cancel.cancelled() => false,
         _ = lane.wake.notified() => true,

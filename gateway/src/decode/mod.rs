@@ -7,6 +7,7 @@
 pub mod mapping;
 pub mod native;
 pub mod presets;
+pub mod wire;
 
 use crate::reading::Reading;
 use crate::registry::Registry;

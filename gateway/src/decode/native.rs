@@ -4,8 +4,7 @@ use super::DecodeError;
 use crate::reading::{Quality, Reading, Source, Value};
 use crate::units;
 use firmware::protocol::{
-    Event, EventPhase, EventSeverity, MessageKind, MetricValue, NativeTopic, STATE_OFFLINE,
-    STATE_ONLINE, Telemetry,
+    Event, EventPhase, EventSeverity, MessageKind, NativeTopic, STATE_OFFLINE, STATE_ONLINE,
 };
 
 /// Stream used when a telemetry message does not name one.
@@ -35,9 +34,10 @@ pub fn decode(
     };
     match topic.kind {
         MessageKind::Telemetry => {
-            let t: Telemetry = parse_json(payload)?;
+            // Borrowed, one-pass decoding of the same contract (see `super::wire`).
+            let t: super::wire::Telemetry<'_> = parse_json(payload)?;
             check_identity(topic, t.from.as_deref())?;
-            if t.metrics.is_empty() {
+            if t.metrics.0.is_empty() {
                 return Err(DecodeError::Empty);
             }
             let stream = t.stream.as_deref().unwrap_or(DEFAULT_STREAM);
@@ -46,14 +46,20 @@ pub fn decode(
             }
             let mut template = base(stream, t.ts, t.seq);
             template.quality.replayed = t.replayed;
-            let mut out = Vec::with_capacity(t.metrics.len());
-            for (name, v) in t.metrics {
+            let mut out = Vec::with_capacity(t.metrics.0.len());
+            let last = t.metrics.0.len() - 1;
+            for (i, (name, v)) in t.metrics.0.into_iter().enumerate() {
                 if name.is_empty() {
                     return Err(wrong("metrics", "empty metric name"));
                 }
-                let (value, unit) = convert(&name, v, t.units.get(&name).map(String::as_str))?;
-                let mut r = template.clone();
-                r.metric = name;
+                let (value, unit) = convert(&name, v.into(), t.units.get(&name).map(|u| &**u))?;
+                // The last reading takes the template itself: one set of copies fewer.
+                let mut r = if i == last {
+                    std::mem::replace(&mut template, base("", None, None))
+                } else {
+                    template.clone()
+                };
+                r.metric = name.0.into_owned();
                 r.value = value;
                 r.unit = unit;
                 out.push(r);
@@ -168,14 +174,12 @@ fn wrong(field: &str, detail: &str) -> DecodeError {
 
 /// Converts a metric to its canonical unit. Unknown units are an error rather than a silent
 /// mix of mm and cm in one series.
-fn convert(name: &str, v: MetricValue, unit: Option<&str>) -> Result<(Value, String), DecodeError> {
+fn convert(name: &str, v: Value, unit: Option<&str>) -> Result<(Value, String), DecodeError> {
     let value = match v {
-        MetricValue::Bool(b) => Value::Bool(b),
         // JSON does not distinguish 88 from 88.0; a device that sends both would otherwise
         // produce a field-type conflict in the database. Numbers are always floats.
-        MetricValue::Int(i) => Value::Float(i as f64),
-        MetricValue::Float(f) => Value::Float(f),
-        MetricValue::Text(s) => Value::Text(s),
+        Value::Int(i) => Value::Float(i as f64),
+        other => other,
     };
     let Some(unit) = unit else {
         return Ok((value, String::new()));

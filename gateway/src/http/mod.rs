@@ -12,7 +12,8 @@
 //! - One file of handlers per resource: [`health`] (`/healthz`, `/metrics`), [`devices`],
 //!   [`cameras`], [`clues`] (and the audit, stats and exports), [`oversight`] (warnings,
 //!   retention purge), [`supervision`] (notices from warnings), [`org`] (the units of
-//!   `[org]`), [`stays`] (parking stays),
+//!   `[org]`), [`owner_notices`] (notices to owners, provider receipts), [`stays`] (parking
+//!   stays),
 //!   [`permits`] (muck-truck permits), [`pumpouts`], [`registry`], [`drone`] (flights and
 //!   tasks); [`web`]: the dashboard's static files.
 //!
@@ -31,6 +32,7 @@ pub mod health;
 pub mod openapi;
 pub mod org;
 pub mod oversight;
+pub mod owner_notices;
 pub mod permits;
 pub mod pumpouts;
 pub mod registry;
@@ -176,6 +178,12 @@ pub(crate) fn router(state: AppState, dashboard: &DashboardConfig) -> Router {
         .route(
             "/api/v1/oversight/notices/{id}/actions",
             post(supervision::act),
+        )
+        // notices to owners (sent with the clue action send_owner_notice)
+        .route("/api/v1/owner-notices/{id}", get(owner_notices::one))
+        .route(
+            "/api/v1/owner-notices/{id}/receipt",
+            post(owner_notices::receipt),
         )
         // the organisation's units
         .route("/api/v1/org/units", get(org::units))

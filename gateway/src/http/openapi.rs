@@ -70,7 +70,7 @@ pub fn document() -> Value {
             "/api/v1/clues/export": {"get": op("Clues created in a range, CSV or JSON", &range, false)},
             "/api/v1/clues/{id}": {"get": op("Clue detail (department: the lead, assisting: the assisting departments, unit and unit_chain: the unit handling its site and those above it), evidence, subject history, duplicate-act links, owner notification and answers, leniency recommendation with its rule, matter (catalogue version, provisions, facts, applicable band, every band and leniency entry with reasons)", &id, false)},
             "/api/v1/clues/{id}/actions": {"post": op(
-                "claim | assign{to} | transfer{department,reason} | resolve{note} | dismiss{reason} | close | reopen{reason} | comment{text} | notify_owner{channel,note} | owner_response{statement,channel} | dispatch{lead?, assisting?: [departments], reason} (supervisor, platform, admin: who leads and assists; departments of the clue's unit or above when [org] has units) | decide{band, penalty (whole currency units, 0 for none), leniency_applied: [entry ids], basis} (on a claimed, assigned or resolved clue whose kind has a matter; 400 for a band or entry the matter lacks; recorded with the catalogue check, a penalty outside the band raises the oversight warning decision_outside_band)",
+                "claim | assign{to} | transfer{department,reason} | resolve{note} | dismiss{reason} | close | reopen{reason} | comment{text} | notify_owner{channel,note} (a person told the owner) | send_owner_notice{channel, template?} (queue a notice on a configured [[clues.owner_notify.channels]] channel; the registry's owner_phone/owner_address is the contact; 400 for an unknown channel or template or no contact; delivered with retries, recorded as owner_notice_delivered / owner_notice_failed; the answer window starts at delivery) | owner_response{statement,channel} | dispatch{lead?, assisting?: [departments], reason} (supervisor, platform, admin: who leads and assists; departments of the clue's unit or above when [org] has units) | decide{band, penalty (whole currency units, 0 for none), leniency_applied: [entry ids], basis} (on a claimed, assigned or resolved clue whose kind has a matter; 400 for a band or entry the matter lacks; recorded with the catalogue check, a penalty outside the band raises the oversight warning decision_outside_band)",
                 &id, true)},
             "/api/v1/clues/{id}/audit": {"get": op("The clue's audit entries", &id, false)},
             "/api/v1/clues/{id}/evidence/{sha256}": {"get": op(
@@ -144,7 +144,19 @@ pub fn document() -> Value {
     });
     add_dashboard_paths(&mut doc["paths"]);
     add_permit_paths(&mut doc["paths"]);
+    add_owner_notice_paths(&mut doc["paths"]);
     doc
+}
+
+/// Notices to owners (`http::owner_notices`); apart for the macro's recursion limit.
+fn add_owner_notice_paths(paths: &mut Value) {
+    let id = [("id", "path")];
+    paths["/api/v1/owner-notices/{id}"] = json!({"get": op(
+        "A notice to the owner {clue_id, channel, template, contact (masked), state queued|delivered|failed, attempts, last_error, queued_ms, delivered_ms, provider_id, failed_ms, receipt_status, receipt_ms, idempotency_key} (readers of its clue)",
+        &id, false)});
+    paths["/api/v1/owner-notices/{id}/receipt"] = json!({"post": op(
+        "The provider's receipt {status (delivered | read | undeliverable | ...: a lower-case word), at_ms?, note?} (platform, admin of the notice's site; 403 for other roles); audited on the clue as owner_notice_receipt; answers the notice",
+        &id, true)});
 }
 
 /// The routes the dashboard reads beyond the clues (whoami, device readings and events, camera

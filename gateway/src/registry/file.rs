@@ -1,5 +1,5 @@
 //! The registry file: TOML (`[[devices]]` tables, as in `deploy/registry.example.toml`) or CSV
-//! with a header row (`site,device,kind,name,dev_eui,lat,lon,owner,shop,notes,camera_zones,trap`;
+//! with a header row (`site,device,kind,name,dev_eui,lat,lon,owner,shop,notes,camera_zones,trap,owner_phone,owner_address`;
 //! only `site`, `device` and `kind` are required; `camera_zones` and `trap` are JSON). The extension
 //! decides the format. CSV suits a spreadsheet export of a survey; TOML holds everything.
 //!
@@ -147,7 +147,7 @@ pub fn write_pending(path: &Path, entries: &[DeviceEntry]) -> Result<Pending, Re
     })
 }
 
-const COLUMNS: [&str; 12] = [
+const COLUMNS: [&str; 14] = [
     "site",
     "device",
     "kind",
@@ -160,6 +160,8 @@ const COLUMNS: [&str; 12] = [
     "notes",
     "camera_zones",
     "trap",
+    "owner_phone",
+    "owner_address",
 ];
 
 fn from_csv(text: &str) -> Result<Vec<DeviceEntry>, String> {
@@ -236,6 +238,8 @@ fn from_csv(text: &str) -> Result<Vec<DeviceEntry>, String> {
             dev_eui: opt("dev_eui"),
             location,
             owner: opt("owner"),
+            owner_phone: opt("owner_phone"),
+            owner_address: opt("owner_address"),
             shop: opt("shop"),
             installation: Installation {
                 camera_zones,
@@ -272,6 +276,8 @@ fn to_csv(entries: &[DeviceEntry]) -> Result<String, String> {
                 Some(t) => serde_json::to_string(t).map_err(|e| e.to_string())?,
                 None => String::new(),
             },
+            e.owner_phone.clone().unwrap_or_default(),
+            e.owner_address.clone().unwrap_or_default(),
         ];
         let quoted: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
         out.push_str(&quoted.join(","));

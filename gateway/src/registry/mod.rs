@@ -116,6 +116,13 @@ pub struct DeviceEntry {
     /// Who answers for the device's site (the owner told about a clue).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The owner's phone for notices (`[[clues.owner_notify.channels]] contact = "phone"`);
+    /// masked for roles without the personal-data right, and in every log line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_phone: Option<String>,
+    /// The owner's postal address for letters (`contact = "address"`); masked like the phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_address: Option<String>,
     /// The shop or restaurant it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shop: Option<String>,
@@ -434,6 +441,43 @@ impl Registry {
         if s.owner.is_none() {
             s.owner.clone_from(&e.owner);
         }
+    }
+
+    /// The owner's contacts for notices about `s`: its device's entry when that holds a phone
+    /// or address, else the one contact every entry of the site that holds one agrees on (a
+    /// site-wide clue, or a device registered without it). None when there is none, or the
+    /// site's entries disagree (whom to tell is then a person's call).
+    pub fn owner_contact(&self, s: &Subject) -> Option<crate::clue::owner_notify::OwnerContact> {
+        use crate::clue::owner_notify::OwnerContact;
+        let of = |e: &DeviceEntry| {
+            (e.owner_phone.is_some() || e.owner_address.is_some()).then(|| OwnerContact {
+                name: e.owner.clone(),
+                phone: e.owner_phone.clone(),
+                address: e.owner_address.clone(),
+            })
+        };
+        let snap = self.snapshot();
+        if let Some(c) = s
+            .device
+            .as_deref()
+            .and_then(|d| snap.get(&s.site, d))
+            .and_then(of)
+        {
+            return Some(c);
+        }
+        let mut found: Option<OwnerContact> = None;
+        for c in snap
+            .entries()
+            .iter()
+            .filter(|e| e.site == s.site)
+            .filter_map(of)
+        {
+            match &found {
+                Some(f) if *f != c => return None,
+                _ => found = Some(c),
+            }
+        }
+        found
     }
 
     /// Whether devices named by site and device are checked against the registry (a file is

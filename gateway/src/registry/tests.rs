@@ -140,6 +140,8 @@ fn edits_are_audited_written_and_applied_and_a_failed_audit_changes_nothing() {
             lon: 120.0,
         }),
         owner: None,
+        owner_phone: None,
+        owner_address: None,
         shop: Some("Noodle bar".into()),
         installation: Installation::default(),
     };
@@ -271,4 +273,57 @@ fn a_registered_trap_reaches_the_rules_at_once_and_wins_over_the_configured_one(
     e.installation.trap = None;
     r.put(e, |_, _| Ok(())).unwrap();
     assert_eq!(traps.get("r7", "trap-1"), Some(configured));
+}
+
+#[test]
+fn the_owner_contact_is_the_devices_or_the_one_its_site_agrees_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+[[devices]]
+site = "r1"
+device = "trap-1"
+kind = "grease_trap"
+owner = "Wang Wei"
+owner_phone = "13800138000"
+[[devices]]
+site = "r1"
+device = "cam-1"
+kind = "kitchen_camera"
+[[devices]]
+site = "r2"
+device = "a"
+kind = "other"
+owner_phone = "13800000001"
+[[devices]]
+site = "r2"
+device = "b"
+kind = "other"
+owner_phone = "13800000002"
+"#;
+    let r = registry_with(dir.path(), "reg.toml", text);
+    let subject = |site: &str, device: Option<&str>| Subject {
+        site: site.into(),
+        device: device.map(String::from),
+        ..Default::default()
+    };
+    let c = r
+        .owner_contact(&subject("r1", Some("trap-1")))
+        .expect("own entry");
+    assert_eq!(c.phone.as_deref(), Some("13800138000"));
+    assert_eq!(c.name.as_deref(), Some("Wang Wei"));
+    // A device without a contact, or a site-wide clue: the site's one contact.
+    assert!(r.owner_contact(&subject("r1", Some("cam-1"))).is_some());
+    assert!(r.owner_contact(&subject("r1", None)).is_some());
+    // Two owners on one site: whom to tell is a person's call.
+    assert!(r.owner_contact(&subject("r2", None)).is_none());
+    assert!(r.owner_contact(&subject("r2", Some("a"))).is_some());
+    assert!(r.owner_contact(&subject("nowhere", None)).is_none());
+    // In a CSV registry too, and written back with the new columns.
+    let csv =
+        "site,device,kind,owner_phone,owner_address\nr3,d,other,13800000003,12 Beijing Road\n";
+    let r = registry_with(dir.path(), "reg.csv", csv);
+    let c = r
+        .owner_contact(&subject("r3", Some("d")))
+        .expect("csv entry");
+    assert_eq!(c.address.as_deref(), Some("12 Beijing Road"));
 }

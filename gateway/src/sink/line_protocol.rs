@@ -113,6 +113,15 @@ pub fn identifier_as_stored_in(s: &str, kind: Identifier, _dialect: Dialect) -> 
 }
 
 fn write_identifier(out: &mut String, s: &str, kind: Identifier, dialect: Dialect) {
+    // Nothing to escape or replace (nearly every name): copied as it is.
+    let special = s
+        .bytes()
+        .any(|b| matches!(b, b',' | b'=' | b' ' | b'\\' | b'\n' | b'\r'));
+    let plain = !special && (kind == Identifier::Key || !s.starts_with('#'));
+    if plain {
+        out.push_str(s);
+        return;
+    }
     let specials = match kind {
         Identifier::Measurement => MEASUREMENT_SPECIAL,
         Identifier::Key => KEY_SPECIAL,
@@ -168,17 +177,55 @@ pub fn encode(readings: &[Reading], prefix: &str) -> Vec<Vec<u8>> {
 
 /// [`encode`] for a given server dialect.
 pub fn encode_with(readings: &[Reading], prefix: &str, dialect: Dialect) -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
+    encode_into(readings, prefix, dialect, &mut lines);
+    lines
+}
+
+/// Up to this many readings of one point are written without the grouping map (the metric
+/// names are compared pairwise instead).
+const DIRECT_MAX: usize = 32;
+
+/// [`encode_with`], appending to `lines` (the processor collects a whole batch in one vector).
+pub fn encode_into(readings: &[Reading], prefix: &str, dialect: Dialect, lines: &mut Vec<Vec<u8>>) {
     type Key<'a> = (&'a str, &'a str, &'a str, &'static str, i64);
-    let mut order: Vec<Key<'_>> = Vec::new();
-    let mut groups: HashMap<Key<'_>, Vec<(&str, &Value)>> = HashMap::new();
-    for r in readings {
-        let key = (
+    fn key(r: &Reading) -> Key<'_> {
+        (
             r.stream.as_str(),
             r.site.as_str(),
             r.device.as_str(),
             r.source.as_str(),
             r.device_time_ms,
-        );
+        )
+    }
+    let Some(first) = readings.first() else {
+        return;
+    };
+    // The common case (issue 24): one message, one point. Same lines as the general path:
+    // fields in first-appearance order, a repeated metric with its last value.
+    let k0 = key(first);
+    if readings.len() <= DIRECT_MAX && readings[1..].iter().all(|r| key(r) == k0) {
+        let fields = readings.iter().enumerate().filter_map(|(i, r)| {
+            if readings[..i].iter().any(|p| p.metric == r.metric) {
+                return None;
+            }
+            let last = readings[i..]
+                .iter()
+                .rev()
+                .find(|l| l.metric == r.metric)
+                .map_or(&r.value, |l| &l.value);
+            Some((r.metric.as_str(), last))
+        });
+        if let Some(line) = write_line(k0, fields, prefix, dialect) {
+            lines.push(line);
+        }
+        return;
+    }
+
+    let mut order: Vec<Key<'_>> = Vec::new();
+    let mut groups: HashMap<Key<'_>, Vec<(&str, &Value)>> = HashMap::new();
+    for r in readings {
+        let key = key(r);
         let fields = groups.entry(key).or_insert_with(|| {
             order.push(key);
             Vec::new()
@@ -188,67 +235,80 @@ pub fn encode_with(readings: &[Reading], prefix: &str, dialect: Dialect) -> Vec<
             None => fields.push((r.metric.as_str(), &r.value)),
         }
     }
-
-    let mut lines = Vec::with_capacity(order.len());
+    lines.reserve(order.len());
     for key in order {
-        let (stream, site, device, source, ts) = key;
-        let fields = &groups[&key];
-        let measurement = format!("{prefix}{stream}");
-        if measurement.is_empty() {
-            tracing::warn!(site, device, "reading without stream or prefix skipped");
+        let fields = groups[&key].iter().copied();
+        if let Some(line) = write_line(key, fields, prefix, dialect) {
+            lines.push(line);
+        }
+    }
+}
+
+/// One point's line; `None` (with a warning) when it has nothing writable.
+fn write_line<'a>(
+    (stream, site, device, source, ts): (&str, &str, &str, &'static str, i64),
+    fields: impl Iterator<Item = (&'a str, &'a Value)>,
+    prefix: &str,
+    dialect: Dialect,
+) -> Option<Vec<u8>> {
+    let measurement: Cow<'_, str> = if prefix.is_empty() {
+        Cow::Borrowed(stream)
+    } else {
+        Cow::Owned(format!("{prefix}{stream}"))
+    };
+    if measurement.is_empty() {
+        tracing::warn!(site, device, "reading without stream or prefix skipped");
+        return None;
+    }
+    let mut line = String::with_capacity(128);
+    write_identifier(&mut line, &measurement, Identifier::Measurement, dialect);
+    // Sorted tag keys: device < site < source.
+    for (k, v) in [("device", device), ("site", site), ("source", source)] {
+        if v.is_empty() {
             continue;
         }
-        let mut line = String::with_capacity(64 + 24 * fields.len());
-        write_identifier(&mut line, &measurement, Identifier::Measurement, dialect);
-        // Sorted tag keys: device < site < source.
-        for (k, v) in [("device", device), ("site", site), ("source", source)] {
-            if v.is_empty() {
-                continue;
-            }
-            line.push(',');
-            line.push_str(k);
-            line.push('=');
-            write_identifier(&mut line, v, Identifier::Key, dialect);
+        line.push(',');
+        line.push_str(k);
+        line.push('=');
+        write_identifier(&mut line, v, Identifier::Key, dialect);
+    }
+    let mut n_fields = 0;
+    for (metric, value) in fields {
+        if metric.is_empty() {
+            tracing::warn!(%measurement, site, device, "metric with empty name skipped");
+            continue;
         }
-        let mut n_fields = 0;
-        for (metric, value) in fields {
-            if metric.is_empty() {
-                tracing::warn!(measurement, site, device, "metric with empty name skipped");
-                continue;
-            }
-            // InfluxDB refuses the whole point when a field is called `time`.
-            let metric = if *metric == "time" { "time_" } else { metric };
-            let mark = line.len();
-            line.push(if n_fields == 0 { ' ' } else { ',' });
-            write_identifier(&mut line, metric, Identifier::Key, dialect);
-            line.push('=');
-            if write_value(&mut line, value, dialect) {
-                n_fields += 1;
-            } else {
-                line.truncate(mark);
-                tracing::warn!(
-                    measurement,
-                    site,
-                    device,
-                    metric,
-                    "non-finite float cannot be written as line protocol; field skipped"
-                );
-            }
-        }
-        if n_fields == 0 {
+        // InfluxDB refuses the whole point when a field is called `time`.
+        let metric = if metric == "time" { "time_" } else { metric };
+        let mark = line.len();
+        line.push(if n_fields == 0 { ' ' } else { ',' });
+        write_identifier(&mut line, metric, Identifier::Key, dialect);
+        line.push('=');
+        if write_value(&mut line, value, dialect) {
+            n_fields += 1;
+        } else {
+            line.truncate(mark);
             tracing::warn!(
-                measurement,
+                %measurement,
                 site,
                 device,
-                ts,
-                "point without writable fields skipped"
+                metric,
+                "non-finite float cannot be written as line protocol; field skipped"
             );
-            continue;
         }
-        let _ = write!(line, " {ts}");
-        lines.push(line.into_bytes());
     }
-    lines
+    if n_fields == 0 {
+        tracing::warn!(
+            %measurement,
+            site,
+            device,
+            ts,
+            "point without writable fields skipped"
+        );
+        return None;
+    }
+    let _ = write!(line, " {ts}");
+    Some(line.into_bytes())
 }
 
 #[cfg(test)]

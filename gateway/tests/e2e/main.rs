@@ -41,6 +41,7 @@ mod muck_permits;
 mod notices_api;
 mod org_api;
 mod oversight_api;
+mod owner_notices_api;
 mod parking_api;
 mod pulled_cameras;
 mod reload_and_pumpouts;

@@ -7,6 +7,7 @@ import { session } from './state.js';
 import { timeChart } from './chart.js';
 import { pumpoutLine } from './pumpouts.js';
 import { matterCard } from './matters.js';
+import { ownerCard } from './owner.js';
 
 /** Shop, owner and location of a clue's subject (from the device registry), when known. */
 function subjectLine(s) {
@@ -270,6 +271,7 @@ export async function cluePage(main, id) {
               h('ul', {}, d.pumpouts.map((p) => h('li', {}, pumpoutLine(p))))) : null),
           session.me.may_work_clues ? actionForm(c, load) : null,
           matterCard(d, audit, session.me.may_work_clues, load),
+          ownerCard(d, session.me.may_work_clues, load),
           h('h2', {}, t('clue.readings')), h('div', { class: 'card' }, chartBox),
           h('h2', {}, t('clue.evidence')), images),
         h('div', {},

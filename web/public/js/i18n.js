@@ -86,6 +86,13 @@ export const dict = {
     'sv.escalated_to': '已提级至', 'sv.text_hint': '说明 / 整改情况 / 上级单位', 'sv.ack': '签收',
     'sv.fixed': '报告已整改', 'sv.close': '验收办结', 'sv.reopen': '退回重办', 'sv.escalate': '提级督办',
     'sv.st.issued': '已下发', 'sv.st.acknowledged': '已签收', 'sv.st.fixed': '已报整改', 'sv.st.closed': '已办结', 'sv.has_notice': '已发督办通知 #{n}',
+    'o.title': '当事人告知与陈述', 'o.due': '陈述申辩期限至 {at}（自告知送达起算）', 'o.not_told': '尚未告知当事人（未送达的通知不起算期限）',
+    'o.channel': '渠道', 'o.to': '发送至', 'o.queued': '排队', 'o.delivered': '已送达', 'o.failed': '发送失败',
+    'o.attempts': '尝试 {n} 次', 'o.receipt': '回执', 'o.told': '已告知（人工记录）', 'o.statements': '当事人陈述',
+    'o.no_statement': '尚无当事人陈述', 'o.send': '发送告知', 'o.channel_hint': '渠道（如 sms）', 'o.template_hint': '模板（可选）',
+    'o.need_channel': '请填写渠道', 'o.record': '记录已告知', 'o.st.queued': '排队中', 'o.st.delivered': '已送达', 'o.st.failed': '发送失败',
+    'act.send_owner_notice': '发送告知', 'audit.send_owner_notice': '发送告知（排队）', 'audit.owner_notice_delivered': '告知已送达',
+    'audit.owner_notice_failed': '告知发送失败', 'audit.owner_notice_receipt': '告知回执',
   },
   en: {
     'app.title': 'Enforcement clues', 'nav.clues': 'Clues', 'nav.devices': 'Devices', 'nav.cameras': 'Cameras',
@@ -173,6 +180,13 @@ export const dict = {
     'sv.escalated_to': 'Escalated to', 'sv.text_hint': 'Note / fix statement / higher unit', 'sv.ack': 'Acknowledge',
     'sv.fixed': 'Report fixed', 'sv.close': 'Close', 'sv.reopen': 'Reopen', 'sv.escalate': 'Escalate',
     'sv.st.issued': 'issued', 'sv.st.acknowledged': 'acknowledged', 'sv.st.fixed': 'reported fixed', 'sv.st.closed': 'closed', 'sv.has_notice': 'notice #{n} issued',
+    'o.title': 'Owner notified and heard', 'o.due': 'Owner may answer until {at} (from delivery of the notice)', 'o.not_told': 'The owner has not been told yet (a notice not delivered starts no answer window)',
+    'o.channel': 'Channel', 'o.to': 'To', 'o.queued': 'Queued', 'o.delivered': 'Delivered', 'o.failed': 'Failed',
+    'o.attempts': '{n} attempt(s)', 'o.receipt': 'Receipt', 'o.told': 'Told (recorded by a person)', 'o.statements': "Owner's statements",
+    'o.no_statement': 'No statement of the owner yet', 'o.send': 'Send notice', 'o.channel_hint': 'Channel (e.g. sms)', 'o.template_hint': 'Template (optional)',
+    'o.need_channel': 'Name the channel', 'o.record': 'Record told', 'o.st.queued': 'queued', 'o.st.delivered': 'delivered', 'o.st.failed': 'failed',
+    'act.send_owner_notice': 'Send notice', 'audit.send_owner_notice': 'notice to the owner queued', 'audit.owner_notice_delivered': 'notice delivered to the owner',
+    'audit.owner_notice_failed': 'notice to the owner failed', 'audit.owner_notice_receipt': 'notice receipt',
   },
 };
 

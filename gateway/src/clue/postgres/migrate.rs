@@ -257,6 +257,28 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("updated_by", Type::TEXT),
         ],
     ),
+    (
+        "owner_notices",
+        &[
+            ("id", Type::INT8),
+            ("clue_id", Type::INT8),
+            ("site", Type::TEXT),
+            ("channel", Type::TEXT),
+            ("template", Type::TEXT),
+            ("contact", Type::TEXT),
+            ("state", Type::TEXT),
+            ("attempts", Type::INT8),
+            ("last_error", Type::TEXT),
+            ("queued_ms", Type::INT8),
+            ("queued_by", Type::TEXT),
+            ("delivered_ms", Type::INT8),
+            ("provider_id", Type::TEXT),
+            ("failed_ms", Type::INT8),
+            ("receipt_status", Type::TEXT),
+            ("receipt_ms", Type::INT8),
+            ("idempotency_key", Type::TEXT),
+        ],
+    ),
 ];
 
 /// Tables whose `id` is a generated identity (its counter is moved past the copied rows).
@@ -270,6 +292,7 @@ const IDENTITY_TABLES: &[&str] = &[
     "parking_stays",
     "decisions",
     "supervision_notices",
+    "owner_notices",
 ];
 
 /// One SQLite value as the PostgreSQL column `ty` takes it.

@@ -39,6 +39,7 @@ mod decisions;
 mod intake;
 pub mod migrate;
 mod notices;
+mod owner_notices;
 mod permits;
 mod schema;
 mod stays;
@@ -801,7 +802,12 @@ impl ClueRecords for PgStore {
         if let Some(d) = crate::clue::store::decision_of(action)? {
             decisions::insert_decision(&mut tx, id, &clue.subject.site, d, actor, now_ms)?;
         }
-        let detail = act_detail(action, &before, &next);
+        let mut detail = act_detail(action, &before, &next);
+        if let Some(n) = crate::clue::store::owner_notice_of(action)? {
+            let notice = owner_notices::queue_notice(&mut tx, id, n, actor, now_ms)?;
+            detail["notice"] = json!(notice);
+            detail["contact"] = json!(n.2.contact_masked);
+        }
         let change = self.record_change(
             &mut tx,
             &mut chain,

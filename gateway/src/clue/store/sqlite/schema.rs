@@ -249,6 +249,30 @@ ALTER TABLE tokens ADD COLUMN department TEXT;
     // 15: a device token bound to no camera on purpose (`token create --relay`); 0 for every
     // token from before, the unbound device tokens among them issued without that choice.
     "ALTER TABLE tokens ADD COLUMN relay INTEGER NOT NULL DEFAULT 0;",
+    // 16: notices to owners through configured channels (`clue::owner_notify`); the contact
+    // is kept masked (the full one is only in the notice's outbox row).
+    r#"
+CREATE TABLE owner_notices (
+    id INTEGER PRIMARY KEY,
+    clue_id INTEGER NOT NULL REFERENCES clues(id),
+    site TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    template TEXT,
+    contact TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    queued_ms INTEGER NOT NULL,
+    queued_by TEXT NOT NULL,
+    delivered_ms INTEGER,
+    provider_id TEXT,
+    failed_ms INTEGER,
+    receipt_status TEXT,
+    receipt_ms INTEGER,
+    idempotency_key TEXT NOT NULL UNIQUE
+);
+CREATE INDEX owner_notices_clue ON owner_notices(clue_id, id);
+"#,
 ];
 
 /// The level as a number for ordering (high first); the same text as in `clues_list_order`.
