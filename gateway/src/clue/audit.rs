@@ -338,7 +338,8 @@ pub fn canonical_json(v: &Value) -> String {
     }
 }
 
-fn write_canonical(v: &Value, out: &mut Vec<u8>) -> serde_json::Result<()> {
+/// Appends the canonical text of `v` (see [`canonical_json`]) to `out`.
+pub(crate) fn write_canonical(v: &Value, out: &mut Vec<u8>) -> serde_json::Result<()> {
     match v {
         Value::Object(m) => {
             let mut entries: Vec<(&String, &Value)> = m.iter().collect();

@@ -5,7 +5,10 @@
 //!   `CLUE_BENCH_KEYS` dedup keys (default 10,000), straight into the SQLite store: in batches
 //!   of 256 as the pool's intake takes them, and one event per transaction as the reference
 //!   measured in the same run; `CLUE_BENCH_ROUNDS` rounds (3), medians. `CLUE_BENCH_SINGLE=0`
-//!   skips the one-by-one reference (for profiling the batched path alone).
+//!   skips the one-by-one reference (for profiling the batched path alone). Each round also
+//!   measures batches that read their open clues back (the store without its open-clue cache)
+//!   as the reference for the cache. `CLUE_BENCH_BATCH` (256) sets the batch size, for both
+//!   the SQLite and the PostgreSQL benchmark.
 //! - List latency: p50/p99 of `GET /api/v1/clues`-equivalent queries with
 //!   `CLUE_BENCH_POOL` clues (default 100,000) in the pool.
 
@@ -61,19 +64,34 @@ fn dedup_throughput_and_list_latency() {
     // event (`ingest`, what the drone job and the per-event path do), each on a fresh file,
     // in the same run.
     let rounds = env("CLUE_BENCH_ROUNDS", 3);
+    let batch = env("CLUE_BENCH_BATCH", 256);
     let (mut batched, mut single, mut no_index) = (Vec::new(), Vec::new(), Vec::new());
+    let mut uncached = Vec::new();
     for round in 0..rounds {
+        // The reference first: batches that read their open clues back every time (the path
+        // before the open-clue cache), on its own file.
+        let reread = [
+            SqliteStore::open(&dir.path().join(format!("r{round}.sqlite")), vec![])
+                .expect("open")
+                .with_open_cache(false),
+        ];
+        uncached.push(ingest_rate(&reread, events, keys, batch));
         let stores = [
             SqliteStore::open(&dir.path().join(format!("b{round}.sqlite")), vec![]).expect("open"),
         ];
-        batched.push(ingest_rate(&stores, events, keys, 256));
+        batched.push(ingest_rate(&stores, events, keys, batch));
+        println!(
+            "round {round}: batches of {batch}: open-clue cache {:.0} events/s, reading clues \
+             back {:.0} events/s",
+            batched[round], uncached[round]
+        );
         // The same without the list-order index (schema 10): what keeping it costs intake.
         let path = dir.path().join(format!("n{round}.sqlite"));
         let unindexed = [SqliteStore::open(&path, vec![]).expect("open")];
         rusqlite::Connection::open(&path)
             .and_then(|c| c.execute_batch("DROP INDEX clues_list_order;"))
             .expect("drop index");
-        no_index.push(ingest_rate(&unindexed, events, keys, 256));
+        no_index.push(ingest_rate(&unindexed, events, keys, batch));
         let store = &stores[0];
         let clues = store
             .list(&ClueQuery {
@@ -99,19 +117,25 @@ fn dedup_throughput_and_list_latency() {
         }
         single.push(events as f64 / start.elapsed().as_secs_f64());
         println!(
-            "round {round}: batches of 256 {:.0} events/s, one by one {:.0} events/s",
+            "round {round}: batches of {batch} {:.0} events/s, one by one {:.0} events/s",
             batched[round], single[round]
         );
     }
     let (b, one) = (median(batched), median(single));
+    let reread = median(uncached);
+    println!(
+        "dedup batches of {batch} with the open-clue cache {b:.0} events/s, reading open clues \
+         back {reread:.0} events/s (ratio {:.2}; medians of {rounds})",
+        b / reread
+    );
     let unindexed = median(no_index);
     println!(
-        "dedup batches of 256 without the list-order index: {unindexed:.0} events/s (with it: \
+        "dedup batches of {batch} without the list-order index: {unindexed:.0} events/s (with it: \
          ratio {:.2}; medians of {rounds})",
         b / unindexed
     );
     println!(
-        "dedup into SQLite: {events} events -> {} clues: batches of 256 {b:.0} events/s, one \
+        "dedup into SQLite: {events} events -> {} clues: batches of {batch} {b:.0} events/s, one \
          event per transaction {one:.0} events/s (ratio {:.2}; medians of {rounds})",
         keys.min(events),
         b / one
@@ -276,7 +300,7 @@ fn postgres_three_gateways_dedup_throughput_and_list_latency() {
         let stores: Vec<PgStore> = (0..3)
             .map(|_| PgStore::open(&url, 2, vec![]).expect("open"))
             .collect();
-        let r = ingest_rate(&stores, events, keys, 256);
+        let r = ingest_rate(&stores, events, keys, env("CLUE_BENCH_BATCH", 256));
         let n = stores[0]
             .list(&ClueQuery {
                 limit: 100_000,
@@ -289,7 +313,12 @@ fn postgres_three_gateways_dedup_throughput_and_list_latency() {
         pg_rates.push(r);
         let sqlite =
             SqliteStore::open(&dir.path().join(format!("d{round}.sqlite")), vec![]).expect("open");
-        sqlite_rates.push(ingest_rate(&[sqlite], events, keys, 256));
+        sqlite_rates.push(ingest_rate(
+            &[sqlite],
+            events,
+            keys,
+            env("CLUE_BENCH_BATCH", 256),
+        ));
         println!(
             "round {round}: postgres x3 {:.0} events/s, sqlite x1 {:.0} events/s",
             pg_rates[round], sqlite_rates[round]

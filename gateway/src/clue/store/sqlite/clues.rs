@@ -56,37 +56,50 @@ impl ClueRecords for SqliteStore {
         now_ms: i64,
     ) -> Result<ClueChange, StoreError> {
         let item = (ev.clone(), evidence.to_vec(), deadline_ms);
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let change = self.ingest_set(&tx, std::slice::from_ref(&item), now_ms)?;
-        tx.commit()?;
-        change
-            .into_iter()
-            .next()
-            .ok_or_else(|| StoreError::Corrupt("ingest returned no change".into()))
+        self.ingest_batch(std::slice::from_ref(&item), now_ms)?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("ingest returned no change".into())))
     }
 
-    /// The batch planned and written at once; only when that fails is it redone one event at
-    /// a time, each in a savepoint, so one bad event does not undo the others.
+    /// The batch planned and written at once, repeats on open clues planned from the open-clue
+    /// cache (`intake.rs`); only when that fails is it redone one event at a time, each in a
+    /// savepoint and without the cache, so one bad event does not undo the others.
     fn ingest_batch(
         &self,
         items: &[Item],
         now_ms: i64,
     ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError> {
         let mut conn = self.conn();
+        let mut cache = self.open_cache();
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let sp = tx.savepoint()?;
-        if let Ok(changes) = self.ingest_set(&sp, items, now_ms) {
+        let planned = if self.use_open_cache {
+            match cache.checked(&sp) {
+                Ok(c) => self.ingest_set(&sp, items, now_ms, Some(c)),
+                Err(e) => Err(e),
+            }
+        } else {
+            self.ingest_set(&sp, items, now_ms, None)
+        };
+        if let Ok((changes, touched)) = planned {
             sp.commit()?;
-            tx.commit()?;
+            let done = tx.commit();
+            if let Err(e) = done {
+                cache.clear();
+                return Err(e.into());
+            }
+            if !self.use_open_cache || cache.committed(&conn, touched).is_err() {
+                cache.clear();
+            }
             return Ok(changes.into_iter().map(Ok).collect());
         }
         drop(sp);
+        cache.clear();
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             let sp = tx.savepoint()?;
-            match self.ingest_set(&sp, std::slice::from_ref(item), now_ms) {
-                Ok(mut c) => {
+            match self.ingest_set(&sp, std::slice::from_ref(item), now_ms, None) {
+                Ok((mut c, _)) => {
                     sp.commit()?;
                     out.push(
                         c.pop()

@@ -36,6 +36,11 @@ pub struct SqliteStore {
     raise_after: i64,
     /// Seals every new audit entry (none: plain entries, see `clue::audit`).
     key: Option<Arc<AuditKeyring>>,
+    /// The open clues intake last wrote, by dedup key (see `intake.rs`). Only touched while
+    /// `conn` is held.
+    open_cache: Mutex<intake::OpenCache>,
+    /// Whether intake plans from `open_cache` (off: every batch reads its open clues).
+    use_open_cache: bool,
 }
 
 use super::{CLUE_COLS, json_col};
@@ -121,6 +126,8 @@ impl SqliteStore {
             channels,
             raise_after: 0,
             key: None,
+            open_cache: Mutex::new(intake::OpenCache::default()),
+            use_open_cache: true,
         })
     }
 
@@ -153,6 +160,18 @@ impl SqliteStore {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (transactions roll back).
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether intake plans repeats from its cache of open clues (the default) or reads them
+    /// back every batch (the reference the benchmark measures it against).
+    pub fn with_open_cache(mut self, on: bool) -> SqliteStore {
+        self.use_open_cache = on;
+        self
+    }
+
+    /// The open-clue cache; take it only while holding [`SqliteStore::conn`].
+    fn open_cache(&self) -> MutexGuard<'_, intake::OpenCache> {
+        self.open_cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` on the connection (the migration to PostgreSQL reads tables through it).
