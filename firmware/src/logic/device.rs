@@ -208,9 +208,9 @@ impl TrapProgram {
         &self.cfg
     }
 
-    /// The filtered level, once there is one.
+    /// The filtered level, once the filter has settled.
     pub fn level_mm(&self) -> Option<f32> {
-        self.median.median()
+        self.median.median().filter(|_| self.median.is_settled())
     }
 
     pub fn step(&mut self, now_ms: u64, input: TrapInput, emit: &mut impl FnMut(Message)) {
@@ -226,6 +226,10 @@ impl TrapProgram {
         let Some(level) = self.median.push(raw) else {
             return;
         };
+        if !self.median.is_settled() {
+            // Warming up after boot: nothing is judged or reported on a partial window.
+            return;
+        }
         let fill = g.fill_pct(level);
 
         if let Some(phase) = self.high.update(fill) {

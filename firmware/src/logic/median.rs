@@ -59,6 +59,14 @@ impl<const N: usize> MedianFilter<N> {
         })
     }
 
+    /// Whether most of the window is filled: from then on a single spike (a foam echo, a stray
+    /// byte) can no longer be the median. Before, the first sample alone is the "median", and a
+    /// device that booted on a foam echo reported a level 150 mm too high, then the true one:
+    /// a fall that reads like a discharge.
+    pub fn is_settled(&self) -> bool {
+        N > 0 && self.len * 2 > N
+    }
+
     pub fn clear(&mut self) {
         self.len = 0;
         self.next = 0;
@@ -88,5 +96,17 @@ mod tests {
         assert_eq!(m.push(10.0), Some(10.0));
         assert_eq!(m.push(20.0), Some(15.0));
         assert_eq!(m.push(f32::NAN), Some(15.0));
+    }
+
+    #[test]
+    fn settled_once_a_spike_can_no_longer_be_the_median() {
+        let mut m = MedianFilter::<9>::new();
+        // A foam echo first: not settled until five of nine samples are in.
+        for (i, s) in [297.0, 147.0, 148.0, 146.0].into_iter().enumerate() {
+            m.push(s);
+            assert!(!m.is_settled(), "after {} samples", i + 1);
+        }
+        assert_eq!(m.push(147.0), Some(147.0));
+        assert!(m.is_settled());
     }
 }

@@ -72,19 +72,48 @@ pub const DUTY_MET_AT_ONCE_MS: i64 = 30 * 60_000;
 /// unplugging it) is the innocent `sensor_dropout`: the device records it, nobody need go. A
 /// longer one is the fault `sensor_cable_cut`, which needs a visit. The gateway's default rules
 /// take the same line (rule `sensor-fault` raises a sensor fault that lasts an hour).
+///
+/// The firmware calls a fault only after `fault_after` invalid readings in a row
+/// ([`cable_cut_confirm_ms`]), so the fault it reports is that much shorter than the cut. A cut
+/// that outlasted the hour by less than that confirmation shows as a fault of under an hour: the
+/// innocent-or-not `sensor_cut_at_line` (a clue about it is right, no clue is no miss), the
+/// same guard band as [`DUE_ACCURACY_MM`] on the level.
 pub const CABLE_CUT_FAULT_MS: i64 = 60 * 60_000;
+
+/// How long after a loop cable is cut the trap firmware reports `sensor_fault`: its
+/// `fault_after` invalid readings, one per simulation step of `step_ms`.
+pub fn cable_cut_confirm_ms(step_ms: u64) -> i64 {
+    i64::from(TrapConfig::default().fault_after).saturating_mul(step_ms as i64)
+}
+
+/// What a loop-cable interruption from `start` to `end` is, for a firmware that needs
+/// `confirm_ms` to report it (see [`CABLE_CUT_FAULT_MS`]).
+fn cable_cut_note(start: i64, end: i64, confirm_ms: i64) -> Note {
+    let len = end - start;
+    if len < CABLE_CUT_FAULT_MS {
+        ("sensor_dropout", TruthClass::Innocent, start, end)
+    } else if len < CABLE_CUT_FAULT_MS + confirm_ms {
+        ("sensor_cut_at_line", TruthClass::Innocent, start, end)
+    } else {
+        ("sensor_cable_cut", TruthClass::Fault, start, end)
+    }
+}
 
 /// The truth as a run that stopped at `end_ms` can know it. Devices note some happenings when
 /// they begin, with their planned end (a cut cable, a tilted cover), which may lie past the
 /// run's end: those are cut at `end_ms`, and a loop-cable interruption then still under
 /// [`CABLE_CUT_FAULT_MS`] is, for this run, the innocent `sensor_dropout` (by the run's end
 /// nobody could have known it would last; the gateway's rule waits the same hour).
-pub fn truth_at_end(truth: &mut [Truth], end_ms: i64) {
+pub fn truth_at_end(truth: &mut [Truth], end_ms: i64, confirm_ms: i64) {
     for t in truth.iter_mut().filter(|t| t.end_ms > end_ms) {
         t.end_ms = end_ms.max(t.start_ms);
-        if t.problem == "sensor_cable_cut" && t.end_ms - t.start_ms < CABLE_CUT_FAULT_MS {
-            t.problem = "sensor_dropout".into();
-            t.class = TruthClass::Innocent;
+        if matches!(
+            t.problem.as_str(),
+            "sensor_cable_cut" | "sensor_cut_at_line"
+        ) {
+            let (problem, class, _, _) = cable_cut_note(t.start_ms, t.end_ms, confirm_ms);
+            t.problem = problem.into();
+            t.class = class;
         }
     }
 }
@@ -207,6 +236,9 @@ struct TrapWorld {
     /// The true level came within [`DUE_ACCURACY_MM`] of the [`DUE_ON_PCT`] line at this time
     /// (and has not fallen away since): a duty that follows is noted from here.
     near_since: Option<i64>,
+    /// While due, the true level came down to within [`DUE_ACCURACY_MM`] above the
+    /// [`DUE_OFF_PCT`] line at this time (a dump that stopped near it): see `pumpout_off_line`.
+    off_band_since: Option<i64>,
     /// Weekly closing days (0 = Monday): no filling, no pump-out crew.
     closed_weekdays: Vec<u8>,
     /// A scripted night dump waiting for a night with a full enough trap (mm to drop).
@@ -222,6 +254,7 @@ impl TrapWorld {
             due_since: None,
             clear_since: None,
             near_since: None,
+            off_band_since: None,
             closed_weekdays,
             pending_dump: None,
         }
@@ -302,7 +335,21 @@ impl TrapWorld {
         let fill = g.fill_pct(self.level_mm);
         let near = g.fill_pct(self.level_mm + DUE_ACCURACY_MM) >= DUE_ON_PCT;
         let clear = g.fill_pct(self.level_mm - DUE_ACCURACY_MM) >= DUE_ON_PCT;
+        let off_band = g.fill_pct(self.level_mm - DUE_ACCURACY_MM) < DUE_OFF_PCT;
         self.track_duty(fill, (near, clear), ts, notes);
+        self.track_off_band(off_band && self.due_since.is_some(), ts, notes);
+    }
+
+    /// Notes `pumpout_off_line` for the time a due trap's true level stood within a sensor's
+    /// accuracy above the [`DUE_OFF_PCT`] line: a sensor there may read it below the line (the
+    /// duty ended, and a new clue when it passes 25 % again is right) or above it (one clue
+    /// goes on). Either is right; the score forgives a second clue after such a stretch.
+    fn track_off_band(&mut self, in_band: bool, ts: i64, notes: &mut Vec<Note>) {
+        if in_band {
+            self.off_band_since.get_or_insert(ts);
+        } else if let Some(since) = self.off_band_since.take() {
+            notes.push(("pumpout_off_line", TruthClass::Innocent, since, ts));
+        }
     }
 
     /// The pump-out duty's bookkeeping for the true `fill` at `ts`; `near`: within a sensor's
@@ -653,6 +700,9 @@ impl SimDevice {
         if let Some(w) = world
             && let Some(since) = w.due_since.take()
         {
+            if let Some(dip) = w.off_band_since.take() {
+                notes.push(("pumpout_off_line", TruthClass::Innocent, dip, ts));
+            }
             // Still due when the run ends: a duty if the level is clearly past the line.
             let start = w.near_since.take().unwrap_or(since).min(since);
             notes.push(match w.clear_since.take() {
@@ -933,11 +983,7 @@ fn step_trap(
                 t.loop_cut_until = Some(now + minutes * MINUTE);
                 let ts = w.1;
                 let until = ts + (minutes * MINUTE) as i64;
-                notes.push(if until - ts >= CABLE_CUT_FAULT_MS {
-                    ("sensor_cable_cut", TruthClass::Fault, ts, until)
-                } else {
-                    ("sensor_dropout", TruthClass::Innocent, ts, until)
-                });
+                notes.push(cable_cut_note(ts, until, cable_cut_confirm_ms(step)));
             }
             let ma = if t.loop_cut_until.is_some() {
                 0.0
@@ -1214,7 +1260,7 @@ mod tests {
             t("sensor_cable_cut", TruthClass::Fault, 30 * MIN, 130 * MIN),
             t("cover_tilted", TruthClass::Violation, 95 * MIN, 150 * MIN),
         ];
-        truth_at_end(&mut truth, end);
+        truth_at_end(&mut truth, end, 100_000);
         // 40 minutes old at the end: a dropout; over before the end: unchanged; 70 minutes
         // old: a fault, cut at the end; a violation: cut at the end.
         assert_eq!(
@@ -1233,5 +1279,35 @@ mod tests {
             truth[3],
             t("cover_tilted", TruthClass::Violation, 95 * MIN, end)
         );
+    }
+
+    #[test]
+    fn a_cut_cable_that_outlasts_the_hour_by_less_than_the_firmwares_confirmation_is_at_the_line() {
+        // 20 s readings, five invalid ones before the fault: reported 100 s after the cut.
+        let confirm = cable_cut_confirm_ms(20_000);
+        assert_eq!(confirm, 100_000);
+        let class = |minutes: i64| cable_cut_note(0, minutes * MIN, confirm).0;
+        assert_eq!(class(59), "sensor_dropout");
+        // Reported as a fault of 58 min 20 s and 59 min 20 s: no rule on "an hour" can see it.
+        assert_eq!(class(60), "sensor_cut_at_line");
+        assert_eq!(class(61), "sensor_cut_at_line");
+        assert_eq!(class(62), "sensor_cable_cut");
+        assert_eq!(cable_cut_note(0, 62 * MIN, confirm).1, TruthClass::Fault);
+        assert_eq!(cable_cut_note(0, 61 * MIN, confirm).1, TruthClass::Innocent);
+
+        // Cut by the run's end: judged on what the run saw.
+        let cut = |start_ms, end_ms| Truth {
+            problem: "sensor_cable_cut".into(),
+            class: TruthClass::Fault,
+            site: "r-1".into(),
+            device: "trap-1".into(),
+            start_ms,
+            end_ms,
+        };
+        let mut truth = vec![cut(0, 200 * MIN), cut(100 * MIN, 300 * MIN)];
+        truth_at_end(&mut truth, 161 * MIN, confirm);
+        assert_eq!(truth[0].problem, "sensor_cable_cut");
+        assert_eq!(truth[1].problem, "sensor_cut_at_line");
+        assert_eq!(truth[1].end_ms, 161 * MIN);
     }
 }

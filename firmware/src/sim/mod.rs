@@ -38,10 +38,10 @@ pub use config::{
 };
 pub use device::{
     CABLE_CUT_FAULT_MS, CameraView, DUE_ACCURACY_MM, DUE_OFF_PCT, DUE_ON_PCT, DUTY_MET_AT_ONCE_MS,
-    RING_CAPACITY, truth_at_end,
+    RING_CAPACITY, cable_cut_confirm_ms, truth_at_end,
 };
 pub use publish::{MemoryPublisher, MqttPublisher, MqttSettings, Outgoing, Publisher};
-pub use truth::{Truth, TruthClass, TruthLabel};
+pub use truth::{Truth, TruthClass, TruthLabel, merge_overlapping};
 
 use crate::protocol::MessageKind;
 use device::SimDevice;

@@ -11,6 +11,7 @@
 use std::prelude::rust_2024::*;
 
 use std::string::String;
+use std::vec::Vec;
 
 use serde::{Deserialize, Serialize};
 
@@ -59,4 +60,71 @@ pub struct Truth {
     /// When it began and ended (true time, ms since the epoch); `end_ms >= start_ms`.
     pub start_ms: i64,
     pub end_ms: i64,
+}
+
+/// Merges happenings of the same problem and class on the same device that overlap in time into
+/// one, from the first start to the last end. A device cannot be in one state twice: a scripted
+/// knock on a cover that a random knock already tilted leaves it tilted once, from the first
+/// knock to the last one's end, and no sensor can tell the two apart (two records asked for a
+/// clue event inside the second one, while the one clue was raised at the first).
+pub fn merge_overlapping(truth: &mut Vec<Truth>) {
+    truth.sort_by(|a, b| {
+        (&a.site, &a.device, &a.problem, a.class, a.start_ms)
+            .cmp(&(&b.site, &b.device, &b.problem, b.class, b.start_ms))
+    });
+    let mut out: Vec<Truth> = Vec::with_capacity(truth.len());
+    for t in truth.drain(..) {
+        match out.last_mut() {
+            Some(last)
+                if last.site == t.site
+                    && last.device == t.device
+                    && last.problem == t.problem
+                    && last.class == t.class
+                    && t.start_ms < last.end_ms =>
+            {
+                last.end_ms = last.end_ms.max(t.end_ms);
+            }
+            _ => out.push(t),
+        }
+    }
+    out.sort_by_key(|t| t.start_ms);
+    *truth = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(problem: &str, device: &str, start_ms: i64, end_ms: i64) -> Truth {
+        Truth {
+            problem: problem.into(),
+            class: TruthClass::Violation,
+            site: "mh-1".into(),
+            device: device.into(),
+            start_ms,
+            end_ms,
+        }
+    }
+
+    #[test]
+    fn overlapping_records_of_one_state_on_one_device_are_one_happening() {
+        let mut truth = vec![
+            t("cover_tilted", "cover-1", 100, 300),
+            t("cover_tilted", "cover-2", 150, 200),
+            t("cover_tilted", "cover-1", 200, 400),
+            // Touching is not overlapping: a new tilt after the first ended.
+            t("cover_tilted", "cover-1", 400, 500),
+            t("cover_opened_off_hours", "cover-1", 250, 260),
+        ];
+        merge_overlapping(&mut truth);
+        assert_eq!(
+            truth,
+            vec![
+                t("cover_tilted", "cover-1", 100, 400),
+                t("cover_tilted", "cover-2", 150, 200),
+                t("cover_opened_off_hours", "cover-1", 250, 260),
+                t("cover_tilted", "cover-1", 400, 500),
+            ]
+        );
+    }
 }

@@ -1,6 +1,13 @@
 //! Flap control: hysteresis on values, minimum duration before a condition counts, and a
 //! cool-down between occurrences. A sensor that flaps across a threshold raises one occurrence
 //! per cool-down; activations inside the cool-down are counted, not sent.
+//!
+//! One exception: a condition with a minimum duration whose end was reported (`Cleared`: the
+//! clue shows "recovered") and that then held again for that whole duration is sent even
+//! inside the cool-down. Holding it back left the clue saying "recovered" while the fault was
+//! back (a loop cable cut twice within three hours, the second cut for almost two hours,
+//! never reached a person). Such a condition is already damped by its duration; sent, it lands
+//! on the same open clue as another occurrence and undoes the recovery mark.
 
 /// What one update did to a condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +32,10 @@ pub struct Flap {
     emitted: bool,
     last_raised: Option<i64>,
     suppressed: u32,
+    /// The last sent activation ended (`Cleared` was returned): the next one that held for a
+    /// minimum duration is news.
+    #[serde(default)]
+    ended: bool,
 }
 
 impl Flap {
@@ -36,6 +47,7 @@ impl Flap {
             if self.active {
                 self.active = false;
                 if std::mem::take(&mut self.emitted) {
+                    self.ended = true;
                     return Transition::Cleared;
                 }
             }
@@ -46,7 +58,8 @@ impl Flap {
             return Transition::None;
         }
         self.active = true;
-        self.raise(at_ms, cooldown_ms)
+        let news = std::mem::take(&mut self.ended) && min_ms > 0;
+        self.raise(at_ms, if news { 0 } else { cooldown_ms })
     }
 
     /// A one-off event (a drop, a composite match): raised unless inside the cool-down.
@@ -55,6 +68,7 @@ impl Flap {
     }
 
     fn raise(&mut self, at_ms: i64, cooldown_ms: i64) -> Transition {
+        self.ended = false;
         match self.last_raised {
             Some(last) if at_ms.saturating_sub(last) < cooldown_ms && at_ms >= last => {
                 self.emitted = false;
@@ -117,10 +131,28 @@ mod tests {
         assert_eq!(f.update(true, 10, 10, 100), Transition::Raised);
         assert_eq!(f.update(true, 20, 10, 100), Transition::None);
         assert_eq!(f.update(false, 30, 10, 100), Transition::Cleared);
+        // No minimum duration: a flap inside the cool-down is counted, not sent.
         assert_eq!(f.update(true, 40, 0, 100), Transition::Suppressed);
         assert_eq!(f.update(false, 50, 0, 100), Transition::None);
         assert_eq!(f.update(true, 120, 0, 100), Transition::Raised);
         assert_eq!(f.take_suppressed(), 1);
+    }
+
+    #[test]
+    fn a_condition_that_recovered_and_held_again_for_its_duration_is_sent_inside_the_cooldown() {
+        let mut f = Flap::default();
+        assert_eq!(f.update(true, 0, 10, 100), Transition::None);
+        assert_eq!(f.update(true, 10, 10, 100), Transition::Raised);
+        assert_eq!(f.update(false, 30, 10, 100), Transition::Cleared);
+        // Back for less than the duration: nothing; for the whole duration: news, although
+        // inside the cool-down (the clue said "recovered").
+        assert_eq!(f.update(true, 40, 10, 100), Transition::None);
+        assert_eq!(f.update(true, 50, 10, 100), Transition::Raised);
+        assert_eq!(f.take_suppressed(), 0);
+        // One-off events keep their cool-down (from the last sent occurrence, at 50).
+        assert_eq!(f.update(false, 60, 10, 100), Transition::Cleared);
+        assert_eq!(f.pulse(70, 100), Transition::Suppressed);
+        assert_eq!(f.pulse(150, 100), Transition::Raised);
     }
 
     #[test]

@@ -679,6 +679,35 @@ fn a_sensor_fault_that_silences_the_device_is_one_clue() {
 }
 
 #[test]
+fn a_sensor_fault_back_for_an_hour_after_its_recovery_is_sent_inside_the_cooldown() {
+    // A loop cable cut for 90 min, mended, cut again 85 min later for almost two hours: the
+    // second cut lies inside the rule's six-hour cool-down, and holding it back left the clue
+    // saying "recovered" while the sensor was broken again.
+    let mut e = engine();
+    let t = at_local(12, 0);
+    let mut out = run(&mut e, vec![fault_event("alarm", t)]);
+    for m in 1..90 {
+        out.extend(e.on_tick(t + m * MIN));
+    }
+    out.extend(e.on_readings(&fault_event("recovery", t + 90 * MIN)));
+    out.extend(e.on_readings(&fault_event("alarm", t + 175 * MIN)));
+    for m in 176..286 {
+        out.extend(e.on_tick(t + m * MIN));
+    }
+    out.extend(e.on_readings(&fault_event("recovery", t + 286 * MIN)));
+    let sent = of_rule(&out, "sensor-fault");
+    assert_eq!(sent.len(), 2, "{:#?}", occurrences(&out));
+    assert_eq!(clue_keys(&out), vec!["device-fault/r-1/trap-1".to_string()]);
+    // A second dropout shorter than the hour inside the cool-down still raises nothing.
+    out.extend(e.on_readings(&fault_event("alarm", t + 300 * MIN)));
+    for m in 301..340 {
+        out.extend(e.on_tick(t + m * MIN));
+    }
+    out.extend(e.on_readings(&fault_event("recovery", t + 340 * MIN)));
+    assert_eq!(of_rule(&out, "sensor-fault").len(), 2);
+}
+
+#[test]
 fn a_short_sensor_dropout_that_recovers_by_itself_raises_nothing() {
     let mut e = engine();
     let t = at_local(12, 0);

@@ -365,7 +365,12 @@ pub async fn run_block(
     signals.extend(cameras.on_tick(now));
     record(&pool, signals, &mut clues).await?;
     out.truth.extend(fleet.finish());
-    firmware::sim::truth_at_end(&mut out.truth, now);
+    firmware::sim::truth_at_end(
+        &mut out.truth,
+        now,
+        firmware::sim::cable_cut_confirm_ms(fleet_cfg.step_ms),
+    );
+    firmware::sim::merge_overlapping(&mut out.truth);
     let mut list: Vec<ClueRecord> = clues.into_values().collect();
     list.sort_by_key(|c| c.id);
     out.clues = list;

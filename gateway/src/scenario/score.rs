@@ -11,7 +11,7 @@
 //!   same site in the same window when there is one (rain, pump-out, power cut, ...);
 //! - precision per clue kind: the share of that kind's clues that matched a problem.
 
-use super::RunOutput;
+use super::{ClueRecord, RunOutput};
 use firmware::sim::{Truth, TruthClass};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -75,10 +75,13 @@ pub fn accepted_kinds(problem: &str) -> &'static [&'static str] {
 /// `firmware::sim::DUTY_MET_AT_ONCE_MS`) was due; a "pump-out due" raised before the crew came
 /// is true, but nobody can be expected to have said it. A trap emptied while it stood within a
 /// sensor's accuracy below the line (`pumpout_at_line`, see `firmware::sim::DUE_ACCURACY_MM`)
-/// is the same case seen from the other side of the line.
+/// is the same case seen from the other side of the line. A loop cable cut for just over the
+/// hour (`sensor_cut_at_line`, see `firmware::sim::CABLE_CUT_FAULT_MS`) is reported by the
+/// firmware as a fault of just under it: the same band on the fault's length.
 pub fn optional_problem(innocent: &str) -> Option<&'static str> {
     match innocent {
         "pumpout_met_at_once" | "pumpout_at_line" => Some("pumpout_due"),
+        "sensor_cut_at_line" => Some("sensor_cable_cut"),
         _ => None,
     }
 }
@@ -233,7 +236,7 @@ pub fn score(run: &RunOutput) -> Score {
         }
     }
     for (i, p) in problems.iter().enumerate() {
-        let n = matched[i].len() as u32;
+        let n = clues_for(p, &matched[i], &run.clues, &innocent);
         let row = s.problems.entry(p.problem.clone()).or_default();
         row.class = p.class.as_str().to_string();
         row.seeded += 1;
@@ -269,6 +272,43 @@ pub fn score(run: &RunOutput) -> Score {
         }
     }
     s
+}
+
+/// How many clues `problem` got: its matched clues, less those a sensor could not help: a
+/// pump-out duty whose true level stood within a sensor's accuracy of the 20 % line
+/// (`pumpout_off_line`, see `firmware::sim::DUE_ACCURACY_MM`) may have been read as emptied
+/// there, so a clue that starts after such a stretch, following one that started before it,
+/// is the duty seen twice for a reason, not a duplicate.
+fn clues_for(
+    problem: &Truth,
+    matched: &BTreeSet<i64>,
+    clues: &[ClueRecord],
+    innocent: &[&Truth],
+) -> u32 {
+    let mut starts: Vec<i64> = clues
+        .iter()
+        .filter(|c| matched.contains(&c.id))
+        .filter_map(|c| c.events.first().map(|e| e.0))
+        .collect();
+    starts.sort_unstable();
+    let dips: Vec<&&Truth> = innocent
+        .iter()
+        .filter(|t| {
+            t.problem == "pumpout_off_line"
+                && t.site == problem.site
+                && t.device == problem.device
+                && t.start_ms >= problem.start_ms
+                && t.start_ms <= problem.end_ms
+        })
+        .collect();
+    let forgiven = starts
+        .windows(2)
+        .filter(|w| {
+            dips.iter()
+                .any(|d| d.start_ms >= w[0] && d.start_ms <= w[1])
+        })
+        .count();
+    (starts.len() - forgiven) as u32
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -463,5 +503,35 @@ mod tests {
             assert_eq!((other.false_clues, other.optional_clues), (2, 0));
             assert_eq!(other.false_causes.get(innocent), Some(&1));
         }
+    }
+
+    #[test]
+    fn a_second_clue_after_the_level_stood_at_the_off_line_is_no_duplicate() {
+        const H: i64 = 3_600_000;
+        let run = |dip: Option<(i64, i64)>| RunOutput {
+            seed: 1,
+            days: 3,
+            devices: 1,
+            truth: [truth("pumpout_due", TruthClass::Duty, 0, 40 * H)]
+                .into_iter()
+                .chain(dip.map(|(a, b)| truth("pumpout_off_line", TruthClass::Innocent, a, b)))
+                .collect(),
+            clues: vec![
+                clue(1, "grease_trap.pumpout_due", H),
+                clue(2, "grease_trap.pumpout_due", 30 * H),
+            ],
+            messages: 0,
+            decode_errors: 0,
+            frames: 0,
+            wall_s: 0.0,
+        };
+        let row = |s: &Score| {
+            let r = &s.problems["pumpout_due"];
+            (r.found, r.exactly_one, r.duplicated)
+        };
+        assert_eq!(row(&score(&run(None))), (1, 0, 1), "two clues, no reason");
+        assert_eq!(row(&score(&run(Some((10 * H, 20 * H))))), (1, 1, 0));
+        // A stretch at the line before the first clue explains nothing.
+        assert_eq!(row(&score(&run(Some((0, H / 2))))), (1, 0, 1));
     }
 }

@@ -131,6 +131,10 @@ pub struct PlateConfig {
     /// degrees from level is read from its corners, straightened ([`warp_into`]), instead of
     /// from its upright box; `None` always reads the box.
     pub rectify_above_deg: Option<f32>,
+    /// A straightened plate is also read from its upright box; when the two reads differ, the
+    /// reading is doubtful with both as candidates. Straightening fixes turned plates but can
+    /// turn a small, blurred one into a confident misread; two views that disagree are not sure.
+    pub cross_check_rectified: bool,
 }
 
 impl Default for PlateConfig {
@@ -162,6 +166,7 @@ impl Default for PlateConfig {
             // 90.0 -> 90.4 % (text-only crops 92.9 -> 97.6 %), no new wrong read; past 10
             // degrees 90.2 %.
             rectify_above_deg: Some(5.0),
+            cross_check_rectified: true,
         }
     }
 }
@@ -237,10 +242,24 @@ impl PlateReader {
                 score: 0.0,
             });
         }
-        let quads: Vec<Quad> = boxes.iter().map(|p| self.reading_quad(p)).collect();
-        let reads = self.best_reads(img, &quads, stats)?;
+        let mut quads: Vec<Quad> = boxes.iter().map(|p| self.reading_quad(p)).collect();
+        // Second opinions: the upright box of every straightened plate, read in the same pass.
+        let checked: Vec<usize> = if self.config.cross_check_rectified {
+            (0..boxes.len())
+                .filter(|&i| quads[i] != quad_of(&boxes[i].bbox))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        quads.extend(checked.iter().map(|&i| quad_of(&boxes[i].bbox)));
+        let mut reads = self.best_reads(img, &quads, stats)?;
+        let upright: Vec<Option<Vec<CharReading>>> = reads.split_off(boxes.len());
+        let mut second: Vec<Option<String>> = vec![None; boxes.len()];
+        for (&i, read) in checked.iter().zip(upright) {
+            second[i] = read.map(|c| text_of(&c));
+        }
         let mut out: Vec<PlateReading> = Vec::new();
-        for (plate, read) in boxes.into_iter().zip(reads) {
+        for ((plate, read), second) in boxes.into_iter().zip(reads).zip(second) {
             let Some(chars) = read else {
                 continue;
             };
@@ -263,7 +282,10 @@ impl PlateReader {
             {
                 continue;
             }
-            let (doubt, candidates) = assess(&chars, self.config.char_doubt);
+            let (mut doubt, mut candidates) = assess(&chars, self.config.char_doubt);
+            if let Some(other) = second.filter(|o| *o != text) {
+                disagree(&mut doubt, &mut candidates, &text, other);
+            }
             out.push(PlateReading {
                 text,
                 confidence,
@@ -823,6 +845,22 @@ fn plate_path_layout(dict: &[String]) -> PathLayout {
 /// Why a reading is doubtful ("" when it is not), and the other texts it may be: each doubtful
 /// character (probability below `char_doubt`) swapped for its runner-up, most likely first
 /// (at most 4).
+/// Marks a reading doubtful because another view of the same plate read `other`: the reason is
+/// added to `doubt` and `other` becomes a candidate right after the reading itself.
+fn disagree(doubt: &mut String, candidates: &mut Vec<String>, text: &str, other: String) {
+    if !doubt.is_empty() {
+        doubt.push_str("; ");
+    }
+    doubt.push_str(&format!(
+        "straightened and upright views read '{text}' and '{other}'"
+    ));
+    if candidates.is_empty() {
+        candidates.push(text.to_string());
+    }
+    candidates.retain(|c| *c != other);
+    candidates.insert(1, other);
+}
+
 pub fn assess(chars: &[CharReading], char_doubt: f32) -> (String, Vec<String>) {
     let text = text_of(chars);
     let mut why = Vec::new();
@@ -891,6 +929,26 @@ mod tests {
         assert_eq!(text, "京A11");
         assert!((conf - 0.85).abs() < 1e-6);
         assert_eq!(ctc_greedy(&[0.9, 0.1], 1, 2, &dict), (String::new(), 0.0));
+    }
+
+    #[test]
+    fn two_views_that_disagree_make_a_sure_reading_doubtful_with_both_candidates() {
+        let (mut doubt, mut cands) = assess(&chars("云A12345", 0.99), 0.9);
+        assert!(doubt.is_empty() && cands.is_empty());
+        disagree(&mut doubt, &mut cands, "云A12345", "云A12346".into());
+        assert!(doubt.contains("'云A12345' and '云A12346'"), "{doubt}");
+        assert_eq!(cands, ["云A12345", "云A12346"]);
+
+        // Already doubtful: the other view's text comes right after the reading, once.
+        let mut read = chars("京B88888", 0.99);
+        read[6].p = 0.5;
+        read[6].alt = Some("9".into());
+        read[6].alt_p = 0.4;
+        let (mut doubt, mut cands) = assess(&read, 0.9);
+        assert_eq!(cands, ["京B88888", "京B88889"]);
+        disagree(&mut doubt, &mut cands, "京B88888", "京B88889".into());
+        assert_eq!(cands, ["京B88888", "京B88889"]);
+        assert!(doubt.starts_with("character 7") && doubt.contains("; straightened"));
     }
 
     fn chars(text: &str, p: f32) -> Vec<CharReading> {
