@@ -15,7 +15,7 @@
 use gateway::clue::model::ClueQuery;
 use gateway::clue::signal::{ClueEvent, Level, Subject};
 use gateway::clue::store::{AuditLog, ClueRecords, ClueStore, SqliteStore};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 fn env(name: &str, default: usize) -> usize {
@@ -66,7 +66,8 @@ fn dedup_throughput_and_list_latency() {
     let rounds = env("CLUE_BENCH_ROUNDS", 3);
     let batch = env("CLUE_BENCH_BATCH", 256);
     let (mut batched, mut single, mut no_index) = (Vec::new(), Vec::new(), Vec::new());
-    let mut uncached = Vec::new();
+    let (mut uncached, mut cpu_cached, mut cpu_reread) = (Vec::new(), Vec::new(), Vec::new());
+    let per_event = |us: u64| us as f64 / events as f64;
     for round in 0..rounds {
         // The reference first: batches that read their open clues back every time (the path
         // before the open-clue cache), on its own file.
@@ -75,15 +76,18 @@ fn dedup_throughput_and_list_latency() {
                 .expect("open")
                 .with_open_cache(false),
         ];
+        take_cpu_us();
         uncached.push(ingest_rate(&reread, events, keys, batch));
+        cpu_reread.push(per_event(take_cpu_us()));
         let stores = [
             SqliteStore::open(&dir.path().join(format!("b{round}.sqlite")), vec![]).expect("open"),
         ];
         batched.push(ingest_rate(&stores, events, keys, batch));
+        cpu_cached.push(per_event(take_cpu_us()));
         println!(
-            "round {round}: batches of {batch}: open-clue cache {:.0} events/s, reading clues \
-             back {:.0} events/s",
-            batched[round], uncached[round]
+            "round {round}: batches of {batch}: open-clue cache {:.0} events/s ({:.1} us CPU per \
+             event), reading clues back {:.0} events/s ({:.1} us)",
+            batched[round], cpu_cached[round], uncached[round], cpu_reread[round]
         );
         // The same without the list-order index (schema 10): what keeping it costs intake.
         let path = dir.path().join(format!("n{round}.sqlite"));
@@ -106,7 +110,9 @@ fn dedup_throughput_and_list_latency() {
             SqliteStore::open(&dir.path().join(format!("s{round}.sqlite")), vec![]).expect("open");
         let start = Instant::now();
         let mut last = Instant::now();
-        for i in 0..events * usize::from(env("CLUE_BENCH_SINGLE", 1) != 0) {
+        // Skipped (`CLUE_BENCH_SINGLE=0`): reported as 0 events/s.
+        let one_by_one = events * usize::from(env("CLUE_BENCH_SINGLE", 1) != 0);
+        for i in 0..one_by_one {
             store
                 .ingest(&event(i, keys), &[], i as i64 + 3_600_000, i as i64)
                 .expect("ingest");
@@ -115,7 +121,7 @@ fn dedup_throughput_and_list_latency() {
                 println!("  ... {i}/{events} events one by one");
             }
         }
-        single.push(events as f64 / start.elapsed().as_secs_f64());
+        single.push(one_by_one as f64 / start.elapsed().as_secs_f64());
         println!(
             "round {round}: batches of {batch} {:.0} events/s, one by one {:.0} events/s",
             batched[round], single[round]
@@ -123,10 +129,18 @@ fn dedup_throughput_and_list_latency() {
     }
     let (b, one) = (median(batched), median(single));
     let reread = median(uncached);
+    let (cpu_c, cpu_r) = (median(cpu_cached), median(cpu_reread));
     println!(
         "dedup batches of {batch} with the open-clue cache {b:.0} events/s, reading open clues \
-         back {reread:.0} events/s (ratio {:.2}; medians of {rounds})",
-        b / reread
+         back {reread:.0} events/s (ratio {:.2}); CPU per event {cpu_c:.1} us against {cpu_r:.1} \
+         us (ratio {:.2}); medians of {rounds}",
+        b / reread,
+        cpu_c / cpu_r
+    );
+    println!(
+        "BENCH {}",
+        serde_json::json!({"bench": "clues", "figure": format!("clue dedup CPU per event ({keys} keys)"),
+            "value": cpu_c, "unit": "us", "lower_is_better": true})
     );
     let unindexed = median(no_index);
     println!(
@@ -232,6 +246,30 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Events per second of `events` events through `gateways` stores at once, each taking every
 /// `gateways`-th event in batches of `batch` (what the pool's intake does: one transaction
 /// per batch). Prints progress every few seconds while the stores work.
+/// CPU time (user + system, microseconds) the workers of [`ingest_rate`] used since the last
+/// [`take_cpu_us`]: steadier than wall time on a shared machine.
+static WORKER_CPU_US: AtomicU64 = AtomicU64::new(0);
+
+/// This thread's CPU time in microseconds (`/proc/thread-self/stat`, clock ticks of 10 ms;
+/// 0 where that file cannot be read).
+fn thread_cpu_us() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the 12th, stime 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() * 10_000
+}
+
+/// The workers' CPU microseconds since the last call.
+fn take_cpu_us() -> u64 {
+    WORKER_CPU_US.swap(0, Ordering::Relaxed)
+}
+
 fn ingest_rate<S: ClueStore + Sync>(stores: &[S], events: usize, keys: usize, batch: usize) -> f64 {
     let done = AtomicUsize::new(0);
     let start = Instant::now();
@@ -242,6 +280,7 @@ fn ingest_rate<S: ClueStore + Sync>(stores: &[S], events: usize, keys: usize, ba
             .map(|(g, store)| {
                 let done = &done;
                 s.spawn(move || {
+                    let cpu = thread_cpu_us();
                     let mine: Vec<usize> = (g..events).step_by(stores.len()).collect();
                     for chunk in mine.chunks(batch) {
                         let items: Vec<_> = chunk
@@ -253,6 +292,7 @@ fn ingest_rate<S: ClueStore + Sync>(stores: &[S], events: usize, keys: usize, ba
                         }
                         done.fetch_add(chunk.len(), Ordering::Relaxed);
                     }
+                    WORKER_CPU_US.fetch_add(thread_cpu_us() - cpu, Ordering::Relaxed);
                 })
             })
             .collect();
