@@ -12,20 +12,26 @@ import { oversightPage } from './oversight.js';
 const main = document.getElementById('main');
 import { session } from './state.js';
 
+// Each page draws into the `view` it is given (see `render`).
 const routes = [
-  [/^#\/clues\/(\d+)$/, (m) => cluePage(main, Number(m[1]))],
-  [/^#\/clues$/, () => cluesPage(main)],
-  [/^#\/devices\/([^/]+)\/([^/]+)$/, (m) => devicePage(main, decodeURIComponent(m[1]), decodeURIComponent(m[2]))],
-  [/^#\/devices$/, () => devicesPage(main)],
-  [/^#\/cameras$/, () => camerasPage(main)],
-  [/^#\/flights$/, () => flightsPage(main)],
-  [/^#\/stats$/, () => statsPage(main)],
-  [/^#\/oversight$/, () => oversightPage(main)],
+  [/^#\/clues\/(\d+)$/, (m, view) => cluePage(view, Number(m[1]))],
+  [/^#\/clues$/, (m, view) => cluesPage(view)],
+  [/^#\/devices\/([^/]+)\/([^/]+)$/, (m, view) => devicePage(view, decodeURIComponent(m[1]), decodeURIComponent(m[2]))],
+  [/^#\/devices$/, (m, view) => devicesPage(view)],
+  [/^#\/cameras$/, (m, view) => camerasPage(view)],
+  [/^#\/flights$/, (m, view) => flightsPage(view)],
+  [/^#\/stats$/, (m, view) => statsPage(view)],
+  [/^#\/oversight$/, (m, view) => oversightPage(view)],
 ];
 
 let leave = null;
+// Each render gets its own view element: a page whose data arrives after the user has moved on
+// (signed in, then opened another page at once) draws into a detached view, never over the
+// page now shown, and its clean-up runs at once.
+let generation = 0;
 
 async function render() {
+  const mine = ++generation;
   if (leave) { leave(); leave = null; }
   translate();
   if (!session.me) return signIn();
@@ -39,11 +45,14 @@ async function render() {
   for (const [re, fn] of routes) {
     const m = hash.match(re);
     if (m) {
-      clear(main, h('p', { class: 'muted' }, '…'));
+      const view = h('div', { class: 'view' }, h('p', { class: 'muted' }, '…'));
+      clear(main, view);
       try {
-        leave = (await fn(m)) ?? null;
+        const done = (await fn(m, view)) ?? null;
+        if (mine === generation) leave = done;
+        else done?.();
       } catch (e) {
-        clear(main, h('p', { class: 'error', id: 'page-error' },
+        clear(view, h('p', { class: 'error', id: 'page-error' },
           e.status === 403 ? `${t('err.forbidden')} (${e.message})` : t('err.load', { e: e.message })));
       }
       return;
