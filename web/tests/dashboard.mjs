@@ -377,10 +377,24 @@ try {
 
   // 12. Supervision (督办): red warnings first; the supervisor turns one into a notice to a
   // unit; the page in both languages; the unit's officer (the inspector) acknowledges it.
+  // The clue board opened by signing in answers late here (as on a loaded machine): it must
+  // not draw over the supervision page opened meanwhile.
+  const lateBoard = (url) => new URL(url).pathname === '/api/v1/clues';
+  await page.route(lateBoard, async (route) => {
+    await new Promise((r) => setTimeout(r, 1500));
+    await route.continue().catch(() => {});
+  });
   await page.click('#signout');
   await signIn(SUPERVISOR);
+  await page.waitForSelector('#signout', { state: 'visible' });
   await page.goto(`${URL_}/#/oversight`);
   await page.waitForSelector(`#warning-${WARNING_ID}`);
+  // A stream reconnect reloads the board only while the board is shown.
+  await page.evaluate(() => window.dispatchEvent(new CustomEvent('stream-reconnected')));
+  await page.waitForTimeout(2000);
+  await page.unroute(lateBoard);
+  expect(await page.$(`#warning-${WARNING_ID}`) !== null,
+    'a page that answers late does not draw over the page shown since');
   const levels = await page.$$eval('#warnings tbody tr', (rows) => rows.map((r) => r.dataset.level));
   expect(levels[0] === 'red' && levels.includes('yellow') && levels.indexOf('yellow') > levels.lastIndexOf('red'),
     `supervision page lists the red warning first, then the yellow one (${levels.join(', ')})`);

@@ -482,6 +482,7 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
         "the unit filter shows only the township's clues",
         "a device token sees devices, no clue pages or stream",
         "no sideways scrolling on a portrait tablet",
+        "a page that answers late does not draw over the page shown since",
         "supervision page lists the red warning first, then the yellow one",
         "a supervisor turns the red warning into a notice to a configured unit",
         "the supervision page in English",

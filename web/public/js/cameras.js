@@ -26,7 +26,7 @@ export async function camerasPage(main) {
       c.source ? sourceLine(c.source) : null);
   }));
   clear(main, h('h1', {}, t('cam.title')), wall, cams.length ? null : h('p', { class: 'muted' }, t('cam.empty')));
-  const timer = setTimeout(() => { if (location.hash === '#/cameras') camerasPage(main).catch(() => {}); }, 20000);
+  const timer = setTimeout(() => { if (main.isConnected) camerasPage(main).catch(() => {}); }, 20000);
   return () => { clearTimeout(timer); urls.forEach((u) => URL.revokeObjectURL(u)); };
 }
 

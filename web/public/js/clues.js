@@ -83,11 +83,34 @@ function matches(c) {
     && (!filters.overdue || (c.escalation && c.escalation !== 'none'));
 }
 
+// The board registers its live listeners once; a filter change or a resync after a reconnect
+// reloads the data into the same board (`board.byId`, `board.redraw`) instead of opening a new
+// board whose listeners nobody removes.
 export async function cluesPage(main) {
+  const board = { byId: new Map(), redraw: () => {} };
+  await loadBoard(main, board);
+  // Live: the stream only carries clues of the token's sites (the gateway filters them).
+  const onLive = (e) => {
+    const c = e.detail.clue;
+    board.byId.set(c.id, c);
+    board.redraw(c.id);
+  };
+  // After a reconnect, changes made while disconnected are not replayed: reload the list.
+  const resync = () => { if (main.isConnected) loadBoard(main, board).catch(() => {}); };
+  window.addEventListener('clue-change', onLive);
+  window.addEventListener('stream-reconnected', resync);
+  return () => {
+    window.removeEventListener('clue-change', onLive);
+    window.removeEventListener('stream-reconnected', resync);
+  };
+}
+
+async function loadBoard(main, board) {
   const q = new URLSearchParams({ limit: '1000' });
   for (const k of SERVER_FILTERS) if (filters[k] && filters[k] !== 'open') q.set(k, filters[k]);
   const [clues, units] = await Promise.all([api.get(`/api/v1/clues?${q}`), orgUnits()]);
   const byId = new Map(clues.map((c) => [c.id, c]));
+  board.byId = byId;
   const tbody = h('tbody', { id: 'clue-rows' });
   const count = h('span', { class: 'muted', id: 'clue-count' });
   const empty = h('p', { class: 'muted', id: 'clue-empty' }, t('clues.empty'));
@@ -107,7 +130,7 @@ export async function cluesPage(main) {
   const any = ['', t('f.any')];
   const onChange = (key) => (e) => {
     filters[key] = e.target.type === 'checkbox' ? e.target.checked : e.target.value;
-    if (SERVER_FILTERS.includes(key)) cluesPage(main); else redraw();
+    if (SERVER_FILTERS.includes(key)) loadBoard(main, board).catch((err) => toast(t('err.load', { e: err.message }))); else redraw();
   };
   const bar = h('div', { class: 'filters', id: 'clue-filters' },
     h('label', {}, t('f.level'), select('level', [any, ...LEVELS.map((l) => [l, t('level.' + l)])], filters.level, onChange('level'))),
@@ -126,22 +149,8 @@ export async function cluesPage(main) {
       h('thead', {}, h('tr', {}, ['col.id', 'col.level', 'col.title', 'col.site', 'col.status', 'col.dept', 'col.assignee', 'col.occ', 'col.last', 'col.deadline'].map((k) => h('th', { class: OPTIONAL.includes(k) ? 'opt' : null }, t(k))))),
       tbody),
     empty);
+  board.redraw = redraw;
   redraw();
-
-  // Live: the stream only carries clues of the token's sites (the gateway filters them).
-  const onChange2 = (e) => {
-    const c = e.detail.clue;
-    byId.set(c.id, c);
-    redraw(c.id);
-  };
-  // After a reconnect, changes made while disconnected are not replayed: reload the list.
-  const resync = () => cluesPage(main).catch(() => {});
-  window.addEventListener('clue-change', onChange2);
-  window.addEventListener('stream-reconnected', resync);
-  return () => {
-    window.removeEventListener('clue-change', onChange2);
-    window.removeEventListener('stream-reconnected', resync);
-  };
 }
 
 function actionForm(c, reload) {

@@ -36,7 +36,7 @@ export async function devicesPage(main) {
       h('td', {}, d.lost))))),
     devices.length ? null : h('p', { class: 'muted' }, t('dev.nodata')));
   // Presence changes with time: refresh while the page is open.
-  const timer = setTimeout(() => { if (location.hash === '#/devices') devicesPage(main).catch(() => {}); }, 15000);
+  const timer = setTimeout(() => { if (main.isConnected) devicesPage(main).catch(() => {}); }, 15000);
   return () => clearTimeout(timer);
 }
 

@@ -102,6 +102,6 @@ export async function flightsPage(main) {
           h('tbody', {}, findings.slice(0, 200).map((f) => h('tr', {},
             h('td', {}, f.class), h('td', {}, `${(f.confidence * 100).toFixed(0)}%`), h('td', {}, f.task_id ?? '–'), h('td', {}, fmtTime(f.time_ms)))))))));
   // Processing progress: poll while a flight is still being processed.
-  const timer = running ? setTimeout(() => { if (location.hash === '#/flights') flightsPage(main).catch(() => {}); }, 2000) : null;
+  const timer = running ? setTimeout(() => { if (main.isConnected) flightsPage(main).catch(() => {}); }, 2000) : null;
   return () => clearTimeout(timer);
 }
