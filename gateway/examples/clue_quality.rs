@@ -6,6 +6,7 @@
 //! cargo run --release -p gateway --example clue_quality -- [--seeds 9101,9102,9103]
 //!     [--scenario firmware/scenarios/blocks/city-block.toml] [--days N] [--config-extra FILE]
 //!     [--json OUT.json] [--details]
+//! cargo run --release -p gateway --example clue_quality -- --rescore RUN.json[,RUN2.json] [--details]
 //! ```
 //! Prints, per seed, violation recall, the share of violations with exactly one clue, clues
 //! and false clues per 1,000 device-days; then medians per problem kind and per clue kind.
@@ -13,11 +14,14 @@
 //! (seeds 1-3 were used while building the harness and choosing parameters).
 //! `--details` lists missed, duplicated and false clues. `RUST_LOG=scenario_trace=debug` writes
 //! every reading and clue signal to stderr, to follow one device (grep its site).
+//! `--rescore` reads the runs a `--json` file holds and scores them again, without simulating:
+//! for a change of the scorer (`gateway::scenario::score`), not of the gateway.
 
 use firmware::sim::scenario::BlockParams;
 use gateway::scenario::frames::{FrameLibrary, ensure_fixtures};
-use gateway::scenario::run_block;
+use gateway::scenario::score::Score;
 use gateway::scenario::score::{report, score};
+use gateway::scenario::{RunOutput, run_block};
 use std::path::{Path, PathBuf};
 
 /// Seeds that judge: never used while adjusting anything.
@@ -30,6 +34,7 @@ struct Args {
     extra: Option<PathBuf>,
     json: Option<PathBuf>,
     details: bool,
+    rescore: Vec<PathBuf>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -40,6 +45,7 @@ fn parse_args() -> anyhow::Result<Args> {
         extra: None,
         json: None,
         details: false,
+        rescore: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,14 +65,49 @@ fn parse_args() -> anyhow::Result<Args> {
             "--config-extra" => a.extra = Some(value()?.into()),
             "--json" => a.json = Some(value()?.into()),
             "--details" => a.details = true,
+            "--rescore" => a.rescore = value()?.split(',').map(PathBuf::from).collect(),
             other => anyhow::bail!("unknown argument {other} (see the file's doc comment)"),
         }
     }
     Ok(a)
 }
 
+/// The runs stored in `--json` files.
+fn stored_runs(paths: &[PathBuf]) -> anyhow::Result<Vec<RunOutput>> {
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        runs: Vec<RunOutput>,
+    }
+    let mut runs = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| anyhow::anyhow!("--rescore {}: {e}", p.display()))?;
+        let stored: Stored = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("--rescore {}: not a --json output: {e}", p.display()))?;
+        runs.extend(stored.runs);
+    }
+    Ok(runs)
+}
+
+fn print_details(s: &Score) {
+    let seed = s.seed;
+    println!("seed {seed}: missed\n  {}", s.misses.join("\n  "));
+    println!("seed {seed}: duplicated\n  {}", s.duplicates.join("\n  "));
+    println!("seed {seed}: false\n  {}", s.false_examples.join("\n  "));
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    if !args.rescore.is_empty() {
+        let runs = stored_runs(&args.rescore)?;
+        let scores: Vec<Score> = runs.iter().map(score).collect();
+        if args.details {
+            scores.iter().for_each(print_details);
+        }
+        println!("clue quality (rescored from {} stored run(s))", runs.len());
+        print!("{}", report(&scores));
+        return Ok(());
+    }
     // Off unless RUST_LOG asks (e.g. `scenario_trace=debug`: every reading and signal).
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -119,9 +160,7 @@ fn main() -> anyhow::Result<()> {
         );
         let s = score(&out);
         if args.details {
-            println!("seed {seed}: missed\n  {}", s.misses.join("\n  "));
-            println!("seed {seed}: duplicated\n  {}", s.duplicates.join("\n  "));
-            println!("seed {seed}: false\n  {}", s.false_examples.join("\n  "));
+            print_details(&s);
         }
         scores.push(s);
         runs.push(out);

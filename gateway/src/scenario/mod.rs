@@ -35,7 +35,7 @@ use crate::normalize::{ClockPolicy, Normalizer, SeqVerdict, fix_clock};
 use firmware::sim::scenario::{BlockParams, city_block};
 use firmware::sim::{CameraView, Fleet, Truth};
 use frames::FrameLibrary;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -118,7 +118,7 @@ offline_after_ms = 10800000
 pub const TRACE: &str = "scenario_trace";
 
 /// One clue as the benchmark saw it: every occurrence (device time of the observation, level).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClueRecord {
     pub id: i64,
     pub rule: String,
@@ -128,8 +128,9 @@ pub struct ClueRecord {
     pub events: Vec<(i64, String)>,
 }
 
-/// What one run produced.
-#[derive(Debug, Clone, Serialize)]
+/// What one run produced. Read back by `clue_quality --rescore` to score a stored run again
+/// (a change of the scorer needs no new simulation).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunOutput {
     pub seed: u64,
     pub days: u32,

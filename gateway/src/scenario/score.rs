@@ -164,6 +164,42 @@ fn overlaps(t: &Truth, site: &str, device: Option<&str>, at: i64) -> bool {
         && at <= t.end_ms + LATE_MS
 }
 
+/// The problems one clue occurrence at `at` reports: those it [`overlaps`] whose kinds accept
+/// the clue's, and of several problems of the same name on the same place only the one begun
+/// most recently. A second cable cut on a loop two hours after the first ended is still within
+/// the first's [`LATE_MS`]; a clue seen after the second cut began is about the second, so it
+/// must not also count as a duplicate clue of the first.
+fn problems_of_event(
+    problems: &[&Truth],
+    kind: &str,
+    site: &str,
+    device: Option<&str>,
+    at: i64,
+) -> Vec<usize> {
+    let candidates: Vec<usize> = (0..problems.len())
+        .filter(|&i| {
+            accepted_kinds(&problems[i].problem).contains(&kind)
+                && overlaps(problems[i], site, device, at)
+        })
+        .collect();
+    candidates
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let p = problems[i];
+            !candidates.iter().any(|&j| {
+                let q = problems[j];
+                j != i
+                    && q.problem == p.problem
+                    && q.site == p.site
+                    && q.device == p.device
+                    && q.start_ms > p.start_ms
+                    && at >= q.start_ms - EARLY_MS
+            })
+        })
+        .collect()
+}
+
 /// Scores `run`.
 pub fn score(run: &RunOutput) -> Score {
     let problems: Vec<&Truth> = run.truth.iter().filter(|t| t.class.is_problem()).collect();
@@ -188,14 +224,8 @@ pub fn score(run: &RunOutput) -> Score {
     };
     for c in &run.clues {
         let mut any = false;
-        for (i, p) in problems.iter().enumerate() {
-            if !accepted_kinds(&p.problem).contains(&c.kind.as_str()) {
-                continue;
-            }
-            if c.events
-                .iter()
-                .any(|(at, _)| overlaps(p, &c.site, c.device.as_deref(), *at))
-            {
+        for (at, _) in &c.events {
+            for i in problems_of_event(&problems, &c.kind, &c.site, c.device.as_deref(), *at) {
                 matched[i].insert(c.id);
                 any = true;
             }
@@ -503,6 +533,55 @@ mod tests {
             assert_eq!((other.false_clues, other.optional_clues), (2, 0));
             assert_eq!(other.false_causes.get(innocent), Some(&1));
         }
+    }
+
+    #[test]
+    fn a_clue_seen_after_a_second_cut_began_is_about_the_second_cut_only() {
+        const H: i64 = 3_600_000;
+        let run = |clues: Vec<ClueRecord>| RunOutput {
+            seed: 1,
+            days: 3,
+            devices: 1,
+            // Two cuts on one loop, the second 2 h after the first ended (within LATE_MS).
+            truth: vec![
+                truth("sensor_cable_cut", TruthClass::Fault, 10 * H, 12 * H),
+                truth("sensor_cable_cut", TruthClass::Fault, 14 * H, 16 * H),
+            ],
+            clues,
+            messages: 0,
+            decode_errors: 0,
+            frames: 0,
+            wall_s: 0.0,
+        };
+        let rows = |s: &Score| {
+            let r = &s.problems["sensor_cable_cut"];
+            (
+                r.seeded,
+                r.found,
+                r.exactly_one,
+                r.duplicated,
+                s.false_clues,
+            )
+        };
+        // One clue per cut: each cut has exactly one.
+        let two = score(&run(vec![
+            clue(1, "device.sensor_fault", 11 * H),
+            clue(2, "device.sensor_fault", 15 * H),
+        ]));
+        assert_eq!(rows(&two), (2, 2, 2, 0, 0), "{:?}", two.duplicates);
+        // One clue holding both cuts as occurrences: still one clue for each.
+        let mut both = clue(1, "device.sensor_fault", 11 * H);
+        both.events.push((15 * H, "low".into()));
+        assert_eq!(rows(&score(&run(vec![both]))), (2, 2, 2, 0, 0));
+        // Two clues for the first cut are a duplicate, and the second cut is missed.
+        let dup = score(&run(vec![
+            clue(1, "device.sensor_fault", 11 * H),
+            clue(2, "device.sensor_fault", 13 * H),
+        ]));
+        assert_eq!(rows(&dup), (2, 1, 0, 1, 0));
+        // A clue after the first cut ended, before the second began, is still the first's.
+        let late = score(&run(vec![clue(1, "device.sensor_fault", 13 * H)]));
+        assert_eq!(rows(&late), (2, 1, 1, 0, 0));
     }
 
     #[test]
