@@ -72,7 +72,11 @@ pub fn decode(
             if e.event.is_empty() {
                 return Err(wrong("event", "empty"));
             }
-            let template = base(EVENT_STREAM, e.ts, e.seq);
+            let mut template = base(EVENT_STREAM, e.ts, e.seq);
+            // A replayed alarm or recovery keeps its device time like replayed telemetry: a
+            // recovery buffered through a link outage, stamped with the receive time instead,
+            // made a 34-minute sensor dropout look like a fault of over an hour.
+            template.quality.replayed = e.replayed;
             let mut fields = vec![
                 ("name", Value::Text(e.event)),
                 (
@@ -222,6 +226,29 @@ mod tests {
         assert_eq!(level.stream, "grease_trap");
         let battery = r.iter().find(|r| r.metric == "battery").unwrap();
         assert_eq!(battery.value, Value::Float(88.0));
+    }
+
+    #[test]
+    fn replayed_events_and_telemetry_are_marked_replayed() {
+        for (kind, payload) in [
+            (
+                "event",
+                r#"{"ts":1000,"event":"sensor_fault","phase":"recovery","replayed":true}"#,
+            ),
+            (
+                "telemetry",
+                r#"{"ts":1000,"metrics":{"x":1},"replayed":true}"#,
+            ),
+        ] {
+            let r = dec(kind, payload).unwrap();
+            assert!(r.iter().all(|r| r.quality.replayed), "{kind}: {r:?}");
+        }
+        let live = dec(
+            "event",
+            r#"{"ts":1000,"event":"sensor_fault","phase":"alarm"}"#,
+        )
+        .unwrap();
+        assert!(live.iter().all(|r| !r.quality.replayed));
     }
 
     #[test]

@@ -25,11 +25,11 @@ use super::config::{
 };
 use super::flap::{Flap, Hysteresis, Transition};
 use super::grease::{PumpoutRegistry, TrapStats, Traps};
-use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateMap, StateRef};
+use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateMap, StateRef, StateView};
 use super::maintenance::MaintenanceRegistry;
 use super::window::{Push, Window};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, EvidenceReading, Level, Subject};
-use crate::decode::native::EVENT_STREAM;
+use crate::decode::native::{EVENT_STREAM, STATE_STREAM};
 use crate::reading::{Reading, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -342,6 +342,9 @@ struct Live {
     rx_now_ms: i64,
     /// Receive clock at the engine's start (first tick or reading), for the start-up grace.
     started_rx_ms: Option<i64>,
+    /// Devices whose link is down (their last state message was `offline`, the broker's last
+    /// will): site -> device -> receive time it went down. See [`Live::on_link_state`].
+    offline: HashMap<String, HashMap<String, i64>>,
     stats: EngineStats,
 }
 
@@ -635,6 +638,9 @@ impl Live {
         self.stats.readings += 1;
         let t = r.device_time_ms;
         self.now_ms = self.now_ms.max(t);
+        if r.stream == STATE_STREAM && r.metric == "online" {
+            self.on_link_state(c, r);
+        }
 
         if r.stream == "grease_trap" {
             match (r.metric.as_str(), r.value.as_f64()) {
@@ -926,7 +932,7 @@ impl Live {
         if tr == Transition::None {
             return;
         }
-        let suppressed = if tr == Transition::Raised {
+        let suppressed = if matches!(tr, Transition::Raised | Transition::RaisedEnded) {
             st.flap.take_suppressed()
         } else {
             0
@@ -957,11 +963,63 @@ impl Live {
         );
     }
 
+    /// A device's link went down or came back. A condition that must hold for a while (a
+    /// sensor fault for an hour) is judged on the receive clock only while the gateway could
+    /// hear its end: with the link down, a recovery waits in the device's buffer, so the time
+    /// offline does not count towards the duration. When the link returns, the replay says
+    /// whether the condition ended in the meantime (and how long it held: see
+    /// `Transition::RaisedEnded`).
+    fn on_link_state(&mut self, c: &Compiled, r: &Reading) {
+        let rx = r.received_time_ms;
+        match r.value {
+            Value::Bool(false) => {
+                self.offline
+                    .entry(r.site.clone())
+                    .or_default()
+                    .entry(r.device.clone())
+                    .or_insert(rx);
+            }
+            Value::Bool(true) => {
+                let Some(down_rx) = self
+                    .offline
+                    .get_mut(r.site.as_str())
+                    .and_then(|d| d.remove(r.device.as_str()))
+                else {
+                    return;
+                };
+                if self
+                    .offline
+                    .get(r.site.as_str())
+                    .is_some_and(|d| d.is_empty())
+                {
+                    self.offline.remove(r.site.as_str());
+                }
+                let outage = rx.saturating_sub(down_rx).max(0);
+                for (key, st) in self.states.iter_mut() {
+                    let (rule, site, device) = key.parts();
+                    if site != r.site
+                        || device != r.device
+                        || matches!(c.rules[rule].condition, Condition::Silence { .. })
+                    {
+                        continue;
+                    }
+                    if let Some(last) = st.last_rx.as_mut()
+                        && *last <= down_rx
+                    {
+                        *last = last.saturating_add(outage);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn tick(&mut self, c: &Compiled, out: &mut Vec<ClueSignal>, acts: &mut Vec<Activation>) {
         let rx_now = self.rx_now_ms;
         let started = self.started_rx_ms.unwrap_or(rx_now);
         let grace_over = rx_now >= started.saturating_add(c.settings.startup_grace_s as i64 * 1000);
         let mut fired = Vec::new();
+        let offline = &self.offline;
         for (key, st) in self.states.iter_mut() {
             let rule = &c.rules[key.rule];
             let cooldown = rule.cooldown_s as i64 * 1000;
@@ -1003,7 +1061,12 @@ impl Live {
                 Condition::Threshold { for_s, .. }
                 | Condition::Held { for_s, .. }
                 | Condition::Event { for_s, .. }
-                    if *for_s > 0 && st.raw && !st.flap.is_active() =>
+                    if *for_s > 0
+                        && st.raw
+                        && !st.flap.is_active()
+                        && !offline
+                            .get(key.site.as_str())
+                            .is_some_and(|d| d.contains_key(key.device.as_str())) =>
                 {
                     let Some(at) = st.device_now(rx_now) else {
                         continue;
@@ -1221,9 +1284,29 @@ impl Live {
         out: &mut Vec<ClueSignal>,
         acts: &mut Vec<Activation>,
     ) {
+        if tg.transition == Transition::RaisedEnded {
+            let ended = Trigger {
+                transition: Transition::Cleared,
+                value: tg.value.clone(),
+                detail: tg.detail.clone(),
+                key: tg.key.clone(),
+                ..tg
+            };
+            self.apply(
+                c,
+                Trigger {
+                    transition: Transition::Raised,
+                    ..tg
+                },
+                out,
+                acts,
+            );
+            self.apply(c, ended, out, acts);
+            return;
+        }
         let rule = &c.rules[tg.rule];
         match tg.transition {
-            Transition::None => {}
+            Transition::None | Transition::RaisedEnded => {}
             Transition::Raised | Transition::Suppressed => {
                 let feeds = c.composites_by_input.contains_key(&tg.rule);
                 let raised = tg.transition == Transition::Raised;

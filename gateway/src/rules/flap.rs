@@ -20,6 +20,10 @@ pub enum Transition {
     Suppressed,
     /// A condition whose occurrence was sent has ended.
     Cleared,
+    /// The condition held for its minimum duration, but that became known only with its end
+    /// (both arrived together, e.g. replayed after a link outage): an occurrence to send, then
+    /// its end.
+    RaisedEnded,
 }
 
 /// Per (rule, subject) activation state.
@@ -43,7 +47,24 @@ impl Flap {
     /// counts; a new occurrence is sent at most once per `cooldown_ms`.
     pub fn update(&mut self, raw: bool, at_ms: i64, min_ms: i64, cooldown_ms: i64) -> Transition {
         if !raw {
-            self.since = None;
+            let since = self.since.take();
+            if !self.active
+                && min_ms > 0
+                && let Some(since) = since
+                && at_ms.saturating_sub(since) >= min_ms
+            {
+                let news = std::mem::take(&mut self.ended);
+                let tr = self.raise(
+                    since.saturating_add(min_ms),
+                    if news { 0 } else { cooldown_ms },
+                );
+                if tr != Transition::Raised {
+                    return tr;
+                }
+                self.emitted = false;
+                self.ended = true;
+                return Transition::RaisedEnded;
+            }
             if self.active {
                 self.active = false;
                 if std::mem::take(&mut self.emitted) {
@@ -153,6 +174,23 @@ mod tests {
         assert_eq!(f.update(false, 60, 10, 100), Transition::Cleared);
         assert_eq!(f.pulse(70, 100), Transition::Suppressed);
         assert_eq!(f.pulse(150, 100), Transition::Raised);
+    }
+
+    #[test]
+    fn a_condition_whose_end_arrives_after_its_duration_unseen_is_raised_and_ended() {
+        let mut f = Flap::default();
+        // Began at 0, heard of again only at 15 (its end), minimum 10: it held, unseen.
+        assert_eq!(f.update(true, 0, 10, 100), Transition::None);
+        assert_eq!(f.update(false, 15, 10, 100), Transition::RaisedEnded);
+        // Shorter than the minimum: nothing.
+        assert_eq!(f.update(true, 200, 10, 100), Transition::None);
+        assert_eq!(f.update(false, 205, 10, 100), Transition::None);
+        // Without a minimum duration an end is just an end.
+        assert_eq!(f.update(true, 300, 0, 100), Transition::Raised);
+        assert_eq!(f.update(false, 400, 0, 100), Transition::Cleared);
+        assert_eq!(f.update(true, 500, 0, 0), Transition::Raised);
+        let mut g = Flap::default();
+        assert_eq!(g.update(false, 0, 10, 100), Transition::None);
     }
 
     #[test]
