@@ -5,6 +5,8 @@
 //! - [`exif`]: EXIF GPS and DJI XMP (gimbal, relative altitude) of stills.
 //! - [`georef`]: pixel -> ground position (pinhole camera over flat ground) with an error model.
 //! - [`upload`]: streamed, resumable, limited uploads with name and content checks.
+//! - [`receive`]: a file arriving in a flight (`DroneState::receive`): the flight's checks and
+//!   limits, the resumable write, completion; the HTTP handler only parses and maps errors.
 //! - [`flight`]: flights, their files, progress, findings (memory + JSON on disk, SSE feed).
 //! - [`tasks`]: departments' inspection tasks (GeoJSON areas, target classes, contact).
 //! - [`job`]: the processing worker (ffmpeg sampling, tiled detection, routing to tasks).
@@ -18,6 +20,7 @@ pub mod exif;
 pub mod flight;
 pub mod georef;
 pub mod job;
+pub(crate) mod receive;
 pub mod retention;
 pub mod srt;
 pub mod tasks;

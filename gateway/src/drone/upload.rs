@@ -32,6 +32,16 @@ pub enum UploadError {
     Body(String),
     #[error("storage: {0}")]
     Io(#[from] std::io::Error),
+    /// The flight or the file is not in a state to take these bytes (closed, complete,
+    /// being written by another request).
+    #[error("{0}")]
+    Conflict(String),
+    /// Storing it would leave less than `drone.min_free_mb` free (or free space is unknown).
+    #[error("{0}")]
+    DiskFloor(String),
+    /// A failure of the gateway, not of the upload (the completion check's task died).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// What a file is, by extension.
