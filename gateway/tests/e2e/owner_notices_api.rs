@@ -19,7 +19,10 @@ use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-on_both_stores!(owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart);
+on_both_stores!(
+    owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart,
+    a_notice_in_back_off_does_not_hold_up_the_next_one_of_its_channel,
+);
 
 const PHONE: &str = "13800138000";
 const ADDRESS: &str = "12 Beijing Road, Unit 3";
@@ -51,6 +54,21 @@ impl Provider {
         fail_status: u16,
         prefix: &'static str,
     ) -> Result<Provider> {
+        Self::start_answering(
+            port,
+            prefix,
+            move |n, _| {
+                if n < fail_first { fail_status } else { 200 }
+            },
+        )
+    }
+
+    /// A provider whose answer to request `n` with `headers` is `status(n, headers)`.
+    fn start_answering(
+        port: u16,
+        prefix: &'static str,
+        mut status: impl FnMut(usize, &BTreeMap<String, String>) -> u16 + Send + 'static,
+    ) -> Result<Provider> {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let rec = seen.clone();
@@ -60,7 +78,7 @@ impl Provider {
                 let Ok((headers, body)) = read_request(&mut s) else {
                     continue;
                 };
-                let status = if n < fail_first { fail_status } else { 200 };
+                let status = status(n, &headers);
                 let answer = if status == 200 {
                     format!("{{\"id\":\"{prefix}-{n}\"}}")
                 } else {
@@ -508,5 +526,70 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
     );
     assert!(!everything.contains(PHONE), "the phone leaked");
     assert!(!everything.contains(ADDRESS), "the address leaked");
+    Ok(())
+}
+
+/// Head-of-line: the provider refuses every POST of the first notice (by its idempotency key)
+/// and accepts the others. The second notice on the same channel is delivered while the first
+/// is still being retried, and the first keeps its own back-off (more attempts, still queued).
+fn a_notice_in_back_off_does_not_hold_up_the_next_one_of_its_channel(
+    store: &TestStore,
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let registry = dir.path().join("registry.toml");
+    std::fs::write(&registry, REGISTRY)?;
+    let port = free_port();
+    let mut first_key: Option<String> = None;
+    let sms = Provider::start_answering(port, "sms", move |_, headers| {
+        let key = headers.get("idempotency-key").cloned().unwrap_or_default();
+        let first = first_key.get_or_insert_with(|| key.clone());
+        if *first == key { 503 } else { 200 }
+    })?;
+    let config = format!(
+        "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"owner-hol-test\"\n\
+         [clues]\nmqtt_publish = false\n\
+         [registry]\nfile = \"{}\"\n\
+         [[clues.owner_notify.channels]]\nname = \"sms\"\nkind = \"webhook\"\n\
+         url = \"http://127.0.0.1:{port}/send\"\n\
+         max_attempts = 1000\nretry_min_ms = 300\nretry_max_ms = 1500\ntimeout_ms = 2000\n",
+        free_port(),
+        registry.display()
+    );
+    let gw = GatewayProcess::start_with_env(dir.path(), &config, &store.env())?;
+    let platform = gw.token_named("platform", "a", "central")?;
+    let ann = gw.token_named("inspector", "a", "ann")?;
+    let clue = create(&gw, &platform, &cover_event("a", "m1"))?;
+    let sms_notice = json!({"action": "send_owner_notice", "channel": "sms"});
+    assert_eq!(send(&gw, &ann, clue, sms_notice.clone())?.status, 200);
+    // The first notice has been refused at least once: it is in back-off now.
+    wait_until("first notice refused", Duration::from_secs(30), || {
+        Ok((!sms.seen().is_empty()).then_some(()))
+    })?;
+    assert_eq!(send(&gw, &ann, clue, sms_notice)?.status, 200);
+    let second = wait_notice(&gw, &ann, clue, 1, "delivered")?;
+    assert_eq!(second["attempts"], json!(1), "{second:#}");
+    let first = detail(&gw, &ann, clue)?["owner"]["notices"][0].clone();
+    assert_eq!(first["state"], json!("queued"), "{first:#}");
+    // The first keeps being retried on its own schedule, the second is not sent again.
+    wait_until("first notice retried", Duration::from_secs(30), || {
+        let n = detail(&gw, &ann, clue)?["owner"]["notices"][0].clone();
+        Ok(
+            (n["attempts"].as_i64().unwrap_or(0) >= 3 && n["state"] == json!("queued"))
+                .then_some(()),
+        )
+    })
+    .with_context(|| gw.diagnostics())?;
+    let key2 = second["idempotency_key"].as_str().context("key")?;
+    let posts_of_second = sms
+        .seen()
+        .iter()
+        .filter(|s| s.headers.get("idempotency-key").map(String::as_str) == Some(key2))
+        .count();
+    assert_eq!(posts_of_second, 1, "{:#?}", sms.seen());
+    assert!(
+        sms.seen().iter().filter(|s| s.status == 503).count() >= 3,
+        "{:#?}",
+        sms.seen()
+    );
     Ok(())
 }

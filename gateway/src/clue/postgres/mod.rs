@@ -1180,6 +1180,7 @@ impl DeliveryQueue for PgStore {
             "UPDATE outbound SET lease_holder = $2, lease_until_ms = $3 WHERE id IN ( \
                SELECT id FROM outbound WHERE channel = $1 AND delivered_ms IS NULL \
                AND (lease_until_ms IS NULL OR lease_until_ms < $4 OR lease_holder = $2) \
+               AND (next_attempt_ms IS NULL OR next_attempt_ms <= $4) \
                ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) \
              RETURNING id, topic, payload, attempts",
             &[
