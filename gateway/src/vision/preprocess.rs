@@ -258,7 +258,7 @@ pub struct Letterbox {
 
 impl Letterbox {
     /// Maps a point of the network input back to source-image pixels.
-    pub(crate) fn to_source(&self, x: f32, y: f32) -> (f32, f32) {
+    pub(crate) fn to_source(self, x: f32, y: f32) -> (f32, f32) {
         ((x - self.pad_x) / self.scale, (y - self.pad_y) / self.scale)
     }
 }
