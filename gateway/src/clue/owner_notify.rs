@@ -141,7 +141,8 @@ fn default_retry_max_ms() -> u64 {
     300_000
 }
 
-fn is_name(s: &str) -> bool {
+/// A channel or template name: 1..=64 letters, digits, `-` or `_`.
+pub(crate) fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()

@@ -465,6 +465,7 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
     let r = call(&gw, "POST", &receipt, &platform, Some(&body))?;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()?["receipt_status"], json!("delivered"));
+    notifier_tokens_post_receipts_of_their_channel_only(&gw, id, clue)?;
     let trail = audit(&gw, &auditor, clue)?;
     assert!(
         trail
@@ -526,6 +527,112 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
     );
     assert!(!everything.contains(PHONE), "the phone leaked");
     assert!(!everything.contains(ADDRESS), "the address leaked");
+    Ok(())
+}
+
+/// The provider's own token (`--role notifier --channel sms`): posts receipts for the `sms`
+/// notices of its sites and nothing else. `sms_notice` is an `sms` notice of site `a`.
+fn notifier_tokens_post_receipts_of_their_channel_only(
+    gw: &GatewayProcess,
+    sms_notice: i64,
+    clue: i64,
+) -> Result<()> {
+    // Creation: a notifier names a configured channel; no other role names one.
+    let e = gw.token_with("notifier", "a", &[]).expect_err("no channel");
+    assert!(e.to_string().contains("--channel"), "{e}");
+    let e = gw
+        .token_with("notifier", "a", &["--channel", "pigeon"])
+        .expect_err("unknown channel");
+    assert!(e.to_string().contains("sms, letter, post, fax"), "{e}");
+    let e = gw
+        .token_with("platform", "a", &["--channel", "sms"])
+        .expect_err("platform with a channel");
+    assert!(e.to_string().contains("only notifier"), "{e}");
+    let sms = gw.token_with("notifier", "a,b", &["--channel", "sms", "--name", "sms-gw"])?;
+    let letter = gw.token_with("notifier", "a,b", &["--channel", "letter"])?;
+    let elsewhere = gw.token_with("notifier", "b", &["--channel", "sms"])?;
+
+    let receipt = format!("/api/v1/owner-notices/{sms_notice}/receipt");
+    let body = json!({"status": "read", "note": "opened"});
+    let r = call(gw, "POST", &receipt, &letter, Some(&body))?;
+    assert_eq!(r.status, 403, "another channel's notice: {}", r.text());
+    let r = call(gw, "POST", &receipt, &elsewhere, Some(&body))?;
+    assert_eq!(r.status, 404, "another site's notice: {}", r.text());
+    let r = call(
+        gw,
+        "POST",
+        "/api/v1/owner-notices/999999/receipt",
+        &sms,
+        Some(&body),
+    )?;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = call(gw, "POST", &receipt, &sms, Some(&body))?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json()?;
+    assert_eq!(answer["receipt_status"], json!("read"), "{answer:#}");
+    assert_eq!(answer["channel"], json!("sms"));
+    assert!(
+        answer.get("contact").is_none() && answer.get("clue_id").is_none(),
+        "the provider gets its receipt back, nothing more: {answer:#}"
+    );
+    let trail = audit(gw, &gw.token("auditor", "a")?, clue)?;
+    let last = trail
+        .iter()
+        .rfind(|e| e["action"] == json!("owner_notice_receipt"))
+        .context("receipt entry")?;
+    assert_eq!(last["detail"]["receipt"], json!("read"));
+    assert!(
+        last["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("sms-gw#")),
+        "{last:#}"
+    );
+
+    // It reads nothing: every GET route of the API but whoami answers 403, even the notice.
+    let r = call(gw, "GET", "/api/v1/whoami", &sms, None)?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()?["channel"], json!("sms"));
+    let doc = call(gw, "GET", "/api/v1/openapi.json", &sms, None)?
+        .ok()?
+        .json()?;
+    let paths = doc["paths"].as_object().context("openapi paths")?;
+    let mut checked = 0;
+    for (path, ops) in paths {
+        if ops.get("get").is_none()
+            || !path.starts_with("/api/v1/")
+            || matches!(path.as_str(), "/api/v1/whoami" | "/api/v1/openapi.json")
+        {
+            continue;
+        }
+        let concrete = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('{') {
+                    match seg {
+                        "{id}" => sms_notice.to_string(),
+                        "{site}" => "a".to_string(),
+                        "{device}" => "m1".to_string(),
+                        _ => "x".to_string(),
+                    }
+                } else {
+                    seg.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let r = call(gw, "GET", &concrete, &sms, None)?;
+        assert_eq!(r.status, 403, "GET {concrete}: {}", r.text());
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} GET routes checked");
+    // And acts on nothing.
+    let r = send(
+        gw,
+        &sms,
+        clue,
+        json!({"action": "comment", "text": "hello"}),
+    )?;
+    assert_eq!(r.status, 403, "{}", r.text());
     Ok(())
 }
 
