@@ -285,6 +285,31 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
 
     let clue = create(&gw, &platform, &cover_event("a", "m1"))?;
 
+    // The channels the send form offers: names, kinds, contacts, templates; no URL, no token.
+    let r = call(&gw, "GET", "/api/v1/owner-notify/channels", &ann, None)?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let channels = r.json()?;
+    let names: Vec<&str> = channels
+        .as_array()
+        .context("a list")?
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["sms", "letter", "post", "fax"], "{channels:#}");
+    assert_eq!(
+        channels[0],
+        json!({"name": "sms", "kind": "webhook", "contact": "phone", "templates": ["first_notice"]})
+    );
+    assert_eq!(channels[1]["contact"], json!("address"));
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("E2E_SMS_TOKEN") && !text.contains("url"),
+        "{text}"
+    );
+    let device = gw.relay_token("a")?;
+    let r = call(&gw, "GET", "/api/v1/owner-notify/channels", &device, None)?;
+    assert_eq!(r.status, 403, "{}", r.text());
+
     // Refusals name what is wrong, and queue nothing.
     let r = send(
         &gw,
