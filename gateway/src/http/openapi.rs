@@ -151,6 +151,9 @@ pub fn document() -> Value {
 /// Notices to owners (`http::owner_notices`); apart for the macro's recursion limit.
 fn add_owner_notice_paths(paths: &mut Value) {
     let id = [("id", "path")];
+    paths["/api/v1/owner-notify/channels"] = json!({"get": op(
+        "The configured owner-notice channels [{name, kind (webhook), contact (phone | address: the registry contact it needs), templates (empty: any)}], for the send_owner_notice form; never a channel's URL or token (readers of clues)",
+        &[], false)});
     paths["/api/v1/owner-notices/{id}"] = json!({"get": op(
         "A notice to the owner {clue_id, channel, template, contact (masked), state queued|delivered|failed, attempts, last_error, queued_ms, delivered_ms, provider_id, failed_ms, receipt_status, receipt_ms, idempotency_key} (readers of its clue)",
         &id, false)});

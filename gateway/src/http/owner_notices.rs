@@ -2,6 +2,9 @@
 //! (`POST /api/v1/clues/{id}/actions`); each notice with its delivery state is on the clue's
 //! detail (`owner.notices`). Here:
 //!
+//! - `GET  /api/v1/owner-notify/channels`: the configured channels (`name`, `kind`,
+//!   `contact`, `templates`), what the dashboard's send form offers; never a channel's URL
+//!   (it may carry a provider's key) or its token variable (readers of clues).
 //! - `GET  /api/v1/owner-notices/{id}`: one notice (readers of its clue).
 //! - `POST /api/v1/owner-notices/{id}/receipt`: the provider's later word on it
 //!   (`{status, at_ms?, note?}`); audited on the clue as `owner_notice_receipt`. The provider
@@ -19,6 +22,28 @@ use crate::clue::auth::{Principal, Role};
 use crate::clue::owner_notify::{OwnerNotice, Receipt};
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
+
+pub(super) async fn channels(
+    p: Principal,
+    State(pool): State<PoolHandle>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    super::clues::can_read(&p)?;
+    let list: Vec<serde_json::Value> = pool
+        .config()
+        .owner_notify
+        .channels
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "name": c.name,
+                "kind": c.kind,
+                "contact": c.contact,
+                "templates": c.templates,
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::Value::Array(list)))
+}
 
 /// The notice `id` when the token sees its clue (404 otherwise, like a missing one).
 async fn visible_notice(p: &Principal, pool: &PoolHandle, id: i64) -> ApiResult<OwnerNotice> {

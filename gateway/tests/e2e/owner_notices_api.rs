@@ -5,8 +5,10 @@
 //! window counted from delivery; a provider that is down leaves the notice queued and then
 //! `owner_notice_failed` after the channel's attempts; a notice queued when the gateway is
 //! killed is delivered after its restart; an auditor reads it all and can send nothing; the
-//! provider's receipt needs a platform (or admin) token. The owner's phone is never in the
-//! audit, the API answers or the log in full.
+//! provider's receipt needs its channel's notifier token (or a platform or admin one), and a
+//! notifier token reads nothing. A notice in back-off does not hold up the next one of its
+//! channel, and two gateways on one PostgreSQL settle every notice once. The owner's phone is
+//! never in the audit, the API answers or the log in full.
 
 use crate::common;
 
@@ -282,6 +284,31 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
     let supervisor = gw.token_named("supervisor", "a,b", "sue")?;
 
     let clue = create(&gw, &platform, &cover_event("a", "m1"))?;
+
+    // The channels the send form offers: names, kinds, contacts, templates; no URL, no token.
+    let r = call(&gw, "GET", "/api/v1/owner-notify/channels", &ann, None)?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let channels = r.json()?;
+    let names: Vec<&str> = channels
+        .as_array()
+        .context("a list")?
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["sms", "letter", "post", "fax"], "{channels:#}");
+    assert_eq!(
+        channels[0],
+        json!({"name": "sms", "kind": "webhook", "contact": "phone", "templates": ["first_notice"]})
+    );
+    assert_eq!(channels[1]["contact"], json!("address"));
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("E2E_SMS_TOKEN") && !text.contains("url"),
+        "{text}"
+    );
+    let device = gw.relay_token("a")?;
+    let r = call(&gw, "GET", "/api/v1/owner-notify/channels", &device, None)?;
+    assert_eq!(r.status, 403, "{}", r.text());
 
     // Refusals name what is wrong, and queue nothing.
     let r = send(
@@ -698,5 +725,110 @@ fn a_notice_in_back_off_does_not_hold_up_the_next_one_of_its_channel(
         "{:#?}",
         sms.seen()
     );
+    Ok(())
+}
+
+/// Two gateways on one PostgreSQL, one provider that refuses the first POST of every notice
+/// and answers slowly: every notice, queued through either gateway, is accepted exactly once
+/// (one 200 per idempotency key at the provider), settled by one `owner_notice_delivered`
+/// entry, both gateways deliver, and the shared chain verifies.
+#[test]
+fn two_gateways_on_one_postgres_settle_each_notice_once() -> Result<()> {
+    const N: usize = 24;
+    let store = TestStore::postgres()?;
+    let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let registry = dir_a.path().join("registry.toml");
+    std::fs::write(&registry, REGISTRY)?;
+    let port = free_port();
+    let mut refused = std::collections::HashSet::new();
+    let provider = Provider::start_answering(port, "sms", move |_, headers| {
+        std::thread::sleep(Duration::from_millis(20));
+        let key = headers.get("idempotency-key").cloned().unwrap_or_default();
+        if refused.insert(key) { 503 } else { 200 }
+    })?;
+    let config = |client: &str| {
+        format!(
+            "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"{client}\"\n\
+             [clues]\nmqtt_publish = false\n\
+             [registry]\nfile = \"{}\"\n\
+             [[clues.owner_notify.channels]]\nname = \"sms\"\nkind = \"webhook\"\n\
+             url = \"http://127.0.0.1:{port}/send\"\n\
+             max_attempts = 50\nretry_min_ms = 100\nretry_max_ms = 400\ntimeout_ms = 2000\n",
+            free_port(),
+            registry.display()
+        )
+    };
+    let a = GatewayProcess::start_with_env(dir_a.path(), &config("owner-two-a"), &store.env())?;
+    let b = GatewayProcess::start_with_env(dir_b.path(), &config("owner-two-b"), &store.env())?;
+    let platform = a.token_named("platform", "a", "central")?;
+    let ann = a.token_named("inspector", "a", "ann")?;
+    let clue = create(&a, &platform, &cover_event("a", "m1"))?;
+    for i in 0..N {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let r = send(
+            gw,
+            &ann,
+            clue,
+            json!({"action": "send_owner_notice", "channel": "sms"}),
+        )?;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let notices = wait_until("every notice delivered", Duration::from_secs(90), || {
+        let d = detail(&b, &ann, clue)?;
+        let ns = d["owner"]["notices"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok((ns.len() == N && ns.iter().all(|n| n["state"] == json!("delivered"))).then_some(ns))
+    })
+    .with_context(|| format!("A: {}\nB: {}", a.diagnostics(), b.diagnostics()))?;
+    // Anything still in flight would show now.
+    std::thread::sleep(Duration::from_millis(1500));
+    let seen = provider.seen();
+    let mut accepted: BTreeMap<String, usize> = BTreeMap::new();
+    for s in seen.iter().filter(|s| s.status == 200) {
+        *accepted
+            .entry(s.headers["idempotency-key"].clone())
+            .or_default() += 1;
+    }
+    assert_eq!(accepted.len(), N, "{accepted:#?}");
+    assert!(
+        accepted.values().all(|c| *c == 1),
+        "a notice accepted twice: {accepted:#?}"
+    );
+    for n in &notices {
+        let key = n["idempotency_key"].as_str().context("key")?;
+        assert_eq!(accepted.get(key), Some(&1), "{n:#}");
+        assert_eq!(
+            n["attempts"],
+            json!(2),
+            "one refusal, one acceptance: {n:#}"
+        );
+    }
+    let trail = audit(&a, &platform, clue)?;
+    for n in &notices {
+        let entries = trail
+            .iter()
+            .filter(|e| {
+                e["action"] == json!("owner_notice_delivered") && e["detail"]["notice"] == n["id"]
+            })
+            .count();
+        assert_eq!(
+            entries, 1,
+            "notice {}: {entries} delivered entries",
+            n["id"]
+        );
+    }
+    let per = |gw: &GatewayProcess| {
+        gw.metric("gateway_clue_delivered_total{reason=\"owner-notice:sms\"}")
+    };
+    let (by_a, by_b) = (per(&a)?, per(&b)?);
+    assert_eq!(by_a + by_b, N as f64, "A {by_a}, B {by_b}");
+    assert!(
+        by_a > 0.0 && by_b > 0.0,
+        "both delivered: A {by_a}, B {by_b}"
+    );
+    verify(&a, &platform)?;
+    verify(&b, &platform)?;
     Ok(())
 }
