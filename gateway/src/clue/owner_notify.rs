@@ -520,6 +520,8 @@ pub fn spawn_owner_notify(
                 .clue_delivery_failures_total
                 .get_or_create(&Reason::of(&channel))
                 .clone(),
+            // Notices are retried one by one (no head of line): nothing to show here.
+            head_failures: Default::default(),
             backoff: Backoff::from_millis(ch.retry_min_ms, ch.retry_max_ms),
         };
         let w = ChannelWorker {

@@ -251,6 +251,11 @@ impl Notices {
                 .notice_delivery_failures_total
                 .get_or_create(&Reason::of(&channel))
                 .clone(),
+            head_failures: self
+                .metrics
+                .delivery_head_failures
+                .get_or_create(&Reason::of(&channel))
+                .clone(),
             channel,
             backoff: Backoff::from_millis(self.cfg.retry_min_ms, self.cfg.retry_max_ms),
         };
