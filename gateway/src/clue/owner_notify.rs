@@ -21,8 +21,12 @@
 //! (contact masked), an `owner_notices` row (state `queued`) and one row of the delivery
 //! outbox on the channel `owner-notice:{name}`: a notice is queued exactly when the chain says
 //! it was asked for, and survives restarts. One worker per channel ([`spawn_owner_notify`])
-//! reads that outbox like the clue webhook does (`clue::publish`), POSTs the payload with
-//! `Idempotency-Key` and the bearer token, and waits [`Backoff`] between failed attempts.
+//! reads that outbox like the clue webhook does (`clue::publish`) and POSTs the payload with
+//! `Idempotency-Key` and the bearer token. Unlike clue changes, notices need no order among
+//! themselves, so a failed attempt does not stop the channel: the notice gets its own retry
+//! time ([`Backoff`] of its own attempt count, kept as the outbox row's `next_attempt_ms`),
+//! the outbox hides it until then, and the worker goes on with the next notice. One owner
+//! whose number the provider keeps refusing never delays the notices to other owners.
 //! A 2xx answer settles the notice as `owner_notice_delivered {notice, channel, provider_id,
 //! at}` on the clue's audit trail; after `max_attempts` failures it is settled as
 //! `owner_notice_failed {notice, channel, reason, attempts}`. Settling marks the outbox row
@@ -137,7 +141,8 @@ fn default_retry_max_ms() -> u64 {
     300_000
 }
 
-fn is_name(s: &str) -> bool {
+/// A channel or template name: 1..=64 letters, digits, `-` or `_`.
+pub(crate) fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()
@@ -515,6 +520,8 @@ pub fn spawn_owner_notify(
                 .clue_delivery_failures_total
                 .get_or_create(&Reason::of(&channel))
                 .clone(),
+            // Notices are retried one by one (no head of line): nothing to show here.
+            head_failures: Default::default(),
             backoff: Backoff::from_millis(ch.retry_min_ms, ch.retry_max_ms),
         };
         let w = ChannelWorker {
@@ -537,7 +544,7 @@ enum Attempt {
     Refused(String),
     /// The provider rejected this notice itself (another 4xx: a number it cannot text, a
     /// template it does not know): the same POST would be rejected again, so the notice is
-    /// given up at once instead of holding up the channel's queue for its back-off.
+    /// given up at once instead of being retried until `max_attempts`.
     Rejected(String),
 }
 
@@ -561,104 +568,141 @@ fn host_of(url: &str) -> String {
         .unwrap_or_default()
 }
 
+/// What the worker does after one row.
+enum Step {
+    /// On to the next row.
+    Next,
+    /// The notice failed and is due again at this time (`crate::clock`); the others go on.
+    RetryAt(i64),
+    /// The store did not take the outcome: wait, then read the outbox again.
+    StoreFailed,
+    /// Cancelled.
+    Stop,
+}
+
+/// How long an idle worker waits: until the soonest retry it scheduled, at most the idle poll
+/// (which also catches rows queued, or given back, by another gateway).
+fn idle_wait(soonest: Option<i64>, now_ms: i64) -> Duration {
+    soonest.map_or(IDLE_POLL, |t| {
+        Duration::from_millis(t.saturating_sub(now_ms).max(0) as u64).min(IDLE_POLL)
+    })
+}
+
 impl ChannelWorker {
+    /// Takes the channel's due notices in order. A notice that fails is given its own retry
+    /// time (`next_attempt_ms` of its outbox row, from its own attempt count) and the worker
+    /// goes on with the next one: one notice the provider keeps refusing does not hold up
+    /// the others of its channel.
     async fn run(self, lane: Lane, cancel: CancellationToken) {
-        'outer: loop {
+        // Retry times this worker scheduled, soonest first: it wakes for them instead of
+        // waiting for the idle poll.
+        let mut retries = std::collections::BinaryHeap::new();
+        loop {
             let rows = pending(&lane).await;
             if rows.is_empty() {
-                if !idle(&lane, &cancel, IDLE_POLL).await {
+                let now = crate::clock::now_ms();
+                while retries.peek().is_some_and(|std::cmp::Reverse(t)| *t <= now) {
+                    retries.pop();
+                }
+                let soonest = retries.peek().map(|std::cmp::Reverse(t)| *t);
+                if !idle(&lane, &cancel, idle_wait(soonest, now)).await {
                     break;
                 }
                 continue;
             }
             for row in rows {
-                let Some(notice) = serde_json::from_str::<Value>(&row.payload)
-                    .ok()
-                    .and_then(|v| v.get("notice_id").and_then(Value::as_i64))
-                else {
-                    // Not written by this gateway's store (nothing could ever settle it): taken
-                    // off the queue, or the channel would read it again and again.
-                    warn!(channel = %self.cfg.name, row = row.id, "owner notice row without notice_id; dropped");
-                    lane.failed.inc();
-                    let (q, id, now) = (lane.queue.clone(), row.id, self.pool.now_ms());
-                    if let Ok(Err(e)) =
-                        tokio::task::spawn_blocking(move || q.delivered(id, now)).await
-                    {
-                        warn!(channel = %self.cfg.name, error = %e, "dropping an unreadable owner notice row failed");
-                    }
-                    continue;
-                };
-                let attempt = tokio::select! {
-                    _ = cancel.cancelled() => break 'outer,
-                    a = self.post(&row) => a,
-                };
-                let tries = row.attempts.saturating_add(1);
-                let outcome = match attempt {
-                    Attempt::Accepted(provider_id) => Some(Outcome::Delivered {
-                        provider_id,
-                        at_ms: self.pool.now_ms(),
-                    }),
-                    Attempt::Rejected(reason) => {
-                        lane.failed.inc();
-                        Some(Outcome::Failed {
-                            reason,
-                            attempts: tries,
-                        })
-                    }
-                    Attempt::Refused(reason) => {
-                        lane.failed.inc();
-                        if tries >= self.cfg.max_attempts as i64 {
-                            Some(Outcome::Failed {
-                                reason,
-                                attempts: tries,
-                            })
-                        } else {
-                            debug!(channel = %self.cfg.name, notice, attempt = tries, %reason, "owner notice not accepted; retrying");
-                            if let Err(e) = self
-                                .pool
-                                .owner_notice_attempt_failed(notice, row.id, reason)
-                                .await
-                            {
-                                warn!(channel = %self.cfg.name, notice, error = %e, "recording a failed attempt failed");
-                            }
-                            None
-                        }
-                    }
-                };
-                match outcome {
-                    Some(o) => {
-                        let delivered = matches!(o, Outcome::Delivered { .. });
-                        match self.pool.settle_owner_notice(notice, row.id, o).await {
-                            Ok(_) if delivered => {
-                                lane.delivered.inc();
-                                info!(channel = %self.cfg.name, notice, "owner notice delivered");
-                            }
-                            Ok(_) => {
-                                warn!(channel = %self.cfg.name, notice, attempts = tries, "owner notice given up");
-                            }
-                            Err(e) => {
-                                // The row stays queued and is sent again (same idempotency key)
-                                // once the store answers; wait before that.
-                                warn!(channel = %self.cfg.name, notice, error = %e, "recording the owner notice's outcome failed");
-                                tokio::select! {
-                                    _ = cancel.cancelled() => break 'outer,
-                                    _ = tokio::time::sleep(Duration::from_millis(self.cfg.retry_max_ms.min(10_000))) => {}
-                                }
-                                continue 'outer;
-                            }
-                        }
-                    }
-                    None => {
-                        let wait =
-                            Backoff::from_millis(self.cfg.retry_min_ms, self.cfg.retry_max_ms)
-                                .delay(u32::try_from(row.attempts).unwrap_or(u32::MAX));
+                match self.one(&lane, &row, &cancel).await {
+                    Step::Next => {}
+                    Step::RetryAt(t) => retries.push(std::cmp::Reverse(t)),
+                    Step::StoreFailed => {
                         tokio::select! {
-                            _ = cancel.cancelled() => break 'outer,
-                            _ = tokio::time::sleep(wait) => {}
+                            _ = cancel.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_millis(self.cfg.retry_max_ms.min(10_000))) => {}
                         }
-                        continue 'outer;
+                        break;
                     }
+                    Step::Stop => return,
                 }
+            }
+        }
+    }
+
+    /// Sends one outbox row and records what came of it.
+    async fn one(&self, lane: &Lane, row: &Delivery, cancel: &CancellationToken) -> Step {
+        let Some(notice) = serde_json::from_str::<Value>(&row.payload)
+            .ok()
+            .and_then(|v| v.get("notice_id").and_then(Value::as_i64))
+        else {
+            // Not written by this gateway's store (nothing could ever settle it): taken off
+            // the queue, or the channel would read it again and again.
+            warn!(channel = %self.cfg.name, row = row.id, "owner notice row without notice_id; dropped");
+            lane.failed.inc();
+            let (q, id, now) = (lane.queue.clone(), row.id, self.pool.now_ms());
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || q.delivered(id, now)).await {
+                warn!(channel = %self.cfg.name, error = %e, "dropping an unreadable owner notice row failed");
+            }
+            return Step::Next;
+        };
+        let attempt = tokio::select! {
+            _ = cancel.cancelled() => return Step::Stop,
+            a = self.post(row) => a,
+        };
+        let tries = row.attempts.saturating_add(1);
+        let outcome = match attempt {
+            Attempt::Accepted(provider_id) => Outcome::Delivered {
+                provider_id,
+                at_ms: self.pool.now_ms(),
+            },
+            Attempt::Rejected(reason) => {
+                lane.failed.inc();
+                Outcome::Failed {
+                    reason,
+                    attempts: tries,
+                }
+            }
+            Attempt::Refused(reason) if tries >= self.cfg.max_attempts as i64 => {
+                lane.failed.inc();
+                Outcome::Failed {
+                    reason,
+                    attempts: tries,
+                }
+            }
+            Attempt::Refused(reason) => {
+                lane.failed.inc();
+                let wait = Backoff::from_millis(self.cfg.retry_min_ms, self.cfg.retry_max_ms)
+                    .delay(u32::try_from(row.attempts).unwrap_or(u32::MAX));
+                let at = crate::clock::now_ms()
+                    .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+                debug!(channel = %self.cfg.name, notice, attempt = tries, %reason, ?wait, "owner notice not accepted; retrying");
+                return match self
+                    .pool
+                    .owner_notice_attempt_failed(notice, row.id, reason, at)
+                    .await
+                {
+                    Ok(()) => Step::RetryAt(at),
+                    Err(e) => {
+                        warn!(channel = %self.cfg.name, notice, error = %e, "recording a failed attempt failed");
+                        Step::StoreFailed
+                    }
+                };
+            }
+        };
+        let delivered = matches!(outcome, Outcome::Delivered { .. });
+        match self.pool.settle_owner_notice(notice, row.id, outcome).await {
+            Ok(_) if delivered => {
+                lane.delivered.inc();
+                info!(channel = %self.cfg.name, notice, "owner notice delivered");
+                Step::Next
+            }
+            Ok(_) => {
+                warn!(channel = %self.cfg.name, notice, attempts = tries, "owner notice given up");
+                Step::Next
+            }
+            Err(e) => {
+                // The row stays queued and is sent again (same idempotency key) once the store
+                // answers.
+                warn!(channel = %self.cfg.name, notice, error = %e, "recording the owner notice's outcome failed");
+                Step::StoreFailed
             }
         }
     }

@@ -878,9 +878,12 @@ impl PoolHandle {
         id: i64,
         outbox_id: i64,
         error: String,
+        next_attempt_ms: i64,
     ) -> Result<(), PoolError> {
-        self.blocking(move |s| s.owner_notice_attempt_failed(id, outbox_id, &error))
-            .await
+        self.blocking(move |s| {
+            s.owner_notice_attempt_failed(id, outbox_id, &error, next_attempt_ms)
+        })
+        .await
     }
 
     /// Settles owner notice `id` (delivered or given up) and announces the clue's change.

@@ -5,6 +5,8 @@
 //! - [`exif`]: EXIF GPS and DJI XMP (gimbal, relative altitude) of stills.
 //! - [`georef`]: pixel -> ground position (pinhole camera over flat ground) with an error model.
 //! - [`upload`]: streamed, resumable, limited uploads with name and content checks.
+//! - [`receive`]: a file arriving in a flight (`DroneState::receive`): the flight's checks and
+//!   limits, the resumable write, completion; the HTTP handler only parses and maps errors.
 //! - [`flight`]: flights, their files, progress, findings (memory + JSON on disk, SSE feed).
 //! - [`tasks`]: departments' inspection tasks (GeoJSON areas, target classes, contact).
 //! - [`job`]: the processing worker (ffmpeg sampling, tiled detection, routing to tasks).
@@ -12,16 +14,17 @@
 //! - [`retention`]: old flights' footage deleted, what clues came from kept.
 //! - [`DroneState`]: what the HTTP routes (`crate::http::drone`) share; [`config`]: `[drone]`.
 
-pub mod change;
-pub mod config;
+pub(crate) mod change;
+pub(crate) mod config;
 pub mod exif;
-pub mod flight;
+pub(crate) mod flight;
 pub mod georef;
-pub mod job;
-pub mod retention;
+pub(crate) mod job;
+pub(crate) mod receive;
+pub(crate) mod retention;
 pub mod srt;
-pub mod tasks;
-pub mod upload;
+pub(crate) mod tasks;
+pub(crate) mod upload;
 
 use config::DroneConfig;
 use flight::FlightStore;
@@ -32,7 +35,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
-pub enum DroneError {
+pub(crate) enum DroneError {
     #[error("drone storage {path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -56,7 +59,7 @@ pub(crate) struct DroneState {
 }
 
 impl DroneState {
-    pub fn new(
+    pub(crate) fn new(
         cfg: DroneConfig,
         flights: FlightStore,
         tasks: TaskStore,

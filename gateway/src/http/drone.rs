@@ -16,8 +16,9 @@ use super::error::{ApiError, ApiResult};
 use crate::clue::auth::{Principal, Role};
 use crate::drone::DroneState;
 use crate::drone::flight::{FileState, Flight, Progress, Status};
+use crate::drone::receive::{Put, Received};
 use crate::drone::tasks::NewTask;
-use crate::drone::upload::{self, UploadError};
+use crate::drone::upload;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -25,9 +26,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast::error::RecvError;
 
 fn may_upload(p: &Principal) -> ApiResult<()> {
@@ -38,7 +37,10 @@ fn may_upload(p: &Principal) -> ApiResult<()> {
 }
 
 fn may_read(p: &Principal) -> ApiResult<()> {
-    Ok(p.require(p.role != Role::Device, "read flights and tasks")?)
+    Ok(p.require(
+        !matches!(p.role, Role::Device | Role::Notifier),
+        "read flights and tasks",
+    )?)
 }
 
 /// The flight, when it exists and the token sees its site (404 otherwise: another site's
@@ -136,26 +138,9 @@ pub(super) async fn file_state(
     }
 }
 
-/// Refuses an upload of `incoming` bytes (507 Insufficient Storage) when it would leave less
-/// than `min_free` bytes on the file system of `dir`: footage must not fill the disk that
-/// holds the evidence, the outbox and the audit chain. Each refusal is logged.
-fn disk_guard(dir: &std::path::Path, incoming: u64, min_free: u64) -> ApiResult<()> {
-    crate::disk::check_floor(dir, incoming, min_free, "drone.min_free_mb")
-        .map_err(|e| ApiError::InsufficientStorage(e.to_string()))
-}
-
-/// Removes the busy mark when the upload handler returns (even early).
-struct BusyGuard(Arc<Mutex<HashSet<(u64, String)>>>, (u64, String));
-
-impl Drop for BusyGuard {
-    fn drop(&mut self) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.1);
-    }
-}
-
+/// Parses the request into the drone domain's [`Put`] and answers its outcome: 200 with the
+/// file state while bytes are missing, 201 once complete; every refusal (and its status) comes
+/// from [`DroneState::receive`] through `From<UploadError> for ApiError`.
 pub(super) async fn put_file(
     p: Principal,
     State(s): State<DroneState>,
@@ -165,182 +150,24 @@ pub(super) async fn put_file(
 ) -> ApiResult<Response> {
     may_upload(&p)?;
     let flight = visible(&s, &p, id)?;
-    if flight.status != Status::Uploading {
-        return Err(ApiError::Conflict(format!(
-            "flight {id} is {:?}: uploads are closed",
-            flight.status
-        )));
-    }
-    let kind = upload::kind_of(&name)?;
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    upload::check_content_type(kind, ct)?;
-    let limits = s.cfg.limits();
-    let existing = flight.files.iter().find(|f| f.name == name).cloned();
-    if existing.as_ref().is_some_and(|f| f.complete) {
-        return Err(ApiError::Conflict(format!("{name} is already complete")));
-    }
-    if existing.is_none() && flight.files.len() >= limits.max_files {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "a flight holds at most {} files",
-            limits.max_files
-        )));
-    }
-    let key = (id, name.clone());
-    if !s
-        .busy
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key.clone())
-    {
-        return Err(ApiError::Conflict(format!("{name} is being uploaded now")));
-    }
-    let _guard = BusyGuard(s.busy.clone(), key);
-    let dir = s.flights.dir(id);
-    let part = upload::part_path(&dir, &name);
-    // The flight's other files count against its byte limit: this file gets what is left.
-    let others: u64 = flight
-        .files
-        .iter()
-        .filter(|f| f.name != name)
-        .map(|f| f.received)
-        .sum();
-    let flight_left = limits.max_flight_bytes.saturating_sub(others);
-    let max = limits.max_bytes(kind).min(flight_left);
-    let incoming = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    disk_guard(&dir, incoming, limits.min_free_bytes)?;
-    let range = match headers.get(header::CONTENT_RANGE) {
-        None => None,
-        Some(v) => match v
-            .to_str()
-            .map_err(|_| ())
-            .and_then(|v| upload::parse_content_range(v).map_err(|_| ()))
-        {
-            Ok(r) => Some(r),
-            Err(()) => {
-                return Err(UploadError::BadRange(
-                    "Content-Range: expected bytes START-END/TOTAL".into(),
-                )
-                .into());
-            }
-        },
-    };
-    let received = tokio::fs::metadata(&part)
-        .await
-        .map(|m| m.len())
-        .unwrap_or(0);
-    let declared_total = range.and_then(|r| r.total);
-    if declared_total.is_some_and(|t| t > max)
-        || headers
+    let put = Put {
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        content_length: headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|l| l > max)
+            .and_then(|v| v.parse::<u64>().ok()),
+        content_range: headers.get(header::CONTENT_RANGE).map(|v| v.as_bytes()),
+    };
+    match s
+        .receive(&flight, &name, put, body.into_data_stream())
+        .await?
     {
-        return Err(UploadError::TooLarge(if max < limits.max_bytes(kind) {
-            format!(
-                "{name}: over the flight's byte limit ({} bytes for all its files, {flight_left} left)",
-                limits.max_flight_bytes
-            )
-        } else {
-            format!("{name}: over the {max} byte limit for this kind of file")
-        })
-        .into());
+        Received::Partial(st) => Ok((StatusCode::OK, Json(st)).into_response()),
+        Received::Complete(st) => Ok((StatusCode::CREATED, Json(st)).into_response()),
     }
-    match range {
-        Some(r) if r.start != received => {
-            return Err(UploadError::Offset {
-                start: r.start,
-                received,
-            }
-            .into());
-        }
-        Some(_) => {}
-        // A plain PUT replaces whatever partial file was there.
-        None => {
-            if let Err(e) = tokio::fs::remove_file(&part).await
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                return Err(UploadError::from(e).into());
-            }
-        }
-    }
-    let expect = range.map(|r| r.end - r.start + 1);
-    let written = upload::append(&part, body.into_data_stream(), max, expect).await;
-    let received = tokio::fs::metadata(&part)
-        .await
-        .map(|m| m.len())
-        .unwrap_or(0);
-    let mut state = FileState {
-        name: name.clone(),
-        kind,
-        received,
-        total: declared_total.or(existing.and_then(|e| e.total)),
-        complete: false,
-        sha256: None,
-        expired_ms: None,
-    };
-    if let Err(e) = written {
-        if matches!(e, UploadError::TooLarge(_) | UploadError::BadRange(_)) {
-            let _ = tokio::fs::remove_file(&part).await;
-            state.received = 0;
-        }
-        record(&s, id, state);
-        return Err(e.into());
-    }
-    let done = match range {
-        None => true,
-        Some(r) => r.total.is_some_and(|t| received == t),
-    };
-    if !done {
-        record(&s, id, state.clone());
-        return Ok((StatusCode::OK, Json(state)).into_response());
-    }
-    let final_path = dir.join(&name);
-    let check = {
-        let part = part.clone();
-        tokio::task::spawn_blocking(move || {
-            upload::verify(&part, kind, &limits)?;
-            Ok::<_, UploadError>(upload::sha256_file(&part)?)
-        })
-        .await
-    };
-    match check {
-        Ok(Ok(sha)) => {
-            if let Err(e) = tokio::fs::rename(&part, &final_path).await {
-                return Err(UploadError::from(e).into());
-            }
-            state.complete = true;
-            state.total = Some(received);
-            state.sha256 = Some(sha);
-            record(&s, id, state.clone());
-            Ok((StatusCode::CREATED, Json(state)).into_response())
-        }
-        Ok(Err(e)) => {
-            let _ = tokio::fs::remove_file(&part).await;
-            state.received = 0;
-            record(&s, id, state);
-            tracing::warn!(flight = id, file = %name, error = %e, "upload rejected");
-            Err(e.into())
-        }
-        Err(e) => Err(ApiError::Failed(format!("check: {e}"))),
-    }
-}
-
-/// Records a file's state in the flight (a rejected empty file is dropped from the list).
-fn record(s: &DroneState, id: u64, st: FileState) {
-    s.flights.update(id, true, |f| {
-        f.files.retain(|x| x.name != st.name);
-        if st.received > 0 || st.complete {
-            f.files.push(st);
-        }
-    });
 }
 
 pub(super) async fn process(

@@ -193,7 +193,9 @@ impl From<UploadError> for ApiError {
             UploadError::UnsupportedType(_) => ApiError::UnsupportedMediaType(message),
             UploadError::TooLarge(_) => ApiError::PayloadTooLarge(message),
             UploadError::Rejected(_) => ApiError::Unprocessable(message),
-            UploadError::Io(_) => ApiError::Failed(message),
+            UploadError::Io(_) | UploadError::Failed(_) => ApiError::Failed(message),
+            UploadError::Conflict(_) => ApiError::Conflict(message),
+            UploadError::DiskFloor(_) => ApiError::InsufficientStorage(message),
         }
     }
 }

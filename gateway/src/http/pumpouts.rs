@@ -4,12 +4,12 @@
 //! - `POST /api/v1/pumpouts` `{"site","device","from_ms","to_ms","note"?}`: inspector,
 //!   supervisor, platform or admin, within the token's sites. 201 with the stored record.
 //!   The visit must be one a pump-out can be (`PumpoutRecord::check`: ended, within the
-//!   clock tolerance, at most 12 hours, started within the last 7 days); the registration is written to the audit chain before it takes effect
-//!   (an unauditable registration is refused), because it silences "illegal discharge" clues.
+//!   clock tolerance, at most 12 hours, started within the last 7 days); the registration is
+//!   written to the audit chain before it takes effect (`PumpoutJournal::register_audited`: an
+//!   unauditable registration is refused, 500), because it silences "illegal discharge" clues.
 //! - `GET  /api/v1/pumpouts?site=`: the records of the token's sites (any role that sees them).
 
 use super::error::ApiError;
-use crate::clue::audit::AuditAction;
 use crate::clue::auth::{Principal, Role};
 use crate::clue::pool::PoolHandle;
 use crate::rules::pumpout_journal::{PumpoutJournal, PumpoutRecord};
@@ -82,13 +82,12 @@ pub(super) async fn register(
     let j = journal(&pumpouts)?.clone();
     let stored = record.clone();
     let actor = p.actor();
-    // Audit first: a registration the chain does not hold must not silence any clue. The
-    // audit write and the journal sync block: keep them off the async workers.
+    // Audit, then journal (`PumpoutJournal::register_audited`); both block: off the async
+    // workers.
     let done = tokio::task::spawn_blocking(move || {
-        let detail = serde_json::json!({"pumpout": &record});
-        pool.record_blocking(&actor, AuditAction::PumpoutRegistered, &detail)
-            .map_err(|e| format!("not audited: {e}"))?;
-        j.record(record).map_err(|e| e.to_string())
+        j.register_audited(record, |action, detail| {
+            pool.record_blocking(&actor, action, detail)
+        })
     })
     .await;
     match done {

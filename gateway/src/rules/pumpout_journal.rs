@@ -4,6 +4,7 @@
 //! registered it and when is kept with it.
 
 use super::PumpoutRegistry;
+use crate::clue::audit::AuditAction;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -93,6 +94,17 @@ pub enum JournalError {
     },
 }
 
+/// Why a registration was not taken although it passed [`PumpoutRecord::check`] (the API
+/// logs it and answers 500).
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The audit chain did not take it: the registration is refused, nothing is silenced.
+    #[error("not audited: {0}")]
+    NotAudited(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
 /// The append-only journal in front of the shared registry.
 #[derive(Debug)]
 pub struct PumpoutJournal {
@@ -167,6 +179,23 @@ impl PumpoutJournal {
             .unwrap_or_else(|p| p.into_inner())
             .push(record);
         Ok(())
+    }
+
+    /// Registers a checked `record` ([`PumpoutRecord::check`]): first into the audit chain
+    /// through `audit` (`AuditAction::PumpoutRegistered`, detail `{"pumpout": record}`), then
+    /// into the journal and the rules. A registration silences "illegal discharge" clues, so
+    /// one the chain does not hold must not take effect: when `audit` fails nothing is
+    /// journalled. Blocking (the audit write and the journal's sync): call it off the async
+    /// workers.
+    pub fn register_audited<E: std::fmt::Display>(
+        &self,
+        record: PumpoutRecord,
+        audit: impl FnOnce(AuditAction, &serde_json::Value) -> Result<(), E>,
+    ) -> Result<(), RegisterError> {
+        let detail = serde_json::json!({ "pumpout": &record });
+        audit(AuditAction::PumpoutRegistered, &detail)
+            .map_err(|e| RegisterError::NotAudited(e.to_string()))?;
+        Ok(self.record(record)?)
     }
 
     /// Records of `site` (all when `None`), oldest registration first.
@@ -273,6 +302,42 @@ mod tests {
         drop(j);
         let j = PumpoutJournal::open(&path, PumpoutRegistry::default()).unwrap();
         assert_eq!(j.list(None).len(), 3);
+    }
+
+    #[test]
+    fn a_registration_is_audited_before_it_takes_effect() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pumpouts.jsonl");
+        let registry = PumpoutRegistry::default();
+        let j = PumpoutJournal::open(&path, registry.clone()).unwrap();
+        // The audit chain refuses: nothing journalled, no clue silenced.
+        let e = j
+            .register_audited(rec("trap-1", 1_000_000), |_, _| Err("disk full"))
+            .unwrap_err();
+        assert!(
+            matches!(&e, RegisterError::NotAudited(m) if m == "disk full"),
+            "{e}"
+        );
+        assert!(j.list(None).is_empty());
+        assert!(!registry.covers("r-1", "trap-1", 1_100_000, 1_200_000));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        // The chain takes it: audited (with the record as detail) while not yet in effect,
+        // then journalled and seen by the rules.
+        let mut audited = None;
+        j.register_audited(rec("trap-1", 1_000_000), |action, detail| {
+            assert!(j.list(None).is_empty(), "audit comes first");
+            audited = Some((action, detail.clone()));
+            Ok::<_, String>(())
+        })
+        .unwrap();
+        let (action, detail) = audited.unwrap();
+        assert_eq!(action, AuditAction::PumpoutRegistered);
+        assert_eq!(
+            detail,
+            serde_json::json!({"pumpout": rec("trap-1", 1_000_000)})
+        );
+        assert_eq!(j.list(None), vec![rec("trap-1", 1_000_000)]);
+        assert!(registry.covers("r-1", "trap-1", 1_100_000, 1_200_000));
     }
 
     const NOW: i64 = 1_800_000_000_000;

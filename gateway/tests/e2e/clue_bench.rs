@@ -320,6 +320,14 @@ fn ingest_rate<S: ClueStore + Sync>(stores: &[S], events: usize, keys: usize, ba
 /// rounds each, medians. Then list p50/p99 with `CLUE_BENCH_PG_POOL` clues (1,000,000) in the
 /// pool: the clue rows are bulk-inserted by SQL in the shape the events above produce
 /// (20 sites, three levels), then the same queries as the SQLite benchmark.
+///
+/// Knobs that take the shared-chain figure apart, each measured in the same rounds:
+/// `CLUE_BENCH_PG_GATEWAYS` (3) sets how many gateways share the database;
+/// `CLUE_BENCH_PG_SPLIT=1` also runs every gateway on a database of its own on the same server
+/// (no shared `audit_head`, same CPU, WAL and disk: the ceiling of one chain per partition);
+/// `CLUE_BENCH_PG_NOSYNC=1` also runs the shared chain with `synchronous_commit = off` on its
+/// database (what waiting for the WAL flush under the head lock costs; never a setting for a
+/// deployment: an acknowledged event could be lost).
 #[test]
 #[ignore = "benchmark: cargo test -p gateway --release --test e2e -- --ignored --nocapture clue_bench::postgres"]
 fn postgres_three_gateways_dedup_throughput_and_list_latency() {
@@ -334,13 +342,53 @@ fn postgres_three_gateways_dedup_throughput_and_list_latency() {
     })
     .expect("postgres");
     let dir = tempfile::tempdir().expect("tempdir");
+    let gateways = env("CLUE_BENCH_PG_GATEWAYS", 3);
+    let batch = env("CLUE_BENCH_BATCH", 256);
     let (mut pg_rates, mut sqlite_rates) = (Vec::new(), Vec::new());
+    let (mut split_rates, mut nosync_rates) = (Vec::new(), Vec::new());
     for round in 0..rounds {
+        if env("CLUE_BENCH_PG_SPLIT", 0) != 0 {
+            let stores: Vec<PgStore> = (0..gateways)
+                .map(|g| {
+                    let url = pg
+                        .create_database(&format!("split{round}_{g}"))
+                        .expect("db");
+                    PgStore::open(&url, 2, vec![]).expect("open")
+                })
+                .collect();
+            split_rates.push(ingest_rate(&stores, events, keys, batch));
+            for s in &stores {
+                assert!(s.verify_audit().expect("verify").ok);
+            }
+            println!(
+                "round {round}: postgres, {gateways} gateways on a database each {:.0} events/s",
+                split_rates[round]
+            );
+        }
+        if env("CLUE_BENCH_PG_NOSYNC", 0) != 0 {
+            let name = format!("nosync{round}");
+            let url = pg.create_database(&name).expect("db");
+            pg.psql(
+                "postgres",
+                &format!("ALTER DATABASE \"{name}\" SET synchronous_commit = off"),
+            )
+            .expect("alter database");
+            let stores: Vec<PgStore> = (0..gateways)
+                .map(|_| PgStore::open(&url, 2, vec![]).expect("open"))
+                .collect();
+            nosync_rates.push(ingest_rate(&stores, events, keys, batch));
+            assert!(stores[0].verify_audit().expect("verify").ok);
+            println!(
+                "round {round}: postgres x{gateways} without waiting for the WAL flush {:.0} \
+                 events/s",
+                nosync_rates[round]
+            );
+        }
         let url = pg.create_database(&format!("dedup{round}")).expect("db");
-        let stores: Vec<PgStore> = (0..3)
+        let stores: Vec<PgStore> = (0..gateways)
             .map(|_| PgStore::open(&url, 2, vec![]).expect("open"))
             .collect();
-        let r = ingest_rate(&stores, events, keys, env("CLUE_BENCH_BATCH", 256));
+        let r = ingest_rate(&stores, events, keys, batch);
         let n = stores[0]
             .list(&ClueQuery {
                 limit: 100_000,
@@ -349,30 +397,42 @@ fn postgres_three_gateways_dedup_throughput_and_list_latency() {
             .expect("list")
             .len();
         assert_eq!(n, keys.min(events));
-        assert!(stores[1].verify_audit().expect("verify").ok);
+        assert!(stores[gateways - 1].verify_audit().expect("verify").ok);
         pg_rates.push(r);
         let sqlite =
             SqliteStore::open(&dir.path().join(format!("d{round}.sqlite")), vec![]).expect("open");
-        sqlite_rates.push(ingest_rate(
-            &[sqlite],
-            events,
-            keys,
-            env("CLUE_BENCH_BATCH", 256),
-        ));
+        sqlite_rates.push(ingest_rate(&[sqlite], events, keys, batch));
         println!(
-            "round {round}: postgres x3 {:.0} events/s, sqlite x1 {:.0} events/s",
+            "round {round}: postgres x{gateways} {:.0} events/s, sqlite x1 {:.0} events/s",
             pg_rates[round], sqlite_rates[round]
         );
     }
     let (p, s) = (median(pg_rates), median(sqlite_rates));
     println!(
-        "dedup: {events} events -> {keys} clues: 3 gateways on PostgreSQL {p:.0} events/s, \
-         1 gateway on SQLite {s:.0} events/s (ratio {:.2}; medians of {rounds})",
+        "dedup: {events} events -> {keys} clues: {gateways} gateways on PostgreSQL {p:.0} \
+         events/s, 1 gateway on SQLite {s:.0} events/s (ratio {:.2}; medians of {rounds})",
         p / s
     );
+    for (what, rates) in [
+        ("a database each (no shared chain head)", split_rates),
+        (
+            "the shared chain without waiting for the WAL flush",
+            nosync_rates,
+        ),
+    ] {
+        if !rates.is_empty() {
+            let r = median(rates);
+            println!(
+                "dedup: {gateways} gateways on PostgreSQL, {what}: {r:.0} events/s (ratio {:.2} \
+                 to the shared chain, {:.2} to SQLite; medians of {rounds})",
+                r / p,
+                r / s
+            );
+        }
+    }
     println!(
         "BENCH {}",
-        serde_json::json!({"bench": "clues", "figure": format!("clue dedup, 3 gateways on PostgreSQL ({keys} keys)"),
+        serde_json::json!({"bench": "clues", "figure": format!("clue dedup, {gateways} gateways on PostgreSQL ({keys} keys)"),
             "value": p, "unit": "events/s"})
     );
 

@@ -142,6 +142,7 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("unit", Type::TEXT),
             ("department", Type::TEXT),
             ("relay", Type::BOOL),
+            ("channel", Type::TEXT),
         ],
     ),
     (
@@ -154,6 +155,7 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("created_ms", Type::INT8),
             ("attempts", Type::INT8),
             ("delivered_ms", Type::INT8),
+            ("next_attempt_ms", Type::INT8),
         ],
     ),
     (

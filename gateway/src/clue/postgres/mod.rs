@@ -549,7 +549,7 @@ impl PgStore {
         let mut c = self.conn()?;
         c.query(
             "SELECT id, role, sites, name, created_ms, revoked_ms, device, unit, department, \
-             relay FROM tokens ORDER BY id",
+             relay, channel FROM tokens ORDER BY id",
             &[],
         )?
         .iter()
@@ -565,6 +565,7 @@ impl PgStore {
                 unit: r.try_get(7)?,
                 department: r.try_get(8)?,
                 relay: r.try_get(9)?,
+                channel: r.try_get(10)?,
             })
         })
         .collect()
@@ -1180,6 +1181,7 @@ impl DeliveryQueue for PgStore {
             "UPDATE outbound SET lease_holder = $2, lease_until_ms = $3 WHERE id IN ( \
                SELECT id FROM outbound WHERE channel = $1 AND delivered_ms IS NULL \
                AND (lease_until_ms IS NULL OR lease_until_ms < $4 OR lease_holder = $2) \
+               AND (next_attempt_ms IS NULL OR next_attempt_ms <= $4) \
                ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) \
              RETURNING id, topic, payload, attempts",
             &[
@@ -1630,7 +1632,8 @@ impl TokenStore for PgStore {
         let id: i64 = tx
             .query_one(
                 "INSERT INTO tokens (hash, role, sites, name, created_ms, device, unit, \
-                 department, relay) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                 department, relay, channel) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 RETURNING id",
                 &[
                     &hash,
                     &grant.role.as_str(),
@@ -1641,6 +1644,7 @@ impl TokenStore for PgStore {
                     &grant.unit,
                     &grant.department,
                     &grant.relay,
+                    &grant.channel,
                 ],
             )
             .and_then(|r| r.try_get(0))
@@ -1663,7 +1667,7 @@ impl TokenStore for PgStore {
         let mut c = self.conn().map_err(token_error)?;
         let row = c
             .query_opt(
-                "SELECT id, role, sites, name, hash, device, unit, department FROM tokens \
+                "SELECT id, role, sites, name, hash, device, unit, department, channel FROM tokens \
                  WHERE hash = $1 AND revoked_ms IS NULL",
                 &[&hash],
             )
@@ -1689,6 +1693,7 @@ impl TokenStore for PgStore {
             device: row.try_get(5).map_err(get)?,
             unit: row.try_get(6).map_err(get)?,
             department: row.try_get(7).map_err(get)?,
+            channel: row.try_get(8).map_err(get)?,
         }))
     }
 }

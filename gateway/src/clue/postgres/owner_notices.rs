@@ -98,6 +98,7 @@ impl OwnerNoticeRecords for PgStore {
         id: i64,
         outbox_id: i64,
         error: &str,
+        next_attempt_ms: i64,
     ) -> Result<(), StoreError> {
         let mut c = self.conn()?;
         let mut tx = c.transaction()?;
@@ -107,8 +108,8 @@ impl OwnerNoticeRecords for PgStore {
             &[&id, &error],
         )?;
         tx.execute(
-            "UPDATE outbound SET attempts = attempts + 1 WHERE id = $1",
-            &[&outbox_id],
+            "UPDATE outbound SET attempts = attempts + 1, next_attempt_ms = $2 WHERE id = $1",
+            &[&outbox_id, &next_attempt_ms],
         )?;
         tx.commit()?;
         Ok(())

@@ -294,4 +294,11 @@ CREATE TABLE owner_notices (
 );
 CREATE INDEX owner_notices_clue ON owner_notices(clue_id, id);
 "#,
+    // 14: per-row retry time of the outbox (owner notices back off one by one, so one that
+    // fails does not hold up the others of its channel; NULL: due now), and the owner-notice
+    // channel a `notifier` token may post receipts for.
+    r#"
+ALTER TABLE outbound ADD COLUMN next_attempt_ms BIGINT;
+ALTER TABLE tokens ADD COLUMN channel TEXT;
+"#,
 ];

@@ -324,7 +324,8 @@ pub(crate) fn head_message(head: &audit::Head, key_id: Option<&str>, at_ms: i64)
 
 /// The transactional outbox: rows queued with each change, delivered by `publish`.
 pub trait DeliveryQueue: Send + Sync {
-    /// Queued deliveries of `channel`, oldest first.
+    /// Queued deliveries of `channel` that are due (no `next_attempt_ms`, or one passed by
+    /// `crate::clock`), oldest first.
     fn pending(&self, channel: &str, limit: u32) -> Result<Vec<Delivery>, StoreError>;
     fn delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError>;
     fn attempt_failed(&self, id: i64) -> Result<(), StoreError>;
@@ -527,12 +528,15 @@ pub trait OwnerNoticeRecords: Send + Sync {
     /// The notices of clue `clue_id`, oldest first.
     fn owner_notices(&self, clue_id: i64) -> Result<Vec<OwnerNotice>, StoreError>;
     fn owner_notice(&self, id: i64) -> Result<Option<OwnerNotice>, StoreError>;
-    /// One attempt of notice `id` (outbox row `outbox_id`) failed and will be retried.
+    /// One attempt of notice `id` (outbox row `outbox_id`) failed and will be retried at
+    /// `next_attempt_ms` (`crate::clock`); until then `pending` skips the row, so the
+    /// channel's later notices go first.
     fn owner_notice_attempt_failed(
         &self,
         id: i64,
         outbox_id: i64,
         error: &str,
+        next_attempt_ms: i64,
     ) -> Result<(), StoreError>;
     /// Settles notice `id` (delivered or given up), marks outbox row `outbox_id` done and
     /// audits the outcome on its clue. `None` when the notice was already settled (the row is
@@ -669,6 +673,9 @@ pub(crate) fn token_created_detail(id: i64, grant: &super::auth::TokenGrant<'_>)
     }
     if let Some(department) = grant.department {
         d["department"] = json!(department);
+    }
+    if let Some(channel) = grant.channel {
+        d["channel"] = json!(channel);
     }
     d
 }

@@ -35,11 +35,13 @@ impl SqliteStore {
 impl DeliveryQueue for SqliteStore {
     fn pending(&self, channel: &str, limit: u32) -> Result<Vec<Delivery>, StoreError> {
         let conn = self.conn();
-        let mut st = conn.prepare(
+        let mut st = conn.prepare_cached(
             "SELECT id, topic, payload, attempts FROM outbound \
-             WHERE channel = ?1 AND delivered_ms IS NULL ORDER BY id LIMIT ?2",
+             WHERE channel = ?1 AND delivered_ms IS NULL \
+             AND (next_attempt_ms IS NULL OR next_attempt_ms <= ?3) ORDER BY id LIMIT ?2",
         )?;
-        let rows = st.query_map(params![channel, limit], |r| {
+        let now = crate::clock::now_ms();
+        let rows = st.query_map(params![channel, limit, now], |r| {
             Ok(Delivery {
                 id: r.get(0)?,
                 topic: r.get(1)?,

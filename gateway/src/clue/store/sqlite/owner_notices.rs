@@ -92,6 +92,7 @@ impl OwnerNoticeRecords for SqliteStore {
         id: i64,
         outbox_id: i64,
         error: &str,
+        next_attempt_ms: i64,
     ) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -101,8 +102,8 @@ impl OwnerNoticeRecords for SqliteStore {
             params![id, error],
         )?;
         tx.execute(
-            "UPDATE outbound SET attempts = attempts + 1 WHERE id = ?1",
-            [outbox_id],
+            "UPDATE outbound SET attempts = attempts + 1, next_attempt_ms = ?2 WHERE id = ?1",
+            params![outbox_id, next_attempt_ms],
         )?;
         tx.commit()?;
         Ok(())
