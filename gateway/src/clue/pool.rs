@@ -362,8 +362,13 @@ pub fn start_pool(
     Ok((tx, handle, tasks))
 }
 
-/// Signals recorded together in one transaction when producers are ahead of the pool.
-const INTAKE_BATCH: usize = 256;
+/// Signals recorded together in one transaction when producers are ahead of the pool (a lone
+/// event is still written at once: intake takes only what is already waiting). 1024, the
+/// default `channel_capacity`, rather than 256: on the shared PostgreSQL store every batch
+/// holds the chain head for its round trips and its commit, and three gateways took about
+/// 1.5x the events per second with batches of 1024 (`clue_bench::postgres`, `deploy/scale-out.md`),
+/// while SQLite stayed level.
+const INTAKE_BATCH: usize = 1024;
 
 async fn intake(pool: PoolHandle, mut rx: mpsc::Receiver<ClueSignal>) {
     let mut batch: Vec<ClueEvent> = Vec::with_capacity(INTAKE_BATCH);
