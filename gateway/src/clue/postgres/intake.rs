@@ -59,7 +59,7 @@ const WRITE: &str = "WITH new_clues AS (\
      INSERT INTO outbound (channel, topic, payload, created_ms) \
      SELECT ch, topic, payload, $32 \
      FROM UNNEST($49, $50) WITH ORDINALITY AS m(topic, payload, n) \
-     CROSS JOIN UNNEST($51) WITH ORDINALITY AS c(ch, k) ORDER BY m.n, c.k) \
+     CROSS JOIN UNNEST($51) WITH ORDINALITY AS c(ch, k) ORDER BY m.n, c.k), \
      head AS (UPDATE audit_head SET seq = $61, hash = $62 WHERE id = 1) \
      INSERT INTO audit (seq, at_ms, actor, action, clue_id, detail, prev_hash, hash) \
      SELECT * FROM UNNEST($52, $53, $54, $55, $56, $57, $58, $59)";
