@@ -363,12 +363,10 @@ pub fn start_pool(
 }
 
 /// Signals recorded together in one transaction when producers are ahead of the pool (a lone
-/// event is still written at once: intake takes only what is already waiting). 1024, the
-/// default `channel_capacity`, rather than 256: on the shared PostgreSQL store every batch
-/// holds the chain head for its round trips and its commit, and three gateways took about
-/// 1.5x the events per second with batches of 1024 (`clue_bench::postgres`, `deploy/scale-out.md`),
-/// while SQLite stayed level.
-const INTAKE_BATCH: usize = 1024;
+/// event is still written at once: intake takes only what is already waiting). 1024 was tried
+/// for the shared PostgreSQL store and left: no gain there once the round trips under the
+/// chain head were cut, and more CPU per event on SQLite (`deploy/scale-out.md`).
+const INTAKE_BATCH: usize = 256;
 
 async fn intake(pool: PoolHandle, mut rx: mpsc::Receiver<ClueSignal>) {
     let mut batch: Vec<ClueEvent> = Vec::with_capacity(INTAKE_BATCH);

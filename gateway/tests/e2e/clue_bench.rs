@@ -3,11 +3,11 @@
 //!
 //! - Dedup throughput: `CLUE_BENCH_EVENTS` events (default 1,000,000) over
 //!   `CLUE_BENCH_KEYS` dedup keys (default 10,000), straight into the SQLite store: in batches
-//!   of 1024 as the pool's intake takes them, and one event per transaction as the reference
+//!   of 256 as the pool's intake takes them, and one event per transaction as the reference
 //!   measured in the same run; `CLUE_BENCH_ROUNDS` rounds (3), medians. `CLUE_BENCH_SINGLE=0`
 //!   skips the one-by-one reference (for profiling the batched path alone). Each round also
 //!   measures batches that read their open clues back (the store without its open-clue cache)
-//!   as the reference for the cache. `CLUE_BENCH_BATCH` (1024, the pool's `INTAKE_BATCH`) sets the batch size, for both
+//!   as the reference for the cache. `CLUE_BENCH_BATCH` (256, the pool's `INTAKE_BATCH`) sets the batch size, for both
 //!   the SQLite and the PostgreSQL benchmark.
 //! - List latency: p50/p99 of `GET /api/v1/clues`-equivalent queries with
 //!   `CLUE_BENCH_POOL` clues (default 100,000) in the pool.
@@ -60,11 +60,11 @@ fn dedup_throughput_and_list_latency() {
     let pool_size = env("CLUE_BENCH_POOL", 100_000);
     let dir = tempfile::tempdir().expect("tempdir");
 
-    // The pool's intake path (batches of up to 1024 in one transaction) against one transaction per
+    // The pool's intake path (batches of up to 256 in one transaction) against one transaction per
     // event (`ingest`, what the drone job and the per-event path do), each on a fresh file,
     // in the same run.
     let rounds = env("CLUE_BENCH_ROUNDS", 3);
-    let batch = env("CLUE_BENCH_BATCH", 1024);
+    let batch = env("CLUE_BENCH_BATCH", 256);
     let (mut batched, mut single, mut no_index) = (Vec::new(), Vec::new(), Vec::new());
     let (mut uncached, mut cpu_cached, mut cpu_reread) = (Vec::new(), Vec::new(), Vec::new());
     let per_event = |us: u64| us as f64 / events as f64;
@@ -314,7 +314,7 @@ fn ingest_rate<S: ClueStore + Sync>(stores: &[S], events: usize, keys: usize, ba
 }
 
 /// The shared store: `CLUE_BENCH_EVENTS` events (default 1,000,000) over `CLUE_BENCH_KEYS`
-/// keys (10,000) through three gateways (three `PgStore`s, one thread each, batches of 1024
+/// keys (10,000) through three gateways (three `PgStore`s, one thread each, batches of 256
 /// as the pool's intake takes them) on one PostgreSQL with its durable defaults, against one
 /// gateway on SQLite taking the same events the same way, measured in the same run; three
 /// rounds each, medians. Then list p50/p99 with `CLUE_BENCH_PG_POOL` clues (1,000,000) in the
@@ -343,7 +343,7 @@ fn postgres_three_gateways_dedup_throughput_and_list_latency() {
     .expect("postgres");
     let dir = tempfile::tempdir().expect("tempdir");
     let gateways = env("CLUE_BENCH_PG_GATEWAYS", 3);
-    let batch = env("CLUE_BENCH_BATCH", 1024);
+    let batch = env("CLUE_BENCH_BATCH", 256);
     let (mut pg_rates, mut sqlite_rates) = (Vec::new(), Vec::new());
     let (mut split_rates, mut nosync_rates) = (Vec::new(), Vec::new());
     for round in 0..rounds {
