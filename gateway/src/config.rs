@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub use crate::config_error::ConfigError;
 pub(crate) use crate::config_error::invalid;
 pub use crate::decode::mapping::{FieldMapping, MappingConfig, PayloadFormat, TimeFormat};
-pub use crate::outbox::{OutboxConfig, WhenFull};
+pub use crate::outbox::OutboxConfig;
 pub use crate::sink::influx::{InfluxApi, InfluxConfig};
 pub use crate::source::mqtt::MqttConfig;
 

@@ -78,6 +78,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         .clues
         .matters;
     cfg.org = demo_org(&opts);
+    cfg.clues.owner_notify = Config::from_toml(DEMO_OWNER_CHANNELS)?.clues.owner_notify;
     cfg.validate()?;
     // Give the broker thread a moment to listen; the client retries anyway.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -214,6 +215,29 @@ fn demo_admin_token(cfg: &Config) -> anyhow::Result<std::path::PathBuf> {
     std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes())?;
     Ok(path)
 }
+
+/// Owner-notice channels of the demo, so the clue page's send form has channels to offer. No
+/// provider runs in the demo (nothing listens on loopback port 9): a notice is queued, tried
+/// three times and recorded as failed. Point `url` at a real SMS or letter service.
+const DEMO_OWNER_CHANNELS: &str = r#"
+[[clues.owner_notify.channels]]
+name = "sms"
+kind = "webhook"
+url = "http://127.0.0.1:9/sms"
+contact = "phone"
+max_attempts = 3
+retry_min_ms = 1000
+retry_max_ms = 5000
+templates = ["first_notice", "reminder"]
+[[clues.owner_notify.channels]]
+name = "letter"
+kind = "webhook"
+url = "http://127.0.0.1:9/letters"
+contact = "address"
+max_attempts = 3
+retry_min_ms = 1000
+retry_max_ms = 5000
+"#;
 
 /// The simulated fleet in a device registry (`{data}/registry.toml`, written once, then the
 /// demo user's to edit): shops and owners, and made-up positions around People's Square in

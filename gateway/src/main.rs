@@ -103,7 +103,7 @@ enum TokenCommand {
     Create {
         #[arg(long)]
         config: PathBuf,
-        /// device, drone_operator, inspector, supervisor, platform or admin.
+        /// device, drone_operator, inspector, supervisor, platform, admin, auditor or notifier.
         #[arg(long)]
         role: String,
         /// Sites the token may see, comma-separated (admin tokens see every site).
@@ -128,6 +128,10 @@ enum TokenCommand {
         /// or recorder that uploads for several cameras). Recorded in the audit entry.
         #[arg(long)]
         relay: bool,
+        /// The owner-notice channel (`[[clues.owner_notify.channels]] name`) whose receipts a
+        /// notifier token posts; required for --role notifier, refused for every other role.
+        #[arg(long)]
+        channel: Option<String>,
     },
     /// List tokens (ids, roles, sites; never the tokens).
     List {
@@ -340,12 +344,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     unit,
                     department,
                     relay,
+                    channel,
                 },
         } => {
             let cfg = Config::load(Some(&config))?;
             let role = gateway::clue::auth::Role::parse(&role).with_context(|| {
                 format!(
-                    "unknown role `{role}` (device, drone_operator, inspector, supervisor, platform, admin)"
+                    "unknown role `{role}` (device, drone_operator, inspector, supervisor, platform, admin, auditor, notifier)"
                 )
             })?;
             let sites: Vec<String> = sites
@@ -362,6 +367,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             if sites.is_empty() && unit.is_none() && role != gateway::clue::auth::Role::Admin {
                 anyhow::bail!("--sites or --unit is required for role {}", role.as_str());
             }
+            if let Some(c) = &channel
+                && cfg.clues.owner_notify.channel(c).is_none()
+            {
+                anyhow::bail!(
+                    "--channel: no owner-notice channel `{c}` in [[clues.owner_notify.channels]] \
+                     (configured: {})",
+                    cfg.clues.owner_notify.names()
+                );
+            }
             std::fs::create_dir_all(&cfg.storage.dir)
                 .with_context(|| format!("creating storage.dir {}", cfg.storage.dir.display()))?;
             let store = gateway::clue::pool::open_store(&cfg.clue_setup())?;
@@ -373,6 +387,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 unit: unit.as_deref(),
                 department: department.as_deref(),
                 relay,
+                channel: channel.as_deref(),
             };
             let (id, token) = gateway::clue::auth::create_token_for(
                 store.tokens().as_ref(),

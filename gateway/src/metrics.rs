@@ -134,6 +134,10 @@ pub struct Metrics {
     pub clue_delivered_total: Family<Reason, Counter>,
     /// Failed clue delivery attempts, by channel (retried).
     pub clue_delivery_failures_total: Family<Reason, Counter>,
+    /// Failed attempts in a row of the oldest undelivered row of each in-order delivery
+    /// channel (`mqtt`, `webhook`, `notice-*`); 0 while it flows. Those channels retry until
+    /// acknowledged (see `clue::publish`): this is how a stuck one shows.
+    pub delivery_head_failures: Family<Reason, Gauge>,
     /// Street notices delivered, by channel (`notice-mqtt`, `notice-webhook:NAME`).
     pub notices_delivered_total: Family<Reason, Counter>,
     /// Failed notice delivery attempts, by channel (retried).
@@ -417,6 +421,11 @@ impl Metrics {
             clue_delivery_failures_total: reg!(
                 "clue_delivery_failures",
                 "Failed clue delivery attempts, by channel (reason label)",
+                Family::default()
+            ),
+            delivery_head_failures: reg!(
+                "delivery_head_failures",
+                "Failed attempts in a row of the oldest undelivered row, by in-order delivery channel (reason label); 0 while it flows",
                 Family::default()
             ),
             notices_delivered_total: reg!(

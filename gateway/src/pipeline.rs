@@ -390,7 +390,8 @@ fn append_synced(path: &std::path::Path, line: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{OutboxConfig, WhenFull};
+    use crate::config::OutboxConfig;
+    use crate::outbox::WhenFull;
     use crate::reading::{Quality, Source, Value};
 
     fn intake(device: &str, seq: u64, text_len: usize, pkid: u16) -> Intake {

@@ -178,6 +178,21 @@ try {
   expect((await page.textContent('#owner-due')).includes('陈述申辩期限至')
     && (await page.textContent('#owner-told')).includes('phone')
     && (await page.textContent('#owner-no-statement')).includes('尚无当事人陈述'), 'the owner was told by phone: the answer window in Chinese');
+  // A notice through a configured channel: picked from the channels the API lists (no free
+  // text), with the channel's templates offered; queued and shown with the phone masked.
+  await page.waitForSelector('#owner-notice-channel[data-loaded=true]');
+  const offered = await page.$$eval('#owner-notice-channel option', (os) => os.map((o) => [o.value, o.textContent]));
+  expect(JSON.stringify(offered.map(([v]) => v)) === '["sms","letter"]'
+    && offered[0][1].includes('短信') && offered[1][1].includes('邮寄地址'), `the configured channels are offered: ${JSON.stringify(offered)}`);
+  await page.selectOption('#owner-notice-channel', 'sms');
+  const tpl = await page.$$eval('#owner-templates option', (os) => os.map((o) => o.value));
+  expect(tpl.join(',') === 'first_notice,reminder', `the sms channel's templates are offered: ${tpl}`);
+  await page.fill('#owner-template', 'first_notice');
+  await page.click('#owner-send');
+  await page.waitForSelector('#owner-notices li.owner-notice');
+  const sent = await page.textContent('#owner-notices li.owner-notice');
+  expect(sent.includes('渠道: sms (first_notice)') && sent.includes('139****9000') && !sent.includes('13900139000'),
+    `the notice is listed with its channel and the phone masked: ${sent}`);
   await shot('03c-clue-owner-zh');
 
   // 6. Another site's clue by its address: refused by the API, shown as not found.
@@ -249,6 +264,9 @@ try {
   await shot('08b-clue-matter-en');
   expect((await page.textContent('#owner')).includes('Owner notified and heard')
     && (await page.textContent('#owner-due')).includes('Owner may answer until'), 'the owner card and answer window in English');
+  await page.waitForSelector('#owner-notice-channel[data-loaded=true]');
+  expect((await page.textContent('#owner-notice-channel')).includes('sms (phone)')
+    && (await page.textContent('#owner-notices')).includes('Channel: sms'), 'the channel list and the notice in English');
 
   // 10. What is shown follows the role: a device token gets no clue pages.
   await page.click('#signout');

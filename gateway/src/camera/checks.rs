@@ -297,7 +297,7 @@ fn edge_map(g: &[f32]) -> Vec<f32> {
 }
 
 /// Pearson correlation of two equally long maps (0 when either is constant).
-pub fn correlation(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn correlation(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len()) as f64;
     if n == 0.0 {
         return 0.0;
@@ -320,23 +320,23 @@ pub fn correlation(a: &[f32], b: &[f32]) -> f32 {
     (cov / (va * vb).sqrt()) as f32
 }
 
-pub fn is_black(f: &Features, t: &CheckThresholds) -> bool {
+pub(crate) fn is_black(f: &Features, t: &CheckThresholds) -> bool {
     f.p95 < t.black_p95
 }
 
-pub fn is_overexposed(f: &Features, t: &CheckThresholds) -> bool {
+pub(crate) fn is_overexposed(f: &Features, t: &CheckThresholds) -> bool {
     f.p05 > t.overexposed_p05 || (f.mean > t.overexposed_mean && f.p95 >= t.overexposed_p95)
 }
 
 /// Pointed at the sky or a ceiling: mostly bright, flat, and blue (sky) or very bright (ceiling).
-pub fn is_sky(f: &Features, t: &CheckThresholds) -> bool {
+pub(crate) fn is_sky(f: &Features, t: &CheckThresholds) -> bool {
     f.bright_flat_frac >= t.sky_min_frac
         && (f.bright_flat_blue_bias >= t.sky_blue_bias || f.bright_flat_luma >= t.ceiling_min_luma)
 }
 
 /// Covered (one flat blob over most of the picture) or blurred (little sharpness, absolutely
 /// or compared with the enrolled reference).
-pub fn is_covered(f: &Features, reference: Option<&Reference>, t: &CheckThresholds) -> bool {
+pub(crate) fn is_covered(f: &Features, reference: Option<&Reference>, t: &CheckThresholds) -> bool {
     let flat_floor = match reference {
         Some(r) => t.covered_flat_frac.max(r.flat_frac + t.covered_flat_margin),
         None => t.covered_flat_frac,
@@ -388,18 +388,18 @@ pub fn frozen_stats(
 
 /// Same picture as the previous frame: bit-identical, or changes confined to a few cells
 /// (a clock overlay) while a live camera's sensor noise changes nearly every cell.
-pub fn is_frozen(s: &FrozenStats, t: &CheckThresholds) -> bool {
+pub(crate) fn is_frozen(s: &FrozenStats, t: &CheckThresholds) -> bool {
     s.identical_bytes || (s.hash_distance <= 4 && s.changed_cell_frac <= t.frozen_max_changed_frac)
 }
 
-pub fn moved_stats(f: &Features, r: &Reference) -> MovedStats {
+pub(crate) fn moved_stats(f: &Features, r: &Reference) -> MovedStats {
     MovedStats {
         hash_distance: (f.dhash ^ r.dhash).count_ones(),
         edge_corr: correlation(&f.edges, &r.edges),
     }
 }
 
-pub fn is_moved(s: &MovedStats, t: &CheckThresholds) -> bool {
+pub(crate) fn is_moved(s: &MovedStats, t: &CheckThresholds) -> bool {
     s.edge_corr < t.moved_edge_corr
         || (s.hash_distance > t.moved_hash_distance && s.edge_corr < t.moved_hash_edge_corr)
 }

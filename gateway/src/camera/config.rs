@@ -95,7 +95,7 @@ impl Default for CamerasConfig {
 
 impl CamerasConfig {
     /// The settings of `camera`: `defaults` with its override merged in.
-    pub fn settings_for(&self, camera: &str) -> Result<CameraSettings, ConfigError> {
+    pub(crate) fn settings_for(&self, camera: &str) -> Result<CameraSettings, ConfigError> {
         let Some(over) = self.overrides.get(camera) else {
             return Ok(self.defaults.clone());
         };
@@ -110,7 +110,7 @@ impl CamerasConfig {
         Ok(s)
     }
 
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.department.trim().is_empty() {
             return Err(invalid("cameras.department", "must not be empty"));
         }
@@ -150,7 +150,7 @@ fn merge(base: &mut toml::Table, over: &toml::Table) {
 
 impl CameraSettings {
     /// Checks ranges; `prefix` is the key path of this table in the file.
-    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
         if self.offline_after_ms == 0 {
             return Err(invalid(format!("{prefix}.offline_after_ms"), "must be > 0"));
         }

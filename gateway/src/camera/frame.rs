@@ -10,11 +10,11 @@ use std::io::Cursor;
 use thiserror::Error;
 
 /// Working image width (pixels).
-pub const WORK_W: usize = 160;
+pub(crate) const WORK_W: usize = 160;
 /// Working image height (pixels).
-pub const WORK_H: usize = 120;
+pub(crate) const WORK_H: usize = 120;
 /// Largest accepted side of a camera frame; bigger images are refused before decoding.
-pub const MAX_SIDE: u32 = 8192;
+pub(crate) const MAX_SIDE: u32 = 8192;
 
 /// Why a frame could not be used.
 #[derive(Debug, Error)]
@@ -108,7 +108,7 @@ fn has_eoi(bytes: &[u8]) -> bool {
 }
 
 /// Area-average an RGB8 buffer of `w` x `h` down to the working size (one pass over the source).
-pub fn downsample(rgb: &[u8], w: usize, h: usize) -> Frame {
+pub(crate) fn downsample(rgb: &[u8], w: usize, h: usize) -> Frame {
     let n = WORK_W * WORK_H;
     let mut sums = [vec![0u32; n], vec![0u32; n], vec![0u32; n]];
     let mut counts = vec![0u32; n];

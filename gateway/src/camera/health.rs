@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 /// Rule id of every camera-health clue.
-pub const RULE: &str = "camera-health";
+pub(crate) const RULE: &str = "camera-health";
 
 /// The conditions watched per camera.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -40,7 +40,7 @@ pub enum Condition {
 
 impl Condition {
     /// The clue kind, e.g. `camera.black`.
-    pub fn kind(self) -> &'static str {
+    pub(crate) fn kind(self) -> &'static str {
         match self {
             Condition::Black => "camera.black",
             Condition::Overexposed => "camera.overexposed",
@@ -86,7 +86,7 @@ impl Condition {
 }
 
 /// Kind of the escalation clue.
-pub const NOT_REPAIRED_KIND: &str = "camera.not_repaired";
+pub(crate) const NOT_REPAIRED_KIND: &str = "camera.not_repaired";
 
 /// Status a camera (or its firmware) reports over MQTT (`camera` stream).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -101,7 +101,7 @@ pub struct CameraStatus {
 impl CameraStatus {
     /// Builds the status from a reading's metrics (`power_ok`, `online`, `image_ok`,
     /// `status_code`); unknown metrics are ignored.
-    pub fn from_metrics<'a>(
+    pub(crate) fn from_metrics<'a>(
         metrics: impl IntoIterator<Item = (&'a str, &'a crate::reading::Value)>,
     ) -> Self {
         let mut s = CameraStatus::default();
@@ -240,7 +240,7 @@ impl CameraHealth {
 
     /// Starts watching a camera that has not sent anything yet, so that it goes offline
     /// if it never does.
-    pub fn watch(&mut self, camera_id: &str, site: &str, now_ms: i64) {
+    pub(crate) fn watch(&mut self, camera_id: &str, site: &str, now_ms: i64) {
         let cam = self.cam(camera_id, site);
         cam.last_seen_ms.get_or_insert(now_ms);
     }
@@ -308,7 +308,7 @@ impl CameraHealth {
 
     /// One frame already decoded by the caller (who shares the decoded pixels with parking);
     /// `decode_us` is what decoding cost, for the frame report.
-    pub fn on_decoded(
+    pub(crate) fn on_decoded(
         &mut self,
         camera_id: &str,
         site: &str,
@@ -403,7 +403,7 @@ impl CameraHealth {
 
     /// Status reported by the camera or its firmware; any status is also a heartbeat unless
     /// it says the camera is off.
-    pub fn on_status(
+    pub(crate) fn on_status(
         &mut self,
         camera_id: &str,
         site: &str,
@@ -443,7 +443,7 @@ impl CameraHealth {
     /// times may be replayed from the past or come from a wrong clock. A store-and-forward
     /// replay only proves the camera is reachable now ([`Self::on_replayed_status`]).
     /// Readings of other streams are ignored.
-    pub fn on_readings(&mut self, readings: &[crate::reading::Reading]) -> Vec<ClueSignal> {
+    pub(crate) fn on_readings(&mut self, readings: &[crate::reading::Reading]) -> Vec<ClueSignal> {
         let Some(first) = readings.first() else {
             return Vec::new();
         };
@@ -462,7 +462,7 @@ impl CameraHealth {
     /// A store-and-forward replay of old statuses arrived: the camera is reachable now (a
     /// heartbeat on the receive clock `rx_ms`), but what it said back then is no verdict on
     /// now, so neither "offline" nor "bad picture" is judged from it.
-    pub fn on_replayed_status(
+    pub(crate) fn on_replayed_status(
         &mut self,
         camera_id: &str,
         site: &str,
@@ -484,7 +484,7 @@ impl CameraHealth {
     }
 
     /// Time passes: offline detection and escalation of faults that are not repaired.
-    pub fn on_tick(&mut self, now_ms: i64) -> Vec<ClueSignal> {
+    pub(crate) fn on_tick(&mut self, now_ms: i64) -> Vec<ClueSignal> {
         let department = self.config.department.clone();
         let mut out = Vec::new();
         let mut ids: Vec<(String, String)> = self.cams.keys().cloned().collect();
@@ -513,7 +513,7 @@ impl CameraHealth {
     }
 
     /// Every camera's state for the dashboard's camera wall, sorted by site then camera.
-    pub fn snapshot(&self) -> Vec<CameraSummary> {
+    pub(crate) fn snapshot(&self) -> Vec<CameraSummary> {
         let mut out: Vec<CameraSummary> = self
             .cams
             .iter()
@@ -542,14 +542,9 @@ impl CameraHealth {
     }
 
     /// The last frame `camera_id` at `site` sent.
-    pub fn latest_jpeg(&self, site: &str, camera_id: &str) -> Option<Vec<u8>> {
+    pub(crate) fn latest_jpeg(&self, site: &str, camera_id: &str) -> Option<Vec<u8>> {
         let cam = self.cams.get(&(site.to_string(), camera_id.to_string()))?;
         cam.last_jpeg.clone()
-    }
-
-    /// The camera's settings (defaults merged with its override).
-    pub fn settings(&self, camera_id: &str) -> Result<CameraSettings, ConfigError> {
-        self.config.settings_for(camera_id)
     }
 
     /// A known camera, or a new one while its site has fewer than `max_per_site`.

@@ -24,21 +24,21 @@
 //! - a timer (every few seconds): [`CameraHealth::on_tick`].
 
 pub mod checks;
-pub mod config;
+pub(crate) mod config;
 pub mod frame;
-pub mod health;
-pub mod muck;
-pub mod parking;
-pub mod permits;
-pub mod pull;
-pub mod rate;
-pub mod service;
-pub mod shopfront;
-pub mod state_file;
+pub(crate) mod health;
+pub(crate) mod muck;
+pub(crate) mod parking;
+pub(crate) mod permits;
+pub(crate) mod pull;
+pub(crate) mod rate;
+pub(crate) mod service;
+pub(crate) mod shopfront;
+pub(crate) mod state_file;
 
 pub use checks::{CheckThresholds, Verdict};
 pub use config::{CameraSettings, CamerasConfig};
-pub use frame::FrameError;
+pub(crate) use frame::FrameError;
 pub use health::{
     CameraFault, CameraHealth, CameraStatus, CameraSummary, Condition, FrameReport, ReferenceReport,
 };

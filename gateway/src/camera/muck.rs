@@ -138,7 +138,10 @@ impl Permit {
     /// API; the error is the field (`plate`, `cameras[1]`, `route_areas[0][2]`) and what is
     /// wrong with it, so each caller names the key in its own terms. `cameras` are the muck
     /// cameras by id, with their positions.
-    pub fn check(&self, cameras: &HashMap<&str, Option<[f64; 2]>>) -> Result<(), (String, String)> {
+    pub(crate) fn check(
+        &self,
+        cameras: &HashMap<&str, Option<[f64; 2]>>,
+    ) -> Result<(), (String, String)> {
         let plate = normalize_plate(&self.plate);
         if !(7..=8).contains(&plate.chars().count()) || !plate.chars().all(char::is_alphanumeric) {
             return Err((
@@ -188,7 +191,7 @@ impl Permit {
 
     /// Whether a camera (by id and position) is on the permitted route: anywhere when the
     /// permit names neither cameras nor areas.
-    pub fn on_route(&self, camera: &str, position: Option<[f64; 2]>) -> bool {
+    pub(crate) fn on_route(&self, camera: &str, position: Option<[f64; 2]>) -> bool {
         if self.cameras.is_empty() && self.route_areas.is_empty() {
             return true;
         }
@@ -212,12 +215,12 @@ fn default_rule() -> String {
 }
 
 impl MuckSection {
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.enabled.unwrap_or(!self.cameras.is_empty())
     }
 
     /// The ids a permit's `cameras` may name, with their positions.
-    pub fn camera_ids(&self) -> HashMap<&str, Option<[f64; 2]>> {
+    pub(crate) fn camera_ids(&self) -> HashMap<&str, Option<[f64; 2]>> {
         self.cameras
             .iter()
             .map(|c| (c.camera.as_str(), c.position))
@@ -225,7 +228,7 @@ impl MuckSection {
     }
 
     /// Checks what serde cannot; errors name the key (`muck_trucks.permits[2].cameras[0]`).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.permits_reload_s == 0 {
             return Err(invalid("muck_trucks.permits_reload_s", "must be > 0"));
         }
@@ -268,14 +271,14 @@ impl MuckSection {
 /// The permit condition a truck broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Breach {
+pub(crate) enum Breach {
     NoPermit,
     OutsideHours,
     OffRoute,
 }
 
 impl Breach {
-    pub fn kind(self) -> &'static str {
+    pub(crate) fn kind(self) -> &'static str {
         match self {
             Breach::NoPermit => "muck_truck.no_permit",
             Breach::OutsideHours => "muck_truck.outside_hours",
@@ -295,7 +298,7 @@ impl Breach {
 /// Judges one sure plate seen on `camera` (standing at `position`) at `at_ms`: the permit and
 /// what it broke, if any. Hours are checked before the route (a truck out at night on the
 /// wrong road is told about its hours first; the detail shows the whole permit).
-pub fn judge<'a>(
+pub(crate) fn judge<'a>(
     permits: &'a [Permit],
     plate: &str,
     camera: &str,
@@ -318,7 +321,7 @@ pub fn judge<'a>(
 
 /// What muck-truck checking made of one frame (part of the frame upload's answer).
 #[derive(Debug, Clone, Serialize)]
-pub struct MuckReport {
+pub(crate) struct MuckReport {
     /// Trucks the detector saw.
     pub trucks: usize,
     /// Each truck's plate and verdict.
@@ -332,7 +335,7 @@ pub struct MuckReport {
 
 /// One truck's plate as judged.
 #[derive(Debug, Clone, Serialize)]
-pub struct TruckView {
+pub(crate) struct TruckView {
     pub plate: String,
     /// `ok`, a breach (`no_permit`, ...), `doubtful` or `near_permit` (leads, never judged).
     pub verdict: String,
@@ -340,7 +343,7 @@ pub struct TruckView {
 }
 
 /// What one analysed frame produced.
-pub struct MuckOutput {
+pub(crate) struct MuckOutput {
     pub report: MuckReport,
     pub signals: Vec<ClueSignal>,
 }
@@ -361,7 +364,7 @@ struct CameraState {
 }
 
 /// The muck-truck checks of the gateway's road cameras.
-pub struct MuckTrucks {
+pub(crate) struct MuckTrucks {
     cameras: HashMap<(String, String), Mutex<CameraState>>,
     /// Configured and stored permits (see `camera::permits`).
     permits: Arc<MuckPermits>,
@@ -371,7 +374,7 @@ pub struct MuckTrucks {
 
 impl MuckTrucks {
     /// `None` when disabled or no camera is configured.
-    pub fn new(section: &MuckSection, metrics: Arc<Metrics>) -> Option<MuckTrucks> {
+    pub(crate) fn new(section: &MuckSection, metrics: Arc<Metrics>) -> Option<MuckTrucks> {
         if !section.is_enabled() || section.cameras.is_empty() {
             return None;
         }
@@ -400,18 +403,18 @@ impl MuckTrucks {
     }
 
     /// The permits judged (configured and stored), shared with the permit routes.
-    pub fn permits(&self) -> Arc<MuckPermits> {
+    pub(crate) fn permits(&self) -> Arc<MuckPermits> {
         self.permits.clone()
     }
 
-    pub fn analyses(&self, site: &str, camera: &str) -> bool {
+    pub(crate) fn analyses(&self, site: &str, camera: &str) -> bool {
         self.cameras
             .contains_key(&(site.to_string(), camera.to_string()))
     }
 
     /// Checks the trucks of one decoded frame of `camera`; `None` when the camera is no muck
     /// camera or the frame could not be analysed (logged and counted). Blocks.
-    pub fn on_image(
+    pub(crate) fn on_image(
         &self,
         site: &str,
         camera: &str,

@@ -30,7 +30,7 @@
 //! Stays being timed survive a restart: [`state`] saves them at a stop and resumes them at
 //! the next start, under the same stay record keys.
 
-pub mod state;
+pub(crate) mod state;
 
 use crate::clue::signal::ClueSignal;
 use crate::clue::stays::{StayEvent, StayNotice, StayUpdate};
@@ -61,12 +61,12 @@ pub struct ParkingSection {
 }
 
 impl ParkingSection {
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.enabled.unwrap_or(!self.cameras.is_empty())
     }
 
     /// Checks what serde cannot; errors name the key (`parking.cameras[0].zones`).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.cameras.iter().enumerate() {
             let key = |k: &str| format!("parking.cameras[{i}].{k}");
@@ -159,7 +159,7 @@ pub(crate) fn models() -> Result<&'static Models, &'static str> {
 
 /// What parking made of one frame (part of the frame upload's answer).
 #[derive(Debug, Clone, Serialize)]
-pub struct ParkingReport {
+pub(crate) struct ParkingReport {
     /// Vehicles the detector saw (anywhere in the frame).
     pub vehicles: usize,
     /// Plates read in the frame (sure and doubtful).
@@ -177,7 +177,7 @@ pub struct ParkingReport {
 
 /// One plate reading as reported to the uploader.
 #[derive(Debug, Clone, Serialize)]
-pub struct PlateView {
+pub(crate) struct PlateView {
     pub text: String,
     pub confidence: f32,
     pub doubtful: bool,
@@ -188,7 +188,7 @@ pub struct PlateView {
 /// A dwell event as reported to the uploader (evidence bytes left out).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum EventView {
+pub(crate) enum EventView {
     Persuade(Notice),
     Clue {
         kind: String,
@@ -202,7 +202,7 @@ pub enum EventView {
 }
 
 /// What one analysed frame produced.
-pub struct ParkingOutput {
+pub(crate) struct ParkingOutput {
     /// For the uploader.
     pub report: ParkingReport,
     /// For the clue pool.
@@ -213,7 +213,7 @@ pub struct ParkingOutput {
 }
 
 /// The parking rules of the gateway's cameras.
-pub struct Parking {
+pub(crate) struct Parking {
     /// By (site, camera).
     trackers: HashMap<(String, String), Mutex<CameraTracker>>,
     /// The configured zones by (site, camera), when no registered ones replace them.
@@ -235,11 +235,11 @@ struct CameraTracker {
 
 /// A camera's zones as its device registry entry has them now (`None` or empty: none). A
 /// function so that parking does not depend on the registry.
-pub type ZoneSource = Arc<dyn Fn(&str, &str) -> Option<Vec<Zone>> + Send + Sync>;
+pub(crate) type ZoneSource = Arc<dyn Fn(&str, &str) -> Option<Vec<Zone>> + Send + Sync>;
 
 impl Parking {
     /// `None` when parking is disabled or no camera is configured.
-    pub fn new(section: &ParkingSection, metrics: Arc<Metrics>) -> Option<Parking> {
+    pub(crate) fn new(section: &ParkingSection, metrics: Arc<Metrics>) -> Option<Parking> {
         if !section.is_enabled() || section.cameras.is_empty() {
             if !section.cameras.is_empty() {
                 info!(
@@ -277,12 +277,12 @@ impl Parking {
     }
 
     /// Takes each camera's zones from `source` (the registry) from now on, where it has any.
-    pub fn zones_from(&self, source: ZoneSource) -> bool {
+    pub(crate) fn zones_from(&self, source: ZoneSource) -> bool {
         self.registered.set(source).is_ok()
     }
 
     /// The zones `camera` is judged in now: its registry entry's, else the configured ones.
-    pub fn zones_for(&self, site: &str, camera: &str) -> Vec<Zone> {
+    pub(crate) fn zones_for(&self, site: &str, camera: &str) -> Vec<Zone> {
         self.registered
             .get()
             .and_then(|f| f(site, camera))
@@ -297,7 +297,8 @@ impl Parking {
 
     /// Analyses one frame of `camera`; `None` when the camera has no parking rule or the
     /// frame could not be analysed (logged and counted). Blocks.
-    pub fn on_frame(
+    #[cfg(test)]
+    pub(crate) fn on_frame(
         &self,
         site: &str,
         camera: &str,
@@ -309,13 +310,13 @@ impl Parking {
 
     /// Whether frames of `camera` are analysed (it has a parking rule); the caller then
     /// decodes the frame once for health and parking ([`Parking::on_image`]).
-    pub fn analyses(&self, site: &str, camera: &str) -> bool {
+    pub(crate) fn analyses(&self, site: &str, camera: &str) -> bool {
         self.trackers
             .contains_key(&(site.to_string(), camera.to_string()))
     }
 
     /// [`Parking::on_frame`] for a frame the caller already decoded (the same JPEG's pixels).
-    pub fn on_image(
+    pub(crate) fn on_image(
         &self,
         site: &str,
         camera: &str,

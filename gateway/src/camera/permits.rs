@@ -22,7 +22,7 @@ use tracing::warn;
 
 /// A permit as the API shows it.
 #[derive(Debug, Clone, Serialize)]
-pub struct PermitView {
+pub(crate) struct PermitView {
     #[serde(flatten)]
     pub permit: Permit,
     /// `config` or `api`.
@@ -43,7 +43,7 @@ struct Lists {
 }
 
 /// The permits in force for the muck cameras of one gateway.
-pub struct MuckPermits {
+pub(crate) struct MuckPermits {
     config: Vec<Permit>,
     config_plates: HashSet<String>,
     /// Camera ids a permit's route may name, with their positions.
@@ -60,7 +60,7 @@ pub struct MuckPermits {
 }
 
 impl MuckPermits {
-    pub fn new(section: &MuckSection) -> MuckPermits {
+    pub(crate) fn new(section: &MuckSection) -> MuckPermits {
         let mut sites: Vec<String> = section.cameras.iter().map(|c| c.site.clone()).collect();
         sites.sort();
         sites.dedup();
@@ -87,7 +87,7 @@ impl MuckPermits {
     }
 
     /// The permits judged now: the configured ones, then the stored ones of other plates.
-    pub fn current(&self) -> Arc<Vec<Permit>> {
+    pub(crate) fn current(&self) -> Arc<Vec<Permit>> {
         self.lists
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -97,7 +97,7 @@ impl MuckPermits {
 
     /// Replaces the stored permits with `rows` (as read from the store). A row that is no
     /// permit any more (written by a newer gateway, or edited by hand) is logged and skipped.
-    pub fn set_stored(&self, rows: Vec<PermitRow>) {
+    pub(crate) fn set_stored(&self, rows: Vec<PermitRow>) {
         let stored: Vec<(PermitRow, Permit)> = rows
             .into_iter()
             .filter_map(|r| match serde_json::from_value::<Permit>(r.permit.clone()) {
@@ -123,7 +123,7 @@ impl MuckPermits {
     }
 
     /// Reads the stored permits and puts them in force (see `reloading`).
-    pub async fn reload(
+    pub(crate) async fn reload(
         &self,
         pool: &crate::clue::PoolHandle,
     ) -> Result<(), crate::clue::pool::PoolError> {
@@ -133,23 +133,23 @@ impl MuckPermits {
     }
 
     /// Whether the configuration holds `plate` (normalised).
-    pub fn configured(&self, plate: &str) -> bool {
+    pub(crate) fn configured(&self, plate: &str) -> bool {
         self.config_plates.contains(plate)
     }
 
     /// Whether a token seeing `sees` may read the permits: it sees a muck camera's site.
-    pub fn readable_by(&self, sees: impl Fn(&str) -> bool) -> bool {
+    pub(crate) fn readable_by(&self, sees: impl Fn(&str) -> bool) -> bool {
         self.sites.iter().any(|s| sees(s))
     }
 
     /// Whether a token seeing `sees` may change them: a permit is judged on every muck camera,
     /// so the writer must see every muck camera's site.
-    pub fn writable_by(&self, sees: impl Fn(&str) -> bool) -> bool {
+    pub(crate) fn writable_by(&self, sees: impl Fn(&str) -> bool) -> bool {
         self.sites.iter().all(|s| sees(s))
     }
 
     /// Every permit, configured first, then the stored ones by plate.
-    pub fn list(&self) -> Vec<PermitView> {
+    pub(crate) fn list(&self) -> Vec<PermitView> {
         let lists = self.lists.read().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<PermitView> = self
             .config
@@ -173,7 +173,7 @@ impl MuckPermits {
     }
 
     /// The permit of `plate` (normalised) in force, else a stored one.
-    pub fn get(&self, plate: &str) -> Option<PermitView> {
+    pub(crate) fn get(&self, plate: &str) -> Option<PermitView> {
         let all = self.list();
         let of = |v: &&PermitView| normalize_plate(&v.permit.plate) == plate;
         all.iter()
@@ -184,7 +184,7 @@ impl MuckPermits {
 
     /// A permit written through the API, checked as a configured one is: the error names the
     /// field (`plate`, `cameras[1]`, `hours[0]`).
-    pub fn parse(&self, body: serde_json::Value) -> Result<Permit, String> {
+    pub(crate) fn parse(&self, body: serde_json::Value) -> Result<Permit, String> {
         let permit: Permit =
             serde_json::from_value(body).map_err(|e| format!("bad permit: {e}"))?;
         let cameras: HashMap<&str, Option<[f64; 2]>> =
@@ -198,7 +198,7 @@ impl MuckPermits {
 
 /// Re-reads the stored permits every `permits_reload_s` until `cancel`; a failed read keeps
 /// the last list (logged).
-pub async fn reload_every(
+pub(crate) async fn reload_every(
     permits: Arc<MuckPermits>,
     pool: crate::clue::PoolHandle,
     cancel: tokio_util::sync::CancellationToken,

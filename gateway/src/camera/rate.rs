@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 /// Buckets kept at most (well above `max_per_site` times the sites of one gateway).
-pub const MAX_BUCKETS: usize = 16_384;
+pub(crate) const MAX_BUCKETS: usize = 16_384;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -26,7 +26,7 @@ struct Bucket {
 
 /// The buckets of every camera.
 #[derive(Debug)]
-pub struct UploadRate {
+pub(crate) struct UploadRate {
     per_minute: u32,
     burst: u32,
     buckets: HashMap<(String, String), Bucket>,
@@ -34,7 +34,7 @@ pub struct UploadRate {
 
 impl UploadRate {
     /// `per_minute == 0` turns the limit off.
-    pub fn new(per_minute: u32, burst: u32) -> UploadRate {
+    pub(crate) fn new(per_minute: u32, burst: u32) -> UploadRate {
         UploadRate {
             per_minute,
             burst: burst.max(1),
@@ -53,7 +53,7 @@ impl UploadRate {
 
     /// Takes one frame from the bucket of `(site, camera)`: `Err(seconds)` to wait when it is
     /// empty (at least 1).
-    pub fn admit(&mut self, site: &str, camera: &str, now_ms: i64) -> Result<(), u64> {
+    pub(crate) fn admit(&mut self, site: &str, camera: &str, now_ms: i64) -> Result<(), u64> {
         if self.per_minute == 0 {
             return Ok(());
         }

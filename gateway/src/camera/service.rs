@@ -25,7 +25,7 @@ const TICK: Duration = Duration::from_secs(5);
 
 /// Shared by the API handlers and the background task.
 #[derive(Clone)]
-pub struct CameraService {
+pub(crate) struct CameraService {
     health: Arc<Mutex<CameraHealth>>,
     /// Absent when no camera has a parking rule (or `parking.enabled = false`).
     parking: Option<Arc<Parking>>,
@@ -46,7 +46,7 @@ pub struct CameraService {
 
 /// The answer to a frame upload: the health report, plus `parking` when parking ran.
 #[derive(Debug, Clone, Serialize)]
-pub struct FrameResponse {
+pub(crate) struct FrameResponse {
     #[serde(flatten)]
     pub health: FrameReport,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,7 +60,7 @@ pub struct FrameResponse {
 }
 
 impl CameraService {
-    pub fn new(
+    pub(crate) fn new(
         cfg: CamerasConfig,
         clue_tx: ClueSender,
     ) -> Result<Self, crate::config_error::ConfigError> {
@@ -79,38 +79,42 @@ impl CameraService {
     }
 
     /// Warned stays are recorded and their notices delivered by `notices`.
-    pub fn with_notices(mut self, notices: crate::notice::Notices) -> Self {
+    pub(crate) fn with_notices(mut self, notices: crate::notice::Notices) -> Self {
         self.notices = Some(notices);
         self
     }
 
     /// Adds parking enforcement for the cameras of `section` (a no-op when it lists none).
-    pub fn with_parking(mut self, section: &ParkingSection, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn with_parking(mut self, section: &ParkingSection, metrics: Arc<Metrics>) -> Self {
         self.parking = Parking::new(section, metrics).map(Arc::new);
         self
     }
 
     /// Adds shop-front enforcement for the cameras of `section` (a no-op when it lists none).
-    pub fn with_shopfront(mut self, section: &ShopfrontSection, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn with_shopfront(
+        mut self,
+        section: &ShopfrontSection,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         self.shopfront = Shopfront::new(section, metrics).map(Arc::new);
         self
     }
 
     /// Adds muck-truck checks for the cameras of `section` (a no-op when it lists none).
-    pub fn with_muck_trucks(mut self, section: &MuckSection, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn with_muck_trucks(mut self, section: &MuckSection, metrics: Arc<Metrics>) -> Self {
         self.muck = MuckTrucks::new(section, metrics).map(Arc::new);
         self
     }
 
     /// The muck-truck permits (for their routes and the periodic re-read); none when no
     /// camera checks muck trucks.
-    pub fn muck_permits(&self) -> Option<Arc<crate::camera::permits::MuckPermits>> {
+    pub(crate) fn muck_permits(&self) -> Option<Arc<crate::camera::permits::MuckPermits>> {
         self.muck.as_ref().map(|m| m.permits())
     }
 
     /// Continues the parking stays saved at the last stop (see `parking::state`); logs what
     /// it did, never fails the start.
-    pub fn resume_parking(&self, path: &std::path::Path) {
+    pub(crate) fn resume_parking(&self, path: &std::path::Path) {
         let Some(p) = &self.parking else { return };
         match p.resume(path, crate::clock::now_ms()) {
             Ok(0) => {}
@@ -123,7 +127,7 @@ impl CameraService {
 
     /// Continues the shop-front zones saved at the last stop (see `shopfront::state`); logs
     /// what it did, never fails the start.
-    pub fn resume_shopfront(&self, path: &std::path::Path) {
+    pub(crate) fn resume_shopfront(&self, path: &std::path::Path) {
         let Some(s) = &self.shopfront else { return };
         match s.resume(path, crate::clock::now_ms()) {
             Ok(0) => {}
@@ -135,30 +139,30 @@ impl CameraService {
     }
 
     /// The shop-front rules, to save their zones at the stop ([`save_shopfront`]).
-    pub fn shopfront(&self) -> Option<Arc<Shopfront>> {
+    pub(crate) fn shopfront(&self) -> Option<Arc<Shopfront>> {
         self.shopfront.clone()
     }
 
     /// The parking rules, to save their stays at the stop ([`save_parking`](save_parking)) without holding
     /// this service (whose clue sender must be dropped for the pool to stop).
-    pub fn parking(&self) -> Option<Arc<Parking>> {
+    pub(crate) fn parking(&self) -> Option<Arc<Parking>> {
         self.parking.clone()
     }
 
     /// Parking takes each camera's zones from `source` (its registry entry) where it has any.
-    pub fn parking_zones_from(&self, source: crate::camera::parking::ZoneSource) {
+    pub(crate) fn parking_zones_from(&self, source: crate::camera::parking::ZoneSource) {
         if let Some(p) = &self.parking {
             p.zones_from(source);
         }
     }
 
     /// Whether device tokens without a camera binding are refused (`cameras.require_device_binding`).
-    pub fn requires_device_binding(&self) -> bool {
+    pub(crate) fn requires_device_binding(&self) -> bool {
         self.require_device_binding
     }
 
     /// Takes one upload of `camera` from its rate: `Err(seconds)` to wait (answer 429).
-    pub fn admit_upload(&self, site: &str, camera: &str, now_ms: i64) -> Result<(), u64> {
+    pub(crate) fn admit_upload(&self, site: &str, camera: &str, now_ms: i64) -> Result<(), u64> {
         let mut r = self.rate.lock().unwrap_or_else(|p| p.into_inner());
         r.admit(site, camera, now_ms)
     }
@@ -180,7 +184,7 @@ impl CameraService {
 
     /// One uploaded frame (JPEG): health checks, then parking for cameras with a parking rule.
     /// Both run off the async threads.
-    pub async fn frame(
+    pub(crate) async fn frame(
         &self,
         camera: String,
         site: String,
@@ -264,7 +268,7 @@ impl CameraService {
     }
 
     /// Enrols the view a camera should keep (for the moved / re-aimed check).
-    pub async fn reference(
+    pub(crate) async fn reference(
         &self,
         camera: String,
         site: String,
@@ -280,7 +284,7 @@ impl CameraService {
 
     /// Every camera's health state (the dashboard's camera wall), with its source's health
     /// when the gateway pulls it.
-    pub fn snapshot(&self) -> Vec<super::CameraSummary> {
+    pub(crate) fn snapshot(&self) -> Vec<super::CameraSummary> {
         let mut cams = Self::with(&self.health, |h| h.snapshot());
         if let Some(board) = self.sources.get() {
             for c in &mut cams {
@@ -291,13 +295,13 @@ impl CameraService {
     }
 
     /// Starts watching `camera` before its first frame, so that it goes offline if none comes.
-    pub fn watch(&self, camera: &str, site: &str, now_ms: i64) {
+    pub(crate) fn watch(&self, camera: &str, site: &str, now_ms: i64) {
         Self::with(&self.health, |h| h.watch(camera, site, now_ms));
     }
 
     /// Starts pulling the cameras of `cfg.sources` into [`CameraService::frame`] (one task
     /// each; they stop when `cancel` fires). Call once.
-    pub fn pull_sources(
+    pub(crate) fn pull_sources(
         &self,
         cfg: &CamerasConfig,
         metrics: Arc<Metrics>,
@@ -319,13 +323,13 @@ impl CameraService {
     }
 
     /// The last frame of `camera` at `site`.
-    pub fn latest_jpeg(&self, site: &str, camera: &str) -> Option<Vec<u8>> {
+    pub(crate) fn latest_jpeg(&self, site: &str, camera: &str) -> Option<Vec<u8>> {
         Self::with(&self.health, |h| h.latest_jpeg(site, camera))
     }
 
     /// Consumes the readings fan-out (camera status) and ticks until the readings stop or
     /// `cancel` fires.
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         mut rx: mpsc::Receiver<crate::pipeline::ReadingsBatch>,
         cancel: CancellationToken,
@@ -355,7 +359,7 @@ impl CameraService {
 }
 
 /// Saves the parking stays being timed, for the next start (call once frames stopped).
-pub fn save_parking(parking: Option<&Parking>, path: &std::path::Path) {
+pub(crate) fn save_parking(parking: Option<&Parking>, path: &std::path::Path) {
     let Some(p) = parking else { return };
     match p.save(path) {
         Ok(0) => {}
@@ -365,7 +369,7 @@ pub fn save_parking(parking: Option<&Parking>, path: &std::path::Path) {
 }
 
 /// Saves the shop-front zones being timed, for the next start (call once frames stopped).
-pub fn save_shopfront(shopfront: Option<&Shopfront>, path: &std::path::Path) {
+pub(crate) fn save_shopfront(shopfront: Option<&Shopfront>, path: &std::path::Path) {
     let Some(s) = shopfront else { return };
     match s.save(path) {
         Ok(0) => {}

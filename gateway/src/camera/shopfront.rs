@@ -36,7 +36,7 @@
 //! ([`state`]): the goods are not noticed twice and the notice's record gets its outcome.
 //! Everything here blocks (inference): call it from `spawn_blocking`.
 
-pub mod state;
+pub(crate) mod state;
 
 use crate::camera::config::check_rule_camera;
 use crate::camera::parking::{models, privacy_regions};
@@ -57,7 +57,7 @@ use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
 
 /// The clue kind.
-pub const KIND: &str = "shopfront.trading";
+pub(crate) const KIND: &str = "shopfront.trading";
 
 /// The `[shopfront]` section.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -134,12 +134,12 @@ fn default_rule() -> String {
 }
 
 impl ShopfrontSection {
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.enabled.unwrap_or(!self.cameras.is_empty())
     }
 
     /// Checks what serde cannot; errors name the key (`shopfront.cameras[0].zones[1].shop`).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.cameras.iter().enumerate() {
             let key = |k: &str| format!("shopfront.cameras[{i}].{k}");
@@ -190,7 +190,7 @@ impl ShopfrontSection {
 }
 
 /// What one analysed frame produced.
-pub struct ShopfrontOutput {
+pub(crate) struct ShopfrontOutput {
     pub report: ShopfrontReport,
     /// For the clue pool.
     pub signals: Vec<ClueSignal>,
@@ -200,7 +200,7 @@ pub struct ShopfrontOutput {
 
 /// What shop-front enforcement made of one frame (part of the frame upload's answer).
 #[derive(Debug, Clone, Serialize)]
-pub struct ShopfrontReport {
+pub(crate) struct ShopfrontReport {
     /// Objects of the configured classes anywhere in the frame: label and score.
     pub objects: Vec<(String, f32)>,
     /// Shops whose zone holds timed objects now.
@@ -212,7 +212,7 @@ pub struct ShopfrontReport {
 
 /// One occupied shop zone.
 #[derive(Debug, Clone, Serialize)]
-pub struct ZoneView {
+pub(crate) struct ZoneView {
     pub zone: String,
     pub shop: String,
     pub objects: usize,
@@ -220,7 +220,7 @@ pub struct ZoneView {
 }
 
 /// The shop-front rules of the gateway's cameras.
-pub struct Shopfront {
+pub(crate) struct Shopfront {
     cameras: HashMap<(String, String), Mutex<CameraShops>>,
     metrics: Arc<Metrics>,
     limits: ImageLimits,
@@ -290,7 +290,7 @@ fn episode_key(cam: &ShopfrontCamera, zone: &str, run: i64, n: u64) -> String {
 
 impl Shopfront {
     /// `None` when disabled or no camera is configured.
-    pub fn new(section: &ShopfrontSection, metrics: Arc<Metrics>) -> Option<Shopfront> {
+    pub(crate) fn new(section: &ShopfrontSection, metrics: Arc<Metrics>) -> Option<Shopfront> {
         if !section.is_enabled() || section.cameras.is_empty() {
             return None;
         }
@@ -317,14 +317,14 @@ impl Shopfront {
     }
 
     /// Whether frames of `camera` are analysed for shop fronts.
-    pub fn analyses(&self, site: &str, camera: &str) -> bool {
+    pub(crate) fn analyses(&self, site: &str, camera: &str) -> bool {
         self.cameras
             .contains_key(&(site.to_string(), camera.to_string()))
     }
 
     /// Analyses one decoded frame of `camera` (`jpeg` is kept as evidence); `None` when the
     /// camera has no shop zones or the frame could not be analysed (logged and counted).
-    pub fn on_image(
+    pub(crate) fn on_image(
         &self,
         site: &str,
         camera: &str,

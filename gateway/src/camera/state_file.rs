@@ -13,7 +13,7 @@ use thiserror::Error;
 const VERSION: u32 = 1;
 
 #[derive(Debug, Error)]
-pub enum StateError {
+pub(crate) enum StateError {
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
     #[error("{0}: not a state file this gateway wrote: {1}")]

@@ -2,21 +2,21 @@
 
 use super::frame::{self, Frame};
 
-pub const W: usize = 320;
-pub const H: usize = 240;
+pub(crate) const W: usize = 320;
+pub(crate) const H: usize = 240;
 
 /// Deterministic noise source (xorshift).
-pub struct Rng(pub u64);
+pub(crate) struct Rng(pub u64);
 
 impl Rng {
-    pub fn next_f32(&mut self) -> f32 {
+    pub(crate) fn next_f32(&mut self) -> f32 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         (self.0 >> 40) as f32 / (1u64 << 24) as f32
     }
     /// Roughly normal (sum of uniforms), standard deviation `sigma`.
-    pub fn gauss(&mut self, sigma: f32) -> f32 {
+    pub(crate) fn gauss(&mut self, sigma: f32) -> f32 {
         let s: f32 = (0..4).map(|_| self.next_f32()).sum::<f32>() - 2.0;
         s * sigma * 1.732
     }
@@ -24,11 +24,11 @@ impl Rng {
 
 /// An RGB picture as f32 planes, interleaved on output.
 #[derive(Clone)]
-pub struct Pic(pub Vec<[f32; 3]>);
+pub(crate) struct Pic(pub Vec<[f32; 3]>);
 
 impl Pic {
     /// A textured scene (shapes, gradients, stripes), shifted by `dx` pixels.
-    pub fn scene(dx: i32) -> Pic {
+    pub(crate) fn scene(dx: i32) -> Pic {
         let mut v = Vec::with_capacity(W * H);
         for y in 0..H as i32 {
             for x in 0..W as i32 {
@@ -47,10 +47,10 @@ impl Pic {
         }
         Pic(v)
     }
-    pub fn map(&self, f: impl Fn([f32; 3]) -> [f32; 3]) -> Pic {
+    pub(crate) fn map(&self, f: impl Fn([f32; 3]) -> [f32; 3]) -> Pic {
         Pic(self.0.iter().map(|p| f(*p)).collect())
     }
-    pub fn noisy(&self, rng: &mut Rng, sigma: f32) -> Pic {
+    pub(crate) fn noisy(&self, rng: &mut Rng, sigma: f32) -> Pic {
         Pic(self
             .0
             .iter()
@@ -61,7 +61,7 @@ impl Pic {
             .collect())
     }
     /// A bright box with a "clock" in the top-left corner, different for each `t`.
-    pub fn clock(&self, t: u32) -> Pic {
+    pub(crate) fn clock(&self, t: u32) -> Pic {
         let mut p = self.clone();
         for y in 4..16 {
             for x in 4..90 {
@@ -72,7 +72,7 @@ impl Pic {
         p
     }
     /// Box blur of radius `r`.
-    pub fn blurred(&self, r: i32) -> Pic {
+    pub(crate) fn blurred(&self, r: i32) -> Pic {
         let mut out = self.clone();
         for y in 0..H as i32 {
             for x in 0..W as i32 {
@@ -93,7 +93,7 @@ impl Pic {
         out
     }
     /// A dark, even blob (tape, a hand in shadow) over all but a corner.
-    pub fn covered(&self) -> Pic {
+    pub(crate) fn covered(&self) -> Pic {
         let mut p = self.clone();
         for y in 0..H {
             for x in 0..W {
@@ -105,7 +105,7 @@ impl Pic {
         p
     }
     /// A blue-to-white sky gradient.
-    pub fn sky() -> Pic {
+    pub(crate) fn sky() -> Pic {
         Pic((0..W * H)
             .map(|i| {
                 let t = (i / W) as f32 / H as f32;
@@ -113,16 +113,16 @@ impl Pic {
             })
             .collect())
     }
-    pub fn rgb8(&self) -> Vec<u8> {
+    pub(crate) fn rgb8(&self) -> Vec<u8> {
         self.0
             .iter()
             .flat_map(|p| p.map(|c| c.clamp(0.0, 255.0).round() as u8))
             .collect()
     }
-    pub fn frame(&self) -> Frame {
+    pub(crate) fn frame(&self) -> Frame {
         frame::downsample(&self.rgb8(), W, H)
     }
-    pub fn jpeg(&self) -> Vec<u8> {
+    pub(crate) fn jpeg(&self) -> Vec<u8> {
         let img = image::RgbImage::from_raw(W as u32, H as u32, self.rgb8()).expect("size");
         let mut out = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)

@@ -43,10 +43,14 @@ pub enum Role {
     /// inspectors): reads everything in its sites, including the audit log and the oversight
     /// warnings, and acts on nothing.
     Auditor,
+    /// An owner-notice provider (an SMS or letter service): posts receipts for the notices
+    /// of the one channel its token names (`token create --role notifier --channel sms`) and
+    /// reads nothing, not even the notices it posts receipts for.
+    Notifier,
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Device,
         Role::DroneOperator,
         Role::Inspector,
@@ -54,6 +58,7 @@ impl Role {
         Role::Platform,
         Role::Admin,
         Role::Auditor,
+        Role::Notifier,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +70,7 @@ impl Role {
             Role::Platform => "platform",
             Role::Admin => "admin",
             Role::Auditor => "auditor",
+            Role::Notifier => "notifier",
         }
     }
 
@@ -110,7 +116,7 @@ impl Role {
                     | Action::OwnerResponse { .. }
                     | Action::Decide { .. }
             ),
-            Role::Device | Role::DroneOperator | Role::Auditor => false,
+            Role::Device | Role::DroneOperator | Role::Auditor | Role::Notifier => false,
         }
     }
 
@@ -143,6 +149,8 @@ pub struct TokenRecord {
     pub unit: Option<String>,
     /// The department whose clues (lead or assisting) the token sees (`None`: every clue).
     pub department: Option<String>,
+    /// The owner-notice channel a notifier token posts receipts for.
+    pub channel: Option<String>,
 }
 
 /// What a new token may do: its role, sites, holder and, for a device token, the one device
@@ -160,6 +168,10 @@ pub struct TokenGrant<'a> {
     /// A device token deliberately bound to no camera: it speaks for every device of its
     /// sites (a relay or recorder). A device token is either bound (`device`) or a relay.
     pub relay: bool,
+    /// The owner-notice channel (`[[clues.owner_notify.channels]] name`) a notifier token
+    /// posts receipts for; required for notifiers and for them only (the caller checks the
+    /// name against the configuration).
+    pub channel: Option<&'a str>,
 }
 
 #[derive(Debug, Error)]
@@ -204,6 +216,7 @@ pub fn create_token(
         unit: None,
         department: None,
         relay: false,
+        channel: None,
     };
     create_token_for(store, &grant, now_ms)
 }
@@ -235,6 +248,34 @@ pub fn create_token_for(
             )));
         }
         _ => {}
+    }
+    match (grant.role, grant.channel) {
+        (Role::Notifier, None) => {
+            return Err(TokenStoreError::Invalid(
+                "a notifier token names the owner-notice channel whose receipts it posts \
+                 (--channel NAME)"
+                    .into(),
+            ));
+        }
+        (Role::Notifier, Some(c)) => {
+            if !crate::clue::owner_notify::is_name(c) {
+                return Err(TokenStoreError::Invalid(
+                    "a channel name is 1..=64 letters, digits, - or _".into(),
+                ));
+            }
+            if grant.department.is_some() {
+                return Err(TokenStoreError::Invalid(
+                    "a notifier token is scoped to its channel, not a department".into(),
+                ));
+            }
+        }
+        (role, Some(_)) => {
+            return Err(TokenStoreError::Invalid(format!(
+                "only notifier tokens name a channel, not {}",
+                role.as_str()
+            )));
+        }
+        (_, None) => {}
     }
     if grant.role == Role::Device && grant.unit.is_some() {
         return Err(TokenStoreError::Invalid(
@@ -292,6 +333,8 @@ pub struct Principal {
     pub unit: Option<String>,
     /// The department whose clues it sees (lead or assisting).
     pub department: Option<String>,
+    /// The owner-notice channel a notifier token posts receipts for.
+    pub channel: Option<String>,
 }
 
 impl Principal {
@@ -501,6 +544,7 @@ impl Authenticator {
             device: rec.device,
             unit: rec.unit,
             department: rec.department,
+            channel: rec.channel,
         })
     }
 }
@@ -518,6 +562,7 @@ mod tests {
             device: None,
             unit: None,
             department: None,
+            channel: None,
         }
     }
 

@@ -141,7 +141,8 @@ fn default_retry_max_ms() -> u64 {
     300_000
 }
 
-fn is_name(s: &str) -> bool {
+/// A channel or template name: 1..=64 letters, digits, `-` or `_`.
+pub(crate) fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()
@@ -519,6 +520,8 @@ pub fn spawn_owner_notify(
                 .clue_delivery_failures_total
                 .get_or_create(&Reason::of(&channel))
                 .clone(),
+            // Notices are retried one by one (no head of line): nothing to show here.
+            head_failures: Default::default(),
             backoff: Backoff::from_millis(ch.retry_min_ms, ch.retry_max_ms),
         };
         let w = ChannelWorker {

@@ -5,12 +5,30 @@
 //! in order, and mark a row delivered only after the broker's PUBACK or a 2xx answer. A change
 //! is therefore delivered at least once per channel across crashes and restarts; every payload
 //! carries `event_id` (the audit sequence number) so the platform drops the rare duplicate.
+//!
+//! **Retried forever, on purpose.** A row is retried with back-off until it is acknowledged,
+//! however many attempts that takes; there is no attempt limit and no dead-letter state. The
+//! outbox is the platform's only copy of an audited change: a platform that is down for a day
+//! (or answers 401 after a secret rotation, or 400 to every payload after an upgrade on its
+//! side) must still get every change, in order, once it is fixed. Giving a row up would drop
+//! a change the platform can never ask for again, and skipping it would hand the platform a
+//! later state of a clue before an earlier one. A platform that refuses one payload for good
+//! is a fault to fix, not to route around, so it must be visible instead:
+//! `gateway_delivery_head_failures{reason=CHANNEL}` is the number of failed attempts in a row
+//! of the channel's oldest row (0 while it flows), `gateway_clue_delivery_failures_total`
+//! counts every failure, and a warning is logged at the 8th, 16th, 32nd... failure in a row
+//! with the row's topic and the last answer. The street-notice lanes (`crate::notice`) use the
+//! same workers and the same rule. Notices to owners are different (`clue::owner_notify`):
+//! they need no order, each is retried on its own up to its channel's `max_attempts` and then
+//! recorded as failed on its clue, because a notice that never reaches the owner is a fact
+//! the case needs, not a change to hold back.
 
 use super::pool::{PoolHandle, PoolSetup};
 use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, DeliveryQueue};
 use crate::backoff::Backoff;
 use crate::metrics::Reason;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet, QoS};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +70,10 @@ pub fn spawn_delivery(
             .clue_delivery_failures_total
             .get_or_create(&Reason::of(channel))
             .clone(),
+        head_failures: metrics
+            .delivery_head_failures
+            .get_or_create(&Reason::of(channel))
+            .clone(),
         backoff: Backoff::from_millis(cfg.retry_min_ms, cfg.retry_max_ms),
     };
     let mut tasks = Vec::new();
@@ -85,6 +107,8 @@ pub(crate) struct Lane {
     pub channel: String,
     pub delivered: Counter,
     pub failed: Counter,
+    /// Failed attempts in a row of the lane's oldest row (`delivery_head_failures`).
+    pub head_failures: Gauge,
     pub backoff: Backoff,
 }
 
@@ -150,9 +174,9 @@ pub(crate) async fn pending(lane: &Lane) -> Vec<super::model::Delivery> {
     }
 }
 
-/// Marks row `id` delivered (`ok`) or its attempt failed, and counts it.
-async fn mark(lane: &mut Lane, id: i64, ok: bool) {
-    let q = lane.queue.clone();
+/// Marks `row` delivered (`ok`) or its attempt failed (`why`), and counts it.
+async fn mark(lane: &mut Lane, row: &super::model::Delivery, ok: bool, why: &str) {
+    let (q, id) = (lane.queue.clone(), row.id);
     let now = crate::clock::now_ms();
     let res = tokio::task::spawn_blocking(move || {
         if ok {
@@ -168,8 +192,15 @@ async fn mark(lane: &mut Lane, id: i64, ok: bool) {
     if ok {
         lane.backoff.reset();
         lane.delivered.inc();
+        lane.head_failures.set(0);
     } else {
         lane.failed.inc();
+        let in_a_row = row.attempts.saturating_add(1);
+        lane.head_failures.set(in_a_row);
+        if in_a_row >= 8 && (in_a_row as u64).is_power_of_two() {
+            warn!(channel = %lane.channel, topic = %row.topic, attempts = in_a_row, last = %why,
+                "delivery still failing; retried until acknowledged (see clue::publish)");
+        }
     }
 }
 
@@ -261,7 +292,12 @@ async fn mqtt_worker(
             if !acked {
                 matcher.abandon();
             }
-            mark(&mut lane, row.id, acked).await;
+            let why = if sent.is_ok() {
+                "no PUBACK"
+            } else {
+                "publish failed"
+            };
+            mark(&mut lane, &row, acked, why).await;
             if !acked {
                 let wait = lane.backoff.next_delay();
                 debug!(channel = %lane.channel, topic = %row.topic, ?wait, "publish not acknowledged; retrying");
@@ -385,15 +421,16 @@ async fn webhook_worker(
             if let Some(s) = &secret {
                 req = req.header("X-Gateway-Signature", signature(s, row.payload.as_bytes()));
             }
-            let ok = tokio::select! {
+            let answer = tokio::select! {
                 _ = cancel.cancelled() => break 'outer,
                 r = req.send() => match r {
-                    Ok(resp) if resp.status().is_success() => true,
-                    Ok(resp) => { debug!(channel = %lane.channel, status = %resp.status(), "webhook refused"); false }
-                    Err(e) => { debug!(channel = %lane.channel, error = %e, "webhook failed"); false }
+                    Ok(resp) if resp.status().is_success() => Ok(()),
+                    Ok(resp) => { debug!(channel = %lane.channel, status = %resp.status(), "webhook refused"); Err(format!("answered {}", resp.status())) }
+                    Err(e) => { debug!(channel = %lane.channel, error = %e, "webhook failed"); Err("unreachable".to_string()) }
                 },
             };
-            mark(&mut lane, row.id, ok).await;
+            let ok = answer.is_ok();
+            mark(&mut lane, &row, ok, answer.err().as_deref().unwrap_or("")).await;
             if !ok {
                 let wait = lane.backoff.next_delay();
                 tokio::select! {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Upper bound of `dashboard.history_points` (a day at one reading a minute).
-pub const MAX_HISTORY_POINTS: usize = 1440;
+pub(crate) const MAX_HISTORY_POINTS: usize = 1440;
 
 /// `[dashboard]` in the config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,7 +46,7 @@ impl Default for DashboardConfig {
 
 impl DashboardConfig {
     /// A configured `dir` must hold `public/index.html`; the history stays modest.
-    pub fn validate(&self) -> Result<(), crate::config_error::ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), crate::config_error::ConfigError> {
         if self.history_points > MAX_HISTORY_POINTS {
             return Err(crate::config_error::invalid(
                 "dashboard.history_points",
@@ -66,7 +66,7 @@ impl DashboardConfig {
     }
 
     /// The `web/` folder to serve, if any is found.
-    pub fn resolve_dir(&self) -> Option<PathBuf> {
+    pub(crate) fn resolve_dir(&self) -> Option<PathBuf> {
         if let Some(d) = &self.dir {
             return Some(d.clone());
         }

@@ -19,13 +19,13 @@ enum Level {
 
 /// A compiled topic pattern such as `milesight/{site}/{device}/uplink`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicPattern {
+pub(crate) struct TopicPattern {
     levels: Vec<Level>,
 }
 
 /// The named segments a topic matched.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Captures<'t> {
+pub(crate) struct Captures<'t> {
     pub site: Option<&'t str>,
     pub device: Option<&'t str>,
     pub dev_eui: Option<&'t str>,
@@ -34,7 +34,7 @@ pub struct Captures<'t> {
 impl TopicPattern {
     /// Compiles `pattern`. `{site}` / `{device}` are required unless fixed by the mapping or the
     /// device is named by DevEUI (`{dev_eui}` here, or `eui_field`).
-    pub fn parse(
+    pub(crate) fn parse(
         pattern: &str,
         site_fixed: bool,
         device_fixed: bool,
@@ -83,7 +83,7 @@ impl TopicPattern {
     }
 
     /// Matches a concrete topic, returning the named segments found in it.
-    pub fn matches<'t>(&self, topic: &'t str) -> Option<Captures<'t>> {
+    pub(crate) fn matches<'t>(&self, topic: &'t str) -> Option<Captures<'t>> {
         let mut c = Captures::default();
         let mut parts = topic.split('/');
         for level in &self.levels {
@@ -187,7 +187,7 @@ pub struct MappingConfig {
 
 impl MappingConfig {
     /// One `[[mappings]]` entry after its preset and codec were applied.
-    pub fn validate(&self, k: &str) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, k: &str) -> Result<(), ConfigError> {
         let map = self;
         let key = |sub: &str| format!("{k}.{sub}");
         if map.topic.is_empty() {
@@ -265,7 +265,7 @@ impl MappingConfig {
     }
 
     /// The time format in force (`time_format`, else `time_unit`).
-    pub fn effective_time_format(&self) -> TimeFormat {
+    pub(crate) fn effective_time_format(&self) -> TimeFormat {
         self.time_format.unwrap_or(if self.time_unit == "s" {
             TimeFormat::S
         } else {
@@ -274,7 +274,7 @@ impl MappingConfig {
     }
 
     /// Whether the device is named by DevEUI (topic placeholder or payload field).
-    pub fn names_dev_eui(&self) -> bool {
+    pub(crate) fn names_dev_eui(&self) -> bool {
         self.dev_eui_field.is_some() || self.topic.split('/').any(|l| l == "{dev_eui}")
     }
 }
@@ -307,7 +307,7 @@ fn one() -> f64 {
 }
 
 /// A compiled third-party mapping.
-pub struct Mapping {
+pub(crate) struct Mapping {
     cfg: MappingConfig,
     pattern: TopicPattern,
     conversions: Vec<Conversion>,
@@ -317,7 +317,7 @@ pub struct Mapping {
 }
 
 impl Mapping {
-    pub fn new(cfg: &MappingConfig) -> Result<Mapping, String> {
+    pub(crate) fn new(cfg: &MappingConfig) -> Result<Mapping, String> {
         let mut cfg = cfg.clone();
         super::presets::apply(&mut cfg);
         let pattern = TopicPattern::parse(

@@ -4,10 +4,10 @@
 //! mappings in order. Anything that fails is a [`DecodeError`] whose `reason()` labels the
 //! `decode_errors_total` counter; the caller logs it with the topic and moves on.
 
-pub mod mapping;
-pub mod native;
-pub mod presets;
-pub mod wire;
+pub(crate) mod mapping;
+pub(crate) mod native;
+pub(crate) mod presets;
+pub(crate) mod wire;
 
 use crate::reading::Reading;
 use crate::registry::Registry;
@@ -41,7 +41,7 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// Short, stable label for metrics.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             DecodeError::TooLarge { .. } => "too_large",
             DecodeError::NotUtf8 => "not_utf8",
@@ -68,7 +68,7 @@ pub struct Decoder {
 impl Decoder {
     /// Payloads up to `max_payload_bytes` (`[mqtt]`), third-party `mappings` tried after the
     /// native topics (`config::Config::decoder` hands both).
-    pub fn new(max_payload_bytes: usize, mappings: &[mapping::MappingConfig]) -> Decoder {
+    pub(crate) fn new(max_payload_bytes: usize, mappings: &[mapping::MappingConfig]) -> Decoder {
         Decoder {
             max_payload_bytes,
             // Config validation already compiled every pattern once; a failure here is a bug
@@ -82,7 +82,7 @@ impl Decoder {
     }
 
     /// Uses the running device registry (default: an empty one).
-    pub fn with_registry(mut self, registry: Arc<Registry>) -> Decoder {
+    pub(crate) fn with_registry(mut self, registry: Arc<Registry>) -> Decoder {
         self.registry = registry;
         self
     }

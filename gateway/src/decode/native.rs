@@ -8,11 +8,11 @@ use firmware::protocol::{
 };
 
 /// Stream used when a telemetry message does not name one.
-pub const DEFAULT_STREAM: &str = "telemetry";
+pub(crate) const DEFAULT_STREAM: &str = "telemetry";
 /// Stream of alarm / recovery events.
-pub const EVENT_STREAM: &str = "event";
+pub(crate) const EVENT_STREAM: &str = "event";
 /// Stream of presence (`online` metric, boolean), shared with Modbus and silence detection.
-pub const STATE_STREAM: &str = "state";
+pub(crate) const STATE_STREAM: &str = "state";
 
 pub fn decode(
     topic: &NativeTopic<'_>,

@@ -117,7 +117,7 @@ impl Codec {
     /// horizontal components of the cover's normal, so the tilt is
     /// asin(sqrt(sin²x + sin²y))), past 90 when `angle_z` says the cover lies upside down.
     /// Nothing is added when the message already has `tilt_deg` or lacks either angle.
-    pub fn derive(self, msg: &mut Vec<Reading>) {
+    pub(crate) fn derive(self, msg: &mut Vec<Reading>) {
         match self {
             Codec::MilesightEm310Udl => {}
             Codec::MilesightEm320Tilt => {
@@ -152,7 +152,7 @@ impl Codec {
 }
 
 /// Fills what `m.preset` and `m.codec` provide and `m` leaves unset. Idempotent.
-pub fn apply(m: &mut MappingConfig) {
+pub(crate) fn apply(m: &mut MappingConfig) {
     if let Some(p) = m.preset {
         let d = defaults(p);
         let fill = |slot: &mut Option<String>, v: &str| {

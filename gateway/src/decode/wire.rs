@@ -21,7 +21,7 @@ use std::marker::PhantomData;
 /// A native telemetry message, borrowing from its payload.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Telemetry<'a> {
+pub(crate) struct Telemetry<'a> {
     #[serde(default)]
     pub ts: Option<i64>,
     #[serde(default)]
@@ -40,7 +40,7 @@ pub struct Telemetry<'a> {
 
 /// A JSON string: borrowed from the payload unless it had to be unescaped.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Text<'a>(pub Cow<'a, str>);
+pub(crate) struct Text<'a>(pub Cow<'a, str>);
 
 impl std::ops::Deref for Text<'_> {
     type Target = str;
@@ -73,7 +73,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 
 /// One metric value, as `firmware::protocol::MetricValue`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Metric<'a> {
+pub(crate) enum Metric<'a> {
     Bool(bool),
     Int(i64),
     Float(f64),
@@ -130,7 +130,7 @@ impl From<Metric<'_>> for crate::reading::Value {
 /// A JSON object as (name, value) pairs in name order, the last of a repeated name winning:
 /// what a `BTreeMap` would hold, without a node allocation per entry.
 #[derive(Debug)]
-pub struct Sorted<'a, T>(pub Vec<(Text<'a>, T)>);
+pub(crate) struct Sorted<'a, T>(pub Vec<(Text<'a>, T)>);
 
 impl<T> Default for Sorted<'_, T> {
     fn default() -> Self {
@@ -140,7 +140,7 @@ impl<T> Default for Sorted<'_, T> {
 
 impl<T> Sorted<'_, T> {
     /// The value under `name`.
-    pub fn get(&self, name: &str) -> Option<&T> {
+    pub(crate) fn get(&self, name: &str) -> Option<&T> {
         self.0
             .binary_search_by(|(k, _)| (**k).cmp(name))
             .ok()

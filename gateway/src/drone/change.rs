@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Largest grid (cells); a larger area gets proportionally larger cells.
-pub const MAX_CELLS: usize = 4_000_000;
+pub(crate) const MAX_CELLS: usize = 4_000_000;
 
 /// A region that changed between two flights, for review.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChangeCandidate {
+pub(crate) struct ChangeCandidate {
     pub task_id: u64,
     pub previous_flight: u64,
     /// Centre of the region.
@@ -33,7 +33,7 @@ pub struct ChangeCandidate {
 
 /// Mean brightness of the ground per cell, accumulated over a flight's frames.
 #[derive(Debug, Clone)]
-pub struct GroundGrid {
+pub(crate) struct GroundGrid {
     /// South-west corner.
     pub origin_lat: f64,
     pub origin_lon: f64,
@@ -54,7 +54,7 @@ fn luma(img: &RgbImage, x: f64, y: f64) -> Option<f32> {
 
 impl GroundGrid {
     /// A grid over `(min_lat, min_lon, max_lat, max_lon)`; `None` for an empty area.
-    pub fn new(bounds: (f64, f64, f64, f64), cell_m: f64) -> Option<GroundGrid> {
+    pub(crate) fn new(bounds: (f64, f64, f64, f64), cell_m: f64) -> Option<GroundGrid> {
         let (min_lat, min_lon, max_lat, max_lon) = bounds;
         let (w, h) = wgs84_to_enu(min_lat, min_lon, max_lat, max_lon);
         if !(w > 0.0 && h > 0.0 && cell_m > 0.0) {
@@ -78,7 +78,7 @@ impl GroundGrid {
 
     /// Projects one frame onto the cells it covers. Returns the cells touched (0 when the frame
     /// does not look at the area, or looks too close to the horizon to map).
-    pub fn add_frame(&mut self, img: &RgbImage, cam: &Camera, pose: &Pose) -> usize {
+    pub(crate) fn add_frame(&mut self, img: &RgbImage, cam: &Camera, pose: &Pose) -> usize {
         let corners = [
             (0.0, 0.0),
             (cam.width as f64, 0.0),
@@ -134,7 +134,7 @@ impl GroundGrid {
     }
 
     /// Mean per cell; NaN where no frame saw it.
-    pub fn means(&self) -> Vec<f32> {
+    pub(crate) fn means(&self) -> Vec<f32> {
         self.sum
             .iter()
             .zip(&self.count)
@@ -142,12 +142,12 @@ impl GroundGrid {
             .collect()
     }
 
-    pub fn seen(&self) -> usize {
+    pub(crate) fn seen(&self) -> usize {
         self.count.iter().filter(|n| **n > 0).count()
     }
 
     /// Saves the means: `cols u32, rows u32, cell_m f64, then f32 per cell`, little-endian.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> std::io::Result<()> {
         let mut out = Vec::with_capacity(16 + 4 * self.sum.len());
         out.extend_from_slice(&(self.cols as u32).to_le_bytes());
         out.extend_from_slice(&(self.rows as u32).to_le_bytes());
@@ -160,7 +160,7 @@ impl GroundGrid {
 }
 
 /// Means saved by [`GroundGrid::save`], if the file exists and has this grid's shape.
-pub fn load_means(path: &Path, grid: &GroundGrid) -> Option<Vec<f32>> {
+pub(crate) fn load_means(path: &Path, grid: &GroundGrid) -> Option<Vec<f32>> {
     let b = std::fs::read(path).ok()?;
     let cols = u32::from_le_bytes(b.get(0..4)?.try_into().ok()?) as usize;
     let rows = u32::from_le_bytes(b.get(4..8)?.try_into().ok()?) as usize;
@@ -202,7 +202,7 @@ fn normalize(v: &[f32], mask: &[bool]) -> Vec<f32> {
 
 /// A changed region in grid cells.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Region {
+pub(crate) struct Region {
     /// Centre, metres east and north of the grid origin.
     pub east_m: f64,
     pub north_m: f64,
@@ -211,7 +211,7 @@ pub struct Region {
 }
 
 /// Compares two flights' means over the same grid.
-pub fn compare(
+pub(crate) fn compare(
     grid: &GroundGrid,
     before: &[f32],
     after: &[f32],
@@ -301,7 +301,7 @@ pub fn compare(
 
 impl GroundGrid {
     /// WGS84 of a point given in metres from the grid origin.
-    pub fn to_wgs84(&self, east_m: f64, north_m: f64) -> (f64, f64) {
+    pub(crate) fn to_wgs84(&self, east_m: f64, north_m: f64) -> (f64, f64) {
         enu_to_wgs84(self.origin_lat, self.origin_lon, east_m, north_m)
     }
 }

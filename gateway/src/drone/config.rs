@@ -103,11 +103,11 @@ impl Default for DroneConfig {
 
 impl DroneConfig {
     /// The aircraft clock's offset, minutes east of UTC, from either spelling.
-    pub fn offset_minutes(&self) -> i32 {
+    pub(crate) fn offset_minutes(&self) -> i32 {
         self.utc_offset_minutes.or(self.utc_offset_min).unwrap_or(0)
     }
 
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.utc_offset_minutes.is_some() && self.utc_offset_min.is_some() {
             return Err(invalid(
                 "drone.utc_offset_min",
@@ -167,7 +167,7 @@ impl DroneConfig {
         Ok(())
     }
 
-    pub fn limits(&self) -> super::upload::UploadLimits {
+    pub(crate) fn limits(&self) -> super::upload::UploadLimits {
         super::upload::UploadLimits {
             max_still_bytes: self.max_still_mb << 20,
             max_video_bytes: self.max_video_mb << 20,
@@ -179,7 +179,7 @@ impl DroneConfig {
         }
     }
 
-    pub fn uncertainty(&self) -> super::georef::Uncertainty {
+    pub(crate) fn uncertainty(&self) -> super::georef::Uncertainty {
         super::georef::Uncertainty {
             gps_m: self.gps_sigma_m,
             alt_m: self.alt_sigma_m,

@@ -85,7 +85,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// `drone-dji:NAME` as an attribute or an element of the XMP packet, as a number.
-pub fn xmp_number(xmp: &str, name: &str) -> Option<f64> {
+pub(crate) fn xmp_number(xmp: &str, name: &str) -> Option<f64> {
     let key = format!("drone-dji:{name}");
     let mut from = 0;
     while let Some(i) = xmp[from..].find(&key) {

@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub(crate) enum Status {
     Uploading,
     Queued,
     Processing,
@@ -21,7 +21,7 @@ pub enum Status {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FileState {
+pub(crate) struct FileState {
     pub name: String,
     pub kind: FileKind,
     pub received: u64,
@@ -36,7 +36,7 @@ pub struct FileState {
 
 /// One geo-referenced detection (routed to a task when `task_id` is set).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Finding {
+pub(crate) struct Finding {
     pub id: u64,
     pub task_id: Option<u64>,
     pub class: String,
@@ -54,7 +54,7 @@ pub struct Finding {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Flight {
+pub(crate) struct Flight {
     pub id: u64,
     pub site: String,
     pub name: Option<String>,
@@ -76,7 +76,7 @@ pub struct Flight {
 
 /// What the SSE stream sends on each change.
 #[derive(Debug, Clone, Serialize)]
-pub struct Progress {
+pub(crate) struct Progress {
     pub id: u64,
     pub status: Status,
     pub progress: f64,
@@ -87,7 +87,7 @@ pub struct Progress {
 }
 
 impl Flight {
-    pub fn progress(&self) -> Progress {
+    pub(crate) fn progress(&self) -> Progress {
         Progress {
             id: self.id,
             status: self.status,
@@ -101,12 +101,12 @@ impl Flight {
 }
 
 /// Most errors kept per flight (a broken video could otherwise report one per frame).
-pub const MAX_ERRORS: usize = 200;
+pub(crate) const MAX_ERRORS: usize = 200;
 /// Most findings kept per flight.
-pub const MAX_FINDINGS: usize = 20_000;
+pub(crate) const MAX_FINDINGS: usize = 20_000;
 
 #[derive(Clone)]
-pub struct FlightStore {
+pub(crate) struct FlightStore {
     root: PathBuf,
     flights: Arc<Mutex<BTreeMap<u64, Flight>>>,
     changes: broadcast::Sender<Progress>,
@@ -115,7 +115,7 @@ pub struct FlightStore {
 impl FlightStore {
     /// Loads the flights under `root` (`{storage.dir}/drone/flights`). A flight that was queued
     /// or processing when the gateway stopped is marked failed (process it again).
-    pub fn open(root: PathBuf) -> std::io::Result<FlightStore> {
+    pub(crate) fn open(root: PathBuf) -> std::io::Result<FlightStore> {
         std::fs::create_dir_all(&root)?;
         let mut flights = BTreeMap::new();
         for entry in std::fs::read_dir(&root)?.flatten() {
@@ -147,11 +147,17 @@ impl FlightStore {
     }
 
     /// The folder of flight `id`'s files.
-    pub fn dir(&self, id: u64) -> PathBuf {
+    pub(crate) fn dir(&self, id: u64) -> PathBuf {
         self.root.join(id.to_string())
     }
 
-    pub fn create(&self, site: String, name: Option<String>, by: String, now_ms: i64) -> Flight {
+    pub(crate) fn create(
+        &self,
+        site: String,
+        name: Option<String>,
+        by: String,
+        now_ms: i64,
+    ) -> Flight {
         let f = {
             let mut all = self.lock();
             let id = all.keys().next_back().copied().unwrap_or(0) + 1;
@@ -180,15 +186,15 @@ impl FlightStore {
         f
     }
 
-    pub fn get(&self, id: u64) -> Option<Flight> {
+    pub(crate) fn get(&self, id: u64) -> Option<Flight> {
         self.lock().get(&id).cloned()
     }
 
-    pub fn list(&self) -> Vec<Flight> {
+    pub(crate) fn list(&self) -> Vec<Flight> {
         self.lock().values().cloned().collect()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Progress> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Progress> {
         self.changes.subscribe()
     }
 
@@ -205,7 +211,12 @@ impl FlightStore {
     }
 
     /// Changes flight `id` with `f`; announces the progress, and saves when `persist`.
-    pub fn update<R>(&self, id: u64, persist: bool, f: impl FnOnce(&mut Flight) -> R) -> Option<R> {
+    pub(crate) fn update<R>(
+        &self,
+        id: u64,
+        persist: bool,
+        f: impl FnOnce(&mut Flight) -> R,
+    ) -> Option<R> {
         let (r, snapshot) = {
             let mut all = self.lock();
             let flight = all.get_mut(&id)?;

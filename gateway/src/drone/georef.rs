@@ -20,7 +20,7 @@
 use serde::Serialize;
 
 /// Rays closer to the horizon than this are not intersected (position error explodes).
-pub const MIN_DEPRESSION_DEG: f64 = 5.0;
+pub(crate) const MIN_DEPRESSION_DEG: f64 = 5.0;
 /// WGS84 semi-major axis and first eccentricity squared.
 const WGS84_A: f64 = 6_378_137.0;
 const WGS84_E2: f64 = 6.694_379_990_14e-3;
@@ -35,7 +35,7 @@ pub struct Camera {
 
 impl Camera {
     /// Focal length in pixels.
-    pub fn focal_px(&self) -> f64 {
+    pub(crate) fn focal_px(&self) -> f64 {
         (self.width as f64 / 2.0) / (self.hfov_deg.to_radians() / 2.0).tan()
     }
 
@@ -69,7 +69,7 @@ pub struct Pose {
 
 /// One-sigma uncertainties of the inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Uncertainty {
+pub(crate) struct Uncertainty {
     /// Horizontal GNSS error (consumer GPS ~2.5 m, RTK ~0.05 m).
     pub gps_m: f64,
     /// Relative altitude error, including ground that is not at take-off height.
@@ -96,7 +96,7 @@ impl Default for Uncertainty {
 
 /// A ground position with its one-sigma horizontal error.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct GroundPoint {
+pub(crate) struct GroundPoint {
     pub lat: f64,
     pub lon: f64,
     /// Offset from the aircraft, metres east and north.
@@ -162,7 +162,7 @@ pub fn enu_to_wgs84(lat0: f64, lon0: f64, east: f64, north: f64) -> (f64, f64) {
 }
 
 /// WGS84 to an ENU offset from (`lat0`, `lon0`).
-pub fn wgs84_to_enu(lat0: f64, lon0: f64, lat: f64, lon: f64) -> (f64, f64) {
+pub(crate) fn wgs84_to_enu(lat0: f64, lon0: f64, lat: f64, lon: f64) -> (f64, f64) {
     let (m_lat, m_lon) = metres_per_degree(lat0);
     ((lon - lon0) * m_lon, (lat - lat0) * m_lat)
 }
@@ -188,7 +188,12 @@ pub fn pixel_to_ground(cam: &Camera, pose: &Pose, u: f64, v: f64) -> Option<(f64
 
 /// The pixel where a ground point (east, north offset from the aircraft) appears, or `None`
 /// when it is behind the camera. May lie outside the image.
-pub fn ground_to_pixel(cam: &Camera, pose: &Pose, east: f64, north: f64) -> Option<(f64, f64)> {
+pub(crate) fn ground_to_pixel(
+    cam: &Camera,
+    pose: &Pose,
+    east: f64,
+    north: f64,
+) -> Option<(f64, f64)> {
     let (fwd, right, down) = axes(pose);
     let p = [east, north, -pose.rel_alt_m];
     let z = dot(p, fwd);
@@ -203,7 +208,13 @@ pub fn ground_to_pixel(cam: &Camera, pose: &Pose, east: f64, north: f64) -> Opti
 }
 
 /// Geo-references pixel (`u`, `v`) with its one-sigma horizontal error.
-pub fn locate(cam: &Camera, pose: &Pose, unc: &Uncertainty, u: f64, v: f64) -> Option<GroundPoint> {
+pub(crate) fn locate(
+    cam: &Camera,
+    pose: &Pose,
+    unc: &Uncertainty,
+    u: f64,
+    v: f64,
+) -> Option<GroundPoint> {
     let (e, n) = pixel_to_ground(cam, pose, u, v)?;
     let shift = |p: Pose, du: f64, dv: f64| -> f64 {
         // A perturbed ray that misses the ground counts as the whole distance to the point.

@@ -27,10 +27,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// Flights waiting to be processed.
-pub const QUEUE: usize = 64;
+pub(crate) const QUEUE: usize = 64;
 
 /// The processing worker's shared parts.
-pub struct Processor {
+pub(crate) struct Processor {
     pub cfg: DroneConfig,
     pub flights: FlightStore,
     pub tasks: TaskStore,
@@ -52,7 +52,7 @@ struct Frame {
 
 /// `YYYY:MM:DD HH:MM:SS` or `YYYY-MM-DD HH:MM:SS[.fff]` (local aircraft time) to ms since the
 /// epoch, given the clock's offset east of UTC.
-pub fn parse_local_time(s: &str, utc_offset_min: i32) -> Option<i64> {
+pub(crate) fn parse_local_time(s: &str, utc_offset_min: i32) -> Option<i64> {
     let s = s.trim();
     let date = s.get(0..10)?;
     let time = s.get(11..19)?;
@@ -207,7 +207,7 @@ fn course_over_ground(track: &SrtTrack, t_ms: u64) -> Option<f64> {
 }
 
 impl Processor {
-    pub fn new(
+    pub(crate) fn new(
         cfg: DroneConfig,
         flights: FlightStore,
         tasks: TaskStore,
@@ -225,7 +225,7 @@ impl Processor {
     }
 
     /// Starts the worker; returns the queue's sender.
-    pub fn spawn(self: Arc<Self>) -> (mpsc::Sender<u64>, tokio::task::JoinHandle<()>) {
+    pub(crate) fn spawn(self: Arc<Self>) -> (mpsc::Sender<u64>, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<u64>(QUEUE);
         let handle = tokio::spawn(async move {
             loop {
@@ -316,7 +316,7 @@ impl Processor {
     }
 
     /// Processes flight `id` to the end (runs on a blocking thread).
-    pub fn process(&self, id: u64, rt: &tokio::runtime::Handle) {
+    pub(crate) fn process(&self, id: u64, rt: &tokio::runtime::Handle) {
         let Some(flight) = self.flights.get(id) else {
             return;
         };

@@ -14,17 +14,17 @@
 //! - [`retention`]: old flights' footage deleted, what clues came from kept.
 //! - [`DroneState`]: what the HTTP routes (`crate::http::drone`) share; [`config`]: `[drone]`.
 
-pub mod change;
-pub mod config;
+pub(crate) mod change;
+pub(crate) mod config;
 pub mod exif;
-pub mod flight;
+pub(crate) mod flight;
 pub mod georef;
-pub mod job;
+pub(crate) mod job;
 pub(crate) mod receive;
-pub mod retention;
+pub(crate) mod retention;
 pub mod srt;
-pub mod tasks;
-pub mod upload;
+pub(crate) mod tasks;
+pub(crate) mod upload;
 
 use config::DroneConfig;
 use flight::FlightStore;
@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
-pub enum DroneError {
+pub(crate) enum DroneError {
     #[error("drone storage {path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -59,7 +59,7 @@ pub(crate) struct DroneState {
 }
 
 impl DroneState {
-    pub fn new(
+    pub(crate) fn new(
         cfg: DroneConfig,
         flights: FlightStore,
         tasks: TaskStore,

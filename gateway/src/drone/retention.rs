@@ -23,7 +23,7 @@ use std::path::Path;
 
 /// What one run did.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Expiry {
+pub(crate) struct Expiry {
     /// Flights that had files deleted.
     pub flights: usize,
     pub files: usize,
@@ -38,7 +38,7 @@ pub struct Expiry {
 
 /// How long footage is kept, ms.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Periods {
+pub(crate) struct Periods {
     /// Footage no clue came from.
     pub footage_ms: i64,
     /// Footage a clue came from (none: as long as the flight record).
@@ -47,7 +47,7 @@ pub struct Periods {
 
 impl Periods {
     /// From `[drone]` (none: `footage_retention_days` is 0, everything is kept).
-    pub fn of(cfg: &super::config::DroneConfig) -> Option<Periods> {
+    pub(crate) fn of(cfg: &super::config::DroneConfig) -> Option<Periods> {
         let ms = |days: u64| {
             i64::try_from(days)
                 .unwrap_or(i64::MAX)
@@ -63,7 +63,7 @@ impl Periods {
 
 /// The clues whose footage is past the clue footage period and not yet deleted: the ones
 /// [`expire`] needs to know are closed before it deletes their footage.
-pub fn clues_due(flights: &FlightStore, now_ms: i64, periods: Periods) -> BTreeSet<i64> {
+pub(crate) fn clues_due(flights: &FlightStore, now_ms: i64, periods: Periods) -> BTreeSet<i64> {
     let Some(clue_ms) = periods.clue_footage_ms else {
         return BTreeSet::new();
     };
@@ -99,7 +99,7 @@ fn source_file(frame: &str) -> &str {
 /// Deletes the footage of flights finished more than `periods.footage_ms` before `now_ms`
 /// (the files a clue came from: more than `periods.clue_footage_ms`, and none of whose clues
 /// is in `open`).
-pub fn expire(
+pub(crate) fn expire(
     flights: &FlightStore,
     now_ms: i64,
     periods: Periods,

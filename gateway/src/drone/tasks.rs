@@ -13,7 +13,7 @@ use thiserror::Error;
 const MAX_VERTICES: usize = 10_000;
 
 #[derive(Debug, Error)]
-pub enum TaskError {
+pub(crate) enum TaskError {
     #[error("{0}")]
     Invalid(String),
     #[error("task store {path}: {source}")]
@@ -26,7 +26,7 @@ pub enum TaskError {
 /// `POST /api/v1/tasks` body.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewTask {
+pub(crate) struct NewTask {
     pub name: String,
     pub department: String,
     pub area: geojson::Geometry,
@@ -40,7 +40,7 @@ pub struct NewTask {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Task {
+pub(crate) struct Task {
     pub id: u64,
     pub name: String,
     pub department: String,
@@ -112,14 +112,14 @@ fn in_ring(r: &[[f64; 2]], lon: f64, lat: f64) -> bool {
 }
 
 /// Whether `label` is one of `targets` (`vehicle` stands for every motor vehicle).
-pub fn target_matches(targets: &[String], label: &str) -> bool {
+pub(crate) fn target_matches(targets: &[String], label: &str) -> bool {
     targets.iter().any(|t| {
         t == label || (t == "vehicle" && matches!(label, "car" | "motorbike" | "bus" | "truck"))
     })
 }
 
 impl Task {
-    pub fn new(id: u64, t: NewTask, now_ms: i64) -> Result<Task, TaskError> {
+    pub(crate) fn new(id: u64, t: NewTask, now_ms: i64) -> Result<Task, TaskError> {
         for (key, v) in [
             ("name", &t.name),
             ("department", &t.department),
@@ -154,7 +154,7 @@ impl Task {
     }
 
     /// Inside an outer ring and outside its holes, in any of the polygons.
-    pub fn contains(&self, lat: f64, lon: f64) -> bool {
+    pub(crate) fn contains(&self, lat: f64, lon: f64) -> bool {
         self.polygons.iter().any(|p| {
             p.first().is_some_and(|outer| in_ring(outer, lon, lat))
                 && !p[1..].iter().any(|hole| in_ring(hole, lon, lat))
@@ -162,7 +162,7 @@ impl Task {
     }
 
     /// `(min_lat, min_lon, max_lat, max_lon)` of the outer rings.
-    pub fn bounds(&self) -> (f64, f64, f64, f64) {
+    pub(crate) fn bounds(&self) -> (f64, f64, f64, f64) {
         let mut b = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
         for p in &self.polygons {
             for [lon, lat] in p.first().into_iter().flatten() {
@@ -172,21 +172,22 @@ impl Task {
         b
     }
 
-    pub fn wants(&self, label: &str) -> bool {
+    pub(crate) fn wants(&self, label: &str) -> bool {
         target_matches(&self.targets, label)
     }
 }
 
 /// The registered tasks, persisted as JSON on every change.
 #[derive(Clone)]
-pub struct TaskStore {
+pub(crate) struct TaskStore {
     path: Option<PathBuf>,
     tasks: Arc<Mutex<Vec<Task>>>,
 }
 
 impl TaskStore {
     /// In memory only (tests).
-    pub fn memory() -> TaskStore {
+    #[cfg(test)]
+    pub(crate) fn memory() -> TaskStore {
         TaskStore {
             path: None,
             tasks: Default::default(),
@@ -194,7 +195,7 @@ impl TaskStore {
     }
 
     /// Loads `path` if it exists; a task that no longer validates is dropped with a warning.
-    pub fn open(path: PathBuf) -> Result<TaskStore, TaskError> {
+    pub(crate) fn open(path: PathBuf) -> Result<TaskStore, TaskError> {
         let mut tasks = Vec::new();
         match std::fs::read(&path) {
             Ok(bytes) => {
@@ -228,7 +229,7 @@ impl TaskStore {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn add(&self, t: NewTask, now_ms: i64) -> Result<Task, TaskError> {
+    pub(crate) fn add(&self, t: NewTask, now_ms: i64) -> Result<Task, TaskError> {
         let mut tasks = self.lock();
         let id = tasks.iter().map(|t| t.id).max().unwrap_or(0) + 1;
         let task = Task::new(id, t, now_ms)?;
@@ -244,7 +245,7 @@ impl TaskStore {
         Ok(task)
     }
 
-    pub fn list(&self) -> Vec<Task> {
+    pub(crate) fn list(&self) -> Vec<Task> {
         self.lock().clone()
     }
 }

@@ -14,7 +14,7 @@ use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 
 #[derive(Debug, Error)]
-pub enum UploadError {
+pub(crate) enum UploadError {
     #[error("{0}")]
     BadName(String),
     #[error("{0}")]
@@ -47,7 +47,7 @@ pub enum UploadError {
 /// What a file is, by extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FileKind {
+pub(crate) enum FileKind {
     Still,
     Video,
     Telemetry,
@@ -55,7 +55,7 @@ pub enum FileKind {
 
 /// Size limits (bytes) per kind and per flight.
 #[derive(Debug, Clone, Copy)]
-pub struct UploadLimits {
+pub(crate) struct UploadLimits {
     pub max_still_bytes: u64,
     pub max_video_bytes: u64,
     pub max_telemetry_bytes: u64,
@@ -83,7 +83,7 @@ impl Default for UploadLimits {
 }
 
 impl UploadLimits {
-    pub fn max_bytes(&self, kind: FileKind) -> u64 {
+    pub(crate) fn max_bytes(&self, kind: FileKind) -> u64 {
         match kind {
             FileKind::Still => self.max_still_bytes,
             FileKind::Video => self.max_video_bytes,
@@ -94,7 +94,7 @@ impl UploadLimits {
 
 /// Checks a file name and returns its kind: 1-100 characters of `A-Z a-z 0-9 . _ -`, not
 /// starting with a dot, ending in `.jpg`/`.jpeg` (still), `.mp4`/`.mov` (video) or `.srt`.
-pub fn kind_of(name: &str) -> Result<FileKind, UploadError> {
+pub(crate) fn kind_of(name: &str) -> Result<FileKind, UploadError> {
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
@@ -120,7 +120,7 @@ pub fn kind_of(name: &str) -> Result<FileKind, UploadError> {
 
 /// The declared content type must fit the kind (`application/octet-stream` is accepted for
 /// any: resumable-upload clients often send it; the bytes are checked anyway).
-pub fn check_content_type(kind: FileKind, ct: &str) -> Result<(), UploadError> {
+pub(crate) fn check_content_type(kind: FileKind, ct: &str) -> Result<(), UploadError> {
     let ct = ct
         .split(';')
         .next()
@@ -149,13 +149,13 @@ pub fn check_content_type(kind: FileKind, ct: &str) -> Result<(), UploadError> {
 
 /// `Content-Range: bytes START-END/TOTAL` (END inclusive; TOTAL may be `*` until known).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ContentRange {
+pub(crate) struct ContentRange {
     pub start: u64,
     pub end: u64,
     pub total: Option<u64>,
 }
 
-pub fn parse_content_range(s: &str) -> Result<ContentRange, UploadError> {
+pub(crate) fn parse_content_range(s: &str) -> Result<ContentRange, UploadError> {
     let bad = || {
         UploadError::BadRange(format!(
             "Content-Range `{s}`: expected bytes START-END/TOTAL"
@@ -177,14 +177,14 @@ pub fn parse_content_range(s: &str) -> Result<ContentRange, UploadError> {
 }
 
 /// Paths of a file in a flight's folder.
-pub fn part_path(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn part_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.part"))
 }
 
 /// Appends `body` to `path` (created if missing) and returns the bytes written. Stops with
 /// [`UploadError::TooLarge`] as soon as the file would pass `max_len`; with `expect` set,
 /// a body longer than the declared range is refused too.
-pub async fn append<S, E>(
+pub(crate) async fn append<S, E>(
     path: &Path,
     body: S,
     max_len: u64,
@@ -232,7 +232,7 @@ where
 }
 
 /// SHA-256 (hex) of a file, streamed.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -248,7 +248,11 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 }
 
 /// Checks a complete file's content against its kind before it is accepted.
-pub fn verify(path: &Path, kind: FileKind, limits: &UploadLimits) -> Result<(), UploadError> {
+pub(crate) fn verify(
+    path: &Path,
+    kind: FileKind,
+    limits: &UploadLimits,
+) -> Result<(), UploadError> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
@@ -301,7 +305,7 @@ pub fn verify(path: &Path, kind: FileKind, limits: &UploadLimits) -> Result<(), 
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }

@@ -37,7 +37,10 @@ fn may_upload(p: &Principal) -> ApiResult<()> {
 }
 
 fn may_read(p: &Principal) -> ApiResult<()> {
-    Ok(p.require(p.role != Role::Device, "read flights and tasks")?)
+    Ok(p.require(
+        !matches!(p.role, Role::Device | Role::Notifier),
+        "read flights and tasks",
+    )?)
 }
 
 /// The flight, when it exists and the token sees its site (404 otherwise: another site's

@@ -180,6 +180,10 @@ pub(crate) fn router(state: AppState, dashboard: &DashboardConfig) -> Router {
             post(supervision::act),
         )
         // notices to owners (sent with the clue action send_owner_notice)
+        .route(
+            "/api/v1/owner-notify/channels",
+            get(owner_notices::channels),
+        )
         .route("/api/v1/owner-notices/{id}", get(owner_notices::one))
         .route(
             "/api/v1/owner-notices/{id}/receipt",

@@ -151,11 +151,14 @@ pub fn document() -> Value {
 /// Notices to owners (`http::owner_notices`); apart for the macro's recursion limit.
 fn add_owner_notice_paths(paths: &mut Value) {
     let id = [("id", "path")];
+    paths["/api/v1/owner-notify/channels"] = json!({"get": op(
+        "The configured owner-notice channels [{name, kind (webhook), contact (phone | address: the registry contact it needs), templates (empty: any)}], for the send_owner_notice form; never a channel's URL or token (readers of clues)",
+        &[], false)});
     paths["/api/v1/owner-notices/{id}"] = json!({"get": op(
         "A notice to the owner {clue_id, channel, template, contact (masked), state queued|delivered|failed, attempts, last_error, queued_ms, delivered_ms, provider_id, failed_ms, receipt_status, receipt_ms, idempotency_key} (readers of its clue)",
         &id, false)});
     paths["/api/v1/owner-notices/{id}/receipt"] = json!({"post": op(
-        "The provider's receipt {status (delivered | read | undeliverable | ...: a lower-case word), at_ms?, note?} (platform, admin of the notice's site; 403 for other roles); audited on the clue as owner_notice_receipt; answers the notice",
+        "The provider's receipt {status (delivered | read | undeliverable | ...: a lower-case word), at_ms?, note?} (a notifier token of the notice's channel and site, which answers {id, channel, receipt_status, receipt_ms} only and may use no other route; platform, admin of the notice's site, answered the notice; 403 for other roles and other channels, 404 outside the token's sites); audited on the clue as owner_notice_receipt",
         &id, true)});
 }
 

@@ -3,6 +3,6 @@
 //! gateway config and `installation.trap` of a device registry entry (which wins, and changes
 //! without a restart). The rules consume both through [`trap::TrapInstalls`].
 
-pub mod trap;
+pub(crate) mod trap;
 
-pub use trap::{TrapInstall, TrapInstalls, TrapMount};
+pub(crate) use trap::{TrapInstall, TrapInstalls};

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// The stream grease-trap readings arrive on.
-pub const STREAM: &str = "grease_trap";
+pub(crate) const STREAM: &str = "grease_trap";
 
 /// Plan shape of the trap chamber (walls are vertical).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,7 +101,7 @@ pub struct TrapInstall {
 /// as a separate small type so the registry cannot name a trap other than its own device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TrapMount {
+pub(crate) struct TrapMount {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape: Option<TrapShape>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -121,7 +121,7 @@ pub struct TrapMount {
 
 impl TrapMount {
     /// The `[[traps]]` form of this mount on `site`/`device` (the one the rules read).
-    pub fn at(&self, site: &str, device: &str) -> TrapInstall {
+    pub(crate) fn at(&self, site: &str, device: &str) -> TrapInstall {
         let m = self.clone();
         TrapInstall {
             site: site.into(),
@@ -140,7 +140,7 @@ impl TrapMount {
 
 /// What the rules see for one trap reading.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Figures {
+pub(crate) struct Figures {
     pub level_mm: Option<f64>,
     /// The level is relative to the sensor face (a distance sensor without a mount height).
     pub relative: bool,
@@ -168,12 +168,12 @@ impl TrapInstall {
     }
 
     /// Plan area in mm², when shape and dimensions are known.
-    pub fn area_mm2(&self) -> Option<f64> {
+    pub(crate) fn area_mm2(&self) -> Option<f64> {
         self.geometry().map(|g| g.area_mm2() as f64)
     }
 
     /// The figures for a reported `value` (canonical unit `unit`).
-    pub fn figures(&self, value: f64, unit: &str) -> Figures {
+    pub(crate) fn figures(&self, value: f64, unit: &str) -> Figures {
         let area = self.area_mm2();
         let depth = self.working_depth_mm;
         let level = match self.reports {
@@ -204,7 +204,7 @@ impl TrapInstall {
     }
 
     /// Checks dimensions; errors name the key under `k` (`traps[2].diameter_mm`).
-    pub fn validate(&self, k: &str) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, k: &str) -> Result<(), ConfigError> {
         for (name, v) in [("site", &self.site), ("device", &self.device)] {
             if v.is_empty() {
                 return Err(invalid(format!("{k}.{name}"), "must not be empty"));
@@ -292,7 +292,7 @@ pub struct TrapInstalls {
 }
 
 /// Checks `[[traps]]`: valid dimensions, one entry per device.
-pub fn validate(traps: &[TrapInstall]) -> Result<(), ConfigError> {
+pub(crate) fn validate(traps: &[TrapInstall]) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();
     for (i, t) in traps.iter().enumerate() {
         let k = format!("traps[{i}]");
@@ -306,7 +306,7 @@ pub fn validate(traps: &[TrapInstall]) -> Result<(), ConfigError> {
 
 impl TrapInstalls {
     /// The configured traps (`[[traps]]`), none registered yet.
-    pub fn new(traps: &[TrapInstall]) -> Self {
+    pub(crate) fn new(traps: &[TrapInstall]) -> Self {
         let configured: HashMap<Key, TrapInstall> = traps
             .iter()
             .map(|t| ((t.site.clone(), t.device.clone()), t.clone()))
@@ -319,7 +319,7 @@ impl TrapInstalls {
 
     /// Replaces the registered traps (every registry version calls this with all of them);
     /// a registered trap replaces a configured one of the same device, logged.
-    pub fn set_registered(&self, registered: Vec<TrapInstall>) {
+    pub(crate) fn set_registered(&self, registered: Vec<TrapInstall>) {
         let mut all = (*self.configured).clone();
         for t in registered {
             let key = (t.site.clone(), t.device.clone());
@@ -344,7 +344,7 @@ impl TrapInstalls {
             .clone()
     }
 
-    pub fn get(&self, site: &str, device: &str) -> Option<TrapInstall> {
+    pub(crate) fn get(&self, site: &str, device: &str) -> Option<TrapInstall> {
         // Look-ups are per grease-trap message, not per reading; an owned key costs two
         // short allocations.
         self.map()
@@ -354,7 +354,7 @@ impl TrapInstalls {
 
     /// For one message's readings (one device): the grease-trap figures it lacks, derived
     /// from what it carries. Empty for other streams and when nothing can be added.
-    pub fn derive(&self, msg: &[Reading]) -> Vec<Reading> {
+    pub(crate) fn derive(&self, msg: &[Reading]) -> Vec<Reading> {
         let Some(first) = msg.iter().find(|r| r.stream == STREAM) else {
             return Vec::new();
         };

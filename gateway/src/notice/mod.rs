@@ -51,10 +51,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// The outbox channel of the notices' MQTT topic.
-pub const CHANNEL_MQTT: &str = "notice-mqtt";
+pub(crate) const CHANNEL_MQTT: &str = "notice-mqtt";
 
 /// The outbox channel of webhook `name`.
-pub fn webhook_channel(name: &str) -> String {
+pub(crate) fn webhook_channel(name: &str) -> String {
     format!("notice-webhook:{name}")
 }
 
@@ -116,7 +116,7 @@ impl NoticeWebhook {
 
 impl NoticesConfig {
     /// Checks what serde cannot; errors name the key (`notices.webhooks[0].url`).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.retry_min_ms == 0 {
             return Err(invalid("notices.retry_min_ms", "must be at least 1"));
         }
@@ -155,7 +155,7 @@ impl NoticesConfig {
     }
 
     /// The outbox channels a notice of `camera` at `site` is queued on.
-    pub fn channels_for(&self, site: &str, camera: &str) -> Vec<String> {
+    pub(crate) fn channels_for(&self, site: &str, camera: &str) -> Vec<String> {
         let mut out = Vec::new();
         if self.mqtt {
             out.push(CHANNEL_MQTT.to_string());
@@ -172,7 +172,7 @@ impl NoticesConfig {
 
 /// Records warned stays and queues their notices; cheap to clone.
 #[derive(Clone)]
-pub struct Notices {
+pub(crate) struct Notices {
     store: Arc<dyn ClueStore>,
     cfg: Arc<NoticesConfig>,
     /// Wakes this process's notice workers when a notice was queued.
@@ -181,7 +181,7 @@ pub struct Notices {
 }
 
 impl Notices {
-    pub fn new(pool: &PoolHandle, cfg: &NoticesConfig, metrics: Arc<Metrics>) -> Notices {
+    pub(crate) fn new(pool: &PoolHandle, cfg: &NoticesConfig, metrics: Arc<Metrics>) -> Notices {
         Notices {
             store: pool.store(),
             cfg: Arc::new(cfg.clone()),
@@ -192,7 +192,7 @@ impl Notices {
 
     /// Records `events` in order (off the async threads): a notice with its delivery rows,
     /// an outcome on its stay's record. Failures are logged and counted, never fatal.
-    pub async fn apply(&self, events: Vec<StayEvent>) {
+    pub(crate) async fn apply(&self, events: Vec<StayEvent>) {
         if events.is_empty() {
             return;
         }
@@ -233,7 +233,7 @@ impl Notices {
     }
 
     /// Starts one delivery worker per configured channel.
-    pub fn spawn_delivery(
+    pub(crate) fn spawn_delivery(
         &self,
         broker: &dyn MqttConnect,
         cancel: CancellationToken,
@@ -249,6 +249,11 @@ impl Notices {
             failed: self
                 .metrics
                 .notice_delivery_failures_total
+                .get_or_create(&Reason::of(&channel))
+                .clone(),
+            head_failures: self
+                .metrics
+                .delivery_head_failures
                 .get_or_create(&Reason::of(&channel))
                 .clone(),
             channel,

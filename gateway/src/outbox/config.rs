@@ -33,7 +33,7 @@ impl Default for OutboxConfig {
 
 impl OutboxConfig {
     /// Checks the sizes; keys are named from the root (`storage.outbox.*`).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let o = self;
         if o.segment_bytes < 4096 {
             return Err(invalid(

@@ -60,13 +60,14 @@
 //! We did not benchmark those crates; the format here is ~300 lines and fully tested.
 
 mod config;
-pub mod segment;
+pub(crate) mod segment;
 
 #[cfg(test)]
 mod tests;
 
 use crate::metrics::Metrics;
-pub use config::{OutboxConfig, WhenFull};
+pub use config::OutboxConfig;
+pub(crate) use config::WhenFull;
 use segment::{FRAME_OVERHEAD, Frame, HEADER_LEN, HeaderCheck, Stop};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -78,7 +79,7 @@ use tokio::sync::Notify;
 
 /// Errors of the outbox.
 #[derive(Debug, thiserror::Error)]
-pub enum OutboxError {
+pub(crate) enum OutboxError {
     /// Backpressure policy: the batch does not fit under `max_bytes` now; nothing was written.
     #[error("outbox is full")]
     Full,
@@ -105,7 +106,7 @@ pub enum OutboxError {
 
 /// A position in the outbox: just after the last record of a [`Batch`]. Opaque.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
+pub(crate) struct Position {
     segment: u64,
     offset: u64,
     /// Index (within the segment) of the record that starts at `offset`.
@@ -120,20 +121,21 @@ impl Position {
 
 /// Records read from the outbox, oldest first, and the position to commit once delivered.
 #[derive(Debug)]
-pub struct Batch {
+pub(crate) struct Batch {
     pub records: Vec<Vec<u8>>,
     pub end: Position,
 }
 
+#[cfg(test)]
 impl Batch {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
 }
 
 /// Waiting records and bytes on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutboxStats {
+pub(crate) struct OutboxStats {
     /// Records appended and not yet committed.
     pub records: u64,
     /// Bytes of segment files on disk (what `max_bytes` bounds).
@@ -274,7 +276,7 @@ fn plan(records: &[Vec<u8>], active_end: Option<u64>, segment_bytes: u64) -> Vec
 
 impl Outbox {
     /// Opens (or creates) the outbox in `dir`, recovering from a crash (see the module doc).
-    pub fn open(
+    pub(crate) fn open(
         dir: &Path,
         cfg: &OutboxConfig,
         metrics: Arc<Metrics>,
@@ -504,7 +506,7 @@ impl Outbox {
     /// `Err(Full)`; wait with [`Outbox::wait_for_space`] and retry. DropOldest: deletes the
     /// oldest segments to make room, counting the undelivered records dropped.
     /// On `Err(Io)` part of the batch may be stored; retrying may store it twice (at-least-once).
-    pub fn append(&self, records: &[Vec<u8>]) -> Result<(), OutboxError> {
+    pub(crate) fn append(&self, records: &[Vec<u8>]) -> Result<(), OutboxError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -701,7 +703,11 @@ impl Outbox {
     /// records (single consumer). An empty batch means nothing waits. A record that fails its
     /// CRC here cuts its segment (logged, counted in `outbox_errors_total`); if an append is
     /// running at that moment this returns `Err(Corrupt)` once and the next call goes on.
-    pub fn read_batch(&self, max_records: usize, max_bytes: usize) -> Result<Batch, OutboxError> {
+    pub(crate) fn read_batch(
+        &self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Batch, OutboxError> {
         let mut reader = lock(&self.reader);
         let (mut pos, view) = {
             let st = lock(&self.state);
@@ -829,7 +835,7 @@ impl Outbox {
     /// Marks everything before `end` delivered: persists the cursor durably, then deletes the
     /// segments that are fully consumed. A position at or before the cursor is a no-op (e.g.
     /// DropOldest already dropped past it).
-    pub fn commit(&self, end: &Position) -> Result<(), OutboxError> {
+    pub(crate) fn commit(&self, end: &Position) -> Result<(), OutboxError> {
         let _serial = lock(&self.commit_lock);
         // 1. Validate and work out the cursor to persist.
         let target = {
@@ -906,7 +912,7 @@ impl Outbox {
     }
 
     /// Records waiting and bytes on disk.
-    pub fn stats(&self) -> OutboxStats {
+    pub(crate) fn stats(&self) -> OutboxStats {
         let st = lock(&self.state);
         OutboxStats {
             records: st.depth(),
@@ -915,7 +921,7 @@ impl Outbox {
     }
 
     /// Resolves when records may be available: at once if some wait, else after the next append.
-    pub async fn wait_for_data(&self) {
+    pub(crate) async fn wait_for_data(&self) {
         let notified = self.data_ready.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
@@ -927,12 +933,7 @@ impl Outbox {
 
     /// Resolves when space may have been freed (after a commit deleted segments). Wake-ups can be
     /// spurious: retry the append. With several producers, also use a timeout as a safety net.
-    pub async fn wait_for_space(&self) {
+    pub(crate) async fn wait_for_space(&self) {
         self.space_freed.notified().await;
-    }
-
-    /// The directory this outbox lives in.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }

@@ -16,13 +16,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Toml,
     Csv,
 }
 
 impl Format {
-    pub fn of(path: &Path) -> Option<Format> {
+    pub(crate) fn of(path: &Path) -> Option<Format> {
         match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "toml" => Some(Format::Toml),
             "csv" => Some(Format::Csv),
@@ -33,12 +33,12 @@ impl Format {
 
 /// Size and modification time: enough to notice an edit without reading the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     len: u64,
     modified: Option<std::time::SystemTime>,
 }
 
-pub fn stamp(path: &Path) -> Option<Stamp> {
+pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
     Some(Stamp {
         len: m.len(),
@@ -61,7 +61,7 @@ fn file_error(path: &Path, reason: impl Into<String>) -> RegistryError {
 }
 
 /// Reads and validates the registry; a missing file is an empty registry.
-pub fn load(path: &Path) -> Result<(Snapshot, Option<Stamp>), RegistryError> {
+pub(crate) fn load(path: &Path) -> Result<(Snapshot, Option<Stamp>), RegistryError> {
     let before = stamp(path);
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -85,7 +85,7 @@ fn parse(path: &Path, text: &str) -> Result<Vec<DeviceEntry>, RegistryError> {
     }
 }
 
-pub fn render(path: &Path, entries: &[DeviceEntry]) -> Result<String, RegistryError> {
+pub(crate) fn render(path: &Path, entries: &[DeviceEntry]) -> Result<String, RegistryError> {
     match Format::of(path) {
         Some(Format::Toml) => {
             let body = toml::to_string(&TomlFile {
@@ -102,14 +102,14 @@ pub fn render(path: &Path, entries: &[DeviceEntry]) -> Result<String, RegistryEr
 }
 
 /// A new version written beside the file, not yet in place.
-pub struct Pending {
+pub(crate) struct Pending {
     tmp: PathBuf,
     path: PathBuf,
 }
 
 impl Pending {
     /// Puts the new version in place; returns its stamp.
-    pub fn commit(self) -> Result<Option<Stamp>, RegistryError> {
+    pub(crate) fn commit(self) -> Result<Option<Stamp>, RegistryError> {
         std::fs::rename(&self.tmp, &self.path)
             .map_err(|e| file_error(&self.path, e.to_string()))?;
         if let Some(dir) = self.path.parent()
@@ -121,13 +121,16 @@ impl Pending {
         Ok(stamp(&self.path))
     }
 
-    pub fn discard(self) {
+    pub(crate) fn discard(self) {
         let _ = std::fs::remove_file(&self.tmp);
     }
 }
 
 /// Writes `entries` to a temp file beside `path` (fsynced).
-pub fn write_pending(path: &Path, entries: &[DeviceEntry]) -> Result<Pending, RegistryError> {
+pub(crate) fn write_pending(
+    path: &Path,
+    entries: &[DeviceEntry],
+) -> Result<Pending, RegistryError> {
     let text = render(path, entries)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| file_error(path, e.to_string()))?;

@@ -22,8 +22,8 @@
 //! Lookups are on the intake path: the current registry is an `Arc` swapped whole on change, so
 //! a decoder holds a read lock only for an `Arc` clone.
 
-pub mod file;
-pub mod unknown;
+pub(crate) mod file;
+pub(crate) mod unknown;
 
 use crate::clue::signal::{GeoPoint, Subject};
 use crate::config_error::{ConfigError, invalid};
@@ -38,7 +38,7 @@ use thiserror::Error;
 /// What kind of device an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DeviceKind {
+pub(crate) enum DeviceKind {
     /// Grease-trap level sensor (ultrasonic, 4-20 mA...).
     GreaseTrap,
     /// Manhole-cover switch or tilt sensor.
@@ -51,7 +51,7 @@ pub enum DeviceKind {
 }
 
 impl DeviceKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DeviceKind::GreaseTrap => "grease_trap",
             DeviceKind::ManholeCover => "manhole_cover",
@@ -61,7 +61,7 @@ impl DeviceKind {
         }
     }
 
-    pub fn parse(s: &str) -> Option<DeviceKind> {
+    pub(crate) fn parse(s: &str) -> Option<DeviceKind> {
         [
             DeviceKind::GreaseTrap,
             DeviceKind::ManholeCover,
@@ -77,7 +77,7 @@ impl DeviceKind {
 /// How a device is installed: what rules and reviewers need beyond its readings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Installation {
+pub(crate) struct Installation {
     /// A camera's zones (polygons in image pixels), e.g. the no-parking area it watches.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub camera_zones: Vec<crate::vision::zone::Zone>,
@@ -92,7 +92,7 @@ pub struct Installation {
 }
 
 impl Installation {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.camera_zones.is_empty() && self.trap.is_none() && self.notes.is_none()
     }
 }
@@ -100,7 +100,7 @@ impl Installation {
 /// One registered device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DeviceEntry {
+pub(crate) struct DeviceEntry {
     pub site: String,
     pub device: String,
     pub kind: DeviceKind,
@@ -132,12 +132,12 @@ pub struct DeviceEntry {
 
 impl DeviceEntry {
     /// `{site}/{device}`.
-    pub fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         format!("{}/{}", self.site, self.device)
     }
 
     /// Checks one entry; `key` prefixes the field named in the error (`devices[3]`).
-    pub fn validate(&mut self, key: &str) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&mut self, key: &str) -> Result<(), ConfigError> {
         for (name, v) in [("site", &self.site), ("device", &self.device)] {
             if !firmware::protocol::valid_segment(v) || v.contains('/') {
                 return Err(invalid(
@@ -188,7 +188,7 @@ const EUI_HINT: &str =
     "a DevEUI is 16 hex digits (`24E124713B123456`, `24-e1-24-...` also accepted)";
 
 /// `24-E1-24-71-3B-12-34-56` / `24E124713B123456` -> `24e124713b123456`; `None` if not an EUI-64.
-pub fn normalize_eui(s: &str) -> Option<String> {
+pub(crate) fn normalize_eui(s: &str) -> Option<String> {
     let hex: String = s
         .chars()
         .filter(|c| !matches!(c, '-' | ':' | ' '))
@@ -239,7 +239,7 @@ impl Default for RegistryConfig {
 }
 
 impl RegistryConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.check_s == 0 {
             return Err(invalid("registry.check_s", "must be at least 1"));
         }
@@ -286,7 +286,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Validates and indexes `entries`; errors name the entry (`devices[2].dev_eui`).
-    pub fn build(mut entries: Vec<DeviceEntry>) -> Result<Snapshot, ConfigError> {
+    pub(crate) fn build(mut entries: Vec<DeviceEntry>) -> Result<Snapshot, ConfigError> {
         for (i, e) in entries.iter_mut().enumerate() {
             e.validate(&format!("devices[{i}]"))?;
         }
@@ -325,17 +325,17 @@ impl Snapshot {
         Ok(s)
     }
 
-    pub fn entries(&self) -> &[DeviceEntry] {
+    pub(crate) fn entries(&self) -> &[DeviceEntry] {
         &self.entries
     }
 
-    pub fn get(&self, site: &str, device: &str) -> Option<&DeviceEntry> {
+    pub(crate) fn get(&self, site: &str, device: &str) -> Option<&DeviceEntry> {
         let i = self.by_key.get(site)?.get(device)?;
         self.entries.get(*i)
     }
 
     /// The entry of a normalized DevEUI.
-    pub fn by_eui(&self, eui: &str) -> Option<&DeviceEntry> {
+    pub(crate) fn by_eui(&self, eui: &str) -> Option<&DeviceEntry> {
         self.entries.get(*self.by_eui.get(eui)?)
     }
 
@@ -344,7 +344,7 @@ impl Snapshot {
     }
 
     /// The trap installations the entries carry, in the rules' form.
-    pub fn traps(&self) -> Vec<TrapInstall> {
+    pub(crate) fn traps(&self) -> Vec<TrapInstall> {
         self.entries
             .iter()
             .filter_map(|e| Some(e.installation.trap.as_ref()?.at(&e.site, &e.device)))
@@ -372,7 +372,7 @@ pub struct Registry {
 
 /// Where the readings of an unregistered DevEUI went.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EuiOutcome {
+pub(crate) enum EuiOutcome {
     /// Stored under this site and device.
     StoredAs { site: String, device: String },
     /// Refused (dead-lettered).
@@ -398,13 +398,9 @@ impl Registry {
     }
 
     /// No file, nothing registered (tests, tools).
-    pub fn empty() -> Registry {
+    pub(crate) fn empty() -> Registry {
         Registry::open(&RegistryConfig::default(), Arc::new(Metrics::new()))
             .unwrap_or_else(|_| unreachable!("an empty registry reads no file"))
-    }
-
-    pub fn config(&self) -> &RegistryConfig {
-        &self.cfg
     }
 
     /// The registry as it is now.
@@ -415,18 +411,19 @@ impl Registry {
             .clone()
     }
 
-    pub fn get(&self, site: &str, device: &str) -> Option<DeviceEntry> {
+    pub(crate) fn get(&self, site: &str, device: &str) -> Option<DeviceEntry> {
         self.snapshot().get(site, device).cloned()
     }
 
     /// The registered location of a device, for clue subjects.
-    pub fn location(&self, site: &str, device: &str) -> Option<GeoPoint> {
+    #[cfg(test)]
+    pub(crate) fn location(&self, site: &str, device: &str) -> Option<GeoPoint> {
         self.snapshot().get(site, device)?.location
     }
 
     /// Completes a clue subject from its device's entry: location, shop and owner, where the
     /// producer gave none (a drone finding's own position is closer than the registry's).
-    pub fn stamp(&self, s: &mut Subject) {
+    pub(crate) fn stamp(&self, s: &mut Subject) {
         let Some(device) = &s.device else { return };
         let snap = self.snapshot();
         let Some(e) = snap.get(&s.site, device) else {
@@ -447,7 +444,10 @@ impl Registry {
     /// or address, else the one contact every entry of the site that holds one agrees on (a
     /// site-wide clue, or a device registered without it). None when there is none, or the
     /// site's entries disagree (whom to tell is then a person's call).
-    pub fn owner_contact(&self, s: &Subject) -> Option<crate::clue::owner_notify::OwnerContact> {
+    pub(crate) fn owner_contact(
+        &self,
+        s: &Subject,
+    ) -> Option<crate::clue::owner_notify::OwnerContact> {
         use crate::clue::owner_notify::OwnerContact;
         let of = |e: &DeviceEntry| {
             (e.owner_phone.is_some() || e.owner_address.is_some()).then(|| OwnerContact {
@@ -482,13 +482,13 @@ impl Registry {
 
     /// Whether devices named by site and device are checked against the registry (a file is
     /// configured); without one every native device would be "unregistered".
-    pub fn checks_devices(&self) -> bool {
+    pub(crate) fn checks_devices(&self) -> bool {
         self.cfg.file.is_some()
     }
 
     /// Site and device of a DevEUI (normalized), or what the policy says for an unknown one;
     /// `fallback` is a site and device the message itself named (topic or fixed).
-    pub fn resolve_eui(
+    pub(crate) fn resolve_eui(
         &self,
         eui: &str,
         fallback: Option<(&str, &str)>,
@@ -523,7 +523,7 @@ impl Registry {
 
     /// Notes a message from a device named by site and device (native topic, mapping with
     /// site and device in the topic): counted and listed when it is not registered.
-    pub fn note_device(&self, site: &str, device: &str, topic: &str, at_ms: i64) {
+    pub(crate) fn note_device(&self, site: &str, device: &str, topic: &str, at_ms: i64) {
         if !self.checks_devices() || self.snapshot().get(site, device).is_some() {
             return;
         }
@@ -539,13 +539,13 @@ impl Registry {
     }
 
     /// Devices sending without being registered, most recent first.
-    pub fn unknown(&self) -> Vec<unknown::UnknownView> {
+    pub(crate) fn unknown(&self) -> Vec<unknown::UnknownView> {
         self.unknown.list()
     }
 
     /// Re-reads the file when it changed since it was last read or written; `Ok(true)` when a
     /// new version was applied.
-    pub fn reload_if_changed(&self) -> Result<bool, RegistryError> {
+    pub(crate) fn reload_if_changed(&self) -> Result<bool, RegistryError> {
         let Some(path) = &self.cfg.file else {
             return Ok(false);
         };
@@ -557,7 +557,7 @@ impl Registry {
     }
 
     /// Re-reads the file (SIGHUP); a bad file is refused and the running registry stays.
-    pub fn reload(&self) -> Result<usize, RegistryError> {
+    pub(crate) fn reload(&self) -> Result<usize, RegistryError> {
         let Some(path) = &self.cfg.file else {
             return Ok(0);
         };
@@ -582,7 +582,7 @@ impl Registry {
     /// Keeps `traps` (the rules engine's) up to date with the registered trap installations,
     /// from now on and at every new version, so a trap's geometry edited in the file or
     /// through the API reaches the rules without a restart.
-    pub fn feed_traps(&self, traps: TrapInstalls) {
+    pub(crate) fn feed_traps(&self, traps: TrapInstalls) {
         let mut fed = self.traps.lock().unwrap_or_else(|p| p.into_inner());
         traps.set_registered(self.snapshot().traps());
         *fed = Some(traps);
@@ -601,7 +601,11 @@ impl Registry {
     /// Adds or replaces the entry of `entry.site`/`entry.device`. `audit` runs after the new
     /// file is written beside the old one and before it replaces it: if auditing fails,
     /// nothing changes. Returns the previous entry.
-    pub fn put<F>(&self, entry: DeviceEntry, audit: F) -> Result<Option<DeviceEntry>, RegistryError>
+    pub(crate) fn put<F>(
+        &self,
+        entry: DeviceEntry,
+        audit: F,
+    ) -> Result<Option<DeviceEntry>, RegistryError>
     where
         F: FnOnce(Option<&DeviceEntry>, Option<&DeviceEntry>) -> Result<(), RegistryError>,
     {
@@ -614,7 +618,7 @@ impl Registry {
     }
 
     /// Removes an entry (404 when there is none); returns it.
-    pub fn remove<F>(
+    pub(crate) fn remove<F>(
         &self,
         site: &str,
         device: &str,
@@ -674,7 +678,7 @@ impl Registry {
 }
 
 /// Checks the file every `check_s` until `cancel`, applying a changed version.
-pub async fn watch(registry: Arc<Registry>, cancel: tokio_util::sync::CancellationToken) {
+pub(crate) async fn watch(registry: Arc<Registry>, cancel: tokio_util::sync::CancellationToken) {
     if registry.cfg.file.is_none() {
         return;
     }

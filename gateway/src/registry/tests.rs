@@ -254,7 +254,7 @@ fn a_registered_trap_reaches_the_rules_at_once_and_wins_over_the_configured_one(
     assert_eq!(traps.get("r7", "trap-1"), Some(configured.clone()));
     // An installer adds the geometry through the API: the rules' copy changes at once.
     let mut e = r.get("r7", "trap-1").unwrap();
-    let mount: crate::install::TrapMount = serde_json::from_value(serde_json::json!({
+    let mount: crate::install::trap::TrapMount = serde_json::from_value(serde_json::json!({
         "shape": "rectangular", "length_mm": 1200.0, "width_mm": 600.0,
         "working_depth_mm": 800.0, "sensor_height_mm": 1000.0, "reports": "distance"
     }))

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 /// One row of `GET /api/v1/devices?unregistered=true`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UnknownView {
+pub(crate) struct UnknownView {
     /// `dev_eui` or `device`.
     pub kind: &'static str,
     /// The DevEUI, or `{site}/{device}`.
@@ -72,13 +72,13 @@ struct Tables {
     rows: usize,
 }
 
-pub struct UnknownDevices {
+pub(crate) struct UnknownDevices {
     limit: usize,
     tables: Mutex<Tables>,
 }
 
 impl UnknownDevices {
-    pub fn new(limit: usize) -> UnknownDevices {
+    pub(crate) fn new(limit: usize) -> UnknownDevices {
         UnknownDevices {
             limit,
             tables: Mutex::new(Tables::default()),
@@ -89,7 +89,7 @@ impl UnknownDevices {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn note_eui(&self, eui: &str, outcome: &EuiOutcome, topic: &str, at_ms: i64) {
+    pub(crate) fn note_eui(&self, eui: &str, outcome: &EuiOutcome, topic: &str, at_ms: i64) {
         let mut t = self.lock();
         if let Some(s) = t.euis.get_mut(eui) {
             s.bump(at_ms, topic);
@@ -107,7 +107,7 @@ impl UnknownDevices {
         t.rows += 1;
     }
 
-    pub fn note_device(&self, site: &str, device: &str, topic: &str, at_ms: i64) {
+    pub(crate) fn note_device(&self, site: &str, device: &str, topic: &str, at_ms: i64) {
         let mut t = self.lock();
         if let Some(s) = t.devices.get_mut(site).and_then(|d| d.get_mut(device)) {
             s.bump(at_ms, topic);
@@ -124,7 +124,7 @@ impl UnknownDevices {
     }
 
     /// Drops the rows of devices that `snap` now registers.
-    pub fn forget_registered(&self, snap: &Snapshot) {
+    pub(crate) fn forget_registered(&self, snap: &Snapshot) {
         let mut t = self.lock();
         t.euis.retain(|eui, _| snap.by_eui(eui).is_none());
         for (site, devs) in t.devices.iter_mut() {
@@ -135,7 +135,7 @@ impl UnknownDevices {
     }
 
     /// Every row, most recently seen first.
-    pub fn list(&self) -> Vec<UnknownView> {
+    pub(crate) fn list(&self) -> Vec<UnknownView> {
         let t = self.lock();
         let mut out: Vec<UnknownView> = t
             .euis

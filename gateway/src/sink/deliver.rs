@@ -17,7 +17,7 @@ use tracing::{error, warn};
 /// How often a partial batch is re-read while it waits for the flush deadline.
 const POLL: Duration = Duration::from_millis(50);
 
-pub async fn run(
+pub(crate) async fn run(
     outbox: Arc<Outbox>,
     writer: InfluxWriter,
     cfg: InfluxConfig,

@@ -116,7 +116,7 @@ impl Default for InfluxConfig {
 
 impl InfluxConfig {
     /// Checks what serde cannot; keys are named from the root (`influx.*`).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let i = self;
         let u = url::Url::parse(&i.url).map_err(|e| invalid("influx.url", e.to_string()))?;
         if !matches!(u.scheme(), "http" | "https") {
@@ -153,10 +153,10 @@ impl InfluxConfig {
 }
 
 /// Name of the dead-letter file inside the dead-letter directory.
-pub const DEAD_LETTER_FILE: &str = "rejected-lines.lp";
+pub(crate) const DEAD_LETTER_FILE: &str = "rejected-lines.lp";
 
 /// A server's `Retry-After` is honoured up to this long.
-pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
+pub(crate) const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 
 /// What happened to one `write_batch` call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

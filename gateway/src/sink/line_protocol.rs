@@ -187,7 +187,12 @@ pub fn encode_with(readings: &[Reading], prefix: &str, dialect: Dialect) -> Vec<
 const DIRECT_MAX: usize = 32;
 
 /// [`encode_with`], appending to `lines` (the processor collects a whole batch in one vector).
-pub fn encode_into(readings: &[Reading], prefix: &str, dialect: Dialect, lines: &mut Vec<Vec<u8>>) {
+pub(crate) fn encode_into(
+    readings: &[Reading],
+    prefix: &str,
+    dialect: Dialect,
+    lines: &mut Vec<Vec<u8>>,
+) {
     type Key<'a> = (&'a str, &'a str, &'a str, &'static str, i64);
     fn key(r: &Reading) -> Key<'_> {
         (

@@ -5,7 +5,7 @@
 //! was either accepted by the database or moved to the dead-letter file, so the outbox may then
 //! remove the batch.
 
-pub mod deliver;
+pub(crate) mod deliver;
 pub mod influx;
 pub mod line_protocol;
 

@@ -2,4 +2,4 @@
 
 pub mod modbus;
 pub mod mqtt;
-pub mod mqtt_acks;
+pub(crate) mod mqtt_acks;

@@ -82,7 +82,7 @@ impl Default for MqttConfig {
 impl MqttConfig {
     /// Checks what serde cannot (the URL scheme, filters, pairs of settings); keys are named
     /// from the root (`mqtt.*`).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let m = self;
         let url = url::Url::parse(&m.url).map_err(|e| invalid("mqtt.url", e.to_string()))?;
         if !matches!(url.scheme(), "mqtt" | "mqtts" | "tcp" | "ssl") {
@@ -164,7 +164,7 @@ fn validate_filter(s: &str) -> Result<(), String> {
 }
 
 #[derive(Debug, Error)]
-pub enum MqttError {
+pub(crate) enum MqttError {
     #[error("mqtt.url: {0}")]
     Url(String),
     #[error("reading {path}: {source}")]
@@ -180,7 +180,7 @@ pub enum MqttError {
 const MAX_INCOMING_PACKET: usize = 268_435_455;
 
 /// Builds client options from config (URL, credentials, TLS, persistent session).
-pub fn options(cfg: &MqttConfig) -> Result<MqttOptions, MqttError> {
+pub(crate) fn options(cfg: &MqttConfig) -> Result<MqttOptions, MqttError> {
     let url = url::Url::parse(&cfg.url).map_err(|e| MqttError::Url(e.to_string()))?;
     let tls = matches!(url.scheme(), "mqtts" | "ssl");
     let host = url
@@ -223,10 +223,10 @@ pub fn options(cfg: &MqttConfig) -> Result<MqttOptions, MqttError> {
 
 /// Capacity of rumqttc's request channel (subscribes, dead-letter publishes; acknowledgements
 /// do not go through it, see [`super::mqtt_acks`]).
-pub const REQUEST_CAPACITY: usize = 10_000;
+pub(crate) const REQUEST_CAPACITY: usize = 10_000;
 
 /// Makes ring the process-wide rustls provider (once); TLS connections need one.
-pub fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // Err only means another part of the process installed one first: fine.
@@ -235,7 +235,7 @@ pub fn install_crypto_provider() {
 }
 
 /// Creates the client (used by the processor to ack) and its event loop.
-pub fn connect(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), MqttError> {
+pub(crate) fn connect(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), MqttError> {
     install_crypto_provider();
     Ok(AsyncClient::new(options(cfg)?, REQUEST_CAPACITY))
 }
@@ -255,7 +255,7 @@ pub const DECODE_QUEUE: usize = 512;
 /// once acknowledgements flow, and before this queue was bounded a 600,000-message backlog
 /// arrived whole within 6 s (RSS 150 MB).
 #[allow(clippy::too_many_arguments)]
-pub async fn run(
+pub(crate) async fn run(
     cfg: MqttConfig,
     client: AsyncClient,
     eventloop: EventLoop,

@@ -22,16 +22,16 @@ use rumqttc::{EventLoop, Packet, PubAck};
 use std::time::Duration;
 
 // The acknowledgement and its queue are part of the intake contract, defined by its consumer.
-pub use crate::pipeline::{AckReceiver, AckSender, MqttAck, ack_channel as channel};
+pub(crate) use crate::pipeline::{AckReceiver, AckSender, MqttAck, ack_channel as channel};
 
 /// Acknowledgements waiting to be written on the current connection.
 #[derive(Debug, Default)]
-pub struct Unsent {
+pub(crate) struct Unsent {
     acks: Vec<MqttAck>,
 }
 
 impl Unsent {
-    pub fn extend(&mut self, more: Vec<MqttAck>) {
+    pub(crate) fn extend(&mut self, more: Vec<MqttAck>) {
         if self.acks.is_empty() {
             self.acks = more;
         } else {
@@ -39,14 +39,14 @@ impl Unsent {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.acks.is_empty()
     }
 
     /// Writes every waiting ack of `connection` with one flush; answers how many were written.
     /// Acks of other connections are dropped. On error the connection is unusable: the caller
     /// drops it (`EventLoop::clean`) and the acks are forgotten with it.
-    pub async fn write(
+    pub(crate) async fn write(
         &mut self,
         eventloop: &mut EventLoop,
         connection: u64,
@@ -82,7 +82,7 @@ impl Unsent {
 /// Writing acknowledgements failed; the connection is lost.
 #[derive(Debug, thiserror::Error)]
 #[error("writing acknowledgements: {0}")]
-pub struct WriteError(String);
+pub(crate) struct WriteError(String);
 
 #[cfg(test)]
 mod tests {

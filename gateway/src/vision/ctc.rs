@@ -24,7 +24,12 @@ pub struct CharReading {
 
 /// Greedy CTC decoding keeping, per character, the best probability over its run of steps and
 /// the runner-up class (not blank) at that step.
-pub fn ctc_chars(probs: &[f32], steps: usize, classes: usize, dict: &[String]) -> Vec<CharReading> {
+pub(crate) fn ctc_chars(
+    probs: &[f32],
+    steps: usize,
+    classes: usize,
+    dict: &[String],
+) -> Vec<CharReading> {
     let path: Vec<usize> = probs
         .chunks_exact(classes)
         .take(steps)
@@ -46,7 +51,7 @@ pub fn ctc_chars(probs: &[f32], steps: usize, classes: usize, dict: &[String]) -
 /// The characters an alignment spells: repeats collapsed, blanks dropped; each character's
 /// probability is its best over its run of steps, with the likeliest other character (not the
 /// blank) at that step as runner-up.
-pub fn chars_of_path(
+pub(crate) fn chars_of_path(
     probs: &[f32],
     classes: usize,
     dict: &[String],
@@ -98,7 +103,7 @@ pub fn chars_of_path(
 /// Which texts an alignment may spell: the classes allowed at each place, the classes that end a
 /// text at their place, and the complete lengths.
 #[derive(Debug, Clone)]
-pub struct PathLayout {
+pub(crate) struct PathLayout {
     classes: usize,
     /// `allowed[pos][class]`: `class` may be character `pos + 1`.
     allowed: Vec<Vec<bool>>,
@@ -110,7 +115,7 @@ pub struct PathLayout {
 impl PathLayout {
     /// `allows(class, place)` (place from 1) for every non-blank class and place up to the
     /// longest complete length; `ends(class, place)` where that class ends a text.
-    pub fn new(
+    pub(crate) fn new(
         classes: usize,
         lengths: &[usize],
         allows: impl Fn(usize, usize) -> bool,
@@ -153,7 +158,7 @@ enum From {
 
 /// The likeliest alignment (one label per step, 0 = blank) whose text fits `layout`, or `None`
 /// when no alignment of `steps` steps can spell a complete text.
-pub fn best_path_in_layout(
+pub(crate) fn best_path_in_layout(
     probs: &[f32],
     steps: usize,
     classes: usize,

@@ -12,15 +12,15 @@ use serde::Serialize;
 use std::path::Path;
 
 /// Model file in the models folder.
-pub const MODEL_FILE: &str = "yolov3-tiny.onnx";
+pub(crate) const MODEL_FILE: &str = "yolov3-tiny.onnx";
 /// Network input side.
 pub const INPUT: u32 = 416;
 /// Rows in the model output (13x13x3 + 26x26x3).
-pub const ROWS: usize = 2535;
+pub(crate) const ROWS: usize = 2535;
 const STRIDE: usize = 85;
 
 /// COCO labels in class-index order (`coco.names`).
-pub const COCO_LABELS: [&str; 80] = [
+pub(crate) const COCO_LABELS: [&str; 80] = [
     "person",
     "bicycle",
     "car",
@@ -103,16 +103,16 @@ pub const COCO_LABELS: [&str; 80] = [
     "toothbrush",
 ];
 
-pub const PERSON: usize = 0;
-pub const BICYCLE: usize = 1;
-pub const CAR: usize = 2;
-pub const MOTORCYCLE: usize = 3;
-pub const BUS: usize = 5;
-pub const TRUCK: usize = 7;
+pub(crate) const PERSON: usize = 0;
+pub(crate) const BICYCLE: usize = 1;
+pub(crate) const CAR: usize = 2;
+pub(crate) const MOTORCYCLE: usize = 3;
+pub(crate) const BUS: usize = 5;
+pub(crate) const TRUCK: usize = 7;
 
 /// The class index of a COCO label; spaces are ignored (`"dining table"` is the file's
 /// `diningtable`) and case too.
-pub fn class_of(label: &str) -> Option<usize> {
+pub(crate) fn class_of(label: &str) -> Option<usize> {
     let norm = |s: &str| {
         s.chars()
             .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-')
@@ -124,9 +124,9 @@ pub fn class_of(label: &str) -> Option<usize> {
 }
 
 /// Classes the street rules use: people, bicycles and motor vehicles.
-pub const STREET_CLASSES: [usize; 6] = [PERSON, BICYCLE, CAR, MOTORCYCLE, BUS, TRUCK];
+pub(crate) const STREET_CLASSES: [usize; 6] = [PERSON, BICYCLE, CAR, MOTORCYCLE, BUS, TRUCK];
 
-pub fn is_vehicle(class_id: usize) -> bool {
+pub(crate) fn is_vehicle(class_id: usize) -> bool {
     matches!(class_id, CAR | MOTORCYCLE | BUS | TRUCK)
 }
 
@@ -172,7 +172,7 @@ pub struct Detector {
 
 impl Detector {
     /// Loads `yolov3-tiny.onnx` from the models folder ([`models_dir`]).
-    pub fn load_default(config: DetectorConfig) -> Result<Self, VisionError> {
+    pub(crate) fn load_default(config: DetectorConfig) -> Result<Self, VisionError> {
         Self::load(&models_dir().join(MODEL_FILE), config)
     }
 
@@ -181,10 +181,6 @@ impl Detector {
             model: Model::load(path, config.threads)?,
             config,
         })
-    }
-
-    pub fn config(&self) -> &DetectorConfig {
-        &self.config
     }
 
     /// Detects objects in the whole image.
@@ -198,7 +194,7 @@ impl Detector {
     /// Detects objects of `classes` (empty: all 80) in the whole image, whatever classes the
     /// detector was configured with: one loaded model serves rules that look for different
     /// objects (vehicles for parking, tables and chairs for shop fronts).
-    pub fn detect_with(
+    pub(crate) fn detect_with(
         &self,
         img: &RgbImage,
         classes: &[usize],
@@ -301,7 +297,7 @@ impl Detector {
 /// Decodes raw rows (cx, cy, w, h, objectness, 80 probabilities; input pixels) into detections
 /// in source pixels, keeping the best class of each row when its score passes `threshold`.
 /// The letterbox maps input pixels to source pixels; boxes are clamped to `w` x `h`.
-pub fn decode(
+pub(crate) fn decode(
     raw: &[f32],
     lb: &Letterbox,
     threshold: f32,
@@ -338,7 +334,7 @@ pub fn decode(
 }
 
 /// Per-class NMS, best score first.
-pub fn suppress(dets: Vec<Detection>, iou: f32) -> Vec<Detection> {
+pub(crate) fn suppress(dets: Vec<Detection>, iou: f32) -> Vec<Detection> {
     let boxes: Vec<BBox> = dets.iter().map(|d| d.bbox).collect();
     let scores: Vec<f32> = dets.iter().map(|d| d.score).collect();
     let groups: Vec<usize> = dets.iter().map(|d| d.class_id).collect();

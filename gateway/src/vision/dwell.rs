@@ -124,7 +124,7 @@ pub struct Sighting {
 
 impl Sighting {
     /// A sighting with no plate.
-    pub fn new(bbox: BBox, vehicle: bool) -> Self {
+    pub(crate) fn new(bbox: BBox, vehicle: bool) -> Self {
         Sighting {
             bbox,
             vehicle,
@@ -135,7 +135,8 @@ impl Sighting {
     }
 
     /// The same with a sure plate read at `confidence`.
-    pub fn with_plate(mut self, plate: &str, confidence: f32) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_plate(mut self, plate: &str, confidence: f32) -> Self {
         self.plate = Some(plate.to_string());
         self.plate_confidence = confidence;
         self
@@ -306,7 +307,7 @@ pub fn sightings(detections: &[Detection], plates: &[PlateReading]) -> Vec<Sight
 
 /// The index of the smallest box holding the centre of `plate` (`None` entries are skipped):
 /// the vehicle a plate belongs to when vehicle boxes nest (a car in front of a bus).
-pub fn plate_owner<'a>(
+pub(crate) fn plate_owner<'a>(
     boxes: impl IntoIterator<Item = Option<&'a BBox>>,
     plate: &BBox,
 ) -> Option<usize> {
@@ -321,7 +322,7 @@ pub fn plate_owner<'a>(
 }
 
 /// Upper case, without spaces and the separators people and OCR put in plates.
-pub fn normalize_plate(p: &str) -> String {
+pub(crate) fn normalize_plate(p: &str) -> String {
     p.chars()
         .filter(|c| !c.is_whitespace() && !matches!(c, '·' | '•' | '-' | '.'))
         .flat_map(char::to_uppercase)
@@ -343,7 +344,7 @@ mod saved_frame {
         regions: Vec<Region>,
     }
 
-    pub fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         f: &(i64, Bytes, Vec<Region>),
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -355,7 +356,7 @@ mod saved_frame {
         .serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<(i64, Bytes, Vec<Region>), D::Error> {
         let f = Saved::deserialize(d)?;
@@ -367,18 +368,18 @@ mod saved_frame {
 /// A tracker's stays as saved at a stop, to be resumed at the next start (see
 /// [`DwellTracker::saved`]). Opaque outside this module.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SavedStays {
+pub(crate) struct SavedStays {
     stays: Vec<Stay>,
     next_id: u64,
     last_at: Option<i64>,
 }
 
 impl SavedStays {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.stays.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.stays.is_empty()
     }
 }
@@ -409,11 +410,7 @@ impl DwellTracker {
         }
     }
 
-    pub fn config(&self) -> &ParkingConfig {
-        &self.cfg
-    }
-
-    pub fn stays(&self) -> Vec<StayView> {
+    pub(crate) fn stays(&self) -> Vec<StayView> {
         self.stays
             .iter()
             .map(|s| StayView {
@@ -432,7 +429,7 @@ impl DwellTracker {
     }
 
     /// The stays being timed, to save at a stop.
-    pub fn saved(&self) -> SavedStays {
+    pub(crate) fn saved(&self) -> SavedStays {
         SavedStays {
             stays: self.stays.clone(),
             next_id: self.next_id,
@@ -443,7 +440,7 @@ impl DwellTracker {
     /// Continues the stays saved at the last stop, dropping those last seen more than
     /// `max_hidden_s` before `now_ms`: past that the tracker itself would have let them go,
     /// and a vehicle seen there now may be another one. Returns how many were resumed.
-    pub fn resume(&mut self, saved: SavedStays, now_ms: i64) -> usize {
+    pub(crate) fn resume(&mut self, saved: SavedStays, now_ms: i64) -> usize {
         let max_unseen = self.cfg.max_hidden_s as i64 * 1000;
         self.next_id = self.next_id.max(saved.next_id);
         self.last_at = self.last_at.max(saved.last_at);
@@ -458,14 +455,14 @@ impl DwellTracker {
     }
 
     /// The zones vehicles are timed in.
-    pub fn zones(&self) -> &[Zone] {
+    pub(crate) fn zones(&self) -> &[Zone] {
         &self.cfg.zones
     }
 
     /// Replaces the zones (the camera's registry entry changed). Stays already timed keep
     /// their time; a vehicle outside every new zone is no longer seen there and its stay
     /// ends as usual.
-    pub fn set_zones(&mut self, zones: Vec<Zone>) {
+    pub(crate) fn set_zones(&mut self, zones: Vec<Zone>) {
         self.cfg.zones = zones;
     }
 

@@ -24,15 +24,15 @@
 //! 5. route the events: `Persuade` -> MQTT notice (roadside speaker / SMS), `Clue` -> the clue
 //!    pool's `ClueSender`, `Left { persuaded }` -> stats.
 
-pub mod ctc;
+pub(crate) mod ctc;
 pub mod detector;
 pub mod dwell;
-pub mod error;
+pub(crate) mod error;
 pub mod nms;
 pub mod plate;
 pub mod preprocess;
 pub mod runtime;
-pub mod tiles;
+pub(crate) mod tiles;
 pub mod zone;
 
 pub use error::VisionError;

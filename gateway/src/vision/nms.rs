@@ -12,7 +12,7 @@ pub struct BBox {
 }
 
 impl BBox {
-    pub fn from_centre(cx: f32, cy: f32, w: f32, h: f32) -> Self {
+    pub(crate) fn from_centre(cx: f32, cy: f32, w: f32, h: f32) -> Self {
         BBox {
             x0: cx - w / 2.0,
             y0: cy - h / 2.0,
@@ -21,33 +21,24 @@ impl BBox {
         }
     }
 
-    pub fn width(&self) -> f32 {
+    pub(crate) fn width(&self) -> f32 {
         (self.x1 - self.x0).max(0.0)
     }
 
-    pub fn height(&self) -> f32 {
+    pub(crate) fn height(&self) -> f32 {
         (self.y1 - self.y0).max(0.0)
     }
 
-    pub fn area(&self) -> f32 {
+    pub(crate) fn area(&self) -> f32 {
         self.width() * self.height()
     }
 
     /// Middle of the bottom edge: where a vehicle touches the ground (used for zones).
-    pub fn bottom_centre(&self) -> (f32, f32) {
+    pub(crate) fn bottom_centre(&self) -> (f32, f32) {
         ((self.x0 + self.x1) / 2.0, self.y1)
     }
 
-    pub fn offset(&self, dx: f32, dy: f32) -> Self {
-        BBox {
-            x0: self.x0 + dx,
-            y0: self.y0 + dy,
-            x1: self.x1 + dx,
-            y1: self.y1 + dy,
-        }
-    }
-
-    pub fn clamp(&self, w: f32, h: f32) -> Self {
+    pub(crate) fn clamp(&self, w: f32, h: f32) -> Self {
         BBox {
             x0: self.x0.clamp(0.0, w),
             y0: self.y0.clamp(0.0, h),
@@ -56,7 +47,7 @@ impl BBox {
         }
     }
 
-    pub fn intersection(&self, o: &BBox) -> f32 {
+    pub(crate) fn intersection(&self, o: &BBox) -> f32 {
         let w = (self.x1.min(o.x1) - self.x0.max(o.x0)).max(0.0);
         let h = (self.y1.min(o.y1) - self.y0.max(o.y0)).max(0.0);
         w * h
@@ -71,7 +62,7 @@ impl BBox {
 
 /// Greedy NMS: indices of the boxes kept, best score first. Boxes with the same `group` (e.g.
 /// class) suppress each other when their IoU exceeds `iou`; other groups are left alone.
-pub fn nms(boxes: &[BBox], scores: &[f32], groups: &[usize], iou: f32) -> Vec<usize> {
+pub(crate) fn nms(boxes: &[BBox], scores: &[f32], groups: &[usize], iou: f32) -> Vec<usize> {
     let n = boxes.len().min(scores.len()).min(groups.len());
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));

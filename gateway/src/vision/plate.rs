@@ -17,7 +17,7 @@
 //!   insets follow its own edges instead of an upright box around it.
 
 use super::VisionError;
-pub use super::ctc::{CharReading, ctc_chars};
+pub(crate) use super::ctc::{CharReading, ctc_chars};
 use super::ctc::{PathLayout, best_path_in_layout, chars_of_path};
 use super::nms::{BBox, nms};
 use super::preprocess::{Normalize, Plane, Quad, Roi, quad_point, resize_into, warp_into};
@@ -29,9 +29,9 @@ use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
 
-pub const DET_FILE: &str = "clp_det.onnx";
-pub const REC_FILE: &str = "clp_v2_c_rec.onnx";
-pub const DICT_FILE: &str = "clp_dict.txt";
+pub(crate) const DET_FILE: &str = "clp_det.onnx";
+pub(crate) const REC_FILE: &str = "clp_v2_c_rec.onnx";
+pub(crate) const DICT_FILE: &str = "clp_dict.txt";
 
 const STEPS: [usize; 3] = [8, 16, 32];
 const MIN_SIZES: [[f32; 2]; 3] = [[24.0, 48.0], [96.0, 192.0], [384.0, 768.0]];
@@ -371,12 +371,6 @@ impl PlateReader {
         plate_layout_ok(&text_of(chars)) && chars.iter().all(|c| c.p >= self.config.char_doubt)
     }
 
-    /// Finds plates (best first): on the whole image scaled to `det_max_side`; inside a grey
-    /// border when the image is a plate crop; and on tiles when the frame is large.
-    pub fn detect(&self, img: &RgbImage) -> Result<Vec<PlateBox>, VisionError> {
-        self.detect_counted(img, &mut ReadStats::default())
-    }
-
     fn detect_counted(
         &self,
         img: &RgbImage,
@@ -497,24 +491,6 @@ impl PlateReader {
                 }
             })
             .collect())
-    }
-
-    /// Reads the text inside `bbox` of `img`: (text, mean character probability) of the surest
-    /// crop hypothesis.
-    pub fn recognize(&self, img: &RgbImage, bbox: BBox) -> Result<(String, f32), VisionError> {
-        let chars = self.recognize_chars(img, bbox)?;
-        Ok((text_of(&chars), mean_p(&chars)))
-    }
-
-    /// Reads the characters inside `bbox` of `img` (the surest crop hypothesis), each with its
-    /// probability and runner-up; empty when no hypothesis reads like a plate.
-    pub fn recognize_chars(
-        &self,
-        img: &RgbImage,
-        bbox: BBox,
-    ) -> Result<Vec<CharReading>, VisionError> {
-        let mut reads = self.best_reads(img, &[quad_of(&bbox)], &mut ReadStats::default())?;
-        Ok(reads.pop().flatten().unwrap_or_default())
     }
 
     /// Reads the characters in each of `crops` (source pixels), in order; a crop under 2 px
@@ -654,7 +630,7 @@ fn skew_deg(q: &Quad) -> f32 {
 }
 
 /// Prior boxes (cx, cy, w, h; normalised) for an `h` x `w` input, in the model's order.
-pub fn priors(h: usize, w: usize) -> Vec<[f32; 4]> {
+pub(crate) fn priors(h: usize, w: usize) -> Vec<[f32; 4]> {
     let mut out = Vec::new();
     for (k, &step) in STEPS.iter().enumerate() {
         let (fh, fw) = (h.div_ceil(step), w.div_ceil(step));
@@ -676,7 +652,7 @@ pub fn priors(h: usize, w: usize) -> Vec<[f32; 4]> {
 
 /// Decodes detector outputs against `priors` into plates scaled to `size` (source pixels),
 /// keeping scores above `threshold`, NMS at `iou`, best first.
-pub fn decode_plates(
+pub(crate) fn decode_plates(
     priors: &[[f32; 4]],
     loc: &[f32],
     conf: &[f32],
@@ -724,7 +700,7 @@ pub fn decode_plates(
 /// How sure a read is, to choose between crop hypotheses of one box: a read laid out like a
 /// plate beats one that is not; then the least sure character decides (a cut or squeezed
 /// character is the one a bad crop spoils), then the mean.
-pub fn read_score(chars: &[CharReading]) -> f32 {
+pub(crate) fn read_score(chars: &[CharReading]) -> f32 {
     let min = chars.iter().map(|c| c.p).fold(1.0f32, f32::min);
     let layout = if plate_layout_ok(&text_of(chars)) {
         2.0
@@ -751,7 +727,7 @@ fn touches_inner_edge(b: &BBox, t: &Roi, w: f32, h: f32) -> bool {
 /// One plate per place, best score first: a box is dropped when a better one overlaps it by
 /// more than `iou`, or covers more than 60% of the smaller of the two (the same plate seen by
 /// the whole frame and by a tile, or inside and without a border).
-pub fn merge_plates(mut found: Vec<PlateBox>, iou: f32) -> Vec<PlateBox> {
+pub(crate) fn merge_plates(mut found: Vec<PlateBox>, iou: f32) -> Vec<PlateBox> {
     found.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut keep: Vec<PlateBox> = Vec::new();
     for p in found {
@@ -779,14 +755,15 @@ fn mean_p(chars: &[CharReading]) -> f32 {
 }
 
 /// Province (and special first) characters of Chinese plates.
-pub const PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领";
+pub(crate) const PROVINCES: &str =
+    "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领";
 /// Characters that end special plates (police, learner, trailer, Hong Kong/Macau, consular).
 const SPECIAL_LAST: &str = "警学挂港澳领使";
 
 /// Whether `text` is laid out like a Chinese plate: a province character, a letter, then five
 /// (blue, yellow, white, black) or six (green new-energy) digits/letters, the last possibly a
 /// special character.
-pub fn plate_layout_ok(text: &str) -> bool {
+pub(crate) fn plate_layout_ok(text: &str) -> bool {
     let cs: Vec<char> = text.chars().collect();
     if !(7..=8).contains(&cs.len()) || !PROVINCES.contains(cs[0]) {
         return false;
@@ -861,7 +838,7 @@ fn disagree(doubt: &mut String, candidates: &mut Vec<String>, text: &str, other:
     candidates.insert(1, other);
 }
 
-pub fn assess(chars: &[CharReading], char_doubt: f32) -> (String, Vec<String>) {
+pub(crate) fn assess(chars: &[CharReading], char_doubt: f32) -> (String, Vec<String>) {
     let text = text_of(chars);
     let mut why = Vec::new();
     let low: Vec<usize> = (0..chars.len())
@@ -905,7 +882,13 @@ pub fn assess(chars: &[CharReading], char_doubt: f32) -> (String, Vec<String>) {
 /// Greedy CTC decoding of `[steps, classes]` probabilities: best class per step, repeats
 /// collapsed, blanks (class 0) dropped; class `i` is `dict[i - 1]`. Returns the text and the
 /// mean probability of the kept characters (0 for an empty result).
-pub fn ctc_greedy(probs: &[f32], steps: usize, classes: usize, dict: &[String]) -> (String, f32) {
+#[cfg(test)]
+pub(crate) fn ctc_greedy(
+    probs: &[f32],
+    steps: usize,
+    classes: usize,
+    dict: &[String],
+) -> (String, f32) {
     let chars = ctc_chars(probs, steps, classes, dict);
     (text_of(&chars), mean_p(&chars))
 }

@@ -123,7 +123,7 @@ impl Roi {
 
 /// How source pixels become tensor values: `out[c] = src[order[c]] * scale[c] + bias[c]`.
 #[derive(Debug, Clone, Copy)]
-pub struct Normalize {
+pub(crate) struct Normalize {
     /// Source channel (0 = R, 1 = G, 2 = B) for each output channel.
     pub order: [usize; 3],
     pub scale: [f32; 3],
@@ -132,7 +132,7 @@ pub struct Normalize {
 
 impl Normalize {
     /// RGB in 0..1 (Darknet).
-    pub const RGB_UNIT: Normalize = Normalize {
+    pub(crate) const RGB_UNIT: Normalize = Normalize {
         order: [0, 1, 2],
         scale: [1.0 / 255.0; 3],
         bias: [0.0; 3],
@@ -141,7 +141,7 @@ impl Normalize {
 
 /// A planar `[3, height, width]` destination and where the resized picture goes in it.
 #[derive(Debug)]
-pub struct Plane<'a> {
+pub(crate) struct Plane<'a> {
     pub data: &'a mut [f32],
     pub width: usize,
     pub height: usize,
@@ -150,7 +150,7 @@ pub struct Plane<'a> {
 /// Bilinear resize of `roi` into a `dst_w x dst_h` window at (`off_x`, `off_y`) of `plane`
 /// (pixel-centre alignment, edges clamped). Pixels of the plane outside the window are left as
 /// they are.
-pub fn resize_into(
+pub(crate) fn resize_into(
     img: &RgbImage,
     roi: Roi,
     plane: &mut Plane<'_>,
@@ -196,10 +196,10 @@ pub fn resize_into(
 }
 
 /// A quadrilateral of the source image: top-left, top-right, bottom-right, bottom-left corners.
-pub type Quad = [(f32, f32); 4];
+pub(crate) type Quad = [(f32, f32); 4];
 
 /// The point of `quad` at `(u, v)` of the unit square (bilinear blend of the corners).
-pub fn quad_point(q: &Quad, u: f32, v: f32) -> (f32, f32) {
+pub(crate) fn quad_point(q: &Quad, u: f32, v: f32) -> (f32, f32) {
     let lerp =
         |a: (f32, f32), b: (f32, f32), t: f32| (a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t);
     lerp(lerp(q[0], q[1], u), lerp(q[3], q[2], u), v)
@@ -210,7 +210,7 @@ pub fn quad_point(q: &Quad, u: f32, v: f32) -> (f32, f32) {
 /// window's pixel centres map to `quad` bilinearly (for a plate's small perspective this is
 /// within a pixel of the true homography); an axis-aligned rectangle gives what
 /// [`resize_into`] gives for that rectangle.
-pub fn warp_into(
+pub(crate) fn warp_into(
     img: &RgbImage,
     quad: &Quad,
     plane: &mut Plane<'_>,
@@ -258,7 +258,7 @@ pub struct Letterbox {
 
 impl Letterbox {
     /// Maps a point of the network input back to source-image pixels.
-    pub fn to_source(&self, x: f32, y: f32) -> (f32, f32) {
+    pub(crate) fn to_source(self, x: f32, y: f32) -> (f32, f32) {
         ((x - self.pad_x) / self.scale, (y - self.pad_y) / self.scale)
     }
 }

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 /// Environment variable naming the models folder (also read by `models/fetch.sh`).
-pub const MODELS_DIR_ENV: &str = "ENFORCEMENT_MODELS_DIR";
+pub(crate) const MODELS_DIR_ENV: &str = "ENFORCEMENT_MODELS_DIR";
 /// File name of the library extracted from the `onnxruntime` wheel.
-pub const ORT_LIBRARY: &str = "libonnxruntime.so.1.32.0";
+pub(crate) const ORT_LIBRARY: &str = "libonnxruntime.so.1.32.0";
 /// Environment variable setting the shared intra-op thread count (default: available cores).
-pub const THREADS_ENV: &str = "GATEWAY_VISION_THREADS";
+pub(crate) const THREADS_ENV: &str = "GATEWAY_VISION_THREADS";
 
 /// `$ENFORCEMENT_MODELS_DIR`, else `~/.cache/enforcement-gateway/models`.
 pub fn models_dir() -> PathBuf {
@@ -27,7 +27,7 @@ pub fn models_dir() -> PathBuf {
 }
 
 /// `$ORT_DYLIB_PATH`, else the library in [`models_dir`].
-pub fn library_path() -> PathBuf {
+pub(crate) fn library_path() -> PathBuf {
     match std::env::var_os("ORT_DYLIB_PATH").filter(|d| !d.is_empty()) {
         Some(p) => PathBuf::from(p),
         None => models_dir().join(ORT_LIBRARY),
@@ -38,7 +38,7 @@ static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = On
 
 /// Loads ONNX Runtime from [`library_path`] on first call; later calls reuse it (ONNX Runtime
 /// allows one environment per process).
-pub fn environment() -> Result<&'static ort::environment::Environment, VisionError> {
+pub(crate) fn environment() -> Result<&'static ort::environment::Environment, VisionError> {
     let path = library_path();
     if !path.is_file() {
         return Err(VisionError::MissingLibrary { path });
@@ -71,7 +71,7 @@ pub fn environment() -> Result<&'static ort::environment::Environment, VisionErr
 
 /// One output tensor copied out of the session: shape and row-major data.
 #[derive(Debug, Clone)]
-pub struct Output {
+pub(crate) struct Output {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
 }
@@ -119,12 +119,8 @@ impl Model {
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Runs the model on one f32 input and returns every output as f32.
-    pub fn run(&self, input: ArrayViewD<'_, f32>) -> Result<Vec<Output>, VisionError> {
+    pub(crate) fn run(&self, input: ArrayViewD<'_, f32>) -> Result<Vec<Output>, VisionError> {
         let tensor = ort::value::TensorRef::from_array_view(input)?;
         let mut session = self
             .session

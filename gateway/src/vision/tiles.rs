@@ -5,7 +5,7 @@ use super::nms::BBox;
 
 /// A tile of the source image, in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tile {
+pub(crate) struct Tile {
     pub x: u32,
     pub y: u32,
     pub w: u32,
@@ -29,7 +29,7 @@ fn starts(len: u32, tile: u32, overlap: u32) -> Vec<u32> {
 
 /// Tiles covering a `width` x `height` image. An image smaller than a tile is one tile of its
 /// own size.
-pub fn tile_grid(width: u32, height: u32, tile: u32, overlap: u32) -> Vec<Tile> {
+pub(crate) fn tile_grid(width: u32, height: u32, tile: u32, overlap: u32) -> Vec<Tile> {
     if width == 0 || height == 0 || tile == 0 {
         return Vec::new();
     }
@@ -75,7 +75,7 @@ fn is_cut(b: &BBox, t: &Tile, w: u32, h: u32) -> bool {
 /// tiles is reported once. Boxes cut by an inner tile edge rank after whole ones, then by score;
 /// a box is dropped when a better-ranked box of the same class overlaps it by more than `iou`,
 /// or covers more than 60% of the smaller of the two (a cut box inside the whole one).
-pub fn merge_tiles(per_tile: Vec<(Tile, Vec<Detection>)>, iou: f32) -> Vec<Detection> {
+pub(crate) fn merge_tiles(per_tile: Vec<(Tile, Vec<Detection>)>, iou: f32) -> Vec<Detection> {
     let w = per_tile.iter().map(|(t, _)| t.x + t.w).max().unwrap_or(0);
     let h = per_tile.iter().map(|(t, _)| t.y + t.h).max().unwrap_or(0);
     let mut all: Vec<(bool, Detection)> = per_tile

@@ -12,7 +12,7 @@ pub struct Zone {
 
 impl Zone {
     /// Even-odd rule; a polygon with fewer than three points contains nothing.
-    pub fn contains(&self, x: f32, y: f32) -> bool {
+    pub(crate) fn contains(&self, x: f32, y: f32) -> bool {
         let p: Vec<[f64; 2]> = self
             .polygon
             .iter()
@@ -26,7 +26,7 @@ impl Zone {
 /// gateway (camera zones in image pixels, drone areas and muck-truck routes in lon/lat, which
 /// is planar enough at the size of a city district). Fewer than three points contain nothing;
 /// the ring may be closed (last point = first) or not.
-pub fn in_polygon(p: &[[f64; 2]], x: f64, y: f64) -> bool {
+pub(crate) fn in_polygon(p: &[[f64; 2]], x: f64, y: f64) -> bool {
     if p.len() < 3 {
         return false;
     }
@@ -44,7 +44,9 @@ pub fn in_polygon(p: &[[f64; 2]], x: f64, y: f64) -> bool {
 
 /// What a lon/lat polygon of the configuration or the API must be (the caller names the key
 /// and adds the index `[i]` of a bad point).
-pub fn check_lon_lat_polygon(polygon: &[[f64; 2]]) -> Result<(), (Option<usize>, &'static str)> {
+pub(crate) fn check_lon_lat_polygon(
+    polygon: &[[f64; 2]],
+) -> Result<(), (Option<usize>, &'static str)> {
     if polygon.len() < 3 {
         return Err((None, "needs at least 3 [lon, lat] points"));
     }
@@ -61,7 +63,7 @@ pub fn check_lon_lat_polygon(polygon: &[[f64; 2]]) -> Result<(), (Option<usize>,
 }
 
 /// What a `[lon, lat]` position must be (the caller names the key).
-pub fn check_lon_lat([lon, lat]: [f64; 2]) -> Result<(), &'static str> {
+pub(crate) fn check_lon_lat([lon, lat]: [f64; 2]) -> Result<(), &'static str> {
     if lon.is_finite()
         && lat.is_finite()
         && (-180.0..=180.0).contains(&lon)
@@ -83,7 +85,7 @@ pub struct DailyWindow {
 }
 
 impl DailyWindow {
-    pub fn contains_minute(&self, m: u16) -> bool {
+    pub(crate) fn contains_minute(&self, m: u16) -> bool {
         if self.start <= self.end {
             m >= self.start && m < self.end
         } else {
@@ -125,7 +127,7 @@ impl From<DailyWindow> for String {
 /// Whether `at_ms` (UTC, ms since the epoch) falls in any window, at `utc_offset_minutes`
 /// (480 for China). No windows means always active.
 /// What a configured zone polygon must be (the caller names the key).
-pub fn check_polygon(polygon: &[[f32; 2]]) -> Result<(), &'static str> {
+pub(crate) fn check_polygon(polygon: &[[f32; 2]]) -> Result<(), &'static str> {
     if polygon.len() < 3 {
         return Err("needs at least 3 points");
     }
@@ -136,7 +138,7 @@ pub fn check_polygon(polygon: &[[f32; 2]]) -> Result<(), &'static str> {
 }
 
 /// What a configured UTC offset (minutes) must be (the caller names the key).
-pub fn check_offset(minutes: i32) -> Result<(), &'static str> {
+pub(crate) fn check_offset(minutes: i32) -> Result<(), &'static str> {
     if (-16 * 60..=16 * 60).contains(&minutes) {
         Ok(())
     } else {
@@ -144,7 +146,7 @@ pub fn check_offset(minutes: i32) -> Result<(), &'static str> {
     }
 }
 
-pub fn is_active(windows: &[DailyWindow], utc_offset_minutes: i32, at_ms: i64) -> bool {
+pub(crate) fn is_active(windows: &[DailyWindow], utc_offset_minutes: i32, at_ms: i64) -> bool {
     if windows.is_empty() {
         return true;
     }

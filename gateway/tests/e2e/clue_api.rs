@@ -18,6 +18,7 @@ on_both_stores!(
     sse_streams_changes_of_the_tokens_sites_only,
     clue_changes_are_published_to_mqtt,
     webhook_gets_each_change_once_despite_failures_and_a_restart,
+    a_platform_that_stays_down_gets_every_change_later_and_the_stuck_lane_shows,
     a_device_reading_becomes_a_clue_end_to_end,
     mqtt_delivery_survives_a_broker_outage_and_a_gateway_restart
 );
@@ -704,6 +705,55 @@ fn webhook_gets_each_change_once_despite_failures_and_a_restart(store: &TestStor
             &gateway::clue::publish::signature("s3cret", body.as_bytes())
         );
     }
+    Ok(())
+}
+
+/// The webhook has no attempt limit (see `clue::publish`): with the platform down, the first
+/// change is retried far past any limit a notice channel would have, the lane's head-failure
+/// gauge counts the attempts, and once the platform is back it gets every change, in order,
+/// and the gauge falls to 0.
+fn a_platform_that_stays_down_gets_every_change_later_and_the_stuck_lane_shows(
+    store: &TestStore,
+) -> Result<()> {
+    let hook_port = free_port();
+    let dir = tempfile::tempdir()?;
+    let config = format!(
+        "{}webhook_url = \"http://127.0.0.1:{hook_port}/clues\"\n\
+         retry_min_ms = 20\nretry_max_ms = 40\n",
+        offline_config()
+    );
+    let gw = store.gateway(dir.path(), &config)?;
+    let admin = token(&gw, "admin", "", "root")?;
+    let id = create(&gw, &admin, &clue_event("a", "m1", "high"))?;
+    call(
+        &gw,
+        "POST",
+        &format!("/api/v1/clues/{id}/actions"),
+        Some(&admin),
+        Some(&json!({"action": "claim"})),
+    )?
+    .ok()?;
+    let gauge = "gateway_delivery_head_failures{reason=\"webhook\"}";
+    e2e::wait_until(
+        "30 failed attempts in a row",
+        Duration::from_secs(30),
+        || Ok((gw.metric(gauge)? >= 30.0).then_some(())),
+    )
+    .with_context(|| gw.diagnostics())?;
+    let hook = Hook::start(hook_port, 0)?;
+    let got = e2e::wait_until("both changes delivered", Duration::from_secs(20), || {
+        let a = hook.acknowledged();
+        Ok((a.len() >= 2).then_some(a))
+    })?;
+    assert_eq!(got[0]["event"], json!("created"));
+    assert_eq!(got[1]["event"], json!("claim"));
+    e2e::wait_until("the gauge back to 0", Duration::from_secs(10), || {
+        Ok((gw.metric(gauge)? == 0.0).then_some(()))
+    })?;
+    assert!(
+        gw.proc.log_tail(200).contains("delivery still failing"),
+        "the stuck lane was logged"
+    );
     Ok(())
 }
 

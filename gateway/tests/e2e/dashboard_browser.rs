@@ -347,6 +347,21 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
     let supervisor = demo.token("supervisor", SITE, "sue")?;
     let warning_id = supervision_warnings(&demo, &supervisor)?;
 
+    // The live device's owner, with a phone, so the clue's owner card can send a notice
+    // through one of the demo's channels.
+    let r = call(
+        &demo.http,
+        "PUT",
+        &format!("/api/v1/registry/devices/{SITE}/{LIVE_DEVICE}"),
+        &demo.admin,
+        Some((
+            "application/json",
+            json!({"kind": "manhole_cover", "owner": "Drainage office", "owner_phone": "13900139000"})
+                .to_string()
+                .as_bytes(),
+        )),
+    )?;
+    anyhow::ensure!(r.status == 201, "registry entry: {} {}", r.status, r.text());
     // A clue at another site, which the inspector must never see, with a picture as evidence.
     let frame = jpeg(320, 240, |x, y| {
         [
@@ -475,6 +490,10 @@ fn dashboard_in_chromium_shows_a_live_clue_that_is_claimed_resolved_and_audited(
         "the owner card in Chinese: not told yet",
         "the answer window in Chinese",
         "the owner card and answer window in English",
+        "the configured channels are offered",
+        "the sms channel's templates are offered",
+        "the notice is listed with its channel and the phone masked",
+        "the channel list and the notice in English",
         "camera wall shows a frame",
         "evidence image shown",
         "the clue shows its unit, lead and assisting departments in English",

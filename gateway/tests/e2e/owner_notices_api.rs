@@ -5,8 +5,10 @@
 //! window counted from delivery; a provider that is down leaves the notice queued and then
 //! `owner_notice_failed` after the channel's attempts; a notice queued when the gateway is
 //! killed is delivered after its restart; an auditor reads it all and can send nothing; the
-//! provider's receipt needs a platform (or admin) token. The owner's phone is never in the
-//! audit, the API answers or the log in full.
+//! provider's receipt needs its channel's notifier token (or a platform or admin one), and a
+//! notifier token reads nothing. A notice in back-off does not hold up the next one of its
+//! channel, and two gateways on one PostgreSQL settle every notice once. The owner's phone is
+//! never in the audit, the API answers or the log in full.
 
 use crate::common;
 
@@ -283,6 +285,31 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
 
     let clue = create(&gw, &platform, &cover_event("a", "m1"))?;
 
+    // The channels the send form offers: names, kinds, contacts, templates; no URL, no token.
+    let r = call(&gw, "GET", "/api/v1/owner-notify/channels", &ann, None)?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let channels = r.json()?;
+    let names: Vec<&str> = channels
+        .as_array()
+        .context("a list")?
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["sms", "letter", "post", "fax"], "{channels:#}");
+    assert_eq!(
+        channels[0],
+        json!({"name": "sms", "kind": "webhook", "contact": "phone", "templates": ["first_notice"]})
+    );
+    assert_eq!(channels[1]["contact"], json!("address"));
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("E2E_SMS_TOKEN") && !text.contains("url"),
+        "{text}"
+    );
+    let device = gw.relay_token("a")?;
+    let r = call(&gw, "GET", "/api/v1/owner-notify/channels", &device, None)?;
+    assert_eq!(r.status, 403, "{}", r.text());
+
     // Refusals name what is wrong, and queue nothing.
     let r = send(
         &gw,
@@ -465,6 +492,7 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
     let r = call(&gw, "POST", &receipt, &platform, Some(&body))?;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()?["receipt_status"], json!("delivered"));
+    notifier_tokens_post_receipts_of_their_channel_only(&gw, id, clue)?;
     let trail = audit(&gw, &auditor, clue)?;
     assert!(
         trail
@@ -526,6 +554,112 @@ fn owner_notices_are_delivered_once_retried_given_up_and_survive_a_restart(
     );
     assert!(!everything.contains(PHONE), "the phone leaked");
     assert!(!everything.contains(ADDRESS), "the address leaked");
+    Ok(())
+}
+
+/// The provider's own token (`--role notifier --channel sms`): posts receipts for the `sms`
+/// notices of its sites and nothing else. `sms_notice` is an `sms` notice of site `a`.
+fn notifier_tokens_post_receipts_of_their_channel_only(
+    gw: &GatewayProcess,
+    sms_notice: i64,
+    clue: i64,
+) -> Result<()> {
+    // Creation: a notifier names a configured channel; no other role names one.
+    let e = gw.token_with("notifier", "a", &[]).expect_err("no channel");
+    assert!(e.to_string().contains("--channel"), "{e}");
+    let e = gw
+        .token_with("notifier", "a", &["--channel", "pigeon"])
+        .expect_err("unknown channel");
+    assert!(e.to_string().contains("sms, letter, post, fax"), "{e}");
+    let e = gw
+        .token_with("platform", "a", &["--channel", "sms"])
+        .expect_err("platform with a channel");
+    assert!(e.to_string().contains("only notifier"), "{e}");
+    let sms = gw.token_with("notifier", "a,b", &["--channel", "sms", "--name", "sms-gw"])?;
+    let letter = gw.token_with("notifier", "a,b", &["--channel", "letter"])?;
+    let elsewhere = gw.token_with("notifier", "b", &["--channel", "sms"])?;
+
+    let receipt = format!("/api/v1/owner-notices/{sms_notice}/receipt");
+    let body = json!({"status": "read", "note": "opened"});
+    let r = call(gw, "POST", &receipt, &letter, Some(&body))?;
+    assert_eq!(r.status, 403, "another channel's notice: {}", r.text());
+    let r = call(gw, "POST", &receipt, &elsewhere, Some(&body))?;
+    assert_eq!(r.status, 404, "another site's notice: {}", r.text());
+    let r = call(
+        gw,
+        "POST",
+        "/api/v1/owner-notices/999999/receipt",
+        &sms,
+        Some(&body),
+    )?;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = call(gw, "POST", &receipt, &sms, Some(&body))?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json()?;
+    assert_eq!(answer["receipt_status"], json!("read"), "{answer:#}");
+    assert_eq!(answer["channel"], json!("sms"));
+    assert!(
+        answer.get("contact").is_none() && answer.get("clue_id").is_none(),
+        "the provider gets its receipt back, nothing more: {answer:#}"
+    );
+    let trail = audit(gw, &gw.token("auditor", "a")?, clue)?;
+    let last = trail
+        .iter()
+        .rfind(|e| e["action"] == json!("owner_notice_receipt"))
+        .context("receipt entry")?;
+    assert_eq!(last["detail"]["receipt"], json!("read"));
+    assert!(
+        last["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("sms-gw#")),
+        "{last:#}"
+    );
+
+    // It reads nothing: every GET route of the API but whoami answers 403, even the notice.
+    let r = call(gw, "GET", "/api/v1/whoami", &sms, None)?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()?["channel"], json!("sms"));
+    let doc = call(gw, "GET", "/api/v1/openapi.json", &sms, None)?
+        .ok()?
+        .json()?;
+    let paths = doc["paths"].as_object().context("openapi paths")?;
+    let mut checked = 0;
+    for (path, ops) in paths {
+        if ops.get("get").is_none()
+            || !path.starts_with("/api/v1/")
+            || matches!(path.as_str(), "/api/v1/whoami" | "/api/v1/openapi.json")
+        {
+            continue;
+        }
+        let concrete = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('{') {
+                    match seg {
+                        "{id}" => sms_notice.to_string(),
+                        "{site}" => "a".to_string(),
+                        "{device}" => "m1".to_string(),
+                        _ => "x".to_string(),
+                    }
+                } else {
+                    seg.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let r = call(gw, "GET", &concrete, &sms, None)?;
+        assert_eq!(r.status, 403, "GET {concrete}: {}", r.text());
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} GET routes checked");
+    // And acts on nothing.
+    let r = send(
+        gw,
+        &sms,
+        clue,
+        json!({"action": "comment", "text": "hello"}),
+    )?;
+    assert_eq!(r.status, 403, "{}", r.text());
     Ok(())
 }
 
@@ -591,5 +725,110 @@ fn a_notice_in_back_off_does_not_hold_up_the_next_one_of_its_channel(
         "{:#?}",
         sms.seen()
     );
+    Ok(())
+}
+
+/// Two gateways on one PostgreSQL, one provider that refuses the first POST of every notice
+/// and answers slowly: every notice, queued through either gateway, is accepted exactly once
+/// (one 200 per idempotency key at the provider), settled by one `owner_notice_delivered`
+/// entry, both gateways deliver, and the shared chain verifies.
+#[test]
+fn two_gateways_on_one_postgres_settle_each_notice_once() -> Result<()> {
+    const N: usize = 24;
+    let store = TestStore::postgres()?;
+    let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let registry = dir_a.path().join("registry.toml");
+    std::fs::write(&registry, REGISTRY)?;
+    let port = free_port();
+    let mut refused = std::collections::HashSet::new();
+    let provider = Provider::start_answering(port, "sms", move |_, headers| {
+        std::thread::sleep(Duration::from_millis(20));
+        let key = headers.get("idempotency-key").cloned().unwrap_or_default();
+        if refused.insert(key) { 503 } else { 200 }
+    })?;
+    let config = |client: &str| {
+        format!(
+            "[mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"{client}\"\n\
+             [clues]\nmqtt_publish = false\n\
+             [registry]\nfile = \"{}\"\n\
+             [[clues.owner_notify.channels]]\nname = \"sms\"\nkind = \"webhook\"\n\
+             url = \"http://127.0.0.1:{port}/send\"\n\
+             max_attempts = 50\nretry_min_ms = 100\nretry_max_ms = 400\ntimeout_ms = 2000\n",
+            free_port(),
+            registry.display()
+        )
+    };
+    let a = GatewayProcess::start_with_env(dir_a.path(), &config("owner-two-a"), &store.env())?;
+    let b = GatewayProcess::start_with_env(dir_b.path(), &config("owner-two-b"), &store.env())?;
+    let platform = a.token_named("platform", "a", "central")?;
+    let ann = a.token_named("inspector", "a", "ann")?;
+    let clue = create(&a, &platform, &cover_event("a", "m1"))?;
+    for i in 0..N {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let r = send(
+            gw,
+            &ann,
+            clue,
+            json!({"action": "send_owner_notice", "channel": "sms"}),
+        )?;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let notices = wait_until("every notice delivered", Duration::from_secs(90), || {
+        let d = detail(&b, &ann, clue)?;
+        let ns = d["owner"]["notices"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok((ns.len() == N && ns.iter().all(|n| n["state"] == json!("delivered"))).then_some(ns))
+    })
+    .with_context(|| format!("A: {}\nB: {}", a.diagnostics(), b.diagnostics()))?;
+    // Anything still in flight would show now.
+    std::thread::sleep(Duration::from_millis(1500));
+    let seen = provider.seen();
+    let mut accepted: BTreeMap<String, usize> = BTreeMap::new();
+    for s in seen.iter().filter(|s| s.status == 200) {
+        *accepted
+            .entry(s.headers["idempotency-key"].clone())
+            .or_default() += 1;
+    }
+    assert_eq!(accepted.len(), N, "{accepted:#?}");
+    assert!(
+        accepted.values().all(|c| *c == 1),
+        "a notice accepted twice: {accepted:#?}"
+    );
+    for n in &notices {
+        let key = n["idempotency_key"].as_str().context("key")?;
+        assert_eq!(accepted.get(key), Some(&1), "{n:#}");
+        assert_eq!(
+            n["attempts"],
+            json!(2),
+            "one refusal, one acceptance: {n:#}"
+        );
+    }
+    let trail = audit(&a, &platform, clue)?;
+    for n in &notices {
+        let entries = trail
+            .iter()
+            .filter(|e| {
+                e["action"] == json!("owner_notice_delivered") && e["detail"]["notice"] == n["id"]
+            })
+            .count();
+        assert_eq!(
+            entries, 1,
+            "notice {}: {entries} delivered entries",
+            n["id"]
+        );
+    }
+    let per = |gw: &GatewayProcess| {
+        gw.metric("gateway_clue_delivered_total{reason=\"owner-notice:sms\"}")
+    };
+    let (by_a, by_b) = (per(&a)?, per(&b)?);
+    assert_eq!(by_a + by_b, N as f64, "A {by_a}, B {by_b}");
+    assert!(
+        by_a > 0.0 && by_b > 0.0,
+        "both delivered: A {by_a}, B {by_b}"
+    );
+    verify(&a, &platform)?;
+    verify(&b, &platform)?;
     Ok(())
 }

@@ -24,31 +24,65 @@ function noticeItem(n) {
     h('span', { class: `tag ${TAG[n.state] ?? 'status'}` }, t('o.st.' + n.state)), ' ', parts.join(' · '));
 }
 
-/** Send a notice through a configured channel, or record that a person told the owner (the
- * channel then says how: phone, in_person, ...). */
+/** The configured channels (`GET /api/v1/owner-notify/channels`), read once per page load. */
+let channelList = null;
+function channels() {
+  channelList ??= api.get('/api/v1/owner-notify/channels').catch((e) => {
+    channelList = null;
+    throw e;
+  });
+  return channelList;
+}
+
+/** Send a notice through a configured channel (picked from the configured ones, with the
+ * channel's templates offered), or record that a person told the owner (then the free text
+ * says how: phone, in_person, ...). */
 function sendForm(d, reload) {
-  const channel = h('input', { id: 'owner-channel', placeholder: t('o.channel_hint'), size: 12 });
-  const template = h('input', { id: 'owner-template', placeholder: t('o.template_hint'), size: 12 });
-  const act = (body, label) => async () => {
-    if (!channel.value.trim()) return toast(t('o.need_channel'));
+  const noticeChannel = h('select', { id: 'owner-notice-channel', disabled: true },
+    h('option', { value: '' }, t('o.loading_channels')));
+  const templates = h('datalist', { id: 'owner-templates' });
+  const template = h('input', { id: 'owner-template', placeholder: t('o.template_hint'), size: 12, list: 'owner-templates' });
+  const told = h('input', { id: 'owner-channel', placeholder: t('o.channel_hint'), size: 12 });
+  const closed = d.status === 'closed';
+  const send = h('button', { type: 'button', id: 'owner-send', disabled: true }, t('o.send'));
+  let known = [];
+  const offerTemplates = () => {
+    const c = known.find((x) => x.name === noticeChannel.value);
+    templates.replaceChildren(...(c?.templates ?? []).map((n) => h('option', { value: n })));
+  };
+  noticeChannel.addEventListener('change', offerTemplates);
+  channels().then((list) => {
+    known = list;
+    noticeChannel.replaceChildren(...(list.length
+      ? list.map((c) => h('option', { value: c.name }, `${c.name} (${t('o.contact.' + c.contact)})`))
+      : [h('option', { value: '' }, t('o.no_channels'))]));
+    noticeChannel.disabled = !list.length;
+    send.disabled = closed || !list.length;
+    noticeChannel.dataset.loaded = 'true';
+    offerTemplates();
+  }, (e) => {
+    noticeChannel.replaceChildren(h('option', { value: '' }, t('act.failed', { e: e.message })));
+  });
+  const act = (body, channel, label) => async () => {
+    if (!channel()) return toast(t('o.need_channel'));
     try {
-      await api.post(`/api/v1/clues/${d.id}/actions`, { ...body(), channel: channel.value.trim() });
+      await api.post(`/api/v1/clues/${d.id}/actions`, { ...body(), channel: channel() });
       toast(t('act.done', { a: label }));
       await reload();
     } catch (e) {
       toast(t('act.failed', { e: e.message }));
     }
   };
-  const closed = d.status === 'closed';
-  return h('div', { class: 'actions', style: 'margin-top:.5rem' }, channel, template,
-    h('button', {
-      type: 'button', id: 'owner-send', disabled: closed,
-      onclick: act(() => ({ action: 'send_owner_notice', template: template.value.trim() || null }), t('o.send')),
-    }, t('o.send')),
-    h('button', {
-      type: 'button', id: 'owner-record', disabled: closed,
-      onclick: act(() => ({ action: 'notify_owner' }), t('o.record')),
-    }, t('o.record')));
+  send.addEventListener('click', act(
+    () => ({ action: 'send_owner_notice', template: template.value.trim() || null }),
+    () => noticeChannel.value, t('o.send')));
+  return h('div', {},
+    h('div', { class: 'actions', style: 'margin-top:.5rem' }, noticeChannel, template, templates, send),
+    h('div', { class: 'actions', style: 'margin-top:.5rem' }, told,
+      h('button', {
+        type: 'button', id: 'owner-record', disabled: closed,
+        onclick: act(() => ({ action: 'notify_owner' }), () => told.value.trim(), t('o.record')),
+      }, t('o.record'))));
 }
 
 /** The owner card of clue detail `d`; the send form for roles that work clues. */

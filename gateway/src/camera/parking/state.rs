@@ -20,14 +20,14 @@
 
 use super::{CameraTracker, Parking};
 use crate::camera::state_file;
-pub use crate::camera::state_file::StateError;
+pub(crate) use crate::camera::state_file::StateError;
 use crate::vision::dwell::SavedStays;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tracing::{info, warn};
 
 /// The file under `storage.dir`.
-pub const FILE_NAME: &str = "parking-state.json";
+pub(crate) const FILE_NAME: &str = "parking-state.json";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct SavedCamera {
@@ -44,7 +44,7 @@ fn lock(m: &std::sync::Mutex<CameraTracker>) -> std::sync::MutexGuard<'_, Camera
 
 impl Parking {
     /// Saves every camera's stays to `path`; returns how many. With none, removes `path`.
-    pub fn save(&self, path: &Path) -> Result<usize, StateError> {
+    pub(crate) fn save(&self, path: &Path) -> Result<usize, StateError> {
         let mut cameras: Vec<SavedCamera> = self
             .trackers
             .iter()
@@ -67,7 +67,7 @@ impl Parking {
 
     /// Resumes the stays saved in `path` (if any) and removes it; returns how many stays were
     /// resumed. An unreadable file is renamed `.bad` and reported.
-    pub fn resume(&self, path: &Path, now_ms: i64) -> Result<usize, StateError> {
+    pub(crate) fn resume(&self, path: &Path, now_ms: i64) -> Result<usize, StateError> {
         let Some(cameras) = state_file::load::<SavedCamera>(path)? else {
             return Ok(0);
         };

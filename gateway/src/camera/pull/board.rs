@@ -38,13 +38,13 @@ pub struct SourceStatus {
 }
 
 /// Every source of this gateway.
-pub struct SourceBoard {
+pub(crate) struct SourceBoard {
     sources: Mutex<BTreeMap<(String, String), SourceStatus>>,
     metrics: Arc<Metrics>,
 }
 
 impl SourceBoard {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         SourceBoard {
             sources: Mutex::new(BTreeMap::new()),
             metrics,
@@ -68,7 +68,7 @@ impl SourceBoard {
         }
     }
 
-    pub fn register(&self, src: &PullSource, kind: SourceKind) {
+    pub(crate) fn register(&self, src: &PullSource, kind: SourceKind) {
         let mut m = self.sources.lock().unwrap_or_else(|p| p.into_inner());
         m.insert(
             (src.site.clone(), src.camera.clone()),
@@ -89,7 +89,7 @@ impl SourceBoard {
         self.metrics.camera_source_up.get_or_create(&l).set(0);
     }
 
-    pub fn frame(&self, site: &str, camera: &str, at_ms: i64) {
+    pub(crate) fn frame(&self, site: &str, camera: &str, at_ms: i64) {
         self.with(site, camera, |s| {
             s.state = SourceState::Ok;
             s.last_frame_ms = Some(at_ms);
@@ -107,7 +107,7 @@ impl SourceBoard {
             .set(at_ms / 1000);
     }
 
-    pub fn error(&self, site: &str, camera: &str, e: &PullError, at_ms: i64) {
+    pub(crate) fn error(&self, site: &str, camera: &str, e: &PullError, at_ms: i64) {
         self.with(site, camera, |s| {
             s.state = SourceState::Failing;
             s.errors += 1;
@@ -128,7 +128,7 @@ impl SourceBoard {
             .set(0);
     }
 
-    pub fn reconnect(&self, site: &str, camera: &str) {
+    pub(crate) fn reconnect(&self, site: &str, camera: &str) {
         self.with(site, camera, |s| s.reconnects += 1);
         self.metrics
             .camera_source_reconnects_total
@@ -137,7 +137,7 @@ impl SourceBoard {
     }
 
     /// The source of `camera` at `site`, if it is pulled.
-    pub fn get(&self, site: &str, camera: &str) -> Option<SourceStatus> {
+    pub(crate) fn get(&self, site: &str, camera: &str) -> Option<SourceStatus> {
         self.with(site, camera, |s| s.clone())
     }
 }

@@ -90,10 +90,10 @@ pub enum SourceKind {
 }
 
 /// Larger snapshots are refused (a camera answering with a video or an error page by mistake).
-pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
 impl PullSource {
-    pub fn kind(&self) -> Option<SourceKind> {
+    pub(crate) fn kind(&self) -> Option<SourceKind> {
         let scheme = self.url.split_once("://")?.0.to_ascii_lowercase();
         match scheme.as_str() {
             "http" | "https" => Some(SourceKind::Snapshot),
@@ -103,7 +103,7 @@ impl PullSource {
     }
 
     /// The URL without credentials, for logs, metrics and the dashboard.
-    pub fn redacted_url(&self) -> String {
+    pub(crate) fn redacted_url(&self) -> String {
         match url::Url::parse(&self.url) {
             Ok(mut u) => {
                 let _ = u.set_username("");
@@ -115,7 +115,7 @@ impl PullSource {
     }
 
     /// Checks one entry; `key` is its path, e.g. `cameras.sources[2]`.
-    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, key: &str) -> Result<(), ConfigError> {
         for (k, v) in [("site", &self.site), ("camera", &self.camera)] {
             if v.trim().is_empty() || v.contains('/') {
                 return Err(invalid(
@@ -170,7 +170,7 @@ impl PullSource {
 }
 
 /// Checks every source and that no camera is pulled twice.
-pub fn validate_sources(sources: &[PullSource]) -> Result<(), ConfigError> {
+pub(crate) fn validate_sources(sources: &[PullSource]) -> Result<(), ConfigError> {
     let mut seen = BTreeSet::new();
     for (i, s) in sources.iter().enumerate() {
         let key = format!("cameras.sources[{i}]");

@@ -7,7 +7,7 @@
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum SplitError {
+pub(crate) enum SplitError {
     #[error("the stream is not JPEG (no start-of-image marker)")]
     NotJpeg,
     #[error("a frame is longer than {0} bytes")]
@@ -18,7 +18,7 @@ pub enum SplitError {
 
 /// Accumulates bytes; [`JpegSplitter::next_frame`] takes out each whole frame.
 #[derive(Debug)]
-pub struct JpegSplitter {
+pub(crate) struct JpegSplitter {
     buf: Vec<u8>,
     max_frame: usize,
 }
@@ -29,19 +29,19 @@ enum Scan {
 }
 
 impl JpegSplitter {
-    pub fn new(max_frame: usize) -> Self {
+    pub(crate) fn new(max_frame: usize) -> Self {
         JpegSplitter {
             buf: Vec::new(),
             max_frame,
         }
     }
 
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }
 
     /// The next whole frame, `Ok(None)` until one is complete.
-    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, SplitError> {
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Vec<u8>>, SplitError> {
         if self.buf.is_empty() {
             return Ok(None);
         }

@@ -20,14 +20,14 @@
 //! Files: [`config`] (the section), [`snapshot`] (HTTP), [`rtsp`] (ffmpeg), [`jpeg_stream`]
 //! (cutting ffmpeg's output into frames), [`board`] (health per source).
 
-pub mod board;
-pub mod config;
-pub mod jpeg_stream;
-pub mod rtsp;
-pub mod snapshot;
+pub(crate) mod board;
+pub(crate) mod config;
+pub(crate) mod jpeg_stream;
+pub(crate) mod rtsp;
+pub(crate) mod snapshot;
 
-pub use board::{SourceBoard, SourceStatus};
-pub use config::{PullSource, SourceKind};
+pub(crate) use board::{SourceBoard, SourceStatus};
+pub(crate) use config::{PullSource, SourceKind};
 
 use super::service::CameraService;
 use crate::backoff::Backoff;
@@ -39,7 +39,7 @@ use tracing::{info, warn};
 
 /// Why a source produced no frame.
 #[derive(Debug, Error)]
-pub enum PullError {
+pub(crate) enum PullError {
     #[error("cannot reach the camera: {0}")]
     Connect(String),
     #[error("no answer within {0} ms")]
@@ -64,7 +64,7 @@ pub enum PullError {
 
 impl PullError {
     /// The metric label.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             PullError::Connect(_) => "connect",
             PullError::Timeout(_) => "timeout",
@@ -91,7 +91,7 @@ struct Shared {
 }
 
 /// Starts one task per source in `sources`.
-pub fn spawn_all(
+pub(crate) fn spawn_all(
     sources: &[PullSource],
     cameras: CameraService,
     board: Arc<SourceBoard>,

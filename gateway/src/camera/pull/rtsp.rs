@@ -24,7 +24,7 @@ use tokio::process::{Child, ChildStdout, Command};
 /// The last lines ffmpeg wrote on stderr, bounded.
 const STDERR_KEEP: usize = 2048;
 
-pub struct RtspReader {
+pub(crate) struct RtspReader {
     child: Child,
     stdout: ChildStdout,
     splitter: JpegSplitter,
@@ -45,7 +45,7 @@ fn url_with_credentials(src: &PullSource) -> Result<String, PullError> {
 }
 
 /// ffmpeg's arguments for `src`.
-pub fn ffmpeg_args(src: &PullSource, url: &str) -> Vec<String> {
+pub(crate) fn ffmpeg_args(src: &PullSource, url: &str) -> Vec<String> {
     let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-loglevel", "error"]
         .map(String::from)
         .to_vec();
@@ -79,7 +79,7 @@ pub fn ffmpeg_args(src: &PullSource, url: &str) -> Vec<String> {
 
 impl RtspReader {
     /// Starts ffmpeg on `src`'s stream.
-    pub fn open(src: &PullSource, ffmpeg: &str) -> Result<RtspReader, PullError> {
+    pub(crate) fn open(src: &PullSource, ffmpeg: &str) -> Result<RtspReader, PullError> {
         let url = url_with_credentials(src)?;
         let mut child = Command::new(ffmpeg)
             .args(ffmpeg_args(src, &url))
@@ -123,12 +123,12 @@ impl RtspReader {
     }
 
     /// No frame for this long: the stream is lost (ffmpeg may hang on a dead peer).
-    pub fn stall_after(src: &PullSource) -> Duration {
+    pub(crate) fn stall_after(src: &PullSource) -> Duration {
         Duration::from_secs(src.interval_s * 2 + 5) + Duration::from_millis(src.timeout_ms)
     }
 
     /// The next frame; an error means the stream is over (close the reader and reconnect).
-    pub async fn next_frame(&mut self) -> Result<Vec<u8>, PullError> {
+    pub(crate) async fn next_frame(&mut self) -> Result<Vec<u8>, PullError> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match self.splitter.next_frame() {
@@ -168,7 +168,7 @@ impl RtspReader {
     }
 
     /// Kills ffmpeg and reaps it.
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let _ = self.child.kill().await;
     }
 }

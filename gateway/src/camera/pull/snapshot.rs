@@ -22,7 +22,7 @@ enum Answer {
 }
 
 /// A snapshot source's HTTP client and its authentication state.
-pub struct SnapshotClient {
+pub(crate) struct SnapshotClient {
     http: reqwest::Client,
     url: reqwest::Url,
     /// The request-target that Digest hashes (path and query).
@@ -34,7 +34,7 @@ pub struct SnapshotClient {
 }
 
 impl SnapshotClient {
-    pub fn new(src: &PullSource) -> Result<Self, PullError> {
+    pub(crate) fn new(src: &PullSource) -> Result<Self, PullError> {
         let url = reqwest::Url::parse(&src.url).map_err(|e| PullError::Connect(e.to_string()))?;
         let uri = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
@@ -67,7 +67,7 @@ impl SnapshotClient {
     }
 
     /// One frame: the JPEG bytes, or why there is none.
-    pub async fn fetch(&mut self) -> Result<Vec<u8>, PullError> {
+    pub(crate) async fn fetch(&mut self) -> Result<Vec<u8>, PullError> {
         let mut challenged = false;
         loop {
             let resp = self.send().await?;

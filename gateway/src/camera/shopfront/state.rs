@@ -27,7 +27,7 @@ use std::path::Path;
 use tracing::{info, warn};
 
 /// The file under `storage.dir`.
-pub const FILE_NAME: &str = "shopfront-state.json";
+pub(crate) const FILE_NAME: &str = "shopfront-state.json";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct SavedCamera {
@@ -53,7 +53,7 @@ fn lock(m: &std::sync::Mutex<CameraShops>) -> std::sync::MutexGuard<'_, CameraSh
 impl Shopfront {
     /// Saves the zones being timed to `path`; returns how many objects. With none, removes
     /// `path`.
-    pub fn save(&self, path: &Path) -> Result<usize, StateError> {
+    pub(crate) fn save(&self, path: &Path) -> Result<usize, StateError> {
         let mut cameras: Vec<SavedCamera> = self
             .cameras
             .iter()
@@ -94,7 +94,7 @@ impl Shopfront {
 
     /// Resumes the zones saved in `path` (if any) and removes it; returns how many objects
     /// were resumed. An unreadable file is renamed `.bad` and reported.
-    pub fn resume(&self, path: &Path, now_ms: i64) -> Result<usize, StateError> {
+    pub(crate) fn resume(&self, path: &Path, now_ms: i64) -> Result<usize, StateError> {
         let Some(cameras) = state_file::load::<SavedCamera>(path)? else {
             return Ok(0);
         };

@@ -565,7 +565,7 @@ impl PgStore {
         let mut c = self.conn()?;
         c.query(
             "SELECT id, role, sites, name, created_ms, revoked_ms, device, unit, department, \
-             relay FROM tokens ORDER BY id",
+             relay, channel FROM tokens ORDER BY id",
             &[],
         )?
         .iter()
@@ -581,6 +581,7 @@ impl PgStore {
                 unit: r.try_get(7)?,
                 department: r.try_get(8)?,
                 relay: r.try_get(9)?,
+                channel: r.try_get(10)?,
             })
         })
         .collect()
@@ -1648,7 +1649,8 @@ impl TokenStore for PgStore {
         let id: i64 = tx
             .query_one(
                 "INSERT INTO tokens (hash, role, sites, name, created_ms, device, unit, \
-                 department, relay) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                 department, relay, channel) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 RETURNING id",
                 &[
                     &hash,
                     &grant.role.as_str(),
@@ -1659,6 +1661,7 @@ impl TokenStore for PgStore {
                     &grant.unit,
                     &grant.department,
                     &grant.relay,
+                    &grant.channel,
                 ],
             )
             .and_then(|r| r.try_get(0))
@@ -1681,7 +1684,7 @@ impl TokenStore for PgStore {
         let mut c = self.conn().map_err(token_error)?;
         let row = c
             .query_opt(
-                "SELECT id, role, sites, name, hash, device, unit, department FROM tokens \
+                "SELECT id, role, sites, name, hash, device, unit, department, channel FROM tokens \
                  WHERE hash = $1 AND revoked_ms IS NULL",
                 &[&hash],
             )
@@ -1707,6 +1710,7 @@ impl TokenStore for PgStore {
             device: row.try_get(5).map_err(get)?,
             unit: row.try_get(6).map_err(get)?,
             department: row.try_get(7).map_err(get)?,
+            channel: row.try_get(8).map_err(get)?,
         }))
     }
 }

@@ -674,6 +674,9 @@ pub(crate) fn token_created_detail(id: i64, grant: &super::auth::TokenGrant<'_>)
     if let Some(department) = grant.department {
         d["department"] = json!(department);
     }
+    if let Some(channel) = grant.channel {
+        d["channel"] = json!(channel);
+    }
     d
 }
 

@@ -14,6 +14,7 @@ pub(crate) fn a_device_token_keeps_its_binding_and_other_tokens_have_none(store:
         unit: None,
         department: None,
         relay: false,
+        channel: None,
     };
     let (id, token) = create_token_for(store, &grant, 1).expect("bound token");
     let rec = store
@@ -63,6 +64,42 @@ pub(crate) fn a_device_token_keeps_its_binding_and_other_tokens_have_none(store:
         create_token_for(store, &inspector_relay, 6),
         Err(TokenStoreError::Invalid(_))
     ));
+
+    // A notifier names its channel, and only a notifier names one.
+    let notifier = TokenGrant {
+        role: Role::Notifier,
+        device: None,
+        channel: Some("sms"),
+        name: Some("sms provider"),
+        ..grant
+    };
+    let (_, t) = create_token_for(store, &notifier, 7).expect("notifier token");
+    let rec = store
+        .token_by_hash(&token_hash(&t))
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(rec.role, Role::Notifier);
+    assert_eq!(rec.channel.as_deref(), Some("sms"));
+    assert_eq!(rec.device, None);
+    for bad in [
+        TokenGrant {
+            channel: None,
+            ..notifier
+        },
+        TokenGrant {
+            channel: Some("s m s"),
+            ..notifier
+        },
+        TokenGrant {
+            role: Role::Platform,
+            ..notifier
+        },
+    ] {
+        assert!(matches!(
+            create_token_for(store, &bad, 8),
+            Err(TokenStoreError::Invalid(_))
+        ));
+    }
 }
 
 /// A token scoped to a unit and a department keeps both (and its own sites, none here); the
@@ -79,6 +116,7 @@ pub(crate) fn a_unit_token_keeps_its_unit_and_department(
         unit: Some("lingyin"),
         department: Some("market"),
         relay: false,
+        channel: None,
     };
     let (id, token) = create_token_for(store, &grant, 1).expect("unit token");
     let rec = store

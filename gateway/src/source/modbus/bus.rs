@@ -24,7 +24,7 @@ use tokio_modbus::{ExceptionCode, Request, Response, Slave};
 
 /// Why one request of a poll produced no data.
 #[derive(Debug, Error)]
-pub enum RequestError {
+pub(crate) enum RequestError {
     /// The device answered with a Modbus exception; the link is fine.
     #[error("exception {code} ({name})", code = u8::from(*.0), name = .0)]
     Exception(ExceptionCode),
@@ -44,12 +44,12 @@ pub enum RequestError {
 
 impl RequestError {
     /// True when the device answered (so it is alive), even if with an exception.
-    pub fn device_answered(&self) -> bool {
+    pub(crate) fn device_answered(&self) -> bool {
         matches!(self, RequestError::Exception(_))
     }
 
     /// Short label for metrics.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             RequestError::Exception(_) => "exception",
             RequestError::Timeout(_) => "timeout",
@@ -63,13 +63,13 @@ impl RequestError {
 
 /// The data of one successful request.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Data {
+pub(crate) enum Data {
     Words(Vec<u16>),
     Bits(Vec<bool>),
 }
 
 /// One serial port shared by every device on it.
-pub struct SerialBus {
+pub(crate) struct SerialBus {
     settings: SerialSettings,
     ctx: Mutex<Option<Context>>,
 }
@@ -83,7 +83,7 @@ impl std::fmt::Debug for SerialBus {
 }
 
 impl SerialBus {
-    pub fn new(settings: SerialSettings) -> Arc<SerialBus> {
+    pub(crate) fn new(settings: SerialSettings) -> Arc<SerialBus> {
         Arc::new(SerialBus {
             settings,
             ctx: Mutex::new(None),
@@ -117,7 +117,7 @@ impl SerialBus {
 }
 
 /// How one device reaches its unit id.
-pub enum Link {
+pub(crate) enum Link {
     Tcp {
         host: String,
         port: u16,
@@ -128,7 +128,7 @@ pub enum Link {
 
 impl Link {
     /// A link for `endpoint`; RTU devices on one port must be given the same `bus`.
-    pub fn new(endpoint: &Endpoint, bus: Option<Arc<SerialBus>>) -> Link {
+    pub(crate) fn new(endpoint: &Endpoint, bus: Option<Arc<SerialBus>>) -> Link {
         match (endpoint, bus) {
             (Endpoint::Rtu(_), Some(bus)) => Link::Rtu(bus),
             (Endpoint::Rtu(s), None) => Link::Rtu(SerialBus::new(s.clone())),
@@ -142,7 +142,7 @@ impl Link {
 
     /// Sends every block's request to `unit`, in order, with exclusive use of the link.
     /// Returns one result per block. Never panics on what the device sends.
-    pub async fn poll(
+    pub(crate) async fn poll(
         &mut self,
         unit: u8,
         blocks: &[Block],
@@ -174,7 +174,7 @@ impl Link {
     }
 
     /// Closes the connection (TCP) so the next poll reconnects.
-    pub async fn close(&mut self) {
+    pub(crate) async fn close(&mut self) {
         match self {
             Link::Tcp { ctx, .. } => {
                 if let Some(mut c) = ctx.take() {

@@ -83,12 +83,12 @@ pub enum RegisterKind {
 }
 
 impl RegisterKind {
-    pub fn is_bit(self) -> bool {
+    pub(crate) fn is_bit(self) -> bool {
         matches!(self, RegisterKind::Coil | RegisterKind::Discrete)
     }
 
     /// The read function, for logs: `read_holding_registers (0x03)`.
-    pub fn function(self) -> &'static str {
+    pub(crate) fn function(self) -> &'static str {
         match self {
             RegisterKind::Coil => "read_coils (0x01)",
             RegisterKind::Discrete => "read_discrete_inputs (0x02)",
@@ -111,7 +111,7 @@ pub enum DataType {
 
 impl DataType {
     /// Registers occupied.
-    pub fn words(self) -> u16 {
+    pub(crate) fn words(self) -> u16 {
         match self {
             DataType::U16 | DataType::I16 => 1,
             DataType::U32 | DataType::I32 | DataType::F32 => 2,
@@ -198,7 +198,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub fn parse(s: &str) -> Result<Endpoint, String> {
+    pub(crate) fn parse(s: &str) -> Result<Endpoint, String> {
         let url = url::Url::parse(s).map_err(|e| e.to_string())?;
         match url.scheme() {
             "tcp" => {
@@ -280,7 +280,7 @@ impl Endpoint {
 
 impl ModbusConfig {
     /// Checks what serde cannot; errors name the key path under `modbus.`.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let mut names: HashMap<&str, usize> = HashMap::new();
         let mut ports: HashMap<String, (usize, SerialSettings)> = HashMap::new();
         let mut units: HashMap<(Endpoint, u8), usize> = HashMap::new();

@@ -92,7 +92,7 @@ pub fn scale(
 }
 
 /// Decodes one configured register from the words starting at its address.
-pub fn decode_register(
+pub(crate) fn decode_register(
     reg: &RegisterConfig,
     words: &[u16],
 ) -> Result<(Value, &'static str), DecodeError> {

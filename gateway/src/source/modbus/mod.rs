@@ -6,11 +6,11 @@
 //! - [`bus`]: TCP connections and shared serial buses.
 //! - [`poller`]: one task per device, presence and back-off; [`spawn_all`] starts them.
 
-pub mod bus;
-pub mod config;
+pub(crate) mod bus;
+pub(crate) mod config;
 pub mod decode;
-pub mod plan;
-pub mod poller;
+pub(crate) mod plan;
+pub(crate) mod poller;
 
 pub use config::{
     DataType, DeviceConfig, Endpoint, ModbusConfig, RegisterConfig, RegisterKind, WordOrder,

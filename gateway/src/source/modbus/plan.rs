@@ -10,7 +10,7 @@ use super::config::{DeviceConfig, RegisterConfig, RegisterKind};
 
 /// Where one configured register sits inside a request's response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Item {
+pub(crate) struct Item {
     /// Index into the device's `registers`.
     pub register: usize,
     /// Offset of its first word/bit in the response.
@@ -19,7 +19,7 @@ pub struct Item {
 
 /// One read request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Block {
+pub(crate) struct Block {
     pub kind: RegisterKind,
     pub start: u16,
     /// Registers or bits to read.
@@ -29,7 +29,7 @@ pub struct Block {
 
 /// Limits for the planner, from the device config.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub merge: bool,
     pub max_gap: u16,
     pub max_registers: u16,
@@ -37,7 +37,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn of(d: &DeviceConfig) -> Limits {
+    pub(crate) fn of(d: &DeviceConfig) -> Limits {
         Limits {
             merge: d.merge,
             max_gap: d.max_gap,
@@ -56,7 +56,7 @@ fn width(r: &RegisterConfig) -> u32 {
 }
 
 /// Plans the requests for `registers`; every register lands in exactly one block.
-pub fn plan(registers: &[RegisterConfig], limits: Limits) -> Vec<Block> {
+pub(crate) fn plan(registers: &[RegisterConfig], limits: Limits) -> Vec<Block> {
     let mut order: Vec<usize> = (0..registers.len()).collect();
     order.sort_by_key(|&i| {
         let r = &registers[i];

@@ -33,7 +33,7 @@ pub struct Presence {
 
 impl Presence {
     /// The device answered; returns `Some(true)` when this is news.
-    pub fn answered(&mut self) -> Option<bool> {
+    pub(crate) fn answered(&mut self) -> Option<bool> {
         self.failures = 0;
         (self.online != Some(true)).then(|| {
             self.online = Some(true);
@@ -42,7 +42,7 @@ impl Presence {
     }
 
     /// The device did not answer; returns `Some(false)` once `offline_after` polls failed.
-    pub fn failed(&mut self, offline_after: u32) -> Option<bool> {
+    pub(crate) fn failed(&mut self, offline_after: u32) -> Option<bool> {
         self.failures = self.failures.saturating_add(1);
         (self.failures >= offline_after && self.online != Some(false)).then(|| {
             self.online = Some(false);
@@ -52,7 +52,7 @@ impl Presence {
 
     /// Delay before the next poll, from `backoff` (the poll interval up to `backoff_max_ms`):
     /// the interval while answering and after the first failure, then doubling per failure.
-    pub fn next_delay(&self, backoff: &Backoff) -> Duration {
+    pub(crate) fn next_delay(&self, backoff: &Backoff) -> Duration {
         backoff.ceiling(self.failures.saturating_sub(1))
     }
 }
@@ -169,7 +169,7 @@ async fn send(tx: &IntakeSender, readings: Vec<Reading>, cancel: &CancellationTo
 use crate::clock::now_ms;
 
 impl DevicePoller {
-    pub fn new(
+    pub(crate) fn new(
         dev: Arc<DeviceConfig>,
         link: Link,
         tx: IntakeSender,
@@ -188,7 +188,7 @@ impl DevicePoller {
     }
 
     /// Polls until `cancel` fires or the pipeline is gone.
-    pub async fn run(mut self, cancel: CancellationToken) {
+    pub(crate) async fn run(mut self, cancel: CancellationToken) {
         let interval = Duration::from_millis(self.dev.interval_ms);
         let backoff = Backoff::new(interval, Duration::from_millis(self.dev.backoff_max_ms));
         info!(
@@ -291,7 +291,7 @@ impl DevicePoller {
     }
 
     /// One poll: every request, then decoding. Never fails: problems become the outcome.
-    pub async fn poll_once(&mut self) -> PollOutcome {
+    pub(crate) async fn poll_once(&mut self) -> PollOutcome {
         let poll_time = now_ms();
         let timeout = Duration::from_millis(self.dev.timeout_ms);
         let results = self

@@ -14,7 +14,7 @@ impl SqliteStore {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT id, role, sites, name, created_ms, revoked_ms, device, unit, department, \
-             relay FROM tokens ORDER BY id",
+             relay, channel FROM tokens ORDER BY id",
         )?;
         let rows = st.query_map([], |r| {
             Ok(TokenInfo {
@@ -28,6 +28,7 @@ impl SqliteStore {
                 unit: r.get(7)?,
                 department: r.get(8)?,
                 relay: r.get(9)?,
+                channel: r.get(10)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -79,6 +80,9 @@ pub struct TokenInfo {
     /// without it was issued before the choice was required.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub relay: bool,
+    /// The owner-notice channel a notifier token posts receipts for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
 
 impl TokenInfo {
@@ -105,6 +109,7 @@ impl TokenStore for SqliteStore {
             unit,
             department,
             relay,
+            channel,
         } = *grant;
         let sites =
             serde_json::to_string(sites).map_err(|e| TokenStoreError::Backend(e.to_string()))?;
@@ -114,7 +119,7 @@ impl TokenStore for SqliteStore {
             .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
         tx.execute(
             "INSERT INTO tokens (hash, role, sites, name, created_ms, device, unit, department, \
-             relay) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             relay, channel) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 hash,
                 role.as_str(),
@@ -124,7 +129,8 @@ impl TokenStore for SqliteStore {
                 device,
                 unit,
                 department,
-                relay
+                relay,
+                channel
             ],
         )
         .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
@@ -147,10 +153,10 @@ impl TokenStore for SqliteStore {
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, TokenStoreError> {
         let conn = self.conn();
         type Row = (i64, String, String, String, Option<String>, Option<String>);
-        type Org = (Option<String>, Option<String>);
+        type Org = (Option<String>, Option<String>, Option<String>);
         let row: Option<(Row, Org)> = conn
             .query_row(
-                "SELECT id, hash, role, sites, name, device, unit, department FROM tokens \
+                "SELECT id, hash, role, sites, name, device, unit, department, channel FROM tokens \
                  WHERE hash = ?1 AND revoked_ms IS NULL",
                 [hash],
                 |r| {
@@ -163,13 +169,14 @@ impl TokenStore for SqliteStore {
                             r.get(4)?,
                             r.get(5)?,
                         ),
-                        (r.get(6)?, r.get(7)?),
+                        (r.get(6)?, r.get(7)?, r.get(8)?),
                     ))
                 },
             )
             .optional()
             .map_err(|e| TokenStoreError::Backend(e.to_string()))?;
-        let Some(((id, stored, role, sites, name, device), (unit, department))) = row else {
+        let Some(((id, stored, role, sites, name, device), (unit, department, channel))) = row
+        else {
             return Ok(None);
         };
         let role = Role::parse(&role)
@@ -186,6 +193,7 @@ impl TokenStore for SqliteStore {
             device,
             unit,
             department,
+            channel,
         }))
     }
 }
