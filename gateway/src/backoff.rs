@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// How a wait is drawn below its ceiling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Jitter {
+pub(crate) enum Jitter {
     /// Exactly the ceiling.
     None,
     /// Uniform in `[min, ceiling]` ("full jitter", bounded below so a failing server is never
@@ -24,7 +24,7 @@ pub enum Jitter {
 
 /// Exponential back-off between `min` and `max`; see the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     min: Duration,
     max: Duration,
     jitter: Jitter,
@@ -34,7 +34,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Bounds, without jitter; `min` is at least 1 ms and `max` at least `min`.
-    pub fn new(min: Duration, max: Duration) -> Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Backoff {
         let min = min.max(Duration::from_millis(1));
         Backoff {
             min,
@@ -45,33 +45,34 @@ impl Backoff {
     }
 
     /// [`Backoff::new`] from milliseconds (the unit of every `*_min_ms`/`*_max_ms` config key).
-    pub fn from_millis(min_ms: u64, max_ms: u64) -> Backoff {
+    pub(crate) fn from_millis(min_ms: u64, max_ms: u64) -> Backoff {
         Backoff::new(Duration::from_millis(min_ms), Duration::from_millis(max_ms))
     }
 
     /// The same bounds with `jitter`.
-    pub fn with_jitter(self, jitter: Jitter) -> Backoff {
+    pub(crate) fn with_jitter(self, jitter: Jitter) -> Backoff {
         Backoff { jitter, ..self }
     }
 
     /// The shortest wait.
-    pub fn min(&self) -> Duration {
+    pub(crate) fn min(&self) -> Duration {
         self.min
     }
 
     /// The longest wait.
-    pub fn max(&self) -> Duration {
+    #[cfg(test)]
+    pub(crate) fn max(&self) -> Duration {
         self.max
     }
 
     /// The ceiling for retry number `attempt` (0 = first retry): `min * 2^attempt`, at most `max`.
-    pub fn ceiling(&self, attempt: u32) -> Duration {
+    pub(crate) fn ceiling(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
         self.min.saturating_mul(factor).min(self.max)
     }
 
     /// The wait before retry number `attempt`, drawn by the jitter policy.
-    pub fn delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
         let ceiling = self.ceiling(attempt);
         match self.jitter {
             Jitter::None => ceiling,
@@ -85,14 +86,14 @@ impl Backoff {
     }
 
     /// The wait before the next retry; counts it.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let d = self.delay(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
         d
     }
 
     /// Back to the shortest wait (after a success).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 }

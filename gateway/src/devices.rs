@@ -14,7 +14,7 @@ use std::sync::RwLock;
 
 /// The newest value of one metric.
 #[derive(Debug, Clone, Serialize)]
-pub struct LastValue {
+pub(crate) struct LastValue {
     pub stream: String,
     pub value: Value,
     pub unit: String,
@@ -24,7 +24,7 @@ pub struct LastValue {
 /// Presence as shown to users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Presence {
+pub(crate) enum Presence {
     Online,
     /// The device (or its last will, or its poller) said it is offline.
     Offline,
@@ -49,7 +49,7 @@ struct DeviceState {
 
 /// One row of `GET /api/v1/devices`.
 #[derive(Debug, Clone, Serialize)]
-pub struct DeviceView {
+pub(crate) struct DeviceView {
     pub site: String,
     pub device: String,
     pub source: &'static str,
@@ -75,7 +75,7 @@ pub struct DeviceTable {
 }
 
 impl DeviceTable {
-    pub fn new(offline_after_ms: i64) -> DeviceTable {
+    pub(crate) fn new(offline_after_ms: i64) -> DeviceTable {
         DeviceTable {
             offline_after_ms,
             devices: RwLock::new(HashMap::default()),
@@ -84,13 +84,13 @@ impl DeviceTable {
     }
 
     /// Keeps `points` recent values per metric for the dashboard (0: none).
-    pub fn with_history_points(mut self, points: usize) -> DeviceTable {
+    pub(crate) fn with_history_points(mut self, points: usize) -> DeviceTable {
         self.history = crate::history::ReadingHistory::new(points);
         self
     }
 
     /// Recent readings and events per device (bounded, in memory).
-    pub fn history(&self) -> &crate::history::ReadingHistory {
+    pub(crate) fn history(&self) -> &crate::history::ReadingHistory {
         &self.history
     }
 
@@ -128,7 +128,7 @@ impl DeviceTable {
     }
 
     /// Records one message's readings (all from one device).
-    pub fn observe(&self, readings: &[Reading]) {
+    pub(crate) fn observe(&self, readings: &[Reading]) {
         let Some(first) = readings.first() else {
             return;
         };
@@ -178,7 +178,14 @@ impl DeviceTable {
     }
 
     /// Adds sequence-number findings for a device.
-    pub fn note_sequence(&self, site: &str, device: &str, at_ms: i64, lost: u64, duplicate: bool) {
+    pub(crate) fn note_sequence(
+        &self,
+        site: &str,
+        device: &str,
+        at_ms: i64,
+        lost: u64,
+        duplicate: bool,
+    ) {
         self.with_device(site, device, "mqtt", at_ms, |st| {
             st.lost += lost;
             if duplicate {
@@ -201,7 +208,7 @@ impl DeviceTable {
     }
 
     /// Every device, sorted by site then device.
-    pub fn snapshot(&self, now_ms: i64) -> Vec<DeviceView> {
+    pub(crate) fn snapshot(&self, now_ms: i64) -> Vec<DeviceView> {
         let map = self.devices.read().unwrap_or_else(|p| p.into_inner());
         let mut out: Vec<DeviceView> = map
             .iter()
@@ -235,7 +242,7 @@ impl DeviceTable {
     }
 
     /// (known, online) counts for the gauges.
-    pub fn counts(&self, now_ms: i64) -> (i64, i64) {
+    pub(crate) fn counts(&self, now_ms: i64) -> (i64, i64) {
         let map = self.devices.read().unwrap_or_else(|p| p.into_inner());
         let mut known = 0;
         let mut online = 0;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// Bytes available to this (unprivileged) process on the file system holding `path`.
-pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+pub(crate) fn free_bytes(path: &Path) -> std::io::Result<u64> {
     let s = rustix::fs::statvfs(path)?;
     Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
@@ -46,13 +46,13 @@ pub struct Floor {
 
 impl Floor {
     /// Ok when `incoming` more bytes leave at least the floor free; logged when refused.
-    pub fn check(&self, incoming: u64) -> Result<(), FloorError> {
+    pub(crate) fn check(&self, incoming: u64) -> Result<(), FloorError> {
         check_floor(&self.dir, incoming, self.min_free, self.key)
     }
 }
 
 /// [`Floor::check`] for a directory that is only known at the call (a flight's folder).
-pub fn check_floor(
+pub(crate) fn check_floor(
     dir: &Path,
     incoming: u64,
     min_free: u64,

@@ -18,15 +18,15 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 use std::sync::Mutex;
 
 /// Default points kept per metric (a reading a minute is 6 hours).
-pub const DEFAULT_POINTS_PER_METRIC: usize = 360;
+pub(crate) const DEFAULT_POINTS_PER_METRIC: usize = 360;
 /// Events kept per device.
-pub const EVENTS_PER_DEVICE: usize = 200;
+pub(crate) const EVENTS_PER_DEVICE: usize = 200;
 /// Metrics kept per device; further names are ignored.
-pub const MAX_METRICS_PER_DEVICE: usize = 16;
+pub(crate) const MAX_METRICS_PER_DEVICE: usize = 16;
 
 /// One metric's recent points, oldest first.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Series {
+pub(crate) struct Series {
     pub stream: String,
     pub unit: String,
     /// `[device_time_ms, value]` pairs.
@@ -35,7 +35,7 @@ pub struct Series {
 
 /// One device event (alarm or recovery).
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct EventRecord {
+pub(crate) struct EventRecord {
     pub at_ms: i64,
     pub name: String,
     pub phase: Option<String>,
@@ -72,7 +72,7 @@ impl Default for ReadingHistory {
 
 impl ReadingHistory {
     /// Keeps up to `points_per_metric` points per metric (0: events only).
-    pub fn new(points_per_metric: usize) -> ReadingHistory {
+    pub(crate) fn new(points_per_metric: usize) -> ReadingHistory {
         ReadingHistory {
             points_per_metric,
             devices: Mutex::default(),
@@ -80,7 +80,7 @@ impl ReadingHistory {
     }
 
     /// Records one message's readings (all from one device).
-    pub fn observe(&self, readings: &[Reading]) {
+    pub(crate) fn observe(&self, readings: &[Reading]) {
         let Some(first) = readings.first() else {
             return;
         };
@@ -140,7 +140,7 @@ impl ReadingHistory {
     }
 
     /// Points newer than `since_ms` per metric (all metrics, or only `metric`).
-    pub fn series(
+    pub(crate) fn series(
         &self,
         site: &str,
         device: &str,
@@ -175,7 +175,12 @@ impl ReadingHistory {
     }
 
     /// Events newer than `since_ms`, oldest first.
-    pub fn events(&self, site: &str, device: &str, since_ms: i64) -> Option<Vec<EventRecord>> {
+    pub(crate) fn events(
+        &self,
+        site: &str,
+        device: &str,
+        since_ms: i64,
+    ) -> Option<Vec<EventRecord>> {
         let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
         let rings = map.get(site)?.get(device)?;
         Some(

@@ -17,7 +17,7 @@ pub struct Reason {
 }
 
 impl Reason {
-    pub fn of(reason: &str) -> Reason {
+    pub(crate) fn of(reason: &str) -> Reason {
         Reason {
             reason: reason.to_string(),
         }
@@ -31,7 +31,7 @@ pub struct Persuaded {
 }
 
 impl Persuaded {
-    pub fn of(persuaded: bool) -> Persuaded {
+    pub(crate) fn of(persuaded: bool) -> Persuaded {
         Persuaded {
             persuaded: persuaded.to_string(),
         }

@@ -14,7 +14,7 @@ const WINDOW: u64 = 1024;
 
 /// What the sequence check says about one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SeqVerdict {
+pub(crate) enum SeqVerdict {
     /// First sight of this number; `lost` numbers were skipped since the newest one.
     New { lost: u64 },
     /// A number inside the window that arrived late; it fills an earlier gap.
@@ -115,7 +115,7 @@ pub struct ClockPolicy {
 /// Tracks every device's sequence window (site -> device -> window, so lookups by `&str`
 /// do not allocate on the hot path).
 #[derive(Default)]
-pub struct Normalizer {
+pub(crate) struct Normalizer {
     windows: HashMap<String, HashMap<String, SeqWindow>>,
     /// Last time handed out by [`Normalizer::replaced_time`], per site and device.
     last_replaced: HashMap<String, HashMap<String, i64>>,
@@ -123,7 +123,7 @@ pub struct Normalizer {
 
 impl Normalizer {
     /// Checks the sequence number of one message (all readings of a message share it).
-    pub fn check_sequence(&mut self, site: &str, device: &str, seq: u64) -> SeqVerdict {
+    pub(crate) fn check_sequence(&mut self, site: &str, device: &str, seq: u64) -> SeqVerdict {
         if let Some(w) = self.windows.get_mut(site).and_then(|m| m.get_mut(device)) {
             return w.check(seq);
         }
@@ -136,7 +136,7 @@ impl Normalizer {
 
     /// Forgets that message `seq` was seen: it could not be made durable and was not
     /// acknowledged, so its redelivery must be taken, not dropped as a duplicate.
-    pub fn forget_sequence(&mut self, site: &str, device: &str, seq: u64) {
+    pub(crate) fn forget_sequence(&mut self, site: &str, device: &str, seq: u64) {
         if let Some(w) = self.windows.get_mut(site).and_then(|m| m.get_mut(device)) {
             w.unset(seq);
         }
@@ -147,7 +147,7 @@ impl Normalizer {
     /// received in the same millisecond (a burst, or every message while our own clock is off
     /// and so judges good device clocks wrong) would otherwise become one point in the
     /// database, each overwriting the last.
-    pub fn replaced_time(&mut self, site: &str, device: &str, received_ms: i64) -> i64 {
+    pub(crate) fn replaced_time(&mut self, site: &str, device: &str, received_ms: i64) -> i64 {
         if let Some(last) = self
             .last_replaced
             .get_mut(site)
@@ -165,7 +165,7 @@ impl Normalizer {
 }
 
 /// Replaces an implausible device time with the receive time; returns whether it did.
-pub fn fix_clock(r: &mut Reading, policy: &ClockPolicy) -> bool {
+pub(crate) fn fix_clock(r: &mut Reading, policy: &ClockPolicy) -> bool {
     let skew = r.device_time_ms - r.received_time_ms;
     let too_new = skew > policy.max_skew_ms;
     let max_age = if r.quality.replayed {

@@ -39,10 +39,10 @@ pub struct MqttAck {
 }
 
 /// Queues acknowledgements for the source to write (cloned into the processor and the decoder).
-pub type AckSender = tokio::sync::mpsc::UnboundedSender<Vec<MqttAck>>;
-pub type AckReceiver = tokio::sync::mpsc::UnboundedReceiver<Vec<MqttAck>>;
+pub(crate) type AckSender = tokio::sync::mpsc::UnboundedSender<Vec<MqttAck>>;
+pub(crate) type AckReceiver = tokio::sync::mpsc::UnboundedReceiver<Vec<MqttAck>>;
 
-pub fn ack_channel() -> (AckSender, AckReceiver) {
+pub(crate) fn ack_channel() -> (AckSender, AckReceiver) {
     tokio::sync::mpsc::unbounded_channel()
 }
 
@@ -54,19 +54,19 @@ pub struct Intake {
 }
 
 /// Sending half of the intake channel, cloned into every source.
-pub type IntakeSender = tokio::sync::mpsc::Sender<Intake>;
+pub(crate) type IntakeSender = tokio::sync::mpsc::Sender<Intake>;
 
 /// What the processor hands each downstream consumer (rules engine, camera health): the
 /// readings of one durable batch, one entry per source message, in arrival order. One channel
 /// operation per batch rather than per message (issue 24: the per-message hand-offs and task
 /// wake-ups were a visible share of intake CPU).
-pub type ReadingsBatch = std::sync::Arc<[Vec<Reading>]>;
+pub(crate) type ReadingsBatch = std::sync::Arc<[Vec<Reading>]>;
 
 /// Messages per [`ReadingsBatch`]: a durable batch (up to `[mqtt] ack_batch`, 4,096 by default)
 /// goes downstream in pieces of this many, so what waits in the consumers' channels stays near
 /// what it was per message (a whole batch per send held ~7 MB more at peak in the 1,000,000-
 /// message backlog benchmark) while the channel operations still drop 256-fold.
-pub const READINGS_CHUNK: usize = 256;
+pub(crate) const READINGS_CHUNK: usize = 256;
 
 use crate::backoff::Backoff;
 use crate::devices::DeviceTable;
@@ -83,10 +83,10 @@ use tracing::{error, warn};
 pub const INTAKE_CAPACITY: usize = 4096;
 
 /// Upper bound for `[mqtt] ack_batch` (intakes made durable with one fsync).
-pub const MAX_BATCH: usize = 8192;
+pub(crate) const MAX_BATCH: usize = 8192;
 
 /// Where the processor writes and whom it tells.
-pub struct Processor {
+pub(crate) struct Processor {
     pub rx: mpsc::Receiver<Intake>,
     /// `None` when no time-series database is configured.
     pub outbox: Option<Arc<Outbox>>,
@@ -108,7 +108,7 @@ pub struct Processor {
 }
 
 /// The dead-letter file under the storage dir.
-pub const DEAD_LETTER_FILE: &str = "dead-letter.jsonl";
+pub(crate) const DEAD_LETTER_FILE: &str = "dead-letter.jsonl";
 
 /// The dead-letter file stops growing here; past it, intakes stay unacknowledged.
 const DEAD_LETTER_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -123,7 +123,7 @@ enum NotDurable {
 
 impl Processor {
     /// Runs until every sender is gone, then returns after the last batch is durable.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         let mut normalizer = Normalizer::default();
         let mut batch = Vec::with_capacity(self.max_batch);
         while let Some(first) = self.rx.recv().await {

@@ -52,7 +52,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Source::Mqtt => "mqtt",
             Source::Modbus => "modbus",

@@ -3,14 +3,14 @@
 
 /// Canonical unit and the affine map `canonical = value * factor + offset` for a unit as sent.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Conversion {
+pub(crate) struct Conversion {
     pub canonical: &'static str,
     pub factor: f64,
     pub offset: f64,
 }
 
 impl Conversion {
-    pub fn apply(&self, v: f64) -> f64 {
+    pub(crate) fn apply(&self, v: f64) -> f64 {
         v * self.factor + self.offset
     }
 }
@@ -25,7 +25,7 @@ const fn c(canonical: &'static str, factor: f64, offset: f64) -> Conversion {
 
 /// Looks up a unit (case-sensitive where case matters: `m` vs `M` never appear both).
 /// Returns `None` for units we do not know, which config validation reports.
-pub fn canonical(unit: &str) -> Option<Conversion> {
+pub(crate) fn canonical(unit: &str) -> Option<Conversion> {
     Some(match unit {
         "" => c("", 1.0, 0.0),
         // length

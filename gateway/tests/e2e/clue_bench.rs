@@ -7,7 +7,7 @@
 //!   measured in the same run; `CLUE_BENCH_ROUNDS` rounds (3), medians. `CLUE_BENCH_SINGLE=0`
 //!   skips the one-by-one reference (for profiling the batched path alone). Each round also
 //!   measures batches that read their open clues back (the store without its open-clue cache)
-//!   as the reference for the cache. `CLUE_BENCH_BATCH` (256) sets the batch size, for both
+//!   as the reference for the cache. `CLUE_BENCH_BATCH` (256, the pool's `INTAKE_BATCH`) sets the batch size, for both
 //!   the SQLite and the PostgreSQL benchmark.
 //! - List latency: p50/p99 of `GET /api/v1/clues`-equivalent queries with
 //!   `CLUE_BENCH_POOL` clues (default 100,000) in the pool.
@@ -60,7 +60,7 @@ fn dedup_throughput_and_list_latency() {
     let pool_size = env("CLUE_BENCH_POOL", 100_000);
     let dir = tempfile::tempdir().expect("tempdir");
 
-    // The pool's intake path (batches of 256 in one transaction) against one transaction per
+    // The pool's intake path (batches of up to 256 in one transaction) against one transaction per
     // event (`ingest`, what the drone job and the per-event path do), each on a fresh file,
     // in the same run.
     let rounds = env("CLUE_BENCH_ROUNDS", 3);

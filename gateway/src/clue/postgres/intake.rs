@@ -3,10 +3,16 @@
 //! Inside the writing transaction, after the chain head is locked (`begin`):
 //! 1. one query reads the open clues of the batch's distinct keys (and one the newest
 //!    disposed clue of the keys with none open, which a worse event reopens);
-//! 2. one query draws the new clues' and the occurrences' ids from their sequences;
+//! 2. only when the batch opens new clues, one query draws their ids from the sequence (the
+//!    occurrences' ids came with the head lock, `begin_drawing`);
 //! 3. the batch is planned in memory (`store::intake`: dedup, levels, digests, the chain);
 //! 4. one statement writes it all: new clues, repeated clues, occurrences, evidence, audit
-//!    entries and outbox rows, each table fed by `UNNEST` of column arrays.
+//!    entries, outbox rows and the moved chain head, each table fed by `UNNEST` of column
+//!    arrays.
+//!
+//! Every round trip between locking the head and committing is time the other gateways wait
+//! for the head, so a batch of repeats (the common case) makes three: the open clues, the
+//! write, the commit.
 //!
 //! The chain lock is what makes the read in step 1 current until commit: every writer of clue
 //! rows takes it first. The partial unique index `clues_one_open_per_key` stays the guard: a
@@ -53,7 +59,8 @@ const WRITE: &str = "WITH new_clues AS (\
      INSERT INTO outbound (channel, topic, payload, created_ms) \
      SELECT ch, topic, payload, $32 \
      FROM UNNEST($49, $50) WITH ORDINALITY AS m(topic, payload, n) \
-     CROSS JOIN UNNEST($51) WITH ORDINALITY AS c(ch, k) ORDER BY m.n, c.k) \
+     CROSS JOIN UNNEST($51) WITH ORDINALITY AS c(ch, k) ORDER BY m.n, c.k), \
+     head AS (UPDATE audit_head SET seq = $61, hash = $62 WHERE id = 1) \
      INSERT INTO audit (seq, at_ms, actor, action, clue_id, detail, prev_hash, hash) \
      SELECT * FROM UNNEST($52, $53, $54, $55, $56, $57, $58, $59)";
 
@@ -127,6 +134,9 @@ struct Columns {
     a_detail: Vec<String>,
     a_prev: Vec<String>,
     a_hash: Vec<String>,
+    /// `$61`, `$62`: the chain head after the batch's entries.
+    head_seq: i64,
+    head_hash: String,
 }
 
 impl Columns {
@@ -244,19 +254,23 @@ impl Columns {
             (&self.a_prev, T::TEXT_ARRAY),
             (&self.a_hash, T::TEXT_ARRAY),
             (&self.n_assisting, T::TEXT_ARRAY),
+            (&self.head_seq, T::INT8),
+            (&self.head_hash, T::TEXT),
         ]
     }
 }
 
 impl PgStore {
     /// Dedups `items` inside `tx`, which holds the chain head `chain` (moved to the batch's last
-    /// entry); the changes in input order. Any failure fails the whole batch (the caller
-    /// isolates events by redoing them one by one).
+    /// entry, in the table as in `chain`); the changes in input order. `ids` are occurrence ids
+    /// drawn already: the batch takes its own from the front and draws what is missing. Any
+    /// failure fails the whole batch (the caller isolates events by redoing them one by one).
     pub(super) fn ingest_set(
         &self,
         tx: &mut Transaction<'_>,
         chain: &mut Chain,
         items: &[Item],
+        ids: &mut Vec<i64>,
         now_ms: i64,
     ) -> Result<Vec<ClueChange>, StoreError> {
         if items.is_empty() {
@@ -291,16 +305,23 @@ impl PgStore {
             .map(clue_from_row)
             .collect::<Result<Vec<_>, _>>()?
         };
-        let wanted = [intake::new_clues(&keys, &open) as i64, items.len() as i64];
-        let ids = tx.query_typed_one(
-            "SELECT ARRAY(SELECT nextval(pg_get_serial_sequence('clues', 'id')::regclass) \
-             FROM generate_series(1, $1)), \
-             ARRAY(SELECT nextval(pg_get_serial_sequence('occurrences', 'id')::regclass) \
-             FROM generate_series(1, $2))",
-            &[(&wanted[0], Type::INT8), (&wanted[1], Type::INT8)],
-        )?;
-        let clue_ids: Vec<i64> = ids.try_get(0)?;
-        let occurrence_ids: Vec<i64> = ids.try_get(1)?;
+        let mut occurrence_ids: Vec<i64> = ids.drain(..items.len().min(ids.len())).collect();
+        let wanted = [
+            intake::new_clues(&keys, &open) as i64,
+            (items.len() - occurrence_ids.len()) as i64,
+        ];
+        let mut clue_ids = Vec::new();
+        if wanted != [0, 0] {
+            let drawn = tx.query_typed_one(
+                "SELECT ARRAY(SELECT nextval(pg_get_serial_sequence('clues', 'id')::regclass) \
+                 FROM generate_series(1, $1)), \
+                 ARRAY(SELECT nextval(pg_get_serial_sequence('occurrences', 'id')::regclass) \
+                 FROM generate_series(1, $2))",
+                &[(&wanted[0], Type::INT8), (&wanted[1], Type::INT8)],
+            )?;
+            clue_ids = drawn.try_get(0)?;
+            occurrence_ids.extend(drawn.try_get::<_, Vec<i64>>(1)?);
+        }
         let plan = intake::plan(
             items,
             open,
@@ -318,6 +339,8 @@ impl PgStore {
         let mut cols = Columns {
             received_ms: now_ms,
             channels: self.channels.clone(),
+            head_seq: chain.head.seq,
+            head_hash: chain.head.hash.clone(),
             ..Default::default()
         };
         for t in &plan.clues {
@@ -375,6 +398,7 @@ impl PgStore {
             )?;
         }
         tx.execute_typed(WRITE, &cols.params())?;
+        chain.stored = chain.head.seq;
         Ok(plan.steps.into_iter().map(|s| s.change).collect())
     }
 }

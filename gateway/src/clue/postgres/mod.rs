@@ -253,8 +253,9 @@ fn read_clue(c: &mut impl GenericClient, id: i64, lock: bool) -> Result<Option<C
 #[derive(Clone)]
 pub(crate) struct Chain {
     head: audit::Head,
-    /// The head's sequence number when the transaction locked it.
-    start: i64,
+    /// The sequence number the `audit_head` row holds in this transaction (the locked one,
+    /// until a statement moves it): [`commit`] writes the head only when it is behind.
+    stored: i64,
     key: Option<Arc<AuditKey>>,
 }
 
@@ -263,12 +264,26 @@ fn begin<'c>(
     conn: &'c mut Conn,
     key: &Option<Arc<AuditKey>>,
 ) -> Result<(Transaction<'c>, Chain), StoreError> {
+    begin_drawing(conn, key, 0).map(|(tx, chain, _)| (tx, chain))
+}
+
+/// [`begin`] that also draws `occurrences` ids from the occurrences' sequence in the same
+/// statement: intake needs one per event, and every round trip made while the head is held
+/// is time every other gateway waits (sequences are not transactional, so drawing them here
+/// costs nothing a rollback would have to undo; an unused id is a gap, as after any rollback).
+fn begin_drawing<'c>(
+    conn: &'c mut Conn,
+    key: &Option<Arc<AuditKey>>,
+    occurrences: i64,
+) -> Result<(Transaction<'c>, Chain, Vec<i64>), StoreError> {
     let mut tx = conn.transaction()?;
-    let r = tx.query_one(
-        "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
-        &[],
+    let r = tx.query_typed_one(
+        "SELECT seq, hash, ARRAY(SELECT nextval(pg_get_serial_sequence('occurrences', 'id')\
+         ::regclass) FROM generate_series(1, $1)) FROM audit_head WHERE id = 1 FOR UPDATE",
+        &[(&occurrences, Type::INT8)],
     )?;
     let seq: i64 = r.try_get(0)?;
+    let ids: Vec<i64> = r.try_get(2)?;
     let head = audit::Head {
         seq,
         hash: r.try_get(1)?,
@@ -281,9 +296,10 @@ fn begin<'c>(
         tx,
         Chain {
             head,
-            start: seq,
+            stored: seq,
             key: key.clone(),
         },
+        ids,
     ))
 }
 
@@ -305,7 +321,7 @@ fn next_key(c: &mut impl GenericClient) -> Result<Option<String>, StoreError> {
 
 /// Moves the head to what this transaction appended and commits.
 fn commit(mut tx: Transaction<'_>, chain: &Chain) -> Result<(), StoreError> {
-    if chain.head.seq != chain.start {
+    if chain.head.seq != chain.stored {
         tx.execute(
             "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
             &[&chain.head.seq, &chain.head.hash],
@@ -603,9 +619,9 @@ impl PgStore {
         isolate: bool,
     ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError> {
         let mut c = self.conn()?;
-        let (mut tx, mut chain) = begin(&mut c, &self.key)?;
+        let (mut tx, mut chain, mut ids) = begin_drawing(&mut c, &self.key, items.len() as i64)?;
         if !isolate {
-            let out = self.ingest_set(&mut tx, &mut chain, items, now_ms)?;
+            let out = self.ingest_set(&mut tx, &mut chain, items, &mut ids, now_ms)?;
             commit(tx, &chain)?;
             return Ok(out.into_iter().map(Ok).collect());
         }
@@ -613,7 +629,8 @@ impl PgStore {
         for item in items {
             let saved = chain.clone();
             let mut sp = tx.savepoint("ingest_one")?;
-            match self.ingest_set(&mut sp, &mut chain, std::slice::from_ref(item), now_ms) {
+            let one = std::slice::from_ref(item);
+            match self.ingest_set(&mut sp, &mut chain, one, &mut ids, now_ms) {
                 Ok(mut change) => {
                     sp.commit()?;
                     out.push(
