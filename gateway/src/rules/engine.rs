@@ -926,9 +926,12 @@ impl Live {
         }
         let raw = raw && in_window && !excused;
         st.raw = raw;
-        let tr = st
-            .flap
-            .update(raw, t, min_ms, rule.cooldown_s as i64 * 1000);
+        let cooldown = rule.cooldown_s as i64 * 1000;
+        let tr = if !raw && matches!(rule.condition, Condition::Event { .. }) {
+            st.flap.end_reported(t, min_ms, cooldown)
+        } else {
+            st.flap.update(raw, t, min_ms, cooldown)
+        };
         if tr == Transition::None {
             return;
         }

@@ -47,24 +47,7 @@ impl Flap {
     /// counts; a new occurrence is sent at most once per `cooldown_ms`.
     pub fn update(&mut self, raw: bool, at_ms: i64, min_ms: i64, cooldown_ms: i64) -> Transition {
         if !raw {
-            let since = self.since.take();
-            if !self.active
-                && min_ms > 0
-                && let Some(since) = since
-                && at_ms.saturating_sub(since) >= min_ms
-            {
-                let news = std::mem::take(&mut self.ended);
-                let tr = self.raise(
-                    since.saturating_add(min_ms),
-                    if news { 0 } else { cooldown_ms },
-                );
-                if tr != Transition::Raised {
-                    return tr;
-                }
-                self.emitted = false;
-                self.ended = true;
-                return Transition::RaisedEnded;
-            }
+            self.since = None;
             if self.active {
                 self.active = false;
                 if std::mem::take(&mut self.emitted) {
@@ -81,6 +64,34 @@ impl Flap {
         self.active = true;
         let news = std::mem::take(&mut self.ended) && min_ms > 0;
         self.raise(at_ms, if news { 0 } else { cooldown_ms })
+    }
+
+    /// The condition's end as the device reported it (an event's recovery), at `at_ms` of the
+    /// device's clock. Like `update(false, ..)`, except that a condition that had held for its
+    /// minimum duration without being raised (nobody could hear it end: the link was down) is
+    /// raised and ended at once ([`Transition::RaisedEnded`]). Only for reported ends: a
+    /// threshold judged from samples keeps `update`, where one sample past the line followed by
+    /// one back is no proof that the line was held in between.
+    pub fn end_reported(&mut self, at_ms: i64, min_ms: i64, cooldown_ms: i64) -> Transition {
+        if !self.active
+            && min_ms > 0
+            && let Some(since) = self.since
+            && at_ms.saturating_sub(since) >= min_ms
+        {
+            self.since = None;
+            let news = std::mem::take(&mut self.ended);
+            let tr = self.raise(
+                since.saturating_add(min_ms),
+                if news { 0 } else { cooldown_ms },
+            );
+            if tr != Transition::Raised {
+                return tr;
+            }
+            self.emitted = false;
+            self.ended = true;
+            return Transition::RaisedEnded;
+        }
+        self.update(false, at_ms, min_ms, cooldown_ms)
     }
 
     /// A one-off event (a drop, a composite match): raised unless inside the cool-down.
@@ -181,16 +192,21 @@ mod tests {
         let mut f = Flap::default();
         // Began at 0, heard of again only at 15 (its end), minimum 10: it held, unseen.
         assert_eq!(f.update(true, 0, 10, 100), Transition::None);
-        assert_eq!(f.update(false, 15, 10, 100), Transition::RaisedEnded);
+        assert_eq!(f.end_reported(15, 10, 100), Transition::RaisedEnded);
         // Shorter than the minimum: nothing.
         assert_eq!(f.update(true, 200, 10, 100), Transition::None);
-        assert_eq!(f.update(false, 205, 10, 100), Transition::None);
+        assert_eq!(f.end_reported(205, 10, 100), Transition::None);
         // Without a minimum duration an end is just an end.
         assert_eq!(f.update(true, 300, 0, 100), Transition::Raised);
-        assert_eq!(f.update(false, 400, 0, 100), Transition::Cleared);
+        assert_eq!(f.end_reported(400, 0, 100), Transition::Cleared);
         assert_eq!(f.update(true, 500, 0, 0), Transition::Raised);
         let mut g = Flap::default();
-        assert_eq!(g.update(false, 0, 10, 100), Transition::None);
+        assert_eq!(g.end_reported(0, 10, 100), Transition::None);
+        // A sampled condition (a threshold) is not raised by its end: two samples prove
+        // nothing about the time between them.
+        let mut h = Flap::default();
+        assert_eq!(h.update(true, 0, 10, 100), Transition::None);
+        assert_eq!(h.update(false, 15, 10, 100), Transition::None);
     }
 
     #[test]
