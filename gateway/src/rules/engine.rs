@@ -25,7 +25,7 @@ use super::config::{
 };
 use super::flap::{Flap, Hysteresis, Transition};
 use super::grease::{PumpoutRegistry, TrapStats, Traps};
-use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateMap, StateRef, StateView};
+use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateMap, StateRef};
 use super::maintenance::MaintenanceRegistry;
 use super::window::{Push, Window};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, EvidenceReading, Level, Subject};
@@ -426,6 +426,7 @@ impl Engine {
                 "composite_flaps": l.composite_flaps.iter().collect::<Vec<_>>(),
                 "pending": l.pending,
                 "traps": l.traps,
+                "offline": l.offline,
             }),
         }
     }
@@ -453,6 +454,9 @@ impl Engine {
             composite_flaps: Vec<((usize, String), Flap)>,
             pending: Vec<PendingDischarge>,
             traps: Traps,
+            /// Absent from snapshots written before link state was kept.
+            #[serde(default)]
+            offline: HashMap<String, HashMap<String, i64>>,
         }
         let st: State = serde_json::from_value(snap.state).map_err(SnapshotError::Format)?;
         let n = engine.c.rules.len();
@@ -472,6 +476,7 @@ impl Engine {
             .collect();
         l.pending = st.pending.into_iter().filter(|p| p.rule < n).collect();
         l.traps = st.traps;
+        l.offline = st.offline;
         engine
             .reload(rules, settings)
             .map_err(SnapshotError::NewRules)?;
@@ -998,15 +1003,19 @@ impl Live {
                     self.offline.remove(r.site.as_str());
                 }
                 let outage = rx.saturating_sub(down_rx).max(0);
-                for (key, st) in self.states.iter_mut() {
-                    let (rule, site, device) = key.parts();
-                    if site != r.site
-                        || device != r.device
-                        || matches!(c.rules[rule].condition, Condition::Silence { .. })
-                    {
+                // One lookup per rule, not a walk over every state: when a broker restarts,
+                // all devices come back at once, and a walk per device would cost
+                // devices x states.
+                for (rule, compiled) in c.rules.iter().enumerate() {
+                    if matches!(compiled.condition, Condition::Silence { .. }) {
                         continue;
                     }
-                    if let Some(last) = st.last_rx.as_mut()
+                    let key = StateRef {
+                        rule,
+                        site: &r.site,
+                        device: &r.device,
+                    };
+                    if let Some(last) = self.states.get_mut(key).and_then(|st| st.last_rx.as_mut())
                         && *last <= down_rx
                     {
                         *last = last.saturating_add(outage);

@@ -288,6 +288,10 @@ impl<V> StateMap<V> {
         self.map.get(&key as &dyn StateView)
     }
 
+    pub fn get_mut(&mut self, key: StateRef<'_>) -> Option<&mut V> {
+        self.map.get_mut(&key as &dyn StateView)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&StateKey, &V)> {
         self.map.iter()
     }

@@ -758,6 +758,42 @@ fn a_sensor_fault_of_over_an_hour_hidden_by_a_link_outage_is_raised_from_the_rep
 }
 
 #[test]
+fn a_link_outage_under_way_at_a_restart_is_remembered_from_its_start() {
+    // Fault alarm at 0, link down at 10 min, gateway restarted at 20 min (the broker hands the
+    // retained `offline` again at 25), link back at 100 with the fault still on: the hour is up
+    // at 150 on the receive clock, as without the restart. Forgetting the outage's start would
+    // count 10..25 as heard time and raise the fault at 135.
+    let t = at_local(12, 0);
+    let mut e = engine();
+    run(
+        &mut e,
+        vec![fault_event("alarm", t), link(false, t + 10 * MIN)],
+    );
+    let snap_json = serde_json::to_vec(&e.snapshot()).expect("serializes");
+    drop(e);
+    let snap = serde_json::from_slice(&snap_json).expect("deserializes");
+    let mut e =
+        Engine::restore(super::default_rules(), &RulesSettings::default(), snap).expect("restored");
+    let mut out = run(&mut e, vec![link(false, t + 25 * MIN)]);
+    out.extend(run(&mut e, vec![link(true, t + 100 * MIN)]));
+    for m in 101..149 {
+        out.extend(e.on_tick(t + m * MIN));
+    }
+    assert!(of_rule(&out, "sensor-fault").is_empty(), "{out:?}");
+    out.extend(e.on_tick(t + 151 * MIN));
+    assert_eq!(of_rule(&out, "sensor-fault").len(), 1);
+
+    // A snapshot written before link state was kept still loads (no `offline` in it).
+    let mut old: serde_json::Value = serde_json::to_value(engine().snapshot()).expect("json");
+    old["state"]
+        .as_object_mut()
+        .expect("state object")
+        .remove("offline");
+    let old: super::snapshot::Snapshot = serde_json::from_value(old).expect("snapshot");
+    assert!(Engine::restore(super::default_rules(), &RulesSettings::default(), old).is_ok());
+}
+
+#[test]
 fn a_sensor_fault_that_silences_the_device_is_one_clue() {
     // A cut loop cable: the sensor faults and the device sends nothing more for four hours.
     let mut e = engine();

@@ -21,6 +21,7 @@
 
 pub mod frames;
 pub mod score;
+pub mod seen;
 
 use crate::camera::{CameraHealth, CamerasConfig};
 use crate::clue::evidence::EvidenceStore;
@@ -274,6 +275,7 @@ pub async fn run_block(
         wall_s: 0.0,
     };
     let mut clues: HashMap<i64, ClueRecord> = HashMap::new();
+    let mut shown = seen::Shown::default();
     let end_ms = fleet.start_ms() + params.days as i64 * DAY_MS;
     let offset_ms = fleet_cfg.utc_offset_hours as i64 * HOUR_MS;
     let mut msgs = Vec::new();
@@ -337,6 +339,7 @@ pub async fn run_block(
                 };
                 let jpeg = st.frame(frames, view);
                 out.frames += 1;
+                shown.frame(&site, &device, now, view);
                 match cameras.on_frame(&device, &site, &jpeg, now) {
                     Ok((s, _)) => signals.extend(s),
                     Err(e) => return Err(ScenarioError::Frames(e.to_string())),
@@ -372,6 +375,8 @@ pub async fn run_block(
         firmware::sim::cable_cut_confirm_ms(fleet_cfg.step_ms),
     );
     firmware::sim::merge_overlapping(&mut out.truth);
+    // Every camera of the block runs on the defaults (no per-camera overrides).
+    shown.mark_unseen(&mut out.truth, cfg.cameras.defaults.hold_ms as i64);
     let mut list: Vec<ClueRecord> = clues.into_values().collect();
     list.sort_by_key(|c| c.id);
     out.clues = list;

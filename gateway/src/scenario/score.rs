@@ -77,11 +77,18 @@ pub fn accepted_kinds(problem: &str) -> &'static [&'static str] {
 /// sensor's accuracy below the line (`pumpout_at_line`, see `firmware::sim::DUE_ACCURACY_MM`)
 /// is the same case seen from the other side of the line. A loop cable cut for just over the
 /// hour (`sensor_cut_at_line`, see `firmware::sim::CABLE_CUT_FAULT_MS`) is reported by the
-/// firmware as a fault of just under it: the same band on the fault's length.
+/// firmware as a fault of just under it: the same band on the fault's length. A camera picture
+/// problem never shown for the camera health's hold time (`camera_sky_unseen`, ...: hidden by an
+/// outage or another picture, see [`super::seen`]) is the same case for cameras.
 pub fn optional_problem(innocent: &str) -> Option<&'static str> {
     match innocent {
         "pumpout_met_at_once" | "pumpout_at_line" => Some("pumpout_due"),
         "sensor_cut_at_line" => Some("sensor_cable_cut"),
+        "camera_black_unseen" => Some("camera_black"),
+        "camera_frozen_unseen" => Some("camera_frozen"),
+        "camera_covered_unseen" => Some("camera_covered"),
+        "camera_sky_unseen" => Some("camera_sky"),
+        "camera_moved_unseen" => Some("camera_moved"),
         _ => None,
     }
 }
