@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 
 // Each component owns its section; the root only gathers them (and re-exports them here so
 // `config::MqttConfig` and friends keep working for callers and tests).
-pub use crate::config_error::ConfigError;
+pub(crate) use crate::config_error::ConfigError;
 pub(crate) use crate::config_error::invalid;
-pub use crate::decode::mapping::{FieldMapping, MappingConfig, PayloadFormat, TimeFormat};
-pub use crate::outbox::OutboxConfig;
+pub(crate) use crate::decode::mapping::MappingConfig;
+pub(crate) use crate::outbox::OutboxConfig;
 pub use crate::sink::influx::{InfluxApi, InfluxConfig};
-pub use crate::source::mqtt::MqttConfig;
+pub(crate) use crate::source::mqtt::MqttConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -91,7 +91,7 @@ impl Default for StorageConfig {
 
 impl StorageConfig {
     /// The free-space floor of camera frames and evidence files.
-    pub fn floor(&self) -> crate::disk::Floor {
+    pub(crate) fn floor(&self) -> crate::disk::Floor {
         crate::disk::Floor {
             dir: self.dir.clone(),
             min_free: self.min_free_mb.saturating_mul(1 << 20),
@@ -176,7 +176,7 @@ impl Config {
     }
 
     /// Checks what serde cannot: URL schemes, non-zero sizes, mapping patterns.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.cameras.validate()?;
         self.parking.validate()?;
         self.shopfront.validate()?;
@@ -223,7 +223,7 @@ impl Config {
 
     /// The checked organisation of `[org]`; dispatch rules may name the matters of
     /// `[clues.matters]`.
-    pub fn org_checked(&self) -> Result<crate::clue::org::Org, ConfigError> {
+    pub(crate) fn org_checked(&self) -> Result<crate::clue::org::Org, ConfigError> {
         let matters: Vec<&str> = self
             .clues
             .matters

@@ -117,7 +117,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
 /// and one of the manholes. Manhole-cover clues are led by urban management with the
 /// environment office assisting; every other clue by urban management.
 fn demo_org(opts: &DemoOptions) -> crate::clue::org::OrgConfig {
-    use crate::clue::org::{DispatchConfig, UnitConfig, UnitLevel};
+    use crate::clue::org::config::{DispatchConfig, UnitConfig};
+    use crate::clue::org::tree::UnitLevel;
     let unit =
         |id: &str, name: &str, parent: Option<&str>, level, sites: Vec<String>, depts: &[&str]| {
             UnitConfig {

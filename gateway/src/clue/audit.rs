@@ -129,7 +129,7 @@ pub enum NoticeEvent {
 
 impl NoticeEvent {
     /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             NoticeEvent::Issued => "notice_issued",
             NoticeEvent::Acknowledged => "notice_acknowledged",
@@ -161,8 +161,9 @@ pub enum LifecycleAction {
 }
 
 impl AuditAction {
+    #[cfg(test)]
     /// Every action, for parsing and tests.
-    pub const ALL: [AuditAction; 43] = [
+    pub(crate) const ALL: [AuditAction; 43] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -209,7 +210,7 @@ impl AuditAction {
     ];
 
     /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AuditAction::Created => "created",
             AuditAction::Occurrence => "occurrence",
@@ -239,15 +240,16 @@ impl AuditAction {
         }
     }
 
+    #[cfg(test)]
     /// The action a stored spelling names (none: written by another version).
-    pub fn parse(s: &str) -> Option<AuditAction> {
+    pub(crate) fn parse(s: &str) -> Option<AuditAction> {
         AuditAction::ALL.into_iter().find(|a| a.as_str() == s)
     }
 }
 
 impl LifecycleAction {
     /// The stored spelling, the same as the API's `action` tag.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LifecycleAction::Claim => "claim",
             LifecycleAction::Assign => "assign",
@@ -313,7 +315,7 @@ pub struct Fields<'a> {
 
 impl AuditEntry {
     /// The fields this entry's hash covers.
-    pub fn fields(&self) -> Fields<'_> {
+    pub(crate) fn fields(&self) -> Fields<'_> {
         Fields {
             seq: self.seq,
             at_ms: self.at_ms,
@@ -328,7 +330,7 @@ impl AuditEntry {
 /// JSON with object keys sorted at every level, so the same entry always hashes the same way
 /// regardless of how the detail was built or read back. Written straight into one buffer
 /// (no sorted copy of the value): every clue event hashes several of these.
-pub fn canonical_json(v: &Value) -> String {
+pub(crate) fn canonical_json(v: &Value) -> String {
     let mut out = Vec::with_capacity(256);
     match write_canonical(v, &mut out).map(|()| String::from_utf8(out)) {
         Ok(Ok(text)) => text,
@@ -397,7 +399,7 @@ pub fn sha256_hex(parts: &[&[u8]]) -> String {
     hex(ctx.finish().as_ref())
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -432,12 +434,12 @@ fn hashed_text(f: &Fields<'_>) -> String {
 
 /// The plain hash an entry must carry given its predecessor's hash (the format before the
 /// key, kept for chains written then).
-pub fn entry_hash(prev_hash: &str, f: &Fields<'_>) -> String {
+pub(crate) fn entry_hash(prev_hash: &str, f: &Fields<'_>) -> String {
     sha256_hex(&[prev_hash.as_bytes(), hashed_text(f).as_bytes()])
 }
 
 /// The prefix of a sealed entry's hash: `hmac-sha256:{key id}:{hex}`.
-pub const SEALED: &str = "hmac-sha256:";
+pub(crate) const SEALED: &str = "hmac-sha256:";
 
 /// The hash a new entry gets: sealed with `key`, plain without one.
 pub fn seal(key: Option<&AuditKey>, prev_hash: &str, f: &Fields<'_>) -> String {
@@ -451,7 +453,7 @@ pub fn seal(key: Option<&AuditKey>, prev_hash: &str, f: &Fields<'_>) -> String {
 }
 
 /// The id of the key that sealed `hash` (none: a plain entry).
-pub fn sealed_by(hash: &str) -> Option<&str> {
+pub(crate) fn sealed_by(hash: &str) -> Option<&str> {
     hash.strip_prefix(SEALED)
         .map(|rest| rest.split_once(':').map_or(rest, |(id, _)| id))
 }
@@ -470,7 +472,7 @@ pub struct Head {
 
 impl Head {
     /// The head of an empty chain.
-    pub fn genesis() -> Head {
+    pub(crate) fn genesis() -> Head {
         Head {
             seq: 0,
             hash: GENESIS.to_string(),
@@ -479,7 +481,7 @@ impl Head {
 
     /// The entry that follows this head, sealed with `key` (plain without one); the head
     /// moves onto it.
-    pub fn append(
+    pub(crate) fn append(
         &mut self,
         key: Option<&AuditKey>,
         at_ms: i64,
@@ -571,9 +573,10 @@ impl std::fmt::Display for VerifyReport {
     }
 }
 
+#[cfg(test)]
 /// Walks entries in sequence order and stops at the first broken link, checking plain
 /// entries only (no key, no published head): the check of stores opened without a key.
-pub fn verify<I: IntoIterator<Item = AuditEntry>>(entries: I) -> VerifyReport {
+pub(crate) fn verify<I: IntoIterator<Item = AuditEntry>>(entries: I) -> VerifyReport {
     verify_with(entries, None, None)
 }
 
@@ -582,7 +585,7 @@ pub fn verify<I: IntoIterator<Item = AuditEntry>>(entries: I) -> VerifyReport {
 /// must be sealed from some entry to its end (see the module doc) under one key at a time: the
 /// key of its first sealed entry until an `audit_key_rotated` entry names the next one. With
 /// `head`, the chain must reach that entry with that hash.
-pub fn verify_with<I: IntoIterator<Item = AuditEntry>>(
+pub(crate) fn verify_with<I: IntoIterator<Item = AuditEntry>>(
     entries: I,
     keys: Option<&AuditKeyring>,
     head: Option<&Head>,

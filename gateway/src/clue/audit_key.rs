@@ -48,7 +48,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The default file name of the key, in `storage.dir`.
-pub const KEY_FILE: &str = "audit.key";
+pub(crate) const KEY_FILE: &str = "audit.key";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -79,7 +79,7 @@ impl Default for AuditConfig {
 }
 
 impl AuditConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.publish_every_s == 0 {
             return Err(invalid("clues.audit.publish_every_s", "must be at least 1"));
         }
@@ -98,14 +98,14 @@ impl AuditConfig {
     }
 
     /// Where the key file is (when the key is not in the environment).
-    pub fn key_path(&self, storage_dir: &Path) -> PathBuf {
+    pub(crate) fn key_path(&self, storage_dir: &Path) -> PathBuf {
         self.key_file
             .clone()
             .unwrap_or_else(|| storage_dir.join(KEY_FILE))
     }
 
     /// Where retired keys are kept (and where `rotate-key` puts the key it replaces).
-    pub fn retired_path(&self, storage_dir: &Path) -> PathBuf {
+    pub(crate) fn retired_path(&self, storage_dir: &Path) -> PathBuf {
         self.retired_dir.clone().unwrap_or_else(|| {
             let key = self.key_path(storage_dir);
             key.parent().unwrap_or(Path::new(".")).join(RETIRED_DIR)
@@ -114,11 +114,11 @@ impl AuditConfig {
 }
 
 /// The default directory of retired keys, beside the key file.
-pub const RETIRED_DIR: &str = "audit-keys-retired";
+pub(crate) const RETIRED_DIR: &str = "audit-keys-retired";
 
 /// The new key of a rotation under way is written here (`{key_file}.next`) before the rotation
 /// entry, and renamed onto the key file after it.
-pub fn next_path(key_path: &Path) -> PathBuf {
+pub(crate) fn next_path(key_path: &Path) -> PathBuf {
     let mut s = key_path.as_os_str().to_owned();
     s.push(".next");
     PathBuf::from(s)
@@ -161,7 +161,7 @@ impl std::fmt::Debug for AuditKey {
 
 impl AuditKey {
     /// A key from its bytes (at least 32).
-    pub fn from_bytes(bytes: &[u8]) -> AuditKey {
+    pub(crate) fn from_bytes(bytes: &[u8]) -> AuditKey {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes);
         let tag = ring::hmac::sign(&key, b"gateway-audit-key-id");
         let id = super::audit::hex(&tag.as_ref()[..8]);
@@ -188,7 +188,7 @@ impl AuditKey {
     }
 
     /// HMAC-SHA256 of `parts`, in hex.
-    pub fn sign_hex(&self, parts: &[&[u8]]) -> String {
+    pub(crate) fn sign_hex(&self, parts: &[&[u8]]) -> String {
         let mut ctx = ring::hmac::Context::with_key(&self.key);
         for p in parts {
             ctx.update(p);
@@ -199,7 +199,7 @@ impl AuditKey {
     /// The configured key: from `key_env`, else from the key file. When `create` and the
     /// file does not exist, a new random key is written there (mode 0600) first; otherwise a
     /// missing file is `None` (nothing sealed the chain yet on this host).
-    pub fn load(
+    pub(crate) fn load(
         cfg: &AuditConfig,
         storage_dir: &Path,
         create: bool,
@@ -244,7 +244,7 @@ pub struct AuditKeyring {
 impl AuditKeyring {
     /// A ring of `current` and `retired` (a retired key with the current key's id, or a
     /// duplicate, is dropped).
-    pub fn new(current: std::sync::Arc<AuditKey>, retired: Vec<AuditKey>) -> AuditKeyring {
+    pub(crate) fn new(current: std::sync::Arc<AuditKey>, retired: Vec<AuditKey>) -> AuditKeyring {
         let mut ring = AuditKeyring {
             current,
             retired: Vec::new(),
@@ -257,18 +257,19 @@ impl AuditKeyring {
         ring
     }
 
+    #[cfg(test)]
     /// A ring of one key.
-    pub fn single(current: std::sync::Arc<AuditKey>) -> AuditKeyring {
+    pub(crate) fn single(current: std::sync::Arc<AuditKey>) -> AuditKeyring {
         AuditKeyring::new(current, Vec::new())
     }
 
     /// The key that seals what is written now.
-    pub fn current(&self) -> &std::sync::Arc<AuditKey> {
+    pub(crate) fn current(&self) -> &std::sync::Arc<AuditKey> {
         &self.current
     }
 
     /// The key with `id`, current or retired.
-    pub fn get(&self, id: &str) -> Option<&AuditKey> {
+    pub(crate) fn get(&self, id: &str) -> Option<&AuditKey> {
         if self.current.id() == id {
             return Some(&self.current);
         }
@@ -276,7 +277,7 @@ impl AuditKeyring {
     }
 
     /// The retired keys' ids.
-    pub fn retired_ids(&self) -> Vec<&str> {
+    pub(crate) fn retired_ids(&self) -> Vec<&str> {
         self.retired.iter().map(|k| k.id()).collect()
     }
 
@@ -293,7 +294,7 @@ impl AuditKeyring {
 
     /// [`AuditKeyring::load`]; with `refuse_unfinished` false, an unfinished rotation is not
     /// refused (`rotate-key` opens the store to finish it).
-    pub fn load_with(
+    pub(crate) fn load_with(
         cfg: &AuditConfig,
         storage_dir: &Path,
         create: bool,
@@ -363,7 +364,7 @@ pub struct Rotation {
 ///
 /// Every gateway writing the chain must be stopped first: one still running with the old key
 /// would seal entries after the rotation with it, and verify would name the first of them.
-pub fn rotate<F>(
+pub(crate) fn rotate<F>(
     cfg: &AuditConfig,
     storage_dir: &Path,
     record: F,

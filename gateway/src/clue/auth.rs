@@ -50,7 +50,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 8] = [
+    pub(crate) const ALL: [Role; 8] = [
         Role::Device,
         Role::DroneOperator,
         Role::Inspector,
@@ -79,7 +79,7 @@ impl Role {
     }
 
     /// List, detail, audit trail, stream and statistics of clues.
-    pub fn may_read_clues(self) -> bool {
+    pub(crate) fn may_read_clues(self) -> bool {
         matches!(
             self,
             Role::Inspector | Role::Supervisor | Role::Platform | Role::Admin | Role::Auditor
@@ -87,7 +87,7 @@ impl Role {
     }
 
     /// Any lifecycle action at all (the dashboard shows the action form only then).
-    pub fn may_work_clues(self) -> bool {
+    pub(crate) fn may_work_clues(self) -> bool {
         matches!(
             self,
             Role::Inspector | Role::Supervisor | Role::Platform | Role::Admin
@@ -95,13 +95,13 @@ impl Role {
     }
 
     /// Oversight warnings: supervisors, admins and auditors read them.
-    pub fn may_read_warnings(self) -> bool {
+    pub(crate) fn may_read_warnings(self) -> bool {
         matches!(self, Role::Supervisor | Role::Admin | Role::Auditor)
     }
 
     /// Inspectors work clues; decisions above that (assign, close, reopen) are supervisors',
     /// the central platform's and admins'.
-    pub fn may_act(self, action: &Action) -> bool {
+    pub(crate) fn may_act(self, action: &Action) -> bool {
         match self {
             Role::Supervisor | Role::Platform | Role::Admin => true,
             Role::Inspector => matches!(
@@ -121,12 +121,12 @@ impl Role {
     }
 
     /// `POST /api/v1/clues`: clues raised by the central platform (or injected by an admin).
-    pub fn may_create_clues(self) -> bool {
+    pub(crate) fn may_create_clues(self) -> bool {
         matches!(self, Role::Platform | Role::Admin)
     }
 
     /// Verify and export the audit log.
-    pub fn may_verify_audit(self) -> bool {
+    pub(crate) fn may_verify_audit(self) -> bool {
         matches!(
             self,
             Role::Supervisor | Role::Platform | Role::Admin | Role::Auditor
@@ -200,8 +200,10 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// Creates a token with `role` limited to `sites`; returns `(id, token)`. The token is not
-/// kept anywhere: show it once.
-pub fn create_token(
+/// kept anywhere: show it once. The demo's and the tests' shorthand (the CLI grants through
+/// [`create_token_for`]).
+#[cfg(any(test, feature = "demo"))]
+pub(crate) fn create_token(
     store: &dyn TokenStore,
     role: Role,
     sites: &[String],
@@ -221,7 +223,7 @@ pub fn create_token(
     create_token_for(store, &grant, now_ms)
 }
 
-/// [`create_token`] with everything a grant can say, the device binding included. A binding
+/// `create_token` with everything a grant can say, the device binding included. A binding
 /// or a relay is for device tokens only, and a device token must be one of the two.
 pub fn create_token_for(
     store: &dyn TokenStore,
@@ -320,7 +322,7 @@ pub fn create_token_for(
 
 /// Who is asking: from a valid bearer token.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Principal {
+pub(crate) struct Principal {
     pub token_id: i64,
     pub role: Role,
     /// The sites it sees: the token's own, or its unit's scope (narrowed to the token's own
@@ -339,7 +341,7 @@ pub struct Principal {
 
 impl Principal {
     /// The name recorded in the audit log and as assignee: `ann#3` or `inspector#3`.
-    pub fn actor(&self) -> String {
+    pub(crate) fn actor(&self) -> String {
         format!(
             "{}#{}",
             self.name.as_deref().unwrap_or(self.role.as_str()),
@@ -353,17 +355,17 @@ impl Principal {
     }
 
     /// `None`: every site (an admin without a unit). `Some(sites)`: only those.
-    pub fn scope(&self) -> Option<Vec<String>> {
+    pub(crate) fn scope(&self) -> Option<Vec<String>> {
         (!self.everywhere()).then(|| self.sites.clone())
     }
 
-    pub fn sees(&self, site: &str) -> bool {
+    pub(crate) fn sees(&self, site: &str) -> bool {
         self.everywhere() || self.sites.iter().any(|s| s == site)
     }
 
     /// Whether the token sees `clue`: its site, and for a department token a clue its
     /// department leads or assists.
-    pub fn sees_clue(&self, clue: &super::model::Clue) -> bool {
+    pub(crate) fn sees_clue(&self, clue: &super::model::Clue) -> bool {
         self.sees(&clue.subject.site)
             && self.department.as_deref().is_none_or(|d| {
                 clue.department.as_deref() == Some(d) || clue.assisting.iter().any(|a| a == d)
@@ -371,7 +373,7 @@ impl Principal {
     }
 
     /// 403 unless `allowed`.
-    pub fn require(&self, allowed: bool, what: &str) -> Result<(), AuthError> {
+    pub(crate) fn require(&self, allowed: bool, what: &str) -> Result<(), AuthError> {
         if allowed {
             Ok(())
         } else {
@@ -383,7 +385,7 @@ impl Principal {
     }
 
     /// 403 unless the token may speak for `device` (a bound token: only its own device).
-    pub fn require_device(&self, device: &str) -> Result<(), AuthError> {
+    pub(crate) fn require_device(&self, device: &str) -> Result<(), AuthError> {
         match &self.device {
             Some(own) if own != device => Err(AuthError::Forbidden(
                 "this token is bound to another device".into(),
@@ -393,7 +395,7 @@ impl Principal {
     }
 
     /// 403 unless the token covers `site`.
-    pub fn require_site(&self, site: &str) -> Result<(), AuthError> {
+    pub(crate) fn require_site(&self, site: &str) -> Result<(), AuthError> {
         if self.sees(site) {
             Ok(())
         } else {
@@ -403,7 +405,7 @@ impl Principal {
 }
 
 #[derive(Debug, Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     #[error("missing bearer token")]
     Missing,
     #[error("invalid bearer token")]
@@ -418,7 +420,7 @@ pub enum AuthError {
 
 /// What the extractor needs from the router state.
 #[derive(Clone)]
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     pub tokens: Arc<dyn TokenStore>,
     pub failures: Arc<FailedLogins>,
     /// The organisation a unit token's sites come from.
@@ -434,7 +436,7 @@ pub struct Authenticator {
 /// guesses that already know that prefix. Requests without any token are refused (401)
 /// without a lookup and are not counted. Guessing a 256-bit token is hopeless anyway; this
 /// keeps a client that repeats a wrong or revoked token from hammering the token store.
-pub struct FailedLogins {
+pub(crate) struct FailedLogins {
     window_ms: i64,
     limit: u32,
     seen: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
@@ -449,7 +451,7 @@ fn bucket(token: &str) -> String {
 }
 
 impl FailedLogins {
-    pub fn new(limit: u32, window_ms: i64) -> FailedLogins {
+    pub(crate) fn new(limit: u32, window_ms: i64) -> FailedLogins {
         FailedLogins {
             window_ms,
             limit,

@@ -96,7 +96,7 @@ impl Default for DeadlinesConfig {
 }
 
 impl DeadlinesConfig {
-    pub fn for_level(&self, level: Level) -> u64 {
+    pub(crate) fn for_level(&self, level: Level) -> u64 {
         match level {
             Level::High => self.high_s,
             Level::Medium => self.medium_s,
@@ -134,7 +134,7 @@ impl Default for CluesConfig {
 }
 
 impl CluesConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         for (key, v) in [
             ("clues.deadlines.high_s", self.deadlines.high_s),
             ("clues.deadlines.medium_s", self.deadlines.medium_s),

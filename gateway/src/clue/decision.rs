@@ -40,7 +40,7 @@ pub struct DecisionCheck {
 
 /// Checks decision (`band`, `penalty`, `leniency_applied`) against the clue's assessment.
 /// `Err` names what the catalogue does not have (the decision is refused).
-pub fn check(
+pub(crate) fn check(
     a: &MatterAssessment,
     band: &str,
     penalty: u64,
@@ -174,7 +174,7 @@ pub struct DecisionRow {
 
 /// Decisions of one band of one matter.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct BandStats {
+pub(crate) struct BandStats {
     pub decisions: u64,
     /// Penalty outside the band, no applied leniency allowing it.
     pub outside_band: u64,
@@ -190,7 +190,7 @@ pub struct BandStats {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct MatterStats {
+pub(crate) struct MatterStats {
     pub decisions: u64,
     pub outside_band: u64,
     pub by_band: BTreeMap<String, BandStats>,
@@ -198,7 +198,7 @@ pub struct MatterStats {
 
 /// `GET /api/v1/decisions/stats`: the latest decision of each clue, by matter and band.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DecisionStats {
+pub(crate) struct DecisionStats {
     pub decisions: u64,
     pub outside_band: u64,
     pub by_matter: BTreeMap<String, MatterStats>,
@@ -206,7 +206,7 @@ pub struct DecisionStats {
 
 /// Folds decision rows (any order, several per clue allowed) into statistics of each clue's
 /// latest decision.
-pub fn decision_stats(rows: Vec<DecisionRow>) -> DecisionStats {
+pub(crate) fn decision_stats(rows: Vec<DecisionRow>) -> DecisionStats {
     let mut latest: BTreeMap<i64, DecisionRow> = BTreeMap::new();
     for r in rows {
         match latest.get(&r.clue_id) {

@@ -32,17 +32,18 @@ pub enum EvidenceError {
 
 /// Where files live when not in a folder: bytes by their SHA-256 hex name. The
 /// [`EvidenceStore`] checks names and hashes; a blob store only keeps bytes.
-pub trait BlobStore: Send + Sync {
+pub(crate) trait BlobStore: Send + Sync {
     /// Stores `bytes` under `sha256` (nothing when already there).
     fn put(&self, sha256: &str, bytes: &[u8]) -> Result<(), String>;
     fn get(&self, sha256: &str) -> Result<Option<Vec<u8>>, String>;
     /// False when it was not there.
     fn remove(&self, sha256: &str) -> Result<bool, String>;
+    #[cfg(test)]
     fn exists(&self, sha256: &str) -> bool;
 }
 
 #[derive(Clone)]
-pub struct EvidenceStore {
+pub(crate) struct EvidenceStore {
     dir: PathBuf,
     /// When set, files live here instead of under `dir`.
     blobs: Option<std::sync::Arc<dyn BlobStore>>,
@@ -70,7 +71,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EvidenceError + '_ {
 
 impl EvidenceStore {
     /// `dir` is `{storage.dir}/evidence`; created if missing.
-    pub fn open(dir: impl Into<PathBuf>) -> Result<EvidenceStore, EvidenceError> {
+    pub(crate) fn open(dir: impl Into<PathBuf>) -> Result<EvidenceStore, EvidenceError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         Ok(EvidenceStore {
@@ -81,13 +82,13 @@ impl EvidenceStore {
     }
 
     /// Refuses new files ([`EvidenceError::NoSpace`]) that would leave less than `floor` free.
-    pub fn with_floor(mut self, floor: crate::disk::Floor) -> EvidenceStore {
+    pub(crate) fn with_floor(mut self, floor: crate::disk::Floor) -> EvidenceStore {
         self.floor = Some(floor);
         self
     }
 
     /// Files in `blobs` (a database shared by every gateway) rather than a folder.
-    pub fn in_blobs(blobs: std::sync::Arc<dyn BlobStore>) -> EvidenceStore {
+    pub(crate) fn in_blobs(blobs: std::sync::Arc<dyn BlobStore>) -> EvidenceStore {
         EvidenceStore {
             dir: PathBuf::new(),
             blobs: Some(blobs),
@@ -110,7 +111,7 @@ impl EvidenceStore {
     /// renamed, and the directory fsynced: a crash never leaves a partial file under a valid
     /// name, and once this returns the file and its name survive a power loss (the clue that
     /// refers to it is committed after this).
-    pub fn put(&self, bytes: &[u8]) -> Result<String, EvidenceError> {
+    pub(crate) fn put(&self, bytes: &[u8]) -> Result<String, EvidenceError> {
         use std::io::Write;
         let hash = sha256_hex(&[bytes]);
         let path = self.path_of(&hash)?;
@@ -141,7 +142,7 @@ impl EvidenceStore {
     }
 
     /// Reads the file named `hash` and checks its content still hashes to it.
-    pub fn get(&self, hash: &str) -> Result<Vec<u8>, EvidenceError> {
+    pub(crate) fn get(&self, hash: &str) -> Result<Vec<u8>, EvidenceError> {
         let path = self.path_of(hash)?;
         let read = match &self.blobs {
             Some(b) => match b.get(hash).map_err(EvidenceError::Backend)? {
@@ -170,7 +171,7 @@ impl EvidenceStore {
 
 impl EvidenceStore {
     /// Deletes the file named `hash` (retention); false when it was not there.
-    pub fn remove(&self, hash: &str) -> Result<bool, EvidenceError> {
+    pub(crate) fn remove(&self, hash: &str) -> Result<bool, EvidenceError> {
         let path = self.path_of(hash)?;
         if let Some(b) = &self.blobs {
             return b.remove(hash).map_err(EvidenceError::Backend);
@@ -182,8 +183,9 @@ impl EvidenceStore {
         }
     }
 
+    #[cfg(test)]
     /// Whether the file named `hash` is on disk.
-    pub fn exists(&self, hash: &str) -> bool {
+    pub(crate) fn exists(&self, hash: &str) -> bool {
         match &self.blobs {
             Some(b) => self.path_of(hash).is_ok() && b.exists(hash),
             None => self.path_of(hash).is_ok_and(|p| p.exists()),

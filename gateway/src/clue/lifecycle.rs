@@ -30,7 +30,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 8] = [
+    pub(crate) const ALL: [Status; 8] = [
         Status::New,
         Status::Claimed,
         Status::Assigned,
@@ -41,7 +41,7 @@ impl Status {
         Status::Reopened,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::New => "new",
             Status::Claimed => "claimed",
@@ -54,12 +54,12 @@ impl Status {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Status> {
+    pub(crate) fn parse(s: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
     /// Open clues absorb repeats (dedup) and can become overdue.
-    pub fn is_open(self) -> bool {
+    pub(crate) fn is_open(self) -> bool {
         !matches!(self, Status::Resolved | Status::Dismissed | Status::Closed)
     }
 }
@@ -153,7 +153,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Action::Claim { .. } => "claim",
             Action::Assign { .. } => "assign",
@@ -170,30 +170,11 @@ impl Action {
             Action::Dispatch { .. } => "dispatch",
         }
     }
-
-    /// The free-text "why" of the action, if any.
-    pub fn why(&self) -> Option<&str> {
-        match self {
-            Action::Claim { note }
-            | Action::Assign { note, .. }
-            | Action::Resolve { note }
-            | Action::Close { note } => note.as_deref(),
-            Action::Transfer { reason, .. }
-            | Action::Dismiss { reason }
-            | Action::Reopen { reason } => Some(reason),
-            Action::Comment { text } => Some(text),
-            Action::NotifyOwner { note, .. } => note.as_deref(),
-            Action::SendOwnerNotice { template, .. } => template.as_deref(),
-            Action::OwnerResponse { statement, .. } => Some(statement),
-            Action::Decide { basis, .. } => Some(basis),
-            Action::Dispatch { reason, .. } => Some(reason),
-        }
-    }
 }
 
 /// The part of a clue the lifecycle owns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct State {
+pub(crate) struct State {
     pub status: Status,
     pub assignee: Option<String>,
     pub department: Option<String>,
@@ -210,7 +191,8 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(department: Option<String>) -> State {
+    #[cfg(test)]
+    pub(crate) fn new(department: Option<String>) -> State {
         State {
             status: Status::New,
             assignee: None,
@@ -254,7 +236,7 @@ fn optional(v: &Option<String>) -> Option<String> {
 }
 
 /// Applies `action` by `actor` at `at_ms`; returns the next state or why it is refused.
-pub fn apply(
+pub(crate) fn apply(
     state: &State,
     action: &Action,
     actor: &str,

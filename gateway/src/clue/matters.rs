@@ -107,15 +107,6 @@ pub enum Effect {
     LightPenalty,
 }
 
-impl Effect {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Effect::NoPenalty => "no_penalty",
-            Effect::LightPenalty => "light_penalty",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeniencyEntry {
@@ -250,12 +241,12 @@ pub struct MatterAssessment {
 
 impl MatterCatalogue {
     /// The matter clue kind `kind` belongs to.
-    pub fn matter_of(&self, kind: &str) -> Option<&Matter> {
+    pub(crate) fn matter_of(&self, kind: &str) -> Option<&Matter> {
         self.matter.iter().find(|m| kind_matches(&m.kinds, kind))
     }
 
     /// The keys whose provision is still the example's placeholder (`<fill in: ...>`).
-    pub fn placeholders(&self) -> Vec<String> {
+    pub(crate) fn placeholders(&self) -> Vec<String> {
         let unfilled = |t: &str| t.to_ascii_lowercase().contains("<fill in");
         let mut out = Vec::new();
         for (i, m) in self.matter.iter().enumerate() {
@@ -275,7 +266,7 @@ impl MatterCatalogue {
         out
     }
 
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let p = "clues.matters";
         if self.matter.is_empty() {
             return Ok(());
@@ -484,7 +475,7 @@ impl FactTest {
 
     /// Whether every condition holds, with one reason per condition in English and in
     /// Chinese (none given: one reason saying so).
-    pub fn check(&self, f: &Facts) -> Checked {
+    pub(crate) fn check(&self, f: &Facts) -> Checked {
         let mut c = Checked {
             holds: true,
             reasons: Vec::new(),
@@ -627,7 +618,7 @@ impl FactTest {
 
 /// The outcome of one `FactTest` on the facts of a clue.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Checked {
+pub(crate) struct Checked {
     pub holds: bool,
     pub reasons: Vec<String>,
     pub reasons_zh: Vec<String>,
@@ -652,7 +643,7 @@ fn same_figure(got: &Value, want: &Value) -> bool {
 
 /// The value at `path` (`a.b` reaches into objects) of a clue's detail, when it is a figure
 /// (a number, a text or a yes/no).
-pub fn figure_of(detail: &Value, path: &str) -> Option<Value> {
+pub(crate) fn figure_of(detail: &Value, path: &str) -> Option<Value> {
     let mut v = detail;
     for part in path.split('.') {
         v = v.get(part)?;
@@ -665,7 +656,7 @@ pub fn figure_of(detail: &Value, path: &str) -> Option<Value> {
 
 impl Matter {
     /// Every figure a band or leniency condition of this matter names.
-    pub fn figure_names(&self) -> BTreeSet<&String> {
+    pub(crate) fn figure_names(&self) -> BTreeSet<&String> {
         self.bands
             .iter()
             .map(|b| &b.when)
@@ -676,7 +667,7 @@ impl Matter {
 }
 
 /// Assesses a clue with `facts` against `matter` of catalogue `cat`.
-pub fn assess(cat: &MatterCatalogue, matter: &Matter, facts: Facts) -> MatterAssessment {
+pub(crate) fn assess(cat: &MatterCatalogue, matter: &Matter, facts: Facts) -> MatterAssessment {
     let bands: Vec<BandCheck> = matter
         .bands
         .iter()

@@ -18,21 +18,21 @@ pub enum Escalation {
 }
 
 impl Escalation {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Escalation::None => "none",
             Escalation::Yellow => "yellow",
             Escalation::Red => "red",
         }
     }
-    pub fn parse(s: &str) -> Option<Escalation> {
+    pub(crate) fn parse(s: &str) -> Option<Escalation> {
         [Escalation::None, Escalation::Yellow, Escalation::Red]
             .into_iter()
             .find(|e| e.as_str() == s)
     }
 }
 
-pub fn parse_level(s: &str) -> Option<Level> {
+pub(crate) fn parse_level(s: &str) -> Option<Level> {
     [Level::Low, Level::Medium, Level::High]
         .into_iter()
         .find(|l| l.as_str() == s)

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Actors that are the gateway itself, not people: never the subject of a warning.
-pub const SYSTEM_ACTORS: [&str; 4] = ["pool", "oversight", "retention", "cli"];
+pub(crate) const SYSTEM_ACTORS: [&str; 4] = ["pool", "oversight", "retention", "cli"];
 
 pub(super) fn is_person(actor: &str) -> bool {
     !SYSTEM_ACTORS.contains(&actor)
@@ -322,7 +322,7 @@ impl Default for LeniencyConfig {
 }
 
 impl OversightConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let p = "clues.oversight";
         if self.lookback_s == 0 {
             return Err(invalid(format!("{p}.lookback_s"), "must be at least 1"));
@@ -383,7 +383,7 @@ impl OversightConfig {
 }
 
 /// Runs every enabled model; returns the warnings found and the duplicate links to make.
-pub fn run_models(
+pub(crate) fn run_models(
     records: &[ClueRecord],
     now_ms: i64,
     cfg: &OversightConfig,
@@ -453,7 +453,7 @@ pub(super) fn finding(
 /// Claimed but untouched: the holder took the clue and did nothing on record since, and the
 /// deadline passed. The overdue escalation says "late"; this says "taken and left", which is
 /// worse: nobody else will pick it up while it looks taken.
-pub fn untouched_claim(
+pub(crate) fn untouched_claim(
     records: &[ClueRecord],
     now_ms: i64,
     cfg: &UntouchedClaimConfig,
@@ -510,7 +510,7 @@ pub fn untouched_claim(
 
 /// Transfer ping-pong: a clue handed between departments again and again, or back to a
 /// department that already had it, is being avoided rather than handled.
-pub fn transfer_ping_pong(records: &[ClueRecord], cfg: &PingPongConfig) -> Vec<Finding> {
+pub(crate) fn transfer_ping_pong(records: &[ClueRecord], cfg: &PingPongConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     for r in records {
         let transfers: Vec<&AuditEntry> = r.actions("transfer").collect();
@@ -571,7 +571,10 @@ pub fn transfer_ping_pong(records: &[ClueRecord], cfg: &PingPongConfig) -> Vec<F
 /// Dismissal without a basis: the reason says nothing (too short or boilerplate). Red when
 /// nothing else is on record either (no comment, no owner contact before the dismissal) or
 /// the clue was high level: a serious clue waved away without a word is what this watches.
-pub fn dismissal_without_basis(records: &[ClueRecord], cfg: &DismissalConfig) -> Vec<Finding> {
+pub(crate) fn dismissal_without_basis(
+    records: &[ClueRecord],
+    cfg: &DismissalConfig,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     for r in records {
         let Some(d) = r.actions("dismiss").last() else {
@@ -658,7 +661,7 @@ struct Officer {
 /// or that concern high-level clues, differs from the median of the other officers by
 /// `yellow_delta` (red: `red_delta`). Also: one officer resolving clue after clue against the
 /// same subject (possible targeting, or a relationship to look at).
-pub fn officer_outlier(records: &[ClueRecord], cfg: &OutlierConfig) -> Vec<Finding> {
+pub(crate) fn officer_outlier(records: &[ClueRecord], cfg: &OutlierConfig) -> Vec<Finding> {
     let mut officers: BTreeMap<String, Officer> = BTreeMap::new();
     for r in records {
         for e in &r.audit {
@@ -772,7 +775,7 @@ fn distance_m(a: super::signal::GeoPoint, b: super::signal::GeoPoint) -> f64 {
 
 /// The same act, seen by two departments: same site; same device, same plate or within
 /// `distance_m`; seen windows overlapping once widened by `window_s`; different departments.
-pub fn same_act(a: &Clue, b: &Clue, cfg: &DuplicateConfig) -> bool {
+pub(crate) fn same_act(a: &Clue, b: &Clue, cfg: &DuplicateConfig) -> bool {
     if a.subject.site != b.subject.site || a.department == b.department {
         return false;
     }
@@ -792,7 +795,7 @@ pub fn same_act(a: &Clue, b: &Clue, cfg: &DuplicateConfig) -> bool {
 /// One violation, one case. Pairs of clues about the same act ([`same_act`]) are linked: the
 /// clue a person took first (else the older one) leads. Yellow when found; red once people of
 /// both departments work the act (the case is being handled twice).
-pub fn duplicate_act(
+pub(crate) fn duplicate_act(
     records: &[ClueRecord],
     cfg: &DuplicateConfig,
 ) -> (Vec<Finding>, Vec<LinkProposal>) {
@@ -902,7 +905,7 @@ pub fn duplicate_act(
 /// Whether the owner was told and could answer: a resolved clue (a decision against the
 /// owner) with no notification on record is yellow; closing it so, or before the owner's
 /// answer window ended without an answer, is red. Dismissed clues need no notice.
-pub fn closed_without_owner(
+pub(crate) fn closed_without_owner(
     records: &[ClueRecord],
     now_ms: i64,
     cfg: &OwnerNoticeConfig,
@@ -976,7 +979,7 @@ pub fn closed_without_owner(
 /// outside the band that no applied leniency allows is red; another band than the facts point
 /// to, or a leniency entry the record does not meet, is yellow. A later decision by the book
 /// does not lower a warning already raised: the supervisor saw the first one.
-pub fn decision_outside_band(records: &[ClueRecord]) -> Vec<Finding> {
+pub(crate) fn decision_outside_band(records: &[ClueRecord]) -> Vec<Finding> {
     let mut out = Vec::new();
     for r in records {
         let Some(d) = r.actions("decide").last() else {
@@ -1023,7 +1026,7 @@ pub fn decision_outside_band(records: &[ClueRecord]) -> Vec<Finding> {
 
 /// Whether `actor` (a token's actor string, `name#id`) is one of the people a warning is
 /// about: the same token, or the same name on another token.
-pub fn concerns_actor(w: &Finding, actor: &str) -> bool {
+pub(crate) fn concerns_actor(w: &Finding, actor: &str) -> bool {
     let name = |a: &str| a.rsplit_once('#').map(|(n, _)| n.to_string());
     w.concerns
         .iter()

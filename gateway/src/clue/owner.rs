@@ -54,7 +54,7 @@ fn text(d: &Value, key: &str) -> Option<String> {
 }
 
 /// Reads notifications and answers from the clue's audit entries.
-pub fn owner_record(audit: &[AuditEntry], answer_window_s: u64) -> OwnerRecord {
+pub(crate) fn owner_record(audit: &[AuditEntry], answer_window_s: u64) -> OwnerRecord {
     let mut r = OwnerRecord::default();
     for e in audit {
         match e.action.as_str() {
@@ -108,7 +108,7 @@ pub struct Leniency {
 /// First minor violation: level at most `max_level`, at most `max_occurrences` occurrences,
 /// and no earlier clue of the same kind about the same subject within `lookback_s`
 /// (`prior_in_lookback`, counted by the store).
-pub fn leniency(clue: &Clue, prior_in_lookback: i64, cfg: &LeniencyConfig) -> Leniency {
+pub(crate) fn leniency(clue: &Clue, prior_in_lookback: i64, cfg: &LeniencyConfig) -> Leniency {
     let rule = format!(
         "first-minor-violation: level at most {}, at most {} occurrence(s), no earlier clue of \
          this kind about this subject in {} days => recommend a warning, not a penalty",

@@ -60,7 +60,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 /// The outbox channel of owner-notice channel `name`.
-pub fn outbox_channel(name: &str) -> String {
+pub(crate) fn outbox_channel(name: &str) -> String {
     format!("owner-notice:{name}")
 }
 
@@ -91,7 +91,7 @@ pub enum ContactKind {
 }
 
 impl ContactKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ContactKind::Phone => "phone",
             ContactKind::Address => "address",
@@ -151,7 +151,7 @@ pub(crate) fn is_name(s: &str) -> bool {
 
 impl OwnerNotifyConfig {
     /// Checks what serde cannot; errors name the key (`clues.owner_notify.channels[0].url`).
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let mut names = std::collections::HashSet::new();
         for (i, c) in self.channels.iter().enumerate() {
             let key = |k: &str| format!("clues.owner_notify.channels[{i}].{k}");
@@ -231,7 +231,7 @@ impl OwnerNotifyConfig {
 
 impl OwnerChannel {
     /// The bearer token from `token_env`; an error naming the key when it is not set.
-    pub fn token(&self, index: usize) -> Result<Option<String>, ConfigError> {
+    pub(crate) fn token(&self, index: usize) -> Result<Option<String>, ConfigError> {
         let Some(var) = &self.token_env else {
             return Ok(None);
         };
@@ -245,21 +245,21 @@ impl OwnerChannel {
     }
 
     /// Whether callers may name `template` on this channel.
-    pub fn allows_template(&self, template: &str) -> bool {
+    pub(crate) fn allows_template(&self, template: &str) -> bool {
         self.templates.is_empty() || self.templates.iter().any(|t| t == template)
     }
 }
 
 /// The owner's contacts as the registry holds them.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct OwnerContact {
+pub(crate) struct OwnerContact {
     pub name: Option<String>,
     pub phone: Option<String>,
     pub address: Option<String>,
 }
 
 impl OwnerContact {
-    pub fn get(&self, kind: ContactKind) -> Option<&str> {
+    pub(crate) fn get(&self, kind: ContactKind) -> Option<&str> {
         match kind {
             ContactKind::Phone => self.phone.as_deref(),
             ContactKind::Address => self.address.as_deref(),
@@ -272,7 +272,7 @@ impl OwnerContact {
 /// The contact as the audit, the notice row, the API and the logs show it: a phone as
 /// everywhere else ([`crate::clue::privacy::masked_contact`]), an address by
 /// [`crate::clue::privacy::masked_address`].
-pub fn masked(kind: ContactKind, contact: &str) -> String {
+pub(crate) fn masked(kind: ContactKind, contact: &str) -> String {
     match kind {
         ContactKind::Phone => super::privacy::masked_contact(contact),
         ContactKind::Address => super::privacy::masked_address(contact),
@@ -294,7 +294,7 @@ pub struct OwnerNoticeDraft {
 /// The payload for the provider: the clue's facts with plates and personal data masked
 /// ([`crate::clue::privacy::mask_personal_data`]), the matter, and the contact in full (the
 /// provider needs it; it is added after masking).
-pub fn payload(
+pub(crate) fn payload(
     d: &super::model::ClueDetail,
     channel: &OwnerChannel,
     template: Option<&str>,
@@ -340,7 +340,7 @@ pub fn payload(
 }
 
 /// A random key the provider uses to drop a repeated POST of the same notice.
-pub fn new_idempotency_key(clue_id: i64) -> String {
+pub(crate) fn new_idempotency_key(clue_id: i64) -> String {
     format!(
         "on-{clue_id}-{:016x}{:016x}",
         rand::random::<u64>(),
@@ -361,14 +361,14 @@ pub enum NoticeState {
 }
 
 impl NoticeState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             NoticeState::Queued => "queued",
             NoticeState::Delivered => "delivered",
             NoticeState::Failed => "failed",
         }
     }
-    pub fn parse(s: &str) -> Option<NoticeState> {
+    pub(crate) fn parse(s: &str) -> Option<NoticeState> {
         [
             NoticeState::Queued,
             NoticeState::Delivered,
@@ -455,7 +455,7 @@ pub struct Receipt {
 
 impl Receipt {
     /// A status is a short word (it is shown and counted, not read as prose).
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let s = self.status.trim();
         if s.is_empty() || s.len() > 32 || !s.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
             return Err("status must be 1..=32 lower-case letters or _ (e.g. delivered)".into());
@@ -488,7 +488,7 @@ struct ChannelWorker {
 
 /// Starts one delivery worker per configured channel; an error (naming the key) when a
 /// channel's token variable is missing or its HTTP client cannot be built.
-pub fn spawn_owner_notify(
+pub(crate) fn spawn_owner_notify(
     pool: &PoolHandle,
     cancel: CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, ConfigError> {
@@ -549,7 +549,7 @@ enum Attempt {
 }
 
 /// Whether an answer with `status` rejects the notice for good (see [`Attempt::Rejected`]).
-pub fn rejects_for_good(status: u16) -> bool {
+pub(crate) fn rejects_for_good(status: u16) -> bool {
     (400..500).contains(&status) && !matches!(status, 408 | 429)
 }
 
@@ -754,7 +754,7 @@ impl ChannelWorker {
 
 /// The provider's message id from its answer: `id`, `provider_id` or `message_id` of a JSON
 /// body (at most 128 characters; anything else is not kept).
-pub fn provider_id(body: &str) -> Option<String> {
+pub(crate) fn provider_id(body: &str) -> Option<String> {
     let v: Value = serde_json::from_str(body).ok()?;
     ["provider_id", "message_id", "id"].iter().find_map(|k| {
         let s = match v.get(*k)? {

@@ -44,7 +44,7 @@ impl Default for PeerPenaltyConfig {
 }
 
 impl PeerPenaltyConfig {
-    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
         if self.min_peers == 0 {
             return Err(invalid(format!("{prefix}.min_peers"), "must be at least 1"));
         }
@@ -92,7 +92,7 @@ fn times_apart(a: u64, b: u64) -> f64 {
     }
 }
 
-pub fn peer_penalty_gap(records: &[ClueRecord], cfg: &PeerPenaltyConfig) -> Vec<Finding> {
+pub(crate) fn peer_penalty_gap(records: &[ClueRecord], cfg: &PeerPenaltyConfig) -> Vec<Finding> {
     // Facts -> the decisions taken on them.
     let mut groups: BTreeMap<(String, String, Vec<String>), Vec<Decided>> = BTreeMap::new();
     for r in records {

@@ -38,11 +38,11 @@ pub enum PoolError {
 }
 
 /// Where time comes from; tests drive escalation with a fake.
-pub trait Clock: Send + Sync + 'static {
+pub(crate) trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> i64;
 }
 
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
@@ -82,12 +82,12 @@ pub struct PoolHandle {
 /// Fills in what the producer of a clue event did not know about its subject (the device
 /// registry's location, shop and owner). A function rather than the registry itself, so the
 /// pool does not depend on the registry (which depends on the pool for its audit).
-pub type SubjectStamp = Arc<dyn Fn(&mut super::signal::Subject) + Send + Sync>;
+pub(crate) type SubjectStamp = Arc<dyn Fn(&mut super::signal::Subject) + Send + Sync>;
 
 /// The owner's contacts for a clue subject (the device registry's `owner_phone`,
 /// `owner_address`), for notices to the owner; a function for the same reason as
 /// [`SubjectStamp`].
-pub type ContactLookup =
+pub(crate) type ContactLookup =
     Arc<dyn Fn(&super::signal::Subject) -> Option<super::owner_notify::OwnerContact> + Send + Sync>;
 
 /// The clue store `[clues] store` chose: this gateway's SQLite file, or the PostgreSQL that
@@ -115,7 +115,7 @@ impl Backend {
 
     /// Evidence files: `{storage.dir}/evidence` beside SQLite, the database with PostgreSQL
     /// (so every gateway reads what any stored).
-    pub fn evidence(&self, setup: &PoolSetup) -> Result<EvidenceStore, EvidenceError> {
+    pub(crate) fn evidence(&self, setup: &PoolSetup) -> Result<EvidenceStore, EvidenceError> {
         match self {
             Backend::Sqlite(_) => Ok(
                 EvidenceStore::open(setup.dir.join("evidence"))?.with_floor(setup.floor.clone())
@@ -266,7 +266,7 @@ fn unbound_device_tokens(backend: &Backend) -> Result<(usize, usize), PoolError>
 /// Starts the pool: intake of signals, the escalation tick and delivery (MQTT, webhook).
 /// Returns the sender producers use, the handle for the API, and the tasks: intake ends when
 /// every sender is dropped, the tick and delivery when `cancel` fires.
-pub fn start_pool(
+pub(crate) fn start_pool(
     cfg: &PoolSetup,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
@@ -463,7 +463,7 @@ async fn publish_heads(pool: PoolHandle, cancel: CancellationToken, period_s: u6
 }
 
 impl PoolHandle {
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn ClueStore>,
         tokens: Arc<dyn TokenStore>,
         evidence: EvidenceStore,
@@ -489,34 +489,34 @@ impl PoolHandle {
     }
 
     /// Scopes unit tokens and dispatches new clues by `org`.
-    pub fn with_org(mut self, org: Arc<super::org::Org>) -> PoolHandle {
+    pub(crate) fn with_org(mut self, org: Arc<super::org::Org>) -> PoolHandle {
         self.org = org;
         self
     }
 
-    pub fn org(&self) -> Arc<super::org::Org> {
+    pub(crate) fn org(&self) -> Arc<super::org::Org> {
         self.org.clone()
     }
 
     /// Every event recorded from now on gets its subject completed by `stamp` (once; a
     /// second call is ignored and returns false).
-    pub fn stamp_subjects_with(&self, stamp: SubjectStamp) -> bool {
+    pub(crate) fn stamp_subjects_with(&self, stamp: SubjectStamp) -> bool {
         self.stamp.set(stamp).is_ok()
     }
 
     /// Notices to owners find the owner's contact with `lookup` (once; a second call is
     /// ignored and returns false).
-    pub fn owner_contacts_with(&self, lookup: ContactLookup) -> bool {
+    pub(crate) fn owner_contacts_with(&self, lookup: ContactLookup) -> bool {
         self.contacts.set(lookup).is_ok()
     }
 
     /// Ends long-lived responses (SSE) when `token` is cancelled.
-    pub fn with_closing(mut self, token: CancellationToken) -> PoolHandle {
+    pub(crate) fn with_closing(mut self, token: CancellationToken) -> PoolHandle {
         self.closing = token;
         self
     }
 
-    pub fn closing(&self) -> CancellationToken {
+    pub(crate) fn closing(&self) -> CancellationToken {
         self.closing.clone()
     }
 
@@ -524,12 +524,8 @@ impl PoolHandle {
         self.metrics.clone()
     }
 
-    pub fn tokens(&self) -> Arc<dyn TokenStore> {
-        self.tokens.clone()
-    }
-
     /// What the bearer-token extractor needs (token store and failed-login limiter).
-    pub fn authenticator(&self) -> super::auth::Authenticator {
+    pub(crate) fn authenticator(&self) -> super::auth::Authenticator {
         super::auth::Authenticator {
             tokens: self.tokens.clone(),
             failures: self.failed_logins.clone(),
@@ -541,12 +537,12 @@ impl PoolHandle {
         self.store.clone()
     }
 
-    pub fn now_ms(&self) -> i64 {
+    pub(crate) fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
 
     /// Every change from now on (SSE).
-    pub fn subscribe(&self) -> broadcast::Receiver<ClueChange> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<ClueChange> {
         self.changes.subscribe()
     }
 
@@ -573,7 +569,7 @@ impl PoolHandle {
     }
 
     /// Records one producer signal.
-    pub async fn signal(&self, sig: ClueSignal) -> Result<Option<ClueChange>, PoolError> {
+    pub(crate) async fn signal(&self, sig: ClueSignal) -> Result<Option<ClueChange>, PoolError> {
         match sig {
             ClueSignal::Occurrence(ev) => self.ingest(ev).await.map(Some),
             ClueSignal::Cleared {
@@ -595,7 +591,7 @@ impl PoolHandle {
     }
 
     /// Dedups `ev` into the pool (new clue, or an occurrence of the open one).
-    pub async fn ingest(&self, ev: ClueEvent) -> Result<ClueChange, PoolError> {
+    pub(crate) async fn ingest(&self, ev: ClueEvent) -> Result<ClueChange, PoolError> {
         let mut results = self.ingest_batch(vec![ev]).await?;
         results.pop().unwrap_or(Err(PoolError::Join))
     }
@@ -623,7 +619,7 @@ impl PoolHandle {
     }
 
     /// Many events in one transaction; one result per event, in order.
-    pub async fn ingest_batch(
+    pub(crate) async fn ingest_batch(
         &self,
         mut events: Vec<ClueEvent>,
     ) -> Result<Vec<Result<ClueChange, PoolError>>, PoolError> {
@@ -742,7 +738,7 @@ impl PoolHandle {
         }
     }
 
-    pub async fn act(
+    pub(crate) async fn act(
         &self,
         id: i64,
         action: Action,
@@ -876,7 +872,7 @@ impl PoolHandle {
     }
 
     /// One attempt of owner notice `id` failed; it stays queued.
-    pub async fn owner_notice_attempt_failed(
+    pub(crate) async fn owner_notice_attempt_failed(
         &self,
         id: i64,
         outbox_id: i64,
@@ -890,7 +886,7 @@ impl PoolHandle {
     }
 
     /// Settles owner notice `id` (delivered or given up) and announces the clue's change.
-    pub async fn settle_owner_notice(
+    pub(crate) async fn settle_owner_notice(
         &self,
         id: i64,
         outbox_id: i64,
@@ -906,7 +902,7 @@ impl PoolHandle {
         Ok(change)
     }
 
-    pub async fn owner_notice(
+    pub(crate) async fn owner_notice(
         &self,
         id: i64,
     ) -> Result<Option<super::owner_notify::OwnerNotice>, PoolError> {
@@ -914,7 +910,7 @@ impl PoolHandle {
     }
 
     /// Records a provider's receipt for owner notice `id`.
-    pub async fn owner_notice_receipt(
+    pub(crate) async fn owner_notice_receipt(
         &self,
         id: i64,
         receipt: super::owner_notify::Receipt,
@@ -965,7 +961,7 @@ impl PoolHandle {
     }
 
     /// Statistics of the latest decision of each clue in scope, by matter and band.
-    pub async fn decision_stats(
+    pub(crate) async fn decision_stats(
         &self,
         scope: Option<Vec<String>>,
         only: Option<std::collections::HashSet<i64>>,
@@ -980,7 +976,7 @@ impl PoolHandle {
     }
 
     /// Escalates overdue clues now; returns the supervision events.
-    pub async fn tick(&self) -> Result<Vec<ClueChange>, PoolError> {
+    pub(crate) async fn tick(&self) -> Result<Vec<ClueChange>, PoolError> {
         let now = self.now_ms();
         let red = self.cfg.red_after_s as i64 * 1000;
         let changes = self.blocking(move |s| s.escalate(now, red)).await?;
@@ -1010,7 +1006,7 @@ impl PoolHandle {
 
     /// Raises overdue supervision notices now (yellow, red); returns those raised. Part of
     /// the tick.
-    pub async fn escalate_notices(&self) -> Result<Vec<Notice>, PoolError> {
+    pub(crate) async fn escalate_notices(&self) -> Result<Vec<Notice>, PoolError> {
         let now = self.now_ms();
         let cfg = self.cfg.oversight.notices.clone();
         let raised = self
@@ -1032,13 +1028,16 @@ impl PoolHandle {
     }
 
     /// The stored oversight warning `id`.
-    pub async fn warning(&self, id: i64) -> Result<Option<super::oversight::Warning>, PoolError> {
+    pub(crate) async fn warning(
+        &self,
+        id: i64,
+    ) -> Result<Option<super::oversight::Warning>, PoolError> {
         self.blocking(move |s| s.warning(id)).await
     }
 
     /// Makes warning `warning_id` a notice to the unit `req` names (checked here: unit,
     /// deadline within `[clues.oversight.notices]`).
-    pub async fn issue_notice(
+    pub(crate) async fn issue_notice(
         &self,
         warning_id: i64,
         req: IssueRequest,
@@ -1055,7 +1054,7 @@ impl PoolHandle {
     }
 
     /// One step on notice `id` (`supervision::apply` inside the store's transaction).
-    pub async fn act_on_notice(
+    pub(crate) async fn act_on_notice(
         &self,
         id: i64,
         action: NoticeAction,
@@ -1070,7 +1069,7 @@ impl PoolHandle {
         Ok(n)
     }
 
-    pub async fn notices(
+    pub(crate) async fn notices(
         &self,
         scope: Option<Vec<String>>,
         filter: NoticeFilter,
@@ -1080,13 +1079,13 @@ impl PoolHandle {
             .await
     }
 
-    pub async fn notice(&self, id: i64) -> Result<Option<NoticeDetail>, PoolError> {
+    pub(crate) async fn notice(&self, id: i64) -> Result<Option<NoticeDetail>, PoolError> {
         self.blocking(move |s| s.notice(id)).await
     }
 
     /// Detail with the owner's record (from the audit), the leniency recommendation and the
     /// matter assessment (band and leniency entries from the catalogue).
-    pub async fn get(&self, id: i64) -> Result<Option<ClueDetail>, PoolError> {
+    pub(crate) async fn get(&self, id: i64) -> Result<Option<ClueDetail>, PoolError> {
         let now = self.now_ms();
         let cfg = self.cfg.clone();
         self.blocking(move |s| {
@@ -1108,13 +1107,13 @@ impl PoolHandle {
         .await
     }
 
-    pub fn config(&self) -> &CluesConfig {
+    pub(crate) fn config(&self) -> &CluesConfig {
         &self.cfg
     }
 
     /// Runs the supervision models once: links duplicate acts, stores warnings. Returns the
     /// warnings that are new or raised.
-    pub async fn run_oversight(&self) -> Result<Vec<super::oversight::Warning>, PoolError> {
+    pub(crate) async fn run_oversight(&self) -> Result<Vec<super::oversight::Warning>, PoolError> {
         let now = self.now_ms();
         let cfg = self.cfg.clone();
         let (changes, warnings) = self
@@ -1149,7 +1148,7 @@ impl PoolHandle {
         Ok(warnings)
     }
 
-    pub async fn warnings(
+    pub(crate) async fn warnings(
         &self,
         scope: Option<Vec<String>>,
         limit: u32,
@@ -1159,7 +1158,7 @@ impl PoolHandle {
     }
 
     /// One retention purge now.
-    pub async fn run_retention(&self) -> Result<super::retention::PurgeReport, PoolError> {
+    pub(crate) async fn run_retention(&self) -> Result<super::retention::PurgeReport, PoolError> {
         let now = self.now_ms();
         let cfg = self.cfg.clone();
         let store = self.store.clone();
@@ -1179,7 +1178,7 @@ impl PoolHandle {
     }
 
     /// Audits that `actor` is being given an evidence original.
-    pub async fn record_original_access(
+    pub(crate) async fn record_original_access(
         &self,
         clue_id: i64,
         sha256: String,
@@ -1193,7 +1192,7 @@ impl PoolHandle {
 
     /// Audits an administrative change that concerns no clue (a registry edit). Blocking:
     /// call from `spawn_blocking`, inside the change it records.
-    pub fn record_blocking(
+    pub(crate) fn record_blocking(
         &self,
         actor: &str,
         action: super::audit::AuditAction,
@@ -1203,12 +1202,12 @@ impl PoolHandle {
     }
 
     /// The muck-truck permits written through the API (`camera::permits`).
-    pub async fn muck_permits(&self) -> Result<Vec<super::store::PermitRow>, PoolError> {
+    pub(crate) async fn muck_permits(&self) -> Result<Vec<super::store::PermitRow>, PoolError> {
         self.blocking(|s| s.muck_permits()).await
     }
 
     /// Stores a muck-truck permit with its audit entry; the permit it replaced.
-    pub async fn put_muck_permit(
+    pub(crate) async fn put_muck_permit(
         &self,
         plate: String,
         permit: serde_json::Value,
@@ -1221,7 +1220,7 @@ impl PoolHandle {
     }
 
     /// Revokes a muck-truck permit with its audit entry; the one revoked, if any.
-    pub async fn delete_muck_permit(
+    pub(crate) async fn delete_muck_permit(
         &self,
         plate: String,
         actor: String,
@@ -1232,7 +1231,7 @@ impl PoolHandle {
     }
 
     /// Audits that `actor` is being given an unmasked camera frame.
-    pub async fn record_frame_access(
+    pub(crate) async fn record_frame_access(
         &self,
         site: String,
         camera: String,
@@ -1244,15 +1243,18 @@ impl PoolHandle {
             .await
     }
 
-    pub async fn list(&self, q: ClueQuery) -> Result<Vec<Clue>, PoolError> {
+    pub(crate) async fn list(&self, q: ClueQuery) -> Result<Vec<Clue>, PoolError> {
         self.blocking(move |s| s.list(&q)).await
     }
 
-    pub async fn audit_of(&self, id: i64) -> Result<Vec<super::audit::AuditEntry>, PoolError> {
+    pub(crate) async fn audit_of(
+        &self,
+        id: i64,
+    ) -> Result<Vec<super::audit::AuditEntry>, PoolError> {
         self.blocking(move |s| s.audit_of(id)).await
     }
 
-    pub async fn audit_range(
+    pub(crate) async fn audit_range(
         &self,
         from_ms: i64,
         to_ms: i64,
@@ -1262,7 +1264,7 @@ impl PoolHandle {
             .await
     }
 
-    pub async fn verify(
+    pub(crate) async fn verify(
         &self,
         head: Option<super::audit::Head>,
     ) -> Result<super::audit::VerifyReport, PoolError> {
@@ -1272,7 +1274,7 @@ impl PoolHandle {
 
     /// Queues the chain's head for delivery unless it is `last` (or this gateway does not
     /// lead the job); the head queued, if any.
-    pub async fn publish_audit_head(
+    pub(crate) async fn publish_audit_head(
         &self,
         last: Option<super::audit::Head>,
     ) -> Result<Option<super::audit::Head>, PoolError> {
@@ -1296,14 +1298,14 @@ impl PoolHandle {
     }
 
     /// Recorded parking stays (see `clue::stays`).
-    pub async fn stays(
+    pub(crate) async fn stays(
         &self,
         q: super::stays::StayQuery,
     ) -> Result<Vec<super::stays::StayRecord>, PoolError> {
         self.blocking(move |s| s.stays(&q)).await
     }
 
-    pub async fn stats(&self, scope: Option<Vec<String>>) -> Result<Stats, PoolError> {
+    pub(crate) async fn stats(&self, scope: Option<Vec<String>>) -> Result<Stats, PoolError> {
         let now = self.now_ms();
         self.blocking(move |s| {
             let mut stats = s.stats(scope.as_deref(), now)?;
@@ -1315,7 +1317,7 @@ impl PoolHandle {
     }
 
     /// An evidence file's bytes, verified against its hash.
-    pub async fn evidence_file(&self, sha256: String) -> Result<Vec<u8>, PoolError> {
+    pub(crate) async fn evidence_file(&self, sha256: String) -> Result<Vec<u8>, PoolError> {
         let ev = self.evidence.clone();
         tokio::task::spawn_blocking(move || ev.get(&sha256))
             .await
@@ -1497,7 +1499,9 @@ mod tests {
     /// Xihu (county, site `x0`) above Lingyin (township, site `a`); every clue there is led by
     /// Xihu's market department with urban management assisting.
     fn org() -> Arc<crate::clue::org::Org> {
-        use crate::clue::org::{DispatchConfig, OrgConfig, UnitConfig, UnitLevel};
+        use crate::clue::org::OrgConfig;
+        use crate::clue::org::config::{DispatchConfig, UnitConfig};
+        use crate::clue::org::tree::UnitLevel;
         let unit = |id: &str, parent: Option<&str>, level, site: &str| UnitConfig {
             id: id.into(),
             name: id.into(),

@@ -61,7 +61,7 @@ impl Default for PrivacyConfig {
 }
 
 impl PrivacyConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let p = "clues.privacy";
         if self.block_px < 2 {
             return Err(invalid(format!("{p}.block_px"), "must be at least 2"));
@@ -90,13 +90,13 @@ impl PrivacyConfig {
     }
 
     /// Whether `role` has the personal-data right (sees originals).
-    pub fn sees_originals(&self, role: Role) -> bool {
+    pub(crate) fn sees_originals(&self, role: Role) -> bool {
         self.original_roles.contains(&role)
     }
 }
 
 #[derive(Debug, Error, PartialEq)]
-pub enum MaskError {
+pub(crate) enum MaskError {
     #[error("{0} evidence is not an image; withheld from this role")]
     NotAnImage(String),
     #[error("evidence image could not be decoded ({0}); withheld from this role")]
@@ -105,7 +105,7 @@ pub enum MaskError {
 
 /// The rectangles (x0, y0, x1, y1 in pixels, clamped) to mask for `regions` in a `w` x `h`
 /// image.
-pub fn mask_rects(regions: &[Region], w: u32, h: u32, cfg: &PrivacyConfig) -> Vec<[u32; 4]> {
+pub(crate) fn mask_rects(regions: &[Region], w: u32, h: u32, cfg: &PrivacyConfig) -> Vec<[u32; 4]> {
     let clamp = |v: f32, max: u32| -> u32 {
         if v.is_finite() {
             v.max(0.0).min(max as f32).round() as u32
@@ -180,7 +180,7 @@ fn mask_rect(img: &mut RgbImage, rect: [u32; 4], block: u32, style: MaskStyle) {
 }
 
 /// The masked copy of an evidence file for a role without the personal-data right, as JPEG.
-pub fn masked_copy(
+pub(crate) fn masked_copy(
     bytes: &[u8],
     content_type: &str,
     regions: Option<&[Region]>,
@@ -212,7 +212,7 @@ pub fn masked_copy(
 }
 
 /// `京A12345` -> `京A*****`: the region prefix stays (it says where the vehicle is from).
-pub fn masked_plate(plate: &str) -> String {
+pub(crate) fn masked_plate(plate: &str) -> String {
     plate
         .chars()
         .enumerate()
@@ -224,7 +224,7 @@ pub fn masked_plate(plate: &str) -> String {
 /// run of 7 or more digits (spaces, `-` and `.` inside it allowed) is a phone number and keeps
 /// its first 3 and last 4 digits (first 2 only when it is shorter than 11): enough to tell two
 /// numbers apart, not enough to call. The name stays: inspectors need to know whom to ask for.
-pub fn masked_contact(contact: &str) -> String {
+pub(crate) fn masked_contact(contact: &str) -> String {
     let chars: Vec<char> = contact.chars().collect();
     let mut out = String::with_capacity(contact.len());
     let mut i = 0;
@@ -276,7 +276,7 @@ pub fn masked_contact(contact: &str) -> String {
 
 /// `12 Beijing Road, Unit 3` -> `12 Be…`: a postal address keeps its first 5 characters,
 /// enough to tell two addresses apart in a list, not enough to find the door.
-pub fn masked_address(address: &str) -> String {
+pub(crate) fn masked_address(address: &str) -> String {
     let n = address.chars().count();
     let head: String = address.chars().take(5).collect();
     if n <= 5 {
@@ -293,7 +293,7 @@ pub fn masked_address(address: &str) -> String {
 /// keys, notes, details, warning keys) is replaced by its masked form ([`masked_plate`],
 /// [`masked_contact`]). Working on the serialized form is deliberate: a field added later is
 /// masked too, without a list to keep up to date.
-pub fn mask_personal_data(value: &mut serde_json::Value, known: &[String]) {
+pub(crate) fn mask_personal_data(value: &mut serde_json::Value, known: &[String]) {
     fn collect(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
         match v {
             serde_json::Value::Object(m) => {

@@ -51,7 +51,7 @@ pub trait MqttConnect: Send + Sync {
 }
 
 /// Spawns the enabled delivery workers.
-pub fn spawn_delivery(
+pub(crate) fn spawn_delivery(
     pool: &PoolHandle,
     setup: &PoolSetup,
     cancel: CancellationToken,

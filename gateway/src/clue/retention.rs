@@ -46,7 +46,7 @@ impl Default for RetentionConfig {
 }
 
 impl RetentionConfig {
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.every_s == 0 {
             return Err(invalid("clues.retention.every_s", "must be at least 1"));
         }
@@ -54,7 +54,7 @@ impl RetentionConfig {
     }
 
     /// Retention of a class in seconds (0: forever).
-    pub fn period_s(&self, class: &str) -> u64 {
+    pub(crate) fn period_s(&self, class: &str) -> u64 {
         match class {
             "image" => self.image_s,
             "file" => self.file_s,
@@ -66,7 +66,7 @@ impl RetentionConfig {
 }
 
 /// The retention class of an evidence row.
-pub fn class_of(kind: &str, content_type: Option<&str>) -> &'static str {
+pub(crate) fn class_of(kind: &str, content_type: Option<&str>) -> &'static str {
     match kind {
         "file" if content_type.is_some_and(|c| c.starts_with("image/")) => "image",
         "file" => "file",
@@ -87,7 +87,7 @@ pub struct Expired {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct PurgeReport {
+pub(crate) struct PurgeReport {
     /// Evidence rows marked purged (each with its audit entry).
     pub purged: usize,
     /// Files removed from disk.
@@ -95,7 +95,7 @@ pub struct PurgeReport {
 }
 
 #[derive(Debug, Error)]
-pub enum RetentionError {
+pub(crate) enum RetentionError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -107,7 +107,7 @@ const BATCH: u32 = 10_000;
 
 /// One purge run at `now_ms`: marks and audits expired evidence, then deletes unreferenced
 /// files.
-pub fn purge(
+pub(crate) fn purge(
     store: &dyn RetentionStore,
     files: &EvidenceStore,
     cfg: &RetentionConfig,

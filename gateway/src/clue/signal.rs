@@ -13,7 +13,7 @@ pub enum Level {
 }
 
 impl Level {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Level::Low => "low",
             Level::Medium => "medium",
@@ -104,10 +104,10 @@ pub enum Evidence {
 /// files into JSON; this only matters for debugging output).
 mod serde_bytes_as_vec {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
         b.serialize(s)
     }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         Vec::<u8>::deserialize(d)
     }
 }
@@ -171,4 +171,4 @@ pub enum ClueSignal {
 }
 
 /// Sending half of the channel into the clue pool.
-pub type ClueSender = tokio::sync::mpsc::Sender<ClueSignal>;
+pub(crate) type ClueSender = tokio::sync::mpsc::Sender<ClueSignal>;

@@ -35,7 +35,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Pending => "pending",
             Outcome::LeftAfterNotice => "left_after_notice",
@@ -43,7 +43,7 @@ impl Outcome {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Outcome> {
+    pub(crate) fn parse(s: &str) -> Option<Outcome> {
         Some(match s {
             "pending" => Outcome::Pending,
             "left_after_notice" => Outcome::LeftAfterNotice,
@@ -105,7 +105,7 @@ pub enum StayUpdate {
 }
 
 impl StayUpdate {
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         match self {
             StayUpdate::Raised { key, .. } | StayUpdate::Left { key, .. } => key,
         }
@@ -115,7 +115,7 @@ impl StayUpdate {
 /// What parking reports about warned stays, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum StayEvent {
+pub(crate) enum StayEvent {
     /// A notice is due: record the stay, deliver the notice.
     Notice(StayNotice),
     /// A recorded stay's outcome moves.
@@ -175,10 +175,10 @@ pub struct ParkingStats {
 }
 
 /// Warned stays of one (site, camera, zone, outcome), as the stores count them.
-pub type StayCountRow = (String, String, String, Outcome, u64);
+pub(crate) type StayCountRow = (String, String, String, Outcome, u64);
 
 /// Folds [`StayCountRow`]s (any order) into [`ParkingStats`].
-pub fn parking_stats(rows: impl IntoIterator<Item = StayCountRow>) -> ParkingStats {
+pub(crate) fn parking_stats(rows: impl IntoIterator<Item = StayCountRow>) -> ParkingStats {
     let mut by: std::collections::BTreeMap<(String, String, String), StayCount> =
         Default::default();
     let mut total = StayCount::default();
@@ -205,13 +205,13 @@ pub fn parking_stats(rows: impl IntoIterator<Item = StayCountRow>) -> ParkingSta
 }
 
 /// The MQTT topic of a camera's notices.
-pub fn notice_topic(site: &str, camera: &str) -> String {
+pub(crate) fn notice_topic(site: &str, camera: &str) -> String {
     format!("notices/v1/{site}/{camera}")
 }
 
 /// The JSON body every notice channel carries (MQTT and webhooks alike). `event_id` is the
 /// stay record's id: unique, so a receiver drops a redelivered notice.
-pub fn notice_payload(id: i64, n: &StayNotice) -> String {
+pub(crate) fn notice_payload(id: i64, n: &StayNotice) -> String {
     let minutes = n.remaining_s.div_ceil(60);
     if let Some(shop) = &n.shop {
         return shopfront_payload(id, n, shop, minutes);

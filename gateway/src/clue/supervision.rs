@@ -31,7 +31,7 @@ use thiserror::Error;
 
 const DAY_MS: i64 = 86_400_000;
 /// Longest free text (unit names, notes, statements), in characters.
-pub const MAX_TEXT_CHARS: usize = 2000;
+pub(crate) const MAX_TEXT_CHARS: usize = 2000;
 const MAX_UNIT_CHARS: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -44,14 +44,14 @@ pub enum NoticeState {
 }
 
 impl NoticeState {
-    pub const ALL: [NoticeState; 4] = [
+    pub(crate) const ALL: [NoticeState; 4] = [
         NoticeState::Issued,
         NoticeState::Acknowledged,
         NoticeState::Fixed,
         NoticeState::Closed,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             NoticeState::Issued => "issued",
             NoticeState::Acknowledged => "acknowledged",
@@ -60,23 +60,23 @@ impl NoticeState {
         }
     }
 
-    pub fn parse(s: &str) -> Option<NoticeState> {
+    pub(crate) fn parse(s: &str) -> Option<NoticeState> {
         NoticeState::ALL.into_iter().find(|x| x.as_str() == s)
     }
 
-    pub fn is_open(self) -> bool {
+    pub(crate) fn is_open(self) -> bool {
         self != NoticeState::Closed
     }
 
     /// Whether the unit still owes the fix (what overdue escalation watches).
-    pub fn owed(self) -> bool {
+    pub(crate) fn owed(self) -> bool {
         matches!(self, NoticeState::Issued | NoticeState::Acknowledged)
     }
 }
 
 /// A new deadline: an instant, or days from now; neither: the configured default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Due {
+pub(crate) struct Due {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,7 +86,7 @@ pub struct Due {
 /// `POST /api/v1/oversight/warnings/{id}/notice`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IssueRequest {
+pub(crate) struct IssueRequest {
     pub unit: String,
     #[serde(default)]
     pub deadline_ms: Option<i64>,
@@ -134,7 +134,7 @@ pub enum NoticeAction {
 
 /// Every step, for permissions and the audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     Issue,
     Acknowledge,
     ReportFixed,
@@ -144,7 +144,7 @@ pub enum Step {
 }
 
 impl NoticeAction {
-    pub fn step(&self) -> Step {
+    pub(crate) fn step(&self) -> Step {
         match self {
             NoticeAction::Acknowledge { .. } => Step::Acknowledge,
             NoticeAction::ReportFixed { .. } => Step::ReportFixed,
@@ -154,7 +154,7 @@ impl NoticeAction {
         }
     }
 
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self.step() {
             Step::Issue => "issue",
             Step::Acknowledge => "acknowledge",
@@ -166,7 +166,7 @@ impl NoticeAction {
     }
 
     /// The audit spelling of this step.
-    pub fn event(&self) -> super::audit::NoticeEvent {
+    pub(crate) fn event(&self) -> super::audit::NoticeEvent {
         use super::audit::NoticeEvent as E;
         match self.step() {
             Step::Issue => E::Issued,
@@ -181,7 +181,7 @@ impl NoticeAction {
 
 /// Who may take `step`: supervisors and admins direct, the unit's officers (inspectors, the
 /// platform) answer; auditors and devices nothing. Admins may do everything.
-pub fn may(role: Role, step: Step) -> bool {
+pub(crate) fn may(role: Role, step: Step) -> bool {
     match step {
         Step::Issue | Step::Close | Step::Reopen | Step::Escalate => {
             matches!(role, Role::Supervisor | Role::Admin)
@@ -193,7 +193,7 @@ pub fn may(role: Role, step: Step) -> bool {
 }
 
 /// Who reads notices: whoever reads clues (officers need theirs; auditors read everything).
-pub fn may_read(role: Role) -> bool {
+pub(crate) fn may_read(role: Role) -> bool {
     role.may_read_clues()
 }
 
@@ -208,7 +208,7 @@ pub enum NoticeFilter {
 
 impl NoticeFilter {
     /// `?state=`: `open` (or none), `all`, or a state's name.
-    pub fn parse(s: Option<&str>) -> Option<NoticeFilter> {
+    pub(crate) fn parse(s: Option<&str>) -> Option<NoticeFilter> {
         match s {
             None | Some("open") => Some(NoticeFilter::Open),
             Some("all") => Some(NoticeFilter::All),
@@ -217,7 +217,7 @@ impl NoticeFilter {
     }
 
     /// The SQL condition on `state` (no user text: the names are ours).
-    pub fn condition(self) -> String {
+    pub(crate) fn condition(self) -> String {
         match self {
             NoticeFilter::Open => "state <> 'closed'".into(),
             NoticeFilter::All => "1 = 1".into(),
@@ -308,7 +308,7 @@ impl Default for SupervisionNoticeConfig {
 
 impl SupervisionNoticeConfig {
     /// `prefix` is the section's key (`clues.oversight.notices`).
-    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
         if self.max_due_days == 0 || self.max_due_days > 3650 {
             return Err(invalid(
                 format!("{prefix}.max_due_days"),
@@ -350,7 +350,7 @@ fn text(field: &str, v: &str, required: bool, max: usize) -> Result<String, Noti
 }
 
 /// A unit's name: 1 to 128 printable characters.
-pub fn unit_name(field: &str, v: &str) -> Result<String, NoticeError> {
+pub(crate) fn unit_name(field: &str, v: &str) -> Result<String, NoticeError> {
     let t = text(field, v, true, MAX_UNIT_CHARS)?;
     if t.contains('\n') {
         return Err(NoticeError::Invalid(format!("`{field}` is one line")));
@@ -360,7 +360,7 @@ pub fn unit_name(field: &str, v: &str) -> Result<String, NoticeError> {
 
 /// The deadline `due` asks for, checked against the configuration; none when it asks nothing
 /// (`default`: then the configured default applies).
-pub fn deadline(
+pub(crate) fn deadline(
     due: &Due,
     now_ms: i64,
     cfg: &SupervisionNoticeConfig,
@@ -404,7 +404,7 @@ pub struct NewNotice {
 }
 
 /// Checks an issue request.
-pub fn issue(
+pub(crate) fn issue(
     req: &IssueRequest,
     now_ms: i64,
     cfg: &SupervisionNoticeConfig,
@@ -422,7 +422,7 @@ pub fn issue(
 
 /// Applies `action` at `now_ms`: the notice as it becomes, or why it is refused. Texts are
 /// trimmed in the returned action (what the audit records).
-pub fn apply(
+pub(crate) fn apply(
     n: &Notice,
     action: &NoticeAction,
     now_ms: i64,
@@ -528,7 +528,11 @@ pub fn apply(
 /// The overdue level `n` should have at `now_ms` when that is above its current one: yellow
 /// past the deadline, red at twice its span (or `red_after_s` past the deadline). Only while
 /// the unit owes the fix.
-pub fn overdue_level(n: &Notice, now_ms: i64, cfg: &SupervisionNoticeConfig) -> Option<Escalation> {
+pub(crate) fn overdue_level(
+    n: &Notice,
+    now_ms: i64,
+    cfg: &SupervisionNoticeConfig,
+) -> Option<Escalation> {
     if !n.state.owed() || now_ms <= n.deadline_ms {
         return None;
     }
@@ -547,7 +551,11 @@ pub fn overdue_level(n: &Notice, now_ms: i64, cfg: &SupervisionNoticeConfig) -> 
 
 /// The audit detail of a notice step: the notice, its warning, the step's own fields and the
 /// states before and after.
-pub fn step_detail(before: &Notice, after: &Notice, action: &NoticeAction) -> serde_json::Value {
+pub(crate) fn step_detail(
+    before: &Notice,
+    after: &Notice,
+    action: &NoticeAction,
+) -> serde_json::Value {
     let mut d = serde_json::to_value(action).unwrap_or(serde_json::json!({}));
     if let serde_json::Value::Object(m) = &mut d {
         m.remove("action");
@@ -562,7 +570,7 @@ pub fn step_detail(before: &Notice, after: &Notice, action: &NoticeAction) -> se
 }
 
 /// The plate a warning names in its detail, if any (kept on its notices for masking).
-pub fn plate_of(w: &super::oversight::Warning) -> Option<String> {
+pub(crate) fn plate_of(w: &super::oversight::Warning) -> Option<String> {
     w.finding
         .detail
         .get("plate")
@@ -572,14 +580,14 @@ pub fn plate_of(w: &super::oversight::Warning) -> Option<String> {
 }
 
 /// The audit detail of a new notice.
-pub fn issued_detail(n: &Notice) -> serde_json::Value {
+pub(crate) fn issued_detail(n: &Notice) -> serde_json::Value {
     serde_json::json!({"notice": n.id, "warning": n.warning_id, "site": n.site, "unit": n.unit,
         "deadline_ms": n.deadline_ms, "note": n.note, "model": n.model, "clue": n.clue_id,
         "to": n.state.as_str()})
 }
 
 /// The audit detail of an overdue escalation.
-pub fn overdue_detail(n: &Notice, level: Escalation, now_ms: i64) -> serde_json::Value {
+pub(crate) fn overdue_detail(n: &Notice, level: Escalation, now_ms: i64) -> serde_json::Value {
     serde_json::json!({"notice": n.id, "warning": n.warning_id, "site": n.site, "unit": n.unit,
         "level": level, "deadline_ms": n.deadline_ms, "overdue_s": (now_ms - n.deadline_ms) / 1000,
         "state": n.state.as_str()})
@@ -587,7 +595,12 @@ pub fn overdue_detail(n: &Notice, level: Escalation, now_ms: i64) -> serde_json:
 
 /// Topic and body under which a notice event (audit entry `seq`) goes to the platform:
 /// `oversight/v1/{site|all}/notice/{level}`, beside the warnings.
-pub fn message(n: &Notice, event: &str, seq: i64, now_ms: i64) -> (String, serde_json::Value) {
+pub(crate) fn message(
+    n: &Notice,
+    event: &str,
+    seq: i64,
+    now_ms: i64,
+) -> (String, serde_json::Value) {
     (
         format!(
             "oversight/v1/{}/notice/{}",
@@ -599,11 +612,11 @@ pub fn message(n: &Notice, event: &str, seq: i64, now_ms: i64) -> (String, serde
 }
 
 /// The list's order: red first, then yellow, then the nearest deadline, then the newest.
-pub const LIST_ORDER: &str = "CASE level WHEN 'red' THEN 2 WHEN 'yellow' THEN 1 ELSE 0 END DESC, \
+pub(crate) const LIST_ORDER: &str = "CASE level WHEN 'red' THEN 2 WHEN 'yellow' THEN 1 ELSE 0 END DESC, \
      deadline_ms ASC, id DESC";
 
 /// The stored columns of a notice, in the order every backend's row reader expects.
-pub const NOTICE_COLS: &str = "id, warning_id, model, site, clue_id, concerns, message, unit, \
+pub(crate) const NOTICE_COLS: &str = "id, warning_id, model, site, clue_id, concerns, message, unit, \
      escalated_to, state, level, note, statement, deadline_ms, span_start_ms, issued_by, \
      issued_ms, updated_ms, plate";
 

@@ -37,7 +37,7 @@ fn unit_zh(u: &str) -> &str {
 }
 
 /// `{"zh": {"title": ...}, "en": {"title": ...}}` for `ev`.
-pub fn render(ev: &ClueEvent) -> Value {
+pub(crate) fn render(ev: &ClueEvent) -> Value {
     let d = &ev.detail;
     let site = &ev.subject.site;
     let dev = ev.subject.device.as_deref().unwrap_or("-");
@@ -175,7 +175,7 @@ pub fn render(ev: &ClueEvent) -> Value {
 }
 
 /// Adds the renderings to `ev.detail` (an object; other details are wrapped).
-pub fn attach(ev: &mut ClueEvent) {
+pub(crate) fn attach(ev: &mut ClueEvent) {
     let text = render(ev);
     match &mut ev.detail {
         Value::Object(m) => {

@@ -1003,19 +1003,14 @@ impl Live {
                     self.offline.remove(r.site.as_str());
                 }
                 let outage = rx.saturating_sub(down_rx).max(0);
-                // One lookup per rule, not a walk over every state: when a broker restarts,
-                // all devices come back at once, and a walk per device would cost
+                // Only this device's states, not a walk over every state: when a broker
+                // restarts, all devices come back at once, and a walk per device would cost
                 // devices x states.
-                for (rule, compiled) in c.rules.iter().enumerate() {
-                    if matches!(compiled.condition, Condition::Silence { .. }) {
+                for (key, st) in self.states.of_device_mut(&r.site, &r.device) {
+                    if matches!(c.rules[key.rule].condition, Condition::Silence { .. }) {
                         continue;
                     }
-                    let key = StateRef {
-                        rule,
-                        site: &r.site,
-                        device: &r.device,
-                    };
-                    if let Some(last) = self.states.get_mut(key).and_then(|st| st.last_rx.as_mut())
+                    if let Some(last) = st.last_rx.as_mut()
                         && *last <= down_rx
                     {
                         *last = last.saturating_add(outage);

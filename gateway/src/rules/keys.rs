@@ -210,7 +210,7 @@ impl<'a> Borrow<dyn StateView + 'a> for StateKey {
     }
 }
 
-/// The subjects' set: an interned subject, hashed and compared by its strings so it can be
+/// The subjects' index: an interned subject, hashed and compared by its strings so it can be
 /// found from a reading's borrowed ones.
 #[derive(Debug)]
 struct Interned(Subject);
@@ -265,89 +265,158 @@ impl<'a> Borrow<dyn SubjectView + 'a> for Interned {
     }
 }
 
-/// Per-(rule, subject) state with the subjects interned: every state of one device shares
-/// one `Arc` of its site and device, allocated when the device's first state is.
+/// Per-(rule, subject) state, grouped by subject: one slot per (site, device) holding that
+/// device's states sorted by rule, every state sharing the slot's subject.
+///
+/// A reading is judged by several rules of its own device one after the other (a level by a
+/// discharge, a rate and a flat-line rule; a message's readings are one device's), so the slot
+/// of the latest lookup is tried first: most lookups then hash nothing and compare two short
+/// strings that are already in cache. One map keyed by (rule, site, device) hashed both strings
+/// and compared them behind two pointers on every lookup, twice when the state existed; it was
+/// the engine's largest cost on the ingest path (issue 24).
 #[derive(Debug)]
 pub struct StateMap<V> {
-    map: FastMap<StateKey, V>,
-    /// The shared subjects, one per (site, device).
-    subjects: std::collections::HashSet<Interned, foldhash::fast::RandomState>,
+    /// (site, device) -> its slot in `slots`.
+    index: std::collections::HashMap<Interned, usize, foldhash::fast::RandomState>,
+    slots: Vec<Slot<V>>,
+    /// The slot of the latest `entry` (a guess only: checked against the strings).
+    last: usize,
+}
+
+#[derive(Debug)]
+struct Slot<V> {
+    subject: Subject,
+    /// Sorted by rule, each rule once.
+    states: Vec<(StateKey, V)>,
 }
 
 impl<V> Default for StateMap<V> {
     fn default() -> Self {
         StateMap {
-            map: FastMap::default(),
-            subjects: Default::default(),
+            index: Default::default(),
+            slots: Vec::new(),
+            last: 0,
         }
     }
 }
 
-impl<V> StateMap<V> {
-    pub fn get(&self, key: StateRef<'_>) -> Option<&V> {
-        self.map.get(&key as &dyn StateView)
+impl<V> Slot<V> {
+    fn holds(&self, site: &str, device: &str) -> bool {
+        self.subject.site == site && self.subject.device == device
     }
 
-    pub fn get_mut(&mut self, key: StateRef<'_>) -> Option<&mut V> {
-        self.map.get_mut(&key as &dyn StateView)
+    /// Where `rule`'s state is (`Ok`) or would go (`Err`).
+    fn position(&self, rule: usize) -> Result<usize, usize> {
+        self.states.binary_search_by_key(&rule, |(k, _)| k.rule)
+    }
+}
+
+impl<V> StateMap<V> {
+    /// The slot of `site`/`device`, when it has one.
+    fn find(&self, site: &str, device: &str) -> Option<usize> {
+        if self
+            .slots
+            .get(self.last)
+            .is_some_and(|s| s.holds(site, device))
+        {
+            return Some(self.last);
+        }
+        self.index.get(&(site, device) as &dyn SubjectView).copied()
+    }
+
+    /// The slot of `site`/`device`, made on first use; remembered for the next lookup.
+    fn slot(&mut self, site: &str, device: &str) -> &mut Slot<V> {
+        let i = match self.find(site, device) {
+            Some(i) => i,
+            None => {
+                let subject = Arc::new(SubjectParts {
+                    site: site.to_string(),
+                    device: device.to_string(),
+                });
+                let i = self.slots.len();
+                self.index.insert(Interned(subject.clone()), i);
+                self.slots.push(Slot {
+                    subject,
+                    states: Vec::new(),
+                });
+                i
+            }
+        };
+        self.last = i;
+        &mut self.slots[i]
+    }
+
+    pub fn get(&self, key: StateRef<'_>) -> Option<&V> {
+        let slot = &self.slots[self.find(key.site, key.device)?];
+        slot.position(key.rule).ok().map(|i| &slot.states[i].1)
+    }
+
+    /// The states of one device (every rule about it).
+    pub fn of_device_mut(
+        &mut self,
+        site: &str,
+        device: &str,
+    ) -> impl Iterator<Item = (&StateKey, &mut V)> {
+        let slot = self.find(site, device);
+        slot.map(|i| &mut self.slots[i])
+            .into_iter()
+            .flat_map(|s| s.states.iter_mut().map(|(k, v)| (&*k, v)))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&StateKey, &V)> {
-        self.map.iter()
+        self.slots
+            .iter()
+            .flat_map(|s| s.states.iter().map(|(k, v)| (k, v)))
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&StateKey, &mut V)> {
-        self.map.iter_mut()
+        self.slots
+            .iter_mut()
+            .flat_map(|s| s.states.iter_mut().map(|(k, v)| (&*k, v)))
     }
 
     /// Every state, taken out (the subjects go with them).
     pub fn drain(&mut self) -> impl Iterator<Item = (StateKey, V)> + '_ {
-        self.subjects.clear();
-        self.map.drain()
+        self.index.clear();
+        self.last = 0;
+        std::mem::take(&mut self.slots)
+            .into_iter()
+            .flat_map(|s| s.states)
     }
 
-    /// The shared subject of `site`/`device`, made on first use.
-    fn subject(&mut self, site: &str, device: &str) -> Subject {
-        if let Some(i) = self.subjects.get(&(site, device) as &dyn SubjectView) {
-            return i.0.clone();
-        }
-        let subject = Arc::new(SubjectParts {
-            site: site.to_string(),
-            device: device.to_string(),
-        });
-        self.subjects.insert(Interned(subject.clone()));
-        subject
-    }
-
-    /// Puts `v` under `key`, its subject shared with the device's other states.
+    /// Puts `v` under `key` (replacing what was there), its subject shared with the device's
+    /// other states.
     pub fn insert(&mut self, key: StateKey, v: V) {
-        let subject = self.subject(&key.site, &key.device);
-        self.map.insert(
-            StateKey {
-                rule: key.rule,
-                subject,
-            },
-            v,
-        );
+        let slot = self.slot(&key.site, &key.device);
+        match slot.position(key.rule) {
+            Ok(i) => slot.states[i].1 = v,
+            Err(i) => {
+                let k = StateKey {
+                    rule: key.rule,
+                    subject: slot.subject.clone(),
+                };
+                slot.states.insert(i, (k, v));
+            }
+        }
     }
 }
 
 impl<V: Default> StateMap<V> {
     /// The entry of `key`, inserting a default one (sharing the subject) only when missing.
     pub fn entry(&mut self, key: StateRef<'_>) -> &mut V {
-        if !self.map.contains_key(&key as &dyn StateView) {
-            let subject = self.subject(key.site, key.device);
-            self.map.insert(
-                StateKey {
+        let slot = self.slot(key.site, key.device);
+        let i = match slot.position(key.rule) {
+            Ok(i) => i,
+            Err(i) => {
+                let k = StateKey {
                     rule: key.rule,
-                    subject,
-                },
-                V::default(),
-            );
-        }
-        self.map
-            .get_mut(&key as &dyn StateView)
-            .expect("inserted just above")
+                    subject: slot.subject.clone(),
+                };
+                slot.states.insert(i, (k, V::default()));
+                i
+            }
+        };
+        &mut slot.states[i].1
     }
 }
 
@@ -366,6 +435,80 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The remembered slot is only a guess: lookups that alternate devices, rules that arrive
+    /// out of order, replacing inserts and a drain and rebuild (a reload) all find what a
+    /// map keyed by (rule, site, device) finds.
+    #[test]
+    fn state_lookups_agree_with_a_plain_map_whatever_the_order() {
+        let mut states: StateMap<u32> = StateMap::default();
+        let mut plain: HashMap<(usize, String, String), u32> = HashMap::new();
+        let subjects = [("s1", "d1"), ("s1", "d2"), ("s2", "d1"), ("s1d", "1")];
+        for step in 0..200usize {
+            let (site, device) = subjects[(step * 7 + step / 3) % subjects.len()];
+            let rule = (step * 5) % 11;
+            let k = StateRef { rule, site, device };
+            if step % 13 == 0 {
+                let v = step as u32 * 100;
+                states.insert(
+                    StateKey {
+                        rule,
+                        subject: Arc::new(SubjectParts {
+                            site: site.into(),
+                            device: device.into(),
+                        }),
+                    },
+                    v,
+                );
+                plain.insert((rule, site.into(), device.into()), v);
+            } else {
+                *states.entry(k) += 1;
+                *plain.entry((rule, site.into(), device.into())).or_default() += 1;
+            }
+            for &(s, d) in &subjects {
+                for r in 0..11 {
+                    let want = plain.get(&(r, s.to_string(), d.to_string()));
+                    let got = states.get(StateRef {
+                        rule: r,
+                        site: s,
+                        device: d,
+                    });
+                    assert_eq!(got, want, "step {step}: rule {r} of {s}/{d}");
+                }
+            }
+        }
+        assert_eq!(states.iter().count(), plain.len());
+        assert_eq!(states.slots.len(), subjects.len());
+        // Every slot keeps its states in rule order, each sharing the slot's subject.
+        for slot in &states.slots {
+            assert!(slot.states.windows(2).all(|w| w[0].0.rule < w[1].0.rule));
+            assert!(
+                slot.states
+                    .iter()
+                    .all(|(k, _)| Arc::ptr_eq(&k.subject, &slot.subject))
+            );
+        }
+        let mut rebuilt: StateMap<u32> = states.drain().collect();
+        assert_eq!(states.iter().count(), 0);
+        assert_eq!(
+            states.get(StateRef {
+                rule: 0,
+                site: "s1",
+                device: "d1"
+            }),
+            None
+        );
+        for ((r, s, d), v) in &plain {
+            let k = StateRef {
+                rule: *r,
+                site: s,
+                device: d,
+            };
+            assert_eq!(rebuilt.get(k), Some(v));
+            assert_eq!(rebuilt.entry(k), &mut v.clone());
+        }
+        assert_eq!(rebuilt.iter().count(), plain.len());
+    }
+
     #[test]
     fn borrowed_views_find_owned_keys() {
         let mut states: StateMap<u32> = StateMap::default();
@@ -377,10 +520,10 @@ mod tests {
         *states.entry(k) += 1;
         *states.entry(k) += 1;
         *states.entry(StateRef { rule: 4, ..k }) += 1;
-        assert_eq!(states.map.len(), 2);
+        assert_eq!(states.iter().count(), 2);
         assert_eq!(states.get(k), Some(&2));
         // Both states of the device share one subject.
-        assert_eq!(states.subjects.len(), 1);
+        assert_eq!(states.slots.len(), 1);
         let shared: Vec<&StateKey> = states.iter().map(|(k, _)| k).collect();
         assert!(Arc::ptr_eq(&shared[0].subject, &shared[1].subject));
         // Parts that concatenate alike are still different keys.
@@ -396,7 +539,7 @@ mod tests {
         };
         *states.entry(a) += 1;
         assert_eq!(states.get(b), None);
-        assert_eq!(states.subjects.len(), 2);
+        assert_eq!(states.slots.len(), 2);
         // The stored form is the one snapshots had: rule, site, device.
         let json = serde_json::to_string(&states.iter().map(|(k, _)| k).find(|k| k.site == "ab"))
             .expect("json");

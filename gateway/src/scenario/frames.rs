@@ -31,7 +31,7 @@ pub struct FrameLibrary {
 
 /// Where the judging fixtures live: `$CAMERA_FIXTURES_DIR/judge`, else
 /// `~/.cache/enforcement-gateway/camera-fixtures/v{VERSION of make_fixtures.py}/judge`.
-pub fn fixtures_dir(repo_root: &Path) -> Result<PathBuf, ScenarioError> {
+pub(crate) fn fixtures_dir(repo_root: &Path) -> Result<PathBuf, ScenarioError> {
     if let Some(d) = std::env::var_os("CAMERA_FIXTURES_DIR") {
         return Ok(PathBuf::from(d).join("judge"));
     }
@@ -151,13 +151,13 @@ impl FrameLibrary {
     }
 
     /// The frame the camera's owner enrolled as its view.
-    pub fn reference(&self, scene: usize) -> &[u8] {
+    pub(crate) fn reference(&self, scene: usize) -> &[u8] {
         &self.scenes[scene % self.scenes.len()].reference
     }
 
     /// The `n`-th frame of `scene` showing `view` (consecutive frames differ, so only a
     /// frozen camera repeats itself; [`CameraView::Frozen`] without a last frame is live).
-    pub fn pick(&self, scene: usize, view: CameraView, n: usize) -> Arc<[u8]> {
+    pub(crate) fn pick(&self, scene: usize, view: CameraView, n: usize) -> Arc<[u8]> {
         let s = &self.scenes[scene % self.scenes.len()];
         let v = match view {
             CameraView::Normal | CameraView::Frozen => &s.live,

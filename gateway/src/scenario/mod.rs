@@ -43,11 +43,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use thiserror::Error;
 
 /// Local hour of the inspector's daily round.
-pub const INSPECTOR_HOUR: i64 = 9;
+pub(crate) const INSPECTOR_HOUR: i64 = 9;
 /// How often the engine's and camera health's clocks are advanced (simulated ms).
 const TICK_MS: i64 = 30_000;
 /// How often each camera uploads a frame (simulated ms).
-pub const FRAME_EVERY_MS: i64 = 10 * 60_000;
+pub(crate) const FRAME_EVERY_MS: i64 = 10 * 60_000;
 /// A registered pump-out is entered this long before the crew starts and covers this long
 /// after it ends.
 const PUMPOUT_MARGIN_MS: i64 = 30 * 60_000;
@@ -81,7 +81,7 @@ pub enum ScenarioError {
 /// raised at once), so silence of the whole host is a power cut or link outage until it
 /// lasts three hours, the same three hours after which any device's silence is a clue
 /// (`device-silent`).
-pub const BLOCK_CONFIG: &str = r#"
+pub(crate) const BLOCK_CONFIG: &str = r#"
 [[mappings]]
 name = "milesight-em310-udl"
 topic = "milesight/{site}/{device}/uplink"
@@ -116,7 +116,7 @@ offline_after_ms = 10800000
 
 /// The tracing target of every reading and clue signal of a run, for diagnosing one device
 /// (`RUST_LOG=scenario_trace=debug clue_quality --seeds N 2>trace.log`, then grep the site).
-pub const TRACE: &str = "scenario_trace";
+pub(crate) const TRACE: &str = "scenario_trace";
 
 /// One clue as the benchmark saw it: every occurrence (device time of the observation, level).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,7 +156,7 @@ impl Clock for SimClock {
 /// The gateway config of a block: [`BLOCK_CONFIG`] plus `extra` (TOML merged over it), with
 /// each closed restaurant's calendar and the installation record (`[[traps]]`) of every
 /// third-party trap sensor.
-pub fn block_config(
+pub(crate) fn block_config(
     fleet: &firmware::sim::FleetConfig,
     extra: &str,
 ) -> Result<Config, ScenarioError> {

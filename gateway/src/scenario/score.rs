@@ -18,13 +18,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 /// A clue may be observed this long before its problem began (device clocks, median filters).
-pub const EARLY_MS: i64 = 15 * 60_000;
+pub(crate) const EARLY_MS: i64 = 15 * 60_000;
 /// ... and this long after it ended (minimum durations: overdue needs an hour, a flat line six).
-pub const LATE_MS: i64 = 7 * 3_600_000;
+pub(crate) const LATE_MS: i64 = 7 * 3_600_000;
 
 /// The clue kinds that report `problem`. Collision clues are accepted for the problems they
 /// combine, so a second clue about the same dumping counts as a duplicate, not as false.
-pub fn accepted_kinds(problem: &str) -> &'static [&'static str] {
+pub(crate) fn accepted_kinds(problem: &str) -> &'static [&'static str] {
     match problem {
         "night_dumping" => &[
             "grease_trap.illegal_discharge",
@@ -80,7 +80,7 @@ pub fn accepted_kinds(problem: &str) -> &'static [&'static str] {
 /// firmware as a fault of just under it: the same band on the fault's length. A camera picture
 /// problem never shown for the camera health's hold time (`camera_sky_unseen`, ...: hidden by an
 /// outage or another picture, see [`super::seen`]) is the same case for cameras.
-pub fn optional_problem(innocent: &str) -> Option<&'static str> {
+pub(crate) fn optional_problem(innocent: &str) -> Option<&'static str> {
     match innocent {
         "pumpout_met_at_once" | "pumpout_at_line" => Some("pumpout_due"),
         "sensor_cut_at_line" => Some("sensor_cable_cut"),
@@ -138,20 +138,20 @@ pub struct Score {
 }
 
 impl Score {
-    pub fn clues_per_1000_device_days(&self) -> f64 {
+    pub(crate) fn clues_per_1000_device_days(&self) -> f64 {
         f64::from(self.clues) * 1000.0 / self.device_days.max(1e-9)
     }
 
-    pub fn false_per_1000_device_days(&self) -> f64 {
+    pub(crate) fn false_per_1000_device_days(&self) -> f64 {
         f64::from(self.false_clues) * 1000.0 / self.device_days.max(1e-9)
     }
 
-    pub fn violation_recall(&self) -> f64 {
+    pub(crate) fn violation_recall(&self) -> f64 {
         ratio(self.violations_found, self.violations)
     }
 
     /// Share of violations with exactly one clue.
-    pub fn violation_one_clue(&self) -> f64 {
+    pub(crate) fn violation_one_clue(&self) -> f64 {
         ratio(self.violations_exactly_one, self.violations)
     }
 }

@@ -10,7 +10,7 @@ use super::tree::Org;
 
 impl Org {
     /// `text` as the address a notice stores, or why it names no configured unit.
-    pub fn resolve_address(&self, text: &str) -> Result<String, String> {
+    pub(crate) fn resolve_address(&self, text: &str) -> Result<String, String> {
         let text = text.trim();
         if self.is_empty() {
             return Ok(text.to_string());

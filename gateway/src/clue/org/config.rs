@@ -78,7 +78,7 @@ impl OrgConfig {
     /// Checks the section (ids, parents, cycles, sites in one unit only, departments of
     /// dispatch rules) and builds the tree. `matters` are the catalogue's matter ids a
     /// dispatch rule or `major.matters` may name.
-    pub fn build(&self, matters: &[&str]) -> Result<Org, ConfigError> {
+    pub(crate) fn build(&self, matters: &[&str]) -> Result<Org, ConfigError> {
         let org = Org::from_units(&self.units)?;
         if org.is_empty() && !self.dispatch.is_empty() {
             return Err(invalid("org.dispatch", "dispatch rules need [[org.units]]"));

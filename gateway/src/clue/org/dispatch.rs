@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// What dispatch decided for one clue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dispatch {
+pub(crate) struct Dispatch {
     /// The unit whose rule matched.
     pub unit: String,
     /// The department that leads the handling.
@@ -25,7 +25,7 @@ impl Org {
     /// The dispatch of a clue of `matter` (a catalogue matter id, none when its kind belongs
     /// to no matter) at `site`; none when no rule covers it (the producer's department, if
     /// any, then stays the lead).
-    pub fn dispatch(&self, matter: Option<&str>, site: &str) -> Option<Dispatch> {
+    pub(crate) fn dispatch(&self, matter: Option<&str>, site: &str) -> Option<Dispatch> {
         let home = self.unit_of_site(site)?;
         // Distance from the site's own unit up to the rule's unit (0: the site's own unit).
         let depth = |unit: &str| self.chain(&home.id).position(|u| u.id == unit);

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// The model name of a major clue's warning.
-pub const MODEL: &str = "major_clue";
+pub(crate) const MODEL: &str = "major_clue";
 
 /// `[org.major]`: which clues are major and how long the parent unit waits for a reply.
 /// Nothing is major unless `levels` or `matters` names it.
@@ -46,7 +46,7 @@ impl Default for MajorConfig {
 
 /// Who reports a major clue to whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MajorReport {
+pub(crate) struct MajorReport {
     /// The unit handling the clue's site (owes the reply).
     pub unit: String,
     /// The unit above it (receives the report).
@@ -56,7 +56,7 @@ pub struct MajorReport {
 impl Org {
     /// The report of a new clue at `level` of `matter` at `site`, when it is major and its
     /// unit has a parent (a city's own clue is reported to nobody).
-    pub fn major_report(
+    pub(crate) fn major_report(
         &self,
         level: Level,
         matter: Option<&str>,
@@ -76,7 +76,7 @@ impl Org {
     }
 
     /// How long the handling unit has to reply, ms.
-    pub fn major_reply_ms(&self) -> i64 {
+    pub(crate) fn major_reply_ms(&self) -> i64 {
         i64::try_from(self.major.reply_within_s)
             .unwrap_or(i64::MAX / 1000)
             .saturating_mul(1000)
@@ -84,7 +84,7 @@ impl Org {
 }
 
 /// The warning that records the report of major clue `clue_id` (one per clue: its key).
-pub fn finding(
+pub(crate) fn finding(
     r: &MajorReport,
     clue_id: i64,
     site: &str,

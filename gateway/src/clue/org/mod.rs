@@ -15,13 +15,12 @@
 //! - `major`: major clues reported up to the parent unit with a reply deadline (a notice).
 //! - `scope`: what a token of a unit and/or department may see.
 
-pub mod address;
-pub mod config;
-pub mod dispatch;
-pub mod major;
-pub mod scope;
-pub mod tree;
+pub(crate) mod address;
+pub(crate) mod config;
+pub(crate) mod dispatch;
+pub(crate) mod major;
+pub(crate) mod scope;
+pub(crate) mod tree;
 
-pub use config::{DispatchConfig, OrgConfig, UnitConfig};
-pub use dispatch::Dispatch;
-pub use tree::{Org, Unit, UnitLevel};
+pub(crate) use config::OrgConfig;
+pub(crate) use tree::Org;

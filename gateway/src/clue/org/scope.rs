@@ -12,7 +12,7 @@ use super::tree::Org;
 impl Org {
     /// The sites a token of `unit` (if any) listing `sites` covers: the unit's scope, narrowed
     /// to `sites` when the token lists some; `sites` alone without a unit.
-    pub fn token_sites(&self, unit: Option<&str>, sites: &[String]) -> Vec<String> {
+    pub(crate) fn token_sites(&self, unit: Option<&str>, sites: &[String]) -> Vec<String> {
         match unit {
             None => sites.to_vec(),
             Some(u) => self

@@ -21,7 +21,7 @@ pub enum UnitLevel {
 }
 
 impl UnitLevel {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             UnitLevel::Township => "township",
             UnitLevel::County => "county",
@@ -32,7 +32,7 @@ impl UnitLevel {
 
 /// One unit, checked.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Unit {
+pub(crate) struct Unit {
     pub id: String,
     pub name: String,
     pub level: UnitLevel,
@@ -54,7 +54,7 @@ pub struct Org {
 impl Org {
     /// Checks `units` (ids, duplicate ids, unknown parents, cycles, levels, a site in two
     /// units, departments) and builds the tree; errors name the key.
-    pub fn from_units(units: &[UnitConfig]) -> Result<Org, ConfigError> {
+    pub(crate) fn from_units(units: &[UnitConfig]) -> Result<Org, ConfigError> {
         let mut org = Org::default();
         let mut index: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, u) in units.iter().enumerate() {
@@ -146,38 +146,38 @@ impl Org {
     }
 
     /// No unit configured.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.units.is_empty()
     }
 
-    pub fn unit(&self, id: &str) -> Option<&Unit> {
+    pub(crate) fn unit(&self, id: &str) -> Option<&Unit> {
         self.units.get(id)
     }
 
-    pub fn units(&self) -> impl Iterator<Item = &Unit> {
+    pub(crate) fn units(&self) -> impl Iterator<Item = &Unit> {
         self.units.values()
     }
 
     /// The unit that handles `site` itself (the lowest one), if any.
-    pub fn unit_of_site(&self, site: &str) -> Option<&Unit> {
+    pub(crate) fn unit_of_site(&self, site: &str) -> Option<&Unit> {
         self.site_unit.get(site).and_then(|u| self.units.get(u))
     }
 
     /// `unit` and the units above it, lowest first.
-    pub fn chain<'a>(&'a self, unit: &'a str) -> impl Iterator<Item = &'a Unit> + 'a {
+    pub(crate) fn chain<'a>(&'a self, unit: &'a str) -> impl Iterator<Item = &'a Unit> + 'a {
         std::iter::successors(self.units.get(unit), |u| {
             u.parent.as_deref().and_then(|p| self.units.get(p))
         })
     }
 
     /// Whether `unit` is `ancestor` or below it.
-    pub fn within(&self, unit: &str, ancestor: &str) -> bool {
+    pub(crate) fn within(&self, unit: &str, ancestor: &str) -> bool {
         self.chain(unit).any(|u| u.id == ancestor)
     }
 
     /// The sites of `unit`'s scope: its own and those of every unit below it (sorted).
     /// Empty for an unknown unit: a token of a unit removed from the config sees nothing.
-    pub fn scope_sites(&self, unit: &str) -> Vec<String> {
+    pub(crate) fn scope_sites(&self, unit: &str) -> Vec<String> {
         self.site_unit
             .iter()
             .filter(|(_, u)| self.within(u, unit))
@@ -186,7 +186,7 @@ impl Org {
     }
 
     /// Whether some unit has department `dept`.
-    pub fn has_department(&self, dept: &str) -> bool {
+    pub(crate) fn has_department(&self, dept: &str) -> bool {
         self.units
             .values()
             .any(|u| u.departments.iter().any(|d| d == dept))

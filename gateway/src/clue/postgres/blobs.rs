@@ -12,7 +12,7 @@ use crate::clue::evidence::BlobStore;
 use std::sync::Arc;
 
 #[derive(Clone)]
-pub struct PgBlobs {
+pub(crate) struct PgBlobs {
     pool: Arc<Pool>,
 }
 
@@ -57,6 +57,7 @@ impl BlobStore for PgBlobs {
             == 1)
     }
 
+    #[cfg(test)]
     fn exists(&self, sha256: &str) -> bool {
         self.conn()
             .and_then(|mut c| {

@@ -69,7 +69,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use blobs::PgBlobs;
+pub(crate) use blobs::PgBlobs;
 
 impl Drop for PgStore {
     fn drop(&mut self) {
@@ -79,7 +79,7 @@ impl Drop for PgStore {
         }
     }
 }
-pub use schema::MIGRATIONS;
+pub(crate) use schema::MIGRATIONS;
 
 type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 
@@ -120,7 +120,7 @@ fn close_off_runtime<T: Send + 'static>(v: T) {
 
 /// How long a gateway owns the deliveries it took: longer than one delivery attempt (webhook
 /// timeout included), short enough that a dead gateway's rows move on within a minute.
-pub const LEASE_MS: i64 = 60_000;
+pub(crate) const LEASE_MS: i64 = 60_000;
 
 /// Advisory lock keys of the leader jobs (one number space with [`schema::MIGRATION_LOCK`]).
 fn leader_key(job: &str) -> i64 {
@@ -402,27 +402,28 @@ impl PgStore {
     /// Names this gateway on delivery leases (its MQTT client id: unique per gateway, and the
     /// same after a restart, so a gateway that comes back resumes what it had leased instead
     /// of waiting for its own lease to run out).
-    pub fn with_holder(mut self, name: &str) -> PgStore {
+    pub(crate) fn with_holder(mut self, name: &str) -> PgStore {
         self.holder = name.to_string();
         self
     }
 
+    #[cfg(test)]
     /// Seals every audit entry this gateway writes from now on with `key`, and verifies with
     /// it.
-    pub fn with_audit_key(self, key: Option<Arc<AuditKey>>) -> PgStore {
+    pub(crate) fn with_audit_key(self, key: Option<Arc<AuditKey>>) -> PgStore {
         self.with_audit_keyring(key.map(|k| Arc::new(AuditKeyring::single(k))))
     }
 
     /// Seals every audit entry this gateway writes from now on with the ring's current key,
     /// and verifies with every key of the ring (retired keys for the entries they sealed).
-    pub fn with_audit_keyring(mut self, keys: Option<Arc<AuditKeyring>>) -> PgStore {
+    pub(crate) fn with_audit_keyring(mut self, keys: Option<Arc<AuditKeyring>>) -> PgStore {
         self.key = keys.as_ref().map(|r| r.current().clone());
         self.keyring = keys;
         self
     }
 
     /// Repetition raises the level: from `n` occurrences on, one level above the rule's.
-    pub fn with_raise_after(mut self, n: u32) -> PgStore {
+    pub(crate) fn with_raise_after(mut self, n: u32) -> PgStore {
         self.raise_after = n as i64;
         self
     }
@@ -468,14 +469,14 @@ impl PgStore {
     }
 
     /// The content-addressed evidence files of this database.
-    pub fn blobs(&self) -> PgBlobs {
+    pub(crate) fn blobs(&self) -> PgBlobs {
         PgBlobs::new(self.pool.clone())
     }
 
     /// Whether this gateway is the leader of `job` (oversight, retention): it holds the job's
     /// session advisory lock on its own connection, kept until this process ends (or that
     /// connection breaks: then the lock is free for another gateway, and this one tries again).
-    pub fn lead(&self, job: &str) -> Result<bool, StoreError> {
+    pub(crate) fn lead(&self, job: &str) -> Result<bool, StoreError> {
         let mut guard = self.leader.lock().unwrap_or_else(|p| p.into_inner());
         let (client, held) = &mut *guard;
         if client
@@ -551,7 +552,7 @@ impl PgStore {
     }
 
     /// Every audit entry in order (for verify and migration).
-    pub fn audit_all(&self) -> Result<Vec<AuditEntry>, StoreError> {
+    pub(crate) fn audit_all(&self) -> Result<Vec<AuditEntry>, StoreError> {
         let mut c = self.conn()?;
         c.query(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY seq"), &[])?
             .iter()
@@ -561,7 +562,7 @@ impl PgStore {
 
     /// Every token (id, role, sites, name, device, unit, department, created, revoked);
     /// never the hashes.
-    pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+    pub(crate) fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let mut c = self.conn()?;
         c.query(
             "SELECT id, role, sites, name, created_ms, revoked_ms, device, unit, department, \
@@ -588,7 +589,7 @@ impl PgStore {
     }
 
     /// Revokes token `id` (audited); false when there is no such active token.
-    pub fn revoke_token(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+    pub(crate) fn revoke_token(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
         let mut c = self.conn()?;
         let (mut tx, mut chain) = begin(&mut c, &self.key)?;
         let n = tx.execute(

@@ -45,7 +45,7 @@ pub use sqlite::{SqliteStore, TokenInfo};
 
 use super::audit::{self, AuditEntry, Broken, VerifyReport};
 use super::audit_key::{AuditKey, AuditKeyring};
-pub use super::auth::TokenStore;
+pub(crate) use super::auth::TokenStore;
 use super::decision::{DecisionCheck, DecisionRow};
 use super::lifecycle::{Action, LifecycleError, State};
 use super::model::*;
@@ -83,8 +83,8 @@ pub enum StoreError {
 }
 
 /// The delivery channels a change is queued for.
-pub const CHANNEL_MQTT: &str = "mqtt";
-pub const CHANNEL_WEBHOOK: &str = "webhook";
+pub(crate) const CHANNEL_MQTT: &str = "mqtt";
+pub(crate) const CHANNEL_WEBHOOK: &str = "webhook";
 
 /// Clues themselves: intake with dedup, lifecycle, escalation, and reads.
 pub trait ClueRecords: Send + Sync {
@@ -263,7 +263,7 @@ pub(crate) fn rotation_detail(old: &AuditKey, new_key_id: &str) -> Value {
 /// rotation before it installs the new key, so a chain found continuing under a retired key
 /// has had its tail cut back past the rotation: the start is refused, naming the retired key,
 /// instead of papering over the cut with a fresh rotation entry.
-pub fn seal_chain(
+pub(crate) fn seal_chain(
     log: &dyn AuditLog,
     keys: &AuditKeyring,
     rotate_at_start: bool,
@@ -309,7 +309,7 @@ pub fn seal_chain(
 
 /// Where the chain's head is published (MQTT topic; the webhook body says `"type":
 /// "audit_head"`).
-pub const AUDIT_HEAD_TOPIC: &str = "audit/v1/head";
+pub(crate) const AUDIT_HEAD_TOPIC: &str = "audit/v1/head";
 
 /// The body of a published head.
 pub(crate) fn head_message(head: &audit::Head, key_id: Option<&str>, at_ms: i64) -> Value {
@@ -903,7 +903,7 @@ pub(crate) fn check_clue_rows(
 }
 
 /// Whether `kind` is named by one of `patterns` (exact, or a prefix with a trailing `*`).
-pub fn kind_matches(patterns: &[String], kind: &str) -> bool {
+pub(crate) fn kind_matches(patterns: &[String], kind: &str) -> bool {
     patterns.iter().any(|p| match p.strip_suffix('*') {
         Some(prefix) => kind.starts_with(prefix),
         None => p == kind,

@@ -139,7 +139,7 @@ impl SqliteStore {
     }
 
     /// Every audit entry in order (for verify and export).
-    pub fn audit_all(&self) -> Result<Vec<AuditEntry>, StoreError> {
+    pub(crate) fn audit_all(&self) -> Result<Vec<AuditEntry>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare(&format!("SELECT {AUDIT_COLS} FROM audit ORDER BY seq"))?;
         let rows = st.query_map([], audit_from_row)?;

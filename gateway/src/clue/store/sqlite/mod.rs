@@ -131,14 +131,15 @@ impl SqliteStore {
         })
     }
 
+    #[cfg(test)]
     /// Seals every audit entry written from now on with `key`, and verifies with it.
-    pub fn with_audit_key(self, key: Option<Arc<AuditKey>>) -> SqliteStore {
+    pub(crate) fn with_audit_key(self, key: Option<Arc<AuditKey>>) -> SqliteStore {
         self.with_audit_keyring(key.map(|k| Arc::new(AuditKeyring::single(k))))
     }
 
     /// Seals every audit entry written from now on with the ring's current key, and verifies
     /// with every key of the ring (retired keys for the entries they sealed).
-    pub fn with_audit_keyring(mut self, keys: Option<Arc<AuditKeyring>>) -> SqliteStore {
+    pub(crate) fn with_audit_keyring(mut self, keys: Option<Arc<AuditKeyring>>) -> SqliteStore {
         self.key = keys;
         self
     }
@@ -152,7 +153,7 @@ impl SqliteStore {
     }
 
     /// Repetition raises the level: from `n` occurrences on, one level above the rule's.
-    pub fn with_raise_after(mut self, n: u32) -> SqliteStore {
+    pub(crate) fn with_raise_after(mut self, n: u32) -> SqliteStore {
         self.raise_after = n as i64;
         self
     }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 impl SqliteStore {
     /// Every token (id, role, sites, name, device, created, revoked); never the hashes.
-    pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+    pub(crate) fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT id, role, sites, name, created_ms, revoked_ms, device, unit, department, \
@@ -35,7 +35,7 @@ impl SqliteStore {
     }
 
     /// Revokes token `id` (audited); false when there is no such active token.
-    pub fn revoke_token(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+    pub(crate) fn revoke_token(&self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let n = tx.execute(
@@ -88,7 +88,7 @@ pub struct TokenInfo {
 impl TokenInfo {
     /// An active device token that speaks for every camera of its sites: `Some(true)` a relay
     /// by choice, `Some(false)` one issued before `--device` or `--relay` was required.
-    pub fn unbound_device(&self) -> Option<bool> {
+    pub(crate) fn unbound_device(&self) -> Option<bool> {
         (self.role == "device" && self.device.is_none() && self.revoked_ms.is_none())
             .then_some(self.relay)
     }
