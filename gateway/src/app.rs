@@ -19,12 +19,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 /// A running gateway; `shutdown()` stops it in order.
-pub struct Gateway {
+pub(crate) struct Gateway {
+    /// Where the API listens (the demo prints it; `gateway run` logs it at the start).
+    #[cfg_attr(
+        not(feature = "demo"),
+        expect(dead_code, reason = "only the demo reads it")
+    )]
     pub http_addr: std::net::SocketAddr,
     pub metrics: Arc<Metrics>,
-    pub devices: Arc<DeviceTable>,
-    /// The clue pool (in-process producers and tests use it directly).
-    pub clues: crate::clue::PoolHandle,
     intake_cancel: CancellationToken,
     delivery_cancel: CancellationToken,
     /// Cancelled when a stage dies unexpectedly (a bug): `run` then stops and exits non-zero
@@ -48,7 +50,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts every stage; returns once the HTTP listener is bound.
-    pub async fn start(cfg: Config) -> anyhow::Result<Gateway> {
+    pub(crate) async fn start(cfg: Config) -> anyhow::Result<Gateway> {
         let metrics = Arc::new(Metrics::new());
         std::fs::create_dir_all(&cfg.storage.dir)
             .with_context(|| format!("creating storage.dir {}", cfg.storage.dir.display()))?;
@@ -245,11 +247,11 @@ impl Gateway {
             .with_context(|| format!("binding http.listen {}", cfg.http.listen))?;
         let http_addr = listener.local_addr()?;
         let state = AppState {
-            devices: devices.clone(),
+            devices,
             metrics: metrics.clone(),
             outbox,
             started_ms: crate::clock::now_ms(),
-            clues: clues.clone(),
+            clues,
             cameras,
             pumpouts: crate::http::pumpouts::Pumpouts(Some(pumpouts)),
             registry: crate::http::registry::RegistryHandle(registry.clone()),
@@ -271,8 +273,6 @@ impl Gateway {
         Ok(Gateway {
             http_addr,
             metrics,
-            devices,
-            clues,
             intake_cancel,
             delivery_cancel,
             failed,
@@ -291,7 +291,7 @@ impl Gateway {
     /// Applies what can change without a restart from `next` (the rules and their settings;
     /// rules whose definition did not change keep their state) and names the sections that
     /// differ but need a restart. An invalid rule set is refused and the running rules stay.
-    pub fn reload(&self, next: &Config) -> Result<ReloadReport, crate::rules::RulesError> {
+    pub(crate) fn reload(&self, next: &Config) -> Result<ReloadReport, crate::rules::RulesError> {
         let rules = next.rules_settings.effective_rules(&next.rules);
         // Compile first so a bad file is refused here, with the key, not only in the task log.
         crate::rules::Engine::new(rules.clone(), &next.rules_settings)?;
@@ -322,7 +322,7 @@ impl Gateway {
 
     /// Stops intake, waits for the processor to make everything received durable, then stops
     /// delivery and the API. What is left in the outbox is delivered at the next start.
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         self.intake_cancel.cancel();
         let _ = self.processor.await;
         self.delivery_cancel.cancel();
@@ -339,7 +339,7 @@ impl Gateway {
 
 /// What [`Gateway::reload`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReloadReport {
+pub(crate) struct ReloadReport {
     /// The rules or their settings changed and were sent to the engine.
     pub rules_changed: bool,
     /// Top-level config sections that differ but only take effect after a restart.
@@ -356,7 +356,7 @@ fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
 /// Returns the sender to add to `Processor::readings_out`, the task's handle (it ends when every
 /// clone of the sender is dropped: the processor stopped) and the sender that replaces the
 /// running rules on reload.
-pub fn spawn_rules_reloadable(
+pub(crate) fn spawn_rules_reloadable(
     cfg: &Config,
     clue_tx: crate::clue::signal::ClueSender,
     pumpouts: crate::rules::PumpoutRegistry,
@@ -433,7 +433,7 @@ fn critical(
 }
 
 /// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
