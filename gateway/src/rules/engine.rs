@@ -24,7 +24,7 @@ use super::config::{
     AreaConfig, Condition, Join, RuleConfig, RulesSettings, TimeWindow, site_matches, validate,
 };
 use super::flap::{Flap, Hysteresis, Transition};
-use super::grease::{PumpoutRegistry, TrapStats, Traps};
+use super::grease::{PumpoutRegistry, Traps};
 use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateMap, StateRef, StateView};
 use super::maintenance::MaintenanceRegistry;
 use super::window::{Push, Window};
@@ -42,7 +42,7 @@ const MIN_RETENTION_MS: i64 = 30 * 60 * 1000;
 
 /// Counters for metrics and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct EngineStats {
+pub(crate) struct EngineStats {
     pub readings: u64,
     pub occurrences: u64,
     /// Activations inside a cool-down (flapping): counted, not sent.
@@ -358,7 +358,10 @@ pub struct Engine {
 
 impl Engine {
     /// Validates and compiles `rules`; errors name the bad key (`rules[2].condition.for_s`).
-    pub fn new(rules: Vec<RuleConfig>, settings: &RulesSettings) -> Result<Self, RulesError> {
+    pub(crate) fn new(
+        rules: Vec<RuleConfig>,
+        settings: &RulesSettings,
+    ) -> Result<Self, RulesError> {
         Ok(Engine {
             c: Compiled::new(rules, settings)?,
             live: Live::default(),
@@ -368,7 +371,7 @@ impl Engine {
 
     /// The rules configured (`[[rules]]`, or the defaults when none are; none when
     /// disabled), with the traps' geometry (`[[traps]]`); `config::Config::rules_engine`.
-    pub fn from_sections(
+    pub(crate) fn from_sections(
         rules: &[RuleConfig],
         settings: &RulesSettings,
         traps: &[crate::install::TrapInstall],
@@ -378,41 +381,41 @@ impl Engine {
     }
 
     /// Installation data of the grease traps: what their sensors' figures mean.
-    pub fn with_traps(mut self, traps: crate::install::TrapInstalls) -> Self {
+    pub(crate) fn with_traps(mut self, traps: crate::install::TrapInstalls) -> Self {
         self.traps = traps;
         self
     }
 
     /// Shares a pump-out registry (e.g. with the HTTP API) instead of the engine's own.
-    pub fn with_pumpouts(mut self, registry: PumpoutRegistry) -> Self {
+    pub(crate) fn with_pumpouts(mut self, registry: PumpoutRegistry) -> Self {
         self.live.pumpouts = registry;
         self
     }
 
     /// The registry this engine consults; clone it to register pump-outs from elsewhere.
-    pub fn pumpouts(&self) -> PumpoutRegistry {
+    #[cfg(test)]
+    pub(crate) fn pumpouts(&self) -> PumpoutRegistry {
         self.live.pumpouts.clone()
     }
 
-    /// Records a pump-out service visit so the drop it causes raises nothing.
-    pub fn register_pumpout(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
+    /// Records a pump-out service visit so the drop it causes raises nothing. The scenario and
+    /// the tests register here; the running gateway through the shared [`PumpoutRegistry`].
+    #[cfg(any(test, feature = "demo"))]
+    pub(crate) fn register_pumpout(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
         self.live.pumpouts.register(site, device, from_ms, to_ms);
     }
 
-    /// The maintenance registry this engine consults; clone it to register works elsewhere.
-    pub fn maintenance(&self) -> MaintenanceRegistry {
-        self.live.maintenance.clone()
-    }
-
     /// Records maintenance works on a device (e.g. a manhole opened by a registered crew), so
-    /// rules with `unless_maintenance` raise nothing about it meanwhile.
-    pub fn register_maintenance(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
+    /// rules with `unless_maintenance` raise nothing about it meanwhile. Only the scenario and
+    /// the tests register works so far.
+    #[cfg(any(test, feature = "demo"))]
+    pub(crate) fn register_maintenance(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
         self.live.maintenance.register(site, device, from_ms, to_ms);
     }
 
     /// Everything this engine remembers, with the rules it was built from, for
     /// [`Engine::restore`] after a restart (see `snapshot`).
-    pub fn snapshot(&self) -> super::snapshot::Snapshot {
+    pub(crate) fn snapshot(&self) -> super::snapshot::Snapshot {
         let l = &self.live;
         super::snapshot::Snapshot {
             version: super::snapshot::VERSION,
@@ -433,7 +436,7 @@ impl Engine {
     /// An engine running `rules` that continues from `snap`: state of rules whose definition
     /// is the same as when the snapshot was taken is kept (as on a reload), the rest starts
     /// fresh.
-    pub fn restore(
+    pub(crate) fn restore(
         rules: Vec<RuleConfig>,
         settings: &RulesSettings,
         snap: super::snapshot::Snapshot,
@@ -480,7 +483,7 @@ impl Engine {
 
     /// Replaces the rules, keeping the state of every rule whose id and definition did not
     /// change (active conditions, cool-downs, windows).
-    pub fn reload(
+    pub(crate) fn reload(
         &mut self,
         rules: Vec<RuleConfig>,
         settings: &RulesSettings,
@@ -520,21 +523,22 @@ impl Engine {
         Ok(())
     }
 
-    pub fn rule_count(&self) -> usize {
+    pub(crate) fn rule_count(&self) -> usize {
         self.c.rules.len()
     }
 
-    pub fn stats(&self) -> EngineStats {
+    pub(crate) fn stats(&self) -> EngineStats {
         self.live.stats
     }
 
     /// Daily inflow, fill rate and last figures of one trap.
-    pub fn trap_stats(&self, site: &str, device: &str) -> Option<TrapStats> {
+    #[cfg(test)]
+    pub(crate) fn trap_stats(&self, site: &str, device: &str) -> Option<super::grease::TrapStats> {
         self.live.traps.get(site, device)
     }
 
     /// Feeds one message's readings (in arrival order).
-    pub fn on_readings(&mut self, readings: &[Reading]) -> Vec<ClueSignal> {
+    pub(crate) fn on_readings(&mut self, readings: &[Reading]) -> Vec<ClueSignal> {
         // A trap's level, fill and volume, whatever its sensor reports (see `install::trap`).
         let derived = self.traps.derive(readings);
         self.judge(Message {
@@ -565,7 +569,7 @@ impl Engine {
     }
 
     /// Advances the clock: silence, held-too-long and minimum durations, delayed judgements.
-    pub fn on_tick(&mut self, now_ms: i64) -> Vec<ClueSignal> {
+    pub(crate) fn on_tick(&mut self, now_ms: i64) -> Vec<ClueSignal> {
         let now = now_ms.max(self.live.now_ms);
         self.live.now_ms = now;
         self.live.rx_now_ms = self.live.rx_now_ms.max(now_ms);
