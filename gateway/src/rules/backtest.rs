@@ -15,10 +15,10 @@ use std::fmt::Write as _;
 use thiserror::Error;
 
 /// Device-time step between ticks during a replay.
-pub const TICK_MS: i64 = 10_000;
+pub(crate) const TICK_MS: i64 = 10_000;
 /// After the last reading the clock runs on this long, so delayed judgements (a trap drop's
 /// grace period) are made; shorter than the default silence timeout on purpose.
-pub const DRAIN_MS: i64 = 15 * 60 * 1000;
+pub(crate) const DRAIN_MS: i64 = 15 * 60 * 1000;
 
 #[derive(Debug, Error)]
 pub enum BacktestError {
@@ -168,7 +168,10 @@ fn parse_line_protocol(text: &str, prefix: &str) -> Result<Vec<Reading>, Backtes
 }
 
 /// Parses CSV (first line starts with a header naming `time_ms`) or line protocol.
-pub fn parse_input(text: &str, measurement_prefix: &str) -> Result<Vec<Reading>, BacktestError> {
+pub(crate) fn parse_input(
+    text: &str,
+    measurement_prefix: &str,
+) -> Result<Vec<Reading>, BacktestError> {
     let first = text
         .lines()
         .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
@@ -181,7 +184,7 @@ pub fn parse_input(text: &str, measurement_prefix: &str) -> Result<Vec<Reading>,
 }
 
 /// Replays `readings` (sorted by device time, grouped into messages) through `engine`.
-pub fn replay(engine: &mut Engine, mut readings: Vec<Reading>) -> Vec<ClueSignal> {
+pub(crate) fn replay(engine: &mut Engine, mut readings: Vec<Reading>) -> Vec<ClueSignal> {
     readings.sort_by_key(|r| r.device_time_ms);
     let mut out = Vec::new();
     let Some(first) = readings.first().map(|r| r.device_time_ms) else {
@@ -217,7 +220,7 @@ pub fn replay(engine: &mut Engine, mut readings: Vec<Reading>) -> Vec<ClueSignal
 }
 
 /// One line per signal, then a summary.
-pub fn report(signals: &[ClueSignal], stats: EngineStats) -> String {
+pub(crate) fn report(signals: &[ClueSignal], stats: EngineStats) -> String {
     let mut s = String::new();
     for sig in signals {
         let _ = match sig {

@@ -19,13 +19,13 @@ struct SiteCalendar {
 }
 
 #[derive(Debug, Clone)]
-pub struct Calendar {
+pub(crate) struct Calendar {
     default: SiteCalendar,
     sites: HashMap<String, SiteCalendar>,
 }
 
 impl Calendar {
-    pub fn new(s: &RulesSettings) -> Self {
+    pub(crate) fn new(s: &RulesSettings) -> Self {
         let default = SiteCalendar {
             offset_ms: i64::from(s.offset_minutes()) * 60_000,
             night: s.night,
@@ -55,29 +55,29 @@ impl Calendar {
     }
 
     /// Local hour of day (fractional) at `t_ms`.
-    pub fn local_hour(&self, site: &str, t_ms: i64) -> f64 {
+    pub(crate) fn local_hour(&self, site: &str, t_ms: i64) -> f64 {
         let local = t_ms.saturating_add(self.site(site).offset_ms);
         local.rem_euclid(DAY_MS) as f64 / HOUR_MS as f64
     }
 
     /// 0 = Monday .. 6 = Sunday, local time.
-    pub fn weekday(&self, site: &str, t_ms: i64) -> u8 {
+    pub(crate) fn weekday(&self, site: &str, t_ms: i64) -> u8 {
         let local = t_ms.saturating_add(self.site(site).offset_ms);
         // 1970-01-01 was a Thursday.
         (local.div_euclid(DAY_MS) + 3).rem_euclid(7) as u8
     }
 
     /// Start of the local day containing `t_ms`, as UTC ms.
-    pub fn local_day_start_ms(&self, site: &str, t_ms: i64) -> i64 {
+    pub(crate) fn local_day_start_ms(&self, site: &str, t_ms: i64) -> i64 {
         let off = self.site(site).offset_ms;
         t_ms.saturating_add(off).div_euclid(DAY_MS) * DAY_MS - off
     }
 
-    pub fn is_night(&self, site: &str, t_ms: i64) -> bool {
+    pub(crate) fn is_night(&self, site: &str, t_ms: i64) -> bool {
         self.site(site).night.contains(self.local_hour(site, t_ms))
     }
 
-    pub fn is_business_hours(&self, site: &str, t_ms: i64) -> bool {
+    pub(crate) fn is_business_hours(&self, site: &str, t_ms: i64) -> bool {
         let cal = self.site(site);
         !cal.closed_weekdays.contains(&self.weekday(site, t_ms))
             && cal.business.contains(self.local_hour(site, t_ms))
@@ -87,7 +87,7 @@ impl Calendar {
     /// silence rules count only the hours in which the site is expected to be active, so a
     /// kitchen closed for the night (or a closed day) is not a stuck or silent sensor.
     /// Exact per local day; bounded to the last 400 days of the span.
-    pub fn time_in(&self, window: TimeWindow, site: &str, from_ms: i64, to_ms: i64) -> i64 {
+    pub(crate) fn time_in(&self, window: TimeWindow, site: &str, from_ms: i64, to_ms: i64) -> i64 {
         if to_ms <= from_ms {
             return 0;
         }
@@ -133,7 +133,7 @@ impl Calendar {
         total
     }
 
-    pub fn matches(&self, window: TimeWindow, site: &str, t_ms: i64) -> bool {
+    pub(crate) fn matches(&self, window: TimeWindow, site: &str, t_ms: i64) -> bool {
         match window {
             TimeWindow::Always => true,
             TimeWindow::Night => self.is_night(site, t_ms),
@@ -145,7 +145,7 @@ impl Calendar {
 
 impl HourWindow {
     /// Whether a local hour falls inside; a window may wrap midnight (22 -> 6).
-    pub fn contains(&self, h: f64) -> bool {
+    pub(crate) fn contains(&self, h: f64) -> bool {
         if self.start_hour <= self.end_hour {
             h >= self.start_hour && h < self.end_hour
         } else {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
 /// The example rules shipped in `deploy/`, which are also the defaults.
-pub const EXAMPLE_TOML: &str = include_str!("../../../deploy/rules.example.toml");
+pub(crate) const EXAMPLE_TOML: &str = include_str!("../../../deploy/rules.example.toml");
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,7 +60,7 @@ pub struct RuleConfig {
 
 impl RuleConfig {
     /// What the dedup key is built from: the problem, or the rule's id.
-    pub fn problem_key(&self) -> &str {
+    pub(crate) fn problem_key(&self) -> &str {
         self.problem.as_deref().unwrap_or(&self.id)
     }
 }
@@ -87,7 +87,7 @@ pub struct Selector {
 }
 
 /// `pattern` is exact, or a prefix with a trailing `*`.
-pub fn site_matches(pattern: &str, s: &str) -> bool {
+pub(crate) fn site_matches(pattern: &str, s: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => s.starts_with(prefix),
         None => pattern == s,
@@ -100,7 +100,7 @@ fn pattern_matches(pattern: &Option<String>, s: &str) -> bool {
 
 impl Selector {
     /// Matches stream, site and device (the metric is matched by the engine's index).
-    pub fn matches(&self, r: &Reading) -> bool {
+    pub(crate) fn matches(&self, r: &Reading) -> bool {
         self.stream.as_deref().is_none_or(|s| s == r.stream)
             && pattern_matches(&self.site, &r.site)
             && pattern_matches(&self.device, &r.device)
@@ -238,7 +238,7 @@ fn default_min_readings() -> usize {
 
 impl Condition {
     /// Whether the condition reads one metric (and so needs `select.metric`).
-    pub fn needs_metric(&self) -> bool {
+    pub(crate) fn needs_metric(&self) -> bool {
         !matches!(
             self,
             Condition::Silence { .. } | Condition::Event { .. } | Condition::Composite { .. }
@@ -327,7 +327,7 @@ impl Default for RulesSettings {
 
 impl RulesSettings {
     /// The rules to run: the configured ones, or the defaults when none are configured.
-    pub fn effective_rules(&self, configured: &[RuleConfig]) -> Vec<RuleConfig> {
+    pub(crate) fn effective_rules(&self, configured: &[RuleConfig]) -> Vec<RuleConfig> {
         if !self.enabled {
             Vec::new()
         } else if configured.is_empty() && self.use_default_rules {
@@ -341,7 +341,10 @@ impl RulesSettings {
 /// The file layout of `deploy/rules.example.toml` (the same keys as in the gateway config).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RulesFile {
+pub(crate) struct RulesFile {
+    /// Parsed so that the example's `[rules_settings]` is accepted; only the tests read it
+    /// (the built-in defaults take the rules alone).
+    #[cfg_attr(not(test), expect(dead_code, reason = "read by the tests only"))]
     #[serde(default)]
     pub rules_settings: RulesSettings,
     #[serde(default)]
@@ -349,7 +352,7 @@ pub struct RulesFile {
 }
 
 /// Rules matching the firmware simulator's streams (see `deploy/rules.example.toml`).
-pub fn default_rules() -> Vec<RuleConfig> {
+pub(crate) fn default_rules() -> Vec<RuleConfig> {
     match toml::from_str::<RulesFile>(EXAMPLE_TOML) {
         Ok(f) => f.rules,
         // Guarded by a test; never reached in a build that passed its tests.
@@ -395,7 +398,7 @@ fn seconds(key: String, v: u64, allow_zero: bool) -> Result<(), ConfigError> {
 }
 
 /// Default local time of the sites: China, UTC+8.
-pub const DEFAULT_UTC_OFFSET_MINUTES: i32 = 8 * 60;
+pub(crate) const DEFAULT_UTC_OFFSET_MINUTES: i32 = 8 * 60;
 
 /// The offset from either spelling (`utc_offset_minutes` first); `None` when neither is set.
 fn offset_minutes(minutes: Option<i32>, hours: Option<f64>) -> Option<i32> {
@@ -404,7 +407,7 @@ fn offset_minutes(minutes: Option<i32>, hours: Option<f64>) -> Option<i32> {
 
 impl RulesSettings {
     /// The sites' default local time, minutes east of UTC, from either spelling.
-    pub fn offset_minutes(&self) -> i32 {
+    pub(crate) fn offset_minutes(&self) -> i32 {
         offset_minutes(self.utc_offset_minutes, self.utc_offset_hours)
             .unwrap_or(DEFAULT_UTC_OFFSET_MINUTES)
     }
@@ -412,7 +415,7 @@ impl RulesSettings {
 
 impl SiteCalendarConfig {
     /// This site's own local time, minutes east of UTC, when it sets one.
-    pub fn offset_minutes(&self) -> Option<i32> {
+    pub(crate) fn offset_minutes(&self) -> Option<i32> {
         offset_minutes(self.utc_offset_minutes, self.utc_offset_hours)
     }
 }
@@ -445,7 +448,7 @@ fn check_offset(k: &str, minutes: Option<i32>, hours: Option<f64>) -> Result<(),
 }
 
 /// Checks settings and rules; errors name the key path (`rules[3].condition.within_s`).
-pub fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), ConfigError> {
+pub(crate) fn validate(rules: &[RuleConfig], settings: &RulesSettings) -> Result<(), ConfigError> {
     let s = settings;
     check_offset("rules_settings", s.utc_offset_minutes, s.utc_offset_hours)?;
     check_window("rules_settings.night".into(), &s.night)?;

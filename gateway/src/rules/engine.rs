@@ -24,7 +24,7 @@ use super::config::{
     AreaConfig, Condition, Join, RuleConfig, RulesSettings, TimeWindow, site_matches, validate,
 };
 use super::flap::{Flap, Hysteresis, Transition};
-use super::grease::{PumpoutRegistry, TrapStats, Traps};
+use super::grease::{PumpoutRegistry, Traps};
 use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateMap, StateRef};
 use super::maintenance::MaintenanceRegistry;
 use super::window::{Push, Window};
@@ -42,7 +42,7 @@ const MIN_RETENTION_MS: i64 = 30 * 60 * 1000;
 
 /// Counters for metrics and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct EngineStats {
+pub(crate) struct EngineStats {
     pub readings: u64,
     pub occurrences: u64,
     /// Activations inside a cool-down (flapping): counted, not sent.
@@ -358,7 +358,10 @@ pub struct Engine {
 
 impl Engine {
     /// Validates and compiles `rules`; errors name the bad key (`rules[2].condition.for_s`).
-    pub fn new(rules: Vec<RuleConfig>, settings: &RulesSettings) -> Result<Self, RulesError> {
+    pub(crate) fn new(
+        rules: Vec<RuleConfig>,
+        settings: &RulesSettings,
+    ) -> Result<Self, RulesError> {
         Ok(Engine {
             c: Compiled::new(rules, settings)?,
             live: Live::default(),
@@ -368,7 +371,7 @@ impl Engine {
 
     /// The rules configured (`[[rules]]`, or the defaults when none are; none when
     /// disabled), with the traps' geometry (`[[traps]]`); `config::Config::rules_engine`.
-    pub fn from_sections(
+    pub(crate) fn from_sections(
         rules: &[RuleConfig],
         settings: &RulesSettings,
         traps: &[crate::install::TrapInstall],
@@ -378,41 +381,41 @@ impl Engine {
     }
 
     /// Installation data of the grease traps: what their sensors' figures mean.
-    pub fn with_traps(mut self, traps: crate::install::TrapInstalls) -> Self {
+    pub(crate) fn with_traps(mut self, traps: crate::install::TrapInstalls) -> Self {
         self.traps = traps;
         self
     }
 
     /// Shares a pump-out registry (e.g. with the HTTP API) instead of the engine's own.
-    pub fn with_pumpouts(mut self, registry: PumpoutRegistry) -> Self {
+    pub(crate) fn with_pumpouts(mut self, registry: PumpoutRegistry) -> Self {
         self.live.pumpouts = registry;
         self
     }
 
     /// The registry this engine consults; clone it to register pump-outs from elsewhere.
-    pub fn pumpouts(&self) -> PumpoutRegistry {
+    #[cfg(test)]
+    pub(crate) fn pumpouts(&self) -> PumpoutRegistry {
         self.live.pumpouts.clone()
     }
 
-    /// Records a pump-out service visit so the drop it causes raises nothing.
-    pub fn register_pumpout(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
+    /// Records a pump-out service visit so the drop it causes raises nothing. The scenario and
+    /// the tests register here; the running gateway through the shared [`PumpoutRegistry`].
+    #[cfg(any(test, feature = "demo"))]
+    pub(crate) fn register_pumpout(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
         self.live.pumpouts.register(site, device, from_ms, to_ms);
     }
 
-    /// The maintenance registry this engine consults; clone it to register works elsewhere.
-    pub fn maintenance(&self) -> MaintenanceRegistry {
-        self.live.maintenance.clone()
-    }
-
     /// Records maintenance works on a device (e.g. a manhole opened by a registered crew), so
-    /// rules with `unless_maintenance` raise nothing about it meanwhile.
-    pub fn register_maintenance(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
+    /// rules with `unless_maintenance` raise nothing about it meanwhile. Only the scenario and
+    /// the tests register works so far.
+    #[cfg(any(test, feature = "demo"))]
+    pub(crate) fn register_maintenance(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
         self.live.maintenance.register(site, device, from_ms, to_ms);
     }
 
     /// Everything this engine remembers, with the rules it was built from, for
     /// [`Engine::restore`] after a restart (see `snapshot`).
-    pub fn snapshot(&self) -> super::snapshot::Snapshot {
+    pub(crate) fn snapshot(&self) -> super::snapshot::Snapshot {
         let l = &self.live;
         super::snapshot::Snapshot {
             version: super::snapshot::VERSION,
@@ -434,7 +437,7 @@ impl Engine {
     /// An engine running `rules` that continues from `snap`: state of rules whose definition
     /// is the same as when the snapshot was taken is kept (as on a reload), the rest starts
     /// fresh.
-    pub fn restore(
+    pub(crate) fn restore(
         rules: Vec<RuleConfig>,
         settings: &RulesSettings,
         snap: super::snapshot::Snapshot,
@@ -485,7 +488,7 @@ impl Engine {
 
     /// Replaces the rules, keeping the state of every rule whose id and definition did not
     /// change (active conditions, cool-downs, windows).
-    pub fn reload(
+    pub(crate) fn reload(
         &mut self,
         rules: Vec<RuleConfig>,
         settings: &RulesSettings,
@@ -525,45 +528,45 @@ impl Engine {
         Ok(())
     }
 
-    pub fn rule_count(&self) -> usize {
+    pub(crate) fn rule_count(&self) -> usize {
         self.c.rules.len()
     }
 
-    pub fn stats(&self) -> EngineStats {
+    pub(crate) fn stats(&self) -> EngineStats {
         self.live.stats
     }
 
     /// Daily inflow, fill rate and last figures of one trap.
-    pub fn trap_stats(&self, site: &str, device: &str) -> Option<TrapStats> {
+    #[cfg(test)]
+    pub(crate) fn trap_stats(&self, site: &str, device: &str) -> Option<super::grease::TrapStats> {
         self.live.traps.get(site, device)
     }
 
     /// Feeds one message's readings (in arrival order).
-    pub fn on_readings(&mut self, readings: &[Reading]) -> Vec<ClueSignal> {
+    pub(crate) fn on_readings(&mut self, readings: &[Reading]) -> Vec<ClueSignal> {
         // A trap's level, fill and volume, whatever its sensor reports (see `install::trap`).
         let derived = self.traps.derive(readings);
-        if !derived.is_empty() {
-            let all: Vec<Reading> = readings.iter().cloned().chain(derived).collect();
-            return self.judge(&all);
-        }
-        self.judge(readings)
+        self.judge(Message {
+            received: readings,
+            derived: &derived,
+        })
     }
 
-    fn judge(&mut self, readings: &[Reading]) -> Vec<ClueSignal> {
+    fn judge(&mut self, msg: Message<'_>) -> Vec<ClueSignal> {
         let mut out = Vec::new();
         let mut acts = Vec::new();
-        if let Some(rx) = readings.iter().map(|r| r.received_time_ms).max() {
+        if let Some(rx) = msg.iter().map(|r| r.received_time_ms).max() {
             self.live.rx_now_ms = self.live.rx_now_ms.max(rx);
             self.live.started_rx_ms.get_or_insert(rx);
         }
-        for (i, r) in readings.iter().enumerate() {
+        let mut prev: Option<&Reading> = None;
+        for r in msg.iter() {
             // Silence only needs one look per device and stream in a message.
-            let first = i == 0 || {
-                let p = &readings[i - 1];
-                p.site != r.site || p.device != r.device || p.stream != r.stream
-            };
+            let first = prev
+                .is_none_or(|p| p.site != r.site || p.device != r.device || p.stream != r.stream);
+            prev = Some(r);
             self.live
-                .on_reading(&self.c, r, first, readings, &mut out, &mut acts);
+                .on_reading(&self.c, r, first, msg, &mut out, &mut acts);
         }
         self.live.flush_pending(&self.c, &mut out, &mut acts);
         self.live.join_composites(&self.c, acts, &mut out);
@@ -571,7 +574,7 @@ impl Engine {
     }
 
     /// Advances the clock: silence, held-too-long and minimum durations, delayed judgements.
-    pub fn on_tick(&mut self, now_ms: i64) -> Vec<ClueSignal> {
+    pub(crate) fn on_tick(&mut self, now_ms: i64) -> Vec<ClueSignal> {
         let now = now_ms.max(self.live.now_ms);
         self.live.now_ms = now;
         self.live.rx_now_ms = self.live.rx_now_ms.max(now_ms);
@@ -622,6 +625,22 @@ const DISCHARGE_CONFIRMING_READINGS: usize = 2;
 const PEAK_NEIGHBOURS: usize = 2;
 const DISCHARGE_CONFIRM_WAIT_MS: i64 = 3_600_000;
 
+/// One message's readings as judged: those received, then the trap figures derived from them
+/// (level, fill, volume). Two slices, so a message with derived figures is not copied whole
+/// to append them (that copy was four string allocations per reading on the ingest path).
+#[derive(Clone, Copy)]
+struct Message<'a> {
+    received: &'a [Reading],
+    derived: &'a [Reading],
+}
+
+impl<'a> Message<'a> {
+    /// The readings in judging order: received first, derived after.
+    fn iter(self) -> impl Iterator<Item = &'a Reading> {
+        self.received.iter().chain(self.derived)
+    }
+}
+
 fn fmt_num(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{v:.0}")
@@ -636,7 +655,7 @@ impl Live {
         c: &Compiled,
         r: &Reading,
         first_of_device: bool,
-        batch: &[Reading],
+        batch: Message<'_>,
         out: &mut Vec<ClueSignal>,
         acts: &mut Vec<Activation>,
     ) {
@@ -763,7 +782,7 @@ impl Live {
         ri: usize,
         r: &Reading,
         series: &SeriesKey,
-        batch: &[Reading],
+        batch: Message<'_>,
         out: &mut Vec<ClueSignal>,
         acts: &mut Vec<Activation>,
     ) {

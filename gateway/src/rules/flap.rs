@@ -11,7 +11,7 @@
 
 /// What one update did to a condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     /// Nothing changed (or the condition is still waiting for its minimum duration).
     None,
     /// The condition became active and an occurrence should be sent.
@@ -28,7 +28,7 @@ pub enum Transition {
 
 /// Per (rule, subject) activation state.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct Flap {
+pub(crate) struct Flap {
     /// When the raw condition last became true (for the minimum duration).
     since: Option<i64>,
     active: bool,
@@ -45,7 +45,13 @@ pub struct Flap {
 impl Flap {
     /// Feeds the raw condition at `at_ms`. The condition must hold for `min_ms` before it
     /// counts; a new occurrence is sent at most once per `cooldown_ms`.
-    pub fn update(&mut self, raw: bool, at_ms: i64, min_ms: i64, cooldown_ms: i64) -> Transition {
+    pub(crate) fn update(
+        &mut self,
+        raw: bool,
+        at_ms: i64,
+        min_ms: i64,
+        cooldown_ms: i64,
+    ) -> Transition {
         if !raw {
             self.since = None;
             if self.active {
@@ -72,7 +78,7 @@ impl Flap {
     /// raised and ended at once ([`Transition::RaisedEnded`]). Only for reported ends: a
     /// threshold judged from samples keeps `update`, where one sample past the line followed by
     /// one back is no proof that the line was held in between.
-    pub fn end_reported(&mut self, at_ms: i64, min_ms: i64, cooldown_ms: i64) -> Transition {
+    pub(crate) fn end_reported(&mut self, at_ms: i64, min_ms: i64, cooldown_ms: i64) -> Transition {
         if !self.active
             && min_ms > 0
             && let Some(since) = self.since
@@ -95,7 +101,7 @@ impl Flap {
     }
 
     /// A one-off event (a drop, a composite match): raised unless inside the cool-down.
-    pub fn pulse(&mut self, at_ms: i64, cooldown_ms: i64) -> Transition {
+    pub(crate) fn pulse(&mut self, at_ms: i64, cooldown_ms: i64) -> Transition {
         self.raise(at_ms, cooldown_ms)
     }
 
@@ -115,12 +121,12 @@ impl Flap {
         }
     }
 
-    pub fn is_active(&self) -> bool {
+    pub(crate) fn is_active(&self) -> bool {
         self.active
     }
 
     /// Activations suppressed since the last sent occurrence (reported in its detail).
-    pub fn take_suppressed(&mut self) -> u32 {
+    pub(crate) fn take_suppressed(&mut self) -> u32 {
         std::mem::take(&mut self.suppressed)
     }
 }
@@ -128,14 +134,14 @@ impl Flap {
 /// Threshold with hysteresis: active at or beyond `above` / `below`; once active, stays active
 /// until the value passes back over `clear_at` (defaults to the threshold itself).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Hysteresis {
+pub(crate) struct Hysteresis {
     pub above: Option<f64>,
     pub below: Option<f64>,
     pub clear_at: Option<f64>,
 }
 
 impl Hysteresis {
-    pub fn next(&self, active: bool, v: f64) -> bool {
+    pub(crate) fn next(&self, active: bool, v: f64) -> bool {
         let high = self.above.is_some_and(|a| v >= a);
         let low = self.below.is_some_and(|b| v <= b);
         if high || low {

@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 
 /// A pump-out registered up to this long before or after a drop still explains it (service
 /// crews log their visit by hand, minutes off either way).
-pub const PUMPOUT_SLACK_MS: i64 = 30 * 60 * 1000;
+pub(crate) const PUMPOUT_SLACK_MS: i64 = 30 * 60 * 1000;
 /// Records older than this are forgotten.
 const PUMPOUT_KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// Figures for one trap (one restaurant's `grease_trap` device).
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct TrapStats {
+pub(crate) struct TrapStats {
     /// Start of the current local day (UTC ms).
     pub day_start_ms: i64,
     /// Contents added today (L): the restaurant's discharge into the trap.
@@ -66,13 +66,13 @@ impl TrapStats {
 
 /// Per-trap statistics, keyed by (site, device).
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct Traps {
+pub(crate) struct Traps {
     #[serde(with = "super::snapshot::pairs")]
     traps: HashMap<(String, String), TrapStats>,
 }
 
 impl Traps {
-    pub fn observe_volume(
+    pub(crate) fn observe_volume(
         &mut self,
         site: &str,
         device: &str,
@@ -84,7 +84,7 @@ impl Traps {
             .observe_volume(volume_l, at_ms, day_start_ms);
     }
 
-    pub fn observe_fill_pct(&mut self, site: &str, device: &str, pct: f64) {
+    pub(crate) fn observe_fill_pct(&mut self, site: &str, device: &str, pct: f64) {
         self.entry(site, device).last_fill_pct = Some(pct);
     }
 
@@ -94,7 +94,7 @@ impl Traps {
             .or_default()
     }
 
-    pub fn get(&self, site: &str, device: &str) -> Option<TrapStats> {
+    pub(crate) fn get(&self, site: &str, device: &str) -> Option<TrapStats> {
         self.traps
             .get(&(site.to_string(), device.to_string()))
             .copied()
@@ -107,13 +107,13 @@ type Visits = HashMap<(String, String), Vec<(i64, i64)>>;
 /// Registered pump-out service visits. Cloning shares the registry, so the HTTP API can
 /// register visits while the rules task reads them.
 #[derive(Debug, Clone, Default)]
-pub struct PumpoutRegistry {
+pub(crate) struct PumpoutRegistry {
     inner: Arc<Mutex<Visits>>,
 }
 
 impl PumpoutRegistry {
     /// Records a pump-out of `device` at `site` between `from_ms` and `to_ms` (device time).
-    pub fn register(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
+    pub(crate) fn register(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
         let (from, to) = (from_ms.min(to_ms), from_ms.max(to_ms));
         let mut map = match self.inner.lock() {
             Ok(m) => m,
@@ -138,7 +138,8 @@ impl PumpoutRegistry {
 
     /// Registered visits of `site` (every site when `None`) as (site, device, from_ms, to_ms),
     /// oldest first.
-    pub fn list(&self, site: Option<&str>) -> Vec<(String, String, i64, i64)> {
+    #[cfg(test)]
+    pub(crate) fn list(&self, site: Option<&str>) -> Vec<(String, String, i64, i64)> {
         let map = match self.inner.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
@@ -153,7 +154,7 @@ impl PumpoutRegistry {
     }
 
     /// Whether a registered pump-out overlaps `[from_ms, to_ms]` (with [`PUMPOUT_SLACK_MS`]).
-    pub fn covers(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) -> bool {
+    pub(crate) fn covers(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) -> bool {
         let map = match self.inner.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),

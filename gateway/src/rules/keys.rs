@@ -15,11 +15,11 @@ use std::sync::Arc;
 /// The engine's per-reading maps. foldhash instead of std's SipHash: these are hashed several
 /// times per reading and SipHash was the largest single cost left once keys stopped being
 /// allocated. foldhash is still seeded per map, so crafted ids cannot force collisions cheaply.
-pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The parts of a series key (one metric of one device's stream).
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeriesParts {
+pub(crate) struct SeriesParts {
     pub site: String,
     pub device: String,
     pub stream: String,
@@ -28,10 +28,10 @@ pub struct SeriesParts {
 
 /// A series, shared cheaply (an `Arc`) by the state of every rule that reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeriesKey(Arc<SeriesParts>);
+pub(crate) struct SeriesKey(Arc<SeriesParts>);
 
 impl SeriesKey {
-    pub fn of(r: &Reading) -> Self {
+    pub(crate) fn of(r: &Reading) -> Self {
         SeriesKey(Arc::new(SeriesParts {
             site: r.site.clone(),
             device: r.device.clone(),
@@ -49,7 +49,7 @@ impl std::ops::Deref for SeriesKey {
 }
 
 /// Anything that names a series: an owned key or a reading.
-pub trait SeriesView {
+pub(crate) trait SeriesView {
     fn parts(&self) -> [&str; 4];
 }
 
@@ -95,7 +95,7 @@ impl<'a> Borrow<dyn SeriesView + 'a> for SeriesKey {
 /// every rule about it. Before, each state owned its own two strings: with ten thousand
 /// devices and six rules each, 120,000 small allocations (issue 24, memory per device).
 #[derive(Debug, PartialEq, Eq)]
-pub struct SubjectParts {
+pub(crate) struct SubjectParts {
     pub site: String,
     pub device: String,
 }
@@ -105,14 +105,14 @@ type Subject = Arc<SubjectParts>;
 /// State of one rule for one subject (site, device). Stored as `{rule, site, device}`, as
 /// before the subject was shared, so snapshots keep loading.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateKey {
+pub(crate) struct StateKey {
     pub rule: usize,
     subject: Subject,
 }
 
 impl StateKey {
     /// The same subject under another rule (a reload renumbered the rules).
-    pub fn with_rule(&self, rule: usize) -> StateKey {
+    pub(crate) fn with_rule(&self, rule: usize) -> StateKey {
         StateKey {
             rule,
             subject: self.subject.clone(),
@@ -162,13 +162,13 @@ impl<'de> Deserialize<'de> for StateKey {
 
 /// A borrowed [`StateKey`].
 #[derive(Debug, Clone, Copy)]
-pub struct StateRef<'a> {
+pub(crate) struct StateRef<'a> {
     pub rule: usize,
     pub site: &'a str,
     pub device: &'a str,
 }
 
-pub trait StateView {
+pub(crate) trait StateView {
     fn parts(&self) -> (usize, &str, &str);
 }
 
@@ -275,7 +275,7 @@ impl<'a> Borrow<dyn SubjectView + 'a> for Interned {
 /// and compared them behind two pointers on every lookup, twice when the state existed; it was
 /// the engine's largest cost on the ingest path (issue 24).
 #[derive(Debug)]
-pub struct StateMap<V> {
+pub(crate) struct StateMap<V> {
     /// (site, device) -> its slot in `slots`.
     index: std::collections::HashMap<Interned, usize, foldhash::fast::RandomState>,
     slots: Vec<Slot<V>>,
@@ -346,13 +346,13 @@ impl<V> StateMap<V> {
         &mut self.slots[i]
     }
 
-    pub fn get(&self, key: StateRef<'_>) -> Option<&V> {
+    pub(crate) fn get(&self, key: StateRef<'_>) -> Option<&V> {
         let slot = &self.slots[self.find(key.site, key.device)?];
         slot.position(key.rule).ok().map(|i| &slot.states[i].1)
     }
 
     /// The states of one device (every rule about it).
-    pub fn of_device_mut(
+    pub(crate) fn of_device_mut(
         &mut self,
         site: &str,
         device: &str,
@@ -363,20 +363,20 @@ impl<V> StateMap<V> {
             .flat_map(|s| s.states.iter_mut().map(|(k, v)| (&*k, v)))
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&StateKey, &V)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&StateKey, &V)> {
         self.slots
             .iter()
             .flat_map(|s| s.states.iter().map(|(k, v)| (k, v)))
     }
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&StateKey, &mut V)> {
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&StateKey, &mut V)> {
         self.slots
             .iter_mut()
             .flat_map(|s| s.states.iter_mut().map(|(k, v)| (&*k, v)))
     }
 
     /// Every state, taken out (the subjects go with them).
-    pub fn drain(&mut self) -> impl Iterator<Item = (StateKey, V)> + '_ {
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (StateKey, V)> + '_ {
         self.index.clear();
         self.last = 0;
         std::mem::take(&mut self.slots)
@@ -386,7 +386,7 @@ impl<V> StateMap<V> {
 
     /// Puts `v` under `key` (replacing what was there), its subject shared with the device's
     /// other states.
-    pub fn insert(&mut self, key: StateKey, v: V) {
+    pub(crate) fn insert(&mut self, key: StateKey, v: V) {
         let slot = self.slot(&key.site, &key.device);
         match slot.position(key.rule) {
             Ok(i) => slot.states[i].1 = v,
@@ -403,7 +403,7 @@ impl<V> StateMap<V> {
 
 impl<V: Default> StateMap<V> {
     /// The entry of `key`, inserting a default one (sharing the subject) only when missing.
-    pub fn entry(&mut self, key: StateRef<'_>) -> &mut V {
+    pub(crate) fn entry(&mut self, key: StateRef<'_>) -> &mut V {
         let slot = self.slot(key.site, key.device);
         let i = match slot.position(key.rule) {
             Ok(i) => i,

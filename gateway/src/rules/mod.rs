@@ -13,25 +13,26 @@
 //! - `task`: the tokio task that feeds the engine from a channel and ticks it every second.
 
 pub mod backtest;
-pub mod calendar;
-pub mod config;
-pub mod engine;
-pub mod flap;
-pub mod grease;
+pub(crate) mod calendar;
+pub(crate) mod config;
+pub(crate) mod engine;
+pub(crate) mod flap;
+pub(crate) mod grease;
 mod keys;
-pub mod maintenance;
-pub mod pumpout_journal;
-pub mod snapshot;
-pub mod task;
-pub mod window;
+pub(crate) mod maintenance;
+pub(crate) mod pumpout_journal;
+pub(crate) mod snapshot;
+pub(crate) mod task;
+pub(crate) mod window;
 
 #[cfg(test)]
 mod tests;
 
-pub use config::{RuleConfig, RulesSettings, default_rules};
-pub use engine::{Engine, EngineStats};
-pub use grease::{PumpoutRegistry, TrapStats};
-pub use maintenance::MaintenanceRegistry;
+#[cfg(test)]
+pub(crate) use config::default_rules;
+pub(crate) use config::{RuleConfig, RulesSettings};
+pub(crate) use engine::Engine;
+pub(crate) use grease::PumpoutRegistry;
 
 use thiserror::Error;
 

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 /// One registered pump-out visit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PumpoutRecord {
+pub(crate) struct PumpoutRecord {
     pub site: String,
     pub device: String,
     pub from_ms: i64,
@@ -32,23 +32,23 @@ const MAX_VISIT_MS: i64 = 12 * 3600 * 1000;
 
 /// How far past the gateway's clock a visit may end: device and phone clocks drift, but a
 /// visit registered for later would excuse dumping that has not happened yet.
-pub const FUTURE_TOLERANCE_MS: i64 = 5 * 60 * 1000;
+pub(crate) const FUTURE_TOLERANCE_MS: i64 = 5 * 60 * 1000;
 
 /// How old a visit may be when registered: long enough for paperwork after a weekend, short
 /// enough that nobody excuses last month's discharge after the fact.
-pub const MAX_AGE_MS: i64 = 7 * 24 * 3600 * 1000;
+pub(crate) const MAX_AGE_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// Why a registration cannot be a pump-out visit (the API answers 400 with it).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct InvalidPumpout(&'static str);
+pub(crate) struct InvalidPumpout(&'static str);
 
 impl PumpoutRecord {
     /// Refuses what cannot be a pump-out visit, with the message the API answers (400): ids
     /// that are not plain segments, a visit that ends before it starts or lasts more than
     /// [`MAX_VISIT_MS`], a note over 1000 bytes, and (`check_window`) one that has not ended
     /// or is too old to register now.
-    pub fn check(&self, now_ms: i64) -> Result<(), InvalidPumpout> {
+    pub(crate) fn check(&self, now_ms: i64) -> Result<(), InvalidPumpout> {
         if !firmware::protocol::valid_segment(&self.site)
             || !firmware::protocol::valid_segment(&self.device)
         {
@@ -86,7 +86,7 @@ fn check_window(from_ms: i64, to_ms: i64, now_ms: i64) -> Result<(), InvalidPump
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum JournalError {
+pub(crate) enum JournalError {
     #[error("pump-out journal {path}: {source}")]
     Io {
         path: PathBuf,
@@ -97,7 +97,7 @@ pub enum JournalError {
 /// Why a registration was not taken although it passed [`PumpoutRecord::check`] (the API
 /// logs it and answers 500).
 #[derive(Debug, thiserror::Error)]
-pub enum RegisterError {
+pub(crate) enum RegisterError {
     /// The audit chain did not take it: the registration is refused, nothing is silenced.
     #[error("not audited: {0}")]
     NotAudited(String),
@@ -107,7 +107,7 @@ pub enum RegisterError {
 
 /// The append-only journal in front of the shared registry.
 #[derive(Debug)]
-pub struct PumpoutJournal {
+pub(crate) struct PumpoutJournal {
     path: PathBuf,
     file: Mutex<File>,
     registry: PumpoutRegistry,
@@ -117,7 +117,10 @@ pub struct PumpoutJournal {
 impl PumpoutJournal {
     /// Opens (creating) the journal and replays it into `registry`. Unreadable lines (a torn
     /// last write after a crash, hand edits) are skipped with a warning; the rest loads.
-    pub fn open(path: &Path, registry: PumpoutRegistry) -> Result<PumpoutJournal, JournalError> {
+    pub(crate) fn open(
+        path: &Path,
+        registry: PumpoutRegistry,
+    ) -> Result<PumpoutJournal, JournalError> {
         let io = |source| JournalError::Io {
             path: path.to_path_buf(),
             source,
@@ -160,7 +163,7 @@ impl PumpoutJournal {
     }
 
     /// Appends `record` durably, then makes the rules see it.
-    pub fn record(&self, record: PumpoutRecord) -> Result<(), JournalError> {
+    pub(crate) fn record(&self, record: PumpoutRecord) -> Result<(), JournalError> {
         let io = |source| JournalError::Io {
             path: self.path.clone(),
             source,
@@ -187,7 +190,7 @@ impl PumpoutJournal {
     /// one the chain does not hold must not take effect: when `audit` fails nothing is
     /// journalled. Blocking (the audit write and the journal's sync): call it off the async
     /// workers.
-    pub fn register_audited<E: std::fmt::Display>(
+    pub(crate) fn register_audited<E: std::fmt::Display>(
         &self,
         record: PumpoutRecord,
         audit: impl FnOnce(AuditAction, &serde_json::Value) -> Result<(), E>,
@@ -199,7 +202,7 @@ impl PumpoutJournal {
     }
 
     /// Records of `site` (all when `None`), oldest registration first.
-    pub fn list(&self, site: Option<&str>) -> Vec<PumpoutRecord> {
+    pub(crate) fn list(&self, site: Option<&str>) -> Vec<PumpoutRecord> {
         self.records
             .lock()
             .unwrap_or_else(|p| p.into_inner())

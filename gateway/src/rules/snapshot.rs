@@ -12,13 +12,13 @@ use std::io::Write;
 use std::path::Path;
 
 /// Bumped when the state layout changes; an old snapshot is then ignored (with a warning).
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 
 /// File name under the storage dir.
-pub const FILE_NAME: &str = "rules-state.json";
+pub(crate) const FILE_NAME: &str = "rules-state.json";
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub version: u32,
     pub rules: Vec<RuleConfig>,
     pub settings: RulesSettings,
@@ -27,7 +27,7 @@ pub struct Snapshot {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
+pub(crate) enum SnapshotError {
     #[error("rule state {0}: {1}")]
     Io(String, std::io::Error),
     #[error("rule state is not readable: {0}")]
@@ -43,7 +43,7 @@ pub enum SnapshotError {
 impl Snapshot {
     /// Writes atomically (temporary file, fsync, rename), so a crash mid-write leaves the
     /// previous snapshot.
-    pub fn save(&self, path: &Path) -> Result<(), SnapshotError> {
+    pub(crate) fn save(&self, path: &Path) -> Result<(), SnapshotError> {
         let io = |e| SnapshotError::Io(path.display().to_string(), e);
         let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(self).map_err(SnapshotError::Format)?;
@@ -56,7 +56,7 @@ impl Snapshot {
     }
 
     /// `None` when there is no snapshot yet.
-    pub fn load(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
+    pub(crate) fn load(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
         match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -68,19 +68,19 @@ impl Snapshot {
 }
 
 /// Serde helper: a map with non-string keys as a list of pairs (JSON keys must be strings).
-pub mod pairs {
+pub(crate) mod pairs {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use std::collections::HashMap;
     use std::hash::Hash;
 
-    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+    pub(crate) fn serialize<K: Serialize, V: Serialize, S: Serializer>(
         m: &HashMap<K, V>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.collect_seq(m.iter())
     }
 
-    pub fn deserialize<'de, K, V, D>(d: D) -> Result<HashMap<K, V>, D::Error>
+    pub(crate) fn deserialize<'de, K, V, D>(d: D) -> Result<HashMap<K, V>, D::Error>
     where
         K: Deserialize<'de> + Eq + Hash,
         V: Deserialize<'de>,

@@ -14,14 +14,14 @@ use tracing::{debug, info, warn};
 /// visibly rather than growing memory). A batch holds up to `pipeline::READINGS_CHUNK` (256)
 /// messages, so this is the 1,024 single messages the channel held before the hand-off was
 /// batched.
-pub const RULES_CAPACITY: usize = 4;
+pub(crate) const RULES_CAPACITY: usize = 4;
 
 /// What the processor sends the rules: the readings of one batch, message by message
 /// (`Processor::readings_out`).
-pub type ReadingsSender = mpsc::Sender<ReadingsBatch>;
+pub(crate) type ReadingsSender = mpsc::Sender<ReadingsBatch>;
 
 /// New rules and settings for a running engine (e.g. after the config file changed).
-pub type RulesUpdate = (Vec<RuleConfig>, RulesSettings);
+pub(crate) type RulesUpdate = (Vec<RuleConfig>, RulesSettings);
 
 /// How often the state is saved while running (a crash loses at most this much).
 const SAVE_EVERY: Duration = Duration::from_secs(60);
@@ -30,7 +30,7 @@ const SAVE_EVERY: Duration = Duration::from_secs(60);
 /// losing the state of the rules that did not change (an invalid update is logged and the
 /// running rules stay), and saving the engine's state to `state_path` every minute and when it
 /// stops (see `snapshot`).
-pub async fn run_persistent(
+pub(crate) async fn run_persistent(
     mut engine: Engine,
     mut rx: mpsc::Receiver<ReadingsBatch>,
     clues: ClueSender,

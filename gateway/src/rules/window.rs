@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 
 /// What [`Window::push`] did with a reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Push {
+pub(crate) enum Push {
     /// At or after the newest reading: rules evaluate it.
     Appended,
     /// Older than the newest reading: kept as evidence, not evaluated (state moved on).
@@ -170,7 +170,7 @@ impl Column {
 }
 
 /// Readings of a window between two indices, oldest first (`.rev()` for newest first).
-pub struct Readings<'a> {
+pub(crate) struct Readings<'a> {
     col: &'a Column,
     front: usize,
     back: usize,
@@ -178,7 +178,7 @@ pub struct Readings<'a> {
 
 impl<'a> Readings<'a> {
     /// The numeric readings only, as `(time, number)`, without building a `Value` each.
-    pub fn numbers(self) -> impl DoubleEndedIterator<Item = (i64, f64)> + 'a {
+    pub(crate) fn numbers(self) -> impl DoubleEndedIterator<Item = (i64, f64)> + 'a {
         let col = self.col;
         (self.front..self.back).filter_map(move |i| col.number(i).map(|x| (col.t(i), x)))
     }
@@ -210,14 +210,14 @@ impl DoubleEndedIterator for Readings<'_> {
 }
 
 #[derive(Debug, Clone)]
-pub struct Window {
+pub(crate) struct Window {
     col: Column,
     retention_ms: i64,
     max_len: usize,
 }
 
 impl Window {
-    pub fn new(retention_ms: i64, max_len: usize) -> Self {
+    pub(crate) fn new(retention_ms: i64, max_len: usize) -> Self {
         Window {
             col: Column::Ints(VecDeque::new()),
             retention_ms,
@@ -225,7 +225,7 @@ impl Window {
         }
     }
 
-    pub fn push(&mut self, t: i64, v: &Value) -> Push {
+    pub(crate) fn push(&mut self, t: i64, v: &Value) -> Push {
         if self.col.len() == 0 {
             self.col = Column::for_value(v);
         }
@@ -270,7 +270,7 @@ impl Window {
     }
 
     /// Readings with `from <= t <= to`, oldest first.
-    pub fn range(&self, from: i64, to: i64) -> Readings<'_> {
+    pub(crate) fn range(&self, from: i64, to: i64) -> Readings<'_> {
         self.between(self.col.first_at_or_after(from), self.col.first_after(to))
     }
 
@@ -278,30 +278,28 @@ impl Window {
     /// (when the window still holds them), oldest first. A series whose device went quiet
     /// (a link outage, a lost report) still shows what it read last before `from`: a change
     /// across such a gap is a change between consecutive readings, however long the gap.
-    pub fn range_with_previous(&self, from: i64, to: i64, before: usize) -> Readings<'_> {
+    pub(crate) fn range_with_previous(&self, from: i64, to: i64, before: usize) -> Readings<'_> {
         let start = self.col.first_at_or_after(from);
         self.between(start.saturating_sub(before), self.col.first_after(to))
     }
 
     /// Readings with `t <= to` as numbers, newest first (text readings skipped).
-    pub fn numbers_newest_first(&self, to: i64) -> impl Iterator<Item = (i64, f64)> + '_ {
+    pub(crate) fn numbers_newest_first(&self, to: i64) -> impl Iterator<Item = (i64, f64)> + '_ {
         self.between(0, self.col.first_after(to)).numbers().rev()
     }
 
-    pub fn newest_t(&self) -> Option<i64> {
+    pub(crate) fn newest_t(&self) -> Option<i64> {
         self.col.len().checked_sub(1).map(|i| self.col.t(i))
     }
 
-    pub fn oldest_t(&self) -> Option<i64> {
+    #[cfg(test)]
+    pub(crate) fn oldest_t(&self) -> Option<i64> {
         (self.col.len() > 0).then(|| self.col.t(0))
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.col.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.col.len() == 0
     }
 }
 
