@@ -346,10 +346,12 @@ impl TrapInstalls {
 
     pub(crate) fn get(&self, site: &str, device: &str) -> Option<TrapInstall> {
         // Look-ups are per grease-trap message, not per reading; an owned key costs two
-        // short allocations.
-        self.map()
-            .get(&(site.to_string(), device.to_string()))
-            .cloned()
+        // short allocations, saved when no trap is described at all.
+        let map = self.map();
+        if map.is_empty() {
+            return None;
+        }
+        map.get(&(site.to_string(), device.to_string())).cloned()
     }
 
     /// For one message's readings (one device): the grease-trap figures it lacks, derived
@@ -388,9 +390,10 @@ impl TrapInstalls {
             .into_iter()
             .find_map(|(m, reports)| {
                 number(m).map(|(v, r)| {
+                    // Only its figures are asked for, which need no names.
                     let bare = TrapInstall {
-                        site: r.site.clone(),
-                        device: r.device.clone(),
+                        site: String::new(),
+                        device: String::new(),
                         shape: None,
                         length_mm: None,
                         width_mm: None,
@@ -420,11 +423,19 @@ impl TrapInstalls {
             if has(metric) {
                 continue;
             }
+            // Field by field: `..src.clone()` also copied the metric and unit it replaced.
             out.push(Reading {
+                site: src.site.clone(),
+                device: src.device.clone(),
+                stream: src.stream.clone(),
                 metric: metric.to_string(),
                 value: Value::Float((v * 10.0).round() / 10.0),
                 unit: unit.to_string(),
-                ..src.clone()
+                device_time_ms: src.device_time_ms,
+                received_time_ms: src.received_time_ms,
+                source: src.source,
+                sequence: src.sequence,
+                quality: src.quality,
             });
         }
         out

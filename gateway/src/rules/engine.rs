@@ -541,28 +541,27 @@ impl Engine {
     pub(crate) fn on_readings(&mut self, readings: &[Reading]) -> Vec<ClueSignal> {
         // A trap's level, fill and volume, whatever its sensor reports (see `install::trap`).
         let derived = self.traps.derive(readings);
-        if !derived.is_empty() {
-            let all: Vec<Reading> = readings.iter().cloned().chain(derived).collect();
-            return self.judge(&all);
-        }
-        self.judge(readings)
+        self.judge(Message {
+            received: readings,
+            derived: &derived,
+        })
     }
 
-    fn judge(&mut self, readings: &[Reading]) -> Vec<ClueSignal> {
+    fn judge(&mut self, msg: Message<'_>) -> Vec<ClueSignal> {
         let mut out = Vec::new();
         let mut acts = Vec::new();
-        if let Some(rx) = readings.iter().map(|r| r.received_time_ms).max() {
+        if let Some(rx) = msg.iter().map(|r| r.received_time_ms).max() {
             self.live.rx_now_ms = self.live.rx_now_ms.max(rx);
             self.live.started_rx_ms.get_or_insert(rx);
         }
-        for (i, r) in readings.iter().enumerate() {
+        let mut prev: Option<&Reading> = None;
+        for r in msg.iter() {
             // Silence only needs one look per device and stream in a message.
-            let first = i == 0 || {
-                let p = &readings[i - 1];
-                p.site != r.site || p.device != r.device || p.stream != r.stream
-            };
+            let first = prev
+                .is_none_or(|p| p.site != r.site || p.device != r.device || p.stream != r.stream);
+            prev = Some(r);
             self.live
-                .on_reading(&self.c, r, first, readings, &mut out, &mut acts);
+                .on_reading(&self.c, r, first, msg, &mut out, &mut acts);
         }
         self.live.flush_pending(&self.c, &mut out, &mut acts);
         self.live.join_composites(&self.c, acts, &mut out);
@@ -621,6 +620,22 @@ const DISCHARGE_CONFIRMING_READINGS: usize = 2;
 const PEAK_NEIGHBOURS: usize = 2;
 const DISCHARGE_CONFIRM_WAIT_MS: i64 = 3_600_000;
 
+/// One message's readings as judged: those received, then the trap figures derived from them
+/// (level, fill, volume). Two slices, so a message with derived figures is not copied whole
+/// to append them (that copy was four string allocations per reading on the ingest path).
+#[derive(Clone, Copy)]
+struct Message<'a> {
+    received: &'a [Reading],
+    derived: &'a [Reading],
+}
+
+impl<'a> Message<'a> {
+    /// The readings in judging order: received first, derived after.
+    fn iter(self) -> impl Iterator<Item = &'a Reading> {
+        self.received.iter().chain(self.derived)
+    }
+}
+
 fn fmt_num(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{v:.0}")
@@ -635,7 +650,7 @@ impl Live {
         c: &Compiled,
         r: &Reading,
         first_of_device: bool,
-        batch: &[Reading],
+        batch: Message<'_>,
         out: &mut Vec<ClueSignal>,
         acts: &mut Vec<Activation>,
     ) {
@@ -762,7 +777,7 @@ impl Live {
         ri: usize,
         r: &Reading,
         series: &SeriesKey,
-        batch: &[Reading],
+        batch: Message<'_>,
         out: &mut Vec<ClueSignal>,
         acts: &mut Vec<Activation>,
     ) {
