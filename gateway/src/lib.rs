@@ -43,26 +43,26 @@
 //! one named exception, see `clue`); only `app` sees every part.
 
 pub mod app;
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod camera;
 pub mod clock;
 pub mod clue;
 pub mod config;
-pub mod config_error;
-pub mod dashboard;
+pub(crate) mod config_error;
+pub(crate) mod dashboard;
 pub mod decode;
 #[cfg(feature = "demo")]
 pub mod demo;
-pub mod devices;
-pub mod disk;
+pub(crate) mod devices;
+pub(crate) mod disk;
 pub mod drone;
-pub mod history;
+pub(crate) mod history;
 pub(crate) mod http;
-pub mod install;
+pub(crate) mod install;
 pub mod metrics;
-pub mod normalize;
-pub mod notice;
-pub mod outbox;
+pub(crate) mod normalize;
+pub(crate) mod notice;
+pub(crate) mod outbox;
 pub mod pipeline;
 pub mod reading;
 pub mod registry;
@@ -71,5 +71,5 @@ pub mod rules;
 pub mod scenario;
 pub mod sink;
 pub mod source;
-pub mod units;
+pub(crate) mod units;
 pub mod vision;

@@ -92,34 +92,41 @@ fn demo_runs_the_simulated_fleet_with_nothing_installed() {
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{http_port}/api/v1/devices");
-    // 2 restaurants (trap + camera) and 2 manholes report within seconds.
-    let devices = wait_until("six demo devices", Duration::from_secs(30), || {
-        // The demo leaves an admin token for its user; the API needs it like any other.
-        let Ok(token) = std::fs::read_to_string(dir.path().join("admin.token")) else {
-            return Ok(None);
-        };
-        let auth = format!("Bearer {}", token.trim());
-        let Ok(r) = http::request(
-            "GET",
-            &url,
-            None,
-            &[("Authorization", &auth)],
-            http::TIMEOUT,
-        ) else {
-            return Ok(None);
-        };
-        let v = r.json()?;
-        Ok(v.as_array().filter(|a| a.len() >= 6).cloned())
-    });
+    // 2 restaurants (trap + camera) and 2 manholes report within seconds. A device is listed
+    // from its first message, which may be its "online" state before any reading: wait for a
+    // reading of each kind too, not only for the six devices.
+    let kinds = ["grease_trap", "manhole_cover", "camera"];
+    let seen = wait_until(
+        "six demo devices and a reading of each kind",
+        Duration::from_secs(30),
+        || {
+            // The demo leaves an admin token for its user; the API needs it like any other.
+            let Ok(token) = std::fs::read_to_string(dir.path().join("admin.token")) else {
+                return Ok(None);
+            };
+            let auth = format!("Bearer {}", token.trim());
+            let Ok(r) = http::request(
+                "GET",
+                &url,
+                None,
+                &[("Authorization", &auth)],
+                http::TIMEOUT,
+            ) else {
+                return Ok(None);
+            };
+            let v = r.json()?;
+            let Some(devices) = v.as_array().filter(|a| a.len() >= 6) else {
+                return Ok(None);
+            };
+            let streams: Vec<&str> = devices
+                .iter()
+                .flat_map(|d| d["last_values"].as_object().into_iter().flatten())
+                .filter_map(|(_, v)| v["stream"].as_str())
+                .collect();
+            Ok(kinds.iter().all(|k| streams.contains(k)).then_some(()))
+        },
+    );
     let _ = child.kill();
     let _ = child.wait();
-    let devices = devices.unwrap();
-    let streams: Vec<&str> = devices
-        .iter()
-        .flat_map(|d| d["last_values"].as_object().into_iter().flatten())
-        .filter_map(|(_, v)| v["stream"].as_str())
-        .collect();
-    for s in ["grease_trap", "manhole_cover", "camera"] {
-        assert!(streams.contains(&s), "no {s} readings: {devices:?}");
-    }
+    seen.unwrap();
 }
