@@ -715,6 +715,18 @@ fn a_short_sensor_dropout_whose_recovery_waited_out_a_link_outage_raises_nothing
     );
 }
 
+/// The link comes back at 100 min with the fault (alarm at 0) still on and no outage time
+/// counted before 10 min: nothing until the hour of heard time is up at 150.
+fn back_at_100_the_fault_hour_is_up_at_150(e: &mut Engine, t: i64, mut out: Vec<ClueSignal>) {
+    out.extend(run(e, vec![link(true, t + 100 * MIN)]));
+    for m in 101..149 {
+        out.extend(e.on_tick(t + m * MIN));
+    }
+    assert!(of_rule(&out, "sensor-fault").is_empty(), "{out:?}");
+    out.extend(e.on_tick(t + 151 * MIN));
+    assert_eq!(of_rule(&out, "sensor-fault").len(), 1);
+}
+
 #[test]
 fn a_sensor_fault_of_over_an_hour_hidden_by_a_link_outage_is_raised_from_the_replay() {
     // The fault began live, the link went down 10 min later and came back at 100 min with the
@@ -744,17 +756,11 @@ fn a_sensor_fault_of_over_an_hour_hidden_by_a_link_outage_is_raised_from_the_rep
     // Still going when the link came back: raised once the hour is up, counting no offline
     // time (alarm at 0, offline 10..100: the hour is up at 150 on the receive clock).
     let mut e = engine();
-    let mut out = run(
+    let out = run(
         &mut e,
         vec![fault_event("alarm", t), link(false, t + 10 * MIN)],
     );
-    out.extend(run(&mut e, vec![link(true, t + 100 * MIN)]));
-    for m in 101..149 {
-        out.extend(e.on_tick(t + m * MIN));
-    }
-    assert!(of_rule(&out, "sensor-fault").is_empty(), "{out:?}");
-    out.extend(e.on_tick(t + 151 * MIN));
-    assert_eq!(of_rule(&out, "sensor-fault").len(), 1);
+    back_at_100_the_fault_hour_is_up_at_150(&mut e, t, out);
 }
 
 #[test]
@@ -774,14 +780,8 @@ fn a_link_outage_under_way_at_a_restart_is_remembered_from_its_start() {
     let snap = serde_json::from_slice(&snap_json).expect("deserializes");
     let mut e =
         Engine::restore(super::default_rules(), &RulesSettings::default(), snap).expect("restored");
-    let mut out = run(&mut e, vec![link(false, t + 25 * MIN)]);
-    out.extend(run(&mut e, vec![link(true, t + 100 * MIN)]));
-    for m in 101..149 {
-        out.extend(e.on_tick(t + m * MIN));
-    }
-    assert!(of_rule(&out, "sensor-fault").is_empty(), "{out:?}");
-    out.extend(e.on_tick(t + 151 * MIN));
-    assert_eq!(of_rule(&out, "sensor-fault").len(), 1);
+    let out = run(&mut e, vec![link(false, t + 25 * MIN)]);
+    back_at_100_the_fault_hour_is_up_at_150(&mut e, t, out);
 
     // A snapshot written before link state was kept still loads (no `offline` in it).
     let mut old: serde_json::Value = serde_json::to_value(engine().snapshot()).expect("json");
