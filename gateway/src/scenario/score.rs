@@ -172,10 +172,13 @@ fn overlaps(t: &Truth, site: &str, device: Option<&str>, at: i64) -> bool {
 }
 
 /// The problems one clue occurrence at `at` reports: those it [`overlaps`] whose kinds accept
-/// the clue's, and of several problems of the same name on the same place only the one begun
-/// most recently. A second cable cut on a loop two hours after the first ended is still within
-/// the first's [`LATE_MS`]; a clue seen after the second cut began is about the second, so it
-/// must not also count as a duplicate clue of the first.
+/// the clue's, and of several problems on the same place only the one begun most recently (of
+/// problems with different names, only when the earlier one had ended before the later began).
+/// A second cable cut on a loop two hours after the first ended is still within the first's
+/// [`LATE_MS`]; a clue seen after the second cut began is about the second, so it must not also
+/// count as a duplicate clue of the first. The same for a camera covered, uncovered, then black
+/// 90 minutes later: `camera.image_bad` reports both, and the black picture's clue is no second
+/// clue of the covered one (judging seed 9108).
 fn problems_of_event(
     problems: &[&Truth],
     kind: &str,
@@ -196,11 +199,18 @@ fn problems_of_event(
             let p = problems[i];
             !candidates.iter().any(|&j| {
                 let q = problems[j];
+                // Same name: the later begun. Another name (a clue kind two problems share):
+                // the later only once the earlier had ended, so overlapping problems keep
+                // their own clues.
+                let later = if q.problem == p.problem {
+                    q.start_ms > p.start_ms
+                } else {
+                    q.start_ms > p.end_ms
+                };
                 j != i
-                    && q.problem == p.problem
+                    && later
                     && q.site == p.site
                     && q.device == p.device
-                    && q.start_ms > p.start_ms
                     && at >= q.start_ms - EARLY_MS
             })
         })
@@ -589,6 +599,64 @@ mod tests {
         // A clue after the first cut ended, before the second began, is still the first's.
         let late = score(&run(vec![clue(1, "device.sensor_fault", 13 * H)]));
         assert_eq!(rows(&late), (2, 1, 1, 0, 0));
+    }
+
+    #[test]
+    fn a_clue_for_a_camera_problem_after_another_one_ended_is_not_a_second_clue_of_the_first() {
+        const H: i64 = 3_600_000;
+        let run = |truth: Vec<Truth>, clues: Vec<ClueRecord>| RunOutput {
+            seed: 1,
+            days: 3,
+            devices: 1,
+            truth,
+            clues,
+            messages: 0,
+            decode_errors: 0,
+            frames: 0,
+            wall_s: 0.0,
+        };
+        let covered = |s: &Score| {
+            let r = &s.problems["camera_covered"];
+            (r.found, r.exactly_one, r.duplicated)
+        };
+        // Judging seed 9108's shape: covered 10-11 h, black from 12.5 h (image_bad reports both).
+        let apart = vec![
+            truth("camera_covered", TruthClass::Violation, 10 * H, 11 * H),
+            truth(
+                "camera_black",
+                TruthClass::Violation,
+                12 * H + H / 2,
+                15 * H,
+            ),
+        ];
+        let s = score(&run(
+            apart.clone(),
+            vec![
+                clue(1, "camera.covered", 10 * H + H / 4),
+                clue(2, "camera.image_bad", 12 * H + H / 2),
+            ],
+        ));
+        assert_eq!(covered(&s), (1, 1, 0), "{:?}", s.duplicates);
+        assert_eq!(s.problems["camera_black"].exactly_one, 1);
+        // A late clue about the covered camera, before the black began, is still its duplicate.
+        let s = score(&run(
+            apart,
+            vec![
+                clue(1, "camera.covered", 10 * H + H / 4),
+                clue(2, "camera.image_bad", 11 * H + H / 2),
+            ],
+        ));
+        assert_eq!(covered(&s), (1, 0, 1));
+        // Overlapping problems keep their own clues: a covered camera's clue raised after a
+        // black picture began still reports the covered one.
+        let s = score(&run(
+            vec![
+                truth("camera_covered", TruthClass::Violation, 10 * H, 13 * H),
+                truth("camera_black", TruthClass::Violation, 11 * H, 15 * H),
+            ],
+            vec![clue(1, "camera.covered", 12 * H)],
+        ));
+        assert_eq!(covered(&s), (1, 1, 0));
     }
 
     #[test]
