@@ -186,11 +186,20 @@ impl Gateway {
             )
             .context("opening the pump-out journal")?,
         );
+        // Maintenance works (API) likewise: `unless_maintenance` rules honour them.
+        let maintenance_registry = crate::rules::maintenance::MaintenanceRegistry::default();
+        let maintenance = Arc::new(
+            crate::rules::maintenance::MaintenanceJournal::open(
+                &cfg.storage.dir.join("maintenance.jsonl"),
+                maintenance_registry.clone(),
+            )
+            .context("opening the maintenance journal")?,
+        );
         // Trap geometry: `[[traps]]` overlaid with the registry's, kept current by the registry.
         let traps = crate::install::TrapInstalls::new(&cfg.traps);
         registry.feed_traps(traps.clone());
         let (rules_tx, rules_task, rules_reload) =
-            spawn_rules_reloadable(&cfg, clue_tx, pumpout_registry, traps)?;
+            spawn_rules_reloadable(&cfg, clue_tx, pumpout_registry, maintenance_registry, traps)?;
         tasks.push(rules_task);
 
         let (tx, rx) = tokio::sync::mpsc::channel(INTAKE_CAPACITY);
@@ -254,6 +263,7 @@ impl Gateway {
             clues,
             cameras,
             pumpouts: crate::http::pumpouts::Pumpouts(Some(pumpouts)),
+            maintenance: crate::http::maintenance::Maintenance(Some(maintenance)),
             registry: crate::http::registry::RegistryHandle(registry.clone()),
             storage_floor: cfg.storage.floor(),
             drone,
@@ -351,8 +361,8 @@ fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
 }
 
 /// Starts the rules engine on `cfg`'s rules (the defaults when none are configured), continuing
-/// from the state saved at the last stop, with the pump-out registry shared with the API and
-/// the trap installations kept current by the device registry.
+/// from the state saved at the last stop, with the pump-out and maintenance registries shared
+/// with the API and the trap installations kept current by the device registry.
 /// Returns the sender to add to `Processor::readings_out`, the task's handle (it ends when every
 /// clone of the sender is dropped: the processor stopped) and the sender that replaces the
 /// running rules on reload.
@@ -360,6 +370,7 @@ pub(crate) fn spawn_rules_reloadable(
     cfg: &Config,
     clue_tx: crate::clue::signal::ClueSender,
     pumpouts: crate::rules::PumpoutRegistry,
+    maintenance: crate::rules::maintenance::MaintenanceRegistry,
     traps: crate::install::TrapInstalls,
 ) -> anyhow::Result<(
     crate::rules::task::ReadingsSender,
@@ -369,6 +380,7 @@ pub(crate) fn spawn_rules_reloadable(
     let state_path = cfg.storage.dir.join(crate::rules::snapshot::FILE_NAME);
     let engine = restore_rules(cfg, &state_path)?
         .with_pumpouts(pumpouts)
+        .with_maintenance(maintenance)
         .with_traps(traps);
     info!(rules = engine.rule_count(), "rules engine started");
     let (tx, rx) = tokio::sync::mpsc::channel(crate::rules::task::RULES_CAPACITY);

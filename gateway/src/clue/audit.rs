@@ -92,6 +92,10 @@ pub enum AuditAction {
     /// A pump-out visit was registered: it suppresses "illegal discharge" clues, so who
     /// excused which trap for which window belongs to the chain.
     PumpoutRegistered,
+    /// Maintenance works were registered (`POST /api/v1/maintenance`): they suppress clues
+    /// of rules with `unless_maintenance` (an opened manhole), so who excused which device for
+    /// which window belongs to the chain.
+    MaintenanceRegistered,
     /// The first entry sealed with the key on a chain that was plain until then.
     ChainSealed,
     /// A step of a supervision notice (`clue::supervision`); no clue id on the entry.
@@ -163,7 +167,7 @@ pub enum LifecycleAction {
 impl AuditAction {
     #[cfg(test)]
     /// Every action, for parsing and tests.
-    pub(crate) const ALL: [AuditAction; 43] = [
+    pub(crate) const ALL: [AuditAction; 44] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -207,6 +211,7 @@ impl AuditAction {
         AuditAction::OwnerNoticeDelivered,
         AuditAction::OwnerNoticeFailed,
         AuditAction::OwnerNoticeReceipt,
+        AuditAction::MaintenanceRegistered,
     ];
 
     /// The stored spelling.
@@ -237,6 +242,7 @@ impl AuditAction {
             AuditAction::OwnerNoticeDelivered => "owner_notice_delivered",
             AuditAction::OwnerNoticeFailed => "owner_notice_failed",
             AuditAction::OwnerNoticeReceipt => "owner_notice_receipt",
+            AuditAction::MaintenanceRegistered => "maintenance_registered",
         }
     }
 
@@ -806,6 +812,7 @@ mod tests {
                 "owner_notice_delivered",
                 "owner_notice_failed",
                 "owner_notice_receipt",
+                "maintenance_registered",
             ]
         );
         for a in AuditAction::ALL {

@@ -14,7 +14,7 @@
 //!   retention purge), [`supervision`] (notices from warnings), [`org`] (the units of
 //!   `[org]`), [`owner_notices`] (notices to owners, provider receipts), [`stays`] (parking
 //!   stays),
-//!   [`permits`] (muck-truck permits), [`pumpouts`], [`registry`], [`drone`] (flights and
+//!   [`permits`] (muck-truck permits), [`pumpouts`], [`maintenance`] (works), [`registry`], [`drone`] (flights and
 //!   tasks); [`web`]: the dashboard's static files.
 //!
 //! `/healthz`, `/metrics`, `/api/v1/openapi.json` and the static files are open. Everything
@@ -29,6 +29,7 @@ pub mod devices;
 pub mod drone;
 pub mod error;
 pub mod health;
+pub mod maintenance;
 pub mod openapi;
 pub mod org;
 pub mod oversight;
@@ -64,6 +65,8 @@ pub(crate) struct AppState {
     pub(crate) cameras: crate::camera::service::CameraService,
     /// Pump-out service records (journal shared with the rules).
     pub(crate) pumpouts: pumpouts::Pumpouts,
+    /// Maintenance works (journal shared with the rules: `unless_maintenance`).
+    pub(crate) maintenance: maintenance::Maintenance,
     /// The device registry (site, location, owner of each device; DevEUI lookup).
     pub(crate) registry: registry::RegistryHandle,
     /// Drone flights and inspection tasks (`drone::start`).
@@ -88,6 +91,12 @@ impl FromRef<AppState> for permits::PermitsHandle {
 impl FromRef<AppState> for pumpouts::Pumpouts {
     fn from_ref(s: &AppState) -> Self {
         s.pumpouts.clone()
+    }
+}
+
+impl FromRef<AppState> for maintenance::Maintenance {
+    fn from_ref(s: &AppState) -> Self {
+        s.maintenance.clone()
     }
 }
 
@@ -204,6 +213,10 @@ pub(crate) fn router(state: AppState, dashboard: &DashboardConfig) -> Router {
         .route(
             "/api/v1/pumpouts",
             get(pumpouts::list).post(pumpouts::register),
+        )
+        .route(
+            "/api/v1/maintenance",
+            get(maintenance::list).post(maintenance::register),
         )
         .route("/api/v1/registry/devices", get(registry::list))
         .route(

@@ -145,7 +145,18 @@ pub fn document() -> Value {
     add_dashboard_paths(&mut doc["paths"]);
     add_permit_paths(&mut doc["paths"]);
     add_owner_notice_paths(&mut doc["paths"]);
+    add_maintenance_paths(&mut doc["paths"]);
     doc
+}
+
+/// Maintenance works (`http::maintenance`); apart for the macro's recursion limit.
+fn add_maintenance_paths(paths: &mut Value) {
+    paths["/api/v1/maintenance"] = json!({
+        "get": op("Registered maintenance works of the token's sites", &[("site", "query")], false),
+        "post": op(
+            "Register works {site, device, from_ms, to_ms, permit?, note?} so rules with unless_maintenance (an opened manhole cover) raise nothing meanwhile (inspector, supervisor, platform, admin; audited; at most 7 days, starting at most 30 days ahead, not ended more than 7 days ago)",
+            &[], true)
+    });
 }
 
 /// Notices to owners (`http::owner_notices`); apart for the macro's recursion limit.

@@ -12,6 +12,7 @@
 use super::error::ApiError;
 use crate::clue::auth::{Principal, Role};
 use crate::clue::pool::PoolHandle;
+use crate::rules::journal::{Journal, JournalRecord};
 use crate::rules::pumpout_journal::{PumpoutJournal, PumpoutRecord};
 use axum::Json;
 use axum::extract::{Query, State};
@@ -80,28 +81,39 @@ pub(super) async fn register(
         .check(now)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let j = journal(&pumpouts)?.clone();
-    let stored = record.clone();
-    let actor = p.actor();
-    // Audit, then journal (`PumpoutJournal::register_audited`); both block: off the async
-    // workers.
+    register_audited(j, &pool, p.actor(), record.clone()).await?;
+    Ok((StatusCode::CREATED, Json(record)).into_response())
+}
+
+/// Audits, then journals `record` ([`Journal::register_audited`]); both block, so off the
+/// async workers. Shared by pump-outs and maintenance works (`super::maintenance`).
+pub(super) async fn register_audited<R: JournalRecord + Send + 'static>(
+    journal: Arc<Journal<R>>,
+    pool: &PoolHandle,
+    actor: String,
+    record: R,
+) -> Result<(), ApiError>
+where
+    Journal<R>: Send + Sync,
+{
+    let pool = pool.clone();
     let done = tokio::task::spawn_blocking(move || {
-        j.register_audited(record, |action, detail| {
+        journal.register_audited(record, |action, detail| {
             pool.record_blocking(&actor, action, detail)
         })
     })
     .await;
     match done {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "pump-out not recorded");
-            return Err(ApiError::Internal);
+            tracing::error!(error = %e, what = R::WHAT, "registration not recorded");
+            Err(ApiError::Internal)
         }
         Err(e) => {
-            tracing::error!(error = %e, "pump-out task failed");
-            return Err(ApiError::Internal);
+            tracing::error!(error = %e, what = R::WHAT, "registration task failed");
+            Err(ApiError::Internal)
         }
     }
-    Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
 pub(super) async fn list(

@@ -392,6 +392,13 @@ impl Engine {
         self
     }
 
+    /// Shares a maintenance registry (the one the maintenance journal of the HTTP API fills)
+    /// instead of the engine's own, so `unless_maintenance` sees registered works.
+    pub(crate) fn with_maintenance(mut self, registry: MaintenanceRegistry) -> Self {
+        self.live.maintenance = registry;
+        self
+    }
+
     /// The registry this engine consults; clone it to register pump-outs from elsewhere.
     #[cfg(test)]
     pub(crate) fn pumpouts(&self) -> PumpoutRegistry {
@@ -406,8 +413,8 @@ impl Engine {
     }
 
     /// Records maintenance works on a device (e.g. a manhole opened by a registered crew), so
-    /// rules with `unless_maintenance` raise nothing about it meanwhile. Only the scenario and
-    /// the tests register works so far.
+    /// rules with `unless_maintenance` raise nothing about it meanwhile. The scenario and the
+    /// tests register here; the running gateway through the shared [`MaintenanceRegistry`].
     #[cfg(any(test, feature = "demo"))]
     pub(crate) fn register_maintenance(&self, site: &str, device: &str, from_ms: i64, to_ms: i64) {
         self.live.maintenance.register(site, device, from_ms, to_ms);

@@ -9,6 +9,7 @@
 //! - `calendar`: night / business hours / per-site calendars in local time.
 //! - `grease`: trap analytics (daily inflow, fill rate) and the pump-out registry.
 //! - `maintenance`: registered works on devices (a crew lifting a cover) that excuse them.
+//! - `journal`: the append-only, audited journals behind pump-out and maintenance records.
 //! - `backtest`: replays recorded readings (CSV, line protocol) and reports the clues.
 //! - `task`: the tokio task that feeds the engine from a channel and ticks it every second.
 
@@ -18,6 +19,7 @@ pub(crate) mod config;
 pub(crate) mod engine;
 pub(crate) mod flap;
 pub(crate) mod grease;
+pub(crate) mod journal;
 mod keys;
 pub(crate) mod maintenance;
 pub(crate) mod pumpout_journal;

@@ -1,15 +1,12 @@
-//! Pump-out service records survive restarts: every registration is appended as one JSON line
-//! to `{storage.dir}/pumpouts.jsonl` (synced before the API answers) and replayed into the
-//! rules' [`PumpoutRegistry`] at start. A record suppresses "illegal discharge" clues, so who
-//! registered it and when is kept with it.
+//! Pump-out service records survive restarts: kept in a [`Journal`] at
+//! `{storage.dir}/pumpouts.jsonl` and replayed into the rules' [`PumpoutRegistry`] at start.
+//! A record suppresses "illegal discharge" clues, so who registered it and when is kept with
+//! it.
 
 use super::PumpoutRegistry;
+use super::journal::{Journal, JournalRecord};
 use crate::clue::audit::AuditAction;
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// One registered pump-out visit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,133 +82,21 @@ fn check_window(from_ms: i64, to_ms: i64, now_ms: i64) -> Result<(), InvalidPump
     Ok(())
 }
 
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum JournalError {
-    #[error("pump-out journal {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// Why a registration was not taken although it passed [`PumpoutRecord::check`] (the API
-/// logs it and answers 500).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RegisterError {
-    /// The audit chain did not take it: the registration is refused, nothing is silenced.
-    #[error("not audited: {0}")]
-    NotAudited(String),
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-}
-
-/// The append-only journal in front of the shared registry.
-#[derive(Debug)]
-pub(crate) struct PumpoutJournal {
-    path: PathBuf,
-    file: Mutex<File>,
-    registry: PumpoutRegistry,
-    records: Mutex<Vec<PumpoutRecord>>,
-}
-
-impl PumpoutJournal {
-    /// Opens (creating) the journal and replays it into `registry`. Unreadable lines (a torn
-    /// last write after a crash, hand edits) are skipped with a warning; the rest loads.
-    pub(crate) fn open(
-        path: &Path,
-        registry: PumpoutRegistry,
-    ) -> Result<PumpoutJournal, JournalError> {
-        let io = |source| JournalError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut records = Vec::new();
-        if path.exists() {
-            let reader = BufReader::new(File::open(path).map_err(io)?);
-            for (i, line) in reader.lines().enumerate() {
-                let line = line.map_err(io)?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<PumpoutRecord>(&line) {
-                    Ok(r) => {
-                        registry.register(&r.site, &r.device, r.from_ms, r.to_ms);
-                        records.push(r);
-                    }
-                    Err(e) => tracing::warn!(
-                        path = %path.display(), line = i + 1, error = %e,
-                        "skipping unreadable pump-out record"
-                    ),
-                }
-            }
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
-        // After a torn write, end that line first so the next record is not glued to it.
-        if !ends_with_newline(path).map_err(io)? {
-            file.write_all(b"\n").map_err(io)?;
-        }
-        Ok(PumpoutJournal {
-            path: path.to_path_buf(),
-            file: Mutex::new(file),
-            registry,
-            records: Mutex::new(records),
-        })
+impl JournalRecord for PumpoutRecord {
+    type Registry = PumpoutRegistry;
+    const WHAT: &'static str = "pump-out";
+    const AUDIT: AuditAction = AuditAction::PumpoutRegistered;
+    const DETAIL_KEY: &'static str = "pumpout";
+    fn site(&self) -> &str {
+        &self.site
     }
-
-    /// Appends `record` durably, then makes the rules see it.
-    pub(crate) fn record(&self, record: PumpoutRecord) -> Result<(), JournalError> {
-        let io = |source| JournalError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let mut line = serde_json::to_vec(&record).map_err(|e| io(e.into()))?;
-        line.push(b'\n');
-        {
-            let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-            f.write_all(&line).map_err(io)?;
-            f.sync_data().map_err(io)?;
-        }
-        self.registry
-            .register(&record.site, &record.device, record.from_ms, record.to_ms);
-        self.records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(record);
-        Ok(())
-    }
-
-    /// Registers a checked `record` ([`PumpoutRecord::check`]): first into the audit chain
-    /// through `audit` (`AuditAction::PumpoutRegistered`, detail `{"pumpout": record}`), then
-    /// into the journal and the rules. A registration silences "illegal discharge" clues, so
-    /// one the chain does not hold must not take effect: when `audit` fails nothing is
-    /// journalled. Blocking (the audit write and the journal's sync): call it off the async
-    /// workers.
-    pub(crate) fn register_audited<E: std::fmt::Display>(
-        &self,
-        record: PumpoutRecord,
-        audit: impl FnOnce(AuditAction, &serde_json::Value) -> Result<(), E>,
-    ) -> Result<(), RegisterError> {
-        let detail = serde_json::json!({ "pumpout": &record });
-        audit(AuditAction::PumpoutRegistered, &detail)
-            .map_err(|e| RegisterError::NotAudited(e.to_string()))?;
-        Ok(self.record(record)?)
-    }
-
-    /// Records of `site` (all when `None`), oldest registration first.
-    pub(crate) fn list(&self, site: Option<&str>) -> Vec<PumpoutRecord> {
-        self.records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|r| site.is_none_or(|s| r.site == s))
-            .cloned()
-            .collect()
+    fn apply(&self, registry: &PumpoutRegistry) {
+        registry.register(&self.site, &self.device, self.from_ms, self.to_ms);
     }
 }
+
+/// The pump-out journal (`{storage.dir}/pumpouts.jsonl`) in front of the rules' registry.
+pub(crate) type PumpoutJournal = Journal<PumpoutRecord>;
 
 /// A clue about a trap is explained by the visits to that trap that overlap the clue: its
 /// drop window (`detail.from_ms`..`detail.to_ms`) and the time it was seen, widened by
@@ -248,22 +133,12 @@ impl crate::clue::explanations::Explanations for PumpoutJournal {
     }
 }
 
-/// Whether the file is empty or its last byte is a newline (reads one byte, not the file).
-fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = File::open(path)?;
-    if f.metadata()?.len() == 0 {
-        return Ok(true);
-    }
-    f.seek(SeekFrom::End(-1))?;
-    let mut last = [0u8; 1];
-    f.read_exact(&mut last)?;
-    Ok(last[0] == b'\n')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::journal::RegisterError;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     fn rec(device: &str, from_ms: i64) -> PumpoutRecord {
         PumpoutRecord {

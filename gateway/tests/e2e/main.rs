@@ -32,6 +32,7 @@ mod http_routes;
 mod influx_real;
 mod influx_writer;
 mod lorawan_registry;
+mod maintenance_works;
 mod modbus_decode;
 mod modbus_faults;
 mod modbus_to_database;
