@@ -27,6 +27,23 @@ pub(crate) trait JournalRecord: Serialize + DeserializeOwned + Clone {
     fn apply(&self, registry: &Self::Registry);
 }
 
+/// The checks every registration shares, with the message the API answers (400): plain ids
+/// and a window that does not end before it starts. Each record adds its own limits.
+pub(crate) fn check_span(
+    site: &str,
+    device: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<(), &'static str> {
+    if !firmware::protocol::valid_segment(site) || !firmware::protocol::valid_segment(device) {
+        return Err("site and device must be non-empty ids without wildcards");
+    }
+    if to_ms < from_ms {
+        return Err("to_ms is before from_ms");
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum JournalError {
     #[error("{what} journal {path}: {source}")]

@@ -125,16 +125,8 @@ impl MaintenanceRecord {
     /// 7 days, start more than 30 days ahead or ended more than 7 days ago, a permit or
     /// note over 1000 bytes.
     pub(crate) fn check(&self, now_ms: i64) -> Result<(), InvalidMaintenance> {
-        if !firmware::protocol::valid_segment(&self.site)
-            || !firmware::protocol::valid_segment(&self.device)
-        {
-            return Err(InvalidMaintenance(
-                "site and device must be non-empty ids without wildcards",
-            ));
-        }
-        if self.to_ms < self.from_ms {
-            return Err(InvalidMaintenance("to_ms is before from_ms"));
-        }
+        super::journal::check_span(&self.site, &self.device, self.from_ms, self.to_ms)
+            .map_err(InvalidMaintenance)?;
         if self.to_ms - self.from_ms > MAX_WORKS_MS {
             return Err(InvalidMaintenance(
                 "works are registered for at most 7 days at a time",

@@ -46,16 +46,8 @@ impl PumpoutRecord {
     /// [`MAX_VISIT_MS`], a note over 1000 bytes, and (`check_window`) one that has not ended
     /// or is too old to register now.
     pub(crate) fn check(&self, now_ms: i64) -> Result<(), InvalidPumpout> {
-        if !firmware::protocol::valid_segment(&self.site)
-            || !firmware::protocol::valid_segment(&self.device)
-        {
-            return Err(InvalidPumpout(
-                "site and device must be non-empty ids without wildcards",
-            ));
-        }
-        if self.to_ms < self.from_ms {
-            return Err(InvalidPumpout("to_ms is before from_ms"));
-        }
+        super::journal::check_span(&self.site, &self.device, self.from_ms, self.to_ms)
+            .map_err(InvalidPumpout)?;
         if self.to_ms - self.from_ms > MAX_VISIT_MS {
             return Err(InvalidPumpout("a pump-out visit lasts at most 12 hours"));
         }
