@@ -10,8 +10,8 @@
 //! - `GET  /api/v1/maintenance?site=`: the records of the token's sites.
 
 use super::error::ApiError;
-use super::pumpouts::register_audited;
-use crate::clue::auth::{Principal, Role};
+use super::pumpouts::{ListQuery, register_audited, require_registrar, scoped_list};
+use crate::clue::auth::Principal;
 use crate::clue::pool::PoolHandle;
 use crate::rules::maintenance::{MaintenanceJournal, MaintenanceRecord};
 use axum::Json;
@@ -34,12 +34,6 @@ pub(super) struct NewWorks {
     note: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ListQuery {
-    site: Option<String>,
-}
-
 /// The journal shared with the handlers (absent: the routes answer 503).
 #[derive(Clone, Default)]
 pub struct Maintenance(pub Option<Arc<MaintenanceJournal>>);
@@ -55,13 +49,7 @@ pub(super) async fn register(
     State(pool): State<PoolHandle>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    p.require(
-        matches!(
-            p.role,
-            Role::Inspector | Role::Supervisor | Role::Platform | Role::Admin
-        ),
-        "register maintenance works",
-    )?;
+    require_registrar(&p, "register maintenance works")?;
     let new: NewWorks = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("bad maintenance works: {e}")))?;
     p.require_site(&new.site)?;
@@ -89,13 +77,5 @@ pub(super) async fn list(
     State(works): State<Maintenance>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<MaintenanceRecord>>, ApiError> {
-    if let Some(site) = &q.site {
-        p.require_site(site)?;
-    }
-    let rows = journal(&works)?
-        .list(q.site.as_deref())
-        .into_iter()
-        .filter(|r| p.sees(&r.site))
-        .collect();
-    Ok(Json(rows))
+    Ok(Json(scoped_list(&p, journal(&works)?, q.site.as_deref())?))
 }

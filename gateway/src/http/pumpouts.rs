@@ -35,7 +35,7 @@ pub(super) struct NewPumpout {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
-    site: Option<String>,
+    pub(super) site: Option<String>,
 }
 
 /// The journal shared with the handlers (absent: the routes answer 503).
@@ -57,13 +57,7 @@ pub(super) async fn register(
     State(pool): State<PoolHandle>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    p.require(
-        matches!(
-            p.role,
-            Role::Inspector | Role::Supervisor | Role::Platform | Role::Admin
-        ),
-        "register pump-outs",
-    )?;
+    require_registrar(&p, "register pump-outs")?;
     let new: NewPumpout =
         serde_json::from_slice(&body).map_err(|e| bad(format!("bad pump-out: {e}")))?;
     p.require_site(&new.site)?;
@@ -121,14 +115,37 @@ pub(super) async fn list(
     State(pumpouts): State<Pumpouts>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<PumpoutRecord>>, ApiError> {
-    if let Some(site) = &q.site {
+    Ok(Json(scoped_list(
+        &p,
+        journal(&pumpouts)?,
+        q.site.as_deref(),
+    )?))
+}
+
+/// Who may register what excuses a device from clues (pump-outs, maintenance works).
+pub(super) fn require_registrar(p: &Principal, action: &str) -> Result<(), ApiError> {
+    p.require(
+        matches!(
+            p.role,
+            Role::Inspector | Role::Supervisor | Role::Platform | Role::Admin
+        ),
+        action,
+    )?;
+    Ok(())
+}
+
+/// A journal's records of `site` (or of every site) that the token sees.
+pub(super) fn scoped_list<R: JournalRecord>(
+    p: &Principal,
+    journal: &Journal<R>,
+    site: Option<&str>,
+) -> Result<Vec<R>, ApiError> {
+    if let Some(site) = site {
         p.require_site(site)?;
     }
-    let j = journal(&pumpouts)?;
-    let rows = j
-        .list(q.site.as_deref())
+    Ok(journal
+        .list(site)
         .into_iter()
-        .filter(|r| p.sees(&r.site))
-        .collect();
-    Ok(Json(rows))
+        .filter(|r| p.sees(r.site()))
+        .collect())
 }
