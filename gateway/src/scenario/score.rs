@@ -508,28 +508,38 @@ mod tests {
         }
     }
 
+    /// A three-day run of one device with `truth` and `clues`.
+    fn run_of(truth: Vec<Truth>, clues: Vec<ClueRecord>) -> RunOutput {
+        RunOutput {
+            seed: 1,
+            days: 3,
+            devices: 1,
+            truth,
+            clues,
+            messages: 0,
+            decode_errors: 0,
+            frames: 0,
+            wall_s: 0.0,
+        }
+    }
+
     #[test]
     fn a_clue_about_a_duty_met_at_once_or_at_the_line_is_true_and_its_absence_no_miss() {
         const H: i64 = 3_600_000;
         for innocent in ["pumpout_met_at_once", "pumpout_at_line"] {
-            let run = |clues: Vec<ClueRecord>| RunOutput {
-                seed: 1,
-                days: 3,
-                devices: 1,
-                truth: vec![
-                    truth(innocent, TruthClass::Innocent, 10 * H, 11 * H),
-                    truth(
-                        "registered_pumpout",
-                        TruthClass::Innocent,
-                        11 * H,
-                        11 * H + 60_000,
-                    ),
-                ],
-                clues,
-                messages: 0,
-                decode_errors: 0,
-                frames: 0,
-                wall_s: 0.0,
+            let run = |clues: Vec<ClueRecord>| {
+                run_of(
+                    vec![
+                        truth(innocent, TruthClass::Innocent, 10 * H, 11 * H),
+                        truth(
+                            "registered_pumpout",
+                            TruthClass::Innocent,
+                            11 * H,
+                            11 * H + 60_000,
+                        ),
+                    ],
+                    clues,
+                )
             };
             let with = score(&run(vec![clue(
                 1,
@@ -555,20 +565,15 @@ mod tests {
     #[test]
     fn a_clue_seen_after_a_second_cut_began_is_about_the_second_cut_only() {
         const H: i64 = 3_600_000;
-        let run = |clues: Vec<ClueRecord>| RunOutput {
-            seed: 1,
-            days: 3,
-            devices: 1,
-            // Two cuts on one loop, the second 2 h after the first ended (within LATE_MS).
-            truth: vec![
-                truth("sensor_cable_cut", TruthClass::Fault, 10 * H, 12 * H),
-                truth("sensor_cable_cut", TruthClass::Fault, 14 * H, 16 * H),
-            ],
-            clues,
-            messages: 0,
-            decode_errors: 0,
-            frames: 0,
-            wall_s: 0.0,
+        let run = |clues: Vec<ClueRecord>| {
+            run_of(
+                // Two cuts on one loop, the second 2 h after the first ended (within LATE_MS).
+                vec![
+                    truth("sensor_cable_cut", TruthClass::Fault, 10 * H, 12 * H),
+                    truth("sensor_cable_cut", TruthClass::Fault, 14 * H, 16 * H),
+                ],
+                clues,
+            )
         };
         let rows = |s: &Score| {
             let r = &s.problems["sensor_cable_cut"];
@@ -604,17 +609,7 @@ mod tests {
     #[test]
     fn a_clue_for_a_camera_problem_after_another_one_ended_is_not_a_second_clue_of_the_first() {
         const H: i64 = 3_600_000;
-        let run = |truth: Vec<Truth>, clues: Vec<ClueRecord>| RunOutput {
-            seed: 1,
-            days: 3,
-            devices: 1,
-            truth,
-            clues,
-            messages: 0,
-            decode_errors: 0,
-            frames: 0,
-            wall_s: 0.0,
-        };
+        let run = run_of;
         let covered = |s: &Score| {
             let r = &s.problems["camera_covered"];
             (r.found, r.exactly_one, r.duplicated)
@@ -662,22 +657,17 @@ mod tests {
     #[test]
     fn a_second_clue_after_the_level_stood_at_the_off_line_is_no_duplicate() {
         const H: i64 = 3_600_000;
-        let run = |dip: Option<(i64, i64)>| RunOutput {
-            seed: 1,
-            days: 3,
-            devices: 1,
-            truth: [truth("pumpout_due", TruthClass::Duty, 0, 40 * H)]
-                .into_iter()
-                .chain(dip.map(|(a, b)| truth("pumpout_off_line", TruthClass::Innocent, a, b)))
-                .collect(),
-            clues: vec![
-                clue(1, "grease_trap.pumpout_due", H),
-                clue(2, "grease_trap.pumpout_due", 30 * H),
-            ],
-            messages: 0,
-            decode_errors: 0,
-            frames: 0,
-            wall_s: 0.0,
+        let run = |dip: Option<(i64, i64)>| {
+            run_of(
+                [truth("pumpout_due", TruthClass::Duty, 0, 40 * H)]
+                    .into_iter()
+                    .chain(dip.map(|(a, b)| truth("pumpout_off_line", TruthClass::Innocent, a, b)))
+                    .collect(),
+                vec![
+                    clue(1, "grease_trap.pumpout_due", H),
+                    clue(2, "grease_trap.pumpout_due", 30 * H),
+                ],
+            )
         };
         let row = |s: &Score| {
             let r = &s.problems["pumpout_due"];
