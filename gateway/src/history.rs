@@ -10,7 +10,7 @@
 //! a large fleet lowers `history_points` (0 keeps no readings, only events).
 
 use crate::decode::native::{EVENT_STREAM, STATE_STREAM};
-use crate::reading::{Reading, Value};
+use crate::reading::{ByMetric, Name, Reading, Value};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 /// foldhash, not SipHash: looked up once per message on the intake path (issue 24).
@@ -44,16 +44,17 @@ pub(crate) struct EventRecord {
     pub message: Option<String>,
 }
 
-/// One metric's ring with the stream and unit it was last seen with.
+/// One metric's ring with the stream and unit it was last seen with (shared with the
+/// readings: no copy per device).
 struct MetricRing {
-    stream: String,
-    unit: String,
+    stream: Name,
+    unit: Name,
     points: VecDeque<(i64, f64)>,
 }
 
 #[derive(Default)]
 struct DeviceRings {
-    metrics: BTreeMap<String, MetricRing>,
+    metrics: ByMetric<MetricRing>,
     events: VecDeque<EventRecord>,
 }
 
@@ -90,16 +91,16 @@ impl ReadingHistory {
         let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
         // Owned keys only for a device seen the first time (intake's hot path, issue 24).
         if !map
-            .get(&first.site)
-            .is_some_and(|d| d.contains_key(&first.device))
+            .get(first.site.as_str())
+            .is_some_and(|d| d.contains_key(first.device.as_str()))
         {
-            map.entry(first.site.clone())
+            map.entry(first.site.to_string())
                 .or_default()
-                .insert(first.device.clone(), DeviceRings::default());
+                .insert(first.device.to_string(), DeviceRings::default());
         }
         let Some(rings) = map
-            .get_mut(&first.site)
-            .and_then(|d| d.get_mut(&first.device))
+            .get_mut(first.site.as_str())
+            .and_then(|d| d.get_mut(first.device.as_str()))
         else {
             return;
         };
@@ -162,10 +163,10 @@ impl ReadingHistory {
                         .copied()
                         .collect();
                     (
-                        name.clone(),
+                        name.to_string(),
                         Series {
-                            stream: ring.stream.clone(),
-                            unit: ring.unit.clone(),
+                            stream: ring.stream.to_string(),
+                            unit: ring.unit.to_string(),
                             points,
                         },
                     )

@@ -25,12 +25,12 @@ use super::config::{
 };
 use super::flap::{Flap, Hysteresis, Transition};
 use super::grease::{PumpoutRegistry, Traps};
-use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateMap, StateRef};
+use super::keys::{FastMap, SeriesKey, SeriesTable, StateKey, StateMap, StateRef};
 use super::maintenance::MaintenanceRegistry;
 use super::window::{Push, Window};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, EvidenceReading, Level, Subject};
 use crate::decode::native::{EVENT_STREAM, STATE_STREAM};
-use crate::reading::{Reading, Value};
+use crate::reading::{Name, Reading, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
@@ -63,7 +63,7 @@ struct Series {
     /// The map's key again, so a lookup by borrowed view can hand out the shared key.
     key: SeriesKey,
     window: Window,
-    unit: String,
+    unit: Name,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -100,7 +100,7 @@ struct MetricRules {
     /// Rules without a site or with a prefix pattern (`r-0*`), in rule order.
     any_site: Vec<usize>,
     /// Rules for one exact site, in rule order.
-    by_site: HashMap<String, Vec<usize>>,
+    by_site: FastMap<String, Vec<usize>>,
 }
 
 impl MetricRules {
@@ -149,8 +149,9 @@ impl Iterator for MergeSorted<'_> {
 struct Compiled {
     rules: Vec<RuleConfig>,
     calendar: Calendar,
-    /// Metric name -> rules reading it (event rules sit under `name`).
-    by_metric: HashMap<String, MetricRules>,
+    /// Metric name -> rules reading it (event rules sit under `name`). Looked up per reading,
+    /// so foldhash like the engine's other per-reading maps.
+    by_metric: FastMap<String, MetricRules>,
     silence: Vec<usize>,
     /// Rule -> composites it feeds.
     composites_by_input: HashMap<usize, Vec<usize>>,
@@ -158,7 +159,7 @@ struct Compiled {
     composite_parts: HashMap<usize, Vec<usize>>,
     /// Problem -> the rules raising it (only problems shared by several rules).
     problem_rules: HashMap<String, Vec<usize>>,
-    retention_ms: HashMap<String, i64>,
+    retention_ms: FastMap<String, i64>,
     areas: Vec<AreaConfig>,
     /// As configured (kept for snapshots).
     settings: RulesSettings,
@@ -169,12 +170,12 @@ impl Compiled {
         validate(&rules, settings)?;
         let mut c = Compiled {
             calendar: Calendar::new(settings),
-            by_metric: HashMap::new(),
+            by_metric: FastMap::default(),
             silence: Vec::new(),
             composites_by_input: HashMap::new(),
             composite_parts: HashMap::new(),
             problem_rules: HashMap::new(),
-            retention_ms: HashMap::new(),
+            retention_ms: FastMap::default(),
             areas: settings.areas.clone(),
             settings: settings.clone(),
             rules: Vec::new(),
@@ -260,8 +261,8 @@ impl Compiled {
 #[derive(Serialize, Deserialize)]
 struct PendingDischarge {
     rule: usize,
-    site: String,
-    device: String,
+    site: Name,
+    device: Name,
     series: SeriesKey,
     /// When the contents were at their peak before the drop.
     from_ms: i64,
@@ -324,7 +325,7 @@ impl Default for ProblemSent {
 /// reload can swap those and keep this).
 #[derive(Default)]
 struct Live {
-    series: FastMap<SeriesKey, Series>,
+    series: SeriesTable<Series>,
     states: StateMap<RuleState>,
     /// (composite, input rule, join key) -> latest activation (time, site, evidence).
     composite_seen: HashMap<(usize, usize, String), SeenInput>,
@@ -729,7 +730,8 @@ impl Live {
         let Some(list) = c.by_metric.get(r.metric.as_str()) else {
             return;
         };
-        let mut key: Option<SeriesKey> = None;
+        // The reading's series: its key and its position in `self.series`.
+        let mut key: Option<(SeriesKey, usize)> = None;
         for ri in list.for_site(&r.site) {
             let rule = &c.rules[ri];
             if !rule.select.matches(r) {
@@ -740,10 +742,10 @@ impl Live {
             }
             if key.is_none() {
                 // One lookup when the series exists (the usual case); the key is an Arc.
-                let known = self
-                    .series
-                    .get_mut(r as &dyn SeriesView)
-                    .map(|s| (s.window.push(t, &r.value), s.key.clone()));
+                let known = self.series.find(r).map(|pos| {
+                    let s = self.series.at_mut(pos);
+                    (s.window.push(t, &r.value), (s.key.clone(), pos))
+                });
                 let (pushed, k) = match known {
                     Some(found) => found,
                     None => {
@@ -759,8 +761,8 @@ impl Live {
                             unit: r.unit.clone(),
                         };
                         let pushed = series.window.push(t, &r.value);
-                        self.series.insert(k.clone(), series);
-                        (pushed, k)
+                        let pos = self.series.insert(k.clone(), series);
+                        (pushed, (k, pos))
                     }
                 };
                 match pushed {
@@ -776,8 +778,8 @@ impl Live {
                 }
                 key = Some(k);
             }
-            if let Some(k) = &key {
-                self.eval(c, ri, r, k, batch, out, acts);
+            if let Some((k, pos)) = &key {
+                self.eval(c, ri, r, (k, *pos), batch, out, acts);
             }
         }
     }
@@ -788,7 +790,7 @@ impl Live {
         c: &Compiled,
         ri: usize,
         r: &Reading,
-        series: &SeriesKey,
+        (series, series_pos): (&SeriesKey, usize),
         batch: Message<'_>,
         out: &mut Vec<ClueSignal>,
         acts: &mut Vec<Activation>,
@@ -810,7 +812,8 @@ impl Live {
             st.series = Some(series.clone());
         }
         let in_window = c.calendar.matches(rule.window, &r.site, t);
-        let window = self.series.get(series).map(|s| &s.window);
+        // By position: no second lookup of the series (see `SeriesTable`).
+        let window = Some(&self.series.at(series_pos).window);
         let v = r.value.as_f64();
         let (raw, min_ms) = match &rule.condition {
             Condition::Threshold {
@@ -1008,9 +1011,9 @@ impl Live {
         match r.value {
             Value::Bool(false) => {
                 self.offline
-                    .entry(r.site.clone())
+                    .entry(r.site.to_string())
                     .or_default()
-                    .entry(r.device.clone())
+                    .entry(r.device.to_string())
                     .or_insert(rx);
             }
             Value::Bool(true) => {
@@ -1288,9 +1291,9 @@ impl Live {
         let (readings, unit) = match self.series.get(s) {
             Some(series) => (
                 series.window.range(from, to).collect::<Vec<_>>(),
-                &series.unit,
+                series.unit.as_str(),
             ),
-            None => (Vec::new(), &String::new()),
+            None => (Vec::new(), ""),
         };
         Evidence::Readings {
             from_ms: from,
@@ -1298,11 +1301,11 @@ impl Live {
             readings: readings
                 .into_iter()
                 .map(|(t, v)| EvidenceReading {
-                    device: s.device.clone(),
-                    stream: s.stream.clone(),
-                    metric: s.metric.clone(),
+                    device: s.device.to_string(),
+                    stream: s.stream.to_string(),
+                    metric: s.metric.to_string(),
                     value: v,
-                    unit: unit.clone(),
+                    unit: unit.to_string(),
                     device_time_ms: t,
                 })
                 .collect(),
