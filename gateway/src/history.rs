@@ -89,20 +89,15 @@ impl ReadingHistory {
             return;
         }
         let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        // Owned keys only for a device seen the first time (intake's hot path, issue 24).
-        if !map
-            .get(first.site.as_str())
-            .is_some_and(|d| d.contains_key(first.device.as_str()))
-        {
-            map.entry(first.site.to_string())
-                .or_default()
-                .insert(first.device.to_string(), DeviceRings::default());
-        }
-        let Some(rings) = map
-            .get_mut(first.site.as_str())
-            .and_then(|d| d.get_mut(first.device.as_str()))
-        else {
-            return;
+        // Owned keys only for a device seen the first time, and one lookup per level for a
+        // known one (intake's hot path, issue 24).
+        let devices = match map.get_mut(first.site.as_str()) {
+            Some(d) => d,
+            None => map.entry(first.site.to_string()).or_default(),
+        };
+        let rings = match devices.get_mut(first.device.as_str()) {
+            Some(r) => r,
+            None => devices.entry(first.device.to_string()).or_default(),
         };
         if first.stream == EVENT_STREAM {
             rings.push_event(readings);
@@ -131,9 +126,18 @@ impl ReadingHistory {
             };
             ring.stream.clone_from(&r.stream);
             ring.unit.clone_from(&r.unit);
-            // Replays arrive late: keep the ring ordered by device time.
-            let pos = ring.points.partition_point(|(t, _)| *t <= r.device_time_ms);
-            ring.points.insert(pos, (r.device_time_ms, v));
+            // Replays arrive late: keep the ring ordered by device time (a search only when
+            // the point is not the newest, which is the usual case).
+            if ring
+                .points
+                .back()
+                .is_none_or(|(t, _)| *t <= r.device_time_ms)
+            {
+                ring.points.push_back((r.device_time_ms, v));
+            } else {
+                let pos = ring.points.partition_point(|(t, _)| *t <= r.device_time_ms);
+                ring.points.insert(pos, (r.device_time_ms, v));
+            }
             if ring.points.len() > self.points_per_metric {
                 ring.points.pop_front();
             }

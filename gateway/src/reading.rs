@@ -171,11 +171,11 @@ impl Names {
 
     /// The shared name for `text`.
     pub fn get(&mut self, text: &str) -> Name {
-        if let Some(n) = self.set.get(text) {
-            return n.clone();
-        }
         if text.is_empty() {
             return Name::default();
+        }
+        if let Some(n) = self.set.get(text) {
+            return n.clone();
         }
         if self.set.len() >= Self::MAX_NAMES {
             self.set.clear();

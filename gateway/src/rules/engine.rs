@@ -347,6 +347,9 @@ struct Live {
     /// will): site -> device -> receive time it went down. See [`Live::on_link_state`].
     offline: HashMap<String, HashMap<String, i64>>,
     stats: EngineStats,
+    /// A window's numbers while a rate or discharge is judged: one buffer reused, not an
+    /// allocation per judgement (what it holds between judgements means nothing).
+    scratch: Vec<(i64, f64)>,
 }
 
 /// The rules engine. See the module docs.
@@ -609,15 +612,22 @@ fn value_eq(a: &Value, b: &Value) -> bool {
 /// The highest reading that a neighbour confirms (within `band` of the one before or after
 /// it): one echo off foam or a ripple is no peak, so its fall back is no discharge.
 fn supported_peak(points: &[(i64, f64)], band: f64) -> Option<(i64, f64)> {
+    supported_extreme(points, band, 1.0)
+}
+
+/// [`supported_peak`] of the readings negated (`sign` -1: the lowest confirmed reading,
+/// answered negated), without copying them. Negation is exact, so this is the peak of a
+/// negated copy to the bit.
+fn supported_extreme(points: &[(i64, f64)], band: f64, sign: f64) -> Option<(i64, f64)> {
+    let x = |i: usize| sign * points[i].1;
     let confirmed = |i: usize| {
-        let x = points[i].1;
         points.len() == 1
-            || (i > 0 && (x - points[i - 1].1).abs() <= band)
-            || points.get(i + 1).is_some_and(|n| (x - n.1).abs() <= band)
+            || (i > 0 && (x(i) - x(i - 1)).abs() <= band)
+            || (i + 1 < points.len() && (x(i) - x(i + 1)).abs() <= band)
     };
     (0..points.len())
         .filter(|&i| confirmed(i))
-        .map(|i| points[i])
+        .map(|i| (points[i].0, x(i)))
         .fold(None, |best: Option<(i64, f64)>, p| match best {
             Some(b) if b.1 >= p.1 => Some(b),
             _ => Some(p),
@@ -843,10 +853,10 @@ impl Live {
             } => {
                 let Some(v) = v else { return };
                 let from = t.saturating_sub(*within_s as i64 * 1000);
-                let points: Vec<(i64, f64)> = window
-                    .into_iter()
-                    .flat_map(|w| w.range(from, t).numbers())
-                    .collect();
+                // A buffer kept between readings: no allocation per judgement.
+                let mut points = std::mem::take(&mut self.scratch);
+                points.clear();
+                points.extend(window.into_iter().flat_map(|w| w.range(from, t).numbers()));
                 // Extremes a neighbour confirms: one lost echo or foam spike is no change,
                 // neither as the start of the change nor as its newest reading (the reading
                 // before it must agree; a real change is confirmed one reading later).
@@ -857,10 +867,11 @@ impl Live {
                         && supported_peak(&points, d / 2.0).is_some_and(|(_, hi)| hi - v >= d)
                 });
                 let rose = rise.is_some_and(|d| {
-                    let negated: Vec<(i64, f64)> = points.iter().map(|&(t, x)| (t, -x)).collect();
                     newest_confirmed(d / 2.0)
-                        && supported_peak(&negated, d / 2.0).is_some_and(|(_, lo)| v + lo >= d)
+                        && supported_extreme(&points, d / 2.0, -1.0)
+                            .is_some_and(|(_, lo)| v + lo >= d)
                 });
+                self.scratch = points;
                 (fell || rose, 0)
             }
             Condition::FlatLine {
@@ -926,11 +937,15 @@ impl Live {
                 // between two consecutive reports, so the drop is judged from the last
                 // reading before it whatever the interval (a pump-out on record still
                 // explains it; the peak must still be confirmed by its own neighbour).
-                let points: Vec<(i64, f64)> = window
-                    .into_iter()
-                    .flat_map(|w| w.range_with_previous(from, t, PEAK_NEIGHBOURS).numbers())
-                    .collect();
+                let mut points = std::mem::take(&mut self.scratch);
+                points.clear();
+                points.extend(
+                    window
+                        .into_iter()
+                        .flat_map(|w| w.range_with_previous(from, t, PEAK_NEIGHBOURS).numbers()),
+                );
                 let peak = supported_peak(&points, *min_drop / 2.0);
+                self.scratch = points;
                 let raw = in_window && peak.is_some_and(|(_, p)| p - v >= *min_drop);
                 if raw
                     && !st.raw
@@ -1595,5 +1610,38 @@ fn event(c: &Compiled, tg: &Trigger<'_>, evidence: Vec<Evidence>) -> ClueEvent {
         evidence,
         department: rule.department.clone(),
         assisting: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod peak_tests {
+    use super::*;
+
+    /// The lowest confirmed reading without a copy is the negated copy's peak, ties and
+    /// lone echoes included, to the bit.
+    #[test]
+    fn the_low_without_a_copy_is_the_peak_of_the_negated_copy() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for case in 0..2_000 {
+            let n = (next() % 12) as usize;
+            let points: Vec<(i64, f64)> = (0..n)
+                .map(|i| (i as i64 * 1000, (next() % 40) as f64 * 0.5 - 7.0))
+                .collect();
+            let band = (next() % 6) as f64 * 0.5;
+            let negated: Vec<(i64, f64)> = points.iter().map(|&(t, x)| (t, -x)).collect();
+            let want = supported_peak(&negated, band);
+            let got = supported_extreme(&points, band, -1.0);
+            assert_eq!(
+                got.map(|(t, x)| (t, x.to_bits())),
+                want.map(|(t, x)| (t, x.to_bits())),
+                "case {case}: {points:?} band {band}"
+            );
+        }
     }
 }
