@@ -17,8 +17,37 @@ use std::sync::{Arc, LazyLock};
 /// cloning it is a reference count, and the decoder hands out the same `Name` for the same
 /// text ([`Names`]), so the copies share one allocation. It reads like a `&str` (`Deref`),
 /// compares and hashes like one (`Borrow<str>`), and serializes as a plain string.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone)]
 pub struct Name(Arc<str>);
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h);
+    }
+}
+
+/// Equal when the texts are: the same allocation (an interned name, the usual case on the
+/// intake path) answers without reading the bytes. `Arc`'s own shortcut does not apply to
+/// `str`. `Hash` stays the text's, as `Borrow<str>` requires.
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Name) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Name) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
 
 /// The one empty name (a reading without a unit), shared so it costs no allocation.
 static EMPTY: LazyLock<Name> = LazyLock::new(|| Name(Arc::from("")));

@@ -255,6 +255,40 @@ mod tests {
         assert!(live.iter().all(|r| !r.quality.replayed));
     }
 
+    /// Readings of one device share their names with the device's earlier messages (one
+    /// allocation per distinct text, not four or five per reading).
+    #[test]
+    fn names_are_shared_across_messages() {
+        let mut names = Names::new();
+        let t = topic("telemetry");
+        let topic = NativeTopic::parse(&t).unwrap();
+        let payload = br#"{"ts":1000,"stream":"grease_trap","units":{"level":"cm"},"metrics":{"level":41.2,"battery":88}}"#;
+        let a = decode(&topic, payload, 5_000, &mut names).unwrap();
+        let b = decode(&topic, payload, 6_000, &mut names).unwrap();
+        assert_eq!(a.len(), 2);
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(
+                x,
+                &Reading {
+                    received_time_ms: 5_000,
+                    ..y.clone()
+                }
+            );
+            for (p, q) in [
+                (&x.site, &y.site),
+                (&x.device, &y.device),
+                (&x.stream, &y.stream),
+                (&x.metric, &y.metric),
+                (&x.unit, &y.unit),
+            ] {
+                assert!(std::ptr::eq(p.as_str(), q.as_str()), "{p} not shared");
+            }
+        }
+        let level = a.iter().find(|r| r.metric == "level").unwrap();
+        assert_eq!(level.unit, "mm");
+        assert_eq!(names.len(), 6, "r1, trap1, grease_trap, battery, level, mm");
+    }
+
     #[test]
     fn missing_time_uses_receive_time_and_default_stream() {
         let r = dec("telemetry", r#"{"metrics":{"x":1}}"#).unwrap();

@@ -49,30 +49,22 @@ impl std::ops::Deref for SeriesKey {
     }
 }
 
-/// Anything that names a series: an owned key or a reading.
+/// Anything that names a series: an owned key or a reading. The parts are [`Name`]s, so a
+/// reading finds its series by comparing four pointers when both share the interned names
+/// (the usual case), and hashes as the four texts.
 pub(crate) trait SeriesView {
-    fn parts(&self) -> [&str; 4];
+    fn parts(&self) -> [&Name; 4];
 }
 
 impl SeriesView for SeriesKey {
-    fn parts(&self) -> [&str; 4] {
-        [
-            self.site.as_str(),
-            self.device.as_str(),
-            self.stream.as_str(),
-            self.metric.as_str(),
-        ]
+    fn parts(&self) -> [&Name; 4] {
+        [&self.site, &self.device, &self.stream, &self.metric]
     }
 }
 
 impl SeriesView for Reading {
-    fn parts(&self) -> [&str; 4] {
-        [
-            self.site.as_str(),
-            self.device.as_str(),
-            self.stream.as_str(),
-            self.metric.as_str(),
-        ]
+    fn parts(&self) -> [&Name; 4] {
+        [&self.site, &self.device, &self.stream, &self.metric]
     }
 }
 
