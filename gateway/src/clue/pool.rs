@@ -1720,6 +1720,202 @@ mod tests {
         assert!(d.history.first_violation);
     }
 
+    /// `event` without evidence, low: what a rule repeats while a condition lasts.
+    fn plain(device: &str, at_ms: i64) -> ClueEvent {
+        let mut ev = event(device, at_ms);
+        ev.evidence.clear();
+        ev.level = Level::Low;
+        ev
+    }
+
+    /// Intake on a channel into `p`; sends `first` and waits until it is recorded (so the
+    /// pool knows its clue and holds what repeats it).
+    async fn intake_with(
+        p: &PoolHandle,
+        first: &[ClueEvent],
+    ) -> (mpsc::Sender<ClueSignal>, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(1024);
+        let task = tokio::spawn(intake(p.clone(), rx));
+        for ev in first {
+            tx.send(ClueSignal::Occurrence(ev.clone()))
+                .await
+                .expect("send");
+        }
+        for _ in 0..500 {
+            if p.list(ClueQuery::default()).await.expect("list").len() == first.len() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        (tx, task)
+    }
+
+    async fn actions(p: &PoolHandle, id: i64) -> Vec<(String, i64)> {
+        p.audit_of(id)
+            .await
+            .expect("audit")
+            .iter()
+            .map(|e| (e.action.clone(), e.detail["count"].as_i64().unwrap_or(1)))
+            .collect()
+    }
+
+    fn run(action: &str, count: i64) -> (String, i64) {
+        (action.to_string(), count)
+    }
+
+    /// Plain repeats through intake are held and written once when the window ends: one
+    /// entry and one occurrence row for the run, the rise from repetition (`raise_after` 3)
+    /// applied then, late by at most the window.
+    #[tokio::test]
+    async fn plain_repeats_are_written_once_per_window_and_still_raise_the_level() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool_with(dir.path(), |c| c.repeat_window_ms = 300);
+        let (tx, task) = intake_with(&p, &[plain("m1", 1)]).await;
+        let id = p.list(ClueQuery::default()).await.expect("list")[0].id;
+        for i in 0..20 {
+            tx.send(ClueSignal::Occurrence(plain("m1", 10 + i)))
+                .await
+                .expect("send");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let c = p.get(id).await.expect("get").expect("clue").clue;
+        assert_eq!(
+            (c.occurrences, c.level),
+            (1, Level::Low),
+            "held in the window"
+        );
+        let mut written = None;
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let c = p.get(id).await.expect("get").expect("clue");
+            if c.clue.occurrences > 1 {
+                written = Some(c);
+                break;
+            }
+        }
+        let d = written.expect("the run written when its window ended");
+        assert_eq!((d.clue.occurrences, d.clue.level), (21, Level::Medium));
+        assert_eq!((d.clue.first_seen_ms, d.clue.last_seen_ms), (1, 29));
+        assert_eq!(
+            actions(&p, id).await,
+            [run("created", 1), run("level_raised", 20)]
+        );
+        let rows: Vec<(i64, Option<i64>, i64)> = d
+            .recent_occurrences
+            .iter()
+            .map(|o| (o.count, o.first_ms, o.at_ms))
+            .collect();
+        assert_eq!(rows, [(20, Some(10), 29), (1, None, 1)]);
+        // Now medium, the low repeats are plain again: a run of 5, an entry `repeat`.
+        for i in 0..5 {
+            tx.send(ClueSignal::Occurrence(plain("m1", 100 + i)))
+                .await
+                .expect("send");
+        }
+        drop(tx);
+        task.await.expect("intake ends and writes what it held");
+        assert_eq!(
+            actions(&p, id).await,
+            [run("created", 1), run("level_raised", 20), run("repeat", 5)]
+        );
+        let c = p.get(id).await.expect("get").expect("clue").clue;
+        assert_eq!(c.occurrences, 26);
+        assert!(p.verify(None).await.expect("verify").ok);
+    }
+
+    /// A held run is written before anything else of its key: a clearance, a person's
+    /// action on the clue, a worse event, an event through `ingest`; window 0 holds nothing.
+    #[tokio::test]
+    async fn a_held_run_is_written_before_what_comes_after_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool_with(dir.path(), |c| c.repeat_window_ms = 60_000);
+        let firsts = [
+            plain("m1", 1),
+            plain("m2", 1),
+            plain("m3", 1),
+            plain("m4", 1),
+        ];
+        let (tx, task) = intake_with(&p, &firsts).await;
+        let ids: std::collections::HashMap<String, i64> = p
+            .list(ClueQuery::default())
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|c| (c.subject.device.clone().unwrap_or_default(), c.id))
+            .collect();
+        for d in ["m1", "m2", "m3", "m4"] {
+            for i in 0..2 {
+                tx.send(ClueSignal::Occurrence(plain(d, 10 + i)))
+                    .await
+                    .expect("send");
+            }
+        }
+        tx.send(ClueSignal::Cleared {
+            dedup_key: firsts[0].dedup_key.clone(),
+            at_ms: 50,
+            note: "closed".into(),
+        })
+        .await
+        .expect("send");
+        let mut worse = plain("m3", 60);
+        worse.level = Level::High;
+        tx.send(ClueSignal::Occurrence(worse)).await.expect("send");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        p.ingest(plain("m4", 70)).await.expect("ingest");
+        p.act(
+            ids["m2"],
+            Action::Dismiss {
+                reason: "permit".into(),
+            },
+            "ann".into(),
+        )
+        .await
+        .expect("dismiss");
+        let raised = run("level_raised", 2);
+        assert_eq!(
+            actions(&p, ids["m1"]).await,
+            [run("created", 1), raised.clone(), run("cleared", 1)]
+        );
+        assert_eq!(
+            actions(&p, ids["m2"]).await,
+            [run("created", 1), raised.clone(), run("dismiss", 1)]
+        );
+        assert_eq!(
+            actions(&p, ids["m3"]).await,
+            [run("created", 1), raised.clone(), run("level_raised", 1)]
+        );
+        assert_eq!(
+            actions(&p, ids["m4"]).await,
+            [run("created", 1), raised, run("occurrence", 1)]
+        );
+        assert_eq!(p.list(ClueQuery::default()).await.expect("list").len(), 4);
+        drop(tx);
+        task.await.expect("intake ends");
+        assert!(p.verify(None).await.expect("verify").ok);
+
+        // Window 0: every event written on its own, as before.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool_with(dir.path(), |c| c.repeat_window_ms = 0);
+        let (tx, task) = intake_with(&p, &[plain("m1", 1)]).await;
+        for i in 0..3 {
+            tx.send(ClueSignal::Occurrence(plain("m1", 10 + i)))
+                .await
+                .expect("send");
+        }
+        drop(tx);
+        task.await.expect("intake ends");
+        let id = p.list(ClueQuery::default()).await.expect("list")[0].id;
+        assert_eq!(
+            actions(&p, id).await,
+            [
+                run("created", 1),
+                run("occurrence", 1),
+                run("level_raised", 1),
+                run("occurrence", 1)
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn signals_sent_through_the_channel_are_recorded_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -442,6 +442,102 @@ mod tests {
         }
     }
 
+    /// A run of n plain repeats leaves the clue as the n events one by one do, in one step:
+    /// one occurrence (with the count), one entry (`repeat`, or `level_raised` when the rise
+    /// from repetition falls inside the run), the change an `occurrence` with the count.
+    #[test]
+    fn a_run_is_planned_as_its_events_one_by_one_but_written_once() {
+        let first = vec![item("a", Level::Low, "due", 10)];
+        let mut head = audit::Head::genesis();
+        let stored = plan(&first, &[], vec![], vec![], 1.., 1.., &mut head, &cx(4, 1))
+            .expect("plan")
+            .clues[0]
+            .clue
+            .clone();
+        for (count, raise_after, action) in [(2, 4, "repeat"), (5, 4, "level_raised")] {
+            let mut last = item("a", Level::Low, "due", 40);
+            last.0.title = "last".into();
+            let singles: Vec<Item> = (0..count)
+                .map(|i| {
+                    if i == count - 1 {
+                        last.clone()
+                    } else {
+                        item("a", Level::Low, "due", 20 + i)
+                    }
+                })
+                .collect();
+            let one_by_one = plan(
+                &singles,
+                &[],
+                vec![stored.clone()],
+                vec![],
+                9..,
+                2..,
+                &mut head.clone(),
+                &cx(raise_after, 2),
+            )
+            .expect("singles");
+            let run = Run {
+                count,
+                first_ms: 20,
+            };
+            let mut h = head.clone();
+            let p = plan(
+                std::slice::from_ref(&last),
+                &[run],
+                vec![stored.clone()],
+                vec![],
+                9..,
+                2..,
+                &mut h,
+                &cx(raise_after, 2),
+            )
+            .expect("run");
+            let (a, b) = (&p.clues[0].clue, &one_by_one.clues[0].clue);
+            assert_eq!(a, b, "a run of {count} ends as {count} events");
+            assert_eq!(a.occurrences, 1 + count);
+            assert_eq!((a.first_seen_ms, a.last_seen_ms), (10, 40));
+            assert_eq!(p.steps.len(), 1);
+            let step = &p.steps[0];
+            assert_eq!((step.count, step.first_ms), (count, Some(20)));
+            assert_eq!(step.entry.action, action);
+            assert_eq!(step.entry.detail["count"], count);
+            assert_eq!(step.entry.detail["first_ms"], 20);
+            let expected = if action == "repeat" {
+                "occurrence"
+            } else {
+                action
+            };
+            assert_eq!(
+                (step.change.event.as_str(), step.change.count),
+                (expected, count)
+            );
+            assert_eq!(h.seq, head.seq + 1, "one entry for the run");
+        }
+        // The stored clue gone (closed elsewhere): the run opens a new clue counting it all.
+        let p = plan(
+            std::slice::from_ref(&item("a", Level::Low, "due", 40)),
+            &[Run {
+                count: 3,
+                first_ms: 20,
+            }],
+            vec![],
+            vec![],
+            9..,
+            2..,
+            &mut head.clone(),
+            &cx(0, 2),
+        )
+        .expect("plan");
+        let c = &p.clues[0].clue;
+        assert!(p.clues[0].is_new);
+        assert_eq!(
+            (c.occurrences, c.first_seen_ms, c.last_seen_ms),
+            (3, 20, 40)
+        );
+        assert_eq!(p.steps[0].entry.action, "created");
+    }
+
     #[test]
     fn a_stored_open_clue_is_continued_and_a_second_one_for_a_key_is_refused() {
         let items = vec![item("a", Level::Medium, "k", 50)];
