@@ -126,6 +126,8 @@ pub struct Metrics {
     /// Evidence files not written because the storage floor would be passed
     /// (`storage.min_free_mb`); the clue they belonged to is not recorded either.
     pub evidence_refused_total: Counter,
+    /// Masked evidence copies served, by `reason` `cached` or `made` (`clue::masked_cache`).
+    pub masked_copies_total: Family<Reason, Counter>,
     /// Audit chain heads queued for publication (`audit/v1/head`).
     pub audit_heads_published_total: Counter,
     /// Audit chain heads that could not be read or queued (retried next period).
@@ -402,6 +404,11 @@ impl Metrics {
                 "evidence_refused",
                 "Evidence files not written: the storage floor would be passed",
                 Counter::default()
+            ),
+            masked_copies_total: reg!(
+                "masked_copies",
+                "Masked evidence copies served, by reason (cached, made)",
+                Family::default()
             ),
             audit_heads_published_total: reg!(
                 "audit_heads_published",

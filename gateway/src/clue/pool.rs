@@ -83,6 +83,9 @@ pub struct PoolHandle {
     repeats: Arc<std::sync::Mutex<RepeatBuffer>>,
     /// Where the buffer's monotonic milliseconds count from.
     epoch: tokio::time::Instant,
+    /// Masked evidence copies already made (`clue::masked_cache`), emptied when retention
+    /// purges originals.
+    masked: Arc<super::masked_cache::MaskedCache>,
 }
 
 /// Fills in what the producer of a clue event did not know about its subject (the device
@@ -499,6 +502,7 @@ impl PoolHandle {
         metrics: Arc<Metrics>,
     ) -> PoolHandle {
         let window_ms = cfg.repeat_window_ms;
+        let cfg_masked_mb = cfg.privacy.masked_cache_mb;
         PoolHandle {
             store,
             tokens,
@@ -514,6 +518,7 @@ impl PoolHandle {
             contacts: Default::default(),
             org: Default::default(),
             repeats: Arc::new(std::sync::Mutex::new(RepeatBuffer::new(window_ms))),
+            masked: Arc::new(super::masked_cache::MaskedCache::new(cfg_masked_mb)),
             epoch: tokio::time::Instant::now(),
         }
     }
@@ -1291,7 +1296,7 @@ impl PoolHandle {
         let cfg = self.cfg.clone();
         let store = self.store.clone();
         let files = self.evidence.clone();
-        tokio::task::spawn_blocking(move || {
+        let report = tokio::task::spawn_blocking(move || {
             if !store.lead("retention")? {
                 return Ok(Default::default());
             }
@@ -1302,7 +1307,18 @@ impl PoolHandle {
         .map_err(|e| match e {
             super::retention::RetentionError::Store(s) => PoolError::Store(s),
             super::retention::RetentionError::Files(f) => PoolError::Evidence(f),
-        })
+        })?;
+        if report.purged > 0 {
+            // Never served after a purge anyway (the evidence row says purged first); this
+            // only keeps masked copies from outliving their originals in memory.
+            self.masked.clear();
+        }
+        Ok(report)
+    }
+
+    /// Masked evidence copies already made.
+    pub(crate) fn masked_copies(&self) -> &super::masked_cache::MaskedCache {
+        &self.masked
     }
 
     /// Audits that `actor` is being given an evidence original.
