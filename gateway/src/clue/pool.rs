@@ -662,7 +662,9 @@ impl PoolHandle {
             ev.dedup_key = ClueEvent::default_key(&ev.rule, &ev.subject);
         }
         let now = self.mono_ms();
-        self.repeats().offer(ev, now, batch);
+        let mut buffer = self.repeats();
+        buffer.offer(ev, now, batch);
+        self.metrics.clue_repeats_held.set(buffer.held_events());
     }
 
     /// Writes the held runs whose window ended (`all`: every held run), in batches.
@@ -671,11 +673,20 @@ impl PoolHandle {
         {
             let now = self.mono_ms();
             let mut buffer = self.repeats();
+            let oldest_due = buffer.next_due_ms();
             if all {
                 buffer.drain(&mut runs);
             } else {
                 buffer.due(now, &mut runs);
             }
+            if let Some(due) = oldest_due
+                && !runs.is_empty()
+            {
+                self.metrics
+                    .clue_repeats_late_ms
+                    .set(now.saturating_sub(due).max(0));
+            }
+            self.metrics.clue_repeats_held.set(buffer.held_events());
         }
         while !runs.is_empty() {
             let rest = runs.split_off(runs.len().min(INTAKE_BATCH));
@@ -1800,6 +1811,11 @@ mod tests {
             (1, Level::Low),
             "held in the window"
         );
+        assert_eq!(
+            p.metrics.clue_repeats_held.get(),
+            20,
+            "the gauge shows them"
+        );
         let mut written = None;
         for _ in 0..100 {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -1811,6 +1827,11 @@ mod tests {
         }
         let d = written.expect("the run written when its window ended");
         assert_eq!((d.clue.occurrences, d.clue.level), (21, Level::Medium));
+        assert_eq!(
+            p.metrics.clue_repeats_held.get(),
+            0,
+            "none held once written"
+        );
         assert_eq!((d.clue.first_seen_ms, d.clue.last_seen_ms), (1, 29));
         assert_eq!(
             actions(&p, id).await,
