@@ -132,7 +132,11 @@ def score(rows, res, img):
             o["plates"] = []
             texts = [p["text"] for p in reads]
             for want in r["plates"]:
-                best = min(reads, key=lambda p: edit(p["text"], want), default=None)
+                # A read that is exactly another plate of the same photo is that plate's reading,
+                # not a misreading of this one (else a missed second plate counts as sure-wrong).
+                others = set(r["plates"]) - {want}
+                mine = [p for p in reads if p["text"] not in others]
+                best = min(mine, key=lambda p: edit(p["text"], want), default=None)
                 got = best["text"] if best else ""
                 o["plates"].append(dict(
                     want=want, got=got,
