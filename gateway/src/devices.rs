@@ -5,7 +5,7 @@
 //! is offline whatever it last claimed.
 
 use crate::decode::native::STATE_STREAM;
-use crate::reading::{Reading, Value};
+use crate::reading::{ByMetric, Name, Reading, Value};
 use serde::Serialize;
 use std::collections::BTreeMap;
 /// foldhash, not SipHash: looked up once per message on the intake path (issue 24).
@@ -15,9 +15,10 @@ use std::sync::RwLock;
 /// The newest value of one metric.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct LastValue {
-    pub stream: String,
+    /// Shared with the readings (no copy per device).
+    pub stream: Name,
     pub value: Value,
-    pub unit: String,
+    pub unit: Name,
     pub device_time_ms: i64,
 }
 
@@ -44,7 +45,7 @@ struct DeviceState {
     lost: u64,
     duplicates: u64,
     clock_replaced: u64,
-    last_values: BTreeMap<String, LastValue>,
+    last_values: ByMetric<LastValue>,
 }
 
 /// One row of `GET /api/v1/devices`.
@@ -121,7 +122,7 @@ impl DeviceTable {
                 lost: 0,
                 duplicates: 0,
                 clock_replaced: 0,
-                last_values: BTreeMap::new(),
+                last_values: ByMetric::default(),
             }),
         };
         f(st)
@@ -233,7 +234,11 @@ impl DeviceTable {
                         .get("battery")
                         .or_else(|| st.last_values.get("battery_pct"))
                         .and_then(|v| v.value.as_f64()),
-                    last_values: st.last_values.clone(),
+                    last_values: st
+                        .last_values
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect(),
                 }
             })
             .collect();
@@ -268,7 +273,7 @@ mod tests {
             stream: stream.into(),
             metric: metric.into(),
             value,
-            unit: String::new(),
+            unit: Name::default(),
             device_time_ms: at,
             received_time_ms: at,
             source: Source::Mqtt,

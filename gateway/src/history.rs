@@ -10,7 +10,7 @@
 //! a large fleet lowers `history_points` (0 keeps no readings, only events).
 
 use crate::decode::native::{EVENT_STREAM, STATE_STREAM};
-use crate::reading::{Reading, Value};
+use crate::reading::{ByMetric, Name, Reading, Value};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 /// foldhash, not SipHash: looked up once per message on the intake path (issue 24).
@@ -44,16 +44,17 @@ pub(crate) struct EventRecord {
     pub message: Option<String>,
 }
 
-/// One metric's ring with the stream and unit it was last seen with.
+/// One metric's ring with the stream and unit it was last seen with (shared with the
+/// readings: no copy per device).
 struct MetricRing {
-    stream: String,
-    unit: String,
+    stream: Name,
+    unit: Name,
     points: VecDeque<(i64, f64)>,
 }
 
 #[derive(Default)]
 struct DeviceRings {
-    metrics: BTreeMap<String, MetricRing>,
+    metrics: ByMetric<MetricRing>,
     events: VecDeque<EventRecord>,
 }
 
@@ -88,20 +89,15 @@ impl ReadingHistory {
             return;
         }
         let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        // Owned keys only for a device seen the first time (intake's hot path, issue 24).
-        if !map
-            .get(&first.site)
-            .is_some_and(|d| d.contains_key(&first.device))
-        {
-            map.entry(first.site.clone())
-                .or_default()
-                .insert(first.device.clone(), DeviceRings::default());
-        }
-        let Some(rings) = map
-            .get_mut(&first.site)
-            .and_then(|d| d.get_mut(&first.device))
-        else {
-            return;
+        // Owned keys only for a device seen the first time, and one lookup per level for a
+        // known one (intake's hot path, issue 24).
+        let devices = match map.get_mut(first.site.as_str()) {
+            Some(d) => d,
+            None => map.entry(first.site.to_string()).or_default(),
+        };
+        let rings = match devices.get_mut(first.device.as_str()) {
+            Some(r) => r,
+            None => devices.entry(first.device.to_string()).or_default(),
         };
         if first.stream == EVENT_STREAM {
             rings.push_event(readings);
@@ -130,9 +126,18 @@ impl ReadingHistory {
             };
             ring.stream.clone_from(&r.stream);
             ring.unit.clone_from(&r.unit);
-            // Replays arrive late: keep the ring ordered by device time.
-            let pos = ring.points.partition_point(|(t, _)| *t <= r.device_time_ms);
-            ring.points.insert(pos, (r.device_time_ms, v));
+            // Replays arrive late: keep the ring ordered by device time (a search only when
+            // the point is not the newest, which is the usual case).
+            if ring
+                .points
+                .back()
+                .is_none_or(|(t, _)| *t <= r.device_time_ms)
+            {
+                ring.points.push_back((r.device_time_ms, v));
+            } else {
+                let pos = ring.points.partition_point(|(t, _)| *t <= r.device_time_ms);
+                ring.points.insert(pos, (r.device_time_ms, v));
+            }
             if ring.points.len() > self.points_per_metric {
                 ring.points.pop_front();
             }
@@ -162,10 +167,10 @@ impl ReadingHistory {
                         .copied()
                         .collect();
                     (
-                        name.clone(),
+                        name.to_string(),
                         Series {
-                            stream: ring.stream.clone(),
-                            unit: ring.unit.clone(),
+                            stream: ring.stream.to_string(),
+                            unit: ring.unit.to_string(),
                             points,
                         },
                     )

@@ -241,7 +241,7 @@ mod tests {
             stream: "x".into(),
             metric: "m".into(),
             value: Value::Float(1.0),
-            unit: String::new(),
+            unit: Default::default(),
             device_time_ms: device_ms,
             received_time_ms: 1_000_000,
             source: Source::Mqtt,

@@ -402,7 +402,7 @@ mod tests {
             stream: "grease_trap".into(),
             metric: "note".into(),
             value: Value::Text("x".repeat(text_len)),
-            unit: String::new(),
+            unit: Default::default(),
             device_time_ms: now,
             received_time_ms: now,
             source: Source::Mqtt,

@@ -4,7 +4,231 @@
 //! come from the same message and become one time-series point with one field per metric.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Borrow;
 use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+/// An immutable, cheaply shared string: a reading's site, device, stream, metric and unit.
+///
+/// Every message used to allocate four or five `String`s per reading, and the device table,
+/// the dashboard history and the rules engine each copied them again into their per-device
+/// state (issue 24: malloc/free were a fifth of intake's CPU, and 10,000 devices' copies of
+/// `grease_trap`, `level` and `mm` a good part of its memory). A `Name` is an `Arc<str>`:
+/// cloning it is a reference count, and the decoder hands out the same `Name` for the same
+/// text ([`Names`]), so the copies share one allocation. It reads like a `&str` (`Deref`),
+/// compares and hashes like one (`Borrow<str>`), and serializes as a plain string.
+#[derive(Clone)]
+pub struct Name(Arc<str>);
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h);
+    }
+}
+
+/// Equal when the texts are: the same allocation (an interned name, the usual case on the
+/// intake path) answers without reading the bytes. `Arc`'s own shortcut does not apply to
+/// `str`. `Hash` stays the text's, as `Borrow<str>` requires.
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Name) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Name) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+/// The one empty name (a reading without a unit), shared so it costs no allocation.
+static EMPTY: LazyLock<Name> = LazyLock::new(|| Name(Arc::from("")));
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Name {
+    fn default() -> Self {
+        EMPTY.clone()
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Self {
+        if s.is_empty() {
+            return Name::default();
+        }
+        Name(Arc::from(s))
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Self {
+        Name::from(s.as_str())
+    }
+}
+
+impl From<&String> for Name {
+    fn from(s: &String) -> Self {
+        Name::from(s.as_str())
+    }
+}
+
+impl From<&Name> for Name {
+    fn from(s: &Name) -> Self {
+        s.clone()
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> Self {
+        n.as_str().to_owned()
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Name {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialEq<Name> for str {
+    fn eq(&self, other: &Name) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialEq<Name> for &str {
+    fn eq(&self, other: &Name) -> bool {
+        *self == other.as_str()
+    }
+}
+
+impl PartialEq<Name> for String {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(Name::from(&*s))
+    }
+}
+
+/// Hands out one shared [`Name`] per distinct text (an interner), so the readings of one
+/// device, and the state every consumer keeps about it, share their strings.
+///
+/// Bounded: the texts come from the outside (topics, metric names), so once `MAX_NAMES` are
+/// held the table starts over. That only costs sharing (names handed out before stay valid and
+/// equal by content), never correctness.
+pub struct Names {
+    set: std::collections::HashSet<Name, foldhash::fast::RandomState>,
+}
+
+impl Names {
+    /// Distinct texts kept before starting over: a fleet's sites, devices and metric names
+    /// (10,000 devices need about 10,000), with room for many times that.
+    pub const MAX_NAMES: usize = 200_000;
+
+    pub fn new() -> Names {
+        Names {
+            set: Default::default(),
+        }
+    }
+
+    /// The shared name for `text`.
+    pub fn get(&mut self, text: &str) -> Name {
+        if text.is_empty() {
+            return Name::default();
+        }
+        if let Some(n) = self.set.get(text) {
+            return n.clone();
+        }
+        if self.set.len() >= Self::MAX_NAMES {
+            self.set.clear();
+        }
+        let n = Name::from(text);
+        self.set.insert(n.clone());
+        n
+    }
+
+    /// Distinct texts held now.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names::new()
+    }
+}
 
 /// A metric value after decoding. Non-finite floats never get this far (decoders reject them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,14 +299,14 @@ pub struct Quality {
 /// One normalized measurement.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reading {
-    pub site: String,
-    pub device: String,
+    pub site: Name,
+    pub device: Name,
     /// The time-series measurement, e.g. `grease_trap`, `manhole_cover`, `camera`.
-    pub stream: String,
-    pub metric: String,
+    pub stream: Name,
+    pub metric: Name,
     pub value: Value,
     /// Canonical unit after conversion (`mm`, `m3`, `%`, `deg`, `C`...); empty when unitless.
-    pub unit: String,
+    pub unit: Name,
     /// Device time in ms since the epoch (or receive time when the device clock was unusable).
     pub device_time_ms: i64,
     /// When the gateway received it, ms since the epoch.
@@ -91,4 +315,132 @@ pub struct Reading {
     /// The device's message sequence number, when it sends one.
     pub sequence: Option<u64>,
     pub quality: Quality,
+}
+
+/// Per-device values by metric name, for the state kept about every device (its last values,
+/// its dashboard history): a vector sorted by name, grown one entry at a time.
+///
+/// A device has a handful of metrics. A `BTreeMap` allocates room for eleven entries in its
+/// first node whatever it holds, which with 10,000 devices was several of intake's megabytes
+/// (issue 24, memory per device); this holds exactly what it has. Lookups are a binary search
+/// over a few names.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ByMetric<V> {
+    entries: Vec<(Name, V)>,
+}
+
+impl<V> Default for ByMetric<V> {
+    fn default() -> Self {
+        ByMetric {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<V> ByMetric<V> {
+    fn position(&self, metric: &str) -> Result<usize, usize> {
+        self.entries
+            .binary_search_by(|(name, _)| name.as_str().cmp(metric))
+    }
+
+    pub(crate) fn get(&self, metric: &str) -> Option<&V> {
+        let i = self.position(metric).ok()?;
+        Some(&self.entries[i].1)
+    }
+
+    pub(crate) fn get_mut(&mut self, metric: &str) -> Option<&mut V> {
+        let i = self.position(metric).ok()?;
+        Some(&mut self.entries[i].1)
+    }
+
+    pub(crate) fn contains_key(&self, metric: &str) -> bool {
+        self.position(metric).is_ok()
+    }
+
+    /// Puts `v` under `metric`, replacing what was there.
+    pub(crate) fn insert(&mut self, metric: Name, v: V) {
+        match self.position(&metric) {
+            Ok(i) => self.entries[i].1 = v,
+            Err(i) => {
+                // New metrics are rare (a device's first messages): exact growth, no slack.
+                self.entries.reserve_exact(1);
+                self.entries.insert(i, (metric, v));
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Entries in name order (as a `BTreeMap` iterates).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Name, &V)> {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Equal texts share one allocation; the table starts over at its bound and names
+    /// handed out before stay valid and equal.
+    #[test]
+    fn names_are_shared_and_bounded() {
+        let mut names = Names::new();
+        let a = names.get("grease_trap");
+        let b = names.get(&String::from("grease_trap"));
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        assert_eq!(a, "grease_trap");
+        assert_eq!(names.get(""), "");
+        assert_eq!(names.len(), 1, "the empty name is not stored");
+        for i in 0..Names::MAX_NAMES {
+            names.get(&format!("d{i}"));
+        }
+        assert!(names.len() <= Names::MAX_NAMES);
+        let c = names.get("grease_trap");
+        assert_eq!(c, a);
+        // Serialized and compared like the strings they replace.
+        assert_eq!(serde_json::to_string(&a).expect("json"), r#""grease_trap""#);
+        let back: Name = serde_json::from_str(r#""grease_trap""#).expect("parse");
+        assert_eq!(back, a);
+        assert_eq!(format!("{a}/{a:?}"), r#"grease_trap/"grease_trap""#);
+    }
+
+    /// Whatever the order of inserts, replacements and lookups, the map answers what a
+    /// `BTreeMap` answers, iterates in the same order, and holds no slack.
+    #[test]
+    fn by_metric_agrees_with_a_btree_map() {
+        let mut m: ByMetric<u32> = ByMetric::default();
+        let mut plain: BTreeMap<String, u32> = BTreeMap::new();
+        let names = [
+            "level",
+            "battery",
+            "fill_pct",
+            "a",
+            "level_raw",
+            "",
+            "zz",
+            "b",
+        ];
+        for step in 0..100u32 {
+            let k = names[(step as usize * 5 + step as usize / 3) % names.len()];
+            m.insert(Name::from(k), step);
+            plain.insert(k.to_string(), step);
+            for q in names.iter().chain(&["nope", "levels"]) {
+                assert_eq!(m.get(q), plain.get(*q), "step {step}: {q}");
+                assert_eq!(m.contains_key(q), plain.contains_key(*q));
+            }
+            assert_eq!(m.len(), plain.len());
+            assert_eq!(m.entries.capacity(), m.len());
+        }
+        let ours: Vec<(String, u32)> = m.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let theirs: Vec<(String, u32)> = plain.into_iter().collect();
+        assert_eq!(ours, theirs);
+        if let Some(v) = m.get_mut("level") {
+            *v = 7;
+        }
+        assert_eq!(m.get("level"), Some(&7));
+    }
 }

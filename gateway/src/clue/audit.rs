@@ -63,6 +63,9 @@ pub enum AuditAction {
     Created,
     /// The pool attached a repeat to an open clue.
     Occurrence,
+    /// The pool attached a run of plain repeats, held in memory for up to a window
+    /// (`clue::repeats`), to an open clue at once: the detail carries `count` and `first_ms`.
+    Repeat,
     /// A worse stage of the same problem raised the level (and may take over the kind).
     LevelRaised,
     /// The rule saw the condition clear (the clue stays open for a person to confirm).
@@ -167,7 +170,7 @@ pub enum LifecycleAction {
 impl AuditAction {
     #[cfg(test)]
     /// Every action, for parsing and tests.
-    pub(crate) const ALL: [AuditAction; 44] = [
+    pub(crate) const ALL: [AuditAction; 45] = [
         AuditAction::Created,
         AuditAction::Occurrence,
         AuditAction::LevelRaised,
@@ -212,6 +215,7 @@ impl AuditAction {
         AuditAction::OwnerNoticeFailed,
         AuditAction::OwnerNoticeReceipt,
         AuditAction::MaintenanceRegistered,
+        AuditAction::Repeat,
     ];
 
     /// The stored spelling.
@@ -219,6 +223,7 @@ impl AuditAction {
         match self {
             AuditAction::Created => "created",
             AuditAction::Occurrence => "occurrence",
+            AuditAction::Repeat => "repeat",
             AuditAction::LevelRaised => "level_raised",
             AuditAction::Cleared => "cleared",
             AuditAction::Recovered => "recovered",
@@ -813,6 +818,7 @@ mod tests {
                 "owner_notice_failed",
                 "owner_notice_receipt",
                 "maintenance_registered",
+                "repeat",
             ]
         );
         for a in AuditAction::ALL {

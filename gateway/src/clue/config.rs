@@ -4,6 +4,10 @@ use crate::clue::signal::Level;
 use crate::config_error::{ConfigError, invalid};
 use serde::{Deserialize, Serialize};
 
+/// The longest `repeat_window_ms`: a minute of plain repeats at risk on a crash, and a rise
+/// from repetition a minute late, is as far as a user should go.
+const REPEAT_WINDOW_MAX_MS: u64 = 60_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CluesConfig {
@@ -35,6 +39,12 @@ pub struct CluesConfig {
     pub raise_after_occurrences: u32,
     /// Producer-to-pool channel capacity (a full channel slows the rules engine, visibly).
     pub channel_capacity: usize,
+    /// Plain repeats of an open clue (same key, no worse level, no evidence) are held in
+    /// memory and written once per this many milliseconds per key: one clue update, one
+    /// occurrence row with the count, one audit entry `repeat` (`clue::repeats`). 0: every
+    /// event written on its own. At most this much of plain repeats is lost if the process
+    /// is killed; rises from repetition come up to this much later.
+    pub repeat_window_ms: u64,
     /// Supervision models over the handling (warnings for supervisors), leniency advice.
     pub oversight: crate::clue::oversight::OversightConfig,
     /// Masking of personal data in evidence images for roles without the right.
@@ -121,6 +131,7 @@ impl Default for CluesConfig {
             retry_min_ms: 500,
             retry_max_ms: 60_000,
             channel_capacity: 1024,
+            repeat_window_ms: 1_000,
             raise_after_occurrences: 10,
             oversight: Default::default(),
             privacy: Default::default(),
@@ -148,6 +159,15 @@ impl CluesConfig {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1"));
             }
+        }
+        if self.repeat_window_ms > REPEAT_WINDOW_MAX_MS {
+            return Err(invalid(
+                "clues.repeat_window_ms",
+                format!(
+                    "must be at most {REPEAT_WINDOW_MAX_MS} (held repeats are lost if the \
+                     process is killed; 0 turns holding off)"
+                ),
+            ));
         }
         if self.retry_max_ms < self.retry_min_ms {
             return Err(invalid(
@@ -220,7 +240,12 @@ mod tests {
         assert!(e.to_string().contains("clues.deadlines.high_s"), "{e}");
         let e = Config::from_toml("[clues]\nwebhook_url = \"ftp://x\"\n").expect_err("scheme");
         assert!(e.to_string().contains("clues.webhook_url"), "{e}");
+        let e = Config::from_toml("[clues]\nrepeat_window_ms = 600000\n").expect_err("long");
+        assert!(e.to_string().contains("clues.repeat_window_ms"), "{e}");
+        let c = Config::from_toml("[clues]\nrepeat_window_ms = 0\n").expect("off");
+        assert_eq!(c.clues.repeat_window_ms, 0);
         let c = Config::from_toml("[clues]\nmqtt_publish = false\n").expect("ok");
+        assert_eq!(c.clues.repeat_window_ms, 1_000);
         assert!(!c.clues.mqtt_publish);
         assert_eq!(c.clues.store, super::StoreKind::Sqlite);
     }

@@ -13,7 +13,8 @@
 //! - `store`: small storage traits per concern (clues, audit, delivery, oversight, retention,
 //!   tokens) and their SQLite implementation.
 //!   `postgres`: the same traits on a PostgreSQL that several gateways share.
-//! - `pool`: the async service (intake, escalation tick, change broadcast).
+//! - `pool`: the async service (intake, escalation tick, change broadcast); `repeats`: plain
+//!   repeats held in memory and written once per window.
 //! - `publish`: delivery to the central platform (MQTT, webhook).
 //! - `auth`: tokens, roles, site scopes and the axum extractor.
 //! - `explanations`: records kept outside the pool that explain a clue (pump-outs), shown
@@ -55,6 +56,7 @@ pub mod pool;
 pub mod postgres;
 pub(crate) mod privacy;
 pub mod publish;
+pub mod repeats;
 pub(crate) mod retention;
 pub mod signal;
 pub(crate) mod stays;

@@ -86,11 +86,27 @@ pub struct History {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Occurrence {
     pub id: i64,
+    /// When it was seen; for a run of repeats (`count` > 1), the last of them.
     pub at_ms: i64,
     pub received_ms: i64,
     pub level: Level,
     pub title: String,
     pub detail: Value,
+    /// How many events this row stands for: 1, or a run of plain repeats held in memory and
+    /// written once per `[clues] repeat_window_ms` (`clue::repeats`).
+    #[serde(default = "one")]
+    pub count: i64,
+    /// The first event of the run (`at_ms` is its last); the same as `at_ms` for one event.
+    #[serde(default)]
+    pub first_ms: Option<i64>,
+}
+
+fn one() -> i64 {
+    1
+}
+
+fn is_one(n: &i64) -> bool {
+    *n == 1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +195,11 @@ pub struct ClueChange {
     pub at_ms: i64,
     pub actor: String,
     pub clue: Clue,
+    /// Events this change stands for: more than 1 for a run of plain repeats written at once
+    /// (`clue::repeats`; then `event` is `occurrence` and `clue.occurrences` already counts
+    /// them all). Left out of the JSON when 1, so single events read as before.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub count: i64,
 }
 
 /// `GET /api/v1/clues` filters plus the caller's site scope.

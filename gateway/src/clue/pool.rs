@@ -12,6 +12,7 @@ use super::evidence::{EvidenceError, EvidenceStore};
 use super::lifecycle::Action;
 use super::model::*;
 use super::postgres::PgStore;
+use super::repeats::{RepeatBuffer, Run};
 use super::signal::{ClueEvent, ClueSender, ClueSignal, Evidence};
 use super::store::{CHANNEL_MQTT, CHANNEL_WEBHOOK, ClueStore, SqliteStore, StoreError, TokenInfo};
 use super::supervision::{IssueRequest, Notice, NoticeAction, NoticeDetail, NoticeFilter};
@@ -77,6 +78,11 @@ pub struct PoolHandle {
     contacts: Arc<std::sync::OnceLock<ContactLookup>>,
     /// The organisation (`[org]`): unit tokens' sites, dispatch of new clues.
     org: Arc<super::org::Org>,
+    /// Plain repeats held per dedup key until their window ends (`clue::repeats`): filled
+    /// by intake, taught by every announced change, emptied before a person's action.
+    repeats: Arc<std::sync::Mutex<RepeatBuffer>>,
+    /// Where the buffer's monotonic milliseconds count from.
+    epoch: tokio::time::Instant,
 }
 
 /// Fills in what the producer of a clue event did not know about its subject (the device
@@ -365,23 +371,39 @@ pub(crate) fn start_pool(
 /// Signals recorded together in one transaction when producers are ahead of the pool (a lone
 /// event is still written at once: intake takes only what is already waiting). 1024 was tried
 /// for the shared PostgreSQL store and left: no gain there once the round trips under the
-/// chain head were cut, and more CPU per event on SQLite (`deploy/scale-out.md`).
-const INTAKE_BATCH: usize = 256;
+/// chain head were cut, and more CPU per event on SQLite (`deploy/scale-out.md`). Held runs
+/// whose window ended are written in batches of the same size.
+pub const INTAKE_BATCH: usize = 256;
+
+/// Signals intake takes from the channel before it looks at the held runs again, so a steady
+/// stream does not keep due runs waiting (plain repeats are held, not batched, so a round can
+/// take many signals without writing).
+const INTAKE_ROUND: usize = 16 * INTAKE_BATCH;
 
 async fn intake(pool: PoolHandle, mut rx: mpsc::Receiver<ClueSignal>) {
-    let mut batch: Vec<ClueEvent> = Vec::with_capacity(INTAKE_BATCH);
+    let mut batch: Vec<(ClueEvent, Run)> = Vec::with_capacity(INTAKE_BATCH);
     loop {
         // Not cancelled: intake ends when every producer has dropped its sender, so what the
-        // rules engine raises while the gateway stops is still recorded.
-        let Some(first) = rx.recv().await else {
+        // rules engine raises while the gateway stops is still recorded (and the held runs).
+        // A signal, or none when the next held run's window ended first.
+        let first = match pool.next_held_due() {
+            None => rx.recv().await.map(Some),
+            Some(due) => tokio::select! {
+                sig = rx.recv() => sig.map(Some),
+                _ = tokio::time::sleep_until(due) => Some(None),
+            },
+        };
+        let Some(first) = first else {
             break;
         };
         // Take whatever else is already waiting; keep signal order (occurrences before a
         // clearance are recorded before it).
-        let mut next = Some(first);
+        let mut next = first;
+        let mut taken = 0;
         while let Some(sig) = next.take() {
+            taken += 1;
             match sig {
-                ClueSignal::Occurrence(ev) => batch.push(ev),
+                ClueSignal::Occurrence(ev) => pool.offer(ev, &mut batch),
                 cleared => {
                     pool.flush(&mut batch).await;
                     if let Err(e) = pool.signal(cleared).await {
@@ -390,13 +412,18 @@ async fn intake(pool: PoolHandle, mut rx: mpsc::Receiver<ClueSignal>) {
                     }
                 }
             }
-            if batch.len() < INTAKE_BATCH {
+            if batch.len() >= INTAKE_BATCH {
+                pool.flush(&mut batch).await;
+            }
+            if taken < INTAKE_ROUND {
                 next = rx.try_recv().ok();
             }
         }
         pool.flush(&mut batch).await;
+        pool.flush_held(false).await;
     }
     pool.flush(&mut batch).await;
+    pool.flush_held(true).await;
     debug!("clue intake stopped");
 }
 
@@ -471,6 +498,7 @@ impl PoolHandle {
         cfg: CluesConfig,
         metrics: Arc<Metrics>,
     ) -> PoolHandle {
+        let window_ms = cfg.repeat_window_ms;
         PoolHandle {
             store,
             tokens,
@@ -485,6 +513,8 @@ impl PoolHandle {
             stamp: Default::default(),
             contacts: Default::default(),
             org: Default::default(),
+            repeats: Arc::new(std::sync::Mutex::new(RepeatBuffer::new(window_ms))),
+            epoch: tokio::time::Instant::now(),
         }
     }
 
@@ -562,6 +592,7 @@ impl PoolHandle {
             .clue_changes_total
             .get_or_create(&Reason::of(&change.event))
             .inc();
+        self.repeats().learn(change);
         // No subscriber is fine.
         let _ = self.changes.send(change.clone());
         self.delivery_wake.notify_waiters();
@@ -577,6 +608,11 @@ impl PoolHandle {
                 at_ms,
                 note,
             } => {
+                // The key's held repeats came before the clearance: recorded first.
+                let held = self.repeats().take(&dedup_key);
+                if let Some(run) = held {
+                    self.flush(&mut vec![run]).await;
+                }
                 let now = self.now_ms();
                 let kinds = self.cfg.recovery.auto_resolve.clone();
                 let change = self
@@ -596,13 +632,60 @@ impl PoolHandle {
         results.pop().unwrap_or(Err(PoolError::Join))
     }
 
+    /// The repeat buffer; a panic elsewhere while it was held leaves it usable (at worst a
+    /// run is written as ordinary events).
+    fn repeats(&self) -> std::sync::MutexGuard<'_, RepeatBuffer> {
+        self.repeats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The buffer's clock: monotonic milliseconds since the pool started.
+    fn mono_ms(&self) -> i64 {
+        i64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// When the next held run is due (none held: none).
+    fn next_held_due(&self) -> Option<tokio::time::Instant> {
+        let due = self.repeats().next_due_ms()?;
+        let wait = due.saturating_sub(self.mono_ms()).max(0);
+        Some(tokio::time::Instant::now() + std::time::Duration::from_millis(wait as u64))
+    }
+
+    /// Hands `ev` to the repeat buffer: held as a plain repeat, or appended to `batch` (after
+    /// its key's held run) to be written now.
+    fn offer(&self, mut ev: ClueEvent, batch: &mut Vec<(ClueEvent, Run)>) {
+        if ev.dedup_key.trim().is_empty() {
+            ev.dedup_key = ClueEvent::default_key(&ev.rule, &ev.subject);
+        }
+        let now = self.mono_ms();
+        self.repeats().offer(ev, now, batch);
+    }
+
+    /// Writes the held runs whose window ended (`all`: every held run), in batches.
+    async fn flush_held(&self, all: bool) {
+        let mut runs = Vec::new();
+        {
+            let now = self.mono_ms();
+            let mut buffer = self.repeats();
+            if all {
+                buffer.drain(&mut runs);
+            } else {
+                buffer.due(now, &mut runs);
+            }
+        }
+        while !runs.is_empty() {
+            let rest = runs.split_off(runs.len().min(INTAKE_BATCH));
+            self.flush(&mut runs).await;
+            runs = rest;
+        }
+    }
+
     /// Records `batch` (emptied) in one transaction, logging what could not be recorded.
-    async fn flush(&self, batch: &mut Vec<ClueEvent>) {
+    async fn flush(&self, batch: &mut Vec<(ClueEvent, Run)>) {
         if batch.is_empty() {
             return;
         }
         let events = std::mem::take(batch);
-        match self.ingest_batch(events).await {
+        match self.write_runs(events).await {
             Ok(results) => {
                 for r in results {
                     if let Err(e) = r {
@@ -618,11 +701,51 @@ impl PoolHandle {
         }
     }
 
-    /// Many events in one transaction; one result per event, in order.
+    /// Many events in one transaction; one result per event, in order. A key's held repeats
+    /// (`clue::repeats`) are written before its event, in the same transaction.
     pub(crate) async fn ingest_batch(
         &self,
-        mut events: Vec<ClueEvent>,
+        events: Vec<ClueEvent>,
     ) -> Result<Vec<Result<ClueChange, PoolError>>, PoolError> {
+        let mut items = Vec::with_capacity(events.len());
+        let mut asked = Vec::with_capacity(events.len());
+        {
+            let mut buffer = self.repeats();
+            for mut ev in events {
+                if ev.dedup_key.trim().is_empty() {
+                    ev.dedup_key = ClueEvent::default_key(&ev.rule, &ev.subject);
+                }
+                if let Some(run) = buffer.take(&ev.dedup_key) {
+                    items.push(run);
+                    asked.push(false);
+                }
+                let at = ev.at_ms;
+                items.push((ev, Run::one(at)));
+                asked.push(true);
+            }
+        }
+        let results = self.write_runs(items).await?;
+        let mut out = Vec::with_capacity(results.len());
+        for (r, asked) in results.into_iter().zip(asked) {
+            match r {
+                r if asked => out.push(r),
+                Err(e) => {
+                    self.metrics.clue_signal_errors_total.inc();
+                    warn!(error = %e, "held clue repeats not recorded");
+                }
+                Ok(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Events, each standing for its run (1: itself), in one transaction; one result each,
+    /// in order, every change announced.
+    async fn write_runs(
+        &self,
+        events: Vec<(ClueEvent, Run)>,
+    ) -> Result<Vec<Result<ClueChange, PoolError>>, PoolError> {
+        let (mut events, runs): (Vec<ClueEvent>, Vec<Run>) = events.into_iter().unzip();
         if let Some(stamp) = self.stamp.get() {
             for ev in &mut events {
                 stamp(&mut ev.subject);
@@ -637,17 +760,19 @@ impl PoolHandle {
         let store = self.store.clone();
         let results = tokio::task::spawn_blocking(move || {
             let mut items = Vec::with_capacity(events.len());
+            let mut kept = Vec::with_capacity(events.len());
             let mut out: Vec<Option<PoolError>> = Vec::with_capacity(events.len());
-            for ev in events {
+            for (ev, run) in events.into_iter().zip(runs) {
                 match prepare(ev, &evidence, &cfg, now) {
                     Ok(item) => {
                         items.push(item);
+                        kept.push(run);
                         out.push(None);
                     }
                     Err(e) => out.push(Some(e)),
                 }
             }
-            let mut stored = store.ingest_batch(&items, now)?.into_iter();
+            let mut stored = store.ingest_runs(&items, &kept, now)?.into_iter();
             Ok::<_, StoreError>(
                 out.into_iter()
                     .map(|bad| match bad {
@@ -744,6 +869,9 @@ impl PoolHandle {
         action: Action,
         actor: String,
     ) -> Result<ClueChange, PoolError> {
+        // Repeats held before the action are recorded before it (a run landing after a
+        // dismissal would open a new clue the events one by one had not).
+        self.flush_held(true).await;
         let action = self.checked(id, action).await?;
         let now = self.now_ms();
         let change = self
@@ -1590,6 +1718,202 @@ mod tests {
                 .expect("file verifies");
         }
         assert!(d.history.first_violation);
+    }
+
+    /// `event` without evidence, low: what a rule repeats while a condition lasts.
+    fn plain(device: &str, at_ms: i64) -> ClueEvent {
+        let mut ev = event(device, at_ms);
+        ev.evidence.clear();
+        ev.level = Level::Low;
+        ev
+    }
+
+    /// Intake on a channel into `p`; sends `first` and waits until it is recorded (so the
+    /// pool knows its clue and holds what repeats it).
+    async fn intake_with(
+        p: &PoolHandle,
+        first: &[ClueEvent],
+    ) -> (mpsc::Sender<ClueSignal>, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(1024);
+        let task = tokio::spawn(intake(p.clone(), rx));
+        for ev in first {
+            tx.send(ClueSignal::Occurrence(ev.clone()))
+                .await
+                .expect("send");
+        }
+        for _ in 0..500 {
+            if p.list(ClueQuery::default()).await.expect("list").len() == first.len() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        (tx, task)
+    }
+
+    async fn actions(p: &PoolHandle, id: i64) -> Vec<(String, i64)> {
+        p.audit_of(id)
+            .await
+            .expect("audit")
+            .iter()
+            .map(|e| (e.action.clone(), e.detail["count"].as_i64().unwrap_or(1)))
+            .collect()
+    }
+
+    fn run(action: &str, count: i64) -> (String, i64) {
+        (action.to_string(), count)
+    }
+
+    /// Plain repeats through intake are held and written once when the window ends: one
+    /// entry and one occurrence row for the run, the rise from repetition (`raise_after` 3)
+    /// applied then, late by at most the window.
+    #[tokio::test]
+    async fn plain_repeats_are_written_once_per_window_and_still_raise_the_level() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool_with(dir.path(), |c| c.repeat_window_ms = 300);
+        let (tx, task) = intake_with(&p, &[plain("m1", 1)]).await;
+        let id = p.list(ClueQuery::default()).await.expect("list")[0].id;
+        for i in 0..20 {
+            tx.send(ClueSignal::Occurrence(plain("m1", 10 + i)))
+                .await
+                .expect("send");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let c = p.get(id).await.expect("get").expect("clue").clue;
+        assert_eq!(
+            (c.occurrences, c.level),
+            (1, Level::Low),
+            "held in the window"
+        );
+        let mut written = None;
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let c = p.get(id).await.expect("get").expect("clue");
+            if c.clue.occurrences > 1 {
+                written = Some(c);
+                break;
+            }
+        }
+        let d = written.expect("the run written when its window ended");
+        assert_eq!((d.clue.occurrences, d.clue.level), (21, Level::Medium));
+        assert_eq!((d.clue.first_seen_ms, d.clue.last_seen_ms), (1, 29));
+        assert_eq!(
+            actions(&p, id).await,
+            [run("created", 1), run("level_raised", 20)]
+        );
+        let rows: Vec<(i64, Option<i64>, i64)> = d
+            .recent_occurrences
+            .iter()
+            .map(|o| (o.count, o.first_ms, o.at_ms))
+            .collect();
+        assert_eq!(rows, [(20, Some(10), 29), (1, None, 1)]);
+        // Now medium, the low repeats are plain again: a run of 5, an entry `repeat`.
+        for i in 0..5 {
+            tx.send(ClueSignal::Occurrence(plain("m1", 100 + i)))
+                .await
+                .expect("send");
+        }
+        drop(tx);
+        task.await.expect("intake ends and writes what it held");
+        assert_eq!(
+            actions(&p, id).await,
+            [run("created", 1), run("level_raised", 20), run("repeat", 5)]
+        );
+        let c = p.get(id).await.expect("get").expect("clue").clue;
+        assert_eq!(c.occurrences, 26);
+        assert!(p.verify(None).await.expect("verify").ok);
+    }
+
+    /// A held run is written before anything else of its key: a clearance, a person's
+    /// action on the clue, a worse event, an event through `ingest`; window 0 holds nothing.
+    #[tokio::test]
+    async fn a_held_run_is_written_before_what_comes_after_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool_with(dir.path(), |c| c.repeat_window_ms = 60_000);
+        let firsts = [
+            plain("m1", 1),
+            plain("m2", 1),
+            plain("m3", 1),
+            plain("m4", 1),
+        ];
+        let (tx, task) = intake_with(&p, &firsts).await;
+        let ids: std::collections::HashMap<String, i64> = p
+            .list(ClueQuery::default())
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|c| (c.subject.device.clone().unwrap_or_default(), c.id))
+            .collect();
+        for d in ["m1", "m2", "m3", "m4"] {
+            for i in 0..2 {
+                tx.send(ClueSignal::Occurrence(plain(d, 10 + i)))
+                    .await
+                    .expect("send");
+            }
+        }
+        tx.send(ClueSignal::Cleared {
+            dedup_key: firsts[0].dedup_key.clone(),
+            at_ms: 50,
+            note: "closed".into(),
+        })
+        .await
+        .expect("send");
+        let mut worse = plain("m3", 60);
+        worse.level = Level::High;
+        tx.send(ClueSignal::Occurrence(worse)).await.expect("send");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        p.ingest(plain("m4", 70)).await.expect("ingest");
+        p.act(
+            ids["m2"],
+            Action::Dismiss {
+                reason: "permit".into(),
+            },
+            "ann".into(),
+        )
+        .await
+        .expect("dismiss");
+        let raised = run("level_raised", 2);
+        assert_eq!(
+            actions(&p, ids["m1"]).await,
+            [run("created", 1), raised.clone(), run("cleared", 1)]
+        );
+        assert_eq!(
+            actions(&p, ids["m2"]).await,
+            [run("created", 1), raised.clone(), run("dismiss", 1)]
+        );
+        assert_eq!(
+            actions(&p, ids["m3"]).await,
+            [run("created", 1), raised.clone(), run("level_raised", 1)]
+        );
+        assert_eq!(
+            actions(&p, ids["m4"]).await,
+            [run("created", 1), raised, run("occurrence", 1)]
+        );
+        assert_eq!(p.list(ClueQuery::default()).await.expect("list").len(), 4);
+        drop(tx);
+        task.await.expect("intake ends");
+        assert!(p.verify(None).await.expect("verify").ok);
+
+        // Window 0: every event written on its own, as before.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (p, _, _) = pool_with(dir.path(), |c| c.repeat_window_ms = 0);
+        let (tx, task) = intake_with(&p, &[plain("m1", 1)]).await;
+        for i in 0..3 {
+            tx.send(ClueSignal::Occurrence(plain("m1", 10 + i)))
+                .await
+                .expect("send");
+        }
+        drop(tx);
+        task.await.expect("intake ends");
+        let id = p.list(ClueQuery::default()).await.expect("list")[0].id;
+        assert_eq!(
+            actions(&p, id).await,
+            [
+                run("created", 1),
+                run("occurrence", 1),
+                run("level_raised", 1),
+                run("occurrence", 1)
+            ]
+        );
     }
 
     #[tokio::test]

@@ -105,7 +105,7 @@ impl TopicPattern {
 
 use super::DecodeError;
 use crate::config_error::{ConfigError, invalid};
-use crate::reading::{Quality, Reading, Source, Value};
+use crate::reading::{Name, Quality, Reading, Source, Value};
 use crate::registry::{EuiOutcome, Registry};
 use crate::units::{self, Conversion};
 
@@ -455,12 +455,12 @@ impl Mapping {
                 other => other,
             };
             out.push(Reading {
-                site: String::new(),
-                device: String::new(),
-                stream: self.cfg.stream.clone(),
-                metric: f.metric.clone(),
+                site: Name::default(),
+                device: Name::default(),
+                stream: Name::from(&self.cfg.stream),
+                metric: Name::from(&f.metric),
                 value,
-                unit: conv.canonical.to_string(),
+                unit: Name::from(conv.canonical),
                 device_time_ms: ts.unwrap_or(received_ms),
                 received_time_ms: received_ms,
                 source: Source::Mqtt,
@@ -486,13 +486,10 @@ impl Mapping {
                 (site.to_string(), device.to_string())
             }
         };
-        if let Some((last, rest)) = out.split_last_mut() {
-            for r in rest {
-                r.site.clone_from(&site);
-                r.device.clone_from(&device);
-            }
-            last.site = site;
-            last.device = device;
+        let (site, device) = (Name::from(site), Name::from(device));
+        for r in &mut out {
+            r.site = site.clone();
+            r.device = device.clone();
         }
         Ok(out)
     }

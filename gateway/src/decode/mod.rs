@@ -9,9 +9,9 @@ pub(crate) mod native;
 pub(crate) mod presets;
 pub(crate) mod wire;
 
-use crate::reading::Reading;
+use crate::reading::{Names, Reading};
 use crate::registry::Registry;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
 /// Why a message could not be turned into readings.
@@ -63,6 +63,9 @@ pub struct Decoder {
     mappings: Vec<mapping::Mapping>,
     /// Resolves DevEUIs and notes unregistered devices.
     registry: Arc<Registry>,
+    /// Shared names for native readings (see [`Names`]). One decode task uses it, so the
+    /// lock is never contended; a lock rather than `&mut self` keeps `Decoder` shareable.
+    names: Mutex<Names>,
 }
 
 impl Decoder {
@@ -78,6 +81,7 @@ impl Decoder {
                 .filter_map(|m| mapping::Mapping::new(m).ok())
                 .collect(),
             registry: Arc::new(Registry::empty()),
+            names: Mutex::new(Names::new()),
         }
     }
 
@@ -101,7 +105,10 @@ impl Decoder {
             });
         }
         if let Some(t) = firmware::protocol::NativeTopic::parse(topic) {
-            let readings = native::decode(&t, payload, received_ms)?;
+            let readings = {
+                let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+                native::decode(&t, payload, received_ms, &mut names)?
+            };
             self.registry
                 .note_device(t.site, t.device, topic, received_ms);
             return Ok(readings);

@@ -1,7 +1,7 @@
 //! The native wire contract shared with our firmware (`firmware::protocol`).
 
 use super::DecodeError;
-use crate::reading::{Quality, Reading, Source, Value};
+use crate::reading::{Name, Names, Quality, Reading, Source, Value};
 use crate::units;
 use firmware::protocol::{
     Event, EventPhase, EventSeverity, MessageKind, NativeTopic, STATE_OFFLINE, STATE_ONLINE,
@@ -14,18 +14,22 @@ pub(crate) const EVENT_STREAM: &str = "event";
 /// Stream of presence (`online` metric, boolean), shared with Modbus and silence detection.
 pub(crate) const STATE_STREAM: &str = "state";
 
+/// Decodes one native message. Names (site, device, stream, metric, unit) come from `names`,
+/// so the readings of a device share their strings with every earlier message's.
 pub fn decode(
     topic: &NativeTopic<'_>,
     payload: &[u8],
     received_ms: i64,
+    names: &mut Names,
 ) -> Result<Vec<Reading>, DecodeError> {
-    let base = |stream: &str, ts: Option<i64>, seq: Option<u64>| Reading {
-        site: topic.site.to_string(),
-        device: topic.device.to_string(),
-        stream: stream.to_string(),
-        metric: String::new(),
+    let (site, device) = (names.get(topic.site), names.get(topic.device));
+    let base = |stream: Name, ts: Option<i64>, seq: Option<u64>| Reading {
+        site: site.clone(),
+        device: device.clone(),
+        stream,
+        metric: Name::default(),
         value: Value::Bool(false),
-        unit: String::new(),
+        unit: Name::default(),
         device_time_ms: ts.unwrap_or(received_ms),
         received_time_ms: received_ms,
         source: Source::Mqtt,
@@ -44,25 +48,20 @@ pub fn decode(
             if stream.is_empty() {
                 return Err(wrong("stream", "empty"));
             }
-            let mut template = base(stream, t.ts, t.seq);
+            let mut template = base(names.get(stream), t.ts, t.seq);
             template.quality.replayed = t.replayed;
             let mut out = Vec::with_capacity(t.metrics.0.len());
-            let last = t.metrics.0.len() - 1;
-            for (i, (name, v)) in t.metrics.0.into_iter().enumerate() {
+            for (name, v) in t.metrics.0 {
                 if name.is_empty() {
                     return Err(wrong("metrics", "empty metric name"));
                 }
                 let (value, unit) = convert(&name, v.into(), t.units.get(&name).map(|u| &**u))?;
-                // The last reading takes the template itself: one set of copies fewer.
-                let mut r = if i == last {
-                    std::mem::replace(&mut template, base("", None, None))
-                } else {
-                    template.clone()
-                };
-                r.metric = name.0.into_owned();
-                r.value = value;
-                r.unit = unit;
-                out.push(r);
+                out.push(Reading {
+                    metric: names.get(&name),
+                    value,
+                    unit: names.get(unit),
+                    ..template.clone()
+                });
             }
             Ok(out)
         }
@@ -72,7 +71,7 @@ pub fn decode(
             if e.event.is_empty() {
                 return Err(wrong("event", "empty"));
             }
-            let mut template = base(EVENT_STREAM, e.ts, e.seq);
+            let mut template = base(names.get(EVENT_STREAM), e.ts, e.seq);
             // A replayed alarm or recovery keeps its device time like replayed telemetry: a
             // recovery buffered through a link outage, stamped with the receive time instead,
             // made a 34-minute sensor dropout look like a fault of over an hour.
@@ -113,7 +112,7 @@ pub fn decode(
             Ok(fields
                 .into_iter()
                 .map(|(metric, value)| Reading {
-                    metric: metric.into(),
+                    metric: names.get(metric),
                     value,
                     ..template.clone()
                 })
@@ -129,9 +128,9 @@ pub fn decode(
                 }
             };
             Ok(vec![Reading {
-                metric: "online".into(),
+                metric: names.get("online"),
                 value: Value::Bool(online),
-                ..base(STATE_STREAM, None, None)
+                ..base(names.get(STATE_STREAM), None, None)
             }])
         }
     }
@@ -176,9 +175,9 @@ fn wrong(field: &str, detail: &str) -> DecodeError {
     }
 }
 
-/// Converts a metric to its canonical unit. Unknown units are an error rather than a silent
-/// mix of mm and cm in one series.
-fn convert(name: &str, v: Value, unit: Option<&str>) -> Result<(Value, String), DecodeError> {
+/// Converts a metric to its canonical unit (empty when it has none). Unknown units are an
+/// error rather than a silent mix of mm and cm in one series.
+fn convert(name: &str, v: Value, unit: Option<&str>) -> Result<(Value, &'static str), DecodeError> {
     let value = match v {
         // JSON does not distinguish 88 from 88.0; a device that sends both would otherwise
         // produce a field-type conflict in the database. Numbers are always floats.
@@ -186,7 +185,7 @@ fn convert(name: &str, v: Value, unit: Option<&str>) -> Result<(Value, String), 
         other => other,
     };
     let Some(unit) = unit else {
-        return Ok((value, String::new()));
+        return Ok((value, ""));
     };
     let conv = units::canonical(unit)
         .ok_or_else(|| wrong(&format!("units.{name}"), &format!("unknown unit `{unit}`")))?;
@@ -194,7 +193,7 @@ fn convert(name: &str, v: Value, unit: Option<&str>) -> Result<(Value, String), 
         Value::Float(f) => Value::Float(conv.apply(f)),
         other => other,
     };
-    Ok((value, conv.canonical.to_string()))
+    Ok((value, conv.canonical))
 }
 
 #[cfg(test)]
@@ -207,7 +206,12 @@ mod tests {
 
     fn dec(kind: &str, payload: &str) -> Result<Vec<Reading>, DecodeError> {
         let t = topic(kind);
-        decode(&NativeTopic::parse(&t).unwrap(), payload.as_bytes(), 5_000)
+        decode(
+            &NativeTopic::parse(&t).unwrap(),
+            payload.as_bytes(),
+            5_000,
+            &mut Names::new(),
+        )
     }
 
     #[test]
@@ -251,6 +255,40 @@ mod tests {
         assert!(live.iter().all(|r| !r.quality.replayed));
     }
 
+    /// Readings of one device share their names with the device's earlier messages (one
+    /// allocation per distinct text, not four or five per reading).
+    #[test]
+    fn names_are_shared_across_messages() {
+        let mut names = Names::new();
+        let t = topic("telemetry");
+        let topic = NativeTopic::parse(&t).unwrap();
+        let payload = br#"{"ts":1000,"stream":"grease_trap","units":{"level":"cm"},"metrics":{"level":41.2,"battery":88}}"#;
+        let a = decode(&topic, payload, 5_000, &mut names).unwrap();
+        let b = decode(&topic, payload, 6_000, &mut names).unwrap();
+        assert_eq!(a.len(), 2);
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(
+                x,
+                &Reading {
+                    received_time_ms: 5_000,
+                    ..y.clone()
+                }
+            );
+            for (p, q) in [
+                (&x.site, &y.site),
+                (&x.device, &y.device),
+                (&x.stream, &y.stream),
+                (&x.metric, &y.metric),
+                (&x.unit, &y.unit),
+            ] {
+                assert!(std::ptr::eq(p.as_str(), q.as_str()), "{p} not shared");
+            }
+        }
+        let level = a.iter().find(|r| r.metric == "level").unwrap();
+        assert_eq!(level.unit, "mm");
+        assert_eq!(names.len(), 6, "r1, trap1, grease_trap, battery, level, mm");
+    }
+
     #[test]
     fn missing_time_uses_receive_time_and_default_stream() {
         let r = dec("telemetry", r#"{"metrics":{"x":1}}"#).unwrap();
@@ -289,7 +327,8 @@ mod tests {
             decode(
                 &NativeTopic::parse("v1/a/b/state").unwrap(),
                 &[0xff, 0xfe],
-                0
+                0,
+                &mut Names::new()
             )
             .unwrap_err(),
             DecodeError::NotUtf8

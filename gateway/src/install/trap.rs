@@ -19,7 +19,7 @@
 //! own [`firmware::logic::geometry`], so the gateway and the devices agree to the millimetre.
 
 use crate::config_error::{ConfigError, invalid};
-use crate::reading::{Reading, Value};
+use crate::reading::{Name, Reading, Value};
 use firmware::logic::geometry::{Shape, TrapGeometry};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -412,10 +412,16 @@ impl TrapInstalls {
         };
         let f = install.figures(value, &src.unit);
         let mut out = Vec::new();
+        // The derived names, made once: a level sensor's every message derives `level_mm`.
+        static NAMES: std::sync::LazyLock<[(Name, Name); 3]> = std::sync::LazyLock::new(|| {
+            [("level_mm", "mm"), ("fill_pct", "%"), ("volume_l", "L")]
+                .map(|(m, u)| (Name::from(m), Name::from(u)))
+        });
+        let [(level_m, level_u), (fill_m, fill_u), (volume_m, volume_u)] = &*NAMES;
         for (metric, v, unit) in [
-            ("level_mm", f.level_mm, "mm"),
-            ("fill_pct", f.fill_pct, "%"),
-            ("volume_l", f.volume_l, "L"),
+            (level_m, f.level_mm, level_u),
+            (fill_m, f.fill_pct, fill_u),
+            (volume_m, f.volume_l, volume_u),
         ] {
             let Some(v) = v.filter(|v| v.is_finite()) else {
                 continue;
@@ -428,9 +434,9 @@ impl TrapInstalls {
                 site: src.site.clone(),
                 device: src.device.clone(),
                 stream: src.stream.clone(),
-                metric: metric.to_string(),
+                metric: metric.clone(),
                 value: Value::Float((v * 10.0).round() / 10.0),
-                unit: unit.to_string(),
+                unit: unit.clone(),
                 device_time_ms: src.device_time_ms,
                 received_time_ms: src.received_time_ms,
                 source: src.source,
@@ -480,7 +486,7 @@ mod tests {
 
     fn figures(out: &[Reading]) -> Vec<(String, f64)> {
         out.iter()
-            .map(|r| (r.metric.clone(), r.value.as_f64().unwrap_or(f64::NAN)))
+            .map(|r| (r.metric.to_string(), r.value.as_f64().unwrap_or(f64::NAN)))
             .collect()
     }
 

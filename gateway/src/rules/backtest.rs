@@ -10,7 +10,7 @@
 use super::RulesError;
 use super::engine::{Engine, EngineStats};
 use crate::clue::signal::ClueSignal;
-use crate::reading::{Quality, Reading, Source, Value};
+use crate::reading::{Name, Quality, Reading, Source, Value};
 use std::fmt::Write as _;
 use thiserror::Error;
 
@@ -53,7 +53,7 @@ fn reading(site: &str, device: &str, stream: &str, metric: &str, value: Value, t
         stream: stream.into(),
         metric: metric.into(),
         value,
-        unit: String::new(),
+        unit: Name::default(),
         device_time_ms: t,
         received_time_ms: t,
         source: Source::Gateway,
@@ -110,7 +110,7 @@ fn parse_csv(text: &str) -> Result<Vec<Reading>, BacktestError> {
             t,
         );
         if let Some(u) = cu.and_then(|c| f.get(c)) {
-            r.unit = u.to_string();
+            r.unit = Name::from(*u);
         }
         out.push(r);
     }

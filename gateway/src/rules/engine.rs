@@ -25,12 +25,12 @@ use super::config::{
 };
 use super::flap::{Flap, Hysteresis, Transition};
 use super::grease::{PumpoutRegistry, Traps};
-use super::keys::{FastMap, SeriesKey, SeriesView, StateKey, StateMap, StateRef};
+use super::keys::{FastMap, SeriesKey, SeriesTable, StateKey, StateMap, StateRef};
 use super::maintenance::MaintenanceRegistry;
 use super::window::{Push, Window};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, EvidenceReading, Level, Subject};
 use crate::decode::native::{EVENT_STREAM, STATE_STREAM};
-use crate::reading::{Reading, Value};
+use crate::reading::{Name, Reading, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
@@ -63,7 +63,7 @@ struct Series {
     /// The map's key again, so a lookup by borrowed view can hand out the shared key.
     key: SeriesKey,
     window: Window,
-    unit: String,
+    unit: Name,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -100,7 +100,7 @@ struct MetricRules {
     /// Rules without a site or with a prefix pattern (`r-0*`), in rule order.
     any_site: Vec<usize>,
     /// Rules for one exact site, in rule order.
-    by_site: HashMap<String, Vec<usize>>,
+    by_site: FastMap<String, Vec<usize>>,
 }
 
 impl MetricRules {
@@ -149,8 +149,9 @@ impl Iterator for MergeSorted<'_> {
 struct Compiled {
     rules: Vec<RuleConfig>,
     calendar: Calendar,
-    /// Metric name -> rules reading it (event rules sit under `name`).
-    by_metric: HashMap<String, MetricRules>,
+    /// Metric name -> rules reading it (event rules sit under `name`). Looked up per reading,
+    /// so foldhash like the engine's other per-reading maps.
+    by_metric: FastMap<String, MetricRules>,
     silence: Vec<usize>,
     /// Rule -> composites it feeds.
     composites_by_input: HashMap<usize, Vec<usize>>,
@@ -158,7 +159,7 @@ struct Compiled {
     composite_parts: HashMap<usize, Vec<usize>>,
     /// Problem -> the rules raising it (only problems shared by several rules).
     problem_rules: HashMap<String, Vec<usize>>,
-    retention_ms: HashMap<String, i64>,
+    retention_ms: FastMap<String, i64>,
     areas: Vec<AreaConfig>,
     /// As configured (kept for snapshots).
     settings: RulesSettings,
@@ -169,12 +170,12 @@ impl Compiled {
         validate(&rules, settings)?;
         let mut c = Compiled {
             calendar: Calendar::new(settings),
-            by_metric: HashMap::new(),
+            by_metric: FastMap::default(),
             silence: Vec::new(),
             composites_by_input: HashMap::new(),
             composite_parts: HashMap::new(),
             problem_rules: HashMap::new(),
-            retention_ms: HashMap::new(),
+            retention_ms: FastMap::default(),
             areas: settings.areas.clone(),
             settings: settings.clone(),
             rules: Vec::new(),
@@ -260,8 +261,8 @@ impl Compiled {
 #[derive(Serialize, Deserialize)]
 struct PendingDischarge {
     rule: usize,
-    site: String,
-    device: String,
+    site: Name,
+    device: Name,
     series: SeriesKey,
     /// When the contents were at their peak before the drop.
     from_ms: i64,
@@ -324,7 +325,7 @@ impl Default for ProblemSent {
 /// reload can swap those and keep this).
 #[derive(Default)]
 struct Live {
-    series: FastMap<SeriesKey, Series>,
+    series: SeriesTable<Series>,
     states: StateMap<RuleState>,
     /// (composite, input rule, join key) -> latest activation (time, site, evidence).
     composite_seen: HashMap<(usize, usize, String), SeenInput>,
@@ -346,6 +347,9 @@ struct Live {
     /// will): site -> device -> receive time it went down. See [`Live::on_link_state`].
     offline: HashMap<String, HashMap<String, i64>>,
     stats: EngineStats,
+    /// A window's numbers while a rate or discharge is judged: one buffer reused, not an
+    /// allocation per judgement (what it holds between judgements means nothing).
+    scratch: Vec<(i64, f64)>,
 }
 
 /// The rules engine. See the module docs.
@@ -608,15 +612,22 @@ fn value_eq(a: &Value, b: &Value) -> bool {
 /// The highest reading that a neighbour confirms (within `band` of the one before or after
 /// it): one echo off foam or a ripple is no peak, so its fall back is no discharge.
 fn supported_peak(points: &[(i64, f64)], band: f64) -> Option<(i64, f64)> {
+    supported_extreme(points, band, 1.0)
+}
+
+/// [`supported_peak`] of the readings negated (`sign` -1: the lowest confirmed reading,
+/// answered negated), without copying them. Negation is exact, so this is the peak of a
+/// negated copy to the bit.
+fn supported_extreme(points: &[(i64, f64)], band: f64, sign: f64) -> Option<(i64, f64)> {
+    let x = |i: usize| sign * points[i].1;
     let confirmed = |i: usize| {
-        let x = points[i].1;
         points.len() == 1
-            || (i > 0 && (x - points[i - 1].1).abs() <= band)
-            || points.get(i + 1).is_some_and(|n| (x - n.1).abs() <= band)
+            || (i > 0 && (x(i) - x(i - 1)).abs() <= band)
+            || (i + 1 < points.len() && (x(i) - x(i + 1)).abs() <= band)
     };
     (0..points.len())
         .filter(|&i| confirmed(i))
-        .map(|i| points[i])
+        .map(|i| (points[i].0, x(i)))
         .fold(None, |best: Option<(i64, f64)>, p| match best {
             Some(b) if b.1 >= p.1 => Some(b),
             _ => Some(p),
@@ -729,7 +740,8 @@ impl Live {
         let Some(list) = c.by_metric.get(r.metric.as_str()) else {
             return;
         };
-        let mut key: Option<SeriesKey> = None;
+        // The reading's series: its key and its position in `self.series`.
+        let mut key: Option<(SeriesKey, usize)> = None;
         for ri in list.for_site(&r.site) {
             let rule = &c.rules[ri];
             if !rule.select.matches(r) {
@@ -740,10 +752,10 @@ impl Live {
             }
             if key.is_none() {
                 // One lookup when the series exists (the usual case); the key is an Arc.
-                let known = self
-                    .series
-                    .get_mut(r as &dyn SeriesView)
-                    .map(|s| (s.window.push(t, &r.value), s.key.clone()));
+                let known = self.series.find(r).map(|pos| {
+                    let s = self.series.at_mut(pos);
+                    (s.window.push(t, &r.value), (s.key.clone(), pos))
+                });
                 let (pushed, k) = match known {
                     Some(found) => found,
                     None => {
@@ -759,8 +771,8 @@ impl Live {
                             unit: r.unit.clone(),
                         };
                         let pushed = series.window.push(t, &r.value);
-                        self.series.insert(k.clone(), series);
-                        (pushed, k)
+                        let pos = self.series.insert(k.clone(), series);
+                        (pushed, (k, pos))
                     }
                 };
                 match pushed {
@@ -776,8 +788,8 @@ impl Live {
                 }
                 key = Some(k);
             }
-            if let Some(k) = &key {
-                self.eval(c, ri, r, k, batch, out, acts);
+            if let Some((k, pos)) = &key {
+                self.eval(c, ri, r, (k, *pos), batch, out, acts);
             }
         }
     }
@@ -788,7 +800,7 @@ impl Live {
         c: &Compiled,
         ri: usize,
         r: &Reading,
-        series: &SeriesKey,
+        (series, series_pos): (&SeriesKey, usize),
         batch: Message<'_>,
         out: &mut Vec<ClueSignal>,
         acts: &mut Vec<Activation>,
@@ -810,7 +822,8 @@ impl Live {
             st.series = Some(series.clone());
         }
         let in_window = c.calendar.matches(rule.window, &r.site, t);
-        let window = self.series.get(series).map(|s| &s.window);
+        // By position: no second lookup of the series (see `SeriesTable`).
+        let window = Some(&self.series.at(series_pos).window);
         let v = r.value.as_f64();
         let (raw, min_ms) = match &rule.condition {
             Condition::Threshold {
@@ -840,10 +853,10 @@ impl Live {
             } => {
                 let Some(v) = v else { return };
                 let from = t.saturating_sub(*within_s as i64 * 1000);
-                let points: Vec<(i64, f64)> = window
-                    .into_iter()
-                    .flat_map(|w| w.range(from, t).numbers())
-                    .collect();
+                // A buffer kept between readings: no allocation per judgement.
+                let mut points = std::mem::take(&mut self.scratch);
+                points.clear();
+                points.extend(window.into_iter().flat_map(|w| w.range(from, t).numbers()));
                 // Extremes a neighbour confirms: one lost echo or foam spike is no change,
                 // neither as the start of the change nor as its newest reading (the reading
                 // before it must agree; a real change is confirmed one reading later).
@@ -854,10 +867,11 @@ impl Live {
                         && supported_peak(&points, d / 2.0).is_some_and(|(_, hi)| hi - v >= d)
                 });
                 let rose = rise.is_some_and(|d| {
-                    let negated: Vec<(i64, f64)> = points.iter().map(|&(t, x)| (t, -x)).collect();
                     newest_confirmed(d / 2.0)
-                        && supported_peak(&negated, d / 2.0).is_some_and(|(_, lo)| v + lo >= d)
+                        && supported_extreme(&points, d / 2.0, -1.0)
+                            .is_some_and(|(_, lo)| v + lo >= d)
                 });
+                self.scratch = points;
                 (fell || rose, 0)
             }
             Condition::FlatLine {
@@ -923,11 +937,15 @@ impl Live {
                 // between two consecutive reports, so the drop is judged from the last
                 // reading before it whatever the interval (a pump-out on record still
                 // explains it; the peak must still be confirmed by its own neighbour).
-                let points: Vec<(i64, f64)> = window
-                    .into_iter()
-                    .flat_map(|w| w.range_with_previous(from, t, PEAK_NEIGHBOURS).numbers())
-                    .collect();
+                let mut points = std::mem::take(&mut self.scratch);
+                points.clear();
+                points.extend(
+                    window
+                        .into_iter()
+                        .flat_map(|w| w.range_with_previous(from, t, PEAK_NEIGHBOURS).numbers()),
+                );
                 let peak = supported_peak(&points, *min_drop / 2.0);
+                self.scratch = points;
                 let raw = in_window && peak.is_some_and(|(_, p)| p - v >= *min_drop);
                 if raw
                     && !st.raw
@@ -1008,9 +1026,9 @@ impl Live {
         match r.value {
             Value::Bool(false) => {
                 self.offline
-                    .entry(r.site.clone())
+                    .entry(r.site.to_string())
                     .or_default()
-                    .entry(r.device.clone())
+                    .entry(r.device.to_string())
                     .or_insert(rx);
             }
             Value::Bool(true) => {
@@ -1288,9 +1306,9 @@ impl Live {
         let (readings, unit) = match self.series.get(s) {
             Some(series) => (
                 series.window.range(from, to).collect::<Vec<_>>(),
-                &series.unit,
+                series.unit.as_str(),
             ),
-            None => (Vec::new(), &String::new()),
+            None => (Vec::new(), ""),
         };
         Evidence::Readings {
             from_ms: from,
@@ -1298,11 +1316,11 @@ impl Live {
             readings: readings
                 .into_iter()
                 .map(|(t, v)| EvidenceReading {
-                    device: s.device.clone(),
-                    stream: s.stream.clone(),
-                    metric: s.metric.clone(),
+                    device: s.device.to_string(),
+                    stream: s.stream.to_string(),
+                    metric: s.metric.to_string(),
                     value: v,
-                    unit: unit.clone(),
+                    unit: unit.to_string(),
                     device_time_ms: t,
                 })
                 .collect(),
@@ -1592,5 +1610,38 @@ fn event(c: &Compiled, tg: &Trigger<'_>, evidence: Vec<Evidence>) -> ClueEvent {
         evidence,
         department: rule.department.clone(),
         assisting: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod peak_tests {
+    use super::*;
+
+    /// The lowest confirmed reading without a copy is the negated copy's peak, ties and
+    /// lone echoes included, to the bit.
+    #[test]
+    fn the_low_without_a_copy_is_the_peak_of_the_negated_copy() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for case in 0..2_000 {
+            let n = (next() % 12) as usize;
+            let points: Vec<(i64, f64)> = (0..n)
+                .map(|i| (i as i64 * 1000, (next() % 40) as f64 * 0.5 - 7.0))
+                .collect();
+            let band = (next() % 6) as f64 * 0.5;
+            let negated: Vec<(i64, f64)> = points.iter().map(|&(t, x)| (t, -x)).collect();
+            let want = supported_peak(&negated, band);
+            let got = supported_extreme(&points, band, -1.0);
+            assert_eq!(
+                got.map(|(t, x)| (t, x.to_bits())),
+                want.map(|(t, x)| (t, x.to_bits())),
+                "case {case}: {points:?} band {band}"
+            );
+        }
     }
 }

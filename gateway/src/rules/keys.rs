@@ -6,7 +6,7 @@
 //! The owned keys implement `Borrow<dyn ...View>`, so `HashMap::get` accepts a borrowed view;
 //! both sides hash and compare the same parts, which is what `Borrow` requires.
 
-use crate::reading::Reading;
+use crate::reading::{Name, Reading};
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
@@ -17,13 +17,14 @@ use std::sync::Arc;
 /// allocated. foldhash is still seeded per map, so crafted ids cannot force collisions cheaply.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// The parts of a series key (one metric of one device's stream).
+/// The parts of a series key (one metric of one device's stream); shared with the readings
+/// (a [`Name`] is reference counted), so a series costs no strings of its own.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SeriesParts {
-    pub site: String,
-    pub device: String,
-    pub stream: String,
-    pub metric: String,
+    pub site: Name,
+    pub device: Name,
+    pub stream: Name,
+    pub metric: Name,
 }
 
 /// A series, shared cheaply (an `Arc`) by the state of every rule that reads it.
@@ -48,19 +49,21 @@ impl std::ops::Deref for SeriesKey {
     }
 }
 
-/// Anything that names a series: an owned key or a reading.
+/// Anything that names a series: an owned key or a reading. The parts are [`Name`]s, so a
+/// reading finds its series by comparing four pointers when both share the interned names
+/// (the usual case), and hashes as the four texts.
 pub(crate) trait SeriesView {
-    fn parts(&self) -> [&str; 4];
+    fn parts(&self) -> [&Name; 4];
 }
 
 impl SeriesView for SeriesKey {
-    fn parts(&self) -> [&str; 4] {
+    fn parts(&self) -> [&Name; 4] {
         [&self.site, &self.device, &self.stream, &self.metric]
     }
 }
 
 impl SeriesView for Reading {
-    fn parts(&self) -> [&str; 4] {
+    fn parts(&self) -> [&Name; 4] {
         [&self.site, &self.device, &self.stream, &self.metric]
     }
 }
@@ -88,6 +91,81 @@ impl Hash for SeriesKey {
 impl<'a> Borrow<dyn SeriesView + 'a> for SeriesKey {
     fn borrow(&self) -> &(dyn SeriesView + 'a) {
         self
+    }
+}
+
+/// Series by key, each also reachable by a position that stays valid while the table lives
+/// (series are only ever added; a restore builds a new table).
+///
+/// A reading's series is looked up once, from the reading's borrowed strings; the rules that
+/// judge it then reach the window by position. Before, each of them looked the series up
+/// again, hashing its four strings per rule (three rules per trap level reading with the
+/// default rules; issue 24).
+#[derive(Debug)]
+pub(crate) struct SeriesTable<V> {
+    index: FastMap<SeriesKey, usize>,
+    list: Vec<V>,
+}
+
+impl<V> Default for SeriesTable<V> {
+    fn default() -> Self {
+        SeriesTable {
+            index: FastMap::default(),
+            list: Vec::new(),
+        }
+    }
+}
+
+impl<V> SeriesTable<V> {
+    /// The position of the series a reading (or key) names.
+    pub(crate) fn find(&self, series: &dyn SeriesView) -> Option<usize> {
+        self.index.get(series).copied()
+    }
+
+    pub(crate) fn get(&self, key: &SeriesKey) -> Option<&V> {
+        self.find(key).map(|i| &self.list[i])
+    }
+
+    /// The series at `pos`, a position [`SeriesTable::find`] or [`SeriesTable::insert`]
+    /// answered for this table.
+    pub(crate) fn at(&self, pos: usize) -> &V {
+        &self.list[pos]
+    }
+
+    pub(crate) fn at_mut(&mut self, pos: usize) -> &mut V {
+        &mut self.list[pos]
+    }
+
+    /// Adds a series (replacing a series of the same key in place); answers its position.
+    pub(crate) fn insert(&mut self, key: SeriesKey, v: V) -> usize {
+        if let Some(&i) = self.index.get(&key) {
+            self.list[i] = v;
+            return i;
+        }
+        let i = self.list.len();
+        self.list.push(v);
+        self.index.insert(key, i);
+        i
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Every series with its key (in no particular order, as a hash map iterates).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&SeriesKey, &V)> {
+        self.index.iter().map(|(k, &i)| (k, &self.list[i]))
+    }
+}
+
+impl<V> FromIterator<(SeriesKey, V)> for SeriesTable<V> {
+    fn from_iter<I: IntoIterator<Item = (SeriesKey, V)>>(it: I) -> Self {
+        let mut t = SeriesTable::default();
+        for (k, v) in it {
+            t.insert(k, v);
+        }
+        t
     }
 }
 
@@ -553,7 +631,7 @@ mod tests {
             stream: "grease_trap".into(),
             metric: "level".into(),
             value: crate::reading::Value::Float(1.0),
-            unit: String::new(),
+            unit: Name::default(),
             device_time_ms: 0,
             received_time_ms: 0,
             source: crate::reading::Source::Mqtt,
@@ -565,8 +643,30 @@ mod tests {
         assert_eq!(series.get(&r as &dyn SeriesView), Some(&7));
         let other = Reading {
             metric: "battery".into(),
-            ..r
+            ..r.clone()
         };
         assert_eq!(series.get(&other as &dyn SeriesView), None);
+
+        // The table finds the same series by reading and by key, at a stable position.
+        let mut table: SeriesTable<u32> = SeriesTable::default();
+        let a = table.insert(SeriesKey::of(&r), 1);
+        let b = table.insert(SeriesKey::of(&other), 2);
+        assert_ne!(a, b);
+        assert_eq!(table.find(&r), Some(a));
+        assert_eq!(table.find(&other), Some(b));
+        assert_eq!(table.get(&SeriesKey::of(&other)), Some(&2));
+        *table.at_mut(a) += 10;
+        assert_eq!(table.at(a), &11);
+        // Replacing keeps the position; an unknown series is not found.
+        assert_eq!(table.insert(SeriesKey::of(&r), 5), a);
+        assert_eq!((table.at(a), table.len()), (&5, 2));
+        let third = Reading {
+            device: "trap-2".into(),
+            ..other.clone()
+        };
+        assert_eq!(table.find(&third), None);
+        let rebuilt: SeriesTable<u32> = table.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        assert_eq!(rebuilt.get(&SeriesKey::of(&r)), Some(&5));
+        assert_eq!(rebuilt.get(&SeriesKey::of(&other)), Some(&2));
     }
 }

@@ -29,7 +29,7 @@ pub(crate) fn reading(
         stream: stream.into(),
         metric: metric.into(),
         value,
-        unit: String::new(),
+        unit: Default::default(),
         device_time_ms: t,
         received_time_ms: t,
         source: Source::Mqtt,

@@ -331,7 +331,7 @@ mod tests {
             stream: "grease_trap".into(),
             metric: metric.into(),
             value,
-            unit: String::new(),
+            unit: Default::default(),
             device_time_ms: ts,
             received_time_ms: ts,
             source: Source::Mqtt,
@@ -521,7 +521,7 @@ mod tests {
             ]
         );
         let mut r = reading("s", "d", "m", Value::Int(1), 1);
-        r.stream = String::new();
+        r.stream = Default::default();
         assert!(encode(&[r], "").is_empty());
     }
 
@@ -590,7 +590,7 @@ mod tests {
                 Value::Int(0),
                 rng.random_range(-1_000_000_000_000i64..4_000_000_000_000),
             );
-            r.stream = format!("s{}", random_string(&mut rng, Some(dialect)));
+            r.stream = format!("s{}", random_string(&mut rng, Some(dialect))).into();
             r.value = match rng.random_range(0..4) {
                 0 => Value::Int(rng.random()),
                 1 => {
@@ -621,9 +621,9 @@ mod tests {
                 "{text:?}"
             );
             for (k, v) in [
-                ("site", &r.site),
-                ("device", &r.device),
-                ("source", &"mqtt".to_string()),
+                ("site", r.site.as_str()),
+                ("device", r.device.as_str()),
+                ("source", "mqtt"),
             ] {
                 let got = p.tag_value(k).map(|v| v.as_str().to_string());
                 let want = (!v.is_empty())

@@ -9,10 +9,18 @@
 //!   measures batches that read their open clues back (the store without its open-clue cache)
 //!   as the reference for the cache. `CLUE_BENCH_BATCH` (256, the pool's `INTAKE_BATCH`) sets the batch size, for both
 //!   the SQLite and the PostgreSQL benchmark.
+//! - Repeat window (`clue::repeats`, `[clues] repeat_window_ms`): every rate above goes through
+//!   the pool's [`RepeatBuffer`] as intake drives it (events streamed as fast as the thread
+//!   can, plain repeats held per key, held runs written when their window ended by wall time),
+//!   with window 0 (nothing held: each event written, today's batched path) unless named.
+//!   Each round first measures `CLUE_BENCH_WINDOW_MS` (1000, the default) against window 0
+//!   on fresh files / databases, same events. `CLUE_BENCH_REFS=0` skips the other references
+//!   (reading clues back, no list index, one by one, SQLite beside PostgreSQL).
 //! - List latency: p50/p99 of `GET /api/v1/clues`-equivalent queries with
 //!   `CLUE_BENCH_POOL` clues (default 100,000) in the pool.
 
 use gateway::clue::model::ClueQuery;
+use gateway::clue::repeats::{RepeatBuffer, Run};
 use gateway::clue::signal::{ClueEvent, Level, Subject};
 use gateway::clue::store::{AuditLog, ClueRecords, ClueStore, SqliteStore};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -68,7 +76,32 @@ fn dedup_throughput_and_list_latency() {
     let (mut batched, mut single, mut no_index) = (Vec::new(), Vec::new(), Vec::new());
     let (mut uncached, mut cpu_cached, mut cpu_reread) = (Vec::new(), Vec::new(), Vec::new());
     let per_event = |us: u64| us as f64 / events as f64;
+    let window = env("CLUE_BENCH_WINDOW_MS", 1_000) as u64;
+    let refs = env("CLUE_BENCH_REFS", 1) != 0;
+    let (mut windowed, mut unwindowed) = (Vec::new(), Vec::new());
+    let (mut cpu_windowed, mut cpu_unwindowed) = (Vec::new(), Vec::new());
     for round in 0..rounds {
+        // The repeat window against window 0 (every event written), each on a fresh file.
+        for (w, rates, cpu) in [
+            (0, &mut unwindowed, &mut cpu_unwindowed),
+            (window, &mut windowed, &mut cpu_windowed),
+        ] {
+            let path = dir.path().join(format!("w{w}_{round}.sqlite"));
+            let stores = [SqliteStore::open(&path, vec![]).expect("open")];
+            take_cpu_us();
+            let r = ingest_rate(&stores, events, keys, batch, w);
+            cpu.push(per_event(take_cpu_us()));
+            rates.push(r.rate);
+            check_pool(&stores[0], events, keys);
+            println!(
+                "round {round}: repeat window {w} ms: {:.0} events/s ({:.1} us CPU per event), \
+                 {} occurrence rows, write p99 {:.1} ms",
+                r.rate, cpu[round], r.rows, r.p99_ms
+            );
+        }
+        if !refs {
+            continue;
+        }
         // The reference first: batches that read their open clues back every time (the path
         // before the open-clue cache), on its own file.
         let reread = [
@@ -77,12 +110,12 @@ fn dedup_throughput_and_list_latency() {
                 .with_open_cache(false),
         ];
         take_cpu_us();
-        uncached.push(ingest_rate(&reread, events, keys, batch));
+        uncached.push(ingest_rate(&reread, events, keys, batch, 0).rate);
         cpu_reread.push(per_event(take_cpu_us()));
         let stores = [
             SqliteStore::open(&dir.path().join(format!("b{round}.sqlite")), vec![]).expect("open"),
         ];
-        batched.push(ingest_rate(&stores, events, keys, batch));
+        batched.push(ingest_rate(&stores, events, keys, batch, 0).rate);
         cpu_cached.push(per_event(take_cpu_us()));
         println!(
             "round {round}: batches of {batch}: open-clue cache {:.0} events/s ({:.1} us CPU per \
@@ -95,7 +128,7 @@ fn dedup_throughput_and_list_latency() {
         rusqlite::Connection::open(&path)
             .and_then(|c| c.execute_batch("DROP INDEX clues_list_order;"))
             .expect("drop index");
-        no_index.push(ingest_rate(&unindexed, events, keys, batch));
+        no_index.push(ingest_rate(&unindexed, events, keys, batch, 0).rate);
         let store = &stores[0];
         let clues = store
             .list(&ClueQuery {
@@ -126,6 +159,25 @@ fn dedup_throughput_and_list_latency() {
             "round {round}: batches of {batch} {:.0} events/s, one by one {:.0} events/s",
             batched[round], single[round]
         );
+    }
+    let (wr, w0) = (median(windowed), median(unwindowed));
+    let (cpu_w, cpu_0) = (median(cpu_windowed), median(cpu_unwindowed));
+    println!(
+        "dedup into SQLite: {events} events -> {} clues through the repeat buffer: window \
+         {window} ms {wr:.0} events/s, window 0 {w0:.0} events/s (ratio {:.2}); CPU per event \
+         {cpu_w:.1} us against {cpu_0:.1} us (ratio {:.2}); medians of {rounds}",
+        keys.min(events),
+        wr / w0,
+        cpu_w / cpu_0
+    );
+    println!(
+        "BENCH {}",
+        serde_json::json!({"bench": "clues",
+            "figure": format!("clue dedup, repeat window {window} ms ({keys} keys)"),
+            "value": wr, "unit": "events/s"})
+    );
+    if !refs {
+        return;
     }
     let (b, one) = (median(batched), median(single));
     let reread = median(uncached);
@@ -270,28 +322,100 @@ fn take_cpu_us() -> u64 {
     WORKER_CPU_US.swap(0, Ordering::Relaxed)
 }
 
-fn ingest_rate<S: ClueStore + Sync>(stores: &[S], events: usize, keys: usize, batch: usize) -> f64 {
+/// What [`ingest_rate`] measured.
+struct Rate {
+    /// Events per second, wall time, all gateways together.
+    rate: f64,
+    /// Items written (occurrence rows): events, or fewer with a repeat window.
+    rows: usize,
+    /// p99 of one write (one transaction), milliseconds.
+    p99_ms: f64,
+}
+
+/// Writes `batch` (emptied; event and run pairs) to `store` in one transaction and teaches
+/// `buffer` the changes, as the pool's intake does; the write's duration into `lat`.
+fn write<S: ClueStore>(
+    store: &S,
+    buffer: &mut RepeatBuffer,
+    batch: &mut Vec<(ClueEvent, Run)>,
+    lat: &mut Vec<Duration>,
+) -> usize {
+    if batch.is_empty() {
+        return 0;
+    }
+    let (items, runs): (Vec<_>, Vec<Run>) = batch
+        .drain(..)
+        .map(|(ev, run)| {
+            let deadline = ev.at_ms + 3_600_000;
+            ((ev, vec![], deadline), run)
+        })
+        .unzip();
+    let t = Instant::now();
+    let now = items[0].0.at_ms;
+    for r in store.ingest_runs(&items, &runs, now).expect("batch") {
+        buffer.learn(&r.expect("event"));
+    }
+    lat.push(t.elapsed());
+    items.len()
+}
+
+/// Events per second of `events` events through `gateways` stores at once, each taking every
+/// `gateways`-th event through a [`RepeatBuffer`] of `window_ms` (0: nothing held) as the
+/// pool's intake does: events that go through are written in batches of `batch` (one
+/// transaction each), held runs when their window ended by wall time, the rest at the end.
+/// Prints progress every few seconds while the stores work.
+fn ingest_rate<S: ClueStore + Sync>(
+    stores: &[S],
+    events: usize,
+    keys: usize,
+    batch: usize,
+    window_ms: u64,
+) -> Rate {
     let done = AtomicUsize::new(0);
+    let rows = AtomicUsize::new(0);
+    let lat = std::sync::Mutex::new(Vec::new());
     let start = Instant::now();
     std::thread::scope(|s| {
         let workers: Vec<_> = stores
             .iter()
             .enumerate()
             .map(|(g, store)| {
-                let done = &done;
+                let (done, rows, lat) = (&done, &rows, &lat);
                 s.spawn(move || {
                     let cpu = thread_cpu_us();
+                    let mut buffer = RepeatBuffer::new(window_ms);
+                    let mut out = Vec::with_capacity(2 * batch);
+                    let mut due = Vec::new();
+                    let mut mine_lat = Vec::new();
+                    let mut written = 0;
+                    let epoch = Instant::now();
+                    let mono = || epoch.elapsed().as_millis() as i64;
                     let mine: Vec<usize> = (g..events).step_by(stores.len()).collect();
                     for chunk in mine.chunks(batch) {
-                        let items: Vec<_> = chunk
-                            .iter()
-                            .map(|&i| (event(i, keys), vec![], i as i64 + 3_600_000))
-                            .collect();
-                        for r in store.ingest_batch(&items, chunk[0] as i64).expect("batch") {
-                            r.expect("event");
+                        let now = mono();
+                        for &i in chunk {
+                            buffer.offer(event(i, keys), now, &mut out);
+                            if out.len() >= batch {
+                                written += write(store, &mut buffer, &mut out, &mut mine_lat);
+                            }
+                        }
+                        written += write(store, &mut buffer, &mut out, &mut mine_lat);
+                        buffer.due(mono(), &mut due);
+                        while !due.is_empty() {
+                            let rest = due.split_off(due.len().min(batch));
+                            written += write(store, &mut buffer, &mut due, &mut mine_lat);
+                            due = rest;
                         }
                         done.fetch_add(chunk.len(), Ordering::Relaxed);
                     }
+                    buffer.drain(&mut due);
+                    while !due.is_empty() {
+                        let rest = due.split_off(due.len().min(batch));
+                        written += write(store, &mut buffer, &mut due, &mut mine_lat);
+                        due = rest;
+                    }
+                    rows.fetch_add(written, Ordering::Relaxed);
+                    lat.lock().expect("lat").extend(mine_lat);
                     WORKER_CPU_US.fetch_add(thread_cpu_us() - cpu, Ordering::Relaxed);
                 })
             })
@@ -310,7 +434,36 @@ fn ingest_rate<S: ClueStore + Sync>(stores: &[S], events: usize, keys: usize, ba
             }
         }
     });
-    events as f64 / start.elapsed().as_secs_f64()
+    let rate = events as f64 / start.elapsed().as_secs_f64();
+    let mut lat = lat.into_inner().expect("lat");
+    lat.sort();
+    Rate {
+        rate,
+        rows: rows.load(Ordering::Relaxed),
+        p99_ms: if lat.is_empty() {
+            0.0
+        } else {
+            percentile(&lat, 0.99).as_secs_f64() * 1e3
+        },
+    }
+}
+
+/// Every event is in the pool after a run: one clue per key, their occurrences adding up to
+/// the events (nothing held was lost), and the chain verifies.
+fn check_pool<S: ClueStore>(store: &S, events: usize, keys: usize) {
+    let clues = store
+        .list(&ClueQuery {
+            limit: 100_000,
+            ..Default::default()
+        })
+        .expect("list");
+    assert_eq!(clues.len(), keys.min(events));
+    assert_eq!(
+        clues.iter().map(|c| c.occurrences).sum::<i64>(),
+        events as i64,
+        "every event counted"
+    );
+    assert!(store.verify_audit().expect("verify").ok);
 }
 
 /// The shared store: `CLUE_BENCH_EVENTS` events (default 1,000,000) over `CLUE_BENCH_KEYS`
@@ -346,7 +499,23 @@ fn postgres_three_gateways_dedup_throughput_and_list_latency() {
     let batch = env("CLUE_BENCH_BATCH", 256);
     let (mut pg_rates, mut sqlite_rates) = (Vec::new(), Vec::new());
     let (mut split_rates, mut nosync_rates) = (Vec::new(), Vec::new());
+    let window = env("CLUE_BENCH_WINDOW_MS", 1_000) as u64;
+    let refs = env("CLUE_BENCH_REFS", 1) != 0;
+    let mut windowed = Vec::new();
     for round in 0..rounds {
+        // The repeat window, against window 0 below (the shared chain as before).
+        let url = pg.create_database(&format!("window{round}")).expect("db");
+        let stores: Vec<PgStore> = (0..gateways)
+            .map(|_| PgStore::open(&url, 2, vec![]).expect("open"))
+            .collect();
+        let r = ingest_rate(&stores, events, keys, batch, window);
+        check_pool(&stores[0], events, keys);
+        windowed.push(r.rate);
+        println!(
+            "round {round}: postgres x{gateways}, repeat window {window} ms: {:.0} events/s, {} \
+             occurrence rows, write p99 {:.1} ms",
+            r.rate, r.rows, r.p99_ms
+        );
         if env("CLUE_BENCH_PG_SPLIT", 0) != 0 {
             let stores: Vec<PgStore> = (0..gateways)
                 .map(|g| {
@@ -356,7 +525,7 @@ fn postgres_three_gateways_dedup_throughput_and_list_latency() {
                     PgStore::open(&url, 2, vec![]).expect("open")
                 })
                 .collect();
-            split_rates.push(ingest_rate(&stores, events, keys, batch));
+            split_rates.push(ingest_rate(&stores, events, keys, batch, 0).rate);
             for s in &stores {
                 assert!(s.verify_audit().expect("verify").ok);
             }
@@ -376,7 +545,7 @@ fn postgres_three_gateways_dedup_throughput_and_list_latency() {
             let stores: Vec<PgStore> = (0..gateways)
                 .map(|_| PgStore::open(&url, 2, vec![]).expect("open"))
                 .collect();
-            nosync_rates.push(ingest_rate(&stores, events, keys, batch));
+            nosync_rates.push(ingest_rate(&stores, events, keys, batch, 0).rate);
             assert!(stores[0].verify_audit().expect("verify").ok);
             println!(
                 "round {round}: postgres x{gateways} without waiting for the WAL flush {:.0} \
@@ -388,24 +557,38 @@ fn postgres_three_gateways_dedup_throughput_and_list_latency() {
         let stores: Vec<PgStore> = (0..gateways)
             .map(|_| PgStore::open(&url, 2, vec![]).expect("open"))
             .collect();
-        let r = ingest_rate(&stores, events, keys, batch);
-        let n = stores[0]
-            .list(&ClueQuery {
-                limit: 100_000,
-                ..Default::default()
-            })
-            .expect("list")
-            .len();
-        assert_eq!(n, keys.min(events));
-        assert!(stores[gateways - 1].verify_audit().expect("verify").ok);
-        pg_rates.push(r);
+        let r = ingest_rate(&stores, events, keys, batch, 0);
+        check_pool(&stores[gateways - 1], events, keys);
+        println!(
+            "round {round}: postgres x{gateways}, window 0: {:.0} events/s, write p99 {:.1} ms",
+            r.rate, r.p99_ms
+        );
+        pg_rates.push(r.rate);
+        if !refs {
+            continue;
+        }
         let sqlite =
             SqliteStore::open(&dir.path().join(format!("d{round}.sqlite")), vec![]).expect("open");
-        sqlite_rates.push(ingest_rate(&[sqlite], events, keys, batch));
+        sqlite_rates.push(ingest_rate(&[sqlite], events, keys, batch, 0).rate);
         println!(
             "round {round}: postgres x{gateways} {:.0} events/s, sqlite x1 {:.0} events/s",
             pg_rates[round], sqlite_rates[round]
         );
+    }
+    let (pw, p0) = (median(windowed), median(pg_rates.clone()));
+    println!(
+        "dedup: {events} events -> {keys} clues: {gateways} gateways on PostgreSQL through the \
+         repeat buffer: window {window} ms {pw:.0} events/s, window 0 {p0:.0} events/s (ratio \
+         {:.2}; medians of {rounds})",
+        pw / p0
+    );
+    println!(
+        "BENCH {}",
+        serde_json::json!({"bench": "clues", "figure": format!("clue dedup, {gateways} gateways on PostgreSQL, repeat window {window} ms ({keys} keys)"),
+            "value": pw, "unit": "events/s"})
+    );
+    if !refs {
+        return;
     }
     let (p, s) = (median(pg_rates), median(sqlite_rates));
     println!(

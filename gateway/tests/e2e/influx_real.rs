@@ -56,7 +56,7 @@ fn reading(stream: &str, site: &str, device: &str, metric: &str, value: Value, t
         stream: stream.into(),
         metric: metric.into(),
         value,
-        unit: String::new(),
+        unit: Default::default(),
         device_time_ms: ts,
         received_time_ms: ts,
         source: Source::Mqtt,

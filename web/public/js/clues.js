@@ -290,7 +290,7 @@ export async function cluePage(main, id) {
             ` · ${a.actor} · ${fmtTime(a.at_ms)}`,
             auditLine(a.detail)))),
           h('h2', {}, t('clue.occurrences')),
-          h('ul', { class: 'card' }, d.recent_occurrences.map((o) => h('li', {}, `${fmtTime(o.at_ms)} · ${t('level.' + o.level)} · ${o.detail?.text?.[getLang()]?.title ?? o.title}`))),
+          h('ul', { class: 'card' }, d.recent_occurrences.map((o) => h('li', {}, `${o.count > 1 ? `${fmtTime(o.first_ms)} → ` : ''}${fmtTime(o.at_ms)}${o.count > 1 ? ` ×${o.count}` : ''} · ${t('level.' + o.level)} · ${o.detail?.text?.[getLang()]?.title ?? o.title}`))),
           h('h2', {}, t('clue.detail')),
           h('pre', { class: 'card', style: 'white-space:pre-wrap' }, JSON.stringify(c.detail, null, 2)))));
 

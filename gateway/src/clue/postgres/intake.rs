@@ -21,6 +21,7 @@
 use super::{Chain, PgStore, clue_from_row};
 use crate::clue::audit;
 use crate::clue::model::{Clue, ClueChange};
+use crate::clue::repeats::Run;
 use crate::clue::store::intake::{self, Item};
 use crate::clue::store::{CLUE_COLS, StoreError, change_message, subject_key};
 use postgres::Transaction;
@@ -45,9 +46,11 @@ const WRITE: &str = "WITH new_clues AS (\
      FROM UNNEST($23, $24, $25, $26, $27, $28, $29, $30, $31) AS u(id, level, kind, \
      occurrences, first_seen_ms, last_seen_ms, title, detail, updated_ms) WHERE c.id = u.id), \
      occ AS (\
-     INSERT INTO occurrences (id, clue_id, at_ms, received_ms, level, title, detail) \
-     SELECT id, clue_id, at_ms, $32, level, title, detail \
-     FROM UNNEST($33, $34, $35, $36, $37, $38) AS o(id, clue_id, at_ms, level, title, detail)), \
+     INSERT INTO occurrences (id, clue_id, at_ms, received_ms, level, title, detail, count, \
+     first_ms) \
+     SELECT id, clue_id, at_ms, $32, level, title, detail, count, first_ms \
+     FROM UNNEST($33, $34, $35, $36, $37, $38, $63, $64) \
+     AS o(id, clue_id, at_ms, level, title, detail, count, first_ms)), \
      ev AS (\
      INSERT INTO evidence (clue_id, occurrence_id, kind, name, content_type, sha256, size, body, \
      at_ms, regions) \
@@ -110,6 +113,9 @@ struct Columns {
     o_level: Vec<&'static str>,
     o_title: Vec<String>,
     o_detail: Vec<String>,
+    /// `$63`, `$64`: a run's count and first time (appended last, as `$60`).
+    o_count: Vec<i64>,
+    o_first: Vec<Option<i64>>,
     // Evidence.
     e_clue: Vec<i64>,
     e_occurrence: Vec<i64>,
@@ -256,6 +262,8 @@ impl Columns {
             (&self.n_assisting, T::TEXT_ARRAY),
             (&self.head_seq, T::INT8),
             (&self.head_hash, T::TEXT),
+            (&self.o_count, T::INT8_ARRAY),
+            (&self.o_first, T::INT8_ARRAY),
         ]
     }
 }
@@ -270,6 +278,7 @@ impl PgStore {
         tx: &mut Transaction<'_>,
         chain: &mut Chain,
         items: &[Item],
+        runs: &[Run],
         ids: &mut Vec<i64>,
         now_ms: i64,
     ) -> Result<Vec<ClueChange>, StoreError> {
@@ -324,6 +333,7 @@ impl PgStore {
         }
         let plan = intake::plan(
             items,
+            runs,
             open,
             disposed,
             clue_ids,
@@ -358,6 +368,8 @@ impl PgStore {
             cols.o_level.push(ev.level.as_str());
             cols.o_title.push(ev.title.clone());
             cols.o_detail.push(ev.detail.to_string());
+            cols.o_count.push(step.count);
+            cols.o_first.push(step.first_ms);
             for e in evidence {
                 cols.e_clue.push(clue_id);
                 cols.e_occurrence.push(step.occurrence_id);

@@ -95,6 +95,8 @@ const TABLES: &[(&str, &[(&str, Type)])] = &[
             ("level", Type::TEXT),
             ("title", Type::TEXT),
             ("detail", Type::TEXT),
+            ("count", Type::INT8),
+            ("first_ms", Type::INT8),
         ],
     ),
     (

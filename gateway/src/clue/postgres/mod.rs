@@ -50,6 +50,7 @@ use super::auth::{Role, TokenGrant, TokenRecord, TokenStore, TokenStoreError};
 use super::lifecycle::{self, Action, Status};
 use super::model::*;
 use super::oversight::{ClueRecord, Finding, LinkProposal, Warning};
+use super::repeats::Run;
 use super::retention::{Expired, RetentionConfig, class_of};
 use super::signal::{ClueEvent, GeoPoint, Subject};
 use super::store::intake::Item;
@@ -545,6 +546,7 @@ impl PgStore {
             at_ms,
             actor: actor.to_string(),
             clue,
+            count: 1,
         };
         let (topic, payload) = change_message(&change)?;
         self.queue(tx, &topic, &payload, at_ms)?;
@@ -616,22 +618,24 @@ impl PgStore {
     fn ingest_all(
         &self,
         items: &[Item],
+        runs: &[Run],
         now_ms: i64,
         isolate: bool,
     ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError> {
         let mut c = self.conn()?;
         let (mut tx, mut chain, mut ids) = begin_drawing(&mut c, &self.key, items.len() as i64)?;
         if !isolate {
-            let out = self.ingest_set(&mut tx, &mut chain, items, &mut ids, now_ms)?;
+            let out = self.ingest_set(&mut tx, &mut chain, items, runs, &mut ids, now_ms)?;
             commit(tx, &chain)?;
             return Ok(out.into_iter().map(Ok).collect());
         }
         let mut out = Vec::with_capacity(items.len());
-        for item in items {
+        for (i, item) in items.iter().enumerate() {
             let saved = chain.clone();
             let mut sp = tx.savepoint("ingest_one")?;
             let one = std::slice::from_ref(item);
-            match self.ingest_set(&mut sp, &mut chain, one, &mut ids, now_ms) {
+            let run = runs.get(i..=i).unwrap_or(&[]);
+            match self.ingest_set(&mut sp, &mut chain, one, run, &mut ids, now_ms) {
                 Ok(mut change) => {
                     sp.commit()?;
                     out.push(
@@ -678,21 +682,22 @@ impl ClueRecords for PgStore {
         now_ms: i64,
     ) -> Result<ClueChange, StoreError> {
         let item = (ev.clone(), evidence.to_vec(), deadline_ms);
-        self.ingest_all(std::slice::from_ref(&item), now_ms, false)?
+        self.ingest_all(std::slice::from_ref(&item), &[], now_ms, false)?
             .pop()
             .unwrap_or_else(|| Err(bad("ingest returned no change".into())))
     }
 
     /// One set-based transaction; only when it fails is the batch redone with a savepoint
     /// around each event, so one bad event does not undo the others.
-    fn ingest_batch(
+    fn ingest_runs(
         &self,
         items: &[(ClueEvent, Vec<NewEvidence>, i64)],
+        runs: &[Run],
         now_ms: i64,
     ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError> {
-        match self.ingest_all(items, now_ms, false) {
+        match self.ingest_all(items, runs, now_ms, false) {
             Ok(out) => Ok(out),
-            Err(_) => self.ingest_all(items, now_ms, true),
+            Err(_) => self.ingest_all(items, runs, now_ms, true),
         }
     }
 
@@ -893,8 +898,8 @@ impl ClueRecords for PgStore {
         let history = history_of(r.try_get(0)?, r.try_get(1)?, clue.occurrences);
         let recent_occurrences = c
             .query(
-                "SELECT id, at_ms, received_ms, level, title, detail FROM occurrences \
-                 WHERE clue_id = $1 ORDER BY id DESC LIMIT 50",
+                "SELECT id, at_ms, received_ms, level, title, detail, count, first_ms \
+                 FROM occurrences WHERE clue_id = $1 ORDER BY id DESC LIMIT 50",
                 &[&id],
             )?
             .iter()
@@ -908,6 +913,8 @@ impl ClueRecords for PgStore {
                         .ok_or_else(|| bad(format!("occurrence level {level}")))?,
                     title: r.try_get(4)?,
                     detail: json_col(r.try_get(5)?),
+                    count: r.try_get(6)?,
+                    first_ms: r.try_get(7)?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

@@ -301,4 +301,10 @@ CREATE INDEX owner_notices_clue ON owner_notices(clue_id, id);
 ALTER TABLE outbound ADD COLUMN next_attempt_ms BIGINT;
 ALTER TABLE tokens ADD COLUMN channel TEXT;
 "#,
+    // 15: an occurrence row may stand for a run of plain repeats written once per window
+    // (`clue::repeats`): how many events, and when the first was (`at_ms` is the last).
+    r#"
+ALTER TABLE occurrences ADD COLUMN count BIGINT NOT NULL DEFAULT 1;
+ALTER TABLE occurrences ADD COLUMN first_ms BIGINT;
+"#,
 ];

@@ -20,12 +20,20 @@
 //! stage, e.g. due -> overdue) reopens that clue and re-levels it (audit `reopen` by the pool,
 //! from and to level, kind and status) instead of opening a second clue. A repeat at the same
 //! level and stage, or any event after the condition was cleared, opens a new clue as before.
+//!
+//! An item may stand for a run of plain repeats the pool held in memory (`clue::repeats`):
+//! its event is the run's last, its [`Run`] the count and the first time. It is planned as
+//! that many copies of the event, one after another, but written as one occurrence row and
+//! one audit entry (`repeat`, with `count` and `first_ms`; `level_raised`, `created` or
+//! `reopen` when the stored clue was not what the pool guessed, so the clue always ends as
+//! the events one by one would have left it).
 
 use super::{StoreError, change_detail, level_after_repeat, state_of};
 use crate::clue::audit::{AuditAction, AuditEntry, Head, LifecycleAction};
 use crate::clue::audit_key::AuditKey;
 use crate::clue::lifecycle::{self, Action, Status};
 use crate::clue::model::{Clue, ClueChange, Escalation, NewEvidence};
+use crate::clue::repeats::Run;
 use crate::clue::signal::ClueEvent;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -49,6 +57,10 @@ pub(crate) struct Step {
     /// Index into [`Plan::clues`].
     pub clue: usize,
     pub occurrence_id: i64,
+    /// Events the occurrence row stands for (1, or a run's count).
+    pub count: i64,
+    /// The run's first time (none: a single event).
+    pub first_ms: Option<i64>,
     /// The audit entry to append (already chained).
     pub entry: AuditEntry,
     /// What the caller gets back and the platform is told.
@@ -94,9 +106,12 @@ pub(crate) fn reopenable(clue: &Clue) -> bool {
 /// Plans `items` (in order) from the stored `open` clues of their keys and the `disposed` ones
 /// that a worse event reopens (see [`reopenable`]; others are ignored): new clues take their
 /// ids from `clue_ids`, occurrences from `occurrence_ids` (one per item), entries are chained
-/// (and sealed with `cx.key`) after `head`, which ends on the last.
+/// (and sealed with `cx.key`) after `head`, which ends on the last. `runs` is empty (every
+/// item one event) or gives each item its run.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn plan(
     items: &[Item],
+    runs: &[Run],
     open: Vec<Clue>,
     disposed: Vec<Clue>,
     clue_ids: impl IntoIterator<Item = i64>,
@@ -127,14 +142,29 @@ pub(crate) fn plan(
         .filter(|c| reopenable(c) && !by_key.contains_key(&c.dedup_key))
         .map(|c| (c.dedup_key.clone(), c))
         .collect();
+    if !runs.is_empty() && runs.len() != items.len() {
+        return Err(StoreError::Corrupt(format!(
+            "{} runs for {} items",
+            runs.len(),
+            items.len()
+        )));
+    }
     let mut steps = Vec::with_capacity(items.len());
-    for (ev, evidence, deadline_ms) in items {
+    for (n, (ev, evidence, deadline_ms)) in items.iter().enumerate() {
+        let run = runs.get(n).copied().unwrap_or_else(|| Run::one(ev.at_ms));
+        let count = run.count.max(1);
         let occurrence_id = occurrence_ids
             .next()
             .ok_or_else(|| StoreError::Corrupt("too few occurrence ids for the batch".into()))?;
         let mut detail = json!({"occurrence_id": occurrence_id, "at_ms": ev.at_ms,
             "rule": ev.rule, "dedup_key": ev.dedup_key,
             "evidence_sha256": evidence.iter().map(|e| e.sha256.as_str()).collect::<Vec<_>>()});
+        if count > 1
+            && let Value::Object(m) = &mut detail
+        {
+            m.insert("count".into(), json!(count));
+            m.insert("first_ms".into(), json!(run.first_ms));
+        }
         // A dedup key belongs to the site of its clue. Both stores keep one open clue per key
         // (`clues_one_open_per_key`, which `clear`/`recover` by key rely on), so matching on
         // the key alone let an event of one site (a caller of `POST /api/v1/clues` chooses the
@@ -197,8 +227,10 @@ pub(crate) fn plan(
                 }
                 c.level = level;
                 c.occurrences += 1;
+                repeat_rest(c, ev, count, raise_after);
+                let level = c.level;
                 c.last_seen_ms = c.last_seen_ms.max(ev.at_ms);
-                c.first_seen_ms = c.first_seen_ms.min(ev.at_ms);
+                c.first_seen_ms = c.first_seen_ms.min(ev.at_ms).min(run.first_ms);
                 c.title = ev.title.clone();
                 c.detail = ev.detail.clone();
                 c.updated_ms = now_ms;
@@ -217,6 +249,8 @@ pub(crate) fn plan(
                     } else {
                         (i, AuditAction::LevelRaised)
                     }
+                } else if count > 1 {
+                    (i, AuditAction::Repeat)
                 } else {
                     (i, AuditAction::Occurrence)
                 }
@@ -226,8 +260,11 @@ pub(crate) fn plan(
                     .next()
                     .ok_or_else(|| StoreError::Corrupt("too few clue ids for the batch".into()))?;
                 by_key.insert(ev.dedup_key.clone(), clues.len());
+                let mut clue = opened(ev, id, *deadline_ms, now_ms);
+                repeat_rest(&mut clue, ev, count, raise_after);
+                clue.first_seen_ms = clue.first_seen_ms.min(run.first_ms);
                 clues.push(Touched {
-                    clue: opened(ev, id, *deadline_ms, now_ms),
+                    clue,
                     is_new: true,
                     reopened: false,
                 });
@@ -244,21 +281,40 @@ pub(crate) fn plan(
             Some(clue.id),
             detail,
         );
+        // Subscribers and the platform are told of a run as of an occurrence, with its count.
+        let event = match action {
+            AuditAction::Repeat => AuditAction::Occurrence,
+            a => a,
+        };
         let change = ClueChange {
             event_id: entry.seq,
-            event: action.as_str().to_string(),
+            event: event.as_str().to_string(),
             at_ms: now_ms,
             actor: "pool".to_string(),
             clue,
+            count,
         };
         steps.push(Step {
             clue: index,
             occurrence_id,
+            count,
+            first_ms: (count > 1).then_some(run.first_ms),
             entry,
             change,
         });
     }
     Ok(Plan { clues, steps })
+}
+
+/// The events of a run after its first (`count` - 1 copies of `ev`) on `c`, which already
+/// took the first: as one by one, but in one step. After the first the level is at least the
+/// event's, so the kind no longer moves, and repetition raises the level at most once: as
+/// `level_after_repeat` grows with the occurrences, at the run's last one if at all.
+fn repeat_rest(c: &mut Clue, ev: &ClueEvent, count: i64, raise_after: i64) {
+    if count > 1 {
+        c.level = level_after_repeat(c.level, ev.level, c.occurrences + count - 2, raise_after);
+        c.occurrences += count - 1;
+    }
 }
 
 /// The clue `ev` opens, as a backend stores it and reads it back.
@@ -338,7 +394,17 @@ mod tests {
         ];
         assert_eq!(keys(&items).len(), 2);
         let mut head = audit::Head::genesis();
-        let p = plan(&items, vec![], vec![], 7.., 100.., &mut head, &cx(3, 99)).expect("plan");
+        let p = plan(
+            &items,
+            &[],
+            vec![],
+            vec![],
+            7..,
+            100..,
+            &mut head,
+            &cx(3, 99),
+        )
+        .expect("plan");
         let actions: Vec<&str> = p.steps.iter().map(|s| s.change.event.as_str()).collect();
         assert_eq!(
             actions,
@@ -376,15 +442,113 @@ mod tests {
         }
     }
 
+    /// A run of n plain repeats leaves the clue as the n events one by one do, in one step:
+    /// one occurrence (with the count), one entry (`repeat`, or `level_raised` when the rise
+    /// from repetition falls inside the run), the change an `occurrence` with the count.
+    #[test]
+    fn a_run_is_planned_as_its_events_one_by_one_but_written_once() {
+        let first = vec![item("a", Level::Low, "due", 10)];
+        let mut head = audit::Head::genesis();
+        let stored = plan(&first, &[], vec![], vec![], 1.., 1.., &mut head, &cx(4, 1))
+            .expect("plan")
+            .clues[0]
+            .clue
+            .clone();
+        for (count, raise_after, action) in [(2, 4, "repeat"), (5, 4, "level_raised")] {
+            let mut last = item("a", Level::Low, "due", 40);
+            last.0.title = "last".into();
+            let singles: Vec<Item> = (0..count)
+                .map(|i| {
+                    if i == count - 1 {
+                        last.clone()
+                    } else {
+                        item("a", Level::Low, "due", 20 + i)
+                    }
+                })
+                .collect();
+            let one_by_one = plan(
+                &singles,
+                &[],
+                vec![stored.clone()],
+                vec![],
+                9..,
+                2..,
+                &mut head.clone(),
+                &cx(raise_after, 2),
+            )
+            .expect("singles");
+            let run = Run {
+                count,
+                first_ms: 20,
+            };
+            let mut h = head.clone();
+            let p = plan(
+                std::slice::from_ref(&last),
+                &[run],
+                vec![stored.clone()],
+                vec![],
+                9..,
+                2..,
+                &mut h,
+                &cx(raise_after, 2),
+            )
+            .expect("run");
+            let (a, b) = (&p.clues[0].clue, &one_by_one.clues[0].clue);
+            assert_eq!(a, b, "a run of {count} ends as {count} events");
+            assert_eq!(a.occurrences, 1 + count);
+            assert_eq!((a.first_seen_ms, a.last_seen_ms), (10, 40));
+            assert_eq!(p.steps.len(), 1);
+            let step = &p.steps[0];
+            assert_eq!((step.count, step.first_ms), (count, Some(20)));
+            assert_eq!(step.entry.action, action);
+            assert_eq!(step.entry.detail["count"], count);
+            assert_eq!(step.entry.detail["first_ms"], 20);
+            let expected = if action == "repeat" {
+                "occurrence"
+            } else {
+                action
+            };
+            assert_eq!(
+                (step.change.event.as_str(), step.change.count),
+                (expected, count)
+            );
+            assert_eq!(h.seq, head.seq + 1, "one entry for the run");
+        }
+        // The stored clue gone (closed elsewhere): the run opens a new clue counting it all.
+        let p = plan(
+            std::slice::from_ref(&item("a", Level::Low, "due", 40)),
+            &[Run {
+                count: 3,
+                first_ms: 20,
+            }],
+            vec![],
+            vec![],
+            9..,
+            2..,
+            &mut head.clone(),
+            &cx(0, 2),
+        )
+        .expect("plan");
+        let c = &p.clues[0].clue;
+        assert!(p.clues[0].is_new);
+        assert_eq!(
+            (c.occurrences, c.first_seen_ms, c.last_seen_ms),
+            (3, 20, 40)
+        );
+        assert_eq!(p.steps[0].entry.action, "created");
+    }
+
     #[test]
     fn a_stored_open_clue_is_continued_and_a_second_one_for_a_key_is_refused() {
         let items = vec![item("a", Level::Medium, "k", 50)];
         let mut head = audit::Head::genesis();
-        let first = plan(&items, vec![], vec![], 1.., 1.., &mut head, &cx(0, 1)).expect("plan");
+        let first =
+            plan(&items, &[], vec![], vec![], 1.., 1.., &mut head, &cx(0, 1)).expect("plan");
         let stored = first.clues[0].clue.clone();
         let mut head2 = head.clone();
         let next = plan(
             &items,
+            &[],
             vec![stored.clone()],
             vec![],
             9..,
@@ -400,6 +564,7 @@ mod tests {
         assert!(matches!(
             plan(
                 &items,
+                &[],
                 vec![stored.clone(), stored],
                 vec![],
                 9..,
@@ -417,6 +582,7 @@ mod tests {
         let mut head = audit::Head::genesis();
         let stored = plan(
             std::slice::from_ref(&theirs),
+            &[],
             vec![],
             vec![],
             1..,
@@ -434,6 +600,7 @@ mod tests {
         let forged = vec![(ev, evidence, deadline)];
         let open = plan(
             &forged,
+            &[],
             vec![stored.clone()],
             vec![],
             9..,
@@ -449,6 +616,7 @@ mod tests {
         disposed.status = Status::Closed;
         let p = plan(
             &forged,
+            &[],
             vec![],
             vec![disposed],
             9..,

@@ -103,6 +103,17 @@ pub trait ClueRecords: Send + Sync {
         &self,
         items: &[(ClueEvent, Vec<NewEvidence>, i64)],
         now_ms: i64,
+    ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError> {
+        self.ingest_runs(items, &[], now_ms)
+    }
+    /// [`ClueRecords::ingest_batch`] where item `i` stands for `runs[i]`: a run of plain
+    /// repeats (`clue::repeats`) written as one occurrence row and one audit entry, the clue
+    /// planned as if its events came one by one. `runs` empty: every item one event.
+    fn ingest_runs(
+        &self,
+        items: &[(ClueEvent, Vec<NewEvidence>, i64)],
+        runs: &[crate::clue::repeats::Run],
+        now_ms: i64,
     ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError>;
     /// Records a clearance on the open clue of `dedup_key` (none: nothing to record).
     fn clear(

@@ -13,7 +13,7 @@ use super::plan::{Block, Limits, plan};
 use crate::backoff::Backoff;
 use crate::metrics::{DeviceResult, Metrics, Reason};
 use crate::pipeline::{Ack, Intake, IntakeSender};
-use crate::reading::{Quality, Reading, Source, Value};
+use crate::reading::{Name, Quality, Reading, Source, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -266,12 +266,12 @@ impl DevicePoller {
     fn presence_reading(&self, online: bool) -> Reading {
         let t = now_ms();
         Reading {
-            site: self.dev.site.clone(),
-            device: self.dev.name.clone(),
+            site: (&self.dev.site).into(),
+            device: (&self.dev.name).into(),
             stream: "state".into(),
             metric: "online".into(),
             value: Value::Bool(online),
-            unit: String::new(),
+            unit: Name::default(),
             device_time_ms: t,
             received_time_ms: t,
             source: Source::Modbus,
@@ -344,12 +344,12 @@ impl DevicePoller {
                 };
                 match decoded {
                     Ok((value, unit)) => readings.push(Reading {
-                        site: dev.site.clone(),
-                        device: dev.name.clone(),
-                        stream: dev.stream.clone(),
-                        metric: reg.metric.clone(),
+                        site: (&dev.site).into(),
+                        device: (&dev.name).into(),
+                        stream: (&dev.stream).into(),
+                        metric: (&reg.metric).into(),
                         value,
-                        unit: unit.to_string(),
+                        unit: unit.into(),
                         device_time_ms: poll_time,
                         received_time_ms: received,
                         source: Source::Modbus,

@@ -128,6 +128,7 @@ impl SqliteStore {
             at_ms,
             actor: actor.to_string(),
             clue,
+            count: 1,
         };
         let topic = format!(
             "clues/v1/{}/{}",

@@ -11,6 +11,7 @@ use super::{
 use crate::clue::audit::AuditAction;
 use crate::clue::lifecycle::{self, Action};
 use crate::clue::model::*;
+use crate::clue::repeats::Run;
 use crate::clue::signal::ClueEvent;
 use crate::clue::store::intake::Item;
 use crate::clue::store::{
@@ -64,9 +65,10 @@ impl ClueRecords for SqliteStore {
     /// The batch planned and written at once, repeats on open clues planned from the open-clue
     /// cache (`intake.rs`); only when that fails is it redone one event at a time, each in a
     /// savepoint and without the cache, so one bad event does not undo the others.
-    fn ingest_batch(
+    fn ingest_runs(
         &self,
         items: &[Item],
+        runs: &[Run],
         now_ms: i64,
     ) -> Result<Vec<Result<ClueChange, StoreError>>, StoreError> {
         let mut conn = self.conn();
@@ -75,11 +77,11 @@ impl ClueRecords for SqliteStore {
         let sp = tx.savepoint()?;
         let planned = if self.use_open_cache {
             match cache.checked(&sp) {
-                Ok(c) => self.ingest_set(&sp, items, now_ms, Some(c)),
+                Ok(c) => self.ingest_set(&sp, items, runs, now_ms, Some(c)),
                 Err(e) => Err(e),
             }
         } else {
-            self.ingest_set(&sp, items, now_ms, None)
+            self.ingest_set(&sp, items, runs, now_ms, None)
         };
         if let Ok((changes, touched)) = planned {
             sp.commit()?;
@@ -96,9 +98,10 @@ impl ClueRecords for SqliteStore {
         drop(sp);
         cache.clear();
         let mut out = Vec::with_capacity(items.len());
-        for item in items {
+        for (i, item) in items.iter().enumerate() {
             let sp = tx.savepoint()?;
-            match self.ingest_set(&sp, std::slice::from_ref(item), now_ms, None) {
+            let run = runs.get(i..=i).unwrap_or(&[]);
+            match self.ingest_set(&sp, std::slice::from_ref(item), run, now_ms, None) {
                 Ok((mut c, _)) => {
                     sp.commit()?;
                     out.push(
@@ -277,8 +280,8 @@ impl ClueRecords for SqliteStore {
         let history = history_of(prior, first, clue.occurrences);
         let recent_occurrences = {
             let mut st = conn.prepare(
-                "SELECT id, at_ms, received_ms, level, title, detail FROM occurrences \
-                 WHERE clue_id = ?1 ORDER BY id DESC LIMIT 50",
+                "SELECT id, at_ms, received_ms, level, title, detail, count, first_ms \
+                 FROM occurrences WHERE clue_id = ?1 ORDER BY id DESC LIMIT 50",
             )?;
             st.query_map([id], |r| {
                 let level: String = r.get(3)?;
@@ -289,6 +292,8 @@ impl ClueRecords for SqliteStore {
                     level: parse_level(&level).ok_or_else(|| corrupt("occurrence level"))?,
                     title: r.get(4)?,
                     detail: json_col(r.get(5)?),
+                    count: r.get(6)?,
+                    first_ms: r.get(7)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?

@@ -20,6 +20,7 @@ use super::{CLUE_COLS, SqliteStore, clue_from_row};
 use crate::clue::audit;
 use crate::clue::model::Clue;
 use crate::clue::model::ClueChange;
+use crate::clue::repeats::Run;
 use crate::clue::store::intake::{self, Item};
 use crate::clue::store::{StoreError, change_message, subject_key};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -95,6 +96,7 @@ impl SqliteStore {
         &self,
         tx: &Connection,
         items: &[Item],
+        runs: &[Run],
         now_ms: i64,
         cache: Option<&OpenCache>,
     ) -> Result<(Vec<ClueChange>, Vec<Clue>), StoreError> {
@@ -129,6 +131,7 @@ impl SqliteStore {
         let mut head = head(tx, self.key())?;
         let plan = intake::plan(
             items,
+            runs,
             open,
             disposed,
             clue_id..,
@@ -212,8 +215,8 @@ impl SqliteStore {
             }
         }
         let mut occurrence = tx.prepare_cached(
-            "INSERT INTO occurrences (id, clue_id, at_ms, received_ms, level, title, detail) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO occurrences (id, clue_id, at_ms, received_ms, level, title, detail, \
+             count, first_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         let mut evidence_row = tx.prepare_cached(
             "INSERT INTO evidence (clue_id, occurrence_id, kind, name, content_type, sha256, \
@@ -232,6 +235,8 @@ impl SqliteStore {
                 ev.level.as_str(),
                 ev.title,
                 ev.detail.to_string(),
+                step.count,
+                step.first_ms,
             ])?;
             for e in evidence {
                 evidence_row.execute(params![
