@@ -126,6 +126,14 @@ pub struct Metrics {
     /// Evidence files not written because the storage floor would be passed
     /// (`storage.min_free_mb`); the clue they belonged to is not recorded either.
     pub evidence_refused_total: Counter,
+    /// Plain repeats of open clues held in memory now, waiting for their window
+    /// (`clue::repeats`; lost if the process is killed).
+    pub clue_repeats_held: Gauge,
+    /// How long past its window the oldest held run was when last handed out to be written, ms
+    /// (0 when on time): grows when more keys repeat per window than the store can write.
+    pub clue_repeats_late_ms: Gauge,
+    /// Masked evidence copies served, by `reason` `cached` or `made` (`clue::masked_cache`).
+    pub masked_copies_total: Family<Reason, Counter>,
     /// Audit chain heads queued for publication (`audit/v1/head`).
     pub audit_heads_published_total: Counter,
     /// Audit chain heads that could not be read or queued (retried next period).
@@ -402,6 +410,21 @@ impl Metrics {
                 "evidence_refused",
                 "Evidence files not written: the storage floor would be passed",
                 Counter::default()
+            ),
+            clue_repeats_held: reg!(
+                "clue_repeats_held",
+                "Plain repeats of open clues held in memory, waiting for their window",
+                Gauge::default()
+            ),
+            clue_repeats_late_ms: reg!(
+                "clue_repeats_late_ms",
+                "How long past its window the oldest held run was when last written, ms",
+                Gauge::default()
+            ),
+            masked_copies_total: reg!(
+                "masked_copies",
+                "Masked evidence copies served, by reason (cached, made)",
+                Family::default()
             ),
             audit_heads_published_total: reg!(
                 "audit_heads_published",

@@ -45,6 +45,7 @@ pub(crate) mod decision;
 pub(crate) mod evidence;
 pub(crate) mod explanations;
 pub(crate) mod lifecycle;
+pub(crate) mod masked_cache;
 pub(crate) mod matters;
 pub mod model;
 pub(crate) mod org;

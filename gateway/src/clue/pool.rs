@@ -83,6 +83,9 @@ pub struct PoolHandle {
     repeats: Arc<std::sync::Mutex<RepeatBuffer>>,
     /// Where the buffer's monotonic milliseconds count from.
     epoch: tokio::time::Instant,
+    /// Masked evidence copies already made (`clue::masked_cache`), emptied when retention
+    /// purges originals.
+    masked: Arc<super::masked_cache::MaskedCache>,
 }
 
 /// Fills in what the producer of a clue event did not know about its subject (the device
@@ -499,6 +502,7 @@ impl PoolHandle {
         metrics: Arc<Metrics>,
     ) -> PoolHandle {
         let window_ms = cfg.repeat_window_ms;
+        let cfg_masked_mb = cfg.privacy.masked_cache_mb;
         PoolHandle {
             store,
             tokens,
@@ -514,6 +518,7 @@ impl PoolHandle {
             contacts: Default::default(),
             org: Default::default(),
             repeats: Arc::new(std::sync::Mutex::new(RepeatBuffer::new(window_ms))),
+            masked: Arc::new(super::masked_cache::MaskedCache::new(cfg_masked_mb)),
             epoch: tokio::time::Instant::now(),
         }
     }
@@ -657,7 +662,9 @@ impl PoolHandle {
             ev.dedup_key = ClueEvent::default_key(&ev.rule, &ev.subject);
         }
         let now = self.mono_ms();
-        self.repeats().offer(ev, now, batch);
+        let mut buffer = self.repeats();
+        buffer.offer(ev, now, batch);
+        self.metrics.clue_repeats_held.set(buffer.held_events());
     }
 
     /// Writes the held runs whose window ended (`all`: every held run), in batches.
@@ -666,11 +673,20 @@ impl PoolHandle {
         {
             let now = self.mono_ms();
             let mut buffer = self.repeats();
+            let oldest_due = buffer.next_due_ms();
             if all {
                 buffer.drain(&mut runs);
             } else {
                 buffer.due(now, &mut runs);
             }
+            if let Some(due) = oldest_due
+                && !runs.is_empty()
+            {
+                self.metrics
+                    .clue_repeats_late_ms
+                    .set(now.saturating_sub(due).max(0));
+            }
+            self.metrics.clue_repeats_held.set(buffer.held_events());
         }
         while !runs.is_empty() {
             let rest = runs.split_off(runs.len().min(INTAKE_BATCH));
@@ -1291,7 +1307,7 @@ impl PoolHandle {
         let cfg = self.cfg.clone();
         let store = self.store.clone();
         let files = self.evidence.clone();
-        tokio::task::spawn_blocking(move || {
+        let report = tokio::task::spawn_blocking(move || {
             if !store.lead("retention")? {
                 return Ok(Default::default());
             }
@@ -1302,7 +1318,18 @@ impl PoolHandle {
         .map_err(|e| match e {
             super::retention::RetentionError::Store(s) => PoolError::Store(s),
             super::retention::RetentionError::Files(f) => PoolError::Evidence(f),
-        })
+        })?;
+        if report.purged > 0 {
+            // Never served after a purge anyway (the evidence row says purged first); this
+            // only keeps masked copies from outliving their originals in memory.
+            self.masked.clear();
+        }
+        Ok(report)
+    }
+
+    /// Masked evidence copies already made.
+    pub(crate) fn masked_copies(&self) -> &super::masked_cache::MaskedCache {
+        &self.masked
     }
 
     /// Audits that `actor` is being given an evidence original.
@@ -1784,6 +1811,11 @@ mod tests {
             (1, Level::Low),
             "held in the window"
         );
+        assert_eq!(
+            p.metrics.clue_repeats_held.get(),
+            20,
+            "the gauge shows them"
+        );
         let mut written = None;
         for _ in 0..100 {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -1795,6 +1827,11 @@ mod tests {
         }
         let d = written.expect("the run written when its window ended");
         assert_eq!((d.clue.occurrences, d.clue.level), (21, Level::Medium));
+        assert_eq!(
+            p.metrics.clue_repeats_held.get(),
+            0,
+            "none held once written"
+        );
         assert_eq!((d.clue.first_seen_ms, d.clue.last_seen_ms), (1, 29));
         assert_eq!(
             actions(&p, id).await,

@@ -37,6 +37,8 @@ pub struct PrivacyConfig {
     pub whole_image_cells: u32,
     /// JPEG quality of masked copies.
     pub jpeg_quality: u8,
+    /// Memory for masked copies already made, in MiB (`clue::masked_cache`; 0: none kept).
+    pub masked_cache_mb: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +58,7 @@ impl Default for PrivacyConfig {
             vehicle_plate_fraction: 0.4,
             whole_image_cells: 12,
             jpeg_quality: 85,
+            masked_cache_mb: 64,
         }
     }
 }
@@ -84,6 +87,12 @@ impl PrivacyConfig {
             return Err(invalid(
                 format!("{p}.jpeg_quality"),
                 "must be between 10 and 100",
+            ));
+        }
+        if self.masked_cache_mb > 4096 {
+            return Err(invalid(
+                format!("{p}.masked_cache_mb"),
+                "must be at most 4096 (MiB)",
             ));
         }
         Ok(())

@@ -78,6 +78,8 @@ pub struct RepeatBuffer {
     /// Held keys by due time: the window is fixed and time only moves on, so in the order
     /// they were first held. An entry whose key was handed out early is skipped.
     queue: VecDeque<(i64, String)>,
+    /// Events in `held`, kept as it changes (read per intake round for the metrics).
+    held_total: i64,
 }
 
 impl RepeatBuffer {
@@ -88,12 +90,13 @@ impl RepeatBuffer {
             known: HashMap::new(),
             held: HashMap::new(),
             queue: VecDeque::new(),
+            held_total: 0,
         }
     }
 
     /// Events held now (across keys).
     pub fn held_events(&self) -> i64 {
-        self.held.values().map(|h| h.run.count).sum()
+        self.held_total
     }
 
     /// Whether `ev` changes nothing but counters and times of its key's open clue, as far as
@@ -127,6 +130,7 @@ impl RepeatBuffer {
             if h.event.level == ev.level && h.event.kind == ev.kind {
                 let last = h.event.at_ms.max(ev.at_ms);
                 h.run.count += 1;
+                self.held_total += 1;
                 h.run.first_ms = h.run.first_ms.min(ev.at_ms);
                 h.event = ev;
                 h.event.at_ms = last;
@@ -143,6 +147,7 @@ impl RepeatBuffer {
         }
         let due_ms = now_ms.saturating_add(self.window_ms);
         self.queue.push_back((due_ms, ev.dedup_key.clone()));
+        self.held_total += 1;
         self.held.insert(
             ev.dedup_key.clone(),
             Held {
@@ -155,7 +160,9 @@ impl RepeatBuffer {
 
     /// The held run of `key`, if any, to be written before something else of that key.
     pub fn take(&mut self, key: &str) -> Option<(ClueEvent, Run)> {
-        self.held.remove(key).map(|h| (h.event, h.run))
+        let held = self.held.remove(key)?;
+        self.held_total -= held.run.count;
+        Some((held.event, held.run))
     }
 
     /// Appends the runs whose window ended by `now_ms` to `out`, oldest first.
@@ -194,6 +201,7 @@ impl RepeatBuffer {
             }
         }
         self.held.clear();
+        self.held_total = 0;
     }
 
     /// Learns what a written or announced change left of its clue: open and not cleared,
@@ -223,6 +231,41 @@ impl RepeatBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_held_count_is_the_sum_of_the_held_runs_whatever_happens() {
+        let mut b = RepeatBuffer::new(1_000);
+        let mut out = Vec::new();
+        let levels = [Level::Low, Level::Medium, Level::High];
+        // Teach every device's clue as open at High, so repeats at any level are plain.
+        for d in 0..7 {
+            let e = ev(&format!("d{d}"), Level::High, 0);
+            b.learn(&written(&e, Level::High, Status::New));
+        }
+        let mut x: u64 = 18;
+        for step in 0..3_000i64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let device = format!("d{}", (x >> 33) % 7);
+            match (x >> 40) % 10 {
+                0 => {
+                    b.take(&ClueEvent::default_key(
+                        "r",
+                        &ev(&device, Level::Low, 0).subject,
+                    ));
+                }
+                1 => b.due(step, &mut out),
+                2 if step % 500 == 0 => b.drain(&mut out),
+                _ => {
+                    let level = levels[((x >> 50) % 3) as usize];
+                    b.offer(ev(&device, level, step), step, &mut out);
+                }
+            }
+            let sum: i64 = b.held.values().map(|h| h.run.count).sum();
+            assert_eq!(b.held_events(), sum, "step {step}");
+        }
+    }
     use crate::clue::lifecycle::Status;
     use crate::clue::model::{Clue, Escalation};
     use crate::clue::signal::{Evidence, Subject};

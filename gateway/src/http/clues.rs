@@ -22,14 +22,17 @@
 use super::error::{ApiError, ApiResult};
 use crate::clue::auth::{AuthError, Principal};
 use crate::clue::lifecycle::{Action, Status};
+use crate::clue::masked_cache::MaskedCache;
 use crate::clue::model::{ClueQuery, parse_level};
 use crate::clue::pool::PoolHandle;
 use crate::clue::signal::ClueEvent;
+use crate::metrics::Reason;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Deserialize;
 use std::convert::Infallible;
 use tokio::sync::broadcast::error::RecvError;
@@ -306,14 +309,35 @@ pub(super) async fn evidence(
         )
             .into_response());
     }
-    let bytes = pool.evidence_file(sha256.clone()).await?;
-    let regions = item.regions.clone();
-    let cfg = privacy.clone();
-    let masked = tokio::task::spawn_blocking(move || {
-        crate::clue::privacy::masked_copy(&bytes, &ct, regions.as_deref(), &cfg)
-    })
-    .await
-    .map_err(|_| ApiError::Internal)?;
+    let key = MaskedCache::key(&sha256, &ct, item.regions.as_deref(), privacy);
+    let masked = match pool.masked_copies().get(&key) {
+        Some(jpeg) => {
+            pool.metrics()
+                .masked_copies_total
+                .get_or_create(&Reason::of("cached"))
+                .inc();
+            Ok(jpeg)
+        }
+        None => {
+            let bytes = pool.evidence_file(sha256.clone()).await?;
+            let regions = item.regions.clone();
+            let cfg = privacy.clone();
+            let made = tokio::task::spawn_blocking(move || {
+                crate::clue::privacy::masked_copy(&bytes, &ct, regions.as_deref(), &cfg)
+            })
+            .await
+            .map_err(|_| ApiError::Internal)?
+            .map(Bytes::from);
+            if let Ok(jpeg) = &made {
+                pool.metrics()
+                    .masked_copies_total
+                    .get_or_create(&Reason::of("made"))
+                    .inc();
+                pool.masked_copies().put(key, jpeg.clone());
+            }
+            made
+        }
+    };
     match masked {
         Ok(jpeg) => Ok((
             [

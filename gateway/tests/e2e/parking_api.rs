@@ -93,6 +93,27 @@ fn a_car_staying_in_a_zone_is_persuaded_then_becomes_an_overstay_clue() {
         .unwrap_or_else(|e| panic!("evidence download: {e:#}"));
     assert_eq!(masked.header("x-evidence-variant"), Some("masked"));
     assert_ne!(masked.body, photo, "inspectors get a masked copy");
+    // A second look is served from the masked-copy cache: the same bytes, not made again.
+    let again = gw
+        .get_with_token(&format!("/api/v1/clues/{id}/evidence/{sha}"), &inspector)
+        .and_then(|r| r.ok())
+        .unwrap_or_else(|e| panic!("evidence download: {e:#}"));
+    assert_eq!(again.header("x-evidence-variant"), Some("masked"));
+    assert_eq!(again.body, masked.body, "a cached copy is the copy made");
+    assert_eq!(
+        gw.metric("gateway_masked_copies_total{reason=\"made\"}")
+            .ok(),
+        Some(1.0),
+        "{}",
+        gw.diagnostics()
+    );
+    assert_eq!(
+        gw.metric("gateway_masked_copies_total{reason=\"cached\"}")
+            .ok(),
+        Some(1.0),
+        "{}",
+        gw.diagnostics()
+    );
     let supervisor = gw.token("supervisor", "street-9").expect("token");
     let r = gw
         .get_with_token(&format!("/api/v1/clues/{id}/evidence/{sha}"), &supervisor)
