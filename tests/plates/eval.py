@@ -8,7 +8,8 @@ tables: exact-plate accuracy, per-character accuracy, province-character accurac
 confidently-wrong readings, false plates per plate-free image, and ms per frame (median over
 images of the median of --runs timed runs), overall and per subset (province, colour, size).
 Only the split given by --split is scored (default "judge"; "tune" is the parameter-choosing
-split and is kept apart).
+split and is kept apart; "judge2" is a second judging split from other sources, never looked at
+when choosing anything).
 """
 import argparse, collections, json, os, statistics, subprocess, sys
 
@@ -131,7 +132,11 @@ def score(rows, res, img):
             o["plates"] = []
             texts = [p["text"] for p in reads]
             for want in r["plates"]:
-                best = min(reads, key=lambda p: edit(p["text"], want), default=None)
+                # A read that is exactly another plate of the same photo is that plate's reading,
+                # not a misreading of this one (else a missed second plate counts as sure-wrong).
+                others = set(r["plates"]) - {want}
+                mine = [p for p in reads if p["text"] not in others]
+                best = min(mine, key=lambda p: edit(p["text"], want), default=None)
                 got = best["text"] if best else ""
                 o["plates"].append(dict(
                     want=want, got=got,
@@ -225,7 +230,8 @@ def main():
     rows = [r for r in rows if r["id"] in img]
     if missing:
         print(f"eval: {len(missing)} images of split {a.split} not in the cache (not scored): "
-              f"run tests/plates/fetch.sh with PLATES_HYPERLPR_GIT for the plate photos", file=sys.stderr)
+              f"run tests/plates/fetch.sh with PLATES_HYPERLPR_GIT (judge, tune) or PLATES_EASYPR_GIT and "
+              f"PLATES_LPRNET_GIT (judge2) for the plate photos", file=sys.stderr)
     files = [img[r["id"]] for r in rows]
     print(f"eval: {len(rows)} images of split '{a.split}', {a.runs} timed runs each", file=sys.stderr)
     names = [] if a.no_baseline else (a.baseline or (["hyperlpr"] + (["agentclpr"] if a.agentclpr_python else [])))

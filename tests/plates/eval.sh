@@ -3,6 +3,8 @@
 # groundtruth.tsv.
 #
 #   PLATES_HYPERLPR_GIT=/path/to/HyperLPR/.git bash tests/plates/eval.sh [--split judge|tune] [--runs N] [--details]
+#   PLATES_EASYPR_GIT=/path/to/EasyPR/.git PLATES_LPRNET_GIT=/path/to/LPRNet_Pytorch/.git \
+#       bash tests/plates/eval.sh --split judge2 [--runs N] [--repeat N]
 #
 # Fetches what is missing (tests/plates/fetch.sh, models/fetch.sh), builds the plate_eval example
 # in release mode, then prints the tables (tests/plates/eval.py).

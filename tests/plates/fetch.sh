@@ -4,6 +4,8 @@
 #
 #   bash tests/plates/fetch.sh                 # registry part only (plate-free photos, baseline)
 #   PLATES_HYPERLPR_GIT=/path/to/HyperLPR/.git bash tests/plates/fetch.sh   # + the plate photos
+#   PLATES_EASYPR_GIT=/path/to/EasyPR/.git PLATES_LPRNET_GIT=/path/to/LPRNet_Pytorch/.git \
+#       bash tests/plates/fetch.sh                                           # + the judge2 split
 #
 # PLATES_NO_BASELINE=1 skips the baseline venv (the tests only need the images).
 # Cache: ${ENFORCEMENT_PLATES_DIR:-$HOME/.cache/enforcement-gateway/plates}
@@ -15,6 +17,9 @@
 # PyPI hyperlpr==0.0.2 + opencv-python-headless. The plate photos are committed in the HyperLPR
 # repository (Apache-2.0), which no package registry ships: give a clone of it (any clone that
 # has the blobs; the ids are in groundtruth.tsv) in PLATES_HYPERLPR_GIT, or go without them.
+# The judge2 split (never used to choose anything) comes the same way from two more repositories:
+# liuruoze/EasyPR (Apache-2.0; a full clone, some photos are only in its history) in
+# PLATES_EASYPR_GIT and sirius-ai/LPRNet_Pytorch (Apache-2.0) in PLATES_LPRNET_GIT.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PLATES_DIR="${ENFORCEMENT_PLATES_DIR:-$HOME/.cache/enforcement-gateway/plates}"
@@ -102,19 +107,30 @@ if "pypi-litealpr" in by_src:
             put(r, t.extractfile(r["path"]).read())
     say(f"{len(by_src['pypi-litealpr'])} photos from PyPI litealpr 0.1.7")
 
-if "hyperlpr" in by_src:
-    git = os.environ.get("PLATES_HYPERLPR_GIT", "")
+# Sources no registry ships: photos committed to public git repositories, read by blob id from a
+# clone the user names (source -> environment variable, repository).
+GIT_SOURCES = {
+    "hyperlpr": ("PLATES_HYPERLPR_GIT", "HyperLPR (szad670401/HyperLPR)"),
+    "easypr": ("PLATES_EASYPR_GIT", "EasyPR (liuruoze/EasyPR)"),
+    "lprnet": ("PLATES_LPRNET_GIT", "LPRNet_Pytorch (sirius-ai/LPRNet_Pytorch)"),
+}
+for src, (var, name) in GIT_SOURCES.items():
+    if src not in by_src:
+        continue
+    todo = by_src[src]
+    git = os.environ.get(var, "")
     if not git:
-        say(f"{len(by_src['hyperlpr'])} HyperLPR photos not fetched: PLATES_HYPERLPR_GIT is not set "
+        say(f"{len(todo)} {name} images not fetched: {var} is not set "
             "(no registry ships them; see the top of this script)")
-    else:
-        for i, r in enumerate(by_src["hyperlpr"]):
-            data = subprocess.run(["git", "--git-dir", git, "cat-file", "blob", r["blob"]],
-                                  capture_output=True, check=True).stdout
-            put(r, data)
-            if (i + 1) % 50 == 0:
-                say(f"HyperLPR photos {i + 1}/{len(by_src['hyperlpr'])}")
-        say(f"{len(by_src['hyperlpr'])} photos from the HyperLPR clone")
+        continue
+    for i, r in enumerate(todo):
+        got = subprocess.run(["git", "--git-dir", git, "cat-file", "blob", r["blob"]], capture_output=True)
+        if got.returncode != 0:
+            sys.exit(f"plates: {r['id']}: blob {r['blob']} not in {git} ({var}); a full clone is needed")
+        put(r, got.stdout)
+        if (i + 1) % 50 == 0:
+            say(f"{name} images {i + 1}/{len(todo)}")
+    say(f"{len(todo)} images from the {name} clone")
 
 # Baseline: hyperlpr 0.0.2 in its own venv, with the two fixes a current OpenCV/numpy needs.
 venv = os.path.join(out, "venv")
