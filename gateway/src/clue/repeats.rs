@@ -267,7 +267,6 @@ mod tests {
         }
     }
     use crate::clue::lifecycle::Status;
-    use crate::clue::model::{Clue, Escalation};
     use crate::clue::signal::{Evidence, Subject};
 
     fn ev(device: &str, level: Level, at_ms: i64) -> ClueEvent {
@@ -293,39 +292,20 @@ mod tests {
 
     /// The change a write of `e` would have announced: its clue open at `level`.
     fn written(e: &ClueEvent, level: Level, status: Status) -> ClueChange {
+        let mut clue = crate::clue::model::tests::clue(&e.subject.site);
+        clue.rule = e.rule.clone();
+        clue.kind = e.kind.clone();
+        clue.level = level;
+        clue.status = status;
+        clue.subject = e.subject.clone();
+        clue.dedup_key = e.dedup_key.clone();
         ClueChange {
             event_id: 1,
             event: "created".into(),
             at_ms: 0,
             actor: "pool".into(),
             count: 1,
-            clue: Clue {
-                id: 1,
-                rule: e.rule.clone(),
-                kind: e.kind.clone(),
-                level,
-                status,
-                subject: e.subject.clone(),
-                dedup_key: e.dedup_key.clone(),
-                title: String::new(),
-                detail: serde_json::json!({}),
-                department: None,
-                assisting: Vec::new(),
-                assignee: None,
-                resolution: None,
-                first_seen_ms: 0,
-                last_seen_ms: 0,
-                occurrences: 1,
-                created_ms: 0,
-                updated_ms: 0,
-                deadline_ms: 0,
-                escalation: Escalation::None,
-                claimed_ms: None,
-                resolved_ms: None,
-                closed_ms: None,
-                cleared_ms: None,
-                cleared_note: None,
-            },
+            clue,
         }
     }
 
