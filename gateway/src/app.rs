@@ -263,7 +263,13 @@ impl Gateway {
             clues,
             cameras,
             pumpouts: crate::http::pumpouts::Pumpouts(Some(pumpouts)),
-            maintenance: crate::http::maintenance::Maintenance(Some(maintenance)),
+            maintenance: crate::http::maintenance::Maintenance(
+                Some(maintenance),
+                Some(crate::http::maintenance::ExcusedRules::new(
+                    &cfg.rules_settings.effective_rules(&cfg.rules),
+                    rules_reload.subscribe(),
+                )),
+            ),
             registry: crate::http::registry::RegistryHandle(registry.clone()),
             storage_floor: cfg.storage.floor(),
             drone,

@@ -154,7 +154,7 @@ fn add_maintenance_paths(paths: &mut Value) {
     paths["/api/v1/maintenance"] = json!({
         "get": op("Registered maintenance works of the token's sites", &[("site", "query")], false),
         "post": op(
-            "Register works {site, device, from_ms, to_ms, permit?, note?} so rules with unless_maintenance (an opened manhole cover) raise nothing meanwhile (inspector, supervisor, platform, admin; audited; at most 7 days, starting at most 30 days ahead, not ended more than 7 days ago)",
+            "Register works {site, device, from_ms, to_ms, permit?, note?} so rules with unless_maintenance (an opened manhole cover) raise nothing meanwhile, and dismiss the open clues of those rules on that device first seen inside the window (answer: the record and dismissed_clues) (inspector, supervisor, platform, admin; audited; at most 7 days, starting at most 30 days ahead, not ended more than 7 days ago)",
             &[], true)
     });
 }

@@ -76,6 +76,7 @@ fn a_cover_opened_under_registered_works_raises_no_clue() {
     assert_eq!(r.status, 201, "{}", r.text());
     let stored = r.json().unwrap();
     assert_eq!(stored["permit"], "WP-17");
+    assert_eq!(stored["dismissed_clues"], serde_json::json!([]), "{stored}");
     assert!(stored["by"].as_str().unwrap().starts_with("inspector#"));
     assert_eq!(post(&gw, &device, &works).status, 403, "devices do not");
     assert_eq!(post(&gw, &other_site, &works).status, 403, "other sites");
@@ -116,10 +117,38 @@ fn a_cover_opened_under_registered_works_raises_no_clue() {
         .collect();
     assert_eq!(devices, ["cover-plain"], "{raised_now:?}");
 
+    // Works on that cover registered late, covering when it opened: its clue is explained
+    // and dismissed (audited, the reason naming the works); the answer says which.
+    let id = raised_now[0]["id"].as_i64().unwrap();
+    let late = format!(
+        r#"{{"site":"{SITE}","device":"cover-plain","from_ms":{},"to_ms":{},"permit":"WP-18"}}"#,
+        now - 600_000,
+        now + 3_600_000
+    );
+    let r = post(&gw, &inspector, &late);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        r.json().unwrap()["dismissed_clues"],
+        serde_json::json!([id])
+    );
+    let d = gw
+        .get_with_token(&format!("/api/v1/clues/{id}"), &inspector)
+        .and_then(|r| r.ok())
+        .and_then(|r| r.json())
+        .unwrap_or_else(|e| panic!("clue detail: {e:#}"));
+    assert_eq!(d["status"], "dismissed", "{d}");
+    assert!(
+        d["resolution"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("WP-18"),
+        "{d}"
+    );
+
     // The works survive a restart.
     gw.proc.stop().unwrap();
     gw.start_again().unwrap();
     let after = list(&gw, &inspector);
-    assert_eq!(after.as_array().unwrap().len(), 1, "{after}");
+    assert_eq!(after.as_array().unwrap().len(), 2, "{after}");
     assert_eq!(after[0]["note"], "sewer clearing");
 }
