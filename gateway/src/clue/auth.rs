@@ -363,6 +363,26 @@ impl Principal {
         self.everywhere() || self.sites.iter().any(|s| s == site)
     }
 
+    /// An inspector disposes of or hands on only clues that are theirs or nobody's yet: whether
+    /// `action` on a clue assigned to `assignee` is refused for that reason (the clue actions,
+    /// and maintenance works dismissing the clues they explain).
+    pub(crate) fn blocked_by_assignee(
+        &self,
+        action: &super::lifecycle::Action,
+        assignee: Option<&str>,
+    ) -> bool {
+        use super::lifecycle::Action;
+        self.role == Role::Inspector
+            && matches!(
+                action,
+                Action::Resolve { .. }
+                    | Action::Dismiss { .. }
+                    | Action::Transfer { .. }
+                    | Action::Decide { .. }
+            )
+            && assignee.is_some_and(|a| a != self.actor())
+    }
+
     /// Whether the token sees `clue`: its site, and for a department token a clue its
     /// department leads or assists.
     pub(crate) fn sees_clue(&self, clue: &super::model::Clue) -> bool {

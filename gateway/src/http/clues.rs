@@ -217,17 +217,7 @@ pub(super) async fn act(
     let action: Action = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("bad action: {e}")))?;
     p.require(p.role.may_act(&action), action.name())?;
-    // An inspector disposes of or hands on only clues that are theirs or nobody's yet.
-    if p.role == crate::clue::auth::Role::Inspector
-        && matches!(
-            action,
-            Action::Resolve { .. }
-                | Action::Dismiss { .. }
-                | Action::Transfer { .. }
-                | Action::Decide { .. }
-        )
-        && d.clue.assignee.as_deref().is_some_and(|a| a != p.actor())
-    {
+    if p.blocked_by_assignee(&action, d.clue.assignee.as_deref()) {
         return Err(AuthError::Forbidden("the clue is assigned to someone else".into()).into());
     }
     let change = pool.act(id, action, p.actor()).await?;

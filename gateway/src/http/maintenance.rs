@@ -19,7 +19,7 @@
 
 use super::error::ApiError;
 use super::pumpouts::{ListQuery, register_audited, require_registrar, scoped_list};
-use crate::clue::auth::{Principal, Role};
+use crate::clue::auth::Principal;
 use crate::clue::lifecycle::Action;
 use crate::clue::model::ClueQuery;
 use crate::clue::pool::PoolHandle;
@@ -145,14 +145,13 @@ async fn dismiss_explained(
         let explained = c.status.is_open()
             && rules.contains(&c.rule)
             && c.subject.device.as_deref() == Some(record.device.as_str())
-            && (record.from_ms..=record.to_ms).contains(&c.first_seen_ms)
-            && !(p.role == Role::Inspector && c.assignee.as_deref().is_some_and(|a| a != actor));
-        if !explained {
-            continue;
-        }
+            && (record.from_ms..=record.to_ms).contains(&c.first_seen_ms);
         let action = Action::Dismiss {
             reason: reason.clone(),
         };
+        if !explained || !p.sees_clue(&c) || p.blocked_by_assignee(&action, c.assignee.as_deref()) {
+            continue;
+        }
         match pool.act(c.id, action, actor.clone()).await {
             Ok(_) => dismissed.push(c.id),
             Err(e) => {
