@@ -351,6 +351,25 @@ impl PlateReader {
         Ok(out)
     }
 
+    /// The second recogniser's own reading of the plate at `corners` (top-left first,
+    /// clockwise): its text and the probability of its least sure character; `None` when
+    /// [`PlateConfig::second_opinion`] is off or it reads nothing. [`Self::read`] already
+    /// combines it with ours; this is for tests and evaluation.
+    pub fn second_reading(
+        &self,
+        img: &RgbImage,
+        corners: [(f32, f32); 4],
+    ) -> Result<Option<(String, f32)>, VisionError> {
+        let Some(second) = &self.second else {
+            return Ok(None);
+        };
+        let read = second.read(img, &[corners])?.pop().unwrap_or_default();
+        Ok((!read.is_empty()).then(|| {
+            let min = read.iter().map(|c| c.p).fold(1.0f32, f32::min);
+            (text_of(&read), min)
+        }))
+    }
+
     /// Whether `img` looks like a plate crop rather than a scene (see [`PlateConfig::crop_max_side`]).
     fn is_plate_crop(&self, img: &RgbImage) -> bool {
         let (w, h) = (img.width() as f32, img.height() as f32);
