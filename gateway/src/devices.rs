@@ -398,6 +398,48 @@ mod tests {
         assert_eq!(t.counts(600), (1, 1));
     }
 
+    /// A slot made for a message that was never stored lists no device; its sequence window
+    /// is the device's own (found again by equal text), and a forgotten number is taken again.
+    #[test]
+    fn a_slot_lists_its_device_only_once_something_is_stored() {
+        let t = DeviceTable::new(1_000);
+        let (s, d) = (Name::from("s1"), Name::from("d1"));
+        let slot = t.slot(&s, &d);
+        assert_eq!(slot.check_sequence(5), SeqVerdict::New { lost: 0 });
+        assert!(t.snapshot(0).is_empty());
+        assert_eq!(t.counts(0), (0, 0));
+        assert!(t.history().series("s1", "d1", None, 0).is_none());
+        let again = t.slot(&Name::from("s1"), &Name::from("d1"));
+        assert!(Arc::ptr_eq(&slot, &again));
+        assert_eq!(again.check_sequence(5), SeqVerdict::Duplicate);
+        slot.forget_sequence(5);
+        assert_eq!(slot.check_sequence(5), SeqVerdict::Late);
+        assert_eq!(
+            t.slot(&s, &Name::from("d2")).check_sequence(5),
+            SeqVerdict::New { lost: 0 },
+            "another device has its own window"
+        );
+        slot.note_sequence(100, 3, true);
+        let v = &t.snapshot(200)[0];
+        assert_eq!(
+            (v.device.as_str(), v.lost, v.duplicates, v.messages),
+            ("d1", 3, 1, 0)
+        );
+        assert_eq!(t.counts(200), (1, 1), "d2 was never stored");
+        // A presence statement lists the device without giving it a history.
+        t.observe(&[Reading {
+            device: "d3".into(),
+            ..r(STATE_STREAM, "online", Value::Bool(true), 300)
+        }]);
+        assert_eq!(t.counts(400), (2, 2));
+        assert!(t.history().series("s1", "d3", None, 0).is_none());
+        slot.observe(&[r("grease_trap", "level", Value::Float(1.0), 300)], 10);
+        assert_eq!(
+            t.history().series("s1", "d1", None, 0).map(|s| s.len()),
+            Some(1)
+        );
+    }
+
     #[test]
     fn battery_is_read_from_battery_pct_too() {
         let t = DeviceTable::new(1_000);

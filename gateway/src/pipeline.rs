@@ -126,14 +126,8 @@ impl Processor {
     pub(crate) async fn run(mut self) {
         let mut normalizer = Normalizer::default();
         let mut batch = Vec::with_capacity(self.max_batch);
-        while let Some(first) = self.rx.recv().await {
-            batch.push(first);
-            while batch.len() < self.max_batch {
-                match self.rx.try_recv() {
-                    Ok(i) => batch.push(i),
-                    Err(_) => break,
-                }
-            }
+        // Everything waiting, up to a batch, with one channel operation.
+        while self.rx.recv_many(&mut batch, self.max_batch).await > 0 {
             let acks = self.process(&mut normalizer, &mut batch).await;
             self.send_acks(acks).await;
         }
