@@ -140,13 +140,10 @@ impl Processor {
         let mut acks = Vec::with_capacity(batch.len());
         let mut kept = Vec::with_capacity(batch.len());
         let mut out = Vec::with_capacity(batch.len());
-        for mut intake in batch.drain(..) {
-            // The device is found once per message: its slot holds the sequence window, the
-            // table row and the history (issue 24).
-            let slot = intake
-                .readings
-                .first()
-                .map(|r| self.devices.slot(&r.site, &r.device));
+        // Each message's device is found once: its slot holds the sequence window, the table
+        // row and the history (issue 24).
+        let slots = self.devices.slots(batch.iter().map(|i| i.readings.first()));
+        for (mut intake, slot) in batch.drain(..).zip(slots) {
             if let Some(first) = intake.readings.first()
                 && let Some(seq) = first.sequence
                 && let Some(slot) = &slot
