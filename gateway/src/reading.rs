@@ -17,8 +17,23 @@ use std::sync::{Arc, LazyLock};
 /// cloning it is a reference count, and the decoder hands out the same `Name` for the same
 /// text ([`Names`]), so the copies share one allocation. It reads like a `&str` (`Deref`),
 /// compares and hashes like one (`Borrow<str>`), and serializes as a plain string.
-#[derive(Clone)]
 pub struct Name(Arc<str>);
+
+impl Clone for Name {
+    fn clone(&self) -> Self {
+        Name(Arc::clone(&self.0))
+    }
+
+    /// Keeps its own reference when both are the same allocation: the state kept per device
+    /// (last values, history) refreshes a reading's stream and unit on every reading, and
+    /// those names are shared by every reading and thread, so a plain reassignment was two
+    /// contended reference-count updates per name per reading (issue 24).
+    fn clone_from(&mut self, source: &Self) {
+        if !Arc::ptr_eq(&self.0, &source.0) {
+            self.0 = Arc::clone(&source.0);
+        }
+    }
+}
 
 impl std::hash::Hash for Name {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
@@ -413,6 +428,19 @@ mod tests {
         let back: Name = serde_json::from_str(r#""grease_trap""#).expect("parse");
         assert_eq!(back, a);
         assert_eq!(format!("{a}/{a:?}"), r#"grease_trap/"grease_trap""#);
+        // Refreshing a name from the same allocation keeps it; from another, takes that one.
+        let mut kept = a.clone();
+        kept.clone_from(&b);
+        assert!(Arc::ptr_eq(&kept.0, &a.0));
+        assert_eq!(
+            Arc::strong_count(&a.0),
+            3,
+            "a, b and kept; no reference leaked"
+        );
+        let other = Name::from("level");
+        kept.clone_from(&other);
+        assert!(Arc::ptr_eq(&kept.0, &other.0));
+        assert_eq!(kept, "level");
     }
 
     /// Whatever the order of inserts, replacements and lookups, the map answers what a
