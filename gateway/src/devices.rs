@@ -35,16 +35,14 @@ pub(crate) enum Presence {
     Silent,
 }
 
-/// Presence fields first (`repr(C)`, see [`SlotState`]).
 #[derive(Debug, Clone)]
-#[repr(C)]
 struct DeviceState {
+    source: &'static str,
+    first_seen_ms: i64,
     last_seen_ms: i64,
     last_data_ms: Option<i64>,
     /// Last explicit presence statement and when it arrived.
     stated: Option<(bool, i64)>,
-    source: &'static str,
-    first_seen_ms: i64,
     messages: u64,
     lost: u64,
     duplicates: u64,
@@ -84,16 +82,13 @@ pub(crate) struct DeviceSlot {
     inner: Mutex<SlotState>,
 }
 
-/// In this order (`repr(C)`): the row's presence fields sit right after the lock, in the
-/// cache lines the gauges' scan of every device reads ([`DeviceTable::counts`]).
 #[derive(Default)]
-#[repr(C)]
 struct SlotState {
+    /// `None` until a message with a sequence number arrives.
+    seq: Option<SeqWindow>,
     /// `None` until the device's first durable message (or sequence finding): a slot made
     /// for a message that could not be stored does not list the device.
     row: Option<DeviceState>,
-    /// `None` until a message with a sequence number arrives.
-    seq: Option<SeqWindow>,
     /// `None` until the first reading that is not a presence statement.
     rings: Option<DeviceRings>,
 }

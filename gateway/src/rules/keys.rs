@@ -103,47 +103,8 @@ impl<'a> Borrow<dyn SeriesView + 'a> for SeriesKey {
 /// default rules; issue 24).
 #[derive(Debug)]
 pub(crate) struct SeriesTable<V> {
-    /// The parts inline (not the key's shared `Arc`): a lookup compares the pointers in the
-    /// index's own bucket instead of following one more pointer (issue 24).
-    index: FastMap<IndexedSeries, usize>,
-    list: Vec<(SeriesKey, V)>,
-}
-
-/// A series' names as the [`SeriesTable`]'s index holds them.
-#[derive(Debug)]
-struct IndexedSeries([Name; 4]);
-
-impl IndexedSeries {
-    fn of(key: &SeriesKey) -> IndexedSeries {
-        IndexedSeries(key.parts().map(Name::clone))
-    }
-}
-
-impl SeriesView for IndexedSeries {
-    fn parts(&self) -> [&Name; 4] {
-        let [a, b, c, d] = &self.0;
-        [a, b, c, d]
-    }
-}
-
-impl Hash for IndexedSeries {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        (self as &dyn SeriesView).hash(h);
-    }
-}
-
-impl PartialEq for IndexedSeries {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
-}
-
-impl Eq for IndexedSeries {}
-
-impl<'a> Borrow<dyn SeriesView + 'a> for IndexedSeries {
-    fn borrow(&self) -> &(dyn SeriesView + 'a) {
-        self
-    }
+    index: FastMap<SeriesKey, usize>,
+    list: Vec<V>,
 }
 
 impl<V> Default for SeriesTable<V> {
@@ -162,28 +123,28 @@ impl<V> SeriesTable<V> {
     }
 
     pub(crate) fn get(&self, key: &SeriesKey) -> Option<&V> {
-        self.find(key).map(|i| &self.list[i].1)
+        self.find(key).map(|i| &self.list[i])
     }
 
     /// The series at `pos`, a position [`SeriesTable::find`] or [`SeriesTable::insert`]
     /// answered for this table.
     pub(crate) fn at(&self, pos: usize) -> &V {
-        &self.list[pos].1
+        &self.list[pos]
     }
 
     pub(crate) fn at_mut(&mut self, pos: usize) -> &mut V {
-        &mut self.list[pos].1
+        &mut self.list[pos]
     }
 
     /// Adds a series (replacing a series of the same key in place); answers its position.
     pub(crate) fn insert(&mut self, key: SeriesKey, v: V) -> usize {
-        if let Some(i) = self.find(&key) {
-            self.list[i].1 = v;
+        if let Some(&i) = self.index.get(&key) {
+            self.list[i] = v;
             return i;
         }
         let i = self.list.len();
-        self.index.insert(IndexedSeries::of(&key), i);
-        self.list.push((key, v));
+        self.list.push(v);
+        self.index.insert(key, i);
         i
     }
 
@@ -192,9 +153,9 @@ impl<V> SeriesTable<V> {
         self.list.len()
     }
 
-    /// Every series with its key, in the order they were added.
+    /// Every series with its key (in no particular order, as a hash map iterates).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&SeriesKey, &V)> {
-        self.list.iter().map(|(k, v)| (k, v))
+        self.index.iter().map(|(k, &i)| (k, &self.list[i]))
     }
 }
 
@@ -336,15 +297,10 @@ impl<'a> Borrow<dyn StateView + 'a> for StateKey {
     }
 }
 
-/// The subjects' index key: the subject's names held in the index itself, hashed and compared
-/// by their strings so it can be found from a reading's borrowed ones. Inline rather than the
-/// shared subject: comparing then reads the pointers in the index's own bucket instead of
-/// following one more pointer per lookup (a cache miss with 10,000 devices; issue 24).
+/// The subjects' index: an interned subject, hashed and compared by its strings so it can be
+/// found from a reading's borrowed ones.
 #[derive(Debug)]
-struct Interned {
-    site: Name,
-    device: Name,
-}
+struct Interned(Subject);
 
 trait SubjectView {
     fn parts(&self) -> (&str, &str);
@@ -352,7 +308,7 @@ trait SubjectView {
 
 impl SubjectView for Interned {
     fn parts(&self) -> (&str, &str) {
-        (&self.site, &self.device)
+        (&self.0.site, &self.0.device)
     }
 }
 
@@ -467,13 +423,7 @@ impl<V> StateMap<V> {
                     device: device.into(),
                 });
                 let i = self.slots.len();
-                self.index.insert(
-                    Interned {
-                        site: subject.site.clone(),
-                        device: subject.device.clone(),
-                    },
-                    i,
-                );
+                self.index.insert(Interned(subject.clone()), i);
                 self.slots.push(Slot {
                     subject,
                     states: Vec::new(),
