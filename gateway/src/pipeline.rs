@@ -121,31 +121,115 @@ enum NotDurable {
     TaskFailed,
 }
 
+/// A batch normalized and encoded, on its way to the outbox.
+struct Prepared {
+    /// Line-protocol records of every kept intake, in order.
+    lines: Vec<Vec<u8>>,
+    /// `counts[i]` of `lines` belong to `kept[i]`.
+    counts: Vec<usize>,
+    kept: Vec<Intake>,
+    /// Acknowledgements owed already (duplicates: nothing to store).
+    acks: Vec<Ack>,
+}
+
+/// A batch after its append: what may be acknowledged, and the readings that are durable.
+struct Settled {
+    acks: Vec<Ack>,
+    /// One entry per durable source message, in arrival order.
+    readings: Vec<Vec<Reading>>,
+}
+
+/// Durable batches waiting for the device table and the downstream consumers. Two: one being
+/// handed on while the next is appended; the intake is held back beyond that.
+const FORWARD_CAPACITY: usize = 2;
+
 impl Processor {
-    /// Runs until every sender is gone, then returns after the last batch is durable.
+    /// Runs until every sender is gone, then returns after the last batch is durable and
+    /// handed on.
+    ///
+    /// Pipelined (issue 24: the stages one after the other set the intake's pace, with the
+    /// source paused most of the drain): while one batch is appended (its fsync), the next is
+    /// received, normalized and encoded; its acknowledgements go out as soon as it is durable;
+    /// the device table and the downstream consumers get the durable readings in a task of
+    /// their own. At most one append runs at a time, so batches reach the outbox, and readings
+    /// the rules, in arrival order.
     pub(crate) async fn run(mut self) {
+        let mut rx = std::mem::replace(&mut self.rx, mpsc::channel(1).1);
+        let (forward_tx, forward_rx) = mpsc::channel(FORWARD_CAPACITY);
+        let forward = tokio::spawn(forward(
+            self.devices.clone(),
+            std::mem::take(&mut self.readings_out),
+            forward_rx,
+        ));
         let mut normalizer = Normalizer::default();
-        let mut batch = Vec::with_capacity(self.max_batch);
-        while let Some(first) = self.rx.recv().await {
-            batch.push(first);
-            while batch.len() < self.max_batch {
-                match self.rx.try_recv() {
-                    Ok(i) => batch.push(i),
-                    Err(_) => break,
+        let mut next: Option<Prepared> = None;
+        let mut open = true;
+        loop {
+            let prepared = match next.take() {
+                Some(p) => p,
+                None if open => match self.receive(&mut rx).await {
+                    Some(mut batch) => self.prepare(&mut normalizer, &mut batch),
+                    None => break,
+                },
+                None => break,
+            };
+            let written = {
+                let write = self.write(prepared);
+                tokio::pin!(write);
+                loop {
+                    tokio::select! {
+                        biased;
+                        w = &mut write => break w,
+                        batch = self.receive(&mut rx), if open && next.is_none() => match batch {
+                            Some(mut batch) => next = Some(self.prepare(&mut normalizer, &mut batch)),
+                            None => open = false,
+                        },
+                    }
                 }
+            };
+            let settled = self.settle(&mut normalizer, written);
+            self.send_acks(settled.acks).await;
+            if !settled.readings.is_empty() {
+                // Only fails once the forwarding task is gone (it never ends on its own).
+                let _ = forward_tx.send(settled.readings).await;
             }
-            let acks = self.process(&mut normalizer, &mut batch).await;
-            self.send_acks(acks).await;
         }
+        drop(forward_tx);
+        let _ = forward.await;
     }
 
-    /// Normalizes and makes a batch durable; answers the acknowledgements that may go out.
+    /// Waits for the next intake, then takes what else is queued, up to `max_batch`; `None`
+    /// once every sender is gone.
+    async fn receive(&self, rx: &mut mpsc::Receiver<Intake>) -> Option<Vec<Intake>> {
+        let first = rx.recv().await?;
+        let mut batch = Vec::with_capacity(self.max_batch.min(rx.len() + 1));
+        batch.push(first);
+        while batch.len() < self.max_batch {
+            match rx.try_recv() {
+                Ok(i) => batch.push(i),
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    /// Normalizes and makes a batch durable, then hands its readings on (the three stages of
+    /// [`Processor::run`] one after the other); answers the acknowledgements that may go out.
+    #[cfg(test)]
     async fn process(&self, normalizer: &mut Normalizer, batch: &mut Vec<Intake>) -> Vec<Ack> {
+        let prepared = self.prepare(normalizer, batch);
+        let written = self.write(prepared).await;
+        let settled = self.settle(normalizer, written);
+        forward_one(&self.devices, &self.readings_out, settled.readings).await;
+        settled.acks
+    }
+
+    /// Sequence checks, clock fixes and line protocol for a batch (CPU only).
+    fn prepare(&self, normalizer: &mut Normalizer, batch: &mut Vec<Intake>) -> Prepared {
         let mut lines = Vec::new();
         let mut counts = Vec::with_capacity(batch.len());
-        let mut acks = Vec::with_capacity(batch.len());
+        let mut acks = Vec::new();
         let mut kept = Vec::with_capacity(batch.len());
-        let mut out = Vec::with_capacity(batch.len());
         for mut intake in batch.drain(..) {
             if let Some(first) = intake.readings.first()
                 && let Some(seq) = first.sequence
@@ -190,11 +274,31 @@ impl Processor {
             }
             kept.push(intake);
         }
+        Prepared {
+            lines,
+            counts,
+            kept,
+            acks,
+        }
+    }
+
+    /// Appends a prepared batch (one fsync); answers it with, per kept intake, whether it is
+    /// durable (or durably dead-lettered).
+    async fn write(&self, mut p: Prepared) -> (Prepared, Vec<bool>) {
+        let lines = std::mem::take(&mut p.lines);
         let durable = match &self.outbox {
-            Some(outbox) if !lines.is_empty() => self.make_durable(outbox, lines, &counts).await,
-            _ => vec![true; kept.len()],
+            Some(outbox) if !lines.is_empty() => self.make_durable(outbox, lines, &p.counts).await,
+            _ => vec![true; p.kept.len()],
         };
-        for (intake, ok) in kept.into_iter().zip(durable) {
+        (p, durable)
+    }
+
+    /// After the append: acknowledgements for what is durable; what is not is forgotten by the
+    /// sequence check, so its redelivery is taken.
+    fn settle(&self, normalizer: &mut Normalizer, (p, durable): (Prepared, Vec<bool>)) -> Settled {
+        let mut acks = p.acks;
+        let mut readings = Vec::with_capacity(p.kept.len());
+        for (intake, ok) in p.kept.into_iter().zip(durable) {
             if !ok {
                 if let Some(r) = intake.readings.first()
                     && let Some(seq) = r.sequence
@@ -204,22 +308,12 @@ impl Processor {
                 continue;
             }
             acks.push(intake.ack);
-            let readings = intake.readings;
-            self.metrics.readings_in_total.inc_by(readings.len() as u64);
-            self.devices.observe(&readings);
-            if !self.readings_out.is_empty() {
-                out.push(readings);
-            }
+            self.metrics
+                .readings_in_total
+                .inc_by(intake.readings.len() as u64);
+            readings.push(intake.readings);
         }
-        let mut rest = out.into_iter().peekable();
-        while rest.peek().is_some() {
-            let chunk: ReadingsBatch = rest.by_ref().take(READINGS_CHUNK).collect();
-            for consumer in &self.readings_out {
-                // A consumer that stopped (shutdown) is simply skipped.
-                let _ = consumer.send(chunk.clone()).await;
-            }
-        }
-        acks
+        Settled { acks, readings }
     }
 
     /// Sends the PUBACKs of intakes that are durable.
@@ -363,6 +457,40 @@ impl Processor {
                     tokio::time::sleep(wait).await;
                 }
             }
+        }
+    }
+}
+
+/// Hands durable batches to the device table and the downstream consumers until the
+/// processor is done (it drops the sender), then drops the consumers' senders.
+async fn forward(
+    devices: Arc<DeviceTable>,
+    readings_out: Vec<mpsc::Sender<ReadingsBatch>>,
+    mut rx: mpsc::Receiver<Vec<Vec<Reading>>>,
+) {
+    while let Some(batch) = rx.recv().await {
+        forward_one(&devices, &readings_out, batch).await;
+    }
+}
+
+/// One durable batch: the device table, then the consumers in [`READINGS_CHUNK`] pieces.
+async fn forward_one(
+    devices: &DeviceTable,
+    readings_out: &[mpsc::Sender<ReadingsBatch>],
+    batch: Vec<Vec<Reading>>,
+) {
+    for readings in &batch {
+        devices.observe(readings);
+    }
+    if readings_out.is_empty() {
+        return;
+    }
+    let mut rest = batch.into_iter().peekable();
+    while rest.peek().is_some() {
+        let chunk: ReadingsBatch = rest.by_ref().take(READINGS_CHUNK).collect();
+        for consumer in readings_out {
+            // A consumer that stopped (shutdown) is simply skipped.
+            let _ = consumer.send(chunk.clone()).await;
         }
     }
 }
