@@ -122,7 +122,10 @@ enum NotDurable {
 }
 
 /// A batch normalized and encoded, on its way to the outbox.
+#[derive(Default)]
 struct Prepared {
+    /// Intakes taken (kept or acknowledged as duplicates).
+    taken: usize,
     /// Line-protocol records of every kept intake, in order.
     lines: Vec<Vec<u8>>,
     /// `counts[i]` of `lines` belong to `kept[i]`.
@@ -139,20 +142,24 @@ struct Settled {
     readings: Vec<Vec<Reading>>,
 }
 
-/// Durable batches waiting for the device table and the downstream consumers. Two: one being
-/// handed on while the next is appended; the intake is held back beyond that.
+/// Durable batches waiting for the device table and the downstream consumers (each up to
+/// `max_batch` messages). With the one the processor holds, a slow consumer makes the intake
+/// wait once about three batches are pending, as before: memory stays bounded.
 const FORWARD_CAPACITY: usize = 2;
 
 impl Processor {
     /// Runs until every sender is gone, then returns after the last batch is durable and
     /// handed on.
     ///
-    /// Pipelined (issue 24: the stages one after the other set the intake's pace, with the
-    /// source paused most of the drain): while one batch is appended (its fsync), the next is
-    /// received, normalized and encoded; its acknowledgements go out as soon as it is durable;
-    /// the device table and the downstream consumers get the durable readings in a task of
-    /// their own. At most one append runs at a time, so batches reach the outbox, and readings
-    /// the rules, in arrival order.
+    /// Pipelined (issue 24: measured on the 200,000-message benchmark, the append's fsync, the
+    /// encoding, the device table and the wait for the rules ran one after the other and the
+    /// MQTT source sat paused most of the drain): while one batch is appended, what arrives is
+    /// received, normalized and encoded into the next (up to `max_batch`), so the next batch is
+    /// everything that came during the fsync; acknowledgements go out as soon as a batch is
+    /// durable; the device table and the downstream consumers get the durable readings in a
+    /// task of their own, handed over while the next append runs. One append at a time, so
+    /// batches reach the outbox, and readings the rules, in arrival order; nothing is
+    /// acknowledged or handed on before it is durable.
     pub(crate) async fn run(mut self) {
         let mut rx = std::mem::replace(&mut self.rx, mpsc::channel(1).1);
         let (forward_tx, forward_rx) = mpsc::channel(FORWARD_CAPACITY);
@@ -162,26 +169,40 @@ impl Processor {
             forward_rx,
         ));
         let mut normalizer = Normalizer::default();
-        let mut next: Option<Prepared> = None;
+        let mut next = Prepared::default();
+        // Durable readings not yet taken by the forwarding task (at most one batch).
+        let mut unforwarded: Option<Vec<Vec<Reading>>> = None;
         let mut open = true;
         loop {
-            let prepared = match next.take() {
-                Some(p) => p,
-                None if open => match self.receive(&mut rx).await {
-                    Some(mut batch) => self.prepare(&mut normalizer, &mut batch),
+            if next.taken == 0 {
+                if let Some(readings) = unforwarded.take() {
+                    // Only fails once the forwarding task is gone (it never ends on its own).
+                    let _ = forward_tx.send(readings).await;
+                }
+                if !open {
+                    break;
+                }
+                match self.receive(&mut rx, self.max_batch).await {
+                    Some(mut batch) => self.prepare(&mut normalizer, &mut batch, &mut next),
                     None => break,
-                },
-                None => break,
-            };
+                }
+            }
+            let prepared = std::mem::take(&mut next);
             let written = {
                 let write = self.write(prepared);
                 tokio::pin!(write);
                 loop {
+                    let room = self.max_batch.saturating_sub(next.taken);
                     tokio::select! {
                         biased;
                         w = &mut write => break w,
-                        batch = self.receive(&mut rx), if open && next.is_none() => match batch {
-                            Some(mut batch) => next = Some(self.prepare(&mut normalizer, &mut batch)),
+                        permit = forward_tx.reserve(), if unforwarded.is_some() => {
+                            if let (Ok(permit), Some(readings)) = (permit, unforwarded.take()) {
+                                permit.send(readings);
+                            }
+                        }
+                        batch = self.receive(&mut rx, room), if open && room > 0 => match batch {
+                            Some(mut batch) => self.prepare(&mut normalizer, &mut batch, &mut next),
                             None => open = false,
                         },
                     }
@@ -189,22 +210,27 @@ impl Processor {
             };
             let settled = self.settle(&mut normalizer, written);
             self.send_acks(settled.acks).await;
-            if !settled.readings.is_empty() {
-                // Only fails once the forwarding task is gone (it never ends on its own).
-                let _ = forward_tx.send(settled.readings).await;
+            if let Some(readings) = unforwarded.take() {
+                let _ = forward_tx.send(readings).await;
             }
+            if !settled.readings.is_empty() {
+                unforwarded = Some(settled.readings);
+            }
+        }
+        if let Some(readings) = unforwarded.take() {
+            let _ = forward_tx.send(readings).await;
         }
         drop(forward_tx);
         let _ = forward.await;
     }
 
-    /// Waits for the next intake, then takes what else is queued, up to `max_batch`; `None`
-    /// once every sender is gone.
-    async fn receive(&self, rx: &mut mpsc::Receiver<Intake>) -> Option<Vec<Intake>> {
+    /// Waits for the next intake, then takes what else is queued, up to `limit` (at least one);
+    /// `None` once every sender is gone.
+    async fn receive(&self, rx: &mut mpsc::Receiver<Intake>, limit: usize) -> Option<Vec<Intake>> {
         let first = rx.recv().await?;
-        let mut batch = Vec::with_capacity(self.max_batch.min(rx.len() + 1));
+        let mut batch = Vec::with_capacity(limit.min(rx.len() + 1));
         batch.push(first);
-        while batch.len() < self.max_batch {
+        while batch.len() < limit {
             match rx.try_recv() {
                 Ok(i) => batch.push(i),
                 Err(_) => break,
@@ -217,19 +243,24 @@ impl Processor {
     /// [`Processor::run`] one after the other); answers the acknowledgements that may go out.
     #[cfg(test)]
     async fn process(&self, normalizer: &mut Normalizer, batch: &mut Vec<Intake>) -> Vec<Ack> {
-        let prepared = self.prepare(normalizer, batch);
+        let mut prepared = Prepared::default();
+        self.prepare(normalizer, batch, &mut prepared);
         let written = self.write(prepared).await;
         let settled = self.settle(normalizer, written);
         forward_one(&self.devices, &self.readings_out, settled.readings).await;
         settled.acks
     }
 
-    /// Sequence checks, clock fixes and line protocol for a batch (CPU only).
-    fn prepare(&self, normalizer: &mut Normalizer, batch: &mut Vec<Intake>) -> Prepared {
-        let mut lines = Vec::new();
-        let mut counts = Vec::with_capacity(batch.len());
-        let mut acks = Vec::new();
-        let mut kept = Vec::with_capacity(batch.len());
+    /// Sequence checks, clock fixes and line protocol for intakes (CPU only), added to `to`.
+    fn prepare(&self, normalizer: &mut Normalizer, batch: &mut Vec<Intake>, to: &mut Prepared) {
+        to.taken += batch.len();
+        let Prepared {
+            lines,
+            counts,
+            kept,
+            acks,
+            ..
+        } = to;
         for mut intake in batch.drain(..) {
             if let Some(first) = intake.readings.first()
                 && let Some(seq) = first.sequence
@@ -266,19 +297,13 @@ impl Processor {
                     &intake.readings,
                     &self.measurement_prefix,
                     self.dialect,
-                    &mut lines,
+                    lines,
                 );
                 counts.push(lines.len() - before);
             } else {
                 counts.push(0);
             }
             kept.push(intake);
-        }
-        Prepared {
-            lines,
-            counts,
-            kept,
-            acks,
         }
     }
 
