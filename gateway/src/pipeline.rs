@@ -147,6 +147,22 @@ struct Settled {
 /// wait once about three batches are pending, as before: memory stays bounded.
 const FORWARD_CAPACITY: usize = 2;
 
+/// While a batch is appended, the intake queue is looked at this often for the next one.
+const GATHER_TICK: Duration = Duration::from_millis(1);
+
+/// Takes what is queued, up to `limit`; also answers whether every sender is gone.
+fn take_queued(rx: &mut mpsc::Receiver<Intake>, limit: usize) -> (Vec<Intake>, bool) {
+    let mut batch = Vec::with_capacity(limit.min(rx.len()));
+    while batch.len() < limit {
+        match rx.try_recv() {
+            Ok(i) => batch.push(i),
+            Err(mpsc::error::TryRecvError::Empty) => return (batch, false),
+            Err(mpsc::error::TryRecvError::Disconnected) => return (batch, true),
+        }
+    }
+    (batch, false)
+}
+
 impl Processor {
     /// Runs until every sender is gone, then returns after the last batch is durable and
     /// handed on.
@@ -201,10 +217,15 @@ impl Processor {
                                 permit.send(readings);
                             }
                         }
-                        batch = self.receive(&mut rx, room), if open && room > 0 => match batch {
-                            Some(mut batch) => self.prepare(&mut normalizer, &mut batch, &mut next),
-                            None => open = false,
-                        },
+                        // Looks at the queue every millisecond rather than on every message: waking
+                        // per message cost more CPU than the encoding it overlapped.
+                        _ = tokio::time::sleep(GATHER_TICK), if open && room > 0 => {
+                            let (mut batch, closed) = take_queued(&mut rx, room);
+                            open = !closed;
+                            if !batch.is_empty() {
+                                self.prepare(&mut normalizer, &mut batch, &mut next);
+                            }
+                        }
                     }
                 }
             };
