@@ -121,167 +121,31 @@ enum NotDurable {
     TaskFailed,
 }
 
-/// A batch normalized and encoded, on its way to the outbox.
-#[derive(Default)]
-struct Prepared {
-    /// Intakes taken (kept or acknowledged as duplicates).
-    taken: usize,
-    /// Line-protocol records of every kept intake, in order.
-    lines: Vec<Vec<u8>>,
-    /// `counts[i]` of `lines` belong to `kept[i]`.
-    counts: Vec<usize>,
-    kept: Vec<Intake>,
-    /// Acknowledgements owed already (duplicates: nothing to store).
-    acks: Vec<Ack>,
-}
-
-/// A batch after its append: what may be acknowledged, and the readings that are durable.
-struct Settled {
-    acks: Vec<Ack>,
-    /// One entry per durable source message, in arrival order.
-    readings: Vec<Vec<Reading>>,
-}
-
-/// Durable batches waiting for the device table and the downstream consumers (each up to
-/// `max_batch` messages). With the one the processor holds, a slow consumer makes the intake
-/// wait once about three batches are pending, as before: memory stays bounded.
-const FORWARD_CAPACITY: usize = 2;
-
-/// While a batch is appended, the intake queue is looked at this often for the next one.
-const GATHER_TICK: Duration = Duration::from_millis(1);
-
-/// Takes what is queued, up to `limit`; also answers whether every sender is gone.
-fn take_queued(rx: &mut mpsc::Receiver<Intake>, limit: usize) -> (Vec<Intake>, bool) {
-    let mut batch = Vec::with_capacity(limit.min(rx.len()));
-    while batch.len() < limit {
-        match rx.try_recv() {
-            Ok(i) => batch.push(i),
-            Err(mpsc::error::TryRecvError::Empty) => return (batch, false),
-            Err(mpsc::error::TryRecvError::Disconnected) => return (batch, true),
-        }
-    }
-    (batch, false)
-}
-
 impl Processor {
-    /// Runs until every sender is gone, then returns after the last batch is durable and
-    /// handed on.
-    ///
-    /// Pipelined (issue 24: measured on the 200,000-message benchmark, the append's fsync, the
-    /// encoding, the device table and the wait for the rules ran one after the other and the
-    /// MQTT source sat paused most of the drain): while one batch is appended, what arrives is
-    /// received, normalized and encoded into the next (up to `max_batch`), so the next batch is
-    /// everything that came during the fsync; acknowledgements go out as soon as a batch is
-    /// durable; the device table and the downstream consumers get the durable readings in a
-    /// task of their own, handed over while the next append runs. One append at a time, so
-    /// batches reach the outbox, and readings the rules, in arrival order; nothing is
-    /// acknowledged or handed on before it is durable.
+    /// Runs until every sender is gone, then returns after the last batch is durable.
     pub(crate) async fn run(mut self) {
-        let mut rx = std::mem::replace(&mut self.rx, mpsc::channel(1).1);
-        let (forward_tx, forward_rx) = mpsc::channel(FORWARD_CAPACITY);
-        let forward = tokio::spawn(forward(
-            self.devices.clone(),
-            std::mem::take(&mut self.readings_out),
-            forward_rx,
-        ));
         let mut normalizer = Normalizer::default();
-        let mut next = Prepared::default();
-        // Durable readings not yet taken by the forwarding task (at most one batch).
-        let mut unforwarded: Option<Vec<Vec<Reading>>> = None;
-        let mut open = true;
-        loop {
-            if next.taken == 0 {
-                if let Some(readings) = unforwarded.take() {
-                    // Only fails once the forwarding task is gone (it never ends on its own).
-                    let _ = forward_tx.send(readings).await;
-                }
-                if !open {
-                    break;
-                }
-                match self.receive(&mut rx, self.max_batch).await {
-                    Some(mut batch) => self.prepare(&mut normalizer, &mut batch, &mut next),
-                    None => break,
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while let Some(first) = self.rx.recv().await {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(i) => batch.push(i),
+                    Err(_) => break,
                 }
             }
-            let prepared = std::mem::take(&mut next);
-            let written = {
-                let write = self.write(prepared);
-                tokio::pin!(write);
-                loop {
-                    let room = self.max_batch.saturating_sub(next.taken);
-                    tokio::select! {
-                        biased;
-                        w = &mut write => break w,
-                        permit = forward_tx.reserve(), if unforwarded.is_some() => {
-                            if let (Ok(permit), Some(readings)) = (permit, unforwarded.take()) {
-                                permit.send(readings);
-                            }
-                        }
-                        // Looks at the queue every millisecond rather than on every message: waking
-                        // per message cost more CPU than the encoding it overlapped.
-                        _ = tokio::time::sleep(GATHER_TICK), if open && room > 0 => {
-                            let (mut batch, closed) = take_queued(&mut rx, room);
-                            open = !closed;
-                            if !batch.is_empty() {
-                                self.prepare(&mut normalizer, &mut batch, &mut next);
-                            }
-                        }
-                    }
-                }
-            };
-            let settled = self.settle(&mut normalizer, written);
-            self.send_acks(settled.acks).await;
-            if let Some(readings) = unforwarded.take() {
-                let _ = forward_tx.send(readings).await;
-            }
-            if !settled.readings.is_empty() {
-                unforwarded = Some(settled.readings);
-            }
+            let acks = self.process(&mut normalizer, &mut batch).await;
+            self.send_acks(acks).await;
         }
-        if let Some(readings) = unforwarded.take() {
-            let _ = forward_tx.send(readings).await;
-        }
-        drop(forward_tx);
-        let _ = forward.await;
     }
 
-    /// Waits for the next intake, then takes what else is queued, up to `limit` (at least one);
-    /// `None` once every sender is gone.
-    async fn receive(&self, rx: &mut mpsc::Receiver<Intake>, limit: usize) -> Option<Vec<Intake>> {
-        let first = rx.recv().await?;
-        let mut batch = Vec::with_capacity(limit.min(rx.len() + 1));
-        batch.push(first);
-        while batch.len() < limit {
-            match rx.try_recv() {
-                Ok(i) => batch.push(i),
-                Err(_) => break,
-            }
-        }
-        Some(batch)
-    }
-
-    /// Normalizes and makes a batch durable, then hands its readings on (the three stages of
-    /// [`Processor::run`] one after the other); answers the acknowledgements that may go out.
-    #[cfg(test)]
+    /// Normalizes and makes a batch durable; answers the acknowledgements that may go out.
     async fn process(&self, normalizer: &mut Normalizer, batch: &mut Vec<Intake>) -> Vec<Ack> {
-        let mut prepared = Prepared::default();
-        self.prepare(normalizer, batch, &mut prepared);
-        let written = self.write(prepared).await;
-        let settled = self.settle(normalizer, written);
-        forward_one(&self.devices, &self.readings_out, settled.readings).await;
-        settled.acks
-    }
-
-    /// Sequence checks, clock fixes and line protocol for intakes (CPU only), added to `to`.
-    fn prepare(&self, normalizer: &mut Normalizer, batch: &mut Vec<Intake>, to: &mut Prepared) {
-        to.taken += batch.len();
-        let Prepared {
-            lines,
-            counts,
-            kept,
-            acks,
-            ..
-        } = to;
+        let mut lines = Vec::new();
+        let mut counts = Vec::with_capacity(batch.len());
+        let mut acks = Vec::with_capacity(batch.len());
+        let mut kept = Vec::with_capacity(batch.len());
+        let mut out = Vec::with_capacity(batch.len());
         for mut intake in batch.drain(..) {
             if let Some(first) = intake.readings.first()
                 && let Some(seq) = first.sequence
@@ -318,7 +182,7 @@ impl Processor {
                     &intake.readings,
                     &self.measurement_prefix,
                     self.dialect,
-                    lines,
+                    &mut lines,
                 );
                 counts.push(lines.len() - before);
             } else {
@@ -326,25 +190,11 @@ impl Processor {
             }
             kept.push(intake);
         }
-    }
-
-    /// Appends a prepared batch (one fsync); answers it with, per kept intake, whether it is
-    /// durable (or durably dead-lettered).
-    async fn write(&self, mut p: Prepared) -> (Prepared, Vec<bool>) {
-        let lines = std::mem::take(&mut p.lines);
         let durable = match &self.outbox {
-            Some(outbox) if !lines.is_empty() => self.make_durable(outbox, lines, &p.counts).await,
-            _ => vec![true; p.kept.len()],
+            Some(outbox) if !lines.is_empty() => self.make_durable(outbox, lines, &counts).await,
+            _ => vec![true; kept.len()],
         };
-        (p, durable)
-    }
-
-    /// After the append: acknowledgements for what is durable; what is not is forgotten by the
-    /// sequence check, so its redelivery is taken.
-    fn settle(&self, normalizer: &mut Normalizer, (p, durable): (Prepared, Vec<bool>)) -> Settled {
-        let mut acks = p.acks;
-        let mut readings = Vec::with_capacity(p.kept.len());
-        for (intake, ok) in p.kept.into_iter().zip(durable) {
+        for (intake, ok) in kept.into_iter().zip(durable) {
             if !ok {
                 if let Some(r) = intake.readings.first()
                     && let Some(seq) = r.sequence
@@ -354,12 +204,22 @@ impl Processor {
                 continue;
             }
             acks.push(intake.ack);
-            self.metrics
-                .readings_in_total
-                .inc_by(intake.readings.len() as u64);
-            readings.push(intake.readings);
+            let readings = intake.readings;
+            self.metrics.readings_in_total.inc_by(readings.len() as u64);
+            self.devices.observe(&readings);
+            if !self.readings_out.is_empty() {
+                out.push(readings);
+            }
         }
-        Settled { acks, readings }
+        let mut rest = out.into_iter().peekable();
+        while rest.peek().is_some() {
+            let chunk: ReadingsBatch = rest.by_ref().take(READINGS_CHUNK).collect();
+            for consumer in &self.readings_out {
+                // A consumer that stopped (shutdown) is simply skipped.
+                let _ = consumer.send(chunk.clone()).await;
+            }
+        }
+        acks
     }
 
     /// Sends the PUBACKs of intakes that are durable.
@@ -503,40 +363,6 @@ impl Processor {
                     tokio::time::sleep(wait).await;
                 }
             }
-        }
-    }
-}
-
-/// Hands durable batches to the device table and the downstream consumers until the
-/// processor is done (it drops the sender), then drops the consumers' senders.
-async fn forward(
-    devices: Arc<DeviceTable>,
-    readings_out: Vec<mpsc::Sender<ReadingsBatch>>,
-    mut rx: mpsc::Receiver<Vec<Vec<Reading>>>,
-) {
-    while let Some(batch) = rx.recv().await {
-        forward_one(&devices, &readings_out, batch).await;
-    }
-}
-
-/// One durable batch: the device table, then the consumers in [`READINGS_CHUNK`] pieces.
-async fn forward_one(
-    devices: &DeviceTable,
-    readings_out: &[mpsc::Sender<ReadingsBatch>],
-    batch: Vec<Vec<Reading>>,
-) {
-    for readings in &batch {
-        devices.observe(readings);
-    }
-    if readings_out.is_empty() {
-        return;
-    }
-    let mut rest = batch.into_iter().peekable();
-    while rest.peek().is_some() {
-        let chunk: ReadingsBatch = rest.by_ref().take(READINGS_CHUNK).collect();
-        for consumer in readings_out {
-            // A consumer that stopped (shutdown) is simply skipped.
-            let _ = consumer.send(chunk.clone()).await;
         }
     }
 }
