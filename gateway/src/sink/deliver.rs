@@ -280,3 +280,153 @@ async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) {
         _ = tokio::time::sleep(d) => {},
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::outbox::{OutboxConfig, WhenFull};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A database that refuses (503) every request holding `line-000` until `release` is set,
+    /// and accepts the rest; it records the first line of every accepted request.
+    #[derive(Clone, Default)]
+    struct Db {
+        release: Arc<AtomicBool>,
+        accepted: Arc<Mutex<Vec<String>>>,
+    }
+
+    async fn serve(db: Db) -> String {
+        let app = axum::Router::new()
+            .route(
+                "/api/v2/write",
+                axum::routing::post(
+                    |axum::extract::State(db): axum::extract::State<Db>, body: String| async move {
+                        if body.contains("line-000") && !db.release.load(Ordering::SeqCst) {
+                            return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        let first = body.lines().next().unwrap_or_default().to_string();
+                        db.accepted
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(first);
+                        axum::http::StatusCode::NO_CONTENT
+                    },
+                ),
+            )
+            .with_state(db);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Issue 24: later batches go out while an earlier one is still failing, and nothing is
+    /// committed past the batch that is not delivered; once it is, everything is. With
+    /// `max_in_flight = 1` (the old single request) the first wait times out.
+    #[tokio::test]
+    async fn batches_in_flight_commit_in_cursor_order() {
+        let dir = tempfile::tempdir().expect("dir");
+        let metrics = Arc::new(Metrics::new());
+        let ob_cfg = OutboxConfig {
+            max_bytes: 1 << 20,
+            segment_bytes: 64 << 10,
+            when_full: WhenFull::Backpressure,
+        };
+        let outbox = Arc::new(
+            Outbox::open(&dir.path().join("outbox"), &ob_cfg, metrics.clone()).expect("outbox"),
+        );
+        let lines: Vec<Vec<u8>> = (0..12)
+            .map(|i| format!("line-{i:03}").into_bytes())
+            .collect();
+        outbox.append(&lines).expect("append");
+
+        let db = Db::default();
+        let cfg = InfluxConfig {
+            url: serve(db.clone()).await,
+            batch_max_lines: 4,
+            max_in_flight: 4,
+            gzip: false,
+            retry_min_ms: 5,
+            retry_max_ms: 20,
+            ..InfluxConfig::default()
+        };
+        let writer = InfluxWriter::new(&cfg, dir.path(), metrics.clone()).expect("writer");
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(outbox.clone(), writer, cfg, cancel.clone()));
+
+        let accepted = |db: &Db| {
+            db.accepted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        };
+        until("the batches behind the failing one to be written", || {
+            let a = accepted(&db);
+            a.contains(&"line-004".to_string()) && a.contains(&"line-008".to_string())
+        })
+        .await;
+        // Time for a wrong commit to happen.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            outbox.stats().records,
+            12,
+            "nothing committed while the first batch is not delivered"
+        );
+        assert!(!accepted(&db).contains(&"line-000".to_string()));
+
+        db.release.store(true, Ordering::SeqCst);
+        until("every batch committed", || outbox.stats().records == 0).await;
+        assert_eq!(accepted(&db).first().map(String::as_str), Some("line-004"));
+        assert!(accepted(&db).contains(&"line-000".to_string()));
+        cancel.cancel();
+        task.await.expect("delivery task");
+    }
+
+    /// A partial batch goes out once the intake is quiet, not after `flush_interval_ms`
+    /// (which only bounds the wait while it keeps growing). The old loop waited the interval.
+    #[tokio::test]
+    async fn a_quiet_partial_batch_is_not_held_for_the_flush_interval() {
+        let dir = tempfile::tempdir().expect("dir");
+        let metrics = Arc::new(Metrics::new());
+        let outbox = Arc::new(
+            Outbox::open(
+                &dir.path().join("outbox"),
+                &OutboxConfig::default(),
+                metrics.clone(),
+            )
+            .expect("outbox"),
+        );
+        let db = Db::default();
+        db.release.store(true, Ordering::SeqCst);
+        let cfg = InfluxConfig {
+            url: serve(db.clone()).await,
+            flush_interval_ms: 60_000,
+            gzip: false,
+            ..InfluxConfig::default()
+        };
+        let writer = InfluxWriter::new(&cfg, dir.path(), metrics.clone()).expect("writer");
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(outbox.clone(), writer, cfg, cancel.clone()));
+        outbox
+            .append(&[b"line-000".to_vec(), b"line-001".to_vec()])
+            .expect("append");
+        until("the partial batch committed", || {
+            outbox.stats().records == 0
+        })
+        .await;
+        cancel.cancel();
+        task.await.expect("delivery task");
+    }
+}
