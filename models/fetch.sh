@@ -125,7 +125,7 @@ for p in produced:
     say(f"converting {' + '.join(p['from'])} -> {p['name']}")
     tmp = dest + ".part"
     args = [os.path.join(out, n) for n in p["from"]]
-    r = subprocess.run([venv_python(), os.path.join(here, "convert_yolov3_tiny.py"), *args, tmp])
+    r = subprocess.run([venv_python(), os.path.join(here, p["script"]), *args, tmp])
     if r.returncode != 0:
         sys.exit(f"models: conversion to {p['name']} failed ({r.returncode})")
     check(tmp, p["sha256"], p["name"])

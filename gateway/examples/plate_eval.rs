@@ -12,7 +12,8 @@
 //! `--crop-border F`, `--tile-above F`, `--tile-side N`, `--det-max-side N`,
 //! `--det-threshold F`, `--rec-min-width N`, `--crops-until-sure 0|1`,
 //! `--tile-unless-found 0|1`, `--crop-upscale-to N`, `--layout-decoding 0|1`,
-//! `--require-province 0|1`, `--rectify-above-deg F|off`, `--cross-check 0|1`.
+//! `--require-province 0|1`, `--rectify-above-deg F|off`, `--cross-check 0|1`,
+//! `--second-opinion 0|1`, `--second-sure-p F`.
 
 use gateway::vision::plate::{PlateConfig, PlateReader, ReadStats};
 use gateway::vision::preprocess::{ImageLimits, decode_image};
@@ -46,6 +47,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--layout-decoding" => config.layout_decoding = v == "1",
             "--require-province" => config.require_province = v == "1",
             "--cross-check" => config.cross_check_rectified = v == "1",
+            "--second-opinion" => config.second_opinion = v == "1",
+            "--second-sure-p" => config.second_sure_p = v.parse()?,
             "--rectify-above-deg" => {
                 config.rectify_above_deg = if v == "off" { None } else { Some(v.parse()?) }
             }

@@ -5,12 +5,14 @@
 //! is offline whatever it last claimed.
 
 use crate::decode::native::STATE_STREAM;
+use crate::history::DeviceRings;
+use crate::normalize::{SeqVerdict, SeqWindow};
 use crate::reading::{ByMetric, Name, Reading, Value};
 use serde::Serialize;
 use std::collections::BTreeMap;
 /// foldhash, not SipHash: looked up once per message on the intake path (issue 24).
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
 
 /// The newest value of one metric.
 #[derive(Debug, Clone, Serialize)]
@@ -67,132 +69,252 @@ pub(crate) struct DeviceView {
     pub last_values: BTreeMap<String, LastValue>,
 }
 
+/// Everything intake keeps about one device, found with one lookup per message (issue 24):
+/// its sequence window, its row in the table and its dashboard history. These used to sit in
+/// three maps of their own (the processor's windows, the table, the history), each a two-level
+/// lookup that compared the device's text; with 10,000 interleaved devices every level was a
+/// cache miss, and together they were the largest share of intake's CPU.
+///
+/// The processor resolves the slot once ([`DeviceTable::slot`]) and keeps it while the message
+/// is made durable; readers (the API, the gauges) lock one slot at a time.
+#[derive(Default)]
+pub(crate) struct DeviceSlot {
+    inner: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    /// `None` until a message with a sequence number arrives.
+    seq: Option<SeqWindow>,
+    /// `None` until the device's first durable message (or sequence finding): a slot made
+    /// for a message that could not be stored does not list the device.
+    row: Option<DeviceState>,
+    /// `None` until the first reading that is not a presence statement.
+    rings: Option<DeviceRings>,
+}
+
+impl DeviceSlot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        // A poisoned lock only means another thread panicked mid-update of plain data;
+        // the state is still usable, so take it rather than propagate the panic.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks the sequence number of one message (all readings of a message share it).
+    pub(crate) fn check_sequence(&self, seq: u64) -> SeqVerdict {
+        let mut st = self.lock();
+        match &mut st.seq {
+            Some(w) => w.check(seq),
+            None => {
+                st.seq = Some(SeqWindow::new(seq));
+                SeqVerdict::New { lost: 0 }
+            }
+        }
+    }
+
+    /// Forgets that message `seq` was seen (it was not made durable nor acknowledged, so its
+    /// redelivery must be taken).
+    pub(crate) fn forget_sequence(&self, seq: u64) {
+        if let Some(w) = &mut self.lock().seq {
+            w.unset(seq);
+        }
+    }
+
+    /// Adds sequence-number findings.
+    pub(crate) fn note_sequence(&self, at_ms: i64, lost: u64, duplicate: bool) {
+        let mut st = self.lock();
+        let row = st
+            .row
+            .get_or_insert_with(|| DeviceState::new("mqtt", at_ms));
+        row.lost += lost;
+        if duplicate {
+            row.duplicates += 1;
+        }
+    }
+
+    /// Records one message's readings (all from this device); `history_points` as
+    /// [`DeviceTable::with_history_points`].
+    pub(crate) fn observe(&self, readings: &[Reading], history_points: usize) {
+        let Some(first) = readings.first() else {
+            return;
+        };
+        let mut st = self.lock();
+        let st = &mut *st;
+        if first.stream != STATE_STREAM {
+            st.rings
+                .get_or_insert_with(DeviceRings::default)
+                .observe(readings, history_points);
+        }
+        let at = first.received_time_ms;
+        let row = st
+            .row
+            .get_or_insert_with(|| DeviceState::new(first.source.as_str(), at));
+        row.observe(readings, at);
+    }
+}
+
+impl DeviceState {
+    fn new(source: &'static str, at_ms: i64) -> DeviceState {
+        DeviceState {
+            source,
+            first_seen_ms: at_ms,
+            last_seen_ms: at_ms,
+            last_data_ms: None,
+            stated: None,
+            messages: 0,
+            lost: 0,
+            duplicates: 0,
+            clock_replaced: 0,
+            last_values: ByMetric::default(),
+        }
+    }
+
+    fn observe(&mut self, readings: &[Reading], at: i64) {
+        self.messages += 1;
+        self.last_seen_ms = self.last_seen_ms.max(at);
+        for r in readings {
+            if r.quality.clock_replaced {
+                self.clock_replaced += 1;
+            }
+            if r.stream == STATE_STREAM && r.metric == "online" {
+                if let Value::Bool(b) = r.value {
+                    self.stated = Some((b, at));
+                }
+                continue;
+            }
+            self.last_data_ms = Some(at);
+            // Updated in place: no allocation per reading once a metric is known.
+            if let Some(last) = self.last_values.get_mut_name(&r.metric) {
+                if last.device_time_ms <= r.device_time_ms {
+                    last.stream.clone_from(&r.stream);
+                    last.value.clone_from(&r.value);
+                    last.unit.clone_from(&r.unit);
+                    last.device_time_ms = r.device_time_ms;
+                }
+            } else {
+                self.last_values.insert(
+                    r.metric.clone(),
+                    LastValue {
+                        stream: r.stream.clone(),
+                        value: r.value.clone(),
+                        unit: r.unit.clone(),
+                        device_time_ms: r.device_time_ms,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Site, then device. The keys are the readings' [`Name`]s, so a message finds its device by
+/// comparing pointers (interned names) rather than texts; `&str` lookups (the API) work too.
+type Slots = HashMap<Name, HashMap<Name, Arc<DeviceSlot>>>;
+
 /// Shared, internally locked; updates are short.
 pub struct DeviceTable {
     offline_after_ms: i64,
-    devices: RwLock<HashMap<String, HashMap<String, DeviceState>>>,
-    /// Recent values and events per device, for the dashboard's charts.
-    history: crate::history::ReadingHistory,
+    /// Recent points kept per metric for the dashboard's charts (0: events only).
+    history_points: usize,
+    slots: RwLock<Slots>,
 }
 
 impl DeviceTable {
     pub(crate) fn new(offline_after_ms: i64) -> DeviceTable {
         DeviceTable {
             offline_after_ms,
-            devices: RwLock::new(HashMap::default()),
-            history: crate::history::ReadingHistory::default(),
+            history_points: crate::history::DEFAULT_POINTS_PER_METRIC,
+            slots: RwLock::new(HashMap::default()),
         }
     }
 
     /// Keeps `points` recent values per metric for the dashboard (0: none).
     pub(crate) fn with_history_points(mut self, points: usize) -> DeviceTable {
-        self.history = crate::history::ReadingHistory::new(points);
+        self.history_points = points;
         self
     }
 
-    /// Recent readings and events per device (bounded, in memory).
-    pub(crate) fn history(&self) -> &crate::history::ReadingHistory {
-        &self.history
+    /// Points kept per metric in a device's history.
+    pub(crate) fn history_points(&self) -> usize {
+        self.history_points
     }
 
-    fn with_device<R>(
+    /// Recent readings and events per device (bounded, in memory).
+    pub(crate) fn history(&self) -> crate::history::ReadingHistory<'_> {
+        crate::history::ReadingHistory::new(self)
+    }
+
+    /// The slot of a device, made on first sight. One lookup under a shared lock for a known
+    /// device; the write lock only for a new one.
+    pub(crate) fn slot(&self, site: &Name, device: &Name) -> Arc<DeviceSlot> {
+        {
+            let map = self.slots.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(s) = map.get(site).and_then(|d| d.get(device)) {
+                return s.clone();
+            }
+        }
+        let mut map = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        let devs = match map.get_mut(site) {
+            Some(d) => d,
+            None => map.entry(site.clone()).or_default(),
+        };
+        devs.entry(device.clone()).or_default().clone()
+    }
+
+    /// The slots of many messages' devices (`None` for a message without readings), under
+    /// one shared lock: taken per message, the lock's atomic was a fifth of the lookup's cost.
+    /// New devices get their slot under one write lock afterwards.
+    pub(crate) fn slots<'r>(
+        &self,
+        firsts: impl Iterator<Item = Option<&'r Reading>>,
+    ) -> Vec<Option<Arc<DeviceSlot>>> {
+        let mut missing = Vec::new();
+        let mut out: Vec<Option<Arc<DeviceSlot>>> = {
+            let map = self.slots.read().unwrap_or_else(|p| p.into_inner());
+            firsts
+                .enumerate()
+                .map(|(i, r)| {
+                    let r = r?;
+                    let found = map.get(&r.site).and_then(|d| d.get(&r.device)).cloned();
+                    if found.is_none() {
+                        missing.push((i, r));
+                    }
+                    found
+                })
+                .collect()
+        };
+        for (i, r) in missing {
+            out[i] = Some(self.slot(&r.site, &r.device));
+        }
+        out
+    }
+
+    /// The slot of a known device (for readers: never makes one).
+    fn find(&self, site: &str, device: &str) -> Option<Arc<DeviceSlot>> {
+        let map = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        map.get(site).and_then(|d| d.get(device)).cloned()
+    }
+
+    /// Runs `f` on a known device's history.
+    pub(crate) fn with_rings<R>(
         &self,
         site: &str,
         device: &str,
-        source: &'static str,
-        at_ms: i64,
-        f: impl FnOnce(&mut DeviceState) -> R,
-    ) -> R {
-        // A poisoned lock only means another thread panicked mid-update of plain data;
-        // the table is still usable, so take it rather than propagate the panic.
-        let mut map = self.devices.write().unwrap_or_else(|p| p.into_inner());
-        let devs = match map.get_mut(site) {
-            Some(d) => d,
-            None => map.entry(site.to_string()).or_default(),
-        };
-        let st = match devs.get_mut(device) {
-            Some(s) => s,
-            None => devs.entry(device.to_string()).or_insert(DeviceState {
-                source,
-                first_seen_ms: at_ms,
-                last_seen_ms: at_ms,
-                last_data_ms: None,
-                stated: None,
-                messages: 0,
-                lost: 0,
-                duplicates: 0,
-                clock_replaced: 0,
-                last_values: ByMetric::default(),
-            }),
-        };
-        f(st)
+        f: impl FnOnce(&DeviceRings) -> R,
+    ) -> Option<R> {
+        let slot = self.find(site, device)?;
+        let st = slot.lock();
+        st.rings.as_ref().map(f)
     }
 
-    /// Records one message's readings (all from one device).
+    /// Records one message's readings (all from one device); intake goes through the slot
+    /// it resolved already ([`DeviceSlot::observe`]).
+    #[cfg(test)]
     pub(crate) fn observe(&self, readings: &[Reading]) {
         let Some(first) = readings.first() else {
             return;
         };
-        self.history.observe(readings);
-        let at = first.received_time_ms;
-        self.with_device(
-            &first.site,
-            &first.device,
-            first.source.as_str(),
-            at,
-            |st| {
-                st.messages += 1;
-                st.last_seen_ms = st.last_seen_ms.max(at);
-                for r in readings {
-                    if r.quality.clock_replaced {
-                        st.clock_replaced += 1;
-                    }
-                    if r.stream == STATE_STREAM && r.metric == "online" {
-                        if let Value::Bool(b) = r.value {
-                            st.stated = Some((b, at));
-                        }
-                        continue;
-                    }
-                    st.last_data_ms = Some(at);
-                    // Updated in place: no allocation per reading once a metric is known.
-                    if let Some(last) = st.last_values.get_mut(&r.metric) {
-                        if last.device_time_ms <= r.device_time_ms {
-                            last.stream.clone_from(&r.stream);
-                            last.value.clone_from(&r.value);
-                            last.unit.clone_from(&r.unit);
-                            last.device_time_ms = r.device_time_ms;
-                        }
-                    } else {
-                        st.last_values.insert(
-                            r.metric.clone(),
-                            LastValue {
-                                stream: r.stream.clone(),
-                                value: r.value.clone(),
-                                unit: r.unit.clone(),
-                                device_time_ms: r.device_time_ms,
-                            },
-                        );
-                    }
-                }
-            },
-        );
-    }
-
-    /// Adds sequence-number findings for a device.
-    pub(crate) fn note_sequence(
-        &self,
-        site: &str,
-        device: &str,
-        at_ms: i64,
-        lost: u64,
-        duplicate: bool,
-    ) {
-        self.with_device(site, device, "mqtt", at_ms, |st| {
-            st.lost += lost;
-            if duplicate {
-                st.duplicates += 1;
-            }
-        });
+        self.slot(&first.site, &first.device)
+            .observe(readings, self.history_points);
     }
 
     fn presence(&self, st: &DeviceState, now_ms: i64) -> Presence {
@@ -210,15 +332,16 @@ impl DeviceTable {
 
     /// Every device, sorted by site then device.
     pub(crate) fn snapshot(&self, now_ms: i64) -> Vec<DeviceView> {
-        let map = self.devices.read().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<DeviceView> = map
-            .iter()
-            .flat_map(|(site, devs)| devs.iter().map(move |(device, st)| (site, device, st)))
-            .map(|(site, device, st)| {
+        let map = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<DeviceView> = Vec::new();
+        for (site, devs) in map.iter() {
+            for (device, slot) in devs {
+                let st = slot.lock();
+                let Some(st) = &st.row else { continue };
                 let presence = self.presence(st, now_ms);
-                DeviceView {
-                    site: site.clone(),
-                    device: device.clone(),
+                out.push(DeviceView {
+                    site: site.to_string(),
+                    device: device.to_string(),
                     source: st.source,
                     presence,
                     online: presence == Presence::Online,
@@ -239,19 +362,21 @@ impl DeviceTable {
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.clone()))
                         .collect(),
-                }
-            })
-            .collect();
+                });
+            }
+        }
         out.sort_by(|a, b| (&a.site, &a.device).cmp(&(&b.site, &b.device)));
         out
     }
 
     /// (known, online) counts for the gauges.
     pub(crate) fn counts(&self, now_ms: i64) -> (i64, i64) {
-        let map = self.devices.read().unwrap_or_else(|p| p.into_inner());
+        let map = self.slots.read().unwrap_or_else(|p| p.into_inner());
         let mut known = 0;
         let mut online = 0;
-        for st in map.values().flat_map(|d| d.values()) {
+        for slot in map.values().flat_map(|d| d.values()) {
+            let st = slot.lock();
+            let Some(st) = &st.row else { continue };
             known += 1;
             if self.presence(st, now_ms) == Presence::Online {
                 online += 1;
@@ -299,6 +424,66 @@ mod tests {
         assert_eq!(v.messages, 3);
         assert_eq!(v.last_values.len(), 2);
         assert_eq!(t.counts(600), (1, 1));
+    }
+
+    /// A slot made for a message that was never stored lists no device; its sequence window
+    /// is the device's own (found again by equal text), and a forgotten number is taken again.
+    #[test]
+    fn a_slot_lists_its_device_only_once_something_is_stored() {
+        let t = DeviceTable::new(1_000);
+        let (s, d) = (Name::from("s1"), Name::from("d1"));
+        let slot = t.slot(&s, &d);
+        assert_eq!(slot.check_sequence(5), SeqVerdict::New { lost: 0 });
+        assert!(t.snapshot(0).is_empty());
+        assert_eq!(t.counts(0), (0, 0));
+        assert!(t.history().series("s1", "d1", None, 0).is_none());
+        let again = t.slot(&Name::from("s1"), &Name::from("d1"));
+        assert!(Arc::ptr_eq(&slot, &again));
+        assert_eq!(again.check_sequence(5), SeqVerdict::Duplicate);
+        slot.forget_sequence(5);
+        assert_eq!(slot.check_sequence(5), SeqVerdict::Late);
+        assert_eq!(
+            t.slot(&s, &Name::from("d2")).check_sequence(5),
+            SeqVerdict::New { lost: 0 },
+            "another device has its own window"
+        );
+        slot.note_sequence(100, 3, true);
+        let v = &t.snapshot(200)[0];
+        assert_eq!(
+            (v.device.as_str(), v.lost, v.duplicates, v.messages),
+            ("d1", 3, 1, 0)
+        );
+        assert_eq!(t.counts(200), (1, 1), "d2 was never stored");
+        // A presence statement lists the device without giving it a history.
+        t.observe(&[Reading {
+            device: "d3".into(),
+            ..r(STATE_STREAM, "online", Value::Bool(true), 300)
+        }]);
+        assert_eq!(t.counts(400), (2, 2));
+        assert!(t.history().series("s1", "d3", None, 0).is_none());
+        // Many at once: known and new devices, and a message without readings.
+        let (known, new) = (
+            r("x", "level", Value::Float(1.0), 1),
+            Reading {
+                device: "d4".into(),
+                ..r("x", "level", Value::Float(1.0), 1)
+            },
+        );
+        let many = t.slots([Some(&known), None, Some(&new), Some(&new)].into_iter());
+        assert_eq!(many.len(), 4);
+        assert!(many[0].as_ref().is_some_and(|m| Arc::ptr_eq(m, &slot)));
+        assert!(many[1].is_none());
+        let made = t.slot(&new.site, &new.device);
+        assert!(
+            many[2..]
+                .iter()
+                .all(|m| m.as_ref().is_some_and(|m| Arc::ptr_eq(m, &made)))
+        );
+        slot.observe(&[r("grease_trap", "level", Value::Float(1.0), 300)], 10);
+        assert_eq!(
+            t.history().series("s1", "d1", None, 0).map(|s| s.len()),
+            Some(1)
+        );
     }
 
     #[test]

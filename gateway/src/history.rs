@@ -9,13 +9,11 @@
 //! default 360 points a trap's five metrics take about 29 KB, so 10,000 devices about 300 MB;
 //! a large fleet lowers `history_points` (0 keeps no readings, only events).
 
-use crate::decode::native::{EVENT_STREAM, STATE_STREAM};
+use crate::decode::native::EVENT_STREAM;
+use crate::devices::DeviceTable;
 use crate::reading::{ByMetric, Name, Reading, Value};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
-/// foldhash, not SipHash: looked up once per message on the intake path (issue 24).
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-use std::sync::Mutex;
 
 /// Default points kept per metric (a reading a minute is 6 hours).
 pub(crate) const DEFAULT_POINTS_PER_METRIC: usize = 360;
@@ -52,81 +50,88 @@ struct MetricRing {
     points: VecDeque<(i64, f64)>,
 }
 
+/// One device's history: its metrics' rings and its events. Kept in the device's slot of the
+/// [`DeviceTable`], so a message reaches it without a lookup of its own (issue 24).
 #[derive(Default)]
-struct DeviceRings {
+pub(crate) struct DeviceRings {
     metrics: ByMetric<MetricRing>,
     events: VecDeque<EventRecord>,
 }
 
-/// Shared, internally locked; pushes are short.
-pub struct ReadingHistory {
-    points_per_metric: usize,
-    /// Site, then device: found by `&str` without building an owned key per message.
-    devices: Mutex<HashMap<String, HashMap<String, DeviceRings>>>,
+/// Reads the dashboard history of the devices in a [`DeviceTable`].
+pub struct ReadingHistory<'a> {
+    table: &'a DeviceTable,
 }
 
-impl Default for ReadingHistory {
-    fn default() -> Self {
-        ReadingHistory::new(DEFAULT_POINTS_PER_METRIC)
+impl<'a> ReadingHistory<'a> {
+    pub(crate) fn new(table: &'a DeviceTable) -> ReadingHistory<'a> {
+        ReadingHistory { table }
+    }
+
+    /// Points newer than `since_ms` per metric (all metrics, or only `metric`); `None` for a
+    /// device that never sent a reading other than a presence statement.
+    pub(crate) fn series(
+        &self,
+        site: &str,
+        device: &str,
+        metric: Option<&str>,
+        since_ms: i64,
+    ) -> Option<BTreeMap<String, Series>> {
+        self.table
+            .with_rings(site, device, |rings| rings.series(metric, since_ms))
+    }
+
+    /// Events newer than `since_ms`, oldest first.
+    pub(crate) fn events(
+        &self,
+        site: &str,
+        device: &str,
+        since_ms: i64,
+    ) -> Option<Vec<EventRecord>> {
+        self.table
+            .with_rings(site, device, |rings| rings.events(since_ms))
     }
 }
 
-impl ReadingHistory {
-    /// Keeps up to `points_per_metric` points per metric (0: events only).
-    pub(crate) fn new(points_per_metric: usize) -> ReadingHistory {
-        ReadingHistory {
-            points_per_metric,
-            devices: Mutex::default(),
-        }
-    }
-
-    /// Records one message's readings (all from one device).
-    pub(crate) fn observe(&self, readings: &[Reading]) {
+impl DeviceRings {
+    /// Records one message's readings (all from this device, none a presence statement);
+    /// keeps up to `points_per_metric` points per metric (0: events only).
+    pub(crate) fn observe(&mut self, readings: &[Reading], points_per_metric: usize) {
         let Some(first) = readings.first() else {
             return;
         };
-        if first.stream == STATE_STREAM {
-            return;
-        }
-        let mut map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        // Owned keys only for a device seen the first time, and one lookup per level for a
-        // known one (intake's hot path, issue 24).
-        let devices = match map.get_mut(first.site.as_str()) {
-            Some(d) => d,
-            None => map.entry(first.site.to_string()).or_default(),
-        };
-        let rings = match devices.get_mut(first.device.as_str()) {
-            Some(r) => r,
-            None => devices.entry(first.device.to_string()).or_default(),
-        };
         if first.stream == EVENT_STREAM {
-            rings.push_event(readings);
+            self.push_event(readings);
             return;
         }
-        if self.points_per_metric == 0 {
+        if points_per_metric == 0 {
             return;
         }
         for r in readings {
             let Some(v) = r.value.as_f64() else { continue };
-            if !rings.metrics.contains_key(&r.metric) {
-                if rings.metrics.len() >= MAX_METRICS_PER_DEVICE {
-                    continue;
+            let ring = match self.metrics.get_mut_name(&r.metric) {
+                Some(ring) => ring,
+                None => {
+                    if self.metrics.len() >= MAX_METRICS_PER_DEVICE {
+                        continue;
+                    }
+                    self.metrics.insert(
+                        r.metric.clone(),
+                        MetricRing {
+                            stream: r.stream.clone(),
+                            unit: r.unit.clone(),
+                            points: VecDeque::new(),
+                        },
+                    );
+                    let Some(ring) = self.metrics.get_mut_name(&r.metric) else {
+                        continue;
+                    };
+                    ring
                 }
-                rings.metrics.insert(
-                    r.metric.clone(),
-                    MetricRing {
-                        stream: r.stream.clone(),
-                        unit: r.unit.clone(),
-                        points: VecDeque::new(),
-                    },
-                );
-            }
-            let Some(ring) = rings.metrics.get_mut(&r.metric) else {
-                continue;
             };
             ring.stream.clone_from(&r.stream);
             ring.unit.clone_from(&r.unit);
-            grow_within(&mut ring.points, self.points_per_metric + 1);
+            grow_within(&mut ring.points, points_per_metric + 1);
             // Replays arrive late: keep the ring ordered by device time (a search only when
             // the point is not the newest, which is the usual case).
             if ring
@@ -139,64 +144,41 @@ impl ReadingHistory {
                 let pos = ring.points.partition_point(|(t, _)| *t <= r.device_time_ms);
                 ring.points.insert(pos, (r.device_time_ms, v));
             }
-            if ring.points.len() > self.points_per_metric {
+            if ring.points.len() > points_per_metric {
                 ring.points.pop_front();
             }
         }
     }
 
-    /// Points newer than `since_ms` per metric (all metrics, or only `metric`).
-    pub(crate) fn series(
-        &self,
-        site: &str,
-        device: &str,
-        metric: Option<&str>,
-        since_ms: i64,
-    ) -> Option<BTreeMap<String, Series>> {
-        let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        let rings = map.get(site)?.get(device)?;
-        Some(
-            rings
-                .metrics
-                .iter()
-                .filter(|(name, _)| metric.is_none_or(|m| m == name.as_str()))
-                .map(|(name, ring)| {
-                    let points = ring
-                        .points
-                        .iter()
-                        .filter(|(t, _)| *t > since_ms)
-                        .copied()
-                        .collect();
-                    (
-                        name.to_string(),
-                        Series {
-                            stream: ring.stream.to_string(),
-                            unit: ring.unit.to_string(),
-                            points,
-                        },
-                    )
-                })
-                .collect(),
-        )
+    fn series(&self, metric: Option<&str>, since_ms: i64) -> BTreeMap<String, Series> {
+        self.metrics
+            .iter()
+            .filter(|(name, _)| metric.is_none_or(|m| m == name.as_str()))
+            .map(|(name, ring)| {
+                let points = ring
+                    .points
+                    .iter()
+                    .filter(|(t, _)| *t > since_ms)
+                    .copied()
+                    .collect();
+                (
+                    name.to_string(),
+                    Series {
+                        stream: ring.stream.to_string(),
+                        unit: ring.unit.to_string(),
+                        points,
+                    },
+                )
+            })
+            .collect()
     }
 
-    /// Events newer than `since_ms`, oldest first.
-    pub(crate) fn events(
-        &self,
-        site: &str,
-        device: &str,
-        since_ms: i64,
-    ) -> Option<Vec<EventRecord>> {
-        let map = self.devices.lock().unwrap_or_else(|p| p.into_inner());
-        let rings = map.get(site)?.get(device)?;
-        Some(
-            rings
-                .events
-                .iter()
-                .filter(|e| e.at_ms > since_ms)
-                .cloned()
-                .collect(),
-        )
+    fn events(&self, since_ms: i64) -> Vec<EventRecord> {
+        self.events
+            .iter()
+            .filter(|e| e.at_ms > since_ms)
+            .cloned()
+            .collect()
     }
 }
 
@@ -247,7 +229,13 @@ impl DeviceRings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::native::STATE_STREAM;
     use crate::reading::{Quality, Source};
+
+    /// A table keeping `points` per metric; its history answers the dashboard.
+    fn table(points: usize) -> DeviceTable {
+        DeviceTable::new(60_000).with_history_points(points)
+    }
 
     fn r(stream: &str, metric: &str, value: Value, at: i64) -> Reading {
         Reading {
@@ -267,12 +255,13 @@ mod tests {
 
     #[test]
     fn rings_are_bounded_ordered_and_filtered() {
-        let h = ReadingHistory::new(50);
+        let t = table(50);
+        let h = t.history();
         for i in 0..60 {
-            h.observe(&[r("grease_trap", "level", Value::Float(i as f64), 1000 + i)]);
+            t.observe(&[r("grease_trap", "level", Value::Float(i as f64), 1000 + i)]);
         }
         // A late replay lands in order.
-        h.observe(&[r("grease_trap", "level", Value::Int(-1), 1055)]);
+        t.observe(&[r("grease_trap", "level", Value::Int(-1), 1055)]);
         let s = h.series("s1", "d1", None, 0).expect("device known");
         let pts = &s["level"].points;
         assert_eq!(pts.len(), 50);
@@ -294,36 +283,39 @@ mod tests {
     #[test]
     fn full_rings_hold_no_slack() {
         for limit in [1, 3, 4, 50, 64, 360] {
-            let h = ReadingHistory::new(limit);
+            let t = table(limit);
             for i in 0..(limit as i64 * 3 + 5) {
-                h.observe(&[r("grease_trap", "level", Value::Float(i as f64), 1000 + i)]);
+                t.observe(&[r("grease_trap", "level", Value::Float(i as f64), 1000 + i)]);
                 // A late replay goes through the insert path too.
                 if i % 7 == 3 {
-                    h.observe(&[r("grease_trap", "level", Value::Float(-1.0), 1000 + i - 2)]);
+                    t.observe(&[r("grease_trap", "level", Value::Float(-1.0), 1000 + i - 2)]);
                 }
             }
-            let map = h.devices.lock().unwrap_or_else(|p| p.into_inner());
-            let ring = &map["s1"]["d1"].metrics.get("level").expect("kept").points;
-            assert_eq!(ring.len(), limit);
-            assert!(
-                ring.capacity() <= limit + 1,
-                "limit {limit}: capacity {}",
-                ring.capacity()
-            );
-            assert!(
-                ring.iter()
-                    .zip(ring.iter().skip(1))
-                    .all(|(a, b)| a.0 <= b.0)
-            );
+            t.with_rings("s1", "d1", |rings| {
+                let ring = &rings.metrics.get("level").expect("kept").points;
+                assert_eq!(ring.len(), limit);
+                assert!(
+                    ring.capacity() <= limit + 1,
+                    "limit {limit}: capacity {}",
+                    ring.capacity()
+                );
+                assert!(
+                    ring.iter()
+                        .zip(ring.iter().skip(1))
+                        .all(|(a, b)| a.0 <= b.0)
+                );
+            })
+            .expect("kept");
         }
     }
 
     #[test]
     fn text_values_and_extra_metric_names_are_not_kept() {
-        let h = ReadingHistory::default();
-        h.observe(&[r("x", "label", Value::Text("a".into()), 1)]);
+        let t = table(DEFAULT_POINTS_PER_METRIC);
+        let h = t.history();
+        t.observe(&[r("x", "label", Value::Text("a".into()), 1)]);
         for i in 0..(MAX_METRICS_PER_DEVICE + 5) {
-            h.observe(&[r("x", &format!("m{i}"), Value::Float(1.0), 2)]);
+            t.observe(&[r("x", &format!("m{i}"), Value::Float(1.0), 2)]);
         }
         let s = h.series("s1", "d1", None, 0).expect("known");
         assert_eq!(s.len(), MAX_METRICS_PER_DEVICE);
@@ -332,21 +324,27 @@ mod tests {
 
     #[test]
     fn events_keep_name_phase_and_value() {
-        let h = ReadingHistory::default();
-        h.observe(&[
+        let t = table(DEFAULT_POINTS_PER_METRIC);
+        let h = t.history();
+        t.observe(&[
             r(EVENT_STREAM, "name", Value::Text("level_drop".into()), 50),
             r(EVENT_STREAM, "phase", Value::Text("alarm".into()), 50),
             r(EVENT_STREAM, "value", Value::Float(120.0), 50),
         ]);
-        h.observe(&[r(STATE_STREAM, "online", Value::Bool(true), 60)]);
+        t.observe(&[r(STATE_STREAM, "online", Value::Bool(true), 60)]);
         let ev = h.events("s1", "d1", 0).expect("known");
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].name, "level_drop");
         assert_eq!(ev[0].phase.as_deref(), Some("alarm"));
         assert_eq!(ev[0].value, Some(120.0));
         assert!(h.series("s1", "d1", None, 0).expect("known").is_empty());
-        let off = ReadingHistory::new(0);
+        let off = table(0);
         off.observe(&[r("x", "level", Value::Float(1.0), 1)]);
-        assert!(off.series("s1", "d1", None, 0).expect("known").is_empty());
+        assert!(
+            off.history()
+                .series("s1", "d1", None, 0)
+                .expect("known")
+                .is_empty()
+        );
     }
 }

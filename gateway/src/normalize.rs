@@ -26,15 +26,17 @@ pub(crate) enum SeqVerdict {
 }
 
 /// Sequence window of one device: the newest number and a bitmap of the `WINDOW` before it.
+/// The intake path keeps it in the device's slot ([`crate::devices::DeviceSlot`]); the
+/// [`Normalizer`] keeps its own per device for callers without a device table.
 #[derive(Debug, Clone)]
-struct SeqWindow {
+pub(crate) struct SeqWindow {
     newest: u64,
     /// Bit i set = `newest - i` seen.
     seen: [u64; (WINDOW / 64) as usize],
 }
 
 impl SeqWindow {
-    fn new(seq: u64) -> SeqWindow {
+    pub(crate) fn new(seq: u64) -> SeqWindow {
         let mut w = SeqWindow {
             newest: seq,
             seen: [0; (WINDOW / 64) as usize],
@@ -75,13 +77,13 @@ impl SeqWindow {
     }
 
     /// Marks `seq` as not seen again (when newer than the window's oldest).
-    fn unset(&mut self, seq: u64) {
+    pub(crate) fn unset(&mut self, seq: u64) {
         if let Some(back) = self.newest.checked_sub(seq).filter(|b| *b < WINDOW) {
             self.seen[(back / 64) as usize] &= !(1 << (back % 64));
         }
     }
 
-    fn check(&mut self, seq: u64) -> SeqVerdict {
+    pub(crate) fn check(&mut self, seq: u64) -> SeqVerdict {
         if seq > self.newest {
             let jump = seq - self.newest;
             self.shift(jump);
@@ -132,14 +134,6 @@ impl Normalizer {
             .or_default()
             .insert(device.to_string(), SeqWindow::new(seq));
         SeqVerdict::New { lost: 0 }
-    }
-
-    /// Forgets that message `seq` was seen: it could not be made durable and was not
-    /// acknowledged, so its redelivery must be taken, not dropped as a duplicate.
-    pub(crate) fn forget_sequence(&mut self, site: &str, device: &str, seq: u64) {
-        if let Some(w) = self.windows.get_mut(site).and_then(|m| m.get_mut(device)) {
-            w.unset(seq);
-        }
     }
 
     /// The time for a message whose device time [`fix_clock`] replaced by `received_ms`:

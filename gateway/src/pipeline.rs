@@ -126,14 +126,8 @@ impl Processor {
     pub(crate) async fn run(mut self) {
         let mut normalizer = Normalizer::default();
         let mut batch = Vec::with_capacity(self.max_batch);
-        while let Some(first) = self.rx.recv().await {
-            batch.push(first);
-            while batch.len() < self.max_batch {
-                match self.rx.try_recv() {
-                    Ok(i) => batch.push(i),
-                    Err(_) => break,
-                }
-            }
+        // Everything waiting, up to a batch, with one channel operation.
+        while self.rx.recv_many(&mut batch, self.max_batch).await > 0 {
             let acks = self.process(&mut normalizer, &mut batch).await;
             self.send_acks(acks).await;
         }
@@ -146,21 +140,25 @@ impl Processor {
         let mut acks = Vec::with_capacity(batch.len());
         let mut kept = Vec::with_capacity(batch.len());
         let mut out = Vec::with_capacity(batch.len());
-        for mut intake in batch.drain(..) {
+        // Each message's device is found once: its slot holds the sequence window, the table
+        // row and the history (issue 24).
+        let slots = self.devices.slots(batch.iter().map(|i| i.readings.first()));
+        for (mut intake, slot) in batch.drain(..).zip(slots) {
             if let Some(first) = intake.readings.first()
                 && let Some(seq) = first.sequence
+                && let Some(slot) = &slot
             {
-                let (site, device, at) = (&first.site, &first.device, first.received_time_ms);
-                match normalizer.check_sequence(site, device, seq) {
+                let at = first.received_time_ms;
+                match slot.check_sequence(seq) {
                     SeqVerdict::Duplicate => {
                         self.metrics.sequence_duplicates_total.inc();
-                        self.devices.note_sequence(site, device, at, 0, true);
+                        slot.note_sequence(at, 0, true);
                         acks.push(intake.ack);
                         continue;
                     }
                     SeqVerdict::New { lost } if lost > 0 => {
                         self.metrics.sequence_lost_total.inc_by(lost);
-                        self.devices.note_sequence(site, device, at, lost, false);
+                        slot.note_sequence(at, lost, false);
                     }
                     _ => {}
                 }
@@ -188,25 +186,28 @@ impl Processor {
             } else {
                 counts.push(0);
             }
-            kept.push(intake);
+            kept.push((intake, slot));
         }
         let durable = match &self.outbox {
             Some(outbox) if !lines.is_empty() => self.make_durable(outbox, lines, &counts).await,
             _ => vec![true; kept.len()],
         };
-        for (intake, ok) in kept.into_iter().zip(durable) {
+        let history_points = self.devices.history_points();
+        for ((intake, slot), ok) in kept.into_iter().zip(durable) {
             if !ok {
-                if let Some(r) = intake.readings.first()
-                    && let Some(seq) = r.sequence
+                if let Some(seq) = intake.readings.first().and_then(|r| r.sequence)
+                    && let Some(slot) = &slot
                 {
-                    normalizer.forget_sequence(&r.site, &r.device, seq);
+                    slot.forget_sequence(seq);
                 }
                 continue;
             }
             acks.push(intake.ack);
             let readings = intake.readings;
             self.metrics.readings_in_total.inc_by(readings.len() as u64);
-            self.devices.observe(&readings);
+            if let Some(slot) = slot {
+                slot.observe(&readings, history_points);
+            }
             if !self.readings_out.is_empty() {
                 out.push(readings);
             }

@@ -17,8 +17,23 @@ use std::sync::{Arc, LazyLock};
 /// cloning it is a reference count, and the decoder hands out the same `Name` for the same
 /// text ([`Names`]), so the copies share one allocation. It reads like a `&str` (`Deref`),
 /// compares and hashes like one (`Borrow<str>`), and serializes as a plain string.
-#[derive(Clone)]
 pub struct Name(Arc<str>);
+
+impl Clone for Name {
+    fn clone(&self) -> Self {
+        Name(Arc::clone(&self.0))
+    }
+
+    /// Keeps its own reference when both are the same allocation: the state kept per device
+    /// (last values, history) refreshes a reading's stream and unit on every reading, and
+    /// those names are shared by every reading and thread, so a plain reassignment was two
+    /// contended reference-count updates per name per reading (issue 24).
+    fn clone_from(&mut self, source: &Self) {
+        if !Arc::ptr_eq(&self.0, &source.0) {
+            self.0 = Arc::clone(&source.0);
+        }
+    }
+}
 
 impl std::hash::Hash for Name {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
@@ -348,13 +363,20 @@ impl<V> ByMetric<V> {
         Some(&self.entries[i].1)
     }
 
-    pub(crate) fn get_mut(&mut self, metric: &str) -> Option<&mut V> {
-        let i = self.position(metric).ok()?;
+    /// The entry of a reading's metric. Its own (interned) name: the entry holding the same
+    /// allocation is found by comparing pointers, without reading any name's text (each is an
+    /// allocation of its own, so with 10,000 devices a cache miss apiece); a name that is not
+    /// shared falls back to the search by text.
+    pub(crate) fn get_mut_name(&mut self, metric: &Name) -> Option<&mut V> {
+        let i = match self
+            .entries
+            .iter()
+            .position(|(name, _)| Arc::ptr_eq(&name.0, &metric.0))
+        {
+            Some(i) => i,
+            None => self.position(metric).ok()?,
+        };
         Some(&mut self.entries[i].1)
-    }
-
-    pub(crate) fn contains_key(&self, metric: &str) -> bool {
-        self.position(metric).is_ok()
     }
 
     /// Puts `v` under `metric`, replacing what was there.
@@ -406,6 +428,19 @@ mod tests {
         let back: Name = serde_json::from_str(r#""grease_trap""#).expect("parse");
         assert_eq!(back, a);
         assert_eq!(format!("{a}/{a:?}"), r#"grease_trap/"grease_trap""#);
+        // Refreshing a name from the same allocation keeps it; from another, takes that one.
+        let mut kept = a.clone();
+        kept.clone_from(&b);
+        assert!(Arc::ptr_eq(&kept.0, &a.0));
+        assert_eq!(
+            Arc::strong_count(&a.0),
+            3,
+            "a, b and kept; no reference leaked"
+        );
+        let other = Name::from("level");
+        kept.clone_from(&other);
+        assert!(Arc::ptr_eq(&kept.0, &other.0));
+        assert_eq!(kept, "level");
     }
 
     /// Whatever the order of inserts, replacements and lookups, the map answers what a
@@ -430,7 +465,6 @@ mod tests {
             plain.insert(k.to_string(), step);
             for q in names.iter().chain(&["nope", "levels"]) {
                 assert_eq!(m.get(q), plain.get(*q), "step {step}: {q}");
-                assert_eq!(m.contains_key(q), plain.contains_key(*q));
             }
             assert_eq!(m.len(), plain.len());
             assert_eq!(m.entries.capacity(), m.len());
@@ -438,9 +472,21 @@ mod tests {
         let ours: Vec<(String, u32)> = m.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let theirs: Vec<(String, u32)> = plain.into_iter().collect();
         assert_eq!(ours, theirs);
-        if let Some(v) = m.get_mut("level") {
+        // By name: an equal text in another allocation (the search by text)...
+        if let Some(v) = m.get_mut_name(&Name::from("level")) {
             *v = 7;
         }
         assert_eq!(m.get("level"), Some(&7));
+        // ... or the entry's own allocation (found by pointer).
+        let shared = m
+            .iter()
+            .find(|(k, _)| k.as_str() == "fill_pct")
+            .map(|(k, _)| k.clone());
+        let shared = shared.expect("inserted");
+        if let Some(v) = m.get_mut_name(&shared) {
+            *v = 8;
+        }
+        assert_eq!(m.get("fill_pct"), Some(&8));
+        assert_eq!(m.get_mut_name(&Name::from("nope")), None);
     }
 }

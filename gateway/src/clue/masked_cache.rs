@@ -13,23 +13,51 @@
 //! of the budget is not kept. Memory only: nothing to purge on disk when retention removes the
 //! original, and the cache is emptied when retention purged anything, so a masked copy does
 //! not outlive its original.
+//!
+//! One copy is made at a time per key ([`MaskedCache::get_or_make`]): requests arriving while
+//! it is being made wait for it instead of each decoding the same street photo (a clue opened
+//! by its list's thumbnail and its detail view at once, or by two inspectors).
 
 use super::audit::sha256_hex;
 use super::privacy::PrivacyConfig;
 use super::signal::Region;
 use bytes::Bytes;
 use hashlink::LruCache;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
 
 struct Inner {
     copies: LruCache<String, Bytes>,
     bytes: usize,
 }
 
+/// How a request got its masked copy (the `reason` of `gateway_masked_copies_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// Made for this request.
+    Made,
+    /// Kept from an earlier request, or made by a request that was already making it.
+    Cached,
+}
+
+impl Served {
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Served::Made => "made",
+            Served::Cached => "cached",
+        }
+    }
+}
+
 /// Masked copies by (file, regions, settings), bounded by bytes (module doc).
 pub(crate) struct MaskedCache {
     budget: usize,
     inner: Mutex<Inner>,
+    /// Copies being made now, by key: later requests for the key wait on the same cell.
+    making: Mutex<HashMap<String, Arc<OnceCell<Bytes>>>>,
 }
 
 impl MaskedCache {
@@ -43,7 +71,60 @@ impl MaskedCache {
                 copies: LruCache::new_unbounded(),
                 bytes: 0,
             }),
+            making: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The copy under `key`: kept, being made by another request (waited for), or made now by
+    /// `make` and kept. A failed `make` is not kept and not shared: the next waiter tries
+    /// itself (a corrupt file fails fast). A request dropped while making hands the work to
+    /// the next waiter. With a zero budget every request makes its own copy.
+    pub(crate) async fn get_or_make<F, Fut, E>(
+        &self,
+        key: String,
+        make: F,
+    ) -> Result<(Bytes, Served), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, E>>,
+    {
+        if let Some(copy) = self.get(&key) {
+            return Ok((copy, Served::Cached));
+        }
+        if self.budget == 0 {
+            return make().await.map(|copy| (copy, Served::Made));
+        }
+        let cell = self.lock_making().entry(key.clone()).or_default().clone();
+        let _leave = Leave {
+            cache: self,
+            key: &key,
+            cell: &cell,
+        };
+        let made_here = AtomicBool::new(false);
+        let result = cell
+            .get_or_try_init(|| async {
+                // Made by a request that finished between our look and our turn.
+                if let Some(copy) = self.get(&key) {
+                    return Ok(copy);
+                }
+                made_here.store(true, Ordering::Relaxed);
+                let copy = make().await?;
+                // Kept before the cell is let go, so a request arriving after that finds it.
+                self.put(key.clone(), copy.clone());
+                Ok(copy)
+            })
+            .await
+            .cloned();
+        let served = if made_here.load(Ordering::Relaxed) {
+            Served::Made
+        } else {
+            Served::Cached
+        };
+        result.map(|copy| (copy, served))
+    }
+
+    fn lock_making(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<OnceCell<Bytes>>>> {
+        self.making.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The key of the masked copy of file `sha256` with `regions` under `cfg`: every input of
@@ -119,6 +200,27 @@ impl MaskedCache {
     fn size(&self) -> (usize, usize) {
         let inner = self.lock();
         (inner.copies.len(), inner.bytes)
+    }
+}
+
+/// Takes a key's cell out of `making` when a request leaves it (done, failed or dropped), unless
+/// it failed or was dropped while others still wait on it: one of them makes the copy then.
+struct Leave<'a> {
+    cache: &'a MaskedCache,
+    key: &'a str,
+    cell: &'a Arc<OnceCell<Bytes>>,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let mut making = self.cache.lock_making();
+        let ours = making
+            .get(self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, self.cell));
+        // Holders: the map, this request, and one per waiting request (cloned under this lock).
+        if ours && (self.cell.initialized() || Arc::strong_count(self.cell) <= 2) {
+            making.remove(self.key);
+        }
     }
 }
 
@@ -212,6 +314,106 @@ mod tests {
         off.put("x".into(), Bytes::from_static(b"jpeg"));
         assert!(off.get("x").is_none());
         assert_eq!(off.size(), (0, 0));
+    }
+
+    /// Requests for one key arriving while its copy is made: made once, all get it.
+    #[tokio::test]
+    async fn a_copy_being_made_is_waited_for_not_made_again() {
+        use std::sync::atomic::AtomicUsize;
+        let cache = Arc::new(MaskedCache::new(1));
+        let makes = Arc::new(AtomicUsize::new(0));
+        let (go, gate) = tokio::sync::watch::channel(false);
+        let mut requests = Vec::new();
+        for _ in 0..4 {
+            let (cache, makes, mut gate) = (cache.clone(), makes.clone(), gate.clone());
+            requests.push(tokio::spawn(async move {
+                cache
+                    .get_or_make("k".into(), || async move {
+                        makes.fetch_add(1, Ordering::SeqCst);
+                        // Held until every request has asked.
+                        let _ = gate.wait_for(|open| *open).await;
+                        Ok::<_, String>(Bytes::from_static(b"masked"))
+                    })
+                    .await
+            }));
+        }
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        go.send(true).expect("the requests hold the gate");
+        let mut served = Vec::new();
+        for r in requests {
+            let (copy, how) = r.await.expect("no panic").expect("made");
+            assert_eq!(&copy[..], b"masked");
+            served.push(how);
+        }
+        assert_eq!(
+            makes.load(Ordering::SeqCst),
+            1,
+            "made once for four requests"
+        );
+        assert_eq!(served.iter().filter(|s| **s == Served::Made).count(), 1);
+        assert!(cache.lock_making().is_empty(), "nothing left in flight");
+        let (copy, how) = cache
+            .get_or_make("k".into(), || async {
+                Err::<Bytes, _>("not asked".to_string())
+            })
+            .await
+            .expect("kept");
+        assert_eq!((&copy[..], how), (&b"masked"[..], Served::Cached));
+    }
+
+    #[tokio::test]
+    async fn a_failed_copy_is_not_kept_and_the_next_request_tries_again() {
+        let cache = MaskedCache::new(1);
+        let failed = cache
+            .get_or_make("k".into(), || async {
+                Err::<Bytes, _>("corrupt".to_string())
+            })
+            .await;
+        assert_eq!(failed.err().as_deref(), Some("corrupt"));
+        assert!(cache.lock_making().is_empty());
+        let (copy, how) = cache
+            .get_or_make("k".into(), || async {
+                Ok::<_, String>(Bytes::from_static(b"fixed"))
+            })
+            .await
+            .expect("made");
+        assert_eq!((&copy[..], how), (&b"fixed"[..], Served::Made));
+    }
+
+    /// A request dropped while making (the inspector closed the page) leaves nothing behind,
+    /// and the next request makes the copy.
+    #[tokio::test]
+    async fn a_request_dropped_while_making_leaves_nothing_in_flight() {
+        let cache = MaskedCache::new(1);
+        let stuck = cache.get_or_make("k".into(), || async {
+            std::future::pending::<Result<Bytes, String>>().await
+        });
+        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(20), stuck).await;
+        assert!(timed_out.is_err());
+        assert!(cache.lock_making().is_empty());
+        let (_, how) = cache
+            .get_or_make("k".into(), || async {
+                Ok::<_, String>(Bytes::from_static(b"made"))
+            })
+            .await
+            .expect("made");
+        assert_eq!(how, Served::Made);
+    }
+
+    #[tokio::test]
+    async fn with_a_zero_budget_every_request_makes_its_own() {
+        let cache = MaskedCache::new(0);
+        for _ in 0..2 {
+            let (_, how) = cache
+                .get_or_make("k".into(), || async {
+                    Ok::<_, String>(Bytes::from_static(b"made"))
+                })
+                .await
+                .expect("made");
+            assert_eq!(how, Served::Made);
+        }
     }
 
     #[test]

@@ -56,12 +56,7 @@ pub fn decode(
                     return Err(wrong("metrics", "empty metric name"));
                 }
                 let (value, unit) = convert(&name, v.into(), t.units.get(&name).map(|u| &**u))?;
-                out.push(Reading {
-                    metric: names.get(&name),
-                    value,
-                    unit: names.get(unit),
-                    ..template.clone()
-                });
+                out.push(sibling(&template, names.get(&name), value, names.get(unit)));
             }
             Ok(out)
         }
@@ -194,6 +189,26 @@ fn convert(name: &str, v: Value, unit: Option<&str>) -> Result<(Value, &'static 
         other => other,
     };
     Ok((value, conv.canonical))
+}
+
+/// A reading of the same message as `template` (same site, device, stream, times and flags)
+/// for another metric. Spelled out rather than `..template.clone()`, which cloned the
+/// template's metric, value and unit only to drop them again: two reference counts of the one
+/// shared empty name, touched from every thread, per reading (issue 24).
+fn sibling(template: &Reading, metric: Name, value: Value, unit: Name) -> Reading {
+    Reading {
+        site: template.site.clone(),
+        device: template.device.clone(),
+        stream: template.stream.clone(),
+        metric,
+        value,
+        unit,
+        device_time_ms: template.device_time_ms,
+        received_time_ms: template.received_time_ms,
+        source: template.source,
+        sequence: template.sequence,
+        quality: template.quality,
+    }
 }
 
 #[cfg(test)]

@@ -300,34 +300,28 @@ pub(super) async fn evidence(
             .into_response());
     }
     let key = MaskedCache::key(&sha256, &ct, item.regions.as_deref(), privacy);
-    let masked = match pool.masked_copies().get(&key) {
-        Some(jpeg) => {
-            pool.metrics()
-                .masked_copies_total
-                .get_or_create(&Reason::of("cached"))
-                .inc();
-            Ok(jpeg)
-        }
-        None => {
+    let masked = pool
+        .masked_copies()
+        .get_or_make(key, || async {
             let bytes = pool.evidence_file(sha256.clone()).await?;
             let regions = item.regions.clone();
             let cfg = privacy.clone();
-            let made = tokio::task::spawn_blocking(move || {
+            tokio::task::spawn_blocking(move || {
                 crate::clue::privacy::masked_copy(&bytes, &ct, regions.as_deref(), &cfg)
             })
             .await
             .map_err(|_| ApiError::Internal)?
-            .map(Bytes::from);
-            if let Ok(jpeg) = &made {
-                pool.metrics()
-                    .masked_copies_total
-                    .get_or_create(&Reason::of("made"))
-                    .inc();
-                pool.masked_copies().put(key, jpeg.clone());
-            }
-            made
-        }
-    };
+            .map(Bytes::from)
+            .map_err(|e| ApiError::from(AuthError::Forbidden(e.to_string())))
+        })
+        .await
+        .map(|(jpeg, served)| {
+            pool.metrics()
+                .masked_copies_total
+                .get_or_create(&Reason::of(served.reason()))
+                .inc();
+            jpeg
+        });
     match masked {
         Ok(jpeg) => Ok((
             [
@@ -345,7 +339,7 @@ pub(super) async fn evidence(
             jpeg,
         )
             .into_response()),
-        Err(e) => Err(AuthError::Forbidden(e.to_string()).into()),
+        Err(e) => Err(e),
     }
 }
 

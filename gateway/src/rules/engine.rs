@@ -704,11 +704,7 @@ impl Live {
             {
                 continue;
             }
-            let st = self.states.entry(StateRef {
-                rule: ri,
-                site: &r.site,
-                device: &r.device,
-            });
+            let st = self.states.entry_named(ri, &r.site, &r.device);
             st.last_t = Some(st.last_t.map_or(t, |l| l.max(t)));
             st.last_rx = Some(
                 st.last_rx
@@ -807,11 +803,7 @@ impl Live {
     ) {
         let rule = &c.rules[ri];
         let t = r.device_time_ms;
-        let st = self.states.entry(StateRef {
-            rule: ri,
-            site: &r.site,
-            device: &r.device,
-        });
+        let st = self.states.entry_named(ri, &r.site, &r.device);
         if st.last_t.is_some_and(|l| t < l) {
             return;
         }

@@ -5,7 +5,8 @@
 //! - [`preprocess`]: image decoding with size limits, letterbox and resize into tensors.
 //! - [`nms`]: boxes, IoU and non-maximum suppression.
 //! - [`detector`]: yolov3-tiny COCO detector (vehicles, people, bicycles).
-//! - [`plate`]: Chinese plate detection then CTC text recognition.
+//! - [`plate`]: Chinese plate detection then CTC text recognition; `plate_rec2` is a second
+//!   recogniser (hyperlpr's) whose reading confirms or disputes ours.
 //! - [`tiles`]: overlapping tiles for large drone stills, merged with NMS.
 //! - [`zone`]: no-parking polygons and active hours.
 //! - [`dwell`]: the parking persuasion/overstay state machine (pure, no I/O).
@@ -30,6 +31,7 @@ pub mod dwell;
 pub(crate) mod error;
 pub mod nms;
 pub mod plate;
+pub(crate) mod plate_rec2;
 pub mod preprocess;
 pub mod runtime;
 pub(crate) mod tiles;
