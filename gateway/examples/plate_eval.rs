@@ -13,7 +13,7 @@
 //! `--det-threshold F`, `--rec-min-width N`, `--crops-until-sure 0|1`,
 //! `--tile-unless-found 0|1`, `--crop-upscale-to N`, `--layout-decoding 0|1`,
 //! `--require-province 0|1`, `--rectify-above-deg F|off`, `--cross-check 0|1`,
-//! `--second-opinion 0|1`, `--second-sure-p F`.
+//! `--second-opinion 0|1`, `--second-sure-p F`, `--weak-det-threshold F`.
 
 use gateway::vision::plate::{PlateConfig, PlateReader, ReadStats};
 use gateway::vision::preprocess::{ImageLimits, decode_image};
@@ -40,6 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--tile-side" => config.tile_side = v.parse()?,
             "--det-max-side" => config.det_max_side = v.parse()?,
             "--det-threshold" => config.det_threshold = v.parse()?,
+            "--weak-det-threshold" => config.weak_det_threshold = v.parse()?,
             "--crop-upscale-to" => config.crop_upscale_to = v.parse()?,
             "--rec-min-width" => config.rec_min_width = v.parse()?,
             "--crops-until-sure" => config.crops_until_sure = v == "1",

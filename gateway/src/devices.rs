@@ -5,7 +5,7 @@
 //! is offline whatever it last claimed.
 
 use crate::decode::native::STATE_STREAM;
-use crate::history::DeviceRings;
+use crate::history::{DeviceRings, EventRecord, Series};
 use crate::normalize::{SeqVerdict, SeqWindow};
 use crate::reading::{ByMetric, Name, Reading, Value};
 use serde::Serialize;
@@ -239,8 +239,8 @@ impl DeviceTable {
     }
 
     /// Recent readings and events per device (bounded, in memory).
-    pub(crate) fn history(&self) -> crate::history::ReadingHistory<'_> {
-        crate::history::ReadingHistory::new(self)
+    pub(crate) fn history(&self) -> ReadingHistory<'_> {
+        ReadingHistory::new(self)
     }
 
     /// The slot of a device, made on first sight. One lookup under a shared lock for a known
@@ -383,6 +383,42 @@ impl DeviceTable {
             }
         }
         (known, online)
+    }
+}
+
+/// Reads the dashboard history of the devices in a [`DeviceTable`] (here rather than in
+/// `history`, which the table's slots hold: no module cycle).
+pub struct ReadingHistory<'a> {
+    table: &'a DeviceTable,
+}
+
+impl<'a> ReadingHistory<'a> {
+    pub(crate) fn new(table: &'a DeviceTable) -> ReadingHistory<'a> {
+        ReadingHistory { table }
+    }
+
+    /// Points newer than `since_ms` per metric (all metrics, or only `metric`); `None` for a
+    /// device that never sent a reading other than a presence statement.
+    pub(crate) fn series(
+        &self,
+        site: &str,
+        device: &str,
+        metric: Option<&str>,
+        since_ms: i64,
+    ) -> Option<BTreeMap<String, Series>> {
+        self.table
+            .with_rings(site, device, |rings| rings.series(metric, since_ms))
+    }
+
+    /// Events newer than `since_ms`, oldest first.
+    pub(crate) fn events(
+        &self,
+        site: &str,
+        device: &str,
+        since_ms: i64,
+    ) -> Option<Vec<EventRecord>> {
+        self.table
+            .with_rings(site, device, |rings| rings.events(since_ms))
     }
 }
 

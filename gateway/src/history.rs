@@ -10,7 +10,6 @@
 //! a large fleet lowers `history_points` (0 keeps no readings, only events).
 
 use crate::decode::native::EVENT_STREAM;
-use crate::devices::DeviceTable;
 use crate::reading::{ByMetric, Name, Reading, Value};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -51,46 +50,11 @@ struct MetricRing {
 }
 
 /// One device's history: its metrics' rings and its events. Kept in the device's slot of the
-/// [`DeviceTable`], so a message reaches it without a lookup of its own (issue 24).
+/// device table (`devices::DeviceTable`), so a message reaches it without a lookup of its own (issue 24).
 #[derive(Default)]
 pub(crate) struct DeviceRings {
     metrics: ByMetric<MetricRing>,
     events: VecDeque<EventRecord>,
-}
-
-/// Reads the dashboard history of the devices in a [`DeviceTable`].
-pub struct ReadingHistory<'a> {
-    table: &'a DeviceTable,
-}
-
-impl<'a> ReadingHistory<'a> {
-    pub(crate) fn new(table: &'a DeviceTable) -> ReadingHistory<'a> {
-        ReadingHistory { table }
-    }
-
-    /// Points newer than `since_ms` per metric (all metrics, or only `metric`); `None` for a
-    /// device that never sent a reading other than a presence statement.
-    pub(crate) fn series(
-        &self,
-        site: &str,
-        device: &str,
-        metric: Option<&str>,
-        since_ms: i64,
-    ) -> Option<BTreeMap<String, Series>> {
-        self.table
-            .with_rings(site, device, |rings| rings.series(metric, since_ms))
-    }
-
-    /// Events newer than `since_ms`, oldest first.
-    pub(crate) fn events(
-        &self,
-        site: &str,
-        device: &str,
-        since_ms: i64,
-    ) -> Option<Vec<EventRecord>> {
-        self.table
-            .with_rings(site, device, |rings| rings.events(since_ms))
-    }
 }
 
 impl DeviceRings {
@@ -150,7 +114,7 @@ impl DeviceRings {
         }
     }
 
-    fn series(&self, metric: Option<&str>, since_ms: i64) -> BTreeMap<String, Series> {
+    pub(crate) fn series(&self, metric: Option<&str>, since_ms: i64) -> BTreeMap<String, Series> {
         self.metrics
             .iter()
             .filter(|(name, _)| metric.is_none_or(|m| m == name.as_str()))
@@ -173,7 +137,7 @@ impl DeviceRings {
             .collect()
     }
 
-    fn events(&self, since_ms: i64) -> Vec<EventRecord> {
+    pub(crate) fn events(&self, since_ms: i64) -> Vec<EventRecord> {
         self.events
             .iter()
             .filter(|e| e.at_ms > since_ms)
@@ -230,6 +194,7 @@ impl DeviceRings {
 mod tests {
     use super::*;
     use crate::decode::native::STATE_STREAM;
+    use crate::devices::DeviceTable;
     use crate::reading::{Quality, Source};
 
     /// A table keeping `points` per metric; its history answers the dashboard.

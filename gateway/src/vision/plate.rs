@@ -43,6 +43,8 @@ const REC_MAX_W: usize = 1600;
 const REC_BATCH: usize = 8;
 /// Detector input mean (BGR), subtracted before the network: a border of 0 is the mean colour.
 const DET_MEAN: [f32; 3] = [104.0, 117.0, 123.0];
+/// See [`PlateConfig::weak_det_threshold`].
+const WEAK_DET_THRESHOLD: f32 = 0.2;
 /// Plate-crop inputs: width / height between these is taken as "this image is a plate".
 const CROP_ASPECT: (f32, f32) = (1.5, 8.0);
 
@@ -101,6 +103,12 @@ pub struct PlateConfig {
     /// exact 90.4 -> 91.1 %, sure-but-wrong and false reads on plate-free crops 0 at 0.7 to 0.2
     /// alike, so the highest value with the gain).
     pub det_threshold: f32,
+    /// Plates the detector scores from this up to `det_threshold` ("weak" ones: black plates and
+    /// the washed-out colours of toll cameras score there) are kept only when the second
+    /// recogniser ([`PlateConfig::second_opinion`]) reads the same text with every character at
+    /// least `second_sure_p`, and then always as doubtful. At or above `det_threshold`, or
+    /// with the second opinion off, nothing changes.
+    pub weak_det_threshold: f32,
     pub nms_iou: f32,
     /// Readings below this confidence are dropped.
     pub min_confidence: f32,
@@ -157,6 +165,7 @@ impl Default for PlateConfig {
         PlateConfig {
             det_max_side: 640,
             det_threshold: 0.5,
+            weak_det_threshold: WEAK_DET_THRESHOLD,
             nms_iou: 0.4,
             min_confidence: 0.5,
             char_doubt: 0.9,
@@ -256,7 +265,14 @@ impl PlateReader {
         stats: &mut ReadStats,
     ) -> Result<Vec<PlateReading>, VisionError> {
         let mut boxes = self.detect_counted(img, stats)?;
-        if self.is_plate_crop(img) && !boxes.iter().any(|b| covers_most(&b.bbox, img)) {
+        if self.second.is_none() {
+            boxes.retain(|b| b.score >= self.config.det_threshold);
+        }
+        if self.is_plate_crop(img)
+            && !boxes
+                .iter()
+                .any(|b| b.score >= self.config.det_threshold && covers_most(&b.bbox, img))
+        {
             // A plate crop with no box over most of it: the whole image is the plate.
             let (w, h) = (img.width() as f32, img.height() as f32);
             let bbox = BBox {
@@ -271,6 +287,10 @@ impl PlateReader {
                 score: 0.0,
             });
         }
+        // Weak plates last: a plate found surely (or a plate crop read whole) keeps its place,
+        // and a weak box over it is then dropped as the same plate.
+        let weak_last = |b: &PlateBox| b.score > 0.0 && b.score < self.config.det_threshold;
+        boxes.sort_by_key(|b| weak_last(b));
         let mut quads: Vec<Quad> = boxes.iter().map(|p| self.reading_quad(p)).collect();
         // Second opinions: the upright box of every straightened plate, read in the same pass.
         let checked: Vec<usize> = if self.config.cross_check_rectified {
@@ -313,10 +333,27 @@ impl PlateReader {
             {
                 continue;
             }
+            let weak = plate.score > 0.0 && plate.score < self.config.det_threshold;
+            if weak && !self.weak_plate_confirmed(img, &plate, &text, stats)? {
+                continue;
+            }
             let (mut doubt, mut candidates) = assess(&chars, self.config.char_doubt);
             let mut low_only = plate_layout_ok(&text);
             if let Some(other) = second.filter(|o| *o != text) {
                 disagree(&mut doubt, &mut candidates, &text, other);
+                low_only = false;
+            }
+            if weak {
+                if !doubt.is_empty() {
+                    doubt.push_str("; ");
+                }
+                doubt.push_str(&format!(
+                    "the detector was unsure of this plate (score {:.2}); both recognisers read it alike",
+                    plate.score
+                ));
+                if candidates.is_empty() {
+                    candidates.push(text.clone());
+                }
                 low_only = false;
             }
             out.push(PlateReading {
@@ -349,6 +386,28 @@ impl PlateReader {
             }
         }
         Ok(out)
+    }
+
+    /// Whether the second recogniser reads a weak plate ([`PlateConfig::weak_det_threshold`])
+    /// as `text`, every character at least [`PlateConfig::second_sure_p`].
+    fn weak_plate_confirmed(
+        &self,
+        img: &RgbImage,
+        plate: &PlateBox,
+        text: &str,
+        stats: &mut ReadStats,
+    ) -> Result<bool, VisionError> {
+        let Some(second) = &self.second else {
+            return Ok(false);
+        };
+        let started = Instant::now();
+        let read = second
+            .read(img, &[plate.corners])?
+            .pop()
+            .unwrap_or_default();
+        stats.rec2_rows += 1;
+        stats.rec2_ms += started.elapsed().as_secs_f64() * 1000.0;
+        Ok(text_of(&read) == text && read.iter().all(|c| c.p >= self.config.second_sure_p))
     }
 
     /// The second recogniser's own reading of the plate at `corners` (top-left first,
@@ -546,7 +605,9 @@ impl PlateReader {
             &conf.data,
             &landms.data,
             (w as f32, h as f32),
-            self.config.det_threshold,
+            self.config
+                .det_threshold
+                .min(self.config.weak_det_threshold),
             self.config.nms_iou,
         );
         let to_src = |x: f32, y: f32| ((x - px as f32) / s + roi.x, (y - py as f32) / s + roi.y);
