@@ -703,8 +703,23 @@ impl Outbox {
     /// records (single consumer). An empty batch means nothing waits. A record that fails its
     /// CRC here cuts its segment (logged, counted in `outbox_errors_total`); if an append is
     /// running at that moment this returns `Err(Corrupt)` once and the next call goes on.
+    #[cfg(test)]
     pub(crate) fn read_batch(
         &self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Batch, OutboxError> {
+        self.read_batch_after(None, max_records, max_bytes)
+    }
+
+    /// Like [`Outbox::read_batch`], but starting at `after` (the `end` of a batch read earlier
+    /// and not yet committed) instead of the committed cursor, so a consumer can have several
+    /// batches on their way at once and commit them in order. A position the outbox no longer
+    /// holds (at or behind the cursor, in a dropped segment, past a segment cut as corrupt)
+    /// reads from the cursor instead: records may come twice, never be skipped.
+    pub(crate) fn read_batch_after(
+        &self,
+        after: Option<&Position>,
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Batch, OutboxError> {
@@ -713,7 +728,20 @@ impl Outbox {
             let st = lock(&self.state);
             let view: Vec<(u64, u64, bool)> =
                 st.segs.iter().map(|s| (s.id, s.end, s.sealed)).collect();
-            (st.cursor.clone(), view)
+            let held = |p: &Position| {
+                p.key() > st.cursor.key()
+                    && st.segs.iter().any(|s| {
+                        s.id == p.segment
+                            && p.offset >= HEADER_LEN
+                            && p.offset <= s.end
+                            && p.index <= s.records
+                    })
+            };
+            let start = match after {
+                Some(p) if held(p) => p.clone(),
+                _ => st.cursor.clone(),
+            };
+            (start, view)
         };
         let mut records = Vec::new();
         let mut bytes = 0usize;

@@ -773,3 +773,57 @@ fn commit_frees_space_on_a_full_disk() {
     ob.append(&recs(0..50))
         .expect("appends again after the commit freed space");
 }
+
+/// Several batches on their way at once (the sink, issue 24): each read starts where the
+/// previous one ended, across segments; a position the outbox no longer holds reads from the
+/// cursor (records twice, never skipped).
+#[test]
+fn read_batch_after_reads_on_and_falls_back_to_the_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    // 4096-byte segments hold about 150 of these records: 400 span three segments.
+    let (ob, _) = open(dir.path(), &small());
+    ob.append(&recs(0..400)).unwrap();
+    assert!(seg_files(dir.path()).len() >= 3);
+    let mut batches = Vec::new();
+    let mut after: Option<Position> = None;
+    loop {
+        let b = ob.read_batch_after(after.as_ref(), 70, 1 << 20).unwrap();
+        if b.records.is_empty() {
+            break;
+        }
+        after = Some(b.end.clone());
+        batches.push(b);
+    }
+    let all: Vec<Vec<u8>> = batches.iter().flat_map(|b| b.records.clone()).collect();
+    assert_eq!(all, recs(0..400), "read on, in order, nothing twice");
+    assert_eq!(ob.stats().records, 400, "reading commits nothing");
+
+    // Committed in order; a read after a committed position starts at the cursor.
+    ob.commit(&batches[1].end).unwrap();
+    let again = ob
+        .read_batch_after(Some(&batches[0].end), 70, 1 << 20)
+        .unwrap();
+    assert_eq!(again.records, batches[2].records);
+    let on = ob
+        .read_batch_after(Some(&batches[3].end), 70, 1 << 20)
+        .unwrap();
+    assert_eq!(on.records, batches[4].records);
+    // A position of an outbox that never held it (another directory) reads from the cursor.
+    let other = tempfile::tempdir().unwrap();
+    let (ob2, _) = open(other.path(), &small());
+    ob2.append(&recs(0..400)).unwrap();
+    let far = ob2.read_batch(390, 1 << 20).unwrap().end;
+    drop(ob2);
+    let (ob3, _) = open(dir.path().join("fresh").as_path(), &small());
+    ob3.append(&recs(1000..1005)).unwrap();
+    assert_eq!(
+        ob3.read_batch_after(Some(&far), 70, 1 << 20)
+            .unwrap()
+            .records,
+        recs(1000..1005)
+    );
+    // Everything after the last commit is still delivered.
+    ob.commit(&batches.last().unwrap().end).unwrap();
+    assert_eq!(ob.stats().records, 0);
+    assert!(drain(&ob).is_empty());
+}
