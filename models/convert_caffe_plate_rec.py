@@ -96,6 +96,19 @@ def one(d, key, default=None):
     return default if not v else v[0]
 
 
+def window(p):
+    """Kernel, stride and padding (height and width each) of a convolution or pooling layer's
+    parameters: the `_h`/`_w` form when given, else the square one, else Caffe's default."""
+    return (
+        int(one(p, "kernel_h", one(p, "kernel_size", 1))),
+        int(one(p, "kernel_w", one(p, "kernel_size", 1))),
+        int(one(p, "stride_h", one(p, "stride", 1))),
+        int(one(p, "stride_w", one(p, "stride", 1))),
+        int(one(p, "pad_h", one(p, "pad", 0))),
+        int(one(p, "pad_w", one(p, "pad", 0))),
+    )
+
+
 # ------------------------------------------------------------------ caffemodel (wire format)
 
 
@@ -236,12 +249,7 @@ def convert(prototxt, caffemodel):
         blobs = weights.get(name, [])
         if typ == "Convolution":
             p = one(layer, "convolution_param")
-            kh = int(one(p, "kernel_h", one(p, "kernel_size", 1)))
-            kw = int(one(p, "kernel_w", one(p, "kernel_size", 1)))
-            sh = int(one(p, "stride_h", one(p, "stride", 1)))
-            sw = int(one(p, "stride_w", one(p, "stride", 1)))
-            ph = int(one(p, "pad_h", one(p, "pad", 0)))
-            pw = int(one(p, "pad_w", one(p, "pad", 0)))
+            kh, kw, sh, sw, ph, pw = window(p)
             group = int(one(p, "group", 1))
             if one(p, "dilation") is not None:
                 raise SystemExit(f"layer {name}: dilation not handled")
@@ -284,12 +292,7 @@ def convert(prototxt, caffemodel):
             p = one(layer, "pooling_param")
             if one(p, "pool", "MAX") != "MAX":
                 raise SystemExit(f"layer {name}: only max pooling is handled")
-            kh = int(one(p, "kernel_h", one(p, "kernel_size", 1)))
-            kw = int(one(p, "kernel_w", one(p, "kernel_size", 1)))
-            sh = int(one(p, "stride_h", one(p, "stride", 1)))
-            sw = int(one(p, "stride_w", one(p, "stride", 1)))
-            ph = int(one(p, "pad_h", one(p, "pad", 0)))
-            pw = int(one(p, "pad_w", one(p, "pad", 0)))
+            kh, kw, sh, sw, ph, pw = window(p)
             # Caffe rounds pooled sizes up.
             nodes.append(helper.make_node("MaxPool", bottoms, [out_name(tops[0])], name=name,
                                           kernel_shape=[kh, kw], strides=[sh, sw],

@@ -316,6 +316,15 @@ mod tests {
         assert_eq!(off.size(), (0, 0));
     }
 
+    /// Asks `cache` for key "k" with a making that would give `made` (`Err` for a failure).
+    async fn ask(
+        cache: &MaskedCache,
+        made: Result<&'static [u8], &str>,
+    ) -> Result<(Bytes, Served), String> {
+        let made = made.map(Bytes::from_static).map_err(str::to_string);
+        cache.get_or_make("k".into(), || async { made }).await
+    }
+
     /// Requests for one key arriving while its copy is made: made once, all get it.
     #[tokio::test]
     async fn a_copy_being_made_is_waited_for_not_made_again() {
@@ -354,31 +363,17 @@ mod tests {
         );
         assert_eq!(served.iter().filter(|s| **s == Served::Made).count(), 1);
         assert!(cache.lock_making().is_empty(), "nothing left in flight");
-        let (copy, how) = cache
-            .get_or_make("k".into(), || async {
-                Err::<Bytes, _>("not asked".to_string())
-            })
-            .await
-            .expect("kept");
+        let (copy, how) = ask(&cache, Err("not asked")).await.expect("kept");
         assert_eq!((&copy[..], how), (&b"masked"[..], Served::Cached));
     }
 
     #[tokio::test]
     async fn a_failed_copy_is_not_kept_and_the_next_request_tries_again() {
         let cache = MaskedCache::new(1);
-        let failed = cache
-            .get_or_make("k".into(), || async {
-                Err::<Bytes, _>("corrupt".to_string())
-            })
-            .await;
+        let failed = ask(&cache, Err("corrupt")).await;
         assert_eq!(failed.err().as_deref(), Some("corrupt"));
         assert!(cache.lock_making().is_empty());
-        let (copy, how) = cache
-            .get_or_make("k".into(), || async {
-                Ok::<_, String>(Bytes::from_static(b"fixed"))
-            })
-            .await
-            .expect("made");
+        let (copy, how) = ask(&cache, Ok(b"fixed")).await.expect("made");
         assert_eq!((&copy[..], how), (&b"fixed"[..], Served::Made));
     }
 
@@ -393,12 +388,7 @@ mod tests {
         let timed_out = tokio::time::timeout(std::time::Duration::from_millis(20), stuck).await;
         assert!(timed_out.is_err());
         assert!(cache.lock_making().is_empty());
-        let (_, how) = cache
-            .get_or_make("k".into(), || async {
-                Ok::<_, String>(Bytes::from_static(b"made"))
-            })
-            .await
-            .expect("made");
+        let (_, how) = ask(&cache, Ok(b"made")).await.expect("made");
         assert_eq!(how, Served::Made);
     }
 
@@ -406,12 +396,7 @@ mod tests {
     async fn with_a_zero_budget_every_request_makes_its_own() {
         let cache = MaskedCache::new(0);
         for _ in 0..2 {
-            let (_, how) = cache
-                .get_or_make("k".into(), || async {
-                    Ok::<_, String>(Bytes::from_static(b"made"))
-                })
-                .await
-                .expect("made");
+            let (_, how) = ask(&cache, Ok(b"made")).await.expect("made");
             assert_eq!(how, Served::Made);
         }
     }

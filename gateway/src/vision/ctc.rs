@@ -22,6 +22,20 @@ pub struct CharReading {
     pub alt_p: f32,
 }
 
+/// `text` read with probability `p` at every character and no runner-up (tests of the rules
+/// built on readings).
+#[cfg(test)]
+pub(crate) fn uniform_reading(text: &str, p: f32) -> Vec<CharReading> {
+    text.chars()
+        .map(|c| CharReading {
+            ch: c.to_string(),
+            p,
+            alt: None,
+            alt_p: 0.0,
+        })
+        .collect()
+}
+
 /// Greedy CTC decoding keeping, per character, the best probability over its run of steps and
 /// the runner-up class (not blank) at that step.
 pub(crate) fn ctc_chars(

@@ -1127,14 +1127,7 @@ mod tests {
     }
 
     fn chars(text: &str, p: f32) -> Vec<CharReading> {
-        text.chars()
-            .map(|c| CharReading {
-                ch: c.to_string(),
-                p,
-                alt: None,
-                alt_p: 0.0,
-            })
-            .collect()
+        crate::vision::ctc::uniform_reading(text, p)
     }
 
     #[test]

@@ -191,14 +191,7 @@ mod tests {
     use super::*;
 
     fn read(text: &str, p: f32) -> Vec<CharReading> {
-        text.chars()
-            .map(|c| CharReading {
-                ch: c.to_string(),
-                p,
-                alt: None,
-                alt_p: 0.0,
-            })
-            .collect()
+        crate::vision::ctc::uniform_reading(text, p)
     }
 
     fn with_low(text: &str, at: &[usize]) -> Vec<CharReading> {
