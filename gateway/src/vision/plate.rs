@@ -291,6 +291,25 @@ impl PlateReader {
         // and a weak box over it is then dropped as the same plate.
         let weak_last = |b: &PlateBox| b.score > 0.0 && b.score < self.config.det_threshold;
         boxes.sort_by_key(|b| weak_last(b));
+        // A weak box is kept only when the second recogniser reads it surely and as we do:
+        // its (one-row) reading comes first, so a box it cannot read surely is never read with
+        // every crop hypothesis of ours.
+        let weak: Vec<&PlateBox> = boxes.iter().filter(|b| weak_last(b)).collect();
+        let mut weak_texts = self.sure_second_texts(img, &weak, stats)?.into_iter();
+        let mut confirmations: Vec<Option<String>> = Vec::with_capacity(boxes.len());
+        boxes.retain(|b| {
+            if !weak_last(b) {
+                confirmations.push(None);
+                return true;
+            }
+            match weak_texts.next().flatten() {
+                Some(text) => {
+                    confirmations.push(Some(text));
+                    true
+                }
+                None => false,
+            }
+        });
         let mut quads: Vec<Quad> = boxes.iter().map(|p| self.reading_quad(p)).collect();
         // Second opinions: the upright box of every straightened plate, read in the same pass.
         let checked: Vec<usize> = if self.config.cross_check_rectified {
@@ -310,7 +329,9 @@ impl PlateReader {
         let mut out: Vec<PlateReading> = Vec::new();
         // Per reading: its only doubt (if any) is characters below `char_doubt`.
         let mut only_low: Vec<bool> = Vec::new();
-        for ((plate, read), second) in boxes.into_iter().zip(reads).zip(second) {
+        for (((plate, read), second), confirmation) in
+            boxes.into_iter().zip(reads).zip(second).zip(confirmations)
+        {
             let Some(chars) = read else {
                 continue;
             };
@@ -334,7 +355,7 @@ impl PlateReader {
                 continue;
             }
             let weak = plate.score > 0.0 && plate.score < self.config.det_threshold;
-            if weak && !self.weak_plate_confirmed(img, &plate, &text, stats)? {
+            if weak && confirmation.as_deref() != Some(text.as_str()) {
                 continue;
             }
             let (mut doubt, mut candidates) = assess(&chars, self.config.char_doubt);
@@ -388,26 +409,32 @@ impl PlateReader {
         Ok(out)
     }
 
-    /// Whether the second recogniser reads a weak plate ([`PlateConfig::weak_det_threshold`])
-    /// as `text`, every character at least [`PlateConfig::second_sure_p`].
-    fn weak_plate_confirmed(
+    /// The second recogniser's readings of weak plates ([`PlateConfig::weak_det_threshold`]),
+    /// in one pass: a text when every character is at least [`PlateConfig::second_sure_p`],
+    /// else `None` (also for all of them when [`PlateConfig::second_opinion`] is off).
+    fn sure_second_texts(
         &self,
         img: &RgbImage,
-        plate: &PlateBox,
-        text: &str,
+        plates: &[&PlateBox],
         stats: &mut ReadStats,
-    ) -> Result<bool, VisionError> {
-        let Some(second) = &self.second else {
-            return Ok(false);
+    ) -> Result<Vec<Option<String>>, VisionError> {
+        let Some(second) = self.second.as_ref().filter(|_| !plates.is_empty()) else {
+            return Ok(vec![None; plates.len()]);
         };
         let started = Instant::now();
-        let read = second
-            .read(img, &[plate.corners])?
-            .pop()
-            .unwrap_or_default();
-        stats.rec2_rows += 1;
+        let quads: Vec<Quad> = plates.iter().map(|p| p.corners).collect();
+        let reads = second.read(img, &quads)?;
+        stats.rec2_rows += quads.len() as u32;
         stats.rec2_ms += started.elapsed().as_secs_f64() * 1000.0;
-        Ok(text_of(&read) == text && read.iter().all(|c| c.p >= self.config.second_sure_p))
+        let sure = |read: &[CharReading]| {
+            !read.is_empty() && read.iter().all(|c| c.p >= self.config.second_sure_p)
+        };
+        let mut out: Vec<Option<String>> = reads
+            .iter()
+            .map(|read| sure(read).then(|| text_of(read)))
+            .collect();
+        out.resize(plates.len(), None);
+        Ok(out)
     }
 
     /// The second recogniser's own reading of the plate at `corners` (top-left first,
