@@ -129,12 +129,7 @@ impl Extreme {
     }
 
     /// `supported_extreme` of the readings from index `s` to the newest.
-    pub(crate) fn from_index(
-        &mut self,
-        p: &impl Points,
-        base: u64,
-        s: usize,
-    ) -> Option<(i64, f64)> {
+    pub(crate) fn of_suffix(&mut self, p: &impl Points, base: u64, s: usize) -> Option<(i64, f64)> {
         let n = p.len();
         if s >= n {
             return None;

@@ -361,7 +361,7 @@ impl Window {
                 }
             };
             if let Running::Extreme(e) = &mut self.running[k] {
-                return e.from_index(&self.col, self.base, s);
+                return e.of_suffix(&self.col, self.base, s);
             }
         }
         scratch.clear();
