@@ -456,6 +456,23 @@ impl PlateReader {
         }))
     }
 
+    /// The second recogniser's per-character reading of the plate at `corners` (empty when it
+    /// reads nothing, `None` when [`PlateConfig::second_opinion`] is off): what
+    /// [`Self::second_reading`] summarises, for `plate_eval --dump-second`, which the tune split's
+    /// combining rules were chosen from.
+    pub fn second_chars(
+        &self,
+        img: &RgbImage,
+        corners: [(f32, f32); 4],
+    ) -> Result<Option<Vec<CharReading>>, VisionError> {
+        let Some(second) = &self.second else {
+            return Ok(None);
+        };
+        Ok(Some(
+            second.read(img, &[corners])?.pop().unwrap_or_default(),
+        ))
+    }
+
     /// Whether `img` looks like a plate crop rather than a scene (see [`PlateConfig::crop_max_side`]).
     fn is_plate_crop(&self, img: &RgbImage) -> bool {
         let (w, h) = (img.width() as f32, img.height() as f32);
