@@ -234,10 +234,26 @@ impl DoubleEndedIterator for Readings<'_> {
     }
 }
 
+/// Judgements over fewer readings than this rescan them: a short rescan costs about what
+/// keeping running state up costs, and a fleet of many devices with short windows (10,000
+/// devices in the ingest benchmark) then carries no running state (its memory). Chosen by
+/// that reasoning, not tuned on a benchmark.
+const RUNNING_FROM: usize = 64;
+
 #[cfg(test)]
 thread_local! {
-    /// Tests: answer every judgement by rescanning (the definition the running ones must match).
-    pub(crate) static RESCAN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests: the number of readings from which judgements run (`None`: [`RUNNING_FROM`];
+    /// `usize::MAX`: always rescan, the definition the running judgements must match).
+    pub(crate) static RUNNING_FROM_TEST: std::cell::Cell<Option<usize>> =
+        const { std::cell::Cell::new(None) };
+}
+
+fn running_from() -> usize {
+    #[cfg(test)]
+    if let Some(n) = RUNNING_FROM_TEST.with(|r| r.get()) {
+        return n;
+    }
+    RUNNING_FROM
 }
 
 #[derive(Debug, Clone)]
@@ -245,15 +261,63 @@ pub(crate) struct Window {
     col: Column,
     retention_ms: i64,
     max_len: usize,
-    /// Readings evicted from the front so far: the absolute position of index 0 (see `running`).
+    /// Judgements kept up with the readings, made on the first question about a long enough
+    /// run of readings; dropped when a late reading shifts positions or the column widens.
+    /// Boxed: most windows never have any. Not stored in snapshots: rebuilt from the readings.
+    running: Option<Box<RunningSet>>,
+}
+
+/// A window's running judgements (rules' bands and tolerances) and what they need to know
+/// of the window.
+#[derive(Debug, Clone)]
+struct RunningSet {
+    /// Readings evicted from the front since the set was made: the absolute position of
+    /// index 0.
     base: u64,
     /// Readings held whose number is not finite (NaN, infinities): while there are any, the
     /// judgements rescan (their comparisons are not the ordered ones the running ones use).
     non_finite: usize,
-    /// Judgements kept up with the readings (rules' bands and tolerances), made on the first
-    /// question; dropped when a late reading shifts positions or the column widens. Not stored
-    /// in snapshots: rebuilt from the readings.
-    running: Vec<Running>,
+    list: Vec<Running>,
+}
+
+impl RunningSet {
+    fn of(col: &Column) -> Box<RunningSet> {
+        Box::new(RunningSet {
+            base: 0,
+            non_finite: (0..col.len())
+                .filter(|&i| col.number(i).is_some_and(|x| !x.is_finite()))
+                .count(),
+            list: Vec::new(),
+        })
+    }
+
+    /// The position in `list` of the judgement `is` recognises, made by `make` when absent.
+    fn find_or(&mut self, is: impl Fn(&Running) -> bool, make: impl FnOnce() -> Running) -> usize {
+        match self.list.iter().position(is) {
+            Some(k) => k,
+            None => {
+                self.list.push(make());
+                self.list.len() - 1
+            }
+        }
+    }
+}
+
+/// A window's running judgements, when they can answer for the readings from index `s` up
+/// to `to`: at least [`RUNNING_FROM`] readings up to the newest, in a column of finite
+/// numbers. Made on the first such question.
+fn running_set_of<'a>(
+    running: &'a mut Option<Box<RunningSet>>,
+    col: &Column,
+    s: usize,
+    to: i64,
+) -> Option<&'a mut RunningSet> {
+    let n = col.len();
+    if n.saturating_sub(s) < running_from() || !col.is_numbers() || col.first_after(to) != n {
+        return None;
+    }
+    let set = running.get_or_insert_with(|| RunningSet::of(col));
+    (set.non_finite == 0).then_some(&mut **set)
 }
 
 fn non_finite(v: &Value) -> bool {
@@ -266,9 +330,7 @@ impl Window {
             col: Column::Ints(VecDeque::new()),
             retention_ms,
             max_len: max_len.max(1),
-            base: 0,
-            non_finite: 0,
-            running: Vec::new(),
+            running: None,
         }
     }
 
@@ -301,44 +363,38 @@ impl Window {
                 Push::Appended
             }
         };
-        if non_finite(v) {
-            self.non_finite += 1;
-        }
         if result == Push::Late || std::mem::discriminant(&self.col) != kind {
-            self.running.clear();
+            self.running = None;
+        }
+        if let Some(set) = self.running.as_deref_mut()
+            && non_finite(v)
+        {
+            set.non_finite += 1;
         }
         let newest = newest.map_or(t, |n| n.max(t));
         let cutoff = newest.saturating_sub(self.retention_ms);
         while self.col.len() > 0 && (self.col.t(0) < cutoff || self.col.len() > self.max_len) {
-            if self.col.number(0).is_some_and(|x| !x.is_finite()) {
-                self.non_finite -= 1;
+            if let Some(set) = self.running.as_deref_mut() {
+                if self.col.number(0).is_some_and(|x| !x.is_finite()) {
+                    set.non_finite -= 1;
+                }
+                set.base += 1;
             }
             self.col.pop_front();
-            self.base += 1;
         }
         result
     }
 
-    /// Whether the running judgements can answer for the readings up to `to`: they answer
-    /// for readings up to the newest, in a column of finite numbers.
-    fn running_ok(&self, to: i64) -> bool {
-        #[cfg(test)]
-        if RESCAN.with(|r| r.get()) {
-            return false;
-        }
-        self.col.is_numbers() && self.non_finite == 0 && self.col.first_after(to) == self.col.len()
-    }
-
-    /// Tests: whether a judgement up to `to` is answered by the running judgements.
+    /// Tests: whether the flat run up to `to` is answered by the running judgements.
     #[cfg(test)]
-    pub(crate) fn answers_running(&self, to: i64) -> bool {
-        self.running_ok(to)
+    pub(crate) fn answers_running(&mut self, to: i64) -> bool {
+        running_set_of(&mut self.running, &self.col, 0, to).is_some()
     }
 
     /// `supported_extreme` of [`Window::range_with_previous`]`(from, to, before)`'s numbers
     /// (the confirmed peak, or with `sign` -1 the confirmed low negated), kept up reading by
     /// reading when `to` is the newest reading's time. `scratch` holds the numbers when they
-    /// must be rescanned.
+    /// are rescanned.
     pub(crate) fn confirmed_extreme(
         &mut self,
         (from, to, before): (i64, i64, usize),
@@ -346,22 +402,16 @@ impl Window {
         sign: f64,
         scratch: &mut Vec<(i64, f64)>,
     ) -> Option<(i64, f64)> {
-        if self.running_ok(to) {
-            let s = self.col.first_at_or_after(from).saturating_sub(before);
-            let k = match self
-                .running
-                .iter()
-                .position(|r| matches!(r, Running::Extreme(e) if e.is_for(band, sign)))
-            {
-                Some(k) => k,
-                None => {
-                    self.running
-                        .push(Running::Extreme(Extreme::new(band, sign)));
-                    self.running.len() - 1
-                }
-            };
-            if let Running::Extreme(e) = &mut self.running[k] {
-                return e.of_suffix(&self.col, self.base, s);
+        let s = self.col.first_at_or_after(from).saturating_sub(before);
+        // `running_set` borrows the window; the column is read beside it.
+        let col = &self.col;
+        if let Some(set) = running_set_of(&mut self.running, col, s, to) {
+            let k = set.find_or(
+                |r| matches!(r, Running::Extreme(e) if e.is_for(band, sign)),
+                || Running::Extreme(Extreme::new(band, sign)),
+            );
+            if let Running::Extreme(e) = &mut set.list[k] {
+                return e.of_suffix(col, set.base, s);
             }
         }
         scratch.clear();
@@ -389,20 +439,14 @@ impl Window {
     /// stay within `tolerance` of each other from it back, and the time of the oldest of them
     /// (`to` when there are none). Kept up reading by reading when `to` is the newest time.
     pub(crate) fn flat_run(&mut self, to: i64, tolerance: f64) -> (usize, i64) {
-        if self.running_ok(to) {
-            let k = match self
-                .running
-                .iter()
-                .position(|r| matches!(r, Running::Flat(f) if f.is_for(tolerance)))
-            {
-                Some(k) => k,
-                None => {
-                    self.running.push(Running::Flat(FlatRun::new(tolerance)));
-                    self.running.len() - 1
-                }
-            };
-            if let Running::Flat(f) = &mut self.running[k] {
-                return f.newest(&self.col, self.base, to);
+        let col = &self.col;
+        if let Some(set) = running_set_of(&mut self.running, col, 0, to) {
+            let k = set.find_or(
+                |r| matches!(r, Running::Flat(f) if f.is_for(tolerance)),
+                || Running::Flat(FlatRun::new(tolerance)),
+            );
+            if let Running::Flat(f) = &mut set.list[k] {
+                return f.newest(col, set.base, to);
             }
         }
         flat_run_by_scan(self.numbers_newest_first(to), tolerance, to)
