@@ -451,7 +451,12 @@ impl Mapping {
                 },
             };
             let value = match raw {
-                Value::Float(n) => Value::Float(conv.apply(n * f.scale + f.offset)),
+                // A finite number can overflow once scaled and converted (1e308 x 1000): an
+                // infinity would reach the rules' windows and saved state, which JSON cannot hold.
+                Value::Float(n) => match conv.apply(n * f.scale + f.offset) {
+                    v if v.is_finite() => Value::Float(v),
+                    _ => return Err(wrong(path, "out of range once scaled to its unit")),
+                },
                 other => other,
             };
             out.push(Reading {
@@ -707,6 +712,38 @@ scale = 0.1
             m.decode("plain/s/d/level", b"NaN", 0, &reg)
                 .unwrap()
                 .is_err()
+        );
+    }
+
+    /// A finite number that overflows once converted (1e308 m in mm) is refused, not turned
+    /// into an infinity that the rules' saved state could not hold.
+    #[test]
+    fn a_number_that_overflows_once_converted_is_refused() {
+        let cfg = Config::from_toml(
+            r#"
+[[mappings]]
+name = "level-m"
+topic = "m/{site}/{device}/uplink"
+format = "json"
+stream = "grease_trap"
+[[mappings.fields]]
+path = "level"
+metric = "level"
+unit = "m"
+"#,
+        )
+        .unwrap();
+        let m = Mapping::new(&cfg.mappings[0]).unwrap();
+        let reg = Registry::empty();
+        let ok = m.decode("m/s/d/uplink", br#"{"level":1.5}"#, 0, &reg);
+        assert!(
+            matches!(&ok, Some(Ok(r)) if r[0].value == Value::Float(1500.0)),
+            "{ok:?}"
+        );
+        let err = m.decode("m/s/d/uplink", br#"{"level":1e308}"#, 0, &reg);
+        assert!(
+            matches!(&err, Some(Err(DecodeError::WrongType { field, .. })) if field == "level"),
+            "{err:?}"
         );
     }
 }

@@ -185,7 +185,12 @@ fn convert(name: &str, v: Value, unit: Option<&str>) -> Result<(Value, &'static 
     let conv = units::canonical(unit)
         .ok_or_else(|| wrong(&format!("units.{name}"), &format!("unknown unit `{unit}`")))?;
     let value = match value {
-        Value::Float(f) => Value::Float(conv.apply(f)),
+        // A finite number can overflow once converted (1e308 m in mm): an infinity would reach
+        // the rules' windows and saved state, which JSON cannot hold.
+        Value::Float(f) => match conv.apply(f) {
+            v if v.is_finite() => Value::Float(v),
+            _ => return Err(wrong(name, "out of range once converted to its unit")),
+        },
         other => other,
     };
     Ok((value, conv.canonical))
@@ -245,6 +250,26 @@ mod tests {
         assert_eq!(level.stream, "grease_trap");
         let battery = r.iter().find(|r| r.metric == "battery").unwrap();
         assert_eq!(battery.value, Value::Float(88.0));
+    }
+
+    /// A finite number that overflows once converted (1e308 m in mm) is refused, not turned
+    /// into an infinity that the rules' saved state could not hold.
+    #[test]
+    fn a_number_that_overflows_once_converted_is_refused() {
+        let err = dec(
+            "telemetry",
+            r#"{"ts":1000,"units":{"level":"m"},"metrics":{"level":1e308}}"#,
+        );
+        assert!(
+            matches!(&err, Err(DecodeError::WrongType { field, .. }) if field == "level"),
+            "{err:?}"
+        );
+        let ok = dec(
+            "telemetry",
+            r#"{"ts":1000,"units":{"level":"m"},"metrics":{"level":1.5}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok[0].value, Value::Float(1500.0));
     }
 
     #[test]
