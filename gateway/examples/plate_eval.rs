@@ -13,7 +13,10 @@
 //! `--det-threshold F`, `--rec-min-width N`, `--crops-until-sure 0|1`,
 //! `--tile-unless-found 0|1`, `--crop-upscale-to N`, `--layout-decoding 0|1`,
 //! `--require-province 0|1`, `--rectify-above-deg F|off`, `--cross-check 0|1`,
-//! `--second-opinion 0|1`, `--second-sure-p F`, `--weak-det-threshold F`.
+//! `--second-opinion 0|1`, `--second-sure-p F`, `--second-province-p F`, `--weak-det-threshold F`.
+//! `--dump-second 1` adds, to every reading, the second recogniser's own per-character reading
+//! of the same corners (`second`), from a reader with the default config (so it works with
+//! `--second-opinion 0` too): the raw material for choosing a combining rule on the tune split.
 
 use gateway::vision::plate::{PlateConfig, PlateReader, ReadStats};
 use gateway::vision::preprocess::{ImageLimits, decode_image};
@@ -24,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut runs = 3usize;
     let mut files = Vec::new();
     let mut config = PlateConfig::default();
+    let mut dump_second = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if !a.starts_with("--") {
@@ -50,6 +54,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--cross-check" => config.cross_check_rectified = v == "1",
             "--second-opinion" => config.second_opinion = v == "1",
             "--second-sure-p" => config.second_sure_p = v.parse()?,
+            "--second-province-p" => config.second_province_p = v.parse()?,
+            "--dump-second" => dump_second = v == "1",
             "--rectify-above-deg" => {
                 config.rectify_above_deg = if v == "off" { None } else { Some(v.parse()?) }
             }
@@ -57,6 +63,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let reader = PlateReader::load_default(config)?;
+    let second = if dump_second {
+        Some(PlateReader::load_default(PlateConfig::default())?)
+    } else {
+        None
+    };
     let limits = ImageLimits::default();
     let out = std::io::stdout();
     let mut out = out.lock();
@@ -84,9 +95,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ms.push(t.elapsed().as_secs_f64() * 1000.0);
             }
         }
+        let mut plates_json = serde_json::to_value(&plates)?;
+        if let (Some(second), Ok(img), Some(list)) = (&second, &decoded, plates_json.as_array_mut())
+        {
+            for (p, j) in plates.iter().zip(list.iter_mut()) {
+                let chars = second.second_chars(img, p.plate.corners)?;
+                j["second"] = serde_json::to_value(chars)?;
+            }
+        }
         let line = serde_json::json!({
             "file": f, "ms": ms, "decode_ms": decode_ms, "stats": stats,
-            "plates": plates, "error": error,
+            "plates": plates_json, "error": error,
         });
         writeln!(out, "{line}")?;
     }

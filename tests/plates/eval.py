@@ -7,9 +7,9 @@ Run through tests/plates/eval.sh (it fetches the data and builds the reader). Pr
 tables: exact-plate accuracy, per-character accuracy, province-character accuracy, doubtful and
 confidently-wrong readings, false plates per plate-free image, and ms per frame (median over
 images of the median of --runs timed runs), overall and per subset (province, colour, size).
-Only the split given by --split is scored (default "judge"; "tune" is the parameter-choosing
-split and is kept apart; "judge2" is a second judging split from other sources, never looked at
-when choosing anything).
+Only the split given by --split is scored (default "judge"; "tune" and "tune3" are the
+parameter-choosing splits and are kept apart; "judge2" and "judge3" are judging splits from other
+sources, never looked at when choosing anything; "tune,tune3" scores both as one).
 """
 import argparse, collections, json, os, statistics, subprocess, sys
 
@@ -57,6 +57,8 @@ BASELINES = {"hyperlpr": ("hyperlpr 0.0.2", BASELINE), "agentclpr": ("agentclpr 
 
 
 def load_truth(split):
+    """Rows of the named split; several splits joined by commas ("tune,tune3") are scored as one."""
+    wanted = set(split.split(","))
     rows = []
     parents = {}
     with open(os.path.join(HERE, "groundtruth.tsv"), encoding="utf-8") as f:
@@ -67,7 +69,7 @@ def load_truth(split):
             r = dict(id=c[0], split=c[1], source=c[2], path=c[3], plates=[] if c[8] == "-" else c[8].split("|"),
                      colour=c[9], rows=int(c[10]), kind=c[11], size=c[12], cond=c[14])
             parents[r["id"]] = r
-            if r["split"] == split:
+            if r["split"] in wanted:
                 rows.append(r)
     return rows, parents
 
@@ -223,7 +225,7 @@ def main():
         p = os.path.join(a.images, r["id"] + os.path.splitext(r["path"])[1].lower())
         if os.path.isfile(p):
             img[r["id"]] = p
-    if a.split == "tune" and not a.no_derived:
+    if "tune" in a.split.split(",") and not a.no_derived:
         for r in derived_rows(parents, a.images, a.baseline_python):
             rows.append(r)
             img[r["id"]] = r["file"]

@@ -6,6 +6,8 @@
 #   PLATES_HYPERLPR_GIT=/path/to/HyperLPR/.git bash tests/plates/fetch.sh   # + the plate photos
 #   PLATES_EASYPR_GIT=/path/to/EasyPR/.git PLATES_LPRNET_GIT=/path/to/LPRNet_Pytorch/.git \
 #       bash tests/plates/fetch.sh                                           # + the judge2 split
+#   PLATES_WZH_GIT=/path/to/License-Plate-Recognition/.git PLATES_CLPDR_GIT=/path/to/Chinese_license_plate_detection_recognition/.git \
+#       bash tests/plates/fetch.sh                                           # + tune3 / judge3
 #
 # PLATES_NO_BASELINE=1 skips the baseline venv (the tests only need the images).
 # Cache: ${ENFORCEMENT_PLATES_DIR:-$HOME/.cache/enforcement-gateway/plates}
@@ -19,7 +21,10 @@
 # has the blobs; the ids are in groundtruth.tsv) in PLATES_HYPERLPR_GIT, or go without them.
 # The judge2 split (never used to choose anything) comes the same way from two more repositories:
 # liuruoze/EasyPR (Apache-2.0; a full clone, some photos are only in its history) in
-# PLATES_EASYPR_GIT and sirius-ai/LPRNet_Pytorch (Apache-2.0) in PLATES_LPRNET_GIT.
+# PLATES_EASYPR_GIT and sirius-ai/LPRNet_Pytorch (Apache-2.0) in PLATES_LPRNET_GIT. The tune3 split adds
+# wzh191920/License-Plate-Recognition (MIT) in PLATES_WZH_GIT (and more HyperLPR crops); the judge3
+# split is we0091234/Chinese_license_plate_detection_recognition (GPL-3.0, test data only; a full
+# clone, the photos are in its history) in PLATES_CLPDR_GIT.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PLATES_DIR="${ENFORCEMENT_PLATES_DIR:-$HOME/.cache/enforcement-gateway/plates}"
@@ -113,6 +118,9 @@ GIT_SOURCES = {
     "hyperlpr": ("PLATES_HYPERLPR_GIT", "HyperLPR (szad670401/HyperLPR)"),
     "easypr": ("PLATES_EASYPR_GIT", "EasyPR (liuruoze/EasyPR)"),
     "lprnet": ("PLATES_LPRNET_GIT", "LPRNet_Pytorch (sirius-ai/LPRNet_Pytorch)"),
+    "wzh": ("PLATES_WZH_GIT", "License-Plate-Recognition (wzh191920/License-Plate-Recognition)"),
+    "clpdr": ("PLATES_CLPDR_GIT",
+              "Chinese_license_plate_detection_recognition (we0091234/Chinese_license_plate_detection_recognition)"),
 }
 for src, (var, name) in GIT_SOURCES.items():
     if src not in by_src:

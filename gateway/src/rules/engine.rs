@@ -27,6 +27,9 @@ use super::flap::{Flap, Hysteresis, Transition};
 use super::grease::{PumpoutRegistry, Traps};
 use super::keys::{FastMap, SeriesKey, SeriesTable, StateKey, StateMap, StateRef};
 use super::maintenance::MaintenanceRegistry;
+#[cfg(test)]
+use super::running::supported_extreme;
+use super::running::supported_peak;
 use super::window::{Push, Window};
 use crate::clue::signal::{ClueEvent, ClueSignal, Evidence, EvidenceReading, Level, Subject};
 use crate::decode::native::{EVENT_STREAM, STATE_STREAM};
@@ -347,8 +350,9 @@ struct Live {
     /// will): site -> device -> receive time it went down. See [`Live::on_link_state`].
     offline: HashMap<String, HashMap<String, i64>>,
     stats: EngineStats,
-    /// A window's numbers while a rate or discharge is judged: one buffer reused, not an
-    /// allocation per judgement (what it holds between judgements means nothing).
+    /// A window's numbers while a rate or discharge is rescanned (see `Window::running_ok`):
+    /// one buffer reused, not an allocation per judgement (what it holds between judgements
+    /// means nothing).
     scratch: Vec<(i64, f64)>,
 }
 
@@ -609,31 +613,6 @@ fn value_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// The highest reading that a neighbour confirms (within `band` of the one before or after
-/// it): one echo off foam or a ripple is no peak, so its fall back is no discharge.
-fn supported_peak(points: &[(i64, f64)], band: f64) -> Option<(i64, f64)> {
-    supported_extreme(points, band, 1.0)
-}
-
-/// [`supported_peak`] of the readings negated (`sign` -1: the lowest confirmed reading,
-/// answered negated), without copying them. Negation is exact, so this is the peak of a
-/// negated copy to the bit.
-fn supported_extreme(points: &[(i64, f64)], band: f64, sign: f64) -> Option<(i64, f64)> {
-    let x = |i: usize| sign * points[i].1;
-    let confirmed = |i: usize| {
-        points.len() == 1
-            || (i > 0 && (x(i) - x(i - 1)).abs() <= band)
-            || (i + 1 < points.len() && (x(i) - x(i + 1)).abs() <= band)
-    };
-    (0..points.len())
-        .filter(|&i| confirmed(i))
-        .map(|i| (points[i].0, x(i)))
-        .fold(None, |best: Option<(i64, f64)>, p| match best {
-            Some(b) if b.1 >= p.1 => Some(b),
-            _ => Some(p),
-        })
-}
-
 /// A discharge is judged once this many readings at or after the drop confirm it (or, for a
 /// device that went quiet, this long after its grace period on the receive clock): a single
 /// dropout reading (no echo) that the next reading contradicts is no discharge.
@@ -815,7 +794,7 @@ impl Live {
         }
         let in_window = c.calendar.matches(rule.window, &r.site, t);
         // By position: no second lookup of the series (see `SeriesTable`).
-        let window = Some(&self.series.at(series_pos).window);
+        let window = &mut self.series.at_mut(series_pos).window;
         let v = r.value.as_f64();
         let (raw, min_ms) = match &rule.condition {
             Condition::Threshold {
@@ -845,25 +824,25 @@ impl Live {
             } => {
                 let Some(v) = v else { return };
                 let from = t.saturating_sub(*within_s as i64 * 1000);
-                // A buffer kept between readings: no allocation per judgement.
-                let mut points = std::mem::take(&mut self.scratch);
-                points.clear();
-                points.extend(window.into_iter().flat_map(|w| w.range(from, t).numbers()));
                 // Extremes a neighbour confirms: one lost echo or foam spike is no change,
                 // neither as the start of the change nor as its newest reading (the reading
                 // before it must agree; a real change is confirmed one reading later).
+                let (count, before_newest) = window.count_and_second_newest(from, t);
                 let newest_confirmed =
-                    |band: f64| points.len() >= 2 && (v - points[points.len() - 2].1).abs() <= band;
+                    |band: f64| count >= 2 && before_newest.is_some_and(|b| (v - b).abs() <= band);
+                let scratch = &mut self.scratch;
                 let fell = drop.is_some_and(|d| {
                     newest_confirmed(d / 2.0)
-                        && supported_peak(&points, d / 2.0).is_some_and(|(_, hi)| hi - v >= d)
+                        && window
+                            .confirmed_extreme((from, t, 0), d / 2.0, 1.0, scratch)
+                            .is_some_and(|(_, hi)| hi - v >= d)
                 });
                 let rose = rise.is_some_and(|d| {
                     newest_confirmed(d / 2.0)
-                        && supported_extreme(&points, d / 2.0, -1.0)
+                        && window
+                            .confirmed_extreme((from, t, 0), d / 2.0, -1.0, scratch)
                             .is_some_and(|(_, lo)| v + lo >= d)
                 });
-                self.scratch = points;
                 (fell || rose, 0)
             }
             Condition::FlatLine {
@@ -882,17 +861,7 @@ impl Live {
                 });
                 // The flat run: from the newest reading back while every value stays within
                 // `tolerance`; it counts the hours of `during` it spans.
-                let (mut n, mut lo, mut hi, mut start) =
-                    (0usize, f64::INFINITY, f64::NEG_INFINITY, t);
-                for (pt, x) in window.into_iter().flat_map(|w| w.numbers_newest_first(t)) {
-                    if hi.max(x) - lo.min(x) > *tolerance {
-                        break;
-                    }
-                    n += 1;
-                    lo = lo.min(x);
-                    hi = hi.max(x);
-                    start = pt;
-                }
+                let (n, start) = window.flat_run(t, *tolerance);
                 let span = c.calendar.time_in(*during, &r.site, start, t);
                 (
                     !full && n >= *min_readings && span >= *for_s as i64 * 1000,
@@ -929,15 +898,12 @@ impl Live {
                 // between two consecutive reports, so the drop is judged from the last
                 // reading before it whatever the interval (a pump-out on record still
                 // explains it; the peak must still be confirmed by its own neighbour).
-                let mut points = std::mem::take(&mut self.scratch);
-                points.clear();
-                points.extend(
-                    window
-                        .into_iter()
-                        .flat_map(|w| w.range_with_previous(from, t, PEAK_NEIGHBOURS).numbers()),
+                let peak = window.confirmed_extreme(
+                    (from, t, PEAK_NEIGHBOURS),
+                    *min_drop / 2.0,
+                    1.0,
+                    &mut self.scratch,
                 );
-                let peak = supported_peak(&points, *min_drop / 2.0);
-                self.scratch = points;
                 let raw = in_window && peak.is_some_and(|(_, p)| p - v >= *min_drop);
                 if raw
                     && !st.raw

@@ -128,6 +128,7 @@ impl<V> SeriesTable<V> {
 
     /// The series at `pos`, a position [`SeriesTable::find`] or [`SeriesTable::insert`]
     /// answered for this table.
+    #[cfg(test)]
     pub(crate) fn at(&self, pos: usize) -> &V {
         &self.list[pos]
     }

@@ -4,6 +4,8 @@
 //! - `config`: declarative rules (`[[rules]]`) and calendar settings (`[rules_settings]`).
 //! - `engine`: the pure state machine (readings and a clock in, signals out; no tokio).
 //! - `window`: per-series ring of recent readings (evidence, rate, flat-line).
+//! - `running`: judgements over a window kept up reading by reading (rate, discharge,
+//!   flat-line) instead of rescanning it per reading.
 //! - `flap`: hysteresis, minimum duration and cool-down, so a flapping sensor raises one
 //!   occurrence per cool-down instead of hundreds.
 //! - `calendar`: night / business hours / per-site calendars in local time.
@@ -23,6 +25,7 @@ pub(crate) mod journal;
 mod keys;
 pub(crate) mod maintenance;
 pub(crate) mod pumpout_journal;
+mod running;
 pub(crate) mod snapshot;
 pub(crate) mod task;
 pub(crate) mod window;

@@ -7,6 +7,7 @@
 //! series, takes 16 bytes a reading instead of 40 for `(i64, Value)`. With ten thousand
 //! devices these windows were most of the gateway's memory per device (issue 24).
 
+use super::running::{Extreme, FlatRun, Points, Running, flat_run_by_scan, supported_extreme};
 use crate::reading::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -110,6 +111,11 @@ impl Column {
         })
     }
 
+    /// Whether every reading is a number read without a `Value` (what [`Running`] needs).
+    fn is_numbers(&self) -> bool {
+        !matches!(self, Column::Values(_))
+    }
+
     /// Widens the column so it can hold `v`, copying what it holds.
     fn widen_for(&mut self, v: &Value) {
         let fits = match (&*self, v) {
@@ -169,6 +175,25 @@ impl Column {
     }
 }
 
+/// Only asked of a column of numbers (see [`Window::running_ok`]).
+impl Points for Column {
+    fn len(&self) -> usize {
+        Column::len(self)
+    }
+
+    fn t(&self, i: usize) -> i64 {
+        Column::t(self, i)
+    }
+
+    fn x(&self, i: usize) -> f64 {
+        match self {
+            Column::Ints(d) => d[i].1 as f64,
+            Column::Floats(d) => d[i].1,
+            Column::Values(d) => d[i].1.as_f64().unwrap_or(f64::NAN),
+        }
+    }
+}
+
 /// Readings of a window between two indices, oldest first (`.rev()` for newest first).
 pub(crate) struct Readings<'a> {
     col: &'a Column,
@@ -209,11 +234,30 @@ impl DoubleEndedIterator for Readings<'_> {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: answer every judgement by rescanning (the definition the running ones must match).
+    pub(crate) static RESCAN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Window {
     col: Column,
     retention_ms: i64,
     max_len: usize,
+    /// Readings evicted from the front so far: the absolute position of index 0 (see `running`).
+    base: u64,
+    /// Readings held whose number is not finite (NaN, infinities): while there are any, the
+    /// judgements rescan (their comparisons are not the ordered ones the running ones use).
+    non_finite: usize,
+    /// Judgements kept up with the readings (rules' bands and tolerances), made on the first
+    /// question; dropped when a late reading shifts positions or the column widens. Not stored
+    /// in snapshots: rebuilt from the readings.
+    running: Vec<Running>,
+}
+
+fn non_finite(v: &Value) -> bool {
+    v.as_f64().is_some_and(|x| !x.is_finite())
 }
 
 impl Window {
@@ -222,6 +266,9 @@ impl Window {
             col: Column::Ints(VecDeque::new()),
             retention_ms,
             max_len: max_len.max(1),
+            base: 0,
+            non_finite: 0,
+            running: Vec::new(),
         }
     }
 
@@ -229,6 +276,7 @@ impl Window {
         if self.col.len() == 0 {
             self.col = Column::for_value(v);
         }
+        let kind = std::mem::discriminant(&self.col);
         let n = self.col.len();
         let newest = n.checked_sub(1).map(|last| self.col.t(last));
         let result = match newest {
@@ -253,12 +301,111 @@ impl Window {
                 Push::Appended
             }
         };
+        if non_finite(v) {
+            self.non_finite += 1;
+        }
+        if result == Push::Late || std::mem::discriminant(&self.col) != kind {
+            self.running.clear();
+        }
         let newest = newest.map_or(t, |n| n.max(t));
         let cutoff = newest.saturating_sub(self.retention_ms);
         while self.col.len() > 0 && (self.col.t(0) < cutoff || self.col.len() > self.max_len) {
+            if self.col.number(0).is_some_and(|x| !x.is_finite()) {
+                self.non_finite -= 1;
+            }
             self.col.pop_front();
+            self.base += 1;
         }
         result
+    }
+
+    /// Whether the running judgements can answer for the readings up to `to`: they answer
+    /// for readings up to the newest, in a column of finite numbers.
+    fn running_ok(&self, to: i64) -> bool {
+        #[cfg(test)]
+        if RESCAN.with(|r| r.get()) {
+            return false;
+        }
+        self.col.is_numbers() && self.non_finite == 0 && self.col.first_after(to) == self.col.len()
+    }
+
+    /// Tests: whether a judgement up to `to` is answered by the running judgements.
+    #[cfg(test)]
+    pub(crate) fn answers_running(&self, to: i64) -> bool {
+        self.running_ok(to)
+    }
+
+    /// `supported_extreme` of [`Window::range_with_previous`]`(from, to, before)`'s numbers
+    /// (the confirmed peak, or with `sign` -1 the confirmed low negated), kept up reading by
+    /// reading when `to` is the newest reading's time. `scratch` holds the numbers when they
+    /// must be rescanned.
+    pub(crate) fn confirmed_extreme(
+        &mut self,
+        (from, to, before): (i64, i64, usize),
+        band: f64,
+        sign: f64,
+        scratch: &mut Vec<(i64, f64)>,
+    ) -> Option<(i64, f64)> {
+        if self.running_ok(to) {
+            let s = self.col.first_at_or_after(from).saturating_sub(before);
+            let k = match self
+                .running
+                .iter()
+                .position(|r| matches!(r, Running::Extreme(e) if e.is_for(band, sign)))
+            {
+                Some(k) => k,
+                None => {
+                    self.running
+                        .push(Running::Extreme(Extreme::new(band, sign)));
+                    self.running.len() - 1
+                }
+            };
+            if let Running::Extreme(e) = &mut self.running[k] {
+                return e.of_suffix(&self.col, self.base, s);
+            }
+        }
+        scratch.clear();
+        scratch.extend(self.range_with_previous(from, to, before).numbers());
+        supported_extreme(scratch, band, sign)
+    }
+
+    /// How many numbers [`Window::range`]`(from, to)` holds, and the one before its newest.
+    pub(crate) fn count_and_second_newest(&self, from: i64, to: i64) -> (usize, Option<f64>) {
+        let (a, b) = (self.col.first_at_or_after(from), self.col.first_after(to));
+        if self.col.is_numbers() {
+            let n = b.saturating_sub(a);
+            return (n, (n >= 2).then(|| self.col.x(b - 2)));
+        }
+        let (mut n, mut newest, mut second) = (0, None, None);
+        for (_, x) in self.range(from, to).numbers() {
+            n += 1;
+            second = newest;
+            newest = Some(x);
+        }
+        (n, second)
+    }
+
+    /// The flat run ending at the newest reading up to `to` (numbers only): how many readings
+    /// stay within `tolerance` of each other from it back, and the time of the oldest of them
+    /// (`to` when there are none). Kept up reading by reading when `to` is the newest time.
+    pub(crate) fn flat_run(&mut self, to: i64, tolerance: f64) -> (usize, i64) {
+        if self.running_ok(to) {
+            let k = match self
+                .running
+                .iter()
+                .position(|r| matches!(r, Running::Flat(f) if f.is_for(tolerance)))
+            {
+                Some(k) => k,
+                None => {
+                    self.running.push(Running::Flat(FlatRun::new(tolerance)));
+                    self.running.len() - 1
+                }
+            };
+            if let Running::Flat(f) = &mut self.running[k] {
+                return f.newest(&self.col, self.base, to);
+            }
+        }
+        flat_run_by_scan(self.numbers_newest_first(to), tolerance, to)
     }
 
     fn between(&self, front: usize, back: usize) -> Readings<'_> {
@@ -284,7 +431,7 @@ impl Window {
     }
 
     /// Readings with `t <= to` as numbers, newest first (text readings skipped).
-    pub(crate) fn numbers_newest_first(&self, to: i64) -> impl Iterator<Item = (i64, f64)> + '_ {
+    fn numbers_newest_first(&self, to: i64) -> impl Iterator<Item = (i64, f64)> + '_ {
         self.between(0, self.col.first_after(to)).numbers().rev()
     }
 

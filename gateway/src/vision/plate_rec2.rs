@@ -121,13 +121,14 @@ fn blank_first(rows: &[f32], classes: usize) -> Vec<f32> {
 pub(crate) enum Verdict {
     /// The same text, or a second reading too unsure to count: the reading stays as it was.
     Unchanged,
-    /// A doubtful reading whose only doubt was a low character probability (not the province),
-    /// read the same by the second model with every character at least `sure_p`: now sure.
+    /// A doubtful reading whose only doubt was low character probabilities (the province only
+    /// when ours is at least `province_p` there), read the same by the second model with every
+    /// character at least `sure_p`: now sure.
     Confirmed,
     /// A sure reading the second model confidently reads otherwise: doubtful, both candidates.
     Disputed { other: String },
     /// A doubtful reading the second model confidently reads otherwise exactly where ours was
-    /// unsure: its text goes first (still doubtful), ours second.
+    /// unsure, or only at the province: its text goes first (still doubtful), ours second.
     Corrected { other: String },
     /// A doubtful reading the second model confidently reads otherwise elsewhere too: its text
     /// is added as a candidate after ours.
@@ -140,10 +141,13 @@ pub(crate) enum Verdict {
 ///
 /// A second reading counts only when it is laid out like a plate and its least sure character
 /// has at least `sure_p`: on the tune split its unsure reads were wrong provinces on far plates
-/// (4 of 4 where it disagreed with a right, sure reading of ours, p 0.2-0.55). Agreement can make
-/// a reading sure only when the province was not among our doubtful characters: on the tune split
-/// the one reading both models got wrong was a province (浙 read 新 by both). Never can combining
-/// turn a doubtful disagreement into a sure one.
+/// (4 of 4 where it disagreed with a right, sure reading of ours, p 0.2-0.55). Agreement makes a
+/// reading sure when its only doubt was low character probabilities; when the province was one
+/// of them, only if our province probability is at least `province_p`: on the tune splits the one
+/// doubtful province both models read alike and wrong (浙 read 新) was ours at p 0.54, the 33 right
+/// ones at 0.6 or more that this confirms were all right (`tests/plates/province_rule.py`). A
+/// confident second text that differs only at the province (or only where ours was unsure) goes
+/// first, still doubtful. Never can combining turn a doubtful disagreement into a sure one.
 pub(crate) fn second_opinion(
     ours: &[CharReading],
     doubtful: bool,
@@ -151,6 +155,7 @@ pub(crate) fn second_opinion(
     second: &[CharReading],
     char_doubt: f32,
     sure_p: f32,
+    province_p: f32,
 ) -> Verdict {
     let text: String = ours.iter().map(|c| c.ch.as_str()).collect();
     let other: String = second.iter().map(|c| c.ch.as_str()).collect();
@@ -163,7 +168,8 @@ pub(crate) fn second_opinion(
         .filter(|&i| ours[i].p < char_doubt)
         .collect();
     if other == text {
-        return if doubtful && low_only && !low.is_empty() && !low.contains(&0) {
+        let province_ok = !low.contains(&0) || ours.first().is_some_and(|c| c.p >= province_p);
+        return if doubtful && low_only && !low.is_empty() && province_ok {
             Verdict::Confirmed
         } else {
             Verdict::Unchanged
@@ -179,7 +185,10 @@ pub(crate) fn second_opinion(
             .zip(second)
             .enumerate()
             .all(|(i, (a, b))| a.ch == b.ch || low.contains(&i));
-    if only_where_unsure {
+    // Only the province differs: the character our CCPD-trained model knows least (tune3: 皖 read
+    // for 浙 where the second model was sure of 浙).
+    let only_province = same_len && ours.iter().zip(second).skip(1).all(|(a, b)| a.ch == b.ch);
+    if only_where_unsure || only_province {
         Verdict::Corrected { other }
     } else {
         Verdict::Candidate { other }
@@ -207,26 +216,34 @@ mod tests {
         let ours = with_low("浙EP8800", &[1]);
         let second = read("浙EP8800", 0.95);
         assert_eq!(
-            second_opinion(&ours, true, true, &second, 0.9, 0.8),
+            second_opinion(&ours, true, true, &second, 0.9, 0.8, 0.6),
             Verdict::Confirmed
         );
         // The province was the doubtful character: both models may share the mistake.
         let ours = with_low("新A89R95", &[0]);
         assert_eq!(
-            second_opinion(&ours, true, true, &read("新A89R95", 0.98), 0.9, 0.8),
+            second_opinion(&ours, true, true, &read("新A89R95", 0.98), 0.9, 0.8, 0.6),
             Verdict::Unchanged
         );
         // Doubtful for another reason (two views disagreed, not a plate layout): stays.
         let ours = with_low("浙EP8800", &[1]);
         assert_eq!(
-            second_opinion(&ours, true, false, &second, 0.9, 0.8),
+            second_opinion(&ours, true, false, &second, 0.9, 0.8, 0.6),
             Verdict::Unchanged
         );
         // An unsure second reading confirms nothing.
         let mut weak = read("浙EP8800", 0.95);
         weak[3].p = 0.7;
         assert_eq!(
-            second_opinion(&with_low("浙EP8800", &[1]), true, true, &weak, 0.9, 0.8),
+            second_opinion(
+                &with_low("浙EP8800", &[1]),
+                true,
+                true,
+                &weak,
+                0.9,
+                0.8,
+                0.6
+            ),
             Verdict::Unchanged
         );
     }
@@ -235,7 +252,7 @@ mod tests {
     fn a_confident_disagreement_makes_a_sure_reading_doubtful_and_a_weak_one_does_not() {
         let ours = read("皖A12345", 0.99);
         assert_eq!(
-            second_opinion(&ours, false, true, &read("湘A12345", 0.9), 0.9, 0.8),
+            second_opinion(&ours, false, true, &read("湘A12345", 0.9), 0.9, 0.8, 0.6),
             Verdict::Disputed {
                 other: "湘A12345".into()
             }
@@ -244,12 +261,12 @@ mod tests {
         let mut weak = read("贵A12345", 0.97);
         weak[0].p = 0.35;
         assert_eq!(
-            second_opinion(&ours, false, true, &weak, 0.9, 0.8),
+            second_opinion(&ours, false, true, &weak, 0.9, 0.8, 0.6),
             Verdict::Unchanged
         );
         // Not a plate at all: no opinion.
         assert_eq!(
-            second_opinion(&ours, false, true, &read("A12345", 0.99), 0.9, 0.8),
+            second_opinion(&ours, false, true, &read("A12345", 0.99), 0.9, 0.8, 0.6),
             Verdict::Unchanged
         );
     }
@@ -258,16 +275,62 @@ mod tests {
     fn a_doubtful_reading_is_corrected_only_where_it_was_unsure() {
         let ours = with_low("川ENS125", &[1]);
         assert_eq!(
-            second_opinion(&ours, true, true, &read("川FNS125", 0.97), 0.9, 0.8),
+            second_opinion(&ours, true, true, &read("川FNS125", 0.97), 0.9, 0.8, 0.6),
             Verdict::Corrected {
                 other: "川FNS125".into()
             }
         );
         // It differs where ours was sure too: only a candidate.
         assert_eq!(
-            second_opinion(&ours, true, true, &read("湘FNS125", 0.97), 0.9, 0.8),
+            second_opinion(&ours, true, true, &read("湘FNS125", 0.97), 0.9, 0.8, 0.6),
             Verdict::Candidate {
                 other: "湘FNS125".into()
+            }
+        );
+    }
+
+    #[test]
+    fn agreement_confirms_a_doubtful_province_only_where_ours_was_not_far_off() {
+        // tune3 (ht016): ours 浙F5J260 with the province at p 0.88, the second model agrees.
+        let mut ours = read("浙F5J260", 0.99);
+        ours[0].p = 0.88;
+        let second = read("浙F5J260", 0.83);
+        assert_eq!(
+            second_opinion(&ours, true, true, &second, 0.9, 0.8, 0.6),
+            Verdict::Confirmed
+        );
+        // tune (hr084): both read 新 where the plate says 浙; ours was at p 0.54 there.
+        let mut ours = read("新A89R95", 0.99);
+        ours[0].p = 0.54;
+        assert_eq!(
+            second_opinion(&ours, true, true, &read("新A89R95", 0.98), 0.9, 0.8, 0.6),
+            Verdict::Unchanged
+        );
+        // Above char_doubt the province is never confirmed (the old rule).
+        let mut ours = read("浙F5J260", 0.99);
+        ours[0].p = 0.88;
+        assert_eq!(
+            second_opinion(&ours, true, true, &second, 0.9, 0.8, 1.0),
+            Verdict::Unchanged
+        );
+    }
+
+    #[test]
+    fn a_confident_second_reading_that_differs_only_at_the_province_goes_first() {
+        // tune3 (ht021): ours 皖A5A877, doubtful for another reason (two views disagreed), the
+        // second model sure of 浙A5A877.
+        let ours = read("皖A5A877", 0.99);
+        assert_eq!(
+            second_opinion(&ours, true, false, &read("浙A5A877", 0.95), 0.9, 0.8, 0.6),
+            Verdict::Corrected {
+                other: "浙A5A877".into()
+            }
+        );
+        // A sure reading of ours is only disputed, never overruled.
+        assert_eq!(
+            second_opinion(&ours, false, true, &read("浙A5A877", 0.95), 0.9, 0.8, 0.6),
+            Verdict::Disputed {
+                other: "浙A5A877".into()
             }
         );
     }
