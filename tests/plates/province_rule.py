@@ -89,7 +89,14 @@ def main():
         for r in ev.derived_rows(parents, a.images, a.baseline_python):
             rows.append(r)
             img[r["id"]] = r["file"]
-    rows = [r for r in rows if r["id"] in img]
+    # A tune row whose plate is also a plate of a judge split is the same vehicle seen again (HyperLPR's
+    # finemapping folder holds crops of the judge split's photos): left out, so the judge splits stay
+    # an independent test of what is chosen here.
+    judged, _ = ev.load_truth("judge,judge2,judge3")
+    judged = {p for r in judged for p in r["plates"]}
+    left = [r["id"] for r in rows if set(r["plates"]) & judged]
+    rows = [r for r in rows if r["id"] in img and not set(r["plates"]) & judged]
+    print(f"left out {len(left)} tune images whose plate is a judge plate", file=sys.stderr)
     res = ev.run_reader([a.ours, "--runs", "1", "--second-opinion", "0", "--dump-second", "1"],
                         [img[r["id"]] for r in rows])
     rules = [("old: never confirm a doubtful province", None, False),
@@ -97,8 +104,8 @@ def main():
     for om in (0.0, 0.3, 0.5, 0.55, 0.6, 0.65, 0.7):
         for sm in (0.8, 0.9, 0.95, 0.98):
             rules.append((f"confirm if ours province p >= {om} and second's >= {sm}", (om, sm), False))
-    rules.append(("shipped: confirm if ours province p >= 0.6 (second's >= 0.8) + province-only overrule",
-                  (0.6, 0.8), True))
+    rules.append(("shipped: confirm if ours province p >= 0.5 (second's >= 0.8) + province-only overrule",
+                  (0.5, 0.8), True))
     print(f"{len(rows)} images of split {a.split}\n")
     print("| rule | plates | exact % | sure & exact % | sure but wrong | doubtful-province reads made sure (right / wrong) | sure reads on plate-free images |")
     print("|---|---|---|---|---|---|---|")

@@ -1686,7 +1686,10 @@ cooldown_s = 600
 /// in the middle.
 #[test]
 fn running_judgements_send_what_rescanning_sends() {
-    use super::window::RESCAN;
+    use super::window::RUNNING_FROM_TEST;
+    let rescan = |on: bool, fast_from: Option<usize>| {
+        RUNNING_FROM_TEST.with(|r| r.set(if on { Some(usize::MAX) } else { fast_from }))
+    };
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
         seed ^= seed << 13;
@@ -1696,6 +1699,8 @@ fn running_judgements_send_what_rescanning_sends() {
     };
     let mut raised: std::collections::BTreeMap<String, usize> = Default::default();
     for case in 0..12 {
+        // From how many readings judgements run: from the first, a few, or the default.
+        let fast_from = [Some(0), Some(3), None][case as usize % 3];
         let mut fast = engine_with(running_judgement_rules());
         let mut slow = engine_with(running_judgement_rules());
         let t0 = at_local(9, 0) + case * 7 * HOUR;
@@ -1731,10 +1736,10 @@ fn running_judgements_send_what_rescanning_sends() {
                 value,
                 at,
             )];
+            rescan(false, fast_from);
             let got = fast.on_readings(&msg);
-            RESCAN.with(|r| r.set(true));
+            rescan(true, fast_from);
             let want = slow.on_readings(&msg);
-            RESCAN.with(|r| r.set(false));
             assert_eq!(
                 format!("{got:?}"),
                 format!("{want:?}"),
@@ -1745,10 +1750,10 @@ fn running_judgements_send_what_rescanning_sends() {
             }
             if next() % 10 == 0 {
                 let now = t.iter().copied().max().unwrap_or(t0) + 5 * MIN;
+                rescan(false, fast_from);
                 let got = fast.on_tick(now);
-                RESCAN.with(|r| r.set(true));
+                rescan(true, fast_from);
                 let want = slow.on_tick(now);
-                RESCAN.with(|r| r.set(false));
                 assert_eq!(
                     format!("{got:?}"),
                     format!("{want:?}"),
@@ -1773,6 +1778,7 @@ fn running_judgements_send_what_rescanning_sends() {
         }
         assert_eq!(format!("{:?}", fast.stats()), format!("{:?}", slow.stats()));
     }
+    RUNNING_FROM_TEST.with(|r| r.set(None));
     // Every judgement that runs raised something, so the comparison is not of silence.
     for rule in [
         "trap-illegal-discharge-level",

@@ -97,12 +97,12 @@ impl Column {
 
     /// The first index whose time is not `< t` (the deque is in time order).
     fn first_at_or_after(&self, t: i64) -> usize {
-        each!(self, d => d.partition_point(|e| e.0 < t))
+        each!(self, d => boundary(d, |e| e.0 < t))
     }
 
     /// The first index whose time is `> t`.
     fn first_after(&self, t: i64) -> usize {
-        each!(self, d => d.partition_point(|e| e.0 <= t))
+        each!(self, d => boundary(d, |e| e.0 <= t))
     }
 
     fn pop_front(&mut self) {
@@ -175,6 +175,43 @@ impl Column {
     }
 }
 
+/// `d.partition_point(before)` (`before` holds for a prefix of `d`), found from the ends: rules
+/// ask about the readings since some time before the newest, which is all of a short window or
+/// a few of the newest of a long one. Both ends are tried first, then the search gallops from
+/// the newest reading back, so the cost grows with the log of the readings after the boundary,
+/// not of the window (a binary search over 1,000 readings was 15% of the gateway's CPU in the
+/// backlog run, each probe a cache miss).
+fn boundary<T>(d: &VecDeque<(i64, T)>, before: impl Fn(&(i64, T)) -> bool) -> usize {
+    let n = d.len();
+    if d.front().is_none_or(|f| !before(f)) {
+        return 0;
+    }
+    if d.back().is_some_and(&before) {
+        return n;
+    }
+    // Now `before` holds at 0 and not at `n - 1`: gallop back from `n - 1` until it holds.
+    let (mut hi, mut step) = (n - 1, 1);
+    let lo = loop {
+        let lo = hi.saturating_sub(step);
+        if before(&d[lo]) {
+            break lo;
+        }
+        hi = lo;
+        step *= 2;
+    };
+    // The boundary is in `lo + 1 ..= hi`: `before` holds at `lo`, not at `hi`.
+    let (mut a, mut b) = (lo + 1, hi);
+    while a < b {
+        let m = a + (b - a) / 2;
+        if before(&d[m]) {
+            a = m + 1;
+        } else {
+            b = m;
+        }
+    }
+    a
+}
+
 /// Only asked of a column of numbers (see [`Window::running_ok`]).
 impl Points for Column {
     fn len(&self) -> usize {
@@ -234,10 +271,26 @@ impl DoubleEndedIterator for Readings<'_> {
     }
 }
 
+/// Judgements over fewer readings than this rescan them: a short rescan costs about what
+/// keeping running state up costs, and a fleet of many devices with short windows (10,000
+/// devices in the ingest benchmark) then carries no running state (its memory). Chosen by
+/// that reasoning, not tuned on a benchmark.
+const RUNNING_FROM: usize = 64;
+
 #[cfg(test)]
 thread_local! {
-    /// Tests: answer every judgement by rescanning (the definition the running ones must match).
-    pub(crate) static RESCAN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Tests: the number of readings from which judgements run (`None`: [`RUNNING_FROM`];
+    /// `usize::MAX`: always rescan, the definition the running judgements must match).
+    pub(crate) static RUNNING_FROM_TEST: std::cell::Cell<Option<usize>> =
+        const { std::cell::Cell::new(None) };
+}
+
+fn running_from() -> usize {
+    #[cfg(test)]
+    if let Some(n) = RUNNING_FROM_TEST.with(|r| r.get()) {
+        return n;
+    }
+    RUNNING_FROM
 }
 
 #[derive(Debug, Clone)]
@@ -245,15 +298,63 @@ pub(crate) struct Window {
     col: Column,
     retention_ms: i64,
     max_len: usize,
-    /// Readings evicted from the front so far: the absolute position of index 0 (see `running`).
+    /// Judgements kept up with the readings, made on the first question about a long enough
+    /// run of readings; dropped when a late reading shifts positions or the column widens.
+    /// Boxed: most windows never have any. Not stored in snapshots: rebuilt from the readings.
+    running: Option<Box<RunningSet>>,
+}
+
+/// A window's running judgements (rules' bands and tolerances) and what they need to know
+/// of the window.
+#[derive(Debug, Clone)]
+struct RunningSet {
+    /// Readings evicted from the front since the set was made: the absolute position of
+    /// index 0.
     base: u64,
     /// Readings held whose number is not finite (NaN, infinities): while there are any, the
     /// judgements rescan (their comparisons are not the ordered ones the running ones use).
     non_finite: usize,
-    /// Judgements kept up with the readings (rules' bands and tolerances), made on the first
-    /// question; dropped when a late reading shifts positions or the column widens. Not stored
-    /// in snapshots: rebuilt from the readings.
-    running: Vec<Running>,
+    list: Vec<Running>,
+}
+
+impl RunningSet {
+    fn of(col: &Column) -> Box<RunningSet> {
+        Box::new(RunningSet {
+            base: 0,
+            non_finite: (0..col.len())
+                .filter(|&i| col.number(i).is_some_and(|x| !x.is_finite()))
+                .count(),
+            list: Vec::new(),
+        })
+    }
+
+    /// The position in `list` of the judgement `is` recognises, made by `make` when absent.
+    fn find_or(&mut self, is: impl Fn(&Running) -> bool, make: impl FnOnce() -> Running) -> usize {
+        match self.list.iter().position(is) {
+            Some(k) => k,
+            None => {
+                self.list.push(make());
+                self.list.len() - 1
+            }
+        }
+    }
+}
+
+/// A window's running judgements, when they can answer for the readings from index `s` up
+/// to `to`: at least [`RUNNING_FROM`] readings up to the newest, in a column of finite
+/// numbers. Made on the first such question.
+fn running_set_of<'a>(
+    running: &'a mut Option<Box<RunningSet>>,
+    col: &Column,
+    s: usize,
+    to: i64,
+) -> Option<&'a mut RunningSet> {
+    let n = col.len();
+    if n.saturating_sub(s) < running_from() || !col.is_numbers() || col.first_after(to) != n {
+        return None;
+    }
+    let set = running.get_or_insert_with(|| RunningSet::of(col));
+    (set.non_finite == 0).then_some(&mut **set)
 }
 
 fn non_finite(v: &Value) -> bool {
@@ -266,9 +367,7 @@ impl Window {
             col: Column::Ints(VecDeque::new()),
             retention_ms,
             max_len: max_len.max(1),
-            base: 0,
-            non_finite: 0,
-            running: Vec::new(),
+            running: None,
         }
     }
 
@@ -301,44 +400,38 @@ impl Window {
                 Push::Appended
             }
         };
-        if non_finite(v) {
-            self.non_finite += 1;
-        }
         if result == Push::Late || std::mem::discriminant(&self.col) != kind {
-            self.running.clear();
+            self.running = None;
+        }
+        if let Some(set) = self.running.as_deref_mut()
+            && non_finite(v)
+        {
+            set.non_finite += 1;
         }
         let newest = newest.map_or(t, |n| n.max(t));
         let cutoff = newest.saturating_sub(self.retention_ms);
         while self.col.len() > 0 && (self.col.t(0) < cutoff || self.col.len() > self.max_len) {
-            if self.col.number(0).is_some_and(|x| !x.is_finite()) {
-                self.non_finite -= 1;
+            if let Some(set) = self.running.as_deref_mut() {
+                if self.col.number(0).is_some_and(|x| !x.is_finite()) {
+                    set.non_finite -= 1;
+                }
+                set.base += 1;
             }
             self.col.pop_front();
-            self.base += 1;
         }
         result
     }
 
-    /// Whether the running judgements can answer for the readings up to `to`: they answer
-    /// for readings up to the newest, in a column of finite numbers.
-    fn running_ok(&self, to: i64) -> bool {
-        #[cfg(test)]
-        if RESCAN.with(|r| r.get()) {
-            return false;
-        }
-        self.col.is_numbers() && self.non_finite == 0 && self.col.first_after(to) == self.col.len()
-    }
-
-    /// Tests: whether a judgement up to `to` is answered by the running judgements.
+    /// Tests: whether the flat run up to `to` is answered by the running judgements.
     #[cfg(test)]
-    pub(crate) fn answers_running(&self, to: i64) -> bool {
-        self.running_ok(to)
+    pub(crate) fn answers_running(&mut self, to: i64) -> bool {
+        running_set_of(&mut self.running, &self.col, 0, to).is_some()
     }
 
     /// `supported_extreme` of [`Window::range_with_previous`]`(from, to, before)`'s numbers
     /// (the confirmed peak, or with `sign` -1 the confirmed low negated), kept up reading by
     /// reading when `to` is the newest reading's time. `scratch` holds the numbers when they
-    /// must be rescanned.
+    /// are rescanned.
     pub(crate) fn confirmed_extreme(
         &mut self,
         (from, to, before): (i64, i64, usize),
@@ -346,22 +439,16 @@ impl Window {
         sign: f64,
         scratch: &mut Vec<(i64, f64)>,
     ) -> Option<(i64, f64)> {
-        if self.running_ok(to) {
-            let s = self.col.first_at_or_after(from).saturating_sub(before);
-            let k = match self
-                .running
-                .iter()
-                .position(|r| matches!(r, Running::Extreme(e) if e.is_for(band, sign)))
-            {
-                Some(k) => k,
-                None => {
-                    self.running
-                        .push(Running::Extreme(Extreme::new(band, sign)));
-                    self.running.len() - 1
-                }
-            };
-            if let Running::Extreme(e) = &mut self.running[k] {
-                return e.of_suffix(&self.col, self.base, s);
+        let s = self.col.first_at_or_after(from).saturating_sub(before);
+        // `running_set` borrows the window; the column is read beside it.
+        let col = &self.col;
+        if let Some(set) = running_set_of(&mut self.running, col, s, to) {
+            let k = set.find_or(
+                |r| matches!(r, Running::Extreme(e) if e.is_for(band, sign)),
+                || Running::Extreme(Extreme::new(band, sign)),
+            );
+            if let Running::Extreme(e) = &mut set.list[k] {
+                return e.of_suffix(col, set.base, s);
             }
         }
         scratch.clear();
@@ -389,20 +476,14 @@ impl Window {
     /// stay within `tolerance` of each other from it back, and the time of the oldest of them
     /// (`to` when there are none). Kept up reading by reading when `to` is the newest time.
     pub(crate) fn flat_run(&mut self, to: i64, tolerance: f64) -> (usize, i64) {
-        if self.running_ok(to) {
-            let k = match self
-                .running
-                .iter()
-                .position(|r| matches!(r, Running::Flat(f) if f.is_for(tolerance)))
-            {
-                Some(k) => k,
-                None => {
-                    self.running.push(Running::Flat(FlatRun::new(tolerance)));
-                    self.running.len() - 1
-                }
-            };
-            if let Running::Flat(f) = &mut self.running[k] {
-                return f.newest(&self.col, self.base, to);
+        let col = &self.col;
+        if let Some(set) = running_set_of(&mut self.running, col, 0, to) {
+            let k = set.find_or(
+                |r| matches!(r, Running::Flat(f) if f.is_for(tolerance)),
+                || Running::Flat(FlatRun::new(tolerance)),
+            );
+            if let Running::Flat(f) = &mut set.list[k] {
+                return f.newest(col, set.base, to);
             }
         }
         flat_run_by_scan(self.numbers_newest_first(to), tolerance, to)
@@ -499,6 +580,21 @@ impl<'de> Deserialize<'de> for Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_boundary_is_the_partition_point() {
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        for _ in 0..3_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let n = (seed % 40) as usize;
+            let d: VecDeque<(i64, ())> = (0..n).map(|i| ((i as i64) / 3, ())).collect();
+            let t = (seed >> 20) as i64 % 16 - 1;
+            assert_eq!(boundary(&d, |e| e.0 < t), d.partition_point(|e| e.0 < t));
+            assert_eq!(boundary(&d, |e| e.0 <= t), d.partition_point(|e| e.0 <= t));
+        }
+    }
 
     #[test]
     fn rules_window_orders_late_readings_and_drops_duplicates() {
