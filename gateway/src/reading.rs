@@ -6,22 +6,38 @@
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// An immutable, cheaply shared string: a reading's site, device, stream, metric and unit.
 ///
 /// Every message used to allocate four or five `String`s per reading, and the device table,
 /// the dashboard history and the rules engine each copied them again into their per-device
 /// state (issue 24: malloc/free were a fifth of intake's CPU, and 10,000 devices' copies of
-/// `grease_trap`, `level` and `mm` a good part of its memory). A `Name` is an `Arc<str>`:
-/// cloning it is a reference count, and the decoder hands out the same `Name` for the same
-/// text ([`Names`]), so the copies share one allocation. It reads like a `&str` (`Deref`),
-/// compares and hashes like one (`Borrow<str>`), and serializes as a plain string.
-pub struct Name(Arc<str>);
+/// `grease_trap`, `level` and `mm` a good part of its memory). A `Name` is shared, not copied:
+/// the decoder hands out the same `Name` for the same text ([`Names`]), so the copies share one
+/// allocation. It reads like a `&str` (`Deref`), compares and hashes like one (`Borrow<str>`),
+/// and serializes as a plain string.
+///
+/// Two kinds, the same to every user: a *permanent* name (the empty one, and the first texts
+/// the interner sees, within a fixed budget: see [`Names`]) is a `&'static str`, so cloning
+/// and dropping it touch no counter; any other is an `Arc<str>`. The counters were the cost:
+/// every reading carries five names, and the hot ones (a site, `grease_trap`, `level`, the
+/// empty unit) are shared by all readings, so each reading made and dropped on different
+/// threads meant a dozen atomic updates of a few cache lines that every core wanted
+/// (`drop_in_place<Reading>` alone was 2.6% of intake's CPU, issue 24).
+pub struct Name(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// Kept for the life of the process: a literal or an interned text within the budget.
+    Permanent(&'static str),
+    Shared(Arc<str>),
+}
 
 impl Clone for Name {
     fn clone(&self) -> Self {
-        Name(Arc::clone(&self.0))
+        Name(self.0.clone())
     }
 
     /// Keeps its own reference when both are the same allocation: the state kept per device
@@ -29,8 +45,8 @@ impl Clone for Name {
     /// those names are shared by every reading and thread, so a plain reassignment was two
     /// contended reference-count updates per name per reading (issue 24).
     fn clone_from(&mut self, source: &Self) {
-        if !Arc::ptr_eq(&self.0, &source.0) {
-            self.0 = Arc::clone(&source.0);
+        if !self.same_allocation(source) {
+            self.0 = source.0.clone();
         }
     }
 }
@@ -46,7 +62,7 @@ impl std::hash::Hash for Name {
 /// `str`. `Hash` stays the text's, as `Borrow<str>` requires.
 impl PartialEq for Name {
     fn eq(&self, other: &Name) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+        self.same_allocation(other) || self.as_str() == other.as_str()
     }
 }
 
@@ -64,37 +80,46 @@ impl Ord for Name {
     }
 }
 
-/// The one empty name (a reading without a unit), shared so it costs no allocation.
-static EMPTY: LazyLock<Name> = LazyLock::new(|| Name(Arc::from("")));
-
 impl Name {
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Permanent(s) => s,
+            Repr::Shared(s) => s,
+        }
+    }
+
+    /// Whether both are the very same text in memory (an interned name, the usual case on
+    /// the intake path): equal without reading the bytes.
+    fn same_allocation(&self, other: &Name) -> bool {
+        let (a, b) = (self.as_str(), other.as_str());
+        std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()
     }
 }
 
+/// The empty name (a reading without a unit): permanent, so it costs no allocation and no
+/// shared counter.
 impl Default for Name {
     fn default() -> Self {
-        EMPTY.clone()
+        Name(Repr::Permanent(""))
     }
 }
 
 impl std::ops::Deref for Name {
     type Target = str;
     fn deref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl AsRef<str> for Name {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl Borrow<str> for Name {
     fn borrow(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
@@ -103,7 +128,7 @@ impl From<&str> for Name {
         if s.is_empty() {
             return Name::default();
         }
-        Name(Arc::from(s))
+        Name(Repr::Shared(Arc::from(s)))
     }
 }
 
@@ -198,8 +223,15 @@ impl<'de> Deserialize<'de> for Name {
 /// Bounded: the texts come from the outside (topics, metric names), so once `MAX_NAMES` are
 /// held the table starts over. That only costs sharing (names handed out before stay valid and
 /// equal by content), never correctness.
+///
+/// The first texts seen are made permanent (see [`Name`]) until [`Names::PERMANENT_BYTES`] are
+/// used, for the whole process: a fleet's sites, streams, metric names and units come in its
+/// first messages, then its devices. That memory is never given back, which is why it is a
+/// fixed budget: past it, names are reference-counted as before.
 pub struct Names {
     set: std::collections::HashSet<Name, foldhash::fast::RandomState>,
+    /// The process's permanent budget ([`PERMANENT_LEFT`]); a test's own in unit tests.
+    budget: &'static AtomicUsize,
 }
 
 impl Names {
@@ -207,9 +239,14 @@ impl Names {
     /// (10,000 devices need about 10,000), with room for many times that.
     pub const MAX_NAMES: usize = 200_000;
 
+    /// Bytes of text (plus 16 each, for the allocator) made permanent in this process, at
+    /// most: 10,000 devices' names take about a quarter of it.
+    pub const PERMANENT_BYTES: usize = 1 << 20;
+
     pub fn new() -> Names {
         Names {
             set: Default::default(),
+            budget: &PERMANENT_LEFT,
         }
     }
 
@@ -224,7 +261,10 @@ impl Names {
         if self.set.len() >= Self::MAX_NAMES {
             self.set.clear();
         }
-        let n = Name::from(text);
+        let n = match take_permanent_budget(self.budget, text.len()) {
+            true => Name(Repr::Permanent(Box::leak(Box::<str>::from(text)))),
+            false => Name::from(text),
+        };
         self.set.insert(n.clone());
         n
     }
@@ -237,6 +277,23 @@ impl Names {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty()
     }
+}
+
+/// What a permanent text is counted as beyond its bytes: the allocator's header and rounding.
+const PERMANENT_OVERHEAD: usize = 16;
+
+/// What is left of [`Names::PERMANENT_BYTES`] in this process (all interners together).
+static PERMANENT_LEFT: AtomicUsize = AtomicUsize::new(Names::PERMANENT_BYTES);
+
+/// Takes room for a permanent text of `len` bytes from the process's budget; false when it
+/// is used up.
+fn take_permanent_budget(budget: &AtomicUsize, len: usize) -> bool {
+    let cost = len.saturating_add(PERMANENT_OVERHEAD);
+    budget
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            left.checked_sub(cost)
+        })
+        .is_ok()
 }
 
 impl Default for Names {
@@ -371,7 +428,7 @@ impl<V> ByMetric<V> {
         let i = match self
             .entries
             .iter()
-            .position(|(name, _)| Arc::ptr_eq(&name.0, &metric.0))
+            .position(|(name, _)| name.same_allocation(metric))
         {
             Some(i) => i,
             None => self.position(metric).ok()?,
@@ -413,7 +470,7 @@ mod tests {
         let mut names = Names::new();
         let a = names.get("grease_trap");
         let b = names.get(&String::from("grease_trap"));
-        assert!(Arc::ptr_eq(&a.0, &b.0));
+        assert!(a.same_allocation(&b));
         assert_eq!(a, "grease_trap");
         assert_eq!(names.get(""), "");
         assert_eq!(names.len(), 1, "the empty name is not stored");
@@ -429,18 +486,73 @@ mod tests {
         assert_eq!(back, a);
         assert_eq!(format!("{a}/{a:?}"), r#"grease_trap/"grease_trap""#);
         // Refreshing a name from the same allocation keeps it; from another, takes that one.
+        let (a, b) = (Name::from("grease_trap"), Name::from("grease_trap"));
+        let Repr::Shared(counted) = &a.0 else {
+            panic!("Name::from is reference-counted")
+        };
         let mut kept = a.clone();
-        kept.clone_from(&b);
-        assert!(Arc::ptr_eq(&kept.0, &a.0));
+        kept.clone_from(&a);
+        assert!(kept.same_allocation(&a));
         assert_eq!(
-            Arc::strong_count(&a.0),
-            3,
-            "a, b and kept; no reference leaked"
+            Arc::strong_count(counted),
+            2,
+            "a and kept; no reference leaked"
         );
+        kept.clone_from(&b);
+        assert!(kept.same_allocation(&b) && !kept.same_allocation(&a));
+        assert_eq!(Arc::strong_count(counted), 1, "kept let go of a's");
         let other = Name::from("level");
         kept.clone_from(&other);
-        assert!(Arc::ptr_eq(&kept.0, &other.0));
+        assert!(kept.same_allocation(&other));
         assert_eq!(kept, "level");
+    }
+
+    /// The first texts an interner sees are permanent until the budget is used up (counted
+    /// with their overhead, shared by every interner of the process), then reference-counted;
+    /// both kinds are equal, ordered and hashed by their text alone.
+    #[test]
+    fn names_are_permanent_within_the_budget_only() {
+        let budget: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(
+            "site".len() + "level".len() + 2 * PERMANENT_OVERHEAD,
+        )));
+        let mut names = Names {
+            set: Default::default(),
+            budget,
+        };
+        let mut other = Names {
+            set: Default::default(),
+            budget,
+        };
+        let permanent = |n: &Name| matches!(n.0, Repr::Permanent(_));
+        let site = names.get("site");
+        assert!(permanent(&site) && permanent(&site.clone()));
+        assert!(permanent(&other.get("level")), "the budget is shared");
+        assert_eq!(budget.load(Ordering::Relaxed), 0);
+        let late = names.get("level");
+        assert!(!permanent(&late), "over budget: counted");
+        assert!(late.same_allocation(&names.get("level")));
+        assert!(permanent(&Name::default()) && permanent(&names.get("")));
+        let counted = Name::from("site");
+        assert!(!permanent(&counted));
+        assert_eq!(site, counted);
+        assert_eq!(site.cmp(&counted), std::cmp::Ordering::Equal);
+        use std::hash::BuildHasher;
+        let state = std::hash::RandomState::new();
+        assert_eq!(state.hash_one(&site), state.hash_one("site"));
+        assert_eq!(state.hash_one(&counted), state.hash_one("site"));
+        let set: std::collections::HashSet<Name> = [site.clone(), counted.clone()].into();
+        assert_eq!(set.len(), 1);
+        // The same start in memory is not the same name unless the length agrees too.
+        let text: &'static str = Box::leak(Box::<str>::from("ab"));
+        let (a, ab) = (
+            Name(Repr::Permanent(&text[..1])),
+            Name(Repr::Permanent(text)),
+        );
+        assert!(!a.same_allocation(&ab));
+        assert_ne!(a, ab);
+        let mut refreshed = a.clone();
+        refreshed.clone_from(&ab);
+        assert_eq!(refreshed, "ab");
     }
 
     /// Whatever the order of inserts, replacements and lookups, the map answers what a
