@@ -41,6 +41,13 @@ const VARIANCE: [f32; 2] = [0.1, 0.2];
 const REC_H: usize = 32;
 const REC_MAX_W: usize = 1600;
 const REC_BATCH: usize = 8;
+/// Crops wider than this many times their height are not read (they read as nothing). A plate is
+/// about 3.1 times as wide as tall (440 x 140 mm; a double-row one 2), 3.8 after the widest crop
+/// hypothesis; the slivers the detector also finds (tune3 wz001: 273 x 6.5 px, 387 x 9.6 px) were
+/// resized to 1000-1600 px wide rows and padded every row of their batch to that width: 110-400 ms
+/// a row instead of 5-20 ms, 5-16 s for one frame. With this bound no row is wider than
+/// `REC_H * REC_MAX_ASPECT` (320 px, the default [`PlateConfig::rec_min_width`]).
+const REC_MAX_ASPECT: f32 = 10.0;
 /// Detector input mean (BGR), subtracted before the network: a border of 0 is the mean colour.
 const DET_MEAN: [f32; 3] = [104.0, 117.0, 123.0];
 /// See [`PlateConfig::weak_det_threshold`].
@@ -680,8 +687,8 @@ impl PlateReader {
             .collect())
     }
 
-    /// Reads the characters in each of `crops` (source pixels), in order; a crop under 2 px
-    /// reads as nothing. Crops are resized to the recogniser's height and read in batches of
+    /// Reads the characters in each of `crops` (source pixels), in order; a crop under 2 px or
+    /// too wide to be a plate ([`rec_width`]) reads as nothing. Crops are resized to the recogniser's height and read in batches of
     /// at most [`REC_BATCH`], each padded to its widest crop (at least
     /// [`PlateConfig::rec_min_width`]).
     fn recognize_crops(
@@ -691,19 +698,11 @@ impl PlateReader {
         stats: &mut ReadStats,
     ) -> Result<Vec<Vec<CharReading>>, VisionError> {
         let mut out: Vec<Vec<CharReading>> = vec![Vec::new(); crops.len()];
-        // (index, content width) of every crop big enough to read.
+        // (index, content width) of every crop that may be a plate.
         let todo: Vec<(usize, usize)> = crops
             .iter()
             .enumerate()
-            .filter(|(_, q)| quad_size(q).0 >= 2.0 && quad_size(q).1 >= 2.0)
-            .map(|(i, q)| {
-                let (w, h) = quad_size(q);
-                let ratio = w / h;
-                (
-                    i,
-                    ((REC_H as f32 * ratio).ceil() as usize).clamp(1, REC_MAX_W),
-                )
-            })
+            .filter_map(|(i, q)| rec_width(q).map(|w| (i, w)))
             .collect();
         let norm = Normalize {
             order: [2, 1, 0],
@@ -791,6 +790,17 @@ fn inset_quad(q: &Quad, (fx, fy): (f32, f32)) -> Quad {
 /// `q` with every corner kept inside a `w x h` image.
 fn clamp_quad(q: Quad, w: f32, h: f32) -> Quad {
     q.map(|(x, y)| (x.clamp(0.0, w), y.clamp(0.0, h)))
+}
+
+/// The width `q` is resized to for the recogniser (at [`REC_H`] high, its aspect kept); `None`
+/// when it is under 2 px either way or more than [`REC_MAX_ASPECT`] times as wide as tall, so no
+/// crop makes a recogniser row wider than `REC_H * REC_MAX_ASPECT`.
+fn rec_width(q: &Quad) -> Option<usize> {
+    let (w, h) = quad_size(q);
+    if !(w >= 2.0 && h >= 2.0 && w <= h * REC_MAX_ASPECT) {
+        return None;
+    }
+    Some(((REC_H as f32 * w / h).ceil() as usize).clamp(1, REC_MAX_W))
 }
 
 /// Mean width (top and bottom edges) and height (left and right edges) of `q`.
@@ -1269,6 +1279,39 @@ mod tests {
         let side = [(10.0, 20.0), (110.0, 30.0), (110.0, 40.0), (10.0, 50.0)];
         assert!((skew_deg(&side) - 5.71).abs() < 0.01, "{}", skew_deg(&side));
         assert_eq!(quad_size(&side).1, 20.0);
+    }
+
+    #[test]
+    fn recogniser_rows_are_bounded_by_the_plate_aspect() {
+        let upright = |w: f32, h: f32| {
+            quad_of(&BBox {
+                x0: 5.0,
+                y0: 7.0,
+                x1: 5.0 + w,
+                y1: 7.0 + h,
+            })
+        };
+        // A plate-shaped crop keeps its aspect: 120 x 40 -> 96 x 32.
+        assert_eq!(rec_width(&upright(120.0, 40.0)), Some(96));
+        // The sliver of tune3 wz001 (273 x 6.5 px) became a 1342 px wide row, padding its whole
+        // batch to that width; it is not read now.
+        assert_eq!(rec_width(&upright(273.0, 6.5)), None);
+        assert_eq!(rec_width(&upright(1.5, 1.5)), None);
+        // No crop, however thin or turned, gives a row wider than REC_H * REC_MAX_ASPECT.
+        let bound = (REC_H as f32 * REC_MAX_ASPECT) as usize;
+        for w in [2.0, 10.0, 64.0, 319.0, 320.0, 321.0, 1000.0, 5000.0] {
+            for h in [2.0, 3.0, 31.9, 32.0, 100.0] {
+                if let Some(rw) = rec_width(&upright(w, h)) {
+                    assert!(rw <= bound, "{w} x {h} -> {rw}");
+                }
+            }
+        }
+        // A plate turned ~12 degrees is still read (296 x 41 px -> 233 px).
+        let turned = [(0.0, 60.0), (290.0, 0.0), (298.0, 40.0), (8.0, 100.0)];
+        assert_eq!(rec_width(&turned), Some(233));
+        // A turned sliver is not.
+        let sliver = [(0.0, 40.0), (300.0, 0.0), (301.0, 8.0), (1.0, 48.0)];
+        assert_eq!(rec_width(&sliver), None);
     }
 
     #[test]
