@@ -261,9 +261,10 @@ impl Names {
         if self.set.len() >= Self::MAX_NAMES {
             self.set.clear();
         }
-        let n = match take_permanent_budget(self.budget, text.len()) {
-            true => Name(Repr::Permanent(Box::leak(Box::<str>::from(text)))),
-            false => Name::from(text),
+        let n = if take_permanent_budget(self.budget, text.len()) {
+            Name(Repr::Permanent(Box::leak(Box::<str>::from(text))))
+        } else {
+            Name::from(text)
         };
         self.set.insert(n.clone());
         n

@@ -22,7 +22,7 @@ use super::ctc::{PathLayout, best_path_in_layout, chars_of_path};
 use super::nms::{BBox, nms};
 use super::plate_rec2::{SecondReader, Verdict, second_opinion};
 use super::preprocess::{Normalize, Plane, Quad, Roi, quad_point, resize_into, warp_into};
-use super::runtime::{Model, models_dir};
+use super::runtime::{Model, models_dir, sequence_output};
 use super::tiles::{overlap_of_smaller, tile_grid};
 use image::RgbImage;
 use ndarray::ArrayViewD;
@@ -731,22 +731,7 @@ impl PlateReader {
             stats.rec_calls += 1;
             stats.rec_rows += batch.len() as u32;
             stats.rec_ms += started.elapsed().as_secs_f64() * 1000.0;
-            let o = outs
-                .first()
-                .ok_or_else(|| VisionError::Output("recogniser gave no output".into()))?;
-            let &[n, steps, classes] = o.shape.as_slice() else {
-                return Err(VisionError::Output(format!(
-                    "recogniser output {:?}, expected [N, T, C]",
-                    o.shape
-                )));
-            };
-            if n != batch.len() || o.data.len() != n * steps * classes {
-                return Err(VisionError::Output(format!(
-                    "recogniser output {:?} for a batch of {}",
-                    o.shape,
-                    batch.len()
-                )));
-            }
+            let (o, steps, classes) = sequence_output(&outs, batch.len(), "recogniser")?;
             if classes != self.dict.len() + 1 {
                 return Err(VisionError::Output(format!(
                     "recogniser has {classes} classes, dictionary {} (+ blank)",

@@ -12,7 +12,7 @@ use super::VisionError;
 use super::ctc::{CharReading, ctc_chars};
 use super::plate::plate_layout_ok;
 use super::preprocess::{Normalize, Plane, Quad, warp_into};
-use super::runtime::Model;
+use super::runtime::{Model, sequence_output};
 use image::RgbImage;
 use ndarray::ArrayViewD;
 use std::path::Path;
@@ -79,16 +79,9 @@ impl SecondReader {
             let view = ArrayViewD::from_shape(vec![batch.len(), 3, H, W], &input[..])
                 .map_err(|e| VisionError::Runtime(format!("second recogniser input: {e}")))?;
             let outs = self.model.run(view)?;
-            let o = outs
-                .first()
-                .ok_or_else(|| VisionError::Output("second recogniser gave no output".into()))?;
-            let &[n, steps, c] = o.shape.as_slice() else {
-                return Err(VisionError::Output(format!(
-                    "second recogniser output {:?}, expected [N, T, C]",
-                    o.shape
-                )));
-            };
-            if n != batch.len() || c != classes || steps <= SKIP_STEPS {
+            let (o, steps, c) = sequence_output(&outs, batch.len(), "second recogniser")?;
+            let n = batch.len();
+            if c != classes || steps <= SKIP_STEPS {
                 return Err(VisionError::Output(format!(
                     "second recogniser output {:?} for a batch of {} ({classes} classes)",
                     o.shape,

@@ -76,6 +76,32 @@ pub(crate) struct Output {
     pub data: Vec<f32>,
 }
 
+/// A sequence model's first output for a batch of `rows`, checked to be `[rows, steps,
+/// classes]` with that much data, as `(output, steps, classes)`: both plate recognisers slice
+/// rows out of it, so a model that answers in another shape is an error, not a panic.
+pub(crate) fn sequence_output<'a>(
+    outs: &'a [Output],
+    rows: usize,
+    what: &str,
+) -> Result<(&'a Output, usize, usize), VisionError> {
+    let o = outs
+        .first()
+        .ok_or_else(|| VisionError::Output(format!("{what} gave no output")))?;
+    let &[n, steps, classes] = o.shape.as_slice() else {
+        return Err(VisionError::Output(format!(
+            "{what} output {:?}, expected [N, T, C]",
+            o.shape
+        )));
+    };
+    if n != rows || o.data.len() != n * steps * classes {
+        return Err(VisionError::Output(format!(
+            "{what} output {:?} for a batch of {rows}",
+            o.shape
+        )));
+    }
+    Ok((o, steps, classes))
+}
+
 /// A model loaded into a session. `run` may be called from several threads; calls are
 /// serialised on the session (ONNX Runtime parallelises inside one call).
 pub struct Model {
