@@ -649,34 +649,35 @@ impl PlateReader {
         let plates: Vec<(Quad, f32)> = joins.iter().map(|&(_, q, u)| (q, u)).collect();
         let joined = join_rows(img, &plates, REC_H as u32);
         let lines = self.recognize_crops(&joined.image, &joined.lines, stats)?;
-        let mut best: Vec<Option<(f32, Vec<CharReading>, Quad, f32)>> = vec![None; boxes.len()];
-        for ((i, q, upper), chars) in joins.into_iter().zip(lines) {
+        let mut best: Vec<Option<(f32, Vec<CharReading>, DoubleRead)>> = vec![None; boxes.len()];
+        for ((i, quad, upper), chars) in joins.into_iter().zip(lines) {
             if chars.len() != DOUBLE_ROW_CHARS || !plate_layout_ok(&text_of(&chars)) {
                 continue;
             }
             let score = read_score(&chars);
             if best[i].as_ref().is_none_or(|(b, ..)| score > *b) {
-                best[i] = Some((score, chars, q, upper));
+                let how = DoubleRead {
+                    quad,
+                    upper,
+                    single: None,
+                };
+                best[i] = Some((score, chars, how));
             }
         }
         for (i, b) in best.into_iter().enumerate() {
-            let Some((score, chars, quad, upper)) = b else {
+            let Some((score, chars, mut how)) = b else {
                 continue;
             };
             if reads[i].as_ref().is_some_and(|c| read_score(c) >= score) {
                 continue;
             }
-            let single = reads[i]
+            how.single = reads[i]
                 .as_ref()
                 .map(|c| text_of(c))
                 .filter(|t| plate_layout_ok(t));
-            tracing::debug!(plate = %text_of(&chars), ?single, "read as a double-row plate");
+            tracing::debug!(plate = %text_of(&chars), single = ?how.single, "read as a double-row plate");
             reads[i] = Some(chars);
-            out[i] = Some(DoubleRead {
-                quad,
-                upper,
-                single,
-            });
+            out[i] = Some(how);
         }
         Ok(out)
     }
