@@ -1,11 +1,10 @@
-//! Capacity growth for the per-device rings that fill up and then stay full (the dashboard
-//! history): by a quarter instead of doubling, and never past the most a ring may hold.
+//! Capacity growth for the per-device rings that fill up and then stay full (dashboard history,
+//! rule windows): by a quarter instead of doubling, and never past the most a ring may hold.
 //!
-//! With 10,000 devices these rings are much of the gateway's memory (issue 24). Doubling left a
+//! With 10,000 devices these rings are most of the gateway's memory (issue 24). Doubling left a
 //! ring of 100 readings in 128 slots, and a ring of 260 in 512; growing by a quarter wastes at
-//! most a fifth of the slots held, at the cost of more copies while it fills. The rule windows
-//! and the running judgements' queues keep doubling: with quarter growth there as well, the
-//! 10,000-device backlog cost 5-10% more gateway CPU (three pairs, load 7-11) for about 5 MB.
+//! most a fifth of the slots held, at the cost of more (small, once per ring) copies while it
+//! fills.
 
 use std::collections::VecDeque;
 
