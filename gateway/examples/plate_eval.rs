@@ -10,7 +10,7 @@
 //! Options override `PlateConfig::default()` (for tuning on the tune split only):
 //! `--crops "0.04:0.12,0:0"` (crop hypotheses, x:y insets), `--crop-max-side N`,
 //! `--crop-border F`, `--tile-above F`, `--tile-side N`, `--det-max-side N`,
-//! `--det-threshold F`, `--rec-min-width N`, `--crops-until-sure 0|1`,
+//! `--det-threshold F`, `--max-boxes N`, `--rec-min-width N`, `--rec-batch N`, `--crops-until-sure 0|1`,
 //! `--tile-unless-found 0|1`, `--crop-upscale-to N`, `--layout-decoding 0|1`,
 //! `--require-province 0|1`, `--rectify-above-deg F|off`, `--cross-check 0|1`,
 //! `--second-opinion 0|1`, `--second-sure-p F`, `--second-province-p F`, `--weak-det-threshold F`,
@@ -48,6 +48,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--weak-det-threshold" => config.weak_det_threshold = v.parse()?,
             "--crop-upscale-to" => config.crop_upscale_to = v.parse()?,
             "--rec-min-width" => config.rec_min_width = v.parse()?,
+            "--rec-batch" => config.rec_batch = v.parse()?,
+            "--max-boxes" => config.max_boxes = v.parse()?,
             "--crops-until-sure" => config.crops_until_sure = v == "1",
             "--tile-unless-found" => config.tile_unless_found = v == "1",
             "--layout-decoding" => config.layout_decoding = v == "1",

@@ -6,7 +6,7 @@
 use gateway::vision::VisionError;
 use gateway::vision::detector::{Detection, Detector, DetectorConfig};
 use gateway::vision::nms::BBox;
-use gateway::vision::plate::{PlateConfig, PlateReader};
+use gateway::vision::plate::{PlateConfig, PlateReader, ReadStats};
 use gateway::vision::preprocess::{ImageLimits, decode_image};
 use gateway::vision::runtime::Model;
 use std::path::{Path, PathBuf};
@@ -284,6 +284,87 @@ fn reads_rendered_chinese_plates() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(found >= n * 9 / 10, "detected only {found}/{n}");
     assert!(exact >= n * 8 / 10, "read exactly only {exact}/{n}");
+}
+
+/// A plate's reading must not depend on the other crops of its frame (issue 18): the recogniser
+/// reads several crops per call, and a row padded to a wider mate's width reads differently
+/// (the padding becomes more CTC steps). With the default minimum width every plate row is
+/// 320 px, so the minimum is lowered here to give the plate a row narrower than its mate's.
+#[test]
+fn a_plate_reads_the_same_alone_and_beside_a_wider_crop() {
+    let reader = PlateReader::load(
+        models(),
+        PlateConfig {
+            rec_min_width: 32,
+            second_opinion: false,
+            ..PlateConfig::default()
+        },
+    )
+    .expect("plate reader");
+    let (dir, plates) = rendered_plates();
+    let mut compared = 0;
+    for (file, _) in plates.iter().take(5) {
+        let bytes = std::fs::read(dir.join(file)).expect("read plate image");
+        let img = decode_image(&bytes, &ImageLimits::default()).expect("decode");
+        let Some(found) = reader.read(&img).expect("read plate").into_iter().next() else {
+            continue;
+        };
+        let plate = found.plate.corners;
+        // A 288 x 32 strip of the frame's top left: a 288 px row, wider than the plate's.
+        let strip = [(0.0, 0.0), (288.0, 0.0), (288.0, 32.0), (0.0, 32.0)];
+        let alone = reader.recognize(&img, &[plate]).expect("alone");
+        let beside = reader.recognize(&img, &[strip, plate]).expect("beside");
+        assert!(!alone[0].is_empty(), "{file}: the plate reads as nothing");
+        assert_eq!(
+            alone[0], beside[1],
+            "{file}: read alone vs beside a wider crop"
+        );
+        compared += 1;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(compared >= 4, "only {compared} of 5 rendered plates found");
+}
+
+/// Rows per frame are bounded (`PlateConfig::max_boxes`): a frame with more plate boxes than the
+/// bound reads only the boxes the detector is surest of, at most `crops + 1` recogniser rows
+/// each. Two rendered plates side by side, bound 1: one plate read, the surer one.
+#[test]
+fn a_frame_reads_at_most_max_boxes_plates_the_surest_first() {
+    let (dir, plates) = rendered_plates();
+    let load = |f: &str| {
+        let bytes = std::fs::read(dir.join(f)).expect("read plate image");
+        decode_image(&bytes, &ImageLimits::default()).expect("decode")
+    };
+    let (a, b) = (load(&plates[0].0), load(&plates[1].0));
+    let mut frame = image::RgbImage::new(a.width() + b.width(), a.height().max(b.height()));
+    image::imageops::replace(&mut frame, &a, 0, 0);
+    image::imageops::replace(&mut frame, &b, i64::from(a.width()), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+    let all = PlateReader::load(models(), PlateConfig::default()).expect("plate reader");
+    let mut stats = ReadStats::default();
+    let both = all.read_counted(&frame, &mut stats).expect("read");
+    let mut texts: Vec<&str> = both.iter().map(|r| r.text.as_str()).collect();
+    texts.sort();
+    let mut want = [plates[0].1.as_str(), plates[1].1.as_str()];
+    want.sort();
+    assert_eq!(texts, want, "both plates read without a tight bound");
+    assert!(stats.boxes >= 2, "{stats:?}");
+    let config = PlateConfig {
+        max_boxes: 1,
+        ..PlateConfig::default()
+    };
+    let hypotheses = config.crops.len() as u32 + 1;
+    let one = PlateReader::load(models(), config).expect("plate reader");
+    let mut stats = ReadStats::default();
+    let got = one.read_counted(&frame, &mut stats).expect("read");
+    let surest = both
+        .iter()
+        .max_by(|x, y| x.plate.score.total_cmp(&y.plate.score))
+        .expect("two readings");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].text, surest.text);
+    assert!(stats.rec_rows <= hypotheses, "{stats:?}");
+    assert!(stats.rec2_rows <= 1, "{stats:?}");
 }
 
 /// The second recogniser (hyperlpr's, converted from Caffe at set-up) must read plates through
