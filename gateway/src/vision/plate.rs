@@ -12,6 +12,8 @@
 //!   it is detected again inside a grey border, and read whole when that finds nothing.
 //! - **Tiles.** A plate under ~1% of a large frame shrinks below the detector's smallest prior
 //!   at [`PlateConfig::det_max_side`]: large frames are also searched on overlapping tiles.
+//! - **Double-row plates.** A plate shaped like a double-row one whose single-row reading is not
+//!   sure is also read with its two rows joined into one line ([`super::plate_rows`]).
 //! - **Straightening.** A plate photographed from the side or turned is read from the four
 //!   corners the detector finds, warped level ([`PlateConfig::rectify_above_deg`]), so its
 //!   insets follow its own edges instead of an upright box around it.
@@ -21,6 +23,10 @@ pub(crate) use super::ctc::{CharReading, ctc_chars};
 use super::ctc::{PathLayout, best_path_in_layout, chars_of_path};
 use super::nms::{BBox, nms};
 use super::plate_rec2::{SecondReader, Verdict, second_opinion, special_ending};
+use super::plate_rows::{
+    DOUBLE_ROW_CHARS, DoubleRead, RAISE_TOP, SECOND_LINE_H, UPPER_WIDTHS, double_row_verdict,
+    join_rows, may_be_double, raise_top,
+};
 use super::preprocess::{Normalize, Plane, Quad, Roi, quad_point, resize_into, warp_into};
 use super::runtime::{Model, models_dir, sequence_output};
 use super::tiles::{overlap_of_smaller, tile_grid};
@@ -183,6 +189,12 @@ pub struct PlateConfig {
     /// (`tests/plates/province_rule.py`); 0.5 (our model gives that province more than all others
     /// together) is a guard chosen before looking, not by the data.
     pub second_province_p: f32,
+    /// A plate whose corners are shaped like a double-row plate's
+    /// ([`super::plate_rows::may_be_double`]) and whose single-row reading is not sure is also
+    /// read with its upper row set before its lower row in one line; a plate-shaped reading
+    /// surer than the single-row one replaces it, doubtful unless both recognisers read the
+    /// joined line alike and surely ([`super::plate_rows::double_row_verdict`]).
+    pub double_rows: bool,
     /// A doubtful reading that the second recogniser confidently reads with a special ending
     /// (警, 学, 港 ...) and otherwise like ours gets that ending ([`special_ending`]): our
     /// recogniser rarely saw those characters and drops or garbles them, and a dropped ending
@@ -238,6 +250,7 @@ impl Default for PlateConfig {
             second_opinion: true,
             second_sure_p: 0.8,
             second_province_p: 0.5,
+            double_rows: true,
             special_endings: true,
         }
     }
@@ -367,6 +380,7 @@ impl PlateReader {
         quads.extend(checked.iter().map(|&i| quad_of(&boxes[i].bbox)));
         let mut reads = self.best_reads(img, &quads, stats)?;
         let upright: Vec<Option<Vec<CharReading>>> = reads.split_off(boxes.len());
+        let doubles = self.read_double_rows(img, &boxes, &mut reads, stats)?;
         let mut second: Vec<Option<String>> = vec![None; boxes.len()];
         for (&i, read) in checked.iter().zip(upright) {
             second[i] = read.map(|c| text_of(&c));
@@ -374,8 +388,13 @@ impl PlateReader {
         let mut out: Vec<PlateReading> = Vec::new();
         // Per reading: its only doubt (if any) is characters below `char_doubt`.
         let mut only_low: Vec<bool> = Vec::new();
-        for (((plate, read), second), confirmation) in
-            boxes.into_iter().zip(reads).zip(second).zip(confirmations)
+        let mut double_of: Vec<Option<DoubleRead>> = Vec::new();
+        for ((((plate, read), second), confirmation), double) in boxes
+            .into_iter()
+            .zip(reads)
+            .zip(second)
+            .zip(confirmations)
+            .zip(doubles)
         {
             let Some(chars) = read else {
                 continue;
@@ -405,7 +424,8 @@ impl PlateReader {
             }
             let (mut doubt, mut candidates) = assess(&chars, self.config.char_doubt);
             let mut low_only = plate_layout_ok(&text);
-            if let Some(other) = second.filter(|o| *o != text) {
+            // The upright view was read as one row: no check on a double-row reading.
+            if let Some(other) = second.filter(|o| *o != text && double.is_none()) {
                 disagree(&mut doubt, &mut candidates, &text, other);
                 low_only = false;
             }
@@ -422,6 +442,21 @@ impl PlateReader {
                 }
                 low_only = false;
             }
+            if let Some(d) = &double {
+                if !doubt.is_empty() {
+                    doubt.push_str("; ");
+                }
+                doubt.push_str(
+                    "read as a double-row plate, its two rows joined into one line (sure only when both recognisers read it alike)",
+                );
+                if candidates.is_empty() {
+                    candidates.push(text.clone());
+                }
+                if let Some(single) = d.single.as_ref().filter(|s| !candidates.contains(s)) {
+                    candidates.push(single.clone());
+                }
+                low_only = false;
+            }
             out.push(PlateReading {
                 text,
                 confidence,
@@ -432,14 +467,30 @@ impl PlateReader {
                 chars,
             });
             only_low.push(low_only);
+            double_of.push(double);
         }
         if let Some(second) = &self.second {
-            let quads: Vec<Quad> = out.iter().map(|r| r.plate.corners).collect();
+            let (doubled, single): (Vec<usize>, Vec<usize>) =
+                (0..out.len()).partition(|&k| double_of[k].is_some());
+            let quads: Vec<Quad> = single.iter().map(|&k| out[k].plate.corners).collect();
             let started = Instant::now();
             let reads = second.read(img, &quads)?;
-            stats.rec2_rows += quads.len() as u32;
+            // A double-row reading is checked on its joined line, read the same way.
+            let joins: Vec<(Quad, f32)> = doubled
+                .iter()
+                .filter_map(|&k| double_of[k].as_ref().map(|d| (d.quad, d.upper)))
+                .collect();
+            let joined_reads = if joins.is_empty() {
+                Vec::new()
+            } else {
+                let joined = join_rows(img, &joins, SECOND_LINE_H);
+                second.read(&joined.image, &joined.lines)?
+            };
+            stats.rec2_rows += (quads.len() + joins.len()) as u32;
             stats.rec2_ms += started.elapsed().as_secs_f64() * 1000.0;
-            for ((r, other), low_only) in out.iter_mut().zip(reads).zip(only_low) {
+            for (&k, other) in single.iter().zip(reads) {
+                let r = &mut out[k];
+                let low_only = only_low[k];
                 let ending = self
                     .config
                     .special_endings
@@ -465,6 +516,16 @@ impl PlateReader {
                         self.config.second_province_p,
                     )
                 });
+                apply_second_opinion(r, verdict);
+            }
+            for (&k, other) in doubled.iter().zip(joined_reads) {
+                let r = &mut out[k];
+                let verdict = double_row_verdict(
+                    &r.chars,
+                    &other,
+                    self.config.char_doubt,
+                    self.config.second_sure_p,
+                );
                 apply_second_opinion(r, verdict);
             }
         }
@@ -619,6 +680,79 @@ impl PlateReader {
             }
         }
         Ok(best.into_iter().map(|b| b.map(|(_, c)| c)).collect())
+    }
+
+    /// Double-row readings ([`PlateConfig::double_rows`]): every plate shaped like a double-row
+    /// one whose reading in `reads` is not sure (and that is not a weak box, which stands only on
+    /// the second recogniser's single-row reading) is read again as one joined line from its
+    /// corners, with its top edge raised by each of [`RAISE_TOP`] and each upper width of
+    /// [`UPPER_WIDTHS`], all in one recogniser pass. The surest joined reading laid out like a
+    /// plate of [`DOUBLE_ROW_CHARS`] characters replaces the single-row one when it is surer
+    /// ([`read_score`]).
+    fn read_double_rows(
+        &self,
+        img: &RgbImage,
+        boxes: &[PlateBox],
+        reads: &mut [Option<Vec<CharReading>>],
+        stats: &mut ReadStats,
+    ) -> Result<Vec<Option<DoubleRead>>, VisionError> {
+        let mut out: Vec<Option<DoubleRead>> = vec![None; boxes.len()];
+        if !self.config.double_rows {
+            return Ok(out);
+        }
+        let (iw, ih) = (img.width() as f32, img.height() as f32);
+        let open: Vec<usize> = (0..boxes.len())
+            .filter(|&i| {
+                let weak = boxes[i].score > 0.0 && boxes[i].score < self.config.det_threshold;
+                !weak
+                    && may_be_double(&boxes[i].corners)
+                    && !reads[i].as_ref().is_some_and(|c| self.is_sure(c))
+            })
+            .collect();
+        let mut joins: Vec<(usize, Quad, f32)> = Vec::new();
+        for &i in &open {
+            for &r in &RAISE_TOP {
+                let q = clamp_quad(raise_top(&boxes[i].corners, r), iw, ih);
+                joins.extend(UPPER_WIDTHS.iter().map(|&u| (i, q, u)));
+            }
+        }
+        if joins.is_empty() {
+            return Ok(out);
+        }
+        let plates: Vec<(Quad, f32)> = joins.iter().map(|&(_, q, u)| (q, u)).collect();
+        let joined = join_rows(img, &plates, REC_H as u32);
+        let lines = self.recognize_crops(&joined.image, &joined.lines, stats)?;
+        let mut best: Vec<Option<(f32, Vec<CharReading>, DoubleRead)>> = vec![None; boxes.len()];
+        for ((i, quad, upper), chars) in joins.into_iter().zip(lines) {
+            if chars.len() != DOUBLE_ROW_CHARS || !plate_layout_ok(&text_of(&chars)) {
+                continue;
+            }
+            let score = read_score(&chars);
+            if best[i].as_ref().is_none_or(|(b, ..)| score > *b) {
+                let how = DoubleRead {
+                    quad,
+                    upper,
+                    single: None,
+                };
+                best[i] = Some((score, chars, how));
+            }
+        }
+        for (i, b) in best.into_iter().enumerate() {
+            let Some((score, chars, mut how)) = b else {
+                continue;
+            };
+            if reads[i].as_ref().is_some_and(|c| read_score(c) >= score) {
+                continue;
+            }
+            how.single = reads[i]
+                .as_ref()
+                .map(|c| text_of(c))
+                .filter(|t| plate_layout_ok(t));
+            tracing::debug!(plate = %text_of(&chars), single = ?how.single, "read as a double-row plate");
+            reads[i] = Some(chars);
+            out[i] = Some(how);
+        }
+        Ok(out)
     }
 
     /// Where a found plate is read: its corners when they show it turned or seen from the side
