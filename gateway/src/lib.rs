@@ -56,6 +56,7 @@ pub mod demo;
 pub(crate) mod devices;
 pub(crate) mod disk;
 pub mod drone;
+pub(crate) mod growth;
 pub(crate) mod history;
 pub(crate) mod http;
 pub(crate) mod install;

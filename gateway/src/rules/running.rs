@@ -10,6 +10,7 @@
 //! positions, and the window then drops these states and they are rebuilt from its readings on
 //! the next question.
 
+use crate::growth::grow_within;
 use std::collections::VecDeque;
 
 /// The highest reading that a neighbour confirms (within `band` of the one before or after
@@ -122,6 +123,8 @@ impl Extreme {
                 while self.best.back().is_some_and(|e| e.1 < xi) {
                     self.best.pop_back();
                 }
+                // Capacity only: a monotone series keeps every reading here (issue 24).
+                grow_within(&mut self.best, usize::MAX);
                 self.best.push_back((self.next, xi));
             }
             self.next += 1;
@@ -220,10 +223,12 @@ impl FlatRun {
             while self.hi.back().is_some_and(|e| e.1 <= x) {
                 self.hi.pop_back();
             }
+            grow_within(&mut self.hi, usize::MAX);
             self.hi.push_back((pos, x));
             while self.lo.back().is_some_and(|e| e.1 >= x) {
                 self.lo.pop_back();
             }
+            grow_within(&mut self.lo, usize::MAX);
             self.lo.push_back((pos, x));
             while self.start <= pos {
                 match (self.hi.front(), self.lo.front()) {

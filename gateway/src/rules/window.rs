@@ -8,6 +8,7 @@
 //! devices these windows were most of the gateway's memory per device (issue 24).
 
 use super::running::{Extreme, FlatRun, Points, Running, flat_run_by_scan, supported_extreme};
+use crate::growth::grow_within;
 use crate::reading::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -139,22 +140,27 @@ impl Column {
         };
     }
 
-    fn insert(&mut self, i: usize, t: i64, v: &Value) {
+    /// Inserts at `i`, holding room for at most `most` readings ([`grow_within`]).
+    fn insert(&mut self, i: usize, t: i64, v: &Value, most: usize) {
         self.widen_for(v);
         let done = match (&mut *self, v) {
             (Column::Ints(d), Value::Int(x)) => {
+                grow_within(d, most);
                 d.insert(i, (t, *x));
                 true
             }
             (Column::Floats(d), Value::Float(x)) => {
+                grow_within(d, most);
                 d.insert(i, (t, *x));
                 true
             }
             (Column::Floats(d), Value::Int(x)) => {
+                grow_within(d, most);
                 d.insert(i, (t, *x as f64));
                 true
             }
             (Column::Values(d), v) => {
+                grow_within(d, most);
                 d.insert(i, (t, v.clone()));
                 true
             }
@@ -169,6 +175,7 @@ impl Column {
                     .collect(),
             );
             if let Column::Values(d) = self {
+                grow_within(d, most);
                 d.insert(i, (t, v.clone()));
             }
         }
@@ -388,15 +395,15 @@ impl Window {
                     return Push::Duplicate;
                 }
                 if t == nt {
-                    self.col.insert(n, t, v);
+                    self.col.insert(n, t, v, self.max_len + 1);
                     Push::Appended
                 } else {
-                    self.col.insert(idx, t, v);
+                    self.col.insert(idx, t, v, self.max_len + 1);
                     Push::Late
                 }
             }
             _ => {
-                self.col.insert(n, t, v);
+                self.col.insert(n, t, v, self.max_len + 1);
                 Push::Appended
             }
         };
