@@ -132,6 +132,15 @@ pub(crate) enum Verdict {
     Ending { chars: Vec<CharReading>, sure: bool },
 }
 
+/// The second model's text when it counts at all: laid out like a plate, with every character
+/// at least `sure_p`. Every rule that combines the two recognisers starts here, so a reading the
+/// second model is unsure of never changes ours.
+pub(crate) fn confident_text(second: &[CharReading], sure_p: f32) -> Option<String> {
+    let text: String = second.iter().map(|c| c.ch.as_str()).collect();
+    let sure = !second.is_empty() && second.iter().all(|c| c.p >= sure_p);
+    (sure && plate_layout_ok(&text)).then_some(text)
+}
+
 /// The combining rule, from our reading (`ours`, with `doubtful` as [`super::plate::assess`]
 /// and the cross-check left it and `low_only` true when the only doubt is characters below
 /// `char_doubt`) and the second model's (`second`).
@@ -155,12 +164,9 @@ pub(crate) fn second_opinion(
     province_p: f32,
 ) -> Verdict {
     let text: String = ours.iter().map(|c| c.ch.as_str()).collect();
-    let other: String = second.iter().map(|c| c.ch.as_str()).collect();
-    let confident =
-        !second.is_empty() && second.iter().all(|c| c.p >= sure_p) && plate_layout_ok(&other);
-    if !confident {
+    let Some(other) = confident_text(second, sure_p) else {
         return Verdict::Unchanged;
-    }
+    };
     let low: Vec<usize> = (0..ours.len())
         .filter(|&i| ours[i].p < char_doubt)
         .collect();
@@ -219,9 +225,7 @@ pub(crate) fn special_ending(
     char_doubt: f32,
     sure_p: f32,
 ) -> Option<Verdict> {
-    let other: String = second.iter().map(|c| c.ch.as_str()).collect();
-    let confident =
-        !second.is_empty() && second.iter().all(|c| c.p >= sure_p) && plate_layout_ok(&other);
+    let confident = confident_text(second, sure_p).is_some();
     let ending = second
         .last()
         .filter(|c| SPECIAL_LAST.contains(c.ch.as_str()));

@@ -26,7 +26,7 @@
 
 use super::ctc::CharReading;
 use super::plate::plate_layout_ok;
-use super::plate_rec2::Verdict;
+use super::plate_rec2::{Verdict, confident_text};
 use super::preprocess::{Normalize, Plane, Quad, quad_point, warp_into};
 use image::RgbImage;
 
@@ -78,12 +78,10 @@ pub(crate) fn double_row_verdict(
     sure_p: f32,
 ) -> Verdict {
     let text: String = ours.iter().map(|c| c.ch.as_str()).collect();
-    let other: String = second.iter().map(|c| c.ch.as_str()).collect();
-    let confident =
-        !second.is_empty() && second.iter().all(|c| c.p >= sure_p) && plate_layout_ok(&other);
-    if !confident {
-        Verdict::Unchanged
-    } else if other != text {
+    let Some(other) = confident_text(second, sure_p) else {
+        return Verdict::Unchanged;
+    };
+    if other != text {
         Verdict::Candidate { other }
     } else if plate_layout_ok(&text) && ours.iter().all(|c| c.p >= char_doubt) {
         Verdict::Confirmed
