@@ -22,12 +22,14 @@ use super::VisionError;
 pub(crate) use super::ctc::{CharReading, ctc_chars};
 use super::ctc::{PathLayout, best_path_in_layout, chars_of_path};
 use super::nms::{BBox, nms};
-use super::plate_rec2::{SecondReader, Verdict, second_opinion, special_ending};
+use super::plate_rec2::{SecondReader, Verdict, single_row_verdict, special_ending};
 use super::plate_rows::{
     DOUBLE_ROW_CHARS, DoubleRead, RAISE_TOP, SECOND_LINE_H, UPPER_WIDTHS, double_row_verdict,
     join_rows, may_be_double, raise_top,
 };
-use super::preprocess::{Normalize, Plane, Quad, Roi, quad_point, resize_into, warp_into};
+use super::preprocess::{
+    Normalize, Plane, Quad, Roi, quad_point, quad_size, resize_into, warp_into,
+};
 use super::runtime::{Model, models_dir, sequence_output};
 use super::tiles::{overlap_of_smaller, tile_grid};
 use image::RgbImage;
@@ -491,31 +493,8 @@ impl PlateReader {
             for (&k, other) in single.iter().zip(reads) {
                 let r = &mut out[k];
                 let low_only = only_low[k];
-                let ending = self
-                    .config
-                    .special_endings
-                    .then(|| {
-                        special_ending(
-                            &r.chars,
-                            r.doubtful,
-                            low_only,
-                            &other,
-                            self.config.char_doubt,
-                            self.config.second_sure_p,
-                        )
-                    })
-                    .flatten();
-                let verdict = ending.unwrap_or_else(|| {
-                    second_opinion(
-                        &r.chars,
-                        r.doubtful,
-                        low_only,
-                        &other,
-                        self.config.char_doubt,
-                        self.config.second_sure_p,
-                        self.config.second_province_p,
-                    )
-                });
+                let verdict =
+                    single_row_verdict(&r.chars, r.doubtful, low_only, &other, &self.config);
                 apply_second_opinion(r, verdict);
             }
             for (&k, other) in doubled.iter().zip(joined_reads) {
@@ -1018,15 +997,6 @@ fn rec_width(q: &Quad) -> Option<usize> {
         return None;
     }
     Some(((REC_H as f32 * w / h).ceil() as usize).clamp(1, REC_MAX_W))
-}
-
-/// Mean width (top and bottom edges) and height (left and right edges) of `q`.
-fn quad_size(q: &Quad) -> (f32, f32) {
-    let d = |a: (f32, f32), b: (f32, f32)| (a.0 - b.0).hypot(a.1 - b.1);
-    (
-        (d(q[0], q[1]) + d(q[3], q[2])) / 2.0,
-        (d(q[0], q[3]) + d(q[1], q[2])) / 2.0,
-    )
 }
 
 /// How far `q` is from an upright rectangle: the largest angle, in degrees, by which its top or

@@ -10,7 +10,7 @@
 
 use super::VisionError;
 use super::ctc::{CharReading, ctc_chars};
-use super::plate::{SPECIAL_LAST, plate_layout_ok};
+use super::plate::{PlateConfig, SPECIAL_LAST, plate_layout_ok};
 use super::preprocess::{Normalize, Plane, Quad, warp_into};
 use super::runtime::{Model, sequence_output};
 use image::RgbImage;
@@ -139,6 +139,39 @@ pub(crate) fn confident_text(second: &[CharReading], sure_p: f32) -> Option<Stri
     let text: String = second.iter().map(|c| c.ch.as_str()).collect();
     let sure = !second.is_empty() && second.iter().all(|c| c.p >= sure_p);
     (sure && plate_layout_ok(&text)).then_some(text)
+}
+
+/// The rules for a single-row reading as the reader applies them: the special ending first
+/// (when `config.special_endings`), then [`second_opinion`]. One function, so the tests judge
+/// the order the reader uses.
+pub(crate) fn single_row_verdict(
+    ours: &[CharReading],
+    doubtful: bool,
+    low_only: bool,
+    second: &[CharReading],
+    config: &PlateConfig,
+) -> Verdict {
+    let ending = config.special_endings.then(|| {
+        special_ending(
+            ours,
+            doubtful,
+            low_only,
+            second,
+            config.char_doubt,
+            config.second_sure_p,
+        )
+    });
+    ending.flatten().unwrap_or_else(|| {
+        second_opinion(
+            ours,
+            doubtful,
+            low_only,
+            second,
+            config.char_doubt,
+            config.second_sure_p,
+            config.second_province_p,
+        )
+    })
 }
 
 /// The combining rule, from our reading (`ours`, with `doubtful` as [`super::plate::assess`]
@@ -442,8 +475,8 @@ mod tests {
         low_only: bool,
         second: &[CharReading],
     ) -> Verdict {
-        special_ending(ours, doubtful, low_only, second, 0.9, 0.8)
-            .unwrap_or_else(|| second_opinion(ours, doubtful, low_only, second, 0.9, 0.8, 0.5))
+        // The defaults are the thresholds these tests were written with: 0.9, 0.8, 0.5.
+        single_row_verdict(ours, doubtful, low_only, second, &PlateConfig::default())
     }
 
     fn ending_text(v: &Verdict) -> Option<(String, bool)> {

@@ -27,7 +27,7 @@
 use super::ctc::CharReading;
 use super::plate::plate_layout_ok;
 use super::plate_rec2::{Verdict, confident_text};
-use super::preprocess::{Normalize, Plane, Quad, quad_point, warp_into};
+use super::preprocess::{Normalize, Plane, Quad, quad_point, quad_size, warp_into};
 use image::RgbImage;
 
 /// Corners' aspect (width / height) below which a plate may be double-row (see the module doc).
@@ -184,15 +184,6 @@ fn paste(dst: &mut RgbImage, src: &RgbImage, q: &Quad, (x, y, w, h): (u32, u32, 
             dst.put_pixel(px, py, image::Rgb([at(0), at(1), at(2)]));
         }
     }
-}
-
-/// Mean width (top and bottom edges) and height (left and right edges) of `q`.
-fn quad_size(q: &Quad) -> (f32, f32) {
-    let d = |a: (f32, f32), b: (f32, f32)| (a.0 - b.0).hypot(a.1 - b.1);
-    (
-        (d(q[0], q[1]) + d(q[3], q[2])) / 2.0,
-        (d(q[0], q[3]) + d(q[1], q[2])) / 2.0,
-    )
 }
 
 #[cfg(test)]

@@ -198,6 +198,15 @@ pub(crate) fn resize_into(
 /// A quadrilateral of the source image: top-left, top-right, bottom-right, bottom-left corners.
 pub(crate) type Quad = [(f32, f32); 4];
 
+/// Mean width (top and bottom edges) and height (left and right edges) of `q`.
+pub(crate) fn quad_size(q: &Quad) -> (f32, f32) {
+    let d = |a: (f32, f32), b: (f32, f32)| (a.0 - b.0).hypot(a.1 - b.1);
+    (
+        (d(q[0], q[1]) + d(q[3], q[2])) / 2.0,
+        (d(q[0], q[3]) + d(q[1], q[2])) / 2.0,
+    )
+}
+
 /// The point of `quad` at `(u, v)` of the unit square (bilinear blend of the corners).
 pub(crate) fn quad_point(q: &Quad, u: f32, v: f32) -> (f32, f32) {
     let lerp =
