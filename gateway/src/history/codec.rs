@@ -27,8 +27,8 @@ const EXACT: f64 = 9_007_199_254_740_992.0;
 pub(super) fn decimal(v: f64, k: u8) -> Option<i64> {
     let p = POW10[usize::from(k.min(K_MAX))];
     let n = (v * p).round();
-    // Also false for NaN.
-    if !(n.abs() <= EXACT) {
+    // NaN fails this too.
+    if n.is_nan() || n.abs() > EXACT {
         return None;
     }
     let n = n as i64;

@@ -271,7 +271,7 @@ mod tests {
                     2 => rng.random::<f64>() * 1e6,
                     3 => 90.0,
                     k => {
-                        let scale = 10f64.powi((k % 5) as i32);
+                        let scale = 10f64.powi(k % 5);
                         f64::from(rng.random_range(-50_000..50_000)) / scale
                     }
                 };

@@ -354,6 +354,8 @@ impl TrapInstalls {
         self.current.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The trap of `site`/`device`, when one is known (the registry's tests read it).
+    #[cfg(test)]
     pub(crate) fn get(&self, site: &str, device: &str) -> Option<TrapInstall> {
         find(&self.map(), site, device).cloned()
     }
