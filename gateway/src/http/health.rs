@@ -35,7 +35,7 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Response {
 
 /// Refreshes gauges that are computed on demand rather than on every update.
 fn refresh_gauges(s: &AppState) {
-    let (known, online) = s.devices.counts(crate::clock::now_ms());
+    let (known, online) = s.devices.gauge_counts(crate::clock::now_ms());
     s.metrics.devices_known.set(known);
     s.metrics.devices_online.set(online);
     if let Some(o) = &s.outbox {
