@@ -551,6 +551,19 @@ impl Engine {
         self.live.stats
     }
 
+    /// Heap bytes of the series windows' readings, of their running judgements, and of the
+    /// rule states' slots: what the memory-per-device tests bound (issue 24).
+    #[cfg(test)]
+    pub(crate) fn rule_bytes_held(&self) -> (usize, usize, usize) {
+        let (mut readings, mut running) = (0, 0);
+        for (_, s) in self.live.series.iter() {
+            let (r, j) = s.window.bytes_held();
+            readings += r;
+            running += j;
+        }
+        (readings, running, self.live.states.bytes_held())
+    }
+
     /// Daily inflow, fill rate and last figures of one trap.
     #[cfg(test)]
     pub(crate) fn trap_stats(&self, site: &str, device: &str) -> Option<super::grease::TrapStats> {

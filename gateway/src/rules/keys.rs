@@ -436,6 +436,15 @@ impl<V> StateMap<V> {
         &mut self.slots[i]
     }
 
+    /// Heap bytes of the states (each device's slot list), not counting what a state points to.
+    #[cfg(test)]
+    pub(crate) fn bytes_held(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| s.states.capacity() * std::mem::size_of::<(StateKey, V)>())
+            .sum()
+    }
+
     pub(crate) fn get(&self, key: StateRef<'_>) -> Option<&V> {
         let slot = &self.slots[self.find(key.site, key.device)?];
         slot.position(key.rule).ok().map(|i| &slot.states[i].1)
