@@ -37,6 +37,11 @@ fn tenths(x: f64) -> Option<i32> {
     (tenths_value(k).to_bits() == x.to_bits()).then_some(k)
 }
 
+/// Whether `|x| <= most` (`i64::MIN` included, whose `abs` overflows).
+fn within(x: i64, most: i64) -> bool {
+    x.unsigned_abs() <= most.unsigned_abs()
+}
+
 fn tenths_value(k: i32) -> f64 {
     f64::from(k) / 10.0
 }
@@ -129,7 +134,12 @@ impl<T: Copy> Rows<T> {
                 // `make_room_for` made `t` fit, or the rows hold full times.
                 let offset = offset(*base, t).unwrap_or(0);
                 grow_within(d, most);
-                d.insert(i, Near { offset, value: v });
+                let p = Near { offset, value: v };
+                if i == d.len() {
+                    d.push_back(p);
+                } else {
+                    d.insert(i, p);
+                }
             }
             Rows::Full(d) => {
                 grow_within(d, most);
@@ -373,9 +383,9 @@ impl Column {
     fn fits(&self, v: &Value) -> bool {
         match (self, v) {
             (Column::Ints(_), Value::Int(_)) | (Column::Floats(_), Value::Float(_)) => true,
-            (Column::Tenths(_), Value::Int(x)) => x.abs() <= TENTHS_INT,
+            (Column::Tenths(_), Value::Int(x)) => within(*x, TENTHS_INT),
             (Column::Tenths(_), Value::Float(x)) => tenths(*x).is_some(),
-            (Column::Floats(_), Value::Int(x)) => x.abs() <= EXACT_INT,
+            (Column::Floats(_), Value::Int(x)) => within(*x, EXACT_INT),
             (Column::Values(_), _) => true,
             _ => false,
         }
@@ -395,60 +405,30 @@ impl Column {
         }
         *self = match (&*self, v) {
             (Column::Ints(d), Value::Float(x))
-                if tenths(*x).is_some() && d.iter().all(|(_, k)| k.abs() <= TENTHS_INT) =>
+                if tenths(*x).is_some() && d.iter().all(|(_, k)| within(k, TENTHS_INT)) =>
             {
                 // Each `k` fits: `10 * k` is within `i32`.
                 Column::Tenths(d.map(|k| i32::try_from(k * 10).unwrap_or(i32::MAX)))
             }
-            (Column::Ints(d), Value::Float(_)) if d.iter().all(|(_, k)| k.abs() <= EXACT_INT) => {
+            (Column::Ints(d), Value::Float(_)) if d.iter().all(|(_, k)| within(k, EXACT_INT)) => {
                 Column::Floats(d.map(|k| k as f64))
             }
             (Column::Tenths(d), Value::Float(_)) => Column::Floats(d.map(tenths_value)),
-            (Column::Tenths(d), Value::Int(x)) if x.abs() <= EXACT_INT => {
+            (Column::Tenths(d), Value::Int(x)) if within(*x, EXACT_INT) => {
                 Column::Floats(d.map(tenths_value))
             }
             _ => Column::Values(self.values()),
         };
     }
 
-    /// Inserts at `i`, holding room for at most `most` readings ([`grow_within`]).
+    /// Inserts at `i`, holding room for at most `most` readings ([`grow_within`]), widening
+    /// the column first when `v` does not fit it.
     pub(super) fn insert(&mut self, i: usize, t: i64, v: &Value, most: usize) {
+        if self.insert_as_is(i, t, v, most) {
+            return;
+        }
         self.widen_for(v);
-        let done = match (&mut *self, v) {
-            (Column::Ints(d), Value::Int(x)) => {
-                d.insert(i, t, *x, most);
-                true
-            }
-            (Column::Tenths(d), Value::Int(x)) => match i32::try_from(x.saturating_mul(10)) {
-                Ok(k) => {
-                    d.insert(i, t, k, most);
-                    true
-                }
-                Err(_) => false,
-            },
-            (Column::Tenths(d), Value::Float(x)) => match tenths(*x) {
-                Some(k) => {
-                    d.insert(i, t, k, most);
-                    true
-                }
-                None => false,
-            },
-            (Column::Floats(d), Value::Float(x)) => {
-                d.insert(i, t, *x, most);
-                true
-            }
-            (Column::Floats(d), Value::Int(x)) => {
-                d.insert(i, t, *x as f64, most);
-                true
-            }
-            (Column::Values(d), v) => {
-                grow_within(d, most);
-                d.insert(i, (t, v.clone()));
-                true
-            }
-            _ => false,
-        };
-        if !done {
+        if !self.insert_as_is(i, t, v, most) {
             // widen_for makes every value fit; should a kind ever be missed, a column of
             // `Value`s holds anything.
             let mut d = self.values();
@@ -456,6 +436,103 @@ impl Column {
             d.insert(i, (t, v.clone()));
             *self = Column::Values(d);
         }
+    }
+
+    /// Inserts `v` at `i` when the column holds it as it is (the usual case: one check of
+    /// the value, not one to widen and another to store it).
+    fn insert_as_is(&mut self, i: usize, t: i64, v: &Value, most: usize) -> bool {
+        match (self, v) {
+            (Column::Ints(d), Value::Int(x)) => d.insert(i, t, *x, most),
+            (Column::Tenths(d), Value::Int(x)) if within(*x, TENTHS_INT) => {
+                // Fits: `10 * x` is within `i32`.
+                d.insert(i, t, i32::try_from(x * 10).unwrap_or(i32::MAX), most)
+            }
+            (Column::Tenths(d), Value::Float(x)) => match tenths(*x) {
+                Some(k) => d.insert(i, t, k, most),
+                None => return false,
+            },
+            (Column::Floats(d), Value::Float(x)) => d.insert(i, t, *x, most),
+            (Column::Floats(d), Value::Int(x)) if within(*x, EXACT_INT) => {
+                d.insert(i, t, *x as f64, most)
+            }
+            (Column::Values(d), v) => {
+                grow_within(d, most);
+                d.insert(i, (t, v.clone()));
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// A question to a column of numbers put to [`Column::with_points`]: answered with the column
+/// seen as one kind and one time layout ([`Points`]), so a running judgement's loop reads its
+/// readings without matching on the column twice per reading read.
+pub(super) trait WithPoints {
+    type Out;
+    fn run(self, p: &impl Points) -> Self::Out;
+}
+
+/// Readings with times as offsets from `base`, numbers by `f`.
+struct NearPoints<'a, T: Copy, F> {
+    base: i64,
+    d: &'a VecDeque<Near<T>>,
+    f: F,
+}
+
+impl<T: Copy, F: Fn(T) -> f64> Points for NearPoints<'_, T, F> {
+    fn len(&self) -> usize {
+        self.d.len()
+    }
+
+    fn t(&self, i: usize) -> i64 {
+        self.base + i64::from(self.d[i].offset)
+    }
+
+    fn x(&self, i: usize) -> f64 {
+        (self.f)(self.d[i].value)
+    }
+}
+
+/// Readings with full times, numbers by `f`.
+struct FullPoints<'a, T: Copy, F> {
+    d: &'a VecDeque<(i64, T)>,
+    f: F,
+}
+
+impl<T: Copy, F: Fn(T) -> f64> Points for FullPoints<'_, T, F> {
+    fn len(&self) -> usize {
+        self.d.len()
+    }
+
+    fn t(&self, i: usize) -> i64 {
+        self.d[i].0
+    }
+
+    fn x(&self, i: usize) -> f64 {
+        (self.f)(self.d[i].1)
+    }
+}
+
+impl<T: Copy> Rows<T> {
+    fn with_points<W: WithPoints>(&self, w: W, f: impl Fn(T) -> f64) -> W::Out {
+        match self {
+            Rows::Near { base, d } => w.run(&NearPoints { base: *base, d, f }),
+            Rows::Full(d) => w.run(&FullPoints { d, f }),
+        }
+    }
+}
+
+impl Column {
+    /// `w` answered over the readings as numbers (the same numbers as [`Points`] for
+    /// `Column` reads); `None` for a column of `Value`s.
+    pub(super) fn with_points<W: WithPoints>(&self, w: W) -> Option<W::Out> {
+        Some(match self {
+            Column::Ints(d) => d.with_points(w, |k| k as f64),
+            Column::Tenths(d) => d.with_points(w, tenths_value),
+            Column::Floats(d) => d.with_points(w, |x| x),
+            Column::Values(_) => return None,
+        })
     }
 }
 
@@ -561,7 +638,7 @@ mod tests {
                     0 => Value::Float(0.05 * (next() % 100) as f64),
                     1 => Value::Float(-0.0),
                     2 => Value::Int((next() % 7) as i64 * 1_000_000_000),
-                    3 => Value::Int((1 << 60) + 1),
+                    3 => Value::Int([(1 << 60) + 1, i64::MIN, i64::MAX][(next() % 3) as usize]),
                     4 => Value::Text("x".into()),
                     5..=12 => Value::Int((next() % 2_000) as i64 - 1_000),
                     _ => Value::Float(((next() % 20_000) as f64 - 10_000.0) / 10.0),

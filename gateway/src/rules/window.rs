@@ -7,7 +7,7 @@
 //! series, takes 16 bytes a reading instead of 40 for `(i64, Value)`. With ten thousand
 //! devices these windows were most of the gateway's memory per device (issue 24).
 
-use super::column::Column;
+use super::column::{Column, WithPoints};
 use super::running::{Extreme, FlatRun, Points, Running, flat_run_by_scan, supported_extreme};
 use crate::reading::Value;
 use serde::{Deserialize, Serialize};
@@ -241,7 +241,19 @@ impl Window {
                 || Running::Extreme(Extreme::new(band, sign)),
             );
             if let Running::Extreme(e) = &mut set.list[k] {
-                return e.of_suffix(col, set.base, s);
+                /// `of_suffix` over the column seen as one kind (see `WithPoints`).
+                struct Q<'a>(&'a mut Extreme, u64, usize);
+                impl WithPoints for Q<'_> {
+                    type Out = Option<(i64, f64)>;
+                    fn run(self, p: &impl Points) -> Self::Out {
+                        self.0.of_suffix(p, self.1, self.2)
+                    }
+                }
+                return match col.with_points(Q(&mut *e, set.base, s)) {
+                    Some(answer) => answer,
+                    // Not asked: running judgements are only made for numbers.
+                    None => e.of_suffix(col, set.base, s),
+                };
             }
         }
         scratch.clear();
@@ -276,7 +288,19 @@ impl Window {
                 || Running::Flat(FlatRun::new(tolerance)),
             );
             if let Running::Flat(f) = &mut set.list[k] {
-                return f.newest(col, set.base, to);
+                /// `newest` over the column seen as one kind (see `WithPoints`).
+                struct Q<'a>(&'a mut FlatRun, u64, i64);
+                impl WithPoints for Q<'_> {
+                    type Out = (usize, i64);
+                    fn run(self, p: &impl Points) -> Self::Out {
+                        self.0.newest(p, self.1, self.2)
+                    }
+                }
+                return match col.with_points(Q(&mut *f, set.base, to)) {
+                    Some(answer) => answer,
+                    // Not asked: running judgements are only made for numbers.
+                    None => f.newest(col, set.base, to),
+                };
             }
         }
         flat_run_by_scan(self.numbers_newest_first(to), tolerance, to)
