@@ -257,7 +257,7 @@ impl Window {
             }
         }
         scratch.clear();
-        scratch.extend(self.range_with_previous(from, to, before).numbers());
+        self.numbers_into(s, self.col.first_after(to), scratch);
         supported_extreme(scratch, band, sign)
     }
 
@@ -303,7 +303,36 @@ impl Window {
                 };
             }
         }
-        flat_run_by_scan(self.numbers_newest_first(to), tolerance, to)
+        /// The rescan over the column seen as one kind (see `WithPoints`).
+        struct Scan(usize, f64, i64);
+        impl WithPoints for Scan {
+            type Out = (usize, i64);
+            fn run(self, p: &impl Points) -> Self::Out {
+                let newest_first = (0..self.0).rev().map(|i| (p.t(i), p.x(i)));
+                flat_run_by_scan(newest_first, self.1, self.2)
+            }
+        }
+        let end = self.col.first_after(to);
+        self.col
+            .with_points(Scan(end, tolerance, to))
+            .unwrap_or_else(|| flat_run_by_scan(self.numbers_newest_first(to), tolerance, to))
+    }
+
+    /// Appends the numbers of the readings from index `a` to `b` (not including it) to `out`,
+    /// as [`Readings::numbers`] gives them: over the column seen as one kind when it holds
+    /// numbers only (see `WithPoints`), the short windows' rescans being most of the rules'
+    /// work with many devices of few readings.
+    fn numbers_into(&self, a: usize, b: usize, out: &mut Vec<(i64, f64)>) {
+        struct Fill<'a>(&'a mut Vec<(i64, f64)>, usize, usize);
+        impl WithPoints for Fill<'_> {
+            type Out = ();
+            fn run(self, p: &impl Points) {
+                self.0.extend((self.1..self.2).map(|i| (p.t(i), p.x(i))));
+            }
+        }
+        if self.col.with_points(Fill(&mut *out, a, b)).is_none() {
+            out.extend(self.between(a, b).numbers());
+        }
     }
 
     fn between(&self, front: usize, back: usize) -> Readings<'_> {
