@@ -13,7 +13,8 @@
 //! `--det-threshold F`, `--max-boxes N`, `--rec-min-width N`, `--rec-batch N`, `--crops-until-sure 0|1`,
 //! `--tile-unless-found 0|1`, `--crop-upscale-to N`, `--layout-decoding 0|1`,
 //! `--require-province 0|1`, `--rectify-above-deg F|off`, `--cross-check 0|1`,
-//! `--second-opinion 0|1`, `--second-sure-p F`, `--second-province-p F`, `--weak-det-threshold F`,
+//! `--second-opinion 0|1`, `--second-sure-p F`, `--second-province-p F`, `--second-agree-p F`,
+//! `--weak-det-threshold F`,
 //! `--special-endings 0|1`, `--double-rows 0|1`.
 //! `--dump-second 1` adds, to every reading, the second recogniser's own per-character reading
 //! of the same corners (`second`), from a reader with the default config (so it works with
@@ -58,6 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--second-opinion" => config.second_opinion = v == "1",
             "--second-sure-p" => config.second_sure_p = v.parse()?,
             "--second-province-p" => config.second_province_p = v.parse()?,
+            "--second-agree-p" => config.second_agree_p = v.parse()?,
             "--special-endings" => config.special_endings = v == "1",
             "--double-rows" => config.double_rows = v == "1",
             "--dump-second" => dump_second = v == "1",
