@@ -275,7 +275,22 @@ impl TrapInstall {
     }
 }
 
-type Key = (String, String);
+/// Traps by site, then device: looked up with the readings' `&str`s, no key to build.
+type ByDevice = HashMap<String, HashMap<String, TrapInstall>>;
+
+fn by_device<'a>(traps: impl IntoIterator<Item = &'a TrapInstall>) -> ByDevice {
+    let mut map = ByDevice::new();
+    for t in traps {
+        map.entry(t.site.clone())
+            .or_default()
+            .insert(t.device.clone(), t.clone());
+    }
+    map
+}
+
+fn find<'m>(map: &'m ByDevice, site: &str, device: &str) -> Option<&'m TrapInstall> {
+    map.get(site).and_then(|d| d.get(device))
+}
 
 /// Every known trap, looked up by (site, device): the gateway config's `[[traps]]` (fixed
 /// until a restart) overlaid with the device registry's `installation.trap` entries, which
@@ -284,11 +299,11 @@ type Key = (String, String);
 /// conflict is logged when a registry version is applied.
 ///
 /// Clones share one current map (the rules engine holds one, the registry feeds another);
-/// the map is swapped whole, so a look-up costs a read lock and an `Arc` clone.
+/// the map is swapped whole, so a look-up costs a read lock.
 #[derive(Debug, Clone, Default)]
 pub struct TrapInstalls {
-    configured: Arc<HashMap<Key, TrapInstall>>,
-    current: Arc<RwLock<Arc<HashMap<Key, TrapInstall>>>>,
+    configured: Arc<ByDevice>,
+    current: Arc<RwLock<Arc<ByDevice>>>,
 }
 
 /// Checks `[[traps]]`: valid dimensions, one entry per device.
@@ -307,10 +322,7 @@ pub(crate) fn validate(traps: &[TrapInstall]) -> Result<(), ConfigError> {
 impl TrapInstalls {
     /// The configured traps (`[[traps]]`), none registered yet.
     pub(crate) fn new(traps: &[TrapInstall]) -> Self {
-        let configured: HashMap<Key, TrapInstall> = traps
-            .iter()
-            .map(|t| ((t.site.clone(), t.device.clone()), t.clone()))
-            .collect();
+        let configured = by_device(traps);
         TrapInstalls {
             current: Arc::new(RwLock::new(Arc::new(configured.clone()))),
             configured: Arc::new(configured),
@@ -322,8 +334,7 @@ impl TrapInstalls {
     pub(crate) fn set_registered(&self, registered: Vec<TrapInstall>) {
         let mut all = (*self.configured).clone();
         for t in registered {
-            let key = (t.site.clone(), t.device.clone());
-            if let Some(c) = all.get(&key)
+            if let Some(c) = find(&all, &t.site, &t.device)
                 && *c != t
             {
                 tracing::warn!(
@@ -332,55 +343,47 @@ impl TrapInstalls {
                     "trap geometry differs between [[traps]] and the device registry; the registry's is used"
                 );
             }
-            all.insert(key, t);
+            all.entry(t.site.clone())
+                .or_default()
+                .insert(t.device.clone(), t);
         }
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(all);
     }
 
-    fn map(&self) -> Arc<HashMap<Key, TrapInstall>> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, Arc<ByDevice>> {
+        self.current.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The trap of `site`/`device`, when one is known (the registry's tests read it).
+    #[cfg(test)]
     pub(crate) fn get(&self, site: &str, device: &str) -> Option<TrapInstall> {
-        // Look-ups are per grease-trap message, not per reading; an owned key costs two
-        // short allocations, saved when no trap is described at all.
-        let map = self.map();
-        if map.is_empty() {
-            return None;
-        }
-        map.get(&(site.to_string(), device.to_string())).cloned()
+        find(&self.map(), site, device).cloned()
     }
 
     /// For one message's readings (one device): the grease-trap figures it lacks, derived
     /// from what it carries. Empty for other streams and when nothing can be added.
+    ///
+    /// Runs for every message the rules see (issue 24: it was 3 % of intake's CPU with
+    /// 10,000 devices): the message is read in one pass that notes where each figure's usual
+    /// metric is ([`Found`]), instead of a search by name per figure, and the trap is looked up
+    /// by reference under the read lock (no key built, nothing cloned).
     pub(crate) fn derive(&self, msg: &[Reading]) -> Vec<Reading> {
-        let Some(first) = msg.iter().find(|r| r.stream == STREAM) else {
+        let found = Found::of(msg);
+        let Some(first) = found.first.map(|i| &msg[i]) else {
             return Vec::new();
         };
-        let has = |m: &str| msg.iter().any(|r| r.stream == STREAM && r.metric == m);
-        if has("level_mm") && has("fill_pct") && has("volume_l") {
+        if found.has(LEVEL_MM) && found.has(FILL_PCT) && found.has(VOLUME_L) {
             return Vec::new();
         }
-        let install = self.get(&first.site, &first.device);
-        let number = |m: &str| {
-            msg.iter()
-                .find(|r| r.stream == STREAM && r.metric == m)
-                .and_then(|r| r.value.as_f64().map(|v| (v, r)))
-        };
+        let number = |m: &str| found.number(msg, m);
+        let map = self.map();
         // The source: the configured sensor, or the best figure the message carries.
-        let source = match install {
-            Some(i) => match i.metric.clone() {
-                Some(m) => number(&m).map(|(v, r)| (i, v, r)),
-                None => i
-                    .reports
-                    .default_metrics()
-                    .iter()
-                    .find_map(|m| number(m))
-                    .map(|(v, r)| (i, v, r)),
-            },
+        let source = match find(&map, &first.site, &first.device) {
+            Some(i) => match &i.metric {
+                Some(m) => number(m),
+                None => i.reports.default_metrics().iter().find_map(|m| number(m)),
+            }
+            .map(|(v, r)| (i.figures(v, &r.unit), r)),
             None => [
                 ("level_mm", Reports::Level),
                 ("level", Reports::Level),
@@ -389,46 +392,30 @@ impl TrapInstalls {
             ]
             .into_iter()
             .find_map(|(m, reports)| {
-                number(m).map(|(v, r)| {
-                    // Only its figures are asked for, which need no names.
-                    let bare = TrapInstall {
-                        site: String::new(),
-                        device: String::new(),
-                        shape: None,
-                        length_mm: None,
-                        width_mm: None,
-                        diameter_mm: None,
-                        working_depth_mm: None,
-                        sensor_height_mm: None,
-                        reports,
-                        metric: None,
-                    };
-                    (bare, v, r)
-                })
+                number(m).map(|(v, r)| (TrapInstall::bare(reports).figures(v, &r.unit), r))
             }),
         };
-        let Some((install, value, src)) = source else {
+        drop(map);
+        let Some((f, src)) = source else {
             return Vec::new();
         };
-        let f = install.figures(value, &src.unit);
-        let mut out = Vec::new();
         // The derived names, made once: a level sensor's every message derives `level_mm`.
         static NAMES: std::sync::LazyLock<[(Name, Name); 3]> = std::sync::LazyLock::new(|| {
             [("level_mm", "mm"), ("fill_pct", "%"), ("volume_l", "L")]
                 .map(|(m, u)| (Name::from(m), Name::from(u)))
         });
         let [(level_m, level_u), (fill_m, fill_u), (volume_m, volume_u)] = &*NAMES;
-        for (metric, v, unit) in [
-            (level_m, f.level_mm, level_u),
-            (fill_m, f.fill_pct, fill_u),
-            (volume_m, f.volume_l, volume_u),
-        ] {
-            let Some(v) = v.filter(|v| v.is_finite()) else {
-                continue;
-            };
-            if has(metric) {
-                continue;
-            }
+        let wanted = [
+            (LEVEL_MM, level_m, f.level_mm, level_u),
+            (FILL_PCT, fill_m, f.fill_pct, fill_u),
+            (VOLUME_L, volume_m, f.volume_l, volume_u),
+        ]
+        .map(|(k, metric, v, unit)| {
+            v.filter(|v| v.is_finite() && !found.has(k))
+                .map(|v| (metric, v, unit))
+        });
+        let mut out = Vec::with_capacity(wanted.iter().flatten().count());
+        for (metric, v, unit) in wanted.into_iter().flatten() {
             // Field by field: `..src.clone()` also copied the metric and unit it replaced.
             out.push(Reading {
                 site: src.site.clone(),
@@ -445,6 +432,99 @@ impl TrapInstalls {
             });
         }
         out
+    }
+}
+
+impl TrapInstall {
+    /// A sensor reporting `reports` with nothing known about its trap (only its figures are
+    /// asked for, which need no names: nothing is allocated).
+    fn bare(reports: Reports) -> TrapInstall {
+        TrapInstall {
+            site: String::new(),
+            device: String::new(),
+            shape: None,
+            length_mm: None,
+            width_mm: None,
+            diameter_mm: None,
+            working_depth_mm: None,
+            sensor_height_mm: None,
+            reports,
+            metric: None,
+        }
+    }
+}
+
+/// The metrics [`TrapInstalls::derive`] looks for by default: the figures themselves, then the
+/// other names sensors report them under (see [`Reports::default_metrics`]).
+const KNOWN: [&str; 8] = [
+    "level_mm",
+    "fill_pct",
+    "volume_l",
+    "level",
+    "distance",
+    "distance_mm",
+    "fill",
+    "volume",
+];
+const LEVEL_MM: usize = 0;
+const FILL_PCT: usize = 1;
+const VOLUME_L: usize = 2;
+
+fn known(metric: &str) -> Option<usize> {
+    match metric {
+        "level_mm" => Some(LEVEL_MM),
+        "fill_pct" => Some(FILL_PCT),
+        "volume_l" => Some(VOLUME_L),
+        "level" => Some(3),
+        "distance" => Some(4),
+        "distance_mm" => Some(5),
+        "fill" => Some(6),
+        "volume" => Some(7),
+        _ => None,
+    }
+}
+
+/// One pass over a message: its first grease-trap reading and, per [`KNOWN`] metric, the
+/// first grease-trap reading carrying it.
+struct Found {
+    first: Option<usize>,
+    at: [Option<usize>; KNOWN.len()],
+}
+
+impl Found {
+    fn of(msg: &[Reading]) -> Found {
+        let mut found = Found {
+            first: None,
+            at: [None; KNOWN.len()],
+        };
+        for (i, r) in msg.iter().enumerate() {
+            if r.stream != STREAM {
+                continue;
+            }
+            found.first.get_or_insert(i);
+            if let Some(k) = known(&r.metric) {
+                found.at[k].get_or_insert(i);
+            }
+        }
+        found
+    }
+
+    /// Whether a grease-trap reading carries `KNOWN[k]`.
+    fn has(&self, k: usize) -> bool {
+        self.at[k].is_some()
+    }
+
+    /// The first grease-trap reading carrying `metric`, with its value when that is a number
+    /// (as a search from the front would answer).
+    fn number<'m>(&self, msg: &'m [Reading], metric: &str) -> Option<(f64, &'m Reading)> {
+        let r = match known(metric) {
+            Some(k) => &msg[self.at[k]?],
+            // A sensor's own metric name (`metric = ...` in its installation).
+            None => msg
+                .iter()
+                .find(|r| r.stream == STREAM && r.metric == metric)?,
+        };
+        r.value.as_f64().map(|v| (v, r))
     }
 }
 
@@ -554,6 +634,43 @@ mod tests {
         assert_eq!(
             figures(&out),
             vec![("level_mm".into(), 200.0), ("fill_pct".into(), 25.0)]
+        );
+    }
+
+    /// The first reading of a metric is the one read (a text there is no figure), a sensor's
+    /// own metric name is found, other streams are ignored and what the message has is kept.
+    #[test]
+    fn the_first_reading_of_a_metric_is_the_source() {
+        let traps = TrapInstalls::default();
+        let mut text = reading("level", 0.0, "mm");
+        text.value = Value::Text("x".into());
+        let out = traps.derive(&[
+            text,
+            reading("level", 5.0, "mm"),
+            reading("distance", 7.0, "mm"),
+        ]);
+        assert_eq!(figures(&out), vec![("level_mm".into(), -7.0)]);
+        let mut other = reading("level", 3.0, "mm");
+        other.stream = "water".into();
+        assert!(traps.derive(&[other.clone()]).is_empty());
+        let out = traps.derive(&[other, reading("level", 9.0, "mm")]);
+        assert_eq!(figures(&out), vec![("level_mm".into(), 9.0)]);
+        let mut i = install(Reports::Level);
+        i.metric = Some("depth".into());
+        let traps = TrapInstalls::new(&[i]);
+        let out = traps.derive(&[reading("level", 1.0, "mm"), reading("depth", 400.0, "mm")]);
+        assert_eq!(
+            figures(&out),
+            vec![
+                ("level_mm".into(), 400.0),
+                ("fill_pct".into(), 50.0),
+                ("volume_l".into(), 240.0)
+            ]
+        );
+        let out = traps.derive(&[reading("depth", 400.0, "mm"), reading("fill_pct", 1.0, "%")]);
+        assert_eq!(
+            figures(&out),
+            vec![("level_mm".into(), 400.0), ("volume_l".into(), 240.0)]
         );
     }
 
