@@ -9,7 +9,7 @@
 use super::config::{RuleConfig, RulesSettings};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Bumped when the state layout changes; an old snapshot is then ignored (with a warning).
 pub(crate) const VERSION: u32 = 1;
@@ -24,6 +24,53 @@ pub(crate) struct Snapshot {
     pub settings: RulesSettings,
     /// The engine's private state (its layout belongs to `engine`).
     pub state: serde_json::Value,
+}
+
+/// What [`Snapshot`] reads, written from borrowed parts (no copy of the engine's state).
+#[derive(Serialize)]
+pub(crate) struct SnapshotOut<'a, S> {
+    pub version: u32,
+    pub rules: &'a [RuleConfig],
+    pub settings: &'a RulesSettings,
+    pub state: S,
+}
+
+/// A snapshot in its temporary file, neither durable nor in place yet ([`Written::commit`]).
+pub(crate) struct Written {
+    file: std::fs::File,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+/// Writes a snapshot through `write` into the temporary file next to `path` (buffered: the
+/// text is never held whole).
+pub(crate) fn write(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> serde_json::Result<()>,
+) -> Result<Written, SnapshotError> {
+    let io = |e| SnapshotError::Io(path.display().to_string(), e);
+    let tmp = path.with_extension("json.tmp");
+    let file = std::fs::File::create(&tmp).map_err(io)?;
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+    write(&mut out).map_err(SnapshotError::Format)?;
+    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    Ok(Written {
+        file,
+        tmp,
+        path: path.to_path_buf(),
+    })
+}
+
+impl Written {
+    /// Makes the snapshot durable (fsync), then puts it in place (rename), so a crash
+    /// mid-write leaves the previous one.
+    pub(crate) fn commit(self) -> Result<(), SnapshotError> {
+        let io = |e| SnapshotError::Io(self.path.display().to_string(), e);
+        self.file.sync_all().map_err(io)?;
+        drop(self.file);
+        std::fs::rename(&self.tmp, &self.path).map_err(io)?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,16 +90,9 @@ pub(crate) enum SnapshotError {
 impl Snapshot {
     /// Writes atomically (temporary file, fsync, rename), so a crash mid-write leaves the
     /// previous snapshot.
+    #[cfg(test)]
     pub(crate) fn save(&self, path: &Path) -> Result<(), SnapshotError> {
-        let io = |e| SnapshotError::Io(path.display().to_string(), e);
-        let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(self).map_err(SnapshotError::Format)?;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io)?;
-        Ok(())
+        write(path, |w| serde_json::to_writer(w, self))?.commit()
     }
 
     /// `None` when there is no snapshot yet.

@@ -59,10 +59,19 @@ pub(crate) async fn run_persistent(
             },
             _ = tick.tick() => engine.on_tick(crate::clock::now_ms()),
             _ = save.tick(), if state_path.is_some() => {
-                if let Some(path) = state_path.clone() {
-                    let snap = engine.snapshot();
-                    let saved = tokio::task::spawn_blocking(move || snap.save(&path)).await;
-                    if let Ok(Err(e)) = saved {
+                if let Some(path) = &state_path {
+                    // Written from the live state (the engine waits meanwhile, as it did
+                    // while the state was copied); made durable off this task.
+                    let written = blocking(|| {
+                        super::snapshot::write(path, |w| engine.write_snapshot(w))
+                    });
+                    let saved = match written {
+                        Ok(w) => tokio::task::spawn_blocking(move || w.commit())
+                            .await
+                            .unwrap_or(Ok(())),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = saved {
                         warn!(error = %e, "rule state not saved");
                     }
                 }
@@ -85,12 +94,23 @@ pub(crate) async fn run_persistent(
     let last = engine.on_tick(crate::clock::now_ms());
     send(&clues, last, &mut pool_gone).await;
     if let Some(path) = &state_path {
-        match engine.snapshot().save(path) {
+        let saved = super::snapshot::write(path, |w| engine.write_snapshot(w))
+            .and_then(super::snapshot::Written::commit);
+        match saved {
             Ok(()) => info!(path = %path.display(), "rule state saved"),
             Err(e) => warn!(error = %e, "rule state not saved"),
         }
     }
     debug!(stats = ?engine.stats(), "rules task stopped");
+}
+
+/// Runs blocking work (file writes) on this task: on the multi-threaded runtime its other
+/// tasks move to another worker meanwhile.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 async fn send(clues: &ClueSender, signals: Vec<ClueSignal>, pool_gone: &mut bool) {
@@ -110,6 +130,42 @@ mod tests {
     use super::*;
     use crate::rules::config::RulesSettings;
     use crate::rules::tests::{at_local, cover};
+
+    /// The periodic save writes on the engine's task through `blocking`, on either runtime
+    /// (`block_in_place` alone panics on the current-thread one the tests use).
+    #[test]
+    fn snapshots_are_written_on_either_runtime() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join(super::super::snapshot::FILE_NAME);
+        let mut engine = Engine::new(crate::rules::default_rules(), &RulesSettings::default())
+            .expect("default rules compile");
+        let t = at_local(2, 0);
+        engine.on_readings(&cover("mh-1", true, t));
+        engine.on_readings(&cover("mh-1", true, t + 60_000));
+        let save = || {
+            blocking(|| super::super::snapshot::write(&path, |w| engine.write_snapshot(w)))
+                .and_then(super::super::snapshot::Written::commit)
+        };
+        for multi in [true, false] {
+            let rt = if multi {
+                tokio::runtime::Builder::new_multi_thread().build()
+            } else {
+                tokio::runtime::Builder::new_current_thread().build()
+            }
+            .expect("runtime");
+            rt.block_on(async { save() }).expect("saved");
+            let snap = super::super::snapshot::Snapshot::load(&path)
+                .expect("readable")
+                .expect("there");
+            assert_eq!(snap.state, engine.snapshot().state);
+            Engine::restore(
+                crate::rules::default_rules(),
+                &RulesSettings::default(),
+                snap,
+            )
+            .expect("restores");
+        }
+    }
 
     #[tokio::test]
     async fn rules_task_forwards_signals_and_stops_when_readings_end() {

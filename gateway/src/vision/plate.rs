@@ -59,6 +59,10 @@ const REC_MAX_ASPECT: f32 = 10.0;
 const DET_MEAN: [f32; 3] = [104.0, 117.0, 123.0];
 /// See [`PlateConfig::weak_det_threshold`].
 const WEAK_DET_THRESHOLD: f32 = 0.2;
+/// See [`PlateConfig::dark_blue`]. From the tune split's colours, not from a reading: the
+/// background of its 288 blue plates (tune + tune3 photos) has a median BGR of (183, 89, 45);
+/// 0.7 turns black (0-30) into a blue of 179-184.
+const DARK_BLUE: f32 = 0.7;
 /// Plate-crop inputs: width / height between these is taken as "this image is a plate".
 const CROP_ASPECT: (f32, f32) = (1.5, 8.0);
 
@@ -212,6 +216,15 @@ pub struct PlateConfig {
     /// names another vehicle (鄂F8888 is not 鄂F8888警). Weak detector boxes
     /// (`weak_det_threshold`) count as read alike in that case too. Off: as before.
     pub special_endings: bool,
+    /// Black plates (white characters on black: 粤Z cross-border, consulate and older foreign
+    /// plates) on a dark car can get no detector box at any score: the detector was trained on
+    /// blue and yellow plates. When a frame's first pass finds no box of at least
+    /// `det_threshold`, the whole frame is detected once more with its dark colours pushed
+    /// towards blue (blue channel + this x (255 - the pixel's brightest channel)), so a black
+    /// plate looks like the blue ones the detector knows; 0 turns it off. Boxes from that pass
+    /// are read like weak ones (`weak_det_threshold`): kept only when the second recogniser
+    /// reads the same text surely, and always doubtful. Needs `second_opinion`.
+    pub dark_blue: f32,
 }
 
 impl Default for PlateConfig {
@@ -264,6 +277,7 @@ impl Default for PlateConfig {
             second_agree_p: 0.5,
             double_rows: true,
             special_endings: true,
+            dark_blue: DARK_BLUE,
         }
     }
 }
@@ -357,9 +371,39 @@ impl PlateReader {
                 score: 0.0,
             });
         }
+        let mut out = self.read_boxes(img, boxes, false, stats)?;
+        if out.iter().all(|r| r.doubtful) {
+            // No sure plate: boxes only the dark-to-blue frame shows (black plates) are read as
+            // weak ones, unless a plate was read there already.
+            let dark: Vec<PlateBox> = self
+                .detect_dark(img, stats)?
+                .into_iter()
+                .filter(|d| {
+                    !out.iter()
+                        .any(|o| overlap_of_smaller(&o.plate.bbox, &d.bbox) > 0.6)
+                })
+                .collect();
+            stats.boxes += dark.len() as u32;
+            if !dark.is_empty() {
+                out.extend(self.read_boxes(img, dark, true, stats)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads the detector's `boxes` of `img` (see [`Self::read`]); with `dark`, every box is
+    /// read as a weak one ([`PlateConfig::dark_blue`]).
+    fn read_boxes(
+        &self,
+        img: &RgbImage,
+        mut boxes: Vec<PlateBox>,
+        dark: bool,
+        stats: &mut ReadStats,
+    ) -> Result<Vec<PlateReading>, VisionError> {
         // Weak plates last: a plate found surely (or a plate crop read whole) keeps its place,
         // and a weak box over it is then dropped as the same plate.
-        let weak_last = |b: &PlateBox| b.score > 0.0 && b.score < self.config.det_threshold;
+        let weak_last =
+            |b: &PlateBox| dark || (b.score > 0.0 && b.score < self.config.det_threshold);
         boxes.sort_by_key(|b| weak_last(b));
         // A weak box is kept only when the second recogniser reads it surely and as we do:
         // its (one-row) reading comes first, so a box it cannot read surely is never read with
@@ -392,7 +436,8 @@ impl PlateReader {
         quads.extend(checked.iter().map(|&i| quad_of(&boxes[i].bbox)));
         let mut reads = self.best_reads(img, &quads, stats)?;
         let upright: Vec<Option<Vec<CharReading>>> = reads.split_off(boxes.len());
-        let doubles = self.read_double_rows(img, &boxes, &mut reads, stats)?;
+        let weak_boxes: Vec<bool> = boxes.iter().map(weak_last).collect();
+        let doubles = self.read_double_rows(img, &boxes, &weak_boxes, &mut reads, stats)?;
         let mut second: Vec<Option<String>> = vec![None; boxes.len()];
         for (&i, read) in checked.iter().zip(upright) {
             second[i] = read.map(|c| text_of(&c));
@@ -430,7 +475,7 @@ impl PlateReader {
             {
                 continue;
             }
-            let weak = plate.score > 0.0 && plate.score < self.config.det_threshold;
+            let weak = weak_last(&plate);
             if weak && !confirmation.is_some_and(|c| self.read_alike(&chars, &c)) {
                 continue;
             }
@@ -445,10 +490,17 @@ impl PlateReader {
                 if !doubt.is_empty() {
                     doubt.push_str("; ");
                 }
-                doubt.push_str(&format!(
-                    "the detector was unsure of this plate (score {:.2}); both recognisers read it alike",
-                    plate.score
-                ));
+                doubt.push_str(&if dark {
+                    format!(
+                        "found only with the frame's dark colours turned blue (a black plate?; score {:.2}); both recognisers read it alike",
+                        plate.score
+                    )
+                } else {
+                    format!(
+                        "the detector was unsure of this plate (score {:.2}); both recognisers read it alike",
+                        plate.score
+                    )
+                });
                 if candidates.is_empty() {
                     candidates.push(text.clone());
                 }
@@ -672,8 +724,8 @@ impl PlateReader {
     }
 
     /// Double-row readings ([`PlateConfig::double_rows`]): every plate shaped like a double-row
-    /// one whose reading in `reads` is not sure (and that is not a weak box, which stands only on
-    /// the second recogniser's single-row reading) is read again as one joined line from its
+    /// one whose reading in `reads` is not sure (and that is not `weak`: a weak or dark-pass box
+    /// stands only on the second recogniser's single-row reading) is read again as one joined line from its
     /// corners, with its top edge raised by each of [`RAISE_TOP`] and each upper width of
     /// [`UPPER_WIDTHS`], all in one recogniser pass. The surest joined reading laid out like a
     /// plate of [`DOUBLE_ROW_CHARS`] characters replaces the single-row one when it is surer
@@ -682,6 +734,7 @@ impl PlateReader {
         &self,
         img: &RgbImage,
         boxes: &[PlateBox],
+        weak: &[bool],
         reads: &mut [Option<Vec<CharReading>>],
         stats: &mut ReadStats,
     ) -> Result<Vec<Option<DoubleRead>>, VisionError> {
@@ -692,8 +745,7 @@ impl PlateReader {
         let (iw, ih) = (img.width() as f32, img.height() as f32);
         let open: Vec<usize> = (0..boxes.len())
             .filter(|&i| {
-                let weak = boxes[i].score > 0.0 && boxes[i].score < self.config.det_threshold;
-                !weak
+                !weak.get(i).copied().unwrap_or(true)
                     && may_be_double(&boxes[i].corners)
                     && !reads[i].as_ref().is_some_and(|c| self.is_sure(c))
             })
@@ -767,12 +819,12 @@ impl PlateReader {
         let max_side = self.config.det_max_side as f32;
         let whole = Roi::whole(img);
         let s = (max_side / iw.max(ih)).min(1.0);
-        let mut found = self.detect_in(img, whole, s, 0.0, stats)?;
+        let mut found = self.detect_in(img, whole, s, 0.0, 0.0, stats)?;
         if self.is_plate_crop(img) {
             // A small crop is scaled up so the plate is the size the detector knows best.
             let up = self.config.crop_upscale_to as f32 / iw.max(ih);
             let cs = if up > s { up } else { s };
-            found.extend(self.detect_in(img, whole, cs, self.config.crop_border, stats)?);
+            found.extend(self.detect_in(img, whole, cs, self.config.crop_border, 0.0, stats)?);
         }
         let tile = self.config.tile_side;
         let seen = self.config.tile_unless_found && !found.is_empty();
@@ -789,7 +841,7 @@ impl PlateReader {
                     w: t.w as f32,
                     h: t.h as f32,
                 };
-                for p in self.detect_in(img, roi, ts, 0.0, stats)? {
+                for p in self.detect_in(img, roi, ts, 0.0, 0.0, stats)? {
                     // A plate cut by an inner tile edge is seen whole by a neighbour.
                     if !touches_inner_edge(&p.bbox, &roi, iw, ih) {
                         found.push(p);
@@ -806,14 +858,48 @@ impl PlateReader {
             .collect())
     }
 
+    /// The whole frame detected again with its dark colours pushed towards blue
+    /// ([`PlateConfig::dark_blue`]): its boxes, surest first, at most `max_boxes`. None for a
+    /// plate crop (read whole instead) or without the second recogniser (nothing could confirm
+    /// what this finds).
+    fn detect_dark(
+        &self,
+        img: &RgbImage,
+        stats: &mut ReadStats,
+    ) -> Result<Vec<PlateBox>, VisionError> {
+        let c = &self.config;
+        if c.dark_blue <= 0.0 || self.second.is_none() || self.is_plate_crop(img) {
+            return Ok(Vec::new());
+        }
+        let (iw, ih) = (img.width() as f32, img.height() as f32);
+        let s = (c.det_max_side as f32 / iw.max(ih)).min(1.0);
+        let mut found: Vec<PlateBox> = merge_plates(
+            self.detect_in(img, Roi::whole(img), s, 0.0, c.dark_blue, stats)?,
+            c.nms_iou,
+        )
+        .into_iter()
+        .map(|p| PlateBox {
+            bbox: p.bbox.clamp(iw, ih),
+            ..p
+        })
+        .collect();
+        if c.max_boxes > 0 {
+            found.truncate(c.max_boxes);
+        }
+        Ok(found)
+    }
+
     /// Runs the detector on `roi` of `img` scaled by `s`, inside a border of `border` times the
-    /// scaled size on each side (filled with the mean colour); boxes in source pixels.
+    /// scaled size on each side (filled with the mean colour); boxes in source pixels. With
+    /// `dark_blue` > 0 the scaled image's dark colours are pushed towards blue first
+    /// ([`push_dark_to_blue`]).
     fn detect_in(
         &self,
         img: &RgbImage,
         roi: Roi,
         s: f32,
         border: f32,
+        dark_blue: f32,
         stats: &mut ReadStats,
     ) -> Result<Vec<PlateBox>, VisionError> {
         let rw = ((roi.w * s).round() as usize).max(1);
@@ -835,6 +921,9 @@ impl PlateReader {
             bias: DET_MEAN.map(|m| -m),
         };
         resize_into(img, roi, &mut plane, (px, py, rw, rh), &norm);
+        if dark_blue > 0.0 {
+            push_dark_to_blue(&mut input, w * h, dark_blue);
+        }
         let view = ArrayViewD::from_shape(vec![1, 3, h, w], &input[..])
             .map_err(|e| VisionError::Runtime(format!("plate input shape: {e}")))?;
         let started = Instant::now();
@@ -954,6 +1043,20 @@ impl PlateReader {
             }
         }
         Ok(out)
+    }
+}
+
+/// Pushes the dark colours of a detector input (planes B, G, R of `n` pixels each, minus
+/// [`DET_MEAN`]) towards blue: blue += `k` x (255 - the brightest channel). Black (20, 20, 20)
+/// becomes (20, 20, 184) at k = 0.7, the blue of a plate; white characters stay white, and a
+/// colour keeps its hue the brighter it is.
+fn push_dark_to_blue(input: &mut [f32], n: usize, k: f32) {
+    let (b, rest) = input.split_at_mut(n);
+    let (g, r) = rest.split_at(n);
+    for ((b, g), r) in b.iter_mut().zip(g).zip(&r[..n]) {
+        let (bv, gv, rv) = (*b + DET_MEAN[0], *g + DET_MEAN[1], *r + DET_MEAN[2]);
+        let v = bv.max(gv).max(rv);
+        *b = (bv + k * (255.0 - v)).min(255.0) - DET_MEAN[0];
     }
 }
 
@@ -1673,5 +1776,36 @@ mod tests {
         // 8x16 cells x2 + 4x8 x2 + 2x4 x2
         assert_eq!(p.len(), 8 * 16 * 2 + 4 * 8 * 2 + 2 * 4 * 2);
         assert_eq!(p[0], [4.0 / 128.0, 4.0 / 64.0, 24.0 / 128.0, 24.0 / 64.0]);
+    }
+
+    #[test]
+    fn dark_colours_are_pushed_to_plate_blue_and_white_characters_stay_white() {
+        // Planes B, G, R minus the detector mean, as detect_in fills them: black, white, a
+        // saturated red, a mid grey.
+        let px: [[f32; 3]; 4] = [
+            [20.0, 20.0, 20.0],
+            [250.0, 250.0, 250.0],
+            [30.0, 40.0, 220.0],
+            [128.0, 128.0, 128.0],
+        ];
+        let n = px.len();
+        let mut input = vec![0.0f32; 3 * n];
+        for (i, p) in px.iter().enumerate() {
+            for c in 0..3 {
+                input[c * n + i] = p[c] - DET_MEAN[c];
+            }
+        }
+        push_dark_to_blue(&mut input, n, DARK_BLUE);
+        let bgr = |i: usize| [0, 1, 2].map(|c| input[c * n + i] + DET_MEAN[c]);
+        let [b, g, r] = bgr(0);
+        // Black becomes the blue of the tune split's blue plates (median B 183).
+        assert!(
+            (b - 184.5).abs() < 1.0 && g == 20.0 && r == 20.0,
+            "{b} {g} {r}"
+        );
+        assert!(bgr(1)[0] < 255.0 && bgr(1)[0] > 250.0);
+        // A bright colour keeps its hue; only the blue channel ever moves.
+        assert!(bgr(2)[0] < 60.0 && bgr(2)[1] == 40.0 && bgr(2)[2] == 220.0);
+        assert!(bgr(3)[0] > 200.0 && bgr(3)[1] == 128.0);
     }
 }
