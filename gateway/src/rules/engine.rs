@@ -25,7 +25,7 @@ use super::config::{
 };
 use super::flap::{Flap, Hysteresis, Transition};
 use super::grease::{PumpoutRegistry, Traps};
-use super::keys::{FastMap, SeriesKey, SeriesTable, StateKey, StateMap, StateRef};
+use super::keys::{DeviceSlot, FastMap, SeriesKey, SeriesTable, StateKey, StateMap, StateRef};
 use super::maintenance::MaintenanceRegistry;
 #[cfg(test)]
 use super::running::supported_extreme;
@@ -580,6 +580,19 @@ impl Engine {
         self.live.stats
     }
 
+    /// Heap bytes of the series windows' readings, of their running judgements, and of the
+    /// rule states' slots: what the memory-per-device tests bound (issue 24).
+    #[cfg(test)]
+    pub(crate) fn rule_bytes_held(&self) -> (usize, usize, usize) {
+        let (mut readings, mut running) = (0, 0);
+        for (_, s) in self.live.series.iter() {
+            let (r, j) = s.window.bytes_held();
+            readings += r;
+            running += j;
+        }
+        (readings, running, self.live.states.bytes_held())
+    }
+
     /// Daily inflow, fill rate and last figures of one trap.
     #[cfg(test)]
     pub(crate) fn trap_stats(&self, site: &str, device: &str) -> Option<super::grease::TrapStats> {
@@ -703,6 +716,9 @@ impl Live {
             }
         }
 
+        // The reading's device among the rule states: looked up once, on the first rule that
+        // judges the reading, not once per rule.
+        let mut device: Option<DeviceSlot> = None;
         for &ri in &c.silence {
             let rule = &c.rules[ri];
             let by_metric = rule.select.metric.is_some();
@@ -712,7 +728,8 @@ impl Live {
             {
                 continue;
             }
-            let st = self.states.entry_named(ri, &r.site, &r.device);
+            let d = *device.get_or_insert_with(|| self.states.device_named(&r.site, &r.device));
+            let st = self.states.in_device(d, ri);
             st.last_t = Some(st.last_t.map_or(t, |l| l.max(t)));
             st.last_rx = Some(
                 st.last_rx
@@ -793,7 +810,8 @@ impl Live {
                 key = Some(k);
             }
             if let Some((k, pos)) = &key {
-                self.eval(c, ri, r, (k, *pos), batch, out, acts);
+                let d = *device.get_or_insert_with(|| self.states.device_named(&r.site, &r.device));
+                self.eval(c, ri, r, (k, *pos, d), batch, out, acts);
             }
         }
     }
@@ -804,14 +822,14 @@ impl Live {
         c: &Compiled,
         ri: usize,
         r: &Reading,
-        (series, series_pos): (&SeriesKey, usize),
+        (series, series_pos, device): (&SeriesKey, usize, DeviceSlot),
         batch: Message<'_>,
         out: &mut Vec<ClueSignal>,
         acts: &mut Vec<Activation>,
     ) {
         let rule = &c.rules[ri];
         let t = r.device_time_ms;
-        let st = self.states.entry_named(ri, &r.site, &r.device);
+        let st = self.states.in_device(device, ri);
         if st.last_t.is_some_and(|l| t < l) {
             return;
         }

@@ -354,6 +354,11 @@ impl<'a> Borrow<dyn SubjectView + 'a> for Interned {
     }
 }
 
+/// A device's place in a [`StateMap`]: valid until the map is drained (slots are only ever
+/// added otherwise).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeviceSlot(usize);
+
 /// Per-(rule, subject) state, grouped by subject: one slot per (site, device) holding that
 /// device's states sorted by rule, every state sharing the slot's subject.
 ///
@@ -416,6 +421,12 @@ impl<V> StateMap<V> {
     /// The slot of `site`/`device`, made on first use (sharing the names when they are
     /// [`Name`]s); remembered for the next lookup.
     fn slot<S: AsRef<str> + Into<Name> + Copy>(&mut self, site: S, device: S) -> &mut Slot<V> {
+        let i = self.slot_index(site, device);
+        &mut self.slots[i]
+    }
+
+    /// The index of the slot of `site`/`device`, made on first use; remembered.
+    fn slot_index<S: AsRef<str> + Into<Name> + Copy>(&mut self, site: S, device: S) -> usize {
         let i = match self.find(site.as_ref(), device.as_ref()) {
             Some(i) => i,
             None => {
@@ -433,7 +444,16 @@ impl<V> StateMap<V> {
             }
         };
         self.last = i;
-        &mut self.slots[i]
+        i
+    }
+
+    /// Heap bytes of the states (each device's slot list), not counting what a state points to.
+    #[cfg(test)]
+    pub(crate) fn bytes_held(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| s.states.capacity() * std::mem::size_of::<(StateKey, V)>())
+            .sum()
     }
 
     pub(crate) fn get(&self, key: StateRef<'_>) -> Option<&V> {
@@ -499,10 +519,25 @@ impl<V: Default> StateMap<V> {
     }
 
     /// As [`StateMap::entry`] for a reading's own names: a new subject shares them, so the
-    /// device's later lookups compare pointers (the ingest path, issue 24).
+    /// device's later lookups compare pointers. Tests: the engine looks the device up once per
+    /// reading ([`StateMap::device_named`]) and reaches each rule's state from there.
+    #[cfg(test)]
     pub(crate) fn entry_named(&mut self, rule: usize, site: &Name, device: &Name) -> &mut V {
-        let slot = self.slot(site, device);
-        Self::state_in(slot, rule)
+        let d = self.device_named(site, device);
+        self.in_device(d, rule)
+    }
+
+    /// The device of a reading's names, made on first use (sharing the names): its states are
+    /// then reached with [`StateMap::in_device`] without looking the device up once per rule
+    /// (the ingest path judges a level reading by three rules; issue 24).
+    pub(crate) fn device_named(&mut self, site: &Name, device: &Name) -> DeviceSlot {
+        DeviceSlot(self.slot_index(site, device))
+    }
+
+    /// `rule`'s state of a device [`StateMap::device_named`] answered for this map (a default
+    /// one, sharing the subject, when missing).
+    pub(crate) fn in_device(&mut self, device: DeviceSlot, rule: usize) -> &mut V {
+        Self::state_in(&mut self.slots[device.0], rule)
     }
 
     /// `rule`'s state in a device's slot, a default one (sharing the subject) when missing.

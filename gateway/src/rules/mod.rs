@@ -17,6 +17,7 @@
 
 pub mod backtest;
 pub(crate) mod calendar;
+mod column;
 pub(crate) mod config;
 pub(crate) mod engine;
 pub(crate) mod flap;

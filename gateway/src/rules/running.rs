@@ -73,6 +73,20 @@ pub(crate) enum Running {
     Flat(FlatRun),
 }
 
+impl Running {
+    /// Heap bytes of the judgement's queues (their capacity).
+    #[cfg(test)]
+    pub(crate) fn bytes_held(&self) -> usize {
+        fn of<T>(d: &VecDeque<T>) -> usize {
+            d.capacity() * std::mem::size_of::<T>()
+        }
+        match self {
+            Running::Extreme(e) => of(&e.best),
+            Running::Flat(f) => of(&f.hi) + of(&f.lo),
+        }
+    }
+}
+
 /// [`supported_extreme`] over the readings from any index to the newest, for one `band` and
 /// `sign`. A reading's confirmation depends on both its neighbours, so a reading is settled
 /// (judged for good) once the reading after it has come; the newest reading and the first
@@ -84,10 +98,12 @@ pub(crate) struct Extreme {
     sign: f64,
     /// The next position to settle.
     next: u64,
-    /// Settled, confirmed readings (position, signed value) each at least as high as every
+    /// Positions of settled, confirmed readings each at least as high (signed) as every
     /// settled confirmed reading after it: the highest reading from any position on (the
-    /// oldest of equals) is the first of these at or after that position.
-    best: VecDeque<(u64, f64)>,
+    /// oldest of equals) is the first of these at or after that position. Positions only,
+    /// the values read from the window: a monotone series keeps every reading here, and a
+    /// copy of each value doubled its bytes (issue 24).
+    best: VecDeque<u64>,
 }
 
 impl Extreme {
@@ -107,7 +123,7 @@ impl Extreme {
 
     fn settle(&mut self, p: &impl Points, base: u64) {
         let n = p.len();
-        while self.best.front().is_some_and(|e| e.0 < base) {
+        while self.best.front().is_some_and(|&q| q < base) {
             self.best.pop_front();
         }
         self.next = self.next.max(base);
@@ -120,12 +136,17 @@ impl Extreme {
             let confirmed =
                 (i > 0 && (xi - x(i - 1)).abs() <= self.band) || (xi - x(i + 1)).abs() <= self.band;
             if confirmed {
-                while self.best.back().is_some_and(|e| e.1 < xi) {
+                // Every position held is at or after `base` (older ones left above).
+                while self
+                    .best
+                    .back()
+                    .is_some_and(|&q| x((q - base) as usize) < xi)
+                {
                     self.best.pop_back();
                 }
                 // Capacity only: a monotone series keeps every reading here (issue 24).
                 grow_within(&mut self.best, usize::MAX);
-                self.best.push_back((self.next, xi));
+                self.best.push_back(self.next);
             }
             self.next += 1;
         }
@@ -154,9 +175,10 @@ impl Extreme {
         }
         // Readings between the first and the newest are settled.
         let from = base + s as u64 + 1;
-        let k = self.best.partition_point(|e| e.0 < from);
-        if let Some(&(pos, v)) = self.best.get(k) {
-            offer((p.t((pos - base) as usize), v));
+        let k = first_from(&self.best, from);
+        if let Some(&pos) = self.best.get(k) {
+            let i = (pos - base) as usize;
+            offer((p.t(i), x(i)));
         }
         // The newest has no newer neighbour.
         if (x(n - 1) - x(n - 2)).abs() <= self.band {
@@ -164,6 +186,22 @@ impl Extreme {
         }
         best
     }
+}
+
+/// The first index of `q` (ascending positions) holding a position at or after `from`:
+/// `q.partition_point(|&p| p < from)`, searched from the front, where rules' questions about
+/// the readings since some time start in a window of around a hundred readings (the
+/// queue's first few), then by halving.
+fn first_from(q: &VecDeque<u64>, from: u64) -> usize {
+    let n = q.len();
+    let mut k = 0;
+    while k < n.min(4) {
+        if q[k] >= from {
+            return k;
+        }
+        k += 1;
+    }
+    q.partition_point(|&p| p < from)
 }
 
 /// [`flat_run_by_scan`] of every reading, newest first: the longest run of readings up to the
@@ -179,11 +217,11 @@ pub(crate) struct FlatRun {
     next: u64,
     /// Where the run ending at the newest reading taken in starts.
     start: u64,
-    /// Readings of the run (position, value) that are above every later one: the run's highest
-    /// is the first.
-    hi: VecDeque<(u64, f64)>,
+    /// Positions of the run's readings that are above every later one: the run's highest is
+    /// the first (positions only, the values read from the window, as in [`Extreme`]).
+    hi: VecDeque<u64>,
     /// The same for the lowest.
-    lo: VecDeque<(u64, f64)>,
+    lo: VecDeque<u64>,
 }
 
 impl FlatRun {
@@ -203,10 +241,10 @@ impl FlatRun {
 
     fn drop_before(&mut self, pos: u64) {
         self.start = self.start.max(pos);
-        while self.hi.front().is_some_and(|e| e.0 < self.start) {
+        while self.hi.front().is_some_and(|&q| q < self.start) {
             self.hi.pop_front();
         }
-        while self.lo.front().is_some_and(|e| e.0 < self.start) {
+        while self.lo.front().is_some_and(|&q| q < self.start) {
             self.lo.pop_front();
         }
     }
@@ -219,20 +257,22 @@ impl FlatRun {
         self.next = self.next.max(base);
         while self.next < base + n {
             let pos = self.next;
-            let x = p.x((pos - base) as usize);
-            while self.hi.back().is_some_and(|e| e.1 <= x) {
+            // Every position held is at or after `start`, so at or after `base`.
+            let at = |q: u64| p.x((q - base) as usize);
+            let x = at(pos);
+            while self.hi.back().is_some_and(|&q| at(q) <= x) {
                 self.hi.pop_back();
             }
             grow_within(&mut self.hi, usize::MAX);
-            self.hi.push_back((pos, x));
-            while self.lo.back().is_some_and(|e| e.1 >= x) {
+            self.hi.push_back(pos);
+            while self.lo.back().is_some_and(|&q| at(q) >= x) {
                 self.lo.pop_back();
             }
             grow_within(&mut self.lo, usize::MAX);
-            self.lo.push_back((pos, x));
+            self.lo.push_back(pos);
             while self.start <= pos {
                 match (self.hi.front(), self.lo.front()) {
-                    (Some(h), Some(l)) if h.1 - l.1 > self.tolerance => {
+                    (Some(&h), Some(&l)) if at(h) - at(l) > self.tolerance => {
                         let next_start = self.start + 1;
                         self.drop_before(next_start);
                     }
@@ -272,11 +312,13 @@ mod tests {
     }
 
     /// A reading's value: mostly small numbers (so ties and confirmations are common), some
-    /// integers, rarely text, a boolean or a number that is not finite.
+    /// with two decimals, some integers, rarely text, a boolean or a number that is not finite.
     fn value(rng: &mut Rng, kinds: u64) -> Value {
         let x = rng.below(12) as f64 * 0.5 - 2.0;
         match rng.below(kinds) {
-            0..=89 => Value::Float(x),
+            0..=84 => Value::Float(x),
+            // Not in tenths: the window's column widens to `f64`s.
+            85..=89 => Value::Float(x + 0.25),
             90..=97 => Value::Int(x as i64),
             98 => Value::Float(
                 [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0][rng.below(4) as usize],

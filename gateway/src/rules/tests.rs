@@ -1794,3 +1794,79 @@ fn running_judgements_send_what_rescanning_sends() {
         );
     }
 }
+
+/// Rule state per device (issue 24): the heap bytes of a device's series windows (readings),
+/// of their running judgements and of its rule states, with the default rules, for a trap
+/// level sensor shaped like the ingest benchmark's devices (100 messages, the level rising by
+/// one a message) and for one reporting a noisy level once a minute for a day and for three
+/// days (the level window keeps 78 hours for the business-hours flat-line rule, so it fills to
+/// its 2,048 readings). Bounded per reading held: the windows' readings in 8 bytes (a `u32`
+/// time offset and the level in tenths) and the running queues in 8 (positions only).
+#[test]
+fn rule_state_bytes_per_device_are_bounded() {
+    let mut seed = 0x5851_f42d_4c95_7f2du64;
+    let mut noise = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % 7) as f64 - 3.0
+    };
+    let message = |d: usize, level: f64, t: i64| {
+        let device = format!("dev{d:05}");
+        vec![
+            reading(
+                "r-1",
+                &device,
+                "grease_trap",
+                "level",
+                Value::Float(level),
+                t,
+            ),
+            reading("r-1", &device, "grease_trap", "battery", Value::Int(90), t),
+        ]
+    };
+    // (name, devices, messages per device, ms between messages, level of message i)
+    type Shape<'a> = (&'a str, usize, usize, i64, &'a mut dyn FnMut(usize) -> f64);
+    let mut bench = |i: usize| (i % 100) as f64 + 0.5;
+    let mut noisy = |i: usize| 300.0 + (i / 30) as f64 + noise();
+    let mut noisy3 = |i: usize| 300.0 + (i / 90) as f64 + (i % 5) as f64 * 0.5;
+    let shapes: [Shape; 3] = [
+        ("bench, 100 readings", 20, 100, 1, &mut bench),
+        ("1 a minute for a day", 3, 1_440, MIN, &mut noisy),
+        ("1 a minute for 3 days", 3, 3 * 1_440, MIN, &mut noisy3),
+    ];
+    let mut failed = Vec::new();
+    for (name, devices, n, every, level) in shapes {
+        let mut e = engine_with(super::config::default_rules());
+        let t0 = at_local(9, 0);
+        for i in 0..n {
+            let x = level(i);
+            for d in 0..devices {
+                e.on_readings(&message(d, x, t0 + i as i64 * every));
+            }
+        }
+        let (readings, running, states) = e.rule_bytes_held();
+        let per = |b: usize| b / devices;
+        let held = n.min(2_048);
+        eprintln!(
+            "{name}: per device {} B of readings, {} B of running judgements, {} B of states \
+             ({held} readings held)",
+            per(readings),
+            per(running),
+            per(states)
+        );
+        // 8 bytes a reading, a quarter of slack while a ring fills (`grow_within`), a few
+        // slots more.
+        let most = |n: usize| 8 * (n + n / 4 + 8);
+        if per(readings) > most(held) || per(running) > most(held) + 512 {
+            failed.push(format!(
+                "{name}: {} B of readings (at most {}), {} B of running (at most {})",
+                per(readings),
+                most(held),
+                per(running),
+                most(held) + 512
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
+}

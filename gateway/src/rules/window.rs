@@ -7,8 +7,8 @@
 //! series, takes 16 bytes a reading instead of 40 for `(i64, Value)`. With ten thousand
 //! devices these windows were most of the gateway's memory per device (issue 24).
 
+use super::column::{Column, WithPoints};
 use super::running::{Extreme, FlatRun, Points, Running, flat_run_by_scan, supported_extreme};
-use crate::growth::grow_within;
 use crate::reading::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -22,220 +22,6 @@ pub(crate) enum Push {
     Late,
     /// Same time and value as a reading already held (a redelivery): ignored.
     Duplicate,
-}
-
-/// Integers up to this magnitude are exact as `f64`, so a number series may mix them.
-const EXACT_INT: i64 = 1 << 53;
-
-/// The readings of one series, stored by the kind of their values. A column starts with
-/// the kind of its first reading; a reading of another kind widens it (integers into a
-/// number column, anything else into a column of `Value`s), never the other way.
-#[derive(Debug, Clone)]
-enum Column {
-    /// Integer readings only: read back as `Value::Int`.
-    Ints(VecDeque<(i64, i64)>),
-    /// Numbers: read back as `Value::Float` (an integer that joined a series of floats reads
-    /// back as the same number in float form).
-    Floats(VecDeque<(i64, f64)>),
-    /// Anything else: booleans, text, or integers too large for an exact `f64`.
-    Values(VecDeque<(i64, Value)>),
-}
-
-/// Runs `$body` with `$d` bound to the column's deque, whatever its element type.
-macro_rules! each {
-    ($col:expr, $d:ident => $body:expr) => {
-        match $col {
-            Column::Ints($d) => $body,
-            Column::Floats($d) => $body,
-            Column::Values($d) => $body,
-        }
-    };
-}
-
-impl Column {
-    fn for_value(v: &Value) -> Column {
-        match v {
-            Value::Int(_) => Column::Ints(VecDeque::new()),
-            Value::Float(_) => Column::Floats(VecDeque::new()),
-            _ => Column::Values(VecDeque::new()),
-        }
-    }
-
-    fn len(&self) -> usize {
-        each!(self, d => d.len())
-    }
-
-    fn t(&self, i: usize) -> i64 {
-        each!(self, d => d[i].0)
-    }
-
-    fn value(&self, i: usize) -> Value {
-        match self {
-            Column::Ints(d) => Value::Int(d[i].1),
-            Column::Floats(d) => Value::Float(d[i].1),
-            Column::Values(d) => d[i].1.clone(),
-        }
-    }
-
-    fn number(&self, i: usize) -> Option<f64> {
-        match self {
-            Column::Ints(d) => Some(d[i].1 as f64),
-            Column::Floats(d) => Some(d[i].1),
-            Column::Values(d) => d[i].1.as_f64(),
-        }
-    }
-
-    /// Whether the reading at `i` holds `v` (a redelivery).
-    fn holds(&self, i: usize, v: &Value) -> bool {
-        match (self, v) {
-            (Column::Ints(d), Value::Int(x)) => d[i].1 == *x,
-            (Column::Floats(d), Value::Float(x)) => d[i].1 == *x,
-            (Column::Floats(d), Value::Int(x)) => d[i].1 == *x as f64,
-            (Column::Values(d), v) => d[i].1 == *v,
-            _ => false,
-        }
-    }
-
-    /// The first index whose time is not `< t` (the deque is in time order).
-    fn first_at_or_after(&self, t: i64) -> usize {
-        each!(self, d => boundary(d, |e| e.0 < t))
-    }
-
-    /// The first index whose time is `> t`.
-    fn first_after(&self, t: i64) -> usize {
-        each!(self, d => boundary(d, |e| e.0 <= t))
-    }
-
-    fn pop_front(&mut self) {
-        each!(self, d => {
-            d.pop_front();
-        })
-    }
-
-    /// Whether every reading is a number read without a `Value` (what [`Running`] needs).
-    fn is_numbers(&self) -> bool {
-        !matches!(self, Column::Values(_))
-    }
-
-    /// Widens the column so it can hold `v`, copying what it holds.
-    fn widen_for(&mut self, v: &Value) {
-        let fits = match (&*self, v) {
-            (Column::Ints(_), Value::Int(_)) | (Column::Floats(_), Value::Float(_)) => true,
-            (Column::Floats(_), Value::Int(x)) => x.abs() <= EXACT_INT,
-            (Column::Values(_), _) => true,
-            _ => false,
-        };
-        if fits {
-            return;
-        }
-        *self = match (&*self, v) {
-            (Column::Ints(d), Value::Float(_)) if d.iter().all(|(_, x)| x.abs() <= EXACT_INT) => {
-                Column::Floats(d.iter().map(|&(t, x)| (t, x as f64)).collect())
-            }
-            _ => Column::Values(
-                (0..self.len())
-                    .map(|i| (self.t(i), self.value(i)))
-                    .collect(),
-            ),
-        };
-    }
-
-    /// Inserts at `i`, holding room for at most `most` readings ([`grow_within`]).
-    fn insert(&mut self, i: usize, t: i64, v: &Value, most: usize) {
-        self.widen_for(v);
-        let done = match (&mut *self, v) {
-            (Column::Ints(d), Value::Int(x)) => {
-                grow_within(d, most);
-                d.insert(i, (t, *x));
-                true
-            }
-            (Column::Floats(d), Value::Float(x)) => {
-                grow_within(d, most);
-                d.insert(i, (t, *x));
-                true
-            }
-            (Column::Floats(d), Value::Int(x)) => {
-                grow_within(d, most);
-                d.insert(i, (t, *x as f64));
-                true
-            }
-            (Column::Values(d), v) => {
-                grow_within(d, most);
-                d.insert(i, (t, v.clone()));
-                true
-            }
-            _ => false,
-        };
-        if !done {
-            // widen_for makes every value fit; should a kind ever be missed, a column of
-            // `Value`s holds anything.
-            *self = Column::Values(
-                (0..self.len())
-                    .map(|k| (self.t(k), self.value(k)))
-                    .collect(),
-            );
-            if let Column::Values(d) = self {
-                grow_within(d, most);
-                d.insert(i, (t, v.clone()));
-            }
-        }
-    }
-}
-
-/// `d.partition_point(before)` (`before` holds for a prefix of `d`), found from the ends: rules
-/// ask about the readings since some time before the newest, which is all of a short window or
-/// a few of the newest of a long one. Both ends are tried first, then the search gallops from
-/// the newest reading back, so the cost grows with the log of the readings after the boundary,
-/// not of the window (a binary search over 1,000 readings was 15% of the gateway's CPU in the
-/// backlog run, each probe a cache miss).
-fn boundary<T>(d: &VecDeque<(i64, T)>, before: impl Fn(&(i64, T)) -> bool) -> usize {
-    let n = d.len();
-    if d.front().is_none_or(|f| !before(f)) {
-        return 0;
-    }
-    if d.back().is_some_and(&before) {
-        return n;
-    }
-    // Now `before` holds at 0 and not at `n - 1`: gallop back from `n - 1` until it holds.
-    let (mut hi, mut step) = (n - 1, 1);
-    let lo = loop {
-        let lo = hi.saturating_sub(step);
-        if before(&d[lo]) {
-            break lo;
-        }
-        hi = lo;
-        step *= 2;
-    };
-    // The boundary is in `lo + 1 ..= hi`: `before` holds at `lo`, not at `hi`.
-    let (mut a, mut b) = (lo + 1, hi);
-    while a < b {
-        let m = a + (b - a) / 2;
-        if before(&d[m]) {
-            a = m + 1;
-        } else {
-            b = m;
-        }
-    }
-    a
-}
-
-/// Only asked of a column of numbers (see [`Window::running_ok`]).
-impl Points for Column {
-    fn len(&self) -> usize {
-        Column::len(self)
-    }
-
-    fn t(&self, i: usize) -> i64 {
-        Column::t(self, i)
-    }
-
-    fn x(&self, i: usize) -> f64 {
-        match self {
-            Column::Ints(d) => d[i].1 as f64,
-            Column::Floats(d) => d[i].1,
-            Column::Values(d) => d[i].1.as_f64().unwrap_or(f64::NAN),
-        }
-    }
 }
 
 /// Readings of a window between two indices, oldest first (`.rev()` for newest first).
@@ -371,7 +157,7 @@ fn non_finite(v: &Value) -> bool {
 impl Window {
     pub(crate) fn new(retention_ms: i64, max_len: usize) -> Self {
         Window {
-            col: Column::Ints(VecDeque::new()),
+            col: Column::for_value(&Value::Int(0)),
             retention_ms,
             max_len: max_len.max(1),
             running: None,
@@ -455,11 +241,23 @@ impl Window {
                 || Running::Extreme(Extreme::new(band, sign)),
             );
             if let Running::Extreme(e) = &mut set.list[k] {
-                return e.of_suffix(col, set.base, s);
+                /// `of_suffix` over the column seen as one kind (see `WithPoints`).
+                struct Q<'a>(&'a mut Extreme, u64, usize);
+                impl WithPoints for Q<'_> {
+                    type Out = Option<(i64, f64)>;
+                    fn run(self, p: &impl Points) -> Self::Out {
+                        self.0.of_suffix(p, self.1, self.2)
+                    }
+                }
+                return match col.with_points(Q(&mut *e, set.base, s)) {
+                    Some(answer) => answer,
+                    // Not asked: running judgements are only made for numbers.
+                    None => e.of_suffix(col, set.base, s),
+                };
             }
         }
         scratch.clear();
-        scratch.extend(self.range_with_previous(from, to, before).numbers());
+        self.numbers_into(s, self.col.first_after(to), scratch);
         supported_extreme(scratch, band, sign)
     }
 
@@ -490,10 +288,51 @@ impl Window {
                 || Running::Flat(FlatRun::new(tolerance)),
             );
             if let Running::Flat(f) = &mut set.list[k] {
-                return f.newest(col, set.base, to);
+                /// `newest` over the column seen as one kind (see `WithPoints`).
+                struct Q<'a>(&'a mut FlatRun, u64, i64);
+                impl WithPoints for Q<'_> {
+                    type Out = (usize, i64);
+                    fn run(self, p: &impl Points) -> Self::Out {
+                        self.0.newest(p, self.1, self.2)
+                    }
+                }
+                return match col.with_points(Q(&mut *f, set.base, to)) {
+                    Some(answer) => answer,
+                    // Not asked: running judgements are only made for numbers.
+                    None => f.newest(col, set.base, to),
+                };
             }
         }
-        flat_run_by_scan(self.numbers_newest_first(to), tolerance, to)
+        /// The rescan over the column seen as one kind (see `WithPoints`).
+        struct Scan(usize, f64, i64);
+        impl WithPoints for Scan {
+            type Out = (usize, i64);
+            fn run(self, p: &impl Points) -> Self::Out {
+                let newest_first = (0..self.0).rev().map(|i| (p.t(i), p.x(i)));
+                flat_run_by_scan(newest_first, self.1, self.2)
+            }
+        }
+        let end = self.col.first_after(to);
+        self.col
+            .with_points(Scan(end, tolerance, to))
+            .unwrap_or_else(|| flat_run_by_scan(self.numbers_newest_first(to), tolerance, to))
+    }
+
+    /// Appends the numbers of the readings from index `a` to `b` (not including it) to `out`,
+    /// as [`Readings::numbers`] gives them: over the column seen as one kind when it holds
+    /// numbers only (see `WithPoints`), the short windows' rescans being most of the rules'
+    /// work with many devices of few readings.
+    fn numbers_into(&self, a: usize, b: usize, out: &mut Vec<(i64, f64)>) {
+        struct Fill<'a>(&'a mut Vec<(i64, f64)>, usize, usize);
+        impl WithPoints for Fill<'_> {
+            type Out = ();
+            fn run(self, p: &impl Points) {
+                self.0.extend((self.1..self.2).map(|i| (p.t(i), p.x(i))));
+            }
+        }
+        if self.col.with_points(Fill(&mut *out, a, b)).is_none() {
+            out.extend(self.between(a, b).numbers());
+        }
     }
 
     fn between(&self, front: usize, back: usize) -> Readings<'_> {
@@ -535,6 +374,18 @@ impl Window {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.col.len()
+    }
+
+    /// Heap bytes of the readings and of the running judgements (what a device's windows cost
+    /// beyond the fixed size of the struct): what the memory tests bound (issue 24).
+    #[cfg(test)]
+    pub(crate) fn bytes_held(&self) -> (usize, usize) {
+        let running = self.running.as_deref().map_or(0, |set| {
+            std::mem::size_of::<RunningSet>()
+                + set.list.capacity() * std::mem::size_of::<Running>()
+                + set.list.iter().map(Running::bytes_held).sum::<usize>()
+        });
+        (self.col.bytes_held(), running)
     }
 }
 
@@ -589,21 +440,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_boundary_is_the_partition_point() {
-        let mut seed = 0x1234_5678_9abc_def1u64;
-        for _ in 0..3_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let n = (seed % 40) as usize;
-            let d: VecDeque<(i64, ())> = (0..n).map(|i| ((i as i64) / 3, ())).collect();
-            let t = (seed >> 20) as i64 % 16 - 1;
-            assert_eq!(boundary(&d, |e| e.0 < t), d.partition_point(|e| e.0 < t));
-            assert_eq!(boundary(&d, |e| e.0 <= t), d.partition_point(|e| e.0 <= t));
-        }
-    }
-
-    #[test]
     fn rules_window_orders_late_readings_and_drops_duplicates() {
         let mut w = Window::new(1_000, 10);
         assert_eq!(w.push(100, &Value::Int(1)), Push::Appended);
@@ -650,7 +486,8 @@ mod tests {
         assert!(matches!(w.col, Column::Ints(_)));
         assert_eq!(w.push(2, &Value::Int(8)), Push::Duplicate);
         w.push(3, &Value::Float(8.5));
-        assert!(matches!(w.col, Column::Floats(_)));
+        // One decimal: held in tenths.
+        assert!(matches!(w.col, Column::Tenths(_)));
         let all: Vec<(i64, Value)> = w.range(0, 10).collect();
         assert_eq!(
             all,
@@ -663,16 +500,25 @@ mod tests {
         // An integer joins a number column as its number and is still a duplicate of itself.
         w.push(4, &Value::Int(9));
         assert_eq!(w.push(4, &Value::Int(9)), Push::Duplicate);
+        assert!(matches!(w.col, Column::Tenths(_)));
+        // A number with more decimals widens tenths to numbers; an integer is still a
+        // duplicate of itself there.
+        w.push(5, &Value::Float(9.25));
         assert!(matches!(w.col, Column::Floats(_)));
+        assert_eq!(w.push(4, &Value::Int(9)), Push::Duplicate);
+        assert_eq!(w.push(3, &Value::Float(8.5)), Push::Duplicate);
         // Text (or a boolean) turns the column into one of values: nothing is lost.
         assert_eq!(w.push(2, &Value::Text("reset".into())), Push::Late);
         assert!(matches!(w.col, Column::Values(_)));
         let all: Vec<(i64, Value)> = w.range(0, 10).collect();
         // A late reading goes before the readings of its own time, as before.
         assert_eq!(all[1], (2, Value::Text("reset".into())));
-        assert_eq!(all.len(), 5);
+        assert_eq!(all.len(), 6);
         let numbers: Vec<(i64, f64)> = w.range(0, 10).numbers().collect();
-        assert_eq!(numbers, vec![(1, 7.0), (2, 8.0), (3, 8.5), (4, 9.0)]);
+        assert_eq!(
+            numbers,
+            vec![(1, 7.0), (2, 8.0), (3, 8.5), (4, 9.0), (5, 9.25)]
+        );
         let newest: Vec<i64> = w.numbers_newest_first(3).map(|(t, _)| t).collect();
         assert_eq!(newest, vec![3, 2, 1]);
     }
