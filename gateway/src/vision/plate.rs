@@ -195,6 +195,15 @@ pub struct PlateConfig {
     /// (`tests/plates/province_rule.py`); 0.5 (our model gives that province more than all others
     /// together) is a guard chosen before looking, not by the data.
     pub second_province_p: f32,
+    /// A second reading of exactly our text confirms a doubtful one (as above) when every one of
+    /// its characters is at least this, below `second_sure_p`
+    /// ([`super::plate_rec2::identical_agreement`]); at `second_sure_p` or above, only a sure
+    /// second reading confirms (the rule before). Tune splits (tune + tune3 without judge plates,
+    /// `plate_eval --second-agree-p`): the 485 readings the two models read identically were all
+    /// right; 0.5 (each model gives the character more than all others together) is a guard,
+    /// like `second_province_p`, not a value the data picked: every value from 0.39 to 0.59
+    /// confirms the same 9 doubtful readings, lower values one more, none wrong.
+    pub second_agree_p: f32,
     /// A plate whose corners are shaped like a double-row plate's
     /// ([`super::plate_rows::may_be_double`]) and whose single-row reading is not sure is also
     /// read with its upper row set before its lower row in one line; a plate-shaped reading
@@ -265,6 +274,7 @@ impl Default for PlateConfig {
             second_opinion: true,
             second_sure_p: 0.8,
             second_province_p: 0.5,
+            second_agree_p: 0.5,
             double_rows: true,
             special_endings: true,
             dark_blue: DARK_BLUE,

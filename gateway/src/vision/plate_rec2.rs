@@ -142,8 +142,8 @@ pub(crate) fn confident_text(second: &[CharReading], sure_p: f32) -> Option<Stri
 }
 
 /// The rules for a single-row reading as the reader applies them: the special ending first
-/// (when `config.special_endings`), then [`second_opinion`]. One function, so the tests judge
-/// the order the reader uses.
+/// (when `config.special_endings`), then [`identical_agreement`], then [`second_opinion`]. One
+/// function, so the tests judge the order the reader uses.
 pub(crate) fn single_row_verdict(
     ours: &[CharReading],
     doubtful: bool,
@@ -161,17 +161,20 @@ pub(crate) fn single_row_verdict(
             config.second_sure_p,
         )
     });
-    ending.flatten().unwrap_or_else(|| {
-        second_opinion(
-            ours,
-            doubtful,
-            low_only,
-            second,
-            config.char_doubt,
-            config.second_sure_p,
-            config.second_province_p,
-        )
-    })
+    ending
+        .flatten()
+        .or_else(|| identical_agreement(ours, doubtful, low_only, second, config))
+        .unwrap_or_else(|| {
+            second_opinion(
+                ours,
+                doubtful,
+                low_only,
+                second,
+                config.char_doubt,
+                config.second_sure_p,
+                config.second_province_p,
+            )
+        })
 }
 
 /// The combining rule, from our reading (`ours`, with `doubtful` as [`super::plate::assess`]
@@ -204,8 +207,7 @@ pub(crate) fn second_opinion(
         .filter(|&i| ours[i].p < char_doubt)
         .collect();
     if other == text {
-        let province_ok = !low.contains(&0) || ours.first().is_some_and(|c| c.p >= province_p);
-        return if doubtful && low_only && !low.is_empty() && province_ok {
+        return if confirmable(ours, doubtful, low_only, char_doubt, province_p) {
             Verdict::Confirmed
         } else {
             Verdict::Unchanged
@@ -229,6 +231,54 @@ pub(crate) fn second_opinion(
     } else {
         Verdict::Candidate { other }
     }
+}
+
+/// Whether agreement may make a reading sure: it is doubtful only by characters below
+/// `char_doubt` (`low_only`: laid out like a plate, two views of it alike, not a weak box), and,
+/// when the province is one of them, ours is at least `province_p` there.
+fn confirmable(
+    ours: &[CharReading],
+    doubtful: bool,
+    low_only: bool,
+    char_doubt: f32,
+    province_p: f32,
+) -> bool {
+    let low = |c: &CharReading| c.p < char_doubt;
+    let province_ok = ours.first().is_some_and(|c| !low(c) || c.p >= province_p);
+    doubtful && low_only && ours.iter().any(low) && province_ok
+}
+
+/// Agreement below `second_sure_p`, tried before [`second_opinion`]: `Some(Confirmed)` when a
+/// reading [`confirmable`] by agreement is read as exactly the same text by the second model
+/// with every character at least [`PlateConfig::second_agree_p`] (each character more likely
+/// than all others together, for both models where ours was unsure); `None` otherwise.
+///
+/// Why: `second_sure_p` (0.8) is what a second reading needs to *dispute* or *correct* ours,
+/// because alone it was wrong on far plates. Two recognisers trained on different photos that
+/// pick the same character where both are unsure are better evidence than either one's
+/// probability: on the tune splits (tune + tune3, rows whose plate is a judge plate left out)
+/// every one of 485 readings the two read identically was right, 19 of them doubtful, and the
+/// doubtful ones were mostly a province both models were unsure of (our 浙 at 0.79-0.89 with
+/// the second's 浙 at 0.59-0.79). A second text that differs anywhere is a disagreement and never
+/// makes a reading sure here.
+pub(crate) fn identical_agreement(
+    ours: &[CharReading],
+    doubtful: bool,
+    low_only: bool,
+    second: &[CharReading],
+    config: &PlateConfig,
+) -> Option<Verdict> {
+    let text: String = ours.iter().map(|c| c.ch.as_str()).collect();
+    let identical = confident_text(second, config.second_agree_p).is_some_and(|o| o == text);
+    let ok = identical
+        && confirmable(
+            ours,
+            doubtful,
+            low_only,
+            config.char_doubt,
+            config.second_province_p,
+        );
+    ok.then_some(Verdict::Confirmed)
 }
 
 /// The special-ending rule, tried before [`second_opinion`]: `Some(`[`Verdict::Ending`]`)` when
@@ -555,6 +605,58 @@ mod tests {
         assert_eq!(
             rule(&read("渝B3587学", 0.85), true, &read("渝B3587学", 0.95)),
             None
+        );
+    }
+
+    #[test]
+    fn an_identical_second_reading_confirms_a_doubtful_province_below_the_sure_p() {
+        // tune3 (ht118): ours 浙F3133T with the province at 0.79, the second model reads the
+        // same text, its 浙 at 0.79 too: both unsure of the same character, both chose it.
+        let mut ours = read("浙F3133T", 0.99);
+        ours[0].p = 0.79;
+        let mut second = read("浙F3133T", 0.97);
+        second[0].p = 0.79;
+        assert_eq!(combined(&ours, true, true, &second), Verdict::Confirmed);
+        // Our doubtful letter, the second model's letter at 0.72 (hf057).
+        let mut letter = read("浙EG2888", 0.99);
+        letter[1].p = 0.14;
+        let mut second = read("浙EG2888", 0.99);
+        second[6].p = 0.72;
+        assert_eq!(combined(&letter, true, true, &second), Verdict::Confirmed);
+    }
+
+    #[test]
+    fn an_unsure_agreement_needs_the_same_text_and_every_character_more_likely_than_not() {
+        let mut ours = read("浙F3133T", 0.99);
+        ours[0].p = 0.79;
+        // One character of the second reading below 0.5: no agreement counts.
+        let mut second = read("浙F3133T", 0.97);
+        second[0].p = 0.45;
+        assert_eq!(combined(&ours, true, true, &second), Verdict::Unchanged);
+        // Another text, however close, is a disagreement: never sure (only a candidate here).
+        let mut other = read("新F3133T", 0.97);
+        other[0].p = 0.7;
+        assert_eq!(combined(&ours, true, true, &other), Verdict::Unchanged);
+        // Doubtful for another reason (two views disagreed, a weak box): stays doubtful.
+        let mut second = read("浙F3133T", 0.97);
+        second[0].p = 0.7;
+        assert_eq!(combined(&ours, true, false, &second), Verdict::Unchanged);
+        // Our province below second_province_p: agreement settles nothing.
+        let mut far = read("浙F3133T", 0.99);
+        far[0].p = 0.41;
+        assert_eq!(combined(&far, true, true, &second), Verdict::Unchanged);
+        // A sure reading stays as it was; at second_agree_p = second_sure_p, the old rule.
+        assert_eq!(
+            combined(&read("浙F3133T", 0.99), false, true, &second),
+            Verdict::Unchanged
+        );
+        let old = PlateConfig {
+            second_agree_p: 0.8,
+            ..PlateConfig::default()
+        };
+        assert_eq!(
+            single_row_verdict(&ours, true, true, &second, &old),
+            Verdict::Unchanged
         );
     }
 
