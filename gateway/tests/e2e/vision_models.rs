@@ -12,6 +12,7 @@ use gateway::vision::runtime::Model;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::vision::{debian_file, dog_jpg, models, repo, run_bounded};
@@ -227,7 +228,11 @@ fn rendered_plates() -> (PathBuf, Vec<(String, String)>) {
         "fonts-wqy-zenhei",
         "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
     );
-    let out = std::env::temp_dir().join(format!("gateway-plates-{}", std::process::id()));
+    // One folder per call: tests of one process (cargo test) render at the same time, and each
+    // removes its folder when done.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let out = std::env::temp_dir().join(format!("gateway-plates-{}-{call}", std::process::id()));
     let mut cmd = Command::new("python3");
     cmd.arg(repo().join("gateway/tests/fixtures/render_plates.py"))
         .arg(&font)
