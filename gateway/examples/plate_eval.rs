@@ -15,7 +15,10 @@
 //! `--require-province 0|1`, `--rectify-above-deg F|off`, `--cross-check 0|1`,
 //! `--second-opinion 0|1`, `--second-sure-p F`, `--second-province-p F`, `--second-agree-p F`,
 //! `--weak-det-threshold F`, `--special-endings 0|1`, `--double-rows 0|1`, `--dark-blue F` (0: off).
-//! `--dump-second 1` adds, to every reading, the second recogniser's own per-character reading
+//! `--refine 0|1`, `--refine-agree-p F` (hyperlpr's refinement net, see `PlateConfig::refine`).
+//! `--dump-refined 1` adds, to every reading, what both recognisers read on the corners hyperlpr's
+//! refinement net finds in its box (`refined`: corners, `ours`, `second`), from a reader with
+//! the default config. `--dump-second 1` adds, to every reading, the second recogniser's own per-character reading
 //! of the same corners (`second`), from a reader with the default config (so it works with
 //! `--second-opinion 0` too): the raw material for choosing a combining rule on the tune split.
 
@@ -29,6 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut files = Vec::new();
     let mut config = PlateConfig::default();
     let mut dump_second = false;
+    let mut dump_refined = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if !a.starts_with("--") {
@@ -63,6 +67,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--double-rows" => config.double_rows = v == "1",
             "--dark-blue" => config.dark_blue = v.parse()?,
             "--dump-second" => dump_second = v == "1",
+            "--dump-refined" => dump_refined = v == "1",
+            "--refine" => config.refine = v == "1",
+            "--refine-agree-p" => config.refine_agree_p = v.parse()?,
             "--rectify-above-deg" => {
                 config.rectify_above_deg = if v == "off" { None } else { Some(v.parse()?) }
             }
@@ -70,6 +77,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let reader = PlateReader::load_default(config)?;
+    let refined = if dump_refined {
+        Some(PlateReader::load_default(PlateConfig::default())?)
+    } else {
+        None
+    };
     let second = if dump_second {
         Some(PlateReader::load_default(PlateConfig::default())?)
     } else {
@@ -108,6 +120,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for (p, j) in plates.iter().zip(list.iter_mut()) {
                 let chars = second.second_chars(img, p.plate.corners)?;
                 j["second"] = serde_json::to_value(chars)?;
+            }
+        }
+        if let (Some(refined), Ok(img), Some(list)) =
+            (&refined, &decoded, plates_json.as_array_mut())
+        {
+            let boxes: Vec<_> = plates.iter().map(|p| p.plate.bbox).collect();
+            for (r, j) in refined
+                .refined_reads(img, &boxes)?
+                .into_iter()
+                .zip(list.iter_mut())
+            {
+                j["refined"] = serde_json::to_value(r)?;
             }
         }
         let line = serde_json::json!({

@@ -32,6 +32,7 @@ pub(crate) mod error;
 pub mod nms;
 pub mod plate;
 pub(crate) mod plate_rec2;
+pub(crate) mod plate_refine;
 pub(crate) mod plate_rows;
 pub mod preprocess;
 pub mod runtime;

@@ -22,7 +22,9 @@ use super::VisionError;
 pub(crate) use super::ctc::{CharReading, ctc_chars};
 use super::ctc::{PathLayout, best_path_in_layout, chars_of_path};
 use super::nms::{BBox, nms};
-use super::plate_rec2::{SecondReader, Verdict, single_row_verdict, special_ending};
+use super::plate_rec2::{SecondReader, Verdict, confirmable, single_row_verdict, special_ending};
+pub use super::plate_refine::RefinedRead;
+use super::plate_refine::{Refined, Refiner, apply_refined, needs_ours, refined_verdict};
 use super::plate_rows::{
     DOUBLE_ROW_CHARS, DoubleRead, RAISE_TOP, SECOND_LINE_H, UPPER_WIDTHS, double_row_verdict,
     join_rows, may_be_double, raise_top,
@@ -111,6 +113,9 @@ pub struct ReadStats {
     /// Plates read by the second recogniser ([`PlateConfig::second_opinion`]) and its time.
     pub rec2_rows: u32,
     pub rec2_ms: f64,
+    /// Refinement-net passes ([`PlateConfig::refine`]: two per batch of plates) and their time.
+    pub refine_calls: u32,
+    pub refine_ms: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +230,21 @@ pub struct PlateConfig {
     /// are read like weak ones (`weak_det_threshold`): kept only when the second recogniser
     /// reads the same text surely, and always doubtful. Needs `second_opinion`.
     pub dark_blue: f32,
+    /// Every single-row reading is also read by both recognisers from the corners hyperlpr's
+    /// refinement net finds in its box ([`super::plate_refine`], [`PlateReader::refined_reads`]);
+    /// when the two read the same text there, each character at least `refine_agree_p`, that
+    /// text confirms a reading doubtful only by low probabilities, goes first on a doubtful
+    /// reading that says otherwise, and makes a sure reading that says otherwise doubtful
+    /// ([`super::plate_refine::refined_verdict`]). Needs `hyperlpr_refine.onnx`
+    /// (models/fetch.sh) and `second_opinion`.
+    pub refine: bool,
+    /// See `refine`. Tune splits (tune + tune3 without judge plates, 535 readings,
+    /// `plate_eval --dump-refined 1`): agreement there never contradicted a right reading, sure or
+    /// doubtful, at any threshold tried (0.5-0.9 for ours, 0.5-0.8 for the second); 0.5 to 0.7
+    /// for ours and 0.5 to 0.6 for the second alike put the right text first on 3 misread
+    /// plates and made both sure misreads doubtful. 0.5 is the same guard as `second_agree_p`
+    /// (each character more likely than all others together), the lowest value tried.
+    pub refine_agree_p: f32,
 }
 
 impl Default for PlateConfig {
@@ -278,6 +298,8 @@ impl Default for PlateConfig {
             double_rows: true,
             special_endings: true,
             dark_blue: DARK_BLUE,
+            refine: true,
+            refine_agree_p: 0.5,
         }
     }
 }
@@ -291,6 +313,7 @@ pub struct PlateReader {
     /// What a plate's text may be, over the recogniser's classes ([`plate_path_layout`]).
     layout: PathLayout,
     second: Option<SecondReader>,
+    refiner: Option<Refiner>,
     config: PlateConfig,
 }
 
@@ -323,6 +346,11 @@ impl PlateReader {
             dict,
             second: if config.second_opinion {
                 Some(SecondReader::load(dir, config.threads)?)
+            } else {
+                None
+            },
+            refiner: if config.refine && config.second_opinion {
+                Some(Refiner::load(dir, config.threads)?)
             } else {
                 None
             },
@@ -533,6 +561,8 @@ impl PlateReader {
             only_low.push(low_only);
             double_of.push(double);
         }
+        let mut ended = vec![false; out.len()];
+        let mut identical = vec![false; out.len()];
         if let Some(second) = &self.second {
             let (doubled, single): (Vec<usize>, Vec<usize>) =
                 (0..out.len()).partition(|&k| double_of[k].is_some());
@@ -557,6 +587,11 @@ impl PlateReader {
                 let low_only = only_low[k];
                 let verdict =
                     single_row_verdict(&r.chars, r.doubtful, low_only, &other, &self.config);
+                identical[k] = text_of(&other) == r.text;
+                // Only a reading the second opinion left as it was may still be confirmed.
+                only_low[k] &= verdict == Verdict::Unchanged;
+                // A special ending is a text our recogniser rarely reads: not re-read by it.
+                ended[k] = matches!(verdict, Verdict::Ending { .. });
                 apply_second_opinion(r, verdict);
             }
             for (&k, other) in doubled.iter().zip(joined_reads) {
@@ -568,6 +603,46 @@ impl PlateReader {
                     self.config.second_sure_p,
                 );
                 apply_second_opinion(r, verdict);
+            }
+        }
+        if self.refiner.is_some() {
+            // Single-row readings only (the net places one line of text), and not those both
+            // recognisers read identically on our corners: on the tune splits every one of those
+            // was right (485 of 485), so a third view could only dispute right readings.
+            let todo: Vec<usize> = (0..out.len())
+                .filter(|&k| {
+                    double_of[k].is_none() && !ended[k] && (out[k].doubtful || !identical[k])
+                })
+                .collect();
+            let may_confirm: Vec<bool> = todo
+                .iter()
+                .map(|&k| {
+                    confirmable(
+                        &out[k].chars,
+                        out[k].doubtful,
+                        only_low[k],
+                        self.config.char_doubt,
+                        self.config.second_province_p,
+                    )
+                })
+                .collect();
+            let boxes: Vec<BBox> = todo.iter().map(|&k| out[k].plate.bbox).collect();
+            let p = self.config.refine_agree_p;
+            let worth = |i: usize, second: &[CharReading]| {
+                let r = &out[todo[i]];
+                needs_ours(&r.text, r.doubtful, may_confirm[i], second, p)
+            };
+            let reads = self.refined_reads_counted(img, &boxes, worth, stats)?;
+            for ((&k, read), may) in todo.iter().zip(reads).zip(may_confirm) {
+                let Some(read) = read else {
+                    continue;
+                };
+                let r = &mut out[k];
+                let verdict = refined_verdict(&r.text, r.doubtful, may, &read, p);
+                if verdict != Refined::Unchanged {
+                    tracing::debug!(plate = %r.text, ?verdict, "read again from the refined corners");
+                }
+                apply_refined(r, verdict);
             }
         }
         Ok(out)
@@ -652,6 +727,68 @@ impl PlateReader {
         Ok(Some(
             second.read(img, &[corners])?.pop().unwrap_or_default(),
         ))
+    }
+
+    /// Each plate box of `img` read from the corners hyperlpr's refinement net finds in it
+    /// ([`super::plate_refine::Refiner::refine`]): by our recogniser (its crop hypotheses, the
+    /// best kept) and by the second one. `None` where the net places no plate, and for every box
+    /// when [`PlateConfig::refine`] or [`PlateConfig::second_opinion`] is off.
+    pub fn refined_reads(
+        &self,
+        img: &RgbImage,
+        boxes: &[BBox],
+    ) -> Result<Vec<Option<RefinedRead>>, VisionError> {
+        self.refined_reads_counted(img, boxes, |_, _| true, &mut ReadStats::default())
+    }
+
+    /// [`Self::refined_reads`], with our recogniser run only on the boxes `worth(i, second)`
+    /// picks from the second recogniser's reading there (elsewhere `ours` stays empty): ours is
+    /// the frame's costly model, and a rule that needs both readings alike needs it only when
+    /// the second's reading could count.
+    fn refined_reads_counted(
+        &self,
+        img: &RgbImage,
+        boxes: &[BBox],
+        worth: impl Fn(usize, &[CharReading]) -> bool,
+        stats: &mut ReadStats,
+    ) -> Result<Vec<Option<RefinedRead>>, VisionError> {
+        let (Some(refiner), Some(second)) = (&self.refiner, &self.second) else {
+            return Ok(vec![None; boxes.len()]);
+        };
+        if boxes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let started = Instant::now();
+        let quads = refiner.refine(img, boxes)?;
+        stats.refine_calls += 2;
+        stats.refine_ms += started.elapsed().as_secs_f64() * 1000.0;
+        let found: Vec<(usize, Quad)> = quads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| q.map(|q| (i, q)))
+            .collect();
+        let qs: Vec<Quad> = found.iter().map(|&(_, q)| q).collect();
+        let started = Instant::now();
+        let seconds = second.read(img, &qs)?;
+        stats.rec2_rows += qs.len() as u32;
+        stats.rec2_ms += started.elapsed().as_secs_f64() * 1000.0;
+        let ask: Vec<usize> = (0..found.len())
+            .filter(|&j| worth(found[j].0, &seconds[j]))
+            .collect();
+        let asked: Vec<Quad> = ask.iter().map(|&j| qs[j]).collect();
+        let mut ours: Vec<Vec<CharReading>> = vec![Vec::new(); found.len()];
+        for (&j, o) in ask.iter().zip(self.best_reads(img, &asked, stats)?) {
+            ours[j] = o.unwrap_or_default();
+        }
+        let mut out: Vec<Option<RefinedRead>> = vec![None; boxes.len()];
+        for (((i, q), o), s) in found.into_iter().zip(ours).zip(seconds) {
+            out[i] = Some(RefinedRead {
+                corners: q,
+                ours: o,
+                second: s,
+            });
+        }
+        Ok(out)
     }
 
     /// Our recogniser's own reading of each quad of `img` (corners in source pixels, top-left

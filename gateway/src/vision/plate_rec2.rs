@@ -236,7 +236,7 @@ pub(crate) fn second_opinion(
 /// Whether agreement may make a reading sure: it is doubtful only by characters below
 /// `char_doubt` (`low_only`: laid out like a plate, two views of it alike, not a weak box), and,
 /// when the province is one of them, ours is at least `province_p` there.
-fn confirmable(
+pub(crate) fn confirmable(
     ours: &[CharReading],
     doubtful: bool,
     low_only: bool,

@@ -441,6 +441,64 @@ fn the_second_recogniser_reads_rendered_plates_and_combining_adds_no_sure_misrea
     );
 }
 
+/// hyperlpr's refinement net (converted from Caffe at set-up, `plate_refine`) must find the
+/// plate in a loose box around it: its corners land on the detector's (a wrong channel order,
+/// input scale, corner order or affine map between its two passes puts them elsewhere or gives
+/// none), and the second recogniser reads the plate from them.
+#[test]
+fn the_refinement_net_finds_rendered_plates_where_the_detector_does() {
+    let reader = PlateReader::load(models(), PlateConfig::default()).expect("plate reader");
+    let (dir, plates) = rendered_plates();
+    let (mut placed, mut found, mut second_exact, mut worst) = (0, 0, 0, 0.0f32);
+    for (file, want) in plates.iter().take(20) {
+        let bytes = std::fs::read(dir.join(file)).expect("read plate image");
+        let img = decode_image(&bytes, &ImageLimits::default()).expect("decode");
+        let Some(first) = reader.read(&img).expect("read plate").into_iter().next() else {
+            continue;
+        };
+        found += 1;
+        let refined = reader
+            .refined_reads(&img, &[first.plate.bbox])
+            .expect("refined read");
+        let [Some(r)] = refined.as_slice() else {
+            eprintln!("{file}: the refinement net placed no plate");
+            continue;
+        };
+        // Corner distance in plate heights (the detector's corners as reference).
+        let d = &first.plate.corners;
+        let h = ((d[3].1 - d[0].1) + (d[2].1 - d[1].1)) / 2.0;
+        let off = r
+            .corners
+            .iter()
+            .zip(d)
+            .map(|(a, b)| (a.0 - b.0).hypot(a.1 - b.1) / h.max(1.0))
+            .fold(0.0f32, f32::max);
+        worst = worst.max(off);
+        let text: String = r.second.iter().map(|c| c.ch.as_str()).collect();
+        if &text == want {
+            second_exact += 1;
+        } else {
+            eprintln!("{file}: want {want}, second recogniser on the refined corners {text}");
+        }
+        if off < 0.5 {
+            placed += 1;
+        } else {
+            eprintln!("{file}: refined corners {:?}, detector's {d:?}", r.corners);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "refinement: {placed}/{found} within half a plate height of the detector's corners \
+         (worst {worst:.2}); second recogniser exact on them {second_exact}/{found}"
+    );
+    assert!(found >= 18, "found only {found}/20");
+    assert!(placed >= found * 9 / 10, "placed only {placed}/{found}");
+    assert!(
+        second_exact >= found * 4 / 10,
+        "second recogniser read only {second_exact}/{found} exactly on refined corners"
+    );
+}
+
 #[test]
 fn missing_models_and_library_give_a_clear_error() {
     let _ = models();
