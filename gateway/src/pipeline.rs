@@ -73,6 +73,7 @@ use crate::devices::DeviceTable;
 use crate::metrics::Metrics;
 use crate::normalize::{ClockPolicy, Normalizer, SeqVerdict, fix_clock};
 use crate::outbox::{Outbox, OutboxError};
+use crate::sink::line_protocol::LineBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -116,7 +117,7 @@ const DEAD_LETTER_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Why an intake could not be made durable (the outcome of one append attempt).
 enum NotDurable {
     /// The records can never fit (record or batch too large); the lines come back.
-    TooLarge(Vec<Vec<u8>>, OutboxError),
+    TooLarge(LineBuf, OutboxError),
     /// The append task panicked or was cancelled: nothing is known about the write.
     TaskFailed,
 }
@@ -135,7 +136,7 @@ impl Processor {
 
     /// Normalizes and makes a batch durable; answers the acknowledgements that may go out.
     async fn process(&self, normalizer: &mut Normalizer, batch: &mut Vec<Intake>) -> Vec<Ack> {
-        let mut lines = Vec::new();
+        let mut lines = LineBuf::default();
         let mut counts = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
         let mut kept = Vec::with_capacity(batch.len());
@@ -246,7 +247,7 @@ impl Processor {
     async fn make_durable(
         &self,
         outbox: &Arc<Outbox>,
-        lines: Vec<Vec<u8>>,
+        lines: LineBuf,
         counts: &[usize],
     ) -> Vec<bool> {
         let lines = match self.append_waiting(outbox, lines).await {
@@ -261,9 +262,11 @@ impl Processor {
             }
         };
         let mut out = Vec::with_capacity(counts.len());
-        let mut rest = lines.into_iter();
+        let mut from = 0;
         for &n in counts {
-            let mine: Vec<Vec<u8>> = rest.by_ref().take(n).collect();
+            let to = (from + n).min(lines.len());
+            let mine = lines.slice(from..to);
+            from = to;
             if mine.is_empty() {
                 out.push(true);
                 continue;
@@ -289,7 +292,7 @@ impl Processor {
 
     /// Keeps records the outbox can never take in the dead-letter file (fsynced); true when
     /// they are durable there.
-    async fn dead_letter(&self, lines: Vec<Vec<u8>>, why: &OutboxError) -> bool {
+    async fn dead_letter(&self, lines: LineBuf, why: &OutboxError) -> bool {
         let Some(path) = self.dead_letter.clone() else {
             error!(error = %why, records = lines.len(), "records can never fit the outbox and no dead-letter file is configured; not acknowledged");
             self.not_acked("too_large", 1);
@@ -298,7 +301,7 @@ impl Processor {
         let entry = serde_json::json!({
             "at_ms": crate::clock::now_ms(),
             "reason": why.to_string(),
-            "lines": lines.iter().map(|l| String::from_utf8_lossy(l)).collect::<Vec<_>>(),
+            "lines": lines.iter().map(String::from_utf8_lossy).collect::<Vec<_>>(),
         });
         let written =
             tokio::task::spawn_blocking(move || append_synced(&path, &entry.to_string())).await;
@@ -324,13 +327,16 @@ impl Processor {
     async fn append_waiting(
         &self,
         outbox: &Arc<Outbox>,
-        mut lines: Vec<Vec<u8>>,
+        mut lines: LineBuf,
     ) -> Result<(), NotDurable> {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             let ob = outbox.clone();
             let result = tokio::task::spawn_blocking(move || {
-                let r = ob.append(&lines);
+                // One vector of borrowed lines per batch, not one per line.
+                let records: Vec<&[u8]> = lines.iter().collect();
+                let r = ob.append(&records);
+                drop(records);
                 (lines, r)
             })
             .await;
