@@ -51,6 +51,10 @@ pub(crate) fn ack_channel() -> (AckSender, AckReceiver) {
 pub struct Intake {
     pub readings: Vec<Reading>,
     pub ack: Ack,
+    /// The device's slot in the processor's table when the source resolved it already (the
+    /// MQTT decoder does, with the device's names: one lookup instead of two; issue 24);
+    /// `None`: the processor looks it up.
+    pub(crate) slot: Option<Arc<crate::devices::DeviceSlot>>,
 }
 
 /// Sending half of the intake channel, cloned into every source.
@@ -143,8 +147,13 @@ impl Processor {
         let mut out = Vec::with_capacity(batch.len());
         // Each message's device is found once: its slot holds the sequence window, the table
         // row and the history (issue 24).
-        let slots = self.devices.slots(batch.iter().map(|i| i.readings.first()));
-        for (mut intake, slot) in batch.drain(..).zip(slots) {
+        let slots = self.devices.slots(
+            batch
+                .iter()
+                .map(|i| i.readings.first().filter(|_| i.slot.is_none())),
+        );
+        for (mut intake, found) in batch.drain(..).zip(slots) {
+            let slot = intake.slot.take().or(found);
             if let Some(first) = intake.readings.first()
                 && let Some(seq) = first.sequence
                 && let Some(slot) = &slot
@@ -422,6 +431,7 @@ mod tests {
                 pkid,
                 connection: 1,
             }),
+            slot: None,
         }
     }
 
@@ -482,6 +492,37 @@ mod tests {
             "the records themselves are kept"
         );
         assert_eq!(p.outbox.as_ref().map(|o| o.stats().records), Some(1));
+    }
+
+    /// An intake that brings its device's slot (the MQTT decoder resolves it) is recorded
+    /// there, and its neighbours in the batch without one are looked up in the table: the
+    /// carried slot is not lost nor given to another message.
+    #[tokio::test]
+    async fn a_slot_brought_by_the_source_is_the_one_updated() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (p, _) = processor(dir.path(), true);
+        let elsewhere = DeviceTable::new(60_000);
+        let mut n = Normalizer::default();
+        let mut brought = intake("a", 1, 10, 1);
+        let first = brought.readings[0].clone();
+        brought.slot = Some(elsewhere.slot(&first.site, &first.device));
+        let mut batch = vec![intake("b", 1, 10, 2), brought, intake("c", 1, 10, 3)];
+        let acks = p.process(&mut n, &mut batch).await;
+        assert_eq!(acked(&acks), vec![2, 1, 3]);
+        let listed = |t: &DeviceTable| {
+            let mut d: Vec<(String, u64)> = t
+                .snapshot(crate::clock::now_ms())
+                .into_iter()
+                .map(|v| (v.device, v.messages))
+                .collect();
+            d.sort();
+            d
+        };
+        assert_eq!(listed(&elsewhere), vec![("a".to_string(), 1)]);
+        assert_eq!(
+            listed(&p.devices),
+            vec![("b".to_string(), 1), ("c".to_string(), 1)]
+        );
     }
 
     #[tokio::test]
