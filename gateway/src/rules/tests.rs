@@ -567,6 +567,19 @@ fn stuck_level_sensor_raises_flat_line_and_a_noisy_one_does_not() {
     let stuck = of_rule(&out, "trap-sensor-stuck");
     assert_eq!(stuck.len(), 1);
     assert_eq!(stuck[0].subject.site, "r-1");
+    // The run the judgement saw is in the evidence: only its end is in the readings.
+    let note = stuck[0].evidence.iter().find_map(|e| match e {
+        Evidence::Note { text } if text.starts_with("Flat run:") => Some(text.as_str()),
+        _ => None,
+    });
+    let note = note.expect("a flat-run note");
+    assert!(
+        note.contains(&format!("from device time {t0} ms"))
+            && note.contains("lowest 350 ")
+            && note.contains("highest 350 ")
+            && note.contains("6.0 h of them counted"),
+        "{note}"
+    );
 }
 
 #[test]
