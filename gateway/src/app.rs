@@ -218,7 +218,11 @@ impl Gateway {
                 cfg.mqtt.clone(),
                 client.clone(),
                 eventloop,
-                Arc::new(cfg.decoder().with_registry(registry.clone())),
+                Arc::new(
+                    cfg.decoder()
+                        .with_registry(registry.clone())
+                        .with_devices(devices.clone()),
+                ),
                 tx,
                 (ack_tx.clone(), ack_rx),
                 metrics.clone(),

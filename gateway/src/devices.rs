@@ -4,9 +4,9 @@
 //! poller's online/offline) with silence: a device that has said nothing for `offline_after`
 //! is offline whatever it last claimed.
 
-use crate::decode::native::STATE_STREAM;
 use crate::history::{DeviceRings, EventRecord, Series};
 use crate::normalize::{SeqVerdict, SeqWindow};
+use crate::reading::STATE_STREAM;
 use crate::reading::{ByMetric, Name, Reading, Value};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -91,6 +91,13 @@ struct SlotState {
     row: Option<DeviceState>,
     /// `None` until the first reading that is not a presence statement.
     rings: Option<DeviceRings>,
+}
+
+/// Opaque in logs (an intake carrying a slot derives `Debug`): its state is the table's to show.
+impl std::fmt::Debug for DeviceSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceSlot").finish_non_exhaustive()
+    }
 }
 
 impl DeviceSlot {

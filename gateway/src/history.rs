@@ -10,7 +10,7 @@
 //! cannot grow it without limit). A large fleet may still lower `history_points` (0 keeps no
 //! readings, only events).
 
-use crate::decode::native::EVENT_STREAM;
+use crate::reading::EVENT_STREAM;
 use crate::reading::{ByMetric, Name, Reading, Value};
 use ring::Ring;
 use serde::Serialize;
@@ -177,8 +177,8 @@ impl DeviceRings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::native::STATE_STREAM;
     use crate::devices::DeviceTable;
+    use crate::reading::STATE_STREAM;
     use crate::reading::{Quality, Source};
 
     /// A table keeping `points` per metric; its history answers the dashboard.

@@ -51,6 +51,10 @@ pub(crate) fn ack_channel() -> (AckSender, AckReceiver) {
 pub struct Intake {
     pub readings: Vec<Reading>,
     pub ack: Ack,
+    /// The device's slot in the processor's table when the source resolved it already (the
+    /// MQTT decoder does, with the device's names: one lookup instead of two; issue 24);
+    /// `None`: the processor looks it up.
+    pub(crate) slot: Option<Arc<crate::devices::DeviceSlot>>,
 }
 
 /// Sending half of the intake channel, cloned into every source.
@@ -73,6 +77,7 @@ use crate::devices::DeviceTable;
 use crate::metrics::Metrics;
 use crate::normalize::{ClockPolicy, Normalizer, SeqVerdict, fix_clock};
 use crate::outbox::{Outbox, OutboxError};
+use crate::sink::line_protocol::LineBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -116,7 +121,7 @@ const DEAD_LETTER_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Why an intake could not be made durable (the outcome of one append attempt).
 enum NotDurable {
     /// The records can never fit (record or batch too large); the lines come back.
-    TooLarge(Vec<Vec<u8>>, OutboxError),
+    TooLarge(LineBuf, OutboxError),
     /// The append task panicked or was cancelled: nothing is known about the write.
     TaskFailed,
 }
@@ -135,15 +140,20 @@ impl Processor {
 
     /// Normalizes and makes a batch durable; answers the acknowledgements that may go out.
     async fn process(&self, normalizer: &mut Normalizer, batch: &mut Vec<Intake>) -> Vec<Ack> {
-        let mut lines = Vec::new();
+        let mut lines = LineBuf::default();
         let mut counts = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
         let mut kept = Vec::with_capacity(batch.len());
         let mut out = Vec::with_capacity(batch.len());
         // Each message's device is found once: its slot holds the sequence window, the table
         // row and the history (issue 24).
-        let slots = self.devices.slots(batch.iter().map(|i| i.readings.first()));
-        for (mut intake, slot) in batch.drain(..).zip(slots) {
+        let slots = self.devices.slots(
+            batch
+                .iter()
+                .map(|i| i.readings.first().filter(|_| i.slot.is_none())),
+        );
+        for (mut intake, found) in batch.drain(..).zip(slots) {
+            let slot = intake.slot.take().or(found);
             if let Some(first) = intake.readings.first()
                 && let Some(seq) = first.sequence
                 && let Some(slot) = &slot
@@ -246,7 +256,7 @@ impl Processor {
     async fn make_durable(
         &self,
         outbox: &Arc<Outbox>,
-        lines: Vec<Vec<u8>>,
+        lines: LineBuf,
         counts: &[usize],
     ) -> Vec<bool> {
         let lines = match self.append_waiting(outbox, lines).await {
@@ -261,9 +271,11 @@ impl Processor {
             }
         };
         let mut out = Vec::with_capacity(counts.len());
-        let mut rest = lines.into_iter();
+        let mut from = 0;
         for &n in counts {
-            let mine: Vec<Vec<u8>> = rest.by_ref().take(n).collect();
+            let to = (from + n).min(lines.len());
+            let mine = lines.slice(from..to);
+            from = to;
             if mine.is_empty() {
                 out.push(true);
                 continue;
@@ -289,7 +301,7 @@ impl Processor {
 
     /// Keeps records the outbox can never take in the dead-letter file (fsynced); true when
     /// they are durable there.
-    async fn dead_letter(&self, lines: Vec<Vec<u8>>, why: &OutboxError) -> bool {
+    async fn dead_letter(&self, lines: LineBuf, why: &OutboxError) -> bool {
         let Some(path) = self.dead_letter.clone() else {
             error!(error = %why, records = lines.len(), "records can never fit the outbox and no dead-letter file is configured; not acknowledged");
             self.not_acked("too_large", 1);
@@ -298,7 +310,7 @@ impl Processor {
         let entry = serde_json::json!({
             "at_ms": crate::clock::now_ms(),
             "reason": why.to_string(),
-            "lines": lines.iter().map(|l| String::from_utf8_lossy(l)).collect::<Vec<_>>(),
+            "lines": lines.iter().map(String::from_utf8_lossy).collect::<Vec<_>>(),
         });
         let written =
             tokio::task::spawn_blocking(move || append_synced(&path, &entry.to_string())).await;
@@ -324,13 +336,16 @@ impl Processor {
     async fn append_waiting(
         &self,
         outbox: &Arc<Outbox>,
-        mut lines: Vec<Vec<u8>>,
+        mut lines: LineBuf,
     ) -> Result<(), NotDurable> {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             let ob = outbox.clone();
             let result = tokio::task::spawn_blocking(move || {
-                let r = ob.append(&lines);
+                // One vector of borrowed lines per batch, not one per line.
+                let records: Vec<&[u8]> = lines.iter().collect();
+                let r = ob.append(&records);
+                drop(records);
                 (lines, r)
             })
             .await;
@@ -416,6 +431,7 @@ mod tests {
                 pkid,
                 connection: 1,
             }),
+            slot: None,
         }
     }
 
@@ -476,6 +492,37 @@ mod tests {
             "the records themselves are kept"
         );
         assert_eq!(p.outbox.as_ref().map(|o| o.stats().records), Some(1));
+    }
+
+    /// An intake that brings its device's slot (the MQTT decoder resolves it) is recorded
+    /// there, and its neighbours in the batch without one are looked up in the table: the
+    /// carried slot is not lost nor given to another message.
+    #[tokio::test]
+    async fn a_slot_brought_by_the_source_is_the_one_updated() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (p, _) = processor(dir.path(), true);
+        let elsewhere = DeviceTable::new(60_000);
+        let mut n = Normalizer::default();
+        let mut brought = intake("a", 1, 10, 1);
+        let first = brought.readings[0].clone();
+        brought.slot = Some(elsewhere.slot(&first.site, &first.device));
+        let mut batch = vec![intake("b", 1, 10, 2), brought, intake("c", 1, 10, 3)];
+        let acks = p.process(&mut n, &mut batch).await;
+        assert_eq!(acked(&acks), vec![2, 1, 3]);
+        let listed = |t: &DeviceTable| {
+            let mut d: Vec<(String, u64)> = t
+                .snapshot(crate::clock::now_ms())
+                .into_iter()
+                .map(|v| (v.device, v.messages))
+                .collect();
+            d.sort();
+            d
+        };
+        assert_eq!(listed(&elsewhere), vec![("a".to_string(), 1)]);
+        assert_eq!(
+            listed(&p.devices),
+            vec![("b".to_string(), 1), ("c".to_string(), 1)]
+        );
     }
 
     #[tokio::test]

@@ -303,6 +303,12 @@ impl Default for Names {
     }
 }
 
+/// Stream of alarm / recovery events. Defined with the record every module reads (not with
+/// the decoder that makes it) so the device table and history need not name the decoder.
+pub(crate) const EVENT_STREAM: &str = "event";
+/// Stream of presence (`online` metric, boolean), shared with Modbus and silence detection.
+pub(crate) const STATE_STREAM: &str = "state";
+
 /// A metric value after decoding. Non-finite floats never get this far (decoders reject them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]

@@ -4,11 +4,13 @@
 //! mappings in order. Anything that fails is a [`DecodeError`] whose `reason()` labels the
 //! `decode_errors_total` counter; the caller logs it with the topic and moves on.
 
+pub(crate) mod devices;
 pub(crate) mod mapping;
 pub(crate) mod native;
 pub(crate) mod presets;
 pub(crate) mod wire;
 
+use crate::devices::{DeviceSlot, DeviceTable};
 use crate::reading::{Names, Reading};
 use crate::registry::Registry;
 use std::sync::{Arc, Mutex};
@@ -63,9 +65,20 @@ pub struct Decoder {
     mappings: Vec<mapping::Mapping>,
     /// Resolves DevEUIs and notes unregistered devices.
     registry: Arc<Registry>,
-    /// Shared names for native readings (see [`Names`]). One decode task uses it, so the
-    /// lock is never contended; a lock rather than `&mut self` keeps `Decoder` shareable.
-    names: Mutex<Names>,
+    /// Shared names for native readings (see [`Names`]) and the index of native devices. One
+    /// decode task uses them, so the lock is never contended; a lock rather than `&mut self`
+    /// keeps `Decoder` shareable.
+    names: Mutex<(Names, devices::DeviceNames)>,
+    /// The live device table, when intake has one: a native message's device slot is then
+    /// resolved here with its names ([`Decoded::slot`]).
+    table: Option<Arc<DeviceTable>>,
+}
+
+/// One decoded message: its readings and, for a native topic when the decoder knows the
+/// device table, the device's slot there (the processor then need not look it up).
+pub(crate) struct Decoded {
+    pub readings: Vec<Reading>,
+    pub slot: Option<Arc<DeviceSlot>>,
 }
 
 impl Decoder {
@@ -81,8 +94,15 @@ impl Decoder {
                 .filter_map(|m| mapping::Mapping::new(m).ok())
                 .collect(),
             registry: Arc::new(Registry::empty()),
-            names: Mutex::new(Names::new()),
+            names: Mutex::new((Names::new(), devices::DeviceNames::default())),
+            table: None,
         }
+    }
+
+    /// Resolves native devices' slots in `table`, the one the intake processor updates.
+    pub(crate) fn with_devices(mut self, table: Arc<DeviceTable>) -> Decoder {
+        self.table = Some(table);
+        self
     }
 
     /// Uses the running device registry (default: an empty one).
@@ -98,6 +118,17 @@ impl Decoder {
         payload: &[u8],
         received_ms: i64,
     ) -> Result<Vec<Reading>, DecodeError> {
+        self.decode_message(topic, payload, received_ms)
+            .map(|d| d.readings)
+    }
+
+    /// [`Decoder::decode`], with the device's slot when the decoder resolved it.
+    pub(crate) fn decode_message(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        received_ms: i64,
+    ) -> Result<Decoded, DecodeError> {
         if payload.len() > self.max_payload_bytes {
             return Err(DecodeError::TooLarge {
                 size: payload.len(),
@@ -105,13 +136,22 @@ impl Decoder {
             });
         }
         if let Some(t) = firmware::protocol::NativeTopic::parse(topic) {
-            let readings = {
-                let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-                native::decode(&t, payload, received_ms, &mut names)?
+            let (readings, slot) = {
+                let mut guard = self.names.lock().unwrap_or_else(|p| p.into_inner());
+                let (names, index) = &mut *guard;
+                let d = index.resolve(names, self.table.as_deref(), t.site, t.device);
+                let (site, device) = (d.site.clone(), d.device.clone());
+                let readings = native::decode_as(&t, payload, received_ms, names, site, device)?;
+                let slot = match (d.slot, &self.table) {
+                    (Some(slot), _) => Some(slot),
+                    (None, Some(table)) => Some(index.remember(table, &d.site, &d.device)),
+                    (None, None) => None,
+                };
+                (readings, slot)
             };
             self.registry
                 .note_device(t.site, t.device, topic, received_ms);
-            return Ok(readings);
+            return Ok(Decoded { readings, slot });
         }
         // Several mappings may share a topic (one ChirpStack application with level and tilt
         // sensors): a message missing a mapping's required field goes on to the next one, and
@@ -123,7 +163,12 @@ impl Decoder {
                 Some(Err(e @ DecodeError::MissingField(_))) => {
                     missing.get_or_insert(e);
                 }
-                Some(result) => return result,
+                Some(result) => {
+                    return result.map(|readings| Decoded {
+                        readings,
+                        slot: None,
+                    });
+                }
             }
         }
         Err(missing.unwrap_or(DecodeError::UnknownTopic))

@@ -9,13 +9,11 @@ use firmware::protocol::{
 
 /// Stream used when a telemetry message does not name one.
 pub(crate) const DEFAULT_STREAM: &str = "telemetry";
-/// Stream of alarm / recovery events.
-pub(crate) const EVENT_STREAM: &str = "event";
-/// Stream of presence (`online` metric, boolean), shared with Modbus and silence detection.
-pub(crate) const STATE_STREAM: &str = "state";
+pub(crate) use crate::reading::{EVENT_STREAM, STATE_STREAM};
 
 /// Decodes one native message. Names (site, device, stream, metric, unit) come from `names`,
 /// so the readings of a device share their strings with every earlier message's.
+#[cfg(test)]
 pub fn decode(
     topic: &NativeTopic<'_>,
     payload: &[u8],
@@ -23,6 +21,19 @@ pub fn decode(
     names: &mut Names,
 ) -> Result<Vec<Reading>, DecodeError> {
     let (site, device) = (names.get(topic.site), names.get(topic.device));
+    decode_as(topic, payload, received_ms, names, site, device)
+}
+
+/// [`decode`] with the topic's site and device already resolved to their shared names (the
+/// decoder's device index does that with one lookup, `super::devices`).
+pub(crate) fn decode_as(
+    topic: &NativeTopic<'_>,
+    payload: &[u8],
+    received_ms: i64,
+    names: &mut Names,
+    site: Name,
+    device: Name,
+) -> Result<Vec<Reading>, DecodeError> {
     let base = |stream: Name, ts: Option<i64>, seq: Option<u64>| Reading {
         site: site.clone(),
         device: device.clone(),

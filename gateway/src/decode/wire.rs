@@ -14,6 +14,7 @@
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
@@ -128,13 +129,18 @@ impl From<Metric<'_>> for crate::reading::Value {
 }
 
 /// A JSON object as (name, value) pairs in name order, the last of a repeated name winning:
-/// what a `BTreeMap` would hold, without a node allocation per entry.
+/// what a `BTreeMap` would hold, without a node allocation per entry. Up to [`INLINE`] pairs
+/// are held in place: a message's few metrics (and units) then cost no allocation at all
+/// (issue 24: this vector was one of the gateway's ~10 allocations per message).
 #[derive(Debug)]
-pub(crate) struct Sorted<'a, T>(pub Vec<(Text<'a>, T)>);
+pub(crate) struct Sorted<'a, T>(pub SmallVec<[(Text<'a>, T); INLINE]>);
+
+/// Pairs of a [`Sorted`] held without an allocation.
+pub(crate) const INLINE: usize = 4;
 
 impl<T> Default for Sorted<'_, T> {
     fn default() -> Self {
-        Sorted(Vec::new())
+        Sorted(SmallVec::new())
     }
 }
 
@@ -157,8 +163,8 @@ impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for Sorted<'a, T> {
                 f.write_str("a map")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut v: Vec<(Text<'a>, T)> =
-                    Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                let mut v: SmallVec<[(Text<'a>, T); INLINE]> =
+                    SmallVec::with_capacity(map.size_hint().unwrap_or(0).min(64));
                 while let Some(entry) = map.next_entry()? {
                     v.push(entry);
                 }

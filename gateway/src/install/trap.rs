@@ -367,13 +367,22 @@ impl TrapInstalls {
     /// 10,000 devices): the message is read in one pass that notes where each figure's usual
     /// metric is ([`Found`]), instead of a search by name per figure, and the trap is looked up
     /// by reference under the read lock (no key built, nothing cloned).
+    #[cfg(test)]
     pub(crate) fn derive(&self, msg: &[Reading]) -> Vec<Reading> {
+        let mut out = Vec::new();
+        self.derive_into(msg, &mut out);
+        out
+    }
+
+    /// [`TrapInstalls::derive`], appended to `out`: the rules engine reuses one vector, which
+    /// saves an allocation per message of a level sensor (issue 24).
+    pub(crate) fn derive_into(&self, msg: &[Reading], out: &mut Vec<Reading>) {
         let found = Found::of(msg);
         let Some(first) = found.first.map(|i| &msg[i]) else {
-            return Vec::new();
+            return;
         };
         if found.has(LEVEL_MM) && found.has(FILL_PCT) && found.has(VOLUME_L) {
-            return Vec::new();
+            return;
         }
         let number = |m: &str| found.number(msg, m);
         let map = self.map();
@@ -397,7 +406,7 @@ impl TrapInstalls {
         };
         drop(map);
         let Some((f, src)) = source else {
-            return Vec::new();
+            return;
         };
         // The derived names, made once: a level sensor's every message derives `level_mm`.
         static NAMES: std::sync::LazyLock<[(Name, Name); 3]> = std::sync::LazyLock::new(|| {
@@ -414,7 +423,7 @@ impl TrapInstalls {
             v.filter(|v| v.is_finite() && !found.has(k))
                 .map(|v| (metric, v, unit))
         });
-        let mut out = Vec::with_capacity(wanted.iter().flatten().count());
+        out.reserve(wanted.iter().flatten().count());
         for (metric, v, unit) in wanted.into_iter().flatten() {
             // Field by field: `..src.clone()` also copied the metric and unit it replaced.
             out.push(Reading {
@@ -431,7 +440,6 @@ impl TrapInstalls {
                 quality: src.quality,
             });
         }
-        out
     }
 }
 

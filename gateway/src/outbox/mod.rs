@@ -233,7 +233,7 @@ struct Chunk {
     bytes: u64,
 }
 
-fn plan(records: &[Vec<u8>], active_end: Option<u64>, segment_bytes: u64) -> Vec<Chunk> {
+fn plan<R: AsRef<[u8]>>(records: &[R], active_end: Option<u64>, segment_bytes: u64) -> Vec<Chunk> {
     let fresh = |from: usize| Chunk {
         from,
         to: from,
@@ -254,7 +254,7 @@ fn plan(records: &[Vec<u8>], active_end: Option<u64>, segment_bytes: u64) -> Vec
     };
     let mut chunks = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        let f = FRAME_OVERHEAD + r.len() as u64;
+        let f = FRAME_OVERHEAD + r.as_ref().len() as u64;
         // Every segment takes at least one record (records were checked against
         // `segment_bytes` by the caller), so this always makes progress.
         if fill + f > segment_bytes && fill > HEADER_LEN {
@@ -506,13 +506,14 @@ impl Outbox {
     /// `Err(Full)`; wait with [`Outbox::wait_for_space`] and retry. DropOldest: deletes the
     /// oldest segments to make room, counting the undelivered records dropped.
     /// On `Err(Io)` part of the batch may be stored; retrying may store it twice (at-least-once).
-    pub(crate) fn append(&self, records: &[Vec<u8>]) -> Result<(), OutboxError> {
+    pub(crate) fn append<R: AsRef<[u8]>>(&self, records: &[R]) -> Result<(), OutboxError> {
         if records.is_empty() {
             return Ok(());
         }
         let max_record = self.cfg.segment_bytes - HEADER_LEN - FRAME_OVERHEAD;
         if let Some(r) = records
             .iter()
+            .map(AsRef::as_ref)
             .find(|r| r.len() as u64 > max_record.min(u64::from(u32::MAX)))
         {
             return Err(OutboxError::RecordTooLarge {
@@ -633,7 +634,7 @@ impl Outbox {
                 w.buf.extend_from_slice(&segment::header());
             }
             for r in &records[chunk.from..chunk.to] {
-                segment::encode_frame(&mut w.buf, r);
+                segment::encode_frame(&mut w.buf, r.as_ref());
             }
             let Some((_, file)) = w.active.as_ref() else {
                 return Err(OutboxError::Io(io::Error::other("no active segment")));

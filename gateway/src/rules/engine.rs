@@ -553,6 +553,9 @@ pub struct Engine {
     live: Live,
     /// Grease-trap geometry: level, fill and volume from whatever a trap's sensor reports.
     traps: crate::install::TrapInstalls,
+    /// The readings derived from the message being judged; kept empty between messages and
+    /// reused, so deriving costs no allocation per message (issue 24).
+    derived: Vec<Reading>,
 }
 
 impl Engine {
@@ -565,6 +568,7 @@ impl Engine {
             c: Compiled::new(rules, settings)?,
             live: Live::default(),
             traps: Default::default(),
+            derived: Vec::new(),
         })
     }
 
@@ -821,11 +825,15 @@ impl Engine {
     /// Feeds one message's readings (in arrival order).
     pub(crate) fn on_readings(&mut self, readings: &[Reading]) -> Vec<ClueSignal> {
         // A trap's level, fill and volume, whatever its sensor reports (see `install::trap`).
-        let derived = self.traps.derive(readings);
-        self.judge(Message {
+        let mut derived = std::mem::take(&mut self.derived);
+        self.traps.derive_into(readings, &mut derived);
+        let out = self.judge(Message {
             received: readings,
             derived: &derived,
-        })
+        });
+        derived.clear();
+        self.derived = derived;
+        out
     }
 
     fn judge(&mut self, msg: Message<'_>) -> Vec<ClueSignal> {

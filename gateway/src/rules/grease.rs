@@ -64,11 +64,16 @@ impl TrapStats {
     }
 }
 
-/// Per-trap statistics, keyed by (site, device).
+/// Per-trap statistics, keyed by site, then device.
+///
+/// Two levels so a lookup borrows the reading's texts: keyed by a `(String, String)` pair,
+/// every lookup built both strings first, two allocations per reading the flat-line rule
+/// judged (`full_at_pct`; issue 24: 2 of the gateway's ~10 allocations per message). Stored in
+/// snapshots as before, a list of `[[site, device], stats]` pairs.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Traps {
-    #[serde(with = "super::snapshot::pairs")]
-    traps: HashMap<(String, String), TrapStats>,
+    #[serde(with = "by_site")]
+    traps: HashMap<String, HashMap<String, TrapStats>>,
 }
 
 impl Traps {
@@ -80,24 +85,56 @@ impl Traps {
         at_ms: i64,
         day_start_ms: i64,
     ) {
-        self.entry(site, device)
-            .observe_volume(volume_l, at_ms, day_start_ms);
+        self.update(site, device, |s| {
+            s.observe_volume(volume_l, at_ms, day_start_ms)
+        });
     }
 
     pub(crate) fn observe_fill_pct(&mut self, site: &str, device: &str, pct: f64) {
-        self.entry(site, device).last_fill_pct = Some(pct);
+        self.update(site, device, |s| s.last_fill_pct = Some(pct));
     }
 
-    fn entry(&mut self, site: &str, device: &str) -> &mut TrapStats {
+    /// Runs `f` on the trap's figures, made on first sight: a known trap costs no allocation.
+    fn update(&mut self, site: &str, device: &str, f: impl FnOnce(&mut TrapStats)) {
+        if let Some(stats) = self.traps.get_mut(site).and_then(|d| d.get_mut(device)) {
+            f(stats);
+            return;
+        }
+        let mut stats = TrapStats::default();
+        f(&mut stats);
         self.traps
-            .entry((site.to_string(), device.to_string()))
+            .entry(site.to_string())
             .or_default()
+            .insert(device.to_string(), stats);
     }
 
     pub(crate) fn get(&self, site: &str, device: &str) -> Option<TrapStats> {
-        self.traps
-            .get(&(site.to_string(), device.to_string()))
-            .copied()
+        self.traps.get(site)?.get(device).copied()
+    }
+}
+
+/// The snapshot form of [`Traps`]: `[[site, device], stats]` pairs, as when the map was keyed
+/// by the pair (snapshots written before load unchanged).
+mod by_site {
+    use super::{HashMap, TrapStats};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    type Nested = HashMap<String, HashMap<String, TrapStats>>;
+
+    pub(super) fn serialize<S: Serializer>(m: &Nested, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter().flat_map(|(site, devices)| {
+            devices
+                .iter()
+                .map(move |(device, stats)| ((site, device), stats))
+        }))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Nested, D::Error> {
+        let mut out = Nested::new();
+        for ((site, device), stats) in Vec::<((String, String), TrapStats)>::deserialize(d)? {
+            out.entry(site).or_default().insert(device, stats);
+        }
+        Ok(out)
     }
 }
 
@@ -189,6 +226,56 @@ mod tests {
         traps.observe_volume("r-1", "trap-1", 40.0, 25 * h, 24 * h);
         let s = traps.get("r-1", "trap-1").unwrap_or_default();
         assert_eq!(s.inflow_today_l, 10.0);
+    }
+
+    /// Traps are told apart by site and device together (a nested map mixing the two up
+    /// answers the wrong trap), and snapshots keep the `[[site, device], stats]` form.
+    #[test]
+    fn trap_stats_are_kept_per_site_and_device_in_the_pairs_form() {
+        let mut traps = Traps::default();
+        traps.observe_fill_pct("a", "b", 10.0);
+        traps.observe_fill_pct("b", "a", 20.0);
+        traps.observe_fill_pct("a", "c", 30.0);
+        traps.observe_volume("a", "b", 5.0, 1_000, 0);
+        let fill = |t: &Traps, s: &str, d: &str| t.get(s, d).and_then(|x| x.last_fill_pct);
+        assert_eq!(fill(&traps, "a", "b"), Some(10.0));
+        assert_eq!(fill(&traps, "b", "a"), Some(20.0));
+        assert_eq!(fill(&traps, "a", "c"), Some(30.0));
+        assert_eq!(traps.get("a", "b").map(|x| x.last_volume_l), Some(5.0));
+        assert!(traps.get("b", "b").is_none() && traps.get("c", "a").is_none());
+        let json = serde_json::to_value(&traps).expect("json");
+        let mut pairs: Vec<(String, String, Option<f64>)> = json["traps"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|p| {
+                (
+                    p[0][0].as_str().unwrap_or_default().to_string(),
+                    p[0][1].as_str().unwrap_or_default().to_string(),
+                    p[1]["last_fill_pct"].as_f64(),
+                )
+            })
+            .collect();
+        pairs.sort_by(|x, y| (&x.0, &x.1).cmp(&(&y.0, &y.1)));
+        let want = |s: &str, d: &str, f: f64| (s.to_string(), d.to_string(), Some(f));
+        assert_eq!(
+            pairs,
+            vec![
+                want("a", "b", 10.0),
+                want("a", "c", 30.0),
+                want("b", "a", 20.0)
+            ]
+        );
+        let back: Traps = serde_json::from_value(json).expect("load");
+        for (s, d) in [("a", "b"), ("b", "a"), ("a", "c")] {
+            assert_eq!(back.get(s, d), traps.get(s, d));
+        }
+        // A snapshot written by the pair-keyed map loads.
+        let old = r#"{"traps":[[["r-1","trap-1"],{"day_start_ms":0,"inflow_today_l":1.0,
+            "removed_today_l":0.0,"fill_rate_l_per_h":0.0,"last_volume_l":7.0,
+            "last_fill_pct":null,"last_at_ms":5,"first_today_ms":0}]]}"#;
+        let old: Traps = serde_json::from_str(old).expect("old form");
+        assert_eq!(old.get("r-1", "trap-1").map(|x| x.last_volume_l), Some(7.0));
     }
 
     #[test]

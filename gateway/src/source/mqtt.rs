@@ -515,9 +515,13 @@ async fn decode_loop(
                     connection,
                 }),
             };
-            match decoder.decode(&p.topic, &p.payload, received) {
-                Ok(readings) => {
-                    let intake = Intake { readings, ack };
+            match decoder.decode_message(&p.topic, &p.payload, received) {
+                Ok(d) => {
+                    let intake = Intake {
+                        readings: d.readings,
+                        ack,
+                        slot: d.slot,
+                    };
                     let waiting = match tx.try_send(intake) {
                         Ok(()) => continue,
                         Err(TrySendError::Closed(_)) => return,

@@ -159,6 +159,7 @@ async fn send(tx: &IntakeSender, readings: Vec<Reading>, cancel: &CancellationTo
     let intake = Intake {
         readings,
         ack: Ack::None,
+        slot: None,
     };
     tokio::select! {
         _ = cancel.cancelled() => false,
