@@ -14,6 +14,7 @@
 //! `--tile-unless-found 0|1`, `--crop-upscale-to N`, `--layout-decoding 0|1`,
 //! `--require-province 0|1`, `--rectify-above-deg F|off`, `--cross-check 0|1`,
 //! `--second-opinion 0|1`, `--second-sure-p F`, `--second-province-p F`, `--second-agree-p F`,
+//! `--settle-views 0|1`,
 //! `--weak-det-threshold F`, `--special-endings 0|1`, `--double-rows 0|1`, `--dark-blue F` (0: off).
 //! `--dump-second 1` adds, to every reading, the second recogniser's own per-character reading
 //! of the same corners (`second`), from a reader with the default config (so it works with
@@ -59,6 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--second-sure-p" => config.second_sure_p = v.parse()?,
             "--second-province-p" => config.second_province_p = v.parse()?,
             "--second-agree-p" => config.second_agree_p = v.parse()?,
+            "--settle-views" => config.settle_views = v == "1",
             "--special-endings" => config.special_endings = v == "1",
             "--double-rows" => config.double_rows = v == "1",
             "--dark-blue" => config.dark_blue = v.parse()?,

@@ -7,9 +7,9 @@ Run through tests/plates/eval.sh (it fetches the data and builds the reader). Pr
 tables: exact-plate accuracy, per-character accuracy, province-character accuracy, doubtful and
 confidently-wrong readings, false plates per plate-free image, and ms per frame (median over
 images of the median of --runs timed runs), overall and per subset (province, colour, size).
-Only the split given by --split is scored (default "judge"; "tune" and "tune3" are the
+Only the split given by --split is scored (default "judge"; "tune", "tune3" and "tune4" are the
 parameter-choosing splits and are kept apart; "judge2" and "judge3" are judging splits from other
-sources, never looked at when choosing anything; "tune,tune3" scores both as one).
+sources, never looked at when choosing anything; "tune,tune3,tune4" scores all three as one).
 """
 import argparse, collections, json, os, statistics, subprocess, sys
 

@@ -5,6 +5,8 @@
 #   PLATES_HYPERLPR_GIT=/path/to/HyperLPR/.git bash tests/plates/eval.sh [--split judge|tune] [--runs N] [--details]
 #   PLATES_EASYPR_GIT=/path/to/EasyPR/.git PLATES_LPRNET_GIT=/path/to/LPRNet_Pytorch/.git \
 #       bash tests/plates/eval.sh --split judge2 [--runs N] [--repeat N]
+#   PLATES_HYPERLPR_GIT=... PLATES_WZH_GIT=... PLATES_PLREC_GIT=/path/to/python_PlateRecogntion/.git \
+#       bash tests/plates/eval.sh --split tune,tune3,tune4 --no-baseline   # the choosing splits
 #
 # Fetches what is missing (tests/plates/fetch.sh, models/fetch.sh), builds the plate_eval example
 # in release mode, then prints the tables (tests/plates/eval.py).

@@ -8,6 +8,7 @@
 #       bash tests/plates/fetch.sh                                           # + the judge2 split
 #   PLATES_WZH_GIT=/path/to/License-Plate-Recognition/.git PLATES_CLPDR_GIT=/path/to/Chinese_license_plate_detection_recognition/.git \
 #       bash tests/plates/fetch.sh                                           # + tune3 / judge3
+#   PLATES_PLREC_GIT=/path/to/python_PlateRecogntion/.git bash tests/plates/fetch.sh   # + tune4
 #
 # PLATES_NO_BASELINE=1 skips the baseline venv (the tests only need the images).
 # Cache: ${ENFORCEMENT_PLATES_DIR:-$HOME/.cache/enforcement-gateway/plates}
@@ -24,7 +25,8 @@
 # PLATES_EASYPR_GIT and sirius-ai/LPRNet_Pytorch (Apache-2.0) in PLATES_LPRNET_GIT. The tune3 split adds
 # wzh191920/License-Plate-Recognition (MIT) in PLATES_WZH_GIT (and more HyperLPR crops); the judge3
 # split is we0091234/Chinese_license_plate_detection_recognition (GPL-3.0, test data only; a full
-# clone, the photos are in its history) in PLATES_CLPDR_GIT.
+# clone, the photos are in its history) in PLATES_CLPDR_GIT. The tune4 split is
+# dreamhunter2333/python_PlateRecogntion (MIT) in PLATES_PLREC_GIT.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PLATES_DIR="${ENFORCEMENT_PLATES_DIR:-$HOME/.cache/enforcement-gateway/plates}"
@@ -121,6 +123,7 @@ GIT_SOURCES = {
     "wzh": ("PLATES_WZH_GIT", "License-Plate-Recognition (wzh191920/License-Plate-Recognition)"),
     "clpdr": ("PLATES_CLPDR_GIT",
               "Chinese_license_plate_detection_recognition (we0091234/Chinese_license_plate_detection_recognition)"),
+    "plrec": ("PLATES_PLREC_GIT", "python_PlateRecogntion (dreamhunter2333/python_PlateRecogntion)"),
 }
 for src, (var, name) in GIT_SOURCES.items():
     if src not in by_src:

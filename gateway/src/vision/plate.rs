@@ -204,6 +204,12 @@ pub struct PlateConfig {
     /// like `second_province_p`, not a value the data picked: every value from 0.39 to 0.59
     /// confirms the same 9 doubtful readings, lower values one more, none wrong.
     pub second_agree_p: f32,
+    /// A reading doubtful because its straightened and upright views read different texts is
+    /// confirmed when the second recogniser reads exactly the shown text surely (every
+    /// character at least `second_sure_p`; [`super::plate_rec2::views_settled`]). Chosen on
+    /// the tune splits (tune + tune3 + tune4): 2 readings confirmed, both right, none wrong
+    /// (few: see the function). Off: two views that disagree always stay doubtful.
+    pub settle_views: bool,
     /// A plate whose corners are shaped like a double-row plate's
     /// ([`super::plate_rows::may_be_double`]) and whose single-row reading is not sure is also
     /// read with its upper row set before its lower row in one line; a plate-shaped reading
@@ -275,6 +281,7 @@ impl Default for PlateConfig {
             second_sure_p: 0.8,
             second_province_p: 0.5,
             second_agree_p: 0.5,
+            settle_views: true,
             double_rows: true,
             special_endings: true,
             dark_blue: DARK_BLUE,
@@ -443,8 +450,9 @@ impl PlateReader {
             second[i] = read.map(|c| text_of(&c));
         }
         let mut out: Vec<PlateReading> = Vec::new();
-        // Per reading: its only doubt (if any) is characters below `char_doubt`.
-        let mut only_low: Vec<bool> = Vec::new();
+        // Per reading: its only doubt (if any) is characters below `char_doubt`; its only doubt
+        // besides those is two views that disagree.
+        let mut only_low: Vec<(bool, bool)> = Vec::new();
         let mut double_of: Vec<Option<DoubleRead>> = Vec::new();
         for ((((plate, read), second), confirmation), double) in boxes
             .into_iter()
@@ -481,9 +489,12 @@ impl PlateReader {
             }
             let (mut doubt, mut candidates) = assess(&chars, self.config.char_doubt);
             let mut low_only = plate_layout_ok(&text);
+            // Doubtful only by disagreeing views (and maybe low characters): see `views_settled`.
+            let mut views_only = false;
             // The upright view was read as one row: no check on a double-row reading.
             if let Some(other) = second.filter(|o| *o != text && double.is_none()) {
                 disagree(&mut doubt, &mut candidates, &text, other);
+                views_only = low_only;
                 low_only = false;
             }
             if weak {
@@ -505,6 +516,7 @@ impl PlateReader {
                     candidates.push(text.clone());
                 }
                 low_only = false;
+                views_only = false;
             }
             if let Some(d) = &double {
                 if !doubt.is_empty() {
@@ -520,6 +532,7 @@ impl PlateReader {
                     candidates.push(single.clone());
                 }
                 low_only = false;
+                views_only = false;
             }
             out.push(PlateReading {
                 text,
@@ -530,7 +543,7 @@ impl PlateReader {
                 candidates,
                 chars,
             });
-            only_low.push(low_only);
+            only_low.push((low_only, views_only));
             double_of.push(double);
         }
         if let Some(second) = &self.second {
@@ -554,9 +567,15 @@ impl PlateReader {
             stats.rec2_ms += started.elapsed().as_secs_f64() * 1000.0;
             for (&k, other) in single.iter().zip(reads) {
                 let r = &mut out[k];
-                let low_only = only_low[k];
-                let verdict =
-                    single_row_verdict(&r.chars, r.doubtful, low_only, &other, &self.config);
+                let (low_only, views_only) = only_low[k];
+                let verdict = single_row_verdict(
+                    &r.chars,
+                    r.doubtful,
+                    low_only,
+                    views_only,
+                    &other,
+                    &self.config,
+                );
                 apply_second_opinion(r, verdict);
             }
             for (&k, other) in doubled.iter().zip(joined_reads) {

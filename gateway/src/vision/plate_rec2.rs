@@ -142,12 +142,16 @@ pub(crate) fn confident_text(second: &[CharReading], sure_p: f32) -> Option<Stri
 }
 
 /// The rules for a single-row reading as the reader applies them: the special ending first
-/// (when `config.special_endings`), then [`identical_agreement`], then [`second_opinion`]. One
-/// function, so the tests judge the order the reader uses.
+/// (when `config.special_endings`), then [`identical_agreement`], then [`views_settled`], then
+/// [`second_opinion`]. One function, so the tests judge the order the reader uses. `views_only`:
+/// the reading's doubt is that its straightened and upright views read different texts, besides
+/// (maybe) low character probabilities, and nothing else (laid out like a plate, not a weak box,
+/// not a double-row reading).
 pub(crate) fn single_row_verdict(
     ours: &[CharReading],
     doubtful: bool,
     low_only: bool,
+    views_only: bool,
     second: &[CharReading],
     config: &PlateConfig,
 ) -> Verdict {
@@ -164,6 +168,7 @@ pub(crate) fn single_row_verdict(
     ending
         .flatten()
         .or_else(|| identical_agreement(ours, doubtful, low_only, second, config))
+        .or_else(|| views_settled(ours, doubtful, views_only, second, config))
         .unwrap_or_else(|| {
             second_opinion(
                 ours,
@@ -279,6 +284,41 @@ pub(crate) fn identical_agreement(
             config.second_province_p,
         );
     ok.then_some(Verdict::Confirmed)
+}
+
+/// Two views that disagree, settled by the second model, tried after [`identical_agreement`]:
+/// `Some(Confirmed)` when a doubtful reading's only doubt besides low character probabilities
+/// is that its straightened and upright views read different texts (`views_only`), and the
+/// second model reads exactly our text with every character at least `second_sure_p`; a low
+/// province also needs ours at least `second_province_p` there, as for agreement
+/// ([`confirmable`]). `None` otherwise, and always with [`PlateConfig::settle_views`] off.
+///
+/// Why: the straightened view is the one shown; the upright box, read too, saw another text
+/// (often the province: 皖 for 浙/赣, the character our CCPD-trained model leans to). A third
+/// reading by a model trained elsewhere that is sure of exactly the shown text settles the
+/// tie. `second_sure_p`, not `second_agree_p`: the second model picks between two texts here,
+/// as when it corrects ours. Tune splits (tune + tune3 + tune4, rows whose plate is a judge
+/// plate left out, 576 images with the derived variants): 3 readings were doubtful this way,
+/// all right; the second model read 2 of them exactly as shown with every character at least
+/// 0.83 (tune4 pr004 赣B11D33, tune3 ht006 浙A5A877: now sure), the third otherwise (it stays
+/// doubtful). Few cases; what the tune splits add is that no wrong reading had this doubt, and
+/// that the second model's confident readings (every character at least 0.8) were right on all
+/// 443 tune readings where it gave one.
+pub(crate) fn views_settled(
+    ours: &[CharReading],
+    doubtful: bool,
+    views_only: bool,
+    second: &[CharReading],
+    config: &PlateConfig,
+) -> Option<Verdict> {
+    let text: String = ours.iter().map(|c| c.ch.as_str()).collect();
+    let same = confident_text(second, config.second_sure_p).is_some_and(|o| o == text);
+    let low = |c: &CharReading| c.p < config.char_doubt;
+    let province_ok = ours
+        .first()
+        .is_some_and(|c| !low(c) || c.p >= config.second_province_p);
+    (config.settle_views && doubtful && views_only && same && province_ok)
+        .then_some(Verdict::Confirmed)
 }
 
 /// The special-ending rule, tried before [`second_opinion`]: `Some(`[`Verdict::Ending`]`)` when
@@ -526,7 +566,14 @@ mod tests {
         second: &[CharReading],
     ) -> Verdict {
         // The defaults are the thresholds these tests were written with: 0.9, 0.8, 0.5.
-        single_row_verdict(ours, doubtful, low_only, second, &PlateConfig::default())
+        single_row_verdict(
+            ours,
+            doubtful,
+            low_only,
+            false,
+            second,
+            &PlateConfig::default(),
+        )
     }
 
     fn ending_text(v: &Verdict) -> Option<(String, bool)> {
@@ -655,7 +702,7 @@ mod tests {
             ..PlateConfig::default()
         };
         assert_eq!(
-            single_row_verdict(&ours, true, true, &second, &old),
+            single_row_verdict(&ours, true, true, false, &second, &old),
             Verdict::Unchanged
         );
     }
@@ -664,5 +711,59 @@ mod tests {
     fn the_blank_moves_to_the_front_of_every_step() {
         let rows = [0.1, 0.2, 0.7, 0.3, 0.3, 0.4];
         assert_eq!(blank_first(&rows, 3), vec![0.7, 0.1, 0.2, 0.4, 0.3, 0.3]);
+    }
+
+    #[test]
+    fn a_sure_second_reading_of_exactly_the_shown_text_settles_two_disagreeing_views() {
+        // tune4 (pr004): ours 赣B11D33, every character sure, but the upright view read
+        // 皖B11D33; the second model reads 赣B11D33 with its least character at 0.83.
+        let ours = read("赣B11D33", 0.99);
+        let second = read("赣B11D33", 0.83);
+        let verdict = |ours: &[CharReading], views_only: bool, second: &[CharReading]| {
+            single_row_verdict(
+                ours,
+                true,
+                false,
+                views_only,
+                second,
+                &PlateConfig::default(),
+            )
+        };
+        assert_eq!(verdict(&ours, true, &second), Verdict::Confirmed);
+        // Only that doubt: a weak box or a double-row reading (views_only false) stays doubtful.
+        assert_eq!(verdict(&ours, false, &second), Verdict::Unchanged);
+        // The second model unsure (below second_sure_p), or reading the other view's text.
+        assert_eq!(
+            verdict(&ours, true, &read("赣B11D33", 0.79)),
+            Verdict::Unchanged
+        );
+        assert_eq!(
+            verdict(&ours, true, &read("皖B11D33", 0.95)),
+            Verdict::Corrected {
+                other: "皖B11D33".into()
+            }
+        );
+        // tune3 (ht006): 浙A5A877 with the province at 0.60 as well: confirmed, as agreement
+        // would; at 0.45 (below second_province_p) not.
+        let mut low = read("浙A5A877", 0.99);
+        low[0].p = 0.60;
+        assert_eq!(
+            verdict(&low, true, &read("浙A5A877", 0.95)),
+            Verdict::Confirmed
+        );
+        low[0].p = 0.45;
+        assert_ne!(
+            verdict(&low, true, &read("浙A5A877", 0.95)),
+            Verdict::Confirmed
+        );
+        // Off: as before.
+        let off = PlateConfig {
+            settle_views: false,
+            ..PlateConfig::default()
+        };
+        assert_eq!(
+            single_row_verdict(&ours, true, false, true, &second, &off),
+            Verdict::Unchanged
+        );
     }
 }
