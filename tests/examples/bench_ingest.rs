@@ -43,6 +43,23 @@ struct Args {
     config_extra: String,
     /// Fail (exit 1) when the gateway's peak RSS reaches this (the backlog check, issue 24).
     max_rss_mb: Option<f64>,
+    /// Device time between a device's messages. 1 ms by default: a device's readings all lie
+    /// within its messages' count of milliseconds, so rule windows never hold more than the
+    /// messages sent. `60000` (one a minute) makes 2,500 messages a device span 42 hours of
+    /// device time ending now: the rule state of a fleet at steady state (issue 24).
+    ts_step_ms: i64,
+}
+
+impl Args {
+    /// Device time spanned by a device's messages.
+    fn span_ms(&self) -> i64 {
+        self.messages.div_ceil(self.devices) as i64 * self.ts_step_ms
+    }
+
+    /// The first message's device time: the last one is a minute before now.
+    fn base_ms(&self) -> i64 {
+        now_ms() - 60_000 - self.span_ms()
+    }
 }
 
 fn usage() -> ! {
@@ -51,7 +68,8 @@ fn usage() -> ! {
          [--out FILE (target/bench/ingest.json)] [--timeout-s S (600, per phase)] \
          [--rounds R (3; medians reported)] [--ack-batch N (4096; the gateway default is 512)] \
          [--config-extra TOML|@FILE (appended to the gateway config; GATEWAY_* env vars work too)] \
-         [--max-rss-mb MB (exit 1 when the gateway's peak RSS reaches MB: the backlog check)]"
+         [--max-rss-mb MB (exit 1 when the gateway's peak RSS reaches MB: the backlog check)] \
+         [--ts-step-ms MS (1; device time between a device's messages, 60000: steady state)]"
     );
     std::process::exit(2)
 }
@@ -67,6 +85,7 @@ fn parse_args() -> Args {
         rounds: 3,
         config_extra: String::new(),
         max_rss_mb: None,
+        ts_step_ms: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -82,6 +101,7 @@ fn parse_args() -> Args {
             "--rounds" => a.rounds = val().parse().unwrap_or_else(|_| usage()),
             "--ack-batch" => a.ack_batch = val().parse().unwrap_or_else(|_| usage()),
             "--max-rss-mb" => a.max_rss_mb = Some(val().parse().unwrap_or_else(|_| usage())),
+            "--ts-step-ms" => a.ts_step_ms = val().parse().unwrap_or_else(|_| usage()),
             // `@FILE` reads the TOML from a file (1,000 rules exceed the argument size limit).
             "--config-extra" => {
                 let v = val();
@@ -96,7 +116,12 @@ fn parse_args() -> Args {
             _ => usage(),
         }
     }
-    if a.gateway.as_os_str().is_empty() || a.messages == 0 || a.devices == 0 || a.rounds == 0 {
+    if a.gateway.as_os_str().is_empty()
+        || a.messages == 0
+        || a.devices == 0
+        || a.rounds == 0
+        || a.ts_step_ms < 1
+    {
         usage();
     }
     a
@@ -131,7 +156,7 @@ fn main() -> Result<()> {
         let ref_id = format!("{REF_ID}-{round}");
         run_sub(&broker, &ref_id, true, &["-E"], Duration::from_secs(20))
             .context("register the reference session")?;
-        let stream = telemetry(n, args.devices, now_ms() - 60_000);
+        let stream = telemetry(n, args.devices, args.base_ms(), args.ts_step_ms);
         let publish_s = publish(&broker, "bench-pub-ref", stream, true)?.as_secs_f64();
         let cpu0 = cpu_seconds(broker_pid)?;
         let r = drain_reference(&broker, &ref_id, n, args.timeout)?;
@@ -166,7 +191,7 @@ fn main() -> Result<()> {
             &args,
             &mut per_point,
         )?;
-        let stream = telemetry(n, args.devices, now_ms() - 60_000);
+        let stream = telemetry(n, args.devices, args.base_ms(), args.ts_step_ms);
         let publish_s = publish(&broker, "bench-pub-gw", stream, true)?.as_secs_f64();
         let g = drain_gateway(&mut gw, broker_pid, n, per_point, args.timeout)?;
         gw.proc.stop().context("stop gateway (SIGTERM)")?;
@@ -325,6 +350,7 @@ fn main() -> Result<()> {
     let json = serde_json::json!({
         "messages": n,
         "devices": args.devices,
+        "ts_step_ms": args.ts_step_ms,
         "rounds": args.rounds,
         "gateway_config": { "mqtt.ack_batch": args.ack_batch, "extra": args.config_extra },
         "unix_ms": now_ms(),
@@ -388,7 +414,8 @@ fn register_gateway(
         &broker.url(),
         &vm.url(),
         id,
-        args.ack_batch,
+        // Device times back to the first message's, plus the hour a slow run may need.
+        (args.ack_batch, 3_600 + (args.span_ms() / 1000) as u64),
         &args.config_extra,
     )?;
     // Probe: a message on another site proves the subscription is in place and the whole
@@ -578,7 +605,7 @@ fn drain_gateway(
 
 /// `n` native telemetry messages, interleaved across `devices` devices (message `k` is
 /// device `k % devices`, its `k / devices`-th message; device time `base_ms + that index`).
-fn telemetry(n: usize, devices: usize, base_ms: i64) -> Vec<(String, Vec<u8>)> {
+fn telemetry(n: usize, devices: usize, base_ms: i64, step_ms: i64) -> Vec<(String, Vec<u8>)> {
     (0..n)
         .map(|k| {
             let (d, i) = (k % devices, k / devices);
@@ -586,7 +613,7 @@ fn telemetry(n: usize, devices: usize, base_ms: i64) -> Vec<(String, Vec<u8>)> {
                 format!("v1/{SITE}/dev{d:05}/telemetry"),
                 format!(
                     r#"{{"ts":{},"seq":{},"stream":"grease_trap","metrics":{{"level":{}.5,"battery":90}}}}"#,
-                    base_ms + i as i64,
+                    base_ms + i as i64 * step_ms,
                     i + 1,
                     i % 100
                 )
@@ -784,7 +811,8 @@ impl Gateway {
         mqtt_url: &str,
         vm_url: &str,
         client_id: &str,
-        ack_batch: usize,
+        // `[mqtt] ack_batch` and `[devices] max_clock_skew_s`.
+        (ack_batch, max_skew_s): (usize, u64),
         extra: &str,
     ) -> Result<Self> {
         let port = free_port();
@@ -811,7 +839,7 @@ bucket = "bench"
 token = "bench-token"
 
 [devices]
-max_clock_skew_s = 3600
+max_clock_skew_s = {max_skew_s}
 
 [http]
 listen = "127.0.0.1:{port}"

@@ -13,12 +13,69 @@ use std::sync::Arc;
 
 type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Site, then device (keys are the interned names, found by text): the device table's slot.
+/// Site, then device: the device's interned name and its slot in the device table.
 #[derive(Default)]
 pub(crate) struct DeviceNames {
-    sites: FastMap<Name, FastMap<Name, Arc<DeviceSlot>>>,
+    sites: FastMap<Name, FastMap<Key, (Name, Arc<DeviceSlot>)>>,
     /// Devices held: bounded like [`Names`], as topics come from the outside.
     held: usize,
+}
+
+/// A device's text, held in the map's own entry when short (device ids are), so finding a
+/// device compares bytes loaded with the entry instead of following a pointer to the name's
+/// text: with 10,000 devices that was a cache miss per message (issue 24, perf: the comparison
+/// was 1.6 % of the gateway's samples).
+#[derive(Debug, Clone)]
+enum Key {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Long(Box<str>),
+}
+
+/// Longest text a [`Key`] holds in place (the key is then 32 bytes).
+const INLINE_KEY: usize = 30;
+
+impl Key {
+    fn new(text: &str) -> Key {
+        if text.len() > INLINE_KEY {
+            return Key::Long(text.into());
+        }
+        let mut bytes = [0u8; INLINE_KEY];
+        bytes[..text.len()].copy_from_slice(text.as_bytes());
+        Key::Inline {
+            len: text.len() as u8,
+            bytes,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Whole UTF-8 text copied in: always valid.
+            Key::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Key::Long(text) => text,
+        }
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::borrow::Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
 }
 
 /// A message's device: its shared names and, when the decoder knows the device table, its slot.
@@ -47,7 +104,7 @@ impl DeviceNames {
             && let Some((name, slot)) = self
                 .sites
                 .get(&site)
-                .and_then(|devices| devices.get_key_value(device))
+                .and_then(|devices| devices.get(device))
         {
             return Resolved {
                 device: name.clone(),
@@ -76,7 +133,10 @@ impl DeviceNames {
         }
         let slot = table.slot(site, device);
         let devices = self.sites.entry(site.clone()).or_default();
-        if devices.insert(device.clone(), slot.clone()).is_none() {
+        if devices
+            .insert(Key::new(device), (device.clone(), slot.clone()))
+            .is_none()
+        {
             self.held += 1;
         }
         slot
@@ -140,6 +200,36 @@ mod tests {
         assert!(bare.slot.is_none(), "no table, no slot");
         assert_eq!((bare.site.as_str(), bare.device.as_str()), ("s1", "d1"));
         assert_eq!(index.held, 3);
+    }
+
+    /// Short and long texts, multi-byte ones included, are found by their text alone, and
+    /// texts that share a start are told apart (the inline form must not compare its padding
+    /// or a prefix).
+    #[test]
+    fn device_keys_are_found_by_their_whole_text() {
+        let long = "d".repeat(INLINE_KEY + 1);
+        let edge = "é".repeat(INLINE_KEY / 2);
+        let texts = [
+            "",
+            "d",
+            "d1",
+            "d10",
+            "dé",
+            long.as_str(),
+            &long[..INLINE_KEY],
+            edge.as_str(),
+        ];
+        let mut map: FastMap<Key, usize> = FastMap::default();
+        for (i, t) in texts.iter().enumerate() {
+            assert!(map.insert(Key::new(t), i).is_none(), "{t:?} is new");
+        }
+        for (i, t) in texts.iter().enumerate() {
+            assert_eq!(map.get(*t), Some(&i), "{t:?}");
+            assert_eq!(Key::new(t).as_str(), *t);
+        }
+        assert!(!map.contains_key("d100") && !map.contains_key("d\0"));
+        assert!(matches!(Key::new(&long), Key::Long(_)));
+        assert!(matches!(Key::new(&edge), Key::Inline { .. }));
     }
 
     /// Past its bound the index starts over; the table's slots stay the same.

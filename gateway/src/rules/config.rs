@@ -101,9 +101,14 @@ fn pattern_matches(pattern: &Option<String>, s: &str) -> bool {
 impl Selector {
     /// Matches stream, site and device (the metric is matched by the engine's index).
     pub(crate) fn matches(&self, r: &Reading) -> bool {
-        self.stream.as_deref().is_none_or(|s| s == r.stream)
-            && pattern_matches(&self.site, &r.site)
-            && pattern_matches(&self.device, &r.device)
+        self.matches_series(&r.stream, &r.site, &r.device)
+    }
+
+    /// [`Selector::matches`] for a series' parts.
+    pub(crate) fn matches_series(&self, stream: &str, site: &str, device: &str) -> bool {
+        self.stream.as_deref().is_none_or(|s| s == stream)
+            && pattern_matches(&self.site, site)
+            && pattern_matches(&self.device, device)
     }
 }
 

@@ -24,6 +24,7 @@ use super::config::{
     AreaConfig, Condition, Join, RuleConfig, RulesSettings, TimeWindow, site_matches, validate,
 };
 use super::flap::{Flap, Hysteresis, Transition};
+use super::flat::{FlatSummary, Late};
 use super::grease::{PumpoutRegistry, Traps};
 use super::keys::{DeviceSlot, FastMap, SeriesKey, SeriesTable, StateKey, StateMap, StateRef};
 use super::maintenance::MaintenanceRegistry;
@@ -42,6 +43,47 @@ use std::collections::HashMap;
 const MAX_WINDOW_LEN: usize = 2048;
 /// Readings are kept at least this long for evidence.
 const MIN_RETENTION_MS: i64 = 30 * 60 * 1000;
+/// Readings a window keeps whatever their age, within what it kept before flat-line runs were
+/// summaries (`Retention::floor_ms`): a discharge reads the two readings before its span
+/// (`PEAK_NEIGHBOURS`), the peak's own neighbour when judged, and the readings since (two
+/// confirm it), at any interval; sixteen leave room for a few more between. At one reading a
+/// minute the hour kept is more than this, so it costs a sparse reporter only.
+const KEEP_READINGS: usize = 16;
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: engines built while set judge flat lines over their windows, which keep every
+    /// flat-line rule's span, as before the summaries (`flat`): the oracle the summaries
+    /// must agree with.
+    pub(crate) static FLAT_BY_WINDOW_TEST: std::cell::Cell<bool> =
+        const { std::cell::Cell::new(false) };
+}
+
+fn flat_by_window() -> bool {
+    #[cfg(test)]
+    if FLAT_BY_WINDOW_TEST.with(|f| f.get()) {
+        return true;
+    }
+    false
+}
+
+/// What a metric's windows keep: readings younger than `keep_ms` (the spans and evidence of
+/// its rules), and the newest [`KEEP_READINGS`] younger than `floor_ms` (what the windows
+/// kept when they held the flat-line rules' spans too).
+#[derive(Debug, Clone, Copy)]
+struct Retention {
+    keep_ms: i64,
+    floor_ms: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_ms: MIN_RETENTION_MS,
+            floor_ms: MIN_RETENTION_MS,
+        }
+    }
+}
 
 /// Counters for metrics and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -67,6 +109,84 @@ struct Series {
     key: SeriesKey,
     window: Window,
     unit: Name,
+    /// The flat runs of the flat-line rules reading the series, one per tolerance: they
+    /// outlive the window's readings. Absent from snapshots written before (see
+    /// `Engine::restore`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    flats: Vec<FlatSummary>,
+}
+
+impl Series {
+    fn new(key: SeriesKey, unit: Name, keep: Retention, flat_by_window: bool) -> Self {
+        let floor = if flat_by_window { 0 } else { KEEP_READINGS };
+        Series {
+            key,
+            // Never more than the windows kept before (the floor): the same judgements.
+            window: Window::new(keep.keep_ms.min(keep.floor_ms), MAX_WINDOW_LEN)
+                .with_floor(floor, keep.floor_ms),
+            unit,
+            flats: Vec::new(),
+        }
+    }
+
+    /// Pushes a reading into the window and the flat runs.
+    fn push(&mut self, t: i64, v: &Value) -> Push {
+        let pushed = self.window.push(t, v);
+        let Some(x) = v.as_f64().filter(|_| !self.flats.is_empty()) else {
+            return pushed;
+        };
+        match pushed {
+            Push::Appended => self.flats.iter_mut().for_each(|f| f.append(t, x)),
+            Push::Late => {
+                let w = &self.window;
+                for f in &mut self.flats {
+                    if f.late(t, x, || w.late_view(t)) == Late::Unplaced {
+                        *f = FlatSummary::of_window(w, f.tolerance());
+                    }
+                }
+            }
+            Push::Duplicate => {}
+        }
+        pushed
+    }
+
+    /// The flat run for `tolerance`, made from the window's readings when there is none yet
+    /// (a rule added by a reload).
+    fn flat(&mut self, tolerance: f64) -> &FlatSummary {
+        let k = match self.flats.iter().position(|f| f.is_for(tolerance)) {
+            Some(k) => k,
+            None => {
+                self.flats.reserve_exact(1);
+                self.flats
+                    .push(FlatSummary::of_window(&self.window, tolerance));
+                self.flats.len() - 1
+            }
+        };
+        &self.flats[k]
+    }
+
+    /// Makes the flat runs of the flat-line rules of `c` that read this series (before its
+    /// first reading, or from what its window holds).
+    fn add_flats(&mut self, c: &Compiled) {
+        if c.flat_by_window {
+            return;
+        }
+        let k = &self.key;
+        let Some(list) = c.by_metric.get(k.metric.as_str()) else {
+            return;
+        };
+        for ri in list.for_site(&k.site) {
+            let rule = &c.rules[ri];
+            if let Condition::FlatLine { tolerance, .. } = rule.condition
+                && rule.select.matches_series(&k.stream, &k.site, &k.device)
+                && !self.flats.iter().any(|f| f.is_for(tolerance))
+            {
+                self.flats.reserve_exact(1);
+                self.flats
+                    .push(FlatSummary::of_window(&self.window, tolerance));
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -162,8 +282,10 @@ struct Compiled {
     composite_parts: HashMap<usize, Vec<usize>>,
     /// Problem -> the rules raising it (only problems shared by several rules).
     problem_rules: HashMap<String, Vec<usize>>,
-    retention_ms: FastMap<String, i64>,
+    retention: FastMap<String, Retention>,
     areas: Vec<AreaConfig>,
+    /// Tests: flat lines judged over the windows (see [`FLAT_BY_WINDOW_TEST`]).
+    flat_by_window: bool,
     /// As configured (kept for snapshots).
     settings: RulesSettings,
 }
@@ -178,7 +300,8 @@ impl Compiled {
             composites_by_input: HashMap::new(),
             composite_parts: HashMap::new(),
             problem_rules: HashMap::new(),
-            retention_ms: FastMap::default(),
+            retention: FastMap::default(),
+            flat_by_window: flat_by_window(),
             areas: settings.areas.clone(),
             settings: settings.clone(),
             rules: Vec::new(),
@@ -193,7 +316,9 @@ impl Compiled {
         }
         for (i, r) in rules.iter().enumerate() {
             let evidence_ms = r.evidence_s as i64 * 1000;
-            let (metric, need_ms) = match &r.condition {
+            // What the window keeps for the rule, and what it kept before flat lines were
+            // summaries (the floor).
+            let (metric, need_ms, floor_ms) = match &r.condition {
                 Condition::Silence { .. } => {
                     c.silence.push(i);
                     continue;
@@ -209,29 +334,37 @@ impl Compiled {
                     c.composite_parts.insert(i, idx);
                     continue;
                 }
-                Condition::Event { .. } => ("name".to_string(), evidence_ms),
-                Condition::Rate { within_s, .. } | Condition::Discharge { within_s, .. } => (
-                    r.select.metric.clone().unwrap_or_default(),
-                    evidence_ms.max(*within_s as i64 * 1000),
-                ),
-                Condition::FlatLine { for_s, during, .. } => (
-                    r.select.metric.clone().unwrap_or_default(),
-                    // Coverage needs one reading older than the span; counting only some
-                    // hours (business hours) needs the nights and closed days in between.
-                    evidence_ms.max(*for_s as i64 * 2000).max(match during {
+                Condition::Event { .. } => ("name".to_string(), evidence_ms, evidence_ms),
+                Condition::Rate { within_s, .. } => {
+                    let need = evidence_ms.max(*within_s as i64 * 1000);
+                    (r.select.metric.clone().unwrap_or_default(), need, need)
+                }
+                Condition::Discharge { within_s, .. } => {
+                    // A drop waiting for its judgement pins what it reads (`reads_from`).
+                    let need = evidence_ms.max(*within_s as i64 * 1000);
+                    (r.select.metric.clone().unwrap_or_default(), need, need)
+                }
+                Condition::FlatLine { for_s, during, .. } => {
+                    // The window kept the run: coverage needs one reading older than the
+                    // span; counting only some hours (business hours) needs the nights and
+                    // closed days in between. The run is a summary now (`flat`): the window
+                    // keeps the evidence.
+                    let old = evidence_ms.max(*for_s as i64 * 2000).max(match during {
                         TimeWindow::Always => 0,
                         _ => *for_s as i64 * 1000 + 3 * 24 * 3_600_000,
-                    }),
-                ),
-                Condition::Threshold { .. } | Condition::Held { .. } => {
-                    (r.select.metric.clone().unwrap_or_default(), evidence_ms)
+                    });
+                    let need = if c.flat_by_window { old } else { evidence_ms };
+                    (r.select.metric.clone().unwrap_or_default(), need, old)
                 }
+                Condition::Threshold { .. } | Condition::Held { .. } => (
+                    r.select.metric.clone().unwrap_or_default(),
+                    evidence_ms,
+                    evidence_ms,
+                ),
             };
-            let keep = c
-                .retention_ms
-                .entry(metric.clone())
-                .or_insert(MIN_RETENTION_MS);
-            *keep = (*keep).max(need_ms);
+            let keep = c.retention.entry(metric.clone()).or_default();
+            keep.keep_ms = keep.keep_ms.max(need_ms);
+            keep.floor_ms = keep.floor_ms.max(floor_ms);
             c.by_metric
                 .entry(metric)
                 .or_default()
@@ -278,6 +411,38 @@ struct PendingDischarge {
     due_rx_ms: i64,
 }
 
+impl PendingDischarge {
+    /// The oldest reading its judgement and evidence read: the window keeps it until then.
+    fn reads_from(&self, rule: &RuleConfig, w: &Window) -> i64 {
+        let before_peak = w
+            .range_with_previous(self.from_ms, self.from_ms - 1, 1)
+            .next()
+            .map_or(self.from_ms, |(t, _)| t);
+        let evidence = self.at_ms.saturating_sub(rule.evidence_s as i64 * 1000);
+        before_peak.min(self.from_ms).min(evidence)
+    }
+}
+
+impl Live {
+    /// Sets the windows' pins from the drops waiting for judgement on them.
+    fn pin_pending<'a>(&mut self, c: &Compiled, keys: impl Iterator<Item = &'a SeriesKey>) {
+        for k in keys {
+            let Some(pos) = self.series.find(k) else {
+                continue;
+            };
+            let w = &mut self.series.at_mut(pos).window;
+            let pin = self
+                .pending
+                .iter()
+                .filter(|p| p.series == *k)
+                .map(|p| p.reads_from(&c.rules[p.rule], w))
+                .min()
+                .unwrap_or(i64::MAX);
+            w.set_pin(pin);
+        }
+    }
+}
+
 /// A rule became active (sent or not): input for composite rules.
 struct Activation {
     rule: usize,
@@ -303,6 +468,32 @@ struct Trigger<'a> {
     evidence_to: i64,
     /// Replaces the conventional `rule/site/device` dedup key (area composites).
     key: Option<String>,
+    /// Added to the evidence after the readings (a flat line's run, see [`flat_note`]).
+    note: Option<String>,
+}
+
+/// The evidence of a flat line: the run the judgement saw, of which the readings shown are
+/// the end only. The run is kept as a summary (`flat`), not its readings: a stuck sensor's
+/// six business hours take days of readings (issue 24).
+fn flat_note(
+    n: usize,
+    start: i64,
+    to: i64,
+    counted_ms: i64,
+    (lo, hi): (f64, f64),
+    unit: &str,
+    evidence_s: u64,
+) -> String {
+    format!(
+        "Flat run: {n} readings from device time {start} ms to {to} ms ({:.1} h, {:.1} h of \
+         them counted), lowest {} {unit}, highest {} {unit}. The gateway keeps the run as \
+         this summary; the readings above are its last {} minutes only.",
+        (to - start) as f64 / 3_600_000.0,
+        counted_ms as f64 / 3_600_000.0,
+        fmt_num(lo),
+        fmt_num(hi),
+        evidence_s / 60,
+    )
 }
 
 /// What was sent for one shared problem of one subject in its current episode.
@@ -531,6 +722,32 @@ impl Engine {
         engine
             .reload(rules, settings)
             .map_err(SnapshotError::NewRules)?;
+        // A snapshot written before flat runs were summaries: its windows kept every flat-line
+        // rule's span (three days for business hours), so a run in progress is read whole
+        // from them, exactly as the old judgement saw it, before the window keeps less.
+        let c = &engine.c;
+        let waiting: Vec<SeriesKey> = engine
+            .live
+            .pending
+            .iter()
+            .map(|p| p.series.clone())
+            .collect();
+        engine.live.pin_pending(c, waiting.iter());
+        for s in engine.live.series.values_mut() {
+            if s.window.is_old_form() && !c.flat_by_window {
+                s.add_flats(c);
+                let keep = c
+                    .retention
+                    .get(s.key.metric.as_str())
+                    .copied()
+                    .unwrap_or_default();
+                s.window.set_policy(
+                    keep.keep_ms.min(keep.floor_ms),
+                    KEEP_READINGS,
+                    keep.floor_ms,
+                );
+            }
+        }
         Ok(engine)
     }
 
@@ -592,7 +809,9 @@ impl Engine {
         for (_, s) in self.live.series.iter() {
             let (r, j) = s.window.bytes_held();
             readings += r;
-            running += j;
+            running += j
+                + s.flats.capacity() * std::mem::size_of::<FlatSummary>()
+                + s.flats.iter().map(FlatSummary::bytes_held).sum::<usize>();
         }
         (readings, running, self.live.states.bytes_held())
     }
@@ -759,6 +978,7 @@ impl Live {
                         series: None,
                         evidence_to: t,
                         key: None,
+                        note: None,
                     },
                     out,
                     acts,
@@ -783,23 +1003,21 @@ impl Live {
                 // One lookup when the series exists (the usual case); the key is an Arc.
                 let known = self.series.find(r).map(|pos| {
                     let s = self.series.at_mut(pos);
-                    (s.window.push(t, &r.value), (s.key.clone(), pos))
+                    (s.push(t, &r.value), (s.key.clone(), pos))
                 });
                 let (pushed, k) = match known {
                     Some(found) => found,
                     None => {
                         let retention = c
-                            .retention_ms
+                            .retention
                             .get(r.metric.as_str())
                             .copied()
-                            .unwrap_or(MIN_RETENTION_MS);
+                            .unwrap_or_default();
                         let k = SeriesKey::of(r);
-                        let mut series = Series {
-                            key: k.clone(),
-                            window: Window::new(retention, MAX_WINDOW_LEN),
-                            unit: r.unit.clone(),
-                        };
-                        let pushed = series.window.push(t, &r.value);
+                        let mut series =
+                            Series::new(k.clone(), r.unit.clone(), retention, c.flat_by_window);
+                        series.add_flats(c);
+                        let pushed = series.push(t, &r.value);
                         let pos = self.series.insert(k.clone(), series);
                         (pushed, (k, pos))
                     }
@@ -849,7 +1067,10 @@ impl Live {
         }
         let in_window = c.calendar.matches(rule.window, &r.site, t);
         // By position: no second lookup of the series (see `SeriesTable`).
-        let window = &mut self.series.at_mut(series_pos).window;
+        let series_now = self.series.at_mut(series_pos);
+        let window = &mut series_now.window;
+        // A flat line's run, for the clue's evidence: (readings, start, lowest, highest).
+        let mut flat_run = None;
         let v = r.value.as_f64();
         let (raw, min_ms) = match &rule.condition {
             Condition::Threshold {
@@ -915,8 +1136,17 @@ impl Live {
                         .is_some_and(|fill| fill >= brim)
                 });
                 // The flat run: from the newest reading back while every value stays within
-                // `tolerance`; it counts the hours of `during` it spans.
-                let (n, start) = window.flat_run(t, *tolerance);
+                // `tolerance`; it counts the hours of `during` it spans. Kept as a summary
+                // (`flat`): the window holds only its last hour.
+                let (n, start) = if c.flat_by_window {
+                    window.flat_run(t, *tolerance)
+                } else {
+                    let f = series_now.flat(*tolerance);
+                    let (lo, hi) = f.extremes();
+                    let (n, start) = f.run(t);
+                    flat_run = Some((n, start, lo, hi));
+                    (n, start)
+                };
                 let span = c.calendar.time_in(*during, &r.site, start, t);
                 (
                     !full && n >= *min_readings && span >= *for_s as i64 * 1000,
@@ -964,7 +1194,7 @@ impl Live {
                     && !st.raw
                     && let Some((from_ms, _)) = peak
                 {
-                    self.pending.push(PendingDischarge {
+                    let p = PendingDischarge {
                         rule: ri,
                         site: r.site.clone(),
                         device: r.device.clone(),
@@ -973,7 +1203,9 @@ impl Live {
                         at_ms: t,
                         due_ms: t.saturating_add(*grace_s as i64 * 1000),
                         due_rx_ms: r.received_time_ms.saturating_add(*grace_s as i64 * 1000),
-                    });
+                    };
+                    window.pin_from(p.reads_from(rule, window));
+                    self.pending.push(p);
                 }
                 st.raw = raw;
                 return;
@@ -1009,6 +1241,15 @@ impl Live {
             "condition": rule.condition,
             "suppressed_repeats": suppressed,
         });
+        let note = flat_run.map(|(n, start, lo, hi)| {
+            let counted = match &rule.condition {
+                Condition::FlatLine { during, .. } => {
+                    c.calendar.time_in(*during, &r.site, start, t)
+                }
+                _ => 0,
+            };
+            flat_note(n, start, t, counted, (lo, hi), &r.unit, rule.evidence_s)
+        });
         self.apply(
             c,
             Trigger {
@@ -1022,6 +1263,7 @@ impl Live {
                 series: Some(series),
                 evidence_to: t,
                 key: None,
+                note,
             },
             out,
             acts,
@@ -1173,6 +1415,7 @@ impl Live {
                     series: series.as_ref(),
                     evidence_to: at,
                     key: None,
+                    note: None,
                 },
                 out,
                 acts,
@@ -1206,6 +1449,7 @@ impl Live {
         // In rule order, so that of the figures judging one drop (one problem) the first
         // rule's (volume before fill before level in the defaults) raises the clue.
         ready.sort_by_key(|p| p.rule);
+        let judged: Vec<SeriesKey> = ready.iter().map(|p| p.series.clone()).collect();
         for p in ready {
             let rule = &c.rules[p.rule];
             let Condition::Discharge { min_drop, .. } = rule.condition else {
@@ -1308,11 +1552,13 @@ impl Live {
                     series: Some(&p.series),
                     evidence_to: to,
                     key: None,
+                    note: None,
                 },
                 out,
                 acts,
             );
         }
+        self.pin_pending(c, judged.iter());
     }
 
     fn evidence(&self, s: &SeriesKey, from: i64, to: i64) -> Evidence {
@@ -1354,6 +1600,7 @@ impl Live {
                 value: tg.value.clone(),
                 detail: tg.detail.clone(),
                 key: tg.key.clone(),
+                note: tg.note.clone(),
                 ..tg
             };
             self.apply(
@@ -1379,6 +1626,11 @@ impl Live {
                     tg.series
                         .map(|s| self.evidence(s, from, tg.evidence_to))
                         .into_iter()
+                        .chain(
+                            tg.note
+                                .as_ref()
+                                .map(|text| Evidence::Note { text: text.clone() }),
+                        )
                         .collect()
                 } else {
                     Vec::new()
@@ -1570,6 +1822,7 @@ impl Live {
                     series: None,
                     evidence_to: hi,
                     key,
+                    note: None,
                 };
                 if rule.emit {
                     self.stats.occurrences += 1;

@@ -154,6 +154,11 @@ impl<V> SeriesTable<V> {
         self.list.len()
     }
 
+    /// Every series, for changing them all (a restore).
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.list.iter_mut()
+    }
+
     /// Every series with its key (in no particular order, as a hash map iterates).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&SeriesKey, &V)> {
         self.index.iter().map(|(k, &i)| (k, &self.list[i]))

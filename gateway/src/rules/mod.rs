@@ -4,6 +4,7 @@
 //! - `config`: declarative rules (`[[rules]]`) and calendar settings (`[rules_settings]`).
 //! - `engine`: the pure state machine (readings and a clock in, signals out; no tokio).
 //! - `window`: per-series ring of recent readings (evidence, rate, flat-line).
+//! - `flat`: the flat-line judgement's run as a summary that outlives the window.
 //! - `running`: judgements over a window kept up reading by reading (rate, discharge,
 //!   flat-line) instead of rescanning it per reading.
 //! - `flap`: hysteresis, minimum duration and cool-down, so a flapping sensor raises one
@@ -21,6 +22,7 @@ mod column;
 pub(crate) mod config;
 pub(crate) mod engine;
 pub(crate) mod flap;
+pub(crate) mod flat;
 pub(crate) mod grease;
 pub(crate) mod journal;
 mod keys;
@@ -31,6 +33,8 @@ pub(crate) mod snapshot;
 pub(crate) mod task;
 pub(crate) mod window;
 
+#[cfg(test)]
+mod flat_tests;
 #[cfg(test)]
 mod tests;
 

@@ -91,6 +91,20 @@ pub(crate) struct Window {
     col: Column,
     retention_ms: i64,
     max_len: usize,
+    /// How many of the newest readings stay even when older than `retention_ms`, while
+    /// younger than `floor_ms`: a trap reporting every hour or two still has the readings
+    /// before a drop that its discharge rule reads (see `Window::with_floor`).
+    keep: usize,
+    floor_ms: i64,
+    /// Time of the newest reading evicted (`i64::MIN`: none): every reading after it is held.
+    evicted_to: i64,
+    /// Readings from this time on stay while younger than `floor_ms` (`i64::MAX`: none):
+    /// a drop waiting for its judgement reads them (`Engine`'s pending discharges). Not
+    /// stored: set again from the pending discharges on a restore.
+    pin: i64,
+    /// Read from a snapshot written before `keep` and `floor_ms` were stored: the window
+    /// kept what the rules of then asked (see `Engine::restore`).
+    old_form: bool,
     /// Judgements kept up with the readings, made on the first question about a long enough
     /// run of readings; dropped when a late reading shifts positions or the column widens.
     /// Boxed: most windows never have any. Not stored in snapshots: rebuilt from the readings.
@@ -160,8 +174,63 @@ impl Window {
             col: Column::for_value(&Value::Int(0)),
             retention_ms,
             max_len: max_len.max(1),
+            keep: 0,
+            floor_ms: retention_ms,
+            evicted_to: i64::MIN,
+            pin: i64::MAX,
+            old_form: false,
             running: None,
         }
+    }
+
+    /// Keeps the newest `keep` readings even when older than the retention, while younger
+    /// than `floor_ms`. The level window kept three days for the flat-line rule; the discharge
+    /// rule reads the two readings before its span and the peak's neighbour at judging time
+    /// whatever their age, which a sparse reporter (one an hour) had only in those three days.
+    /// With `floor_ms` the old retention, the window holds nothing the old one did not.
+    pub(crate) fn with_floor(mut self, keep: usize, floor_ms: i64) -> Self {
+        self.keep = keep;
+        self.floor_ms = floor_ms.max(self.retention_ms);
+        self
+    }
+
+    /// Sets what the window keeps (from the next reading on).
+    pub(crate) fn set_policy(&mut self, retention_ms: i64, keep: usize, floor_ms: i64) {
+        self.retention_ms = retention_ms;
+        self.keep = keep;
+        self.floor_ms = floor_ms.max(retention_ms);
+        self.old_form = false;
+    }
+
+    /// Keeps the readings from `t` on (within the floor) until [`Window::set_pin`] moves it.
+    pub(crate) fn pin_from(&mut self, t: i64) {
+        self.pin = self.pin.min(t);
+    }
+
+    pub(crate) fn set_pin(&mut self, t: i64) {
+        self.pin = t;
+    }
+
+    /// Whether it was read from a snapshot that did not store its policy.
+    pub(crate) fn is_old_form(&self) -> bool {
+        self.old_form
+    }
+
+    /// The time of the newest reading let go, if any (readings after it are all held).
+    pub(crate) fn evicted_to(&self) -> Option<i64> {
+        (self.evicted_to != i64::MIN).then_some(self.evicted_to)
+    }
+
+    /// For a late number just pushed at `t`: how many numbers come after it and the time of
+    /// the first, when the window holds every reading at or after `t` (`flat::LateView`).
+    pub(crate) fn late_view(&self, t: i64) -> super::flat::LateView {
+        if self.evicted_to >= t {
+            return None;
+        }
+        let idx = self.col.first_at_or_after(t);
+        let mut after = (idx + 1..self.col.len()).filter(|&i| self.col.number(i).is_some());
+        let first = after.next()?;
+        Some((1 + after.count() as u64, self.col.t(first)))
     }
 
     pub(crate) fn push(&mut self, t: i64, v: &Value) -> Push {
@@ -203,7 +272,15 @@ impl Window {
         }
         let newest = newest.map_or(t, |n| n.max(t));
         let cutoff = newest.saturating_sub(self.retention_ms);
-        while self.col.len() > 0 && (self.col.t(0) < cutoff || self.col.len() > self.max_len) {
+        let floor = newest.saturating_sub(self.floor_ms);
+        while self.col.len() > 0
+            && (self.col.t(0) < floor
+                || self.col.len() > self.max_len
+                || (self.col.t(0) < cutoff
+                    && self.col.len() > self.keep
+                    && self.col.t(0) < self.pin))
+        {
+            self.evicted_to = self.evicted_to.max(self.col.t(0));
             if let Some(set) = self.running.as_deref_mut() {
                 if self.col.number(0).is_some_and(|x| !x.is_finite()) {
                     set.non_finite -= 1;
@@ -366,7 +443,6 @@ impl Window {
         self.col.len().checked_sub(1).map(|i| self.col.t(i))
     }
 
-    #[cfg(test)]
     pub(crate) fn oldest_t(&self) -> Option<i64> {
         (self.col.len() > 0).then(|| self.col.t(0))
     }
@@ -396,6 +472,10 @@ struct WindowRef<'a> {
     entries: Entries<'a>,
     retention_ms: i64,
     max_len: usize,
+    keep: usize,
+    floor_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evicted_to: Option<i64>,
 }
 
 struct Entries<'a>(&'a Window);
@@ -412,6 +492,9 @@ impl Serialize for Window {
             entries: Entries(self),
             retention_ms: self.retention_ms,
             max_len: self.max_len,
+            keep: self.keep,
+            floor_ms: self.floor_ms,
+            evicted_to: self.evicted_to(),
         }
         .serialize(s)
     }
@@ -422,15 +505,35 @@ struct StoredWindow {
     entries: VecDeque<(i64, Value)>,
     retention_ms: i64,
     max_len: usize,
+    /// Absent from snapshots written before the level window stopped keeping the flat-line
+    /// rule's days (then `old_form`).
+    #[serde(default)]
+    keep: Option<usize>,
+    #[serde(default)]
+    floor_ms: Option<i64>,
+    #[serde(default)]
+    evicted_to: Option<i64>,
 }
 
 impl<'de> Deserialize<'de> for Window {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let stored = StoredWindow::deserialize(d)?;
         let mut w = Window::new(stored.retention_ms, stored.max_len);
+        if let (Some(keep), Some(floor_ms)) = (stored.keep, stored.floor_ms) {
+            w = w.with_floor(keep, floor_ms);
+        } else {
+            w.old_form = true;
+        }
         for (t, v) in &stored.entries {
             w.push(*t, v);
         }
+        // What was let go before the snapshot: when not stored, anything up to the oldest
+        // reading held may have been (a late reading there is not placed in a flat run).
+        w.evicted_to = match (stored.evicted_to, w.oldest_t()) {
+            (Some(e), _) => w.evicted_to.max(e),
+            (None, Some(oldest)) if w.old_form => w.evicted_to.max(oldest),
+            _ => w.evicted_to,
+        };
         Ok(w)
     }
 }
@@ -541,14 +644,14 @@ mod tests {
         // The integer that shared a column with a float comes back in float form.
         assert_eq!(
             serde_json::to_string(&w).expect("json"),
-            r#"{"entries":[[1,7.0],[2,7.5],[3,"x"]],"retention_ms":60000,"max_len":5}"#
+            r#"{"entries":[[1,7.0],[2,7.5],[3,"x"]],"retention_ms":60000,"max_len":5,"keep":0,"floor_ms":60000,"evicted_to":1}"#
         );
         let mut n = Window::new(60_000, 5);
         n.push(1, &Value::Int(7));
         n.push(2, &Value::Int(9));
         assert_eq!(
             serde_json::to_string(&n).expect("json"),
-            r#"{"entries":[[1,7],[2,9]],"retention_ms":60000,"max_len":5}"#
+            r#"{"entries":[[1,7],[2,9]],"retention_ms":60000,"max_len":5,"keep":0,"floor_ms":60000}"#
         );
     }
 }
