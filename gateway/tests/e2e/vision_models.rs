@@ -358,7 +358,9 @@ fn a_frame_reads_at_most_max_boxes_plates_the_surest_first() {
         max_boxes: 1,
         ..PlateConfig::default()
     };
-    let hypotheses = config.crops.len() as u32 + 1;
+    // Our corners' crop hypotheses + the upright cross-check, and (`PlateConfig::refine`) the
+    // crop hypotheses again on the refined corners; one second-recogniser row on each.
+    let hypotheses = 2 * config.crops.len() as u32 + 1;
     let one = PlateReader::load(models(), config).expect("plate reader");
     let mut stats = ReadStats::default();
     let got = one.read_counted(&frame, &mut stats).expect("read");
@@ -369,7 +371,7 @@ fn a_frame_reads_at_most_max_boxes_plates_the_surest_first() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].text, surest.text);
     assert!(stats.rec_rows <= hypotheses, "{stats:?}");
-    assert!(stats.rec2_rows <= 1, "{stats:?}");
+    assert!(stats.rec2_rows <= 2, "{stats:?}");
 }
 
 /// The second recogniser (hyperlpr's, converted from Caffe at set-up) must read plates through
