@@ -395,6 +395,7 @@ fn sample_into(img: &RgbImage, crop: &BBox, inv: &Affine, out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vision::ctc::uniform_reading as chars;
 
     #[test]
     fn an_affine_fit_of_exact_pairs_is_the_map_and_inverts() {
@@ -411,17 +412,6 @@ mod tests {
         // Four points on one line fit no affine map that could be inverted.
         let line: Quad = [(0.0, 0.0), (1.0, 1.0), (2.0, 2.0), (3.0, 3.0)];
         assert!(Affine::fit(&line, &CENTRED).is_none_or(|a| a.inverse().is_none()));
-    }
-
-    fn chars(text: &str, p: f32) -> Vec<CharReading> {
-        text.chars()
-            .map(|c| CharReading {
-                ch: c.to_string(),
-                p,
-                alt: None,
-                alt_p: 0.0,
-            })
-            .collect()
     }
 
     fn read(ours: &str, p_ours: f32, second: &str, p_second: f32) -> RefinedRead {
