@@ -13,7 +13,7 @@ use super::VisionError;
 use super::ctc::CharReading;
 use super::nms::BBox;
 use super::plate::{PlateReading, plate_layout_ok};
-use super::preprocess::{Quad, quad_size};
+use super::preprocess::{Quad, bilinear_rgb, quad_size};
 use super::runtime::Model;
 use image::RgbImage;
 use ndarray::ArrayViewD;
@@ -363,29 +363,22 @@ pub(crate) fn loose_box(b: &BBox, iw: f32, ih: f32) -> BBox {
 /// pixels), bilinear inside `crop`, black outside it; BGR, [`MEAN`] and [`SCALE`] applied.
 fn sample_into(img: &RgbImage, crop: &BBox, inv: &Affine, out: &mut [f32]) {
     let (sw, sh) = (img.width() as usize, img.height() as usize);
-    let raw = img.as_raw();
     let plane = W * H;
-    let px = |x: usize, y: usize, c: usize| f32::from(raw[(y * sw + x) * 3 + c]);
     for y in 0..H {
         for x in 0..W {
             let (sx, sy) = inv.apply((x as f32 + 0.5, y as f32 + 0.5));
             let inside = sx >= crop.x0 && sx < crop.x1 && sy >= crop.y0 && sy < crop.y1;
+            let rgb = if inside && sw > 0 && sh > 0 {
+                let fx = (sx - 0.5).clamp(crop.x0, (crop.x1 - 1.0).max(crop.x0));
+                let fy = (sy - 0.5).clamp(crop.y0, (crop.y1 - 1.0).max(crop.y0));
+                let fx = fx.clamp(0.0, (sw - 1) as f32);
+                let fy = fy.clamp(0.0, (sh - 1) as f32);
+                bilinear_rgb(img, fx, fy)
+            } else {
+                [0.0; 3]
+            };
             for c in 0..3 {
-                let v = if inside && sw > 0 && sh > 0 {
-                    let fx = (sx - 0.5).clamp(crop.x0, (crop.x1 - 1.0).max(crop.x0));
-                    let fy = (sy - 0.5).clamp(crop.y0, (crop.y1 - 1.0).max(crop.y0));
-                    let fx = fx.clamp(0.0, (sw - 1) as f32);
-                    let fy = fy.clamp(0.0, (sh - 1) as f32);
-                    let (x0, y0) = (fx.floor() as usize, fy.floor() as usize);
-                    let (x1, y1) = ((x0 + 1).min(sw - 1), (y0 + 1).min(sh - 1));
-                    let (wx, wy) = (fx - x0 as f32, fy - y0 as f32);
-                    let s = 2 - c; // BGR
-                    let top = px(x0, y0, s) + (px(x1, y0, s) - px(x0, y0, s)) * wx;
-                    let bot = px(x0, y1, s) + (px(x1, y1, s) - px(x0, y1, s)) * wx;
-                    top + (bot - top) * wy
-                } else {
-                    0.0
-                };
+                let v = rgb[2 - c]; // BGR
                 out[c * plane + y * W + x] = (v - MEAN) * SCALE;
             }
         }

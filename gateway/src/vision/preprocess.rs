@@ -232,9 +232,7 @@ pub(crate) fn warp_into(
     }
     let dst_w = dst_w.min(plane.width.saturating_sub(off_x));
     let dst_h = dst_h.min(plane.height.saturating_sub(off_y));
-    let raw = img.as_raw();
     let plane_len = plane.width * plane.height;
-    let px = |x: usize, y: usize, c: usize| f32::from(raw[(y * sw + x) * 3 + c]);
     for y in 0..dst_h {
         let v = (y as f32 + 0.5) / dst_h as f32;
         let row = (off_y + y) * plane.width + off_x;
@@ -242,18 +240,29 @@ pub(crate) fn warp_into(
             let (sx, sy) = quad_point(quad, (x as f32 + 0.5) / dst_w as f32, v);
             let fx = (sx - 0.5).clamp(0.0, (sw - 1) as f32);
             let fy = (sy - 0.5).clamp(0.0, (sh - 1) as f32);
-            let (x0, y0) = (fx.floor() as usize, fy.floor() as usize);
-            let (x1, y1) = ((x0 + 1).min(sw - 1), (y0 + 1).min(sh - 1));
-            let (wx, wy) = (fx - x0 as f32, fy - y0 as f32);
+            let rgb = bilinear_rgb(img, fx, fy);
             for c in 0..3 {
-                let s = norm.order[c];
-                let top = px(x0, y0, s) + (px(x1, y0, s) - px(x0, y0, s)) * wx;
-                let bot = px(x0, y1, s) + (px(x1, y1, s) - px(x0, y1, s)) * wx;
-                let val = top + (bot - top) * wy;
+                let val = rgb[norm.order[c]];
                 plane.data[c * plane_len + row + x] = val * norm.scale[c] + norm.bias[c];
             }
         }
     }
+}
+
+/// The RGB value of `img` at `(fx, fy)` (pixel coordinates already within the image, pixel
+/// centres at whole numbers), blended bilinearly from the four pixels around it.
+pub(crate) fn bilinear_rgb(img: &RgbImage, fx: f32, fy: f32) -> [f32; 3] {
+    let (sw, sh) = (img.width() as usize, img.height() as usize);
+    let raw = img.as_raw();
+    let px = |x: usize, y: usize, c: usize| f32::from(raw[(y * sw + x) * 3 + c]);
+    let (x0, y0) = (fx.floor() as usize, fy.floor() as usize);
+    let (x1, y1) = ((x0 + 1).min(sw - 1), (y0 + 1).min(sh - 1));
+    let (wx, wy) = (fx - x0 as f32, fy - y0 as f32);
+    std::array::from_fn(|c| {
+        let top = px(x0, y0, c) + (px(x1, y0, c) - px(x0, y0, c)) * wx;
+        let bot = px(x0, y1, c) + (px(x1, y1, c) - px(x0, y1, c)) * wx;
+        top + (bot - top) * wy
+    })
 }
 
 /// Where a letterboxed picture sits in the square network input.
