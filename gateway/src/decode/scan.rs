@@ -16,7 +16,14 @@ use std::borrow::Cow;
 /// Reads a plain telemetry message; `None` when the payload is not in the plain shape (valid
 /// or not: the caller falls back to serde_json).
 pub(crate) fn telemetry(payload: &[u8]) -> Option<Telemetry<'_>> {
-    let mut s = Scan { b: payload, i: 0 };
+    // Checked once for the whole payload rather than per string (serde_json refuses a payload
+    // that is not UTF-8 anyway: outside strings such bytes are syntax errors).
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut s = Scan {
+        text,
+        b: payload,
+        i: 0,
+    };
     let mut t = Telemetry {
         ts: None,
         seq: None,
@@ -84,6 +91,9 @@ const MAX_INT_DIGITS: usize = 18;
 
 /// A cursor over the payload.
 struct Scan<'a> {
+    /// The payload, known to be UTF-8.
+    text: &'a str,
+    /// The same bytes.
     b: &'a [u8],
     i: usize,
 }
@@ -149,7 +159,8 @@ impl<'a> Scan<'a> {
                 _ => {}
             }
         }
-        std::str::from_utf8(&self.b[start..self.i - 1]).ok()
+        // Both ends are next to a `"`, so on character boundaries.
+        self.text.get(start..self.i - 1)
     }
 
     fn text(&mut self) -> Option<Text<'a>> {
