@@ -42,6 +42,7 @@ use super::SinkError;
 use crate::backoff::{Backoff, Jitter};
 use crate::config_error::{ConfigError, invalid};
 use crate::metrics::{Metrics, Reason};
+use crate::outbox::Records;
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use std::fmt;
@@ -407,9 +408,9 @@ impl InfluxWriter {
     /// server and network failures until then, or returns `Err(SinkError::Cancelled)` when
     /// `cancel` fires first (lines already written stay written; the caller re-sends the batch,
     /// which is harmless because points are idempotent).
-    pub async fn write_batch(
+    pub(crate) async fn write_batch(
         &self,
-        lines: &[Vec<u8>],
+        lines: &Records,
         cancel: &CancellationToken,
     ) -> Result<WriteReport, SinkError> {
         let mut report = WriteReport::default();
@@ -419,8 +420,8 @@ impl InfluxWriter {
             todo.push(0..lines.len());
         }
         while let Some(range) = todo.pop() {
-            let chunk = &lines[range.clone()];
-            let (body, gzip) = self.body(chunk);
+            let chunk = range.clone();
+            let (body, gzip) = self.body(lines.joined(range.clone()));
             let mut attempt: u32 = 0;
             loop {
                 if cancel.is_cancelled() {
@@ -468,12 +469,18 @@ impl InfluxWriter {
                         break;
                     }
                     Outcome::TooLarge(message) => {
-                        self.dead_letter(&chunk[0], 413, &message).await?;
+                        self.dead_letter(lines.joined(range.start..range.start + 1), 413, &message)
+                            .await?;
                         report.dead_lettered += 1;
                         break;
                     }
                     Outcome::Rejected { status, message } => {
-                        self.dead_letter(&chunk[0], status, &message).await?;
+                        self.dead_letter(
+                            lines.joined(range.start..range.start + 1),
+                            status,
+                            &message,
+                        )
+                        .await?;
                         report.dead_lettered += 1;
                         break;
                     }
@@ -544,29 +551,23 @@ impl InfluxWriter {
         }
     }
 
-    /// Joins lines with `\n`; gzipped when configured (the flag says whether it is).
-    fn body(&self, chunk: &[Vec<u8>]) -> (Bytes, bool) {
-        let len = chunk.iter().map(|l| l.len() + 1).sum::<usize>();
-        let mut raw = Vec::with_capacity(len);
-        for (i, line) in chunk.iter().enumerate() {
-            if i > 0 {
-                raw.push(b'\n');
-            }
-            raw.extend_from_slice(line);
-        }
+    /// The body for lines already joined with `\n` (`Records::joined`); gzipped when
+    /// configured (the flag says whether it is).
+    fn body(&self, joined: &[u8]) -> (Bytes, bool) {
+        let len = joined.len();
         if !self.gzip {
-            return (Bytes::from(raw), false);
+            return (Bytes::copy_from_slice(joined), false);
         }
         let mut enc = flate2::write::GzEncoder::new(
             Vec::with_capacity(len / 4 + 64),
             flate2::Compression::fast(),
         );
-        match enc.write_all(&raw).and_then(|()| enc.finish()) {
+        match enc.write_all(joined).and_then(|()| enc.finish()) {
             Ok(gz) => (Bytes::from(gz), true),
             // Cannot happen when writing into a Vec; never send a truncated body anyway.
             Err(e) => {
                 tracing::warn!(error = %e, "gzip failed; sending the batch uncompressed");
-                (Bytes::from(raw), false)
+                (Bytes::copy_from_slice(joined), false)
             }
         }
     }
@@ -790,7 +791,7 @@ mod tests {
         .unwrap();
         is_send_sync(&w);
         let cancel = CancellationToken::new();
-        let lines = vec![b"m f=1".to_vec()];
+        let lines: Records = [b"m f=1"].into_iter().collect();
         is_send(&w.write_batch(&lines, &cancel));
         is_send(&w.ping());
     }
