@@ -152,15 +152,13 @@ impl<'a> Scan<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
-        loop {
-            match self.next()? {
-                b'"' => break,
-                b'\\' | 0..=0x1f => return None,
-                _ => {}
-            }
-        }
+        let len = self.b[start..]
+            .iter()
+            .position(|&c| matches!(c, b'"' | b'\\' | 0..=0x1f))?;
+        self.i = start + len;
+        self.eat(b'"')?;
         // Both ends are next to a `"`, so on character boundaries.
-        self.text.get(start..self.i - 1)
+        self.text.get(start..start + len)
     }
 
     fn text(&mut self) -> Option<Text<'a>> {
