@@ -221,7 +221,7 @@ impl Delivery {
         self.read_to = Some(batch.end.clone());
         self.in_flight.push_back(InFlight {
             end: batch.end,
-            write: tokio::spawn(async move { writer.write_batch(&records, &cancel).await }),
+            write: tokio::spawn(async move { writer.write_records(&records, &cancel).await }),
         });
     }
 

@@ -408,7 +408,17 @@ impl InfluxWriter {
     /// server and network failures until then, or returns `Err(SinkError::Cancelled)` when
     /// `cancel` fires first (lines already written stay written; the caller re-sends the batch,
     /// which is harmless because points are idempotent).
-    pub(crate) async fn write_batch(
+    pub async fn write_batch(
+        &self,
+        lines: &[Vec<u8>],
+        cancel: &CancellationToken,
+    ) -> Result<WriteReport, SinkError> {
+        self.write_records(&lines.iter().collect(), cancel).await
+    }
+
+    /// [`InfluxWriter::write_batch`] for records as the outbox reads them: one buffer, each
+    /// line followed by a newline, so a request body is one copy (issue 24).
+    pub(crate) async fn write_records(
         &self,
         lines: &Records,
         cancel: &CancellationToken,
@@ -791,8 +801,10 @@ mod tests {
         .unwrap();
         is_send_sync(&w);
         let cancel = CancellationToken::new();
-        let lines: Records = [b"m f=1"].into_iter().collect();
+        let lines = vec![b"m f=1".to_vec()];
         is_send(&w.write_batch(&lines, &cancel));
+        let records: Records = lines.iter().collect();
+        is_send(&w.write_records(&records, &cancel));
         is_send(&w.ping());
     }
 

@@ -585,7 +585,7 @@ mod tests {
         ];
         values.extend((-330..=310).map(|e| 10f64.powi(e)));
         values.extend((-330..=310).map(|e| -1.2345678901234567 * 10f64.powi(e)));
-        values.extend((-1100..=1100).map(|i| f64::from(i)));
+        values.extend((-1100..=1100).map(f64::from));
         values.extend((0..64).map(|b| f64::from_bits(1u64 << b)));
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         for i in 0..100_000u32 {
