@@ -10,7 +10,6 @@
 //! (the differential tests below), and every error, with its text and class, is serde_json's.
 
 use super::wire::{Metric, Sorted, Telemetry, Text};
-use smallvec::SmallVec;
 use std::borrow::Cow;
 
 /// Reads a plain telemetry message; `None` when the payload is not in the plain shape (valid
@@ -61,8 +60,8 @@ pub(crate) fn telemetry(payload: &[u8]) -> Option<Telemetry<'_>> {
             1 => t.ts = s.or_null(Scan::signed)?,
             2 => t.seq = s.or_null(Scan::unsigned)?,
             4 => t.stream = s.or_null(Scan::text)?,
-            8 => t.units = s.map(Scan::text)?,
-            16 => t.metrics = s.map(Scan::metric)?,
+            8 => s.map(&mut t.units, Scan::text)?,
+            16 => s.map(&mut t.metrics, Scan::metric)?,
             32 => t.replayed = s.boolean()?,
             _ => t.from = s.or_null(Scan::text)?,
         }
@@ -249,15 +248,17 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// An object of names to values read by `value`, as [`Sorted`] holds it.
-    fn map<T>(&mut self, value: fn(&mut Self) -> Option<T>) -> Option<Sorted<'a, T>> {
+    /// An object of names to values read by `value` into `out` (empty, a field seen once), as
+    /// [`Sorted`] holds it. Filled in place: a `Sorted` holds a few pairs inline, a few hundred
+    /// bytes that returning it by value copied.
+    fn map<T>(&mut self, out: &mut Sorted<'a, T>, value: fn(&mut Self) -> Option<T>) -> Option<()> {
         self.eat(b'{')?;
         self.ws();
-        let mut pairs = SmallVec::new();
         if self.peek() == Some(b'}') {
             self.i += 1;
-            return Some(Sorted::from_pairs(pairs));
+            return Some(());
         }
+        let pairs = &mut out.0;
         loop {
             let name = self.text()?;
             self.ws();
@@ -267,7 +268,10 @@ impl<'a> Scan<'a> {
             self.ws();
             match self.next()? {
                 b',' => self.ws(),
-                b'}' => return Some(Sorted::from_pairs(pairs)),
+                b'}' => {
+                    Sorted::sort(pairs);
+                    return Some(());
+                }
                 _ => return None,
             }
         }

@@ -148,12 +148,30 @@ impl<'a, T> Sorted<'a, T> {
     /// The pairs of an object in the order sent, sorted by name, the last of a repeated name
     /// kept.
     pub(crate) fn from_pairs(mut v: SmallVec<[(Text<'a>, T); INLINE]>) -> Self {
-        // Newest first, then a stable sort: of equal names the last one sent comes first and
-        // is the one `dedup_by` keeps.
-        v.reverse();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v.dedup_by(|later, kept| later.0 == kept.0);
+        Self::sort(&mut v);
         Sorted(v)
+    }
+
+    /// Sorts pairs in the order sent by name, keeping the last of a repeated name, in place.
+    pub(crate) fn sort(v: &mut SmallVec<[(Text<'a>, T); INLINE]>) {
+        match v.len() {
+            0 | 1 => {}
+            // The usual message (issue 24): one comparison.
+            2 => match v[0].0.cmp(&v[1].0) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Greater => v.swap(0, 1),
+                std::cmp::Ordering::Equal => {
+                    v.swap_remove(0);
+                }
+            },
+            _ => {
+                // Newest first, then a stable sort: of equal names the last one sent comes
+                // first and is the one `dedup_by` keeps.
+                v.reverse();
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                v.dedup_by(|later, kept| later.0 == kept.0);
+            }
+        }
     }
 
     /// The value under `name`.
