@@ -101,6 +101,13 @@ impl FlatSummary {
         }
     }
 
+    /// Prefetch hint for the newest marks, which a new number compares and pops (see
+    /// [`crate::prefetch`]).
+    pub(crate) fn prefetch(&self) {
+        crate::prefetch::deque_newest(&self.hi);
+        crate::prefetch::deque_newest(&self.lo);
+    }
+
     pub(crate) fn is_for(&self, tolerance: f64) -> bool {
         self.tol == tolerance.to_bits()
     }
