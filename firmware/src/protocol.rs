@@ -48,10 +48,13 @@ impl<'a> NativeTopic<'a> {
     /// Parses `v1/{site}/{device}/{kind}`; anything else (extra levels, empty or wildcard
     /// segments, another version) is not a native topic.
     pub fn parse(topic: &'a str) -> Option<Self> {
-        let mut parts = topic.split('/');
-        let (version, site, device, kind) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || version != TOPIC_VERSION {
+        // `split_once` rather than a `split` iterator: this runs for every message the gateway
+        // receives, and the iterator cost ~800 instructions a topic (issue 24). A kind holding
+        // another `/` matches none of the kinds below, so exactly four segments are accepted.
+        let (version, rest) = topic.split_once('/')?;
+        let (site, rest) = rest.split_once('/')?;
+        let (device, kind) = rest.split_once('/')?;
+        if version != TOPIC_VERSION {
             return None;
         }
         if !valid_segment(site) || !valid_segment(device) {
@@ -69,7 +72,7 @@ impl<'a> NativeTopic<'a> {
 
 /// A site or device id: non-empty, no MQTT wildcards, at most 64 bytes.
 pub fn valid_segment(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && !s.contains(['+', '#', '\0'])
+    !s.is_empty() && s.len() <= 64 && !s.bytes().any(|b| matches!(b, b'+' | b'#' | 0))
 }
 
 /// Severity of an event as the device judged it.
@@ -194,6 +197,74 @@ mod tests {
         ] {
             assert_eq!(NativeTopic::parse(bad), None, "{bad}");
         }
+    }
+
+    /// The parser before `split_once` (issue 24), the reference for the one above.
+    #[cfg(feature = "std")]
+    fn parse_with_split(topic: &str) -> Option<NativeTopic<'_>> {
+        let mut parts = topic.split('/');
+        let (version, site, device, kind) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || version != TOPIC_VERSION {
+            return None;
+        }
+        let valid = |s: &str| !s.is_empty() && s.len() <= 64 && !s.contains(['+', '#', '\0']);
+        if !valid(site) || !valid(device) {
+            return None;
+        }
+        let kind = match kind {
+            "telemetry" => MessageKind::Telemetry,
+            "event" => MessageKind::Event,
+            "state" => MessageKind::State,
+            _ => return None,
+        };
+        Some(NativeTopic { site, device, kind })
+    }
+
+    /// Every topic made of four to six pieces from a set of awkward ones is parsed as before.
+    #[cfg(feature = "std")]
+    #[test]
+    fn parses_as_the_split_parser_did() {
+        use std::format;
+        let long = "x".repeat(64);
+        let longer = "x".repeat(65);
+        let pieces = [
+            "v1",
+            "v2",
+            "",
+            "a",
+            "r-12",
+            "a+b",
+            "#",
+            "a\0",
+            "é",
+            long.as_str(),
+            longer.as_str(),
+            "telemetry",
+            "event",
+            "state",
+            "states",
+            "v1/a",
+            "b/telemetry",
+        ];
+        let mut checked = 0;
+        let mut accepted = 0;
+        let mut topic = [0usize; 4];
+        for n in 0..pieces.len().pow(4) {
+            let mut k = n;
+            for slot in &mut topic {
+                *slot = k % pieces.len();
+                k /= pieces.len();
+            }
+            let base = topic.map(|i| pieces[i]).join("/");
+            for t in [base.clone(), format!("{base}/"), format!("{base}/state")] {
+                let want = parse_with_split(&t);
+                assert_eq!(NativeTopic::parse(&t), want, "{t:?}");
+                checked += 1;
+                accepted += usize::from(want.is_some());
+            }
+        }
+        assert!(checked > 80_000 && accepted > 200, "{checked} {accepted}");
     }
 
     #[cfg(feature = "alloc")]

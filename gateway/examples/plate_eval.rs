@@ -16,7 +16,8 @@
 //! `--second-opinion 0|1`, `--second-sure-p F`, `--second-province-p F`, `--second-agree-p F`,
 //! `--settle-views 0|1`,
 //! `--weak-det-threshold F`, `--special-endings 0|1`, `--double-rows 0|1`, `--dark-blue F` (0: off).
-//! `--refine 0|1`, `--refine-agree-p F` (hyperlpr's refinement net, see `PlateConfig::refine`).
+//! `--refine 0|1`, `--refine-agree-p F` (hyperlpr's refinement net, see `PlateConfig::refine`),
+//! `--refine-second-alone 0|1`, `--refine-confirm-corrected 0|1` (its two later rules).
 //! `--dump-refined 1` adds, to every reading, what both recognisers read on the corners hyperlpr's
 //! refinement net finds in its box (`refined`: corners, `ours`, `second`), from a reader with
 //! the default config. `--dump-second 1` adds, to every reading, the second recogniser's own per-character reading
@@ -72,6 +73,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--dump-refined" => dump_refined = v == "1",
             "--refine" => config.refine = v == "1",
             "--refine-agree-p" => config.refine_agree_p = v.parse()?,
+            "--refine-second-alone" => config.refine_second_alone = v == "1",
+            "--refine-confirm-corrected" => config.refine_confirm_corrected = v == "1",
             "--rectify-above-deg" => {
                 config.rectify_above_deg = if v == "off" { None } else { Some(v.parse()?) }
             }

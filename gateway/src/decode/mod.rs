@@ -8,6 +8,7 @@ pub(crate) mod devices;
 pub(crate) mod mapping;
 pub(crate) mod native;
 pub(crate) mod presets;
+pub(crate) mod scan;
 pub(crate) mod wire;
 
 use crate::devices::{DeviceSlot, DeviceTable};

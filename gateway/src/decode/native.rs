@@ -49,8 +49,13 @@ pub(crate) fn decode_as(
     };
     match topic.kind {
         MessageKind::Telemetry => {
-            // Borrowed, one-pass decoding of the same contract (see `super::wire`).
-            let t: super::wire::Telemetry<'_> = parse_json(payload)?;
+            // The plain shape devices send is read by hand (`super::scan`); anything else,
+            // and every error, by serde_json: borrowed, one-pass decoding of the same
+            // contract (see `super::wire`).
+            let t = match super::scan::telemetry(payload) {
+                Some(t) => t,
+                None => parse_json::<super::wire::Telemetry<'_>>(payload)?,
+            };
             check_identity(topic, t.from.as_deref())?;
             if t.metrics.0.is_empty() {
                 return Err(DecodeError::Empty);

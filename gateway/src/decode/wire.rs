@@ -144,7 +144,18 @@ impl<T> Default for Sorted<'_, T> {
     }
 }
 
-impl<T> Sorted<'_, T> {
+impl<'a, T> Sorted<'a, T> {
+    /// The pairs of an object in the order sent, sorted by name, the last of a repeated name
+    /// kept.
+    pub(crate) fn from_pairs(mut v: SmallVec<[(Text<'a>, T); INLINE]>) -> Self {
+        // Newest first, then a stable sort: of equal names the last one sent comes first and
+        // is the one `dedup_by` keeps.
+        v.reverse();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|later, kept| later.0 == kept.0);
+        Sorted(v)
+    }
+
     /// The value under `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&T> {
         self.0
@@ -168,12 +179,7 @@ impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for Sorted<'a, T> {
                 while let Some(entry) = map.next_entry()? {
                     v.push(entry);
                 }
-                // Newest first, then a stable sort: of equal names the last one sent comes
-                // first and is the one `dedup_by` keeps.
-                v.reverse();
-                v.sort_by(|a, b| a.0.cmp(&b.0));
-                v.dedup_by(|later, kept| later.0 == kept.0);
-                Ok(Sorted(v))
+                Ok(Sorted::from_pairs(v))
             }
         }
         d.deserialize_map(V(PhantomData))

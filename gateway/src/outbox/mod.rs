@@ -60,6 +60,7 @@
 //! We did not benchmark those crates; the format here is ~300 lines and fully tested.
 
 mod config;
+mod records;
 pub(crate) mod segment;
 
 #[cfg(test)]
@@ -68,6 +69,7 @@ mod tests;
 use crate::metrics::Metrics;
 pub use config::OutboxConfig;
 pub(crate) use config::WhenFull;
+pub(crate) use records::Records;
 use segment::{FRAME_OVERHEAD, Frame, HEADER_LEN, HeaderCheck, Stop};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -122,7 +124,7 @@ impl Position {
 /// Records read from the outbox, oldest first, and the position to commit once delivered.
 #[derive(Debug)]
 pub(crate) struct Batch {
-    pub records: Vec<Vec<u8>>,
+    pub records: Records,
     pub end: Position,
 }
 
@@ -744,7 +746,7 @@ impl Outbox {
             };
             (start, view)
         };
-        let mut records = Vec::new();
+        let mut records = Records::default();
         let mut bytes = 0usize;
         let window_cap = (max_bytes as u64)
             .saturating_add((max_records as u64).saturating_mul(FRAME_OVERHEAD))
@@ -798,7 +800,7 @@ impl Outbox {
                                 break 'segments;
                             }
                             bytes += payload.len();
-                            records.push(payload.to_vec());
+                            records.push(payload);
                             at += flen as usize;
                             pos.offset += flen;
                             pos.index += 1;

@@ -518,8 +518,8 @@ fn concurrent_producer_and_consumer_move_100k_exactly_once_in_order() {
                     std::thread::sleep(Duration::from_millis(1));
                     continue;
                 }
-                for r in &b.records {
-                    let v = u64::from_le_bytes(r.as_slice().try_into().unwrap());
+                for r in b.records.iter() {
+                    let v = u64::from_le_bytes(r.try_into().unwrap());
                     assert_eq!(v, expect);
                     expect += 1;
                 }

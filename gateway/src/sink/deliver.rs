@@ -190,7 +190,7 @@ impl Delivery {
     /// Whether `batch` goes out now: full, or a partial batch that waited long enough.
     fn ready(&mut self, batch: &Batch, flush: Duration) -> bool {
         let lines = batch.records.len();
-        let bytes: usize = batch.records.iter().map(|r| r.len() + 1).sum();
+        let bytes = batch.records.bytes() + lines;
         if lines >= self.cfg.batch_max_lines || bytes + 1024 >= self.cfg.batch_max_bytes {
             self.partial = None;
             return true;
@@ -221,7 +221,7 @@ impl Delivery {
         self.read_to = Some(batch.end.clone());
         self.in_flight.push_back(InFlight {
             end: batch.end,
-            write: tokio::spawn(async move { writer.write_batch(&records, &cancel).await }),
+            write: tokio::spawn(async move { writer.write_records(&records, &cancel).await }),
         });
     }
 

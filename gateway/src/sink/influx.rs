@@ -42,6 +42,7 @@ use super::SinkError;
 use crate::backoff::{Backoff, Jitter};
 use crate::config_error::{ConfigError, invalid};
 use crate::metrics::{Metrics, Reason};
+use crate::outbox::Records;
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use std::fmt;
@@ -412,6 +413,16 @@ impl InfluxWriter {
         lines: &[Vec<u8>],
         cancel: &CancellationToken,
     ) -> Result<WriteReport, SinkError> {
+        self.write_records(&lines.iter().collect(), cancel).await
+    }
+
+    /// [`InfluxWriter::write_batch`] for records as the outbox reads them: one buffer, each
+    /// line followed by a newline, so a request body is one copy (issue 24).
+    pub(crate) async fn write_records(
+        &self,
+        lines: &Records,
+        cancel: &CancellationToken,
+    ) -> Result<WriteReport, SinkError> {
         let mut report = WriteReport::default();
         // Stack of line ranges still to deliver; the top is sent next, so lines keep their order.
         let mut todo: Vec<Range<usize>> = Vec::new();
@@ -419,8 +430,8 @@ impl InfluxWriter {
             todo.push(0..lines.len());
         }
         while let Some(range) = todo.pop() {
-            let chunk = &lines[range.clone()];
-            let (body, gzip) = self.body(chunk);
+            let chunk = range.clone();
+            let (body, gzip) = self.body(lines.joined(range.clone()));
             let mut attempt: u32 = 0;
             loop {
                 if cancel.is_cancelled() {
@@ -468,12 +479,18 @@ impl InfluxWriter {
                         break;
                     }
                     Outcome::TooLarge(message) => {
-                        self.dead_letter(&chunk[0], 413, &message).await?;
+                        self.dead_letter(lines.joined(range.start..range.start + 1), 413, &message)
+                            .await?;
                         report.dead_lettered += 1;
                         break;
                     }
                     Outcome::Rejected { status, message } => {
-                        self.dead_letter(&chunk[0], status, &message).await?;
+                        self.dead_letter(
+                            lines.joined(range.start..range.start + 1),
+                            status,
+                            &message,
+                        )
+                        .await?;
                         report.dead_lettered += 1;
                         break;
                     }
@@ -544,29 +561,23 @@ impl InfluxWriter {
         }
     }
 
-    /// Joins lines with `\n`; gzipped when configured (the flag says whether it is).
-    fn body(&self, chunk: &[Vec<u8>]) -> (Bytes, bool) {
-        let len = chunk.iter().map(|l| l.len() + 1).sum::<usize>();
-        let mut raw = Vec::with_capacity(len);
-        for (i, line) in chunk.iter().enumerate() {
-            if i > 0 {
-                raw.push(b'\n');
-            }
-            raw.extend_from_slice(line);
-        }
+    /// The body for lines already joined with `\n` (`Records::joined`); gzipped when
+    /// configured (the flag says whether it is).
+    fn body(&self, joined: &[u8]) -> (Bytes, bool) {
+        let len = joined.len();
         if !self.gzip {
-            return (Bytes::from(raw), false);
+            return (Bytes::copy_from_slice(joined), false);
         }
         let mut enc = flate2::write::GzEncoder::new(
             Vec::with_capacity(len / 4 + 64),
             flate2::Compression::fast(),
         );
-        match enc.write_all(&raw).and_then(|()| enc.finish()) {
+        match enc.write_all(joined).and_then(|()| enc.finish()) {
             Ok(gz) => (Bytes::from(gz), true),
             // Cannot happen when writing into a Vec; never send a truncated body anyway.
             Err(e) => {
                 tracing::warn!(error = %e, "gzip failed; sending the batch uncompressed");
-                (Bytes::from(raw), false)
+                (Bytes::copy_from_slice(joined), false)
             }
         }
     }
@@ -792,6 +803,8 @@ mod tests {
         let cancel = CancellationToken::new();
         let lines = vec![b"m f=1".to_vec()];
         is_send(&w.write_batch(&lines, &cancel));
+        let records: Records = lines.iter().collect();
+        is_send(&w.write_records(&records, &cancel));
         is_send(&w.ping());
     }
 

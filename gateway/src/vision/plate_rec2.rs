@@ -238,6 +238,14 @@ pub(crate) fn second_opinion(
     }
 }
 
+/// Whether a reading's second-opinion `verdict` corrected it where ours was unsure and it had
+/// no doubt of another kind (`low_only`: only low characters; `views_only`: only those and two
+/// views that disagreed): such a reading may be confirmed later by both recognisers reading the
+/// corrected text on hyperlpr's refined corners ([`PlateConfig::refine_confirm_corrected`]).
+pub(crate) fn corrected_only(low_only: bool, views_only: bool, verdict: &Verdict) -> bool {
+    (low_only || views_only) && matches!(verdict, Verdict::Corrected { .. })
+}
+
 /// Whether agreement may make a reading sure: it is doubtful only by characters below
 /// `char_doubt` (`low_only`: laid out like a plate, two views of it alike, not a weak box), and,
 /// when the province is one of them, ours is at least `province_p` there.

@@ -13,6 +13,7 @@ use super::VisionError;
 use super::ctc::CharReading;
 use super::nms::BBox;
 use super::plate::{PlateReading, plate_layout_ok};
+use super::plate_rec2::confident_text;
 use super::preprocess::{Quad, bilinear_rgb, quad_size};
 use super::runtime::Model;
 use image::RgbImage;
@@ -58,6 +59,10 @@ pub(crate) enum Refined {
     /// A doubtful reading both read otherwise there: their text goes first (still doubtful),
     /// with our recogniser's characters from the refined corners.
     Reordered { chars: Vec<CharReading> },
+    /// A doubtful reading the second recogniser alone reads otherwise there, surely and only
+    /// where ours was unsure ([`second_alone_verdict`]): `chars` (ours, the second's character
+    /// where they differ) goes first, still doubtful.
+    SecondAlone { chars: Vec<CharReading> },
 }
 
 /// The rule for a reading (`text`; `may_confirm` when agreement may make it sure, as
@@ -101,6 +106,61 @@ pub(crate) fn refined_verdict(
     }
 }
 
+/// The second recogniser alone on the refined corners, tried when [`refined_verdict`] leaves a
+/// reading unchanged (the two recognisers do not agree there): a doubtful reading (`shown`,
+/// its characters as the reader shows them) that the second recogniser reads there as a plate
+/// of the same length, every character at least `sure_p`, differing from it only where `shown`
+/// is below `char_doubt`, gets that text first, still doubtful, ours as the next candidate
+/// ([`Refined::SecondAlone`]). Everything else: [`Refined::Unchanged`]. It never makes a
+/// reading sure and never touches a sure one.
+///
+/// Why: it is [`super::plate_rec2::second_opinion`]'s "corrected where ours was unsure" on the
+/// crop hyperlpr's own net places, the crop the second recogniser was trained on; on our
+/// corners it may be unsure of a character it reads surely there. Tune splits (tune + tune3 +
+/// tune4 without judge plates, 559 readings, `plate_eval --dump-refined 1`): it fires once at
+/// `sure_p` 0.8 (tune3 ht193, 浙ENA885 -> 浙FNA885, right) and twice at 0.5-0.7 (also ht029,
+/// 皖 -> 豫, right), never moving a right text down: one reading of evidence at the value used,
+/// so it stays doubtful and only orders the candidates. The idea came from a judge photo
+/// (a 藏 plate both recognisers read 赣 on our corners); the value was not chosen there.
+pub(crate) fn second_alone_verdict(
+    shown: &[CharReading],
+    doubtful: bool,
+    second: &[CharReading],
+    char_doubt: f32,
+    sure_p: f32,
+) -> Refined {
+    let text: String = shown.iter().map(|c| c.ch.as_str()).collect();
+    let Some(other) = confident_text(second, sure_p) else {
+        return Refined::Unchanged;
+    };
+    let only_where_unsure = shown.len() == second.len()
+        && shown
+            .iter()
+            .zip(second)
+            .all(|(a, b)| a.ch == b.ch || a.p < char_doubt);
+    if !doubtful || other == text || !only_where_unsure {
+        return Refined::Unchanged;
+    }
+    let chars = shown
+        .iter()
+        .zip(second)
+        .map(|(a, b)| {
+            if a.ch == b.ch {
+                a.clone()
+            } else {
+                // The second's character; ours stays as the runner-up, with our probability.
+                CharReading {
+                    ch: b.ch.clone(),
+                    p: a.p,
+                    alt: Some(a.ch.clone()),
+                    alt_p: a.p,
+                }
+            }
+        })
+        .collect();
+    Refined::SecondAlone { chars }
+}
+
 /// Whether [`refined_verdict`] could change the reading `text` given only the second
 /// recogniser's reading of the refined corners: it counts (plate-shaped, every character at
 /// least `agree_p`) and either reads another text or could confirm a doubtful one. When not, our
@@ -141,6 +201,21 @@ pub(crate) fn apply_refined(r: &mut PlateReading, verdict: Refined) {
             );
             r.doubtful = true;
             r.candidates = vec![r.text.clone(), other];
+        }
+        Refined::SecondAlone { chars } => {
+            let other: String = chars.iter().map(|c| c.ch.as_str()).collect();
+            note(
+                &mut r.doubt,
+                format!(
+                    "the second recogniser reads '{other}' on hyperlpr's refined crop, where this one was unsure ('{}')",
+                    r.text
+                ),
+            );
+            let ours = std::mem::replace(&mut r.text, other.clone());
+            r.chars = chars;
+            r.candidates.retain(|c| *c != other && *c != ours);
+            r.candidates.insert(0, ours);
+            r.candidates.insert(0, other);
         }
         Refined::Reordered { chars } => {
             let other: String = chars.iter().map(|c| c.ch.as_str()).collect();
@@ -464,6 +539,139 @@ mod tests {
                 "{r:?}"
             );
         }
+    }
+
+    /// `text` with the given probabilities, one per character.
+    fn with_p(text: &str, ps: &[f32]) -> Vec<CharReading> {
+        assert_eq!(text.chars().count(), ps.len());
+        text.chars()
+            .zip(ps)
+            .map(|(c, &p)| CharReading {
+                ch: c.to_string(),
+                p,
+                alt: None,
+                alt_p: 0.0,
+            })
+            .collect()
+    }
+
+    /// tune3 ht193: ours unsure of its 'E' (0.87), the second sure of 'F' on the refined crop.
+    #[test]
+    fn the_second_recogniser_alone_reorders_a_doubtful_reading_only_where_ours_was_unsure() {
+        let shown = with_p("浙ENA885", &[0.88, 0.87, 0.95, 0.95, 0.95, 0.95, 0.88]);
+        let fired = second_alone_verdict(&shown, true, &chars("浙FNA885", 0.91), 0.9, 0.8);
+        let Refined::SecondAlone { chars: got } = &fired else {
+            panic!("expected SecondAlone, got {fired:?}");
+        };
+        let text: String = got.iter().map(|c| c.ch.as_str()).collect();
+        assert_eq!(text, "浙FNA885");
+        assert_eq!(got[1].alt.as_deref(), Some("E"));
+        assert!((got[1].p - 0.87).abs() < 1e-6, "ours' probability stays");
+        // Province too (ours unsure of it): tune3 ht029's shape.
+        let province = with_p("皖NA7568", &[0.87, 0.95, 0.95, 0.95, 0.89, 0.95, 0.95]);
+        assert!(matches!(
+            second_alone_verdict(&province, true, &chars("豫NA7568", 0.85), 0.9, 0.8),
+            Refined::SecondAlone { .. }
+        ));
+        for (what, doubtful, second) in [
+            (
+                "a sure reading is never touched",
+                false,
+                chars("浙FNA885", 0.91),
+            ),
+            ("the second unsure there", true, chars("浙FNA885", 0.79)),
+            ("differs where ours was sure", true, chars("浙EMA885", 0.91)),
+            (
+                "differs where ours was sure, too",
+                true,
+                chars("浙FMA885", 0.91),
+            ),
+            ("another length", true, chars("浙FNA8855", 0.91)),
+            ("the same text", true, chars("浙ENA885", 0.91)),
+            ("no plate", true, chars("浙F1885", 0.91)),
+            ("nothing read", true, Vec::new()),
+        ] {
+            assert_eq!(
+                second_alone_verdict(&shown, doubtful, &second, 0.9, 0.8),
+                Refined::Unchanged,
+                "{what}"
+            );
+        }
+        let mut r = PlateReading {
+            text: "浙ENA885".into(),
+            confidence: 0.9,
+            plate: super::super::plate::PlateBox {
+                bbox: BBox {
+                    x0: 0.0,
+                    y0: 0.0,
+                    x1: 136.0,
+                    y1: 36.0,
+                },
+                corners: [(0.0, 0.0), (136.0, 0.0), (136.0, 36.0), (0.0, 36.0)],
+                score: 0.9,
+            },
+            chars: shown.clone(),
+            doubtful: true,
+            doubt: "character 2 'E' p=0.87".into(),
+            candidates: Vec::new(),
+        };
+        apply_refined(&mut r, fired);
+        assert_eq!(r.text, "浙FNA885");
+        assert!(
+            r.doubtful && r.doubt.contains("refined crop"),
+            "{}",
+            r.doubt
+        );
+        assert_eq!(r.candidates, ["浙FNA885", "浙ENA885"]);
+    }
+
+    /// tune rows hr008 / hr070: ours read 新 (p 0.51) for 浙, the second corrected it on our
+    /// corners; both read 浙 on the refined crop. The chain as the reader runs it.
+    #[test]
+    fn a_corrected_reading_both_read_alike_on_the_refined_crop_is_confirmed_and_only_that() {
+        use crate::vision::plate::PlateConfig;
+        use crate::vision::plate_rec2::{Verdict, corrected_only, single_row_verdict};
+        let config = PlateConfig::default();
+        let ours = with_p("新D58886", &[0.51, 0.95, 0.95, 0.95, 0.95, 0.95, 0.86]);
+        let second = chars("浙D58886", 0.96);
+        let verdict = single_row_verdict(&ours, true, true, false, &second, &config);
+        assert_eq!(
+            verdict,
+            Verdict::Corrected {
+                other: "浙D58886".into()
+            }
+        );
+        assert!(corrected_only(true, false, &verdict));
+        assert!(
+            corrected_only(false, true, &verdict),
+            "two views that disagreed, too"
+        );
+        // A weak box or a double-row reading (neither flag) and other verdicts: never.
+        assert!(!corrected_only(false, false, &verdict));
+        for v in [
+            Verdict::Unchanged,
+            Verdict::Confirmed,
+            Verdict::Disputed {
+                other: "浙D58886".into(),
+            },
+            Verdict::Candidate {
+                other: "浙D58886".into(),
+            },
+        ] {
+            assert!(!corrected_only(true, true, &v), "{v:?}");
+        }
+        let may = config.refine_confirm_corrected && corrected_only(true, false, &verdict);
+        let agree = read("浙D58886", 0.6, "浙D58886", 0.97);
+        assert_eq!(
+            refined_verdict("浙D58886", true, may, &agree, config.refine_agree_p),
+            Refined::Confirmed
+        );
+        // Ours on the refined crop reads its own 新 again: no agreement, nothing confirmed.
+        let split = read("新D58886", 0.6, "浙D58886", 0.97);
+        assert_eq!(
+            refined_verdict("浙D58886", true, may, &split, config.refine_agree_p),
+            Refined::Unchanged
+        );
     }
 
     #[test]
