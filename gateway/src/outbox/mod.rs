@@ -202,6 +202,10 @@ struct Writer {
     buf: Vec<u8>,
 }
 
+/// Largest read window kept for the next read; a larger one (a big record, a big batch) is
+/// freed after its read.
+const KEEP_READ_BUF: usize = 4 << 20;
+
 /// The durable outbox. `Send + Sync`; share it as `Arc<Outbox>`. All methods except the two
 /// `wait_*` do blocking file I/O: call them from `spawn_blocking` or a dedicated thread.
 pub struct Outbox {
@@ -212,6 +216,10 @@ pub struct Outbox {
     writer: Mutex<Writer>,
     state: Mutex<State>,
     reader: Mutex<Option<(u64, File)>>,
+    /// The reader's window, kept between reads (up to [`KEEP_READ_BUF`]): a fresh one was an
+    /// allocation and a zero fill of up to a window per batch (issue 24). Taken while `reader`
+    /// is held.
+    read_buf: Mutex<Vec<u8>>,
     commit_lock: Mutex<()>,
     data_ready: Notify,
     space_freed: Notify,
@@ -462,6 +470,7 @@ impl Outbox {
             }),
             state: Mutex::new(st),
             reader: Mutex::new(None),
+            read_buf: Mutex::new(Vec::new()),
             commit_lock: Mutex::new(()),
             data_ready: Notify::new(),
             space_freed: Notify::new(),
@@ -751,7 +760,8 @@ impl Outbox {
         let window_cap = (max_bytes as u64)
             .saturating_add((max_records as u64).saturating_mul(FRAME_OVERHEAD))
             .clamp(64 << 10, 16 << 20);
-        let mut buf = Vec::new();
+        // Zeroed once and kept: only the first `filled` bytes of a window are read into.
+        let mut buf = std::mem::take(&mut *lock(&self.read_buf));
         'segments: for &(id, end, sealed) in &view {
             if id < pos.segment {
                 continue;
@@ -786,15 +796,17 @@ impl Outbox {
                 let Some((_, file)) = reader.as_ref() else {
                     break 'segments;
                 };
-                let len = (end - pos.offset).min(window_cap);
-                buf.resize(len as usize, 0);
-                file.read_exact_at(&mut buf, pos.offset)?;
+                let mut filled = (end - pos.offset).min(window_cap) as usize;
+                if buf.len() < filled {
+                    buf.resize(filled, 0);
+                }
+                file.read_exact_at(&mut buf[..filled], pos.offset)?;
                 let mut at = 0usize;
                 loop {
                     if pos.offset >= end || records.len() >= max_records {
                         break;
                     }
-                    match segment::decode_frame(&buf[at..]) {
+                    match segment::decode_frame(&buf[at..filled]) {
                         Frame::Record(payload, flen) => {
                             if !records.is_empty() && bytes + payload.len() > max_bytes {
                                 break 'segments;
@@ -808,8 +820,11 @@ impl Outbox {
                         Frame::Incomplete { need } if pos.offset + need <= end => {
                             if at == 0 {
                                 // A record larger than the window: read exactly that frame.
-                                buf.resize(need as usize, 0);
-                                file.read_exact_at(&mut buf, pos.offset)?;
+                                filled = need as usize;
+                                if buf.len() < filled {
+                                    buf.resize(filled, 0);
+                                }
+                                file.read_exact_at(&mut buf[..filled], pos.offset)?;
                                 continue;
                             }
                             break; // Read the next window from `pos`.
@@ -821,6 +836,9 @@ impl Outbox {
                     }
                 }
             }
+        }
+        if buf.len() <= KEEP_READ_BUF {
+            *lock(&self.read_buf) = buf;
         }
         Ok(Batch { records, end: pos })
     }
