@@ -141,6 +141,29 @@ impl DeviceSlot {
 
     /// Records one message's readings (all from this device); `history_points` as
     /// [`DeviceTable::with_history_points`].
+    /// Prefetch hints for what [`DeviceSlot::observe`] reaches behind the slot: the last
+    /// values and the history rings (see [`crate::prefetch`]). Takes the lock for a moment, so
+    /// the slot's own lines should have been asked for a little earlier; skipped while held.
+    pub(crate) fn prefetch_parts(&self) {
+        if let Ok(st) = self.inner.try_lock() {
+            if let Some(row) = &st.row {
+                row.last_values.prefetch();
+            }
+            if let Some(rings) = &st.rings {
+                rings.prefetch();
+            }
+        }
+    }
+
+    /// The stage after [`DeviceSlot::prefetch_parts`]: where the history rings write next.
+    pub(crate) fn prefetch_blocks(&self) {
+        if let Ok(st) = self.inner.try_lock()
+            && let Some(rings) = &st.rings
+        {
+            rings.prefetch_blocks();
+        }
+    }
+
     pub(crate) fn observe(&self, readings: &[Reading], history_points: usize) {
         let Some(first) = readings.first() else {
             return;

@@ -63,6 +63,19 @@ pub(crate) struct DeviceRings {
 }
 
 impl DeviceRings {
+    /// Prefetch hint for the metrics' rings (see [`crate::prefetch`]).
+    pub(crate) fn prefetch(&self) {
+        self.metrics.prefetch();
+    }
+
+    /// Prefetch hint for where the rings write next; the rings should be in cache by then
+    /// ([`DeviceRings::prefetch`] a little earlier).
+    pub(crate) fn prefetch_blocks(&self) {
+        for m in self.metrics.values() {
+            m.points.prefetch();
+        }
+    }
+
     /// Records one message's readings (all from this device, none a presence statement);
     /// keeps up to `points_per_metric` points per metric (0: events only).
     pub(crate) fn observe(&mut self, readings: &[Reading], points_per_metric: usize) {

@@ -65,6 +65,7 @@ pub(crate) mod normalize;
 pub(crate) mod notice;
 pub(crate) mod outbox;
 pub mod pipeline;
+pub(crate) mod prefetch;
 pub mod reading;
 pub mod registry;
 pub mod rules;

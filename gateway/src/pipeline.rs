@@ -126,6 +126,26 @@ enum NotDurable {
     TaskFailed,
 }
 
+/// How many messages ahead the processor asks for a device slot's cache lines, and how many
+/// lines (the slot's lock, sequence window and table row; issue 24, see [`crate::prefetch`]).
+const PREFETCH_AHEAD: usize = 4;
+const SLOT_LINES: usize = 5;
+
+/// A slot's address as a plain number: the batch's list of them is held across an `await`,
+/// which raw pointers would make `!Send`. Only ever used as a prefetch hint.
+fn slot_address(slot: Option<&Arc<crate::devices::DeviceSlot>>) -> usize {
+    slot.map_or(0, |s| Arc::as_ptr(s) as usize)
+}
+
+/// Prefetches the slot `PREFETCH_AHEAD` places after message `k` of a batch.
+fn prefetch_slot(ahead: &[usize], k: usize) {
+    if let Some(&a) = ahead.get(k + PREFETCH_AHEAD)
+        && a != 0
+    {
+        crate::prefetch::lines(a as *const u8, SLOT_LINES);
+    }
+}
+
 impl Processor {
     /// Runs until every sender is gone, then returns after the last batch is durable.
     pub(crate) async fn run(mut self) {
@@ -152,7 +172,13 @@ impl Processor {
                 .iter()
                 .map(|i| i.readings.first().filter(|_| i.slot.is_none())),
         );
-        for (mut intake, found) in batch.drain(..).zip(slots) {
+        let ahead: Vec<usize> = batch
+            .iter()
+            .zip(&slots)
+            .map(|(i, found)| slot_address(i.slot.as_ref().or(found.as_ref())))
+            .collect();
+        for (k, (mut intake, found)) in batch.drain(..).zip(slots).enumerate() {
+            prefetch_slot(&ahead, k);
             let slot = intake.slot.take().or(found);
             if let Some(first) = intake.readings.first()
                 && let Some(seq) = first.sequence
@@ -203,7 +229,20 @@ impl Processor {
             _ => vec![true; kept.len()],
         };
         let history_points = self.devices.history_points();
-        for ((intake, slot), ok) in kept.into_iter().zip(durable) {
+        let ahead: Vec<usize> = kept.iter().map(|(_, s)| slot_address(s.as_ref())).collect();
+        // A deque, so the loop can look ahead at slots it has not taken yet.
+        let mut rest = std::collections::VecDeque::from(kept);
+        let mut durable = durable.into_iter();
+        let mut k = 0;
+        while let (Some((intake, slot)), Some(ok)) = (rest.pop_front(), durable.next()) {
+            prefetch_slot(&ahead, k);
+            k += 1;
+            if let Some((_, Some(s))) = rest.get(PREFETCH_AHEAD / 2 - 1) {
+                s.prefetch_parts();
+            }
+            if let Some((_, Some(s))) = rest.front() {
+                s.prefetch_blocks();
+            }
             if !ok {
                 if let Some(seq) = intake.readings.first().and_then(|r| r.sequence)
                     && let Some(slot) = &slot

@@ -417,6 +417,19 @@ impl<V> Default for ByMetric<V> {
 }
 
 impl<V> ByMetric<V> {
+    /// Every value, in no particular order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
+    /// Prefetch hint for the entries (see [`crate::prefetch`]).
+    pub(crate) fn prefetch(&self) {
+        crate::prefetch::bytes(
+            self.entries.as_ptr(),
+            std::mem::size_of_val(self.entries.as_slice()),
+        );
+    }
+
     fn position(&self, metric: &str) -> Result<usize, usize> {
         self.entries
             .binary_search_by(|(name, _)| name.as_str().cmp(metric))

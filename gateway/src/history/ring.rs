@@ -46,6 +46,12 @@ pub(crate) struct Ring {
 }
 
 impl Ring {
+    /// Prefetch hint for the open block's end, where the next point is written (see
+    /// [`crate::prefetch`]).
+    pub(crate) fn prefetch(&self) {
+        crate::prefetch::tail(&self.open.bytes, 64);
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len as usize
     }

@@ -69,6 +69,13 @@ fn offset(base: i64, t: i64) -> Option<u32> {
 }
 
 impl<T: Copy> Rows<T> {
+    fn prefetch_newest(&self) {
+        match self {
+            Rows::Near { d, .. } => crate::prefetch::deque_newest(d),
+            Rows::Full(d) => crate::prefetch::deque_newest(d),
+        }
+    }
+
     fn new() -> Self {
         Rows::Near {
             base: 0,
@@ -276,6 +283,16 @@ macro_rules! with_times {
 }
 
 impl Column {
+    /// Prefetch hint for the newest readings (see [`crate::prefetch`]).
+    pub(super) fn prefetch_newest(&self) {
+        match self {
+            Column::Ints(d) => d.prefetch_newest(),
+            Column::Tenths(d) => d.prefetch_newest(),
+            Column::Floats(d) => d.prefetch_newest(),
+            Column::Values(d) => crate::prefetch::deque_newest(d),
+        }
+    }
+
     /// An empty column of the kind that holds `v`.
     pub(super) fn for_value(v: &Value) -> Column {
         match v {

@@ -101,6 +101,13 @@ impl FlatSummary {
         }
     }
 
+    /// Prefetch hint for the newest marks, which a new number compares and pops (see
+    /// [`crate::prefetch`]).
+    pub(crate) fn prefetch(&self) {
+        crate::prefetch::deque_newest(&self.hi);
+        crate::prefetch::deque_newest(&self.lo);
+    }
+
     pub(crate) fn is_for(&self, tolerance: f64) -> bool {
         self.tol == tolerance.to_bits()
     }
@@ -190,9 +197,13 @@ impl FlatSummary {
             self.start = cut.pos + 1;
             self.start_t = cut.next_t;
             self.before_t = Some(cut.t);
-            let start = self.start;
-            self.hi.retain(|m| m.pos >= start);
-            self.lo.retain(|m| m.pos >= start);
+            // Marks are in position order: the ones before the start are a prefix (popped,
+            // not a `retain` scanning every mark on each break; issue 24).
+            for q in [&mut self.hi, &mut self.lo] {
+                while q.front().is_some_and(|m| m.pos < self.start) {
+                    q.pop_front();
+                }
+            }
         }
     }
 

@@ -126,6 +126,11 @@ impl<V> SeriesTable<V> {
         self.find(key).map(|i| &self.list[i])
     }
 
+    /// The series a reading (or key) names, by borrowed view.
+    pub(crate) fn get_view(&self, series: &dyn SeriesView) -> Option<&V> {
+        self.find(series).map(|i| &self.list[i])
+    }
+
     /// The series at `pos`, a position [`SeriesTable::find`] or [`SeriesTable::insert`]
     /// answered for this table.
     #[cfg(test)]
@@ -411,6 +416,23 @@ impl<V> Slot<V> {
 }
 
 impl<V> StateMap<V> {
+    /// Prefetch hints for a device about to be judged (see [`crate::prefetch`]): its slot,
+    /// or with `states` the states behind it (the slot should be in cache by then: ask for it
+    /// a little earlier). Nothing for a device without states.
+    pub(crate) fn prefetch(&self, site: &str, device: &str, states: bool) {
+        let Some(slot) = self.find(site, device).map(|i| &self.slots[i]) else {
+            return;
+        };
+        if states {
+            crate::prefetch::bytes(
+                slot.states.as_ptr(),
+                std::mem::size_of_val(slot.states.as_slice()),
+            );
+        } else {
+            crate::prefetch::bytes(slot, std::mem::size_of::<Slot<V>>());
+        }
+    }
+
     /// The slot of `site`/`device`, when it has one.
     fn find(&self, site: &str, device: &str) -> Option<usize> {
         if self

@@ -3,7 +3,7 @@
 //! stopped), after judging what is pending one last time.
 
 use super::config::{RuleConfig, RulesSettings};
-use super::engine::Engine;
+use super::engine::{Ahead, Engine};
 use crate::clue::signal::{ClueSender, ClueSignal};
 use crate::pipeline::ReadingsBatch;
 use std::time::Duration;
@@ -25,6 +25,16 @@ pub(crate) type RulesUpdate = (Vec<RuleConfig>, RulesSettings);
 
 /// How often the state is saved while running (a crash loses at most this much).
 const SAVE_EVERY: Duration = Duration::from_secs(60);
+
+/// Messages ahead of the one being judged at which the engine is asked to prefetch each stage
+/// of a message's state ([`Engine::prefetch`]): far enough for the loads to arrive, near
+/// enough that they are still in cache (issue 24).
+const PREFETCH: [(usize, Ahead); 4] = [
+    (4, Ahead::Name),
+    (3, Ahead::Slots),
+    (2, Ahead::States),
+    (1, Ahead::Parts),
+];
 
 /// Runs the engine until `rx` closes, applying every rules update sent on `reload` without
 /// losing the state of the rules that did not change (an invalid update is logged and the
@@ -50,7 +60,12 @@ pub(crate) async fn run_persistent(
                     // Judged message by message (a message's readings are judged together);
                     // the signals go out in the same order as before batching.
                     let mut signals = Vec::new();
-                    for readings in batch.iter() {
+                    for (i, readings) in batch.iter().enumerate() {
+                        for (ahead, stage) in PREFETCH {
+                            if let Some(m) = batch.get(i + ahead) {
+                                engine.prefetch(m, stage);
+                            }
+                        }
                         signals.extend(engine.on_readings(readings));
                     }
                     signals

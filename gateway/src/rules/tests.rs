@@ -1894,3 +1894,69 @@ fn rule_state_bytes_per_device_are_bounded() {
     }
     assert!(failed.is_empty(), "{failed:#?}");
 }
+
+/// Prefetch hints change nothing: an engine asked to prefetch every stage of the messages
+/// around the one it judges (as the rules task does, and beyond: messages of other devices,
+/// devices not seen yet, empty messages) sends the same signals and ends in the same state
+/// as one never asked.
+#[test]
+fn prefetching_changes_no_judgement() {
+    use super::engine::Ahead;
+    let mut msgs: Vec<Vec<Reading>> = Vec::new();
+    let t0 = at_local(22, 0);
+    for k in 0..400i64 {
+        let site = format!("r-{}", k % 7);
+        let t = t0 + k * MIN;
+        msgs.push(match k % 9 {
+            0 => cover(&site, k % 18 == 0, t),
+            1 => trap(&site, 400.0 - (k % 50) as f64 * 6.0, t),
+            2 => Vec::new(),
+            _ => level(&site, 300.0 + ((k * 37) % 200) as f64, t),
+        });
+    }
+    for k in 0..3 {
+        msgs.extend(drop_sequence(&format!("r-{k}"), t0 + 500 * MIN + k * HOUR));
+    }
+    let mut plain = engine();
+    let mut hinted = engine();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for (i, m) in msgs.iter().enumerate() {
+        a.extend(plain.on_readings(m));
+        for j in [i + 1, i + 2, i + 5, i.saturating_sub(3), 0] {
+            if let Some(next) = msgs.get(j) {
+                for stage in [Ahead::Name, Ahead::Slots, Ahead::States, Ahead::Parts] {
+                    hinted.prefetch(next, stage);
+                }
+            }
+        }
+        b.extend(hinted.on_readings(m));
+        if i % 50 == 49 {
+            let now = t0 + i as i64 * MIN + 5 * MIN;
+            a.extend(plain.on_tick(now));
+            b.extend(hinted.on_tick(now));
+        }
+    }
+    assert!(!occurrences(&a).is_empty(), "the messages raise clues");
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    // Maps are written in their iteration order, which differs between two engines (hash
+    // seeds): compared with every list's items in a canonical order.
+    fn canonical(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Array(items) => {
+                let mut items: Vec<_> = items.into_iter().map(canonical).collect();
+                items.sort_by_cached_key(|i| i.to_string());
+                serde_json::Value::Array(items)
+            }
+            serde_json::Value::Object(m) => {
+                serde_json::Value::Object(m.into_iter().map(|(k, v)| (k, canonical(v))).collect())
+            }
+            other => other,
+        }
+    }
+    let snapshot = |e: &Engine| {
+        let mut bytes = Vec::new();
+        e.write_snapshot(&mut bytes).expect("snapshot");
+        canonical(serde_json::from_slice(&bytes).expect("json"))
+    };
+    assert_eq!(snapshot(&plain), snapshot(&hinted));
+}

@@ -169,6 +169,22 @@ fn non_finite(v: &Value) -> bool {
 }
 
 impl Window {
+    /// Prefetch hints for what a new reading touches: the newest readings and the running
+    /// judgements (see [`crate::prefetch`]).
+    pub(crate) fn prefetch(&self) {
+        self.col.prefetch_newest();
+        if let Some(r) = &self.running {
+            crate::prefetch::bytes(&**r, std::mem::size_of::<RunningSet>());
+        }
+    }
+
+    /// The stage after [`Window::prefetch`]: the running judgements' list.
+    pub(crate) fn prefetch_running(&self) {
+        if let Some(r) = &self.running {
+            crate::prefetch::bytes(r.list.as_ptr(), std::mem::size_of_val(r.list.as_slice()));
+        }
+    }
+
     pub(crate) fn new(retention_ms: i64, max_len: usize) -> Self {
         Window {
             col: Column::for_value(&Value::Int(0)),
