@@ -597,24 +597,7 @@ mod tests {
                 "{what}"
             );
         }
-        let mut r = PlateReading {
-            text: "浙ENA885".into(),
-            confidence: 0.9,
-            plate: super::super::plate::PlateBox {
-                bbox: BBox {
-                    x0: 0.0,
-                    y0: 0.0,
-                    x1: 136.0,
-                    y1: 36.0,
-                },
-                corners: [(0.0, 0.0), (136.0, 0.0), (136.0, 36.0), (0.0, 36.0)],
-                score: 0.9,
-            },
-            chars: shown.clone(),
-            doubtful: true,
-            doubt: "character 2 'E' p=0.87".into(),
-            candidates: Vec::new(),
-        };
+        let mut r = doubtful_reading(0.9, shown.clone(), "character 2 'E' p=0.87", Vec::new());
         apply_refined(&mut r, fired);
         assert_eq!(r.text, "浙FNA885");
         assert!(
@@ -674,11 +657,16 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_reordered_reading_takes_their_text_and_keeps_ours_as_the_second_candidate() {
-        let mut r = PlateReading {
-            text: "皖AN0R96".into(),
-            confidence: 0.8,
+    /// A doubtful reading of a 136x36 crop whose text is `chars`.
+    fn doubtful_reading(
+        confidence: f32,
+        chars: Vec<CharReading>,
+        doubt: &str,
+        candidates: Vec<String>,
+    ) -> PlateReading {
+        PlateReading {
+            text: chars.iter().map(|c| c.ch.as_str()).collect(),
+            confidence,
             plate: super::super::plate::PlateBox {
                 bbox: BBox {
                     x0: 0.0,
@@ -689,11 +677,21 @@ mod tests {
                 corners: [(0.0, 0.0), (136.0, 0.0), (136.0, 36.0), (0.0, 36.0)],
                 score: 0.9,
             },
-            chars: chars("皖AN0R96", 0.8),
+            chars,
             doubtful: true,
-            doubt: "character 1 '皖' p=0.74".into(),
-            candidates: vec!["皖AN0R96".into(), "AAN0R96".into()],
-        };
+            doubt: doubt.into(),
+            candidates,
+        }
+    }
+
+    #[test]
+    fn a_reordered_reading_takes_their_text_and_keeps_ours_as_the_second_candidate() {
+        let mut r = doubtful_reading(
+            0.8,
+            chars("皖AN0R96", 0.8),
+            "character 1 '皖' p=0.74",
+            vec!["皖AN0R96".into(), "AAN0R96".into()],
+        );
         apply_refined(
             &mut r,
             Refined::Reordered {
