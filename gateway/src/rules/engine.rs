@@ -601,36 +601,25 @@ impl Engine {
             return;
         };
         let live = &self.live;
-        let judged = || {
+        // The series of the readings some rule judges (the others have none).
+        let each_series = |hint: fn(&Series)| {
             readings
                 .iter()
                 .filter(|r| self.c.by_metric.contains_key(r.metric.as_str()))
+                .filter_map(|r| live.series.get(r))
+                .for_each(hint)
         };
         match stage {
             Ahead::Name => crate::prefetch::lines(first.device.as_str().as_ptr(), 1),
             Ahead::Slots => {
                 live.states.prefetch(&first.site, &first.device, false);
-                for r in judged() {
-                    if let Some(s) = live.series.get_view(r) {
-                        crate::prefetch::bytes(s, std::mem::size_of::<Series>());
-                    }
-                }
+                each_series(|s| crate::prefetch::bytes(s, std::mem::size_of::<Series>()));
             }
             Ahead::States => {
                 live.states.prefetch(&first.site, &first.device, true);
-                for r in judged() {
-                    if let Some(s) = live.series.get_view(r) {
-                        s.prefetch_parts();
-                    }
-                }
+                each_series(Series::prefetch_parts);
             }
-            Ahead::Parts => {
-                for r in judged() {
-                    if let Some(s) = live.series.get_view(r) {
-                        s.prefetch_deep();
-                    }
-                }
-            }
+            Ahead::Parts => each_series(Series::prefetch_deep),
         }
     }
 

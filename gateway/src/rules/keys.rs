@@ -122,12 +122,8 @@ impl<V> SeriesTable<V> {
         self.index.get(series).copied()
     }
 
-    pub(crate) fn get(&self, key: &SeriesKey) -> Option<&V> {
-        self.find(key).map(|i| &self.list[i])
-    }
-
-    /// The series a reading (or key) names, by borrowed view.
-    pub(crate) fn get_view(&self, series: &dyn SeriesView) -> Option<&V> {
+    /// The series a key (or reading) names.
+    pub(crate) fn get(&self, series: &dyn SeriesView) -> Option<&V> {
         self.find(series).map(|i| &self.list[i])
     }
 
