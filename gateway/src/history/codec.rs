@@ -35,7 +35,7 @@ pub(super) fn decimal(v: f64, k: u8) -> Option<i64> {
 /// the baseline x86-64 target, once or twice per history point (issue 24).
 fn round(x: f64) -> Option<i64> {
     // Beyond EXACT - 0.5 the nearest integer is x itself or past EXACT; NaN fails this too.
-    if !(x.abs() <= EXACT) {
+    if x.is_nan() || x.abs() > EXACT {
         return None;
     }
     // Both exact below 2^53: the integer part and what is left of x.

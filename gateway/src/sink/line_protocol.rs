@@ -212,7 +212,7 @@ const TENTHS_BELOW: f64 = 1e14;
 /// Writes `f` as its count of tenths (`412.5`, `90.0`, `-0.5`) when that count divided by ten
 /// gives back exactly `f`; `false` (nothing written) otherwise, `-0.0` included.
 fn write_tenths(out: &mut String, f: f64) -> bool {
-    if !(f.abs() < TENTHS_BELOW) {
+    if f.is_nan() || f.abs() >= TENTHS_BELOW {
         return false;
     }
     // Rounded half away from zero; whether it is exact is checked just below.
