@@ -817,7 +817,7 @@ impl Outbox {
                         break;
                     }
                     let seen = verified.0 == id && (verified.1..verified.2).contains(&pos.offset);
-                    match segment::decode_frame_with(&buf[at..filled], !seen) {
+                    match segment::decode_frame(&buf[at..filled], !seen) {
                         Frame::Record(payload, flen) => {
                             if !records.is_empty() && bytes + payload.len() > max_bytes {
                                 break 'segments;
