@@ -59,6 +59,23 @@ thread_local! {
         const { std::cell::Cell::new(false) };
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: while set, readings find their series by their names only, never from their
+    /// device's slot (the oracle the slot's series list must agree with).
+    pub(crate) static SERIES_BY_NAME_TEST: std::cell::Cell<bool> =
+        const { std::cell::Cell::new(false) };
+}
+
+/// Whether a reading may take its series from its device's slot (always, outside tests).
+fn series_from_slot() -> bool {
+    #[cfg(test)]
+    if SERIES_BY_NAME_TEST.with(|f| f.get()) {
+        return false;
+    }
+    true
+}
+
 fn flat_by_window() -> bool {
     #[cfg(test)]
     if FLAT_BY_WINDOW_TEST.with(|f| f.get()) {
@@ -575,51 +592,99 @@ pub struct Engine {
     /// The readings derived from the message being judged; kept empty between messages and
     /// reused, so deriving costs no allocation per message (issue 24).
     derived: Vec<Reading>,
+    /// The devices [`Engine::prefetch`] found for the messages it was asked about, by the
+    /// address of the message's readings: the later stages and the judgement itself reuse
+    /// the lookup instead of hashing the device's names again (issue 24). A guess only,
+    /// checked against the message's names before it is trusted.
+    ahead: Ahead6,
+}
+
+/// The last [`AHEAD_KEPT`] devices found by [`Engine::prefetch`], oldest overwritten first.
+#[derive(Default)]
+struct Ahead6 {
+    found: [Option<(usize, DeviceSlot)>; AHEAD_KEPT],
+    next: usize,
+}
+
+/// More than the messages between a device's lookup (`Ahead::Slots`) and its judgement.
+const AHEAD_KEPT: usize = 8;
+
+impl Ahead6 {
+    fn key(readings: &[Reading]) -> usize {
+        readings.as_ptr() as usize
+    }
+
+    fn put(&mut self, readings: &[Reading], d: DeviceSlot) {
+        self.found[self.next] = Some((Self::key(readings), d));
+        self.next = (self.next + 1) % AHEAD_KEPT;
+    }
+
+    fn get(&self, readings: &[Reading]) -> Option<DeviceSlot> {
+        let k = Self::key(readings);
+        self.found
+            .iter()
+            .flatten()
+            .find(|(at, _)| *at == k)
+            .map(|&(_, d)| d)
+    }
 }
 
 /// How close a message is to its judgement when [`Engine::prefetch`] is asked for it: each
 /// stage asks for what the one before brought within reach.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Ahead {
-    /// Far: the device's name, which the lookups hash.
+    /// Far: the device's name, which the lookup hashes.
     Name,
-    /// The device's slot of rule states and the series its readings join.
+    /// The device's slot of rule states (looked up here, once for all stages).
     Slots,
-    /// The states themselves and the series' newest readings.
+    /// The states themselves and the positions of the device's series.
     States,
-    /// Nearest: the series' running judgements and flat runs.
+    /// The device's series (every one, those of derived readings too).
+    Series,
+    /// The series' windows (their newest readings) and flat runs.
     Parts,
+    /// Nearest: the series' running judgements and flat runs' marks.
+    Deep,
 }
 
 impl Engine {
     /// Prefetch hints for a message about to be judged (see [`crate::prefetch`]): the state
     /// its device and series have in the engine, asked for a few messages before judging it
     /// so the memory loads overlap (issue 24: with 10,000 devices each was a cache miss, one
-    /// after the other). Changes nothing; derived readings are not looked at.
-    pub(crate) fn prefetch(&self, readings: &[Reading], stage: Ahead) {
+    /// after the other). Changes no judgement: the device found at `Ahead::Slots` is kept for
+    /// the later stages and the judgement (checked there against the message's names).
+    pub(crate) fn prefetch(&mut self, readings: &[Reading], stage: Ahead) {
         let Some(first) = readings.first() else {
             return;
         };
         let live = &self.live;
-        // The series of the readings some rule judges (the others have none).
+        if let Ahead::Name = stage {
+            return crate::prefetch::lines(first.device.as_str().as_ptr(), 1);
+        }
+        if let Ahead::Slots = stage {
+            if let Some(d) = live.states.device(&first.site, &first.device) {
+                live.states.prefetch(d, false);
+                self.ahead.put(readings, d);
+            }
+            return;
+        }
+        let Some(d) = self.ahead.get(readings) else {
+            return;
+        };
         let each_series = |hint: fn(&Series)| {
-            readings
-                .iter()
-                .filter(|r| self.c.by_metric.contains_key(r.metric.as_str()))
-                .filter_map(|r| live.series.get(r))
+            live.states
+                .series_positions(d)
+                .filter_map(|pos| live.series.get_at(pos))
                 .for_each(hint)
         };
         match stage {
-            Ahead::Name => crate::prefetch::lines(first.device.as_str().as_ptr(), 1),
-            Ahead::Slots => {
-                live.states.prefetch(&first.site, &first.device, false);
-                each_series(|s| crate::prefetch::bytes(s, std::mem::size_of::<Series>()));
+            Ahead::Name | Ahead::Slots => {}
+            Ahead::States => live.states.prefetch(d, true),
+            Ahead::Series => {
+                each_series(|s| crate::prefetch::bytes(s, std::mem::size_of::<Series>()))
             }
-            Ahead::States => {
-                live.states.prefetch(&first.site, &first.device, true);
-                each_series(Series::prefetch_parts);
-            }
-            Ahead::Parts => each_series(Series::prefetch_deep),
+            Ahead::Parts => each_series(Series::prefetch_parts),
+            Ahead::Deep => each_series(Series::prefetch_deep),
         }
     }
 
@@ -633,6 +698,7 @@ impl Engine {
             live: Live::default(),
             traps: Default::default(),
             derived: Vec::new(),
+            ahead: Ahead6::default(),
         })
     }
 
@@ -891,16 +957,28 @@ impl Engine {
         // A trap's level, fill and volume, whatever its sensor reports (see `install::trap`).
         let mut derived = std::mem::take(&mut self.derived);
         self.traps.derive_into(readings, &mut derived);
-        let out = self.judge(Message {
-            received: readings,
-            derived: &derived,
+        // The message's device (one device's readings, usually): as the prefetch found it,
+        // else looked up once here; each reading checks it is its own.
+        let device = readings.first().and_then(|r| {
+            let states = &self.live.states;
+            self.ahead
+                .get(readings)
+                .filter(|&d| states.holds(d, &r.site, &r.device))
+                .or_else(|| states.device(&r.site, &r.device))
         });
+        let out = self.judge(
+            Message {
+                received: readings,
+                derived: &derived,
+            },
+            device,
+        );
         derived.clear();
         self.derived = derived;
         out
     }
 
-    fn judge(&mut self, msg: Message<'_>) -> Vec<ClueSignal> {
+    fn judge(&mut self, msg: Message<'_>, device: Option<DeviceSlot>) -> Vec<ClueSignal> {
         let mut out = Vec::new();
         let mut acts = Vec::new();
         if let Some(rx) = msg.iter().map(|r| r.received_time_ms).max() {
@@ -914,7 +992,7 @@ impl Engine {
                 .is_none_or(|p| p.site != r.site || p.device != r.device || p.stream != r.stream);
             prev = Some(r);
             self.live
-                .on_reading(&self.c, r, first, msg, &mut out, &mut acts);
+                .on_reading(&self.c, r, (first, device), msg, &mut out, &mut acts);
         }
         self.live.flush_pending(&self.c, &mut out, &mut acts);
         self.live.join_composites(&self.c, acts, &mut out);
@@ -984,7 +1062,7 @@ impl Live {
         &mut self,
         c: &Compiled,
         r: &Reading,
-        first_of_device: bool,
+        (first_of_device, device_guess): (bool, Option<DeviceSlot>),
         batch: Message<'_>,
         out: &mut Vec<ClueSignal>,
         acts: &mut Vec<Activation>,
@@ -1009,7 +1087,8 @@ impl Live {
 
         // The reading's device among the rule states: looked up once, on the first rule that
         // judges the reading, not once per rule.
-        let mut device: Option<DeviceSlot> = None;
+        let mut device: Option<DeviceSlot> =
+            device_guess.filter(|&d| self.states.holds(d, &r.site, &r.device));
         for &ri in &c.silence {
             let rule = &c.rules[ri];
             let by_metric = rule.select.metric.is_some();
@@ -1053,8 +1132,10 @@ impl Live {
         let Some(list) = c.by_metric.get(r.metric.as_str()) else {
             return;
         };
-        // The reading's series: its key and its position in `self.series`.
+        // The reading's series: its key and its position in `self.series`; whether the
+        // device's slot lists it (else it is listed once the slot is at hand).
         let mut key: Option<(SeriesKey, usize)> = None;
+        let mut listed = false;
         for ri in list.for_site(&r.site) {
             let rule = &c.rules[ri];
             if !rule.select.matches(r) {
@@ -1064,8 +1145,13 @@ impl Live {
                 continue;
             }
             if key.is_none() {
-                // One lookup when the series exists (the usual case); the key is an Arc.
-                let known = self.series.find(r).map(|pos| {
+                // From the device's slot when it lists the series (the usual case: two
+                // names compared), else one lookup by the reading's names; the key is an Arc.
+                let at = device
+                    .filter(|_| series_from_slot())
+                    .and_then(|d| self.states.series_of(d, &r.stream, &r.metric));
+                listed = at.is_some();
+                let known = at.or_else(|| self.series.find(r)).map(|pos| {
                     let s = self.series.at_mut(pos);
                     (s.push(t, &r.value), (s.key.clone(), pos))
                 });
@@ -1101,6 +1187,10 @@ impl Live {
             }
             if let Some((k, pos)) = &key {
                 let d = *device.get_or_insert_with(|| self.states.device_named(&r.site, &r.device));
+                if !listed {
+                    self.states.remember_series(d, &r.stream, &r.metric, *pos);
+                    listed = true;
+                }
                 self.eval(c, ri, r, (k, *pos, d), batch, out, acts);
             }
         }

@@ -134,6 +134,11 @@ impl<V> SeriesTable<V> {
         &self.list[pos]
     }
 
+    /// The series at `pos`, when there is one (prefetch hints from positions kept apart).
+    pub(crate) fn get_at(&self, pos: usize) -> Option<&V> {
+        self.list.get(pos)
+    }
+
     pub(crate) fn at_mut(&mut self, pos: usize) -> &mut V {
         &mut self.list[pos]
     }
@@ -388,6 +393,20 @@ struct Slot<V> {
     subject: Subject,
     /// Sorted by rule, each rule once.
     states: Vec<(StateKey, V)>,
+    /// The device's series found so far, with their positions in the engine's
+    /// [`SeriesTable`]: a reading reaches its series from its device's slot by comparing two
+    /// names (pointers, usually) instead of hashing four strings, and [`StateMap::prefetch`]
+    /// can ask for every series of a device, derived ones included (issue 24). Not stored:
+    /// rebuilt from the table as readings arrive after a restore or reload.
+    series: Vec<SeriesAt>,
+}
+
+/// Where one series of a device is in the engine's [`SeriesTable`].
+#[derive(Debug)]
+struct SeriesAt {
+    stream: Name,
+    metric: Name,
+    pos: usize,
 }
 
 impl<V> Default for StateMap<V> {
@@ -412,11 +431,22 @@ impl<V> Slot<V> {
 }
 
 impl<V> StateMap<V> {
+    /// The device of `site`/`device` when it has a slot (none is made).
+    pub(crate) fn device(&self, site: &str, device: &str) -> Option<DeviceSlot> {
+        self.find(site, device).map(DeviceSlot)
+    }
+
+    /// Whether `d` is still the slot of `site`/`device` (a slot answered before a reload may
+    /// name another device, or none): two pointer comparisons when the names are shared.
+    pub(crate) fn holds(&self, d: DeviceSlot, site: &str, device: &str) -> bool {
+        self.slots.get(d.0).is_some_and(|s| s.holds(site, device))
+    }
+
     /// Prefetch hints for a device about to be judged (see [`crate::prefetch`]): its slot,
-    /// or with `states` the states behind it (the slot should be in cache by then: ask for it
-    /// a little earlier). Nothing for a device without states.
-    pub(crate) fn prefetch(&self, site: &str, device: &str, states: bool) {
-        let Some(slot) = self.find(site, device).map(|i| &self.slots[i]) else {
+    /// or with `states` the states and series positions behind it (the slot should be in
+    /// cache by then: ask for it a little earlier). A hint only: any `d` will do.
+    pub(crate) fn prefetch(&self, d: DeviceSlot, states: bool) {
+        let Some(slot) = self.slots.get(d.0) else {
             return;
         };
         if states {
@@ -424,9 +454,57 @@ impl<V> StateMap<V> {
                 slot.states.as_ptr(),
                 std::mem::size_of_val(slot.states.as_slice()),
             );
+            crate::prefetch::bytes(
+                slot.series.as_ptr(),
+                std::mem::size_of_val(slot.series.as_slice()),
+            );
         } else {
             crate::prefetch::bytes(slot, std::mem::size_of::<Slot<V>>());
         }
+    }
+
+    /// The position in the engine's [`SeriesTable`] of the series of `d`'s `stream` and
+    /// `metric`, when [`StateMap::remember_series`] was told it (since the slot was made).
+    pub(crate) fn series_of(&self, d: DeviceSlot, stream: &Name, metric: &Name) -> Option<usize> {
+        self.slots
+            .get(d.0)?
+            .series
+            .iter()
+            .find(|s| s.metric == *metric && s.stream == *stream)
+            .map(|s| s.pos)
+    }
+
+    /// Notes that `d`'s series of `stream` and `metric` is at `pos` in the engine's
+    /// [`SeriesTable`] (positions never change while the table lives; a restore makes a new
+    /// table and a new map).
+    pub(crate) fn remember_series(
+        &mut self,
+        d: DeviceSlot,
+        stream: &Name,
+        metric: &Name,
+        pos: usize,
+    ) {
+        if self.series_of(d, stream, metric).is_some() {
+            return;
+        }
+        if let Some(slot) = self.slots.get_mut(d.0) {
+            // One at a time: a device has one or two series, and a first push would reserve
+            // room for four (224 bytes a device).
+            slot.series.reserve_exact(1);
+            slot.series.push(SeriesAt {
+                stream: stream.clone(),
+                metric: metric.clone(),
+                pos,
+            });
+        }
+    }
+
+    /// The positions of every series remembered for `d` (for prefetch hints).
+    pub(crate) fn series_positions(&self, d: DeviceSlot) -> impl Iterator<Item = usize> + '_ {
+        self.slots
+            .get(d.0)
+            .into_iter()
+            .flat_map(|s| s.series.iter().map(|s| s.pos))
     }
 
     /// The slot of `site`/`device`, when it has one.
@@ -462,6 +540,7 @@ impl<V> StateMap<V> {
                 self.slots.push(Slot {
                     subject,
                     states: Vec::new(),
+                    series: Vec::new(),
                 });
                 i
             }
@@ -470,12 +549,16 @@ impl<V> StateMap<V> {
         i
     }
 
-    /// Heap bytes of the states (each device's slot list), not counting what a state points to.
+    /// Heap bytes of the states and series positions (each device's slot lists), not counting
+    /// what a state points to.
     #[cfg(test)]
     pub(crate) fn bytes_held(&self) -> usize {
         self.slots
             .iter()
-            .map(|s| s.states.capacity() * std::mem::size_of::<(StateKey, V)>())
+            .map(|s| {
+                s.states.capacity() * std::mem::size_of::<(StateKey, V)>()
+                    + s.series.capacity() * std::mem::size_of::<SeriesAt>()
+            })
             .sum()
     }
 

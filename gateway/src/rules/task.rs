@@ -29,11 +29,13 @@ const SAVE_EVERY: Duration = Duration::from_secs(60);
 /// Messages ahead of the one being judged at which the engine is asked to prefetch each stage
 /// of a message's state ([`Engine::prefetch`]): far enough for the loads to arrive, near
 /// enough that they are still in cache (issue 24).
-const PREFETCH: [(usize, Ahead); 4] = [
-    (4, Ahead::Name),
-    (3, Ahead::Slots),
-    (2, Ahead::States),
-    (1, Ahead::Parts),
+const PREFETCH: [(usize, Ahead); 6] = [
+    (6, Ahead::Name),
+    (5, Ahead::Slots),
+    (4, Ahead::States),
+    (3, Ahead::Series),
+    (2, Ahead::Parts),
+    (1, Ahead::Deep),
 ];
 
 /// Runs the engine until `rx` closes, applying every rules update sent on `reload` without

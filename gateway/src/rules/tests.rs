@@ -1808,6 +1808,174 @@ fn running_judgements_send_what_rescanning_sends() {
     }
 }
 
+/// A reading takes its series from its device's slot (issue 24) and is judged exactly as when
+/// it looks the series up by its names: same signals, evidence and stats, on devices of the
+/// same name at two sites, one metric on two streams of a device (in one message and apart),
+/// a message of two devices, names shared with earlier readings (as the decoder interns them)
+/// and fresh ones, hints given and not, a reload that renumbers the devices' slots and a
+/// restore.
+#[test]
+fn series_from_the_device_slot_judge_as_lookups_by_name() {
+    use super::engine::{Ahead, SERIES_BY_NAME_TEST};
+    use crate::reading::Name;
+    let by_name = |on: bool| SERIES_BY_NAME_TEST.with(|f| f.set(on));
+    let extra = r#"
+[[rules]]
+id = "any-stream-rise"
+kind = "test.rise"
+level = "low"
+select = { metric = "level_mm" }
+condition = { type = "rate", rise = 40.0, within_s = 1200 }
+cooldown_s = 60
+
+[[rules]]
+id = "any-stream-high"
+kind = "test.high"
+level = "low"
+select = { metric = "level_mm" }
+condition = { type = "threshold", above = 420.0, clear_at = 400.0 }
+"#;
+    let file: RulesFile = toml::from_str(extra).expect("extra rules parse");
+    let mut rules = running_judgement_rules();
+    rules.extend(file.rules);
+    // Fewer rules after the reload: the states and slots are rebuilt, the series kept.
+    let reloaded: Vec<RuleConfig> = rules
+        .iter()
+        .filter(|r| r.id != "fast-fall")
+        .cloned()
+        .collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    // Interned names: one `Name` per text, cloned into every reading that uses it.
+    let mut names: std::collections::HashMap<String, Name> = Default::default();
+    let mut name = |s: &str, shared: bool| {
+        if shared {
+            names
+                .entry(s.to_string())
+                .or_insert_with(|| Name::from(s))
+                .clone()
+        } else {
+            Name::from(s)
+        }
+    };
+    let mut slot = engine_with(rules.clone());
+    let mut oracle = engine_with(rules.clone());
+    let mut level = [300.0f64; 8];
+    let mut t = at_local(9, 0);
+    let (mut got, mut want) = (Vec::new(), Vec::new());
+    let mut msgs: Vec<Vec<Reading>> = Vec::new();
+    for step in 0..3000 {
+        let d = (next() % 8) as usize;
+        let (site, device) = (format!("r-{}", d % 2), format!("trap-{}", d / 2 % 2));
+        let streams: &[&str] = match (d / 4, next() % 4) {
+            (0, _) => &["grease_trap"],
+            (_, 0) => &["grease_trap", "aux"],
+            (_, 1) => &["aux", "grease_trap"],
+            (_, 2) => &["aux"],
+            _ => &["grease_trap"],
+        };
+        t += (next() % 5) as i64 * MIN;
+        let shared = next() % 5 != 0;
+        let mut msg = Vec::new();
+        for (k, stream) in streams.iter().enumerate() {
+            let i = (d + 4 * k) % 8;
+            level[i] = match next() % 20 {
+                0 => level[i] - 60.0 - (next() % 100) as f64,
+                1 => level[i] + 60.0 + (next() % 100) as f64,
+                2..=8 => level[i],
+                _ => (level[i] + (next() % 9) as f64 - 4.0).clamp(0.0, 800.0),
+            };
+            let mut r = reading(
+                &site,
+                &device,
+                stream,
+                "level_mm",
+                Value::Float(level[i]),
+                t,
+            );
+            r.site = name(&site, shared);
+            r.device = name(&device, shared);
+            r.stream = name(stream, shared);
+            r.metric = name("level_mm", shared);
+            msg.push(r);
+        }
+        if next() % 50 == 0 {
+            // A message of two devices: the second reading is another device's.
+            let mut r = msg[0].clone();
+            r.device = name("trap-9", shared);
+            msg.push(r);
+        }
+        msgs.push(msg);
+        // Hints for the messages ahead, as the rules task gives them (some not given).
+        for (ahead, stage) in [
+            (5, Ahead::Slots),
+            (4, Ahead::States),
+            (3, Ahead::Series),
+            (2, Ahead::Parts),
+            (1, Ahead::Deep),
+        ] {
+            if step >= ahead && next() % 7 != 0 {
+                slot.prefetch(&msgs[step - ahead], stage);
+            }
+        }
+        if step >= 5 {
+            let m = &msgs[step - 5];
+            by_name(false);
+            got.extend(slot.on_readings(m));
+            by_name(true);
+            want.extend(oracle.on_readings(m));
+            by_name(false);
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "step {step}");
+        }
+        if step % 97 == 0 {
+            by_name(false);
+            got.extend(slot.on_tick(t));
+            by_name(true);
+            want.extend(oracle.on_tick(t));
+            by_name(false);
+        }
+        if step == 1000 {
+            slot.reload(reloaded.clone(), &RulesSettings::default())
+                .expect("reloads");
+            oracle
+                .reload(reloaded.clone(), &RulesSettings::default())
+                .expect("reloads");
+        }
+        if step == 2000 {
+            let restart = |e: &Engine| {
+                let snap = serde_json::to_vec(&e.snapshot()).expect("serializes");
+                let snap = serde_json::from_slice(&snap).expect("deserializes");
+                Engine::restore(reloaded.clone(), &RulesSettings::default(), snap)
+                    .expect("restored")
+            };
+            slot = restart(&slot);
+            oracle = restart(&oracle);
+        }
+    }
+    by_name(false);
+    assert_eq!(format!("{got:?}"), format!("{want:?}"));
+    assert_eq!(
+        format!("{:?}", slot.stats()),
+        format!("{:?}", oracle.stats())
+    );
+    // Both streams' series judged and raising: the comparison is not of silence.
+    for stream in ["grease_trap", "aux"] {
+        let n = occurrences(&got)
+            .iter()
+            .filter(|e| {
+                e.rule == "any-stream-rise"
+                    && format!("{e:?}").contains(&format!("stream: \"{stream}\""))
+            })
+            .count();
+        assert!(n > 0, "{stream}: no rise raised");
+    }
+}
+
 /// Rule state per device (issue 24): the heap bytes of a device's series windows (readings),
 /// of their running judgements and of its rule states, with the default rules, for a trap
 /// level sensor shaped like the ingest benchmark's devices (100 messages, the level rising by
@@ -1924,7 +2092,14 @@ fn prefetching_changes_no_judgement() {
         a.extend(plain.on_readings(m));
         for j in [i + 1, i + 2, i + 5, i.saturating_sub(3), 0] {
             if let Some(next) = msgs.get(j) {
-                for stage in [Ahead::Name, Ahead::Slots, Ahead::States, Ahead::Parts] {
+                for stage in [
+                    Ahead::Name,
+                    Ahead::Slots,
+                    Ahead::States,
+                    Ahead::Series,
+                    Ahead::Parts,
+                    Ahead::Deep,
+                ] {
                     hinted.prefetch(next, stage);
                 }
             }

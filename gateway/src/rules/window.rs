@@ -8,7 +8,9 @@
 //! devices these windows were most of the gateway's memory per device (issue 24).
 
 use super::column::{Column, WithPoints};
-use super::running::{Extreme, FlatRun, Points, Running, flat_run_by_scan, supported_extreme};
+use super::running::{
+    Extreme, FlatRun, Points, Running, flat_run_by_scan, supported_extreme, supported_extreme_in,
+};
 use crate::reading::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -349,8 +351,20 @@ impl Window {
                 };
             }
         }
+        /// The rescan over the column seen as one kind, in place.
+        struct Rescan(usize, usize, f64, f64);
+        impl WithPoints for Rescan {
+            type Out = Option<(i64, f64)>;
+            fn run(self, p: &impl Points) -> Self::Out {
+                supported_extreme_in(p, self.0, self.1, self.2, self.3)
+            }
+        }
+        let end = self.col.first_after(to);
+        if let Some(answer) = self.col.with_points(Rescan(s, end, band, sign)) {
+            return answer;
+        }
         scratch.clear();
-        self.numbers_into(s, self.col.first_after(to), scratch);
+        self.numbers_into(s, end, scratch);
         supported_extreme(scratch, band, sign)
     }
 
