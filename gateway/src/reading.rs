@@ -88,6 +88,16 @@ impl Name {
         }
     }
 
+    /// The text when the name is permanent: kept at this address for the life of the process
+    /// and never changed, so its address stands for its text (the line protocol remembers
+    /// which such names need no escaping, `sink::line_protocol`).
+    pub(crate) fn permanent(&self) -> Option<&'static str> {
+        match &self.0 {
+            Repr::Permanent(s) => Some(s),
+            Repr::Shared(_) => None,
+        }
+    }
+
     /// Whether both are the very same text in memory (an interned name, the usual case on
     /// the intake path): equal without reading the bytes.
     fn same_allocation(&self, other: &Name) -> bool {
@@ -266,7 +276,8 @@ impl Names {
         Names::with_budget(&PERMANENT_LEFT)
     }
 
-    fn with_budget(budget: &'static AtomicUsize) -> Names {
+    /// An interner taking permanent names from `budget` (tests: a budget of their own).
+    pub(crate) fn with_budget(budget: &'static AtomicUsize) -> Names {
         Names {
             set: Default::default(),
             budget,

@@ -123,11 +123,48 @@ const SPECIAL: [bool; 256] = {
     t
 };
 
+/// Whether `s` is written as it is in position `kind`: nothing to escape or replace.
+fn is_plain(s: &str, kind: Identifier) -> bool {
+    !s.bytes().any(|b| SPECIAL[usize::from(b)]) && (kind == Identifier::Key || !s.starts_with('#'))
+}
+
+/// Permanent names ([`Name::permanent`]) known to be plain in every position, by address and
+/// length: a fleet's stream, site and metric names are written on every line, and looking
+/// them up here is cheaper than checking their bytes again (issue 24). A permanent text never
+/// moves or changes, so an address stands for one text; other names are always checked.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct PlainNames([(usize, usize); PLAIN_NAMES]);
+
+/// Entries of [`PlainNames`].
+const PLAIN_NAMES: usize = 16;
+
+impl PlainNames {
+    fn slot(text: &str) -> usize {
+        ((text.as_ptr() as usize >> 4) ^ text.len()) % PLAIN_NAMES
+    }
+
+    /// Writes `name` in position `kind`, as [`write_identifier`] does.
+    fn write(&mut self, out: &mut String, name: &Name, kind: Identifier, dialect: Dialect) {
+        let Some(text) = name.permanent() else {
+            write_identifier(out, name, kind, dialect);
+            return;
+        };
+        let entry = (text.as_ptr() as usize, text.len());
+        let slot = Self::slot(text);
+        if self.0[slot] == entry {
+            out.push_str(text);
+        } else if is_plain(text, Identifier::Measurement) && is_plain(text, Identifier::Key) {
+            self.0[slot] = entry;
+            out.push_str(text);
+        } else {
+            write_identifier(out, text, kind, dialect);
+        }
+    }
+}
+
 fn write_identifier(out: &mut String, s: &str, kind: Identifier, dialect: Dialect) {
     // Nothing to escape or replace (nearly every name): copied as it is.
-    let special = s.bytes().any(|b| SPECIAL[usize::from(b)]);
-    let plain = !special && (kind == Identifier::Key || !s.starts_with('#'));
-    if plain {
+    if is_plain(s, kind) {
         out.push_str(s);
         return;
     }
@@ -258,6 +295,7 @@ pub(crate) struct LineBuf {
     ends: Vec<usize>,
     /// The measurement (`prefix` + stream) while a line is written, when a prefix is set.
     measurement: String,
+    plain: PlainNames,
 }
 
 impl LineBuf {
@@ -325,23 +363,23 @@ pub(crate) fn encode_into(
                 .rev()
                 .find(|l| l.metric == r.metric)
                 .map_or(&r.value, |l| &l.value);
-            Some((r.metric.as_str(), last))
+            Some((&r.metric, last))
         });
         write_line(k0, fields, prefix, dialect, lines);
         return;
     }
 
     let mut order: Vec<Key<'_>> = Vec::new();
-    let mut groups: HashMap<Key<'_>, Vec<(&str, &Value)>> = HashMap::new();
+    let mut groups: HashMap<Key<'_>, Vec<(&Name, &Value)>> = HashMap::new();
     for r in readings {
         let key = key(r);
         let fields = groups.entry(key).or_insert_with(|| {
             order.push(key);
             Vec::new()
         });
-        match fields.iter_mut().find(|(m, _)| *m == r.metric) {
+        match fields.iter_mut().find(|(m, _)| **m == r.metric) {
             Some(slot) => slot.1 = &r.value,
-            None => fields.push((r.metric.as_str(), &r.value)),
+            None => fields.push((&r.metric, &r.value)),
         }
     }
     for key in order {
@@ -353,16 +391,18 @@ pub(crate) fn encode_into(
 /// Appends one point's line to `out`; nothing (with a warning) when it has nothing writable.
 fn write_line<'a>(
     (stream, site, device, source, ts): (&Name, &Name, &Name, Source, i64),
-    fields: impl Iterator<Item = (&'a str, &'a Value)>,
+    fields: impl Iterator<Item = (&'a Name, &'a Value)>,
     prefix: &str,
     dialect: Dialect,
     out: &mut LineBuf,
 ) {
+    let (stream_name, site_name) = (stream, site);
     let (stream, site, device) = (stream.as_str(), site.as_str(), device.as_str());
     let LineBuf {
         text: line,
         ends,
         measurement: scratch,
+        plain,
     } = out;
     let measurement: &str = if prefix.is_empty() {
         stream
@@ -377,29 +417,39 @@ fn write_line<'a>(
         return;
     }
     let start = line.len();
-    write_identifier(line, measurement, Identifier::Measurement, dialect);
-    // Sorted tag keys: device < site < source.
-    for (k, v) in [(",device=", device), (",site=", site)] {
-        if v.is_empty() {
-            continue;
-        }
-        line.push_str(k);
-        write_identifier(line, v, Identifier::Key, dialect);
+    if prefix.is_empty() {
+        plain.write(line, stream_name, Identifier::Measurement, dialect);
+    } else {
+        write_identifier(line, measurement, Identifier::Measurement, dialect);
+    }
+    // Sorted tag keys: device < site < source. Devices differ from line to line: checked
+    // rather than remembered.
+    if !device.is_empty() {
+        line.push_str(",device=");
+        write_identifier(line, device, Identifier::Key, dialect);
+    }
+    if !site.is_empty() {
+        line.push_str(",site=");
+        plain.write(line, site_name, Identifier::Key, dialect);
     }
     // Never empty and never in need of escaping (`sources_are_plain_identifiers`).
     line.push_str(",source=");
     line.push_str(source.as_str());
     let mut n_fields = 0;
-    for (metric, value) in fields {
+    for (metric_name, value) in fields {
+        let metric = metric_name.as_str();
         if metric.is_empty() {
             tracing::warn!(%measurement, site, device, "metric with empty name skipped");
             continue;
         }
-        // InfluxDB refuses the whole point when a field is called `time`.
-        let metric = if metric == "time" { "time_" } else { metric };
         let mark = line.len();
         line.push(if n_fields == 0 { ' ' } else { ',' });
-        write_identifier(line, metric, Identifier::Key, dialect);
+        // InfluxDB refuses the whole point when a field is called `time`.
+        if metric == "time" {
+            line.push_str("time_");
+        } else {
+            plain.write(line, metric_name, Identifier::Key, dialect);
+        }
         line.push('=');
         if write_value(line, value, dialect) {
             n_fields += 1;
@@ -848,6 +898,69 @@ mod tests {
             one(reading("", "", "m", Value::Int(1), 1)),
             "grease_trap,source=mqtt m=1i 1"
         );
+    }
+
+    /// Permanent names (remembered by address when plain, [`PlainNames`]) are written exactly
+    /// as the same texts in reference-counted names (always checked): a batch of lines in one
+    /// buffer, so remembered names come back, over names with every special character, a
+    /// leading `#`, `time` and empty ones, with and without a prefix, in both dialects.
+    #[test]
+    fn permanent_names_are_written_as_any_other() {
+        use std::sync::atomic::AtomicUsize;
+        let budget: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(1 << 24)));
+        let mut names = crate::reading::Names::with_budget(budget);
+        let mut rng = rand::rng();
+        let mut pool: Vec<String> = ["grease_trap", "level", "#x", "a b", "time", "", "x\\"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        pool.extend((0..16).map(|_| random_string(&mut rng, None)));
+        assert!(names.get("grease_trap").permanent().is_some());
+        for dialect in [Dialect::InfluxDb, Dialect::VictoriaMetrics] {
+            for prefix in ["", "p_"] {
+                let (mut fast, mut reference) = (LineBuf::default(), LineBuf::default());
+                for step in 0..600 {
+                    let pick = |rng: &mut rand::rngs::ThreadRng| pool.choose(rng).unwrap().clone();
+                    let (stream, site, device) = (pick(&mut rng), pick(&mut rng), pick(&mut rng));
+                    let metrics: Vec<String> = (0..1 + step % 3).map(|_| pick(&mut rng)).collect();
+                    let make = |names: &mut crate::reading::Names, permanent: bool| {
+                        let mut name = |t: &str| {
+                            if permanent {
+                                names.get(t)
+                            } else {
+                                Name::from(t)
+                            }
+                        };
+                        metrics
+                            .iter()
+                            .map(|m| {
+                                let mut r = reading("", "", "", Value::Float(step as f64 / 4.0), 9);
+                                r.stream = name(&stream);
+                                r.site = name(&site);
+                                r.device = name(&device);
+                                r.metric = name(m);
+                                r
+                            })
+                            .collect::<Vec<_>>()
+                    };
+                    let permanent = make(&mut names, true);
+                    let shared = make(&mut names, false);
+                    assert!(
+                        permanent
+                            .iter()
+                            .all(|r| r.stream.is_empty() || r.stream.permanent().is_some())
+                    );
+                    encode_into(&permanent, prefix, dialect, &mut fast);
+                    encode_into(&shared, prefix, dialect, &mut reference);
+                }
+                assert_eq!(fast.text, reference.text, "{dialect:?} {prefix:?}");
+                assert_eq!(fast.ends, reference.ends);
+                assert!(
+                    fast.len() > 100,
+                    "{dialect:?} {prefix:?}: lines were written"
+                );
+            }
+        }
     }
 
     #[test]
