@@ -295,7 +295,8 @@ pub(crate) struct LineBuf {
     ends: Vec<usize>,
     /// The measurement (`prefix` + stream) while a line is written, when a prefix is set.
     measurement: String,
-    plain: PlainNames,
+    /// Made with the first line (boxed: 256 bytes that every `LineBuf` moved would carry).
+    plain: Option<Box<PlainNames>>,
 }
 
 impl LineBuf {
@@ -416,6 +417,7 @@ fn write_line<'a>(
         tracing::warn!(site, device, "reading without stream or prefix skipped");
         return;
     }
+    let plain = plain.get_or_insert_with(Box::default);
     let start = line.len();
     if prefix.is_empty() {
         plain.write(line, stream_name, Identifier::Measurement, dialect);
