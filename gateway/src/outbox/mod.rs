@@ -220,6 +220,14 @@ pub struct Outbox {
     /// allocation and a zero fill of up to a window per batch (issue 24). Taken while `reader`
     /// is held.
     read_buf: Mutex<Vec<u8>>,
+    /// Where the reader has verified CRCs: every frame of segment `.0` that starts in
+    /// `.1...2` passed its CRC on an earlier read by this process. Delivery reads a partial
+    /// batch again every poll until it fills, and the consumer re-reads after a failed write;
+    /// checking those frames again was over half of the read's work (issue 24). Each frame is
+    /// still checked once after it is read back, which is what the CRC is for (a torn or
+    /// zero-filled write; the frames were also verified on append or at open). Taken while
+    /// `reader` is held.
+    verified: Mutex<(u64, u64, u64)>,
     commit_lock: Mutex<()>,
     data_ready: Notify,
     space_freed: Notify,
@@ -470,6 +478,7 @@ impl Outbox {
             }),
             state: Mutex::new(st),
             reader: Mutex::new(None),
+            verified: Mutex::new((0, 0, 0)),
             read_buf: Mutex::new(Vec::new()),
             commit_lock: Mutex::new(()),
             data_ready: Notify::new(),
@@ -762,6 +771,7 @@ impl Outbox {
             .clamp(64 << 10, 16 << 20);
         // Zeroed once and kept: only the first `filled` bytes of a window are read into.
         let mut buf = std::mem::take(&mut *lock(&self.read_buf));
+        let mut verified = *lock(&self.verified);
         'segments: for &(id, end, sealed) in &view {
             if id < pos.segment {
                 continue;
@@ -806,7 +816,8 @@ impl Outbox {
                     if pos.offset >= end || records.len() >= max_records {
                         break;
                     }
-                    match segment::decode_frame(&buf[at..filled]) {
+                    let seen = verified.0 == id && (verified.1..verified.2).contains(&pos.offset);
+                    match segment::decode_frame(&buf[at..filled], !seen) {
                         Frame::Record(payload, flen) => {
                             if !records.is_empty() && bytes + payload.len() > max_bytes {
                                 break 'segments;
@@ -814,6 +825,14 @@ impl Outbox {
                             bytes += payload.len();
                             records.push(payload);
                             at += flen as usize;
+                            // The verified stretch grows where this read joins it, else
+                            // this read starts a new one.
+                            let frame_end = pos.offset + flen;
+                            if verified.0 == id && (verified.1..=verified.2).contains(&pos.offset) {
+                                verified.2 = verified.2.max(frame_end);
+                            } else {
+                                verified = (id, pos.offset, frame_end);
+                            }
                             pos.offset += flen;
                             pos.index += 1;
                         }
@@ -837,6 +856,7 @@ impl Outbox {
                 }
             }
         }
+        *lock(&self.verified) = verified;
         if buf.len() <= KEEP_READ_BUF {
             *lock(&self.read_buf) = buf;
         }

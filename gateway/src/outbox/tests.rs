@@ -827,3 +827,57 @@ fn read_batch_after_reads_on_and_falls_back_to_the_cursor() {
     assert_eq!(ob.stats().records, 0);
     assert!(drain(&ob).is_empty());
 }
+
+/// Offset of record `i` of `recs` in the first segment (all records are the same size).
+fn record_offset(i: u64) -> u64 {
+    let len = recs(0..1)[0].len() as u64;
+    HEADER_LEN + i * (FRAME_OVERHEAD + len)
+}
+
+/// Flips a byte in the payload of record `i` of the first segment file.
+fn flip_payload_byte(dir: &Path, i: u64) {
+    let seg = seg_files(dir).remove(0);
+    let f = fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.write_all_at(&[0xFF], record_offset(i) + FRAME_OVERHEAD + 2)
+        .unwrap();
+}
+
+#[test]
+fn a_partial_batch_read_again_checks_only_the_frames_appended_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ob, m) = open(dir.path(), &small());
+    ob.append(&recs(0..3)).unwrap();
+    let first = ob.read_batch(10, 1 << 20).unwrap();
+    assert_eq!(first.records, recs(0..3));
+    // Appended after that read and damaged on disk: the read that comes to it finds it.
+    ob.append(&recs(3..6)).unwrap();
+    flip_payload_byte(dir.path(), 4);
+    let again = ob.read_batch(10, 1 << 20).unwrap();
+    assert_eq!(again.records, recs(0..4));
+    assert_eq!(m.outbox_errors_total.get(), 1);
+    // A record damaged after a read verified it is not checked again: re-reads of a waiting
+    // batch skip the CRCs already checked (the old code cut the segment here too).
+    flip_payload_byte(dir.path(), 1);
+    let third = ob.read_batch(10, 1 << 20).unwrap();
+    assert_eq!(third.records.len(), 4);
+    assert_ne!(third.records.iter().nth(1), Some(&recs(1..2)[0][..]));
+    assert_eq!(m.outbox_errors_total.get(), 1);
+}
+
+#[test]
+fn after_a_restart_the_verified_stretch_starts_at_the_cursor_and_later_frames_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (ob, _) = open(dir.path(), &small());
+        ob.append(&recs(0..6)).unwrap();
+        let done = ob.read_batch(2, 1 << 20).unwrap();
+        ob.commit(&done.end).unwrap();
+    }
+    let (ob, m) = open(dir.path(), &small());
+    let first = ob.read_batch(1, 1 << 20).unwrap();
+    assert_eq!(first.records, recs(2..3));
+    flip_payload_byte(dir.path(), 3);
+    let again = ob.read_batch(10, 1 << 20).unwrap();
+    assert_eq!(again.records, recs(2..3));
+    assert_eq!(m.outbox_errors_total.get(), 1);
+}

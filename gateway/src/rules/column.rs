@@ -509,6 +509,16 @@ impl<T: Copy, F: Fn(T) -> f64> Points for NearPoints<'_, T, F> {
     fn x(&self, i: usize) -> f64 {
         (self.f)(self.d[i].value)
     }
+
+    fn range(&self, a: usize, b: usize) -> impl Iterator<Item = (i64, f64)> + '_ {
+        let (base, f) = (self.base, &self.f);
+        let r = self.d.range(a.min(b)..b);
+        // Fields copied out of the packed reading, never borrowed.
+        r.map(move |n| {
+            let (offset, value) = (n.offset, n.value);
+            (base + i64::from(offset), f(value))
+        })
+    }
 }
 
 /// Readings with full times, numbers by `f`.
@@ -528,6 +538,11 @@ impl<T: Copy, F: Fn(T) -> f64> Points for FullPoints<'_, T, F> {
 
     fn x(&self, i: usize) -> f64 {
         (self.f)(self.d[i].1)
+    }
+
+    fn range(&self, a: usize, b: usize) -> impl Iterator<Item = (i64, f64)> + '_ {
+        let f = &self.f;
+        self.d.range(a.min(b)..b).map(move |&(t, v)| (t, f(v)))
     }
 }
 

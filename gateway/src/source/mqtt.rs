@@ -247,6 +247,14 @@ pub(crate) fn connect(cfg: &MqttConfig) -> Result<(AsyncClient, EventLoop), Mqtt
 /// many raw messages (each at most `max_payload_bytes`), plus the intake channel and one batch.
 pub const DECODE_QUEUE: usize = 512;
 
+/// Most publishes handed to the decoder at once (rumqttc reads at most nine packets per socket
+/// read): one channel send per read instead of per message (issue 24).
+const HANDOFF_MAX: usize = 16;
+
+/// Hand-offs waiting for the decoder: with at most [`HANDOFF_MAX`] publishes each, at most
+/// [`DECODE_QUEUE`] messages.
+const HANDOFF_QUEUE: usize = DECODE_QUEUE / HANDOFF_MAX;
+
 /// Drives the connection until `cancel`: publishes go to a decoding task that hands readings
 /// to the processor; the processor's acknowledgements come back on `acks` and are written by
 /// this loop (see [`super::mqtt_acks`] for why not through rumqttc's request channel).
@@ -266,7 +274,7 @@ pub(crate) async fn run(
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) {
-    let (raw_tx, raw_rx) = tokio::sync::mpsc::channel(DECODE_QUEUE);
+    let (raw_tx, raw_rx) = tokio::sync::mpsc::channel(HANDOFF_QUEUE);
     let decode = tokio::spawn(decode_loop(
         cfg.clone(),
         client.clone(),
@@ -293,9 +301,14 @@ pub(crate) async fn run(
     let _ = client.try_disconnect();
 }
 
-/// A raw message on its way to the decoder: the publish, when it was received, and the
-/// connection it came on (its acknowledgement is valid on that connection only).
-type Raw = (rumqttc::Publish, i64, u64);
+/// Raw messages on their way to the decoder, from one socket read: the publishes (at most
+/// [`HANDOFF_MAX`]), when they were received, and the connection they came on (their
+/// acknowledgements are valid on that connection only).
+struct Raws {
+    publishes: Vec<rumqttc::Publish>,
+    received: i64,
+    connection: u64,
+}
 
 /// How long the source waits, at shutdown, for the processor's last acknowledgements.
 const LAST_ACKS_WAIT: Duration = Duration::from_secs(5);
@@ -315,7 +328,7 @@ struct Source<'a> {
 impl Source<'_> {
     async fn poll_loop(
         &mut self,
-        raw_tx: tokio::sync::mpsc::Sender<Raw>,
+        raw_tx: tokio::sync::mpsc::Sender<Raws>,
         cancel: &CancellationToken,
     ) {
         let mut backoff =
@@ -342,45 +355,8 @@ impl Source<'_> {
                 }
                 e = self.eventloop.poll() => e,
             };
-            match event {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    if ack.code != ConnectReturnCode::Success {
-                        warn!(code = ?ack.code, "broker refused the connection");
-                        continue;
-                    }
-                    self.connection += 1;
-                    self.metrics.mqtt_connected.set(1);
-                    backoff.reset();
-                    info!(url = %self.cfg.url, session_present = ack.session_present, "connected to broker");
-                    // A broker that kept our session keeps our subscriptions too; subscribing
-                    // again would make it resend every retained message.
-                    if !ack.session_present {
-                        for filter in &self.cfg.subscriptions {
-                            if let Err(e) =
-                                self.client.try_subscribe(filter.clone(), QoS::AtLeastOnce)
-                            {
-                                warn!(%filter, error = %e, "subscribe request failed");
-                            }
-                        }
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    self.metrics.mqtt_messages_total.inc();
-                    if p.qos != QoS::AtMostOnce {
-                        let held = self.metrics.mqtt_unacked_messages.inc() + 1;
-                        if held > self.metrics.mqtt_unacked_messages_peak.get() {
-                            self.metrics.mqtt_unacked_messages_peak.set(held);
-                        }
-                    }
-                    let raw = (p, crate::clock::now_ms(), self.connection);
-                    if !self.hand_over(&raw_tx, raw, cancel).await {
-                        break;
-                    }
-                }
-                Ok(Event::Incoming(Packet::SubAck(s))) => {
-                    debug!(pkid = s.pkid, codes = ?s.return_codes, "subscribed");
-                }
-                Ok(_) => {}
+            let event = match event {
+                Ok(event) => event,
                 Err(e) => {
                     self.connection_lost();
                     let jittered = backoff.next_delay();
@@ -389,19 +365,117 @@ impl Source<'_> {
                         _ = &mut cancelled => break,
                         _ = tokio::time::sleep(jittered) => {}
                     }
+                    continue;
+                }
+            };
+            if !self.on_event(event, &raw_tx, cancel, &mut backoff).await {
+                break;
+            }
+        }
+    }
+
+    /// Handles one event and then every event rumqttc has already read and queued behind it
+    /// (one socket read yields up to nine packets). `EventLoop::poll` would hand them out one
+    /// per call, each through this loop's `select!` and rumqttc's own; taking them from its
+    /// queue (`MqttState::events`, what `poll` pops first) saves about 1,000 instructions a
+    /// message (issue 24). Only while connected: after a failed write the next `poll`
+    /// reconnects before it returns anything queued, and so does this loop. The receive time
+    /// and the publishes go to the decoder together ([`Raws`]), with one receive time. False
+    /// once shutting down.
+    async fn on_event(
+        &mut self,
+        mut event: Event,
+        raw_tx: &tokio::sync::mpsc::Sender<Raws>,
+        cancel: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> bool {
+        let mut raws = Raws {
+            publishes: Vec::new(),
+            received: 0,
+            connection: self.connection,
+        };
+        loop {
+            match event {
+                Event::Incoming(Packet::ConnAck(ack)) => {
+                    // What was read before belongs to the connection before (not reached:
+                    // a ConnAck is the first event of a connection; kept for the invariant).
+                    if !raws.publishes.is_empty()
+                        && !self.hand_over(raw_tx, &mut raws, cancel).await
+                    {
+                        return false;
+                    }
+                    if ack.code != ConnectReturnCode::Success {
+                        warn!(code = ?ack.code, "broker refused the connection");
+                    } else {
+                        self.connected(ack.session_present, backoff);
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    self.metrics.mqtt_messages_total.inc();
+                    if p.qos != QoS::AtMostOnce {
+                        let held = self.metrics.mqtt_unacked_messages.inc() + 1;
+                        if held > self.metrics.mqtt_unacked_messages_peak.get() {
+                            self.metrics.mqtt_unacked_messages_peak.set(held);
+                        }
+                    }
+                    if raws.publishes.is_empty() {
+                        raws.publishes.reserve_exact(HANDOFF_MAX);
+                        raws.received = crate::clock::now_ms();
+                        raws.connection = self.connection;
+                    }
+                    raws.publishes.push(p);
+                    if raws.publishes.len() >= HANDOFF_MAX
+                        && !self.hand_over(raw_tx, &mut raws, cancel).await
+                    {
+                        return false;
+                    }
+                }
+                Event::Incoming(Packet::SubAck(s)) => {
+                    debug!(pkid = s.pkid, codes = ?s.return_codes, "subscribed");
+                }
+                _ => {}
+            }
+            if self.eventloop.network.is_none() {
+                break;
+            }
+            match self.eventloop.state.events.pop_front() {
+                Some(next) => event = next,
+                None => break,
+            }
+        }
+        raws.publishes.is_empty() || self.hand_over(raw_tx, &mut raws, cancel).await
+    }
+
+    /// A connection is up: counts it and subscribes unless the broker kept the session.
+    fn connected(&mut self, session_present: bool, backoff: &mut Backoff) {
+        self.connection += 1;
+        self.metrics.mqtt_connected.set(1);
+        backoff.reset();
+        info!(url = %self.cfg.url, session_present, "connected to broker");
+        // A broker that kept our session keeps our subscriptions too; subscribing again would
+        // make it resend every retained message.
+        if !session_present {
+            for filter in &self.cfg.subscriptions {
+                if let Err(e) = self.client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                    warn!(%filter, error = %e, "subscribe request failed");
                 }
             }
         }
     }
 
-    /// Queues a message for the decoder. While the queue is full nothing more is read from
-    /// the broker, but acknowledgements keep being written. False once shutting down.
+    /// Queues the publishes in `raws` for the decoder (and leaves `raws` empty). While the
+    /// queue is full nothing more is read from the broker, but acknowledgements keep being
+    /// written. False once shutting down.
     async fn hand_over(
         &mut self,
-        raw_tx: &tokio::sync::mpsc::Sender<Raw>,
-        raw: Raw,
+        raw_tx: &tokio::sync::mpsc::Sender<Raws>,
+        raws: &mut Raws,
         cancel: &CancellationToken,
     ) -> bool {
+        let raws = Raws {
+            publishes: std::mem::take(&mut raws.publishes),
+            ..*raws
+        };
         let permit = match raw_tx.try_reserve() {
             Ok(permit) => permit,
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return false,
@@ -426,7 +500,7 @@ impl Source<'_> {
                 }
             }
         };
-        permit.send(raw);
+        permit.send(raws);
         true
     }
 
@@ -476,12 +550,12 @@ impl Source<'_> {
     }
 }
 
-/// Raw messages the decoder takes from its queue at once.
-const DECODE_BATCH: usize = 64;
+/// Hand-offs ([`Raws`]) the decoder takes from its queue at once: all it can hold.
+const DECODE_BATCH: usize = HANDOFF_QUEUE;
 
 /// Decodes raw messages and sends their readings on to the processor.
 ///
-/// Takes every message waiting (up to [`DECODE_BATCH`]) per wake-up and hands intakes over
+/// Takes every hand-off waiting (up to [`DECODE_BATCH`]) per wake-up and hands intakes over
 /// without waiting while the processor has room: per message, a wake-up, a channel `select!`
 /// and a cancellation waiter registered and removed again were a visible share of intake's CPU
 /// (issue 24). Cancellation is still honoured between batches and whenever it has to wait.
@@ -489,7 +563,7 @@ const DECODE_BATCH: usize = 64;
 async fn decode_loop(
     cfg: MqttConfig,
     client: AsyncClient,
-    mut raw_rx: tokio::sync::mpsc::Receiver<Raw>,
+    mut raw_rx: tokio::sync::mpsc::Receiver<Raws>,
     decoder: Arc<Decoder>,
     tx: IntakeSender,
     acks: AckSender,
@@ -507,7 +581,13 @@ async fn decode_loop(
         if n == 0 {
             break;
         }
-        for (p, received, connection) in raws.drain(..) {
+        let publishes = raws.drain(..).flat_map(|r| {
+            let (received, connection) = (r.received, r.connection);
+            r.publishes
+                .into_iter()
+                .map(move |p| (p, received, connection))
+        });
+        for (p, received, connection) in publishes {
             let ack = match p.qos {
                 QoS::AtMostOnce => Ack::None,
                 _ => Ack::Mqtt(MqttAck {
@@ -596,5 +676,114 @@ async fn dead_letter(
             metrics.dead_letter_published_total.inc();
         }
         Err(e) => debug!(error = %e, "dead-letter publish not queued"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Reads one MQTT packet (fixed header, remaining length, body); answers its first byte
+    /// and body.
+    async fn read_packet(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+        let first = s.read_u8().await.expect("packet type");
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let b = s.read_u8().await.expect("remaining length");
+            len |= usize::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        s.read_exact(&mut body).await.expect("packet body");
+        (first, body)
+    }
+
+    /// A QoS 1 PUBLISH of `payload` to `topic` with packet id `pkid`.
+    fn publish(topic: &str, pkid: u16, payload: &[u8]) -> Vec<u8> {
+        let len = 2 + topic.len() + 2 + payload.len();
+        assert!(len < 128, "one length byte");
+        let mut p = vec![0x32, len as u8];
+        p.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+        p.extend_from_slice(topic.as_bytes());
+        p.extend_from_slice(&pkid.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// Publishes that arrive in one socket read reach the decoder in order, in hand-offs of at
+    /// most `HANDOFF_MAX` that share a receive time and carry their connection, and the acks
+    /// the processor sends back are written to the broker as PUBACKs in order.
+    #[tokio::test]
+    async fn publishes_of_one_read_reach_the_decoder_in_order_and_their_acks_go_back() {
+        const N: u16 = 40;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cfg = MqttConfig {
+            url: format!("mqtt://{}", listener.local_addr().unwrap()),
+            ..MqttConfig::default()
+        };
+        let (client, eventloop) = connect(&cfg).unwrap();
+        let metrics = Metrics::new();
+        let (ack_tx, ack_rx) = super::super::mqtt_acks::channel();
+        let (raw_tx, mut raw_rx) = tokio::sync::mpsc::channel(HANDOFF_QUEUE);
+        let cancel = CancellationToken::new();
+        let mut source = Source {
+            cfg: &cfg,
+            client: &client,
+            eventloop,
+            acks: ack_rx,
+            unsent: Unsent::default(),
+            connection: 0,
+            metrics: &metrics,
+        };
+        let broker = async {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let (connect, _) = read_packet(&mut s).await;
+            assert_eq!(connect >> 4, 1, "CONNECT first");
+            // CONNACK, session present (so no SUBSCRIBE), then every publish in one write.
+            let mut out = vec![0x20, 0x02, 0x01, 0x00];
+            for i in 1..=N {
+                out.extend(publish(
+                    &format!("v1/s/d{i}"),
+                    i,
+                    format!("p{i}").as_bytes(),
+                ));
+            }
+            s.write_all(&out).await.unwrap();
+            let mut got = Vec::new();
+            let mut handoffs = 0;
+            while got.len() < usize::from(N) {
+                let raws: Raws = raw_rx.recv().await.expect("a hand-off");
+                handoffs += 1;
+                assert!(!raws.publishes.is_empty() && raws.publishes.len() <= HANDOFF_MAX);
+                assert_eq!(raws.connection, 1);
+                assert!(raws.received > 0);
+                got.extend(raws.publishes.into_iter().map(|p| (p.pkid, p.topic)));
+            }
+            let want: Vec<(u16, String)> = (1..=N).map(|i| (i, format!("v1/s/d{i}"))).collect();
+            assert_eq!(got, want);
+            assert!(
+                handoffs < usize::from(N),
+                "publishes of one read go together"
+            );
+            let acks = (1..=N)
+                .map(|pkid| MqttAck {
+                    pkid,
+                    connection: 1,
+                })
+                .collect();
+            ack_tx.send(acks).unwrap();
+            for i in 1..=N {
+                let (kind, body) = read_packet(&mut s).await;
+                assert_eq!((kind, body), (0x40, i.to_be_bytes().to_vec()), "PUBACK {i}");
+            }
+            cancel.cancel();
+        };
+        tokio::join!(source.poll_loop(raw_tx, &cancel), broker);
+        assert_eq!(metrics.mqtt_messages_total.get(), u64::from(N));
+        assert_eq!(metrics.mqtt_unacked_messages.get(), 0);
     }
 }
