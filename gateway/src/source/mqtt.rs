@@ -405,11 +405,10 @@ impl Source<'_> {
     /// Handles one event and then every event rumqttc has already read and queued behind it
     /// (one socket read yields up to nine packets). `EventLoop::poll` would hand them out one
     /// per call, each through this loop's `select!` and rumqttc's own; taking them from its
-    /// queue (`MqttState::events`, what `poll` pops first) saves about 1,000 instructions a
+    /// queue (`MqttState::events`, what `poll` pops first) saved about 750 instructions a
     /// message (issue 24). Only while connected: after a failed write the next `poll`
-    /// reconnects before it returns anything queued, and so does this loop. The receive time
-    /// and the publishes go to the decoder together ([`Raws`]), with one receive time. False
-    /// once shutting down.
+    /// reconnects before it returns anything queued, and so does this loop. The publishes go
+    /// to the decoder together ([`Raws`]), with one receive time. False once shutting down.
     async fn on_event(
         &mut self,
         mut event: Event,
