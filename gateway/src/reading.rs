@@ -232,6 +232,25 @@ pub struct Names {
     set: std::collections::HashSet<Name, foldhash::fast::RandomState>,
     /// The process's permanent budget ([`PERMANENT_LEFT`]); a test's own in unit tests.
     budget: &'static AtomicUsize,
+    /// Names recently handed out, by [`recent_slot`]: the few texts every message repeats (a
+    /// fleet's stream, metric and unit names) are found by comparing one short text instead of
+    /// hashing it and probing the set (issue 24: three of those per message were ~400 of the
+    /// decoder's instructions). Every name here is also in `set`.
+    recent: [Name; RECENT],
+}
+
+/// Entries of [`Names`]' cache of recent names.
+const RECENT: usize = 16;
+
+/// Where a text is looked for in [`Names`]' cache of recent names: from its length and its
+/// first and last bytes, which tell a fleet's few metric names apart well enough.
+fn recent_slot(text: &[u8]) -> usize {
+    let (first, last) = match text {
+        [first, .., last] => (*first, *last),
+        [only] => (*only, *only),
+        [] => (0, 0),
+    };
+    (text.len() ^ usize::from(first) ^ (usize::from(last) << 1)) % RECENT
 }
 
 impl Names {
@@ -244,9 +263,14 @@ impl Names {
     pub const PERMANENT_BYTES: usize = 1 << 20;
 
     pub fn new() -> Names {
+        Names::with_budget(&PERMANENT_LEFT)
+    }
+
+    fn with_budget(budget: &'static AtomicUsize) -> Names {
         Names {
             set: Default::default(),
-            budget: &PERMANENT_LEFT,
+            budget,
+            recent: Default::default(),
         }
     }
 
@@ -255,18 +279,27 @@ impl Names {
         if text.is_empty() {
             return Name::default();
         }
-        if let Some(n) = self.set.get(text) {
-            return n.clone();
+        let slot = recent_slot(text.as_bytes());
+        if self.recent[slot].as_str() == text {
+            return self.recent[slot].clone();
         }
-        if self.set.len() >= Self::MAX_NAMES {
-            self.set.clear();
-        }
-        let n = if take_permanent_budget(self.budget, text.len()) {
-            Name(Repr::Permanent(Box::leak(Box::<str>::from(text))))
-        } else {
-            Name::from(text)
+        let n = match self.set.get(text) {
+            Some(n) => n.clone(),
+            None => {
+                if self.set.len() >= Self::MAX_NAMES {
+                    self.set.clear();
+                    self.recent = Default::default();
+                }
+                let n = if take_permanent_budget(self.budget, text.len()) {
+                    Name(Repr::Permanent(Box::leak(Box::<str>::from(text))))
+                } else {
+                    Name::from(text)
+                };
+                self.set.insert(n.clone());
+                n
+            }
         };
-        self.set.insert(n.clone());
+        self.recent[slot].clone_from(&n);
         n
     }
 
@@ -527,6 +560,55 @@ mod tests {
         assert_eq!(kept, "level");
     }
 
+    /// The cache of recent names answers exactly what the set answers: for texts that share
+    /// a cache entry (same length, first and last bytes) or not, in any order, the name of the
+    /// right text, the same allocation every time, and the one the set holds.
+    #[test]
+    fn recent_names_are_the_sets_names() {
+        let mut names = Names::new();
+        let texts = [
+            "level",
+            "lxxel",
+            "lbbel",
+            "battery",
+            "grease_trap",
+            "mm",
+            "m",
+            "n",
+            "ab",
+            "ba",
+            "bb",
+            "a",
+            "lev",
+            "level_raw",
+            "l",
+            "é",
+            "日本",
+            "🎉",
+        ];
+        let mut first: std::collections::HashMap<&str, Name> = Default::default();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for step in 0..2000usize {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let text = texts[(x % texts.len() as u64) as usize];
+            let n = names.get(text);
+            assert_eq!(n, text, "step {step}");
+            let held = names.set.get(text).expect("in the set");
+            assert!(n.same_allocation(held), "step {step}: {text}");
+            assert!(n.same_allocation(first.entry(text).or_insert_with(|| n.clone())));
+        }
+        assert!(names.recent.iter().all(|r| {
+            r.is_empty()
+                || names
+                    .set
+                    .get(r.as_str())
+                    .is_some_and(|n| n.same_allocation(r))
+        }));
+        assert_eq!(names.len(), texts.len());
+    }
+
     /// The first texts an interner sees are permanent until the budget is used up (counted
     /// with their overhead, shared by every interner of the process), then reference-counted;
     /// both kinds are equal, ordered and hashed by their text alone.
@@ -535,14 +617,8 @@ mod tests {
         let budget: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(
             "site".len() + "level".len() + 2 * PERMANENT_OVERHEAD,
         )));
-        let mut names = Names {
-            set: Default::default(),
-            budget,
-        };
-        let mut other = Names {
-            set: Default::default(),
-            budget,
-        };
+        let mut names = Names::with_budget(budget);
+        let mut other = Names::with_budget(budget);
         let permanent = |n: &Name| matches!(n.0, Repr::Permanent(_));
         let site = names.get("site");
         assert!(permanent(&site) && permanent(&site.clone()));

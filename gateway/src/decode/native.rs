@@ -52,10 +52,10 @@ pub(crate) fn decode_as(
             // The plain shape devices send is read by hand (`super::scan`); anything else,
             // and every error, by serde_json: borrowed, one-pass decoding of the same
             // contract (see `super::wire`).
-            let t = match super::scan::telemetry(payload) {
-                Some(t) => t,
-                None => parse_json::<super::wire::Telemetry<'_>>(payload)?,
-            };
+            let mut t = super::wire::Telemetry::default();
+            if !super::scan::telemetry_into(payload, &mut t) {
+                t = parse_json::<super::wire::Telemetry<'_>>(payload)?;
+            }
             check_identity(topic, t.from.as_deref())?;
             if t.metrics.0.is_empty() {
                 return Err(DecodeError::Empty);
@@ -67,7 +67,8 @@ pub(crate) fn decode_as(
             let mut template = base(names.get(stream), t.ts, t.seq);
             template.quality.replayed = t.replayed;
             let mut out = Vec::with_capacity(t.metrics.0.len());
-            for (name, v) in t.metrics.0 {
+            // Drained rather than consumed: the pairs stay where they are, not moved out.
+            for (name, v) in t.metrics.0.drain(..) {
                 if name.is_empty() {
                     return Err(wrong("metrics", "empty metric name"));
                 }

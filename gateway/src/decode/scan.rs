@@ -14,7 +14,21 @@ use std::borrow::Cow;
 
 /// Reads a plain telemetry message; `None` when the payload is not in the plain shape (valid
 /// or not: the caller falls back to serde_json).
+#[cfg(test)]
 pub(crate) fn telemetry(payload: &[u8]) -> Option<Telemetry<'_>> {
+    let mut t = Telemetry::default();
+    telemetry_into(payload, &mut t).then_some(t)
+}
+
+/// [`telemetry`] into `t`, which must be empty ([`Telemetry::default`]); `false` when the
+/// payload is not in the plain shape, `t` then holding part of it. Filled in place: a
+/// `Telemetry` holds its few metrics and units inline, several hundred bytes that returning
+/// it by value copied twice per message (issue 24).
+pub(crate) fn telemetry_into<'a>(payload: &'a [u8], t: &mut Telemetry<'a>) -> bool {
+    read_into(payload, t).is_some()
+}
+
+fn read_into<'a>(payload: &'a [u8], t: &mut Telemetry<'a>) -> Option<()> {
     // Checked once for the whole payload rather than per string (serde_json refuses a payload
     // that is not UTF-8 anyway: outside strings such bytes are syntax errors).
     let text = std::str::from_utf8(payload).ok()?;
@@ -22,15 +36,6 @@ pub(crate) fn telemetry(payload: &[u8]) -> Option<Telemetry<'_>> {
         text,
         b: payload,
         i: 0,
-    };
-    let mut t = Telemetry {
-        ts: None,
-        seq: None,
-        stream: None,
-        units: Sorted::default(),
-        metrics: Sorted::default(),
-        replayed: false,
-        from: None,
     };
     s.ws();
     s.eat(b'{')?;
@@ -73,7 +78,7 @@ pub(crate) fn telemetry(payload: &[u8]) -> Option<Telemetry<'_>> {
         }
     }
     s.ws();
-    (s.i == s.b.len() && seen & 16 != 0).then_some(t)
+    (s.i == s.b.len() && seen & 16 != 0).then_some(())
 }
 
 /// Powers of ten a decimal of at most [`MAX_DIGITS`] digits is divided by: all exact in an

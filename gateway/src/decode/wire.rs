@@ -19,8 +19,9 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-/// A native telemetry message, borrowing from its payload.
-#[derive(Debug, Deserialize)]
+/// A native telemetry message, borrowing from its payload. `Default` is the empty message
+/// the hand-written reader fills in (`super::scan::telemetry_into`).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Telemetry<'a> {
     #[serde(default)]

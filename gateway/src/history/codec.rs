@@ -26,13 +26,28 @@ const EXACT: f64 = 9_007_199_254_740_992.0;
 /// same bits (so `-0.0`, NaN and values with more decimals never take this form).
 pub(super) fn decimal(v: f64, k: u8) -> Option<i64> {
     let p = POW10[usize::from(k.min(K_MAX))];
-    let n = (v * p).round();
-    // NaN fails this too.
-    if n.is_nan() || n.abs() > EXACT {
+    let n = round(v * p)?;
+    ((n as f64 / p).to_bits() == v.to_bits()).then_some(n)
+}
+
+/// `x` rounded half away from zero, as `f64::round`, when that is at most [`EXACT`] in
+/// magnitude (`None` beyond, and for NaN). Without a call: `f64::round` is a call into libm on
+/// the baseline x86-64 target, once or twice per history point (issue 24).
+fn round(x: f64) -> Option<i64> {
+    // Beyond EXACT - 0.5 the nearest integer is x itself or past EXACT; NaN fails this too.
+    if x.is_nan() || x.abs() > EXACT {
         return None;
     }
-    let n = n as i64;
-    ((n as f64 / p).to_bits() == v.to_bits()).then_some(n)
+    // Both exact below 2^53: the integer part and what is left of x.
+    let whole = x as i64;
+    let rest = x - whole as f64;
+    Some(if rest >= 0.5 {
+        whole + 1
+    } else if rest <= -0.5 {
+        whole - 1
+    } else {
+        whole
+    })
 }
 
 /// The smallest scale at which `v` is a decimal.
@@ -50,7 +65,38 @@ pub(super) struct BitWriter {
 
 impl BitWriter {
     /// Appends the low `n` bits of `value` (`n <= 64`).
+    ///
+    /// A partial byte is topped up and the rest written a whole byte at a time: a bit field
+    /// at a time, this was most of the history's instructions per reading (issue 24).
     pub(super) fn push(&mut self, value: u64, n: u32) {
+        let n = n.min(64);
+        if n == 0 {
+            return;
+        }
+        // The bits to write at the top of a word, everything below them zero.
+        let mut bits = value << (64 - n);
+        let mut left = n;
+        let used = (self.len % 8) as u32;
+        if used != 0 {
+            if let Some(last) = self.bytes.last_mut() {
+                *last |= (bits >> (56 + used)) as u8;
+            }
+            let took = (8 - used).min(left);
+            left -= took;
+            bits <<= took;
+        }
+        while left > 0 {
+            self.bytes.push((bits >> 56) as u8);
+            bits <<= 8;
+            left = left.saturating_sub(8);
+        }
+        self.len += u64::from(n);
+    }
+
+    /// [`BitWriter::push`] as it was written first, a bit field at a time: the reference the
+    /// faster one is checked against.
+    #[cfg(test)]
+    fn push_by_fields(&mut self, value: u64, n: u32) {
         let mut n = n.min(64);
         while n > 0 {
             let used = (self.len % 8) as u32;
@@ -281,6 +327,58 @@ mod tests {
         }
     }
 
+    /// [`round`] answers what `f64::round` answers within [`EXACT`], and `None` past it:
+    /// halves, values next to halves and integers, the bound, random bit patterns.
+    #[test]
+    fn round_is_f64_round_within_exact() {
+        let reference = |x: f64| {
+            let n = x.round();
+            (!n.is_nan() && n.abs() <= EXACT).then_some(n as i64)
+        };
+        let mut xs = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            -2.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            EXACT,
+            -EXACT,
+            EXACT - 1.0,
+            EXACT + 2.0,
+            4503599627370495.5,
+            -4503599627370495.5,
+            4503599627370497.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ];
+        for i in -3000..3000 {
+            let h = f64::from(i) / 2.0;
+            xs.extend([
+                h,
+                f64::from_bits(h.to_bits().wrapping_add(1)),
+                f64::from_bits(h.to_bits().wrapping_sub(1)),
+            ]);
+        }
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for i in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            xs.push(f64::from_bits(x));
+            xs.push((x >> (i % 40)) as f64 / 8.0 * if i % 2 == 0 { 1.0 } else { -1.0 });
+        }
+        for v in xs {
+            assert_eq!(round(v), reference(v), "{v:e}");
+        }
+    }
+
     #[test]
     fn signed_changes_of_every_size_come_back() {
         let xs = [
@@ -319,6 +417,36 @@ mod tests {
         }
         // The second point's delta is new; every later one repeats.
         assert!(w.len - header <= 99 * 2 + 30, "{} bits", w.len - header);
+    }
+
+    /// Any sequence of pushes (every width, values with bits above the width) writes the
+    /// same bytes as the field-at-a-time writer.
+    #[test]
+    fn push_writes_what_pushing_by_fields_wrote() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..2000 {
+            let (mut fast, mut reference) = (BitWriter::default(), BitWriter::default());
+            for _ in 0..(round % 40) {
+                let r = next();
+                let n = match r % 8 {
+                    0 => 64,
+                    1 => 0,
+                    2 => 65 + (r >> 8) as u32 % 10,
+                    _ => (r >> 8) as u32 % 64,
+                };
+                let value = next();
+                fast.push(value, n);
+                reference.push_by_fields(value, n);
+                assert_eq!(fast.bytes, reference.bytes, "round {round}");
+                assert_eq!(fast.len, reference.len);
+            }
+        }
     }
 
     #[test]

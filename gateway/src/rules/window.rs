@@ -66,11 +66,14 @@ impl DoubleEndedIterator for Readings<'_> {
     }
 }
 
-/// Judgements over fewer readings than this rescan them: a short rescan costs about what
-/// keeping running state up costs, and a fleet of many devices with short windows (10,000
-/// devices in the ingest benchmark) then carries no running state (its memory). Chosen by
-/// that reasoning, not tuned on a benchmark.
-const RUNNING_FROM: usize = 64;
+/// Judgements over fewer readings than this rescan them: a fleet of many devices with short
+/// windows then carries no running state (its memory: a box and a queue a judgement). Was 64,
+/// on the reasoning that a short rescan costs about what keeping running state up costs; but a
+/// rescan costs ~45 instructions a reading (callgrind, 2026-12-07), so a 64-reading one
+/// cost ~3,000 while a running judgement's upkeep is a few hundred: every device's first 64
+/// readings were judged the dear way (issue 24). 16 keeps the memory argument for devices
+/// that report little. Chosen by that arithmetic, then checked by instruction counts.
+const RUNNING_FROM: usize = 16;
 
 #[cfg(test)]
 thread_local! {

@@ -49,7 +49,7 @@
 //! `0` anyway). No single encoding is exact on both servers when a backslash precedes a
 //! separator or another backslash, hence the two dialects; [`Dialect::InfluxDb`] is the default.
 
-use crate::reading::{Reading, Value};
+use crate::reading::{Name, Reading, Source, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -111,11 +111,21 @@ pub fn identifier_as_stored_in(s: &str, kind: Identifier, _dialect: Dialect) -> 
     Cow::Owned(out)
 }
 
+/// Bytes that make an identifier need escaping or replacing (see [`write_identifier`]).
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    let specials = b",= \\\n\r";
+    while i < specials.len() {
+        t[specials[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 fn write_identifier(out: &mut String, s: &str, kind: Identifier, dialect: Dialect) {
     // Nothing to escape or replace (nearly every name): copied as it is.
-    let special = s
-        .bytes()
-        .any(|b| matches!(b, b',' | b'=' | b' ' | b'\\' | b'\n' | b'\r'));
+    let special = s.bytes().any(|b| SPECIAL[usize::from(b)]);
     let plain = !special && (kind == Identifier::Key || !s.starts_with('#'));
     if plain {
         out.push_str(s);
@@ -173,7 +183,15 @@ fn write_value(out: &mut String, value: &Value, dialect: Dialect) -> bool {
 /// 24: Ryū was ~5 % of the gateway's instructions per message). zmij spells a positive exponent
 /// with its sign (`1e+21`); the `+` is dropped so the text stays byte for byte what Ryū wrote
 /// (`zmij_writes_what_ryu_wrote`).
+///
+/// Whole numbers and numbers with one decimal below [`TENTHS_BELOW`] (what sensors send: a
+/// battery of `90`, a level of `412.5`) are written from their count of tenths instead, in
+/// about a sixth of zmij's instructions (issue 24); the text is the same
+/// (`tenths_are_written_as_ryu_wrote`).
 fn write_float(out: &mut String, f: f64) {
+    if write_tenths(out, f) {
+        return;
+    }
     let mut buf = zmij::Buffer::new();
     let text = buf.format_finite(f);
     match text.split_once('+') {
@@ -183,6 +201,35 @@ fn write_float(out: &mut String, f: f64) {
         }
         None => out.push_str(text),
     }
+}
+
+/// Magnitudes below this written by [`write_tenths`]: their shortest text is plain decimal
+/// (Ryū switches to an exponent at 1e16) and a tenth is far above their precision (the gap
+/// between neighbouring f64s is below 1/64), so a count of tenths that gives back the very
+/// same f64 is the one shortest text.
+const TENTHS_BELOW: f64 = 1e14;
+
+/// Writes `f` as its count of tenths (`412.5`, `90.0`, `-0.5`) when that count divided by ten
+/// gives back exactly `f`; `false` (nothing written) otherwise, `-0.0` included.
+fn write_tenths(out: &mut String, f: f64) -> bool {
+    if f.is_nan() || f.abs() >= TENTHS_BELOW {
+        return false;
+    }
+    // Rounded half away from zero; whether it is exact is checked just below.
+    let scaled = f * 10.0;
+    let tenths = (scaled + 0.5f64.copysign(scaled)) as i64;
+    if (tenths as f64 / 10.0).to_bits() != f.to_bits() {
+        return false;
+    }
+    let (whole, tenth) = (tenths / 10, (tenths % 10).unsigned_abs());
+    if whole == 0 && tenths < 0 {
+        // `-0.5`: the whole part alone would lose the sign.
+        out.push('-');
+    }
+    out.push_str(itoa::Buffer::new().format(whole));
+    out.push('.');
+    out.push(char::from(b'0' + tenth as u8));
+    true
 }
 
 /// Encodes readings as line protocol, one line per (stream, site, device, source, device time),
@@ -256,15 +303,11 @@ pub(crate) fn encode_into(
     dialect: Dialect,
     lines: &mut LineBuf,
 ) {
-    type Key<'a> = (&'a str, &'a str, &'a str, &'static str, i64);
+    // Names rather than their texts: the readings of a message share their (interned) names,
+    // which compare by pointer without reading the text (issue 24).
+    type Key<'a> = (&'a Name, &'a Name, &'a Name, Source, i64);
     fn key(r: &Reading) -> Key<'_> {
-        (
-            r.stream.as_str(),
-            r.site.as_str(),
-            r.device.as_str(),
-            r.source.as_str(),
-            r.device_time_ms,
-        )
+        (&r.stream, &r.site, &r.device, r.source, r.device_time_ms)
     }
     let Some(first) = readings.first() else {
         return;
@@ -309,12 +352,13 @@ pub(crate) fn encode_into(
 
 /// Appends one point's line to `out`; nothing (with a warning) when it has nothing writable.
 fn write_line<'a>(
-    (stream, site, device, source, ts): (&str, &str, &str, &'static str, i64),
+    (stream, site, device, source, ts): (&Name, &Name, &Name, Source, i64),
     fields: impl Iterator<Item = (&'a str, &'a Value)>,
     prefix: &str,
     dialect: Dialect,
     out: &mut LineBuf,
 ) {
+    let (stream, site, device) = (stream.as_str(), site.as_str(), device.as_str());
     let LineBuf {
         text: line,
         ends,
@@ -335,15 +379,16 @@ fn write_line<'a>(
     let start = line.len();
     write_identifier(line, measurement, Identifier::Measurement, dialect);
     // Sorted tag keys: device < site < source.
-    for (k, v) in [("device", device), ("site", site), ("source", source)] {
+    for (k, v) in [(",device=", device), (",site=", site)] {
         if v.is_empty() {
             continue;
         }
-        line.push(',');
         line.push_str(k);
-        line.push('=');
         write_identifier(line, v, Identifier::Key, dialect);
     }
+    // Never empty and never in need of escaping (`sources_are_plain_identifiers`).
+    line.push_str(",source=");
+    line.push_str(source.as_str());
     let mut n_fields = 0;
     for (metric, value) in fields {
         if metric.is_empty() {
@@ -605,6 +650,82 @@ mod tests {
             let mut text = String::new();
             assert!(!write_value(&mut text, &Value::Float(f), Dialect::InfluxDb));
             assert_eq!(text, "");
+        }
+    }
+
+    /// Whole numbers and tenths, the values [`write_tenths`] takes, are written byte for byte
+    /// as Ryū wrote them: every tenth around zero and the sign changes, sensor-like values,
+    /// the bound, the values next to it and next to exact tenths, and random bit patterns
+    /// (a fixed seed); values it leaves to zmij are checked by `zmij_writes_what_ryu_wrote`.
+    #[test]
+    fn tenths_are_written_as_ryu_wrote() {
+        let mut values: Vec<f64> = (-100_000..=100_000).map(|n| n as f64 / 10.0).collect();
+        values.extend((-2000..=2000).map(f64::from));
+        for bound in [TENTHS_BELOW, 1e13, 1e15, 2f64.powi(53), 1e16] {
+            for f in [
+                bound,
+                -bound,
+                bound - 0.5,
+                bound - 1.0,
+                bound - 0.1,
+                bound / 10.0,
+            ] {
+                values.extend([
+                    f,
+                    f64::from_bits(f.to_bits() - 1),
+                    f64::from_bits(f.to_bits() + 1),
+                ]);
+            }
+        }
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for i in 0..400_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let tenths = (x % 20_000_000_000_000) as i64 - 10_000_000_000_000;
+            let f = tenths as f64 / 10.0;
+            values.push(f);
+            values.push(f64::from_bits(f.to_bits().wrapping_add(1)));
+            values.push((x >> 11) as f64 / 10f64.powi((i % 4) as i32));
+            values.push(f64::from_bits(x));
+        }
+        let mut taken = 0;
+        for f in values.into_iter().filter(|f| f.is_finite()) {
+            let mut text = String::new();
+            taken += usize::from(write_tenths(&mut text, f));
+            text.clear();
+            assert!(write_value(&mut text, &Value::Float(f), Dialect::InfluxDb));
+            assert_eq!(text, ryu::Buffer::new().format_finite(f), "{f:e}");
+        }
+        assert!(taken > 600_000, "only {taken} values took the tenths path");
+        let mut text = String::new();
+        assert!(!write_tenths(&mut text, -0.0) && !write_tenths(&mut text, f64::NAN));
+        assert!(!write_tenths(&mut text, 0.05) && !write_tenths(&mut text, 1e14));
+        assert_eq!(text, "");
+    }
+
+    /// The `source` tag is written without the identifier checks: every source's text must
+    /// be one that needs no escaping or replacing.
+    #[test]
+    fn sources_are_plain_identifiers() {
+        use Source::*;
+        for source in [Mqtt, Modbus, Camera, Drone, Gateway] {
+            let text = source.as_str();
+            assert!(!text.is_empty());
+            for dialect in [Dialect::InfluxDb, Dialect::VictoriaMetrics] {
+                let mut written = String::new();
+                write_identifier(&mut written, text, Identifier::Key, dialect);
+                assert_eq!(written, text, "{source:?}");
+            }
+        }
+    }
+
+    /// [`SPECIAL`] holds exactly the bytes the escaping rules act on.
+    #[test]
+    fn the_special_bytes_are_the_escaped_ones() {
+        for b in 0..=255u8 {
+            let want = matches!(b, b',' | b'=' | b' ' | b'\\' | b'\n' | b'\r');
+            assert_eq!(SPECIAL[usize::from(b)], want, "byte {b}");
         }
     }
 
