@@ -393,15 +393,18 @@ impl TrapInstalls {
                 None => i.reports.default_metrics().iter().find_map(|m| number(m)),
             }
             .map(|(v, r)| (i.figures(v, &r.unit), r)),
+            // By index: the names are [`KNOWN`]'s, found in the one pass already.
             None => [
-                ("level_mm", Reports::Level),
-                ("level", Reports::Level),
-                ("distance", Reports::Distance),
-                ("distance_mm", Reports::Distance),
+                (LEVEL_MM, Reports::Level),
+                (LEVEL, Reports::Level),
+                (DISTANCE, Reports::Distance),
+                (DISTANCE_MM, Reports::Distance),
             ]
             .into_iter()
-            .find_map(|(m, reports)| {
-                number(m).map(|(v, r)| (TrapInstall::bare(reports).figures(v, &r.unit), r))
+            .find_map(|(k, reports)| {
+                found
+                    .number_at(msg, k)
+                    .map(|(v, r)| (Figures::bare(reports, v), r))
             }),
         };
         drop(map);
@@ -443,9 +446,33 @@ impl TrapInstalls {
     }
 }
 
+impl Figures {
+    /// [`TrapInstall::figures`] of a level or distance sensor with nothing known about its
+    /// trap (no geometry, no mount height): the level itself, or the level below the sensor
+    /// face as a negative distance. Runs for every message of a trap without an installation
+    /// (most of them), where building and dropping a bare installation per message cost
+    /// more than the figures (issue 24); `TrapInstall::bare` is the oracle in the tests.
+    fn bare(reports: Reports, value: f64) -> Figures {
+        match reports {
+            Reports::Level => Figures {
+                level_mm: Some(value),
+                ..Figures::default()
+            },
+            Reports::Distance => Figures {
+                level_mm: Some(-value),
+                relative: true,
+                ..Figures::default()
+            },
+            // Not asked for: without a depth or an area these give no level.
+            Reports::FillPct | Reports::Volume => Figures::default(),
+        }
+    }
+}
+
 impl TrapInstall {
     /// A sensor reporting `reports` with nothing known about its trap (only its figures are
     /// asked for, which need no names: nothing is allocated).
+    #[cfg(test)]
     fn bare(reports: Reports) -> TrapInstall {
         TrapInstall {
             site: String::new(),
@@ -477,15 +504,18 @@ const KNOWN: [&str; 8] = [
 const LEVEL_MM: usize = 0;
 const FILL_PCT: usize = 1;
 const VOLUME_L: usize = 2;
+const LEVEL: usize = 3;
+const DISTANCE: usize = 4;
+const DISTANCE_MM: usize = 5;
 
 fn known(metric: &str) -> Option<usize> {
     match metric {
         "level_mm" => Some(LEVEL_MM),
         "fill_pct" => Some(FILL_PCT),
         "volume_l" => Some(VOLUME_L),
-        "level" => Some(3),
-        "distance" => Some(4),
-        "distance_mm" => Some(5),
+        "level" => Some(LEVEL),
+        "distance" => Some(DISTANCE),
+        "distance_mm" => Some(DISTANCE_MM),
         "fill" => Some(6),
         "volume" => Some(7),
         _ => None,
@@ -520,6 +550,12 @@ impl Found {
     /// Whether a grease-trap reading carries `KNOWN[k]`.
     fn has(&self, k: usize) -> bool {
         self.at[k].is_some()
+    }
+
+    /// [`Found::number`] of `KNOWN[k]`.
+    fn number_at<'m>(&self, msg: &'m [Reading], k: usize) -> Option<(f64, &'m Reading)> {
+        let r = msg.get(self.at[k]?)?;
+        r.value.as_f64().map(|v| (v, r))
     }
 
     /// The first grease-trap reading carrying `metric`, with its value when that is a number
@@ -613,6 +649,41 @@ mod tests {
         assert_eq!(f[0].0, "level_mm");
         assert!((f[0].1 - 496.6).abs() < 0.2, "{f:?}");
         assert_eq!(f[1], ("fill_pct".into(), 62.1));
+    }
+
+    /// The figures of a sensor without an installation, made directly, are those of a bare
+    /// installation's [`TrapInstall::figures`] (what `derive` computed before), bit for bit,
+    /// for any value and unit.
+    #[test]
+    fn bare_figures_are_a_bare_installations() {
+        let values = [
+            0.0,
+            -0.0,
+            412.0,
+            -3.5,
+            1e300,
+            f64::MIN_POSITIVE,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        for reports in [Reports::Level, Reports::Distance] {
+            for v in values {
+                for unit in ["mm", "m3", ""] {
+                    let want = TrapInstall::bare(reports).figures(v, unit);
+                    let got = Figures::bare(reports, v);
+                    let bits = |f: Figures| {
+                        (
+                            f.level_mm.map(f64::to_bits),
+                            f.relative,
+                            f.fill_pct.map(f64::to_bits),
+                            f.volume_l.map(f64::to_bits),
+                        )
+                    };
+                    assert_eq!(bits(got), bits(want), "{reports:?} {v} {unit}");
+                }
+            }
+        }
     }
 
     #[test]
