@@ -275,10 +275,11 @@ pub(crate) async fn run(
     cancel: CancellationToken,
 ) {
     let (raw_tx, raw_rx) = tokio::sync::mpsc::channel(HANDOFF_QUEUE);
+    let spare = Spare::default();
     let decode = tokio::spawn(decode_loop(
         cfg.clone(),
         client.clone(),
-        raw_rx,
+        (raw_rx, spare.clone()),
         decoder,
         tx,
         ack_tx,
@@ -293,12 +294,38 @@ pub(crate) async fn run(
         unsent: Unsent::default(),
         connection: 0,
         metrics: &metrics,
+        spare,
     };
     source.poll_loop(raw_tx, &cancel).await;
     let _ = decode.await;
     source.last_acks().await;
     metrics.mqtt_connected.set(0);
     let _ = client.try_disconnect();
+}
+
+/// Emptied [`Raws::publishes`] buffers, given back by the decoder for the source's next
+/// hand-offs: one allocated and freed per hand-off, by two threads, cost about 90
+/// instructions a message (issue 24). Holds at most [`HANDOFF_QUEUE`] + 1.
+#[derive(Clone, Default)]
+struct Spare(Arc<std::sync::Mutex<Vec<Vec<rumqttc::Publish>>>>);
+
+impl Spare {
+    fn take(&self) -> Vec<rumqttc::Publish> {
+        let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        pool.pop()
+            .unwrap_or_else(|| Vec::with_capacity(HANDOFF_MAX))
+    }
+
+    fn give_back(&self, buffers: impl Iterator<Item = Vec<rumqttc::Publish>>) {
+        let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for mut b in buffers {
+            if pool.len() > HANDOFF_QUEUE {
+                break;
+            }
+            b.clear();
+            pool.push(b);
+        }
+    }
 }
 
 /// Raw messages on their way to the decoder, from one socket read: the publishes (at most
@@ -323,6 +350,7 @@ struct Source<'a> {
     /// Counts connections, so an ack is only written on the connection its message came on.
     connection: u64,
     metrics: &'a Metrics,
+    spare: Spare,
 }
 
 impl Source<'_> {
@@ -418,7 +446,9 @@ impl Source<'_> {
                         }
                     }
                     if raws.publishes.is_empty() {
-                        raws.publishes.reserve_exact(HANDOFF_MAX);
+                        if raws.publishes.capacity() == 0 {
+                            raws.publishes = self.spare.take();
+                        }
                         raws.received = crate::clock::now_ms();
                         raws.connection = self.connection;
                     }
@@ -562,7 +592,7 @@ const DECODE_BATCH: usize = HANDOFF_QUEUE;
 async fn decode_loop(
     cfg: MqttConfig,
     client: AsyncClient,
-    mut raw_rx: tokio::sync::mpsc::Receiver<Raws>,
+    (mut raw_rx, spare): (tokio::sync::mpsc::Receiver<Raws>, Spare),
     decoder: Arc<Decoder>,
     tx: IntakeSender,
     acks: AckSender,
@@ -580,62 +610,60 @@ async fn decode_loop(
         if n == 0 {
             break;
         }
-        let publishes = raws.drain(..).flat_map(|r| {
-            let (received, connection) = (r.received, r.connection);
-            r.publishes
-                .into_iter()
-                .map(move |p| (p, received, connection))
-        });
-        for (p, received, connection) in publishes {
-            let ack = match p.qos {
-                QoS::AtMostOnce => Ack::None,
-                _ => Ack::Mqtt(MqttAck {
-                    pkid: p.pkid,
-                    connection,
-                }),
-            };
-            match decoder.decode_message(&p.topic, &p.payload, received) {
-                Ok(d) => {
-                    let intake = Intake {
-                        readings: d.readings,
-                        ack,
-                        slot: d.slot,
-                    };
-                    let waiting = match tx.try_send(intake) {
-                        Ok(()) => continue,
-                        Err(TrySendError::Closed(_)) => return,
-                        Err(TrySendError::Full(intake)) => intake,
-                    };
-                    tokio::select! {
-                        _ = &mut cancelled => return,
-                        r = tx.send(waiting) => if r.is_err() { return },
+        for batch in raws.iter_mut() {
+            let (received, connection) = (batch.received, batch.connection);
+            for p in batch.publishes.drain(..) {
+                let ack = match p.qos {
+                    QoS::AtMostOnce => Ack::None,
+                    _ => Ack::Mqtt(MqttAck {
+                        pkid: p.pkid,
+                        connection,
+                    }),
+                };
+                match decoder.decode_message(&p.topic, &p.payload, received) {
+                    Ok(d) => {
+                        let intake = Intake {
+                            readings: d.readings,
+                            ack,
+                            slot: d.slot,
+                        };
+                        let waiting = match tx.try_send(intake) {
+                            Ok(()) => continue,
+                            Err(TrySendError::Closed(_)) => return,
+                            Err(TrySendError::Full(intake)) => intake,
+                        };
+                        tokio::select! {
+                            _ = &mut cancelled => return,
+                            r = tx.send(waiting) => if r.is_err() { return },
+                        }
                     }
-                }
-                Err(e) => {
-                    metrics
-                        .decode_errors_total
-                        .get_or_create(&Reason::of(e.reason()))
-                        .inc();
-                    warn!(topic = %p.topic, bytes = p.payload.len(), reason = e.reason(), error = %e, "dropping undecodable message");
-                    dead_letter(
-                        &cfg,
-                        &client,
-                        &metrics,
-                        &p,
-                        &e.to_string(),
-                        e.reason(),
-                        received,
-                    )
-                    .await;
-                    // Acked so a poison message cannot block the session; it is counted and logged.
-                    if let Ack::Mqtt(a) = ack
-                        && acks.send(vec![a]).is_err()
-                    {
-                        return;
+                    Err(e) => {
+                        metrics
+                            .decode_errors_total
+                            .get_or_create(&Reason::of(e.reason()))
+                            .inc();
+                        warn!(topic = %p.topic, bytes = p.payload.len(), reason = e.reason(), error = %e, "dropping undecodable message");
+                        dead_letter(
+                            &cfg,
+                            &client,
+                            &metrics,
+                            &p,
+                            &e.to_string(),
+                            e.reason(),
+                            received,
+                        )
+                        .await;
+                        // Acked so a poison message cannot block the session; it is counted and logged.
+                        if let Ack::Mqtt(a) = ack
+                            && acks.send(vec![a]).is_err()
+                        {
+                            return;
+                        }
                     }
                 }
             }
         }
+        spare.give_back(raws.drain(..).map(|r| r.publishes));
     }
 }
 
@@ -737,6 +765,7 @@ mod tests {
             unsent: Unsent::default(),
             connection: 0,
             metrics: &metrics,
+            spare: Spare::default(),
         };
         let broker = async {
             let (mut s, _) = listener.accept().await.unwrap();
@@ -784,5 +813,24 @@ mod tests {
         tokio::join!(source.poll_loop(raw_tx, &cancel), broker);
         assert_eq!(metrics.mqtt_messages_total.get(), u64::from(N));
         assert_eq!(metrics.mqtt_unacked_messages.get(), 0);
+    }
+
+    /// The decoder's buffers come back empty for reuse, and no more are kept than hand-offs
+    /// can be waiting.
+    #[test]
+    fn spare_buffers_come_back_empty_and_bounded() {
+        let spare = Spare::default();
+        let first = spare.take();
+        assert!(first.is_empty() && first.capacity() >= HANDOFF_MAX);
+        let full = || {
+            let mut v = Vec::with_capacity(HANDOFF_MAX);
+            v.push(rumqttc::Publish::new("t", QoS::AtLeastOnce, "p"));
+            v
+        };
+        spare.give_back((0..3 * HANDOFF_QUEUE).map(|_| full()));
+        let kept = spare.0.lock().unwrap().len();
+        assert_eq!(kept, HANDOFF_QUEUE + 1);
+        let again = spare.take();
+        assert!(again.is_empty() && again.capacity() >= HANDOFF_MAX);
     }
 }
