@@ -648,13 +648,7 @@ mod tests {
     #[test]
     fn readings_come_back_exactly_whatever_their_kind_and_spread() {
         const DAY: i64 = 86_400_000;
-        let mut seed = 0x0bad_cafe_1234_5678u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::rules::xorshift(0x0bad_cafe_1234_5678);
         let (mut full_seen, mut kinds_seen) = (false, [false; 4]);
         for case in 0..400 {
             let mut col = Column::Ints(Rows::new());

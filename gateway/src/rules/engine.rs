@@ -2041,13 +2041,7 @@ mod peak_tests {
     /// lone echoes included, to the bit.
     #[test]
     fn the_low_without_a_copy_is_the_peak_of_the_negated_copy() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::rules::xorshift(0x2545_f491_4f6c_dd1d);
         for case in 0..2_000 {
             let n = (next() % 12) as usize;
             let points: Vec<(i64, f64)> = (0..n)

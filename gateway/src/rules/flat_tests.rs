@@ -72,13 +72,7 @@ fn without_flat_notes(mut out: Vec<ClueSignal>) -> String {
 /// same signals; every rule that judges a window raises something.
 #[test]
 fn flat_runs_as_summaries_send_what_the_long_windows_sent() {
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::rules::xorshift(0x9e37_79b9_7f4a_7c15);
     let mut raised: std::collections::BTreeMap<String, usize> = Default::default();
     let mut notes = 0usize;
     for case in 0..16i64 {
@@ -103,7 +97,7 @@ fn flat_runs_as_summaries_send_what_the_long_windows_sent() {
                 _ => t[d] + every,
             };
             t[d] = t[d].max(at);
-            if next() % 60 == 0 {
+            if next().is_multiple_of(60) {
                 stuck[d] = !stuck[d];
             }
             level_mm[d] = match next() % 40 {
@@ -144,7 +138,7 @@ fn flat_runs_as_summaries_send_what_the_long_windows_sent() {
                 format!("{want:?}"),
                 "case {case} step {step}"
             );
-            if next() % 10 == 0 {
+            if next().is_multiple_of(10) {
                 let now = t.iter().copied().max().unwrap_or(t0) + 5 * MIN;
                 assert_eq!(
                     without_flat_notes(new.on_tick(now)),

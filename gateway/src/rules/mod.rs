@@ -52,3 +52,14 @@ pub enum RulesError {
     #[error(transparent)]
     Invalid(#[from] crate::config_error::ConfigError),
 }
+
+/// Tests' random numbers: xorshift64 from `seed` (reproducible, no crate).
+#[cfg(test)]
+pub(crate) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}

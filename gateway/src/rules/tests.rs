@@ -1703,13 +1703,7 @@ fn running_judgements_send_what_rescanning_sends() {
     let rescan = |on: bool, fast_from: Option<usize>| {
         RUNNING_FROM_TEST.with(|r| r.set(if on { Some(usize::MAX) } else { fast_from }))
     };
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::rules::xorshift(0x2545_f491_4f6c_dd1d);
     let mut raised: std::collections::BTreeMap<String, usize> = Default::default();
     for case in 0..12 {
         // From how many readings judgements run: from the first, a few, or the default.
@@ -1761,7 +1755,7 @@ fn running_judgements_send_what_rescanning_sends() {
             for e in occurrences(&got) {
                 *raised.entry(e.rule.clone()).or_default() += 1;
             }
-            if next() % 10 == 0 {
+            if next().is_multiple_of(10) {
                 let now = t.iter().copied().max().unwrap_or(t0) + 5 * MIN;
                 rescan(false, fast_from);
                 let got = fast.on_tick(now);
@@ -1844,13 +1838,7 @@ condition = { type = "threshold", above = 420.0, clear_at = 400.0 }
         .filter(|r| r.id != "fast-fall")
         .cloned()
         .collect();
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = crate::rules::xorshift(0x9e37_79b9_7f4a_7c15);
     // Interned names: one `Name` per text, cloned into every reading that uses it.
     let mut names: std::collections::HashMap<String, Name> = Default::default();
     let mut name = |s: &str, shared: bool| {
@@ -1880,7 +1868,7 @@ condition = { type = "threshold", above = 420.0, clear_at = 400.0 }
             _ => &["grease_trap"],
         };
         t += (next() % 5) as i64 * MIN;
-        let shared = next() % 5 != 0;
+        let shared = !next().is_multiple_of(5);
         let mut msg = Vec::new();
         for (k, stream) in streams.iter().enumerate() {
             let i = (d + 4 * k) % 8;
@@ -1904,7 +1892,7 @@ condition = { type = "threshold", above = 420.0, clear_at = 400.0 }
             r.metric = name("level_mm", shared);
             msg.push(r);
         }
-        if next() % 50 == 0 {
+        if next().is_multiple_of(50) {
             // A message of two devices: the second reading is another device's.
             let mut r = msg[0].clone();
             r.device = name("trap-9", shared);
@@ -1919,7 +1907,7 @@ condition = { type = "threshold", above = 420.0, clear_at = 400.0 }
             (2, Ahead::Parts),
             (1, Ahead::Deep),
         ] {
-            if step >= ahead && next() % 7 != 0 {
+            if step >= ahead && !next().is_multiple_of(7) {
                 slot.prefetch(&msgs[step - ahead], stage);
             }
         }

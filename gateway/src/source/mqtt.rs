@@ -286,16 +286,7 @@ pub(crate) async fn run(
         metrics.clone(),
         cancel.clone(),
     ));
-    let mut source = Source {
-        cfg: &cfg,
-        client: &client,
-        eventloop,
-        acks: ack_rx,
-        unsent: Unsent::default(),
-        connection: 0,
-        metrics: &metrics,
-        spare,
-    };
+    let mut source = Source::new(&cfg, &client, eventloop, ack_rx, &metrics, spare);
     source.poll_loop(raw_tx, &cancel).await;
     let _ = decode.await;
     source.last_acks().await;
@@ -353,7 +344,28 @@ struct Source<'a> {
     spare: Spare,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    /// A source before its first connection: no acks waiting, connection 0.
+    fn new(
+        cfg: &'a MqttConfig,
+        client: &'a AsyncClient,
+        eventloop: EventLoop,
+        acks: AckReceiver,
+        metrics: &'a Metrics,
+        spare: Spare,
+    ) -> Self {
+        Source {
+            cfg,
+            client,
+            eventloop,
+            acks,
+            unsent: Unsent::default(),
+            connection: 0,
+            metrics,
+            spare,
+        }
+    }
+
     async fn poll_loop(
         &mut self,
         raw_tx: tokio::sync::mpsc::Sender<Raws>,
@@ -757,16 +769,7 @@ mod tests {
         let (ack_tx, ack_rx) = super::super::mqtt_acks::channel();
         let (raw_tx, mut raw_rx) = tokio::sync::mpsc::channel(HANDOFF_QUEUE);
         let cancel = CancellationToken::new();
-        let mut source = Source {
-            cfg: &cfg,
-            client: &client,
-            eventloop,
-            acks: ack_rx,
-            unsent: Unsent::default(),
-            connection: 0,
-            metrics: &metrics,
-            spare: Spare::default(),
-        };
+        let mut source = Source::new(&cfg, &client, eventloop, ack_rx, &metrics, Spare::default());
         let broker = async {
             let (mut s, _) = listener.accept().await.unwrap();
             let (connect, _) = read_packet(&mut s).await;

@@ -22,6 +22,11 @@ pub struct CharReading {
     pub alt_p: f32,
 }
 
+/// The text of a reading, its characters in order.
+pub(crate) fn text_of(chars: &[CharReading]) -> String {
+    chars.iter().map(|c| c.ch.as_str()).collect()
+}
+
 /// `text` read with probability `p` at every character and no runner-up (tests of the rules
 /// built on readings).
 #[cfg(test)]
@@ -325,10 +330,6 @@ mod tests {
         out
     }
 
-    fn text(chars: &[CharReading]) -> String {
-        chars.iter().map(|c| c.ch.as_str()).collect()
-    }
-
     /// Province (class 1) first, then letters (2, 3), then anything; three or four characters.
     fn layout() -> PathLayout {
         PathLayout::new(
@@ -353,7 +354,7 @@ mod tests {
             &[(4, 0.95)],
         ]);
         let got = ctc_chars(&p, 5, 6, &dict());
-        assert_eq!(text(&got), "浙8");
+        assert_eq!(text_of(&got), "浙8");
         assert!((got[1].p - 0.95).abs() < 1e-6, "{got:?}");
     }
 
@@ -369,10 +370,10 @@ mod tests {
             &[(5, 0.9)],
         ]);
         let greedy = ctc_chars(&p, 5, 6, &dict());
-        assert_eq!(text(&greedy), "浙80");
+        assert_eq!(text_of(&greedy), "浙80");
         let path = best_path_in_layout(&p, 5, 6, &layout()).expect("a path fits");
         let got = chars_of_path(&p, 6, &dict(), &path);
-        assert_eq!(text(&got), "浙E80");
+        assert_eq!(text_of(&got), "浙E80");
         assert!(got[1].p <= 0.5, "the restored letter is not sure: {got:?}");
     }
 
@@ -380,8 +381,8 @@ mod tests {
     fn a_greedy_path_that_fits_is_kept() {
         let p = rows(&[&[(1, 0.9)], &[(3, 0.8)], &[(0, 0.9)], &[(4, 0.9)]]);
         let path = best_path_in_layout(&p, 4, 6, &layout()).expect("fits");
-        assert_eq!(text(&chars_of_path(&p, 6, &dict(), &path)), "浙P8");
-        assert_eq!(text(&ctc_chars(&p, 4, 6, &dict())), "浙P8");
+        assert_eq!(text_of(&chars_of_path(&p, 6, &dict(), &path)), "浙P8");
+        assert_eq!(text_of(&ctc_chars(&p, 4, 6, &dict())), "浙P8");
     }
 
     #[test]
@@ -395,7 +396,7 @@ mod tests {
             &[(4, 0.9)],
         ]);
         let path = best_path_in_layout(&p, 5, 6, &layout()).expect("fits");
-        assert_eq!(text(&chars_of_path(&p, 6, &dict(), &path)), "浙E88");
+        assert_eq!(text_of(&chars_of_path(&p, 6, &dict(), &path)), "浙E88");
     }
 
     #[test]
@@ -418,7 +419,7 @@ mod tests {
         // likeliest three-character one is taken.
         let p = rows(&[&[(1, 0.9)], &[(2, 0.9)], &[(5, 0.9)], &[(4, 0.6)]]);
         let path = best_path_in_layout(&p, 4, 6, &l).expect("fits");
-        let t = text(&chars_of_path(&p, 6, &dict(), &path));
+        let t = text_of(&chars_of_path(&p, 6, &dict(), &path));
         assert!(t == "浙E0" || t == "浙E8", "{t}");
         assert_ne!(t.chars().count(), 4);
     }

@@ -20,7 +20,7 @@
 
 use super::VisionError;
 pub(crate) use super::ctc::{CharReading, ctc_chars};
-use super::ctc::{PathLayout, best_path_in_layout, chars_of_path};
+use super::ctc::{PathLayout, best_path_in_layout, chars_of_path, text_of};
 use super::nms::{BBox, nms};
 use super::plate_rec2::{
     SecondReader, Verdict, confirmable, corrected_only, single_row_verdict, special_ending,
@@ -1424,10 +1424,6 @@ pub(crate) fn merge_plates(mut found: Vec<PlateBox>, iou: f32) -> Vec<PlateBox> 
         }
     }
     keep
-}
-
-fn text_of(chars: &[CharReading]) -> String {
-    chars.iter().map(|c| c.ch.as_str()).collect()
 }
 
 /// Mean character probability (0 for no characters).

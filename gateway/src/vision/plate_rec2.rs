@@ -9,6 +9,7 @@
 //! also runs the model on the plate's corners ([`SecondReader::read`]).
 
 use super::VisionError;
+use super::ctc::text_of;
 use super::ctc::{CharReading, ctc_chars};
 use super::plate::{PlateConfig, SPECIAL_LAST, plate_layout_ok};
 use super::preprocess::{Normalize, Plane, Quad, warp_into};
@@ -136,7 +137,7 @@ pub(crate) enum Verdict {
 /// at least `sure_p`. Every rule that combines the two recognisers starts here, so a reading the
 /// second model is unsure of never changes ours.
 pub(crate) fn confident_text(second: &[CharReading], sure_p: f32) -> Option<String> {
-    let text: String = second.iter().map(|c| c.ch.as_str()).collect();
+    let text = text_of(second);
     let sure = !second.is_empty() && second.iter().all(|c| c.p >= sure_p);
     (sure && plate_layout_ok(&text)).then_some(text)
 }
@@ -204,7 +205,7 @@ pub(crate) fn second_opinion(
     sure_p: f32,
     province_p: f32,
 ) -> Verdict {
-    let text: String = ours.iter().map(|c| c.ch.as_str()).collect();
+    let text = text_of(ours);
     let Some(other) = confident_text(second, sure_p) else {
         return Verdict::Unchanged;
     };
@@ -281,7 +282,7 @@ pub(crate) fn identical_agreement(
     second: &[CharReading],
     config: &PlateConfig,
 ) -> Option<Verdict> {
-    let text: String = ours.iter().map(|c| c.ch.as_str()).collect();
+    let text = text_of(ours);
     let identical = confident_text(second, config.second_agree_p).is_some_and(|o| o == text);
     let ok = identical
         && confirmable(
@@ -319,7 +320,7 @@ pub(crate) fn views_settled(
     second: &[CharReading],
     config: &PlateConfig,
 ) -> Option<Verdict> {
-    let text: String = ours.iter().map(|c| c.ch.as_str()).collect();
+    let text = text_of(ours);
     let same = confident_text(second, config.second_sure_p).is_some_and(|o| o == text);
     let low = |c: &CharReading| c.p < config.char_doubt;
     let province_ok = ours
@@ -586,9 +587,7 @@ mod tests {
 
     fn ending_text(v: &Verdict) -> Option<(String, bool)> {
         match v {
-            Verdict::Ending { chars, sure } => {
-                Some((chars.iter().map(|c| c.ch.as_str()).collect(), *sure))
-            }
+            Verdict::Ending { chars, sure } => Some((text_of(chars), *sure)),
             _ => None,
         }
     }

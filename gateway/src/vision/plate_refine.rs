@@ -11,6 +11,7 @@
 
 use super::VisionError;
 use super::ctc::CharReading;
+use super::ctc::text_of;
 use super::nms::BBox;
 use super::plate::{PlateReading, plate_layout_ok};
 use super::plate_rec2::confident_text;
@@ -84,8 +85,8 @@ pub(crate) fn refined_verdict(
     read: &RefinedRead,
     agree_p: f32,
 ) -> Refined {
-    let theirs: String = read.ours.iter().map(|c| c.ch.as_str()).collect();
-    let second: String = read.second.iter().map(|c| c.ch.as_str()).collect();
+    let theirs = text_of(&read.ours);
+    let second = text_of(&read.second);
     let sure = |cs: &[CharReading]| !cs.is_empty() && cs.iter().all(|c| c.p >= agree_p);
     if theirs != second || !plate_layout_ok(&theirs) || !sure(&read.ours) || !sure(&read.second) {
         return Refined::Unchanged;
@@ -129,7 +130,7 @@ pub(crate) fn second_alone_verdict(
     char_doubt: f32,
     sure_p: f32,
 ) -> Refined {
-    let text: String = shown.iter().map(|c| c.ch.as_str()).collect();
+    let text = text_of(shown);
     let Some(other) = confident_text(second, sure_p) else {
         return Refined::Unchanged;
     };
@@ -173,7 +174,7 @@ pub(crate) fn needs_ours(
     second: &[CharReading],
     agree_p: f32,
 ) -> bool {
-    let theirs: String = second.iter().map(|c| c.ch.as_str()).collect();
+    let theirs = text_of(second);
     let counts =
         !second.is_empty() && second.iter().all(|c| c.p >= agree_p) && plate_layout_ok(&theirs);
     counts && (theirs != text || (doubtful && may_confirm))
@@ -203,7 +204,7 @@ pub(crate) fn apply_refined(r: &mut PlateReading, verdict: Refined) {
             r.candidates = vec![r.text.clone(), other];
         }
         Refined::SecondAlone { chars } => {
-            let other: String = chars.iter().map(|c| c.ch.as_str()).collect();
+            let other = text_of(&chars);
             note(
                 &mut r.doubt,
                 format!(
@@ -218,7 +219,7 @@ pub(crate) fn apply_refined(r: &mut PlateReading, verdict: Refined) {
             r.candidates.insert(0, other);
         }
         Refined::Reordered { chars } => {
-            let other: String = chars.iter().map(|c| c.ch.as_str()).collect();
+            let other = text_of(&chars);
             note(
                 &mut r.doubt,
                 format!(
@@ -563,7 +564,7 @@ mod tests {
         let Refined::SecondAlone { chars: got } = &fired else {
             panic!("expected SecondAlone, got {fired:?}");
         };
-        let text: String = got.iter().map(|c| c.ch.as_str()).collect();
+        let text = text_of(got);
         assert_eq!(text, "浙FNA885");
         assert_eq!(got[1].alt.as_deref(), Some("E"));
         assert!((got[1].p - 0.87).abs() < 1e-6, "ours' probability stays");
@@ -665,7 +666,7 @@ mod tests {
         candidates: Vec<String>,
     ) -> PlateReading {
         PlateReading {
-            text: chars.iter().map(|c| c.ch.as_str()).collect(),
+            text: text_of(&chars),
             confidence,
             plate: super::super::plate::PlateBox {
                 bbox: BBox {

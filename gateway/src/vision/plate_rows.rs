@@ -25,6 +25,7 @@
 //!   ([`UPPER_WIDTHS`]).
 
 use super::ctc::CharReading;
+use super::ctc::text_of;
 use super::plate::plate_layout_ok;
 use super::plate_rec2::{Verdict, confident_text};
 use super::preprocess::{Normalize, Plane, Quad, quad_point, quad_size, warp_into};
@@ -82,7 +83,7 @@ pub(crate) fn double_row_verdict(
     char_doubt: f32,
     sure_p: f32,
 ) -> Verdict {
-    let text: String = ours.iter().map(|c| c.ch.as_str()).collect();
+    let text = text_of(ours);
     let Some(other) = confident_text(&without_joint_rim(second), sure_p) else {
         return Verdict::Unchanged;
     };
