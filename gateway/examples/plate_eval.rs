@@ -18,6 +18,7 @@
 //! `--weak-det-threshold F`, `--special-endings 0|1`, `--double-rows 0|1`, `--dark-blue F` (0: off).
 //! `--refine 0|1`, `--refine-agree-p F` (hyperlpr's refinement net, see `PlateConfig::refine`),
 //! `--refine-second-alone 0|1`, `--refine-confirm-corrected 0|1` (its two later rules).
+//! `--guess-unsure-chars N` (0: keep guesses; see `PlateConfig::guess_unsure_chars`).
 //! `--dump-refined 1` adds, to every reading, what both recognisers read on the corners hyperlpr's
 //! refinement net finds in its box (`refined`: corners, `ours`, `second`), from a reader with
 //! the default config. `--dump-second 1` adds, to every reading, the second recogniser's own per-character reading
@@ -75,6 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--refine-agree-p" => config.refine_agree_p = v.parse()?,
             "--refine-second-alone" => config.refine_second_alone = v == "1",
             "--refine-confirm-corrected" => config.refine_confirm_corrected = v == "1",
+            "--guess-unsure-chars" => config.guess_unsure_chars = v.parse()?,
             "--rectify-above-deg" => {
                 config.rectify_above_deg = if v == "off" { None } else { Some(v.parse()?) }
             }

@@ -100,6 +100,17 @@ def edit(a, b):
     return d[-1]
 
 
+# Conditions named in the truth's notes, as subsets (a photo can be in several).
+CONDITIONS = (("night", ("night",)), ("faded colours", ("faded",)), ("low sun", ("low sun",)),
+              ("dirty plate", ("dirty",)), ("blur", ("blur",)), ("steep angle", ("steep angle",)),
+              ("wet road / rain", ("wet", "rain")), ("overexposed", ("overexposed",)))
+
+
+def conditions(r):
+    cond = r["cond"].lower()
+    return [name for name, words in CONDITIONS if any(w in cond for w in words)]
+
+
 def clear(r):
     bad = ("blur", "cut", "overexposed", "dirty", "faded", "night", "too small", "low sun", "greyscale")
     return r["size"] in ("medium", "large") and not any(b in r["cond"] for b in bad)
@@ -167,6 +178,39 @@ def summary(per):
         false_all=sum(o["false_all"] for o in neg) / len(neg) if neg else float("nan"),
         false_sure=sum(o["false_sure"] for o in neg) / len(neg) if neg else float("nan"),
         ms=statistics.median(ms) if ms else float("nan"))
+
+
+def verdict(subsets):
+    """The issue's targets, read off the tables above: exact plates on the clear ones, false plates
+    on plate-free images, and every subset where a known reader reads more plates exactly (or
+    more exactly and surely) than ours, with counts."""
+    print("\n### Against the targets\n")
+    for title, k, sums in subsets:
+        if title == "All" and k == "clear plates":
+            s = sums[0][1]
+            print(f"- exact on clear plates: {fmt(s['exact'])} % of {s['n']} (target >= 95 %)")
+        if title == "All" and k == "all" and sums[0][1]["neg"]:
+            s = sums[0][1]
+            print(f"- false plates per plate-free image, sure / all: {fmt(s['false_sure'], 2)} / "
+                  f"{fmt(s['false_all'], 2)} over {s['neg']} images (target 0)")
+    count = lambda s, key: round(s[key] * s["n"] / 100.0)
+    below = []
+    for title, k, sums in subsets:
+        ours = sums[0][1]
+        if not ours["n"] or title == "Tune variants (derive_tune.py)":
+            continue
+        for name, s in sums[1:]:
+            for key, label in (("exact", "exact"), ("sure_exact", "sure & exact")):
+                if count(s, key) > count(ours, key):
+                    below.append(f"- {title.lower()}: {k}: {label} {count(ours, key)}/{ours['n']} vs "
+                                 f"{name} {count(s, key)}/{s['n']}")
+    if not subsets or len(subsets[0][2]) < 2:
+        print("- no known reader in this run (--no-baseline): nothing to compare")
+    elif below:
+        print("- subsets where a known reader does better than ours (target: none on exact):")
+        print("\n".join(below))
+    else:
+        print("- no subset where a known reader reads more plates exactly, or exactly and surely")
 
 
 def profile(rows, runs, img):
@@ -263,6 +307,9 @@ def main():
 
     ref_name = readers[1][0] if len(readers) > 1 else "-"
 
+    # Every subset of every table, for the verdict against the targets at the end.
+    subsets = []
+
     def table(title, key_fn):
         groups = collections.OrderedDict()
         for r in rows:
@@ -275,6 +322,7 @@ def main():
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for k, ids in groups.items():
             sums = [(name, median_summary(runs, ids)) for name, runs in readers]
+            subsets.append((title, k, sums))
             ref = sums[1][1]["ms"] if len(sums) > 1 else float("nan")
             for name, s in sums:
                 ratio = s["ms"] / ref if ref == ref and ref > 0 else float("nan")
@@ -287,7 +335,9 @@ def main():
     table("By kind of photo", lambda r: [r["kind"]])
     table("By colour", lambda r: [r["colour"] + (" double-row" if r["rows"] == 2 else "")] if r["plates"] else [])
     table("By province character", lambda r: sorted({p[0] for p in r["plates"]}))
+    table("By condition", conditions)
     table("Tune variants (derive_tune.py)", lambda r: [r["variant"]] if r.get("variant") else [])
+    verdict(subsets)
     profile(rows, ours_runs, img)
     if a.details:
         names = [n for n, _ in readers]
