@@ -163,7 +163,7 @@ fn drains(gw: &GatewayProcess, vm: &VictoriaMetrics, backlog: usize) {
 #[test]
 fn a_throttled_gateway_keeps_its_connection_while_it_drains_a_backlog() {
     let dir = tempfile::tempdir().unwrap();
-    let (gw, _, _broker, vm, backlog) = frozen_under_backlog(dir.path(), "gw-slow", 500);
+    let (gw, _, _broker, vm, backlog) = frozen_under_backlog(dir.path(), "gw-slow", 800);
     gw.proc.signal(SIGCONT);
     let until = std::time::Instant::now() + Duration::from_secs(20);
     while std::time::Instant::now() < until {
