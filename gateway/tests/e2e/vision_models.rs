@@ -545,9 +545,11 @@ fn corrupt_truncated_and_enormous_frames_are_rejected() {
     assert!(huge.to_string().contains("limit"), "{huge}");
 }
 
-/// The registry part of the plate evaluation set (tests/plates/groundtruth.tsv): real photos
+/// The registry part of the plate evaluation set (tests/plates/groundtruth.tsv): real images
 /// with no Chinese plate (Debian darknet's samples, Vietnamese street scenes from the PyPI
-/// litealpr sdist), fetched and sha256-checked by tests/plates/fetch.sh.
+/// litealpr sdist, and split judge4's images from four more PyPI archives: a car with a Czech
+/// plate, a street with a bus, text, sample photos), fetched and sha256-checked by
+/// tests/plates/fetch.sh.
 fn plate_free_photos() -> Vec<(String, PathBuf)> {
     let mut cmd = Command::new("bash");
     cmd.arg(repo().join("tests/plates/fetch.sh"))
@@ -564,7 +566,10 @@ fn plate_free_photos() -> Vec<(String, PathBuf)> {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
             let c: Vec<&str> = l.split('\t').collect();
-            let registry = matches!(c.get(2), Some(&"debian-darknet" | &"pypi-litealpr"));
+            let registry = matches!(
+                c.get(2),
+                Some(&"debian-darknet" | &"pypi-litealpr" | &"pypi-file")
+            );
             (registry && c.get(8) == Some(&"-")).then(|| {
                 let ext = Path::new(c[3]).extension().and_then(|e| e.to_str());
                 let file = dir.join(format!("{}.{}", c[0], ext.unwrap_or("jpg")));
@@ -578,7 +583,7 @@ fn plate_free_photos() -> Vec<(String, PathBuf)> {
 fn no_sure_plate_on_real_photos_without_a_chinese_plate() {
     let reader = PlateReader::load(models(), PlateConfig::default()).expect("plate reader");
     let photos = plate_free_photos();
-    assert_eq!(photos.len(), 19, "plate-free rows in groundtruth.tsv");
+    assert_eq!(photos.len(), 50, "plate-free rows in groundtruth.tsv");
     let mut doubtful = 0;
     for (id, file) in &photos {
         let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{id}: {e}"));
