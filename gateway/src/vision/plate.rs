@@ -1429,7 +1429,8 @@ pub(crate) fn decode_plates(
     let mut found = Vec::new();
     for (i, p) in priors.iter().enumerate() {
         let score = conf.get(i * 2 + 1).copied().unwrap_or(0.0);
-        if score < threshold {
+        // Written so that NaN fails it: `score < threshold` is false for NaN.
+        if !(score >= threshold && score.is_finite()) {
             continue;
         }
         let (Some(l), Some(m)) = (loc.get(i * 4..i * 4 + 4), landms.get(i * 8..i * 8 + 8)) else {
@@ -1446,11 +1447,20 @@ pub(crate) fn decode_plates(
                 (p[1] + m[2 * k + 1] * VARIANCE[0] * p[3]) * sh,
             )
         };
+        // The model gives CCPD's vertex order (bottom-right, bottom-left, top-left,
+        // top-right); ours starts top-left, clockwise.
+        let corners = [corner(2), corner(3), corner(0), corner(1)];
+        // A plate no number can place (an output gone NaN or infinite) is no plate.
+        let finite = [bbox.x0, bbox.y0, bbox.x1, bbox.y1]
+            .into_iter()
+            .chain(corners.iter().flat_map(|&(x, y)| [x, y]))
+            .all(f32::is_finite);
+        if !finite {
+            continue;
+        }
         found.push(PlateBox {
             bbox,
-            // The model gives CCPD's vertex order (bottom-right, bottom-left, top-left,
-            // top-right); ours starts top-left, clockwise.
-            corners: [corner(2), corner(3), corner(0), corner(1)],
+            corners,
             score,
         });
     }
@@ -2122,6 +2132,34 @@ mod tests {
         assert_eq!(win.size, (320, 259));
         let far = win.to_src((320.0, 259.0));
         assert!(near(far, (1120.0, 817.0)), "{far:?}");
+    }
+
+    /// A NaN score compares false with the threshold, so `score < threshold` let it through,
+    /// and sorted by `total_cmp` it ranked above every real plate (and was read as a sure
+    /// box). Non-finite scores, boxes and corners are no plate.
+    #[test]
+    fn a_detector_output_that_is_not_a_number_is_no_plate() {
+        let priors = [[0.5, 0.5, 0.5, 0.5], [0.2, 0.2, 0.1, 0.1]];
+        let decode = |conf: [f32; 4], loc0: f32, landm0: f32| {
+            let mut loc = [0.0; 8];
+            loc[0] = loc0;
+            let mut landms = [0.0; 16];
+            landms[0] = landm0;
+            decode_plates(&priors, &loc, &conf, &landms, (100.0, 100.0), 0.5, 0.4)
+        };
+        // The second prior is a real plate, the first is where the output goes wrong.
+        let plates = decode([0.0, f32::NAN, 0.0, 0.9], 0.0, 0.0);
+        assert_eq!(plates.len(), 1, "{plates:?}");
+        assert_eq!(plates[0].score, 0.9);
+        assert_eq!(decode([0.0, f32::INFINITY, 0.0, 0.9], 0.0, 0.0).len(), 1);
+        assert_eq!(decode([0.0, 0.95, 0.0, 0.9], f32::NAN, 0.0).len(), 1);
+        assert_eq!(
+            decode([0.0, 0.95, 0.0, 0.9], 1e30, 0.0).len(),
+            2,
+            "big, not NaN"
+        );
+        assert_eq!(decode([0.0, 0.95, 0.0, 0.9], 0.0, f32::NAN).len(), 1);
+        assert_eq!(decode([0.0, 0.95, 0.0, 0.9], 0.0, 0.0).len(), 2);
     }
 
     #[test]
