@@ -31,7 +31,7 @@ use super::plate_refine::{
 };
 use super::plate_rows::{
     DOUBLE_ROW_CHARS, DoubleRead, RAISE_TOP, SECOND_LINE_H, UPPER_WIDTHS, double_row_verdict,
-    join_rows, may_be_double, raise_top,
+    join_rows, joined_read_alike, may_be_double, raise_top,
 };
 use super::preprocess::{
     Normalize, Plane, Quad, Roi, quad_point, quad_size, resize_into, warp_into,
@@ -662,7 +662,7 @@ impl PlateReader {
                     self.config.char_doubt,
                     self.config.second_sure_p,
                 );
-                backed[k] |= text_of(&other) == r.text || backs(&verdict);
+                backed[k] |= joined_read_alike(&r.chars, &other) || backs(&verdict);
                 apply_second_opinion(r, verdict);
             }
         }
