@@ -1177,7 +1177,7 @@ impl PlateReader {
                 .min(self.config.weak_det_threshold),
             self.config.nms_iou,
         );
-        let to_src = |x: f32, y: f32| win.to_src((x, y));
+        let to_src = |x: f32, y: f32| win.in_source((x, y));
         Ok(found
             .into_iter()
             .map(|p| {
@@ -1304,7 +1304,7 @@ impl DetWindow {
     /// asked for differs from it by the rounding of the size (a 1920 x 1078 frame at 1/3 is
     /// 640 x 359 pixels, 3.003 frame pixels each down; at 3 boxes near the bottom came out a
     /// pixel high).
-    fn to_src(&self, (x, y): (f32, f32)) -> (f32, f32) {
+    fn in_source(&self, (x, y): (f32, f32)) -> (f32, f32) {
         let (w, h) = self.size;
         (
             (x - self.offset.0 as f32) * self.roi.w / w as f32 + self.roi.x,
@@ -2107,9 +2107,9 @@ mod tests {
         let near = |(x, y): (f32, f32), (ex, ey): (f32, f32)| {
             (x - ex).abs() < 1e-2 && (y - ey).abs() < 1e-2
         };
-        let corner = win.to_src((640.0, 359.0));
+        let corner = win.in_source((640.0, 359.0));
         assert!(near(corner, (1920.0, 1078.0)), "{corner:?}");
-        let centre = win.to_src((320.0, 179.5));
+        let centre = win.in_source((320.0, 179.5));
         assert!(near(centre, (960.0, 539.0)), "{centre:?}");
         // A plate crop in a grey border, and a tile: the window's own offset and origin.
         let crop = Roi {
@@ -2120,8 +2120,8 @@ mod tests {
         };
         let win = DetWindow::new(crop, 1.0, 0.5);
         assert_eq!((win.offset, win.input_size()), ((71, 23), (283, 91)));
-        assert!(near(win.to_src((71.0, 23.0)), (0.0, 0.0)));
-        assert!(near(win.to_src((212.0, 68.0)), (141.0, 45.0)));
+        assert!(near(win.in_source((71.0, 23.0)), (0.0, 0.0)));
+        assert!(near(win.in_source((212.0, 68.0)), (141.0, 45.0)));
         let tile = Roi {
             x: 480.0,
             y: 300.0,
@@ -2130,7 +2130,7 @@ mod tests {
         };
         let win = DetWindow::new(tile, 0.5, 0.0);
         assert_eq!(win.size, (320, 259));
-        let far = win.to_src((320.0, 259.0));
+        let far = win.in_source((320.0, 259.0));
         assert!(near(far, (1120.0, 817.0)), "{far:?}");
     }
 
