@@ -3,3 +3,4 @@
 pub mod modbus;
 pub mod mqtt;
 pub(crate) mod mqtt_acks;
+mod mqtt_keepalive;

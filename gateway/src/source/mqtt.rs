@@ -11,6 +11,7 @@
 //! window, bounds what waits in memory.
 
 use super::mqtt_acks::{AckReceiver, AckSender, MqttAck, Unsent};
+use super::mqtt_keepalive::Liveness;
 use crate::backoff::{Backoff, Jitter};
 use crate::config_error::{ConfigError, invalid};
 use crate::decode::Decoder;
@@ -180,6 +181,11 @@ pub(crate) enum MqttError {
 /// the same message forever. Size policy is enforced after receipt (`max_payload_bytes`).
 const MAX_INCOMING_PACKET: usize = 268_435_455;
 
+/// The keep-alive sent to the broker and used by rumqttc's pings: `keep_alive_s`, at least 5 s.
+fn keep_alive(cfg: &MqttConfig) -> Duration {
+    Duration::from_secs(cfg.keep_alive_s.max(5))
+}
+
 /// Builds client options from config (URL, credentials, TLS, persistent session).
 pub(crate) fn options(cfg: &MqttConfig) -> Result<MqttOptions, MqttError> {
     let url = url::Url::parse(&cfg.url).map_err(|e| MqttError::Url(e.to_string()))?;
@@ -192,7 +198,7 @@ pub(crate) fn options(cfg: &MqttConfig) -> Result<MqttOptions, MqttError> {
     let mut o = MqttOptions::new(cfg.client_id.clone(), host, port);
     o.set_clean_session(false)
         .set_manual_acks(true)
-        .set_keep_alive(Duration::from_secs(cfg.keep_alive_s.max(5)))
+        .set_keep_alive(keep_alive(cfg))
         .set_max_packet_size(MAX_INCOMING_PACKET, 1024 * 1024)
         .set_inflight(1000);
     if let Some(u) = &cfg.username {
@@ -342,6 +348,9 @@ struct Source<'a> {
     connection: u64,
     metrics: &'a Metrics,
     spare: Spare,
+    /// Keeps rumqttc's ping check from failing a connection that is alive (see
+    /// [`super::mqtt_keepalive`]).
+    liveness: Liveness,
 }
 
 impl<'a> Source<'a> {
@@ -363,6 +372,7 @@ impl<'a> Source<'a> {
             connection: 0,
             metrics,
             spare,
+            liveness: Liveness::new(keep_alive(cfg)),
         }
     }
 
@@ -380,6 +390,7 @@ impl<'a> Source<'a> {
         tokio::pin!(cancelled);
         loop {
             self.write_acks().await;
+            self.liveness.before_reading(&mut self.eventloop.state);
             // Acks first (biased): a poll future that is never polled is dropped harmlessly.
             // A poll interrupted by acks is cancelled at one of rumqttc's await points (socket
             // read, flush, request channel), which keep their data.
@@ -387,6 +398,7 @@ impl<'a> Source<'a> {
                 biased;
                 _ = &mut cancelled => break,
                 more = self.acks.recv() => {
+                    self.liveness.stopped_reading();
                     match more {
                         Some(more) => self.unsent.extend(more),
                         None => break,
@@ -395,6 +407,7 @@ impl<'a> Source<'a> {
                 }
                 e = self.eventloop.poll() => e,
             };
+            self.liveness.stopped_reading();
             let event = match event {
                 Ok(event) => event,
                 Err(e) => {
@@ -434,6 +447,9 @@ impl<'a> Source<'a> {
             connection: self.connection,
         };
         loop {
+            if let Event::Incoming(_) = &event {
+                Liveness::packet_read(&mut self.eventloop.state);
+            }
             match event {
                 Event::Incoming(Packet::ConnAck(ack)) => {
                     // What was read before belongs to the connection before (not reached:
@@ -553,7 +569,7 @@ impl<'a> Source<'a> {
         if self.unsent.is_empty() {
             return;
         }
-        let timeout = Duration::from_secs(self.cfg.keep_alive_s.max(5));
+        let timeout = keep_alive(self.cfg);
         match self
             .unsent
             .write(&mut self.eventloop, self.connection, timeout)
