@@ -351,7 +351,7 @@ mod tests {
     fn decode_maps_through_the_letterbox_and_filters_classes() {
         let lb = Letterbox {
             size: 416,
-            scale: 0.5,
+            scale: (0.5, 0.5),
             pad_x: 0.0,
             pad_y: 104.0,
         };
