@@ -8,6 +8,9 @@
 //! constrained Viterbi path. It equals the greedy path whenever that one already fits, and any
 //! character it adds was not the likeliest class at its steps, so its probability stays at or
 //! below one half and the reading stays doubtful (see `plate::assess`): a lead, never a sure read.
+//! A character it adds by splitting a run of one class in two (a doubled digit) was the likeliest
+//! class at its steps, but the blank that splits the run was not: [`chars_of_path`] bounds it by
+//! that blank.
 
 use serde::Serialize;
 
@@ -70,6 +73,13 @@ pub(crate) fn ctc_chars(
 /// The characters an alignment spells: repeats collapsed, blanks dropped; each character's
 /// probability is its best over its run of steps, with the likeliest other character (not the
 /// blank) at that step as runner-up.
+///
+/// A character that repeats the one before it across blanks none of which was the likeliest
+/// class at its step (an alignment that split one run of `8`s into two, as
+/// [`best_path_in_layout`] does to reach a plate's length) is at most as likely as the likeliest
+/// of those blanks: that blank is all the evidence of a second character, and it was not the
+/// likeliest class, so the character stays at or below one half like any other the layout adds.
+/// On a greedy path every blank is the likeliest class at its step: nothing changes there.
 pub(crate) fn chars_of_path(
     probs: &[f32],
     classes: usize,
@@ -78,8 +88,16 @@ pub(crate) fn chars_of_path(
 ) -> Vec<CharReading> {
     let mut out: Vec<CharReading> = Vec::new();
     let mut prev = 0usize;
+    // The last character's label and the blank steps since it: their likeliest blank
+    // probability, and whether any was the likeliest class of its step.
+    let (mut last_label, mut gap_p, mut gap_read) = (0usize, 0.0f32, false);
+    // The bound on the current character's probability (see above).
+    let mut cap = 1.0f32;
     for (row, &label) in probs.chunks_exact(classes).zip(path) {
-        if label != 0 && label < classes {
+        if label == 0 {
+            gap_p = gap_p.max(row[0]);
+            gap_read |= row.iter().skip(1).all(|&v| row[0] >= v);
+        } else if label < classes {
             let p = row[label];
             // Runner-up among characters only: the blank competing means "maybe no
             // character", not another one.
@@ -98,6 +116,7 @@ pub(crate) fn chars_of_path(
                 dict.get(alt_i - 1).cloned()
             };
             if label == prev {
+                let p = p.min(cap);
                 if let Some(last) = out.last_mut()
                     && p > last.p
                 {
@@ -106,12 +125,18 @@ pub(crate) fn chars_of_path(
                     last.alt_p = alt_p;
                 }
             } else if let Some(c) = dict.get(label - 1) {
+                cap = if label == last_label && !gap_read {
+                    gap_p
+                } else {
+                    1.0
+                };
                 out.push(CharReading {
                     ch: c.clone(),
-                    p,
+                    p: p.min(cap),
                     alt,
                     alt_p,
                 });
+                (last_label, gap_p, gap_read) = (label, 0.0, false);
             }
         }
         prev = label;
@@ -375,6 +400,44 @@ mod tests {
         let got = chars_of_path(&p, 6, &dict(), &path);
         assert_eq!(text_of(&got), "浙E80");
         assert!(got[1].p <= 0.5, "the restored letter is not sure: {got:?}");
+    }
+
+    /// A digit doubled by the layout out of one run of steps (8 8 8 read as one 8; the layout
+    /// wants one more character, so the path puts a blank where 8 was likeliest): the second 8
+    /// stands only on that blank's probability, and stays doubtful like any character the
+    /// layout adds (it came out at 0.9, a sure read of a character no step showed apart).
+    #[test]
+    fn a_digit_split_from_one_run_by_the_layout_stays_doubtful() {
+        let four = PathLayout::new(6, &[4], |c, pos| (pos == 1) == (c == 1), |_, _| false);
+        let p = rows(&[
+            &[(1, 0.9)],
+            &[(2, 0.9)],
+            &[(4, 0.9), (0, 0.05)],
+            &[(4, 0.9), (0, 0.06)],
+            &[(4, 0.9), (0, 0.05)],
+        ]);
+        assert_eq!(text_of(&ctc_chars(&p, 5, 6, &dict())), "浙E8");
+        let path = best_path_in_layout(&p, 5, 6, &four).expect("fits");
+        let got = chars_of_path(&p, 6, &dict(), &path);
+        assert_eq!(text_of(&got), "浙E88");
+        assert!((got[2].p - 0.9).abs() < 1e-6, "{got:?}");
+        assert!(got[3].p <= 0.5, "the split-off 8 is not sure: {got:?}");
+        // A blank the greedy path read too splits a repeat on its own evidence: kept as it is.
+        let p = rows(&[
+            &[(1, 0.9)],
+            &[(2, 0.9)],
+            &[(4, 0.9)],
+            &[(0, 0.6), (4, 0.3)],
+            &[(4, 0.9)],
+        ]);
+        let got = chars_of_path(
+            &p,
+            6,
+            &dict(),
+            &best_path_in_layout(&p, 5, 6, &four).unwrap(),
+        );
+        assert_eq!(text_of(&got), "浙E88");
+        assert!((got[3].p - 0.9).abs() < 1e-6, "{got:?}");
     }
 
     #[test]

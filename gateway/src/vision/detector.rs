@@ -308,12 +308,17 @@ pub(crate) fn decode(
     let mut out = Vec::new();
     for row in raw.chunks_exact(STRIDE) {
         let obj = row[4];
-        if obj < threshold {
+        // Written so that NaN fails (`obj < threshold` is false for NaN), and a box no number
+        // can place (NaN or infinite) is no object.
+        let placed = row[..4].iter().all(|v| v.is_finite());
+        if !(placed && obj.is_finite() && obj >= threshold) {
             continue;
         }
         for (class_id, &p) in row[5..].iter().enumerate() {
             let score = obj * p;
-            if score < threshold || !(classes.is_empty() || classes.contains(&class_id)) {
+            if !(score >= threshold && score.is_finite())
+                || !(classes.is_empty() || classes.contains(&class_id))
+            {
                 continue;
             }
             let (x0, y0) = lb.to_source(row[0] - row[2] / 2.0, row[1] - row[3] / 2.0);
@@ -351,7 +356,7 @@ mod tests {
     fn decode_maps_through_the_letterbox_and_filters_classes() {
         let lb = Letterbox {
             size: 416,
-            scale: 0.5,
+            scale: (0.5, 0.5),
             pad_x: 0.0,
             pad_y: 104.0,
         };
@@ -376,6 +381,36 @@ mod tests {
             }
         );
         assert_eq!(decode(&raw, &lb, 0.25, &[], 832.0, 416.0).len(), 2);
+    }
+
+    /// NaN compares false with the threshold: `obj < threshold` let a NaN row through, and its
+    /// NaN box (area NaN, not <= 0) and score (first under `total_cmp`) came out as a detection.
+    #[test]
+    fn a_row_that_is_not_a_number_is_no_detection() {
+        let lb = Letterbox {
+            size: 416,
+            scale: (0.5, 0.5),
+            pad_x: 0.0,
+            pad_y: 104.0,
+        };
+        let car = [208.0, 208.0, 100.0, 50.0, 0.9];
+        for (k, bad) in [
+            (4, f32::NAN),
+            (5 + CAR, f32::NAN),
+            (0, f32::NAN),
+            (2, f32::INFINITY),
+        ] {
+            let mut raw = vec![0.0f32; 2 * STRIDE];
+            raw[..5].copy_from_slice(&car);
+            raw[5 + CAR] = 0.8;
+            raw[k] = bad;
+            // Row 1: a real car elsewhere.
+            raw[STRIDE..STRIDE + 5].copy_from_slice(&[50.0, 150.0, 20.0, 20.0, 0.9]);
+            raw[STRIDE + 5 + CAR] = 0.9;
+            let d = decode(&raw, &lb, 0.25, &STREET_CLASSES, 832.0, 416.0);
+            assert_eq!(d.len(), 1, "value {bad} at {k}: {d:?}");
+            assert!((d[0].score - 0.81).abs() < 1e-6, "{d:?}");
+        }
     }
 
     #[test]

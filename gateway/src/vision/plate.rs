@@ -31,7 +31,7 @@ use super::plate_refine::{
 };
 use super::plate_rows::{
     DOUBLE_ROW_CHARS, DoubleRead, RAISE_TOP, SECOND_LINE_H, UPPER_WIDTHS, double_row_verdict,
-    join_rows, may_be_double, raise_top,
+    join_rows, joined_read_alike, may_be_double, raise_top,
 };
 use super::preprocess::{
     Normalize, Plane, Quad, Roi, quad_point, quad_size, resize_into, warp_into,
@@ -662,7 +662,7 @@ impl PlateReader {
                     self.config.char_doubt,
                     self.config.second_sure_p,
                 );
-                backed[k] |= text_of(&other) == r.text || backs(&verdict);
+                backed[k] |= joined_read_alike(&r.chars, &other) || backs(&verdict);
                 apply_second_opinion(r, verdict);
             }
         }
@@ -1126,13 +1126,10 @@ impl PlateReader {
         dark_blue: f32,
         stats: &mut ReadStats,
     ) -> Result<Vec<PlateBox>, VisionError> {
-        let rw = ((roi.w * s).round() as usize).max(1);
-        let rh = ((roi.h * s).round() as usize).max(1);
-        let (px, py) = (
-            (rw as f32 * border).round() as usize,
-            (rh as f32 * border).round() as usize,
-        );
-        let (w, h) = (rw + 2 * px, rh + 2 * py);
+        let win = DetWindow::new(roi, s, border);
+        let (rw, rh) = win.size;
+        let (px, py) = win.offset;
+        let (w, h) = win.input_size();
         let mut input = vec![0.0f32; 3 * w * h];
         let mut plane = Plane {
             data: &mut input,
@@ -1180,7 +1177,7 @@ impl PlateReader {
                 .min(self.config.weak_det_threshold),
             self.config.nms_iou,
         );
-        let to_src = |x: f32, y: f32| ((x - px as f32) / s + roi.x, (y - py as f32) / s + roi.y);
+        let to_src = |x: f32, y: f32| win.in_source((x, y));
         Ok(found
             .into_iter()
             .map(|p| {
@@ -1267,6 +1264,52 @@ impl PlateReader {
             }
         }
         Ok(out)
+    }
+}
+
+/// Where a region of the frame sits in a detector input: `roi` resized to `size` pixels at
+/// `offset` (the border on the left and top), the input `size + 2 * offset`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct DetWindow {
+    roi: Roi,
+    size: (usize, usize),
+    offset: (usize, usize),
+}
+
+impl DetWindow {
+    /// `roi` scaled by `s` (each side rounded to whole pixels, at least 1) inside a border of
+    /// `border` times that size on each side.
+    fn new(roi: Roi, s: f32, border: f32) -> Self {
+        let rw = ((roi.w * s).round() as usize).max(1);
+        let rh = ((roi.h * s).round() as usize).max(1);
+        DetWindow {
+            roi,
+            size: (rw, rh),
+            offset: (
+                (rw as f32 * border).round() as usize,
+                (rh as f32 * border).round() as usize,
+            ),
+        }
+    }
+
+    fn input_size(&self) -> (usize, usize) {
+        (
+            self.size.0 + 2 * self.offset.0,
+            self.size.1 + 2 * self.offset.1,
+        )
+    }
+
+    /// A point of the detector input (pixel edges at whole numbers) in source pixels, by the
+    /// scale [`resize_into`] used on each axis: the window's size over the region's. The scale
+    /// asked for differs from it by the rounding of the size (a 1920 x 1078 frame at 1/3 is
+    /// 640 x 359 pixels, 3.003 frame pixels each down; at 3 boxes near the bottom came out a
+    /// pixel high).
+    fn in_source(&self, (x, y): (f32, f32)) -> (f32, f32) {
+        let (w, h) = self.size;
+        (
+            (x - self.offset.0 as f32) * self.roi.w / w as f32 + self.roi.x,
+            (y - self.offset.1 as f32) * self.roi.h / h as f32 + self.roi.y,
+        )
     }
 }
 
@@ -1386,7 +1429,8 @@ pub(crate) fn decode_plates(
     let mut found = Vec::new();
     for (i, p) in priors.iter().enumerate() {
         let score = conf.get(i * 2 + 1).copied().unwrap_or(0.0);
-        if score < threshold {
+        // Written so that NaN fails it: `score < threshold` is false for NaN.
+        if !(score >= threshold && score.is_finite()) {
             continue;
         }
         let (Some(l), Some(m)) = (loc.get(i * 4..i * 4 + 4), landms.get(i * 8..i * 8 + 8)) else {
@@ -1403,11 +1447,20 @@ pub(crate) fn decode_plates(
                 (p[1] + m[2 * k + 1] * VARIANCE[0] * p[3]) * sh,
             )
         };
+        // The model gives CCPD's vertex order (bottom-right, bottom-left, top-left,
+        // top-right); ours starts top-left, clockwise.
+        let corners = [corner(2), corner(3), corner(0), corner(1)];
+        // A plate no number can place (an output gone NaN or infinite) is no plate.
+        let finite = [bbox.x0, bbox.y0, bbox.x1, bbox.y1]
+            .into_iter()
+            .chain(corners.iter().flat_map(|&(x, y)| [x, y]))
+            .all(f32::is_finite);
+        if !finite {
+            continue;
+        }
         found.push(PlateBox {
             bbox,
-            // The model gives CCPD's vertex order (bottom-right, bottom-left, top-left,
-            // top-right); ours starts top-left, clockwise.
-            corners: [corner(2), corner(3), corner(0), corner(1)],
+            corners,
             score,
         });
     }
@@ -2036,6 +2089,77 @@ mod tests {
             near(c[1], (55.0, 45.0)) && near(c[2], (55.0, 55.0)) && near(c[3], (45.0, 55.0)),
             "{c:?}"
         );
+    }
+
+    /// The detector sees the frame resized to whole pixels, so each axis has its own scale
+    /// (size over the region's), not the one asked for: a 1920 x 1078 frame at 640 / 1920 is
+    /// 640 x 359 (1077 / 3). The input's edges and its centre must land on the frame's.
+    #[test]
+    fn detector_input_points_map_back_to_the_frames_pixels_on_both_axes() {
+        let frame = Roi {
+            x: 0.0,
+            y: 0.0,
+            w: 1920.0,
+            h: 1078.0,
+        };
+        let win = DetWindow::new(frame, 640.0 / 1920.0, 0.0);
+        assert_eq!((win.size, win.input_size()), ((640, 359), (640, 359)));
+        let near = |(x, y): (f32, f32), (ex, ey): (f32, f32)| {
+            (x - ex).abs() < 1e-2 && (y - ey).abs() < 1e-2
+        };
+        let corner = win.in_source((640.0, 359.0));
+        assert!(near(corner, (1920.0, 1078.0)), "{corner:?}");
+        let centre = win.in_source((320.0, 179.5));
+        assert!(near(centre, (960.0, 539.0)), "{centre:?}");
+        // A plate crop in a grey border, and a tile: the window's own offset and origin.
+        let crop = Roi {
+            x: 0.0,
+            y: 0.0,
+            w: 141.0,
+            h: 45.0,
+        };
+        let win = DetWindow::new(crop, 1.0, 0.5);
+        assert_eq!((win.offset, win.input_size()), ((71, 23), (283, 91)));
+        assert!(near(win.in_source((71.0, 23.0)), (0.0, 0.0)));
+        assert!(near(win.in_source((212.0, 68.0)), (141.0, 45.0)));
+        let tile = Roi {
+            x: 480.0,
+            y: 300.0,
+            w: 640.0,
+            h: 517.0,
+        };
+        let win = DetWindow::new(tile, 0.5, 0.0);
+        assert_eq!(win.size, (320, 259));
+        let far = win.in_source((320.0, 259.0));
+        assert!(near(far, (1120.0, 817.0)), "{far:?}");
+    }
+
+    /// A NaN score compares false with the threshold, so `score < threshold` let it through,
+    /// and sorted by `total_cmp` it ranked above every real plate (and was read as a sure
+    /// box). Non-finite scores, boxes and corners are no plate.
+    #[test]
+    fn a_detector_output_that_is_not_a_number_is_no_plate() {
+        let priors = [[0.5, 0.5, 0.5, 0.5], [0.2, 0.2, 0.1, 0.1]];
+        let decode = |conf: [f32; 4], loc0: f32, landm0: f32| {
+            let mut loc = [0.0; 8];
+            loc[0] = loc0;
+            let mut landms = [0.0; 16];
+            landms[0] = landm0;
+            decode_plates(&priors, &loc, &conf, &landms, (100.0, 100.0), 0.5, 0.4)
+        };
+        // The second prior is a real plate, the first is where the output goes wrong.
+        let plates = decode([0.0, f32::NAN, 0.0, 0.9], 0.0, 0.0);
+        assert_eq!(plates.len(), 1, "{plates:?}");
+        assert_eq!(plates[0].score, 0.9);
+        assert_eq!(decode([0.0, f32::INFINITY, 0.0, 0.9], 0.0, 0.0).len(), 1);
+        assert_eq!(decode([0.0, 0.95, 0.0, 0.9], f32::NAN, 0.0).len(), 1);
+        assert_eq!(
+            decode([0.0, 0.95, 0.0, 0.9], 1e30, 0.0).len(),
+            2,
+            "big, not NaN"
+        );
+        assert_eq!(decode([0.0, 0.95, 0.0, 0.9], 0.0, f32::NAN).len(), 1);
+        assert_eq!(decode([0.0, 0.95, 0.0, 0.9], 0.0, 0.0).len(), 2);
     }
 
     #[test]

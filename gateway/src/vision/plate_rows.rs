@@ -96,6 +96,15 @@ pub(crate) fn double_row_verdict(
     }
 }
 
+/// Whether the second recogniser's reading of a joined line reads the same text as ours
+/// (whatever its probabilities), the rim at the joint left out as [`double_row_verdict`] leaves
+/// it out: the reading behind a double-row text that keeps it from being a guess
+/// (`plate::is_guess`). Compared with the rim in, a reading the verdict takes as alike did not
+/// count as behind ours.
+pub(crate) fn joined_read_alike(ours: &[CharReading], second: &[CharReading]) -> bool {
+    text_of(&without_joint_rim(second)) == text_of(ours)
+}
+
 /// The second recogniser's reading of a joined line without the rim at its joint: a '1' read
 /// right after the upper row's two characters, when that makes the reading one character longer
 /// than a double-row plate, is left out (whatever its probability); any other reading is kept
@@ -257,6 +266,11 @@ mod tests {
         let mut rim = read("皖B1C4DUA", 0.9);
         rim[2].p = 0.5;
         assert_eq!(v(&ours, &rim), Verdict::Confirmed);
+        // Read alike, whatever the second's probabilities: the rim is not a character of it.
+        rim[5].p = 0.3;
+        assert_eq!(v(&ours, &rim), Verdict::Unchanged);
+        assert!(joined_read_alike(&ours, &rim));
+        assert!(!joined_read_alike(&ours, &read("皖B1C4DUB", 0.9)));
         // A real '1' first in the lower row, and the rim before it: still the same plate.
         assert_eq!(
             v(&read("皖B1C4DU", 0.95), &read("皖B11C4DU", 0.9)),

@@ -269,7 +269,9 @@ pub(crate) fn bilinear_rgb(img: &RgbImage, fx: f32, fy: f32) -> [f32; 3] {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Letterbox {
     pub size: u32,
-    pub scale: f32,
+    /// Input pixels per source pixel, across and down: the picture's whole-pixel size over the
+    /// region's, so the two differ by the rounding of the shorter side.
+    pub scale: (f32, f32),
     pub pad_x: f32,
     pub pad_y: f32,
 }
@@ -277,18 +279,35 @@ pub struct Letterbox {
 impl Letterbox {
     /// Maps a point of the network input back to source-image pixels.
     pub(crate) fn to_source(self, x: f32, y: f32) -> (f32, f32) {
-        ((x - self.pad_x) / self.scale, (y - self.pad_y) / self.scale)
+        (
+            (x - self.pad_x) / self.scale.0,
+            (y - self.pad_y) / self.scale.1,
+        )
     }
 }
 
 /// Letterboxes `roi` of `img` into `out` (`[3, size, size]`, RGB 0..1, grey 0.5 borders), as
-/// Darknet does.
+/// Darknet does: the longer side (relative to the input) fills it, the other is
+/// `other * size / longer` rounded down, computed so that a whole result stays whole (in f32,
+/// 720 x (416 / 1280) is 233.99998: a 1280 x 720 frame lost its last row and boxes came back
+/// 3 px high at its bottom).
 pub fn letterbox_into(img: &RgbImage, roi: Roi, size: u32, out: &mut [f32]) -> Letterbox {
     let s = size as usize;
     out[..3 * s * s].fill(0.5);
-    let scale = (size as f32 / roi.w).min(size as f32 / roi.h);
-    let nw = ((roi.w * scale) as usize).clamp(1, s);
-    let nh = ((roi.h * scale) as usize).clamp(1, s);
+    let (rw, rh, fs) = (f64::from(roi.w), f64::from(roi.h), f64::from(size));
+    let (nw, nh) = if rw >= rh {
+        (fs, (rh * fs / rw).floor())
+    } else {
+        ((rw * fs / rh).floor(), fs)
+    };
+    let fit = |v: f64| -> usize {
+        if v.is_finite() {
+            (v as usize).clamp(1, s)
+        } else {
+            1
+        }
+    };
+    let (nw, nh) = (fit(nw), fit(nh));
     let (dx, dy) = ((s - nw) / 2, (s - nh) / 2);
     let mut plane = Plane {
         data: &mut out[..3 * s * s],
@@ -296,11 +315,15 @@ pub fn letterbox_into(img: &RgbImage, roi: Roi, size: u32, out: &mut [f32]) -> L
         height: s,
     };
     resize_into(img, roi, &mut plane, (dx, dy, nw, nh), &Normalize::RGB_UNIT);
+    let scale = (
+        nw as f32 / roi.w.max(f32::MIN_POSITIVE),
+        nh as f32 / roi.h.max(f32::MIN_POSITIVE),
+    );
     Letterbox {
         size,
         scale,
-        pad_x: dx as f32 - roi.x * scale,
-        pad_y: dy as f32 - roi.y * scale,
+        pad_x: dx as f32 - roi.x * scale.0,
+        pad_y: dy as f32 - roi.y * scale.1,
     }
 }
 
@@ -313,7 +336,7 @@ mod tests {
         let img = RgbImage::from_pixel(832, 416, image::Rgb([255, 0, 0]));
         let mut out = vec![0.0; 3 * 416 * 416];
         let lb = letterbox_into(&img, Roi::whole(&img), 416, &mut out);
-        assert_eq!(lb.scale, 0.5);
+        assert_eq!(lb.scale, (0.5, 0.5));
         assert_eq!(lb.pad_y, 104.0);
         // Grey above, red inside.
         assert_eq!(out[0], 0.5);
@@ -321,6 +344,31 @@ mod tests {
         assert_eq!(out[416 * 416 + 208 * 416 + 10], 0.0);
         let (x, y) = lb.to_source(208.0, 208.0);
         assert!((x - 416.0).abs() < 1e-3 && (y - 208.0).abs() < 1e-3);
+    }
+
+    /// The picture's edges map back to the frame's on both axes. A 1280 x 720 camera frame at
+    /// 416 / 1280 is 416 x 234 (Darknet: 720 * 416 / 1280); in f32 that product is 233.99998,
+    /// truncated to 233, and boxes were mapped back by the asked-for scale: the frame's bottom
+    /// came out at 716.9. A 1920 x 1078 frame's picture is 233.6 rows, a whole number of pixels
+    /// either way: mapped back by its own size, not by the scale.
+    #[test]
+    fn letterboxed_picture_edges_map_back_to_the_frame_edges() {
+        for (w, h, pic_h) in [(1280, 720, 234), (2560, 1440, 234), (1920, 1078, 233)] {
+            let img = RgbImage::new(w, h);
+            let mut out = vec![0.0; 3 * 416 * 416];
+            let lb = letterbox_into(&img, Roi::whole(&img), 416, &mut out);
+            let top = (416 - pic_h) / 2;
+            // Grey border above the picture, picture (black) from `top` on.
+            assert_eq!(out[(top as usize - 1) * 416], 0.5, "{w} x {h}");
+            assert_eq!(out[top as usize * 416], 0.0, "{w} x {h}");
+            assert_eq!(out[(top + pic_h - 1) as usize * 416], 0.0, "{w} x {h}");
+            assert_eq!(out[(top + pic_h) as usize * 416], 0.5, "{w} x {h}");
+            let (x0, y0) = lb.to_source(0.0, top as f32);
+            let (x1, y1) = lb.to_source(416.0, (top + pic_h) as f32);
+            let near = |a: f32, b: u32| (a - b as f32).abs() < 1e-2;
+            assert!(near(x0, 0) && near(y0, 0), "{w} x {h}: {x0} {y0}");
+            assert!(near(x1, w) && near(y1, h), "{w} x {h}: {x1} {y1}");
+        }
     }
 
     /// On an axis-aligned rectangle the warp is the resize; on a turned quad it straightens:

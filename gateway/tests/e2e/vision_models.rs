@@ -604,3 +604,36 @@ fn no_sure_plate_on_real_photos_without_a_chinese_plate() {
         photos.len()
     );
 }
+
+/// Frames of any size the decoder accepts are read without an error or a panic: a pixel, a
+/// line, slivers either way, a plate-crop shape too small to hold a plate, and a wide sliver
+/// past the tiling bound (the detector's input then has a side of a few pixels). What they show
+/// does not matter; a camera sending one must not fail the frame.
+#[test]
+fn odd_frame_shapes_read_without_an_error() {
+    let reader = PlateReader::load(models(), PlateConfig::default()).expect("plate reader");
+    let noise = |w: u32, h: u32| {
+        image::RgbImage::from_fn(w, h, |x, y| {
+            let v = ((x * 7919 + y * 104_729) % 251) as u8;
+            image::Rgb([v, v.wrapping_mul(3), v.wrapping_add(90)])
+        })
+    };
+    for (w, h) in [
+        (1, 1),
+        (2, 2),
+        (3, 1),
+        (1, 3),
+        (2000, 1),
+        (1, 2000),
+        (3000, 3),
+        (3, 3000),
+        (30, 10),
+        (9, 3),
+        (641, 2),
+        (1000, 17),
+    ] {
+        let img = noise(w, h);
+        let got = reader.read(&img);
+        assert!(got.is_ok(), "{w} x {h}: {got:?}");
+    }
+}
