@@ -295,7 +295,9 @@ impl Detector {
 }
 
 /// Decodes raw rows (cx, cy, w, h, objectness, 80 probabilities; input pixels) into detections
-/// in source pixels, keeping the best class of each row when its score passes `threshold`.
+/// in source pixels: one per class of `classes` whose score (objectness x probability) passes
+/// `threshold`, as Darknet does, so one box can come out as both a car and a truck (NMS is per
+/// class; the parking tracker takes such twins as one vehicle, `dwell::same_vehicle`).
 /// The letterbox maps input pixels to source pixels; boxes are clamped to `w` x `h`.
 pub(crate) fn decode(
     raw: &[f32],
