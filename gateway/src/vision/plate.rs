@@ -21,7 +21,7 @@
 use super::VisionError;
 pub(crate) use super::ctc::{CharReading, ctc_chars};
 use super::ctc::{PathLayout, best_path_in_layout, chars_of_path, text_of};
-use super::nms::{BBox, nms};
+use super::nms::{BBox, nms, passes};
 use super::plate_rec2::{
     SecondReader, Verdict, confirmable, corrected_only, single_row_verdict, special_ending,
 };
@@ -1429,8 +1429,7 @@ pub(crate) fn decode_plates(
     let mut found = Vec::new();
     for (i, p) in priors.iter().enumerate() {
         let score = conf.get(i * 2 + 1).copied().unwrap_or(0.0);
-        // Written so that NaN fails it: `score < threshold` is false for NaN.
-        if !(score >= threshold && score.is_finite()) {
+        if !passes(score, threshold) {
             continue;
         }
         let (Some(l), Some(m)) = (loc.get(i * 4..i * 4 + 4), landms.get(i * 8..i * 8 + 8)) else {
@@ -1617,7 +1616,7 @@ fn backs(verdict: &Verdict) -> bool {
 /// A reading that is more guess than reading ([`PlateConfig::guess_unsure_chars`]): doubtful,
 /// with at least `unsure` characters below even odds, and no reading of the second recogniser
 /// behind its text (`backed`). `unsure` 0: never.
-pub(crate) fn is_guess(r: &PlateReading, backed: bool, unsure: usize) -> bool {
+fn is_guess(r: &PlateReading, backed: bool, unsure: usize) -> bool {
     unsure > 0 && r.doubtful && !backed && r.chars.iter().filter(|c| c.p < 0.5).count() >= unsure
 }
 
